@@ -1,0 +1,458 @@
+"""Sans-I/O STOMP 1.0/1.1/1.2 frame codec: bytes in -> frames out, frames -> bytes.
+
+No sockets, no Twisted, no broker imports: the session (``warren.stomp.session``) feeds whatever
+bytes the transport handed it to :meth:`StompParser.feed` and writes what :func:`encode`
+returns. Modelled on RabbitMQ's ``rabbit_stomp_frame.erl`` (pure parse/serialise) and h11
+(any input, whole or byte by byte, parses or raises the one protocol error).
+
+Wire rules (STOMP 1.2 "STOMP Frames", "Value Encoding", "Augmented BNF")::
+
+    frame   = command EOL *( header EOL ) EOL *OCTET NULL *( EOL )
+    EOL     = [CR] LF
+    header  = header-name ":" header-value
+
+Choices made where the specs leave room or differ:
+
+- CR LF is accepted as EOL in every version on input (1.0/1.1 clients send it in practice);
+  :func:`encode` always writes bare LF.
+- Any number of EOLs between frames are heart-beats; they are counted in
+  :attr:`StompParser.heartbeats` so the session can note inbound activity.
+- A header line is split at its *first* raw ``:``; the value may contain further colons (1.0
+  clients put URLs in values). An empty header name is rejected (BNF: ``1*<octet>``).
+- Header escapes (1.1: ``\\\\ \\n \\c``; 1.2 adds ``\\r``) apply to every frame except CONNECT,
+  STOMP and CONNECTED ("CONNECT and CONNECTED frames do not escape ..."); the parser cannot know
+  the version of a CONNECT before parsing it, so those frames are always taken verbatim. An
+  undefined escape is a fatal error in 1.1/1.2; 1.0 has no escapes.
+- Repeated headers are all kept in wire order; lookups take the first ("Repeated Header
+  Entries": only the first is used).
+- ``content-length`` (first occurrence) must be a non-negative decimal integer; the body is then
+  exactly that many octets (NULs allowed) and must be followed by NUL. Without it the body runs
+  to the first NUL.
+- Limits are checked as soon as they are known, so an incomplete frame never makes the parser
+  buffer more than ``max_frame_size`` (plus one read): the frame size is every octet from the
+  first of the command to the last of the body (the NUL and trailing EOLs not counted).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "CLIENT_COMMANDS",
+    "COMMANDS",
+    "Frame",
+    "HEARTBEAT",
+    "SERVER_COMMANDS",
+    "SUPPORTED_VERSIONS",
+    "StompError",
+    "StompParser",
+    "encode",
+    "negotiate_version",
+]
+
+CLIENT_COMMANDS = frozenset(
+    {"CONNECT", "STOMP", "SEND", "SUBSCRIBE", "UNSUBSCRIBE", "ACK", "NACK",
+     "BEGIN", "COMMIT", "ABORT", "DISCONNECT"}
+)
+SERVER_COMMANDS = frozenset({"CONNECTED", "MESSAGE", "RECEIPT", "ERROR"})
+COMMANDS = CLIENT_COMMANDS | SERVER_COMMANDS
+
+SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2")
+"""Lowest to highest; :func:`negotiate_version` picks the highest one both sides accept."""
+
+HEARTBEAT = b"\n"
+"""What a peer writes as a heart-beat: one bare EOL between frames."""
+
+# Frames whose headers are never escaped (STOMP 1.2 "Value Encoding"). STOMP is CONNECT by
+# another name, so it is treated the same way.
+_VERBATIM_COMMANDS = frozenset({"CONNECT", "STOMP", "CONNECTED"})
+
+# Raw command line -> command; a dict lookup both validates and decodes.
+_COMMAND_BY_BYTES = {command.encode("ascii"): command for command in COMMANDS}
+# A command line (CR included) longer than this is unknown before its LF arrives.
+_LONGEST_COMMAND_LINE = max(len(raw) for raw in _COMMAND_BY_BYTES) + 1
+
+_EOLS = re.compile(rb"(?:\r?\n)*")
+_HEADER_BLOCK_END = re.compile(rb"\n\r?\n")
+_ESCAPE_SEQUENCE = re.compile(r"\\.?", re.DOTALL)
+# content-length beyond this many digits cannot be within any sane frame limit; bounding it
+# also keeps int() away from Python's 4300-digit conversion guard.
+_MAX_CONTENT_LENGTH_DIGITS = 18
+
+_UNESCAPES = {
+    "1.0": None,
+    "1.1": {"\\\\": "\\", "\\n": "\n", "\\c": ":"},
+    "1.2": {"\\\\": "\\", "\\n": "\n", "\\c": ":", "\\r": "\r"},
+}
+_ESCAPES = {
+    "1.0": None,
+    "1.1": str.maketrans({"\\": "\\\\", "\n": "\\n", ":": "\\c"}),
+    "1.2": str.maketrans({"\\": "\\\\", "\n": "\\n", ":": "\\c", "\r": "\\r"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One STOMP frame. Headers stay in wire order with repeats kept, as decoded text."""
+
+    command: str
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of header *name* (STOMP 1.2: the first of repeated entries wins)."""
+        for header_name, value in self.headers:
+            if header_name == name:
+                return value
+        return default
+
+    def header_dict(self) -> dict[str, str]:
+        """All headers as a dict, the first occurrence of a repeated name winning."""
+        return dict(reversed(self.headers))
+
+
+class StompError(Exception):
+    """Bad STOMP input: fatal for the connection, answered with an ERROR frame.
+
+    ``message`` is short text for the ERROR frame's ``message`` header; ``detail`` is longer
+    text for its body. When :meth:`StompParser.feed` raises, ``frames`` holds the frames that
+    were complete in that same feed before the fault, so the session can still act on them in
+    order (as RabbitMQ does) before reporting the error.
+    """
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message, detail)
+        self.message = message
+        self.detail = detail
+        self.frames: tuple[Frame, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.message}: {self.detail}" if self.detail else self.message
+
+
+def negotiate_version(accept_version: str | None) -> str | None:
+    """The highest STOMP version both sides speak, from a CONNECT's ``accept-version`` header.
+
+    An absent header means a 1.0 client ("1.0"); None means no common version (the session
+    answers with an ERROR frame listing :data:`SUPPORTED_VERSIONS`).
+    """
+    if accept_version is None:
+        return "1.0"
+    offered = {version.strip() for version in accept_version.split(",")}
+    for version in reversed(SUPPORTED_VERSIONS):
+        if version in offered:
+            return version
+    return None
+
+
+def _check_version(version: str) -> None:
+    if version not in _UNESCAPES:
+        raise ValueError(f"unsupported STOMP version {version!r}")
+
+
+def _unescape(text: str, table: dict[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        sequence = match.group()
+        try:
+            return table[sequence]
+        except KeyError:
+            raise StompError(
+                "Invalid header escape", f"undefined escape sequence {sequence!r} in {text!r}"
+            ) from None
+
+    return _ESCAPE_SEQUENCE.sub(replace, text)
+
+
+class StompParser:
+    """Incremental STOMP frame parser for one connection's inbound bytes.
+
+    Feed it arbitrary chunks; it returns every frame completed so far and keeps the rest. The
+    first bad input raises :class:`StompError` and kills the parser: STOMP has no way to
+    resynchronise a stream, so every later :meth:`feed` raises the same error.
+    """
+
+    __slots__ = (
+        "max_frame_size", "max_headers", "max_header_length", "max_body_size",
+        "version", "heartbeats",
+        "_unescapes", "_buffer", "_error",
+        # State of the frame being assembled; all offsets are relative to its first octet,
+        # which is buffer offset 0 between feeds (the buffer is trimmed at the end of a feed).
+        "_head",          # (command, headers, content_length, body_start) once the header block is in
+        "_scanned",       # octets of the frame already examined (resume point for searches)
+        "_line_count",    # LFs seen in the incomplete header block (command line included)
+        "_line_start",    # where the incomplete header block's current line begins
+    )
+
+    def __init__(
+        self,
+        *,
+        max_frame_size: int = 4 * 1024 * 1024,
+        max_headers: int = 1000,
+        max_header_length: int = 64 * 1024,
+        max_body_size: int | None = None,
+    ):
+        self.max_frame_size = max_frame_size
+        self.max_headers = max_headers
+        self.max_header_length = max_header_length
+        self.max_body_size = max_body_size
+        self.version = "1.0"
+        self.heartbeats = 0
+        self._unescapes: dict[str, str] | None = None
+        self._buffer = bytearray()
+        self._error: StompError | None = None
+        self._reset_frame_state()
+
+    def set_version(self, version: str) -> None:
+        """Switch header unescaping to *version*, once CONNECT negotiation has settled it."""
+        _check_version(version)
+        self.version = version
+        self._unescapes = _UNESCAPES[version]
+
+    def _reset_frame_state(self) -> None:
+        self._head: tuple[str, tuple[tuple[str, str], ...], int | None, int] | None = None
+        self._scanned = 0
+        self._line_count = 0
+        self._line_start = 0
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """Take the next chunk of inbound bytes; return the frames it completed, in order."""
+        if self._error is not None:
+            raise StompError(self._error.message, self._error.detail)
+        if self._buffer:
+            self._buffer += data
+            buf: bytes | bytearray = self._buffer
+        else:
+            # Fast path: nothing pending, parse the caller's bytes without copying them first.
+            buf = data if type(data) is bytes else bytes(data)
+        frames: list[Frame] = []
+        pos = 0
+        try:
+            pos = self._parse(buf, frames)
+        except StompError as error:
+            error.frames = tuple(frames)
+            self._error = error
+            self._buffer = bytearray()
+            raise
+        if buf is self._buffer:
+            del buf[:pos]
+        elif pos < len(buf):
+            self._buffer = bytearray(buf[pos:]) if pos else bytearray(buf)
+        return frames
+
+    def _parse(self, buf: bytes | bytearray, frames: list[Frame]) -> int:
+        """Parse frames from *buf* into *frames*; return the offset of the first unused octet."""
+        end = len(buf)
+        pos = 0
+        while pos < end:
+            head = self._head
+            if head is None:
+                first = buf[pos]
+                if first == 10 or first == 13:  # LF, CR: heart-beats between frames
+                    eols_end = _EOLS.match(buf, pos).end()
+                    if eols_end > pos:
+                        self.heartbeats += buf.count(b"\n", pos, eols_end)
+                        pos = eols_end
+                        continue
+                    if pos + 1 == end:
+                        break  # a lone CR: wait to see whether LF follows
+                    # CR followed by something else: it starts a (bad) command line.
+                head = self._parse_head(buf, pos, end)
+                if head is None:
+                    break
+                self._head = head
+            command, headers, content_length, body_start = head
+            body_start += pos
+            if content_length is not None:
+                body_end = body_start + content_length
+                if body_end >= end:
+                    break
+                if buf[body_end] != 0:
+                    raise StompError(
+                        "Body longer than content-length",
+                        f"{command} frame: no NUL after the {content_length} body octets "
+                        "announced by content-length",
+                    )
+            else:
+                # Resume where the last feed stopped looking for the NUL.
+                body_end = buf.find(b"\0", max(body_start, pos + self._scanned), end)
+                if body_end < 0:
+                    self._scanned = end - pos
+                    self._check_body_size(end - pos, end - body_start, complete=False)
+                    break
+                self._check_body_size(body_end - pos, body_end - body_start, complete=True)
+            frames.append(Frame(command, headers, bytes(buf[body_start:body_end])))
+            self._reset_frame_state()
+            pos = body_end + 1
+        return pos
+
+    def _check_body_size(self, frame_size: int, body_size: int, *, complete: bool) -> None:
+        # An incomplete frame already over a limit can only grow: fail now, don't buffer on.
+        if frame_size > self.max_frame_size:
+            raise StompError(
+                "Frame too large",
+                f"frame of {'at least ' if not complete else ''}{frame_size} octets exceeds "
+                f"the limit of {self.max_frame_size}",
+            )
+        if self.max_body_size is not None and body_size > self.max_body_size:
+            raise StompError(
+                "Body too large",
+                f"body of {'at least ' if not complete else ''}{body_size} octets exceeds "
+                f"the limit of {self.max_body_size}",
+            )
+
+    def _parse_head(
+        self, buf: bytes | bytearray, start: int, end: int
+    ) -> tuple[str, tuple[tuple[str, str], ...], int | None, int] | None:
+        """Parse the command and headers of the frame at *start*, or None if incomplete."""
+        # Resume two octets back: the block end "\n\r\n" may straddle the previous chunk.
+        match = _HEADER_BLOCK_END.search(buf, start + max(self._scanned - 2, 0), end)
+        if match is None:
+            self._note_incomplete_head(buf, start, end)
+            return None
+        block_end = match.start()  # the LF ending the last header line (or the command line)
+        body_start = match.end()
+        if body_start - start > self.max_frame_size:
+            raise StompError(
+                "Frame too large",
+                f"header block of {body_start - start} octets exceeds the limit of "
+                f"{self.max_frame_size}",
+            )
+        command_end = buf.find(b"\n", start, block_end + 1)
+        command = self._command(buf[start:command_end])
+        if block_end == command_end:
+            return command, (), None, body_start - start
+        raw_block = buf[command_end + 1:block_end]
+        try:
+            block = raw_block.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise StompError("Invalid UTF-8 in headers", f"{command} frame: {error}") from None
+        lines = block.split("\n")
+        if len(lines) > self.max_headers:
+            raise StompError(
+                "Too many headers",
+                f"{command} frame has {len(lines)} headers, the limit is {self.max_headers}",
+            )
+        if len(raw_block) > self.max_header_length:
+            for raw_line in raw_block.split(b"\n"):
+                self._check_header_length(len(raw_line.removesuffix(b"\r")))
+        unescapes = None if command in _VERBATIM_COMMANDS else self._unescapes
+        headers = []
+        content_length = None
+        for line in lines:
+            if line.endswith("\r"):
+                line = line[:-1]
+            name, colon, value = line.partition(":")
+            if not colon:
+                raise StompError("Header without colon", f"{command} frame: header line {line!r}")
+            if not name:
+                raise StompError("Empty header name", f"{command} frame: header line {line!r}")
+            if unescapes is not None and "\\" in line:
+                name = _unescape(name, unescapes)
+                value = _unescape(value, unescapes)
+            if content_length is None and name == "content-length":
+                content_length = self._content_length(command, value)
+            headers.append((name, value))
+        if content_length is not None:
+            self._check_body_size(body_start - start + content_length, content_length, complete=True)
+        return command, tuple(headers), content_length, body_start - start
+
+    def _note_incomplete_head(self, buf: bytes | bytearray, start: int, end: int) -> None:
+        """Account for newly arrived header octets; fail early on limits already exceeded."""
+        scanned_end = start + self._scanned
+        new_lines = buf.count(b"\n", scanned_end, end)
+        if new_lines:
+            if self._line_count == 0:
+                self._command(buf[start:buf.find(b"\n", start, end)])
+            self._line_count += new_lines
+            self._line_start = buf.rfind(b"\n", scanned_end, end) + 1 - start
+        self._scanned = size = end - start
+        if self._line_count == 0:
+            if size > _LONGEST_COMMAND_LINE:
+                self._command(buf[start:end])  # raises: too long to be any command
+            return
+        if size > self.max_frame_size:
+            raise StompError(
+                "Frame too large",
+                f"incomplete header block of {size} octets already exceeds the limit of "
+                f"{self.max_frame_size}",
+            )
+        # The current line may still end in the CR of its EOL: allow one octet for it.
+        self._check_header_length(size - self._line_start - 1)
+        if self._line_count - 1 > self.max_headers:
+            raise StompError(
+                "Too many headers",
+                f"more than {self.max_headers} headers in an incomplete frame",
+            )
+
+    def _check_header_length(self, length: int) -> None:
+        if length > self.max_header_length:
+            raise StompError(
+                "Header too long",
+                f"header line of {length} octets exceeds the limit of {self.max_header_length}",
+            )
+
+    @staticmethod
+    def _command(raw: bytes | bytearray) -> str:
+        command = _COMMAND_BY_BYTES.get(bytes(raw.removesuffix(b"\r")))
+        if command is None:
+            raise StompError("Unknown STOMP command", f"unknown command {bytes(raw[:40])!r}")
+        return command
+
+    @staticmethod
+    def _content_length(command: str, value: str) -> int:
+        if not (value.isascii() and value.isdigit() and len(value) <= _MAX_CONTENT_LENGTH_DIGITS):
+            raise StompError(
+                "Invalid content-length",
+                f"{command} frame: content-length {value[:40]!r} is not a non-negative integer",
+            )
+        return int(value)
+
+
+def encode(frame: Frame, version: str = "1.2") -> bytes:
+    """Serialise *frame* for a peer speaking *version*, NUL-terminated, lines ended by LF.
+
+    Headers are escaped per *version* (never for CONNECT, STOMP and CONNECTED). Nothing is
+    added: ``content-length`` is written only if the frame carries it (the session decides).
+    Raises ValueError for a frame that could not be parsed back as itself: unknown command,
+    empty header name, a header that cannot be represented without escaping (LF anywhere, ':'
+    in a name, a trailing CR which would read as part of the EOL), a body containing NUL
+    without content-length, or a content-length that is not the body's length.
+    """
+    _check_version(version)
+    command = frame.command
+    if command not in COMMANDS:
+        raise ValueError(f"unknown STOMP command {command!r}")
+    escapes = None if command in _VERBATIM_COMMANDS else _ESCAPES[version]
+    parts = [command, "\n"]
+    content_length = None
+    for name, value in frame.headers:
+        if not name:
+            raise ValueError(f"{command} frame: empty header name")
+        if content_length is None and name == "content-length":
+            content_length = value
+        if escapes is not None:
+            name = name.translate(escapes)
+            value = value.translate(escapes)
+            if version == "1.1" and value.endswith("\r"):
+                # 1.1 has no escape for CR, and a trailing one would read as part of the EOL.
+                raise ValueError(f"{command} frame: STOMP 1.1 cannot end a header value in CR")
+        else:
+            if ":" in name or "\n" in name or "\n" in value:
+                raise ValueError(
+                    f"{command} frame: header {name!r} needs escaping, which is not done "
+                    f"in {command} frames nor in STOMP 1.0"
+                )
+            if value.endswith("\r"):
+                raise ValueError(f"{command} frame: a header value cannot end in CR unescaped")
+        parts += (name, ":", value, "\n")
+    parts.append("\n")
+    body = frame.body
+    if content_length is None:
+        if b"\0" in body:
+            raise ValueError(f"{command} frame: a body containing NUL needs content-length")
+    elif content_length != str(len(body)):
+        raise ValueError(
+            f"{command} frame: content-length {content_length!r} but the body has {len(body)} octets"
+        )
+    return b"".join(("".join(parts).encode("utf-8"), body, b"\0"))
