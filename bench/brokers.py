@@ -1,0 +1,265 @@
+"""The brokers bench/ measures, each started as a subprocess on free loopback ports.
+
+Every broker lives in its own work directory (data, config, log) and its own process group, so
+that `kill()` (SIGKILL, for the recovery scenario) and `stop()` reach every process it spawned
+and nothing else. A broker is ready when every one of its ports accepts a TCP connection: that
+connect is the event we wait for, polled because there is no other signal from outside.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, ClassVar
+
+HOST = "127.0.0.1"
+
+
+class BrokerStartError(RuntimeError):
+    """The broker exited, or its ports did not open in time; the message ends with its log."""
+
+
+def free_port() -> int:
+    """A port the kernel just handed out on loopback (free unless someone races us for it)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def port_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until_accepting(ports: list[int], alive: Callable[[], bool], timeout: float) -> None:
+    """Return once every port accepts; raise if `alive()` turns false or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    pending = list(ports)
+    while pending:
+        pending = [port for port in pending if not port_accepts(port)]
+        if not pending:
+            return
+        if not alive():
+            raise BrokerStartError("exited before its ports opened")
+        if time.monotonic() > deadline:
+            raise BrokerStartError(f"ports {pending} not accepting after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+class Broker:
+    """One broker instance: `start()` (again after `kill()` to restart on the same data), `stop()`."""
+
+    name: ClassVar[str]
+    protocols: ClassVar[frozenset[str]]  # of "amqp", "stomp", "mqtt"
+    start_timeout: ClassVar[float] = 60.0
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ports = {protocol: free_port() for protocol in sorted(self.protocols)}
+        self.process: subprocess.Popen | None = None
+
+    # -- what a subclass says -------------------------------------------------------------
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def prepare(self) -> None:
+        """Write config files; called before every start (must be idempotent)."""
+
+    # -- life cycle -----------------------------------------------------------------------
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "broker.log"
+
+    def start(self) -> float:
+        """Spawn the broker; return the seconds until all its ports accepted connections."""
+        self.prepare()
+        began = time.monotonic()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command(), env=self.environment(), cwd=self.workdir,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        try:
+            wait_until_accepting(list(self.ports.values()), lambda: self.process.poll() is None,
+                                 self.start_timeout)
+        except BrokerStartError as error:
+            self.stop()
+            raise BrokerStartError(f"{self.name}: {error}\n{self.log_tail()}") from None
+        return time.monotonic() - began
+
+    def kill(self) -> None:
+        """SIGKILL the broker's whole process group, as a crash would."""
+        if self.process is None:
+            return
+        self._signal_group(signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM (a clean shutdown), then SIGKILL what is left of the group."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def _signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self.process.pid, signum)  # the group start_new_session made for us
+        except ProcessLookupError:
+            pass
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Warren(Broker):
+    """warren itself (`warren run`), on the journal store or an SQL store."""
+
+    name = "warren"
+    protocols = frozenset({"amqp", "stomp", "mqtt"})
+
+    def __init__(self, workdir: Path, *, command: list[str], store: str = "journal",
+                 store_url: str | None = None) -> None:
+        super().__init__(workdir)
+        self.base_command = command
+        self.store = store
+        self.store_url = store_url
+
+    def command(self) -> list[str]:
+        data_dir = self.workdir / "data"
+        argv = [*self.base_command, "run",
+                "--amqp-port", str(self.ports["amqp"]),
+                "--stomp-port", str(self.ports["stomp"]),
+                "--mqtt-port", str(self.ports["mqtt"]),
+                "--http-port", "0", "--data-dir", str(data_dir), "--store", self.store]
+        if self.store == "sql":
+            argv += ["--store-url", self.store_url or f"sqlite:///{data_dir / 'warren.sqlite'}"]
+        return argv
+
+    @staticmethod
+    def default_command() -> list[str]:
+        """The installed `warren` script, else its entry point (warren.cli:main) from this checkout."""
+        script = shutil.which("warren")
+        return [script] if script else [
+            sys.executable, "-c", "import sys; from warren.cli import main; sys.exit(main())"]
+
+    def environment(self) -> dict[str, str]:
+        # Run from the work directory but import warren from this checkout.
+        env = dict(os.environ)
+        repo = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
+        return env
+
+
+class RabbitMQ(Broker):
+    """Debian's rabbitmq-server with the STOMP and MQTT plugins, as a private node.
+
+    Everything RabbitMQ would put in /var or /etc goes to the work directory, and it gets its
+    own epmd on a free loopback port (run by us in the foreground, so we can stop it too).
+    """
+
+    name = "rabbitmq"
+    protocols = frozenset({"amqp", "stomp", "mqtt"})
+    start_timeout = 120.0
+    server = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+    plugins = "/usr/lib/rabbitmq/bin/rabbitmq-plugins"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.epmd_port = free_port()
+        self.dist_port = free_port()
+        self.nodename = f"bench{os.getpid()}x{self.ports['amqp']}@localhost"
+        self.epmd: subprocess.Popen | None = None
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            HOME=str(self.workdir),  # the Erlang cookie goes here, not in /root
+            RABBITMQ_NODENAME=self.nodename,
+            RABBITMQ_NODE_IP_ADDRESS=HOST,
+            RABBITMQ_NODE_PORT=str(self.ports["amqp"]),
+            RABBITMQ_DIST_PORT=str(self.dist_port),
+            RABBITMQ_CONFIG_FILE=str(self.workdir / "rabbitmq.conf"),
+            RABBITMQ_ADVANCED_CONFIG_FILE=str(self.workdir / "advanced.config"),
+            RABBITMQ_CONF_ENV_FILE=str(self.workdir / "rabbitmq-env.conf"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(self.workdir / "enabled_plugins"),
+            RABBITMQ_MNESIA_BASE=str(self.workdir / "mnesia"),
+            RABBITMQ_LOG_BASE=str(self.workdir / "log"),
+            RABBITMQ_PID_FILE=str(self.workdir / "rabbitmq.pid"),
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+            ERL_EPMD_PORT=str(self.epmd_port),
+            ERL_EPMD_ADDRESS=HOST,
+        )
+        return env
+
+    def prepare(self) -> None:
+        conf = self.workdir / "rabbitmq.conf"
+        if conf.exists():
+            return
+        conf.write_text(
+            f"listeners.tcp.default = {HOST}:{self.ports['amqp']}\n"
+            f"stomp.listeners.tcp.1 = {HOST}:{self.ports['stomp']}\n"
+            f"mqtt.listeners.tcp.default = {HOST}:{self.ports['mqtt']}\n")
+        (self.workdir / "advanced.config").write_text("[].\n")
+        (self.workdir / "rabbitmq-env.conf").write_text("")
+        subprocess.run([self.plugins, "enable", "--offline", "rabbitmq_stomp", "rabbitmq_mqtt"],
+                       env=self.environment(), cwd=self.workdir, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=120)
+
+    def command(self) -> list[str]:
+        return [self.server]
+
+    def start(self) -> float:
+        if self.epmd is None:
+            with open(self.log_path, "ab") as log:
+                self.epmd = subprocess.Popen(
+                    ["epmd", "-port", str(self.epmd_port), "-address", HOST],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True)
+            wait_until_accepting([self.epmd_port], lambda: self.epmd.poll() is None, 10)
+        return super().start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        super().stop(timeout)
+        if self.epmd is not None:
+            self.epmd.terminate()
+            self.epmd.wait()
+            self.epmd = None
+
+
+class Mosquitto(Broker):
+    """Debian's mosquitto, anonymous, on one loopback listener, in the foreground."""
+
+    name = "mosquitto"
+    protocols = frozenset({"mqtt"})
+
+    def prepare(self) -> None:
+        (self.workdir / "mosquitto.conf").write_text(
+            f"listener {self.ports['mqtt']} {HOST}\nallow_anonymous true\n")
+
+    def command(self) -> list[str]:
+        return ["mosquitto", "-c", str(self.workdir / "mosquitto.conf")]
+
+
+BROKERS: dict[str, type[Broker]] = {cls.name: cls for cls in (Warren, RabbitMQ, Mosquitto)}

@@ -1,0 +1,212 @@
+"""Run warren and the brokers it is compared with, interleaved, and report medians and ratios.
+
+Each selected broker is started once (free loopback ports, temp dir) and all stay up for the
+session; then for each scenario, round after round, every broker that speaks its protocol gets
+one run in turn (A B A B …), so slow drift of the shared machine hits all brokers alike. The
+figure per scenario and broker is the median over rounds; the ratio is warren's median over the
+other broker's. `recovery` runs on fresh warren instances of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import shlex
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.brokers import BROKERS, Broker, BrokerStartError, Warren
+from bench.scenarios import LOADGEN_SCENARIOS, RECOVERY_BROKERS, failover, recovery
+
+REPO = Path(__file__).resolve().parents[1]
+EXTRA_SCENARIOS = ("recovery", "failover")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--brokers", default="warren,rabbitmq,mosquitto",
+                   help=f"comma-separated, of: {', '.join(BROKERS)}")
+    p.add_argument("--scenarios", default=",".join(LOADGEN_SCENARIOS),
+                   help=f"comma-separated, of: {', '.join([*LOADGEN_SCENARIOS, *EXTRA_SCENARIOS])}")
+    p.add_argument("--rounds", type=int, default=3, help="runs per scenario and broker")
+    p.add_argument("--seconds", type=float, default=10, help="publish window of each loadgen run")
+    p.add_argument("--messages", type=int, default=1_000_000, help="recovery: messages to recover")
+    p.add_argument("--out", type=Path, default=Path("results.json"), help="JSON results file")
+    p.add_argument("--loadgen-dir", type=Path, default=REPO.parent / "shared",
+                   help="directory that contains the loadgen package")
+    p.add_argument("--warren-cmd", default=shlex.join(Warren.default_command()),
+                   help="how to invoke warren (`run` and its options are appended)")
+    p.add_argument("--warren-store", choices=("journal", "sql"), default="journal")
+    p.add_argument("--warren-store-url", default=None,
+                   help="SQL store URL (default: an SQLite file in the temp data dir)")
+    args = p.parse_args(argv)
+    args.brokers = args.brokers.split(",")
+    args.scenarios = args.scenarios.split(",")
+    for name in args.brokers:
+        if name not in BROKERS:
+            p.error(f"unknown broker {name!r}")
+    for name in args.scenarios:
+        if name not in LOADGEN_SCENARIOS and name not in EXTRA_SCENARIOS:
+            p.error(f"unknown scenario {name!r}")
+    return args
+
+
+def broker_factory(name: str, args: argparse.Namespace, root: Path):
+    """A function making fresh instances of broker `name`, each in a new directory under root."""
+    cls = BROKERS[name]
+    if cls is Warren:
+        cls = functools.partial(Warren, command=shlex.split(args.warren_cmd),
+                                store=args.warren_store, store_url=args.warren_store_url)
+    counter = iter(range(1_000_000))
+    return lambda: cls(Path(tempfile.mkdtemp(prefix=f"{name}{next(counter)}-", dir=root)))
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_loadgen_scenarios(args, factories, runs: list[dict]) -> None:
+    scenarios = [LOADGEN_SCENARIOS[n] for n in args.scenarios if n in LOADGEN_SCENARIOS]
+    wanted = [n for n in args.brokers if any(s.protocol in BROKERS[n].protocols for s in scenarios)]
+    with contextlib.ExitStack() as stack:
+        brokers: list[Broker] = []
+        for name in wanted:
+            broker = factories[name]()
+            try:
+                log(f"{name}: started in {broker.start():.1f} s, ports {broker.ports}")
+            except (BrokerStartError, OSError) as error:
+                log(f"{name}: cannot start, skipped: {error}")
+                runs.append({"scenario": "start", "broker": name, "error": str(error)})
+                continue
+            stack.callback(broker.stop)
+            brokers.append(broker)
+        for scenario in scenarios:
+            for round_no in range(args.rounds):
+                for broker in brokers:
+                    if scenario.protocol not in broker.protocols:
+                        continue
+                    result = scenario.run(broker, args.seconds, args.loadgen_dir)
+                    log(f"{scenario.name} round {round_no + 1} {broker.name}: "
+                        f"{result.get('error') or _brief(result)}")
+                    runs.append({"scenario": scenario.name, "broker": broker.name,
+                                 "round": round_no + 1, "result": result})
+
+
+def run_extra_scenarios(args, factories, runs: list[dict]) -> None:
+    if "failover" in args.scenarios:
+        failover()
+    if "recovery" not in args.scenarios:
+        return
+    for round_no in range(args.rounds):
+        for name in args.brokers:
+            if name not in RECOVERY_BROKERS:
+                continue
+            try:
+                result = recovery(factories[name], args.messages)
+            except (BrokerStartError, OSError, RuntimeError) as error:
+                result = {"error": str(error)}
+            log(f"recovery round {round_no + 1} {name}: {result}")
+            runs.append({"scenario": "recovery", "broker": name, "round": round_no + 1,
+                         "result": result})
+
+
+def _brief(result: dict) -> str:
+    return (f"con_rate {result['con_rate']:.0f}/s, p50 {result['lat_ms']['p50']:.2f} ms, "
+            f"p99 {result['lat_ms']['p99']:.2f} ms, lost {result['lost']}, dups {result['dups']}")
+
+
+# -- summary --------------------------------------------------------------------------------
+LOADGEN_FIGURES = {  # summary key -> how to read it from one loadgen result
+    "con_rate": lambda r: r["con_rate"],
+    "lat_p50_ms": lambda r: r["lat_ms"]["p50"],
+    "lat_p99_ms": lambda r: r["lat_ms"]["p99"],
+    "broker_cpu_pct": lambda r: (r.get("broker") or {}).get("cpu_pct_window"),
+}
+RECOVERY_FIGURES = {key: (lambda r, key=key: r[key])
+                    for key in ("publish_rate", "port_s", "ready_s", "recovered")}
+
+
+def _median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """One row per (scenario, broker): medians, lost/dups summed over rounds, warren's ratio."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        if "result" in run:
+            groups.setdefault((run["scenario"], run["broker"]), []).append(run["result"])
+    rows = []
+    for (scenario, broker), results in groups.items():
+        good = [r for r in results if "error" not in r]
+        figures = RECOVERY_FIGURES if scenario == "recovery" else LOADGEN_FIGURES
+        row = {"scenario": scenario, "broker": broker, "runs": len(good),
+               "errors": len(results) - len(good)}
+        row.update({key: _median(read(r) for r in good) for key, read in figures.items()})
+        row["lost"] = sum(r.get("lost", 0) for r in good)
+        row["dups"] = sum(r.get("dups", 0) for r in good)
+        rows.append(row)
+    by_key = {(row["scenario"], row["broker"]): row for row in rows}
+    for row in rows:
+        ours = by_key.get((row["scenario"], "warren"))
+        if row["broker"] == "warren" or ours is None:
+            continue
+        for key in ("con_rate", "lat_p50_ms", "lat_p99_ms"):
+            if ours.get(key) and row.get(key):
+                row[f"warren_ratio_{key}"] = ours[key] / row[key]
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    def num(value, fmt="{:,.0f}"):
+        return "–" if value is None else fmt.format(value)
+
+    def ratio(row, key):
+        value = row.get(f"warren_ratio_{key}")
+        return "" if value is None else f"{value:.2f}×"
+
+    lines = ["| scenario | broker | runs | con_rate msg/s | p50 ms | p99 ms | broker CPU % "
+             "| lost | dups | warren/this rate | warren/this p50 | warren/this p99 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if row["scenario"] == "recovery":
+            continue
+        runs = f"{row['runs']}" + (f" ({row['errors']} failed)" if row["errors"] else "")
+        lines.append(
+            f"| {row['scenario']} | {row['broker']} | {runs} | {num(row['con_rate'])} "
+            f"| {num(row['lat_p50_ms'], '{:.2f}')} | {num(row['lat_p99_ms'], '{:.2f}')} "
+            f"| {num(row['broker_cpu_pct'])} | {row['lost']} | {row['dups']} "
+            f"| {ratio(row, 'con_rate')} | {ratio(row, 'lat_p50_ms')} | {ratio(row, 'lat_p99_ms')} |")
+    recovered = [row for row in rows if row["scenario"] == "recovery"]
+    if recovered:
+        lines += ["", "| recovery | runs | publish msg/s | restart → port s | restart → all "
+                  "messages s | recovered |", "|---|---|---|---|---|---|"]
+        for row in recovered:
+            lines.append(f"| {row['broker']} | {row['runs']} | {num(row['publish_rate'])} "
+                         f"| {num(row['port_s'], '{:.2f}')} | {num(row['ready_s'], '{:.2f}')} "
+                         f"| {num(row['recovered'])} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="warren-bench-") as root:
+        factories = {name: broker_factory(name, args, Path(root)) for name in args.brokers}
+        try:
+            run_loadgen_scenarios(args, factories, runs)
+            run_extra_scenarios(args, factories, runs)
+        finally:
+            rows = summarize(runs)
+            config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+            args.out.write_text(json.dumps({"config": config, "summary": rows, "runs": runs},
+                                           indent=1) + "\n")
+            print(markdown(rows))
+            log(f"results written to {args.out}")
+    return 0

@@ -1,0 +1,176 @@
+"""What bench/ measures: named loadgen runs, plus warren's crash-recovery time.
+
+The loadgen scenarios are the ones /work/shared/BENCHMARKS.md quotes for RabbitMQ, ActiveMQ and
+Mosquitto, with the same arguments, so figures compare with that table. loadgen is driven as a
+subprocess (it forks its own publisher and consumer processes) and prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pika
+
+from bench.brokers import HOST, Broker, wait_until_accepting
+
+
+@dataclass(frozen=True, slots=True)
+class LoadgenScenario:
+    """One loadgen invocation; `latency` marks a fixed-rate run, compared by latency, not rate."""
+
+    name: str
+    protocol: str
+    args: tuple[str, ...]
+    latency: bool = False
+
+    def run(self, broker: Broker, seconds: float, loadgen_dir: Path) -> dict:
+        """Run loadgen once against `broker`; its JSON result, or {"error": …}."""
+        argv = [sys.executable, "-m", "loadgen", self.protocol, "--host", HOST,
+                "--port", str(broker.ports[self.protocol]), "--seconds", str(seconds),
+                "--label", broker.name, *self.args]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(loadgen_dir), env.get("PYTHONPATH")]))
+        # loadgen bounds itself (seconds + drain + set-up time-outs); this is the backstop.
+        try:
+            done = subprocess.run(argv, env=env, capture_output=True, text=True,
+                                  timeout=seconds + 180)
+        except subprocess.TimeoutExpired:
+            return {"error": "loadgen timed out"}
+        lines = done.stdout.strip().splitlines()
+        try:
+            return json.loads(lines[-1])
+        except (IndexError, json.JSONDecodeError):
+            return {"error": f"loadgen exit {done.returncode}: {done.stderr.strip()[-500:]}"}
+
+
+LOADGEN_SCENARIOS = {s.name: s for s in [
+    LoadgenScenario("amqp-transient", "amqp", ("--scenario", "transient", "--max-lag", "2000")),
+    LoadgenScenario("amqp-fanout", "amqp", ("--scenario", "fanout", "--max-lag", "2000")),
+    LoadgenScenario("amqp-persistent", "amqp", ("--scenario", "persistent-confirm")),
+    LoadgenScenario("amqp-latency", "amqp", ("--scenario", "latency"), latency=True),
+    LoadgenScenario("stomp-queue", "stomp", ("--scenario", "queue", "--max-lag", "2000")),
+    LoadgenScenario("stomp-persistent", "stomp", ("--scenario", "persistent")),
+    LoadgenScenario("stomp-latency", "stomp", ("--scenario", "latency"), latency=True),
+    LoadgenScenario("mqtt-qos0", "mqtt", ("--scenario", "qos0", "--max-lag", "2000")),
+    LoadgenScenario("mqtt-qos1", "mqtt", ("--scenario", "qos1", "--max-lag", "2000")),
+    LoadgenScenario("mqtt-latency", "mqtt", ("--scenario", "latency"), latency=True),
+]}
+
+RECOVERY_QUEUE = "bench.recovery"
+RECOVERY_BROKERS = frozenset({"warren"})
+
+
+def recovery(make_broker: Callable[[], Broker], messages: int, timeout: float = 900.0) -> dict:
+    """Publish `messages` confirmed persistent messages, kill -9 the broker, restart it on the
+    same data, and time how long until the AMQP port accepts and until the queue holds them all.
+
+    `make_broker` gives a fresh instance (own data directory), which this function stops.
+    """
+    broker = make_broker()
+    try:
+        broker.start()
+        began = time.monotonic()
+        publish_confirmed(broker.ports["amqp"], RECOVERY_QUEUE, messages)
+        publish_s = time.monotonic() - began
+        broker.kill()
+        began = time.monotonic()
+        port_s = broker.start()
+        count = wait_for_queue_depth(broker.ports["amqp"], RECOVERY_QUEUE, messages,
+                                     deadline=began + timeout)
+        ready_s = time.monotonic() - began
+    finally:
+        broker.stop()
+    return {"messages": messages, "publish_s": publish_s, "publish_rate": messages / publish_s,
+            "port_s": port_s, "ready_s": ready_s, "recovered": count, "lost": messages - count}
+
+
+def publish_confirmed(port: int, queue: str, count: int, window: int = 1000) -> None:
+    """Publish `count` persistent 100-byte messages to a durable queue, ≤ `window` unconfirmed,
+    and return once the broker confirmed them all (pika's async connection: the blocking one
+    waits for each confirm in turn)."""
+    body, props = b"r" * 100, pika.BasicProperties(delivery_mode=2)
+    outstanding: collections.deque[int] = collections.deque()  # delivery tags, ascending
+    sent = 0
+    failure: list[str] = []
+
+    def fill(channel) -> None:
+        nonlocal sent
+        while sent < count and len(outstanding) < window:
+            channel.basic_publish("", queue, body, props)
+            sent += 1
+            outstanding.append(sent)
+
+    def on_confirm(channel, frame) -> None:
+        method = frame.method
+        if isinstance(method, pika.spec.Basic.Nack):
+            failure.append(f"broker nacked delivery tag {method.delivery_tag}")
+            channel.connection.close()
+            return
+        if method.multiple:
+            while outstanding and outstanding[0] <= method.delivery_tag:
+                outstanding.popleft()
+        elif outstanding and outstanding[0] == method.delivery_tag:
+            outstanding.popleft()
+        else:
+            outstanding.remove(method.delivery_tag)
+        if sent == count and not outstanding:
+            channel.connection.close()
+        else:
+            fill(channel)
+
+    def on_channel(channel) -> None:
+        channel.confirm_delivery(lambda frame: on_confirm(channel, frame), callback=lambda _: (
+            channel.queue_declare(queue, durable=True, callback=lambda _: fill(channel))))
+
+    def on_open_error(connection, error) -> None:
+        failure.append(f"cannot connect: {error!r}")
+        connection.ioloop.stop()
+
+    def on_close(connection, reason) -> None:
+        if sent < count or outstanding:
+            failure.append(f"connection closed early: {reason!r}")
+        connection.ioloop.stop()
+
+    connection = pika.SelectConnection(
+        pika.ConnectionParameters(HOST, port, heartbeat=0),
+        on_open_callback=lambda conn: conn.channel(on_open_callback=on_channel),
+        on_open_error_callback=on_open_error, on_close_callback=on_close)
+    connection.ioloop.start()
+    if failure:
+        raise RuntimeError(failure[0])
+
+
+def wait_for_queue_depth(port: int, queue: str, expected: int, deadline: float) -> int:
+    """Poll a passive queue.declare until the queue reports `expected` messages (or the deadline
+    passes); return the last count. Connection errors while the broker recovers are retried."""
+    count = -1
+    while True:
+        try:
+            with pika.BlockingConnection(pika.ConnectionParameters(HOST, port)) as connection:
+                channel = connection.channel()
+                while True:
+                    count = channel.queue_declare(queue, passive=True).method.message_count
+                    if count >= expected or time.monotonic() > deadline:
+                        return count
+                    time.sleep(0.1)
+        except pika.exceptions.AMQPError:
+            if time.monotonic() > deadline:
+                return count
+            wait_until_accepting([port], lambda: True, max(0.0, deadline - time.monotonic()))
+            time.sleep(0.1)
+
+
+def failover(*_args, **_kwargs) -> dict:
+    """Time for clients to resume on the slave after the master of a shared-store pair dies."""
+    # TODO(later issue): start two warren brokers on one store (file lock / SQL lease), keep a
+    # confirmed publisher and a consumer running, kill -9 the master, and measure the gap in
+    # deliveries and any loss or duplicates once the slave takes over.
+    raise NotImplementedError("failover benchmark: not written yet (needs warren's master/slave HA)")
