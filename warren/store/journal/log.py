@@ -1,0 +1,429 @@
+"""The journal: typed records appended to a chain of segments, made durable by group commit.
+
+Shaped like KahaDB's ``Journal`` + ``DataFileAppender``: the log knows segments, positions and
+fsync, never messages. A position is ``(segment number, offset)``; tuples compare in log order.
+
+Group commit. :meth:`JournalLog.append` only frames the record into an in-memory batch and
+returns its position at once. The first append (or :meth:`sync`) of a reactor turn schedules a
+flush for the end of the turn (``callLater(0)``), so every write of the turn goes to disk in one
+``pwrite`` per segment touched and one ``fdatasync``. That disk work runs on one dedicated
+thread, so the reactor keeps accepting and routing while the disk works; at most one flush is
+in flight and writes made meanwhile gather in the next batch, so the file order is the append
+order. :meth:`sync` returns a Deferred that fires once the flush covering everything appended
+before the call has finished. :meth:`flush` does the same work blocking, for start-up, shutdown
+and tests.
+
+Failures. When a write or fsync fails (ENOSPC, EIO) the log turns ``healthy`` False, errbacks
+the waiters of that batch with :class:`StoreUnavailable` and keeps the batch's bytes in memory,
+ahead of newer ones. Writes go to explicit offsets (``pwrite``), so the retry, made by the next
+flush (the next append or sync schedules one), rewrites the same bytes over whatever part made
+it out; once a flush succeeds ``healthy`` is True again. Nothing is dropped: the broker stops
+persistent publishers while the log is unhealthy, which is what bounds that memory.
+
+Recovery (:meth:`replay`) reads the segments in order. A torn or corrupt tail of the *last*
+segment is what a crash mid-write leaves: it is cut (the file truncated) with a WARNING naming
+the file, the offset and the bytes dropped. A bad frame in an *older* segment is corruption:
+the rest of that segment is skipped with an ERROR naming the same, and replay continues with
+the next segment; it never raises and never drops silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
+
+from warren.store.interface import StoreUnavailable
+from warren.store.journal.segment import (
+    JournalSegment,
+    decode_one,
+    encode_record,
+    parse_segment_number,
+)
+
+logger = logging.getLogger("warren.store.journal")
+
+Position = tuple[int, int]
+
+
+class _Batch:
+    """Framed records waiting for one write+fsync, and the Deferreds waiting on it."""
+
+    __slots__ = ("chunks", "waiters", "end", "written", "finished")
+
+    def __init__(self) -> None:
+        # [segment number, start offset, bytes]: contiguous runs, one per segment touched.
+        self.chunks: list[list[Any]] = []
+        self.waiters: list[Deferred] = []
+        self.end: Position | None = None  # log position just past the last record
+        self.written = False  # set by whoever wrote+fsynced it, under the disk lock
+        self.finished = False  # waiters fired (success) or batch given back (failure)
+
+    def add(self, segment: int, offset: int, frame: bytes) -> None:
+        if self.chunks:
+            last = self.chunks[-1]
+            if last[0] == segment and last[1] + len(last[2]) == offset:
+                last[2] += frame
+                self.end = (segment, offset + len(frame))
+                return
+        self.chunks.append([segment, offset, bytearray(frame)])
+        self.end = (segment, offset + len(frame))
+
+    def nbytes(self) -> int:
+        return sum(len(chunk[2]) for chunk in self.chunks)
+
+
+class _DiskThread:
+    """One daemon thread running the journal's disk work in order; results come back as
+    Deferreds fired on the reactor thread. A daemon, unlike a Twisted ThreadPool's workers, so a
+    store someone forgot to close never holds the interpreter open at exit."""
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, work: Callable[[Any], Any], arg: Any) -> Deferred:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="warren-journal", daemon=True)
+            self._thread.start()
+        done: Deferred = Deferred()
+        self._jobs.put((work, arg, done))
+        return done
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            work, arg, done = job
+            try:
+                result = work(arg)
+            except BaseException:
+                self._reactor.callFromThread(done.errback, Failure())
+            else:
+                self._reactor.callFromThread(done.callback, result)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+
+class JournalLog:
+    """Append typed records, read them back by position, make them durable in batches."""
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        segment_size: int,
+        reactor: Any = None,
+        on_durable: Callable[[], None] | None = None,
+        segment_preamble: Callable[[], tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.directory = directory
+        self.segment_size = segment_size
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor
+
+            reactor = global_reactor
+        self._reactor = reactor
+        #: Called on the reactor thread after each successful flush (the store reclaims there).
+        self._on_durable = on_durable
+        #: Gives the (type, payload) written first in every new segment (the store's checkpoint).
+        self._segment_preamble = segment_preamble
+        self.healthy = True
+        self._segments: dict[int, JournalSegment] = {}
+        self._sizes: dict[int, int] = {}  # logical size of each segment (appended bytes)
+        self._head = 0
+        self._pending = _Batch()
+        self._inflight: _Batch | None = None
+        self._disk_lock = threading.Lock()  # held while bytes go to disk, by either path
+        self._disk = _DiskThread(reactor)
+        self._kick_call: Any = None
+        self._closed = False
+        self._ready = False
+        #: Everything before this position is on disk and fsync'd.
+        self.durable_end: Position = (0, 0)
+        self.last_fsync_seconds = 0.0
+        self.fsyncs = 0
+
+    # -- opening and recovery ---------------------------------------------------------------
+
+    def open(self) -> None:
+        os.makedirs(self.directory, exist_ok=True)
+        for name in os.listdir(self.directory):
+            number = parse_segment_number(name)
+            if number is not None and number not in self._segments:
+                self._segments[number] = JournalSegment(self.directory, number)
+
+    def replay(self) -> Iterator[tuple[int, int, int, memoryview]]:
+        """Yield (segment, offset, type, payload) of every valid record in log order.
+
+        Payloads are views into a per-segment buffer: copy what you keep. Cuts a torn tail of
+        the last segment; skips (and logs) the corrupt rest of an older one. When exhausted the
+        log is ready for appends (at the end of the last segment, or in a fresh first one).
+        """
+        numbers = sorted(self._segments)
+        for index, number in enumerate(numbers):
+            segment = self._segments[number]
+            scan = segment.scan()
+            for offset, record_type, payload in scan.records:
+                yield number, offset, record_type, payload
+            last = index == len(numbers) - 1
+            size = scan.valid_end + scan.dropped
+            if scan.dropped and last:
+                logger.warning(
+                    "journal %s: %s at offset %d; cut the torn tail, dropping %d bytes",
+                    segment.path, scan.problem, scan.valid_end, scan.dropped,
+                )
+                segment.truncate(scan.valid_end)
+                size = scan.valid_end
+            elif scan.dropped:
+                logger.error(
+                    "journal %s: %s at offset %d; skipped the %d bytes from there to the end of "
+                    "the segment (records after offset %d in this file are lost), continuing "
+                    "with the next segment",
+                    segment.path, scan.problem, scan.valid_end, scan.dropped, scan.valid_end,
+                )
+            self._sizes[number] = size
+        if numbers:
+            self._head = numbers[-1]
+            self.durable_end = (self._head, self._sizes[self._head])
+            self._ready = True
+        else:
+            self._ready = True
+            self._start_segment(1)
+            self.durable_end = (1, 0)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def append(self, record_type: int, payload: bytes | bytearray | memoryview) -> tuple[int, int, int]:
+        """Frame and buffer one record; return its (segment, offset, framed length)."""
+        if not self._ready:
+            raise RuntimeError("JournalLog.append before replay()")
+        frame = encode_record(record_type, payload)
+        size = self._sizes[self._head]
+        if size and size + len(frame) > self.segment_size:
+            self._start_segment(self._head + 1)
+            size = self._sizes[self._head]
+        segment = self._head
+        self._pending.add(segment, size, frame)
+        self._sizes[segment] = size + len(frame)
+        if self._kick_call is None and not self._closed:
+            self._kick_call = self._reactor.callLater(0, self._kick)
+        return segment, size, len(frame)
+
+    def _start_segment(self, number: int) -> None:
+        self._segments[number] = JournalSegment(self.directory, number)
+        self._sizes[number] = 0
+        self._head = number
+        if self._segment_preamble is not None:
+            record_type, payload = self._segment_preamble()
+            self.append(record_type, payload)
+
+    def sync(self) -> Deferred:
+        """A Deferred fired once everything appended so far is durable (see module doc)."""
+        if self._pending.chunks:
+            waiter: Deferred = Deferred()
+            self._pending.waiters.append(waiter)
+            if self._kick_call is None and not self._closed:
+                self._kick_call = self._reactor.callLater(0, self._kick)
+            return waiter
+        if self._inflight is not None:
+            waiter = Deferred()
+            self._inflight.waiters.append(waiter)
+            return waiter
+        return succeed(None)
+
+    def _kick(self) -> None:
+        self._kick_call = None
+        if self._closed or self._inflight is not None or not self._pending.chunks:
+            return
+        batch, self._pending = self._pending, _Batch()
+        self._inflight = batch
+        done = self._disk.submit(self._write_batch, batch)
+        done.addCallbacks(
+            self._batch_done, self._batch_failed, callbackArgs=(batch,), errbackArgs=(batch,)
+        )
+
+    def _write_batch(self, batch: _Batch) -> None:
+        """Disk thread: write and fsync one batch, unless the blocking path already did."""
+        with self._disk_lock:
+            if batch.written or batch.finished:
+                return
+            self._write_chunks(batch.chunks)
+            batch.written = True
+
+    def _write_chunks(self, chunks: list[list[Any]]) -> None:
+        """Write runs at their offsets, fsync each file touched (and the directory when a new
+        file was made). Called with the disk lock held, from either thread."""
+        started = time.monotonic()
+        touched: list[JournalSegment] = []
+        for number, offset, data in chunks:
+            segment = self._segments[number]
+            segment.write_at(offset, data)
+            if segment not in touched:
+                touched.append(segment)
+        for segment in touched:
+            segment.sync()
+        if any(segment.created for segment in touched):
+            self.sync_directory()
+            for segment in touched:
+                segment.created = False
+        self.last_fsync_seconds = time.monotonic() - started
+        self.fsyncs += 1
+
+    def _batch_done(self, _: object, batch: _Batch) -> None:
+        if self._inflight is batch:
+            self._inflight = None
+        if not batch.finished:
+            self._finish(batch)
+        if self._pending.chunks and self._kick_call is None and not self._closed:
+            self._kick_call = self._reactor.callLater(0, self._kick)
+
+    def _batch_failed(self, failure: Failure, batch: _Batch) -> None:
+        if self._inflight is batch:
+            self._inflight = None
+        if batch.finished:
+            return
+        self._give_back(batch, failure.value)
+
+    def _finish(self, batch: _Batch) -> None:
+        batch.finished = True
+        if batch.end is not None and batch.end > self.durable_end:
+            self.durable_end = batch.end
+        if not self.healthy:
+            logger.warning("journal %s: writes succeed again", self.directory)
+            self.healthy = True
+        waiters, batch.waiters = batch.waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+        if self._on_durable is not None:
+            self._on_durable()
+
+    def _give_back(self, batch: _Batch, error: BaseException | None) -> None:
+        """A batch failed: errback its waiters, keep its bytes at the front of the queue."""
+        batch.finished = True
+        self.healthy = False
+        logger.error(
+            "journal %s: write failed (%s); keeping %d bytes in memory to retry",
+            self.directory, error, batch.nbytes() + self._pending.nbytes(),
+        )
+        retry = _Batch()
+        for chunk in batch.chunks + self._pending.chunks:
+            retry.add(chunk[0], chunk[1], chunk[2])
+        retry.waiters = self._pending.waiters
+        self._pending = retry
+        waiters, batch.waiters = batch.waiters, []
+        for waiter in waiters:
+            waiter.errback(Failure(StoreUnavailable(f"journal write failed: {error}")))
+
+    def flush(self) -> None:
+        """Blocking: write and fsync everything appended so far; raise StoreUnavailable on
+        failure (the bytes are kept for the next try)."""
+        if self._kick_call is not None:
+            self._kick_call.cancel()
+            self._kick_call = None
+        done: list[_Batch] = []
+        failure: OSError | None = None
+        with self._disk_lock:
+            batches = []
+            if self._inflight is not None and not self._inflight.finished:
+                batches.append(self._inflight)
+            if self._pending.chunks or self._pending.waiters:
+                batches.append(self._pending)
+                self._pending = _Batch()
+            for batch in batches:
+                if not batch.written:
+                    try:
+                        self._write_chunks(batch.chunks)
+                    except OSError as error:
+                        failure = error
+                        break
+                    batch.written = True
+                done.append(batch)
+            failed = batches[len(done):]
+            for batch in failed:
+                batch.finished = True  # the disk thread must skip it: it goes back to pending
+            if self._inflight is not None and (self._inflight in done or self._inflight in failed):
+                self._inflight = None
+        for batch in done:
+            self._finish(batch)
+        if failure is not None:
+            # give back in reverse so the oldest bytes end up first
+            for batch in reversed(failed):
+                self._give_back(batch, failure)
+            raise StoreUnavailable(f"journal write failed: {failure}") from failure
+
+    # -- reading and reclaiming -----------------------------------------------------------------
+
+    def read(self, segment: int, offset: int, length: int) -> tuple[int, bytes]:
+        """Read back the record at a position: (type, payload); from memory if not yet written."""
+        for batch in (self._inflight, self._pending):
+            if batch is None:
+                continue
+            for number, start, data in batch.chunks:
+                if number == segment and start <= offset < start + len(data):
+                    at = offset - start
+                    return decode_one(bytes(data[at:at + length]), f"segment {segment}@{offset}")
+        return self._segments[segment].read_at(offset, length)
+
+    @property
+    def head(self) -> int:
+        """The segment appends go to (never reclaimed)."""
+        return self._head
+
+    @property
+    def end(self) -> Position:
+        return (self._head, self._sizes.get(self._head, 0))
+
+    def segment_numbers(self) -> list[int]:
+        return sorted(self._segments)
+
+    def segment_bytes(self, number: int) -> int:
+        return self._sizes.get(number, 0)
+
+    def disk_bytes(self) -> int:
+        return sum(self._sizes.values())
+
+    def delete_segment(self, number: int) -> None:
+        """Remove a segment file. Call :meth:`sync_directory` after a round of deletions."""
+        if number == self._head:
+            raise ValueError("the head segment is never deleted")
+        segment = self._segments.pop(number)
+        self._sizes.pop(number, None)
+        segment.delete()
+
+    def sync_directory(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self._ready:
+                self.flush()
+        except StoreUnavailable as error:
+            logger.error("journal %s: closing with unwritten data: %s", self.directory, error)
+        finally:
+            self._closed = True
+            if self._kick_call is not None:
+                self._kick_call.cancel()
+                self._kick_call = None
+            self._disk.stop()
+            for segment in self._segments.values():
+                segment.close()

@@ -1,0 +1,304 @@
+"""JournalStore: warren's default durable store, a KahaDB-style journal plus an in-memory index.
+
+Layers (each knowing less than the one above): :mod:`.segment` frames and checks records in one
+file; :mod:`.log` appends them across segments with group commit off the reactor thread;
+:mod:`.index` says what the records mean, what is live and which segments may go; this module
+turns :class:`~warren.store.interface.MessageStore` calls into records and runs recovery and
+reclaim.
+
+Reclaim runs on the reactor thread after every successful flush (and after recovery): segments
+with nothing live are deleted, and the oldest mostly dead segment (live bytes under
+``COMPACT_BELOW`` of its size) is compacted, at most one per flush so the work is spread out.
+Disk use thus follows live data, and so does recovery time. The rules that keep this from ever
+resurrecting an acked message or a deleted definition are in :mod:`.index`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from warren.store.interface import (
+    MessageStore,
+    RecoveredQueue,
+    RecoveredState,
+    StoreError,
+)
+from warren.store.journal.index import (
+    JournalIndex,
+    RecordType,
+    decode_checkpoint,
+    decode_definition,
+    decode_message,
+    decode_queue_ids,
+    encode_checkpoint,
+    encode_definition,
+    encode_message,
+    encode_queue_ids,
+)
+from warren.store.journal.log import JournalLog
+from warren.store.journal.segment import HEADER_SIZE, CorruptRecord
+
+logger = logging.getLogger("warren.store.journal")
+
+#: A segment older than the head whose live bytes are under this share of its size is compacted.
+COMPACT_BELOW = 0.25
+
+
+class JournalStore(MessageStore):
+    """Messages and definitions in an append-only segmented journal under ``directory``."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, segment_size: int = 32 * 1024 * 1024, reactor: Any = None) -> None:
+        self.directory = os.fspath(directory)
+        self._index = JournalIndex()
+        self._log = JournalLog(
+            self.directory,
+            segment_size=segment_size,
+            reactor=reactor,
+            on_durable=self._reclaim,
+            segment_preamble=self._checkpoint,
+        )
+        self._recovered = False
+        self.compactions = 0
+        self.segments_deleted = 0
+
+    @property  # type: ignore[override]
+    def healthy(self) -> bool:
+        return self._log.healthy
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def open(self) -> None:
+        self._log.open()
+
+    def recover(self) -> RecoveredState:
+        if self._recovered:
+            raise StoreError("recover() is called once, before any write")
+        records: dict[int, bytes] = {}
+        index = self._index
+        for segment, offset, record_type, payload in self._log.replay():
+            try:
+                self._replay_record(records, segment, offset, record_type, payload)
+            except (ValueError, KeyError, struct.error, UnicodeDecodeError) as error:
+                logger.error(
+                    "journal %s: segment %d offset %d: undecodable %s record skipped (%s)",
+                    self.directory, segment, offset, _type_name(record_type), error,
+                )
+        index.sort_queues()
+        self._recovered = True
+        state = RecoveredState(
+            definitions={key: location.value for key, location in index.definitions.items()},
+            records={msg_id: records[msg_id] for msg_id in index.messages},
+            queues={key: RecoveredQueue(key, list(ids)) for key, ids in index.queues.items()},
+            delivered=index.delivered(),
+            max_msg_id=index.max_msg_id,
+        )
+        logger.info(
+            "journal %s: recovered %d messages in %d queues, %d definitions from %d segments",
+            self.directory, len(state.records), len(state.queues), len(state.definitions),
+            len(self._log.segment_numbers()),
+        )
+        self._reclaim()
+        return state
+
+    def _replay_record(
+        self, records: dict[int, bytes], segment: int, offset: int, record_type: int, payload: memoryview
+    ) -> None:
+        index = self._index
+        length = HEADER_SIZE + len(payload)
+        end = (segment, offset + length)
+        if record_type == RecordType.MESSAGE:
+            msg_id, seq, queues, at = decode_message(payload)
+            index.add_message(msg_id, seq, queues, segment, offset, length)
+            records[msg_id] = bytes(payload[at:])
+        elif record_type == RecordType.ACK:
+            queue_key, msg_ids = decode_queue_ids(payload)
+            for msg_id in index.ack(queue_key, msg_ids, segment, end):
+                del records[msg_id]
+        elif record_type == RecordType.PURGE:
+            for msg_id in index.purge(bytes(payload).decode(), segment, end):
+                del records[msg_id]
+        elif record_type == RecordType.DELIVERED:
+            queue_key, msg_ids = decode_queue_ids(payload)
+            index.mark_delivered(queue_key, msg_ids)
+        elif record_type == RecordType.DEFINITION:
+            kind, key, value = decode_definition(payload)
+            index.put_definition((kind, key), value, segment, offset, length)
+        elif record_type == RecordType.CHECKPOINT:
+            max_msg_id, max_seq = decode_checkpoint(payload)
+            index.max_msg_id = max(index.max_msg_id, max_msg_id)
+            index.max_seq = max(index.max_seq, max_seq)
+        else:
+            logger.error(
+                "journal %s: segment %d offset %d: unknown record type %d skipped",
+                self.directory, segment, offset, record_type,
+            )
+
+    def _ready(self) -> None:
+        """Writes need the index built: recover on behalf of a caller that skipped it."""
+        if not self._recovered:
+            self.recover()
+
+    def close(self) -> None:
+        self._log.close()
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def put_definition(self, kind: str, key: str, value: dict[str, Any] | None) -> None:
+        self._ready()
+        if value is None and (kind, key) not in self._index.definitions:
+            return
+        segment, offset, length = self._log.append(RecordType.DEFINITION, encode_definition(kind, key, value))
+        self._index.put_definition((kind, key), value, segment, offset, length)
+
+    def publish(self, msg_id: int, record: bytes, queue_keys: list[str]) -> None:
+        self._ready()
+        if not queue_keys:
+            return
+        queues = dict.fromkeys(queue_keys, False)
+        seq = self._index.max_seq + 1
+        segment, offset, length = self._log.append(
+            RecordType.MESSAGE, encode_message(msg_id, seq, queues, record)
+        )
+        self._index.add_message(msg_id, seq, queues, segment, offset, length)
+
+    def ack(self, queue_key: str, msg_ids: list[int]) -> None:
+        self._ready()
+        live = self._index.live_in_queue(queue_key, msg_ids)
+        if not live:
+            return
+        segment, offset, length = self._log.append(RecordType.ACK, encode_queue_ids(queue_key, live))
+        self._index.ack(queue_key, live, segment, (segment, offset + length))
+
+    def mark_delivered(self, queue_key: str, msg_ids: list[int]) -> None:
+        self._ready()
+        messages = self._index.messages
+        fresh = [
+            msg_id
+            for msg_id in self._index.live_in_queue(queue_key, msg_ids)
+            if not messages[msg_id].queues[queue_key]
+        ]
+        if not fresh:
+            return
+        self._log.append(RecordType.DELIVERED, encode_queue_ids(queue_key, fresh))
+        self._index.mark_delivered(queue_key, fresh)
+
+    def purge_queue(self, queue_key: str) -> None:
+        self._ready()
+        if queue_key not in self._index.queues:
+            return
+        segment, offset, length = self._log.append(RecordType.PURGE, queue_key.encode())
+        self._index.purge(queue_key, segment, (segment, offset + length))
+
+    def sync(self) -> Deferred:
+        return self._log.sync()
+
+    def flush(self) -> None:
+        """Blocking sync: everything written so far is on disk when this returns."""
+        self._log.flush()
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def read(self, msg_id: int) -> bytes:
+        location = self._index.messages.get(msg_id)
+        if location is None:
+            raise StoreError(f"message {msg_id} is not in the journal")
+        try:
+            _, payload = self._log.read(location.segment, location.offset, location.length)
+        except CorruptRecord as error:
+            raise StoreError(f"message {msg_id}: {error}") from error
+        return bytes(payload[decode_message(payload)[3]:])
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "journal_bytes": float(self._log.disk_bytes()),
+            "journal_segments": float(len(self._log.segment_numbers())),
+            "journal_messages": float(len(self._index.messages)),
+            "journal_fsync_seconds": self._log.last_fsync_seconds,
+            "journal_fsyncs": float(self._log.fsyncs),
+            "journal_compactions": float(self.compactions),
+        }
+
+    # -- reclaim -------------------------------------------------------------------------------
+
+    def _checkpoint(self) -> tuple[int, bytes]:
+        return RecordType.CHECKPOINT, encode_checkpoint(self._index.max_msg_id, self._index.max_seq)
+
+    def _reclaim(self) -> None:
+        """Delete dead segments, then compact the oldest mostly dead one (see module doc)."""
+        if not self._recovered:
+            return
+        log, index = self._log, self._index
+        durable_end = log.durable_end
+        while True:
+            numbers = log.segment_numbers()
+            existing = set(numbers)
+            deleted = []
+            for number in numbers:
+                if number >= durable_end[0] or number == log.head:
+                    break
+                liveness = index.segments.get(number)
+                if liveness is None:
+                    log.delete_segment(number)
+                    deleted.append(number)
+                    continue
+                if liveness.live or liveness.released_at > durable_end:
+                    continue
+                if not existing.isdisjoint(liveness.guards):
+                    continue
+                log.delete_segment(number)
+                index.forget_segment(number)
+                deleted.append(number)
+            if not deleted:
+                break
+            log.sync_directory()  # durable before the deletions they enable (invariant rule 2)
+            self.segments_deleted += len(deleted)
+            logger.debug("journal %s: deleted dead segments %s", self.directory, deleted)
+        existing = set(log.segment_numbers())
+        for number in sorted(existing):
+            if number >= durable_end[0] or number == log.head:
+                break
+            liveness = index.segments.get(number)
+            if liveness is None or not liveness.live or not existing.isdisjoint(liveness.guards):
+                continue
+            if liveness.live_bytes < COMPACT_BELOW * log.segment_bytes(number):
+                self._compact(number)
+                break
+
+    def _compact(self, number: int) -> None:
+        """Re-append the live records of segment ``number`` at the head; it dies with them."""
+        log, index = self._log, self._index
+        liveness = index.segments[number]
+        moved = 0
+        for key in list(liveness.live):
+            if isinstance(key, int):
+                location = index.messages[key]
+                _, payload = log.read(location.segment, location.offset, location.length)
+                record = memoryview(payload)[decode_message(payload)[3]:]
+                queues = dict(location.queues)
+                segment, offset, length = log.append(
+                    RecordType.MESSAGE, encode_message(key, location.seq, queues, record)
+                )
+                index.add_message(key, location.seq, queues, segment, offset, length)
+            else:
+                definition = index.definitions[key]
+                _, payload = log.read(definition.segment, definition.offset, definition.length)
+                segment, offset, length = log.append(RecordType.DEFINITION, payload)
+                index.put_definition(key, definition.value, segment, offset, length)
+            moved += 1
+        self.compactions += 1
+        logger.info(
+            "journal %s: compacting segment %d, moved %d live records to segment %d",
+            self.directory, number, moved, log.head,
+        )
+
+
+def _type_name(record_type: int) -> str:
+    try:
+        return RecordType(record_type).name
+    except ValueError:
+        return f"type-{record_type}"
