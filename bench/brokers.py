@@ -55,6 +55,15 @@ def wait_until_accepting(ports: list[int], alive: Callable[[], bool], timeout: f
         time.sleep(0.05)
 
 
+def wait_until_closed(ports: list[int], timeout: float = 30.0) -> None:
+    """Return once no port accepts: a killed process's sockets close a little after its death."""
+    deadline = time.monotonic() + timeout
+    while any(port_accepts(port) for port in ports):
+        if time.monotonic() > deadline:
+            raise BrokerStartError(f"ports {ports} still accepting {timeout:.0f} s after kill")
+        time.sleep(0.01)
+
+
 class Broker:
     """One broker instance: `start()` (again after `kill()` to restart on the same data), `stop()`."""
 
@@ -107,6 +116,7 @@ class Broker:
         self._signal_group(signal.SIGKILL)
         self.process.wait()
         self.process = None
+        wait_until_closed(list(self.ports.values()))
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (a clean shutdown), then SIGKILL what is left of the group."""
