@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -444,6 +445,22 @@ def test_nesting_limit(template: str) -> None:
         Selector.parse(build(MAX_NESTING_DEPTH + 1))
     with pytest.raises(SelectorError, match="nested more than"):
         Selector.parse(build(500))  # never a RecursionError
+
+
+def test_running_out_of_stack_is_a_selector_error() -> None:
+    """Even when the caller is already deep, parsing fails as SelectorError, never RecursionError."""
+    frame, depth = sys._getframe(), 0
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1
+    text = "i = (" * (MAX_NESTING_DEPTH - 1) + "1" + ")" * (MAX_NESTING_DEPTH - 1)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth + 40)
+    try:
+        with pytest.raises(SelectorError, match="nested too deeply"):
+            Selector.parse(text)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert Selector.parse(text).identifiers == {"i"}
 
 
 def test_long_flat_chains_are_not_deep() -> None:

@@ -335,9 +335,16 @@ def _converted(text: str, other: object, other_is_number: bool) -> object:
     return None
 
 
+_PLAIN_TYPES = frozenset({str, int, float, bool})
+_ORDERED_TYPES = frozenset({str, int, float})
+
+
 def _equals(left: object, right: object, convert: bool) -> bool | None:
     if left is None or right is None:
         return None
+    kind = type(left)
+    if kind is type(right) and kind in _PLAIN_TYPES:  # the common case, no conversion
+        return left == right
     pair = _like_pair(left, right, convert)
     return pair is not None and pair[0] == pair[1]
 
@@ -346,6 +353,9 @@ def _ordered(compare: Callable[[object, object], bool], left: object, right: obj
              convert: bool) -> bool | None:
     if left is None or right is None:
         return None
+    kind = type(left)
+    if kind is type(right) and kind in _ORDERED_TYPES:
+        return compare(left, right)
     pair = _like_pair(left, right, convert)
     if pair is None or type(pair[0]) is bool:  # booleans only take = and <>
         return False
@@ -449,6 +459,19 @@ class _Expr:
     identifier: str | None = None
 
 
+# Binding levels, loosest first: JMS 1.1 §3.8.1.2 orders the logical and arithmetic ones;
+# equality looser than relational is ActiveMQ's grammar (so ``a > 1 = TRUE`` parses).
+_OR, _AND, _NOT, _EQUALITY, _RELATIONAL, _ADDITIVE, _MULTIPLICATIVE, _UNARY = range(1, 9)
+_OPERATOR_LEVELS = {
+    "=": _EQUALITY, "<>": _EQUALITY, "!=": _EQUALITY,
+    "<": _RELATIONAL, "<=": _RELATIONAL, ">": _RELATIONAL, ">=": _RELATIONAL,
+    "+": _ADDITIVE, "-": _ADDITIVE, "*": _MULTIPLICATIVE, "/": _MULTIPLICATIVE, "%": _MULTIPLICATIVE,
+}
+_KEYWORD_LEVELS = {"OR": _OR, "AND": _AND, "IS": _EQUALITY, "BETWEEN": _RELATIONAL,
+                   "LIKE": _RELATIONAL, "IN": _RELATIONAL}
+_LEVEL_SYMBOLS = {_ADDITIVE: ("+", "-"), _MULTIPLICATIVE: ("*", "/", "%")}
+
+
 class _Parser:
     def __init__(self, text: str, convert: bool) -> None:
         self.tokens = _tokenize(text)
@@ -531,40 +554,80 @@ class _Parser:
     def parse(self) -> Evaluate:
         if self.token.kind is _TokenKind.END:
             return lambda lookup: True  # JMS: an empty selector selects everything
-        expr = self.or_expr()
+        try:
+            expr = self.expression(_OR)
+        except RecursionError:  # a backstop: MAX_NESTING_DEPTH keeps well below the limit
+            raise SelectorError("selector nested too deeply", self.token.column) from None
         if self.token.kind is not _TokenKind.END:
             raise SelectorError(f"unexpected {self.token.describe()} after a complete "
                                 f"expression", self.token.column)
         self.require_condition(expr, "a selector")
         return self.as_condition(expr)
 
-    def or_expr(self) -> _Expr:
-        return self.logical_chain("OR", self.and_expr, _any_true)
+    def infix_level(self) -> int:
+        """The binding level of the infix operator at the current token, 0 if it is none."""
+        token = self.token
+        if token.kind is _TokenKind.OPERATOR:
+            return _OPERATOR_LEVELS.get(token.value, 0)  # type: ignore[arg-type]
+        if token.kind is _TokenKind.KEYWORD:
+            if token.value == "NOT":  # NOT BETWEEN / NOT LIKE / NOT IN; else a prefix NOT
+                return _RELATIONAL if (self.peek_keyword("BETWEEN") or self.peek_keyword("LIKE")
+                                       or self.peek_keyword("IN")) else 0
+            return _KEYWORD_LEVELS.get(token.value, 0)  # type: ignore[arg-type]
+        return 0
 
-    def and_expr(self) -> _Expr:
-        return self.logical_chain("AND", self.not_expr, _all_true)
+    def expression(self, level: int) -> _Expr:
+        """Precedence climbing: an operand, then each infix operator binding at ``level`` or
+        tighter. Python frames grow only with parentheses, NOT and signs (bounded by
+        ``descend``), a few per level, never per operator."""
+        left = self.prefixed(level)
+        while True:
+            infix = self.infix_level()
+            if infix < level or infix == 0:
+                return left
+            if infix == _OR:
+                left = self.logical_chain("OR", left, _any_true, _AND)
+            elif infix == _AND:
+                left = self.logical_chain("AND", left, _all_true, _NOT)
+            elif infix == _EQUALITY:
+                left = self.equality(left)
+            elif infix == _RELATIONAL:
+                left = self.relational(left)
+            else:
+                left = self.arithmetic_chain(left, infix)
 
-    def logical_chain(self, word: str, operand: Callable[[], _Expr],
-                      combine: Callable[[tuple[Evaluate, ...]], Evaluate]) -> _Expr:
-        first = operand()
-        if not self.at_keyword(word):
-            return first
+    def logical_chain(self, word: str, first: _Expr,
+                      combine: Callable[[tuple[Evaluate, ...]], Evaluate],
+                      operand_level: int) -> _Expr:
+        """``a AND b AND c`` as one n-ary node: flat, however long the chain."""
         operands = [first]
         while self.at_keyword(word):
             self.advance()
-            operands.append(operand())
+            operands.append(self.expression(operand_level))
         for expr in operands:
             self.require_condition(expr, word)
         evaluates = tuple(self.as_condition(expr) for expr in operands)
         return self.make(_Type.BOOLEAN, combine(evaluates), first.column, *operands)
 
-    def not_expr(self) -> _Expr:
-        if not self.at_keyword("NOT"):
-            return self.equality()
-        token = self.advance()
-        self.descend(token.column)
-        operand = self.not_expr()
-        self.nesting -= 1
+    def prefixed(self, level: int) -> _Expr:
+        """A primary with its prefix operators: NOT (only where a condition may start) and
+        signs."""
+        token = self.token
+        if level <= _NOT and self.at_keyword("NOT"):
+            self.advance()
+            self.descend(token.column)
+            operand = self.expression(_NOT)
+            self.nesting -= 1
+            return self.negation(operand, token.column)
+        if self.at_operator("+", "-"):
+            self.advance()
+            self.descend(token.column)
+            operand = self.prefixed(_UNARY)
+            self.nesting -= 1
+            return self.signed(operand, token)
+        return self.primary()
+
+    def negation(self, operand: _Expr, column: int) -> _Expr:
         self.require_condition(operand, "NOT")
         inner = self.as_condition(operand)
 
@@ -572,24 +635,19 @@ class _Parser:
             value = inner(lookup)
             return None if value is None else not value
 
-        return self.make(_Type.BOOLEAN, evaluate, token.column, operand)
+        return self.make(_Type.BOOLEAN, evaluate, column, operand)
 
-    def equality(self) -> _Expr:
-        left = self.relational()
-        while True:
-            if self.at_operator("=", "<>", "!="):
-                symbol = self.advance().value
-                right = self.relational()
-                left = self.compare_equal(left, right, negate=symbol != "=")
-            elif self.at_keyword("IS"):
+    def equality(self, left: _Expr) -> _Expr:
+        if self.at_keyword("IS"):
+            self.advance()
+            negate = self.at_keyword("NOT")
+            if negate:
                 self.advance()
-                negate = self.at_keyword("NOT")
-                if negate:
-                    self.advance()
-                self.expect_keyword("NULL", "after IS" + (" NOT" if negate else ""))
-                left = self.is_null(left, negate)
-            else:
-                return left
+            self.expect_keyword("NULL", "after IS" + (" NOT" if negate else ""))
+            return self.is_null(left, negate)
+        symbol = self.advance().value
+        right = self.expression(_RELATIONAL)
+        return self.compare_equal(left, right, negate=symbol != "=")
 
     def compare_equal(self, left: _Expr, right: _Expr, negate: bool) -> _Expr:
         symbol = "<>" if negate else "="
@@ -622,33 +680,23 @@ class _Parser:
                 return inner(lookup) is None
         return self.make(_Type.BOOLEAN, evaluate, operand.column, operand)
 
-    def relational(self) -> _Expr:
-        left = self.additive()
-        while True:
-            if self.at_operator("<", "<=", ">", ">="):
-                symbol = self.advance().value
-                right = self.additive()
-                left = self.compare_order(left, right, symbol)  # type: ignore[arg-type]
-                continue
-            negate = self.at_keyword("NOT") and (self.peek_keyword("BETWEEN")
-                                                 or self.peek_keyword("LIKE")
-                                                 or self.peek_keyword("IN"))
-            if negate:
-                self.advance()
-            if self.at_keyword("BETWEEN"):
-                self.advance()
-                low = self.additive()
-                self.expect_keyword("AND", "between the bounds of BETWEEN")
-                high = self.additive()
-                left = self.between(left, low, high, negate)
-            elif self.at_keyword("LIKE"):
-                self.advance()
-                left = self.like(left, negate)
-            elif self.at_keyword("IN"):
-                self.advance()
-                left = self.in_list(left, negate)
-            else:
-                return left
+    def relational(self, left: _Expr) -> _Expr:
+        if self.at_operator("<", "<=", ">", ">="):
+            symbol = self.advance().value
+            right = self.expression(_ADDITIVE)
+            return self.compare_order(left, right, symbol)  # type: ignore[arg-type]
+        negate = self.at_keyword("NOT")
+        if negate:
+            self.advance()
+        word = self.advance().value
+        if word == "BETWEEN":
+            low = self.expression(_ADDITIVE)
+            self.expect_keyword("AND", "between the bounds of BETWEEN")
+            high = self.expression(_ADDITIVE)
+            return self.between(left, low, high, negate)
+        if word == "LIKE":
+            return self.like(left, negate)
+        return self.in_list(left, negate)
 
     def compare_order(self, left: _Expr, right: _Expr, symbol: str) -> _Expr:
         for expr in (left, right):
@@ -738,20 +786,14 @@ class _Parser:
 
         return self.make(_Type.BOOLEAN, evaluate, value.column, value)
 
-    def additive(self) -> _Expr:
-        return self.arithmetic_chain(("+", "-"), self.multiplicative)
-
-    def multiplicative(self) -> _Expr:
-        return self.arithmetic_chain(("*", "/", "%"), self.unary)
-
-    def arithmetic_chain(self, symbols: tuple[str, ...], operand: Callable[[], _Expr]) -> _Expr:
-        first = operand()
-        if not self.at_operator(*symbols):
-            return first
+    def arithmetic_chain(self, first: _Expr, level: int) -> _Expr:
+        """``a + b - c`` (or ``a * b / c``) as one node evaluated by a loop: flat, however
+        long the chain."""
+        symbols = _LEVEL_SYMBOLS[level]
         rest: list[tuple[str, _Expr]] = []
         while self.at_operator(*symbols):
             symbol = self.advance().value
-            rest.append((symbol, operand()))  # type: ignore[arg-type]
+            rest.append((symbol, self.expression(level + 1)))  # type: ignore[arg-type]
         for symbol, expr in [(rest[0][0], first), *rest]:
             self.require_numeric(expr, f"'{symbol}'")
         head, convert = first.evaluate, self.convert
@@ -770,13 +812,7 @@ class _Parser:
 
         return self.make(_Type.NUMBER, evaluate, first.column, first, *(e for _, e in rest))
 
-    def unary(self) -> _Expr:
-        if not self.at_operator("+", "-"):
-            return self.primary()
-        token = self.advance()
-        self.descend(token.column)
-        operand = self.unary()
-        self.nesting -= 1
+    def signed(self, operand: _Expr, token: _Token) -> _Expr:
         self.require_numeric(operand, f"unary '{token.value}'")
         if token.value == "+":
             if operand.type is _Type.NUMBER:
@@ -821,7 +857,7 @@ class _Parser:
         if self.at_operator("("):
             self.advance()
             self.descend(token.column)
-            inner = self.or_expr()
+            inner = self.expression(_OR)
             self.nesting -= 1
             if not self.at_operator(")"):
                 raise SelectorError(f"expected ')' to close the '(' at column {token.column} "
