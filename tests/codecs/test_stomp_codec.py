@@ -378,6 +378,20 @@ def test_header_line_too_long():
         parser.feed(b"SEND\nk:" + b"v" * 20)  # incomplete line already over the limit
 
 
+def test_long_complete_line_in_an_incomplete_block_errors_at_once():
+    # Found by the chunking property: a whole feed must fail as early as a byte-wise one.
+    parser = StompParser(max_header_length=30)
+    with pytest.raises(StompError, match="Header too long"):
+        parser.feed(b"SEND\n" + b"k" * 31 + b":\r\n")
+
+
+def test_feed_accepts_bytearray_and_memoryview():
+    parser = StompParser()
+    assert parser.feed(bytearray(b"SEND\n\na\0")) == [Frame("SEND", (), b"a")]
+    assert parser.feed(memoryview(b"SEND\n\nb")) == []
+    assert parser.feed(memoryview(b"\0")) == [Frame("SEND", (), b"b")]
+
+
 def test_parser_is_dead_after_an_error():
     parser = StompParser()
     with pytest.raises(StompError):

@@ -275,7 +275,8 @@ class StompParser:
                     )
             else:
                 # Resume where the last feed stopped looking for the NUL.
-                body_end = buf.find(b"\0", max(body_start, pos + self._scanned), end)
+                resume = pos + self._scanned
+                body_end = buf.find(b"\0", body_start if body_start > resume else resume, end)
                 if body_end < 0:
                     self._scanned = end - pos
                     self._check_body_size(end - pos, end - body_start, complete=False)
@@ -306,7 +307,8 @@ class StompParser:
     ) -> tuple[str, tuple[tuple[str, str], ...], int | None, int] | None:
         """Parse the command and headers of the frame at *start*, or None if incomplete."""
         # Resume two octets back: the block end "\n\r\n" may straddle the previous chunk.
-        match = _HEADER_BLOCK_END.search(buf, start + max(self._scanned - 2, 0), end)
+        resume = self._scanned - 2
+        match = _HEADER_BLOCK_END.search(buf, start + resume if resume > 0 else start, end)
         if match is None:
             self._note_incomplete_head(buf, start, end)
             return None
@@ -327,6 +329,11 @@ class StompParser:
             block = raw_block.decode("utf-8")
         except UnicodeDecodeError as error:
             raise StompError("Invalid UTF-8 in headers", f"{command} frame: {error}") from None
+        if "\r" in block:
+            # CR LF ends a line just as LF does (the last line's LF is block_end, not in block).
+            block = block.replace("\r\n", "\n")
+            if block.endswith("\r"):
+                block = block[:-1]
         lines = block.split("\n")
         if len(lines) > self.max_headers:
             raise StompError(
@@ -336,25 +343,31 @@ class StompParser:
         if len(raw_block) > self.max_header_length:
             for raw_line in raw_block.split(b"\n"):
                 self._check_header_length(len(raw_line.removesuffix(b"\r")))
-        unescapes = None if command in _VERBATIM_COMMANDS else self._unescapes
         headers = []
-        content_length = None
         for line in lines:
-            if line.endswith("\r"):
-                line = line[:-1]
             name, colon, value = line.partition(":")
-            if not colon:
-                raise StompError("Header without colon", f"{command} frame: header line {line!r}")
-            if not name:
-                raise StompError("Empty header name", f"{command} frame: header line {line!r}")
-            if unescapes is not None and "\\" in line:
-                name = _unescape(name, unescapes)
-                value = _unescape(value, unescapes)
-            if content_length is None and name == "content-length":
-                content_length = self._content_length(command, value)
+            if not (colon and name):
+                raise StompError(
+                    "Empty header name" if colon else "Header without colon",
+                    f"{command} frame: header line {line!r}",
+                )
             headers.append((name, value))
-        if content_length is not None:
-            self._check_body_size(body_start - start + content_length, content_length, complete=True)
+        if "\\" in block and command not in _VERBATIM_COMMANDS and self._unescapes is not None:
+            unescapes = self._unescapes
+            headers = [
+                (_unescape(name, unescapes) if "\\" in name else name,
+                 _unescape(value, unescapes) if "\\" in value else value)
+                for name, value in headers
+            ]
+        content_length = None
+        if "content-length" in block:
+            for name, value in headers:
+                if name == "content-length":
+                    content_length = self._content_length(command, value)
+                    self._check_body_size(
+                        body_start - start + content_length, content_length, complete=True
+                    )
+                    break
         return command, tuple(headers), content_length, body_start - start
 
     def _note_incomplete_head(self, buf: bytes | bytearray, start: int, end: int) -> None:
@@ -365,7 +378,16 @@ class StompParser:
             if self._line_count == 0:
                 self._command(buf[start:buf.find(b"\n", start, end)])
             self._line_count += new_lines
-            self._line_start = buf.rfind(b"\n", scanned_end, end) + 1 - start
+            last_lf = buf.rfind(b"\n", scanned_end, end)
+            line_begin = start + self._line_start
+            if last_lf - line_begin > self.max_header_length:
+                # Lines completed in this chunk may be too long: same verdict as a whole feed.
+                while line_begin <= last_lf:
+                    lf = buf.find(b"\n", line_begin, last_lf + 1)
+                    cr = 1 if lf > line_begin and buf[lf - 1] == 13 else 0
+                    self._check_header_length(lf - line_begin - cr)
+                    line_begin = lf + 1
+            self._line_start = last_lf + 1 - start
         self._scanned = size = end - start
         if self._line_count == 0:
             if size > _LONGEST_COMMAND_LINE:
