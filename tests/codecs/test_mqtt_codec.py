@@ -152,6 +152,18 @@ def test_password_without_username():
     assert (connect.username, connect.password) == (None, b"secret")
 
 
+def test_bad_connect_still_tells_the_level_for_the_connack():
+    parser = MqttParser()
+    body = connect_body(level=5, rest=b"\x00\x3c\x03\x21\x00\x00" + utf8("c"))
+    with pytest.raises(MqttError) as info:
+        parser.feed(frame(0x10, body))
+    assert (info.value.reason_code, parser.protocol_level) == (0x82, 5)
+    parser = MqttParser()
+    with pytest.raises(MqttError):
+        parser.feed(frame(0x10, connect_body(level=7)))
+    assert parser.protocol_level is None
+
+
 def test_connect_trailing_bytes():
     assert error_code(frame(0x10, connect_body() + b"x")) == 0x81
 

@@ -25,7 +25,18 @@ Until a CONNECT has been parsed ``MqttParser.protocol_level`` is None and
 other packets are parsed with 3.1.1 rules; enforcing "CONNECT first"
 [MQTT-3.1.0-1] and "only one CONNECT" [MQTT-3.1.0-2] is the session's job.
 A parser used on the client side (bridges, tests) is built with
-``MqttParser(protocol_level=...)``.
+``MqttParser(protocol_level=...)``. The level is set as soon as a CONNECT's
+protocol name and level are accepted, even if the rest of that CONNECT is bad,
+so the session knows which CONNACK form to answer with; after a 0x84 error it
+stays None.
+
+``max_packet_size`` is a plain attribute: a session may start small and
+raise it once the client has authenticated.
+
+Not checked here because they depend on direction or session state: a client
+sending Subscription Identifiers in PUBLISH [MQTT-3.3.4-6], topic aliases
+above the negotiated maximum, Receive Maximum quotas, payload format 1 with a
+non-UTF-8 payload (0x99), client identifier rules (0x85 / 3.1.1 return code 2).
 """
 
 from __future__ import annotations
@@ -65,7 +76,6 @@ from warren.mqtt.packets import (
 )
 from warren.mqtt.properties import (
     WireReader,
-    decode_utf8,
     encode_binary,
     encode_properties,
     encode_string,
@@ -194,12 +204,16 @@ def _finish(reader: WireReader, what: str) -> None:
         raise MqttError(MALFORMED_PACKET, f"{what} has trailing bytes")
 
 
-def _parse_connect(reader: WireReader, flags: int, level: int | None) -> Connect:
+def _parse_connect(reader: WireReader, parser: MqttParser) -> Connect:
     protocol_name = reader.utf8()
     protocol_level = reader.u8()
     if (protocol_name, protocol_level) not in _PROTOCOLS:
         raise MqttError(UNSUPPORTED_PROTOCOL_VERSION,
                         f"unsupported protocol {protocol_name!r} level {protocol_level}")
+    if parser.protocol_level is None:
+        # Set before the rest is checked, so that a session answering a bad
+        # CONNECT knows whether to send a 3.1.1 or a 5.0 CONNACK.
+        parser.protocol_level = protocol_level
     v5 = protocol_level == 5
     cflags = reader.u8()
     if cflags & 0x01:
@@ -295,8 +309,8 @@ def _parse_subscribe(reader: WireReader, flags: int, level: int) -> Subscribe:
             subscriptions.append(Subscription(topic_filter, qos, bool(options & 0x04),
                                               bool(options & 0x08), retain_handling))
         else:
-            if options & 0xFC:
-                raise MqttError(MALFORMED_PACKET, "subscription reserved bits set")  # [MQTT-3.8.3-4]
+            if options & 0xFC:  # [MQTT-3.8.3-4]
+                raise MqttError(MALFORMED_PACKET, "subscription reserved bits set")
             subscriptions.append(Subscription(topic_filter, qos))
     if not subscriptions:
         raise MqttError(PROTOCOL_ERROR, "SUBSCRIBE without subscriptions")  # [MQTT-3.8.3-3]
@@ -454,7 +468,10 @@ class MqttParser:
                 if not flags & 0x0E and length >= 2:
                     tend = body + 2 + _unpack_u16(buf, body)[0]
                     # At level 5 only an empty property block (one 0 byte) stays fast.
-                    start = tend if level != 5 else (tend + 1 if tend < end and not buf[tend] else -1)
+                    if level != 5:
+                        start = tend
+                    else:
+                        start = tend + 1 if tend < end and not buf[tend] else -1
                     if 0 <= start <= end:
                         try:
                             topic = buf[body + 2:tend].decode("utf-8")
@@ -468,10 +485,7 @@ class MqttParser:
             elif ptype == CONNECT:
                 if flags:
                     raise MqttError(MALFORMED_PACKET, "CONNECT flags must be 0")  # [MQTT-2.2.2-2]
-                connect = _parse_connect(WireReader(buf, body, end), flags, level)
-                if level is None:
-                    self.protocol_level = connect.protocol_level
-                append(connect)
+                append(_parse_connect(WireReader(buf, body, end), self))
             else:
                 parser = _PARSERS.get(ptype)
                 if parser is None:
