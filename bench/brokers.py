@@ -65,7 +65,7 @@ def wait_until_closed(ports: list[int], timeout: float = 30.0) -> None:
 
 
 class Broker:
-    """One broker instance: `start()` (again after `kill()` to restart on the same data), `stop()`."""
+    """One broker instance: `start()`, `stop()`; `kill()` then `start()` restarts on its data."""
 
     name: ClassVar[str]
     protocols: ClassVar[frozenset[str]]  # of "amqp", "stomp", "mqtt"
@@ -169,7 +169,7 @@ class Warren(Broker):
 
     @staticmethod
     def default_command() -> list[str]:
-        """The installed `warren` script, else its entry point (warren.cli:main) from this checkout."""
+        """The installed `warren` script, else its entry point warren.cli:main from this checkout."""
         script = shutil.which("warren")
         return [script] if script else [
             sys.executable, "-c", "import sys; from warren.cli import main; sys.exit(main())"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import itertools
 import json
 import shlex
 import statistics
@@ -62,7 +63,7 @@ def broker_factory(name: str, args: argparse.Namespace, root: Path):
     if cls is Warren:
         cls = functools.partial(Warren, command=shlex.split(args.warren_cmd),
                                 store=args.warren_store, store_url=args.warren_store_url)
-    counter = iter(range(1_000_000))
+    counter = itertools.count()
     return lambda: cls(Path(tempfile.mkdtemp(prefix=f"{name}{next(counter)}-", dir=root)))
 
 
@@ -190,7 +191,8 @@ def markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {row['scenario']} | {row['broker']} | {runs(row)} | {num(row['con_rate'])} "
             f"| {num(row['lat_p50_ms'], '{:.2f}')} | {num(row['lat_p99_ms'], '{:.2f}')} "
-            f"| {num(row['broker_cpu_pct'])} | {num(row['other_cpu_pct'])} | {row['lost']} | {row['dups']} "
+            f"| {num(row['broker_cpu_pct'])} | {num(row['other_cpu_pct'])} "
+            f"| {row['lost']} | {row['dups']} "
             f"| {ratio(row, 'con_rate')} | {ratio(row, 'lat_p50_ms')} | {ratio(row, 'lat_p99_ms')} |")
     recovered = [row for row in rows if row["scenario"] == "recovery"]
     if recovered:

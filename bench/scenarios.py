@@ -173,4 +173,5 @@ def failover(*_args, **_kwargs) -> dict:
     # TODO(later issue): start two warren brokers on one store (file lock / SQL lease), keep a
     # confirmed publisher and a consumer running, kill -9 the master, and measure the gap in
     # deliveries and any loss or duplicates once the slave takes over.
-    raise NotImplementedError("failover benchmark: not written yet (needs warren's master/slave HA)")
+    raise NotImplementedError(
+        "failover benchmark: not written yet (needs warren's master/slave HA)")
