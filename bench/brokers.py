@@ -169,7 +169,7 @@ class Warren(Broker):
 
     @staticmethod
     def default_command() -> list[str]:
-        """The installed `warren` script, else its entry point warren.cli:main from this checkout."""
+        """The installed `warren` script, else warren.cli:main run from this checkout."""
         script = shutil.which("warren")
         return [script] if script else [
             sys.executable, "-c", "import sys; from warren.cli import main; sys.exit(main())"]

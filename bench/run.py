@@ -193,7 +193,8 @@ def markdown(rows: list[dict]) -> str:
             f"| {num(row['lat_p50_ms'], '{:.2f}')} | {num(row['lat_p99_ms'], '{:.2f}')} "
             f"| {num(row['broker_cpu_pct'])} | {num(row['other_cpu_pct'])} "
             f"| {row['lost']} | {row['dups']} "
-            f"| {ratio(row, 'con_rate')} | {ratio(row, 'lat_p50_ms')} | {ratio(row, 'lat_p99_ms')} |")
+            f"| {ratio(row, 'con_rate')} | {ratio(row, 'lat_p50_ms')} "
+            f"| {ratio(row, 'lat_p99_ms')} |")
     recovered = [row for row in rows if row["scenario"] == "recovery"]
     if recovered:
         lines += ["", "| recovery | runs | publish msg/s | restart → port s | restart → all "
