@@ -289,7 +289,8 @@ def test_publish_topic_alias_0():
 def test_publish_fast_and_slow_paths_agree():
     for level in (4, 5):
         for packet in (Publish("a/b", b"x"), Publish("a/b", b"", retain=True),
-                       Publish("a", b"y", 1, packet_id=1), Publish("é/ü", b"z" * 200)):
+                       Publish("a", b"y", 1, packet_id=1), Publish("é/ü", b"z" * 200),
+                       Publish("a", b"", 2, True, True, 65535)):
             assert parse(encode(packet, level), level) == [packet]
 
 

@@ -116,23 +116,54 @@ _pack_u16 = _U16.pack
 DEFAULT_MAX_PACKET_SIZE = 256 * 1024 * 1024
 
 # A frozen dataclass __init__ goes through object.__setattr__ once per field,
-# which is most of the cost of parsing a small QoS 0 PUBLISH; the hot path sets
-# the slots directly through their descriptors (same object, ~half the time).
+# which is most of the cost of parsing a small PUBLISH; the hot path sets the
+# slots directly through their descriptors (same object, ~half the time).
 _new_object = object.__new__
 _set_publish_fields = (Publish.topic.__set__, Publish.payload.__set__, Publish.qos.__set__,
                        Publish.retain.__set__, Publish.dup.__set__, Publish.packet_id.__set__,
                        Publish.properties.__set__)
 
 
-def _new_qos0_publish(topic: str, payload: bytes, retain: bool) -> Publish:
+def _parse_plain_publish(buf: bytes, body: int, end: int, flags: int,
+                         level: int | None) -> Publish | None:
+    """Hot path for the common PUBLISH: valid QoS, non-zero packet id, a
+    non-empty wildcard-free topic, no properties. Returns None for anything
+    else, which the general parser then handles (and reports precisely)."""
+    qos = (flags >> 1) & 0x03
+    if qos == 3 or (flags & 0x08 and not qos) or end - body < 2:
+        return None
+    topic_end = body + 2 + _unpack_u16(buf, body)[0]
+    if qos:
+        start = topic_end + 2
+        if start > end:
+            return None
+        packet_id = _unpack_u16(buf, topic_end)[0]
+        if not packet_id:
+            return None
+    else:
+        start = topic_end
+        packet_id = None
+    if level == 5:
+        # Only an empty property block (a single 0 byte) stays on the hot path.
+        if start >= end or buf[start]:
+            return None
+        start += 1
+    if start > end:
+        return None
+    try:
+        topic = buf[body + 2:topic_end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not topic or "+" in topic or "#" in topic or "\x00" in topic:
+        return None
     set_topic, set_payload, set_qos, set_retain, set_dup, set_id, set_props = _set_publish_fields
     publish = _new_object(Publish)
     set_topic(publish, topic)
-    set_payload(publish, payload)
-    set_qos(publish, 0)
-    set_retain(publish, retain)
-    set_dup(publish, False)
-    set_id(publish, None)
+    set_payload(publish, buf[start:end])
+    set_qos(publish, qos)
+    set_retain(publish, bool(flags & 0x01))
+    set_dup(publish, bool(flags & 0x08))
+    set_id(publish, packet_id)
     set_props(publish, {})
     return publish
 
@@ -464,24 +495,10 @@ class MqttParser:
             flags = first & 0x0F
             level = self.protocol_level
             if ptype == PUBLISH:
-                # Hot path: inline the common case, fall back for anything unusual.
-                if not flags & 0x0E and length >= 2:
-                    tend = body + 2 + _unpack_u16(buf, body)[0]
-                    # At level 5 only an empty property block (one 0 byte) stays fast.
-                    if level != 5:
-                        start = tend
-                    else:
-                        start = tend + 1 if tend < end and not buf[tend] else -1
-                    if 0 <= start <= end:
-                        try:
-                            topic = buf[body + 2:tend].decode("utf-8")
-                        except UnicodeDecodeError:
-                            raise MqttError(MALFORMED_PACKET, "topic is not valid UTF-8") from None
-                        if topic and "+" not in topic and "#" not in topic and "\x00" not in topic:
-                            append(_new_qos0_publish(topic, buf[start:end], bool(flags & 1)))
-                            pos = end
-                            continue
-                append(_parse_publish(WireReader(buf, body, end), flags, level or 4))
+                publish = _parse_plain_publish(buf, body, end, flags, level)
+                if publish is None:
+                    publish = _parse_publish(WireReader(buf, body, end), flags, level or 4)
+                append(publish)
             elif ptype == CONNECT:
                 if flags:
                     raise MqttError(MALFORMED_PACKET, "CONNECT flags must be 0")  # [MQTT-2.2.2-2]
