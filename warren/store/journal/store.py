@@ -47,6 +47,9 @@ logger = logging.getLogger("warren.store.journal")
 
 #: A segment older than the head whose live bytes are under this share of its size is compacted.
 COMPACT_BELOW = 0.25
+#: Dead segments kept only as guards (see :mod:`.index`) may total this many segment sizes (or
+#: the live bytes, if more) before the root of their chain is compacted to let them go.
+PINNED_BOUND_SEGMENTS = 2
 
 
 class JournalStore(MessageStore):
@@ -258,16 +261,55 @@ class JournalStore(MessageStore):
             log.sync_directory()  # durable before the deletions they enable (invariant rule 2)
             self.segments_deleted += len(deleted)
             logger.debug("journal %s: deleted dead segments %s", self.directory, deleted)
-        existing = set(log.segment_numbers())
-        for number in sorted(existing):
-            if number >= durable_end[0] or number == log.head:
-                break
+        target = self._compaction_target()
+        if target is not None:
+            self._compact(target)
+
+    def _compaction_target(self) -> int | None:
+        """The segment to compact now, if any: the oldest mostly dead one, or else the root of
+        the guard chains when segments kept only by guards outgrow the live data."""
+        log, index = self._log, self._index
+        durable_end = log.durable_end
+        numbers = log.segment_numbers()
+        existing = set(numbers)
+        reclaimable = [n for n in numbers if n < durable_end[0] and n != log.head]
+        for number in reclaimable:
             liveness = index.segments.get(number)
             if liveness is None or not liveness.live or not existing.isdisjoint(liveness.guards):
                 continue
             if liveness.live_bytes < COMPACT_BELOW * log.segment_bytes(number):
-                self._compact(number)
-                break
+                return number
+        # An old live segment keeps alive every later segment holding an ACK of one of its
+        # (dead) records, and those keep the ones acking theirs: a chain that grows with
+        # traffic. Past a bound, rewrite the chain's root so the whole chain can go.
+        pinned = []
+        for number in reclaimable:
+            liveness = index.segments.get(number)
+            if liveness is not None and not liveness.live and not existing.isdisjoint(liveness.guards):
+                pinned.append(number)
+        pinned_bytes = sum(log.segment_bytes(n) for n in pinned)
+        live_bytes = sum(liveness.live_bytes for liveness in index.segments.values())
+        if not pinned or pinned_bytes < max(PINNED_BOUND_SEGMENTS * log.segment_size, live_bytes):
+            return None
+        roots: set[int] = set()
+        stack = [g for n in pinned for g in index.segments[n].guards if g in existing]
+        while stack:
+            number = stack.pop()
+            if number in roots:
+                continue
+            roots.add(number)
+            liveness = index.segments.get(number)
+            if liveness is not None:
+                stack.extend(g for g in liveness.guards if g in existing)
+        root = min(roots)
+        liveness = index.segments.get(root)
+        if root in reclaimable and liveness is not None and liveness.live:
+            logger.info(
+                "journal %s: %d bytes in %d segments are kept only by acks of segment %d; "
+                "compacting it", self.directory, pinned_bytes, len(pinned), root,
+            )
+            return root
+        return None
 
     def _compact(self, number: int) -> None:
         """Re-append the live records of segment ``number`` at the head; it dies with them."""
