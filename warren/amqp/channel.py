@@ -1,0 +1,690 @@
+"""One AMQP channel: its methods turned into core calls, and deliveries turned into frames.
+
+Methods are dispatched through a table (pamqp class -> handler). Content (publish, then a header
+frame, then body frames) is assembled here; every other frame type out of place is a 505. The
+channel keeps what RabbitMQ's ``rabbit_channel`` keeps: unacked deliveries by tag, consumers by
+tag, prefetch limits (per consumer and global), confirm and transaction state.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable
+
+from pamqp import commands
+
+from ..broker.errors import (AccessRefused, BrokerError, NotAllowed, NotFound, NotImplemented_,
+                             PreconditionFailed, UnexpectedFrame)
+from ..broker.message import Message, QueueEntry
+from ..broker.queue import Queue
+from .framing import (BASIC_ACK, BASIC_PUBLISH, FRAME_BODY, FRAME_HEADER, FRAME_METHOD,
+                      basic_ack_frame, basic_nack_frame, content_frames, decode_method,
+                      deliver_payload, encode_method, parse_ack, parse_content_header,
+                      parse_publish, shortstr)
+from .properties import CODEC
+
+if TYPE_CHECKING:
+    from .connection import AmqpConnection
+
+log = logging.getLogger("warren.amqp.channel")
+
+_USER_ID_FLAG = 0x0010
+
+
+class AmqpConsumer:
+    """A basic.consume subscription; the queue calls has_credit/deliver/cancelled."""
+
+    __slots__ = ("channel", "tag", "tag_ss", "queue", "no_ack", "exclusive", "priority",
+                 "arguments", "prefetch", "unacked")
+
+    def __init__(self, channel: "Channel", tag: str, queue: Queue, no_ack: bool,
+                 exclusive: bool, arguments: dict[str, Any], prefetch: int) -> None:
+        self.channel = channel
+        self.tag = tag
+        self.tag_ss = shortstr(tag)
+        self.queue = queue
+        self.no_ack = no_ack
+        self.exclusive = exclusive
+        self.arguments = arguments
+        prio = arguments.get("x-priority", 0)
+        self.priority = prio if isinstance(prio, int) and not isinstance(prio, bool) else 0
+        self.prefetch = prefetch     # per-consumer limit, 0 = none
+        self.unacked = 0
+
+    def has_credit(self) -> bool:
+        ch = self.channel
+        if not ch.flow_active or ch.conn.write_paused or ch.closing:
+            return False
+        if self.no_ack:
+            return True
+        if self.prefetch and self.unacked >= self.prefetch:
+            return False
+        if ch.global_prefetch and len(ch.unacked) >= ch.global_prefetch:
+            return False
+        return True
+
+    def deliver(self, queue: Queue, entry: QueueEntry) -> None:
+        ch = self.channel
+        ch.next_tag += 1
+        tag = ch.next_tag
+        if not self.no_ack:
+            ch.unacked[tag] = (queue, entry, self)
+            self.unacked += 1
+        msg = entry.message
+        conn = ch.conn
+        conn.write_parts(content_frames(
+            ch.number, deliver_payload(self.tag_ss, tag, entry.redelivered, msg.exchange,
+                                       msg.routing_key),
+            msg.encoded_props(), msg.body, conn.frame_max))
+
+    def cancelled(self, queue: Queue) -> None:
+        ch = self.channel
+        ch.consumers.pop(self.tag, None)
+        if ch.conn.capabilities.get("consumer_cancel_notify") and not ch.closing:
+            ch.send(commands.Basic.Cancel(consumer_tag=self.tag, nowait=True))
+
+
+class Channel:
+    def __init__(self, conn: "AmqpConnection", number: int) -> None:
+        self.conn = conn
+        self.number = number
+        self.closing = False                 # we sent channel.close; waiting for close-ok
+        self.flow_active = True              # channel.flow from the client
+        self.consumers: dict[str, AmqpConsumer] = {}
+        self.unacked: dict[int, tuple[Queue, QueueEntry, AmqpConsumer | None]] = {}
+        self.next_tag = 0                    # last delivery tag used
+        self.prefetch = 0                    # basic.qos global=false: for new consumers
+        self.global_prefetch = 0             # basic.qos global=true: shared by the channel
+        self.current_queue: str | None = None  # last declared queue, for '' in later methods
+        # content assembly: (exchange, routing_key, mandatory), then header, then body parts
+        self._publish: tuple[str, str, bool] | None = None
+        self._props: bytes | None = None
+        self._body_size = 0
+        self._body: list[bytes] = []
+        self._received = 0
+        # publisher confirms: deque of [seq, state]; state None waiting, True ack, False nack
+        self.confirm = False
+        self.publish_seq = 0
+        self._confirms: deque[list] = deque()
+        self._sync_wanted = False
+        # transactions: publishes and acks held until tx.commit
+        self.tx = False
+        self._tx_publishes: list[tuple[Any, Message, bool]] = []
+        self._tx_settles: list[tuple[str, int, bool, bool]] = []
+        self._write_checked: set[str] = set()
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            commands.Channel.Close: self._on_close,
+            commands.Channel.CloseOk: self._on_close_ok,
+            commands.Channel.Flow: self._on_flow,
+            commands.Channel.FlowOk: lambda m: None,
+            commands.Exchange.Declare: self._on_exchange_declare,
+            commands.Exchange.Delete: self._on_exchange_delete,
+            commands.Exchange.Bind: self._on_exchange_bind,
+            commands.Exchange.Unbind: self._on_exchange_unbind,
+            commands.Queue.Declare: self._on_queue_declare,
+            commands.Queue.Bind: self._on_queue_bind,
+            commands.Queue.Unbind: self._on_queue_unbind,
+            commands.Queue.Purge: self._on_queue_purge,
+            commands.Queue.Delete: self._on_queue_delete,
+            commands.Basic.Qos: self._on_qos,
+            commands.Basic.Consume: self._on_consume,
+            commands.Basic.Cancel: self._on_cancel,
+            commands.Basic.Get: self._on_get,
+            commands.Basic.Ack: self._on_ack_method,
+            commands.Basic.Reject: self._on_reject,
+            commands.Basic.Nack: self._on_nack,
+            commands.Basic.Recover: self._on_recover,
+            commands.Basic.RecoverAsync: self._on_recover,
+            commands.Confirm.Select: self._on_confirm_select,
+            commands.Tx.Select: self._on_tx_select,
+            commands.Tx.Commit: self._on_tx_commit,
+            commands.Tx.Rollback: self._on_tx_rollback,
+        }
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def broker(self):
+        return self.conn.broker
+
+    @property
+    def vhost(self):
+        return self.conn.vhost
+
+    def send(self, method: Any) -> None:
+        self.conn.write(encode_method(method, self.number))
+
+    def handle_frame(self, ftype: int, payload: bytes) -> None:
+        """One frame for this channel; raises BrokerError (the connection maps it)."""
+        if self.closing:
+            if ftype == FRAME_METHOD:
+                method = decode_method(payload)
+                if isinstance(method, commands.Channel.CloseOk):
+                    self.conn.channel_closed(self)
+                elif isinstance(method, commands.Channel.Close):
+                    self.send(commands.Channel.CloseOk())
+            return
+        if self._publish is not None:
+            self._content_frame(ftype, payload)
+            return
+        if ftype != FRAME_METHOD:
+            raise UnexpectedFrame(
+                f"expected method frame, got non method frame instead")
+        if payload[:4] == b"\x00\x3c\x00\x28":
+            exchange, rk, mandatory, immediate = parse_publish(payload)
+            if immediate:
+                raise NotImplemented_("immediate=true")
+            self._publish = (exchange, rk, mandatory)
+            self._current_method = (60, 40)
+            return
+        if payload[:4] == b"\x00\x3c\x00\x50":
+            tag, multiple = parse_ack(payload)
+            self._current_method = (60, 80)
+            self._settle("ack", tag, multiple, False)
+            return
+        method = decode_method(payload)
+        self._current_method = divmod(method.index, 0x10000)
+        handler = self._handlers.get(type(method))
+        if handler is None:
+            if method.name.startswith("Connection."):
+                from ..broker.errors import CommandInvalid
+                raise CommandInvalid(f"connection method {method.name} on channel {self.number}")
+            if method.name == "Channel.Open":
+                from ..broker.errors import ChannelError
+                raise ChannelError(f"second 'channel.open' seen")
+            raise NotImplemented_(f"method {method.name} is not supported")
+        handler(method)
+
+    def current_method(self) -> tuple[int, int]:
+        return getattr(self, "_current_method", (0, 0))
+
+    # ------------------------------------------------------------------ content
+    def _content_frame(self, ftype: int, payload: bytes) -> None:
+        if self._props is None:
+            if ftype != FRAME_HEADER:
+                raise UnexpectedFrame("expected content header for class 60, got non content "
+                                      "header frame instead")
+            class_id, size, props = parse_content_header(payload)
+            if class_id != 60:
+                raise UnexpectedFrame(f"expected content header for class 60, got {class_id}")
+            limit = self.conn.config.max_message_size
+            if size > limit:
+                self._publish = None
+                raise PreconditionFailed(
+                    f"message size {size} is larger than configured max size {limit}")
+            self._props = props
+            self._body_size = size
+            if size == 0:
+                self._complete_publish()
+            return
+        if ftype != FRAME_BODY:
+            raise UnexpectedFrame("expected content body, got non content body frame instead")
+        self._received += len(payload)
+        if self._received > self._body_size:
+            raise UnexpectedFrame("content body exceeds the size given in the content header")
+        self._body.append(payload)
+        if self._received == self._body_size:
+            self._complete_publish()
+
+    def _complete_publish(self) -> None:
+        exchange, rk, mandatory = self._publish
+        props = self._props
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self._publish = None
+        self._props = None
+        self._body = []
+        self._received = 0
+        self._current_method = (60, 40)
+        self._publish_message(exchange, rk, mandatory, props, body)
+
+    def _publish_message(self, exchange_name: str, rk: str, mandatory: bool, props: bytes,
+                         body: bytes) -> None:
+        vh = self.vhost
+        ex = vh.exchanges.get(exchange_name)
+        if ex is None:
+            raise NotFound(f"no exchange '{exchange_name}' in vhost '{vh.name}'")
+        if exchange_name not in self._write_checked:
+            self.broker.check(self.conn.user, vh.name, "write", "exchange", exchange_name)
+            if ex.internal:
+                raise AccessRefused(
+                    f"cannot publish to internal exchange '{exchange_name}' in vhost "
+                    f"'{vh.name}'")
+            self._write_checked.add(exchange_name)
+        msg = Message(exchange_name, rk, body, codec=CODEC, raw_props=props)
+        if len(props) >= 2 and props[1] & _USER_ID_FLAG:
+            self._check_user_id(msg)
+        if not self.conn.published:
+            self.conn.started_publishing()
+        if self.confirm:
+            self.publish_seq += 1
+        if self.tx:
+            self._tx_publishes.append((ex, msg, mandatory))
+            return
+        self._route(ex, msg, mandatory, self.publish_seq if self.confirm else 0)
+
+    def _check_user_id(self, msg: Message) -> None:
+        uid = msg.properties.user_id
+        if uid is not None and uid != self.conn.user.name:
+            raise PreconditionFailed(f"user_id property set to '{uid}' but authenticated user "
+                                     f"was '{self.conn.user.name}'")
+
+    def _route(self, ex: Any, msg: Message, mandatory: bool, seq: int) -> None:
+        routed = self.vhost.publish(ex, msg)
+        self.conn.stats_publish += 1
+        if not routed.queues and mandatory and not routed.rejected:
+            self._basic_return(312, "NO_ROUTE", msg)
+        if seq:
+            if routed.rejected and not routed.queues:
+                self._confirms.append([seq, False])
+            elif routed.stored:
+                self._confirms.append([seq, None])
+                self._sync_wanted = True
+            else:
+                self._confirms.append([seq, True])
+            self.conn.want_after_read(self)
+
+    def _basic_return(self, code: int, text: str, msg: Message) -> None:
+        ret = commands.Basic.Return(reply_code=code, reply_text=text, exchange=msg.exchange,
+                                    routing_key=msg.routing_key)
+        payload = encode_method(ret, self.number)[7:-1]
+        self.conn.write_parts(content_frames(self.number, payload, msg.encoded_props(),
+                                             msg.body, self.conn.frame_max))
+
+    # ------------------------------------------------------------------ confirms
+    def after_read(self) -> None:
+        """End of a read: ask the store for one sync covering this read's publishes."""
+        if self._sync_wanted:
+            self._sync_wanted = False
+            upto = self.publish_seq
+            d = self.broker.sync()
+            d.addCallbacks(lambda _: self._synced(upto, True),
+                           lambda f: self._synced(upto, False, f))
+        self.flush_confirms()
+
+    def _synced(self, upto: int, ok: bool, failure: Any = None) -> None:
+        if failure is not None:
+            log.warning("store sync failed, nacking publishes up to %d: %s", upto,
+                        failure.getErrorMessage())
+        for item in self._confirms:
+            if item[0] > upto:
+                break
+            if item[1] is None:
+                item[1] = ok
+        self.flush_confirms()
+        self.conn.flush()
+
+    def flush_confirms(self) -> None:
+        """Send acks/nacks for the settled prefix, coalesced into multiple=true runs."""
+        q = self._confirms
+        if self.closing or not q or q[0][1] is None:
+            return
+        parts = []
+        while q and q[0][1] is not None:
+            state = q[0][1]
+            first = last = q.popleft()[0]
+            while q and q[0][1] is state:
+                last = q.popleft()[0]
+            frame = basic_ack_frame if state else basic_nack_frame
+            parts.append(frame(self.number, last, last != first))
+        self.conn.write_parts(parts)
+
+    # ------------------------------------------------------------------ channel methods
+    def _on_close(self, m: commands.Channel.Close) -> None:
+        self.send(commands.Channel.CloseOk())
+        self.conn.channel_closed(self)
+
+    def _on_close_ok(self, m: Any) -> None:
+        self.conn.channel_closed(self)
+
+    def _on_flow(self, m: commands.Channel.Flow) -> None:
+        self.flow_active = m.active
+        self.send(commands.Channel.FlowOk(active=m.active))
+        if m.active:
+            self._kick()
+
+    # ------------------------------------------------------------------ exchanges
+    def _on_exchange_declare(self, m: commands.Exchange.Declare) -> None:
+        vh = self.vhost
+        name = m.exchange
+        if not m.passive:
+            self.broker.check(self.conn.user, vh.name, "configure", "exchange", name)
+            from ..exchange.registry import EXCHANGE_TYPES
+            if m.exchange_type not in EXCHANGE_TYPES:
+                from ..broker.errors import CommandInvalid
+                raise CommandInvalid(f"unknown exchange type '{m.exchange_type}'")
+        if name == "" and not m.passive:
+            raise AccessRefused("operation not permitted on the default exchange")
+        vh.declare_exchange(name, m.exchange_type, durable=m.durable,
+                            auto_delete=m.auto_delete, internal=m.internal,
+                            arguments=m.arguments or {}, passive=m.passive)
+        if not m.nowait:
+            self.send(commands.Exchange.DeclareOk())
+
+    def _on_exchange_delete(self, m: commands.Exchange.Delete) -> None:
+        vh = self.vhost
+        self.broker.check(self.conn.user, vh.name, "configure", "exchange", m.exchange)
+        if m.exchange not in vh.exchanges and not m.exchange.startswith("amq.") and m.exchange:
+            pass  # RabbitMQ answers delete-ok for a missing exchange
+        else:
+            vh.delete_exchange(m.exchange, if_unused=m.if_unused)
+        if not m.nowait:
+            self.send(commands.Exchange.DeleteOk())
+
+    def _on_exchange_bind(self, m: commands.Exchange.Bind) -> None:
+        vh = self.vhost
+        user = self.conn.user
+        self.broker.check(user, vh.name, "write", "exchange", m.destination)
+        self.broker.check(user, vh.name, "read", "exchange", m.source)
+        dest = vh.exchange(m.destination)
+        vh.exchange(m.source)
+        vh.bind(m.source, dest, m.routing_key, m.arguments or {})
+        if not m.nowait:
+            self.send(commands.Exchange.BindOk())
+
+    def _on_exchange_unbind(self, m: commands.Exchange.Unbind) -> None:
+        vh = self.vhost
+        user = self.conn.user
+        self.broker.check(user, vh.name, "write", "exchange", m.destination)
+        self.broker.check(user, vh.name, "read", "exchange", m.source)
+        dest = vh.exchange(m.destination)
+        vh.exchange(m.source)
+        vh.unbind(m.source, dest, m.routing_key, m.arguments or {})
+        if not m.nowait:
+            self.send(commands.Exchange.UnbindOk())
+
+    # ------------------------------------------------------------------ queues
+    def _queue_name(self, name: str) -> str:
+        if name == "":
+            if self.current_queue is None:
+                raise NotFound("no previously declared queue")
+            return self.current_queue
+        return name
+
+    def _on_queue_declare(self, m: commands.Queue.Declare) -> None:
+        vh = self.vhost
+        name = m.queue
+        if m.passive:
+            name = self._queue_name(name)
+        elif name == "":
+            name = vh.new_queue_name()
+        if not m.passive:
+            self.broker.check(self.conn.user, vh.name, "configure", "queue", name)
+        q = vh.declare_queue(name, durable=m.durable,
+                             exclusive_owner=self.conn if m.exclusive else None,
+                             auto_delete=m.auto_delete, arguments=m.arguments or {},
+                             passive=m.passive, connection=self.conn)
+        if q.exclusive_owner is self.conn:
+            self.conn.exclusive_queues.add(q)
+        self.current_queue = name
+        if not m.nowait:
+            self.send(commands.Queue.DeclareOk(queue=name, message_count=q.message_count,
+                                               consumer_count=q.consumer_count))
+
+    def _on_queue_bind(self, m: commands.Queue.Bind) -> None:
+        vh = self.vhost
+        name = self._queue_name(m.queue)
+        user = self.conn.user
+        self.broker.check(user, vh.name, "write", "queue", name)
+        self.broker.check(user, vh.name, "read", "exchange", m.exchange)
+        q = vh.queue(name)
+        q.check_access(self.conn)
+        vh.exchange(m.exchange)
+        vh.bind(m.exchange, q, m.routing_key, m.arguments or {})
+        if not m.nowait:
+            self.send(commands.Queue.BindOk())
+
+    def _on_queue_unbind(self, m: commands.Queue.Unbind) -> None:
+        vh = self.vhost
+        name = self._queue_name(m.queue)
+        user = self.conn.user
+        self.broker.check(user, vh.name, "write", "queue", name)
+        self.broker.check(user, vh.name, "read", "exchange", m.exchange)
+        q = vh.queue(name)
+        q.check_access(self.conn)
+        vh.exchange(m.exchange)
+        vh.unbind(m.exchange, q, m.routing_key, m.arguments or {})
+        self.send(commands.Queue.UnbindOk())
+
+    def _on_queue_purge(self, m: commands.Queue.Purge) -> None:
+        vh = self.vhost
+        name = self._queue_name(m.queue)
+        self.broker.check(self.conn.user, vh.name, "read", "queue", name)
+        q = vh.queue(name)
+        q.check_access(self.conn)
+        count = q.purge()
+        if not m.nowait:
+            self.send(commands.Queue.PurgeOk(message_count=count))
+
+    def _on_queue_delete(self, m: commands.Queue.Delete) -> None:
+        vh = self.vhost
+        name = self._queue_name(m.queue)
+        self.broker.check(self.conn.user, vh.name, "configure", "queue", name)
+        if name not in vh.queues:
+            # RabbitMQ: deleting a missing queue is not an error (delete-ok with 0)
+            if not m.nowait:
+                self.send(commands.Queue.DeleteOk(message_count=0))
+            return
+        count = vh.delete_queue(name, if_unused=m.if_unused, if_empty=m.if_empty,
+                                connection=self.conn)
+        if not m.nowait:
+            self.send(commands.Queue.DeleteOk(message_count=count))
+
+    # ------------------------------------------------------------------ consuming
+    def _on_qos(self, m: commands.Basic.Qos) -> None:
+        if m.prefetch_size:
+            raise NotImplemented_(f"prefetch_size!=0 ({m.prefetch_size})")
+        if m.global_:
+            self.global_prefetch = m.prefetch_count
+        else:
+            self.prefetch = m.prefetch_count
+        self.send(commands.Basic.QosOk())
+        self._kick()
+
+    def _on_consume(self, m: commands.Basic.Consume) -> None:
+        vh = self.vhost
+        name = self._queue_name(m.queue)
+        self.broker.check(self.conn.user, vh.name, "read", "queue", name)
+        q = vh.queue(name)
+        q.check_access(self.conn)
+        tag = m.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)
+        if tag in self.consumers:
+            raise NotAllowed(f"attempt to reuse consumer tag '{tag}'")
+        args = m.arguments or {}
+        prio = args.get("x-priority")
+        if prio is not None and (isinstance(prio, bool) or not isinstance(prio, int)):
+            raise PreconditionFailed(f"invalid arg 'x-priority' for consumer '{tag}'")
+        consumer = AmqpConsumer(self, tag, q, m.no_ack, m.exclusive, args, self.prefetch)
+        if m.exclusive and q.consumers:
+            raise AccessRefused(f"queue '{name}' in vhost '{vh.name}' in exclusive use")
+        if not m.nowait:
+            self.send(commands.Basic.ConsumeOk(consumer_tag=tag))
+        self.consumers[tag] = consumer
+        try:
+            q.add_consumer(consumer, self.conn)
+        except BrokerError:
+            del self.consumers[tag]
+            raise
+
+    def _on_cancel(self, m: commands.Basic.Cancel) -> None:
+        consumer = self.consumers.pop(m.consumer_tag, None)
+        if not m.nowait:
+            self.send(commands.Basic.CancelOk(consumer_tag=m.consumer_tag))
+        if consumer is not None:
+            consumer.queue.remove_consumer(consumer)
+
+    def _on_get(self, m: commands.Basic.Get) -> None:
+        vh = self.vhost
+        name = self._queue_name(m.queue)
+        self.broker.check(self.conn.user, vh.name, "read", "queue", name)
+        q = vh.queue(name)
+        q.check_access(self.conn)
+        entry = q.get(m.no_ack)
+        if entry is None:
+            self.send(commands.Basic.GetEmpty())
+            return
+        self.next_tag += 1
+        tag = self.next_tag
+        if not m.no_ack:
+            self.unacked[tag] = (q, entry, None)
+        msg = entry.message
+        ok = commands.Basic.GetOk(delivery_tag=tag, redelivered=entry.redelivered,
+                                  exchange=msg.exchange, routing_key=msg.routing_key,
+                                  message_count=q.message_count)
+        payload = encode_method(ok, self.number)[7:-1]
+        self.conn.write_parts(content_frames(self.number, payload, msg.encoded_props(),
+                                             msg.body, self.conn.frame_max))
+
+    # ------------------------------------------------------------------ settling
+    def _on_ack_method(self, m: commands.Basic.Ack) -> None:
+        self._settle("ack", m.delivery_tag, m.multiple, False)
+
+    def _on_reject(self, m: commands.Basic.Reject) -> None:
+        self._settle("reject", m.delivery_tag, False, m.requeue)
+
+    def _on_nack(self, m: commands.Basic.Nack) -> None:
+        self._settle("reject", m.delivery_tag, m.multiple, m.requeue)
+
+    def _take(self, tag: int, multiple: bool) -> list[tuple[Queue, QueueEntry, Any]]:
+        unacked = self.unacked
+        if multiple:
+            if tag == 0:
+                taken = list(unacked.values())
+                unacked.clear()
+                return taken
+            if tag not in unacked and (not unacked or tag < next(iter(unacked))):
+                raise PreconditionFailed(f"unknown delivery tag {tag}")
+            taken = []
+            for k in list(unacked):
+                if k > tag:
+                    break
+                taken.append(unacked.pop(k))
+            return taken
+        found = unacked.pop(tag, None)
+        if found is None:
+            raise PreconditionFailed(f"unknown delivery tag {tag}")
+        return [found]
+
+    def _settle(self, how: str, tag: int, multiple: bool, requeue: bool) -> None:
+        if self.tx:
+            # validate now (RabbitMQ fails unknown tags at once), apply at commit
+            if not multiple and tag not in self.unacked:
+                raise PreconditionFailed(f"unknown delivery tag {tag}")
+            self._tx_settles.append((how, tag, multiple, requeue))
+            return
+        taken = self._take(tag, multiple)
+        self._apply_settle(how, taken, requeue)
+
+    def _apply_settle(self, how: str, taken: list, requeue: bool) -> None:
+        if not taken:
+            return
+        by_queue: dict[int, tuple[Queue, list[QueueEntry]]] = {}
+        for q, entry, consumer in taken:
+            if consumer is not None:
+                consumer.unacked -= 1
+            slot = by_queue.get(id(q))
+            if slot is None:
+                by_queue[id(q)] = (q, [entry])
+            else:
+                slot[1].append(entry)
+        for q, entries in by_queue.values():
+            if how == "ack":
+                q.ack(entries)
+            elif requeue:
+                q.requeue(entries)
+            else:
+                q.reject(entries)
+        self._kick(by_queue.values())
+
+    def _kick(self, extra: Any = ()) -> None:
+        """Credit came back: let the queues this channel consumes from deliver again."""
+        seen = set()
+        for c in list(self.consumers.values()):
+            q = c.queue
+            if id(q) not in seen:
+                seen.add(id(q))
+                q.dispatch()
+        for q, _ in extra:
+            if id(q) not in seen:
+                seen.add(id(q))
+                q.dispatch()
+
+    def _on_recover(self, m: Any) -> None:
+        if not m.requeue:
+            raise NotImplemented_("requeue=false")
+        taken = list(self.unacked.values())
+        self.unacked.clear()
+        self._apply_settle("reject", taken, True)
+        if isinstance(m, commands.Basic.Recover):
+            self.send(commands.Basic.RecoverOk())
+
+    # ------------------------------------------------------------------ confirm / tx
+    def _on_confirm_select(self, m: commands.Confirm.Select) -> None:
+        if self.tx:
+            raise PreconditionFailed("cannot switch from tx to confirm mode")
+        self.confirm = True
+        if not m.nowait:
+            self.send(commands.Confirm.SelectOk())
+
+    def _on_tx_select(self, m: Any) -> None:
+        if self.confirm:
+            raise PreconditionFailed("cannot switch from confirm to tx mode")
+        self.tx = True
+        self.send(commands.Tx.SelectOk())
+
+    def _on_tx_commit(self, m: Any) -> None:
+        if not self.tx:
+            raise PreconditionFailed("channel is not transactional")
+        publishes, self._tx_publishes = self._tx_publishes, []
+        settles, self._tx_settles = self._tx_settles, []
+        stored = False
+        for ex, msg, mandatory in publishes:
+            routed = self.vhost.publish(ex, msg)
+            stored = stored or routed.stored
+            if not routed.queues and mandatory:
+                self._basic_return(312, "NO_ROUTE", msg)
+        for how, tag, multiple, requeue in settles:
+            try:
+                taken = self._take(tag, multiple)
+            except PreconditionFailed:
+                continue
+            self._apply_settle(how, taken, requeue)
+        if stored:
+            d = self.broker.sync()
+            number = self.number
+
+            def done(_: Any) -> None:
+                if not self.closing and self.number in self.conn.channels:
+                    self.send(commands.Tx.CommitOk())
+                    self.conn.flush()
+            d.addCallbacks(done, lambda f: self.conn.channel_error(
+                self, PreconditionFailed("commit failed: store unavailable")))
+        else:
+            self.send(commands.Tx.CommitOk())
+
+    def _on_tx_rollback(self, m: Any) -> None:
+        if not self.tx:
+            raise PreconditionFailed("channel is not transactional")
+        self._tx_publishes = []
+        self._tx_settles = []
+        self.send(commands.Tx.RollbackOk())
+
+    # ------------------------------------------------------------------ teardown
+    def release_all(self) -> None:
+        """Channel or connection closed: cancel consumers, requeue every unacked delivery."""
+        self.closing = True
+        consumers = list(self.consumers.values())
+        self.consumers.clear()
+        taken = list(self.unacked.values())
+        self.unacked.clear()
+        self._publish = None
+        self._confirms.clear()
+        for c in consumers:
+            c.queue.remove_consumer(c)
+        if taken:
+            by_queue: dict[int, tuple[Queue, list[QueueEntry]]] = {}
+            for q, entry, _c in taken:
+                by_queue.setdefault(id(q), (q, []))[1].append(entry)
+            for q, entries in by_queue.values():
+                q.requeue(entries)
+                q.dispatch()

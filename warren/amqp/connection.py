@@ -1,0 +1,548 @@
+"""The AMQP 0-9-1 connection: handshake, channel table, heartbeats, output batching.
+
+Shaped like Twisted's ``H2Connection.dataReceived``: bytes go to the sans-I/O
+:class:`FrameReader`, each frame to one small method, and what the frames caused is written
+once at the end of the read. Deliveries caused by other connections are collected the same way
+and written once per reactor turn, so a burst of messages costs one ``write`` per consumer.
+
+Connection states are data (:class:`State`); a frame that its state does not allow is one
+protocol error. Any error is mapped once (``amqp/errors.py``); the one broad ``except`` is here,
+at the connection boundary: it logs, sends 541 and closes this connection only.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import struct
+from typing import Any
+
+from pamqp import commands
+from pamqp import decode as pamqp_decode
+from twisted.internet import protocol
+from zope.interface import implementer
+from twisted.internet.interfaces import IPushProducer
+
+from .. import __version__
+from ..broker.errors import (AccessRefused, BrokerError, ChannelError, CommandInvalid,
+                             FrameError, InternalError, NotAllowed, UnexpectedFrame)
+from .channel import Channel
+from .errors import close_for
+from .framing import (FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE, HEARTBEAT_FRAME,
+                      PROTOCOL_HEADER, FrameReader, decode_method, encode_method)
+
+log = logging.getLogger("warren.amqp")
+
+
+class State(enum.Enum):
+    AWAIT_HEADER = "awaiting protocol header"
+    AWAIT_START_OK = "awaiting connection.start-ok"
+    AWAIT_TUNE_OK = "awaiting connection.tune-ok"
+    AWAIT_OPEN = "awaiting connection.open"
+    OPEN = "running"
+    CLOSING = "closing"          # we sent connection.close; only close-ok matters now
+    CLOSED = "closed"
+
+
+#: connection-class methods allowed in each handshake state
+HANDSHAKE: dict[State, tuple[type, ...]] = {
+    State.AWAIT_START_OK: (commands.Connection.StartOk,),
+    State.AWAIT_TUNE_OK: (commands.Connection.TuneOk,),
+    State.AWAIT_OPEN: (commands.Connection.Open,),
+}
+
+SERVER_CAPABILITIES = {
+    "publisher_confirms": True,
+    "exchange_exchange_bindings": True,
+    "basic.nack": True,
+    "consumer_cancel_notify": True,
+    "connection.blocked": True,
+    "consumer_priorities": True,
+    "authentication_failure_close": True,
+    "per_consumer_qos": True,
+    "direct_reply_to": True,
+}
+
+
+@implementer(IPushProducer)
+class AmqpConnection(protocol.Protocol):
+    def __init__(self, broker: Any, config: Any, clock: Any) -> None:
+        self.broker = broker
+        self.config = config
+        self.clock = clock
+        self.state = State.AWAIT_HEADER
+        self._header = b""
+        self.reader = FrameReader(FRAME_MIN_SIZE)  # small until tuned, as RabbitMQ
+        self.frame_max = FRAME_MIN_SIZE
+        self.channel_max = config.channel_max
+        self.heartbeat = 0
+        self.channels: dict[int, Channel] = {}
+        self.user = None
+        self.vhost = None
+        self.vhost_name: str | None = None
+        self.client_properties: dict[str, Any] = {}
+        self.capabilities: dict[str, Any] = {}
+        self.exclusive_queues: set = set()
+        self.published = False
+        self.blocked = False
+        self.write_paused = False
+        self.stats_publish = 0
+        self.connected_at = clock.seconds()
+        self._out: list[bytes] = []
+        self._flush_call = None
+        self._after_read: list[Channel] = []
+        self._last_recv = self.connected_at
+        self._sent_since_tick = False
+        self._hb_call = None
+        self._handshake_call = None
+        self._close_call = None
+        self.recv_oct = 0
+        self.send_oct = 0
+
+    # ------------------------------------------------------------------ transport events
+    def connectionMade(self) -> None:
+        self.broker.connections[id(self)] = self
+        self.transport.registerProducer(self, True)
+        peer = self.transport.getPeer()
+        self.peer = (getattr(peer, "host", "?"), getattr(peer, "port", 0))
+        host = self.transport.getHost()
+        self.local = (getattr(host, "host", "?"), getattr(host, "port", 0))
+        self.name = f"{self.peer[0]}:{self.peer[1]} -> {self.local[0]}:{self.local[1]}"
+        self._handshake_call = self.clock.callLater(self.config.handshake_timeout,
+                                                    self._handshake_timeout)
+        limit = self.config.max_connections
+        if limit and len(self.broker.connections) > limit:
+            log.warning("connection %s refused: connection limit %d reached", self.name, limit)
+            self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.state is State.CLOSED:
+            return
+        self._last_recv = self.clock.seconds()
+        self.recv_oct += len(data)
+        try:
+            if self.state is State.AWAIT_HEADER:
+                data = self._protocol_header(data)
+                if not data:
+                    return
+            for ftype, channel, payload in self.reader.feed(data):
+                self._frame(ftype, channel, payload)
+                if self.state is State.CLOSED:
+                    return
+        except BrokerError as e:
+            self._error(e, None)
+        except Exception:
+            log.exception("internal error on connection %s", getattr(self, "name", "?"))
+            self._error(InternalError("internal error"), None, force_connection=True)
+        finally:
+            if self._after_read:
+                pending, self._after_read = self._after_read, []
+                for ch in pending:
+                    if not ch.closing:
+                        ch.after_read()
+            self.flush()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.state = State.CLOSED
+        self.broker.connections.pop(id(self), None)
+        self.broker.unregister_blockable(self)
+        for call in (self._hb_call, self._handshake_call, self._close_call, self._flush_call):
+            if call is not None and getattr(call, "active", lambda: False)():
+                call.cancel()
+        if self._hb_call is not None and hasattr(self._hb_call, "running") and \
+                self._hb_call.running:
+            self._hb_call.stop()
+        for ch in list(self.channels.values()):
+            ch.release_all()
+        self.channels.clear()
+        for q in list(self.exclusive_queues):
+            if not q.deleted and q.name in q.vhost.queues and q.vhost.queues[q.name] is q:
+                q.vhost.delete_queue(q.name, reason="owner closed")
+        self.exclusive_queues.clear()
+        self.broker.emit("connection.closed", name=getattr(self, "name", "?"))
+
+    # IPushProducer: the transport tells us when its write buffer is full
+    def pauseProducing(self) -> None:
+        self.write_paused = True
+
+    def resumeProducing(self) -> None:
+        if self.write_paused:
+            self.write_paused = False
+            for ch in list(self.channels.values()):
+                ch._kick()
+            self.flush()
+
+    def stopProducing(self) -> None:
+        self.write_paused = True
+
+    # ------------------------------------------------------------------ output
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+        self._schedule_flush()
+
+    def write_parts(self, parts: list[bytes]) -> None:
+        self._out.extend(parts)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_call is None and self.state is not State.CLOSED:
+            self._flush_call = self.clock.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        if self._flush_call is not None:
+            if self._flush_call.active():
+                self._flush_call.cancel()
+            self._flush_call = None
+        if self._out and self.state is not State.CLOSED:
+            data = b"".join(self._out)
+            self._out = []
+            self.send_oct += len(data)
+            self._sent_since_tick = True
+            self.transport.write(data)
+
+    def want_after_read(self, channel: Channel) -> None:
+        if not self._after_read or self._after_read[-1] is not channel:
+            if channel not in self._after_read:
+                self._after_read.append(channel)
+
+    # ------------------------------------------------------------------ handshake
+    def _protocol_header(self, data: bytes) -> bytes:
+        need = 8 - len(self._header)
+        self._header += data[:need]
+        rest = data[need:]
+        if len(self._header) < 8:
+            if not PROTOCOL_HEADER.startswith(self._header):
+                self._bad_header()
+            return b""
+        if self._header != PROTOCOL_HEADER:
+            self._bad_header()
+            return b""
+        self.state = State.AWAIT_START_OK
+        props = {
+            "capabilities": SERVER_CAPABILITIES,
+            "cluster_name": self.broker.node_name,
+            "copyright": "Copyright (c) the warren authors",
+            "information": "Licensed under the Apache License 2.0",
+            "platform": "Python / Twisted",
+            "product": "warren",
+            "version": __version__,
+        }
+        self.write(encode_method(commands.Connection.Start(
+            version_major=0, version_minor=9, server_properties=props,
+            mechanisms="PLAIN AMQPLAIN", locales="en_US"), 0))
+        return rest
+
+    def _bad_header(self) -> None:
+        # spec 4.2.2: answer with the protocol header we support, then close
+        self.transport.write(PROTOCOL_HEADER)
+        self.state = State.CLOSED
+        self.transport.loseConnection()
+
+    def _handshake_timeout(self) -> None:
+        self._handshake_call = None
+        if self.state is not State.OPEN and self.state is not State.CLOSED:
+            log.warning("closing %s: handshake not completed in time", self.name)
+            self.state = State.CLOSED
+            self.transport.loseConnection()
+
+    def _on_start_ok(self, m: commands.Connection.StartOk) -> None:
+        self.client_properties = m.client_properties or {}
+        caps = self.client_properties.get("capabilities")
+        self.capabilities = caps if isinstance(caps, dict) else {}
+        username, password = self._credentials(m.mechanism, m.response)
+        loopback = self.peer[0] in ("127.0.0.1", "::1", "localhost") or \
+            str(self.peer[0]).startswith("127.") or str(self.peer[0]).startswith("::ffff:127.")
+        try:
+            self.user = self.broker.authenticate(username, password, loopback=loopback)
+        except AccessRefused as e:
+            log.warning("AMQP login refused for user '%s' from %s", username, self.peer[0])
+            if self.capabilities.get("authentication_failure_close"):
+                self._error(e, None, force_connection=True)
+            else:
+                self.flush()
+                self.state = State.CLOSED
+                self.transport.loseConnection()
+            return
+        self.state = State.AWAIT_TUNE_OK
+        self.write(encode_method(commands.Connection.Tune(
+            channel_max=self.config.channel_max, frame_max=self.config.frame_max,
+            heartbeat=self.config.heartbeat), 0))
+
+    @staticmethod
+    def _credentials(mechanism: str, response: Any) -> tuple[str, str]:
+        raw = response.encode("utf-8", "surrogateescape") if isinstance(response, str) \
+            else bytes(response or b"")
+        if mechanism == "PLAIN":
+            parts = raw.split(b"\x00")
+            if len(parts) != 3:
+                raise AccessRefused("malformed PLAIN response")
+            return parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace")
+        if mechanism == "AMQPLAIN":
+            try:
+                table = _amqplain(raw)
+            except Exception:
+                raise AccessRefused("malformed AMQPLAIN response") from None
+            return str(table.get("LOGIN", "")), str(table.get("PASSWORD", ""))
+        raise CommandInvalid(f"unknown authentication mechanism '{mechanism}'")
+
+    def _on_tune_ok(self, m: commands.Connection.TuneOk) -> None:
+        frame_max = m.frame_max or self.config.frame_max
+        if frame_max < FRAME_MIN_SIZE:
+            raise NotAllowed(f"frame_max={frame_max} < {FRAME_MIN_SIZE} min size")
+        if frame_max > self.config.frame_max:
+            raise NotAllowed(f"frame_max={frame_max} > {self.config.frame_max} max size")
+        channel_max = m.channel_max or self.config.channel_max
+        if channel_max > self.config.channel_max:
+            raise NotAllowed(f"channel_max={channel_max} > {self.config.channel_max} max size")
+        self.frame_max = frame_max
+        self.reader.frame_max = frame_max
+        self.channel_max = channel_max
+        self.heartbeat = m.heartbeat
+        self.state = State.AWAIT_OPEN
+        if self.heartbeat:
+            from twisted.internet.task import LoopingCall
+            self._hb_call = LoopingCall(self._heartbeat_tick)
+            self._hb_call.clock = self.clock
+            self._hb_call.start(self.heartbeat / 2.0, now=False)
+
+    def _on_open(self, m: commands.Connection.Open) -> None:
+        self.vhost = self.broker.open_vhost(self.user, m.virtual_host)
+        self.vhost_name = m.virtual_host
+        self.state = State.OPEN
+        if self._handshake_call is not None and self._handshake_call.active():
+            self._handshake_call.cancel()
+        self._handshake_call = None
+        self.write(encode_method(commands.Connection.OpenOk(), 0))
+        self.broker.emit("connection.created", name=self.name)
+
+    def _heartbeat_tick(self) -> None:
+        if self.state is State.CLOSED:
+            return
+        now = self.clock.seconds()
+        if now - self._last_recv > 2 * self.heartbeat:
+            log.warning("closing %s: missed heartbeats from client, timeout: %ds",
+                        self.name, self.heartbeat)
+            self.state = State.CLOSED
+            self.transport.abortConnection()
+            return
+        if not self._sent_since_tick:
+            self.transport.write(HEARTBEAT_FRAME)
+        self._sent_since_tick = False
+
+    # ------------------------------------------------------------------ frames
+    def _frame(self, ftype: int, channel: int, payload: bytes) -> None:
+        state = self.state
+        if ftype == FRAME_HEARTBEAT:
+            if channel != 0:
+                raise FrameError(f"heartbeat frame on channel {channel}")
+            return
+        if state is State.CLOSING:
+            if ftype == FRAME_METHOD and channel == 0:
+                m = decode_method(payload)
+                if isinstance(m, (commands.Connection.CloseOk, commands.Connection.Close)):
+                    if isinstance(m, commands.Connection.Close):
+                        self.transport.write(encode_method(commands.Connection.CloseOk(), 0))
+                    self._drop()
+            return
+        if channel == 0:
+            if ftype != FRAME_METHOD:
+                raise UnexpectedFrame(f"non-method frame on channel 0")
+            m = decode_method(payload)
+            self._connection_method(m)
+            return
+        if state is not State.OPEN:
+            raise ChannelError(f"channel {channel} used before the connection was opened")
+        ch = self.channels.get(channel)
+        if ch is None:
+            if ftype != FRAME_METHOD:
+                raise ChannelError(f"expected 'channel.open' on channel {channel}")
+            m = decode_method(payload)
+            if not isinstance(m, commands.Channel.Open):
+                raise ChannelError(f"expected 'channel.open' on channel {channel}, "
+                                   f"got '{m.name}'")
+            if channel > self.channel_max:
+                raise ChannelError(f"channel number {channel} exceeds negotiated channel_max "
+                                   f"{self.channel_max}")
+            self.channels[channel] = Channel(self, channel)
+            self.write(encode_method(commands.Channel.OpenOk(), channel))
+            return
+        try:
+            ch.handle_frame(ftype, payload)
+        except BrokerError as e:
+            self._error(e, ch)
+
+    def _connection_method(self, m: Any) -> None:
+        state = self.state
+        if isinstance(m, commands.Connection.Close):
+            self.transport.write(b"".join(self._out) +
+                                 encode_method(commands.Connection.CloseOk(), 0))
+            self._out = []
+            self._drop()
+            return
+        if isinstance(m, commands.Connection.CloseOk):
+            self._drop()
+            return
+        allowed = HANDSHAKE.get(state)
+        if allowed is not None:
+            if not isinstance(m, allowed):
+                raise CommandInvalid(f"expected {allowed[0].name} while {state.value}, "
+                                     f"got {m.name}")
+            {commands.Connection.StartOk: self._on_start_ok,
+             commands.Connection.TuneOk: self._on_tune_ok,
+             commands.Connection.Open: self._on_open}[type(m)](m)
+            return
+        if isinstance(m, commands.Connection.UpdateSecret):
+            self.write(encode_method(commands.Connection.UpdateSecretOk(), 0))
+            return
+        if isinstance(m, (commands.Connection.Blocked, commands.Connection.Unblocked)):
+            return
+        raise CommandInvalid(f"unexpected {m.name} on channel 0")
+
+    # ------------------------------------------------------------------ errors and closing
+    def _error(self, error: BrokerError, ch: Channel | None, force_connection: bool = False
+               ) -> None:
+        class_id, method_id = ch.current_method() if ch is not None else (0, 0)
+        method, whole = close_for(error, class_id, method_id, force_connection or ch is None)
+        if whole:
+            log.info("closing AMQP connection %s: %s", getattr(self, "name", "?"),
+                     error.reply_text)
+            self.close_connection(method)
+        else:
+            log.debug("closing channel %d of %s: %s", ch.number, self.name, error.reply_text)
+            ch.release_all()
+            self.write(encode_method(method, ch.number))
+
+    def channel_error(self, ch: Channel, error: BrokerError) -> None:
+        """An error found outside a read (e.g. a failed store sync): close as usual, flush."""
+        if ch.number in self.channels and not ch.closing:
+            self._error(error, ch)
+            self.flush()
+
+    def channel_closed(self, ch: Channel) -> None:
+        ch.release_all()
+        self.channels.pop(ch.number, None)
+
+    def close_connection(self, method: Any) -> None:
+        if self.state in (State.CLOSING, State.CLOSED):
+            return
+        for ch in list(self.channels.values()):
+            ch.release_all()
+        self.channels.clear()
+        self._out = []
+        if self.state in (State.AWAIT_HEADER, State.AWAIT_START_OK) and \
+                not self.capabilities.get("authentication_failure_close") and \
+                method.reply_code == 403:
+            self._drop()
+            return
+        self.transport.write(encode_method(method, 0))
+        self.state = State.CLOSING
+        # the peer has a second to answer close-ok, then we drop it anyway
+        self._close_call = self.clock.callLater(1.0, self._drop)
+
+    def force_close(self, reason: str) -> None:
+        """Management/HA: close with 320 CONNECTION_FORCED as RabbitMQ does."""
+        from ..broker.errors import ConnectionForced
+        method, _ = close_for(ConnectionForced(reason), force_connection=True)
+        self.close_connection(method)
+
+    def _drop(self) -> None:
+        if self.state is not State.CLOSED:
+            self.state = State.CLOSED
+            self.transport.loseConnection()
+
+    # ------------------------------------------------------------------ flow control
+    def started_publishing(self) -> None:
+        self.published = True
+        self.broker.register_blockable(self)
+
+    def set_blocked(self, blocked: bool, reason: str) -> None:
+        if blocked == self.blocked or self.state is State.CLOSED:
+            return
+        self.blocked = blocked
+        if self.capabilities.get("connection.blocked"):
+            m = commands.Connection.Blocked(reason=reason) if blocked else \
+                commands.Connection.Unblocked()
+            self.write(encode_method(m, 0))
+            self.flush()
+        if blocked:
+            self.transport.pauseProducing()
+        else:
+            self.transport.resumeProducing()
+
+    # ------------------------------------------------------------------ introspection
+    def info(self) -> dict[str, Any]:
+        props = {k: (v.decode() if isinstance(v, bytes) else v)
+                 for k, v in self.client_properties.items() if k != "capabilities"}
+        return {
+            "name": self.name, "protocol": "AMQP 0-9-1", "user": getattr(self.user, "name", ""),
+            "vhost": self.vhost_name or "", "peer_host": self.peer[0], "peer_port": self.peer[1],
+            "host": self.local[0], "port": self.local[1], "channels": len(self.channels),
+            "state": "blocked" if self.blocked else ("running" if self.state is State.OPEN
+                                                     else self.state.name.lower()),
+            "frame_max": self.frame_max, "channel_max": self.channel_max,
+            "timeout": self.heartbeat, "connected_at": int(self.connected_at * 1000),
+            "recv_oct": self.recv_oct, "send_oct": self.send_oct,
+            "client_properties": _jsonable(props), "type": "network",
+        }
+
+    def channel_infos(self) -> list[dict[str, Any]]:
+        out = []
+        for ch in self.channels.values():
+            out.append({
+                "name": f"{self.name} ({ch.number})", "number": ch.number,
+                "connection_details": {"name": self.name, "peer_host": self.peer[0],
+                                       "peer_port": self.peer[1]},
+                "user": getattr(self.user, "name", ""), "vhost": self.vhost_name or "",
+                "consumer_count": len(ch.consumers),
+                "messages_unacknowledged": len(ch.unacked),
+                "prefetch_count": ch.prefetch, "global_prefetch_count": ch.global_prefetch,
+                "confirm": ch.confirm, "transactional": ch.tx,
+                "state": "running" if not ch.closing else "closing",
+            })
+        return out
+
+    def consumer_infos(self) -> list[dict[str, Any]]:
+        out = []
+        for ch in self.channels.values():
+            for c in ch.consumers.values():
+                out.append({
+                    "consumer_tag": c.tag, "ack_required": not c.no_ack,
+                    "exclusive": c.exclusive, "prefetch_count": c.prefetch,
+                    "arguments": _jsonable(c.arguments), "active": True,
+                    "queue": {"name": c.queue.name, "vhost": c.queue.vhost.name},
+                    "channel_details": {"name": f"{self.name} ({ch.number})",
+                                        "number": ch.number, "connection_name": self.name,
+                                        "peer_host": self.peer[0], "peer_port": self.peer[1],
+                                        "user": getattr(self.user, "name", "")},
+                })
+        return out
+
+
+def _amqplain(raw: bytes) -> dict[str, Any]:
+    """AMQPLAIN: a field table without its 4-byte length prefix."""
+    _, table = pamqp_decode.field_table(struct.pack(">I", len(raw)) + raw)
+    return table
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (bytes, bytearray)):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)
+
+
+class AmqpFactory(protocol.Factory):
+    def __init__(self, broker: Any, config: Any, clock: Any) -> None:
+        self.broker = broker
+        self.config = config
+        self.clock = clock
+
+    def buildProtocol(self, addr: Any) -> AmqpConnection:
+        conn = AmqpConnection(self.broker, self.config, self.clock)
+        conn.factory = self
+        return conn

@@ -1,0 +1,31 @@
+"""Core errors -> AMQP channel.close / connection.close, decided in one place.
+
+Like RabbitMQ's ``rabbit_binary_generator:map_exception``: the error's class says whether the
+spec makes it a channel or a connection exception; the reply text is ``NAME - explanation`` cut
+to 255 bytes; class and method ids name the method that failed (0, 0 when none did).
+"""
+
+from __future__ import annotations
+
+from pamqp import commands
+
+from ..broker.errors import BrokerError
+
+
+def close_for(error: BrokerError, class_id: int = 0, method_id: int = 0,
+              force_connection: bool = False):
+    """The close method to send, and whether it closes the whole connection."""
+    text = error.reply_text.encode()[:255].decode("utf-8", "ignore")
+    if error.connection_level or force_connection:
+        return commands.Connection.Close(reply_code=error.code, reply_text=text,
+                                         class_id=class_id, method_id=method_id), True
+    return commands.Channel.Close(reply_code=error.code, reply_text=text,
+                                  class_id=class_id, method_id=method_id), False
+
+
+def method_ids(method) -> tuple[int, int]:
+    """(class_id, method_id) of a pamqp method, for the close frame."""
+    if method is None:
+        return 0, 0
+    index = getattr(method, "index", 0) or 0
+    return index >> 16, index & 0xFFFF

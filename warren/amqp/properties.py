@@ -1,0 +1,83 @@
+"""The canonical properties codec: AMQP 0-9-1 content-header property lists <-> Properties.
+
+Messages keep this encoding as their native form (see ``broker/message.py``), so the core gets
+it injected rather than importing it. The two encodings every benchmark and most clients send
+(no properties; delivery_mode only) are recognised by their bytes; the rest goes through pamqp.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from pamqp import commands
+from pamqp.header import ContentHeader
+
+from ..broker.errors import SyntaxError_
+from ..broker.message import Properties
+
+_EMPTY = b"\x00\x00"
+_FIELDS = ("content_type", "content_encoding", "headers", "delivery_mode", "priority",
+           "correlation_id", "reply_to", "expiration", "message_id", "timestamp", "type",
+           "user_id", "app_id", "cluster_id")
+
+
+class AmqpPropertiesCodec:
+    """Stateless; one instance serves the whole broker."""
+
+    def decode(self, raw: bytes) -> Properties:
+        if raw == _EMPTY:
+            return Properties()
+        if len(raw) == 3 and raw[0] == 0x10 and raw[1] == 0:
+            return Properties(delivery_mode=raw[2])
+        try:
+            offset, flags = ContentHeader._get_flags(raw)
+            p = commands.Basic.Properties()
+            p.unmarshal(flags, raw[offset:])
+        except Exception as e:  # pamqp raises a mix of struct/Value/Unicode errors
+            raise SyntaxError_(f"malformed content header properties: {e}") from None
+        ts = p.timestamp
+        if isinstance(ts, datetime):
+            ts = int(ts.replace(tzinfo=ts.tzinfo or timezone.utc).timestamp())
+        return Properties(
+            content_type=p.content_type, content_encoding=p.content_encoding,
+            headers=p.headers, delivery_mode=p.delivery_mode, priority=p.priority,
+            correlation_id=p.correlation_id, reply_to=p.reply_to, expiration=p.expiration,
+            message_id=p.message_id, timestamp=ts, type=p.message_type, user_id=p.user_id,
+            app_id=p.app_id, cluster_id=p.cluster_id or None)
+
+    def encode(self, props: Properties) -> bytes:
+        if props.delivery_mode is None or props.delivery_mode in (1, 2):
+            if all(getattr(props, f) is None for f in _FIELDS if f != "delivery_mode"):
+                if props.delivery_mode is None:
+                    return _EMPTY
+                return bytes((0x10, 0, props.delivery_mode))
+        ts = props.timestamp
+        p = commands.Basic.Properties(
+            content_type=props.content_type, content_encoding=props.content_encoding,
+            headers=_encodable(props.headers) if props.headers is not None else None,
+            delivery_mode=props.delivery_mode, priority=props.priority,
+            correlation_id=props.correlation_id, reply_to=props.reply_to,
+            expiration=props.expiration, message_id=props.message_id,
+            timestamp=datetime.fromtimestamp(ts, tz=timezone.utc) if ts is not None else None,
+            message_type=props.type, user_id=props.user_id, app_id=props.app_id)
+        # cluster_id is deprecated and pamqp refuses to set it; keep a publisher's value as-is
+        p.cluster_id = props.cluster_id
+        return p.marshal()
+
+
+def _encodable(value: Any) -> Any:
+    """pamqp encodes byte arrays only from bytearray; everything else passes."""
+    if isinstance(value, dict):
+        return {str(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encodable(v) for v in value]
+    if isinstance(value, bytes):
+        return bytearray(value)
+    if isinstance(value, (str, int, float, bool, Decimal, datetime, bytearray)) or value is None:
+        return value
+    return str(value)
+
+
+CODEC = AmqpPropertiesCodec()

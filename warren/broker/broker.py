@@ -1,0 +1,379 @@
+"""The broker: vhosts, users, permissions, policies, the store, memory flow control.
+
+One object per process holds what every front end shares. It is driven by one reactor thread
+and takes time from the ``clock`` it is given (tests may pass ``task.Clock``). Front ends call
+it; it never calls a protocol, only the small interfaces front ends register (consumers,
+``Blockable`` connections, event listeners).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable, Protocol
+
+from twisted.internet.defer import Deferred, succeed
+
+from ..store.interface import MessageStore
+from .errors import AccessRefused, NotAllowed, NotFound, PreconditionFailed
+from .message import OVERHEAD, Message, PropertiesCodec
+from .policies import Policy, effective
+from .queue import Queue
+from .users import Permission, User, hash_password, require
+from .vhost import VirtualHost
+
+log = logging.getLogger("warren.broker")
+
+
+class Blockable(Protocol):
+    """A publishing connection the broker can pause when memory runs high."""
+
+    def set_blocked(self, blocked: bool, reason: str) -> None: ...
+
+
+class Broker:
+    def __init__(self, *, clock: Any, codec: PropertiesCodec, store: MessageStore | None = None,
+                 memory_high_watermark: int = 2 * 1024 ** 3, node_name: str = "warren@localhost",
+                 default_user: str = "guest", default_pass: str = "guest",
+                 loopback_users: Iterable[str] = ("guest",)) -> None:
+        self.clock = clock                          # IReactorTime
+        self.codec = codec                          # canonical properties codec (AMQP's)
+        self.store = store                          # None: nothing is durable
+        self.node_name = node_name
+        self.vhosts: dict[str, VirtualHost] = {}
+        self.users: dict[str, User] = {}
+        self.permissions: dict[tuple[str, str], Permission] = {}
+        self.policies: dict[str, dict[str, Policy]] = {}  # vhost -> name -> policy
+        self.parameters: dict[str, dict[str, Any]] = {}   # free-form runtime parameters
+        self.loopback_users = set(loopback_users)
+        self.connections: dict[int, Any] = {}       # id -> front-end connection (has info())
+        self._next_id = 0
+        self._known_bindings: set[str] = set()
+        # memory flow control: accounted bytes of messages held by queues
+        self.memory_used = 0
+        self.memory_high = memory_high_watermark
+        self.memory_low = int(memory_high_watermark * 0.8)
+        self.blocked = False
+        self._blockables: set[Blockable] = set()
+        self._listeners: list[Callable[..., None]] = []
+        self.started_at = clock.seconds()
+        self.role = "master"
+        self._default_user = (default_user, default_pass)
+
+    # ---------------------------------------------------------------- set-up
+    def ensure_defaults(self) -> None:
+        """A fresh broker gets vhost '/' and the default user, as RabbitMQ's first boot."""
+        if not self.vhosts:
+            self.add_vhost("/")
+        if not self.users:
+            user, password = self._default_user
+            self.add_user(user, password, ["administrator"])
+            self.set_permissions(user, "/", ".*", ".*", ".*")
+
+    # ---------------------------------------------------------------- events
+    def subscribe(self, listener: Callable[..., None]) -> None:
+        self._listeners.append(listener)
+
+    def emit(self, event: str, **info: Any) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event, **info)
+            except Exception:
+                log.exception("event listener failed on %s", event)
+
+    # ---------------------------------------------------------------- vhosts and users
+    def vhost(self, name: str) -> VirtualHost:
+        vh = self.vhosts.get(name)
+        if vh is None:
+            raise NotFound(f"no vhost '{name}'")
+        return vh
+
+    def add_vhost(self, name: str, *, description: str = "", tags: list[str] | None = None,
+                  persist: bool = True) -> VirtualHost:
+        vh = self.vhosts.get(name)
+        if vh is None:
+            vh = self.vhosts[name] = VirtualHost(self, name)
+            self.policies.setdefault(name, {})
+        vh.description = description
+        vh.tags = list(tags or [])
+        if persist:
+            self.save_definition("vhost", name, {"name": name, "description": description,
+                                                 "tags": vh.tags})
+        return vh
+
+    def delete_vhost(self, name: str) -> None:
+        vh = self.vhost(name)
+        for conn in list(self.connections.values()):
+            if getattr(conn, "vhost_name", None) == name:
+                conn.force_close(f"vhost '{name}' is deleted")
+        for q in list(vh.queues):
+            vh.delete_queue(q)
+        for ex in list(vh.exchanges):
+            if ex and not ex.startswith("amq."):
+                vh.delete_exchange(ex)
+        del self.vhosts[name]
+        for key in [k for k in self.permissions if k[1] == name]:
+            self.clear_permissions(*key)
+        for pname in list(self.policies.get(name, {})):
+            self.clear_policy(name, pname)
+        self.policies.pop(name, None)
+        self.save_definition("vhost", name, None)
+
+    def add_user(self, name: str, password: str | None, tags: list[str] | None = None, *,
+                 password_hash: str | None = None, persist: bool = True) -> User:
+        if password_hash is None:
+            password_hash = hash_password(password) if password else ""
+        user = User(name, password_hash, list(tags or []))
+        self.users[name] = user
+        if persist:
+            self.save_definition("user", name, user.definition())
+        return user
+
+    def delete_user(self, name: str) -> None:
+        if name not in self.users:
+            raise NotFound(f"no user '{name}'")
+        del self.users[name]
+        for key in [k for k in self.permissions if k[0] == name]:
+            self.clear_permissions(*key)
+        self.save_definition("user", name, None)
+
+    def set_permissions(self, user: str, vhost: str, configure: str, write: str, read: str,
+                        *, persist: bool = True) -> Permission:
+        if user not in self.users:
+            raise NotFound(f"no user '{user}'")
+        if vhost not in self.vhosts:
+            raise NotFound(f"no vhost '{vhost}'")
+        perm = Permission(user, vhost, configure, write, read)
+        self.permissions[(user, vhost)] = perm
+        if persist:
+            self.save_definition("permission", f"{user}\x00{vhost}", perm.definition())
+        return perm
+
+    def clear_permissions(self, user: str, vhost: str) -> None:
+        if self.permissions.pop((user, vhost), None) is not None:
+            self.save_definition("permission", f"{user}\x00{vhost}", None)
+
+    def authenticate(self, username: str, password: str, *, loopback: bool) -> User:
+        """Check a login; raises AccessRefused with RabbitMQ's wording."""
+        user = self.users.get(username)
+        if user is None or not user.check(password):
+            raise AccessRefused(f"Login was refused using authentication mechanism PLAIN. "
+                                "For details see the broker logfile.")
+        if username in self.loopback_users and not loopback:
+            raise AccessRefused(f"Login was refused using authentication mechanism PLAIN. "
+                                "For details see the broker logfile.")
+        return user
+
+    def open_vhost(self, user: User, vhost: str) -> VirtualHost:
+        """connection.open: the vhost must exist and the user must have permissions on it."""
+        vh = self.vhosts.get(vhost)
+        if vh is None or (user.name, vhost) not in self.permissions:
+            raise NotAllowed(f"access to vhost '{vhost}' refused for user '{user.name}'")
+        return vh
+
+    def check(self, user: User, vhost: str, kind: str, resource_kind: str, name: str) -> None:
+        require(self.permissions.get((user.name, vhost)), user.name, vhost, kind,
+                resource_kind, name)
+
+    # ---------------------------------------------------------------- policies
+    def set_policy(self, vhost: str, name: str, pattern: str, definition: dict[str, Any], *,
+                   priority: int = 0, apply_to: str = "all", persist: bool = True) -> Policy:
+        vh = self.vhost(vhost)
+        policy = Policy(vhost, name, pattern, dict(definition), int(priority), apply_to)
+        self.policies.setdefault(vhost, {})[name] = policy
+        if persist:
+            self.save_definition("policy", f"{vhost}\x00{name}", policy.as_json())
+        self._reapply_policies(vh)
+        return policy
+
+    def clear_policy(self, vhost: str, name: str) -> None:
+        if self.policies.get(vhost, {}).pop(name, None) is None:
+            raise NotFound(f"no policy '{name}' in vhost '{vhost}'")
+        self.save_definition("policy", f"{vhost}\x00{name}", None)
+        vh = self.vhosts.get(vhost)
+        if vh is not None:
+            self._reapply_policies(vh)
+
+    def _reapply_policies(self, vh: VirtualHost) -> None:
+        for q in list(vh.queues.values()):
+            self.policies_apply_queue(vh, q)
+        for ex in vh.exchanges.values():
+            if ex.name:
+                self.policies_apply_exchange(vh, ex)
+
+    def policies_apply_queue(self, vh: VirtualHost, q: Queue) -> None:
+        p = effective(list(self.policies.get(vh.name, {}).values()), "queue", q.name)
+        new = dict(p.definition) if p is not None else None
+        if new != q.policy or p is not None:
+            q.policy = new
+            q.policy_name = p.name if p is not None else None
+            q.apply_settings()
+            q.dispatch()
+            q._expire_due()
+
+    def policies_apply_exchange(self, vh: VirtualHost, ex: Any) -> None:
+        p = effective(list(self.policies.get(vh.name, {}).values()), "exchange", ex.name)
+        ex.policy = dict(p.definition) if p is not None else None
+        ae = ex.arguments.get("alternate-exchange")
+        if isinstance(ae, bytes):
+            ae = ae.decode()
+        if not ae and ex.policy:
+            ae = ex.policy.get("alternate-exchange")
+        ex.alternate = str(ae) if ae else None
+
+    # ---------------------------------------------------------------- messages and memory
+    def next_message_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def track(self, message: Message) -> None:
+        self.memory_used += len(message.body) + OVERHEAD
+        if not self.blocked and self.memory_used > self.memory_high:
+            self._set_blocked(True)
+
+    def release(self, queue: Queue, message: Message) -> None:
+        """One queue is done with ``message``: store ack, and free memory at the last one."""
+        message.refs -= 1
+        if message.stored and queue.durable and self.store is not None:
+            self.store.ack(queue.store_key, [message.id])
+        if message.refs <= 0:
+            self.memory_used -= len(message.body) + OVERHEAD
+
+    def after_settle(self, queue: Queue) -> None:
+        if self.blocked and self.memory_used < self.memory_low:
+            self._set_blocked(False)
+
+    def register_blockable(self, conn: Blockable) -> None:
+        if conn not in self._blockables:
+            self._blockables.add(conn)
+            if self.blocked:
+                conn.set_blocked(True, "low on memory")
+
+    def unregister_blockable(self, conn: Blockable) -> None:
+        self._blockables.discard(conn)
+
+    def _set_blocked(self, blocked: bool) -> None:
+        self.blocked = blocked
+        if blocked:
+            log.warning("memory high watermark passed (%d bytes of messages held): blocking "
+                        "publishers", self.memory_used)
+        else:
+            log.info("memory below low watermark: unblocking publishers")
+        for conn in list(self._blockables):
+            conn.set_blocked(blocked, "low on memory")
+
+    # ---------------------------------------------------------------- store hooks
+    def save_definition(self, kind: str, key: str, value: dict[str, Any] | None,
+                        *, only_if_known: bool = False) -> None:
+        if self.store is None:
+            return
+        if kind == "binding":
+            if value is None:
+                if key not in self._known_bindings:
+                    return
+                self._known_bindings.discard(key)
+            else:
+                self._known_bindings.add(key)
+        self.store.put_definition(kind, key, value)
+
+    def store_publish(self, message: Message, queue_keys: list[str]) -> None:
+        self.store.publish(message.id, message.to_record(), queue_keys)
+        message.stored = True
+
+    def store_purge(self, queue: Queue) -> None:
+        if self.store is not None and queue.durable:
+            self.store.purge_queue(queue.store_key)
+
+    def sync(self) -> Deferred:
+        """Fires once everything written so far is durable."""
+        if self.store is None:
+            return succeed(None)
+        return self.store.sync()
+
+    # ---------------------------------------------------------------- recovery
+    def recover(self) -> None:
+        """Rebuild definitions and durable messages from the store (before listeners open)."""
+        if self.store is None:
+            self.ensure_defaults()
+            return
+        state = self.store.recover()
+        defs = state.definitions
+        by_kind: dict[str, list[dict[str, Any]]] = {}
+        for (kind, _key), value in defs.items():
+            by_kind.setdefault(kind, []).append(value)
+        for v in by_kind.get("vhost", []):
+            self.add_vhost(v["name"], description=v.get("description", ""),
+                           tags=v.get("tags"), persist=False)
+        for u in by_kind.get("user", []):
+            self.add_user(u["name"], None, u.get("tags", []),
+                          password_hash=u.get("password_hash", ""), persist=False)
+        for p in by_kind.get("permission", []):
+            if p["user"] in self.users and p["vhost"] in self.vhosts:
+                self.set_permissions(p["user"], p["vhost"], p["configure"], p["write"],
+                                     p["read"], persist=False)
+        for p in by_kind.get("policy", []):
+            if p["vhost"] in self.vhosts:
+                self.set_policy(p["vhost"], p["name"], p["pattern"], p["definition"],
+                                priority=p.get("priority", 0), apply_to=p.get("apply-to", "all"),
+                                persist=False)
+        for key, value in ((k[1], v) for k, v in defs.items() if k[0] == "parameter"):
+            self.parameters[key] = value
+        for e in by_kind.get("exchange", []):
+            vh = self.vhosts.get(e["vhost"])
+            if vh is not None and e["name"] not in vh.exchanges:
+                vh.exchanges[e["name"]] = _restored_exchange(e)
+                self.policies_apply_exchange(vh, vh.exchanges[e["name"]])
+        for qd in by_kind.get("queue", []):
+            vh = self.vhosts.get(qd["vhost"])
+            if vh is not None and qd["name"] not in vh.queues:
+                q = Queue(vh, qd["name"], durable=True, auto_delete=qd.get("auto_delete", False),
+                          arguments=qd.get("arguments") or {})
+                vh.queues[q.name] = q
+                self.policies_apply_queue(vh, q)
+                from ..exchange.interface import Binding
+                vh.default_exchange.impl.bind(Binding("", q, q.name))
+        for b in by_kind.get("binding", []):
+            vh = self.vhosts.get(b["vhost"])
+            if vh is None or b["source"] not in vh.exchanges:
+                continue
+            dest = (vh.queues if b["destination_type"] == "queue" else vh.exchanges).get(
+                b["destination"])
+            if dest is None:
+                continue
+            binding = vh.bind(b["source"], dest, b["routing_key"], b.get("arguments") or {})
+            self._known_bindings.add(vh._binding_key(binding))
+        self.ensure_defaults()
+        # messages, queue by queue, in stored order
+        messages: dict[int, Message] = {}
+        for qkey, rq in state.queues.items():
+            vhost_name, _, qname = qkey.partition("\x00")
+            vh = self.vhosts.get(vhost_name)
+            q = vh.queues.get(qname) if vh is not None else None
+            if q is None:
+                self.store.purge_queue(qkey)
+                continue
+            for mid in rq.msg_ids:
+                msg = messages.get(mid)
+                if msg is None:
+                    record = state.records.get(mid)
+                    if record is None:
+                        continue
+                    msg = Message.from_record(record, self.codec, mid)
+                    msg.stored = True
+                    messages[mid] = msg
+                    self.track(msg)
+                entry = q.enqueue(msg)
+                entry.redelivered = (qkey, mid) in state.delivered
+            q._touch()
+        self._next_id = max(self._next_id, state.max_msg_id)
+        log.info("recovered %d vhosts, %d queues, %d messages", len(self.vhosts),
+                 sum(len(v.queues) for v in self.vhosts.values()), len(messages))
+
+    def connection_count(self) -> int:
+        return len(self.connections)
+
+
+def _restored_exchange(e: dict[str, Any]):
+    from ..exchange.exchange import Exchange
+    return Exchange(e["vhost"], e["name"], e["type"], durable=True,
+                    auto_delete=e.get("auto_delete", False), internal=e.get("internal", False),
+                    arguments=e.get("arguments") or {})

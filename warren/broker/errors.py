@@ -1,0 +1,99 @@
+"""Typed errors the core raises; each front end maps them to its protocol in one place.
+
+The core never knows AMQP reply codes by number in its logic, but the AMQP 0-9-1 codes are the
+lingua franca of brokers (RabbitMQ's management API and STOMP errors reuse their names), so each
+class carries its AMQP code and name as data, the way ``rabbit_misc:protocol_error(not_found,…)``
+carries an atom. ``amqp/errors.py``, ``stomp/errors.py`` and ``mqtt/errors.py`` decide what a
+client sees; ``connection_level`` tells AMQP whether the spec makes it a connection exception.
+"""
+
+from __future__ import annotations
+
+
+class BrokerError(Exception):
+    """Base of every error the core raises on purpose. ``text`` is for the client."""
+
+    code: int = 541
+    name: str = "INTERNAL_ERROR"
+    connection_level: bool = True
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    @property
+    def reply_text(self) -> str:
+        """``NAME - explanation`` as RabbitMQ formats reply texts, cut to a shortstr."""
+        return f"{self.name} - {self.text}"[:255]
+
+
+class ContentTooLarge(BrokerError):
+    code, name, connection_level = 311, "CONTENT_TOO_LARGE", False
+
+
+class NoRoute(BrokerError):
+    code, name, connection_level = 312, "NO_ROUTE", False
+
+
+class NoConsumers(BrokerError):
+    code, name, connection_level = 313, "NO_CONSUMERS", False
+
+
+class ConnectionForced(BrokerError):
+    code, name, connection_level = 320, "CONNECTION_FORCED", True
+
+
+class InvalidPath(BrokerError):
+    code, name, connection_level = 402, "INVALID_PATH", True
+
+
+class AccessRefused(BrokerError):
+    code, name, connection_level = 403, "ACCESS_REFUSED", False
+
+
+class NotFound(BrokerError):
+    code, name, connection_level = 404, "NOT_FOUND", False
+
+
+class ResourceLocked(BrokerError):
+    code, name, connection_level = 405, "RESOURCE_LOCKED", False
+
+
+class PreconditionFailed(BrokerError):
+    code, name, connection_level = 406, "PRECONDITION_FAILED", False
+
+
+class FrameError(BrokerError):
+    code, name, connection_level = 501, "FRAME_ERROR", True
+
+
+class SyntaxError_(BrokerError):
+    code, name, connection_level = 502, "SYNTAX_ERROR", True
+
+
+class CommandInvalid(BrokerError):
+    code, name, connection_level = 503, "COMMAND_INVALID", True
+
+
+class ChannelError(BrokerError):
+    code, name, connection_level = 504, "CHANNEL_ERROR", True
+
+
+class UnexpectedFrame(BrokerError):
+    code, name, connection_level = 505, "UNEXPECTED_FRAME", True
+
+
+class ResourceError(BrokerError):
+    code, name, connection_level = 506, "RESOURCE_ERROR", True
+
+
+class NotAllowed(BrokerError):
+    code, name, connection_level = 530, "NOT_ALLOWED", True
+
+
+class NotImplemented_(BrokerError):
+    code, name, connection_level = 540, "NOT_IMPLEMENTED", True
+
+
+class InternalError(BrokerError):
+    code, name, connection_level = 541, "INTERNAL_ERROR", True

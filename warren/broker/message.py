@@ -1,0 +1,196 @@
+"""A message as the core sees it: a body, properties and broker annotations.
+
+Shaped like RabbitMQ's ``mc.erl``: the message keeps the publisher's *native* encoding of its
+properties (``raw_props``: for AMQP 0-9-1, the content-header property list exactly as it came
+off the wire) and decodes it into neutral :class:`Properties` only when someone needs a field.
+An AMQP-to-AMQP message therefore goes through byte-exact and is never re-encoded; a STOMP or
+MQTT publisher builds ``Properties`` and the AMQP encoding is made once, on first need.
+
+The codec that converts between the two is passed in by whoever builds the message (the AMQP
+front end owns the wire format), so this module imports no protocol.
+
+A message is stored once however many queues hold it; queues hold :class:`QueueEntry`
+references that carry the per-queue state (position, redelivered flag, expiry).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+#: Extra bytes charged per message for memory accounting (object headers, entries, indexes).
+OVERHEAD = 400
+
+
+@dataclass(slots=True)
+class Properties:
+    """The AMQP 0-9-1 basic properties, the lingua franca every front end maps to and from."""
+
+    content_type: str | None = None
+    content_encoding: str | None = None
+    headers: dict[str, Any] | None = None
+    delivery_mode: int | None = None
+    priority: int | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    expiration: str | None = None
+    message_id: str | None = None
+    timestamp: int | None = None  # seconds since the epoch
+    type: str | None = None
+    user_id: str | None = None
+    app_id: str | None = None
+    cluster_id: str | None = None
+
+    def copy(self, **changes: Any) -> "Properties":
+        new = replace(self, **changes)
+        if "headers" not in changes and self.headers is not None:
+            new.headers = dict(self.headers)
+        return new
+
+
+class PropertiesCodec(Protocol):
+    """Converts neutral properties to and from the canonical native encoding."""
+
+    def decode(self, raw: bytes) -> Properties: ...
+
+    def encode(self, props: Properties) -> bytes: ...
+
+
+class Message:
+    """One published message; immutable once routed (dead-lettering makes a new one)."""
+
+    __slots__ = (
+        "id",           # broker-wide integer id; the store's key
+        "exchange",     # exchange it was published to ("" = default)
+        "routing_key",  # routing key as published
+        "body",         # bytes, never copied after the front end assembled it
+        "raw_props",    # canonical encoded properties, or None until first needed
+        "_props",       # decoded Properties, or None until first needed
+        "codec",        # PropertiesCodec converting between the two
+        "persistent",   # delivery_mode == 2
+        "priority",     # 0..255 from properties (0 when absent)
+        "ttl",          # per-message TTL in ms from the expiration property, or None
+        "stored",       # True once written to the store (so acks/deletes go there too)
+        "refs",         # number of queues holding the message (for store and memory release)
+        "paged",        # True when the body was dropped from memory and lives in the store only
+    )
+
+    def __init__(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        codec: PropertiesCodec,
+        raw_props: bytes | None = None,
+        props: Properties | None = None,
+        persistent: bool | None = None,
+        priority: int | None = None,
+        ttl: int | None | str = "unset",
+        msg_id: int = 0,
+    ) -> None:
+        if raw_props is None and props is None:
+            props = Properties()
+        self.id = msg_id
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.body = body
+        self.raw_props = raw_props
+        self._props = props
+        self.codec = codec
+        self.stored = False
+        self.refs = 0
+        self.paged = False
+        if persistent is None or priority is None or ttl == "unset":
+            p = self.properties
+            persistent = p.delivery_mode == 2 if persistent is None else persistent
+            priority = (p.priority or 0) if priority is None else priority
+            ttl = parse_expiration(p.expiration) if ttl == "unset" else ttl
+        self.persistent = persistent
+        self.priority = priority
+        self.ttl = ttl
+
+    @property
+    def properties(self) -> Properties:
+        if self._props is None:
+            self._props = self.codec.decode(self.raw_props)
+        return self._props
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return self.properties.headers or {}
+
+    def encoded_props(self) -> bytes:
+        if self.raw_props is None:
+            self.raw_props = self.codec.encode(self._props)
+        return self.raw_props
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+    def with_changes(self, *, exchange: str | None = None, routing_key: str | None = None,
+                     props: Properties | None = None) -> "Message":
+        """A new message with the same body (dead-lettering, moves); never shares an id."""
+        return Message(
+            self.exchange if exchange is None else exchange,
+            self.routing_key if routing_key is None else routing_key,
+            self.body,
+            codec=self.codec,
+            raw_props=self.raw_props if props is None else None,
+            props=props if props is not None else self._props,
+        )
+
+    # -- the store's opaque record -------------------------------------------------------
+    def to_record(self) -> bytes:
+        """The bytes a store keeps: small header, exchange, routing key, properties, body."""
+        ex = self.exchange.encode()
+        rk = self.routing_key.encode()
+        props = self.encoded_props()
+        return b"".join((
+            struct.pack(">BBHI", 1, 0, len(ex), len(rk)),
+            ex, rk, struct.pack(">I", len(props)), props, self.body,
+        ))
+
+    @classmethod
+    def from_record(cls, record: bytes, codec: PropertiesCodec, msg_id: int) -> "Message":
+        version, _flags, lex, lrk = struct.unpack_from(">BBHI", record, 0)
+        if version != 1:
+            raise ValueError(f"unknown message record version {version}")
+        off = 8
+        ex = bytes(record[off:off + lex]).decode()
+        off += lex
+        rk = bytes(record[off:off + lrk]).decode()
+        off += lrk
+        (lp,) = struct.unpack_from(">I", record, off)
+        off += 4
+        props = bytes(record[off:off + lp])
+        body = bytes(record[off + lp:])
+        return cls(ex, rk, body, codec=codec, raw_props=props, msg_id=msg_id)
+
+
+def parse_expiration(value: str | None) -> int | None:
+    """Per-message TTL from the ``expiration`` property (milliseconds as a string)."""
+    if value is None or value == "":
+        return None
+    try:
+        ttl = int(value)
+    except (TypeError, ValueError):
+        from .errors import PreconditionFailed
+        raise PreconditionFailed(f"invalid expiration '{value}'") from None
+    if ttl < 0:
+        from .errors import PreconditionFailed
+        raise PreconditionFailed(f"invalid expiration '{value}'")
+    return ttl
+
+
+@dataclass(slots=True)
+class QueueEntry:
+    """A queue's reference to a message, with the state that is per queue."""
+
+    message: Message
+    seq: int                      # position in the queue; requeued entries keep it
+    expires_at: float | None = None  # reactor time after which it is dead, or None
+    redelivered: bool = False
+    delivery_count: int = 0

@@ -1,0 +1,74 @@
+"""Policies: named patterns that set queue and exchange settings live, as RabbitMQ's.
+
+For each queue or exchange the matching policy with the highest priority applies (ties: the
+later name, as RabbitMQ sorts); its ``definition`` keys are the argument names without ``x-``.
+Applying is idempotent and runs on declare and whenever a policy is set or cleared.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .arguments import QUEUE_ARGUMENTS
+from .errors import PreconditionFailed
+
+APPLY_TO = ("queues", "exchanges", "all", "classic_queues", "quorum_queues", "streams")
+
+EXCHANGE_KEYS = {"alternate-exchange"}
+QUEUE_KEYS = {k[2:] for k in QUEUE_ARGUMENTS} | {"ha-mode", "ha-params", "ha-sync-mode",
+                                                  "queue-mode", "queue-master-locator"}
+
+
+@dataclass
+class Policy:
+    vhost: str
+    name: str
+    pattern: str
+    definition: dict[str, Any]
+    priority: int = 0
+    apply_to: str = "all"
+    _rx: Any = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.apply_to not in APPLY_TO:
+            raise PreconditionFailed(f"Invalid value for apply-to: '{self.apply_to}'")
+        try:
+            self._rx = re.compile(self.pattern)
+        except re.error as e:
+            raise PreconditionFailed(f"Invalid regex '{self.pattern}': {e}") from None
+        if not isinstance(self.definition, dict) or not self.definition:
+            raise PreconditionFailed("Policy definition must be a non-empty JSON object")
+        for key, value in self.definition.items():
+            check = QUEUE_ARGUMENTS.get("x-" + key)
+            if check is not None:
+                try:
+                    self.definition[key] = check(value)
+                except ValueError as e:
+                    raise PreconditionFailed(f"Validation failed\n\n{key}: {e}") from None
+            elif key not in EXCHANGE_KEYS and key not in QUEUE_KEYS:
+                raise PreconditionFailed(
+                    f"Validation failed\n\n[{{<<\"{key}\">>,...}}] are not recognised policy "
+                    "settings")
+
+    def applies_to(self, kind: str, name: str) -> bool:
+        if kind == "queue" and self.apply_to not in ("queues", "all", "classic_queues"):
+            return False
+        if kind == "exchange" and self.apply_to not in ("exchanges", "all"):
+            return False
+        return self._rx.search(name) is not None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"vhost": self.vhost, "name": self.name, "pattern": self.pattern,
+                "apply-to": self.apply_to, "definition": self.definition,
+                "priority": self.priority}
+
+
+def effective(policies: list[Policy], kind: str, name: str) -> Policy | None:
+    best = None
+    for p in policies:
+        if p.applies_to(kind, name) and (best is None or (p.priority, p.name) >
+                                         (best.priority, best.name)):
+            best = p
+    return best

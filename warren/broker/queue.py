@@ -1,0 +1,359 @@
+"""A queue's semantics, apart from storage and protocols (``rabbit_amqqueue_process``).
+
+The queue owns its ready entries, its consumers, and the rules: TTL, length limits and
+overflow, priorities, dead-lettering hand-off, auto-delete and expiry. Unacked entries live with
+whoever received them (a channel or session) and come back through :meth:`ack` /
+:meth:`requeue`. Durable messages are mirrored into the store by key; the store never decides
+anything here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .arguments import validate_queue_arguments
+from .consumers import Consumer, ConsumerSet
+from .errors import AccessRefused, ResourceLocked
+from .message import Message, QueueEntry
+from .ready import ReadyByPriority, ReadyFifo
+
+if TYPE_CHECKING:
+    from .vhost import VirtualHost
+
+log = logging.getLogger("warren.queue")
+
+
+class Queue:
+    kind = "queue"
+
+    def __init__(self, vhost: "VirtualHost", name: str, *, durable: bool = False,
+                 exclusive_owner: Any = None, auto_delete: bool = False,
+                 arguments: dict[str, Any] | None = None) -> None:
+        self.vhost = vhost                   # owner: broker services, dead-letter routing
+        self.name = name
+        self.durable = durable
+        self.exclusive_owner = exclusive_owner  # connection object, or None
+        self.auto_delete = auto_delete
+        self.arguments = validate_queue_arguments(vhost.name, name, dict(arguments or {}))
+        self.store_key = f"{vhost.name}\x00{name}"
+        self.policy: dict[str, Any] | None = None  # the applied policy's definition, if any
+        self.bindings: list = []              # bindings with this queue as destination
+        self.consumers = ConsumerSet()
+        self.unacked = 0                      # entries delivered and not yet settled
+        self.unacked_bytes = 0
+        self.deleted = False
+        self.had_consumer = False             # auto-delete fires only after a first consumer
+        self._seq = 0                         # next entry position
+        self._dispatching = False             # re-entrancy guard for dispatch()
+        self._expiry_call = None              # pending message-TTL timer
+        self._idle_call = None                # pending x-expires timer
+        self._dispatch_call = None            # deferred dispatch (after acks of a whole read)
+        # counters for the management API and metrics
+        self.stats = {"publish": 0, "deliver": 0, "deliver_no_ack": 0, "get": 0, "ack": 0,
+                      "redeliver": 0}
+        self.ready: ReadyFifo | ReadyByPriority = ReadyFifo()
+        self.apply_settings()
+
+    # ---------------------------------------------------------------- settings
+    def setting(self, key: str) -> Any:
+        """Effective value of a queue setting: argument ``x-key``, else policy ``key``.
+
+        For numeric limits RabbitMQ applies the stricter of argument and policy.
+        """
+        arg = self.arguments.get("x-" + key)
+        pol = (self.policy or {}).get(key)
+        if arg is None:
+            return pol
+        if pol is None:
+            return arg
+        if key in ("message-ttl", "expires", "max-length", "max-length-bytes", "delivery-limit"):
+            return min(arg, pol)
+        return arg
+
+    def apply_settings(self) -> None:
+        """(Re)read settings after declare or a policy change."""
+        self.message_ttl = self.setting("message-ttl")
+        self.max_length = self.setting("max-length")
+        self.max_length_bytes = self.setting("max-length-bytes")
+        self.overflow = self.setting("overflow") or "drop-head"
+        self.dlx = self.setting("dead-letter-exchange")
+        self.dlx_routing_key = self.setting("dead-letter-routing-key")
+        self.expires = self.setting("expires")
+        self.delivery_limit = self.setting("delivery-limit")
+        max_priority = self.arguments.get("x-max-priority", (self.policy or {}).get("max-priority"))
+        if max_priority is not None and not isinstance(self.ready, ReadyByPriority):
+            old = self.ready.clear()
+            self.ready = ReadyByPriority(max_priority)
+            self.ready.requeue(old)
+        self.max_priority = max_priority
+        self.consumers.single_active = bool(self.setting("single-active-consumer"))
+        self._touch()
+
+    @property
+    def clock(self):
+        return self.vhost.broker.clock
+
+    # ---------------------------------------------------------------- counts
+    @property
+    def message_count(self) -> int:
+        return len(self.ready)
+
+    @property
+    def consumer_count(self) -> int:
+        return len(self.consumers)
+
+    # ---------------------------------------------------------------- exclusivity
+    def check_access(self, connection: Any) -> None:
+        if self.exclusive_owner is not None and self.exclusive_owner is not connection:
+            raise ResourceLocked(
+                f"cannot obtain exclusive access to locked queue '{self.name}' in vhost "
+                f"'{self.vhost.name}'. It could be originally declared on another connection "
+                "or the exclusive property value does not match that of the original declaration.")
+
+    # ---------------------------------------------------------------- enqueue
+    def would_overflow(self, message: Message) -> bool:
+        """True when a reject-publish queue is full (the publisher gets a nack)."""
+        if self.overflow == "drop-head":
+            return False
+        if self.max_length is not None and len(self.ready) >= self.max_length:
+            return True
+        if (self.max_length_bytes is not None
+                and self.ready.bytes + len(message.body) > self.max_length_bytes):
+            return True
+        return False
+
+    def enqueue(self, message: Message) -> QueueEntry:
+        """Add a routed message; the vhost has already checked overflow and written the store."""
+        self._seq += 1
+        entry = QueueEntry(message, self._seq)
+        ttl = self.message_ttl
+        if message.ttl is not None:
+            ttl = message.ttl if ttl is None else min(ttl, message.ttl)
+        if ttl is not None:
+            entry.expires_at = self.clock.seconds() + ttl / 1000.0
+        message.refs += 1
+        self.stats["publish"] += 1
+        self.ready.append(entry)
+        if self.max_length is not None or self.max_length_bytes is not None:
+            self._drop_head_over_limit()
+        if ttl is not None:
+            if ttl == 0:
+                # TTL 0: deliverable only to a consumer that can take it right now
+                self.dispatch()
+                self._expire_due()
+                return entry
+            self._schedule_expiry(entry.expires_at)
+        if self.consumers:
+            self.dispatch()
+        return entry
+
+    def _drop_head_over_limit(self) -> None:
+        while self.ready and (
+                (self.max_length is not None and len(self.ready) > self.max_length)
+                or (self.max_length_bytes is not None and self.ready.bytes > self.max_length_bytes)):
+            self._dead_letter(self.ready.popleft(), "maxlen")
+
+    # ---------------------------------------------------------------- delivery
+    def add_consumer(self, consumer: Consumer, connection: Any = None) -> None:
+        if consumer.exclusive and self.consumers:
+            raise AccessRefused(
+                f"queue '{self.name}' in vhost '{self.vhost.name}' in exclusive use")
+        for c in self.consumers:
+            if c.exclusive:
+                raise AccessRefused(
+                    f"queue '{self.name}' in vhost '{self.vhost.name}' in exclusive use")
+        self.consumers.add(consumer)
+        self.had_consumer = True
+        self._touch()
+        self.dispatch()
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        if self.consumers.remove(consumer):
+            self._touch()
+            if not self.consumers and self.auto_delete and self.had_consumer and not self.deleted:
+                self.vhost.delete_queue(self.name, reason="auto-delete")
+            else:
+                self.dispatch()
+
+    def dispatch(self) -> None:
+        """Deliver ready entries while some consumer has credit."""
+        if self._dispatching or self.deleted:
+            return
+        self._dispatching = True
+        try:
+            ready = self.ready
+            consumers = self.consumers
+            now = None
+            while ready:
+                consumer = consumers.next_with_credit()
+                if consumer is None:
+                    break
+                entry = ready.popleft()
+                if entry.expires_at is not None:
+                    if now is None:
+                        now = self.clock.seconds()
+                    if entry.expires_at <= now:
+                        self._dead_letter(entry, "expired")
+                        continue
+                self._hand_over(consumer, entry)
+        finally:
+            self._dispatching = False
+
+    def _hand_over(self, consumer: Consumer, entry: QueueEntry) -> None:
+        entry.delivery_count += 1
+        if consumer.no_ack:
+            self.stats["deliver_no_ack"] += 1
+            consumer.deliver(self, entry)
+            self._settle(entry)
+        else:
+            self.stats["deliver"] += 1
+            if entry.redelivered:
+                self.stats["redeliver"] += 1
+            self.unacked += 1
+            self.unacked_bytes += len(entry.message.body)
+            if entry.message.stored and self.durable:
+                self.vhost.broker.store.mark_delivered(self.store_key, [entry.message.id])
+            consumer.deliver(self, entry)
+
+    def get(self, no_ack: bool) -> QueueEntry | None:
+        """basic.get: the next live entry, or None when empty."""
+        self._touch()
+        now = None
+        while self.ready:
+            entry = self.ready.popleft()
+            if entry.expires_at is not None:
+                now = now if now is not None else self.clock.seconds()
+                if entry.expires_at <= now:
+                    self._dead_letter(entry, "expired")
+                    continue
+            entry.delivery_count += 1
+            self.stats["get"] += 1
+            if no_ack:
+                self._settle(entry)
+            else:
+                self.unacked += 1
+                self.unacked_bytes += len(entry.message.body)
+            return entry
+        return None
+
+    # ---------------------------------------------------------------- settlement
+    def ack(self, entries: list[QueueEntry]) -> None:
+        self.unacked -= len(entries)
+        for e in entries:
+            self.unacked_bytes -= len(e.message.body)
+            self._settle(e)
+        self.stats["ack"] += len(entries)
+        self.vhost.broker.after_settle(self)
+
+    def requeue(self, entries: list[QueueEntry]) -> None:
+        """Back to their old positions, flagged redelivered (nack/reject requeue, channel close)."""
+        self.unacked -= len(entries)
+        for e in entries:
+            self.unacked_bytes -= len(e.message.body)
+        if self.deleted:
+            for e in entries:
+                self._settle(e)
+            return
+        for e in entries:
+            e.redelivered = True
+        live = entries
+        if self.delivery_limit is not None:
+            live = []
+            for e in entries:
+                if e.delivery_count > self.delivery_limit:
+                    self._dead_letter(e, "delivery_limit")
+                else:
+                    live.append(e)
+        self.ready.requeue(live)
+        self.vhost.broker.after_settle(self)
+
+    def reject(self, entries: list[QueueEntry]) -> None:
+        """Rejected without requeue: dead-lettered when a DLX is set, else dropped."""
+        self.unacked -= len(entries)
+        for e in entries:
+            self.unacked_bytes -= len(e.message.body)
+            self._dead_letter(e, "rejected")
+        self.vhost.broker.after_settle(self)
+
+    def _settle(self, entry: QueueEntry) -> None:
+        """The entry is done in this queue: release the message's reference."""
+        self.vhost.broker.release(self, entry.message)
+
+    def _dead_letter(self, entry: QueueEntry, reason: str) -> None:
+        if self.dlx is not None and not self.deleted:
+            self.vhost.dead_letter(self, entry, reason)
+        self._settle(entry)
+
+    # ---------------------------------------------------------------- TTL
+    def _schedule_expiry(self, at: float) -> None:
+        call = self._expiry_call
+        if call is not None and call.active():
+            if call.getTime() <= at:
+                return
+            call.cancel()
+        delay = max(0.0, at - self.clock.seconds())
+        self._expiry_call = self.clock.callLater(delay, self._expire_due)
+
+    def _expire_due(self) -> None:
+        """Drop every expired ready entry, head or not, then re-arm for the next one."""
+        self._expiry_call = None
+        if self.deleted:
+            return
+        now = self.clock.seconds()
+        head = self.ready.peek()
+        if head is not None and self.message_ttl is not None and not self._has_message_ttls():
+            # queue TTL only: expiry order is queue order, so stop at the first live entry
+            while head is not None and head.expires_at is not None and head.expires_at <= now:
+                self._dead_letter(self.ready.popleft(), "expired")
+                head = self.ready.peek()
+        else:
+            for e in self.ready.remove_where(lambda e: e.expires_at is not None
+                                             and e.expires_at <= now):
+                self._dead_letter(e, "expired")
+        nxt = min((e.expires_at for e in self.ready if e.expires_at is not None), default=None)
+        if nxt is not None:
+            self._schedule_expiry(nxt)
+
+    def _has_message_ttls(self) -> bool:
+        return any(e.message.ttl is not None for e in self.ready)
+
+    # ---------------------------------------------------------------- x-expires
+    def _touch(self) -> None:
+        """Any use re-arms the idle timer of a queue with ``x-expires``."""
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
+        if self.expires is not None and not self.consumers and not self.deleted:
+            self._idle_call = self.clock.callLater(self.expires / 1000.0, self._idle_expired)
+
+    def _idle_expired(self) -> None:
+        self._idle_call = None
+        if not self.consumers and not self.deleted:
+            self.vhost.delete_queue(self.name, reason="expired")
+
+    # ---------------------------------------------------------------- purge / delete
+    def purge(self) -> int:
+        gone = self.ready.clear()
+        for e in gone:
+            self._settle(e)
+        return len(gone)
+
+    def on_deleted(self) -> int:
+        """Called by the vhost: cancel consumers, drop ready entries, stop timers."""
+        self.deleted = True
+        for c in list(self.consumers):
+            self.consumers.remove(c)
+            c.cancelled(self)
+        for call in (self._expiry_call, self._idle_call):
+            if call is not None and call.active():
+                call.cancel()
+        count = len(self.ready)
+        for e in self.ready.clear():
+            self.vhost.broker.release(self, e.message)
+        self.vhost.broker.store_purge(self)
+        return count
+
+    def definition(self) -> dict[str, Any]:
+        return {"name": self.name, "vhost": self.vhost.name, "durable": self.durable,
+                "auto_delete": self.auto_delete, "arguments": self.arguments}

@@ -1,0 +1,377 @@
+"""A virtual host: its exchanges, queues and bindings, and routing between them.
+
+Declaration rules and error texts follow RabbitMQ (``rabbit_channel`` / ``rabbit_exchange`` /
+``rabbit_amqqueue``), so clients written against RabbitMQ see the same 404/405/406/403s.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..exchange.exchange import Exchange
+from ..exchange.interface import Binding
+from .deadletter import dead_letter_copy, is_cycle
+from .errors import AccessRefused, NotFound, PreconditionFailed
+from .message import Message, QueueEntry
+from .queue import Queue
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+log = logging.getLogger("warren.vhost")
+
+STANDARD_EXCHANGES = (
+    ("amq.direct", "direct"), ("amq.fanout", "fanout"), ("amq.topic", "topic"),
+    ("amq.headers", "headers"), ("amq.match", "headers"),
+)
+
+
+@dataclass(slots=True)
+class Routed:
+    """Outcome of routing one publish."""
+
+    queues: list[Queue] = field(default_factory=list)   # queues that took the message
+    rejected: list[Queue] = field(default_factory=list)  # reject-publish queues that were full
+    stored: bool = False                                  # written to the store (await sync)
+
+
+class VirtualHost:
+    def __init__(self, broker: "Broker", name: str) -> None:
+        self.broker = broker
+        self.name = name
+        self.exchanges: dict[str, Exchange] = {}
+        self.queues: dict[str, Queue] = {}
+        self.default_exchange = Exchange(name, "", "direct", durable=True)
+        self.exchanges[""] = self.default_exchange
+        for ex_name, ex_type in STANDARD_EXCHANGES:
+            self.exchanges[ex_name] = Exchange(name, ex_name, ex_type, durable=True)
+        self.tracing = False
+
+    # ---------------------------------------------------------------- lookups
+    def exchange(self, name: str) -> Exchange:
+        ex = self.exchanges.get(name)
+        if ex is None:
+            raise NotFound(f"no exchange '{name}' in vhost '{self.name}'")
+        return ex
+
+    def queue(self, name: str) -> Queue:
+        q = self.queues.get(name)
+        if q is None:
+            raise NotFound(f"no queue '{name}' in vhost '{self.name}'")
+        return q
+
+    # ---------------------------------------------------------------- exchanges
+    def declare_exchange(self, name: str, type_name: str, *, durable: bool = False,
+                         auto_delete: bool = False, internal: bool = False,
+                         arguments: dict[str, Any] | None = None, passive: bool = False,
+                         check_reserved: bool = True) -> Exchange:
+        arguments = dict(arguments or {})
+        existing = self.exchanges.get(name)
+        if passive:
+            if existing is None:
+                raise NotFound(f"no exchange '{name}' in vhost '{self.name}'")
+            return existing
+        if check_reserved and name.startswith("amq.") and existing is None:
+            raise AccessRefused(
+                f"exchange name '{name}' contains reserved prefix 'amq.*'")
+        if existing is not None:
+            if name == "" or existing.equivalent(type_name, durable, auto_delete, internal,
+                                                 arguments):
+                return existing
+            raise PreconditionFailed(self._inequivalent_exchange(existing, type_name, durable,
+                                                                 auto_delete, internal))
+        ex = Exchange(self.name, name, type_name, durable=durable, auto_delete=auto_delete,
+                      internal=internal, arguments=arguments)
+        self.exchanges[name] = ex
+        self.broker.policies_apply_exchange(self, ex)
+        if durable:
+            self.broker.save_definition("exchange", self._key(name), ex.definition())
+        self.broker.emit("exchange.created", vhost=self.name, name=name)
+        return ex
+
+    def _inequivalent_exchange(self, ex: Exchange, type_name, durable, auto_delete,
+                               internal) -> str:
+        if ex.type_name != type_name:
+            field_, old, new = "type", ex.type_name, type_name
+        elif ex.durable != durable:
+            field_, old, new = "durable", ex.durable, durable
+        elif ex.auto_delete != auto_delete:
+            field_, old, new = "auto_delete", ex.auto_delete, auto_delete
+        elif ex.internal != internal:
+            field_, old, new = "internal", ex.internal, internal
+        else:
+            return (f"inequivalent arg 'arguments' for exchange '{ex.name}' in vhost "
+                    f"'{self.name}'")
+        fmt = (lambda v: str(v).lower()) if isinstance(old, bool) else str
+        return (f"inequivalent arg '{field_}' for exchange '{ex.name}' in vhost '{self.name}': "
+                f"received '{fmt(new)}' but current is '{fmt(old)}'")
+
+    def delete_exchange(self, name: str, *, if_unused: bool = False) -> None:
+        if name == "" or name.startswith("amq."):
+            raise AccessRefused(f"operation not permitted on the default exchange"
+                                if name == "" else
+                                f"exchange name '{name}' contains reserved prefix 'amq.*'")
+        ex = self.exchange(name)
+        if if_unused and ex.bindings:
+            raise PreconditionFailed(f"exchange '{name}' in vhost '{self.name}' in use")
+        for b in list(ex.bindings):
+            self._remove_binding(b)
+        for b in list(ex.inbound):
+            self._remove_binding(b)
+        del self.exchanges[name]
+        if ex.durable:
+            self.broker.save_definition("exchange", self._key(name), None)
+        self.broker.emit("exchange.deleted", vhost=self.name, name=name)
+
+    # ---------------------------------------------------------------- queues
+    def new_queue_name(self) -> str:
+        while True:
+            name = "amq.gen-" + secrets.token_urlsafe(16)
+            if name not in self.queues:
+                return name
+
+    def declare_queue(self, name: str, *, durable: bool = False, exclusive_owner: Any = None,
+                      auto_delete: bool = False, arguments: dict[str, Any] | None = None,
+                      passive: bool = False, connection: Any = None) -> Queue:
+        existing = self.queues.get(name)
+        if passive:
+            if existing is None:
+                raise NotFound(f"no queue '{name}' in vhost '{self.name}'")
+            existing.check_access(connection)
+            return existing
+        if name.startswith("amq.") and existing is None:
+            raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
+        arguments = dict(arguments or {})
+        if existing is not None:
+            existing.check_access(connection)
+            self._check_equivalent(existing, durable, exclusive_owner, auto_delete, arguments)
+            existing._touch()
+            return existing
+        q = Queue(self, name, durable=durable, exclusive_owner=exclusive_owner,
+                  auto_delete=auto_delete, arguments=arguments)
+        self.queues[name] = q
+        self.broker.policies_apply_queue(self, q)
+        if durable and exclusive_owner is None:
+            self.broker.save_definition("queue", self._key(name), q.definition())
+        self.default_exchange.impl.bind(Binding("", q, name))
+        self.broker.emit("queue.created", vhost=self.name, name=name)
+        return q
+
+    def _check_equivalent(self, q: Queue, durable: bool, exclusive_owner: Any,
+                          auto_delete: bool, arguments: dict[str, Any]) -> None:
+        def fail(field_: str, new: Any, old: Any) -> None:
+            fmt = (lambda v: str(v).lower()) if isinstance(old, bool) else str
+            raise PreconditionFailed(
+                f"inequivalent arg '{field_}' for queue '{q.name}' in vhost '{self.name}': "
+                f"received '{fmt(new)}' but current is '{fmt(old)}'")
+        if q.durable != durable:
+            fail("durable", durable, q.durable)
+        if (q.exclusive_owner is not None) != (exclusive_owner is not None):
+            fail("exclusive", exclusive_owner is not None, q.exclusive_owner is not None)
+        if q.auto_delete != auto_delete:
+            fail("auto_delete", auto_delete, q.auto_delete)
+        # RabbitMQ compares the x- arguments it knows about; others are ignored
+        from .arguments import QUEUE_ARGUMENTS
+        for key in QUEUE_ARGUMENTS:
+            new, old = arguments.get(key), q.arguments.get(key)
+            if isinstance(new, bytes):
+                new = new.decode()
+            if new != old and not (key == "x-queue-type" and {new, old} <= {None, "classic"}):
+                raise PreconditionFailed(
+                    f"inequivalent arg '{key}' for queue '{q.name}' in vhost '{self.name}': "
+                    f"received {_describe(new)} but current is {_describe(old)}")
+
+    def delete_queue(self, name: str, *, if_unused: bool = False, if_empty: bool = False,
+                     connection: Any = None, reason: str = "deleted") -> int:
+        q = self.queue(name)
+        if connection is not None:
+            q.check_access(connection)
+        if if_unused and q.consumers:
+            raise PreconditionFailed(f"queue '{name}' in vhost '{self.name}' in use")
+        if if_empty and q.message_count:
+            raise PreconditionFailed(f"queue '{name}' in vhost '{self.name}' is not empty")
+        for b in list(q.bindings):
+            self._remove_binding(b)
+        self.default_exchange.impl.unbind(
+            next((b for b in self.default_exchange.impl._by_key.get(name, [])
+                  if b.destination is q), Binding("", q, name)))
+        del self.queues[name]
+        count = q.on_deleted()
+        if q.durable and q.exclusive_owner is None:
+            self.broker.save_definition("queue", self._key(name), None)
+        self.broker.emit("queue.deleted", vhost=self.name, name=name, reason=reason)
+        return count
+
+    # ---------------------------------------------------------------- bindings
+    def bind(self, source: str, destination: Queue | Exchange, routing_key: str,
+             arguments: dict[str, Any] | None = None) -> Binding:
+        if source == "":
+            raise AccessRefused(
+                f"operation not permitted on the default exchange")
+        ex = self.exchange(source)
+        binding = Binding(source, destination, routing_key, dict(arguments or {}))
+        for b in ex.bindings:
+            if b.key == binding.key:
+                return b
+        ex.add_binding(binding)
+        if destination.kind == "queue":
+            destination.bindings.append(binding)
+        else:
+            destination.inbound.append(binding)
+        if ex.durable and destination.durable and not getattr(destination, "exclusive_owner",
+                                                             None):
+            self.broker.save_definition("binding", self._binding_key(binding),
+                                        self._binding_definition(binding))
+        return binding
+
+    def unbind(self, source: str, destination: Queue | Exchange, routing_key: str,
+               arguments: dict[str, Any] | None = None) -> None:
+        if source == "":
+            raise AccessRefused("operation not permitted on the default exchange")
+        ex = self.exchange(source)
+        probe = Binding(source, destination, routing_key, dict(arguments or {}))
+        for b in ex.bindings:
+            if b.key == probe.key:
+                self._remove_binding(b)
+                return
+        # RabbitMQ answers unbind-ok for a binding that does not exist
+
+    def _remove_binding(self, b: Binding) -> None:
+        ex = self.exchanges.get(b.source)
+        if ex is not None and b in ex.bindings:
+            ex.remove_binding(b)
+        dest = b.destination
+        owner_list = dest.bindings if dest.kind == "queue" else dest.inbound
+        if b in owner_list:
+            owner_list.remove(b)
+        self.broker.save_definition("binding", self._binding_key(b), None, only_if_known=True)
+        if ex is not None and ex.auto_delete and not ex.bindings and ex.name in self.exchanges:
+            self.delete_exchange(ex.name)
+
+    def bindings(self) -> list[Binding]:
+        out: list[Binding] = []
+        for q in self.queues.values():
+            out.append(Binding("", q, q.name))
+        for ex in self.exchanges.values():
+            if ex.name:
+                out.extend(ex.bindings)
+        return out
+
+    # ---------------------------------------------------------------- routing
+    def route(self, exchange: Exchange, message: Message) -> list[Queue]:
+        """Queues for a message: through e2e bindings and alternate exchanges, no duplicates."""
+        if exchange is self.default_exchange:
+            q = self.queues.get(message.routing_key)
+            return [q] if q is not None else []
+        queues: dict[int, Queue] = {}
+        visited: set[int] = set()
+        stack = [exchange]
+        while stack:
+            ex = stack.pop()
+            if id(ex) in visited:
+                continue
+            visited.add(id(ex))
+            ex.published_in += 1
+            dests = ex.route(message)
+            matched = False
+            for d in dests:
+                matched = True
+                if d.kind == "queue":
+                    queues[id(d)] = d
+                else:
+                    stack.append(d)
+            if not matched and ex.alternate is not None:
+                ae = self.exchanges.get(ex.alternate)
+                if ae is not None:
+                    stack.append(ae)
+        return list(queues.values())
+
+    def publish(self, exchange: Exchange, message: Message) -> Routed:
+        """Route and enqueue one message; persistent messages go to the store first."""
+        queues = self.route(exchange, message)
+        result = Routed()
+        if not queues:
+            return result
+        targets = queues
+        if any(q.overflow != "drop-head" for q in queues):
+            targets = []
+            for q in queues:
+                if q.would_overflow(message):
+                    result.rejected.append(q)
+                    if q.overflow == "reject-publish-dlx" and q.dlx is not None:
+                        self.dead_letter(q, QueueEntry(message, 0), "maxlen")
+                else:
+                    targets.append(q)
+        if not targets:
+            return result
+        result.stored = self._enqueue(message, targets)
+        result.queues = targets
+        return result
+
+    def _enqueue(self, message: Message, targets: list[Queue]) -> bool:
+        """Store (when persistent and some target is durable), account, enqueue everywhere."""
+        broker = self.broker
+        if not message.id:
+            message.id = broker.next_message_id()
+        stored = False
+        if message.persistent and broker.store is not None:
+            durable = [q.store_key for q in targets if q.durable]
+            if durable:
+                broker.store_publish(message, durable)
+                stored = True
+        broker.track(message)
+        for q in targets:
+            q.enqueue(message)
+        return stored
+
+    def dead_letter(self, queue: Queue, entry: QueueEntry, reason: str) -> None:
+        ex = self.exchanges.get(queue.dlx)
+        if ex is None:
+            log.debug("dead-letter exchange %r of queue %r missing: dropped", queue.dlx,
+                      queue.name)
+            return
+        copy = dead_letter_copy(queue, entry, reason)
+        targets = [q for q in self.route(ex, copy) if not is_cycle(copy, q)]
+        if targets:
+            self._enqueue(copy, targets)
+
+    # ---------------------------------------------------------------- helpers
+    def _key(self, name: str) -> str:
+        return f"{self.name}\x00{name}"
+
+    def _binding_key(self, b: Binding) -> str:
+        import json
+        return json.dumps([self.name, b.source, b.destination.kind, b.destination.name,
+                           b.routing_key, _jsonable(b.arguments)], sort_keys=True)
+
+    def _binding_definition(self, b: Binding) -> dict[str, Any]:
+        return {"vhost": self.name, "source": b.source, "destination": b.destination.name,
+                "destination_type": b.destination.kind, "routing_key": b.routing_key,
+                "arguments": _jsonable(b.arguments)}
+
+
+def _describe(v: Any) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, str):
+        return f"the value '{v}' of type 'longstr'"
+    if isinstance(v, bool):
+        return f"the value '{str(v).lower()}' of type 'bool'"
+    if isinstance(v, int):
+        return f"the value '{v}' of type 'signedint'"
+    return f"the value '{v}'"
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)

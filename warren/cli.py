@@ -1,0 +1,97 @@
+"""The ``warren`` command: ``warren run`` starts the broker; ``warren ctl …`` talks to one.
+
+``ctl`` speaks to a running broker over its HTTP API (the same API rabbitmqadmin uses), so it
+works against any warren reachable on the console port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from . import __version__
+from .config import load
+
+
+def _run_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the broker")
+    p.add_argument("--config", help="TOML configuration file")
+    p.add_argument("--data-dir")
+    p.add_argument("--bind", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--amqp-port", type=int)
+    p.add_argument("--stomp-port", type=int)
+    p.add_argument("--mqtt-port", type=int)
+    p.add_argument("--http-port", type=int)
+    p.add_argument("--store", choices=["journal", "sql", "memory"])
+    p.add_argument("--store-url")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--ha", choices=["none", "shared-file", "shared-db"])
+    p.add_argument("--node-name")
+    p.add_argument("--memory-high-watermark", type=int,
+                   help="bytes of message data held before publishers are blocked")
+    p.add_argument("--max-message-size", type=int)
+    p.add_argument("--frame-max", type=int)
+    p.add_argument("--heartbeat", type=int)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in vars(args).items()
+                 if k not in ("command", "config", "func") and v is not None}
+    cfg = load(args.config, overrides=overrides)
+    logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stdout)
+    from twisted.internet import reactor
+
+    from .server import BrokerService
+
+    svc = BrokerService(cfg, reactor)
+    log = logging.getLogger("warren")
+
+    def start() -> None:
+        try:
+            svc.startService()
+        except Exception:
+            log.exception("warren failed to start")
+            reactor.stop()
+            start.failed = True
+            return
+        log.info("warren %s started (store: %s, data dir: %s)", __version__, cfg.store,
+                 cfg.data_dir)
+    start.failed = False
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("signal %d received: stopping", signum)
+        reactor.callFromThread(shutdown)
+
+    def shutdown() -> None:
+        from twisted.internet import defer
+        d = defer.maybeDeferred(svc.stopService) if svc.running else defer.succeed(None)
+        d.addBoth(lambda _: reactor.stop())
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    reactor.callWhenRunning(start)
+    reactor.run(installSignalHandlers=False)
+    log.info("warren stopped")
+    return 1 if start.failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="warren", description="warren message broker")
+    parser.add_argument("--version", action="version", version=f"warren {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    from .ctl import add_ctl_parser, add_db_parser
+    add_ctl_parser(sub)
+    add_db_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return cmd_run(args)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""``warren ctl``: rabbitmqctl-style commands against a running broker's HTTP API.
+
+Each command is one or two management-API calls (the API is RabbitMQ's, so the same calls work
+against RabbitMQ). Output is tab-separated like rabbitmqctl's, so existing scripts keep
+parsing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+
+class ApiError(Exception):
+    pass
+
+
+class Api:
+    def __init__(self, url: str, user: str, password: str) -> None:
+        self.url = url.rstrip("/")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers=self.headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode("utf-8", "replace")
+            try:
+                detail = json.loads(detail).get("reason", detail)
+            except ValueError:
+                pass
+            raise ApiError(f"{e.code}: {detail}") from None
+        except urllib.error.URLError as e:
+            raise ApiError(f"cannot reach {self.url}: {e.reason}") from None
+        return json.loads(raw) if raw else None
+
+
+def q(s: str) -> str:
+    return urllib.parse.quote(s, safe="")
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    print("\t".join(columns))
+    for r in rows:
+        print("\t".join(_cell(r.get(c, "")) for c in columns))
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, (dict, list)):
+        return json.dumps(v)
+    if isinstance(v, bool):
+        return str(v).lower()
+    return str(v)
+
+
+def _vhost_path(args: argparse.Namespace, kind: str) -> str:
+    return f"/api/{kind}/{q(args.vhost)}" if args.vhost else f"/api/{kind}"
+
+
+def ctl_list_queues(api: Api, a: argparse.Namespace) -> None:
+    cols = a.columns or ["name", "messages"]
+    _table(api.call("GET", _vhost_path(a, "queues")), cols)
+
+
+def ctl_list_exchanges(api: Api, a: argparse.Namespace) -> None:
+    _table(api.call("GET", _vhost_path(a, "exchanges")), a.columns or ["name", "type"])
+
+
+def ctl_list_bindings(api: Api, a: argparse.Namespace) -> None:
+    _table(api.call("GET", _vhost_path(a, "bindings")),
+           a.columns or ["source", "destination", "destination_type", "routing_key"])
+
+
+def ctl_list_connections(api: Api, a: argparse.Namespace) -> None:
+    _table(api.call("GET", "/api/connections"), a.columns or ["name", "user", "vhost", "state"])
+
+
+def ctl_list_users(api: Api, a: argparse.Namespace) -> None:
+    _table(api.call("GET", "/api/users"), ["name", "tags"])
+
+
+def ctl_list_vhosts(api: Api, a: argparse.Namespace) -> None:
+    _table(api.call("GET", "/api/vhosts"), ["name"])
+
+
+def ctl_add_user(api: Api, a: argparse.Namespace) -> None:
+    api.call("PUT", f"/api/users/{q(a.username)}", {"password": a.password, "tags": a.tags or ""})
+    print(f'Adding user "{a.username}" ...')
+
+
+def ctl_delete_user(api: Api, a: argparse.Namespace) -> None:
+    api.call("DELETE", f"/api/users/{q(a.username)}")
+
+
+def ctl_set_user_tags(api: Api, a: argparse.Namespace) -> None:
+    user = api.call("GET", f"/api/users/{q(a.username)}")
+    api.call("PUT", f"/api/users/{q(a.username)}",
+             {"password_hash": user.get("password_hash", ""), "tags": ",".join(a.tags)})
+
+
+def ctl_add_vhost(api: Api, a: argparse.Namespace) -> None:
+    api.call("PUT", f"/api/vhosts/{q(a.name)}", {})
+    print(f'Adding vhost "{a.name}" ...')
+
+
+def ctl_delete_vhost(api: Api, a: argparse.Namespace) -> None:
+    api.call("DELETE", f"/api/vhosts/{q(a.name)}")
+
+
+def ctl_set_permissions(api: Api, a: argparse.Namespace) -> None:
+    api.call("PUT", f"/api/permissions/{q(a.vhost or '/')}/{q(a.username)}",
+             {"configure": a.configure, "write": a.write, "read": a.read})
+
+
+def ctl_purge_queue(api: Api, a: argparse.Namespace) -> None:
+    api.call("DELETE", f"/api/queues/{q(a.vhost or '/')}/{q(a.queue)}/contents")
+
+
+def ctl_delete_queue(api: Api, a: argparse.Namespace) -> None:
+    api.call("DELETE", f"/api/queues/{q(a.vhost or '/')}/{q(a.queue)}")
+
+
+def ctl_set_policy(api: Api, a: argparse.Namespace) -> None:
+    try:
+        definition = json.loads(a.definition)
+    except ValueError as e:
+        raise ApiError(f"policy definition is not valid JSON: {e}") from None
+    api.call("PUT", f"/api/policies/{q(a.vhost or '/')}/{q(a.name)}",
+             {"pattern": a.pattern, "definition": definition, "priority": a.priority,
+              "apply-to": a.apply_to})
+
+
+def ctl_clear_policy(api: Api, a: argparse.Namespace) -> None:
+    api.call("DELETE", f"/api/policies/{q(a.vhost or '/')}/{q(a.name)}")
+
+
+def ctl_list_policies(api: Api, a: argparse.Namespace) -> None:
+    _table(api.call("GET", _vhost_path(a, "policies")),
+           ["vhost", "name", "pattern", "apply-to", "definition", "priority"])
+
+
+def ctl_export_definitions(api: Api, a: argparse.Namespace) -> None:
+    defs = api.call("GET", "/api/definitions")
+    text = json.dumps(defs, indent=2)
+    if a.file == "-":
+        print(text)
+    else:
+        with open(a.file, "w") as f:
+            f.write(text)
+
+
+def ctl_import_definitions(api: Api, a: argparse.Namespace) -> None:
+    with (sys.stdin if a.file == "-" else open(a.file)) as f:
+        defs = json.load(f)
+    api.call("POST", "/api/definitions", defs)
+
+
+def ctl_move_messages(api: Api, a: argparse.Namespace) -> None:
+    body = {"destination": a.destination}
+    if a.count is not None:
+        body["count"] = a.count
+    result = api.call("POST", f"/api/queues/{q(a.vhost or '/')}/{q(a.source)}/actions/move",
+                      body)
+    print(f"moved {result.get('moved', 0) if isinstance(result, dict) else 0} messages")
+
+
+COMMANDS = {
+    "list_queues": (ctl_list_queues, ["columns*"]),
+    "list_exchanges": (ctl_list_exchanges, ["columns*"]),
+    "list_bindings": (ctl_list_bindings, ["columns*"]),
+    "list_connections": (ctl_list_connections, ["columns*"]),
+    "list_users": (ctl_list_users, []),
+    "list_vhosts": (ctl_list_vhosts, []),
+    "list_policies": (ctl_list_policies, []),
+    "add_user": (ctl_add_user, ["username", "password", "--tags"]),
+    "delete_user": (ctl_delete_user, ["username"]),
+    "set_user_tags": (ctl_set_user_tags, ["username", "tags*"]),
+    "add_vhost": (ctl_add_vhost, ["name"]),
+    "delete_vhost": (ctl_delete_vhost, ["name"]),
+    "set_permissions": (ctl_set_permissions, ["username", "configure", "write", "read"]),
+    "purge_queue": (ctl_purge_queue, ["queue"]),
+    "delete_queue": (ctl_delete_queue, ["queue"]),
+    "set_policy": (ctl_set_policy, ["name", "pattern", "definition", "--priority",
+                                    "--apply-to"]),
+    "clear_policy": (ctl_clear_policy, ["name"]),
+    "export_definitions": (ctl_export_definitions, ["file"]),
+    "import_definitions": (ctl_import_definitions, ["file"]),
+    "move_messages": (ctl_move_messages, ["source", "destination", "--count"]),
+}
+
+
+def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ctl", help="control a running broker through its HTTP API")
+    p.add_argument("--url", default=os.environ.get("WARREN_URL", "http://localhost:15672"))
+    p.add_argument("--user", "-u", default=os.environ.get("WARREN_USER", "guest"))
+    p.add_argument("--password", "-p", default=os.environ.get("WARREN_PASSWORD", "guest"))
+    p.add_argument("--vhost", "-V", default=None, help="virtual host (default: all / '/')")
+    cmds = p.add_subparsers(dest="ctl_command", required=True)
+    for name, (func, params) in COMMANDS.items():
+        c = cmds.add_parser(name)
+        for param in params:
+            if param.endswith("*"):
+                c.add_argument(param[:-1], nargs="*")
+            elif param == "--priority":
+                c.add_argument(param, type=int, default=0)
+            elif param == "--count":
+                c.add_argument(param, type=int, default=None)
+            elif param == "--apply-to":
+                c.add_argument(param, default="all",
+                               choices=["queues", "exchanges", "all", "classic_queues"])
+            elif param.startswith("--"):
+                c.add_argument(param)
+            else:
+                c.add_argument(param)
+        c.set_defaults(func=_run_ctl(func))
+
+
+def _run_ctl(func):
+    def run(args: argparse.Namespace) -> int:
+        api = Api(args.url, args.user, args.password)
+        try:
+            func(api, args)
+        except ApiError as e:
+            print(f"Error: {e}", file=sys.stderr)
+            return 2
+        return 0
+    return run
+
+
+def add_db_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("db", help="SQL store maintenance")
+    cmds = p.add_subparsers(dest="db_command", required=True)
+    up = cmds.add_parser("upgrade", help="run Alembic migrations to the newest schema")
+    up.add_argument("--store-url", default=None)
+    up.add_argument("--data-dir", default=None)
+    up.add_argument("--config", default=None)
+
+    def run(args: argparse.Namespace) -> int:
+        from .config import load
+        cfg = load(args.config, overrides={"store_url": args.store_url,
+                                           "data_dir": args.data_dir})
+        from .store.sql.migrate import upgrade
+        os.makedirs(cfg.data_dir, exist_ok=True) if not cfg.store_url else None
+        upgrade(cfg.sql_url)
+        print(f"schema of {cfg.sql_url} is up to date")
+        return 0
+    up.set_defaults(func=run)

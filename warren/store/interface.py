@@ -1,0 +1,126 @@
+"""The one interface every message store implements (ActiveMQ's PersistenceAdapter shape).
+
+The broker core talks to storage only through :class:`MessageStore`. A store knows nothing of
+protocols or of :class:`warren.broker.message.Message`: a message is an opaque ``record``
+(bytes the core made with ``Message.to_record()``) under an integer id, and a queue is an opaque
+string key (``"<vhost>\\x00<queue name>"``). That keeps the journal and the SQL store
+interchangeable and lets one contract test suite run against both.
+
+Write path (all calls come from the reactor thread and must not block on I/O for long):
+
+- ``publish(msg_id, record, queue_keys)`` writes the message once and enqueues it in every
+  listed durable queue (a message routed to many queues is stored once, refcounted).
+- ``ack(queue_key, msg_ids)`` removes messages from one queue; when a message's last queue
+  acks it, its record becomes garbage for the store to reclaim.
+- ``put_definition(kind, key, value)`` upserts (``value`` a JSON-able dict) or deletes
+  (``value is None``) a definition: kinds are ``vhost``, ``user``, ``permission``,
+  ``exchange``, ``queue``, ``binding``, ``policy``, ``parameter`` (a free-form key/value used by
+  MQTT retained messages, durable subscriptions and the like).
+- ``sync()`` returns a Deferred that fires once every call made before it is durable (fsync'd or
+  committed). Stores batch: all calls of one reactor turn share one fsync / one transaction
+  (group commit), so publisher confirms stay cheap. The Deferred errbacks with
+  :class:`StoreUnavailable` when the write failed (disk full, database gone); the core then
+  nacks the publishers and blocks new persistent publishes until ``healthy`` is true again.
+
+Read path:
+
+- ``recover()`` is called once after ``open()`` and before any write; it returns everything
+  live: definitions, and per queue the ordered message ids with their records. Recovery costs
+  time proportional to live data, not to history.
+- ``read(msg_id)`` returns one record (used when bodies were paged out of memory).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+
+class StoreError(Exception):
+    """A store could not do what was asked; the message says why."""
+
+
+class StoreUnavailable(StoreError):
+    """The medium is gone or full (disk full, database unreachable); writes are not durable."""
+
+
+DefinitionKey = tuple[str, str]  # (kind, key)
+
+
+@dataclass
+class RecoveredQueue:
+    """One durable queue's live messages, in queue order (oldest first)."""
+
+    key: str
+    msg_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class RecoveredState:
+    """What ``recover()`` found: definitions by (kind, key), records by id, queues by key."""
+
+    definitions: dict[DefinitionKey, dict[str, Any]] = field(default_factory=dict)
+    records: dict[int, bytes] = field(default_factory=dict)
+    queues: dict[str, RecoveredQueue] = field(default_factory=dict)
+    # ids whose delivery was attempted before the stop may be marked redelivered by the core:
+    # stores need not track deliveries; the core marks every recovered message redelivered
+    # only if it had been delivered (see ``delivered``), else leaves the flag clear.
+    delivered: set[tuple[str, int]] = field(default_factory=set)
+    max_msg_id: int = 0
+
+
+class MessageStore(abc.ABC):
+    """Storage behind the broker core; see the module docstring for the contract."""
+
+    #: False while writes fail (disk full, database gone); the core blocks persistent publishers.
+    healthy: bool = True
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Open files or connections; create or migrate the schema. Blocking is fine here."""
+
+    @abc.abstractmethod
+    def recover(self) -> RecoveredState:
+        """Return every live definition and message. Called once, before any write."""
+
+    @abc.abstractmethod
+    def put_definition(self, kind: str, key: str, value: dict[str, Any] | None) -> None:
+        """Upsert (value is a dict) or delete (value is None) one definition."""
+
+    @abc.abstractmethod
+    def publish(self, msg_id: int, record: bytes, queue_keys: list[str]) -> None:
+        """Store ``record`` once under ``msg_id`` and enqueue it in each of ``queue_keys``."""
+
+    @abc.abstractmethod
+    def ack(self, queue_key: str, msg_ids: list[int]) -> None:
+        """Remove ``msg_ids`` from one queue; unreferenced records become garbage."""
+
+    def mark_delivered(self, queue_key: str, msg_ids: list[int]) -> None:
+        """Remember that these were handed to a consumer (for redelivered=true after restart).
+
+        Optional: a store that does not track it makes every recovered message redelivered=false
+        unless the core knows better. Lazy: need not be durable before anything else.
+        """
+
+    @abc.abstractmethod
+    def purge_queue(self, queue_key: str) -> None:
+        """Drop every message of one queue (queue.purge or queue.delete)."""
+
+    @abc.abstractmethod
+    def read(self, msg_id: int) -> bytes:
+        """Return the record of a live message (bodies paged out of memory are read back)."""
+
+    @abc.abstractmethod
+    def sync(self) -> Deferred:
+        """A Deferred firing once everything written before this call is durable."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Flush what is pending and release files/connections."""
+
+    def stats(self) -> dict[str, float]:
+        """Figures for /metrics (bytes on disk, fsync latency...). Optional."""
+        return {}
