@@ -170,6 +170,10 @@ class StompParser:
     Feed it arbitrary chunks; it returns every frame completed so far and keeps the rest. The
     first bad input raises :class:`StompError` and kills the parser: STOMP has no way to
     resynchronise a stream, so every later :meth:`feed` raises the same error.
+
+    ``version`` ("1.0" until :meth:`set_version`) decides header unescaping; ``heartbeats``
+    counts the bare EOLs seen between frames, so the session can note inbound activity even
+    when no frame arrives.
     """
 
     __slots__ = (
@@ -445,31 +449,31 @@ def encode(frame: Frame, version: str = "1.2") -> bytes:
     command = frame.command
     if command not in COMMANDS:
         raise ValueError(f"unknown STOMP command {command!r}")
+    headers = frame.headers
     escapes = None if command in _VERBATIM_COMMANDS else _ESCAPES[version]
-    parts = [command, "\n"]
-    content_length = None
-    for name, value in frame.headers:
-        if not name:
-            raise ValueError(f"{command} frame: empty header name")
-        if content_length is None and name == "content-length":
-            content_length = value
-        if escapes is not None:
-            name = name.translate(escapes)
-            value = value.translate(escapes)
-            if version == "1.1" and value.endswith("\r"):
-                # 1.1 has no escape for CR, and a trailing one would read as part of the EOL.
-                raise ValueError(f"{command} frame: STOMP 1.1 cannot end a header value in CR")
-        else:
+    if escapes is not None:
+        text = "".join([f"{name}:{value}\n" for name, value in headers])
+        count = len(headers)
+        if text.count(":") != count or text.count("\n") != count or "\\" in text or "\r" in text:
+            # Some name or value holds a character to escape (the fast path above had none).
+            text = "".join([f"{name.translate(escapes)}:{value.translate(escapes)}\n"
+                            for name, value in headers])
+    else:
+        for name, value in headers:
             if ":" in name or "\n" in name or "\n" in value:
                 raise ValueError(
                     f"{command} frame: header {name!r} needs escaping, which is not done "
                     f"in {command} frames nor in STOMP 1.0"
                 )
-            if value.endswith("\r"):
-                raise ValueError(f"{command} frame: a header value cannot end in CR unescaped")
-        parts += (name, ":", value, "\n")
-    parts.append("\n")
+        text = "".join([f"{name}:{value}\n" for name, value in headers])
+    # Names cannot hold a raw ':' here, so an empty name is a line starting with ':'.
+    if text.startswith(":") or "\n:" in text:
+        raise ValueError(f"{command} frame: empty header name")
+    if "\r\n" in text:
+        # Only 1.2 escapes CR; elsewhere a value's trailing CR would read as part of the EOL.
+        raise ValueError(f"{command} frame: a header value ending in CR needs STOMP 1.2")
     body = frame.body
+    content_length = frame.get("content-length")
     if content_length is None:
         if b"\0" in body:
             raise ValueError(f"{command} frame: a body containing NUL needs content-length")
@@ -477,4 +481,4 @@ def encode(frame: Frame, version: str = "1.2") -> bytes:
         raise ValueError(
             f"{command} frame: content-length {content_length!r} but the body has {len(body)} octets"
         )
-    return b"".join(("".join(parts).encode("utf-8"), body, b"\0"))
+    return b"".join(((command + "\n" + text + "\n").encode("utf-8"), body, b"\0"))
