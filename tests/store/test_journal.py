@@ -379,6 +379,23 @@ def test_max_msg_id_survives_when_everything_is_reclaimed(tmp_path: Path) -> Non
     assert state.max_msg_id == 300 and state.records == {}
 
 
+def test_an_empty_head_left_by_a_crash_gets_its_checkpoint(tmp_path: Path) -> None:
+    store, _ = open_store(tmp_path)
+    for msg_id in range(1, 11):
+        store.publish(msg_id, b"x", [QA])
+    store.ack(QA, list(range(1, 11)))
+    store.close()
+    (tmp_path / "00000002.log").touch()  # rolled, then killed before the first write
+    store, state = open_store(tmp_path)
+    assert state.max_msg_id == 10
+    store.close()
+    records = JournalSegment(str(tmp_path), 2).scan().records
+    assert [record_type for _, record_type, _ in records] == [RecordType.CHECKPOINT]
+    assert not (tmp_path / "00000001.log").exists()  # and the dead one went
+    _, state = open_store(tmp_path)
+    assert state.max_msg_id == 10
+
+
 # -- group commit under a real reactor (subprocess) ---------------------------------------------
 
 SYNC_SCRIPT = r"""
@@ -404,8 +421,11 @@ def traced_fdatasync(fd):
 os.fdatasync = traced_fdatasync
 
 from warren.store.interface import StoreUnavailable
+from warren.store.journal import log as journal_log
 from warren.store.journal.segment import JournalSegment
 from warren.store.journal.store import JournalStore
+
+journal_log.RETRY_FIRST = 0.01  # keep the retry timer's wait short
 
 def ids_on_disk():
     found = []
@@ -477,6 +497,20 @@ def main(reactor):
     out["healthy_after_failure"] = store.healthy
     yield store.sync()
     out["healthy_after_retry"] = store.healthy
+
+    # disk full with nobody writing afterwards: the retry timer gets it through
+    fail_next.append(1)
+    store.publish(105, b"m105", ["q"])
+    failed = []
+    store.sync().addErrback(lambda failure: failed.append(failure.check(StoreUnavailable)))
+    while not failed:
+        yield turn(reactor)
+    out["timer_failed_first"] = failed[0] is not None and not store.healthy
+    for _ in range(500):
+        if store.healthy:
+            break
+        yield task.deferLater(reactor, 0.01, lambda: None)
+    out["timer_healed"] = store.healthy
     out["final_on_disk"] = ids_on_disk()
     store.close()
     again = JournalStore(directory)
@@ -521,5 +555,10 @@ def test_failed_fsync_errbacks_then_recovers(sync_report: dict) -> None:
     assert sync_report["enospc_errback"] == "StoreUnavailable"
     assert sync_report["healthy_after_failure"] is False
     assert sync_report["healthy_after_retry"] is True
-    assert sync_report["final_on_disk"] == list(range(1, 105))
-    assert sync_report["recovered"] == list(range(1, 105))
+    assert sync_report["final_on_disk"] == list(range(1, 106))
+    assert sync_report["recovered"] == list(range(1, 106))
+
+
+def test_failed_flush_is_retried_by_a_timer_without_new_writes(sync_report: dict) -> None:
+    assert sync_report["timer_failed_first"] is True
+    assert sync_report["timer_healed"] is True

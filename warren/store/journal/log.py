@@ -17,8 +17,10 @@ Failures. When a write or fsync fails (ENOSPC, EIO) the log turns ``healthy`` Fa
 the waiters of that batch with :class:`StoreUnavailable` and keeps the batch's bytes in memory,
 ahead of newer ones. Writes go to explicit offsets (``pwrite``), so the retry, made by the next
 flush (the next append or sync schedules one), rewrites the same bytes over whatever part made
-it out; once a flush succeeds ``healthy`` is True again. Nothing is dropped: the broker stops
-persistent publishers while the log is unhealthy, which is what bounds that memory.
+it out. Since the broker stops persistent publishers while the log is unhealthy (which is what
+bounds that memory), new writes may not come to trigger the retry: a timer retries too, after
+``RETRY_FIRST`` seconds doubling to ``RETRY_MAX``. Once a flush succeeds ``healthy`` is True
+again. Nothing is dropped.
 
 Recovery (:meth:`replay`) reads the segments in order. A torn or corrupt tail of the *last*
 segment is what a crash mid-write leaves: it is cut (the file truncated) with a WARNING naming
@@ -51,6 +53,10 @@ from warren.store.journal.segment import (
 logger = logging.getLogger("warren.store.journal")
 
 Position = tuple[int, int]
+
+#: Retry delays after a failed flush: first, ceiling (seconds); the delay doubles in between.
+RETRY_FIRST = 0.5
+RETRY_MAX = 5.0
 
 
 class _Batch:
@@ -150,6 +156,8 @@ class JournalLog:
         self._disk_lock = threading.Lock()  # held while bytes go to disk, by either path
         self._disk = _DiskThread(reactor)
         self._kick_call: Any = None
+        self._retry_call: Any = None
+        self._retry_delay = RETRY_FIRST
         self._closed = False
         self._ready = False
         #: Everything before this position is on disk and fsync'd.
@@ -200,6 +208,9 @@ class JournalLog:
             self._head = numbers[-1]
             self.durable_end = (self._head, self._sizes[self._head])
             self._ready = True
+            if self._sizes[self._head] == 0 and self._segment_preamble is not None:
+                # a crash right after a roll: the head lacks the record that opens a segment
+                self.append(*self._segment_preamble())
         else:
             self._ready = True
             self._start_segment(1)
@@ -305,6 +316,10 @@ class JournalLog:
         if not self.healthy:
             logger.warning("journal %s: writes succeed again", self.directory)
             self.healthy = True
+            self._retry_delay = RETRY_FIRST
+            if self._retry_call is not None and self._retry_call.active():
+                self._retry_call.cancel()
+            self._retry_call = None
         waiters, batch.waiters = batch.waiters, []
         for waiter in waiters:
             waiter.callback(None)
@@ -325,8 +340,16 @@ class JournalLog:
         retry.waiters = self._pending.waiters
         self._pending = retry
         waiters, batch.waiters = batch.waiters, []
+        if not self._closed and (self._retry_call is None or not self._retry_call.active()):
+            self._retry_call = self._reactor.callLater(self._retry_delay, self._retry)
+            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
         for waiter in waiters:
             waiter.errback(Failure(StoreUnavailable(f"journal write failed: {error}")))
+
+    def _retry(self) -> None:
+        self._retry_call = None
+        if not self._closed and self._pending.chunks and self._kick_call is None:
+            self._kick()
 
     def flush(self) -> None:
         """Blocking: write and fsync everything appended so far; raise StoreUnavailable on
@@ -421,9 +444,10 @@ class JournalLog:
             logger.error("journal %s: closing with unwritten data: %s", self.directory, error)
         finally:
             self._closed = True
-            if self._kick_call is not None:
-                self._kick_call.cancel()
-                self._kick_call = None
+            for call in (self._kick_call, self._retry_call):
+                if call is not None and call.active():
+                    call.cancel()
+            self._kick_call = self._retry_call = None
             self._disk.stop()
             for segment in self._segments.values():
                 segment.close()

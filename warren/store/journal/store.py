@@ -27,6 +27,7 @@ from warren.store.interface import (
     RecoveredQueue,
     RecoveredState,
     StoreError,
+    StoreUnavailable,
 )
 from warren.store.journal.index import (
     JournalIndex,
@@ -105,6 +106,10 @@ class JournalStore(MessageStore):
             self.directory, len(state.records), len(state.queues), len(state.definitions),
             len(self._log.segment_numbers()),
         )
+        try:
+            self._log.flush()  # a checkpoint opening an empty head must be durable first
+        except StoreUnavailable:
+            return state  # unhealthy; logged; reclaim waits for a flush that succeeds
         self._reclaim()
         return state
 
