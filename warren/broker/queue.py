@@ -210,10 +210,7 @@ class Queue:
             self.stats["deliver"] += 1
             if entry.redelivered:
                 self.stats["redeliver"] += 1
-            self.unacked += 1
-            self.unacked_bytes += len(entry.message.body)
-            if entry.message.stored and self.durable:
-                self.vhost.broker.store.mark_delivered(self.store_key, [entry.message.id])
+            self._track_unacked(entry)
             consumer.deliver(self, entry)
 
     def get(self, no_ack: bool) -> QueueEntry | None:
@@ -232,10 +229,16 @@ class Queue:
             if no_ack:
                 self._settle(entry)
             else:
-                self.unacked += 1
-                self.unacked_bytes += len(entry.message.body)
+                self._track_unacked(entry)
             return entry
         return None
+
+    def _track_unacked(self, entry: QueueEntry) -> None:
+        """Count it as unacked; a stored one is remembered as delivered (redelivered flag)."""
+        self.unacked += 1
+        self.unacked_bytes += len(entry.message.body)
+        if entry.message.stored and self.durable:
+            self.vhost.broker.store.mark_delivered(self.store_key, [entry.message.id])
 
     # ---------------------------------------------------------------- settlement
     def ack(self, entries: list[QueueEntry]) -> None:

@@ -1,0 +1,142 @@
+"""A real warren broker in a subprocess, on free ports, for tests to talk to.
+
+Tests never mock the broker: they start ``python -m warren run`` with its own data directory,
+wait for the log line that says it started (an event, not a sleep), and talk to it with real
+clients. ``kill()`` is SIGKILL for crash tests; ``restart()`` reuses the data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+READY_MARK = "started (store:"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BrokerProcess:
+    def __init__(self, data_dir: str | Path, *, store: str = "journal", store_url: str = "",
+                 extra_args: list[str] | tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 ports: dict[str, int] | None = None) -> None:
+        self.data_dir = str(data_dir)
+        self.store = store
+        self.store_url = store_url
+        self.extra_args = list(extra_args)
+        self.env = env or {}
+        ports = ports or {}
+        self.amqp_port = ports.get("amqp") or free_port()
+        self.stomp_port = ports.get("stomp") or free_port()
+        self.mqtt_port = ports.get("mqtt") or free_port()
+        self.http_port = ports.get("http") or free_port()
+        self.proc: subprocess.Popen | None = None
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "warren", "run", "--data-dir", self.data_dir,
+               "--bind", "127.0.0.1",
+               "--amqp-port", str(self.amqp_port), "--stomp-port", str(self.stomp_port),
+               "--mqtt-port", str(self.mqtt_port), "--http-port", str(self.http_port),
+               "--store", self.store, "--log-level", "info"]
+        if self.store_url:
+            cmd += ["--store-url", self.store_url]
+        return cmd + self.extra_args
+
+    def start(self, timeout: float = 60.0, wait: bool = True) -> "BrokerProcess":
+        env = dict(os.environ)
+        env.update(self.env)
+        env["PYTHONUNBUFFERED"] = "1"
+        self.lines = []
+        self._ready = threading.Event()
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, env=env,
+                                     start_new_session=True)
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self._reader.start()
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if READY_MARK in line:
+                self._ready.set()
+        self._ready.set()  # process ended: wake waiters so they can report it
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        if not self._ready.wait(timeout) or self.proc.poll() is not None and not self.ready:
+            raise RuntimeError("broker did not start:\n" + self.log())
+
+    @property
+    def ready(self) -> bool:
+        return any(READY_MARK in line for line in self.lines)
+
+    def wait_for_line(self, text: str, timeout: float = 30.0) -> str:
+        """Block until a log line containing ``text`` appears (polls the captured lines)."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            lines = self.lines
+            for line in lines[seen:]:
+                if text in line:
+                    return line
+            seen = len(lines)
+            if self.proc is not None and self.proc.poll() is not None and seen == len(self.lines):
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no log line containing {text!r}:\n" + self.log())
+
+    def log(self) -> str:
+        return "\n".join(self.lines[-200:])
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        if self._reader is not None:
+            self._reader.join(5)
+
+    def restart(self, timeout: float = 60.0) -> "BrokerProcess":
+        self.stop()
+        return self.start(timeout)
+
+    def __enter__(self) -> "BrokerProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+
+    # ------------------------------------------------------------------ client helpers
+    @property
+    def amqp_url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/%2F"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
