@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from warren.store.interface import StoreUnavailable
+from warren.store.interface import StoreError, StoreUnavailable
 from warren.store.journal.index import RecordType
 from warren.store.journal.segment import (
     HEADER_SIZE,
@@ -320,7 +320,7 @@ def test_read_serves_unflushed_and_flushed_records(tmp_path: Path) -> None:
     store.flush()
     assert store.read(1) == b"in memory"
     store.ack(QA, [1])
-    with pytest.raises(Exception):
+    with pytest.raises(StoreError):
         store.read(1)
     store.close()
 
