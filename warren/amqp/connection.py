@@ -360,6 +360,10 @@ class AmqpConnection(protocol.Protocol):
             if not isinstance(m, commands.Channel.Open):
                 raise ChannelError(f"expected 'channel.open' on channel {channel}, "
                                    f"got '{m.name}'")
+            if self.channel_max and len(self.channels) >= self.channel_max:
+                # rabbit_reader:create_channel counts open channels against channel_max
+                raise NotAllowed(f"number of channels opened ({len(self.channels)}) has "
+                                 f"reached the negotiated channel_max ({self.channel_max})")
             if channel > self.channel_max:
                 raise ChannelError(f"channel number {channel} exceeds negotiated channel_max "
                                    f"{self.channel_max}")

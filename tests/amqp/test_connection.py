@@ -1,0 +1,267 @@
+"""Connection level: protocol header, SASL, tune negotiation, heartbeats, server properties.
+
+RabbitMQ's behaviour is the reference (``rabbit_reader.erl``): a wrong protocol header gets the
+header we speak and a close; a failed login is 403 ACCESS_REFUSED when the client announced
+``authentication_failure_close``; an unknown vhost is 530 NOT_ALLOWED; channels beyond the
+negotiated channel_max are 530 too; a peer silent for two heartbeat intervals is dropped.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import amqp
+import pika
+import pytest
+from pamqp import commands
+from pika.exceptions import ProbableAuthenticationError
+
+from tests.amqp.raw_client import PROTOCOL_HEADER, Closed, RawAmqp
+
+
+def _params(broker, **kw):
+    return pika.ConnectionParameters(host="127.0.0.1", port=broker.amqp_port,
+                                     credentials=pika.PlainCredentials(
+                                         kw.pop("user", "guest"), kw.pop("password", "guest")),
+                                     **kw)
+
+
+# ---------------------------------------------------------------- protocol header
+@pytest.mark.parametrize("header", [b"AMQP\x00\x00\x09\x02", b"AMQP\x01\x01\x00\x09",
+                                    b"HTTP/1.1", b"GET / HTTP/1.1\r\n\r\n"])
+def test_wrong_protocol_header_gets_ours_and_close(broker, header):
+    with socket.create_connection(("127.0.0.1", broker.amqp_port), timeout=5) as s:
+        s.sendall(header)
+        got = b""
+        while True:
+            chunk = s.recv(64)
+            if not chunk:
+                break
+            got += chunk
+    assert got == PROTOCOL_HEADER
+
+
+def test_header_split_byte_by_byte_is_accepted(broker):
+    raw = RawAmqp(broker.amqp_port)
+    for b in PROTOCOL_HEADER:
+        raw.send(bytes((b,)))
+    start = raw.expect(commands.Connection.Start)
+    assert (start.version_major, start.version_minor) == (0, 9)
+    raw.close()
+
+
+# ---------------------------------------------------------------- server properties
+def test_server_properties_and_capabilities_as_rabbitmq(broker):
+    raw = RawAmqp(broker.amqp_port)
+    raw.send(PROTOCOL_HEADER)
+    start = raw.expect(commands.Connection.Start)
+    raw.close()
+    props = start.server_properties
+    for key in ("product", "version", "platform", "copyright", "information", "cluster_name"):
+        assert key in props
+    caps = props["capabilities"]
+    for cap in ("publisher_confirms", "exchange_exchange_bindings", "basic.nack",
+                "consumer_cancel_notify", "connection.blocked", "consumer_priorities",
+                "authentication_failure_close", "per_consumer_qos", "direct_reply_to"):
+        assert caps[cap] is True, cap
+    assert start.mechanisms.split() == ["PLAIN", "AMQPLAIN"]
+    assert start.locales == "en_US"
+
+
+def test_pika_sees_capabilities(broker):
+    conn = pika.BlockingConnection(_params(broker))
+    caps = conn._impl.server_capabilities
+    assert caps["connection.blocked"] and caps["publisher_confirms"]
+    conn.close()
+
+
+# ---------------------------------------------------------------- SASL
+@pytest.mark.parametrize("mechanism", ["AMQPLAIN", "PLAIN"])
+def test_py_amqp_logs_in_with_each_mechanism(broker, mechanism, unique):
+    conn = amqp.Connection(f"127.0.0.1:{broker.amqp_port}", userid="guest", password="guest",
+                           login_method=mechanism)
+    conn.connect()
+    ch = conn.channel()
+    ch.queue_declare(unique, auto_delete=True)
+    ch.basic_publish(amqp.Message("x"), routing_key=unique)
+    assert ch.basic_get(unique, no_ack=True).body == "x"
+    conn.close()
+
+
+def test_kombu_default_login_works(broker, unique):
+    import kombu
+    with kombu.Connection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}//") as conn:
+        conn.connect()
+        # kombu's py-amqp transport prefers AMQPLAIN when the server offers it
+        assert conn.connection.mechanisms[:2] == [b"PLAIN", b"AMQPLAIN"]
+        q = conn.SimpleQueue(unique)
+        q.put({"a": 1})
+        assert q.get(timeout=5).payload == {"a": 1}
+        q.close()
+
+
+def test_bad_password_is_403_access_refused(broker):
+    with pytest.raises(ProbableAuthenticationError) as e:
+        pika.BlockingConnection(_params(broker, password="wrong"))
+    # pika wraps the broker's connection.close in the message of ProbableAuthenticationError
+    assert "(403) 'ACCESS_REFUSED - Login was refused using authentication mechanism " \
+        "PLAIN. For details see the broker logfile.'" in str(e.value)
+
+
+def test_bad_password_raw_close_code_and_text(broker):
+    raw = RawAmqp(broker.amqp_port)
+    raw.send(PROTOCOL_HEADER)
+    raw.expect(commands.Connection.Start)
+    raw.send_frame(commands.Connection.StartOk(
+        client_properties={"capabilities": {"authentication_failure_close": True}},
+        mechanism="PLAIN", response="\0guest\0nope", locale="en_US"))
+    close = raw.expect(commands.Connection.Close)
+    assert close.reply_code == 403
+    assert close.reply_text == ("ACCESS_REFUSED - Login was refused using authentication "
+                                "mechanism PLAIN. For details see the broker logfile.")
+    raw.wait_closed()
+
+
+def test_bad_password_without_capability_just_closes(broker):
+    raw = RawAmqp(broker.amqp_port)
+    raw.send(PROTOCOL_HEADER)
+    raw.expect(commands.Connection.Start)
+    raw.send_frame(commands.Connection.StartOk(
+        client_properties={}, mechanism="PLAIN", response="\0guest\0nope", locale="en_US"))
+    with pytest.raises(Closed):
+        raw.read_frame()
+
+
+def test_unknown_mechanism_is_refused(broker):
+    raw = RawAmqp(broker.amqp_port)
+    raw.send(PROTOCOL_HEADER)
+    raw.expect(commands.Connection.Start)
+    raw.send_frame(commands.Connection.StartOk(
+        client_properties={"capabilities": {"authentication_failure_close": True}},
+        mechanism="EXTERNAL", response="", locale="en_US"))
+    close = raw.expect_connection_close()
+    # rabbit_reader:auth_mechanism_to_module: command_invalid for a mechanism not offered
+    assert close.reply_code == 503
+    assert close.reply_text == "COMMAND_INVALID - unknown authentication mechanism 'EXTERNAL'"
+    raw.wait_closed()
+
+
+def test_unknown_vhost_is_530_not_allowed(broker):
+    from pika.exceptions import ProbableAccessDeniedError
+    with pytest.raises(ProbableAccessDeniedError) as e:
+        pika.BlockingConnection(_params(broker, virtual_host="no-such-vhost"))
+    # rabbit_access_control:check_vhost_access words both a missing vhost and no permission so
+    assert "(530) \"NOT_ALLOWED - access to vhost 'no-such-vhost' refused for user " \
+        "'guest'\"" in str(e.value)
+
+
+# ---------------------------------------------------------------- tune
+def test_tune_offers_rabbitmq_defaults(broker):
+    raw = RawAmqp(broker.amqp_port)
+    tune = raw.handshake()
+    assert (tune.channel_max, tune.frame_max, tune.heartbeat) == (2047, 131072, 60)
+    raw.close()
+
+
+def test_negotiated_frame_max_splits_deliveries(broker, unique):
+    pub = pika.BlockingConnection(_params(broker))
+    pch = pub.channel()
+    pch.queue_declare(unique, auto_delete=False)
+    body = bytes(range(256)) * 100  # 25600 bytes
+    pch.basic_publish("", unique, body)
+    raw = RawAmqp(broker.amqp_port)
+    raw.handshake(frame_max=4096)
+    raw.open_channel(1)
+    raw.send_frame(commands.Basic.Get(queue=unique, no_ack=True), 1)
+    raw.expect(commands.Basic.GetOk)
+    _, header = raw.read_frame()
+    assert header.body_size == len(body)
+    got = b""
+    while len(got) < len(body):
+        _, frame = raw.read_frame()
+        assert len(frame.value) <= 4096 - 8
+        got += frame.value
+    assert got == body
+    raw.close()
+    pch.queue_delete(unique)
+    pub.close()
+
+
+def test_frame_max_below_minimum_is_refused(broker):
+    raw = RawAmqp(broker.amqp_port)
+    raw.send(PROTOCOL_HEADER)
+    raw.expect(commands.Connection.Start)
+    raw.send_frame(commands.Connection.StartOk(
+        client_properties={}, mechanism="PLAIN", response="\0guest\0guest", locale="en_US"))
+    raw.expect(commands.Connection.Tune)
+    raw.send_frame(commands.Connection.TuneOk(channel_max=0, frame_max=1024, heartbeat=0))
+    close = raw.expect_connection_close()
+    assert close.reply_code == 530
+    raw.wait_closed()
+
+
+def test_channel_max_is_enforced(broker):
+    raw = RawAmqp(broker.amqp_port)
+    raw.handshake(channel_max=2)
+    raw.open_channel(1)
+    raw.open_channel(2)
+    raw.send_frame(commands.Channel.Open(), 3)
+    close = raw.expect_connection_close()
+    assert close.reply_code == 530
+    assert close.reply_text == ("NOT_ALLOWED - number of channels opened (2) has reached the "
+                                "negotiated channel_max (2)")
+    raw.wait_closed()
+
+
+def test_pika_negotiates_smaller_channel_max(broker):
+    conn = pika.BlockingConnection(_params(broker, channel_max=3))
+    chans = [conn.channel() for _ in range(3)]
+    assert [c.channel_number for c in chans] == [1, 2, 3]
+    with pytest.raises(pika.exceptions.NoFreeChannels):
+        conn.channel()
+    conn.close()
+
+
+def test_many_channels_on_one_connection(broker, unique):
+    conn = pika.BlockingConnection(_params(broker))
+    chans = [conn.channel() for _ in range(200)]
+    chans[0].queue_declare(unique, auto_delete=True)
+    for i, ch in enumerate(chans):
+        ch.basic_publish("", unique, str(i).encode())
+    got = set()
+    for _ in range(200):
+        _, _, body = chans[-1].basic_get(unique, auto_ack=True)
+        got.add(int(body))
+    assert got == set(range(200))
+    for ch in chans[::2]:
+        ch.close()
+    assert all(ch.is_open for ch in chans[1::2])
+    conn.close()
+
+
+# ---------------------------------------------------------------- heartbeats
+def test_server_sends_heartbeats(broker):
+    raw = RawAmqp(broker.amqp_port)
+    raw.handshake(heartbeat=1)
+    _, frame = raw.read_frame(timeout=5)
+    assert frame.name == "Heartbeat"
+    raw.close()
+
+
+def test_silent_client_is_dropped_after_two_heartbeats(broker):
+    raw = RawAmqp(broker.amqp_port)
+    raw.handshake(heartbeat=1)
+    # the client now says nothing; the broker must close within ~2 heartbeat intervals
+    raw.wait_closed(timeout=6)
+
+
+def test_client_heartbeats_keep_connection_alive(broker, unique):
+    conn = pika.BlockingConnection(_params(broker, heartbeat=1))
+    ch = conn.channel()
+    import time
+    deadline = time.monotonic() + 3.5
+    while time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.2)
+    assert conn.is_open
+    ch.queue_declare(unique, auto_delete=True)
+    conn.close()
