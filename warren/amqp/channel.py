@@ -22,7 +22,7 @@ from ..broker.queue import Queue
 from .framing import (BASIC_ACK, BASIC_PUBLISH, FRAME_BODY, FRAME_HEADER, FRAME_METHOD,
                       basic_ack_frame, basic_nack_frame, content_frames, decode_method,
                       deliver_payload, encode_method, parse_ack, parse_content_header,
-                      parse_publish, shortstr)
+                      parse_publish, shortstr, unvalidated)
 from .properties import CODEC
 
 if TYPE_CHECKING:
@@ -285,8 +285,9 @@ class Channel:
             self.conn.want_after_read(self)
 
     def _basic_return(self, code: int, text: str, msg: Message) -> None:
-        ret = commands.Basic.Return(reply_code=code, reply_text=text, exchange=msg.exchange,
-                                    routing_key=msg.routing_key)
+        ret = unvalidated(commands.Basic.Return)(reply_code=code, reply_text=text,
+                                                 exchange=msg.exchange,
+                                                 routing_key=msg.routing_key)
         payload = encode_method(ret, self.number)[7:-1]
         self.conn.write_parts(content_frames(self.number, payload, msg.encoded_props(),
                                              msg.body, self.conn.frame_max))
@@ -351,8 +352,8 @@ class Channel:
             self.broker.check(self.conn.user, vh.name, "configure", "exchange", name)
             from ..exchange.registry import EXCHANGE_TYPES
             if m.exchange_type not in EXCHANGE_TYPES:
-                from ..broker.errors import CommandInvalid
-                raise CommandInvalid(f"unknown exchange type '{m.exchange_type}'")
+                # rabbit_exchange:check_type (RabbitMQ 3.13+): a channel-level 406
+                raise PreconditionFailed(f"unknown exchange type '{m.exchange_type}'")
         if name == "" and not m.passive:
             raise AccessRefused("operation not permitted on the default exchange")
         vh.declare_exchange(name, m.exchange_type, durable=m.durable,
@@ -418,8 +419,8 @@ class Channel:
             self.conn.exclusive_queues.add(q)
         self.current_queue = name
         if not m.nowait:
-            self.send(commands.Queue.DeclareOk(queue=name, message_count=q.message_count,
-                                               consumer_count=q.consumer_count))
+            self.send(unvalidated(commands.Queue.DeclareOk)(
+                queue=name, message_count=q.message_count, consumer_count=q.consumer_count))
 
     def _on_queue_bind(self, m: commands.Queue.Bind) -> None:
         vh = self.vhost
@@ -528,9 +529,9 @@ class Channel:
         if not m.no_ack:
             self.unacked[tag] = (q, entry, None)
         msg = entry.message
-        ok = commands.Basic.GetOk(delivery_tag=tag, redelivered=entry.redelivered,
-                                  exchange=msg.exchange, routing_key=msg.routing_key,
-                                  message_count=q.message_count)
+        ok = unvalidated(commands.Basic.GetOk)(
+            delivery_tag=tag, redelivered=entry.redelivered, exchange=msg.exchange,
+            routing_key=msg.routing_key, message_count=q.message_count)
         payload = encode_method(ok, self.number)[7:-1]
         self.conn.write_parts(content_frames(self.number, payload, msg.encoded_props(),
                                              msg.body, self.conn.frame_max))

@@ -98,6 +98,23 @@ def encode_method(method: Any, channel: int) -> bytes:
     return pamqp_frame.marshal(method, channel)
 
 
+_UNVALIDATED: dict[type, type] = {}
+
+
+def unvalidated(cls: type) -> type:
+    """``cls`` without pamqp's client-side ``validate()``, for methods the server sends.
+
+    pamqp checks names against ``^[a-zA-Z0-9-_.:]*$`` and exchange names against 127 bytes
+    when a method is built or marshalled; RabbitMQ accepts any UTF-8 shortstr as a queue or
+    exchange name, so queue.declare-ok, basic.get-ok and basic.return must echo such names.
+    The subclass declares no ``__slots__`` so marshal still walks the parent's field list.
+    """
+    sub = _UNVALIDATED.get(cls)
+    if sub is None:
+        sub = _UNVALIDATED[cls] = type(cls.__name__, (cls,), {"validate": lambda self: None})
+    return sub
+
+
 def parse_publish(payload: bytes) -> tuple[str, str, bool, bool]:
     """Basic.Publish by offset: (exchange, routing_key, mandatory, immediate)."""
     try:

@@ -82,7 +82,8 @@ class VirtualHost:
                                                  arguments):
                 return existing
             raise PreconditionFailed(self._inequivalent_exchange(existing, type_name, durable,
-                                                                 auto_delete, internal))
+                                                                 auto_delete, internal,
+                                                                 arguments))
         ex = Exchange(self.name, name, type_name, durable=durable, auto_delete=auto_delete,
                       internal=internal, arguments=arguments)
         self.exchanges[name] = ex
@@ -93,7 +94,8 @@ class VirtualHost:
         return ex
 
     def _inequivalent_exchange(self, ex: Exchange, type_name, durable, auto_delete,
-                               internal) -> str:
+                               internal, arguments=None) -> str:
+        arguments = arguments or {}
         if ex.type_name != type_name:
             field_, old, new = "type", ex.type_name, type_name
         elif ex.durable != durable:
@@ -103,8 +105,11 @@ class VirtualHost:
         elif ex.internal != internal:
             field_, old, new = "internal", ex.internal, internal
         else:
-            return (f"inequivalent arg 'arguments' for exchange '{ex.name}' in vhost "
-                    f"'{self.name}'")
+            new_ae, old_ae = (_text(a.get("alternate-exchange"))
+                              for a in (arguments, ex.arguments))
+            return (f"inequivalent arg 'alternate-exchange' for exchange '{ex.name}' in vhost "
+                    f"'{self.name}': received {_describe(new_ae)} but current is "
+                    f"{_describe(old_ae)}")
         fmt = (lambda v: str(v).lower()) if isinstance(old, bool) else str
         return (f"inequivalent arg '{field_}' for exchange '{ex.name}' in vhost '{self.name}': "
                 f"received '{fmt(new)}' but current is '{fmt(old)}'")
@@ -351,6 +356,10 @@ class VirtualHost:
         return {"vhost": self.name, "source": b.source, "destination": b.destination.name,
                 "destination_type": b.destination.kind, "routing_key": b.routing_key,
                 "arguments": _jsonable(b.arguments)}
+
+
+def _text(v: Any) -> Any:
+    return v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else v
 
 
 def _describe(v: Any) -> str:

@@ -51,9 +51,12 @@ class Exchange:
 
     def equivalent(self, type_name: str, durable: bool, auto_delete: bool, internal: bool,
                    arguments: dict[str, Any]) -> bool:
+        """As ``rabbit_exchange:assert_equivalence``: of the arguments only
+        ``alternate-exchange`` counts; others may differ on a redeclare."""
         return (self.type_name == type_name and self.durable == durable
                 and self.auto_delete == auto_delete and self.internal == internal
-                and _args_equal(self.arguments, arguments))
+                and _norm(self.arguments.get("alternate-exchange"))
+                == _norm(arguments.get("alternate-exchange")))
 
     def definition(self) -> dict[str, Any]:
         return {"name": self.name, "vhost": self.vhost, "type": self.type_name,
@@ -65,10 +68,6 @@ def _unknown(type_name: str) -> Exception:
     from ..broker.errors import CommandInvalid
     # RabbitMQ: connection error 503 "invalid exchange type 'foo'"
     return CommandInvalid(f"unknown exchange type '{type_name}'")
-
-
-def _args_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return _norm(a) == _norm(b)
 
 
 def _norm(v: Any) -> Any:
