@@ -49,6 +49,7 @@ class Queue:
         self._expiry_call = None              # pending message-TTL timer
         self._idle_call = None                # pending x-expires timer
         self._dispatch_call = None            # deferred dispatch (after acks of a whole read)
+        self._arriving: QueueEntry | None = None  # a TTL-0 entry that may go to a consumer now
         # counters for the management API and metrics
         self.stats = {"publish": 0, "deliver": 0, "deliver_no_ack": 0, "get": 0, "ack": 0,
                       "redeliver": 0}
@@ -140,7 +141,11 @@ class Queue:
         if ttl is not None:
             if ttl == 0:
                 # TTL 0: deliverable only to a consumer that can take it right now
-                self.dispatch()
+                self._arriving = entry
+                try:
+                    self.dispatch()
+                finally:
+                    self._arriving = None
                 self._expire_due()
                 return entry
             self._schedule_expiry(entry.expires_at)
@@ -182,6 +187,9 @@ class Queue:
             return
         self._dispatching = True
         try:
+            if self.consumers.selective:
+                self._dispatch_selective()
+                return
             ready = self.ready
             consumers = self.consumers
             now = None
@@ -190,7 +198,7 @@ class Queue:
                 if consumer is None:
                     break
                 entry = ready.popleft()
-                if entry.expires_at is not None:
+                if entry.expires_at is not None and entry is not self._arriving:
                     if now is None:
                         now = self.clock.seconds()
                     if entry.expires_at <= now:
@@ -199,6 +207,42 @@ class Queue:
                 self._hand_over(consumer, entry)
         finally:
             self._dispatching = False
+
+    #: How far past the head a selective dispatch looks for entries some consumer accepts
+    #: (ActiveMQ's maxPageSize plays this part): entries nobody accepts pile up at the head
+    #: without making every dispatch walk the whole queue.
+    SELECTIVE_WINDOW = 2000
+
+    def _dispatch_selective(self) -> None:
+        """Dispatch when some consumer is selective (``accepts``; see ``consumers.py``).
+
+        Walks ready entries in order; each goes to the next consumer with credit that accepts
+        it. Entries nobody accepts are set aside and put back in their places (they keep their
+        ``seq``), so they wait for a consumer that wants them without blocking the rest.
+        """
+        ready = self.ready
+        consumers = self.consumers
+        skipped: list[QueueEntry] = []
+        now = None
+        try:
+            while ready and len(skipped) < self.SELECTIVE_WINDOW:
+                entry = ready.popleft()
+                if entry.expires_at is not None and entry is not self._arriving:
+                    if now is None:
+                        now = self.clock.seconds()
+                    if entry.expires_at <= now:
+                        self._dead_letter(entry, "expired")
+                        continue
+                consumer, any_credit = consumers.next_accepting(self, entry)
+                if consumer is None:
+                    skipped.append(entry)
+                    if not any_credit:
+                        break
+                    continue
+                self._hand_over(consumer, entry)
+        finally:
+            if skipped:
+                ready.requeue(skipped)
 
     def _hand_over(self, consumer: Consumer, entry: QueueEntry) -> None:
         entry.delivery_count += 1
@@ -269,6 +313,10 @@ class Queue:
                 else:
                     live.append(e)
         self.ready.requeue(live)
+        due = min((e.expires_at for e in live if e.expires_at is not None), default=None)
+        if due is not None:
+            # they were not counted when the timer was last armed (they were out with a consumer)
+            self._schedule_expiry(due)
         self.vhost.broker.after_settle(self)
 
     def reject(self, entries: list[QueueEntry]) -> None:
