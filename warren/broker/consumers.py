@@ -3,6 +3,12 @@
 As ``rabbit_queue_consumers``: consumers with a higher ``x-priority`` get messages first while
 they have credit (prefetch room); equal priorities share round-robin. With single active
 consumer only the first live consumer receives; when it goes, the next takes over.
+
+Selective consumers (ActiveMQ's JMS selectors and message groups, used by the STOMP front end)
+also implement ``accepts(queue, entry) -> bool``. While a queue has any of them it dispatches
+entry by entry (:meth:`ConsumerSet.next_accepting`): an entry no consumer with credit accepts
+stays in the queue, in place, for a later consumer, and the entries behind it still flow.
+Consumers without ``accepts`` take anything, so plain AMQP consumers cost nothing extra.
 """
 
 from __future__ import annotations
@@ -28,17 +34,21 @@ class Consumer(Protocol):
     def cancelled(self, queue: Any) -> None:
         """The broker ended this consumer (queue deleted): tell the client if it can hear it."""
 
+    # Optional: ``accepts(queue, entry) -> bool``. Present (not None) makes the consumer
+    # selective: the queue offers it only entries it accepts (see the module docstring).
+
 
 class ConsumerSet:
     """Ordered consumers of a queue with a round-robin cursor per priority level."""
 
-    __slots__ = ("_levels", "_cursor", "_all", "single_active")
+    __slots__ = ("_levels", "_cursor", "_all", "single_active", "selective")
 
     def __init__(self, single_active: bool = False) -> None:
         self._levels: list[tuple[int, list[Consumer]]] = []  # highest priority first
         self._cursor: dict[int, int] = {}
         self._all: list[Consumer] = []                       # in subscription order
         self.single_active = single_active
+        self.selective = 0                                   # consumers with accepts()
 
     def __len__(self) -> int:
         return len(self._all)
@@ -53,6 +63,8 @@ class ConsumerSet:
 
     def add(self, consumer: Consumer) -> None:
         self._all.append(consumer)
+        if getattr(consumer, "accepts", None) is not None:
+            self.selective += 1
         for prio, members in self._levels:
             if prio == consumer.priority:
                 members.append(consumer)
@@ -64,6 +76,8 @@ class ConsumerSet:
         if consumer not in self._all:
             return False
         self._all.remove(consumer)
+        if getattr(consumer, "accepts", None) is not None:
+            self.selective -= 1
         for i, (prio, members) in enumerate(self._levels):
             if consumer in members:
                 members.remove(consumer)
@@ -91,3 +105,32 @@ class ConsumerSet:
                     self._cursor[prio] = (start + k + 1) % n
                     return c
         return None
+
+    def next_accepting(self, queue: Any, entry: Any) -> tuple[Consumer | None, bool]:
+        """(consumer for *entry*, whether any consumer has credit at all).
+
+        The same priority and round-robin order as :meth:`next_with_credit`, skipping
+        consumers whose ``accepts`` refuses the entry. ``(None, True)`` means the entry must
+        wait for another consumer while later entries may still go out; ``(None, False)``
+        means nobody has room and dispatch can stop.
+        """
+        if self.single_active:
+            first = self._all[0] if self._all else None
+            if first is None or not first.has_credit():
+                return None, False
+            accepts = getattr(first, "accepts", None)
+            return (first if accepts is None or accepts(queue, entry) else None), True
+        any_credit = False
+        for prio, members in self._levels:
+            n = len(members)
+            start = self._cursor.get(prio, 0) % n
+            for k in range(n):
+                c = members[(start + k) % n]
+                if not c.has_credit():
+                    continue
+                any_credit = True
+                accepts = getattr(c, "accepts", None)
+                if accepts is None or accepts(queue, entry):
+                    self._cursor[prio] = (start + k + 1) % n
+                    return c, True
+        return None, any_credit
