@@ -275,7 +275,8 @@ class Channel:
         if not routed.queues and mandatory and not routed.rejected:
             self._basic_return(312, "NO_ROUTE", msg)
         if seq:
-            if routed.rejected and not routed.queues:
+            if routed.rejected:
+                # RabbitMQ nacks when any target queue rejected it (maxlength.html)
                 self._confirms.append([seq, False])
             elif routed.stored:
                 self._confirms.append([seq, None])
@@ -405,16 +406,19 @@ class Channel:
     def _on_queue_declare(self, m: commands.Queue.Declare) -> None:
         vh = self.vhost
         name = m.queue
+        server_named = False
         if m.passive:
             name = self._queue_name(name)
         elif name == "":
             name = vh.new_queue_name()
+            server_named = True
         if not m.passive:
             self.broker.check(self.conn.user, vh.name, "configure", "queue", name)
         q = vh.declare_queue(name, durable=m.durable,
                              exclusive_owner=self.conn if m.exclusive else None,
                              auto_delete=m.auto_delete, arguments=m.arguments or {},
-                             passive=m.passive, connection=self.conn)
+                             passive=m.passive, connection=self.conn,
+                             check_reserved=not server_named)
         if q.exclusive_owner is self.conn:
             self.conn.exclusive_queues.add(q)
         self.current_queue = name
@@ -492,9 +496,8 @@ class Channel:
         if tag in self.consumers:
             raise NotAllowed(f"attempt to reuse consumer tag '{tag}'")
         args = m.arguments or {}
-        prio = args.get("x-priority")
-        if prio is not None and (isinstance(prio, bool) or not isinstance(prio, int)):
-            raise PreconditionFailed(f"invalid arg 'x-priority' for consumer '{tag}'")
+        from ..broker.arguments import validate_consumer_arguments
+        validate_consumer_arguments(vh.name, name, args)
         consumer = AmqpConsumer(self, tag, q, m.no_ack, m.exclusive, args, self.prefetch)
         if m.exclusive and q.consumers:
             raise AccessRefused(f"queue '{name}' in vhost '{vh.name}' in exclusive use")

@@ -15,7 +15,7 @@ from ..broker.errors import BrokerError
 def close_for(error: BrokerError, class_id: int = 0, method_id: int = 0,
               force_connection: bool = False):
     """The close method to send, and whether it closes the whole connection."""
-    text = error.reply_text.encode()[:255].decode("utf-8", "ignore")
+    text = _shortstr_text(f"{error.name} - {error.text}")
     if error.connection_level or force_connection:
         return commands.Connection.Close(reply_code=error.code, reply_text=text,
                                          class_id=class_id, method_id=method_id), True
@@ -29,3 +29,12 @@ def method_ids(method) -> tuple[int, int]:
         return 0, 0
     index = getattr(method, "index", 0) or 0
     return index >> 16, index & 0xFFFF
+
+
+def _shortstr_text(text: str) -> str:
+    """As ``rabbit_binary_generator:amqp_exception_explanation``: over 255 bytes, the first
+    252 and "..."."""
+    raw = text.encode()
+    if len(raw) <= 255:
+        return text
+    return raw[:252].decode("utf-8", "ignore") + "..."

@@ -140,14 +140,16 @@ class VirtualHost:
 
     def declare_queue(self, name: str, *, durable: bool = False, exclusive_owner: Any = None,
                       auto_delete: bool = False, arguments: dict[str, Any] | None = None,
-                      passive: bool = False, connection: Any = None) -> Queue:
+                      passive: bool = False, connection: Any = None,
+                      check_reserved: bool = True) -> Queue:
+        """``check_reserved=False`` for names the server made (``amq.gen-…``)."""
         existing = self.queues.get(name)
         if passive:
             if existing is None:
                 raise NotFound(f"no queue '{name}' in vhost '{self.name}'")
             existing.check_access(connection)
             return existing
-        if name.startswith("amq.") and existing is None:
+        if check_reserved and name.startswith("amq.") and existing is None:
             raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
         arguments = dict(arguments or {})
         if existing is not None:
