@@ -1,0 +1,578 @@
+"""The SQL message store: SQLAlchemy Core on SQLite or PostgreSQL, with group commit.
+
+Why it is shaped this way:
+
+- **Group commit.** Calls made on the reactor thread only change an in-memory
+  :class:`PendingBatch`; at the end of the reactor turn (``callLater(0)``) every queued batch is
+  written in *one* transaction on a single worker thread, with one executemany per statement
+  kind. ``sync()`` hands out a Deferred that fires when the transaction holding everything
+  before it commits. At most one transaction is in flight, so the database sees the calls in
+  the order the broker made them; batches arriving meanwhile wait and go in the next one.
+- **Cancellation in memory.** A message published and acked within one batch (a fast
+  consumer) never reaches the database; a purge drops the queue's pending entries.
+- **Failure keeps data.** When a transaction fails (database gone, disk full) the batches go
+  back to the head of the queue, ``healthy`` turns False, the waiting Deferreds errback with
+  :class:`StoreUnavailable`, and the store retries with a backoff (0.5 s doubling to 5 s) until
+  a commit succeeds and ``healthy`` is True again. Inserts ignore rows already present, so a
+  transaction that committed but whose acknowledgement was lost can be replayed safely.
+- **No exclusive access assumed.** The schema is created and upgraded by Alembic under a
+  cross-process lock (``migrate.py``); which of two brokers *writes* is the lease locker's
+  business (``warren.ha.lease_locker`` uses the ``warren_lock`` table).
+- **SQLite durability.** WAL journal, ``synchronous=FULL`` (a commit is fsync'd), a busy
+  timeout so two processes wait for each other instead of failing.
+
+Without a running reactor (start-up, shutdown, plain tests) ``sync()`` commits at once and
+returns a fired Deferred; ``flush()`` is the blocking form.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, exists, func, select
+from sqlalchemy import and_, delete, insert, update
+from sqlalchemy.engine import make_url
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from warren.store.interface import (
+    MessageStore,
+    RecoveredQueue,
+    RecoveredState,
+    StoreError,
+    StoreUnavailable,
+)
+from warren.store.sql import tables
+from warren.store.sql.migrate import upgrade_engine
+
+log = Logger()
+
+#: Retry delays after a failed transaction: first, growth factor, ceiling (seconds).
+RETRY_FIRST = 0.5
+RETRY_FACTOR = 2.0
+RETRY_MAX = 5.0
+
+#: SQLite waits this long for another process's write lock before failing (milliseconds).
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+#: How long a PostgreSQL connection attempt may take before the store calls the database gone.
+PG_CONNECT_TIMEOUT_S = 5
+
+
+class UnknownMessage(StoreError, KeyError):
+    """``read()`` was asked for a message no queue holds."""
+
+
+@dataclass
+class PendingBatch:
+    """The writes of one or more reactor turns, not yet committed, reduced to their net effect."""
+
+    #: Records of messages published in this batch, by id.
+    records: dict[int, bytes] = field(default_factory=dict)
+    #: Queue references added in this batch: (queue_key, msg_id) -> [seq, delivered].
+    entries: dict[tuple[str, int], list[Any]] = field(default_factory=dict)
+    #: How many of ``entries`` point at each record of ``records`` (0 -> drop the record).
+    refs: dict[int, int] = field(default_factory=dict)
+    #: Queue references already in the database to delete, in call order.
+    acks: list[tuple[str, int]] = field(default_factory=list)
+    #: Queue references already in the database to flag delivered.
+    delivered: list[tuple[str, int]] = field(default_factory=list)
+    #: Queues whose database rows are all to be deleted (before this batch's inserts).
+    purges: list[str] = field(default_factory=list)
+    #: Definitions to upsert (JSON text) or delete (None); the last call wins.
+    definitions: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    #: Deferreds from ``sync()`` calls made while this batch was the newest.
+    waiters: list[Deferred] = field(default_factory=list)
+
+    def has_writes(self) -> bool:
+        return bool(
+            self.records or self.entries or self.acks or self.delivered or self.purges
+            or self.definitions
+        )
+
+
+@dataclass
+class CommitAttempt:
+    """One transaction handed to the worker thread, and what became of it."""
+
+    batches: list[PendingBatch]
+    max_msg_id: int
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    handled: bool = False
+
+
+class _DaemonThread(threading.Thread):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.daemon = True
+
+
+def _engine_for(url: str) -> Engine:
+    """An engine with the per-dialect settings the durability contract needs."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        in_memory = parsed.database in (None, "", ":memory:")
+        kwargs: dict[str, Any] = {
+            "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        }
+        if in_memory:
+            from sqlalchemy.pool import StaticPool
+
+            kwargs["poolclass"] = StaticPool
+        engine = create_engine(parsed, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.close()
+
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(
+            parsed,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+        )
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def _insert_ignoring_duplicates(engine: Engine, table: Any) -> Any:
+    """INSERT that skips rows whose key exists, so a replayed transaction is harmless."""
+    name = engine.dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    return insert(table)
+
+
+class SqlStore(MessageStore):
+    """A :class:`MessageStore` on any SQLAlchemy URL (``sqlite:///path``,
+    ``postgresql+psycopg://user@host/db``). Call its methods from the reactor thread only."""
+
+    def __init__(self, url: str, *, reactor: Any = None) -> None:
+        self.url = url
+        self.healthy = True
+        self._reactor = reactor
+        self.engine: Engine = _engine_for(url)
+        self._pool: ThreadPool | None = None
+        # The newest batch is queue[-1]; failed batches are put back at the left end.
+        self._queue: deque[PendingBatch] = deque([PendingBatch()])
+        self._in_flight: CommitAttempt | None = None
+        self._kick_call: Any = None  # the end-of-turn or retry callLater, at most one
+        self._retrying = False  # the pending kick is a backoff retry: new writes don't hasten it
+        self._retry_delay = 0.0
+        self._seq = 0
+        self._max_msg_id = 0
+        self._committed_max_msg_id = 0
+        self._closed = False
+        self._statements_ready = False
+        # Figures for stats().
+        self.transactions = 0
+        self._last_commit_seconds = 0.0
+        self._failures = 0
+
+    # ----------------------------------------------------------------- life cycle
+
+    def open(self) -> None:
+        """Upgrade the schema to head (under the cross-process lock) and start the writer."""
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor
+        upgrade_engine(self.engine)
+        self._prepare_statements()
+        self._load_counters()
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name=f"warren-sql-store {self.url}")
+        # A daemon thread: a process that exits without close() must not hang on it (what was
+        # not committed was not acknowledged either).
+        self._pool.threadFactory = _DaemonThread  # type: ignore[assignment]
+        self._pool.start()
+
+    def close(self) -> None:
+        """Commit what is pending (blocking), stop the writer thread, drop connections."""
+        if self._closed:
+            return
+        try:
+            if self._pool is not None:
+                self.flush()
+        finally:
+            self._closed = True
+            if self._kick_call is not None and self._kick_call.active():
+                self._kick_call.cancel()
+            self._kick_call = None
+            if self._pool is not None:
+                self._pool.stop()
+                self._pool = None
+            self.engine.dispose()
+
+    def _prepare_statements(self) -> None:
+        qm = tables.queue_messages
+        m = tables.messages
+        d = tables.definitions
+        self._insert_message = _insert_ignoring_duplicates(self.engine, m)
+        self._insert_entry = _insert_ignoring_duplicates(self.engine, qm)
+        self._insert_definition = _insert_ignoring_duplicates(self.engine, d)
+        self._delete_entry = delete(qm).where(
+            and_(qm.c.msg_id == bindparam("m"), qm.c.queue_key == bindparam("q"))
+        )
+        # Garbage collection: a record no queue references any more.
+        self._delete_unreferenced = delete(m).where(
+            and_(m.c.id == bindparam("m"), ~exists().where(qm.c.msg_id == m.c.id))
+        )
+        # Purge: first the records only this queue holds, then the queue's references.
+        other = qm.alias("other")
+        self._delete_purged_records = delete(m).where(
+            and_(
+                m.c.id.in_(select(qm.c.msg_id).where(qm.c.queue_key == bindparam("q"))),
+                ~exists().where(and_(other.c.msg_id == m.c.id, other.c.queue_key != bindparam("q"))),
+            )
+        )
+        self._delete_queue = delete(qm).where(qm.c.queue_key == bindparam("q"))
+        self._mark_delivered = (
+            update(qm)
+            .where(and_(qm.c.msg_id == bindparam("m"), qm.c.queue_key == bindparam("q")))
+            .values(delivered=True)
+        )
+        self._delete_definition = delete(d).where(
+            and_(d.c.kind == bindparam("k"), d.c.key == bindparam("n"))
+        )
+        self._statements_ready = True
+
+    def _load_counters(self) -> None:
+        with self.engine.connect() as connection:
+            self._seq = connection.execute(select(func.max(tables.queue_messages.c.seq))).scalar() or 0
+            stored_max = connection.execute(
+                select(tables.meta.c.value).where(tables.meta.c.name == "max_msg_id")
+            ).scalar()
+            max_record = connection.execute(select(func.max(tables.messages.c.id))).scalar() or 0
+        self._max_msg_id = max(int(stored_max or 0), max_record)
+        self._committed_max_msg_id = int(stored_max or 0)
+
+    # ----------------------------------------------------------------- read path
+
+    def recover(self) -> RecoveredState:
+        """Everything live, read in one snapshot; also resets the id and order counters."""
+        self._load_counters()
+        state = RecoveredState(max_msg_id=self._max_msg_id)
+        qm = tables.queue_messages
+        m = tables.messages
+        d = tables.definitions
+        with self.engine.connect() as connection:
+            with connection.begin():
+                for kind, key, value in connection.execute(select(d.c.kind, d.c.key, d.c.value)):
+                    state.definitions[(kind, key)] = json.loads(value)
+                rows = connection.execute(
+                    select(qm.c.queue_key, qm.c.msg_id, qm.c.delivered).order_by(
+                        qm.c.queue_key, qm.c.seq
+                    )
+                )
+                for queue_key, msg_id, delivered in rows:
+                    queue = state.queues.get(queue_key)
+                    if queue is None:
+                        queue = state.queues[queue_key] = RecoveredQueue(queue_key)
+                    queue.msg_ids.append(msg_id)
+                    if delivered:
+                        state.delivered.add((queue_key, msg_id))
+                records = connection.execute(
+                    select(m.c.id, m.c.record).where(exists().where(qm.c.msg_id == m.c.id))
+                )
+                for msg_id, record in records:
+                    state.records[msg_id] = bytes(record)
+        return state
+
+    def read(self, msg_id: int) -> bytes:
+        """The record of a live message: from the pending batches if not yet committed."""
+        for batch in reversed(self._queue):
+            if msg_id in batch.records:
+                return batch.records[msg_id]
+        if self._in_flight is not None:
+            for batch in reversed(self._in_flight.batches):
+                if msg_id in batch.records:
+                    return batch.records[msg_id]
+        m = tables.messages
+        with self.engine.connect() as connection:
+            record = connection.execute(select(m.c.record).where(m.c.id == msg_id)).scalar()
+        if record is None:
+            raise UnknownMessage(msg_id)
+        return bytes(record)
+
+    # ----------------------------------------------------------------- write path
+
+    def put_definition(self, kind: str, key: str, value: dict[str, Any] | None) -> None:
+        text = None if value is None else json.dumps(value, sort_keys=True)
+        self._queue[-1].definitions[(kind, key)] = text
+        self._schedule()
+
+    def publish(self, msg_id: int, record: bytes, queue_keys: list[str]) -> None:
+        if msg_id > self._max_msg_id:
+            self._max_msg_id = msg_id
+        if not queue_keys:
+            return
+        batch = self._queue[-1]
+        batch.records[msg_id] = bytes(record)
+        for queue_key in queue_keys:
+            if (queue_key, msg_id) in batch.entries:
+                continue
+            self._seq += 1
+            batch.entries[(queue_key, msg_id)] = [self._seq, False]
+            batch.refs[msg_id] = batch.refs.get(msg_id, 0) + 1
+        self._schedule()
+
+    def ack(self, queue_key: str, msg_ids: list[int]) -> None:
+        batch = self._queue[-1]
+        for msg_id in msg_ids:
+            if batch.entries.pop((queue_key, msg_id), None) is not None:
+                self._drop_ref(batch, msg_id)
+            else:
+                batch.acks.append((queue_key, msg_id))
+        self._schedule()
+
+    def mark_delivered(self, queue_key: str, msg_ids: list[int]) -> None:
+        batch = self._queue[-1]
+        for msg_id in msg_ids:
+            entry = batch.entries.get((queue_key, msg_id))
+            if entry is not None:
+                entry[1] = True
+            else:
+                batch.delivered.append((queue_key, msg_id))
+        self._schedule()
+
+    def purge_queue(self, queue_key: str) -> None:
+        batch = self._queue[-1]
+        for entry_key in [k for k in batch.entries if k[0] == queue_key]:
+            del batch.entries[entry_key]
+            self._drop_ref(batch, entry_key[1])
+        batch.acks = [a for a in batch.acks if a[0] != queue_key]
+        batch.delivered = [a for a in batch.delivered if a[0] != queue_key]
+        if queue_key not in batch.purges:
+            batch.purges.append(queue_key)
+        self._schedule()
+
+    @staticmethod
+    def _drop_ref(batch: PendingBatch, msg_id: int) -> None:
+        remaining = batch.refs.get(msg_id, 0) - 1
+        if remaining > 0:
+            batch.refs[msg_id] = remaining
+        else:
+            batch.refs.pop(msg_id, None)
+            batch.records.pop(msg_id, None)
+
+    # ----------------------------------------------------------------- group commit
+
+    def sync(self) -> Deferred:
+        """Fires when everything written before this call is committed."""
+        if self._closed:
+            return fail(StoreError("store is closed"))
+        if not self._reactor_running():
+            try:
+                self.flush()
+            except StoreUnavailable as error:
+                return fail(error)
+            return succeed(None)
+        if not self.healthy:
+            return fail(StoreUnavailable("the database is unavailable; writes are kept and retried"))
+        d: Deferred = Deferred()
+        newest = self._queue[-1]
+        if newest.has_writes():
+            newest.waiters.append(d)
+            self._schedule()
+        elif self._in_flight is not None:
+            self._in_flight.batches[-1].waiters.append(d)
+        elif len(self._queue) > 1:  # older batches wait for a retry
+            self._queue[-2].waiters.append(d)
+        else:
+            d.callback(None)
+        return d
+
+    def flush(self) -> None:
+        """Commit everything pending now, blocking; raise StoreUnavailable if that fails."""
+        if self._closed:
+            raise StoreError("store is closed")
+        attempt = self._in_flight
+        if attempt is not None:
+            attempt.done.wait()
+            self._finish(attempt)
+        if self._kick_call is not None and self._kick_call.active():
+            self._kick_call.cancel()
+        self._kick_call = None
+        self._retrying = False
+        attempt = self._take_attempt()
+        if attempt is None:
+            return
+        self._run_attempt(attempt)
+        attempt.done.set()
+        self._finish(attempt)
+        if attempt.error is not None:
+            raise StoreUnavailable(str(attempt.error)) from attempt.error
+
+    def _reactor_running(self) -> bool:
+        return bool(getattr(self._reactor, "running", False)) and self._pool is not None
+
+    def _schedule(self, delay: float = 0.0) -> None:
+        """Start a transaction at the end of this reactor turn (or after ``delay``)."""
+        if self._closed or not self._reactor_running():
+            return
+        if self._kick_call is not None and self._kick_call.active():
+            return
+        self._kick_call = self._reactor.callLater(delay, self._kick)
+
+    def _schedule_retry(self) -> None:
+        if self._kick_call is not None and self._kick_call.active():
+            self._kick_call.cancel()
+        self._kick_call = None
+        self._schedule(self._retry_delay)
+        self._retrying = self._kick_call is not None
+
+    def _kick(self) -> None:
+        self._kick_call = None
+        self._retrying = False
+        if self._closed or self._in_flight is not None or self._pool is None:
+            return
+        attempt = self._take_attempt()
+        if attempt is None:
+            return
+        self._in_flight = attempt
+        reactor = self._reactor
+
+        def on_result(_success: bool, _result: Any) -> None:  # on the worker thread
+            attempt.done.set()
+            reactor.callFromThread(self._finish, attempt)
+
+        self._pool.callInThreadWithCallback(on_result, self._run_attempt, attempt)
+
+    def _take_attempt(self) -> CommitAttempt | None:
+        batches = [b for b in self._queue if b.has_writes() or b.waiters]
+        self._queue = deque([PendingBatch()])
+        if not batches:
+            return None
+        if not any(b.has_writes() for b in batches) and self._max_msg_id <= self._committed_max_msg_id:
+            for batch in batches:  # nothing to write: the waiters are already satisfied
+                for waiter in batch.waiters:
+                    waiter.callback(None)
+            return None
+        return CommitAttempt(batches, self._max_msg_id)
+
+    def _run_attempt(self, attempt: CommitAttempt) -> None:
+        """Write every batch of ``attempt`` in one transaction (worker thread, or flush())."""
+        started = time.monotonic()
+        try:
+            with self.engine.begin() as connection:
+                for batch in attempt.batches:
+                    self._apply(connection, batch)
+                if attempt.max_msg_id > self._committed_max_msg_id:
+                    self._store_max_msg_id(connection, attempt.max_msg_id)
+        except Exception as error:  # any failure: keep the batches, report, retry later
+            attempt.error = error
+        self._last_commit_seconds = time.monotonic() - started
+
+    def _apply(self, connection: Connection, batch: PendingBatch) -> None:
+        for queue_key in batch.purges:
+            connection.execute(self._delete_purged_records, {"q": queue_key})
+            connection.execute(self._delete_queue, {"q": queue_key})
+        if batch.acks:
+            connection.execute(self._delete_entry, [{"q": q, "m": m} for q, m in batch.acks])
+            acked = {m for _, m in batch.acks}
+            connection.execute(self._delete_unreferenced, [{"m": m} for m in acked])
+        if batch.records:
+            connection.execute(
+                self._insert_message, [{"id": i, "record": r} for i, r in batch.records.items()]
+            )
+        if batch.entries:
+            connection.execute(
+                self._insert_entry,
+                [
+                    {"queue_key": q, "msg_id": m, "seq": seq, "delivered": delivered}
+                    for (q, m), (seq, delivered) in batch.entries.items()
+                ],
+            )
+        if batch.delivered:
+            connection.execute(self._mark_delivered, [{"q": q, "m": m} for q, m in batch.delivered])
+        if batch.definitions:
+            connection.execute(
+                self._delete_definition, [{"k": k, "n": n} for k, n in batch.definitions]
+            )
+            upserts = [
+                {"kind": k, "key": n, "value": v} for (k, n), v in batch.definitions.items()
+                if v is not None
+            ]
+            if upserts:
+                connection.execute(self._insert_definition, upserts)
+
+    @staticmethod
+    def _store_max_msg_id(connection: Connection, max_msg_id: int) -> None:
+        meta = tables.meta
+        updated = connection.execute(
+            update(meta).where(meta.c.name == "max_msg_id").values(value=str(max_msg_id))
+        )
+        if updated.rowcount == 0:
+            connection.execute(insert(meta).values(name="max_msg_id", value=str(max_msg_id)))
+
+    def _finish(self, attempt: CommitAttempt) -> None:
+        """Reactor thread: fire or errback the waiters; on failure requeue and retry later."""
+        if attempt.handled:
+            return
+        attempt.handled = True
+        if self._in_flight is attempt:
+            self._in_flight = None
+        if attempt.error is None:
+            self.transactions += 1
+            self._committed_max_msg_id = max(self._committed_max_msg_id, attempt.max_msg_id)
+            self._retry_delay = 0.0
+            if not self.healthy:
+                log.info("SQL store {url} is writable again", url=self.url)
+            self.healthy = True
+            for batch in attempt.batches:
+                waiters, batch.waiters = batch.waiters, []
+                for waiter in waiters:
+                    waiter.callback(None)
+            if (self._queue[-1].has_writes() or self._queue[-1].waiters) and not self._retrying:
+                self._schedule()
+            return
+        self._failures += 1
+        if self.healthy:
+            log.failure(
+                "SQL store {url}: transaction failed, keeping writes and retrying",
+                Failure(attempt.error), url=self.url,
+            )
+        self.healthy = False
+        failure = StoreUnavailable(f"database write failed: {attempt.error}")
+        waiters = []
+        for batch in attempt.batches:
+            waiters.extend(batch.waiters)
+            batch.waiters = []
+        # Put the failed batches back in front of anything that arrived meanwhile.
+        self._queue.extendleft(reversed(attempt.batches))
+        self._retry_delay = min(
+            RETRY_MAX, RETRY_FIRST if self._retry_delay == 0 else self._retry_delay * RETRY_FACTOR
+        )
+        if not self._closed:
+            self._schedule_retry()
+        for waiter in waiters:
+            waiter.errback(Failure(failure))
+
+    def stats(self) -> dict[str, float]:
+        pending = sum(len(b.records) + len(b.acks) + len(b.definitions) for b in self._queue)
+        return {
+            "sql_transactions_total": float(self.transactions),
+            "sql_transaction_failures_total": float(self._failures),
+            "sql_last_commit_seconds": self._last_commit_seconds,
+            "sql_pending_writes": float(pending),
+            "sql_healthy": 1.0 if self.healthy else 0.0,
+        }
