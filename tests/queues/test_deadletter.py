@@ -121,6 +121,8 @@ def test_repeated_dead_lettering_merges_counts_most_recent_first(channel, unique
         (retry, "expired", 2), (work, "rejected", 2)]
     assert deaths[0]["exchange"] == ex and deaths[0]["routing-keys"] == ["retry"]
     assert deaths[1]["exchange"] == "" and deaths[1]["routing-keys"] == [work]
+    assert all(isinstance(d["time"], datetime.datetime) for d in deaths)
+    assert all(type(d["count"]) is int for d in deaths)
     h = props.headers
     assert (h["x-first-death-queue"], h["x-first-death-reason"]) == (work, "rejected")
 

@@ -13,32 +13,85 @@ from .errors import PreconditionFailed
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 
 
+#: rabbit_misc:check_expiry's ceiling for TTLs and x-expires (ms)
+MAX_EXPIRY = 4294967295
+
+#: RabbitMQ's highest supported x-max-priority
+MAX_PRIORITY = 255
+
+
 def _type_name(v: Any) -> str:
+    """The AMQP field-table type name RabbitMQ prints for a value (pika/pamqp encodings)."""
+    import datetime
+    import decimal
     if isinstance(v, bool):
         return "bool"
     if isinstance(v, (str, bytes)):
         return "longstr"
     if isinstance(v, float):
         return "double"
+    if isinstance(v, decimal.Decimal):
+        return "decimal"
+    if isinstance(v, datetime.datetime):
+        return "timestamp"
     if isinstance(v, dict):
         return "table"
-    if isinstance(v, list):
+    if isinstance(v, (list, tuple)):
         return "array"
+    if v is None:
+        return "void"
+    if isinstance(v, int):
+        return "long"
     return type(v).__name__
 
 
-def _integer(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
-    def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"{{unacceptable_type,{_type_name(v)}}}")
-        if v < minimum:
-            if minimum == 0:
-                raise ValueError(f"{{value_negative,{v}}}")
-            raise ValueError(f"{{value_zero,{v}}}" if v == 0 else f"{{value_negative,{v}}}")
-        if maximum is not None and v > maximum:
-            raise ValueError(f"{{value_too_large,{v},{maximum}}}")
-        return v
-    return check
+def _erl_string(text: str) -> str:
+    """An Erlang string as ``~p`` prints it (the error reasons that are formatted strings)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(_erl_string(f"expected integer, got {_type_name(v)}"))
+    return v
+
+
+def _non_negative(v: Any) -> int:
+    """check_non_neg_int_arg."""
+    v = _int(v)
+    if v < 0:
+        raise ValueError(f"{{value_negative,{v}}}")
+    return v
+
+
+def _expiry(v: int) -> int:
+    """rabbit_misc:check_expiry."""
+    if v > MAX_EXPIRY:
+        raise ValueError(f"{{value_too_big,{v}}}")
+    if v < 0:
+        raise ValueError(f"{{value_negative,{v}}}")
+    return v
+
+
+def _message_ttl(v: Any) -> int:
+    """check_message_ttl_arg."""
+    return _expiry(_int(v))
+
+
+def _expires(v: Any) -> int:
+    """check_expires_arg: a queue cannot expire after 0 ms."""
+    v = _int(v)
+    if v == 0:
+        raise ValueError("{value_zero,0}")
+    return _expiry(v)
+
+
+def _max_priority(v: Any) -> int:
+    """check_max_priority_arg."""
+    v = _non_negative(v)
+    if v > MAX_PRIORITY:
+        raise ValueError(f"{{max_value_exceeded,{v}}}")
+    return v
 
 
 def _string(v: Any) -> str:
@@ -52,7 +105,7 @@ def _string(v: Any) -> str:
 def _overflow(v: Any) -> str:
     s = _string(v)
     if s not in OVERFLOW_MODES:
-        raise ValueError(f"{{unacceptable_value,{s}}}")
+        raise ValueError("invalid_overflow")
     return s
 
 
@@ -65,48 +118,61 @@ def _boolean(v: Any) -> bool:
 def _queue_type(v: Any) -> str:
     s = _string(v)
     if s not in ("classic", "quorum", "stream"):
-        raise ValueError(f"{{unacceptable_value,{s}}}")
+        raise ValueError(_erl_string(f"unsupported queue type '{s}'"))
     return s
 
 
 def _queue_mode(v: Any) -> str:
     s = _string(v)
     if s not in ("default", "lazy"):
-        raise ValueError(f"{{unacceptable_value,{s}}}")
+        raise ValueError(_erl_string(f"unsupported queue mode '{s}'"))
     return s
 
 
+#: rabbit_amqqueue:declare_args(), in its order (the first failing argument is reported)
 QUEUE_ARGUMENTS: dict[str, Callable[[Any], Any]] = {
-    "x-message-ttl": _integer(0),
-    "x-expires": _integer(1),
-    "x-max-length": _integer(0),
-    "x-max-length-bytes": _integer(0),
-    "x-overflow": _overflow,
+    "x-expires": _expires,
+    "x-message-ttl": _message_ttl,
     "x-dead-letter-exchange": _string,
     "x-dead-letter-routing-key": _string,
-    "x-max-priority": _integer(0, 255),
+    "x-max-length": _non_negative,
+    "x-max-length-bytes": _non_negative,
+    "x-max-priority": _max_priority,
+    "x-overflow": _overflow,
+    "x-queue-mode": _queue_mode,
     "x-single-active-consumer": _boolean,
     "x-queue-type": _queue_type,
-    "x-queue-mode": _queue_mode,
-    "x-delivery-limit": _integer(0),
+    "x-delivery-limit": _non_negative,
 }
+
+#: rabbit_amqqueue:consume_args() that warren understands
+CONSUMER_ARGUMENTS: dict[str, Callable[[Any], Any]] = {
+    "x-priority": _int,
+}
+
+
+def validate_consumer_arguments(vhost: str, queue: str, arguments: dict[str, Any]) -> None:
+    """basic.consume arguments; RabbitMQ names the queue in the 406 text."""
+    for key, check in CONSUMER_ARGUMENTS.items():
+        if key in arguments:
+            try:
+                check(arguments[key])
+            except ValueError as e:
+                raise PreconditionFailed(
+                    f"invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': {e}") from None
 
 
 def validate_queue_arguments(vhost: str, queue: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """Known x- arguments checked and normalised; unknown ones kept as RabbitMQ does."""
-    out: dict[str, Any] = {}
-    for key, value in arguments.items():
-        check = QUEUE_ARGUMENTS.get(key)
-        if check is None:
-            out[key] = value
+    out: dict[str, Any] = dict(arguments)
+    for key, check in QUEUE_ARGUMENTS.items():
+        if key not in arguments:
             continue
         try:
-            out[key] = check(value)
+            out[key] = check(arguments[key])
+            if key == "x-dead-letter-routing-key" and "x-dead-letter-exchange" not in arguments:
+                raise ValueError("routing_key_but_no_dlx_defined")
         except ValueError as e:
             raise PreconditionFailed(
                 f"invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': {e}") from None
-    if "x-dead-letter-routing-key" in out and "x-dead-letter-exchange" not in out:
-        raise PreconditionFailed(
-            f"invalid arg 'x-dead-letter-routing-key' for queue '{queue}' in vhost '{vhost}': "
-            "{routing_key_but_no_dlx_defined}")
     return out

@@ -3,7 +3,7 @@
 ``x-death`` is an array of tables, most recent first, one per (queue, reason) pair: ``count``,
 ``reason``, ``queue``, ``time``, ``exchange``, ``routing-keys`` and, when the message had a
 per-message TTL, ``original-expiration``. A repeat of the same pair increments its count and
-moves it to the front. ``x-first-death-{reason,queue,exchange}`` are set once;
+moves it to the front; its other fields stay those of the first such death. ``x-first-death-{reason,queue,exchange}`` are set once;
 ``x-last-death-{reason,queue,exchange}`` follow the latest. The dead-lettered copy loses its
 ``expiration`` so it does not expire again on the way.
 """
@@ -45,8 +45,9 @@ def dead_letter_copy(queue: "Queue", entry: QueueEntry, reason: str) -> Message:
             found = deaths.pop(i)
             break
     if found is not None:
+        # RabbitMQ increments the count of the existing entry and keeps its other fields
+        # (time, exchange, routing-keys of the first such death)
         found["count"] = int(found.get("count", 0)) + 1
-        found["time"] = now
         death = found
     else:
         death = {"count": 1, "reason": reason, "queue": queue.name, "time": now,
