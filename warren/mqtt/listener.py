@@ -1,0 +1,224 @@
+"""The MQTT listener: Twisted transport <-> sans-I/O parser <-> :class:`MqttSession`.
+
+Shaped like the AMQP connection (and Twisted's ``H2Connection.dataReceived``): the bytes of a
+read go to :class:`MqttParser`, each packet to the session, and everything the read caused is
+written once at its end; deliveries caused by other connections are gathered and written once
+per reactor turn (``callLater(0)``), so a burst costs one ``write`` per subscriber. Write
+back-pressure comes from ``IPushProducer``: while the transport's buffer is full the session's
+consumers report no credit and messages wait in their queues. Memory alarms pause reading.
+
+The one broad ``except`` is here, at the connection boundary: log, answer "unspecified error"
+(DISCONNECT 0x80 at 5.0, a close at 3.1.1) and close this connection only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Any
+
+from twisted.internet import protocol
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
+from warren.broker.errors import BrokerError
+from warren.mqtt.codec import MqttError, MqttParser, Publish
+from warren.mqtt.session import MqttSession, SessionRegistry, State
+
+log = logging.getLogger("warren.mqtt")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+@implementer(IPushProducer)
+class MqttConnection(protocol.Protocol):
+    def __init__(self, registry: SessionRegistry, config: Any, clock: Any) -> None:
+        self.registry = registry
+        self.broker = registry.broker
+        self.config = config
+        self.clock = clock
+        self.parser = MqttParser(max_packet_size=config.mqtt_max_packet_size)
+        self.session = MqttSession(self, registry)
+        self.write_paused = False
+        self.blocked = False
+        self.closed = False
+        self.recv_oct = 0
+        self.send_oct = 0
+        self._out: list[bytes] = []
+        self._flush_call = None
+        self._connect_call = None
+        self.peer = ("?", 0)
+        self.local = ("?", 0)
+        self.loopback = False
+        self.name = "?"
+        self.connected_at = clock.seconds()
+
+    # ------------------------------------------------------------------ transport events
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        host = self.transport.getHost()
+        self.peer = (getattr(peer, "host", "?"), getattr(peer, "port", 0))
+        self.local = (getattr(host, "host", "?"), getattr(host, "port", 0))
+        self.loopback = _is_loopback(self.peer[0])
+        self.name = f"{self.peer[0]}:{self.peer[1]} -> {self.local[0]}:{self.local[1]}"
+        self.broker.connections[id(self)] = self
+        self.transport.registerProducer(self, True)
+        self._connect_call = self.clock.callLater(self.config.handshake_timeout,
+                                                  self._connect_timeout)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closed:
+            return
+        session = self.session
+        self.recv_oct += len(data)
+        session.last_recv = self.clock.seconds()
+        try:
+            try:
+                packets = self.parser.feed(data)
+            except MqttError as error:
+                # act on the whole packets that came before the fault, then report it
+                for packet in error.packets:
+                    session.handle(packet)
+                    if self.closed:
+                        return
+                raise
+            on_publish = session._on_publish
+            for packet in packets:
+                if type(packet) is Publish and session.state_name is State.CONNECTED:
+                    on_publish(packet)
+                else:
+                    session.handle(packet)
+                    if self.closed:
+                        return
+        except (MqttError, BrokerError) as error:
+            log.info("MQTT connection %s: %r", self.name, error)
+            session.fail(error)
+        except Exception:
+            log.exception("internal error on MQTT connection %s", self.name)
+            session.fail(MqttError(0x80, "internal error"))
+        finally:
+            if not self.closed:
+                session.after_read()
+            if self._connect_call is not None and session.state_name is not \
+                    State.AWAIT_CONNECT and self._connect_call.active():
+                self._connect_call.cancel()
+                self._connect_call = None
+            self.flush()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.closed = True
+        self.broker.connections.pop(id(self), None)
+        for call in (self._flush_call, self._connect_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._flush_call = self._connect_call = None
+        self._out = []
+        try:
+            self.session.detach()
+        except Exception:
+            log.exception("error detaching MQTT session of %s", self.name)
+        self.broker.emit("connection.closed", name=self.name)
+
+    def _connect_timeout(self) -> None:
+        self._connect_call = None
+        if self.session.state_name is State.AWAIT_CONNECT and not self.closed:
+            log.info("MQTT connection %s: no CONNECT in time", self.name)
+            self.close()
+
+    # ------------------------------------------------------------------ IPushProducer
+    def pauseProducing(self) -> None:
+        self.write_paused = True
+
+    def resumeProducing(self) -> None:
+        if self.write_paused:
+            self.write_paused = False
+            self.session._kick()
+            self.flush()
+
+    def stopProducing(self) -> None:
+        self.write_paused = True
+
+    # ------------------------------------------------------------------ output
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+        if self._flush_call is None:
+            self._flush_call = self.clock.callLater(0, self.flush)
+
+    def write_parts(self, parts: list[bytes]) -> None:
+        self._out.extend(parts)
+        if self._flush_call is None:
+            self._flush_call = self.clock.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        call = self._flush_call
+        if call is not None:
+            if call.active():
+                call.cancel()
+            self._flush_call = None
+        if self._out and not self.closed:
+            data = b"".join(self._out)
+            self._out = []
+            self.send_oct += len(data)
+            self.transport.write(data)
+
+    def close(self) -> None:
+        """Write what is pending, then close the socket (the session already detached)."""
+        if self.closed:
+            return
+        self.flush()
+        self.closed = True
+        self.transport.loseConnection()
+
+    def parser_level(self) -> int | None:
+        return self.parser.protocol_level
+
+    # ------------------------------------------------------------------ broker hooks
+    def set_blocked(self, blocked: bool, reason: str) -> None:
+        """Memory alarm: stop reading from this publisher (MQTT has no blocked notice)."""
+        if blocked == self.blocked or self.closed:
+            return
+        self.blocked = blocked
+        if blocked:
+            self.transport.pauseProducing()
+        else:
+            self.transport.resumeProducing()
+
+    def force_close(self, reason: str) -> None:
+        self.session.force_close(reason)
+
+    @property
+    def vhost_name(self) -> str | None:
+        return self.session.vhost.name if self.session.vhost is not None else None
+
+    def info(self) -> dict[str, Any]:
+        s = self.session.info()
+        return {
+            "name": self.name, "protocol": s["protocol"], "user": s["user"],
+            "vhost": s["vhost"], "peer_host": self.peer[0], "peer_port": self.peer[1],
+            "host": self.local[0], "port": self.local[1], "channels": 1,
+            "state": "blocked" if self.blocked else s["state"],
+            "connected_at": int(self.connected_at * 1000),
+            "recv_oct": self.recv_oct, "send_oct": self.send_oct,
+            "client_properties": {"client_id": s["client_id"]}, "type": "network",
+            "timeout": self.session.keep_alive,
+        }
+
+
+class MqttFactory(protocol.Factory):
+    """What every MQTT connection shares: the broker, config and the session registry."""
+
+    def __init__(self, broker: Any, config: Any, reactor: Any) -> None:
+        self.broker = broker
+        self.config = config
+        self.clock = reactor
+        self.registry = SessionRegistry(broker, config, reactor)
+
+    def buildProtocol(self, addr: Any) -> MqttConnection:
+        conn = MqttConnection(self.registry, self.config, self.clock)
+        conn.factory = self
+        return conn

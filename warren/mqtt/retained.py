@@ -1,0 +1,113 @@
+"""Retained messages: the last retained PUBLISH per topic, kept in the broker's store.
+
+Where they live: each retained message is a runtime *parameter* of the broker,
+``broker.save_definition("parameter", "mqtt-retained\\x00<vhost>\\x00<topic>", record)``, so
+it goes through the same journal/SQL store as every definition (fsync'd by the next
+``broker.sync()``, the one that also covers a QoS 1 PUBLISH's PUBACK) and comes back in
+``broker.parameters`` after a restart. An empty retained payload deletes the entry
+[MQTT-3.3.1-10]. This is a dedicated key space, not messages in a queue: a retained message
+is state per topic, replaced rather than appended, which is what a definition is.
+
+Matching on SUBSCRIBE scans the topics of the vhost (as mosquitto's retain tree walk or
+RabbitMQ's ETS retainer do per subscribe); subscribes are rare next to publishes.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+from warren.mqtt.topics import filter_matches
+
+KEY_PREFIX = "mqtt-retained\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class RetainedMessage:
+    """One retained message. ``expires_at`` is wall-clock epoch seconds or None."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    properties: dict[str, Any] = field(default_factory=dict)  # MQTT 5 PUBLISH properties
+    expires_at: float | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        props = dict(self.properties)
+        if "correlation_data" in props:
+            props["correlation_data"] = base64.b64encode(props["correlation_data"]).decode()
+        if "user_property" in props:
+            props["user_property"] = [list(p) for p in props["user_property"]]
+        return {"topic": self.topic, "payload": base64.b64encode(self.payload).decode(),
+                "qos": self.qos, "properties": props, "expires_at": self.expires_at}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "RetainedMessage":
+        props = dict(record.get("properties") or {})
+        if "correlation_data" in props:
+            props["correlation_data"] = base64.b64decode(props["correlation_data"])
+        if "user_property" in props:
+            props["user_property"] = [tuple(p) for p in props["user_property"]]
+        return cls(record["topic"], base64.b64decode(record["payload"]), int(record["qos"]),
+                   props, record.get("expires_at"))
+
+
+class RetainedStore:
+    """Retained messages of every vhost, mirrored into the broker's store."""
+
+    def __init__(self, broker: Any) -> None:
+        self.broker = broker
+        self._by_vhost: dict[str, dict[str, RetainedMessage]] = {}
+        for key, value in list(broker.parameters.items()):
+            if key.startswith(KEY_PREFIX) and isinstance(value, dict):
+                vhost = key[len(KEY_PREFIX):].split("\x00", 1)[0]
+                try:
+                    msg = RetainedMessage.from_record(value)
+                except (KeyError, ValueError, TypeError):
+                    continue
+                self._by_vhost.setdefault(vhost, {})[msg.topic] = msg
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_vhost.values())
+
+    @staticmethod
+    def _key(vhost: str, topic: str) -> str:
+        return f"{KEY_PREFIX}{vhost}\x00{topic}"
+
+    def put(self, vhost: str, message: RetainedMessage) -> None:
+        """Store (or with an empty payload, clear) the retained message of its topic."""
+        key = self._key(vhost, message.topic)
+        topics = self._by_vhost.setdefault(vhost, {})
+        if not message.payload:
+            if topics.pop(message.topic, None) is not None:
+                self.broker.parameters.pop(key, None)
+                self.broker.save_definition("parameter", key, None)
+            return
+        topics[message.topic] = message
+        record = message.to_record()
+        self.broker.parameters[key] = record
+        self.broker.save_definition("parameter", key, record)
+
+    def get(self, vhost: str, topic: str) -> RetainedMessage | None:
+        return self._by_vhost.get(vhost, {}).get(topic)
+
+    def matching(self, vhost: str, topic_filter: str, now: float) -> list[RetainedMessage]:
+        """Live retained messages whose topic matches ``topic_filter``; expired ones go."""
+        topics = self._by_vhost.get(vhost)
+        if not topics:
+            return []
+        out = []
+        expired = []
+        if "+" not in topic_filter and "#" not in topic_filter:
+            candidates = [topics[topic_filter]] if topic_filter in topics else []
+        else:
+            candidates = [m for t, m in topics.items() if filter_matches(topic_filter, t)]
+        for msg in candidates:
+            if msg.expires_at is not None and msg.expires_at <= now:
+                expired.append(msg)
+            else:
+                out.append(msg)
+        for msg in expired:
+            self.put(vhost, RetainedMessage(msg.topic, b"", 0))
+        return out
