@@ -49,12 +49,15 @@ def opened(store_factory: StoreFactory):
         stores.append(store)
         return store, store.recover()
 
+    open_store.stores = stores  # type: ignore[attr-defined]
     yield open_store
     for store in stores:
         store.close()
 
 
 def restart(store: MessageStore, open_store) -> tuple[MessageStore, RecoveredState]:
+    """Close ``store`` (after a blocking flush where there is one) and open a new instance."""
+    open_store.stores.remove(store)
     make_durable(store)
     store.close()
     return open_store()
