@@ -499,7 +499,8 @@ class Channel:
         from ..broker.arguments import validate_consumer_arguments
         validate_consumer_arguments(vh.name, name, args)
         consumer = AmqpConsumer(self, tag, q, m.no_ack, m.exclusive, args, self.prefetch)
-        if m.exclusive and q.consumers:
+        # checked before consume-ok goes out (add_consumer checks again, for other callers)
+        if (m.exclusive and q.consumers) or any(c.exclusive for c in q.consumers):
             raise AccessRefused(f"queue '{name}' in vhost '{vh.name}' in exclusive use")
         if not m.nowait:
             self.send(commands.Basic.ConsumeOk(consumer_tag=tag))
