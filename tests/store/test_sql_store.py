@@ -1,0 +1,384 @@
+"""SQL-store specifics: migrations, group commit, recovery order, the database going away.
+
+What every store must do is in ``test_contract.py``; this file covers what only the SQL store
+has. Scenarios that need a running reactor (``sync()`` through the worker thread, retry with
+backoff) run in a subprocess under a real reactor, so no reactor is left running in the pytest
+process for other modules. Each subprocess scenario reports one JSON line on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, event, inspect
+
+from tests.store.pg import start_cluster
+from warren.store.interface import StoreUnavailable
+from warren.store.sql import tables
+from warren.store.sql.migrate import current_revision, head_revision, upgrade, upgrade_engine
+from warren.store.sql.store import SqlStore, UnknownMessage
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+Q1 = "/\x00orders"
+Q2 = "/\x00audit"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warren.db'}"
+    return request.getfixturevalue("fresh_pg_url")
+
+
+def _python(script: str, *args: str, timeout: float = 60, **popen: object) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        **popen,  # type: ignore[arg-type]
+    )
+
+
+def _run_json(script: str, *args: str) -> dict:
+    proc = _python(script, *args)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _opened(url: str) -> SqlStore:
+    store = SqlStore(url)
+    store.open()
+    return store
+
+
+# ---------------------------------------------------------------------- migrations
+
+
+def test_upgrade_from_empty_creates_every_table(sql_url: str) -> None:
+    upgrade(sql_url)
+    engine = create_engine(sql_url)
+    try:
+        names = set(inspect(engine).get_table_names())
+        assert set(tables.metadata.tables) | {tables.VERSION_TABLE} <= names
+        with engine.connect() as connection:
+            assert current_revision(connection) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_again_is_a_no_op(sql_url: str) -> None:
+    upgrade(sql_url)
+    engine = create_engine(sql_url)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda c, cur, stmt, *a: statements.append(stmt))
+    try:
+        upgrade_engine(engine)
+    finally:
+        engine.dispose()
+    ddl = [s for s in statements if s.lstrip().upper().startswith(("CREATE", "ALTER", "DROP"))]
+    assert ddl == []
+
+
+def test_concurrent_upgrades_from_two_processes_are_safe(sql_url: str) -> None:
+    script = """
+        import sys
+        from warren.store.sql.migrate import upgrade
+        upgrade(sys.argv[1])
+        print('{"ok": true}')
+    """
+    procs = [_python(script, sql_url) for _ in range(3)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    engine = create_engine(sql_url)
+    try:
+        with engine.connect() as connection:
+            assert current_revision(connection) == head_revision()
+    finally:
+        engine.dispose()
+    store = _opened(sql_url)  # and the schema works
+    store.publish(1, b"x", [Q1])
+    store.flush()
+    store.close()
+
+
+def test_two_stores_open_the_same_database(sql_url: str) -> None:
+    first, second = _opened(sql_url), _opened(sql_url)
+    first.put_definition("vhost", "/", {"name": "/"})
+    first.flush()
+    assert second.recover().definitions == {("vhost", "/"): {"name": "/"}}
+    first.close()
+    second.close()
+
+
+# ---------------------------------------------------------------------- batching
+
+
+def test_many_calls_then_flush_make_one_transaction(sql_url: str) -> None:
+    store = _opened(sql_url)
+    commits: list[int] = []
+    event.listen(store.engine, "commit", lambda connection: commits.append(1))
+    for msg_id in range(1, 1001):
+        store.publish(msg_id, b"r%d" % msg_id, [Q1, Q2])
+    store.ack(Q2, list(range(1, 1001)))  # cancelled in memory: never written
+    store.put_definition("queue", Q1, {"durable": True})
+    store.flush()
+    assert len(commits) == 1
+    store.ack(Q1, list(range(1, 501)))
+    store.mark_delivered(Q1, [501, 502])
+    store.flush()
+    assert len(commits) == 2
+    store.flush()  # nothing pending: no transaction
+    assert len(commits) == 2
+    store.close()
+    recovered = _opened(sql_url).recover()
+    assert recovered.queues[Q1].msg_ids == list(range(501, 1001))
+    assert Q2 not in recovered.queues
+    assert recovered.delivered == {(Q1, 501), (Q1, 502)}
+    assert sorted(recovered.records) == list(range(501, 1001))
+
+
+REACTOR_BATCHING = """
+    import json, sys
+    from sqlalchemy import event
+    from twisted.internet import reactor, defer
+    from warren.store.sql.store import SqlStore
+
+    store = SqlStore(sys.argv[1], reactor=reactor)
+    store.open()
+    store.recover()
+    commits = []
+    event.listen(store.engine, "commit", lambda connection: commits.append(1))
+    threads = set()
+    event.listen(store.engine, "begin",
+                 lambda connection: threads.add(__import__("threading").get_ident()))
+    result = {}
+
+    @defer.inlineCallbacks
+    def scenario():
+        # One reactor turn: 2000 writes and 20 sync() calls -> one transaction.
+        waits = []
+        for msg_id in range(1, 2001):
+            store.publish(msg_id, b"x" * 100, ["q"])
+            if msg_id % 100 == 0:
+                waits.append(store.sync())
+        yield defer.gatherResults(waits)
+        result["commits_one_turn"] = len(commits)
+        # Writes made while a transaction is in flight go in the next one, in order.
+        store.ack("q", list(range(1, 1001)))
+        first = store.sync()
+        store.ack("q", list(range(1001, 1501)))  # same turn: same transaction
+        yield first
+        store.publish(3000, b"late", ["q"])
+        yield store.sync()
+        result["commits_total"] = len(commits)
+        result["worker_threads"] = len(threads)
+        result["reactor_thread_used"] = __import__("threading").get_ident() in threads
+        store.close()
+        recovered = SqlStore(sys.argv[1]); recovered.open()
+        state = recovered.recover(); recovered.close()
+        result["ids"] = state.queues["q"].msg_ids
+
+    def done(outcome):
+        print(json.dumps(result)) if outcome is None else print(outcome, file=sys.stderr)
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: scenario().addBoth(done))
+    reactor.run()
+"""
+
+
+def test_sync_group_commits_a_reactor_turn_on_the_worker_thread(sql_url: str) -> None:
+    result = _run_json(REACTOR_BATCHING, sql_url)
+    assert result["commits_one_turn"] == 1
+    assert result["commits_total"] == 3
+    assert result["reactor_thread_used"] is False
+    assert result["ids"] == list(range(1501, 2001)) + [3000]
+
+
+# ---------------------------------------------------------------------- recovery
+
+
+def test_recovery_keeps_queue_order_definitions_and_id_high_water_mark(sql_url: str) -> None:
+    store = _opened(sql_url)
+    assert store.recover().max_msg_id == 0
+    store.put_definition("exchange", "/\x00logs", {"type": "topic"})
+    store.put_definition("queue", Q1, {"durable": True})
+    store.put_definition("queue", "/\x00gone", {"durable": True})
+    # Interleave two queues across several transactions.
+    for msg_id in range(1, 31):
+        store.publish(msg_id, bytes([msg_id]) * 3, [Q1] if msg_id % 3 else [Q1, Q2])
+        if msg_id % 7 == 0:
+            store.flush()
+    store.put_definition("queue", "/\x00gone", None)
+    store.ack(Q1, [2, 4, 6])
+    store.flush()
+    store.mark_delivered(Q1, [1, 5])
+    store.purge_queue(Q2)
+    store.publish(31, b"after purge", [Q2])
+    assert store.read(31) == b"after purge"  # pending, not yet committed
+    store.flush()
+    assert store.read(5) == bytes([5]) * 3
+    store.close()
+
+    store = _opened(sql_url)
+    state = store.recover()
+    assert state.definitions == {
+        ("exchange", "/\x00logs"): {"type": "topic"},
+        ("queue", Q1): {"durable": True},
+    }
+    assert state.queues[Q1].msg_ids == [m for m in range(1, 31) if m not in (2, 4, 6)]
+    assert state.queues[Q2].msg_ids == [31]
+    assert state.delivered == {(Q1, 1), (Q1, 5)}
+    assert set(state.records) == set(state.queues[Q1].msg_ids) | {31}
+    assert state.max_msg_id == 31
+    # Ack everything: records are reclaimed, the id high-water mark stays.
+    store.ack(Q1, state.queues[Q1].msg_ids)
+    store.ack(Q2, [31])
+    store.flush()
+    with pytest.raises(UnknownMessage):
+        store.read(1)
+    store.close()
+    state = _opened(sql_url).recover()
+    assert state.records == {} and state.queues == {}
+    assert state.max_msg_id == 31
+
+
+def test_sync_without_a_running_reactor_commits_at_once(sql_url: str) -> None:
+    store = _opened(sql_url)
+    store.publish(1, b"a", [Q1])
+    fired: list[object] = []
+    store.sync().addCallback(fired.append)
+    assert fired == [None]
+    store.close()
+    assert _opened(sql_url).recover().queues[Q1].msg_ids == [1]
+
+
+# ---------------------------------------------------------------------- database gone
+
+
+def test_flush_while_database_is_down_keeps_writes(tmp_path: Path) -> None:
+    cluster = start_cluster(tmp_path)
+    try:
+        store = _opened(cluster.url)
+        store.publish(1, b"before", [Q1])
+        store.flush()
+        cluster.stop("fast")
+        store.publish(2, b"during", [Q1])
+        with pytest.raises(StoreUnavailable):
+            store.flush()
+        assert store.healthy is False
+        failures: list[object] = []
+        store.sync().addErrback(lambda f: failures.append(f.type))
+        assert failures == [StoreUnavailable]
+        cluster.start()
+        store.publish(3, b"after", [Q1])
+        store.flush()
+        assert store.healthy is True
+        store.close()
+        state = _opened(cluster.url).recover()
+        assert state.queues[Q1].msg_ids == [1, 2, 3]
+    finally:
+        cluster.destroy()
+
+
+REACTOR_DATABASE_GONE = """
+    import json, sys
+    from twisted.internet import reactor, defer, task, threads
+    from warren.store.interface import StoreUnavailable
+    from warren.store.sql.store import SqlStore
+
+    store = SqlStore(sys.argv[1], reactor=reactor)
+    store.open()
+    store.recover()
+    result = {}
+
+    def say(line):
+        print(line, flush=True)
+
+    def wait_line():
+        return threads.deferToThread(sys.stdin.readline)
+
+    @defer.inlineCallbacks
+    def wait_until(predicate):
+        while not predicate():
+            yield task.deferLater(reactor, 0.05, lambda: None)
+
+    @defer.inlineCallbacks
+    def scenario():
+        for msg_id in range(1, 101):
+            store.publish(msg_id, b"before", ["q"])
+        yield store.sync()
+        say("stop-now")
+        yield wait_line()  # the test stopped PostgreSQL
+        for msg_id in range(101, 201):
+            store.publish(msg_id, b"during", ["q"])
+        store.ack("q", list(range(1, 51)))
+        try:
+            yield store.sync()
+            result["sync_while_down"] = "succeeded"
+        except StoreUnavailable:
+            result["sync_while_down"] = "StoreUnavailable"
+        result["healthy_while_down"] = store.healthy
+        # A sync asked while unhealthy fails at once; writes keep being queued.
+        store.publish(201, b"queued", ["q"])
+        try:
+            yield store.sync()
+        except StoreUnavailable:
+            result["second_sync_while_down"] = "StoreUnavailable"
+        say("start-now")
+        yield wait_line()  # the test started PostgreSQL again
+        yield wait_until(lambda: store.healthy)  # the backoff retry commits by itself
+        store.publish(202, b"after", ["q"])
+        yield store.sync()
+        result["healthy_after"] = store.healthy
+        store.close()
+        again = SqlStore(sys.argv[1]); again.open()
+        result["ids"] = again.recover().queues["q"].msg_ids
+        again.close()
+
+    def done(outcome):
+        say(json.dumps(result)) if outcome is None else print(outcome, file=sys.stderr)
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: scenario().addBoth(done))
+    reactor.run()
+"""
+
+
+def test_database_gone_flips_healthy_errbacks_and_recovers(tmp_path: Path) -> None:
+    cluster = start_cluster(tmp_path)
+    proc = None
+    try:
+        proc = _python(REACTOR_DATABASE_GONE, cluster.url, stdin=subprocess.PIPE)
+        assert proc.stdout.readline().strip() == "stop-now", proc.stderr.read()
+        cluster.stop("fast")
+        proc.stdin.write("stopped\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "start-now", proc.stderr.read()
+        cluster.start()
+        proc.stdin.write("started\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        result = json.loads(out.strip().splitlines()[-1])
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        cluster.destroy()
+    assert result == {
+        "sync_while_down": "StoreUnavailable",
+        "healthy_while_down": False,
+        "second_sync_while_down": "StoreUnavailable",
+        "healthy_after": True,
+        "ids": list(range(51, 203)),
+    }
