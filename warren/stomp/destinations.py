@@ -1,0 +1,106 @@
+"""STOMP destination names -> where a SEND goes and what a SUBSCRIBE reads, as RabbitMQ maps them.
+
+RabbitMQ's STOMP plugin (``rabbit_routing_parser`` / "Destinations" in its docs) is the model,
+plus ActiveMQ's habit of writing bare names:
+
+==========================  =========================================  =========================================
+destination                 SEND                                        SUBSCRIBE
+==========================  =========================================  =========================================
+``/queue/q``                default exchange, key ``q`` (declares q:    queue ``q`` (declared durable, shared,
+                            durable, not exclusive, not auto-delete,    not auto-delete unless the frame's
+                            if missing)                                 ``durable``/``auto-delete``/``exclusive``
+                                                                        headers say otherwise)
+``/topic/k``                ``amq.topic``, key ``k``                    a private queue bound to ``amq.topic``
+                                                                        with ``k``; durable and kept while the
+                                                                        subscriber is away when the frame names a
+                                                                        durable subscription
+``/exchange/x/k``           exchange ``x``, key ``k`` (``/exchange/x``  a private queue bound to ``x`` with ``k``
+                            means key "")
+``/amq/queue/q``            default exchange, key ``q`` (q must exist)  existing queue ``q`` (ERROR if missing)
+``/temp-queue/t``           a private reply queue of this session       that same private queue
+``/reply-queue/q``          default exchange, key ``q``                 existing queue ``q``
+``q`` (no leading ``/``)    as ``/queue/q`` (ActiveMQ users' habit)     as ``/queue/q``
+==========================  =========================================  =========================================
+
+Names are taken verbatim after the prefix (RabbitMQ also leaves ``%`` alone in them). A name
+after the prefix must not be empty. Anything else starting with ``/`` is an invalid destination.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .codec import StompError
+
+__all__ = ["Destination", "Kind", "parse_destination", "destination_header"]
+
+
+class Kind(enum.Enum):
+    QUEUE = "/queue/"
+    TOPIC = "/topic/"
+    EXCHANGE = "/exchange/"
+    AMQ_QUEUE = "/amq/queue/"
+    TEMP_QUEUE = "/temp-queue/"
+    REPLY_QUEUE = "/reply-queue/"
+
+
+_PREFIXES = tuple((kind.value, kind) for kind in Kind)
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A parsed destination: its kind, the queue or exchange name, and the routing key."""
+
+    text: str          # as the client wrote it (echoed in MESSAGE frames of temp queues)
+    kind: Kind
+    name: str          # queue name (queue kinds), exchange name (EXCHANGE), key (TOPIC)
+    routing_key: str   # key a SEND publishes with
+
+    @property
+    def exchange(self) -> str:
+        """The exchange a SEND goes to."""
+        if self.kind is Kind.TOPIC:
+            return "amq.topic"
+        if self.kind is Kind.EXCHANGE:
+            return self.name
+        return ""
+
+
+def parse_destination(text: str | None) -> Destination:
+    """Parse a ``destination`` header; StompError when it is missing or names nothing."""
+    if text is None:
+        raise StompError("Missing destination", "the frame needs a 'destination' header")
+    if not text.startswith("/"):
+        if not text:
+            raise StompError("Invalid destination", "empty destination")
+        return Destination(text, Kind.QUEUE, text, text)
+    for prefix, kind in _PREFIXES:
+        if text.startswith(prefix):
+            rest = text[len(prefix):]
+            if kind is Kind.EXCHANGE:
+                exchange, _, key = rest.partition("/")
+                if not exchange:
+                    break
+                return Destination(text, kind, exchange, key)
+            if not rest:
+                break
+            return Destination(text, kind, rest, rest)
+    raise StompError(
+        "Invalid destination",
+        f"'{text}' is not a valid destination; use /queue/, /topic/, /exchange/, /amq/queue/, "
+        "/temp-queue/ or /reply-queue/",
+    )
+
+
+def destination_header(exchange: str, routing_key: str) -> str:
+    """The ``destination`` of a MESSAGE frame for a message published to exchange/key.
+
+    RabbitMQ's rule: the default exchange is ``/queue/key``, ``amq.topic`` is ``/topic/key``,
+    any other exchange ``/exchange/x/key``.
+    """
+    if exchange == "":
+        return "/queue/" + routing_key
+    if exchange == "amq.topic":
+        return "/topic/" + routing_key
+    return f"/exchange/{exchange}/{routing_key}"

@@ -1,0 +1,50 @@
+"""The one place STOMP decides what a client sees when something goes wrong: an ERROR frame.
+
+Every fault on a STOMP connection is fatal to it (STOMP 1.2: "the server MUST then close the
+connection just after sending the ERROR frame"), so this only decides the frame:
+
+- ``message`` header: short text saying what was wrong. For core errors it is the RabbitMQ-style
+  reply text (``NOT_FOUND - no queue 'q' in vhost '/'``), for codec and session faults the
+  :class:`~warren.stomp.codec.StompError` message ("Frame too large", "Missing destination").
+- body (``text/plain``): the longer explanation.
+- ``receipt-id``: the receipt the faulting frame asked for, if any (STOMP 1.2 "ERROR").
+"""
+
+from __future__ import annotations
+
+from ..broker.errors import BrokerError
+from .codec import Frame, StompError
+
+__all__ = ["error_frame"]
+
+# core error name -> ERROR message prefix RabbitMQ's STOMP adapter uses for it
+_RABBIT_TITLES = {
+    "NOT_FOUND": "not_found",
+    "ACCESS_REFUSED": "access_refused",
+    "RESOURCE_LOCKED": "resource_locked",
+    "PRECONDITION_FAILED": "precondition_failed",
+    "NOT_ALLOWED": "not_allowed",
+}
+
+
+def error_frame(error: BaseException, receipt: str | None = None) -> Frame:
+    """The ERROR frame for *error* (a StompError, a core BrokerError, or anything else)."""
+    if isinstance(error, StompError):
+        message, detail = error.message, error.detail or error.message
+    elif isinstance(error, BrokerError):
+        message = error.reply_text
+        detail = f"{_RABBIT_TITLES.get(error.name, error.name.lower())}: {error.text}"
+    else:
+        message, detail = "Internal error", "the broker failed to handle the frame"
+    return _frame(message, detail, receipt)
+
+
+def _frame(message: str, detail: str, receipt: str | None) -> Frame:
+    # Header values must fit on one line whatever the version (1.0 has no escapes).
+    message = message.replace("\r", " ").replace("\n", " ")[:1000]
+    body = detail.encode("utf-8")
+    headers = [("message", message), ("content-type", "text/plain"),
+               ("content-length", str(len(body)))]
+    if receipt is not None:
+        headers.append(("receipt-id", receipt.replace("\r", " ").replace("\n", " ")))
+    return Frame("ERROR", tuple(headers), body)

@@ -1,0 +1,297 @@
+"""The STOMP listener: Twisted protocol and factory around the codec and the session.
+
+Shaped like Twisted's ``H2Connection.dataReceived`` and warren's AMQP connection: bytes go to
+the sans-I/O :class:`~warren.stomp.codec.StompParser`, each frame to
+:meth:`StompSession.handle`, and whatever the read caused (MESSAGE, RECEIPT frames) is written
+once at its end; deliveries caused by other connections are collected and written once per
+reactor turn. The protocol is the transport's IPushProducer, so a client that does not read
+stops getting messages (its subscriptions report no credit) instead of filling memory.
+
+Errors: codec and session faults and core errors become one ERROR frame (``stomp/errors.py``)
+followed by closing this connection only; the one broad ``except`` is here, at the boundary.
+Limits: frames are bounded by ``stomp_max_frame_size`` and ``stomp_max_headers``; before
+CONNECT the frame limit is 64 KiB (RabbitMQ also keeps the pre-auth limit small).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from twisted.internet import protocol
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import LoopingCall
+from zope.interface import implementer
+
+from ..broker.scheduler import ScheduledDelivery
+from .codec import HEARTBEAT, Frame, StompError, StompParser, encode
+from .errors import error_frame
+from .session import State, StompSession
+
+log = logging.getLogger("warren.stomp")
+
+__all__ = ["StompConnection", "StompFactory"]
+
+PRE_AUTH_MAX_FRAME_SIZE = 64 * 1024
+#: A client is dropped after this many negotiated intervals without a byte from it.
+HEARTBEAT_GRACE = 2.0
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("::1", "localhost") or host.startswith("127.") or \
+        host.startswith("::ffff:127.")
+
+
+@implementer(IPushProducer)
+class StompConnection(protocol.Protocol):
+    """One STOMP client connection (the session's :class:`~warren.stomp.session.Link`)."""
+
+    def __init__(self, factory: "StompFactory") -> None:
+        self.factory = factory
+        self.broker = factory.broker
+        self.config = factory.config
+        self.clock = factory.clock
+        self.parser = StompParser(
+            max_frame_size=min(PRE_AUTH_MAX_FRAME_SIZE, self.config.stomp_max_frame_size),
+            max_headers=self.config.stomp_max_headers)
+        self.session: StompSession | None = None
+        self.write_paused = False
+        self.closing = False
+        self._out: list[bytes] = []
+        self._flush_call = None
+        self._in_read = False
+        self._connect_call = None
+        self._send_hb: LoopingCall | None = None
+        self._check_hb: LoopingCall | None = None
+        self._last_recv = self.clock.seconds()
+        self._sent_since_tick = False
+        self.connected_at = self.clock.seconds()
+        self.recv_oct = 0
+        self.send_oct = 0
+        self.peer = ("?", 0)
+        self.local = ("?", 0)
+        self.name = "?"
+
+    # ------------------------------------------------------------------ transport events
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self.peer = (getattr(peer, "host", "?"), getattr(peer, "port", 0))
+        host = self.transport.getHost()
+        self.local = (getattr(host, "host", "?"), getattr(host, "port", 0))
+        self.name = f"{self.peer[0]}:{self.peer[1]} -> {self.local[0]}:{self.local[1]}"
+        self.session = StompSession(self, self.broker, self.config, self.factory.scheduler,
+                                    peer_host=self.peer[0],
+                                    loopback=_is_loopback(str(self.peer[0])))
+        self.broker.connections[id(self)] = self
+        self.transport.registerProducer(self, True)
+        self._connect_call = self.clock.callLater(self.config.handshake_timeout,
+                                                  self._connect_timeout)
+        limit = self.config.max_connections
+        if limit and len(self.broker.connections) > limit:
+            log.warning("STOMP connection %s refused: connection limit %d reached", self.name,
+                        limit)
+            self._fail(StompError("Connection limit reached",
+                                  f"the broker accepts at most {limit} connections"))
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self._last_recv = self.clock.seconds()
+        self.recv_oct += len(data)
+        session = self.session
+        frame: Frame | None = None
+        self._in_read = True
+        try:
+            try:
+                frames = self.parser.feed(data)
+            except StompError as error:
+                # act on the frames that were whole before the fault, then report it
+                for frame in error.frames:
+                    session.handle(frame)
+                    if self.closing:
+                        return
+                frame = None
+                raise
+            for frame in frames:
+                session.handle(frame)
+                if self.closing:
+                    return
+        except (StompError, Exception) as error:
+            from ..broker.errors import BrokerError
+            if not isinstance(error, (StompError, BrokerError)):
+                log.exception("internal error on STOMP connection %s", self.name)
+            receipt = frame.get("receipt") if frame is not None else None
+            self._fail(error, receipt)
+        finally:
+            self._in_read = False
+            if not self.closing:
+                try:
+                    session.after_read()
+                except Exception:
+                    log.exception("internal error on STOMP connection %s", self.name)
+                    self._fail(Exception("after read"))
+            self.flush()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.closing = True
+        self.broker.connections.pop(id(self), None)
+        for call in (self._connect_call, self._flush_call):
+            if call is not None and call.active():
+                call.cancel()
+        for loop in (self._send_hb, self._check_hb):
+            if loop is not None and loop.running:
+                loop.stop()
+        self._out = []
+        if self.session is not None:
+            self.session.closed()
+        self.broker.emit("connection.closed", name=self.name)
+
+    # IPushProducer: the transport's write buffer is full / has room again
+    def pauseProducing(self) -> None:
+        self.write_paused = True
+
+    def resumeProducing(self) -> None:
+        if self.write_paused:
+            self.write_paused = False
+            if self.session is not None and not self.closing:
+                self.session.kick()
+                self.flush()
+
+    def stopProducing(self) -> None:
+        self.write_paused = True
+
+    # ------------------------------------------------------------------ Link for the session
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+        if self._flush_call is None and not self._in_read and not self.closing:
+            self._flush_call = self.clock.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        if self._flush_call is not None:
+            if self._flush_call.active():
+                self._flush_call.cancel()
+            self._flush_call = None
+        if self._out and not self.closing:
+            data = b"".join(self._out)
+            self._out = []
+            self.send_oct += len(data)
+            self._sent_since_tick = True
+            self.transport.write(data)
+
+    def close(self) -> None:
+        """Write what is pending, then close (the transport sends its buffer first)."""
+        if self.closing:
+            return
+        self.flush()
+        self.closing = True
+        self.transport.loseConnection()
+
+    def set_version(self, version: str) -> None:
+        self.parser.set_version(version)
+        self.parser.max_frame_size = self.config.stomp_max_frame_size
+        if self._connect_call is not None and self._connect_call.active():
+            self._connect_call.cancel()
+        self._connect_call = None
+
+    def start_heartbeats(self, send_ms: int, expect_ms: int) -> None:
+        if send_ms:
+            self._send_hb = LoopingCall(self._send_heartbeat)
+            self._send_hb.clock = self.clock
+            self._send_hb.start(send_ms / 1000.0, now=False)
+        if expect_ms:
+            self._check_hb = LoopingCall(self._check_heartbeat, expect_ms / 1000.0)
+            self._check_hb.clock = self.clock
+            self._check_hb.start(expect_ms / 1000.0, now=False)
+
+    def set_reading(self, reading: bool) -> None:
+        if self.closing:
+            return
+        if reading:
+            self.transport.resumeProducing()
+        else:
+            self.transport.pauseProducing()
+
+    # ------------------------------------------------------------------ heart-beats, timeouts
+    def _send_heartbeat(self) -> None:
+        if self.closing:
+            return
+        if not self._sent_since_tick and not self._out:
+            self.send_oct += 1
+            self.transport.write(HEARTBEAT)
+        self._sent_since_tick = False
+
+    def _check_heartbeat(self, interval: float) -> None:
+        if self.closing:
+            return
+        if self.clock.seconds() - self._last_recv > interval * HEARTBEAT_GRACE:
+            log.warning("closing STOMP connection %s: no heart-beat from the client for %.1fs",
+                        self.name, interval * HEARTBEAT_GRACE)
+            self.closing = True
+            self.transport.abortConnection()
+
+    def _connect_timeout(self) -> None:
+        self._connect_call = None
+        if self.session is not None and self.session.state is State.AWAIT_CONNECT \
+                and not self.closing:
+            log.warning("closing STOMP connection %s: no CONNECT in time", self.name)
+            self._fail(StompError("Connect timeout", "no CONNECT frame in time"))
+
+    # ------------------------------------------------------------------ errors
+    def _fail(self, error: BaseException, receipt: str | None = None) -> None:
+        """Send the ERROR frame for *error*, then close this connection."""
+        if self.closing:
+            return
+        text = getattr(error, "reply_text", None) or str(error)
+        log.info("closing STOMP connection %s: %s", self.name, text)
+        version = self.session.version if self.session is not None else "1.0"
+        if self.session is not None:
+            self.session.state = State.CLOSED
+        self._out.append(encode(error_frame(error, receipt), version))
+        self.close()
+
+    def force_close(self, reason: str) -> None:
+        """Management / HA: close with an ERROR frame saying why."""
+        from ..broker.errors import ConnectionForced
+        self._fail(ConnectionForced(reason))
+
+    # ------------------------------------------------------------------ introspection
+    def info(self) -> dict[str, Any]:
+        session = self.session
+        state = "running"
+        if session is None or session.state is State.AWAIT_CONNECT:
+            state = "starting"
+        elif session.state is State.CLOSED or self.closing:
+            state = "closed"
+        version = session.version if session is not None else "1.0"
+        return {
+            "name": self.name, "protocol": f"STOMP {version}",
+            "user": getattr(getattr(session, "user", None), "name", ""),
+            "vhost": getattr(session, "vhost_name", None) or "",
+            "peer_host": self.peer[0], "peer_port": self.peer[1],
+            "host": self.local[0], "port": self.local[1],
+            "channels": 1, "state": state,
+            "timeout": (session.heartbeat[1] // 1000) if session is not None else 0,
+            "connected_at": int(self.connected_at * 1000),
+            "recv_oct": self.recv_oct, "send_oct": self.send_oct,
+            "client_properties": {"client-id": getattr(session, "client_id", None) or ""},
+            "type": "network",
+        }
+
+
+class StompFactory(protocol.Factory):
+    """Makes :class:`StompConnection` objects; holds what all STOMP connections share."""
+
+    def __init__(self, broker: Any, config: Any, reactor: Any) -> None:
+        self.broker = broker
+        self.config = config
+        self.clock = reactor
+        self.scheduler = ScheduledDelivery(broker)
+        recovered = self.scheduler.recover()
+        if recovered:
+            log.info("re-armed %d scheduled messages", recovered)
+
+    def buildProtocol(self, addr: Any) -> StompConnection:
+        return StompConnection(self)
+
+    def stopFactory(self) -> None:
+        pass

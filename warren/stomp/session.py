@@ -1,0 +1,930 @@
+"""A STOMP session: connection state, frames -> core calls, deliveries -> MESSAGE frames.
+
+The middle of the three STOMP layers (``codec.py`` parses bytes, this module acts, and
+``listener.py`` owns the socket), after RabbitMQ's ``rabbit_stomp_processor``. The session
+never touches a socket: it writes encoded frames through its :class:`Link` (the listener's
+protocol object), which batches them into one transport write per read or reactor turn.
+
+States are data (:data:`ALLOWED`): before CONNECT only CONNECT/STOMP may come; a frame its
+state does not allow is one error. Every error is fatal to the connection (STOMP 1.2 "ERROR":
+the server closes after it) and is mapped to an ERROR frame in ``stomp/errors.py`` only.
+
+What the frames mean, where STOMP leaves it to the broker (RabbitMQ's STOMP plugin unless said):
+
+- CONNECT/STOMP: ``login``/``passcode`` against warren's users (no login: the configured default
+  user, as RabbitMQ's ``default_user``; guest only from loopback). ``host`` names the vhost
+  when such a vhost exists, else ``/`` (stomp.py and others send the DNS host name there).
+  Heart-beats: the server offers ``stomp_heartbeat`` ms both ways; a client silent for twice
+  the negotiated interval is dropped.
+- Headers <-> AMQP properties (both ways): content-type, content-encoding, persistent
+  (delivery_mode 2), priority, correlation-id, reply-to, expiration (relative ms, RabbitMQ),
+  expires (absolute epoch ms, ActiveMQ; converted to expiration), amqp-message-id
+  (message_id), timestamp, type, user-id (must be the logged-in user), app-id; any other
+  header is an AMQP header (a string) and comes back as a STOMP header. MESSAGE frames carry
+  ``subscription``, ``destination``, ``message-id``, ``ack`` (1.2, acked modes) and
+  ``redelivered:true`` when it is so.
+- Receipts are written in frame order. A receipt that follows a persistent SEND routed to a
+  durable queue (or a COMMIT containing one, or a persistent scheduled message) waits until
+  ``broker.sync()`` says it is on disk, and so does every receipt after it.
+- ACK/NACK: ``id`` (1.2) or ``message-id`` (1.0/1.1). ``client`` mode acks cumulatively (the
+  message and every earlier one of that subscription), ``client-individual`` one message.
+  NACK's ``requeue`` header defaults to true; ``requeue:false`` rejects (dead-letters when the
+  queue has a DLX, else drops). An unknown id is an error. UNSUBSCRIBE requeues the
+  subscription's unacked messages (there is no one left to ack them).
+- Transactions: SEND, ACK and NACK with ``transaction`` are held until COMMIT (applied in
+  order) or dropped by ABORT; a closed connection aborts its open transactions.
+- ActiveMQ extras: ``selector`` (JMS SQL-92 subset, evaluated in the broker: non-matching
+  messages stay queued for others), message groups (``JMSXGroupID``, broker/groups.py),
+  scheduled delivery (``AMQ_SCHEDULED_*``, broker/scheduler.py), durable topic subscriptions
+  (``activemq.subscriptionName``, or ``durable:true``/``persistent:true`` with ``id``).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import secrets
+import time
+from collections import deque
+from typing import Any, Callable, Protocol
+
+from ..broker.errors import AccessRefused, BrokerError, NotFound, PreconditionFailed
+from ..broker.groups import GROUP_ID_HEADER, GROUP_SEQ_HEADER, groups_of
+from ..broker.message import Message, Properties, QueueEntry, parse_expiration
+from ..broker.queue import Queue
+from ..broker.scheduler import DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER, ScheduledDelivery
+from ..broker.selector import Selector, SelectorError
+from .codec import Frame, StompError, encode, negotiate_version
+from .destinations import Destination, Kind, destination_header, parse_destination
+
+log = logging.getLogger("warren.stomp")
+
+__all__ = ["Link", "State", "StompSession", "StompSubscription"]
+
+SERVER_NAME = "warren"
+
+
+class Link(Protocol):
+    """What the session needs from the connection that carries it (``listener.py``)."""
+
+    write_paused: bool
+
+    def write(self, data: bytes) -> None: ...          # batched until the next flush
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...                        # flush, then close the transport
+
+    def set_version(self, version: str) -> None: ...    # header escaping of the parser
+
+    def start_heartbeats(self, send_ms: int, expect_ms: int) -> None: ...
+
+    def set_reading(self, reading: bool) -> None: ...   # memory alarm: stop/start reading
+
+
+class State(enum.Enum):
+    AWAIT_CONNECT = "awaiting CONNECT"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+#: Client frames each state allows; anything else is a protocol error in that state.
+ALLOWED: dict[State, frozenset[str]] = {
+    State.AWAIT_CONNECT: frozenset({"CONNECT", "STOMP"}),
+    State.CONNECTED: frozenset({"SEND", "SUBSCRIBE", "UNSUBSCRIBE", "ACK", "NACK", "BEGIN",
+                                "COMMIT", "ABORT", "DISCONNECT"}),
+    State.CLOSED: frozenset(),
+}
+
+ACK_MODES = frozenset({"auto", "client", "client-individual"})
+
+# SEND headers that are about the frame or map to AMQP properties: not copied to AMQP headers.
+_NOT_AMQP_HEADERS = frozenset({
+    "destination", "receipt", "transaction", "content-length", "content-type",
+    "content-encoding", "persistent", "priority", "correlation-id", "reply-to", "expiration",
+    "expires", "amqp-message-id", "timestamp", "type", "user-id", "app-id", "message-id",
+    DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER,
+})
+# AMQP headers never rendered as STOMP headers: they would clash with MESSAGE's own.
+_RESERVED_MESSAGE_HEADERS = frozenset({
+    "subscription", "message-id", "destination", "ack", "content-length", "redelivered",
+    "receipt", "transaction",
+})
+_TRUE = ("true", "True", "TRUE")
+
+
+def _header_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def _int_header(frame: Frame, name: str, low: int = 0, high: int | None = None) -> int | None:
+    raw = frame.get(name)
+    if raw is None:
+        return None
+    text = raw.strip()
+    if not (text.isascii() and text.lstrip("-").isdigit()):
+        raise StompError(f"Invalid {name}", f"'{name}' must be an integer, got {raw[:40]!r}")
+    value = int(text)
+    if value < low or (high is not None and value > high):
+        raise StompError(f"Invalid {name}", f"'{name}' {value} is out of range")
+    return value
+
+
+# ------------------------------------------------------------------------------- consumers
+class StompSubscription:
+    """One SUBSCRIBE: a core consumer of one queue (``broker/consumers.py`` ``Consumer``)."""
+
+    __slots__ = ("session", "id", "index", "tag", "queue", "destination", "no_ack",
+                 "cumulative", "exclusive", "priority", "arguments", "prefetch", "unacked",
+                 "selector", "durable_name", "private_queue", "id_prefix")
+
+    def __init__(self, session: "StompSession", sub_id: str, index: int, queue: Queue,
+                 destination: str, ack_mode: str, prefetch: int, selector: Selector | None,
+                 priority: int, durable_name: str | None, private_queue: bool) -> None:
+        self.session = session
+        self.id = sub_id
+        self.index = index                   # session-local number used in message ids
+        self.tag = sub_id
+        self.queue = queue
+        self.destination = destination       # as subscribed (MESSAGE of temp queues)
+        self.no_ack = ack_mode == "auto"
+        self.cumulative = ack_mode == "client"
+        self.exclusive = False
+        self.priority = priority
+        self.arguments: dict[str, Any] = {}
+        self.prefetch = prefetch             # 0 = unlimited (RabbitMQ's STOMP default)
+        self.unacked: dict[int, QueueEntry] = {}  # delivery number -> entry, in order
+        self.selector = selector
+        self.durable_name = durable_name     # durable topic subscription's queue, or None
+        self.private_queue = private_queue   # this subscription's own queue (delete at end)
+        self.id_prefix = f"T_{index}@@"
+
+    def has_credit(self) -> bool:
+        session = self.session
+        if session.link.write_paused or session.state is not State.CONNECTED:
+            return False
+        if self.no_ack or not self.prefetch:
+            return True
+        return len(self.unacked) < self.prefetch
+
+    def accepts(self, queue: Queue, entry: QueueEntry) -> bool:
+        """Message groups and the selector (see ``broker/consumers.py``)."""
+        props = entry.message.properties
+        headers = props.headers
+        if headers:
+            group = headers.get(GROUP_ID_HEADER)
+            if group is not None and not groups_of(queue).may_take(_header_value(group), self):
+                return False
+        selector = self.selector
+        if selector is None:
+            return True
+        return selector.matches(_selector_lookup(entry.message, props))
+
+    def deliver(self, queue: Queue, entry: QueueEntry) -> None:
+        headers = entry.message.properties.headers
+        if headers:
+            group = headers.get(GROUP_ID_HEADER)
+            if group is not None:
+                groups = groups_of(queue)
+                group = _header_value(group)
+                if _header_value(headers.get(GROUP_SEQ_HEADER, "")) == "-1":
+                    groups.close(group)
+                else:
+                    groups.claim(group, self)
+        self.session.deliver(self, entry)
+
+    def cancelled(self, queue: Queue) -> None:
+        self.session.subscription_cancelled(self)
+
+
+_JMS_HEADERS: dict[str, Callable[[Message, Properties], Any]] = {
+    "JMSDeliveryMode": lambda m, p: "PERSISTENT" if m.persistent else "NON_PERSISTENT",
+    "JMSPriority": lambda m, p: p.priority if p.priority is not None else 4,
+    "JMSMessageID": lambda m, p: p.message_id,
+    "JMSCorrelationID": lambda m, p: p.correlation_id,
+    "JMSType": lambda m, p: p.type,
+    "JMSTimestamp": lambda m, p: p.timestamp * 1000 if p.timestamp is not None else None,
+    "JMSReplyTo": lambda m, p: p.reply_to,
+    "JMSExpiration": lambda m, p: p.expiration,
+    "JMSDestination": lambda m, p: destination_header(m.exchange, m.routing_key),
+}
+
+
+def _selector_lookup(message: Message, props: Properties) -> Callable[[str], Any]:
+    headers = props.headers or {}
+
+    def lookup(name: str) -> Any:
+        jms = _JMS_HEADERS.get(name)
+        if jms is not None:
+            return jms(message, props)
+        value = headers.get(name)
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value).decode("utf-8", "replace")
+        return value
+    return lookup
+
+
+# ------------------------------------------------------------------------------- session
+class StompSession:
+    """One STOMP connection's state and behaviour, between codec and core."""
+
+    def __init__(self, link: Link, broker: Any, config: Any, scheduler: ScheduledDelivery,
+                 *, peer_host: str, loopback: bool) -> None:
+        self.link = link
+        self.broker = broker
+        self.config = config
+        self.scheduler = scheduler
+        self.peer_host = peer_host
+        self.loopback = loopback
+        self.state = State.AWAIT_CONNECT
+        self.version = "1.0"
+        self.session_id = "session-" + secrets.token_urlsafe(12)
+        self.user: Any = None
+        self.vhost: Any = None
+        self.vhost_name: str | None = None
+        self.client_id: str | None = None
+        self.heartbeat = (0, 0)              # (server sends every ms, expects every ms)
+        self.subscriptions: dict[str, StompSubscription] = {}
+        self._subs_by_index: dict[int, StompSubscription] = {}
+        self._next_sub_index = 0
+        self._next_delivery = 0
+        self.transactions: dict[str, list[Frame]] = {}
+        self.exclusive_queues: list[Queue] = []
+        self._temp_queues: dict[str, Queue] = {}  # /temp-queue/ name -> this session's queue
+        self._known_queues: set[str] = set()      # /queue/ names already ensured
+        self._checked: set[tuple[str, str, str]] = set()  # permission checks passed
+        self._publishing = False
+        self._kick: dict[int, Queue] = {}         # queues to dispatch after this read
+        # Receipts in frame order; each waits for sync generation `gen` (0 = none).
+        self._receipts: deque[tuple[int, bytes]] = deque()
+        self._unsynced = False                    # stored publishes since the last sync
+        self._sync_requested = 0
+        self._sync_done = 0
+        self._close_after_receipts = False
+        self.stats_publish = 0
+        self._handlers: dict[str, Callable[[Frame], None]] = {
+            "CONNECT": self._on_connect, "STOMP": self._on_connect, "SEND": self._on_send,
+            "SUBSCRIBE": self._on_subscribe, "UNSUBSCRIBE": self._on_unsubscribe,
+            "ACK": self._on_ack, "NACK": self._on_nack, "BEGIN": self._on_begin,
+            "COMMIT": self._on_commit, "ABORT": self._on_abort,
+            "DISCONNECT": self._on_disconnect,
+        }
+
+    # ------------------------------------------------------------------ frames in
+    def handle(self, frame: Frame) -> None:
+        """Act on one client frame; raises StompError/BrokerError (the listener reports it)."""
+        command = frame.command
+        if command not in ALLOWED[self.state]:
+            if self.state is State.AWAIT_CONNECT:
+                raise StompError("Not connected",
+                                 f"expected CONNECT or STOMP, got {command}")
+            raise StompError("Unexpected frame", f"{command} is not allowed {self.state.value}")
+        self._handlers[command](frame)
+        receipt = frame.get("receipt")
+        if receipt is not None and command not in ("CONNECT", "STOMP"):
+            self._queue_receipt(receipt)
+        if command == "DISCONNECT":
+            self._close_after_receipts = True
+            self._release_receipts()
+
+    def after_read(self) -> None:
+        """End of a read: one store sync for this read's stored publishes; dispatch queues."""
+        if self._kick:
+            queues, self._kick = self._kick, {}
+            for q in queues.values():
+                q.dispatch()
+        if self._unsynced:
+            self._unsynced = False
+            self._sync_requested += 1
+            gen = self._sync_requested
+            self.broker.sync().addCallbacks(lambda _: self._synced(gen),
+                                            lambda f: self._sync_failed(f))
+
+    # ------------------------------------------------------------------ CONNECT
+    def _on_connect(self, frame: Frame) -> None:
+        version = negotiate_version(frame.get("accept-version"))
+        if version is None:
+            raise StompError(
+                "Version mismatch",
+                f"supported protocol versions are {','.join(('1.0', '1.1', '1.2'))}")
+        self.version = version
+        self.link.set_version(version)
+        login = frame.get("login")
+        passcode = frame.get("passcode")
+        if login is None:
+            login, passcode = self.config.default_user, self.config.default_pass
+        try:
+            self.user = self.broker.authenticate(login, passcode or "", loopback=self.loopback)
+        except AccessRefused:
+            log.warning("STOMP login refused for user '%s' from %s", login, self.peer_host)
+            raise StompError("Bad CONNECT",
+                             f"Access refused for user '{login}': wrong login or passcode, "
+                             "or this user may not connect from this host") from None
+        host = frame.get("host")
+        vhost_name = host if host is not None and host in self.broker.vhosts else "/"
+        try:
+            self.vhost = self.broker.open_vhost(self.user, vhost_name)
+        except BrokerError as error:
+            raise StompError("Bad CONNECT", error.text) from None
+        self.vhost_name = vhost_name
+        self.client_id = frame.get("client-id")
+        send_ms = expect_ms = 0
+        headers = [("version", version), ("session", self.session_id),
+                   ("server", f"{SERVER_NAME}")]
+        if version != "1.0":
+            client_send, client_expect = self._heartbeat_header(frame.get("heart-beat"))
+            offer = int(self.config.stomp_heartbeat)
+            if offer and client_expect:
+                send_ms = max(offer, client_expect)
+            if offer and client_send:
+                expect_ms = max(offer, client_send)
+            headers.append(("heart-beat", f"{offer},{offer}"))
+        self.heartbeat = (send_ms, expect_ms)
+        self.state = State.CONNECTED
+        self.link.write(encode(Frame("CONNECTED", tuple(headers)), version))
+        self.link.start_heartbeats(send_ms, expect_ms)
+        self.broker.emit("connection.created", name=self.session_id)
+
+    @staticmethod
+    def _heartbeat_header(value: str | None) -> tuple[int, int]:
+        if value is None:
+            return 0, 0
+        parts = value.split(",")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise StompError("Invalid heart-beat header",
+                             f"heart-beat must be two non-negative integers, got {value[:40]!r}")
+        return int(parts[0]), int(parts[1])
+
+    # ------------------------------------------------------------------ SEND
+    def _on_send(self, frame: Frame) -> None:
+        destination = parse_destination(frame.get("destination"))
+        tx = frame.get("transaction")
+        if tx is not None:
+            self._transaction(tx).append(frame)
+            return
+        self._publish(destination, frame)
+
+    def _publish(self, destination: Destination, frame: Frame) -> None:
+        vhost = self.vhost
+        kind = destination.kind
+        routing_key = destination.routing_key
+        if kind is Kind.QUEUE:
+            if destination.name not in self._known_queues:
+                self._ensure_queue(destination.name, frame)
+        elif kind is Kind.AMQ_QUEUE:
+            vhost.queue(destination.name)
+        elif kind is Kind.TEMP_QUEUE:
+            routing_key = self._temp_queue(destination).name
+        exchange_name = destination.exchange
+        exchange = vhost.exchanges.get(exchange_name)
+        if exchange is None:
+            raise NotFound(f"no exchange '{exchange_name}' in vhost '{vhost.name}'")
+        self._check("write", "exchange", exchange_name)
+        if exchange.internal:
+            raise AccessRefused(f"cannot publish to internal exchange '{exchange_name}' in "
+                                f"vhost '{vhost.name}'")
+        props, scheduled = self._properties(frame)
+        message = Message(exchange_name, routing_key, frame.body, codec=self.broker.codec,
+                          props=props, persistent=props.delivery_mode == 2,
+                          priority=props.priority or 0, ttl=parse_expiration(props.expiration))
+        if not self._publishing:
+            self._publishing = True
+            self.broker.register_blockable(self)
+        self.stats_publish += 1
+        if scheduled is not None:
+            delay, period, repeat = scheduled
+            if self.scheduler.schedule(vhost.name, message, delay, period, repeat):
+                self._unsynced = True
+            return
+        routed = vhost.publish(exchange, message)
+        if routed.stored:
+            self._unsynced = True
+
+    def _properties(self, frame: Frame) -> tuple[Properties, tuple[int, int, int] | None]:
+        """AMQP properties from a SEND's headers, and (delay, period, repeat) if scheduled."""
+        props = Properties()
+        custom: dict[str, Any] = {}
+        scheduled = None
+        seen: set[str] = set()
+        for name, value in frame.headers:
+            if name in seen:
+                continue          # STOMP 1.2: the first of repeated headers wins
+            seen.add(name)
+            if name not in _NOT_AMQP_HEADERS:
+                custom[name] = value
+            elif name == "content-type":
+                props.content_type = value
+            elif name == "persistent":
+                props.delivery_mode = 2 if value.lower() == "true" else 1
+            elif name == "priority":
+                props.priority = _int_header(frame, "priority", 0, 255)
+            elif name == "correlation-id":
+                props.correlation_id = value
+            elif name == "reply-to":
+                props.reply_to = self._reply_to(value)
+            elif name == "expiration":
+                ttl = _int_header(frame, "expiration", 0)
+                props.expiration = str(ttl)
+            elif name == "expires":
+                expires = _int_header(frame, "expires", 0)
+                if expires and props.expiration is None:
+                    props.expiration = str(max(0, expires - int(time.time() * 1000)))
+            elif name == "amqp-message-id":
+                props.message_id = value
+            elif name == "content-encoding":
+                props.content_encoding = value
+            elif name == "timestamp":
+                props.timestamp = _int_header(frame, "timestamp", 0)
+            elif name == "type":
+                props.type = value
+            elif name == "user-id":
+                if value != self.user.name:
+                    raise PreconditionFailed(
+                        f"user_id property set to '{value}' but authenticated user was "
+                        f"'{self.user.name}'")
+                props.user_id = value
+            elif name == "app-id":
+                props.app_id = value
+            elif name in (DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER):
+                if scheduled is None:
+                    delay = _int_header(frame, DELAY_HEADER, 0) or 0
+                    period = _int_header(frame, PERIOD_HEADER, 0) or 0
+                    repeat = _int_header(frame, REPEAT_HEADER, 0) or 0
+                    scheduled = (delay, period, repeat)
+        if custom:
+            props.headers = custom
+        return props, scheduled
+
+    def _reply_to(self, value: str) -> str:
+        """``/temp-queue/x`` becomes this session's private queue (AMQP sees its bare name)."""
+        if value.startswith(Kind.TEMP_QUEUE.value):
+            destination = parse_destination(value)
+            queue = self._temp_queue(destination)
+            return queue.name
+        return value
+
+    # ------------------------------------------------------------------ queues
+    def _check(self, kind: str, resource_kind: str, name: str) -> None:
+        key = (kind, resource_kind, name)
+        if key not in self._checked:
+            self.broker.check(self.user, self.vhost_name, kind, resource_kind, name)
+            self._checked.add(key)
+
+    def _ensure_queue(self, name: str, frame: Frame, for_subscribe: bool = False) -> Queue:
+        """A /queue/ destination's queue, declared as RabbitMQ does if it is missing."""
+        vhost = self.vhost
+        queue = vhost.queues.get(name)
+        if queue is None:
+            self._check("configure", "queue", name)
+            durable = (frame.get("durable") or "true").lower() != "false" if for_subscribe \
+                else True
+            auto_delete = for_subscribe and (frame.get("auto-delete") or "").lower() == "true"
+            exclusive = for_subscribe and (frame.get("exclusive") or "").lower() == "true"
+            queue = vhost.declare_queue(
+                name, durable=durable, exclusive_owner=self if exclusive else None,
+                auto_delete=auto_delete, arguments=self._queue_arguments(frame),
+                connection=self)
+            if exclusive:
+                self.exclusive_queues.append(queue)
+        else:
+            queue.check_access(self)
+        self._known_queues.add(name)
+        return queue
+
+    @staticmethod
+    def _queue_arguments(frame: Frame) -> dict[str, Any]:
+        """RabbitMQ reads ``x-*`` headers of SEND/SUBSCRIBE as queue arguments."""
+        arguments: dict[str, Any] = {}
+        for name, value in frame.headers:
+            if name.startswith("x-") and name != "x-priority" and name not in arguments:
+                arguments[name] = int(value) if value.isdigit() else value
+        return arguments
+
+    def _private_queue(self, prefix: str) -> Queue:
+        vhost = self.vhost
+        name = prefix + secrets.token_urlsafe(16)
+        while name in vhost.queues:
+            name = prefix + secrets.token_urlsafe(16)
+        queue = vhost.declare_queue(name, durable=False, exclusive_owner=self, auto_delete=True,
+                                    connection=self)
+        self.exclusive_queues.append(queue)
+        return queue
+
+    def _temp_queue(self, destination: Destination) -> Queue:
+        """This session's queue for ``/temp-queue/name``, subscribed to implicitly."""
+        queue = self._temp_queues.get(destination.name)
+        if queue is not None and not queue.deleted:
+            return queue
+        queue = self._private_queue("stomp-temp-")
+        self._temp_queues[destination.name] = queue
+        if destination.text not in self.subscriptions:
+            self._add_subscription(destination.text, queue, destination.text, "auto", 0, None,
+                                   0, None, private=True)
+        return queue
+
+    # ------------------------------------------------------------------ SUBSCRIBE
+    def _on_subscribe(self, frame: Frame) -> None:
+        destination = parse_destination(frame.get("destination"))
+        sub_id = frame.get("id")
+        if sub_id is None:
+            if self.version != "1.0":
+                raise StompError("Missing header 'id'", "SUBSCRIBE needs an 'id' header")
+            sub_id = destination.text
+        if sub_id in self.subscriptions:
+            raise StompError("Duplicate subscription id",
+                             f"a subscription with id '{sub_id}' already exists")
+        ack_mode = frame.get("ack", "auto")
+        if ack_mode not in ACK_MODES:
+            raise StompError("Invalid ack mode",
+                             f"ack must be auto, client or client-individual, not {ack_mode!r}")
+        prefetch = _int_header(frame, "prefetch-count", 0)
+        if prefetch is None:
+            prefetch = _int_header(frame, "activemq.prefetchSize", 0)
+        priority = _int_header(frame, "x-priority", -2 ** 31, 2 ** 31) or \
+            _int_header(frame, "activemq.priority", 0, 127) or 0
+        selector = None
+        text = frame.get("selector")
+        if text is not None and text.strip():
+            try:
+                selector = Selector.parse(text)
+            except SelectorError as error:
+                raise StompError("Invalid selector", str(error)) from None
+        queue, durable_name, private = self._subscription_queue(destination, sub_id, frame)
+        self._check("read", "queue", queue.name)
+        self._add_subscription(sub_id, queue, destination.text, ack_mode, prefetch or 0,
+                               selector, priority, durable_name, private)
+
+    def _subscription_queue(self, destination: Destination, sub_id: str, frame: Frame
+                            ) -> tuple[Queue, str | None, bool]:
+        vhost = self.vhost
+        kind = destination.kind
+        if kind is Kind.QUEUE:
+            return self._ensure_queue(destination.name, frame, for_subscribe=True), None, False
+        if kind in (Kind.AMQ_QUEUE, Kind.REPLY_QUEUE):
+            queue = vhost.queue(destination.name)
+            queue.check_access(self)
+            return queue, None, False
+        if kind is Kind.TEMP_QUEUE:
+            queue = self._temp_queues.get(destination.name)
+            if queue is None or queue.deleted:
+                queue = self._private_queue("stomp-temp-")
+                self._temp_queues[destination.name] = queue
+            return queue, None, True
+        # TOPIC / EXCHANGE: a queue of this subscription's own, bound to the exchange
+        exchange_name = destination.exchange
+        vhost.exchange(exchange_name)
+        self._check("read", "exchange", exchange_name)
+        durable_name = self._durable_subscription_name(sub_id, frame)
+        if durable_name is not None:
+            queue = vhost.queues.get(durable_name)
+            if queue is None:
+                self._check("configure", "queue", durable_name)
+                queue = vhost.declare_queue(durable_name, durable=True, auto_delete=False,
+                                            arguments=self._queue_arguments(frame),
+                                            connection=self)
+            else:
+                queue.check_access(self)
+            private = False
+        else:
+            queue = self._private_queue("stomp-subscription-")
+            private = True
+        self._check("write", "queue", queue.name)
+        vhost.bind(exchange_name, queue, destination.routing_key)
+        return queue, durable_name, private
+
+    def _durable_subscription_name(self, sub_id: str, frame: Frame) -> str | None:
+        """The queue of a durable topic subscription named by this frame, or None."""
+        name = frame.get("activemq.subscriptionName")
+        if name is None:
+            durable = (frame.get("durable") or frame.get("persistent") or "").lower() == "true"
+            if not durable or (frame.get("auto-delete") or "").lower() == "true":
+                return None
+            name = sub_id
+        client = self.client_id or frame.get("client-id")
+        return f"stomp-subscription-{client}-{name}" if client else f"stomp-subscription-{name}"
+
+    def _add_subscription(self, sub_id: str, queue: Queue, destination: str, ack_mode: str,
+                          prefetch: int, selector: Selector | None, priority: int,
+                          durable_name: str | None, private: bool) -> StompSubscription:
+        self._next_sub_index += 1
+        sub = StompSubscription(self, sub_id, self._next_sub_index, queue, destination, ack_mode,
+                                prefetch, selector, priority, durable_name, private)
+        self.subscriptions[sub_id] = sub
+        self._subs_by_index[sub.index] = sub
+        try:
+            queue.add_consumer(sub, self)
+        except BrokerError:
+            del self.subscriptions[sub_id]
+            del self._subs_by_index[sub.index]
+            raise
+        return sub
+
+    # ------------------------------------------------------------------ UNSUBSCRIBE
+    def _on_unsubscribe(self, frame: Frame) -> None:
+        sub_id = frame.get("id")
+        if sub_id is None:
+            if self.version != "1.0":
+                raise StompError("Missing header 'id'", "UNSUBSCRIBE needs an 'id' header")
+            sub_id = frame.get("destination")
+            if sub_id is None:
+                raise StompError("Missing header 'id'",
+                                 "UNSUBSCRIBE needs an 'id' or 'destination' header")
+        sub = self.subscriptions.get(sub_id)
+        if sub is None:
+            raise StompError("Unknown subscription", f"no subscription with id '{sub_id}'")
+        self._end_subscription(sub)
+        if sub.durable_name is not None and (
+                frame.get("activemq.subscriptionName") is not None
+                or (frame.get("durable") or frame.get("persistent") or "").lower() == "true"):
+            # RabbitMQ and ActiveMQ: unsubscribing by name ends the durable subscription
+            if sub.durable_name in self.vhost.queues:
+                self._check("configure", "queue", sub.durable_name)
+                self.vhost.delete_queue(sub.durable_name, connection=self)
+
+    def _end_subscription(self, sub: StompSubscription, requeue: bool = True) -> None:
+        self.subscriptions.pop(sub.id, None)
+        self._subs_by_index.pop(sub.index, None)
+        queue = sub.queue
+        entries = list(sub.unacked.values())
+        sub.unacked.clear()
+        released = groups_of(queue).release(sub) if not queue.deleted else ()
+        if entries:
+            queue.requeue(entries)
+        if not queue.deleted:
+            queue.remove_consumer(sub)
+            if released or entries:
+                queue.dispatch()
+
+    def subscription_cancelled(self, sub: StompSubscription) -> None:
+        """The queue was deleted under the subscription: tell the client, keep the session."""
+        self.subscriptions.pop(sub.id, None)
+        self._subs_by_index.pop(sub.index, None)
+        sub.unacked.clear()
+        if self.state is State.CONNECTED:
+            body = f"subscription '{sub.id}' ended: its queue '{sub.queue.name}' was deleted"
+            self.link.write(encode(Frame("ERROR", (
+                ("message", "Server cancelled subscription"), ("subscription", sub.id),
+                ("content-type", "text/plain"), ("content-length", str(len(body)))),
+                body.encode()), self.version))
+
+    # ------------------------------------------------------------------ delivery
+    def deliver(self, sub: StompSubscription, entry: QueueEntry) -> None:
+        """Write one MESSAGE frame (the queue already counted the delivery)."""
+        self._next_delivery += 1
+        number = self._next_delivery
+        message_id = sub.id_prefix + str(number)
+        if not sub.no_ack:
+            sub.unacked[number] = entry
+        message = entry.message
+        headers = [("subscription", sub.id),
+                   ("destination", sub.destination if sub.private_queue and
+                    sub.destination.startswith("/temp-queue/")
+                    else destination_header(message.exchange, message.routing_key)),
+                   ("message-id", message_id)]
+        if not sub.no_ack and self.version == "1.2":
+            headers.append(("ack", message_id))
+        if entry.redelivered:
+            headers.append(("redelivered", "true"))
+        _property_headers(message.properties, headers)
+        body = message.body
+        headers.append(("content-length", str(len(body))))
+        try:
+            data = encode(Frame("MESSAGE", tuple(headers), bytes(body)), self.version)
+        except ValueError:
+            # a header this version cannot carry (1.0 has no escapes): leave that header out
+            data = encode(Frame("MESSAGE", _representable(headers, self.version), bytes(body)),
+                          self.version)
+        self.link.write(data)
+
+    # ------------------------------------------------------------------ ACK / NACK
+    def _on_ack(self, frame: Frame) -> None:
+        self._settle_frame(frame, "ack", False)
+
+    def _on_nack(self, frame: Frame) -> None:
+        requeue = (frame.get("requeue") or "true").lower() != "false"
+        self._settle_frame(frame, "nack", requeue)
+
+    def _settle_frame(self, frame: Frame, how: str, requeue: bool) -> None:
+        name = "id" if self.version == "1.2" else "message-id"
+        ack_id = frame.get(name)
+        if ack_id is None:
+            raise StompError(f"Missing header '{name}'", f"{frame.command} needs an '{name}' header")
+        sub, number = self._delivery(ack_id)
+        if number not in sub.unacked:
+            raise StompError("Unknown message id",
+                             f"{frame.command} for '{ack_id}', which is not an unacknowledged "
+                             "message of this session")
+        tx = frame.get("transaction")
+        if tx is not None:
+            self._transaction(tx).append(frame)
+            return
+        self._settle(sub, number, how, requeue)
+
+    def _delivery(self, ack_id: str) -> tuple[StompSubscription, int]:
+        sub = None
+        number = -1
+        if ack_id.startswith("T_"):
+            index, sep, tail = ack_id[2:].partition("@@")
+            if sep and index.isdigit() and tail.isdigit():
+                sub = self._subs_by_index.get(int(index))
+                number = int(tail)
+        if sub is None:
+            raise StompError("Unknown message id",
+                             f"'{ack_id}' is not a message id of this session")
+        return sub, number
+
+    def _settle(self, sub: StompSubscription, number: int, how: str, requeue: bool) -> None:
+        unacked = sub.unacked
+        if sub.cumulative:
+            entries = []
+            for n in list(unacked):
+                if n > number:
+                    break
+                entries.append(unacked.pop(n))
+        else:
+            entry = unacked.pop(number, None)
+            entries = [entry] if entry is not None else []
+        if not entries:
+            return
+        queue = sub.queue
+        if how == "ack":
+            queue.ack(entries)
+        elif requeue:
+            queue.requeue(entries)
+        else:
+            queue.reject(entries)
+        self._kick[id(queue)] = queue
+
+    # ------------------------------------------------------------------ transactions
+    def _transaction(self, tx: str) -> list[Frame]:
+        frames = self.transactions.get(tx)
+        if frames is None:
+            raise StompError("Unknown transaction", f"transaction '{tx}' was not begun")
+        return frames
+
+    def _tx_header(self, frame: Frame) -> str:
+        tx = frame.get("transaction")
+        if tx is None:
+            raise StompError("Missing header 'transaction'",
+                             f"{frame.command} needs a 'transaction' header")
+        return tx
+
+    def _on_begin(self, frame: Frame) -> None:
+        tx = self._tx_header(frame)
+        if tx in self.transactions:
+            raise StompError("Duplicate transaction", f"transaction '{tx}' is already open")
+        self.transactions[tx] = []
+
+    def _on_commit(self, frame: Frame) -> None:
+        tx = self._tx_header(frame)
+        frames = self._transaction(tx)
+        del self.transactions[tx]
+        for held in frames:
+            if held.command == "SEND":
+                self._publish(parse_destination(held.get("destination")), held)
+                continue
+            ack_id = held.get("id" if self.version == "1.2" else "message-id")
+            try:
+                sub, number = self._delivery(ack_id)
+            except StompError:
+                continue   # its subscription ended meanwhile: the message was requeued
+            if held.command == "ACK":
+                self._settle(sub, number, "ack", False)
+            else:
+                self._settle(sub, number, "nack",
+                             (held.get("requeue") or "true").lower() != "false")
+
+    def _on_abort(self, frame: Frame) -> None:
+        tx = self._tx_header(frame)
+        self._transaction(tx)
+        del self.transactions[tx]
+
+    # ------------------------------------------------------------------ receipts
+    def _queue_receipt(self, receipt: str) -> None:
+        data = encode(Frame("RECEIPT", (("receipt-id", receipt),)), self.version)
+        if self._unsynced:
+            gen = self._sync_requested + 1
+        elif self._receipts:
+            gen = self._receipts[-1][0]
+        else:
+            self.link.write(data)
+            return
+        self._receipts.append((gen, data))
+
+    def _synced(self, gen: int) -> None:
+        self._sync_done = max(self._sync_done, gen)
+        if self.state is State.CLOSED:
+            return
+        self._release_receipts()
+        self.link.flush()
+
+    def _release_receipts(self) -> None:
+        receipts = self._receipts
+        while receipts and receipts[0][0] <= self._sync_done:
+            self.link.write(receipts.popleft()[1])
+        if self._close_after_receipts and not receipts and self.state is not State.CLOSED:
+            self.state = State.CLOSED
+            self.link.close()
+
+    def _sync_failed(self, failure: Any) -> None:
+        log.warning("store sync failed on STOMP session %s: %s", self.session_id,
+                    failure.getErrorMessage())
+        if self.state is State.CLOSED:
+            return
+        self._receipts.clear()
+        self.link.write(encode(_store_failed_frame(), self.version))
+        self.state = State.CLOSED
+        self.link.close()
+
+    # ------------------------------------------------------------------ DISCONNECT / close
+    def _on_disconnect(self, frame: Frame) -> None:
+        for sub in list(self.subscriptions.values()):
+            self._end_subscription(sub)
+
+    def closed(self) -> None:
+        """The transport is gone: requeue unacked messages, drop consumers and private queues."""
+        self.state = State.CLOSED
+        self.broker.unregister_blockable(self)
+        self.transactions.clear()
+        self._receipts.clear()
+        for sub in list(self.subscriptions.values()):
+            self._end_subscription(sub)
+        for queue in self.exclusive_queues:
+            vhost = queue.vhost
+            if not queue.deleted and vhost.queues.get(queue.name) is queue:
+                vhost.delete_queue(queue.name, reason="owner closed")
+        self.exclusive_queues.clear()
+        self._temp_queues.clear()
+
+    def set_blocked(self, blocked: bool, reason: str) -> None:
+        """Memory alarm (``Broker.register_blockable``): stop reading from this client."""
+        if self.state is not State.CLOSED:
+            self.link.set_reading(not blocked)
+
+    def kick(self) -> None:
+        """Write room came back: let this session's queues deliver again."""
+        for sub in list(self.subscriptions.values()):
+            sub.queue.dispatch()
+
+
+def _store_failed_frame() -> Frame:
+    body = b"the message store could not make published messages durable"
+    return Frame("ERROR", (("message", "Store failure"), ("content-type", "text/plain"),
+                           ("content-length", str(len(body)))), body)
+
+
+def _property_headers(props: Properties, out: list[tuple[str, str]]) -> None:
+    """Append the STOMP headers of AMQP properties (RabbitMQ's mapping) to *out*."""
+    if props.content_type is not None:
+        out.append(("content-type", props.content_type))
+    if props.content_encoding is not None:
+        out.append(("content-encoding", props.content_encoding))
+    if props.delivery_mode == 2:
+        out.append(("persistent", "true"))
+    if props.priority is not None:
+        out.append(("priority", str(props.priority)))
+    if props.correlation_id is not None:
+        out.append(("correlation-id", props.correlation_id))
+    if props.reply_to is not None:
+        reply_to = props.reply_to
+        out.append(("reply-to", reply_to if reply_to.startswith("/")
+                    else "/reply-queue/" + reply_to))
+    if props.expiration is not None:
+        out.append(("expiration", props.expiration))
+    if props.message_id is not None:
+        out.append(("amqp-message-id", props.message_id))
+    if props.timestamp is not None:
+        out.append(("timestamp", str(props.timestamp)))
+    if props.type is not None:
+        out.append(("type", props.type))
+    if props.user_id is not None:
+        out.append(("user-id", props.user_id))
+    if props.app_id is not None:
+        out.append(("app-id", props.app_id))
+    headers = props.headers
+    if headers:
+        for name, value in headers.items():
+            if name not in _RESERVED_MESSAGE_HEADERS and value is not None and name:
+                text = _header_value(value)
+                if isinstance(value, (dict, list, tuple)):
+                    continue
+                out.append((name, text))
+
+
+def _representable(headers: list[tuple[str, str]], version: str) -> tuple[tuple[str, str], ...]:
+    """*headers* without the ones *version* cannot write (LF, or ':' in a 1.0 name)."""
+    kept = []
+    for name, value in headers:
+        if not name or "\n" in name or "\n" in value or name.endswith("\r") \
+                or value.endswith("\r") and version != "1.2":
+            continue
+        if version == "1.0" and ":" in name:
+            continue
+        kept.append((name, value))
+    return tuple(kept)
