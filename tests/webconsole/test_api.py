@@ -1,0 +1,421 @@
+"""The management API, endpoint by endpoint, with requests (and pika for live connections)."""
+
+from __future__ import annotations
+
+import base64
+
+import pika
+import pytest
+import requests
+
+from tests.webconsole.conftest import ApiClient
+
+
+def q(s: str) -> str:
+    return requests.utils.quote(s, safe="")
+
+
+def assert_error(r: requests.Response, status: int, error: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error", "reason"}, body
+    if error is not None:
+        assert body["error"] == error
+    assert "Traceback" not in r.text
+    return body
+
+
+# ------------------------------------------------------------------------------- read-only
+def test_overview(api):
+    r = api.get("/api/overview")
+    assert r.status_code == 200
+    o = r.json()
+    for key in ("management_version", "rabbitmq_version", "product_name", "node",
+                "object_totals", "queue_totals", "message_stats", "listeners", "ha_role"):
+        assert key in o
+    assert o["ha_role"] == "master"
+    assert {"amqp", "http"} <= {listener["protocol"] for listener in o["listeners"]}
+    assert "publish_details" in o["message_stats"]
+
+
+def test_nodes_whoami_extensions_cluster_name(api, broker):
+    nodes = api.get("/api/nodes").json()
+    assert nodes[0]["name"] == "warren@localhost" and nodes[0]["running"] is True
+    assert api.get(f"/api/nodes/{q(nodes[0]['name'])}").json()["type"] == "disc"
+    assert_error(api.get("/api/nodes/nobody@nowhere"), 404, "Object Not Found")
+    assert api.get("/api/whoami").json() == {"name": "guest", "tags": ["administrator"]}
+    assert api.get("/api/extensions").json() == []
+    assert api.put("/api/cluster-name", {"name": "warren-test"}).status_code == 204
+    assert api.get("/api/cluster-name").json() == {"name": "warren-test"}
+
+
+def test_health_checks(api):
+    for path in ("/api/healthchecks/alarms", "/api/health/checks/alarms"):
+        assert api.get(path).json() == {"status": "ok"}
+    assert api.get("/api/aliveness-test/%2F").json() == {"status": "ok"}
+    assert_error(api.get("/api/aliveness-test/nope"), 404)
+
+
+# ------------------------------------------------------------------------------- queues
+def test_queue_lifecycle(api, unique):
+    path = f"/api/queues/%2F/{q(unique)}"
+    assert api.put(path, {"durable": True, "arguments": {"x-max-length": 5}}).status_code == 201
+    assert api.put(path, {"durable": True, "arguments": {"x-max-length": 5}}).status_code == 204
+    info = api.get(path).json()
+    assert info["name"] == unique and info["durable"] is True
+    assert info["arguments"] == {"x-max-length": 5}
+    for key in ("messages", "messages_ready", "messages_unacknowledged", "consumers",
+                "memory", "message_stats"):
+        assert key in info
+    assert any(x["name"] == unique for x in api.get("/api/queues").json())
+    assert any(x["name"] == unique for x in api.get("/api/queues/%2F").json())
+    # inequivalent redeclare: 400 with the AMQP text
+    body = assert_error(api.put(path, {"durable": False}), 400, "bad_request")
+    assert "inequivalent arg 'durable'" in body["reason"]
+    assert api.delete(path).status_code == 204
+    assert_error(api.get(path), 404, "Object Not Found")
+    assert_error(api.delete(path), 404)
+
+
+def test_publish_get_ackmodes_and_purge(api, unique):
+    qpath = f"/api/queues/%2F/{q(unique)}"
+    api.put(qpath, {"durable": False})
+    pub = "/api/exchanges/%2F/amq.default/publish"
+    for i in range(3):
+        r = api.post(pub, {"routing_key": unique, "payload": f"m{i}", "payload_encoding": "string",
+                           "properties": {"headers": {"n": i}, "delivery_mode": 2}})
+        assert r.json() == {"routed": True}
+    assert api.post(pub, {"routing_key": "no-such-queue-" + unique, "payload": "x",
+                          "properties": {}}).json() == {"routed": False}
+    raw = bytes(range(256))
+    assert api.post(pub, {"routing_key": unique, "payload": base64.b64encode(raw).decode(),
+                          "payload_encoding": "base64", "properties": {}}).json()["routed"]
+
+    got = api.post(qpath + "/get", {"count": 2, "ackmode": "ack_requeue_true",
+                                    "encoding": "auto"}).json()
+    assert [m["payload"] for m in got] == ["m0", "m1"]
+    assert got[0]["properties"]["headers"] == {"n": 0}
+    assert got[0]["properties"]["delivery_mode"] == 2
+    assert got[0]["payload_encoding"] == "string" and got[0]["payload_bytes"] == 2
+    assert api.get(qpath).json()["messages"] == 4          # requeued
+    again = api.post(qpath + "/get", {"count": 1, "ackmode": "ack_requeue_false",
+                                      "encoding": "auto"}).json()
+    assert again[0]["payload"] == "m0" and again[0]["redelivered"] is True
+    b64 = api.post(qpath + "/get", {"count": 1, "ackmode": "reject_requeue_true",
+                                    "encoding": "base64", "truncate": 1}).json()
+    assert b64[0]["payload_encoding"] == "base64"
+    assert base64.b64decode(b64[0]["payload"]) == b"m" and b64[0]["payload_bytes"] == 2
+    rest = api.post(qpath + "/get", {"count": 10, "ackmode": "reject_requeue_false",
+                                     "encoding": "auto"}).json()
+    assert [m["payload_encoding"] for m in rest] == ["string", "string", "base64"]
+    assert base64.b64decode(rest[2]["payload"]) == raw
+    assert api.get(qpath).json()["messages"] == 0
+    api.post(pub, {"routing_key": unique, "payload": "x", "properties": {}})
+    assert api.delete(qpath + "/contents").status_code == 204
+    assert api.get(qpath).json()["messages_ready"] == 0
+    api.delete(qpath)
+
+
+def test_get_and_publish_bad_arguments(api, unique):
+    qpath = f"/api/queues/%2F/{q(unique)}"
+    api.put(qpath, {})
+    assert_error(api.post(qpath + "/get", {"count": "many", "ackmode": "ack_requeue_true"}),
+                 400, "bad_request")
+    assert_error(api.post(qpath + "/get", {"count": 1, "ackmode": "keep"}), 400)
+    assert_error(api.post(qpath + "/get", {"count": 1, "encoding": "rot13"}), 400)
+    pub = "/api/exchanges/%2F/amq.default/publish"
+    assert_error(api.post(pub, {"routing_key": unique, "payload": "x",
+                                "properties": {"delivery_mode": "fast"}}), 400)
+    assert_error(api.post(pub, {"routing_key": unique, "payload": "%%%",
+                                "payload_encoding": "base64", "properties": {}}), 400)
+    assert_error(api.post(pub, {"routing_key": unique}), 400)
+    assert_error(api.put(qpath, {"durable": "perhaps"}), 400)
+    assert_error(api.put(qpath, {"arguments": "x-max-length=1"}), 400)
+    assert_error(api.put(f"/api/queues/%2F/{q(unique)}-2",
+                         {"arguments": {"x-max-length": "ten"}}), 400)
+    api.delete(qpath)
+
+
+def test_move_messages(api, unique):
+    src, dst = f"/api/queues/%2F/{q(unique)}-a", f"/api/queues/%2F/{q(unique)}-b"
+    api.put(src, {"durable": True})
+    api.put(dst, {"durable": True})
+    for i in range(5):
+        api.post("/api/exchanges/%2F/amq.default/publish",
+                 {"routing_key": unique + "-a", "payload": str(i),
+                  "properties": {"delivery_mode": 2}})
+    r = api.post(src + "/actions/move", {"destination": unique + "-b", "count": 2})
+    assert r.json() == {"moved": 2}
+    assert api.post(src + "/actions/move", {"destination": unique + "-b"}).json() == {"moved": 3}
+    got = api.post(dst + "/get", {"count": 5, "ackmode": "ack_requeue_true"}).json()
+    assert [m["payload"] for m in got] == ["0", "1", "2", "3", "4"]
+    assert api.get(src).json()["messages"] == 0
+    assert_error(api.post(src + "/actions/move", {"destination": "nope-" + unique}), 404)
+    assert_error(api.post(src + "/actions/move", {"destination": unique + "-b",
+                                                  "count": "x"}), 400)
+    api.delete(src)
+    api.delete(dst)
+
+
+# ------------------------------------------------------------------------------- exchanges
+def test_exchange_lifecycle_and_bindings(api, unique):
+    ex = f"/api/exchanges/%2F/{q(unique)}"
+    qpath = f"/api/queues/%2F/{q(unique)}"
+    assert api.put(ex, {"type": "topic", "durable": True}).status_code == 201
+    assert api.put(ex, {"type": "topic", "durable": True}).status_code == 204
+    assert api.get(ex).json()["type"] == "topic"
+    assert_error(api.put(ex, {"type": "fanout"}), 400)
+    assert_error(api.put(f"/api/exchanges/%2F/{q(unique)}-x", {"type": "nonsense"}), 400)
+    assert_error(api.put(f"/api/exchanges/%2F/{q(unique)}-x", {}), 400)
+    assert_error(api.put("/api/exchanges/%2F/amq.newone", {"type": "direct"}), 403)
+    assert api.get("/api/exchanges/%2F/amq.default").json()["name"] == ""
+    api.put(qpath, {})
+
+    bpath = f"/api/bindings/%2F/e/{q(unique)}/q/{q(unique)}"
+    r = api.post(bpath, {"routing_key": "a.#", "arguments": {}})
+    assert r.status_code == 201 and r.headers["Location"] == "a.%23"
+    r = api.post(bpath, {"routing_key": "b", "arguments": {"x-k": "v"}})
+    assert r.status_code == 201
+    listed = api.get(bpath).json()
+    assert {b["routing_key"] for b in listed} == {"a.#", "b"}
+    props = {b["routing_key"]: b["properties_key"] for b in listed}
+    assert props["a.#"] == "a.%23" and props["b"].startswith("b~")
+    assert api.get(f"{bpath}/{q(props['b'])}").json()["arguments"] == {"x-k": "v"}
+    assert api.get(f"{ex}/bindings/source").json()[0]["destination"] == unique
+    assert {b["source"] for b in api.get(f"{qpath}/bindings").json()} == {"", unique}
+    assert any(b["source"] == unique for b in api.get("/api/bindings/%2F").json())
+    assert api.post("/api/exchanges/%2F/" + q(unique) + "/publish",
+                    {"routing_key": "a.x", "payload": "p", "properties": {}}).json() == \
+        {"routed": True}
+    # exchange to exchange
+    api.put(ex + "-dst", {"type": "fanout", "durable": False})
+    e2e = f"/api/bindings/%2F/e/{q(unique)}/e/{q(unique)}-dst"
+    assert api.post(e2e, {"routing_key": "k"}).status_code == 201
+    assert api.get(f"{ex}-dst/bindings/destination").json()[0]["source"] == unique
+    assert api.delete(f"{e2e}/k").status_code == 204
+    assert api.get(e2e).json() == []
+    # delete by packed key (as rabbitmqadmin sends it, quoted once more)
+    assert api.delete(f"{bpath}/{q(props['a.#'])}").status_code == 204
+    assert api.delete(f"{bpath}/{q(props['b'])}").status_code == 204
+    assert_error(api.delete(f"{bpath}/{q(props['b'])}"), 404)
+    assert api.get(bpath).json() == []
+    assert_error(api.post(f"/api/bindings/%2F/e/{q(unique)}/q/nope", {}), 404)
+    assert_error(api.post(f"/api/bindings/%2F/e/amq.default/q/{q(unique)}", {}), 403)
+    assert api.delete(ex).status_code == 204
+    assert api.delete(ex + "-dst").status_code == 204
+    assert_error(api.delete(ex), 404)
+    api.delete(qpath)
+
+
+# ------------------------------------------------------------------------------- access
+def test_vhosts_users_permissions(api, unique):
+    vpath = f"/api/vhosts/{q(unique)}"
+    assert api.put(vpath, {"description": "test vhost", "tags": "a,b"}).status_code == 201
+    assert api.put(vpath, {"description": "test vhost"}).status_code == 204
+    assert api.get(vpath).json()["description"] == "test vhost"
+    user = f"/api/users/{q(unique)}"
+    assert api.put(user, {"password": "secret", "tags": "management"}).status_code == 201
+    info = api.get(user).json()
+    assert info["tags"] == ["management"] and info["password_hash"]
+    perm = f"/api/permissions/{q(unique)}/{q(unique)}"
+    assert api.put(perm, {"configure": "^x", "write": ".*", "read": ""}).status_code == 201
+    assert api.get(perm).json()["configure"] == "^x"
+    assert api.get(f"{user}/permissions").json()[0]["vhost"] == unique
+    assert api.get(f"{vpath}/permissions").json()[0]["user"] == unique
+    assert any(p["user"] == unique for p in api.get("/api/permissions").json())
+    assert_error(api.put(perm, {"configure": "(", "write": "", "read": ""}), 400)
+    assert_error(api.put(f"/api/permissions/nope-{q(unique)}/{q(unique)}",
+                         {"configure": "", "write": "", "read": ""}), 400)
+    # password_hash round trip: the same hash logs in with the same password
+    h = info["password_hash"]
+    assert api.put(user, {"password_hash": h, "tags": ["management"]}).status_code == 204
+    me = ApiClient(api.base, (unique, "secret"))
+    assert me.get("/api/whoami").json() == {"name": unique, "tags": ["management"]}
+    assert [v["name"] for v in me.get("/api/vhosts").json()] == [unique]
+    assert_error(api.put(user, {"tags": 5}), 400)
+    assert_error(api.put(f"/api/users/{q(unique)}-new", {"tags": ""}), 400)
+    assert api.delete(perm).status_code == 204
+    assert_error(api.get(perm), 404)
+    assert api.delete(user).status_code == 204
+    assert_error(api.get(user), 404)
+    assert api.delete(vpath).status_code == 204
+    assert_error(api.get(vpath), 404)
+    assert_error(api.get(f"/api/queues/{q(unique)}"), 404)
+
+
+def test_policies(api, unique):
+    path = f"/api/policies/%2F/{q(unique)}"
+    body = {"pattern": f"^{unique}", "definition": {"max-length": 1}, "priority": 3,
+            "apply-to": "queues"}
+    assert api.put(path, body).status_code == 201
+    assert api.put(path, body).status_code == 204
+    got = api.get(path).json()
+    assert got["definition"] == {"max-length": 1} and got["apply-to"] == "queues"
+    assert any(p["name"] == unique for p in api.get("/api/policies/%2F").json())
+    qpath = f"/api/queues/%2F/{q(unique)}"
+    api.put(qpath, {})
+    assert api.get(qpath).json()["policy"] == unique
+    assert_error(api.put(path, {**body, "definition": {"no-such-key": 1}}), 400)
+    assert_error(api.put(path, {**body, "pattern": "("}), 400)
+    assert_error(api.put(path, {**body, "priority": "high"}), 400)
+    assert api.delete(path).status_code == 204
+    assert_error(api.delete(path), 404)
+    api.delete(qpath)
+
+
+def test_definitions_per_vhost_export_and_import(api, unique):
+    api.put(f"/api/queues/%2F/{q(unique)}", {"durable": True})
+    defs = api.get("/api/definitions/%2F").json()
+    assert any(x["name"] == unique for x in defs["queues"])
+    assert "users" not in defs and all("vhost" not in x for x in defs["queues"])
+    api.put(f"/api/vhosts/{q(unique)}", {})
+    assert api.post(f"/api/definitions/{q(unique)}", defs).status_code == 204
+    assert api.get(f"/api/queues/{q(unique)}/{q(unique)}").status_code == 200
+    assert_error(api.post("/api/definitions", {"queues": "lots"}), 400)
+    assert_error(api.post("/api/definitions", [1, 2]), 400)
+    api.delete(f"/api/vhosts/{q(unique)}")
+    api.delete(f"/api/queues/%2F/{q(unique)}")
+
+
+# ------------------------------------------------------------------------------- connections
+def test_connections_channels_consumers_and_close(api, broker, unique):
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    try:
+        ch = conn.channel()
+        ch.queue_declare(unique, auto_delete=True)
+        ch.basic_consume(unique, lambda *a: None, consumer_tag="tag-" + unique)
+        conns = api.get("/api/connections").json()
+        mine = [c for c in conns if c["user"] == "guest" and c["protocol"] == "AMQP 0-9-1"]
+        assert mine
+        name = mine[-1]["name"]
+        assert api.get(f"/api/connections/{q(name)}").json()["name"] == name
+        assert api.get(f"/api/connections/{q(name)}/channels").json()
+        assert any(c["name"].startswith(name) for c in api.get("/api/channels").json())
+        consumers = api.get("/api/consumers/%2F").json()
+        assert any(c["consumer_tag"] == "tag-" + unique and c["queue"]["name"] == unique
+                   for c in consumers)
+        assert api.get(f"/api/queues/%2F/{q(unique)}").json()["consumers"] == 1
+        r = api.delete(f"/api/connections/{q(name)}", headers={"X-Reason": "test says bye"})
+        assert r.status_code == 204
+        with pytest.raises(pika.exceptions.AMQPError):
+            for _ in range(100):
+                conn.process_data_events(time_limit=0.1)
+        assert_error(api.get(f"/api/connections/{q(name)}"), 404)
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+# ------------------------------------------------------------------------------- lists
+def test_pagination_columns_sort_and_regex(api, unique):
+    for i in range(5):
+        api.put(f"/api/queues/%2F/{q(unique)}-{i}", {"durable": False})
+    page = api.get("/api/queues/%2F", params={"page": 2, "page_size": 2, "name": unique}).json()
+    assert page["page"] == 2 and page["page_size"] == 2 and page["filtered_count"] == 5
+    assert page["page_count"] == 3 and page["item_count"] == 2
+    assert [x["name"] for x in page["items"]] == [f"{unique}-2", f"{unique}-3"]
+    cols = api.get("/api/queues/%2F", params={"columns": "name,message_stats.publish",
+                                              "name": unique}).json()
+    assert set(cols[0]) == {"name", "message_stats"} and set(cols[0]["message_stats"]) == \
+        {"publish"}
+    rx = api.get("/api/queues/%2F", params={"name": f"{unique}-[13]$", "use_regex": "true",
+                                            "sort": "name", "sort_reverse": "true"}).json()
+    assert [x["name"] for x in rx] == [f"{unique}-3", f"{unique}-1"]
+    assert_error(api.get("/api/queues/%2F", params={"page": 99}), 400)
+    assert_error(api.get("/api/queues/%2F", params={"page": "x"}), 400)
+    assert_error(api.get("/api/queues", params={"name": "(", "use_regex": "true"}), 400)
+    for i in range(5):
+        api.delete(f"/api/queues/%2F/{q(unique)}-{i}")
+
+
+# ------------------------------------------------------------------------------- errors & auth
+def test_errors(api, unique):
+    assert_error(api.get("/api/no-such-thing"), 404, "Object Not Found")
+    assert_error(api.get("/api/queues/no-such-vhost"), 404)
+    assert_error(api.get(f"/api/queues/%2F/{q(unique)}"), 404)
+    assert_error(api.get(f"/api/exchanges/%2F/{q(unique)}"), 404)
+    r = api.request("PUT", f"/api/queues/%2F/{q(unique)}", data=b"{not json",
+                    headers={"Content-Type": "application/json"})
+    assert_error(r, 400, "bad_request")
+    r = api.request("PUT", f"/api/queues/%2F/{q(unique)}", data=b"[1]",
+                    headers={"Content-Type": "application/json"})
+    assert_error(r, 400)
+    r = api.request("POST", "/api/overview", json={})
+    assert_error(r, 405)
+    assert "GET" in r.headers["Allow"]
+    assert_error(api.request("PATCH", "/api/queues"), 405)
+    assert api.get("/api/overview").status_code == 200     # still alive
+
+
+def test_authentication(api, broker):
+    anon = ApiClient(broker.http_url, None)
+    r = anon.get("/api/overview")
+    assert_error(r, 401)
+    assert r.headers["WWW-Authenticate"].startswith("Basic")
+    assert_error(ApiClient(broker.http_url, ("guest", "wrong")).get("/api/overview"), 401)
+    assert_error(ApiClient(broker.http_url, ("nobody", "x")).get("/api/queues"), 401)
+    r = anon.request("GET", "/api/overview", headers={"Authorization": "Basic !!!"})
+    assert_error(r, 401)
+
+
+def test_tags_decide_access(api, broker, make_user, unique):
+    plain = ApiClient(broker.http_url, make_user(""))
+    assert_error(plain.get("/api/overview"), 403, "not_authorised")
+    mgmt = ApiClient(broker.http_url, make_user("management"))
+    assert mgmt.get("/api/overview").status_code == 200
+    assert mgmt.get("/api/queues").status_code == 200
+    for path in ("/api/users", "/api/permissions", "/api/definitions", "/api/nodes",
+                 "/api/policies"):
+        assert_error(mgmt.get(path), 403)
+    assert_error(mgmt.put(f"/api/vhosts/{q(unique)}", {}), 403)
+    assert_error(mgmt.put(f"/api/users/{q(unique)}", {"password": "x", "tags": ""}), 403)
+    # a management user may declare in its vhost, within its permissions
+    assert mgmt.put(f"/api/queues/%2F/{q(unique)}", {}).status_code == 201
+    assert mgmt.delete(f"/api/queues/%2F/{q(unique)}").status_code == 204
+    monitor = ApiClient(broker.http_url, make_user("monitoring"))
+    assert monitor.get("/api/nodes").status_code == 200
+    assert_error(monitor.get("/api/users"), 403)
+    pm = ApiClient(broker.http_url, make_user("policymaker"))
+    assert pm.put(f"/api/policies/%2F/{q(unique)}",
+                  {"pattern": "^zzz", "definition": {"max-length": 1}}).status_code == 201
+    assert pm.delete(f"/api/policies/%2F/{q(unique)}").status_code == 204
+    # no permissions in the vhost: 403 on resources there
+    stranger = ApiClient(broker.http_url, make_user("management", perms=False))
+    assert stranger.get("/api/vhosts").json() == []
+    assert_error(stranger.get("/api/queues/%2F"), 403)
+    # restricted permissions: configure refused by pattern
+    name, pw = make_user("management")
+    api.put(f"/api/permissions/%2F/{name}", {"configure": "^only-", "write": ".*", "read": ".*"})
+    narrow = ApiClient(broker.http_url, (name, pw))
+    assert_error(narrow.put(f"/api/queues/%2F/{q(unique)}", {}), 403, "access_refused")
+
+
+def test_csrf_protection(api, unique):
+    path = f"/api/queues/%2F/{q(unique)}"
+    # an HTML form post: form content type, no X-Requested-With
+    r = api.request("PUT", path, data={"durable": "true"})
+    assert r.status_code == 415
+    r = api.request("POST", "/api/exchanges/%2F/amq.default/publish",
+                    data=b'{"routing_key":"x","payload":"y","properties":{}}',
+                    headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415
+    # another site's page, even with JSON
+    r = api.put(path, {}, headers={"Origin": "http://evil.example"})
+    assert_error(r, 403)
+    r = api.delete(path, headers={"Origin": "null"})
+    assert_error(r, 403)
+    # same origin, or X-Requested-With: fine
+    host = api.base.split("//", 1)[1]
+    assert api.put(path, {}, headers={"Origin": f"http://{host}"}).status_code == 201
+    r = api.request("PUT", path, data=b"{}",
+                    headers={"Content-Type": "text/plain", "X-Requested-With": "XMLHttpRequest"})
+    assert r.status_code == 204
+    assert api.delete(path).status_code == 204
+
+
+def test_state_changes_are_logged(api, broker, unique):
+    api.put(f"/api/queues/%2F/{q(unique)}", {})
+    line = broker.wait_for_line(f"PUT /api/queues/%2F/{q(unique)} by user 'guest'")
+    assert "-> 201" in line
+    api.delete(f"/api/queues/%2F/{q(unique)}")
+    broker.wait_for_line(f"DELETE /api/queues/%2F/{q(unique)} by user 'guest'")

@@ -1,0 +1,184 @@
+"""Export and import of definitions in RabbitMQ's JSON format.
+
+The document is RabbitMQ's (``rabbit_definitions``): ``users``, ``vhosts``, ``permissions``,
+``topic_permissions``, ``parameters``, ``global_parameters``, ``policies``, ``queues``,
+``exchanges``, ``bindings``, plus version fields. A file exported from RabbitMQ imports here and
+back: password hashes use the same format, user ``tags`` may be a list or RabbitMQ 3.8's
+comma-separated string, unknown sections are ignored.
+
+What is exported is what survives a restart: durable, non-exclusive queues; durable exchanges
+other than the default and ``amq.*`` ones; bindings between exported (or built-in) objects.
+A per-vhost export (``vhost=...``) leaves out users, vhosts and permissions and the ``vhost``
+field of each object, as RabbitMQ's ``/api/definitions/{vhost}``; importing it needs a target
+vhost.
+
+Import is idempotent: an existing equivalent object is left as is; an inequivalent queue or
+exchange raises PreconditionFailed (as a redeclare would). The document's shape (sections,
+required keys, types) is checked before anything changes, so a malformed file changes nothing;
+a conflict found while applying (an inequivalent queue) stops the import there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import PreconditionFailed
+
+PRODUCT_VERSION = "3.13.0"  # the RabbitMQ version whose format we write
+WARREN_VERSION = "0.1.0"
+
+
+def export_definitions(broker: Any, vhost: str | None = None) -> dict[str, Any]:
+    vhosts = [broker.vhost(vhost)] if vhost is not None else [
+        broker.vhosts[n] for n in sorted(broker.vhosts)]
+    per_vhost = vhost is not None
+    queues, exchanges, bindings, policies = [], [], [], []
+    for vh in vhosts:
+        for q in sorted(vh.queues.values(), key=lambda q: q.name):
+            if q.durable and q.exclusive_owner is None:
+                queues.append(_strip({**q.definition(), "arguments": _jsonable(q.arguments)},
+                                     per_vhost))
+        for ex in sorted(vh.exchanges.values(), key=lambda e: e.name):
+            if ex.name and not ex.name.startswith("amq.") and ex.durable:
+                exchanges.append(_strip({**ex.definition(),
+                                         "arguments": _jsonable(ex.arguments)}, per_vhost))
+        for ex in sorted(vh.exchanges.values(), key=lambda e: e.name):
+            if not ex.name:
+                continue
+            for b in ex.bindings:
+                d = b.destination
+                if not d.durable or getattr(d, "exclusive_owner", None) is not None:
+                    continue
+                if not ex.durable:
+                    continue
+                bindings.append(_strip({
+                    "source": b.source, "vhost": vh.name, "destination": d.name,
+                    "destination_type": d.kind, "routing_key": b.routing_key,
+                    "arguments": _jsonable(b.arguments)}, per_vhost))
+        for p in sorted(broker.policies.get(vh.name, {}).values(), key=lambda p: p.name):
+            policies.append(_strip(p.as_json(), per_vhost))
+    out: dict[str, Any] = {
+        "rabbit_version": PRODUCT_VERSION, "rabbitmq_version": PRODUCT_VERSION,
+        "product_name": "warren", "product_version": WARREN_VERSION,
+    }
+    if not per_vhost:
+        out["users"] = [{**u.definition(), "limits": {}}
+                        for _, u in sorted(broker.users.items())]
+        out["vhosts"] = [{"name": vh.name, "description": getattr(vh, "description", ""),
+                          "tags": list(getattr(vh, "tags", [])), "limits": [],
+                          "metadata": {"description": getattr(vh, "description", ""),
+                                       "tags": list(getattr(vh, "tags", []))}}
+                         for vh in vhosts]
+        out["permissions"] = [p.definition() for _, p in sorted(broker.permissions.items())]
+        out["topic_permissions"] = []
+        out["parameters"] = []
+        out["global_parameters"] = [{"name": "cluster_name", "value": broker.node_name}]
+    out["policies"] = policies
+    out["queues"] = queues
+    out["exchanges"] = exchanges
+    out["bindings"] = bindings
+    return out
+
+
+def import_definitions(broker: Any, defs: Any, vhost: str | None = None) -> None:
+    """Apply a definitions document; ``vhost`` forces every object into that vhost."""
+    if not isinstance(defs, dict):
+        raise PreconditionFailed("definitions must be a JSON object")
+    for section in ("users", "vhosts", "permissions", "policies", "queues", "exchanges",
+                    "bindings"):
+        items = defs.get(section, [])
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise PreconditionFailed(f"'{section}' must be a list of objects")
+    if vhost is not None:
+        broker.vhost(vhost)
+
+    def vh_of(item: dict[str, Any]) -> str:
+        name = vhost if vhost is not None else item.get("vhost", "/")
+        if not isinstance(name, str):
+            raise PreconditionFailed(f"bad vhost in {item!r}")
+        return name
+
+    _validate(defs, vh_of)
+    if vhost is None:
+        for v in defs.get("vhosts", []):
+            meta = v.get("metadata") or {}
+            broker.add_vhost(v["name"], description=v.get("description",
+                                                          meta.get("description", "")),
+                             tags=_tags(v.get("tags", meta.get("tags", []))))
+        for u in defs.get("users", []):
+            broker.add_user(u["name"], u.get("password"), _tags(u.get("tags", [])),
+                            password_hash=u.get("password_hash") if "password" not in u
+                            else None)
+        for p in defs.get("permissions", []):
+            broker.set_permissions(p["user"], p["vhost"], p.get("configure", ""),
+                                   p.get("write", ""), p.get("read", ""))
+    for p in defs.get("policies", []):
+        broker.set_policy(vh_of(p), p["name"], p["pattern"], p["definition"],
+                          priority=int(p.get("priority", 0)),
+                          apply_to=p.get("apply-to", "all"))
+    for e in defs.get("exchanges", []):
+        broker.vhost(vh_of(e)).declare_exchange(
+            e["name"], e.get("type", "direct"), durable=bool(e.get("durable", True)),
+            auto_delete=bool(e.get("auto_delete", False)),
+            internal=bool(e.get("internal", False)), arguments=e.get("arguments") or {})
+    for q in defs.get("queues", []):
+        broker.vhost(vh_of(q)).declare_queue(
+            q["name"], durable=bool(q.get("durable", True)),
+            auto_delete=bool(q.get("auto_delete", False)), arguments=q.get("arguments") or {})
+    for b in defs.get("bindings", []):
+        vh = broker.vhost(vh_of(b))
+        if b.get("destination_type", "queue") == "queue":
+            dest = vh.queue(b["destination"])
+        else:
+            dest = vh.exchange(b["destination"])
+        vh.bind(b["source"], dest, b.get("routing_key", ""), b.get("arguments") or {})
+
+
+def _validate(defs: dict[str, Any], vh_of) -> None:
+    """Check shapes and references before changing anything."""
+    required = {"users": ("name",), "vhosts": ("name",),
+                "permissions": ("user", "vhost"), "policies": ("name", "pattern", "definition"),
+                "queues": ("name",), "exchanges": ("name",),
+                "bindings": ("source", "destination")}
+    for section, keys in required.items():
+        for item in defs.get(section, []):
+            for k in keys:
+                if k not in item:
+                    raise PreconditionFailed(f"{section}: an item lacks '{k}'")
+            for k in ("name", "source", "destination", "user"):
+                if k in item and not isinstance(item[k], str):
+                    raise PreconditionFailed(f"{section}: '{k}' must be a string")
+    for u in defs.get("users", []):
+        if "password" not in u and not isinstance(u.get("password_hash", ""), str):
+            raise PreconditionFailed("users: password_hash must be a string")
+    for section in ("queues", "exchanges", "bindings", "policies"):
+        for item in defs.get(section, []):
+            if vh_of(item) is None:
+                raise PreconditionFailed(f"{section}: no vhost")
+
+
+def _tags(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [t.strip() for t in value.split(",") if t.strip()]
+    if isinstance(value, list):
+        return [str(t) for t in value]
+    return []
+
+
+def _strip(d: dict[str, Any], per_vhost: bool) -> dict[str, Any]:
+    if per_vhost:
+        d = dict(d)
+        d.pop("vhost", None)
+    return d
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v).decode("utf-8", "replace")
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)

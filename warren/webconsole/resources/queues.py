@@ -1,0 +1,242 @@
+"""/api/queues: list, declare, delete, purge, get (browse/consume), move; queue bindings.
+
+Field names are RabbitMQ's ``rabbit_mgmt_format`` queue object. A queue's ``memory`` is an
+estimate (message bytes held plus a fixed per-message overhead), since Python cannot measure
+one object's share of the heap cheaply.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from ...broker.errors import NotFound
+from ...broker.message import OVERHEAD, Properties
+from ...broker.move import move_messages
+from ..api import (Call, Route, as_bool, as_int, as_str, as_table, bad_request, not_found)
+from .bindings import binding_info
+
+ACKMODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
+            "reject_requeue_false")
+
+
+def queue_info(call: Call, vh: Any, q: Any) -> dict[str, Any]:
+    ready = q.message_count
+    unacked = q.unacked
+    ready_bytes = q.ready.bytes
+    stats = q.stats
+    rates = call.site.stats.queue_rates(vh.name, q.name) if call.site.stats else {}
+    message_stats: dict[str, Any] = {}
+    deliver_get = stats["deliver"] + stats["deliver_no_ack"] + stats["get"]
+    for key, value in (("publish", stats["publish"]), ("deliver", stats["deliver"]),
+                       ("deliver_no_ack", stats["deliver_no_ack"]), ("get", stats["get"]),
+                       ("ack", stats["ack"]), ("redeliver", stats["redeliver"]),
+                       ("deliver_get", deliver_get)):
+        rate = rates.get(key, 0.0) if key != "deliver_get" else round(
+            sum(rates.get(k, 0.0) for k in ("deliver", "deliver_no_ack", "get")), 1)
+        message_stats[key] = value
+        message_stats[f"{key}_details"] = {"rate": rate}
+    owner = q.exclusive_owner
+    consumers = list(q.consumers)
+    exclusive_tag = next((c.tag for c in consumers if c.exclusive), None)
+    return {
+        "name": q.name, "vhost": vh.name, "durable": q.durable, "auto_delete": q.auto_delete,
+        "exclusive": owner is not None, "arguments": _jsonable(q.arguments),
+        "node": call.broker.node_name, "state": "running", "type": "classic",
+        "policy": getattr(q, "policy_name", None),
+        "effective_policy_definition": _jsonable(q.policy or {}),
+        "owner_pid_details": ({"name": getattr(owner, "name", ""),
+                               "peer_host": getattr(owner, "peer", ("", 0))[0],
+                               "peer_port": getattr(owner, "peer", ("", 0))[1]}
+                              if owner is not None else None),
+        "messages": ready + unacked, "messages_ready": ready,
+        "messages_unacknowledged": unacked,
+        "messages_details": {"rate": 0.0}, "messages_ready_details": {"rate": 0.0},
+        "messages_unacknowledged_details": {"rate": 0.0},
+        "message_bytes": ready_bytes + q.unacked_bytes, "message_bytes_ready": ready_bytes,
+        "message_bytes_unacknowledged": q.unacked_bytes,
+        "message_bytes_persistent": 0, "message_bytes_ram": ready_bytes + q.unacked_bytes,
+        "memory": (ready + unacked) * OVERHEAD + ready_bytes + q.unacked_bytes + 2048,
+        "consumers": len(consumers), "consumer_capacity": 1.0 if consumers else 0.0,
+        "consumer_utilisation": 1.0 if consumers else None,
+        "exclusive_consumer_tag": exclusive_tag,
+        "single_active_consumer_tag": (q.consumers.active.tag if q.consumers.single_active
+                                       and q.consumers.active is not None else None),
+        "head_message_timestamp": None, "idle_since": None,
+        "message_stats": message_stats,
+    }
+
+
+def list_queues(call: Call) -> list[dict[str, Any]]:
+    vhs = [call.vhost()] if "vhost" in call.params else call.visible_vhosts()
+    return [queue_info(call, vh, q) for vh in vhs
+            for q in sorted(vh.queues.values(), key=lambda q: q.name)]
+
+
+def _queue(call: Call) -> tuple[Any, Any]:
+    vh = call.vhost()
+    q = vh.queues.get(call.params["name"])
+    if q is None:
+        raise not_found()
+    return vh, q
+
+
+def get_queue(call: Call) -> dict[str, Any]:
+    vh, q = _queue(call)
+    return queue_info(call, vh, q)
+
+
+def put_queue(call: Call) -> None:
+    vh = call.vhost()
+    name = call.params["name"]
+    body = call.obj()
+    durable = as_bool(body.get("durable"), "durable", True)
+    auto_delete = as_bool(body.get("auto_delete"), "auto_delete", False)
+    arguments = as_table(body.get("arguments"), "arguments")
+    if as_bool(body.get("exclusive"), "exclusive", False):
+        raise bad_request("exclusive queues cannot be declared over HTTP")
+    if not name:
+        raise bad_request("queue name must not be empty")
+    call.check(vh.name, "configure", "queue", name)
+    existed = name in vh.queues
+    vh.declare_queue(name, durable=durable, auto_delete=auto_delete, arguments=arguments)
+    call.status = 204 if existed else 201
+    return None
+
+
+def delete_queue(call: Call) -> None:
+    vh, q = _queue(call)
+    call.check(vh.name, "configure", "queue", q.name)
+    vh.delete_queue(q.name, if_unused=as_bool(call.query.get("if-unused"), "if-unused", False),
+                    if_empty=as_bool(call.query.get("if-empty"), "if-empty", False))
+    call.status = 204
+
+
+def purge_queue(call: Call) -> None:
+    vh, q = _queue(call)
+    call.check(vh.name, "read", "queue", q.name)
+    q.purge()
+    call.status = 204
+
+
+def get_messages(call: Call) -> list[dict[str, Any]]:
+    """POST .../get: take up to ``count`` messages, then ack, requeue or reject them all."""
+    vh, q = _queue(call)
+    body = call.obj()
+    count = as_int(body.get("count"), "count", 1, minimum=1)
+    ackmode = as_str(body.get("ackmode"), "ackmode", "ack_requeue_true")
+    if ackmode not in ACKMODES:
+        raise bad_request(f"ackmode must be one of {', '.join(ACKMODES)}")
+    encoding = as_str(body.get("encoding"), "encoding", "auto")
+    if encoding not in ("auto", "base64"):
+        raise bad_request("encoding must be auto or base64")
+    truncate = body.get("truncate")
+    truncate = as_int(truncate, "truncate", minimum=0) if truncate not in (None, "") else None
+    call.check(vh.name, "read", "queue", q.name)
+    entries, remaining = [], []
+    for _ in range(count):
+        entry = q.get(no_ack=False)
+        if entry is None:
+            break
+        entries.append(entry)
+        remaining.append(q.message_count)   # basic.get-ok's message_count
+    out = []
+    for e, left in zip(entries, remaining):
+        m = e.message
+        payload = bytes(m.body)
+        size = len(payload)
+        if truncate is not None:
+            payload = payload[:truncate]
+        text, enc = _payload(payload, encoding)
+        out.append({
+            "payload_bytes": size, "redelivered": e.redelivered, "exchange": m.exchange,
+            "routing_key": m.routing_key,
+            "message_count": left,
+            "properties": properties_json(m.properties), "payload": text,
+            "payload_encoding": enc,
+        })
+    if entries:
+        if ackmode.endswith("requeue_true"):
+            q.requeue(entries)
+        elif ackmode.startswith("ack"):
+            q.ack(entries)
+        else:
+            q.reject(entries)
+        q.dispatch()
+    return out
+
+
+def _payload(payload: bytes, encoding: str) -> tuple[str, str]:
+    if encoding == "auto":
+        try:
+            return payload.decode("utf-8"), "string"
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(payload).decode("ascii"), "base64"
+
+
+PROPERTY_FIELDS = ("content_type", "content_encoding", "headers", "delivery_mode", "priority",
+                   "correlation_id", "reply_to", "expiration", "message_id", "timestamp",
+                   "type", "user_id", "app_id", "cluster_id")
+
+
+def properties_json(p: Properties) -> dict[str, Any]:
+    """Set properties only, as RabbitMQ shows them (headers as a JSON object)."""
+    out: dict[str, Any] = {}
+    for f in PROPERTY_FIELDS:
+        v = getattr(p, f)
+        if v is not None:
+            out[f] = _jsonable(v)
+    return out
+
+
+def move(call: Call) -> Any:
+    vh, q = _queue(call)
+    body = call.obj()
+    dest_name = as_str(body.get("destination"), "destination")
+    count = body.get("count")
+    count = as_int(count, "count", minimum=0) if count is not None else None
+    dest = vh.queues.get(dest_name)
+    if dest is None:
+        raise NotFound(f"no queue '{dest_name}' in vhost '{vh.name}'")
+    call.check(vh.name, "read", "queue", q.name)
+    call.check(vh.name, "write", "queue", dest.name)
+    moved = move_messages(q, dest, count)
+    d = call.broker.sync()
+    d.addCallback(lambda _: {"moved": moved})
+    return d
+
+
+def queue_bindings(call: Call) -> list[dict[str, Any]]:
+    vh, q = _queue(call)
+    from ...exchange.interface import Binding
+    out = [binding_info(vh, Binding("", q, q.name))]
+    out.extend(binding_info(vh, b) for b in q.bindings)
+    return out
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v).decode("utf-8", "replace")
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return str(v)
+
+
+ROUTES = [
+    Route("GET", "/api/queues", list_queues),
+    Route("GET", "/api/queues/{vhost}", list_queues),
+    Route("GET", "/api/queues/{vhost}/{name}", get_queue),
+    Route("PUT", "/api/queues/{vhost}/{name}", put_queue, mutates=True),
+    Route("DELETE", "/api/queues/{vhost}/{name}", delete_queue, mutates=True),
+    Route("DELETE", "/api/queues/{vhost}/{name}/contents", purge_queue, mutates=True),
+    Route("POST", "/api/queues/{vhost}/{name}/get", get_messages, mutates=True),
+    Route("POST", "/api/queues/{vhost}/{name}/actions/move", move, mutates=True),
+    Route("GET", "/api/queues/{vhost}/{name}/bindings", queue_bindings),
+]
