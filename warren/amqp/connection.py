@@ -28,7 +28,8 @@ from ..broker.errors import (AccessRefused, BrokerError, ChannelError, CommandIn
                              FrameError, InternalError, NotAllowed, UnexpectedFrame)
 from .channel import Channel
 from .errors import close_for
-from .framing import (FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE, HEARTBEAT_FRAME,
+from .framing import (FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD,
+                      FRAME_MIN_SIZE, HEARTBEAT_FRAME,
                       PROTOCOL_HEADER, FrameReader, decode_method, encode_method)
 
 log = logging.getLogger("warren.amqp")
@@ -332,6 +333,9 @@ class AmqpConnection(protocol.Protocol):
     # ------------------------------------------------------------------ frames
     def _frame(self, ftype: int, channel: int, payload: bytes) -> None:
         state = self.state
+        if ftype not in _FRAME_TYPES:
+            # rabbit_reader:handle_frame: a type analyze_frame does not know is a frame error
+            raise FrameError(f"type {ftype}, {_snippet(payload)}: unknown_frame")
         if ftype == FRAME_HEARTBEAT:
             if channel != 0:
                 raise FrameError(f"heartbeat frame on channel {channel}")
@@ -400,7 +404,8 @@ class AmqpConnection(protocol.Protocol):
             return
         if isinstance(m, (commands.Connection.Blocked, commands.Connection.Unblocked)):
             return
-        raise CommandInvalid(f"unexpected {m.name} on channel 0")
+        # rabbit_reader:handle_method0 for any other method: channel_error (504)
+        raise ChannelError("unexpected method in connection state running")
 
     # ------------------------------------------------------------------ errors and closing
     def _error(self, error: BrokerError, ch: Channel | None, force_connection: bool = False
@@ -411,6 +416,10 @@ class AmqpConnection(protocol.Protocol):
             log.info("closing AMQP connection %s: %s", getattr(self, "name", "?"),
                      error.reply_text)
             self.close_connection(method)
+            if isinstance(error, FrameError):
+                # framing is lost (rabbit_reader:fatal_frame_error): nothing more can be
+                # parsed, not even a close-ok, so hang up once the close is written
+                self._drop()
         else:
             log.debug("closing channel %d of %s: %s", ch.number, self.name, error.reply_text)
             ch.release_all()
@@ -520,6 +529,15 @@ class AmqpConnection(protocol.Protocol):
                                         "user": getattr(self.user, "name", "")},
                 })
         return out
+
+
+_FRAME_TYPES = frozenset((FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT))
+
+
+def _snippet(payload: bytes) -> str:
+    """As rabbit_reader:payload_snippet: all octets up to 16, else the first 16."""
+    part = "all" if len(payload) <= 16 else "first 16"
+    return f"{part} octets = {list(payload[:16])}"
 
 
 def _amqplain(raw: bytes) -> dict[str, Any]:

@@ -1,0 +1,234 @@
+"""Malformed input over raw sockets: each gets RabbitMQ's close, and nobody else suffers.
+
+After every case the module's broker must still serve a new client and still hold the durable
+persistent message stored when the module started (``stored``).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pika
+import pytest
+from pamqp import commands, frame as F
+from pamqp.body import ContentBody
+from pamqp.header import ContentHeader
+
+from tests.amqp.raw_client import Closed, RawAmqp, frame_bytes
+
+KEEP = "t.bad_input.keep"
+
+
+@pytest.fixture(scope="module")
+def stored(broker):
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.queue_declare(KEEP, durable=True)
+    ch.queue_purge(KEEP)
+    ch.basic_publish("", KEEP, b"precious", pika.BasicProperties(delivery_mode=2))
+    conn.close()
+    return KEEP
+
+
+@pytest.fixture
+def raw(broker, stored):
+    r = RawAmqp(broker.amqp_port)
+    yield r
+    r.close()
+    # the broker still serves others, and the stored message is still there
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    ok = conn.channel().queue_declare(stored, durable=True, passive=True)
+    assert ok.method.message_count == 1
+    conn.close()
+
+
+def _opened(raw, channel=1):
+    raw.handshake()
+    raw.open_channel(channel)
+
+
+def _closed_with(raw, code, text=None, prefix=None):
+    close = raw.expect_connection_close()
+    assert close.reply_code == code, close.reply_text
+    if text is not None:
+        assert close.reply_text == text
+    if prefix is not None:
+        assert close.reply_text.startswith(prefix), close.reply_text
+    raw.wait_closed()
+    return close
+
+
+def test_garbage_before_handshake(raw):
+    raw.send(b"\x00\xffgarbage garbage garbage")
+    assert raw.read_exact(8) == b"AMQP\x00\x00\x09\x01"
+    raw.wait_closed()
+
+
+def test_garbage_after_handshake_is_frame_error(raw):
+    raw.handshake()
+    raw.send(b"\xff" * 64)
+    _closed_with(raw, 501, prefix="FRAME_ERROR - ")
+
+
+def test_unknown_frame_type_is_501(raw):
+    _opened(raw)
+    raw.send(frame_bytes(9, 1, b"abc"))
+    _closed_with(raw, 501, text="FRAME_ERROR - type 9, all octets = [97, 98, 99]: "
+                                "unknown_frame")
+
+
+def test_truncated_frame_then_hang_up(raw):
+    _opened(raw)
+    whole = F.marshal(commands.Queue.Declare(queue="t.bad.trunc"), 1)
+    raw.send(whole[:len(whole) // 2])
+    raw.close()
+
+
+def test_truncated_method_payload_is_syntax_error(raw):
+    _opened(raw)
+    payload = struct.pack(">HH", 50, 10) + b"\x00"  # queue.declare cut short
+    raw.send(frame_bytes(1, 1, payload))
+    close = raw.expect_connection_close()
+    assert close.reply_code == 502 and close.reply_text.startswith("SYNTAX_ERROR - ")
+    raw.wait_closed()
+
+
+def test_oversized_frame_is_501(raw):
+    raw.handshake(frame_max=4096)
+    raw.open_channel(1)
+    raw.send(frame_bytes(3, 1, b"x" * 5000))
+    _closed_with(raw, 501, prefix="FRAME_ERROR - ")
+
+
+def test_oversized_frame_header_alone_is_501(raw):
+    """The size is checked from the 7-byte header, before the payload arrives."""
+    raw.handshake(frame_max=4096)
+    raw.send(struct.pack(">BHI", 1, 0, 1 << 30))
+    _closed_with(raw, 501, prefix="FRAME_ERROR - ")
+
+
+def test_bad_frame_end_byte_is_501(raw):
+    _opened(raw)
+    raw.send(frame_bytes(1, 1, F.marshal(commands.Basic.Qos(), 1)[7:-1], end=0x00))
+    _closed_with(raw, 501, prefix="FRAME_ERROR - ")
+
+
+def test_frame_on_unopened_channel_is_504(raw):
+    raw.handshake()
+    raw.send_frame(commands.Queue.Declare(queue="t.bad.x"), 5)
+    _closed_with(raw, 504, text="CHANNEL_ERROR - expected 'channel.open' on channel 5, got "
+                                "'Queue.Declare'")
+
+
+def test_body_on_unopened_channel_is_504(raw):
+    raw.handshake()
+    raw.send_frame(ContentBody(b"x"), 3)
+    _closed_with(raw, 504)
+
+
+def test_second_channel_open_is_504(raw):
+    _opened(raw)
+    raw.send_frame(commands.Channel.Open(), 1)
+    _closed_with(raw, 504, text="CHANNEL_ERROR - second 'channel.open' seen")
+
+
+def test_content_body_without_header_is_505(raw):
+    _opened(raw)
+    raw.send(F.marshal(commands.Basic.Publish(exchange="", routing_key="x"), 1)
+             + F.marshal(ContentBody(b"body"), 1))
+    _closed_with(raw, 505, text="UNEXPECTED_FRAME - expected content header for class 60, "
+                                "got non content header frame instead")
+
+
+def test_content_body_without_publish_is_505(raw):
+    _opened(raw)
+    raw.send_frame(ContentBody(b"body"), 1)
+    _closed_with(raw, 505, text="UNEXPECTED_FRAME - expected method frame, got non method "
+                                "frame instead")
+
+
+def test_content_header_without_publish_is_505(raw):
+    _opened(raw)
+    raw.send_frame(ContentHeader(0, 4, commands.Basic.Properties()), 1)
+    _closed_with(raw, 505, text="UNEXPECTED_FRAME - expected method frame, got non method "
+                                "frame instead")
+
+
+def test_method_inside_content_is_505(raw):
+    _opened(raw)
+    raw.send(F.marshal(commands.Basic.Publish(exchange="", routing_key="x"), 1)
+             + F.marshal(ContentHeader(0, 10, commands.Basic.Properties()), 1)
+             + F.marshal(commands.Basic.Qos(), 1))
+    _closed_with(raw, 505)
+
+
+def test_body_longer_than_header_says_is_505(raw):
+    _opened(raw)
+    raw.send(F.marshal(commands.Basic.Publish(exchange="", routing_key="x"), 1)
+             + F.marshal(ContentHeader(0, 2, commands.Basic.Properties()), 1)
+             + F.marshal(ContentBody(b"four"), 1))
+    _closed_with(raw, 505)
+
+
+def test_non_connection_method_on_channel_0(raw):
+    raw.handshake()
+    raw.send_frame(commands.Queue.Declare(queue="t.bad.ch0"), 0)
+    # rabbit_reader:handle_method0: channel_error
+    _closed_with(raw, 504, text="CHANNEL_ERROR - unexpected method in connection state "
+                                "running")
+
+
+def test_body_frame_on_channel_0_is_505(raw):
+    raw.handshake()
+    raw.send_frame(ContentBody(b"x"), 0)
+    _closed_with(raw, 505)
+
+
+def test_unknown_class_and_method(raw):
+    _opened(raw)
+    raw.send(frame_bytes(1, 1, struct.pack(">HH", 99, 7)))
+    close = raw.expect_connection_close()
+    assert close.reply_code in (503, 540)
+    assert close.reply_text.startswith(("COMMAND_INVALID - ", "NOT_IMPLEMENTED - "))
+    raw.wait_closed()
+
+
+def test_heartbeat_on_nonzero_channel_is_501(raw):
+    _opened(raw)
+    raw.send(frame_bytes(8, 1, b""))
+    close = raw.expect_connection_close()
+    assert close.reply_code in (501, 505)
+    raw.wait_closed()
+
+
+def test_handshake_method_out_of_order(raw):
+    raw.send(b"AMQP\x00\x00\x09\x01")
+    raw.expect(commands.Connection.Start)
+    raw.send_frame(commands.Connection.Open(virtual_host="/"))
+    with pytest.raises((Closed, ConnectionResetError)):
+        while True:
+            _, frame = raw.read_frame()
+            if isinstance(frame, commands.Connection.Close):
+                assert frame.reply_code in (503, 504)
+                raw.send_frame(commands.Connection.CloseOk())
+
+
+def test_immediate_publish_is_540(raw):
+    _opened(raw)
+    raw.send(F.marshal(commands.Basic.Publish(exchange="", routing_key="x", immediate=True),
+                       1))
+    _closed_with(raw, 540, text="NOT_IMPLEMENTED - immediate=true")
+
+
+def test_channel_error_leaves_connection_usable(raw):
+    _opened(raw)
+    raw.open_channel(2)
+    raw.send_frame(commands.Queue.Declare(queue="t.bad.missing", passive=True), 1)
+    ch, close = raw.read_method()
+    assert ch == 1 and isinstance(close, commands.Channel.Close) and close.reply_code == 404
+    raw.send_frame(commands.Channel.CloseOk(), 1)
+    raw.send_frame(commands.Queue.Declare(queue="", exclusive=True), 2)
+    ch, ok = raw.read_method()
+    assert ch == 2 and isinstance(ok, commands.Queue.DeclareOk)
+    raw.open_channel(1)  # the number can be reused after close-ok
