@@ -321,6 +321,9 @@ class Broker:
             vh = self.vhosts.get(e["vhost"])
             if vh is not None and e["name"] not in vh.exchanges:
                 vh.exchanges[e["name"]] = _restored_exchange(e)
+                attach = getattr(vh.exchanges[e["name"]].impl, "attach", None)
+                if attach is not None:  # exchange types that need the vhost (delayed)
+                    attach(vh, vh.exchanges[e["name"]])
                 self.policies_apply_exchange(vh, vh.exchanges[e["name"]])
         for qd in by_kind.get("queue", []):
             vh = self.vhosts.get(qd["vhost"])

@@ -87,6 +87,9 @@ class VirtualHost:
         ex = Exchange(self.name, name, type_name, durable=durable, auto_delete=auto_delete,
                       internal=internal, arguments=arguments)
         self.exchanges[name] = ex
+        attach = getattr(ex.impl, "attach", None)   # types that need the vhost (delayed)
+        if attach is not None:
+            attach(self, ex)
         self.broker.policies_apply_exchange(self, ex)
         if durable:
             self.broker.save_definition("exchange", self._key(name), ex.definition())
@@ -127,6 +130,9 @@ class VirtualHost:
         for b in list(ex.inbound):
             self._remove_binding(b)
         del self.exchanges[name]
+        cancel_all = getattr(ex.impl, "cancel_all", None)  # held delayed messages go too
+        if cancel_all is not None:
+            cancel_all()
         if ex.durable:
             self.broker.save_definition("exchange", self._key(name), None)
         self.broker.emit("exchange.deleted", vhost=self.name, name=name)

@@ -15,3 +15,6 @@ EXCHANGE_TYPES: dict[str, type] = {
 def register(cls: type) -> None:
     """Add an exchange type (the delayed-message type registers itself this way)."""
     EXCHANGE_TYPES[cls.name] = cls
+
+
+from . import delayed  # noqa: E402,F401  (registers x-delayed-message)
