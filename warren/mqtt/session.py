@@ -394,7 +394,8 @@ class MqttSession:
         ack_props: dict[str, Any] = {}
         if self.level == 5:
             ack_props = {"topic_alias_maximum": TOPIC_ALIAS_MAXIMUM,
-                         "maximum_packet_size": self.config.mqtt_max_packet_size,
+                         "maximum_packet_size": min(self.config.mqtt_max_packet_size,
+                                                    268_435_455),
                          "retain_available": 1, "wildcard_subscription_available": 1,
                          "subscription_identifier_available": 1,
                          "shared_subscription_available": 1}

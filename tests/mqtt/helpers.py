@@ -1,0 +1,198 @@
+"""paho-mqtt and raw-socket clients for the MQTT tests, awaiting with events, never sleeps."""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.client import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from warren.mqtt.codec import MqttParser, encode
+
+V311 = mqtt.MQTTv311
+V5 = mqtt.MQTTv5
+TIMEOUT = 10.0
+
+
+def cid(prefix: str = "c") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class Client:
+    """A paho client whose events are awaitable: connect, suback, messages, disconnects."""
+
+    def __init__(self, port: int, *, protocol: int = V311, client_id: str | None = None,
+                 clean: bool = True, username: str | None = "guest",
+                 password: str | None = "guest", will: tuple | None = None,
+                 keepalive: int = 60, properties: Properties | None = None,
+                 connect: bool = True, will_properties: Properties | None = None) -> None:
+        self.port = port
+        self.protocol = protocol
+        self.client_id = client_id or cid()
+        kwargs: dict[str, Any] = {}
+        if protocol != V5:
+            kwargs["clean_session"] = clean
+        self.paho = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                                client_id=self.client_id, protocol=protocol, **kwargs)
+        self.clean = clean
+        if username is not None:
+            self.paho.username_pw_set(username, password)
+        if will is not None:
+            topic, payload, qos, retain = will
+            self.paho.will_set(topic, payload, qos, retain, properties=will_properties)
+        self.keepalive = keepalive
+        self.connect_props = properties
+        self.messages: queue.Queue = queue.Queue()
+        self.connected = threading.Event()
+        self.disconnected = threading.Event()
+        self.connack: Any = None
+        self.session_present: bool | None = None
+        self.disconnect_reason: Any = None
+        self._acks: dict[int, threading.Event] = {}
+        self._results: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        p = self.paho
+        p.on_connect = self._on_connect
+        p.on_disconnect = self._on_disconnect
+        p.on_message = lambda c, u, m: self.messages.put(m)
+        p.on_subscribe = self._on_subscribe
+        p.on_unsubscribe = self._on_subscribe
+        p.on_publish = self._on_publish
+        if connect:
+            self.connect()
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connack = reason_code
+        self.connack_properties = properties
+        self.session_present = flags.session_present
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.disconnect_reason = reason_code
+        self.disconnected.set()
+
+    def _event(self, mid: int) -> threading.Event:
+        with self._lock:
+            return self._acks.setdefault(mid, threading.Event())
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self._results[mid] = reason_codes
+        self._event(mid).set()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self._results[mid] = reason_code
+        self._event(mid).set()
+
+    # ------------------------------------------------------------------ actions
+    def connect(self, expect_ok: bool = True) -> "Client":
+        kwargs: dict[str, Any] = {}
+        if self.protocol == V5:
+            kwargs["clean_start"] = self.clean
+            kwargs["properties"] = self.connect_props
+        self.connected.clear()
+        self.disconnected.clear()
+        self.paho.connect("127.0.0.1", self.port, keepalive=self.keepalive, **kwargs)
+        self.paho.loop_start()
+        assert self.connected.wait(TIMEOUT), "no CONNACK"
+        if expect_ok:
+            assert not self.connack.is_failure, f"CONNACK {self.connack}"
+        return self
+
+    def subscribe(self, topic: str | list, qos: int = 0, *, options: Any = None,
+                  properties: Properties | None = None) -> Any:
+        if options is not None:
+            result, mid = self.paho.subscribe(topic, options=options, properties=properties)
+        else:
+            result, mid = self.paho.subscribe(topic, qos, properties=properties)
+        assert result == mqtt.MQTT_ERR_SUCCESS
+        assert self._event(mid).wait(TIMEOUT), "no SUBACK"
+        return self._results[mid]
+
+    def unsubscribe(self, topic: str) -> Any:
+        result, mid = self.paho.unsubscribe(topic)
+        assert self._event(mid).wait(TIMEOUT), "no UNSUBACK"
+        return self._results[mid]
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False,
+                properties: Properties | None = None, wait: bool = True) -> Any:
+        info = self.paho.publish(topic, payload, qos, retain, properties=properties)
+        if wait and qos:
+            assert self._event(info.mid).wait(TIMEOUT), "no PUBACK/PUBCOMP"
+            return self._results[info.mid]
+        return info
+
+    def get(self, timeout: float = TIMEOUT) -> mqtt.MQTTMessage:
+        return self.messages.get(timeout=timeout)
+
+    def drain_until(self, payload: bytes) -> list[mqtt.MQTTMessage]:
+        """Messages received up to and including the one with ``payload``."""
+        out = []
+        while True:
+            m = self.get()
+            out.append(m)
+            if m.payload == payload:
+                return out
+
+    def disconnect(self) -> None:
+        self.paho.disconnect()
+        self.disconnected.wait(TIMEOUT)
+        self.paho.loop_stop()
+
+    def drop(self) -> None:
+        """Close the socket without DISCONNECT (an abnormal close: the will fires)."""
+        self.paho.loop_stop()
+        sock = self.paho.socket()
+        if sock is not None:
+            sock.close()
+
+
+def v5_props(kind: int = PacketTypes.PUBLISH, **values: Any) -> Properties:
+    p = Properties(kind)
+    for k, v in values.items():
+        setattr(p, k, v)
+    return p
+
+
+class RawClient:
+    """A socket speaking MQTT through warren's own codec, for malformed-input tests."""
+
+    def __init__(self, port: int, level: int = 4) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.level = level
+        self.parser = MqttParser(protocol_level=level)
+        self.pending: list = []
+
+    def send(self, packet: Any) -> None:
+        self.sock.sendall(encode(packet, self.level))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self) -> Any:
+        """The next packet, or None when the server closed the connection."""
+        while not self.pending:
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self.pending.extend(self.parser.feed(data))
+        return self.pending.pop(0)
+
+    def closed(self) -> bool:
+        """True when the server closes the connection (reads until EOF, packets dropped)."""
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                return True
+            if not data:
+                return True
+
+    def close(self) -> None:
+        self.sock.close()

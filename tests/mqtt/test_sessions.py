@@ -1,0 +1,150 @@
+"""Clean and persistent sessions, offline queueing, DUP redelivery, takeover, expiry."""
+
+from __future__ import annotations
+
+import socket
+
+from paho.mqtt.packettypes import PacketTypes
+
+from tests.mqtt.helpers import V5, V311, Client, RawClient, cid, v5_props
+from warren.mqtt.codec import Connect, PubAck, Publish, Subscribe, Subscription
+
+
+def test_persistent_session_queues_while_offline(broker, unique):
+    client_id = cid()
+    sub = Client(broker.mqtt_port, client_id=client_id, clean=False)
+    sub.subscribe(f"{unique}/p", 1)
+    sub.disconnect()
+    pub = Client(broker.mqtt_port)
+    for i in range(5):
+        pub.publish(f"{unique}/p", f"m{i}".encode(), 1)
+    back = Client(broker.mqtt_port, client_id=client_id, clean=False)
+    assert back.session_present
+    assert [back.get().payload for _ in range(5)] == [f"m{i}".encode() for i in range(5)]
+
+
+def test_clean_session_forgets_subscriptions(broker, unique):
+    client_id = cid()
+    sub = Client(broker.mqtt_port, client_id=client_id, clean=False)
+    sub.subscribe(f"{unique}/c", 1)
+    sub.disconnect()
+    fresh = Client(broker.mqtt_port, client_id=client_id, clean=True)
+    assert not fresh.session_present
+    pub = Client(broker.mqtt_port)
+    pub.publish(f"{unique}/c", b"lost", 1)
+    fresh.subscribe(f"{unique}/marker", 1)
+    pub.publish(f"{unique}/marker", b"marker", 1)
+    assert [m.payload for m in fresh.drain_until(b"marker")] == [b"marker"]
+
+
+def test_unacked_redelivered_with_dup_on_reconnect(broker, unique):
+    client_id = cid()
+    raw = RawClient(broker.mqtt_port)
+    raw.send(Connect(client_id=client_id, clean_start=False, username="guest",
+                     password=b"guest"))
+    assert raw.recv().reason_code == 0
+    raw.send(Subscribe(1, (Subscription(f"{unique}/d", 1),)))
+    raw.recv()  # SUBACK
+    Client(broker.mqtt_port).publish(f"{unique}/d", b"once", 1)
+    first = raw.recv()
+    assert isinstance(first, Publish) and not first.dup
+    raw.close()   # no PUBACK
+    again = RawClient(broker.mqtt_port)
+    again.send(Connect(client_id=client_id, clean_start=False, username="guest",
+                       password=b"guest"))
+    assert again.recv().session_present
+    resent = again.recv()
+    assert (resent.payload, resent.dup, resent.packet_id) == (b"once", True, first.packet_id)
+    again.send(PubAck(resent.packet_id))
+    again.send(Subscribe(2, (Subscription(f"{unique}/end", 1),)))
+    assert again.recv().packet_id == 2       # SUBACK; nothing else was pending
+    again.close()
+
+
+def test_qos2_duplicate_publish_routed_once(broker, unique):
+    from warren.mqtt.codec import PubRec, PubRel, PubComp
+    sub = Client(broker.mqtt_port)
+    sub.subscribe(f"{unique}/q2", 2)
+    raw = RawClient(broker.mqtt_port)
+    raw.send(Connect(client_id=cid(), username="guest", password=b"guest"))
+    raw.recv()
+    raw.send(Publish(f"{unique}/q2", b"exactly-once", 2, packet_id=7))
+    assert isinstance(raw.recv(), PubRec)
+    raw.send(Publish(f"{unique}/q2", b"exactly-once", 2, dup=True, packet_id=7))
+    assert isinstance(raw.recv(), PubRec)
+    raw.send(PubRel(7))
+    assert isinstance(raw.recv(), PubComp)
+    raw.send(Publish(f"{unique}/q2", b"marker", 2, packet_id=8))
+    raw.recv()
+    raw.send(PubRel(8))
+    raw.recv()
+    assert [m.payload for m in sub.drain_until(b"marker")] == [b"exactly-once", b"marker"]
+
+
+def test_takeover_disconnects_first_connection(broker, unique):
+    client_id = cid()
+    first = Client(broker.mqtt_port, protocol=V5, client_id=client_id)
+    second = Client(broker.mqtt_port, protocol=V5, client_id=client_id)
+    assert first.disconnected.wait(10)
+    assert first.disconnect_reason.value == 0x8E      # session taken over
+    first.paho.loop_stop()
+    second.subscribe(f"{unique}/t", 1)
+    Client(broker.mqtt_port).publish(f"{unique}/t", b"to-second", 1)
+    assert second.get().payload == b"to-second"
+
+
+def test_takeover_v311(broker, unique):
+    client_id = cid()
+    raw = RawClient(broker.mqtt_port)
+    raw.send(Connect(client_id=client_id, username="guest", password=b"guest"))
+    raw.recv()
+    second = Client(broker.mqtt_port, client_id=client_id)
+    assert raw.closed()
+    second.disconnect()
+
+
+def test_v5_session_expiry_zero_ends_session(broker, unique):
+    client_id = cid()
+    sub = Client(broker.mqtt_port, protocol=V5, client_id=client_id, clean=False)
+    sub.subscribe(f"{unique}/e", 1)
+    sub.disconnect()
+    back = Client(broker.mqtt_port, protocol=V5, client_id=client_id, clean=False)
+    assert not back.session_present
+
+
+def test_v5_session_expiry_keeps_session(broker, unique):
+    client_id = cid()
+    props = v5_props(PacketTypes.CONNECT, SessionExpiryInterval=300)
+    sub = Client(broker.mqtt_port, protocol=V5, client_id=client_id, clean=False,
+                 properties=props)
+    sub.subscribe(f"{unique}/k", 1)
+    sub.disconnect()
+    Client(broker.mqtt_port).publish(f"{unique}/k", b"waiting", 1)
+    back = Client(broker.mqtt_port, protocol=V5, client_id=client_id, clean=False,
+                  properties=props)
+    assert back.session_present
+    assert back.get().payload == b"waiting"
+    back.disconnect()
+
+
+def test_receive_maximum_limits_inflight(broker, unique):
+    raw = RawClient(broker.mqtt_port, level=5)
+    raw.send(Connect(protocol_level=5, client_id=cid(), username="guest", password=b"guest",
+                     properties={"receive_maximum": 2}))
+    raw.recv()
+    raw.send(Subscribe(1, (Subscription(f"{unique}/rm", 1),)))
+    raw.recv()
+    pub = Client(broker.mqtt_port)
+    for i in range(4):
+        pub.publish(f"{unique}/rm", f"{i}".encode(), 1)
+    a, b = raw.recv(), raw.recv()
+    assert [a.payload, b.payload] == [b"0", b"1"]
+    raw.sock.settimeout(0.3)
+    try:
+        extra = raw.recv()
+    except socket.timeout:
+        extra = None
+    assert extra is None            # window full: nothing more until an ack
+    raw.sock.settimeout(10)
+    raw.send(PubAck(a.packet_id))
+    assert raw.recv().payload == b"2"

@@ -1,0 +1,75 @@
+"""Last will and testament: on abnormal close, keep-alive expiry, with 5.0 will delay."""
+
+from __future__ import annotations
+
+from tests.mqtt.helpers import V5, V311, Client, RawClient, cid, v5_props
+from paho.mqtt.packettypes import PacketTypes
+
+from warren.mqtt.codec import Connect, Will
+
+
+def test_will_published_on_abnormal_close(broker, unique):
+    watcher = Client(broker.mqtt_port)
+    watcher.subscribe(f"{unique}/will", 1)
+    dying = Client(broker.mqtt_port, will=(f"{unique}/will", b"gone", 1, False))
+    dying.drop()
+    m = watcher.get()
+    assert (m.payload, m.qos) == (b"gone", 1)
+
+
+def test_will_discarded_on_clean_disconnect(broker, unique):
+    watcher = Client(broker.mqtt_port)
+    watcher.subscribe(f"{unique}/will", 1)
+    polite = Client(broker.mqtt_port, will=(f"{unique}/will", b"never", 1, False))
+    polite.disconnect()
+    Client(broker.mqtt_port).publish(f"{unique}/will", b"marker", 1)
+    assert [m.payload for m in watcher.drain_until(b"marker")] == [b"marker"]
+
+
+def test_keep_alive_timeout_fires_will(broker, unique):
+    watcher = Client(broker.mqtt_port)
+    watcher.subscribe(f"{unique}/ka", 0)
+    raw = RawClient(broker.mqtt_port)
+    raw.send(Connect(client_id=cid(), keep_alive=1, username="guest", password=b"guest",
+                     will=Will(f"{unique}/ka", b"timeout")))
+    assert raw.recv().reason_code == 0
+    # we go silent: after 1.5 s the broker closes us and publishes the will
+    assert raw.closed()
+    assert watcher.get().payload == b"timeout"
+
+
+def test_will_retained(broker, unique):
+    dying = Client(broker.mqtt_port, will=(f"{unique}/rw", b"ret", 0, True))
+    watcher = Client(broker.mqtt_port)
+    watcher.subscribe(f"{unique}/rw", 0)
+    dying.drop()
+    assert watcher.get().payload == b"ret"
+    late = Client(broker.mqtt_port)
+    late.subscribe(f"{unique}/rw", 0)
+    m = late.get()
+    assert (m.payload, m.retain) == (b"ret", True)
+
+
+def test_will_delay_cancelled_by_reconnect(broker, unique):
+    watcher = Client(broker.mqtt_port, protocol=V5)
+    watcher.subscribe(f"{unique}/wd", 1)
+    client_id = cid()
+    session = v5_props(PacketTypes.CONNECT, SessionExpiryInterval=60)
+    will_props = v5_props(PacketTypes.WILLMESSAGE, WillDelayInterval=30)
+    first = Client(broker.mqtt_port, protocol=V5, client_id=client_id, clean=False,
+                   properties=session, will=(f"{unique}/wd", b"delayed", 1, False),
+                   will_properties=will_props)
+    first.drop()
+    again = Client(broker.mqtt_port, protocol=V5, client_id=client_id, clean=False,
+                   properties=session)
+    again.publish(f"{unique}/wd", b"marker", 1)
+    assert [m.payload for m in watcher.drain_until(b"marker")] == [b"marker"]
+    again.disconnect()
+
+
+def test_will_delay_zero_with_v5(broker, unique):
+    watcher = Client(broker.mqtt_port, protocol=V5)
+    watcher.subscribe(f"{unique}/w0", 1)
+    dying = Client(broker.mqtt_port, protocol=V5, will=(f"{unique}/w0", b"now", 1, False))
+    dying.drop()
+    assert watcher.get().payload == b"now"
