@@ -237,6 +237,10 @@ class Broker:
             self.store.ack(queue.store_key, [message.id])
         if message.refs <= 0:
             self.memory_used -= len(message.body) + OVERHEAD
+            # every way memory is freed ends here (ack, no-ack get/deliver, purge, delete,
+            # expiry), so unblocking is decided here, not only after acks
+            if self.blocked and self.memory_used < self.memory_low:
+                self._set_blocked(False)
 
     def after_settle(self, queue: Queue) -> None:
         if self.blocked and self.memory_used < self.memory_low:
