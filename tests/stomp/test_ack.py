@@ -1,0 +1,124 @@
+"""Ack modes, ACK/NACK, prefetch, UNSUBSCRIBE and disconnect requeueing."""
+
+from __future__ import annotations
+
+import pika
+import pytest
+
+
+def test_client_individual_acks_one(client, unique):
+    q = f"/queue/{unique}"
+    client.subscribe(q, ack="client-individual")
+    for i in range(3):
+        client.send(q, f"m{i}")
+    frames = [client.recorder.message() for _ in range(3)]
+    if client.version == "1.2":
+        assert frames[0].headers["ack"]
+    client.ack(frames[1])
+    client.sync()
+    client.conn.unsubscribe("s1") if client.version != "1.0" else \
+        client.conn.unsubscribe(id="s1")
+    client.sync()
+    client.subscribe(q, sub_id="s2", ack="auto")
+    bodies = sorted(client.recorder.message().body for _ in range(2))
+    assert bodies == ["m0", "m2"]
+
+
+def test_client_ack_is_cumulative(client, client_factory, unique):
+    q = f"/queue/{unique}"
+    client.subscribe(q, ack="client")
+    for i in range(3):
+        client.send(q, f"m{i}")
+    frames = [client.recorder.message() for _ in range(3)]
+    client.ack(frames[1])          # acks m0 and m1
+    client.sync()
+    client.conn.disconnect()
+    other = client_factory(client.version)
+    other.subscribe(q, ack="auto")
+    frame = other.recorder.message()
+    assert frame.body == "m2"
+    assert frame.headers.get("redelivered") == "true"
+    other.sync()
+    assert other.recorder.messages.empty()
+
+
+def test_nack_requeues_by_default(client, unique):
+    q = f"/queue/{unique}"
+    client.subscribe(q, ack="client-individual")
+    client.send(q, "again")
+    first = client.recorder.message()
+    client.nack(first)
+    second = client.recorder.message()
+    assert second.body == "again" and second.headers.get("redelivered") == "true"
+    client.ack(second)
+
+
+def test_nack_requeue_false_dead_letters(client_factory, broker, unique):
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    ch = conn.channel()
+    ch.queue_declare(f"{unique}.dead")
+    ch.queue_declare(unique, durable=True, arguments={
+        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{unique}.dead"})
+    c = client_factory("1.2")
+    c.subscribe(f"/amq/queue/{unique}", ack="client-individual")
+    c.subscribe(f"/amq/queue/{unique}.dead", sub_id="dead")
+    c.send(f"/amq/queue/{unique}", "bad")
+    frame = c.recorder.message()
+    c.nack(frame, requeue=False)
+    dead = c.recorder.message()
+    assert dead.body == "bad" and dead.headers["subscription"] == "dead"
+    conn.close()
+
+
+def test_prefetch_count_bounds_unacked(client_factory, unique):
+    c = client_factory("1.2")
+    q = f"/queue/{unique}"
+    for i in range(5):
+        c.send(q, f"m{i}")
+    c.sync()
+    c.subscribe(q, ack="client-individual", **{"prefetch-count": "2"})
+    a, b = c.recorder.message(), c.recorder.message()
+    c.sync()
+    assert c.recorder.messages.empty()
+    c.ack(a)
+    assert c.recorder.message().body == "m2"
+    c.sync()
+    assert c.recorder.messages.empty()
+
+
+def test_activemq_prefetch_size(client_factory, unique):
+    c = client_factory("1.1")
+    q = f"/queue/{unique}"
+    for i in range(3):
+        c.send(q, f"m{i}")
+    c.subscribe(q, ack="client", **{"activemq.prefetchSize": "1"})
+    first = c.recorder.message()
+    c.sync()
+    assert c.recorder.messages.empty()
+    c.ack(first)
+    assert c.recorder.message().body == "m1"
+
+
+def test_unknown_ack_id_is_error(client_factory):
+    c = client_factory("1.2")
+    c.conn.ack("T_99@@1")
+    assert c.recorder.error().headers["message"] == "Unknown message id"
+
+
+def test_disconnect_requeues_unacked(client_factory, unique):
+    c = client_factory("1.2")
+    q = f"/queue/{unique}"
+    c.subscribe(q, ack="client-individual")
+    c.send(q, "keep")
+    c.recorder.message()
+    c.conn.disconnect()
+    d = client_factory("1.2")
+    d.subscribe(q)
+    frame = d.recorder.message()
+    assert frame.body == "keep" and frame.headers["redelivered"] == "true"
+
+
+def test_unsubscribe_unknown_is_error(client_factory):
+    c = client_factory("1.2")
+    c.conn.unsubscribe("nope")
+    assert c.recorder.error().headers["message"] == "Unknown subscription"

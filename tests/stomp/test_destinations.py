@@ -1,0 +1,136 @@
+"""Destinations as RabbitMQ maps them, plus ActiveMQ's bare names; cross-protocol with pika."""
+
+from __future__ import annotations
+
+import pika
+import pytest
+
+
+@pytest.fixture
+def amqp(broker):
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    ch = conn.channel()
+    yield ch
+    conn.close()
+
+
+def amqp_get(ch, queue: str, deadline: float = 10.0):
+    import time
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        method, props, body = ch.basic_get(queue, auto_ack=True)
+        if method is not None:
+            return method, props, body
+        ch.connection.process_data_events(time_limit=0.05)
+    raise AssertionError(f"nothing arrived on {queue}")
+
+
+def test_queue_send_and_subscribe(client, unique):
+    client.subscribe(f"/queue/{unique}")
+    client.send(f"/queue/{unique}", "one")
+    frame = client.recorder.message()
+    assert frame.body == "one"
+    assert frame.headers["destination"] == f"/queue/{unique}"
+    assert frame.headers["subscription"] == "s1" or client.version == "1.0"
+
+
+def test_queue_is_declared_durable(client, unique, amqp):
+    client.send(f"/queue/{unique}", "x")
+    client.sync()
+    # passive declare: exists; durable=True equivalent declare succeeds
+    amqp.queue_declare(unique, durable=True)
+    assert amqp_get(amqp, unique)[2] == b"x"
+
+
+def test_bare_name_is_a_queue(client, unique):
+    client.subscribe(unique)
+    client.send(unique, "bare")
+    assert client.recorder.message().body == "bare"
+
+
+def test_topic_fan_out_to_each_subscriber(client_factory, version, unique):
+    a = client_factory(version)
+    b = client_factory(version)
+    a.subscribe(f"/topic/{unique}.x")
+    b.subscribe(f"/topic/{unique}.*")
+    a.send(f"/topic/{unique}.x", "t")
+    assert a.recorder.message().body == "t"
+    frame = b.recorder.message()
+    assert frame.body == "t" and frame.headers["destination"] == f"/topic/{unique}.x"
+
+
+def test_stomp_topic_reaches_amqp_binding(client, unique, amqp):
+    amqp.queue_declare(unique, exclusive=True)
+    amqp.queue_bind(unique, "amq.topic", routing_key="a.b")
+    client.send("/topic/a.b", "cross", **{"content-type": "text/plain", "priority": "3",
+                                          "correlation-id": "c1", "x-custom": "v"})
+    method, props, body = amqp_get(amqp, unique)
+    assert body == b"cross"
+    assert method.routing_key == "a.b" and method.exchange == "amq.topic"
+    assert props.content_type == "text/plain"
+    assert props.priority == 3 and props.correlation_id == "c1"
+    assert props.headers["x-custom"] == "v"
+
+
+def test_amqp_publish_reaches_stomp_with_headers(client, unique, amqp):
+    client.subscribe(f"/topic/{unique}")
+    amqp.basic_publish("amq.topic", unique, b"from-amqp", pika.BasicProperties(
+        content_type="application/json", delivery_mode=2, priority=5, correlation_id="cid",
+        reply_to="replies", expiration="60000", message_id="mid-1", timestamp=1700000000,
+        type="kind", app_id="app", headers={"h1": "v1", "n": 7, "flag": True}))
+    frame = client.recorder.message()
+    h = frame.headers
+    assert frame.body == "from-amqp"
+    assert h["content-type"] == "application/json"
+    assert h["persistent"] == "true"
+    assert h["priority"] == "5"
+    assert h["correlation-id"] == "cid"
+    assert h["reply-to"] == "/reply-queue/replies"
+    assert h["expiration"] == "60000"
+    assert h["amqp-message-id"] == "mid-1"
+    assert h["timestamp"] == "1700000000"
+    assert h["type"] == "kind" and h["app-id"] == "app"
+    assert h["h1"] == "v1" and h["n"] == "7" and h["flag"] == "true"
+
+
+def test_exchange_destination(client, unique, amqp):
+    amqp.exchange_declare(unique, "direct")
+    client.subscribe(f"/exchange/{unique}/rk")
+    client.send(f"/exchange/{unique}/rk", "via-exchange")
+    frame = client.recorder.message()
+    assert frame.body == "via-exchange"
+    assert frame.headers["destination"] == f"/exchange/{unique}/rk"
+
+
+def test_amq_queue_existing_only(client_factory, unique, amqp):
+    amqp.queue_declare(unique)
+    c = client_factory("1.2")
+    c.subscribe(f"/amq/queue/{unique}")
+    c.send(f"/amq/queue/{unique}", "existing")
+    assert c.recorder.message().body == "existing"
+    d = client_factory("1.2")
+    d.conn.subscribe(f"/amq/queue/{unique}-missing", "s1")
+    error = d.recorder.error()
+    assert "NOT_FOUND" in error.headers["message"]
+    assert d.recorder.disconnected.wait(10)
+    c.sync()   # other clients are unaffected
+
+
+def test_temp_queue_reply_to(client_factory, version, unique):
+    server = client_factory(version)
+    requester = client_factory(version)
+    server.subscribe(f"/queue/{unique}")
+    requester.send(f"/queue/{unique}", "ping", **{"reply-to": "/temp-queue/replies"})
+    request = server.recorder.message()
+    reply_to = request.headers["reply-to"]
+    assert reply_to.startswith("/reply-queue/")
+    server.send(reply_to, "pong")
+    reply = requester.recorder.message()
+    assert reply.body == "pong"
+    assert reply.headers["subscription"] == "/temp-queue/replies"
+
+
+def test_invalid_destination_is_error(client_factory):
+    c = client_factory("1.2")
+    c.conn.send("/nonsense/x", "x")
+    assert c.recorder.error().headers["message"] == "Invalid destination"

@@ -1,0 +1,106 @@
+"""Bad input over raw sockets: an ERROR frame with a `message` header, then close; the broker
+keeps serving everyone else and loses nothing stored."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.stomp.conftest import raw_connect, read_until_closed
+
+CONNECT = b"CONNECT\naccept-version:1.2\nhost:/\nlogin:guest\npasscode:guest\n\n\0"
+
+BAD_INPUT = {
+    "unknown command": (b"FROB\n\n\0", b"Unknown STOMP command"),
+    "missing destination": (b"SEND\n\nbody\0", b"Missing destination"),
+    "missing subscribe id": (b"SUBSCRIBE\ndestination:/queue/x\n\n\0", b"Missing header 'id'"),
+    "bad ack mode": (b"SUBSCRIBE\nid:1\ndestination:/queue/x\nack:sometimes\n\n\0",
+                     b"Invalid ack mode"),
+    "bad escape": (b"SEND\ndestination:/queue/x\nh:a\\tb\n\n\0", b"Invalid header escape"),
+    "body longer than content-length": (b"SEND\ndestination:/queue/x\ncontent-length:2\n\n"
+                                        b"abcdef\0", b"Body longer than content-length"),
+    "bad content-length": (b"SEND\ndestination:/queue/x\ncontent-length:-1\n\nx\0",
+                           b"Invalid content-length"),
+    "header without colon": (b"SEND\ndestination:/queue/x\nnocolon\n\n\0",
+                             b"Header without colon"),
+    "too many headers": (b"SEND\ndestination:/queue/x\n"
+                         + b"".join(b"h%d:v\n" % i for i in range(2000)) + b"\n\0",
+                         b"Too many headers"),
+    "frame too large": (b"SEND\ndestination:/queue/x\n\n" + b"x" * (5 * 1024 * 1024) + b"\0",
+                        b"Frame too large"),
+    "bad priority": (b"SEND\ndestination:/queue/x\npriority:high\n\n\0", b"Invalid priority"),
+    "ack without id": (b"ACK\n\n\0", b"Missing header 'id'"),
+    "second CONNECT": (CONNECT, b"Unexpected frame"),
+    "bad heart-beat": (None, b"Invalid heart-beat header"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_error_then_close(broker, case):
+    frame, message = BAD_INPUT[case]
+    s = raw_connect(broker.stomp_port)
+    if frame is None:
+        s.sendall(b"CONNECT\naccept-version:1.2\nlogin:guest\npasscode:guest\n"
+                  b"heart-beat:x,y\n\n\0")
+    else:
+        s.sendall(CONNECT)
+        assert s.recv(4096).startswith(b"CONNECTED")
+        try:
+            s.sendall(frame)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    data = read_until_closed(s)
+    assert data.startswith(b"ERROR\n"), data[:200]
+    head = data.split(b"\n\n", 1)[0]
+    assert b"\nmessage:" + message in head, head
+    s.close()
+    # the broker still serves another client
+    other = raw_connect(broker.stomp_port)
+    other.sendall(CONNECT + b"DISCONNECT\nreceipt:ok\n\n\0")
+    assert b"RECEIPT\nreceipt-id:ok" in read_until_closed(other)
+
+
+def test_error_carries_receipt_id(broker):
+    s = raw_connect(broker.stomp_port)
+    s.sendall(CONNECT + b"SUBSCRIBE\nid:1\ndestination:/amq/queue/missing-q\nreceipt:r9\n\n\0")
+    data = read_until_closed(s)
+    error = data[data.index(b"ERROR\n"):]
+    assert b"\nreceipt-id:r9\n" in error
+    assert b"NOT_FOUND" in error
+
+
+def test_frames_before_fault_are_acted_on(broker, unique):
+    s = raw_connect(broker.stomp_port)
+    s.sendall(CONNECT)
+    assert s.recv(4096).startswith(b"CONNECTED")
+    s.sendall(b"SEND\ndestination:/queue/%s\npersistent:true\n\nsaved\0FROB\n\n\0"
+              % unique.encode())
+    assert read_until_closed(s).startswith(b"ERROR")
+    t = raw_connect(broker.stomp_port)
+    t.sendall(CONNECT + b"SUBSCRIBE\nid:1\ndestination:/queue/%s\n\n\0" % unique.encode())
+    data = b""
+    while b"saved" not in data:
+        chunk = t.recv(4096)
+        assert chunk
+        data += chunk
+    t.close()
+
+
+def test_unacked_messages_survive_a_faulty_client(broker, unique):
+    q = b"/queue/" + unique.encode()
+    s = raw_connect(broker.stomp_port)
+    s.sendall(CONNECT + b"SEND\ndestination:" + q + b"\n\nkeep-me\0"
+              b"SUBSCRIBE\nid:1\nack:client\ndestination:" + q + b"\n\n\0")
+    data = b""
+    while b"keep-me" not in data:
+        data += s.recv(4096)
+    s.sendall(b"GARBAGE\n\n\0")
+    read_until_closed(s)
+    t = raw_connect(broker.stomp_port)
+    t.sendall(CONNECT + b"SUBSCRIBE\nid:1\ndestination:" + q + b"\n\n\0")
+    data = b""
+    while b"keep-me" not in data:
+        chunk = t.recv(4096)
+        assert chunk
+        data += chunk
+    assert b"redelivered:true" in data
+    t.close()
