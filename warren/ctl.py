@@ -204,8 +204,12 @@ COMMANDS = {
 def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ctl", help="control a running broker through its HTTP API")
     p.add_argument("--url", default=os.environ.get("WARREN_URL", "http://localhost:15672"))
-    p.add_argument("--user", "-u", default=os.environ.get("WARREN_USER", "guest"))
-    p.add_argument("--password", "-p", default=os.environ.get("WARREN_PASSWORD", "guest"))
+    # dests differ from the commands' own ``username``/``password`` positionals (add_user),
+    # which would otherwise overwrite the login credentials
+    p.add_argument("--user", "-u", dest="api_user",
+                   default=os.environ.get("WARREN_USER", "guest"))
+    p.add_argument("--password", "-p", dest="api_password",
+                   default=os.environ.get("WARREN_PASSWORD", "guest"))
     p.add_argument("--vhost", "-V", default=None, help="virtual host (default: all / '/')")
     cmds = p.add_subparsers(dest="ctl_command", required=True)
     for name, (func, params) in COMMANDS.items():
@@ -229,7 +233,7 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
 
 def _run_ctl(func):
     def run(args: argparse.Namespace) -> int:
-        api = Api(args.url, args.user, args.password)
+        api = Api(args.url, args.api_user, args.api_password)
         try:
             func(api, args)
         except ApiError as e:

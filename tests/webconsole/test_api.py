@@ -221,7 +221,8 @@ def test_vhosts_users_permissions(api, unique):
     assert api.put(perm, {"configure": "^x", "write": ".*", "read": ""}).status_code == 201
     assert api.get(perm).json()["configure"] == "^x"
     assert api.get(f"{user}/permissions").json()[0]["vhost"] == unique
-    assert api.get(f"{vpath}/permissions").json()[0]["user"] == unique
+    # the creator (guest) got full permissions on the new vhost, as in RabbitMQ
+    assert {p["user"] for p in api.get(f"{vpath}/permissions").json()} == {unique, "guest"}
     assert any(p["user"] == unique for p in api.get("/api/permissions").json())
     assert_error(api.put(perm, {"configure": "(", "write": "", "read": ""}), 400)
     assert_error(api.put(f"/api/permissions/nope-{q(unique)}/{q(unique)}",
@@ -232,6 +233,7 @@ def test_vhosts_users_permissions(api, unique):
     me = ApiClient(api.base, (unique, "secret"))
     assert me.get("/api/whoami").json() == {"name": unique, "tags": ["management"]}
     assert [v["name"] for v in me.get("/api/vhosts").json()] == [unique]
+    assert [p["user"] for p in me.get(f"{vpath}/permissions").json()] == [unique]
     assert_error(api.put(user, {"tags": 5}), 400)
     assert_error(api.put(f"/api/users/{q(unique)}-new", {"tags": ""}), 400)
     assert api.delete(perm).status_code == 204

@@ -49,6 +49,9 @@ def put_vhost(call: Call) -> None:
         raise bad_request("vhost name must not be empty")
     existed = name in call.broker.vhosts
     vh = call.broker.add_vhost(name, description=description, tags=tags)
+    if not existed:
+        # as RabbitMQ's maybe_grant_full_permissions: the creator may use what it created
+        call.broker.set_permissions(call.user.name, name, ".*", ".*", ".*")
     if "tracing" in body:
         vh.tracing = bool(body["tracing"])
     call.status = 204 if existed else 201
