@@ -1,0 +1,374 @@
+"""End-to-end tests of the browser console in headless Chromium.
+
+Each test drives the UI the way an operator would (real clicks and typing over the DevTools
+protocol) and checks every step against the HTTP API with requests. On failure a screenshot of
+the page is saved to a temp file and its path printed. Names carry markup on purpose: the UI
+must show them as text, never as HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import time
+import urllib.parse
+
+import pytest
+import requests
+
+from tests.webconsole.browser import Chromium
+
+GUEST = ("guest", "guest")
+CONSOLE = "/index.html"  # TEMP
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with Chromium(width=1366, height=768) as browser:
+        yield browser
+
+
+@pytest.fixture
+def ui(chromium):
+    """The shared browser with its error log emptied; each test logs in afresh."""
+    chromium.console_errors.clear()
+    return chromium
+
+
+@contextlib.contextmanager
+def screenshot_on_failure(browser: Chromium, name: str):
+    try:
+        yield
+    except BaseException:
+        try:
+            path = browser.screenshot()
+            print(f"\nUI screenshot of the failure ({name}): {path}")
+            print(f"page URL: {browser.evaluate('location.href')}")
+            print(f"console errors: {browser.console_errors}")
+        except Exception as err:  # the browser itself may be the thing that failed
+            print(f"\n(no screenshot: {err})")
+        raise
+
+
+def api(broker, method: str, *parts: str, **kwargs) -> requests.Response:
+    path = "/".join(urllib.parse.quote(p, safe="") for p in parts)
+    headers = kwargs.pop("headers", {})
+    if method != "GET":
+        headers.setdefault("Content-Type", "application/json")
+    return requests.request(method, f"{broker.http_url}/api/{path}", auth=GUEST,
+                            headers=headers, timeout=10, **kwargs)
+
+
+def queue_info(broker, name: str, vhost: str = "/") -> dict:
+    r = api(broker, "GET", "queues", vhost, name)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def wait_until(condition, timeout: float = 10.0, what: str = "condition"):
+    """Poll an API condition (the broker's counters settle within a reactor turn or two)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def login(browser: Chromium, broker, username="guest", password="guest") -> None:
+    browser.goto(f"{broker.http_url}{CONSOLE}")
+    browser.evaluate("sessionStorage.clear(); location.hash = '#/'")
+    browser.reload()
+    browser.wait_for_selector("#login-form")
+    browser.fill("#login-username", username)
+    browser.fill("#login-password", password)
+    browser.click("#login-submit")
+
+
+def open_page(browser: Chromium, hash_: str, ready_selector: str) -> None:
+    browser.evaluate(f"location.hash = {json.dumps(hash_)}")
+    browser.wait_for_selector(ready_selector)
+
+
+def notice(browser: Chromium, text: str) -> None:
+    browser.wait_for(f"[...document.querySelectorAll('.notice')].some("
+                     f"n => n.textContent.includes({json.dumps(text)}))", what=f"notice {text!r}")
+
+
+def confirm(browser: Chromium) -> None:
+    browser.wait_for_selector("#confirm-yes")
+    browser.click("#confirm-yes")
+
+
+def assert_clean(browser: Chromium) -> None:
+    assert browser.console_errors == [], browser.console_errors
+
+
+# ---------------------------------------------------------------------------- tests
+def test_wrong_password_is_refused_and_right_one_logs_in(ui, broker):
+    with screenshot_on_failure(ui, "login"):
+        login(ui, broker, password="not-the-password")
+        ui.wait_for("!document.getElementById('login-error').hidden", what="login error")
+        assert "Login failed" in ui.text("#login-error")
+        assert ui.evaluate("sessionStorage.getItem('warren.credentials')") is None
+        ui.fill("#login-password", "guest")
+        ui.click("#login-submit")
+        ui.wait_for_selector("#page-overview")
+        assert "guest" in ui.text("#user-name")
+        ui.wait_for("document.querySelector('#total-queues .stat-value')", what="totals")
+        # a reload keeps the session (sessionStorage), logging out forgets it
+        ui.evaluate("location.hash = '#/queues'")
+        ui.reload()
+        ui.wait_for_selector("#page-queues")
+        ui.click("#logout")
+        ui.wait_for_selector("#login-form")
+        assert ui.evaluate("sessionStorage.getItem('warren.credentials')") is None
+        assert_clean(ui)
+
+
+def test_queue_create_publish_browse_purge_delete(ui, broker, unique):
+    name = f"{unique}<i>q</i>&\"'"
+    body = 'hello <b>world</b> "quoted" ünïcode'
+    with screenshot_on_failure(ui, "queue"):
+        login(ui, broker)
+        ui.wait_for_selector("#page-overview")
+
+        # create the queue from the Queues tab
+        ui.click("#tabs a[data-tab=queues]")
+        ui.wait_for_selector("#page-queues")
+        ui.open_section("#add-queue-section")
+        ui.fill("#add-queue-name", name)
+        ui.choose("#add-queue-form select[name=durable]", "true")
+        ui.click("#add-queue-submit")
+        notice(ui, "added")
+        info = queue_info(broker, name)
+        assert info["durable"] is True
+        ui.wait_for(f"[...document.querySelectorAll('#queues-list a')].some(a => a.textContent === {json.dumps(name)})",
+                    what="queue in the list")
+
+        # open its page by clicking the link in the list
+        ui.evaluate(f"[...document.querySelectorAll('#queues-list a')].find("
+                    f"a => a.textContent === {json.dumps(name)}).id = 'the-queue-link'")
+        ui.click("#the-queue-link")
+        ui.wait_for_selector("#page-queue")
+        assert ui.text("#queue-name") == name
+        # the markup in the name stayed text
+        assert ui.evaluate("document.querySelectorAll('#main i').length") == 0
+
+        # publish a message with a header
+        ui.open_section("#publish-section")
+        assert ui.evaluate("document.getElementById('publish-routing-key').value") == name
+        ui.fill("#publish-form .args-editor .arg-key", "x-trace")
+        ui.fill("#publish-form .args-editor .arg-value", "<script>alert(1)</script>")
+        ui.fill("#publish-payload", body)
+        ui.click("#publish-submit")
+        notice(ui, "Message published.")
+        wait_until(lambda: queue_info(broker, name).get("messages") == 1, what="1 message queued")
+
+        # browse it: nack/requeue leaves it in the queue
+        ui.open_section("#get-section")
+        ui.click("#get-submit")
+        ui.wait_for_selector("#get-results .message pre.payload")
+        assert ui.text("#get-results pre.payload") == body
+        headers = ui.text("#get-results .message-headers")
+        assert "x-trace" in headers and "<script>alert(1)</script>" in headers
+        assert ui.evaluate("document.querySelectorAll('#main script').length") == 0
+        assert "delivery_mode" in ui.text("#get-results .message-properties")
+        ui.click("#get-results .payload-toggle")
+        ui.wait_for("document.querySelector('#get-results pre.payload').dataset.shown === 'base64'",
+                    what="base64 view")
+        assert ui.text("#get-results pre.payload") == base64.b64encode(body.encode()).decode()
+        ui.click("#get-results .payload-toggle")
+        ui.wait_for("document.querySelector('#get-results pre.payload').dataset.shown === 'text'",
+                    what="text view")
+        wait_until(lambda: queue_info(broker, name).get("messages_ready") == 1,
+                   what="browsed message back in the queue")
+
+        # purge, confirming in the dialog
+        ui.open_section("#purge-section")
+        ui.click("#purge-queue")
+        confirm(ui)
+        notice(ui, "Done.")
+        wait_until(lambda: queue_info(broker, name).get("messages") == 0, what="queue purged")
+        ui.wait_for("document.getElementById('queue-total').textContent === '0'", what="total 0")
+
+        # an empty queue browses as empty
+        ui.click("#get-submit")
+        ui.wait_for_selector("#get-empty")
+
+        # delete it
+        ui.open_section("#delete-section")
+        ui.click("#delete-queue")
+        confirm(ui)
+        ui.wait_for_selector("#page-queues")
+        assert api(broker, "GET", "queues", "/", name).status_code == 404
+        assert_clean(ui)
+
+
+def test_move_messages_to_another_queue(ui, broker, unique):
+    source, target = f"{unique}.src", f"{unique}.dst"
+    for q in (source, target):
+        assert api(broker, "PUT", "queues", "/", q, json={"durable": False}).status_code in (201, 204)
+    for i in range(3):
+        r = api(broker, "POST", "exchanges", "/", "amq.default", "publish",
+                json={"properties": {}, "routing_key": source, "payload": f"m{i}",
+                      "payload_encoding": "string"})
+        assert r.status_code == 200 and r.json()["routed"] is True
+    with screenshot_on_failure(ui, "move"):
+        login(ui, broker)
+        ui.wait_for_selector("#page-overview")
+        open_page(ui, f"#/queues/%2F/{urllib.parse.quote(source, safe='')}", "#page-queue")
+        ui.wait_for("document.getElementById('queue-total')?.textContent === '3'", what="3 messages")
+        ui.open_section("#move-section")
+        ui.fill("#move-destination", target)
+        ui.fill("#move-count", "2")
+        ui.click("#move-submit")
+        notice(ui, "to " + target)
+        wait_until(lambda: queue_info(broker, target).get("messages") == 2, what="2 moved")
+        assert queue_info(broker, source)["messages"] == 1
+        assert_clean(ui)
+
+
+def test_exchange_add_publish_and_delete(ui, broker, unique):
+    exchange, queue = f"{unique}.x", f"{unique}.q"
+    assert api(broker, "PUT", "queues", "/", queue, json={"durable": False}).status_code in (201, 204)
+    with screenshot_on_failure(ui, "exchange"):
+        login(ui, broker)
+        ui.wait_for_selector("#page-overview")
+        ui.click("#tabs a[data-tab=exchanges]")
+        ui.wait_for_selector("#page-exchanges")
+        ui.open_section("#page-exchanges details.section")
+        ui.fill("#add-exchange-name", exchange)
+        ui.choose("#add-exchange-form select[name=type]", "topic")
+        ui.click("#add-exchange-form button[type=submit]")
+        notice(ui, "added")
+        r = api(broker, "GET", "exchanges", "/", exchange)
+        assert r.status_code == 200 and r.json()["type"] == "topic"
+
+        open_page(ui, f"#/exchanges/%2F/{urllib.parse.quote(exchange, safe='')}", "#page-exchange")
+        ui.wait_for_selector("#binding-form")
+        ui.fill("#binding-other", queue)
+        ui.fill("#binding-key", "a.*")
+        ui.click("#binding-form button[type=submit]")
+        notice(ui, "Binding added.")
+        ui.wait_for(f"document.getElementById('bindings-list').textContent.includes({json.dumps(queue)})",
+                    what="binding listed")
+
+        ui.open_section("#publish-section")
+        ui.fill("#publish-routing-key", "a.b")
+        ui.fill("#publish-payload", "via the exchange")
+        ui.click("#publish-submit")
+        notice(ui, "Message published.")
+        wait_until(lambda: queue_info(broker, queue).get("messages") == 1, what="routed message")
+        got = api(broker, "POST", "queues", "/", queue, "get",
+                  json={"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"}).json()
+        assert got[0]["payload"] == "via the exchange" and got[0]["routing_key"] == "a.b"
+
+        ui.click("#page-exchange details.section:last-of-type > summary")
+        ui.click("#delete-exchange")
+        confirm(ui)
+        ui.wait_for_selector("#page-exchanges")
+        assert api(broker, "GET", "exchanges", "/", exchange).status_code == 404
+        assert_clean(ui)
+
+
+def test_admin_vhost_user_permission_policy(ui, broker, unique):
+    vhost, user, policy = f"{unique}.vh", f"{unique}.user", f"{unique}.pol"
+    with screenshot_on_failure(ui, "admin"):
+        login(ui, broker)
+        ui.wait_for_selector("#page-overview")
+        ui.click("#tabs a[data-tab=admin]")
+        ui.wait_for_selector("#page-users")
+
+        ui.click(".subtabs a[href='#/vhosts']")
+        ui.wait_for_selector("#page-vhosts")
+        ui.open_section("#page-vhosts details.section")
+        ui.fill("#add-vhost-name", vhost)
+        ui.click("#add-vhost-form button[type=submit]")
+        notice(ui, "added")
+        assert api(broker, "GET", "vhosts", vhost).status_code == 200
+
+        ui.click(".subtabs a[href='#/users']")
+        ui.wait_for_selector("#page-users")
+        ui.open_section("#page-users details.section")
+        ui.fill("#add-user-name", user)
+        ui.fill("#add-user-password", "s3cret")
+        ui.fill("#add-user-tags", "management")
+        ui.click("#add-user-form button[type=submit]")
+        notice(ui, "saved")
+        r = api(broker, "GET", "users", user)
+        assert r.status_code == 200
+        tags = r.json()["tags"]
+        assert "management" in (tags if isinstance(tags, list) else tags.split(","))
+
+        ui.click(".subtabs a[href='#/permissions']")
+        ui.wait_for_selector("#page-permissions")
+        ui.open_section("#page-permissions details.section")
+        ui.wait_for(f"[...document.querySelectorAll('#add-permission-form select[name=user] option')]"
+                    f".some(o => o.value === {json.dumps(user)})", what="user option")
+        ui.choose("#add-permission-form select[name=user]", user)
+        ui.choose("#add-permission-form select[name=vhost]", vhost)
+        ui.fill("#add-permission-form input[name=write]", "^amq")
+        ui.click("#add-permission-form button[type=submit]")
+        notice(ui, "set")
+        r = api(broker, "GET", "permissions", vhost, user)
+        assert r.status_code == 200 and r.json()["write"] == "^amq" and r.json()["read"] == ".*"
+
+        ui.click(".subtabs a[href='#/policies']")
+        ui.wait_for_selector("#page-policies")
+        ui.open_section("#page-policies details.section")
+        ui.choose("#add-policy-form select[name=vhost]", vhost)
+        ui.fill("#add-policy-name", policy)
+        ui.fill("#add-policy-pattern", "^ttl\\.")
+        ui.fill("#add-policy-form .arg-key", "message-ttl")
+        ui.fill("#add-policy-form .arg-value", "60000")
+        ui.choose("#add-policy-form .args-row select", "Number")
+        ui.click("#add-policy-form button[type=submit]")
+        notice(ui, "saved")
+        r = api(broker, "GET", "policies", vhost, policy)
+        assert r.status_code == 200, r.text
+        assert r.json()["definition"] == {"message-ttl": 60000} and r.json()["pattern"] == "^ttl\\."
+
+        # delete them again through the UI (policy, then the vhost and the user)
+        for row_text, page, check in (
+                (policy, "#/policies", ("policies", vhost, policy)),
+                (vhost, "#/vhosts", ("vhosts", vhost)),
+                (user, "#/users", ("users", user))):
+            open_page(ui, page, f"#page-{page[2:]}")
+            ui.wait_for(f"[...document.querySelectorAll('#main tr')].some(tr => "
+                        f"tr.cells[0]?.textContent === {json.dumps(row_text)} || "
+                        f"tr.cells[1]?.textContent === {json.dumps(row_text)})", what=f"{row_text} row")
+            ui.evaluate(f"""[...document.querySelectorAll('#main tr')].find(tr =>
+                tr.cells[0]?.textContent === {json.dumps(row_text)} ||
+                tr.cells[1]?.textContent === {json.dumps(row_text)})
+                .querySelector('button.danger').id = 'row-delete'""")
+            ui.click("#row-delete")
+            confirm(ui)
+            notice(ui, "Done.")
+            wait_until(lambda: api(broker, "GET", *check).status_code == 404, what=f"{check} gone")
+        assert_clean(ui)
+
+
+def test_every_tab_renders_at_laptop_size(ui, broker):
+    with screenshot_on_failure(ui, "tabs"):
+        login(ui, broker)
+        ui.wait_for_selector("#page-overview")
+        ui.wait_for("document.querySelector('#overview-listeners table, #overview-listeners .empty')",
+                    what="listeners")
+        assert ui.evaluate("document.querySelectorAll('canvas.chart-canvas').length") == 2
+        for hash_, selector in (("#/connections", "#page-connections"), ("#/channels", "#page-channels"),
+                                ("#/exchanges", "#page-exchanges"), ("#/queues", "#page-queues"),
+                                ("#/users", "#page-users"), ("#/vhosts", "#page-vhosts"),
+                                ("#/permissions", "#page-permissions"), ("#/policies", "#page-policies"),
+                                ("#/bridges", "#page-bridges")):
+            open_page(ui, hash_, selector)
+            ui.wait_for("document.getElementById('refresh-status').textContent.startsWith('Updated')",
+                        what=f"{hash_} loaded")
+            # nothing wider than the laptop screen
+            assert ui.evaluate("document.documentElement.scrollWidth") <= 1366, hash_
+        ui.wait_for("document.getElementById('bridges-list').textContent.includes('No bridges configured')",
+                    what="bridges empty state")
+        assert_clean(ui)
