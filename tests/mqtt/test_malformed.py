@@ -1,0 +1,124 @@
+"""Bad input over raw sockets: the right CONNACK/DISCONNECT or a close, and nobody else hurt."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.mqtt.helpers import V5, Client, RawClient, cid
+from warren.mqtt.codec import ConnAck, Connect, Disconnect, Publish, Subscribe, Subscription
+
+CONNECT_311 = Connect(client_id="raw", username="guest", password=b"guest")
+
+
+def _connected(port, level=4):
+    raw = RawClient(port, level=level)
+    raw.send(Connect(protocol_level=level, client_id=cid(), username="guest",
+                     password=b"guest"))
+    assert raw.recv().reason_code == 0
+    return raw
+
+
+def test_first_packet_not_connect_closes(broker):
+    raw = RawClient(broker.mqtt_port)
+    raw.send(Publish("a", b"x"))
+    assert raw.recv() is None
+
+
+def test_unsupported_protocol_level(broker):
+    raw = RawClient(broker.mqtt_port)
+    # "MQTT" level 6
+    raw.send_raw(bytes([0x10, 12]) + b"\x00\x04MQTT\x06\x02\x00\x3c\x00\x00")
+    ack = raw.recv()
+    assert isinstance(ack, ConnAck) and ack.reason_code == 1
+    assert raw.recv() is None
+
+
+def test_connect_reserved_flag_closes_311(broker):
+    raw = RawClient(broker.mqtt_port)
+    raw.send_raw(bytes([0x10, 13]) + b"\x00\x04MQTT\x04\x03\x00\x3c\x00\x01a")
+    assert raw.recv() is None           # 3.1.1 has no code for it: close [MQTT-3.2.2-6]
+
+
+def test_connect_reserved_flag_connack_v5(broker):
+    raw = RawClient(broker.mqtt_port, level=5)
+    raw.send_raw(bytes([0x10, 14]) + b"\x00\x04MQTT\x05\x03\x00\x3c\x00\x00\x01a")
+    ack = raw.recv()
+    assert isinstance(ack, ConnAck) and ack.reason_code == 0x81
+
+
+@pytest.mark.parametrize("level", [4, 5])
+def test_second_connect(broker, level):
+    raw = _connected(broker.mqtt_port, level)
+    raw.send(Connect(protocol_level=level, client_id="again"))
+    reply = raw.recv()
+    if level == 5:
+        assert isinstance(reply, Disconnect) and reply.reason_code == 0x82
+        reply = raw.recv()
+    assert reply is None
+
+
+def test_reserved_fixed_header_flags(broker):
+    raw = _connected(broker.mqtt_port, 5)
+    raw.send_raw(b"\xc1\x00")            # PINGREQ with flags 1
+    d = raw.recv()
+    assert isinstance(d, Disconnect) and d.reason_code == 0x81
+
+
+def test_wildcard_in_publish_topic(broker):
+    raw = _connected(broker.mqtt_port, 5)
+    raw.send_raw(b"\x30\x05\x00\x01+\x00x")
+    d = raw.recv()
+    assert isinstance(d, Disconnect) and d.reason_code == 0x90
+
+
+def test_invalid_utf8_topic(broker):
+    raw = _connected(broker.mqtt_port)
+    raw.send_raw(b"\x30\x05\x00\x02\xc3\x28x")
+    assert raw.recv() is None
+
+
+def test_packet_too_large(tmp_path):
+    from tests.broker_process import BrokerProcess
+    with BrokerProcess(tmp_path, env={"WARREN_MQTT_MAX_PACKET_SIZE": "1000"}) as b:
+        raw = _connected(b.mqtt_port, 5)
+        raw.send(Publish("big", b"x" * 2000))
+        d = raw.recv()
+        assert isinstance(d, Disconnect) and d.reason_code == 0x95
+
+
+def test_bad_subscription_filter_gets_failure_code(broker, unique):
+    raw = _connected(broker.mqtt_port)
+    raw.send(Subscribe(1, (Subscription("a/#/b", 0), Subscription(f"{unique}/ok", 1))))
+    ack = raw.recv()
+    assert ack.reason_codes == (0x80, 1)
+
+
+def test_garbage_does_not_hurt_others_or_lose_messages(broker, unique):
+    client_id = cid()
+    keeper = Client(broker.mqtt_port, client_id=client_id, clean=False)
+    keeper.subscribe(f"{unique}/safe", 1)
+    keeper.disconnect()
+    bystander = Client(broker.mqtt_port)
+    bystander.subscribe(f"{unique}/live", 1)
+    pub = Client(broker.mqtt_port)
+    pub.publish(f"{unique}/safe", b"stored", 1)
+    for junk in (b"\x00\x00", b"\xff\xff\xff\xff\xff", b"\x30\xff\xff\xff\xff\x7f",
+                 b"\x10\x02\x00\x04"):
+        raw = RawClient(broker.mqtt_port)
+        raw.send_raw(junk)
+        assert raw.closed()
+    pub.publish(f"{unique}/live", b"still-works", 1)
+    assert bystander.get().payload == b"still-works"
+    back = Client(broker.mqtt_port, client_id=client_id, clean=False)
+    assert back.get().payload == b"stored"
+
+
+def test_qos0_publish_before_malformed_packet_is_routed(broker, unique):
+    sub = Client(broker.mqtt_port)
+    sub.subscribe(f"{unique}/before", 0)
+    raw = _connected(broker.mqtt_port)
+    good = Publish(f"{unique}/before", b"made-it")
+    from warren.mqtt.codec import encode
+    raw.send_raw(encode(good, 4) + b"\xc1\x00")
+    assert raw.recv() is None
+    assert sub.get().payload == b"made-it"

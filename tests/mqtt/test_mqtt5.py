@@ -1,0 +1,126 @@
+"""MQTT 5 features: topic aliases, shared subscriptions, subscription identifiers, no-local,
+maximum packet size, message expiry, reason codes."""
+
+from __future__ import annotations
+
+import queue
+
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from tests.mqtt.helpers import V5, Client, RawClient, cid, v5_props
+from warren.mqtt.codec import Connect, Publish, Subscribe, Subscription, PubAck
+
+
+def _raw5(port, **props):
+    raw = RawClient(port, level=5)
+    raw.send(Connect(protocol_level=5, client_id=cid(), username="guest", password=b"guest",
+                     properties=props))
+    ack = raw.recv()
+    assert ack.reason_code == 0
+    return raw, ack
+
+
+def test_inbound_topic_alias(broker, unique):
+    sub = Client(broker.mqtt_port, protocol=V5)
+    sub.subscribe(f"{unique}/alias", 1)
+    raw, ack = _raw5(broker.mqtt_port)
+    assert ack.properties["topic_alias_maximum"] >= 1
+    raw.send(Publish(f"{unique}/alias", b"first", 1, packet_id=1,
+                     properties={"topic_alias": 1}))
+    raw.send(Publish("", b"second", 1, packet_id=2, properties={"topic_alias": 1}))
+    assert [raw.recv().packet_id, raw.recv().packet_id] == [1, 2]
+    assert [sub.get().payload, sub.get().payload] == [b"first", b"second"]
+
+
+def test_unknown_topic_alias_is_protocol_error(broker):
+    raw, _ = _raw5(broker.mqtt_port)
+    raw.send(Publish("", b"x", 0, properties={"topic_alias": 5}))
+    d = raw.recv()
+    assert type(d).__name__ == "Disconnect" and d.reason_code == 0x82
+
+
+def test_outbound_topic_alias(broker, unique):
+    raw, _ = _raw5(broker.mqtt_port, topic_alias_maximum=4)
+    raw.send(Subscribe(1, (Subscription(f"{unique}/oa", 0),)))
+    raw.recv()
+    pub = Client(broker.mqtt_port)
+    pub.publish(f"{unique}/oa", b"1", 1)
+    pub.publish(f"{unique}/oa", b"2", 1)
+    a, b = raw.recv(), raw.recv()
+    assert a.topic == f"{unique}/oa" and a.properties["topic_alias"] == 1
+    assert b.topic == "" and b.properties["topic_alias"] == 1 and b.payload == b"2"
+
+
+def test_shared_subscription_splits_messages(broker, unique):
+    members = [Client(broker.mqtt_port, protocol=V5) for _ in range(2)]
+    both: queue.Queue = queue.Queue()
+    for i, m in enumerate(members):
+        m.paho.on_message = lambda c, u, msg, i=i: both.put((i, msg.payload))
+        m.subscribe(f"$share/g1/{unique}/work", 1)
+    plain = Client(broker.mqtt_port, protocol=V5)
+    plain.subscribe(f"{unique}/work", 1)
+    pub = Client(broker.mqtt_port)
+    for i in range(10):
+        pub.publish(f"{unique}/work", f"{i}".encode(), 1)
+    assert len([plain.get() for _ in range(10)]) == 10   # a normal subscriber gets all
+    got = [both.get(timeout=10) for _ in range(10)]
+    assert sorted(p for _, p in got) == sorted(f"{i}".encode() for i in range(10))
+    assert {i for i, _ in got} == {0, 1}                 # shared round-robin
+    for m in members:
+        m.disconnect()
+
+
+def test_subscription_identifiers(broker, unique):
+    sub = Client(broker.mqtt_port, protocol=V5)
+    sub.subscribe(f"{unique}/id/+", 1,
+                  properties=v5_props(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=7))
+    sub.subscribe(f"{unique}/id/#", 1,
+                  properties=v5_props(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=9))
+    Client(broker.mqtt_port).publish(f"{unique}/id/x", b"both", 1)
+    m = sub.get()
+    assert sorted(m.properties.SubscriptionIdentifier) == [7, 9]
+
+
+def test_no_local(broker, unique):
+    me = Client(broker.mqtt_port, protocol=V5)
+    me.subscribe(f"{unique}/nl", options=SubscribeOptions(qos=1, noLocal=True))
+    me.subscribe(f"{unique}/marker", 1)
+    me.publish(f"{unique}/nl", b"mine", 1)
+    Client(broker.mqtt_port).publish(f"{unique}/nl", b"theirs", 1)
+    Client(broker.mqtt_port).publish(f"{unique}/marker", b"marker", 1)
+    assert [m.payload for m in me.drain_until(b"marker")] == [b"theirs", b"marker"]
+
+
+def test_puback_no_matching_subscribers(broker, unique):
+    pub = Client(broker.mqtt_port, protocol=V5)
+    code = pub.publish(f"{unique}/nobody", b"x", 1)
+    assert code.value == 0x10
+
+
+def test_client_maximum_packet_size_drops_big_messages(broker, unique):
+    raw, _ = _raw5(broker.mqtt_port, maximum_packet_size=200)
+    raw.send(Subscribe(1, (Subscription(f"{unique}/big", 1),)))
+    raw.recv()
+    pub = Client(broker.mqtt_port)
+    pub.publish(f"{unique}/big", b"x" * 500, 1)
+    pub.publish(f"{unique}/big", b"small", 1)
+    m = raw.recv()
+    assert m.payload == b"small"
+
+
+def test_message_expiry_while_queued(broker, unique):
+    client_id = cid()
+    props = v5_props(PacketTypes.CONNECT, SessionExpiryInterval=300)
+    sub = Client(broker.mqtt_port, protocol=V5, client_id=client_id, clean=False,
+                 properties=props)
+    sub.subscribe(f"{unique}/exp", 1)
+    sub.disconnect()
+    pub = Client(broker.mqtt_port, protocol=V5)
+    pub.publish(f"{unique}/exp", b"keeps", 1, properties=v5_props(MessageExpiryInterval=100))
+    back = Client(broker.mqtt_port, protocol=V5, client_id=client_id, clean=False,
+                  properties=props)
+    m = back.get()
+    assert m.payload == b"keeps"
+    assert 0 < m.properties.MessageExpiryInterval <= 100
+    back.disconnect()
