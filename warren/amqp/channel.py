@@ -19,6 +19,8 @@ from ..broker.errors import (AccessRefused, BrokerError, NotAllowed, NotFound, N
                              PreconditionFailed, UnexpectedFrame)
 from ..broker.message import Message, QueueEntry
 from ..broker.queue import Queue
+from ..broker.replyto import REPLY_TO, REPLY_TO_BYTES, direct_reply_to
+from ..broker.replyto import publish as publish_routed
 from .framing import (BASIC_ACK, BASIC_PUBLISH, FRAME_BODY, FRAME_HEADER, FRAME_METHOD,
                       basic_ack_frame, basic_nack_frame, content_frames, decode_method,
                       deliver_payload, encode_method, parse_ack, parse_content_header,
@@ -98,6 +100,7 @@ class Channel:
         self.prefetch = 0                    # basic.qos global=false: for new consumers
         self.global_prefetch = 0             # basic.qos global=true: shared by the channel
         self.current_queue: str | None = None  # last declared queue, for '' in later methods
+        self.reply_to = None                 # direct reply-to subscription (broker/replyto.py)
         # content assembly: (exchange, routing_key, mandatory), then header, then body parts
         self._publish: tuple[str, str, bool] | None = None
         self._props: bytes | None = None
@@ -254,6 +257,8 @@ class Channel:
         msg = Message(exchange_name, rk, body, codec=CODEC, raw_props=props)
         if len(props) >= 2 and props[1] & _USER_ID_FLAG:
             self._check_user_id(msg)
+        if REPLY_TO_BYTES in props:
+            msg = direct_reply_to(self.broker).rewrite(msg, self.reply_to)
         if not self.conn.published:
             self.conn.started_publishing()
         if self.confirm:
@@ -270,7 +275,7 @@ class Channel:
                                      f"was '{self.conn.user.name}'")
 
     def _route(self, ex: Any, msg: Message, mandatory: bool, seq: int) -> None:
-        routed = self.vhost.publish(ex, msg)
+        routed = publish_routed(self.vhost, ex, msg)
         self.conn.stats_publish += 1
         if not routed.queues and mandatory and not routed.rejected:
             self._basic_return(312, "NO_ROUTE", msg)
@@ -409,6 +414,12 @@ class Channel:
         server_named = False
         if m.passive:
             name = self._queue_name(name)
+            if name == REPLY_TO or direct_reply_to(self.broker).exists(name):
+                # RabbitMQ answers for the pseudo-queue and live reply addresses
+                if not m.nowait:
+                    self.send(commands.Queue.DeclareOk(queue=name, message_count=0,
+                                                       consumer_count=0))
+                return
         elif name == "":
             name = vh.new_queue_name()
             server_named = True
@@ -487,6 +498,9 @@ class Channel:
         self._kick()
 
     def _on_consume(self, m: commands.Basic.Consume) -> None:
+        if m.queue == REPLY_TO:
+            self._consume_reply_to(m)
+            return
         vh = self.vhost
         name = self._queue_name(m.queue)
         self.broker.check(self.conn.user, vh.name, "read", "queue", name)
@@ -511,7 +525,22 @@ class Channel:
             del self.consumers[tag]
             raise
 
+    def _consume_reply_to(self, m: commands.Basic.Consume) -> None:
+        """Direct reply-to: a consumer on no queue (see warren/broker/replyto.py)."""
+        if self.reply_to is not None:
+            raise PreconditionFailed("reply consumer already set")
+        tag = m.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)
+        if tag in self.consumers:
+            raise NotAllowed(f"attempt to reuse consumer tag '{tag}'")
+        consumer = AmqpConsumer(self, tag, None, m.no_ack, False, {}, 0)
+        self.reply_to = direct_reply_to(self.broker).subscribe(consumer)
+        if not m.nowait:
+            self.send(commands.Basic.ConsumeOk(consumer_tag=tag))
+
     def _on_cancel(self, m: commands.Basic.Cancel) -> None:
+        if self.reply_to is not None and m.consumer_tag == self.reply_to.tag:
+            direct_reply_to(self.broker).unsubscribe(self.reply_to)
+            self.reply_to = None
         consumer = self.consumers.pop(m.consumer_tag, None)
         if not m.nowait:
             self.send(commands.Basic.CancelOk(consumer_tag=m.consumer_tag))
@@ -644,7 +673,7 @@ class Channel:
         settles, self._tx_settles = self._tx_settles, []
         stored = False
         for ex, msg, mandatory in publishes:
-            routed = self.vhost.publish(ex, msg)
+            routed = publish_routed(self.vhost, ex, msg)
             stored = stored or routed.stored
             if not routed.queues and mandatory:
                 self._basic_return(312, "NO_ROUTE", msg)
@@ -678,6 +707,9 @@ class Channel:
     def release_all(self) -> None:
         """Channel or connection closed: cancel consumers, requeue every unacked delivery."""
         self.closing = True
+        if self.reply_to is not None:
+            direct_reply_to(self.broker).unsubscribe(self.reply_to)
+            self.reply_to = None
         consumers = list(self.consumers.values())
         self.consumers.clear()
         taken = list(self.unacked.values())
