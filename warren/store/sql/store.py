@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event, exists, func, select
-from sqlalchemy import and_, delete, insert, update
+from sqlalchemy import BigInteger, and_, any_, delete, insert, text, update
 from sqlalchemy.engine import make_url
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
@@ -229,12 +229,39 @@ class SqlStore(MessageStore):
         self._insert_message = _insert_ignoring_duplicates(self.engine, m)
         self._insert_entry = _insert_ignoring_duplicates(self.engine, qm)
         self._insert_definition = _insert_ignoring_duplicates(self.engine, d)
-        self._delete_entry = delete(qm).where(
-            and_(qm.c.msg_id == bindparam("m"), qm.c.queue_key == bindparam("q"))
-        )
-        # Garbage collection: a record no queue references any more.
+        # PostgreSQL: one INSERT ... SELECT FROM unnest(arrays) per batch instead of a row per
+        # statement (psycopg's executemany), about five times faster for 1000 rows.
+        self._unnest_records: Any = None
+        self._unnest_entries: Any = None
+        if self.engine.dialect.name == "postgresql":
+            self._unnest_records = text(
+                "INSERT INTO warren_messages (id, record) "
+                "SELECT * FROM unnest(CAST(:ids AS BIGINT[]), CAST(:records AS BYTEA[])) "
+                "ON CONFLICT DO NOTHING"
+            )
+            self._unnest_entries = text(
+                "INSERT INTO warren_queue_messages (queue_key, msg_id, seq, delivered) "
+                "SELECT * FROM unnest(CAST(:queue_keys AS BYTEA[]), CAST(:ids AS BIGINT[]), "
+                "CAST(:seqs AS BIGINT[]), CAST(:delivered AS BOOLEAN[])) "
+                "ON CONFLICT DO NOTHING"
+            )
+        # Acks and garbage collection take a list of ids per statement (one array parameter
+        # on PostgreSQL, a chunked IN list elsewhere): far cheaper than a row per statement.
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            ids: Any = any_(bindparam("ids", type_=ARRAY(BigInteger)))
+            self._ids_chunk = 1_000_000
+            entry_match = qm.c.msg_id == ids
+            record_match = m.c.id == ids
+        else:
+            self._ids_chunk = 500
+            entry_match = qm.c.msg_id.in_(bindparam("ids", expanding=True))
+            record_match = m.c.id.in_(bindparam("ids", expanding=True))
+        self._delete_entries = delete(qm).where(and_(qm.c.queue_key == bindparam("q"), entry_match))
+        # Garbage collection: records no queue references any more.
         self._delete_unreferenced = delete(m).where(
-            and_(m.c.id == bindparam("m"), ~exists().where(qm.c.msg_id == m.c.id))
+            and_(record_match, ~exists().where(qm.c.msg_id == m.c.id))
         )
         # Purge: first the records only this queue holds, then the queue's references.
         other = qm.alias("other")
@@ -413,7 +440,7 @@ class SqlStore(MessageStore):
             self._kick_call.cancel()
         self._kick_call = None
         self._retrying = False
-        attempt = self._take_attempt()
+        attempt = self._take_attempt(keep_high_water_mark=True)
         if attempt is None:
             return
         self._run_attempt(attempt)
@@ -457,10 +484,14 @@ class SqlStore(MessageStore):
 
         self._pool.callInThreadWithCallback(on_result, self._run_attempt, attempt)
 
-    def _take_attempt(self) -> CommitAttempt | None:
+    def _take_attempt(self, keep_high_water_mark: bool = False) -> CommitAttempt | None:
         batches = [b for b in self._queue if b.has_writes() or b.waiters]
         self._queue = deque([PendingBatch()])
         if not batches:
+            if keep_high_water_mark and self._max_msg_id > self._committed_max_msg_id:
+                # Every write cancelled in memory: still record the ids used, so a restart
+                # never hands out an id twice.
+                return CommitAttempt([PendingBatch()], self._max_msg_id)
             return None
         if not any(b.has_writes() for b in batches) and self._max_msg_id <= self._committed_max_msg_id:
             for batch in batches:  # nothing to write: the waiters are already satisfied
@@ -487,21 +518,18 @@ class SqlStore(MessageStore):
             connection.execute(self._delete_purged_records, {"q": queue_key})
             connection.execute(self._delete_queue, {"q": queue_key})
         if batch.acks:
-            connection.execute(self._delete_entry, [{"q": q, "m": m} for q, m in batch.acks])
-            acked = {m for _, m in batch.acks}
-            connection.execute(self._delete_unreferenced, [{"m": m} for m in acked])
+            by_queue: dict[str, list[int]] = {}
+            for queue_key, msg_id in batch.acks:
+                by_queue.setdefault(queue_key, []).append(msg_id)
+            for queue_key, msg_ids in by_queue.items():
+                for chunk in self._chunks(msg_ids):
+                    connection.execute(self._delete_entries, {"q": queue_key, "ids": chunk})
+            for chunk in self._chunks(sorted({m for _, m in batch.acks})):
+                connection.execute(self._delete_unreferenced, {"ids": chunk})
         if batch.records:
-            connection.execute(
-                self._insert_message, [{"id": i, "record": r} for i, r in batch.records.items()]
-            )
+            self._insert_records(connection, batch)
         if batch.entries:
-            connection.execute(
-                self._insert_entry,
-                [
-                    {"queue_key": q, "msg_id": m, "seq": seq, "delivered": delivered}
-                    for (q, m), (seq, delivered) in batch.entries.items()
-                ],
-            )
+            self._insert_entries(connection, batch)
         if batch.delivered:
             connection.execute(self._mark_delivered, [{"q": q, "m": m} for q, m in batch.delivered])
         if batch.definitions:
@@ -514,6 +542,43 @@ class SqlStore(MessageStore):
             ]
             if upserts:
                 connection.execute(self._insert_definition, upserts)
+
+    def _insert_records(self, connection: Connection, batch: PendingBatch) -> None:
+        if self._unnest_records is not None:
+            connection.execute(
+                self._unnest_records,
+                {"ids": list(batch.records), "records": list(batch.records.values())},
+            )
+        else:
+            connection.execute(
+                self._insert_message, [{"id": i, "record": r} for i, r in batch.records.items()]
+            )
+
+    def _insert_entries(self, connection: Connection, batch: PendingBatch) -> None:
+        if self._unnest_entries is not None:
+            keys = list(batch.entries)
+            values = list(batch.entries.values())
+            connection.execute(
+                self._unnest_entries,
+                {
+                    "queue_keys": [q.encode("utf-8", "surrogatepass") for q, _ in keys],
+                    "ids": [m for _, m in keys],
+                    "seqs": [v[0] for v in values],
+                    "delivered": [v[1] for v in values],
+                },
+            )
+        else:
+            connection.execute(
+                self._insert_entry,
+                [
+                    {"queue_key": q, "msg_id": m, "seq": seq, "delivered": delivered}
+                    for (q, m), (seq, delivered) in batch.entries.items()
+                ],
+            )
+
+    def _chunks(self, ids: list[int]) -> list[list[int]]:
+        size = self._ids_chunk
+        return [ids[i : i + size] for i in range(0, len(ids), size)]
 
     @staticmethod
     def _store_max_msg_id(connection: Connection, max_msg_id: int) -> None:
