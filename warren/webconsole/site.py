@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any
 
-from twisted.web import resource, server, static
+from twisted.web import pages, resource, server, static
 
 from ..broker.stats import MessageStats
 from .api import ApiResource, Route
@@ -69,7 +69,7 @@ class ConsoleRoot(resource.Resource):
 
     def getChild(self, path: bytes, request: Any) -> resource.Resource:
         if self.files is None:
-            return resource.NoResource("the console UI is not installed")
+            return pages.notFound("No Such Resource", "the console UI is not installed")
         if path == b"":
             return self.files
         return self.files.getChild(path, request)
