@@ -106,6 +106,15 @@ class ConsumerSet:
                     return c
         return None
 
+    def any_credit(self) -> bool:
+        """Whether some consumer could take a delivery now (no cursor moves)."""
+        if self.single_active:
+            return bool(self._all) and self._all[0].has_credit()
+        for c in self._all:
+            if c.has_credit():
+                return True
+        return False
+
     def next_accepting(self, queue: Any, entry: Any) -> tuple[Consumer | None, bool]:
         """(consumer for *entry*, whether any consumer has credit at all).
 

@@ -83,12 +83,18 @@ class Queue:
         self.expires = self.setting("expires")
         self.delivery_limit = self.setting("delivery-limit")
         max_priority = self.arguments.get("x-max-priority", (self.policy or {}).get("max-priority"))
-        if max_priority is not None and not isinstance(self.ready, ReadyByPriority):
+        if max_priority != getattr(self, "max_priority", None):
+            # a policy may add, change or remove priorities live: re-sort what is ready
             old = self.ready.clear()
-            self.ready = ReadyByPriority(max_priority)
+            self.ready = ReadyFifo() if max_priority is None else ReadyByPriority(max_priority)
             self.ready.requeue(old)
         self.max_priority = max_priority
         self.consumers.single_active = bool(self.setting("single-active-consumer"))
+        if self.ready and self.overflow == "drop-head" and (
+                self.max_length is not None or self.max_length_bytes is not None):
+            # a limit set or lowered by a policy applies at once (RabbitMQ drops the head;
+            # reject-publish queues only refuse new messages)
+            self._drop_head_over_limit()
         self._touch()
 
     @property
@@ -222,6 +228,8 @@ class Queue:
         """
         ready = self.ready
         consumers = self.consumers
+        if not ready or not consumers.any_credit():
+            return
         skipped: list[QueueEntry] = []
         now = None
         try:

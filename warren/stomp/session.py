@@ -68,6 +68,7 @@ class Link(Protocol):
     """What the session needs from the connection that carries it (``listener.py``)."""
 
     write_paused: bool
+    name: str                                           # for logs and events
 
     def write(self, data: bytes) -> None: ...          # batched until the next flush
 
@@ -257,7 +258,6 @@ class StompSession:
         self.transactions: dict[str, list[Frame]] = {}
         self.exclusive_queues: list[Queue] = []
         self._temp_queues: dict[str, Queue] = {}  # /temp-queue/ name -> this session's queue
-        self._known_queues: set[str] = set()      # /queue/ names already ensured
         self._checked: set[tuple[str, str, str]] = set()  # permission checks passed
         self._publishing = False
         self._kick: dict[int, Queue] = {}         # queues to dispatch after this read
@@ -349,7 +349,7 @@ class StompSession:
         self.state = State.CONNECTED
         self.link.write(encode(Frame("CONNECTED", tuple(headers)), version))
         self.link.start_heartbeats(send_ms, expect_ms)
-        self.broker.emit("connection.created", name=self.session_id)
+        self.broker.emit("connection.created", name=self.link.name)
 
     @staticmethod
     def _heartbeat_header(value: str | None) -> tuple[int, int]:
@@ -375,8 +375,11 @@ class StompSession:
         kind = destination.kind
         routing_key = destination.routing_key
         if kind is Kind.QUEUE:
-            if destination.name not in self._known_queues:
+            queue = vhost.queues.get(destination.name)
+            if queue is None:
                 self._ensure_queue(destination.name, frame)
+            elif queue.exclusive_owner is not None:
+                queue.check_access(self)
         elif kind is Kind.AMQ_QUEUE:
             vhost.queue(destination.name)
         elif kind is Kind.TEMP_QUEUE:
@@ -494,7 +497,6 @@ class StompSession:
                 self.exclusive_queues.append(queue)
         else:
             queue.check_access(self)
-        self._known_queues.add(name)
         return queue
 
     @staticmethod
