@@ -46,11 +46,6 @@ from ..broker.users import User
 log = logging.getLogger("warren.webconsole")
 audit = logging.getLogger("warren.webconsole.audit")
 
-#: management tags, each including what the ones after it allow (RabbitMQ's hierarchy)
-TAG_RANK = {"administrator": 4, "monitoring": 3, "policymaker": 2, "management": 1}
-#: The tag a view needs; "policymaker" and "monitoring" are separate branches above management.
-NEEDS_RANK = {"management": 1, "policymaker": 2, "monitoring": 3, "administrator": 4}
-
 MAX_BODY = 64 * 1024 * 1024
 REALM = 'Basic realm="RabbitMQ Management"'
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1", "localhost")
@@ -118,9 +113,6 @@ class Call:
     headers: dict[str, str] = field(default_factory=dict)
 
     # -- who may do what -----------------------------------------------------------------
-    def rank(self) -> int:
-        return max((TAG_RANK.get(t, 0) for t in self.user.tags), default=0) if self.user else 0
-
     @property
     def is_admin(self) -> bool:
         return self.user is not None and "administrator" in self.user.tags
@@ -136,24 +128,18 @@ class Call:
     def visible_vhosts(self) -> list[Any]:
         return [vh for name, vh in sorted(self.broker.vhosts.items()) if self.may_see_vhost(name)]
 
-    def vhost(self, name: str | None = None, *, modify: bool = False) -> Any:
+    def vhost(self, name: str | None = None) -> Any:
         """The vhost named in the path: 404 when missing, 403 when this user has no access."""
         name = self.params["vhost"] if name is None else name
         vh = self.broker.vhosts.get(name)
         if vh is None:
             raise not_found()
-        if modify and (self.user.name, name) not in self.broker.permissions:
-            raise forbidden(f"User not authorised to access virtual host '{name}'")
         if not self.may_see_vhost(name):
             raise forbidden(f"User not authorised to access virtual host '{name}'")
         return vh
 
     def check(self, vhost: str, kind: str, resource_kind: str, name: str) -> None:
         self.broker.check(self.user, vhost, kind, resource_kind, name)
-
-    def require(self, tag: str) -> None:
-        if not _has(self.user, tag):
-            raise forbidden(f"Not {tag} user")
 
     # -- body fields ---------------------------------------------------------------------
     def obj(self) -> dict[str, Any]:
@@ -168,6 +154,8 @@ class Call:
 
 
 def _has(user: User | None, tag: str) -> bool:
+    """RabbitMQ's tag hierarchy: administrator does everything; monitoring and policymaker
+    each include management but not each other."""
     if user is None:
         return False
     tags = set(user.tags)

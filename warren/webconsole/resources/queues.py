@@ -133,6 +133,7 @@ def get_messages(call: Call) -> list[dict[str, Any]]:
     truncate = body.get("truncate")
     truncate = as_int(truncate, "truncate", minimum=0) if truncate not in (None, "") else None
     call.check(vh.name, "read", "queue", q.name)
+    q.check_access(None)           # another connection's exclusive queue: 405 locked
     entries, remaining = [], []
     for _ in range(count):
         entry = q.get(no_ack=False)
@@ -201,6 +202,8 @@ def move(call: Call) -> Any:
         raise NotFound(f"no queue '{dest_name}' in vhost '{vh.name}'")
     call.check(vh.name, "read", "queue", q.name)
     call.check(vh.name, "write", "queue", dest.name)
+    q.check_access(None)
+    dest.check_access(None)
     moved = move_messages(q, dest, count)
     d = call.broker.sync()
     d.addCallback(lambda _: {"moved": moved})
