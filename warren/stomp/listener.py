@@ -294,4 +294,5 @@ class StompFactory(protocol.Factory):
         return StompConnection(self)
 
     def stopFactory(self) -> None:
-        pass
+        """The listener closed: scheduled messages stop firing (persisted ones stay stored)."""
+        self.scheduler.stop()

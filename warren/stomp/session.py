@@ -279,6 +279,8 @@ class StompSession:
     # ------------------------------------------------------------------ frames in
     def handle(self, frame: Frame) -> None:
         """Act on one client frame; raises StompError/BrokerError (the listener reports it)."""
+        if self._close_after_receipts:
+            return      # after DISCONNECT nothing more is acted on (STOMP 1.2 "DISCONNECT")
         command = frame.command
         if command not in ALLOWED[self.state]:
             if self.state is State.AWAIT_CONNECT:
