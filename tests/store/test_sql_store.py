@@ -87,14 +87,22 @@ def test_upgrade_again_is_a_no_op(sql_url: str) -> None:
     assert ddl == []
 
 
+CONCURRENT_UPGRADE = """
+    import sys
+    from warren.store.sql.migrate import upgrade
+    print("ready", flush=True)
+    sys.stdin.readline()  # all processes start upgrading at the same moment
+    upgrade(sys.argv[1])
+"""
+
+
 def test_concurrent_upgrades_from_two_processes_are_safe(sql_url: str) -> None:
-    script = """
-        import sys
-        from warren.store.sql.migrate import upgrade
-        upgrade(sys.argv[1])
-        print('{"ok": true}')
-    """
-    procs = [_python(script, sql_url) for _ in range(3)]
+    procs = [_python(CONCURRENT_UPGRADE, sql_url, stdin=subprocess.PIPE) for _ in range(3)]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     for proc in procs:
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
