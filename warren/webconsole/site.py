@@ -71,7 +71,8 @@ class ConsoleRoot(resource.Resource):
         if self.files is None:
             return pages.notFound("No Such Resource", "the console UI is not installed")
         if path == b"":
-            return self.files
+            # "/" itself: the UI's page (rendering the directory resource would redirect to "//")
+            return self.files.getChild(b"index.html", request)
         return self.files.getChild(path, request)
 
     def render_GET(self, request: Any) -> Any:
