@@ -13,6 +13,7 @@ Readiness is an event (``pg_ctl start -w`` returns once the server accepts conne
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import shutil
@@ -161,6 +162,7 @@ def start_postgres(tmpdir: str | os.PathLike[str]) -> tuple[str, Callable[[], No
 def start_cluster(tmpdir: str | os.PathLike[str]) -> PostgresCluster:
     """Like :func:`start_postgres` but return the cluster, for tests that stop and restart it."""
     cluster = PostgresCluster(tmpdir)
+    atexit.register(cluster.destroy)  # even if the caller never stops it (idempotent)
     try:
         cluster.start()
         cluster.create_database()
