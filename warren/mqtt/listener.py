@@ -67,6 +67,9 @@ class MqttConnection(protocol.Protocol):
         self.loopback = _is_loopback(self.peer[0])
         self.name = f"{self.peer[0]}:{self.peer[1]} -> {self.local[0]}:{self.local[1]}"
         self.broker.connections[id(self)] = self
+        if hasattr(self.transport, "setTcpNoDelay"):
+            # small batches (PUBACKs, a few PUBLISHes) must not wait for Nagle + delayed ACK
+            self.transport.setTcpNoDelay(True)
         self.transport.registerProducer(self, True)
         self._connect_call = self.clock.callLater(self.config.handshake_timeout,
                                                   self._connect_timeout)
