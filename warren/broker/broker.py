@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 
-from ..store.interface import MessageStore
+from ..store.interface import KEY_SEP, MessageStore, resource_key
 from .errors import AccessRefused, NotAllowed, NotFound, PreconditionFailed
 from .message import OVERHEAD, Message, PropertiesCodec
 from .policies import Policy, effective
@@ -145,12 +145,12 @@ class Broker:
         perm = Permission(user, vhost, configure, write, read)
         self.permissions[(user, vhost)] = perm
         if persist:
-            self.save_definition("permission", f"{user}\x00{vhost}", perm.definition())
+            self.save_definition("permission", resource_key(user, vhost), perm.definition())
         return perm
 
     def clear_permissions(self, user: str, vhost: str) -> None:
         if self.permissions.pop((user, vhost), None) is not None:
-            self.save_definition("permission", f"{user}\x00{vhost}", None)
+            self.save_definition("permission", resource_key(user, vhost), None)
 
     def authenticate(self, username: str, password: str, *, loopback: bool) -> User:
         """Check a login; raises AccessRefused with RabbitMQ's wording."""
@@ -181,14 +181,14 @@ class Broker:
         policy = Policy(vhost, name, pattern, dict(definition), int(priority), apply_to)
         self.policies.setdefault(vhost, {})[name] = policy
         if persist:
-            self.save_definition("policy", f"{vhost}\x00{name}", policy.as_json())
+            self.save_definition("policy", resource_key(vhost, name), policy.as_json())
         self._reapply_policies(vh)
         return policy
 
     def clear_policy(self, vhost: str, name: str) -> None:
         if self.policies.get(vhost, {}).pop(name, None) is None:
             raise NotFound(f"no policy '{name}' in vhost '{vhost}'")
-        self.save_definition("policy", f"{vhost}\x00{name}", None)
+        self.save_definition("policy", resource_key(vhost, name), None)
         vh = self.vhosts.get(vhost)
         if vh is not None:
             self._reapply_policies(vh)
@@ -352,7 +352,7 @@ class Broker:
         # messages, queue by queue, in stored order
         messages: dict[int, Message] = {}
         for qkey, rq in state.queues.items():
-            vhost_name, _, qname = qkey.partition("\x00")
+            vhost_name, _, qname = qkey.partition(KEY_SEP)
             vh = self.vhosts.get(vhost_name)
             q = vh.queues.get(qname) if vh is not None else None
             if q is None:

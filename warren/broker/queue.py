@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..store.interface import resource_key
 from .arguments import validate_queue_arguments
 from .consumers import Consumer, ConsumerSet
 from .errors import AccessRefused, ResourceLocked
@@ -36,7 +37,7 @@ class Queue:
         self.exclusive_owner = exclusive_owner  # connection object, or None
         self.auto_delete = auto_delete
         self.arguments = validate_queue_arguments(vhost.name, name, dict(arguments or {}))
-        self.store_key = f"{vhost.name}\x00{name}"
+        self.store_key = resource_key(vhost.name, name)
         self.policy: dict[str, Any] | None = None  # the applied policy's definition, if any
         self.bindings: list = []              # bindings with this queue as destination
         self.consumers = ConsumerSet()

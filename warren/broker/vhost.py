@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..exchange.exchange import Exchange
 from ..exchange.interface import Binding
+from ..store.interface import resource_key
 from .deadletter import dead_letter_copy, is_cycle
 from .errors import AccessRefused, NotFound, PreconditionFailed
 from .message import Message, QueueEntry
@@ -353,7 +354,7 @@ class VirtualHost:
 
     # ---------------------------------------------------------------- helpers
     def _key(self, name: str) -> str:
-        return f"{self.name}\x00{name}"
+        return resource_key(self.name, name)
 
     def _binding_key(self, b: Binding) -> str:
         import json

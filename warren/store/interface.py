@@ -3,7 +3,8 @@
 The broker core talks to storage only through :class:`MessageStore`. A store knows nothing of
 protocols or of :class:`warren.broker.message.Message`: a message is an opaque ``record``
 (bytes the core made with ``Message.to_record()``) under an integer id, and a queue is an opaque
-string key (``"<vhost>\\x00<queue name>"``). That keeps the journal and the SQL store
+string key (:func:`resource_key`: vhost and name joined by U+001F, a character PostgreSQL text
+accepts and names never contain in practice, unlike NUL). That keeps the journal and the SQL store
 interchangeable and lets one contract test suite run against both.
 
 Write path (all calls come from the reactor thread and must not block on I/O for long):
@@ -48,6 +49,17 @@ class StoreUnavailable(StoreError):
 
 
 DefinitionKey = tuple[str, str]  # (kind, key)
+
+KEY_SEP = "\x1f"
+
+
+def resource_key(*parts: str) -> str:
+    """The store key of a named resource, e.g. ``resource_key(vhost, queue)``."""
+    return KEY_SEP.join(parts)
+
+
+def split_key(key: str) -> list[str]:
+    return key.split(KEY_SEP)
 
 
 @dataclass
