@@ -54,15 +54,22 @@ class AmqpPropertiesCodec:
                     return _EMPTY
                 return bytes((0x10, 0, props.delivery_mode))
         ts = props.timestamp
-        p = commands.Basic.Properties(
-            content_type=props.content_type, content_encoding=props.content_encoding,
-            headers=_encodable(props.headers) if props.headers is not None else None,
-            delivery_mode=props.delivery_mode, priority=props.priority,
-            correlation_id=props.correlation_id, reply_to=props.reply_to,
-            expiration=props.expiration, message_id=props.message_id,
-            timestamp=datetime.fromtimestamp(ts, tz=timezone.utc) if ts is not None else None,
-            message_type=props.type, user_id=props.user_id, app_id=props.app_id)
-        # cluster_id is deprecated and pamqp refuses to set it; keep a publisher's value as-is
+        # attributes are set one by one: the constructor runs pamqp's client-side validate(),
+        # which refuses values RabbitMQ carries (delivery_mode 0 or 3, a cluster_id)
+        p = commands.Basic.Properties()
+        p.content_type = props.content_type
+        p.content_encoding = props.content_encoding
+        p.headers = _encodable(props.headers) if props.headers is not None else None
+        p.delivery_mode = props.delivery_mode
+        p.priority = props.priority
+        p.correlation_id = props.correlation_id
+        p.reply_to = props.reply_to
+        p.expiration = props.expiration
+        p.message_id = props.message_id
+        p.timestamp = datetime.fromtimestamp(ts, tz=timezone.utc) if ts is not None else None
+        p.message_type = props.type
+        p.user_id = props.user_id
+        p.app_id = props.app_id
         p.cluster_id = props.cluster_id
         return p.marshal()
 
