@@ -1,0 +1,49 @@
+"""Topic <-> routing key mapping and MQTT filter matching, as properties."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from warren.exchange.interface import Binding
+from warren.exchange.topic import TopicTrie
+from warren.mqtt.topics import (filter_matches, filter_to_pattern, key_to_topic,
+                                split_shared, topic_to_key)
+
+level = st.text(alphabet="ab.$x", max_size=3)
+topics = st.lists(level, min_size=1, max_size=4).map("/".join).filter(bool)
+filter_level = st.one_of(level, st.just("+"))
+filters = st.builds(lambda ls, tail: "/".join(ls + (["#"] if tail else [])),
+                    st.lists(filter_level, min_size=1, max_size=4), st.booleans())
+
+
+@settings(max_examples=200, deadline=None)
+@given(topics)
+def test_mapping_is_its_own_inverse(topic):
+    assert key_to_topic(topic_to_key(topic)) == topic
+
+
+@settings(max_examples=200, deadline=None)
+@given(filters, topics)
+def test_topic_exchange_agrees_with_mqtt_matching(topic_filter, topic):
+    """Routing by pattern never loses a match; it over-matches only for $ topics."""
+    trie = TopicTrie()
+    binding = Binding("amq.topic", object(), filter_to_pattern(topic_filter))
+    trie.insert(filter_to_pattern(topic_filter), binding)
+    routed = bool(trie.match(topic_to_key(topic)))
+    mqtt = filter_matches(topic_filter, topic)
+    if mqtt:
+        assert routed
+    elif routed:
+        assert topic.startswith("$")
+
+
+def test_examples():
+    assert topic_to_key("a/b/c") == "a.b.c"
+    assert topic_to_key("v1.0/x") == "v1/0.x"
+    assert filter_to_pattern("a/+/#") == "a.*.#"
+    assert split_shared("$share/g/a/b") == ("g", "a/b")
+    assert filter_matches("a/#", "a")
+    assert not filter_matches("#", "$SYS/x")
+    assert filter_matches("$SYS/#", "$SYS/x")
+    assert not filter_matches("a/+", "a/b/c")
