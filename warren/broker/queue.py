@@ -51,6 +51,7 @@ class Queue:
         self._idle_call = None                # pending x-expires timer
         self._dispatch_call = None            # deferred dispatch (after acks of a whole read)
         self._arriving: QueueEntry | None = None  # a TTL-0 entry that may go to a consumer now
+        self._message_ttls = False            # some ready entry may have a per-message TTL
         # counters for the management API and metrics
         self.stats = {"publish": 0, "deliver": 0, "deliver_no_ack": 0, "get": 0, "ack": 0,
                       "redeliver": 0}
@@ -140,6 +141,8 @@ class Queue:
             ttl = message.ttl if ttl is None else min(ttl, message.ttl)
         if ttl is not None:
             entry.expires_at = self.clock.seconds() + ttl / 1000.0
+            if message.ttl is not None:
+                self._message_ttls = True   # cleared when a full scan empties the queue
         message.refs += 1
         self.stats["publish"] += 1
         self.ready.append(entry)
@@ -360,23 +363,30 @@ class Queue:
         self._expiry_call = None
         if self.deleted:
             return
+        if not self.ready:
+            self._message_ttls = False
+            return
         now = self.clock.seconds()
         head = self.ready.peek()
-        if head is not None and self.message_ttl is not None and not self._has_message_ttls():
-            # queue TTL only: expiry order is queue order, so stop at the first live entry
+        if (head is not None and head.expires_at is not None and not self._message_ttls
+                and isinstance(self.ready, ReadyFifo)):
+            # one FIFO, queue TTL only: expiry order is queue order, so the work is O(expired)
             while head is not None and head.expires_at is not None and head.expires_at <= now:
                 self._dead_letter(self.ready.popleft(), "expired")
                 head = self.ready.peek()
-        else:
-            for e in self.ready.remove_where(lambda e: e.expires_at is not None
-                                             and e.expires_at <= now):
-                self._dead_letter(e, "expired")
+            if head is None or head.expires_at is not None:
+                if head is not None:
+                    self._schedule_expiry(head.expires_at)
+                return
+        # per-message TTLs or priorities: expired entries may sit anywhere, so scan them all
+        for e in self.ready.remove_where(lambda e: e.expires_at is not None
+                                         and e.expires_at <= now):
+            self._dead_letter(e, "expired")
+        if not self.ready:
+            self._message_ttls = False
         nxt = min((e.expires_at for e in self.ready if e.expires_at is not None), default=None)
         if nxt is not None:
             self._schedule_expiry(nxt)
-
-    def _has_message_ttls(self) -> bool:
-        return any(e.message.ttl is not None for e in self.ready)
 
     # ---------------------------------------------------------------- x-expires
     def _touch(self) -> None:
