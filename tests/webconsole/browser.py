@@ -263,17 +263,31 @@ class Chromium:
         return self.evaluate(f"(document.querySelector({json.dumps(selector)}) || {{}}).textContent || ''")
 
     def click(self, selector: str) -> None:
-        """A real mouse click at the centre of the (scrolled-into-view) element."""
+        """A real mouse click at the centre of the element, once it is scrolled into view, holds
+        still for two animation frames and is the element hit at that point (not covered, not
+        moving because the page above it is still being filled in)."""
         self.wait_for_selector(selector)
-        box = self.evaluate(f"""(() => {{
-            const el = document.querySelector({json.dumps(selector)});
-            el.scrollIntoView({{block: 'center', inline: 'center'}});
-            // the first line box: a link wrapped over two lines has a gap at its overall centre
-            const r = el.getClientRects()[0];
-            return {{x: r.left + r.width / 2, y: r.top + r.height / 2}};
-        }})()""")
+        sel = json.dumps(selector)
+        point = self.wait_for(f"""(() => {{
+            const el = document.querySelector({sel});
+            if (!el) return false;
+            const r = el.getClientRects()[0];  // first line box: a wrapped link has a gap mid-way
+            if (!r) return false;
+            if (r.top < 0 || r.bottom > innerHeight) {{ el.scrollIntoView({{block: 'center'}}); return false; }}
+            const x = r.left + r.width / 2, y = r.top + r.height / 2;
+            const key = `${{x}},${{y}}`;
+            const hit = document.elementFromPoint(x, y);
+            const last = window.__cdpClickPoint;  // a window property: no DOM mutation
+            if (!last || last.el !== el || last.key !== key) {{
+              window.__cdpClickPoint = {{el, key, since: performance.now()}};
+              return false;
+            }}
+            const held = performance.now() - last.since >= 40;  // still for a few frames
+            return held && hit && (hit === el || el.contains(hit)) ? {{x, y}} : false;
+        }})()""", what=f"{selector} clickable")
+        self.evaluate("window.__cdpClickPoint = null")
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            self.send("Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"],
+            self.send("Input.dispatchMouseEvent", type=kind, x=point["x"], y=point["y"],
                       button="left", clickCount=1)
 
     def fill(self, selector: str, text: str) -> None:

@@ -20,7 +20,7 @@ import requests
 from tests.webconsole.browser import Chromium
 
 GUEST = ("guest", "guest")
-CONSOLE = "/index.html"  # TEMP
+CONSOLE = "/"
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +89,21 @@ def login(browser: Chromium, broker, username="guest", password="guest") -> None
 
 
 def open_page(browser: Chromium, hash_: str, ready_selector: str) -> None:
+    """Go to a console page and wait until its data has loaded."""
     browser.evaluate(f"location.hash = {json.dumps(hash_)}")
     browser.wait_for_selector(ready_selector)
+    loaded(browser)
+
+
+def loaded(browser: Chromium) -> None:
+    browser.wait_for("document.getElementById('refresh-status').textContent.startsWith('Updated')",
+                     what="page data loaded")
+
+
+def click(browser: Chromium, selector: str) -> None:
+    """Click, after dismissing earlier notices so a later `notice()` sees only new ones."""
+    browser.evaluate("document.querySelectorAll('.notice').forEach(n => n.remove())")
+    browser.click(selector)
 
 
 def notice(browser: Chromium, text: str) -> None:
@@ -98,9 +111,14 @@ def notice(browser: Chromium, text: str) -> None:
                      f"n => n.textContent.includes({json.dumps(text)}))", what=f"notice {text!r}")
 
 
+def row(key: str) -> str:
+    """CSS selector of the list row the console keys `key` (vhost/name, or a name)."""
+    return f"#main tr[data-key={json.dumps(key)}]"
+
+
 def confirm(browser: Chromium) -> None:
     browser.wait_for_selector("#confirm-yes")
-    browser.click("#confirm-yes")
+    click(browser, "#confirm-yes")
 
 
 def assert_clean(browser: Chromium) -> None:
@@ -115,15 +133,17 @@ def test_wrong_password_is_refused_and_right_one_logs_in(ui, broker):
         assert "Login failed" in ui.text("#login-error")
         assert ui.evaluate("sessionStorage.getItem('warren.credentials')") is None
         ui.fill("#login-password", "guest")
-        ui.click("#login-submit")
+        click(ui, "#login-submit")
         ui.wait_for_selector("#page-overview")
+        loaded(ui)
         assert "guest" in ui.text("#user-name")
         ui.wait_for("document.querySelector('#total-queues .stat-value')", what="totals")
         # a reload keeps the session (sessionStorage), logging out forgets it
         ui.evaluate("location.hash = '#/queues'")
         ui.reload()
         ui.wait_for_selector("#page-queues")
-        ui.click("#logout")
+        loaded(ui)
+        click(ui, "#logout")
         ui.wait_for_selector("#login-form")
         assert ui.evaluate("sessionStorage.getItem('warren.credentials')") is None
         assert_clean(ui)
@@ -135,25 +155,26 @@ def test_queue_create_publish_browse_purge_delete(ui, broker, unique):
     with screenshot_on_failure(ui, "queue"):
         login(ui, broker)
         ui.wait_for_selector("#page-overview")
+        loaded(ui)
 
         # create the queue from the Queues tab
-        ui.click("#tabs a[data-tab=queues]")
+        click(ui, "#tabs a[data-tab=queues]")
         ui.wait_for_selector("#page-queues")
+        loaded(ui)
         ui.open_section("#add-queue-section")
         ui.fill("#add-queue-name", name)
         ui.choose("#add-queue-form select[name=durable]", "true")
-        ui.click("#add-queue-submit")
+        click(ui, "#add-queue-submit")
         notice(ui, "added")
         info = queue_info(broker, name)
         assert info["durable"] is True
-        ui.wait_for(f"[...document.querySelectorAll('#queues-list a')].some(a => a.textContent === {json.dumps(name)})",
-                    what="queue in the list")
-
-        # open its page by clicking the link in the list
-        ui.evaluate(f"[...document.querySelectorAll('#queues-list a')].find("
-                    f"a => a.textContent === {json.dumps(name)}).id = 'the-queue-link'")
-        ui.click("#the-queue-link")
+        # open its page by clicking its link in the list (the markup in its name shown as text)
+        listed = row(f"//{name}")  # vhost "/", a slash, the name
+        ui.wait_for_selector(f"{listed} a")
+        assert ui.text(f"{listed} a") == name
+        click(ui, f"{listed} a")
         ui.wait_for_selector("#page-queue")
+        loaded(ui)
         assert ui.text("#queue-name") == name
         # the markup in the name stayed text
         assert ui.evaluate("document.querySelectorAll('#main i').length") == 0
@@ -164,24 +185,24 @@ def test_queue_create_publish_browse_purge_delete(ui, broker, unique):
         ui.fill("#publish-form .args-editor .arg-key", "x-trace")
         ui.fill("#publish-form .args-editor .arg-value", "<script>alert(1)</script>")
         ui.fill("#publish-payload", body)
-        ui.click("#publish-submit")
+        click(ui, "#publish-submit")
         notice(ui, "Message published.")
         wait_until(lambda: queue_info(broker, name).get("messages") == 1, what="1 message queued")
 
         # browse it: nack/requeue leaves it in the queue
         ui.open_section("#get-section")
-        ui.click("#get-submit")
+        click(ui, "#get-submit")
         ui.wait_for_selector("#get-results .message pre.payload")
         assert ui.text("#get-results pre.payload") == body
         headers = ui.text("#get-results .message-headers")
         assert "x-trace" in headers and "<script>alert(1)</script>" in headers
         assert ui.evaluate("document.querySelectorAll('#main script').length") == 0
         assert "delivery_mode" in ui.text("#get-results .message-properties")
-        ui.click("#get-results .payload-toggle")
+        click(ui, "#get-results .payload-toggle")
         ui.wait_for("document.querySelector('#get-results pre.payload').dataset.shown === 'base64'",
                     what="base64 view")
         assert ui.text("#get-results pre.payload") == base64.b64encode(body.encode()).decode()
-        ui.click("#get-results .payload-toggle")
+        click(ui, "#get-results .payload-toggle")
         ui.wait_for("document.querySelector('#get-results pre.payload').dataset.shown === 'text'",
                     what="text view")
         wait_until(lambda: queue_info(broker, name).get("messages_ready") == 1,
@@ -189,21 +210,22 @@ def test_queue_create_publish_browse_purge_delete(ui, broker, unique):
 
         # purge, confirming in the dialog
         ui.open_section("#purge-section")
-        ui.click("#purge-queue")
+        click(ui, "#purge-queue")
         confirm(ui)
         notice(ui, "Done.")
         wait_until(lambda: queue_info(broker, name).get("messages") == 0, what="queue purged")
         ui.wait_for("document.getElementById('queue-total').textContent === '0'", what="total 0")
 
         # an empty queue browses as empty
-        ui.click("#get-submit")
+        click(ui, "#get-submit")
         ui.wait_for_selector("#get-empty")
 
         # delete it
         ui.open_section("#delete-section")
-        ui.click("#delete-queue")
+        click(ui, "#delete-queue")
         confirm(ui)
         ui.wait_for_selector("#page-queues")
+        loaded(ui)
         assert api(broker, "GET", "queues", "/", name).status_code == 404
         assert_clean(ui)
 
@@ -220,12 +242,13 @@ def test_move_messages_to_another_queue(ui, broker, unique):
     with screenshot_on_failure(ui, "move"):
         login(ui, broker)
         ui.wait_for_selector("#page-overview")
+        loaded(ui)
         open_page(ui, f"#/queues/%2F/{urllib.parse.quote(source, safe='')}", "#page-queue")
         ui.wait_for("document.getElementById('queue-total')?.textContent === '3'", what="3 messages")
         ui.open_section("#move-section")
         ui.fill("#move-destination", target)
         ui.fill("#move-count", "2")
-        ui.click("#move-submit")
+        click(ui, "#move-submit")
         notice(ui, "to " + target)
         wait_until(lambda: queue_info(broker, target).get("messages") == 2, what="2 moved")
         assert queue_info(broker, source)["messages"] == 1
@@ -238,12 +261,14 @@ def test_exchange_add_publish_and_delete(ui, broker, unique):
     with screenshot_on_failure(ui, "exchange"):
         login(ui, broker)
         ui.wait_for_selector("#page-overview")
-        ui.click("#tabs a[data-tab=exchanges]")
+        loaded(ui)
+        click(ui, "#tabs a[data-tab=exchanges]")
         ui.wait_for_selector("#page-exchanges")
+        loaded(ui)
         ui.open_section("#page-exchanges details.section")
         ui.fill("#add-exchange-name", exchange)
         ui.choose("#add-exchange-form select[name=type]", "topic")
-        ui.click("#add-exchange-form button[type=submit]")
+        click(ui, "#add-exchange-form button[type=submit]")
         notice(ui, "added")
         r = api(broker, "GET", "exchanges", "/", exchange)
         assert r.status_code == 200 and r.json()["type"] == "topic"
@@ -252,7 +277,7 @@ def test_exchange_add_publish_and_delete(ui, broker, unique):
         ui.wait_for_selector("#binding-form")
         ui.fill("#binding-other", queue)
         ui.fill("#binding-key", "a.*")
-        ui.click("#binding-form button[type=submit]")
+        click(ui, "#binding-form button[type=submit]")
         notice(ui, "Binding added.")
         ui.wait_for(f"document.getElementById('bindings-list').textContent.includes({json.dumps(queue)})",
                     what="binding listed")
@@ -260,17 +285,18 @@ def test_exchange_add_publish_and_delete(ui, broker, unique):
         ui.open_section("#publish-section")
         ui.fill("#publish-routing-key", "a.b")
         ui.fill("#publish-payload", "via the exchange")
-        ui.click("#publish-submit")
+        click(ui, "#publish-submit")
         notice(ui, "Message published.")
         wait_until(lambda: queue_info(broker, queue).get("messages") == 1, what="routed message")
         got = api(broker, "POST", "queues", "/", queue, "get",
                   json={"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"}).json()
         assert got[0]["payload"] == "via the exchange" and got[0]["routing_key"] == "a.b"
 
-        ui.click("#page-exchange details.section:last-of-type > summary")
-        ui.click("#delete-exchange")
+        click(ui, "#page-exchange details.section:last-of-type > summary")
+        click(ui, "#delete-exchange")
         confirm(ui)
         ui.wait_for_selector("#page-exchanges")
+        loaded(ui)
         assert api(broker, "GET", "exchanges", "/", exchange).status_code == 404
         assert_clean(ui)
 
@@ -280,45 +306,51 @@ def test_admin_vhost_user_permission_policy(ui, broker, unique):
     with screenshot_on_failure(ui, "admin"):
         login(ui, broker)
         ui.wait_for_selector("#page-overview")
-        ui.click("#tabs a[data-tab=admin]")
+        loaded(ui)
+        click(ui, "#tabs a[data-tab=admin]")
         ui.wait_for_selector("#page-users")
+        loaded(ui)
 
-        ui.click(".subtabs a[href='#/vhosts']")
+        click(ui, ".subtabs a[href='#/vhosts']")
         ui.wait_for_selector("#page-vhosts")
+        loaded(ui)
         ui.open_section("#page-vhosts details.section")
         ui.fill("#add-vhost-name", vhost)
-        ui.click("#add-vhost-form button[type=submit]")
+        click(ui, "#add-vhost-form button[type=submit]")
         notice(ui, "added")
         assert api(broker, "GET", "vhosts", vhost).status_code == 200
 
-        ui.click(".subtabs a[href='#/users']")
+        click(ui, ".subtabs a[href='#/users']")
         ui.wait_for_selector("#page-users")
+        loaded(ui)
         ui.open_section("#page-users details.section")
         ui.fill("#add-user-name", user)
         ui.fill("#add-user-password", "s3cret")
         ui.fill("#add-user-tags", "management")
-        ui.click("#add-user-form button[type=submit]")
+        click(ui, "#add-user-form button[type=submit]")
         notice(ui, "saved")
         r = api(broker, "GET", "users", user)
         assert r.status_code == 200
         tags = r.json()["tags"]
         assert "management" in (tags if isinstance(tags, list) else tags.split(","))
 
-        ui.click(".subtabs a[href='#/permissions']")
+        click(ui, ".subtabs a[href='#/permissions']")
         ui.wait_for_selector("#page-permissions")
+        loaded(ui)
         ui.open_section("#page-permissions details.section")
         ui.wait_for(f"[...document.querySelectorAll('#add-permission-form select[name=user] option')]"
                     f".some(o => o.value === {json.dumps(user)})", what="user option")
         ui.choose("#add-permission-form select[name=user]", user)
         ui.choose("#add-permission-form select[name=vhost]", vhost)
         ui.fill("#add-permission-form input[name=write]", "^amq")
-        ui.click("#add-permission-form button[type=submit]")
+        click(ui, "#add-permission-form button[type=submit]")
         notice(ui, "set")
         r = api(broker, "GET", "permissions", vhost, user)
         assert r.status_code == 200 and r.json()["write"] == "^amq" and r.json()["read"] == ".*"
 
-        ui.click(".subtabs a[href='#/policies']")
+        click(ui, ".subtabs a[href='#/policies']")
         ui.wait_for_selector("#page-policies")
+        loaded(ui)
         ui.open_section("#page-policies details.section")
         ui.choose("#add-policy-form select[name=vhost]", vhost)
         ui.fill("#add-policy-name", policy)
@@ -326,26 +358,19 @@ def test_admin_vhost_user_permission_policy(ui, broker, unique):
         ui.fill("#add-policy-form .arg-key", "message-ttl")
         ui.fill("#add-policy-form .arg-value", "60000")
         ui.choose("#add-policy-form .args-row select", "Number")
-        ui.click("#add-policy-form button[type=submit]")
+        click(ui, "#add-policy-form button[type=submit]")
         notice(ui, "saved")
         r = api(broker, "GET", "policies", vhost, policy)
         assert r.status_code == 200, r.text
         assert r.json()["definition"] == {"message-ttl": 60000} and r.json()["pattern"] == "^ttl\\."
 
         # delete them again through the UI (policy, then the vhost and the user)
-        for row_text, page, check in (
-                (policy, "#/policies", ("policies", vhost, policy)),
+        for key, page, check in (
+                (f"{vhost}/{policy}", "#/policies", ("policies", vhost, policy)),
                 (vhost, "#/vhosts", ("vhosts", vhost)),
                 (user, "#/users", ("users", user))):
             open_page(ui, page, f"#page-{page[2:]}")
-            ui.wait_for(f"[...document.querySelectorAll('#main tr')].some(tr => "
-                        f"tr.cells[0]?.textContent === {json.dumps(row_text)} || "
-                        f"tr.cells[1]?.textContent === {json.dumps(row_text)})", what=f"{row_text} row")
-            ui.evaluate(f"""[...document.querySelectorAll('#main tr')].find(tr =>
-                tr.cells[0]?.textContent === {json.dumps(row_text)} ||
-                tr.cells[1]?.textContent === {json.dumps(row_text)})
-                .querySelector('button.danger').id = 'row-delete'""")
-            ui.click("#row-delete")
+            click(ui, f"{row(key)} button.danger")
             confirm(ui)
             notice(ui, "Done.")
             wait_until(lambda: api(broker, "GET", *check).status_code == 404, what=f"{check} gone")
@@ -356,6 +381,7 @@ def test_every_tab_renders_at_laptop_size(ui, broker):
     with screenshot_on_failure(ui, "tabs"):
         login(ui, broker)
         ui.wait_for_selector("#page-overview")
+        loaded(ui)
         ui.wait_for("document.querySelector('#overview-listeners table, #overview-listeners .empty')",
                     what="listeners")
         assert ui.evaluate("document.querySelectorAll('canvas.chart-canvas').length") == 2

@@ -45,13 +45,16 @@ export function replace(el, ...children) {
   return el;
 }
 
-/** A table with a header row; `rows` are arrays of cells (strings or nodes). */
-export function table(headers, rows, {empty = "Nothing here yet.", cls = ""} = {}) {
+/**
+ * A table with a header row; `rows` are arrays of cells (strings or nodes). `keys[i]`, when
+ * given, names row i in its data-key attribute (what scripts and tests find rows by).
+ */
+export function table(headers, rows, {empty = "Nothing here yet.", cls = "", keys = null} = {}) {
   if (!rows.length) return h("p", {class: "empty"}, empty);
   return h("table", {class: `grid ${cls}`},
     h("thead", {}, h("tr", {}, headers.map((name) => h("th", {}, name)))),
-    h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((cell) =>
-      cell instanceof Node && cell.tagName === "TD" ? cell : h("td", {}, cell))))));
+    h("tbody", {}, rows.map((cells, i) => h("tr", {dataset: keys ? {key: keys[i]} : null},
+      cells.map((cell) => (cell instanceof Node && cell.tagName === "TD" ? cell : h("td", {}, cell)))))));
 }
 
 /** A numeric table cell (right-aligned). */

@@ -64,7 +64,7 @@ function usersSection(app) {
           u.password_hash === "" ? "no" : "yes",
           app.whoami && app.whoami.name === u.name ? h("span", {class: "muted"}, "(you)")
             : deleteButton("Delete", `Delete user ${u.name}?`, () => del(apiPath("users", u.name)), () => app.refresh()),
-        ]), {empty: "No users."}));
+        ]), {empty: "No users.", keys: users.map((u) => u.name)}));
     },
   };
 }
@@ -87,7 +87,7 @@ function vhostsSection(app) {
           num(formatCount(v.messages_unacknowledged)), num(formatCount(v.messages)),
           deleteButton("Delete", `Delete virtual host ${v.name} with all its queues, exchanges and messages?`,
             () => del(apiPath("vhosts", v.name)), async () => { await app.loadVhosts(); app.refresh(); }),
-        ]), {empty: "No virtual hosts."}));
+        ]), {empty: "No virtual hosts.", keys: vhosts.map((v) => v.name)}));
     },
   };
 }
@@ -115,12 +115,13 @@ function permissionsSection(app) {
         usersLoaded = true;
         replace(userSelect, users.map((u) => h("option", {value: u.name}, u.name)));
       }
+      const shown = permissions.filter((p) => !app.vhost || p.vhost === app.vhost);
       replace(list, table(["User", "Virtual host", "Configure", "Write", "Read", ""],
-        permissions.filter((p) => !app.vhost || p.vhost === app.vhost).map((p) => [
+        shown.map((p) => [
           p.user, p.vhost, h("code", {}, p.configure), h("code", {}, p.write), h("code", {}, p.read),
           deleteButton("Clear", `Remove the permissions of ${p.user} on ${p.vhost}?`,
             () => del(apiPath("permissions", p.vhost, p.user)), () => app.refresh()),
-        ]), {empty: "No permissions."}));
+        ]), {empty: "No permissions.", keys: shown.map((p) => `${p.vhost}/${p.user}`)}));
     },
   };
 }
@@ -161,13 +162,14 @@ function policiesSection(app) {
     element: h("div", {}, list, section("Add / update a policy", form)),
     async refresh() {
       const policies = await get(apiPath("policies"));
+      const shown = policies.filter((p) => !app.vhost || p.vhost === app.vhost);
       replace(list, table(["Virtual host", "Name", "Pattern", "Apply to", "Definition", "Priority", ""],
-        policies.filter((p) => !app.vhost || p.vhost === app.vhost).map((p) => [
+        shown.map((p) => [
           p.vhost, p.name, h("code", {}, p.pattern), p["apply-to"] ?? "all", kvTable(p.definition),
           num(String(p.priority ?? 0)),
           deleteButton("Delete", `Delete policy ${p.name} in ${p.vhost}?`,
             () => del(apiPath("policies", p.vhost, p.name)), () => app.refresh()),
-        ]), {empty: "No policies."}));
+        ]), {empty: "No policies.", keys: shown.map((p) => `${p.vhost}/${p.name}`)}));
     },
   };
 }

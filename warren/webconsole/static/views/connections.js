@@ -14,20 +14,23 @@ export function connectionsPage(params, app) {
   let items = [];
   let filter = "";
   const list = h("div", {id: "connections-list"});
-  const render = () => replace(list, table(
-    ["Name", "User", "Virtual host", "Protocol", "Client", "State", "Channels", "From client",
-      "To client", ""],
-    visible(items, app, filter).map((c) => [
-      h("span", {class: "mono"}, c.name), c.user ?? "", c.vhost ?? "", c.protocol ?? "",
-      clientName(c), h("span", {class: `state state-${c.state}`}, c.state ?? ""),
-      num(formatCount(c.channels)),
-      num(c.recv_oct_details ? `${formatBytes(c.recv_oct_details.rate)}/s` : formatBytes(c.recv_oct)),
-      num(c.send_oct_details ? `${formatBytes(c.send_oct_details.rate)}/s` : formatBytes(c.send_oct)),
-      deleteButton("Close", `Close connection ${c.name}? Its clients will see it closed by the broker.`,
-        () => del(apiPath("connections", c.name), {"X-Reason": "Closed via the warren web console"}),
-        () => app.refresh()),
-    ]),
-    {empty: "No connections."}));
+  const render = () => {
+    const shown = visible(items, app, filter);
+    replace(list, table(
+      ["Name", "User", "Virtual host", "Protocol", "Client", "State", "Channels", "From client",
+        "To client", ""],
+      shown.map((c) => [
+        h("span", {class: "mono"}, c.name), c.user ?? "", c.vhost ?? "", c.protocol ?? "",
+        clientName(c), h("span", {class: `state state-${c.state}`}, c.state ?? ""),
+        num(formatCount(c.channels)),
+        num(c.recv_oct_details ? `${formatBytes(c.recv_oct_details.rate)}/s` : formatBytes(c.recv_oct)),
+        num(c.send_oct_details ? `${formatBytes(c.send_oct_details.rate)}/s` : formatBytes(c.send_oct)),
+        deleteButton("Close", `Close connection ${c.name}? Its clients will see it closed by the broker.`,
+          () => del(apiPath("connections", c.name), {"X-Reason": "Closed via the warren web console"}),
+          () => app.refresh()),
+      ]),
+      {empty: "No connections.", keys: shown.map((c) => c.name)}));
+  };
   const element = h("div", {class: "page", id: "page-connections"},
     h("div", {class: "page-head"}, h("h2", {}, "Connections"),
       filterBox((text) => { filter = text; render(); })),

@@ -17,13 +17,16 @@ export function exchangesPage(params, app) {
   let items = [];
   let filter = "";
   const list = h("div", {id: "exchanges-list"});
-  const render = () => replace(list, table(
-    ["Virtual host", "Name", "Type", "Features", "Message rate in", "Message rate out"],
-    visible(items, app, filter, (x) => displayName(x.name)).map((x) => [
-      x.vhost, link(objectHref("exchanges", x.vhost, pathName(x.name)), displayName(x.name)), x.type,
-      features(x), num(formatRate(rateOf(x, "publish_in"))), num(formatRate(rateOf(x, "publish_out"))),
-    ]),
-    {empty: "No exchanges."}));
+  const render = () => {
+    const shown = visible(items, app, filter, (x) => displayName(x.name));
+    replace(list, table(
+      ["Virtual host", "Name", "Type", "Features", "Message rate in", "Message rate out"],
+      visible(items, app, filter, (x) => displayName(x.name)).map((x) => [
+        x.vhost, link(objectHref("exchanges", x.vhost, pathName(x.name)), displayName(x.name)), x.type,
+        features(x), num(formatRate(rateOf(x, "publish_in"))), num(formatRate(rateOf(x, "publish_out"))),
+      ]),
+      {empty: "No exchanges.", keys: shown.map((x) => `${x.vhost}/${x.name}`)}));
+  };
 
   const args = new ArgumentsEditor({shortcuts: [["alternate-exchange", "String"], ["x-delayed-type", "String"]]});
   const form = h("form", {class: "form", id: "add-exchange-form"},
@@ -68,7 +71,7 @@ export function exchangePage({vhost, name}, app) {
   const details = h("div", {id: "exchange-details"});
   const bindings = isDefault ? null : bindingsPanel("exchange", vhost, name, app);
   const element = h("div", {class: "page", id: "page-exchange"},
-    h("p", {class: "crumbs"}, link("#/exchanges", "Exchanges"), " / ", vhost),
+    h("p", {class: "crumbs"}, link("#/exchanges", "Exchanges"), " › virtual host ", h("code", {}, vhost)),
     h("h2", {}, "Exchange ", h("span", {class: "object-name"}, isDefault ? "(AMQP default)" : name)),
     details,
     bindings ? section("Bindings", bindings.element, {open: true}) : null,

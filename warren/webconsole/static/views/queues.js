@@ -19,18 +19,21 @@ export function queuesPage(params, app) {
   let items = [];
   let filter = "";
   const list = h("div", {id: "queues-list"});
-  const render = () => replace(list, table(
-    ["Virtual host", "Name", "Type", "Features", "State", "Ready", "Unacked", "Total",
-      "Incoming", "Deliver / get", "Ack", "Consumers"],
-    visible(items, app, filter).map((q) => [
-      q.vhost, link(objectHref("queues", q.vhost, q.name), q.name), q.type ?? "classic", features(q),
-      h("span", {class: `state state-${q.state}`}, q.state ?? ""),
-      num(formatCount(q.messages_ready)), num(formatCount(q.messages_unacknowledged)),
-      num(formatCount(q.messages)), num(formatRate(rateOf(q, "publish"))),
-      num(formatRate(rateOf(q, "deliver_get"))), num(formatRate(rateOf(q, "ack"))),
-      num(formatCount(q.consumers)),
-    ]),
-    {empty: "No queues."}));
+  const render = () => {
+    const shown = visible(items, app, filter);
+    replace(list, table(
+      ["Virtual host", "Name", "Type", "Features", "State", "Ready", "Unacked", "Total",
+        "Incoming", "Deliver / get", "Ack", "Consumers"],
+      shown.map((q) => [
+        q.vhost, link(objectHref("queues", q.vhost, q.name), q.name), q.type ?? "classic", features(q),
+        h("span", {class: `state state-${q.state}`}, q.state ?? ""),
+        num(formatCount(q.messages_ready)), num(formatCount(q.messages_unacknowledged)),
+        num(formatCount(q.messages)), num(formatRate(rateOf(q, "publish"))),
+        num(formatRate(rateOf(q, "deliver_get"))), num(formatRate(rateOf(q, "ack"))),
+        num(formatCount(q.consumers)),
+      ]),
+      {empty: "No queues.", keys: shown.map((q) => `${q.vhost}/${q.name}`)}));
+  };
 
   const args = new ArgumentsEditor({shortcuts: ARGUMENT_SHORTCUTS});
   const form = h("form", {class: "form", id: "add-queue-form"},
@@ -178,7 +181,7 @@ export function queuePage({vhost, name}, app) {
   const remove = deleteButton("Delete queue", `Delete queue ${name} and its messages?`,
     () => del(apiPath("queues", vhost, name)), () => { location.hash = "#/queues"; }, "delete-queue");
   const element = h("div", {class: "page", id: "page-queue"},
-    h("p", {class: "crumbs"}, link("#/queues", "Queues"), " / ", vhost),
+    h("p", {class: "crumbs"}, link("#/queues", "Queues"), " › virtual host ", h("code", {}, vhost)),
     h("h2", {}, "Queue ", h("span", {class: "object-name", id: "queue-name"}, name)),
     details,
     section("Consumers", consumers),
