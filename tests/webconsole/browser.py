@@ -41,7 +41,7 @@ def ensure_chromium() -> str:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-q"], check=True, env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"],
+    subprocess.run(["apt-get", "install", "-y", "-q", "chromium"],
                    check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     if not os.path.exists(CHROMIUM):
         raise RuntimeError("installing Debian's chromium package did not provide /usr/bin/chromium")

@@ -9,6 +9,13 @@ import {bindingsPanel, deleteButton, features, filterBox, objectHref, publishFor
 
 const TYPES = ["direct", "fanout", "topic", "headers", "x-delayed-message"];
 
+/** The broker's exchange types from /api/overview (RabbitMQ's exchange_types), else the usual ones. */
+function exchangeTypes(app) {
+  const listed = app.overview && app.overview.exchange_types;
+  if (!Array.isArray(listed) || !listed.length) return TYPES;
+  return listed.filter((t) => t.enabled !== false).map((t) => t.name);
+}
+
 /** The default exchange has the empty name; API paths and the UI call it amq.default. */
 const displayName = (name) => name || "(AMQP default)";
 const pathName = (name) => name || "amq.default";
@@ -32,7 +39,7 @@ export function exchangesPage(params, app) {
   const form = h("form", {class: "form", id: "add-exchange-form"},
     field("Virtual host", vhostSelect(app.vhosts, app.vhost || undefined)),
     field("Name", input("name", {required: true, id: "add-exchange-name"})),
-    field("Type", select("type", TYPES, "direct")),
+    field("Type", select("type", exchangeTypes(app), "direct")),
     field("Durability", select("durable", [["true", "Durable"], ["false", "Transient"]], "true")),
     field("Auto delete", checkbox("auto_delete"), "deleted when its last binding goes"),
     field("Internal", checkbox("internal"), "clients cannot publish to it directly"),

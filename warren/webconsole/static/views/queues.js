@@ -214,8 +214,12 @@ export function queuePage({vhost, name}, app) {
           fact("Incoming", formatRate(rateOf(q, "publish"))),
           fact("Deliver / get", formatRate(rateOf(q, "deliver_get"))),
           fact("Ack", formatRate(rateOf(q, "ack")))))));
+      // RabbitMQ puts consumer_details in the queue; otherwise pick them out of /api/consumers
+      const consumerList = q.consumer_details ?? (q.consumers
+        ? (await get(apiPath("consumers"))).filter((c) => c.queue && c.queue.name === name && c.queue.vhost === vhost)
+        : []);
       replace(consumers, table(["Channel", "Consumer tag", "Ack required", "Exclusive", "Prefetch", "Arguments"],
-        (q.consumer_details || []).map((c) => [
+        consumerList.map((c) => [
           (c.channel_details && c.channel_details.name) || "", c.consumer_tag,
           c.ack_required ? "yes" : "no", c.exclusive ? "yes" : "no",
           num(formatCount(c.prefetch_count)), kvTable(c.arguments, {empty: ""}),
