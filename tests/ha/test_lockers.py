@@ -1,0 +1,138 @@
+"""The lockers alone: exclusivity, holder, release, loss, lease expiry, concurrent takers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from warren.ha.file_locker import SharedFileLocker
+from warren.ha.lease_locker import LeaseLocker
+
+
+def eventually(check, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+# ---------------------------------------------------------------- file lock
+def test_file_lock_is_exclusive_and_names_its_holder(tmp_path):
+    a, b = SharedFileLocker(str(tmp_path), "a"), SharedFileLocker(str(tmp_path), "b")
+    assert a.holder() is None
+    assert a.acquire()
+    assert not b.acquire()
+    assert b.holder() == "a"
+    assert a.renew()
+    a.release()
+    assert b.holder() is None
+    assert b.acquire() and not a.acquire()
+    b.close()
+
+
+def test_file_lock_renew_fails_when_the_lock_file_is_replaced(tmp_path):
+    a = SharedFileLocker(str(tmp_path), "a")
+    assert a.acquire()
+    os.unlink(a.path)
+    assert not a.renew()
+    b = SharedFileLocker(str(tmp_path), "b")
+    assert b.acquire()  # the new file is free: exactly why a must stop serving
+    a.close()
+    b.close()
+
+
+def test_file_lock_is_freed_by_process_death(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from warren.ha.file_locker import SharedFileLocker; "
+         f"l = SharedFileLocker({str(tmp_path)!r}, 'child'); assert l.acquire(); "
+         "print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        me = SharedFileLocker(str(tmp_path), "me")
+        assert not me.acquire()
+        assert me.holder() == "child"
+        holder.kill()
+        holder.wait(10)
+        assert me.acquire()
+        me.close()
+    finally:
+        holder.kill()
+
+
+# ---------------------------------------------------------------- lease
+@pytest.fixture(params=["sqlite", "postgresql"])
+def lease_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/lease.db"
+    return request.getfixturevalue("ha_pg_url")
+
+
+def test_lease_is_exclusive_until_it_expires(lease_url):
+    a = LeaseLocker(lease_url, ttl=0.5, owner="a")
+    b = LeaseLocker(lease_url, ttl=0.5, owner="b")
+    try:
+        assert a.holder() is None
+        assert a.acquire()
+        assert not b.acquire()
+        assert b.holder() == "a"
+        assert a.renew()
+        assert eventually(b.acquire)           # only once a's lease ran out
+        assert not a.renew()                   # a never gets it back silently
+        assert a.holder() == "b"
+        b.release()
+        assert a.acquire()                     # released: at once, no expiry to wait for
+    finally:
+        a.close()
+        b.close()
+
+
+def test_lease_release_by_a_non_holder_changes_nothing(lease_url):
+    a = LeaseLocker(lease_url, ttl=30, owner="a")
+    b = LeaseLocker(lease_url, ttl=30, owner="b")
+    try:
+        assert a.acquire()
+        b.release()
+        assert b.holder() == "a" and not b.acquire()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_lease_has_one_winner_among_concurrent_takers(lease_url):
+    lockers = [LeaseLocker(lease_url, ttl=30, owner=f"n{i}") for i in range(8)]
+    lockers[0].holder()  # schema and row exist before the race (the race is on the UPDATE)
+    barrier = threading.Barrier(len(lockers))
+    results: dict[str, bool] = {}
+
+    def take(locker: LeaseLocker) -> None:
+        barrier.wait()
+        results[locker.owner] = locker.acquire()
+    threads = [threading.Thread(target=take, args=(locker,)) for locker in lockers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        winners = [owner for owner, won in results.items() if won]
+        assert len(winners) == 1
+        assert lockers[0].holder() == winners[0]
+    finally:
+        for locker in lockers:
+            locker.close()
+
+
+def test_lease_unreachable_database_raises_lock_unavailable(tmp_path):
+    from warren.ha.locker import LockUnavailable
+    locker = LeaseLocker("postgresql+psycopg://nobody@127.0.0.1:1/none", ttl=2, timeout=0.5)
+    with pytest.raises(LockUnavailable):
+        locker.acquire()
