@@ -27,7 +27,13 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", choices=["journal", "sql", "memory"])
     p.add_argument("--store-url")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--ha", choices=["none", "shared-file", "shared-db"])
+    p.add_argument("--ha", choices=["none", "shared-file", "shared-db"],
+                   help="master/slave on a shared store: file lock in the data dir, or a "
+                        "lease in the SQL store's database")
+    p.add_argument("--lease-ttl", type=float,
+                   help="seconds a database lease lasts (shared-db; default 10)")
+    p.add_argument("--lease-renew", type=float,
+                   help="seconds between lease renewals and takeover attempts (default 2)")
     p.add_argument("--node-name")
     p.add_argument("--memory-high-watermark", type=int,
                    help="bytes of message data held before publishers are blocked")
@@ -47,8 +53,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .server import BrokerService
 
-    svc = BrokerService(cfg, reactor)
     log = logging.getLogger("warren")
+    if cfg.ha != "none":
+        # HA: the runner takes the lock first and starts a BrokerService only as master; it
+        # logs the "started" line itself on each takeover.
+        from .ha.runner import HaRunner
+        try:
+            svc = HaRunner(cfg, reactor)
+        except ValueError as error:
+            log.error("warren cannot start: %s", error)
+            return 1
+    else:
+        svc = BrokerService(cfg, reactor)
 
     def start() -> None:
         try:
@@ -57,6 +73,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.exception("warren failed to start")
             reactor.stop()
             start.failed = True
+            return
+        if cfg.ha != "none":
             return
         log.info("warren %s started (store: %s, data dir: %s)", __version__, cfg.store,
                  cfg.data_dir)
