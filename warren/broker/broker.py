@@ -336,8 +336,6 @@ class Broker:
                           arguments=qd.get("arguments") or {})
                 vh.queues[q.name] = q
                 self.policies_apply_queue(vh, q)
-                from ..exchange.interface import Binding
-                vh.default_exchange.impl.bind(Binding("", q, q.name))
         for b in by_kind.get("binding", []):
             vh = self.vhosts.get(b["vhost"])
             if vh is None or b["source"] not in vh.exchanges:

@@ -41,6 +41,8 @@ class Routed:
 
 class VirtualHost:
     def __init__(self, broker: "Broker", name: str) -> None:
+        # the default exchange routes by looking the queue up by name (see ``route``); its
+        # implicit bindings exist only as a listing (``bindings``), never in its type
         self.broker = broker
         self.name = name
         self.exchanges: dict[str, Exchange] = {}
@@ -170,7 +172,6 @@ class VirtualHost:
         self.broker.policies_apply_queue(self, q)
         if durable and exclusive_owner is None:
             self.broker.save_definition("queue", self._key(name), q.definition())
-        self.default_exchange.impl.bind(Binding("", q, name))
         self.broker.emit("queue.created", vhost=self.name, name=name)
         return q
 
@@ -209,9 +210,6 @@ class VirtualHost:
             raise PreconditionFailed(f"queue '{name}' in vhost '{self.name}' is not empty")
         for b in list(q.bindings):
             self._remove_binding(b)
-        self.default_exchange.impl.unbind(
-            next((b for b in self.default_exchange.impl._by_key.get(name, [])
-                  if b.destination is q), Binding("", q, name)))
         del self.queues[name]
         count = q.on_deleted()
         if q.durable and q.exclusive_owner is None:
