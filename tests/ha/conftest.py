@@ -7,6 +7,7 @@ database-fault tests stop and start it, which must not disturb other packages' t
 from __future__ import annotations
 
 import os
+import threading
 import signal
 import time
 from collections.abc import Iterator
@@ -108,3 +109,124 @@ def db_pair(tmp_path, ha_pg_url: str) -> Iterator[Pair]:
                  for n in ("a", "b")])
     yield pair
     pair.stop()
+
+
+# ---------------------------------------------------------------- client helpers
+def connect(b: BrokerProcess) -> pika.BlockingConnection:
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        "127.0.0.1", b.amqp_port, connection_attempts=1, socket_timeout=5))
+
+
+def refuses_amqp(b: BrokerProcess) -> bool:
+    """True if nothing accepts AMQP connections on b's port (a slave or a fenced master)."""
+    import socket
+    try:
+        with socket.create_connection(("127.0.0.1", b.amqp_port), timeout=2) as s:
+            s.sendall(b"AMQP\x00\x00\x09\x01")
+            s.settimeout(2)
+            return s.recv(1) == b""  # accepted but closed at once: not serving either
+    except OSError:
+        return True
+
+
+def publish_confirmed(b: BrokerProcess, queue: str, bodies: list[bytes]) -> None:
+    with connect(b) as conn:
+        ch = conn.channel()
+        ch.queue_declare(queue, durable=True)
+        ch.confirm_delivery()
+        for body in bodies:
+            ch.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
+
+
+def drain(b: BrokerProcess, queue: str) -> list[tuple[bytes, bool]]:
+    """Every message of ``queue`` as (body, redelivered), acked."""
+    out = []
+    with connect(b) as conn:
+        ch = conn.channel()
+        while True:
+            method, _props, body = ch.basic_get(queue, auto_ack=True)
+            if method is None:
+                return out
+            out.append((body, method.redelivered))
+
+
+class FailoverPublisher(threading.Thread):
+    """Publishes confirmed persistent messages "0", "1", ... through whichever broker answers.
+
+    The pika way to fail over: a list of ConnectionParameters, tried in turn until one
+    connects. A publish whose confirm did not arrive is retried with the same body on the next
+    connection, so it may be stored twice; ``retried`` records which bodies that applies to.
+    """
+
+    def __init__(self, pair: Pair, queue: str) -> None:
+        super().__init__(daemon=True)
+        self.pair = pair
+        self.queue = queue
+        self.confirmed: list[bytes] = []
+        self.retried: set[bytes] = set()
+        self.reconnects = 0
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as error:  # reported by the test
+            self.error = error
+
+    def _channel(self):
+        deadline = time.monotonic() + 60
+        while not self.stopping.is_set():
+            for params in self.pair.amqp_urls():
+                try:
+                    conn = pika.BlockingConnection(params)
+                    ch = conn.channel()
+                    ch.queue_declare(self.queue, durable=True)
+                    ch.confirm_delivery()
+                    return conn, ch
+                except pika.exceptions.AMQPError:
+                    continue
+            if time.monotonic() > deadline:
+                raise AssertionError("no broker of the pair answered for 60 s")
+            time.sleep(0.05)  # a reconnect back-off, as any client has
+        return None, None
+
+    def _run(self) -> None:
+        n = 0
+        conn, ch = self._channel()
+        while not self.stopping.is_set():
+            body = str(n).encode()
+            try:
+                ch.basic_publish("", self.queue, body, pika.BasicProperties(delivery_mode=2))
+            except (pika.exceptions.AMQPError, OSError):
+                self.retried.add(body)
+                self.reconnects += 1
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+                conn, ch = self._channel()
+                continue
+            self.confirmed.append(body)
+            n += 1
+        if conn is not None and conn.is_open:
+            conn.close()
+
+    def wait_confirmed(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.confirmed) < count:
+            if self.error is not None:
+                raise self.error
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {len(self.confirmed)} of {count} confirmed")
+            time.sleep(0.01)
+
+
+def check_no_loss(publisher: FailoverPublisher, got: list[bytes]) -> None:
+    """Every confirmed body is there; a body is there twice only if its publish was retried."""
+    from collections import Counter
+    counts = Counter(got)
+    missing = [b for b in publisher.confirmed if b not in counts]
+    assert not missing, f"{len(missing)} confirmed messages lost, e.g. {missing[:5]}"
+    dupes = {b for b, c in counts.items() if c > 1}
+    assert dupes <= publisher.retried, f"unexpected duplicates {sorted(dupes - publisher.retried)[:5]}"

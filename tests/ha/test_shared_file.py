@@ -1,0 +1,107 @@
+"""Master/slave on a shared directory (journal store, fcntl lock on DATA_DIR/lock)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+from tests.ha.conftest import (
+    FailoverPublisher,
+    check_no_loss,
+    connect,
+    drain,
+    publish_confirmed,
+    refuses_amqp,
+)
+
+
+def overview(b) -> dict:
+    with urllib.request.urlopen(b.http_url + "/api/overview", timeout=5) as response:
+        return json.load(response)
+
+
+def test_slave_waits_and_shows_its_role(file_pair):
+    a, b = file_pair.brokers
+    a.start()
+    b.start(wait=False)
+    line = b.wait_for_line("waiting for the lock held by")
+    assert "warren@a/" in line
+    assert refuses_amqp(b)
+    status = overview(b)
+    assert status["ha_role"] == "slave"
+    assert status["ha_lock_holder"].startswith("warren@a/")
+    with urllib.request.urlopen(b.http_url + "/metrics", timeout=5) as response:
+        assert 'warren_ha_role{role="slave"} 1' in response.read().decode()
+    assert file_pair.masters() == [a]
+
+
+def test_kill_9_of_the_master_slave_takes_over_within_a_second(file_pair, unique):
+    a, b = file_pair.brokers
+    a.start()
+    b.start(wait=False)
+    b.wait_for_line("waiting for the lock held by")
+    queue = unique + "q"
+    bodies = [f"m{i}".encode() for i in range(200)]
+    publish_confirmed(a, queue, bodies)
+    # five deliveries left unacked on the master when it dies
+    conn = connect(a)
+    ch = conn.channel()
+    unacked = [ch.basic_get(queue, auto_ack=False)[2] for _ in range(5)]
+    killed = time.monotonic()
+    a.kill()
+    b.wait_ready(10)
+    took_over = time.monotonic() - killed
+    assert took_over < 1.5, f"takeover took {took_over:.2f}s"
+    assert any("role: slave -> master" in line for line in b.lines)
+    got = drain(b, queue)
+    assert [body for body, _ in got] == bodies          # all of them, in order
+    assert {body for body, redelivered in got if redelivered} == set(unacked)
+
+
+def test_graceful_stop_hands_over_at_once(file_pair, unique):
+    a, b = file_pair.brokers
+    a.start()
+    b.start(wait=False)
+    b.wait_for_line("waiting for the lock held by")
+    publish_confirmed(a, unique + "q", [b"x"])
+    a.stop()
+    b.wait_ready(10)
+    assert [body for body, _ in drain(b, unique + "q")] == [b"x"]
+
+
+def test_brokers_started_at_the_same_moment_make_one_master(file_pair):
+    a, b = file_pair.brokers
+    file_pair.start()
+    master = file_pair.wait_master()
+    slave = b if master is a else a
+    slave.wait_for_line("waiting for the lock held by")
+    assert file_pair.masters() == [master]
+    assert refuses_amqp(slave)
+
+
+def test_failover_cycles_with_a_confirmed_publisher_lose_nothing(file_pair, unique):
+    a, b = file_pair.brokers
+    a.start()
+    b.start(wait=False)
+    b.wait_for_line("waiting for the lock held by")
+    queue = unique + "q"
+    publisher = FailoverPublisher(file_pair, queue)
+    publisher.start()
+    master, slave = a, b
+    try:
+        for _cycle in range(10):
+            publisher.wait_confirmed(len(publisher.confirmed) + 20)
+            master.kill()
+            slave.wait_ready(15)
+            master.start(wait=False)                       # comes back as the slave
+            master.wait_for_line("waiting for the lock held by")
+            master, slave = slave, master
+        publisher.wait_confirmed(len(publisher.confirmed) + 20)
+    finally:
+        publisher.stopping.set()
+        publisher.join(30)
+    assert publisher.error is None, publisher.error
+    assert publisher.reconnects >= 10
+    got = [body for body, _ in drain(master, queue)]
+    check_no_loss(publisher, got)
