@@ -42,7 +42,7 @@ class Config:
     stomp_max_headers: int = 1000
     stomp_heartbeat: int = 10000           # ms the server offers
     mqtt_max_packet_size: int = 256 * 1024 * 1024
-    mqtt_allow_anonymous: bool = False     # CONNECT without user name logs in as default_user
+    mqtt_allow_anonymous: bool = True      # as RabbitMQ: no user name = default_user
     mqtt_vhost: str = "/"                  # vhost of MQTT clients ("vhost:user" overrides)
     mqtt_exchange: str = "amq.topic"       # where MQTT topics are routed
     mqtt_max_inflight: int = 1000          # QoS 1/2 deliveries unacked per client (3.1.1)

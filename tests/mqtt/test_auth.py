@@ -1,4 +1,9 @@
-"""CONNECT authentication against warren's users; client-id rules; anonymous only if configured."""
+"""CONNECT authentication against warren's users; client-id rules; anonymous logins.
+
+As RabbitMQ's MQTT plugin (``mqtt.allow_anonymous = true`` by default), a CONNECT without a user
+name logs in as the default user, which is still refused from non-loopback addresses;
+``mqtt_allow_anonymous = false`` turns that off.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +21,11 @@ def test_bad_password_refused(broker, protocol, code):
     assert c.connack.value == code
 
 
-def test_anonymous_refused_by_default(broker):
+def test_anonymous_allowed_by_default_as_default_user(broker):
     raw = RawClient(broker.mqtt_port)
     raw.send(Connect(client_id="anon"))
-    ack = raw.recv()
-    assert isinstance(ack, ConnAck) and ack.reason_code == 5   # not authorized
-    assert raw.recv() is None
+    assert raw.recv().reason_code == 0
+    raw.close()
 
 
 def test_unknown_vhost_refused_v5(broker):
@@ -45,9 +49,10 @@ def test_empty_client_id_assigned_v5(broker):
     assert ack.properties["assigned_client_identifier"].startswith("warren-")
 
 
-def test_anonymous_allowed_when_configured(tmp_path):
-    with BrokerProcess(tmp_path, env={"WARREN_MQTT_ALLOW_ANONYMOUS": "true"}) as b:
+def test_anonymous_refused_when_configured(tmp_path):
+    with BrokerProcess(tmp_path, env={"WARREN_MQTT_ALLOW_ANONYMOUS": "false"}) as b:
         raw = RawClient(b.mqtt_port)
         raw.send(Connect(client_id="anon"))
-        assert raw.recv().reason_code == 0
-        raw.close()
+        ack = raw.recv()
+        assert isinstance(ack, ConnAck) and ack.reason_code == 5   # not authorized
+        assert raw.recv() is None
