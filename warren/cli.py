@@ -37,6 +37,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--node-name")
     p.add_argument("--memory-high-watermark", type=int,
                    help="bytes of message data held before publishers are blocked")
+    p.add_argument("--paging-budget", type=int,
+                   help="bytes of message bodies held in memory before bodies of stored "
+                        "persistent messages are paged out to the store (0: never)")
     p.add_argument("--max-message-size", type=int)
     p.add_argument("--frame-max", type=int)
     p.add_argument("--heartbeat", type=int)

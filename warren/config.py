@@ -23,6 +23,7 @@ class Config:
     http_port: int = 15672
     store: str = "journal"                 # journal | sql | memory
     store_url: str = ""                    # SQL store URL; default sqlite file in data_dir
+    journal_segment_size: int = 32 * 1024 ** 2  # bytes per journal segment file
     log_level: str = "info"
     node_name: str = "warren@localhost"
     default_user: str = "guest"
@@ -37,6 +38,8 @@ class Config:
     max_connections: int = 0               # 0 = unlimited
     # memory flow control: bytes of message data held before publishers are blocked
     memory_high_watermark: int = 2 * 1024 ** 3
+    # paging: bytes of message bodies kept in memory before stored ones are paged out
+    paging_budget: int = 256 * 1024 ** 2
     # STOMP / MQTT limits
     stomp_max_frame_size: int = 4 * 1024 * 1024
     stomp_max_headers: int = 1000

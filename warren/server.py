@@ -29,9 +29,14 @@ def make_store(config: Config, reactor: Any):
         import os
 
         from .store.journal.store import JournalStore
-        return JournalStore(os.path.join(config.data_dir, "journal"), reactor=reactor)
+        return JournalStore(os.path.join(config.data_dir, "journal"), reactor=reactor,
+                            segment_size=config.journal_segment_size)
     if config.store == "sql":
+        import os
+
         from .store.sql.store import SqlStore
+        if not config.store_url:  # the default SQLite file lives in the data directory
+            os.makedirs(config.data_dir, exist_ok=True)
         return SqlStore(config.sql_url, reactor=reactor)
     raise ValueError(f"unknown store '{config.store}' (journal, sql or memory)")
 
@@ -80,7 +85,8 @@ class BrokerService(service.MultiService):
         self.broker = Broker(clock=self.reactor, codec=CODEC, store=self.store,
                              memory_high_watermark=cfg.memory_high_watermark,
                              node_name=cfg.node_name, default_user=cfg.default_user,
-                             default_pass=cfg.default_pass, loopback_users=cfg.loopback_users)
+                             default_pass=cfg.default_pass, loopback_users=cfg.loopback_users,
+                             paging_budget=cfg.paging_budget)
         self.broker.recover()
         for child in self.listener_services():
             child.setServiceParent(self)

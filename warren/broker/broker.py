@@ -13,9 +13,10 @@ from typing import Any, Callable, Iterable, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 
-from ..store.interface import KEY_SEP, MessageStore, resource_key
+from ..store.interface import KEY_SEP, MessageStore, StoreUnavailable, resource_key
 from .errors import AccessRefused, NotAllowed, NotFound, PreconditionFailed
 from .message import OVERHEAD, Message, PropertiesCodec
+from .paging import DEFAULT_BUDGET, Pager
 from .policies import Policy, effective
 from .queue import Queue
 from .users import Permission, User, hash_password, require
@@ -34,7 +35,8 @@ class Broker:
     def __init__(self, *, clock: Any, codec: PropertiesCodec, store: MessageStore | None = None,
                  memory_high_watermark: int = 2 * 1024 ** 3, node_name: str = "warren@localhost",
                  default_user: str = "guest", default_pass: str = "guest",
-                 loopback_users: Iterable[str] = ("guest",)) -> None:
+                 loopback_users: Iterable[str] = ("guest",),
+                 paging_budget: int = DEFAULT_BUDGET) -> None:
         self.clock = clock                          # IReactorTime
         self.codec = codec                          # canonical properties codec (AMQP's)
         self.store = store                          # None: nothing is durable
@@ -52,8 +54,14 @@ class Broker:
         self.memory_used = 0
         self.memory_high = memory_high_watermark
         self.memory_low = int(memory_high_watermark * 0.8)
-        self.blocked = False
+        self.blocked = False                        # the memory alarm
+        # the store alarm: writes fail (disk full, database gone); polled until healthy again
+        self.store_alarm = False
+        self._store_poll: Any = None
         self._blockables: set[Blockable] = set()
+        # bodies resident in memory (paged-out ones not counted) and the pager bounding them
+        self.body_bytes = 0
+        self.pager = Pager(self, paging_budget)
         self._listeners: list[Callable[..., None]] = []
         self.started_at = clock.seconds()
         self.role = "master"
@@ -226,7 +234,11 @@ class Broker:
         return self._next_id
 
     def track(self, message: Message) -> None:
-        self.memory_used += len(message.body) + OVERHEAD
+        size = len(message.body)
+        self.memory_used += size + OVERHEAD
+        self.body_bytes += size
+        if self.body_bytes > self.pager.budget:
+            self.pager.note_growth()
         if not self.blocked and self.memory_used > self.memory_high:
             self._set_blocked(True)
 
@@ -236,7 +248,11 @@ class Broker:
         if message.stored and queue.durable and self.store is not None:
             self.store.ack(queue.store_key, [message.id])
         if message.refs <= 0:
-            self.memory_used -= len(message.body) + OVERHEAD
+            if message.paged:  # its body was already taken off the accounts
+                self.memory_used -= OVERHEAD
+            else:
+                self.memory_used -= len(message.body) + OVERHEAD
+                self.body_bytes -= len(message.body)
             # every way memory is freed ends here (ack, no-ack get/deliver, purge, delete,
             # expiry), so unblocking is decided here, not only after acks
             if self.blocked and self.memory_used < self.memory_low:
@@ -249,8 +265,8 @@ class Broker:
     def register_blockable(self, conn: Blockable) -> None:
         if conn not in self._blockables:
             self._blockables.add(conn)
-            if self.blocked:
-                conn.set_blocked(True, "low on memory")
+            if self.blocked or self.store_alarm:
+                conn.set_blocked(True, self._block_reason())
 
     def unregister_blockable(self, conn: Blockable) -> None:
         self._blockables.discard(conn)
@@ -262,8 +278,44 @@ class Broker:
                         "publishers", self.memory_used)
         else:
             log.info("memory below low watermark: unblocking publishers")
+        self._notify_blockables()
+
+    def _block_reason(self) -> str:
+        return "store unavailable" if self.store_alarm else "low on memory"
+
+    def _notify_blockables(self) -> None:
+        """Tell every publishing connection whether some alarm (memory, store) is on."""
+        blocked = self.blocked or self.store_alarm
+        reason = self._block_reason()
         for conn in list(self._blockables):
-            conn.set_blocked(blocked, "low on memory")
+            conn.set_blocked(blocked, reason)
+
+    def check_store_health(self) -> None:
+        """Raise or clear the store alarm from ``store.healthy``.
+
+        Called when a sync fails (the store turned unhealthy: disk full, database gone) and
+        then every ``STORE_POLL`` seconds while the alarm is on; the store retries its writes
+        with its own backoff, and once one succeeds publishers are unblocked.
+        """
+        store = self.store
+        healthy = store is None or store.healthy
+        if not healthy and not self.store_alarm:
+            self.store_alarm = True
+            log.warning("store unavailable (writes fail): blocking publishers until it recovers")
+            self._notify_blockables()
+        elif healthy and self.store_alarm:
+            self.store_alarm = False
+            log.info("store writes succeed again: unblocking publishers")
+            self._notify_blockables()
+        if self.store_alarm and self._store_poll is None:
+            self._store_poll = self.clock.callLater(self.STORE_POLL, self._poll_store)
+
+    #: Seconds between checks of ``store.healthy`` while the store alarm is on.
+    STORE_POLL = 0.2
+
+    def _poll_store(self) -> None:
+        self._store_poll = None
+        self.check_store_health()
 
     # ---------------------------------------------------------------- store hooks
     def save_definition(self, kind: str, key: str, value: dict[str, Any] | None,
@@ -291,7 +343,16 @@ class Broker:
         """Fires once everything written so far is durable."""
         if self.store is None:
             return succeed(None)
-        return self.store.sync()
+        d = self.store.sync()
+        if not self.store.healthy and not self.store_alarm:
+            self.check_store_health()
+        d.addErrback(self._sync_failed)
+        return d
+
+    def _sync_failed(self, failure: Any) -> Any:
+        if failure.check(StoreUnavailable) or not self.store.healthy:
+            self.check_store_health()
+        return failure
 
     # ---------------------------------------------------------------- recovery
     def recover(self) -> None:

@@ -30,6 +30,10 @@ def move_messages(source: Queue, destination: Queue, count: int | None = None) -
         entry = source.ready.peek()
         if entry is None:
             break
+        if entry.message.paged:
+            from .paging import PageIn
+            if vhost.broker.pager.page_in(entry.message) is not PageIn.LOADED:
+                break  # the store cannot give the body back now: move what we could
         copy = entry.message.with_changes()
         if destination.would_overflow(copy):
             break

@@ -214,6 +214,8 @@ class Queue:
                     if entry.expires_at <= now:
                         self._dead_letter(entry, "expired")
                         continue
+                if entry.message.paged and not self._page_in(entry):
+                    break
                 self._hand_over(consumer, entry)
         finally:
             self._dispatching = False
@@ -251,6 +253,8 @@ class Queue:
                     if not any_credit:
                         break
                     continue
+                if entry.message.paged and not self._page_in(entry):
+                    break
                 self._hand_over(consumer, entry)
         finally:
             if skipped:
@@ -280,6 +284,8 @@ class Queue:
                 if entry.expires_at <= now:
                     self._dead_letter(entry, "expired")
                     continue
+            if entry.message.paged and not self._page_in(entry):
+                return None
             entry.delivery_count += 1
             self.stats["get"] += 1
             if no_ack:
@@ -288,6 +294,31 @@ class Queue:
                 self._track_unacked(entry)
             return entry
         return None
+
+    def _page_in(self, entry: QueueEntry) -> bool:
+        """Bring a paged-out body back (``paging.py``) before it leaves the queue.
+
+        False: not deliverable now. The entry was popped; if the store cannot answer it goes
+        back to its place and dispatch is retried in a second; if the store lost it, it is
+        dropped (the pager logged it) and dispatch resumes at the end of the turn.
+        """
+        from .paging import PageIn
+        state = self.vhost.broker.pager.page_in(entry.message)
+        if state is PageIn.LOADED:
+            return True
+        if state is PageIn.LATER:
+            self.ready.requeue([entry])
+            delay = 1.0
+        else:
+            self._settle(entry)
+            delay = 0.0
+        if self._dispatch_call is None or not self._dispatch_call.active():
+            self._dispatch_call = self.clock.callLater(delay, self._dispatch_later)
+        return False
+
+    def _dispatch_later(self) -> None:
+        self._dispatch_call = None
+        self.dispatch()
 
     def _track_unacked(self, entry: QueueEntry) -> None:
         """Count it as unacked; a stored one is remembered as delivered (redelivered flag)."""
@@ -345,6 +376,14 @@ class Queue:
 
     def _dead_letter(self, entry: QueueEntry, reason: str) -> None:
         if self.dlx is not None and not self.deleted:
+            if entry.message.paged:
+                from .paging import PageIn
+                if self.vhost.broker.pager.page_in(entry.message) is not PageIn.LOADED:
+                    log.error("queue '%s': message %d %s but its paged-out body cannot be "
+                              "read back: not dead-lettered", self.name, entry.message.id,
+                              reason)
+                    self._settle(entry)
+                    return
             self.vhost.dead_letter(self, entry, reason)
         self._settle(entry)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
+from itertools import islice
 from typing import Callable, Iterable, Iterator
 
 from .message import QueueEntry
@@ -52,6 +53,10 @@ class ReadyFifo:
 
     def peek(self) -> QueueEntry | None:
         return self._q[0] if self._q else None
+
+    def newest_first(self, keep_oldest: int = 0) -> Iterator[QueueEntry]:
+        """Entries from the tail back, leaving out the ``keep_oldest`` at the head (paging)."""
+        return islice(reversed(self._q), max(0, len(self._q) - keep_oldest))
 
     def requeue(self, entries: Iterable[QueueEntry]) -> None:
         for e in sorted(entries, key=lambda e: e.seq, reverse=True):
@@ -115,6 +120,10 @@ class ReadyByPriority:
             if level:
                 return level[0]
         return None
+
+    def newest_first(self, keep_oldest: int = 0) -> Iterator[QueueEntry]:
+        """Entries in reverse serving order, leaving out the ``keep_oldest`` served first."""
+        return islice(reversed(list(self)), max(0, self._len - keep_oldest))
 
     def requeue(self, entries: Iterable[QueueEntry]) -> None:
         for e in sorted(entries, key=lambda e: e.seq, reverse=True):
