@@ -1,0 +1,144 @@
+"""Master/slave on one PostgreSQL (lease in warren_lock), and on one SQLite file.
+
+Leases are short here (``--lease-ttl 2 --lease-renew 0.5``, see conftest) so that waiting for
+one to expire costs two seconds, not ten.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from tests.broker_process import BrokerProcess
+from tests.ha.conftest import (
+    LEASE_ARGS,
+    FailoverPublisher,
+    Pair,
+    check_no_loss,
+    connect,
+    drain,
+    publish_confirmed,
+    refuses_amqp,
+)
+
+TTL = 2.0
+
+
+def start_pair(pair: Pair):
+    a, b = pair.brokers
+    a.start()
+    b.start(wait=False)
+    b.wait_for_line("waiting for the lock held by warren@a/")
+    return a, b
+
+
+def test_kill_9_of_the_master_slave_takes_over_after_the_lease(db_pair, unique):
+    a, b = start_pair(db_pair)
+    queue = unique + "q"
+    bodies = [f"m{i}".encode() for i in range(100)]
+    publish_confirmed(a, queue, bodies)
+    conn = connect(a)
+    unacked = [conn.channel().basic_get(queue, auto_ack=False)[2]]
+    # the SQL store writes "delivered" marks lazily, with the next commit: make one
+    publish_confirmed(a, unique + "other", [b"commit"])
+    killed = time.monotonic()
+    a.kill()
+    b.wait_ready(TTL + 10)
+    took_over = time.monotonic() - killed
+    assert took_over < TTL + 2.0, f"takeover took {took_over:.2f}s"
+    got = drain(b, queue)
+    assert [body for body, _ in got] == bodies
+    assert [body for body, redelivered in got if redelivered] == unacked
+
+
+def test_paused_master_is_fenced_when_it_wakes_up(db_pair, unique):
+    a, b = start_pair(db_pair)
+    queue = unique + "q"
+    publish_confirmed(a, queue, [b"before"])
+    client = connect(a)                    # a client of the old master, open across the pause
+    os.killpg(a.proc.pid, signal.SIGSTOP)
+    try:
+        b.wait_ready(TTL + 10)             # the lease ran out while a slept
+        publish_confirmed(b, queue, [b"on b"])
+    finally:
+        os.killpg(a.proc.pid, signal.SIGCONT)
+    a.wait_for_line("role: master -> waiting (fenced")
+    assert refuses_amqp(a)
+    a.wait_for_line("waiting for the lock held by warren@b/")
+    assert not client._impl.is_open or _client_is_dropped(client)
+    assert db_pair.masters() == [b]
+    assert [body for body, _ in drain(b, queue)] == [b"before", b"on b"]
+
+
+def _client_is_dropped(client) -> bool:
+    import pika
+    try:
+        client.process_data_events(time_limit=2)
+        client.channel().queue_declare("", exclusive=True)
+    except (pika.exceptions.AMQPError, OSError):
+        return True
+    return False
+
+
+def test_master_fences_itself_when_the_database_goes_away(db_pair, pg_cluster, unique):
+    a, b = start_pair(db_pair)
+    queue = unique + "q"
+    bodies = [f"m{i}".encode() for i in range(50)]
+    publish_confirmed(a, queue, bodies)
+    pg_cluster.stop("immediate")
+    try:
+        a.wait_for_line("role: master -> waiting (fenced", timeout=TTL + 10)
+        assert refuses_amqp(a)
+        assert db_pair.masters() == []
+    finally:
+        pg_cluster.start()
+    master = db_pair.wait_master(timeout=TTL + 20)
+    assert [body for body, _ in drain(master, queue)] == bodies
+    assert len(db_pair.masters()) == 1
+
+
+def test_brokers_started_at_the_same_moment_make_one_master(db_pair):
+    db_pair.start()
+    master = db_pair.wait_master()
+    slave = next(b for b in db_pair.brokers if b is not master)
+    slave.wait_for_line("waiting for the lock held by")
+    assert db_pair.masters() == [master]
+    assert refuses_amqp(slave)
+
+
+def test_failover_cycles_with_a_confirmed_publisher_lose_nothing(db_pair, unique):
+    a, b = start_pair(db_pair)
+    queue = unique + "q"
+    publisher = FailoverPublisher(db_pair, queue)
+    publisher.start()
+    master, slave = a, b
+    try:
+        for _cycle in range(3):
+            publisher.wait_confirmed(len(publisher.confirmed) + 20)
+            master.kill()
+            slave.wait_ready(TTL + 10)
+            master.start(wait=False)
+            master.wait_for_line("waiting for the lock held by")
+            master, slave = slave, master
+        publisher.wait_confirmed(len(publisher.confirmed) + 20)
+    finally:
+        publisher.stopping.set()
+        publisher.join(30)
+    assert publisher.error is None, publisher.error
+    check_no_loss(publisher, [body for body, _ in drain(master, queue)])
+
+
+def test_sqlite_shared_db_on_one_host(tmp_path, unique):
+    url = f"sqlite:///{tmp_path}/shared.db"
+    pair = Pair([BrokerProcess(tmp_path / n, store="sql", store_url=url,
+                               extra_args=["--ha", "shared-db", "--node-name", f"warren@{n}",
+                                           *LEASE_ARGS]) for n in ("a", "b")])
+    try:
+        a, b = start_pair(pair)
+        publish_confirmed(a, unique + "q", [b"1", b"2"])
+        a.kill()
+        b.wait_ready(TTL + 10)
+        assert [body for body, _ in drain(b, unique + "q")] == [b"1", b"2"]
+    finally:
+        pair.stop()
