@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 from pamqp import commands, frame as pamqp_frame
-from pamqp.header import ProtocolHeader
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 

@@ -7,15 +7,6 @@ import pytest
 from pika.exceptions import ChannelClosedByBroker
 
 
-@pytest.fixture
-def channel(broker):
-    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-    ch = conn.channel()
-    yield ch
-    if conn.is_open:
-        conn.close()
-
-
 def test_publish_get_roundtrip_keeps_properties(channel, unique):
     channel.queue_declare(unique)
     props = pika.BasicProperties(content_type="text/plain", headers={"a": 1, "b": {"c": [1, "x"]}},

@@ -13,20 +13,7 @@ import time
 import aio_pika
 import pika
 import pytest
-from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
-
-
-@pytest.fixture
-def conn(broker):
-    c = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-    yield c
-    if c.is_open:
-        c.close()
-
-
-@pytest.fixture
-def channel(conn):
-    return conn.channel()
+from pika.exceptions import ChannelClosedByBroker
 
 
 def _sync(conn, ch, queue):

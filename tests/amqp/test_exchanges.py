@@ -14,19 +14,6 @@ import pytest
 from pika.exceptions import ChannelClosedByBroker
 
 
-@pytest.fixture
-def conn(broker):
-    c = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-    yield c
-    if c.is_open:
-        c.close()
-
-
-@pytest.fixture
-def channel(conn):
-    return conn.channel()
-
-
 def _closed_by(conn, fn, *args, **kw):
     """Run a channel operation that must fail; return (code, text) of the channel.close."""
     with pytest.raises(ChannelClosedByBroker) as e:

@@ -24,19 +24,6 @@ from tests.amqp.raw_client import RawAmqp
 from tests.broker_process import BrokerProcess
 
 
-@pytest.fixture
-def conn(broker):
-    c = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-    yield c
-    if c.is_open:
-        c.close()
-
-
-@pytest.fixture
-def channel(conn):
-    return conn.channel()
-
-
 # ---------------------------------------------------------------- mandatory / confirms
 def test_mandatory_unroutable_is_returned(conn, channel, unique):
     returned = []

@@ -14,19 +14,6 @@ import pytest
 from pika.exceptions import ChannelClosedByBroker
 
 
-@pytest.fixture
-def conn(broker):
-    c = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-    yield c
-    if c.is_open:
-        c.close()
-
-
-@pytest.fixture
-def channel(conn):
-    return conn.channel()
-
-
 def _fails(fn, *args, **kw):
     with pytest.raises(ChannelClosedByBroker) as e:
         fn(*args, **kw)
