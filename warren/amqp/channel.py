@@ -379,26 +379,22 @@ class Channel:
             self.send(commands.Exchange.DeleteOk())
 
     def _on_exchange_bind(self, m: commands.Exchange.Bind) -> None:
-        vh = self.vhost
-        user = self.conn.user
-        self.broker.check(user, vh.name, "write", "exchange", m.destination)
-        self.broker.check(user, vh.name, "read", "exchange", m.source)
-        dest = vh.exchange(m.destination)
-        vh.exchange(m.source)
-        vh.bind(m.source, dest, m.routing_key, m.arguments or {})
-        if not m.nowait:
-            self.send(commands.Exchange.BindOk())
+        self._exchange_binding(m, self.vhost.bind, commands.Exchange.BindOk)
 
     def _on_exchange_unbind(self, m: commands.Exchange.Unbind) -> None:
+        self._exchange_binding(m, self.vhost.unbind, commands.Exchange.UnbindOk)
+
+    def _exchange_binding(self, m: Any, change: Callable[..., Any], reply: type) -> None:
+        """exchange.bind/unbind: write on the destination, read on the source (RabbitMQ)."""
         vh = self.vhost
         user = self.conn.user
         self.broker.check(user, vh.name, "write", "exchange", m.destination)
         self.broker.check(user, vh.name, "read", "exchange", m.source)
         dest = vh.exchange(m.destination)
         vh.exchange(m.source)
-        vh.unbind(m.source, dest, m.routing_key, m.arguments or {})
+        change(m.source, dest, m.routing_key, m.arguments or {})
         if not m.nowait:
-            self.send(commands.Exchange.UnbindOk())
+            self.send(reply())
 
     # ------------------------------------------------------------------ queues
     def _queue_name(self, name: str) -> str:
