@@ -161,7 +161,8 @@ def read_queue(url: str, queue: str, *, ack: bool = False,
         out: list[tuple[bytes, bool]] = []
         if not expected:
             return out
-        channel.basic_qos(prefetch_count=2000)
+        if ack:  # a look without acks needs every message unacked at once: no prefetch limit
+            channel.basic_qos(prefetch_count=2000)
         deadline = time.monotonic() + timeout
         for method, _props, body in channel.consume(queue, inactivity_timeout=1.0):
             if method is not None:
