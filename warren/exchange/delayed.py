@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..broker.errors import PreconditionFailed
 from ..broker.message import Message
+from ..store.interface import resource_key
 from .interface import Binding
 from .registry import EXCHANGE_TYPES, register
 
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("warren.exchange.delayed")
 
 #: prefix of the runtime-parameter keys that hold persisted delayed messages
-PARAMETER_PREFIX = "x-delayed-message\x00"
+PARAMETER_PREFIX = resource_key("x-delayed-message", "")
 
 
 def delay_of(message: Message) -> int | None:
@@ -111,7 +112,7 @@ class DelayedMessageExchange:
             self._arm(key, message, due)
 
     def _parameter_prefix(self) -> str:
-        return f"{PARAMETER_PREFIX}{self.vhost.name}\x00{self.exchange.name}\x00"
+        return resource_key("x-delayed-message", self.vhost.name, self.exchange.name, "")
 
     def _hold(self, message: Message, delay: int) -> None:
         broker = self.vhost.broker

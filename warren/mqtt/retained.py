@@ -1,7 +1,7 @@
 """Retained messages: the last retained PUBLISH per topic, kept in the broker's store.
 
 Where they live: each retained message is a runtime *parameter* of the broker,
-``broker.save_definition("parameter", "mqtt-retained\\x00<vhost>\\x00<topic>", record)``, so
+``broker.save_definition("parameter", resource_key("mqtt-retained", vhost, topic), record)``, so
 it goes through the same journal/SQL store as every definition (fsync'd by the next
 ``broker.sync()``, the one that also covers a QoS 1 PUBLISH's PUBACK) and comes back in
 ``broker.parameters`` after a restart. An empty retained payload deletes the entry
@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from warren.mqtt.topics import filter_matches
+from warren.store.interface import resource_key, split_key
 
-KEY_PREFIX = "mqtt-retained\x00"
+KEY_PREFIX = resource_key("mqtt-retained", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ class RetainedStore:
         self._by_vhost: dict[str, dict[str, RetainedMessage]] = {}
         for key, value in list(broker.parameters.items()):
             if key.startswith(KEY_PREFIX) and isinstance(value, dict):
-                vhost = key[len(KEY_PREFIX):].split("\x00", 1)[0]
+                vhost = split_key(key)[1]
                 try:
                     msg = RetainedMessage.from_record(value)
                 except (KeyError, ValueError, TypeError):
@@ -73,7 +74,7 @@ class RetainedStore:
 
     @staticmethod
     def _key(vhost: str, topic: str) -> str:
-        return f"{KEY_PREFIX}{vhost}\x00{topic}"
+        return resource_key("mqtt-retained", vhost, topic)
 
     def put(self, vhost: str, message: RetainedMessage) -> None:
         """Store (or with an empty payload, clear) the retained message of its topic."""

@@ -21,7 +21,7 @@ The model is RabbitMQ's MQTT plugin's:
 * The session's own state (subscriptions, session expiry, the QoS 2 ids received and the
   deliveries in flight) is a :class:`SessionState` in the :class:`SessionRegistry`; it outlives
   the connection while the session does. Persistent sessions are also recorded as the broker
-  parameter ``mqtt-session\\x00<vhost>\\x00<clientid>`` (store-backed), so their subscriptions
+  parameter ``mqtt-session``/vhost/client id (joined by ``resource_key``) (store-backed), so their subscriptions
   come back after a restart. In-flight packet ids live in memory only: after a restart, an
   unacknowledged delivery comes back from the durable queue as a redelivery (DUP set, new
   packet id), and the QoS 2 ids awaiting PUBREL are forgotten.
@@ -57,6 +57,7 @@ from warren.mqtt.codec import (Auth, ConnAck, Connect, Disconnect, MqttError, Pi
                                Unsubscribe, Will, encode, validate_topic_filter)
 from warren.mqtt.properties import encode_properties, encode_string, encode_varint
 from warren.mqtt.retained import RetainedMessage, RetainedStore
+from warren.store.interface import resource_key
 from warren.mqtt.topics import (filter_matches, filter_to_pattern, key_to_topic, split_shared,
                                 topic_to_key)
 
@@ -65,7 +66,7 @@ log = logging.getLogger("warren.mqtt")
 NEVER_EXPIRES = 0xFFFFFFFF
 TOPIC_ALIAS_MAXIMUM = 64          # aliases a client may set towards us
 MAX_CLIENT_ID = 200               # longer ids are refused (queue names stay short)
-SESSION_KEY_PREFIX = "mqtt-session\x00"
+SESSION_KEY_PREFIX = resource_key("mqtt-session", "")
 _PACK_U16 = struct.Struct(">H").pack
 _TOPIC_CACHE_LIMIT = 4096
 _OWN_HEADERS = ("x-mqtt-publish-qos", "x-mqtt-retain", "x-mqtt-publisher",
@@ -171,7 +172,7 @@ class SessionRegistry:
             state.expiry_call = self.clock.callLater(state.expiry, self.end, state)
 
     def _key(self, state: SessionState) -> str:
-        return f"{SESSION_KEY_PREFIX}{state.vhost}\x00{state.client_id}"
+        return resource_key("mqtt-session", state.vhost, state.client_id)
 
     def save(self, state: SessionState) -> None:
         """Record a persistent session (subscriptions, expiry) in the store."""

@@ -38,8 +38,8 @@ metadata = MetaData()
 class NameBytes(TypeDecorator[str]):
     """A ``str`` stored as its UTF-8 bytes (BYTEA / BLOB).
 
-    Queue keys are ``"<vhost>\\x00<queue>"`` and PostgreSQL text cannot hold NUL, so names
-    that may contain any character are kept as bytes; they compare and index the same.
+    Keys are opaque to a store and may hold any character a client put in a name (PostgreSQL
+    text cannot hold NUL), so they are kept as bytes; they compare and index the same.
     """
 
     impl = LargeBinary
