@@ -1,0 +1,198 @@
+"""Failover time of a warren master/slave pair: kill -9 of the master -> first confirmed
+publish on the slave, for the shared-file lock and the database lease.
+
+    python -m bench.failover [--lockers file,lease] [--cycles 3] [--lease-ttl 10]
+                             [--lease-renew 2] [--pg-url postgresql+psycopg://...]
+
+Two brokers run on one store (a shared data directory, or one database: the given PostgreSQL,
+else a private throw-away cluster when the PostgreSQL binaries are there, else one SQLite file).
+A publisher thread sends confirmed persistent messages through a host list (pika, reconnecting
+every 50 ms to whichever broker answers). Each cycle kills the current master, restarts it as
+the new slave, and records:
+
+- ``takeover_s``: kill -> the slave logs that it started as master (store recovered, ports open);
+- ``failover_s``: kill -> the first publish confirmed by the new master (what clients see).
+
+At the end every confirmed message must be in the queue (``lost`` counts those that are not).
+Lease figures are dominated by the TTL: a killed master's lease must run out first, so the
+expectation is ``lease_ttl - (time since the last renewal)`` + one ``lease_renew`` retry + start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pika
+
+from tests.broker_process import BrokerProcess
+
+QUEUE = "bench.failover"
+
+
+class Publisher(threading.Thread):
+    """Confirmed persistent publishes through a host list; remembers when each was confirmed."""
+
+    def __init__(self, ports: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.ports = ports
+        self.confirmed: list[tuple[float, bytes]] = []
+        self.stopping = threading.Event()
+
+    def _channel(self):
+        while not self.stopping.is_set():
+            for port in self.ports:
+                try:
+                    conn = pika.BlockingConnection(pika.ConnectionParameters(
+                        "127.0.0.1", port, connection_attempts=1, socket_timeout=2))
+                    ch = conn.channel()
+                    ch.queue_declare(QUEUE, durable=True)
+                    ch.confirm_delivery()
+                    return conn, ch
+                except pika.exceptions.AMQPError:
+                    continue
+            time.sleep(0.05)
+        return None, None
+
+    def run(self) -> None:
+        n = 0
+        conn, ch = self._channel()
+        while not self.stopping.is_set():
+            body = str(n).encode()
+            try:
+                ch.basic_publish("", QUEUE, body, pika.BasicProperties(delivery_mode=2))
+            except (pika.exceptions.AMQPError, OSError):
+                conn, ch = self._channel()
+                continue
+            self.confirmed.append((time.monotonic(), body))
+            n += 1
+            time.sleep(0.002)  # ~ a few hundred messages/s: a steady client, not a flood
+
+    def first_after(self, moment: float, timeout: float = 120.0) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            later = [at for at, _ in self.confirmed if at > moment]
+            if later:
+                return later[0]
+            time.sleep(0.005)
+        raise RuntimeError("no publish confirmed after the kill")
+
+
+def run_pair(locker: str, cycles: int, workdir: Path, *, store_url: str = "",
+             lease_ttl: float = 10.0, lease_renew: float = 2.0) -> dict:
+    if locker == "file":
+        shared = workdir / "shared"
+        brokers = [BrokerProcess(shared, extra_args=["--ha", "shared-file", "--http-port", "0"])
+                   for _ in range(2)]
+    else:
+        brokers = [BrokerProcess(workdir / f"node{i}", store="sql", store_url=store_url,
+                                 extra_args=["--ha", "shared-db", "--http-port", "0",
+                                             "--lease-ttl", str(lease_ttl),
+                                             "--lease-renew", str(lease_renew)])
+                   for i in range(2)]
+    master, slave = brokers
+    publisher = Publisher([b.amqp_port for b in brokers])
+    takeovers, failovers = [], []
+    try:
+        master.start()
+        slave.start(wait=False)
+        slave.wait_for_line("waiting for the lock held by")
+        publisher.start()
+        for _ in range(cycles):
+            count = len(publisher.confirmed)
+            while len(publisher.confirmed) < count + 50:
+                time.sleep(0.01)
+            killed = time.monotonic()
+            master.kill()
+            slave.wait_ready(lease_ttl + 60)
+            takeovers.append(time.monotonic() - killed)
+            failovers.append(publisher.first_after(killed) - killed)
+            master.start(wait=False)
+            master.wait_for_line("waiting for the lock held by")
+            master, slave = slave, master
+        publisher.stopping.set()
+        publisher.join(30)
+        got = set()
+        with pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", master.amqp_port)) as c:
+            ch = c.channel()
+            while True:
+                method, _props, body = ch.basic_get(QUEUE, auto_ack=True)
+                if method is None:
+                    break
+                got.add(body)
+        lost = sum(1 for _, body in publisher.confirmed if body not in got)
+    finally:
+        publisher.stopping.set()
+        for b in brokers:
+            b.stop(10)
+            b.kill()
+    return {"locker": locker, "cycles": cycles,
+            "lease_ttl": lease_ttl if locker == "lease" else None,
+            "takeover_s": _figures(takeovers), "failover_s": _figures(failovers),
+            "confirmed": len(publisher.confirmed), "lost": lost}
+
+
+def _figures(values: list[float]) -> dict:
+    return {"median": round(statistics.median(values), 3), "max": round(max(values), 3),
+            "all": [round(v, 3) for v in values]}
+
+
+def _lease_url(workdir: Path, pg_url: str | None):
+    """(url, cleanup): the given URL, a private PostgreSQL, or an SQLite file."""
+    if pg_url:
+        return pg_url, lambda: None
+    try:
+        from tests.store.pg import PostgresUnavailable, start_postgres
+        try:
+            return start_postgres(workdir)
+        except PostgresUnavailable:
+            pass
+    except ImportError:
+        pass
+    return f"sqlite:///{workdir / 'shared.db'}", lambda: None
+
+
+def failover(lockers: tuple[str, ...] = ("file", "lease"), cycles: int = 3,
+             lease_ttl: float = 10.0, lease_renew: float = 2.0,
+             pg_url: str | None = None) -> dict:
+    """Run the failover measurement for each locker; results by locker name."""
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="warren-failover-") as tmp:
+        for locker in lockers:
+            workdir = Path(tmp) / locker
+            workdir.mkdir()
+            if locker == "lease":
+                url, cleanup = _lease_url(workdir, pg_url)
+                try:
+                    results[locker] = run_pair(locker, cycles, workdir, store_url=url,
+                                               lease_ttl=lease_ttl, lease_renew=lease_renew)
+                    results[locker]["database"] = url.split(":", 1)[0]
+                finally:
+                    cleanup()
+            else:
+                results[locker] = run_pair(locker, cycles, workdir)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.failover", description=__doc__.split("\n")[0])
+    p.add_argument("--lockers", default="file,lease")
+    p.add_argument("--cycles", type=int, default=3)
+    p.add_argument("--lease-ttl", type=float, default=10.0)
+    p.add_argument("--lease-renew", type=float, default=2.0)
+    p.add_argument("--pg-url")
+    args = p.parse_args(argv)
+    results = failover(tuple(args.lockers.split(",")), args.cycles, args.lease_ttl,
+                       args.lease_renew, args.pg_url)
+    print(json.dumps(results, indent=2))
+    return 0 if all(r["lost"] == 0 for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
