@@ -21,7 +21,7 @@ from ..broker.message import Message, QueueEntry
 from ..broker.queue import Queue
 from ..broker.replyto import REPLY_TO, REPLY_TO_BYTES, direct_reply_to
 from ..broker.replyto import publish as publish_routed
-from .framing import (BASIC_ACK, BASIC_PUBLISH, FRAME_BODY, FRAME_HEADER, FRAME_METHOD,
+from .framing import (FRAME_BODY, FRAME_HEADER, FRAME_METHOD,
                       basic_ack_frame, basic_nack_frame, content_frames, decode_method,
                       deliver_payload, encode_method, parse_ack, parse_content_header,
                       parse_publish, shortstr, unvalidated)

@@ -24,6 +24,7 @@ from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
 from .. import __version__
+from ..endpoint import accept
 from ..broker.errors import (AccessRefused, BrokerError, ChannelError, CommandInvalid,
                              FrameError, InternalError, NotAllowed, UnexpectedFrame)
 from .channel import Channel
@@ -104,11 +105,11 @@ class AmqpConnection(protocol.Protocol):
     def connectionMade(self) -> None:
         self.broker.connections[id(self)] = self
         self.transport.registerProducer(self, True)
-        peer = self.transport.getPeer()
-        self.peer = (getattr(peer, "host", "?"), getattr(peer, "port", 0))
-        host = self.transport.getHost()
-        self.local = (getattr(host, "host", "?"), getattr(host, "port", 0))
-        self.name = f"{self.peer[0]}:{self.peer[1]} -> {self.local[0]}:{self.local[1]}"
+        ep = accept(self.transport)
+        self.peer = (ep.peer_host, ep.peer_port)
+        self.local = (ep.host, ep.port)
+        self.name = ep.name
+        self.loopback = ep.loopback
         self._handshake_call = self.clock.callLater(self.config.handshake_timeout,
                                                     self._handshake_timeout)
         limit = self.config.max_connections
@@ -251,10 +252,8 @@ class AmqpConnection(protocol.Protocol):
         caps = self.client_properties.get("capabilities")
         self.capabilities = caps if isinstance(caps, dict) else {}
         username, password = self._credentials(m.mechanism, m.response)
-        loopback = self.peer[0] in ("127.0.0.1", "::1", "localhost") or \
-            str(self.peer[0]).startswith("127.") or str(self.peer[0]).startswith("::ffff:127.")
         try:
-            self.user = self.broker.authenticate(username, password, loopback=loopback)
+            self.user = self.broker.authenticate(username, password, loopback=self.loopback)
         except AccessRefused as e:
             log.warning("AMQP login refused for user '%s' from %s", username, self.peer[0])
             if self.capabilities.get("authentication_failure_close"):

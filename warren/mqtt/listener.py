@@ -13,7 +13,6 @@ The one broad ``except`` is here, at the connection boundary: log, answer "unspe
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Any
 
@@ -22,17 +21,11 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from warren.broker.errors import BrokerError
+from warren.endpoint import accept
 from warren.mqtt.codec import MqttError, MqttParser, Publish
 from warren.mqtt.session import MqttSession, SessionRegistry, State
 
 log = logging.getLogger("warren.mqtt")
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 @implementer(IPushProducer)
@@ -60,16 +53,12 @@ class MqttConnection(protocol.Protocol):
 
     # ------------------------------------------------------------------ transport events
     def connectionMade(self) -> None:
-        peer = self.transport.getPeer()
-        host = self.transport.getHost()
-        self.peer = (getattr(peer, "host", "?"), getattr(peer, "port", 0))
-        self.local = (getattr(host, "host", "?"), getattr(host, "port", 0))
-        self.loopback = _is_loopback(self.peer[0])
-        self.name = f"{self.peer[0]}:{self.peer[1]} -> {self.local[0]}:{self.local[1]}"
+        ep = accept(self.transport)
+        self.peer = (ep.peer_host, ep.peer_port)
+        self.local = (ep.host, ep.port)
+        self.name = ep.name
+        self.loopback = ep.loopback
         self.broker.connections[id(self)] = self
-        if hasattr(self.transport, "setTcpNoDelay"):
-            # small batches (PUBACKs, a few PUBLISHes) must not wait for Nagle + delayed ACK
-            self.transport.setTcpNoDelay(True)
         self.transport.registerProducer(self, True)
         self._connect_call = self.clock.callLater(self.config.handshake_timeout,
                                                   self._connect_timeout)

@@ -24,6 +24,7 @@ from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
 from ..broker.scheduler import ScheduledDelivery
+from ..endpoint import accept
 from .codec import HEARTBEAT, Frame, StompError, StompParser, encode
 from .errors import error_frame
 from .session import State, StompSession
@@ -35,11 +36,6 @@ __all__ = ["StompConnection", "StompFactory"]
 PRE_AUTH_MAX_FRAME_SIZE = 64 * 1024
 #: A client is dropped after this many negotiated intervals without a byte from it.
 HEARTBEAT_GRACE = 2.0
-
-
-def _is_loopback(host: str) -> bool:
-    return host in ("::1", "localhost") or host.startswith("127.") or \
-        host.startswith("::ffff:127.")
 
 
 @implementer(IPushProducer)
@@ -74,14 +70,14 @@ class StompConnection(protocol.Protocol):
 
     # ------------------------------------------------------------------ transport events
     def connectionMade(self) -> None:
-        peer = self.transport.getPeer()
-        self.peer = (getattr(peer, "host", "?"), getattr(peer, "port", 0))
-        host = self.transport.getHost()
-        self.local = (getattr(host, "host", "?"), getattr(host, "port", 0))
-        self.name = f"{self.peer[0]}:{self.peer[1]} -> {self.local[0]}:{self.local[1]}"
+        ep = accept(self.transport)
+        self.peer = (ep.peer_host, ep.peer_port)
+        self.local = (ep.host, ep.port)
+        self.name = ep.name
+        self.loopback = ep.loopback
         self.session = StompSession(self, self.broker, self.config, self.factory.scheduler,
                                     peer_host=self.peer[0],
-                                    loopback=_is_loopback(str(self.peer[0])))
+                                    loopback=self.loopback)
         self.broker.connections[id(self)] = self
         self.transport.registerProducer(self, True)
         self._connect_call = self.clock.callLater(self.config.handshake_timeout,

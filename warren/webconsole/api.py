@@ -42,13 +42,13 @@ from twisted.web import resource, server
 from ..broker.errors import (AccessRefused, BrokerError, NotAllowed, NotFound,
                              PreconditionFailed, ResourceLocked)
 from ..broker.users import User
+from ..endpoint import is_loopback
 
 log = logging.getLogger("warren.webconsole")
 audit = logging.getLogger("warren.webconsole.audit")
 
 MAX_BODY = 64 * 1024 * 1024
 REALM = 'Basic realm="RabbitMQ Management"'
-LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1", "localhost")
 
 
 class ApiError(Exception):
@@ -413,7 +413,7 @@ class ApiResource(resource.Resource):
                            {"WWW-Authenticate": REALM}) from None
         try:
             user = self.broker.authenticate(username, password,
-                                            loopback=_peer_host(request) in LOOPBACK)
+                                            loopback=is_loopback(_peer_host(request)))
         except AccessRefused:
             raise ApiError(401, "not_authorized", "Login failed",
                            {"WWW-Authenticate": REALM}) from None

@@ -1,0 +1,50 @@
+"""Who is at the other end of a socket: the facts every listener needs when a client connects.
+
+All front ends (AMQP, STOMP, MQTT, HTTP) ask the same questions of a new transport: the peer
+and local addresses, the RabbitMQ-style connection name (``peer -> local``), and whether the
+peer is on loopback (the default user ``guest`` may only log in from there, as in RabbitMQ).
+Every listener also wants ``TCP_NODELAY``: replies are batched per read already, and a small
+batch (a confirm, a PUBACK, one delivery at 1000 msg/s) must not wait for Nagle plus the
+peer's delayed ACK (~40 ms).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost"
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return addr.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    peer_host: str
+    peer_port: int
+    host: str
+    port: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.peer_host}:{self.peer_port} -> {self.host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.peer_host)
+
+
+def accept(transport: Any) -> Endpoint:
+    """Describe a freshly connected transport and switch Nagle off on it."""
+    if hasattr(transport, "setTcpNoDelay"):
+        transport.setTcpNoDelay(True)
+    peer = transport.getPeer()
+    host = transport.getHost()
+    return Endpoint(str(getattr(peer, "host", "?")), int(getattr(peer, "port", 0) or 0),
+                    str(getattr(host, "host", "?")), int(getattr(host, "port", 0) or 0))
