@@ -68,6 +68,8 @@ class Publisher(threading.Thread):
             try:
                 ch.basic_publish("", QUEUE, body, pika.BasicProperties(delivery_mode=2))
             except (pika.exceptions.AMQPError, OSError):
+                if conn.is_open:
+                    conn.close()
                 conn, ch = self._channel()
                 continue
             self.confirmed.append((time.monotonic(), body))

@@ -52,9 +52,9 @@ def test_file_lock_renew_fails_when_the_lock_file_is_replaced(tmp_path):
 def test_file_lock_is_freed_by_process_death(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from warren.ha.file_locker import SharedFileLocker; "
-         f"l = SharedFileLocker({str(tmp_path)!r}, 'child'); assert l.acquire(); "
-         "print('locked', flush=True); time.sleep(60)"],
+         ("import sys, time; from warren.ha.file_locker import SharedFileLocker; "
+          f"l = SharedFileLocker({str(tmp_path)!r}, 'child'); assert l.acquire(); "
+          "print('locked', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
     try:
         assert holder.stdout.readline().strip() == "locked"

@@ -82,7 +82,7 @@ def _client_is_dropped(client) -> bool:
 
 
 def test_master_fences_itself_when_the_database_goes_away(db_pair, pg_cluster, unique):
-    a, b = start_pair(db_pair)
+    a, _b = start_pair(db_pair)
     queue = unique + "q"
     bodies = [f"m{i}".encode() for i in range(50)]
     publish_confirmed(a, queue, bodies)

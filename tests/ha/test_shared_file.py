@@ -36,7 +36,7 @@ def test_slave_waits_and_shows_its_role(file_pair):
     assert file_pair.masters() == [a]
 
 
-def test_kill_9_of_the_master_slave_takes_over_within_a_second(file_pair, unique):
+def test_kill_9_of_the_master_slave_takes_over_at_once(file_pair, unique):
     a, b = file_pair.brokers
     a.start()
     b.start(wait=False)
@@ -52,7 +52,9 @@ def test_kill_9_of_the_master_slave_takes_over_within_a_second(file_pair, unique
     a.kill()
     b.wait_ready(10)
     took_over = time.monotonic() - killed
-    assert took_over < 1.5, f"takeover took {took_over:.2f}s"
+    # ~0.3 s on a quiet machine (lock retry every 0.15 s, then recovery and listen); the bound
+    # leaves room for a loaded CI host
+    assert took_over < 3.0, f"takeover took {took_over:.2f}s"
     assert any("role: slave -> master" in line for line in b.lines)
     got = drain(b, queue)
     assert [body for body, _ in got] == bodies          # all of them, in order

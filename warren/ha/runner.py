@@ -38,6 +38,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, task, tcp, threads
+from twisted.internet.error import CannotListenError
 from twisted.python.threadpool import ThreadPool
 
 from .. import __version__
@@ -413,8 +414,8 @@ class HaRunner(service.Service):
         for transport in transports:
             try:
                 transport.abortConnection()
-            except Exception:
-                pass
+            except Exception:  # one odd transport must not keep the others open
+                log.debug("aborting %r failed", transport, exc_info=True)
         closing = []
         for child in listeners:
             port, child.listening = child.listening, None
@@ -422,8 +423,8 @@ class HaRunner(service.Service):
             try:
                 port.stopReading()
                 closing.append(defer.maybeDeferred(port.stopListening))
-            except Exception:
-                pass
+            except Exception:  # keep closing the other listeners
+                log.debug("closing %r failed", port, exc_info=True)
             stats = getattr(child.factory, "message_stats", None)
             if stats is not None:
                 stats.stop()
@@ -469,7 +470,7 @@ class HaRunner(service.Service):
             try:
                 self._standby = self.reactor.listenTCP(
                     cfg.http_port, make_standby_site(self.status), interface=cfg.bind)
-            except Exception as error:
+            except CannotListenError as error:
                 log.warning("standby HTTP API not opened on port %d: %s", cfg.http_port, error)
         d.addCallback(listen)
 
