@@ -173,7 +173,7 @@ class Channel:
             return
         if ftype != FRAME_METHOD:
             raise UnexpectedFrame(
-                f"expected method frame, got non method frame instead")
+                "expected method frame, got non method frame instead")
         if payload[:4] == b"\x00\x3c\x00\x28":
             exchange, rk, mandatory, immediate = parse_publish(payload)
             if immediate:
@@ -195,7 +195,7 @@ class Channel:
                 raise CommandInvalid(f"connection method {method.name} on channel {self.number}")
             if method.name == "Channel.Open":
                 from ..broker.errors import ChannelError
-                raise ChannelError(f"second 'channel.open' seen")
+                raise ChannelError("second 'channel.open' seen")
             raise NotImplemented_(f"method {method.name} is not supported")
         handler(method)
 
@@ -681,7 +681,6 @@ class Channel:
             self._apply_settle(how, taken, requeue)
         if stored:
             d = self.broker.sync()
-            number = self.number
 
             def done(_: Any) -> None:
                 if not self.closing and self.number in self.conn.channels:

@@ -349,7 +349,7 @@ class AmqpConnection(protocol.Protocol):
             return
         if channel == 0:
             if ftype != FRAME_METHOD:
-                raise UnexpectedFrame(f"non-method frame on channel 0")
+                raise UnexpectedFrame("non-method frame on channel 0")
             m = decode_method(payload)
             self._connection_method(m)
             return

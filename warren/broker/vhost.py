@@ -122,7 +122,7 @@ class VirtualHost:
 
     def delete_exchange(self, name: str, *, if_unused: bool = False) -> None:
         if name == "" or name.startswith("amq."):
-            raise AccessRefused(f"operation not permitted on the default exchange"
+            raise AccessRefused("operation not permitted on the default exchange"
                                 if name == "" else
                                 f"exchange name '{name}' contains reserved prefix 'amq.*'")
         ex = self.exchange(name)
@@ -222,7 +222,7 @@ class VirtualHost:
              arguments: dict[str, Any] | None = None) -> Binding:
         if source == "":
             raise AccessRefused(
-                f"operation not permitted on the default exchange")
+                "operation not permitted on the default exchange")
         ex = self.exchange(source)
         binding = Binding(source, destination, routing_key, dict(arguments or {}))
         for b in ex.bindings:
