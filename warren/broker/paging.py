@@ -24,8 +24,9 @@ A paged body is replaced by :class:`PagedBody`, an object that knows only the le
 byte count (``ready.bytes``, ``max-length-bytes``, the management API's ``message_bytes``)
 stays the message's logical size and is never touched by paging, while any attempt to use the
 bytes themselves fails loudly. ``message.paged`` is True. :meth:`Pager.page_in` reads the record
-back with ``store.read(msg_id)`` just before the body is needed: hand-over to a consumer, a
-basic.get, dead-lettering, a move. A store that is momentarily unreachable (database gone)
+back (``store.read_many``, with up to ``READ_AHEAD`` more paged entries from the head of the
+same queue, so draining a paged queue costs one store round trip per batch) just before the
+body is needed: hand-over to a consumer, a basic.get, dead-lettering, a move. A store that is momentarily unreachable (database gone)
 leaves the entry where it was and the queue retries later; a record the store no longer has
 (corruption) is logged and the entry is dropped, never delivered empty.
 """
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import logging
 from enum import Enum
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ..store.interface import StoreError, StoreUnavailable
@@ -49,6 +51,8 @@ log = logging.getLogger("warren.paging")
 DEFAULT_BUDGET = 256 * 1024 * 1024
 #: The oldest ready entries of each queue keep their bodies: they are delivered next.
 HEAD_KEEP = 256
+#: Paged entries at the head of a queue read back with the one being delivered (one store call).
+READ_AHEAD = 128
 #: A pass stops once resident bodies are at or under this share of the budget.
 LOW_SHARE = 0.75
 
@@ -143,32 +147,50 @@ class Pager:
         self.broker.memory_used -= size
 
     # ---------------------------------------------------------------- back in
-    def page_in(self, message: Message) -> PageIn:
-        """Read a paged-out body back from the store (no-op for a resident one)."""
+    def page_in(self, message: Message, queue: "Queue | None" = None) -> PageIn:
+        """Read a paged-out body back from the store (no-op for a resident one).
+
+        With ``queue`` given, the next paged entries at the head of its ready list come back
+        in the same store call (``READ_AHEAD``): a drained lazy queue then costs one store
+        round trip per batch, not per message.
+        """
         if not message.paged:
             return PageIn.LOADED
-        store = self.broker.store
+        wanted = [message]
+        if queue is not None:
+            for entry in islice(iter(queue.ready), READ_AHEAD):
+                if entry.message.paged and entry.message is not message:
+                    wanted.append(entry.message)
         try:
-            record = store.read(message.id)
+            records = self.broker.store.read_many([m.id for m in wanted])
         except StoreUnavailable as error:
             log.warning("message %d: body paged out and the store is unavailable (%s); "
                         "delivery retried later", message.id, error)
             return PageIn.LATER
         except StoreError as error:
-            log.error("message %d: body paged out but the store cannot return it (%s); "
-                      "dropping it", message.id, error)
-            return PageIn.LOST
+            records = {}
+            log.error("message %d: reading paged-out bodies failed (%s)", message.id, error)
         except Exception as error:  # a database driver's own errors: connection refused etc.
             log.warning("message %d: body paged out and reading it back failed (%s); "
                         "delivery retried later", message.id, error)
             return PageIn.LATER
+        for m in wanted:
+            record = records.get(m.id)
+            if record is not None:
+                self._load(m, record)
+        if message.paged:
+            log.error("message %d: body paged out but the store no longer has it; dropping it",
+                      message.id)
+            return PageIn.LOST
+        return PageIn.LOADED
+
+    def _load(self, message: Message, record: bytes) -> None:
         body = Message.from_record(record, message.codec, message.id).body
         message.body = body
         message.paged = False
         self.broker.body_bytes += len(body)
         self.broker.memory_used += len(body)
         self.paged_in += 1
-        return PageIn.LOADED
 
     def stats(self) -> dict[str, float]:
         return {"paging_budget_bytes": float(self.budget),

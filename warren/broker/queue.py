@@ -303,7 +303,7 @@ class Queue:
         dropped (the pager logged it) and dispatch resumes at the end of the turn.
         """
         from .paging import PageIn
-        state = self.vhost.broker.pager.page_in(entry.message)
+        state = self.vhost.broker.pager.page_in(entry.message, self)
         if state is PageIn.LOADED:
             return True
         if state is PageIn.LATER:
@@ -378,7 +378,7 @@ class Queue:
         if self.dlx is not None and not self.deleted:
             if entry.message.paged:
                 from .paging import PageIn
-                if self.vhost.broker.pager.page_in(entry.message) is not PageIn.LOADED:
+                if self.vhost.broker.pager.page_in(entry.message, self) is not PageIn.LOADED:
                     log.error("queue '%s': message %d %s but its paged-out body cannot be "
                               "read back: not dead-lettered", self.name, entry.message.id,
                               reason)

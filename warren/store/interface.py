@@ -28,7 +28,8 @@ Read path:
 - ``recover()`` is called once after ``open()`` and before any write; it returns everything
   live: definitions, and per queue the ordered message ids with their records. Recovery costs
   time proportional to live data, not to history.
-- ``read(msg_id)`` returns one record (used when bodies were paged out of memory).
+- ``read(msg_id)`` returns one record (used when bodies were paged out of memory);
+  ``read_many(msg_ids)`` several, in one round trip where the store can.
 """
 
 from __future__ import annotations
@@ -124,6 +125,19 @@ class MessageStore(abc.ABC):
     @abc.abstractmethod
     def read(self, msg_id: int) -> bytes:
         """Return the record of a live message (bodies paged out of memory are read back)."""
+
+    def read_many(self, msg_ids: list[int]) -> dict[int, bytes]:
+        """Records of several live messages at once (paging reads ahead); ids the store does
+        not have are left out. Stores with a round trip per read (SQL) override this."""
+        out: dict[int, bytes] = {}
+        for msg_id in msg_ids:
+            try:
+                out[msg_id] = self.read(msg_id)
+            except StoreUnavailable:
+                raise
+            except StoreError:
+                continue
+        return out
 
     @abc.abstractmethod
     def sync(self) -> Deferred:
