@@ -85,7 +85,11 @@ class AmqpConsumer:
         ch = self.channel
         ch.consumers.pop(self.tag, None)
         if ch.conn.capabilities.get("consumer_cancel_notify") and not ch.closing:
-            ch.send(commands.Basic.Cancel(consumer_tag=self.tag, nowait=True))
+            notice = commands.Basic.Cancel(consumer_tag=self.tag, nowait=True)
+            if ch.deferred_cancels is not None:
+                ch.deferred_cancels.append(notice)
+            else:
+                ch.send(notice)
 
 
 class Channel:
@@ -101,6 +105,11 @@ class Channel:
         self.global_prefetch = 0             # basic.qos global=true: shared by the channel
         self.current_queue: str | None = None  # last declared queue, for '' in later methods
         self.reply_to = None                 # direct reply-to subscription (broker/replyto.py)
+        # basic.cancel notices held while this channel deletes the queue itself: RabbitMQ's
+        # channel sends queue.delete-ok before the cancel (the queue's 'DOWN' is handled
+        # after the method), and clients waiting for delete-ok (py-amqp/kombu) fail on a
+        # cancel for a consumer they have no callback for
+        self.deferred_cancels: list | None = None
         # content assembly: (exchange, routing_key, mandatory), then header, then body parts
         self._publish: tuple[str, str, bool] | None = None
         self._props: bytes | None = None
@@ -175,11 +184,11 @@ class Channel:
             raise UnexpectedFrame(
                 "expected method frame, got non method frame instead")
         if payload[:4] == b"\x00\x3c\x00\x28":
+            self._current_method = (60, 40)
             exchange, rk, mandatory, immediate = parse_publish(payload)
             if immediate:
                 raise NotImplemented_("immediate=true")
             self._publish = (exchange, rk, mandatory)
-            self._current_method = (60, 40)
             return
         if payload[:4] == b"\x00\x3c\x00\x50":
             tag, multiple = parse_ack(payload)
@@ -477,10 +486,16 @@ class Channel:
             if not m.nowait:
                 self.send(commands.Queue.DeleteOk(message_count=0))
             return
-        count = vh.delete_queue(name, if_unused=m.if_unused, if_empty=m.if_empty,
-                                connection=self.conn)
+        self.deferred_cancels = []
+        try:
+            count = vh.delete_queue(name, if_unused=m.if_unused, if_empty=m.if_empty,
+                                    connection=self.conn)
+        finally:
+            notices, self.deferred_cancels = self.deferred_cancels, None
         if not m.nowait:
             self.send(commands.Queue.DeleteOk(message_count=count))
+        for notice in notices:
+            self.send(notice)
 
     # ------------------------------------------------------------------ consuming
     def _on_qos(self, m: commands.Basic.Qos) -> None:
