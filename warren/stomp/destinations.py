@@ -22,8 +22,11 @@ destination                 SEND                                        SUBSCRIB
 ``q`` (no leading ``/``)    as ``/queue/q`` (ActiveMQ users' habit)     as ``/queue/q``
 ==========================  =========================================  =========================================
 
-Names are taken verbatim after the prefix (RabbitMQ also leaves ``%`` alone in them). A name
-after the prefix must not be empty. Anything else starting with ``/`` is an invalid destination.
+Names are taken verbatim after the prefix (RabbitMQ also leaves ``%`` alone in them). As in
+RabbitMQ, a name after the prefix must not be empty and must not contain ``/`` (``/queue/a/b``
+is invalid; ``/exchange/x/k`` has at most the exchange and the key), and the ERROR body says
+``'<rest>' is not a valid <type> destination`` with the text after ``/<type>``. Anything else
+starting with ``/`` is an invalid destination.
 """
 
 from __future__ import annotations
@@ -76,16 +79,18 @@ def parse_destination(text: str | None) -> Destination:
             raise StompError("Invalid destination", "empty destination")
         return Destination(text, Kind.QUEUE, text, text)
     for prefix, kind in _PREFIXES:
-        if text.startswith(prefix):
+        if text.startswith(prefix) or text == prefix[:-1]:
             rest = text[len(prefix):]
             if kind is Kind.EXCHANGE:
                 exchange, _, key = rest.partition("/")
-                if not exchange:
-                    break
-                return Destination(text, kind, exchange, key)
-            if not rest:
-                break
-            return Destination(text, kind, rest, rest)
+                if exchange and "/" not in key:
+                    return Destination(text, kind, exchange, key)
+            elif rest and "/" not in rest:
+                return Destination(text, kind, rest, rest)
+            raise StompError(
+                "Invalid destination",
+                f"'{text[len(prefix) - 1:]}' is not a valid {kind.name.lower().replace('_', ' ')}"
+                " destination\n")
     raise StompError(
         "Invalid destination",
         f"'{text}' is not a valid destination; use /queue/, /topic/, /exchange/, /amq/queue/, "
@@ -97,10 +102,12 @@ def destination_header(exchange: str, routing_key: str) -> str:
     """The ``destination`` of a MESSAGE frame for a message published to exchange/key.
 
     RabbitMQ's rule: the default exchange is ``/queue/key``, ``amq.topic`` is ``/topic/key``,
-    any other exchange ``/exchange/x/key``.
+    any other exchange ``/exchange/x/key`` (``/exchange/x`` when the key is empty).
     """
     if exchange == "":
         return "/queue/" + routing_key
     if exchange == "amq.topic":
         return "/topic/" + routing_key
+    if not routing_key:
+        return "/exchange/" + exchange      # as RabbitMQ: no trailing '/' for an empty key
     return f"/exchange/{exchange}/{routing_key}"

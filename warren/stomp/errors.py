@@ -17,23 +17,17 @@ from .codec import Frame, StompError
 
 __all__ = ["error_frame"]
 
-# core error name -> ERROR message prefix RabbitMQ's STOMP adapter uses for it
-_RABBIT_TITLES = {
-    "NOT_FOUND": "not_found",
-    "ACCESS_REFUSED": "access_refused",
-    "RESOURCE_LOCKED": "resource_locked",
-    "PRECONDITION_FAILED": "precondition_failed",
-    "NOT_ALLOWED": "not_allowed",
-}
-
 
 def error_frame(error: BaseException, receipt: str | None = None) -> Frame:
     """The ERROR frame for *error* (a StompError, a core BrokerError, or anything else)."""
     if isinstance(error, StompError):
         message, detail = error.message, error.detail or error.message
     elif isinstance(error, BrokerError):
+        # RabbitMQ's body is the reply text (``NOT_FOUND - no exchange 'x' in vhost '/'``); its
+        # header is the bare title (``not_found``), but ours keeps the reply text there too so
+        # a client that only logs the header still sees what was missing.
         message = error.reply_text
-        detail = f"{_RABBIT_TITLES.get(error.name, error.name.lower())}: {error.text}"
+        detail = error.reply_text + "\n"
     else:
         message, detail = "Internal error", "the broker failed to handle the frame"
     return _frame(message, detail, receipt)

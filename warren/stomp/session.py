@@ -48,6 +48,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Protocol
 
+from .. import __version__
 from ..broker.errors import AccessRefused, BrokerError, NotFound, PreconditionFailed
 from ..broker.groups import GROUP_ID_HEADER, GROUP_SEQ_HEADER, groups_of
 from ..broker.message import Message, Properties, QueueEntry, parse_expiration
@@ -61,7 +62,7 @@ log = logging.getLogger("warren.stomp")
 
 __all__ = ["Link", "State", "StompSession", "StompSubscription"]
 
-SERVER_NAME = "warren"
+SERVER_NAME = f"warren/{__version__}"
 
 
 class Link(Protocol):
@@ -98,6 +99,7 @@ ALLOWED: dict[State, frozenset[str]] = {
 }
 
 ACK_MODES = frozenset({"auto", "client", "client-individual"})
+_TRANSACTIONAL = frozenset({"SEND", "ACK", "NACK"})   # frames a 'transaction' header holds back
 
 # SEND headers that are about the frame or map to AMQP properties: not copied to AMQP headers.
 _NOT_AMQP_HEADERS = frozenset({
@@ -112,6 +114,8 @@ _RESERVED_MESSAGE_HEADERS = frozenset({
     "receipt", "transaction",
 })
 _TRUE = ("true", "True", "TRUE")
+# x- headers of SUBSCRIBE/SEND that are not queue arguments
+_NOT_QUEUE_ARGUMENTS = frozenset({"x-priority", "x-queue-name"})
 
 
 def _header_value(value: Any) -> str:
@@ -143,15 +147,19 @@ class StompSubscription:
 
     __slots__ = ("session", "id", "index", "tag", "queue", "destination", "no_ack",
                  "cumulative", "exclusive", "priority", "arguments", "prefetch", "unacked",
-                 "selector", "durable_name", "private_queue", "id_prefix")
+                 "selector", "durable_name", "private_queue", "id_prefix", "named", "held")
 
     def __init__(self, session: "StompSession", sub_id: str, index: int, queue: Queue,
                  destination: str, ack_mode: str, prefetch: int, selector: Selector | None,
-                 priority: int, durable_name: str | None, private_queue: bool) -> None:
+                 priority: int, durable_name: str | None, private_queue: bool,
+                 named: bool = True) -> None:
         self.session = session
         self.id = sub_id
-        self.index = index                   # session-local number used in message ids
-        self.tag = sub_id
+        self.index = index                   # session-local number
+        # RabbitMQ's consumer tag: T_<id>, or Q_<destination> for a 1.0 SUBSCRIBE without id
+        self.named = named                   # False: 1.0 SUBSCRIBE without id (no header)
+        self.tag = consumer_tag(sub_id, destination, self.named)
+        self.held = False                    # True until the SUBSCRIBE's receipt is written
         self.queue = queue
         self.destination = destination       # as subscribed (MESSAGE of temp queues)
         self.no_ack = ack_mode == "auto"
@@ -164,11 +172,12 @@ class StompSubscription:
         self.selector = selector
         self.durable_name = durable_name     # durable topic subscription's queue, or None
         self.private_queue = private_queue   # this subscription's own queue (delete at end)
-        self.id_prefix = f"T_{index}@@"
+        # message-id / ack: <consumer tag>@@<session id>@@<delivery number>, as RabbitMQ
+        self.id_prefix = f"{self.tag}@@{session.session_id}@@"
 
     def has_credit(self) -> bool:
         session = self.session
-        if session.link.write_paused or session.state is not State.CONNECTED:
+        if session.link.write_paused or session.state is not State.CONNECTED or self.held:
             return False
         if self.no_ack or not self.prefetch:
             return True
@@ -202,6 +211,11 @@ class StompSubscription:
 
     def cancelled(self, queue: Queue) -> None:
         self.session.subscription_cancelled(self)
+
+
+def consumer_tag(sub_id: str, destination: str, named: bool) -> str:
+    """RabbitMQ's consumer tag of a subscription (also the start of its message ids)."""
+    return "T_" + sub_id if named else "Q_" + destination
 
 
 _JMS_HEADERS: dict[str, Callable[[Message, Properties], Any]] = {
@@ -252,7 +266,8 @@ class StompSession:
         self.client_id: str | None = None
         self.heartbeat = (0, 0)              # (server sends every ms, expects every ms)
         self.subscriptions: dict[str, StompSubscription] = {}
-        self._subs_by_index: dict[int, StompSubscription] = {}
+        self._subs_by_prefix: dict[str, StompSubscription] = {}  # message-id prefix -> sub
+        self._held: list[StompSubscription] = []  # new subscriptions waiting for their receipt
         self._next_sub_index = 0
         self._next_delivery = 0
         self.transactions: dict[str, list[Frame]] = {}
@@ -287,10 +302,18 @@ class StompSession:
                 raise StompError("Not connected",
                                  f"expected CONNECT or STOMP, got {command}")
             raise StompError("Unexpected frame", f"{command} is not allowed {self.state.value}")
-        self._handlers[command](frame)
+        try:
+            self._handlers[command](frame)
+        finally:
+            held, self._held = self._held, []
         receipt = frame.get("receipt")
-        if receipt is not None and command not in ("CONNECT", "STOMP"):
+        if receipt is not None and command not in ("CONNECT", "STOMP") and not (
+                command in _TRANSACTIONAL and frame.get("transaction") is not None):
+            # a transactional frame's receipt is written when its COMMIT applies it (RabbitMQ)
             self._queue_receipt(receipt)
+        for sub in held:
+            sub.held = False
+            self._kick[id(sub.queue)] = sub.queue
         if command == "DISCONNECT":
             self._close_after_receipts = True
             self._release_receipts()
@@ -313,8 +336,7 @@ class StompSession:
         version = negotiate_version(frame.get("accept-version"))
         if version is None:
             raise StompError(
-                "Version mismatch",
-                f"supported protocol versions are {','.join(('1.0', '1.1', '1.2'))}")
+                "Version mismatch", "Supported versions are 1.0,1.1,1.2\n")
         self.version = version
         self.link.set_version(version)
         login = frame.get("login")
@@ -325,21 +347,27 @@ class StompSession:
             self.user = self.broker.authenticate(login, passcode or "", loopback=self.loopback)
         except AccessRefused:
             log.warning("STOMP login refused for user '%s' from %s", login, self.peer_host)
-            raise StompError("Bad CONNECT",
-                             f"Access refused for user '{login}': wrong login or passcode, "
-                             "or this user may not connect from this host") from None
+            raise StompError("Bad CONNECT", f"Access refused for user '{login}'\n") from None
         host = frame.get("host")
-        vhost_name = host if host is not None and host in self.broker.vhosts else "/"
+        if host is not None and host in self.broker.vhosts:
+            vhost_name = host
+        elif host is not None and "/" in host:
+            # a vhost-shaped name (no DNS host name has a '/') that does not exist: refused
+            raise StompError("Bad CONNECT", f"Virtual host '{host}' access denied")
+        else:
+            vhost_name = "/"
         try:
             self.vhost = self.broker.open_vhost(self.user, vhost_name)
-        except BrokerError as error:
-            raise StompError("Bad CONNECT", error.text) from None
+        except BrokerError:
+            raise StompError("Bad CONNECT", f"Virtual host '{vhost_name}' access denied") from None
         self.vhost_name = vhost_name
         self.client_id = frame.get("client-id")
         send_ms = expect_ms = 0
-        headers = [("version", version), ("session", self.session_id),
-                   ("server", f"{SERVER_NAME}")]
-        if version != "1.0":
+        # RabbitMQ's order: server, session, heart-beat (0,0 for 1.0), version
+        headers = [("server", SERVER_NAME), ("session", self.session_id)]
+        if version == "1.0":
+            headers.append(("heart-beat", "0,0"))
+        else:
             client_send, client_expect = self._heartbeat_header(frame.get("heart-beat"))
             offer = int(self.config.stomp_heartbeat)
             if offer and client_expect:
@@ -347,6 +375,7 @@ class StompSession:
             if offer and client_send:
                 expect_ms = max(offer, client_send)
             headers.append(("heart-beat", f"{offer},{offer}"))
+        headers.append(("version", version))
         self.heartbeat = (send_ms, expect_ms)
         self.state = State.CONNECTED
         self.link.write(encode(Frame("CONNECTED", tuple(headers)), version))
@@ -365,6 +394,9 @@ class StompSession:
 
     # ------------------------------------------------------------------ SEND
     def _on_send(self, frame: Frame) -> None:
+        if frame.get("message-id") is not None:
+            # RabbitMQ: the broker names messages; a client-set message-id is refused
+            raise StompError("Invalid header", "'message-id' is not allowed on 'SEND'.\n")
         destination = parse_destination(frame.get("destination"))
         tx = frame.get("transaction")
         if tx is not None:
@@ -506,7 +538,8 @@ class StompSession:
         """RabbitMQ reads ``x-*`` headers of SEND/SUBSCRIBE as queue arguments."""
         arguments: dict[str, Any] = {}
         for name, value in frame.headers:
-            if name.startswith("x-") and name != "x-priority" and name not in arguments:
+            if name.startswith("x-") and name not in _NOT_QUEUE_ARGUMENTS \
+                    and name not in arguments:
                 arguments[name] = int(value) if value.isdigit() else value
         return arguments
 
@@ -536,13 +569,18 @@ class StompSession:
     def _on_subscribe(self, frame: Frame) -> None:
         destination = parse_destination(frame.get("destination"))
         sub_id = frame.get("id")
+        named = sub_id is not None
         if sub_id is None:
             if self.version != "1.0":
                 raise StompError("Missing header 'id'", "SUBSCRIBE needs an 'id' header")
+            if any((frame.get(h) or "").lower() == "true" for h in ("durable", "persistent")):
+                raise StompError("Missing Header",
+                                 "A durable subscription requires an 'id' header\n")
             sub_id = destination.text
         if sub_id in self.subscriptions:
-            raise StompError("Duplicate subscription id",
-                             f"a subscription with id '{sub_id}' already exists")
+            raise StompError("Duplicated subscription identifier",
+                             f"A subscription identified by "
+                             f"'{consumer_tag(sub_id, destination.text, named)}' already exists.")
         ack_mode = frame.get("ack", "auto")
         if ack_mode not in ACK_MODES:
             raise StompError("Invalid ack mode",
@@ -561,8 +599,9 @@ class StompSession:
                 raise StompError("Invalid selector", str(error)) from None
         queue, durable_name, private = self._subscription_queue(destination, sub_id, frame)
         self._check("read", "queue", queue.name)
+        # held: no MESSAGE before this SUBSCRIBE's RECEIPT (RabbitMQ's order); see handle()
         self._add_subscription(sub_id, queue, destination.text, ack_mode, prefetch or 0,
-                               selector, priority, durable_name, private)
+                               selector, priority, durable_name, private, named=named, held=True)
 
     def _subscription_queue(self, destination: Destination, sub_id: str, frame: Frame
                             ) -> tuple[Queue, str | None, bool]:
@@ -595,6 +634,19 @@ class StompSession:
             else:
                 queue.check_access(self)
             private = False
+        elif frame.get("x-queue-name"):
+            # RabbitMQ: the subscriber names its queue (AMQP clients can then publish to it);
+            # not durable, gone with its last consumer
+            name = frame.get("x-queue-name")
+            queue = vhost.queues.get(name)
+            if queue is None:
+                self._check("configure", "queue", name)
+                queue = vhost.declare_queue(name, durable=False, auto_delete=True,
+                                            arguments=self._queue_arguments(frame),
+                                            connection=self)
+            else:
+                queue.check_access(self)
+            private = False
         else:
             queue = self._private_queue("stomp-subscription-")
             private = True
@@ -609,24 +661,30 @@ class StompSession:
             durable = (frame.get("durable") or frame.get("persistent") or "").lower() == "true"
             if not durable or (frame.get("auto-delete") or "").lower() == "true":
                 return None
+            if frame.get("x-queue-name"):
+                return frame.get("x-queue-name")     # RabbitMQ: the subscriber names the queue
             name = sub_id
         client = self.client_id or frame.get("client-id")
         return f"stomp-subscription-{client}-{name}" if client else f"stomp-subscription-{name}"
 
     def _add_subscription(self, sub_id: str, queue: Queue, destination: str, ack_mode: str,
                           prefetch: int, selector: Selector | None, priority: int,
-                          durable_name: str | None, private: bool) -> StompSubscription:
+                          durable_name: str | None, private: bool, named: bool = True,
+                          held: bool = False) -> StompSubscription:
         self._next_sub_index += 1
         sub = StompSubscription(self, sub_id, self._next_sub_index, queue, destination, ack_mode,
-                                prefetch, selector, priority, durable_name, private)
+                                prefetch, selector, priority, durable_name, private, named)
+        sub.held = held
         self.subscriptions[sub_id] = sub
-        self._subs_by_index[sub.index] = sub
+        self._subs_by_prefix[sub.id_prefix] = sub
         try:
             queue.add_consumer(sub, self)
         except BrokerError:
             del self.subscriptions[sub_id]
-            del self._subs_by_index[sub.index]
+            del self._subs_by_prefix[sub.id_prefix]
             raise
+        if held:
+            self._held.append(sub)
         return sub
 
     # ------------------------------------------------------------------ UNSUBSCRIBE
@@ -653,7 +711,7 @@ class StompSession:
 
     def _end_subscription(self, sub: StompSubscription, requeue: bool = True) -> None:
         self.subscriptions.pop(sub.id, None)
-        self._subs_by_index.pop(sub.index, None)
+        self._subs_by_prefix.pop(sub.id_prefix, None)
         queue = sub.queue
         entries = list(sub.unacked.values())
         sub.unacked.clear()
@@ -668,7 +726,7 @@ class StompSession:
     def subscription_cancelled(self, sub: StompSubscription) -> None:
         """The queue was deleted under the subscription: tell the client, keep the session."""
         self.subscriptions.pop(sub.id, None)
-        self._subs_by_index.pop(sub.index, None)
+        self._subs_by_prefix.pop(sub.id_prefix, None)
         sub.unacked.clear()
         if self.state is State.CONNECTED:
             body = f"subscription '{sub.id}' ended: its queue '{sub.queue.name}' was deleted"
@@ -686,15 +744,15 @@ class StompSession:
         if not sub.no_ack:
             sub.unacked[number] = entry
         message = entry.message
-        headers = [("subscription", sub.id),
-                   ("destination", sub.destination if sub.private_queue and
-                    sub.destination.startswith("/temp-queue/")
-                    else destination_header(message.exchange, message.routing_key)),
-                   ("message-id", message_id)]
+        # RabbitMQ's order; 'subscription' only when the SUBSCRIBE named one (1.0 may not)
+        headers = [("subscription", sub.id)] if sub.named else []
+        headers.append(("destination", sub.destination if sub.private_queue and
+                        sub.destination.startswith("/temp-queue/")
+                        else destination_header(message.exchange, message.routing_key)))
+        headers.append(("message-id", message_id))
+        headers.append(("redelivered", "true" if entry.redelivered else "false"))
         if not sub.no_ack and self.version == "1.2":
             headers.append(("ack", message_id))
-        if entry.redelivered:
-            headers.append(("redelivered", "true"))
         _property_headers(message.properties, headers)
         body = message.body
         headers.append(("content-length", str(len(body))))
@@ -733,11 +791,10 @@ class StompSession:
     def _delivery(self, ack_id: str) -> tuple[StompSubscription, int]:
         sub = None
         number = -1
-        if ack_id.startswith("T_"):
-            index, sep, tail = ack_id[2:].partition("@@")
-            if sep and index.isdigit() and tail.isdigit():
-                sub = self._subs_by_index.get(int(index))
-                number = int(tail)
+        prefix, sep, tail = ack_id.rpartition("@@")
+        if sep and tail.isdigit():
+            sub = self._subs_by_prefix.get(prefix + sep)
+            number = int(tail)
         if sub is None:
             raise StompError("Unknown message id",
                              f"'{ack_id}' is not a message id of this session")
@@ -790,19 +847,26 @@ class StompSession:
         frames = self._transaction(tx)
         del self.transactions[tx]
         for held in frames:
-            if held.command == "SEND":
-                self._publish(parse_destination(held.get("destination")), held)
-                continue
-            ack_id = held.get("id" if self.version == "1.2" else "message-id")
-            try:
-                sub, number = self._delivery(ack_id)
-            except StompError:
-                continue   # its subscription ended meanwhile: the message was requeued
-            if held.command == "ACK":
-                self._settle(sub, number, "ack", False)
-            else:
-                self._settle(sub, number, "nack",
-                             (held.get("requeue") or "true").lower() != "false")
+            self._apply_held(held)
+            receipt = held.get("receipt")
+            if receipt is not None:
+                self._queue_receipt(receipt)
+
+    def _apply_held(self, held: Frame) -> None:
+        """One SEND/ACK/NACK of a committed transaction."""
+        if held.command == "SEND":
+            self._publish(parse_destination(held.get("destination")), held)
+            return
+        ack_id = held.get("id" if self.version == "1.2" else "message-id")
+        try:
+            sub, number = self._delivery(ack_id)
+        except StompError:
+            return   # its subscription ended meanwhile: the message was requeued
+        if held.command == "ACK":
+            self._settle(sub, number, "ack", False)
+        else:
+            self._settle(sub, number, "nack",
+                         (held.get("requeue") or "true").lower() != "false")
 
     def _on_abort(self, frame: Frame) -> None:
         tx = self._tx_header(frame)
