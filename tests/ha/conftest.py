@@ -102,12 +102,25 @@ def file_pair(tmp_path) -> Iterator[Pair]:
     pair.stop()
 
 
+def db_brokers(tmp_path, url: str, lease_args: list[str]) -> Pair:
+    """Brokers warren@a and warren@b on the SQL store at ``url``, with the lease ``lease_args``."""
+    return Pair([BrokerProcess(tmp_path / n, store="sql", store_url=url,
+                               extra_args=["--ha", "shared-db", "--node-name", f"warren@{n}",
+                                           *lease_args])
+                 for n in ("a", "b")])
+
+
 @pytest.fixture
 def db_pair(tmp_path, ha_pg_url: str) -> Iterator[Pair]:
-    pair = Pair([BrokerProcess(tmp_path / n, store="sql", store_url=ha_pg_url,
-                               extra_args=["--ha", "shared-db", "--node-name", f"warren@{n}",
-                                           *LEASE_ARGS])
-                 for n in ("a", "b")])
+    pair = db_brokers(tmp_path, ha_pg_url, LEASE_ARGS)
+    yield pair
+    pair.stop()
+
+
+@pytest.fixture
+def default_lease_pair(tmp_path, ha_pg_url: str) -> Iterator[Pair]:
+    """A PostgreSQL pair with the default lease (10 s / 2 s): the fast path must carry it."""
+    pair = db_brokers(tmp_path, ha_pg_url, [])
     yield pair
     pair.stop()
 

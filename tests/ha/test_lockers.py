@@ -136,3 +136,101 @@ def test_lease_unreachable_database_raises_lock_unavailable(tmp_path):
     locker = LeaseLocker("postgresql+psycopg://nobody@127.0.0.1:1/none", ttl=2, timeout=0.5)
     with pytest.raises(LockUnavailable):
         locker.acquire()
+
+
+# ---------------------------------------------------------------- lease liveness (PostgreSQL)
+def terminate_liveness(url: str, owner: str) -> int:
+    """``pg_terminate_backend`` the liveness session of ``owner``; how many were ended."""
+    import psycopg
+
+    from warren.ha.lease_locker import LIVENESS_APP
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"),
+                         autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name LIKE %s", ((LIVENESS_APP + owner).replace("%", r"\%")
+                                               .replace("_", r"\_") + "%",)).fetchall()
+    return len(rows)
+
+
+def test_bound_lease_is_taken_at_once_when_the_holders_session_ends(ha_pg_url):
+    a = LeaseLocker(ha_pg_url, ttl=30, owner="a")
+    b = LeaseLocker(ha_pg_url, ttl=30, owner="b")
+    try:
+        assert a.acquire() and a.bound and a.took_over_from is None
+        assert not b.probe() and not b.acquire()
+        assert b.holder() == "a"
+        assert a.renew() and not a.liveness_lost()
+        assert terminate_liveness(ha_pg_url, "a") == 1
+        assert eventually(a.liveness_lost, 5)            # the owner sees it without a query
+        assert b.probe()                                 # long before the 30 s lease ends
+        assert b.bound and b.took_over_from == "a"
+        assert not a.renew() and not a.acquire()
+        assert a.holder() == "b"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_live_unbound_lease_is_not_taken_by_the_fast_path_and_binds_later(ha_pg_url):
+    a = LeaseLocker(ha_pg_url, ttl=30, owner="a")
+    b = LeaseLocker(ha_pg_url, ttl=30, owner="b")
+    squatter = LeaseLocker(ha_pg_url, ttl=30, owner="squatter")
+    try:
+        squatter.holder()
+        assert squatter._live.try_lock()                 # e.g. a stopped old master's session
+        assert a.acquire() and not a.bound               # by the expiry rule alone
+        assert a.renew() and not a.bound                 # cannot bind yet
+        squatter._live.unlock()
+        assert not b.probe()                             # b gets the lock, but a is live
+        assert not b._live.held                          # ... and b let it go at once
+        assert a.renew() and a.bound                     # so a binds at its next renewal
+        assert not b.probe() and b.holder() == "a"
+    finally:
+        for locker in (a, b, squatter):
+            locker.close()
+
+
+def test_lease_of_a_killed_process_is_taken_by_the_fast_path(ha_pg_url):
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         ("import time; from warren.ha.lease_locker import LeaseLocker; "
+          f"l = LeaseLocker({ha_pg_url!r}, ttl=30, owner='child'); assert l.acquire(); "
+          "assert l.bound; print('locked', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    me = LeaseLocker(ha_pg_url, ttl=30, owner="me")
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert not me.probe() and me.holder() == "child"
+        holder.kill()
+        holder.wait(10)
+        killed = time.monotonic()
+        assert eventually(me.probe, 5)
+        assert time.monotonic() - killed < 2.0
+        assert me.took_over_from == "child"
+    finally:
+        holder.kill()
+        me.close()
+
+
+def test_release_frees_the_liveness_lock_and_the_lease(ha_pg_url):
+    a = LeaseLocker(ha_pg_url, ttl=30, owner="a")
+    b = LeaseLocker(ha_pg_url, ttl=30, owner="b")
+    try:
+        assert a.acquire() and a.bound
+        a.release()
+        assert b.probe() and b.bound and b.took_over_from is None
+    finally:
+        a.close()
+        b.close()
+
+
+def test_error_response_detection_walks_the_server_messages():
+    from warren.ha.lease_locker import _has_error_response
+
+    def message(kind: bytes, body: bytes) -> bytes:
+        return kind + (len(body) + 4).to_bytes(4, "big") + body
+    assert _has_error_response(message(b"E", b"SFATAL\x00"))
+    assert _has_error_response(message(b"N", b"notice\x00") + message(b"E", b"x"))
+    assert not _has_error_response(message(b"S", b"a\x00b\x00") + message(b"N", b"E"))
+    assert not _has_error_response(b"")

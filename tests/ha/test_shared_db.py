@@ -1,7 +1,9 @@
 """Master/slave on one PostgreSQL (lease in warren_lock), and on one SQLite file.
 
 Leases are short here (``--lease-ttl 2 --lease-renew 0.5``, see conftest) so that waiting for
-one to expire costs two seconds, not ten.
+one to expire costs two seconds, not ten — except where the default lease (10 s / 2 s) is the
+point: a master whose process or database session ends is replaced through the liveness fast
+path, well before its lease could expire.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+
+import pytest
 
 from tests.broker_process import BrokerProcess
 from tests.ha.conftest import (
@@ -23,6 +27,9 @@ from tests.ha.conftest import (
 )
 
 TTL = 2.0
+#: The issue's target for kill -9 -> slave serving, with the default 10 s lease.
+FAST_FAILOVER = 5.0
+FAST_PATH_LINE = "liveness session of"
 
 
 def start_pair(pair: Pair):
@@ -52,14 +59,58 @@ def test_kill_9_of_the_master_slave_takes_over_after_the_lease(db_pair, unique):
     assert [body for body, redelivered in got if redelivered] == unacked
 
 
+def test_kill_9_with_the_default_lease_fails_over_through_the_liveness_lock(
+        default_lease_pair, unique):
+    a, b = start_pair(default_lease_pair)
+    queue = unique + "q"
+    bodies = [f"m{i}".encode() for i in range(100)]
+    publish_confirmed(a, queue, bodies)
+    conn = connect(a)
+    unacked = [conn.channel().basic_get(queue, auto_ack=False)[2]]
+    publish_confirmed(a, unique + "other", [b"commit"])  # writes the lazy "delivered" mark
+    killed = time.monotonic()
+    a.kill()
+    b.wait_ready(FAST_FAILOVER + 5)
+    took_over = time.monotonic() - killed
+    assert took_over < FAST_FAILOVER, f"takeover took {took_over:.2f}s"
+    assert any(FAST_PATH_LINE in line for line in b.lines)
+    got = drain(b, queue)
+    assert [body for body, _ in got] == bodies
+    assert [body for body, redelivered in got if redelivered] == unacked
+
+
+def test_master_whose_liveness_session_is_terminated_fences_and_the_slave_takes_over(
+        default_lease_pair, ha_pg_url, unique):
+    from tests.ha.test_lockers import terminate_liveness
+    a, b = start_pair(default_lease_pair)
+    queue = unique + "q"
+    bodies = [f"m{i}".encode() for i in range(20)]
+    publish_confirmed(a, queue, bodies)
+    a_owner = a.wait_for_line("this broker is warren@a/").split("this broker is ")[1].split(";")[0]
+    terminated = time.monotonic()
+    assert terminate_liveness(ha_pg_url, a_owner) == 1
+    a.wait_for_line("role: master -> waiting (fenced: the database closed this broker's "
+                    "liveness session", timeout=5)
+    b.wait_ready(FAST_FAILOVER + 5)
+    assert time.monotonic() - terminated < FAST_FAILOVER
+    assert refuses_amqp(a)
+    a.wait_for_line("waiting for the lock held by warren@b/")
+    assert default_lease_pair.masters() == [b]
+    assert [body for body, _ in drain(b, queue)] == bodies
+
+
 def test_paused_master_is_fenced_when_it_wakes_up(db_pair, unique):
     a, b = start_pair(db_pair)
     queue = unique + "q"
     publish_confirmed(a, queue, [b"before"])
     client = connect(a)                    # a client of the old master, open across the pause
     os.killpg(a.proc.pid, signal.SIGSTOP)
+    stopped = time.monotonic()
     try:
         b.wait_ready(TTL + 10)             # the lease ran out while a slept
+        # a stopped process keeps its socket, so its liveness lock: only expiry freed the lease
+        assert time.monotonic() - stopped > TTL - 0.5 - 0.1
+        assert not any(FAST_PATH_LINE in line for line in b.lines)
         publish_confirmed(b, queue, [b"on b"])
     finally:
         os.killpg(a.proc.pid, signal.SIGCONT)
@@ -98,12 +149,14 @@ def test_master_fences_itself_when_the_database_goes_away(db_pair, pg_cluster, u
     assert len(db_pair.masters()) == 1
 
 
-def test_brokers_started_at_the_same_moment_make_one_master(db_pair):
-    db_pair.start()
-    master = db_pair.wait_master()
-    slave = next(b for b in db_pair.brokers if b is not master)
+@pytest.mark.parametrize("lease", ["db_pair", "default_lease_pair"])
+def test_brokers_started_at_the_same_moment_make_one_master(request, lease):
+    pair = request.getfixturevalue(lease)
+    pair.start()
+    master = pair.wait_master()
+    slave = next(b for b in pair.brokers if b is not master)
     slave.wait_for_line("waiting for the lock held by")
-    assert db_pair.masters() == [master]
+    assert pair.masters() == [master]
     assert refuses_amqp(slave)
 
 

@@ -6,8 +6,12 @@ The life of one broker of a pair (roles as the console and ``warren_ha_role`` sh
     No store is open and no client port listens; only the HTTP port answers, with the role and
     the lock holder (:mod:`warren.ha.standby`). The runner tries the lock — every
     ``FILE_RETRY`` seconds for the file lock, so a slave takes over well within a second of the
-    master's death; every ``lease_renew`` seconds for the lease — and logs once per holder
-    "waiting for the lock held by X".
+    master's death; every ``lease_renew`` seconds for the lease, with a cheap probe of the
+    lease's liveness fast path every ``LIVENESS_PROBE`` seconds in between (PostgreSQL, see
+    :mod:`warren.ha.lease_locker`) — and logs once per holder "waiting for the lock held by X".
+    A lease won by the fast path from a master that still looked alive is used only after
+    ``LIVENESS_GRACE``: time for that master, if its process lives on, to see its liveness
+    session closed and fence itself.
 ``master``
     On winning the lock the runner builds a fresh :class:`~warren.server.BrokerService`: it
     opens the store, recovers it (queues, unacked messages back to ready with redelivered=true,
@@ -25,7 +29,9 @@ which also counts a suspended VM): a renewal counts from the moment it was *sent
 lease is over ``lease_ttl`` seconds after the last successful one was sent, whatever arrives
 later. A watchdog checks that every ``WATCHDOG`` seconds, and a SIGCONT handler checks it the
 moment a stopped process resumes — before the reactor reads any socket that became readable
-while it slept.
+while it slept. The watchdog also asks a lease locker whether its liveness session is gone
+(a non-blocking look at its socket): a master whose session the database closed may already
+have a successor, and fences at once.
 """
 
 from __future__ import annotations
@@ -54,6 +60,11 @@ FILE_RETRY = 0.15
 WATCHDOG = 0.1
 #: Share of the lease the master gives up early, for clock-rate differences with the database.
 LEASE_MARGIN = 0.05
+#: Seconds between probes of the lease's liveness fast path while waiting.
+LIVENESS_PROBE = 0.25
+#: Seconds a broker that took a live-looking master's lease by the fast path waits before it
+#: opens the store: five watchdog ticks for that master to notice its session is gone.
+LIVENESS_GRACE = 0.5
 
 _CLOCK = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
 
@@ -154,6 +165,10 @@ class HaRunner(service.Service):
         self.is_lease = config.ha == "shared-db" or hasattr(self.locker, "ttl")
         self.ttl = float(getattr(self.locker, "ttl", config.lease_ttl))
         self.retry_interval = config.lease_renew if self.is_lease else FILE_RETRY
+        #: the locker has a cheap fast path worth probing between full attempts
+        self.probes = bool(getattr(self.locker, "liveness", False))
+        self._next_full = 0.0                   # elapsed_clock() of the next full attempt
+        self._grace_call: Any = None
         self._deadline: float | None = None     # elapsed_clock() by which the lease is over
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="warren-ha-locker")
         self._pool.threadFactory = _DaemonThread  # type: ignore[assignment]
@@ -213,7 +228,12 @@ class HaRunner(service.Service):
             self._schedule_attempt(min(self.retry_interval, FILE_RETRY))
             return
         started = elapsed_clock()
-        d = self._call_locker(self._try_lock)
+        if self.probes and started < self._next_full:
+            work = self._probe_lock
+        else:
+            self._next_full = started + self.retry_interval
+            work = self._try_lock
+        d = self._call_locker(work)
         d.addCallbacks(lambda result: self._attempted(result, started), self._attempt_failed)
         d.addErrback(self._unexpected)
 
@@ -221,6 +241,12 @@ class HaRunner(service.Service):
         if self.locker.acquire():
             return True, self.locker.owner
         return False, self.locker.holder()
+
+    def _probe_lock(self) -> tuple[bool, str | None]:
+        """The fast path only; the holder stays the one the last full attempt saw."""
+        if self.locker.probe():
+            return True, self.locker.owner
+        return False, self.holder
 
     def _attempted(self, result: tuple[bool, str | None], started: float) -> None:
         won, holder = result
@@ -231,6 +257,12 @@ class HaRunner(service.Service):
         self.holder = holder
         if won:
             self._deadline = started + self.ttl * (1 - LEASE_MARGIN) if self.is_lease else None
+            displaced = getattr(self.locker, "took_over_from", None)
+            if displaced:
+                log.info("the liveness session of %s ended: taking over its lease in %.1fs",
+                         displaced, LIVENESS_GRACE)
+                self._grace_call = self.reactor.callLater(LIVENESS_GRACE, self._take_over)
+                return
             self._take_over()
             return
         role = "slave" if holder else "waiting"
@@ -243,7 +275,8 @@ class HaRunner(service.Service):
                 log.info("the lock is free but not yet ours; retrying (%s)",
                          self.locker.description)
         self._set_role(role)
-        self._schedule_attempt(self.retry_interval)
+        self._schedule_attempt(min(LIVENESS_PROBE, self.retry_interval) if self.probes
+                               else self.retry_interval)
 
     def _attempt_failed(self, failure: Any) -> None:
         if self._stopping:
@@ -259,6 +292,7 @@ class HaRunner(service.Service):
 
     # ------------------------------------------------------------------ master
     def _take_over(self) -> None:
+        self._grace_call = None
         d = self._close_standby()
         d.addCallback(lambda _: self._start_broker())
         d.addErrback(self._unexpected)
@@ -311,7 +345,8 @@ class HaRunner(service.Service):
         if epoch != self._epoch or self.role != "master":
             return
         if not held:
-            self._fence(f"lost the lock ({self.locker.description})")
+            reason = getattr(self.locker, "loss_reason", None)
+            self._fence(f"lost the lock ({reason or self.locker.description})")
             return
         if self.is_lease:
             if not self._check_deadline():
@@ -334,6 +369,11 @@ class HaRunner(service.Service):
         """True while the lease still holds; fences (and returns False) once it is over."""
         if self.role != "master" or self._deadline is None:
             return self.role == "master"
+        liveness_lost = getattr(self.locker, "liveness_lost", None)
+        if liveness_lost is not None and liveness_lost():
+            self._fence("the database closed this broker's liveness session: another broker "
+                        "may take the lease now")
+            return False
         if elapsed_clock() < self._deadline:
             return True
         self._fence("the lease expired without a successful renewal")
@@ -433,6 +473,7 @@ class HaRunner(service.Service):
     def _back_to_waiting(self) -> None:
         if self._stopping:
             return
+        self._next_full = 0.0  # first a full attempt, a lease_renew from now: the peer goes first
         self._set_role("waiting")
         self._open_standby()
         self._schedule_attempt(self.retry_interval)
@@ -488,6 +529,9 @@ class HaRunner(service.Service):
         if self._retry_call is not None and self._retry_call.active():
             self._retry_call.cancel()
         self._retry_call = None
+        if self._grace_call is not None and self._grace_call.active():
+            self._grace_call.cancel()
+        self._grace_call = None
         for loop in (self._renew_loop, self._watchdog):
             if loop is not None and loop.running:
                 loop.stop()
