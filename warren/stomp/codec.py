@@ -252,6 +252,9 @@ class StompParser:
             head = self._head
             if head is None:
                 first = buf[pos]
+                if first == 0:  # a stray NUL between frames: skipped, as RabbitMQ does
+                    pos += 1
+                    continue
                 if first == 10 or first == 13:  # LF, CR: heart-beats between frames
                     eols_end = _EOLS.match(buf, pos).end()
                     if eols_end > pos:
