@@ -62,6 +62,8 @@ class Broker:
         # bodies resident in memory (paged-out ones not counted) and the pager bounding them
         self.body_bytes = 0
         self.pager = Pager(self, paging_budget)
+        # deliveries of stored messages this turn, told to the store once at its end
+        self._delivered: dict[str, list[int]] = {}
         self._listeners: list[Callable[..., None]] = []
         self.started_at = clock.seconds()
         self.role = "master"
@@ -334,6 +336,28 @@ class Broker:
     def store_publish(self, message: Message, queue_keys: list[str]) -> None:
         self.store.publish(message.id, message.to_record(), queue_keys)
         message.stored = True
+
+    def note_delivered(self, queue: Queue, msg_id: int) -> None:
+        """A stored message went to a consumer (its redelivered flag after a restart).
+
+        The store hears of a whole turn's deliveries in one call per queue at the end of the
+        turn, not one record per message: the flag is lazy in the durability contract (a
+        crash before it is written only loses redelivered=true, never a message).
+        """
+        pending = self._delivered
+        if not pending:
+            self.clock.callLater(0, self._flush_delivered)
+        ids = pending.get(queue.store_key)
+        if ids is None:
+            pending[queue.store_key] = [msg_id]
+        else:
+            ids.append(msg_id)
+
+    def _flush_delivered(self) -> None:
+        pending, self._delivered = self._delivered, {}
+        if self.store is not None:
+            for key, ids in pending.items():
+                self.store.mark_delivered(key, ids)
 
     def store_purge(self, queue: Queue) -> None:
         if self.store is not None and queue.durable:

@@ -325,7 +325,7 @@ class Queue:
         self.unacked += 1
         self.unacked_bytes += len(entry.message.body)
         if entry.message.stored and self.durable:
-            self.vhost.broker.store.mark_delivered(self.store_key, [entry.message.id])
+            self.vhost.broker.note_delivered(self, entry.message.id)
 
     # ---------------------------------------------------------------- settlement
     def ack(self, entries: list[QueueEntry]) -> None:
