@@ -21,6 +21,15 @@ class Config:
     stomp_port: int = 61613
     mqtt_port: int = 1883
     http_port: int = 15672
+    # TLS listeners open only when tls_cert and tls_key are set (0 = off even then)
+    amqps_port: int = 5671
+    stomps_port: int = 61614
+    mqtts_port: int = 8883
+    https_port: int = 15671
+    tls_cert: str = ""                     # PEM: server certificate, then its chain
+    tls_key: str = ""                      # PEM private key
+    tls_ca: str = ""                       # PEM CA bundle to verify client certificates
+    tls_verify_peer: bool = False          # require a client certificate
     store: str = "journal"                 # journal | sql | memory
     store_url: str = ""                    # SQL store URL; default sqlite file in data_dir
     journal_segment_size: int = 32 * 1024 ** 2  # bytes per journal segment file

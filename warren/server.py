@@ -18,6 +18,10 @@ from .amqp.connection import AmqpFactory
 from .amqp.properties import CODEC
 from .broker.broker import Broker
 from .config import Config
+from .mqtt.listener import MqttFactory
+from .stomp.listener import StompFactory
+from .tls import server_context
+from .webconsole.site import make_site
 
 log = logging.getLogger("warren")
 
@@ -43,19 +47,26 @@ def make_store(config: Config, reactor: Any):
 
 
 class ListenerService(service.Service):
-    """One TCP listener; logs one line when ready, as the README promises."""
+    """One TCP (or TLS) listener; logs one line when ready, as the README promises."""
 
-    def __init__(self, label: str, port: int, factory: Any, reactor: Any, bind: str) -> None:
+    def __init__(self, label: str, port: int, factory: Any, reactor: Any, bind: str,
+                 tls: Any = None) -> None:
         self.label = label
         self.port = port
         self.factory = factory
         self.reactor = reactor
         self.bind = bind
+        self.tls = tls                      # an OpenSSL context creator, or None for plain TCP
         self.listening = None
 
     def startService(self) -> None:
         super().startService()
-        self.listening = self.reactor.listenTCP(self.port, self.factory, interface=self.bind)
+        if self.tls is None:
+            self.listening = self.reactor.listenTCP(self.port, self.factory,
+                                                    interface=self.bind)
+        else:
+            self.listening = self.reactor.listenSSL(self.port, self.factory, self.tls,
+                                                    interface=self.bind)
         log.info("%s listening on %s:%d", self.label, self.bind,
                  self.listening.getHost().port)
 
@@ -66,6 +77,15 @@ class ListenerService(service.Service):
             self.listening = None
             return d
         return None
+
+
+#: (label, plain port key, TLS port key, factory maker) for each front end
+FRONT_ENDS: tuple[tuple[str, str, str, Any], ...] = (
+    ("AMQP 0-9-1", "amqp_port", "amqps_port", AmqpFactory),
+    ("STOMP", "stomp_port", "stomps_port", StompFactory),
+    ("MQTT", "mqtt_port", "mqtts_port", MqttFactory),
+    ("HTTP API", "http_port", "https_port", make_site),
+)
 
 
 class BrokerService(service.MultiService):
@@ -106,25 +126,20 @@ class BrokerService(service.MultiService):
 
     def listener_services(self) -> list[service.Service]:
         cfg = self.config
+        tls = None
+        if cfg.tls_cert and cfg.tls_key:
+            tls = server_context(cfg.tls_cert, cfg.tls_key, cfg.tls_ca, cfg.tls_verify_peer)
         out: list[service.Service] = []
-        if cfg.amqp_port:
-            out.append(ListenerService("AMQP 0-9-1", cfg.amqp_port,
-                                       AmqpFactory(self.broker, cfg, self.reactor),
-                                       self.reactor, cfg.bind))
-        for label, port, module, factory_name in (
-                ("STOMP", cfg.stomp_port, "warren.stomp.listener", "StompFactory"),
-                ("MQTT", cfg.mqtt_port, "warren.mqtt.listener", "MqttFactory"),
-                ("HTTP API", cfg.http_port, "warren.webconsole.site", "make_site")):
-            if not port:
+        for label, plain_key, tls_key, make_factory in FRONT_ENDS:
+            plain, secure = getattr(cfg, plain_key), getattr(cfg, tls_key)
+            if not plain and not (tls and secure):
                 continue
-            try:
-                mod = __import__(module, fromlist=[factory_name])
-            except ImportError:
-                log.warning("%s front end not available in this build; port %d not opened",
-                            label, port)
-                continue
-            factory = getattr(mod, factory_name)(self.broker, cfg, self.reactor)
-            out.append(ListenerService(label, port, factory, self.reactor, cfg.bind))
+            factory = make_factory(self.broker, cfg, self.reactor)
+            if plain:
+                out.append(ListenerService(label, plain, factory, self.reactor, cfg.bind))
+            if tls and secure:
+                out.append(ListenerService(label + " over TLS", secure, factory, self.reactor,
+                                           cfg.bind, tls))
         return out
 
     def stopService(self):
@@ -138,6 +153,8 @@ class BrokerService(service.MultiService):
                     except Exception:
                         pass
             if self.store is not None:
+                if self.broker is not None:
+                    self.broker.flush_store_notes()
                 self.store.close()
             return result
         d.addBoth(close_store)

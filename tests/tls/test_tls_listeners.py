@@ -1,0 +1,168 @@
+"""TLS listeners (AMQPS, STOMP+TLS, MQTTS, HTTPS) with a certificate made for the test.
+
+A throw-away CA signs a server certificate for 127.0.0.1/localhost; each real client verifies
+the broker against that CA, so these tests fail if the broker serves the wrong certificate or
+speaks plain TCP on a TLS port.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+import threading
+
+import paho.mqtt.client as mqtt
+import pika
+import pytest
+import requests
+import stomp
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.broker_process import BrokerProcess, free_port
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(_name("warren test CA"))
+          .issuer_name(_name("warren test CA")).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(_name("localhost")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = {"ca": d / "ca.pem", "cert": d / "server.pem", "key": d / "server.key"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return {k: str(v) for k, v in paths.items()}
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory, pki):
+    ports = {name: free_port() for name in ("amqps", "stomps", "mqtts", "https")}
+    proc = BrokerProcess(tmp_path_factory.mktemp("tlsbroker"), extra_args=[
+        "--tls-cert", pki["cert"], "--tls-key", pki["key"],
+        "--amqps-port", str(ports["amqps"]), "--stomps-port", str(ports["stomps"]),
+        "--mqtts-port", str(ports["mqtts"]), "--https-port", str(ports["https"])])
+    proc.start()
+    proc.tls_ports = ports
+    yield proc
+    proc.stop()
+
+
+def _client_context(pki) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=pki["ca"])
+
+
+def test_each_tls_listener_logs_its_port(tls_broker):
+    for label, key in (("AMQP 0-9-1 over TLS", "amqps"), ("STOMP over TLS", "stomps"),
+                       ("MQTT over TLS", "mqtts"), ("HTTP API over TLS", "https")):
+        tls_broker.wait_for_line(f"{label} listening on 127.0.0.1:{tls_broker.tls_ports[key]}")
+
+
+def test_amqps_with_pika_verifies_and_round_trips(tls_broker, pki, unique):
+    params = pika.ConnectionParameters(
+        host="localhost", port=tls_broker.tls_ports["amqps"],
+        ssl_options=pika.SSLOptions(_client_context(pki), "localhost"))
+    conn = pika.BlockingConnection(params)
+    ch = conn.channel()
+    ch.queue_declare(unique)
+    ch.basic_publish("", unique, b"over tls")
+    _m, _p, body = ch.basic_get(unique, auto_ack=True)
+    assert body == b"over tls"
+    conn.close()
+
+
+def test_amqps_refuses_a_client_that_does_not_trust_the_ca(tls_broker):
+    ctx = ssl.create_default_context()  # system CAs only: our test CA is unknown
+    params = pika.ConnectionParameters(host="localhost", port=tls_broker.tls_ports["amqps"],
+                                       ssl_options=pika.SSLOptions(ctx, "localhost"),
+                                       connection_attempts=1)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        pika.BlockingConnection(params)
+
+
+def test_plain_amqp_still_served_beside_tls(tls_broker, unique):
+    conn = pika.BlockingConnection(pika.URLParameters(tls_broker.amqp_url))
+    conn.channel().queue_declare(unique)
+    conn.close()
+
+
+def test_stomp_over_tls(tls_broker, pki, unique):
+    got = threading.Event()
+    bodies = []
+
+    class Listener(stomp.ConnectionListener):
+        def on_message(self, frame):
+            bodies.append(frame.body)
+            got.set()
+
+    c = stomp.Connection12([("localhost", tls_broker.tls_ports["stomps"])])
+    c.set_ssl(for_hosts=[("localhost", tls_broker.tls_ports["stomps"])], ca_certs=pki["ca"])
+    c.set_listener("l", Listener())
+    c.connect("guest", "guest", wait=True)
+    c.subscribe(f"/queue/{unique}", id="1")
+    c.send(f"/queue/{unique}", "secret")
+    assert got.wait(10)
+    assert bodies == ["secret"]
+    c.disconnect()
+
+
+def test_mqtts_with_paho(tls_broker, pki):
+    got = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="tls-client")
+    client.tls_set(ca_certs=pki["ca"])
+    client.username_pw_set("guest", "guest")
+    client.on_message = lambda c, u, m: got.set()
+    connected = threading.Event()
+    client.on_connect = lambda c, u, f, rc, p=None: connected.set()
+    client.connect("localhost", tls_broker.tls_ports["mqtts"])
+    client.loop_start()
+    try:
+        assert connected.wait(10)
+        sub = threading.Event()
+        client.on_subscribe = lambda *a: sub.set()
+        client.subscribe("tls/topic", qos=1)
+        assert sub.wait(10)
+        client.publish("tls/topic", b"x", qos=1)
+        assert got.wait(10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def test_https_api(tls_broker, pki):
+    r = requests.get(f"https://localhost:{tls_broker.tls_ports['https']}/api/overview",
+                     auth=("guest", "guest"), verify=pki["ca"], timeout=30)
+    assert r.status_code == 200
+    assert "node" in r.json()
+
+
+def test_unreadable_certificate_stops_start_with_a_reason(tmp_path):
+    proc = BrokerProcess(tmp_path, extra_args=["--tls-cert", str(tmp_path / "missing.pem"),
+                                               "--tls-key", str(tmp_path / "missing.key")])
+    proc.start(wait=False)
+    proc.wait_for_line("cannot read TLS certificate")
+    assert proc.proc.wait(30) != 0
