@@ -48,6 +48,8 @@ def test_kill_9_of_the_master_slave_takes_over_at_once(file_pair, unique):
     conn = connect(a)
     ch = conn.channel()
     unacked = [ch.basic_get(queue, auto_ack=False)[2] for _ in range(5)]
+    # "delivered" marks ride along with the next journal write: make one, confirmed
+    publish_confirmed(a, unique + "other", [b"commit"])
     killed = time.monotonic()
     a.kill()
     b.wait_ready(10)

@@ -1,10 +1,10 @@
 """The database lease locker: a row in ``warren_lock`` whose owner may serve until it expires.
 
 As ActiveMQ's ``LeaseDatabaseLocker``. The row ``name='master'`` holds ``owner``,
-``expires_at`` (epoch seconds, *the database's* clock) and ``session_bound`` (below). Taking and
+``expires_at`` (epoch seconds, *the database's* clock) and ``bound_owner`` (below). Taking and
 keeping the lease is one conditional UPDATE:
 
-    UPDATE warren_lock SET owner=:me, expires_at=<db now> + :ttl, session_bound=false
+    UPDATE warren_lock SET owner=:me, expires_at=<db now> + :ttl, bound_owner=NULL
     WHERE name='master' AND (owner=:me OR owner IS NULL OR expires_at IS NULL
                              OR expires_at < <db now>)
 
@@ -30,16 +30,19 @@ crash, OOM) its kernel closes the socket, the backend reads EOF and PostgreSQL f
 once. A stopped (SIGSTOP) master keeps its socket — its kernel still answers TCP — so its lock
 stays held and only the lease's expiry frees the lease, as before.
 
-The rule that makes this safe: **``session_bound=true`` is only ever written by a statement run
-on the owner's liveness session while that session holds the advisory lock** (the lock is
-taken, then the UPDATE runs on the same connection; a session lock is held until unlocked or
-the session ends, and this code unlocks only when giving the lease up). So a broker that *gets*
-the advisory lock and finds ``session_bound=true`` knows the owner's liveness session has ended,
-and may take the lease although it has not expired. ``acquire()``:
+The lease is *bound* when ``bound_owner = owner``. The rule that makes this safe:
+**``bound_owner`` is only ever set to an owner by a statement run on that owner's liveness
+session while the session holds the advisory lock** (the lock is taken, then the UPDATE runs on
+the same connection; a session lock is held until unlocked or the session ends, and this code
+unlocks only when giving the lease up). So a broker that *gets* the advisory lock and finds the
+lease bound knows the owner's liveness session has ended, and may take the lease although it
+has not expired. (An owner id, not a flag: a broker of the previous version takes a lease
+without touching the column, and a stale id names someone else, so its lease is not bound.)
+``acquire()``:
 
 1. ``pg_try_advisory_lock`` on our own liveness session.
 2. Got it: in one transaction, ``SELECT ... FOR UPDATE`` the row and take it (owner=me,
-   ``session_bound=true``, expiry = db now + TTL) if it is free, expired, ours, or bound to a
+   bound_owner=me, expiry = db now + TTL) if it is free, expired, ours, or bound to a
    session that is gone. Otherwise — a live owner that never bound itself — unlock at once, so
    that owner can bind, and report "not ours".
 3. Did not get it: the plain expiry UPDATE above; a master won that way is *unbound* and tries
@@ -315,21 +318,21 @@ class LeaseLocker(Locker):
         self.liveness = liveness and dialect == "postgresql"
         self._live = (LivenessSession(url, self.owner, self.ttl, self.timeout)
                       if self.liveness else None)
-        self._bound = False             # our lease row says session_bound, by our session
+        self._bound = False             # our lease row is bound to our liveness session
         #: the live-looking owner the last acquire() took the lease from (fast path), else None
         self.took_over_from: str | None = None
         #: why the last renew() returned False, when it knows more than "not the owner"
         self.loss_reason: str | None = None
         self._take = text(
             f"UPDATE warren_lock SET owner = :me, expires_at = {now} + :ttl, "
-            f"session_bound = :unbound "
+            f"bound_owner = NULL "
             f"WHERE name = :name AND (owner = :me OR owner IS NULL OR expires_at IS NULL "
             f"OR expires_at < {now})")
         self._keep = text(
             f"UPDATE warren_lock SET expires_at = {now} + :ttl "
             f"WHERE name = :name AND owner = :me")
         self._give_up = text(
-            "UPDATE warren_lock SET owner = NULL, expires_at = NULL, session_bound = :unbound "
+            "UPDATE warren_lock SET owner = NULL, expires_at = NULL, bound_owner = NULL "
             "WHERE name = :name AND owner = :me")
         self._read = text(
             f"SELECT owner, expires_at, {now} AS now FROM warren_lock WHERE name = :name")
@@ -338,13 +341,13 @@ class LeaseLocker(Locker):
             "ON CONFLICT (name) DO NOTHING")
         pg_now = DB_NOW["postgresql"]
         self._pg_read_locked = (
-            f"SELECT owner, expires_at, session_bound, {pg_now} AS now "
+            f"SELECT owner, expires_at, COALESCE(bound_owner = owner, false), {pg_now} "
             f"FROM warren_lock WHERE name = %s FOR UPDATE")
         self._pg_take_bound = (
             f"UPDATE warren_lock SET owner = %s, expires_at = {pg_now} + %s, "
-            f"session_bound = true WHERE name = %s")
+            f"bound_owner = %s WHERE name = %s")
         self._pg_keep_bound = (
-            f"UPDATE warren_lock SET expires_at = {pg_now} + %s, session_bound = true "
+            f"UPDATE warren_lock SET expires_at = {pg_now} + %s, bound_owner = owner "
             f"WHERE name = %s AND owner = %s")
         self._migrate = migrate
         self._row_ready = False
@@ -401,8 +404,7 @@ class LeaseLocker(Locker):
             self._live.reset()  # frees the liveness lock: the next master can bind
         try:
             with self.engine.begin() as conn:
-                conn.execute(self._give_up, {"name": LEASE_NAME, "me": self.owner,
-                                             "unbound": False})
+                conn.execute(self._give_up, {"name": LEASE_NAME, "me": self.owner})
         except SQLAlchemyError:
             pass  # the lease then simply expires
 
@@ -423,7 +425,7 @@ class LeaseLocker(Locker):
 
     @property
     def bound(self) -> bool:
-        """Our lease row says session_bound (written by our liveness session)."""
+        """Our lease row is bound (``bound_owner`` written by our liveness session)."""
         return self._bound
 
     # -------------------------------------------------------------- fast path
@@ -447,7 +449,7 @@ class LeaseLocker(Locker):
                 return False  # a live master that never bound itself: only expiry frees it
             if live_owner and owner != self.owner:
                 now_owner[0] = owner  # bound, and we hold its lock: its session is gone
-            conn.execute(self._pg_take_bound, (self.owner, self.ttl, LEASE_NAME))
+            conn.execute(self._pg_take_bound, (self.owner, self.ttl, self.owner, LEASE_NAME))
             return True
         try:
             won = live.transaction(take)
@@ -478,7 +480,7 @@ class LeaseLocker(Locker):
 
     # -------------------------------------------------------------- statements
     def _update(self, statement: Any) -> bool:
-        params = {"name": LEASE_NAME, "me": self.owner, "ttl": self.ttl, "unbound": False}
+        params = {"name": LEASE_NAME, "me": self.owner, "ttl": self.ttl}
         return self._run(lambda conn: conn.execute(statement, params).rowcount == 1)
 
     def _run(self, work: Any) -> Any:

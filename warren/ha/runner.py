@@ -261,7 +261,7 @@ class HaRunner(service.Service):
             if displaced:
                 log.info("the liveness session of %s ended: taking over its lease in %.1fs",
                          displaced, LIVENESS_GRACE)
-                self._grace_call = self.reactor.callLater(LIVENESS_GRACE, self._take_over)
+                self._grace_call = self.reactor.callLater(LIVENESS_GRACE, self._after_grace)
                 return
             self._take_over()
             return
@@ -291,8 +291,33 @@ class HaRunner(service.Service):
         self._schedule_attempt(self.retry_interval)
 
     # ------------------------------------------------------------------ master
-    def _take_over(self) -> None:
+    def _after_grace(self) -> None:
+        """Renew the lease the grace used up a part of, then start serving."""
         self._grace_call = None
+        if self._stopping:
+            return
+        started = elapsed_clock()
+
+        def renewed(held: bool) -> None:
+            if self._stopping:
+                return
+            if not held:
+                log.warning("lost the lease during the take-over grace; waiting again")
+                self._back_to_waiting()
+                return
+            self._deadline = started + self.ttl * (1 - LEASE_MARGIN)
+            self._take_over()
+
+        def failed(failure: Any) -> None:
+            failure.trap(LockUnavailable)
+            log.warning("cannot renew the lease after the take-over grace (%s); waiting again",
+                        failure.getErrorMessage())
+            self._call_locker(self.locker.release).addBoth(lambda _: self._back_to_waiting())
+        d = self._call_locker(self.locker.renew)
+        d.addCallbacks(renewed, failed)
+        d.addErrback(self._unexpected)
+
+    def _take_over(self) -> None:
         d = self._close_standby()
         d.addCallback(lambda _: self._start_broker())
         d.addErrback(self._unexpected)

@@ -30,7 +30,6 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
-    false,
 )
 
 metadata = MetaData()
@@ -94,8 +93,8 @@ lock = Table(
     Column("name", String(64), primary_key=True),
     Column("owner", Text, nullable=True),
     Column("expires_at", Float, nullable=True),  # seconds since the epoch, NULL = free
-    # the owner holds the liveness lock too: its death frees the lease at once (migration 0002)
-    Column("session_bound", Boolean, nullable=False, server_default=false()),
+    # = owner while the owner's liveness session holds the advisory lock (migration 0002)
+    Column("bound_owner", Text, nullable=True),
 )
 
 #: Alembic's bookkeeping table, named like ours so it cannot clash with another app's.
