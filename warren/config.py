@@ -50,7 +50,7 @@ class Config:
     # paging: bytes of message bodies kept in memory before stored ones are paged out
     paging_budget: int = 256 * 1024 ** 2
     # STOMP / MQTT limits
-    stomp_max_frame_size: int = 4 * 1024 * 1024
+    stomp_max_frame_size: int = 64 * 1024 * 1024  # ActiveMQ allows 256 MiB, RabbitMQ >16 MiB
     stomp_max_headers: int = 1000
     stomp_heartbeat: int = 10000           # ms the server offers
     mqtt_max_packet_size: int = 256 * 1024 * 1024

@@ -14,6 +14,8 @@ import threading
 import pytest
 import stomp
 
+from tests.broker_process import BrokerProcess
+
 VERSIONS = ("1.0", "1.1", "1.2")
 CONNECTIONS = {"1.0": stomp.Connection10, "1.1": stomp.Connection11,
                "1.2": stomp.Connection12}
@@ -159,3 +161,14 @@ def read_until_closed(sock: socket.socket) -> bytes:
         if not data:
             return b"".join(chunks)
         chunks.append(data)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """The module's broker, with a 4 MiB STOMP frame limit (the default is 64 MiB) so the
+    over-limit frame tests stay small."""
+    proc = BrokerProcess(tmp_path_factory.mktemp("broker"),
+                         env={"WARREN_STOMP_MAX_FRAME_SIZE": str(4 * 1024 * 1024)})
+    proc.start()
+    yield proc
+    proc.stop()

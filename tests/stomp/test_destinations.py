@@ -111,7 +111,8 @@ def test_amq_queue_existing_only(client_factory, unique, amqp):
     d = client_factory("1.2")
     d.conn.subscribe(f"/amq/queue/{unique}-missing", "s1")
     error = d.recorder.error()
-    assert "NOT_FOUND" in error.headers["message"]
+    assert error.headers["message"] == "not_found"
+    assert error.body.startswith("NOT_FOUND - no queue")
     assert d.recorder.disconnected.wait(10)
     c.sync()   # other clients are unaffected
 
@@ -133,4 +134,6 @@ def test_temp_queue_reply_to(client_factory, version, unique):
 def test_invalid_destination_is_error(client_factory):
     c = client_factory("1.2")
     c.conn.send("/nonsense/x", "x")
-    assert c.recorder.error().headers["message"] == "Invalid destination"
+    error = c.recorder.error()
+    assert error.headers["message"] == "Unknown destination"
+    assert error.body.startswith("'/nonsense/x' is not a valid destination.")

@@ -10,7 +10,7 @@ from tests.stomp.conftest import raw_connect, read_until_closed
 CONNECT = b"CONNECT\naccept-version:1.2\nhost:/\nlogin:guest\npasscode:guest\n\n\0"
 
 BAD_INPUT = {
-    "unknown command": (b"FROB\n\n\0", b"Unknown STOMP command"),
+    "unknown command": (b"FROB\n\n\0", b"Bad command"),
     "missing destination": (b"SEND\n\nbody\0", b"Missing destination"),
     "missing subscribe id": (b"SUBSCRIBE\ndestination:/queue/x\n\n\0", b"Missing header 'id'"),
     "bad ack mode": (b"SUBSCRIBE\nid:1\ndestination:/queue/x\nack:sometimes\n\n\0",

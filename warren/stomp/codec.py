@@ -425,7 +425,9 @@ class StompParser:
     def _command(raw: bytes | bytearray) -> str:
         command = _COMMAND_BY_BYTES.get(bytes(raw.removesuffix(b"\r")))
         if command is None:
-            raise StompError("Unknown STOMP command", f"unknown command {bytes(raw[:40])!r}")
+            # RabbitMQ's words (rabbit_stomp_processor): "Bad command" / Could not interpret
+            shown = bytes(raw[:40]).decode("utf-8", "replace")
+            raise StompError("Bad command", f'Could not interpret command "{shown}"\n')
         return command
 
     @staticmethod

@@ -91,10 +91,11 @@ def parse_destination(text: str | None) -> Destination:
                 "Invalid destination",
                 f"'{text[len(prefix) - 1:]}' is not a valid {kind.name.lower().replace('_', ' ')}"
                 " destination\n")
+    # RabbitMQ's words for a destination of no known type
     raise StompError(
-        "Invalid destination",
-        f"'{text}' is not a valid destination; use /queue/, /topic/, /exchange/, /amq/queue/, "
-        "/temp-queue/ or /reply-queue/",
+        "Unknown destination",
+        f"'{text}' is not a valid destination.\nValid destination types are: /exchange, "
+        "/topic, /queue, /amq/queue, /temp-queue, /reply-queue.\n",
     )
 
 

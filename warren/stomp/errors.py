@@ -3,9 +3,10 @@
 Every fault on a STOMP connection is fatal to it (STOMP 1.2: "the server MUST then close the
 connection just after sending the ERROR frame"), so this only decides the frame:
 
-- ``message`` header: short text saying what was wrong. For core errors it is the RabbitMQ-style
-  reply text (``NOT_FOUND - no queue 'q' in vhost '/'``), for codec and session faults the
-  :class:`~warren.stomp.codec.StompError` message ("Frame too large", "Missing destination").
+- ``message`` header: short text saying what was wrong. For core errors it is RabbitMQ's bare
+  title (``not_found``, with the reply text ``NOT_FOUND - no queue 'q' in vhost '/'`` as the
+  body), for codec and session faults the :class:`~warren.stomp.codec.StompError` message
+  ("Frame too large", "Missing destination").
 - body (``text/plain``): the longer explanation.
 - ``receipt-id``: the receipt the faulting frame asked for, if any (STOMP 1.2 "ERROR").
 """
@@ -23,10 +24,9 @@ def error_frame(error: BaseException, receipt: str | None = None) -> Frame:
     if isinstance(error, StompError):
         message, detail = error.message, error.detail or error.message
     elif isinstance(error, BrokerError):
-        # RabbitMQ's body is the reply text (``NOT_FOUND - no exchange 'x' in vhost '/'``); its
-        # header is the bare title (``not_found``), but ours keeps the reply text there too so
-        # a client that only logs the header still sees what was missing.
-        message = error.reply_text
+        # as RabbitMQ: the header is the bare title (``not_found``), the body the reply text
+        # (``NOT_FOUND - no exchange 'x' in vhost '/'``)
+        message = error.name.lower()
         detail = error.reply_text + "\n"
     else:
         message, detail = "Internal error", "the broker failed to handle the frame"
