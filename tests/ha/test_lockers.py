@@ -234,3 +234,21 @@ def test_error_response_detection_walks_the_server_messages():
     assert _has_error_response(message(b"N", b"notice\x00") + message(b"E", b"x"))
     assert not _has_error_response(message(b"S", b"a\x00b\x00") + message(b"N", b"E"))
     assert not _has_error_response(b"")
+
+
+def test_lease_taken_by_a_broker_of_the_previous_version_is_not_bound(ha_pg_url):
+    import psycopg
+    a = LeaseLocker(ha_pg_url, ttl=30, owner="a")
+    b = LeaseLocker(ha_pg_url, ttl=30, owner="b")
+    try:
+        assert a.acquire() and a.bound
+        a._live.reset()                                  # a's session ends, a's row stays bound
+        with psycopg.connect(ha_pg_url.replace("postgresql+psycopg://", "postgresql://"),
+                             autocommit=True) as conn:   # the old take, which knows no bound_owner
+            conn.execute("UPDATE warren_lock SET owner = 'old', "
+                         "expires_at = extract(epoch from clock_timestamp()) + 30")
+        assert not b.probe() and not b.acquire()         # 'old' never bound: expiry only
+        assert b.holder() == "old"
+    finally:
+        a.close()
+        b.close()
