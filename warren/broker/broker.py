@@ -62,8 +62,11 @@ class Broker:
         # bodies resident in memory (paged-out ones not counted) and the pager bounding them
         self.body_bytes = 0
         self.pager = Pager(self, paging_budget)
-        # deliveries of stored messages this turn, told to the store once at its end
+        # acks and deliveries of stored messages this turn (store key -> ids), told to the
+        # store in one call per queue at the end of the turn (see note_delivered)
+        self._acked: dict[str, list[int]] = {}
         self._delivered: dict[str, list[int]] = {}
+        self._notes_call: Any = None
         self._listeners: list[Callable[..., None]] = []
         self.started_at = clock.seconds()
         self.role = "master"
@@ -248,7 +251,7 @@ class Broker:
         """One queue is done with ``message``: store ack, and free memory at the last one."""
         message.refs -= 1
         if message.stored and queue.durable and self.store is not None:
-            self.store.ack(queue.store_key, [message.id])
+            self._note(self._acked, queue.store_key, message.id)
         if message.refs <= 0:
             if message.paged:  # its body was already taken off the accounts
                 self.memory_used -= OVERHEAD
@@ -344,20 +347,32 @@ class Broker:
         turn, not one record per message: the flag is lazy in the durability contract (a
         crash before it is written only loses redelivered=true, never a message).
         """
-        pending = self._delivered
-        if not pending:
-            self.clock.callLater(0, self._flush_delivered)
-        ids = pending.get(queue.store_key)
+        self._note(self._delivered, queue.store_key, msg_id)
+
+    def _note(self, pending: dict[str, list[int]], key: str, msg_id: int) -> None:
+        ids = pending.get(key)
         if ids is None:
-            pending[queue.store_key] = [msg_id]
+            pending[key] = [msg_id]
         else:
             ids.append(msg_id)
+        if self._notes_call is None:
+            self._notes_call = self.clock.callLater(0, self.flush_store_notes)
 
-    def _flush_delivered(self) -> None:
-        pending, self._delivered = self._delivered, {}
-        if self.store is not None:
-            for key, ids in pending.items():
-                self.store.mark_delivered(key, ids)
+    def flush_store_notes(self) -> None:
+        """Hand this turn's acks and deliveries to the store (acks are lazy by contract, like
+        deliveries: a crash before they are durable means a redelivery, never a loss). Runs
+        at the end of each turn, and before the store is closed."""
+        if self._notes_call is not None and self._notes_call.active():
+            self._notes_call.cancel()
+        self._notes_call = None
+        acked, self._acked = self._acked, {}
+        delivered, self._delivered = self._delivered, {}
+        if self.store is None:
+            return
+        for key, ids in acked.items():
+            self.store.ack(key, ids)
+        for key, ids in delivered.items():
+            self.store.mark_delivered(key, ids)
 
     def store_purge(self, queue: Queue) -> None:
         if self.store is not None and queue.durable:
