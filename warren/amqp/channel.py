@@ -388,17 +388,24 @@ class Channel:
             self.send(commands.Exchange.DeleteOk())
 
     def _on_exchange_bind(self, m: commands.Exchange.Bind) -> None:
-        self._exchange_binding(m, self.vhost.bind, commands.Exchange.BindOk)
+        self._exchange_binding(m, self.vhost.bind, commands.Exchange.BindOk, unbinding=False)
 
     def _on_exchange_unbind(self, m: commands.Exchange.Unbind) -> None:
-        self._exchange_binding(m, self.vhost.unbind, commands.Exchange.UnbindOk)
+        self._exchange_binding(m, self.vhost.unbind, commands.Exchange.UnbindOk, unbinding=True)
 
-    def _exchange_binding(self, m: Any, change: Callable[..., Any], reply: type) -> None:
+    def _exchange_binding(self, m: Any, change: Callable[..., Any], reply: type,
+                          unbinding: bool) -> None:
         """exchange.bind/unbind: write on the destination, read on the source (RabbitMQ)."""
         vh = self.vhost
         user = self.conn.user
         self.broker.check(user, vh.name, "write", "exchange", m.destination)
         self.broker.check(user, vh.name, "read", "exchange", m.source)
+        if unbinding and (m.destination not in vh.exchanges or m.source not in vh.exchanges):
+            # RabbitMQ (since 3.2): unbinding from or to a missing exchange is unbind-ok,
+            # so clean-up code may unbind after an auto-delete exchange went away
+            if not m.nowait:
+                self.send(reply())
+            return
         dest = vh.exchange(m.destination)
         vh.exchange(m.source)
         change(m.source, dest, m.routing_key, m.arguments or {})
@@ -461,9 +468,12 @@ class Channel:
         user = self.conn.user
         self.broker.check(user, vh.name, "write", "queue", name)
         self.broker.check(user, vh.name, "read", "exchange", m.exchange)
-        q = vh.queue(name)
+        q = vh.queues.get(name)
+        if q is None or m.exchange not in vh.exchanges:
+            # RabbitMQ (since 3.2): queue.unbind of a missing queue or exchange is unbind-ok
+            self.send(commands.Queue.UnbindOk())
+            return
         q.check_access(self.conn)
-        vh.exchange(m.exchange)
         vh.unbind(m.exchange, q, m.routing_key, m.arguments or {})
         self.send(commands.Queue.UnbindOk())
 
