@@ -8,6 +8,7 @@ clients. ``kill()`` is SIGKILL for crash tests; ``restart()`` reuses the data di
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,10 +20,34 @@ from pathlib import Path
 READY_MARK = "started (store:"
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and outside the kernel's ephemeral range.
+
+    ``bind(0)`` hands out ephemeral ports, which outgoing client connections also use: between
+    our check and the broker's bind one of them may take it. Ports below the ephemeral range
+    are only ever taken by listeners, so a port found free here stays free unless another
+    test picks the same random number (``BrokerProcess.start`` retries then).
+    """
+    low, _high = _ephemeral_range()
+    top = max(low - 1, 20000)
+    while True:
+        port = random.randint(10000, top)
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 class BrokerProcess:
@@ -34,17 +59,23 @@ class BrokerProcess:
         self.store_url = store_url
         self.extra_args = list(extra_args)
         self.env = env or {}
-        ports = ports or {}
-        self.amqp_port = ports.get("amqp") or free_port()
-        self.stomp_port = ports.get("stomp") or free_port()
-        self.mqtt_port = ports.get("mqtt") or free_port()
-        self.http_port = ports.get("http") or free_port()
+        self._fixed_ports = ports or {}
+        self._picked_ports = not self._fixed_ports
+        self._started_once = False
+        self._pick_ports()
         self.proc: subprocess.Popen | None = None
         self.lines: list[str] = []
         self._ready = threading.Event()
         self._reader: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
+    def _pick_ports(self) -> None:
+        ports = self._fixed_ports
+        self.amqp_port = ports.get("amqp") or free_port()
+        self.stomp_port = ports.get("stomp") or free_port()
+        self.mqtt_port = ports.get("mqtt") or free_port()
+        self.http_port = ports.get("http") or free_port()
+
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "warren", "run", "--data-dir", self.data_dir,
                "--bind", "127.0.0.1",
@@ -56,6 +87,22 @@ class BrokerProcess:
         return cmd + self.extra_args
 
     def start(self, timeout: float = 60.0, wait: bool = True) -> "BrokerProcess":
+        for attempt in range(3):
+            self._spawn()
+            if not wait:
+                return self
+            try:
+                self.wait_ready(timeout)
+                return self
+            except RuntimeError:
+                if not (self._picked_ports and not self._started_once
+                        and any("Address already in use" in line for line in self.lines)
+                        and attempt < 2):
+                    raise
+                self._pick_ports()   # another process took a port first: new ones, again
+        return self
+
+    def _spawn(self) -> None:
         env = dict(os.environ)
         env.update(self.env)
         env["PYTHONUNBUFFERED"] = "1"
@@ -66,9 +113,6 @@ class BrokerProcess:
                                      start_new_session=True)
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
-        if wait:
-            self.wait_ready(timeout)
-        return self
 
     def _read(self, proc: subprocess.Popen) -> None:
         for line in proc.stdout:
@@ -80,6 +124,7 @@ class BrokerProcess:
     def wait_ready(self, timeout: float = 60.0) -> None:
         if not self._ready.wait(timeout) or self.proc.poll() is not None and not self.ready:
             raise RuntimeError("broker did not start:\n" + self.log())
+        self._started_once = True
 
     @property
     def ready(self) -> bool:
