@@ -61,6 +61,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)
+    # Alembic announces each of its plugins at INFO on every start; the migrations it runs
+    # (alembic.runtime.migration) stay visible
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     from twisted.internet import reactor
 
     from .server import BrokerService
