@@ -232,17 +232,23 @@ class Channel:
             return
         if ftype != FRAME_BODY:
             raise UnexpectedFrame("expected content body, got non content body frame instead")
-        self._received += len(payload)
-        if self._received > self._body_size:
+        received = self._received + len(payload)
+        if received > self._body_size:
             raise UnexpectedFrame("content body exceeds the size given in the content header")
+        if received == self._body_size and not self._body:
+            # the usual case, the whole body in one frame: no list, no join
+            self._complete_publish(payload)
+            return
+        self._received = received
         self._body.append(payload)
-        if self._received == self._body_size:
+        if received == self._body_size:
             self._complete_publish()
 
-    def _complete_publish(self) -> None:
+    def _complete_publish(self, body: bytes | None = None) -> None:
         exchange, rk, mandatory = self._publish
         props = self._props
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        if body is None:
+            body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self._publish = None
         self._props = None
         self._body = []
@@ -252,7 +258,7 @@ class Channel:
 
     def _publish_message(self, exchange_name: str, rk: str, mandatory: bool, props: bytes,
                          body: bytes) -> None:
-        vh = self.vhost
+        vh = self.conn.vhost
         ex = vh.exchanges.get(exchange_name)
         if ex is None:
             raise NotFound(f"no exchange '{exchange_name}' in vhost '{vh.name}'")
@@ -263,11 +269,17 @@ class Channel:
                     f"cannot publish to internal exchange '{exchange_name}' in vhost "
                     f"'{vh.name}'")
             self._write_checked.add(exchange_name)
-        msg = Message(exchange_name, rk, body, codec=CODEC, raw_props=props)
-        if len(props) >= 2 and props[1] & _USER_ID_FLAG:
-            self._check_user_id(msg)
-        if REPLY_TO_BYTES in props:
-            msg = direct_reply_to(self.broker).rewrite(msg, self.reply_to)
+        if len(props) == 3 and props[0] == 0x10 and props[1] == 0:
+            # delivery_mode alone (what most publishers send): the flags the core needs are
+            # read off the bytes, so the properties are never decoded on this path
+            msg = Message(exchange_name, rk, body, codec=CODEC, raw_props=props,
+                          persistent=props[2] == 2, priority=0, ttl=None)
+        else:
+            msg = Message(exchange_name, rk, body, codec=CODEC, raw_props=props)
+            if len(props) >= 2 and props[1] & _USER_ID_FLAG:
+                self._check_user_id(msg)
+            if REPLY_TO_BYTES in props:
+                msg = direct_reply_to(self.broker).rewrite(msg, self.reply_to)
         if not self.conn.published:
             self.conn.started_publishing()
         if self.confirm:
