@@ -22,6 +22,9 @@ from typing import Any, Protocol
 #: Extra bytes charged per message for memory accounting (object headers, entries, indexes).
 OVERHEAD = 400
 
+_RECORD_HEAD = struct.Struct(">BBHI")
+_U32 = struct.Struct(">I")
+
 
 @dataclass(slots=True)
 class Properties:
@@ -147,11 +150,11 @@ class Message:
         """The bytes a store keeps: small header, exchange, routing key, properties, body."""
         ex = self.exchange.encode()
         rk = self.routing_key.encode()
-        props = self.encoded_props()
-        return b"".join((
-            struct.pack(">BBHI", 1, 0, len(ex), len(rk)),
-            ex, rk, struct.pack(">I", len(props)), props, self.body,
-        ))
+        props = self.raw_props
+        if props is None:
+            props = self.encoded_props()
+        return b"".join((_RECORD_HEAD.pack(1, 0, len(ex), len(rk)), ex, rk,
+                         _U32.pack(len(props)), props, self.body))
 
     @classmethod
     def from_record(cls, record: bytes, codec: PropertiesCodec, msg_id: int) -> "Message":

@@ -85,13 +85,29 @@ _KEY_HEAD = struct.Struct("<H")
 _CHECKPOINT = struct.Struct("<QQ")
 
 
+#: Encoded (queue key, delivered) entries of MESSAGE records: the same few keys every time.
+_QUEUE_ENTRIES: dict[tuple[str, bool], bytes] = {}
+
+
+def _queue_entry(key: str, delivered: bool) -> bytes:
+    entry = _QUEUE_ENTRIES.get((key, delivered))
+    if entry is None:
+        raw = key.encode()
+        entry = _QUEUE_HEAD.pack(len(raw), 1 if delivered else 0) + raw
+        if len(_QUEUE_ENTRIES) >= 4096:
+            _QUEUE_ENTRIES.clear()
+        _QUEUE_ENTRIES[(key, delivered)] = entry
+    return entry
+
+
 def encode_message(msg_id: int, seq: int, queues: dict[str, bool], record: bytes | memoryview) -> bytes:
+    if len(queues) == 1:
+        for key, delivered in queues.items():
+            return b"".join((_MESSAGE_HEAD.pack(msg_id, seq, 1), _queue_entry(key, delivered), record))
     parts = [_MESSAGE_HEAD.pack(msg_id, seq, len(queues))]
     for key, delivered in queues.items():
-        raw = key.encode()
-        parts.append(_QUEUE_HEAD.pack(len(raw), 1 if delivered else 0))
-        parts.append(raw)
-    parts.append(bytes(record))
+        parts.append(_queue_entry(key, delivered))
+    parts.append(record)
     return b"".join(parts)
 
 
@@ -212,8 +228,28 @@ class JournalIndex:
         self, msg_id: int, seq: int, queues: dict[str, bool], segment: int, offset: int, length: int
     ) -> None:
         """A MESSAGE record: a new message, or the rewrite of a known one (replaces its state)."""
-        end = (segment, offset + length)
         old = self.messages.get(msg_id)
+        if old is None:
+            # a new message (the publish path): no earlier copy to release or guard
+            index = self.queues
+            for key in queues:
+                ids = index.get(key)
+                if ids is None:
+                    index[key] = {msg_id: None}
+                else:
+                    ids[msg_id] = None
+            self.messages[msg_id] = MessageLocation(segment, offset, length, seq, queues)
+            liveness = self.segments.get(segment)
+            if liveness is None:
+                liveness = self.segments[segment] = SegmentLiveness()
+            liveness.live[msg_id] = None
+            liveness.live_bytes += length
+            if msg_id > self.max_msg_id:
+                self.max_msg_id = msg_id
+            if seq > self.max_seq:
+                self.max_seq = seq
+            return
+        end = (segment, offset + length)
         if old is not None:
             self._release(old.segment, msg_id, old.length, end)
             self._guard(segment, old.segment)

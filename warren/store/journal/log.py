@@ -36,6 +36,7 @@ import os
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -44,9 +45,11 @@ from twisted.python.failure import Failure
 
 from warren.store.interface import StoreUnavailable
 from warren.store.journal.segment import (
+    HEADER_SIZE,
+    MAX_PAYLOAD,
+    RECORD_HEADER,
     JournalSegment,
     decode_one,
-    encode_record,
     parse_segment_number,
 )
 
@@ -57,6 +60,12 @@ Position = tuple[int, int]
 #: Retry delays after a failed flush: first, ceiling (seconds); the delay doubles in between.
 RETRY_FIRST = 0.5
 RETRY_MAX = 5.0
+
+#: CRC32 of each valid type byte: a record's checksum continues from it over the payload
+#: (the framing of ``segment.encode_record``, done here without building the frame first).
+_TYPE_CRC = {t: zlib.crc32(bytes((t,))) for t in range(1, 256)}
+_pack_header = RECORD_HEADER.pack
+_crc32 = zlib.crc32
 
 
 class _Batch:
@@ -81,6 +90,23 @@ class _Batch:
                 return
         self.chunks.append([segment, offset, bytearray(frame)])
         self.end = (segment, offset + len(frame))
+
+    def add_record(self, segment: int, offset: int, header: bytes, payload: Any) -> None:
+        """:meth:`add` for a record framed as header + payload, copied once, into the run."""
+        end = (segment, offset + len(header) + len(payload))
+        chunks = self.chunks
+        if chunks:
+            last = chunks[-1]
+            data = last[2]
+            if last[0] == segment and last[1] + len(data) == offset:
+                data += header
+                data += payload
+                self.end = end
+                return
+        data = bytearray(header)
+        data += payload
+        chunks.append([segment, offset, data])
+        self.end = end
 
     def nbytes(self) -> int:
         return sum(len(chunk[2]) for chunk in self.chunks)
@@ -222,17 +248,26 @@ class JournalLog:
         """Frame and buffer one record; return its (segment, offset, framed length)."""
         if not self._ready:
             raise RuntimeError("JournalLog.append before replay()")
-        frame = encode_record(record_type, payload)
-        size = self._sizes[self._head]
-        if size and size + len(frame) > self.segment_size:
-            self._start_segment(self._head + 1)
-            size = self._sizes[self._head]
+        type_crc = _TYPE_CRC.get(record_type)
+        if type_crc is None:
+            raise ValueError(f"record type must be 1..255, not {record_type}")
+        n = len(payload)
+        if n > MAX_PAYLOAD:
+            raise ValueError(f"payload of {n} bytes does not fit a u32 length")
+        length = HEADER_SIZE + n
         segment = self._head
-        self._pending.add(segment, size, frame)
-        self._sizes[segment] = size + len(frame)
+        sizes = self._sizes
+        size = sizes[segment]
+        if size and size + length > self.segment_size:
+            self._start_segment(segment + 1)
+            segment = self._head
+            size = sizes[segment]
+        self._pending.add_record(segment, size, _pack_header(n, _crc32(payload, type_crc), record_type),
+                                 payload)
+        sizes[segment] = size + length
         if self._kick_call is None and not self._closed:
             self._kick_call = self._reactor.callLater(0, self._kick)
-        return segment, size, len(frame)
+        return segment, size, length
 
     def _start_segment(self, number: int) -> None:
         self._segments[number] = JournalSegment(self.directory, number)

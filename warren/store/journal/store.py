@@ -46,6 +46,8 @@ from warren.store.journal.segment import HEADER_SIZE, CorruptRecord
 
 logger = logging.getLogger("warren.store.journal")
 
+_MESSAGE = int(RecordType.MESSAGE)
+
 #: A segment older than the head whose live bytes are under this share of its size is compacted.
 COMPACT_BELOW = 0.25
 #: Dead segments kept only as guards (see :mod:`.index`) may total this many segment sizes (or
@@ -164,15 +166,17 @@ class JournalStore(MessageStore):
         self._index.put_definition((kind, key), value, segment, offset, length)
 
     def publish(self, msg_id: int, record: bytes, queue_keys: list[str]) -> None:
-        self._ready()
+        if not self._recovered:
+            self.recover()
         if not queue_keys:
             return
         queues = dict.fromkeys(queue_keys, False)
-        seq = self._index.max_seq + 1
+        index = self._index
+        seq = index.max_seq + 1
         segment, offset, length = self._log.append(
-            RecordType.MESSAGE, encode_message(msg_id, seq, queues, record)
+            _MESSAGE, encode_message(msg_id, seq, queues, record)
         )
-        self._index.add_message(msg_id, seq, queues, segment, offset, length)
+        index.add_message(msg_id, seq, queues, segment, offset, length)
 
     def ack(self, queue_key: str, msg_ids: list[int]) -> None:
         self._ready()
