@@ -278,16 +278,15 @@ class VirtualHost:
         if exchange is self.default_exchange:
             q = self.queues.get(message.routing_key)
             return [q] if q is not None else []
+        exchange.published_in += 1
+        dests = exchange.route(message)
+        if len(dests) == 1 and dests[0].kind == "queue":
+            return [dests[0]]   # the usual case: one binding to one queue
         queues: dict[int, Queue] = {}
-        visited: set[int] = set()
-        stack = [exchange]
-        while stack:
-            ex = stack.pop()
-            if id(ex) in visited:
-                continue
-            visited.add(id(ex))
-            ex.published_in += 1
-            dests = ex.route(message)
+        visited = {id(exchange)}
+        stack: list[Exchange] = []
+        ex = exchange
+        while True:
             matched = False
             for d in dests:
                 matched = True
@@ -299,24 +298,36 @@ class VirtualHost:
                 ae = self.exchanges.get(ex.alternate)
                 if ae is not None:
                     stack.append(ae)
-        return list(queues.values())
+            while stack:
+                ex = stack.pop()
+                if id(ex) not in visited:
+                    break
+            else:
+                return list(queues.values())
+            visited.add(id(ex))
+            ex.published_in += 1
+            dests = ex.route(message)
 
     def publish(self, exchange: Exchange, message: Message) -> Routed:
         """Route and enqueue one message; persistent messages go to the store first."""
         queues = self.route(exchange, message)
-        result = Routed()
         if not queues:
-            return result
-        targets = queues
-        if any(q.overflow != "drop-head" for q in queues):
-            targets = []
-            for q in queues:
-                if q.would_overflow(message):
-                    result.rejected.append(q)
-                    if q.overflow == "reject-publish-dlx" and q.dlx is not None:
-                        self.dead_letter(q, QueueEntry(message, 0), "maxlen")
-                else:
-                    targets.append(q)
+            return Routed()
+        for q in queues:
+            if q.overflow != "drop-head":
+                break
+        else:
+            # no queue can refuse it: no overflow checks, nothing rejected
+            return Routed(queues, [], self._enqueue(message, queues))
+        result = Routed()
+        targets = []
+        for q in queues:
+            if q.would_overflow(message):
+                result.rejected.append(q)
+                if q.overflow == "reject-publish-dlx" and q.dlx is not None:
+                    self.dead_letter(q, QueueEntry(message, 0), "maxlen")
+            else:
+                targets.append(q)
         if not targets:
             return result
         result.stored = self._enqueue(message, targets)
@@ -330,7 +341,10 @@ class VirtualHost:
             message.id = broker.next_message_id()
         stored = False
         if message.persistent and broker.store is not None:
-            durable = [q.store_key for q in targets if q.durable]
+            if len(targets) == 1:
+                durable = [targets[0].store_key] if targets[0].durable else None
+            else:
+                durable = [q.store_key for q in targets if q.durable]
             if durable:
                 broker.store_publish(message, durable)
                 stored = True
