@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -33,6 +34,27 @@ if TYPE_CHECKING:
 log = logging.getLogger("warren.amqp.channel")
 
 _USER_ID_FLAG = 0x0010
+
+# Basic.Deliver with a one-frame body, built here in four packs (bytes as content_frames and
+# deliver_payload make them): method frame head; its delivery tag and redelivered octet;
+# frame end + content header frame head + class, weight, body size; frame end + body frame head.
+_DELIVER_FRAME_HEAD = struct.Struct(">BHIHH")
+_DELIVER_TAG = struct.Struct(">QB")
+_DELIVER_HEADER = struct.Struct(">BBHIHHQ")
+_DELIVER_BODY = struct.Struct(">BBHI")
+#: (exchange, routing key) -> both as shortstrs: a stream of deliveries repeats a few pairs
+_ADDRESSES: dict[tuple[str, str], bytes] = {}
+
+
+def _address(exchange: str, routing_key: str) -> bytes:
+    key = (exchange, routing_key)
+    found = _ADDRESSES.get(key)
+    if found is None:
+        found = shortstr(exchange) + shortstr(routing_key)
+        if len(_ADDRESSES) >= 4096:
+            _ADDRESSES.clear()
+        _ADDRESSES[key] = found
+    return found
 
 
 class AmqpConsumer:
@@ -76,6 +98,22 @@ class AmqpConsumer:
             self.unacked += 1
         msg = entry.message
         conn = ch.conn
+        body = msg.body
+        size = len(body)
+        if 0 < size <= conn.frame_max - 8:
+            # one body frame (the usual case): same bytes as content_frames, fewer parts
+            number = ch.number
+            props = msg.raw_props
+            if props is None:
+                props = msg.encoded_props()
+            tag_ss = self.tag_ss
+            address = _address(msg.exchange, msg.routing_key)
+            conn.write_parts((
+                _DELIVER_FRAME_HEAD.pack(1, number, 13 + len(tag_ss) + len(address), 60, 60),
+                tag_ss, _DELIVER_TAG.pack(tag, 1 if entry.redelivered else 0), address,
+                _DELIVER_HEADER.pack(0xCE, 2, number, 12 + len(props), 60, 0, size), props,
+                _DELIVER_BODY.pack(0xCE, 3, number, size), body, b"\xce"))
+            return
         conn.write_parts(content_frames(
             ch.number, deliver_payload(self.tag_ss, tag, entry.redelivered, msg.exchange,
                                        msg.routing_key),

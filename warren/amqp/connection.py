@@ -127,7 +127,20 @@ class AmqpConnection(protocol.Protocol):
                 data = self._protocol_header(data)
                 if not data:
                     return
+            channels = self.channels
             for ftype, channel, payload in self.reader.feed(data):
+                if channel and 0 < ftype < 4 and self.state is State.OPEN:
+                    ch = channels.get(channel)
+                    if ch is not None:
+                        # the hot path (method, header or body for an open channel): what
+                        # _frame ends with, without its checks for the other cases
+                        try:
+                            ch.handle_frame(ftype, payload)
+                        except BrokerError as e:
+                            self._error(e, ch)
+                        if self.state is State.CLOSED:
+                            return
+                        continue
                 self._frame(ftype, channel, payload)
                 if self.state is State.CLOSED:
                     return
