@@ -20,18 +20,19 @@ from typing import Any
 from pamqp import commands
 from pamqp import decode as pamqp_decode
 from twisted.internet import protocol
-from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 
 from .. import __version__
-from ..endpoint import accept
 from ..broker.errors import (AccessRefused, BrokerError, ChannelError, CommandInvalid,
                              FrameError, InternalError, NotAllowed, UnexpectedFrame)
+from ..broker.jsonvalue import jsonable
+from ..endpoint import accept
 from .channel import Channel
 from .errors import close_for
-from .framing import (FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD,
-                      FRAME_MIN_SIZE, HEARTBEAT_FRAME,
-                      PROTOCOL_HEADER, FrameReader, decode_method, encode_method)
+from .framing import (FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE,
+                      HEARTBEAT_FRAME, PROTOCOL_HEADER, FrameReader, decode_method,
+                      encode_method)
 
 log = logging.getLogger("warren.amqp")
 
@@ -507,7 +508,7 @@ class AmqpConnection(protocol.Protocol):
             "frame_max": self.frame_max, "channel_max": self.channel_max,
             "timeout": self.heartbeat, "connected_at": int(self.connected_at * 1000),
             "recv_oct": self.recv_oct, "send_oct": self.send_oct,
-            "client_properties": _jsonable(props), "type": "network",
+            "client_properties": jsonable(props), "type": "network",
         }
 
     def channel_infos(self) -> list[dict[str, Any]]:
@@ -533,7 +534,7 @@ class AmqpConnection(protocol.Protocol):
                 out.append({
                     "consumer_tag": c.tag, "ack_required": not c.no_ack,
                     "exclusive": c.exclusive, "prefetch_count": c.prefetch,
-                    "arguments": _jsonable(c.arguments), "active": True,
+                    "arguments": jsonable(c.arguments), "active": True,
                     "queue": {"name": c.queue.name, "vhost": c.queue.vhost.name},
                     "channel_details": {"name": f"{self.name} ({ch.number})",
                                         "number": ch.number, "connection_name": self.name,
@@ -556,18 +557,6 @@ def _amqplain(raw: bytes) -> dict[str, Any]:
     """AMQPLAIN: a field table without its 4-byte length prefix."""
     _, table = pamqp_decode.field_table(struct.pack(">I", len(raw)) + raw)
     return table
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (bytes, bytearray)):
-        return v.decode("utf-8", "replace")
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    return str(v)
 
 
 class AmqpFactory(protocol.Factory):

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import PreconditionFailed
+from .jsonvalue import jsonable
 
 PRODUCT_VERSION = "3.13.0"  # the RabbitMQ version whose format we write
 WARREN_VERSION = "0.1.0"
@@ -36,12 +37,12 @@ def export_definitions(broker: Any, vhost: str | None = None) -> dict[str, Any]:
     for vh in vhosts:
         for q in sorted(vh.queues.values(), key=lambda q: q.name):
             if q.durable and q.exclusive_owner is None:
-                queues.append(_strip({**q.definition(), "arguments": _jsonable(q.arguments)},
+                queues.append(_strip({**q.definition(), "arguments": jsonable(q.arguments)},
                                      per_vhost))
         for ex in sorted(vh.exchanges.values(), key=lambda e: e.name):
             if ex.name and not ex.name.startswith("amq.") and ex.durable:
                 exchanges.append(_strip({**ex.definition(),
-                                         "arguments": _jsonable(ex.arguments)}, per_vhost))
+                                         "arguments": jsonable(ex.arguments)}, per_vhost))
         for ex in sorted(vh.exchanges.values(), key=lambda e: e.name):
             if not ex.name:
                 continue
@@ -54,7 +55,7 @@ def export_definitions(broker: Any, vhost: str | None = None) -> dict[str, Any]:
                 bindings.append(_strip({
                     "source": b.source, "vhost": vh.name, "destination": d.name,
                     "destination_type": d.kind, "routing_key": b.routing_key,
-                    "arguments": _jsonable(b.arguments)}, per_vhost))
+                    "arguments": jsonable(b.arguments)}, per_vhost))
         for p in sorted(broker.policies.get(vh.name, {}).values(), key=lambda p: p.name):
             policies.append(_strip(p.as_json(), per_vhost))
     out: dict[str, Any] = {
@@ -171,14 +172,3 @@ def _strip(d: dict[str, Any], per_vhost: bool) -> dict[str, Any]:
         d.pop("vhost", None)
     return d
 
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return bytes(v).decode("utf-8", "replace")
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    return str(v)

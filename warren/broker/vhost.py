@@ -16,6 +16,7 @@ from ..exchange.interface import Binding
 from ..store.interface import resource_key
 from .deadletter import dead_letter_copy, is_cycle
 from .errors import AccessRefused, NotFound, PreconditionFailed
+from .jsonvalue import jsonable
 from .message import Message, QueueEntry
 from .queue import Queue
 
@@ -371,12 +372,12 @@ class VirtualHost:
     def _binding_key(self, b: Binding) -> str:
         import json
         return json.dumps([self.name, b.source, b.destination.kind, b.destination.name,
-                           b.routing_key, _jsonable(b.arguments)], sort_keys=True)
+                           b.routing_key, jsonable(b.arguments)], sort_keys=True)
 
     def _binding_definition(self, b: Binding) -> dict[str, Any]:
         return {"vhost": self.name, "source": b.source, "destination": b.destination.name,
                 "destination_type": b.destination.kind, "routing_key": b.routing_key,
-                "arguments": _jsonable(b.arguments)}
+                "arguments": jsonable(b.arguments)}
 
 
 def _text(v: Any) -> Any:
@@ -394,14 +395,3 @@ def _describe(v: Any) -> str:
         return f"the value '{v}' of type 'signedint'"
     return f"the value '{v}'"
 
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    return str(v)

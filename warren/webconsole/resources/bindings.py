@@ -14,6 +14,7 @@ import json
 import urllib.parse
 from typing import Any
 
+from ...broker.jsonvalue import jsonable
 from ...exchange.interface import Binding
 from ..api import Call, Route, as_str, as_table, bad_request, not_found
 
@@ -32,7 +33,7 @@ def properties_key(b: Binding) -> str:
 def binding_info(vh: Any, b: Binding) -> dict[str, Any]:
     return {"source": b.source, "vhost": vh.name, "destination": b.destination.name,
             "destination_type": b.destination.kind, "routing_key": b.routing_key,
-            "arguments": _jsonable(b.arguments), "properties_key": properties_key(b)}
+            "arguments": jsonable(b.arguments), "properties_key": properties_key(b)}
 
 
 def list_bindings(call: Call) -> list[dict[str, Any]]:
@@ -103,18 +104,6 @@ def delete_one(call: Call) -> None:
 
 def _exchange_name(name: str) -> str:
     return "" if name == "amq.default" else name
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return bytes(v).decode("utf-8", "replace")
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    return str(v)
 
 
 ROUTES = [Route("GET", "/api/bindings", list_bindings),

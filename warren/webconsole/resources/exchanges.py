@@ -11,6 +11,7 @@ import base64
 import binascii
 from typing import Any
 
+from ...broker.jsonvalue import jsonable
 from ...broker.message import Message, Properties
 from ...exchange.registry import EXCHANGE_TYPES
 from ..api import Call, Route, as_bool, as_str, as_table, bad_request, not_found
@@ -28,7 +29,7 @@ def exchange_info(call: Call, vh: Any, ex: Any) -> dict[str, Any]:
     return {
         "name": ex.name, "vhost": vh.name, "type": ex.type_name, "durable": ex.durable,
         "auto_delete": ex.auto_delete, "internal": ex.internal,
-        "arguments": _jsonable(ex.arguments), "policy": None,
+        "arguments": jsonable(ex.arguments), "policy": None,
         "user_who_performed_action": "rmq-internal" if (not ex.name or
                                                        ex.name.startswith("amq.")) else "",
         "message_stats": {"publish_in": ex.published_in,
@@ -167,18 +168,6 @@ def source_bindings(call: Call) -> list[dict[str, Any]]:
 def destination_bindings(call: Call) -> list[dict[str, Any]]:
     vh, ex = _exchange(call)
     return [binding_info(vh, b) for b in ex.inbound]
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return bytes(v).decode("utf-8", "replace")
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    return str(v)
 
 
 ROUTES = [

@@ -11,9 +11,10 @@ import base64
 from typing import Any
 
 from ...broker.errors import NotFound
+from ...broker.jsonvalue import jsonable
 from ...broker.message import OVERHEAD, Properties
 from ...broker.move import move_messages
-from ..api import (Call, Route, as_bool, as_int, as_str, as_table, bad_request, not_found)
+from ..api import Call, Route, as_bool, as_int, as_str, as_table, bad_request, not_found
 from .bindings import binding_info
 
 ACKMODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
@@ -41,10 +42,10 @@ def queue_info(call: Call, vh: Any, q: Any) -> dict[str, Any]:
     exclusive_tag = next((c.tag for c in consumers if c.exclusive), None)
     return {
         "name": q.name, "vhost": vh.name, "durable": q.durable, "auto_delete": q.auto_delete,
-        "exclusive": owner is not None, "arguments": _jsonable(q.arguments),
+        "exclusive": owner is not None, "arguments": jsonable(q.arguments),
         "node": call.broker.node_name, "state": "running", "type": "classic",
         "policy": getattr(q, "policy_name", None),
-        "effective_policy_definition": _jsonable(q.policy or {}),
+        "effective_policy_definition": jsonable(q.policy or {}),
         "owner_pid_details": ({"name": getattr(owner, "name", ""),
                                "peer_host": getattr(owner, "peer", ("", 0))[0],
                                "peer_port": getattr(owner, "peer", ("", 0))[1]}
@@ -187,7 +188,7 @@ def properties_json(p: Properties) -> dict[str, Any]:
     for f in PROPERTY_FIELDS:
         v = getattr(p, f)
         if v is not None:
-            out[f] = _jsonable(v)
+            out[f] = jsonable(v)
     return out
 
 
@@ -216,20 +217,6 @@ def queue_bindings(call: Call) -> list[dict[str, Any]]:
     out = [binding_info(vh, Binding("", q, q.name))]
     out.extend(binding_info(vh, b) for b in q.bindings)
     return out
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return bytes(v).decode("utf-8", "replace")
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    if hasattr(v, "isoformat"):
-        return v.isoformat()
-    return str(v)
 
 
 ROUTES = [
