@@ -251,7 +251,11 @@ class Broker:
         """One queue is done with ``message``: store ack, and free memory at the last one."""
         message.refs -= 1
         if message.stored and queue.durable and self.store is not None:
-            self._note(self._acked, queue.store_key, message.id)
+            ids = self._acked.get(queue.store_key)
+            if ids is not None:   # this turn's flush is already scheduled
+                ids.append(message.id)
+            else:
+                self._note(self._acked, queue.store_key, message.id)
         if message.refs <= 0:
             if message.paged:  # its body was already taken off the accounts
                 self.memory_used -= OVERHEAD
@@ -347,7 +351,11 @@ class Broker:
         turn, not one record per message: the flag is lazy in the durability contract (a
         crash before it is written only loses redelivered=true, never a message).
         """
-        self._note(self._delivered, queue.store_key, msg_id)
+        ids = self._delivered.get(queue.store_key)
+        if ids is not None:   # this turn's flush is already scheduled
+            ids.append(msg_id)
+        else:
+            self._note(self._delivered, queue.store_key, msg_id)
 
     def _note(self, pending: dict[str, list[int]], key: str, msg_id: int) -> None:
         ids = pending.get(key)

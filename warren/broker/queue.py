@@ -323,18 +323,24 @@ class Queue:
     def _track_unacked(self, entry: QueueEntry) -> None:
         """Count it as unacked; a stored one is remembered as delivered (redelivered flag)."""
         self.unacked += 1
-        self.unacked_bytes += len(entry.message.body)
-        if entry.message.stored and self.durable:
-            self.vhost.broker.note_delivered(self, entry.message.id)
+        message = entry.message
+        self.unacked_bytes += len(message.body)
+        if message.stored and self.durable:
+            self.vhost.broker.note_delivered(self, message.id)
 
     # ---------------------------------------------------------------- settlement
     def ack(self, entries: list[QueueEntry]) -> None:
         self.unacked -= len(entries)
+        broker = self.vhost.broker
+        release = broker.release
+        acked_bytes = 0
         for e in entries:
-            self.unacked_bytes -= len(e.message.body)
-            self._settle(e)
+            message = e.message
+            acked_bytes += len(message.body)
+            release(self, message)   # what _settle does
+        self.unacked_bytes -= acked_bytes
         self.stats["ack"] += len(entries)
-        self.vhost.broker.after_settle(self)
+        broker.after_settle(self)
 
     def requeue(self, entries: list[QueueEntry]) -> None:
         """Back to their old positions, flagged redelivered (nack/reject requeue, channel close)."""
