@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Protocol
 from twisted.internet.defer import Deferred, succeed
 
 from ..store.interface import KEY_SEP, MessageStore, StoreUnavailable, resource_key
-from .errors import AccessRefused, NotAllowed, NotFound, PreconditionFailed
+from .errors import AccessRefused, NotAllowed, NotFound
 from .message import OVERHEAD, Message, PropertiesCodec
 from .paging import DEFAULT_BUDGET, Pager
 from .policies import Policy, effective
@@ -169,10 +169,10 @@ class Broker:
         """Check a login; raises AccessRefused with RabbitMQ's wording."""
         user = self.users.get(username)
         if user is None or not user.check(password):
-            raise AccessRefused(f"Login was refused using authentication mechanism PLAIN. "
+            raise AccessRefused("Login was refused using authentication mechanism PLAIN. "
                                 "For details see the broker logfile.")
         if username in self.loopback_users and not loopback:
-            raise AccessRefused(f"Login was refused using authentication mechanism PLAIN. "
+            raise AccessRefused("Login was refused using authentication mechanism PLAIN. "
                                 "For details see the broker logfile.")
         return user
 
