@@ -46,25 +46,37 @@ class FrameReader:
         self.frame_max = frame_max
 
     def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        # Most reads start on a frame boundary with nothing buffered: parse ``data`` itself
+        # then, so each payload is one slice of it, and buffer only the unfinished tail.
         buf = self._buf
-        buf += data
-        n = len(buf)
+        if buf:
+            buf += data
+            src = buf
+        else:
+            src = data
+        n = len(src)
         off = 0
         out = []
+        append = out.append
         unpack = _HDR.unpack_from
         limit = self.frame_max - 8
+        sliced_bytes = src is data and type(data) is bytes
         while n - off >= 7:
-            ftype, channel, size = unpack(buf, off)
+            ftype, channel, size = unpack(src, off)
             if size > limit:
                 raise FrameError(f"frame size {size + 8} exceeds frame_max {self.frame_max}")
             end = off + 7 + size
             if end >= n:
                 break
-            if buf[end] != FRAME_END:
-                raise FrameError(f"frame end byte 0x{buf[end]:02x} is not 0xce")
-            out.append((ftype, channel, bytes(buf[off + 7:end])))
+            if src[end] != FRAME_END:
+                raise FrameError(f"frame end byte 0x{src[end]:02x} is not 0xce")
+            payload = src[off + 7:end]
+            append((ftype, channel, payload if sliced_bytes else bytes(payload)))
             off = end + 1
-        if off:
+        if src is data:
+            if off < n:
+                buf += data[off:]
+        elif off:
             del buf[:off]
         return out
 
