@@ -28,6 +28,7 @@ from ..broker.errors import (AccessRefused, BrokerError, ChannelError, CommandIn
                              FrameError, InternalError, NotAllowed, UnexpectedFrame)
 from ..broker.jsonvalue import jsonable
 from ..endpoint import accept
+from ..output import BatchedOutput
 from .channel import Channel
 from .errors import close_for
 from .framing import (FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE,
@@ -68,7 +69,7 @@ SERVER_CAPABILITIES = {
 
 
 @implementer(IPushProducer)
-class AmqpConnection(protocol.Protocol):
+class AmqpConnection(BatchedOutput, protocol.Protocol):
     def __init__(self, broker: Any, config: Any, clock: Any) -> None:
         self.broker = broker
         self.config = config
@@ -91,16 +92,13 @@ class AmqpConnection(protocol.Protocol):
         self.write_paused = False
         self.stats_publish = 0
         self.connected_at = clock.seconds()
-        self._out: list[bytes] = []
-        self._flush_call = None
+        self.init_output(clock)
         self._after_read: list[Channel] = []
         self._last_recv = self.connected_at
-        self._sent_since_tick = False
         self._hb_call = None
         self._handshake_call = None
         self._close_call = None
         self.recv_oct = 0
-        self.send_oct = 0
 
     # ------------------------------------------------------------------ transport events
     def connectionMade(self) -> None:
@@ -192,29 +190,8 @@ class AmqpConnection(protocol.Protocol):
         self.write_paused = True
 
     # ------------------------------------------------------------------ output
-    def write(self, data: bytes) -> None:
-        self._out.append(data)
-        self._schedule_flush()
-
-    def write_parts(self, parts: list[bytes]) -> None:
-        self._out.extend(parts)
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        if self._flush_call is None and self.state is not State.CLOSED:
-            self._flush_call = self.clock.callLater(0, self.flush)
-
-    def flush(self) -> None:
-        if self._flush_call is not None:
-            if self._flush_call.active():
-                self._flush_call.cancel()
-            self._flush_call = None
-        if self._out and self.state is not State.CLOSED:
-            data = b"".join(self._out)
-            self._out = []
-            self.send_oct += len(data)
-            self._sent_since_tick = True
-            self.transport.write(data)
+    def output_closed(self) -> bool:
+        return self.state is State.CLOSED
 
     def want_after_read(self, channel: Channel) -> None:
         if not self._after_read or self._after_read[-1] is not channel:

@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from warren.broker.errors import BrokerError
 from warren.endpoint import accept
+from warren.output import BatchedOutput
 from warren.mqtt.codec import MqttError, MqttParser, Publish
 from warren.mqtt.session import MqttSession, SessionRegistry, State
 
@@ -29,7 +30,7 @@ log = logging.getLogger("warren.mqtt")
 
 
 @implementer(IPushProducer)
-class MqttConnection(protocol.Protocol):
+class MqttConnection(BatchedOutput, protocol.Protocol):
     def __init__(self, registry: SessionRegistry, config: Any, clock: Any) -> None:
         self.registry = registry
         self.broker = registry.broker
@@ -41,9 +42,7 @@ class MqttConnection(protocol.Protocol):
         self.blocked = False
         self.closed = False
         self.recv_oct = 0
-        self.send_oct = 0
-        self._out: list[bytes] = []
-        self._flush_call = None
+        self.init_output(clock)
         self._connect_call = None
         self.peer = ("?", 0)
         self.local = ("?", 0)
@@ -136,27 +135,8 @@ class MqttConnection(protocol.Protocol):
         self.write_paused = True
 
     # ------------------------------------------------------------------ output
-    def write(self, data: bytes) -> None:
-        self._out.append(data)
-        if self._flush_call is None:
-            self._flush_call = self.clock.callLater(0, self.flush)
-
-    def write_parts(self, parts: list[bytes]) -> None:
-        self._out.extend(parts)
-        if self._flush_call is None:
-            self._flush_call = self.clock.callLater(0, self.flush)
-
-    def flush(self) -> None:
-        call = self._flush_call
-        if call is not None:
-            if call.active():
-                call.cancel()
-            self._flush_call = None
-        if self._out and not self.closed:
-            data = b"".join(self._out)
-            self._out = []
-            self.send_oct += len(data)
-            self.transport.write(data)
+    def output_closed(self) -> bool:
+        return self.closed
 
     def close(self) -> None:
         """Write what is pending, then close the socket (the session already detached)."""

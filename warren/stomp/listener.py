@@ -25,6 +25,7 @@ from zope.interface import implementer
 
 from ..broker.scheduler import ScheduledDelivery
 from ..endpoint import accept
+from ..output import BatchedOutput
 from .codec import HEARTBEAT, Frame, StompError, StompParser, encode
 from .errors import error_frame
 from .session import State, StompSession
@@ -39,7 +40,7 @@ HEARTBEAT_GRACE = 2.0
 
 
 @implementer(IPushProducer)
-class StompConnection(protocol.Protocol):
+class StompConnection(BatchedOutput, protocol.Protocol):
     """One STOMP client connection (the session's :class:`~warren.stomp.session.Link`)."""
 
     def __init__(self, factory: "StompFactory") -> None:
@@ -53,17 +54,13 @@ class StompConnection(protocol.Protocol):
         self.session: StompSession | None = None
         self.write_paused = False
         self.closing = False
-        self._out: list[bytes] = []
-        self._flush_call = None
-        self._in_read = False
+        self.init_output(self.clock)
         self._connect_call = None
         self._send_hb: LoopingCall | None = None
         self._check_hb: LoopingCall | None = None
         self._last_recv = self.clock.seconds()
-        self._sent_since_tick = False
         self.connected_at = self.clock.seconds()
         self.recv_oct = 0
-        self.send_oct = 0
         self.peer = ("?", 0)
         self.local = ("?", 0)
         self.name = "?"
@@ -157,22 +154,8 @@ class StompConnection(protocol.Protocol):
         self.write_paused = True
 
     # ------------------------------------------------------------------ Link for the session
-    def write(self, data: bytes) -> None:
-        self._out.append(data)
-        if self._flush_call is None and not self._in_read and not self.closing:
-            self._flush_call = self.clock.callLater(0, self.flush)
-
-    def flush(self) -> None:
-        if self._flush_call is not None:
-            if self._flush_call.active():
-                self._flush_call.cancel()
-            self._flush_call = None
-        if self._out and not self.closing:
-            data = b"".join(self._out)
-            self._out = []
-            self.send_oct += len(data)
-            self._sent_since_tick = True
-            self.transport.write(data)
+    def output_closed(self) -> bool:
+        return self.closing
 
     def close(self) -> None:
         """Write what is pending, then close (the transport sends its buffer first)."""
