@@ -7,6 +7,10 @@ show it matters more than anything else). Frames are collected in ``_out`` and f
 end of the read by the listener, or at the end of the reactor turn (``callLater(0)``) when
 another connection caused them. A listener that flushes at the end of each read anyway sets
 ``_in_read`` while it reads so that no extra timer is armed.
+
+The same object is the transport's IPushProducer: when the peer's socket backs up, Twisted
+pauses it, ``write_paused`` makes its consumers report no credit, and on resume the listener's
+``output_resumed`` wakes them again, so nothing buffers without bound.
 """
 
 from __future__ import annotations
@@ -26,10 +30,28 @@ class BatchedOutput:
         self._in_read = False                # the listener flushes when its read ends
         self._sent_since_tick = False        # for heartbeats: something went out lately
         self.send_oct = 0                    # bytes written, for the management API
+        self.write_paused = False            # the transport's write buffer is full
 
     def output_closed(self) -> bool:
         """True once nothing may be written any more (the listener says when)."""
         return False
+
+    def output_resumed(self) -> None:
+        """The socket drained: let the consumers of this connection deliver again."""
+
+    # IPushProducer
+    def pauseProducing(self) -> None:
+        self.write_paused = True
+
+    def stopProducing(self) -> None:
+        self.write_paused = True
+
+    def resumeProducing(self) -> None:
+        if self.write_paused:
+            self.write_paused = False
+            if not self.output_closed():
+                self.output_resumed()
+                self.flush()
 
     def write(self, data: bytes) -> None:
         self._out.append(data)

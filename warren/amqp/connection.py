@@ -89,7 +89,6 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         self.exclusive_queues: set = set()
         self.published = False
         self.blocked = False
-        self.write_paused = False
         self.stats_publish = 0
         self.connected_at = clock.seconds()
         self.init_output(clock)
@@ -175,19 +174,9 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         self.exclusive_queues.clear()
         self.broker.emit("connection.closed", name=getattr(self, "name", "?"))
 
-    # IPushProducer: the transport tells us when its write buffer is full
-    def pauseProducing(self) -> None:
-        self.write_paused = True
-
-    def resumeProducing(self) -> None:
-        if self.write_paused:
-            self.write_paused = False
-            for ch in list(self.channels.values()):
-                ch._kick()
-            self.flush()
-
-    def stopProducing(self) -> None:
-        self.write_paused = True
+    def output_resumed(self) -> None:
+        for ch in list(self.channels.values()):
+            ch._kick()
 
     # ------------------------------------------------------------------ output
     def output_closed(self) -> bool:

@@ -38,7 +38,6 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
         self.clock = clock
         self.parser = MqttParser(max_packet_size=config.mqtt_max_packet_size)
         self.session = MqttSession(self, registry)
-        self.write_paused = False
         self.blocked = False
         self.closed = False
         self.recv_oct = 0
@@ -121,20 +120,10 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
             log.info("MQTT connection %s: no CONNECT in time", self.name)
             self.close()
 
-    # ------------------------------------------------------------------ IPushProducer
-    def pauseProducing(self) -> None:
-        self.write_paused = True
+    # ------------------------------------------------------------------ output (BatchedOutput)
+    def output_resumed(self) -> None:
+        self.session._kick()
 
-    def resumeProducing(self) -> None:
-        if self.write_paused:
-            self.write_paused = False
-            self.session._kick()
-            self.flush()
-
-    def stopProducing(self) -> None:
-        self.write_paused = True
-
-    # ------------------------------------------------------------------ output
     def output_closed(self) -> bool:
         return self.closed
 

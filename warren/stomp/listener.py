@@ -52,7 +52,6 @@ class StompConnection(BatchedOutput, protocol.Protocol):
             max_frame_size=min(PRE_AUTH_MAX_FRAME_SIZE, self.config.stomp_max_frame_size),
             max_headers=self.config.stomp_max_headers)
         self.session: StompSession | None = None
-        self.write_paused = False
         self.closing = False
         self.init_output(self.clock)
         self._connect_call = None
@@ -139,19 +138,10 @@ class StompConnection(BatchedOutput, protocol.Protocol):
             self.session.closed()
         self.broker.emit("connection.closed", name=self.name)
 
-    # IPushProducer: the transport's write buffer is full / has room again
-    def pauseProducing(self) -> None:
-        self.write_paused = True
-
-    def resumeProducing(self) -> None:
-        if self.write_paused:
-            self.write_paused = False
-            if self.session is not None and not self.closing:
-                self.session.kick()
-                self.flush()
-
-    def stopProducing(self) -> None:
-        self.write_paused = True
+    # BatchedOutput hooks (the write buffer drained / is this connection done)
+    def output_resumed(self) -> None:
+        if self.session is not None:
+            self.session.kick()
 
     # ------------------------------------------------------------------ Link for the session
     def output_closed(self) -> bool:
