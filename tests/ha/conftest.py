@@ -234,6 +234,30 @@ class FailoverPublisher(threading.Thread):
             time.sleep(0.01)
 
 
+def kill_master_cycles(pair: "Pair", publisher: "FailoverPublisher", cycles: int,
+                       ready_timeout: float) -> BrokerProcess:
+    """Kill the master ``cycles`` times while ``publisher`` publishes through the pair.
+
+    ``pair.brokers`` is (master, slave); each killed master is started again and must come
+    back as the slave. Returns the master at the end, once the publisher has stopped.
+    """
+    master, slave = pair.brokers
+    publisher.start()
+    try:
+        for _cycle in range(cycles):
+            publisher.wait_confirmed(len(publisher.confirmed) + 20)
+            master.kill()
+            slave.wait_ready(ready_timeout)
+            master.start(wait=False)                       # comes back as the slave
+            master.wait_for_line("waiting for the lock held by")
+            master, slave = slave, master
+        publisher.wait_confirmed(len(publisher.confirmed) + 20)
+    finally:
+        publisher.stopping.set()
+        publisher.join(30)
+    return master
+
+
 def check_no_loss(publisher: FailoverPublisher, got: list[bytes]) -> None:
     """Every confirmed body is there; a body is there twice only if its publish was retried."""
     from collections import Counter

@@ -22,6 +22,7 @@ from tests.ha.conftest import (
     check_no_loss,
     connect,
     drain,
+    kill_master_cycles,
     publish_confirmed,
     refuses_amqp,
 )
@@ -161,23 +162,10 @@ def test_brokers_started_at_the_same_moment_make_one_master(request, lease):
 
 
 def test_failover_cycles_with_a_confirmed_publisher_lose_nothing(db_pair, unique):
-    a, b = start_pair(db_pair)
+    start_pair(db_pair)
     queue = unique + "q"
     publisher = FailoverPublisher(db_pair, queue)
-    publisher.start()
-    master, slave = a, b
-    try:
-        for _cycle in range(3):
-            publisher.wait_confirmed(len(publisher.confirmed) + 20)
-            master.kill()
-            slave.wait_ready(TTL + 10)
-            master.start(wait=False)
-            master.wait_for_line("waiting for the lock held by")
-            master, slave = slave, master
-        publisher.wait_confirmed(len(publisher.confirmed) + 20)
-    finally:
-        publisher.stopping.set()
-        publisher.join(30)
+    master = kill_master_cycles(db_pair, publisher, 3, TTL + 10)
     assert publisher.error is None, publisher.error
     check_no_loss(publisher, [body for body, _ in drain(master, queue)])
 

@@ -11,6 +11,7 @@ from tests.ha.conftest import (
     check_no_loss,
     connect,
     drain,
+    kill_master_cycles,
     publish_confirmed,
     refuses_amqp,
 )
@@ -91,20 +92,7 @@ def test_failover_cycles_with_a_confirmed_publisher_lose_nothing(file_pair, uniq
     b.wait_for_line("waiting for the lock held by")
     queue = unique + "q"
     publisher = FailoverPublisher(file_pair, queue)
-    publisher.start()
-    master, slave = a, b
-    try:
-        for _cycle in range(10):
-            publisher.wait_confirmed(len(publisher.confirmed) + 20)
-            master.kill()
-            slave.wait_ready(15)
-            master.start(wait=False)                       # comes back as the slave
-            master.wait_for_line("waiting for the lock held by")
-            master, slave = slave, master
-        publisher.wait_confirmed(len(publisher.confirmed) + 20)
-    finally:
-        publisher.stopping.set()
-        publisher.join(30)
+    master = kill_master_cycles(file_pair, publisher, 10, 15)
     assert publisher.error is None, publisher.error
     assert publisher.reconnects >= 10
     got = [body for body, _ in drain(master, queue)]
