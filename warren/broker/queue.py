@@ -202,18 +202,13 @@ class Queue:
                 return
             ready = self.ready
             consumers = self.consumers
-            now = None
             while ready:
                 consumer = consumers.next_with_credit()
                 if consumer is None:
                     break
                 entry = ready.popleft()
-                if entry.expires_at is not None and entry is not self._arriving:
-                    if now is None:
-                        now = self.clock.seconds()
-                    if entry.expires_at <= now:
-                        self._dead_letter(entry, "expired")
-                        continue
+                if entry.expires_at is not None and self._expired(entry):
+                    continue
                 if entry.message.paged and not self._page_in(entry):
                     break
                 self._hand_over(consumer, entry)
@@ -237,16 +232,11 @@ class Queue:
         if not ready or not consumers.any_credit():
             return
         skipped: list[QueueEntry] = []
-        now = None
         try:
             while ready and len(skipped) < self.SELECTIVE_WINDOW:
                 entry = ready.popleft()
-                if entry.expires_at is not None and entry is not self._arriving:
-                    if now is None:
-                        now = self.clock.seconds()
-                    if entry.expires_at <= now:
-                        self._dead_letter(entry, "expired")
-                        continue
+                if entry.expires_at is not None and self._expired(entry):
+                    continue
                 consumer, any_credit = consumers.next_accepting(self, entry)
                 if consumer is None:
                     skipped.append(entry)
@@ -276,14 +266,10 @@ class Queue:
     def get(self, no_ack: bool) -> QueueEntry | None:
         """basic.get: the next live entry, or None when empty."""
         self._touch()
-        now = None
         while self.ready:
             entry = self.ready.popleft()
-            if entry.expires_at is not None:
-                now = now if now is not None else self.clock.seconds()
-                if entry.expires_at <= now:
-                    self._dead_letter(entry, "expired")
-                    continue
+            if entry.expires_at is not None and self._expired(entry):
+                continue
             if entry.message.paged and not self._page_in(entry):
                 return None
             entry.delivery_count += 1
@@ -294,6 +280,15 @@ class Queue:
                 self._track_unacked(entry)
             return entry
         return None
+
+    def _expired(self, entry: QueueEntry) -> bool:
+        """A popped entry past its TTL is dead-lettered (True). The TTL-0 message being
+        enqueued right now (``_arriving``) is still deliverable to a consumer that can take it.
+        """
+        if entry is self._arriving or entry.expires_at > self.clock.seconds():
+            return False
+        self._dead_letter(entry, "expired")
+        return True
 
     def _page_in(self, entry: QueueEntry) -> bool:
         """Bring a paged-out body back (``paging.py``) before it leaves the queue.
