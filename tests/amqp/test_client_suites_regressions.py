@@ -61,10 +61,3 @@ def test_pika_consumer_still_told_of_delete_by_own_channel(conn, unique):
     ch.start_consuming()
     assert [f.method.consumer_tag for f in cancelled] == [tag]
 
-
-@pytest.fixture
-def conn(broker):
-    c = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-    yield c
-    if c.is_open:
-        c.close()
