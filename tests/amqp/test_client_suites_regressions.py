@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import amqp
 import kombu
-import pika
 import pytest
 
 
