@@ -69,6 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .server import BrokerService
 
     log = logging.getLogger("warren")
+    held = None  # the standalone broker's store lock, released after the broker stopped
     if cfg.ha != "none":
         # HA: the runner takes the lock first and starts a BrokerService only as master; it
         # logs the "started" line itself on each takeover.
@@ -79,6 +80,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.error("warren cannot start: %s", error)
             return 1
     else:
+        from .ha.exclusive import StoreInUse, exclusive_locker, take_exclusive
+        try:
+            held = exclusive_locker(cfg)
+            if held is not None:
+                take_exclusive(held, cfg)
+        except (StoreInUse, ValueError) as error:
+            log.error("warren cannot start: %s", error)
+            if held is not None:
+                held.close()
+            return 1
         svc = BrokerService(cfg, reactor)
 
     def start() -> None:
@@ -108,6 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     reactor.callWhenRunning(start)
     reactor.run(installSignalHandlers=False)
+    if held is not None:
+        held.close()
     log.info("warren stopped")
     return 1 if start.failed else 0
 

@@ -46,8 +46,9 @@ def _flock(lock_type: int) -> bytes:
 class SharedFileLocker(Locker):
     """Master lock = exclusive lock on ``<directory>/lock``."""
 
-    def __init__(self, directory: str, owner: str | None = None) -> None:
-        self.path = os.path.join(os.path.abspath(directory), LOCK_FILE)
+    def __init__(self, directory: str, owner: str | None = None, *,
+                 filename: str = LOCK_FILE) -> None:
+        self.path = os.path.join(os.path.abspath(directory), filename)
         self.owner = owner or new_owner_id()
         self.description = f"file lock on {self.path}"
         self._fd: int | None = None      # open (and locked) while we hold the lock

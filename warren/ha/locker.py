@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import os
 import socket
+import time
 import uuid
 
 
@@ -28,12 +29,33 @@ class LockUnavailable(Exception):
 def new_owner_id(node_name: str = "") -> str:
     """A lock owner id unique to this process *and* this attempt.
 
-    The host and pid say who it is in "waiting for the lock held by ..." lines; the random
+    The host, pid and start time say who it is in "waiting for the lock held by ..." lines and
+    in the refusal of a second broker on a store in use (:func:`describe_owner`); the random
     suffix makes a restarted process (same pid in a fresh container) a different owner, so it
     can never mistake its predecessor's lease for its own.
     """
     who = node_name or "warren"
-    return f"{who}/{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+    started = time.strftime(_STARTED_FORMAT, time.gmtime())
+    return f"{who}/{socket.gethostname()}/{os.getpid()}/{started}/{uuid.uuid4().hex[:8]}"
+
+
+_STARTED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def describe_owner(owner: str) -> str:
+    """An owner id as an operator reads it: "pid 812 on host db1, started 2026-12-04 ...".
+
+    Ids written by an older broker (no start time) or by hand are shown as they are.
+    """
+    parts = owner.rsplit("/", 4)
+    if len(parts) == 5 and parts[2].isdigit():
+        node, host, pid, started, _suffix = parts
+        try:
+            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.strptime(started, _STARTED_FORMAT))
+        except ValueError:
+            return owner
+        return f"pid {pid} on host {host}, started {when}, node {node}"
+    return owner
 
 
 class Locker(abc.ABC):
