@@ -1,46 +1,21 @@
 """The runtime-parameter registry on a real Broker (fake clock, real journal store).
 
-A tiny component records what it is told, as a shovel or federation component would be:
+A tiny test component (``tests/parameter_component.py``) stands in for a shovel or federation:
 validation refuses before anything is stored, notify/notify_clear follow set/clear, values
 survive a restart and are handed to their component whichever registered first.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from twisted.internet.task import Clock
 
+from tests.parameter_component import Recorder
 from warren.amqp.properties import CODEC
 from warren.broker.broker import Broker
 from warren.broker.definitions import export_definitions, import_definitions
 from warren.broker.errors import NotFound, PreconditionFailed
 from warren.store.journal.store import JournalStore
-
-
-class Recorder:
-    """A component that accepts JSON objects with an integer "n" and records its calls."""
-
-    def __init__(self, name: str = "test") -> None:
-        self.name = name
-        self.calls: list[tuple] = []
-        self.users: list[Any] = []
-
-    def validate(self, vhost: str, name: str, value: Any, user: Any) -> list[str]:
-        self.users.append(user)
-        if not isinstance(value, dict):
-            return ["value must be a JSON object"]
-        errors = [f"unknown key: {k}" for k in value if k != "n"]
-        if not isinstance(value.get("n"), int):
-            errors.append("n must be an integer")
-        return errors
-
-    def notify(self, vhost: str, name: str, value: Any) -> None:
-        self.calls.append(("set", vhost, name, value))
-
-    def notify_clear(self, vhost: str, name: str) -> None:
-        self.calls.append(("clear", vhost, name))
 
 
 def make_broker(store: JournalStore | None = None) -> Broker:

@@ -21,8 +21,9 @@ Runtime parameters (``parameters``, RabbitMQ's ``[{"value", "vhost", "component"
 are checked against their components before anything changes too: a parameter of a component
 that is not registered (a RabbitMQ file with shovels, before warren has them) fails the import
 as RabbitMQ fails it (``Validation failed``, ``component shovel not found``, then
-``(vhost/shovel/name)``; a 400 over HTTP), but here with nothing half imported. They are applied last, after queues
-and bindings, so a component told of one (a shovel) finds the objects it names.
+``(vhost/shovel/name)``; a 400 over HTTP), but here with nothing half imported. They are
+applied last, after queues and bindings, so a component told of one (a shovel) finds the
+objects it names.
 ``global_parameters`` are read-only here (``cluster_name``) and ignored on import.
 """
 
