@@ -1,4 +1,4 @@
-"""/api/parameters and /api/global-parameters.
+"""/api/parameters, /api/global-parameters and ``warren ctl`` parameter commands.
 
 The broker here is ``warren run`` with the test-only component ``test`` registered
 (``tests/webconsole/param_broker.py``), the way RabbitMQ's HTTP suite registers its test
@@ -14,6 +14,7 @@ import requests
 
 from tests.broker_process import BrokerProcess
 from tests.webconsole.conftest import ApiClient
+from tests.webconsole.test_ctl import ctl, rows
 
 
 class ParamBroker(BrokerProcess):
@@ -199,6 +200,35 @@ def test_definitions_export_and_import(api, broker, unique):
     api.delete(path(unique))
     api.delete(path(unique + "-pv"))
     no_traceback(broker)
+
+
+def test_ctl_set_list_clear(broker, unique):
+    out = ctl(broker, "set_parameter", "test", unique, '{"n": 6}').stdout
+    assert out == (f'Setting runtime parameter "{unique}" for component "test" to '
+                   f'"{{"n": 6}}" in vhost "/" ...\n')
+    assert ["test", unique, '{"n": 6}'] in rows(ctl(broker, "list_parameters").stdout)
+    assert ctl(broker, "list_parameters").stdout.startswith("component\tname\tvalue\n")
+    ctl(broker, "add_vhost", unique)
+    ctl(broker, "set_parameter", "-V", unique, "test", "in-v", '{"n": 7}')
+    assert rows(ctl(broker, "-V", unique, "list_parameters").stdout) == [
+        ["test", "in-v", '{"n": 7}']]
+    ctl(broker, "clear_parameter", "-V", unique, "test", "in-v")
+    assert rows(ctl(broker, "list_parameters", "-V", unique).stdout) == []
+
+    bad = ctl(broker, "set_parameter", "test", unique, "{not json", check=False)
+    assert bad.returncode == 2 and "JSON decoding error" in bad.stderr
+    bad = ctl(broker, "set_parameter", "shovel", unique, "{}", check=False)
+    assert bad.returncode == 2
+    assert "400: Validation failed\n\ncomponent shovel not found" in bad.stderr
+    bad = ctl(broker, "set_parameter", "test", unique, '{"n": true}', check=False)
+    assert bad.returncode == 2 and "n must be an integer" in bad.stderr
+    out = ctl(broker, "clear_parameter", "test", unique).stdout
+    assert out == (f'Clearing runtime parameter "{unique}" for component "test" on vhost '
+                   f'"/" ...\n')
+    bad = ctl(broker, "clear_parameter", "test", unique, check=False)
+    assert bad.returncode == 2 and "404" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    ctl(broker, "delete_vhost", unique)
 
 
 def test_parameters_survive_restart_and_reach_the_component(api, broker, unique):
