@@ -37,6 +37,13 @@ def test_set_notify_lookup_clear():
     assert rp.set("/", "test", "a", {"n": 1}) is False      # same value: nothing to tell
     assert rp.set("/", "test", "a", {"n": 2}) is False      # changed, not new
     assert comp.calls == [("set", "/", "a", {"n": 1}), ("set", "/", "a", {"n": 2})]
+    other = Recorder("loose")        # accepts anything: shows 1 and true are different values
+    other.validate = lambda *args: []
+    rp.register(other)
+    assert rp.set("/", "loose", "b", {"x": 1}) is True
+    assert rp.set("/", "loose", "b", {"x": True}) is False
+    assert rp.set("/", "loose", "b", {"x": True}) is False
+    assert [c[3] for c in other.calls] == [{"x": 1}, {"x": True}]
     assert rp.lookup("/", "test", "a").as_json() == {
         "value": {"n": 2}, "vhost": "/", "component": "test", "name": "a"}
     assert rp.value("/", "test", "a") == {"n": 2}

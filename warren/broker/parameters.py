@@ -29,6 +29,7 @@ delayed and scheduled messages.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -137,7 +138,7 @@ class RuntimeParameters:
         self.check(vhost, component, name, value, user)
         key = (vhost, component, name)
         old = self._values.get(key)
-        if old is not None and old.value == value:
+        if old is not None and _same(old.value, value):
             return False
         p = Parameter(vhost, component, name, copy.deepcopy(value))
         self._values[key] = p
@@ -203,3 +204,8 @@ class RuntimeParameters:
         except Exception:
             log.exception("runtime parameter component '%s' failed on %r in vhost '%s'",
                           p.component, p.name, p.vhost)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON documents: ``1``, ``1.0`` and ``true`` differ (Python's ``==`` says not)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
