@@ -242,3 +242,13 @@ def test_parameters_survive_restart_and_reach_the_component(api, broker, unique)
                                             "component": "test", "name": unique}
     assert api.get(path(unique + "-gone")).status_code == 404
     no_traceback(broker)
+
+    # an answered PUT or DELETE is durable: kill -9 right after it loses neither
+    assert api.put(path(unique + "-k"), {"value": {"n": 10}}).status_code == 201
+    assert api.delete(path(unique)).status_code == 204
+    broker.kill()
+    broker.start()
+    broker.wait_for_line(f"component test: set vhost=/ name={unique}-k value={{'n': 10}}")
+    assert api.get(path(unique + "-k")).json()["value"] == {"n": 10}
+    assert api.get(path(unique)).status_code == 404
+    no_traceback(broker)

@@ -15,6 +15,9 @@ The core is ``warren.broker.parameters``; this module only maps HTTP onto it, fo
   reasons, and a reason may quote the request);
 - DELETE answers 204, or 404 when there is nothing to clear.
 
+A PUT or DELETE is answered once the change is durable in the store (a broker killed right
+after the answer still has it), as a definitions import is.
+
 Global parameters (administrator only) are read-only: ``cluster_name`` is the one warren has.
 """
 
@@ -58,7 +61,7 @@ def get_parameter(call: Call) -> dict[str, Any]:
     return p.as_json()
 
 
-def put_parameter(call: Call) -> None:
+def put_parameter(call: Call) -> Any:
     """Set a runtime parameter: 201 created, 204 updated, 400 when its component refuses it."""
     vhost = _writable_vhost(call)
     body = call.obj()
@@ -71,9 +74,10 @@ def put_parameter(call: Call) -> None:
     except PreconditionFailed as e:
         raise bad_request(escape_html_tags(e.text)) from None
     call.status = 201 if created else 204
+    return call.broker.sync().addCallback(lambda _: None)
 
 
-def delete_parameter(call: Call) -> None:
+def delete_parameter(call: Call) -> Any:
     """Clear a runtime parameter: 204, or 404 when it does not exist."""
     vhost = _writable_vhost(call)
     component, name = call.params["component"], call.params["name"]
@@ -81,6 +85,7 @@ def delete_parameter(call: Call) -> None:
         raise not_found()
     call.broker.runtime_parameters.clear(vhost, component, name)
     call.status = 204
+    return call.broker.sync().addCallback(lambda _: None)
 
 
 def _writable_vhost(call: Call) -> str:
