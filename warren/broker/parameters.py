@@ -47,13 +47,15 @@ class ParameterComponent(Protocol):
     """What a component registers (RabbitMQ's ``rabbit_runtime_parameter`` behaviour).
 
     ``name`` is the component name in paths and documents (``shovel``,
-    ``federation-upstream``). ``validate`` gets the acting user (``None`` for definitions
-    imports and internal calls, as RabbitMQ passes ``none``) because a component may refuse a
-    value the user may not act on (a shovel into a vhost the user has no access to); it returns
-    error texts, empty when the value is good, and must not change anything. ``notify`` is
-    called after a new or changed value is stored (and for every recovered value);
-    ``notify_clear`` after one is removed. A component's failure in ``notify`` is logged and
-    does not undo the stored value.
+    ``federation-upstream``). ``value`` is the decoded JSON as sent (any JSON type; an object
+    is a dict). ``validate`` gets the acting user (a ``warren.broker.users.User``; ``None`` for
+    definitions imports and internal calls, as RabbitMQ passes ``none``) because a component
+    may refuse a value the user may not act on (a shovel into a vhost the user has no access
+    to); it returns error texts, empty when the value is good, and must not change anything
+    (an import validates every item first and again as it sets it). ``notify`` is called
+    after a new or changed value is stored (and for every recovered value) with a copy the
+    component may keep; ``notify_clear`` after one is removed. A component's failure in
+    ``notify`` is logged and does not undo the stored value.
     """
 
     name: str
