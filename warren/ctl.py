@@ -151,6 +151,33 @@ def ctl_list_policies(api: Api, a: argparse.Namespace) -> None:
            ["vhost", "name", "pattern", "apply-to", "definition", "priority"])
 
 
+def ctl_set_parameter(api: Api, a: argparse.Namespace) -> None:
+    """rabbitmqctl's ``set_parameter [-p vhost] component name value``, value in JSON."""
+    try:
+        value = json.loads(a.value)
+    except ValueError as e:
+        raise ApiError(f"JSON decoding error. Reason: {e}") from None
+    vhost = a.vhost or "/"
+    print(f'Setting runtime parameter "{a.name}" for component "{a.component}" to '
+          f'"{a.value}" in vhost "{vhost}" ...')
+    api.call("PUT", f"/api/parameters/{q(a.component)}/{q(vhost)}/{q(a.name)}",
+             {"value": value})
+
+
+def ctl_clear_parameter(api: Api, a: argparse.Namespace) -> None:
+    vhost = a.vhost or "/"
+    print(f'Clearing runtime parameter "{a.name}" for component "{a.component}" on vhost '
+          f'"{vhost}" ...')
+    api.call("DELETE", f"/api/parameters/{q(a.component)}/{q(vhost)}/{q(a.name)}")
+
+
+def ctl_list_parameters(api: Api, a: argparse.Namespace) -> None:
+    """The parameters of one vhost ('/' by default), as rabbitmqctl lists them."""
+    vhost = a.vhost or "/"
+    _table([p for p in api.call("GET", "/api/parameters") if p.get("vhost") == vhost],
+           ["component", "name", "value"])
+
+
 def ctl_export_definitions(api: Api, a: argparse.Namespace) -> None:
     defs = api.call("GET", "/api/definitions")
     text = json.dumps(defs, indent=2)
@@ -195,6 +222,9 @@ COMMANDS = {
     "set_policy": (ctl_set_policy, ["name", "pattern", "definition", "--priority",
                                     "--apply-to"]),
     "clear_policy": (ctl_clear_policy, ["name"]),
+    "set_parameter": (ctl_set_parameter, ["component", "name", "value"]),
+    "clear_parameter": (ctl_clear_parameter, ["component", "name"]),
+    "list_parameters": (ctl_list_parameters, []),
     "export_definitions": (ctl_export_definitions, ["file"]),
     "import_definitions": (ctl_import_definitions, ["file"]),
     "move_messages": (ctl_move_messages, ["source", "destination", "--count"]),
@@ -214,6 +244,8 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
     cmds = p.add_subparsers(dest="ctl_command", required=True)
     for name, (func, params) in COMMANDS.items():
         c = cmds.add_parser(name)
+        # -V may also follow the command name, where rabbitmqctl users write -p
+        c.add_argument("--vhost", "-V", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         for param in params:
             if param.endswith("*"):
                 c.add_argument(param[:-1], nargs="*")

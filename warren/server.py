@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application import service
@@ -17,6 +18,7 @@ from twisted.internet import defer
 from .amqp.connection import AmqpFactory
 from .amqp.properties import CODEC
 from .broker.broker import Broker
+from .broker.parameters import ParameterComponent
 from .config import Config
 from .mqtt.listener import MqttFactory
 from .stomp.listener import StompFactory
@@ -88,6 +90,12 @@ FRONT_ENDS: tuple[tuple[str, str, str, Any], ...] = (
 )
 
 
+#: Runtime-parameter components every broker has (``factory(broker, config)``), registered
+#: before recovery so each stored value reaches its component as the broker comes up.
+#: Features built on runtime parameters (shovels, federation) add their factory here.
+PARAMETER_COMPONENTS: tuple[Callable[[Broker, Config], ParameterComponent], ...] = ()
+
+
 class BrokerService(service.MultiService):
     """The whole broker; ``broker`` exists once the store is recovered."""
 
@@ -122,6 +130,8 @@ class BrokerService(service.MultiService):
                              node_name=cfg.node_name, default_user=cfg.default_user,
                              default_pass=cfg.default_pass, loopback_users=cfg.loopback_users,
                              paging_budget=cfg.paging_budget)
+        for make_component in PARAMETER_COMPONENTS:
+            self.broker.runtime_parameters.register(make_component(self.broker, cfg))
         self.broker.recover()
 
     def listener_services(self) -> list[service.Service]:

@@ -17,6 +17,8 @@ from ..store.interface import KEY_SEP, MessageStore, StoreUnavailable, resource_
 from .errors import AccessRefused, NotAllowed, NotFound
 from .message import OVERHEAD, Message, PropertiesCodec
 from .paging import DEFAULT_BUDGET, Pager
+from .parameters import STORE_KIND as PARAMETER_KIND
+from .parameters import RuntimeParameters
 from .policies import Policy, effective
 from .queue import Queue
 from .users import Permission, User, hash_password, require
@@ -45,7 +47,11 @@ class Broker:
         self.users: dict[str, User] = {}
         self.permissions: dict[tuple[str, str], Permission] = {}
         self.policies: dict[str, dict[str, Policy]] = {}  # vhost -> name -> policy
-        self.parameters: dict[str, dict[str, Any]] = {}   # free-form runtime parameters
+        # internal durable records (MQTT sessions and retained messages, delayed and
+        # scheduled messages) by store key; not RabbitMQ's runtime parameters, which are
+        # ``runtime_parameters`` (components register there; /api/parameters shows them)
+        self.parameters: dict[str, dict[str, Any]] = {}
+        self.runtime_parameters = RuntimeParameters(self)
         self.loopback_users = set(loopback_users)
         self.connections: dict[int, Any] = {}       # id -> front-end connection (has info())
         self._next_id = 0
@@ -118,6 +124,8 @@ class Broker:
         for conn in list(self.connections.values()):
             if getattr(conn, "vhost_name", None) == name:
                 conn.force_close(f"vhost '{name}' is deleted")
+        # components (shovels) stop before the queues they use go
+        self.runtime_parameters.clear_vhost(name)
         for q in list(vh.queues):
             vh.delete_queue(q)
         for ex in list(vh.exchanges):
@@ -478,6 +486,9 @@ class Broker:
                 entry.redelivered = (qkey, mid) in state.delivered
             q._touch()
         self._next_id = max(self._next_id, state.max_msg_id)
+        # last: a component told of a recovered value (a shovel) may start using the queues
+        # and exchanges it names, so everything else is in place first
+        self.runtime_parameters.recover(by_kind.get(PARAMETER_KIND, []))
         log.info("recovered %d vhosts, %d queues, %d messages", len(self.vhosts),
                  sum(len(v.queues) for v in self.vhosts.values()), len(messages))
 

@@ -16,13 +16,22 @@ Import is idempotent: an existing equivalent object is left as is; an inequivale
 exchange raises PreconditionFailed (as a redeclare would). The document's shape (sections,
 required keys, types) is checked before anything changes, so a malformed file changes nothing;
 a conflict found while applying (an inequivalent queue) stops the import there.
+
+Runtime parameters (``parameters``, RabbitMQ's ``[{"value", "vhost", "component", "name"}]``)
+are checked against their components before anything changes too: a parameter of a component
+that is not registered (a RabbitMQ file with shovels, before warren has them) fails the import
+as RabbitMQ fails it (``Validation failed``, ``component shovel not found``, then
+``(vhost/shovel/name)``; a 400 over HTTP), but here with nothing half imported. They are
+applied last, after queues and bindings, so a component told of one (a shovel) finds the
+objects it names.
+``global_parameters`` are read-only here (``cluster_name``) and ignored on import.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .errors import PreconditionFailed
+from .errors import BrokerError, PreconditionFailed
 from .jsonvalue import jsonable
 
 PRODUCT_VERSION = "3.13.0"  # the RabbitMQ version whose format we write
@@ -33,7 +42,7 @@ def export_definitions(broker: Any, vhost: str | None = None) -> dict[str, Any]:
     vhosts = [broker.vhost(vhost)] if vhost is not None else [
         broker.vhosts[n] for n in sorted(broker.vhosts)]
     per_vhost = vhost is not None
-    queues, exchanges, bindings, policies = [], [], [], []
+    queues, exchanges, bindings, policies, parameters = [], [], [], [], []
     for vh in vhosts:
         for q in sorted(vh.queues.values(), key=lambda q: q.name):
             if q.durable and q.exclusive_owner is None:
@@ -58,6 +67,8 @@ def export_definitions(broker: Any, vhost: str | None = None) -> dict[str, Any]:
                     "arguments": jsonable(b.arguments)}, per_vhost))
         for p in sorted(broker.policies.get(vh.name, {}).values(), key=lambda p: p.name):
             policies.append(_strip(p.as_json(), per_vhost))
+        for rp in broker.runtime_parameters.list(vhost=vh.name):
+            parameters.append(_strip(rp.as_json(), per_vhost))
     out: dict[str, Any] = {
         "rabbit_version": PRODUCT_VERSION, "rabbitmq_version": PRODUCT_VERSION,
         "product_name": "warren", "product_version": WARREN_VERSION,
@@ -72,8 +83,8 @@ def export_definitions(broker: Any, vhost: str | None = None) -> dict[str, Any]:
                          for vh in vhosts]
         out["permissions"] = [p.definition() for _, p in sorted(broker.permissions.items())]
         out["topic_permissions"] = []
-        out["parameters"] = []
         out["global_parameters"] = [{"name": "cluster_name", "value": broker.node_name}]
+    out["parameters"] = parameters
     out["policies"] = policies
     out["queues"] = queues
     out["exchanges"] = exchanges
@@ -86,7 +97,7 @@ def import_definitions(broker: Any, defs: Any, vhost: str | None = None) -> None
     if not isinstance(defs, dict):
         raise PreconditionFailed("definitions must be a JSON object")
     for section in ("users", "vhosts", "permissions", "policies", "queues", "exchanges",
-                    "bindings"):
+                    "bindings", "parameters"):
         items = defs.get(section, [])
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise PreconditionFailed(f"'{section}' must be a list of objects")
@@ -100,6 +111,7 @@ def import_definitions(broker: Any, defs: Any, vhost: str | None = None) -> None
         return name
 
     _validate(defs, vh_of)
+    _check_parameters(broker, defs, vh_of)
     if vhost is None:
         for v in defs.get("vhosts", []):
             meta = v.get("metadata") or {}
@@ -133,6 +145,8 @@ def import_definitions(broker: Any, defs: Any, vhost: str | None = None) -> None
         else:
             dest = vh.exchange(b["destination"])
         vh.bind(b["source"], dest, b.get("routing_key", ""), b.get("arguments") or {})
+    for p in defs.get("parameters", []):
+        broker.runtime_parameters.set(vh_of(p), p["component"], p["name"], p["value"])
 
 
 def _validate(defs: dict[str, Any], vh_of) -> None:
@@ -140,22 +154,42 @@ def _validate(defs: dict[str, Any], vh_of) -> None:
     required = {"users": ("name",), "vhosts": ("name",),
                 "permissions": ("user", "vhost"), "policies": ("name", "pattern", "definition"),
                 "queues": ("name",), "exchanges": ("name",),
-                "bindings": ("source", "destination")}
+                "bindings": ("source", "destination"),
+                "parameters": ("component", "name", "value")}
     for section, keys in required.items():
         for item in defs.get(section, []):
             for k in keys:
                 if k not in item:
                     raise PreconditionFailed(f"{section}: an item lacks '{k}'")
-            for k in ("name", "source", "destination", "user"):
+            for k in ("name", "source", "destination", "user", "component"):
                 if k in item and not isinstance(item[k], str):
                     raise PreconditionFailed(f"{section}: '{k}' must be a string")
     for u in defs.get("users", []):
         if "password" not in u and not isinstance(u.get("password_hash", ""), str):
             raise PreconditionFailed("users: password_hash must be a string")
-    for section in ("queues", "exchanges", "bindings", "policies"):
+    for section in ("queues", "exchanges", "bindings", "policies", "parameters"):
         for item in defs.get(section, []):
             if vh_of(item) is None:
                 raise PreconditionFailed(f"{section}: no vhost")
+
+
+def _check_parameters(broker: Any, defs: dict[str, Any], vh_of) -> None:
+    """Each parameter's component must exist and accept the value, before anything changes.
+
+    The error is RabbitMQ's (``add_parameter``): the component's text and `` (vhost/component/
+    name)``. The vhost may be one this import creates.
+    """
+    known = set(broker.vhosts) | {v["name"] for v in defs.get("vhosts", [])}
+    for p in defs.get("parameters", []):
+        vhost = vh_of(p)
+        if vhost not in known:
+            raise PreconditionFailed(
+                f'Please create virtual host "{vhost}" prior to importing definitions.')
+        try:
+            broker.runtime_parameters.check(vhost, p["component"], p["name"], p["value"])
+        except BrokerError as e:
+            raise PreconditionFailed(
+                f"{e.text} ({vhost}/{p['component']}/{p['name']})") from None
 
 
 def _tags(value: Any) -> list[str]:

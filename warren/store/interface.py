@@ -15,7 +15,8 @@ Write path (all calls come from the reactor thread and must not block on I/O for
   acks it, its record becomes garbage for the store to reclaim.
 - ``put_definition(kind, key, value)`` upserts (``value`` a JSON-able dict) or deletes
   (``value is None``) a definition: kinds are ``vhost``, ``user``, ``permission``,
-  ``exchange``, ``queue``, ``binding``, ``policy``, ``parameter`` (a free-form key/value used by
+  ``exchange``, ``queue``, ``binding``, ``policy``, ``runtime_parameter`` (RabbitMQ's runtime
+  parameters, see ``warren.broker.parameters``), ``parameter`` (a free-form key/value used by
   MQTT retained messages, durable subscriptions and the like).
 - ``sync()`` returns a Deferred that fires once every call made before it is durable (fsync'd or
   committed). Stores batch: all calls of one reactor turn share one fsync / one transaction

@@ -56,6 +56,8 @@ SCHEMAS: dict[str, Any] = {
                         "read": STR}),
     "Policy": _obj({"vhost": STR, "name": STR, "pattern": STR, "apply-to": STR,
                     "definition": OBJ, "priority": INT}),
+    "Parameter": _obj({"value": {}, "vhost": STR, "component": STR, "name": STR}),
+    "GlobalParameter": _obj({"name": STR, "value": {}}),
     "Whoami": _obj({"name": STR, "tags": {"type": "array", "items": STR}}),
     "Overview": _obj({"management_version": STR, "rabbitmq_version": STR,
                       "product_name": STR, "product_version": STR, "node": STR,
@@ -127,6 +129,11 @@ _set("GET", ["/api/permissions", "/api/users/{name}/permissions",
 _set("GET", ["/api/permissions/{vhost}/{user}"], "200", _ref("Permission"))
 _set("GET", ["/api/policies", "/api/policies/{vhost}"], "200", _list("Policy"))
 _set("GET", ["/api/policies/{vhost}/{name}"], "200", _ref("Policy"))
+_set("GET", ["/api/parameters", "/api/parameters/{component}",
+             "/api/parameters/{component}/{vhost}"], "200", _list("Parameter"))
+_set("GET", ["/api/parameters/{component}/{vhost}/{name}"], "200", _ref("Parameter"))
+_set("GET", ["/api/global-parameters"], "200", _list("GlobalParameter"))
+_set("GET", ["/api/global-parameters/{name}"], "200", _ref("GlobalParameter"))
 _set("GET", ["/api/connections", "/api/vhosts/{vhost}/connections"], "200",
      _list("Connection"))
 _set("GET", ["/api/connections/{name}"], "200", _ref("Connection"))

@@ -17,14 +17,22 @@ from ..broker.stats import MessageStats
 from .api import ApiResource, Route
 from .metrics import MetricsResource
 from .openapi import openapi_document
-from .resources import access, bindings, definitions, exchanges, overview, queues
+from .resources import (
+    access,
+    bindings,
+    definitions,
+    exchanges,
+    overview,
+    parameters,
+    queues,
+)
 
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 
 
 def all_routes() -> list[Route]:
     routes: list[Route] = []
-    for module in (overview, queues, exchanges, bindings, access, definitions):
+    for module in (overview, queues, exchanges, bindings, access, definitions, parameters):
         routes.extend(module.ROUTES)
     return routes
 
