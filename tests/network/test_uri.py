@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from warren.network.uri import AmqpURI, InvalidURI, LocalBroker, TlsOptions, parse_uri, redact
+from warren.network.uri import (
+    AmqpURI,
+    InvalidURI,
+    LocalBroker,
+    TlsOptions,
+    parse_uri,
+    redact,
+)
 
 GOOD = [
     ("amqp://h", {"host": "h", "port": 5672, "vhost": "/", "username": "guest", "password": "guest"}),

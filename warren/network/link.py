@@ -1,0 +1,742 @@
+"""The outbound link: one AMQP 0-9-1 client connection to another broker, kept up.
+
+Every bridge (shovel, federation upstream, network connector) needs the same thing: a
+connection to one of a list of URIs, one channel on it in confirm mode, and reconnection when
+it drops, without blocking the reactor. Three pieces, as a front end has (STYLE P2):
+
+- :mod:`warren.network.client` decides what bytes mean (sans-I/O);
+- :class:`AmqpClientProtocol` moves bytes between the transport and that machine, and keeps
+  the heartbeat and handshake timers (shaped like Twisted's ``H2Connection``);
+- :class:`Link` owns the lifecycle: which URI next, the retry delay, ``state``/``reason``,
+  counters and one log line per state change. :class:`LinkChannel` is the per-connection API
+  its user gets in ``on_ready``: publish with confirms, consume, ack, declare, bind.
+
+A ``LinkChannel`` dies with its connection: its publishes fail with :class:`LinkDown`, and its
+``ack`` becomes a no-op, because delivery tags are only meaningful on the connection that
+delivered them (acking an old tag on a new channel is a PRECONDITION_FAILED channel error).
+Anything the server closes (a channel error such as NOT_FOUND, Connection.Close, a cancelled
+consumer) takes the whole link down and it reconnects, as RabbitMQ's shovels restart.
+
+Message properties are plain dicts (see :mod:`warren.network.client`).
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+from typing import Protocol as TypingProtocol
+
+from OpenSSL import SSL, crypto
+from twisted.internet import defer
+from twisted.internet import error as net_error
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+
+from . import client as amqp
+from .uri import AmqpURI, LocalBroker, parse_uri
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RECONNECT_DELAY = 5.0        # seconds, RabbitMQ's shovel default
+DEFAULT_MAX_RECONNECT_DELAY = 60.0   # backoff cap
+DEFAULT_CONNECTION_TIMEOUT = 30.0    # seconds, TCP connect + TLS + AMQP handshake
+DEFAULT_HEARTBEAT = 60
+CHANNEL = 1
+
+
+class LinkState(str, enum.Enum):
+    STARTING = "starting"        # connecting, handshaking, or waiting to retry
+    RUNNING = "running"
+    BLOCKED = "blocked"          # the server sent Connection.Blocked: publishes wait
+    TERMINATED = "terminated"    # close() was called
+
+
+class LinkDown(Exception):
+    """The connection a publish or RPC was made on is gone (the text says why)."""
+
+
+class PublishNacked(Exception):
+    """The server answered a publish with Basic.Nack: it did not take the message."""
+
+
+class RemoteClosed(Exception):
+    """The server closed the channel or connection while an RPC waited."""
+
+    def __init__(self, reply_code: int, reply_text: str) -> None:
+        super().__init__(f"{reply_code} {reply_text}")
+        self.reply_code = reply_code
+        self.reply_text = reply_text
+
+
+class LinkUser(TypingProtocol):
+    """What a bridge gives a :class:`Link`. Both are called on the reactor thread."""
+
+    def on_ready(self, channel: LinkChannel) -> None:
+        """Connected and the channel is open (confirm mode): declare, consume, publish."""
+
+    def on_down(self, reason: str) -> None:
+        """A ready connection was lost; ``channel`` from ``on_ready`` is dead now."""
+
+
+@dataclass(slots=True)
+class LinkCounters:
+    connects: int = 0          # connections that reached on_ready
+    reconnects: int = 0        # ... of which came back after a loss or failure
+    failures: int = 0          # attempts that failed or connections lost
+    published: int = 0
+    confirmed: int = 0
+    nacked: int = 0
+    returned: int = 0
+    delivered: int = 0
+    acked: int = 0
+
+
+# ------------------------------------------------------------------------------ channel API
+class LinkChannel:
+    """Channel 1 of one connection, in confirm mode: what ``on_ready`` hands the user.
+
+    Synchronous methods (declare, bind, consume) return Deferreds fired with the reply; the
+    server answers them in order, so one FIFO matches replies to callers.
+    """
+
+    def __init__(self, link: Link, protocol: AmqpClientProtocol) -> None:
+        self._link = link
+        self._protocol = protocol
+        self._client = protocol.client
+        self.alive = True
+        self._rpcs: collections.deque[tuple[str, defer.Deferred]] = collections.deque()
+        self._unconfirmed: collections.OrderedDict[int, defer.Deferred] = \
+            collections.OrderedDict()
+        self._held: collections.deque[tuple[tuple, defer.Deferred]] = collections.deque()
+        self._consumers: dict[str, Callable[[amqp.Delivery], Any]] = {}
+        self._tags = itertools.count(1)
+
+    # -- user API
+    def publish(self, exchange: str, routing_key: str, properties: dict | None,
+                body: bytes) -> defer.Deferred:
+        """Publish in confirm mode; the Deferred fires on Basic.Ack, errbacks with
+        :class:`PublishNacked` on Basic.Nack or :class:`LinkDown` if the connection goes.
+
+        While the server has blocked the connection or the transport's buffer is full the
+        message is held here, unsent; the user's prefetch bounds how many can wait.
+        """
+        d = defer.Deferred()
+        if not self.alive:
+            d.errback(LinkDown(self._link.reason or "link is down"))
+            return d
+        args = (exchange, routing_key, properties, body)
+        if self._held or not self._link.writable:
+            self._held.append((args, d))
+        else:
+            self._send_publish(args, d)
+        return d
+
+    def consume(self, queue: str, prefetch: int,
+                on_delivery: Callable[[amqp.Delivery], Any],
+                no_ack: bool = False) -> defer.Deferred:
+        """Basic.Qos(prefetch) then Basic.Consume; fires with the consumer tag."""
+        tag = f"warren-link-{next(self._tags)}"
+        self._consumers[tag] = on_delivery
+        self.request(self._client.basic_qos(CHANNEL, prefetch), "Basic.QosOk")
+        d = self.request(self._client.basic_consume(CHANNEL, queue, consumer_tag=tag,
+                                                  no_ack=no_ack), "Basic.ConsumeOk")
+        return d.addCallback(lambda event: event.consumer_tag)
+
+    def ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        """Ack a delivery of this channel; a no-op once the connection is gone."""
+        if self.alive:
+            self._protocol.write(self._client.basic_ack(CHANNEL, delivery_tag, multiple))
+            self._link.counters.acked += 1
+
+    def declare_queue(self, queue: str = "", *, passive: bool = False, durable: bool = False,
+                      exclusive: bool = False, auto_delete: bool = False,
+                      arguments: dict | None = None) -> defer.Deferred:
+        """Queue.Declare; fires with a :class:`~warren.network.client.QueueDeclared`."""
+        return self.request(self._client.queue_declare(
+            CHANNEL, queue, passive=passive, durable=durable, exclusive=exclusive,
+            auto_delete=auto_delete, arguments=arguments), "Queue.DeclareOk")
+
+    def declare_exchange(self, exchange: str, exchange_type: str = "direct", *,
+                         passive: bool = False, durable: bool = False,
+                         auto_delete: bool = False, internal: bool = False,
+                         arguments: dict | None = None) -> defer.Deferred:
+        return self.request(self._client.exchange_declare(
+            CHANNEL, exchange, exchange_type, passive=passive, durable=durable,
+            auto_delete=auto_delete, internal=internal, arguments=arguments),
+            "Exchange.DeclareOk")
+
+    def bind(self, queue: str, exchange: str, routing_key: str = "",
+             arguments: dict | None = None) -> defer.Deferred:
+        return self.request(self._client.queue_bind(CHANNEL, queue, exchange, routing_key,
+                                                  arguments), "Queue.BindOk")
+
+    # -- internals
+    def request(self, data: bytes, expect: str) -> defer.Deferred:
+        """Send a synchronous method; the Deferred fires with the reply named ``expect``."""
+        d = defer.Deferred()
+        if not self.alive:
+            d.errback(LinkDown(self._link.reason or "link is down"))
+            return d
+        self._rpcs.append((expect, d))
+        self._protocol.write(data)
+        return d
+
+    def _send_publish(self, args: tuple, d: defer.Deferred) -> None:
+        seq, data = self._client.basic_publish(CHANNEL, *args)
+        self._unconfirmed[seq] = d
+        self._link.counters.published += 1
+        self._protocol.write(data)
+
+    def flush_held(self) -> None:
+        """Send held publishes while the link stays writable."""
+        while self._held and self.alive and self._link.writable:
+            args, d = self._held.popleft()
+            self._send_publish(args, d)
+
+    def fail_first_request(self, exc: Exception) -> None:
+        """The server closed the channel: the oldest request is the one it refused."""
+        if self._rpcs:
+            self._rpcs.popleft()[1].errback(exc)
+
+    def on_reply(self, name: str, event: amqp.Event) -> None:
+        if not self._rpcs or self._rpcs[0][0] != name:
+            expected = self._rpcs[0][0] if self._rpcs else "nothing"
+            raise _Unexpected(f"server sent {name} while we waited for {expected}")
+        _expect, d = self._rpcs.popleft()
+        d.callback(event)
+
+    def on_confirm(self, event: amqp.PublishConfirmed) -> None:
+        counters = self._link.counters
+        pending = self._unconfirmed
+        if event.multiple:
+            done = []
+            while pending and next(iter(pending)) <= event.delivery_tag:
+                done.append(pending.popitem(last=False)[1])
+        else:
+            d = pending.pop(event.delivery_tag, None)
+            done = [d] if d is not None else []
+        for d in done:
+            if event.ack:
+                counters.confirmed += 1
+                d.callback(None)
+            else:
+                counters.nacked += 1
+                d.errback(PublishNacked(f"server nacked publish {event.delivery_tag}"))
+
+    def on_delivery(self, event: amqp.Delivery) -> None:
+        handler = self._consumers.get(event.consumer_tag)
+        if handler is None:
+            raise _Unexpected(f"delivery for unknown consumer {event.consumer_tag!r}")
+        self._link.counters.delivered += 1
+        handler(event)
+
+    def die(self, reason: str) -> None:
+        """The connection is gone: fail everything still waiting on it."""
+        if not self.alive:
+            return
+        self.alive = False
+        waiting = [d for _e, d in self._rpcs] + list(self._unconfirmed.values()) + \
+            [d for _a, d in self._held]
+        self._rpcs.clear()
+        self._unconfirmed.clear()
+        self._held.clear()
+        for d in waiting:
+            d.errback(LinkDown(reason))
+
+
+_REPLY_NAMES = {amqp.ConsumeOk: "Basic.ConsumeOk", amqp.QueueDeclared: "Queue.DeclareOk"}
+
+
+class _Unexpected(Exception):
+    """The server's reply does not fit what we asked: a protocol fault on this link."""
+
+
+# ------------------------------------------------------------------------------ protocol
+class AmqpClientProtocol(Protocol):
+    """Bytes <-> :class:`~warren.network.client.ClientConnection`, plus the timers.
+
+    Like ``twisted.web._http2.H2Connection.dataReceived``: feed the machine, hand each event
+    to the link, write what the machine queued. It is also the transport's producer, so a
+    full socket buffer pauses publishing (``Link.writable``) instead of growing memory.
+    """
+
+    def __init__(self, link: Link, uri: AmqpURI) -> None:
+        self.link = link
+        self.uri = uri
+        self.client = amqp.ClientConnection(
+            username=uri.username, password=uri.password, vhost=uri.vhost,
+            frame_max=uri.frame_max if uri.frame_max is not None else amqp.PRE_TUNE_FRAME_MAX,
+            channel_max=uri.channel_max if uri.channel_max is not None else 2047,
+            heartbeat=uri.heartbeat if uri.heartbeat is not None else DEFAULT_HEARTBEAT,
+            client_properties={"connection_name": link.name} if link.name else None)
+        self.paused = False
+        self.lost_reason: str | None = None   # set when we drop the connection on purpose
+        self._last_recv = 0.0
+        self._timers: list[Any] = []
+        self._heartbeat_call = None
+
+    # -- transport events
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self, True)
+        self._last_recv = self.link.reactor.seconds()
+        self.transport.write(self.client.initiate())
+
+    def dataReceived(self, data: bytes) -> None:
+        self._last_recv = self.link.reactor.seconds()
+        events = self.client.receive_data(data)
+        out = self.client.data_to_send()
+        if out:
+            self.transport.write(out)
+        for event in events:
+            if self.lost_reason is None or isinstance(event, amqp.ConnectionClosed):
+                self.link.on_event(self, event)
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self._stop_heartbeats()
+        for call in self._timers:
+            if call.active():
+                call.cancel()
+        self.link.on_connection_lost(self, reason)
+
+    # -- IPushProducer (the transport tells us when its buffer is full)
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.link.on_writable(self)
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+    # -- output and teardown
+    def write(self, data: bytes) -> None:
+        if data and self.lost_reason is None:
+            self.transport.write(data)
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection now; ``reason`` is what the link reports."""
+        if self.lost_reason is None:
+            self.lost_reason = reason
+        self.transport.abortConnection()
+
+    def close(self, reason: str, reply_code: int = 200) -> None:
+        """Connection.Close, then drop TCP on Close-Ok or after the connection timeout.
+
+        After this only Close-Ok (or the server's own Close) is acted on; ``reason`` is what
+        the link reports once the socket is gone.
+        """
+        if self.lost_reason is None:
+            self.lost_reason = reason
+        data = self.client.close(reply_code, reason[:255])
+        if not data:
+            self.transport.loseConnection()
+            return
+        self.transport.write(data)
+        self._timers.append(self.link.reactor.callLater(
+            self.link.timeout_for(self.uri), self.abort, reason))
+
+    def start_heartbeats(self, interval: int) -> None:
+        if interval <= 0:
+            return
+        self._heartbeat_call = LoopingCall(self._heartbeat_tick, interval)
+        self._heartbeat_call.clock = self.link.reactor
+        self._heartbeat_call.start(interval / 2.0, now=False)
+
+    def _heartbeat_tick(self, interval: int) -> None:
+        # RabbitMQ's rule: two intervals without any frame from the peer is a dead peer
+        if self.link.reactor.seconds() - self._last_recv > 2 * interval:
+            self.abort(f"missed heartbeats from {self.uri.address}, timeout: {interval}s")
+            return
+        self.write(self.client.heartbeat())
+
+    def _stop_heartbeats(self) -> None:
+        if self._heartbeat_call is not None and self._heartbeat_call.running:
+            self._heartbeat_call.stop()
+
+
+class _ProtocolFactory(Factory):
+    def __init__(self, link: Link, uri: AmqpURI) -> None:
+        self.link, self.uri = link, uri
+
+    def buildProtocol(self, addr: Any) -> AmqpClientProtocol:
+        return AmqpClientProtocol(self.link, self.uri)
+
+
+# ------------------------------------------------------------------------------ link
+class Link:
+    """One connection to the first reachable of ``uris``, re-established when it drops.
+
+    ``uris`` are tried in turn, each once per round; after a round with no success the link
+    waits ``reconnect_delay`` seconds, doubling per failed round up to
+    ``max_reconnect_delay``, and starts the next round. A connection that reaches ``on_ready``
+    resets the backoff. ``state``, ``reason`` and ``counters`` are for status displays;
+    ``on_state(state, reason)`` is called on every transition and every failed round.
+    """
+
+    def __init__(self, uris: Sequence[str | AmqpURI], user: LinkUser, *,
+                 reconnect_delay: float = DEFAULT_RECONNECT_DELAY,
+                 max_reconnect_delay: float = DEFAULT_MAX_RECONNECT_DELAY,
+                 name: str = "", reactor: Any = None,
+                 on_state: Callable[[LinkState, str], Any] | None = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.name = name
+        self.uris = [parse_uri(u) if isinstance(u, str) else u for u in uris]
+        if not self.uris:
+            raise ValueError("a link needs at least one URI")
+        local = [u for u in self.uris if isinstance(u, LocalBroker)]
+        if local:
+            raise ValueError(f"{local[0].redacted} means this broker; "
+                             f"the caller connects to it in-process, not a Link")
+        self.user = user
+        self.on_state = on_state   # observer for status displays: (state, reason) per change
+        self.reconnect_delay = max(0.0, reconnect_delay)
+        self.max_reconnect_delay = max(self.reconnect_delay, max_reconnect_delay)
+        self.state = LinkState.STARTING
+        self.reason = ""
+        self.counters = LinkCounters()
+        self.uri: AmqpURI | None = None          # the one connected or being tried
+        self.channel: LinkChannel | None = None  # set while ready
+        self._blocked = False
+        self._next_index = 0
+        self._failed_rounds = 0
+        self._tried_this_round = 0
+        self._protocol: AmqpClientProtocol | None = None
+        self._connecting: defer.Deferred | None = None
+        self._timeout_call = None
+        self._retry_call = None
+        self._closed: defer.Deferred | None = None
+        self._logged: tuple[LinkState, str] | None = None
+        self._was_lost = False
+        self._last_callback_error = ""
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        if self.state is LinkState.TERMINATED:
+            raise RuntimeError("a closed link cannot be started again")
+        self._log_state()
+        self._attempt()
+
+    def close(self) -> defer.Deferred:
+        """Stop for good: Connection.Close if connected, fail whatever still waits."""
+        if self._closed is not None:
+            return self._closed
+        self._closed = defer.Deferred()
+        self._set_state(LinkState.TERMINATED, "closed")
+        for call in (self._retry_call, self._timeout_call):
+            if call is not None and call.active():
+                call.cancel()
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self.channel is not None:
+            self.channel.die("link closed")
+        if self._protocol is None:
+            self._closed.callback(None)
+        else:
+            self._protocol.close("link closed")
+        return self._closed
+
+    @property
+    def writable(self) -> bool:
+        """Publishes go out now (not blocked by the server, socket buffer not full)."""
+        proto = self._protocol
+        return (self.state is LinkState.RUNNING and proto is not None and not proto.paused)
+
+    def status(self) -> dict:
+        uri = self.uri.redacted if self.uri is not None else None
+        return {"name": self.name, "state": self.state.value, "reason": self.reason,
+                "uri": uri, **asdict(self.counters)}
+
+    # -- connecting --------------------------------------------------------------------
+    def _attempt(self) -> None:
+        self._retry_call = None
+        if self.state is LinkState.TERMINATED:
+            return
+        uri = self.uris[self._next_index]
+        self._next_index = (self._next_index + 1) % len(self.uris)
+        self._tried_this_round += 1
+        self.uri = uri
+        try:
+            endpoint = self._endpoint(uri)
+        except (OSError, ValueError, crypto.Error, SSL.Error) as e:
+            # a missing or bad certificate file: report it and retry (it may be fixed)
+            self._attempt_failed(f"TLS setup for {uri.address} failed: {e}")
+            return
+        factory = _ProtocolFactory(self, uri)
+        self._connecting = endpoint.connect(factory)
+        self._connecting.addCallbacks(self._connected, self._connect_failed,
+                                      errbackArgs=(uri,))
+
+    def timeout_for(self, uri: AmqpURI) -> float:
+        if uri.connection_timeout:
+            return uri.connection_timeout / 1000.0
+        return DEFAULT_CONNECTION_TIMEOUT
+
+    def _endpoint(self, uri: AmqpURI) -> Any:
+        endpoint = HostnameEndpoint(self.reactor, uri.host, uri.port,
+                                    timeout=self.timeout_for(uri))
+        if uri.tls is None:
+            return endpoint
+        return wrapClientTLS(tls_options(uri), endpoint)
+
+    def _connected(self, proto: AmqpClientProtocol) -> None:
+        self._connecting = None
+        self._protocol = proto
+        # the TCP connect had its own timeout; this one bounds TLS + the AMQP handshake
+        self._timeout_call = self.reactor.callLater(
+            self.timeout_for(proto.uri), proto.abort,
+            f"handshake with {proto.uri.address} timed out")
+
+    def _connect_failed(self, failure: Failure, uri: AmqpURI) -> None:
+        self._connecting = None
+        if failure.check(defer.CancelledError) or self.state is LinkState.TERMINATED:
+            self._finish_close()
+            return
+        self._attempt_failed(describe_connect_failure(failure, uri))
+
+    def _attempt_failed(self, reason: str) -> None:
+        self.counters.failures += 1
+        self._was_lost = True
+        if self._tried_this_round < len(self.uris):
+            self.reason = reason
+            log.debug("link %s: %s; trying the next URI", self.name, reason)
+            self._attempt()
+            return
+        self._schedule_retry(reason)
+
+    def _schedule_retry(self, reason: str) -> None:
+        self._tried_this_round = 0
+        self._failed_rounds += 1
+        delay = min(self.reconnect_delay * 2 ** (self._failed_rounds - 1),
+                    self.max_reconnect_delay)
+        self._set_state(LinkState.STARTING, reason, retry_in=delay)
+        self._retry_call = self.reactor.callLater(delay, self._attempt)
+
+    # -- events from the protocol ------------------------------------------------------
+    def on_event(self, proto: AmqpClientProtocol, event: amqp.Event) -> None:
+        handler = self._EVENT_HANDLERS.get(type(event))
+        try:
+            if handler is not None:
+                handler(self, proto, event)
+        except _Unexpected as e:
+            proto.abort(f"protocol error from {proto.uri.address}: {e}")
+        except Exception as e:   # a user callback failed: this connection only (P8)
+            reason = f"callback failed: {e!r}"
+            if reason != self._last_callback_error:   # one traceback, not one per retry
+                self._last_callback_error = reason
+                log.exception("link %s: callback failed", self.name)
+            proto.close(reason, 541)
+
+    def _on_opened(self, proto: AmqpClientProtocol, event: amqp.ConnectionOpened) -> None:
+        proto.start_heartbeats(event.heartbeat)
+        proto.write(proto.client.open_channel(CHANNEL))
+
+    def _on_channel_opened(self, proto: AmqpClientProtocol,
+                           event: amqp.ChannelOpened) -> None:
+        self.channel = LinkChannel(self, proto)
+        self.channel.request(proto.client.confirm_select(CHANNEL), "Confirm.SelectOk") \
+            .addCallback(self._ready, proto)
+
+    def _ready(self, _event: Any, proto: AmqpClientProtocol) -> None:
+        if self._timeout_call is not None and self._timeout_call.active():
+            self._timeout_call.cancel()
+        self._timeout_call = None
+        self.counters.connects += 1
+        if self._was_lost:
+            self.counters.reconnects += 1
+        self._was_lost = False
+        self._last_callback_error = ""
+        self._failed_rounds = 0
+        self._tried_this_round = 0
+        self._set_state(LinkState.BLOCKED if self._blocked else LinkState.RUNNING, "")
+        self.user.on_ready(self.channel)
+
+    def _on_method_ok(self, proto: AmqpClientProtocol, event: Any) -> None:
+        if self.channel is None:
+            raise _Unexpected(f"reply {type(event).__name__} before the channel opened")
+        name = event.method if isinstance(event, amqp.MethodOk) else _REPLY_NAMES[type(event)]
+        self.channel.on_reply(name, event)
+
+    def _on_confirm(self, proto: AmqpClientProtocol, event: amqp.PublishConfirmed) -> None:
+        self.channel.on_confirm(event)
+
+    def _on_delivery(self, proto: AmqpClientProtocol, event: amqp.Delivery) -> None:
+        self.channel.on_delivery(event)
+
+    def _on_returned(self, proto: AmqpClientProtocol, event: amqp.Returned) -> None:
+        self.counters.returned += 1
+
+    def _on_blocked(self, proto: AmqpClientProtocol, event: amqp.ConnectionBlocked) -> None:
+        self._blocked = True
+        if self.state is LinkState.RUNNING:
+            self._set_state(LinkState.BLOCKED, f"blocked by server: {event.reason}")
+
+    def _on_unblocked(self, proto: AmqpClientProtocol, event: Any) -> None:
+        self._blocked = False
+        if self.state is LinkState.BLOCKED:
+            self._set_state(LinkState.RUNNING, "")
+            self.on_writable(proto)
+
+    def _on_cancelled(self, proto: AmqpClientProtocol, event: amqp.ConsumerCancelled) -> None:
+        proto.abort(f"consumer {event.consumer_tag} cancelled by server "
+                    f"(was its queue deleted?)")
+
+    def _on_channel_closed(self, proto: AmqpClientProtocol, event: amqp.ChannelClosed) -> None:
+        reason = f"channel closed by server: {event.reply_text or event.reply_code}"
+        if self.channel is not None:
+            self.channel.fail_first_request(RemoteClosed(event.reply_code, event.reply_text))
+        proto.close(reason)
+
+    def _on_connection_closed(self, proto: AmqpClientProtocol,
+                              event: amqp.ConnectionClosed) -> None:
+        # the client machine queued Close-Ok already; loseConnection flushes it first
+        if event.by_server and proto.lost_reason is None:
+            proto.lost_reason = event.reply_text or f"connection closed with {event.reply_code}"
+        proto.transport.loseConnection()
+
+    def _on_protocol_error(self, proto: AmqpClientProtocol, event: amqp.ProtocolError) -> None:
+        proto.abort(f"protocol error from {proto.uri.address}: {event.text}")
+
+    _EVENT_HANDLERS: ClassVar[dict] = {
+        amqp.ConnectionOpened: _on_opened,
+        amqp.ChannelOpened: _on_channel_opened,
+        amqp.MethodOk: _on_method_ok,
+        amqp.ConsumeOk: _on_method_ok,
+        amqp.QueueDeclared: _on_method_ok,
+        amqp.PublishConfirmed: _on_confirm,
+        amqp.Delivery: _on_delivery,
+        amqp.Returned: _on_returned,
+        amqp.ConnectionBlocked: _on_blocked,
+        amqp.ConnectionUnblocked: _on_unblocked,
+        amqp.ConsumerCancelled: _on_cancelled,
+        amqp.ChannelClosed: _on_channel_closed,
+        amqp.ConnectionClosed: _on_connection_closed,
+        amqp.ProtocolError: _on_protocol_error,
+    }
+
+    def on_writable(self, proto: AmqpClientProtocol) -> None:
+        if proto is self._protocol and self.channel is not None:
+            self.channel.flush_held()
+
+    def on_connection_lost(self, proto: AmqpClientProtocol, failure: Failure | None) -> None:
+        if proto is not self._protocol:
+            return
+        self._protocol = None
+        if self._timeout_call is not None and self._timeout_call.active():
+            self._timeout_call.cancel()
+        self._timeout_call = None
+        reason = proto.lost_reason or describe_loss(failure, proto)
+        was_ready = self.channel is not None and self.channel.alive and \
+            self.state in (LinkState.RUNNING, LinkState.BLOCKED)
+        if self.channel is not None:
+            self.channel.die(reason)
+        self.channel = None
+        self._blocked = False
+        if self.state is LinkState.TERMINATED:
+            self._finish_close()
+            return
+        if not was_ready:
+            self._attempt_failed(reason)
+            return
+        self.counters.failures += 1
+        self._was_lost = True
+        # wait before reconnecting even after a good connection: a server that closes the
+        # channel at once (a NOT_FOUND queue) would otherwise be hammered in a tight loop
+        self._schedule_retry(reason)
+        try:
+            self.user.on_down(reason)
+        except Exception:
+            log.exception("link %s: on_down failed", self.name)
+
+    def _finish_close(self) -> None:
+        if self._closed is not None and not self._closed.called and self._protocol is None:
+            self._closed.callback(None)
+
+    # -- state and logging -------------------------------------------------------------
+    def _set_state(self, state: LinkState, reason: str, retry_in: float | None = None) -> None:
+        self.state = state
+        if reason or state in (LinkState.RUNNING, LinkState.TERMINATED):
+            self.reason = reason
+        self._log_state(retry_in)
+        if self.on_state is not None:
+            self.on_state(state, self.reason)
+
+    def _log_state(self, retry_in: float | None = None) -> None:
+        """One line per change of (state, reason): a dead peer retried every 5 s for a day
+        logs once, then at debug level."""
+        key = (self.state, self.reason)
+        where = self.uri.redacted if self.uri is not None else ""
+        retry = f"; retrying in {retry_in:g}s" if retry_in is not None else ""
+        text = " ".join(x for x in (self.state.value, where) if x)
+        if self.reason:
+            text += f": {self.reason}"
+        if key == self._logged:
+            log.debug("link %s: %s%s", self.name, text, retry)
+            return
+        self._logged = key
+        level = logging.WARNING if self.reason and self.state is LinkState.STARTING \
+            else logging.INFO
+        log.log(level, "link %s: %s%s", self.name, text, retry)
+
+
+# ------------------------------------------------------------------------------ helpers
+def tls_options(uri: AmqpURI) -> Any:
+    """Twisted client TLS options from the URI's ``amqps`` query."""
+    from twisted.internet import ssl
+
+    tls = uri.tls
+    client_cert = None
+    if tls.certfile:
+        pem = _read(tls.certfile)
+        if tls.keyfile:
+            pem += b"\n" + _read(tls.keyfile)
+        client_cert = ssl.PrivateCertificate.loadPEM(pem)
+    if tls.verify == "verify_none":
+        kwargs = {}
+        if client_cert is not None:
+            kwargs = {"privateKey": client_cert.privateKey.original,
+                      "certificate": client_cert.original}
+        return ssl.CertificateOptions(verify=False, **kwargs)
+    trust = ssl.Certificate.loadPEM(_read(tls.cacertfile)) if tls.cacertfile \
+        else ssl.platformTrust()
+    name = tls.server_name_indication
+    hostname = uri.host if name in (None, "disable") else name
+    return ssl.optionsForClientTLS(hostname, trustRoot=trust, clientCertificate=client_cert)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def describe_connect_failure(failure: Failure, uri: AmqpURI) -> str:
+    where = uri.address
+    if failure.check(net_error.ConnectionRefusedError):
+        return f"connection refused to {where}"
+    if failure.check(net_error.TimeoutError, net_error.TCPTimedOutError):
+        return f"connection to {where} timed out"
+    if failure.check(net_error.DNSLookupError):
+        return f"cannot resolve host {uri.host!r}"
+    return f"cannot connect to {where}: {failure.getErrorMessage()}"
+
+
+def describe_loss(failure: Failure | None, proto: AmqpClientProtocol) -> str:
+    where = proto.uri.address
+    if proto.client.state in (amqp.State.AWAIT_START, amqp.State.AWAIT_TUNE,
+                              amqp.State.AWAIT_OPEN_OK):
+        hint = " (wrong credentials or vhost?)" if proto.client.state is not \
+            amqp.State.AWAIT_START else ""
+        return f"connection closed by {where} during the handshake{hint}"
+    detail = failure.getErrorMessage() if failure is not None else "connection lost"
+    if failure is not None and failure.check(net_error.ConnectionDone):
+        detail = "closed by the server"
+    return f"connection to {where} lost: {detail}"
