@@ -72,10 +72,15 @@ class LinkDriverProcess:
             match_value(line.get(k), v) for k, v in match.items()), timeout, start)
 
     def call(self, cmd: str, timeout: float = 60.0, **args) -> dict:
-        start = len(self.lines)
+        start = self.send(cmd, **args)
+        return self.wait_for(lambda line: line.get("reply") == cmd, timeout, start)
+
+    def send(self, cmd: str, **args) -> int:
+        """Send a command without waiting; returns the index to wait for its reply from."""
+        start = self.mark()
         self.proc.stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
         self.proc.stdin.flush()
-        return self.wait_for(lambda line: line.get("reply") == cmd, timeout, start)
+        return start
 
     def mark(self) -> int:
         """Index to start the next wait from (only lines printed after now)."""

@@ -190,3 +190,38 @@ def test_garbage_server_gives_a_clean_error_state(link_driver, reply, expect):
         assert not any("Traceback" in s for s in link.stderr), "\n".join(link.stderr)
     finally:
         server.close()
+
+
+def test_blocked_by_server_holds_publishes_until_unblocked(tmp_path, unique, link_driver):
+    with BrokerProcess(tmp_path, extra_args=["--memory-high-watermark", "2000000"]) as b:
+        link = link_driver(b.amqp_url)
+        link.event("ready")
+        link.call("declare_queue", queue=unique)
+        size = 65536
+        first = link.send("publish", routing_key=unique, count=60, size=size)   # ~3.9 MB
+        blocked = link.event("state", state="blocked", start=first)
+        assert "low on memory" in blocked["reason"]
+        before = link.call("status")["published"]
+        held = link.send("publish", routing_key=unique, count=3, size=size)
+        status = link.call("status")
+        # nothing more goes out while blocked (a full socket buffer may have held some of
+        # the first 60 back already: the transport's producer API pauses the link too)
+        assert status["state"] == "blocked" and status["published"] == before <= 60
+        # a consumer drains the queue; the broker unblocks and every publish is confirmed
+        received = 0
+        with pika.BlockingConnection(pika.URLParameters(b.amqp_url)) as conn:
+            ch = conn.channel()
+
+            def on_message(_ch, method, _props, _body):
+                nonlocal received
+                received += 1
+
+            ch.basic_consume(unique, on_message, auto_ack=True)
+            while received < 63:
+                conn.process_data_events(time_limit=1)
+        link.event("state", state="running", start=held)
+        for count in (60, 3):
+            reply = link.wait_for(lambda x, n=count: x.get("reply") == "publish"
+                                  and x["confirmed"] + len(x["failed"]) == n, start=first)
+            assert reply["confirmed"] == count
+        assert link.call("status")["published"] == 63
