@@ -213,6 +213,9 @@ _CONNECTION_METHODS: dict[State, frozenset[type]] = {
                               commands.Connection.Blocked, commands.Connection.Unblocked}),
 }
 
+_WHILE_CLOSING = frozenset({commands.Channel.Close, commands.Channel.CloseOk,
+                            commands.Basic.Deliver, commands.Basic.Return})
+
 CLIENT_CAPABILITIES = {
     "publisher_confirms": True, "consumer_cancel_notify": True,
     "exchange_exchange_bindings": True, "basic.nack": True, "connection.blocked": True,
@@ -330,7 +333,7 @@ class ClientConnection:
                 raise _Fault(f"heartbeat frame on channel {channel}")
             return
         if ftype == FRAME_METHOD:
-            self._on_method(channel, self._decode_method(payload), events)
+            self._on_method(channel, payload, events)
         elif ftype == FRAME_HEADER:
             self._on_content_header(channel, payload)
             self._complete_content(channel, events)
@@ -341,43 +344,51 @@ class ClientConnection:
             raise _Fault(f"unknown frame type {ftype}")
 
     @staticmethod
-    def _decode_method(payload: bytes) -> Any:
+    def _method_class(payload: bytes) -> type:
         if len(payload) < 4:
             raise _Fault("method frame too short")
         index = struct.unpack_from(">I", payload)[0]
         cls = commands.INDEX_MAPPING.get(index)
         if cls is None:
             raise _Fault(f"unknown method {index >> 16}.{index & 0xffff}")
-        method = cls.__new__(cls)   # no __init__: it runs a client-side validate()
-        for name in cls.__slots__:
+        return cls
+
+    @staticmethod
+    def _decode_method(method_class: type, payload: bytes) -> Any:
+        method = method_class.__new__(method_class)   # __init__ runs a client-side validate()
+        for name in method_class.__slots__:
             setattr(method, name, None)
         try:
             method.unmarshal(payload[4:])
         except (struct.error, ValueError, UnicodeDecodeError, TypeError, IndexError,
                 KeyError, pamqp_exceptions.PAMQPException) as e:
-            raise _Fault(f"malformed {cls.name}: {e}") from None
+            raise _Fault(f"malformed {method_class.name}: {e}") from None
         return method
 
     # ----------------------------------------------------------------------- methods
-    def _on_method(self, channel: int, m: Any, events: list[Event]) -> None:
+    def _on_method(self, channel: int, payload: bytes, events: list[Event]) -> None:
+        # Which methods are allowed is decided from the class id alone, before decoding, so
+        # the error names the real fault ("unexpected X") rather than X's body.
+        cls = self._method_class(payload)
         if channel == 0:
-            allowed = _CONNECTION_METHODS.get(self.state, frozenset())
-            if type(m) not in allowed:
-                raise _Fault(f"unexpected {m.name} in state {self.state.value}")
-            self._CONNECTION_HANDLERS[type(m)](self, m, events)
+            if cls not in _CONNECTION_METHODS.get(self.state, frozenset()):
+                raise _Fault(f"unexpected {cls.name} in state {self.state.value}")
+            self._CONNECTION_HANDLERS[cls](self, self._decode_method(cls, payload), events)
             return
         if self.state not in (State.OPEN, State.CLOSING):
-            raise _Fault(f"{m.name} on channel {channel} before the connection is open")
+            raise _Fault(f"{cls.name} on channel {channel} before the connection is open")
         ch = self.channels.get(channel)
         if ch is None:
-            raise _Fault(f"{m.name} on channel {channel}, which is not open")
+            raise _Fault(f"{cls.name} on channel {channel}, which is not open")
         if ch.content_method is not None:
-            raise _Fault(f"{m.name} on channel {channel} while content was expected")
-        handler = self._CHANNEL_HANDLERS.get(type(m))
+            raise _Fault(f"{cls.name} on channel {channel} while content was expected")
+        handler = self._CHANNEL_HANDLERS.get(cls)
         if handler is None:
-            raise _Fault(f"unexpected {m.name} from server on channel {channel}")
-        if ch.closing and type(m) not in (commands.Channel.Close, commands.Channel.CloseOk):
-            return  # after our Channel.Close everything but Close/Close-Ok is dropped (§2.2.4)
+            raise _Fault(f"unexpected {cls.name} from server on channel {channel}")
+        m = self._decode_method(cls, payload)
+        if ch.closing and cls not in _WHILE_CLOSING:
+            return  # after our Channel.Close the rest is dropped (§2.2.4); content is read
+                    # to its end so the frames that follow still parse, then dropped too
         handler(self, channel, ch, m, events)
 
     def _on_start(self, m: Any, events: list[Event]) -> None:

@@ -110,13 +110,20 @@ class LinkChannel:
         self._link = link
         self._protocol = protocol
         self._client = protocol.client
-        self.alive = True
+        self._dead = False
         self._rpcs: collections.deque[tuple[str, defer.Deferred]] = collections.deque()
         self._unconfirmed: collections.OrderedDict[int, defer.Deferred] = \
             collections.OrderedDict()
         self._held: collections.deque[tuple[tuple, defer.Deferred]] = collections.deque()
         self._consumers: dict[str, Callable[[amqp.Delivery], Any]] = {}
         self._tags = itertools.count(1)
+
+    @property
+    def alive(self) -> bool:
+        """False from the moment the connection starts to go, not only once it is gone:
+        events already read in the same batch may still call back into the user."""
+        return (not self._dead and self._protocol.lost_reason is None
+                and self._client.state is amqp.State.OPEN)
 
     # -- user API
     def publish(self, exchange: str, routing_key: str, properties: dict | None,
@@ -144,7 +151,9 @@ class LinkChannel:
         """Basic.Qos(prefetch) then Basic.Consume; fires with the consumer tag."""
         tag = f"warren-link-{next(self._tags)}"
         self._consumers[tag] = on_delivery
-        self.request(self._client.basic_qos(CHANNEL, prefetch), "Basic.QosOk")
+        # a refused Qos closes the channel; the Consume Deferred below reports it
+        self.request(self._client.basic_qos(CHANNEL, prefetch), "Basic.QosOk") \
+            .addErrback(lambda _failure: None)
         d = self.request(self._client.basic_consume(CHANNEL, queue, consumer_tag=tag,
                                                   no_ack=no_ack), "Basic.ConsumeOk")
         return d.addCallback(lambda event: event.consumer_tag)
@@ -239,9 +248,9 @@ class LinkChannel:
 
     def die(self, reason: str) -> None:
         """The connection is gone: fail everything still waiting on it."""
-        if not self.alive:
+        if self._dead:
             return
-        self.alive = False
+        self._dead = True
         waiting = [d for _e, d in self._rpcs] + list(self._unconfirmed.values()) + \
             [d for _a, d in self._held]
         self._rpcs.clear()
@@ -249,6 +258,11 @@ class LinkChannel:
         self._held.clear()
         for d in waiting:
             d.errback(LinkDown(reason))
+
+
+def _ignore_link_down(failure: Failure) -> None:
+    """The connection went before the channel was ready: on_connection_lost reports it."""
+    failure.trap(LinkDown, RemoteClosed)
 
 
 _REPLY_NAMES = {amqp.ConsumeOk: "Basic.ConsumeOk", amqp.QueueDeclared: "Queue.DeclareOk"}
@@ -537,6 +551,8 @@ class Link:
             proto.close(reason, 541)
 
     def _on_opened(self, proto: AmqpClientProtocol, event: amqp.ConnectionOpened) -> None:
+        if proto.client.state is not amqp.State.OPEN:
+            return   # an error later in the same read already ended it
         proto.start_heartbeats(event.heartbeat)
         proto.write(proto.client.open_channel(CHANNEL))
 
@@ -544,7 +560,7 @@ class Link:
                            event: amqp.ChannelOpened) -> None:
         self.channel = LinkChannel(self, proto)
         self.channel.request(proto.client.confirm_select(CHANNEL), "Confirm.SelectOk") \
-            .addCallback(self._ready, proto)
+            .addCallbacks(self._ready, _ignore_link_down, callbackArgs=(proto,))
 
     def _ready(self, _event: Any, proto: AmqpClientProtocol) -> None:
         if self._timeout_call is not None and self._timeout_call.active():
@@ -635,8 +651,7 @@ class Link:
             self._timeout_call.cancel()
         self._timeout_call = None
         reason = proto.lost_reason or describe_loss(failure, proto)
-        was_ready = self.channel is not None and self.channel.alive and \
-            self.state in (LinkState.RUNNING, LinkState.BLOCKED)
+        was_ready = self.state in (LinkState.RUNNING, LinkState.BLOCKED)
         if self.channel is not None:
             self.channel.die(reason)
         self.channel = None
