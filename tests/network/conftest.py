@@ -122,3 +122,7 @@ def link_driver():
     yield start
     for driver in started:
         driver.stop()
+
+
+# the TLS tests' throw-away CA and localhost certificate, for the amqps link tests
+from tests.tls.test_tls_listeners import pki  # noqa: F401

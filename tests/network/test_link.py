@@ -8,6 +8,8 @@ is what a shovel status page would show.
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import socket
 import threading
 
@@ -225,3 +227,22 @@ def test_blocked_by_server_holds_publishes_until_unblocked(tmp_path, unique, lin
                                   and x["confirmed"] + len(x["failed"]) == n, start=first)
             assert reply["confirmed"] == count
         assert link.call("status")["published"] == 63
+
+
+def test_frozen_broker_is_detected_by_missed_heartbeats(tmp_path, link_driver):
+    broker = BrokerProcess(tmp_path / "b")
+    broker.start()
+    try:
+        link = link_driver(broker.amqp_url + "?heartbeat=1")
+        link.event("ready")
+        mark = link.mark()
+        os.killpg(broker.proc.pid, signal.SIGSTOP)     # TCP stays up, the broker goes silent
+        try:
+            down = link.event("down", start=mark, timeout=30)
+        finally:
+            os.killpg(broker.proc.pid, signal.SIGCONT)
+        assert down["reason"] == f"missed heartbeats from 127.0.0.1:{broker.amqp_port}, timeout: 1s"
+        link.event("ready", start=mark, connects=2)    # and it comes back once the broker does
+    finally:
+        broker.stop()
+        broker.kill()

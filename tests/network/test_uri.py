@@ -18,7 +18,8 @@ from warren.network.uri import (
 )
 
 GOOD = [
-    ("amqp://h", {"host": "h", "port": 5672, "vhost": "/", "username": "guest", "password": "guest"}),
+    ("amqp://h", {"host": "h", "port": 5672, "vhost": "/", "username": "guest",
+                  "password": "guest"}),
     ("amqps://h", {"host": "h", "port": 5671, "tls": TlsOptions()}),
     ("AMQP://h:1234", {"scheme": "amqp", "port": 1234}),
     ("amqp://u:p@h/v", {"username": "u", "password": "p", "vhost": "v"}),

@@ -10,9 +10,9 @@ a Twisted protocol, a blocking socket in a test, or a fuzzer:
 - replies the protocol makes on its own (protocol header answers, Start-Ok, Tune-Ok,
   Connection.Open, Close-Ok) queue up in :meth:`~ClientConnection.data_to_send`.
 
-No timers live here: the caller owns the clock, calls :meth:`~ClientConnection.heartbeat`
-every ``heartbeat / 2`` seconds and gives up after ``2 * heartbeat`` seconds of silence, as
-RabbitMQ's reader does.
+No timers live here: the caller owns the clock, sends
+:meth:`~ClientConnection.heartbeat_frame` every ``heartbeat / 2`` seconds and gives up after
+``2 * heartbeat`` seconds of silence, as RabbitMQ's reader does.
 
 Malformed input (a bad frame, an unknown method, content out of order, a method the state
 table does not allow) yields exactly one :class:`ProtocolError` event, after which the machine
@@ -580,7 +580,8 @@ class ClientConnection:
             raise RuntimeError(f"channel {channel} is not open")
         return pamqp_frame.marshal(method, channel)
 
-    def heartbeat(self) -> bytes:
+    def heartbeat_frame(self) -> bytes:
+        """A heartbeat frame; the caller sends one every ``heartbeat / 2`` seconds."""
         return HEARTBEAT_FRAME
 
     def open_channel(self, channel: int) -> bytes:

@@ -369,7 +369,7 @@ class AmqpClientProtocol(Protocol):
         if self.link.reactor.seconds() - self._last_recv > 2 * interval:
             self.abort(f"missed heartbeats from {self.uri.address}, timeout: {interval}s")
             return
-        self.write(self.client.heartbeat())
+        self.write(self.client.heartbeat_frame())
 
     def _stop_heartbeats(self) -> None:
         if self._heartbeat_call is not None and self._heartbeat_call.running:
@@ -746,6 +746,8 @@ def describe_connect_failure(failure: Failure, uri: AmqpURI) -> str:
 
 def describe_loss(failure: Failure | None, proto: AmqpClientProtocol) -> str:
     where = proto.uri.address
+    if failure is not None and failure.check(SSL.Error):
+        return f"TLS handshake with {where} failed: {_ssl_reason(failure.value)}"
     if proto.client.state in (amqp.State.AWAIT_START, amqp.State.AWAIT_TUNE,
                               amqp.State.AWAIT_OPEN_OK):
         hint = " (wrong credentials or vhost?)" if proto.client.state is not \
@@ -755,3 +757,12 @@ def describe_loss(failure: Failure | None, proto: AmqpClientProtocol) -> str:
     if failure is not None and failure.check(net_error.ConnectionDone):
         detail = "closed by the server"
     return f"connection to {where} lost: {detail}"
+
+
+def _ssl_reason(exc: SSL.Error) -> str:
+    """pyOpenSSL's error list as one short line ("certificate verify failed")."""
+    try:
+        reasons = [r[2] for r in exc.args[0] if len(r) > 2 and r[2]]
+    except (IndexError, TypeError):
+        reasons = []
+    return "; ".join(reasons) or str(exc) or type(exc).__name__
