@@ -11,8 +11,9 @@ commands on stdin, one per line, and reads JSON lines from stdout:
 Commands (run on the channel of the current connection):
 
 - ``declare_queue {queue, durable}`` -> ``{ok, message_count}`` or ``{error}``;
-- ``publish {routing_key, exchange, count, size, properties}`` -> publishes ``count``
-  bodies (``size`` bytes, each starting with its index) and replies once all are settled:
+- ``publish {routing_key, exchange, count, size, properties, via}`` -> publishes ``count``
+  bodies (``size`` bytes, each starting with its index) on the ``on_ready`` channel (or the
+  Link itself with ``via="link"``) and replies once all are settled:
   ``{confirmed, nacked, failed: [reasons]}``;
 - ``consume {queue, prefetch, count}`` -> acks each delivery, replies after ``count``:
   ``{bodies: [sha256…], properties: [first delivery's], redelivered: n}``;
@@ -81,8 +82,8 @@ class Driver:
         return d.addCallback(lambda ok: {"ok": True, "message_count": ok.message_count})
 
     def cmd_publish(self, routing_key: str, count: int, size: int = 10, exchange: str = "",
-                    properties: dict | None = None) -> defer.Deferred:
-        channel = self.channel
+                    properties: dict | None = None, via: str = "channel") -> defer.Deferred:
+        channel = self.link if via == "link" else self.channel
         result = {"confirmed": 0, "nacked": 0, "failed": []}
 
         def settled(outcome) -> None:

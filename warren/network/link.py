@@ -198,7 +198,11 @@ class LinkChannel:
         return d
 
     def _send_publish(self, args: tuple, d: defer.Deferred) -> None:
-        seq, data = self._client.basic_publish(CHANNEL, *args)
+        try:
+            seq, data = self._client.basic_publish(CHANNEL, *args)
+        except (ValueError, TypeError) as e:   # properties pamqp cannot encode, long names
+            d.errback(e)
+            return
         self._unconfirmed[seq] = d
         self._link.counters.published += 1
         self._protocol.write(data)
@@ -464,6 +468,39 @@ class Link:
         """Publishes go out now (not blocked by the server, socket buffer not full)."""
         proto = self._protocol
         return (self.state is LinkState.RUNNING and proto is not None and not proto.paused)
+
+    # -- the channel API on the link itself ------------------------------------------------
+    # For users that keep only the Link: each call goes to the channel of the connection
+    # that is up now, or fails with LinkDown. Delivery tags belong to one connection, so a
+    # user that acks after a reconnect should ack through the LinkChannel it got in
+    # on_ready (a stale tag is then dropped rather than acked on the wrong channel).
+    def publish(self, exchange: str, routing_key: str, properties: dict | None,
+                body: bytes) -> defer.Deferred:
+        return self._current("publish", exchange, routing_key, properties, body)
+
+    def consume(self, queue: str, prefetch: int, on_delivery: Callable[[amqp.Delivery], Any],
+                no_ack: bool = False) -> defer.Deferred:
+        return self._current("consume", queue, prefetch, on_delivery, no_ack)
+
+    def ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        if self.channel is not None:
+            self.channel.ack(delivery_tag, multiple)
+
+    def declare_queue(self, queue: str = "", **kwargs: Any) -> defer.Deferred:
+        return self._current("declare_queue", queue, **kwargs)
+
+    def declare_exchange(self, exchange: str, exchange_type: str = "direct",
+                         **kwargs: Any) -> defer.Deferred:
+        return self._current("declare_exchange", exchange, exchange_type, **kwargs)
+
+    def bind(self, queue: str, exchange: str, routing_key: str = "",
+             arguments: dict | None = None) -> defer.Deferred:
+        return self._current("bind", queue, exchange, routing_key, arguments)
+
+    def _current(self, method: str, *args: Any, **kwargs: Any) -> defer.Deferred:
+        if self.channel is None or self.state not in (LinkState.RUNNING, LinkState.BLOCKED):
+            return defer.fail(LinkDown(self.reason or f"link is {self.state.value}"))
+        return getattr(self.channel, method)(*args, **kwargs)
 
     def status(self) -> dict:
         uri = self.uri.redacted if self.uri is not None else None
