@@ -96,9 +96,9 @@ def test_scripted_conversation_events():
                      "PublishConfirmed", "PublishConfirmed", "ConnectionUnblocked", "Delivery",
                      "Delivery", "ChannelClosed", "ConnectionClosed"]
     opened = events[0]
-    # the client asked for 2047 channels, 131072 bytes, 60 s; the server said 0 (no limit),
-    # 4096, 30: a client takes the non-zero or the lower value
-    assert (opened.channel_max, opened.frame_max, opened.heartbeat) == (2047, 4096, 30)
+    # the client asked for 2047 channels, 0 (no limit) bytes, 10 s; the server said 0, 4096,
+    # 30: a client takes the non-zero or else the lower value
+    assert (opened.channel_max, opened.frame_max, opened.heartbeat) == (2047, 4096, 10)
     assert events[4] == amqp.PublishConfirmed(1, 2, True, True)
     assert events[5] == amqp.PublishConfirmed(1, 3, False, False)
     d = events[7]
@@ -116,7 +116,7 @@ def test_scripted_conversation_events():
                          "Channel.Open", "Confirm.Select"]
     assert names[-2:] == ["Channel.CloseOk", "Connection.CloseOk"]
     tune_ok = next(f for _ch, f in parsed if f.name == "Connection.TuneOk")
-    assert (tune_ok.channel_max, tune_ok.frame_max, tune_ok.heartbeat) == (2047, 4096, 30)
+    assert (tune_ok.channel_max, tune_ok.frame_max, tune_ok.heartbeat) == (2047, 4096, 10)
 
 
 def parse_client_frames(data: bytes) -> list:

@@ -247,11 +247,15 @@ def negotiate(client: int, server: int) -> int:
 
 
 class ClientConnection:
-    """One client connection's protocol state. See the module docstring for the contract."""
+    """One client connection's protocol state. See the module docstring for the contract.
+
+    ``frame_max``, ``channel_max`` and ``heartbeat`` are what we propose in Tune-Ok; the
+    defaults are RabbitMQ's Erlang client's (0 = let the server decide, 2047, 10 s).
+    """
 
     def __init__(self, *, username: str = "guest", password: str = "guest",
-                 vhost: str = "/", frame_max: int = PRE_TUNE_FRAME_MAX,
-                 channel_max: int = 2047, heartbeat: int = 60,
+                 vhost: str = "/", frame_max: int = 0, channel_max: int = 2047,
+                 heartbeat: int = 10,
                  client_properties: dict | None = None) -> None:
         self._username = username
         self._password = password

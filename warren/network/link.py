@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RECONNECT_DELAY = 5.0        # seconds, RabbitMQ's shovel default
 DEFAULT_MAX_RECONNECT_DELAY = 60.0   # backoff cap
-DEFAULT_CONNECTION_TIMEOUT = 30.0    # seconds, TCP connect + TLS + AMQP handshake
-DEFAULT_HEARTBEAT = 60
+DEFAULT_CONNECTION_TIMEOUT = 60.0    # seconds (RabbitMQ: 60000 ms): TCP, TLS, handshake
+DEFAULT_HEARTBEAT = 10               # seconds, RabbitMQ's Erlang client default
 CHANNEL = 1
 
 
@@ -290,7 +290,7 @@ class AmqpClientProtocol(Protocol):
         self.uri = uri
         self.client = amqp.ClientConnection(
             username=uri.username, password=uri.password, vhost=uri.vhost,
-            frame_max=uri.frame_max if uri.frame_max is not None else amqp.PRE_TUNE_FRAME_MAX,
+            frame_max=uri.frame_max if uri.frame_max is not None else 0,
             channel_max=uri.channel_max if uri.channel_max is not None else 2047,
             heartbeat=uri.heartbeat if uri.heartbeat is not None else DEFAULT_HEARTBEAT,
             client_properties={"connection_name": link.name} if link.name else None)
