@@ -10,7 +10,7 @@ commands on stdin, one per line, and reads JSON lines from stdout:
 
 Commands (run on the channel of the current connection):
 
-- ``declare_queue {queue, durable}`` -> ``{ok, message_count}`` or ``{error}``;
+- ``declare_queue {queue, durable, passive}`` -> ``{ok, message_count}`` or ``{error}``;
 - ``publish {routing_key, exchange, count, size, properties, via}`` -> publishes ``count``
   bodies (``size`` bytes, each starting with its index) on the ``on_ready`` channel (or the
   Link itself with ``via="link"``) and replies once all are settled:
@@ -77,8 +77,9 @@ class Driver:
     def cmd_status(self) -> dict:
         return self.link.status()
 
-    def cmd_declare_queue(self, queue: str, durable: bool = False) -> defer.Deferred:
-        d = self.channel.declare_queue(queue, durable=durable)
+    def cmd_declare_queue(self, queue: str, durable: bool = False,
+                          passive: bool = False) -> defer.Deferred:
+        d = self.channel.declare_queue(queue, durable=durable, passive=passive)
         return d.addCallback(lambda ok: {"ok": True, "message_count": ok.message_count})
 
     def cmd_publish(self, routing_key: str, count: int, size: int = 10, exchange: str = "",

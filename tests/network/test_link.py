@@ -91,6 +91,32 @@ def test_wrong_password_reports_access_refused_and_retries(broker, link_driver):
     status = link.call("status")
     assert status["connects"] == 0 and "ACCESS_REFUSED" in status["reason"]
     assert link.call("close")["state"] == "terminated"
+    # one log line for the failure however often it is retried, and no traceback
+    logged = [line for line in link.stderr if "ACCESS_REFUSED" in line]
+    assert len(logged) == 1 and "WARNING" in logged[0], link.stderr
+    assert not any("Traceback" in line for line in link.stderr)
+
+
+def test_channel_error_fails_the_request_and_the_link_reconnects(broker, unique, link_driver):
+    link = link_driver(broker.amqp_url)
+    link.event("ready")
+    mark = link.mark()
+    reply = link.call("declare_queue", queue=unique, passive=True)
+    assert reply["error"].startswith("RemoteClosed: 404 NOT_FOUND - no queue")
+    down = link.event("down", start=mark)
+    assert down["reason"].startswith("channel closed by server: NOT_FOUND - no queue")
+    link.event("ready", start=mark, connects=2)
+    assert link.call("declare_queue", queue=unique)["ok"]
+
+
+def test_connection_timeout_bounds_a_silent_handshake(link_driver):
+    server = GarbageServer(b"")            # accepts TCP, then says nothing
+    try:
+        link = link_driver(f"amqp://127.0.0.1:{server.port}?connection_timeout=300")
+        line = link.event("state", reason=lambda r: "timed out" in (r or ""))
+        assert line["reason"] == f"handshake with 127.0.0.1:{server.port} timed out"
+    finally:
+        server.close()
 
 
 def test_first_uri_dead_second_used(broker, link_driver):
