@@ -227,15 +227,15 @@ CLIENT_CAPABILITIES = {
 class _Channel:
     """One channel's state: open or closing, confirm numbering, content being assembled."""
 
-    open: bool = False
-    closing: bool = False
-    confirm_mode: bool = False
-    next_publish_seq: int = 1
-    content_method: Any = None          # Basic.Deliver / Return / GetOk awaiting content
-    content_size: int = 0
-    properties: dict = field(default_factory=dict)
-    body: list = field(default_factory=list)
-    received: int = 0
+    open: bool = False                  # Channel.Open-Ok seen, and not closed by the server
+    closing: bool = False               # we sent Channel.Close; only Close(-Ok) counts now
+    confirm_mode: bool = False          # Confirm.Select-Ok seen: Basic.Ack/Nack may come
+    next_publish_seq: int = 1           # the delivery tag the server gives our next publish
+    content_method: Any = None          # Basic.Deliver / Basic.Return awaiting its content
+    content_size: int = 0               # body size from the header; -1 until it arrives
+    properties: dict = field(default_factory=dict)   # decoded from the content header
+    body: list = field(default_factory=list)         # body frames received so far
+    received: int = 0                   # their total length
 
 
 def negotiate(client: int, server: int) -> int:
