@@ -260,3 +260,29 @@ def test_against_warren_over_a_blocking_socket(broker, unique):
         sock.sendall(c.data_to_send())
         sock.sendall(c.close())
         assert until(amqp.ConnectionClosed).by_server is False
+
+
+def test_properties_dict_survives_a_pass_through():
+    """What a shovel does: decode a delivery's properties, add a header, encode them again."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from warren.network.client import decode_properties, encode_properties
+
+    props = {"content_type": "application/json", "content_encoding": "gzip",
+             "headers": {"nested": {"a": [1, "two", b"\x00\x01"]}, "when":
+                         datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "price": Decimal("1.25"),
+                         "flag": True},
+             "delivery_mode": 3, "priority": 9, "correlation_id": "c", "reply_to": "r",
+             "expiration": "1000", "message_id": "m", "timestamp": 1700000000, "type": "t",
+             "user_id": "guest", "app_id": "app", "cluster_id": "legacy"}
+    decoded = decode_properties(encode_properties(props))
+    decoded["headers"]["x-shovelled"] = [{"shovel-name": "s1", "src-uri": "amqp://a"}]
+    again = decode_properties(encode_properties(decoded))
+    assert again["headers"].pop("x-shovelled") == [{"shovel-name": "s1", "src-uri": "amqp://a"}]
+    assert again["headers"]["nested"]["a"][2] == b"\x00\x01"
+    assert again["headers"]["when"].replace(tzinfo=UTC) == props["headers"]["when"]
+    assert {k: v for k, v in again.items() if k != "headers"} == \
+        {k: v for k, v in props.items() if k != "headers"}
+    with pytest.raises(ValueError, match="unknown message properties"):
+        encode_properties({"contenttype": "x"})
