@@ -9,6 +9,8 @@ One test talks to a real warren over a plain blocking socket: sans-I/O needs no 
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -18,7 +20,13 @@ from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
 from warren.network import client as amqp
-from warren.network.client import ClientConnection, State, negotiate
+from warren.network.client import (
+    ClientConnection,
+    State,
+    decode_properties,
+    encode_properties,
+    negotiate,
+)
 
 
 def server_frames(*frames: tuple) -> bytes:
@@ -264,11 +272,6 @@ def test_against_warren_over_a_blocking_socket(broker, unique):
 
 def test_properties_dict_survives_a_pass_through():
     """What a shovel does: decode a delivery's properties, add a header, encode them again."""
-    from datetime import UTC, datetime
-    from decimal import Decimal
-
-    from warren.network.client import decode_properties, encode_properties
-
     props = {"content_type": "application/json", "content_encoding": "gzip",
              "headers": {"nested": {"a": [1, "two", b"\x00\x01"]}, "when":
                          datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "price": Decimal("1.25"),
