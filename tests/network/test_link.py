@@ -18,6 +18,7 @@ import pytest
 
 from tests.broker_process import BrokerProcess, free_port
 from tests.network.link_driver import body_for
+from warren.network.link import retry_delay
 
 
 def sha(data: bytes) -> str:
@@ -274,3 +275,10 @@ def test_frozen_broker_is_detected_by_missed_heartbeats(tmp_path, link_driver):
     finally:
         broker.stop()
         broker.kill()
+
+
+@pytest.mark.parametrize("base,cap,rounds,expected", [
+    (5, 60, 1, 5), (5, 60, 2, 10), (5, 60, 4, 40), (5, 60, 5, 60), (5, 60, 500, 60),
+    (0, 60, 3, 0), (90, 60, 1, 90)])
+def test_retry_delay_doubles_up_to_the_cap(base, cap, rounds, expected):
+    assert retry_delay(base, cap, rounds) == expected

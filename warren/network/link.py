@@ -567,8 +567,8 @@ class Link:
     def _schedule_retry(self, reason: str) -> None:
         self._tried_this_round = 0
         self._failed_rounds += 1
-        delay = min(self.reconnect_delay * 2 ** (self._failed_rounds - 1),
-                    self.max_reconnect_delay)
+        delay = retry_delay(self.reconnect_delay, self.max_reconnect_delay,
+                            self._failed_rounds)
         self._set_state(LinkState.STARTING, reason, retry_in=delay)
         self._retry_call = self.reactor.callLater(delay, self._attempt)
 
@@ -741,6 +741,12 @@ class Link:
 
 
 # ------------------------------------------------------------------------------ helpers
+def retry_delay(base: float, cap: float, failed_rounds: int) -> float:
+    """``base`` after the first failed round, doubling per further round, at most ``cap``
+    (a dead peer is retried every minute, not hammered; one good connection resets it)."""
+    return min(base * 2 ** min(max(failed_rounds - 1, 0), 32), max(base, cap))
+
+
 def tls_options(uri: AmqpURI) -> Any:
     """Twisted client TLS options from the URI's ``amqps`` query."""
     from twisted.internet import ssl
