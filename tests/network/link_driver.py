@@ -32,7 +32,8 @@ from twisted.internet import defer, reactor, stdio
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from warren.network.link import Link, PublishNacked
+from warren.network.channel import PublishNacked
+from warren.network.link import Link
 
 
 def body_for(index: int, size: int) -> bytes:

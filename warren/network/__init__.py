@@ -6,9 +6,12 @@ library. Layered like a front end (STYLE P2), so each part can be tested on its 
 
 - :mod:`.uri` parses RabbitMQ-style ``amqp://`` / ``amqps://`` URIs (a shovel definition copied
   from RabbitMQ means the same here) and gives them a form without the password to log;
-- :mod:`.client` is the sans-I/O protocol machine on pamqp: bytes in, events out;
-- :mod:`.link` keeps one connection up over a list of URIs (failover, capped backoff, TLS,
-  heartbeats, Connection.Blocked) and gives its user a channel in confirm mode.
+- :mod:`.client` is the sans-I/O protocol machine on pamqp: bytes in, :mod:`.events` out;
+  :mod:`.properties` turns content headers into plain dicts and back;
+- :mod:`.protocol` is the Twisted glue (bytes, heartbeats); :mod:`.tls` the ``amqps`` options;
+- :mod:`.link` keeps one connection up over a list of URIs (failover, capped backoff,
+  Connection.Blocked, one log line per state change) and hands its user a
+  :mod:`.channel` in confirm mode each time it connects.
 
 The bridges themselves (demand forwarding, loop prevention by broker path and
 ``network_ttl``, duplex links) are not built yet; the console shows "no bridges configured"

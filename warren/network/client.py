@@ -22,12 +22,8 @@ Frames are read with pamqp's own functions behind a small buffer rather than wit
 ``warren.amqp.framing``, which imports the broker's error types (``warren.broker``): this
 package must stay free of the listener side.
 
-Message properties are a plain ``dict`` with the AMQP 0-9-1 names (``content_type``,
-``headers``, ``delivery_mode``, ``timestamp`` as integer seconds, ``type``, ``app_id``…;
-absent properties are absent keys). A bridge passes a delivery's dict to
-:meth:`~ClientConnection.basic_publish` untouched or adds a header to it; pamqp's
-``Basic.Properties`` would refuse values RabbitMQ carries (delivery_mode 3, a cluster_id, byte
-arrays in headers) when re-encoded.
+Events are in :mod:`.events` (and importable from here); message properties are plain dicts
+with the AMQP names (:mod:`.properties`).
 """
 
 from __future__ import annotations
@@ -35,14 +31,30 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, ClassVar
 
 from pamqp import commands
 from pamqp import exceptions as pamqp_exceptions
 from pamqp import frame as pamqp_frame
-from pamqp.header import ContentHeader
+
+from .events import (
+    ChannelClosed,
+    ChannelOpened,
+    ConnectionBlocked,
+    ConnectionClosed,
+    ConnectionOpened,
+    ConnectionUnblocked,
+    ConsumeOk,
+    ConsumerCancelled,
+    Delivery,
+    Event,
+    MethodOk,
+    ProtocolError,
+    PublishConfirmed,
+    QueueDeclared,
+    Returned,
+)
+from .properties import MalformedProperties, decode_properties, encode_properties
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT = 1, 2, 3, 8
@@ -53,137 +65,6 @@ PRE_TUNE_FRAME_MAX = 131072    # what we accept before Tune fixes a limit
 _HDR = struct.Struct(">BHI")
 _PUBLISH_HEAD = struct.Struct(">HHH")   # class 60, method 40, reserved ticket
 _CONTENT_HEAD = struct.Struct(">HHQ")
-
-PROPERTY_NAMES = ("content_type", "content_encoding", "headers", "delivery_mode", "priority",
-                  "correlation_id", "reply_to", "expiration", "message_id", "timestamp",
-                  "type", "user_id", "app_id", "cluster_id")
-
-
-# ------------------------------------------------------------------------------ events
-class Event:
-    """Base of what :meth:`ClientConnection.receive_data` returns."""
-
-    __slots__ = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionOpened(Event):
-    """Connection.Open-Ok arrived: the connection is usable with these tuned values."""
-
-    server_properties: dict
-    frame_max: int
-    channel_max: int
-    heartbeat: int
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed(Event):
-    """The server closed the connection (``by_server``) or confirmed our close."""
-
-    reply_code: int
-    reply_text: str
-    class_id: int = 0
-    method_id: int = 0
-    by_server: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionBlocked(Event):
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionUnblocked(Event):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelOpened(Event):
-    channel: int
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelClosed(Event):
-    """The server closed a channel (``by_server``), or confirmed our Channel.Close."""
-
-    channel: int
-    reply_code: int
-    reply_text: str
-    class_id: int = 0
-    method_id: int = 0
-    by_server: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class MethodOk(Event):
-    """A synchronous reply with nothing more to say (Confirm.Select-Ok, Qos-Ok, …)."""
-
-    channel: int
-    method: str         # pamqp name, e.g. "Basic.QosOk"
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumeOk(Event):
-    channel: int
-    consumer_tag: str
-
-
-@dataclass(frozen=True, slots=True)
-class QueueDeclared(Event):
-    channel: int
-    queue: str
-    message_count: int
-    consumer_count: int
-
-
-@dataclass(frozen=True, slots=True)
-class PublishConfirmed(Event):
-    """Basic.Ack (``ack``) or Basic.Nack from the server for our publishes in confirm mode."""
-
-    channel: int
-    delivery_tag: int
-    multiple: bool
-    ack: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery(Event):
-    channel: int
-    consumer_tag: str
-    delivery_tag: int
-    redelivered: bool
-    exchange: str
-    routing_key: str
-    properties: dict
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Returned(Event):
-    """Basic.Return: a mandatory publish the server could not route."""
-
-    channel: int
-    reply_code: int
-    reply_text: str
-    exchange: str
-    routing_key: str
-    properties: dict
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerCancelled(Event):
-    """The server cancelled our consumer (queue deleted; consumer_cancel_notify)."""
-
-    channel: int
-    consumer_tag: str
-
-
-@dataclass(frozen=True, slots=True)
-class ProtocolError(Event):
-    """The server sent something we cannot accept; the connection is unusable."""
-
-    text: str
 
 
 class _Fault(Exception):
@@ -541,7 +422,10 @@ class ClientConnection:
         class_id, _weight, size = _CONTENT_HEAD.unpack_from(payload)
         if class_id != 60:
             raise _Fault(f"content header for class {class_id}, expected 60")
-        ch.properties = decode_properties(payload[12:])
+        try:
+            ch.properties = decode_properties(payload[12:])
+        except MalformedProperties as e:
+            raise _Fault(str(e)) from None
         ch.content_size = size
         ch.body = []
         ch.received = 0
@@ -690,58 +574,3 @@ def _shortstr(s: str) -> bytes:
     if len(b) > 255:
         raise ValueError(f"shortstr longer than 255 bytes: {s[:40]!r}…")
     return bytes((len(b),)) + b
-
-
-# ------------------------------------------------------------------------------ properties
-def decode_properties(raw: bytes) -> dict:
-    """Content-header property list -> dict with AMQP names; raises ``_Fault`` if bad."""
-    try:
-        offset, flags = ContentHeader._get_flags(raw)
-        p = commands.Basic.Properties()
-        p.unmarshal(flags, raw[offset:])
-    except (struct.error, ValueError, UnicodeDecodeError, TypeError, IndexError, KeyError,
-            pamqp_exceptions.PAMQPException) as e:
-        raise _Fault(f"malformed content header properties: {e}") from None
-    out = {}
-    for name in PROPERTY_NAMES:
-        value = getattr(p, "message_type" if name == "type" else name)
-        if value is None or (value == "" and name == "cluster_id"):
-            continue
-        if name == "timestamp" and isinstance(value, datetime):
-            value = int(value.replace(tzinfo=value.tzinfo or UTC).timestamp())
-        out[name] = value
-    return out
-
-
-def encode_properties(props: dict | None) -> bytes:
-    """dict with AMQP names -> content-header property list (unknown keys are an error)."""
-    if not props:
-        return b"\x00\x00"
-    unknown = set(props) - set(PROPERTY_NAMES)
-    if unknown:
-        raise ValueError(f"unknown message properties: {sorted(unknown)}")
-    # attributes are set one by one: the constructor runs pamqp's client-side validate(),
-    # which refuses values RabbitMQ carries (delivery_mode 0 or 3, a cluster_id)
-    p = commands.Basic.Properties()
-    for name, value in props.items():
-        if value is None:
-            continue
-        if name == "timestamp" and isinstance(value, (int, float)):
-            value = datetime.fromtimestamp(value, tz=UTC)
-        elif name == "headers":
-            value = _encodable(value)
-        setattr(p, "message_type" if name == "type" else name, value)
-    return p.marshal()
-
-
-def _encodable(value: Any) -> Any:
-    """pamqp encodes byte arrays only from bytearray; decoded ones come back as bytes."""
-    if isinstance(value, dict):
-        return {str(k): _encodable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encodable(v) for v in value]
-    if isinstance(value, bytes):
-        return bytearray(value)
-    if isinstance(value, (str, int, float, bool, Decimal, datetime, bytearray)) or value is None:
-        return value
-    return str(value)

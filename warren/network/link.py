@@ -2,29 +2,26 @@
 
 Every bridge (shovel, federation upstream, network connector) needs the same thing: a
 connection to one of a list of URIs, one channel on it in confirm mode, and reconnection when
-it drops, without blocking the reactor. Three pieces, as a front end has (STYLE P2):
+it drops, without blocking the reactor. The pieces, as a front end has them (STYLE P2):
 
-- :mod:`warren.network.client` decides what bytes mean (sans-I/O);
-- :class:`AmqpClientProtocol` moves bytes between the transport and that machine, and keeps
-  the heartbeat and handshake timers (shaped like Twisted's ``H2Connection``);
-- :class:`Link` owns the lifecycle: which URI next, the retry delay, ``state``/``reason``,
-  counters and one log line per state change. :class:`LinkChannel` is the per-connection API
-  its user gets in ``on_ready``: publish with confirms, consume, ack, declare, bind.
+- :mod:`.client` decides what bytes mean (sans-I/O);
+- :mod:`.protocol` moves bytes between the transport and that machine, and keeps the
+  heartbeat and close timers (shaped like Twisted's ``H2Connection``);
+- :class:`Link` (here) owns the lifecycle: which URI next, the retry delay,
+  ``state``/``reason``, counters and one log line per state change;
+- :mod:`.channel` is the per-connection API its user gets in ``on_ready``: publish with
+  confirms, consume, ack, declare, bind. It dies with its connection.
 
-A ``LinkChannel`` dies with its connection: its publishes fail with :class:`LinkDown`, and its
-``ack`` becomes a no-op, because delivery tags are only meaningful on the connection that
-delivered them (acking an old tag on a new channel is a PRECONDITION_FAILED channel error).
 Anything the server closes (a channel error such as NOT_FOUND, Connection.Close, a cancelled
-consumer) takes the whole link down and it reconnects, as RabbitMQ's shovels restart.
+consumer) takes the whole link down; it reconnects after ``reconnect_delay``, as RabbitMQ's
+shovels restart.
 
 Message properties are plain dicts (see :mod:`warren.network.client`).
 """
 
 from __future__ import annotations
 
-import collections
 import enum
-import itertools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -35,11 +32,12 @@ from OpenSSL import SSL, crypto
 from twisted.internet import defer
 from twisted.internet import error as net_error
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from . import client as amqp
+from .channel import CHANNEL, LinkChannel, LinkDown, RemoteClosed, UnexpectedReply
+from .protocol import AmqpClientProtocol, ClientProtocolFactory
+from .tls import ssl_reason, tls_options
 from .uri import AmqpURI, LocalBroker, parse_uri
 
 log = logging.getLogger(__name__)
@@ -47,8 +45,6 @@ log = logging.getLogger(__name__)
 DEFAULT_RECONNECT_DELAY = 5.0        # seconds, RabbitMQ's shovel default
 DEFAULT_MAX_RECONNECT_DELAY = 60.0   # backoff cap
 DEFAULT_CONNECTION_TIMEOUT = 60.0    # seconds (RabbitMQ: 60000 ms): TCP, TLS, handshake
-DEFAULT_HEARTBEAT = 10               # seconds, RabbitMQ's Erlang client default
-CHANNEL = 1
 
 
 class LinkState(str, enum.Enum):
@@ -56,23 +52,6 @@ class LinkState(str, enum.Enum):
     RUNNING = "running"
     BLOCKED = "blocked"          # the server sent Connection.Blocked: publishes wait
     TERMINATED = "terminated"    # close() was called
-
-
-class LinkDown(Exception):
-    """The connection a publish or RPC was made on is gone (the text says why)."""
-
-
-class PublishNacked(Exception):
-    """The server answered a publish with Basic.Nack: it did not take the message."""
-
-
-class RemoteClosed(Exception):
-    """The server closed the channel or connection while an RPC waited."""
-
-    def __init__(self, reply_code: int, reply_text: str) -> None:
-        super().__init__(f"{reply_code} {reply_text}")
-        self.reply_code = reply_code
-        self.reply_text = reply_text
 
 
 class LinkUser(TypingProtocol):
@@ -96,296 +75,6 @@ class LinkCounters:
     returned: int = 0
     delivered: int = 0
     acked: int = 0
-
-
-# ------------------------------------------------------------------------------ channel API
-class LinkChannel:
-    """Channel 1 of one connection, in confirm mode: what ``on_ready`` hands the user.
-
-    Synchronous methods (declare, bind, consume) return Deferreds fired with the reply; the
-    server answers them in order, so one FIFO matches replies to callers.
-    """
-
-    def __init__(self, link: Link, protocol: AmqpClientProtocol) -> None:
-        self._link = link
-        self._protocol = protocol
-        self._client = protocol.client
-        self._dead = False
-        self._rpcs: collections.deque[tuple[str, defer.Deferred]] = collections.deque()
-        self._unconfirmed: collections.OrderedDict[int, defer.Deferred] = \
-            collections.OrderedDict()
-        self._held: collections.deque[tuple[tuple, defer.Deferred]] = collections.deque()
-        self._consumers: dict[str, Callable[[amqp.Delivery], Any]] = {}
-        self._tags = itertools.count(1)
-
-    @property
-    def alive(self) -> bool:
-        """False from the moment the connection starts to go, not only once it is gone:
-        events already read in the same batch may still call back into the user."""
-        return (not self._dead and self._protocol.lost_reason is None
-                and self._client.state is amqp.State.OPEN)
-
-    # -- user API
-    def publish(self, exchange: str, routing_key: str, properties: dict | None,
-                body: bytes) -> defer.Deferred:
-        """Publish in confirm mode; the Deferred fires on Basic.Ack, errbacks with
-        :class:`PublishNacked` on Basic.Nack or :class:`LinkDown` if the connection goes.
-
-        While the server has blocked the connection or the transport's buffer is full the
-        message is held here, unsent; the user's prefetch bounds how many can wait.
-        """
-        d = defer.Deferred()
-        if not self.alive:
-            d.errback(LinkDown(self._link.reason or "link is down"))
-            return d
-        args = (exchange, routing_key, properties, body)
-        if self._held or not self._link.writable:
-            self._held.append((args, d))
-        else:
-            self._send_publish(args, d)
-        return d
-
-    def consume(self, queue: str, prefetch: int,
-                on_delivery: Callable[[amqp.Delivery], Any],
-                no_ack: bool = False) -> defer.Deferred:
-        """Basic.Qos(prefetch) then Basic.Consume; fires with the consumer tag."""
-        tag = f"warren-link-{next(self._tags)}"
-        self._consumers[tag] = on_delivery
-        # a refused Qos closes the channel; the Consume Deferred below reports it
-        self.request(self._client.basic_qos(CHANNEL, prefetch), "Basic.QosOk") \
-            .addErrback(lambda _failure: None)
-        d = self.request(self._client.basic_consume(CHANNEL, queue, consumer_tag=tag,
-                                                  no_ack=no_ack), "Basic.ConsumeOk")
-        return d.addCallback(lambda event: event.consumer_tag)
-
-    def ack(self, delivery_tag: int, multiple: bool = False) -> None:
-        """Ack a delivery of this channel; a no-op once the connection is gone."""
-        if self.alive:
-            self._protocol.write(self._client.basic_ack(CHANNEL, delivery_tag, multiple))
-            self._link.counters.acked += 1
-
-    def declare_queue(self, queue: str = "", *, passive: bool = False, durable: bool = False,
-                      exclusive: bool = False, auto_delete: bool = False,
-                      arguments: dict | None = None) -> defer.Deferred:
-        """Queue.Declare; fires with a :class:`~warren.network.client.QueueDeclared`."""
-        return self.request(self._client.queue_declare(
-            CHANNEL, queue, passive=passive, durable=durable, exclusive=exclusive,
-            auto_delete=auto_delete, arguments=arguments), "Queue.DeclareOk")
-
-    def declare_exchange(self, exchange: str, exchange_type: str = "direct", *,
-                         passive: bool = False, durable: bool = False,
-                         auto_delete: bool = False, internal: bool = False,
-                         arguments: dict | None = None) -> defer.Deferred:
-        return self.request(self._client.exchange_declare(
-            CHANNEL, exchange, exchange_type, passive=passive, durable=durable,
-            auto_delete=auto_delete, internal=internal, arguments=arguments),
-            "Exchange.DeclareOk")
-
-    def bind(self, queue: str, exchange: str, routing_key: str = "",
-             arguments: dict | None = None) -> defer.Deferred:
-        return self.request(self._client.queue_bind(CHANNEL, queue, exchange, routing_key,
-                                                  arguments), "Queue.BindOk")
-
-    # -- internals
-    def request(self, data: bytes, expect: str) -> defer.Deferred:
-        """Send a synchronous method; the Deferred fires with the reply named ``expect``."""
-        d = defer.Deferred()
-        if not self.alive:
-            d.errback(LinkDown(self._link.reason or "link is down"))
-            return d
-        self._rpcs.append((expect, d))
-        self._protocol.write(data)
-        return d
-
-    def _send_publish(self, args: tuple, d: defer.Deferred) -> None:
-        try:
-            seq, data = self._client.basic_publish(CHANNEL, *args)
-        except (ValueError, TypeError) as e:   # properties pamqp cannot encode, long names
-            d.errback(e)
-            return
-        self._unconfirmed[seq] = d
-        self._link.counters.published += 1
-        self._protocol.write(data)
-
-    def flush_held(self) -> None:
-        """Send held publishes while the link stays writable."""
-        while self._held and self.alive and self._link.writable:
-            args, d = self._held.popleft()
-            self._send_publish(args, d)
-
-    def fail_first_request(self, exc: Exception) -> None:
-        """The server closed the channel: the oldest request is the one it refused."""
-        if self._rpcs:
-            self._rpcs.popleft()[1].errback(exc)
-
-    def on_reply(self, name: str, event: amqp.Event) -> None:
-        if not self._rpcs or self._rpcs[0][0] != name:
-            expected = self._rpcs[0][0] if self._rpcs else "nothing"
-            raise _Unexpected(f"server sent {name} while we waited for {expected}")
-        _expect, d = self._rpcs.popleft()
-        d.callback(event)
-
-    def on_confirm(self, event: amqp.PublishConfirmed) -> None:
-        counters = self._link.counters
-        pending = self._unconfirmed
-        if event.multiple:
-            done = []
-            while pending and next(iter(pending)) <= event.delivery_tag:
-                done.append(pending.popitem(last=False)[1])
-        else:
-            d = pending.pop(event.delivery_tag, None)
-            done = [d] if d is not None else []
-        for d in done:
-            if event.ack:
-                counters.confirmed += 1
-                d.callback(None)
-            else:
-                counters.nacked += 1
-                d.errback(PublishNacked(f"server nacked publish {event.delivery_tag}"))
-
-    def on_delivery(self, event: amqp.Delivery) -> None:
-        handler = self._consumers.get(event.consumer_tag)
-        if handler is None:
-            raise _Unexpected(f"delivery for unknown consumer {event.consumer_tag!r}")
-        self._link.counters.delivered += 1
-        handler(event)
-
-    def die(self, reason: str) -> None:
-        """The connection is gone: fail everything still waiting on it."""
-        if self._dead:
-            return
-        self._dead = True
-        waiting = [d for _e, d in self._rpcs] + list(self._unconfirmed.values()) + \
-            [d for _a, d in self._held]
-        self._rpcs.clear()
-        self._unconfirmed.clear()
-        self._held.clear()
-        for d in waiting:
-            d.errback(LinkDown(reason))
-
-
-def _ignore_link_down(failure: Failure) -> None:
-    """The connection went before the channel was ready: on_connection_lost reports it."""
-    failure.trap(LinkDown, RemoteClosed)
-
-
-_REPLY_NAMES = {amqp.ConsumeOk: "Basic.ConsumeOk", amqp.QueueDeclared: "Queue.DeclareOk"}
-
-
-class _Unexpected(Exception):
-    """The server's reply does not fit what we asked: a protocol fault on this link."""
-
-
-# ------------------------------------------------------------------------------ protocol
-class AmqpClientProtocol(Protocol):
-    """Bytes <-> :class:`~warren.network.client.ClientConnection`, plus the timers.
-
-    Like ``twisted.web._http2.H2Connection.dataReceived``: feed the machine, hand each event
-    to the link, write what the machine queued. It is also the transport's producer, so a
-    full socket buffer pauses publishing (``Link.writable``) instead of growing memory.
-    """
-
-    def __init__(self, link: Link, uri: AmqpURI) -> None:
-        self.link = link
-        self.uri = uri
-        self.client = amqp.ClientConnection(
-            username=uri.username, password=uri.password, vhost=uri.vhost,
-            frame_max=uri.frame_max if uri.frame_max is not None else 0,
-            channel_max=uri.channel_max if uri.channel_max is not None else 2047,
-            heartbeat=uri.heartbeat if uri.heartbeat is not None else DEFAULT_HEARTBEAT,
-            client_properties={"connection_name": link.name} if link.name else None)
-        self.paused = False
-        self.lost_reason: str | None = None   # set when we drop the connection on purpose
-        self._last_recv = 0.0
-        self._timers: list[Any] = []
-        self._heartbeat_call = None
-
-    # -- transport events
-    def connectionMade(self) -> None:
-        self.transport.registerProducer(self, True)
-        self._last_recv = self.link.reactor.seconds()
-        self.transport.write(self.client.initiate())
-
-    def dataReceived(self, data: bytes) -> None:
-        self._last_recv = self.link.reactor.seconds()
-        events = self.client.receive_data(data)
-        out = self.client.data_to_send()
-        if out:
-            self.transport.write(out)
-        for event in events:
-            if self.lost_reason is None or isinstance(event, amqp.ConnectionClosed):
-                self.link.on_event(self, event)
-
-    def connectionLost(self, reason: Failure = None) -> None:
-        self._stop_heartbeats()
-        for call in self._timers:
-            if call.active():
-                call.cancel()
-        self.link.on_connection_lost(self, reason)
-
-    # -- IPushProducer (the transport tells us when its buffer is full)
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self.link.on_writable(self)
-
-    def stopProducing(self) -> None:
-        self.paused = True
-
-    # -- output and teardown
-    def write(self, data: bytes) -> None:
-        if data and self.lost_reason is None:
-            self.transport.write(data)
-
-    def abort(self, reason: str) -> None:
-        """Drop the connection now; ``reason`` is what the link reports."""
-        if self.lost_reason is None:
-            self.lost_reason = reason
-        self.transport.abortConnection()
-
-    def close(self, reason: str, reply_code: int = 200) -> None:
-        """Connection.Close, then drop TCP on Close-Ok or after the connection timeout.
-
-        After this only Close-Ok (or the server's own Close) is acted on; ``reason`` is what
-        the link reports once the socket is gone.
-        """
-        if self.lost_reason is None:
-            self.lost_reason = reason
-        data = self.client.close(reply_code, reason[:255])
-        if not data:
-            self.transport.loseConnection()
-            return
-        self.transport.write(data)
-        self._timers.append(self.link.reactor.callLater(
-            self.link.timeout_for(self.uri), self.abort, reason))
-
-    def start_heartbeats(self, interval: int) -> None:
-        if interval <= 0:
-            return
-        self._heartbeat_call = LoopingCall(self._heartbeat_tick, interval)
-        self._heartbeat_call.clock = self.link.reactor
-        self._heartbeat_call.start(interval / 2.0, now=False)
-
-    def _heartbeat_tick(self, interval: int) -> None:
-        # RabbitMQ's rule: two intervals without any frame from the peer is a dead peer
-        if self.link.reactor.seconds() - self._last_recv > 2 * interval:
-            self.abort(f"missed heartbeats from {self.uri.address}, timeout: {interval}s")
-            return
-        self.write(self.client.heartbeat_frame())
-
-    def _stop_heartbeats(self) -> None:
-        if self._heartbeat_call is not None and self._heartbeat_call.running:
-            self._heartbeat_call.stop()
-
-
-class _ProtocolFactory(Factory):
-    def __init__(self, link: Link, uri: AmqpURI) -> None:
-        self.link, self.uri = link, uri
-
-    def buildProtocol(self, addr: Any) -> AmqpClientProtocol:
-        return AmqpClientProtocol(self.link, self.uri)
 
 
 # ------------------------------------------------------------------------------ link
@@ -433,14 +122,19 @@ class Link:
         self._timeout_call = None
         self._retry_call = None
         self._closed: defer.Deferred | None = None
+        self._started = False
         self._logged: tuple[LinkState, str] | None = None
         self._was_lost = False
         self._last_callback_error = ""
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
+        """Begin connecting (once; later calls do nothing). Call on the reactor thread."""
         if self.state is LinkState.TERMINATED:
             raise RuntimeError("a closed link cannot be started again")
+        if self._started:
+            return
+        self._started = True
         self._log_state()
         self._attempt()
 
@@ -522,7 +216,7 @@ class Link:
             # a missing or bad certificate file: report it and retry (it may be fixed)
             self._attempt_failed(f"TLS setup for {uri.address} failed: {e}")
             return
-        factory = _ProtocolFactory(self, uri)
+        factory = ClientProtocolFactory(self, uri)
         self._connecting = endpoint.connect(factory)
         self._connecting.addCallbacks(self._connected, self._connect_failed,
                                       errbackArgs=(uri,))
@@ -578,7 +272,7 @@ class Link:
         try:
             if handler is not None:
                 handler(self, proto, event)
-        except _Unexpected as e:
+        except UnexpectedReply as e:
             proto.abort(f"protocol error from {proto.uri.address}: {e}")
         except Exception as e:   # a user callback failed: this connection only (P8)
             reason = f"callback failed: {e!r}"
@@ -615,7 +309,7 @@ class Link:
 
     def _on_method_ok(self, proto: AmqpClientProtocol, event: Any) -> None:
         if self.channel is None:
-            raise _Unexpected(f"reply {type(event).__name__} before the channel opened")
+            raise UnexpectedReply(f"reply {type(event).__name__} before the channel opened")
         name = event.method if isinstance(event, amqp.MethodOk) else _REPLY_NAMES[type(event)]
         self.channel.on_reply(name, event)
 
@@ -741,39 +435,18 @@ class Link:
 
 
 # ------------------------------------------------------------------------------ helpers
+def _ignore_link_down(failure: Failure) -> None:
+    """The connection went before the channel was ready: on_connection_lost reports it."""
+    failure.trap(LinkDown, RemoteClosed)
+
+
+_REPLY_NAMES = {amqp.ConsumeOk: "Basic.ConsumeOk", amqp.QueueDeclared: "Queue.DeclareOk"}
+
+
 def retry_delay(base: float, cap: float, failed_rounds: int) -> float:
     """``base`` after the first failed round, doubling per further round, at most ``cap``
     (a dead peer is retried every minute, not hammered; one good connection resets it)."""
     return min(base * 2 ** min(max(failed_rounds - 1, 0), 32), max(base, cap))
-
-
-def tls_options(uri: AmqpURI) -> Any:
-    """Twisted client TLS options from the URI's ``amqps`` query."""
-    from twisted.internet import ssl
-
-    tls = uri.tls
-    client_cert = None
-    if tls.certfile:
-        pem = _read(tls.certfile)
-        if tls.keyfile:
-            pem += b"\n" + _read(tls.keyfile)
-        client_cert = ssl.PrivateCertificate.loadPEM(pem)
-    if tls.verify == "verify_none":
-        kwargs = {}
-        if client_cert is not None:
-            kwargs = {"privateKey": client_cert.privateKey.original,
-                      "certificate": client_cert.original}
-        return ssl.CertificateOptions(verify=False, **kwargs)
-    trust = ssl.Certificate.loadPEM(_read(tls.cacertfile)) if tls.cacertfile \
-        else ssl.platformTrust()
-    name = tls.server_name_indication
-    hostname = uri.host if name in (None, "disable") else name
-    return ssl.optionsForClientTLS(hostname, trustRoot=trust, clientCertificate=client_cert)
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def describe_connect_failure(failure: Failure, uri: AmqpURI) -> str:
@@ -790,7 +463,7 @@ def describe_connect_failure(failure: Failure, uri: AmqpURI) -> str:
 def describe_loss(failure: Failure | None, proto: AmqpClientProtocol) -> str:
     where = proto.uri.address
     if failure is not None and failure.check(SSL.Error):
-        return f"TLS handshake with {where} failed: {_ssl_reason(failure.value)}"
+        return f"TLS handshake with {where} failed: {ssl_reason(failure.value)}"
     if proto.client.state in (amqp.State.AWAIT_START, amqp.State.AWAIT_TUNE,
                               amqp.State.AWAIT_OPEN_OK):
         hint = " (wrong credentials or vhost?)" if proto.client.state is not \
@@ -801,11 +474,3 @@ def describe_loss(failure: Failure | None, proto: AmqpClientProtocol) -> str:
         detail = "closed by the server"
     return f"connection to {where} lost: {detail}"
 
-
-def _ssl_reason(exc: SSL.Error) -> str:
-    """pyOpenSSL's error list as one short line ("certificate verify failed")."""
-    try:
-        reasons = [r[2] for r in exc.args[0] if len(r) > 2 and r[2]]
-    except (IndexError, TypeError):
-        reasons = []
-    return "; ".join(reasons) or str(exc) or type(exc).__name__
