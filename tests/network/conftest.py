@@ -32,8 +32,10 @@ class LinkDriverProcess:
         self.lines: list[dict] = []
         self.stderr: list[str] = []
         self._cond = threading.Condition()
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._readers = [threading.Thread(target=self._read_stdout, daemon=True),
+                         threading.Thread(target=self._read_stderr, daemon=True)]
+        for reader in self._readers:
+            reader.start()
 
     def _read_stdout(self) -> None:
         for line in self.proc.stdout:
@@ -101,6 +103,8 @@ class LinkDriverProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        for reader in self._readers:
+            reader.join(5)
 
 
 def match_value(actual, expected) -> bool:
@@ -122,6 +126,10 @@ def link_driver():
     yield start
     for driver in started:
         driver.stop()
+    for driver in started:   # failures are state and reason, never a traceback in the log
+        tracebacks = [line for line in driver.stderr
+                      if "Traceback" in line or "Unhandled error" in line]
+        assert not tracebacks, "\n".join(driver.stderr[-60:])
 
 
 # the TLS tests' throw-away CA and localhost certificate, for the amqps link tests
