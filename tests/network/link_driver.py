@@ -13,8 +13,8 @@ Commands (run on the channel of the current connection):
 - ``declare_queue {queue, durable, passive}`` -> ``{ok, message_count}`` or ``{error}``;
 - ``publish {routing_key, exchange, count, size, properties, via}`` -> publishes ``count``
   bodies (``size`` bytes, each starting with its index) on the ``on_ready`` channel (or the
-  Link itself with ``via="link"``) and replies once all are settled:
-  ``{confirmed, nacked, failed: [reasons]}``;
+  Link itself with ``via="link"``; ``then_close`` closes the link right after) and replies
+  once all are settled: ``{confirmed, nacked, failed: [reasons]}``;
 - ``consume {queue, prefetch, count}`` -> acks each delivery, replies after ``count``:
   ``{bodies: [sha256…], properties: [first delivery's], redelivered: n}``;
 - ``status`` -> ``Link.status()``; ``close`` -> closes the link, replies, exits.
@@ -84,7 +84,8 @@ class Driver:
         return d.addCallback(lambda ok: {"ok": True, "message_count": ok.message_count})
 
     def cmd_publish(self, routing_key: str, count: int, size: int = 10, exchange: str = "",
-                    properties: dict | None = None, via: str = "channel") -> defer.Deferred:
+                    properties: dict | None = None, via: str = "channel",
+                    then_close: bool = False) -> defer.Deferred:
         channel = self.link if via == "link" else self.channel
         result = {"confirmed": 0, "nacked": 0, "failed": []}
 
@@ -101,6 +102,8 @@ class Driver:
             d = channel.publish(exchange, routing_key, properties, body_for(i, size))
             d.addBoth(settled)
             ds.append(d)
+        if then_close:       # in the same reactor turn, before any confirm can arrive
+            ds.append(self.link.close())
         return defer.DeferredList(ds).addCallback(lambda _: result)
 
     def cmd_consume(self, queue: str, count: int, prefetch: int = 10) -> defer.Deferred:

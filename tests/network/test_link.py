@@ -53,6 +53,15 @@ def test_publish_confirm_consume_ack(broker, unique, link_driver):
     assert queue_depth(broker, unique) == 0            # the acks reached the broker
 
 
+def test_close_fails_unconfirmed_publishes(broker, unique, link_driver):
+    link = link_driver(broker.amqp_url)
+    link.event("ready")
+    link.call("declare_queue", queue=unique)
+    result = link.call("publish", routing_key=unique, count=5, then_close=True)
+    assert result["confirmed"] == 0 and result["failed"] == ["link closed"] * 5
+    assert link.call("status")["state"] == "terminated"
+
+
 def test_properties_from_a_pika_publisher_pass_through(broker, unique, link_driver):
     with pika.BlockingConnection(pika.URLParameters(broker.amqp_url)) as conn:
         ch = conn.channel()
