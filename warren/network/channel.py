@@ -176,8 +176,10 @@ class LinkChannel:
         counters = self._link.counters
         pending = self._unconfirmed
         if event.multiple:
+            # multiple with tag 0 means "everything outstanding" (AMQP 0-9-1 basic.ack)
+            limit = event.delivery_tag or float("inf")
             done = []
-            while pending and next(iter(pending)) <= event.delivery_tag:
+            while pending and next(iter(pending)) <= limit:
                 done.append(pending.popitem(last=False)[1])
         else:
             d = pending.pop(event.delivery_tag, None)
