@@ -97,6 +97,8 @@ class Link:
             from twisted.internet import reactor
         self.reactor = reactor
         self.name = name
+        if isinstance(uris, (str, AmqpURI)):
+            uris = [uris]     # one URI, not a sequence of characters
         self.uris = [parse_uri(u) if isinstance(u, str) else u for u in uris]
         if not self.uris:
             raise ValueError("a link needs at least one URI")
