@@ -289,3 +289,16 @@ def test_properties_dict_survives_a_pass_through():
         {k: v for k, v in props.items() if k != "headers"}
     with pytest.raises(ValueError, match="unknown message properties"):
         encode_properties({"contenttype": "x"})
+
+
+def test_confirm_numbering_starts_at_select_not_select_ok():
+    c = ClientConnection()
+    c.receive_data(HANDSHAKE)
+    c.open_channel(1)
+    c.receive_data(server_frames((commands.Channel.OpenOk(), 1)))
+    c.confirm_select(1)
+    seqs = [c.basic_publish(1, "", "q", None, b"x")[0] for _ in range(2)]   # before Select-Ok
+    assert seqs == [1, 2]
+    events = c.receive_data(server_frames((commands.Confirm.SelectOk(), 1),
+                                          (commands.Basic.Ack(delivery_tag=2, multiple=True), 1)))
+    assert events == [amqp.MethodOk(1, "Confirm.SelectOk"), amqp.PublishConfirmed(1, 2, True, True)]

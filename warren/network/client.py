@@ -110,7 +110,7 @@ class _Channel:
 
     open: bool = False                  # Channel.Open-Ok seen, and not closed by the server
     closing: bool = False               # we sent Channel.Close; only Close(-Ok) counts now
-    confirm_mode: bool = False          # Confirm.Select-Ok seen: Basic.Ack/Nack may come
+    confirm_mode: bool = False          # Confirm.Select sent: publishes are numbered
     next_publish_seq: int = 1           # the delivery tag the server gives our next publish
     content_method: Any = None          # Basic.Deliver / Basic.Return awaiting its content
     content_size: int = 0               # body size from the header; -1 until it arrives
@@ -356,9 +356,6 @@ class ClientConnection:
         if ch.open:
             events.append(ChannelClosed(n, 200, "closed by client", by_server=False))
 
-    def _on_select_ok(self, n: int, ch: _Channel, m: Any, events: list[Event]) -> None:
-        ch.confirm_mode = True
-        events.append(MethodOk(n, m.name))
 
     def _on_method_ok(self, n: int, ch: _Channel, m: Any, events: list[Event]) -> None:
         events.append(MethodOk(n, m.name))
@@ -393,7 +390,7 @@ class ClientConnection:
         commands.Channel.Close: _on_channel_close,
         commands.Channel.CloseOk: _on_channel_close_ok,
         commands.Channel.Flow: _on_flow,
-        commands.Confirm.SelectOk: _on_select_ok,
+        commands.Confirm.SelectOk: _on_method_ok,
         commands.Basic.QosOk: _on_method_ok,
         commands.Basic.CancelOk: _on_method_ok,
         commands.Basic.RecoverOk: _on_method_ok,
@@ -497,7 +494,11 @@ class ClientConnection:
             reply_code=reply_code, reply_text=reply_text, class_id=0, method_id=0), 0)
 
     def confirm_select(self, channel: int) -> bytes:
-        return self._method(commands.Confirm.Select(), channel)
+        """Confirm.Select. Numbering starts now, not at Select-Ok: the server counts every
+        publish it reads after the Select, including ones we send before its reply."""
+        data = self._method(commands.Confirm.Select(), channel)
+        self.channels[channel].confirm_mode = True
+        return data
 
     def basic_qos(self, channel: int, prefetch_count: int) -> bytes:
         return self._method(commands.Basic.Qos(prefetch_count=prefetch_count), channel)
