@@ -52,3 +52,11 @@ def test_front_ends_do_not_import_each_other(path):
     own = "warren." + path.relative_to(ROOT).parts[0]
     bad = {m for m in imports_of(path) if m.startswith(FRONT_ENDS) and not m.startswith(own)}
     assert not bad, f"{path} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", list(modules("network")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_network_imports_no_front_end(path):
+    """Bridges are AMQP *clients*: they speak pamqp themselves, not through the listener's
+    modules (``warren.amqp.framing`` imports broker errors), nor through other front ends."""
+    bad = {m for m in imports_of(path) if m.startswith(FRONT_ENDS + ("warren.webconsole",))}
+    assert not bad, f"{path} imports {sorted(bad)}"

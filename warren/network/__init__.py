@@ -1,6 +1,19 @@
-"""Network of brokers (DESIGN.md "HA and the network"): not built yet.
+"""Network of brokers (DESIGN.md "HA and the network"): links to other brokers.
 
-Bridges (demand forwarding over an AMQP connection, loop prevention by broker path and
-``network_ttl``, duplex links) will live here; no issue has asked for them so far, and the
-console shows "no bridges configured" until they exist.
+What every bridge (shovels, federation, network connectors) stands on is here: an AMQP 0-9-1
+*client* connection made from inside the broker, on the reactor, with no blocking client
+library. Layered like a front end (STYLE P2), so each part can be tested on its own:
+
+- :mod:`.uri` parses RabbitMQ-style ``amqp://`` / ``amqps://`` URIs (a shovel definition copied
+  from RabbitMQ means the same here) and gives them a form without the password to log;
+- :mod:`.client` is the sans-I/O protocol machine on pamqp: bytes in, :mod:`.events` out;
+  :mod:`.properties` turns content headers into plain dicts and back;
+- :mod:`.protocol` is the Twisted glue (bytes, heartbeats); :mod:`.tls` the ``amqps`` options;
+- :mod:`.link` keeps one connection up over a list of URIs (failover, capped backoff,
+  Connection.Blocked, one log line per state change) and hands its user a
+  :mod:`.channel` in confirm mode each time it connects.
+
+The bridges themselves (demand forwarding, loop prevention by broker path and
+``network_ttl``, duplex links) are not built yet; the console shows "no bridges configured"
+until they exist. This package imports no front end (``tests/test_layering.py``).
 """
