@@ -21,6 +21,7 @@ from .broker.broker import Broker
 from .broker.parameters import ParameterComponent
 from .config import Config
 from .mqtt.listener import MqttFactory
+from .network.shovel.component import ShovelComponent
 from .stomp.listener import StompFactory
 from .tls import server_context
 from .webconsole.site import make_site
@@ -93,7 +94,9 @@ FRONT_ENDS: tuple[tuple[str, str, str, Any], ...] = (
 #: Runtime-parameter components every broker has (``factory(broker, config)``), registered
 #: before recovery so each stored value reaches its component as the broker comes up.
 #: Features built on runtime parameters (shovels, federation) add their factory here.
-PARAMETER_COMPONENTS: tuple[Callable[[Broker, Config], ParameterComponent], ...] = ()
+PARAMETER_COMPONENTS: tuple[Callable[[Broker, Config], ParameterComponent], ...] = (
+    ShovelComponent,
+)
 
 
 class BrokerService(service.MultiService):
@@ -105,6 +108,7 @@ class BrokerService(service.MultiService):
         self.reactor = reactor
         self.store = None
         self.broker: Broker | None = None
+        self.components: list[ParameterComponent] = []   # registered runtime components
 
     def startService(self) -> None:
         # Recovery makes an object or three per live message and none of them is garbage:
@@ -130,8 +134,9 @@ class BrokerService(service.MultiService):
                              node_name=cfg.node_name, default_user=cfg.default_user,
                              default_pass=cfg.default_pass, loopback_users=cfg.loopback_users,
                              paging_budget=cfg.paging_budget)
-        for make_component in PARAMETER_COMPONENTS:
-            self.broker.runtime_parameters.register(make_component(self.broker, cfg))
+        self.components = [make(self.broker, cfg) for make in PARAMETER_COMPONENTS]
+        for component in self.components:
+            self.broker.runtime_parameters.register(component)
         self.broker.recover()
 
     def listener_services(self) -> list[service.Service]:
@@ -152,8 +157,15 @@ class BrokerService(service.MultiService):
                                            cfg.bind, tls))
         return out
 
+    def stop_components(self) -> defer.Deferred:
+        """Stop what runtime parameters started (shovels) before the broker goes away."""
+        components, self.components = self.components, []
+        return defer.DeferredList([defer.maybeDeferred(c.stop_all) for c in components
+                                   if hasattr(c, "stop_all")], consumeErrors=True)
+
     def stopService(self):
-        d = defer.maybeDeferred(super().stopService)
+        d = self.stop_components()
+        d.addBoth(lambda _: super(BrokerService, self).stopService())
 
         def close_store(result: Any) -> Any:
             if self.broker is not None:

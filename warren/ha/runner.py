@@ -432,6 +432,7 @@ class HaRunner(service.Service):
         svc, self.broker_service = self.broker_service, None
         closing: list[defer.Deferred] = []
         if svc is not None:
+            svc.stop_components()  # shovels stop moving messages of a fenced broker
             closing = self._cut_transports(svc)
             broker = svc.broker
             if broker is not None:

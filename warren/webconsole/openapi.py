@@ -58,6 +58,13 @@ SCHEMAS: dict[str, Any] = {
                     "definition": OBJ, "priority": INT}),
     "Parameter": _obj({"value": {}, "vhost": STR, "component": STR, "name": STR}),
     "GlobalParameter": _obj({"name": STR, "value": {}}),
+    "Shovel": _obj({"name": STR, "vhost": STR, "type": STR, "state": STR, "node": STR,
+                    "timestamp": STR},
+                   {"reason": STR, "src_uri": STR, "dest_uri": STR, "src_protocol": STR,
+                    "dest_protocol": STR, "src_queue": STR, "src_exchange": STR,
+                    "src_exchange_key": STR, "dest_queue": STR, "dest_exchange": STR,
+                    "dest_exchange_key": STR, "blocked_status": STR, "forwarded": INT,
+                    "pending": INT, "remaining": INT, "remaining_unacked": INT}),
     "Whoami": _obj({"name": STR, "tags": {"type": "array", "items": STR}}),
     "Overview": _obj({"management_version": STR, "rabbitmq_version": STR,
                       "product_name": STR, "product_version": STR, "node": STR,
@@ -134,6 +141,8 @@ _set("GET", ["/api/parameters", "/api/parameters/{component}",
 _set("GET", ["/api/parameters/{component}/{vhost}/{name}"], "200", _ref("Parameter"))
 _set("GET", ["/api/global-parameters"], "200", _list("GlobalParameter"))
 _set("GET", ["/api/global-parameters/{name}"], "200", _ref("GlobalParameter"))
+_set("GET", ["/api/shovels", "/api/shovels/{vhost}"], "200", _list("Shovel"))
+_set("GET", ["/api/shovels/{vhost}/{name}"], "200", _ref("Shovel"))
 _set("GET", ["/api/connections", "/api/vhosts/{vhost}/connections"], "200",
      _list("Connection"))
 _set("GET", ["/api/connections/{name}"], "200", _ref("Connection"))

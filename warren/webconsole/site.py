@@ -25,6 +25,7 @@ from .resources import (
     overview,
     parameters,
     queues,
+    shovels,
 )
 
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
@@ -32,7 +33,8 @@ STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 
 def all_routes() -> list[Route]:
     routes: list[Route] = []
-    for module in (overview, queues, exchanges, bindings, access, definitions, parameters):
+    for module in (overview, queues, exchanges, bindings, access, definitions, parameters,
+                   shovels):
         routes.extend(module.ROUTES)
     return routes
 

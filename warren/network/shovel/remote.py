@@ -1,0 +1,154 @@
+"""Shovel ends on another broker (warren or RabbitMQ), each over its own :class:`Link`.
+
+What each end declares on connecting is RabbitMQ's (``rabbit_amqp091_shovel``): a source or
+destination queue is looked up with a passive declare and declared durable (with
+``*-queue-args``) only when it does not exist, so an existing queue of another type or with
+other arguments is used as it is; a source exchange gets an exclusive server-named queue bound
+with ``src-exchange-key``. One Link carries one AMQP channel, and a refused passive declare
+closes that channel: the link reconnects, and the next attempt declares the queue instead.
+
+Connection failures are the link's business (it tries each URI in turn and backs off); the
+shovel hears of them through ``on_state`` for its status, and through ``lost`` once a
+connection that was serving goes away.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+
+from ..link import Link, LinkChannel, LinkState
+from ..uri import AmqpURI
+from .definition import ShovelDefinition
+from .endpoint import Carried
+
+
+class _RemoteEnd:
+    """What both remote ends share: one link, its first readiness, loss reporting."""
+
+    def __init__(self, uris: list[AmqpURI], definition: ShovelDefinition, reactor: Any,
+                 role: str, on_state: Callable[[str, str], None]) -> None:
+        self.definition = definition
+        self.uri = uris[0].redacted
+        self.channel: LinkChannel | None = None
+        self._opened: Deferred | None = None
+        self._lost: Callable[[str], None] | None = None
+        self._declare_passively = True
+        self._on_state = on_state
+        self.link = Link(uris, self, reconnect_delay=definition.reconnect_delay or 1.0,
+                         name=f"shovel {definition.vhost}/{definition.name} {role}",
+                         reactor=reactor, on_state=self._state)
+
+    def _state(self, state: LinkState, reason: str) -> None:
+        if self.link.uri is not None:
+            self.uri = self.link.uri.redacted
+        self._on_state(state.value, reason)
+
+    def _start(self, lost: Callable[[str], None]) -> Deferred:
+        self._lost = lost
+        self._opened = Deferred()
+        self.link.start()
+        return self._opened
+
+    def _ready(self, result: Any) -> None:
+        opened, self._opened = self._opened, None
+        if opened is not None:
+            opened.callback(result)
+
+    def _declare(self, channel: LinkChannel, queue: str, arguments: dict) -> Deferred:
+        """Passive declare first; after a refusal (queue missing), a durable declare."""
+        if self._declare_passively:
+            def missing(failure: Any) -> Any:
+                self._declare_passively = False  # the channel is gone; next connection
+                return failure
+            return channel.declare_queue(queue, passive=True).addErrback(missing)
+        return channel.declare_queue(queue, durable=True, arguments=arguments or None)
+
+    def on_down(self, reason: str) -> None:
+        self.channel = None
+        if self._opened is None and self._lost is not None:
+            self._lost(reason)  # a serving connection went away
+
+    def close(self) -> Deferred:
+        self._lost = None
+        self._opened = None
+        return self.link.close()
+
+
+class RemoteSource(_RemoteEnd):
+    def __init__(self, uris: list[AmqpURI], definition: ShovelDefinition, reactor: Any,
+                 on_state: Callable[[str, str], None]) -> None:
+        super().__init__(uris, definition, reactor, "source", on_state)
+        self._deliver: Callable[[Carried], None] | None = None
+
+    def open(self, deliver: Callable[[Carried], None], lost: Callable[[str], None]
+             ) -> Deferred:
+        self._deliver = deliver
+        return self._start(lost)
+
+    def on_ready(self, channel: LinkChannel) -> None:
+        self.channel = channel
+        d = self.definition
+        if d.src_queue is not None:
+            started = self._declare(channel, d.src_queue, d.src_queue_args)
+            started.addCallback(lambda ok: self._consume(channel, d.src_queue,
+                                                         ok.message_count))
+        else:
+            started = channel.declare_queue("", exclusive=True,
+                                            arguments=d.src_queue_args or None)
+
+            def bind(ok: Any) -> Deferred:
+                bound = channel.bind(ok.queue, d.src_exchange or "", d.src_exchange_key)
+                return bound.addCallback(lambda _: self._consume(channel, ok.queue, 0))
+            started.addCallback(bind)
+        started.addCallbacks(self._ready, lambda _failure: None)  # the link reconnects
+
+    def _consume(self, channel: LinkChannel, queue: str, count: int) -> Deferred:
+        no_ack = self.definition.ack_mode == "no-ack"
+        started = channel.consume(queue, self.definition.prefetch,
+                                  lambda event: self._delivered(channel, event), no_ack=no_ack)
+        return started.addCallback(lambda _tag: count)
+
+    def _delivered(self, channel: LinkChannel, event: Any) -> None:
+        if self._deliver is not None:
+            self._deliver(Carried(event.exchange, event.routing_key, event.properties,
+                                  event.body, (channel, event.delivery_tag)))
+
+    def ack(self, tag: tuple[LinkChannel, int]) -> None:
+        channel, delivery_tag = tag
+        if channel is self.channel:
+            channel.ack(delivery_tag)  # a tag of a lost connection is simply forgotten
+
+    def requeue(self, tag: tuple[LinkChannel, int]) -> None:
+        """Left unacked: the source broker requeues it when the shovel's link closes."""
+
+    def close(self) -> Deferred:
+        self._deliver = None
+        return super().close()
+
+
+class RemoteDestination(_RemoteEnd):
+    def __init__(self, uris: list[AmqpURI], definition: ShovelDefinition, reactor: Any,
+                 on_state: Callable[[str, str], None]) -> None:
+        super().__init__(uris, definition, reactor, "destination", on_state)
+
+    def open(self, lost: Callable[[str], None]) -> Deferred:
+        return self._start(lost)
+
+    def on_ready(self, channel: LinkChannel) -> None:
+        self.channel = channel
+        d = self.definition
+        if d.dest_queue is None:
+            self._ready(None)
+            return
+        declared = self._declare(channel, d.dest_queue, d.dest_queue_args)
+        declared.addCallbacks(lambda _ok: self._ready(None), lambda _failure: None)
+
+    @property
+    def writable(self) -> bool:
+        return self.link.writable
+
+    def publish(self, exchange: str, routing_key: str, properties: dict[str, Any],
+                body: bytes) -> Deferred:
+        return self.link.publish(exchange, routing_key, properties, body)
