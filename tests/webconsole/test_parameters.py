@@ -2,7 +2,8 @@
 
 The broker here is ``warren run`` with the test-only component ``test`` registered
 (``tests/webconsole/param_broker.py``), the way RabbitMQ's HTTP suite registers its test
-component; ``shovel`` is not registered, so its requests show the unknown-component answers.
+component; ``no-such-plugin`` is registered by nobody, so its requests show the
+unknown-component answers (shovels have their own tests in tests/network).
 Notifications are observed through the component's log lines (events, not sleeps).
 """
 
@@ -78,16 +79,16 @@ def test_put_get_list_delete(api, broker, unique):
 
 
 def test_unknown_component_is_refused_as_rabbitmq(api, broker, unique):
-    r = api.put(path(unique, component="shovel"),
+    r = api.put(path(unique, component="no-such-plugin"),
                 {"value": {"src-uri": "amqp://", "src-queue": "a", "dest-uri": "amqp://",
                            "dest-queue": "b"}})
     assert r.status_code == 400
     assert r.json() == {"error": "bad_request",
-                        "reason": "Validation failed\n\ncomponent shovel not found\n"}
-    assert api.get("/api/parameters/shovel").json() == []
-    assert api.get("/api/parameters/shovel/%2F").json() == []
-    assert api.get(path(unique, component="shovel")).status_code == 404
-    assert api.delete(path(unique, component="shovel")).status_code == 404
+                        "reason": "Validation failed\n\ncomponent no-such-plugin not found\n"}
+    assert api.get("/api/parameters/no-such-plugin").json() == []
+    assert api.get("/api/parameters/no-such-plugin/%2F").json() == []
+    assert api.get(path(unique, component="no-such-plugin")).status_code == 404
+    assert api.delete(path(unique, component="no-such-plugin")).status_code == 404
     no_traceback(broker)
 
 
@@ -173,15 +174,16 @@ def test_definitions_export_and_import(api, broker, unique):
     per_vhost = api.get("/api/definitions/%2F").json()["parameters"]
     assert {k: v for k, v in item.items() if k != "vhost"} in per_vhost
 
-    # a RabbitMQ file with a shovel: 400 with RabbitMQ's reason, nothing of it imported
+    # a file with a parameter of an unknown component: 400 with RabbitMQ's reason, nothing
+    # of it imported
     doc = {"vhosts": [{"name": unique + "-v"}],
            "queues": [{"name": unique + "-q", "vhost": "/", "durable": True}],
            "parameters": [{"value": {"src-uri": "amqp://"}, "vhost": "/",
-                           "component": "shovel", "name": "s1"}]}
+                           "component": "no-such-plugin", "name": "s1"}]}
     r = api.post("/api/definitions", doc)
     assert r.status_code == 400
     assert r.json() == {"error": "bad_request", "reason": (
-        "Validation failed\n\ncomponent shovel not found\n (//shovel/s1)")}
+        "Validation failed\n\ncomponent no-such-plugin not found\n (//no-such-plugin/s1)")}
     assert api.get(f"/api/vhosts/{unique}-v").status_code == 404
     assert api.get(f"/api/queues/%2F/{unique}-q").status_code == 404
 
@@ -217,9 +219,9 @@ def test_ctl_set_list_clear(broker, unique):
 
     bad = ctl(broker, "set_parameter", "test", unique, "{not json", check=False)
     assert bad.returncode == 2 and "JSON decoding error" in bad.stderr
-    bad = ctl(broker, "set_parameter", "shovel", unique, "{}", check=False)
+    bad = ctl(broker, "set_parameter", "no-such-plugin", unique, "{}", check=False)
     assert bad.returncode == 2
-    assert "400: Validation failed\n\ncomponent shovel not found" in bad.stderr
+    assert "400: Validation failed\n\ncomponent no-such-plugin not found" in bad.stderr
     bad = ctl(broker, "set_parameter", "test", unique, '{"n": true}', check=False)
     assert bad.returncode == 2 and "n must be an integer" in bad.stderr
     out = ctl(broker, "clear_parameter", "test", unique).stdout

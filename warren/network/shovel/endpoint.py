@@ -40,11 +40,14 @@ class Source(Protocol):
 
     def open(self, deliver: Callable[[Carried], None], lost: Callable[[str], None]
              ) -> Deferred:
-        """Connect, declare what the definition needs, start consuming.
+        """Connect and declare what the definition needs, without consuming yet.
 
-        Fires with the number of messages in the source queue when consuming started (what
-        ``delete-after: queue-length`` moves), or errbacks with the reason it could not.
+        Fires with the number of messages in the source queue (what ``delete-after:
+        queue-length`` moves), or errbacks with the reason it could not.
         """
+
+    def consume(self) -> Deferred:
+        """Start delivering (the shovel has set its ``delete-after`` budget by now)."""
 
     def ack(self, tag: Any) -> None:
         """The message is safe at the destination: the source may forget it."""

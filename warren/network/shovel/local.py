@@ -82,9 +82,16 @@ class LocalSource:
             return fail(error)
         self.queue = queue
         self._deliver, self._lost = deliver, lost
-        count = queue.message_count
-        queue.add_consumer(self)
-        return succeed(count)
+        return succeed(queue.message_count)
+
+    def consume(self) -> Deferred:
+        if self.queue is None:
+            return fail(RuntimeError("source closed"))
+        try:
+            self.queue.add_consumer(self)
+        except BrokerError as error:  # exclusive use by another consumer
+            return fail(error)
+        return succeed(None)
 
     def ack(self, tag: QueueEntry) -> None:
         if self._unacked.pop(id(tag), None) is not None and self.queue is not None:

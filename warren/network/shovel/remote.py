@@ -81,6 +81,7 @@ class RemoteSource(_RemoteEnd):
                  on_state: Callable[[str, str], None]) -> None:
         super().__init__(uris, definition, reactor, "source", on_state)
         self._deliver: Callable[[Carried], None] | None = None
+        self._queue = ""             # the queue declared on the current connection
 
     def open(self, deliver: Callable[[Carried], None], lost: Callable[[str], None]
              ) -> Deferred:
@@ -91,24 +92,29 @@ class RemoteSource(_RemoteEnd):
         self.channel = channel
         d = self.definition
         if d.src_queue is not None:
-            started = self._declare(channel, d.src_queue, d.src_queue_args)
-            started.addCallback(lambda ok: self._consume(channel, d.src_queue,
-                                                         ok.message_count))
+            declared = self._declare(channel, d.src_queue, d.src_queue_args)
+            declared.addCallback(lambda ok: self._declared(d.src_queue, ok.message_count))
         else:
-            started = channel.declare_queue("", exclusive=True,
-                                            arguments=d.src_queue_args or None)
+            declared = channel.declare_queue("", exclusive=True,
+                                             arguments=d.src_queue_args or None)
 
             def bind(ok: Any) -> Deferred:
                 bound = channel.bind(ok.queue, d.src_exchange or "", d.src_exchange_key)
-                return bound.addCallback(lambda _: self._consume(channel, ok.queue, 0))
-            started.addCallback(bind)
-        started.addCallbacks(self._ready, lambda _failure: None)  # the link reconnects
+                return bound.addCallback(lambda _: self._declared(ok.queue, 0))
+            declared.addCallback(bind)
+        declared.addErrback(lambda _failure: None)  # the link reconnects
 
-    def _consume(self, channel: LinkChannel, queue: str, count: int) -> Deferred:
+    def _declared(self, queue: str, count: int) -> None:
+        self._queue = queue
+        self._ready(count)
+
+    def consume(self) -> Deferred:
+        channel = self.channel
+        if channel is None:
+            return Deferred()  # the link is down: the shovel hears it through lost()
         no_ack = self.definition.ack_mode == "no-ack"
-        started = channel.consume(queue, self.definition.prefetch,
-                                  lambda event: self._delivered(channel, event), no_ack=no_ack)
-        return started.addCallback(lambda _tag: count)
+        return channel.consume(self._queue, self.definition.prefetch,
+                               lambda event: self._delivered(channel, event), no_ack=no_ack)
 
     def _delivered(self, channel: LinkChannel, event: Any) -> None:
         if self._deliver is not None:

@@ -105,6 +105,7 @@ class Shovel:
             self.remaining = self.remaining_unacked
             if hasattr(self.source, "budget"):
                 self.source.budget = self.remaining  # type: ignore[union-attr]
+        self.source.consume().addErrback(lambda failure: self._failed(generation, failure))
         self._set_state("running", "")
         log.info("shovel '%s' in vhost '%s' running: %s -> %s", self.definition.name,
                  self.definition.vhost, self.src_uri, self.dest_uri)
