@@ -377,6 +377,36 @@ def test_admin_vhost_user_permission_policy(ui, broker, unique):
         assert_clean(ui)
 
 
+def test_shovel_add_see_running_restart_delete(ui, broker, unique):
+    src, dst = f"{unique}.src", f"{unique}.dst"
+    with screenshot_on_failure(ui, "shovels"):
+        login(ui, broker)
+        ui.wait_for_selector("#page-overview")
+        loaded(ui)
+        open_page(ui, "#/bridges", "#page-bridges")
+        loaded(ui)
+        ui.open_section("#add-shovel")
+        ui.fill("#add-shovel-name", unique)
+        ui.fill("#add-shovel-src-name", src)
+        ui.fill("#add-shovel-dest-name", dst)
+        click(ui, "#add-shovel-form button[type=submit]")
+        notice(ui, "added")
+        r = api(broker, "GET", "parameters", "shovel", "/", unique)
+        assert r.status_code == 200 and r.json()["value"]["src-queue"] == src
+        key = f"//{unique}"
+        ui.wait_for(f"document.querySelector({json.dumps(row(key))}) && document.querySelector("
+                    f"{json.dumps(row(key))}).textContent.includes('running')", what="running row")
+        text = ui.evaluate(f"document.querySelector({json.dumps(row(key))}).textContent")
+        assert f"queue {src}" in text and f"queue {dst}" in text and "amqp:///%2F" in text
+        click(ui, f"{row(key)} button:not(.danger)")
+        notice(ui, "restarted")
+        click(ui, f"{row(key)} button.danger")
+        confirm(ui)
+        ui.wait_for(f"!document.querySelector({json.dumps(row(key))})", what="row gone")
+        assert api(broker, "GET", "parameters", "shovel", "/", unique).status_code == 404
+        assert_clean(ui)
+
+
 def test_every_tab_renders_at_laptop_size(ui, broker):
     with screenshot_on_failure(ui, "tabs"):
         login(ui, broker)
@@ -395,6 +425,6 @@ def test_every_tab_renders_at_laptop_size(ui, broker):
                         what=f"{hash_} loaded")
             # nothing wider than the laptop screen
             assert ui.evaluate("document.documentElement.scrollWidth") <= 1366, hash_
-        ui.wait_for("document.getElementById('bridges-list').textContent.includes('No bridges configured')",
-                    what="bridges empty state")
+        ui.wait_for("document.getElementById('bridges-list').textContent.includes('No shovels')",
+                    what="shovels empty state")
         assert_clean(ui)

@@ -1,28 +1,121 @@
-// Network of brokers: the bridges this broker runs. Until the network feature reports any,
-// the page says so instead of showing an empty table.
+// Network: the shovels this broker runs (RabbitMQ's "Shovel Status" and "Shovel Management"
+// pages in one), each with its state, ends, rate and last error, and the form to add one.
+// Shovels are runtime parameters of component "shovel"; their status is /api/shovels.
 
-import {apiPath, get} from "../api.js";
-import {h, replace, showValue, table} from "../dom.js";
+import {apiPath, del, get, put} from "../api.js";
+import {formatCount, formatRate, h, num, replace, table} from "../dom.js";
+import {field, formValues, input, perform, section, select, vhostSelect} from "../ui.js";
+import {deleteButton} from "./common.js";
+
+/** "queue q" or "exchange x (key k)" for one end of a shovel status entry. */
+function endpoint(s, side) {
+  const q = s[`${side}_queue`];
+  if (q !== undefined) return `queue ${q}`;
+  const x = s[`${side}_exchange`];
+  if (x === undefined) return "";
+  const key = s[`${side}_exchange_key`];
+  return key ? `exchange ${x} (key ${key})` : `exchange ${x}`;
+}
+
+function restartButton(s, app) {
+  const button = h("button", {type: "button"}, "Restart");
+  button.addEventListener("click", () => perform(button, async () => {
+    await del(apiPath("shovels", "vhost", s.vhost, s.name, "restart"));
+    app.refresh();
+    return true;
+  }, `Shovel ${s.name} restarted.`));
+  return button;
+}
+
+function addForm(app) {
+  const form = h("form", {class: "form", id: "add-shovel-form"},
+    field("Virtual host", vhostSelect(app.vhosts, app.vhost || undefined)),
+    field("Name", input("name", {required: true, id: "add-shovel-name"})),
+    field("Source URI", input("src-uri", {required: true, value: "amqp://", id: "add-shovel-src-uri"}),
+      "amqp:// is this broker; amqp://user:password@host:port/vhost another one"),
+    field("Source", h("span", {},
+      select("src-kind", [["queue", "Queue"], ["exchange", "Exchange"]], "queue"),
+      input("src-name", {required: true, id: "add-shovel-src-name", placeholder: "name"}),
+      input("src-exchange-key", {placeholder: "routing key (exchange only)"}))),
+    field("Destination URI", input("dest-uri", {required: true, value: "amqp://", id: "add-shovel-dest-uri"})),
+    field("Destination", h("span", {},
+      select("dest-kind", [["queue", "Queue"], ["exchange", "Exchange"]], "queue"),
+      input("dest-name", {required: true, id: "add-shovel-dest-name", placeholder: "name"}),
+      input("dest-exchange-key", {placeholder: "routing key (exchange only)"}))),
+    field("Acknowledgement mode", select("ack-mode", [["on-confirm", "On confirm"],
+      ["on-publish", "On publish"], ["no-ack", "No ack"]], "on-confirm")),
+    field("Prefetch count", input("src-prefetch-count", {type: "number", value: "1000"})),
+    field("Reconnect delay (s)", input("reconnect-delay", {type: "number", value: "5"})),
+    field("Delete after", select("src-delete-after", [["never", "Never"],
+      ["queue-length", "Queue length"]], "never")),
+    h("div", {class: "form-buttons"}, h("button", {type: "submit"}, "Add shovel")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const v = formValues(form);
+    const value = {"src-uri": v["src-uri"], "dest-uri": v["dest-uri"], "ack-mode": v["ack-mode"],
+      "src-delete-after": v["src-delete-after"]};
+    if (v["src-kind"] === "queue") value["src-queue"] = v["src-name"];
+    else { value["src-exchange"] = v["src-name"]; value["src-exchange-key"] = v["src-exchange-key"] || ""; }
+    if (v["dest-kind"] === "queue") value["dest-queue"] = v["dest-name"];
+    else {
+      value["dest-exchange"] = v["dest-name"];
+      if (v["dest-exchange-key"]) value["dest-exchange-key"] = v["dest-exchange-key"];
+    }
+    if (v["src-prefetch-count"]) value["src-prefetch-count"] = Number(v["src-prefetch-count"]);
+    if (v["reconnect-delay"]) value["reconnect-delay"] = Number(v["reconnect-delay"]);
+    const ok = await perform(form.querySelector("button[type=submit]"), async () => {
+      await put(apiPath("parameters", "shovel", v.vhost, v.name), {value});
+      return true;
+    }, `Shovel ${v.name} added.`);
+    if (ok) app.refresh();
+  });
+  return form;
+}
 
 export function bridgesPage(params, app) {
   const body = h("div", {id: "bridges-list"});
-  const element = h("div", {class: "page", id: "page-bridges"}, h("h2", {}, "Network bridges"), body);
+  const element = h("div", {class: "page", id: "page-bridges"}, h("h2", {}, "Shovels"), body,
+    section("Add a shovel", addForm(app), {id: "add-shovel"}));
+  const last = new Map();   // vhost/name -> [time, forwarded] of the previous refresh
   return {
     element,
     async refresh() {
       const overview = await get(apiPath("overview"));
       app.showNode(overview);
-      const bridges = Array.isArray(overview.bridges) ? overview.bridges : [];
-      if (!bridges.length) {
+      const shovels = (await get(apiPath("shovels")))
+        .filter((s) => !app.vhost || s.vhost === app.vhost);
+      if (!shovels.length) {
         replace(body, h("div", {class: "empty-state"},
-          h("p", {class: "empty-title"}, "No bridges configured"),
+          h("p", {class: "empty-title"}, "No shovels"),
           h("p", {class: "muted"},
-            "This broker is not linked to other brokers. Bridges forward messages between brokers "
-            + "of a network; once configured they are listed here with their state.")));
+            "A shovel moves messages from a queue or exchange to another, in this broker or "
+            + "between brokers (RabbitMQ's too). Add one below, through /api/parameters/shovel, "
+            + "or with warren ctl set_parameter shovel NAME JSON.")));
         return;
       }
-      const columns = [...new Set(bridges.flatMap((b) => Object.keys(b)))];
-      replace(body, table(columns, bridges.map((b) => columns.map((c) => showValue(b[c])))));
+      const now = Date.now();
+      const rows = shovels.map((s) => {
+        const key = `${s.vhost}/${s.name}`;
+        const before = last.get(key);
+        let rate = null;
+        if (before && typeof s.forwarded === "number" && now > before[0]) {
+          rate = Math.max(0, (s.forwarded - before[1]) * 1000 / (now - before[0]));
+        }
+        if (typeof s.forwarded === "number") last.set(key, [now, s.forwarded]);
+        return [
+          h("span", {class: "wrap"}, s.name), s.vhost,
+          h("span", {class: `state state-${s.state}`}, s.state),
+          h("span", {class: "wrap"}, s.src_uri || "", h("br"), endpoint(s, "src")),
+          h("span", {class: "wrap"}, s.dest_uri || "", h("br"), endpoint(s, "dest")),
+          num(formatCount(s.forwarded)), num(rate === null ? "" : formatRate(rate)),
+          s.reason ? h("span", {class: "wrap error-text"}, s.reason) : "",
+          h("span", {}, restartButton(s, app), " ",
+            deleteButton("Delete", `Delete shovel ${s.name}?`,
+              () => del(apiPath("parameters", "shovel", s.vhost, s.name)), () => app.refresh())),
+        ];
+      });
+      replace(body, table(["Name", "Virtual host", "State", "Source", "Destination", "Forwarded",
+        "Rate /s", "Last error", ""], rows, {keys: shovels.map((s) => `${s.vhost}/${s.name}`)}));
     },
   };
 }
