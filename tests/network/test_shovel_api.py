@@ -311,3 +311,22 @@ def test_definitions_in_rabbitmqs_format_round_trip(api, broker, unique):
     publish(broker, src, 5)
     eventually(lambda: depth(api, dst) == 5, "moving")
     api.delete(shovel_path(unique))
+
+
+def test_metrics_per_shovel(api, broker, unique):
+    src, dst = unique + "-src", unique + "-dst"
+    publish(broker, src, 7)
+    api.put(shovel_path(unique), {"value": {"src-uri": "amqp://", "src-queue": src,
+                                            "dest-uri": "amqp://", "dest-queue": dst}})
+    eventually(lambda: depth(api, dst) == 7, "moved")
+
+    def series() -> str:
+        return requests.get(broker.http_url + "/metrics", timeout=30).text
+    labels = f'shovel="{unique}",vhost="/"'   # prometheus_client sorts label names
+    text = eventually(lambda: f"warren_shovel_messages_forwarded_total{{{labels}}} 7.0"
+                      in series() and series(), "forwarded series")
+    at = f'shovel="{unique}"'
+    assert f'warren_shovel_state{{{at},state="running",vhost="/"}} 1.0' in text
+    assert f'warren_shovel_state{{{at},state="terminated",vhost="/"}} 0.0' in text
+    assert f"warren_shovel_messages_pending{{{labels}}} 0.0" in text
+    api.delete(shovel_path(unique))

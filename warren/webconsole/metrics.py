@@ -134,6 +134,7 @@ class BrokerCollector:
         yield role
         yield _gauge("warren_memory_used_bytes", "Bytes of message data held by queues",
                      b.memory_used)
+        yield from _shovel_metrics(b)
         store_stats = {}
         if b.store is not None:
             try:
@@ -154,6 +155,32 @@ class BrokerCollector:
                 yield CounterMetricFamily(name, f"store figure '{key}'", value=float(value))
             else:
                 yield _gauge(name, f"store figure '{key}'", float(value))
+
+
+SHOVEL_STATES = ("starting", "running", "blocked", "terminated")
+
+
+def _shovel_metrics(broker: Any) -> Iterable[Metric]:
+    """Per-shovel series (a broker runs few): state, messages moved, in flight, restarts."""
+    component = broker.runtime_parameters.component("shovel")
+    shovels = component.counters() if component is not None else []
+    state = GaugeMetricFamily("warren_shovel_state", "Shovel state (1 for the state it is in)",
+                              labels=["vhost", "shovel", "state"])
+    moved = CounterMetricFamily("warren_shovel_messages_forwarded", "Messages a shovel moved "
+                                "(confirmed by the destination with on-confirm)",
+                                labels=["vhost", "shovel"])
+    pending = GaugeMetricFamily("warren_shovel_messages_pending", "Messages published by a "
+                                "shovel and not yet confirmed", labels=["vhost", "shovel"])
+    restarts = CounterMetricFamily("warren_shovel_restarts", "Times a shovel restarted after a "
+                                   "failure or on request", labels=["vhost", "shovel"])
+    for s in shovels:
+        labels = [s["vhost"], s["name"]]
+        for name in sorted(set(SHOVEL_STATES) | {s["state"]}):
+            state.add_metric(labels + [name], 1 if name == s["state"] else 0)
+        moved.add_metric(labels, s["forwarded"])
+        pending.add_metric(labels, s["pending"])
+        restarts.add_metric(labels, s["restarts"])
+    yield from (state, moved, pending, restarts)
 
 
 def _gauge(name: str, doc: str, value: float | None, *, per_queue=None,

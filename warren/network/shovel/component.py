@@ -75,6 +75,12 @@ class ShovelComponent:
         return [s.status() for (v, _n), s in sorted(self.shovels.items())
                 if vhost is None or v == vhost]
 
+    def counters(self) -> list[dict[str, Any]]:
+        """Every shovel's state and counters, whatever its state (for /metrics)."""
+        return [{"vhost": v, "name": n, "state": s.status()["state"], "forwarded": s.forwarded,
+                 "pending": s.pending, "restarts": s.restarts}
+                for (v, n), s in sorted(self.shovels.items())]
+
     def restart(self, vhost: str, name: str) -> bool:
         shovel = self.shovels.get((vhost, name))
         if shovel is None:
