@@ -13,7 +13,13 @@ library. Layered like a front end (STYLE P2), so each part can be tested on its 
   Connection.Blocked, one log line per state change) and hands its user a
   :mod:`.channel` in confirm mode each time it connects.
 
-The bridges themselves (demand forwarding, loop prevention by broker path and
-``network_ttl``, duplex links) are not built yet; the console shows "no bridges configured"
-until they exist. This package imports no front end (``tests/test_layering.py``).
+Bridges built on them:
+
+- :mod:`.shovel`: RabbitMQ's dynamic shovels, a runtime parameter of component ``shovel``;
+  each end is either a Link (another broker) or this broker's core (``amqp://``, in-process).
+
+Federation and ActiveMQ-style network connectors (demand forwarding, loop prevention by broker
+path and ``network_ttl``, duplex links) are not built yet. This package may use the core
+(``warren.broker``), as a front end does, and imports no front end (``tests/test_layering.py``);
+the console reaches shovels only through the runtime-parameter registry.
 """
