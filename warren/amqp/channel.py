@@ -20,8 +20,7 @@ from ..broker.errors import (AccessRefused, BrokerError, NotAllowed, NotFound, N
                              PreconditionFailed, UnexpectedFrame)
 from ..broker.message import Message, QueueEntry
 from ..broker.queue import Queue
-from ..broker.replyto import REPLY_TO, REPLY_TO_BYTES, direct_reply_to
-from ..broker.replyto import publish as publish_routed
+from ..broker.replyto import REPLY_TO, direct_reply_to
 from .framing import (FRAME_BODY, FRAME_HEADER, FRAME_METHOD,
                       basic_ack_frame, basic_nack_frame, content_frames, decode_method,
                       deliver_payload, encode_method, parse_ack, parse_content_header,
@@ -163,7 +162,8 @@ class Channel:
         self.tx = False
         self._tx_publishes: list[tuple[Any, Message, bool]] = []
         self._tx_settles: list[tuple[str, int, bool, bool]] = []
-        self._write_checked: set[str] = set()
+        # the core's publish pipeline: exchange checks (cached), reply-to, routing
+        self.publisher = conn.broker.publisher(conn.vhost, conn.user)
         self._handlers: dict[type, Callable[[Any], None]] = {
             commands.Channel.Close: self._on_close,
             commands.Channel.CloseOk: self._on_close_ok,
@@ -296,17 +296,8 @@ class Channel:
 
     def _publish_message(self, exchange_name: str, rk: str, mandatory: bool, props: bytes,
                          body: bytes) -> None:
-        vh = self.conn.vhost
-        ex = vh.exchanges.get(exchange_name)
-        if ex is None:
-            raise NotFound(f"no exchange '{exchange_name}' in vhost '{vh.name}'")
-        if exchange_name not in self._write_checked:
-            self.broker.check(self.conn.user, vh.name, "write", "exchange", exchange_name)
-            if ex.internal:
-                raise AccessRefused(
-                    f"cannot publish to internal exchange '{exchange_name}' in vhost "
-                    f"'{vh.name}'")
-            self._write_checked.add(exchange_name)
+        publisher = self.publisher
+        ex = publisher.exchange(exchange_name)
         if len(props) == 3 and props[0] == 0x10 and props[1] == 0:
             # delivery_mode alone (what most publishers send): the flags the core needs are
             # read off the bytes, so the properties are never decoded on this path
@@ -316,8 +307,7 @@ class Channel:
             msg = Message(exchange_name, rk, body, codec=CODEC, raw_props=props)
             if len(props) >= 2 and props[1] & _USER_ID_FLAG:
                 self._check_user_id(msg)
-            if REPLY_TO_BYTES in props:
-                msg = direct_reply_to(self.broker).rewrite(msg, self.reply_to)
+            msg = publisher.reply_to(msg, self.reply_to)
         if not self.conn.published:
             self.conn.started_publishing()
         if self.confirm:
@@ -334,9 +324,9 @@ class Channel:
                                      f"was '{self.conn.user.name}'")
 
     def _route(self, ex: Any, msg: Message, mandatory: bool, seq: int) -> None:
-        routed = publish_routed(self.vhost, ex, msg)
+        routed = self.publisher.route(ex, msg)
         self.conn.stats_publish += 1
-        if not routed.queues and mandatory and not routed.rejected:
+        if mandatory and routed.unroutable:
             self._basic_return(312, "NO_ROUTE", msg)
         if seq:
             if routed.rejected:
@@ -744,7 +734,7 @@ class Channel:
         settles, self._tx_settles = self._tx_settles, []
         stored = False
         for ex, msg, mandatory in publishes:
-            routed = publish_routed(self.vhost, ex, msg)
+            routed = self.publisher.route(ex, msg)
             stored = stored or routed.stored
             if not routed.queues and mandatory:
                 self._basic_return(312, "NO_ROUTE", msg)

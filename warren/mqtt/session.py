@@ -51,6 +51,7 @@ from typing import Any, Callable
 
 from warren.broker.errors import AccessRefused, BrokerError, NotAllowed
 from warren.broker.message import Message, Properties, QueueEntry
+from warren.broker.publish import Publisher
 from warren.mqtt import errors as rc
 from warren.mqtt.codec import (Auth, ConnAck, Connect, Disconnect, MqttError, PingReq, PubAck,
                                PubComp, Publish, PubRec, PubRel, SubAck, Subscribe, UnsubAck,
@@ -220,8 +221,9 @@ class SessionRegistry:
         ex = vh.exchanges.get(self.config.mqtt_exchange)
         if ex is None:
             return
+        publisher = self.broker.publisher(vh, user)
         try:
-            self.broker.check(user, vhost_name, "write", "exchange", ex.name)
+            publisher.exchange(ex.name)
         except BrokerError:
             log.info("will of a client of user %s not published: no write permission",
                      getattr(user, "name", "?"))
@@ -232,7 +234,7 @@ class SessionRegistry:
         if will.retain:
             self.retained.put(vhost_name, _retained_from(will.topic, will.payload, will.qos,
                                                          props, self.clock.seconds()))
-        vh.publish(ex, msg)
+        publisher.publish(ex, msg)
 
 
 class MqttConsumer:
@@ -285,6 +287,7 @@ class MqttSession:
         self.user = None
         self.vhost = None
         self.exchange = None
+        self.publisher: Publisher | None = None  # the core's publish pipeline, after CONNECT
         self.will: Will | None = None
         self.keep_alive = 0
         self.window = max(1, self.config.mqtt_max_inflight)
@@ -361,6 +364,7 @@ class MqttSession:
         if self.exchange is None:
             raise MqttError(rc.SERVER_UNAVAILABLE,
                             f"exchange '{self.config.mqtt_exchange}' does not exist")
+        self.publisher = self.broker.publisher(vhost, user)
         if self.level == 5:
             expiry = props.get("session_expiry_interval", 0)
             self.window = min(self.window, props.get("receive_maximum", 65535))
@@ -515,8 +519,7 @@ class MqttSession:
             return
         if not self._write_ok:
             try:
-                self.broker.check(self.user, self.vhost.name, "write", "exchange",
-                                  self.exchange.name)
+                self.publisher.exchange(self.exchange.name)
             except AccessRefused as e:
                 if self.level == 5:
                     self._publish_refused(p, rc.NOT_AUTHORIZED)
@@ -530,7 +533,7 @@ class MqttSession:
                 topic, p.payload, qos, props, self.clock.seconds()))
         msg = build_message(self.broker, self.exchange.name, topic, p.payload, qos, p.retain,
                             props, self.state.client_id if self._has_no_local else None)
-        routed = self.vhost.publish(self.exchange, msg)
+        routed = self.publisher.publish(self.exchange, msg)
         if not qos:
             return
         code = 0

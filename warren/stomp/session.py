@@ -49,9 +49,10 @@ from collections import deque
 from typing import Any, Callable, Protocol
 
 from .. import __version__
-from ..broker.errors import AccessRefused, BrokerError, NotFound, PreconditionFailed
+from ..broker.errors import AccessRefused, BrokerError, PreconditionFailed
 from ..broker.groups import GROUP_ID_HEADER, GROUP_SEQ_HEADER, groups_of
 from ..broker.message import Message, Properties, QueueEntry, parse_expiration
+from ..broker.publish import Publisher
 from ..broker.queue import Queue
 from ..broker.scheduler import DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER, ScheduledDelivery
 from ..broker.selector import Selector, SelectorError
@@ -263,6 +264,7 @@ class StompSession:
         self.user: Any = None
         self.vhost: Any = None
         self.vhost_name: str | None = None
+        self.publisher: Publisher | None = None   # the core's publish pipeline, after CONNECT
         self.client_id: str | None = None
         self.heartbeat = (0, 0)              # (server sends every ms, expects every ms)
         self.subscriptions: dict[str, StompSubscription] = {}
@@ -361,6 +363,7 @@ class StompSession:
         except BrokerError:
             raise StompError("Bad CONNECT", f"Virtual host '{vhost_name}' access denied") from None
         self.vhost_name = vhost_name
+        self.publisher = self.broker.publisher(self.vhost, self.user)
         self.client_id = frame.get("client-id")
         send_ms = expect_ms = 0
         # RabbitMQ's order: server, session, heart-beat (0,0 for 1.0), version
@@ -419,13 +422,7 @@ class StompSession:
         elif kind is Kind.TEMP_QUEUE:
             routing_key = self._temp_queue(destination).name
         exchange_name = destination.exchange
-        exchange = vhost.exchanges.get(exchange_name)
-        if exchange is None:
-            raise NotFound(f"no exchange '{exchange_name}' in vhost '{vhost.name}'")
-        self._check("write", "exchange", exchange_name)
-        if exchange.internal:
-            raise AccessRefused(f"cannot publish to internal exchange '{exchange_name}' in "
-                                f"vhost '{vhost.name}'")
+        exchange = self.publisher.exchange(exchange_name)
         props, scheduled = self._properties(frame)
         message = Message(exchange_name, routing_key, frame.body, codec=self.broker.codec,
                           props=props, persistent=props.delivery_mode == 2,
@@ -439,7 +436,7 @@ class StompSession:
             if self.scheduler.schedule(vhost.name, message, delay, period, repeat):
                 self._unsynced = True
             return
-        routed = vhost.publish(exchange, message)
+        routed = self.publisher.publish(exchange, message)
         if routed.stored:
             self._unsynced = True
 
