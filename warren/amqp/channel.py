@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import secrets
 import struct
-from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from pamqp import commands
+from twisted.python.failure import Failure
 
+from ..broker.confirms import ConfirmTracker
 from ..broker.errors import (AccessRefused, BrokerError, NotAllowed, NotFound, NotImplemented_,
                              PreconditionFailed, UnexpectedFrame)
 from ..broker.message import Message, QueueEntry
@@ -153,11 +154,10 @@ class Channel:
         self._body_size = 0
         self._body: list[bytes] = []
         self._received = 0
-        # publisher confirms: deque of [seq, state]; state None waiting, True ack, False nack
+        # publisher confirms: answers in publish order, after the store's sync
         self.confirm = False
         self.publish_seq = 0
-        self._confirms: deque[list] = deque()
-        self._sync_wanted = False
+        self.confirms = ConfirmTracker()
         # transactions: publishes and acks held until tx.commit
         self.tx = False
         self._tx_publishes: list[tuple[Any, Message, bool]] = []
@@ -329,14 +329,8 @@ class Channel:
         if mandatory and routed.unroutable:
             self._basic_return(312, "NO_ROUTE", msg)
         if seq:
-            if routed.rejected:
-                # RabbitMQ nacks when any target queue rejected it (maxlength.html)
-                self._confirms.append([seq, False])
-            elif routed.stored:
-                self._confirms.append([seq, None])
-                self._sync_wanted = True
-            else:
-                self._confirms.append([seq, True])
+            # RabbitMQ nacks when any target queue rejected it (maxlength.html)
+            self.confirms.insert(seq, None, routed.stored, not routed.rejected)
             self.conn.want_after_read(self)
 
     def _basic_return(self, code: int, text: str, msg: Message) -> None:
@@ -350,37 +344,32 @@ class Channel:
     # ------------------------------------------------------------------ confirms
     def after_read(self) -> None:
         """End of a read: ask the store for one sync covering this read's publishes."""
-        if self._sync_wanted:
-            self._sync_wanted = False
-            upto = self.publish_seq
-            d = self.broker.sync()
-            d.addCallbacks(lambda _: self._synced(upto, True),
-                           lambda f: self._synced(upto, False, f))
+        d = self.confirms.sync(self.broker.sync)
+        if d is not None:
+            d.addBoth(self._synced)
         self.flush_confirms()
 
-    def _synced(self, upto: int, ok: bool, failure: Any = None) -> None:
-        if failure is not None:
-            log.warning("store sync failed, nacking publishes up to %d: %s", upto,
-                        failure.getErrorMessage())
-        for item in self._confirms:
-            if item[0] > upto:
-                break
-            if item[1] is None:
-                item[1] = ok
+    def _synced(self, result: Any) -> None:
+        if isinstance(result, Failure):
+            log.warning("store sync failed, nacking publishes: %s", result.getErrorMessage())
         self.flush_confirms()
         self.conn.flush()
 
     def flush_confirms(self) -> None:
         """Send acks/nacks for the settled prefix, coalesced into multiple=true runs."""
-        q = self._confirms
-        if self.closing or not q or q[0][1] is None:
+        if self.closing:
+            return
+        settled = self.confirms.release()
+        if not settled:
             return
         parts = []
-        while q and q[0][1] is not None:
-            state = q[0][1]
-            first = last = q.popleft()[0]
-            while q and q[0][1] is state:
-                last = q.popleft()[0]
+        i, n = 0, len(settled)
+        while i < n:
+            first, _, state = settled[i]
+            i += 1
+            while i < n and settled[i][2] is state:
+                i += 1
+            last = settled[i - 1][0]
             frame = basic_ack_frame if state else basic_nack_frame
             parts.append(frame(self.number, last, last != first))
         self.conn.write_parts(parts)
@@ -775,7 +764,7 @@ class Channel:
         taken = list(self.unacked.values())
         self.unacked.clear()
         self._publish = None
-        self._confirms.clear()
+        self.confirms.clear()
         for c in consumers:
             c.queue.remove_consumer(c)
         if taken:

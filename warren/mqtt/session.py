@@ -49,6 +49,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from warren.broker.confirms import ConfirmTracker
 from warren.broker.errors import AccessRefused, BrokerError, NotAllowed
 from warren.broker.message import Message, Properties, QueueEntry
 from warren.broker.publish import Publisher
@@ -300,8 +301,7 @@ class MqttSession:
         self.connected_at = self.clock.seconds()
         self.last_recv = self.connected_at
         self._ka_call = None
-        self._acks: list[list] = []             # [encoded ack, ready] in receipt order
-        self._sync_wanted = False
+        self._acks = ConfirmTracker()           # encoded PUBACK/PUBREC/PUBCOMP in order
         self._settle: dict[Any, list[QueueEntry]] = {}  # queue -> entries acked this read
         self._write_ok = False                  # write permission on the exchange checked
         self._publishing = False
@@ -515,7 +515,7 @@ class MqttSession:
         qos = p.qos
         if qos == 2 and p.packet_id in self.state.qos2_received:
             # a resent QoS 2 PUBLISH we already routed: only answer [MQTT-4.3.3-10]
-            self._queue_ack(PubRec(p.packet_id), True)
+            self._queue_ack(PubRec(p.packet_id))
             return
         if not self._write_ok:
             try:
@@ -553,34 +553,32 @@ class MqttSession:
             data = b"\x40\x02" + _PACK_U16(p.packet_id)
         else:
             data = encode(ack, self.level)
-        if routed.stored:
-            self._acks.append([data, False])
-            self._sync_wanted = True
-        elif self._acks:
-            self._acks.append([data, True])
+        if routed.stored or self._acks:
+            self._acks.add(data, routed.stored)
         else:
             self.conn.write(data)
 
-    def _queue_ack(self, packet: Any, ready: bool) -> None:
+    def _queue_ack(self, packet: Any) -> None:
+        """An answer that needs no sync, still written after the earlier ones."""
         data = encode(packet, self.level)
         if self._acks:
-            self._acks.append([data, ready])
+            self._acks.add(data)
         else:
             self.conn.write(data)
 
     def _publish_refused(self, p: Publish, code: int) -> None:
         if p.qos == 1:
-            self._queue_ack(PubAck(p.packet_id, code), True)
+            self._queue_ack(PubAck(p.packet_id, code))
         elif p.qos == 2:
-            self._queue_ack(PubRec(p.packet_id, code), True)
+            self._queue_ack(PubRec(p.packet_id, code))
 
     def _on_pubrel(self, p: PubRel) -> None:
         """Inbound QoS 2, step 2: forget the id, PUBCOMP [MQTT-4.3.3-11]."""
         if p.packet_id in self.state.qos2_received:
             self.state.qos2_received.discard(p.packet_id)
-            self._queue_ack(PubComp(p.packet_id), True)
+            self._queue_ack(PubComp(p.packet_id))
         else:
-            self._queue_ack(PubComp(p.packet_id, rc.PACKET_IDENTIFIER_NOT_FOUND), True)
+            self._queue_ack(PubComp(p.packet_id, rc.PACKET_IDENTIFIER_NOT_FOUND))
 
     # ------------------------------------------------------------------ end of a read
     def after_read(self) -> None:
@@ -591,37 +589,26 @@ class MqttSession:
                 if not queue.deleted:
                     queue.ack(entries)
             self._kick()
-        if self._sync_wanted:
-            self._sync_wanted = False
-            waiting = [item for item in self._acks if not item[1]]
-            d = self.broker.sync()
-            d.addCallbacks(lambda _: self._synced(waiting), self._sync_failed)
+        d = self._acks.sync(self.broker.sync)
+        if d is not None:
+            d.addCallbacks(self._synced, self._sync_failed)
         self._flush_acks()
 
-    def _synced(self, items: list[list]) -> None:
-        for item in items:
-            item[1] = True
+    def _synced(self, _: Any) -> None:
         self._flush_acks()
         self.conn.flush()
 
     def _sync_failed(self, failure: Any) -> None:
         log.warning("store sync failed; closing MQTT connection of %s without acks: %s",
                     self.state.client_id if self.state else "?", failure.getErrorMessage())
-        self._acks = []
+        self._acks.clear()
         self.fail(MqttError(rc.UNSPECIFIED_ERROR, "store failure"))
         self.conn.flush()
 
     def _flush_acks(self) -> None:
-        acks = self._acks
-        if not acks or not acks[0][1]:
-            return
-        n = 0
-        for item in acks:
-            if not item[1]:
-                break
-            n += 1
-        self.conn.write_parts([item[0] for item in acks[:n]])
-        del acks[:n]
+        settled = self._acks.release()
+        if settled:
+            self.conn.write_parts([data for _seq, data, _ok in settled])
 
     # ------------------------------------------------------------------ delivery out
     def _subs_changed(self) -> None:

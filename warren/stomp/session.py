@@ -45,10 +45,10 @@ import enum
 import logging
 import secrets
 import time
-from collections import deque
 from typing import Any, Callable, Protocol
 
 from .. import __version__
+from ..broker.confirms import ConfirmTracker
 from ..broker.errors import AccessRefused, BrokerError, PreconditionFailed
 from ..broker.groups import GROUP_ID_HEADER, GROUP_SEQ_HEADER, groups_of
 from ..broker.message import Message, Properties, QueueEntry, parse_expiration
@@ -278,11 +278,9 @@ class StompSession:
         self._checked: set[tuple[str, str, str]] = set()  # permission checks passed
         self._publishing = False
         self._kick: dict[int, Queue] = {}         # queues to dispatch after this read
-        # Receipts in frame order; each waits for sync generation `gen` (0 = none).
-        self._receipts: deque[tuple[int, bytes]] = deque()
-        self._unsynced = False                    # stored publishes since the last sync
-        self._sync_requested = 0
-        self._sync_done = 0
+        # encoded RECEIPT frames in frame order; one after a stored publish waits for the sync
+        self._receipts = ConfirmTracker()
+        self._unsynced = False                    # stored publishes since the last sync asked
         self._close_after_receipts = False
         self.stats_publish = 0
         self._handlers: dict[str, Callable[[Frame], None]] = {
@@ -328,10 +326,9 @@ class StompSession:
                 q.dispatch()
         if self._unsynced:
             self._unsynced = False
-            self._sync_requested += 1
-            gen = self._sync_requested
-            self.broker.sync().addCallbacks(lambda _: self._synced(gen),
-                                            lambda f: self._sync_failed(f))
+            d = self._receipts.sync(self.broker.sync)
+            if d is not None:
+                d.addCallbacks(self._synced, self._sync_failed)
 
     # ------------------------------------------------------------------ CONNECT
     def _on_connect(self, frame: Frame) -> None:
@@ -873,27 +870,21 @@ class StompSession:
     # ------------------------------------------------------------------ receipts
     def _queue_receipt(self, receipt: str) -> None:
         data = encode(Frame("RECEIPT", (("receipt-id", receipt),)), self.version)
-        if self._unsynced:
-            gen = self._sync_requested + 1
-        elif self._receipts:
-            gen = self._receipts[-1][0]
+        if self._unsynced or self._receipts:
+            self._receipts.add(data, self._unsynced)
         else:
             self.link.write(data)
-            return
-        self._receipts.append((gen, data))
 
-    def _synced(self, gen: int) -> None:
-        self._sync_done = max(self._sync_done, gen)
+    def _synced(self, _: Any) -> None:
         if self.state is State.CLOSED:
             return
         self._release_receipts()
         self.link.flush()
 
     def _release_receipts(self) -> None:
-        receipts = self._receipts
-        while receipts and receipts[0][0] <= self._sync_done:
-            self.link.write(receipts.popleft()[1])
-        if self._close_after_receipts and not receipts and self.state is not State.CLOSED:
+        for _seq, data, _ok in self._receipts.release():
+            self.link.write(data)
+        if self._close_after_receipts and not self._receipts and self.state is not State.CLOSED:
             self.state = State.CLOSED
             self.link.close()
 
