@@ -156,6 +156,9 @@ class JournalStore(MessageStore):
     def close(self) -> None:
         self._log.close()
 
+    def abandon(self) -> None:
+        self._log.abandon()
+
     # -- writes --------------------------------------------------------------------------------
 
     def put_definition(self, kind: str, key: str, value: dict[str, Any] | None) -> None:

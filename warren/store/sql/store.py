@@ -222,6 +222,30 @@ class SqlStore(MessageStore):
                 self._pool = None
             self.engine.dispose()
 
+    def abandon(self) -> None:
+        """Fenced: the writer is stopped unflushed, in the background (it may be waiting on a
+        database that is gone); what is pending is dropped with its waiters failed."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._kick_call is not None and self._kick_call.active():
+            self._kick_call.cancel()
+        self._kick_call = None
+        pool, self._pool = self._pool, None
+        dropped, self._queue = self._queue, deque([PendingBatch()])
+        error = StoreUnavailable("the store was abandoned (fenced)")
+        for batch in dropped:
+            waiters, batch.waiters = batch.waiters, []
+            for waiter in waiters:
+                waiter.errback(Failure(error))
+        engine = self.engine
+
+        def stop_writer() -> None:
+            if pool is not None:
+                pool.stop()
+            engine.dispose()
+        threading.Thread(target=stop_writer, name="warren-fenced-store", daemon=True).start()
+
     def _prepare_statements(self) -> None:
         qm = tables.queue_messages
         m = tables.messages
