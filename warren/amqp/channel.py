@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 
 from ..broker.confirms import ConfirmTracker
 from ..broker.errors import (AccessRefused, BrokerError, NotAllowed, NotFound, NotImplemented_,
-                             PreconditionFailed, UnexpectedFrame)
+                             PreconditionFailed)
 from ..broker.message import Message, QueueEntry
 from ..broker.queue import Queue
 from ..broker.replyto import REPLY_TO, direct_reply_to
@@ -27,6 +27,7 @@ from .framing import (FRAME_BODY, FRAME_HEADER, FRAME_METHOD,
                       deliver_payload, encode_method, parse_ack, parse_content_header,
                       parse_publish, shortstr, unvalidated)
 from .properties import CODEC
+from .wire_errors import ChannelError, UnexpectedFrame
 
 if TYPE_CHECKING:
     from .connection import AmqpConnection
@@ -206,7 +207,8 @@ class Channel:
         self.conn.write(encode_method(method, self.number))
 
     def handle_frame(self, ftype: int, payload: bytes) -> None:
-        """One frame for this channel; raises BrokerError (the connection maps it)."""
+        """One frame for this channel; raises BrokerError or AmqpWireError (the connection maps
+        them)."""
         if self.closing:
             if ftype == FRAME_METHOD:
                 method = decode_method(payload)
@@ -241,7 +243,6 @@ class Channel:
                 from ..broker.errors import CommandInvalid
                 raise CommandInvalid(f"connection method {method.name} on channel {self.number}")
             if method.name == "Channel.Open":
-                from ..broker.errors import ChannelError
                 raise ChannelError("second 'channel.open' seen")
             raise NotImplemented_(f"method {method.name} is not supported")
         handler(method)

@@ -1,6 +1,7 @@
-"""Core errors -> AMQP channel.close / connection.close, decided in one place.
+"""Errors -> AMQP channel.close / connection.close, decided in one place.
 
-Like RabbitMQ's ``rabbit_binary_generator:map_exception``: the error's class says whether the
+Like RabbitMQ's ``rabbit_binary_generator:map_exception``: the error (the core's
+:class:`BrokerError` or the wire's :class:`AmqpWireError`, the same shape) says whether the
 spec makes it a channel or a connection exception; the reply text is ``NAME - explanation`` cut
 to 255 bytes; class and method ids name the method that failed (0, 0 when none did).
 """
@@ -10,9 +11,14 @@ from __future__ import annotations
 from pamqp import commands
 
 from ..broker.errors import BrokerError
+from .wire_errors import AmqpWireError
+
+#: what a client can do wrong, from the core or from the wire: both map to a close here
+ProtocolError = BrokerError | AmqpWireError
+PROTOCOL_ERRORS = (BrokerError, AmqpWireError)
 
 
-def close_for(error: BrokerError, class_id: int = 0, method_id: int = 0,
+def close_for(error: ProtocolError, class_id: int = 0, method_id: int = 0,
               force_connection: bool = False):
     """The close method to send, and whether it closes the whole connection."""
     text = _shortstr_text(f"{error.name} - {error.text}")

@@ -5,6 +5,8 @@ lingua franca of brokers (RabbitMQ's management API and STOMP errors reuse their
 class carries its AMQP code and name as data, the way ``rabbit_misc:protocol_error(not_found,…)``
 carries an atom. ``amqp/errors.py``, ``stomp/errors.py`` and ``mqtt/errors.py`` decide what a
 client sees; ``connection_level`` tells AMQP whether the spec makes it a connection exception.
+Errors of the AMQP wire itself (frames, method syntax, channel numbers) are not the core's:
+they live in ``amqp/wire_errors.py``.
 """
 
 from __future__ import annotations
@@ -63,24 +65,12 @@ class PreconditionFailed(BrokerError):
     code, name, connection_level = 406, "PRECONDITION_FAILED", False
 
 
-class FrameError(BrokerError):
-    code, name, connection_level = 501, "FRAME_ERROR", True
-
-
-class SyntaxError_(BrokerError):
-    code, name, connection_level = 502, "SYNTAX_ERROR", True
 
 
 class CommandInvalid(BrokerError):
     code, name, connection_level = 503, "COMMAND_INVALID", True
 
 
-class ChannelError(BrokerError):
-    code, name, connection_level = 504, "CHANNEL_ERROR", True
-
-
-class UnexpectedFrame(BrokerError):
-    code, name, connection_level = 505, "UNEXPECTED_FRAME", True
 
 
 class ResourceError(BrokerError):
