@@ -34,12 +34,13 @@ _NOTHING: tuple = ()
 class ConfirmTracker:
     """Entries ``[seq, value, state]`` in insertion order; state WAITING, True (ok), False."""
 
-    __slots__ = ("_entries", "_last", "_wanted")
+    __slots__ = ("_entries", "_last", "_wanted", "_waiting")
 
     def __init__(self) -> None:
         self._entries: deque[list] = deque()   # [seq, value, state], seq increasing
         self._last = 0                          # seq of the last entry inserted
         self._wanted = False                    # some entry waits for a sync not yet asked
+        self._waiting = 0                       # entries in state WAITING
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -52,10 +53,13 @@ class ConfirmTracker:
     def insert(self, seq: int, value: Any = None, wait: bool = False, ok: bool = True) -> None:
         """Add the answer for publish *seq* (greater than every earlier one): waiting for the
         next store sync when *wait*, else settled now as *ok*."""
-        self._entries.append([seq, value, WAITING if wait else ok])
         self._last = seq
         if wait:
+            self._entries.append([seq, value, WAITING])
+            self._waiting += 1
             self._wanted = True
+        else:
+            self._entries.append([seq, value, ok])
 
     def add(self, value: Any, wait: bool = False, ok: bool = True) -> int:
         """:meth:`insert` numbered by the tracker, for publishers with no sequence of their
@@ -73,19 +77,27 @@ class ConfirmTracker:
         self._settle(upto, False)
 
     def _settle(self, upto: int, ok: bool) -> None:
+        settled = 0
         for entry in self._entries:
             if entry[0] > upto:
                 break
             if entry[2] is WAITING:
                 entry[2] = ok
+                settled += 1
+        self._waiting -= settled
 
     def release(self) -> list[list] | tuple:
         """Pop and return the settled prefix (``[seq, value, ok]`` entries, in order)."""
         entries = self._entries
         if not entries or entries[0][2] is WAITING:
             return _NOTHING
+        if not self._waiting:
+            # all settled (the usual case once a sync is back): one copy, no per-entry pops
+            out = list(entries)
+            entries.clear()
+            return out
         out = []
-        while entries and entries[0][2] is not WAITING:
+        while entries[0][2] is not WAITING:
             out.append(entries.popleft())
         return out
 
@@ -115,3 +127,4 @@ class ConfirmTracker:
         """Forget every entry (the publisher is gone; nobody is left to answer)."""
         self._entries.clear()
         self._wanted = False
+        self._waiting = 0
