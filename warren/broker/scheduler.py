@@ -51,7 +51,8 @@ class ScheduledDelivery:
                  repeat: int = 0) -> bool:
         """Hold *message*; True when it was persisted (the publisher must await sync)."""
         self._next += 1
-        key = f"{_PARAMETER_PREFIX}{self.broker.node_name}/{int(self.wall_clock() * 1e6)}-{self._next}"
+        micros = int(self.wall_clock() * 1e6)
+        key = f"{_PARAMETER_PREFIX}{self.broker.node_name}/{micros}-{self._next}"
         job = {
             "vhost": vhost, "exchange": message.exchange, "routing_key": message.routing_key,
             "props": base64.b64encode(message.encoded_props()).decode("ascii"),

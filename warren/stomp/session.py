@@ -770,7 +770,8 @@ class StompSession:
         name = "id" if self.version == "1.2" else "message-id"
         ack_id = frame.get(name)
         if ack_id is None:
-            raise StompError(f"Missing header '{name}'", f"{frame.command} needs an '{name}' header")
+            raise StompError(f"Missing header '{name}'",
+                             f"{frame.command} needs an '{name}' header")
         sub, number = self._delivery(ack_id)
         if number not in sub.unacked:
             raise StompError("Unknown message id",

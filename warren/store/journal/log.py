@@ -245,7 +245,8 @@ class JournalLog:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def append(self, record_type: int, payload: bytes | bytearray | memoryview) -> tuple[int, int, int]:
+    def append(self, record_type: int,
+               payload: bytes | bytearray | memoryview) -> tuple[int, int, int]:
         """Frame and buffer one record; return its (segment, offset, framed length)."""
         if self._abandoned:
             return self._head, self._sizes.get(self._head, 0), HEADER_SIZE + len(payload)
@@ -265,8 +266,8 @@ class JournalLog:
             self._start_segment(segment + 1)
             segment = self._head
             size = sizes[segment]
-        self._pending.add_record(segment, size, _pack_header(n, _crc32(payload, type_crc), record_type),
-                                 payload)
+        header = _pack_header(n, _crc32(payload, type_crc), record_type)
+        self._pending.add_record(segment, size, header, payload)
         sizes[segment] = size + length
         if self._kick_call is None and not self._closed:
             self._kick_call = self._reactor.callLater(0, self._kick)

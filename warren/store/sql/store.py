@@ -292,7 +292,8 @@ class SqlStore(MessageStore):
         self._delete_purged_records = delete(m).where(
             and_(
                 m.c.id.in_(select(qm.c.msg_id).where(qm.c.queue_key == bindparam("q"))),
-                ~exists().where(and_(other.c.msg_id == m.c.id, other.c.queue_key != bindparam("q"))),
+                ~exists().where(and_(other.c.msg_id == m.c.id,
+                                     other.c.queue_key != bindparam("q"))),
             )
         )
         self._delete_queue = delete(qm).where(qm.c.queue_key == bindparam("q"))
@@ -308,7 +309,8 @@ class SqlStore(MessageStore):
 
     def _load_counters(self) -> None:
         with self.engine.connect() as connection:
-            self._seq = connection.execute(select(func.max(tables.queue_messages.c.seq))).scalar() or 0
+            self._seq = connection.execute(
+                select(func.max(tables.queue_messages.c.seq))).scalar() or 0
             stored_max = connection.execute(
                 select(tables.meta.c.value).where(tables.meta.c.name == "max_msg_id")
             ).scalar()
@@ -461,7 +463,8 @@ class SqlStore(MessageStore):
                 return fail(error)
             return succeed(None)
         if not self.healthy:
-            return fail(StoreUnavailable("the database is unavailable; writes are kept and retried"))
+            return fail(StoreUnavailable(
+                "the database is unavailable; writes are kept and retried"))
         d: Deferred = Deferred()
         newest = self._queue[-1]
         if newest.has_writes():
@@ -540,7 +543,8 @@ class SqlStore(MessageStore):
                 # never hands out an id twice.
                 return CommitAttempt([PendingBatch()], self._max_msg_id)
             return None
-        if not any(b.has_writes() for b in batches) and self._max_msg_id <= self._committed_max_msg_id:
+        if (not any(b.has_writes() for b in batches)
+                and self._max_msg_id <= self._committed_max_msg_id):
             for batch in batches:  # nothing to write: the waiters are already satisfied
                 for waiter in batch.waiters:
                     waiter.callback(None)
