@@ -23,6 +23,20 @@ path is the benchmark path, and a stream of publishes to one exchange then costs
 ``user=None`` is the broker publishing on its own behalf (an internal bridge, the aliveness
 check): no permission check, but internal exchanges are still refused, since they take messages
 only through exchange-to-exchange bindings.
+
+An in-process bridge (a shovel) publishing as the broker, acking its source only once each
+message is safe, in order (``confirms.py``)::
+
+    publisher = broker.publisher("/", None)      # or a User: checked as that user
+    confirms = ConfirmTracker()
+    # per message taken from the source, numbered seq:
+    routed = publisher.publish(publisher.exchange("target"), message)
+    confirms.insert(seq, source_tag, wait=routed.stored, ok=not routed.rejected)
+    # once per batch (reactor turn): one store sync for everything that waits
+    d = confirms.sync(broker.sync)                # None when nothing waits
+    # now, and again when d fires: settle the source in order
+    for seq, source_tag, ok in confirms.release():
+        ...                                       # ack (ok) or nack the source
 """
 
 from __future__ import annotations
