@@ -207,8 +207,7 @@ class Channel:
         self.conn.write(encode_method(method, self.number))
 
     def handle_frame(self, ftype: int, payload: bytes) -> None:
-        """One frame for this channel; raises BrokerError or AmqpWireError (the connection maps
-        them)."""
+        """One frame for this channel; raises a ReplyError (the connection maps it)."""
         if self.closing:
             if ftype == FRAME_METHOD:
                 method = decode_method(payload)

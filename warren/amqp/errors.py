@@ -1,24 +1,19 @@
 """Errors -> AMQP channel.close / connection.close, decided in one place.
 
 Like RabbitMQ's ``rabbit_binary_generator:map_exception``: the error (the core's
-:class:`BrokerError` or the wire's :class:`AmqpWireError`, the same shape) says whether the
-spec makes it a channel or a connection exception; the reply text is ``NAME - explanation`` cut
-to 255 bytes; class and method ids name the method that failed (0, 0 when none did).
+``BrokerError`` or the wire's ``AmqpWireError``, both a :class:`ReplyError`) says whether the
+spec makes it a channel or a connection exception; the reply text is ``NAME - explanation``
+cut to 255 bytes; class and method ids name the method that failed (0, 0 when none did).
 """
 
 from __future__ import annotations
 
 from pamqp import commands
 
-from ..broker.errors import BrokerError
-from .wire_errors import AmqpWireError
-
-#: what a client can do wrong, from the core or from the wire: both map to a close here
-ProtocolError = BrokerError | AmqpWireError
-PROTOCOL_ERRORS = (BrokerError, AmqpWireError)
+from ..reply_error import ReplyError
 
 
-def close_for(error: ProtocolError, class_id: int = 0, method_id: int = 0,
+def close_for(error: ReplyError, class_id: int = 0, method_id: int = 0,
               force_connection: bool = False):
     """The close method to send, and whether it closes the whole connection."""
     text = _shortstr_text(f"{error.name} - {error.text}")

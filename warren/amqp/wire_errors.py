@@ -2,30 +2,21 @@
 of place, channel numbers misused.
 
 They belong to the codec and the connection, not to the core (which knows no frames), and they
-import nothing, so ``framing.py`` stays sans-I/O and core-free like the STOMP and MQTT codecs.
-Each is a connection exception in the spec (a 5xx hard error); ``amqp/errors.py`` maps them to
-connection.close next to the core's :class:`~warren.broker.errors.BrokerError`, which has the
-same shape (``code``, ``name``, ``text``, ``connection_level``).
+import only the shared :class:`~warren.reply_error.ReplyError` shape, so ``framing.py`` stays
+sans-I/O and core-free like the STOMP and MQTT codecs. Each is a connection exception in the
+spec (a 5xx hard error); ``amqp/errors.py`` maps them to connection.close as it maps the core's
+:class:`~warren.broker.errors.BrokerError`.
 """
 
 from __future__ import annotations
 
+from ..reply_error import ReplyError
 
-class AmqpWireError(Exception):
+
+class AmqpWireError(ReplyError):
     """A violation of the AMQP 0-9-1 framing or method grammar. ``text`` is for the client."""
 
-    code: int = 501
-    name: str = "FRAME_ERROR"
-    connection_level: bool = True
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-    @property
-    def reply_text(self) -> str:
-        """``NAME - explanation`` as RabbitMQ formats reply texts, cut to a shortstr."""
-        return f"{self.name} - {self.text}"[:255]
+    code, name, connection_level = 501, "FRAME_ERROR", True
 
 
 class FrameError(AmqpWireError):
