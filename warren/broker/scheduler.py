@@ -129,4 +129,5 @@ class ScheduledDelivery:
             return
         message = Message(job["exchange"], job["routing_key"], base64.b64decode(job["body"]),
                           codec=self.broker.codec, raw_props=base64.b64decode(job["props"]))
-        vhost.publish(exchange, message)
+        # checked when it was sent; routed as any publish (reply addresses included)
+        self.broker.publisher(vhost, None).route(exchange, message)
