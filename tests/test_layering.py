@@ -60,3 +60,50 @@ def test_network_imports_no_front_end(path):
     modules (``warren.amqp.framing`` imports broker errors), nor through other front ends."""
     bad = {m for m in imports_of(path) if m.startswith(FRONT_ENDS + ("warren.webconsole",))}
     assert not bad, f"{path} imports {sorted(bad)}"
+
+
+def module_path(name: str) -> Path | None:
+    """The file of a warren module name (a package's ``__init__.py``), None outside warren."""
+    parts = name.split(".")
+    if parts[0] != "warren":
+        return None
+    base = ROOT.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imports_reached(path: Path) -> set[str]:
+    """Every module name imported by ``path`` and, transitively, by the warren modules it
+    imports (and their packages' ``__init__``): what ``import`` of it really loads."""
+    seen: set[Path] = set()
+    names: set[str] = set()
+    todo = [path]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for name in imports_of(current):
+            names.add(name)
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):
+                found = module_path(".".join(parts[:i]))
+                if found is not None and found not in seen:
+                    todo.append(found)
+    return names
+
+
+#: the sans-I/O codecs (STYLE P1): no Twisted, no core; another engineer's network link and
+#: the fuzzers feed them bytes with neither around
+CODECS = ("amqp/framing.py", "stomp/codec.py", "mqtt/codec.py")
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_codecs_import_neither_the_core_nor_twisted(codec):
+    reached = imports_reached(ROOT / codec)
+    bad = {m for m in reached
+           if m.startswith(tuple("warren." + part for part in CORE))
+           or m.split(".")[0] == "twisted"}
+    assert not bad, f"{codec} imports {sorted(bad)}"

@@ -3,7 +3,7 @@
 Properties (Hypothesis): parse_publish/parse_ack decode what pamqp marshals; content_frames,
 deliver_payload and basic_ack_frame produce bytes pamqp unmarshals to the same values;
 FrameReader fed byte by byte yields the same frames as fed whole; random bytes raise only
-BrokerError subclasses.
+the codec's own AmqpWireError subclasses (the codec knows nothing of the core).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from warren.amqp.framing import (FRAME_MIN_SIZE, FrameReader, basic_ack_frame,
                                  basic_nack_frame, content_frames, decode_method,
                                  deliver_payload, parse_ack, parse_content_header,
                                  parse_publish, shortstr, unvalidated)
-from warren.broker.errors import BrokerError
+from warren.amqp.wire_errors import AmqpWireError
 
 SETTINGS = settings(max_examples=200, deadline=None)
 
@@ -150,7 +150,7 @@ def test_frame_reader_byte_by_byte_equals_whole(frames, chunk):
 
 @SETTINGS
 @given(st.binary(max_size=300))
-def test_random_bytes_raise_only_broker_errors(data):
+def test_random_bytes_raise_only_wire_errors(data):
     reader = FrameReader(FRAME_MIN_SIZE)
     try:
         for ftype, _ch, payload in reader.feed(data):
@@ -158,19 +158,19 @@ def test_random_bytes_raise_only_broker_errors(data):
                 decode_method(payload)
             elif ftype == 2:
                 parse_content_header(payload)
-    except BrokerError:
+    except AmqpWireError:
         pass
 
 
 @SETTINGS
 @given(st.binary(max_size=64))
-def test_random_method_payloads_raise_only_broker_errors(tail):
+def test_random_method_payloads_raise_only_wire_errors(tail):
     for index in (b"\x00\x3c\x00\x28", b"\x00\x3c\x00\x50", b"\x00\x32\x00\x0a",
                   b"\x00\x28\x00\x0a", b"\x00\x0a\x00\x0b"):
         for fn in (decode_method, parse_publish, parse_ack):
             try:
                 fn(index + tail)
-            except BrokerError:
+            except AmqpWireError:
                 pass
 
 
@@ -178,7 +178,7 @@ def test_oversized_frame_is_frame_error():
     reader = FrameReader(FRAME_MIN_SIZE)
     try:
         reader.feed(struct.pack(">BHI", 3, 1, FRAME_MIN_SIZE))
-    except BrokerError as e:
+    except AmqpWireError as e:
         assert e.code == 501
     else:
         raise AssertionError("no error")
@@ -189,7 +189,7 @@ def test_bad_frame_end_is_frame_error():
     data[-1] = 0
     try:
         FrameReader(FRAME_MIN_SIZE).feed(bytes(data))
-    except BrokerError as e:
+    except AmqpWireError as e:
         assert e.code == 501
     else:
         raise AssertionError("no error")

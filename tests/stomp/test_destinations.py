@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pika
 import pytest
 
@@ -15,7 +17,6 @@ def amqp(broker):
 
 
 def amqp_get(ch, queue: str, deadline: float = 10.0):
-    import time
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         method, props, body = ch.basic_get(queue, auto_ack=True)
@@ -137,3 +138,27 @@ def test_invalid_destination_is_error(client_factory):
     error = c.recorder.error()
     assert error.headers["message"] == "Unknown destination"
     assert error.body.startswith("'/nonsense/x' is not a valid destination.")
+
+
+def test_stomp_server_answers_amqp_direct_reply_to(client_factory, unique, broker):
+    """The core publish pipeline routes reply addresses for every front end: a STOMP server
+    answers an AMQP requester that consumes from amq.rabbitmq.reply-to (no reply queue)."""
+    server = client_factory("1.2")
+    server.subscribe(f"/queue/{unique}")
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    ch = conn.channel()
+    replies = []
+    ch.basic_consume("amq.rabbitmq.reply-to", lambda c, m, p, b: replies.append(b),
+                     auto_ack=True)
+    ch.basic_publish("", unique, b"ping",
+                     pika.BasicProperties(reply_to="amq.rabbitmq.reply-to"))
+    request = server.recorder.message()
+    reply_to = request.headers["reply-to"]
+    assert reply_to.startswith("/reply-queue/amq.rabbitmq.reply-to.")
+    server.send(reply_to, "pong")
+    server.sync()
+    deadline = time.monotonic() + 10
+    while not replies and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.05)
+    conn.close()
+    assert replies == [b"pong"]

@@ -3,6 +3,7 @@ keeps serving everyone else and loses nothing stored."""
 
 from __future__ import annotations
 
+import pika
 import pytest
 
 from tests.stomp.conftest import raw_connect, read_until_closed
@@ -104,3 +105,15 @@ def test_unacked_messages_survive_a_faulty_client(broker, unique):
         data += chunk
     assert b"redelivered:true" in data
     t.close()
+
+
+def test_send_to_internal_exchange_is_refused(broker, unique):
+    """STOMP publishes through the core's pipeline: same rule, same text as AMQP."""
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    conn.channel().exchange_declare(unique, "fanout", internal=True)
+    conn.close()
+    s = raw_connect(broker.stomp_port)
+    s.sendall(CONNECT + f"SEND\ndestination:/exchange/{unique}/k\n\nx\0".encode())
+    data = read_until_closed(s)
+    error = data[data.index(b"ERROR\n"):]
+    assert f"cannot publish to internal exchange '{unique}' in vhost '/'".encode() in error

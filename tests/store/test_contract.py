@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from warren.store.interface import MessageStore, RecoveredState
+from warren.store.interface import MessageStore, RecoveredState, StoreError
 from warren.store.journal.store import JournalStore
 
 StoreFactory = Callable[[], MessageStore]
@@ -226,3 +226,28 @@ def test_reopened_store_recovers_exactly_the_live_state(opened) -> None:
     _, again = restart(store, opened)
     assert again.records == state.records
     assert again.definitions == state.definitions
+
+
+def test_abandon_writes_nothing_more(opened) -> None:
+    """HA fencing (``MessageStore.abandon``): what was durable stays, what was pending and
+    everything written afterwards is gone, sync fails, close does nothing."""
+    store, _ = opened()
+    store.put_definition("queue", Q_A, {"durable": True})
+    store.publish(1, b"durable", [Q_A])
+    make_durable(store)
+    store.publish(2, b"pending", [Q_A])   # not flushed: no reactor runs in these tests
+    store.abandon()
+    store.publish(3, b"late", [Q_A, Q_B])
+    store.ack(Q_A, [1])
+    store.put_definition("queue", Q_B, {"durable": True})
+    store.purge_queue(Q_A)
+    failures: list = []
+    store.sync().addErrback(failures.append)
+    assert len(failures) == 1 and failures[0].check(StoreError)
+    store.close()
+    opened.stores.remove(store)
+    _, state = opened()
+    assert queue_ids(state, Q_A) == [1]
+    assert queue_ids(state, Q_B) == []
+    assert ("queue", Q_B) not in state.definitions
+    assert state.records.get(1) == b"durable" and 2 not in state.records

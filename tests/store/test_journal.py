@@ -562,3 +562,15 @@ def test_failed_fsync_errbacks_then_recovers(sync_report: dict) -> None:
 def test_failed_flush_is_retried_by_a_timer_without_new_writes(sync_report: dict) -> None:
     assert sync_report["timer_failed_first"] is True
     assert sync_report["timer_healed"] is True
+
+
+def test_abandon_fails_the_waiters_of_dropped_writes(tmp_path: Path) -> None:
+    """A publisher waiting on a sync when the node is fenced hears a failure (a nack), never
+    a success for bytes that were dropped."""
+    store, _ = open_store(tmp_path)
+    store.publish(1, b"pending", ["q"])
+    waiting = store.sync()              # no reactor turn runs here: the batch stays pending
+    store.abandon()
+    failures: list = []
+    waiting.addErrback(failures.append)
+    assert len(failures) == 1 and failures[0].check(StoreUnavailable)

@@ -421,3 +421,12 @@ def test_state_changes_are_logged(api, broker, unique):
     assert "-> 201" in line
     api.delete(f"/api/queues/%2F/{q(unique)}")
     broker.wait_for_line(f"DELETE /api/queues/%2F/{q(unique)} by user 'guest'")
+
+
+def test_publish_to_internal_exchange_is_refused(api, unique):
+    """The console publishes through the core's pipeline: same rule, same text as AMQP."""
+    api.put(f"/api/exchanges/%2F/{q(unique)}", {"type": "fanout", "internal": True})
+    body = assert_error(api.post(f"/api/exchanges/%2F/{q(unique)}/publish",
+                                 {"routing_key": "", "payload": "x", "properties": {}}), 403)
+    assert f"cannot publish to internal exchange '{unique}' in vhost '/'" in body["reason"]
+    api.delete(f"/api/exchanges/%2F/{q(unique)}")

@@ -11,22 +11,23 @@ from __future__ import annotations
 import logging
 import secrets
 import struct
-from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from pamqp import commands
+from twisted.python.failure import Failure
 
+from ..broker.confirms import ConfirmTracker
 from ..broker.errors import (AccessRefused, BrokerError, NotAllowed, NotFound, NotImplemented_,
-                             PreconditionFailed, UnexpectedFrame)
+                             PreconditionFailed)
 from ..broker.message import Message, QueueEntry
 from ..broker.queue import Queue
-from ..broker.replyto import REPLY_TO, REPLY_TO_BYTES, direct_reply_to
-from ..broker.replyto import publish as publish_routed
+from ..broker.replyto import REPLY_TO, direct_reply_to
 from .framing import (FRAME_BODY, FRAME_HEADER, FRAME_METHOD,
                       basic_ack_frame, basic_nack_frame, content_frames, decode_method,
                       deliver_payload, encode_method, parse_ack, parse_content_header,
                       parse_publish, shortstr, unvalidated)
 from .properties import CODEC
+from .wire_errors import ChannelError, UnexpectedFrame
 
 if TYPE_CHECKING:
     from .connection import AmqpConnection
@@ -154,16 +155,16 @@ class Channel:
         self._body_size = 0
         self._body: list[bytes] = []
         self._received = 0
-        # publisher confirms: deque of [seq, state]; state None waiting, True ack, False nack
+        # publisher confirms: answers in publish order, after the store's sync
         self.confirm = False
         self.publish_seq = 0
-        self._confirms: deque[list] = deque()
-        self._sync_wanted = False
+        self.confirms = ConfirmTracker()
         # transactions: publishes and acks held until tx.commit
         self.tx = False
         self._tx_publishes: list[tuple[Any, Message, bool]] = []
         self._tx_settles: list[tuple[str, int, bool, bool]] = []
-        self._write_checked: set[str] = set()
+        # the core's publish pipeline: exchange checks (cached), reply-to, routing
+        self.publisher = conn.broker.publisher(conn.vhost, conn.user)
         self._handlers: dict[type, Callable[[Any], None]] = {
             commands.Channel.Close: self._on_close,
             commands.Channel.CloseOk: self._on_close_ok,
@@ -206,7 +207,7 @@ class Channel:
         self.conn.write(encode_method(method, self.number))
 
     def handle_frame(self, ftype: int, payload: bytes) -> None:
-        """One frame for this channel; raises BrokerError (the connection maps it)."""
+        """One frame for this channel; raises a ReplyError (the connection maps it)."""
         if self.closing:
             if ftype == FRAME_METHOD:
                 method = decode_method(payload)
@@ -241,7 +242,6 @@ class Channel:
                 from ..broker.errors import CommandInvalid
                 raise CommandInvalid(f"connection method {method.name} on channel {self.number}")
             if method.name == "Channel.Open":
-                from ..broker.errors import ChannelError
                 raise ChannelError("second 'channel.open' seen")
             raise NotImplemented_(f"method {method.name} is not supported")
         handler(method)
@@ -296,17 +296,8 @@ class Channel:
 
     def _publish_message(self, exchange_name: str, rk: str, mandatory: bool, props: bytes,
                          body: bytes) -> None:
-        vh = self.conn.vhost
-        ex = vh.exchanges.get(exchange_name)
-        if ex is None:
-            raise NotFound(f"no exchange '{exchange_name}' in vhost '{vh.name}'")
-        if exchange_name not in self._write_checked:
-            self.broker.check(self.conn.user, vh.name, "write", "exchange", exchange_name)
-            if ex.internal:
-                raise AccessRefused(
-                    f"cannot publish to internal exchange '{exchange_name}' in vhost "
-                    f"'{vh.name}'")
-            self._write_checked.add(exchange_name)
+        publisher = self.publisher
+        ex = publisher.exchange(exchange_name)
         if len(props) == 3 and props[0] == 0x10 and props[1] == 0:
             # delivery_mode alone (what most publishers send): the flags the core needs are
             # read off the bytes, so the properties are never decoded on this path
@@ -316,8 +307,7 @@ class Channel:
             msg = Message(exchange_name, rk, body, codec=CODEC, raw_props=props)
             if len(props) >= 2 and props[1] & _USER_ID_FLAG:
                 self._check_user_id(msg)
-            if REPLY_TO_BYTES in props:
-                msg = direct_reply_to(self.broker).rewrite(msg, self.reply_to)
+            msg = publisher.reply_to(msg, self.reply_to)
         if not self.conn.published:
             self.conn.started_publishing()
         if self.confirm:
@@ -334,19 +324,13 @@ class Channel:
                                      f"was '{self.conn.user.name}'")
 
     def _route(self, ex: Any, msg: Message, mandatory: bool, seq: int) -> None:
-        routed = publish_routed(self.vhost, ex, msg)
+        routed = self.publisher.route(ex, msg)
         self.conn.stats_publish += 1
-        if not routed.queues and mandatory and not routed.rejected:
+        if mandatory and routed.unroutable:
             self._basic_return(312, "NO_ROUTE", msg)
         if seq:
-            if routed.rejected:
-                # RabbitMQ nacks when any target queue rejected it (maxlength.html)
-                self._confirms.append([seq, False])
-            elif routed.stored:
-                self._confirms.append([seq, None])
-                self._sync_wanted = True
-            else:
-                self._confirms.append([seq, True])
+            # RabbitMQ nacks when any target queue rejected it (maxlength.html)
+            self.confirms.insert(seq, None, routed.stored, not routed.rejected)
             self.conn.want_after_read(self)
 
     def _basic_return(self, code: int, text: str, msg: Message) -> None:
@@ -360,37 +344,32 @@ class Channel:
     # ------------------------------------------------------------------ confirms
     def after_read(self) -> None:
         """End of a read: ask the store for one sync covering this read's publishes."""
-        if self._sync_wanted:
-            self._sync_wanted = False
-            upto = self.publish_seq
-            d = self.broker.sync()
-            d.addCallbacks(lambda _: self._synced(upto, True),
-                           lambda f: self._synced(upto, False, f))
+        d = self.confirms.sync(self.broker.sync)
+        if d is not None:
+            d.addBoth(self._synced)
         self.flush_confirms()
 
-    def _synced(self, upto: int, ok: bool, failure: Any = None) -> None:
-        if failure is not None:
-            log.warning("store sync failed, nacking publishes up to %d: %s", upto,
-                        failure.getErrorMessage())
-        for item in self._confirms:
-            if item[0] > upto:
-                break
-            if item[1] is None:
-                item[1] = ok
+    def _synced(self, result: Any) -> None:
+        if isinstance(result, Failure):
+            log.warning("store sync failed, nacking publishes: %s", result.getErrorMessage())
         self.flush_confirms()
         self.conn.flush()
 
     def flush_confirms(self) -> None:
         """Send acks/nacks for the settled prefix, coalesced into multiple=true runs."""
-        q = self._confirms
-        if self.closing or not q or q[0][1] is None:
+        if self.closing:
+            return
+        settled = self.confirms.release()
+        if not settled:
             return
         parts = []
-        while q and q[0][1] is not None:
-            state = q[0][1]
-            first = last = q.popleft()[0]
-            while q and q[0][1] is state:
-                last = q.popleft()[0]
+        i, n = 0, len(settled)
+        while i < n:
+            first, _, state = settled[i]
+            i += 1
+            while i < n and settled[i][2] is state:
+                i += 1
+            last = settled[i - 1][0]
             frame = basic_ack_frame if state else basic_nack_frame
             parts.append(frame(self.number, last, last != first))
         self.conn.write_parts(parts)
@@ -744,7 +723,7 @@ class Channel:
         settles, self._tx_settles = self._tx_settles, []
         stored = False
         for ex, msg, mandatory in publishes:
-            routed = publish_routed(self.vhost, ex, msg)
+            routed = self.publisher.route(ex, msg)
             stored = stored or routed.stored
             if not routed.queues and mandatory:
                 self._basic_return(312, "NO_ROUTE", msg)
@@ -785,7 +764,7 @@ class Channel:
         taken = list(self.unacked.values())
         self.unacked.clear()
         self._publish = None
-        self._confirms.clear()
+        self.confirms.clear()
         for c in consumers:
             c.queue.remove_consumer(c)
         if taken:

@@ -24,16 +24,17 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from .. import __version__
-from ..broker.errors import (AccessRefused, BrokerError, ChannelError, CommandInvalid,
-                             FrameError, InternalError, NotAllowed, UnexpectedFrame)
+from ..broker.errors import AccessRefused, CommandInvalid, InternalError, NotAllowed
 from ..broker.jsonvalue import jsonable
 from ..endpoint import accept
 from ..output import BatchedOutput
+from ..reply_error import ReplyError
 from .channel import Channel
 from .errors import close_for
 from .framing import (FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE,
                       HEARTBEAT_FRAME, PROTOCOL_HEADER, FrameReader, decode_method,
                       encode_method)
+from .wire_errors import ChannelError, FrameError, UnexpectedFrame
 
 log = logging.getLogger("warren.amqp")
 
@@ -134,7 +135,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
                         # _frame ends with, without its checks for the other cases
                         try:
                             ch.handle_frame(ftype, payload)
-                        except BrokerError as e:
+                        except ReplyError as e:
                             self._error(e, ch)
                         if self.state is State.CLOSED:
                             return
@@ -142,7 +143,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
                 self._frame(ftype, channel, payload)
                 if self.state is State.CLOSED:
                     return
-        except BrokerError as e:
+        except ReplyError as e:
             self._error(e, None)
         except Exception:
             log.exception("internal error on connection %s", getattr(self, "name", "?"))
@@ -355,7 +356,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
             return
         try:
             ch.handle_frame(ftype, payload)
-        except BrokerError as e:
+        except ReplyError as e:
             self._error(e, ch)
 
     def _connection_method(self, m: Any) -> None:
@@ -387,7 +388,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         raise ChannelError("unexpected method in connection state running")
 
     # ------------------------------------------------------------------ errors and closing
-    def _error(self, error: BrokerError, ch: Channel | None, force_connection: bool = False
+    def _error(self, error: ReplyError, ch: Channel | None, force_connection: bool = False
                ) -> None:
         class_id, method_id = ch.current_method() if ch is not None else (0, 0)
         method, whole = close_for(error, class_id, method_id, force_connection or ch is None)
@@ -404,7 +405,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
             ch.release_all()
             self.write(encode_method(method, ch.number))
 
-    def channel_error(self, ch: Channel, error: BrokerError) -> None:
+    def channel_error(self, ch: Channel, error: ReplyError) -> None:
         """An error found outside a read (e.g. a failed store sync): close as usual, flush."""
         if ch.number in self.channels and not ch.closing:
             self._error(error, ch)

@@ -1,18 +1,19 @@
-"""Core errors -> AMQP channel.close / connection.close, decided in one place.
+"""Errors -> AMQP channel.close / connection.close, decided in one place.
 
-Like RabbitMQ's ``rabbit_binary_generator:map_exception``: the error's class says whether the
-spec makes it a channel or a connection exception; the reply text is ``NAME - explanation`` cut
-to 255 bytes; class and method ids name the method that failed (0, 0 when none did).
+Like RabbitMQ's ``rabbit_binary_generator:map_exception``: the error (the core's
+``BrokerError`` or the wire's ``AmqpWireError``, both a :class:`ReplyError`) says whether the
+spec makes it a channel or a connection exception; the reply text is ``NAME - explanation``
+cut to 255 bytes; class and method ids name the method that failed (0, 0 when none did).
 """
 
 from __future__ import annotations
 
 from pamqp import commands
 
-from ..broker.errors import BrokerError
+from ..reply_error import ReplyError
 
 
-def close_for(error: BrokerError, class_id: int = 0, method_id: int = 0,
+def close_for(error: ReplyError, class_id: int = 0, method_id: int = 0,
               force_connection: bool = False):
     """The close method to send, and whether it closes the whole connection."""
     text = _shortstr_text(f"{error.name} - {error.text}")

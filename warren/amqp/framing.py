@@ -18,7 +18,7 @@ from typing import Any
 from pamqp import commands, exceptions as pamqp_exceptions
 from pamqp import frame as pamqp_frame
 
-from ..broker.errors import CommandInvalid, FrameError, SyntaxError_
+from .wire_errors import FrameError, SyntaxError_, UnknownMethod
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT = 1, 2, 3, 8
@@ -93,7 +93,7 @@ def decode_method(payload: bytes) -> Any:
     index = struct.unpack_from(">I", payload, 0)[0]
     cls = commands.INDEX_MAPPING.get(index)
     if cls is None:
-        raise CommandInvalid(f"unknown method {index >> 16}.{index & 0xffff}")
+        raise UnknownMethod(f"unknown method {index >> 16}.{index & 0xffff}")
     method = cls()
     try:
         method.unmarshal(payload[4:])

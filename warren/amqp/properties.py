@@ -14,8 +14,8 @@ from typing import Any
 from pamqp import commands
 from pamqp.header import ContentHeader
 
-from ..broker.errors import SyntaxError_
 from ..broker.message import Properties
+from .wire_errors import SyntaxError_
 
 _EMPTY = b"\x00\x00"
 _FIELDS = ("content_type", "content_encoding", "headers", "delivery_mode", "priority",

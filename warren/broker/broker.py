@@ -20,6 +20,7 @@ from .paging import DEFAULT_BUDGET, Pager
 from .parameters import STORE_KIND as PARAMETER_KIND
 from .parameters import RuntimeParameters
 from .policies import Policy, effective
+from .publish import Publisher
 from .queue import Queue
 from .users import Permission, User, hash_password, require
 from .vhost import VirtualHost
@@ -194,6 +195,12 @@ class Broker:
     def check(self, user: User, vhost: str, kind: str, resource_kind: str, name: str) -> None:
         require(self.permissions.get((user.name, vhost)), user.name, vhost, kind,
                 resource_kind, name)
+
+    def publisher(self, vhost: VirtualHost | str, user: User | None) -> Publisher:
+        """The publish pipeline (``publish.py``) into *vhost* (object or name; NotFound) as
+        *user*; None publishes as the broker itself (internal bridges): no permission check."""
+        return Publisher(self, vhost if isinstance(vhost, VirtualHost) else self.vhost(vhost),
+                         user)
 
     # ---------------------------------------------------------------- policies
     def set_policy(self, vhost: str, name: str, pattern: str, definition: dict[str, Any], *,

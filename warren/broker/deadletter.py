@@ -3,9 +3,10 @@
 ``x-death`` is an array of tables, most recent first, one per (queue, reason) pair: ``count``,
 ``reason``, ``queue``, ``time``, ``exchange``, ``routing-keys`` and, when the message had a
 per-message TTL, ``original-expiration``. A repeat of the same pair increments its count and
-moves it to the front; its other fields stay those of the first such death. ``x-first-death-{reason,queue,exchange}`` are set once;
-``x-last-death-{reason,queue,exchange}`` follow the latest. The dead-lettered copy loses its
-``expiration`` so it does not expire again on the way.
+moves it to the front; its other fields stay those of the first such death.
+``x-first-death-{reason,queue,exchange}`` are set once; ``x-last-death-{reason,queue,exchange}``
+follow the latest. The dead-lettered copy loses its ``expiration`` so it does not expire again
+on the way.
 """
 
 from __future__ import annotations

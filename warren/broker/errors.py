@@ -2,29 +2,20 @@
 
 The core never knows AMQP reply codes by number in its logic, but the AMQP 0-9-1 codes are the
 lingua franca of brokers (RabbitMQ's management API and STOMP errors reuse their names), so each
-class carries its AMQP code and name as data, the way ``rabbit_misc:protocol_error(not_found,…)``
-carries an atom. ``amqp/errors.py``, ``stomp/errors.py`` and ``mqtt/errors.py`` decide what a
-client sees; ``connection_level`` tells AMQP whether the spec makes it a connection exception.
+class carries its AMQP code and name as data (the shape is ``reply_error.ReplyError``), the way
+``rabbit_misc:protocol_error(not_found,…)`` carries an atom. ``amqp/errors.py``,
+``stomp/errors.py`` and ``mqtt/errors.py`` decide what a client sees; ``connection_level`` tells
+AMQP whether the spec makes it a connection exception. Errors of the AMQP wire itself (frames,
+method syntax, channel numbers) are not the core's: they live in ``amqp/wire_errors.py``.
 """
 
 from __future__ import annotations
 
+from ..reply_error import ReplyError
 
-class BrokerError(Exception):
+
+class BrokerError(ReplyError):
     """Base of every error the core raises on purpose. ``text`` is for the client."""
-
-    code: int = 541
-    name: str = "INTERNAL_ERROR"
-    connection_level: bool = True
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-    @property
-    def reply_text(self) -> str:
-        """``NAME - explanation`` as RabbitMQ formats reply texts, cut to a shortstr."""
-        return f"{self.name} - {self.text}"[:255]
 
 
 class ContentTooLarge(BrokerError):
@@ -63,24 +54,12 @@ class PreconditionFailed(BrokerError):
     code, name, connection_level = 406, "PRECONDITION_FAILED", False
 
 
-class FrameError(BrokerError):
-    code, name, connection_level = 501, "FRAME_ERROR", True
-
-
-class SyntaxError_(BrokerError):
-    code, name, connection_level = 502, "SYNTAX_ERROR", True
 
 
 class CommandInvalid(BrokerError):
     code, name, connection_level = 503, "COMMAND_INVALID", True
 
 
-class ChannelError(BrokerError):
-    code, name, connection_level = 504, "CHANNEL_ERROR", True
-
-
-class UnexpectedFrame(BrokerError):
-    code, name, connection_level = 505, "UNEXPECTED_FRAME", True
 
 
 class ResourceError(BrokerError):

@@ -26,9 +26,10 @@ stays the message's logical size and is never touched by paging, while any attem
 bytes themselves fails loudly. ``message.paged`` is True. :meth:`Pager.page_in` reads the record
 back (``store.read_many``, with up to ``READ_AHEAD`` more paged entries from the head of the
 same queue, so draining a paged queue costs one store round trip per batch) just before the
-body is needed: hand-over to a consumer, a basic.get, dead-lettering, a move. A store that is momentarily unreachable (database gone)
-leaves the entry where it was and the queue retries later; a record the store no longer has
-(corruption) is logged and the entry is dropped, never delivered empty.
+body is needed: hand-over to a consumer, a basic.get, dead-lettering, a move. A store that is
+momentarily unreachable (database gone) leaves the entry where it was and the queue retries
+later; a record the store no longer has (corruption) is logged and the entry is dropped, never
+delivered empty.
 """
 
 from __future__ import annotations

@@ -166,7 +166,8 @@ class Queue:
     def _drop_head_over_limit(self) -> None:
         while self.ready and (
                 (self.max_length is not None and len(self.ready) > self.max_length)
-                or (self.max_length_bytes is not None and self.ready.bytes > self.max_length_bytes)):
+                or (self.max_length_bytes is not None
+                    and self.ready.bytes > self.max_length_bytes)):
             self._dead_letter(self.ready.popleft(), "maxlen")
 
     # ---------------------------------------------------------------- delivery

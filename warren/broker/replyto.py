@@ -8,23 +8,21 @@ the reply goes straight to the requester's consumer, through no queue. When the 
 gone the reply routes nowhere (a ``mandatory`` publisher gets it back).
 
 This module is protocol-neutral: a front end hands :meth:`DirectReplyTo.subscribe` its ordinary
-consumer object (``tag``, ``no_ack``, ``deliver(queue, entry)``; the queue passed is None), asks
-:meth:`DirectReplyTo.rewrite` about each publish whose properties mention the pseudo-queue, and
-publishes through :func:`publish` so reply addresses are honoured. The table of subscriptions is
-broker-wide (tokens are unguessable), kept on the broker by :func:`direct_reply_to`.
+consumer object (``tag``, ``no_ack``, ``deliver(queue, entry)``; the queue passed is None) and
+passes that subscription to its :class:`~warren.broker.publish.Publisher`, which rewrites
+``reply_to`` and routes replies to reply addresses for every front end. The table of
+subscriptions is broker-wide (tokens are unguessable), kept on the broker by
+:func:`direct_reply_to`.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import PreconditionFailed
 from .message import Message, QueueEntry
-
-if TYPE_CHECKING:
-    from .vhost import Routed, VirtualHost
 
 #: the pseudo-queue a requester consumes from, and the reply_to value it publishes with
 REPLY_TO = "amq.rabbitmq.reply-to"
@@ -103,13 +101,3 @@ def direct_reply_to(broker: Any) -> DirectReplyTo:
         broker.direct_reply_to = table
     return table
 
-
-def publish(vhost: "VirtualHost", exchange: Any, message: Message) -> "Routed":
-    """``vhost.publish``, except that default-exchange publishes to reply addresses go to the
-    requester directly. A delivered reply reports its subscription in ``queues`` (so it counts
-    as routed); an unknown address reports nothing routed."""
-    if exchange.name == "" and message.routing_key.startswith(REPLY_PREFIX):
-        from .vhost import Routed
-        sub = direct_reply_to(vhost.broker).deliver(message)
-        return Routed(queues=[sub] if sub is not None else [])
-    return vhost.publish(exchange, message)

@@ -51,7 +51,8 @@ class ScheduledDelivery:
                  repeat: int = 0) -> bool:
         """Hold *message*; True when it was persisted (the publisher must await sync)."""
         self._next += 1
-        key = f"{_PARAMETER_PREFIX}{self.broker.node_name}/{int(self.wall_clock() * 1e6)}-{self._next}"
+        micros = int(self.wall_clock() * 1e6)
+        key = f"{_PARAMETER_PREFIX}{self.broker.node_name}/{micros}-{self._next}"
         job = {
             "vhost": vhost, "exchange": message.exchange, "routing_key": message.routing_key,
             "props": base64.b64encode(message.encoded_props()).decode("ascii"),
@@ -128,4 +129,5 @@ class ScheduledDelivery:
             return
         message = Message(job["exchange"], job["routing_key"], base64.b64decode(job["body"]),
                           codec=self.broker.codec, raw_props=base64.b64decode(job["props"]))
-        vhost.publish(exchange, message)
+        # checked when it was sent; routed as any publish (reply addresses included)
+        self.broker.publisher(vhost, None).route(exchange, message)

@@ -156,7 +156,8 @@ def _tokenize(text: str) -> list[_Token]:
             i = end + 2
         elif ch == "'":
             i = _string_literal(text, i, tokens)
-        elif ch.isdigit() and ch.isascii() or (ch == "." and i + 1 < n and "0" <= text[i + 1] <= "9"):
+        elif ch.isdigit() and ch.isascii() or (
+                ch == "." and i + 1 < n and "0" <= text[i + 1] <= "9"):
             i = _number_literal(text, i, tokens)
         elif _is_identifier_start(ch):
             start = i
@@ -411,7 +412,8 @@ def _like_regex(pattern: str, escape: str | None) -> re.Pattern[str]:
     i, n = 0, len(pattern)
     while i < n:
         ch = pattern[i]
-        if escape is not None and ch == escape and i + 1 < n and pattern[i + 1] in ("_", "%", escape):
+        if (escape is not None and ch == escape and i + 1 < n
+                and pattern[i + 1] in ("_", "%", escape)):
             segments[-1].append(re.escape(pattern[i + 1]))
             i += 2
             continue
@@ -465,7 +467,8 @@ _OR, _AND, _NOT, _EQUALITY, _RELATIONAL, _ADDITIVE, _MULTIPLICATIVE, _UNARY = ra
 _OPERATOR_LEVELS = {
     "=": _EQUALITY, "<>": _EQUALITY, "!=": _EQUALITY,
     "<": _RELATIONAL, "<=": _RELATIONAL, ">": _RELATIONAL, ">=": _RELATIONAL,
-    "+": _ADDITIVE, "-": _ADDITIVE, "*": _MULTIPLICATIVE, "/": _MULTIPLICATIVE, "%": _MULTIPLICATIVE,
+    "+": _ADDITIVE, "-": _ADDITIVE,
+    "*": _MULTIPLICATIVE, "/": _MULTIPLICATIVE, "%": _MULTIPLICATIVE,
 }
 _KEYWORD_LEVELS = {"OR": _OR, "AND": _AND, "IS": _EQUALITY, "BETWEEN": _RELATIONAL,
                    "LIKE": _RELATIONAL, "IN": _RELATIONAL}

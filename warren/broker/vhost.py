@@ -39,6 +39,11 @@ class Routed:
     rejected: list[Queue] = field(default_factory=list)  # reject-publish queues that were full
     stored: bool = False                                  # written to the store (await sync)
 
+    @property
+    def unroutable(self) -> bool:
+        """No queue took it and none refused it: a mandatory publisher gets it back (312)."""
+        return not self.queues and not self.rejected
+
 
 class VirtualHost:
     def __init__(self, broker: "Broker", name: str) -> None:

@@ -27,7 +27,8 @@ class HeadersExchange:
             mode = mode.decode()
         if mode not in _MODES:
             raise PreconditionFailed(
-                f"Invalid x-match field value {mode!r}; expected all, any, all-with-x, or any-with-x")
+                f"Invalid x-match field value {mode!r}; expected all, any, all-with-x, or "
+                "any-with-x")
 
     def bind(self, binding: Binding) -> None:
         mode = binding.arguments.get("x-match", "all")

@@ -114,40 +114,6 @@ class FencedStore:
         return {}
 
 
-def abandon_store(store: Any) -> None:
-    """Let go of a store without writing anything more to it (see the module docstring).
-
-    A store may offer ``abandon()``; otherwise the SQL store's writer is stopped unflushed and
-    the journal is closed with its pending batch dropped. A transaction already in flight may
-    still commit — that is the window every shared-storage pair has (ActiveMQ's too): it only
-    ever holds writes that were not yet confirmed to any client.
-    """
-    abandon = getattr(store, "abandon", None)
-    if abandon is not None:
-        abandon()
-        return
-    from ..store.journal.store import JournalStore
-    from ..store.sql.store import SqlStore
-    if isinstance(store, SqlStore):
-        store._closed = True
-        call = store._kick_call
-        if call is not None and call.active():
-            call.cancel()
-        store._kick_call = None
-        pool, store._pool = store._pool, None
-
-        def stop_writer() -> None:  # joins a thread that may wait on a dead database
-            if pool is not None:
-                pool.stop()
-            store.engine.dispose()
-        threading.Thread(target=stop_writer, name="warren-fenced-store", daemon=True).start()
-    elif isinstance(store, JournalStore):
-        store._log._ready = False  # close() then skips its final flush
-        store.close()
-    else:
-        store.close()
-
-
 class HaRunner(service.Service):
     """Runs a :class:`~warren.server.BrokerService` only while this process holds the lock."""
 
@@ -443,8 +409,11 @@ class HaRunner(service.Service):
             svc.store = None
             svc.running = False
             if real_store is not None and not isinstance(real_store, FencedStore):
+                # nothing more may be written: another master owns the storage. A write in
+                # flight may still land (every shared-storage pair has that window, ActiveMQ's
+                # too); it holds only writes not yet confirmed to any client
                 try:
-                    abandon_store(real_store)
+                    real_store.abandon()
                 except Exception:
                     log.exception("letting go of the store failed")
         if previous == "master":

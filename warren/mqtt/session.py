@@ -21,10 +21,10 @@ The model is RabbitMQ's MQTT plugin's:
 * The session's own state (subscriptions, session expiry, the QoS 2 ids received and the
   deliveries in flight) is a :class:`SessionState` in the :class:`SessionRegistry`; it outlives
   the connection while the session does. Persistent sessions are also recorded as the broker
-  parameter ``mqtt-session``/vhost/client id (joined by ``resource_key``) (store-backed), so their subscriptions
-  come back after a restart. In-flight packet ids live in memory only: after a restart, an
-  unacknowledged delivery comes back from the durable queue as a redelivery (DUP set, new
-  packet id), and the QoS 2 ids awaiting PUBREL are forgotten.
+  parameter ``mqtt-session``/vhost/client id (joined by ``resource_key``) (store-backed), so
+  their subscriptions come back after a restart. In-flight packet ids live in memory only:
+  after a restart, an unacknowledged delivery comes back from the durable queue as a
+  redelivery (DUP set, new packet id), and the QoS 2 ids awaiting PUBREL are forgotten.
 * Deliveries re-check MQTT matching per subscription (``$`` topics, subscription QoS,
   identifiers, no-local, retain-as-published) since routing is by AMQP pattern.
 
@@ -49,8 +49,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from warren.broker.confirms import ConfirmTracker
 from warren.broker.errors import AccessRefused, BrokerError, NotAllowed
 from warren.broker.message import Message, Properties, QueueEntry
+from warren.broker.publish import Publisher
 from warren.mqtt import errors as rc
 from warren.mqtt.codec import (Auth, ConnAck, Connect, Disconnect, MqttError, PingReq, PubAck,
                                PubComp, Publish, PubRec, PubRel, SubAck, Subscribe, UnsubAck,
@@ -220,8 +222,9 @@ class SessionRegistry:
         ex = vh.exchanges.get(self.config.mqtt_exchange)
         if ex is None:
             return
+        publisher = self.broker.publisher(vh, user)
         try:
-            self.broker.check(user, vhost_name, "write", "exchange", ex.name)
+            publisher.exchange(ex.name)
         except BrokerError:
             log.info("will of a client of user %s not published: no write permission",
                      getattr(user, "name", "?"))
@@ -232,7 +235,7 @@ class SessionRegistry:
         if will.retain:
             self.retained.put(vhost_name, _retained_from(will.topic, will.payload, will.qos,
                                                          props, self.clock.seconds()))
-        vh.publish(ex, msg)
+        publisher.publish(ex, msg)
 
 
 class MqttConsumer:
@@ -285,6 +288,7 @@ class MqttSession:
         self.user = None
         self.vhost = None
         self.exchange = None
+        self.publisher: Publisher | None = None  # the core's publish pipeline, after CONNECT
         self.will: Will | None = None
         self.keep_alive = 0
         self.window = max(1, self.config.mqtt_max_inflight)
@@ -297,8 +301,7 @@ class MqttSession:
         self.connected_at = self.clock.seconds()
         self.last_recv = self.connected_at
         self._ka_call = None
-        self._acks: list[list] = []             # [encoded ack, ready] in receipt order
-        self._sync_wanted = False
+        self._acks = ConfirmTracker()           # encoded PUBACK/PUBREC/PUBCOMP in order
         self._settle: dict[Any, list[QueueEntry]] = {}  # queue -> entries acked this read
         self._write_ok = False                  # write permission on the exchange checked
         self._publishing = False
@@ -361,6 +364,7 @@ class MqttSession:
         if self.exchange is None:
             raise MqttError(rc.SERVER_UNAVAILABLE,
                             f"exchange '{self.config.mqtt_exchange}' does not exist")
+        self.publisher = self.broker.publisher(vhost, user)
         if self.level == 5:
             expiry = props.get("session_expiry_interval", 0)
             self.window = min(self.window, props.get("receive_maximum", 65535))
@@ -511,12 +515,11 @@ class MqttSession:
         qos = p.qos
         if qos == 2 and p.packet_id in self.state.qos2_received:
             # a resent QoS 2 PUBLISH we already routed: only answer [MQTT-4.3.3-10]
-            self._queue_ack(PubRec(p.packet_id), True)
+            self._queue_ack(PubRec(p.packet_id))
             return
         if not self._write_ok:
             try:
-                self.broker.check(self.user, self.vhost.name, "write", "exchange",
-                                  self.exchange.name)
+                self.publisher.exchange(self.exchange.name)
             except AccessRefused as e:
                 if self.level == 5:
                     self._publish_refused(p, rc.NOT_AUTHORIZED)
@@ -530,7 +533,7 @@ class MqttSession:
                 topic, p.payload, qos, props, self.clock.seconds()))
         msg = build_message(self.broker, self.exchange.name, topic, p.payload, qos, p.retain,
                             props, self.state.client_id if self._has_no_local else None)
-        routed = self.vhost.publish(self.exchange, msg)
+        routed = self.publisher.publish(self.exchange, msg)
         if not qos:
             return
         code = 0
@@ -550,34 +553,32 @@ class MqttSession:
             data = b"\x40\x02" + _PACK_U16(p.packet_id)
         else:
             data = encode(ack, self.level)
-        if routed.stored:
-            self._acks.append([data, False])
-            self._sync_wanted = True
-        elif self._acks:
-            self._acks.append([data, True])
+        if routed.stored or self._acks:
+            self._acks.add(data, routed.stored)
         else:
             self.conn.write(data)
 
-    def _queue_ack(self, packet: Any, ready: bool) -> None:
+    def _queue_ack(self, packet: Any) -> None:
+        """An answer that needs no sync, still written after the earlier ones."""
         data = encode(packet, self.level)
         if self._acks:
-            self._acks.append([data, ready])
+            self._acks.add(data)
         else:
             self.conn.write(data)
 
     def _publish_refused(self, p: Publish, code: int) -> None:
         if p.qos == 1:
-            self._queue_ack(PubAck(p.packet_id, code), True)
+            self._queue_ack(PubAck(p.packet_id, code))
         elif p.qos == 2:
-            self._queue_ack(PubRec(p.packet_id, code), True)
+            self._queue_ack(PubRec(p.packet_id, code))
 
     def _on_pubrel(self, p: PubRel) -> None:
         """Inbound QoS 2, step 2: forget the id, PUBCOMP [MQTT-4.3.3-11]."""
         if p.packet_id in self.state.qos2_received:
             self.state.qos2_received.discard(p.packet_id)
-            self._queue_ack(PubComp(p.packet_id), True)
+            self._queue_ack(PubComp(p.packet_id))
         else:
-            self._queue_ack(PubComp(p.packet_id, rc.PACKET_IDENTIFIER_NOT_FOUND), True)
+            self._queue_ack(PubComp(p.packet_id, rc.PACKET_IDENTIFIER_NOT_FOUND))
 
     # ------------------------------------------------------------------ end of a read
     def after_read(self) -> None:
@@ -588,37 +589,26 @@ class MqttSession:
                 if not queue.deleted:
                     queue.ack(entries)
             self._kick()
-        if self._sync_wanted:
-            self._sync_wanted = False
-            waiting = [item for item in self._acks if not item[1]]
-            d = self.broker.sync()
-            d.addCallbacks(lambda _: self._synced(waiting), self._sync_failed)
+        d = self._acks.sync(self.broker.sync)
+        if d is not None:
+            d.addCallbacks(self._synced, self._sync_failed)
         self._flush_acks()
 
-    def _synced(self, items: list[list]) -> None:
-        for item in items:
-            item[1] = True
+    def _synced(self, _: Any) -> None:
         self._flush_acks()
         self.conn.flush()
 
     def _sync_failed(self, failure: Any) -> None:
         log.warning("store sync failed; closing MQTT connection of %s without acks: %s",
                     self.state.client_id if self.state else "?", failure.getErrorMessage())
-        self._acks = []
+        self._acks.clear()
         self.fail(MqttError(rc.UNSPECIFIED_ERROR, "store failure"))
         self.conn.flush()
 
     def _flush_acks(self) -> None:
-        acks = self._acks
-        if not acks or not acks[0][1]:
-            return
-        n = 0
-        for item in acks:
-            if not item[1]:
-                break
-            n += 1
-        self.conn.write_parts([item[0] for item in acks[:n]])
-        del acks[:n]
+        settled = self._acks.release()
+        if settled:
+            self.conn.write_parts([data for _seq, data, _ok in settled])
 
     # ------------------------------------------------------------------ delivery out
     def _subs_changed(self) -> None:

@@ -182,7 +182,7 @@ class StompParser:
         "_unescapes", "_buffer", "_error",
         # State of the frame being assembled; all offsets are relative to its first octet,
         # which is buffer offset 0 between feeds (the buffer is trimmed at the end of a feed).
-        "_head",          # (command, headers, content_length, body_start) once the header block is in
+        "_head",          # (command, headers, content_length, body_start) once headers are in
         "_scanned",       # octets of the frame already examined (resume point for searches)
         "_line_count",    # LFs seen in the incomplete header block (command line included)
         "_line_start",    # where the incomplete header block's current line begins
@@ -484,6 +484,7 @@ def encode(frame: Frame, version: str = "1.2") -> bytes:
             raise ValueError(f"{command} frame: a body containing NUL needs content-length")
     elif content_length != str(len(body)):
         raise ValueError(
-            f"{command} frame: content-length {content_length!r} but the body has {len(body)} octets"
+            f"{command} frame: content-length {content_length!r} but the body has "
+            f"{len(body)} octets"
         )
     return b"".join(((command + "\n" + text + "\n").encode("utf-8"), body, b"\0"))

@@ -45,13 +45,14 @@ import enum
 import logging
 import secrets
 import time
-from collections import deque
 from typing import Any, Callable, Protocol
 
 from .. import __version__
-from ..broker.errors import AccessRefused, BrokerError, NotFound, PreconditionFailed
+from ..broker.confirms import ConfirmTracker
+from ..broker.errors import AccessRefused, BrokerError, PreconditionFailed
 from ..broker.groups import GROUP_ID_HEADER, GROUP_SEQ_HEADER, groups_of
 from ..broker.message import Message, Properties, QueueEntry, parse_expiration
+from ..broker.publish import Publisher
 from ..broker.queue import Queue
 from ..broker.scheduler import DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER, ScheduledDelivery
 from ..broker.selector import Selector, SelectorError
@@ -263,6 +264,7 @@ class StompSession:
         self.user: Any = None
         self.vhost: Any = None
         self.vhost_name: str | None = None
+        self.publisher: Publisher | None = None   # the core's publish pipeline, after CONNECT
         self.client_id: str | None = None
         self.heartbeat = (0, 0)              # (server sends every ms, expects every ms)
         self.subscriptions: dict[str, StompSubscription] = {}
@@ -276,11 +278,9 @@ class StompSession:
         self._checked: set[tuple[str, str, str]] = set()  # permission checks passed
         self._publishing = False
         self._kick: dict[int, Queue] = {}         # queues to dispatch after this read
-        # Receipts in frame order; each waits for sync generation `gen` (0 = none).
-        self._receipts: deque[tuple[int, bytes]] = deque()
-        self._unsynced = False                    # stored publishes since the last sync
-        self._sync_requested = 0
-        self._sync_done = 0
+        # encoded RECEIPT frames in frame order; one after a stored publish waits for the sync
+        self._receipts = ConfirmTracker()
+        self._unsynced = False                    # stored publishes since the last sync asked
         self._close_after_receipts = False
         self.stats_publish = 0
         self._handlers: dict[str, Callable[[Frame], None]] = {
@@ -326,10 +326,9 @@ class StompSession:
                 q.dispatch()
         if self._unsynced:
             self._unsynced = False
-            self._sync_requested += 1
-            gen = self._sync_requested
-            self.broker.sync().addCallbacks(lambda _: self._synced(gen),
-                                            lambda f: self._sync_failed(f))
+            d = self._receipts.sync(self.broker.sync)
+            if d is not None:
+                d.addCallbacks(self._synced, self._sync_failed)
 
     # ------------------------------------------------------------------ CONNECT
     def _on_connect(self, frame: Frame) -> None:
@@ -361,6 +360,7 @@ class StompSession:
         except BrokerError:
             raise StompError("Bad CONNECT", f"Virtual host '{vhost_name}' access denied") from None
         self.vhost_name = vhost_name
+        self.publisher = self.broker.publisher(self.vhost, self.user)
         self.client_id = frame.get("client-id")
         send_ms = expect_ms = 0
         # RabbitMQ's order: server, session, heart-beat (0,0 for 1.0), version
@@ -419,13 +419,7 @@ class StompSession:
         elif kind is Kind.TEMP_QUEUE:
             routing_key = self._temp_queue(destination).name
         exchange_name = destination.exchange
-        exchange = vhost.exchanges.get(exchange_name)
-        if exchange is None:
-            raise NotFound(f"no exchange '{exchange_name}' in vhost '{vhost.name}'")
-        self._check("write", "exchange", exchange_name)
-        if exchange.internal:
-            raise AccessRefused(f"cannot publish to internal exchange '{exchange_name}' in "
-                                f"vhost '{vhost.name}'")
+        exchange = self.publisher.exchange(exchange_name)
         props, scheduled = self._properties(frame)
         message = Message(exchange_name, routing_key, frame.body, codec=self.broker.codec,
                           props=props, persistent=props.delivery_mode == 2,
@@ -439,7 +433,7 @@ class StompSession:
             if self.scheduler.schedule(vhost.name, message, delay, period, repeat):
                 self._unsynced = True
             return
-        routed = vhost.publish(exchange, message)
+        routed = self.publisher.publish(exchange, message)
         if routed.stored:
             self._unsynced = True
 
@@ -776,7 +770,8 @@ class StompSession:
         name = "id" if self.version == "1.2" else "message-id"
         ack_id = frame.get(name)
         if ack_id is None:
-            raise StompError(f"Missing header '{name}'", f"{frame.command} needs an '{name}' header")
+            raise StompError(f"Missing header '{name}'",
+                             f"{frame.command} needs an '{name}' header")
         sub, number = self._delivery(ack_id)
         if number not in sub.unacked:
             raise StompError("Unknown message id",
@@ -876,27 +871,21 @@ class StompSession:
     # ------------------------------------------------------------------ receipts
     def _queue_receipt(self, receipt: str) -> None:
         data = encode(Frame("RECEIPT", (("receipt-id", receipt),)), self.version)
-        if self._unsynced:
-            gen = self._sync_requested + 1
-        elif self._receipts:
-            gen = self._receipts[-1][0]
+        if self._unsynced or self._receipts:
+            self._receipts.add(data, self._unsynced)
         else:
             self.link.write(data)
-            return
-        self._receipts.append((gen, data))
 
-    def _synced(self, gen: int) -> None:
-        self._sync_done = max(self._sync_done, gen)
+    def _synced(self, _: Any) -> None:
         if self.state is State.CLOSED:
             return
         self._release_receipts()
         self.link.flush()
 
     def _release_receipts(self) -> None:
-        receipts = self._receipts
-        while receipts and receipts[0][0] <= self._sync_done:
-            self.link.write(receipts.popleft()[1])
-        if self._close_after_receipts and not receipts and self.state is not State.CLOSED:
+        for _seq, data, _ok in self._receipts.release():
+            self.link.write(data)
+        if self._close_after_receipts and not self._receipts and self.state is not State.CLOSED:
             self.state = State.CLOSED
             self.link.close()
 

@@ -18,6 +18,7 @@ Write path (all calls come from the reactor thread and must not block on I/O for
   ``exchange``, ``queue``, ``binding``, ``policy``, ``runtime_parameter`` (RabbitMQ's runtime
   parameters, see ``warren.broker.parameters``), ``parameter`` (a free-form key/value used by
   MQTT retained messages, durable subscriptions and the like).
+- ``abandon()`` stops all writing at once, flushing nothing (HA fencing; see the method).
 - ``sync()`` returns a Deferred that fires once every call made before it is durable (fsync'd or
   committed). Stores batch: all calls of one reactor turn share one fsync / one transaction
   (group commit), so publisher confirms stay cheap. The Deferred errbacks with
@@ -147,6 +148,17 @@ class MessageStore(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Flush what is pending and release files/connections."""
+
+    @abc.abstractmethod
+    def abandon(self) -> None:
+        """Let go of the medium without writing anything more: this node was fenced and
+        another master owns the storage now (``ha/runner.py``).
+
+        Pending writes are dropped (their ``sync()`` waiters fail), later writes are dropped,
+        ``sync()`` fails with :class:`StoreError`, ``close()`` does nothing. Never blocks: the
+        medium may be gone, so threads are stopped in the background. A write already handed
+        to the disk or database may still land; it was confirmed to no client.
+        """
 
     def stats(self) -> dict[str, float]:
         """Figures for /metrics (bytes on disk, fsync latency...). Optional."""

@@ -100,10 +100,12 @@ def _queue_entry(key: str, delivered: bool) -> bytes:
     return entry
 
 
-def encode_message(msg_id: int, seq: int, queues: dict[str, bool], record: bytes | memoryview) -> bytes:
+def encode_message(msg_id: int, seq: int, queues: dict[str, bool],
+                   record: bytes | memoryview) -> bytes:
     if len(queues) == 1:
         for key, delivered in queues.items():
-            return b"".join((_MESSAGE_HEAD.pack(msg_id, seq, 1), _queue_entry(key, delivered), record))
+            return b"".join((_MESSAGE_HEAD.pack(msg_id, seq, 1), _queue_entry(key, delivered),
+                             record))
     parts = [_MESSAGE_HEAD.pack(msg_id, seq, len(queues))]
     for key, delivered in queues.items():
         parts.append(_queue_entry(key, delivered))
@@ -161,7 +163,8 @@ class MessageLocation:
 
     __slots__ = ("segment", "offset", "length", "seq", "queues")
 
-    def __init__(self, segment: int, offset: int, length: int, seq: int, queues: dict[str, bool]) -> None:
+    def __init__(self, segment: int, offset: int, length: int, seq: int,
+                 queues: dict[str, bool]) -> None:
         self.segment = segment
         self.offset = offset
         self.length = length  # framed length, header included

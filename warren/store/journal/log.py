@@ -40,7 +40,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
 from warren.store.interface import StoreUnavailable
@@ -186,6 +186,7 @@ class JournalLog:
         self._retry_delay = RETRY_FIRST
         self._closed = False
         self._ready = False
+        self._abandoned = False  # fenced: appends dropped, syncs fail (see abandon)
         #: Everything before this position is on disk and fsync'd.
         self.durable_end: Position = (0, 0)
         self.last_fsync_seconds = 0.0
@@ -244,8 +245,11 @@ class JournalLog:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def append(self, record_type: int, payload: bytes | bytearray | memoryview) -> tuple[int, int, int]:
+    def append(self, record_type: int,
+               payload: bytes | bytearray | memoryview) -> tuple[int, int, int]:
         """Frame and buffer one record; return its (segment, offset, framed length)."""
+        if self._abandoned:
+            return self._head, self._sizes.get(self._head, 0), HEADER_SIZE + len(payload)
         if not self._ready:
             raise RuntimeError("JournalLog.append before replay()")
         type_crc = _TYPE_CRC.get(record_type)
@@ -262,8 +266,8 @@ class JournalLog:
             self._start_segment(segment + 1)
             segment = self._head
             size = sizes[segment]
-        self._pending.add_record(segment, size, _pack_header(n, _crc32(payload, type_crc), record_type),
-                                 payload)
+        header = _pack_header(n, _crc32(payload, type_crc), record_type)
+        self._pending.add_record(segment, size, header, payload)
         sizes[segment] = size + length
         if self._kick_call is None and not self._closed:
             self._kick_call = self._reactor.callLater(0, self._kick)
@@ -279,6 +283,8 @@ class JournalLog:
 
     def sync(self) -> Deferred:
         """A Deferred fired once everything appended so far is durable (see module doc)."""
+        if self._abandoned:
+            return fail(StoreUnavailable(f"journal {self.directory} was abandoned (fenced)"))
         if self._pending.chunks:
             waiter: Deferred = Deferred()
             self._pending.waiters.append(waiter)
@@ -389,6 +395,8 @@ class JournalLog:
     def flush(self) -> None:
         """Blocking: write and fsync everything appended so far; raise StoreUnavailable on
         failure (the bytes are kept for the next try)."""
+        if self._abandoned:
+            raise StoreUnavailable(f"journal {self.directory} was abandoned (fenced)")
         if self._kick_call is not None:
             self._kick_call.cancel()
             self._kick_call = None
@@ -468,6 +476,30 @@ class JournalLog:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def abandon(self) -> None:
+        """Fenced: drop what is pending (its waiters fail), write nothing more, never block.
+
+        A batch already on the disk thread may still land; the thread is stopped and the
+        segments closed in the background, since an fsync on a lost shared disk can hang."""
+        if self._closed:
+            return
+        self._abandoned = self._closed = True
+        for call in (self._kick_call, self._retry_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._kick_call = self._retry_call = None
+        dropped, self._pending = self._pending, _Batch()
+        error = StoreUnavailable(f"journal {self.directory} was abandoned (fenced)")
+        for waiter in dropped.waiters:
+            waiter.errback(Failure(error))
+        disk, segments = self._disk, list(self._segments.values())
+
+        def let_go() -> None:
+            disk.stop()
+            for segment in segments:
+                segment.close()
+        threading.Thread(target=let_go, name="warren-fenced-journal", daemon=True).start()
 
     def close(self) -> None:
         if self._closed:

@@ -142,7 +142,8 @@ def decode_one(raw: bytes, where: str) -> tuple[int, bytes]:
         raise CorruptRecord(f"{where}: short read ({len(raw)} bytes)")
     length, crc, record_type = RECORD_HEADER.unpack_from(raw)
     if HEADER_SIZE + length != len(raw):
-        raise CorruptRecord(f"{where}: frame says {length} payload bytes, expected {len(raw) - HEADER_SIZE}")
+        raise CorruptRecord(
+            f"{where}: frame says {length} payload bytes, expected {len(raw) - HEADER_SIZE}")
     payload = raw[HEADER_SIZE:]
     if zlib.crc32(payload, zlib.crc32(bytes((record_type,)))) != crc or record_type == 0:
         raise CorruptRecord(f"{where}: checksum mismatch")

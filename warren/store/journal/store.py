@@ -58,7 +58,8 @@ PINNED_BOUND_SEGMENTS = 2
 class JournalStore(MessageStore):
     """Messages and definitions in an append-only segmented journal under ``directory``."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, segment_size: int = 32 * 1024 * 1024, reactor: Any = None) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *,
+                 segment_size: int = 32 * 1024 * 1024, reactor: Any = None) -> None:
         self.directory = os.fspath(directory)
         self._index = JournalIndex()
         self._log = JournalLog(
@@ -116,7 +117,8 @@ class JournalStore(MessageStore):
         return state
 
     def _replay_record(
-        self, records: dict[int, bytes], segment: int, offset: int, record_type: int, payload: memoryview
+        self, records: dict[int, bytes], segment: int, offset: int, record_type: int,
+        payload: memoryview,
     ) -> None:
         index = self._index
         length = HEADER_SIZE + len(payload)
@@ -156,13 +158,17 @@ class JournalStore(MessageStore):
     def close(self) -> None:
         self._log.close()
 
+    def abandon(self) -> None:
+        self._log.abandon()
+
     # -- writes --------------------------------------------------------------------------------
 
     def put_definition(self, kind: str, key: str, value: dict[str, Any] | None) -> None:
         self._ready()
         if value is None and (kind, key) not in self._index.definitions:
             return
-        segment, offset, length = self._log.append(RecordType.DEFINITION, encode_definition(kind, key, value))
+        segment, offset, length = self._log.append(RecordType.DEFINITION,
+                                                   encode_definition(kind, key, value))
         self._index.put_definition((kind, key), value, segment, offset, length)
 
     def publish(self, msg_id: int, record: bytes, queue_keys: list[str]) -> None:
@@ -183,7 +189,8 @@ class JournalStore(MessageStore):
         live = self._index.live_in_queue(queue_key, msg_ids)
         if not live:
             return
-        segment, offset, length = self._log.append(RecordType.ACK, encode_queue_ids(queue_key, live))
+        segment, offset, length = self._log.append(RecordType.ACK,
+                                                   encode_queue_ids(queue_key, live))
         self._index.ack(queue_key, live, segment, (segment, offset + length))
 
     def mark_delivered(self, queue_key: str, msg_ids: list[int]) -> None:
@@ -294,7 +301,8 @@ class JournalStore(MessageStore):
         pinned = []
         for number in reclaimable:
             liveness = index.segments.get(number)
-            if liveness is not None and not liveness.live and not existing.isdisjoint(liveness.guards):
+            if (liveness is not None and not liveness.live
+                    and not existing.isdisjoint(liveness.guards)):
                 pinned.append(number)
         pinned_bytes = sum(log.segment_bytes(n) for n in pinned)
         live_bytes = sum(liveness.live_bytes for liveness in index.segments.values())

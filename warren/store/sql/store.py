@@ -222,6 +222,30 @@ class SqlStore(MessageStore):
                 self._pool = None
             self.engine.dispose()
 
+    def abandon(self) -> None:
+        """Fenced: the writer is stopped unflushed, in the background (it may be waiting on a
+        database that is gone); what is pending is dropped with its waiters failed."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._kick_call is not None and self._kick_call.active():
+            self._kick_call.cancel()
+        self._kick_call = None
+        pool, self._pool = self._pool, None
+        dropped, self._queue = self._queue, deque([PendingBatch()])
+        error = StoreUnavailable("the store was abandoned (fenced)")
+        for batch in dropped:
+            waiters, batch.waiters = batch.waiters, []
+            for waiter in waiters:
+                waiter.errback(Failure(error))
+        engine = self.engine
+
+        def stop_writer() -> None:
+            if pool is not None:
+                pool.stop()
+            engine.dispose()
+        threading.Thread(target=stop_writer, name="warren-fenced-store", daemon=True).start()
+
     def _prepare_statements(self) -> None:
         qm = tables.queue_messages
         m = tables.messages
@@ -268,7 +292,8 @@ class SqlStore(MessageStore):
         self._delete_purged_records = delete(m).where(
             and_(
                 m.c.id.in_(select(qm.c.msg_id).where(qm.c.queue_key == bindparam("q"))),
-                ~exists().where(and_(other.c.msg_id == m.c.id, other.c.queue_key != bindparam("q"))),
+                ~exists().where(and_(other.c.msg_id == m.c.id,
+                                     other.c.queue_key != bindparam("q"))),
             )
         )
         self._delete_queue = delete(qm).where(qm.c.queue_key == bindparam("q"))
@@ -284,7 +309,8 @@ class SqlStore(MessageStore):
 
     def _load_counters(self) -> None:
         with self.engine.connect() as connection:
-            self._seq = connection.execute(select(func.max(tables.queue_messages.c.seq))).scalar() or 0
+            self._seq = connection.execute(
+                select(func.max(tables.queue_messages.c.seq))).scalar() or 0
             stored_max = connection.execute(
                 select(tables.meta.c.value).where(tables.meta.c.name == "max_msg_id")
             ).scalar()
@@ -437,7 +463,8 @@ class SqlStore(MessageStore):
                 return fail(error)
             return succeed(None)
         if not self.healthy:
-            return fail(StoreUnavailable("the database is unavailable; writes are kept and retried"))
+            return fail(StoreUnavailable(
+                "the database is unavailable; writes are kept and retried"))
         d: Deferred = Deferred()
         newest = self._queue[-1]
         if newest.has_writes():
@@ -516,7 +543,8 @@ class SqlStore(MessageStore):
                 # never hands out an id twice.
                 return CommitAttempt([PendingBatch()], self._max_msg_id)
             return None
-        if not any(b.has_writes() for b in batches) and self._max_msg_id <= self._committed_max_msg_id:
+        if (not any(b.has_writes() for b in batches)
+                and self._max_msg_id <= self._committed_max_msg_id):
             for batch in batches:  # nothing to write: the waiters are already satisfied
                 for waiter in batch.waiters:
                     waiter.callback(None)

@@ -111,13 +111,10 @@ def publish(call: Call) -> Any:
     else:
         raise bad_request("payload_encoding must be string or base64")
     props = message_properties(as_table(body.get("properties"), "properties"))
-    if ex.internal:
-        from ...broker.errors import AccessRefused
-        raise AccessRefused(f"cannot publish to internal exchange '{ex.name}' in vhost "
-                            f"'{vh.name}'")
-    call.check(vh.name, "write", "exchange", ex.name)
+    publisher = call.broker.publisher(vh, call.user)
+    publisher.exchange(ex.name)
     message = Message(ex.name, routing_key, data, codec=call.broker.codec, props=props)
-    routed = vh.publish(ex, message)
+    routed = publisher.publish(ex, message)
     if call.site.stats is not None:
         call.site.stats.count("publish")
         if not routed.queues:

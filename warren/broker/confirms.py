@@ -1,0 +1,130 @@
+"""Answers to publishers in publish order, each only once the store has it (rabbit_confirms).
+
+A publisher that asked to be told (AMQP confirms, STOMP receipts, MQTT PUBACK/PUBREC, a bridge
+acking its source) must not hear "ok" for a persistent message before ``broker.sync()`` says it
+is on disk, and must hear its answers in the order it published. Each answer is an entry:
+
+- :meth:`ConfirmTracker.insert` adds one, already settled (a transient message: ok; a message a
+  full queue refused: failed) or waiting for the next store sync (``wait=True``);
+- :meth:`ConfirmTracker.sync`, once per read (so one fsync covers a burst), asks the store for
+  one sync covering every entry inserted so far; its outcome confirms
+  (:meth:`~ConfirmTracker.confirm`) or rejects (:meth:`~ConfirmTracker.reject`) the entries
+  that waited;
+- :meth:`ConfirmTracker.release` pops the settled prefix: an answer settled early stays behind
+  an earlier one still waiting, so answers never overtake each other.
+
+The tracker knows no protocol and does no I/O: each front end turns released entries into its
+frames (AMQP coalesces runs into ``multiple=true`` acks; STOMP and MQTT write encoded bytes
+stored as the entry's value) and decides what a failed sync means to its client.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+
+#: state of an entry that waits for a store sync
+WAITING = None
+
+_NOTHING: tuple = ()
+
+
+class ConfirmTracker:
+    """Entries ``[seq, value, state]`` in insertion order; state WAITING, True (ok), False."""
+
+    __slots__ = ("_entries", "_last", "_wanted", "_waiting")
+
+    def __init__(self) -> None:
+        self._entries: deque[list] = deque()   # [seq, value, state], seq increasing
+        self._last = 0                          # seq of the last entry inserted
+        self._wanted = False                    # some entry waits for a sync not yet asked
+        self._waiting = 0                       # entries in state WAITING
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def last(self) -> int:
+        """Sequence number of the last entry inserted (0 before any)."""
+        return self._last
+
+    def insert(self, seq: int, value: Any = None, wait: bool = False, ok: bool = True) -> None:
+        """Add the answer for publish *seq* (greater than every earlier one): waiting for the
+        next store sync when *wait*, else settled now as *ok*."""
+        self._last = seq
+        if wait:
+            self._entries.append([seq, value, WAITING])
+            self._waiting += 1
+            self._wanted = True
+        else:
+            self._entries.append([seq, value, ok])
+
+    def add(self, value: Any, wait: bool = False, ok: bool = True) -> int:
+        """:meth:`insert` numbered by the tracker, for publishers with no sequence of their
+        own (STOMP receipts, MQTT acks); returns the number given."""
+        seq = self._last + 1
+        self.insert(seq, value, wait, ok)
+        return seq
+
+    def confirm(self, upto: int) -> None:
+        """The store synced everything published up to *upto*: those waiting are ok."""
+        self._settle(upto, True)
+
+    def reject(self, upto: int) -> None:
+        """The store failed to sync what was published up to *upto*: those waiting failed."""
+        self._settle(upto, False)
+
+    def _settle(self, upto: int, ok: bool) -> None:
+        settled = 0
+        for entry in self._entries:
+            if entry[0] > upto:
+                break
+            if entry[2] is WAITING:
+                entry[2] = ok
+                settled += 1
+        self._waiting -= settled
+
+    def release(self) -> list[list] | tuple:
+        """Pop and return the settled prefix (``[seq, value, ok]`` entries, in order)."""
+        entries = self._entries
+        if not entries or entries[0][2] is WAITING:
+            return _NOTHING
+        if not self._waiting:
+            # all settled (the usual case once a sync is back): one copy, no per-entry pops
+            out = list(entries)
+            entries.clear()
+            return out
+        out = []
+        while entries[0][2] is not WAITING:
+            out.append(entries.popleft())
+        return out
+
+    def sync(self, store_sync: Callable[[], Deferred]) -> Deferred | None:
+        """End of a read: when entries wait, one ``store_sync()`` covering all inserted so far.
+
+        Its success confirms them and its failure rejects them before the caller's own
+        callbacks run (the failure is passed on); None when nothing waits."""
+        if not self._wanted:
+            return None
+        self._wanted = False
+        upto = self._last
+        d = store_sync()
+        d.addCallbacks(self._synced, self._sync_failed, callbackArgs=(upto,),
+                       errbackArgs=(upto,))
+        return d
+
+    def _synced(self, result: Any, upto: int) -> Any:
+        self.confirm(upto)
+        return result
+
+    def _sync_failed(self, failure: Any, upto: int) -> Any:
+        self.reject(upto)
+        return failure
+
+    def clear(self) -> None:
+        """Forget every entry (the publisher is gone; nobody is left to answer)."""
+        self._entries.clear()
+        self._wanted = False
+        self._waiting = 0

@@ -1,0 +1,112 @@
+"""The one publish pipeline: what every publisher goes through on its way into a vhost.
+
+AMQP channels, STOMP and MQTT sessions, the web console and in-process bridges (shovels,
+federation links) all publish through a :class:`Publisher`, so the rules RabbitMQ applies in
+``rabbit_channel`` hold whichever door a message comes in by:
+
+1. the exchange must exist (404), the user needs ``write`` on it (403) and it must not be
+   internal (403 "cannot publish to internal exchange ..."): :meth:`Publisher.exchange`;
+2. a ``reply_to`` of ``amq.rabbitmq.reply-to`` is pointed at the publisher's reply
+   subscription (direct reply-to, ``replyto.py``): :meth:`Publisher.publish`;
+3. a default-exchange publish to a reply address goes straight to its requester, anything else
+   is routed by the vhost; the :class:`~warren.broker.vhost.Routed` answer says which queues
+   took it (``queues``), which refused it (``rejected``: nack), whether a mandatory publisher
+   gets it back (``unroutable``) and whether the answer must wait for ``broker.sync()``
+   (``stored``).
+
+What stays with the caller is what differs per protocol: building the :class:`Message` from
+its frames, the ``user_id`` check, confirms (``confirms.py``), returns and statistics.
+
+A publisher is made per client channel/session (``Broker.publisher``) because checks passed are
+remembered per exchange object, as RabbitMQ's channel caches permission checks: the AMQP publish
+path is the benchmark path, and a stream of publishes to one exchange then costs one set lookup.
+``user=None`` is the broker publishing on its own behalf (an internal bridge, the aliveness
+check): no permission check, but internal exchanges are still refused, since they take messages
+only through exchange-to-exchange bindings.
+
+An in-process bridge (a shovel) publishing as the broker, acking its source only once each
+message is safe, in order (``confirms.py``)::
+
+    publisher = broker.publisher("/", None)      # or a User: checked as that user
+    confirms = ConfirmTracker()
+    # per message taken from the source, numbered seq:
+    routed = publisher.publish(publisher.exchange("target"), message)
+    confirms.insert(seq, source_tag, wait=routed.stored, ok=not routed.rejected)
+    # once per batch (reactor turn): one store sync for everything that waits
+    d = confirms.sync(broker.sync)                # None when nothing waits
+    # now, and again when d fires: settle the source in order
+    for seq, source_tag, ok in confirms.release():
+        ...                                       # ack (ok) or nack the source
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import AccessRefused, NotFound
+from .replyto import REPLY_PREFIX, REPLY_TO_BYTES, ReplySubscription, direct_reply_to
+from .vhost import Routed
+
+if TYPE_CHECKING:
+    from ..exchange.exchange import Exchange
+    from .broker import Broker
+    from .message import Message
+    from .users import User
+    from .vhost import VirtualHost
+
+
+class Publisher:
+    """Publishing into one vhost as one user (None: the broker itself)."""
+
+    __slots__ = ("broker", "vhost", "user", "_allowed", "_replies")
+
+    def __init__(self, broker: "Broker", vhost: "VirtualHost", user: "User | None") -> None:
+        self.broker = broker
+        self.vhost = vhost
+        self.user = user
+        self._allowed: set[Exchange] = set()   # exchanges whose checks passed
+        self._replies = direct_reply_to(broker)
+
+    def exchange(self, name: str) -> "Exchange":
+        """The exchange called *name*, once this publisher may publish to it.
+
+        Raises NotFound (404) or AccessRefused (403), in RabbitMQ's order: existence, write
+        permission, internal."""
+        vhost = self.vhost
+        ex = vhost.exchanges.get(name)
+        if ex is None:
+            raise NotFound(f"no exchange '{name}' in vhost '{vhost.name}'")
+        if ex not in self._allowed:
+            if self.user is not None:
+                self.broker.check(self.user, vhost.name, "write", "exchange", name)
+            if ex.internal:
+                raise AccessRefused(
+                    f"cannot publish to internal exchange '{name}' in vhost '{vhost.name}'")
+            self._allowed.add(ex)
+        return ex
+
+    def reply_to(self, message: "Message", subscription: ReplySubscription | None) -> "Message":
+        """*message* with a ``reply_to`` of ``amq.rabbitmq.reply-to`` pointed at *subscription*.
+
+        Encoded properties are searched for the name before anything is decoded, so the
+        usual publish never decodes its properties here. Raises 406 "fast reply consumer does
+        not exist" when the pseudo-queue is named without a subscription (RabbitMQ)."""
+        raw = message.raw_props
+        if raw is None or REPLY_TO_BYTES in raw:
+            return self._replies.rewrite(message, subscription)
+        return message
+
+    def route(self, exchange: "Exchange", message: "Message") -> Routed:
+        """Route a checked, final message: reply addresses to their requester, the rest by
+        the vhost. A delivered reply counts as routed; an unknown reply address routes
+        nowhere (a mandatory publisher gets it back)."""
+        if not exchange.name and message.routing_key.startswith(REPLY_PREFIX):
+            sub = self._replies.deliver(message)
+            return Routed(queues=[sub] if sub is not None else [])
+        return self.vhost.publish(exchange, message)
+
+    def publish(self, exchange: "Exchange", message: "Message",
+                reply_to: ReplySubscription | None = None) -> Routed:
+        """:meth:`reply_to` then :meth:`route`: one message from a checked exchange
+        (:meth:`exchange`) into the vhost."""
+        return self.route(exchange, self.reply_to(message, reply_to))
