@@ -330,3 +330,25 @@ def test_metrics_per_shovel(api, broker, unique):
     assert f'warren_shovel_state{{{at},state="terminated",vhost="/"}} 0.0' in text
     assert f"warren_shovel_messages_pending{{{labels}}} 0.0" in text
     api.delete(shovel_path(unique))
+
+
+def test_missing_destination_exchange_terminates_then_recovers(api, broker, unique):
+    src, ex, dst = unique + "-src", unique + "-x", unique + "-dst"
+    publish(broker, src, 5)
+    api.put(shovel_path(unique), {"value": {
+        "src-uri": "amqp://", "src-queue": src, "dest-uri": "amqp://", "dest-exchange": ex,
+        "reconnect-delay": 0.2}})
+    st = eventually(lambda: status(api, unique).get("state") == "terminated"
+                    and status(api, unique), "terminated")
+    assert f"no exchange '{ex}' in vhost '/'" in st["reason"]
+    assert depth(api, src) == 5   # nothing lost while the destination is missing
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    ch = conn.channel()
+    ch.exchange_declare(ex, "fanout")
+    ch.queue_declare(dst)
+    ch.queue_bind(dst, ex)
+    conn.close()
+    eventually(lambda: depth(api, dst) == 5, "moved once the exchange exists")
+    assert depth(api, src) == 0
+    api.delete(shovel_path(unique))
+    no_traceback(broker)

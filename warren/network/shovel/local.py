@@ -160,6 +160,7 @@ class LocalDestination:
         self.vhost_name = uri.vhost
         self.definition = definition
         self._open = False
+        self._publisher: Any = None    # the core's publish pipeline for this vhost
 
     def open(self, lost: Callable[[str], None]) -> Deferred:
         d = self.definition
@@ -181,14 +182,14 @@ class LocalDestination:
                 body: bytes) -> Deferred:
         broker = self.broker
         try:
-            vh = broker.vhost(self.vhost_name)
-            ex = vh.exchanges.get(exchange)
-            if ex is None:
-                raise NotFound(f"no exchange '{exchange}' in vhost '{vh.name}'")
+            if self._publisher is None:
+                # no user: the shovel's definer was checked when the shovel was defined
+                self._publisher = broker.publisher(self.vhost_name, None)
             msg = Message(exchange, routing_key, body, codec=broker.codec,
                           props=Properties(**properties))
-            routed = vh.publish(ex, msg)
+            routed = self._publisher.publish(self._publisher.exchange(exchange), msg)
         except BrokerError as error:
+            self._publisher = None  # the vhost may be gone: look it up again next time
             return fail(error)
         if routed.rejected:
             return fail(PublishRefused(f"a destination queue refused the message "

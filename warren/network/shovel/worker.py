@@ -70,6 +70,9 @@ class Shovel:
         self._restart_call: Any = None
         self._stopped = False
         self.finished = False            # delete-after reached: the parameter is being cleared
+        # one log line per change, not per retry: the last failure logged, "running" logged
+        self._logged_reason = ""
+        self._announced = False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -105,11 +108,15 @@ class Shovel:
             self.remaining = self.remaining_unacked
             if hasattr(self.source, "budget"):
                 self.source.budget = self.remaining  # type: ignore[union-attr]
-        self.source.consume().addErrback(lambda failure: self._failed(generation, failure))
         self._set_state("running", "")
-        log.info("shovel '%s' in vhost '%s' running: %s -> %s", self.definition.name,
-                 self.definition.vhost, self.src_uri, self.dest_uri)
-        self._check_finished()
+        if not self._announced:
+            self._announced = True
+            log.info("shovel '%s' in vhost '%s' running: %s -> %s", self.definition.name,
+                     self.definition.vhost, self.src_uri, self.dest_uri)
+        # a local source may deliver (and a delivery fail) before consume() returns
+        self.source.consume().addErrback(lambda failure: self._failed(generation, failure))
+        if generation == self._generation:
+            self._check_finished()
 
     def stop(self) -> Deferred:
         """Stop for good (parameter cleared): both ends closed, unacked messages returned."""
@@ -152,9 +159,11 @@ class Shovel:
         self._terminate(failure.getErrorMessage() or failure.type.__name__)
 
     def _terminate(self, reason: str) -> None:
-        log.warning("shovel '%s' in vhost '%s' terminated: %s; restarting in %gs",
-                    self.definition.name, self.definition.vhost, reason,
-                    self.definition.reconnect_delay)
+        if self._logged_reason != reason:  # once per reason, not once per retry
+            self._logged_reason, self._announced = reason, False
+            log.warning("shovel '%s' in vhost '%s' terminated: %s; restarting every %gs",
+                        self.definition.name, self.definition.vhost, reason,
+                        self.definition.reconnect_delay)
         self._set_state("terminated", reason)
         self._close_ends()
         if not self._stopped:
