@@ -58,6 +58,8 @@ class LocalSource:
         self._lost: Callable[[str], None] | None = None
         #: more deliveries allowed (delete-after counts down; None = no limit)
         self.budget: int | None = None
+        #: the shovel's flow control (destination writable, publishes in flight), or None
+        self.may_take: Callable[[], bool] | None = None
 
     # ---------------------------------------------------------------- Source
     def open(self, deliver: Callable[[Carried], None], lost: Callable[[str], None]
@@ -118,6 +120,8 @@ class LocalSource:
     # ---------------------------------------------------------------- core Consumer
     def has_credit(self) -> bool:
         if self.budget is not None and self.budget <= 0:
+            return False
+        if self.may_take is not None and not self.may_take():
             return False
         return len(self._unacked) < self.definition.prefetch and self._deliver is not None
 

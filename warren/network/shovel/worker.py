@@ -84,6 +84,8 @@ class Shovel:
         self.pending = 0
         self.source = self._make_source(self)
         self.destination = self._make_destination(self)
+        if hasattr(self.source, "may_take"):
+            self.source.may_take = self._may_take  # type: ignore[union-attr]
         lost = lambda reason: self._lost(generation, reason)  # noqa: E731
         # the source opens (and starts delivering) only once the destination is there
         d = self.destination.open(lost)
@@ -183,10 +185,20 @@ class Shovel:
             self.blocked_status = "blocked"
         elif state == "running":
             self.blocked_status = "running"
+            resume = getattr(self.source, "resume", None)
+            if resume is not None:
+                resume()  # a destination that unblocked takes messages again
         if reason and self.state == "starting":
             self.reason = reason  # why it is not running yet (refused login, no route ...)
 
     # ------------------------------------------------------------------ moving messages
+    def _may_take(self) -> bool:
+        """Flow control for an in-process source: at most a prefetch of publishes unconfirmed
+        (also without acks, ``no-ack``), none while the destination pushes back."""
+        dest = self.destination
+        return (dest is not None and dest.writable
+                and self.pending < self.definition.prefetch)
+
     def _deliver(self, generation: int, carried: Carried) -> None:
         if generation != self._generation or self.destination is None:
             return
@@ -201,18 +213,23 @@ class Shovel:
         props = self._outgoing_properties(carried.properties)
         source = self.source
         self.pending += 1
+        # on-publish acks now, unless the destination pushes back: then the ack waits for the
+        # confirm, so the source's prefetch bounds what piles up in front of a slow destination
+        acked_now = d.ack_mode == "on-publish" and self.destination.writable
         published = self.destination.publish(exchange, routing_key, props, carried.body)
-        if d.ack_mode == "on-publish" and source is not None:
+        if acked_now and source is not None:
             source.ack(carried.tag)
             self._moved()
-        published.addCallbacks(lambda _: self._confirmed(generation, source, carried.tag),
-                               lambda failure: self._refused(generation, failure))
+        published.addCallbacks(
+            lambda _: self._confirmed(generation, source, carried.tag, acked_now),
+            lambda failure: self._refused(generation, failure))
 
-    def _confirmed(self, generation: int, source: Source | None, tag: Any) -> None:
+    def _confirmed(self, generation: int, source: Source | None, tag: Any,
+                   acked: bool) -> None:
         self.pending = max(0, self.pending - 1)
         if generation != self._generation:
             return  # that connection is gone: the source takes the message back
-        if self.definition.ack_mode == "on-confirm" and source is not None:
+        if self.definition.ack_mode != "no-ack" and not acked and source is not None:
             source.ack(tag)
             self._moved()
         elif self.definition.ack_mode == "no-ack":
