@@ -17,7 +17,7 @@ from typing import Any
 from ...broker.definitions import PRODUCT_VERSION, WARREN_VERSION
 from ...broker.message import Message, Properties
 from ...exchange.registry import EXCHANGE_TYPES
-from ..api import Call, Route, as_str, not_found
+from ..api import Call, Route, as_str, forbidden, not_found
 
 MANAGEMENT_VERSION = PRODUCT_VERSION
 LISTENER_PROTOCOLS = (("amqp", "amqp_port"), ("stomp", "stomp_port"), ("mqtt", "mqtt_port"),
@@ -145,7 +145,11 @@ def get_connection(call: Call) -> dict[str, Any]:
 
 
 def close_connection(call: Call) -> None:
+    """Administrators close any connection, other users only their own (as RabbitMQ since
+    its fix of the management plugin's monitoring-tag rule)."""
     conn = _connection(call)
+    if not call.is_admin and _safe_info(conn).get("user") != call.user.name:
+        raise forbidden("User not authorised to access object")
     reason = call.request.getHeader("x-reason") or "Closed via management plugin"
     conn.force_close(reason)
     call.status = 204
