@@ -173,8 +173,10 @@ class Shovel:
             self.blocked_status = "blocked"
         elif state == "running":
             self.blocked_status = "running"
-        if reason and self.state == "starting":
-            self.reason = reason  # why it is not running yet (refused login, no route ...)
+        if reason and state == "starting" and self.state in ("starting", "terminated"):
+            # a failed attempt (refused connection or login, a missing queue ...): as in
+            # RabbitMQ, a shovel that cannot connect is terminated, with why, until it can
+            self._set_state("terminated", reason)
 
     # ------------------------------------------------------------------ moving messages
     def _deliver(self, generation: int, carried: Carried) -> None:
