@@ -1,0 +1,199 @@
+"""Dynamic shovels under faults, between real subprocess warren brokers (issue 11, "Faults").
+
+Each test publishes messages with unique bodies (confirmed), lets shovels move them, injects a
+fault, waits (polling the API with deadlines) for the shovels to come back, deletes them (so
+what they held unacked goes back to the source) and reads everything at both ends. Lost =
+published and found at neither end; duplicated = extra copies at the destination. With
+``on-confirm`` nothing may be lost and only messages in flight (at most the prefetch) may
+arrive twice; ``on-publish`` and ``no-ack`` lose what was in flight, as in RabbitMQ, so for
+them the counts are only recorded (``SHOVEL-COUNTS`` lines, and the session summary).
+
+In every test broker A runs the shovels; the other brokers are their remote ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.broker_process import BrokerProcess
+from tests.network.shovels import (
+    ACK_MODES,
+    GarbageServer,
+    Producer,
+    TcpProxy,
+    add_user,
+    bodies,
+    declare_queue,
+    delete_shovel,
+    drain,
+    publish_confirmed,
+    put_shovel,
+    queue_messages,
+    record,
+    remote_uri,
+    shovel_status,
+    tally,
+    wait_state,
+    wait_until,
+)
+
+PREFETCH = 50
+RECONNECT = 0.2
+COUNT = 1500
+
+
+@pytest.fixture
+def brokers(tmp_path) -> Iterator:
+    """``brokers(name, *extra_args)`` starts a broker; all stop after, and none may have
+    logged a traceback."""
+    started: list[BrokerProcess] = []
+
+    def start(name: str, *extra: str, wait: bool = True) -> BrokerProcess:
+        b = BrokerProcess(tmp_path / name, extra_args=list(extra))
+        started.append(b)
+        return b.start(wait=wait)
+
+    yield start
+    for b in started:
+        b.stop(timeout=10)
+        b.kill()
+    for b in started:
+        tracebacks = [line for line in b.lines if "Traceback" in line]
+        assert not tracebacks, b.log()
+
+
+def shovel_value(src: str, dest: str, ack_mode: str, *, src_queue: str | None = None,
+                 dest_queue: str | None = None, **more) -> dict:
+    value = {"src-uri": src, "dest-uri": dest, "ack-mode": ack_mode,
+             "src-prefetch-count": PREFETCH, "reconnect-delay": RECONNECT}
+    if src_queue is not None:
+        value["src-queue"] = src_queue
+    if dest_queue is not None:
+        value["dest-queue"] = dest_queue
+    value.update(more)
+    return value
+
+
+def start_shovels(runner: BrokerProcess, name: str, src: str, dest: str,
+                  modes=ACK_MODES) -> dict[str, tuple[str, str, str]]:
+    """One shovel per ack mode, ``{mode: (shovel, src queue, dest queue)}``."""
+    out = {}
+    for mode in modes:
+        shovel, sq, dq = f"{name}-{mode}", f"{name}-{mode}-src", f"{name}-{mode}-dest"
+        put_shovel(runner, shovel, shovel_value(src, dest, mode, src_queue=sq, dest_queue=dq))
+        out[mode] = (shovel, sq, dq)
+    return out
+
+
+def settle_and_count(fault: str, runner: BrokerProcess, src_broker: BrokerProcess,
+                     dest_broker: BrokerProcess, shovels: dict, published: dict) -> dict:
+    """Wait until every shovel moved what it could, delete them, read both ends, count."""
+    for mode, (shovel, sq, dq) in shovels.items():
+        want = len(published[mode])
+        if mode == "on-confirm":   # everything must arrive
+            wait_until(lambda: (queue_messages(dest_broker, dq) or 0) >= want, 60,
+                       f"{dq} to hold {want}")
+        # the source is empty (nothing ready, nothing unacked) and nothing is pending
+        wait_until(lambda: queue_messages(src_broker, sq) == 0
+                   and (shovel_status(runner, shovel) or {}).get("pending") == 0, 60,
+                   f"{shovel} to finish")
+        delete_shovel(runner, shovel)
+    out = {}
+    for mode, (shovel, sq, dq) in shovels.items():
+        t = tally(published[mode], drain(dest_broker, dq), drain(src_broker, sq))
+        record(fault, mode, t)
+        out[mode] = t
+    return out
+
+
+def check(counts: dict, *, dups_allowed: int) -> None:
+    confirm = counts["on-confirm"]
+    assert confirm.lost == 0, confirm
+    assert confirm.duplicated <= dups_allowed, confirm
+    # on-publish and no-ack: RabbitMQ promises nothing about loss; the counts are recorded
+
+
+# ------------------------------------------------------------------------------ 1. no fault
+def test_every_ack_mode_moves_everything_exactly_once(brokers):
+    a, b = brokers("a"), brokers("b")
+    published = {}
+    for mode in ACK_MODES:
+        published[mode] = bodies(mode, COUNT)
+        publish_confirmed(a, f"plain-{mode}-src", published[mode], window=True)
+    shovels = start_shovels(a, "plain", "amqp://", remote_uri(b))
+    for shovel, _sq, _dq in shovels.values():
+        wait_state(a, shovel, "running")
+    counts = settle_and_count("none", a, a, b, shovels, published)
+    for mode, t in counts.items():
+        assert (t.lost, t.duplicated, t.delivered, t.left) == (0, 0, COUNT, 0), (mode, t)
+
+
+# ------------------------------------------------------------------------------ helpers
+def start_producers(broker: BrokerProcess, shovels: dict) -> dict[str, Producer]:
+    producers = {mode: Producer(broker, sq, mode) for mode, (_s, sq, _d) in shovels.items()}
+    for p in producers.values():
+        p.start()
+    return producers
+
+
+def wait_moving(broker: BrokerProcess, shovels: dict, count: int) -> None:
+    """Each destination queue (on ``broker``) holds at least ``count``: mid-stream now."""
+    for _shovel, _sq, dq in shovels.values():
+        wait_until(lambda: (queue_messages(broker, dq) or 0) >= count, 30, f"{dq} >= {count}")
+
+
+def wait_all(runner: BrokerProcess, shovels: dict, state: str, reason: str | None = None
+             ) -> list[dict]:
+    return [wait_state(runner, shovel, state, reason=reason) for shovel, _, _ in shovels.values()]
+
+
+# ------------------------------------------------------------------------------ 2. remote killed
+def test_destination_killed_and_restarted(brokers):
+    a, b = brokers("a"), brokers("b")
+    shovels = start_shovels(a, "dk", "amqp://", remote_uri(b))
+    wait_all(a, shovels, "running")
+    producers = start_producers(a, shovels)
+    wait_moving(b, shovels, 200)
+    b.kill()
+    # terminated, with why, for as long as it cannot connect (not "starting")
+    wait_all(a, shovels, "terminated", reason=f"connection refused to 127.0.0.1:{b.amqp_port}")
+    b.start()
+    wait_all(a, shovels, "running")
+    for p in producers.values():   # and it keeps moving what comes after
+        p.wait_confirmed(len(p.confirmed) + 100)
+    published = {mode: p.finish() for mode, p in producers.items()}
+    counts = settle_and_count("destination kill -9", a, a, b, shovels, published)
+    check(counts, dups_allowed=PREFETCH)
+
+
+def test_source_killed_and_restarted(brokers):
+    a, b = brokers("a"), brokers("b")
+    shovels = start_shovels(a, "sk", remote_uri(b), "amqp://")
+    wait_all(a, shovels, "running")
+    producers = start_producers(b, shovels)
+    wait_moving(a, shovels, 200)
+    b.kill()
+    published = {mode: p.finish() for mode, p in producers.items()}  # they died with it
+    wait_all(a, shovels, "terminated", reason=f"connection refused to 127.0.0.1:{b.amqp_port}")
+    b.start()
+    wait_all(a, shovels, "running")
+    counts = settle_and_count("source kill -9", a, b, a, shovels, published)
+    check(counts, dups_allowed=PREFETCH)
+
+
+def test_a_remote_end_retries_every_reconnect_delay_without_backoff():
+    """RabbitMQ's shovel tries again every reconnect-delay: a remote down for a long time is
+    picked up within that delay once back, not after a backoff grown to a minute."""
+    from twisted.internet.task import Clock
+
+    from warren.network.shovel.definition import ShovelDefinition
+    from warren.network.shovel.remote import RemoteDestination, RemoteSource
+
+    d = ShovelDefinition.parse("/", "s", shovel_value(
+        "amqp://h1", "amqp://h2", "on-confirm", src_queue="q", dest_queue="q",
+        **{"reconnect-delay": 3}))
+    for end in (RemoteSource(d.src_uris, d, Clock(), lambda *_: None),
+                RemoteDestination(d.dest_uris, d, Clock(), lambda *_: None)):
+        assert end.link.reconnect_delay == end.link.max_reconnect_delay == 3
