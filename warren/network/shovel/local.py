@@ -17,7 +17,7 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, fail, succeed
 
 from ...broker.broker import Broker
-from ...broker.errors import BrokerError
+from ...broker.errors import BrokerError, NotFound
 from ...broker.message import Message, Properties, QueueEntry
 from ..uri import LocalBroker
 from .definition import ShovelDefinition
@@ -35,6 +35,15 @@ def properties_of(message: Message) -> dict[str, Any]:
 
 class PublishRefused(Exception):
     """The destination refused a message (a full ``reject-publish`` queue, a store failure)."""
+
+
+class LocalEndFailed(Exception):
+    """An in-process end could not open; the text is the broker's (``NOT_FOUND - ...``)."""
+
+
+def _refusal(error: BrokerError, kind: type[Exception] = LocalEndFailed) -> Deferred:
+    """A failed Deferred whose message names the AMQP error, as a remote end's would."""
+    return fail(kind(error.reply_text))
 
 
 class LocalSource:
@@ -79,7 +88,7 @@ class LocalSource:
                 vh.bind(d.src_exchange or "", queue, d.src_exchange_key)
         except BrokerError as error:
             self._drop_own_queue()
-            return fail(error)
+            return _refusal(error)
         self.queue = queue
         self._deliver, self._lost = deliver, lost
         count = queue.message_count
@@ -161,7 +170,7 @@ class LocalDestination:
             if d.dest_queue is not None and d.dest_queue not in vh.queues:
                 vh.declare_queue(d.dest_queue, durable=True, arguments=d.dest_queue_args)
         except BrokerError as error:
-            return fail(error)
+            return _refusal(error)
         self._open = True
         return succeed(None)
 
@@ -182,7 +191,7 @@ class LocalDestination:
                           props=Properties(**properties))
             routed = vh.publish(ex, msg)
         except BrokerError as error:
-            return fail(error)
+            return _refusal(error, PublishRefused)
         if routed.rejected:
             return fail(PublishRefused(f"a destination queue refused the message "
                                        f"({routed.rejected[0].name} is full)"))
