@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, DeferredList
 
+from ..channel import LinkDown
 from .definition import ShovelDefinition
 from .endpoint import Carried, Destination, Source
 
@@ -222,6 +223,9 @@ class Shovel:
     def _refused(self, generation: int, failure: Any) -> None:
         self.pending = max(0, self.pending - 1)
         if generation != self._generation or self._stopped:
+            return
+        if failure.check(LinkDown):   # the connection went: say why, it refused nothing
+            self._terminate(failure.getErrorMessage())
             return
         self._terminate(f"destination refused a message: {failure.getErrorMessage()}")
 
