@@ -254,7 +254,8 @@ class TcpProxy:
                 pass
 
     def cut(self) -> int:
-        """Drop every forwarded connection (a reset on both sides); returns how many."""
+        """Drop every forwarded connection (a reset on both sides); returns how many were
+        made since the last cut (some may have ended already)."""
         with self._lock:
             sockets, self._sockets = self._sockets, []
         for s in sockets:

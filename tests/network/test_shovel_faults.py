@@ -25,6 +25,7 @@ from tests.network.shovels import (
     TcpProxy,
     add_user,
     bodies,
+    connect,
     declare_queue,
     delete_shovel,
     drain,
@@ -197,3 +198,100 @@ def test_a_remote_end_retries_every_reconnect_delay_without_backoff():
     for end in (RemoteSource(d.src_uris, d, Clock(), lambda *_: None),
                 RemoteDestination(d.dest_uris, d, Clock(), lambda *_: None)):
         assert end.link.reconnect_delay == end.link.max_reconnect_delay == 3
+
+
+# ------------------------------------------------------------------------------ 3. TCP cut
+def test_link_connections_cut_by_a_proxy(brokers):
+    """Both ends on broker B through a proxy the test controls; it drops every connection."""
+    a, b = brokers("a"), brokers("b")
+    proxy = TcpProxy(b.amqp_port)
+    try:
+        through = remote_uri(b, port=proxy.port)
+        shovels = start_shovels(a, "cut", through, through)
+        wait_all(a, shovels, "running")
+        producers = start_producers(b, shovels)
+        wait_moving(b, shovels, 200)
+        accepted = proxy.accepted
+        assert proxy.cut() >= 2 * len(shovels)   # a source and a destination link each
+        a.wait_for_line("terminated: connection to 127.0.0.1:")
+        wait_until(lambda: proxy.accepted >= accepted + 2 * len(shovels), 30, "reconnects")
+        wait_all(a, shovels, "running")
+        for p in producers.values():
+            p.wait_confirmed(len(p.confirmed) + 100)
+        published = {mode: p.finish() for mode, p in producers.items()}
+        counts = settle_and_count("proxy cuts TCP", a, b, b, shovels, published)
+        check(counts, dups_allowed=PREFETCH)
+    finally:
+        proxy.close()
+
+
+# ------------------------------------------------------------------------------ 4. refusals
+def test_refused_credentials_show_why_and_it_moves_once_fixed(brokers):
+    a, b = brokers("a"), brokers("b")
+    published = bodies("cred", 300)
+    publish_confirmed(a, "cred-src", published, window=True)
+    put_shovel(a, "cred", shovel_value("amqp://", remote_uri(b, user="mover", password="s3"),
+                                       "on-confirm", src_queue="cred-src",
+                                       dest_queue="cred-dest"))
+    status = wait_state(a, "cred", "terminated", reason="ACCESS_REFUSED")
+    print("refused login:", status["reason"])
+    line = a.wait_for_line("ACCESS_REFUSED")           # and it keeps trying
+    retries = len([x for x in a.lines if "ACCESS_REFUSED" in x])
+    assert "mover" not in line or "s3" not in line     # no password in the log
+    add_user(b, "mover", "s3")
+    wait_state(a, "cred", "running")
+    wait_until(lambda: queue_messages(b, "cred-dest") == 300, 30, "all moved")
+    delete_shovel(a, "cred")
+    t = tally(published, drain(b, "cred-dest"), drain(a, "cred-src"))
+    record("refused login, then fixed", "on-confirm", t)
+    assert (t.lost, t.duplicated) == (0, 0), t
+    assert retries >= 1
+
+
+def test_missing_source_queue_is_declared_and_missing_exchange_shows_not_found(brokers):
+    a, b = brokers("a"), brokers("b")
+    # the source queue does not exist on B: the shovel declares it (RabbitMQ does too)
+    put_shovel(a, "nf", shovel_value(remote_uri(b), "amqp://", "on-confirm",
+                                     src_queue="nf-src", **{"dest-exchange": "nf-x",
+                                                            "dest-exchange-key": "k"}))
+    # ... and the destination exchange does not exist on A: publishes are refused NOT_FOUND
+    wait_until(lambda: queue_messages(b, "nf-src") == 0, 30, "source queue declared")
+    published = bodies("nf", 200)
+    publish_confirmed(b, "nf-src", published, window=True, declare=False)
+    status = wait_state(a, "nf", "terminated", reason="NOT_FOUND")
+    print("missing exchange:", status["reason"])
+    assert "nf-x" in status["reason"]
+    a.wait_for_line("restarting in")                   # it retries
+    # fix it: the exchange, bound to a queue
+    with connect(a) as conn:
+        ch = conn.channel()
+        ch.exchange_declare("nf-x", "direct", durable=True)
+        ch.queue_declare("nf-dest", durable=True)
+        ch.queue_bind("nf-dest", "nf-x", "k")
+    wait_state(a, "nf", "running", timeout=30)
+    wait_until(lambda: queue_messages(a, "nf-dest") == 200, 30, "all moved")
+    delete_shovel(a, "nf")
+    t = tally(published, drain(a, "nf-dest"), drain(b, "nf-src"))
+    record("dest exchange missing, fixed", "on-confirm", t)
+    assert (t.lost, t.duplicated) == (0, 0), t
+
+
+# ------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("end", ["src", "dest"])
+def test_a_remote_speaking_garbage_leaves_a_clear_terminated_state(brokers, end):
+    a = brokers("a")
+    junk = GarbageServer()
+    try:
+        uri = f"amqp://guest:guest@127.0.0.1:{junk.port}/%2F"
+        src, dest = (uri, "amqp://") if end == "src" else ("amqp://", uri)
+        put_shovel(a, "junk", shovel_value(src, dest, "on-confirm", src_queue="junk-src",
+                                           dest_queue="junk-dest"))
+        status = wait_state(a, "junk", "terminated", reason=f"127.0.0.1:{junk.port}")
+        print("garbage:", status["reason"])
+        wait_until(lambda: junk.accepted >= 3, 30, "retries")   # retried, not given up
+        status = wait_state(a, "junk", "terminated")
+        assert f"127.0.0.1:{junk.port}" in status["reason"]
+        delete_shovel(a, "junk")
+    finally:
+        junk.close()
+    # the fixture checks no traceback reached the broker's log
