@@ -51,8 +51,8 @@ def brokers(tmp_path) -> Iterator:
     logged a traceback."""
     started: list[BrokerProcess] = []
 
-    def start(name: str, *extra: str, wait: bool = True) -> BrokerProcess:
-        b = BrokerProcess(tmp_path / name, extra_args=list(extra))
+    def start(name: str, *extra: str, wait: bool = True, data: str = "") -> BrokerProcess:
+        b = BrokerProcess(tmp_path / (data or name), extra_args=list(extra))
         started.append(b)
         return b.start(wait=wait)
 
@@ -295,3 +295,70 @@ def test_a_remote_speaking_garbage_leaves_a_clear_terminated_state(brokers, end)
     finally:
         junk.close()
     # the fixture checks no traceback reached the broker's log
+
+
+# ------------------------------------------------------------------------------ 5. warren killed
+def test_the_shovelling_broker_killed_and_restarted(brokers):
+    """A runs the shovels (local source, remote destination) and is killed -9: they are
+    stored parameters, so they run again after its restart, and resume where the source is."""
+    a, b = brokers("a"), brokers("b")
+    shovels = start_shovels(a, "wk", "amqp://", remote_uri(b))
+    wait_all(a, shovels, "running")
+    producers = start_producers(a, shovels)
+    wait_moving(b, shovels, 200)
+    a.kill()
+    published = {mode: p.finish() for mode, p in producers.items()}  # they died with it
+    a.start()
+    wait_all(a, shovels, "running")
+    counts = settle_and_count("shovelling broker kill -9", a, a, b, shovels, published)
+    check(counts, dups_allowed=PREFETCH)
+
+
+# ------------------------------------------------------------------------------ 6. memory alarm
+def test_a_destination_blocked_by_its_memory_alarm_holds_the_shovel(brokers):
+    size, count, watermark = 10_000, 300, 600_000
+    a = brokers("a")
+    b = brokers("b", "--memory-high-watermark", str(watermark))
+    pad = b"." * size
+    published = [body + pad for body in bodies("mem", count)]
+    publish_confirmed(a, "mem-src", published, window=True)
+    put_shovel(a, "mem", shovel_value("amqp://", remote_uri(b), "on-confirm",
+                                      src_queue="mem-src", dest_queue="mem-dest"))
+    status = wait_state(a, "mem", "blocked")
+    b.wait_for_line("memory high watermark passed")
+    # flow control: what B holds is its watermark plus at most what was in flight
+    held = queue_messages(b, "mem-dest")
+    assert held * size <= watermark + (PREFETCH + 1) * size, (held, status)
+    assert queue_messages(a, "mem-src") > 0 and status["pending"] <= PREFETCH, status
+    print(f"blocked with {held} of {count} moved, pending {status['pending']}")
+    # a consumer drains B: below the low watermark B unblocks and the shovel goes on
+    got: list[bytes] = []
+    wait_until(lambda: got.extend(drain(b, "mem-dest")) or len(set(got)) >= count, 60,
+               "everything to pass through B")
+    wait_state(a, "mem", "running")
+    delete_shovel(a, "mem")
+    t = tally(published, got + drain(b, "mem-dest"), drain(a, "mem-src"))
+    record("dest memory alarm", "on-confirm", t)
+    assert (t.lost, t.duplicated) == (0, 0), t
+
+
+# ------------------------------------------------------------------------------ 7. HA failover
+def test_ha_failover_of_the_pair_running_the_shovels(brokers):
+    """The shovels belong to a shared-file master/slave pair: the slave, once master, runs
+    them (from the stored parameters) and goes on from the shared store."""
+    b = brokers("b")
+    first = brokers("pa", "--ha", "shared-file", "--node-name", "warren@pa", data="pair")
+    second = brokers("pb", "--ha", "shared-file", "--node-name", "warren@pb", data="pair",
+                     wait=False)
+    second.wait_for_line("waiting for the lock held by")
+    shovels = start_shovels(first, "ha", "amqp://", remote_uri(b))
+    wait_all(first, shovels, "running")
+    producers = start_producers(first, shovels)
+    wait_moving(b, shovels, 200)
+    first.kill()
+    published = {mode: p.finish() for mode, p in producers.items()}  # they died with it
+    second.wait_ready(30)
+    statuses = wait_all(second, shovels, "running")
+    assert all(s["node"] == "warren@pb" for s in statuses), statuses
+    counts = settle_and_count("HA failover", second, second, b, shovels, published)
+    check(counts, dups_allowed=PREFETCH)
