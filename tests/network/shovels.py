@@ -198,7 +198,7 @@ def tally(published: list[bytes], at_destination: list[bytes], at_source: list[b
 
 
 def record(fault: str, ack_mode: str, t: Tally) -> None:
-    line = f"{fault:<28} {ack_mode:<11} {t}"
+    line = f"{fault:<32} {ack_mode:<11} {t}"
     RESULTS.append(line)
     print("SHOVEL-COUNTS", line)
 

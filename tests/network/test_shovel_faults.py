@@ -299,18 +299,28 @@ def test_a_remote_speaking_garbage_leaves_a_clear_terminated_state(brokers, end)
 
 # ------------------------------------------------------------------------------ 5. warren killed
 def test_the_shovelling_broker_killed_and_restarted(brokers):
-    """A runs the shovels (local source, remote destination) and is killed -9: they are
-    stored parameters, so they run again after its restart, and resume where the source is."""
+    """A runs shovels both ways (local source to B, and B to a local destination) and is
+    killed -9: they are stored parameters, so they run again after its restart and resume
+    where the sources are."""
     a, b = brokers("a"), brokers("b")
-    shovels = start_shovels(a, "wk", "amqp://", remote_uri(b))
-    wait_all(a, shovels, "running")
-    producers = start_producers(a, shovels)
-    wait_moving(b, shovels, 200)
+    out = start_shovels(a, "wko", "amqp://", remote_uri(b))     # A -> B
+    into = start_shovels(a, "wki", remote_uri(b), "amqp://")    # B -> A
+    wait_all(a, {**out, **{"i" + m: v for m, v in into.items()}}, "running")
+    producers_out = start_producers(a, out)
+    producers_in = start_producers(b, into)
+    wait_moving(b, out, 200)
+    wait_moving(a, into, 200)
     a.kill()
-    published = {mode: p.finish() for mode, p in producers.items()}  # they died with it
+    published_out = {mode: p.finish() for mode, p in producers_out.items()}  # died with A
     a.start()
-    wait_all(a, shovels, "running")
-    counts = settle_and_count("shovelling broker kill -9", a, a, b, shovels, published)
+    wait_all(a, out, "running")
+    wait_all(a, into, "running")
+    for p in producers_in.values():
+        p.wait_confirmed(len(p.confirmed) + 100)
+    published_in = {mode: p.finish() for mode, p in producers_in.items()}
+    counts = settle_and_count("shovelling broker kill -9 (out)", a, a, b, out, published_out)
+    check(counts, dups_allowed=PREFETCH)
+    counts = settle_and_count("shovelling broker kill -9 (in)", a, b, a, into, published_in)
     check(counts, dups_allowed=PREFETCH)
 
 
