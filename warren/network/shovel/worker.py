@@ -71,6 +71,7 @@ class Shovel:
         self._restart_call: Any = None
         self._stopped = False
         self.finished = False            # delete-after reached: the parameter is being cleared
+        self._logged_error = ""          # the last failure logged with its traceback
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -181,6 +182,20 @@ class Shovel:
 
     # ------------------------------------------------------------------ moving messages
     def _deliver(self, generation: int, carried: Carried) -> None:
+        """Called by the source (a link's delivery callback, or the core's queue dispatch):
+        a failure here must stop this shovel only, and be logged once, not per restart."""
+        try:
+            self._forward(generation, carried)
+        except Exception as error:
+            reason = f"shovel failed: {error!r}"
+            if reason != self._logged_error:
+                self._logged_error = reason
+                log.exception("shovel '%s' in vhost '%s' failed", self.definition.name,
+                              self.definition.vhost)
+            if generation == self._generation and not self._stopped:
+                self._terminate(reason)
+
+    def _forward(self, generation: int, carried: Carried) -> None:
         if generation != self._generation or self.destination is None:
             return
         d = self.definition
