@@ -273,11 +273,13 @@ class TcpProxy:
 
 
 class GarbageServer:
-    """Accepts TCP connections and answers anything with junk bytes, then closes."""
+    """Accepts TCP connections and answers anything with junk bytes (or nothing), then
+    closes."""
 
     JUNK = b"HTTP/1.1 400 Bad Request\r\n\r\n\x00\xff\xfe garbage \x01\x02\x03" * 4
 
-    def __init__(self) -> None:
+    def __init__(self, junk: bytes = JUNK) -> None:
+        self.junk = junk          # b"": close right after reading the protocol header
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -300,7 +302,7 @@ class GarbageServer:
                     client.recv(64)
                 except OSError:
                     pass
-                client.sendall(self.JUNK)
+                client.sendall(self.junk)
             except OSError:
                 pass
             finally:

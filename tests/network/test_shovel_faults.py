@@ -256,6 +256,7 @@ def test_missing_source_queue_is_declared_and_missing_exchange_shows_not_found(b
                                                             "dest-exchange-key": "k"}))
     # ... and the destination exchange does not exist on A: publishes are refused NOT_FOUND
     wait_until(lambda: queue_messages(b, "nf-src") == 0, 30, "source queue declared")
+    a.wait_for_line("NOT_FOUND - no queue 'nf-src'")   # the passive look said why first
     published = bodies("nf", 200)
     publish_confirmed(b, "nf-src", published, window=True, declare=False)
     status = wait_state(a, "nf", "terminated", reason="NOT_FOUND")
@@ -276,11 +277,33 @@ def test_missing_source_queue_is_declared_and_missing_exchange_shows_not_found(b
     assert (t.lost, t.duplicated) == (0, 0), t
 
 
+def test_missing_source_exchange_shows_not_found_until_declared(brokers):
+    a, b = brokers("a"), brokers("b")
+    put_shovel(a, "nfx", shovel_value(remote_uri(b), "amqp://", "on-confirm",
+                                      dest_queue="nfx-dest", **{"src-exchange": "nfx-x",
+                                                                "src-exchange-key": "k"}))
+    status = wait_state(a, "nfx", "terminated", reason="NOT_FOUND")
+    print("missing source exchange:", status["reason"])
+    assert "nfx-x" in status["reason"]
+    with connect(b) as conn:
+        conn.channel().exchange_declare("nfx-x", "direct", durable=True)
+    wait_state(a, "nfx", "running", timeout=30)
+    published = bodies("nfx", 200)
+    publish_confirmed(b, "k", published, exchange="nfx-x", declare=False, window=True)
+    wait_until(lambda: queue_messages(a, "nfx-dest") == 200, 30, "all moved")
+    delete_shovel(a, "nfx")
+    t = tally(published, drain(a, "nfx-dest"), [])
+    record("source exchange missing, fixed", "on-confirm", t)
+    assert (t.lost, t.duplicated) == (0, 0), t
+
+
 # ------------------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("end", ["src", "dest"])
-def test_a_remote_speaking_garbage_leaves_a_clear_terminated_state(brokers, end):
+@pytest.mark.parametrize("end,junk_bytes", [("src", GarbageServer.JUNK),
+                                             ("dest", GarbageServer.JUNK),
+                                             ("dest", b"")])  # closes mid-handshake
+def test_a_remote_speaking_garbage_leaves_a_clear_terminated_state(brokers, end, junk_bytes):
     a = brokers("a")
-    junk = GarbageServer()
+    junk = GarbageServer(junk_bytes)
     try:
         uri = f"amqp://guest:guest@127.0.0.1:{junk.port}/%2F"
         src, dest = (uri, "amqp://") if end == "src" else ("amqp://", uri)
