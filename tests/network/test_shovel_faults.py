@@ -26,7 +26,6 @@ from tests.network.shovels import (
     add_user,
     bodies,
     connect,
-    declare_queue,
     delete_shovel,
     drain,
     publish_confirmed,
@@ -94,10 +93,10 @@ def settle_and_count(fault: str, runner: BrokerProcess, src_broker: BrokerProces
     for mode, (shovel, sq, dq) in shovels.items():
         want = len(published[mode])
         if mode == "on-confirm":   # everything must arrive
-            wait_until(lambda: (queue_messages(dest_broker, dq) or 0) >= want, 60,
-                       f"{dq} to hold {want}")
+            wait_until(lambda dq=dq, want=want: (queue_messages(dest_broker, dq) or 0) >= want,
+                       60, f"{dq} to hold {want}")
         # the source is empty (nothing ready, nothing unacked) and nothing is pending
-        wait_until(lambda: queue_messages(src_broker, sq) == 0
+        wait_until(lambda sq=sq, shovel=shovel: queue_messages(src_broker, sq) == 0
                    and (shovel_status(runner, shovel) or {}).get("pending") == 0, 60,
                    f"{shovel} to finish")
         delete_shovel(runner, shovel)
@@ -142,7 +141,8 @@ def start_producers(broker: BrokerProcess, shovels: dict) -> dict[str, Producer]
 def wait_moving(broker: BrokerProcess, shovels: dict, count: int) -> None:
     """Each destination queue (on ``broker``) holds at least ``count``: mid-stream now."""
     for _shovel, _sq, dq in shovels.values():
-        wait_until(lambda: (queue_messages(broker, dq) or 0) >= count, 30, f"{dq} >= {count}")
+        wait_until(lambda dq=dq: (queue_messages(broker, dq) or 0) >= count, 30,
+                   f"{dq} >= {count}")
 
 
 def wait_all(runner: BrokerProcess, shovels: dict, state: str, reason: str | None = None

@@ -61,8 +61,8 @@ def test_a_failing_publish_terminates_the_shovel_with_one_traceback_not_one_per_
         assert shovel.state == "running"
         # the source's deliver callback must not raise into the source (a link, the core)
         opened[-1](Carried("", "q", {}, b"m", round_))
-        assert (shovel.state, shovel.reason) == ("terminated", "shovel failed: "
-                                                 "RuntimeError('boom')")
+        assert (shovel.state, shovel.reason) == \
+            ("terminated", "shovel failed: RuntimeError('boom')")
         clock.advance(1)     # reconnect-delay: it starts again
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1, [r.getMessage() for r in tracebacks]
