@@ -134,3 +134,13 @@ def link_driver():
 
 # the TLS tests' throw-away CA and localhost certificate, for the amqps link tests
 from tests.tls.test_tls_listeners import pki  # noqa: F401
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The shovel fault tests' lost/duplicated counts, one line per ack mode and fault."""
+    import sys
+    shovels = sys.modules.get("tests.network.shovels")
+    if shovels is not None and shovels.RESULTS:
+        terminalreporter.section("shovel lost/duplicated counts")
+        for line in shovels.RESULTS:
+            terminalreporter.write_line(line)

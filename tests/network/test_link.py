@@ -291,3 +291,32 @@ def test_frozen_broker_is_detected_by_missed_heartbeats(tmp_path, link_driver):
     (0, 60, 3, 0), (90, 60, 1, 90)])
 def test_retry_delay_doubles_up_to_the_cap(base, cap, rounds, expected):
     assert retry_delay(base, cap, rounds) == expected
+
+
+def test_close_while_a_tcp_connect_is_pending():
+    """Closing a link whose TCP connect is still under way (a remote being retried) fires
+    the close once: cancelling the connect already finished it (was AlreadyCalledError)."""
+    from twisted.internet import defer
+    from twisted.internet.task import Clock
+
+    from warren.network.link import Link
+
+    class PendingConnect:
+        def connect(self, factory):
+            return defer.Deferred()   # cancelled -> errback with CancelledError at once
+
+    class User:
+        def on_ready(self, channel):
+            pass
+
+        def on_down(self, reason):
+            pass
+
+    class PendingLink(Link):
+        def _endpoint(self, uri):
+            return PendingConnect()
+
+    link = PendingLink(["amqp://127.0.0.1:1"], User(), reactor=Clock())
+    link.start()
+    closed = link.close()
+    assert closed.called and link.state.value == "terminated"

@@ -150,11 +150,11 @@ class Link:
             if call is not None and call.active():
                 call.cancel()
         if self._connecting is not None:
-            self._connecting.cancel()
+            self._connecting.cancel()   # its errback may finish the close already
         if self.channel is not None:
             self.channel.die("link closed")
         if self._protocol is None:
-            self._closed.callback(None)
+            self._finish_close()
         else:
             self._protocol.close("link closed")
         return self._closed

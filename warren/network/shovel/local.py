@@ -37,6 +37,15 @@ class PublishRefused(Exception):
     """The destination refused a message (a full ``reject-publish`` queue, a store failure)."""
 
 
+class LocalEndFailed(Exception):
+    """An in-process end could not open; the text is the broker's (``NOT_FOUND - ...``)."""
+
+
+def _refusal(error: BrokerError, kind: type[Exception] = LocalEndFailed) -> Deferred:
+    """A failed Deferred whose message names the AMQP error, as a remote end's would."""
+    return fail(kind(error.reply_text))
+
+
 class LocalSource:
     """Consumes the source queue of this broker as a core consumer with ``prefetch`` credit."""
 
@@ -81,7 +90,7 @@ class LocalSource:
                 vh.bind(d.src_exchange or "", queue, d.src_exchange_key)
         except BrokerError as error:
             self._drop_own_queue()
-            return fail(error)
+            return _refusal(error)
         self.queue = queue
         self._deliver, self._lost = deliver, lost
         return succeed(queue.message_count)
@@ -173,7 +182,7 @@ class LocalDestination:
             if d.dest_queue is not None and d.dest_queue not in vh.queues:
                 vh.declare_queue(d.dest_queue, durable=True, arguments=d.dest_queue_args)
         except BrokerError as error:
-            return fail(error)
+            return _refusal(error)
         self._open = True
         return succeed(None)
 
@@ -194,7 +203,7 @@ class LocalDestination:
             routed = self._publisher.publish(self._publisher.exchange(exchange), msg)
         except BrokerError as error:
             self._publisher = None  # the vhost may be gone: look it up again next time
-            return fail(error)
+            return _refusal(error, PublishRefused)
         if routed.rejected:
             return fail(PublishRefused(f"a destination queue refused the message "
                                        f"({routed.rejected[0].name} is full)"))

@@ -7,9 +7,9 @@ other arguments is used as it is; a source exchange gets an exclusive server-nam
 with ``src-exchange-key``. One Link carries one AMQP channel, and a refused passive declare
 closes that channel: the link reconnects, and the next attempt declares the queue instead.
 
-Connection failures are the link's business (it tries each URI in turn and backs off); the
-shovel hears of them through ``on_state`` for its status, and through ``lost`` once a
-connection that was serving goes away.
+Connection failures are the link's business (it tries each URI in turn, then waits
+``reconnect-delay``); the shovel hears of them through ``on_state`` for its status, and
+through ``lost`` once a connection that was serving goes away.
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ class _RemoteEnd:
         self._lost: Callable[[str], None] | None = None
         self._declare_passively = True
         self._on_state = on_state
-        self.link = Link(uris, self, reconnect_delay=definition.reconnect_delay or 1.0,
+        # RabbitMQ's shovel tries again every reconnect-delay seconds, without backoff: a
+        # remote down for ten minutes is picked up again within that delay once it is back
+        delay = definition.reconnect_delay or 1.0
+        self.link = Link(uris, self, reconnect_delay=delay, max_reconnect_delay=delay,
                          name=f"shovel {definition.vhost}/{definition.name} {role}",
                          reactor=reactor, on_state=self._state)
 

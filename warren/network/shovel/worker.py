@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, DeferredList
 
+from ..channel import LinkDown
 from .definition import ShovelDefinition
 from .endpoint import Carried, Destination, Source
 
@@ -73,6 +74,7 @@ class Shovel:
         # one log line per change, not per retry: the last failure logged, "running" logged
         self._logged_reason = ""
         self._announced = False
+        self._logged_error = ""          # the last failure logged with its traceback
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -188,8 +190,10 @@ class Shovel:
             resume = getattr(self.source, "resume", None)
             if resume is not None:
                 resume()  # a destination that unblocked takes messages again
-        if reason and self.state == "starting":
-            self.reason = reason  # why it is not running yet (refused login, no route ...)
+        if reason and state == "starting" and self.state in ("starting", "terminated"):
+            # a failed attempt (refused connection or login, a missing queue ...): as in
+            # RabbitMQ, a shovel that cannot connect is terminated, with why, until it can
+            self._set_state("terminated", reason)
 
     # ------------------------------------------------------------------ moving messages
     def _may_take(self) -> bool:
@@ -200,6 +204,20 @@ class Shovel:
                 and self.pending < self.definition.prefetch)
 
     def _deliver(self, generation: int, carried: Carried) -> None:
+        """Called by the source (a link's delivery callback, or the core's queue dispatch):
+        a failure here must stop this shovel only, and be logged once, not per restart."""
+        try:
+            self._forward(generation, carried)
+        except Exception as error:
+            reason = f"shovel failed: {error!r}"
+            if reason != self._logged_error:
+                self._logged_error = reason
+                log.exception("shovel '%s' in vhost '%s' failed", self.definition.name,
+                              self.definition.vhost)
+            if generation == self._generation and not self._stopped:
+                self._terminate(reason)
+
+    def _forward(self, generation: int, carried: Carried) -> None:
         if generation != self._generation or self.destination is None:
             return
         d = self.definition
@@ -247,6 +265,9 @@ class Shovel:
     def _refused(self, generation: int, failure: Any) -> None:
         self.pending = max(0, self.pending - 1)
         if generation != self._generation or self._stopped:
+            return
+        if failure.check(LinkDown):   # the connection went: say why, it refused nothing
+            self._terminate(failure.getErrorMessage())
             return
         self._terminate(f"destination refused a message: {failure.getErrorMessage()}")
 

@@ -1,0 +1,352 @@
+"""Shared tools of the shovel fault tests: the management API, counting, and TCP tricks.
+
+Everything waits on a condition polled with a deadline (``wait_until``), never on a sleep
+used as synchronisation. Messages carry unique bodies; :func:`tally` turns what was published
+(confirmed) and what was read back at both ends into lost and duplicated counts.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pika
+import requests
+
+from tests.broker_process import BrokerProcess
+from tests.durability.clients import ConfirmedPublisher
+
+ACK_MODES = ("on-confirm", "on-publish", "no-ack")
+
+#: every count a test measured, printed in the session summary (see tests/network/conftest.py)
+RESULTS: list[str] = []
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "",
+               interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}: last {last!r}")
+        time.sleep(interval)
+
+
+# ------------------------------------------------------------------------------ management API
+def _q(vhost: str) -> str:
+    return urllib.parse.quote(vhost, safe="")
+
+
+def api(broker: BrokerProcess, method: str, path: str, json: Any = None,
+        auth: tuple[str, str] = ("guest", "guest")) -> requests.Response:
+    return requests.request(method, broker.http_url + path, json=json, auth=auth, timeout=10)
+
+
+def put_shovel(broker: BrokerProcess, name: str, value: dict, vhost: str = "/") -> None:
+    r = api(broker, "PUT", f"/api/parameters/shovel/{_q(vhost)}/{name}", {"value": value})
+    assert r.status_code in (201, 204), r.text
+
+
+def delete_shovel(broker: BrokerProcess, name: str, vhost: str = "/") -> None:
+    r = api(broker, "DELETE", f"/api/parameters/shovel/{_q(vhost)}/{name}")
+    assert r.status_code == 204, r.text
+
+
+def shovel_status(broker: BrokerProcess, name: str, vhost: str = "/") -> dict | None:
+    try:
+        r = api(broker, "GET", f"/api/shovels/{_q(vhost)}/{name}")
+    except requests.RequestException:
+        return None  # the broker is not answering (yet)
+    if r.status_code != 200:
+        return None
+    body = r.json()
+    if isinstance(body, list):  # tolerate a list answer
+        body = next((s for s in body if s.get("name") == name), None)
+    return body
+
+
+def wait_state(broker: BrokerProcess, name: str, state: str, timeout: float = 30.0,
+               reason: str | None = None) -> dict:
+    """Poll the shovel's status until ``state`` (and a reason containing ``reason``)."""
+    def check() -> dict | None:
+        s = shovel_status(broker, name)
+        if s and s.get("state") == state and (reason is None or reason in s.get("reason", "")):
+            return s
+        return None
+    try:
+        return wait_until(check, timeout, f"shovel {name} {state} {reason or ''}")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; status now {shovel_status(broker, name)}\n"
+                             + broker.log()) from None
+
+
+def queue_messages(broker: BrokerProcess, queue: str, vhost: str = "/") -> int | None:
+    """Ready + unacked messages of a queue (None: no such queue or no answer)."""
+    try:
+        r = api(broker, "GET", f"/api/queues/{_q(vhost)}/{urllib.parse.quote(queue, safe='')}")
+    except requests.RequestException:
+        return None
+    return r.json().get("messages") if r.status_code == 200 else None
+
+
+def add_user(broker: BrokerProcess, user: str, password: str, vhost: str = "/") -> None:
+    r = api(broker, "PUT", f"/api/users/{user}", {"password": password, "tags": ""})
+    assert r.status_code in (201, 204), r.text
+    r = api(broker, "PUT", f"/api/permissions/{_q(vhost)}/{user}",
+            {"configure": ".*", "write": ".*", "read": ".*"})
+    assert r.status_code in (201, 204), r.text
+
+
+def remote_uri(broker: BrokerProcess, port: int | None = None, user: str = "guest",
+               password: str = "guest") -> str:
+    return f"amqp://{user}:{password}@127.0.0.1:{port or broker.amqp_port}/%2F"
+
+
+# ------------------------------------------------------------------------------ clients
+def connect(broker: BrokerProcess) -> pika.BlockingConnection:
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        "127.0.0.1", broker.amqp_port, connection_attempts=1, socket_timeout=5,
+        blocked_connection_timeout=30))
+
+
+def bodies(tag: str, count: int, start: int = 0) -> list[bytes]:
+    return [f"{tag}-{i:06d}".encode() for i in range(start, start + count)]
+
+
+def publish_confirmed(broker: BrokerProcess, queue: str, messages: list[bytes],
+                      exchange: str = "", declare: bool = True, window: bool = False) -> None:
+    """Persistent publishes, each confirmed by the broker (raises if one is not).
+
+    ``window``: many in flight at once (durability tests' ConfirmedPublisher), much faster."""
+    if window:
+        if declare:
+            declare_queue(broker, queue)
+        p = ConfirmedPublisher(broker.amqp_url, queue, iter(messages), exchange=exchange,
+                               window=500).run()
+        assert p.error is None and not p.nacked and len(p.acked) == len(messages), p.error
+        return
+    with connect(broker) as conn:
+        ch = conn.channel()
+        if declare:
+            ch.queue_declare(queue, durable=True)
+        ch.confirm_delivery()
+        for body in messages:
+            ch.basic_publish(exchange, queue, body, pika.BasicProperties(delivery_mode=2))
+
+
+def declare_queue(broker: BrokerProcess, queue: str) -> None:
+    with connect(broker) as conn:
+        conn.channel().queue_declare(queue, durable=True)
+
+
+def drain(broker: BrokerProcess, queue: str, limit: int = 1_000_000) -> list[bytes]:
+    """Take every message of ``queue`` (acked); [] when the queue does not exist.
+
+    Call it once nothing publishes to the queue any more: it takes as many as the queue
+    held when it looked."""
+    out: list[bytes] = []
+    with connect(broker) as conn:
+        ch = conn.channel()
+        try:
+            expected = ch.queue_declare(queue, passive=True).method.message_count
+        except pika.exceptions.ChannelClosedByBroker:
+            return out
+        if not expected:
+            return out
+        ch.basic_qos(prefetch_count=500)
+        for method, _props, body in ch.consume(queue, inactivity_timeout=2.0):
+            if method is None:
+                break
+            out.append(body)
+            ch.basic_ack(method.delivery_tag)
+            if len(out) >= min(expected, limit):
+                break
+        ch.cancel()
+    return out
+
+
+@dataclass
+class Tally:
+    published: int
+    delivered: int        # copies at the destination
+    left: int             # still at the source
+    lost: int             # published, found at neither end
+    duplicated: int       # extra copies at the destination
+
+    def __str__(self) -> str:
+        return (f"published={self.published} delivered={self.delivered} left={self.left} "
+                f"lost={self.lost} dup={self.duplicated}")
+
+
+def tally(published: list[bytes], at_destination: list[bytes], at_source: list[bytes]
+          ) -> Tally:
+    dest = Counter(at_destination)
+    seen = set(dest) | set(at_source)
+    lost = sum(1 for b in published if b not in seen)
+    dup = sum(c - 1 for c in dest.values() if c > 1)
+    return Tally(len(published), len(at_destination), len(at_source), lost, dup)
+
+
+def record(fault: str, ack_mode: str, t: Tally) -> None:
+    line = f"{fault:<32} {ack_mode:<11} {t}"
+    RESULTS.append(line)
+    print("SHOVEL-COUNTS", line)
+
+
+# ------------------------------------------------------------------------------ TCP tricks
+class TcpProxy:
+    """Forwards 127.0.0.1:port to a target port; ``cut()`` drops every connection at once."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.accepted = 0
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self.accepted += 1
+                self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> int:
+        """Drop every forwarded connection (a reset on both sides); returns how many were
+        made since the last cut (some may have ended already)."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for s in sockets:
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                s.close()
+            except OSError:
+                pass
+        return len(sockets) // 2
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+        self.cut()
+
+
+class GarbageServer:
+    """Accepts TCP connections and answers anything with junk bytes (or nothing), then
+    closes."""
+
+    JUNK = b"HTTP/1.1 400 Bad Request\r\n\r\n\x00\xff\xfe garbage \x01\x02\x03" * 4
+
+    def __init__(self, junk: bytes = JUNK) -> None:
+        self.junk = junk          # b"": close right after reading the protocol header
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.accepted = 0
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            try:
+                client.settimeout(2)
+                try:
+                    client.recv(64)
+                except OSError:
+                    pass
+                client.sendall(self.junk)
+            except OSError:
+                pass
+            finally:
+                client.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+
+
+class Producer(threading.Thread):
+    """Publishes ``tag-000000``, ``tag-000001`` ... one confirmed persistent message at a time
+    until stopped or until its connection dies; ``confirmed`` is what the broker confirmed."""
+
+    def __init__(self, broker: BrokerProcess, queue: str, tag: str, limit: int = 100_000
+                 ) -> None:
+        super().__init__(daemon=True)
+        self.broker, self.queue, self.tag, self.limit = broker, queue, tag, limit
+        self.confirmed: list[bytes] = []
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with connect(self.broker) as conn:
+                ch = conn.channel()
+                ch.queue_declare(self.queue, durable=True)
+                ch.confirm_delivery()
+                for i in range(self.limit):
+                    if self.stopping.is_set():
+                        break
+                    body = f"{self.tag}-{i:06d}".encode()
+                    ch.basic_publish("", self.queue, body, pika.BasicProperties(delivery_mode=2))
+                    self.confirmed.append(body)
+        except (pika.exceptions.AMQPError, OSError) as error:
+            self.error = error   # the broker went away: what was confirmed stays counted
+
+    def wait_confirmed(self, count: int, timeout: float = 30.0) -> None:
+        wait_until(lambda: len(self.confirmed) >= count or not self.is_alive(), timeout,
+                   f"{count} confirmed to {self.queue}")
+        assert len(self.confirmed) >= count, self.error
+
+    def finish(self) -> list[bytes]:
+        self.stopping.set()
+        self.join(30)
+        assert not self.is_alive()
+        return self.confirmed
