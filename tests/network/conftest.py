@@ -134,3 +134,13 @@ def link_driver():
 
 # the TLS tests' throw-away CA and localhost certificate, for the amqps link tests
 from tests.tls.test_tls_listeners import pki  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_node(tmp_path_factory):
+    """A private RabbitMQ node (installed first when missing), shared by the session's tests."""
+    from tests.network.rabbitmq import RabbitNode
+    node = RabbitNode(tmp_path_factory.mktemp("rabbitmq"))
+    node.start()
+    yield node
+    node.stop()
