@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 from tests.broker_process import free_port
 
@@ -51,7 +52,7 @@ def ensure_rabbitmq() -> float:
                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         done = subprocess.run(
             ["apt-get", "install", "-y", "-q", "--no-install-recommends", "rabbitmq-server"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     finally:
         if own_policy:
             os.unlink(POLICY_RC)
@@ -70,7 +71,7 @@ def _accepts(port: int) -> bool:
 
 
 class RabbitNode:
-    """One private RabbitMQ node: ``start()``, ``ctl(...)``, ``stop()``."""
+    """One private RabbitMQ node: ``start()``, ``ctl(...)``, ``kill()``, ``stop()``."""
 
     def __init__(self, workdir: str | Path | None = None,
                  plugins: tuple[str, ...] = ("rabbitmq_shovel", "rabbitmq_management")) -> None:
@@ -140,7 +141,8 @@ class RabbitNode:
     def _run(self, argv: list[str], timeout: float = 120.0) -> str:
         done = subprocess.run(argv, env=self.environment(), cwd=self.workdir,
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, timeout=timeout)
+                              stderr=subprocess.STDOUT, text=True, timeout=timeout,
+                              check=False)
         if done.returncode != 0:
             raise RabbitMQError(f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout}")
         return done.stdout
@@ -149,15 +151,16 @@ class RabbitNode:
         """``rabbitmqctl -n NODE args...``; raises with its output when it fails."""
         return self._run([f"{BIN}/rabbitmqctl", "-n", self.nodename, *args], timeout)
 
-    def start(self, timeout: float = 120.0) -> "RabbitNode":
+    def start(self, timeout: float = 120.0) -> Self:
         self.install_seconds = ensure_rabbitmq()
         began = time.monotonic()
         self._prepare()
         with open(self.log_path, "ab") as log:
-            self.epmd = subprocess.Popen(
-                ["epmd", "-port", str(self.epmd_port), "-address", HOST],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+            if self.epmd is None or self.epmd.poll() is not None:
+                self.epmd = subprocess.Popen(
+                    ["epmd", "-port", str(self.epmd_port), "-address", HOST],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True)
             self.proc = subprocess.Popen(
                 [f"{BIN}/rabbitmq-server"], env=self.environment(), cwd=self.workdir,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -177,6 +180,21 @@ class RabbitNode:
             raise RabbitMQError(f"{error}\n{tail}") from None
         self.start_seconds = time.monotonic() - began
         return self
+
+    def kill(self) -> None:
+        """SIGKILL the node (its epmd stays up), as a crash would; ``start()`` restarts it on
+        the same data and ports."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.proc = None
+        deadline = time.monotonic() + 30
+        while _accepts(self.amqp_port) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def stop(self, timeout: float = 60.0) -> None:
         """``rabbitmqctl stop`` (a clean shutdown), then SIGKILL what is left, then our epmd."""
@@ -210,7 +228,7 @@ class RabbitNode:
                 pass
         return "\n".join(out[-2 * lines:])
 
-    def __enter__(self) -> "RabbitNode":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:
