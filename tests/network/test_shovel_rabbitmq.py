@@ -222,7 +222,7 @@ def test_forward_headers_match_rabbitmq_shovel(rabbitmq_node, rabbit_api, broker
 
     assert _shape(ours) == _shape(theirs), (ours, theirs)
     assert len(ours) == 1
-    for key in ("shovel-type", "shovel-vhost"):
+    for key in ("shovel-type", "shovel-vhost", "src-uri"):   # src-uri: both "amqp://"
         assert ours[0][key] == theirs[0][key]
     assert ours[0]["shovel-name"] == f"{unique}-warren"
     assert ours[0]["src-queue"] == f"{unique}.w1"
