@@ -144,3 +144,13 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("shovel lost/duplicated counts")
         for line in shovels.RESULTS:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_node(tmp_path_factory):
+    """A private RabbitMQ node (installed first when missing), shared by the session's tests."""
+    from tests.network.rabbitmq import RabbitNode
+    node = RabbitNode(tmp_path_factory.mktemp("rabbitmq"))
+    node.start()
+    yield node
+    node.stop()

@@ -56,6 +56,14 @@ def test_no_host_means_this_broker(text, vhost, user):
     assert parse_uri(text) == LocalBroker(vhost=vhost, username=user)
 
 
+def test_this_broker_is_shown_as_rabbitmq_shows_it():
+    # RabbitMQ's shovel writes a local URI as "amqp://" in x-shovelled and its status
+    assert parse_uri("amqp://").redacted == "amqp://"
+    assert parse_uri("amqp://bob:secret@").redacted == "amqp://"
+    assert parse_uri("amqp:///v%2Fw").redacted == "amqp:///v%2Fw"
+    assert parse_uri("amqp:///").redacted == "amqp:///"
+
+
 BAD = [
     ("http://h", "unexpected_uri_scheme"),
     ("amqp:/h", "unable_to_parse_uri"),

@@ -85,6 +85,10 @@ class LocalBroker:
 
     @property
     def redacted(self) -> str:
+        """``amqp://`` for the default vhost, as RabbitMQ shows a local URI in its shovels'
+        status and ``x-shovelled`` headers; ``amqp:///vhost`` for another."""
+        if self.vhost == "/":
+            return "amqp://"
         return f"amqp:///{_quote_vhost(self.vhost)}"
 
 
