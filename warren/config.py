@@ -54,6 +54,7 @@ class Config:
     stomp_max_headers: int = 1000
     stomp_heartbeat: int = 10000           # ms the server offers
     mqtt_max_packet_size: int = 256 * 1024 * 1024
+    mqtt_max_packet_size_unauthenticated: int = 65536  # before CONNECT, as RabbitMQ
     mqtt_allow_anonymous: bool = True      # as RabbitMQ: no user name = default_user
     mqtt_vhost: str = "/"                  # vhost of MQTT clients ("vhost:user" overrides)
     mqtt_exchange: str = "amq.topic"       # where MQTT topics are routed

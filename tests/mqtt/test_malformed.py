@@ -86,6 +86,26 @@ def test_packet_too_large(tmp_path):
         assert isinstance(d, Disconnect) and d.reason_code == 0x95
 
 
+def test_huge_packet_before_connect_is_refused_without_buffering(broker, unique):
+    """Before CONNECT only 64 KiB is accepted (RabbitMQ's unauthenticated limit): a socket
+    announcing a 256 MiB PUBLISH is closed at once, without the broker reading it in."""
+    raw = RawClient(broker.mqtt_port)
+    # PUBLISH, remaining length 268,435,455 (the largest MQTT allows), then a little of it
+    raw.send_raw(bytes([0x30, 0xFF, 0xFF, 0xFF, 0x7F]) + b"\x00\x01t" + b"x" * 1000)
+    assert raw.recv() is None
+    # a CONNECT over the limit too
+    raw = RawClient(broker.mqtt_port)
+    raw.send(Connect(client_id="c" * 30000, username="u" * 30000, password=b"x" * 30000))
+    assert raw.recv() is None
+    # after CONNECT the configured limit (256 MiB) applies: a 100 KiB message goes through
+    sub = Client(broker.mqtt_port)
+    sub.subscribe(unique, qos=1)
+    pub = _connected(broker.mqtt_port)
+    pub.send(Publish(unique, b"y" * 100_000))
+    assert sub.get().payload == b"y" * 100_000
+    sub.disconnect()
+
+
 def test_bad_subscription_filter_gets_failure_code(broker, unique):
     raw = _connected(broker.mqtt_port)
     raw.send(Subscribe(1, (Subscription("a/#/b", 0), Subscription(f"{unique}/ok", 1))))

@@ -36,7 +36,12 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
         self.broker = registry.broker
         self.config = config
         self.clock = clock
-        self.parser = MqttParser(max_packet_size=config.mqtt_max_packet_size)
+        # Before CONNECT only a CONNECT of bounded size is acceptable: an unauthenticated
+        # socket claiming a 256 MiB packet must not make the broker buffer it (RabbitMQ's
+        # mqtt.max_packet_size_unauthenticated, 64 KiB); the session raises the limit after
+        # a successful CONNECT.
+        self.parser = MqttParser(max_packet_size=min(config.mqtt_max_packet_size,
+                                                     config.mqtt_max_packet_size_unauthenticated))
         self.session = MqttSession(self, registry)
         self.blocked = False
         self.closed = False

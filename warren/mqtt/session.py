@@ -396,6 +396,8 @@ class MqttSession:
         self.keep_alive = c.keep_alive
         self.state_name = State.CONNECTED
         self.detached = False
+        # authenticated: packets may now be as large as configured (see MqttConnection)
+        self.conn.parser.max_packet_size = self.config.mqtt_max_packet_size
         ack_props: dict[str, Any] = {}
         if self.level == 5:
             ack_props = {"topic_alias_maximum": TOPIC_ALIAS_MAXIMUM,
