@@ -232,3 +232,23 @@ def test_channel_error_leaves_connection_usable(raw):
     ch, ok = raw.read_method()
     assert ch == 2 and isinstance(ok, commands.Queue.DeclareOk)
     raw.open_channel(1)  # the number can be reused after close-ok
+
+
+def _nested_table(depth: int) -> bytes:
+    """A field table holding a table holding a table ... ``depth`` levels deep, by hand."""
+    table = b""
+    for _ in range(depth):
+        entry = b"\x01k" + b"F" + struct.pack(">I", len(table)) + table
+        table = entry
+    return struct.pack(">I", len(table)) + table
+
+
+def test_deeply_nested_client_properties_are_502_without_traceback(raw, broker):
+    raw.send(b"AMQP\x00\x00\x09\x01")
+    raw.expect(commands.Connection.Start)
+    args = (_nested_table(560) + b"\x05PLAIN" + struct.pack(">I", 12) + b"\x00guest\x00guest"
+            + b"\x05en_US")
+    payload = struct.pack(">HH", 10, 11) + args
+    raw.send(frame_bytes(1, 0, payload))
+    _closed_with(raw, 502, prefix="SYNTAX_ERROR")
+    assert not any("RecursionError" in line or "Traceback" in line for line in broker.lines)

@@ -97,6 +97,10 @@ def decode_method(payload: bytes) -> Any:
     method = cls()
     try:
         method.unmarshal(payload[4:])
+    except RecursionError:
+        # a field table nested hundreds deep (pamqp decodes it recursively): client input,
+        # answered 502 like any malformed frame, never a traceback
+        raise SyntaxError_(f"malformed {cls.name}: field table nested too deeply") from None
     except (struct.error, ValueError, UnicodeDecodeError, pamqp_exceptions.PAMQPException,
             TypeError, IndexError) as e:
         raise SyntaxError_(f"malformed {cls.name}: {e}") from None
