@@ -106,20 +106,26 @@ class BrokerProcess:
         env = dict(os.environ)
         env.update(self.env)
         env["PYTHONUNBUFFERED"] = "1"
-        self.lines = []
-        self._ready = threading.Event()
+        if self._reader is not None:
+            self._reader.join(10)  # the previous process's last lines stay with it
+        self.lines = lines = []
+        self._ready = ready = threading.Event()
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, env=env,
                                      start_new_session=True)
-        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self._reader = threading.Thread(target=self._read, args=(self.proc, lines, ready),
+                                        daemon=True)
         self._reader.start()
 
-    def _read(self, proc: subprocess.Popen) -> None:
+    @staticmethod
+    def _read(proc: subprocess.Popen, lines: list[str], ready: threading.Event) -> None:
+        """Collect one process's output. Its own list and event: a restarted broker's reader
+        must never mark the next process ready with the previous one's lines."""
         for line in proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+            lines.append(line.rstrip("\n"))
             if READY_MARK in line:
-                self._ready.set()
-        self._ready.set()  # process ended: wake waiters so they can report it
+                ready.set()
+        ready.set()  # process ended: wake waiters so they can report it
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         if not self._ready.wait(timeout) or self.proc.poll() is not None and not self.ready:
