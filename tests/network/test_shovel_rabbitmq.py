@@ -17,6 +17,7 @@ import collections
 import os
 import threading
 import time
+from decimal import Decimal
 from urllib.parse import quote
 
 import pika
@@ -221,6 +222,7 @@ def test_forward_headers_match_rabbitmq_shovel(rabbitmq_node, rabbit_api, broker
     delete_shovel(warren_api, f"{unique}-warren")
 
     assert _shape(ours) == _shape(theirs), (ours, theirs)
+    assert [list(e) for e in ours] == [list(e) for e in theirs]   # the same field order
     assert len(ours) == 1
     for key in ("shovel-type", "shovel-vhost", "src-uri"):   # src-uri: both "amqp://"
         assert ours[0][key] == theirs[0][key]
@@ -387,3 +389,52 @@ def test_rabbitmq_killed_and_restarted_mid_stream(tmp_path, broker, warren_api, 
     duplicated = sorted(i for i, n in counts.items() if n > 1)
     print(f"\nkilled after {moved_before} moved; {len(received) - count} duplicates")
     assert all(i < moved_before + prefetch for i in duplicated), duplicated[-10:]
+
+
+HEADERS = {"zeta": 1, "alpha": Decimal("0.1"), "big": 2**40, "text": "t", "bytes": b"\x00\xff",
+           "nested": {"b": 2, "a": -5}, "list": [3, "x"], "flag": True, "none": None}
+
+
+@pytest.mark.parametrize("forward", [False, True], ids=["plain", "forward-headers"])
+def test_headers_survive_a_shovel_from_and_to_rabbitmq(rabbitmq_node, broker, warren_api,
+                                                      unique, forward):
+    """pika's headers (decimals, 64-bit integers, nested tables, in their order) reach the far
+    end with the same values and order: RabbitMQ -> warren -> RabbitMQ through two shovels."""
+    r_src, w_mid, r_dst = f"{unique}.r-src", f"{unique}.w-mid", f"{unique}.r-dst"
+    rabbit = connect(rabbitmq_node.amqp_port)
+    rch = rabbit.channel()
+    rch.queue_declare(r_src, durable=True)
+    rch.queue_declare(r_dst, durable=True)
+    warren = connect(broker.amqp_port)
+    wch = warren.channel()
+    wch.queue_declare(w_mid, durable=True)
+    extra = {"dest-add-forward-headers": True} if forward else {}
+    put_shovel(warren_api, f"{unique}-in", {"src-uri": rabbitmq_node.url, "src-queue": r_src,
+                                            "dest-uri": "amqp://", "dest-queue": w_mid, **extra})
+    put_shovel(warren_api, f"{unique}-out", {"src-uri": "amqp://", "src-queue": w_mid,
+                                             "dest-uri": rabbitmq_node.url, "dest-queue": r_dst,
+                                             **extra})
+    try:
+        rch.basic_publish("", r_src, b"h", pika.BasicProperties(delivery_mode=2,
+                                                                 headers=dict(HEADERS)))
+
+        def got():
+            method, props, _body = rch.basic_get(r_dst, auto_ack=True)
+            return props if method is not None else None
+        props = wait_until(got, 60, "the message back at RabbitMQ")
+    finally:
+        delete_shovel(warren_api, f"{unique}-in")
+        delete_shovel(warren_api, f"{unique}-out")
+    headers = dict(props.headers)
+    shovelled = headers.pop("x-shovelled", None)
+    assert headers == HEADERS
+    # RabbitMQ's shovel passes headers on as they are, and sorts the top-level table by name
+    # when it adds x-shovelled; nested tables keep their order either way
+    assert list(headers) == (sorted(HEADERS) if forward else list(HEADERS))
+    assert list(headers["nested"]) == list(HEADERS["nested"])
+    if forward:
+        assert [e["shovel-name"] for e in shovelled] == [f"{unique}-out", f"{unique}-in"]
+    else:
+        assert shovelled is None
+    rabbit.close()
+    warren.close()

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from ...broker.broker import Broker
 from ...broker.errors import BrokerError
 from ...broker.message import Message, Properties, QueueEntry
+from ..properties import RawProperties
 from ..uri import LocalBroker
 from .definition import ShovelDefinition
 from .endpoint import Carried
@@ -27,10 +28,12 @@ _PROPERTY_NAMES = tuple(f.name for f in fields(Properties))
 
 
 def properties_of(message: Message) -> dict[str, Any]:
-    """A message's basic properties as a dict of the ones set (AMQP names)."""
+    """A message's basic properties as a dict of the ones set (AMQP names), remembering the
+    message's encoded form so that a message passed on unchanged keeps its exact bytes."""
     props = message.properties
-    return {name: value for name in _PROPERTY_NAMES
-            if (value := getattr(props, name)) is not None}
+    return RawProperties({name: value for name in _PROPERTY_NAMES
+                          if (value := getattr(props, name)) is not None},
+                         raw=message.raw_props)
 
 
 class PublishRefused(Exception):
@@ -178,8 +181,12 @@ class LocalDestination:
             ex = vh.exchanges.get(exchange)
             if ex is None:
                 raise NotFound(f"no exchange '{exchange}' in vhost '{vh.name}'")
-            msg = Message(exchange, routing_key, body, codec=broker.codec,
-                          props=Properties(**properties))
+            raw = properties.raw if isinstance(properties, RawProperties) else None
+            if raw is not None:   # passed on unchanged: the bytes the source had
+                msg = Message(exchange, routing_key, body, codec=broker.codec, raw_props=raw)
+            else:
+                msg = Message(exchange, routing_key, body, codec=broker.codec,
+                              props=Properties(**properties))
             routed = vh.publish(ex, msg)
         except BrokerError as error:
             return fail(error)
