@@ -17,7 +17,7 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, fail, succeed
 
 from ...broker.broker import Broker
-from ...broker.errors import BrokerError
+from ...broker.errors import BrokerError, NotFound
 from ...broker.message import Message, Properties, QueueEntry
 from ..properties import RawProperties
 from ..uri import LocalBroker
