@@ -7,6 +7,10 @@
   at RabbitMQ has the keys and value types of the one RabbitMQ's own shovel plugin writes.
 - A definitions file exported by RabbitMQ's management plugin, with a shovel in it, imports
   into warren through ``POST /api/definitions`` and the shovel runs there.
+- Headers reach the far end as they were sent (order, types) through RabbitMQ -> warren ->
+  RabbitMQ; with forward headers the top-level table is sorted, as RabbitMQ's shovel does.
+- Faults at RabbitMQ: the source queue deleted under the shovel's consumer, the memory alarm
+  (connection.blocked) on the destination, the node killed -9 and restarted mid-stream.
 
 Waiting is polling with deadlines (queue depths, shovel status): nothing else signals.
 """
