@@ -181,11 +181,30 @@ def _drain(channel, queue: str, count: int):
     channel.cancel()
 
 
-def _forward_header(channel, queue: str) -> list:
+def _forward_header(channel, queue: str, tags: list | None = None) -> list:
+    """The x-shovelled header of the next message in ``queue``; ``tags`` gets the wire type
+    of every header field value pika decoded for it (pika itself turns b/s/I/l all to int)."""
+    decode_value = pika.data.decode_value
+
+    def spy(encoded, offset):
+        value, end = decode_value(encoded, offset)
+        if tags is not None:
+            tags.append((bytes(encoded[offset:offset + 1]), value))
+        return value, end
+
     def got():
+        if tags is not None:
+            tags.clear()
         method, props, _body = channel.basic_get(queue, auto_ack=True)
         return props if method is not None else None
-    props = wait_until(got, 60, f"a message in {queue}")
+    pika.data.decode_value = spy
+    try:
+        props = wait_until(got, 60, f"a message in {queue}")
+    finally:
+        pika.data.decode_value = decode_value
+    if tags is not None:
+        stamp = props.headers["x-shovelled-timestamp"]
+        tags[:] = [tag for tag, value in tags if value == stamp and not isinstance(value, bool)]
     return props.headers["x-shovelled"]
 
 
@@ -208,9 +227,10 @@ def test_forward_headers_match_rabbitmq_shovel(rabbitmq_node, rabbit_api, broker
     put_shovel(rabbit_api, f"{unique}-rabbit", {
         "src-uri": "amqp://", "src-queue": f"{unique}.r1",
         "dest-uri": "amqp://", "dest-queue": f"{unique}.r2",
-        "dest-add-forward-headers": True})
+        "dest-add-forward-headers": True, "dest-add-timestamp-header": True})
     rch.basic_publish("", f"{unique}.r1", b"via rabbitmq", PERSISTENT)
-    theirs = _forward_header(rch, f"{unique}.r2")
+    their_stamp: list = []
+    theirs = _forward_header(rch, f"{unique}.r2", their_stamp)
     delete_shovel(rabbit_api, f"{unique}-rabbit")
 
     # warren's shovel, from a local queue to the RabbitMQ node
@@ -220,13 +240,15 @@ def test_forward_headers_match_rabbitmq_shovel(rabbitmq_node, rabbit_api, broker
     put_shovel(warren_api, f"{unique}-warren", {
         "src-uri": "amqp://", "src-queue": f"{unique}.w1",
         "dest-uri": rabbitmq_node.url, "dest-queue": f"{unique}.r3",
-        "dest-add-forward-headers": True})
+        "dest-add-forward-headers": True, "dest-add-timestamp-header": True})
     wch.basic_publish("", f"{unique}.w1", b"via warren", PERSISTENT)
-    ours = _forward_header(rch, f"{unique}.r3")
+    our_stamp: list = []
+    ours = _forward_header(rch, f"{unique}.r3", our_stamp)
     delete_shovel(warren_api, f"{unique}-warren")
 
     assert _shape(ours) == _shape(theirs), (ours, theirs)
     assert [list(e) for e in ours] == [list(e) for e in theirs]   # the same field order
+    assert our_stamp == their_stamp == [b"l"]    # x-shovelled-timestamp: a 64-bit integer
     assert len(ours) == 1
     for key in ("shovel-type", "shovel-vhost", "src-uri"):   # src-uri: both "amqp://"
         assert ours[0][key] == theirs[0][key]
