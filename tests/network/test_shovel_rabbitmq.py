@@ -7,6 +7,10 @@
   at RabbitMQ has the keys and value types of the one RabbitMQ's own shovel plugin writes.
 - A definitions file exported by RabbitMQ's management plugin, with a shovel in it, imports
   into warren through ``POST /api/definitions`` and the shovel runs there.
+- Headers reach the far end as they were sent (order, types) through RabbitMQ -> warren ->
+  RabbitMQ; with forward headers the top-level table is sorted, as RabbitMQ's shovel does.
+- Faults at RabbitMQ: the source queue deleted under the shovel's consumer, the memory alarm
+  (connection.blocked) on the destination, the node killed -9 and restarted mid-stream.
 
 Waiting is polling with deadlines (queue depths, shovel status): nothing else signals.
 """
@@ -17,6 +21,7 @@ import collections
 import os
 import threading
 import time
+from decimal import Decimal
 from urllib.parse import quote
 
 import pika
@@ -176,11 +181,30 @@ def _drain(channel, queue: str, count: int):
     channel.cancel()
 
 
-def _forward_header(channel, queue: str) -> list:
+def _forward_header(channel, queue: str, tags: list | None = None) -> list:
+    """The x-shovelled header of the next message in ``queue``; ``tags`` gets the wire type
+    of every header field value pika decoded for it (pika itself turns b/s/I/l all to int)."""
+    decode_value = pika.data.decode_value
+
+    def spy(encoded, offset):
+        value, end = decode_value(encoded, offset)
+        if tags is not None:
+            tags.append((bytes(encoded[offset:offset + 1]), value))
+        return value, end
+
     def got():
+        if tags is not None:
+            tags.clear()
         method, props, _body = channel.basic_get(queue, auto_ack=True)
         return props if method is not None else None
-    props = wait_until(got, 60, f"a message in {queue}")
+    pika.data.decode_value = spy
+    try:
+        props = wait_until(got, 60, f"a message in {queue}")
+    finally:
+        pika.data.decode_value = decode_value
+    if tags is not None:
+        stamp = props.headers["x-shovelled-timestamp"]
+        tags[:] = [tag for tag, value in tags if value == stamp and not isinstance(value, bool)]
     return props.headers["x-shovelled"]
 
 
@@ -203,9 +227,10 @@ def test_forward_headers_match_rabbitmq_shovel(rabbitmq_node, rabbit_api, broker
     put_shovel(rabbit_api, f"{unique}-rabbit", {
         "src-uri": "amqp://", "src-queue": f"{unique}.r1",
         "dest-uri": "amqp://", "dest-queue": f"{unique}.r2",
-        "dest-add-forward-headers": True})
+        "dest-add-forward-headers": True, "dest-add-timestamp-header": True})
     rch.basic_publish("", f"{unique}.r1", b"via rabbitmq", PERSISTENT)
-    theirs = _forward_header(rch, f"{unique}.r2")
+    their_stamp: list = []
+    theirs = _forward_header(rch, f"{unique}.r2", their_stamp)
     delete_shovel(rabbit_api, f"{unique}-rabbit")
 
     # warren's shovel, from a local queue to the RabbitMQ node
@@ -215,12 +240,15 @@ def test_forward_headers_match_rabbitmq_shovel(rabbitmq_node, rabbit_api, broker
     put_shovel(warren_api, f"{unique}-warren", {
         "src-uri": "amqp://", "src-queue": f"{unique}.w1",
         "dest-uri": rabbitmq_node.url, "dest-queue": f"{unique}.r3",
-        "dest-add-forward-headers": True})
+        "dest-add-forward-headers": True, "dest-add-timestamp-header": True})
     wch.basic_publish("", f"{unique}.w1", b"via warren", PERSISTENT)
-    ours = _forward_header(rch, f"{unique}.r3")
+    our_stamp: list = []
+    ours = _forward_header(rch, f"{unique}.r3", our_stamp)
     delete_shovel(warren_api, f"{unique}-warren")
 
     assert _shape(ours) == _shape(theirs), (ours, theirs)
+    assert [list(e) for e in ours] == [list(e) for e in theirs]   # the same field order
+    assert our_stamp == their_stamp == [b"l"]    # x-shovelled-timestamp: a 64-bit integer
     assert len(ours) == 1
     for key in ("shovel-type", "shovel-vhost", "src-uri"):   # src-uri: both "amqp://"
         assert ours[0][key] == theirs[0][key]
@@ -387,3 +415,52 @@ def test_rabbitmq_killed_and_restarted_mid_stream(tmp_path, broker, warren_api, 
     duplicated = sorted(i for i, n in counts.items() if n > 1)
     print(f"\nkilled after {moved_before} moved; {len(received) - count} duplicates")
     assert all(i < moved_before + prefetch for i in duplicated), duplicated[-10:]
+
+
+HEADERS = {"zeta": 1, "alpha": Decimal("0.1"), "big": 2**40, "text": "t", "bytes": b"\x00\xff",
+           "nested": {"b": 2, "a": -5}, "list": [3, "x"], "flag": True, "none": None}
+
+
+@pytest.mark.parametrize("forward", [False, True], ids=["plain", "forward-headers"])
+def test_headers_survive_a_shovel_from_and_to_rabbitmq(rabbitmq_node, broker, warren_api,
+                                                      unique, forward):
+    """pika's headers (decimals, 64-bit integers, nested tables, in their order) reach the far
+    end with the same values and order: RabbitMQ -> warren -> RabbitMQ through two shovels."""
+    r_src, w_mid, r_dst = f"{unique}.r-src", f"{unique}.w-mid", f"{unique}.r-dst"
+    rabbit = connect(rabbitmq_node.amqp_port)
+    rch = rabbit.channel()
+    rch.queue_declare(r_src, durable=True)
+    rch.queue_declare(r_dst, durable=True)
+    warren = connect(broker.amqp_port)
+    wch = warren.channel()
+    wch.queue_declare(w_mid, durable=True)
+    extra = {"dest-add-forward-headers": True} if forward else {}
+    put_shovel(warren_api, f"{unique}-in", {"src-uri": rabbitmq_node.url, "src-queue": r_src,
+                                            "dest-uri": "amqp://", "dest-queue": w_mid, **extra})
+    put_shovel(warren_api, f"{unique}-out", {"src-uri": "amqp://", "src-queue": w_mid,
+                                             "dest-uri": rabbitmq_node.url, "dest-queue": r_dst,
+                                             **extra})
+    try:
+        rch.basic_publish("", r_src, b"h", pika.BasicProperties(delivery_mode=2,
+                                                                 headers=dict(HEADERS)))
+
+        def got():
+            method, props, _body = rch.basic_get(r_dst, auto_ack=True)
+            return props if method is not None else None
+        props = wait_until(got, 60, "the message back at RabbitMQ")
+    finally:
+        delete_shovel(warren_api, f"{unique}-in")
+        delete_shovel(warren_api, f"{unique}-out")
+    headers = dict(props.headers)
+    shovelled = headers.pop("x-shovelled", None)
+    assert headers == HEADERS
+    # RabbitMQ's shovel passes headers on as they are, and sorts the top-level table by name
+    # when it adds x-shovelled; nested tables keep their order either way
+    assert list(headers) == (sorted(HEADERS) if forward else list(HEADERS))
+    assert list(headers["nested"]) == list(HEADERS["nested"])
+    if forward:
+        assert [e["shovel-name"] for e in shovelled] == [f"{unique}-out", f"{unique}-in"]
+    else:
+        assert shovelled is None
+    rabbit.close()
+    warren.close()

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from ...broker.broker import Broker
 from ...broker.errors import BrokerError
 from ...broker.message import Message, Properties, QueueEntry
+from ..properties import RawProperties
 from ..uri import LocalBroker
 from .definition import ShovelDefinition
 from .endpoint import Carried
@@ -27,10 +28,12 @@ _PROPERTY_NAMES = tuple(f.name for f in fields(Properties))
 
 
 def properties_of(message: Message) -> dict[str, Any]:
-    """A message's basic properties as a dict of the ones set (AMQP names)."""
+    """A message's basic properties as a dict of the ones set (AMQP names), remembering the
+    message's encoded form so that a message passed on unchanged keeps its exact bytes."""
     props = message.properties
-    return {name: value for name in _PROPERTY_NAMES
-            if (value := getattr(props, name)) is not None}
+    return RawProperties({name: value for name in _PROPERTY_NAMES
+                          if (value := getattr(props, name)) is not None},
+                         raw=message.raw_props)
 
 
 class PublishRefused(Exception):
@@ -198,8 +201,12 @@ class LocalDestination:
             if self._publisher is None:
                 # no user: the shovel's definer was checked when the shovel was defined
                 self._publisher = broker.publisher(self.vhost_name, None)
-            msg = Message(exchange, routing_key, body, codec=broker.codec,
-                          props=Properties(**properties))
+            raw = properties.raw if isinstance(properties, RawProperties) else None
+            if raw is not None:   # passed on unchanged: the bytes the source had
+                msg = Message(exchange, routing_key, body, codec=broker.codec, raw_props=raw)
+            else:
+                msg = Message(exchange, routing_key, body, codec=broker.codec,
+                              props=Properties(**properties))
             routed = self._publisher.publish(self._publisher.exchange(exchange), msg)
         except BrokerError as error:
             self._publisher = None  # the vhost may be gone: look it up again next time

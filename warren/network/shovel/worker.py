@@ -33,6 +33,12 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, DeferredList
 
 from ..channel import LinkDown
+from ..properties import (
+    MalformedProperties,
+    RawProperties,
+    decode_properties,
+    with_forward_headers,
+)
 from .definition import ShovelDefinition
 from .endpoint import Carried, Destination, Source
 
@@ -283,15 +289,25 @@ class Shovel:
         d = self.definition
         if not (d.publish_properties or d.add_forward_headers or d.add_timestamp_header):
             return properties
+        entry = None
+        if d.add_forward_headers:
+            entry = {"shovelled-by": self.node, "shovel-type": "dynamic",
+                     "shovel-name": d.name, "shovel-vhost": d.vhost,
+                     "src-uri": self.src_uri, "dest-uri": self.dest_uri,
+                     **d.source_details(), **d.dest_details()}
+        raw = properties.raw if isinstance(properties, RawProperties) else None
+        if raw is not None and not d.publish_properties:
+            # splice into the bytes received: other headers keep their exact encoding
+            try:
+                return decode_properties(with_forward_headers(
+                    raw, entry, int(time.time()) if d.add_timestamp_header else None))
+            except MalformedProperties:
+                pass   # fall back to re-encoding the decoded properties
         props = dict(properties)
         props.update(d.publish_properties)
         if d.add_forward_headers or d.add_timestamp_header:
             headers = copy.copy(props.get("headers") or {})
-            if d.add_forward_headers:
-                entry = {"shovelled-by": self.node, "shovel-type": "dynamic",
-                         "shovel-name": d.name, "shovel-vhost": d.vhost,
-                         "src-uri": self.src_uri, "dest-uri": self.dest_uri,
-                         **d.source_details(), **d.dest_details()}
+            if entry is not None:
                 previous = headers.get("x-shovelled")
                 headers["x-shovelled"] = [entry] + (list(previous)
                                                     if isinstance(previous, list) else [])
