@@ -238,6 +238,7 @@ class VirtualHost:
                                                              None):
             self.broker.save_definition("binding", self._binding_key(binding),
                                         self._binding_definition(binding))
+        self.broker.emit("binding.created", vhost=self.name, binding=binding)
         return binding
 
     def unbind(self, source: str, destination: Queue | Exchange, routing_key: str,
@@ -261,6 +262,7 @@ class VirtualHost:
         if b in owner_list:
             owner_list.remove(b)
         self.broker.save_definition("binding", self._binding_key(b), None, only_if_known=True)
+        self.broker.emit("binding.deleted", vhost=self.name, binding=b)
         if ex is not None and ex.auto_delete and not ex.bindings and ex.name in self.exchanges:
             self.delete_exchange(ex.name)
 
