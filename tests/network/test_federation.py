@@ -208,3 +208,225 @@ def test_federated_exchange_follows_bindings(brokers, apis):
             "upstream queue deleted")
     finally:
         consumer.close()
+
+
+def receive_markers(consumer: Consumer, markers: set[bytes],
+                    timeout: float = DEADLINE) -> list[tuple]:
+    """Every message until each of ``markers`` arrived (messages from several brokers
+    interleave, so one marker per path)."""
+    got: list[tuple] = []
+    left = set(markers)
+    deadline = time.monotonic() + timeout
+    while left and time.monotonic() < deadline:
+        method, props, body = consumer.ch.basic_get(consumer.queue, auto_ack=True)
+        if method is None:
+            consumer.conn.process_data_events(0.05)
+            continue
+        got.append((method.routing_key, body, props.headers or {}))
+        left.discard(body)
+    assert not left, f"markers {left!r} never arrived; got {got!r}"
+    return got
+
+
+RING = {"a": "b", "b": "c", "c": "a"}   # each broker federates from the next
+
+
+def test_ring_of_three_is_loop_free(brokers, apis):
+    consumers = {n: Consumer(brokers[n], "ring", ["r"]) for n in RING}
+    try:
+        for n, up in RING.items():
+            r = set_upstream(apis[n], "next", {"uri": uri_of(brokers[up]), "max-hops": 1,
+                                               "reconnect-delay": 1})
+            assert r.status_code in (201, 204), r.text
+            set_policy(apis[n], "fed-ring", "^ring$", {"federation-upstream": "next"},
+                       "exchanges")
+        for n, up in RING.items():
+            wait_running(apis[n], exchange="ring", upstream="next")
+            # n's binding reached its upstream
+            eventually(lambda: upstream_keys(apis[up], "ring") == {"r"},
+                       f"{n}'s binding on {up}")
+
+        # max-hops 1: a consumer gets what is published on its broker and on its upstream
+        for n in RING:
+            publish(brokers[n], "ring", [("r", f"{n}-1".encode())])
+        for n, up in RING.items():
+            got = receive_markers(consumers[n], {f"{n}-1".encode(), f"{up}-1".encode()})
+            assert sorted(body for _k, body, _h in got) == sorted(
+                [f"{n}-1".encode(), f"{up}-1".encode()])
+        # ... and nothing from two hops away: it would have crossed before these markers
+        for n in RING:
+            publish(brokers[n], "ring", [("r", f"{n}-m".encode())])
+        for n, up in RING.items():
+            got = receive_markers(consumers[n], {f"{n}-m".encode(), f"{up}-m".encode()})
+            assert sorted(body for _k, body, _h in got) == sorted(
+                [f"{n}-m".encode(), f"{up}-m".encode()])
+
+        # max-hops 3 (links restart): every consumer gets every message exactly once, and
+        # the message that went round comes back to no one
+        for n, up in RING.items():
+            set_upstream(apis[n], "next", {"uri": uri_of(brokers[up]), "max-hops": 3,
+                                           "reconnect-delay": 1})
+        for n, up in RING.items():
+            eventually(lambda: [x for x in links(apis[n], exchange="ring")
+                                if x["status"] == "running"], f"{n} relinked")
+            # two bindings upstream now: the downstream's own and the one passed on
+            eventually(lambda: len([b for b in upstream_bindings(apis[up], "ring")
+                                    if b["destination_type"] == "exchange"]) == 2,
+                       f"bindings passed on to {up}")
+        for n in RING:
+            publish(brokers[n], "ring", [("r", f"{n}-2".encode())])
+        everything = {f"{n}-2".encode() for n in RING}
+        for n in RING:
+            got = receive_markers(consumers[n], everything)
+            assert sorted(body for _k, body, _h in got) == sorted(everything), n
+        for n in RING:
+            publish(brokers[n], "ring", [("r", f"{n}-m2".encode())])
+        markers = {f"{n}-m2".encode() for n in RING}
+        for n in RING:
+            got = receive_markers(consumers[n], markers)
+            assert sorted(body for _k, body, _h in got) == sorted(markers), n
+            two_hops = [h for _k, body, h in got if body == f"{RING[RING[n]]}-m2".encode()][0]
+            trail = two_hops["x-received-from"]
+            assert [e["cluster-name"] for e in trail] == [f"rabbit@{RING[n]}",
+                                                          f"rabbit@{RING[RING[n]]}"]
+    finally:
+        for c in consumers.values():
+            c.close()
+        for n in RING:
+            apis[n].delete("/api/policies/%2F/fed-ring")
+
+
+# ------------------------------------------------------------------------------ queues
+def queue_info(api, name: str) -> dict:
+    r = api.get(f"/api/queues/%2F/{name}")
+    return r.json() if r.status_code == 200 else {}
+
+
+def test_federated_queue_moves_messages_only_to_consumers(brokers, apis):
+    a, b = brokers["a"], brokers["b"]
+    for proc in (a, b):
+        conn = pika.BlockingConnection(pika.URLParameters(proc.amqp_url))
+        conn.channel().queue_declare("fq", durable=True)
+        conn.close()
+    r = set_upstream(apis["a"], "up-b-q", {"uri": uri_of(b), "reconnect-delay": 1})
+    assert r.status_code in (201, 204), r.text
+    set_policy(apis["a"], "fed-fq", "^fq$", {"federation-upstream": "up-b-q"}, "queues")
+    link = wait_running(apis["a"], queue="fq")
+    assert link["type"] == "queue" and link["upstream_queue"] == "fq"
+    assert link["consumer_tag"] == "federation-link-up-b-q"
+
+    conn = pika.BlockingConnection(pika.URLParameters(b.amqp_url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    for i in range(5):
+        ch.basic_publish("", "fq", f"q{i}".encode(), pika.BasicProperties(delivery_mode=2))
+    conn.close()
+    # no consumer on A: the link does not consume upstream, the messages stay on B
+    eventually(lambda: queue_info(apis["b"], "fq").get("messages") == 5, "5 on B")
+    assert queue_info(apis["b"], "fq")["consumers"] == 0
+    assert queue_info(apis["a"], "fq").get("messages") == 0
+
+    # a consumer on A: demand, the link consumes and the messages move to it
+    conn = pika.BlockingConnection(pika.URLParameters(a.amqp_url))
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=10)
+    got: list[tuple] = []
+    tag = ch.basic_consume("fq", lambda c, m, p, body: (got.append((body, p.headers)),
+                                                          c.basic_ack(m.delivery_tag)))
+    deadline = time.monotonic() + DEADLINE
+    while len(got) < 5 and time.monotonic() < deadline:
+        conn.process_data_events(0.05)
+    assert sorted(body for body, _h in got) == [f"q{i}".encode() for i in range(5)]
+    headers = got[0][1]
+    assert headers["x-received-from"] == [
+        {"uri": f"amqp://127.0.0.1:{b.amqp_port}/%2F", "queue": "fq", "redelivered": False,
+         "visit-count": 1}]
+    assert headers["x-original-exchange"] == "" and headers["x-original-routing-key"] == "fq"
+    eventually(lambda: queue_info(apis["b"], "fq").get("messages") == 0, "B's fq drained")
+    eventually(lambda: queue_info(apis["b"], "fq").get("consumers") == 1, "link consuming")
+    # the consumer gone: no demand, the link cancels upstream
+    ch.basic_cancel(tag)
+    conn.close()
+    eventually(lambda: queue_info(apis["b"], "fq").get("consumers") == 0, "link cancelled")
+    apis["a"].delete("/api/policies/%2F/fed-fq")
+
+
+# ------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("value, words", [
+    ({"uri": "amqp://h", "colour": "red"}, 'Unrecognised terms [{<<"colour">>,<<"red">>}] in bad'),
+    ({"uri": "http://h"}, '"http://h" not a valid URI: unexpected_uri_scheme: http'),
+    ({"exchange": "x"}, 'Key "uri" not found in bad'),
+    ({"uri": "amqp://h", "max-hops": 0}, "max-hops should be at least 1, actually was 0"),
+    ({"uri": "amqp://h", "prefetch-count": "ten"},
+     'prefetch-count should be a number, actually was <<"ten">>'),
+    ({"uri": "amqp://h", "ack-mode": "later"},
+     'ack-mode should be one of [<<"no-ack">>,<<"on-publish">>,<<"on-confirm">>], '
+     'actually was <<"later">>'),
+    ({"uri": "amqp://"}, '"amqp:///%2F" points at this broker itself'),
+])
+def test_bad_upstreams_are_refused_with_rabbitmq_words(apis, value, words):
+    r = set_upstream(apis["c"], "bad", value)
+    assert r.status_code == 400, r.text
+    assert r.json()["reason"].startswith("Validation failed\n\n")
+    # the management API escapes HTML in reasons, as RabbitMQ's does
+    assert words.replace("<", "&lt;").replace(">", "&gt;") in r.json()["reason"]
+    assert apis["c"].get("/api/parameters/federation-upstream/%2F/bad").status_code == 404
+
+
+def test_self_upstream_set_of_unknown_and_bad_policy_are_refused(brokers, apis):
+    c = brokers["c"]
+    r = set_upstream(apis["c"], "me", {"uri": f"amqp://127.0.0.1:{c.amqp_port}/%2F"})
+    assert r.status_code == 400 and "points at this broker itself" in r.json()["reason"]
+    r = apis["c"].put("/api/parameters/federation-upstream-set/%2F/s",
+                      {"value": [{"upstream": "nobody"}]})
+    assert r.status_code == 400
+    assert 'upstream "nobody" not found in vhost "/"' in r.json()["reason"]
+    r = apis["c"].put("/api/parameters/federation-upstream-set/%2F/s",
+                      {"value": [{"upstream": "next", "max-hops": "two"}]})
+    assert r.status_code == 400
+    assert 'max-hops should be a number, actually was &lt;&lt;"two"&gt;&gt;' \
+        in r.json()["reason"]
+    r = apis["c"].put("/api/policies/%2F/p", {"pattern": ".", "definition": {
+        "federation-upstream-set": 3}})
+    assert r.status_code == 400
+    assert "3 is not a valid federation upstream set name" in r.json()["reason"]
+    r = apis["c"].put("/api/policies/%2F/p", {"pattern": ".", "definition": {
+        "federation-upstream-set": "all", "federation-upstream": "next"}})
+    assert r.status_code == 400
+    assert "cannot specify federation-upstream, federation-upstream-set or " \
+           "federation-upstream-pattern together" in r.json()["reason"]
+
+
+# ------------------------------------------------------------------------------ protocols
+def test_mqtt_publish_on_b_reaches_stomp_subscriber_on_a(brokers, apis):
+    a, b = brokers["a"], brokers["b"]
+    set_policy(apis["a"], "fed-topic", r"^amq\.topic$", {"federation-upstream": "up-b"},
+               "exchanges")
+    received: queue_mod.Queue = queue_mod.Queue()
+
+    class Listener(stomp.ConnectionListener):
+        def on_message(self, frame):
+            received.put(frame)
+
+    sub = stomp.Connection12([("127.0.0.1", a.stomp_port)])
+    sub.set_listener("", Listener())
+    sub.connect("guest", "guest", wait=True)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fed-" + uuid.uuid4().hex[:8])
+    try:
+        sub.subscribe("/topic/sensors.t1", id="1", ack="auto")
+        wait_running(apis["a"], exchange="amq.topic")
+        eventually(lambda: "sensors.t1" in upstream_keys(apis["b"], "amq.topic"),
+                   "the STOMP subscription's binding on B")
+        pub.connect("127.0.0.1", b.mqtt_port)
+        pub.loop_start()
+        info = pub.publish("sensors/t1", b"21.5", qos=1)
+        info.wait_for_publish(DEADLINE)
+        frame = received.get(timeout=DEADLINE)
+        assert frame.body in ("21.5", b"21.5")
+        trail = json.dumps(frame.headers)
+        assert "x-received-from" in trail or frame.headers.get("destination")
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        sub.disconnect()
+        apis["a"].delete("/api/policies/%2F/fed-topic")

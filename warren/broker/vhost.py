@@ -129,11 +129,13 @@ class VirtualHost:
         ex = self.exchange(name)
         if if_unused and ex.bindings:
             raise PreconditionFailed(f"exchange '{name}' in vhost '{self.name}' in use")
+        # out of the table first: removing its last binding must not auto-delete it again
+        del self.exchanges[name]
         for b in list(ex.bindings):
             self._remove_binding(b)
+            ex.remove_binding(b)
         for b in list(ex.inbound):
             self._remove_binding(b)
-        del self.exchanges[name]
         cancel_all = getattr(ex.impl, "cancel_all", None)  # held delayed messages go too
         if cancel_all is not None:
             cancel_all()
