@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import queue as queue_mod
+import socket
 import time
 import uuid
 
 import paho.mqtt.client as mqtt
+import jsonschema
 import pika
 import pytest
 import requests
@@ -430,3 +432,72 @@ def test_mqtt_publish_on_b_reaches_stomp_subscriber_on_a(brokers, apis):
         pub.disconnect()
         sub.disconnect()
         apis["a"].delete("/api/policies/%2F/fed-topic")
+
+
+# ------------------------------------------------------------------------------ status
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]   # nothing listens once the socket is closed
+
+
+def test_link_status_error_schema_metrics_and_removal(brokers, apis):
+    api = apis["c"]
+    port = closed_port()
+    r = set_upstream(api, "nowhere", {"uri": f"amqp://u:secret@127.0.0.1:{port}",
+                                      "reconnect-delay": 1})
+    assert r.status_code in (201, 204), r.text
+    publish(brokers["c"], "sx", [])
+    set_policy(api, "fed-sx", "^sx$", {"federation-upstream": "nowhere"}, "exchanges")
+    link = eventually(lambda: [x for x in links(api, exchange="sx")
+                               if x["status"] == "error"], "an error status")[0]
+    assert "connection refused" in link["error"]
+    assert link["uri"] == f"amqp://127.0.0.1:{port}/%2F"
+    assert "secret" not in json.dumps(api.get("/api/federation-links").json())
+    assert len(link["id"]) == 8 and int(link["id"], 16) >= 0
+    assert "local_connection" not in link
+    doc = api.get("/api/openapi.json").json()
+    schema = {"type": "array", "items": {"$ref": "#/components/schemas/FederationLink"},
+              "components": doc["components"]}
+    jsonschema.Draft202012Validator(schema).validate(api.get("/api/federation-links").json())
+    assert [x["exchange"] for x in api.get("/api/federation-links/%2F").json()
+            if x.get("exchange") == "sx"] == ["sx"]
+    assert api.get("/api/federation-links/nosuchvhost").status_code == 404
+    metrics = requests.get(brokers["c"].http_url + "/metrics", timeout=30).text
+    assert ('warren_federation_link_state{name="sx",state="error",type="exchange",'
+            'upstream="nowhere",vhost="/"} 1.0') in metrics
+
+    # the upstream deleted: its links go
+    assert api.delete("/api/parameters/federation-upstream/%2F/nowhere").status_code == 204
+    eventually(lambda: not links(api, exchange="sx"), "link of a deleted upstream gone")
+    api.delete("/api/policies/%2F/fed-sx")
+
+
+def test_links_come_back_after_a_restart(brokers, apis):
+    a, b = brokers["a"], brokers["b"]
+    publish(b, "rx", [])
+    conn = pika.BlockingConnection(pika.URLParameters(a.amqp_url))
+    ch = conn.channel()
+    ch.exchange_declare("rx", "topic", durable=True)
+    ch.queue_declare("rx-q", durable=True)
+    ch.queue_bind("rx-q", "rx", "k")
+    conn.close()
+    set_policy(apis["a"], "fed-rx", "^rx$", {"federation-upstream": "up-b"}, "exchanges")
+    wait_running(apis["a"], exchange="rx")
+    for proc in (a, b):      # the downstream, then the upstream under a running link
+        earlier = list(proc.lines)
+        proc.restart()
+        assert not [x for x in earlier if "Traceback" in x or "Unhandled" in x], \
+            "\n".join(earlier[-80:])
+    link = wait_running(apis["a"], exchange="rx")
+    assert link["upstream"] == "up-b"
+    eventually(lambda: upstream_keys(apis["b"], "rx") == {"k"}, "binding k after restart")
+    publish(b, "rx", [("k", b"after-restart")])
+    conn = pika.BlockingConnection(pika.URLParameters(a.amqp_url))
+    try:
+        ch = conn.channel()
+        body = eventually(lambda: ch.basic_get("rx-q", auto_ack=True)[2], "the message")
+        assert body == b"after-restart"
+    finally:
+        conn.close()
+    apis["a"].delete("/api/policies/%2F/fed-rx")

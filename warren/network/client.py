@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pamqp import commands
+from pamqp import encode as pamqp_encode
 from pamqp import exceptions as pamqp_exceptions
 from pamqp import frame as pamqp_frame
 
@@ -67,6 +68,27 @@ PRE_TUNE_FRAME_MAX = 131072    # what we accept before Tune fixes a limit
 _HDR = struct.Struct(">BHI")
 _PUBLISH_HEAD = struct.Struct(">HHH")   # class 60, method 40, reserved ticket
 _CONTENT_HEAD = struct.Struct(">HHQ")
+
+
+class Long(int):
+    """An integer sent in a field table as AMQP's 64-bit ``l`` whatever its size.
+
+    pamqp picks the smallest integer type that fits; RabbitMQ checks the type of some
+    arguments (``x-max-hops`` of an ``x-federation-upstream`` exchange must be ``long``).
+    """
+
+
+_encode_table_value = pamqp_encode.encode_table_value
+
+
+def _encode_value(value: Any) -> bytes:
+    if isinstance(value, Long):
+        return b"l" + pamqp_encode.long_long_int(value)
+    return _encode_table_value(value)
+
+
+# field_table/field_array look the encoder up at call time; other values encode as before
+pamqp_encode.encode_table_value = _encode_value
 
 
 class _Fault(Exception):

@@ -190,7 +190,8 @@ class FederationComponent:
 
     def counters(self) -> list[dict[str, Any]]:
         return [{"vhost": v, "type": k, "name": n, "upstream": u,
-                 "status": link.status.state, "forwarded": link.forwarded}
+                 "status": link.status.state, "forwarded": link.forwarded,
+                 "failures": link.link.counters.failures}
                 for (v, k, n, u), link in sorted(self.links.items())]
 
     def stop_all(self) -> Deferred:

@@ -31,6 +31,7 @@ from twisted.internet.defer import Deferred, DeferredList
 
 from ...exchange.federation_upstream import ROUTING_HEADER, already_seen, should_forward
 from ..channel import LinkChannel
+from ..client import Long
 from .upstream_link import UpstreamLink, log
 
 BINDING_HEADER = "x-bound-from"
@@ -96,7 +97,7 @@ class ExchangeLink(UpstreamLink):
         d.addCallback(lambda _: channel.delete_exchange(ix))
         d.addCallback(lambda _: channel.declare_exchange(
             ix, "x-federation-upstream", durable=True, internal=True, auto_delete=True,
-            arguments={"x-max-hops": up.max_hops, "x-downstream-name": self.cluster_name,
+            arguments={"x-max-hops": Long(up.max_hops), "x-downstream-name": self.cluster_name,
                        "x-downstream-vhost": self.vhost, "x-internal-purpose": "federation"}))
         d.addCallback(lambda _: channel.bind(self.queue, ix))
         d.addCallback(lambda _: self._bind_all(channel))

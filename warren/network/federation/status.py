@@ -32,8 +32,9 @@ class LinkStatus:
         self.error = ""
         self.local_connection = ""
         self.timestamp = time.localtime()
-        # RabbitMQ's id is a short hash of the link's identity: stable across restarts
-        key = f"{vhost}\0{kind}\0{local_name}\0{upstream_name}".encode()
+        # RabbitMQ's id: 8 hex digits of a 32-bit hash of the link's key, stable across
+        # restarts of the link
+        key = f"{vhost}\0{kind}\0{local_name}\0{upstream_name}\0{upstream_object}".encode()
         self.id = f"{zlib.crc32(key):08x}"
 
     def set(self, state: str, error: str = "") -> None:
@@ -49,9 +50,9 @@ class LinkStatus:
             "status": self.state,
             "timestamp": time.strftime("%Y-%m-%d %H:%M:%S", self.timestamp),
         }
-        if self.local_connection:
+        if self.state == "running":       # split_status({running, ConnName})
             out["local_connection"] = self.local_connection
-        if self.state == "error":
+        elif self.state == "error":
             out["error"] = self.error
         out.update(extra or {})
         return out
