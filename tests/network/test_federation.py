@@ -501,3 +501,29 @@ def test_links_come_back_after_a_restart(brokers, apis):
     finally:
         conn.close()
     apis["a"].delete("/api/policies/%2F/fed-rx")
+
+
+def test_rabbitmq_definitions_with_federation_import_unchanged(brokers, apis):
+    """A definitions file as RabbitMQ exports it: upstream, set (listed first), policy."""
+    b = brokers["b"]
+    defs = {
+        "parameters": [
+            {"value": [{"upstream": "defs-up", "prefetch-count": 50}], "vhost": "/",
+             "component": "federation-upstream-set", "name": "defs-set"},
+            {"value": {"uri": uri_of(b), "ack-mode": "on-confirm", "trust-user-id": False,
+                       "reconnect-delay": 1},
+             "vhost": "/", "component": "federation-upstream", "name": "defs-up"}],
+        "policies": [{"vhost": "/", "name": "defs-fed", "pattern": "^dx$",
+                      "apply-to": "exchanges", "priority": 0,
+                      "definition": {"federation-upstream-set": "defs-set"}}],
+        "exchanges": [{"name": "dx", "vhost": "/", "type": "fanout", "durable": True,
+                       "auto_delete": False, "internal": False, "arguments": {}}],
+    }
+    r = apis["c"].post("/api/definitions", defs)
+    assert r.status_code in (200, 201, 204), r.text
+    link = wait_running(apis["c"], exchange="dx")
+    assert link["upstream"] == "defs-up"
+    # the fanout upstream exchange was declared on B with the downstream's type
+    assert apis["b"].get("/api/exchanges/%2F/dx").json()["type"] == "fanout"
+    apis["c"].delete("/api/policies/%2F/defs-fed")
+    eventually(lambda: not links(apis["c"], exchange="dx"), "link gone")

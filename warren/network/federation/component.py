@@ -211,7 +211,9 @@ class UpstreamSetComponent:
 
     def validate(self, vhost: str, name: str, value: Any, user: Any | None) -> list[str]:
         errors = definition.validate_set(name, value)
-        if errors:
+        if errors or user is None:
+            # a definitions import checks every item before setting any: its upstreams
+            # are not stored yet (and RabbitMQ ignores a set member that does not exist)
             return errors
         params = self.federation.broker.runtime_parameters
         for element in value:
