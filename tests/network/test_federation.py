@@ -350,6 +350,28 @@ def test_federated_queue_moves_messages_only_to_consumers(brokers, apis):
     ch.basic_cancel(tag)
     conn.close()
     eventually(lambda: queue_info(apis["b"], "fq").get("consumers") == 0, "link cancelled")
+
+    # local consumers first: what A's queue holds goes out before anything is pulled from B
+    for proc, prefix in ((a, "local"), (b, "remote")):
+        conn = pika.BlockingConnection(pika.URLParameters(proc.amqp_url))
+        ch = conn.channel()
+        ch.confirm_delivery()
+        for i in range(3):
+            ch.basic_publish("", "fq", f"{prefix}{i}".encode(),
+                             pika.BasicProperties(delivery_mode=2))
+        conn.close()
+    eventually(lambda: queue_info(apis["b"], "fq").get("messages") == 3, "3 on B")
+    conn = pika.BlockingConnection(pika.URLParameters(a.amqp_url))
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=10)
+    order: list[bytes] = []
+    ch.basic_consume("fq", lambda c, m, p, body: (order.append(body),
+                                                  c.basic_ack(m.delivery_tag)))
+    deadline = time.monotonic() + DEADLINE
+    while len(order) < 6 and time.monotonic() < deadline:
+        conn.process_data_events(0.05)
+    conn.close()
+    assert order == [b"local0", b"local1", b"local2", b"remote0", b"remote1", b"remote2"]
     apis["a"].delete("/api/policies/%2F/fed-fq")
 
 

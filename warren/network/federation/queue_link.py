@@ -71,7 +71,8 @@ class QueueLink(UpstreamLink):
 
     # ------------------------------------------------------------------ demand
     def has_demand(self) -> bool:
-        q = self.broker.vhost(self.vhost).queues.get(self.local_name)
+        vh = self.broker.vhosts.get(self.vhost)
+        q = vh.queues.get(self.local_name) if vh is not None else None
         return q is not None and not q.ready and q.consumers.any_credit()
 
     def _sample(self) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
 from ...broker.errors import BrokerError
 from ...broker.message import Message, Properties
@@ -86,7 +86,9 @@ class UpstreamLink:
     def on_ready(self, channel: LinkChannel) -> None:
         self.channel = channel
         self.status.local_connection = self.link.name
-        d = self._setup(channel)
+        # a local object deleted meanwhile raises here: an error status, and the component
+        # stops this link on the deletion's event
+        d = maybeDeferred(self._setup, channel)
         d.addCallbacks(lambda _: self._running(channel), lambda f: self._setup_failed(f))
 
     def _running(self, channel: LinkChannel) -> None:
