@@ -11,7 +11,8 @@ under RabbitMQ's names, so either broker can be RabbitMQ:
 - the internal exchange ``<that queue name> A`` or ``... B`` (the suffix alternates on every
   connection and the other one is deleted, so bindings of an earlier connection never
   linger), of type ``x-federation-upstream`` with ``x-max-hops``, ``x-downstream-name`` (this
-  cluster name), ``x-downstream-vhost`` and ``x-internal-purpose``, bound to the queue;
+  cluster name), ``x-downstream-vhost`` and ``x-internal-purpose``, bound to the queue (a
+  ``fanout`` when the upstream refuses that type, and the link filters what arrives);
 - one exchange-to-exchange binding from U's X to the internal exchange per distinct
   (routing key, arguments) that X has bindings for here, added and removed as X's bindings
   come and go. Each carries ``x-bound-from`` (cluster name, vhost, exchange, hops) so bindings
@@ -49,6 +50,7 @@ class ExchangeLink(UpstreamLink):
         self._bindings: dict[Any, set[int]] = {}   # (key, args) -> ids of destinations
         self._ready_channel: LinkChannel | None = None
         self._passive = False      # U's X refused our declare once: use it as it is
+        self._fanout = False       # U lacks x-federation-upstream: internal exchange is fanout
 
     def upstream_queue_name(self) -> str:
         """``upstream_queue_name/3``: ``federation: <U's X> -> <cluster>[:<vhost>]:<X>``."""
@@ -95,10 +97,18 @@ class ExchangeLink(UpstreamLink):
                 auto_delete=local.auto_delete, internal=local.internal,
                 arguments=dict(local.arguments) or None)).addErrback(self._refused_declare)
         d.addCallback(lambda _: channel.delete_exchange(ix))
-        d.addCallback(lambda _: channel.declare_exchange(
-            ix, "x-federation-upstream", durable=True, internal=True, auto_delete=True,
-            arguments={"x-max-hops": Long(up.max_hops), "x-downstream-name": self.cluster_name,
-                       "x-downstream-vhost": self.vhost, "x-internal-purpose": "federation"}))
+        if self._fanout:
+            d.addCallback(lambda _: channel.declare_exchange(
+                ix, "fanout", durable=True, internal=True, auto_delete=True,
+                arguments={"x-internal-purpose": "federation"}))
+        else:
+            d.addCallback(lambda _: channel.declare_exchange(
+                ix, "x-federation-upstream", durable=True, internal=True, auto_delete=True,
+                arguments={"x-max-hops": Long(up.max_hops),
+                           "x-downstream-name": self.cluster_name,
+                           "x-downstream-vhost": self.vhost,
+                           "x-internal-purpose": "federation"})
+            ).addErrback(self._refused_type)
         d.addCallback(lambda _: channel.bind(self.queue, ix))
         d.addCallback(lambda _: self._bind_all(channel))
         d.addCallback(lambda _: channel.delete_exchange(f"{self.queue} {old_suffix}"))
@@ -106,6 +116,16 @@ class ExchangeLink(UpstreamLink):
 
     def _refused_declare(self, failure: Any) -> Any:
         self._passive = True   # an X of other attributes exists: next time take it as it is
+        return failure
+
+    def _refused_type(self, failure: Any) -> Any:
+        # an upstream without the type (RabbitMQ without its federation plugin) closes the
+        # connection with COMMAND_INVALID; as RabbitMQ's link, fall back to a fanout and
+        # filter here (should_forward in _delivered) from the next connection on
+        if "COMMAND_INVALID" in failure.getErrorMessage():
+            log.info("%s: the upstream has no x-federation-upstream type: using a fanout",
+                     self.describe())
+            self._fanout = True
         return failure
 
     def _bind_all(self, channel: LinkChannel) -> Deferred:
