@@ -32,14 +32,13 @@ SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 
 
-@pytest.fixture(scope="module")
-def rabbit(tmp_path_factory):
+def start_rabbit(base, plugins: str):
+    """A RabbitMQ node with ``plugins`` enabled; yields its URL, port, ctl and node name."""
     if not os.path.exists(SERVER):
         pytest.skip("no rabbitmq-server installed")
-    base = tmp_path_factory.mktemp("rabbitmq-fed")
     port, dist = free_port(), free_port()
     node = f"warren-fed-{port}@localhost"
-    (base / "enabled_plugins").write_text("[rabbitmq_federation].\n")
+    (base / "enabled_plugins").write_text(f"[{plugins}].\n")
     env = dict(os.environ, HOME=str(base), RABBITMQ_NODE_PORT=str(port),
                RABBITMQ_DIST_PORT=str(dist), RABBITMQ_NODENAME=node,
                RABBITMQ_MNESIA_BASE=str(base / "mnesia"), RABBITMQ_LOG_BASE=str(base / "log"),
@@ -75,6 +74,17 @@ def rabbit(tmp_path_factory):
         proc.wait(60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def rabbit(tmp_path_factory):
+    yield from start_rabbit(tmp_path_factory.mktemp("rabbitmq-fed"), "rabbitmq_federation")
+
+
+@pytest.fixture(scope="module")
+def plain_rabbit(tmp_path_factory):
+    """No federation plugin: no ``x-federation-upstream`` type (a typical upstream)."""
+    yield from start_rabbit(tmp_path_factory.mktemp("rabbitmq-plain"), "")
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +185,56 @@ def test_rabbitmq_federates_from_warren(rabbit, warren):
 def requests_quote(name: str) -> str:
     from urllib.parse import quote
     return quote(name, safe="")
+
+
+def test_upstream_without_the_plugin_gets_a_fanout(plain_rabbit, warren):
+    api = ApiClient(warren.http_url)
+    conn = pika.BlockingConnection(pika.URLParameters(plain_rabbit["url"]))
+    conn.channel().exchange_declare("pfx", "direct", durable=True)
+    conn.close()
+    consumer = Consumer(warren, "pfx", ["k"], exchange_type="direct")
+    try:
+        r = set_upstream(api, "plain", {"uri": plain_rabbit["url"], "reconnect-delay": 0.2})
+        assert r.status_code in (201, 204), r.text
+        set_policy(api, "fed-pfx", "^pfx$", {"federation-upstream": "plain"}, "exchanges")
+        wait_running(api, exchange="pfx")
+        listed = json.loads(plain_rabbit["ctl"]("list_exchanges", "name", "type",
+                                                "--formatter", "json"))
+        internal = [x for x in listed if x["name"].startswith("federation: pfx -> ")]
+        assert [x["type"] for x in internal] == ["fanout"]
+        eventually(lambda: "k" in plain_rabbit["ctl"]("list_bindings", "source_name",
+                                                      "routing_key"), "binding")
+        publish(SimpleNamespace(amqp_url=plain_rabbit["url"]), "pfx",
+                [("k", b"via-fanout"), ("k", b"end")], exchange_type="direct")
+        got = consumer.receive_until(b"end")
+        assert [body for _k, body, _h in got] == [b"via-fanout", b"end"]
+    finally:
+        consumer.close()
+
+
+def test_warren_queue_federates_from_rabbitmq(rabbit, warren):
+    api = ApiClient(warren.http_url)
+    for url in (rabbit["url"], warren.amqp_url):
+        conn = pika.BlockingConnection(pika.URLParameters(url))
+        conn.channel().queue_declare("rfq", durable=True)
+        conn.close()
+    r = set_upstream(api, "rabbit-q", {"uri": rabbit["url"], "reconnect-delay": 1})
+    assert r.status_code in (201, 204), r.text
+    set_policy(api, "fed-rfq", "^rfq$", {"federation-upstream": "rabbit-q"}, "queues")
+    wait_running(api, queue="rfq")
+    conn = pika.BlockingConnection(pika.URLParameters(rabbit["url"]))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    for i in range(3):
+        ch.basic_publish("", "rfq", f"r{i}".encode(), pika.BasicProperties(delivery_mode=2))
+    conn.close()
+    conn = pika.BlockingConnection(pika.URLParameters(warren.amqp_url))
+    ch = conn.channel()
+    got: list[bytes] = []
+    ch.basic_consume("rfq", lambda c, m, p, body: (got.append(body),
+                                                   c.basic_ack(m.delivery_tag)))
+    deadline = time.monotonic() + 30
+    while len(got) < 3 and time.monotonic() < deadline:
+        conn.process_data_events(0.05)
+    conn.close()
+    assert sorted(got) == [b"r0", b"r1", b"r2"]
