@@ -26,6 +26,7 @@ import stomp
 
 from tests.broker_process import BrokerProcess
 from tests.webconsole.conftest import ApiClient
+from tests.webconsole.test_ctl import ctl, rows
 
 DEADLINE = 30.0
 
@@ -485,6 +486,9 @@ def test_link_status_error_schema_metrics_and_removal(brokers, apis):
     assert [x["exchange"] for x in api.get("/api/federation-links/%2F").json()
             if x.get("exchange") == "sx"] == ["sx"]
     assert api.get("/api/federation-links/nosuchvhost").status_code == 404
+    table = rows(ctl(brokers["c"], "federation_status").stdout)
+    assert [r[:6] for r in table if r[1] == "sx"] == [
+        ["exchange", "sx", "/", "nowhere", "sx", "error"]]
     metrics = requests.get(brokers["c"].http_url + "/metrics", timeout=30).text
     assert ('warren_federation_link_state{name="sx",state="error",type="exchange",'
             'upstream="nowhere",vhost="/"} 1.0') in metrics
