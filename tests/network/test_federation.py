@@ -299,6 +299,29 @@ def test_ring_of_three_is_loop_free(brokers, apis):
             apis[n].delete("/api/policies/%2F/fed-ring")
 
 
+def test_another_brokers_federation_objects_are_not_federated(brokers, apis):
+    """A policy on B that also matches what A's link made on B federates only B's own X."""
+    a, b, c = brokers["a"], brokers["b"], brokers["c"]
+    for proc in (b, c):
+        publish(proc, "wx", [])
+    consumer = Consumer(a, "wx", ["k"])
+    try:
+        set_upstream(apis["a"], "up-b-wx", {"uri": uri_of(b), "reconnect-delay": 1})
+        set_policy(apis["a"], "fed-wx", "^wx$", {"federation-upstream": "up-b-wx"})
+        set_upstream(apis["b"], "up-c-wx", {"uri": uri_of(c), "reconnect-delay": 1})
+        set_policy(apis["b"], "fed-wx-wide", "^(wx$|federation: wx)",
+                   {"federation-upstream": "up-c-wx"})
+        wait_running(apis["a"], exchange="wx")
+        wait_running(apis["b"], exchange="wx")
+        eventually(lambda: upstream_keys(apis["b"], "wx") == {"k"}, "A's binding on B")
+        assert [(x["type"], x.get("exchange", x.get("queue"))) for x in links(apis["b"])
+                if x["upstream"] == "up-c-wx"] == [("exchange", "wx")]
+    finally:
+        consumer.close()
+        apis["a"].delete("/api/policies/%2F/fed-wx")
+        apis["b"].delete("/api/policies/%2F/fed-wx-wide")
+
+
 # ------------------------------------------------------------------------------ queues
 def queue_info(api, name: str) -> dict:
     r = api.get(f"/api/queues/%2F/{name}")

@@ -143,10 +143,13 @@ class FederationComponent:
         out: dict[tuple[str, str, str, str], tuple[Upstream, int]] = {}
         if vh is None:
             return out
+        # another broker's federation objects here (x-internal-purpose) are never federated
+        # themselves, whatever a wide policy pattern matches
         objects: list[tuple[str, Any]] = [
             ("exchange", ex) for ex in vh.exchanges.values()
-            if ex.name and ex.type_name != "x-federation-upstream"]
-        objects += [("queue", q) for q in vh.queues.values() if q.exclusive_owner is None]
+            if ex.name and "x-internal-purpose" not in ex.arguments]
+        objects += [("queue", q) for q in vh.queues.values()
+                    if q.exclusive_owner is None and "x-internal-purpose" not in q.arguments]
         for kind, obj in objects:
             policy = obj.policy or {}
             for element in self.upstreams_for(vhost, policy):
