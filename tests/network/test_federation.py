@@ -426,6 +426,10 @@ def test_self_upstream_set_of_unknown_and_bad_policy_are_refused(brokers, apis):
     c = brokers["c"]
     r = set_upstream(apis["c"], "me", {"uri": f"amqp://127.0.0.1:{c.amqp_port}/%2F"})
     assert r.status_code == 400 and "points at this broker itself" in r.json()["reason"]
+    out = ctl(c, "set_parameter", "federation-upstream", "zero",
+              json.dumps({"uri": "amqp://elsewhere", "max-hops": 0}), check=False)
+    assert out.returncode != 0
+    assert "max-hops should be at least 1, actually was 0" in out.stdout + out.stderr
     r = apis["c"].put("/api/parameters/federation-upstream-set/%2F/s",
                       {"value": [{"upstream": "nobody"}]})
     assert r.status_code == 400
