@@ -323,6 +323,50 @@ def test_another_brokers_federation_objects_are_not_federated(brokers, apis):
         apis["b"].delete("/api/policies/%2F/fed-wx-wide")
 
 
+def test_full_mesh_of_three_delivers_exactly_once(brokers, apis):
+    """Each broker federates from both others through a named upstream set (max-hops 1, as
+    a mesh needs): every consumer gets every message once."""
+    names = list(RING)
+    consumers = {n: Consumer(brokers[n], "mesh", ["m"]) for n in names}
+    try:
+        for n in names:
+            others = [o for o in names if o != n]
+            for o in others:
+                r = set_upstream(apis[n], f"mesh-{o}", {"uri": uri_of(brokers[o]),
+                                                        "reconnect-delay": 1})
+                assert r.status_code in (201, 204), r.text
+            r = apis[n].put("/api/parameters/federation-upstream-set/%2F/mesh-set",
+                            {"value": [{"upstream": f"mesh-{o}"} for o in others]})
+            assert r.status_code in (201, 204), r.text
+            set_policy(apis[n], "fed-mesh", "^mesh$", {"federation-upstream-set": "mesh-set"},
+                       "exchanges")
+        for n in names:
+            for o in names:
+                if o != n:
+                    wait_running(apis[n], exchange="mesh", upstream=f"mesh-{o}")
+        for n in names:   # each broker's X has one binding per downstream
+            eventually(lambda: len([b for b in upstream_bindings(apis[n], "mesh")
+                                    if b["destination_type"] == "exchange"]) == 2,
+                       f"both downstreams bound on {n}")
+        for n in names:
+            publish(brokers[n], "mesh", [("m", f"{n}-x".encode())])
+        everything = {f"{n}-x".encode() for n in names}
+        for n in names:
+            got = receive_markers(consumers[n], everything)
+            assert sorted(body for _k, body, _h in got) == sorted(everything), n
+        for n in names:
+            publish(brokers[n], "mesh", [("m", f"{n}-end".encode())])
+        markers = {f"{n}-end".encode() for n in names}
+        for n in names:
+            got = receive_markers(consumers[n], markers)
+            assert sorted(body for _k, body, _h in got) == sorted(markers), n
+    finally:
+        for c in consumers.values():
+            c.close()
+        for n in names:
+            apis[n].delete("/api/policies/%2F/fed-mesh")
+
+
 # ------------------------------------------------------------------------------ queues
 def queue_info(api, name: str) -> dict:
     r = api.get(f"/api/queues/%2F/{name}")
