@@ -367,6 +367,28 @@ def test_full_mesh_of_three_delivers_exactly_once(brokers, apis):
             apis[n].delete("/api/policies/%2F/fed-mesh")
 
 
+def test_upstream_exchange_of_another_type_is_used_as_it_is(brokers, apis):
+    """RabbitMQ's link declares the upstream X passively first; ours declares it and, refused
+    (PRECONDITION_FAILED: another type there), takes it as it is from the next connection."""
+    a, b = brokers["a"], brokers["b"]
+    publish(b, "tx", [], exchange_type="fanout")
+    consumer = Consumer(a, "tx", ["k"])          # a topic exchange here
+    try:
+        set_upstream(apis["a"], "up-b-tx", {"uri": uri_of(b), "reconnect-delay": 0.2})
+        set_policy(apis["a"], "fed-tx", "^tx$", {"federation-upstream": "up-b-tx"},
+                   "exchanges")
+        wait_running(apis["a"], exchange="tx")
+        assert apis["b"].get("/api/exchanges/%2F/tx").json()["type"] == "fanout"
+        eventually(lambda: upstream_keys(apis["b"], "tx") == {"k"}, "binding on B")
+        publish(b, "tx", [("k", b"one"), ("other", b"not-bound-here"), ("k", b"end")],
+                exchange_type="fanout")
+        got = consumer.receive_until(b"end")
+        assert [body for _k, body, _h in got] == [b"one", b"end"]
+    finally:
+        consumer.close()
+        apis["a"].delete("/api/policies/%2F/fed-tx")
+
+
 # ------------------------------------------------------------------------------ queues
 def queue_info(api, name: str) -> dict:
     r = api.get(f"/api/queues/%2F/{name}")

@@ -31,7 +31,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredList
 
 from ...exchange.federation_upstream import ROUTING_HEADER, already_seen, should_forward
-from ..channel import LinkChannel
+from ..channel import LinkChannel, RemoteClosed
 from ..client import Long
 from .upstream_link import UpstreamLink, log
 
@@ -90,7 +90,8 @@ class ExchangeLink(UpstreamLink):
             no_ack=no_ack))
         if self._passive:
             d.addCallback(lambda _: channel.declare_exchange(up.exchange, local.type_name,
-                                                             passive=True))
+                                                             passive=True)
+                          ).addErrback(self._missing)
         else:
             d.addCallback(lambda _: channel.declare_exchange(
                 up.exchange, local.type_name, durable=local.durable,
@@ -115,7 +116,13 @@ class ExchangeLink(UpstreamLink):
         return d
 
     def _refused_declare(self, failure: Any) -> Any:
-        self._passive = True   # an X of other attributes exists: next time take it as it is
+        if failure.check(RemoteClosed) and failure.value.reply_code == 406:
+            self._passive = True   # an X of other attributes exists: next time take it as is
+        return failure
+
+    def _missing(self, failure: Any) -> Any:
+        if failure.check(RemoteClosed) and failure.value.reply_code == 404:
+            self._passive = False  # it is gone: declare it again next time
         return failure
 
     def _refused_type(self, failure: Any) -> Any:
