@@ -178,6 +178,17 @@ def ctl_list_parameters(api: Api, a: argparse.Namespace) -> None:
            ["component", "name", "value"])
 
 
+def ctl_federation_status(api: Api, a: argparse.Namespace) -> None:
+    """rabbitmqctl's ``federation_status``: one row per link (``name`` is the exchange or
+    queue), with the reason of a failed one."""
+    links = api.call("GET", _vhost_path(a, "federation-links"))
+    _table([{**x, "name": x.get("exchange", x.get("queue", "")),
+             "upstream_name": x.get("upstream_exchange", x.get("upstream_queue", ""))}
+            for x in links],
+           ["type", "name", "vhost", "upstream", "upstream_name", "status", "uri",
+            "timestamp", "error"])
+
+
 def ctl_export_definitions(api: Api, a: argparse.Namespace) -> None:
     defs = api.call("GET", "/api/definitions")
     text = json.dumps(defs, indent=2)
@@ -225,6 +236,7 @@ COMMANDS = {
     "set_parameter": (ctl_set_parameter, ["component", "name", "value"]),
     "clear_parameter": (ctl_clear_parameter, ["component", "name"]),
     "list_parameters": (ctl_list_parameters, []),
+    "federation_status": (ctl_federation_status, []),
     "export_definitions": (ctl_export_definitions, ["file"]),
     "import_definitions": (ctl_import_definitions, ["file"]),
     "move_messages": (ctl_move_messages, ["source", "destination", "--count"]),

@@ -21,6 +21,7 @@ from .broker.broker import Broker
 from .broker.parameters import ParameterComponent
 from .config import Config
 from .mqtt.listener import MqttFactory
+from .network.federation.component import FederationComponent
 from .network.shovel.component import ShovelComponent
 from .stomp.listener import StompFactory
 from .tls import server_context
@@ -96,6 +97,7 @@ FRONT_ENDS: tuple[tuple[str, str, str, Any], ...] = (
 #: Features built on runtime parameters (shovels, federation) add their factory here.
 PARAMETER_COMPONENTS: tuple[Callable[[Broker, Config], ParameterComponent], ...] = (
     ShovelComponent,
+    FederationComponent,
 )
 
 
@@ -134,7 +136,11 @@ class BrokerService(service.MultiService):
                              node_name=cfg.node_name, default_user=cfg.default_user,
                              default_pass=cfg.default_pass, loopback_users=cfg.loopback_users,
                              paging_budget=cfg.paging_budget)
-        self.components = [make(self.broker, cfg) for make in PARAMETER_COMPONENTS]
+        self.components = []
+        for make in PARAMETER_COMPONENTS:
+            component = make(self.broker, cfg)
+            # a feature may own several components (federation: upstreams and sets)
+            self.components += [component, *getattr(component, "companions", ())]
         for component in self.components:
             self.broker.runtime_parameters.register(component)
         self.broker.recover()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import socket
 import time
 import urllib.parse
 
@@ -405,6 +406,42 @@ def test_shovel_add_see_running_restart_delete(ui, broker, unique):
         ui.wait_for(f"!document.querySelector({json.dumps(row(key))})", what="row gone")
         assert api(broker, "GET", "parameters", "shovel", "/", unique).status_code == 404
         assert_clean(ui)
+
+
+def test_federation_links_listed_with_their_state(ui, broker, unique):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]      # nothing listens there once closed
+    r = api(broker, "PUT", "parameters", "federation-upstream", "/", unique,
+            json={"value": {"uri": f"amqp://127.0.0.1:{port}", "reconnect-delay": 1}})
+    assert r.status_code in (201, 204), r.text
+    assert api(broker, "PUT", "exchanges", "/", unique,
+               json={"type": "topic", "durable": True}).status_code in (201, 204)
+    assert api(broker, "PUT", "policies", "/", unique,
+               json={"pattern": f"^{unique}$", "apply-to": "exchanges",
+                     "definition": {"federation-upstream": unique}}).status_code in (201, 204)
+    try:
+        with screenshot_on_failure(ui, "federation"):
+            login(ui, broker)
+            ui.wait_for_selector("#page-overview")
+            open_page(ui, "#/bridges", "#page-bridges")
+            link_id, deadline = None, time.monotonic() + 30
+            while link_id is None and time.monotonic() < deadline:
+                found = [x["id"] for x in api(broker, "GET", "federation-links").json()
+                         if x.get("exchange") == unique and x["status"] == "error"]
+                link_id = found[0] if found else None
+                if link_id is None:
+                    time.sleep(0.05)
+            assert link_id is not None
+            sel = json.dumps(row(link_id))
+            ui.wait_for(f"document.querySelector({sel}) && document.querySelector({sel})"
+                        ".textContent.includes('connection refused')", what="error row")
+            text = ui.evaluate(f"document.querySelector({sel}).textContent")
+            assert "exchange" in text and unique in text and "error" in text
+            assert_clean(ui)
+    finally:
+        api(broker, "DELETE", "policies", "/", unique)
+        api(broker, "DELETE", "parameters", "federation-upstream", "/", unique)
 
 
 def test_every_tab_renders_at_laptop_size(ui, broker):

@@ -211,6 +211,7 @@ class Broker:
         if persist:
             self.save_definition("policy", resource_key(vhost, name), policy.as_json())
         self._reapply_policies(vh)
+        self.emit("policy.set", vhost=vhost, name=name)
         return policy
 
     def clear_policy(self, vhost: str, name: str) -> None:
@@ -220,6 +221,7 @@ class Broker:
         vh = self.vhosts.get(vhost)
         if vh is not None:
             self._reapply_policies(vh)
+        self.emit("policy.cleared", vhost=vhost, name=name)
 
     def _reapply_policies(self, vh: VirtualHost) -> None:
         for q in list(vh.queues.values()):

@@ -17,6 +17,11 @@ from .errors import PreconditionFailed
 APPLY_TO = ("queues", "exchanges", "all", "classic_queues", "quorum_queues", "streams")
 
 EXCHANGE_KEYS = {"alternate-exchange"}
+#: federation's policy keys (``rabbit_federation_parameters:validate_policy``): which
+#: upstreams federate a matching exchange or queue; the federation component reads them
+FEDERATION_KEYS = {"federation-upstream": "federation upstream name",
+                   "federation-upstream-set": "federation upstream set name",
+                   "federation-upstream-pattern": "federation upstream pattern name"}
 QUEUE_KEYS = {k[2:] for k in QUEUE_ARGUMENTS} | {"ha-mode", "ha-params", "ha-sync-mode",
                                                   "queue-mode", "queue-master-locator"}
 
@@ -47,10 +52,27 @@ class Policy:
                     self.definition[key] = check(value)
                 except ValueError as e:
                     raise PreconditionFailed(f"Validation failed\n\n{key}: {e}") from None
+            elif key in FEDERATION_KEYS:
+                if not isinstance(value, str):
+                    raise PreconditionFailed(
+                        f"Validation failed\n\n{_erlang(value)} is not a valid "
+                        f"{FEDERATION_KEYS[key]}")
+                if key == "federation-upstream-pattern":
+                    try:
+                        re.compile(value)
+                    except re.error as e:
+                        raise PreconditionFailed(
+                            f"Validation failed\n\ncould not compile pattern {value} to a "
+                            f"regular expression. Error: {e}") from None
             elif key not in EXCHANGE_KEYS and key not in QUEUE_KEYS:
                 raise PreconditionFailed(
                     f"Validation failed\n\n[{{<<\"{key}\">>,...}}] are not recognised policy "
                     "settings")
+
+        if len(FEDERATION_KEYS.keys() & self.definition.keys()) > 1:
+            raise PreconditionFailed(
+                "Validation failed\n\ncannot specify federation-upstream, "
+                "federation-upstream-set or federation-upstream-pattern together")
 
     def applies_to(self, kind: str, name: str) -> bool:
         if kind == "queue" and self.apply_to not in ("queues", "all", "classic_queues"):
@@ -72,3 +94,13 @@ def effective(policies: list[Policy], kind: str, name: str) -> Policy | None:
                                          (best.priority, best.name)):
             best = p
     return best
+
+
+def _erlang(value: Any) -> str:
+    """A JSON value as RabbitMQ's ``~p`` shows it in these texts."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return repr(value) if not isinstance(value, list) else \
+        "[" + ",".join(_erlang(v) for v in value) + "]"

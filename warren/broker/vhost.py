@@ -134,11 +134,13 @@ class VirtualHost:
         ex = self.exchange(name)
         if if_unused and ex.bindings:
             raise PreconditionFailed(f"exchange '{name}' in vhost '{self.name}' in use")
+        # out of the table first: removing its last binding must not auto-delete it again
+        del self.exchanges[name]
         for b in list(ex.bindings):
             self._remove_binding(b)
+            ex.remove_binding(b)
         for b in list(ex.inbound):
             self._remove_binding(b)
-        del self.exchanges[name]
         cancel_all = getattr(ex.impl, "cancel_all", None)  # held delayed messages go too
         if cancel_all is not None:
             cancel_all()
@@ -243,6 +245,7 @@ class VirtualHost:
                                                              None):
             self.broker.save_definition("binding", self._binding_key(binding),
                                         self._binding_definition(binding))
+        self.broker.emit("binding.created", vhost=self.name, binding=binding)
         return binding
 
     def unbind(self, source: str, destination: Queue | Exchange, routing_key: str,
@@ -266,6 +269,7 @@ class VirtualHost:
         if b in owner_list:
             owner_list.remove(b)
         self.broker.save_definition("binding", self._binding_key(b), None, only_if_known=True)
+        self.broker.emit("binding.deleted", vhost=self.name, binding=b)
         if ex is not None and ex.auto_delete and not ex.bindings and ex.name in self.exchanges:
             self.delete_exchange(ex.name)
 

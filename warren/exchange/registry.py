@@ -18,3 +18,6 @@ def register(cls: type) -> None:
 
 
 from . import delayed  # noqa: E402,F401  (registers x-delayed-message)
+from . import federation_upstream  # noqa: E402  (x-federation-upstream, for downstreams)
+
+register(federation_upstream.FederationUpstreamExchange)

@@ -17,9 +17,13 @@ Bridges built on them:
 
 - :mod:`.shovel`: RabbitMQ's dynamic shovels, a runtime parameter of component ``shovel``;
   each end is either a Link (another broker) or this broker's core (``amqp://``, in-process).
+- :mod:`.federation`: RabbitMQ's federation, components ``federation-upstream`` and
+  ``federation-upstream-set`` plus the policy keys; one Link per federated exchange or queue
+  and upstream, moving into this broker's core in-process (the ``x-federation-upstream``
+  exchange type an upstream needs is in ``warren.exchange``, core-side).
 
-Federation and ActiveMQ-style network connectors (demand forwarding, loop prevention by broker
-path and ``network_ttl``, duplex links) are not built yet. This package may use the core
+ActiveMQ-style network connectors (demand forwarding, loop prevention by broker path and
+``network_ttl``, duplex links) are not built yet. This package may use the core
 (``warren.broker``), as a front end does, and imports no front end (``tests/test_layering.py``);
-the console reaches shovels only through the runtime-parameter registry.
+the console reaches shovels and federation links only through the runtime-parameter registry.
 """

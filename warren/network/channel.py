@@ -72,6 +72,11 @@ class LinkChannel:
         return (not self._dead and self._protocol.lost_reason is None
                 and self._client.state is amqp.State.OPEN)
 
+    @property
+    def server_properties(self) -> dict:
+        """What the server said of itself in Connection.Start (``cluster_name`` ...)."""
+        return self._client.server_properties
+
     # -- user API
     def publish(self, exchange: str, routing_key: str, properties: dict | None,
                 body: bytes) -> defer.Deferred:
@@ -94,16 +99,23 @@ class LinkChannel:
 
     def consume(self, queue: str, prefetch: int,
                 on_delivery: Callable[[amqp.Delivery], Any],
-                no_ack: bool = False) -> defer.Deferred:
+                no_ack: bool = False, *, consumer_tag: str = "",
+                arguments: dict | None = None) -> defer.Deferred:
         """Basic.Qos(prefetch) then Basic.Consume; fires with the consumer tag."""
-        tag = f"warren-link-{next(self._tags)}"
+        tag = consumer_tag or f"warren-link-{next(self._tags)}"
         self._consumers[tag] = on_delivery
         # a refused Qos closes the channel; the Consume Deferred below reports it
         self.request(self._client.basic_qos(CHANNEL, prefetch), "Basic.QosOk") \
             .addErrback(lambda _failure: None)
         d = self.request(self._client.basic_consume(CHANNEL, queue, consumer_tag=tag,
-                                                  no_ack=no_ack), "Basic.ConsumeOk")
+                                                  no_ack=no_ack, arguments=arguments),
+                         "Basic.ConsumeOk")
         return d.addCallback(lambda event: event.consumer_tag)
+
+    def cancel(self, consumer_tag: str) -> defer.Deferred:
+        """Basic.Cancel; deliveries already on the wire still reach the handler."""
+        d = self.request(self._client.basic_cancel(CHANNEL, consumer_tag), "Basic.CancelOk")
+        return d.addCallback(lambda _event: self._consumers.pop(consumer_tag, None))
 
     def ack(self, delivery_tag: int, multiple: bool = False) -> None:
         """Ack a delivery of this channel; a no-op once the connection is gone."""
@@ -132,6 +144,31 @@ class LinkChannel:
              arguments: dict | None = None) -> defer.Deferred:
         return self.request(self._client.queue_bind(CHANNEL, queue, exchange, routing_key,
                                                   arguments), "Queue.BindOk")
+
+    def unbind(self, queue: str, exchange: str, routing_key: str = "",
+               arguments: dict | None = None) -> defer.Deferred:
+        return self.request(self._client.queue_unbind(CHANNEL, queue, exchange, routing_key,
+                                                    arguments), "Queue.UnbindOk")
+
+    def delete_queue(self, queue: str) -> defer.Deferred:
+        return self.request(self._client.queue_delete(CHANNEL, queue), "Queue.DeleteOk")
+
+    def bind_exchange(self, destination: str, source: str, routing_key: str = "",
+                      arguments: dict | None = None) -> defer.Deferred:
+        """Exchange.Bind: messages ``source`` routes with the key go on to ``destination``."""
+        return self.request(self._client.exchange_bind(CHANNEL, destination, source,
+                                                     routing_key, arguments),
+                            "Exchange.BindOk")
+
+    def unbind_exchange(self, destination: str, source: str, routing_key: str = "",
+                        arguments: dict | None = None) -> defer.Deferred:
+        return self.request(self._client.exchange_unbind(CHANNEL, destination, source,
+                                                       routing_key, arguments),
+                            "Exchange.UnbindOk")
+
+    def delete_exchange(self, exchange: str) -> defer.Deferred:
+        return self.request(self._client.exchange_delete(CHANNEL, exchange),
+                            "Exchange.DeleteOk")
 
     # -- internals
     def request(self, data: bytes, expect: str) -> defer.Deferred:

@@ -28,12 +28,15 @@ with the AMQP names (:mod:`.properties`).
 
 from __future__ import annotations
 
+import inspect
+
 import enum
 import struct
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pamqp import commands
+from pamqp import encode as pamqp_encode
 from pamqp import exceptions as pamqp_exceptions
 from pamqp import frame as pamqp_frame
 
@@ -65,6 +68,27 @@ PRE_TUNE_FRAME_MAX = 131072    # what we accept before Tune fixes a limit
 _HDR = struct.Struct(">BHI")
 _PUBLISH_HEAD = struct.Struct(">HHH")   # class 60, method 40, reserved ticket
 _CONTENT_HEAD = struct.Struct(">HHQ")
+
+
+class Long(int):
+    """An integer sent in a field table as AMQP's 64-bit ``l`` whatever its size.
+
+    pamqp picks the smallest integer type that fits; RabbitMQ checks the type of some
+    arguments (``x-max-hops`` of an ``x-federation-upstream`` exchange must be ``long``).
+    """
+
+
+_encode_table_value = pamqp_encode.encode_table_value
+
+
+def _encode_value(value: Any) -> bytes:
+    if isinstance(value, Long):
+        return b"l" + pamqp_encode.long_long_int(value)
+    return _encode_table_value(value)
+
+
+# field_table/field_array look the encoder up at call time; other values encode as before
+pamqp_encode.encode_table_value = _encode_value
 
 
 class _Fault(Exception):
@@ -396,6 +420,8 @@ class ClientConnection:
         commands.Basic.RecoverOk: _on_method_ok,
         commands.Exchange.DeclareOk: _on_method_ok,
         commands.Exchange.BindOk: _on_method_ok,
+        commands.Exchange.UnbindOk: _on_method_ok,
+        commands.Exchange.DeleteOk: _on_method_ok,
         commands.Queue.BindOk: _on_method_ok,
         commands.Queue.UnbindOk: _on_method_ok,
         commands.Queue.PurgeOk: _on_method_ok,
@@ -506,7 +532,7 @@ class ClientConnection:
     def basic_consume(self, channel: int, queue: str, consumer_tag: str = "",
                       no_ack: bool = False, exclusive: bool = False,
                       arguments: dict | None = None) -> bytes:
-        return self._method(commands.Basic.Consume(
+        return self._method(_unchecked(commands.Basic.Consume, 
             queue=queue, consumer_tag=consumer_tag, no_ack=no_ack, exclusive=exclusive,
             arguments=arguments or {}), channel)
 
@@ -521,7 +547,7 @@ class ClientConnection:
     def queue_declare(self, channel: int, queue: str = "", *, passive: bool = False,
                       durable: bool = False, exclusive: bool = False,
                       auto_delete: bool = False, arguments: dict | None = None) -> bytes:
-        return self._method(commands.Queue.Declare(
+        return self._method(_unchecked(commands.Queue.Declare, 
             queue=queue, passive=passive, durable=durable, exclusive=exclusive,
             auto_delete=auto_delete, arguments=arguments or {}), channel)
 
@@ -529,15 +555,43 @@ class ClientConnection:
                          passive: bool = False, durable: bool = False,
                          auto_delete: bool = False, internal: bool = False,
                          arguments: dict | None = None) -> bytes:
-        return self._method(commands.Exchange.Declare(
+        return self._method(_unchecked(commands.Exchange.Declare, 
             exchange=exchange, exchange_type=exchange_type, passive=passive, durable=durable,
             auto_delete=auto_delete, internal=internal, arguments=arguments or {}), channel)
 
     def queue_bind(self, channel: int, queue: str, exchange: str, routing_key: str = "",
                    arguments: dict | None = None) -> bytes:
-        return self._method(commands.Queue.Bind(queue=queue, exchange=exchange,
+        return self._method(_unchecked(commands.Queue.Bind, queue=queue, exchange=exchange,
                                                 routing_key=routing_key,
                                                 arguments=arguments or {}), channel)
+
+    def queue_unbind(self, channel: int, queue: str, exchange: str, routing_key: str = "",
+                     arguments: dict | None = None) -> bytes:
+        return self._method(_unchecked(commands.Queue.Unbind, queue=queue, exchange=exchange,
+                                                  routing_key=routing_key,
+                                                  arguments=arguments or {}), channel)
+
+    def queue_delete(self, channel: int, queue: str) -> bytes:
+        return self._method(_unchecked(commands.Queue.Delete, queue=queue), channel)
+
+    def exchange_bind(self, channel: int, destination: str, source: str,
+                      routing_key: str = "", arguments: dict | None = None) -> bytes:
+        """Exchange.Bind (RabbitMQ's extension): ``source`` routes into ``destination``."""
+        return self._method(_unchecked(commands.Exchange.Bind, destination=destination, source=source,
+                                                   routing_key=routing_key,
+                                                   arguments=arguments or {}), channel)
+
+    def exchange_unbind(self, channel: int, destination: str, source: str,
+                        routing_key: str = "", arguments: dict | None = None) -> bytes:
+        return self._method(_unchecked(commands.Exchange.Unbind, destination=destination, source=source,
+                                                     routing_key=routing_key,
+                                                     arguments=arguments or {}), channel)
+
+    def exchange_delete(self, channel: int, exchange: str) -> bytes:
+        return self._method(_unchecked(commands.Exchange.Delete, exchange=exchange), channel)
+
+    def basic_cancel(self, channel: int, consumer_tag: str) -> bytes:
+        return self._method(commands.Basic.Cancel(consumer_tag=consumer_tag), channel)
 
     def basic_publish(self, channel: int, exchange: str, routing_key: str,
                       properties: dict | None, body: bytes,
@@ -568,6 +622,24 @@ class ClientConnection:
             seq = ch.next_publish_seq
             ch.next_publish_seq += 1
         return seq, b"".join(parts)
+
+
+def _unchecked(cls: type, **fields: Any) -> Any:
+    """A pamqp command built without its ``validate()``: pamqp allows names of AMQP's
+    grammar only (letters, digits, ``-_.:``), RabbitMQ any UTF-8 up to 255 bytes, and
+    federation's own names (``federation: X -> rabbit@a B``) have spaces and ``>``."""
+    obj = cls.__new__(cls)
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name != "self":
+            setattr(obj, name, fields.get(name, param.default))
+    if getattr(obj, "arguments", {}) is None:
+        obj.arguments = {}
+    obj.validate = _no_check   # marshal() validates again
+    return obj
+
+
+def _no_check() -> None:
+    """Names are checked by the server that receives them."""
 
 
 def _shortstr(s: str) -> bytes:

@@ -135,6 +135,7 @@ class BrokerCollector:
         yield _gauge("warren_memory_used_bytes", "Bytes of message data held by queues",
                      b.memory_used)
         yield from _shovel_metrics(b)
+        yield from _federation_metrics(b)
         store_stats = {}
         if b.store is not None:
             try:
@@ -181,6 +182,32 @@ def _shovel_metrics(broker: Any) -> Iterable[Metric]:
         pending.add_metric(labels, s["pending"])
         restarts.add_metric(labels, s["restarts"])
     yield from (state, moved, pending, restarts)
+
+
+FEDERATION_STATES = ("starting", "running", "error")
+
+
+def _federation_metrics(broker: Any) -> Iterable[Metric]:
+    """Per federation link (one per federated exchange or queue and upstream): state,
+    messages brought into this broker, connection failures."""
+    component = broker.runtime_parameters.component("federation-upstream")
+    links = component.counters() if component is not None else []
+    names = ["vhost", "type", "name", "upstream"]
+    state = GaugeMetricFamily("warren_federation_link_state", "Federation link state (1 for "
+                              "the state it is in)", labels=names + ["state"])
+    moved = CounterMetricFamily("warren_federation_messages_forwarded", "Messages a "
+                                "federation link published into this broker",
+                                labels=names)
+    failures = CounterMetricFamily("warren_federation_link_failures", "Connection attempts "
+                                   "of a federation link that failed or were lost",
+                                   labels=names)
+    for link in links:
+        labels = [link["vhost"], link["type"], link["name"], link["upstream"]]
+        for name in sorted(set(FEDERATION_STATES) | {link["status"]}):
+            state.add_metric(labels + [name], 1 if name == link["status"] else 0)
+        moved.add_metric(labels, link["forwarded"])
+        failures.add_metric(labels, link["failures"])
+    yield from (state, moved, failures)
 
 
 def _gauge(name: str, doc: str, value: float | None, *, per_queue=None,

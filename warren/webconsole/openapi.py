@@ -65,6 +65,11 @@ SCHEMAS: dict[str, Any] = {
                     "src_exchange_key": STR, "dest_queue": STR, "dest_exchange": STR,
                     "dest_exchange_key": STR, "blocked_status": STR, "forwarded": INT,
                     "pending": INT, "remaining": INT, "remaining_unacked": INT}),
+    "FederationLink": _obj({"node": STR, "vhost": STR, "id": STR, "type": STR,
+                            "upstream": STR, "uri": STR, "status": STR, "timestamp": STR},
+                           {"exchange": STR, "upstream_exchange": STR, "queue": STR,
+                            "upstream_queue": STR, "consumer_tag": STR,
+                            "local_connection": STR, "error": STR}),
     "Whoami": _obj({"name": STR, "tags": {"type": "array", "items": STR}}),
     "Overview": _obj({"management_version": STR, "rabbitmq_version": STR,
                       "product_name": STR, "product_version": STR, "node": STR,
@@ -143,6 +148,8 @@ _set("GET", ["/api/global-parameters"], "200", _list("GlobalParameter"))
 _set("GET", ["/api/global-parameters/{name}"], "200", _ref("GlobalParameter"))
 _set("GET", ["/api/shovels", "/api/shovels/{vhost}"], "200", _list("Shovel"))
 _set("GET", ["/api/shovels/{vhost}/{name}"], "200", _ref("Shovel"))
+_set("GET", ["/api/federation-links", "/api/federation-links/{vhost}"], "200",
+     _list("FederationLink"))
 _set("GET", ["/api/connections", "/api/vhosts/{vhost}/connections"], "200",
      _list("Connection"))
 _set("GET", ["/api/connections/{name}"], "200", _ref("Connection"))

@@ -22,6 +22,7 @@ from .resources import (
     bindings,
     definitions,
     exchanges,
+    federation,
     overview,
     parameters,
     queues,
@@ -34,7 +35,7 @@ STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 def all_routes() -> list[Route]:
     routes: list[Route] = []
     for module in (overview, queues, exchanges, bindings, access, definitions, parameters,
-                   shovels):
+                   shovels, federation):
         routes.extend(module.ROUTES)
     return routes
 

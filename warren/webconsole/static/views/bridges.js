@@ -1,6 +1,6 @@
 // Network: the shovels this broker runs (RabbitMQ's "Shovel Status" and "Shovel Management"
-// pages in one), each with its state, ends, rate and last error, and the form to add one.
-// Shovels are runtime parameters of component "shovel"; their status is /api/shovels.
+// pages in one), each with its state, ends, rate and last error, and the form to add one;
+// then the federation links (RabbitMQ's "Federation Status" page): /api/federation-links.
 
 import {apiPath, del, get, put} from "../api.js";
 import {formatCount, formatRate, h, num, replace, table} from "../dom.js";
@@ -72,16 +72,41 @@ function addForm(app) {
   return form;
 }
 
+/** The federation links table (read-only: links follow upstreams and policies). */
+async function federationTable(app) {
+  const links = (await get(apiPath("federation-links")))
+    .filter((l) => !app.vhost || l.vhost === app.vhost);
+  if (!links.length) {
+    return h("div", {class: "empty-state"},
+      h("p", {class: "empty-title"}, "No federation links"),
+      h("p", {class: "muted"},
+        "Define a federation-upstream parameter and a policy with federation-upstream or "
+        + "federation-upstream-set: each matching exchange or queue gets a link per upstream."));
+  }
+  const rows = links.map((l) => [
+    l.type, h("span", {class: "wrap"}, l.exchange ?? l.queue), l.vhost,
+    h("span", {class: "wrap"}, l.upstream, h("br"), l.uri),
+    h("span", {class: "wrap"}, l.upstream_exchange ?? l.upstream_queue),
+    h("span", {class: `state state-${l.status}`}, l.status),
+    l.error ? h("span", {class: "wrap error-text"}, l.error) : "",
+  ]);
+  return table(["Type", "Name", "Virtual host", "Upstream", "Upstream object", "State",
+    "Last error"], rows, {keys: links.map((l) => l.id)});
+}
+
 export function bridgesPage(params, app) {
   const body = h("div", {id: "bridges-list"});
+  const federation = h("div", {id: "federation-list"});
   const element = h("div", {class: "page", id: "page-bridges"}, h("h2", {}, "Shovels"), body,
-    section("Add a shovel", addForm(app), {id: "add-shovel"}));
+    section("Add a shovel", addForm(app), {id: "add-shovel"}),
+    h("h2", {}, "Federation links"), federation);
   const last = new Map();   // vhost/name -> [time, forwarded] of the previous refresh
   return {
     element,
     async refresh() {
       const overview = await get(apiPath("overview"));
       app.showNode(overview);
+      replace(federation, await federationTable(app));
       const shovels = (await get(apiPath("shovels")))
         .filter((s) => !app.vhost || s.vhost === app.vhost);
       if (!shovels.length) {

@@ -1,0 +1,252 @@
+"""A federated exchange's link to one upstream (``rabbit_federation_exchange_link``).
+
+For local exchange X federated from upstream U, the link declares on U what RabbitMQ's does,
+under RabbitMQ's names, so either broker can be RabbitMQ:
+
+- U's exchange X (the upstream's ``exchange`` key, default X's name), of X's type and
+  attributes; an existing one is used as it is;
+- the queue ``federation: X -> <this cluster name>`` (``:<vhost>:<X>`` appended when the
+  vhost or the exchange name differs), durable, with ``x-expires`` / ``x-message-ttl`` from
+  ``expires`` / ``message-ttl`` and ``x-internal-purpose: federation``;
+- the internal exchange ``<that queue name> A`` or ``... B`` (the suffix alternates on every
+  connection and the other one is deleted, so bindings of an earlier connection never
+  linger), of type ``x-federation-upstream`` with ``x-max-hops``, ``x-downstream-name`` (this
+  cluster name), ``x-downstream-vhost`` and ``x-internal-purpose``, bound to the queue (a
+  ``fanout`` when the upstream refuses that type, and the link filters what arrives);
+- one exchange-to-exchange binding from U's X to the internal exchange per distinct
+  (routing key, arguments) that X has bindings for here, added and removed as X's bindings
+  come and go. Each carries ``x-bound-from`` (cluster name, vhost, exchange, hops) so bindings
+  propagate through a chain of federated exchanges only as far as messages can travel.
+
+Only what someone here is bound for crosses the link. Deliveries are republished into X with
+an ``x-received-from`` entry: ``uri`` (no credentials), ``exchange``, ``redelivered``,
+``cluster-name`` (the upstream's, from its Connection.Start) and ``vhost``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList
+
+from ...exchange.federation_upstream import ROUTING_HEADER, already_seen, should_forward
+from ..channel import LinkChannel, RemoteClosed
+from ..client import Long
+from .upstream_link import UpstreamLink, log
+
+BINDING_HEADER = "x-bound-from"
+
+
+class ExchangeLink(UpstreamLink):
+    kind = "exchange"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cluster_name = self.broker.node_name
+        self.queue = self.upstream_queue_name()
+        self.suffix = "A"          # the active internal exchange's suffix ("B" first)
+        self.upstream_cluster: str | None = None
+        self._bindings: dict[Any, set[int]] = {}   # (key, args) -> ids of destinations
+        self._ready_channel: LinkChannel | None = None
+        self._passive = False      # U's X refused our declare once: use it as it is
+        self._fanout = False       # U lacks x-federation-upstream: internal exchange is fanout
+
+    def upstream_queue_name(self) -> str:
+        """``upstream_queue_name/3``: ``federation: <U's X> -> <cluster>[:<vhost>]:<X>``."""
+        up_x = self.upstream.exchange
+        up_vhost = self.upstream.uris[0].vhost
+        if up_vhost == self.vhost:
+            down = "" if up_x == self.local_name else f":{self.local_name}"
+        else:
+            down = f":{self.vhost}:{self.local_name}"
+        return f"federation: {up_x} -> {self.cluster_name}{down}"
+
+    @property
+    def internal_exchange(self) -> str:
+        return f"{self.queue} {self.suffix}"
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self, channel: LinkChannel) -> Deferred:
+        self._ready_channel = None
+        self._bindings = {}
+        cluster = channel.server_properties.get("cluster_name")
+        self.upstream_cluster = cluster.decode() if isinstance(cluster, bytes) else cluster
+        local = self.broker.vhost(self.vhost).exchange(self.local_name)
+        old_suffix, self.suffix = self.suffix, "B" if self.suffix == "A" else "A"
+        ix = self.internal_exchange
+        up = self.upstream
+        queue_args: dict[str, Any] = {}
+        if up.expires is not None:
+            queue_args["x-expires"] = up.expires
+        if up.message_ttl is not None:
+            queue_args["x-message-ttl"] = up.message_ttl
+        queue_args["x-internal-purpose"] = "federation"
+        no_ack = up.ack_mode == "no-ack"
+
+        d = channel.declare_queue(self.queue, durable=True, arguments=queue_args)
+        d.addCallback(lambda _: channel.consume(
+            self.queue, up.prefetch, lambda event: self._delivered(channel, event),
+            no_ack=no_ack))
+        if self._passive:
+            d.addCallback(lambda _: channel.declare_exchange(up.exchange, local.type_name,
+                                                             passive=True)
+                          ).addErrback(self._missing)
+        else:
+            d.addCallback(lambda _: channel.declare_exchange(
+                up.exchange, local.type_name, durable=local.durable,
+                auto_delete=local.auto_delete, internal=local.internal,
+                arguments=dict(local.arguments) or None)).addErrback(self._refused_declare)
+        d.addCallback(lambda _: channel.delete_exchange(ix))
+        if self._fanout:
+            d.addCallback(lambda _: channel.declare_exchange(
+                ix, "fanout", durable=True, internal=True, auto_delete=True,
+                arguments={"x-internal-purpose": "federation"}))
+        else:
+            d.addCallback(lambda _: channel.declare_exchange(
+                ix, "x-federation-upstream", durable=True, internal=True, auto_delete=True,
+                arguments={"x-max-hops": Long(up.max_hops),
+                           "x-downstream-name": self.cluster_name,
+                           "x-downstream-vhost": self.vhost,
+                           "x-internal-purpose": "federation"})
+            ).addErrback(self._refused_type)
+        d.addCallback(lambda _: channel.bind(self.queue, ix))
+        d.addCallback(lambda _: self._bind_all(channel))
+        d.addCallback(lambda _: channel.delete_exchange(f"{self.queue} {old_suffix}"))
+        return d
+
+    def _refused_declare(self, failure: Any) -> Any:
+        if failure.check(RemoteClosed) and failure.value.reply_code == 406:
+            self._passive = True   # an X of other attributes exists: next time take it as is
+        return failure
+
+    def _missing(self, failure: Any) -> Any:
+        if failure.check(RemoteClosed) and failure.value.reply_code == 404:
+            self._passive = False  # it is gone: declare it again next time
+        return failure
+
+    def _refused_type(self, failure: Any) -> Any:
+        # an upstream without the type (RabbitMQ without its federation plugin) closes the
+        # connection with COMMAND_INVALID; as RabbitMQ's link, fall back to a fanout and
+        # filter here (should_forward in _delivered) from the next connection on
+        if "COMMAND_INVALID" in failure.getErrorMessage():
+            log.info("%s: the upstream has no x-federation-upstream type: using a fanout",
+                     self.describe())
+            self._fanout = True
+        return failure
+
+    def _bind_all(self, channel: LinkChannel) -> Deferred:
+        vh = self.broker.vhost(self.vhost)
+        ex = vh.exchanges.get(self.local_name)
+        self._ready_channel = channel
+        if ex is None:
+            return DeferredList([])
+        return DeferredList([d for b in list(ex.bindings)
+                             if (d := self._binding_op(channel, b, add=True)) is not None],
+                            fireOnOneErrback=True, consumeErrors=True)
+
+    # ------------------------------------------------------------------ bindings
+    def binding_changed(self, binding: Any, added: bool) -> None:
+        """X got or lost a binding here (the component forwards the core's events)."""
+        channel = self._ready_channel
+        if channel is None or channel is not self.channel or not channel.alive:
+            return      # not set up yet: the next setup lists X's bindings afresh
+        d = self._binding_op(channel, binding, add=added)
+        if d is not None:
+            d.addErrback(lambda f: log.warning("%s: %s failed: %s", self.describe(),
+                                               "bind" if added else "unbind",
+                                               f.getErrorMessage()))
+
+    def _binding_op(self, channel: LinkChannel, binding: Any, add: bool) -> Deferred | None:
+        """``binding_op``: one upstream bind per distinct (key, args); bindings that carry
+        ``x-bound-from`` (another link's) are passed on with one more entry."""
+        args = binding.arguments or {}
+        trail = args.get(BINDING_HEADER)
+        if not isinstance(trail, list):
+            key = (binding.routing_key, _freeze(args))
+            dests = self._bindings.setdefault(key, set())
+            first = not dests
+            if add:
+                if id(binding.destination) in dests:
+                    return None
+                dests.add(id(binding.destination))
+                if not first:
+                    return None
+            else:
+                dests.discard(id(binding.destination))
+                if dests:
+                    return None
+                self._bindings.pop(key, None)
+                if first:
+                    return None
+        new_args = self._update_binding(args)
+        if new_args is None:
+            return None
+        up_x = self.upstream.exchange
+        if add:
+            return channel.bind_exchange(self.internal_exchange, up_x, binding.routing_key,
+                                         new_args)
+        return channel.unbind_exchange(self.internal_exchange, up_x, binding.routing_key,
+                                       new_args)
+
+    def _update_binding(self, args: dict[str, Any]) -> dict[str, Any] | None:
+        """``update_binding``: count hops down from the most restrictive max-hops passed;
+        at 0 (or back at the upstream it came from) the binding goes no further."""
+        trail = args.get(BINDING_HEADER)
+        max_hops = self.upstream.max_hops
+        if isinstance(trail, list) and trail:
+            prev = trail[0] if isinstance(trail[0], dict) else {}
+            if self.upstream_cluster is not None and already_seen(
+                    self.upstream_cluster, self.upstream.uris[0].vhost, trail):
+                hops = 0
+            else:
+                hops = min(int(prev.get("hops", 0)) - 1, max_hops)
+        else:
+            hops = max_hops
+        if hops <= 0:
+            return None
+        entry = {"cluster-name": self.cluster_name, "vhost": self.vhost,
+                 "exchange": f"{self.vhost}:{self.local_name} {self.suffix}", "hops": hops}
+        out = dict(args)
+        out[BINDING_HEADER] = [entry] + (list(trail) if isinstance(trail, list) else [])
+        return out
+
+    # ------------------------------------------------------------------ messages
+    def _delivered(self, channel: LinkChannel, event: Any) -> None:
+        if channel is not self.channel:
+            return
+        headers = copy.copy(event.properties.get("headers") or {})
+        # an upstream without federation (a fanout internal exchange) filters nothing
+        if not should_forward(headers, self.upstream.max_hops, self.cluster_name, self.vhost):
+            if self.upstream.ack_mode != "no-ack":
+                channel.ack(event.delivery_tag)
+            return
+        previous = headers.get(ROUTING_HEADER)
+        headers[ROUTING_HEADER] = [self.received_from(event)] + (
+            list(previous) if isinstance(previous, list) else [])
+        self.forward(channel, event, self.local_name, event.routing_key, headers)
+
+    def received_from(self, event: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = {"uri": self.status.uri, "exchange": self.local_name,
+                                 "redelivered": bool(event.redelivered)}
+        if self.upstream_cluster is not None:
+            entry["cluster-name"] = self.upstream_cluster
+        entry["vhost"] = self.upstream.uris[0].vhost
+        return entry
+
+    # ------------------------------------------------------------------ stop
+    def _cleanup(self, channel: LinkChannel) -> Deferred:
+        d = channel.delete_queue(self.queue)
+        d.addCallback(lambda _: channel.delete_exchange(self.internal_exchange))
+        return d
+
+    def as_json(self) -> dict[str, Any]:
+        return self.status.as_json()
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
