@@ -532,7 +532,7 @@ class ClientConnection:
     def basic_consume(self, channel: int, queue: str, consumer_tag: str = "",
                       no_ack: bool = False, exclusive: bool = False,
                       arguments: dict | None = None) -> bytes:
-        return self._method(_unchecked(commands.Basic.Consume, 
+        return self._method(_unchecked(commands.Basic.Consume,
             queue=queue, consumer_tag=consumer_tag, no_ack=no_ack, exclusive=exclusive,
             arguments=arguments or {}), channel)
 
@@ -547,7 +547,7 @@ class ClientConnection:
     def queue_declare(self, channel: int, queue: str = "", *, passive: bool = False,
                       durable: bool = False, exclusive: bool = False,
                       auto_delete: bool = False, arguments: dict | None = None) -> bytes:
-        return self._method(_unchecked(commands.Queue.Declare, 
+        return self._method(_unchecked(commands.Queue.Declare,
             queue=queue, passive=passive, durable=durable, exclusive=exclusive,
             auto_delete=auto_delete, arguments=arguments or {}), channel)
 
@@ -555,7 +555,7 @@ class ClientConnection:
                          passive: bool = False, durable: bool = False,
                          auto_delete: bool = False, internal: bool = False,
                          arguments: dict | None = None) -> bytes:
-        return self._method(_unchecked(commands.Exchange.Declare, 
+        return self._method(_unchecked(commands.Exchange.Declare,
             exchange=exchange, exchange_type=exchange_type, passive=passive, durable=durable,
             auto_delete=auto_delete, internal=internal, arguments=arguments or {}), channel)
 
@@ -577,15 +577,15 @@ class ClientConnection:
     def exchange_bind(self, channel: int, destination: str, source: str,
                       routing_key: str = "", arguments: dict | None = None) -> bytes:
         """Exchange.Bind (RabbitMQ's extension): ``source`` routes into ``destination``."""
-        return self._method(_unchecked(commands.Exchange.Bind, destination=destination, source=source,
-                                                   routing_key=routing_key,
-                                                   arguments=arguments or {}), channel)
+        return self._method(_unchecked(commands.Exchange.Bind, destination=destination,
+                                       source=source, routing_key=routing_key,
+                                       arguments=arguments or {}), channel)
 
     def exchange_unbind(self, channel: int, destination: str, source: str,
                         routing_key: str = "", arguments: dict | None = None) -> bytes:
-        return self._method(_unchecked(commands.Exchange.Unbind, destination=destination, source=source,
-                                                     routing_key=routing_key,
-                                                     arguments=arguments or {}), channel)
+        return self._method(_unchecked(commands.Exchange.Unbind, destination=destination,
+                                       source=source, routing_key=routing_key,
+                                       arguments=arguments or {}), channel)
 
     def exchange_delete(self, channel: int, exchange: str) -> bytes:
         return self._method(_unchecked(commands.Exchange.Delete, exchange=exchange), channel)
