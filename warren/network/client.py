@@ -28,9 +28,8 @@ with the AMQP names (:mod:`.properties`).
 
 from __future__ import annotations
 
-import inspect
-
 import enum
+import inspect
 import struct
 from dataclasses import dataclass, field
 from typing import Any, ClassVar

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..shovel.definition import (_boolean, _enum, _number, _string, _uri, erlang_term)
+from ..shovel.definition import _boolean, _enum, _number, _string, _uri, erlang_term
 from ..uri import AmqpURI, LocalBroker, parse_uri
 
 ACK_MODES = ("no-ack", "on-publish", "on-confirm")
@@ -108,7 +108,7 @@ class Upstream:
 
     @classmethod
     def resolve(cls, name: str, upstream: dict[str, Any], overrides: dict[str, Any],
-                local_name: str) -> "Upstream":
+                local_name: str) -> Upstream:
         """``from_upstream_or_set``: a set element's key wins over the upstream's."""
         def get(key: str, default: Any) -> Any:
             if key in overrides:
