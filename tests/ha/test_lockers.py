@@ -10,18 +10,13 @@ import time
 
 import pytest
 
+from tests.polling import eventually as poll
 from warren.ha.file_locker import SharedFileLocker
 from warren.ha.lease_locker import LeaseLocker
 
 
 def eventually(check, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
+    return poll(check, "the lock state", timeout=timeout, every=0.02)
 
 
 # ---------------------------------------------------------------- file lock

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import requests
 
 from tests.broker_process import BrokerProcess
 from tests.durability.clients import ConfirmedPublisher
+from tests.polling import eventually
 
 ACK_MODES = ("on-confirm", "on-publish", "no-ack")
 
@@ -30,16 +30,8 @@ RESULTS: list[str] = []
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "",
                interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = predicate()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}: last {last!r}")
-        time.sleep(interval)
+    """Poll ``predicate`` until it returns something true (tests/polling.py)."""
+    return eventually(predicate, what, timeout=timeout, every=interval)
 
 
 # ------------------------------------------------------------------------------ management API

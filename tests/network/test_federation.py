@@ -26,21 +26,11 @@ import requests
 import stomp
 
 from tests.broker_process import BrokerProcess
+from tests.polling import eventually
 from tests.webconsole.conftest import ApiClient
 from tests.webconsole.test_ctl import ctl, rows
 
 DEADLINE = 30.0
-
-
-def eventually(check, what: str, timeout: float = DEADLINE):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {got!r}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ RabbitMQ's words and stores nothing. The moving itself, across brokers and throu
 
 from __future__ import annotations
 
-import time
 
 import jsonschema
 import pika
@@ -16,6 +15,7 @@ import pytest
 import requests
 
 from tests.broker_process import BrokerProcess
+from tests.polling import eventually
 from tests.webconsole.conftest import ApiClient, make_user  # noqa: F401 (fixture)
 from tests.webconsole.test_ctl import ctl
 
@@ -38,18 +38,6 @@ def api(broker) -> ApiClient:
 
 def shovel_path(name: str, vhost: str = "%2F") -> str:
     return f"/api/parameters/shovel/{vhost}/{name}"
-
-
-def eventually(check, what: str, timeout: float = DEADLINE):
-    """Poll ``check()`` until it returns something true (bounded by ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {got!r}")
-        time.sleep(0.05)
 
 
 def publish(broker, queue: str, count: int, **props) -> None:

@@ -27,6 +27,7 @@ from urllib.parse import quote
 import pika
 import pytest
 
+from tests.polling import eventually
 from tests.webconsole.conftest import ApiClient
 
 #: messages pre-filled at RabbitMQ for the drain test (the issue asks for 100k)
@@ -35,14 +36,7 @@ PERSISTENT = pika.BasicProperties(delivery_mode=2)
 
 
 def wait_until(check, timeout: float, what: str, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
+    return eventually(check, what, timeout=timeout, every=every)
 
 
 def connect(port: int) -> pika.BlockingConnection:

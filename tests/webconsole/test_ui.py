@@ -18,6 +18,7 @@ import urllib.parse
 import pytest
 import requests
 
+from tests.polling import eventually
 from tests.webconsole.browser import Chromium
 
 GUEST = ("guest", "guest")
@@ -69,14 +70,7 @@ def queue_info(broker, name: str, vhost: str = "/") -> dict:
 
 def wait_until(condition, timeout: float = 10.0, what: str = "condition"):
     """Poll an API condition (the broker's counters settle within a reactor turn or two)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return eventually(condition, what, timeout=timeout)
 
 
 def login(browser: Chromium, broker, username="guest", password="guest") -> None:

@@ -122,6 +122,16 @@ class Call:
         """monitoring and administrator see every vhost and every connection."""
         return self.user is not None and bool({"administrator", "monitoring"} & set(self.user.tags))
 
+    def component_status(self, component: str, vhost: str | None = None
+                         ) -> list[dict[str, Any]]:
+        """The status entries of a runtime-parameter component that runs things (shovels,
+        federation links), in the vhosts this user may see; ``[]`` when nobody registered it.
+        The console asks the registry by name, so it imports no network code."""
+        registered = self.broker.runtime_parameters.component(component)
+        if registered is None:
+            return []
+        return [s for s in registered.status(vhost) if self.may_see_vhost(s["vhost"])]
+
     def may_see_vhost(self, name: str) -> bool:
         return self.sees_all or (self.user.name, name) in self.broker.permissions
 

@@ -22,10 +22,7 @@ def _component(call: Call) -> Any:
 
 
 def _status(call: Call, vhost: str | None = None) -> list[dict[str, Any]]:
-    component = _component(call)
-    if component is None:
-        return []
-    return [s for s in component.status(vhost) if call.may_see_vhost(s["vhost"])]
+    return call.component_status(COMPONENT, vhost)
 
 
 def list_all(call: Call) -> list[dict[str, Any]]:
