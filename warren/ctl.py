@@ -260,7 +260,7 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
                 c.add_argument(param)
             else:
                 c.add_argument(param)
-        c.set_defaults(func=_run_ctl(func))
+        c.set_defaults(func=_run_ctl(func), parser=c)
 
 
 def _run_ctl(func):

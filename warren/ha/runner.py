@@ -147,6 +147,9 @@ class HaRunner(service.Service):
         self._waiting_logged: tuple[str, str | None] | None = None
         self._epoch = 0                         # bumped by every takeover and fence
         self._stopping = False
+        #: called with a StartupError when becoming master fails for a reason retrying cannot
+        #: cure (a port in use); None: log it and keep waiting
+        self.on_fatal: Any = None
 
     # ------------------------------------------------------------------ service
     def startService(self) -> None:
@@ -293,6 +296,7 @@ class HaRunner(service.Service):
             self._call_locker(self.locker.release)
             return
         from ..server import BrokerService
+        from ..startup import StartupError
         if self.is_lease and elapsed_clock() >= self._deadline:
             log.warning("the lease ran out before the broker could start; trying again")
             self._back_to_waiting()
@@ -300,6 +304,15 @@ class HaRunner(service.Service):
         svc = BrokerService(self.config, self.reactor)
         try:
             svc.startService()
+        except StartupError as error:  # a port in use: one line, the cause is in it
+            self.broker_service = svc
+            if self.on_fatal is not None:  # warren run: says so and exits
+                self._fence("start-up failed")
+                self.on_fatal(error)
+                return
+            log.error("becoming master failed: %s: releasing the lock and waiting", error)
+            self._fence("start-up failed")
+            return
         except Exception:
             log.exception("becoming master failed: releasing the lock and waiting")
             self.broker_service = svc
