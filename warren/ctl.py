@@ -362,9 +362,15 @@ def add_db_parser(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--config", default=None)
 
     def run(args: argparse.Namespace) -> int:
-        from .config import load
-        cfg = load(args.config, overrides={"store_url": args.store_url,
-                                           "data_dir": args.data_dir})
+        from .config import ConfigError, load
+        from .startup import StartupError, check_store_url
+        try:
+            cfg = load(args.config, overrides={"store_url": args.store_url,
+                                               "data_dir": args.data_dir, "store": "sql"})
+            check_store_url(cfg)
+        except (ConfigError, StartupError) as error:
+            print(f"Error: {error}", file=sys.stderr)
+            return 2
         from .store.sql.migrate import upgrade
         os.makedirs(cfg.data_dir, exist_ok=True) if not cfg.store_url else None
         upgrade(cfg.sql_url)

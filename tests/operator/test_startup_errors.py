@@ -288,3 +288,26 @@ def test_unknown_flag_prints_warren_runs_usage():
     assert "usage: warren run" in result.stdout, result.stdout
     assert "--amqp-port" in result.stdout   # run's flags, not warren's subcommands
     assert "warren run: error: unrecognized arguments: --amqp-prot 5673" in result.stdout
+
+
+@pytest.mark.parametrize("busy_port", ["http", "amqp"])
+def test_port_in_use_with_ha_shared_file(tmp_path, busy_port):
+    """--ha: the standby HTTP port at start, or a client port when becoming master."""
+    ports = Ports()
+    port = getattr(ports, busy_port)
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        result = run_warren(["--data-dir", str(tmp_path / "data"), *ports.args(),
+                             "--ha", "shared-file"])
+    assert_refused(result, ports.all(),
+                   f"--{busy_port}-port {port}: address already in use")
+
+
+def test_db_upgrade_with_an_unparsable_url_is_one_line():
+    result = subprocess.run([sys.executable, "-m", "warren", "db", "upgrade", "--store-url",
+                             "not a url"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: --store-url 'not a url': not a database URL")
+    assert "Traceback" not in result.stderr

@@ -150,6 +150,7 @@ class HaRunner(service.Service):
         #: called with a StartupError when becoming master fails for a reason retrying cannot
         #: cure (a port in use); None: log it and keep waiting
         self.on_fatal: Any = None
+        self._standby_opened = False            # the standby HTTP port opened once
 
     # ------------------------------------------------------------------ service
     def startService(self) -> None:
@@ -520,7 +521,15 @@ class HaRunner(service.Service):
                 self._standby = self.reactor.listenTCP(
                     cfg.http_port, make_standby_site(self.status), interface=cfg.bind)
             except CannotListenError as error:
+                if self.on_fatal is not None and not self._standby_opened:
+                    # at start-up: a port in use is the operator's to fix, as without --ha
+                    from ..startup import listen_problem
+                    self.on_fatal(listen_problem(cfg.describe("http_port"),
+                                                 cfg.setting("http_port"), cfg.bind, error))
+                    return
                 log.warning("standby HTTP API not opened on port %d: %s", cfg.http_port, error)
+                return
+            self._standby_opened = True
         d.addCallback(listen)
 
     def _close_standby(self) -> defer.Deferred:
