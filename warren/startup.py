@@ -104,7 +104,8 @@ def check_store_url(config: Config) -> None:
             hint = "pip install it, or write postgresql+psycopg://, the driver warren installs"
         else:
             hint = f"pip install it, or {fix}"
-        raise StartupError(f"{shown}: the {url.get_backend_name()} driver {module} is not "
+        database = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}[url.get_backend_name()]
+        raise StartupError(f"{shown}: the {database} driver {module} is not "
                            f"installed: {hint}") from None
     if url.get_backend_name() == "sqlite":
         database = url.database or ""

@@ -228,7 +228,7 @@ def test_postgresql_url_without_psycopg(tmp_path):
                          "--store-url", "postgresql+psycopg://warren@db.example/warren"],
                         env={"PYTHONPATH": str(shim.parent)})
     assert_refused(result, ports.all(), "--store-url postgresql+psycopg://warren@db.example",
-                   "psycopg is not installed", "pip install")
+                   "the PostgreSQL driver psycopg is not installed", "pip install")
 
 
 @pytest.mark.parametrize("where", ["file", "variable"])
