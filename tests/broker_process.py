@@ -96,7 +96,7 @@ class BrokerProcess:
                 return self
             except RuntimeError:
                 if not (self._picked_ports and not self._started_once
-                        and any("Address already in use" in line for line in self.lines)
+                        and any("address already in use" in line.lower() for line in self.lines)
                         and attempt < 2):
                     raise
                 self._pick_ports()   # another process took a port first: new ones, again

@@ -12,63 +12,116 @@ import signal
 import sys
 
 from . import __version__
-from .config import load
+from .startup import first_line
 
 
-def _run_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run the broker")
-    p.add_argument("--config", help="TOML configuration file")
-    p.add_argument("--data-dir")
-    p.add_argument("--bind", help="address to listen on (default 0.0.0.0)")
-    p.add_argument("--amqp-port", type=int)
-    p.add_argument("--stomp-port", type=int)
-    p.add_argument("--mqtt-port", type=int)
-    p.add_argument("--http-port", type=int)
-    p.add_argument("--amqps-port", type=int)
-    p.add_argument("--stomps-port", type=int)
-    p.add_argument("--mqtts-port", type=int)
-    p.add_argument("--https-port", type=int)
-    p.add_argument("--tls-cert", help="PEM certificate (and chain): opens the TLS listeners")
-    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
-    p.add_argument("--tls-ca", help="PEM CA bundle that client certificates must chain to")
-    p.add_argument("--tls-verify-peer", action="store_true", default=None,
-                   help="require a client certificate signed by --tls-ca")
-    p.add_argument("--store", choices=["journal", "sql", "memory"])
-    p.add_argument("--store-url")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--ha", choices=["none", "shared-file", "shared-db"],
-                   help="master/slave on a shared store: file lock in the data dir, or a "
-                        "lease in the SQL store's database")
-    p.add_argument("--lease-ttl", type=float,
-                   help="seconds a database lease lasts (shared-db; default 10)")
-    p.add_argument("--lease-renew", type=float,
-                   help="seconds between lease renewals and takeover attempts (default 2)")
-    p.add_argument("--node-name")
-    p.add_argument("--memory-high-watermark", type=int,
-                   help="bytes of message data held before publishers are blocked")
-    p.add_argument("--paging-budget", type=int,
-                   help="bytes of message bodies held in memory before bodies of stored "
-                        "persistent messages are paged out to the store (0: never)")
-    p.add_argument("--max-message-size", type=int)
-    p.add_argument("--frame-max", type=int)
-    p.add_argument("--heartbeat", type=int)
+#: (flag, meaning) of ``warren run``; each flag's default comes from :class:`Config`
+RUN_FLAGS: tuple[tuple[str, dict], ...] = (
+    ("--data-dir", {"help": "directory of the journal (and of the default SQLite file)"}),
+    ("--bind", {"help": "address the listeners open on (0.0.0.0: every address)"}),
+    ("--amqp-port", {"type": int, "help": "AMQP 0-9-1 port (0: off)"}),
+    ("--stomp-port", {"type": int, "help": "STOMP port (0: off)"}),
+    ("--mqtt-port", {"type": int, "help": "MQTT port (0: off)"}),
+    ("--http-port", {"type": int, "help": "HTTP API, console and /metrics port (0: off)"}),
+    ("--amqps-port", {"type": int, "help": "AMQP over TLS port, with --tls-cert (0: off)"}),
+    ("--stomps-port", {"type": int, "help": "STOMP over TLS port, with --tls-cert (0: off)"}),
+    ("--mqtts-port", {"type": int, "help": "MQTT over TLS port, with --tls-cert (0: off)"}),
+    ("--https-port", {"type": int, "help": "HTTPS API and console port, with --tls-cert "
+                                           "(0: off)"}),
+    ("--tls-cert", {"help": "PEM certificate (and chain): opens the TLS listeners"}),
+    ("--tls-key", {"help": "PEM private key of --tls-cert"}),
+    ("--tls-ca", {"help": "PEM CA bundle that client certificates must chain to"}),
+    ("--tls-verify-peer", {"action": "store_true",
+                           "help": "require a client certificate signed by --tls-ca"}),
+    ("--store", {"choices": ["journal", "sql", "memory"],
+                 "help": "where messages and definitions are kept: the journal in --data-dir, "
+                         "an SQL database (--store-url) or memory only (nothing survives a "
+                         "restart)"}),
+    ("--store-url", {"help": "SQL store database: postgresql+psycopg://user:password@host/db "
+                             "or sqlite:///path (default: sqlite file warren.db in "
+                             "--data-dir)"}),
+    ("--log-level", {"choices": ["debug", "info", "warning", "error"],
+                     "help": "least severe log lines shown"}),
+    ("--ha", {"choices": ["none", "shared-file", "shared-db"],
+              "help": "master/slave on a shared store: file lock in the data dir, or a "
+                      "lease in the SQL store's database"}),
+    ("--lease-ttl", {"type": float, "help": "seconds a database lease lasts (shared-db)"}),
+    ("--lease-renew", {"type": float,
+                       "help": "seconds between lease renewals and takeover attempts"}),
+    ("--node-name", {"help": "this broker's name in the API, metrics and lock holder"}),
+    ("--memory-high-watermark", {"type": int,
+                                 "help": "bytes of message data held before publishers are "
+                                         "blocked"}),
+    ("--paging-budget", {"type": int,
+                         "help": "bytes of message bodies held in memory before bodies of "
+                                 "stored persistent messages are paged out to the store "
+                                 "(0: never)"}),
+    ("--max-message-size", {"type": int, "help": "largest message body accepted, in bytes"}),
+    ("--frame-max", {"type": int, "help": "largest AMQP frame offered, in bytes"}),
+    ("--heartbeat", {"type": int, "help": "AMQP heartbeat offered, in seconds (0: none)"}),
+)
+
+
+def _run_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from .config import Config
+    defaults = Config()
+    p = sub.add_parser(
+        "run", help="run the broker", description="Run the broker.",
+        epilog="Each flag is also a key of the --config file (amqp_port = 5673, flat or "
+               "under [warren]) and a WARREN_* environment variable (WARREN_AMQP_PORT=5673). "
+               "Flags win over variables, variables over the file.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file (default: none)")
+    for name, spec in RUN_FLAGS:
+        spec = dict(spec)
+        key = name[2:].replace("-", "_")
+        default = getattr(defaults, key)
+        if isinstance(default, bool):
+            shown = "on" if default else "off"
+        elif default == "" and key == "store_url":
+            shown = None  # its help says what the default is
+        else:
+            shown = default if default != "" else "none"
+        if shown is not None:
+            spec["help"] = f"{spec['help']} (default: {shown})"
+        if spec.get("action") == "store_true":
+            spec["default"] = None
+        p.add_argument(name, **spec)
+    return p
+
+
+def _cannot_start(log: logging.Logger, message: object) -> int:
+    log.error("warren cannot start: %s", message)
+    return 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in vars(args).items()
-                 if k not in ("command", "config", "func") and v is not None}
-    cfg = load(args.config, overrides=overrides)
-    logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
+    from .config import ConfigError, load
+    from .startup import StartupError, check_data_dir, check_store_url
+    # logging first, so a configuration error is printed as the one line any other is
+    logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)
+    log = logging.getLogger("warren")
+    overrides = {k: v for k, v in vars(args).items()
+                 if k not in ("command", "config", "func") and v is not None}
+    try:
+        cfg = load(args.config, overrides=overrides)
+    except ConfigError as error:
+        return _cannot_start(log, error)
+    logging.getLogger().setLevel(getattr(logging, cfg.log_level.upper(), logging.INFO))
     # Alembic announces each of its plugins at INFO on every start; the migrations it runs
     # (alembic.runtime.migration) stay visible
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    try:
+        check_data_dir(cfg)
+        check_store_url(cfg)
+    except StartupError as error:
+        return _cannot_start(log, error)
     from twisted.internet import reactor
 
     from .server import BrokerService
 
-    log = logging.getLogger("warren")
     held = None  # the standalone broker's store lock, released after the broker stopped
     if cfg.ha != "none":
         # HA: the runner takes the lock first and starts a BrokerService only as master; it
@@ -77,34 +130,59 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             svc = HaRunner(cfg, reactor)
         except ValueError as error:
-            log.error("warren cannot start: %s", error)
-            return 1
+            return _cannot_start(log, error)
     else:
         from .ha.exclusive import StoreInUse, exclusive_locker, take_exclusive
+        from .ha.locker import LockUnavailable
+        from .startup import unreachable_database
         try:
             held = exclusive_locker(cfg)
             if held is not None:
                 take_exclusive(held, cfg)
-        except (StoreInUse, ValueError) as error:
-            log.error("warren cannot start: %s", error)
+        except (StoreInUse, ValueError, StartupError) as error:
             if held is not None:
                 held.close()
-            return 1
+            if isinstance(error.__cause__, LockUnavailable) and cfg.store == "sql" \
+                    and not hasattr(held, "path"):
+                error = unreachable_database(cfg, error.__cause__)
+            return _cannot_start(log, error)
         svc = BrokerService(cfg, reactor)
 
     def start() -> None:
         try:
             svc.startService()
-        except Exception:
-            log.exception("warren failed to start")
-            reactor.stop()
+        except Exception as error:
             start.failed = True
+            from .tls import TlsConfigError
+            if isinstance(error, StartupError):
+                log.error("warren cannot start: %s", error)
+            elif isinstance(error, TlsConfigError):
+                log.error("warren cannot start: %s: correct --tls-cert, --tls-key or --tls-ca",
+                          error)
+            else:
+                log.error("warren cannot start: %s: %s (--log-level debug shows where)",
+                          type(error).__name__, first_line(error))
+                log.debug("start-up failed", exc_info=True)
+            # close what did open (listeners before the one that failed, the store) first
+            from twisted.internet import defer
+            d = defer.maybeDeferred(svc.stopService) if svc.running else defer.succeed(None)
+            d.addErrback(lambda f: log.debug("stopping after a failed start: %s", f.value))
+            d.addBoth(lambda _: reactor.stop())
             return
         if cfg.ha != "none":
             return
         log.info("warren %s started (store: %s, data dir: %s)", __version__, cfg.store,
                  cfg.data_dir)
     start.failed = False
+
+    def fatal(error: Exception) -> None:
+        """HA: becoming master failed in a way waiting cannot cure (a port in use)."""
+        start.failed = True
+        log.error("warren cannot start: %s", error)
+        shutdown()
+
+    if cfg.ha != "none":
+        svc.on_fatal = fatal
 
     def stop(signum: int, _frame: object) -> None:
         log.info("signal %d received: stopping", signum)
@@ -129,11 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="warren", description="warren message broker")
     parser.add_argument("--version", action="version", version=f"warren {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    _run_parser(sub)
+    parsers = {"run": _run_parser(sub)}
     from .ctl import add_ctl_parser, add_db_parser
     add_ctl_parser(sub)
     add_db_parser(sub)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # the usage of the command that was given (warren run's flags), not warren's own
+        inner = parsers.get(args.command) or getattr(args, "parser", None) or parser
+        inner.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "run":
         return cmd_run(args)
     return args.func(args)

@@ -3,14 +3,39 @@
 Later sources win: defaults < ``--config FILE`` (TOML, keys as below, flat or under
 ``[warren]``) < environment (``WARREN_AMQP_PORT=5673``) < command-line flags. A port of 0
 disables that listener.
+
+Every value is checked against its key's type (and, for a few keys, its choices) where it
+enters, so a mistake is refused with a :class:`ConfigError` that names where it was written
+(``amqp_port = "x" in /etc/warren.toml``, ``WARREN_AMQP_PORT=x``, ``--amqp-port 70000``) and
+what to write instead; ``warren run`` prints that one line and exits. An unknown key, in the
+file or as a ``WARREN_*`` variable, is a warning that names it (a typo must not pass silently,
+nor stop a broker that an older config file still describes). Each value's source is kept in
+``Config.sources`` so later start-up errors name the setting as the operator wrote it.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+#: ``WARREN_*`` variables that are not broker settings: ``warren ctl``'s (and ``WARREN_PG_BIN``
+#: for the tests' private PostgreSQL); they are neither keys nor worth a warning.
+NOT_SETTINGS = frozenset({"WARREN_URL", "WARREN_USER", "WARREN_PASSWORD", "WARREN_PG_BIN"})
+
+#: keys whose value is one of a few words
+CHOICES: dict[str, tuple[str, ...]] = {
+    "store": ("journal", "sql", "memory"),
+    "ha": ("none", "shared-file", "shared-db"),
+    "log_level": ("debug", "info", "warning", "error"),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message is the one line to print."""
 
 
 @dataclass
@@ -64,43 +89,181 @@ class Config:
     lease_ttl: float = 10.0
     lease_renew: float = 2.0
 
+    def __post_init__(self) -> None:
+        #: key -> where its value came from, as the operator wrote it ("--amqp-port",
+        #: "WARREN_AMQP_PORT", "amqp_port in /etc/warren.toml"); defaults name the flag
+        self.sources: dict[str, str] = {}
+
     @property
     def sql_url(self) -> str:
         return self.store_url or f"sqlite:///{os.path.abspath(self.data_dir)}/warren.db"
 
-    def update(self, values: dict[str, Any]) -> None:
+    def setting(self, key: str) -> str:
+        """How the operator names ``key``'s setting: where its value came from, else the flag."""
+        return self.sources.get(key) or flag(key)
+
+    def describe(self, key: str) -> str:
+        """The setting with its value, as written where it came from: ``--amqp-port 5672``,
+        ``WARREN_AMQP_PORT=5672``, ``amqp_port = 5672 in FILE`` (a URL's password hidden)."""
+        value = getattr(self, key)
+        if key == "store_url":
+            value = _hide_password(self.sql_url)
+        return _shown(self.setting(key), value)
+
+    def update(self, values: dict[str, Any], source: Callable[[str], str] | None = None,
+               warn: Callable[[str], None] | None = None) -> None:
+        """Set ``values`` (keys as in the file). ``source(key)`` names where a key was
+        written; an unknown key is passed to ``warn`` (raised when there is none)."""
         known = {f.name: f for f in fields(self)}
         for key, value in values.items():
             key = key.replace("-", "_")
+            where = source(key) if source else key
             if key not in known:
-                raise ValueError(f"unknown configuration key '{key}'")
-            setattr(self, key, _coerce(known[key].type, value))
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {_named_like(where, key, close[0])}?)" if close else ""
+                message = f"unknown configuration key {where}{hint}"
+                if warn is None:
+                    raise ConfigError(message)
+                warn(f"{message}: ignored")
+                continue
+            setattr(self, key, _coerce(key, known[key].type, value, where,
+                                       getattr(Config, key, None)))
+            if source:
+                self.sources[key] = where
 
 
-def _coerce(type_name: Any, value: Any) -> Any:
+def flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _named_like(where: str, key: str, other: str) -> str:
+    """``other`` spelt as ``key`` was in ``where`` (variable, flag or file key)."""
+    if where.startswith("WARREN_"):
+        return "WARREN_" + other.upper()
+    if where.startswith("--"):
+        return flag(other)
+    return other
+
+
+_KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false",
+          "str": "a string", "list[str]": "a list of strings"}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _coerce(key: str, type_name: Any, value: Any, where: str, default: Any = None) -> Any:
+    """``value`` as ``key``'s type, or a ConfigError naming ``where`` and what to write."""
     t = str(type_name)
-    if isinstance(value, str):
-        if t == "int":
-            return int(value)
-        if t == "float":
-            return float(value)
-        if t == "bool":
-            return value.lower() in ("1", "true", "yes", "on")
-        if t.startswith("list"):
-            return [v.strip() for v in value.split(",") if v.strip()]
-    return value
+    ok, out = True, value
+    if isinstance(value, str) and t != "str":
+        text = value.strip()
+        try:
+            if t == "int":
+                out = int(text)
+            elif t == "float":
+                out = float(text)
+            elif t == "bool":
+                if text.lower() not in _TRUE + _FALSE:
+                    raise ValueError(text)
+                out = text.lower() in _TRUE
+            elif t.startswith("list"):
+                out = [v.strip() for v in value.split(",") if v.strip()]
+        except ValueError:
+            ok = False
+    elif t == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif t == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        out = float(value) if ok else value
+    elif t == "bool":
+        ok = isinstance(value, bool)
+    elif t == "str":
+        ok = isinstance(value, str)
+    elif t.startswith("list"):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if not ok:
+        shown = (",".join(default) if isinstance(default, list)
+                 else str(default).lower() if isinstance(default, bool) else default)
+        example = f" (default {shown!r})" if t == "str" else f" (default {shown})"
+        raise ConfigError(f"{_shown(where, value)}: not {_KINDS.get(t, t)}: "
+                          f"give {_KINDS.get(t, t)}{example if default is not None else ''}")
+    if key in CHOICES and out not in CHOICES[key]:
+        raise ConfigError(f"{_shown(where, value)}: not one of {', '.join(CHOICES[key])}: "
+                          f"give one of them")
+    if key.endswith("_port") and not 0 <= out <= 65535:
+        raise ConfigError(f"{_shown(where, value)}: not a port: give 1 to 65535, or 0 to turn "
+                          f"that listener off")
+    return out
+
+
+def _hide_password(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: nothing to hide that can be found
+        return url
+
+
+def _quoted(value: Any) -> str:
+    """A flag's or variable's value as a shell would need it: quoted when it has spaces."""
+    text = str(value)
+    return repr(text) if not text or any(c.isspace() or c in "'\"" for c in text) else text
+
+
+def _shown(where: str, value: Any) -> str:
+    """``where`` with the value as the operator wrote it there."""
+    if where.startswith("WARREN_"):
+        return f"{where}={_quoted(value)}"
+    if where.startswith("--"):
+        return f"{where} {_quoted(value)}"
+    key, _, rest = where.partition(" ")  # "amqp_port in FILE"
+    shown = f'"{value}"' if isinstance(value, str) else str(value).lower() \
+        if isinstance(value, bool) else repr(value)
+    return f"{key} = {shown} {rest}".rstrip()
 
 
 def load(path: str | None = None, env: dict[str, str] | None = None,
-         overrides: dict[str, Any] | None = None) -> Config:
+         overrides: dict[str, Any] | None = None,
+         warn: Callable[[str], None] | None = None) -> Config:
+    """The configuration from defaults, ``path``, ``env`` (``os.environ``) and ``overrides``
+    (flags). Raises :class:`ConfigError` with one line to print; unknown keys and variables
+    go to ``warn`` (the ``warren.config`` logger by default)."""
+    if warn is None:
+        import logging
+        warn = logging.getLogger("warren.config").warning
     cfg = Config()
     if path:
+        cfg.update(_read_toml(path), source=lambda k: f"{k} in {path}", warn=warn)
+    env = os.environ if env is None else env
+    from_env = {k: v for k, v in env.items()
+                if k.startswith("WARREN_") and k not in NOT_SETTINGS}
+    cfg.update({k[7:].lower(): v for k, v in from_env.items()},
+               source=lambda k: f"WARREN_{k.upper()}",
+               warn=lambda m: warn(m.replace("configuration key", "variable", 1)))
+    cfg.update({k: v for k, v in (overrides or {}).items() if v is not None},
+               source=flag)
+    return cfg
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
-        cfg.update(data.get("warren", data))
-    env = os.environ if env is None else env
-    from_env = {k[7:].lower(): v for k, v in env.items() if k.startswith("WARREN_")}
-    known = {f.name for f in fields(cfg)}
-    cfg.update({k: v for k, v in from_env.items() if k in known})
-    cfg.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return cfg
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file: check the path, or leave out "
+                          f"--config to run with the defaults") from None
+    except IsADirectoryError:
+        raise ConfigError(f"--config {path}: a directory, not a file: give the TOML file") \
+            from None
+    except OSError as error:
+        raise ConfigError(f"--config {path}: cannot read it ({error.strerror}): give the user "
+                          f"running warren read access") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"--config {path}: not valid TOML: {error}: fix that line") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"--config {path}: not UTF-8 text ({error.reason}): save it as "
+                          f"UTF-8") from None
+    section = data.get("warren", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"--config {path}: 'warren' is not a table: write the keys under "
+                          f"[warren] or at the top of the file")
+    return section

@@ -41,10 +41,45 @@ class Api:
                 detail = json.loads(detail).get("reason", detail)
             except ValueError:
                 pass
+            if e.code == 404:
+                missing = missing_object(path)
+                if missing:
+                    raise ApiError(missing) from None
             raise ApiError(f"{e.code}: {detail}") from None
         except urllib.error.URLError as e:
-            raise ApiError(f"cannot reach {self.url}: {e.reason}") from None
+            raise ApiError(f"cannot reach a broker at {self.url} ({e.reason}): is warren "
+                           f"running there? Give its address with --url, --config FILE, "
+                           f"WARREN_URL or WARREN_HTTP_PORT") from None
         return json.loads(raw) if raw else None
+
+
+#: API collection -> (object kind, whether it lives in a vhost), for "not found" messages
+_KINDS = {"queues": ("queue", True), "exchanges": ("exchange", True),
+          "policies": ("policy", True), "vhosts": ("vhost", False), "users": ("user", False)}
+
+
+def missing_object(path: str) -> str | None:
+    """What a 404 of ``path`` means, named as rabbitmqctl names it:
+    ``queue 'orders' not found in vhost '/'``; None when the path says nothing more."""
+    parts = [urllib.parse.unquote(p) for p in path.split("?")[0].split("/")[2:]]
+    if not parts:
+        return None
+    kind = parts[0]
+    if kind == "parameters" and len(parts) >= 4:
+        return (f"parameter '{parts[3]}' of component '{parts[1]}' not found in vhost "
+                f"'{parts[2]}'")
+    if kind == "permissions" and len(parts) >= 3:
+        return f"vhost '{parts[1]}' or user '{parts[2]}' not found"
+    if kind not in _KINDS:
+        return None
+    name, in_vhost = _KINDS[kind]
+    if in_vhost:
+        if len(parts) == 2:
+            return f"vhost '{parts[1]}' not found"
+        if len(parts) >= 3:
+            return f"{name} '{parts[2]}' not found in vhost '{parts[1]}'"
+        return None
+    return f"{name} '{parts[1]}' not found" if len(parts) >= 2 else None
 
 
 def q(s: str) -> str:
@@ -214,7 +249,19 @@ def ctl_move_messages(api: Api, a: argparse.Namespace) -> None:
     print(f"moved {result.get('moved', 0) if isinstance(result, dict) else 0} messages")
 
 
+def ctl_status(api: Api, a: argparse.Namespace) -> None:
+    """Which broker this is: rabbitmqctl status's first lines, from /api/overview."""
+    o = api.call("GET", "/api/overview")
+    print(f"Status of node {o.get('node', '?')} ...")
+    for key, value in (("url", api.url), ("node", o.get("node", "")),
+                       ("product", f"{o.get('product_name', '')} {o.get('product_version', '')}"
+                                   .strip()),
+                       ("ha_role", o.get("ha_role", ""))):
+        print(f"{key}\t{value}")
+
+
 COMMANDS = {
+    "status": (ctl_status, []),
     "list_queues": (ctl_list_queues, ["columns*"]),
     "list_exchanges": (ctl_list_exchanges, ["columns*"]),
     "list_bindings": (ctl_list_bindings, ["columns*"]),
@@ -245,7 +292,12 @@ COMMANDS = {
 
 def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ctl", help="control a running broker through its HTTP API")
-    p.add_argument("--url", default=os.environ.get("WARREN_URL", "http://localhost:15672"))
+    p.add_argument("--url", default=None,
+                   help="the broker's HTTP API (default: from --config, else $WARREN_URL, "
+                        "else http://localhost:$WARREN_HTTP_PORT, port 15672 by default)")
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="the broker's TOML config file: its http_port and bind say where "
+                        "its API is")
     # dests differ from the commands' own ``username``/``password`` positionals (add_user),
     # which would otherwise overwrite the login credentials
     p.add_argument("--user", "-u", dest="api_user",
@@ -272,12 +324,38 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
                 c.add_argument(param)
             else:
                 c.add_argument(param)
-        c.set_defaults(func=_run_ctl(func))
+        c.set_defaults(func=_run_ctl(func), parser=c)
+
+
+def broker_url(url: str | None, config: str | None,
+               env: dict[str, str] | None = None) -> str:
+    """Where ``warren ctl`` finds its broker: ``--url``, else ``--config FILE`` (its
+    ``http_port`` and ``bind``, as ``warren run`` reads them with the WARREN_* variables),
+    else ``WARREN_URL``, else ``WARREN_HTTP_PORT`` / ``WARREN_BIND``, else localhost:15672."""
+    env = os.environ if env is None else env
+    if url:
+        return url
+    if not config and env.get("WARREN_URL"):
+        return env["WARREN_URL"]
+    from .config import load
+    cfg = load(config, env=env, warn=lambda _message: None)
+    host = cfg.bind if cfg.bind not in ("", "0.0.0.0", "::") else "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    if not cfg.http_port and cfg.https_port and cfg.tls_cert:
+        return f"https://{host}:{cfg.https_port}"
+    return f"http://{host}:{cfg.http_port}"
 
 
 def _run_ctl(func):
     def run(args: argparse.Namespace) -> int:
-        api = Api(args.url, args.api_user, args.api_password)
+        from .config import ConfigError
+        try:
+            url = broker_url(args.url, args.config)
+        except ConfigError as e:
+            print(f"Error: {e}", file=sys.stderr)
+            return 2
+        api = Api(url, args.api_user, args.api_password)
         try:
             func(api, args)
         except ApiError as e:
@@ -296,9 +374,15 @@ def add_db_parser(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--config", default=None)
 
     def run(args: argparse.Namespace) -> int:
-        from .config import load
-        cfg = load(args.config, overrides={"store_url": args.store_url,
-                                           "data_dir": args.data_dir})
+        from .config import ConfigError, load
+        from .startup import StartupError, check_store_url
+        try:
+            cfg = load(args.config, overrides={"store_url": args.store_url,
+                                               "data_dir": args.data_dir, "store": "sql"})
+            check_store_url(cfg)
+        except (ConfigError, StartupError) as error:
+            print(f"Error: {error}", file=sys.stderr)
+            return 2
         from .store.sql.migrate import upgrade
         os.makedirs(cfg.data_dir, exist_ok=True) if not cfg.store_url else None
         upgrade(cfg.sql_url)

@@ -14,6 +14,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 
 from .amqp.connection import AmqpFactory
 from .amqp.properties import CODEC
@@ -23,6 +24,7 @@ from .config import Config
 from .mqtt.listener import MqttFactory
 from .network.federation.component import FederationComponent
 from .network.shovel.component import ShovelComponent
+from .startup import listen_problem
 from .stomp.listener import StompFactory
 from .tls import server_context
 from .webconsole.site import make_site
@@ -54,8 +56,10 @@ class ListenerService(service.Service):
     """One TCP (or TLS) listener; logs one line when ready, as the README promises."""
 
     def __init__(self, label: str, port: int, factory: Any, reactor: Any, bind: str,
-                 tls: Any = None) -> None:
+                 tls: Any = None, config: Config | None = None, key: str = "") -> None:
         self.label = label
+        self.config = config                # with key: names the setting when listening fails
+        self.key = key
         self.port = port
         self.factory = factory
         self.reactor = reactor
@@ -64,13 +68,19 @@ class ListenerService(service.Service):
         self.listening = None
 
     def startService(self) -> None:
+        try:
+            if self.tls is None:
+                self.listening = self.reactor.listenTCP(self.port, self.factory,
+                                                        interface=self.bind)
+            else:
+                self.listening = self.reactor.listenSSL(self.port, self.factory, self.tls,
+                                                        interface=self.bind)
+        except CannotListenError as error:
+            if self.config is None or not self.key:
+                raise
+            raise listen_problem(self.config.describe(self.key), self.config.setting(self.key),
+                                 self.bind, error) from None
         super().startService()
-        if self.tls is None:
-            self.listening = self.reactor.listenTCP(self.port, self.factory,
-                                                    interface=self.bind)
-        else:
-            self.listening = self.reactor.listenSSL(self.port, self.factory, self.tls,
-                                                    interface=self.bind)
         log.info("%s listening on %s:%d", self.label, self.bind,
                  self.listening.getHost().port)
 
@@ -157,10 +167,11 @@ class BrokerService(service.MultiService):
                 continue
             factory = make_factory(self.broker, cfg, self.reactor)
             if plain:
-                out.append(ListenerService(label, plain, factory, self.reactor, cfg.bind))
+                out.append(ListenerService(label, plain, factory, self.reactor, cfg.bind,
+                                           config=cfg, key=plain_key))
             if tls and secure:
                 out.append(ListenerService(label + " over TLS", secure, factory, self.reactor,
-                                           cfg.bind, tls))
+                                           cfg.bind, tls, config=cfg, key=tls_key))
         return out
 
     def stop_components(self) -> defer.Deferred:

@@ -102,4 +102,4 @@ def test_standalone_broker_refuses_a_database_an_ha_master_serves(tmp_path, pg_u
 def test_unparsable_store_url_is_one_line(tmp_path):
     broker = BrokerProcess(tmp_path / "x", store="sql", store_url="not a url")
     line = refused(broker)
-    assert "store URL" in line, line
+    assert "--store-url 'not a url': not a database URL" in line, line

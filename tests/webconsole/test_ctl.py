@@ -39,7 +39,7 @@ def test_users_vhosts_permissions(broker, unique):
     ctl(broker, "delete_vhost", unique)
     assert [unique] not in rows(ctl(broker, "list_vhosts").stdout)
     failed = ctl(broker, "delete_vhost", unique, check=False)
-    assert failed.returncode == 2 and "404" in failed.stderr
+    assert failed.returncode == 2 and f"vhost '{unique}' not found" in failed.stderr
 
 
 def test_lists_policies_purge_move_delete(broker, unique):

@@ -50,7 +50,8 @@ def test_metrics_names_labels_and_values(broker, unique):
                         "rabbitmq_channel_get_ack"):
             assert counter + "_total" in {s.name for s in m[counter]}
         assert value(m["rabbitmq_channel_get_ack"], "rabbitmq_channel_get_ack_total") >= 1
-        assert value(m["warren_ha_role"], "warren_ha_role", role="master") == 1
+        assert value(m["warren_ha_role"], "warren_ha_role", role="standalone") == 1
+        assert value(m["warren_ha_role"], "warren_ha_role", role="master") == 0
         assert value(m["warren_journal_bytes"], "warren_journal_bytes") > 0
         assert "warren_store_fsync_seconds" in m
         assert value(m["rabbitmq_identity_info"], "rabbitmq_identity_info",

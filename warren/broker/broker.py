@@ -76,7 +76,8 @@ class Broker:
         self._notes_call: Any = None
         self._listeners: list[Callable[..., None]] = []
         self.started_at = clock.seconds()
-        self.role = "master"
+        # "standalone" without --ha; the HA runner sets "master" on the broker it starts
+        self.role = "standalone"
         self._default_user = (default_user, default_pass)
 
     # ---------------------------------------------------------------- set-up

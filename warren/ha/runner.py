@@ -147,6 +147,10 @@ class HaRunner(service.Service):
         self._waiting_logged: tuple[str, str | None] | None = None
         self._epoch = 0                         # bumped by every takeover and fence
         self._stopping = False
+        #: called with a StartupError when becoming master fails for a reason retrying cannot
+        #: cure (a port in use); None: log it and keep waiting
+        self.on_fatal: Any = None
+        self._standby_opened = False            # the standby HTTP port opened once
 
     # ------------------------------------------------------------------ service
     def startService(self) -> None:
@@ -293,6 +297,7 @@ class HaRunner(service.Service):
             self._call_locker(self.locker.release)
             return
         from ..server import BrokerService
+        from ..startup import StartupError
         if self.is_lease and elapsed_clock() >= self._deadline:
             log.warning("the lease ran out before the broker could start; trying again")
             self._back_to_waiting()
@@ -300,6 +305,15 @@ class HaRunner(service.Service):
         svc = BrokerService(self.config, self.reactor)
         try:
             svc.startService()
+        except StartupError as error:  # a port in use: one line, the cause is in it
+            self.broker_service = svc
+            if self.on_fatal is not None:  # warren run: says so and exits
+                self._fence("start-up failed")
+                self.on_fatal(error)
+                return
+            log.error("becoming master failed: %s: releasing the lock and waiting", error)
+            self._fence("start-up failed")
+            return
         except Exception:
             log.exception("becoming master failed: releasing the lock and waiting")
             self.broker_service = svc
@@ -507,7 +521,15 @@ class HaRunner(service.Service):
                 self._standby = self.reactor.listenTCP(
                     cfg.http_port, make_standby_site(self.status), interface=cfg.bind)
             except CannotListenError as error:
+                if self.on_fatal is not None and not self._standby_opened:
+                    # at start-up: a port in use is the operator's to fix, as without --ha
+                    from ..startup import listen_problem
+                    self.on_fatal(listen_problem(cfg.describe("http_port"),
+                                                 cfg.setting("http_port"), cfg.bind, error))
+                    return
                 log.warning("standby HTTP API not opened on port %d: %s", cfg.http_port, error)
+                return
+            self._standby_opened = True
         d.addCallback(listen)
 
     def _close_standby(self) -> defer.Deferred:

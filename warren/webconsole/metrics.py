@@ -48,7 +48,8 @@ CHANNEL_COUNTERS = (
      "in automatic acknowledgement mode"),
 )
 
-HA_ROLES = ("master", "slave", "standalone")
+#: every role a broker reports: HA brokers master/slave/waiting, the others standalone
+HA_ROLES = ("master", "slave", "standalone", "waiting")
 
 
 class BrokerCollector:
@@ -128,7 +129,7 @@ class BrokerCollector:
                      "is 1 if VM memory watermark alarm is in effect", 1 if b.blocked else 0)
         role = GaugeMetricFamily("warren_ha_role", "HA role of this broker (1 for the role it "
                                  "has)", labels=["role"])
-        current = getattr(b, "role", "master")
+        current = getattr(b, "role", "standalone")
         for r in sorted(set(HA_ROLES) | {current}):
             role.add_metric([r], 1 if r == current else 0)
         yield role

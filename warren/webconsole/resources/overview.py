@@ -83,7 +83,7 @@ def overview(call: Call) -> dict[str, Any]:
         "listeners": listeners(call),
         "contexts": [{"node": b.node_name, "description": "RabbitMQ Management",
                       "path": "/", "port": str(call.config.http_port)}],
-        "ha_role": getattr(b, "role", "master"),
+        "ha_role": getattr(b, "role", "standalone"),
     }
 
 
@@ -111,7 +111,7 @@ def node_info(call: Call) -> dict[str, Any]:
         "partitions": [], "applications": [], "contexts": [],
         "exchange_types": [{"name": n, "description": "", "enabled": True}
                            for n in sorted(EXCHANGE_TYPES)],
-        "ha_role": getattr(b, "role", "master"),
+        "ha_role": getattr(b, "role", "standalone"),
     }
 
 

@@ -176,7 +176,7 @@ function showNode(overview) {
   app.overview = overview;
   document.getElementById("node-name").textContent = overview.node || "";
   const role = document.getElementById("ha-role");
-  role.hidden = !overview.ha_role;
+  role.hidden = !overview.ha_role || overview.ha_role === "standalone";  // no --ha: no badge
   role.textContent = overview.ha_role ? `HA: ${overview.ha_role}` : "";
   role.className = `ha-role role-${String(overview.ha_role || "").replace(/[^a-z]/gi, "")}`;
 }
