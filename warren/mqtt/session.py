@@ -126,7 +126,8 @@ class SessionState:
         self.next_id = 0
         self.session: MqttSession | None = None      # attached connection, if any
         self.expiry_call = None                      # pending session end
-        self.will_call = None                        # pending delayed will
+        self.will_call = None                        # timer of a pending delayed will
+        self.pending_will: tuple | None = None       # (vhost, Will, user) it will publish
         self.ended = False
 
     @property
@@ -192,11 +193,15 @@ class SessionRegistry:
         if state.expiry_call is not None and state.expiry_call.active():
             state.expiry_call.cancel()
         state.expiry_call = None
+        # [MQTT-3.1.3-9]: the will goes at the earlier of the will delay and the end of the
+        # session. Twisted's DelayedCall.cancel() drops its function and arguments, so the
+        # will itself is kept in ``pending_will`` rather than read back from the timer.
         if state.will_call is not None and state.will_call.active():
-            # [MQTT 5.0 3.1.3.2.2] the will goes at the earlier of delay and session end
             state.will_call.cancel()
-            state.will_call.func(*state.will_call.args)
         state.will_call = None
+        pending, state.pending_will = state.pending_will, None
+        if pending is not None:
+            self.publish_will(*pending)
         if self.sessions.get((state.vhost, state.client_id)) is state:
             del self.sessions[(state.vhost, state.client_id)]
         vh = self.broker.vhosts.get(state.vhost)
@@ -389,6 +394,7 @@ class MqttSession:
         if state.will_call is not None and state.will_call.active():
             state.will_call.cancel()  # reconnected before the will delay [MQTT-3.1.3-9]
         state.will_call = None
+        state.pending_will = None
         registry.sessions[key] = state
         self.state = state
         state.session = self
@@ -1012,8 +1018,8 @@ class MqttSession:
             delay = will.properties.get("will_delay_interval", 0) if self.level == 5 else 0
             user, vhost_name = self.user, self.vhost.name
             if delay and state.expiry:
-                state.will_call = self.clock.callLater(
-                    delay, self._delayed_will, state, vhost_name, will, user)
+                state.pending_will = (vhost_name, will, user)
+                state.will_call = self.clock.callLater(delay, self._delayed_will, state)
             else:
                 registry.publish_will(vhost_name, will, user)
         if state.expiry == 0:
@@ -1022,10 +1028,11 @@ class MqttSession:
             state.expiry_call = self.clock.callLater(state.expiry, registry.end, state)
         registry.save(state)
 
-    def _delayed_will(self, state: SessionState, vhost_name: str, will: Will,
-                      user: Any) -> None:
+    def _delayed_will(self, state: SessionState) -> None:
         state.will_call = None
-        self.registry.publish_will(vhost_name, will, user)
+        pending, state.pending_will = state.pending_will, None
+        if pending is not None:
+            self.registry.publish_will(*pending)
 
     # ------------------------------------------------------------------ introspection
     def info(self) -> dict[str, Any]:
