@@ -148,3 +148,37 @@ def test_receive_maximum_limits_inflight(broker, unique):
     raw.sock.settimeout(10)
     raw.send(PubAck(a.packet_id))
     assert raw.recv().payload == b"2"
+
+
+def _raw_connect(port: int, client_id: str, clean: bool, level: int = 4) -> tuple:
+    raw = RawClient(port, level)
+    raw.send(Connect(protocol_level=level, client_id=client_id, clean_start=clean,
+                     username="guest", password=b"guest"))
+    return raw, raw.recv()
+
+
+def test_clean_session_taken_over_by_persistent_one_ends(broker, unique):
+    """[MQTT-3.1.2-6] a clean session ends with its connection, also when a persistent
+    connection with the same client id takes it over: no session present, and the old
+    subscriptions deliver nothing to the new session."""
+    client_id = cid()
+    old, ack = _raw_connect(broker.mqtt_port, client_id, clean=True)
+    assert ack.reason_code == 0
+    old.send(Subscribe(1, (Subscription(f"{unique}/old", 1),)))
+    assert old.recv().reason_codes == (1,)
+    new, ack = _raw_connect(broker.mqtt_port, client_id, clean=False)
+    assert (ack.reason_code, ack.session_present) == (0, False)
+    assert old.closed()
+    new.send(Subscribe(1, (Subscription(f"{unique}/marker", 1),)))
+    assert new.recv().reason_codes == (1,)
+    pub = Client(broker.mqtt_port)
+    pub.publish(f"{unique}/old", b"stale", 1)
+    pub.publish(f"{unique}/marker", b"marker", 1)
+    got = new.recv()
+    assert (got.topic, got.payload) == (f"{unique}/marker", b"marker")
+    new.send(PubAck(got.packet_id))
+    new.close()
+    # and the session the new connection made is persistent: it is there next time
+    again, ack = _raw_connect(broker.mqtt_port, client_id, clean=False)
+    assert (ack.reason_code, ack.session_present) == (0, True)
+    again.close()

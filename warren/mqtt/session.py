@@ -382,6 +382,11 @@ class MqttSession:
         old = registry.sessions.get(key)
         if old is not None and old.session is not None:
             old.session.taken_over()
+            if old.ended:
+                # The connection taken over had a clean session: closing it ended that
+                # session, so there is nothing to resume [MQTT-3.1.2-6] (reporting it present
+                # kept its subscriptions delivering to the new connection).
+                old = None
         if old is not None and c.clean_start:
             registry.end(old)
             old = None
