@@ -355,6 +355,10 @@ class MqttSession:
         client_id = c.client_id
         assigned = None
         if not client_id:
+            if self.level == 3:
+                # MQTT 3.1 requires a client id of 1 to 23 characters (empty ones came with
+                # 3.1.1): refused with "identifier rejected" (2), as Mosquitto does.
+                raise MqttError(rc.CLIENT_IDENTIFIER_NOT_VALID, "empty client id in MQTT 3.1")
             if not c.clean_start and self.level != 5:
                 # [MQTT-3.1.3-8] zero-length id needs Clean Session = 1 in 3.1.1
                 raise MqttError(rc.CLIENT_IDENTIFIER_NOT_VALID, "empty client id with a "
