@@ -590,7 +590,11 @@ class MqttSession:
             self._queue_ack(PubRec(p.packet_id, code))
 
     def _on_pubrel(self, p: PubRel) -> None:
-        """Inbound QoS 2, step 2: forget the id, PUBCOMP [MQTT-4.3.3-11]."""
+        """Inbound QoS 2, step 2: forget the id, PUBCOMP [MQTT-4.3.3-11].
+
+        A PUBREL for an id we do not hold is answered too (0x92 at 5.0), not refused: it is
+        what a client resends after a reconnect whose PUBCOMP it missed; Mosquitto does the
+        same ("could be due to a repeated PUBREL after a client has reconnected")."""
         if p.packet_id in self.state.qos2_received:
             self.state.qos2_received.discard(p.packet_id)
             self._queue_ack(PubComp(p.packet_id))
@@ -778,8 +782,12 @@ class MqttSession:
 
     def _on_puback(self, p: PubAck) -> None:
         flight = self.state.inflight.get(p.packet_id)
-        if flight is None or flight.qos != 1:
-            return  # unknown id: nothing to settle (e.g. after a restart)
+        if flight is None:
+            return  # unknown id: nothing to settle (e.g. after a restart), as Mosquitto
+        if flight.qos != 1:
+            # [MQTT-4.3.3] a QoS 2 delivery is answered by PUBREC; Mosquitto disconnects
+            # ("mismatched QoS"), so a client confusing its flows does not hold messages
+            raise MqttError(rc.PROTOCOL_ERROR, f"PUBACK for QoS 2 packet {p.packet_id}")
         del self.state.inflight[p.packet_id]
         if flight.entry is not None:
             settle = self._settle.get(flight.queue)
@@ -791,9 +799,14 @@ class MqttSession:
     def _on_pubrec(self, p: PubRec) -> None:
         """Outbound QoS 2, step 1: the client has it; settle the queue entry, send PUBREL."""
         flight = self.state.inflight.get(p.packet_id)
-        if flight is None or flight.qos != 2:
+        if flight is None:
+            # tolerated, answered (a PUBREC resent after we forgot the id, e.g. a restart);
+            # Mosquitto too sends PUBREL for an unknown id
             self.send(PubRel(p.packet_id, rc.PACKET_IDENTIFIER_NOT_FOUND))
             return
+        if flight.qos != 2:
+            # [MQTT-4.3.2] a QoS 1 delivery is answered by PUBACK: protocol error, as Mosquitto
+            raise MqttError(rc.PROTOCOL_ERROR, f"PUBREC for QoS 1 packet {p.packet_id}")
         if p.reason_code >= 0x80:
             del self.state.inflight[p.packet_id]   # the client refused it: done
         else:
@@ -804,10 +817,16 @@ class MqttSession:
             flight.entry = None
 
     def _on_pubcomp(self, p: PubComp) -> None:
+        """Outbound QoS 2, step 2: done. PUBCOMP for a QoS 1 delivery, or before its PUBREC
+        (we sent no PUBREL yet) is a protocol error [MQTT-4.3.3-3] (Mosquitto: mismatched QoS
+        or state); an unknown id is ignored, as Mosquitto does."""
         flight = self.state.inflight.get(p.packet_id)
-        if flight is not None and flight.released:
-            del self.state.inflight[p.packet_id]
-            self._kick()
+        if flight is None:
+            return
+        if flight.qos != 2 or not flight.released:
+            raise MqttError(rc.PROTOCOL_ERROR, f"PUBCOMP out of order for packet {p.packet_id}")
+        del self.state.inflight[p.packet_id]
+        self._kick()
 
     def _kick(self) -> None:
         """Credit came back: let the queues deliver again."""
