@@ -350,6 +350,9 @@ class MqttSession:
     def _on_connect(self, c: Connect) -> None:
         self.level = c.protocol_level
         props = c.properties
+        if self.level == 5:
+            # known first, so that even a refusing CONNACK respects it [MQTT-3.1.2-24]
+            self.client_max_packet = props.get("maximum_packet_size", 0)
         if "authentication_method" in props:
             raise MqttError(rc.BAD_AUTHENTICATION_METHOD, "enhanced authentication unsupported")
         client_id = c.client_id
@@ -377,10 +380,10 @@ class MqttSession:
         if self.level == 5:
             expiry = props.get("session_expiry_interval", 0)
             self.window = min(self.window, props.get("receive_maximum", 65535))
-            self.client_max_packet = props.get("maximum_packet_size", 0)
             self.client_alias_max = props.get("topic_alias_maximum", 0)
         else:
             expiry = 0 if c.clean_start else NEVER_EXPIRES
+        ack_props = self._connack_properties(assigned)
         registry = self.registry
         key = (vhost.name, client_id)
         old = registry.sessions.get(key)
@@ -413,21 +416,45 @@ class MqttSession:
         self.detached = False
         # authenticated: packets may now be as large as configured (see MqttConnection)
         self.conn.parser.max_packet_size = self.config.mqtt_max_packet_size
-        ack_props: dict[str, Any] = {}
-        if self.level == 5:
-            ack_props = {"topic_alias_maximum": TOPIC_ALIAS_MAXIMUM,
-                         "maximum_packet_size": min(self.config.mqtt_max_packet_size,
-                                                    268_435_455),
-                         "retain_available": 1, "wildcard_subscription_available": 1,
-                         "subscription_identifier_available": 1,
-                         "shared_subscription_available": 1}
-            if assigned:
-                ack_props["assigned_client_identifier"] = assigned
         self.send(ConnAck(session_present, 0, ack_props))
         if expiry:
             registry.save(state)
         self._start_keep_alive()
         self._attach()
+
+    def _connack_properties(self, assigned: str | None) -> dict[str, Any]:
+        """The 5.0 CONNACK properties, cut down to fit the client's Maximum Packet Size.
+
+        The server must not send a packet larger than the client allows [MQTT-3.1.2-24].
+        What a too-small limit costs, in order: the properties that only state their default
+        (availability flags 1, Maximum Packet Size when it is the protocol's largest), then
+        Topic Alias Maximum (absent = 0: the client sets no aliases, a restriction it must
+        follow). An assigned client id cannot go; if it still does not fit, the CONNECT is
+        refused with 0x95 (a refusal too large to send is not sent; Mosquitto closes then).
+        """
+        if self.level != 5:
+            return {}
+        max_packet = min(self.config.mqtt_max_packet_size, 268_435_455)
+        props: dict[str, Any] = {"topic_alias_maximum": TOPIC_ALIAS_MAXIMUM,
+                                 "maximum_packet_size": max_packet,
+                                 "retain_available": 1, "wildcard_subscription_available": 1,
+                                 "subscription_identifier_available": 1,
+                                 "shared_subscription_available": 1}
+        if assigned:
+            props["assigned_client_identifier"] = assigned
+        defaults = ["retain_available", "wildcard_subscription_available",
+                    "subscription_identifier_available", "shared_subscription_available"]
+        if max_packet == 268_435_455:
+            defaults.append("maximum_packet_size")
+        for optional in (defaults, ["topic_alias_maximum"]):
+            if self.fits(encode(ConnAck(True, 0, props), 5)):
+                return props
+            for name in optional:
+                props.pop(name, None)
+        if self.fits(encode(ConnAck(True, 0, props), 5)):
+            return props
+        raise MqttError(rc.PACKET_TOO_LARGE, "CONNACK larger than the client's maximum "
+                        "packet size")
 
     def _authenticate(self, c: Connect) -> tuple[Any, Any]:
         cfg = self.config
@@ -753,20 +780,36 @@ class MqttSession:
             pb = encode_properties(props, "publish") if props else b"\x00"
         head = tb + _PACK_U16(pid) + pb if qos else tb + pb
         length = len(head) + len(payload)
-        if self.client_max_packet and length + 5 > self.client_max_packet:
-            # [MQTT-3.1.2-25] too large for the client: dropped as if delivered
-            log.debug("dropping a %d byte PUBLISH for %s: over its maximum packet size",
-                      length, self.state.client_id)
-            if qos:
-                flight = self.state.inflight.pop(pid)
-                if flight.entry is not None:
-                    self._settle.setdefault(flight.queue, []).append(flight.entry)
-            return
         if length < 0x80:
             fixed = bytes((first, length))
         else:
             fixed = bytes((first,)) + encode_varint(length)
+        if self.client_max_packet and len(fixed) + length > self.client_max_packet:
+            self._drop_oversized(len(fixed) + length, qos, pid)
+            return
         self.conn.write_parts([fixed + head, payload])
+
+    def _drop_oversized(self, size: int, qos: int, pid: int) -> None:
+        """[MQTT-3.1.2-25] a PUBLISH larger than the client's Maximum Packet Size (the whole
+        packet, fixed header included [MQTT 5.0 3.1.2.11.4]) is discarded without sending it.
+
+        A QoS 1/2 one leaves the in-flight window at once and its queue entry is settled now
+        as rejected (dead-lettered if the queue has a dead-letter exchange, else dropped), not
+        as acknowledged: the client never saw it, so nothing will ever acknowledge it, and it
+        must not hold a slot of the window until the client's next packet (Mosquitto
+        likewise removes it from the in-flight list).
+        """
+        log.debug("dropping a %d byte PUBLISH for %s: over its maximum packet size %d",
+                  size, self.state.client_id, self.client_max_packet)
+        if not qos:
+            return
+        flight = self.state.inflight.pop(pid)
+        if flight.entry is not None and not flight.queue.deleted:
+            flight.queue.reject([flight.entry])
+
+    def fits(self, data: bytes) -> bool:
+        """Whether a packet may go to this client under its Maximum Packet Size."""
+        return not self.client_max_packet or len(data) <= self.client_max_packet
 
     def _resend(self, pid: int, flight: Inflight) -> None:
         """Resend an unacknowledged PUBLISH with DUP set [MQTT-4.4.0-1]."""
@@ -989,11 +1032,18 @@ class MqttSession:
         if self.state_name is State.AWAIT_CONNECT:
             code = rc.connack_code(reason, self.conn.parser_level() or 4)
             if code is not None:
-                self.conn.write(encode(ConnAck(False, code), self.conn.parser_level() or 4))
+                data = encode(ConnAck(False, code), self.conn.parser_level() or 4)
+                if self.fits(data):   # else only the close tells [MQTT-3.1.2-24]
+                    self.conn.write(data)
         elif self.state_name is State.CONNECTED and self.level == 5:
-            props = {"reason_string": rc.text_for(error)[:200]}
-            self.conn.write(encode(Disconnect(reason, props), 5))
+            self.conn.write(self._disconnect(reason, rc.text_for(error)))
         self.close()
+
+    def _disconnect(self, reason: int, text: str) -> bytes:
+        """A 5.0 DISCONNECT; its Reason String is left out where it would make the packet
+        larger than the client's Maximum Packet Size [MQTT-3.14.2-3]."""
+        data = encode(Disconnect(reason, {"reason_string": text[:200]}), 5)
+        return data if self.fits(data) else encode(Disconnect(reason), 5)
 
     def close(self) -> None:
         if self.state_name is State.CLOSED:
@@ -1010,8 +1060,7 @@ class MqttSession:
 
     def force_close(self, reason: str) -> None:
         if self.level == 5 and self.state_name is State.CONNECTED:
-            self.conn.write(encode(Disconnect(rc.ADMINISTRATIVE_ACTION,
-                                              {"reason_string": reason[:200]}), 5))
+            self.conn.write(self._disconnect(rc.ADMINISTRATIVE_ACTION, reason))
         self.close()
         self.conn.flush()
 
