@@ -190,7 +190,7 @@ def test_maximum_packet_size_is_exact(broker, unique):
 
 def test_connack_fits_clients_maximum_packet_size(broker):
     """[MQTT-3.1.2-24] no CONNACK larger than the client allows: properties that only state
-    defaults go first, then Topic Alias Maximum."""
+    defaults go first, then Topic Alias Maximum, then Receive Maximum."""
     sizes = {}
     for limit in (200, 8, 5):
         raw = RawClient(broker.mqtt_port, level=5)
@@ -202,7 +202,7 @@ def test_connack_fits_clients_maximum_packet_size(broker):
         sizes[limit] = set(ack.properties)
         raw.close()
     assert "retain_available" in sizes[200]
-    assert sizes[8] == {"topic_alias_maximum"}
+    assert sizes[8] == {"receive_maximum"}
     assert sizes[5] == set()
 
 

@@ -46,6 +46,7 @@ import logging
 import math
 import struct
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -307,6 +308,8 @@ class MqttSession:
         self.last_recv = self.connected_at
         self._ka_call = None
         self._acks = ConfirmTracker()           # encoded PUBACK/PUBREC/PUBCOMP in order
+        self._qos1_unacked: deque[int] = deque()  # _acks numbers of QoS 1 PUBACKs not sent
+        self.receive_maximum = max(1, min(self.config.mqtt_receive_maximum, 65535))
         self._settle: dict[Any, list[QueueEntry]] = {}  # queue -> entries acked this read
         self._write_ok = False                  # write permission on the exchange checked
         self._publishing = False
@@ -429,13 +432,16 @@ class MqttSession:
         What a too-small limit costs, in order: the properties that only state their default
         (availability flags 1, Maximum Packet Size when it is the protocol's largest), then
         Topic Alias Maximum (absent = 0: the client sets no aliases, a restriction it must
-        follow). An assigned client id cannot go; if it still does not fit, the CONNECT is
-        refused with 0x95 (a refusal too large to send is not sent; Mosquitto closes then).
+        follow), then Receive Maximum (absent = 65535: we then do not enforce ours on this
+        connection; a client that small hardly floods us). An assigned client id cannot go;
+        if it still does not fit, the CONNECT is refused with 0x95 (a refusal too large to
+        send is not sent; Mosquitto closes then).
         """
         if self.level != 5:
             return {}
         max_packet = min(self.config.mqtt_max_packet_size, 268_435_455)
-        props: dict[str, Any] = {"topic_alias_maximum": TOPIC_ALIAS_MAXIMUM,
+        props: dict[str, Any] = {"receive_maximum": self.receive_maximum,
+                                 "topic_alias_maximum": TOPIC_ALIAS_MAXIMUM,
                                  "maximum_packet_size": max_packet,
                                  "retain_available": 1, "wildcard_subscription_available": 1,
                                  "subscription_identifier_available": 1,
@@ -446,12 +452,15 @@ class MqttSession:
                     "subscription_identifier_available", "shared_subscription_available"]
         if max_packet == 268_435_455:
             defaults.append("maximum_packet_size")
-        for optional in (defaults, ["topic_alias_maximum"]):
+        if self.receive_maximum == 65535:
+            defaults.append("receive_maximum")
+        for optional in (defaults, ["topic_alias_maximum"], ["receive_maximum"]):
             if self.fits(encode(ConnAck(True, 0, props), 5)):
                 return props
             for name in optional:
                 props.pop(name, None)
         if self.fits(encode(ConnAck(True, 0, props), 5)):
+            self.receive_maximum = 65535   # not stated, so not enforced: absent means 65535
             return props
         raise MqttError(rc.PACKET_TOO_LARGE, "CONNACK larger than the client's maximum "
                         "packet size")
@@ -561,6 +570,14 @@ class MqttSession:
             # a resent QoS 2 PUBLISH we already routed: only answer [MQTT-4.3.3-10]
             self._queue_ack(PubRec(p.packet_id))
             return
+        if qos and self.level == 5 and \
+                len(self._qos1_unacked) + len(self.state.qos2_received) >= self.receive_maximum:
+            # [MQTT-3.3.4-7] a client keeps at most the Receive Maximum our CONNACK stated
+            # of QoS 1/2 publishes unacknowledged; one more is answered with DISCONNECT 0x93
+            # [MQTT 5.0 3.3.4] (Mosquitto does so too) and not routed. Unacknowledged: its
+            # PUBACK not sent yet (waiting for the store) or a QoS 2 id awaiting PUBREL.
+            raise MqttError(rc.RECEIVE_MAXIMUM_EXCEEDED,
+                            f"more than {self.receive_maximum} QoS 1/2 publishes unacknowledged")
         if not self._write_ok:
             try:
                 self.publisher.exchange(self.exchange.name)
@@ -589,16 +606,18 @@ class MqttSession:
         if qos == 1:
             ack: Any = PubAck(p.packet_id, code) if code else None
         else:
-            self.state.qos2_received.add(p.packet_id)
-            if len(self.state.qos2_received) > 65535:
-                raise MqttError(rc.RECEIVE_MAXIMUM_EXCEEDED, "too many QoS 2 in flight")
+            if code < 0x80:
+                # a refused QoS 2 flow ends with its PUBREC: no PUBREL comes [MQTT-4.3.3]
+                self.state.qos2_received.add(p.packet_id)
             ack = PubRec(p.packet_id, code)
         if ack is None:
             data = b"\x40\x02" + _PACK_U16(p.packet_id)
         else:
             data = encode(ack, self.level)
         if routed.stored or self._acks:
-            self._acks.add(data, routed.stored)
+            seq = self._acks.add(data, routed.stored)
+            if qos == 1:
+                self._qos1_unacked.append(seq)
         else:
             self.conn.write(data)
 
@@ -650,6 +669,7 @@ class MqttSession:
         log.warning("store sync failed; closing MQTT connection of %s without acks: %s",
                     self.state.client_id if self.state else "?", failure.getErrorMessage())
         self._acks.clear()
+        self._qos1_unacked.clear()
         self.fail(MqttError(rc.UNSPECIFIED_ERROR, "store failure"))
         self.conn.flush()
 
@@ -657,6 +677,9 @@ class MqttSession:
         settled = self._acks.release()
         if settled:
             self.conn.write_parts([data for _seq, data, _ok in settled])
+            last, pending = settled[-1][0], self._qos1_unacked
+            while pending and pending[0] <= last:
+                pending.popleft()
 
     # ------------------------------------------------------------------ delivery out
     def _subs_changed(self) -> None:
