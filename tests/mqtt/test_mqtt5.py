@@ -225,3 +225,17 @@ def test_disconnect_reason_string_left_out_when_too_large(broker):
     raw.send(Publish("", b"x", 0, properties={"topic_alias": 5}))
     assert _read_packet_bytes(raw) == b"\xe0\x01\x82"   # no properties at all
     assert raw.closed()
+
+
+def test_dropped_publish_does_not_set_a_topic_alias(broker, unique):
+    """An alias set by a PUBLISH that was too large to send is not used afterwards: the
+    client never learnt it, so the next PUBLISH on that topic carries the name."""
+    raw, _ = _raw5(broker.mqtt_port, maximum_packet_size=200, topic_alias_maximum=5)
+    raw.send(Subscribe(1, (Subscription(f"{unique}/al", 1),)))
+    raw.recv()
+    pub = Client(broker.mqtt_port)
+    pub.publish(f"{unique}/al", b"x" * 500, 1)
+    pub.publish(f"{unique}/al", b"small", 1)
+    m = raw.recv()
+    assert (m.topic, m.payload) == (f"{unique}/al", b"small")
+    assert m.properties.get("topic_alias") == 1

@@ -47,3 +47,30 @@ def test_completed_qos2_flows_free_their_slots(broker, unique):
     raw.send(PingReq())
     assert isinstance(raw.recv(), PingResp)
     raw.close()
+
+
+def test_qos1_publish_counts_towards_receive_maximum(broker, unique):
+    """QoS 1 and 2 share the limit: with Receive Maximum QoS 2 flows open, a QoS 1 publish
+    is one too many."""
+    raw, limit = _connect5(broker.mqtt_port)
+    raw.send_raw(b"".join(encode(Publish(f"{unique}/mix", b"x", 2, packet_id=i), 5)
+                          for i in range(1, limit + 1)))
+    for i in range(1, limit + 1):
+        assert raw.recv().packet_id == i
+    raw.send(Publish(f"{unique}/mix", b"x", 1, packet_id=limit + 1))
+    got = raw.recv()
+    assert isinstance(got, Disconnect) and got.reason_code == 0x93
+    assert raw.closed()
+
+
+def test_qos0_publish_is_not_limited(broker, unique):
+    """Receive Maximum counts QoS 1/2 only: QoS 0 still flows with every slot taken."""
+    raw, limit = _connect5(broker.mqtt_port)
+    raw.send_raw(b"".join(encode(Publish(f"{unique}/z", b"x", 2, packet_id=i), 5)
+                          for i in range(1, limit + 1)))
+    for i in range(1, limit + 1):
+        assert raw.recv().packet_id == i
+    raw.send(Publish(f"{unique}/z", b"x", 0))
+    raw.send(PingReq())
+    assert isinstance(raw.recv(), PingResp)
+    raw.close()

@@ -789,6 +789,7 @@ class MqttSession:
             if len(self._topic_bytes) >= _TOPIC_CACHE_LIMIT:
                 self._topic_bytes.clear()
             self._topic_bytes[topic] = tb
+        new_alias = False
         if props is None:
             pb = b""
         else:
@@ -800,6 +801,7 @@ class MqttSession:
                 elif len(self.aliases_out) < self.client_alias_max:
                     alias = self.aliases_out[topic] = len(self.aliases_out) + 1
                     props["topic_alias"] = alias
+                    new_alias = True
             pb = encode_properties(props, "publish") if props else b"\x00"
         head = tb + _PACK_U16(pid) + pb if qos else tb + pb
         length = len(head) + len(payload)
@@ -808,6 +810,10 @@ class MqttSession:
         else:
             fixed = bytes((first,)) + encode_varint(length)
         if self.client_max_packet and len(fixed) + length > self.client_max_packet:
+            if new_alias:
+                # the client never learns an alias set by a packet it does not get: the
+                # next PUBLISH on this topic must carry the name again [MQTT-3.3.2-12]
+                del self.aliases_out[topic]
             self._drop_oversized(len(fixed) + length, qos, pid)
             return
         self.conn.write_parts([fixed + head, payload])
