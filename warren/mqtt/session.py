@@ -822,11 +822,14 @@ class MqttSession:
         """[MQTT-3.1.2-25] a PUBLISH larger than the client's Maximum Packet Size (the whole
         packet, fixed header included [MQTT 5.0 3.1.2.11.4]) is discarded without sending it.
 
-        A QoS 1/2 one leaves the in-flight window at once and its queue entry is settled now
-        as rejected (dead-lettered if the queue has a dead-letter exchange, else dropped), not
-        as acknowledged: the client never saw it, so nothing will ever acknowledge it, and it
-        must not hold a slot of the window until the client's next packet (Mosquitto
-        likewise removes it from the in-flight list).
+        The server then behaves "as if it had completed sending" it: a QoS 1/2 one leaves the
+        in-flight window at once and its queue entry is settled now, not when the client's
+        next packet ends a read (the client never saw it, so nothing of its will settle it,
+        and it must not hold a slot of the window meanwhile). Mosquitto likewise removes it
+        from its in-flight list; Artemis and LavinMQ complete the delivery. Settled as acked,
+        not rejected: a rejection would dead-letter it, and a dead-letter exchange leading
+        back to this queue would deliver, drop and reject it again without end (cycles
+        through a rejection are not broken, see ``deadletter.is_cycle``).
         """
         log.debug("dropping a %d byte PUBLISH for %s: over its maximum packet size %d",
                   size, self.state.client_id, self.client_max_packet)
@@ -834,7 +837,7 @@ class MqttSession:
             return
         flight = self.state.inflight.pop(pid)
         if flight.entry is not None and not flight.queue.deleted:
-            flight.queue.reject([flight.entry])
+            flight.queue.ack([flight.entry])
 
     def fits(self, data: bytes) -> bool:
         """Whether a packet may go to this client under its Maximum Packet Size."""
