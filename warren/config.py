@@ -84,6 +84,7 @@ class Config:
     mqtt_vhost: str = "/"                  # vhost of MQTT clients ("vhost:user" overrides)
     mqtt_exchange: str = "amq.topic"       # where MQTT topics are routed
     mqtt_max_inflight: int = 1000          # QoS 1/2 deliveries unacked per client (3.1.1)
+    mqtt_receive_maximum: int = 1000       # QoS 1/2 publishes a 5.0 client may have unacked
     # HA
     ha: str = "none"                       # none | shared-file | shared-db
     lease_ttl: float = 10.0

@@ -114,6 +114,12 @@ def test_paho_connect_31_mqisdp():
     assert encode(connect, 3) == PAHO_CONNECT_31
 
 
+def test_connack_31_has_no_session_present_flag():
+    """MQTT 3.1's CONNACK flags byte is reserved: 20 02 00 rc even for a resumed session."""
+    assert encode(ConnAck(True, 0), 3) == b"\x20\x02\x00\x00"
+    assert encode(ConnAck(True, 0), 4) == b"\x20\x02\x01\x00"  # [MQTT-3.2.2-2]
+
+
 @pytest.mark.parametrize("name,level", [
     (b"MQTT", 3), (b"MQTT", 6), (b"MQIsdp", 4), (b"MQIsdp", 5), (b"HTTP", 4), (b"", 4)])
 def test_unsupported_protocol_name_or_level(name, level):

@@ -9,7 +9,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from tests.mqtt.helpers import V5, Client, RawClient, cid, v5_props
-from warren.mqtt.codec import Connect, Publish, Subscribe, Subscription, PubAck
+from warren.mqtt.codec import Connect, MqttParser, Publish, Subscribe, Subscription, PubAck
 
 
 def _raw5(port, **props):
@@ -124,3 +124,118 @@ def test_message_expiry_while_queued(broker, unique):
     assert m.payload == b"keeps"
     assert 0 < m.properties.MessageExpiryInterval <= 100
     back.disconnect()
+
+
+def _read_packet_bytes(raw: RawClient) -> bytes:
+    """One whole packet as sent (fixed header included), for size checks."""
+    data = b""
+
+    def more(n: int) -> bytes:
+        nonlocal data
+        while len(data) < n:
+            chunk = raw.sock.recv(n - len(data))
+            assert chunk, "connection closed"
+            data += chunk
+        return data
+
+    more(2)
+    length, shift, pos = 0, 0, 1
+    for _ in range(4):
+        byte = more(pos + 1)[pos]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        pos += 1
+        if not byte & 0x80:
+            break
+    return more(pos + length)
+
+
+def _publish_size(topic: str, payload_len: int) -> int:
+    """Bytes of a QoS 1 PUBLISH to a 5.0 client: no properties, no alias."""
+    remaining = 2 + len(topic.encode()) + 2 + 1 + payload_len
+    varint = 1 if remaining < 128 else 2 if remaining < 16384 else 3
+    return 1 + varint + remaining
+
+
+def test_maximum_packet_size_is_exact(broker, unique):
+    """A PUBLISH of exactly the client's Maximum Packet Size arrives, one byte more is dropped
+    [MQTT-3.1.2-25] (the limit counted the largest fixed header instead of the real one), and
+    the dropped QoS 1 message is settled at once, not left waiting for an acknowledgement
+    (it stayed unacknowledged until the client's next packet)."""
+    import requests
+
+    limit = 300
+    topic = f"{unique}/exact"
+    fit = next(n for n in range(limit) if _publish_size(topic, n) == limit)
+    client_id = cid()
+    raw = RawClient(broker.mqtt_port, level=5)
+    raw.send(Connect(protocol_level=5, client_id=client_id, username="guest",
+                     password=b"guest", properties={"maximum_packet_size": limit}))
+    assert raw.recv().reason_code == 0
+    raw.send(Subscribe(1, (Subscription(topic, 1),)))
+    raw.recv()
+    pub = Client(broker.mqtt_port)
+    pub.publish(topic, b"o" * (fit + 1), 1)
+    pub.publish(topic, b"f" * fit, 1)
+    data = _read_packet_bytes(raw)
+    assert len(data) == limit and data.endswith(b"f" * fit)
+    r = requests.get(f"{broker.http_url}/api/queues/%2F/mqtt-subscription-{client_id}qos1",
+                     auth=("guest", "guest"), timeout=10)
+    r.raise_for_status()
+    q = r.json()
+    assert q["messages_unacknowledged"] == 1        # the one sent; not the one dropped
+    assert q["messages_ready"] == 0
+    raw.close()
+
+
+def test_connack_fits_clients_maximum_packet_size(broker):
+    """[MQTT-3.1.2-24] no CONNACK larger than the client allows: properties that only state
+    defaults go first, then Topic Alias Maximum, then Receive Maximum."""
+    sizes = {}
+    for limit in (200, 8, 5):
+        raw = RawClient(broker.mqtt_port, level=5)
+        raw.send(Connect(protocol_level=5, client_id=cid(), username="guest",
+                         password=b"guest", properties={"maximum_packet_size": limit}))
+        data = _read_packet_bytes(raw)
+        assert len(data) <= limit and data[3] == 0          # accepted
+        ack = MqttParser(protocol_level=5).feed(data)[0]
+        sizes[limit] = set(ack.properties)
+        raw.close()
+    assert "retain_available" in sizes[200]
+    assert sizes[8] == {"receive_maximum"}
+    assert sizes[5] == set()
+
+
+def test_connack_with_assigned_id_too_large_is_refused(broker):
+    """An assigned client id cannot be left out: refused with 0x95 when it does not fit."""
+    raw = RawClient(broker.mqtt_port, level=5)
+    raw.send(Connect(protocol_level=5, client_id="", username="guest", password=b"guest",
+                     properties={"maximum_packet_size": 20}))
+    data = _read_packet_bytes(raw)
+    assert data[:4] == b"\x20\x03\x00\x95"
+    assert raw.closed()
+
+
+def test_disconnect_reason_string_left_out_when_too_large(broker):
+    """[MQTT-3.14.2-3] the Reason String goes only where the DISCONNECT still fits."""
+    raw = RawClient(broker.mqtt_port, level=5)
+    raw.send(Connect(protocol_level=5, client_id=cid(), username="guest", password=b"guest",
+                     properties={"maximum_packet_size": 10}))
+    assert raw.recv().reason_code == 0
+    raw.send(Publish("", b"x", 0, properties={"topic_alias": 5}))
+    assert _read_packet_bytes(raw) == b"\xe0\x01\x82"   # no properties at all
+    assert raw.closed()
+
+
+def test_dropped_publish_does_not_set_a_topic_alias(broker, unique):
+    """An alias set by a PUBLISH that was too large to send is not used afterwards: the
+    client never learnt it, so the next PUBLISH on that topic carries the name."""
+    raw, _ = _raw5(broker.mqtt_port, maximum_packet_size=200, topic_alias_maximum=5)
+    raw.send(Subscribe(1, (Subscription(f"{unique}/al", 1),)))
+    raw.recv()
+    pub = Client(broker.mqtt_port)
+    pub.publish(f"{unique}/al", b"x" * 500, 1)
+    pub.publish(f"{unique}/al", b"small", 1)
+    m = raw.recv()
+    assert (m.topic, m.payload) == (f"{unique}/al", b"small")
+    assert m.properties.get("topic_alias") == 1

@@ -148,3 +148,79 @@ def test_receive_maximum_limits_inflight(broker, unique):
     raw.sock.settimeout(10)
     raw.send(PubAck(a.packet_id))
     assert raw.recv().payload == b"2"
+
+
+def _raw_connect(port: int, client_id: str, clean: bool, level: int = 4) -> tuple:
+    raw = RawClient(port, level)
+    raw.send(Connect(protocol_level=level, client_id=client_id, clean_start=clean,
+                     username="guest", password=b"guest"))
+    return raw, raw.recv()
+
+
+def test_clean_session_taken_over_by_persistent_one_ends(broker, unique):
+    """[MQTT-3.1.2-6] a clean session ends with its connection, also when a persistent
+    connection with the same client id takes it over: no session present, and the old
+    subscriptions deliver nothing to the new session."""
+    client_id = cid()
+    old, ack = _raw_connect(broker.mqtt_port, client_id, clean=True)
+    assert ack.reason_code == 0
+    old.send(Subscribe(1, (Subscription(f"{unique}/old", 1),)))
+    assert old.recv().reason_codes == (1,)
+    new, ack = _raw_connect(broker.mqtt_port, client_id, clean=False)
+    assert (ack.reason_code, ack.session_present) == (0, False)
+    assert old.closed()
+    new.send(Subscribe(1, (Subscription(f"{unique}/marker", 1),)))
+    assert new.recv().reason_codes == (1,)
+    pub = Client(broker.mqtt_port)
+    pub.publish(f"{unique}/old", b"stale", 1)
+    pub.publish(f"{unique}/marker", b"marker", 1)
+    got = new.recv()
+    assert (got.topic, got.payload) == (f"{unique}/marker", b"marker")
+    new.send(PubAck(got.packet_id))
+    new.close()
+    # and the session the new connection made is persistent: it is there next time
+    again, ack = _raw_connect(broker.mqtt_port, client_id, clean=False)
+    assert (ack.reason_code, ack.session_present) == (0, True)
+    again.close()
+
+
+def _recv_exactly(raw: RawClient, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = raw.sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _connect_31(port: int, client_id: str, clean: bool) -> RawClient:
+    raw = RawClient(port, 3)
+    raw.send(Connect(protocol_name="MQIsdp", protocol_level=3, client_id=client_id,
+                     clean_start=clean, username="guest", password=b"guest"))
+    return raw
+
+
+def test_mqtt31_empty_client_id_refused_with_identifier_rejected(broker):
+    """MQTT 3.1 client ids are 1-23 characters: an empty one gets CONNACK 2 and a close."""
+    raw = _connect_31(broker.mqtt_port, "", clean=True)
+    assert _recv_exactly(raw, 4) == b"\x20\x02\x00\x02"
+    assert raw.closed()
+
+
+def test_mqtt31_connack_has_no_session_present_flag(broker, unique):
+    """The 3.1 CONNACK is 20 02 00 00 even when a persistent session is resumed."""
+    client_id = cid()[:23]
+    first = _connect_31(broker.mqtt_port, client_id, clean=False)
+    assert _recv_exactly(first, 4) == b"\x20\x02\x00\x00"
+    first.send(Subscribe(1, (Subscription(f"{unique}/s", 1),)))
+    assert first.recv().reason_codes == (1,)
+    first.send_raw(b"\xe0\x00")   # DISCONNECT
+    assert first.closed()
+    again = _connect_31(broker.mqtt_port, client_id, clean=False)
+    assert _recv_exactly(again, 4) == b"\x20\x02\x00\x00"
+    # the session was resumed all the same: its subscription delivers
+    Client(broker.mqtt_port).publish(f"{unique}/s", b"kept", 1)
+    got = again.recv()
+    assert (got.topic, got.payload) == (f"{unique}/s", b"kept")
+    again.close()

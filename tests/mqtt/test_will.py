@@ -73,3 +73,34 @@ def test_will_delay_zero_with_v5(broker, unique):
     dying = Client(broker.mqtt_port, protocol=V5, will=(f"{unique}/w0", b"now", 1, False))
     dying.drop()
     assert watcher.get().payload == b"now"
+
+
+def test_delayed_will_sent_when_session_expires_first(broker, unique):
+    """Will delay 30 s, session expiry 1 s: the will goes when the session ends [MQTT-3.1.3-9]
+    (it used to be lost: the cancelled timer's function was called)."""
+    watcher = Client(broker.mqtt_port, protocol=V5)
+    watcher.subscribe(f"{unique}/we", 1)
+    session = v5_props(PacketTypes.CONNECT, SessionExpiryInterval=1)
+    will_props = v5_props(PacketTypes.WILLMESSAGE, WillDelayInterval=30)
+    dying = Client(broker.mqtt_port, protocol=V5, clean=False, properties=session,
+                   will=(f"{unique}/we", b"expired", 1, False), will_properties=will_props)
+    dying.drop()
+    assert watcher.get().payload == b"expired"
+
+
+def test_delayed_will_sent_when_clean_start_ends_the_session(broker, unique):
+    """A clean-start reconnect ends the old session, so its delayed will goes out then (as
+    Mosquitto does), and the reconnect is accepted (it used to get CONNACK 0x80)."""
+    watcher = Client(broker.mqtt_port, protocol=V5)
+    watcher.subscribe(f"{unique}/wc", 1)
+    client_id = cid()
+    session = v5_props(PacketTypes.CONNECT, SessionExpiryInterval=60)
+    will_props = v5_props(PacketTypes.WILLMESSAGE, WillDelayInterval=30)
+    first = Client(broker.mqtt_port, protocol=V5, client_id=client_id, clean=False,
+                   properties=session, will=(f"{unique}/wc", b"ended", 1, False),
+                   will_properties=will_props)
+    first.drop()
+    again = Client(broker.mqtt_port, protocol=V5, client_id=client_id, clean=True)
+    assert again.connack == 0 and not again.session_present
+    assert watcher.get().payload == b"ended"
+    again.disconnect()

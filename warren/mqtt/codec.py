@@ -556,7 +556,9 @@ def _encode_connect(p: Connect, level: int) -> bytes:
 
 
 def _encode_connack(p: ConnAck, level: int) -> bytes:
-    body = bytes((1 if p.session_present else 0, p.reason_code))
+    # MQTT 3.1 has no Session Present flag: its acknowledge flags byte is reserved, 0
+    # (the 3.1 CONNACK is always 20 02 00 rc); 3.1.1 added the flag [MQTT-3.2.2-1].
+    body = bytes((1 if p.session_present and level >= 4 else 0, p.reason_code))
     if level == 5:
         body += encode_properties(p.properties, "connack")
     return _frame(CONNACK << 4, body)

@@ -46,6 +46,7 @@ import logging
 import math
 import struct
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -126,7 +127,8 @@ class SessionState:
         self.next_id = 0
         self.session: MqttSession | None = None      # attached connection, if any
         self.expiry_call = None                      # pending session end
-        self.will_call = None                        # pending delayed will
+        self.will_call = None                        # timer of a pending delayed will
+        self.pending_will: tuple | None = None       # (vhost, Will, user) it will publish
         self.ended = False
 
     @property
@@ -192,11 +194,15 @@ class SessionRegistry:
         if state.expiry_call is not None and state.expiry_call.active():
             state.expiry_call.cancel()
         state.expiry_call = None
+        # [MQTT-3.1.3-9]: the will goes at the earlier of the will delay and the end of the
+        # session. Twisted's DelayedCall.cancel() drops its function and arguments, so the
+        # will itself is kept in ``pending_will`` rather than read back from the timer.
         if state.will_call is not None and state.will_call.active():
-            # [MQTT 5.0 3.1.3.2.2] the will goes at the earlier of delay and session end
             state.will_call.cancel()
-            state.will_call.func(*state.will_call.args)
         state.will_call = None
+        pending, state.pending_will = state.pending_will, None
+        if pending is not None:
+            self.publish_will(*pending)
         if self.sessions.get((state.vhost, state.client_id)) is state:
             del self.sessions[(state.vhost, state.client_id)]
         vh = self.broker.vhosts.get(state.vhost)
@@ -302,6 +308,8 @@ class MqttSession:
         self.last_recv = self.connected_at
         self._ka_call = None
         self._acks = ConfirmTracker()           # encoded PUBACK/PUBREC/PUBCOMP in order
+        self._qos1_unacked: deque[int] = deque()  # _acks numbers of QoS 1 PUBACKs not sent
+        self.receive_maximum = max(1, min(self.config.mqtt_receive_maximum, 65535))
         self._settle: dict[Any, list[QueueEntry]] = {}  # queue -> entries acked this read
         self._write_ok = False                  # write permission on the exchange checked
         self._publishing = False
@@ -345,11 +353,18 @@ class MqttSession:
     def _on_connect(self, c: Connect) -> None:
         self.level = c.protocol_level
         props = c.properties
+        if self.level == 5:
+            # known first, so that even a refusing CONNACK respects it [MQTT-3.1.2-24]
+            self.client_max_packet = props.get("maximum_packet_size", 0)
         if "authentication_method" in props:
             raise MqttError(rc.BAD_AUTHENTICATION_METHOD, "enhanced authentication unsupported")
         client_id = c.client_id
         assigned = None
         if not client_id:
+            if self.level == 3:
+                # MQTT 3.1 requires a client id of 1 to 23 characters (empty ones came with
+                # 3.1.1): refused with "identifier rejected" (2), as Mosquitto does.
+                raise MqttError(rc.CLIENT_IDENTIFIER_NOT_VALID, "empty client id in MQTT 3.1")
             if not c.clean_start and self.level != 5:
                 # [MQTT-3.1.3-8] zero-length id needs Clean Session = 1 in 3.1.1
                 raise MqttError(rc.CLIENT_IDENTIFIER_NOT_VALID, "empty client id with a "
@@ -368,15 +383,20 @@ class MqttSession:
         if self.level == 5:
             expiry = props.get("session_expiry_interval", 0)
             self.window = min(self.window, props.get("receive_maximum", 65535))
-            self.client_max_packet = props.get("maximum_packet_size", 0)
             self.client_alias_max = props.get("topic_alias_maximum", 0)
         else:
             expiry = 0 if c.clean_start else NEVER_EXPIRES
+        ack_props = self._connack_properties(assigned)
         registry = self.registry
         key = (vhost.name, client_id)
         old = registry.sessions.get(key)
         if old is not None and old.session is not None:
             old.session.taken_over()
+            if old.ended:
+                # The connection taken over had a clean session: closing it ended that
+                # session, so there is nothing to resume [MQTT-3.1.2-6] (reporting it present
+                # kept its subscriptions delivering to the new connection).
+                old = None
         if old is not None and c.clean_start:
             registry.end(old)
             old = None
@@ -389,6 +409,7 @@ class MqttSession:
         if state.will_call is not None and state.will_call.active():
             state.will_call.cancel()  # reconnected before the will delay [MQTT-3.1.3-9]
         state.will_call = None
+        state.pending_will = None
         registry.sessions[key] = state
         self.state = state
         state.session = self
@@ -398,21 +419,51 @@ class MqttSession:
         self.detached = False
         # authenticated: packets may now be as large as configured (see MqttConnection)
         self.conn.parser.max_packet_size = self.config.mqtt_max_packet_size
-        ack_props: dict[str, Any] = {}
-        if self.level == 5:
-            ack_props = {"topic_alias_maximum": TOPIC_ALIAS_MAXIMUM,
-                         "maximum_packet_size": min(self.config.mqtt_max_packet_size,
-                                                    268_435_455),
-                         "retain_available": 1, "wildcard_subscription_available": 1,
-                         "subscription_identifier_available": 1,
-                         "shared_subscription_available": 1}
-            if assigned:
-                ack_props["assigned_client_identifier"] = assigned
         self.send(ConnAck(session_present, 0, ack_props))
         if expiry:
             registry.save(state)
         self._start_keep_alive()
         self._attach()
+
+    def _connack_properties(self, assigned: str | None) -> dict[str, Any]:
+        """The 5.0 CONNACK properties, cut down to fit the client's Maximum Packet Size.
+
+        The server must not send a packet larger than the client allows [MQTT-3.1.2-24].
+        What a too-small limit costs, in order: the properties that only state their default
+        (availability flags 1, Maximum Packet Size when it is the protocol's largest), then
+        Topic Alias Maximum (absent = 0: the client sets no aliases, a restriction it must
+        follow), then Receive Maximum (absent = 65535: we then do not enforce ours on this
+        connection; a client that small hardly floods us). An assigned client id cannot go;
+        if it still does not fit, the CONNECT is refused with 0x95 (a refusal too large to
+        send is not sent; Mosquitto closes then).
+        """
+        if self.level != 5:
+            return {}
+        max_packet = min(self.config.mqtt_max_packet_size, 268_435_455)
+        props: dict[str, Any] = {"receive_maximum": self.receive_maximum,
+                                 "topic_alias_maximum": TOPIC_ALIAS_MAXIMUM,
+                                 "maximum_packet_size": max_packet,
+                                 "retain_available": 1, "wildcard_subscription_available": 1,
+                                 "subscription_identifier_available": 1,
+                                 "shared_subscription_available": 1}
+        if assigned:
+            props["assigned_client_identifier"] = assigned
+        defaults = ["retain_available", "wildcard_subscription_available",
+                    "subscription_identifier_available", "shared_subscription_available"]
+        if max_packet == 268_435_455:
+            defaults.append("maximum_packet_size")
+        if self.receive_maximum == 65535:
+            defaults.append("receive_maximum")
+        for optional in (defaults, ["topic_alias_maximum"], ["receive_maximum"]):
+            if self.fits(encode(ConnAck(True, 0, props), 5)):
+                return props
+            for name in optional:
+                props.pop(name, None)
+        if self.fits(encode(ConnAck(True, 0, props), 5)):
+            self.receive_maximum = 65535   # not stated, so not enforced: absent means 65535
+            return props
+        raise MqttError(rc.PACKET_TOO_LARGE, "CONNACK larger than the client's maximum "
+                        "packet size")
 
     def _authenticate(self, c: Connect) -> tuple[Any, Any]:
         cfg = self.config
@@ -519,6 +570,14 @@ class MqttSession:
             # a resent QoS 2 PUBLISH we already routed: only answer [MQTT-4.3.3-10]
             self._queue_ack(PubRec(p.packet_id))
             return
+        if qos and self.level == 5 and \
+                len(self._qos1_unacked) + len(self.state.qos2_received) >= self.receive_maximum:
+            # [MQTT-3.3.4-7] a client keeps at most the Receive Maximum our CONNACK stated
+            # of QoS 1/2 publishes unacknowledged; one more is answered with DISCONNECT 0x93
+            # [MQTT 5.0 3.3.4] (Mosquitto does so too) and not routed. Unacknowledged: its
+            # PUBACK not sent yet (waiting for the store) or a QoS 2 id awaiting PUBREL.
+            raise MqttError(rc.RECEIVE_MAXIMUM_EXCEEDED,
+                            f"more than {self.receive_maximum} QoS 1/2 publishes unacknowledged")
         if not self._write_ok:
             try:
                 self.publisher.exchange(self.exchange.name)
@@ -547,16 +606,18 @@ class MqttSession:
         if qos == 1:
             ack: Any = PubAck(p.packet_id, code) if code else None
         else:
-            self.state.qos2_received.add(p.packet_id)
-            if len(self.state.qos2_received) > 65535:
-                raise MqttError(rc.RECEIVE_MAXIMUM_EXCEEDED, "too many QoS 2 in flight")
+            if code < 0x80:
+                # a refused QoS 2 flow ends with its PUBREC: no PUBREL comes [MQTT-4.3.3]
+                self.state.qos2_received.add(p.packet_id)
             ack = PubRec(p.packet_id, code)
         if ack is None:
             data = b"\x40\x02" + _PACK_U16(p.packet_id)
         else:
             data = encode(ack, self.level)
         if routed.stored or self._acks:
-            self._acks.add(data, routed.stored)
+            seq = self._acks.add(data, routed.stored)
+            if qos == 1:
+                self._qos1_unacked.append(seq)
         else:
             self.conn.write(data)
 
@@ -575,7 +636,11 @@ class MqttSession:
             self._queue_ack(PubRec(p.packet_id, code))
 
     def _on_pubrel(self, p: PubRel) -> None:
-        """Inbound QoS 2, step 2: forget the id, PUBCOMP [MQTT-4.3.3-11]."""
+        """Inbound QoS 2, step 2: forget the id, PUBCOMP [MQTT-4.3.3-11].
+
+        A PUBREL for an id we do not hold is answered too (0x92 at 5.0), not refused: it is
+        what a client resends after a reconnect whose PUBCOMP it missed; Mosquitto does the
+        same ("could be due to a repeated PUBREL after a client has reconnected")."""
         if p.packet_id in self.state.qos2_received:
             self.state.qos2_received.discard(p.packet_id)
             self._queue_ack(PubComp(p.packet_id))
@@ -604,6 +669,7 @@ class MqttSession:
         log.warning("store sync failed; closing MQTT connection of %s without acks: %s",
                     self.state.client_id if self.state else "?", failure.getErrorMessage())
         self._acks.clear()
+        self._qos1_unacked.clear()
         self.fail(MqttError(rc.UNSPECIFIED_ERROR, "store failure"))
         self.conn.flush()
 
@@ -611,6 +677,9 @@ class MqttSession:
         settled = self._acks.release()
         if settled:
             self.conn.write_parts([data for _seq, data, _ok in settled])
+            last, pending = settled[-1][0], self._qos1_unacked
+            while pending and pending[0] <= last:
+                pending.popleft()
 
     # ------------------------------------------------------------------ delivery out
     def _subs_changed(self) -> None:
@@ -720,6 +789,7 @@ class MqttSession:
             if len(self._topic_bytes) >= _TOPIC_CACHE_LIMIT:
                 self._topic_bytes.clear()
             self._topic_bytes[topic] = tb
+        new_alias = False
         if props is None:
             pb = b""
         else:
@@ -731,23 +801,47 @@ class MqttSession:
                 elif len(self.aliases_out) < self.client_alias_max:
                     alias = self.aliases_out[topic] = len(self.aliases_out) + 1
                     props["topic_alias"] = alias
+                    new_alias = True
             pb = encode_properties(props, "publish") if props else b"\x00"
         head = tb + _PACK_U16(pid) + pb if qos else tb + pb
         length = len(head) + len(payload)
-        if self.client_max_packet and length + 5 > self.client_max_packet:
-            # [MQTT-3.1.2-25] too large for the client: dropped as if delivered
-            log.debug("dropping a %d byte PUBLISH for %s: over its maximum packet size",
-                      length, self.state.client_id)
-            if qos:
-                flight = self.state.inflight.pop(pid)
-                if flight.entry is not None:
-                    self._settle.setdefault(flight.queue, []).append(flight.entry)
-            return
         if length < 0x80:
             fixed = bytes((first, length))
         else:
             fixed = bytes((first,)) + encode_varint(length)
+        if self.client_max_packet and len(fixed) + length > self.client_max_packet:
+            if new_alias:
+                # the client never learns an alias set by a packet it does not get: the
+                # next PUBLISH on this topic must carry the name again [MQTT-3.3.2-12]
+                del self.aliases_out[topic]
+            self._drop_oversized(len(fixed) + length, qos, pid)
+            return
         self.conn.write_parts([fixed + head, payload])
+
+    def _drop_oversized(self, size: int, qos: int, pid: int) -> None:
+        """[MQTT-3.1.2-25] a PUBLISH larger than the client's Maximum Packet Size (the whole
+        packet, fixed header included [MQTT 5.0 3.1.2.11.4]) is discarded without sending it.
+
+        The server then behaves "as if it had completed sending" it: a QoS 1/2 one leaves the
+        in-flight window at once and its queue entry is settled now, not when the client's
+        next packet ends a read (the client never saw it, so nothing of its will settle it,
+        and it must not hold a slot of the window meanwhile). Mosquitto likewise removes it
+        from its in-flight list; Artemis and LavinMQ complete the delivery. Settled as acked,
+        not rejected: a rejection would dead-letter it, and a dead-letter exchange leading
+        back to this queue would deliver, drop and reject it again without end (cycles
+        through a rejection are not broken, see ``deadletter.is_cycle``).
+        """
+        log.debug("dropping a %d byte PUBLISH for %s: over its maximum packet size %d",
+                  size, self.state.client_id, self.client_max_packet)
+        if not qos:
+            return
+        flight = self.state.inflight.pop(pid)
+        if flight.entry is not None and not flight.queue.deleted:
+            flight.queue.ack([flight.entry])
+
+    def fits(self, data: bytes) -> bool:
+        """Whether a packet may go to this client under its Maximum Packet Size."""
+        return not self.client_max_packet or len(data) <= self.client_max_packet
 
     def _resend(self, pid: int, flight: Inflight) -> None:
         """Resend an unacknowledged PUBLISH with DUP set [MQTT-4.4.0-1]."""
@@ -763,8 +857,12 @@ class MqttSession:
 
     def _on_puback(self, p: PubAck) -> None:
         flight = self.state.inflight.get(p.packet_id)
-        if flight is None or flight.qos != 1:
-            return  # unknown id: nothing to settle (e.g. after a restart)
+        if flight is None:
+            return  # unknown id: nothing to settle (e.g. after a restart), as Mosquitto
+        if flight.qos != 1:
+            # [MQTT-4.3.3] a QoS 2 delivery is answered by PUBREC; Mosquitto disconnects
+            # ("mismatched QoS"), so a client confusing its flows does not hold messages
+            raise MqttError(rc.PROTOCOL_ERROR, f"PUBACK for QoS 2 packet {p.packet_id}")
         del self.state.inflight[p.packet_id]
         if flight.entry is not None:
             settle = self._settle.get(flight.queue)
@@ -776,9 +874,14 @@ class MqttSession:
     def _on_pubrec(self, p: PubRec) -> None:
         """Outbound QoS 2, step 1: the client has it; settle the queue entry, send PUBREL."""
         flight = self.state.inflight.get(p.packet_id)
-        if flight is None or flight.qos != 2:
+        if flight is None:
+            # tolerated, answered (a PUBREC resent after we forgot the id, e.g. a restart);
+            # Mosquitto too sends PUBREL for an unknown id
             self.send(PubRel(p.packet_id, rc.PACKET_IDENTIFIER_NOT_FOUND))
             return
+        if flight.qos != 2:
+            # [MQTT-4.3.2] a QoS 1 delivery is answered by PUBACK: protocol error, as Mosquitto
+            raise MqttError(rc.PROTOCOL_ERROR, f"PUBREC for QoS 1 packet {p.packet_id}")
         if p.reason_code >= 0x80:
             del self.state.inflight[p.packet_id]   # the client refused it: done
         else:
@@ -789,10 +892,16 @@ class MqttSession:
             flight.entry = None
 
     def _on_pubcomp(self, p: PubComp) -> None:
+        """Outbound QoS 2, step 2: done. PUBCOMP for a QoS 1 delivery, or before its PUBREC
+        (we sent no PUBREL yet) is a protocol error [MQTT-4.3.3-3] (Mosquitto: mismatched QoS
+        or state); an unknown id is ignored, as Mosquitto does."""
         flight = self.state.inflight.get(p.packet_id)
-        if flight is not None and flight.released:
-            del self.state.inflight[p.packet_id]
-            self._kick()
+        if flight is None:
+            return
+        if flight.qos != 2 or not flight.released:
+            raise MqttError(rc.PROTOCOL_ERROR, f"PUBCOMP out of order for packet {p.packet_id}")
+        del self.state.inflight[p.packet_id]
+        self._kick()
 
     def _kick(self) -> None:
         """Credit came back: let the queues deliver again."""
@@ -955,11 +1064,18 @@ class MqttSession:
         if self.state_name is State.AWAIT_CONNECT:
             code = rc.connack_code(reason, self.conn.parser_level() or 4)
             if code is not None:
-                self.conn.write(encode(ConnAck(False, code), self.conn.parser_level() or 4))
+                data = encode(ConnAck(False, code), self.conn.parser_level() or 4)
+                if self.fits(data):   # else only the close tells [MQTT-3.1.2-24]
+                    self.conn.write(data)
         elif self.state_name is State.CONNECTED and self.level == 5:
-            props = {"reason_string": rc.text_for(error)[:200]}
-            self.conn.write(encode(Disconnect(reason, props), 5))
+            self.conn.write(self._disconnect(reason, rc.text_for(error)))
         self.close()
+
+    def _disconnect(self, reason: int, text: str) -> bytes:
+        """A 5.0 DISCONNECT; its Reason String is left out where it would make the packet
+        larger than the client's Maximum Packet Size [MQTT-3.14.2-3]."""
+        data = encode(Disconnect(reason, {"reason_string": text[:200]}), 5)
+        return data if self.fits(data) else encode(Disconnect(reason), 5)
 
     def close(self) -> None:
         if self.state_name is State.CLOSED:
@@ -976,8 +1092,7 @@ class MqttSession:
 
     def force_close(self, reason: str) -> None:
         if self.level == 5 and self.state_name is State.CONNECTED:
-            self.conn.write(encode(Disconnect(rc.ADMINISTRATIVE_ACTION,
-                                              {"reason_string": reason[:200]}), 5))
+            self.conn.write(self._disconnect(rc.ADMINISTRATIVE_ACTION, reason))
         self.close()
         self.conn.flush()
 
@@ -1012,8 +1127,8 @@ class MqttSession:
             delay = will.properties.get("will_delay_interval", 0) if self.level == 5 else 0
             user, vhost_name = self.user, self.vhost.name
             if delay and state.expiry:
-                state.will_call = self.clock.callLater(
-                    delay, self._delayed_will, state, vhost_name, will, user)
+                state.pending_will = (vhost_name, will, user)
+                state.will_call = self.clock.callLater(delay, self._delayed_will, state)
             else:
                 registry.publish_will(vhost_name, will, user)
         if state.expiry == 0:
@@ -1022,10 +1137,11 @@ class MqttSession:
             state.expiry_call = self.clock.callLater(state.expiry, registry.end, state)
         registry.save(state)
 
-    def _delayed_will(self, state: SessionState, vhost_name: str, will: Will,
-                      user: Any) -> None:
+    def _delayed_will(self, state: SessionState) -> None:
         state.will_call = None
-        self.registry.publish_will(vhost_name, will, user)
+        pending, state.pending_will = state.pending_will, None
+        if pending is not None:
+            self.registry.publish_will(*pending)
 
     # ------------------------------------------------------------------ introspection
     def info(self) -> dict[str, Any]:
