@@ -392,6 +392,9 @@ class Channel:
     def _on_exchange_declare(self, m: commands.Exchange.Declare) -> None:
         vh = self.vhost
         name = m.exchange
+        if name == "" and m.passive:
+            # rabbit_channel:check_not_default_exchange, passive or not
+            raise AccessRefused("operation not permitted on the default exchange")
         if not m.passive:
             self.broker.check(self.conn.user, vh.name, "configure", "exchange", name)
             from ..exchange.registry import EXCHANGE_TYPES

@@ -194,10 +194,10 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         self._header += data[:need]
         rest = data[need:]
         if len(self._header) < 8:
-            if not PROTOCOL_HEADER.startswith(self._header):
+            if not any(h.startswith(self._header) for h in ACCEPTED_HEADERS):
                 self._bad_header()
             return b""
-        if self._header != PROTOCOL_HEADER:
+        if self._header not in ACCEPTED_HEADERS:
             self._bad_header()
             return b""
         self.state = State.AWAIT_START_OK
@@ -216,7 +216,10 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         return rest
 
     def _bad_header(self) -> None:
-        # spec 4.2.2: answer with the protocol header we support, then close
+        # spec 4.2.2: answer with the protocol header we support, then close (as RabbitMQ's
+        # refuse_connection), and say in the log why
+        log.warning("AMQP connection %s refused: %s", getattr(self, "name", "?"),
+                    _header_refusal(self._header))
         self.transport.write(PROTOCOL_HEADER)
         self.state = State.CLOSED
         self.transport.loseConnection()
@@ -348,9 +351,8 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
                 # rabbit_reader:create_channel counts open channels against channel_max
                 raise NotAllowed(f"number of channels opened ({len(self.channels)}) has "
                                  f"reached the negotiated channel_max ({self.channel_max})")
-            if channel > self.channel_max:
-                raise ChannelError(f"channel number {channel} exceeds negotiated channel_max "
-                                   f"{self.channel_max}")
+            # the channel's number is not checked against channel_max: RabbitMQ limits how
+            # many are open, and clients (aiormq) number from 65535 down
             self.channels[channel] = Channel(self, channel)
             self.write(encode_method(commands.Channel.OpenOk(), channel))
             return
@@ -512,6 +514,31 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
 
 
 _FRAME_TYPES = frozenset((FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT))
+
+#: 0-9-1, and 0-9's header (``AMQP 1 1 0 9``), which RabbitMQ speaks 0-9-1 to: 0-9 and 0-9-1
+#: differ in nothing a client of either sees, and connection.start says 0-9 for both
+AMQP_0_9_HEADER = b"AMQP\x01\x01\x00\x09"
+ACCEPTED_HEADERS = (PROTOCOL_HEADER, AMQP_0_9_HEADER)
+
+
+def _header_refusal(header: bytes) -> str:
+    """One line for the log: what the peer sent instead of a protocol header we speak."""
+    if header.startswith(b"AMQP") and len(header) == 8:
+        a, b, c, d = header[4:]
+        if (a, b) == (1, 1):       # AMQP 0-8/0-9 style: class, instance, major, minor
+            name = f"AMQP {c}-{d}"
+        elif a in (0, 2, 3) and (b, c, d) == (1, 0, 0):
+            name = "AMQP 1.0" + (" (SASL)" if a == 3 else " (TLS)" if a == 2 else "")
+        else:
+            name = "AMQP version"
+        return (f"unsupported protocol header {name} ({a},{b},{c},{d}); "
+                "only AMQP 0-9-1 (and 0-9 as 0-9-1) is spoken")
+    if header.startswith(b"GET ") or header.startswith(b"HTTP") or header[:4] in (
+            b"POST", b"PUT ", b"HEAD"):
+        return f"not AMQP: looks like an HTTP request ({header!r})"
+    if header[:2] == b"\x16\x03":
+        return "not AMQP: looks like a TLS client hello on a plain AMQP port"
+    return f"not an AMQP protocol header: {header!r}"
 
 
 def _snippet(payload: bytes) -> str:
