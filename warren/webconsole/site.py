@@ -20,8 +20,10 @@ from .openapi import openapi_document
 from .resources import (
     access,
     bindings,
+    cluster,
     definitions,
     exchanges,
+    health,
     overview,
     parameters,
     queues,
@@ -33,8 +35,8 @@ STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 
 def all_routes() -> list[Route]:
     routes: list[Route] = []
-    for module in (overview, queues, exchanges, bindings, access, definitions, parameters,
-                   shovels):
+    for module in (overview, health, cluster, queues, exchanges, bindings, access, definitions,
+                   parameters, shovels):
         routes.extend(module.ROUTES)
     return routes
 
