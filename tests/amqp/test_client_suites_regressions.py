@@ -5,6 +5,7 @@ against warren; each test drives the behaviour through the client that tripped o
 from __future__ import annotations
 
 import asyncio
+import struct
 
 import aiormq
 import amqp
@@ -12,6 +13,7 @@ import amqpstorm
 import kombu
 import pika
 import pytest
+import requests
 from pamqp import commands
 from pamqp import frame as pamqp_frame
 from pamqp.commands import Basic
@@ -186,9 +188,57 @@ def test_amqp_0_9_header_is_spoken_to_as_0_9_1(broker, unique):
     raw.close()
 
 
-def test_amqp_0_8_header_is_refused_with_ours_and_a_log_line(broker):
-    raw = _raw_start(broker, b"AMQP\x01\x01\x08\x00")
+def test_unspoken_header_is_refused_with_ours_and_a_log_line(broker):
+    raw = _raw_start(broker, b"AMQP\x03\x01\x00\x00")        # AMQP 1.0 with SASL
     assert raw.read_exact(8) == PROTOCOL_HEADER
     raw.wait_closed()
-    line = broker.wait_for_line("unsupported protocol header AMQP 8-0 (1,1,8,0)")
+    line = broker.wait_for_line("unsupported protocol header AMQP 1.0 (SASL) (3,1,0,0)")
     assert "refused" in line
+
+
+def _method(raw: RawAmqp) -> tuple[int, bytes]:
+    """The next frame's (channel, method payload), read as bytes (0-8 is not pamqp's)."""
+    ftype, channel, size = struct.unpack(">BHI", raw.read_exact(7))
+    payload = raw.read_exact(size + 1)[:-1]
+    assert ftype == 1, ftype
+    return channel, payload
+
+
+def test_amqp_0_8_is_spoken_as_rabbitmq_3_speaks_it(broker, unique):
+    """RabbitMQ 3.x speaks 0-8 (Qpid's 0-8 conformance tests reach it that way): start says
+    8-0, channel.open-ok has no field, access.request is granted with ticket 1, and
+    basic.consume comes without an arguments table."""
+    raw = _raw_start(broker, b"AMQP\x01\x01\x08\x00")
+    start = raw.expect(commands.Connection.Start)
+    assert (start.version_major, start.version_minor) == (8, 0)
+    assert start.server_properties["capabilities"] == {}
+    raw.send_frame(commands.Connection.StartOk(
+        client_properties={}, mechanism="PLAIN", response="\0guest\0guest", locale="en_US"))
+    raw.expect(commands.Connection.Tune)
+    raw.send_frame(commands.Connection.TuneOk(channel_max=0, frame_max=131072, heartbeat=0))
+    raw.send_frame(commands.Connection.Open(virtual_host="/"))
+    raw.expect(commands.Connection.OpenOk)
+    raw.send_frame(commands.Channel.Open(), 1)
+    assert _method(raw) == (1, b"\x00\x14\x00\x0b")                # channel.open-ok
+    # access.request: realm "/data", exclusive 0, passive 1, active 1, write 1, read 1
+    raw.send(frame_bytes(1, 1, b"\x00\x1e\x00\x0a\x05/data\x1e"))
+    assert _method(raw) == (1, b"\x00\x1e\x00\x0b\x00\x01")        # request-ok, ticket 1
+    raw.send_frame(commands.Queue.Declare(queue=unique, auto_delete=True), 1)
+    assert raw.expect(commands.Queue.DeclareOk).queue == unique
+    raw.send(pamqp_frame.marshal(commands.Basic.Publish(exchange="", routing_key=unique), 1)
+             + pamqp_frame.marshal(ContentHeader(0, 5, BasicProperties()), 1)
+             + frame_bytes(3, 1, b"hello"))
+    # basic.consume, 0-8: ticket, queue, consumer tag, bits (no-ack) and no arguments
+    q = unique.encode()
+    raw.send(frame_bytes(1, 1, b"\x00\x3c\x00\x14\x00\x00" + bytes((len(q),)) + q
+                         + b"\x03c08\x02"))
+    assert raw.expect(commands.Basic.ConsumeOk).consumer_tag == "c08"
+    deliver = raw.expect(commands.Basic.Deliver)
+    assert (deliver.consumer_tag, deliver.routing_key) == ("c08", unique)
+    raw.read_frame()                                                   # content header
+    _, body = raw.read_frame()
+    assert body.value == b"hello"
+    conns = requests.get(f"{broker.http_url}/api/connections", auth=("guest", "guest"),
+                         timeout=30).json()
+    assert "AMQP 0-8" in {c["protocol"] for c in conns}
+    raw.close()

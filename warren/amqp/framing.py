@@ -115,6 +115,36 @@ def decode_method(payload: bytes) -> Any:
     return method
 
 
+# ------------------------------------------------------------------------- AMQP 0-8
+# RabbitMQ 3.x speaks 0-8 (rabbit_framing_amqp_0_8) to 0-8 clients. On the wire the two differ,
+# for what a client of a broker uses, in three places only, so a 0-8 connection is 0-9-1 with
+# these adaptations (everything else, frames, content, properties, codes, is the same):
+# - channel.open-ok has no field (0-9-1 added a reserved longstr);
+# - access.request (30.10) exists and is answered access.request-ok with a ticket;
+# - basic.consume has no arguments table (0-9-1 added it at the end).
+ACCESS_REQUEST = (30 << 16) | 10
+BASIC_CONSUME = (60 << 16) | 20
+#: access.request-ok, ticket 1 (RabbitMQ's answer)
+ACCESS_REQUEST_OK_PAYLOAD = b"\x00\x1e\x00\x0b\x00\x01"
+CHANNEL_OPEN_OK_0_8_PAYLOAD = b"\x00\x14\x00\x0b"
+
+
+def method_frame(channel: int, payload: bytes) -> bytes:
+    """A method frame around an already-encoded payload."""
+    return _HDR.pack(FRAME_METHOD, channel, len(payload)) + payload + b"\xce"
+
+
+def from_0_8(payload: bytes) -> bytes | None:
+    """A 0-8 method payload as 0-9-1 decodes it; None for access.request (answered apart)."""
+    if len(payload) >= 4:
+        index = struct.unpack_from(">I", payload, 0)[0]
+        if index == ACCESS_REQUEST:
+            return None
+        if index == BASIC_CONSUME:
+            return payload + b"\x00\x00\x00\x00"     # an empty arguments table
+    return payload
+
+
 def encode_method(method: Any, channel: int) -> bytes:
     return pamqp_frame.marshal(method, channel)
 
