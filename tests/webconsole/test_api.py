@@ -553,3 +553,27 @@ def test_publish_to_internal_exchange_is_refused(api, unique):
                                  {"routing_key": "", "payload": "x", "properties": {}}), 403)
     assert f"cannot publish to internal exchange '{unique}' in vhost '/'" in body["reason"]
     api.delete(f"/api/exchanges/%2F/{q(unique)}")
+
+
+def test_connections_of_a_user_listed_and_closed(api, broker, make_user):
+    name, password = make_user("")
+    other, other_pw = make_user("management")
+    conn = pika.BlockingConnection(pika.ConnectionParameters(
+        host="127.0.0.1", port=broker.amqp_port,
+        credentials=pika.PlainCredentials(name, password)))
+    try:
+        listed = api.get(f"/api/connections/username/{name}").json()
+        assert [c["user"] for c in listed] == [name]
+        assert api.get("/api/connections/username/nobody-here").json() == []
+        stranger = ApiClient(broker.http_url, auth=(other, other_pw))
+        assert_error(stranger.get(f"/api/connections/username/{name}"), 403)
+        assert_error(stranger.delete(f"/api/connections/username/{name}"), 403)
+        r = api.delete(f"/api/connections/username/{name}", headers={"X-Reason": "bye"})
+        assert r.status_code == 204
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:
+            conn.process_data_events(time_limit=10)
+        assert (e.value.reply_code, e.value.reply_text) == (320, "CONNECTION_FORCED - bye")
+        assert api.get(f"/api/connections/username/{name}").json() == []
+    finally:
+        if conn.is_open:
+            conn.close()

@@ -62,7 +62,8 @@ def test_real_responses_conform(doc, broker, unique):
         conns = api.get(f"{base}/api/connections", timeout=30).json()
         chans = api.get(f"{base}/api/channels", timeout=30).json()
         values = {"vhost": "%2F", "name": unique, "source": unique, "destination": unique,
-                  "props": "k", "user": "guest", "node": "warren%40localhost",
+                  "props": "k", "user": "guest", "username": "guest",
+                  "node": "warren%40localhost",
                   "port": str(broker.amqp_port), "protocol": "amqp", "within": "1",
                   "unit": "days"}
         checked = 0

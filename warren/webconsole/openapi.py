@@ -147,6 +147,7 @@ _set("GET", ["/api/shovels/{vhost}/{name}"], "200", _ref("Shovel"))
 _set("GET", ["/api/connections", "/api/vhosts/{vhost}/connections"], "200",
      _list("Connection"))
 _set("GET", ["/api/connections/{name}"], "200", _ref("Connection"))
+_set("GET", ["/api/connections/username/{username}"], "200", _list("Connection"))
 _set("GET", ["/api/channels", "/api/vhosts/{vhost}/channels",
              "/api/connections/{name}/channels"], "200", _list("Channel"))
 _set("GET", ["/api/channels/{name}"], "200", _ref("Channel"))

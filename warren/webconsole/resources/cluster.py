@@ -15,6 +15,8 @@ same state, and nothing warren cannot honour is accepted:
 - ``/api/nodes/{name}/memory``: RabbitMQ's breakdown keys; warren's accounting fills the ones
   it knows (message bodies as ``binary``, queue bookkeeping as ``queue_procs``, the rest of
   the process as ``other_proc``), the Erlang-only ones are 0; ``total`` is the RSS.
+- ``/api/connections/username/{username}``: a user's connections, listed or closed (the user
+  itself or an administrator; monitoring may list), as RabbitMQ's connection tracking.
 - ``POST /api/vhosts/{vhost}/start/{node}`` and ``POST /api/rebalance/queues``: a vhost of a
   running warren is always running and one node has nothing to rebalance, so both are 204
   as on a healthy single RabbitMQ node; the errors are RabbitMQ's (unknown vhost or node).
@@ -25,7 +27,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..api import ApiError, Call, Route, not_found
+from ..api import ApiError, Call, Route, forbidden, not_found
+from .overview import _safe_info as safe_info
 
 #: rabbit_mgmt_wm_node_memory's keys, in its order
 MEMORY_KEYS = ("connection_readers", "connection_writers", "connection_channels",
@@ -103,6 +106,30 @@ def start_vhost(call: Call) -> None:
     call.status = 204
 
 
+def _user_connections(call: Call, *, closing: bool) -> list[Any]:
+    """The user's connections; the user itself or an administrator (monitoring may list)."""
+    username = call.params["username"]
+    allowed = call.is_admin or username == call.user.name or (
+        not closing and call.sees_all)
+    if not allowed:
+        raise forbidden("User not authorised to access object")
+    return [c for c in list(call.broker.connections.values())
+            if hasattr(c, "info") and safe_info(c).get("user") == username]
+
+
+def user_connections(call: Call) -> list[dict[str, Any]]:
+    """The connections a user has open."""
+    return [safe_info(c) for c in _user_connections(call, closing=False)]
+
+
+def close_user_connections(call: Call) -> None:
+    """Close every connection of a user (320 CONNECTION_FORCED, the X-Reason header's text)."""
+    reason = call.request.getHeader("x-reason") or "Closed via management plugin"
+    for conn in _user_connections(call, closing=True):
+        conn.force_close(reason)
+    call.status = 204
+
+
 def rebalance_queues(call: Call) -> None:
     """Rebalance queue leaders across nodes: one node, nothing to move."""
     call.status = 204
@@ -124,4 +151,7 @@ ROUTES = [
     Route("GET", "/api/nodes/{name}/memory", node_memory, "monitoring"),
     Route("POST", "/api/vhosts/{vhost}/start/{node}", start_vhost, "administrator", True),
     Route("POST", "/api/rebalance/queues", rebalance_queues, "administrator", True),
+    Route("GET", "/api/connections/username/{username}", user_connections),
+    Route("DELETE", "/api/connections/username/{username}", close_user_connections,
+          mutates=True),
 ]
