@@ -177,6 +177,8 @@ def test_rabbitmq_endpoints_tools_call(api, broker):
     body = assert_error(api.post("/api/vhosts/%2F/start/x%40y"), 400)
     assert body["reason"] == "Request to node x@y failed with nodedown"
     assert api.post("/api/rebalance/queues").status_code == 204
+    old_name = _ok(api.get("/api/all-configuration"))
+    assert {"queues", "exchanges", "bindings", "users", "vhosts"} <= set(old_name)
 
 
 # ------------------------------------------------------------------------------- queues

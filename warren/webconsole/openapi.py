@@ -152,7 +152,8 @@ _set("GET", ["/api/channels", "/api/vhosts/{vhost}/channels",
              "/api/connections/{name}/channels"], "200", _list("Channel"))
 _set("GET", ["/api/channels/{name}"], "200", _ref("Channel"))
 _set("GET", ["/api/consumers", "/api/consumers/{vhost}"], "200", _list("Consumer"))
-_set("GET", ["/api/definitions", "/api/definitions/{vhost}"], "200", _ref("Definitions"))
+_set("GET", ["/api/definitions", "/api/definitions/{vhost}", "/api/all-configuration"], "200",
+     _ref("Definitions"))
 _set("GET", ["/api/healthchecks/alarms", "/api/health/checks/alarms",
              "/api/health/checks/local-alarms", "/api/aliveness-test/{vhost}",
              "/api/healthchecks/node", "/api/healthchecks/node/{node}",
