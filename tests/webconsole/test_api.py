@@ -170,6 +170,9 @@ def test_rabbitmq_endpoints_tools_call(api, broker):
     assert memory["strategy"] == "rss" and memory["total"]["rss"] > 0
     assert {"binary", "queue_procs", "other_proc", "connection_readers", "mnesia"} <= set(memory)
     assert_error(api.get("/api/nodes/nobody%40nowhere/memory"), 404)
+    relative = _ok(api.get("/api/nodes/warren%40localhost/memory/relative"))["memory"]
+    assert relative["total"] == 100 and 0 <= relative["other_proc"] <= 100
+    assert_error(api.get("/api/topic-permissions/%2F/guest"), 404)
     assert api.post("/api/vhosts/%2F/start/warren%40localhost").status_code == 204
     body = assert_error(api.post("/api/vhosts/nope/start/warren%40localhost"), 400)
     assert body["reason"] == ('Request to node warren@localhost failed with '

@@ -172,6 +172,8 @@ _set("GET", ["/api/feature-flags", "/api/operator-policies", "/api/operator-poli
              "/api/users/{name}/topic-permissions", "/api/vhosts/{vhost}/topic-permissions"],
      "200", {"type": "array"})
 _set("GET", ["/api/users/without-permissions"], "200", _list("User"))
+_set("GET", ["/api/nodes/{name}/memory/relative"], "200", _obj({"memory": _obj({
+    "total": INT, "binary": INT, "queue_procs": INT, "other_proc": INT})}))
 _set("GET", ["/api/nodes/{name}/memory"], "200", _obj({"memory": _obj({
     "total": _obj({"erlang": INT, "rss": INT, "allocated": INT}), "strategy": STR,
     "binary": INT, "queue_procs": INT, "other_proc": INT})}))

@@ -86,6 +86,15 @@ def node_memory(call: Call) -> dict[str, Any]:
     return {"memory": memory}
 
 
+def node_memory_relative(call: Call) -> dict[str, Any]:
+    """The breakdown in percent of the total (RabbitMQ's ``total: 100`` first)."""
+    memory = node_memory(call)["memory"]
+    total = memory["total"]["rss"] or 1
+    out: dict[str, Any] = {"total": 100}
+    out.update((k, round(memory[k] * 100 / total)) for k in MEMORY_KEYS)
+    return {"memory": out}
+
+
 def _rss() -> int:
     try:
         with open("/proc/self/statm") as f:
@@ -146,9 +155,11 @@ ROUTES = [
     Route("GET", "/api/user-limits", empty_list, "administrator"),
     Route("GET", "/api/user-limits/{name}", user_empty_list, "administrator"),
     Route("GET", "/api/topic-permissions", empty_list, "administrator"),
+    Route("GET", "/api/topic-permissions/{vhost}/{user}", no_object, "administrator"),
     Route("GET", "/api/users/{name}/topic-permissions", user_empty_list, "administrator"),
     Route("GET", "/api/vhosts/{vhost}/topic-permissions", vhost_empty_list, "administrator"),
     Route("GET", "/api/nodes/{name}/memory", node_memory, "monitoring"),
+    Route("GET", "/api/nodes/{name}/memory/relative", node_memory_relative, "monitoring"),
     Route("POST", "/api/vhosts/{vhost}/start/{node}", start_vhost, "administrator", True),
     Route("POST", "/api/rebalance/queues", rebalance_queues, "administrator", True),
     Route("GET", "/api/connections/username/{username}", user_connections),
