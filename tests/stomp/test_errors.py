@@ -53,6 +53,8 @@ def test_bad_input_gets_error_then_close(broker, case):
     assert data.startswith(b"ERROR\n"), data[:200]
     head = data.split(b"\n\n", 1)[0]
     assert b"\nmessage:" + message in head, head
+    # as RabbitMQ's every ERROR: the versions it speaks (stomp.py and others read them)
+    assert b"\nversion:1.0,1.1,1.2\n" in head + b"\n", head
     s.close()
     # the broker still serves another client
     other = raw_connect(broker.stomp_port)
@@ -117,3 +119,16 @@ def test_send_to_internal_exchange_is_refused(broker, unique):
     data = read_until_closed(s)
     error = data[data.index(b"ERROR\n"):]
     assert f"cannot publish to internal exchange '{unique}' in vhost '/'".encode() in error
+
+
+def test_unknown_command_error_is_rabbitmqs(broker):
+    """RabbitMQ's ERROR for an unknown command: its headers in its order, version included."""
+    s = raw_connect(broker.stomp_port)
+    s.sendall(CONNECT)
+    assert s.recv(4096).startswith(b"CONNECTED")
+    s.sendall(b"FROB\n\n\0")
+    data = read_until_closed(s)
+    head, body = data.split(b"\n\n", 1)
+    assert head.split(b"\n") == [b"ERROR", b"message:Bad command", b"content-type:text/plain",
+                                 b"version:1.0,1.1,1.2", b"content-length:%d" % (len(body) - 1)]
+    assert body.startswith(b'Could not interpret command "FROB"')

@@ -166,3 +166,30 @@ def test_unreadable_certificate_stops_start_with_a_reason(tmp_path):
     proc.start(wait=False)
     proc.wait_for_line("cannot read TLS certificate")
     assert proc.proc.wait(30) != 0
+
+
+def test_certificate_expiration_and_tls_listener_health_checks(tls_broker, pki):
+    """RabbitMQ's /api/health/checks/certificate-expiration: the test certificate expires in a
+    day, so it passes for 0 days and fails (503, every TLS listener listed) for a week."""
+    api = requests.Session()
+    api.auth = ("guest", "guest")
+    base = tls_broker.http_url
+    r = api.get(f"{base}/api/health/checks/certificate-expiration/0/days", timeout=30)
+    assert (r.status_code, r.json()) == (200, {"status": "ok"})
+    r = api.get(f"{base}/api/health/checks/certificate-expiration/1/weeks", timeout=30)
+    assert r.status_code == 503
+    body = r.json()
+    assert (body["status"], body["reason"]) == ("failed", "Certificates expiring")
+    listed = {(e["protocol"], e["port"]) for e in body["expired"]}
+    ports = tls_broker.tls_ports
+    assert listed == {("amqp/ssl", ports["amqps"]), ("stomp/ssl", ports["stomps"]),
+                      ("mqtt/ssl", ports["mqtts"]), ("https", ports["https"])}
+    expiry = body["expired"][0]
+    assert expiry["certfile"] == pki["cert"] and len(expiry["certfile_expires_on"]) == 1
+    assert expiry["cacertfile_expires_on"] == []
+    for name, protocol in (("amqps", "amqp/ssl"), ("stomps", "stomp/ssl"),
+                           ("mqtt+tls", "mqtt/ssl"), ("https", "https")):
+        r = api.get(f"{base}/api/health/checks/protocol-listener/{name}", timeout=30)
+        assert r.json() == {"status": "ok", "protocol": protocol}
+    r = api.get(f"{base}/api/health/checks/port-listener/{ports['amqps']}", timeout=30)
+    assert r.json() == {"status": "ok", "port": ports["amqps"]}

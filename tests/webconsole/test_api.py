@@ -56,6 +56,134 @@ def test_health_checks(api):
     assert_error(api.get("/api/aliveness-test/nope"), 404)
 
 
+def _ok(r: requests.Response) -> dict:
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_rabbitmq_health_checks_pass(api, broker):
+    """RabbitMQ 3.10's answers on a healthy single node (checked against a real 3.10.8)."""
+    for path in ("/api/healthchecks/node", "/api/healthchecks/node/warren%40localhost",
+                 "/api/health/checks/alarms", "/api/health/checks/local-alarms",
+                 "/api/health/checks/virtual-hosts",
+                 "/api/health/checks/certificate-expiration/1/days"):
+        assert _ok(api.get(path)) == {"status": "ok"}, path
+    for path in ("/api/health/checks/node-is-quorum-critical",
+                 "/api/health/checks/node-is-mirror-sync-critical"):
+        assert _ok(api.get(path)) == {"status": "ok", "reason": "single node cluster"}
+    port = broker.amqp_port
+    assert _ok(api.get(f"/api/health/checks/port-listener/{port}")) == {"status": "ok",
+                                                                         "port": port}
+    for name in ("amqp", "AMQP091", "amqp0-9-1", "stomp", "mqtt", "http", "management"):
+        r = _ok(api.get(f"/api/health/checks/protocol-listener/{name}"))
+        assert r["status"] == "ok" and r["protocol"] in ("amqp", "stomp", "mqtt", "http")
+    assert_error(api.get("/api/healthchecks/node/nobody%40nowhere"), 404, "Object Not Found")
+
+
+def test_rabbitmq_health_checks_fail_with_503_and_reason(api, broker):
+    r = api.get("/api/health/checks/port-listener/1")
+    assert r.status_code == 503
+    body = r.json()
+    assert (body["status"], body["reason"], body["missing"]) == ("failed", "No active listener",
+                                                                 1)
+    assert broker.amqp_port in body["ports"] and broker.http_port in body["ports"]
+    r = api.get("/api/health/checks/protocol-listener/foo")
+    assert r.status_code == 503
+    body = r.json()
+    assert (body["status"], body["reason"], body["missing"]) == ("failed", "No active listener",
+                                                                 "foo")
+    assert {"amqp", "stomp", "mqtt", "http"} <= set(body["protocols"])
+    body = assert_error(api.get("/api/health/checks/port-listener/abc"), 400, "bad_request")
+    assert body["reason"] == "Invalid port"
+    body = assert_error(api.get("/api/health/checks/certificate-expiration/x/days"), 400)
+    assert body["reason"] == "Invalid expiration value."
+    body = assert_error(api.get("/api/health/checks/certificate-expiration/1/fortnights"), 400)
+    assert body["reason"] == ("Time unit not recognised. Supported units: days, weeks, "
+                              "months, years.")
+
+
+def test_alarm_health_checks_are_503_while_publishers_are_blocked(tmp_path):
+    from tests.broker_process import BrokerProcess
+    with BrokerProcess(tmp_path, extra_args=["--memory-high-watermark", "1000000"]) as b:
+        api = ApiClient(b.http_url)
+        assert _ok(api.get("/api/health/checks/alarms")) == {"status": "ok"}
+        assert api.put("/api/queues/%2F/big", {}).status_code == 201
+        r = api.post("/api/exchanges/%2F/amq.default/publish",
+                     {"routing_key": "big", "payload": "x" * 2_000_000, "properties": {},
+                      "payload_encoding": "string"})
+        assert r.json() == {"routed": True}
+        alarm = [{"node": "warren@localhost", "resource": "memory"}]
+        r = api.get("/api/health/checks/alarms")
+        assert (r.status_code, r.json()) == (503, {
+            "alarms": alarm, "reason": "There are alarms in effect in the cluster",
+            "status": "failed"})
+        r = api.get("/api/health/checks/local-alarms")
+        assert (r.status_code, r.json()) == (503, {
+            "alarms": alarm, "reason": "There are alarms in effect on the node",
+            "status": "failed"})
+        r = api.get("/api/healthchecks/node")
+        assert (r.status_code, r.json()) == (503, {
+            "status": "failed",
+            "reason": "resource alarm(s) in effect:[{resource_limit,memory,warren@localhost}]"})
+        assert api.delete("/api/queues/%2F/big/contents").status_code == 204
+        assert _ok(api.get("/api/health/checks/alarms")) == {"status": "ok"}
+        assert _ok(api.get("/api/healthchecks/node")) == {"status": "ok"}
+
+
+def test_users_bulk_delete(api):
+    for name in ("bulk-a", "bulk-b", "bulk-c"):
+        assert api.put(f"/api/users/{name}", {"password": "x", "tags": ""}).status_code == 201
+    # the literal path is not taken for a user named "bulk-delete"
+    assert api.post("/api/users/bulk-delete", {"users": ["bulk-a", "bulk-b"]}).status_code == 204
+    names = {u["name"] for u in api.get("/api/users").json()}
+    assert not {"bulk-a", "bulk-b"} & names and "bulk-c" in names
+    # as RabbitMQ: in order, stopping at the first unknown user
+    r = api.post("/api/users/bulk-delete", {"users": ["bulk-c", "nobody-here", "guest"]})
+    assert (r.status_code, r.json()) == (400, {"error": "bad_request",
+                                               "reason": ["no_such_user", "nobody-here"]})
+    names = {u["name"] for u in api.get("/api/users").json()}
+    assert "bulk-c" not in names and "guest" in names
+    body = assert_error(api.post("/api/users/bulk-delete", {}), 400, "bad_request")
+    assert body["reason"] == "[{key_missing,users}]"
+    r = api.get("/api/users/bulk-delete")          # the literal path's, as RabbitMQ: 405
+    assert (r.status_code, r.headers["Allow"]) == (405, "POST")
+
+
+def test_rabbitmq_endpoints_tools_call(api, broker):
+    """RabbitMQ 3.10 endpoints warren answers as a single RabbitMQ node does."""
+    assert requests.get(broker.http_url + "/api/auth", timeout=30).json() == {
+        "enable_uaa": False, "uaa_client_id": "", "uaa_location": ""}
+    for path in ("/api/feature-flags", "/api/operator-policies", "/api/operator-policies/%2F",
+                 "/api/vhost-limits", "/api/vhost-limits/%2F", "/api/user-limits",
+                 "/api/user-limits/guest", "/api/topic-permissions",
+                 "/api/users/guest/topic-permissions", "/api/vhosts/%2F/topic-permissions"):
+        assert _ok(api.get(path)) == [], path
+    assert_error(api.get("/api/operator-policies/%2F/nope"), 404)
+    assert_error(api.get("/api/users/nobody-here/topic-permissions"), 404)
+    assert api.put("/api/users/lonely-user", {"password": "x", "tags": ""}).status_code == 201
+    try:
+        alone = [u["name"] for u in _ok(api.get("/api/users/without-permissions"))]
+        assert "lonely-user" in alone and "guest" not in alone
+    finally:
+        api.delete("/api/users/lonely-user")
+    memory = _ok(api.get("/api/nodes/warren%40localhost/memory"))["memory"]
+    assert memory["strategy"] == "rss" and memory["total"]["rss"] > 0
+    assert {"binary", "queue_procs", "other_proc", "connection_readers", "mnesia"} <= set(memory)
+    assert_error(api.get("/api/nodes/nobody%40nowhere/memory"), 404)
+    relative = _ok(api.get("/api/nodes/warren%40localhost/memory/relative"))["memory"]
+    assert relative["total"] == 100 and 0 <= relative["other_proc"] <= 100
+    assert_error(api.get("/api/topic-permissions/%2F/guest"), 404)
+    assert api.post("/api/vhosts/%2F/start/warren%40localhost").status_code == 204
+    body = assert_error(api.post("/api/vhosts/nope/start/warren%40localhost"), 400)
+    assert body["reason"] == ('Request to node warren@localhost failed with '
+                              '{no_such_vhost,<<"nope">>}')
+    body = assert_error(api.post("/api/vhosts/%2F/start/x%40y"), 400)
+    assert body["reason"] == "Request to node x@y failed with nodedown"
+    assert api.post("/api/rebalance/queues").status_code == 204
+    old_name = _ok(api.get("/api/all-configuration"))
+    assert {"queues", "exchanges", "bindings", "users", "vhosts"} <= set(old_name)
+
+
 # ------------------------------------------------------------------------------- queues
 def test_queue_lifecycle(api, unique):
     path = f"/api/queues/%2F/{q(unique)}"
@@ -430,3 +558,27 @@ def test_publish_to_internal_exchange_is_refused(api, unique):
                                  {"routing_key": "", "payload": "x", "properties": {}}), 403)
     assert f"cannot publish to internal exchange '{unique}' in vhost '/'" in body["reason"]
     api.delete(f"/api/exchanges/%2F/{q(unique)}")
+
+
+def test_connections_of_a_user_listed_and_closed(api, broker, make_user):
+    name, password = make_user("")
+    other, other_pw = make_user("management")
+    conn = pika.BlockingConnection(pika.ConnectionParameters(
+        host="127.0.0.1", port=broker.amqp_port,
+        credentials=pika.PlainCredentials(name, password)))
+    try:
+        listed = api.get(f"/api/connections/username/{name}").json()
+        assert [c["user"] for c in listed] == [name]
+        assert api.get("/api/connections/username/nobody-here").json() == []
+        stranger = ApiClient(broker.http_url, auth=(other, other_pw))
+        assert_error(stranger.get(f"/api/connections/username/{name}"), 403)
+        assert_error(stranger.delete(f"/api/connections/username/{name}"), 403)
+        r = api.delete(f"/api/connections/username/{name}", headers={"X-Reason": "bye"})
+        assert r.status_code == 204
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:
+            conn.process_data_events(time_limit=10)
+        assert (e.value.reply_code, e.value.reply_text) == (320, "CONNECTION_FORCED - bye")
+        assert api.get(f"/api/connections/username/{name}").json() == []
+    finally:
+        if conn.is_open:
+            conn.close()

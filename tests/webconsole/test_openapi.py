@@ -62,7 +62,10 @@ def test_real_responses_conform(doc, broker, unique):
         conns = api.get(f"{base}/api/connections", timeout=30).json()
         chans = api.get(f"{base}/api/channels", timeout=30).json()
         values = {"vhost": "%2F", "name": unique, "source": unique, "destination": unique,
-                  "props": "k", "user": "guest"}
+                  "props": "k", "user": "guest", "username": "guest",
+                  "node": "warren%40localhost",
+                  "port": str(broker.amqp_port), "protocol": "amqp", "within": "1",
+                  "unit": "days"}
         checked = 0
         for path, ops in doc["paths"].items():
             op = ops.get("get")
@@ -80,7 +83,7 @@ def test_real_responses_conform(doc, broker, unique):
                 v["name"] = requests.utils.quote(chans[0]["name"], safe="")
             elif path.startswith("/api/nodes/"):
                 v["name"] = "warren%40localhost"
-            elif path.startswith("/api/users/"):
+            elif path.startswith("/api/users/") or path.startswith("/api/user-limits/"):
                 v["name"] = "guest"
             elif path.startswith("/api/global-parameters/"):
                 v["name"] = "cluster_name"

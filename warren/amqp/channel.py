@@ -22,10 +22,10 @@ from ..broker.errors import (AccessRefused, BrokerError, NotAllowed, NotFound, N
 from ..broker.message import Message, QueueEntry
 from ..broker.queue import Queue
 from ..broker.replyto import REPLY_TO, direct_reply_to
-from .framing import (FRAME_BODY, FRAME_HEADER, FRAME_METHOD,
+from .framing import (ACCESS_REQUEST_OK_PAYLOAD, FRAME_BODY, FRAME_HEADER, FRAME_METHOD,
                       basic_ack_frame, basic_nack_frame, content_frames, decode_method,
-                      deliver_payload, encode_method, parse_ack, parse_content_header,
-                      parse_publish, shortstr, unvalidated)
+                      deliver_payload, encode_method, from_0_8, method_frame, parse_ack,
+                      parse_content_header, parse_publish, shortstr, unvalidated)
 from .properties import CODEC
 from .wire_errors import ChannelError, UnexpectedFrame
 
@@ -234,6 +234,11 @@ class Channel:
             self._current_method = (60, 80)
             self._settle("ack", tag, multiple, False)
             return
+        if self.conn.amqp_0_8:
+            payload = from_0_8(payload)
+            if payload is None:                 # access.request: granted, as RabbitMQ
+                self.conn.write(method_frame(self.number, ACCESS_REQUEST_OK_PAYLOAD))
+                return
         method = decode_method(payload)
         self._current_method = divmod(method.index, 0x10000)
         handler = self._handlers.get(type(method))
@@ -392,6 +397,9 @@ class Channel:
     def _on_exchange_declare(self, m: commands.Exchange.Declare) -> None:
         vh = self.vhost
         name = m.exchange
+        if name == "" and m.passive:
+            # rabbit_channel:check_not_default_exchange, passive or not
+            raise AccessRefused("operation not permitted on the default exchange")
         if not m.passive:
             self.broker.check(self.conn.user, vh.name, "configure", "exchange", name)
             from ..exchange.registry import EXCHANGE_TYPES

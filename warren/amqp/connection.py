@@ -31,9 +31,9 @@ from ..output import BatchedOutput
 from ..reply_error import ReplyError
 from .channel import Channel
 from .errors import close_for
-from .framing import (FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE,
-                      HEARTBEAT_FRAME, PROTOCOL_HEADER, FrameReader, decode_method,
-                      encode_method)
+from .framing import (CHANNEL_OPEN_OK_0_8_PAYLOAD, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT,
+                      FRAME_METHOD, FRAME_MIN_SIZE, HEARTBEAT_FRAME, PROTOCOL_HEADER,
+                      FrameReader, decode_method, encode_method, method_frame)
 from .wire_errors import ChannelError, FrameError, UnexpectedFrame
 
 log = logging.getLogger("warren.amqp")
@@ -88,6 +88,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         self.client_properties: dict[str, Any] = {}
         self.capabilities: dict[str, Any] = {}
         self.exclusive_queues: set = set()
+        self.amqp_0_8 = False               # spoken to as 0-8 (its protocol header)
         self.published = False
         self.blocked = False
         self.stats_publish = 0
@@ -194,15 +195,17 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         self._header += data[:need]
         rest = data[need:]
         if len(self._header) < 8:
-            if not PROTOCOL_HEADER.startswith(self._header):
+            if not any(h.startswith(self._header) for h in ACCEPTED_HEADERS):
                 self._bad_header()
             return b""
-        if self._header != PROTOCOL_HEADER:
+        if self._header not in ACCEPTED_HEADERS:
             self._bad_header()
             return b""
         self.state = State.AWAIT_START_OK
+        # 0-8 as RabbitMQ 3.x speaks it: connection.start says 8-0 and lists no capabilities
+        self.amqp_0_8 = self._header == AMQP_0_8_HEADER
         props = {
-            "capabilities": SERVER_CAPABILITIES,
+            "capabilities": {} if self.amqp_0_8 else SERVER_CAPABILITIES,
             "cluster_name": self.broker.node_name,
             "copyright": "Copyright (c) the warren authors",
             "information": "Licensed under the Apache License 2.0",
@@ -210,13 +213,17 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
             "product": "warren",
             "version": __version__,
         }
+        major, minor = (8, 0) if self.amqp_0_8 else (0, 9)
         self.write(encode_method(commands.Connection.Start(
-            version_major=0, version_minor=9, server_properties=props,
+            version_major=major, version_minor=minor, server_properties=props,
             mechanisms="PLAIN AMQPLAIN", locales="en_US"), 0))
         return rest
 
     def _bad_header(self) -> None:
-        # spec 4.2.2: answer with the protocol header we support, then close
+        # spec 4.2.2: answer with the protocol header we support, then close (as RabbitMQ's
+        # refuse_connection), and say in the log why
+        log.warning("AMQP connection %s refused: %s", getattr(self, "name", "?"),
+                    _header_refusal(self._header))
         self.transport.write(PROTOCOL_HEADER)
         self.state = State.CLOSED
         self.transport.loseConnection()
@@ -348,11 +355,11 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
                 # rabbit_reader:create_channel counts open channels against channel_max
                 raise NotAllowed(f"number of channels opened ({len(self.channels)}) has "
                                  f"reached the negotiated channel_max ({self.channel_max})")
-            if channel > self.channel_max:
-                raise ChannelError(f"channel number {channel} exceeds negotiated channel_max "
-                                   f"{self.channel_max}")
+            # the channel's number is not checked against channel_max: RabbitMQ limits how
+            # many are open, and clients (aiormq) number from 65535 down
             self.channels[channel] = Channel(self, channel)
-            self.write(encode_method(commands.Channel.OpenOk(), channel))
+            self.write(method_frame(channel, CHANNEL_OPEN_OK_0_8_PAYLOAD) if self.amqp_0_8
+                       else encode_method(commands.Channel.OpenOk(), channel))
             return
         try:
             ch.handle_frame(ftype, payload)
@@ -467,7 +474,8 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         props = {k: (v.decode() if isinstance(v, bytes) else v)
                  for k, v in self.client_properties.items() if k != "capabilities"}
         return {
-            "name": self.name, "protocol": "AMQP 0-9-1", "user": getattr(self.user, "name", ""),
+            "name": self.name, "protocol": "AMQP 0-8" if self.amqp_0_8 else "AMQP 0-9-1",
+            "user": getattr(self.user, "name", ""),
             "vhost": self.vhost_name or "", "peer_host": self.peer[0], "peer_port": self.peer[1],
             "host": self.local[0], "port": self.local[1], "channels": len(self.channels),
             "state": "blocked" if self.blocked else ("running" if self.state is State.OPEN
@@ -512,6 +520,33 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
 
 
 _FRAME_TYPES = frozenset((FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT))
+
+#: 0-9-1, and 0-9's header (``AMQP 1 1 0 9``), which RabbitMQ speaks 0-9-1 to: 0-9 and 0-9-1
+#: differ in nothing a client of either sees, and connection.start says 0-9 for both; and
+#: 0-8's, spoken as RabbitMQ 3.x speaks it (framing.py's from_0_8)
+AMQP_0_9_HEADER = b"AMQP\x01\x01\x00\x09"
+AMQP_0_8_HEADER = b"AMQP\x01\x01\x08\x00"
+ACCEPTED_HEADERS = (PROTOCOL_HEADER, AMQP_0_9_HEADER, AMQP_0_8_HEADER)
+
+
+def _header_refusal(header: bytes) -> str:
+    """One line for the log: what the peer sent instead of a protocol header we speak."""
+    if header.startswith(b"AMQP") and len(header) == 8:
+        a, b, c, d = header[4:]
+        if (a, b) == (1, 1):       # AMQP 0-8/0-9 style: class, instance, major, minor
+            name = f"AMQP {c}-{d}"
+        elif a in (0, 2, 3) and (b, c, d) == (1, 0, 0):
+            name = "AMQP 1.0" + (" (SASL)" if a == 3 else " (TLS)" if a == 2 else "")
+        else:
+            name = "AMQP version"
+        return (f"unsupported protocol header {name} ({a},{b},{c},{d}); "
+                "AMQP 0-9-1, 0-9 and 0-8 are spoken")
+    if header.startswith(b"GET ") or header.startswith(b"HTTP") or header[:4] in (
+            b"POST", b"PUT ", b"HEAD"):
+        return f"not AMQP: looks like an HTTP request ({header!r})"
+    if header[:2] == b"\x16\x03":
+        return "not AMQP: looks like a TLS client hello on a plain AMQP port"
+    return f"not an AMQP protocol header: {header!r}"
 
 
 def _snippet(payload: bytes) -> str:

@@ -114,11 +114,22 @@ class Queue:
 
     # ---------------------------------------------------------------- exclusivity
     def check_access(self, connection: Any) -> None:
+        """rabbit_amqqueue:check_exclusive_access (lax): another connection's exclusive queue
+        is locked."""
         if self.exclusive_owner is not None and self.exclusive_owner is not connection:
-            raise ResourceLocked(
-                f"cannot obtain exclusive access to locked queue '{self.name}' in vhost "
-                f"'{self.vhost.name}'. It could be originally declared on another connection "
-                "or the exclusive property value does not match that of the original declaration.")
+            raise self._locked()
+
+    def check_owner(self, exclusive_owner: Any) -> None:
+        """The strict check of a redeclare: the declare's owner (None when not exclusive) must
+        be the queue's, so exclusive=false on the owning connection is locked too."""
+        if self.exclusive_owner is not exclusive_owner:
+            raise self._locked()
+
+    def _locked(self) -> ResourceLocked:
+        return ResourceLocked(
+            f"cannot obtain exclusive access to locked queue '{self.name}' in vhost "
+            f"'{self.vhost.name}'. It could be originally declared on another connection "
+            "or the exclusive property value does not match that of the original declaration.")
 
     # ---------------------------------------------------------------- enqueue
     def would_overflow(self, message: Message) -> bool:

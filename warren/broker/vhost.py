@@ -170,7 +170,9 @@ class VirtualHost:
             raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
         arguments = dict(arguments or {})
         if existing is not None:
+            # rabbit_amqqueue:assert_equivalence: ownership first (405), then the fields
             existing.check_access(connection)
+            existing.check_owner(exclusive_owner)
             self._check_equivalent(existing, durable, exclusive_owner, auto_delete, arguments)
             existing._touch()
             return existing
@@ -192,8 +194,6 @@ class VirtualHost:
                 f"received '{fmt(new)}' but current is '{fmt(old)}'")
         if q.durable != durable:
             fail("durable", durable, q.durable)
-        if (q.exclusive_owner is not None) != (exclusive_owner is not None):
-            fail("exclusive", exclusive_owner is not None, q.exclusive_owner is not None)
         if q.auto_delete != auto_delete:
             fail("auto_delete", auto_delete, q.auto_delete)
         # RabbitMQ compares the x- arguments it knows about; others are ignored

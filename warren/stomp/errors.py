@@ -8,15 +8,20 @@ connection just after sending the ERROR frame"), so this only decides the frame:
   body), for codec and session faults the :class:`~warren.stomp.codec.StompError` message
   ("Frame too large", "Missing destination").
 - body (``text/plain``): the longer explanation.
+- ``version``: the versions the broker speaks (``1.0,1.1,1.2``), on every ERROR as RabbitMQ.
 - ``receipt-id``: the receipt the faulting frame asked for, if any (STOMP 1.2 "ERROR").
 """
 
 from __future__ import annotations
 
 from ..broker.errors import BrokerError
-from .codec import Frame, StompError
+from .codec import SUPPORTED_VERSIONS, Frame, StompError
 
-__all__ = ["error_frame"]
+__all__ = ["VERSION_HEADER", "error_frame"]
+
+#: every RabbitMQ ERROR frame carries the versions it speaks (rabbit_stomp_processor:
+#: send_error_frame), after ``message`` and ``content-type``
+VERSION_HEADER = ("version", ",".join(SUPPORTED_VERSIONS))
 
 
 def error_frame(error: BaseException, receipt: str | None = None) -> Frame:
@@ -37,8 +42,8 @@ def _frame(message: str, detail: str, receipt: str | None) -> Frame:
     # Header values must fit on one line whatever the version (1.0 has no escapes).
     message = message.replace("\r", " ").replace("\n", " ")[:1000]
     body = detail.encode("utf-8")
-    headers = [("message", message), ("content-type", "text/plain"),
-               ("content-length", str(len(body)))]
+    headers = [("message", message), ("content-type", "text/plain"), VERSION_HEADER]
     if receipt is not None:
         headers.append(("receipt-id", receipt.replace("\r", " ").replace("\n", " ")))
+    headers.append(("content-length", str(len(body))))
     return Frame("ERROR", tuple(headers), body)

@@ -58,6 +58,7 @@ from ..broker.scheduler import DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER, Sched
 from ..broker.selector import Selector, SelectorError
 from .codec import Frame, StompError, encode, negotiate_version
 from .destinations import Destination, Kind, destination_header, parse_destination
+from .errors import VERSION_HEADER
 
 log = logging.getLogger("warren.stomp")
 
@@ -725,8 +726,8 @@ class StompSession:
         if self.state is State.CONNECTED:
             body = f"subscription '{sub.id}' ended: its queue '{sub.queue.name}' was deleted"
             self.link.write(encode(Frame("ERROR", (
-                ("message", "Server cancelled subscription"), ("subscription", sub.id),
-                ("content-type", "text/plain"), ("content-length", str(len(body)))),
+                ("message", "Server cancelled subscription"), ("content-type", "text/plain"),
+                VERSION_HEADER, ("subscription", sub.id), ("content-length", str(len(body)))),
                 body.encode()), self.version))
 
     # ------------------------------------------------------------------ delivery
@@ -933,7 +934,7 @@ class StompSession:
 def _store_failed_frame() -> Frame:
     body = b"the message store could not make published messages durable"
     return Frame("ERROR", (("message", "Store failure"), ("content-type", "text/plain"),
-                           ("content-length", str(len(body)))), body)
+                           VERSION_HEADER, ("content-length", str(len(body)))), body)
 
 
 def _property_headers(props: Properties, out: list[tuple[str, str]]) -> None:

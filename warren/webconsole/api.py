@@ -245,8 +245,9 @@ class Route:
 
 
 class RouteTable:
-    """Routes by segment count, matched literal-first so ``/api/queues/{vhost}/{name}/get``
-    never shadows a queue called ``get``."""
+    """Routes by segment count, matched literal-first: a path with a literal where another has
+    a parameter (``/api/users/bulk-delete``, ``/api/users/{name}``) belongs to the literal one
+    for every method, as in RabbitMQ's dispatcher."""
 
     def __init__(self, routes: Iterable[Route]) -> None:
         self._by_len: dict[int, list[Route]] = {}
@@ -258,10 +259,17 @@ class RouteTable:
     def match(self, method: str, segments: list[str]) -> tuple[Route, dict[str, str]]:
         """The route and its parameters; 404 when no path matches, 405 when no method does."""
         allowed: list[str] = []
+        owner: list[str] | None = None
         for r in self._by_len.get(len(segments), []):
             params = _bind(r.parts, segments)
             if params is None:
                 continue
+            if owner is None:
+                owner = r.parts
+            elif r.parts != owner:
+                # the most literal path owns the request, as cowboy's first match does in
+                # RabbitMQ: GET /api/users/bulk-delete is 405, not the user "bulk-delete"
+                break
             if r.method == method or (method == "HEAD" and r.method == "GET"):
                 return r, params
             allowed.append(r.method)

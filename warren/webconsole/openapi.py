@@ -33,7 +33,8 @@ def _list(name: str) -> dict[str, Any]:
 
 
 SCHEMAS: dict[str, Any] = {
-    "Error": _obj({"error": STR, "reason": STR}),
+    # reason is a string, except where RabbitMQ answers an Erlang term (users/bulk-delete)
+    "Error": _obj({"error": STR, "reason": {"type": ["string", "array"]}}),
     "Rate": RATE,
     "Queue": _obj({"name": STR, "vhost": STR, "durable": BOOL, "auto_delete": BOOL,
                    "exclusive": BOOL, "arguments": OBJ, "node": STR, "state": STR,
@@ -153,14 +154,36 @@ _set("GET", ["/api/federation-links", "/api/federation-links/{vhost}"], "200",
 _set("GET", ["/api/connections", "/api/vhosts/{vhost}/connections"], "200",
      _list("Connection"))
 _set("GET", ["/api/connections/{name}"], "200", _ref("Connection"))
+_set("GET", ["/api/connections/username/{username}"], "200", _list("Connection"))
 _set("GET", ["/api/channels", "/api/vhosts/{vhost}/channels",
              "/api/connections/{name}/channels"], "200", _list("Channel"))
 _set("GET", ["/api/channels/{name}"], "200", _ref("Channel"))
 _set("GET", ["/api/consumers", "/api/consumers/{vhost}"], "200", _list("Consumer"))
-_set("GET", ["/api/definitions", "/api/definitions/{vhost}"], "200", _ref("Definitions"))
+_set("GET", ["/api/definitions", "/api/definitions/{vhost}", "/api/all-configuration"], "200",
+     _ref("Definitions"))
 _set("GET", ["/api/healthchecks/alarms", "/api/health/checks/alarms",
-             "/api/health/checks/local-alarms", "/api/aliveness-test/{vhost}"], "200",
+             "/api/health/checks/local-alarms", "/api/aliveness-test/{vhost}",
+             "/api/healthchecks/node", "/api/healthchecks/node/{node}",
+             "/api/health/checks/virtual-hosts", "/api/health/checks/node-is-quorum-critical",
+             "/api/health/checks/node-is-mirror-sync-critical",
+             "/api/health/checks/certificate-expiration/{within}/{unit}"], "200",
      _ref("Status"))
+_set("GET", ["/api/health/checks/port-listener/{port}"], "200",
+     _obj({"status": STR, "port": INT}))
+_set("GET", ["/api/health/checks/protocol-listener/{protocol}"], "200",
+     _obj({"status": STR, "protocol": STR}))
+_set("GET", ["/api/auth"], "200", _obj({"enable_uaa": BOOL}))
+_set("GET", ["/api/feature-flags", "/api/operator-policies", "/api/operator-policies/{vhost}",
+             "/api/vhost-limits", "/api/vhost-limits/{vhost}", "/api/user-limits",
+             "/api/user-limits/{name}", "/api/topic-permissions",
+             "/api/users/{name}/topic-permissions", "/api/vhosts/{vhost}/topic-permissions"],
+     "200", {"type": "array"})
+_set("GET", ["/api/users/without-permissions"], "200", _list("User"))
+_set("GET", ["/api/nodes/{name}/memory/relative"], "200", _obj({"memory": _obj({
+    "total": INT, "binary": INT, "queue_procs": INT, "other_proc": INT})}))
+_set("GET", ["/api/nodes/{name}/memory"], "200", _obj({"memory": _obj({
+    "total": _obj({"erlang": INT, "rss": INT, "allocated": INT}), "strategy": STR,
+    "binary": INT, "queue_procs": INT, "other_proc": INT})}))
 _set("GET", ["/api/extensions"], "200", {"type": "array"})
 _set("GET", ["/api/cluster-name"], "200", _ref("ClusterName"))
 _set("POST", ["/api/queues/{vhost}/{name}/get"], "200", _list("Message"))

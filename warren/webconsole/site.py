@@ -20,9 +20,11 @@ from .openapi import openapi_document
 from .resources import (
     access,
     bindings,
+    cluster,
     definitions,
     exchanges,
     federation,
+    health,
     overview,
     parameters,
     queues,
@@ -34,8 +36,8 @@ STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 
 def all_routes() -> list[Route]:
     routes: list[Route] = []
-    for module in (overview, queues, exchanges, bindings, access, definitions, parameters,
-                   shovels, federation):
+    for module in (overview, health, cluster, queues, exchanges, bindings, access, definitions,
+                   parameters, shovels, federation):
         routes.extend(module.ROUTES)
     return routes
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...broker.users import hash_password
-from ..api import Call, Route, as_int, as_str, as_table, bad_request, forbidden, not_found
+from ..api import (ApiError, Call, Route, as_int, as_str, as_table, bad_request, forbidden,
+                   not_found)
 
 
 # ---------------------------------------------------------------------------------- vhosts
@@ -121,6 +122,33 @@ def delete_user(call: Call) -> None:
     call.status = 204
 
 
+def bulk_delete_users(call: Call) -> None:
+    """Delete the users named in ``{"users": [...]}`` (rabbit_mgmt_wm_users_bulk_delete).
+
+    As RabbitMQ: the users are deleted in order and the first unknown name stops it with 400
+    ``["no_such_user", name]`` (those before it stay deleted); no ``users`` key is 400
+    ``[{key_missing,users}]``.
+    """
+    body = call.obj()
+    if "users" not in body:
+        raise bad_request("[{key_missing,users}]")
+    users = body["users"]
+    if not isinstance(users, list) or not all(isinstance(u, str) for u in users):
+        raise bad_request("users must be a list of user names")
+    for name in users:
+        if name not in call.broker.users:
+            raise ApiError(400, "bad_request", ["no_such_user", name])
+        call.broker.delete_user(name)
+    call.status = 204
+
+
+def users_without_permissions(call: Call) -> list[dict[str, Any]]:
+    """Users with no permissions in any vhost."""
+    granted = {u for u, _ in call.broker.permissions}
+    return [user_info(u) for name, u in sorted(call.broker.users.items())
+            if name not in granted]
+
+
 def user_permissions(call: Call) -> list[dict[str, Any]]:
     name = call.params["name"]
     if name not in call.broker.users:
@@ -224,6 +252,9 @@ ROUTES = [
     Route("DELETE", "/api/vhosts/{name}", delete_vhost, "administrator", True),
     Route("GET", "/api/vhosts/{name}/permissions", vhost_permissions),
     Route("GET", "/api/users", list_users, "administrator"),
+    # literal paths before /api/users/{name} (the table also matches literals first)
+    Route("POST", "/api/users/bulk-delete", bulk_delete_users, "administrator", True),
+    Route("GET", "/api/users/without-permissions", users_without_permissions, "administrator"),
     Route("GET", "/api/users/{name}", get_user, "administrator"),
     Route("PUT", "/api/users/{name}", put_user, "administrator", True),
     Route("DELETE", "/api/users/{name}", delete_user, "administrator", True),

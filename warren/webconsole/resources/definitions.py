@@ -31,6 +31,9 @@ def import_vhost(call: Call) -> Any:
 
 ROUTES = [
     Route("GET", "/api/definitions", export_all, "administrator"),
+    # RabbitMQ's old name, still routed by 3.10 "to not break things gratuitously"
+    Route("GET", "/api/all-configuration", export_all, "administrator"),
+    Route("POST", "/api/all-configuration", import_all, "administrator", True),
     Route("POST", "/api/definitions", import_all, "administrator", True),
     Route("GET", "/api/definitions/{vhost}", export_vhost, "administrator"),
     Route("POST", "/api/definitions/{vhost}", import_vhost, "administrator", True),

@@ -196,15 +196,6 @@ def put_cluster_name(call: Call) -> None:
     call.status = 204
 
 
-def alarms(call: Call) -> Any:
-    """RabbitMQ's health check: 200 ``{"status":"ok"}`` or 503 with the alarms in effect."""
-    if call.broker.blocked:
-        call.status = 503
-        return {"status": "failed", "reason": "resource alarm(s) in effect",
-                "alarms": [{"node": call.broker.node_name, "resource": "memory"}]}
-    return {"status": "ok"}
-
-
 def aliveness(call: Call) -> Any:
     """Declare ``aliveness-test`` in the vhost, publish to it and get the message back."""
     vh = call.vhost()
@@ -238,8 +229,5 @@ ROUTES = [
     Route("GET", "/api/extensions", extensions),
     Route("GET", "/api/cluster-name", get_cluster_name),
     Route("PUT", "/api/cluster-name", put_cluster_name, "administrator", True),
-    Route("GET", "/api/healthchecks/alarms", alarms),
-    Route("GET", "/api/health/checks/alarms", alarms),
-    Route("GET", "/api/health/checks/local-alarms", alarms),
     Route("GET", "/api/aliveness-test/{vhost}", aliveness),
 ]
