@@ -1,6 +1,7 @@
 """What bench/ measures: named loadgen runs, plus warren's crash-recovery time.
 
-The loadgen scenarios are the ones /work/shared/BENCHMARKS.md quotes for RabbitMQ, ActiveMQ and
+The loadgen scenarios are the ones the workplace's shared BENCHMARKS.md (beside the checkout,
+``../shared``) quotes for RabbitMQ, ActiveMQ and
 Mosquitto, with the same arguments, so figures compare with that table. loadgen is driven as a
 subprocess (it forks its own publisher and consumer processes) and prints one JSON line.
 """
