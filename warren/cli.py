@@ -57,7 +57,13 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in vars(args).items()
                  if k not in ("command", "config", "func") and v is not None}
-    cfg = load(args.config, overrides=overrides)
+    try:
+        cfg = load(args.config, overrides=overrides)
+        from .network.connector_config import parse_connectors
+        parse_connectors(cfg.network)
+    except ValueError as error:   # tomllib's TOMLDecodeError is one too
+        print(f"warren cannot start: {error}", file=sys.stderr)
+        return 1
     logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)

@@ -63,6 +63,8 @@ class Config:
     ha: str = "none"                       # none | shared-file | shared-db
     lease_ttl: float = 10.0
     lease_renew: float = 2.0
+    # ActiveMQ-style network connectors: [[network]] tables (warren.network.connector_config)
+    network: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def sql_url(self) -> str:
