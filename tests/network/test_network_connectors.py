@@ -172,6 +172,9 @@ def test_line_of_three_mqtt_on_a_reaches_stomp_on_c_once(net):
     sub.set_listener("", Listener())
     sub.connect("guest", "guest", wait=True)
     sub.subscribe("/topic/prices.eur", id="1", ack="auto", receipt="r1")
+    # demand travels back: C's subscription to B, B's onward connector to A
+    eventually(lambda: n.connector("b", "b-to-c")["demand"] == ["prices.eur"], "C's demand")
+    eventually(lambda: "prices.#" in n.connector("a", "a-to-b")["demand"], "B's demand")
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="nc-" + uuid.uuid4().hex[:8])
     try:
         pub.connect("127.0.0.1", n.procs["a"].mqtt_port)
@@ -200,6 +203,8 @@ def test_network_ttl_1_stops_after_one_hop(net):
              "b": [{"name": "b-to-c", "uri": "c", "include": ["topic://t.>"]}]})
     on_b, on_c = TopicConsumer(n.procs["b"], "t.#"), TopicConsumer(n.procs["c"], "t.#")
     try:
+        eventually(lambda: "t.#" in n.connector("b", "b-to-c")["demand"], "C's demand")
+        eventually(lambda: "t.#" in n.connector("a", "a-to-b")["demand"], "B's demand")
         publish(n.procs["a"], "amq.topic", "t.x", [b"from-a"])
         on_b.wait_for(b"from-a")
         publish(n.procs["b"], "amq.topic", "t.x", [b"marker-from-b"])
@@ -218,6 +223,7 @@ def test_include_and_exclude(net):
     conn = pika.BlockingConnection(pika.URLParameters(n.procs["b"].amqp_url))
     ch = conn.channel()
     try:
+        eventually(lambda: n.connector("a", "filtered")["demand"] == ["#"], "B's demand")
         publish(n.procs["a"], "amq.topic", "other.x", [b"other"])
         publish(n.procs["a"], "amq.topic", "inc.secret.x", [b"secret"])
         publish(n.procs["a"], "amq.topic", "inc.public", [b"public"])
@@ -247,6 +253,25 @@ def test_include_and_exclude(net):
     finally:
         on_b.close()
         conn.close()
+
+
+def test_topics_cross_only_to_a_peer_with_subscriptions(net):
+    n = net("a", "b")
+    n.start({"a": [{"name": "news", "uri": "b", "include": ["topic://news.>"]}]})
+    a, b = n.procs["a"], n.procs["b"]
+    assert n.connector("a", "news")["demand"] == []
+    publish(a, "amq.topic", "news.early", [b"nobody-on-b"])
+    on_b = TopicConsumer(b, "news.sport")
+    try:
+        eventually(lambda: n.connector("a", "news")["demand"] == ["news.sport"],
+                   "B's subscription seen on A")
+        publish(a, "amq.topic", "news.weather", [b"not-subscribed"])
+        publish(a, "amq.topic", "news.sport", [b"marker"])
+        assert on_b.wait_for(b"marker") == [b"marker"]
+        assert n.connector("a", "news")["forwarded_out"] == 1   # only the marker crossed
+    finally:
+        on_b.close()
+    eventually(lambda: n.connector("a", "news")["demand"] == [], "the subscription gone")
 
 
 # ------------------------------------------------------------------------------ queues
@@ -328,6 +353,7 @@ def test_duplex_one_connection_both_ways(net):
     a, b = n.procs["a"], n.procs["b"]
     on_a, on_b = TopicConsumer(a, "news.#"), TopicConsumer(b, "news.#")
     try:
+        eventually(lambda: n.connector("a", "both")["demand"] == ["news.#"], "B's demand")
         publish(a, "amq.topic", "news.a", [b"from-a"])
         publish(b, "amq.topic", "news.b", [b"from-b"])
         publish(a, "amq.topic", "news.a", [b"marker-a"])
@@ -375,6 +401,9 @@ def test_ring_of_three_delivers_each_message_once_per_consumer(net):
                   "network_ttl": 5}] for x, y in ring.items()})
     consumers = {x: TopicConsumer(n.procs[x], "ring.#") for x in ring}
     try:
+        for x in ring:
+            eventually(lambda x=x: n.connector(x, f"{x}-to-{ring[x]}")["demand"]
+                       == ["ring.#"], f"demand of {ring[x]}")
         sent = []
         for x in ring:
             bodies = [f"{x}-{i}".encode() for i in range(10)]

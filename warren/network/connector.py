@@ -8,14 +8,20 @@ to open a federation link back to A (it would need A's address and credentials, 
 cannot open channels on a connection it accepted). So A does both halves itself, and the
 connection A opened carries everything, which is also what ``duplex`` asks for:
 
-- **topics out** (A to B): a private queue on A bound to ``amq.topic`` with the included topic
-  patterns (``>`` becomes ``#``) is consumed in-process; each message is published to B's
-  ``amq.topic`` with its routing key, in confirm mode, and acked here only once B confirmed it
-  (a message leaves A only once B has it). One queue per connector: one copy per peer however
-  many patterns match (ActiveMQ's conduit subscriptions); B routes the copy to its own
-  subscribers and its own connectors. B's subscriptions are not visible over AMQP, so topics
-  matching an include are forwarded whether or not B has a subscriber (B drops what nobody is
-  bound for); the include patterns are the demand.
+- **topics out** (A to B): a private queue on A bound to ``amq.topic`` is consumed
+  in-process; each message is published to B's ``amq.topic`` with its routing key, in
+  confirm mode, and acked here only once B confirmed it (a message leaves A only once B has
+  it). One queue per connector: one copy per peer however many subscriptions match
+  (ActiveMQ's conduit subscriptions); B routes the copy to its own subscribers and
+  connectors. The queue is bound only to what B is subscribed to (ActiveMQ's demand, which it
+  learns from advisory topics): A declares on B an exclusive queue with the argument
+  ``x-network-demand``, and every warren broker's connector component fills such a queue
+  with the JSON list of its ``amq.topic`` binding keys, again on every binding change. The
+  list holds B's own subscriptions and other peers' duplex queues, plus the include keys of
+  B's connectors to brokers other than A (messages B would pass on); B's demand-driven
+  bindings are not passed on, so demand never circles a ring and outlives its subscription.
+  The include and exclude patterns are applied to every message. A peer that is not warren
+  (RabbitMQ) fills no demand queue: it gets every included topic.
 - **queues out**: every included queue of A has a core consumer of priority -1 (-2 with
   ``decrease_network_consumer_priority``), so A's own consumers are served first; it has
   credit only while B's queue of the same name (declared on B with the same attributes) has
@@ -36,6 +42,7 @@ the path only keeps a message from going back to a broker it came from.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -54,6 +61,8 @@ log = logging.getLogger("warren.network.connector")
 
 COMPONENT = "network-connector"
 PATH_HEADER = "x-network-path"
+DEMAND_ARG = "x-network-demand"   # on a peer's demand queue: the asking broker's name
+INTERNAL = {"x-internal-purpose": "network-connector"}
 SAMPLE_INTERVAL = 0.2     # seconds between samples of the peer's queues and local demand
 VHOST = "/"
 
@@ -157,6 +166,7 @@ class NetworkConnector:
         self.forwarders: dict[tuple[str, str], _Forwarder] = {}
         self.pulling: dict[str, bool] = {}      # duplex: queue -> consuming on the peer
         self._changing: set[str] = set()
+        self.demand: set[str] = set()           # amq.topic keys the topic forwarder is bound to
         self.forwarded_out = 0
         self.forwarded_in = 0
         self.state = "starting"
@@ -168,6 +178,7 @@ class NetworkConnector:
                          on_state=self._link_state)
         self._sampler = LoopingCall(self._sample)
         self._sampler.clock = reactor
+        self.component: NetworkConnectors | None = None
 
     def describe(self) -> str:
         return f"network connector '{self.definition.name}'"
@@ -199,9 +210,8 @@ class NetworkConnector:
         if self.definition.topic_keys() and ("topic", "") not in self.forwarders:
             queue = vh.declare_queue(vh.new_queue_name(), exclusive_owner=self,
                                      auto_delete=False, check_reserved=False,
-                                     arguments={"x-internal-purpose": "network-connector"})
-            for key in self.definition.topic_keys():
-                vh.bind("amq.topic", queue, key)
+                                     arguments=dict(INTERNAL))
+            # bound once the peer said what it has subscriptions for (set_demand)
             self._attach(_Forwarder(self, queue, "topic"), ("topic", ""))
         for q in list(vh.queues.values()):
             self.queue_appeared(q)
@@ -242,7 +252,9 @@ class NetworkConnector:
         if self.peer == self.node:
             self._set("error", f"the peer is this broker itself ({self.node})")
             return
-        d = self._setup_duplex(channel) if self.definition.duplex else succeed(None)
+        d = self._setup_demand(channel)
+        if self.definition.duplex:
+            d.addCallback(lambda _: self._setup_duplex(channel))
         d.addCallbacks(lambda _: self._running(channel),
                        lambda f: self._set("error", f.getErrorMessage()))
 
@@ -251,6 +263,8 @@ class NetworkConnector:
             return
         self.ready_channel = channel
         self._set("running")
+        if self.component is not None:
+            self.component.send_demand()
         log.info("%s: running, peer %s", self.describe(), self.peer)
         for fwd in list(self.forwarders.values()):
             if not fwd.queue.deleted:
@@ -261,6 +275,52 @@ class NetworkConnector:
         self.pulling = {}
         if not self._stopped:
             self._set("error", reason)
+
+    # ------------------------------------------------------------------ topic demand
+    def _setup_demand(self, channel: LinkChannel) -> Deferred:
+        """Ask a warren peer for its subscriptions: it fills the exclusive queue declared
+        here with ``x-network-demand`` with the list of its ``amq.topic`` binding keys, again
+        whenever they change. Another broker (RabbitMQ) gets every included topic."""
+        if not self.definition.topic_keys():
+            return succeed(None)
+        product = channel.server_properties.get("product")
+        if (product.decode() if isinstance(product, bytes) else product) != "warren":
+            self.set_demand(self.definition.topic_keys())
+            return succeed(None)
+        name = f"network: {self.definition.name} demand -> {self.node}"
+        d = channel.declare_queue(name, exclusive=True, auto_delete=True,
+                                  arguments={**INTERNAL, DEMAND_ARG: self.node})
+        d.addCallback(lambda _: channel.consume(
+            name, 10, lambda event: self._demand_received(channel, event), no_ack=True))
+        return d
+
+    def _demand_received(self, channel: LinkChannel, event: Any) -> None:
+        if channel is not self.channel:
+            return
+        try:
+            keys = json.loads(event.body)
+        except ValueError:
+            log.warning("%s: a demand message that is not JSON", self.describe())
+            return
+        if isinstance(keys, list):
+            self.set_demand([k for k in keys if isinstance(k, str)])
+
+    def set_demand(self, keys: list[str]) -> None:
+        """Bind the topic forwarder to exactly ``keys`` (what the peer is subscribed to;
+        deliver() still applies include / exclude, so a wider key costs no wrong copy)."""
+        fwd = self.forwarders.get(("topic", ""))
+        if fwd is None or fwd.queue.deleted:
+            return
+        wanted = set(keys)
+        vh = fwd.queue.vhost
+        for key in sorted(wanted - self.demand):
+            vh.bind("amq.topic", fwd.queue, key)
+        for key in sorted(self.demand - wanted):
+            try:
+                vh.unbind("amq.topic", fwd.queue, key)
+            except BrokerError:
+                pass
+        self.demand = wanted
 
     # ------------------------------------------------------------------ duplex: peer to here
     def _setup_duplex(self, channel: LinkChannel) -> Deferred:
@@ -372,6 +432,7 @@ class NetworkConnector:
             "include": [p.text for p in d.include], "exclude": [p.text for p in d.exclude],
             "status": self.state, "forwarded_out": self.forwarded_out,
             "forwarded_in": self.forwarded_in,
+            "demand": sorted(self.demand),
             "queues": [{"name": n, "remote_consumers": f.remote_consumers,
                         "forwarding": f.demand, "samples": f.samples,
                         "in_flight": f.in_flight, "pulling": self.pulling.get(n, False)}
@@ -398,6 +459,10 @@ class NetworkConnectors:
         self.node = getattr(config, "node_name", None) or broker.node_name
         self.connectors = [NetworkConnector(broker, self.node, d, self.reactor)
                            for d in parse_connectors(getattr(config, "network", []))]
+        for c in self.connectors:
+            c.component = self
+        self.demand_queues: dict[str, str] = {}   # queue -> the asking broker's name
+        self._send_pending = False
         broker.subscribe(self._event)
         if self.connectors:
             self.reactor.callLater(0, self._start)
@@ -409,13 +474,71 @@ class NetworkConnectors:
             connector.start()
 
     def _event(self, event: str, **info: Any) -> None:
-        if event == "queue.created" and info.get("vhost") == VHOST:
+        if info.get("vhost") != VHOST:
+            return
+        if event == "queue.created":
             vh = self.broker.vhosts.get(VHOST)
             q = vh.queues.get(info["name"]) if vh is not None else None
-            if q is not None:
-                for connector in self.connectors:
-                    if not connector._stopped:
-                        connector.queue_appeared(q)
+            if q is None:
+                return
+            asking = q.arguments.get(DEMAND_ARG)
+            if isinstance(asking, (str, bytes)):
+                self.demand_queues[q.name] = asking.decode() if isinstance(asking, bytes) \
+                    else asking
+                self.send_demand()
+                return
+            for connector in self.connectors:
+                if not connector._stopped:
+                    connector.queue_appeared(q)
+        elif event == "queue.deleted":
+            self.demand_queues.pop(info["name"], None)
+        elif event in ("binding.created", "binding.deleted") and self.demand_queues \
+                and info["binding"].source == "amq.topic":
+            self.send_demand()
+
+    # ------------------------------------------------------------------ demand for peers
+    def demand_keys(self, asking: str) -> list[str]:
+        """What this broker wants of ``amq.topic`` messages, for the peer ``asking``: the
+        keys of its own subscriptions (and of other peers' duplex queues here), plus the
+        include keys of its connectors to other brokers (messages it would pass on). A
+        connector's own demand-driven bindings are not passed on: in a ring, demand would go
+        round and never go away."""
+        vh = self.broker.vhosts.get(VHOST)
+        ex = vh.exchanges.get("amq.topic") if vh is not None else None
+        keys: set[str] = set()
+        for binding in (ex.bindings if ex is not None else []):
+            dest = binding.destination
+            args = getattr(dest, "arguments", None) or {}
+            if args.get("x-internal-purpose") == "network-connector":
+                owner = getattr(dest, "exclusive_owner", None)
+                if isinstance(owner, NetworkConnector) or \
+                        getattr(dest, "name", "").endswith(f"-> {asking}"):
+                    continue
+            keys.add(binding.routing_key)
+        for connector in self.connectors:
+            if connector.peer is not None and connector.peer != asking:
+                keys.update(connector.definition.topic_keys())
+        return sorted(keys)
+
+    def send_demand(self) -> None:
+        """Refresh every peer's demand queue on the next reactor turn (one message each)."""
+        if not self._send_pending and self.demand_queues:
+            self._send_pending = True
+            self.reactor.callLater(0, self._send_demand)
+
+    def _send_demand(self) -> None:
+        self._send_pending = False
+        broker = self.broker
+        try:
+            publisher = broker.publisher(VHOST, None)
+            default = publisher.exchange("")
+            for queue, asking in list(self.demand_queues.items()):
+                body = json.dumps(self.demand_keys(asking)).encode()
+                publisher.publish(default, Message(
+                    "", queue, body, codec=broker.codec,
+                    props=Properties(content_type="application/json")))
+        except BrokerError as error:
+            log.warning("network connectors: cannot send demand: %s", error)
 
     # ------------------------------------------------------------------ ParameterComponent
     def validate(self, vhost: str, name: str, value: Any, user: Any | None) -> list[str]:
