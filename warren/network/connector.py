@@ -250,7 +250,9 @@ class NetworkConnector:
         peer = channel.server_properties.get("cluster_name")
         self.peer = peer.decode() if isinstance(peer, bytes) else peer
         if self.peer == self.node:
-            self._set("error", f"the peer is this broker itself ({self.node})")
+            self._set("error", f"the peer's node name is this broker's ({self.node}): the "
+                               f"peer is this broker itself, or give each broker its own "
+                               f"node_name")
             return
         d = self._setup_demand(channel)
         if self.definition.duplex:
