@@ -290,6 +290,11 @@ def test_queue_forwarded_only_while_the_peer_has_a_consumer(net):
         return rows[0] if rows else None
 
     eventually(lambda: row() and row()["samples"] > 0, "a sample of B's jobs.new")
+    # while B has no consumer the connector is no consumer of A's queue: exclusive use works
+    conn = pika.BlockingConnection(pika.URLParameters(a.amqp_url))
+    excl = conn.channel()
+    excl.basic_cancel(excl.basic_consume("jobs.new", lambda *_: None, exclusive=True))
+    conn.close()
     publish(a, "", "jobs.new", [f"j{i}".encode() for i in range(10)])
     # a sample taken after the publish: B has no consumer, nothing moved
     seen = row()["samples"]

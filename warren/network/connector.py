@@ -95,9 +95,10 @@ class _Forwarder:
         self.priority = -2 if connector.definition.decrease_network_consumer_priority else -1
         self.arguments: dict[str, Any] = {}
         self.in_flight = 0
-        self.demand = kind == "topic"        # queues: the peer has consumers
+        self.demand = kind == "topic"        # queues: the peer has consumers (sampled)
         self.remote_consumers = 0
         self.samples = 0                     # answers of the peer to the demand probe
+        self.attached = False                # a consumer of the queue (queues: on demand)
         if kind == "queue":
             self.accepts = self._accepts
 
@@ -217,21 +218,39 @@ class NetworkConnector:
             self.queue_appeared(q)
 
     def queue_appeared(self, q: Any) -> None:
-        if (q.exclusive_owner is not None or "x-internal-purpose" in q.arguments
-                or ("queue", q.name) in self.forwarders
+        """Follow an included queue. Exclusive and auto-delete queues are left alone: a
+        network consumer would keep one from being deleted with its last consumer."""
+        old = self.forwarders.get(("queue", q.name))
+        if (q.exclusive_owner is not None or q.auto_delete
+                or "x-internal-purpose" in q.arguments
+                or (old is not None and not old.queue.deleted)
                 or not self.definition.wants("queue", q.name)):
             return
         self._attach(_Forwarder(self, q, "queue"), ("queue", q.name))
 
     def _attach(self, fwd: _Forwarder, key: tuple[str, str]) -> None:
+        """Topics consume from the start; a queue only while the peer has consumers (so an
+        exclusive consumer can have the queue meanwhile)."""
         self.forwarders[key] = fwd
-        fwd.queue.add_consumer(fwd)
+        if fwd.kind == "topic":
+            self._consume(fwd)
+
+    def _consume(self, fwd: _Forwarder) -> bool:
+        try:
+            fwd.queue.add_consumer(fwd)
+        except BrokerError as error:      # an exclusive consumer has it
+            log.debug("%s: %s", self.describe(), error)
+            return False
+        fwd.attached = True
+        return True
 
     def _detach(self, fwd: _Forwarder) -> None:
         q = fwd.queue
         if q.deleted:
             return
-        q.remove_consumer(fwd)
+        if fwd.attached:
+            fwd.attached = False
+            q.remove_consumer(fwd)
         if fwd.kind == "topic":
             try:
                 q.vhost.delete_queue(q.name)
@@ -395,6 +414,11 @@ class NetworkConnector:
         fwd.remote_consumers = ok.consumer_count
         fwd.samples += 1
         demand = ok.consumer_count > 0 and ok.message_count < self.definition.prefetch
+        if demand and not fwd.attached and not fwd.queue.deleted:
+            demand = self._consume(fwd)
+        elif not demand and fwd.attached and fwd.in_flight == 0 and not fwd.queue.deleted:
+            fwd.attached = False
+            fwd.queue.remove_consumer(fwd)
         if demand != fwd.demand:
             fwd.demand = demand
             if demand and not fwd.queue.deleted:
