@@ -136,7 +136,8 @@ class TopicConsumer:
         return eventually(lambda: body in self.drain() and self.bodies, f"{body!r}")
 
     def close(self) -> None:
-        self.conn.close()
+        if self.conn.is_open:
+            self.conn.close()
 
 
 def publish(proc: BrokerProcess, exchange: str, key: str, bodies: list[bytes]) -> None:
@@ -360,6 +361,8 @@ def test_duplex_one_connection_both_ways(net):
     on_a, on_b = TopicConsumer(a, "news.#"), TopicConsumer(b, "news.#")
     try:
         eventually(lambda: n.connector("a", "both")["demand"] == ["news.#"], "B's demand")
+        eventually(lambda: n.connector("a", "both")["pull_demand"] == ["news.#"],
+                   "A's demand bound on B")
         publish(a, "amq.topic", "news.a", [b"from-a"])
         publish(b, "amq.topic", "news.b", [b"from-b"])
         publish(a, "amq.topic", "news.a", [b"marker-a"])
@@ -394,6 +397,9 @@ def test_duplex_one_connection_both_ways(net):
         assert got == [b"t1", b"t2"]
         assert n.connector("a", "both")["forwarded_in"] >= 4
         aconn.close()
+        # A's subscription gone: B's topics no longer come
+        on_a.close()
+        eventually(lambda: n.connector("a", "both")["pull_demand"] == [], "A's demand gone")
     finally:
         on_a.close()
         on_b.close()

@@ -29,9 +29,11 @@ connection A opened carries everything, which is also what ``duplex`` asks for:
   ``queue.declare`` every :data:`SAMPLE_INTERVAL`. Confirmed messages are acked here; a refused
   or lost publish goes back to A's queue.
 - **duplex**: the same connection also brings B's messages here: an exclusive queue on B bound
-  to B's ``amq.topic`` with the topic patterns, and, for each included queue, a consumer of
-  B's queue (``x-priority`` -1) while this queue has idle consumers and no messages, as a
-  federated queue. Deliveries are published into this broker and acked on B once stored here.
+  to B's ``amq.topic`` with this broker's demand (its subscriptions, and the includes of its
+  connectors to other brokers, kept up to date as bindings change here), and, for each
+  included queue, a consumer of B's queue (``x-priority`` -1) while this queue has idle
+  consumers and no messages, as a federated queue. Deliveries are published into this
+  broker and acked on B once stored here.
 
 **No loops** (ActiveMQ's ``NetworkBridgeFilter``): every forwarded message carries the header
 ``x-network-path``, the names (``node_name``) of the brokers it left, oldest first. A message
@@ -168,6 +170,7 @@ class NetworkConnector:
         self.pulling: dict[str, bool] = {}      # duplex: queue -> consuming on the peer
         self._changing: set[str] = set()
         self.demand: set[str] = set()           # amq.topic keys the topic forwarder is bound to
+        self.pull_keys: set[str] = set()        # duplex: keys the peer's queue is bound to
         self.forwarded_out = 0
         self.forwarded_in = 0
         self.state = "starting"
@@ -345,18 +348,37 @@ class NetworkConnector:
 
     # ------------------------------------------------------------------ duplex: peer to here
     def _setup_duplex(self, channel: LinkChannel) -> Deferred:
-        keys = self.definition.topic_keys()
-        if not keys:
+        """The queue on the peer that brings its topics here, bound to what this broker is
+        subscribed to (the demand it would tell the peer if the peer had the connector)."""
+        self.pull_keys = set()
+        if not self.definition.topic_keys():
             return succeed(None)
-        name = f"network: {self.definition.name} -> {self.node}"
+        name = self.pull_queue
         d = channel.declare_queue(name, exclusive=True, auto_delete=True,
-                                  arguments={"x-internal-purpose": "network-connector"})
-        for key in keys:
-            d.addCallback(lambda _, k=key: channel.bind(name, "amq.topic", k))
+                                  arguments=dict(INTERNAL))
+        d.addCallback(lambda _: self.refresh_pull(channel))
         d.addCallback(lambda _: channel.consume(
             name, self.definition.prefetch,
             lambda event: self._pulled(channel, event, "amq.topic", event.routing_key)))
         return d
+
+    @property
+    def pull_queue(self) -> str:
+        return f"network: {self.definition.name} -> {self.node}"
+
+    def refresh_pull(self, channel: LinkChannel | None = None) -> Deferred:
+        """Bind the duplex queue on the peer to exactly this broker's current demand."""
+        channel = channel or self.ready_channel
+        if channel is None or not channel.alive or self.component is None \
+                or not self.definition.duplex or not self.definition.topic_keys():
+            return succeed(None)
+        wanted = set(self.component.demand_keys(self.peer or ""))
+        calls = [channel.bind(self.pull_queue, "amq.topic", k)
+                 for k in sorted(wanted - self.pull_keys)]
+        calls += [channel.unbind(self.pull_queue, "amq.topic", k)
+                  for k in sorted(self.pull_keys - wanted)]
+        self.pull_keys = wanted
+        return DeferredList(calls, fireOnOneErrback=True, consumeErrors=True)
 
     def _pulled(self, channel: LinkChannel, event: Any, exchange: str, key: str) -> None:
         if channel is not self.channel:
@@ -459,6 +481,7 @@ class NetworkConnector:
             "status": self.state, "forwarded_out": self.forwarded_out,
             "forwarded_in": self.forwarded_in,
             "demand": sorted(self.demand),
+            "pull_demand": sorted(self.pull_keys),
             "queues": [{"name": n, "remote_consumers": f.remote_consumers,
                         "forwarding": f.demand, "samples": f.samples,
                         "in_flight": f.in_flight, "pulling": self.pulling.get(n, False)}
@@ -518,7 +541,7 @@ class NetworkConnectors:
                     connector.queue_appeared(q)
         elif event == "queue.deleted":
             self.demand_queues.pop(info["name"], None)
-        elif event in ("binding.created", "binding.deleted") and self.demand_queues \
+        elif event in ("binding.created", "binding.deleted") \
                 and info["binding"].source == "amq.topic":
             self.send_demand()
 
@@ -548,12 +571,19 @@ class NetworkConnectors:
 
     def send_demand(self) -> None:
         """Refresh every peer's demand queue on the next reactor turn (one message each)."""
-        if not self._send_pending and self.demand_queues:
+        if self._send_pending:
+            return
+        if self.demand_queues or any(c.definition.duplex for c in self.connectors):
             self._send_pending = True
             self.reactor.callLater(0, self._send_demand)
 
     def _send_demand(self) -> None:
         self._send_pending = False
+        for connector in self.connectors:
+            if connector.definition.duplex and not connector._stopped:
+                connector.refresh_pull().addErrback(
+                    lambda f, c=connector: log.warning("%s: rebinding failed: %s",
+                                                       c.describe(), f.getErrorMessage()))
         broker = self.broker
         try:
             publisher = broker.publisher(VHOST, None)
