@@ -99,7 +99,11 @@ def load(path: str | None = None, env: dict[str, str] | None = None,
     if path:
         with open(path, "rb") as f:
             data = tomllib.load(f)
-        cfg.update(data.get("warren", data))
+        values = data.get("warren", data)
+        if values is not data and "network" in data:
+            # [[network]] tables at the top level of a file with a [warren] table
+            values = {**values, "network": data["network"]}
+        cfg.update(values)
     env = os.environ if env is None else env
     from_env = {k[7:].lower(): v for k, v in env.items() if k.startswith("WARREN_")}
     known = {f.name for f in fields(cfg)}

@@ -544,6 +544,12 @@ def test_bad_config_refused_in_one_line(tmp_path, body, words):
     assert lines[0].startswith("warren cannot start: ") and words in lines[0], lines[0]
 
 
+def test_network_tables_beside_a_warren_table_are_read(tmp_path):
+    result = run_with(tmp_path, '[warren]\nnode_name = "warren@x"\n\n'
+                                '[[network]]\nuri = "amqp://h:5672"\nnetwork_ttl = 0\n')
+    assert result.returncode != 0 and "network_ttl" in result.stderr
+
+
 def test_static_uri_list_and_metrics(net):
     n = net("a", "b")
     b = n.procs["b"]
