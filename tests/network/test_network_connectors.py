@@ -322,6 +322,35 @@ def test_queue_forwarded_only_while_the_peer_has_a_consumer(net):
     bconn.close()
 
 
+def test_queue_demand_travels_down_a_line(net):
+    n = net("a", "b", "c")
+    n.start({"a": [{"name": "a-to-b", "uri": "b", "include": ["queue://line"],
+                    "network_ttl": 2}],
+             "b": [{"name": "b-to-c", "uri": "c", "include": ["queue://line"],
+                    "network_ttl": 2}]})
+    a, c = n.procs["a"], n.procs["c"]
+    for proc in (a, n.procs["b"], c):
+        conn = pika.BlockingConnection(pika.URLParameters(proc.amqp_url))
+        conn.channel().queue_declare("line", durable=True)
+        conn.close()
+    publish(a, "", "line", [f"l{i}".encode() for i in range(20)])
+    # C's consumer makes B's connector a consumer of B's queue, which A's connector sees
+    cconn = pika.BlockingConnection(pika.URLParameters(c.amqp_url))
+    cch = cconn.channel()
+    got: list[bytes] = []
+    paths: list = []
+    cch.basic_consume("line", lambda _c, m, p, body: (got.append(body),
+                                                      paths.append(p.headers["x-network-path"]),
+                                                      cch.basic_ack(m.delivery_tag)))
+    deadline = time.monotonic() + DEADLINE
+    while len(got) < 20 and time.monotonic() < deadline:
+        cconn.process_data_events(0.1)
+    cconn.close()
+    assert sorted(got) == sorted(f"l{i}".encode() for i in range(20))
+    assert all(p == ["warren@a", "warren@b"] for p in paths), paths
+    assert queue_depth(a, "line") == 0 and queue_depth(n.procs["b"], "line") == 0
+
+
 def test_local_consumers_first(net):
     n = net("a", "b")
     n.start({"a": [{"name": "work", "uri": "b", "include": ["queue://work"]}]})
