@@ -107,7 +107,8 @@ class _Forwarder:
     # -- core Consumer
     def has_credit(self) -> bool:
         c = self.connector
-        return (self.demand and c.ready_channel is not None and c.link.writable
+        # publishes the link holds (blocked, or a full socket buffer) count as in flight
+        return (self.demand and c.ready_channel is not None
                 and self.in_flight < c.definition.prefetch)
 
     def _accepts(self, queue: Any, entry: Any) -> bool:
@@ -120,9 +121,13 @@ class _Forwarder:
         channel = c.ready_channel
         m = entry.message
         path = path_of(m.properties.headers)
-        if channel is None or not may_forward(path, c.node, c.peer, c.definition.network_ttl) \
-                or (self.kind == "topic" and not c.definition.wants("topic", m.routing_key)):
+        forward = may_forward(path, c.node, c.peer, c.definition.network_ttl)
+        if self.kind == "topic" and not (forward and c.definition.wants("topic",
+                                                                         m.routing_key)):
             queue.ack([entry])               # a topic copy that goes no further here
+            return
+        if channel is None or not forward:   # (has_credit and accepts keep this away)
+            queue.requeue([entry])
             return
         props = dict(properties_of(m))
         headers = dict(props.get("headers") or {})
@@ -415,6 +420,11 @@ class NetworkConnector:
         channel = self.ready_channel
         if channel is None or channel is not self.channel or not channel.alive:
             return
+        for fwd in list(self.forwarders.values()):
+            # credit that came back without an ack of ours (a requeue): dispatch again
+            if fwd.attached and not fwd.queue.deleted and fwd.queue.ready \
+                    and fwd.has_credit():
+                fwd.queue.dispatch()
         for (kind, name), fwd in list(self.forwarders.items()):
             if kind != "queue" or name in self._changing:
                 continue
