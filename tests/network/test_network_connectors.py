@@ -579,6 +579,35 @@ def test_network_tables_beside_a_warren_table_are_read(tmp_path):
     assert result.returncode != 0 and "network_ttl" in result.stderr
 
 
+def test_peer_vhost_from_the_uri(net):
+    n = net("a", "b")
+    a, b = n.procs["a"], n.procs["b"]
+    b.extra_args = ["--node-name", "warren@b"]
+    b.start()
+    assert n.apis["b"].put("/api/vhosts/other").status_code in (201, 204)
+    assert n.apis["b"].put("/api/permissions/other/guest", {
+        "configure": ".*", "write": ".*", "read": ".*"}).status_code in (201, 204)
+    cfg = write_config(n.tmp / "a.toml", [{
+        "name": "to-other", "uri": uri_of(b) + "/other", "include": ["topic://v.>"],
+        "reconnect_delay": 0.2}])
+    a.extra_args = ["--config", str(cfg), "--node-name", "warren@a"]
+    a.start()
+    eventually(lambda: n.connector("a", "to-other")["status"] == "running", "running")
+    conn = pika.BlockingConnection(pika.URLParameters(
+        f"amqp://guest:guest@127.0.0.1:{b.amqp_port}/other"))
+    ch = conn.channel()
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(q, "amq.topic", "v.#")
+    try:
+        eventually(lambda: n.connector("a", "to-other")["demand"] == ["v.#"],
+                   "the demand of B's vhost other")
+        publish(a, "amq.topic", "v.1", [b"into-other"])
+        got = eventually(lambda: ch.basic_get(q, auto_ack=True)[2], "the message on B")
+        assert got == b"into-other"
+    finally:
+        conn.close()
+
+
 def test_static_uri_list_and_metrics(net):
     n = net("a", "b")
     b = n.procs["b"]

@@ -520,7 +520,8 @@ class NetworkConnectors:
                            for d in parse_connectors(getattr(config, "network", []))]
         for c in self.connectors:
             c.component = self
-        self.demand_queues: dict[str, str] = {}   # queue -> the asking broker's name
+        #: (vhost, queue) -> the name of the broker whose connector asks for this demand
+        self.demand_queues: dict[tuple[str, str], str] = {}
         self._send_pending = False
         broker.subscribe(self._event)
         if self.connectors:
@@ -533,36 +534,37 @@ class NetworkConnectors:
             connector.start()
 
     def _event(self, event: str, **info: Any) -> None:
-        if info.get("vhost") != VHOST:
-            return
+        vhost = info.get("vhost")
         if event == "queue.created":
-            vh = self.broker.vhosts.get(VHOST)
+            vh = self.broker.vhosts.get(vhost)
             q = vh.queues.get(info["name"]) if vh is not None else None
             if q is None:
                 return
             asking = q.arguments.get(DEMAND_ARG)
             if isinstance(asking, (str, bytes)):
-                self.demand_queues[q.name] = asking.decode() if isinstance(asking, bytes) \
-                    else asking
+                # a peer's connector asks what this vhost is subscribed to
+                self.demand_queues[(vhost, q.name)] = asking.decode() \
+                    if isinstance(asking, bytes) else asking
                 self.send_demand()
                 return
-            for connector in self.connectors:
-                if not connector._stopped:
-                    connector.queue_appeared(q)
+            if vhost == VHOST:
+                for connector in self.connectors:
+                    if not connector._stopped:
+                        connector.queue_appeared(q)
         elif event == "queue.deleted":
-            self.demand_queues.pop(info["name"], None)
+            self.demand_queues.pop((vhost, info["name"]), None)
         elif event in ("binding.created", "binding.deleted") \
                 and info["binding"].source == "amq.topic":
             self.send_demand()
 
     # ------------------------------------------------------------------ demand for peers
-    def demand_keys(self, asking: str) -> list[str]:
-        """What this broker wants of ``amq.topic`` messages, for the peer ``asking``: the
-        keys of its own subscriptions (and of other peers' duplex queues here), plus the
-        include keys of its connectors to other brokers (messages it would pass on). A
-        connector's own demand-driven bindings are not passed on: in a ring, demand would go
-        round and never go away."""
-        vh = self.broker.vhosts.get(VHOST)
+    def demand_keys(self, asking: str, vhost: str = VHOST) -> list[str]:
+        """What this broker wants of ``amq.topic`` messages of ``vhost``, for the peer
+        ``asking``: the keys of its own subscriptions (and of other peers' duplex queues
+        here), plus, in the connectors' vhost, the include keys of its connectors to other
+        brokers (messages it would pass on). A connector's own demand-driven bindings are not
+        passed on: in a ring, demand would go round and never go away."""
+        vh = self.broker.vhosts.get(vhost)
         ex = vh.exchanges.get("amq.topic") if vh is not None else None
         keys: set[str] = set()
         for binding in (ex.bindings if ex is not None else []):
@@ -574,9 +576,10 @@ class NetworkConnectors:
                         getattr(dest, "name", "").endswith(f"-> {asking}"):
                     continue
             keys.add(binding.routing_key)
-        for connector in self.connectors:
-            if connector.peer is not None and connector.peer != asking:
-                keys.update(connector.definition.topic_keys())
+        if vhost == VHOST:
+            for connector in self.connectors:
+                if connector.peer is not None and connector.peer != asking:
+                    keys.update(connector.definition.topic_keys())
         return sorted(keys)
 
     def send_demand(self) -> None:
@@ -595,16 +598,15 @@ class NetworkConnectors:
                     lambda f, c=connector: log.warning("%s: rebinding failed: %s",
                                                        c.describe(), f.getErrorMessage()))
         broker = self.broker
-        try:
-            publisher = broker.publisher(VHOST, None)
-            default = publisher.exchange("")
-            for queue, asking in list(self.demand_queues.items()):
-                body = json.dumps(self.demand_keys(asking)).encode()
-                publisher.publish(default, Message(
+        for (vhost, queue), asking in list(self.demand_queues.items()):
+            try:
+                publisher = broker.publisher(vhost, None)
+                body = json.dumps(self.demand_keys(asking, vhost)).encode()
+                publisher.publish(publisher.exchange(""), Message(
                     "", queue, body, codec=broker.codec,
                     props=Properties(content_type="application/json")))
-        except BrokerError as error:
-            log.warning("network connectors: cannot send demand: %s", error)
+            except BrokerError as error:
+                log.warning("network connectors: cannot send demand: %s", error)
 
     # ------------------------------------------------------------------ ParameterComponent
     def validate(self, vhost: str, name: str, value: Any, user: Any | None) -> list[str]:
