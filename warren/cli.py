@@ -107,7 +107,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                  if k not in ("command", "config", "func") and v is not None}
     try:
         cfg = load(args.config, overrides=overrides)
+        from .network.connector_config import parse_connectors
+        parse_connectors(cfg.network)
     except ConfigError as error:
+        return _cannot_start(log, error)
+    except ValueError as error:  # a [[network]] table the connectors refuse
         return _cannot_start(log, error)
     logging.getLogger().setLevel(getattr(logging, cfg.log_level.upper(), logging.INFO))
     # Alembic announces each of its plugins at INFO on every start; the migrations it runs

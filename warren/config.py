@@ -89,6 +89,8 @@ class Config:
     ha: str = "none"                       # none | shared-file | shared-db
     lease_ttl: float = 10.0
     lease_renew: float = 2.0
+    # ActiveMQ-style network connectors: [[network]] tables (warren.network.connector_config)
+    network: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         #: key -> where its value came from, as the operator wrote it ("--amqp-port",
@@ -155,6 +157,12 @@ def _coerce(key: str, type_name: Any, value: Any, where: str, default: Any = Non
     """``value`` as ``key``'s type, or a ConfigError naming ``where`` and what to write."""
     t = str(type_name)
     ok, out = True, value
+    if t.startswith("list[dict"):   # [[network]]: tables, only from the config file
+        ok = isinstance(value, list) and all(isinstance(v, dict) for v in value)
+        if not ok:
+            raise ConfigError(f"{_shown(where, value)}: not a list of tables: write them as "
+                              f"[[{key}]] tables in the config file")
+        return value
     if isinstance(value, str) and t != "str":
         text = value.strip()
         try:
@@ -267,4 +275,7 @@ def _read_toml(path: str) -> dict[str, Any]:
     if not isinstance(section, dict):
         raise ConfigError(f"--config {path}: 'warren' is not a table: write the keys under "
                           f"[warren] or at the top of the file")
+    if section is not data and "network" in data:
+        # [[network]] tables at the top level of a file with a [warren] table
+        section = {**section, "network": data["network"]}
     return section

@@ -22,6 +22,7 @@ from .broker.broker import Broker
 from .broker.parameters import ParameterComponent
 from .config import Config
 from .mqtt.listener import MqttFactory
+from .network.connector import NetworkConnectors
 from .network.federation.component import FederationComponent
 from .network.shovel.component import ShovelComponent
 from .startup import listen_problem
@@ -108,6 +109,7 @@ FRONT_ENDS: tuple[tuple[str, str, str, Any], ...] = (
 PARAMETER_COMPONENTS: tuple[Callable[[Broker, Config], ParameterComponent], ...] = (
     ShovelComponent,
     FederationComponent,
+    NetworkConnectors,
 )
 
 

@@ -438,6 +438,27 @@ def test_federation_links_listed_with_their_state(ui, broker, unique):
         api(broker, "DELETE", "parameters", "federation-upstream", "/", unique)
 
 
+def test_network_connectors_listed_with_their_state(ui, tmp_path):
+    from tests.broker_process import BrokerProcess
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]      # nothing listens there once closed
+    cfg = tmp_path / "warren.toml"
+    cfg.write_text(f'[[network]]\nname = "to-nowhere"\nuri = "amqp://127.0.0.1:{port}"\n'
+                   'include = ["topic://prices.>"]\nreconnect_delay = 0.5\n')
+    with BrokerProcess(tmp_path / "data", extra_args=["--config", str(cfg)]) as broker, \
+            screenshot_on_failure(ui, "connectors"):
+        login(ui, broker)
+        ui.wait_for_selector("#page-overview")
+        open_page(ui, "#/bridges", "#page-bridges")
+        sel = json.dumps(row("to-nowhere"))
+        ui.wait_for(f"document.querySelector({sel}) && document.querySelector({sel})"
+                    ".textContent.includes('connection refused')", what="error row")
+        text = ui.evaluate(f"document.querySelector({sel}).textContent")
+        assert "topic://prices.>" in text and "error" in text and str(port) in text
+        assert_clean(ui)
+
+
 def test_every_tab_renders_at_laptop_size(ui, broker):
     with screenshot_on_failure(ui, "tabs"):
         login(ui, broker)

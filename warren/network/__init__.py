@@ -22,8 +22,12 @@ Bridges built on them:
   and upstream, moving into this broker's core in-process (the ``x-federation-upstream``
   exchange type an upstream needs is in ``warren.exchange``, core-side).
 
-ActiveMQ-style network connectors (demand forwarding, loop prevention by broker path and
-``network_ttl``, duplex links) are not built yet. This package may use the core
-(``warren.broker``), as a front end does, and imports no front end (``tests/test_layering.py``);
-the console reaches shovels and federation links only through the runtime-parameter registry.
+- :mod:`.connector`: ActiveMQ-style network connectors from ``[[network]]`` config tables
+  (:mod:`.connector_config`): one Link per connector pushing included topics and queues to
+  the peer with confirms, on the peer's demand, ``duplex`` pulling back over the same
+  connection, loops stopped by the ``x-network-path`` broker path and ``network_ttl``.
+
+This package may use the core (``warren.broker``), as a front end does, and imports no front
+end (``tests/test_layering.py``); the console reaches shovels, federation links and
+connectors only through the runtime-parameter registry.
 """

@@ -137,6 +137,7 @@ class BrokerCollector:
                      b.memory_used)
         yield from _shovel_metrics(b)
         yield from _federation_metrics(b)
+        yield from _connector_metrics(b)
         store_stats = {}
         if b.store is not None:
             try:
@@ -209,6 +210,33 @@ def _federation_metrics(broker: Any) -> Iterable[Metric]:
         moved.add_metric(labels, link["forwarded"])
         failures.add_metric(labels, link["failures"])
     yield from (state, moved, failures)
+
+
+def _connector_metrics(broker: Any) -> Iterable[Metric]:
+    """Per network connector of the config file: state, messages sent to the peer and
+    brought from it (duplex), connection failures."""
+    component = broker.runtime_parameters.component("network-connector")
+    rows = component.counters() if component is not None else []
+    names = ["name", "peer"]
+    state = GaugeMetricFamily("warren_network_connector_state", "Network connector state "
+                              "(1 for the state it is in)", labels=names + ["state"])
+    out = CounterMetricFamily("warren_network_connector_messages_forwarded", "Messages a "
+                              "network connector forwarded to its peer, confirmed",
+                              labels=names)
+    into = CounterMetricFamily("warren_network_connector_messages_received", "Messages a "
+                               "duplex network connector brought from its peer",
+                               labels=names)
+    failures = CounterMetricFamily("warren_network_connector_failures", "Connection "
+                                   "attempts of a network connector that failed or were lost",
+                                   labels=names)
+    for row in rows:
+        labels = [row["name"], row["peer"]]
+        for name in sorted(set(FEDERATION_STATES) | {row["status"]}):
+            state.add_metric(labels + [name], 1 if name == row["status"] else 0)
+        out.add_metric(labels, row["forwarded_out"])
+        into.add_metric(labels, row["forwarded_in"])
+        failures.add_metric(labels, row["failures"])
+    yield from (state, out, into, failures)
 
 
 def _gauge(name: str, doc: str, value: float | None, *, per_queue=None,

@@ -71,6 +71,13 @@ SCHEMAS: dict[str, Any] = {
                            {"exchange": STR, "upstream_exchange": STR, "queue": STR,
                             "upstream_queue": STR, "consumer_tag": STR,
                             "local_connection": STR, "error": STR}),
+    "NetworkConnector": _obj({"node": STR, "vhost": STR, "type": STR, "name": STR,
+                              "uri": STR, "status": STR, "duplex": BOOL,
+                              "network_ttl": INT, "forwarded_out": INT, "forwarded_in": INT,
+                              "timestamp": STR},
+                             {"peer": {"type": ["string", "null"]}, "error": STR,
+                              "include": {"type": "array"}, "exclude": {"type": "array"},
+                              "queues": {"type": "array"}, "conduit_subscriptions": BOOL}),
     "Whoami": _obj({"name": STR, "tags": {"type": "array", "items": STR}}),
     "Overview": _obj({"management_version": STR, "rabbitmq_version": STR,
                       "product_name": STR, "product_version": STR, "node": STR,
@@ -151,6 +158,7 @@ _set("GET", ["/api/shovels", "/api/shovels/{vhost}"], "200", _list("Shovel"))
 _set("GET", ["/api/shovels/{vhost}/{name}"], "200", _ref("Shovel"))
 _set("GET", ["/api/federation-links", "/api/federation-links/{vhost}"], "200",
      _list("FederationLink"))
+_set("GET", ["/api/network-connectors"], "200", _list("NetworkConnector"))
 _set("GET", ["/api/connections", "/api/vhosts/{vhost}/connections"], "200",
      _list("Connection"))
 _set("GET", ["/api/connections/{name}"], "200", _ref("Connection"))

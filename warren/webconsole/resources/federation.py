@@ -4,6 +4,8 @@
 The links live in the ``federation-upstream`` runtime-parameter component (registered by the
 network package); the console asks it by name and imports no network code. Users see the
 links of the vhosts they may see; a vhost that does not exist is 404.
+``/api/network-connectors`` lists the config file's ActiveMQ-style connectors the same way
+(component ``network-connector``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from ..api import Call, Route
 
 COMPONENT = "federation-upstream"
+CONNECTORS = "network-connector"
 
 
 def _status(call: Call, vhost: str | None = None) -> list[dict[str, Any]]:
@@ -29,7 +32,16 @@ def list_vhost(call: Call) -> list[dict[str, Any]]:
     return _status(call, call.vhost().name)
 
 
+def connectors(call: Call) -> list[dict[str, Any]]:
+    """The ActiveMQ-style network connectors of the config file (``type`` ``connector``)."""
+    component = call.broker.runtime_parameters.component(CONNECTORS)
+    if component is None:
+        return []
+    return [s for s in component.status() if call.may_see_vhost(s["vhost"])]
+
+
 ROUTES = [
     Route("GET", "/api/federation-links", list_all, "monitoring"),
     Route("GET", "/api/federation-links/{vhost}", list_vhost, "monitoring"),
+    Route("GET", "/api/network-connectors", connectors, "monitoring"),
 ]

@@ -1,6 +1,7 @@
 // Network: the shovels this broker runs (RabbitMQ's "Shovel Status" and "Shovel Management"
 // pages in one), each with its state, ends, rate and last error, and the form to add one;
-// then the federation links (RabbitMQ's "Federation Status" page): /api/federation-links.
+// then the federation links (RabbitMQ's "Federation Status" page): /api/federation-links,
+// and the network connectors of the config file ([[network]]): /api/network-connectors.
 
 import {apiPath, del, get, put} from "../api.js";
 import {formatCount, formatRate, h, num, replace, table} from "../dom.js";
@@ -94,12 +95,37 @@ async function federationTable(app) {
     "Last error"], rows, {keys: links.map((l) => l.id)});
 }
 
+/** The network connectors table (read-only: connectors come from the config file). */
+async function connectorsTable() {
+  const connectors = await get(apiPath("network-connectors"));
+  if (!connectors.length) {
+    return h("div", {class: "empty-state"},
+      h("p", {class: "empty-title"}, "No network connectors"),
+      h("p", {class: "muted"},
+        "ActiveMQ-style network connectors are [[network]] tables of the config file."));
+  }
+  const rows = connectors.map((c) => [
+    h("span", {class: "wrap"}, c.name),
+    h("span", {class: "wrap"}, c.uri, c.peer ? h("br") : "", c.peer || ""),
+    c.duplex ? "duplex" : "one way", num(String(c.network_ttl)),
+    h("span", {class: "wrap"}, (c.include.length ? c.include : ["everything"]).join(" "),
+      c.exclude.length ? h("br") : "", c.exclude.length ? "except " + c.exclude.join(" ") : ""),
+    h("span", {class: `state state-${c.status}`}, c.status),
+    num(formatCount(c.forwarded_out)), num(formatCount(c.forwarded_in)),
+    c.error ? h("span", {class: "wrap error-text"}, c.error) : "",
+  ]);
+  return table(["Name", "Peer", "Direction", "TTL", "Destinations", "State", "Sent",
+    "Received", "Last error"], rows, {keys: connectors.map((c) => c.name)});
+}
+
 export function bridgesPage(params, app) {
   const body = h("div", {id: "bridges-list"});
   const federation = h("div", {id: "federation-list"});
+  const connectors = h("div", {id: "connectors-list"});
   const element = h("div", {class: "page", id: "page-bridges"}, h("h2", {}, "Shovels"), body,
     section("Add a shovel", addForm(app), {id: "add-shovel"}),
-    h("h2", {}, "Federation links"), federation);
+    h("h2", {}, "Federation links"), federation,
+    h("h2", {}, "Network connectors"), connectors);
   const last = new Map();   // vhost/name -> [time, forwarded] of the previous refresh
   return {
     element,
@@ -107,6 +133,7 @@ export function bridgesPage(params, app) {
       const overview = await get(apiPath("overview"));
       app.showNode(overview);
       replace(federation, await federationTable(app));
+      replace(connectors, await connectorsTable());
       const shovels = (await get(apiPath("shovels")))
         .filter((s) => !app.vhost || s.vhost === app.vhost);
       if (!shovels.length) {
