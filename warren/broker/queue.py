@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..exchange.interface import BindingSet
 from ..store.interface import resource_key
 from .arguments import validate_queue_arguments
 from .consumers import Consumer, ConsumerSet
@@ -39,7 +40,7 @@ class Queue:
         self.arguments = validate_queue_arguments(vhost.name, name, dict(arguments or {}))
         self.store_key = resource_key(vhost.name, name)
         self.policy: dict[str, Any] | None = None  # the applied policy's definition, if any
-        self.bindings: list = []              # bindings with this queue as destination
+        self.bindings = BindingSet()          # bindings with this queue as destination
         self.consumers = ConsumerSet()
         self.unacked = 0                      # entries delivered and not yet settled
         self.unacked_bytes = 0

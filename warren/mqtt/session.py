@@ -120,7 +120,10 @@ class SessionState:
         self.vhost = vhost
         self.client_id = client_id
         self.expiry = expiry                         # seconds; NEVER_EXPIRES = forever
-        self.subs: dict[str, Sub] = {}               # full filter -> subscription
+        self.subs: dict[str, Sub] = {}               # full filter -> subscription (put_sub)
+        self.no_local_count = 0                      # subscriptions with no-local
+        self.own_qos_count = 0                       # non-shared subscriptions with QoS > 0
+        self.save_pending = False                    # a coalesced save is scheduled
         self.inflight: dict[int, Inflight] = {}      # outbound packet id -> delivery
         self.qos2_received: set[int] = set()         # inbound QoS 2 ids awaiting PUBREL
         self.next_id = 0
@@ -128,6 +131,24 @@ class SessionState:
         self.expiry_call = None                      # pending session end
         self.will_call = None                        # pending delayed will
         self.ended = False
+
+    def put_sub(self, full: str, sub: Sub) -> None:
+        """Add or replace a subscription; the counters keep SUBSCRIBE O(1) per filter."""
+        self.pop_sub(full)
+        self.subs[full] = sub
+        self._count(sub, 1)
+
+    def pop_sub(self, full: str) -> Sub | None:
+        sub = self.subs.pop(full, None)
+        if sub is not None:
+            self._count(sub, -1)
+        return sub
+
+    def _count(self, sub: Sub, n: int) -> None:
+        if sub.no_local:
+            self.no_local_count += n
+        if sub.group is None and sub.qos:
+            self.own_qos_count += n
 
     @property
     def queue_name(self) -> str:
@@ -168,7 +189,7 @@ class SessionRegistry:
             group, filt = split_shared(s["filter"])
             sub = Sub(filt, group, int(s["qos"]), bool(s.get("nl")), bool(s.get("rap")),
                       s.get("id"))
-            state.subs[s["filter"]] = sub
+            state.put_sub(s["filter"], sub)
         self.sessions[(state.vhost, state.client_id)] = state
         if state.expiry != NEVER_EXPIRES:
             state.expiry_call = self.clock.callLater(state.expiry, self.end, state)
@@ -176,8 +197,22 @@ class SessionRegistry:
     def _key(self, state: SessionState) -> str:
         return resource_key("mqtt-session", state.vhost, state.client_id)
 
+    def save_soon(self, state: SessionState) -> None:
+        """``save`` once at the next reactor turn, however many (UN)SUBSCRIBEs come before:
+        the record holds every subscription, so saving it per packet would make N SUBSCRIBEs
+        cost O(N^2). The store writes a turn's definitions together anyway."""
+        if state.save_pending or state.expiry == 0 or state.ended:
+            return
+        state.save_pending = True
+        self.clock.callLater(0, self._save_pending, state)
+
+    def _save_pending(self, state: SessionState) -> None:
+        if state.save_pending:
+            self.save(state)
+
     def save(self, state: SessionState) -> None:
         """Record a persistent session (subscriptions, expiry) in the store."""
+        state.save_pending = False
         if state.expiry == 0 or state.ended:
             return
         record = state.to_record()
@@ -615,10 +650,9 @@ class MqttSession:
     # ------------------------------------------------------------------ delivery out
     def _subs_changed(self) -> None:
         self._match_cache.clear()
-        own = [s for s in self.state.subs.values() if s.group is None]
-        self._has_no_local = any(s.no_local for s in self.state.subs.values())
+        self._has_no_local = self.state.no_local_count > 0
         if self.consumer is not None:
-            self.consumer.no_ack = all(s.qos == 0 for s in own)
+            self.consumer.no_ack = self.state.own_qos_count == 0
 
     def _matching(self, topic: str) -> tuple[int, tuple[Sub, ...]]:
         """(max QoS, subscriptions) of the client's own subscriptions matching ``topic``."""
@@ -841,23 +875,23 @@ class MqttSession:
                 if group is None:
                     q = self._own_queue()
                     self.vhost.bind(self.exchange.name, q, filter_to_pattern(filt))
-                    state.subs[req.topic_filter] = sub
+                    state.put_sub(req.topic_filter, sub)
                 else:
-                    state.subs[req.topic_filter] = sub
+                    state.put_sub(req.topic_filter, sub)
                     old = self.shared.get(req.topic_filter)
                     if old is not None:
                         old.shared_sub = sub
                     else:
                         self._join_group(req.topic_filter, sub)
             except BrokerError as e:
-                state.subs.pop(req.topic_filter, None)
+                state.pop_sub(req.topic_filter)
                 codes.append(rc.suback_code(rc.reason_for(e), self.level))
                 continue
             codes.append(req.qos)
             fresh.append((sub, existed, req.retain_handling))
         self._subs_changed()
         self.send(SubAck(s.packet_id, tuple(codes)))
-        self.registry.save(state)
+        self.registry.save_soon(state)
         if self.consumer is not None and self.consumer not in list(self.consumer.queue.consumers):
             self.consumer.queue.add_consumer(self.consumer)
         for sub, existed, handling in fresh:
@@ -898,7 +932,7 @@ class MqttSession:
         codes = []
         state = self.state
         for filt in u.topic_filters:
-            sub = state.subs.pop(filt, None)
+            sub = state.pop_sub(filt)
             if sub is None:
                 codes.append(rc.NO_SUBSCRIPTION_EXISTED)
                 continue
@@ -912,7 +946,7 @@ class MqttSession:
                     self._leave(c)
             codes.append(rc.SUCCESS)
         self._subs_changed()
-        self.registry.save(state)
+        self.registry.save_soon(state)
         self.send(UnsubAck(u.packet_id, tuple(codes) if self.level == 5 else ()))
 
     def _leave(self, consumer: MqttConsumer) -> None:

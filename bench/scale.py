@@ -1,0 +1,195 @@
+"""Cost that grows with the work: bindings, MQTT subscriptions, and an unrelated client meanwhile.
+
+    python -m bench.scale core --sizes 10000 50000
+        binds N bindings on one exchange through the core (in-process Broker, no network),
+        then unbinds them: seconds in total and microseconds per operation, per exchange type.
+    python -m bench.scale mqtt --sizes 10000 --mode one|many|both
+        a `warren run` subprocess; a paho client subscribes N filters in one SUBSCRIBE
+        (``one``) or in N SUBSCRIBEs sent back to back (``many``) and waits for the SUBACKs,
+        while a second client times QoS 1 PUBLISH -> PUBACK round trips (max and p99 quoted).
+    python -m bench.scale purge --sizes 1000000
+        a queue holding N messages (in-process core) is purged / deleted: seconds.
+
+Nothing here is asserted; the figures are for the report and docs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def _core_broker():
+    from twisted.internet.task import Clock
+
+    from warren.amqp.properties import CODEC
+    from warren.broker.broker import Broker
+    b = Broker(clock=Clock(), codec=CODEC)
+    b.ensure_defaults()
+    return b
+
+
+def bench_core(sizes: list[int]) -> None:
+    for kind, exchange, key in (("topic", "amq.topic", lambda i: f"sensor.{i}.#"),
+                                ("direct", "amq.direct", lambda i: f"k{i}"),
+                                ("fanout", "amq.fanout", lambda i: f"k{i}"),
+                                ("headers", "amq.headers", lambda i: f"k{i}")):
+        for n in sizes:
+            broker = _core_broker()
+            vh = broker.vhost("/")
+            q = vh.declare_queue("q")
+            args = (lambda i: {"x-match": "any", "h": i}) if kind == "headers" else (lambda i: {})
+            t0 = time.perf_counter()
+            for i in range(n):
+                vh.bind(exchange, q, key(i), args(i))
+            t_bind = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for i in range(n):   # duplicates: each is found, nothing added
+                vh.bind(exchange, q, key(i), args(i))
+            t_dup = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for i in range(n):
+                vh.unbind(exchange, q, key(i), args(i))
+            t_unbind = time.perf_counter() - t0
+            # many queues on one key, then the queues deleted (Queue.bindings / type removal)
+            queues = [vh.declare_queue(f"q{i}") for i in range(n)]
+            t0 = time.perf_counter()
+            for qq in queues:
+                vh.bind(exchange, qq, "same", args(0))
+            t_same = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for qq in queues:
+                vh.delete_queue(qq.name)
+            t_del = time.perf_counter() - t0
+            print(f"core {kind:7} n={n:>7}: bind {t_bind:7.2f}s ({t_bind / n * 1e6:6.1f} us/op)"
+                  f"  re-bind {t_dup:6.2f}s ({t_dup / n * 1e6:6.1f} us/op)"
+                  f"  unbind {t_unbind:6.2f}s ({t_unbind / n * 1e6:6.1f} us/op)"
+                  f"  n queues on one key: bind {t_same / n * 1e6:6.1f} us/op,"
+                  f" delete queue {t_del / n * 1e6:6.1f} us/op", flush=True)
+
+
+def bench_purge(sizes: list[int]) -> None:
+    from warren.amqp.properties import CODEC
+    from warren.broker.message import Message, Properties
+    for n in sizes:
+        broker = _core_broker()
+        vh = broker.vhost("/")
+        for op in ("purge", "delete"):
+            q = vh.declare_queue("big")
+            pub = broker.publisher("/", None)
+            ex = pub.exchange("")
+            for _ in range(n):
+                pub.publish(ex, Message("", "big", b"x", codec=CODEC, props=Properties()))
+            t0 = time.perf_counter()
+            if op == "purge":
+                q.purge()
+            vh.delete_queue("big")
+            dt = time.perf_counter() - t0
+            print(f"core {op} of a queue of n={n}: {dt:.3f}s in one call", flush=True)
+
+
+class RoundTrips(threading.Thread):
+    """A second MQTT client publishing QoS 1 to a topic nobody reads, timing each PUBACK."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        import paho.mqtt.client as mqtt
+        self.samples: list[float] = []
+        self.stop = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="rtt-probe")
+        self.acked = threading.Event()
+        self.client.on_publish = lambda *a: self.acked.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.acked.clear()
+            t0 = time.perf_counter()
+            self.client.publish("probe/rtt", b"x", qos=1)
+            if not self.acked.wait(300):
+                break
+            self.samples.append(time.perf_counter() - t0)
+            time.sleep(0.005)
+
+    def finish(self) -> str:
+        self.stop.set()
+        self.join(310)
+        self.client.loop_stop()
+        self.client.disconnect()
+        s = sorted(self.samples)
+        if not s:
+            return "no round trip"
+        p99 = s[min(len(s) - 1, int(len(s) * 0.99))]
+        return (f"probe round trips: n={len(s)} median {statistics.median(s) * 1e3:.1f} ms"
+                f" p99 {p99 * 1e3:.1f} ms max {s[-1] * 1e3:.1f} ms")
+
+
+def bench_mqtt(sizes: list[int], modes: list[str]) -> None:
+    import paho.mqtt.client as mqtt
+
+    from bench.brokers import Warren
+    for n in sizes:
+        for mode in modes:
+            with tempfile.TemporaryDirectory() as tmp:
+                broker = Warren(Path(tmp), command=[sys.executable, "-m", "warren"])
+                broker.start()
+                try:
+                    port = broker.ports["mqtt"]
+                    probe = RoundTrips(port)
+                    probe.start()
+                    time.sleep(0.5)   # a few samples of the quiet broker first
+                    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="big-sub")
+                    done = threading.Event()
+                    pending = {"left": 1 if mode == "one" else n}
+
+                    def on_subscribe(*_a, pending=pending, done=done):
+                        pending["left"] -= 1
+                        if pending["left"] == 0:
+                            done.set()
+                    client.on_subscribe = on_subscribe
+                    client.max_queued_messages_set(0)
+                    client.connect("127.0.0.1", port)
+                    client.loop_start()
+                    filters = [(f"bench/{i}/+/temp", 1) for i in range(n)]
+                    t0 = time.perf_counter()
+                    if mode == "one":
+                        client.subscribe(filters)
+                    else:
+                        for f in filters:
+                            client.subscribe(f[0], f[1])
+                    ok = done.wait(600)
+                    dt = time.perf_counter() - t0
+                    print(f"mqtt n={n:>6} {mode:4}: {'all SUBACKs in' if ok else 'TIMEOUT after'}"
+                          f" {dt:7.2f}s ({dt / n * 1e6:6.1f} us/filter); {probe.finish()}",
+                          flush=True)
+                    client.loop_stop()
+                    client.disconnect()
+                finally:
+                    broker.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["core", "mqtt", "purge"])
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
+    p.add_argument("--mode", choices=["one", "many", "both"], default="both",
+                   help="mqtt: one SUBSCRIBE with every filter, one per filter, or both")
+    a = p.parse_args(argv)
+    if a.what == "core":
+        bench_core(a.sizes)
+    elif a.what == "purge":
+        bench_purge(a.sizes)
+    else:
+        bench_mqtt(a.sizes, ["one", "many"] if a.mode == "both" else [a.mode])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
