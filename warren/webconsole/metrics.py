@@ -1,13 +1,20 @@
 """/metrics: Prometheus text format, named as RabbitMQ's ``rabbitmq_prometheus`` plugin.
 
 A custom collector reads the broker at each scrape (nothing is updated on the hot path), so
-Grafana dashboards built for RabbitMQ work: aggregated totals (``rabbitmq_queues``,
-``rabbitmq_connections``, ``rabbitmq_channel_messages_published_total``...) plus per-queue
-series labelled ``vhost`` and ``queue`` as on RabbitMQ's ``/metrics/per-object`` (served on
-both ``/metrics`` and ``/metrics/per-object`` here; a broker with very many queues can point
-Prometheus at ``/metrics/aggregated``, which leaves them out). Warren's own series:
-``warren_ha_role``, ``warren_store_fsync_seconds``, ``warren_journal_bytes`` and every figure
-of the store's ``stats()`` as ``warren_store_<name>``.
+Grafana dashboards built for RabbitMQ work. As rabbitmq_prometheus:
+
+* ``/metrics`` is aggregated: totals (``rabbitmq_queues``, ``rabbitmq_queue_messages_ready``
+  without labels, ``rabbitmq_connections``, ``rabbitmq_channel_messages_published_total``...),
+  its text the same size whatever the number of queues (``/metrics/aggregated`` is the same);
+* ``/metrics/per-object`` adds the per-queue series labelled ``vhost`` and ``queue`` (what
+  dashboards with per-queue panels must scrape);
+* ``/metrics/detailed?family=queue_coarse_metrics&vhost=/`` gives only the families asked for
+  (``queue_coarse_metrics``, ``queue_consumer_count``, ``queue_metrics``,
+  ``queue_delivery_metrics``; ``family`` and ``vhost`` may repeat) with the
+  ``rabbitmq_detailed_`` prefix, for the vhosts asked for (all when none).
+
+Warren's own series: ``warren_ha_role``, ``warren_store_fsync_seconds``,
+``warren_journal_bytes`` and every figure of the store's ``stats()`` as ``warren_store_<name>``.
 """
 
 from __future__ import annotations
@@ -70,8 +77,6 @@ class BrokerCollector:
                               "product_version": WARREN_VERSION})
         yield build
 
-        vhosts = list(b.vhosts.values())
-        queues = [(vh.name, q) for vh in vhosts for q in list(vh.queues.values())]
         conns = list(b.connections.values())
         channels = 0
         for c in conns:
@@ -81,43 +86,15 @@ class BrokerCollector:
                 pass
         yield _gauge("rabbitmq_connections", "Connections currently open", len(conns))
         yield _gauge("rabbitmq_channels", "Channels currently open", channels)
-        yield _gauge("rabbitmq_consumers", "Consumers currently connected",
-                     sum(q.consumer_count for _, q in queues))
-        yield _gauge("rabbitmq_queues", "Queues available", len(queues))
-        yield _gauge("rabbitmq_queue_messages_ready", "Messages ready to be delivered to "
-                     "consumers", None, per_queue=[(vh, q.name, q.message_count)
-                                                   for vh, q in queues] if self.per_object
-                     else None, total=sum(q.message_count for _, q in queues))
-        yield _gauge("rabbitmq_queue_messages_unacked", "Messages delivered to consumers but "
-                     "not yet acknowledged", None,
-                     per_queue=[(vh, q.name, q.unacked) for vh, q in queues]
-                     if self.per_object else None,
-                     total=sum(q.unacked for _, q in queues))
-        yield _gauge("rabbitmq_queue_messages", "Sum of ready and unacknowledged messages "
-                     "(queue depth)", None,
-                     per_queue=[(vh, q.name, q.message_count + q.unacked) for vh, q in queues]
-                     if self.per_object else None,
-                     total=sum(q.message_count + q.unacked for _, q in queues))
-        yield _gauge("rabbitmq_queue_messages_ready_bytes", "Size in bytes of ready messages",
-                     None, per_queue=[(vh, q.name, q.ready.bytes) for vh, q in queues]
-                     if self.per_object else None,
-                     total=sum(q.ready.bytes for _, q in queues))
-        yield _gauge("rabbitmq_queue_messages_unacked_bytes", "Size in bytes of all "
-                     "unacknowledged messages", None,
-                     per_queue=[(vh, q.name, q.unacked_bytes) for vh, q in queues]
-                     if self.per_object else None,
-                     total=sum(q.unacked_bytes for _, q in queues))
-        yield _gauge("rabbitmq_queue_consumers", "Consumers on a queue", None,
-                     per_queue=[(vh, q.name, q.consumer_count) for vh, q in queues]
-                     if self.per_object else None,
-                     total=sum(q.consumer_count for _, q in queues))
         if self.per_object:
-            c = CounterMetricFamily("rabbitmq_queue_messages_published",
-                                    "Total number of messages published to queues",
-                                    labels=["vhost", "queue"])
-            for vh, q in queues:
-                c.add_metric([vh, q.name], q.stats.get("publish", 0))
-            yield c
+            queues = [(vh.name, q) for vh in list(b.vhosts.values())
+                      for q in list(vh.queues.values())]
+            yield _gauge("rabbitmq_consumers", "Consumers currently connected",
+                         sum(q.consumer_count for _, q in queues))
+            yield _gauge("rabbitmq_queues", "Queues available", len(queues))
+            yield from queue_families("rabbitmq_", queues, QUEUE_FAMILIES)
+        else:
+            yield from self._aggregated_queues()
         totals = self.stats.sample() if self.stats is not None else {}
         for name, key, doc in CHANNEL_COUNTERS:
             yield CounterMetricFamily(name, doc, value=totals.get(key, 0))
@@ -157,6 +134,93 @@ class BrokerCollector:
                 yield _gauge(name, f"store figure '{key}'", float(value))
 
 
+    def _aggregated_queues(self) -> Iterable[Metric]:
+        """Totals over all queues: one pass of plain additions, no per-queue series (the
+        text and the label sets were what cost 0.85 s at 10,000 queues)."""
+        n = consumers = ready = unacked = ready_bytes = unacked_bytes = 0
+        for vh in list(self.broker.vhosts.values()):
+            for q in vh.queues.values():
+                n += 1
+                consumers += q.consumer_count
+                ready += q.message_count
+                unacked += q.unacked
+                ready_bytes += q.ready.bytes
+                unacked_bytes += q.unacked_bytes
+        yield _gauge("rabbitmq_consumers", "Consumers currently connected", consumers)
+        yield _gauge("rabbitmq_queues", "Queues available", n)
+        totals = {"messages_ready": ready, "messages_unacked": unacked,
+                  "messages": ready + unacked, "messages_ready_bytes": ready_bytes,
+                  "messages_unacked_bytes": unacked_bytes, "consumers": consumers}
+        for _family, name, doc, _get in QUEUE_SERIES:
+            if name in totals:
+                yield _gauge("rabbitmq_queue_" + name, doc, totals[name])
+
+
+#: (rabbitmq_prometheus family, series name after ``<prefix>queue_``, help, value of a queue)
+QUEUE_SERIES = (
+    ("queue_coarse_metrics", "messages_ready", "Messages ready to be delivered to consumers",
+     lambda q: q.message_count),
+    ("queue_coarse_metrics", "messages_unacked", "Messages delivered to consumers but not yet "
+     "acknowledged", lambda q: q.unacked),
+    ("queue_coarse_metrics", "messages", "Sum of ready and unacknowledged messages (queue "
+     "depth)", lambda q: q.message_count + q.unacked),
+    ("queue_consumer_count", "consumers", "Consumers on a queue", lambda q: q.consumer_count),
+    ("queue_metrics", "messages_ready_bytes", "Size in bytes of ready messages",
+     lambda q: q.ready.bytes),
+    ("queue_metrics", "messages_unacked_bytes", "Size in bytes of all unacknowledged messages",
+     lambda q: q.unacked_bytes),
+    ("queue_metrics", "messages_bytes", "Size in bytes of ready and unacknowledged messages",
+     lambda q: q.ready.bytes + q.unacked_bytes),
+)
+#: the families of /metrics/per-object
+QUEUE_FAMILIES = frozenset({"queue_coarse_metrics", "queue_consumer_count", "queue_metrics"})
+DETAILED_FAMILIES = QUEUE_FAMILIES | {"queue_delivery_metrics"}
+
+
+def queue_families(prefix: str, queues: list[tuple[str, Any]],
+                   families: frozenset[str] | set[str]) -> Iterable[Metric]:
+    """Per-queue series labelled vhost and queue, for the families asked for."""
+    for family, name, doc, get in QUEUE_SERIES:
+        if family not in families:
+            continue
+        g = GaugeMetricFamily(prefix + "queue_" + name, doc, labels=["vhost", "queue"])
+        for vh, q in queues:
+            g.add_metric([vh, q.name], get(q))
+        yield g
+    if "queue_delivery_metrics" in families or prefix == "rabbitmq_":
+        c = CounterMetricFamily(prefix + "queue_messages_published",
+                                "Total number of messages published to queues",
+                                labels=["vhost", "queue"])
+        for vh, q in queues:
+            c.add_metric([vh, q.name], q.stats.get("publish", 0))
+        yield c
+
+
+class DetailedCollector:
+    """``/metrics/detailed?family=F&vhost=V``: only the families asked for (``family`` may be
+    repeated), only the queues of the vhosts asked for (all when none), with the
+    ``rabbitmq_detailed_`` prefix, as rabbitmq_prometheus."""
+
+    def __init__(self, broker: Any, families: set[str], vhosts: set[str]) -> None:
+        self.broker = broker
+        self.families = families
+        self.vhosts = vhosts
+
+    def collect(self) -> Iterable[Metric]:
+        node = self.broker.node_name
+        info = InfoMetricFamily("rabbitmq_identity", "RabbitMQ node & cluster identity info")
+        info.add_metric([], {"rabbitmq_node": node, "rabbitmq_cluster": node,
+                             "rabbitmq_endpoint": "detailed"})
+        yield info
+        wanted = self.families & DETAILED_FAMILIES
+        if not wanted:
+            return
+        queues = [(vh.name, q) for vh in list(self.broker.vhosts.values())
+                  if not self.vhosts or vh.name in self.vhosts
+                  for q in list(vh.queues.values())]
+        yield from queue_families("rabbitmq_detailed_", queues, wanted)
+
+
 SHOVEL_STATES = ("starting", "running", "blocked", "terminated")
 
 
@@ -194,12 +258,15 @@ def _gauge(name: str, doc: str, value: float | None, *, per_queue=None,
 
 
 class MetricsResource(resource.Resource):
-    """GET /metrics (per-object), /metrics/per-object and /metrics/aggregated."""
+    """GET /metrics (aggregated: cost independent of the number of queues), /metrics/per-object
+    (every queue's series), /metrics/detailed?family=...&vhost=..., as rabbitmq_prometheus.
+    ``/metrics/aggregated`` is kept as another name of ``/metrics``."""
 
     isLeaf = True
 
     def __init__(self, broker: Any, stats: Any) -> None:
         super().__init__()
+        self.broker = broker
         self.registries = {}
         for per_object in (True, False):
             reg = CollectorRegistry(auto_describe=False)
@@ -209,10 +276,19 @@ class MetricsResource(resource.Resource):
 
     def render_GET(self, request) -> bytes:
         path = request.path.rstrip(b"/")
-        if path not in (b"/metrics", b"/metrics/per-object", b"/metrics/aggregated"):
+        if path == b"/metrics/detailed":
+            args = request.args or {}
+            families = {f.decode("utf-8", "replace") for f in args.get(b"family", [])}
+            vhosts = {v.decode("utf-8", "replace") for v in args.get(b"vhost", [])}
+            reg = CollectorRegistry(auto_describe=False)
+            reg.register(DetailedCollector(self.broker, families, vhosts))
+        elif path in (b"/metrics", b"/metrics/aggregated"):
+            reg = self.registries[False]
+        elif path == b"/metrics/per-object":
+            reg = self.registries[True]
+        else:
             request.setResponseCode(404)
             request.setHeader("content-type", "text/plain")
             return b"not found\n"
-        reg = self.registries[path != b"/metrics/aggregated"]
         request.setHeader("content-type", CONTENT_TYPE_LATEST)
         return generate_latest(reg)
