@@ -71,6 +71,8 @@ MAX_CLIENT_ID = 200               # longer ids are refused (queue names stay sho
 SESSION_KEY_PREFIX = resource_key("mqtt-session", "")
 _PACK_U16 = struct.Struct(">H").pack
 _TOPIC_CACHE_LIMIT = 4096
+#: filters subscribed per reactor turn; a bigger SUBSCRIBE continues at the next turn
+SUBSCRIBE_SLICE = 2000
 _OWN_HEADERS = ("x-mqtt-publish-qos", "x-mqtt-retain", "x-mqtt-publisher",
                 "x-mqtt-payload-format", "x-correlation-id")
 
@@ -342,6 +344,9 @@ class MqttSession:
         self._publishing = False
         self._match_cache: dict[str, tuple[int, tuple[Sub, ...]]] = {}
         self._has_no_local = False
+        # long work for this client (a big SUBSCRIBE) continued a slice per reactor turn: a
+        # callable returning True when done; the listener holds further packets until then
+        self.pending_work: Callable[[], bool] | None = None
         self._topic_bytes: dict[str, bytes] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
             Publish: self._on_publish,
@@ -848,47 +853,76 @@ class MqttSession:
 
     # ------------------------------------------------------------------ SUBSCRIBE
     def _on_subscribe(self, s: Subscribe) -> None:
+        """Subscribe each filter, then one SUBACK. A SUBSCRIBE with more than
+        ``SUBSCRIBE_SLICE`` filters is done a slice per reactor turn (``pending_work``: the
+        listener reads none of this client's further packets meanwhile), so other clients'
+        round trips stay short; the SUBACK still follows the last subscription."""
         ids = s.properties.get("subscription_identifier")
         identifier = ids[0] if ids else None
-        state = self.state
-        codes = []
+        codes: list[int] = []
         fresh: list[tuple[Sub, bool, int]] = []
-        for req in s.subscriptions:
-            try:
-                validate_topic_filter(req.topic_filter)
-            except MqttError as e:
-                codes.append(rc.suback_code(e.reason_code, self.level))
-                continue
-            group, filt = split_shared(req.topic_filter)
-            if group is not None and req.no_local:
-                # [MQTT-3.8.3-4] no-local on a shared subscription is a protocol error
-                raise MqttError(rc.PROTOCOL_ERROR, "no-local on a shared subscription")
-            try:
-                self.broker.check(self.user, self.vhost.name, "read", "exchange",
-                                  self.exchange.name)
-            except AccessRefused as e:
-                codes.append(rc.suback_code(rc.reason_for(e), self.level))
-                continue
-            sub = Sub(filt, group, req.qos, req.no_local, req.retain_as_published, identifier)
-            existed = req.topic_filter in state.subs
-            try:
-                if group is None:
-                    q = self._own_queue()
-                    self.vhost.bind(self.exchange.name, q, filter_to_pattern(filt))
-                    state.put_sub(req.topic_filter, sub)
+        reqs = s.subscriptions
+        pos = 0
+
+        def work() -> bool:
+            nonlocal pos
+            if self.state_name is State.CLOSED:
+                return True
+            end = min(pos + SUBSCRIBE_SLICE, len(reqs))
+            for i in range(pos, end):
+                self._subscribe_one(reqs[i], identifier, codes, fresh)
+            pos = end
+            if pos < len(reqs):
+                self._subs_changed()
+                return False
+            self._subscribed(s, codes, fresh)
+            return True
+
+        if not work():
+            self.pending_work = work
+
+    def _subscribe_one(self, req: Any, identifier: Any, codes: list[int],
+                       fresh: list[tuple[Sub, bool, int]]) -> None:
+        state = self.state
+        try:
+            validate_topic_filter(req.topic_filter)
+        except MqttError as e:
+            codes.append(rc.suback_code(e.reason_code, self.level))
+            return
+        group, filt = split_shared(req.topic_filter)
+        if group is not None and req.no_local:
+            # [MQTT-3.8.3-4] no-local on a shared subscription is a protocol error
+            raise MqttError(rc.PROTOCOL_ERROR, "no-local on a shared subscription")
+        try:
+            self.broker.check(self.user, self.vhost.name, "read", "exchange",
+                              self.exchange.name)
+        except AccessRefused as e:
+            codes.append(rc.suback_code(rc.reason_for(e), self.level))
+            return
+        sub = Sub(filt, group, req.qos, req.no_local, req.retain_as_published, identifier)
+        existed = req.topic_filter in state.subs
+        try:
+            if group is None:
+                q = self._own_queue()
+                self.vhost.bind(self.exchange.name, q, filter_to_pattern(filt))
+                state.put_sub(req.topic_filter, sub)
+            else:
+                state.put_sub(req.topic_filter, sub)
+                old = self.shared.get(req.topic_filter)
+                if old is not None:
+                    old.shared_sub = sub
                 else:
-                    state.put_sub(req.topic_filter, sub)
-                    old = self.shared.get(req.topic_filter)
-                    if old is not None:
-                        old.shared_sub = sub
-                    else:
-                        self._join_group(req.topic_filter, sub)
-            except BrokerError as e:
-                state.pop_sub(req.topic_filter)
-                codes.append(rc.suback_code(rc.reason_for(e), self.level))
-                continue
-            codes.append(req.qos)
-            fresh.append((sub, existed, req.retain_handling))
+                    self._join_group(req.topic_filter, sub)
+        except BrokerError as e:
+            state.pop_sub(req.topic_filter)
+            codes.append(rc.suback_code(rc.reason_for(e), self.level))
+            return
+        codes.append(req.qos)
+        fresh.append((sub, existed, req.retain_handling))
+
+    def _subscribed(self, s: Subscribe, codes: list[int],
+                    fresh: list[tuple[Sub, bool, int]]) -> None:
+        state = self.state
         self._subs_changed()
         self.send(SubAck(s.packet_id, tuple(codes)))
         self.registry.save_soon(state)
