@@ -93,36 +93,49 @@ def bench_purge(sizes: list[int]) -> None:
             print(f"core {op} of a queue of n={n}: {dt:.3f}s in one call", flush=True)
 
 
-class RoundTrips(threading.Thread):
-    """A second MQTT client publishing QoS 1 to a topic nobody reads, timing each PUBACK."""
+def _probe_process(port: int, conn, stop) -> None:
+    """In its own process (no GIL shared with the big client): QoS 1 PUBLISH -> PUBACK round
+    trips to a topic nobody reads, until ``stop``; the samples go back through ``conn``."""
+    import paho.mqtt.client as mqtt
+    acked = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="rtt-probe")
+    client.on_publish = lambda *a: acked.set()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    samples = []
+    conn.send("ready")
+    while not stop.is_set():
+        acked.clear()
+        t0 = time.perf_counter()
+        client.publish("probe/rtt", b"x", qos=1)
+        if not acked.wait(300):
+            break
+        samples.append(time.perf_counter() - t0)
+        time.sleep(0.005)
+    client.loop_stop()
+    client.disconnect()
+    conn.send(samples)
+
+
+class RoundTrips:
+    """A second MQTT client, in another process, timing QoS 1 PUBLISH -> PUBACK."""
 
     def __init__(self, port: int) -> None:
-        super().__init__(daemon=True)
-        import paho.mqtt.client as mqtt
-        self.samples: list[float] = []
-        self.stop = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="rtt-probe")
-        self.acked = threading.Event()
-        self.client.on_publish = lambda *a: self.acked.set()
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
+        import multiprocessing
+        ctx = multiprocessing.get_context("spawn")
+        self.parent, child = ctx.Pipe()
+        self.stop = ctx.Event()
+        self.proc = ctx.Process(target=_probe_process, args=(port, child, self.stop),
+                                daemon=True)
 
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.acked.clear()
-            t0 = time.perf_counter()
-            self.client.publish("probe/rtt", b"x", qos=1)
-            if not self.acked.wait(300):
-                break
-            self.samples.append(time.perf_counter() - t0)
-            time.sleep(0.005)
+    def start(self) -> None:
+        self.proc.start()
+        self.parent.recv()   # connected
 
     def finish(self) -> str:
         self.stop.set()
-        self.join(310)
-        self.client.loop_stop()
-        self.client.disconnect()
-        s = sorted(self.samples)
+        s = sorted(self.parent.recv())
+        self.proc.join(30)
         if not s:
             return "no round trip"
         p99 = s[min(len(s) - 1, int(len(s) * 0.99))]

@@ -28,6 +28,10 @@ from warren.mqtt.session import MqttSession, SessionRegistry, State
 
 log = logging.getLogger("warren.mqtt")
 
+#: packets other than PUBLISH handled per read before the rest waits for the next reactor turn
+#: (a client sending thousands of SUBSCRIBEs at once must not hold the reactor)
+CONTROL_PACKETS_PER_TURN = 500
+
 
 @implementer(IPushProducer)
 class MqttConnection(BatchedOutput, protocol.Protocol):
@@ -94,6 +98,7 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
         try:
             on_publish = session._on_publish
             it = iter(packets)
+            budget = CONTROL_PACKETS_PER_TURN
             for packet in it:
                 if isinstance(packet, MqttError):
                     raise packet
@@ -103,7 +108,9 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
                     session.handle(packet)
                     if self.closed:
                         return
-                    if session.pending_work is not None:
+                    budget -= 1
+                    if session.pending_work is not None or budget <= 0:
+                        # long work, or a burst of (UN)SUBSCRIBEs: the rest at the next turn
                         self._backlog = list(it)
                         if fault is not None:
                             self._backlog.append(fault)
@@ -130,11 +137,11 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
     def _continue(self) -> None:
         """One more slice of the session's long work; then the packets held meanwhile."""
         session = self.session
-        if self.closed or session.pending_work is None:
+        if self.closed:
             self._backlog = None
             return
         try:
-            done = session.pending_work()
+            done = session.pending_work() if session.pending_work is not None else True
         except (MqttError, BrokerError) as error:
             session.pending_work = None
             self._backlog = None
