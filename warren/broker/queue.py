@@ -447,8 +447,7 @@ class Queue:
     # ---------------------------------------------------------------- purge / delete
     def purge(self) -> int:
         gone = self.ready.clear()
-        for e in gone:
-            self._settle(e)
+        self.vhost.broker.release_many(self, gone)
         return len(gone)
 
     def on_deleted(self) -> int:
@@ -460,9 +459,9 @@ class Queue:
         for call in (self._expiry_call, self._idle_call):
             if call is not None and call.active():
                 call.cancel()
-        count = len(self.ready)
-        for e in self.ready.clear():
-            self.vhost.broker.release(self, e.message)
+        gone = self.ready.clear()
+        self.vhost.broker.release_many(self, gone)
+        count = len(gone)
         self.vhost.broker.store_purge(self)
         return count
 
