@@ -8,7 +8,11 @@
         (``one``) or in N SUBSCRIBEs sent back to back (``many``) and waits for the SUBACKs,
         while a second client times QoS 1 PUBLISH -> PUBACK round trips (max and p99 quoted).
     python -m bench.scale purge --sizes 1000000
-        a queue holding N messages (in-process core) is purged / deleted: seconds.
+        a queue holding N messages (in-process core) is purged / deleted: the call, then the
+        reactor turns that release the rest.
+    python -m bench.scale metrics --sizes 10000
+        a `warren run` subprocess with N queues: milliseconds and bytes of GET /metrics and
+        /metrics/per-object (each the broker's only thread, for that long).
 
 Nothing here is asserted; the figures are for the report and docs.
 """
@@ -205,10 +209,53 @@ def bench_mqtt(sizes: list[int], modes: list[str]) -> None:
                     broker.stop()
 
 
+def bench_metrics(sizes: list[int]) -> None:
+    import pika
+    import requests
+
+    from bench.brokers import Warren, free_port
+
+    class WarrenHttp(Warren):
+        http_port = free_port()
+
+        def command(self) -> list[str]:
+            argv = super().command()
+            argv[argv.index("--http-port") + 1] = str(self.http_port)
+            return argv
+
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            broker = WarrenHttp(Path(tmp), command=[sys.executable, "-m", "warren"])
+            broker.start()
+            try:
+                conn = pika.BlockingConnection(pika.ConnectionParameters(
+                    "127.0.0.1", broker.ports["amqp"]))
+                ch = conn.channel()
+                for i in range(n):
+                    ch.queue_declare(f"q{i}")
+                conn.close()
+                base = f"http://127.0.0.1:{broker.http_port}"
+                for path in ("/metrics", "/metrics/per-object",
+                             "/metrics/detailed?family=queue_coarse_metrics&vhost=%2F"):
+                    times = []
+                    for _ in range(5):
+                        t0 = time.perf_counter()
+                        r = requests.get(base + path, timeout=300)
+                        times.append(time.perf_counter() - t0)
+                    if r.status_code != 200:
+                        print(f"metrics n={n} {path}: HTTP {r.status_code}")
+                        continue
+                    print(f"metrics n={n:>6} queues {path:58}: median"
+                          f" {statistics.median(times) * 1e3:7.1f} ms, {len(r.content):>9} bytes",
+                          flush=True)
+            finally:
+                broker.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["core", "mqtt", "purge"])
+    p.add_argument("what", choices=["core", "mqtt", "purge", "metrics"])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
     p.add_argument("--mode", choices=["one", "many", "both"], default="both",
                    help="mqtt: one SUBSCRIBE with every filter, one per filter, or both")
@@ -217,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_core(a.sizes)
     elif a.what == "purge":
         bench_purge(a.sizes)
+    elif a.what == "metrics":
+        bench_metrics(a.sizes)
     else:
         bench_mqtt(a.sizes, ["one", "many"] if a.mode == "both" else [a.mode])
     return 0
