@@ -10,6 +10,9 @@
     python -m bench.scale purge --sizes 1000000
         a queue holding N messages (in-process core) is purged / deleted: the call, then the
         reactor turns that release the rest.
+    python -m bench.scale import --sizes 50000
+        a definitions document of N queues and N bindings (in-process core) imported as the
+        API does, a slice per reactor turn: the first call, then each turn (median, max).
     python -m bench.scale metrics --sizes 10000
         a `warren run` subprocess with N queues: milliseconds and bytes of GET /metrics and
         /metrics/per-object (each the broker's only thread, for that long).
@@ -209,6 +212,37 @@ def bench_mqtt(sizes: list[int], modes: list[str]) -> None:
                     broker.stop()
 
 
+def _run_turns(clock) -> list[float]:
+    """Run a fake clock's pending calls one at a time, as reactor turns; their durations."""
+    times = []
+    while clock.calls:
+        call = clock.calls.pop(0)
+        call.called = 1
+        t = time.perf_counter()
+        call.func(*call.args, **call.kw)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def bench_import(sizes: list[int]) -> None:
+    from warren.broker.definitions import import_definitions_sliced
+    for n in sizes:
+        broker = _core_broker()
+        defs = {"queues": [{"name": f"q{i}", "vhost": "/", "durable": True,
+                            "auto_delete": False, "arguments": {}} for i in range(n)],
+                "bindings": [{"source": "amq.topic", "vhost": "/", "destination": f"q{i}",
+                              "destination_type": "queue", "routing_key": f"a.{i}.#",
+                              "arguments": {}} for i in range(n)]}
+        t0 = time.perf_counter()
+        import_definitions_sliced(broker, defs)
+        first = time.perf_counter() - t0
+        times = sorted(_run_turns(broker.clock))
+        total = time.perf_counter() - t0
+        print(f"import of {n} queues + {n} bindings: first call {first * 1e3:.0f} ms, then"
+              f" {len(times)} turns, median {statistics.median(times) * 1e3:.1f} ms,"
+              f" max {times[-1] * 1e3:.0f} ms; {total:.2f}s in all", flush=True)
+
+
 def bench_metrics(sizes: list[int]) -> None:
     import pika
     import requests
@@ -255,7 +289,7 @@ def bench_metrics(sizes: list[int]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["core", "mqtt", "purge", "metrics"])
+    p.add_argument("what", choices=["core", "mqtt", "purge", "metrics", "import"])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
     p.add_argument("--mode", choices=["one", "many", "both"], default="both",
                    help="mqtt: one SUBSCRIBE with every filter, one per filter, or both")
@@ -266,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_purge(a.sizes)
     elif a.what == "metrics":
         bench_metrics(a.sizes)
+    elif a.what == "import":
+        bench_import(a.sizes)
     else:
         bench_mqtt(a.sizes, ["one", "many"] if a.mode == "both" else [a.mode])
     return 0
