@@ -63,3 +63,29 @@ def test_a_big_subscribe_is_acked_whole_and_the_next_packets_follow_in_order(bro
         pub.disconnect()
         probe.disconnect()
         raw.close()
+
+
+def test_thousands_of_subscribes_in_one_write_are_acked_in_order(broker, unique):
+    """More packets than the listener handles per reactor turn (CONTROL_PACKETS_PER_TURN):
+    the rest wait for the next turns, and every reply keeps its place."""
+    n = 3000
+    raw = RawClient(broker.mqtt_port)
+    raw.sock.settimeout(120)
+    raw.send(Connect(client_id=cid("many"), username="guest", password=b"guest"))
+    assert raw.recv().reason_code == 0
+    data = b"".join(encode(Subscribe(i, (Subscription(f"{unique}/{i}", 0),)), 4)
+                    for i in range(1, n + 1))
+    raw.send_raw(data + encode(PingReq(), 4))
+    try:
+        for i in range(1, n + 1):
+            ack = raw.recv()
+            assert isinstance(ack, SubAck) and ack.packet_id == i, ack
+            assert ack.reason_codes == (0,)
+        assert isinstance(raw.recv(), PingResp)
+        pub = Client(broker.mqtt_port)
+        pub.publish(f"{unique}/{n}", b"last", qos=1)
+        got = raw.recv()
+        assert got.topic == f"{unique}/{n}" and got.payload == b"last"
+        pub.disconnect()
+    finally:
+        raw.close()
