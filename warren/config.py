@@ -66,6 +66,7 @@ class Config:
     http_request_timeout: float = 30.0
     http_idle_timeout: float = 60.0         # no byte at all for this long: closed
     http_max_idle_connections: int = 1000
+    metrics_require_auth: bool = False      # /metrics* need HTTP Basic of any broker user
     # HA
     ha: str = "none"                       # none | shared-file | shared-db
     lease_ttl: float = 10.0

@@ -21,6 +21,8 @@ Warren's own series: ``warren_ha_role``, ``warren_store_fsync_seconds``,
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -31,6 +33,8 @@ from prometheus_client.process_collector import ProcessCollector
 from twisted.web import resource
 
 from ..broker.definitions import PRODUCT_VERSION, WARREN_VERSION
+from ..broker.errors import AccessRefused
+from ..endpoint import is_loopback
 
 #: counter name (without _total) -> MessageStats key, help text
 CHANNEL_COUNTERS = (
@@ -334,9 +338,10 @@ class MetricsResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, broker: Any, stats: Any) -> None:
+    def __init__(self, broker: Any, stats: Any, *, require_auth: bool = False) -> None:
         super().__init__()
         self.broker = broker
+        self.require_auth = require_auth   # as prometheus.authentication.enabled
         self.registries = {}
         self.totals = QueueTotals(broker)
         for per_object in (True, False):
@@ -347,6 +352,11 @@ class MetricsResource(resource.Resource):
             self.registries[per_object] = reg
 
     def render_GET(self, request) -> bytes:
+        if self.require_auth and not self._authenticated(request):
+            request.setResponseCode(401)
+            request.setHeader("www-authenticate", 'Basic realm="RabbitMQ Prometheus"')
+            request.setHeader("content-type", "text/plain")
+            return b"authentication required\n"
         path = request.path.rstrip(b"/")
         if path == b"/metrics/detailed":
             args = request.args or {}
@@ -364,3 +374,20 @@ class MetricsResource(resource.Resource):
             return b"not found\n"
         request.setHeader("content-type", CONTENT_TYPE_LATEST)
         return generate_latest(reg)
+
+    def _authenticated(self, request) -> bool:
+        """HTTP Basic with any user of the broker (loopback-only users from loopback)."""
+        header = request.getHeader("authorization") or ""
+        if not header.lower().startswith("basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:].strip(),
+                                                 validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return False
+        host = getattr(request.getClientAddress(), "host", "") or ""
+        try:
+            self.broker.authenticate(user, password, loopback=is_loopback(host))
+        except AccessRefused:
+            return False
+        return True
