@@ -7,6 +7,9 @@
         a `warren run` subprocess; a paho client subscribes N filters in one SUBSCRIBE
         (``one``) or in N SUBSCRIBEs sent back to back (``many``) and waits for the SUBACKs,
         while a second client times QoS 1 PUBLISH -> PUBACK round trips (max and p99 quoted).
+    python -m bench.scale deliver --sizes 5000 50000
+        a client with N filters receives 2,000 messages on 2,000 different matching topics:
+        seconds (each new topic is matched against the client's subscriptions).
     python -m bench.scale purge --sizes 1000000
         a queue holding N messages (in-process core) is purged / deleted: the call, then the
         reactor turns that release the rest.
@@ -286,10 +289,53 @@ def bench_metrics(sizes: list[int]) -> None:
                 broker.stop()
 
 
+def bench_deliver(sizes: list[int], messages: int = 2000) -> None:
+    import paho.mqtt.client as mqtt
+
+    from bench.brokers import Warren
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            broker = Warren(Path(tmp), command=[sys.executable, "-m", "warren"])
+            broker.start()
+            try:
+                port = broker.ports["mqtt"]
+                sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="many-filters")
+                subscribed = threading.Event()
+                got = threading.Event()
+                count = {"n": 0}
+
+                def on_message(*_a, count=count, got=got):
+                    count["n"] += 1
+                    if count["n"] == messages:
+                        got.set()
+                sub.on_subscribe = lambda *a: subscribed.set()
+                sub.on_message = on_message
+                sub.connect("127.0.0.1", port)
+                sub.loop_start()
+                sub.subscribe([(f"bench/{i}/+/temp", 0) for i in range(n)])
+                subscribed.wait(600)
+                pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub")
+                pub.connect("127.0.0.1", port)
+                pub.loop_start()
+                t0 = time.perf_counter()
+                for j in range(messages):
+                    pub.publish(f"bench/{j * 7919 % n}/dev{j}/temp", b"x", qos=0)
+                ok = got.wait(600)
+                dt = time.perf_counter() - t0
+                print(f"deliver: client with {n:>6} filters, {messages} messages on distinct"
+                      f" topics: {'all in' if ok else 'TIMEOUT after'} {dt:.2f}s"
+                      f" ({dt / messages * 1e6:.0f} us/message)", flush=True)
+                for c in (sub, pub):
+                    c.loop_stop()
+                    c.disconnect()
+            finally:
+                broker.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["core", "mqtt", "purge", "metrics", "import"])
+    p.add_argument("what", choices=["core", "mqtt", "purge", "metrics", "import", "deliver"])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
     p.add_argument("--mode", choices=["one", "many", "both"], default="both",
                    help="mqtt: one SUBSCRIBE with every filter, one per filter, or both")
@@ -302,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_metrics(a.sizes)
     elif a.what == "import":
         bench_import(a.sizes)
+    elif a.what == "deliver":
+        bench_deliver(a.sizes)
     else:
         bench_mqtt(a.sizes, ["one", "many"] if a.mode == "both" else [a.mode])
     return 0

@@ -53,6 +53,8 @@ from warren.broker.confirms import ConfirmTracker
 from warren.broker.errors import AccessRefused, BrokerError, NotAllowed
 from warren.broker.message import Message, Properties, QueueEntry
 from warren.broker.publish import Publisher
+from warren.exchange.interface import Binding
+from warren.exchange.topic import TopicTrie
 from warren.mqtt import errors as rc
 from warren.mqtt.codec import (Auth, ConnAck, Connect, Disconnect, MqttError, PingReq, PubAck,
                                PubComp, Publish, PubRec, PubRel, SubAck, Subscribe, UnsubAck,
@@ -126,6 +128,9 @@ class SessionState:
         self.no_local_count = 0                      # subscriptions with no-local
         self.own_qos_count = 0                       # non-shared subscriptions with QoS > 0
         self.save_pending = False                    # a coalesced save is scheduled
+        self.sub_trie = TopicTrie()                  # own subscriptions by pattern
+        self._trie_entries: dict[str, Binding] = {}  # full filter -> its trie entry
+        self._seq = 0                                # subscription order
         self.inflight: dict[int, Inflight] = {}      # outbound packet id -> delivery
         self.qos2_received: set[int] = set()         # inbound QoS 2 ids awaiting PUBREL
         self.next_id = 0
@@ -135,16 +140,42 @@ class SessionState:
         self.ended = False
 
     def put_sub(self, full: str, sub: Sub) -> None:
-        """Add or replace a subscription; the counters keep SUBSCRIBE O(1) per filter."""
-        self.pop_sub(full)
+        """Add or replace a subscription (a replaced one keeps its place); the counters and
+        the trie keep SUBSCRIBE O(1) per filter and delivery independent of their number."""
+        old = self.subs.get(full)
+        seq = None
+        if old is not None:
+            self._count(old, -1)
+            seq = self._untrie(full)
         self.subs[full] = sub
         self._count(sub, 1)
+        if sub.group is None:
+            if seq is None:
+                self._seq += 1
+                seq = self._seq
+            b = Binding("", (seq, sub), filter_to_pattern(sub.topic_filter))
+            self.sub_trie.insert(b.routing_key, b)
+            self._trie_entries[full] = b
 
     def pop_sub(self, full: str) -> Sub | None:
         sub = self.subs.pop(full, None)
         if sub is not None:
             self._count(sub, -1)
+            self._untrie(full)
         return sub
+
+    def _untrie(self, full: str) -> int | None:
+        b = self._trie_entries.pop(full, None)
+        if b is None:
+            return None
+        self.sub_trie.remove(b.routing_key, b)
+        return b.destination[0]
+
+    def matching(self, topic: str) -> tuple[Sub, ...]:
+        """Own (non-shared) subscriptions matching ``topic``, in subscription order: the trie
+        gives the candidates (it may over-match ``$`` topics), MQTT's rule decides."""
+        found = sorted(self.sub_trie.match(topic_to_key(topic)), key=lambda d: d[0])
+        return tuple(sub for _seq, sub in found if filter_matches(sub.topic_filter, topic))
 
     def _count(self, sub: Sub, n: int) -> None:
         if sub.no_local:
@@ -663,8 +694,7 @@ class MqttSession:
         """(max QoS, subscriptions) of the client's own subscriptions matching ``topic``."""
         found = self._match_cache.get(topic)
         if found is None:
-            subs = tuple(s for s in self.state.subs.values()
-                         if s.group is None and filter_matches(s.topic_filter, topic))
+            subs = self.state.matching(topic)
             found = (max((s.qos for s in subs), default=-1), subs)
             if len(self._match_cache) >= _TOPIC_CACHE_LIMIT:
                 self._match_cache.clear()
