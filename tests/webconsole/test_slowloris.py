@@ -107,12 +107,26 @@ def test_the_deadline_starts_again_after_each_response(guarded):
     assert b"HTTP/1.1 408" in answer
 
 
+def test_a_silent_connection_is_closed_at_the_deadline_without_a_word(guarded):
+    """Nothing sent since the last response: closed, no 408 that could cross a request."""
+    s = _connect(guarded)
+    try:
+        assert _read_until_closed(s) == b""
+    finally:
+        s.close()
+
+
 def test_idle_connections_are_bounded_oldest_closed_first(guarded):
+    # each sends the first byte of a request, so that its deadline would answer 408
     oldest = _connect(guarded)
-    others = [_connect(guarded) for _ in range(MAX_IDLE)]
+    oldest.sendall(b"G")
+    others = []
+    for _ in range(MAX_IDLE):
+        others.append(_connect(guarded))
+        others[-1].sendall(b"G")
     try:
         # one idle connection more than allowed: the oldest is dropped at once (no 408: the
-        # deadline, which answers 408, is not what closed it) ...
+        # deadline, which answers 408 here, is not what closed it) ...
         assert _read_until_closed(oldest) == b""
         # ... and the others wait for their own deadline
         for s in others:

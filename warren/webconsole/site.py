@@ -171,9 +171,12 @@ class GuardedChannel(http.HTTPChannel):
     def _expired(self) -> None:
         self._deadline = None
         if self.transport is not None:
-            # no complete request in time: 408 is what RabbitMQ's cowboy answers, then close
-            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n"
-                                 b"content-length: 0\r\n\r\n")
+            # part of a request, not all of it in time: 408, then close. A connection that
+            # sent nothing since its last response is closed without a word: a 408 there could
+            # cross a request the client is just sending and be taken as its answer.
+            if self.requests or getattr(self, "_buffer", b""):   # a request line begun
+                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n"
+                                     b"content-length: 0\r\n\r\n")
             self.transport.loseConnection()
 
 
