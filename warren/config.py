@@ -85,6 +85,14 @@ class Config:
     mqtt_exchange: str = "amq.topic"       # where MQTT topics are routed
     mqtt_max_inflight: int = 1000          # QoS 1/2 deliveries unacked per client (3.1.1)
     mqtt_receive_maximum: int = 1000       # QoS 1/2 publishes a 5.0 client may have unacked
+    # HTTP (console, API, /metrics): a connection must send a whole request line and headers
+    # within http_request_timeout seconds of opening or of its previous response (a client that
+    # trickles bytes resets Twisted's idle timeout, not this); at most http_max_idle_connections
+    # connections wait for a request at once, the oldest is closed for a new one
+    http_request_timeout: float = 30.0
+    http_idle_timeout: float = 60.0         # no byte at all for this long: closed
+    http_max_idle_connections: int = 1000
+    metrics_require_auth: bool = False      # /metrics* need HTTP Basic of any broker user
     # HA
     ha: str = "none"                       # none | shared-file | shared-db
     lease_ttl: float = 10.0

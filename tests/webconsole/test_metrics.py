@@ -1,4 +1,6 @@
-"""/metrics parses as Prometheus text and carries rabbitmq_prometheus names and labels."""
+"""/metrics parses as Prometheus text and carries rabbitmq_prometheus names and labels:
+aggregated on /metrics, per queue on /metrics/per-object, by family and vhost on
+/metrics/detailed."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ def test_metrics_names_labels_and_values(broker, unique):
             ch.basic_publish("", unique, b"x")
         ch.basic_get(unique, auto_ack=False)   # one unacked, two ready
         ch.queue_declare(unique + "-dummy")     # round trip: the publishes are in
-        m = scrape(broker)
+        m = scrape(broker, "/metrics/per-object")
         ready = m["rabbitmq_queue_messages_ready"]
         assert value(ready, "rabbitmq_queue_messages_ready", vhost="/", queue=unique) == 2
         assert value(m["rabbitmq_queue_messages_unacked"], "rabbitmq_queue_messages_unacked",
@@ -60,7 +62,89 @@ def test_metrics_names_labels_and_values(broker, unique):
         conn.close()
 
 
-def test_aggregated_leaves_out_per_queue_series(broker):
-    m = scrape(broker, "/metrics/aggregated")
-    assert all(not s.labels for s in m["rabbitmq_queue_messages_ready"])
-    assert scrape(broker, "/metrics/per-object").keys() == scrape(broker).keys()
+def test_metrics_is_aggregated_and_its_size_does_not_grow_with_queues(broker, unique):
+    def lines() -> list[str]:
+        r = requests.get(broker.http_url + "/metrics", timeout=30)
+        assert r.status_code == 200
+        return [x for x in r.text.splitlines() if x.startswith("rabbitmq_")]
+
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    try:
+        ch = conn.channel()
+        ch.queue_declare(unique + "-0")
+        ch.basic_publish("", unique + "-0", b"x")
+        before = lines()
+        m = scrape(broker)
+        for name in ("rabbitmq_queue_messages_ready", "rabbitmq_queue_messages",
+                     "rabbitmq_queue_consumers", "rabbitmq_queue_messages_unacked"):
+            assert [s.labels for s in m[name]] == [{}], name   # one total, no queue label
+        queues = value(m["rabbitmq_queues"], "rabbitmq_queues")
+        for i in range(1, 31):
+            ch.queue_declare(f"{unique}-{i}")
+        after = lines()
+        assert value(scrape(broker)["rabbitmq_queues"], "rabbitmq_queues") == queues + 30
+        assert len(after) == len(before)
+        per_object = scrape(broker, "/metrics/per-object")
+        named = {s.labels.get("queue") for s in per_object["rabbitmq_queue_messages_ready"]}
+        assert {f"{unique}-{i}" for i in range(31)} <= named
+        assert scrape(broker, "/metrics/aggregated").keys() == scrape(broker).keys()
+    finally:
+        conn.close()
+
+
+def test_detailed_gives_the_families_and_vhosts_asked_for(broker, unique):
+    api = requests.Session()
+    api.auth = ("guest", "guest")
+    vhost = unique.replace(".", "-")
+    assert api.put(f"{broker.http_url}/api/vhosts/{vhost}", timeout=30).status_code in (201, 204)
+    try:
+        assert api.put(f"{broker.http_url}/api/permissions/{vhost}/guest",
+                       json={"configure": ".*", "write": ".*", "read": ".*"},
+                       timeout=30).status_code in (201, 204)
+        for vh, name in (("%2F", unique + "-root"), (vhost, unique + "-other")):
+            r = api.put(f"{broker.http_url}/api/queues/{vh}/{name}", json={}, timeout=30)
+            assert r.status_code in (201, 204), r.text
+        m = scrape(broker, f"/metrics/detailed?family=queue_coarse_metrics&vhost={vhost}")
+        assert "rabbitmq_detailed_queue_messages_ready" in m
+        assert "rabbitmq_detailed_queue_consumers" not in m        # another family
+        assert "rabbitmq_queue_messages_ready" not in m            # not the aggregated ones
+        assert "rabbitmq_connections" not in m
+        queues = {(s.labels["vhost"], s.labels["queue"])
+                  for s in m["rabbitmq_detailed_queue_messages_ready"]}
+        assert queues == {(vhost, unique + "-other")}
+        m = scrape(broker, "/metrics/detailed?family=queue_consumer_count"
+                           "&family=queue_metrics&vhost=/")
+        assert "rabbitmq_detailed_queue_consumers" in m
+        assert "rabbitmq_detailed_queue_messages_ready_bytes" in m
+        assert "rabbitmq_detailed_queue_messages_ready" not in m
+        named = {s.labels["queue"] for s in m["rabbitmq_detailed_queue_consumers"]}
+        assert unique + "-root" in named and unique + "-other" not in named
+        m = scrape(broker, "/metrics/detailed")    # no family: identity only
+        assert not any(k.startswith("rabbitmq_detailed_") for k in m)
+    finally:
+        api.delete(f"{broker.http_url}/api/vhosts/{vhost}", timeout=30)
+
+
+def test_aggregated_totals_follow_the_queues(broker, unique):
+    """The totals come from a periodic sweep: a published message shows up within a sweep
+    (a bounded poll: each try is one scrape)."""
+    import time
+
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    try:
+        ch = conn.channel()
+        ch.queue_declare(unique)
+        before = value(scrape(broker)["rabbitmq_queue_messages_ready"],
+                       "rabbitmq_queue_messages_ready")
+        for _ in range(5):
+            ch.basic_publish("", unique, b"x")
+        ch.queue_declare(unique, passive=True)   # a round trip: the publishes are in
+        deadline = time.monotonic() + 60
+        while True:
+            ready = value(scrape(broker)["rabbitmq_queue_messages_ready"],
+                          "rabbitmq_queue_messages_ready")
+            if ready >= before + 5 or time.monotonic() > deadline:
+                break
+        assert ready >= before + 5
+    finally:
+        conn.close()

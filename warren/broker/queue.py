@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..exchange.interface import BindingSet
 from ..store.interface import resource_key
 from .arguments import validate_queue_arguments
 from .consumers import Consumer, ConsumerSet
@@ -39,7 +40,7 @@ class Queue:
         self.arguments = validate_queue_arguments(vhost.name, name, dict(arguments or {}))
         self.store_key = resource_key(vhost.name, name)
         self.policy: dict[str, Any] | None = None  # the applied policy's definition, if any
-        self.bindings: list = []              # bindings with this queue as destination
+        self.bindings = BindingSet()          # bindings with this queue as destination
         self.consumers = ConsumerSet()
         self.unacked = 0                      # entries delivered and not yet settled
         self.unacked_bytes = 0
@@ -457,8 +458,7 @@ class Queue:
     # ---------------------------------------------------------------- purge / delete
     def purge(self) -> int:
         gone = self.ready.clear()
-        for e in gone:
-            self._settle(e)
+        self.vhost.broker.release_many(self, gone)
         return len(gone)
 
     def on_deleted(self) -> int:
@@ -470,9 +470,9 @@ class Queue:
         for call in (self._expiry_call, self._idle_call):
             if call is not None and call.active():
                 call.cancel()
-        count = len(self.ready)
-        for e in self.ready.clear():
-            self.vhost.broker.release(self, e.message)
+        gone = self.ready.clear()
+        self.vhost.broker.release_many(self, gone)
+        count = len(gone)
         self.vhost.broker.store_purge(self)
         return count
 

@@ -233,14 +233,15 @@ class VirtualHost:
                 "operation not permitted on the default exchange")
         ex = self.exchange(source)
         binding = Binding(source, destination, routing_key, dict(arguments or {}))
-        for b in ex.bindings:
-            if b.key == binding.key:
-                return b
-        ex.add_binding(binding)
+        key = binding.key
+        found = ex.find_binding(key)
+        if found is not None:
+            return found
+        ex.add_binding(binding, key)
         if destination.kind == "queue":
-            destination.bindings.append(binding)
+            destination.bindings.add(binding, key)
         else:
-            destination.inbound.append(binding)
+            destination.inbound.add(binding, key)
         if ex.durable and destination.durable and not getattr(destination, "exclusive_owner",
                                                              None):
             self.broker.save_definition("binding", self._binding_key(binding),
@@ -254,20 +255,17 @@ class VirtualHost:
             raise AccessRefused("operation not permitted on the default exchange")
         ex = self.exchange(source)
         probe = Binding(source, destination, routing_key, dict(arguments or {}))
-        for b in ex.bindings:
-            if b.key == probe.key:
-                self._remove_binding(b)
-                return
+        found = ex.find_binding(probe.key)
+        if found is not None:
+            self._remove_binding(found)
         # RabbitMQ answers unbind-ok for a binding that does not exist
 
     def _remove_binding(self, b: Binding) -> None:
         ex = self.exchanges.get(b.source)
-        if ex is not None and b in ex.bindings:
+        if ex is not None:
             ex.remove_binding(b)
         dest = b.destination
-        owner_list = dest.bindings if dest.kind == "queue" else dest.inbound
-        if b in owner_list:
-            owner_list.remove(b)
+        (dest.bindings if dest.kind == "queue" else dest.inbound).discard(b)
         self.broker.save_definition("binding", self._binding_key(b), None, only_if_known=True)
         self.broker.emit("binding.deleted", vhost=self.name, binding=b)
         if ex is not None and ex.auto_delete and not ex.bindings and ex.name in self.exchanges:

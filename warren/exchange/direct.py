@@ -11,25 +11,26 @@ class DirectExchange:
     name: ClassVar[str] = "direct"
 
     def __init__(self, arguments: dict[str, Any] | None = None) -> None:
-        self._by_key: dict[str, list[Binding]] = {}
+        # routing key -> {binding: destination}: bind and unbind are dict operations, however
+        # many bindings share a key
+        self._by_key: dict[str, dict[Binding, Any]] = {}
 
     def validate_binding(self, binding: Binding) -> None:
         pass
 
     def bind(self, binding: Binding) -> None:
-        self._by_key.setdefault(binding.routing_key, []).append(binding)
+        found = self._by_key.get(binding.routing_key)
+        if found is None:
+            found = self._by_key[binding.routing_key] = {}
+        found[binding] = binding.destination
 
     def unbind(self, binding: Binding) -> None:
         found = self._by_key.get(binding.routing_key)
-        if found and binding in found:
-            found.remove(binding)
-            if not found:
-                del self._by_key[binding.routing_key]
+        if found is not None and found.pop(binding, None) is not None and not found:
+            del self._by_key[binding.routing_key]
 
     def route(self, message) -> list[Any]:
         found = self._by_key.get(message.routing_key)
         if not found:
             return []
-        if len(found) == 1:
-            return [found[0].destination]
-        return [b.destination for b in found]
+        return list(found.values())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .interface import Binding
+from .interface import Binding, BindingSet
 from .registry import EXCHANGE_TYPES
 
 
@@ -25,8 +25,8 @@ class Exchange:
         self.internal = internal
         self.arguments = dict(arguments or {})
         self.impl = cls(self.arguments)
-        self.bindings: list[Binding] = []        # bindings with this exchange as source
-        self.inbound: list[Binding] = []         # exchange-to-exchange bindings into it
+        self.bindings = BindingSet()             # bindings with this exchange as source
+        self.inbound = BindingSet()              # exchange-to-exchange bindings into it
         self.alternate: str | None = None        # alternate-exchange name (argument or policy)
         ae = self.arguments.get("alternate-exchange")
         if isinstance(ae, bytes):
@@ -40,14 +40,18 @@ class Exchange:
     def route(self, message) -> list[Any]:
         return self.impl.route(message)
 
-    def add_binding(self, binding: Binding) -> None:
+    def find_binding(self, key: tuple) -> Binding | None:
+        """The binding with this ``Binding.key`` (a dict lookup, whatever the count)."""
+        return self.bindings.find(key)
+
+    def add_binding(self, binding: Binding, key: tuple | None = None) -> None:
         self.impl.validate_binding(binding)
         self.impl.bind(binding)
-        self.bindings.append(binding)
+        self.bindings.add(binding, key)
 
     def remove_binding(self, binding: Binding) -> None:
-        self.impl.unbind(binding)
-        self.bindings.remove(binding)
+        if self.bindings.discard(binding):
+            self.impl.unbind(binding)
 
     def equivalent(self, type_name: str, durable: bool, auto_delete: bool, internal: bool,
                    arguments: dict[str, Any]) -> bool:

@@ -11,20 +11,21 @@ class FanoutExchange:
     name: ClassVar[str] = "fanout"
 
     def __init__(self, arguments: dict[str, Any] | None = None) -> None:
-        self._bindings: list[Binding] = []
-        self._destinations: list[Any] = []
+        self._bindings: dict[Binding, Any] = {}          # binding -> destination
+        self._destinations: list[Any] | None = []        # rebuilt on the first route after a change
 
     def validate_binding(self, binding: Binding) -> None:
         pass
 
     def bind(self, binding: Binding) -> None:
-        self._bindings.append(binding)
-        self._destinations = [b.destination for b in self._bindings]
+        self._bindings[binding] = binding.destination
+        self._destinations = None
 
     def unbind(self, binding: Binding) -> None:
-        if binding in self._bindings:
-            self._bindings.remove(binding)
-            self._destinations = [b.destination for b in self._bindings]
+        if self._bindings.pop(binding, None) is not None:
+            self._destinations = None
 
     def route(self, message) -> list[Any]:
+        if self._destinations is None:
+            self._destinations = list(self._bindings.values())
         return self._destinations

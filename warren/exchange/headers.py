@@ -19,7 +19,8 @@ class HeadersExchange:
     name: ClassVar[str] = "headers"
 
     def __init__(self, arguments: dict[str, Any] | None = None) -> None:
-        self._bindings: list[tuple[Binding, bool, bool, list[tuple[str, Any]]]] = []
+        # binding -> (match all?, with x-?, wanted pairs): bind and unbind are dict operations
+        self._bindings: dict[Binding, tuple[bool, bool, list[tuple[str, Any]]]] = {}
 
     def validate_binding(self, binding: Binding) -> None:
         mode = binding.arguments.get("x-match", "all")
@@ -37,17 +38,17 @@ class HeadersExchange:
         with_x = mode.endswith("-with-x")
         wanted = [(k, v) for k, v in binding.arguments.items()
                   if k != "x-match" and (with_x or not k.startswith("x-"))]
-        self._bindings.append((binding, mode.startswith("all"), with_x, wanted))
+        self._bindings[binding] = (mode.startswith("all"), with_x, wanted)
 
     def unbind(self, binding: Binding) -> None:
-        self._bindings = [e for e in self._bindings if e[0] is not binding]
+        self._bindings.pop(binding, None)
 
     def route(self, message) -> list[Any]:
         if not self._bindings:
             return []
         headers = message.headers
         out = []
-        for binding, match_all, _with_x, wanted in self._bindings:
+        for binding, (match_all, _with_x, wanted) in self._bindings.items():
             if _matches(headers, match_all, wanted):
                 out.append(binding.destination)
         return out

@@ -10,7 +10,7 @@ exchange), compared by identity.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Protocol
+from typing import Any, ClassVar, Iterable, Iterator, Protocol
 
 from ..broker.message import Message
 
@@ -37,6 +37,53 @@ def _freeze(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     return value
+
+
+class BindingSet:
+    """Bindings in insertion order, found by identity or by ``Binding.key`` in O(1).
+
+    An exchange keeps one for the bindings it is the source of and one for the
+    exchange-to-exchange bindings into it; a queue keeps one for the bindings into it. Iterating
+    yields the bindings; ``list(s)`` before changing it while walking it.
+    """
+
+    __slots__ = ("_by_key", "_keys")
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple, Binding] = {}
+        self._keys: dict[Binding, tuple] = {}   # identity -> key (insertion ordered)
+
+    def find(self, key: tuple) -> Binding | None:
+        return self._by_key.get(key)
+
+    def add(self, binding: Binding, key: tuple | None = None) -> None:
+        if key is None:
+            key = binding.key
+        self._by_key[key] = binding
+        self._keys[binding] = key
+
+    def discard(self, binding: Binding) -> bool:
+        key = self._keys.pop(binding, None)
+        if key is None:
+            return False
+        if self._by_key.get(key) is binding:
+            del self._by_key[key]
+        return True
+
+    def __contains__(self, binding: object) -> bool:
+        return binding in self._keys
+
+    def __iter__(self) -> Iterator[Binding]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def __repr__(self) -> str:
+        return f"BindingSet({list(self._keys)!r})"
 
 
 class ExchangeType(Protocol):

@@ -22,7 +22,7 @@ class _Node:
         self.children: dict[str, _Node] = {}
         self.star: _Node | None = None
         self.hash: _Node | None = None
-        self.bindings: list[Binding] = []
+        self.bindings: dict[Binding, Any] = {}   # binding -> destination
 
     def empty(self) -> bool:
         return not (self.children or self.star or self.hash or self.bindings)
@@ -39,7 +39,7 @@ class TopicTrie:
         node = self._root
         for word in pattern.split("."):
             node = self._child(node, word, create=True)
-        node.bindings.append(binding)
+        node.bindings[binding] = binding.destination
         self._cache.clear()
 
     def remove(self, pattern: str, binding: Binding) -> None:
@@ -51,8 +51,7 @@ class TopicTrie:
             if node is None:
                 return
             path.append(node)
-        if binding in node.bindings:
-            node.bindings.remove(binding)
+        node.bindings.pop(binding, None)
         # prune empty nodes bottom-up so the trie does not keep dead branches
         for i in range(len(words), 0, -1):
             child, parent, word = path[i], path[i - 1], words[i - 1]
@@ -102,8 +101,8 @@ class TopicTrie:
             for j in range(i, n + 1):
                 self._walk(h, words, j, found)
         if i == n:
-            for b in node.bindings:
-                found[id(b)] = b.destination
+            for b, dest in node.bindings.items():
+                found[id(b)] = dest
             return
         child = node.children.get(words[i])
         if child is not None:

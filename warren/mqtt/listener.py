@@ -28,6 +28,10 @@ from warren.mqtt.session import MqttSession, SessionRegistry, State
 
 log = logging.getLogger("warren.mqtt")
 
+#: packets other than PUBLISH handled per read before the rest waits for the next reactor turn
+#: (a client sending thousands of SUBSCRIBEs at once must not hold the reactor)
+CONTROL_PACKETS_PER_TURN = 500
+
 
 @implementer(IPushProducer)
 class MqttConnection(BatchedOutput, protocol.Protocol):
@@ -48,6 +52,7 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
         self.recv_oct = 0
         self.init_output(clock)
         self._connect_call = None
+        self._backlog: list | None = None   # packets held while long work is under way
         self.peer = ("?", 0)
         self.local = ("?", 0)
         self.loopback = False
@@ -72,24 +77,48 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
         session = self.session
         self.recv_oct += len(data)
         session.last_recv = self.clock.seconds()
+        fault = None
         try:
-            try:
-                packets = self.parser.feed(data)
-            except MqttError as error:
-                # act on the whole packets that came before the fault, then report it
-                for packet in error.packets:
-                    session.handle(packet)
-                    if self.closed:
-                        return
-                raise
+            packets = self.parser.feed(data)
+        except MqttError as error:
+            # act on the whole packets that came before the fault, then report it
+            packets, fault = list(error.packets), error
+        if self._backlog is not None:
+            # long work of an earlier packet is under way: these wait their turn
+            self._backlog.extend(packets)
+            if fault is not None:
+                self._backlog.append(fault)
+            return
+        self._process(packets, fault)
+
+    def _process(self, packets: Any, fault: MqttError | None = None) -> None:
+        """Hand packets to the session in order; when one leaves long work (a big SUBSCRIBE),
+        keep the rest, stop reading, and go on a slice per reactor turn (``_continue``)."""
+        session = self.session
+        try:
             on_publish = session._on_publish
-            for packet in packets:
+            it = iter(packets)
+            budget = CONTROL_PACKETS_PER_TURN
+            for packet in it:
+                if isinstance(packet, MqttError):
+                    raise packet
                 if type(packet) is Publish and session.state_name is State.CONNECTED:
                     on_publish(packet)
                 else:
                     session.handle(packet)
                     if self.closed:
                         return
+                    budget -= 1
+                    if session.pending_work is not None or budget <= 0:
+                        # long work, or a burst of (UN)SUBSCRIBEs: the rest at the next turn
+                        self._backlog = list(it)
+                        if fault is not None:
+                            self._backlog.append(fault)
+                        self.transport.pauseProducing()
+                        self.clock.callLater(0, self._continue)
+                        return
+            if fault is not None:
+                raise fault
         except (MqttError, BrokerError) as error:
             log.info("MQTT connection %s: %r", self.name, error)
             session.fail(error)
@@ -104,6 +133,38 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
                 self._connect_call.cancel()
                 self._connect_call = None
             self.flush()
+
+    def _continue(self) -> None:
+        """One more slice of the session's long work; then the packets held meanwhile."""
+        session = self.session
+        if self.closed:
+            self._backlog = None
+            return
+        try:
+            done = session.pending_work() if session.pending_work is not None else True
+        except (MqttError, BrokerError) as error:
+            session.pending_work = None
+            self._backlog = None
+            log.info("MQTT connection %s: %r", self.name, error)
+            session.fail(error)
+            self.flush()
+            return
+        except Exception:
+            session.pending_work = None
+            self._backlog = None
+            log.exception("internal error on MQTT connection %s", self.name)
+            session.fail(MqttError(0x80, "internal error"))
+            self.flush()
+            return
+        if not done:
+            self.flush()
+            self.clock.callLater(0, self._continue)
+            return
+        session.pending_work = None
+        backlog, self._backlog = self._backlog or [], None
+        if not self.blocked and not self.closed:
+            self.transport.resumeProducing()
+        self._process(backlog)
 
     def connectionLost(self, reason: Any = None) -> None:
         self.closed = True
@@ -151,7 +212,7 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
         self.blocked = blocked
         if blocked:
             self.transport.pauseProducing()
-        else:
+        elif self._backlog is None:
             self.transport.resumeProducing()
 
     def force_close(self, reason: str) -> None:

@@ -54,6 +54,8 @@ from warren.broker.confirms import ConfirmTracker
 from warren.broker.errors import AccessRefused, BrokerError, NotAllowed
 from warren.broker.message import Message, Properties, QueueEntry
 from warren.broker.publish import Publisher
+from warren.exchange.interface import Binding
+from warren.exchange.topic import TopicTrie
 from warren.mqtt import errors as rc
 from warren.mqtt.codec import (Auth, ConnAck, Connect, Disconnect, MqttError, PingReq, PubAck,
                                PubComp, Publish, PubRec, PubRel, SubAck, Subscribe, UnsubAck,
@@ -72,6 +74,8 @@ MAX_CLIENT_ID = 200               # longer ids are refused (queue names stay sho
 SESSION_KEY_PREFIX = resource_key("mqtt-session", "")
 _PACK_U16 = struct.Struct(">H").pack
 _TOPIC_CACHE_LIMIT = 4096
+#: filters subscribed per reactor turn; a bigger SUBSCRIBE continues at the next turn
+SUBSCRIBE_SLICE = 2000
 _OWN_HEADERS = ("x-mqtt-publish-qos", "x-mqtt-retain", "x-mqtt-publisher",
                 "x-mqtt-payload-format", "x-correlation-id")
 
@@ -121,7 +125,13 @@ class SessionState:
         self.vhost = vhost
         self.client_id = client_id
         self.expiry = expiry                         # seconds; NEVER_EXPIRES = forever
-        self.subs: dict[str, Sub] = {}               # full filter -> subscription
+        self.subs: dict[str, Sub] = {}               # full filter -> subscription (put_sub)
+        self.no_local_count = 0                      # subscriptions with no-local
+        self.own_qos_count = 0                       # non-shared subscriptions with QoS > 0
+        self.save_pending = False                    # a coalesced save is scheduled
+        self.sub_trie = TopicTrie()                  # own subscriptions by pattern
+        self._trie_entries: dict[str, Binding] = {}  # full filter -> its trie entry
+        self._seq = 0                                # subscription order
         self.inflight: dict[int, Inflight] = {}      # outbound packet id -> delivery
         self.qos2_received: set[int] = set()         # inbound QoS 2 ids awaiting PUBREL
         self.next_id = 0
@@ -130,6 +140,50 @@ class SessionState:
         self.will_call = None                        # timer of a pending delayed will
         self.pending_will: tuple | None = None       # (vhost, Will, user) it will publish
         self.ended = False
+
+    def put_sub(self, full: str, sub: Sub) -> None:
+        """Add or replace a subscription (a replaced one keeps its place); the counters and
+        the trie keep SUBSCRIBE O(1) per filter and delivery independent of their number."""
+        old = self.subs.get(full)
+        seq = None
+        if old is not None:
+            self._count(old, -1)
+            seq = self._untrie(full)
+        self.subs[full] = sub
+        self._count(sub, 1)
+        if sub.group is None:
+            if seq is None:
+                self._seq += 1
+                seq = self._seq
+            b = Binding("", (seq, sub), filter_to_pattern(sub.topic_filter))
+            self.sub_trie.insert(b.routing_key, b)
+            self._trie_entries[full] = b
+
+    def pop_sub(self, full: str) -> Sub | None:
+        sub = self.subs.pop(full, None)
+        if sub is not None:
+            self._count(sub, -1)
+            self._untrie(full)
+        return sub
+
+    def _untrie(self, full: str) -> int | None:
+        b = self._trie_entries.pop(full, None)
+        if b is None:
+            return None
+        self.sub_trie.remove(b.routing_key, b)
+        return b.destination[0]
+
+    def matching(self, topic: str) -> tuple[Sub, ...]:
+        """Own (non-shared) subscriptions matching ``topic``, in subscription order: the trie
+        gives the candidates (it may over-match ``$`` topics), MQTT's rule decides."""
+        found = sorted(self.sub_trie.match(topic_to_key(topic)), key=lambda d: d[0])
+        return tuple(sub for _seq, sub in found if filter_matches(sub.topic_filter, topic))
+
+    def _count(self, sub: Sub, n: int) -> None:
+        if sub.no_local:
+            self.no_local_count += n
+        if sub.group is None and sub.qos:
+            self.own_qos_count += n
 
     @property
     def queue_name(self) -> str:
@@ -170,7 +224,7 @@ class SessionRegistry:
             group, filt = split_shared(s["filter"])
             sub = Sub(filt, group, int(s["qos"]), bool(s.get("nl")), bool(s.get("rap")),
                       s.get("id"))
-            state.subs[s["filter"]] = sub
+            state.put_sub(s["filter"], sub)
         self.sessions[(state.vhost, state.client_id)] = state
         if state.expiry != NEVER_EXPIRES:
             state.expiry_call = self.clock.callLater(state.expiry, self.end, state)
@@ -178,8 +232,22 @@ class SessionRegistry:
     def _key(self, state: SessionState) -> str:
         return resource_key("mqtt-session", state.vhost, state.client_id)
 
+    def save_soon(self, state: SessionState) -> None:
+        """``save`` once at the next reactor turn, however many (UN)SUBSCRIBEs come before:
+        the record holds every subscription, so saving it per packet would make N SUBSCRIBEs
+        cost O(N^2). The store writes a turn's definitions together anyway."""
+        if state.save_pending or state.expiry == 0 or state.ended:
+            return
+        state.save_pending = True
+        self.clock.callLater(0, self._save_pending, state)
+
+    def _save_pending(self, state: SessionState) -> None:
+        if state.save_pending:
+            self.save(state)
+
     def save(self, state: SessionState) -> None:
         """Record a persistent session (subscriptions, expiry) in the store."""
+        state.save_pending = False
         if state.expiry == 0 or state.ended:
             return
         record = state.to_record()
@@ -315,6 +383,9 @@ class MqttSession:
         self._publishing = False
         self._match_cache: dict[str, tuple[int, tuple[Sub, ...]]] = {}
         self._has_no_local = False
+        # long work for this client (a big SUBSCRIBE) continued a slice per reactor turn: a
+        # callable returning True when done; the listener holds further packets until then
+        self.pending_work: Callable[[], bool] | None = None
         self._topic_bytes: dict[str, bytes] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
             Publish: self._on_publish,
@@ -684,17 +755,15 @@ class MqttSession:
     # ------------------------------------------------------------------ delivery out
     def _subs_changed(self) -> None:
         self._match_cache.clear()
-        own = [s for s in self.state.subs.values() if s.group is None]
-        self._has_no_local = any(s.no_local for s in self.state.subs.values())
+        self._has_no_local = self.state.no_local_count > 0
         if self.consumer is not None:
-            self.consumer.no_ack = all(s.qos == 0 for s in own)
+            self.consumer.no_ack = self.state.own_qos_count == 0
 
     def _matching(self, topic: str) -> tuple[int, tuple[Sub, ...]]:
         """(max QoS, subscriptions) of the client's own subscriptions matching ``topic``."""
         found = self._match_cache.get(topic)
         if found is None:
-            subs = tuple(s for s in self.state.subs.values()
-                         if s.group is None and filter_matches(s.topic_filter, topic))
+            subs = self.state.matching(topic)
             found = (max((s.qos for s in subs), default=-1), subs)
             if len(self._match_cache) >= _TOPIC_CACHE_LIMIT:
                 self._match_cache.clear()
@@ -923,50 +992,79 @@ class MqttSession:
 
     # ------------------------------------------------------------------ SUBSCRIBE
     def _on_subscribe(self, s: Subscribe) -> None:
+        """Subscribe each filter, then one SUBACK. A SUBSCRIBE with more than
+        ``SUBSCRIBE_SLICE`` filters is done a slice per reactor turn (``pending_work``: the
+        listener reads none of this client's further packets meanwhile), so other clients'
+        round trips stay short; the SUBACK still follows the last subscription."""
         ids = s.properties.get("subscription_identifier")
         identifier = ids[0] if ids else None
-        state = self.state
-        codes = []
+        codes: list[int] = []
         fresh: list[tuple[Sub, bool, int]] = []
-        for req in s.subscriptions:
-            try:
-                validate_topic_filter(req.topic_filter)
-            except MqttError as e:
-                codes.append(rc.suback_code(e.reason_code, self.level))
-                continue
-            group, filt = split_shared(req.topic_filter)
-            if group is not None and req.no_local:
-                # [MQTT-3.8.3-4] no-local on a shared subscription is a protocol error
-                raise MqttError(rc.PROTOCOL_ERROR, "no-local on a shared subscription")
-            try:
-                self.broker.check(self.user, self.vhost.name, "read", "exchange",
-                                  self.exchange.name)
-            except AccessRefused as e:
-                codes.append(rc.suback_code(rc.reason_for(e), self.level))
-                continue
-            sub = Sub(filt, group, req.qos, req.no_local, req.retain_as_published, identifier)
-            existed = req.topic_filter in state.subs
-            try:
-                if group is None:
-                    q = self._own_queue()
-                    self.vhost.bind(self.exchange.name, q, filter_to_pattern(filt))
-                    state.subs[req.topic_filter] = sub
+        reqs = s.subscriptions
+        pos = 0
+
+        def work() -> bool:
+            nonlocal pos
+            if self.state_name is State.CLOSED:
+                return True
+            end = min(pos + SUBSCRIBE_SLICE, len(reqs))
+            for i in range(pos, end):
+                self._subscribe_one(reqs[i], identifier, codes, fresh)
+            pos = end
+            if pos < len(reqs):
+                self._subs_changed()
+                return False
+            self._subscribed(s, codes, fresh)
+            return True
+
+        if not work():
+            self.pending_work = work
+
+    def _subscribe_one(self, req: Any, identifier: Any, codes: list[int],
+                       fresh: list[tuple[Sub, bool, int]]) -> None:
+        state = self.state
+        try:
+            validate_topic_filter(req.topic_filter)
+        except MqttError as e:
+            codes.append(rc.suback_code(e.reason_code, self.level))
+            return
+        group, filt = split_shared(req.topic_filter)
+        if group is not None and req.no_local:
+            # [MQTT-3.8.3-4] no-local on a shared subscription is a protocol error
+            raise MqttError(rc.PROTOCOL_ERROR, "no-local on a shared subscription")
+        try:
+            self.broker.check(self.user, self.vhost.name, "read", "exchange",
+                              self.exchange.name)
+        except AccessRefused as e:
+            codes.append(rc.suback_code(rc.reason_for(e), self.level))
+            return
+        sub = Sub(filt, group, req.qos, req.no_local, req.retain_as_published, identifier)
+        existed = req.topic_filter in state.subs
+        try:
+            if group is None:
+                q = self._own_queue()
+                self.vhost.bind(self.exchange.name, q, filter_to_pattern(filt))
+                state.put_sub(req.topic_filter, sub)
+            else:
+                state.put_sub(req.topic_filter, sub)
+                old = self.shared.get(req.topic_filter)
+                if old is not None:
+                    old.shared_sub = sub
                 else:
-                    state.subs[req.topic_filter] = sub
-                    old = self.shared.get(req.topic_filter)
-                    if old is not None:
-                        old.shared_sub = sub
-                    else:
-                        self._join_group(req.topic_filter, sub)
-            except BrokerError as e:
-                state.subs.pop(req.topic_filter, None)
-                codes.append(rc.suback_code(rc.reason_for(e), self.level))
-                continue
-            codes.append(req.qos)
-            fresh.append((sub, existed, req.retain_handling))
+                    self._join_group(req.topic_filter, sub)
+        except BrokerError as e:
+            state.pop_sub(req.topic_filter)
+            codes.append(rc.suback_code(rc.reason_for(e), self.level))
+            return
+        codes.append(req.qos)
+        fresh.append((sub, existed, req.retain_handling))
+
+    def _subscribed(self, s: Subscribe, codes: list[int],
+                    fresh: list[tuple[Sub, bool, int]]) -> None:
+        state = self.state
         self._subs_changed()
         self.send(SubAck(s.packet_id, tuple(codes)))
-        self.registry.save(state)
+        self.registry.save_soon(state)
         if self.consumer is not None and self.consumer not in list(self.consumer.queue.consumers):
             self.consumer.queue.add_consumer(self.consumer)
         for sub, existed, handling in fresh:
@@ -1007,7 +1105,7 @@ class MqttSession:
         codes = []
         state = self.state
         for filt in u.topic_filters:
-            sub = state.subs.pop(filt, None)
+            sub = state.pop_sub(filt)
             if sub is None:
                 codes.append(rc.NO_SUBSCRIPTION_EXISTED)
                 continue
@@ -1021,7 +1119,7 @@ class MqttSession:
                     self._leave(c)
             codes.append(rc.SUCCESS)
         self._subs_changed()
-        self.registry.save(state)
+        self.registry.save_soon(state)
         self.send(UnsubAck(u.packet_id, tuple(codes) if self.level == 5 else ()))
 
     def _leave(self, consumer: MqttConsumer) -> None:

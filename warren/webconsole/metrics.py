@@ -1,17 +1,28 @@
 """/metrics: Prometheus text format, named as RabbitMQ's ``rabbitmq_prometheus`` plugin.
 
 A custom collector reads the broker at each scrape (nothing is updated on the hot path), so
-Grafana dashboards built for RabbitMQ work: aggregated totals (``rabbitmq_queues``,
-``rabbitmq_connections``, ``rabbitmq_channel_messages_published_total``...) plus per-queue
-series labelled ``vhost`` and ``queue`` as on RabbitMQ's ``/metrics/per-object`` (served on
-both ``/metrics`` and ``/metrics/per-object`` here; a broker with very many queues can point
-Prometheus at ``/metrics/aggregated``, which leaves them out). Warren's own series:
-``warren_ha_role``, ``warren_store_fsync_seconds``, ``warren_journal_bytes`` and every figure
-of the store's ``stats()`` as ``warren_store_<name>``.
+Grafana dashboards built for RabbitMQ work. As rabbitmq_prometheus:
+
+* ``/metrics`` is aggregated: totals (``rabbitmq_queues``, ``rabbitmq_queue_messages_ready``
+  without labels, ``rabbitmq_connections``, ``rabbitmq_channel_messages_published_total``...),
+  its text and its cost the same whatever the number of queues: the queue totals come from a
+  sweep every 5 s done a slice of queues per reactor turn (``QueueTotals``), so they may be
+  that old, as RabbitMQ's are; ``/metrics/aggregated`` is the same;
+* ``/metrics/per-object`` adds the per-queue series labelled ``vhost`` and ``queue`` (what
+  dashboards with per-queue panels must scrape);
+* ``/metrics/detailed?family=queue_coarse_metrics&vhost=/`` gives only the families asked for
+  (``queue_coarse_metrics``, ``queue_consumer_count``, ``queue_metrics``,
+  ``queue_delivery_metrics``; ``family`` and ``vhost`` may repeat) with the
+  ``rabbitmq_detailed_`` prefix, for the vhosts asked for (all when none).
+
+Warren's own series: ``warren_ha_role``, ``warren_store_fsync_seconds``,
+``warren_journal_bytes`` and every figure of the store's ``stats()`` as ``warren_store_<name>``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -22,6 +33,8 @@ from prometheus_client.process_collector import ProcessCollector
 from twisted.web import resource
 
 from ..broker.definitions import PRODUCT_VERSION, WARREN_VERSION
+from ..broker.errors import AccessRefused
+from ..endpoint import is_loopback
 
 #: counter name (without _total) -> MessageStats key, help text
 CHANNEL_COUNTERS = (
@@ -55,10 +68,12 @@ HA_ROLES = ("master", "slave", "standalone", "waiting")
 class BrokerCollector:
     """Reads the broker at scrape time; ``per_object`` adds the per-queue series."""
 
-    def __init__(self, broker: Any, stats: Any, *, per_object: bool = True) -> None:
+    def __init__(self, broker: Any, stats: Any, *, per_object: bool = True,
+                 totals: "QueueTotals | None" = None) -> None:
         self.broker = broker
         self.stats = stats
         self.per_object = per_object
+        self.totals = totals or QueueTotals(broker)
 
     def collect(self) -> Iterable[Metric]:
         b = self.broker
@@ -71,8 +86,6 @@ class BrokerCollector:
                               "product_version": WARREN_VERSION})
         yield build
 
-        vhosts = list(b.vhosts.values())
-        queues = [(vh.name, q) for vh in vhosts for q in list(vh.queues.values())]
         conns = list(b.connections.values())
         channels = 0
         for c in conns:
@@ -82,44 +95,21 @@ class BrokerCollector:
                 pass
         yield _gauge("rabbitmq_connections", "Connections currently open", len(conns))
         yield _gauge("rabbitmq_channels", "Channels currently open", channels)
-        yield _gauge("rabbitmq_consumers", "Consumers currently connected",
-                     sum(q.consumer_count for _, q in queues))
-        yield _gauge("rabbitmq_queues", "Queues available", len(queues))
-        yield _gauge("rabbitmq_queue_messages_ready", "Messages ready to be delivered to "
-                     "consumers", None, per_queue=[(vh, q.name, q.message_count)
-                                                   for vh, q in queues] if self.per_object
-                     else None, total=sum(q.message_count for _, q in queues))
-        yield _gauge("rabbitmq_queue_messages_unacked", "Messages delivered to consumers but "
-                     "not yet acknowledged", None,
-                     per_queue=[(vh, q.name, q.unacked) for vh, q in queues]
-                     if self.per_object else None,
-                     total=sum(q.unacked for _, q in queues))
-        yield _gauge("rabbitmq_queue_messages", "Sum of ready and unacknowledged messages "
-                     "(queue depth)", None,
-                     per_queue=[(vh, q.name, q.message_count + q.unacked) for vh, q in queues]
-                     if self.per_object else None,
-                     total=sum(q.message_count + q.unacked for _, q in queues))
-        yield _gauge("rabbitmq_queue_messages_ready_bytes", "Size in bytes of ready messages",
-                     None, per_queue=[(vh, q.name, q.ready.bytes) for vh, q in queues]
-                     if self.per_object else None,
-                     total=sum(q.ready.bytes for _, q in queues))
-        yield _gauge("rabbitmq_queue_messages_unacked_bytes", "Size in bytes of all "
-                     "unacknowledged messages", None,
-                     per_queue=[(vh, q.name, q.unacked_bytes) for vh, q in queues]
-                     if self.per_object else None,
-                     total=sum(q.unacked_bytes for _, q in queues))
-        yield _gauge("rabbitmq_queue_consumers", "Consumers on a queue", None,
-                     per_queue=[(vh, q.name, q.consumer_count) for vh, q in queues]
-                     if self.per_object else None,
-                     total=sum(q.consumer_count for _, q in queues))
         if self.per_object:
-            c = CounterMetricFamily("rabbitmq_queue_messages_published",
-                                    "Total number of messages published to queues",
-                                    labels=["vhost", "queue"])
-            for vh, q in queues:
-                c.add_metric([vh, q.name], q.stats.get("publish", 0))
-            yield c
-        totals = self.stats.sample() if self.stats is not None else {}
+            queues = [(vh.name, q) for vh in list(b.vhosts.values())
+                      for q in list(vh.queues.values())]
+            yield _gauge("rabbitmq_consumers", "Consumers currently connected",
+                         sum(q.consumer_count for _, q in queues))
+            yield _gauge("rabbitmq_queues", "Queues available", len(queues))
+            yield from queue_families("rabbitmq_", queues, QUEUE_FAMILIES)
+        else:
+            yield from self._aggregated_queues()
+        if self.stats is None:
+            totals = {}
+        elif self.per_object:
+            totals = self.stats.sample()      # folds every queue's counters now: O(queues)
+        else:
+            totals = dict(self.stats.totals)  # as of the last periodic sample (5 s)
         for name, key, doc in CHANNEL_COUNTERS:
             yield CounterMetricFamily(name, doc, value=totals.get(key, 0))
 
@@ -158,6 +148,154 @@ class BrokerCollector:
                 yield CounterMetricFamily(name, f"store figure '{key}'", value=float(value))
             else:
                 yield _gauge(name, f"store figure '{key}'", float(value))
+
+
+    def _aggregated_queues(self) -> Iterable[Metric]:
+        """Totals over all queues from the last sweep of ``QueueTotals``: a scrape costs the
+        same whatever the number of queues (as rabbitmq_prometheus reads aggregates the
+        broker collected every few seconds). The number of queues is exact."""
+        n = sum(len(vh.queues) for vh in list(self.broker.vhosts.values()))
+        totals = self.totals.read()
+        yield _gauge("rabbitmq_consumers", "Consumers currently connected", totals["consumers"])
+        yield _gauge("rabbitmq_queues", "Queues available", n)
+        for _family, name, doc, _get in QUEUE_SERIES:
+            if name in totals:
+                yield _gauge("rabbitmq_queue_" + name, doc, totals[name])
+
+
+class QueueTotals:
+    """Sums of every queue's figures, refreshed by a sweep every ``interval`` seconds that
+    walks the queues ``SWEEP_SLICE`` per reactor turn, so neither a scrape nor the sweep holds
+    the reactor for long with 100,000 queues. The first ``read`` sums at once; sweeps run
+    from then on."""
+
+    def __init__(self, broker: Any, interval: float = 5.0) -> None:
+        self.broker = broker
+        self.clock = broker.clock
+        self.interval = interval
+        self._totals: dict[str, int] | None = None
+        self._call = None
+
+    def read(self) -> dict[str, int]:
+        if self._totals is None:
+            queues = [q for vh in list(self.broker.vhosts.values()) for q in vh.queues.values()]
+            acc = _zero()
+            _add(acc, queues, 0, len(queues))
+            self._totals = acc
+            self._call = self.clock.callLater(self.interval, self._sweep)
+        return self._totals
+
+    def _sweep(self) -> None:
+        queues = [q for vh in list(self.broker.vhosts.values()) for q in vh.queues.values()]
+        self._step(queues, 0, _zero())
+
+    def _step(self, queues: list[Any], start: int, acc: dict[str, int]) -> None:
+        end = min(start + SWEEP_SLICE, len(queues))
+        _add(acc, queues, start, end)
+        if end < len(queues):
+            self._call = self.clock.callLater(0, self._step, queues, end, acc)
+            return
+        self._totals = acc
+        self._call = self.clock.callLater(self.interval, self._sweep)
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+
+SWEEP_SLICE = 5000
+
+
+def _zero() -> dict[str, int]:
+    return dict.fromkeys(("messages_ready", "messages_unacked", "messages",
+                          "messages_ready_bytes", "messages_unacked_bytes", "messages_bytes",
+                          "consumers"), 0)
+
+
+def _add(acc: dict[str, int], queues: list[Any], start: int, end: int) -> None:
+    consumers = ready = unacked = ready_bytes = unacked_bytes = 0
+    for i in range(start, end):
+        q = queues[i]
+        if q.deleted:
+            continue
+        consumers += len(q.consumers)
+        ready += len(q.ready)
+        unacked += q.unacked
+        ready_bytes += q.ready.bytes
+        unacked_bytes += q.unacked_bytes
+    acc["consumers"] += consumers
+    acc["messages_ready"] += ready
+    acc["messages_unacked"] += unacked
+    acc["messages"] += ready + unacked
+    acc["messages_ready_bytes"] += ready_bytes
+    acc["messages_unacked_bytes"] += unacked_bytes
+    acc["messages_bytes"] += ready_bytes + unacked_bytes
+
+
+#: (rabbitmq_prometheus family, series name after ``<prefix>queue_``, help, value of a queue)
+QUEUE_SERIES = (
+    ("queue_coarse_metrics", "messages_ready", "Messages ready to be delivered to consumers",
+     lambda q: q.message_count),
+    ("queue_coarse_metrics", "messages_unacked", "Messages delivered to consumers but not yet "
+     "acknowledged", lambda q: q.unacked),
+    ("queue_coarse_metrics", "messages", "Sum of ready and unacknowledged messages (queue "
+     "depth)", lambda q: q.message_count + q.unacked),
+    ("queue_consumer_count", "consumers", "Consumers on a queue", lambda q: q.consumer_count),
+    ("queue_metrics", "messages_ready_bytes", "Size in bytes of ready messages",
+     lambda q: q.ready.bytes),
+    ("queue_metrics", "messages_unacked_bytes", "Size in bytes of all unacknowledged messages",
+     lambda q: q.unacked_bytes),
+    ("queue_metrics", "messages_bytes", "Size in bytes of ready and unacknowledged messages",
+     lambda q: q.ready.bytes + q.unacked_bytes),
+)
+#: the families of /metrics/per-object
+QUEUE_FAMILIES = frozenset({"queue_coarse_metrics", "queue_consumer_count", "queue_metrics"})
+DETAILED_FAMILIES = QUEUE_FAMILIES | {"queue_delivery_metrics"}
+
+
+def queue_families(prefix: str, queues: list[tuple[str, Any]],
+                   families: frozenset[str] | set[str]) -> Iterable[Metric]:
+    """Per-queue series labelled vhost and queue, for the families asked for."""
+    for family, name, doc, get in QUEUE_SERIES:
+        if family not in families:
+            continue
+        g = GaugeMetricFamily(prefix + "queue_" + name, doc, labels=["vhost", "queue"])
+        for vh, q in queues:
+            g.add_metric([vh, q.name], get(q))
+        yield g
+    if "queue_delivery_metrics" in families or prefix == "rabbitmq_":
+        c = CounterMetricFamily(prefix + "queue_messages_published",
+                                "Total number of messages published to queues",
+                                labels=["vhost", "queue"])
+        for vh, q in queues:
+            c.add_metric([vh, q.name], q.stats.get("publish", 0))
+        yield c
+
+
+class DetailedCollector:
+    """``/metrics/detailed?family=F&vhost=V``: only the families asked for (``family`` may be
+    repeated), only the queues of the vhosts asked for (all when none), with the
+    ``rabbitmq_detailed_`` prefix, as rabbitmq_prometheus."""
+
+    def __init__(self, broker: Any, families: set[str], vhosts: set[str]) -> None:
+        self.broker = broker
+        self.families = families
+        self.vhosts = vhosts
+
+    def collect(self) -> Iterable[Metric]:
+        node = self.broker.node_name
+        info = InfoMetricFamily("rabbitmq_identity", "RabbitMQ node & cluster identity info")
+        info.add_metric([], {"rabbitmq_node": node, "rabbitmq_cluster": node,
+                             "rabbitmq_endpoint": "detailed"})
+        yield info
+        wanted = self.families & DETAILED_FAMILIES
+        if not wanted:
+            return
+        queues = [(vh.name, q) for vh in list(self.broker.vhosts.values())
+                  if not self.vhosts or vh.name in self.vhosts
+                  for q in list(vh.queues.values())]
+        yield from queue_families("rabbitmq_detailed_", queues, wanted)
 
 
 SHOVEL_STATES = ("starting", "running", "blocked", "terminated")
@@ -250,25 +388,62 @@ def _gauge(name: str, doc: str, value: float | None, *, per_queue=None,
 
 
 class MetricsResource(resource.Resource):
-    """GET /metrics (per-object), /metrics/per-object and /metrics/aggregated."""
+    """GET /metrics (aggregated: cost independent of the number of queues), /metrics/per-object
+    (every queue's series), /metrics/detailed?family=...&vhost=..., as rabbitmq_prometheus.
+    ``/metrics/aggregated`` is kept as another name of ``/metrics``."""
 
     isLeaf = True
 
-    def __init__(self, broker: Any, stats: Any) -> None:
+    def __init__(self, broker: Any, stats: Any, *, require_auth: bool = False) -> None:
         super().__init__()
+        self.broker = broker
+        self.require_auth = require_auth   # as prometheus.authentication.enabled
         self.registries = {}
+        self.totals = QueueTotals(broker)
         for per_object in (True, False):
             reg = CollectorRegistry(auto_describe=False)
-            reg.register(BrokerCollector(broker, stats, per_object=per_object))
+            reg.register(BrokerCollector(broker, stats, per_object=per_object,
+                                         totals=self.totals))
             reg.register(ProcessCollector(registry=None))
             self.registries[per_object] = reg
 
     def render_GET(self, request) -> bytes:
+        if self.require_auth and not self._authenticated(request):
+            request.setResponseCode(401)
+            request.setHeader("www-authenticate", 'Basic realm="RabbitMQ Prometheus"')
+            request.setHeader("content-type", "text/plain")
+            return b"authentication required\n"
         path = request.path.rstrip(b"/")
-        if path not in (b"/metrics", b"/metrics/per-object", b"/metrics/aggregated"):
+        if path == b"/metrics/detailed":
+            args = request.args or {}
+            families = {f.decode("utf-8", "replace") for f in args.get(b"family", [])}
+            vhosts = {v.decode("utf-8", "replace") for v in args.get(b"vhost", [])}
+            reg = CollectorRegistry(auto_describe=False)
+            reg.register(DetailedCollector(self.broker, families, vhosts))
+        elif path in (b"/metrics", b"/metrics/aggregated"):
+            reg = self.registries[False]
+        elif path == b"/metrics/per-object":
+            reg = self.registries[True]
+        else:
             request.setResponseCode(404)
             request.setHeader("content-type", "text/plain")
             return b"not found\n"
-        reg = self.registries[path != b"/metrics/aggregated"]
         request.setHeader("content-type", CONTENT_TYPE_LATEST)
         return generate_latest(reg)
+
+    def _authenticated(self, request) -> bool:
+        """HTTP Basic with any user of the broker (loopback-only users from loopback)."""
+        header = request.getHeader("authorization") or ""
+        if not header.lower().startswith("basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:].strip(),
+                                                 validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return False
+        host = getattr(request.getClientAddress(), "host", "") or ""
+        try:
+            self.broker.authenticate(user, password, loopback=is_loopback(host))
+        except AccessRefused:
+            return False
+        return True

@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any
 
-from twisted.web import pages, resource, server, static
+from twisted.web import http, pages, resource, server, static
 
 from ..broker.stats import MessageStats
 from .api import ApiResource, Route
@@ -122,14 +122,108 @@ class ConsoleRequest(server.Request):
         super().setHeader(name, value)
 
 
+class GuardedChannel(http.HTTPChannel):
+    """An HTTP connection with a deadline for each request's line and headers.
+
+    Twisted's ``timeOut`` is an idle timeout: a client that sends one byte every few seconds
+    (slowloris) keeps its connection for ever. Here the clock starts when the connection opens
+    and again when a response is done, and stops when a request's headers are complete; at the
+    deadline the connection is closed. While waiting for a request the connection counts as
+    idle in its site, which closes the oldest idle one past ``max_idle``.
+    """
+
+    _deadline = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.site.guard_idle(self)
+        self._arm()
+
+    _in_request = False
+
+    def allHeadersReceived(self) -> None:
+        self._disarm()
+        self._in_request = True
+        self.site.guard_busy(self)
+        super().allHeadersReceived()
+
+    def requestDone(self, request: Any) -> None:
+        self._in_request = False
+        super().requestDone(request)   # may parse a pipelined request's headers at once
+        if (not self._in_request and self.transport is not None
+                and not self.transport.disconnecting):
+            self.site.guard_idle(self)
+            self._arm()
+
+    def connectionLost(self, reason: Any) -> None:
+        self._disarm()
+        self.site.guard_busy(self)
+        super().connectionLost(reason)
+
+    def _arm(self) -> None:
+        self._disarm()
+        timeout = self.site.request_timeout
+        if timeout and timeout > 0:
+            self._deadline = self.callLater(timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport is not None:
+            # part of a request, not all of it in time: 408, then close. A connection that
+            # sent nothing since its last response is closed without a word: a 408 there could
+            # cross a request the client is just sending and be taken as its answer.
+            if self.requests or getattr(self, "_buffer", b""):   # a request line begun
+                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n"
+                                     b"content-length: 0\r\n\r\n")
+            self.transport.loseConnection()
+
+
+class ConsoleSite(server.Site):
+    """The console's Site: request deadlines and a bound on idle connections."""
+
+    protocol = GuardedChannel
+
+    def __init__(self, root: resource.Resource, *, request_timeout: float = 30.0,
+                 idle_timeout: float = 60.0, max_idle: int = 1000, **kw: Any) -> None:
+        super().__init__(root, timeout=idle_timeout if idle_timeout > 0 else None, **kw)
+        self.request_timeout = request_timeout
+        self.max_idle = max_idle
+        self._idle: dict[GuardedChannel, None] = {}   # insertion order: oldest first
+
+    def guard_idle(self, channel: GuardedChannel) -> None:
+        self._idle.pop(channel, None)
+        self._idle[channel] = None
+        while self.max_idle > 0 and len(self._idle) > self.max_idle:
+            oldest = next(iter(self._idle))
+            del self._idle[oldest]
+            if oldest.transport is not None:
+                oldest.transport.abortConnection()
+
+    def guard_busy(self, channel: GuardedChannel) -> None:
+        self._idle.pop(channel, None)
+
+    @property
+    def idle_connections(self) -> int:
+        return len(self._idle)
+
+
 def make_site(broker: Any, config: Any, reactor: Any) -> server.Site:
     stats = MessageStats(broker)
     stats.start()
     routes = all_routes()
     api = ApiResource(broker, config, routes, stats=stats)
     openapi = json.dumps(openapi_document(routes)).encode()
-    root = ConsoleRoot(ApiRoot(api, openapi), MetricsResource(broker, stats))
-    site = server.Site(root, requestFactory=ConsoleRequest)
+    root = ConsoleRoot(ApiRoot(api, openapi), MetricsResource(
+        broker, stats, require_auth=bool(getattr(config, "metrics_require_auth", False))))
+    site = ConsoleSite(root, requestFactory=ConsoleRequest,
+                       request_timeout=getattr(config, "http_request_timeout", 30.0),
+                       idle_timeout=getattr(config, "http_idle_timeout", 60.0),
+                       max_idle=getattr(config, "http_max_idle_connections", 1000))
     site.displayTracebacks = False
     site.message_stats = stats
     return site

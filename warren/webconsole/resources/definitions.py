@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...broker.definitions import export_definitions, import_definitions
+from ...broker.definitions import export_definitions, import_definitions_sliced
 from ..api import Call, Route
 
 
@@ -18,15 +18,15 @@ def export_vhost(call: Call) -> dict[str, Any]:
 
 
 def import_all(call: Call) -> Any:
-    import_definitions(call.broker, call.body)
+    done = import_definitions_sliced(call.broker, call.body)
     call.status = 204
-    return call.broker.sync().addCallback(lambda _: None)
+    return done.addCallback(lambda _: call.broker.sync()).addCallback(lambda _: None)
 
 
 def import_vhost(call: Call) -> Any:
-    import_definitions(call.broker, call.body, call.vhost().name)
+    done = import_definitions_sliced(call.broker, call.body, call.vhost().name)
     call.status = 204
-    return call.broker.sync().addCallback(lambda _: None)
+    return done.addCallback(lambda _: call.broker.sync()).addCallback(lambda _: None)
 
 
 ROUTES = [

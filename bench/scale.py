@@ -1,0 +1,359 @@
+"""Cost that grows with the work: bindings, MQTT subscriptions, and an unrelated client meanwhile.
+
+    python -m bench.scale core --sizes 10000 50000
+        binds N bindings on one exchange through the core (in-process Broker, no network),
+        then unbinds them: seconds in total and microseconds per operation, per exchange type.
+    python -m bench.scale mqtt --sizes 10000 --mode one|many|both
+        a `warren run` subprocess; a paho client subscribes N filters in one SUBSCRIBE
+        (``one``) or in N SUBSCRIBEs sent back to back (``many``) and waits for the SUBACKs,
+        while a second client times QoS 1 PUBLISH -> PUBACK round trips (max and p99 quoted).
+    python -m bench.scale deliver --sizes 5000 50000
+        a client with N filters receives 2,000 messages on 2,000 different matching topics:
+        seconds (each new topic is matched against the client's subscriptions).
+    python -m bench.scale purge --sizes 1000000
+        a queue holding N messages (in-process core) is purged / deleted: the call, then the
+        reactor turns that release the rest.
+    python -m bench.scale import --sizes 50000
+        a definitions document of N queues and N bindings (in-process core) imported as the
+        API does, a slice per reactor turn: the first call, then each turn (median, max).
+    python -m bench.scale metrics --sizes 10000
+        a `warren run` subprocess with N queues: milliseconds and bytes of GET /metrics and
+        /metrics/per-object (each the broker's only thread, for that long).
+
+Nothing here is asserted; the figures are for the report and docs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def _core_broker():
+    from twisted.internet.task import Clock
+
+    from warren.amqp.properties import CODEC
+    from warren.broker.broker import Broker
+    b = Broker(clock=Clock(), codec=CODEC)
+    b.ensure_defaults()
+    return b
+
+
+def bench_core(sizes: list[int]) -> None:
+    for kind, exchange, key in (("topic", "amq.topic", lambda i: f"sensor.{i}.#"),
+                                ("direct", "amq.direct", lambda i: f"k{i}"),
+                                ("fanout", "amq.fanout", lambda i: f"k{i}"),
+                                ("headers", "amq.headers", lambda i: f"k{i}")):
+        for n in sizes:
+            broker = _core_broker()
+            vh = broker.vhost("/")
+            q = vh.declare_queue("q")
+            args = (lambda i: {"x-match": "any", "h": i}) if kind == "headers" else (lambda i: {})
+            t0 = time.perf_counter()
+            for i in range(n):
+                vh.bind(exchange, q, key(i), args(i))
+            t_bind = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for i in range(n):   # duplicates: each is found, nothing added
+                vh.bind(exchange, q, key(i), args(i))
+            t_dup = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for i in range(n):
+                vh.unbind(exchange, q, key(i), args(i))
+            t_unbind = time.perf_counter() - t0
+            # many queues on one key, then the queues deleted (Queue.bindings / type removal)
+            queues = [vh.declare_queue(f"q{i}") for i in range(n)]
+            t0 = time.perf_counter()
+            for qq in queues:
+                vh.bind(exchange, qq, "same", args(0))
+            t_same = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for qq in queues:
+                vh.delete_queue(qq.name)
+            t_del = time.perf_counter() - t0
+            print(f"core {kind:7} n={n:>7}: bind {t_bind:7.2f}s ({t_bind / n * 1e6:6.1f} us/op)"
+                  f"  re-bind {t_dup:6.2f}s ({t_dup / n * 1e6:6.1f} us/op)"
+                  f"  unbind {t_unbind:6.2f}s ({t_unbind / n * 1e6:6.1f} us/op)"
+                  f"  n queues on one key: bind {t_same / n * 1e6:6.1f} us/op,"
+                  f" delete queue {t_del / n * 1e6:6.1f} us/op", flush=True)
+
+
+def bench_purge(sizes: list[int]) -> None:
+    from warren.amqp.properties import CODEC
+    from warren.broker.message import Message, Properties
+    for n in sizes:
+        broker = _core_broker()
+        vh = broker.vhost("/")
+        for op in ("purge", "delete"):
+            q = vh.declare_queue("big")
+            pub = broker.publisher("/", None)
+            ex = pub.exchange("")
+            for _ in range(n):
+                pub.publish(ex, Message("", "big", b"x", codec=CODEC, props=Properties()))
+            clock = broker.clock
+            clock.advance(0)
+            t0 = time.perf_counter()
+            if op == "purge":
+                q.purge()
+            else:
+                vh.delete_queue("big")
+            first = time.perf_counter() - t0
+            slices, longest = 0, 0.0
+            while clock.calls:   # the rest, one reactor turn's call at a time
+                t1 = time.perf_counter()
+                call = clock.calls.pop(0)
+                call.called = 1
+                call.func(*call.args, **call.kw)
+                longest = max(longest, time.perf_counter() - t1)
+                slices += 1
+            total = time.perf_counter() - t0
+            if op == "purge":
+                vh.delete_queue("big")
+                while clock.getDelayedCalls():
+                    clock.advance(0)
+            print(f"core {op} of a queue of n={n}: the call {first * 1e3:.0f} ms, then {slices}"
+                  f" more turns (longest {longest * 1e3:.0f} ms); {total:.3f}s in all;"
+                  f" memory_used after {broker.memory_used}", flush=True)
+
+
+def _probe_process(port: int, conn, stop) -> None:
+    """In its own process (no GIL shared with the big client): QoS 1 PUBLISH -> PUBACK round
+    trips to a topic nobody reads, until ``stop``; the samples go back through ``conn``."""
+    import paho.mqtt.client as mqtt
+    acked = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="rtt-probe")
+    client.on_publish = lambda *a: acked.set()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    samples = []
+    conn.send("ready")
+    while not stop.is_set():
+        acked.clear()
+        t0 = time.perf_counter()
+        client.publish("probe/rtt", b"x", qos=1)
+        if not acked.wait(300):
+            break
+        samples.append(time.perf_counter() - t0)
+        time.sleep(0.005)
+    client.loop_stop()
+    client.disconnect()
+    conn.send(samples)
+
+
+class RoundTrips:
+    """A second MQTT client, in another process, timing QoS 1 PUBLISH -> PUBACK."""
+
+    def __init__(self, port: int) -> None:
+        import multiprocessing
+        ctx = multiprocessing.get_context("spawn")
+        self.parent, child = ctx.Pipe()
+        self.stop = ctx.Event()
+        self.proc = ctx.Process(target=_probe_process, args=(port, child, self.stop),
+                                daemon=True)
+
+    def start(self) -> None:
+        self.proc.start()
+        self.parent.recv()   # connected
+
+    def finish(self) -> str:
+        self.stop.set()
+        s = sorted(self.parent.recv())
+        self.proc.join(30)
+        if not s:
+            return "no round trip"
+        p99 = s[min(len(s) - 1, int(len(s) * 0.99))]
+        return (f"probe round trips: n={len(s)} median {statistics.median(s) * 1e3:.1f} ms"
+                f" p99 {p99 * 1e3:.1f} ms max {s[-1] * 1e3:.1f} ms")
+
+
+def bench_mqtt(sizes: list[int], modes: list[str]) -> None:
+    import paho.mqtt.client as mqtt
+
+    from bench.brokers import Warren
+    for n in sizes:
+        for mode in modes:
+            with tempfile.TemporaryDirectory() as tmp:
+                broker = Warren(Path(tmp), command=[sys.executable, "-m", "warren"])
+                broker.start()
+                try:
+                    port = broker.ports["mqtt"]
+                    probe = RoundTrips(port)
+                    probe.start()
+                    time.sleep(0.5)   # a few samples of the quiet broker first
+                    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="big-sub")
+                    done = threading.Event()
+                    pending = {"left": 1 if mode == "one" else n}
+
+                    def on_subscribe(*_a, pending=pending, done=done):
+                        pending["left"] -= 1
+                        if pending["left"] == 0:
+                            done.set()
+                    client.on_subscribe = on_subscribe
+                    client.max_queued_messages_set(0)
+                    client.connect("127.0.0.1", port)
+                    client.loop_start()
+                    filters = [(f"bench/{i}/+/temp", 1) for i in range(n)]
+                    t0 = time.perf_counter()
+                    if mode == "one":
+                        client.subscribe(filters)
+                    else:
+                        for f in filters:
+                            client.subscribe(f[0], f[1])
+                    ok = done.wait(600)
+                    dt = time.perf_counter() - t0
+                    print(f"mqtt n={n:>6} {mode:4}: {'all SUBACKs in' if ok else 'TIMEOUT after'}"
+                          f" {dt:7.2f}s ({dt / n * 1e6:6.1f} us/filter); {probe.finish()}",
+                          flush=True)
+                    client.loop_stop()
+                    client.disconnect()
+                finally:
+                    broker.stop()
+
+
+def _run_turns(clock) -> list[float]:
+    """Run a fake clock's pending calls one at a time, as reactor turns; their durations."""
+    times = []
+    while clock.calls:
+        call = clock.calls.pop(0)
+        call.called = 1
+        t = time.perf_counter()
+        call.func(*call.args, **call.kw)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def bench_import(sizes: list[int]) -> None:
+    from warren.broker.definitions import import_definitions_sliced
+    for n in sizes:
+        broker = _core_broker()
+        defs = {"queues": [{"name": f"q{i}", "vhost": "/", "durable": True,
+                            "auto_delete": False, "arguments": {}} for i in range(n)],
+                "bindings": [{"source": "amq.topic", "vhost": "/", "destination": f"q{i}",
+                              "destination_type": "queue", "routing_key": f"a.{i}.#",
+                              "arguments": {}} for i in range(n)]}
+        t0 = time.perf_counter()
+        import_definitions_sliced(broker, defs)
+        first = time.perf_counter() - t0
+        times = sorted(_run_turns(broker.clock))
+        total = time.perf_counter() - t0
+        print(f"import of {n} queues + {n} bindings: first call {first * 1e3:.0f} ms, then"
+              f" {len(times)} turns, median {statistics.median(times) * 1e3:.1f} ms,"
+              f" max {times[-1] * 1e3:.0f} ms; {total:.2f}s in all", flush=True)
+
+
+def bench_metrics(sizes: list[int]) -> None:
+    import pika
+    import requests
+
+    from bench.brokers import Warren, free_port
+
+    class WarrenHttp(Warren):
+        http_port = free_port()
+
+        def command(self) -> list[str]:
+            argv = super().command()
+            argv[argv.index("--http-port") + 1] = str(self.http_port)
+            return argv
+
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            broker = WarrenHttp(Path(tmp), command=[sys.executable, "-m", "warren"])
+            broker.start()
+            try:
+                conn = pika.BlockingConnection(pika.ConnectionParameters(
+                    "127.0.0.1", broker.ports["amqp"]))
+                ch = conn.channel()
+                for i in range(n):
+                    ch.queue_declare(f"q{i}")
+                conn.close()
+                base = f"http://127.0.0.1:{broker.http_port}"
+                for path in ("/metrics", "/metrics/per-object",
+                             "/metrics/detailed?family=queue_coarse_metrics&vhost=%2F"):
+                    times = []
+                    for _ in range(5):
+                        t0 = time.perf_counter()
+                        r = requests.get(base + path, timeout=300)
+                        times.append(time.perf_counter() - t0)
+                    if r.status_code != 200:
+                        print(f"metrics n={n} {path}: HTTP {r.status_code}")
+                        continue
+                    print(f"metrics n={n:>6} queues {path:58}: median"
+                          f" {statistics.median(times) * 1e3:7.1f} ms, {len(r.content):>9} bytes",
+                          flush=True)
+            finally:
+                broker.stop()
+
+
+def bench_deliver(sizes: list[int], messages: int = 2000) -> None:
+    import paho.mqtt.client as mqtt
+
+    from bench.brokers import Warren
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            broker = Warren(Path(tmp), command=[sys.executable, "-m", "warren"])
+            broker.start()
+            try:
+                port = broker.ports["mqtt"]
+                sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="many-filters")
+                subscribed = threading.Event()
+                got = threading.Event()
+                count = {"n": 0}
+
+                def on_message(*_a, count=count, got=got):
+                    count["n"] += 1
+                    if count["n"] == messages:
+                        got.set()
+                sub.on_subscribe = lambda *a: subscribed.set()
+                sub.on_message = on_message
+                sub.connect("127.0.0.1", port)
+                sub.loop_start()
+                sub.subscribe([(f"bench/{i}/+/temp", 0) for i in range(n)])
+                subscribed.wait(600)
+                pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub")
+                pub.connect("127.0.0.1", port)
+                pub.loop_start()
+                t0 = time.perf_counter()
+                for j in range(messages):
+                    pub.publish(f"bench/{j * 7919 % n}/dev{j}/temp", b"x", qos=0)
+                ok = got.wait(600)
+                dt = time.perf_counter() - t0
+                print(f"deliver: client with {n:>6} filters, {messages} messages on distinct"
+                      f" topics: {'all in' if ok else 'TIMEOUT after'} {dt:.2f}s"
+                      f" ({dt / messages * 1e6:.0f} us/message)", flush=True)
+                for c in (sub, pub):
+                    c.loop_stop()
+                    c.disconnect()
+            finally:
+                broker.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["core", "mqtt", "purge", "metrics", "import", "deliver"])
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
+    p.add_argument("--mode", choices=["one", "many", "both"], default="both",
+                   help="mqtt: one SUBSCRIBE with every filter, one per filter, or both")
+    a = p.parse_args(argv)
+    if a.what == "core":
+        bench_core(a.sizes)
+    elif a.what == "purge":
+        bench_purge(a.sizes)
+    elif a.what == "metrics":
+        bench_metrics(a.sizes)
+    elif a.what == "import":
+        bench_import(a.sizes)
+    elif a.what == "deliver":
+        bench_deliver(a.sizes)
+    else:
+        bench_mqtt(a.sizes, ["one", "many"] if a.mode == "both" else [a.mode])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
