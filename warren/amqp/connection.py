@@ -241,9 +241,9 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         self.capabilities = caps if isinstance(caps, dict) else {}
         username, password = self._credentials(m.mechanism, m.response)
         try:
-            self.user = self.broker.authenticate(username, password, loopback=self.loopback)
+            self.user = self.broker.authenticate(username, password, loopback=self.loopback,
+                                                 peer=self.peer[0], protocol="AMQP")
         except AccessRefused as e:
-            log.warning("AMQP login refused for user '%s' from %s", username, self.peer[0])
             if self.capabilities.get("authentication_failure_close"):
                 self._error(e, None, force_connection=True)
             else:
@@ -294,7 +294,8 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
             self._hb_call.start(self.heartbeat / 2.0, now=False)
 
     def _on_open(self, m: commands.Connection.Open) -> None:
-        self.vhost = self.broker.open_vhost(self.user, m.virtual_host)
+        self.vhost = self.broker.open_vhost(self.user, m.virtual_host, peer=self.peer[0],
+                                            protocol="AMQP")
         self.vhost_name = m.virtual_host
         self.state = State.OPEN
         if self._handshake_call is not None and self._handshake_call.active():

@@ -178,21 +178,33 @@ class Broker:
         if self.permissions.pop((user, vhost), None) is not None:
             self.save_definition("permission", resource_key(user, vhost), None)
 
-    def authenticate(self, username: str, password: str, *, loopback: bool) -> User:
-        """Check a login; raises AccessRefused with RabbitMQ's wording."""
+    def authenticate(self, username: str, password: str, *, loopback: bool, peer: str = "",
+                     protocol: str = "") -> User:
+        """Check a login; raises AccessRefused with RabbitMQ's wording (which names no reason,
+        so a client cannot probe which users exist) and logs the reason for the operator once,
+        with the peer address and never the password."""
         user = self.users.get(username)
-        if user is None or not user.check(password):
-            raise AccessRefused("Login was refused using authentication mechanism PLAIN. "
-                                "For details see the broker logfile.")
-        if username in self.loopback_users and not loopback:
-            raise AccessRefused("Login was refused using authentication mechanism PLAIN. "
-                                "For details see the broker logfile.")
-        return user
+        if user is None:
+            reason = "no such user"
+        elif not user.check(password):
+            reason = "wrong password"
+        elif username in self.loopback_users and not loopback:
+            reason = "this user may only connect from localhost (loopback_users)"
+        else:
+            return user
+        log.warning("login refused for user '%s' from %s%s: %s", username, peer or "?",
+                    f" ({protocol})" if protocol else "", reason)
+        raise AccessRefused("Login was refused using authentication mechanism PLAIN. "
+                            "For details see the broker logfile.")
 
-    def open_vhost(self, user: User, vhost: str) -> VirtualHost:
+    def open_vhost(self, user: User, vhost: str, *, peer: str = "",
+                   protocol: str = "") -> VirtualHost:
         """connection.open: the vhost must exist and the user must have permissions on it."""
         vh = self.vhosts.get(vhost)
         if vh is None or (user.name, vhost) not in self.permissions:
+            log.warning("access to vhost '%s' refused for user '%s' from %s%s: %s", vhost,
+                        user.name, peer or "?", f" ({protocol})" if protocol else "",
+                        "no such vhost" if vh is None else "no permissions on it")
             raise NotAllowed(f"access to vhost '{vhost}' refused for user '{user.name}'")
         return vh
 

@@ -552,12 +552,14 @@ class MqttSession:
             except UnicodeDecodeError:
                 raise MqttError(rc.BAD_USER_NAME_OR_PASSWORD, "password is not UTF-8") from None
         try:
-            user = self.broker.authenticate(username, password, loopback=self.conn.loopback)
+            user = self.broker.authenticate(username, password, loopback=self.conn.loopback,
+                                            peer=self.conn.peer[0], protocol="MQTT")
         except AccessRefused:
             raise MqttError(rc.BAD_USER_NAME_OR_PASSWORD, f"login refused for {username!r}") \
                 from None
         try:
-            vhost = self.broker.open_vhost(user, vhost_name)
+            vhost = self.broker.open_vhost(user, vhost_name, peer=self.conn.peer[0],
+                                           protocol="MQTT")
         except (NotAllowed, AccessRefused):
             raise MqttError(rc.NOT_AUTHORIZED, f"no access to vhost {vhost_name!r}") from None
         return user, vhost

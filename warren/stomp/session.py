@@ -344,9 +344,9 @@ class StompSession:
         if login is None:
             login, passcode = self.config.default_user, self.config.default_pass
         try:
-            self.user = self.broker.authenticate(login, passcode or "", loopback=self.loopback)
+            self.user = self.broker.authenticate(login, passcode or "", loopback=self.loopback,
+                                                 peer=self.peer_host, protocol="STOMP")
         except AccessRefused:
-            log.warning("STOMP login refused for user '%s' from %s", login, self.peer_host)
             raise StompError("Bad CONNECT", f"Access refused for user '{login}'\n") from None
         host = frame.get("host")
         if host is not None and host in self.broker.vhosts:
@@ -357,7 +357,8 @@ class StompSession:
         else:
             vhost_name = "/"
         try:
-            self.vhost = self.broker.open_vhost(self.user, vhost_name)
+            self.vhost = self.broker.open_vhost(self.user, vhost_name, peer=self.peer_host,
+                                                protocol="STOMP")
         except BrokerError:
             raise StompError("Bad CONNECT", f"Virtual host '{vhost_name}' access denied") from None
         self.vhost_name = vhost_name

@@ -431,7 +431,8 @@ class ApiResource(resource.Resource):
                            {"WWW-Authenticate": REALM}) from None
         try:
             user = self.broker.authenticate(username, password,
-                                            loopback=is_loopback(_peer_host(request)))
+                                            loopback=is_loopback(_peer_host(request)),
+                                            peer=_peer_host(request), protocol="HTTP")
         except AccessRefused:
             raise ApiError(401, "not_authorized", "Login failed",
                            {"WWW-Authenticate": REALM}) from None
