@@ -480,3 +480,72 @@ def test_every_tab_renders_at_laptop_size(ui, broker):
         ui.wait_for("document.getElementById('bridges-list').textContent.includes('No shovels')",
                     what="shovels empty state")
         assert_clean(ui)
+
+
+def test_network_picture_draws_this_broker_its_peers_and_links(ui, broker, unique):
+    local, remote = f"{unique}.local", f"{unique}.remote"
+    shovels = {
+        local: {"src-uri": "amqp://", "src-queue": f"{unique}.a",
+                "dest-uri": "amqp://", "dest-queue": f"{unique}.b"},
+        remote: {"src-uri": "amqp://", "src-queue": f"{unique}.c",
+                 "dest-uri": "amqp://guest:guest@127.0.0.1:1", "dest-queue": f"{unique}.d",
+                 "reconnect-delay": 0.2},
+    }
+    try:
+        for name, value in shovels.items():
+            r = api(broker, "PUT", "parameters", "shovel", "/", name, json={"value": value})
+            assert r.status_code in (201, 204), r.text
+
+        def state(name):
+            r = api(broker, "GET", "shovels", "/", name)
+            return r.json()["state"] if r.status_code == 200 else None
+
+        wait_until(lambda: state(local) == "running", what="local shovel running")
+        wait_until(lambda: state(remote) not in (None, "starting", "running"),
+                   what="remote shovel failing")
+        node = api(broker, "GET", "overview").json()["node"]
+        with screenshot_on_failure(ui, "network picture"):
+            login(ui, broker)
+            ui.wait_for_selector("#page-overview")
+            open_page(ui, "#/bridges", "#page-bridges")
+            pic = "#network-picture"
+            ui.wait_for_selector(f"{pic} g.net-node[data-node='127.0.0.1:1']")
+            # this broker in the middle, named by its node name; the peer by host:port only
+            assert ui.evaluate(f"document.querySelector('{pic} g.net-self').dataset.name") == node
+            assert node.endswith(ui.evaluate(
+                f"document.querySelector('{pic} g.net-self text').textContent").split("…")[-1])
+            peers = ui.evaluate(f"[...document.querySelectorAll('{pic} g.net-node:not(.net-self)')]"
+                                ".map(n => n.dataset.node)")
+            assert "127.0.0.1:1" in peers and not any("guest" in p for p in peers), peers
+
+            def arrow(name):
+                return json.dumps(f"{pic} g.net-link[data-link='shovel://{name}']")
+
+            # the local shovel loops on this broker, running
+            ui.wait_for(f"document.querySelector({arrow(local)})?.classList.contains('link-running')",
+                        what="local arrow running")
+            assert ui.evaluate(f"[document.querySelector({arrow(local)}).dataset.from, "
+                               f"document.querySelector({arrow(local)}).dataset.to]") == ["self", "self"]
+            # the other one goes from this broker to 127.0.0.1:1, in its failing state
+            expected = state(remote)
+            ui.wait_for(f"document.querySelector({arrow(remote)})?.classList.contains("
+                        f"{json.dumps('link-' + expected)})", what=f"remote arrow {expected}")
+            link = ui.evaluate(f"(() => {{ const g = document.querySelector({arrow(remote)}); "
+                               "return {from: g.dataset.from, to: g.dataset.to, "
+                               "label: g.querySelector('text').textContent, "
+                               "title: g.querySelector('title').textContent, "
+                               "head: g.querySelector('path').getAttribute('marker-end')}; })()")
+            assert link["from"] == "self" and link["to"] == "127.0.0.1:1", link
+            # labelled with its name (cut in the middle when long, whole in the tooltip)
+            assert link["label"].endswith(".remote"), link
+            assert link["title"].startswith(f"shovel {remote}\n") and "last error: " in link["title"]
+            assert link["head"] == f"url(#net-head-{expected})"
+            assert ui.evaluate(f"document.querySelectorAll('{pic} g.net-link').length") >= 2
+            # it fits the laptop screen, above the tables
+            assert ui.evaluate("document.documentElement.scrollWidth") <= 1366
+            assert ui.evaluate(f"document.querySelector('{pic}').getBoundingClientRect().bottom <= "
+                               "document.getElementById('bridges-list').getBoundingClientRect().top")
+            assert_clean(ui)
+    finally:
+        for name in shovels:
+            api(broker, "DELETE", "parameters", "shovel", "/", name)

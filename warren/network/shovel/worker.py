@@ -330,6 +330,9 @@ class Shovel:
             "timestamp": time.strftime("%Y-%m-%d %H:%M:%S", self.timestamp),
             "name": d.name, "vhost": d.vhost, "type": "dynamic",
         }
+        # the ends are known before the shovel connects: the console's network picture
+        # draws a shovel that cannot reach its peer too (an addition to RabbitMQ's fields)
+        out.update(src_uri=self.src_uri, dest_uri=self.dest_uri)
         if self.state == "starting":
             out["state"] = "starting"
             if self.reason:

@@ -7,6 +7,7 @@ import {apiPath, del, get, put} from "../api.js";
 import {formatCount, formatRate, h, num, replace, table} from "../dom.js";
 import {field, formValues, input, perform, section, select, vhostSelect} from "../ui.js";
 import {deleteButton} from "./common.js";
+import {networkPicture, peerOf} from "./network_picture.js";
 
 /** "queue q" or "exchange x (key k)" for one end of a shovel status entry. */
 function endpoint(s, side) {
@@ -74,9 +75,7 @@ function addForm(app) {
 }
 
 /** The federation links table (read-only: links follow upstreams and policies). */
-async function federationTable(app) {
-  const links = (await get(apiPath("federation-links")))
-    .filter((l) => !app.vhost || l.vhost === app.vhost);
+function federationTable(links) {
   if (!links.length) {
     return h("div", {class: "empty-state"},
       h("p", {class: "empty-title"}, "No federation links"),
@@ -96,8 +95,7 @@ async function federationTable(app) {
 }
 
 /** The network connectors table (read-only: connectors come from the config file). */
-async function connectorsTable() {
-  const connectors = await get(apiPath("network-connectors"));
+function connectorsTable(connectors) {
   if (!connectors.length) {
     return h("div", {class: "empty-state"},
       h("p", {class: "empty-title"}, "No network connectors"),
@@ -122,20 +120,59 @@ export function bridgesPage(params, app) {
   const body = h("div", {id: "bridges-list"});
   const federation = h("div", {id: "federation-list"});
   const connectors = h("div", {id: "connectors-list"});
-  const element = h("div", {class: "page", id: "page-bridges"}, h("h2", {}, "Shovels"), body,
+  const picture = h("div", {id: "network-picture-box", class: "network-picture-box"});
+  const element = h("div", {class: "page", id: "page-bridges"}, picture,
+    h("h2", {}, "Shovels"), body,
     section("Add a shovel", addForm(app), {id: "add-shovel"}),
     h("h2", {}, "Federation links"), federation,
     h("h2", {}, "Network connectors"), connectors);
-  const last = new Map();   // vhost/name -> [time, forwarded] of the previous refresh
+  const last = new Map();   // key -> [time, count] of the previous refresh
+  /** Messages per second since the previous refresh, or null (first sight, no count). */
+  const rateOf = (key, count, now) => {
+    const before = last.get(key);
+    let rate = null;
+    if (before && typeof count === "number" && now > before[0]) {
+      rate = Math.max(0, (count - before[1]) * 1000 / (now - before[0]));
+    }
+    if (typeof count === "number") last.set(key, [now, count]);
+    return rate;
+  };
   return {
     element,
     async refresh() {
       const overview = await get(apiPath("overview"));
       app.showNode(overview);
-      replace(federation, await federationTable(app));
-      replace(connectors, await connectorsTable());
+      const links = (await get(apiPath("federation-links")))
+        .filter((l) => !app.vhost || l.vhost === app.vhost);
+      const conns = await get(apiPath("network-connectors"));
       const shovels = (await get(apiPath("shovels")))
         .filter((s) => !app.vhost || s.vhost === app.vhost);
+      const now = Date.now();
+      const rates = new Map(shovels.map((s) =>
+        [`${s.vhost}/${s.name}`, rateOf(`${s.vhost}/${s.name}`, s.forwarded, now)]));
+      const drawn = [
+        ...shovels.map((s) => {
+          const rate = rates.get(`${s.vhost}/${s.name}`);
+          return {key: `shovel:${s.vhost}/${s.name}`, kind: "shovel", name: s.name,
+            from: peerOf(s.src_uri), to: peerOf(s.dest_uri), state: s.state,
+            rateText: rate === null ? "" : formatRate(rate), error: s.reason || ""};
+        }),
+        ...links.map((l) => ({key: `federation:${l.id}`, kind: `federation ${l.type}`,
+          name: `${l.upstream} → ${l.exchange ?? l.queue}`, from: peerOf(l.uri), to: "",
+          state: l.status, error: l.error || ""})),
+        ...conns.map((c) => {
+          const out = rateOf(`connector-out:${c.name}`, c.forwarded_out, now);
+          const inRate = rateOf(`connector-in:${c.name}`, c.forwarded_in, now);
+          const rateText = out === null ? "" : c.duplex
+            ? `out ${formatRate(out)}, in ${formatRate(inRate)}` : formatRate(out);
+          return {key: `connector:${c.name}`, kind: "network connector", name: c.name, from: "",
+            to: peerOf(c.uri), state: c.status, duplex: c.duplex, rateText,
+            error: c.error || "", peerName: c.peer || ""};
+        }),
+      ];
+      replace(picture, networkPicture(overview.node, drawn));
+      replace(federation, federationTable(links));
+      replace(connectors, connectorsTable(conns));
       if (!shovels.length) {
         replace(body, h("div", {class: "empty-state"},
           h("p", {class: "empty-title"}, "No shovels"),
@@ -145,15 +182,8 @@ export function bridgesPage(params, app) {
             + "or with warren ctl set_parameter shovel NAME JSON.")));
         return;
       }
-      const now = Date.now();
       const rows = shovels.map((s) => {
-        const key = `${s.vhost}/${s.name}`;
-        const before = last.get(key);
-        let rate = null;
-        if (before && typeof s.forwarded === "number" && now > before[0]) {
-          rate = Math.max(0, (s.forwarded - before[1]) * 1000 / (now - before[0]));
-        }
-        if (typeof s.forwarded === "number") last.set(key, [now, s.forwarded]);
+        const rate = rates.get(`${s.vhost}/${s.name}`);
         return [
           h("span", {class: "wrap"}, s.name), s.vhost,
           h("span", {class: `state state-${s.state}`}, s.state),
