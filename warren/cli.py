@@ -59,6 +59,9 @@ RUN_FLAGS: tuple[tuple[str, dict], ...] = (
     ("--max-message-size", {"type": int, "help": "largest message body accepted, in bytes"}),
     ("--frame-max", {"type": int, "help": "largest AMQP frame offered, in bytes"}),
     ("--heartbeat", {"type": int, "help": "AMQP heartbeat offered, in seconds (0: none)"}),
+    ("--password-hashing-module", {
+        "choices": ["rabbit_password_hashing_sha256", "rabbit_password_hashing_sha512"],
+        "help": "how new passwords are hashed, as RabbitMQ's password_hashing_module"}),
 )
 
 

@@ -31,6 +31,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "store": ("journal", "sql", "memory"),
     "ha": ("none", "shared-file", "shared-db"),
     "log_level": ("debug", "info", "warning", "error"),
+    "password_hashing_module": ("rabbit_password_hashing_sha256",
+                                "rabbit_password_hashing_sha512"),
 }
 
 
@@ -63,6 +65,8 @@ class Config:
     default_user: str = "guest"
     default_pass: str = "guest"
     loopback_users: list[str] = field(default_factory=lambda: ["guest"])
+    # hashing of new passwords, as RabbitMQ's password_hashing_module (sha256 or sha512)
+    password_hashing_module: str = "rabbit_password_hashing_sha256"
     # AMQP limits and negotiation
     frame_max: int = 131072
     channel_max: int = 2047

@@ -147,7 +147,8 @@ class BrokerService(service.MultiService):
                              memory_high_watermark=cfg.memory_high_watermark,
                              node_name=cfg.node_name, default_user=cfg.default_user,
                              default_pass=cfg.default_pass, loopback_users=cfg.loopback_users,
-                             paging_budget=cfg.paging_budget)
+                             paging_budget=cfg.paging_budget,
+                             password_hashing=cfg.password_hashing_module)
         self.components = []
         for make in PARAMETER_COMPONENTS:
             component = make(self.broker, cfg)

@@ -22,7 +22,8 @@ from .parameters import RuntimeParameters
 from .policies import Policy, effective
 from .publish import Publisher
 from .queue import Queue
-from .users import Permission, User, hash_password, require
+from .users import (HASHING_ALGORITHM, Permission, User, algorithm_of, hash_password,
+                    require)
 from .vhost import VirtualHost
 
 log = logging.getLogger("warren.broker")
@@ -42,11 +43,13 @@ class Broker:
                  memory_high_watermark: int = 2 * 1024 ** 3, node_name: str = "warren@localhost",
                  default_user: str = "guest", default_pass: str = "guest",
                  loopback_users: Iterable[str] = ("guest",),
-                 paging_budget: int = DEFAULT_BUDGET) -> None:
+                 paging_budget: int = DEFAULT_BUDGET,
+                 password_hashing: str = HASHING_ALGORITHM) -> None:
         self.clock = clock                          # IReactorTime
         self.codec = codec                          # canonical properties codec (AMQP's)
         self.store = store                          # None: nothing is durable
         self.node_name = node_name
+        self.password_hashing = password_hashing    # hashing module for new passwords
         self.vhosts: dict[str, VirtualHost] = {}
         self.users: dict[str, User] = {}
         self.permissions: dict[tuple[str, str], Permission] = {}
@@ -145,10 +148,16 @@ class Broker:
         self.save_definition("vhost", name, None)
 
     def add_user(self, name: str, password: str | None, tags: list[str] | None = None, *,
-                 password_hash: str | None = None, persist: bool = True) -> User:
+                 password_hash: str | None = None, hashing_algorithm: str | None = None,
+                 persist: bool = True) -> User:
+        """A password is hashed with the configured module; a given hash keeps the module it
+        names (or, unnamed, the one its length says)."""
         if password_hash is None:
-            password_hash = hash_password(password) if password else ""
-        user = User(name, password_hash, list(tags or []))
+            algorithm = self.password_hashing
+            password_hash = hash_password(password, algorithm=algorithm) if password else ""
+        else:
+            algorithm = hashing_algorithm or algorithm_of(password_hash)
+        user = User(name, password_hash, list(tags or []), hashing_algorithm=algorithm)
         self.users[name] = user
         if persist:
             self.save_definition("user", name, user.definition())
@@ -465,7 +474,8 @@ class Broker:
                            tags=v.get("tags"), persist=False)
         for u in by_kind.get("user", []):
             self.add_user(u["name"], None, u.get("tags", []),
-                          password_hash=u.get("password_hash", ""), persist=False)
+                          password_hash=u.get("password_hash", ""),
+                          hashing_algorithm=u.get("hashing_algorithm"), persist=False)
         for p in by_kind.get("permission", []):
             if p["user"] in self.users and p["vhost"] in self.vhosts:
                 self.set_permissions(p["user"], p["vhost"], p["configure"], p["write"],

@@ -164,7 +164,7 @@ def _import_steps(broker: Any, defs: dict[str, Any], vhost: str | None,
         for u in defs.get("users", []):
             broker.add_user(u["name"], u.get("password"), _tags(u.get("tags", [])),
                             password_hash=u.get("password_hash") if "password" not in u
-                            else None)
+                            else None, hashing_algorithm=u.get("hashing_algorithm"))
             yield
         for p in defs.get("permissions", []):
             broker.set_permissions(p["user"], p["vhost"], p.get("configure", ""),

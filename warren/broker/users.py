@@ -1,9 +1,13 @@
 """Users, password hashes and permissions, as RabbitMQ keeps them.
 
-Password hashes use RabbitMQ's ``rabbit_password_hashing_sha256`` format (base64 of a 4-byte
-salt followed by SHA-256(salt + password)), so definitions exported from RabbitMQ import here
-and back. Permissions are three regular expressions (configure, write, read) per user and
-vhost; an empty pattern grants nothing, as in RabbitMQ.
+Password hashes use RabbitMQ's formats: base64 of a 4-byte salt followed by
+SHA-256(salt + password) (``rabbit_password_hashing_sha256``, the default) or SHA-512
+(``rabbit_password_hashing_sha512``, RabbitMQ's ``password_hashing_module`` choice), so
+definitions exported from RabbitMQ import here and back whichever it used. The operator picks
+the algorithm for new passwords with ``password_hashing_module``.
+
+Permissions are three regular expressions (configure, write, read) per user and vhost; an
+empty pattern grants nothing, as in RabbitMQ.
 """
 
 from __future__ import annotations
@@ -18,12 +22,28 @@ from dataclasses import dataclass, field
 from .errors import AccessRefused
 
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
+#: RabbitMQ's hashing modules and their digests (md5 verifies only: hashes of 3.5 and older)
+HASHING_ALGORITHMS = {
+    "rabbit_password_hashing_sha256": hashlib.sha256,
+    "rabbit_password_hashing_sha512": hashlib.sha512,
+}
 
 
-def hash_password(password: str, salt: bytes | None = None) -> str:
+def hash_password(password: str, salt: bytes | None = None,
+                  algorithm: str = HASHING_ALGORITHM) -> str:
     salt = os.urandom(4) if salt is None else salt
-    digest = hashlib.sha256(salt + password.encode()).digest()
+    digest = HASHING_ALGORITHMS[algorithm](salt + password.encode()).digest()
     return base64.b64encode(salt + digest).decode()
+
+
+def algorithm_of(password_hash: str) -> str:
+    """The hashing module a stored hash was made with, from its length (RabbitMQ's files
+    carry it as ``hashing_algorithm``; older ones did not)."""
+    try:
+        size = len(base64.b64decode(password_hash))
+    except ValueError:
+        return HASHING_ALGORITHM
+    return "rabbit_password_hashing_sha512" if size == 4 + 64 else HASHING_ALGORITHM
 
 
 def check_password(password: str, password_hash: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...broker.users import hash_password
+from ...broker.users import HASHING_ALGORITHMS
 from ..api import (ApiError, Call, Route, as_int, as_str, as_table, bad_request, forbidden,
                    not_found)
 
@@ -101,16 +101,24 @@ def put_user(call: Call) -> None:
     elif not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise bad_request("tags must be a comma-separated string or a list of strings")
     existing = call.broker.users.get(name)
+    algorithm = None
     if "password" in body:
         password = as_str(body["password"], "password")
-        password_hash = hash_password(password) if password else ""
+        password_hash = None   # hashed by the broker with its configured module
+        if not password:
+            password_hash = ""
     elif "password_hash" in body:
         password_hash = as_str(body["password_hash"], "password_hash")
+        algorithm = body.get("hashing_algorithm")
+        if algorithm is not None and algorithm not in HASHING_ALGORITHMS:
+            raise bad_request(f"unknown hashing_algorithm '{algorithm}'")
     elif existing is not None:
         password_hash = existing.password_hash
+        algorithm = existing.hashing_algorithm
     else:
         raise bad_request("password or password_hash must be set")
-    call.broker.add_user(name, None, tags, password_hash=password_hash)
+    call.broker.add_user(name, body.get("password") if password_hash is None else None, tags,
+                         password_hash=password_hash, hashing_algorithm=algorithm)
     call.status = 204 if existing is not None else 201
 
 
