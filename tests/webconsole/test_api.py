@@ -582,3 +582,32 @@ def test_connections_of_a_user_listed_and_closed(api, broker, make_user):
     finally:
         if conn.is_open:
             conn.close()
+
+
+def test_publisher_confirms_are_counted(broker, unique):
+    """message_stats.confirm and rabbitmq_channel_messages_confirmed_total count the messages
+    a publisher got confirms for, as RabbitMQ counts them (they stayed 0 before)."""
+    from tests.polling import eventually
+    api = ApiClient(broker.http_url)
+
+    def confirmed() -> int:
+        return api.get("/api/overview").json().get("message_stats", {}).get("confirm", 0)
+
+    def metric() -> float:
+        text = requests.get(broker.http_url + "/metrics", timeout=30).text
+        line = [x for x in text.splitlines()
+                if x.startswith("rabbitmq_channel_messages_confirmed_total ")]
+        return float(line[0].split()[1]) if line else 0.0
+
+    before, before_metric = confirmed(), metric()
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    try:
+        ch = conn.channel()
+        ch.queue_declare(unique)
+        ch.confirm_delivery()
+        for i in range(5):
+            ch.basic_publish("", unique, b"m")
+        eventually(lambda: confirmed() >= before + 5, "confirm counted", timeout=20)
+        eventually(lambda: metric() >= before_metric + 5, "metric counted", timeout=20)
+    finally:
+        conn.close()

@@ -368,15 +368,20 @@ class Channel:
         if not settled:
             return
         parts = []
+        acked = 0
         i, n = 0, len(settled)
         while i < n:
+            start = i
             first, _, state = settled[i]
             i += 1
             while i < n and settled[i][2] is state:
                 i += 1
             last = settled[i - 1][0]
+            if state:
+                acked += i - start
             frame = basic_ack_frame if state else basic_nack_frame
             parts.append(frame(self.number, last, last != first))
+        self.conn.stats_confirm += acked   # RabbitMQ's "confirm": messages confirmed (acked)
         self.conn.write_parts(parts)
 
     # ------------------------------------------------------------------ channel methods

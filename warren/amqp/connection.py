@@ -92,6 +92,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         self.published = False
         self.blocked = False
         self.stats_publish = 0
+        self.stats_confirm = 0         # publisher confirms sent (acks), for message_stats
         self.connected_at = clock.seconds()
         self.init_output(clock)
         self._after_read: list[Channel] = []
