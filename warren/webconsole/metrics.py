@@ -120,8 +120,7 @@ class BrokerCollector:
         role = GaugeMetricFamily("warren_ha_role", "HA role of this broker (1 for the role it "
                                  "has)", labels=["role"])
         current = getattr(b, "role", "standalone")
-        for r in sorted(set(HA_ROLES) | {current}):
-            role.add_metric([r], 1 if r == current else 0)
+        _add_state(role, [], HA_ROLES, current)
         yield role
         yield _gauge("warren_memory_used_bytes", "Bytes of message data held by queues",
                      b.memory_used)
@@ -298,6 +297,14 @@ class DetailedCollector:
         yield from queue_families("rabbitmq_detailed_", queues, wanted)
 
 
+def _add_state(family: GaugeMetricFamily, labels: list[str], known: Iterable[str],
+               current: str) -> None:
+    """One series per state a link can be in (and the one it is in, if unforeseen): 1 for
+    the current state, 0 for the others, so a dashboard sees the state change, not a gap."""
+    for name in sorted(set(known) | {current}):
+        family.add_metric(labels + [name], 1 if name == current else 0)
+
+
 SHOVEL_STATES = ("starting", "running", "blocked", "terminated")
 
 
@@ -316,8 +323,7 @@ def _shovel_metrics(broker: Any) -> Iterable[Metric]:
                                    "failure or on request", labels=["vhost", "shovel"])
     for s in shovels:
         labels = [s["vhost"], s["name"]]
-        for name in sorted(set(SHOVEL_STATES) | {s["state"]}):
-            state.add_metric(labels + [name], 1 if name == s["state"] else 0)
+        _add_state(state, labels, SHOVEL_STATES, s["state"])
         moved.add_metric(labels, s["forwarded"])
         pending.add_metric(labels, s["pending"])
         restarts.add_metric(labels, s["restarts"])
@@ -343,8 +349,7 @@ def _federation_metrics(broker: Any) -> Iterable[Metric]:
                                    labels=names)
     for link in links:
         labels = [link["vhost"], link["type"], link["name"], link["upstream"]]
-        for name in sorted(set(FEDERATION_STATES) | {link["status"]}):
-            state.add_metric(labels + [name], 1 if name == link["status"] else 0)
+        _add_state(state, labels, FEDERATION_STATES, link["status"])
         moved.add_metric(labels, link["forwarded"])
         failures.add_metric(labels, link["failures"])
     yield from (state, moved, failures)
@@ -369,8 +374,7 @@ def _connector_metrics(broker: Any) -> Iterable[Metric]:
                                    labels=names)
     for row in rows:
         labels = [row["name"], row["peer"]]
-        for name in sorted(set(FEDERATION_STATES) | {row["status"]}):
-            state.add_metric(labels + [name], 1 if name == row["status"] else 0)
+        _add_state(state, labels, FEDERATION_STATES, row["status"])
         out.add_metric(labels, row["forwarded_out"])
         into.add_metric(labels, row["forwarded_in"])
         failures.add_metric(labels, row["failures"])
