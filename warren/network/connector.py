@@ -49,12 +49,13 @@ import logging
 import time
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, FirstError, succeed
 from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
 
 from ..broker.errors import BrokerError
 from ..broker.message import Message, Properties
-from .channel import LinkChannel
+from .channel import LinkChannel, LinkDown
 from .connector_config import ConnectorDef, parse_connectors
 from .link import Link, LinkState
 from .shovel.local import properties_of
@@ -590,13 +591,24 @@ class NetworkConnectors:
             self._send_pending = True
             self.reactor.callLater(0, self._send_demand)
 
+    @staticmethod
+    def _rebinding_failed(failure: Failure, connector: NetworkConnector) -> None:
+        """Log why the duplex queue could not be rebound, in one line.
+
+        A link that went down mid-rebind is no fault: the next link sets the queue up again
+        from scratch (``pull_keys`` starts empty), so that case is silent.
+        """
+        if failure.check(FirstError):
+            failure = failure.value.subFailure
+        if failure.check(LinkDown) or connector._stopped:
+            return
+        log.warning("%s: rebinding failed: %s", connector.describe(), failure.getErrorMessage())
+
     def _send_demand(self) -> None:
         self._send_pending = False
         for connector in self.connectors:
             if connector.definition.duplex and not connector._stopped:
-                connector.refresh_pull().addErrback(
-                    lambda f, c=connector: log.warning("%s: rebinding failed: %s",
-                                                       c.describe(), f.getErrorMessage()))
+                connector.refresh_pull().addErrback(self._rebinding_failed, connector)
         broker = self.broker
         for (vhost, queue), asking in list(self.demand_queues.items()):
             try:
