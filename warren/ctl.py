@@ -17,6 +17,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from .broker.topic_permissions import invalid_pattern
+
 
 class ApiError(Exception):
     pass
@@ -160,7 +162,14 @@ def ctl_set_permissions(api: Api, a: argparse.Namespace) -> None:
 
 
 def ctl_set_topic_permissions(api: Api, a: argparse.Namespace) -> None:
-    """rabbitmqctl's ``set_topic_permissions [-p vhost] user exchange write read``."""
+    """rabbitmqctl's ``set_topic_permissions [-p vhost] user exchange write read``.
+
+    The patterns are checked here first: the API's refusal is RabbitMQ's JSON, which spells
+    the message as character codes."""
+    for pattern in (a.write, a.read):
+        reason = invalid_pattern(pattern)
+        if reason is not None:
+            raise ApiError(f"invalid regular expression '{pattern}': {reason}")
     api.call("PUT", f"/api/topic-permissions/{q(a.vhost or '/')}/{q(a.username)}",
              {"exchange": a.exchange, "write": a.write, "read": a.read})
     print(f'Setting topic permissions on "{a.exchange}" for user "{a.username}" in vhost '

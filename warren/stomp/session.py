@@ -621,9 +621,14 @@ class StompSession:
         exchange_name = destination.exchange
         exchange = vhost.exchange(exchange_name)
         self._check("read", "exchange", exchange_name)
-        # before any queue is made for the subscription: nothing is left behind when refused
-        self.broker.check_topic(self.user, vhost.name, exchange, "read",
-                                destination.routing_key)
+        # before any queue is made for the subscription: nothing is left behind when refused.
+        # RabbitMQ's STOMP plugin makes this check itself, so its ERROR body is the bare
+        # explanation, without the "ACCESS_REFUSED - " of errors from a channel
+        try:
+            self.broker.check_topic(self.user, vhost.name, exchange, "read",
+                                    destination.routing_key)
+        except AccessRefused as e:
+            raise StompError("access_refused", e.text) from None
         durable_name = self._durable_subscription_name(sub_id, frame)
         if durable_name is not None:
             queue = vhost.queues.get(durable_name)

@@ -8,8 +8,9 @@ The shapes are RabbitMQ's (``rabbit_mgmt_wm_topic_permission(s)``):
 - ``GET /api/topic-permissions/{vhost}/{user}`` is a *list* (one per exchange), 404 when the
   user has none there; ``PUT`` with ``{"exchange", "write", "read"}`` sets the one of that
   exchange (201 new, 204 replaced; 400 ``vhost_or_user_not_found``, RabbitMQ's
-  ``[{key_missing,exchange}]`` for a missing field, ``{invalid_regexp,...}`` for a pattern that
-  does not compile); ``DELETE`` clears them all, ``DELETE .../{exchange}`` only that one.
+  ``[{key_missing,exchange}]`` for a missing field, ``["invalid_regexp", pattern, [message,
+  offset]]`` for a pattern that does not compile, the message as character codes as RabbitMQ's
+  JSON has it); ``DELETE`` clears them all, ``DELETE .../{exchange}`` only that one.
 
 What they do is in ``warren/broker/topic_permissions.py``.
 """
@@ -20,7 +21,7 @@ import json
 import re
 from typing import Any
 
-from ..api import Call, Route, bad_request, not_found
+from ..api import ApiError, Call, Route, bad_request, not_found
 
 
 def list_all(call: Call) -> list[dict[str, Any]]:
@@ -72,9 +73,12 @@ def put_one(call: Call) -> None:
         try:
             re.compile(values[k])
         except re.error as e:
-            # RabbitMQ's {error, {invalid_regexp, Pattern, {Message, Position}}}, printed
-            raise bad_request(f'{{invalid_regexp,<<"{values[k]}">>,'
-                              f'{{"{e.msg}",{e.pos or 0}}}}}') from None
+            # RabbitMQ's {error, {invalid_regexp, Pattern, {Message, Offset}}} as its JSON
+            # encoder writes it (checked against 3.10): the Erlang string message is a list of
+            # character codes, e.g. ["invalid_regexp","(",[[109,105,...],1]]
+            raise ApiError(400, "bad_request",
+                           ["invalid_regexp", values[k], [[ord(c) for c in e.msg],
+                                                          e.pos or 0]]) from None
     existed = values["exchange"] in (call.broker.topic_permissions.granted(user, vhost) or {})
     call.broker.set_topic_permissions(user, vhost, values["exchange"], values["write"],
                                       values["read"])
