@@ -123,7 +123,8 @@ class Publisher:
         the vhost. A delivered reply counts as routed; an unknown reply address routes
         nowhere (a mandatory publisher gets it back). Raises 403 when the user's topic
         permission refuses the routing key (:meth:`authorise`)."""
-        if self._topics.get(self._topic_key):
+        topics = self._topics
+        if topics and topics.get(self._topic_key):   # none set anywhere: one truth test
             self.authorise(exchange, message.routing_key)
         if not exchange.name and message.routing_key.startswith(REPLY_PREFIX):
             sub = self._replies.deliver(message)

@@ -16,8 +16,9 @@ type ``topic``. As RabbitMQ's internal backend (``rabbit_auth_backend_internal``
   MQTT exchange.
 
 Publishing is the hot path, so a check that finds nothing costs one dict lookup by
-(user, vhost) (:meth:`TopicPermissions.granted`); a pattern is compiled once per expanded text
-and kept (a small bounded cache per permission, since expansion depends on the client).
+(user, vhost) (:meth:`TopicPermissions.granted`), and none at all while no topic permission
+exists; a pattern is expanded and compiled once per client and kept (a small bounded cache per
+permission, since the expansion depends on the client).
 """
 
 from __future__ import annotations
@@ -53,17 +54,23 @@ class TopicPermission:
     read: str = ".*"
     _compiled: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def allows(self, kind: str, routing_key: str, variables: dict[str, str]) -> bool:
-        """Whether *routing_key* matches the ``write`` or ``read`` pattern, expanded."""
-        pattern = getattr(self, kind) or "^$"
-        if "{" in pattern:
-            for name, value in variables.items():
-                pattern = pattern.replace("{" + name + "}", re.escape(value))
-        rx = self._compiled.get(pattern)
+    def allows(self, kind: str, routing_key: str, user: str, vhost: str,
+               client_id: str | None) -> bool:
+        """Whether *routing_key* matches the ``write`` or ``read`` pattern, expanded for this
+        client (compiled once per kind and client: a replaced permission is a new object)."""
+        key = (kind, user, vhost, client_id)
+        rx = self._compiled.get(key)
         if rx is None:
+            pattern = getattr(self, kind) or "^$"
+            if "{" in pattern:
+                variables = {"username": user, "vhost": vhost}
+                if client_id is not None:
+                    variables["client_id"] = client_id
+                for name, value in variables.items():
+                    pattern = pattern.replace("{" + name + "}", re.escape(value))
             if len(self._compiled) >= COMPILED_CACHE:
                 self._compiled.clear()
-            rx = self._compiled[pattern] = re.compile(pattern)
+            rx = self._compiled[key] = re.compile(pattern)
         return rx.search(routing_key) is not None
 
     def definition(self) -> dict[str, str]:
@@ -128,9 +135,6 @@ def require_topic(granted: dict[str, TopicPermission] | None, exchange: "Exchang
     perm = granted.get(exchange.name)
     if perm is None:
         return
-    variables = {"username": user, "vhost": vhost}
-    if client_id is not None:
-        variables["client_id"] = client_id
-    if not perm.allows(kind, routing_key, variables):
+    if not perm.allows(kind, routing_key, user, vhost, client_id):
         raise AccessRefused(f"{kind} access to topic '{routing_key}' in exchange "
                             f"'{exchange.name}' in vhost '{vhost}' refused for user '{user}'")
