@@ -254,6 +254,27 @@ def test_mqtt_refused_retained_message_is_not_kept(broker, op):
         reader.disconnect()
 
 
+def test_mqtt_will_is_checked_like_a_publish(broker, op):
+    user = op.user()
+    op.topic(user, "^allowed\\.", ".*")
+    watcher = Client(broker.mqtt_port, protocol=V5)
+    try:
+        watcher.subscribe([("will/#", 1), ("allowed/will", 1)])
+        refused = Client(broker.mqtt_port, protocol=V311, username=user, password="pw",
+                         will=("will/refused", b"refused will", 1, False))
+        refused.drop()
+        broker.wait_for_line(f"will of a client of user {user} not published: ACCESS_REFUSED "
+                             "- write access to topic 'will.refused'")
+        allowed = Client(broker.mqtt_port, protocol=V311, username=user, password="pw",
+                         will=("allowed/will", b"allowed will", 1, False))
+        allowed.drop()
+        assert watcher.get().payload == b"allowed will"
+        watcher.publish("will/marker", b"marker", qos=1)
+        assert [m.payload for m in watcher.drain_until(b"marker")] == [b"marker"]
+    finally:
+        watcher.disconnect()
+
+
 def test_mqtt_client_id_expansion_is_escaped(broker, op):
     """{client_id} is replaced by the client id as a literal: a client id that is itself a
     regular expression does not widen the pattern (RabbitMQ escapes it since 3.13)."""

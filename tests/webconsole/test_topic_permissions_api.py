@@ -119,6 +119,22 @@ def test_definitions_export_and_import(api, make_user):
     assert api.get(f"/api/topic-permissions/%2F/{user}").json() == exported
 
 
+def test_console_publish_refused_as_rabbitmq(api, broker, make_user):
+    """RabbitMQ publishes for the console on a channel and answers its closing with 400 and
+    "<code> <reply text>" (checked against 3.10)."""
+    user, password = make_user("management")
+    assert _put(api, user, write="^ok\\.").status_code == 201
+    as_user = ApiClient(broker.http_url, auth=(user, password))
+    body = {"routing_key": "ok.x", "payload": "p", "payload_encoding": "string",
+            "properties": {}}
+    r = as_user.post("/api/exchanges/%2F/amq.topic/publish", body)
+    assert r.status_code == 200 and r.json() == {"routed": False}
+    r = as_user.post("/api/exchanges/%2F/amq.topic/publish", dict(body, routing_key="no.x"))
+    assert assert_error(r, 400, "bad_request")["reason"] == (
+        "403 ACCESS_REFUSED - write access to topic 'no.x' in exchange 'amq.topic' in vhost "
+        f"'/' refused for user '{user}'")
+
+
 def test_ctl_set_list_clear(broker, api, make_user, unique):
     user, _ = make_user()
     ctl(broker, "set_topic_permissions", user, "amq.topic", "^a\\.", "^b\\.")
