@@ -152,14 +152,21 @@ def test_ctl_set_list_clear(broker, api, make_user, unique):
                           "subpattern at position 0\n")
 
 
-def test_topic_permissions_survive_a_restart(tmp_path):
-    with BrokerProcess(tmp_path) as b:
+@pytest.mark.parametrize("store", ["journal", "sqlite"])
+def test_topic_permissions_survive_a_restart(tmp_path, store):
+    args = {} if store == "journal" else {"store": "sql",
+                                          "store_url": f"sqlite:///{tmp_path}/defs.db"}
+    with BrokerProcess(tmp_path / "data", **args) as b:
         api = ApiClient(b.http_url)
         assert api.put("/api/users/tp-user", {"password": "pw", "tags": ""}).status_code == 201
         assert api.put("/api/permissions/%2F/tp-user",
                        {"configure": ".*", "write": ".*", "read": ".*"}).status_code == 201
         assert _put(api, "tp-user", write="^ok\\.").status_code == 201
+        assert _put(api, "tp-user", exchange="gone", write="^x").status_code == 201
+        assert api.delete("/api/topic-permissions/%2F/tp-user/gone").status_code == 204
         b.restart()
+        assert [p["exchange"] for p in api.get("/api/topic-permissions").json()] == \
+            ["amq.topic"]
         assert api.get("/api/topic-permissions/%2F/tp-user").json()[0]["write"] == "^ok\\."
         conn = pika.BlockingConnection(pika.ConnectionParameters(
             port=b.amqp_port, credentials=pika.PlainCredentials("tp-user", "pw")))
