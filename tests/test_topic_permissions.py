@@ -17,8 +17,9 @@ import pytest
 import requests
 from pika.exceptions import ChannelClosedByBroker
 
-from tests.mqtt.helpers import V5, V311, Client
+from tests.mqtt.helpers import V5, V311, Client, RawClient
 from tests.stomp.conftest import Client as StompClient
+from warren.mqtt.codec import Connect, PingReq, PingResp, SubAck, Subscribe, Subscription
 
 TEXT = ("ACCESS_REFUSED - {kind} access to topic '{key}' in exchange '{exchange}' in vhost '/' "
         "refused for user '{user}'")
@@ -198,6 +199,30 @@ def test_mqtt_subscribe_refused_filter_only(broker, op, protocol, refused):
         assert c.get().payload == b"hello"
     finally:
         c.disconnect()
+
+
+@pytest.mark.parametrize("level, refused", [(4, 0x80), (5, 0x87)])
+def test_paho_interop_subscribe_failure(broker, op, level, refused):
+    """Paho's interoperability suites (client_test.py / client_test5.py,
+    ``test_subscribe_failure``) subscribe at QoS 2 to ``test/nosubscribe``, which the broker is
+    set up to refuse, and expect SUBACK 0x80 (3.1.1) / 0x87 Not authorized (5.0); here the
+    refusal is a topic permission, in raw packets."""
+    user = op.user()
+    op.topic(user, ".*", "^(?!test\\.nosubscribe$)")
+    raw = RawClient(broker.mqtt_port, level=level)
+    try:
+        raw.send(Connect(protocol_level=level, client_id=f"interop-{level}", username=user,
+                         password=b"pw"))
+        assert raw.recv().reason_code == 0
+        raw.send(Subscribe(3, (Subscription("test/nosubscribe", 2),
+                               Subscription("test/subscribe", 2))))
+        ack = raw.recv()
+        assert isinstance(ack, SubAck) and ack.packet_id == 3
+        assert ack.reason_codes == (refused, 2)
+        raw.send(PingReq())
+        assert isinstance(raw.recv(), PingResp)      # still connected
+    finally:
+        raw.close()
 
 
 def test_mqtt311_refused_publish_closes_connection(broker, op):
