@@ -80,18 +80,31 @@ def _private_queue(ch) -> str:
 
 
 # ------------------------------------------------------------------------------------ AMQP
-def test_amqp_publish_allowed_key_is_routed(amqp, unique):
+@pytest.fixture
+def guest(broker):
+    """A channel of the unrestricted guest, to watch what the restricted user's publishes
+    reach."""
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    yield conn.channel()
+    conn.close()
+
+
+def test_amqp_publish_allowed_key_is_routed(amqp, guest, unique):
     _user, conn = amqp
+    watched = _private_queue(guest)
+    guest.queue_bind(watched, "amq.topic", "allowed.#")
     ch = conn.channel()
     q = _private_queue(ch)
-    ch.queue_bind(q, "amq.topic", "seen.#")
     ch.confirm_delivery()
-    ch.basic_publish("amq.topic", "allowed.x", b"one")       # allowed, routed nowhere
+    ch.basic_publish("amq.topic", "allowed.x", b"allowed")
     ch.exchange_declare(unique, "topic", auto_delete=True)
-    ch.basic_publish(unique, "anything.goes", b"other")     # no topic permission there
+    ch.queue_bind(q, unique, "anything.#")                  # no topic permission there
+    ch.basic_publish(unique, "anything.goes", b"other exchange")
     ch.queue_bind(q, "amq.direct", "k")
-    ch.basic_publish("amq.direct", "k", b"direct")           # not a topic exchange
-    assert ch.basic_get(q, auto_ack=True)[2] == b"direct"
+    ch.basic_publish("amq.direct", "k", b"not a topic exchange")
+    assert ch.basic_get(q, auto_ack=True)[2] == b"other exchange"
+    assert ch.basic_get(q, auto_ack=True)[2] == b"not a topic exchange"
+    assert guest.basic_get(watched, auto_ack=True)[2] == b"allowed"
 
 
 def test_amqp_publish_refused_key_closes_channel_403(amqp):
@@ -109,16 +122,41 @@ def test_amqp_publish_refused_key_closes_channel_403(amqp):
     ch.basic_publish("amq.topic", "allowed.y", b"still fine")
 
 
-def test_amqp_refused_publish_in_a_transaction_is_refused_at_publish(amqp):
-    user, conn = amqp
+def test_amqp_refused_publish_in_a_transaction_is_refused_at_publish(amqp, guest):
+    """As RabbitMQ: the refused basic.publish closes the channel, so the transaction never
+    commits, and an allowed publish before it in the same transaction is not routed."""
+    _user, conn = amqp
+    watched = _private_queue(guest)
+    guest.queue_bind(watched, "amq.topic", "#")
     ch = conn.channel()
-    q = _private_queue(ch)
-    ch.queue_bind(q, "amq.topic", "seen.x")
     ch.tx_select()
+    ch.basic_publish("amq.topic", "allowed.t", b"in the refused transaction")
     ch.basic_publish("amq.topic", "other.x", b"no")
     with pytest.raises(ChannelClosedByBroker) as e:
         ch.tx_commit()
     assert e.value.reply_code == 403 and "write access to topic 'other.x'" in e.value.reply_text
+    guest.confirm_delivery()
+    guest.basic_publish("amq.topic", "marker", b"marker")
+    assert guest.basic_get(watched, auto_ack=True)[2] == b"marker"
+
+
+def test_amqp_transaction_refused_whole_when_permission_changes_before_commit(
+        amqp, guest, op):
+    user, conn = amqp
+    watched = _private_queue(guest)
+    guest.queue_bind(watched, "amq.topic", "#")
+    ch = conn.channel()
+    ch.tx_select()
+    ch.basic_publish("amq.topic", "allowed.a", b"a")
+    ch.basic_publish("amq.topic", "allowed.b", b"b")
+    op.topic(user, "^allowed\\.a$", "^seen\\.")      # b is refused from now on
+    with pytest.raises(ChannelClosedByBroker) as e:
+        ch.tx_commit()
+    assert e.value.reply_text == TEXT.format(kind="write", key="allowed.b",
+                                             exchange="amq.topic", user=user)
+    guest.confirm_delivery()
+    guest.basic_publish("amq.topic", "marker", b"marker")
+    assert guest.basic_get(watched, auto_ack=True)[2] == b"marker"     # neither a nor b
 
 
 def test_amqp_bind_refused_and_allowed(amqp, unique):

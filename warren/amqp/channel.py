@@ -737,6 +737,10 @@ class Channel:
             raise PreconditionFailed("channel is not transactional")
         publishes, self._tx_publishes = self._tx_publishes, []
         settles, self._tx_settles = self._tx_settles, []
+        for ex, msg, _mandatory in publishes:
+            # all or nothing: a topic permission changed since basic.publish refuses the
+            # commit before any of it is routed
+            self.publisher.authorise(ex, msg.routing_key)
         stored = False
         for ex, msg, mandatory in publishes:
             routed = self.publisher.route(ex, msg)
