@@ -19,7 +19,22 @@ from pika.exceptions import ChannelClosedByBroker
 from tests.polling import eventually
 
 from .conftest import drain, message_count, wait_until
-from .test_policies import policy  # noqa: F401 (fixture)
+
+
+@pytest.fixture
+def policy(broker, unique):
+    """policy(name, pattern, definition) through the HTTP API; cleared after the test."""
+    made = []
+
+    def set_policy(name, pattern, definition):
+        url = f"{broker.http_url}/api/policies/%2F/{unique}.{name}"
+        r = requests.put(url, auth=("guest", "guest"), timeout=30,
+                         json={"pattern": pattern, "definition": definition})
+        assert r.status_code in (201, 204), r.text
+        made.append(url)
+    yield set_policy
+    for url in made:
+        requests.delete(url, auth=("guest", "guest"), timeout=30)
 
 
 def _get(channel, queue):
