@@ -17,6 +17,7 @@ import requests
 from pika.exceptions import ChannelClosedByBroker
 
 from tests.polling import eventually
+from tests.webconsole.test_metrics import scrape, value
 
 from .conftest import drain, message_count, wait_until
 
@@ -211,6 +212,11 @@ def test_held_messages_are_counted_and_purged(broker, channel, unique):
     assert q["delivery_limit"] == 3
     assert q["redelivery_back_off"] == {"initial_delay": 600000, "multiplier": 1,
                                         "max_delay": None}
+    held = "rabbitmq_queue_messages_redelivery_held"
+    per_queue = scrape(broker, "/metrics/per-object")[held]
+    assert value(per_queue, held, vhost="/", queue=unique) == 1
+    # the aggregated total comes from a sweep every few seconds
+    eventually(lambda: value(scrape(broker)[held], held) >= 1, "the held total on /metrics")
     assert channel.queue_purge(unique).method.message_count == 1
     assert message_count(channel, unique) == 0
     eventually(lambda: requests.get(url, auth=("guest", "guest"), timeout=30).json()[
