@@ -58,12 +58,12 @@ def _address(exchange: str, routing_key: str) -> bytes:
     return found
 
 
-def delivered_props(entry: QueueEntry) -> bytes:
-    """The properties a delivery carries: the publisher's bytes, or, for a message that came
-    back to its queue, those with ``x-delivery-count`` (how often it came back) added, as
-    RabbitMQ's quorum queues do from the first redelivery on."""
+def delivered_props(queue: Queue, entry: QueueEntry) -> bytes:
+    """The properties a delivery carries: the publisher's bytes, or those with
+    ``x-delivery-count`` (how often the message came back to its queue) added, as RabbitMQ's
+    quorum queues do (see ``Queue.counts_every_delivery``)."""
     msg = entry.message
-    if not entry.delivery_count:
+    if not entry.delivery_count and not queue.counts_every_delivery:
         return msg.encoded_props()
     props = msg.properties.copy()
     props.headers = {**(props.headers or {}), "x-delivery-count": entry.delivery_count}
@@ -117,8 +117,8 @@ class AmqpConsumer:
             # one body frame (the usual case): same bytes as content_frames, fewer parts
             number = ch.number
             props = msg.raw_props
-            if props is None or entry.delivery_count:
-                props = delivered_props(entry)
+            if props is None or entry.delivery_count or queue.counts_every_delivery:
+                props = delivered_props(queue, entry)
             tag_ss = self.tag_ss
             address = _address(msg.exchange, msg.routing_key)
             conn.write_parts((
@@ -130,7 +130,7 @@ class AmqpConsumer:
         conn.write_parts(content_frames(
             ch.number, deliver_payload(self.tag_ss, tag, entry.redelivered, msg.exchange,
                                        msg.routing_key),
-            delivered_props(entry), msg.body, conn.frame_max))
+            delivered_props(queue, entry), msg.body, conn.frame_max))
 
     def cancelled(self, queue: Queue) -> None:
         ch = self.channel
@@ -641,7 +641,7 @@ class Channel:
             delivery_tag=tag, redelivered=entry.redelivered, exchange=msg.exchange,
             routing_key=msg.routing_key, message_count=q.message_count)
         payload = encode_method(ok, self.number)[7:-1]
-        self.conn.write_parts(content_frames(self.number, payload, delivered_props(entry),
+        self.conn.write_parts(content_frames(self.number, payload, delivered_props(q, entry),
                                              msg.body, self.conn.frame_max))
 
     # ------------------------------------------------------------------ settling

@@ -112,5 +112,7 @@ def _erlang(value: Any) -> str:
         return "true" if value else "false"
     if value is None:
         return "null"
+    if isinstance(value, str):
+        return '<<"' + value.replace("\\", "\\\\").replace('"', '\\"') + '">>'
     return repr(value) if not isinstance(value, list) else \
         "[" + ",".join(_erlang(v) for v in value) + "]"

@@ -88,6 +88,11 @@ class Queue:
         self.dlx_routing_key = self.setting("dead-letter-routing-key")
         self.expires = self.setting("expires")
         self.delivery_limit = self.setting("delivery-limit")
+        # RabbitMQ's quorum queues put x-delivery-count on every delivery, 0 on the first;
+        # warren's queues of that kind (declared quorum, or with a limit) do too, the others
+        # only once a message came back (RabbitMQ's classic queues never count)
+        self.counts_every_delivery = (self.arguments.get("x-queue-type") == "quorum"
+                                      or self.delivery_limit is not None)
         initial = self.setting("redelivery-initial-delay")
         self.back_off = None if not initial else BackOff(
             initial, self.setting("redelivery-multiplier") or 1.0,
