@@ -48,7 +48,7 @@ def test_delivery_counts_survive_kill_and_restart(make_broker):
     ch.queue_bind("dc.dlq", "dc.dlx")
     ch.queue_declare("dc.sync", durable=True)
     ch.queue_declare("dc.work", durable=True, arguments={
-        "x-delivery-limit": 3, "x-dead-letter-exchange": "dc.dlx"})
+        "x-delivery-limit": 4, "x-dead-letter-exchange": "dc.dlx"})
     ch.basic_publish("", "dc.work", b"poison", PERSISTENT)
     ch.basic_publish("", "dc.work", b"other", PERSISTENT)
     for expected in (0, 1):
@@ -69,7 +69,14 @@ def test_delivery_counts_survive_kill_and_restart(make_broker):
     conn, ch = _channel(broker)
     method, props, body = _get(ch, "dc.work")
     assert body == b"poison" and _count(props) == 3   # the kill took it back: one more
-    ch.basic_nack(method.delivery_tag, requeue=True)   # the 4th return: past the limit
+    _sync(ch)
+    broker.kill()   # out again: the count recovered last time was stored, this is one more
+
+    broker.start()
+    conn, ch = _channel(broker)
+    method, props, body = _get(ch, "dc.work")
+    assert body == b"poison" and _count(props) == 4
+    ch.basic_nack(method.delivery_tag, requeue=True)   # the 5th return: past the limit
     method, props, body = _get(ch, "dc.dlq")
     assert body == b"poison"
     assert props.headers["x-first-death-reason"] == "delivery_limit"

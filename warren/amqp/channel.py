@@ -58,12 +58,12 @@ def _address(exchange: str, routing_key: str) -> bytes:
     return found
 
 
-def delivered_props(queue: Queue, entry: QueueEntry) -> bytes:
+def delivered_props(queue: Queue | None, entry: QueueEntry) -> bytes:
     """The properties a delivery carries: the publisher's bytes, or those with
     ``x-delivery-count`` (how often the message came back to its queue) added, as RabbitMQ's
-    quorum queues do (see ``Queue.counts_every_delivery``)."""
+    quorum queues do (see ``Queue.counts_every_delivery``). No queue: a direct reply."""
     msg = entry.message
-    if not entry.delivery_count and not queue.counts_every_delivery:
+    if not entry.delivery_count and (queue is None or not queue.counts_every_delivery):
         return msg.encoded_props()
     props = msg.properties.copy()
     props.headers = {**(props.headers or {}), "x-delivery-count": entry.delivery_count}
@@ -117,7 +117,8 @@ class AmqpConsumer:
             # one body frame (the usual case): same bytes as content_frames, fewer parts
             number = ch.number
             props = msg.raw_props
-            if props is None or entry.delivery_count or queue.counts_every_delivery:
+            if props is None or entry.delivery_count or (
+                    queue is not None and queue.counts_every_delivery):
                 props = delivered_props(queue, entry)
             tag_ss = self.tag_ss
             address = _address(msg.exchange, msg.routing_key)

@@ -554,9 +554,13 @@ class Broker:
                 entry = q.enqueue(msg)
                 delivered = (qkey, mid) in state.delivered
                 count = state.delivery_counts.get((qkey, mid), 0)
-                # out with a consumer when the broker stopped: that was a return too
-                entry.delivery_count = count + 1 if delivered else count
                 entry.redelivered = delivered or count > 0
+                if delivered:
+                    # out with a consumer when the broker stopped: that was a return too, and
+                    # is stored as one (another crash before the next return counts again)
+                    count += 1
+                    self.note_returned(q, mid, count)
+                entry.delivery_count = count
                 if q.delivery_limit is not None and entry.delivery_count > q.delivery_limit:
                     over_limit.append(entry)
             if over_limit:
