@@ -422,8 +422,7 @@ class Broker:
         counts = self._returned.get(queue.store_key)
         if counts is None:
             self._returned[queue.store_key] = {msg_id: delivery_count}
-            if self._notes_call is None:
-                self._notes_call = self.clock.callLater(0, self.flush_store_notes)
+            self._flush_notes_soon()
         else:
             counts[msg_id] = delivery_count
 
@@ -433,6 +432,10 @@ class Broker:
             pending[key] = [msg_id]
         else:
             ids.append(msg_id)
+        self._flush_notes_soon()
+
+    def _flush_notes_soon(self) -> None:
+        """The notes of this turn go to the store at its end (one call per queue and kind)."""
         if self._notes_call is None:
             self._notes_call = self.clock.callLater(0, self.flush_store_notes)
 
