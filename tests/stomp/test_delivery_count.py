@@ -1,7 +1,15 @@
 """Poison messages for STOMP clients (stomp.py 1.0/1.1/1.2): ``JMSXDeliveryCount`` on MESSAGE
 frames, counted as ActiveMQ counts it (1 on the first delivery, one more per return), and the
 queue's ``x-delivery-limit`` (SUBSCRIBE's ``x-`` headers are queue arguments, as RabbitMQ reads
-them) ending a NACK loop by dead-lettering."""
+them) ending a NACK loop by dead-lettering.
+
+Checked against Debian's activemq 5.17.2 with stomp.py 1.2: ActiveMQ's MESSAGE frames carry
+no ``JMSXDeliveryCount`` header (its count is the JMS property a selector or a JMS client
+reads, 1 + the redelivery counter); they carry ``redelivered:true`` after a consumer left with
+the message unacked, as warren does. A NACK there sends the message to the DLQ at once
+(a poison ack), where warren requeues it as RabbitMQ does. The header is warren's, carrying
+the same count an ActiveMQ JMS client would read.
+"""
 
 from __future__ import annotations
 
