@@ -26,7 +26,7 @@ from .framing import (ACCESS_REQUEST_OK_PAYLOAD, FRAME_BODY, FRAME_HEADER, FRAME
                       basic_ack_frame, basic_nack_frame, content_frames, decode_method,
                       deliver_payload, encode_method, from_0_8, method_frame, parse_ack,
                       parse_content_header, parse_publish, shortstr, unvalidated)
-from .properties import CODEC
+from .properties import CODEC, with_int_header
 from .wire_errors import ChannelError, UnexpectedFrame
 
 if TYPE_CHECKING:
@@ -63,8 +63,12 @@ def delivered_props(queue: Queue | None, entry: QueueEntry) -> bytes:
     ``x-delivery-count`` (how often the message came back to its queue) added, as RabbitMQ's
     quorum queues do (see ``Queue.counts_every_delivery``). No queue: a direct reply."""
     msg = entry.message
+    raw = msg.encoded_props()
     if not entry.delivery_count and (queue is None or not queue.counts_every_delivery):
-        return msg.encoded_props()
+        return raw
+    spliced = with_int_header(raw, "x-delivery-count", entry.delivery_count)
+    if spliced is not None:
+        return spliced
     props = msg.properties.copy()
     props.headers = {**(props.headers or {}), "x-delivery-count": entry.delivery_count}
     return msg.codec.encode(props)
