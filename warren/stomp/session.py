@@ -113,8 +113,9 @@ _NOT_AMQP_HEADERS = frozenset({
 # AMQP headers never rendered as STOMP headers: they would clash with MESSAGE's own.
 _RESERVED_MESSAGE_HEADERS = frozenset({
     "subscription", "message-id", "destination", "ack", "content-length", "redelivered",
-    "receipt", "transaction",
+    "receipt", "transaction", "JMSXDeliveryCount",
 })
+DELIVERY_COUNT_HEADER = "JMSXDeliveryCount"
 _TRUE = ("true", "True", "TRUE")
 # x- headers of SUBSCRIBE/SEND that are not queue arguments
 _NOT_QUEUE_ARGUMENTS = frozenset({"x-priority", "x-queue-name"})
@@ -760,6 +761,8 @@ class StompSession:
         if not sub.no_ack and self.version == "1.2":
             headers.append(("ack", message_id))
         _property_headers(message.properties, headers)
+        # ActiveMQ's count: 1 on the first delivery, one more for each return to the queue
+        headers.append((DELIVERY_COUNT_HEADER, str(entry.delivery_count + 1)))
         body = message.body
         headers.append(("content-length", str(len(body))))
         try:

@@ -13,7 +13,16 @@ const ARGUMENT_SHORTCUTS = [
   ["x-message-ttl", "Number"], ["x-expires", "Number"], ["x-max-length", "Number"],
   ["x-max-length-bytes", "Number"], ["x-overflow", "String"], ["x-dead-letter-exchange", "String"],
   ["x-dead-letter-routing-key", "String"], ["x-max-priority", "Number"], ["x-single-active-consumer", "Boolean"],
+  ["x-delivery-limit", "Number"], ["x-redelivery-initial-delay", "Number"], ["x-redelivery-multiplier", "Number"],
+  ["x-redelivery-max-delay", "Number"],
 ];
+
+/** "1 s, x2, at most 1 min": a queue's redelivery back-off (``redelivery_back_off``). */
+function backOffText(b) {
+  const ms = (v) => (v >= 1000 ? `${v / 1000} s` : `${v} ms`);
+  return [ms(b.initial_delay), b.multiplier !== 1 ? `x${b.multiplier}` : null,
+    b.max_delay != null ? `at most ${ms(b.max_delay)}` : null].filter(Boolean).join(", ");
+}
 
 export function queuesPage(params, app) {
   let items = [];
@@ -206,11 +215,16 @@ export function queuePage({vhost, name}, app) {
           fact("Consumers", formatCount(q.consumers)),
           q.exclusive_consumer_tag ? fact("Exclusive consumer", q.exclusive_consumer_tag) : null,
           q.policy ? fact("Policy", q.policy) : null,
+          q.policy ? fact("Effective policy definition", kvTable(q.effective_policy_definition ?? {})) : null,
+          q.delivery_limit != null ? fact("Delivery limit", formatCount(q.delivery_limit), "queue-delivery-limit") : null,
+          q.redelivery_back_off ? fact("Redelivery back-off", backOffText(q.redelivery_back_off), "queue-back-off") : null,
           fact("Arguments", kvTable(q.arguments)))),
         h("table", {class: "kv facts counts"}, h("tbody", {},
           fact("Ready", formatCount(q.messages_ready), "queue-ready"),
           fact("Unacked", formatCount(q.messages_unacknowledged), "queue-unacked"),
           fact("Total", formatCount(q.messages), "queue-total"),
+          q.redelivery_back_off || q.messages_redelivery_held
+            ? fact("Held for redelivery", formatCount(q.messages_redelivery_held ?? 0), "queue-redelivery-held") : null,
           fact("Incoming", formatRate(rateOf(q, "publish"))),
           fact("Deliver / get", formatRate(rateOf(q, "deliver_get"))),
           fact("Ack", formatRate(rateOf(q, "ack")))))));
