@@ -9,6 +9,7 @@ connect is the event we wait for, polled because there is no other signal from o
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,6 +24,16 @@ HOST = "127.0.0.1"
 
 class BrokerStartError(RuntimeError):
     """The broker exited, or its ports did not open in time; the message ends with its log."""
+
+
+def locate(program: str, given: str | None, flag: str, package: str) -> str:
+    """The executable `given` by the flag, else `program` on PATH; a BrokerStartError saying
+    what to do when neither is there."""
+    found = shutil.which(given or program)
+    if found is None:
+        where = f"{given!r} (--{flag})" if given else f"{program} on PATH"
+        raise BrokerStartError(f"{where} not found: install {package} or pass --{flag} PATH")
+    return found
 
 
 def free_port() -> int:
@@ -183,20 +194,22 @@ class Warren(Broker):
 
 
 class RabbitMQ(Broker):
-    """Debian's rabbitmq-server with the STOMP and MQTT plugins, as a private node.
+    """rabbitmq-server with the STOMP and MQTT plugins, as a private node.
 
     Everything RabbitMQ would put in /var or /etc goes to the work directory, and it gets its
     own epmd on a free loopback port (run by us in the foreground, so we can stop it too).
+    The server is `--rabbitmq-server` or `rabbitmq-server` on PATH; rabbitmq-plugins is taken
+    from beside it.
     """
 
     name = "rabbitmq"
     protocols = frozenset({"amqp", "stomp", "mqtt"})
     start_timeout = 120.0
-    server = "/usr/lib/rabbitmq/bin/rabbitmq-server"
-    plugins = "/usr/lib/rabbitmq/bin/rabbitmq-plugins"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, program: str | None = None) -> None:
         super().__init__(workdir)
+        self.given = program
+        self.server: str | None = None
         self.epmd_port = free_port()
         self.dist_port = free_port()
         self.nodename = f"bench{os.getpid()}x{self.ports['amqp']}@localhost"
@@ -223,7 +236,21 @@ class RabbitMQ(Broker):
         )
         return env
 
+    def locate_server(self) -> str:
+        """The real server script. Debian's PATH entry is a wrapper that switches to the
+        rabbitmq user and its /var directories (``su rabbitmq ... DIR/${SCRIPT}``), which a
+        private node cannot use: take the directory it delegates to instead."""
+        server = locate("rabbitmq-server", self.given, "rabbitmq-server", "rabbitmq-server")
+        text = Path(server).read_bytes()[:20000].decode(errors="replace")
+        delegate = re.search(r'(/\S+)/\$\{SCRIPT\}', text)
+        if "su rabbitmq" in text and delegate:
+            server = str(Path(delegate.group(1)) / "rabbitmq-server")
+        return server
+
     def prepare(self) -> None:
+        if self.server is None:
+            self.server = self.locate_server()
+        plugins = str(Path(self.server).with_name("rabbitmq-plugins"))
         conf = self.workdir / "rabbitmq.conf"
         if conf.exists():
             return
@@ -233,7 +260,7 @@ class RabbitMQ(Broker):
             f"mqtt.listeners.tcp.default = {HOST}:{self.ports['mqtt']}\n")
         (self.workdir / "advanced.config").write_text("[].\n")
         (self.workdir / "rabbitmq-env.conf").write_text("")
-        subprocess.run([self.plugins, "enable", "--offline", "rabbitmq_stomp", "rabbitmq_mqtt"],
+        subprocess.run([plugins, "enable", "--offline", "rabbitmq_stomp", "rabbitmq_mqtt"],
                        env=self.environment(), cwd=self.workdir, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=120)
 
@@ -259,17 +286,22 @@ class RabbitMQ(Broker):
 
 
 class Mosquitto(Broker):
-    """Debian's mosquitto, anonymous, on one loopback listener, in the foreground."""
+    """mosquitto (`--mosquitto` or on PATH), anonymous, one loopback listener, foreground."""
 
     name = "mosquitto"
     protocols = frozenset({"mqtt"})
+
+    def __init__(self, workdir: Path, *, program: str | None = None) -> None:
+        super().__init__(workdir)
+        self.given = program
 
     def prepare(self) -> None:
         (self.workdir / "mosquitto.conf").write_text(
             f"listener {self.ports['mqtt']} {HOST}\nallow_anonymous true\n")
 
     def command(self) -> list[str]:
-        return ["mosquitto", "-c", str(self.workdir / "mosquitto.conf")]
+        program = locate("mosquitto", self.given, "mosquitto", "mosquitto")
+        return [program, "-c", str(self.workdir / "mosquitto.conf")]
 
 
 BROKERS: dict[str, type[Broker]] = {cls.name: cls for cls in (Warren, RabbitMQ, Mosquitto)}

@@ -5,6 +5,10 @@ session; then for each scenario, round after round, every broker that speaks its
 one run in turn (A B A B …), so slow drift of the shared machine hits all brokers alike. The
 figure per scenario and broker is the median over rounds; the ratio is warren's median over the
 other broker's. `recovery` runs on fresh warren instances of its own.
+
+The exit status is 0 only when every broker started and every run gave figures: a broker
+that cannot start, a load generator that failed or a run that delivered nothing is reported
+on stderr, counted in the table's `runs` column and makes the exit status 1.
 """
 
 from __future__ import annotations
@@ -21,9 +25,8 @@ import tempfile
 from pathlib import Path
 
 from bench.brokers import BROKERS, Broker, BrokerStartError, Warren
-from bench.scenarios import LOADGEN_SCENARIOS, RECOVERY_BROKERS, failover, recovery
+from bench.scenarios import LOADGEN_SCENARIOS, RECOVERY_BROKERS, Loadgen, failover, recovery
 
-REPO = Path(__file__).resolve().parents[1]
 EXTRA_SCENARIOS = ("recovery", "failover")
 
 
@@ -38,8 +41,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=10, help="publish window of each loadgen run")
     p.add_argument("--messages", type=int, default=1_000_000, help="recovery: messages to recover")
     p.add_argument("--out", type=Path, default=Path("results.json"), help="JSON results file")
-    p.add_argument("--loadgen-dir", type=Path, default=REPO.parent / "shared",
-                   help="directory that contains the loadgen package")
+    p.add_argument("--loadgen-dir", type=Path, default=None,
+                   help="run the `loadgen` package in this directory instead of bench's own "
+                        "(same scenarios and JSON), to cross-check figures")
+    p.add_argument("--rabbitmq-server", default=None,
+                   help="the rabbitmq-server script (default: rabbitmq-server on PATH)")
+    p.add_argument("--mosquitto", default=None,
+                   help="the mosquitto program (default: mosquitto on PATH)")
     p.add_argument("--warren-cmd", default=shlex.join(Warren.default_command()),
                    help="how to invoke warren (`run` and its options are appended)")
     p.add_argument("--warren-store", choices=("journal", "sql"), default="journal")
@@ -63,6 +71,9 @@ def broker_factory(name: str, args: argparse.Namespace, root: Path):
     if cls is Warren:
         cls = functools.partial(Warren, command=shlex.split(args.warren_cmd),
                                 store=args.warren_store, store_url=args.warren_store_url)
+    else:
+        programs = {"rabbitmq": args.rabbitmq_server, "mosquitto": args.mosquitto}
+        cls = functools.partial(cls, program=programs[name])
     counter = itertools.count()
     return lambda: cls(Path(tempfile.mkdtemp(prefix=f"{name}{next(counter)}-", dir=root)))
 
@@ -91,7 +102,7 @@ def run_loadgen_scenarios(args, factories, runs: list[dict]) -> None:
                 for broker in brokers:
                     if scenario.protocol not in broker.protocols:
                         continue
-                    result = scenario.run(broker, args.seconds, args.loadgen_dir)
+                    result = scenario.run(broker, args.seconds, Loadgen(args.loadgen_dir))
                     log(f"{scenario.name} round {round_no + 1} {broker.name}: "
                         f"{result.get('error') or _brief(result)}")
                     runs.append({"scenario": scenario.name, "broker": broker.name,
@@ -99,11 +110,15 @@ def run_loadgen_scenarios(args, factories, runs: list[dict]) -> None:
 
 
 def run_extra_scenarios(args, factories, runs: list[dict]) -> None:
-    if "failover" in args.scenarios:
+    if "failover" in args.scenarios and "warren" in args.brokers:
         try:
-            failover()
-        except NotImplementedError as error:
-            log(f"failover: {error}")
+            result = failover(cycles=args.rounds)
+        except (BrokerStartError, OSError, RuntimeError) as error:
+            result = {"error": str(error)}
+        if any(figures.get("lost") for figures in result.values() if isinstance(figures, dict)):
+            result["error"] = "confirmed messages lost across a failover"
+        log(f"failover warren: {result}")
+        runs.append({"scenario": "failover", "broker": "warren", "round": 1, "result": result})
     if "recovery" not in args.scenarios:
         return
     for round_no in range(args.rounds):
@@ -153,7 +168,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     for (scenario, broker), results in sorted(groups.items(), key=lambda item: (
             scenario_order.index(item[0][0]), item[0][1] != "warren")):
         good = [r for r in results if "error" not in r]
-        figures = RECOVERY_FIGURES if scenario == "recovery" else LOADGEN_FIGURES
+        figures = {"recovery": RECOVERY_FIGURES, "failover": {}}.get(scenario, LOADGEN_FIGURES)
         row = {"scenario": scenario, "broker": broker, "runs": len(good),
                "errors": len(results) - len(good)}
         row.update({key: _median(read(r) for r in good) for key, read in figures.items()})
@@ -186,7 +201,7 @@ def markdown(rows: list[dict]) -> str:
         return f"{row['runs']}" + (f" ({row['errors']} failed)" if row["errors"] else "")
 
     for row in rows:
-        if row["scenario"] == "recovery":
+        if row["scenario"] in EXTRA_SCENARIOS:
             continue
         lines.append(
             f"| {row['scenario']} | {row['broker']} | {runs(row)} | {num(row['con_rate'])} "
@@ -221,4 +236,18 @@ def main(argv: list[str] | None = None) -> int:
                                            indent=1) + "\n")
             print(markdown(rows))
             log(f"results written to {args.out}")
-    return 0
+    failed = failures(runs)
+    for failure in failed:
+        log(f"FAILED: {failure}")
+    return 1 if failed else 0
+
+
+def failures(runs: list[dict]) -> list[str]:
+    """What went wrong, one line each: brokers that did not start, runs without figures."""
+    failed = []
+    for run in runs:
+        error = run.get("error") or (run.get("result") or {}).get("error")
+        if error:
+            where = run["scenario"] + (f" round {run['round']}" if "round" in run else "")
+            failed.append(f"{where} {run['broker']}: {error.splitlines()[0]}")
+    return failed
