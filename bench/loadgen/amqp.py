@@ -36,8 +36,14 @@ class AmqpConnection(Connection):
     async def start(self, settings) -> None:
         self.transport.write(header.ProtocolHeader().marshal())
         await self.expect(commands.Connection.Start, channel=0)
+        # authentication_failure_close: a refused login gets Connection.Close 403 with the
+        # reason, not just a closed socket.
+        capabilities = {name: True for name in ("authentication_failure_close",
+                                                "publisher_confirms", "basic.nack",
+                                                "connection.blocked")}
         self.send(commands.Connection.StartOk(
-            client_properties={"product": "warren bench loadgen"}, mechanism="PLAIN",
+            client_properties={"product": "warren bench loadgen", "capabilities": capabilities},
+            mechanism="PLAIN",
             response=f"\0{settings.user}\0{settings.password}"), channel=0)
         tune = await self.expect(commands.Connection.Tune, channel=0)
         self.send(commands.Connection.TuneOk(channel_max=tune.channel_max,
