@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--loadgen-dir", type=Path, default=None,
                    help="run the `loadgen` package in this directory instead of bench's own "
                         "(same scenarios and JSON), to cross-check figures")
+    p.add_argument("--cross-check", action="store_true",
+                   help="with --loadgen-dir: run both load generators in turn on every "
+                        "broker and scenario, one table row per broker and load generator")
     p.add_argument("--rabbitmq-server", default=None,
                    help="the rabbitmq-server script (default: rabbitmq-server on PATH)")
     p.add_argument("--mosquitto", default=None,
@@ -54,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warren-store-url", default=None,
                    help="SQL store URL (default: an SQLite file in the temp data dir)")
     args = p.parse_args(argv)
+    if args.cross_check and args.loadgen_dir is None:
+        p.error("--cross-check needs --loadgen-dir")
     args.brokers = args.brokers.split(",")
     args.scenarios = args.scenarios.split(",")
     for name in args.brokers:
@@ -83,6 +88,9 @@ def log(message: str) -> None:
 
 
 def run_loadgen_scenarios(args, factories, runs: list[dict]) -> None:
+    loadgens = [Loadgen(args.loadgen_dir)]
+    if args.cross_check:
+        loadgens.insert(0, Loadgen())
     scenarios = [LOADGEN_SCENARIOS[n] for n in args.scenarios if n in LOADGEN_SCENARIOS]
     wanted = [n for n in args.brokers if any(s.protocol in BROKERS[n].protocols for s in scenarios)]
     with contextlib.ExitStack() as stack:
@@ -99,14 +107,15 @@ def run_loadgen_scenarios(args, factories, runs: list[dict]) -> None:
             brokers.append(broker)
         for scenario in scenarios:
             for round_no in range(args.rounds):
-                for broker in brokers:
+                for broker, loadgen in itertools.product(brokers, loadgens):
                     if scenario.protocol not in broker.protocols:
                         continue
-                    result = scenario.run(broker, args.seconds, Loadgen(args.loadgen_dir))
-                    log(f"{scenario.name} round {round_no + 1} {broker.name}: "
+                    result = scenario.run(broker, args.seconds, loadgen)
+                    log(f"{scenario.name} round {round_no + 1} {broker.name} ({loadgen.name}): "
                         f"{result.get('error') or _brief(result)}")
                     runs.append({"scenario": scenario.name, "broker": broker.name,
-                                 "round": round_no + 1, "result": result})
+                                 "loadgen": loadgen.name, "round": round_no + 1,
+                                 "result": result})
 
 
 def run_extra_scenarios(args, factories, runs: list[dict]) -> None:
@@ -158,26 +167,30 @@ def _median(values) -> float | None:
 
 
 def summarize(runs: list[dict]) -> list[dict]:
-    """One row per (scenario, broker): medians, lost/dups summed over rounds, warren's ratio."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    """One row per (scenario, broker, load generator): medians, lost/dups summed over rounds,
+    and warren's ratio to the broker, both measured by the same load generator."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for run in runs:
         if "result" in run:
-            groups.setdefault((run["scenario"], run["broker"]), []).append(run["result"])
-    scenario_order = list(dict.fromkeys(scenario for scenario, _ in groups))
+            key = (run["scenario"], run["broker"], run.get("loadgen", ""))
+            groups.setdefault(key, []).append(run["result"])
+    scenario_order = list(dict.fromkeys(scenario for scenario, _, _ in groups))
+    loadgen_order = list(dict.fromkeys(loadgen for _, _, loadgen in groups))
     rows = []
-    for (scenario, broker), results in sorted(groups.items(), key=lambda item: (
-            scenario_order.index(item[0][0]), item[0][1] != "warren")):
+    for (scenario, broker, loadgen), results in sorted(groups.items(), key=lambda item: (
+            scenario_order.index(item[0][0]), loadgen_order.index(item[0][2]),
+            item[0][1] != "warren")):
         good = [r for r in results if "error" not in r]
         figures = {"recovery": RECOVERY_FIGURES, "failover": {}}.get(scenario, LOADGEN_FIGURES)
-        row = {"scenario": scenario, "broker": broker, "runs": len(good),
+        row = {"scenario": scenario, "broker": broker, "loadgen": loadgen, "runs": len(good),
                "errors": len(results) - len(good)}
         row.update({key: _median(read(r) for r in good) for key, read in figures.items()})
         row["lost"] = sum(r.get("lost", 0) for r in good)
         row["dups"] = sum(r.get("dups", 0) for r in good)
         rows.append(row)
-    by_key = {(row["scenario"], row["broker"]): row for row in rows}
+    by_key = {(row["scenario"], row["broker"], row["loadgen"]): row for row in rows}
     for row in rows:
-        ours = by_key.get((row["scenario"], "warren"))
+        ours = by_key.get((row["scenario"], "warren", row["loadgen"]))
         if row["broker"] == "warren" or ours is None:
             continue
         for key in ("con_rate", "lat_p50_ms", "lat_p99_ms"):
@@ -200,11 +213,16 @@ def markdown(rows: list[dict]) -> str:
     def runs(row):
         return f"{row['runs']}" + (f" ({row['errors']} failed)" if row["errors"] else "")
 
+    several_loadgens = len({row["loadgen"] for row in rows if row["loadgen"]}) > 1
+
+    def broker(row):
+        return row["broker"] + (f" ({row['loadgen']})" if several_loadgens else "")
+
     for row in rows:
         if row["scenario"] in EXTRA_SCENARIOS:
             continue
         lines.append(
-            f"| {row['scenario']} | {row['broker']} | {runs(row)} | {num(row['con_rate'])} "
+            f"| {row['scenario']} | {broker(row)} | {runs(row)} | {num(row['con_rate'])} "
             f"| {num(row['lat_p50_ms'], '{:.2f}')} | {num(row['lat_p99_ms'], '{:.2f}')} "
             f"| {num(row['broker_cpu_pct'])} | {num(row['other_cpu_pct'])} "
             f"| {row['lost']} | {row['dups']} "

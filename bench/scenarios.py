@@ -33,6 +33,10 @@ class Loadgen:
 
     directory: Path | None = None
 
+    @property
+    def name(self) -> str:
+        return f"loadgen in {self.directory}" if self.directory else "bench.loadgen"
+
     def command(self) -> list[str]:
         return [sys.executable, "-m", "loadgen" if self.directory else "bench.loadgen"]
 
