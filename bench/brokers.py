@@ -9,6 +9,7 @@ connect is the event we wait for, polled because there is no other signal from o
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -304,4 +305,68 @@ class Mosquitto(Broker):
         return [program, "-c", str(self.workdir / "mosquitto.conf")]
 
 
-BROKERS: dict[str, type[Broker]] = {cls.name: cls for cls in (Warren, RabbitMQ, Mosquitto)}
+class ActiveMQ(Broker):
+    """ActiveMQ Classic (`--activemq` or `activemq` on PATH) with STOMP and MQTT connectors,
+    run in the foreground (`activemq console`) on a broker XML written to its work directory.
+
+    Its configuration, data and temp directories are the work directory's (the launcher's
+    ACTIVEMQ_CONF / ACTIVEMQ_DATA / ACTIVEMQ_TMP), it runs as the current user (ACTIVEMQ_USER,
+    else Debian's launcher switches to the `activemq` user), without JMX or authentication, and
+    with the KahaDB store it has by default. It does not speak AMQP 0-9-1 (only AMQP 1.0).
+    """
+
+    name = "activemq"
+    protocols = frozenset({"stomp", "mqtt"})
+    start_timeout = 120.0
+
+    def __init__(self, workdir: Path, *, program: str | None = None) -> None:
+        super().__init__(workdir)
+        self.given = program
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            ACTIVEMQ_BASE=str(self.workdir),
+            ACTIVEMQ_CONF=str(self.workdir / "conf"),
+            ACTIVEMQ_DATA=str(self.workdir / "data"),
+            ACTIVEMQ_TMP=str(self.workdir / "tmp"),
+            ACTIVEMQ_PIDFILE=str(self.workdir / "activemq.pid"),
+            ACTIVEMQ_USER=pwd.getpwuid(os.getuid()).pw_name,
+        )
+        return env
+
+    def prepare(self) -> None:
+        for directory in ("conf", "data", "tmp"):
+            (self.workdir / directory).mkdir(exist_ok=True)
+        data = self.workdir / "data"
+        # Its log to stdout (our broker.log), warnings and errors only.
+        (self.workdir / "conf" / "log4j.properties").write_text(
+            "log4j.rootLogger=WARN, out\n"
+            "log4j.appender.out=org.apache.log4j.ConsoleAppender\n"
+            "log4j.appender.out.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.out.layout.ConversionPattern=%d %-5p %c - %m%n\n")
+        (self.workdir / "conf" / "activemq.xml").write_text(f"""\
+<beans xmlns="http://www.springframework.org/schema/beans"
+       xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+       xsi:schemaLocation="http://www.springframework.org/schema/beans
+         http://www.springframework.org/schema/beans/spring-beans.xsd
+         http://activemq.apache.org/schema/core
+         http://activemq.apache.org/schema/core/activemq-core.xsd">
+  <broker xmlns="http://activemq.apache.org/schema/core" brokerName="bench" useJmx="false"
+          dataDirectory="{data}">
+    <persistenceAdapter><kahaDB directory="{data / 'kahadb'}"/></persistenceAdapter>
+    <transportConnectors>
+      <transportConnector name="stomp" uri="stomp://{HOST}:{self.ports['stomp']}"/>
+      <transportConnector name="mqtt" uri="mqtt://{HOST}:{self.ports['mqtt']}"/>
+    </transportConnectors>
+  </broker>
+</beans>
+""")
+
+    def command(self) -> list[str]:
+        program = locate("activemq", self.given, "activemq", "activemq")
+        return [program, "console", f"xbean:file:{self.workdir / 'conf' / 'activemq.xml'}"]
+
+
+BROKERS: dict[str, type[Broker]] = {cls.name: cls for cls in (Warren, RabbitMQ, Mosquitto,
+                                                                 ActiveMQ)}

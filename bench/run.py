@@ -33,7 +33,7 @@ EXTRA_SCENARIOS = ("recovery", "failover")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--brokers", default="warren,rabbitmq,mosquitto",
+    p.add_argument("--brokers", default="warren,rabbitmq,mosquitto,activemq",
                    help=f"comma-separated, of: {', '.join(BROKERS)}")
     p.add_argument("--scenarios", default=",".join(LOADGEN_SCENARIOS),
                    help=f"comma-separated, of: {', '.join([*LOADGEN_SCENARIOS, *EXTRA_SCENARIOS])}")
@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="the rabbitmq-server script (default: rabbitmq-server on PATH)")
     p.add_argument("--mosquitto", default=None,
                    help="the mosquitto program (default: mosquitto on PATH)")
+    p.add_argument("--activemq", default=None,
+                   help="the activemq launcher (default: activemq on PATH)")
     p.add_argument("--warren-cmd", default=shlex.join(Warren.default_command()),
                    help="how to invoke warren (`run` and its options are appended)")
     p.add_argument("--warren-store", choices=("journal", "sql"), default="journal")
@@ -77,7 +79,8 @@ def broker_factory(name: str, args: argparse.Namespace, root: Path):
         cls = functools.partial(Warren, command=shlex.split(args.warren_cmd),
                                 store=args.warren_store, store_url=args.warren_store_url)
     else:
-        programs = {"rabbitmq": args.rabbitmq_server, "mosquitto": args.mosquitto}
+        programs = {"rabbitmq": args.rabbitmq_server, "mosquitto": args.mosquitto,
+                    "activemq": args.activemq}
         cls = functools.partial(cls, program=programs[name])
     counter = itertools.count()
     return lambda: cls(Path(tempfile.mkdtemp(prefix=f"{name}{next(counter)}-", dir=root)))

@@ -53,12 +53,18 @@ def test_bench_exits_non_zero_when_the_broker_cannot_start(tmp_path):
     assert "| amqp-transient |" not in done.stdout
 
 
-def test_bench_exits_non_zero_when_a_reference_broker_is_missing(tmp_path):
-    done = run("bench", "--brokers", "rabbitmq", "--scenarios", "amqp-transient",
-               "--out", str(tmp_path / "r.json"), "--rabbitmq-server", "no-such-rabbitmq")
+@pytest.mark.parametrize("broker, flag, scenario", [
+    ("rabbitmq", "rabbitmq-server", "amqp-transient"),
+    ("mosquitto", "mosquitto", "mqtt-qos0"),
+    ("activemq", "activemq", "stomp-queue"),
+])
+def test_bench_exits_non_zero_when_a_reference_broker_is_missing(tmp_path, broker, flag,
+                                                                 scenario):
+    done = run("bench", "--brokers", broker, "--scenarios", scenario,
+               "--out", str(tmp_path / "r.json"), f"--{flag}", "no-such-program")
     assert done.returncode == 1
-    assert ("FAILED: start rabbitmq: 'no-such-rabbitmq' (--rabbitmq-server) not found: "
-            "install rabbitmq-server or pass --rabbitmq-server PATH") in done.stderr
+    assert (f"FAILED: start {broker}: 'no-such-program' (--{flag}) not found: "
+            f"install {flag} or pass --{flag} PATH") in done.stderr
 
 
 @pytest.mark.parametrize("args, message", [
