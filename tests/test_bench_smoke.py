@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
-from tests.broker_process import free_port
+from tests.broker_process import BrokerProcess, free_port
+from tests.polling import eventually
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,3 +101,30 @@ def test_loadgen_reports_refused_credentials(broker, protocol, port, refusal):
     assert done.returncode == 1
     assert refusal in json.loads(done.stdout)["error"]
     assert not any("Traceback" in line for line in broker.lines)
+
+
+def test_loadgen_fails_when_the_broker_dies_mid_run(tmp_path):
+    """A run whose broker goes away is an error (exit 1, the reason), not a row of figures."""
+    broker = BrokerProcess(tmp_path / "data").start()
+    try:
+        loadgen = subprocess.Popen(
+            [sys.executable, "-m", "bench.loadgen", "amqp", "--scenario", "latency",
+             "--port", str(broker.amqp_port), "--seconds", "600"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def both_connected():
+            answer = requests.get(f"{broker.http_url}/api/connections", auth=("guest", "guest"),
+                                  timeout=10)
+            return len(answer.json()) >= 2
+        try:
+            eventually(both_connected, "the consumer and the publisher connections", timeout=60)
+            broker.kill()
+            out, err = loadgen.communicate(timeout=90)
+        finally:
+            if loadgen.poll() is None:
+                loadgen.kill()
+                loadgen.wait()
+    finally:
+        broker.stop()
+    assert loadgen.returncode == 1, err
+    assert "connection closed by the broker" in json.loads(out)["error"]
