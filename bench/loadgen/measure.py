@@ -10,6 +10,7 @@ latency per message, so percentiles are exact too (no sampling, no histogram buc
 from __future__ import annotations
 
 import array
+import math
 import os
 import struct
 import time
@@ -79,8 +80,9 @@ def latency_ms(latencies_ns: array.array) -> dict:
     if not latencies_ns:
         return {name: None for name, _ in PERCENTILES} | {"max": None, "mean": None}
     ordered = sorted(latencies_ns)
-    last = len(ordered) - 1
-    figures = {name: ordered[min(last, int(q * len(ordered)))] / 1e6 for name, q in PERCENTILES}
+    # nearest rank: the smallest value with at least q of all values at or below it
+    figures = {name: ordered[max(0, math.ceil(q * len(ordered)) - 1)] / 1e6
+               for name, q in PERCENTILES}
     figures["max"] = ordered[-1] / 1e6
     figures["mean"] = sum(ordered) / len(ordered) / 1e6
     return figures
