@@ -200,9 +200,7 @@ def wait_for_queue_depth(port: int, queue: str, expected: int, deadline: float) 
 def failover(*args, **kwargs) -> dict:
     """Time for clients to resume on the slave after the master of a shared-store pair dies:
     kill -9 -> first confirmed publish on the new master, for the file lock and the lease
-    (``bench/failover.py``; ``python -m bench.failover`` runs it alone). Prints and returns the
-    figures by locker."""
+    (``bench/failover.py``; ``python -m bench.failover`` runs it alone). The figures by
+    locker."""
     from bench.failover import failover as measure
-    results = measure(*args, **kwargs)
-    print(json.dumps(results), file=sys.stderr)
-    return results
+    return measure(*args, **kwargs)
