@@ -79,6 +79,8 @@ class Shared:
 
 # -- publisher --------------------------------------------------------------------------------
 async def publish(settings: Settings, shared: Shared) -> dict:
+    """Once every consumer is subscribed: connect, publish for the window at the settings'
+    pace, wait for the last confirms, and say how many were sent (the consumers drain to it)."""
     protocol = PROTOCOLS[settings.protocol]
     deadline = time.monotonic() + settings.setup_timeout
     for event in shared.ready:
@@ -147,6 +149,8 @@ async def publish(settings: Settings, shared: Shared) -> dict:
 
 # -- consumers --------------------------------------------------------------------------------
 async def consume(settings: Settings, shared: Shared, streams: list[int], ready) -> list[dict]:
+    """Open and subscribe `streams` (one connection each), signal `ready`, count until the
+    drain ends, tear down (the run's queues are deleted), and return each stream's tally."""
     protocol = PROTOCOLS[settings.protocol]
     clients = []
     try:
