@@ -28,6 +28,7 @@ from ..endpoint import accept
 from ..output import BatchedOutput
 from .codec import HEARTBEAT, Frame, StompError, StompParser, encode
 from .errors import error_frame
+from .heartbeats import GRACE
 from .session import State, StompSession
 
 log = logging.getLogger("warren.stomp")
@@ -35,8 +36,6 @@ log = logging.getLogger("warren.stomp")
 __all__ = ["StompConnection", "StompFactory"]
 
 PRE_AUTH_MAX_FRAME_SIZE = 64 * 1024
-#: A client is dropped after this many negotiated intervals without a byte from it.
-HEARTBEAT_GRACE = 2.0
 
 
 @implementer(IPushProducer)
@@ -192,9 +191,9 @@ class StompConnection(BatchedOutput, protocol.Protocol):
     def _check_heartbeat(self, interval: float) -> None:
         if self.closing:
             return
-        if self.clock.seconds() - self._last_recv > interval * HEARTBEAT_GRACE:
+        if self.clock.seconds() - self._last_recv > interval * GRACE:
             log.warning("closing STOMP connection %s: no heart-beat from the client for %.1fs",
-                        self.name, interval * HEARTBEAT_GRACE)
+                        self.name, interval * GRACE)
             self.closing = True
             self.transport.abortConnection()
 

@@ -14,8 +14,7 @@ What the frames mean, where STOMP leaves it to the broker (RabbitMQ's STOMP plug
 - CONNECT/STOMP: ``login``/``passcode`` against warren's users (no login: the configured default
   user, as RabbitMQ's ``default_user``; guest only from loopback). ``host`` names the vhost
   when such a vhost exists, else ``/`` (stomp.py and others send the DNS host name there).
-  Heart-beats: the server offers ``stomp_heartbeat`` ms both ways; a client silent for twice
-  the negotiated interval is dropped.
+  Heart-beats: as the client's ``heart-beat`` asks, above a floor (``heartbeats.py``).
 - Headers <-> AMQP properties (both ways): content-type, content-encoding, persistent
   (delivery_mode 2), priority, correlation-id, reply-to, expiration (relative ms, RabbitMQ),
   expires (absolute epoch ms, ActiveMQ; converted to expiration), amqp-message-id
@@ -59,6 +58,7 @@ from ..broker.selector import Selector, SelectorError
 from .codec import Frame, StompError, encode, negotiate_version
 from .destinations import Destination, Kind, destination_header, parse_destination
 from .errors import VERSION_HEADER
+from .heartbeats import negotiate as negotiate_heartbeats
 
 log = logging.getLogger("warren.stomp")
 
@@ -364,35 +364,16 @@ class StompSession:
         self.vhost_name = vhost_name
         self.publisher = self.broker.publisher(self.vhost, self.user)
         self.client_id = frame.get("client-id")
-        send_ms = expect_ms = 0
+        beats = negotiate_heartbeats(frame.get("heart-beat"), version,
+                                     int(self.config.stomp_heartbeat_floor))
         # RabbitMQ's order: server, session, heart-beat (0,0 for 1.0), version
-        headers = [("server", SERVER_NAME), ("session", self.session_id)]
-        if version == "1.0":
-            headers.append(("heart-beat", "0,0"))
-        else:
-            client_send, client_expect = self._heartbeat_header(frame.get("heart-beat"))
-            offer = int(self.config.stomp_heartbeat)
-            if offer and client_expect:
-                send_ms = max(offer, client_expect)
-            if offer and client_send:
-                expect_ms = max(offer, client_send)
-            headers.append(("heart-beat", f"{offer},{offer}"))
-        headers.append(("version", version))
-        self.heartbeat = (send_ms, expect_ms)
+        headers = [("server", SERVER_NAME), ("session", self.session_id),
+                   ("heart-beat", beats.header), ("version", version)]
+        self.heartbeat = (beats.send_ms, beats.expect_ms)
         self.state = State.CONNECTED
         self.link.write(encode(Frame("CONNECTED", tuple(headers)), version))
-        self.link.start_heartbeats(send_ms, expect_ms)
+        self.link.start_heartbeats(beats.send_ms, beats.expect_ms)
         self.broker.emit("connection.created", name=self.link.name)
-
-    @staticmethod
-    def _heartbeat_header(value: str | None) -> tuple[int, int]:
-        if value is None:
-            return 0, 0
-        parts = value.split(",")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise StompError("Invalid heart-beat header",
-                             f"heart-beat must be two non-negative integers, got {value[:40]!r}")
-        return int(parts[0]), int(parts[1])
 
     # ------------------------------------------------------------------ SEND
     def _on_send(self, frame: Frame) -> None:
