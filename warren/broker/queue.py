@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("warren.queue")
 
+#: ActiveMQ's ``prioritizedMessages`` as a queue argument: JMS's ten priority levels (0-9)
+#: without ``x-max-priority``, which RabbitMQ's redeclare checks and this one is not; STOMP
+#: sets it on the queues its clients create (``stomp/jms.py``)
+PRIORITIZED_ARGUMENT = "x-prioritized-messages"
+JMS_MAX_PRIORITY = 9
+
 
 class Queue:
     kind = "queue"
@@ -86,6 +92,8 @@ class Queue:
         self.expires = self.setting("expires")
         self.delivery_limit = self.setting("delivery-limit")
         max_priority = self.arguments.get("x-max-priority", (self.policy or {}).get("max-priority"))
+        if max_priority is None and self.arguments.get(PRIORITIZED_ARGUMENT) in (True, "true"):
+            max_priority = JMS_MAX_PRIORITY
         if max_priority != getattr(self, "max_priority", None):
             # a policy may add, change or remove priorities live: re-sort what is ready
             old = self.ready.clear()

@@ -43,7 +43,6 @@ from __future__ import annotations
 import enum
 import logging
 import secrets
-import time
 from typing import Any, Callable, Protocol
 
 from .. import __version__
@@ -52,13 +51,14 @@ from ..broker.errors import AccessRefused, BrokerError, PreconditionFailed
 from ..broker.groups import GROUP_ID_HEADER, GROUP_SEQ_HEADER, groups_of
 from ..broker.message import Message, Properties, QueueEntry, parse_expiration
 from ..broker.publish import Publisher
-from ..broker.queue import Queue
+from ..broker.queue import PRIORITIZED_ARGUMENT, Queue
 from ..broker.scheduler import DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER, ScheduledDelivery
 from ..broker.selector import Selector, SelectorError
 from .codec import Frame, StompError, encode, negotiate_version
 from .destinations import Destination, Kind, destination_header, parse_destination
 from .errors import VERSION_HEADER
 from .heartbeats import negotiate as negotiate_heartbeats
+from .jms import DEFAULT_PRIORITY, expires_ttl, now_ms, selector_lookup
 
 log = logging.getLogger("warren.stomp")
 
@@ -196,7 +196,7 @@ class StompSubscription:
         selector = self.selector
         if selector is None:
             return True
-        return selector.matches(_selector_lookup(entry.message, props))
+        return selector.matches(selector_lookup(entry))
 
     def deliver(self, queue: Queue, entry: QueueEntry) -> None:
         headers = entry.message.properties.headers
@@ -218,33 +218,6 @@ class StompSubscription:
 def consumer_tag(sub_id: str, destination: str, named: bool) -> str:
     """RabbitMQ's consumer tag of a subscription (also the start of its message ids)."""
     return "T_" + sub_id if named else "Q_" + destination
-
-
-_JMS_HEADERS: dict[str, Callable[[Message, Properties], Any]] = {
-    "JMSDeliveryMode": lambda m, p: "PERSISTENT" if m.persistent else "NON_PERSISTENT",
-    "JMSPriority": lambda m, p: p.priority if p.priority is not None else 4,
-    "JMSMessageID": lambda m, p: p.message_id,
-    "JMSCorrelationID": lambda m, p: p.correlation_id,
-    "JMSType": lambda m, p: p.type,
-    "JMSTimestamp": lambda m, p: p.timestamp * 1000 if p.timestamp is not None else None,
-    "JMSReplyTo": lambda m, p: p.reply_to,
-    "JMSExpiration": lambda m, p: p.expiration,
-    "JMSDestination": lambda m, p: destination_header(m.exchange, m.routing_key),
-}
-
-
-def _selector_lookup(message: Message, props: Properties) -> Callable[[str], Any]:
-    headers = props.headers or {}
-
-    def lookup(name: str) -> Any:
-        jms = _JMS_HEADERS.get(name)
-        if jms is not None:
-            return jms(message, props)
-        value = headers.get(name)
-        if isinstance(value, (bytes, bytearray)):
-            return bytes(value).decode("utf-8", "replace")
-        return value
-    return lookup
 
 
 # ------------------------------------------------------------------------------- session
@@ -404,13 +377,20 @@ class StompSession:
         exchange_name = destination.exchange
         exchange = self.publisher.exchange(exchange_name)
         props, scheduled = self._properties(frame)
+        priority = props.priority
+        if priority is None:
+            # JMS's default priority for ActiveMQ-style destinations; /amq/queue/ and
+            # /exchange/ are RabbitMQ's world, where no priority means the lowest
+            priority = DEFAULT_PRIORITY if kind in (Kind.QUEUE, Kind.TOPIC) else 0
         message = Message(exchange_name, routing_key, frame.body, codec=self.broker.codec,
                           props=props, persistent=props.delivery_mode == 2,
-                          priority=props.priority or 0, ttl=parse_expiration(props.expiration))
+                          priority=priority, ttl=parse_expiration(props.expiration))
         if not self._publishing:
             self._publishing = True
             self.broker.register_blockable(self)
         self.stats_publish += 1
+        if expires_ttl(int((props.headers or {}).get("expires") or 0), now_ms()) == -1:
+            return      # expired before it arrived: never delivered (ActiveMQ drops it too)
         if scheduled is not None:
             delay, period, repeat = scheduled
             if self.scheduler.schedule(vhost.name, message, delay, period, repeat):
@@ -446,9 +426,11 @@ class StompSession:
                 ttl = _int_header(frame, "expiration", 0)
                 props.expiration = str(ttl)
             elif name == "expires":
-                expires = _int_header(frame, "expires", 0)
-                if expires and props.expiration is None:
-                    props.expiration = str(max(0, expires - int(time.time() * 1000)))
+                # JMSExpiration (jms.py): kept as sent, and the ms left as the AMQP expiration
+                ttl = expires_ttl(_int_header(frame, "expires", 0), now_ms())
+                custom[name] = value.strip()
+                if ttl is not None and props.expiration is None:
+                    props.expiration = str(max(ttl, 0))
             elif name == "amqp-message-id":
                 props.message_id = value
             elif name == "content-encoding":
@@ -512,12 +494,15 @@ class StompSession:
 
     @staticmethod
     def _queue_arguments(frame: Frame) -> dict[str, Any]:
-        """RabbitMQ reads ``x-*`` headers of SEND/SUBSCRIBE as queue arguments."""
+        """RabbitMQ reads ``x-*`` headers of SEND/SUBSCRIBE as queue arguments; a queue a
+        STOMP client creates orders by JMS priority unless they say otherwise (jms.py); the
+        argument is one AMQP's redeclare ignores, so AMQP clients can still declare it."""
         arguments: dict[str, Any] = {}
         for name, value in frame.headers:
             if name.startswith("x-") and name not in _NOT_QUEUE_ARGUMENTS \
                     and name not in arguments:
                 arguments[name] = int(value) if value.isdigit() else value
+        arguments.setdefault(PRIORITIZED_ARGUMENT, True)
         return arguments
 
     def _private_queue(self, prefix: str) -> Queue:
