@@ -132,8 +132,9 @@ def test_amqp_declared_queue_keeps_rabbitmq_rules(client_factory, version, amqp,
 
 
 @pytest.mark.parametrize("header, value", [("expires", "soon"), ("expires", "-5"),
-                                           ("priority", "high"), ("priority", "1.5")])
-def test_non_numeric_priority_or_expires_is_an_error(client_factory, broker, amqp, version,
+                                           ("priority", "high"), ("priority", "1.5"),
+                                           ("timestamp", "9" * 16), ("timestamp", "now")])
+def test_non_numeric_priority_expires_or_timestamp_is_an_error(client_factory, broker, amqp, version,
                                                       unique, header, value):
     c = client_factory(version)
     c.conn.send(f"/queue/{unique}", "kept", headers={"persistent": "true"}, receipt="r")

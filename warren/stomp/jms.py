@@ -16,6 +16,10 @@ because RabbitMQ has no JMS layer; the AMQP properties underneath stay RabbitMQ'
 - Selectors read the JMS header names with ActiveMQ's types: ``JMSDeliveryMode`` is the string
   ``'PERSISTENT'`` or ``'NON_PERSISTENT'``, ``JMSRedelivered`` a boolean, ``JMSPriority``,
   ``JMSTimestamp`` and ``JMSExpiration`` numbers in ms (0 when there is none).
+  ``JMSTimestamp`` comes from the ``timestamp`` the publisher set: ActiveMQ stamps arrival time
+  on every message, but RabbitMQ's MESSAGE frames (and its own STOMP test suite) carry no
+  timestamp the publisher did not send, so warren does not stamp one.
+- MESSAGE frames carry ``priority`` also when it is JMS's default 4 (as ActiveMQ's do).
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from typing import Any, Callable
 from ..broker.message import Message, Properties, QueueEntry
 from .destinations import destination_header
 
-__all__ = ["DEFAULT_PRIORITY", "expires_ttl", "jms_timestamp", "now_ms",
-           "selector_lookup"]
+__all__ = ["DEFAULT_PRIORITY", "MAX_TIMESTAMP_MS", "amqp_timestamp", "expires_ttl",
+           "jms_timestamp", "now_ms", "selector_lookup"]
 
 #: JMS's default priority (javax.jms.Message.DEFAULT_PRIORITY)
 DEFAULT_PRIORITY = 4
@@ -49,12 +53,27 @@ def expires_ttl(expires: int, now: int) -> int | None:
     return left if left > 0 else -1
 
 
+#: the last second an AMQP timestamp can name (9999-12-31T23:59:59Z), in ms
+MAX_TIMESTAMP_MS = 253402300799999
+
+
+def amqp_timestamp(stamp: int) -> int:
+    """The AMQP ``timestamp`` (seconds) of a STOMP ``timestamp`` header: ActiveMQ clients send
+    ms (JMSTimestamp), RabbitMQ's send seconds; only ms reach past :data:`_MS_TIMESTAMP`."""
+    return stamp // 1000 if stamp >= _MS_TIMESTAMP else stamp
+
+
 def jms_timestamp(props: Properties) -> int:
-    """JMSTimestamp in ms from the AMQP timestamp (seconds, or ms as ActiveMQ clients send)."""
+    """JMSTimestamp in ms: the ``timestamp`` header as an ActiveMQ client sent it, else the
+    AMQP timestamp (seconds) in ms, else 0."""
+    sent = (props.headers or {}).get("timestamp")
+    if sent is not None:
+        try:
+            return int(sent)
+        except (TypeError, ValueError):
+            pass
     stamp = props.timestamp
-    if not stamp:
-        return 0
-    return stamp if stamp >= _MS_TIMESTAMP else stamp * 1000
+    return stamp * 1000 if stamp else 0
 
 
 def _jms_expiration(props: Properties) -> int:

@@ -58,7 +58,8 @@ from .codec import Frame, StompError, encode, negotiate_version
 from .destinations import Destination, Kind, destination_header, parse_destination
 from .errors import VERSION_HEADER
 from .heartbeats import negotiate as negotiate_heartbeats
-from .jms import DEFAULT_PRIORITY, expires_ttl, now_ms, selector_lookup
+from .jms import (DEFAULT_PRIORITY, MAX_TIMESTAMP_MS, amqp_timestamp, expires_ttl, now_ms,
+                  selector_lookup)
 
 log = logging.getLogger("warren.stomp")
 
@@ -436,7 +437,10 @@ class StompSession:
             elif name == "content-encoding":
                 props.content_encoding = value
             elif name == "timestamp":
-                props.timestamp = _int_header(frame, "timestamp", 0)
+                stamp = _int_header(frame, "timestamp", 0, MAX_TIMESTAMP_MS)
+                props.timestamp = amqp_timestamp(stamp)
+                if props.timestamp != stamp:
+                    custom[name] = value.strip()   # ms, as ActiveMQ clients send: kept as sent
             elif name == "type":
                 props.type = value
             elif name == "user-id":
@@ -716,6 +720,8 @@ class StompSession:
         if not sub.no_ack and self.version == "1.2":
             headers.append(("ack", message_id))
         _property_headers(message.properties, headers)
+        if message.priority and message.properties.priority is None:
+            headers.append(("priority", str(message.priority)))   # JMS's default (jms.py)
         body = message.body
         headers.append(("content-length", str(len(body))))
         try:
@@ -924,7 +930,7 @@ def _property_headers(props: Properties, out: list[tuple[str, str]]) -> None:
         out.append(("expiration", props.expiration))
     if props.message_id is not None:
         out.append(("amqp-message-id", props.message_id))
-    if props.timestamp is not None:
+    if props.timestamp is not None and not (props.headers and "timestamp" in props.headers):
         out.append(("timestamp", str(props.timestamp)))
     if props.type is not None:
         out.append(("type", props.type))

@@ -1,0 +1,82 @@
+"""JMS headers in selectors and on MESSAGE frames (warren/stomp/jms.py).
+
+ActiveMQ 5.17 is the reference for the names, values and types (tests/compat/
+stomp_activemq.py): JMSDeliveryMode is 'PERSISTENT'/'NON_PERSISTENT', JMSRedelivered a
+boolean, JMSPriority 4 by default, JMSExpiration the absolute ms of ``expires`` (0 without).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+SELECTORS = [
+    ("JMSDeliveryMode = 'PERSISTENT'", {"persistent": "true"}, {"persistent": "false"}),
+    ("JMSDeliveryMode = 'NON_PERSISTENT'", {}, {"persistent": "true"}),
+    ("JMSPriority = 4", {}, {"priority": "5"}),
+    ("JMSPriority > 6", {"priority": "7"}, {"priority": "6"}),
+    ("JMSType = 'order'", {"type": "order"}, {"type": "invoice"}),
+    ("JMSCorrelationID = 'c-1'", {"correlation-id": "c-1"}, {"correlation-id": "c-2"}),
+    ("JMSXGroupID = 'g1'", {"JMSXGroupID": "g1"}, {"JMSXGroupID": "g2"}),
+    ("JMSMessageID = 'm-1'", {"amqp-message-id": "m-1"}, {}),
+    ("JMSTimestamp > 0", {"timestamp": "1700000000000"}, {}),
+    ("JMSExpiration > 0", {"expires": "EXPIRES"}, {}),
+    ("JMSExpiration = 0", {}, {"expires": "EXPIRES"}),
+    ("JMSRedelivered = FALSE", {}, None),
+]
+
+
+@pytest.mark.parametrize("selector, matching, other", SELECTORS,
+                         ids=[s[0] for s in SELECTORS])
+def test_jms_header_in_selector(client_factory, version, unique, selector, matching, other):
+    c = client_factory(version)
+    q = f"/queue/{unique}"
+    expires = str(int(time.time() * 1000) + 600_000)
+
+    def headers(h):
+        return {k: (expires if v == "EXPIRES" else v) for k, v in h.items()}
+    c.subscribe(q, selector=selector)
+    if other is not None:
+        c.send(q, "other", **headers(other))
+    c.send(q, "match", **headers(matching))
+    assert c.recorder.message().body == "match"
+    c.sync()
+    assert c.recorder.messages.empty()
+
+
+def test_jms_redelivered_true_after_a_requeue(client_factory, version, unique):
+    q = f"/queue/{unique}"
+    first = client_factory(version)
+    first.subscribe(q, ack="client-individual", selector="JMSRedelivered = FALSE")
+    first.send(q, "once")
+    frame = first.recorder.message()
+    assert frame.headers["redelivered"] == "false"
+    again = client_factory(version)
+    again.subscribe(q, selector="JMSRedelivered = TRUE")
+    first.nack(frame, requeue=True) if version != "1.0" else first.close()
+    # the requeued message is redelivered: only the TRUE subscriber or the first may take it;
+    # unsubscribing the first leaves the TRUE one
+    if version != "1.0":
+        first.conn.unsubscribe("s1")
+    frame = again.recorder.message()
+    assert frame.body == "once" and frame.headers["redelivered"] == "true"
+
+
+def test_message_frame_carries_jms_headers_as_sent(client_factory, version, unique):
+    c = client_factory(version)
+    q = f"/queue/{unique}"
+    expires = str(int(time.time() * 1000) + 600_000)
+    sent = {"timestamp": "1700000000123", "expires": expires, "priority": "7",
+            "persistent": "true", "type": "order", "correlation-id": "c-9",
+            "JMSXGroupID": "g", "colour": "blue", "weight": "12"}
+    c.subscribe(q)
+    c.send(q, "all", **sent)
+    c.send(q, "plain")
+    frame = c.recorder.message()
+    for name, value in sent.items():
+        assert frame.headers.get(name) == value, name
+    assert frame.headers["redelivered"] == "false"
+    plain = c.recorder.message()
+    assert plain.body == "plain" and plain.headers["priority"] == "4"
+    assert "persistent" not in plain.headers and "expires" not in plain.headers
