@@ -80,3 +80,33 @@ def test_message_frame_carries_jms_headers_as_sent(client_factory, version, uniq
     plain = c.recorder.message()
     assert plain.body == "plain" and plain.headers["priority"] == "4"
     assert "persistent" not in plain.headers and "expires" not in plain.headers
+
+
+BAD_SELECTORS = [
+    ("a = = 1", "expected an operand but found '=' at column 5"),
+    ("foo(a) = 1", "unknown function 'foo' at column 1"),
+    ("a LIKE 3", "expected a string literal after LIKE"),
+    ("(a = 1", "expected ')' to close the '(' at column 1"),
+    ("a = 'x", "unterminated string literal"),
+]
+
+
+@pytest.mark.parametrize("selector, reason", BAD_SELECTORS, ids=[b[0] for b in BAD_SELECTORS])
+def test_bad_selector_is_refused_and_the_connection_goes_on(
+        client_factory, broker, version, unique, selector, reason):
+    # ActiveMQ's behaviour: ERROR (with the receipt-id), no subscription, connection usable
+    c = client_factory(version)
+    q = f"/queue/{unique}"
+    c.conn.send(q, "kept", headers={"persistent": "true"})
+    headers = {"selector": selector, "id": "s1", "receipt": "sub"}
+    c.conn.send_frame("SUBSCRIBE", dict(headers, destination=q, ack="auto"))
+    error = c.recorder.error()
+    assert error.headers["message"] == "Invalid selector"
+    assert error.headers["receipt-id"] == "sub"
+    assert error.body.startswith(f"javax.jms.InvalidSelectorException: {selector}\n")
+    assert reason in error.body
+    c.sync()                                  # still connected
+    assert not c.recorder.disconnected.is_set()
+    c.subscribe(q, sub_id="s1")              # the id was never taken; the message was kept
+    assert c.recorder.message().body == "kept"
+    assert "Traceback" not in broker.log()

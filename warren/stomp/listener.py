@@ -27,7 +27,7 @@ from ..broker.scheduler import ScheduledDelivery
 from ..endpoint import accept
 from ..output import BatchedOutput
 from .codec import HEARTBEAT, Frame, StompError, StompParser, encode
-from .errors import error_frame
+from .errors import Refused, error_frame
 from .heartbeats import GRACE
 from .session import State, StompSession
 
@@ -98,13 +98,19 @@ class StompConnection(BatchedOutput, protocol.Protocol):
             except StompError as error:
                 # act on the frames that were whole before the fault, then report it
                 for frame in error.frames:
-                    session.handle(frame)
+                    try:
+                        session.handle(frame)
+                    except Refused as refused:
+                        self._refuse(refused, frame.get("receipt"))
                     if self.closing:
                         return
                 frame = None
                 raise
             for frame in frames:
-                session.handle(frame)
+                try:
+                    session.handle(frame)
+                except Refused as refused:
+                    self._refuse(refused, frame.get("receipt"))
                 if self.closing:
                     return
         except (StompError, Exception) as error:
@@ -216,6 +222,11 @@ class StompConnection(BatchedOutput, protocol.Protocol):
             self.session.state = State.CLOSED
         self._out.append(encode(error_frame(error, receipt), version))
         self.close()
+
+    def _refuse(self, error: Refused, receipt: str | None) -> None:
+        """A refused frame: its ERROR frame, and the connection stays open."""
+        log.info("STOMP connection %s: %s", self.name, error.message)
+        self._out.append(encode(error_frame(error, receipt), self.session.version))
 
     def force_close(self, reason: str) -> None:
         """Management / HA: close with an ERROR frame saying why."""

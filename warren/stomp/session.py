@@ -56,7 +56,7 @@ from ..broker.scheduler import DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER, Sched
 from ..broker.selector import Selector, SelectorError
 from .codec import Frame, StompError, encode, negotiate_version
 from .destinations import Destination, Kind, destination_header, parse_destination
-from .errors import VERSION_HEADER
+from .errors import VERSION_HEADER, Refused
 from .heartbeats import negotiate as negotiate_heartbeats
 from .jms import (DEFAULT_PRIORITY, MAX_TIMESTAMP_MS, amqp_timestamp, expires_ttl, now_ms,
                   selector_lookup)
@@ -562,7 +562,9 @@ class StompSession:
             try:
                 selector = Selector.parse(text)
             except SelectorError as error:
-                raise StompError("Invalid selector", str(error)) from None
+                # ActiveMQ: refused, not fatal; its body starts with the JMS exception's name
+                raise Refused("Invalid selector",
+                              f"javax.jms.InvalidSelectorException: {text}\n{error}\n") from None
         queue, durable_name, private = self._subscription_queue(destination, sub_id, frame)
         self._check("read", "queue", queue.name)
         # held: no MESSAGE before this SUBSCRIBE's RECEIPT (RabbitMQ's order); see handle()
