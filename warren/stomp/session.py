@@ -6,8 +6,9 @@ never touches a socket: it writes encoded frames through its :class:`Link` (the 
 protocol object), which batches them into one transport write per read or reactor turn.
 
 States are data (:data:`ALLOWED`): before CONNECT only CONNECT/STOMP may come; a frame its
-state does not allow is one error. Every error is fatal to the connection (STOMP 1.2 "ERROR":
-the server closes after it) and is mapped to an ERROR frame in ``stomp/errors.py`` only.
+state does not allow is one error. Errors are fatal to the connection (STOMP 1.2 "ERROR":
+the server closes after it) and are mapped to an ERROR frame in ``stomp/errors.py`` only; the
+exception is ``Refused`` (an invalid selector, as ActiveMQ), answered while the session goes on.
 
 What the frames mean, where STOMP leaves it to the broker (RabbitMQ's STOMP plugin unless said):
 
