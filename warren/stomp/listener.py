@@ -26,6 +26,7 @@ from zope.interface import implementer
 from ..broker.scheduler import ScheduledDelivery
 from ..endpoint import accept
 from ..output import BatchedOutput
+from .client_ids import ClientIds
 from .codec import HEARTBEAT, Frame, StompError, StompParser, encode
 from .errors import Refused, error_frame
 from .heartbeats import GRACE
@@ -71,8 +72,9 @@ class StompConnection(BatchedOutput, protocol.Protocol):
         self.name = ep.name
         self.loopback = ep.loopback
         self.session = StompSession(self, self.broker, self.config, self.factory.scheduler,
-                                    peer_host=self.peer[0],
-                                    loopback=self.loopback)
+                                    peer_host=self.peer[0], peer_port=self.peer[1],
+                                    loopback=self.loopback,
+                                    client_ids=self.factory.client_ids)
         self.broker.connections[id(self)] = self
         self.transport.registerProducer(self, True)
         self._connect_call = self.clock.callLater(self.config.handshake_timeout,
@@ -265,6 +267,7 @@ class StompFactory(protocol.Factory):
         self.config = config
         self.clock = reactor
         self.scheduler = ScheduledDelivery(broker)
+        self.client_ids = ClientIds(config.node_name)
         recovered = self.scheduler.recover()
         if recovered:
             log.info("re-armed %d scheduled messages", recovered)

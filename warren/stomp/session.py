@@ -55,6 +55,7 @@ from ..broker.publish import Publisher
 from ..broker.queue import PRIORITIZED_ARGUMENT, Queue
 from ..broker.scheduler import DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER, ScheduledDelivery
 from ..broker.selector import Selector, SelectorError
+from .client_ids import ClientIds
 from .codec import Frame, StompError, encode, negotiate_version
 from .destinations import Destination, Kind, destination_header, parse_destination
 from .errors import VERSION_HEADER, Refused
@@ -227,11 +228,14 @@ class StompSession:
     """One STOMP connection's state and behaviour, between codec and core."""
 
     def __init__(self, link: Link, broker: Any, config: Any, scheduler: ScheduledDelivery,
-                 *, peer_host: str, loopback: bool) -> None:
+                 *, peer_host: str, loopback: bool, client_ids: ClientIds | None = None,
+                 peer_port: int = 0) -> None:
         self.link = link
         self.broker = broker
         self.config = config
         self.scheduler = scheduler
+        self.client_ids = client_ids if client_ids is not None else ClientIds(config.node_name)
+        self.peer_port = peer_port
         self.peer_host = peer_host
         self.loopback = loopback
         self.state = State.AWAIT_CONNECT
@@ -338,7 +342,10 @@ class StompSession:
             raise StompError("Bad CONNECT", f"Virtual host '{vhost_name}' access denied") from None
         self.vhost_name = vhost_name
         self.publisher = self.broker.publisher(self.vhost, self.user)
-        self.client_id = frame.get("client-id")
+        client_id = frame.get("client-id")
+        if client_id is not None:
+            self.client_ids.claim(client_id, self, f"tcp://{self.peer_host}:{self.peer_port}")
+            self.client_id = client_id
         beats = negotiate_heartbeats(frame.get("heart-beat"), version,
                                      int(self.config.stomp_heartbeat_floor))
         # RabbitMQ's order: server, session, heart-beat (0,0 for 1.0), version
@@ -885,6 +892,8 @@ class StompSession:
         """The transport is gone: requeue unacked messages, drop consumers and private queues."""
         self.state = State.CLOSED
         self.broker.unregister_blockable(self)
+        if self.client_id is not None:
+            self.client_ids.release(self.client_id, self)
         self.transactions.clear()
         self._receipts.clear()
         for sub in list(self.subscriptions.values()):
