@@ -665,6 +665,10 @@ class StompSession:
 
     # ------------------------------------------------------------------ UNSUBSCRIBE
     def _on_unsubscribe(self, frame: Frame) -> None:
+        """End a subscription; with ``activemq.subscriptionName`` (or RabbitMQ's
+        ``durable:true``) also remove the durable subscription it names and its pending
+        messages. Without it a durable subscription is only deactivated: its queue keeps
+        collecting messages (JMS "close" versus "unsubscribe")."""
         sub_id = frame.get("id")
         if sub_id is None:
             if self.version != "1.0":
@@ -674,16 +678,25 @@ class StompSession:
                 raise StompError("Missing header 'id'",
                                  "UNSUBSCRIBE needs an 'id' or 'destination' header")
         sub = self.subscriptions.get(sub_id)
-        if sub is None:
-            raise StompError("Unknown subscription", f"no subscription with id '{sub_id}'")
-        self._end_subscription(sub)
-        if sub.durable_name is not None and (
-                frame.get("activemq.subscriptionName") is not None
-                or (frame.get("durable") or frame.get("persistent") or "").lower() == "true"):
-            # RabbitMQ and ActiveMQ: unsubscribing by name ends the durable subscription
-            if sub.durable_name in self.vhost.queues:
-                self._check("configure", "queue", sub.durable_name)
-                self.vhost.delete_queue(sub.durable_name, connection=self)
+        removing = frame.get("activemq.subscriptionName") is not None or (
+            frame.get("durable") or frame.get("persistent") or "").lower() == "true"
+        if not removing or (sub is not None and sub.durable_name is None):
+            if sub is None:
+                raise StompError("Unknown subscription", f"no subscription with id '{sub_id}'")
+            self._end_subscription(sub)
+            return
+        name = sub.durable_name if sub is not None else \
+            self._durable_subscription_name(sub_id, frame)
+        queue = self.vhost.queues.get(name) if name is not None else None
+        if queue is not None and any(c is not sub for c in queue.consumers):
+            # ActiveMQ (TopicRegion.removeSubscription): refused, and it goes on delivering
+            raise Refused("Durable consumer is in use",
+                          "javax.jms.JMSException: Durable consumer is in use\n")
+        if sub is not None:
+            self._end_subscription(sub)
+        if queue is not None:
+            self._check("configure", "queue", queue.name)
+            self.vhost.delete_queue(queue.name, connection=self)
 
     def _end_subscription(self, sub: StompSubscription, requeue: bool = True) -> None:
         self.subscriptions.pop(sub.id, None)
