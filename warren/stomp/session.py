@@ -55,6 +55,8 @@ from ..broker.publish import Publisher
 from ..broker.queue import PRIORITIZED_ARGUMENT, Queue
 from ..broker.scheduler import DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER, ScheduledDelivery
 from ..broker.selector import Selector, SelectorError
+from ..broker.subscriptions import DURABLE_SUBSCRIPTION_ARGUMENT
+from ..broker.subscriptions import describe as describe_subscription
 from .client_ids import ClientIds
 from .codec import Frame, StompError, encode, negotiate_version
 from .destinations import Destination, Kind, destination_header, parse_destination
@@ -604,9 +606,13 @@ class StompSession:
             queue = vhost.queues.get(durable_name)
             if queue is None:
                 self._check("configure", "queue", durable_name)
+                arguments = self._queue_arguments(frame)
+                arguments[DURABLE_SUBSCRIPTION_ARGUMENT] = describe_subscription(
+                    self.client_id or frame.get("client-id"),
+                    frame.get("activemq.subscriptionName") or sub_id, destination.text,
+                    frame.get("selector"))
                 queue = vhost.declare_queue(durable_name, durable=True, auto_delete=False,
-                                            arguments=self._queue_arguments(frame),
-                                            connection=self)
+                                            arguments=arguments, connection=self)
             else:
                 queue.check_access(self)
             private = False

@@ -29,6 +29,7 @@ from .resources import (
     parameters,
     queues,
     shovels,
+    subscriptions,
 )
 
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
@@ -37,7 +38,7 @@ STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 def all_routes() -> list[Route]:
     routes: list[Route] = []
     for module in (overview, health, cluster, queues, exchanges, bindings, access, definitions,
-                   parameters, shovels, federation):
+                   parameters, shovels, federation, subscriptions):
         routes.extend(module.ROUTES)
     return routes
 
