@@ -572,8 +572,9 @@ class StompSession:
             try:
                 selector = Selector.parse(text)
             except SelectorError as error:
-                # ActiveMQ: refused, not fatal; its body starts with the JMS exception's name
-                raise Refused("Invalid selector",
+                # ActiveMQ: refused, not fatal; the ERROR's message is the selector, its body
+                # starts with the JMS exception's name (then warren says what is wrong)
+                raise Refused(text,
                               f"javax.jms.InvalidSelectorException: {text}\n{error}\n") from None
         queue, durable_name, private = self._subscription_queue(destination, sub_id, frame)
         self._check("read", "queue", queue.name)
