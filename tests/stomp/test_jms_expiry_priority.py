@@ -146,3 +146,25 @@ def test_non_numeric_priority_expires_or_timestamp_is_an_error(client_factory, b
     assert c.recorder.disconnected.wait(TIMEOUT)
     assert amqp.queue_declare(unique, passive=True, durable=True).method.message_count == 1
     assert "Traceback" not in broker.log()
+
+
+def test_priority_order_survives_kill_9(tmp_path):
+    from tests.broker_process import BrokerProcess
+    from tests.stomp.conftest import Client
+    proc = BrokerProcess(tmp_path / "d")
+    proc.start()
+    try:
+        c = Client(proc.stomp_port, "1.2")
+        for body, headers in (("p1", {"priority": "1"}), ("none", {}),
+                              ("p8", {"priority": "8"})):
+            c.conn.send("/queue/pq", body, headers=dict(headers, persistent="true"),
+                        receipt=body)
+            assert c.recorder.receipt() == body
+        proc.kill()
+        proc.start()
+        d = Client(proc.stomp_port, "1.1")
+        d.subscribe("/queue/pq")
+        assert [d.recorder.message().body for _ in range(3)] == ["p8", "none", "p1"]
+        d.close()
+    finally:
+        proc.stop()

@@ -19,7 +19,8 @@ because RabbitMQ has no JMS layer; the AMQP properties underneath stay RabbitMQ'
   ``JMSTimestamp`` comes from the ``timestamp`` the publisher set: ActiveMQ stamps arrival time
   on every message, but RabbitMQ's MESSAGE frames (and its own STOMP test suite) carry no
   timestamp the publisher did not send, so warren does not stamp one.
-- MESSAGE frames carry ``priority`` also when it is JMS's default 4 (as ActiveMQ's do).
+- A SEND to ``/queue/`` or ``/topic/`` without ``priority`` gets JMS's 4 as its AMQP priority,
+  so MESSAGE frames carry ``priority:4`` as ActiveMQ's do and a restart queues it at level 4.
 """
 
 from __future__ import annotations
@@ -88,8 +89,7 @@ def _jms_expiration(props: Properties) -> int:
 
 _JMS_HEADERS: dict[str, Callable[[Message, Properties, QueueEntry], Any]] = {
     "JMSDeliveryMode": lambda m, p, e: "PERSISTENT" if m.persistent else "NON_PERSISTENT",
-    "JMSPriority": lambda m, p, e: p.priority if p.priority is not None else (
-        m.priority if m.priority else DEFAULT_PRIORITY),
+    "JMSPriority": lambda m, p, e: p.priority if p.priority is not None else DEFAULT_PRIORITY,
     "JMSMessageID": lambda m, p, e: p.message_id,
     "JMSCorrelationID": lambda m, p, e: p.correlation_id,
     "JMSType": lambda m, p, e: p.type,

@@ -388,14 +388,14 @@ class StompSession:
         exchange_name = destination.exchange
         exchange = self.publisher.exchange(exchange_name)
         props, scheduled = self._properties(frame)
-        priority = props.priority
-        if priority is None:
-            # JMS's default priority for ActiveMQ-style destinations; /amq/queue/ and
-            # /exchange/ are RabbitMQ's world, where no priority means the lowest
-            priority = DEFAULT_PRIORITY if kind in (Kind.QUEUE, Kind.TOPIC) else 0
+        if props.priority is None and kind in (Kind.QUEUE, Kind.TOPIC):
+            # JMS's default priority for ActiveMQ-style destinations (kept with the message,
+            # so a restart queues it where it was); /amq/queue/ and /exchange/ are RabbitMQ's
+            # world, where no priority means the lowest
+            props.priority = DEFAULT_PRIORITY
         message = Message(exchange_name, routing_key, frame.body, codec=self.broker.codec,
                           props=props, persistent=props.delivery_mode == 2,
-                          priority=priority, ttl=parse_expiration(props.expiration))
+                          priority=props.priority or 0, ttl=parse_expiration(props.expiration))
         if not self._publishing:
             self._publishing = True
             self.broker.register_blockable(self)
@@ -750,8 +750,6 @@ class StompSession:
         if not sub.no_ack and self.version == "1.2":
             headers.append(("ack", message_id))
         _property_headers(message.properties, headers)
-        if message.priority and message.properties.priority is None:
-            headers.append(("priority", str(message.priority)))   # JMS's default (jms.py)
         body = message.body
         headers.append(("content-length", str(len(body))))
         try:
