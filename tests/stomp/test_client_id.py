@@ -68,7 +68,11 @@ def test_client_ids_are_independent(client_factory, unique):
 
 @pytest.mark.parametrize("version", ["1.0", "1.1", "1.2"])
 @pytest.mark.parametrize("client_id", ["tab\there", "esc\x1b[31m", "del\x7f", "bell\x07"])
-def test_control_characters_in_client_id_are_an_error(broker, version, client_id):
+def test_control_characters_in_client_id_are_an_error(client_factory, broker, version,
+                                                      client_id, unique):
+    keeper = client_factory("1.2")
+    keeper.conn.send(f"/queue/{unique}", "kept", headers={"persistent": "true"}, receipt="k")
+    assert keeper.recorder.receipt() == "k"
     s = raw_connect(broker.stomp_port)
     s.sendall(f"CONNECT\naccept-version:{version}\nlogin:guest\npasscode:guest\n"
               f"client-id:{client_id}\n\n\0".encode())
@@ -78,3 +82,5 @@ def test_control_characters_in_client_id_are_an_error(broker, version, client_id
     assert b"\nmessage:Invalid client-id\n" in data
     assert b"control characters" in data
     assert "Traceback" not in broker.log()
+    keeper.subscribe(f"/queue/{unique}")             # nothing stored was lost
+    assert keeper.recorder.message().body == "kept"

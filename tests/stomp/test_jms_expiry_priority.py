@@ -168,3 +168,15 @@ def test_priority_order_survives_kill_9(tmp_path):
         d.close()
     finally:
         proc.stop()
+
+
+def test_a_stomp_queue_can_opt_out_of_priorities(client_factory, version, unique):
+    c = client_factory(version)
+    q = f"/queue/{unique}"
+    c.subscribe(q, **{"x-prioritized-messages": "false"})   # creates the queue: FIFO
+    c.conn.unsubscribe("s1") if version != "1.0" else c.conn.unsubscribe(id="s1")
+    c.send(q, "p1", priority="1")
+    c.send(q, "p9", priority="9")
+    c.sync()
+    c.subscribe(q, sub_id="s2")
+    assert [c.recorder.message().body for _ in range(2)] == ["p1", "p9"]

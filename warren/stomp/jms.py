@@ -11,7 +11,8 @@ because RabbitMQ has no JMS layer; the AMQP properties underneath stay RabbitMQ'
 - ``priority`` is JMSPriority, 0-9, 4 when absent. Queues a STOMP client creates are priority
   queues of ten levels (argument ``x-prioritized-messages: true``, ActiveMQ's
   ``prioritizedMessages``: highest first, FIFO within a level; see ``broker/queue.py``), and a
-  SEND to ``/queue/`` or ``/topic/`` without ``priority`` is queued at level 4.
+  SEND to ``/queue/`` or ``/topic/`` without ``priority`` is queued at level 4. A creating
+  frame's ``x-prioritized-messages:false`` (or ``x-max-priority``) says otherwise.
   Queues declared over AMQP keep RabbitMQ's rules (no priorities without ``x-max-priority``).
 - Selectors read the JMS header names with ActiveMQ's types: ``JMSDeliveryMode`` is the string
   ``'PERSISTENT'`` or ``'NON_PERSISTENT'``, ``JMSRedelivered`` a boolean, ``JMSPriority``,
