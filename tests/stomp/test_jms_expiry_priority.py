@@ -63,7 +63,7 @@ def test_expiring_while_queued_is_dead_lettered_where_the_queue_says(
     amqp.queue_declare(unique, arguments={"x-dead-letter-exchange": "",
                                           "x-dead-letter-routing-key": f"{unique}.dlq"})
     c = client_factory(version)
-    c.send(f"/amq/queue/{unique}", "short", expires=str(_ms() + 300))
+    c.send(f"/amq/queue/{unique}", "short", expires=str(_ms() + 2000))
     c.send(f"/amq/queue/{unique}", "long", expires=str(_ms() + 600_000))
     c.sync()
     method, props, body = eventually(lambda: _get(amqp, f"{unique}.dlq"),
@@ -79,7 +79,7 @@ def _get(channel, queue):
 
 def test_expiring_while_queued_is_dropped_without_dlx(client_factory, version, amqp, unique):
     c = client_factory(version)
-    c.send(f"/queue/{unique}", "short", expires=str(_ms() + 300))
+    c.send(f"/queue/{unique}", "short", expires=str(_ms() + 2000))
     c.send(f"/queue/{unique}", "long", expires=str(_ms() + 600_000))
     c.sync()
     eventually(lambda: amqp.queue_declare(unique, passive=True).method.message_count == 1,
