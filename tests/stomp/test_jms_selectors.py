@@ -20,7 +20,8 @@ SELECTORS = [
     ("JMSCorrelationID = 'c-1'", {"correlation-id": "c-1"}, {"correlation-id": "c-2"}),
     ("JMSXGroupID = 'g1'", {"JMSXGroupID": "g1"}, {"JMSXGroupID": "g2"}),
     ("JMSMessageID = 'm-1'", {"amqp-message-id": "m-1"}, {}),
-    ("JMSTimestamp > 0", {"timestamp": "1700000000000"}, {}),
+    ("JMSTimestamp = 1700000000000", {"timestamp": "1700000000000"}, {"timestamp": "17"}),
+    ("JMSTimestamp > 1600000000000", {}, {"timestamp": "1600000000"}),  # stamped on arrival
     ("JMSExpiration > 0", {"expires": "EXPIRES"}, {}),
     ("JMSExpiration = 0", {}, {"expires": "EXPIRES"}),
     ("JMSRedelivered = FALSE", {}, None),
@@ -79,7 +80,16 @@ def test_message_frame_carries_jms_headers_as_sent(client_factory, version, uniq
     assert frame.headers["redelivered"] == "false"
     plain = c.recorder.message()
     assert plain.body == "plain" and plain.headers["priority"] == "4"
+    assert int(plain.headers["timestamp"]) >= int(time.time() * 1000) - 600_000   # ms
     assert "persistent" not in plain.headers and "expires" not in plain.headers
+
+
+def test_rabbitmq_destinations_carry_only_what_was_sent(client_factory, version, unique):
+    c = client_factory(version)
+    c.subscribe(f"/exchange/amq.fanout/{unique}")
+    c.send(f"/exchange/amq.fanout/{unique}", "bare")
+    frame = c.recorder.message()
+    assert "timestamp" not in frame.headers and "priority" not in frame.headers
 
 
 BAD_SELECTORS = [

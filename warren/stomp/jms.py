@@ -17,11 +17,13 @@ because RabbitMQ has no JMS layer; the AMQP properties underneath stay RabbitMQ'
 - Selectors read the JMS header names with ActiveMQ's types: ``JMSDeliveryMode`` is the string
   ``'PERSISTENT'`` or ``'NON_PERSISTENT'``, ``JMSRedelivered`` a boolean, ``JMSPriority``,
   ``JMSTimestamp`` and ``JMSExpiration`` numbers in ms (0 when there is none).
-  ``JMSTimestamp`` comes from the ``timestamp`` the publisher set: ActiveMQ stamps arrival time
-  on every message, but RabbitMQ's MESSAGE frames (and its own STOMP test suite) carry no
-  timestamp the publisher did not send, so warren does not stamp one.
-- A SEND to ``/queue/`` or ``/topic/`` without ``priority`` gets JMS's 4 as its AMQP priority,
-  so MESSAGE frames carry ``priority:4`` as ActiveMQ's do and a restart queues it at level 4.
+  ``JMSTimestamp`` is the ``timestamp`` the publisher set or the arrival time stamped below;
+  an AMQP message's is its timestamp property in ms, 0 without one.
+- A SEND to ``/queue/`` or ``/topic/`` without ``priority`` or ``timestamp`` gets JMS's
+  defaults (:func:`jms_defaults`), so MESSAGE frames carry ``priority:4`` and the arrival
+  ``timestamp`` in ms as ActiveMQ's do, ``JMSTimestamp > 0`` holds, and a restart queues it at
+  level 4. ``/amq/queue/`` and ``/exchange/`` SENDs carry only what was sent, as RabbitMQ's
+  (its own STOMP test suite checks MESSAGE frames exactly).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ..broker.message import Message, Properties, QueueEntry
 from .destinations import destination_header
 
 __all__ = ["DEFAULT_PRIORITY", "MAX_TIMESTAMP_MS", "amqp_timestamp", "expires_ttl",
-           "jms_timestamp", "now_ms", "selector_lookup"]
+           "jms_defaults", "jms_timestamp", "now_ms", "selector_lookup"]
 
 #: JMS's default priority (javax.jms.Message.DEFAULT_PRIORITY)
 DEFAULT_PRIORITY = 4
@@ -63,6 +65,21 @@ def amqp_timestamp(stamp: int) -> int:
     """The AMQP ``timestamp`` (seconds) of a STOMP ``timestamp`` header: ActiveMQ clients send
     ms (JMSTimestamp), RabbitMQ's send seconds; only ms reach past :data:`_MS_TIMESTAMP`."""
     return stamp // 1000 if stamp >= _MS_TIMESTAMP else stamp
+
+
+def jms_defaults(props: Properties, now: int) -> None:
+    """What ActiveMQ gives every message a client sends to a queue or topic and the SEND left
+    out: JMS's priority 4, and JMSTimestamp, the time it arrived (ms). The timestamp is kept
+    as the AMQP timestamp (seconds) and, in ms as ActiveMQ writes it, as the ``timestamp``
+    header MESSAGE frames carry; both stay with a stored message."""
+    if props.priority is None:
+        props.priority = DEFAULT_PRIORITY
+    if props.timestamp is None:
+        props.timestamp = now // 1000
+        headers = props.headers
+        if headers is None:
+            headers = props.headers = {}
+        headers["timestamp"] = str(now)
 
 
 def jms_timestamp(props: Properties) -> int:

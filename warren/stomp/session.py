@@ -62,7 +62,7 @@ from .codec import Frame, StompError, encode, negotiate_version
 from .destinations import Destination, Kind, destination_header, parse_destination
 from .errors import VERSION_HEADER, Refused
 from .heartbeats import negotiate as negotiate_heartbeats
-from .jms import (DEFAULT_PRIORITY, MAX_TIMESTAMP_MS, amqp_timestamp, expires_ttl, now_ms,
+from .jms import (MAX_TIMESTAMP_MS, amqp_timestamp, expires_ttl, jms_defaults, now_ms,
                   selector_lookup)
 
 log = logging.getLogger("warren.stomp")
@@ -388,11 +388,10 @@ class StompSession:
         exchange_name = destination.exchange
         exchange = self.publisher.exchange(exchange_name)
         props, scheduled = self._properties(frame)
-        if props.priority is None and kind in (Kind.QUEUE, Kind.TOPIC):
-            # JMS's default priority for ActiveMQ-style destinations (kept with the message,
-            # so a restart queues it where it was); /amq/queue/ and /exchange/ are RabbitMQ's
-            # world, where no priority means the lowest
-            props.priority = DEFAULT_PRIORITY
+        if kind in (Kind.QUEUE, Kind.TOPIC):
+            # ActiveMQ-style destinations get JMS's defaults; /amq/queue/ and /exchange/ are
+            # RabbitMQ's world, where a message carries only what its publisher set
+            jms_defaults(props, now_ms())
         message = Message(exchange_name, routing_key, frame.body, codec=self.broker.codec,
                           props=props, persistent=props.delivery_mode == 2,
                           priority=props.priority or 0, ttl=parse_expiration(props.expiration))
