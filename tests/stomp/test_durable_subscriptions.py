@@ -95,3 +95,18 @@ def test_durable_subscriptions_listed_in_the_api(client_factory, broker, unique)
     assert any(r["client_id"] == unique for r in vhost_rows)
     _unsubscribe(c, "d", **{NAME: "sub"})
     eventually(lambda: not mine(), "the removed subscription gone from the list")
+
+
+def test_removing_an_unknown_durable_subscription_is_refused(
+        client_factory, broker, version, unique):
+    # ActiveMQ's InvalidDestinationException words; the connection goes on
+    c = client_factory(version, headers={"client-id": unique})
+    c.conn.send_frame("UNSUBSCRIBE", {"id": "zz", NAME: "nosuch", "receipt": "rm"})
+    error = c.recorder.error()
+    text = f"No durable subscription exists for clientID: {unique} and subscriptionName: nosuch"
+    assert error.headers["message"] == text and error.headers["receipt-id"] == "rm"
+    assert error.body.startswith("javax.jms.InvalidDestinationException: " + text)
+    c.subscribe(f"/queue/{unique}")
+    c.send(f"/queue/{unique}", "usable")
+    assert c.recorder.message().body == "usable"
+    assert "Traceback" not in broker.log()

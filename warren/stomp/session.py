@@ -694,6 +694,14 @@ class StompSession:
         name = sub.durable_name if sub is not None else \
             self._durable_subscription_name(sub_id, frame)
         queue = self.vhost.queues.get(name) if name is not None else None
+        if sub is None and queue is None:
+            subscription_name = frame.get("activemq.subscriptionName")
+            if subscription_name is None:
+                raise StompError("Unknown subscription", f"no subscription with id '{sub_id}'")
+            # ActiveMQ's words (RegionBroker.removeSubscription), not fatal there either
+            text = (f"No durable subscription exists for clientID: {self.client_id or ''} "
+                    f"and subscriptionName: {subscription_name}")
+            raise Refused(text, f"javax.jms.InvalidDestinationException: {text}\n")
         if queue is not None and any(c is not sub for c in queue.consumers):
             # ActiveMQ (TopicRegion.removeSubscription): refused, and it goes on delivering
             raise Refused("Durable consumer is in use",
