@@ -110,3 +110,65 @@ def test_removing_an_unknown_durable_subscription_is_refused(
     c.send(f"/queue/{unique}", "usable")
     assert c.recorder.message().body == "usable"
     assert "Traceback" not in broker.log()
+
+
+def _pending(broker, client_id):
+    rows = requests.get(broker.http_url + "/api/durable-subscriptions",
+                        auth=("guest", "guest"), timeout=10).json()
+    return [r["messages"] for r in rows if r["client_id"] == client_id]
+
+
+def test_only_matching_messages_accumulate_while_away(client_factory, broker, version, unique):
+    # ActiveMQ: a durable subscription keeps what its selector admits, nothing else
+    c = client_factory(version, headers={"client-id": unique})
+    c.subscribe(f"/topic/{unique}", sub_id="d", selector="colour = 'red'", **{NAME: "sub"})
+    _unsubscribe(c, "d")
+    for colour in ("blue", "red", "green"):
+        c.send(f"/topic/{unique}", colour, colour=colour)
+    c.sync()
+    eventually(lambda: _pending(broker, unique) == [1], "one pending message")
+    c.subscribe(f"/topic/{unique}", sub_id="d", selector="colour = 'red'", **{NAME: "sub"})
+    assert c.recorder.message().body == "red"
+
+
+def test_a_new_selector_or_topic_makes_a_new_subscription(client_factory, version, unique):
+    # JMS and ActiveMQ: changing a durable subscription is unsubscribe + subscribe
+    c = client_factory(version, headers={"client-id": unique})
+    c.subscribe(f"/topic/{unique}", sub_id="d", selector="n = 1", **{NAME: "sub"})
+    _unsubscribe(c, "d")
+    c.send(f"/topic/{unique}", "old-1", n="1")
+    c.send(f"/topic/{unique}", "old-2", n="2")
+    c.sync()
+    c.subscribe(f"/topic/{unique}", sub_id="d", selector="n = 2", **{NAME: "sub"})
+    c.send(f"/topic/{unique}", "new-2", n="2")
+    assert c.recorder.message().body == "new-2"        # old-2 went with the old one
+    _unsubscribe(c, "d")
+    c.send(f"/topic/{unique}", "first-topic", n="2")
+    c.sync()
+    c.subscribe(f"/topic/{unique}.other", sub_id="d", selector="n = 2", **{NAME: "sub"})
+    c.send(f"/topic/{unique}.other", "other-topic", n="2")
+    assert c.recorder.message().body == "other-topic"
+    c.sync()
+    assert c.recorder.messages.empty()
+
+
+def test_durable_selector_survives_kill_9(tmp_path, unique):
+    from tests.broker_process import BrokerProcess
+    from tests.stomp.conftest import Client
+    proc = BrokerProcess(tmp_path / "d")
+    proc.start()
+    try:
+        c = Client(proc.stomp_port, "1.2", headers={"client-id": "cid"})
+        c.subscribe("/topic/t", sub_id="d", selector="colour = 'red'", **{NAME: "sub"})
+        c.close()
+        proc.kill()
+        proc.start()
+        p = Client(proc.stomp_port, "1.2")
+        for colour in ("blue", "red"):
+            p.conn.send("/topic/t", colour, headers={"colour": colour, "persistent": "true"},
+                        receipt=colour)
+            assert p.recorder.receipt() == colour
+        eventually(lambda: _pending(proc, "cid") == [1], "only the red one kept")
+        p.close()
+    finally:
+        proc.stop()

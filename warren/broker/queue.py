@@ -19,6 +19,7 @@ from .consumers import Consumer, ConsumerSet
 from .errors import AccessRefused, ResourceLocked
 from .message import Message, QueueEntry
 from .ready import ReadyByPriority, ReadyFifo
+from .subscriptions import subscription_filter
 
 if TYPE_CHECKING:
     from .vhost import VirtualHost
@@ -63,6 +64,10 @@ class Queue:
         self.stats = {"publish": 0, "deliver": 0, "deliver_no_ack": 0, "get": 0, "ack": 0,
                       "redeliver": 0}
         self.ready: ReadyFifo | ReadyByPriority = ReadyFifo()
+        # a durable subscription's selector: what it does not admit is never enqueued here
+        self.admits = subscription_filter(self.arguments)
+        if self.admits is not None:
+            vhost.filtered_queues += 1
         self.apply_settings()
 
     # ---------------------------------------------------------------- settings
@@ -471,6 +476,8 @@ class Queue:
 
     def on_deleted(self) -> int:
         """Called by the vhost: cancel consumers, drop ready entries, stop timers."""
+        if self.admits is not None and not self.deleted:
+            self.vhost.filtered_queues -= 1
         self.deleted = True
         for c in list(self.consumers):
             self.consumers.remove(c)

@@ -14,9 +14,8 @@ because RabbitMQ has no JMS layer; the AMQP properties underneath stay RabbitMQ'
   SEND to ``/queue/`` or ``/topic/`` without ``priority`` is queued at level 4. A creating
   frame's ``x-prioritized-messages:false`` (or ``x-max-priority``) says otherwise.
   Queues declared over AMQP keep RabbitMQ's rules (no priorities without ``x-max-priority``).
-- Selectors read the JMS header names with ActiveMQ's types: ``JMSDeliveryMode`` is the string
-  ``'PERSISTENT'`` or ``'NON_PERSISTENT'``, ``JMSRedelivered`` a boolean, ``JMSPriority``,
-  ``JMSTimestamp`` and ``JMSExpiration`` numbers in ms (0 when there is none).
+- Selectors read the JMS header names with ActiveMQ's types (``broker/jms.py``, shared with
+  durable subscriptions' queues); STOMP adds ``JMSDestination`` in its own spelling.
   ``JMSTimestamp`` is the ``timestamp`` the publisher set or the arrival time stamped below;
   an AMQP message's is its timestamp property in ms, 0 without one.
 - A SEND to ``/queue/`` or ``/topic/`` without ``priority`` or ``timestamp`` gets JMS's
@@ -31,14 +30,13 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from ..broker.message import Message, Properties, QueueEntry
+from ..broker.jms import DEFAULT_PRIORITY, message_lookup
+from ..broker.message import Properties, QueueEntry
 from .destinations import destination_header
 
 __all__ = ["DEFAULT_PRIORITY", "MAX_TIMESTAMP_MS", "amqp_timestamp", "expires_ttl",
-           "jms_defaults", "jms_timestamp", "now_ms", "selector_lookup"]
+           "jms_defaults", "now_ms", "selector_lookup"]
 
-#: JMS's default priority (javax.jms.Message.DEFAULT_PRIORITY)
-DEFAULT_PRIORITY = 4
 #: an AMQP timestamp above this is taken as ms already (ActiveMQ clients send ms in
 #: ``timestamp``; AMQP's unit is seconds): 10^11 s is the year 5138
 _MS_TIMESTAMP = 10 ** 11
@@ -82,55 +80,12 @@ def jms_defaults(props: Properties, now: int) -> None:
         headers["timestamp"] = str(now)
 
 
-def jms_timestamp(props: Properties) -> int:
-    """JMSTimestamp in ms: the ``timestamp`` header as an ActiveMQ client sent it, else the
-    AMQP timestamp (seconds) in ms, else 0."""
-    sent = (props.headers or {}).get("timestamp")
-    if sent is not None:
-        try:
-            return int(sent)
-        except (TypeError, ValueError):
-            pass
-    stamp = props.timestamp
-    return stamp * 1000 if stamp else 0
-
-
-def _jms_expiration(props: Properties) -> int:
-    value = (props.headers or {}).get("expires")
-    if isinstance(value, (bytes, bytearray)):
-        value = bytes(value).decode("ascii", "replace")
-    try:
-        return int(value) if value is not None else 0
-    except (TypeError, ValueError):
-        return 0
-
-
-_JMS_HEADERS: dict[str, Callable[[Message, Properties, QueueEntry], Any]] = {
-    "JMSDeliveryMode": lambda m, p, e: "PERSISTENT" if m.persistent else "NON_PERSISTENT",
-    "JMSPriority": lambda m, p, e: p.priority if p.priority is not None else DEFAULT_PRIORITY,
-    "JMSMessageID": lambda m, p, e: p.message_id,
-    "JMSCorrelationID": lambda m, p, e: p.correlation_id,
-    "JMSType": lambda m, p, e: p.type,
-    "JMSTimestamp": lambda m, p, e: jms_timestamp(p),
-    "JMSReplyTo": lambda m, p, e: p.reply_to,
-    "JMSExpiration": lambda m, p, e: _jms_expiration(p),
-    "JMSRedelivered": lambda m, p, e: bool(e.redelivered),
-    "JMSDestination": lambda m, p, e: destination_header(m.exchange, m.routing_key),
+#: what only STOMP can name: the destination as a STOMP client writes it
+_STOMP_NAMES = {
+    "JMSDestination": lambda m: destination_header(m.exchange, m.routing_key),
 }
 
 
 def selector_lookup(entry: QueueEntry) -> Callable[[str], Any]:
-    """The selector's view of one queued message: JMS names first, then its headers."""
-    message = entry.message
-    props = message.properties
-    headers = props.headers or {}
-
-    def lookup(name: str) -> Any:
-        jms = _JMS_HEADERS.get(name)
-        if jms is not None:
-            return jms(message, props, entry)
-        value = headers.get(name)
-        if isinstance(value, (bytes, bytearray)):
-            return bytes(value).decode("utf-8", "replace")
-        return value
-    return lookup
+    """A STOMP consumer's selector view of one queued message (``broker/jms.py``)."""
+    return message_lookup(entry.message, bool(entry.redelivered), _STOMP_NAMES)

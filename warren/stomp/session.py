@@ -604,6 +604,16 @@ class StompSession:
         durable_name = self._durable_subscription_name(sub_id, frame)
         if durable_name is not None:
             queue = vhost.queues.get(durable_name)
+            if queue is not None and self._durable_subscription_changed(queue, destination,
+                                                                        frame):
+                # JMS: a new topic or selector for a durable subscription is an unsubscribe
+                # and a new subscription (ActiveMQ drops what the old one held)
+                if len(queue.consumers):
+                    raise Refused("Durable consumer is in use",
+                                  "javax.jms.JMSException: Durable consumer is in use\n")
+                self._check("configure", "queue", durable_name)
+                vhost.delete_queue(durable_name, connection=self)
+                queue = None
             if queue is None:
                 self._check("configure", "queue", durable_name)
                 arguments = self._queue_arguments(frame)
@@ -635,6 +645,18 @@ class StompSession:
         self._check("write", "queue", queue.name)
         vhost.bind(exchange_name, queue, destination.routing_key)
         return queue, durable_name, private
+
+    @staticmethod
+    def _durable_subscription_changed(queue: Queue, destination: Destination,
+                                      frame: Frame) -> bool:
+        """True when *frame* names the durable subscription of *queue* with another topic or
+        selector than it was made with (a queue made before warren recorded that: False)."""
+        about = queue.arguments.get(DURABLE_SUBSCRIPTION_ARGUMENT)
+        if not isinstance(about, dict):
+            return False
+        selector = (frame.get("selector") or "").strip()
+        return (about.get("destination") != destination.text
+                or (about.get("selector") or "").strip() != selector)
 
     def _durable_subscription_name(self, sub_id: str, frame: Frame) -> str | None:
         """The queue of a durable topic subscription named by this frame, or None."""
