@@ -100,19 +100,13 @@ class StompConnection(BatchedOutput, protocol.Protocol):
             except StompError as error:
                 # act on the frames that were whole before the fault, then report it
                 for frame in error.frames:
-                    try:
-                        session.handle(frame)
-                    except Refused as refused:
-                        self._refuse(refused, frame.get("receipt"))
+                    self._handle(frame)
                     if self.closing:
                         return
                 frame = None
                 raise
             for frame in frames:
-                try:
-                    session.handle(frame)
-                except Refused as refused:
-                    self._refuse(refused, frame.get("receipt"))
+                self._handle(frame)
                 if self.closing:
                     return
         except (StompError, Exception) as error:
@@ -225,10 +219,15 @@ class StompConnection(BatchedOutput, protocol.Protocol):
         self._out.append(encode(error_frame(error, receipt), version))
         self.close()
 
-    def _refuse(self, error: Refused, receipt: str | None) -> None:
-        """A refused frame: its ERROR frame, and the connection stays open."""
-        log.info("STOMP connection %s: %s", self.name, error.message)
-        self._out.append(encode(error_frame(error, receipt), self.session.version))
+    def _handle(self, frame: Frame) -> None:
+        """One frame to the session; a refused one is answered and the connection stays open
+        (any other error propagates: it closes the connection)."""
+        try:
+            self.session.handle(frame)
+        except Refused as refused:
+            log.info("STOMP connection %s: %s", self.name, refused.message)
+            self._out.append(encode(error_frame(refused, frame.get("receipt")),
+                                    self.session.version))
 
     def force_close(self, reason: str) -> None:
         """Management / HA: close with an ERROR frame saying why."""
