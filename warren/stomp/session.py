@@ -402,6 +402,8 @@ class StompSession:
         if expires_ttl(int((props.headers or {}).get("expires") or 0), now_ms()) == -1:
             return      # expired before it arrived: never delivered (ActiveMQ drops it too)
         if scheduled is not None:
+            # checked now: the scheduler publishes later, as the broker
+            self.publisher.authorise(exchange, routing_key)
             delay, period, repeat = scheduled
             if self.scheduler.schedule(vhost.name, message, delay, period, repeat):
                 self._unsynced = True
@@ -599,8 +601,16 @@ class StompSession:
             return queue, None, True
         # TOPIC / EXCHANGE: a queue of this subscription's own, bound to the exchange
         exchange_name = destination.exchange
-        vhost.exchange(exchange_name)
+        exchange = vhost.exchange(exchange_name)
         self._check("read", "exchange", exchange_name)
+        # before any queue is made for the subscription: nothing is left behind when refused.
+        # RabbitMQ's STOMP plugin makes this check itself, so its ERROR body is the bare
+        # explanation, without the "ACCESS_REFUSED - " of errors from a channel
+        try:
+            self.broker.check_topic(self.user, vhost.name, exchange, "read",
+                                    destination.routing_key)
+        except AccessRefused as e:
+            raise StompError("access_refused", e.text) from None
         durable_name = self._durable_subscription_name(sub_id, frame)
         if durable_name is not None:
             queue = vhost.queues.get(durable_name)

@@ -30,6 +30,7 @@ from .resources import (
     queues,
     shovels,
     subscriptions,
+    topic_permissions,
 )
 
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
@@ -37,8 +38,9 @@ STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 
 def all_routes() -> list[Route]:
     routes: list[Route] = []
-    for module in (overview, health, cluster, queues, exchanges, bindings, access, definitions,
-                   parameters, shovels, federation, subscriptions):
+    for module in (overview, health, cluster, queues, exchanges, bindings, access,
+                   topic_permissions, definitions, parameters, shovels, federation,
+                   subscriptions):
         routes.extend(module.ROUTES)
     return routes
 
