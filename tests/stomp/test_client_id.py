@@ -84,3 +84,18 @@ def test_control_characters_in_client_id_are_an_error(client_factory, broker, ve
     assert "Traceback" not in broker.log()
     keeper.subscribe(f"/queue/{unique}")             # nothing stored was lost
     assert keeper.recorder.message().body == "kept"
+
+
+def test_an_empty_client_id_is_an_id_too(broker):
+    # ActiveMQ 5.17: a second "client-id:" (empty) clashes with the first; one run only, as
+    # every run would use the same id
+    first = raw_connect(broker.stomp_port)
+    first.sendall(b"CONNECT\naccept-version:1.2\nlogin:guest\npasscode:guest\nclient-id:\n\n\0")
+    assert first.recv(4096).startswith(b"CONNECTED")
+    try:
+        second = _connect_raw(broker.stomp_port, "")
+        assert second.startswith(b"ERROR\n")
+        assert re.search(rb"\nmessage:Broker\\c \S+ - Client\\c  already connected from ",
+                         second), second
+    finally:
+        first.close()

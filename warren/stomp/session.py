@@ -344,7 +344,7 @@ class StompSession:
             raise StompError("Bad CONNECT", f"Virtual host '{vhost_name}' access denied") from None
         self.vhost_name = vhost_name
         self.publisher = self.broker.publisher(self.vhost, self.user)
-        client_id = frame.get("client-id")
+        client_id = frame.get("client-id")    # an empty one is an id too (ActiveMQ)
         if client_id is not None:
             self.client_ids.claim(client_id, self, f"tcp://{self.peer_host}:{self.peer_port}")
             self.client_id = client_id
