@@ -613,3 +613,25 @@ def test_network_picture_draws_this_broker_its_peers_and_links(ui, broker, uniqu
     finally:
         for name in shovels:
             api(broker, "DELETE", "parameters", "shovel", "/", name)
+
+
+def test_durable_subscriptions_listed_on_the_queues_page(ui, broker, unique):
+    import stomp
+    conn = stomp.Connection12([("127.0.0.1", broker.stomp_port)])
+    conn.connect("guest", "guest", wait=True, headers={"client-id": unique})
+    try:
+        conn.subscribe(f"/topic/{unique}", "d", headers={
+            "activemq.subscriptionName": "sub<b>", "selector": "a = 1", "receipt": "r"})
+        queue = f"stomp-subscription-{unique}-sub<b>"
+        eventually(lambda: api(broker, "GET", "queues", "/", queue).status_code == 200,
+                   "the subscription's queue")
+        with screenshot_on_failure(ui, "durable-subscriptions"):
+            login(ui, broker)
+            open_page(ui, "#/queues", "#page-queues")
+            listed = "#durable-subscriptions-list tr[data-key=%s]" % json.dumps("//" + queue)
+            ui.wait_for_selector(listed)
+            text = ui.text(listed)
+            assert unique in text and "sub<b>" in text and "active" in text
+            assert_clean(ui)
+    finally:
+        conn.disconnect()

@@ -309,6 +309,7 @@ class Broker:
     def policies_apply_exchange(self, vh: VirtualHost, ex: Any) -> None:
         p = effective(list(self.policies.get(vh.name, {}).values()), "exchange", ex.name)
         ex.policy = dict(p.definition) if p is not None else None
+        ex.policy_name = p.name if p is not None else None
         ae = ex.arguments.get("alternate-exchange")
         if isinstance(ae, bytes):
             ae = ae.decode()

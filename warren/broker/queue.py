@@ -20,11 +20,18 @@ from .errors import AccessRefused, ResourceLocked
 from .message import Message, QueueEntry
 from .ready import ReadyByPriority, ReadyFifo
 from .redelivery import BackOff, HeldForRedelivery
+from .subscriptions import subscription_filter
 
 if TYPE_CHECKING:
     from .vhost import VirtualHost
 
 log = logging.getLogger("warren.queue")
+
+#: ActiveMQ's ``prioritizedMessages`` as a queue argument: JMS's ten priority levels (0-9)
+#: without ``x-max-priority``, which RabbitMQ's redeclare checks and this one is not; STOMP
+#: sets it on the queues its clients create (``stomp/jms.py``)
+PRIORITIZED_ARGUMENT = "x-prioritized-messages"
+JMS_MAX_PRIORITY = 9
 
 
 class Queue:
@@ -60,6 +67,10 @@ class Queue:
         self.ready: ReadyFifo | ReadyByPriority = ReadyFifo()
         # returned entries waiting out their redelivery back-off (``redelivery.py``)
         self.held = HeldForRedelivery(vhost.broker.clock, self._redeliver)
+        # a durable subscription's selector: what it does not admit is never enqueued here
+        self.admits = subscription_filter(self.arguments)
+        if self.admits is not None:
+            vhost.filtered_queues += 1
         self.apply_settings()
 
     # ---------------------------------------------------------------- settings
@@ -98,6 +109,8 @@ class Queue:
             initial, self.setting("redelivery-multiplier") or 1.0,
             self.setting("redelivery-max-delay"))
         max_priority = self.arguments.get("x-max-priority", (self.policy or {}).get("max-priority"))
+        if max_priority is None and self.arguments.get(PRIORITIZED_ARGUMENT) in (True, "true"):
+            max_priority = JMS_MAX_PRIORITY
         if max_priority != getattr(self, "max_priority", None):
             # a policy may add, change or remove priorities live: re-sort what is ready
             old = self.ready.clear()
@@ -504,6 +517,8 @@ class Queue:
 
     def on_deleted(self) -> int:
         """Called by the vhost: cancel consumers, drop ready entries, stop timers."""
+        if self.admits is not None and not self.deleted:
+            self.vhost.filtered_queues -= 1
         self.deleted = True
         for c in list(self.consumers):
             self.consumers.remove(c)
