@@ -87,5 +87,15 @@ _STOMP_NAMES = {
 
 
 def selector_lookup(entry: QueueEntry) -> Callable[[str], Any]:
-    """A STOMP consumer's selector view of one queued message (``broker/jms.py``)."""
-    return message_lookup(entry.message, bool(entry.redelivered), _STOMP_NAMES)
+    """A STOMP consumer's selector view of one queued message (``broker/jms.py``).
+
+    ``JMSXDeliveryCount`` is the delivery this would be (1 the first time, as ActiveMQ counts),
+    so it comes from the queue entry, not the message.
+    """
+    lookup = message_lookup(entry.message, bool(entry.redelivered), _STOMP_NAMES)
+
+    def with_count(name: str) -> Any:
+        if name == "JMSXDeliveryCount":
+            return entry.delivery_count + 1
+        return lookup(name)
+    return with_count
