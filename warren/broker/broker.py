@@ -22,6 +22,7 @@ from .parameters import RuntimeParameters
 from .policies import Policy, effective
 from .publish import Publisher
 from .queue import Queue
+from .stats import new_counts
 from .users import (HASHING_ALGORITHM, Permission, User, algorithm_of, hash_password,
                     require)
 from .vhost import VirtualHost
@@ -82,6 +83,8 @@ class Broker:
         self._notes_call: Any = None
         self._listeners: list[Callable[..., None]] = []
         self.started_at = clock.seconds()
+        # RabbitMQ's message_stats totals, counted as each operation happens (stats.py)
+        self.message_totals = new_counts()
         # "standalone" without --ha; the HA runner sets "master" on the broker it starts
         self.role = "standalone"
         self._default_user = (default_user, default_pass)
@@ -221,11 +224,13 @@ class Broker:
         require(self.permissions.get((user.name, vhost)), user.name, vhost, kind,
                 resource_kind, name)
 
-    def publisher(self, vhost: VirtualHost | str, user: User | None) -> Publisher:
+    def publisher(self, vhost: VirtualHost | str, user: User | None,
+                  counts: dict[str, int] | None = None) -> Publisher:
         """The publish pipeline (``publish.py``) into *vhost* (object or name; NotFound) as
-        *user*; None publishes as the broker itself (internal bridges): no permission check."""
+        *user*; None publishes as the broker itself (internal bridges): no permission check.
+        *counts*: the publishing channel's counters (``stats.new_counts``), if it keeps any."""
         return Publisher(self, vhost if isinstance(vhost, VirtualHost) else self.vhost(vhost),
-                         user)
+                         user, counts)
 
     # ---------------------------------------------------------------- policies
     def set_policy(self, vhost: str, name: str, pattern: str, definition: dict[str, Any], *,

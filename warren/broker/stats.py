@@ -1,36 +1,92 @@
 """Message counters and rates for the management API and /metrics.
 
-Queues count what happens to them (``Queue.stats``: publish, deliver, deliver_no_ack, get, ack,
-redeliver) and front-end connections count publishes (``stats_publish``). Those counters vanish
-with their object, but a broker-wide total must not go down when a queue is deleted, so
-:class:`MessageStats` folds the *increase* of every live counter into running totals each time
-it samples (a deleted object keeps what was folded before it went). Sampling runs on the
-broker's clock every ``interval`` seconds (RabbitMQ's default sample interval is 5 s) and on
-demand; rates are the change between the last two periodic samples, per second, as RabbitMQ's
-``*_details.rate``.
+Every operation is counted where it happens, once, into the broker's running totals
+(``Broker.message_totals``) and into the object it happened on: a publish by the publish
+pipeline (``publish.py``, with the exchange's ``publish_in``/``publish_out``), a delivery, get
+or ack by the queue (``Queue.stats``), a confirm by the channel that sent it. Counting at the
+moment of the operation is what makes a total right at any instant: the totals were once folded
+from the live objects every few seconds, and what a connection or queue counted after the last
+fold was lost when it went away (a publish followed by a disconnect read 0).
+
+Rates are RabbitMQ's ``*_details.rate``: the change between the last two samples, per second.
+:class:`MessageStats` samples on the broker's clock every ``interval`` seconds (RabbitMQ's
+default ``collect_statistics_interval`` is 5 s): the totals, and per queue its counters and
+depths, per exchange its in/out counts, per channel its counters. A rate needs two samples, so
+it is 0 until the second one, as RabbitMQ's are.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Iterable
 
 from twisted.internet import task
 
-#: Overview counters, RabbitMQ's ``message_stats`` names.
-KEYS = ("publish", "deliver", "deliver_no_ack", "get", "get_no_ack", "ack", "redeliver",
-        "deliver_get", "confirm", "return_unroutable", "drop_unroutable")
+#: RabbitMQ's ``message_stats`` counters (overview, channels, queues), in its names
+KEYS = ("publish", "confirm", "return_unroutable", "drop_unroutable", "deliver",
+        "deliver_no_ack", "get", "get_no_ack", "get_empty", "ack", "redeliver")
+#: what RabbitMQ adds up into ``deliver_get``: every message handed to a client
+DELIVER_GET = ("deliver", "deliver_no_ack", "get", "get_no_ack")
+#: a queue's depths, whose rates are ``messages_details`` etc.
+DEPTHS = ("messages", "messages_ready", "messages_unacknowledged")
+
+
+def new_counts() -> dict[str, int]:
+    """A zeroed set of counters, for the broker's totals or one object's."""
+    return dict.fromkeys(KEYS, 0)
+
+
+def with_deliver_get(counts: dict[str, int]) -> dict[str, int]:
+    out = dict(counts)
+    out["deliver_get"] = sum(counts.get(k, 0) for k in DELIVER_GET)
+    return out
+
+
+def queue_depths(q: Any) -> dict[str, int]:
+    ready, unacked = q.message_count, q.unacked
+    return {"messages": ready + unacked, "messages_ready": ready,
+            "messages_unacknowledged": unacked}
+
+
+def with_rates(counts: dict[str, int], rates: dict[str, float],
+               keys: Iterable[str] | None = None) -> dict[str, Any]:
+    """RabbitMQ's shape: each counter with ``<name>_details: {"rate": r}``."""
+    out: dict[str, Any] = {}
+    for k in (keys if keys is not None else counts):
+        out[k] = counts.get(k, 0)
+        out[f"{k}_details"] = {"rate": rates.get(k, 0.0)}
+    return out
+
+
+class Sample:
+    """What one tick saw: when, the totals, and each queue's, exchange's and channel's
+    figures keyed by (vhost, name) or the channel's name."""
+
+    __slots__ = ("time", "totals", "depths", "queues", "exchanges", "channels")
+
+    def __init__(self, time: float, totals: dict[str, int], depths: dict[str, int],
+                 queues: dict[tuple[str, str], dict[str, int]],
+                 exchanges: dict[tuple[str, str], dict[str, int]],
+                 channels: dict[str, dict[str, int]]) -> None:
+        self.time = time
+        self.totals = totals
+        self.depths = depths
+        self.queues = queues
+        self.exchanges = exchanges
+        self.channels = channels
+
+
+def _rate(a: dict[str, int] | None, b: dict[str, int] | None, dt: float) -> dict[str, float]:
+    if a is None or b is None:
+        return {}
+    return {k: round((v - a.get(k, 0)) / dt, 1) for k, v in b.items()}
 
 
 class MessageStats:
     def __init__(self, broker: Any, *, interval: float = 5.0, keep: int = 60) -> None:
         self.broker = broker
         self.interval = interval
-        self.totals: dict[str, int] = {k: 0 for k in KEYS}   # broker-wide, never decreasing
-        self._seen: dict[tuple, dict[str, int]] = {}          # object key -> counters folded
-        # (time, totals, per-queue totals) of periodic samples, newest last
-        self.history: deque[tuple[float, dict[str, int], dict[tuple, dict[str, int]]]] = \
-            deque(maxlen=keep)
+        self.history: deque[Sample] = deque(maxlen=keep)   # periodic samples, newest last
         self._loop: task.LoopingCall | None = None
 
     def start(self) -> None:
@@ -42,70 +98,71 @@ class MessageStats:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
 
-    def count(self, key: str, n: int = 1) -> None:
-        """Counted by the API itself (publishes through /api/exchanges/.../publish)."""
-        self.totals[key] = self.totals.get(key, 0) + n
+    @property
+    def totals(self) -> dict[str, int]:
+        """The broker's totals now, with ``deliver_get``."""
+        return with_deliver_get(self.broker.message_totals)
 
     # -- sampling ------------------------------------------------------------------------
-    def sample(self) -> dict[str, int]:
-        """Fold every live counter's increase into the totals; returns the totals."""
-        seen: dict[tuple, dict[str, int]] = {}
+    def tick(self) -> None:
+        queues: dict[tuple[str, str], dict[str, int]] = {}
+        exchanges: dict[tuple[str, str], dict[str, int]] = {}
+        depths = dict.fromkeys(DEPTHS, 0)
         for vh in list(self.broker.vhosts.values()):
             for q in list(vh.queues.values()):
-                key = ("queue", vh.name, q.name, id(q))
-                now = dict(q.stats)
-                self._fold(key, now, queue=True)
-                seen[key] = now
-        for cid, conn in list(self.broker.connections.items()):
-            key = ("conn", cid, id(conn))
-            now = {"publish": int(getattr(conn, "stats_publish", 0) or 0),
-                   "confirm": int(getattr(conn, "stats_confirm", 0) or 0)}
-            self._fold(key, now, queue=False)
-            seen[key] = now
-        self._seen = seen
-        return dict(self.totals)
-
-    def _fold(self, key: tuple, now: dict[str, int], *, queue: bool) -> None:
-        before = self._seen.get(key, {})
-        for k, v in now.items():
-            d = v - before.get(k, 0)
-            if d <= 0:
-                continue
-            if queue and k == "publish":
-                continue        # a fanout publish counts once, at the channel, as RabbitMQ
-            self.totals[k] = self.totals.get(k, 0) + d
-            if queue and k in ("deliver", "deliver_no_ack", "get"):
-                self.totals["deliver_get"] += d
-
-    def tick(self) -> None:
-        totals = self.sample()
-        per_queue = {(k[1], k[2]): dict(v) for k, v in self._seen.items() if k[0] == "queue"}
-        self.history.append((self.broker.clock.seconds(), totals, per_queue))
+                figures = queue_depths(q)
+                for k, v in figures.items():
+                    depths[k] += v
+                figures.update(with_deliver_get(q.stats))
+                queues[(vh.name, q.name)] = figures
+            for ex in list(vh.exchanges.values()):
+                exchanges[(vh.name, ex.name)] = {"publish_in": ex.published_in,
+                                                 "publish_out": ex.published_out}
+        channels: dict[str, dict[str, int]] = {}
+        for conn in list(self.broker.connections.values()):
+            for name, counts in getattr(conn, "channel_counts", lambda: [])():
+                channels[name] = with_deliver_get(counts)
+        self.history.append(Sample(self.broker.clock.seconds(), self.totals, depths, queues,
+                                   exchanges, channels))
 
     # -- rates ---------------------------------------------------------------------------
-    def rates(self) -> dict[str, float]:
+    def _last_two(self) -> tuple[Sample, Sample, float] | None:
         if len(self.history) < 2:
-            return {k: 0.0 for k in self.totals}
-        (t0, a, _), (t1, b, _) = self.history[-2], self.history[-1]
-        dt = max(t1 - t0, 1e-9)
-        return {k: round((b.get(k, 0) - a.get(k, 0)) / dt, 1) for k in b}
+            return None
+        a, b = self.history[-2], self.history[-1]
+        return a, b, max(b.time - a.time, 1e-9)
+
+    def rates(self) -> dict[str, float]:
+        last = self._last_two()
+        return _rate(last[0].totals, last[1].totals, last[2]) if last else {}
+
+    def depth_rates(self) -> dict[str, float]:
+        """Rates of the queue totals (the overview's ``queue_totals``)."""
+        last = self._last_two()
+        return _rate(last[0].depths, last[1].depths, last[2]) if last else {}
 
     def queue_rates(self, vhost: str, name: str) -> dict[str, float]:
-        if len(self.history) < 2:
+        """A queue's counter and depth rates; {} unless both samples saw it."""
+        last = self._last_two()
+        if not last:
             return {}
-        (t0, _, a), (t1, _, b) = self.history[-2], self.history[-1]
-        qa, qb = a.get((vhost, name)), b.get((vhost, name))
-        if qa is None or qb is None:
+        a, b, dt = last
+        return _rate(a.queues.get((vhost, name)), b.queues.get((vhost, name)), dt)
+
+    def exchange_rates(self, vhost: str, name: str) -> dict[str, float]:
+        last = self._last_two()
+        if not last:
             return {}
-        dt = max(t1 - t0, 1e-9)
-        return {k: round((qb.get(k, 0) - qa.get(k, 0)) / dt, 1) for k in qb}
+        a, b, dt = last
+        return _rate(a.exchanges.get((vhost, name)), b.exchanges.get((vhost, name)), dt)
+
+    def channel_rates(self, name: str) -> dict[str, float]:
+        last = self._last_two()
+        if not last:
+            return {}
+        a, b, dt = last
+        return _rate(a.channels.get(name), b.channels.get(name), dt)
 
     def message_stats(self) -> dict[str, Any]:
-        """RabbitMQ's ``message_stats`` object: each counter with ``<name>_details.rate``."""
-        totals = self.sample()
-        rates = self.rates()
-        out: dict[str, Any] = {}
-        for k, v in totals.items():
-            out[k] = v
-            out[f"{k}_details"] = {"rate": rates.get(k, 0.0)}
-        return out
+        """The overview's ``message_stats``: the totals now, with the last rates."""
+        return with_rates(self.totals, self.rates())

@@ -286,7 +286,6 @@ class VirtualHost:
         if exchange is self.default_exchange:
             q = self.queues.get(message.routing_key)
             return [q] if q is not None else []
-        exchange.published_in += 1
         dests = exchange.route(message)
         if len(dests) == 1 and dests[0].kind == "queue":
             return [dests[0]]   # the usual case: one binding to one queue
@@ -313,7 +312,6 @@ class VirtualHost:
             else:
                 return list(queues.values())
             visited.add(id(ex))
-            ex.published_in += 1
             dests = ex.route(message)
 
     def publish(self, exchange: Exchange, message: Message) -> Routed:

@@ -283,7 +283,6 @@ class StompSession:
         self._receipts = ConfirmTracker()
         self._unsynced = False                    # stored publishes since the last sync asked
         self._close_after_receipts = False
-        self.stats_publish = 0
         self._handlers: dict[str, Callable[[Frame], None]] = {
             "CONNECT": self._on_connect, "STOMP": self._on_connect, "SEND": self._on_send,
             "SUBSCRIBE": self._on_subscribe, "UNSUBSCRIBE": self._on_unsubscribe,
@@ -429,7 +428,6 @@ class StompSession:
         if not self._publishing:
             self._publishing = True
             self.broker.register_blockable(self)
-        self.stats_publish += 1
         if scheduled is not None:
             delay, period, repeat = scheduled
             if self.scheduler.schedule(vhost.name, message, delay, period, repeat):
