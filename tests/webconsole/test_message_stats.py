@@ -241,8 +241,10 @@ def test_stomp_send_counts_as_a_publish(broker, api, unique):
         default_before = exchange_stats(api, "")
         conn.send(f"/queue/{unique}", "m", headers={"receipt": "r1"})
         assert listener.receipts.get(timeout=30) == "r1"
-        assert Figures(broker).diff(before) == {"publish": 1,
-                                                "rabbitmq_channel_messages_published_total": 1}
+        # a SEND's receipt is a publisher confirm, as RabbitMQ's STOMP adapter counts it
+        assert Figures(broker).diff(before) == {"publish": 1, "confirm": 1,
+                                                "rabbitmq_channel_messages_published_total": 1,
+                                                "rabbitmq_channel_messages_confirmed_total": 1}
         default_after = exchange_stats(api, "")
         assert default_after["publish_in"] - default_before["publish_in"] == 1
         assert default_after["publish_out"] - default_before["publish_out"] == 1
@@ -250,14 +252,16 @@ def test_stomp_send_counts_as_a_publish(broker, api, unique):
 
         before = Figures(broker)
         topic_before = exchange_stats(api, "amq.topic")
+        conn.send(f"/topic/{unique}.nobody", "m")                   # no receipt: no confirm
         conn.send(f"/topic/{unique}.nobody", "m", headers={"receipt": "r2"})
         assert listener.receipts.get(timeout=30) == "r2"
         assert Figures(broker).diff(before) == {
-            "publish": 1, "drop_unroutable": 1,
-            "rabbitmq_channel_messages_published_total": 1,
-            "rabbitmq_channel_messages_unroutable_dropped_total": 1}
+            "publish": 2, "drop_unroutable": 2, "confirm": 1,
+            "rabbitmq_channel_messages_published_total": 2,
+            "rabbitmq_channel_messages_unroutable_dropped_total": 2,
+            "rabbitmq_channel_messages_confirmed_total": 1}
         topic_after = exchange_stats(api, "amq.topic")
-        assert topic_after["publish_in"] - topic_before["publish_in"] == 1
+        assert topic_after["publish_in"] - topic_before["publish_in"] == 2
         assert topic_after["publish_out"] == topic_before["publish_out"]
     finally:
         conn.disconnect()
@@ -273,13 +277,23 @@ def test_mqtt_publish_counts_as_a_publish(broker, api, unique):
         topic_before = exchange_stats(api, "amq.topic")
         assert publisher.publish(topic, b"m", qos=1).value == 0     # PUBACK: handled
         diff = Figures(broker).diff(before)
-        assert diff["publish"] == 1
+        # the PUBACK is a publisher confirm, as RabbitMQ's MQTT adapter counts it
+        assert (diff["publish"], diff["confirm"]) == (1, 1), diff
         assert diff["rabbitmq_channel_messages_published_total"] == 1
+        assert diff["rabbitmq_channel_messages_confirmed_total"] == 1
         assert "drop_unroutable" not in diff
         topic_after = exchange_stats(api, "amq.topic")
         assert topic_after["publish_in"] - topic_before["publish_in"] == 1
         assert topic_after["publish_out"] - topic_before["publish_out"] == 1
         assert subscriber.get().payload == b"m"
+
+        before = Figures(broker)
+        publisher.publish(topic, b"q0", qos=0)
+        assert subscriber.get().payload == b"q0"                    # it went through
+        assert publisher.publish(topic, b"q2", qos=2).value == 0    # PUBREC, PUBCOMP
+        assert subscriber.get().payload == b"q2"
+        diff = Figures(broker).diff(before)
+        assert (diff["publish"], diff["confirm"]) == (2, 1), diff     # QoS 0: no confirm
     finally:
         subscriber.paho.disconnect()
         publisher.paho.disconnect()

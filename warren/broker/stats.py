@@ -3,7 +3,9 @@
 Every operation is counted where it happens, once, into the broker's running totals
 (``Broker.message_totals``) and into the object it happened on: a publish by the publish
 pipeline (``publish.py``, with the exchange's ``publish_in``/``publish_out``), a delivery, get
-or ack by the queue (``Queue.stats``), a confirm by the channel that sent it. Counting at the
+or ack by the queue (``Queue.stats``), a confirm by the front end as it writes it (an AMQP
+channel's basic.ack, a STOMP SEND's RECEIPT, an accepting MQTT PUBACK/PUBREC: RabbitMQ's STOMP
+and MQTT adapters answer those on publisher confirms, and count them so). Counting at the
 moment of the operation is what makes a total right at any instant: the totals were once folded
 from the live objects every few seconds, and what a connection or queue counted after the last
 fold was lost when it went away (a publish followed by a disconnect read 0).
