@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Iterable
 
-from twisted.internet import task
 
 #: RabbitMQ's ``message_stats`` counters (overview, channels, queues), in its names
 KEYS = ("publish", "confirm", "return_unroutable", "drop_unroutable", "deliver",
@@ -60,22 +59,27 @@ def with_rates(counts: dict[str, int], rates: dict[str, float],
     return out
 
 
+#: what a sweep keeps of a queue: its depths and counters, in this order
+QUEUE_FIGURES = DEPTHS + ("publish", "deliver", "deliver_no_ack", "get", "get_no_ack",
+                          "get_empty", "ack", "redeliver")
+EXCHANGE_FIGURES = ("publish_in", "publish_out")
+#: objects read per reactor turn by a sweep
+SWEEP_SLICE = 5000
+
+
 class Sample:
-    """What one tick saw: when, the totals, and each queue's, exchange's and channel's
-    figures keyed by (vhost, name) or the channel's name."""
+    """What one sweep saw: when it began, the broker's totals and queue depth totals then,
+    and each queue's, exchange's and channel's figures as ``(time read, values)``."""
 
     __slots__ = ("time", "totals", "depths", "queues", "exchanges", "channels")
 
-    def __init__(self, time: float, totals: dict[str, int], depths: dict[str, int],
-                 queues: dict[tuple[str, str], dict[str, int]],
-                 exchanges: dict[tuple[str, str], dict[str, int]],
-                 channels: dict[str, dict[str, int]]) -> None:
+    def __init__(self, time: float, totals: dict[str, int]) -> None:
         self.time = time
         self.totals = totals
-        self.depths = depths
-        self.queues = queues
-        self.exchanges = exchanges
-        self.channels = channels
+        self.depths = dict.fromkeys(DEPTHS, 0)
+        self.queues: dict[tuple[str, str], tuple[float, tuple[int, ...]]] = {}
+        self.exchanges: dict[tuple[str, str], tuple[float, tuple[int, ...]]] = {}
+        self.channels: dict[str, tuple[float, dict[str, int]]] = {}
 
 
 def _rate(a: dict[str, int] | None, b: dict[str, int] | None, dt: float) -> dict[str, float]:
@@ -84,21 +88,36 @@ def _rate(a: dict[str, int] | None, b: dict[str, int] | None, dt: float) -> dict
     return {k: round((v - a.get(k, 0)) / dt, 1) for k, v in b.items()}
 
 
+def _object_rates(a: tuple[float, Any] | None, b: tuple[float, Any] | None,
+                  names: tuple[str, ...] | None = None) -> dict[str, float]:
+    """Rates of one object between two sweeps, over the time between its two readings."""
+    if a is None or b is None:
+        return {}
+    dt = max(b[0] - a[0], 1e-9)
+    if names is None:
+        return _rate(a[1], b[1], dt)
+    return {k: round((vb - va) / dt, 1) for k, va, vb in zip(names, a[1], b[1])}
+
+
 class MessageStats:
+    """Samples every ``interval`` seconds by a sweep that reads ``SWEEP_SLICE`` objects per
+    reactor turn, so 100,000 queues never hold the reactor for a whole sweep."""
+
     def __init__(self, broker: Any, *, interval: float = 5.0, keep: int = 60) -> None:
         self.broker = broker
+        self.clock = broker.clock
         self.interval = interval
-        self.history: deque[Sample] = deque(maxlen=keep)   # periodic samples, newest last
-        self._loop: task.LoopingCall | None = None
+        self.history: deque[Sample] = deque(maxlen=keep)   # finished sweeps, newest last
+        self._call: Any = None
 
     def start(self) -> None:
-        self._loop = task.LoopingCall(self.tick)
-        self._loop.clock = self.broker.clock
-        self._loop.start(self.interval, now=True)
+        """The first sweep now, the next ones ``interval`` after each one's start."""
+        self._sweep()
 
     def stop(self) -> None:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
 
     @property
     def totals(self) -> dict[str, int]:
@@ -106,64 +125,94 @@ class MessageStats:
         return with_deliver_get(self.broker.message_totals)
 
     # -- sampling ------------------------------------------------------------------------
-    def tick(self) -> None:
-        queues: dict[tuple[str, str], dict[str, int]] = {}
-        exchanges: dict[tuple[str, str], dict[str, int]] = {}
-        depths = dict.fromkeys(DEPTHS, 0)
+    def _sweep(self) -> None:
+        began = self.clock.seconds()
+        items: list[tuple[str, Any]] = []
         for vh in list(self.broker.vhosts.values()):
-            for q in list(vh.queues.values()):
-                figures = queue_depths(q)
-                for k, v in figures.items():
-                    depths[k] += v
-                figures.update(with_deliver_get(q.stats))
-                queues[(vh.name, q.name)] = figures
-            for ex in list(vh.exchanges.values()):
-                exchanges[(vh.name, ex.name)] = {"publish_in": ex.published_in,
-                                                 "publish_out": ex.published_out}
-        channels: dict[str, dict[str, int]] = {}
+            items.extend((vh.name, q) for q in vh.queues.values())
+            items.extend((vh.name, ex) for ex in vh.exchanges.values())
+        sample = Sample(began, self.totals)
         for conn in list(self.broker.connections.values()):
             for name, counts in getattr(conn, "channel_counts", lambda: [])():
-                channels[name] = with_deliver_get(counts)
-        self.history.append(Sample(self.broker.clock.seconds(), self.totals, depths, queues,
-                                   exchanges, channels))
+                sample.channels[name] = (began, with_deliver_get(counts))
+        self._step(sample, items, 0)
+
+    def _step(self, sample: Sample, items: list[tuple[str, Any]], start: int) -> None:
+        end = min(start + SWEEP_SLICE, len(items))
+        now = self.clock.seconds()
+        depths = sample.depths
+        for i in range(start, end):
+            vhost, obj = items[i]
+            if obj.kind == "queue":
+                if obj.deleted:
+                    continue
+                ready, unacked = obj.message_count, obj.unacked
+                st = obj.stats
+                depths["messages"] += ready + unacked
+                depths["messages_ready"] += ready
+                depths["messages_unacknowledged"] += unacked
+                sample.queues[(vhost, obj.name)] = (now, (
+                    ready + unacked, ready, unacked, st["publish"], st["deliver"],
+                    st["deliver_no_ack"], st["get"], st["get_no_ack"], st["get_empty"],
+                    st["ack"], st["redeliver"]))
+            else:
+                sample.exchanges[(vhost, obj.name)] = (now, (obj.published_in,
+                                                             obj.published_out))
+        if end < len(items):
+            self._call = self.clock.callLater(0, self._step, sample, items, end)
+            return
+        self.history.append(sample)
+        delay = max(0.0, sample.time + self.interval - self.clock.seconds())
+        self._call = self.clock.callLater(delay, self._sweep)
 
     # -- rates ---------------------------------------------------------------------------
-    def _last_two(self) -> tuple[Sample, Sample, float] | None:
+    def _last_two(self) -> tuple[Sample, Sample] | None:
         if len(self.history) < 2:
             return None
-        a, b = self.history[-2], self.history[-1]
-        return a, b, max(b.time - a.time, 1e-9)
+        return self.history[-2], self.history[-1]
 
     def rates(self) -> dict[str, float]:
         last = self._last_two()
-        return _rate(last[0].totals, last[1].totals, last[2]) if last else {}
+        if not last:
+            return {}
+        a, b = last
+        return _rate(a.totals, b.totals, max(b.time - a.time, 1e-9))
 
     def depth_rates(self) -> dict[str, float]:
         """Rates of the queue totals (the overview's ``queue_totals``)."""
         last = self._last_two()
-        return _rate(last[0].depths, last[1].depths, last[2]) if last else {}
+        if not last:
+            return {}
+        a, b = last
+        return _rate(a.depths, b.depths, max(b.time - a.time, 1e-9))
 
     def queue_rates(self, vhost: str, name: str) -> dict[str, float]:
-        """A queue's counter and depth rates; {} unless both samples saw it."""
+        """A queue's counter and depth rates (with ``deliver_get``); {} unless both of the
+        last sweeps saw it."""
         last = self._last_two()
         if not last:
             return {}
-        a, b, dt = last
-        return _rate(a.queues.get((vhost, name)), b.queues.get((vhost, name)), dt)
+        a, b = last
+        rates = _object_rates(a.queues.get((vhost, name)), b.queues.get((vhost, name)),
+                              QUEUE_FIGURES)
+        if rates:
+            rates["deliver_get"] = round(sum(rates[k] for k in DELIVER_GET), 1)
+        return rates
 
     def exchange_rates(self, vhost: str, name: str) -> dict[str, float]:
         last = self._last_two()
         if not last:
             return {}
-        a, b, dt = last
-        return _rate(a.exchanges.get((vhost, name)), b.exchanges.get((vhost, name)), dt)
+        a, b = last
+        return _object_rates(a.exchanges.get((vhost, name)), b.exchanges.get((vhost, name)),
+                             EXCHANGE_FIGURES)
 
     def channel_rates(self, name: str) -> dict[str, float]:
         last = self._last_two()
         if not last:
             return {}
-        a, b, dt = last
-        return _rate(a.channels.get(name), b.channels.get(name), dt)
+        a, b = last
+        return _object_rates(a.channels.get(name), b.channels.get(name))
 
     def message_stats(self) -> dict[str, Any]:
         """The overview's ``message_stats``: the totals now, with the last rates."""

@@ -1,7 +1,8 @@
 """/metrics: Prometheus text format, named as RabbitMQ's ``rabbitmq_prometheus`` plugin.
 
-A custom collector reads the broker at each scrape (nothing is updated on the hot path), so
-Grafana dashboards built for RabbitMQ work. As rabbitmq_prometheus:
+A custom collector reads the broker at each scrape (the message counters are the integers each
+operation adds to, ``broker/stats.py``), so Grafana dashboards built for RabbitMQ work. As
+rabbitmq_prometheus:
 
 * ``/metrics`` is aggregated: totals (``rabbitmq_queues``, ``rabbitmq_queue_messages_ready``
   without labels, ``rabbitmq_connections``, ``rabbitmq_channel_messages_published_total``...),
