@@ -126,7 +126,8 @@ def test_queue_depth_rates_follow_the_samples():
     rates = stats.queue_rates("/", "q")
     assert rates["messages"] == 2.0 and rates["messages_ready"] == 2.0
     assert rates["messages_unacknowledged"] == 0.0
-    assert stats.depth_rates()["messages"] == 2.0
+    assert stats.depth_rates(["/"])["messages"] == 2.0
+    assert stats.depth_rates(["other"])["messages"] == 0.0   # a user of another vhost
     for _ in range(5):
         q.get(no_ack=False)
     clock.advance(5)
@@ -158,5 +159,5 @@ def test_a_sweep_of_many_queues_is_done_a_slice_per_reactor_turn():
     assert len(stats.history) == 2
     rates = stats.queue_rates("/", last)
     assert rates["messages"] == 2.0 and rates["publish"] == 2.0
-    assert stats.depth_rates()["messages"] == 2.0
+    assert stats.depth_rates(["/"])["messages"] == 2.0
     stats.stop()

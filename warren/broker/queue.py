@@ -54,7 +54,6 @@ class Queue:
         self._dispatch_call = None            # deferred dispatch (after acks of a whole read)
         self._arriving: QueueEntry | None = None  # a TTL-0 entry that may go to a consumer now
         self._message_ttls = False            # some ready entry may have a per-message TTL
-        # counters for the management API and metrics
         # counters for the management API and metrics (stats.py): this queue's, and the
         # broker's totals they are added to as they happen
         self.stats = new_counts()

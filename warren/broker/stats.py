@@ -68,15 +68,15 @@ SWEEP_SLICE = 5000
 
 
 class Sample:
-    """What one sweep saw: when it began, the broker's totals and queue depth totals then,
-    and each queue's, exchange's and channel's figures as ``(time read, values)``."""
+    """What one sweep saw: when it began, the broker's totals then, the queue depth totals
+    per vhost, and each queue's, exchange's and channel's figures as ``(time read, values)``."""
 
     __slots__ = ("time", "totals", "depths", "queues", "exchanges", "channels")
 
     def __init__(self, time: float, totals: dict[str, int]) -> None:
         self.time = time
         self.totals = totals
-        self.depths = dict.fromkeys(DEPTHS, 0)
+        self.depths: dict[str, dict[str, int]] = {}
         self.queues: dict[tuple[str, str], tuple[float, tuple[int, ...]]] = {}
         self.exchanges: dict[tuple[str, str], tuple[float, tuple[int, ...]]] = {}
         self.channels: dict[str, tuple[float, dict[str, int]]] = {}
@@ -140,7 +140,6 @@ class MessageStats:
     def _step(self, sample: Sample, items: list[tuple[str, Any]], start: int) -> None:
         end = min(start + SWEEP_SLICE, len(items))
         now = self.clock.seconds()
-        depths = sample.depths
         for i in range(start, end):
             vhost, obj = items[i]
             if obj.kind == "queue":
@@ -148,6 +147,9 @@ class MessageStats:
                     continue
                 ready, unacked = obj.message_count, obj.unacked
                 st = obj.stats
+                depths = sample.depths.get(vhost)
+                if depths is None:
+                    depths = sample.depths[vhost] = dict.fromkeys(DEPTHS, 0)
                 depths["messages"] += ready + unacked
                 depths["messages_ready"] += ready
                 depths["messages_unacknowledged"] += unacked
@@ -178,13 +180,19 @@ class MessageStats:
         a, b = last
         return _rate(a.totals, b.totals, max(b.time - a.time, 1e-9))
 
-    def depth_rates(self) -> dict[str, float]:
-        """Rates of the queue totals (the overview's ``queue_totals``)."""
+    def depth_rates(self, vhosts: Iterable[str]) -> dict[str, float]:
+        """Rates of the queue totals of *vhosts* (the overview's ``queue_totals``, of the
+        vhosts its user may see)."""
         last = self._last_two()
         if not last:
             return {}
         a, b = last
-        return _rate(a.depths, b.depths, max(b.time - a.time, 1e-9))
+        before, after = dict.fromkeys(DEPTHS, 0), dict.fromkeys(DEPTHS, 0)
+        for vhost in vhosts:
+            for total, sample in ((before, a), (after, b)):
+                for k, v in sample.depths.get(vhost, {}).items():
+                    total[k] += v
+        return _rate(before, after, max(b.time - a.time, 1e-9))
 
     def queue_rates(self, vhost: str, name: str) -> dict[str, float]:
         """A queue's counter and depth rates (with ``deliver_get``); {} unless both of the

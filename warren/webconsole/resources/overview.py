@@ -55,7 +55,7 @@ def overview(call: Call) -> dict[str, Any]:
     channels = sum(len(getattr(c, "channel_infos", lambda: [])()) for c in conns)
     consumers = sum(q.consumer_count for q in queues)
     stats = call.site.stats
-    depth_rates = stats.depth_rates() if stats is not None else {}
+    depth_rates = stats.depth_rates(vh.name for vh in vhs) if stats is not None else {}
     return {
         "management_version": MANAGEMENT_VERSION, "rates_mode": "basic",
         "sample_retention_policies": {"global": [600, 3600, 28800, 86400],
