@@ -338,3 +338,46 @@ def test_rates_are_real_while_traffic_flows(broker, api, amqp, unique):
         eventually(flowing, "every rate above 0", timeout=RATE_TIMEOUT, every=0.2)
     except AssertionError as e:
         raise AssertionError(f"{e}; rates: {seen}") from None
+
+
+def test_a_user_sees_its_vhosts_message_stats_and_totals_survive_a_deleted_vhost(
+        broker, api, make_user, unique):
+    """As RabbitMQ: monitoring and administrator users see the broker's message_stats, other
+    users those of the vhosts they may use; a deleted vhost's counts stay in the broker's."""
+    vhost = unique
+    assert api.put(f"/api/vhosts/{quote(vhost, safe='')}").status_code in (201, 204)
+    name, password = make_user("management", vhost=vhost)
+    user_api = ApiClient(broker.http_url, auth=(name, password))
+
+    def user_stats() -> dict:
+        return user_api.get("/api/overview").json()["message_stats"]
+
+    user_before, before = user_stats(), Figures(broker)
+    params = pika.ConnectionParameters("127.0.0.1", broker.amqp_port, vhost,
+                                       pika.PlainCredentials(name, password))
+    conn = pika.BlockingConnection(params)
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare(unique)
+        for _ in range(2):
+            ch.basic_publish("", unique, b"m")
+    finally:
+        conn.close()
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))   # guest, in /
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.basic_publish("", "no-such-queue-" + unique, b"m")
+    finally:
+        conn.close()
+    user_after = user_stats()
+    assert user_after["publish"] - user_before.get("publish", 0) == 2
+    assert user_after["confirm"] - user_before.get("confirm", 0) == 2
+    assert user_after.get("drop_unroutable", 0) == user_before.get("drop_unroutable", 0)
+    diff = Figures(broker).diff(before)
+    assert (diff["publish"], diff["confirm"], diff["drop_unroutable"]) == (3, 3, 1), diff
+
+    before = Figures(broker)
+    assert api.delete(f"/api/vhosts/{quote(vhost, safe='')}").status_code == 204
+    assert Figures(broker).diff(before) == {}            # nothing went down

@@ -170,8 +170,8 @@ class Channel:
         self.tx = False
         self._tx_publishes: list[tuple[Any, Message, bool]] = []
         self._tx_settles: list[tuple[str, int, bool, bool]] = []
-        # RabbitMQ's per-channel message_stats (broker/stats.py); the broker's totals are
-        # counted by the core (publishes, queues) and here (confirms)
+        # RabbitMQ's per-channel message_stats (broker/stats.py); the vhost's totals are
+        # counted by the core (publishes, confirms, queues)
         self.stats = new_counts()
         # the core's publish pipeline: exchange checks (cached), reply-to, routing, counting
         self.publisher = conn.broker.publisher(conn.vhost, conn.user, self.stats)
@@ -390,9 +390,8 @@ class Channel:
                 acked += i - start
             frame = basic_ack_frame if state else basic_nack_frame
             parts.append(frame(self.number, last, last != first))
-        # RabbitMQ's "confirm": messages confirmed (acked), not nacked ones
-        self.stats["confirm"] += acked
-        self.broker.message_totals["confirm"] += acked
+        if acked:
+            self.publisher.confirmed(acked)
         self.conn.write_parts(parts)
 
     # ------------------------------------------------------------------ channel methods

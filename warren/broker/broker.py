@@ -22,7 +22,7 @@ from .parameters import RuntimeParameters
 from .policies import Policy, effective
 from .publish import Publisher
 from .queue import Queue
-from .stats import new_counts
+from .stats import add_counts, new_counts
 from .users import (HASHING_ALGORITHM, Permission, User, algorithm_of, hash_password,
                     require)
 from .vhost import VirtualHost
@@ -83,11 +83,19 @@ class Broker:
         self._notes_call: Any = None
         self._listeners: list[Callable[..., None]] = []
         self.started_at = clock.seconds()
-        # RabbitMQ's message_stats totals, counted as each operation happens (stats.py)
-        self.message_totals = new_counts()
+        # what deleted vhosts counted (stats.py): the broker's totals never go down
+        self._gone_totals = new_counts()
         # "standalone" without --ha; the HA runner sets "master" on the broker it starts
         self.role = "standalone"
         self._default_user = (default_user, default_pass)
+
+    @property
+    def message_totals(self) -> dict[str, int]:
+        """RabbitMQ's message_stats of the whole broker: its vhosts' and the deleted ones'."""
+        totals = dict(self._gone_totals)
+        for vh in list(self.vhosts.values()):
+            add_counts(totals, vh.message_totals)
+        return totals
 
     # ---------------------------------------------------------------- set-up
     def ensure_defaults(self) -> None:
@@ -143,6 +151,7 @@ class Broker:
             if ex and not ex.startswith("amq."):
                 vh.delete_exchange(ex)
         del self.vhosts[name]
+        add_counts(self._gone_totals, vh.message_totals)
         for key in [k for k in self.permissions if k[1] == name]:
             self.clear_permissions(*key)
         for pname in list(self.policies.get(name, {})):

@@ -72,7 +72,7 @@ class Publisher:
         self.vhost = vhost
         self.user = user
         self.counts = counts                   # the publishing channel's counters, if any
-        self._totals = broker.message_totals
+        self._totals = vhost.message_totals
         self._allowed: set[Exchange] = set()   # exchanges whose checks passed
         self._replies = direct_reply_to(broker)
 
@@ -131,6 +131,13 @@ class Publisher:
                 counts[key] += 1
         exchange.published_in += 1
         exchange.published_out += len(routed.queues)
+
+    def confirmed(self, n: int) -> None:
+        """*n* publishes were confirmed to the publisher (RabbitMQ's ``confirm``: acks, not
+        nacks), counted by the front end as it writes them."""
+        self._totals["confirm"] += n
+        if self.counts is not None:
+            self.counts["confirm"] += n
 
     def publish(self, exchange: "Exchange", message: "Message",
                 reply_to: ReplySubscription | None = None) -> Routed:

@@ -57,7 +57,7 @@ class Queue:
         # counters for the management API and metrics (stats.py): this queue's, and the
         # broker's totals they are added to as they happen
         self.stats = new_counts()
-        self._totals = vhost.broker.message_totals
+        self._totals = vhost.message_totals
         self.ready: ReadyFifo | ReadyByPriority = ReadyFifo()
         self.apply_settings()
 

@@ -1,7 +1,8 @@
 """Message counters and rates for the management API and /metrics.
 
-Every operation is counted where it happens, once, into the broker's running totals
-(``Broker.message_totals``) and into the object it happened on: a publish by the publish
+Every operation is counted where it happens, once, into its vhost's running totals
+(``VirtualHost.message_totals``: the broker's are their sum, ``Broker.message_totals``, with
+what deleted vhosts counted) and into the object it happened on: a publish by the publish
 pipeline (``publish.py``, with the exchange's ``publish_in``/``publish_out``), a delivery, get
 or ack by the queue (``Queue.stats``), a confirm by the front end as it writes it (an AMQP
 channel's basic.ack, a STOMP SEND's RECEIPT, an accepting MQTT PUBACK/PUBREC: RabbitMQ's STOMP
@@ -37,6 +38,11 @@ def new_counts() -> dict[str, int]:
     return dict.fromkeys(KEYS, 0)
 
 
+def add_counts(into: dict[str, int], counts: dict[str, int]) -> None:
+    for k, v in counts.items():
+        into[k] = into.get(k, 0) + v
+
+
 def with_deliver_get(counts: dict[str, int]) -> dict[str, int]:
     out = dict(counts)
     out["deliver_get"] = sum(counts.get(k, 0) for k in DELIVER_GET)
@@ -68,14 +74,18 @@ SWEEP_SLICE = 5000
 
 
 class Sample:
-    """What one sweep saw: when it began, the broker's totals then, the queue depth totals
-    per vhost, and each queue's, exchange's and channel's figures as ``(time read, values)``."""
+    """What one sweep saw: when it began, the broker's and each vhost's totals then, the
+    queue depth totals per vhost, and each queue's, exchange's and channel's figures as
+    ``(time read, values)``."""
 
-    __slots__ = ("time", "totals", "depths", "queues", "exchanges", "channels")
+    __slots__ = ("time", "totals", "vhost_totals", "depths", "queues", "exchanges",
+                 "channels")
 
-    def __init__(self, time: float, totals: dict[str, int]) -> None:
+    def __init__(self, time: float, totals: dict[str, int],
+                 vhost_totals: dict[str, dict[str, int]]) -> None:
         self.time = time
         self.totals = totals
+        self.vhost_totals = vhost_totals
         self.depths: dict[str, dict[str, int]] = {}
         self.queues: dict[tuple[str, str], tuple[float, tuple[int, ...]]] = {}
         self.exchanges: dict[tuple[str, str], tuple[float, tuple[int, ...]]] = {}
@@ -124,6 +134,16 @@ class MessageStats:
         """The broker's totals now, with ``deliver_get``."""
         return with_deliver_get(self.broker.message_totals)
 
+    def vhost_totals(self, vhosts: Iterable[str]) -> dict[str, int]:
+        """The totals of *vhosts* now, with ``deliver_get``: what a user who sees only those
+        vhosts is shown, as RabbitMQ shows it."""
+        totals = new_counts()
+        for name in vhosts:
+            vh = self.broker.vhosts.get(name)
+            if vh is not None:
+                add_counts(totals, vh.message_totals)
+        return with_deliver_get(totals)
+
     # -- sampling ------------------------------------------------------------------------
     def _sweep(self) -> None:
         began = self.clock.seconds()
@@ -131,7 +151,8 @@ class MessageStats:
         for vh in list(self.broker.vhosts.values()):
             items.extend((vh.name, q) for q in vh.queues.values())
             items.extend((vh.name, ex) for ex in vh.exchanges.values())
-        sample = Sample(began, self.totals)
+        sample = Sample(began, self.totals, {
+            name: dict(vh.message_totals) for name, vh in list(self.broker.vhosts.items())})
         for conn in list(self.broker.connections.values()):
             for name, counts in getattr(conn, "channel_counts", lambda: [])():
                 sample.channels[name] = (began, with_deliver_get(counts))
@@ -173,12 +194,21 @@ class MessageStats:
             return None
         return self.history[-2], self.history[-1]
 
-    def rates(self) -> dict[str, float]:
+    def rates(self, vhosts: Iterable[str] | None = None) -> dict[str, float]:
+        """Rates of the broker's totals, or of those of *vhosts*."""
         last = self._last_two()
         if not last:
             return {}
         a, b = last
-        return _rate(a.totals, b.totals, max(b.time - a.time, 1e-9))
+        if vhosts is None:
+            return _rate(a.totals, b.totals, max(b.time - a.time, 1e-9))
+        before, after = new_counts(), new_counts()
+        for name in vhosts:
+            if name in a.vhost_totals and name in b.vhost_totals:
+                add_counts(before, a.vhost_totals[name])
+                add_counts(after, b.vhost_totals[name])
+        return _rate(with_deliver_get(before), with_deliver_get(after),
+                     max(b.time - a.time, 1e-9))
 
     def depth_rates(self, vhosts: Iterable[str]) -> dict[str, float]:
         """Rates of the queue totals of *vhosts* (the overview's ``queue_totals``, of the
@@ -222,6 +252,10 @@ class MessageStats:
         a, b = last
         return _object_rates(a.channels.get(name), b.channels.get(name))
 
-    def message_stats(self) -> dict[str, Any]:
-        """The overview's ``message_stats``: the totals now, with the last rates."""
-        return with_rates(self.totals, self.rates())
+    def message_stats(self, vhosts: Iterable[str] | None = None) -> dict[str, Any]:
+        """The overview's ``message_stats``: the broker's totals now (or those of *vhosts*,
+        for a user who sees only those), with the last rates."""
+        if vhosts is None:
+            return with_rates(self.totals, self.rates())
+        names = list(vhosts)
+        return with_rates(self.vhost_totals(names), self.rates(names))

@@ -19,6 +19,7 @@ from .errors import AccessRefused, NotFound, PreconditionFailed
 from .jsonvalue import jsonable
 from .message import Message, QueueEntry
 from .queue import Queue
+from .stats import new_counts
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -58,6 +59,8 @@ class VirtualHost:
         for ex_name, ex_type in STANDARD_EXCHANGES:
             self.exchanges[ex_name] = Exchange(name, ex_name, ex_type, durable=True)
         self.tracing = False
+        # RabbitMQ's message_stats of this vhost, counted as they happen (stats.py)
+        self.message_totals = new_counts()
 
     # ---------------------------------------------------------------- lookups
     def exchange(self, name: str) -> Exchange:

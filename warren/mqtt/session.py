@@ -695,7 +695,8 @@ class MqttSession:
                 self._qos1_unacked.append(seq)
         else:
             self.conn.write(data)
-            self.broker.message_totals["confirm"] += confirms
+            if confirms:
+                self.publisher.confirmed(confirms)
 
     def _queue_ack(self, packet: Any) -> None:
         """An answer that needs no sync, still written after the earlier ones."""
@@ -753,7 +754,9 @@ class MqttSession:
         settled = self._acks.release()
         if settled:
             self.conn.write_parts([data for _seq, (data, _confirms), _ok in settled])
-            self.broker.message_totals["confirm"] += sum(c for _seq, (_d, c), _ok in settled)
+            confirms = sum(c for _seq, (_d, c), _ok in settled)
+            if confirms:
+                self.publisher.confirmed(confirms)
             last, pending = settled[-1][0], self._qos1_unacked
             while pending and pending[0] <= last:
                 pending.popleft()

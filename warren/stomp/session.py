@@ -882,7 +882,7 @@ class StompSession:
     def _write_receipt(self, data: bytes, confirms: bool) -> None:
         self.link.write(data)
         if confirms:
-            self.broker.message_totals["confirm"] += 1
+            self.publisher.confirmed(1)
 
     def _synced(self, _: Any) -> None:
         if self.state is State.CLOSED:

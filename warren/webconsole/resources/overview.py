@@ -70,7 +70,10 @@ def overview(call: Call) -> dict[str, Any]:
         "release_series_support_status": "supported",
         "disable_stats": False, "is_op_policy_updating_enabled": True,
         "enable_queue_totals": True,
-        "message_stats": stats.message_stats() if stats is not None else {},
+        # monitoring and administrator see the broker's, other users their vhosts' (RabbitMQ)
+        "message_stats": (stats.message_stats(None if call.sees_all else
+                                              [vh.name for vh in vhs])
+                          if stats is not None else {}),
         "churn_rates": {},
         "queue_totals": with_rates({"messages": ready + unacked, "messages_ready": ready,
                                     "messages_unacknowledged": unacked}, depth_rates),
