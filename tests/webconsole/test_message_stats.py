@@ -321,6 +321,7 @@ def test_rates_are_real_while_traffic_flows(broker, api, amqp, unique):
         waiting = queue_stats(api, ready)
         x = exchange_stats(api, ex)
         totals = api.get("/api/overview").json()
+        vhost = api.get("/api/vhosts/%2F").json()
         seen.update({
             "messages": waiting["messages_details"]["rate"],
             "messages_ready": waiting["messages_ready_details"]["rate"],
@@ -331,6 +332,8 @@ def test_rates_are_real_while_traffic_flows(broker, api, amqp, unique):
             "publish_out": x["publish_out_details"]["rate"],
             "overview publish": totals["message_stats"]["publish_details"]["rate"],
             "overview messages": totals["queue_totals"]["messages_details"]["rate"],
+            "vhost messages": vhost["messages_details"]["rate"],
+            "vhost publish": vhost["message_stats"]["publish_details"]["rate"],
         })
         return all(v > 0 for v in seen.values())
 
@@ -377,6 +380,9 @@ def test_a_user_sees_its_vhosts_message_stats_and_totals_survive_a_deleted_vhost
     assert user_after.get("drop_unroutable", 0) == user_before.get("drop_unroutable", 0)
     diff = Figures(broker).diff(before)
     assert (diff["publish"], diff["confirm"], diff["drop_unroutable"]) == (3, 3, 1), diff
+    own = api.get(f"/api/vhosts/{quote(vhost, safe='')}").json()
+    assert (own["message_stats"]["publish"], own["message_stats"]["confirm"]) == (2, 2)
+    assert own["messages"] == 2
 
     before = Figures(broker)
     assert api.delete(f"/api/vhosts/{quote(vhost, safe='')}").status_code == 204

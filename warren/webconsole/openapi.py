@@ -50,7 +50,7 @@ SCHEMAS: dict[str, Any] = {
                      "arguments": OBJ, "properties_key": STR}),
     "Vhost": _obj({"name": STR, "description": STR, "tags": {"type": "array", "items": STR},
                    "tracing": BOOL, "messages": INT, "messages_ready": INT,
-                   "messages_unacknowledged": INT}),
+                   "messages_unacknowledged": INT}, {"message_stats": OBJ}),
     "User": _obj({"name": STR, "password_hash": STR, "hashing_algorithm": STR,
                   "tags": {"type": "array", "items": STR}}),
     "Permission": _obj({"user": STR, "vhost": STR, "configure": STR, "write": STR,
