@@ -546,6 +546,26 @@ def test_every_tab_renders_at_laptop_size(ui, broker):
         assert_clean(ui)
 
 
+def test_queued_messages_axis_labels_are_distinct_counts(ui, broker):
+    """The overview's queued-messages chart labels its y axis with distinct whole numbers:
+    with queues empty it read 1, 1, 1, 0, 0 (quarters of 1, rounded)."""
+    with screenshot_on_failure(ui, "queued axis"):
+        login(ui, broker)
+        ui.wait_for_selector("#page-overview")
+        loaded(ui)
+        ticks = ui.wait_for("document.querySelector('canvas[aria-label=\"Queued messages\"]')"
+                            ".dataset.yTicks", what="queued-messages chart drawn")
+        labels = ticks.split(" | ")
+        assert len(labels) >= 2 and len(set(labels)) == len(labels), labels
+        assert all(label.replace(",", "").isdigit() for label in labels), labels
+        assert labels[0] == "0"
+        # the axis for other depths, from the module the page uses
+        got = ui.evaluate("import('./chart.js').then(m => [0, 1, 3, 7, 1234].map("
+                          "v => m.yTicks(v, true)))")
+        assert got == [[0, 1], [0, 1], [0, 1, 2, 3], [0, 2, 4, 6, 8], [0, 500, 1000, 1500]]
+        assert_clean(ui)
+
+
 def test_network_picture_draws_this_broker_its_peers_and_links(ui, broker, unique):
     local, remote = f"{unique}.local", f"{unique}.remote"
     shovels = {

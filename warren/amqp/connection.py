@@ -26,6 +26,7 @@ from zope.interface import implementer
 from .. import __version__
 from ..broker.errors import AccessRefused, CommandInvalid, InternalError, NotAllowed
 from ..broker.jsonvalue import jsonable
+from ..broker.stats import with_deliver_get
 from ..endpoint import accept
 from ..output import BatchedOutput
 from ..reply_error import ReplyError
@@ -91,8 +92,6 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         self.amqp_0_8 = False               # spoken to as 0-8 (its protocol header)
         self.published = False
         self.blocked = False
-        self.stats_publish = 0
-        self.stats_confirm = 0         # publisher confirms sent (acks), for message_stats
         self.connected_at = clock.seconds()
         self.init_output(clock)
         self._after_read: list[Channel] = []
@@ -501,8 +500,13 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
                 "prefetch_count": ch.prefetch, "global_prefetch_count": ch.global_prefetch,
                 "confirm": ch.confirm, "transactional": ch.tx,
                 "state": "running" if not ch.closing else "closing",
+                "message_stats": with_deliver_get(ch.stats),
             })
         return out
+
+    def channel_counts(self) -> list[tuple[str, dict[str, int]]]:
+        """Each channel's name and counters, for the sampler's per-channel rates."""
+        return [(f"{self.name} ({ch.number})", ch.stats) for ch in self.channels.values()]
 
     def consumer_infos(self) -> list[dict[str, Any]]:
         out = []

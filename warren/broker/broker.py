@@ -23,6 +23,7 @@ from .policies import Policy, effective
 from .publish import Publisher
 from .queue import Queue
 from .topic_permissions import TopicPermission, TopicPermissions, require_topic
+from .stats import add_counts, new_counts
 from .users import (HASHING_ALGORITHM, Permission, User, algorithm_of, hash_password,
                     require)
 from .vhost import VirtualHost
@@ -85,9 +86,19 @@ class Broker:
         self._notes_call: Any = None
         self._listeners: list[Callable[..., None]] = []
         self.started_at = clock.seconds()
+        # what deleted vhosts counted (stats.py): the broker's totals never go down
+        self._gone_totals = new_counts()
         # "standalone" without --ha; the HA runner sets "master" on the broker it starts
         self.role = "standalone"
         self._default_user = (default_user, default_pass)
+
+    @property
+    def message_totals(self) -> dict[str, int]:
+        """RabbitMQ's message_stats of the whole broker: its vhosts' and the deleted ones'."""
+        totals = dict(self._gone_totals)
+        for vh in list(self.vhosts.values()):
+            add_counts(totals, vh.message_totals)
+        return totals
 
     # ---------------------------------------------------------------- set-up
     def ensure_defaults(self) -> None:
@@ -143,6 +154,7 @@ class Broker:
             if ex and not ex.startswith("amq."):
                 vh.delete_exchange(ex)
         del self.vhosts[name]
+        add_counts(self._gone_totals, vh.message_totals)
         for key in [k for k in self.permissions if k[1] == name]:
             self.clear_permissions(*key)
         for tp in self.topic_permissions.all(vhost=name):
@@ -261,12 +273,14 @@ class Broker:
                 resource_kind, name)
 
     def publisher(self, vhost: VirtualHost | str, user: User | None,
-                  client_id: str | None = None) -> Publisher:
+                  client_id: str | None = None, counts: dict[str, int] | None = None
+                  ) -> Publisher:
         """The publish pipeline (``publish.py``) into *vhost* (object or name; NotFound) as
         *user*; None publishes as the broker itself (internal bridges): no permission check.
-        *client_id* (MQTT) is ``{client_id}`` in topic permission patterns."""
+        *client_id* (MQTT) is ``{client_id}`` in topic permission patterns; *counts*: the
+        publishing channel's counters (``stats.new_counts``), if it keeps any."""
         return Publisher(self, vhost if isinstance(vhost, VirtualHost) else self.vhost(vhost),
-                         user, client_id)
+                         user, client_id, counts)
 
     # ---------------------------------------------------------------- policies
     def set_policy(self, vhost: str, name: str, pattern: str, definition: dict[str, Any], *,

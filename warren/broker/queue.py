@@ -21,6 +21,7 @@ from .message import Message, QueueEntry
 from .ready import ReadyByPriority, ReadyFifo
 from .redelivery import BackOff, HeldForRedelivery
 from .subscriptions import subscription_filter
+from .stats import new_counts
 
 if TYPE_CHECKING:
     from .vhost import VirtualHost
@@ -61,9 +62,10 @@ class Queue:
         self._dispatch_call = None            # deferred dispatch (after acks of a whole read)
         self._arriving: QueueEntry | None = None  # a TTL-0 entry that may go to a consumer now
         self._message_ttls = False            # some ready entry may have a per-message TTL
-        # counters for the management API and metrics
-        self.stats = {"publish": 0, "deliver": 0, "deliver_no_ack": 0, "get": 0, "ack": 0,
-                      "redeliver": 0}
+        # counters for the management API and metrics (stats.py): this queue's, and the
+        # broker's totals they are added to as they happen
+        self.stats = new_counts()
+        self._totals = vhost.message_totals
         self.ready: ReadyFifo | ReadyByPriority = ReadyFifo()
         # returned entries waiting out their redelivery back-off (``redelivery.py``)
         self.held = HeldForRedelivery(vhost.broker.clock, self._redeliver)
@@ -290,14 +292,14 @@ class Queue:
                 ready.requeue(skipped)
 
     def _hand_over(self, consumer: Consumer, entry: QueueEntry) -> None:
+        if entry.redelivered:
+            self._count("redeliver")
         if consumer.no_ack:
-            self.stats["deliver_no_ack"] += 1
+            self._count("deliver_no_ack")
             consumer.deliver(self, entry)
             self._settle(entry)
         else:
-            self.stats["deliver"] += 1
-            if entry.redelivered:
-                self.stats["redeliver"] += 1
+            self._count("deliver")
             self._track_unacked(entry)
             consumer.deliver(self, entry)
 
@@ -310,13 +312,22 @@ class Queue:
                 continue
             if entry.message.paged and not self._page_in(entry):
                 return None
-            self.stats["get"] += 1
+            if entry.redelivered:
+                self._count("redeliver")
             if no_ack:
+                self._count("get_no_ack")
                 self._settle(entry)
             else:
+                self._count("get")
                 self._track_unacked(entry)
             return entry
+        self._count("get_empty")
         return None
+
+    def _count(self, key: str, n: int = 1) -> None:
+        """One operation on this queue, in its counters and the broker's totals."""
+        self.stats[key] += n
+        self._totals[key] += n
 
     def _expired(self, entry: QueueEntry) -> bool:
         """A popped entry past its TTL is dead-lettered (True). The TTL-0 message being
@@ -371,7 +382,7 @@ class Queue:
             acked_bytes += len(message.body)
             release(self, message)   # what _settle does
         self.unacked_bytes -= acked_bytes
-        self.stats["ack"] += len(entries)
+        self._count("ack", len(entries))
         broker.after_settle(self)
 
     def requeue(self, entries: list[QueueEntry]) -> None:

@@ -19,6 +19,7 @@ from .errors import AccessRefused, NotFound, PreconditionFailed
 from .jsonvalue import jsonable
 from .message import Message, QueueEntry
 from .queue import Queue
+from .stats import new_counts
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -61,6 +62,8 @@ class VirtualHost:
         # queues that admit only some messages routed to them (durable subscriptions with a
         # selector, broker/subscriptions.py): while 0, publish skips the check
         self.filtered_queues = 0
+        # RabbitMQ's message_stats of this vhost, counted as they happen (stats.py)
+        self.message_totals = new_counts()
 
     # ---------------------------------------------------------------- lookups
     def exchange(self, name: str) -> Exchange:
@@ -289,7 +292,6 @@ class VirtualHost:
         if exchange is self.default_exchange:
             q = self.queues.get(message.routing_key)
             return [q] if q is not None else []
-        exchange.published_in += 1
         dests = exchange.route(message)
         if len(dests) == 1 and dests[0].kind == "queue":
             return [dests[0]]   # the usual case: one binding to one queue
@@ -316,7 +318,6 @@ class VirtualHost:
             else:
                 return list(queues.values())
             visited.add(id(ex))
-            ex.published_in += 1
             dests = ex.route(message)
 
     def publish(self, exchange: Exchange, message: Message) -> Routed:

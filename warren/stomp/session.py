@@ -265,7 +265,6 @@ class StompSession:
         self._receipts = ConfirmTracker()
         self._unsynced = False                    # stored publishes since the last sync asked
         self._close_after_receipts = False
-        self.stats_publish = 0
         self._handlers: dict[str, Callable[[Frame], None]] = {
             "CONNECT": self._on_connect, "STOMP": self._on_connect, "SEND": self._on_send,
             "SUBSCRIBE": self._on_subscribe, "UNSUBSCRIBE": self._on_unsubscribe,
@@ -293,7 +292,7 @@ class StompSession:
         if receipt is not None and command not in ("CONNECT", "STOMP") and not (
                 command in _TRANSACTIONAL and frame.get("transaction") is not None):
             # a transactional frame's receipt is written when its COMMIT applies it (RabbitMQ)
-            self._queue_receipt(receipt)
+            self._queue_receipt(receipt, confirms=command == "SEND")
         for sub in held:
             sub.held = False
             self._kick[id(sub.queue)] = sub.queue
@@ -399,7 +398,6 @@ class StompSession:
         if not self._publishing:
             self._publishing = True
             self.broker.register_blockable(self)
-        self.stats_publish += 1
         if expires_ttl(int((props.headers or {}).get("expires") or 0), now_ms()) == -1:
             return      # expired before it arrived: never delivered (ActiveMQ drops it too)
         if scheduled is not None:
@@ -889,7 +887,7 @@ class StompSession:
             self._apply_held(held)
             receipt = held.get("receipt")
             if receipt is not None:
-                self._queue_receipt(receipt)
+                self._queue_receipt(receipt, confirms=held.command == "SEND")
 
     def _apply_held(self, held: Frame) -> None:
         """One SEND/ACK/NACK of a committed transaction."""
@@ -913,12 +911,20 @@ class StompSession:
         del self.transactions[tx]
 
     # ------------------------------------------------------------------ receipts
-    def _queue_receipt(self, receipt: str) -> None:
+    def _queue_receipt(self, receipt: str, confirms: bool = False) -> None:
+        """Write a RECEIPT in frame order. A SEND's receipt is RabbitMQ's publisher confirm
+        (its STOMP adapter answers receipts on confirms), counted as ``confirm`` when it is
+        written."""
         data = encode(Frame("RECEIPT", (("receipt-id", receipt),)), self.version)
         if self._unsynced or self._receipts:
-            self._receipts.add(data, self._unsynced)
+            self._receipts.add((data, confirms), self._unsynced)
         else:
-            self.link.write(data)
+            self._write_receipt(data, confirms)
+
+    def _write_receipt(self, data: bytes, confirms: bool) -> None:
+        self.link.write(data)
+        if confirms:
+            self.publisher.confirmed(1)
 
     def _synced(self, _: Any) -> None:
         if self.state is State.CLOSED:
@@ -927,8 +933,8 @@ class StompSession:
         self.link.flush()
 
     def _release_receipts(self) -> None:
-        for _seq, data, _ok in self._receipts.release():
-            self.link.write(data)
+        for _seq, (data, confirms), _ok in self._receipts.release():
+            self._write_receipt(data, confirms)
         if self._close_after_receipts and not self._receipts and self.state is not State.CLOSED:
             self.state = State.CLOSED
             self.link.close()

@@ -222,7 +222,7 @@ def make_site(broker: Any, config: Any, reactor: Any) -> server.Site:
     api = ApiResource(broker, config, routes, stats=stats)
     openapi = json.dumps(openapi_document(routes)).encode()
     root = ConsoleRoot(ApiRoot(api, openapi), MetricsResource(
-        broker, stats, require_auth=bool(getattr(config, "metrics_require_auth", False))))
+        broker, require_auth=bool(getattr(config, "metrics_require_auth", False))))
     site = ConsoleSite(root, requestFactory=ConsoleRequest,
                        request_timeout=getattr(config, "http_request_timeout", 30.0),
                        idle_timeout=getattr(config, "http_idle_timeout", 60.0),

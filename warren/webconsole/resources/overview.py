@@ -16,6 +16,7 @@ from typing import Any
 
 from ...broker.definitions import PRODUCT_VERSION, WARREN_VERSION
 from ...broker.message import Message, Properties
+from ...broker.stats import with_rates
 from ...exchange.registry import EXCHANGE_TYPES
 from ..api import Call, Route, as_str, forbidden, not_found
 
@@ -54,6 +55,7 @@ def overview(call: Call) -> dict[str, Any]:
     channels = sum(len(getattr(c, "channel_infos", lambda: [])()) for c in conns)
     consumers = sum(q.consumer_count for q in queues)
     stats = call.site.stats
+    depth_rates = stats.depth_rates(vh.name for vh in vhs) if stats is not None else {}
     return {
         "management_version": MANAGEMENT_VERSION, "rates_mode": "basic",
         "sample_retention_policies": {"global": [600, 3600, 28800, 86400],
@@ -68,12 +70,13 @@ def overview(call: Call) -> dict[str, Any]:
         "release_series_support_status": "supported",
         "disable_stats": False, "is_op_policy_updating_enabled": True,
         "enable_queue_totals": True,
-        "message_stats": stats.message_stats() if stats is not None else {},
+        # monitoring and administrator see the broker's, other users their vhosts' (RabbitMQ)
+        "message_stats": (stats.message_stats(None if call.sees_all else
+                                              [vh.name for vh in vhs])
+                          if stats is not None else {}),
         "churn_rates": {},
-        "queue_totals": {"messages": ready + unacked, "messages_details": {"rate": 0.0},
-                         "messages_ready": ready, "messages_ready_details": {"rate": 0.0},
-                         "messages_unacknowledged": unacked,
-                         "messages_unacknowledged_details": {"rate": 0.0}},
+        "queue_totals": with_rates({"messages": ready + unacked, "messages_ready": ready,
+                                    "messages_unacknowledged": unacked}, depth_rates),
         "object_totals": {"channels": channels, "connections": len(conns),
                           "consumers": consumers,
                           "exchanges": sum(len(vh.exchanges) for vh in vhs),
@@ -155,12 +158,24 @@ def close_connection(call: Call) -> None:
     call.status = 204
 
 
+def _channel_infos(call: Call, conn: Any) -> list[dict[str, Any]]:
+    """A connection's channels; their counters (``message_stats``) with their rates."""
+    out = list(getattr(conn, "channel_infos", lambda: [])())
+    stats = call.site.stats
+    for info in out:
+        counts = info.get("message_stats")
+        if counts is not None:
+            rates = stats.channel_rates(info["name"]) if stats is not None else {}
+            info["message_stats"] = with_rates(counts, rates)
+    return out
+
+
 def connection_channels(call: Call) -> list[dict[str, Any]]:
-    return list(getattr(_connection(call), "channel_infos", lambda: [])())
+    return _channel_infos(call, _connection(call))
 
 
 def list_channels(call: Call) -> list[dict[str, Any]]:
-    out = [ch for c in _connections(call) for ch in getattr(c, "channel_infos", lambda: [])()]
+    out = [ch for c in _connections(call) for ch in _channel_infos(call, c)]
     if "vhost" in call.params:
         vh = call.vhost()
         out = [i for i in out if i.get("vhost") == vh.name]

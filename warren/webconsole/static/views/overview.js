@@ -71,7 +71,7 @@ function totalCard(label, value, id) {
 export function overviewPage(params, app) {
   const totals = h("div", {class: "stats", id: "overview-totals"});
   const queuedChart = new LineChart({title: "Queued messages", series: QUEUED_SERIES,
-    format: (v) => formatCount(Math.round(v))});
+    format: (v) => formatCount(Math.round(v)), integer: true});
   const rateChart = new LineChart({title: "Message rates", series: RATE_SERIES,
     format: (v) => formatRate(v)});
   for (const s of samples) {
