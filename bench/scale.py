@@ -85,7 +85,7 @@ def bench_core(sizes: list[int]) -> None:
 
 def bench_purge(sizes: list[int]) -> None:
     from warren.amqp.properties import CODEC
-    from warren.broker.message import Message, Properties
+    from warren.model.message import Message, Properties
     for n in sizes:
         broker = _core_broker()
         vh = broker.vhost("/")

@@ -17,9 +17,9 @@ from pamqp import commands
 from twisted.python.failure import Failure
 
 from ..broker.confirms import ConfirmTracker
-from ..broker.errors import (AccessRefused, BrokerError, NotAllowed, NotFound, NotImplemented_,
+from ..model.errors import (AccessRefused, BrokerError, NotAllowed, NotFound, NotImplemented_,
                              PreconditionFailed)
-from ..broker.message import Message, QueueEntry
+from ..model.message import Message, QueueEntry
 from ..broker.queue import Queue
 from ..broker.replyto import REPLY_TO, direct_reply_to
 from .framing import (ACCESS_REQUEST_OK_PAYLOAD, FRAME_BODY, FRAME_HEADER, FRAME_METHOD,
@@ -244,7 +244,7 @@ class Channel:
         handler = self._handlers.get(type(method))
         if handler is None:
             if method.name.startswith("Connection."):
-                from ..broker.errors import CommandInvalid
+                from ..model.errors import CommandInvalid
                 raise CommandInvalid(f"connection method {method.name} on channel {self.number}")
             if method.name == "Channel.Open":
                 raise ChannelError("second 'channel.open' seen")

@@ -1,6 +1,6 @@
 """The canonical properties codec: AMQP 0-9-1 content-header property lists <-> Properties.
 
-Messages keep this encoding as their native form (see ``broker/message.py``), so the core gets
+Messages keep this encoding as their native form (see ``model/message.py``), so the core gets
 it injected rather than importing it. The two encodings every benchmark and most clients send
 (no properties; delivery_mode only) are recognised by their bytes; the rest goes through pamqp.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from pamqp import commands
 from pamqp.header import ContentHeader
 
-from ..broker.message import Properties
+from ..model.message import Properties
 from .wire_errors import SyntaxError_
 
 _EMPTY = b"\x00\x00"

@@ -13,9 +13,10 @@ from typing import Any, Callable, Iterable, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 
+from ..exchange.exchange import Exchange
+from ..model.errors import AccessRefused, NotAllowed, NotFound
+from ..model.message import OVERHEAD, Message, PropertiesCodec
 from ..store.interface import KEY_SEP, MessageStore, StoreUnavailable, resource_key
-from .errors import AccessRefused, NotAllowed, NotFound
-from .message import OVERHEAD, Message, PropertiesCodec
 from .paging import DEFAULT_BUDGET, Pager
 from .parameters import STORE_KIND as PARAMETER_KIND
 from .parameters import RuntimeParameters
@@ -546,8 +547,7 @@ class Broker:
         return len(self.connections)
 
 
-def _restored_exchange(e: dict[str, Any]):
-    from ..exchange.exchange import Exchange
+def _restored_exchange(e: dict[str, Any]) -> Exchange:
     return Exchange(e["vhost"], e["name"], e["type"], durable=True,
                     auto_delete=e.get("auto_delete", False), internal=e.get("internal", False),
                     arguments=e.get("arguments") or {})

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 
 from twisted.internet.defer import Deferred
 
-from .errors import BrokerError, PreconditionFailed
+from ..model.errors import BrokerError, PreconditionFailed
 from .jsonvalue import jsonable
 
 PRODUCT_VERSION = "3.13.0"  # the RabbitMQ version whose format we write

@@ -16,8 +16,8 @@ from ..exchange.interface import BindingSet
 from ..store.interface import resource_key
 from .arguments import validate_queue_arguments
 from .consumers import Consumer, ConsumerSet
-from .errors import AccessRefused, ResourceLocked
-from .message import Message, QueueEntry
+from ..model.errors import AccessRefused, ResourceLocked
+from ..model.message import Message, QueueEntry
 from .ready import ReadyByPriority, ReadyFifo
 
 if TYPE_CHECKING:

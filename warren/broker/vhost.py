@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 from ..exchange.exchange import Exchange
 from ..exchange.interface import Binding
 from ..store.interface import resource_key
+from . import delayed  # noqa: F401  (adds x-delayed-message to the exchange types)
 from .deadletter import dead_letter_copy, is_cycle
-from .errors import AccessRefused, NotFound, PreconditionFailed
+from ..model.errors import AccessRefused, NotFound, PreconditionFailed
 from .jsonvalue import jsonable
-from .message import Message, QueueEntry
+from ..model.message import Message, QueueEntry
 from .queue import Queue
 
 if TYPE_CHECKING:

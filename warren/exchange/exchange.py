@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..model.errors import CommandInvalid
 from .interface import Binding, BindingSet
 from .registry import EXCHANGE_TYPES
 
@@ -69,7 +70,6 @@ class Exchange:
 
 
 def _unknown(type_name: str) -> Exception:
-    from ..broker.errors import CommandInvalid
     # RabbitMQ: connection error 503 "invalid exchange type 'foo'"
     return CommandInvalid(f"unknown exchange type '{type_name}'")
 

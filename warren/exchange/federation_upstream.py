@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..broker.errors import PreconditionFailed
+from ..model.errors import PreconditionFailed
 from .fanout import FanoutExchange
 
 #: the header federation links write on every message they move (newest entry first)

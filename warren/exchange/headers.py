@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..broker.errors import PreconditionFailed
+from ..model.errors import PreconditionFailed
 from .interface import Binding
 
 _MODES = ("all", "any", "all-with-x", "any-with-x")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Iterator, Protocol
 
-from ..broker.message import Message
+from ..model.message import Message
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -14,7 +14,7 @@ connection just after sending the ERROR frame"), so this only decides the frame:
 
 from __future__ import annotations
 
-from ..broker.errors import BrokerError
+from ..model.errors import BrokerError
 from .codec import SUPPORTED_VERSIONS, Frame, StompError
 
 __all__ = ["VERSION_HEADER", "error_frame"]

@@ -1,7 +1,7 @@
 """The one interface every message store implements (ActiveMQ's PersistenceAdapter shape).
 
 The broker core talks to storage only through :class:`MessageStore`. A store knows nothing of
-protocols or of :class:`warren.broker.message.Message`: a message is an opaque ``record``
+protocols or of :class:`warren.model.message.Message`: a message is an opaque ``record``
 (bytes the core made with ``Message.to_record()``) under an integer id, and a queue is an opaque
 string key (:func:`resource_key`: vhost and name joined by U+001F, a character PostgreSQL text
 accepts and names never contain in practice, unlike NUL). That keeps the journal and the SQL store

@@ -12,7 +12,7 @@ import binascii
 from typing import Any
 
 from ...broker.jsonvalue import jsonable
-from ...broker.message import Message, Properties
+from ...model.message import Message, Properties
 from ...exchange.registry import EXCHANGE_TYPES
 from ..api import Call, Route, as_bool, as_str, as_table, bad_request, not_found
 from .bindings import binding_info
@@ -83,7 +83,7 @@ def put_exchange(call: Call) -> None:
 
 
 def _default_exchange_refused() -> Exception:
-    from ...broker.errors import AccessRefused
+    from ...model.errors import AccessRefused
     return AccessRefused("operation not permitted on the default exchange")
 
 

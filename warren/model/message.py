@@ -19,6 +19,8 @@ import struct
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from .errors import PreconditionFailed
+
 #: Extra bytes charged per message for memory accounting (object headers, entries, indexes).
 OVERHEAD = 400
 
@@ -180,10 +182,8 @@ def parse_expiration(value: str | None) -> int | None:
     try:
         ttl = int(value)
     except (TypeError, ValueError):
-        from .errors import PreconditionFailed
         raise PreconditionFailed(f"invalid expiration '{value}'") from None
     if ttl < 0:
-        from .errors import PreconditionFailed
         raise PreconditionFailed(f"invalid expiration '{value}'")
     return ttl
 

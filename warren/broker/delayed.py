@@ -21,6 +21,10 @@ as the reactor runs (after every queue has been recovered). Definitions share th
 commit, so the window between a publisher confirm and durability is one reactor turn, as for
 definitions; a message is held in memory once, not in any queue, so it shows in no queue count.
 Transient messages, and messages held by transient exchanges, are kept in memory only.
+
+The type lives in the broker, not among the exchange types it builds on: it publishes through
+its vhost and persists through the broker's parameters, so it sits above both and adds itself
+to the exchange registry when the broker is loaded (``vhost.py`` imports it).
 """
 
 from __future__ import annotations
@@ -30,17 +34,17 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..broker.errors import PreconditionFailed
-from ..broker.message import Message
+from ..exchange.interface import Binding
+from ..exchange.registry import EXCHANGE_TYPES, register
+from ..model.errors import PreconditionFailed
+from ..model.message import Message
 from ..store.interface import resource_key
-from .interface import Binding
-from .registry import EXCHANGE_TYPES, register
 
 if TYPE_CHECKING:
-    from ..broker.vhost import VirtualHost
-    from .exchange import Exchange
+    from ..exchange.exchange import Exchange
+    from .vhost import VirtualHost
 
-log = logging.getLogger("warren.exchange.delayed")
+log = logging.getLogger("warren.broker.delayed")
 
 #: prefix of the runtime-parameter keys that hold persisted delayed messages
 PARAMETER_PREFIX = resource_key("x-delayed-message", "")
