@@ -543,9 +543,6 @@ class Broker:
         log.info("recovered %d vhosts, %d queues, %d messages", len(self.vhosts),
                  sum(len(v.queues) for v in self.vhosts.values()), len(messages))
 
-    def connection_count(self) -> int:
-        return len(self.connections)
-
 
 def _restored_exchange(e: dict[str, Any]) -> Exchange:
     return Exchange(e["vhost"], e["name"], e["type"], durable=True,

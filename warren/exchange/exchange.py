@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..model.errors import CommandInvalid
-from .interface import Binding, BindingSet
+from .interface import Binding, BindingSet, ExchangeType
 from .registry import EXCHANGE_TYPES
 
 
@@ -25,7 +25,7 @@ class Exchange:
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments = dict(arguments or {})
-        self.impl = cls(self.arguments)
+        self.impl: ExchangeType = cls(self.arguments)
         self.bindings = BindingSet()             # bindings with this exchange as source
         self.inbound = BindingSet()              # exchange-to-exchange bindings into it
         self.alternate: str | None = None        # alternate-exchange name (argument or policy)

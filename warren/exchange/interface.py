@@ -28,14 +28,16 @@ class Binding:
     def key(self) -> tuple[str, str, str, str, tuple]:
         """Identity of a binding as RabbitMQ defines it (same args = same binding)."""
         return (self.source, self.destination.kind, self.destination.name, self.routing_key,
-                _freeze(self.arguments))
+                freeze(self.arguments))
 
 
-def _freeze(value: Any) -> Any:
+def freeze(value: Any) -> Any:
+    """Binding arguments as a hashable key: equal arguments, equal keys (RabbitMQ compares a
+    binding's arguments as a whole, whatever the order of a table's fields)."""
     if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
     if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
+        return tuple(freeze(v) for v in value)
     return value
 
 
@@ -87,6 +89,12 @@ class BindingSet:
 
 
 class ExchangeType(Protocol):
+    """What the registry holds and ``Exchange.impl`` is: one exchange's routing structure.
+
+    A type that needs its vhost (``broker/delayed.py``) also has ``attach(vhost, exchange)``,
+    called when the exchange is declared or recovered, and ``cancel_all()``, called when it is
+    deleted; the vhost calls them only where they exist."""
+
     name: ClassVar[str]
 
     def __init__(self, arguments: dict[str, Any]) -> None: ...
