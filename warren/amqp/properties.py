@@ -8,12 +8,11 @@ it injected rather than importing it. The two encodings every benchmark and most
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from decimal import Decimal
-from typing import Any
 
 from pamqp import commands
 from pamqp.header import ContentHeader
 
+from ..amqp_table import encodable
 from ..model.message import Properties
 from .wire_errors import SyntaxError_
 
@@ -59,7 +58,7 @@ class AmqpPropertiesCodec:
         p = commands.Basic.Properties()
         p.content_type = props.content_type
         p.content_encoding = props.content_encoding
-        p.headers = _encodable(props.headers) if props.headers is not None else None
+        p.headers = encodable(props.headers) if props.headers is not None else None
         p.delivery_mode = props.delivery_mode
         p.priority = props.priority
         p.correlation_id = props.correlation_id
@@ -73,18 +72,6 @@ class AmqpPropertiesCodec:
         p.cluster_id = props.cluster_id
         return p.marshal()
 
-
-def _encodable(value: Any) -> Any:
-    """pamqp encodes byte arrays only from bytearray; everything else passes."""
-    if isinstance(value, dict):
-        return {str(k): _encodable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encodable(v) for v in value]
-    if isinstance(value, bytes):
-        return bytearray(value)
-    if isinstance(value, (str, int, float, bool, Decimal, datetime, bytearray)) or value is None:
-        return value
-    return str(value)
 
 
 CODEC = AmqpPropertiesCodec()
