@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..model.errors import CommandInvalid
-from .interface import Binding, BindingSet, ExchangeType
+from ..model.message import Message
+from .interface import Binding, BindingKey, BindingSet, ExchangeType
 from .registry import EXCHANGE_TYPES
 
 
@@ -38,14 +39,14 @@ class Exchange:
         self.published_in = 0
         self.published_out = 0
 
-    def route(self, message) -> list[Any]:
+    def route(self, message: Message) -> list[Any]:
         return self.impl.route(message)
 
-    def find_binding(self, key: tuple) -> Binding | None:
+    def find_binding(self, key: BindingKey) -> Binding | None:
         """The binding with this ``Binding.key`` (a dict lookup, whatever the count)."""
         return self.bindings.find(key)
 
-    def add_binding(self, binding: Binding, key: tuple | None = None) -> None:
+    def add_binding(self, binding: Binding, key: BindingKey | None = None) -> None:
         self.impl.validate_binding(binding)
         self.impl.bind(binding)
         self.bindings.add(binding, key)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ..model.message import Message
 from .interface import Binding
 
 CACHE_LIMIT = 4096
@@ -156,7 +157,7 @@ class TopicTrie:
         words = split_words(pattern)
         node = self._root
         for word in words:
-            node = self._child(node, word, create=True)
+            node = self._grow(node, word)
         node.bindings[binding] = binding.destination
         affected = self._cache.matching(pattern, words)
         if affected is None:
@@ -170,9 +171,10 @@ class TopicTrie:
         node = self._root
         words = split_words(pattern)
         for word in words:
-            node = self._child(node, word, create=False)
-            if node is None:
+            found = self._child(node, word)
+            if found is None:
                 return
+            node = found
             path.append(node)
         if binding not in node.bindings:
             return
@@ -196,17 +198,26 @@ class TopicTrie:
                 del parent.children[word]
 
     @staticmethod
-    def _child(node: _Node, word: str, create: bool) -> _Node | None:
+    def _child(node: _Node, word: str) -> _Node | None:
         if word == "*":
-            if node.star is None and create:
+            return node.star
+        if word == "#":
+            return node.hash
+        return node.children.get(word)
+
+    @staticmethod
+    def _grow(node: _Node, word: str) -> _Node:
+        """The child for ``word``, made if missing."""
+        if word == "*":
+            if node.star is None:
                 node.star = _Node()
             return node.star
         if word == "#":
-            if node.hash is None and create:
+            if node.hash is None:
                 node.hash = _Node()
             return node.hash
         child = node.children.get(word)
-        if child is None and create:
+        if child is None:
             child = node.children[word] = _Node()
         return child
 
@@ -252,5 +263,5 @@ class TopicExchange:
     def unbind(self, binding: Binding) -> None:
         self._trie.remove(binding.routing_key, binding)
 
-    def route(self, message) -> list[Any]:
+    def route(self, message: Message) -> list[Any]:
         return self._trie.match(message.routing_key)

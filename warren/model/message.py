@@ -119,6 +119,7 @@ class Message:
     @property
     def properties(self) -> Properties:
         if self._props is None:
+            assert self.raw_props is not None   # the constructor keeps one of the two
             self._props = self.codec.decode(self.raw_props)
         return self._props
 
@@ -128,6 +129,7 @@ class Message:
 
     def encoded_props(self) -> bytes:
         if self.raw_props is None:
+            assert self._props is not None      # the constructor keeps one of the two
             self.raw_props = self.codec.encode(self._props)
         return self.raw_props
 

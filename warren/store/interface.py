@@ -90,8 +90,11 @@ class RecoveredState:
 class MessageStore(abc.ABC):
     """Storage behind the broker core; see the module docstring for the contract."""
 
-    #: False while writes fail (disk full, database gone); the core blocks persistent publishers.
-    healthy: bool = True
+    @property
+    def healthy(self) -> bool:
+        """False while writes fail (disk full, database gone); the core blocks persistent
+        publishers meanwhile."""
+        return True
 
     @abc.abstractmethod
     def open(self) -> None:

@@ -106,7 +106,7 @@ def encode_message(msg_id: int, seq: int, queues: dict[str, bool],
         for key, delivered in queues.items():
             return b"".join((_MESSAGE_HEAD.pack(msg_id, seq, 1), _queue_entry(key, delivered),
                              record))
-    parts = [_MESSAGE_HEAD.pack(msg_id, seq, len(queues))]
+    parts: list[bytes | memoryview] = [_MESSAGE_HEAD.pack(msg_id, seq, len(queues))]
     for key, delivered in queues.items():
         parts.append(_queue_entry(key, delivered))
     parts.append(record)
