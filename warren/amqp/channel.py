@@ -132,6 +132,12 @@ class AmqpConsumer:
 
 
 class Channel:
+    """The state RabbitMQ keeps per AMQP channel (unacked deliveries, consumers, prefetch,
+    confirm and transaction mode), and the translation of its methods into core calls.
+
+    A handler only raises: the connection turns a ``BrokerError`` (or a wire error) into
+    channel.close or connection.close in one place (``amqp/errors.py``)."""
+
     def __init__(self, conn: "AmqpConnection", number: int) -> None:
         self.conn = conn
         self.number = number

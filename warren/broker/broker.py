@@ -40,6 +40,15 @@ class Blockable(Protocol):
 
 
 class Broker:
+    """Everything the protocols share in one process: vhosts by name, users and permissions,
+    policies and runtime parameters, the store, the memory budget and its alarm.
+
+    Front ends, the console and the bridges hold this one object and reach vhosts, publishers
+    (:meth:`publisher`) and the store through it, so a rule (a permission, a policy, a memory
+    alarm) is decided once for every protocol. It never calls a front end: it knows them only
+    as the small interfaces they register (``Blockable`` connections, event listeners,
+    consumers)."""
+
     def __init__(self, *, clock: Any, codec: PropertiesCodec, store: MessageStore | None = None,
                  memory_high_watermark: int = 2 * 1024 ** 3, node_name: str = "warren@localhost",
                  default_user: str = "guest", default_pass: str = "guest",

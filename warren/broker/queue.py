@@ -27,6 +27,11 @@ log = logging.getLogger("warren.queue")
 
 
 class Queue:
+    """One queue's ready messages, its consumers and its rules (see the module docstring).
+
+    Entries handed to a consumer leave the queue: the receiver (a channel, a session) holds
+    them until it acks, rejects or requeues them through this object."""
+
     kind = "queue"
 
     def __init__(self, vhost: "VirtualHost", name: str, *, durable: bool = False,

@@ -47,6 +47,13 @@ class Routed:
 
 
 class VirtualHost:
+    """One namespace of exchanges, queues and bindings, and the routing between them.
+
+    Declarations, deletions and (un)binds check RabbitMQ's rules and raise its errors here, so
+    every protocol and the console get the same answer; :meth:`route` follows
+    exchange-to-exchange bindings and alternate exchanges and enqueues a message once on each
+    queue it reaches."""
+
     def __init__(self, broker: "Broker", name: str) -> None:
         # the default exchange routes by looking the queue up by name (see ``route``); its
         # implicit bindings exist only as a listing (``bindings``), never in its type
