@@ -52,6 +52,9 @@ def test_real_responses_conform(doc, broker, unique):
              timeout=30)
     api.put(f"{base}/api/policies/%2F/{unique}", timeout=30,
             json={"pattern": "^zz", "definition": {"max-length": 3}})
+    # a topic permission on a direct exchange: listed, never applied
+    api.put(f"{base}/api/topic-permissions/%2F/guest", timeout=30,
+            json={"exchange": unique, "write": ".*", "read": ".*"})
     api.post(f"{base}/api/exchanges/%2F/amq.default/publish", timeout=30,
              json={"routing_key": unique, "payload": "m", "properties": {}})
     conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
@@ -65,7 +68,7 @@ def test_real_responses_conform(doc, broker, unique):
                   "props": "k", "user": "guest", "username": "guest",
                   "node": "warren%40localhost",
                   "port": str(broker.amqp_port), "protocol": "amqp", "within": "1",
-                  "unit": "days"}
+                  "unit": "days", "exchange": unique}
         checked = 0
         for path, ops in doc["paths"].items():
             op = ops.get("get")
@@ -125,3 +128,4 @@ def test_real_responses_conform(doc, broker, unique):
     api.delete(f"{base}/api/exchanges/%2F/{unique}", timeout=30)
     api.delete(f"{base}/api/exchanges/%2F/{unique}-e", timeout=30)
     api.delete(f"{base}/api/policies/%2F/{unique}", timeout=30)
+    api.delete(f"{base}/api/topic-permissions/%2F/guest/{unique}", timeout=30)

@@ -372,6 +372,43 @@ def test_admin_vhost_user_permission_policy(ui, broker, unique):
         assert_clean(ui)
 
 
+def test_admin_topic_permission_set_shown_cleared(ui, broker, unique):
+    user = f"{unique}.user"
+    assert api(broker, "PUT", "users", user, json={"password": "pw", "tags": ""}).status_code == 201
+    try:
+        with screenshot_on_failure(ui, "topic permissions"):
+            login(ui, broker)
+            ui.wait_for_selector("#page-overview")
+            loaded(ui)
+            open_page(ui, "#/permissions", "#page-permissions")
+            ui.open_section("#topic-permissions")
+            form = "#add-topic-permission-form"
+            ui.wait_for(f"[...document.querySelectorAll('{form} select[name=user] option')]"
+                        f".some(o => o.value === {json.dumps(user)})", what="user option")
+            ui.choose(f"{form} select[name=user]", user)
+            ui.choose(f"{form} select[name=vhost]", "/")
+            ui.fill(f"{form} input[name=write]", "^sensors\\.")
+            ui.fill(f"{form} input[name=read]", "<b>^r</b>")
+            click(ui, f"{form} button[type=submit]")
+            notice(ui, "set")
+            r = api(broker, "GET", "topic-permissions", "/", user)
+            assert r.status_code == 200, r.text
+            assert r.json() == [{"user": user, "vhost": "/", "exchange": "amq.topic",
+                                 "write": "^sensors\\.", "read": "<b>^r</b>"}]
+            key = f"//{user}/amq.topic"
+            ui.wait_for_selector(row(key))
+            text = ui.evaluate(f"document.querySelector({json.dumps(row(key))}).textContent")
+            assert "^sensors\\." in text and "<b>^r</b>" in text    # shown as text
+            click(ui, f"{row(key)} button.danger")
+            confirm(ui)
+            notice(ui, "Done.")
+            wait_until(lambda: api(broker, "GET", "topic-permissions", "/", user).status_code
+                       == 404, what="topic permission gone")
+            assert_clean(ui)
+    finally:
+        api(broker, "DELETE", "users", user)
+
+
 def test_shovel_add_see_running_restart_delete(ui, broker, unique):
     src, dst = f"{unique}.src", f"{unique}.dst"
     with screenshot_on_failure(ui, "shovels"):

@@ -324,6 +324,8 @@ class Channel:
         if self.confirm:
             self.publish_seq += 1
         if self.tx:
+            # refused at basic.publish, as RabbitMQ, not at tx.commit
+            publisher.authorise(ex, rk)
             self._tx_publishes.append((ex, msg, mandatory))
             return
         self._route(ex, msg, mandatory, self.publish_seq if self.confirm else 0)
@@ -455,7 +457,7 @@ class Channel:
                 self.send(reply())
             return
         dest = vh.exchange(m.destination)
-        vh.exchange(m.source)
+        self.broker.check_topic(user, vh.name, vh.exchange(m.source), "read", m.routing_key)
         change(m.source, dest, m.routing_key, m.arguments or {})
         if not m.nowait:
             self.send(reply())
@@ -505,7 +507,7 @@ class Channel:
         self.broker.check(user, vh.name, "read", "exchange", m.exchange)
         q = vh.queue(name)
         q.check_access(self.conn)
-        vh.exchange(m.exchange)
+        self.broker.check_topic(user, vh.name, vh.exchange(m.exchange), "read", m.routing_key)
         vh.bind(m.exchange, q, m.routing_key, m.arguments or {})
         if not m.nowait:
             self.send(commands.Queue.BindOk())
@@ -522,6 +524,7 @@ class Channel:
             self.send(commands.Queue.UnbindOk())
             return
         q.check_access(self.conn)
+        self.broker.check_topic(user, vh.name, vh.exchanges[m.exchange], "read", m.routing_key)
         vh.unbind(m.exchange, q, m.routing_key, m.arguments or {})
         self.send(commands.Queue.UnbindOk())
 
@@ -740,6 +743,10 @@ class Channel:
             raise PreconditionFailed("channel is not transactional")
         publishes, self._tx_publishes = self._tx_publishes, []
         settles, self._tx_settles = self._tx_settles, []
+        for ex, msg, _mandatory in publishes:
+            # all or nothing: a topic permission changed since basic.publish refuses the
+            # commit before any of it is routed
+            self.publisher.authorise(ex, msg.routing_key)
         stored = False
         for ex, msg, mandatory in publishes:
             routed = self.publisher.route(ex, msg)

@@ -23,6 +23,7 @@ from .parameters import RuntimeParameters
 from .policies import Policy, effective
 from .publish import Publisher
 from .queue import Queue
+from .topic_permissions import TopicPermission, TopicPermissions, require_topic
 from .users import (HASHING_ALGORITHM, Permission, User, algorithm_of, hash_password,
                     require)
 from .vhost import VirtualHost
@@ -63,6 +64,7 @@ class Broker:
         self.vhosts: dict[str, VirtualHost] = {}
         self.users: dict[str, User] = {}
         self.permissions: dict[tuple[str, str], Permission] = {}
+        self.topic_permissions = TopicPermissions()  # RabbitMQ's topic authorisation
         self.policies: dict[str, dict[str, Policy]] = {}  # vhost -> name -> policy
         # internal durable records (MQTT sessions and retained messages, delayed and
         # scheduled messages) by store key; not RabbitMQ's runtime parameters, which are
@@ -152,6 +154,8 @@ class Broker:
         del self.vhosts[name]
         for key in [k for k in self.permissions if k[1] == name]:
             self.clear_permissions(*key)
+        for tp in self.topic_permissions.all(vhost=name):
+            self.clear_topic_permissions(tp.user, name)
         for pname in list(self.policies.get(name, {})):
             self.clear_policy(name, pname)
         self.policies.pop(name, None)
@@ -179,6 +183,8 @@ class Broker:
         del self.users[name]
         for key in [k for k in self.permissions if k[0] == name]:
             self.clear_permissions(*key)
+        for tp in self.topic_permissions.all(user=name):
+            self.clear_topic_permissions(name, tp.vhost)
         self.save_definition("user", name, None)
 
     def set_permissions(self, user: str, vhost: str, configure: str, write: str, read: str,
@@ -196,6 +202,38 @@ class Broker:
     def clear_permissions(self, user: str, vhost: str) -> None:
         if self.permissions.pop((user, vhost), None) is not None:
             self.save_definition("permission", resource_key(user, vhost), None)
+
+    def set_topic_permissions(self, user: str, vhost: str, exchange: str, write: str,
+                              read: str, *, persist: bool = True) -> TopicPermission:
+        """Set the user's topic permission on *exchange* in *vhost* (``topic_permissions.py``);
+        NotFound for an unknown user or vhost, PreconditionFailed for a bad pattern."""
+        if user not in self.users:
+            raise NotFound(f"no user '{user}'")
+        if vhost not in self.vhosts:
+            raise NotFound(f"no vhost '{vhost}'")
+        perm = self.topic_permissions.set(user, vhost, exchange, write, read)
+        if persist:
+            self.save_definition("topic_permission", resource_key(user, vhost, exchange),
+                                 perm.definition())
+        return perm
+
+    def clear_topic_permissions(self, user: str, vhost: str,
+                                exchange: str | None = None) -> list[TopicPermission]:
+        """Remove the user's topic permission on *exchange*, or all of them in *vhost*."""
+        removed = self.topic_permissions.clear(user, vhost, exchange)
+        for perm in removed:
+            self.save_definition("topic_permission",
+                                 resource_key(user, vhost, perm.exchange), None)
+        return removed
+
+    def check_topic(self, user: User, vhost: str, exchange: Any, kind: str,
+                    routing_key: str, client_id: str | None = None) -> None:
+        """Raise 403 unless *user* may use *routing_key* on the topic *exchange* (an
+        Exchange) for ``kind`` (``read`` to bind, ``write`` to publish; publishes are checked
+        by the ``Publisher``). One dict lookup when the user has no topic permissions."""
+        granted = self.topic_permissions.granted(user.name, vhost)
+        if granted:
+            require_topic(granted, exchange, kind, routing_key, user.name, vhost, client_id)
 
     def authenticate(self, username: str, password: str, *, loopback: bool, peer: str = "",
                      protocol: str = "") -> User:
@@ -231,11 +269,13 @@ class Broker:
         require(self.permissions.get((user.name, vhost)), user.name, vhost, kind,
                 resource_kind, name)
 
-    def publisher(self, vhost: VirtualHost | str, user: User | None) -> Publisher:
+    def publisher(self, vhost: VirtualHost | str, user: User | None,
+                  client_id: str | None = None) -> Publisher:
         """The publish pipeline (``publish.py``) into *vhost* (object or name; NotFound) as
-        *user*; None publishes as the broker itself (internal bridges): no permission check."""
+        *user*; None publishes as the broker itself (internal bridges): no permission check.
+        *client_id* (MQTT) is ``{client_id}`` in topic permission patterns."""
         return Publisher(self, vhost if isinstance(vhost, VirtualHost) else self.vhost(vhost),
-                         user)
+                         user, client_id)
 
     # ---------------------------------------------------------------- policies
     def set_policy(self, vhost: str, name: str, pattern: str, definition: dict[str, Any], *,
@@ -490,6 +530,10 @@ class Broker:
             if p["user"] in self.users and p["vhost"] in self.vhosts:
                 self.set_permissions(p["user"], p["vhost"], p["configure"], p["write"],
                                      p["read"], persist=False)
+        for p in by_kind.get("topic_permission", []):
+            if p["user"] in self.users and p["vhost"] in self.vhosts:
+                self.set_topic_permissions(p["user"], p["vhost"], p["exchange"], p["write"],
+                                           p["read"], persist=False)
         for p in by_kind.get("policy", []):
             if p["vhost"] in self.vhosts:
                 self.set_policy(p["vhost"], p["name"], p["pattern"], p["definition"],

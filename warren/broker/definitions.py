@@ -35,6 +35,7 @@ from twisted.internet.defer import Deferred
 
 from ..model.errors import BrokerError, PreconditionFailed
 from .jsonvalue import jsonable
+from .topic_permissions import invalid_pattern
 
 PRODUCT_VERSION = "3.13.0"  # the RabbitMQ version whose format we write
 WARREN_VERSION = "0.1.0"
@@ -84,7 +85,7 @@ def export_definitions(broker: Any, vhost: str | None = None) -> dict[str, Any]:
                                        "tags": list(getattr(vh, "tags", []))}}
                          for vh in vhosts]
         out["permissions"] = [p.definition() for _, p in sorted(broker.permissions.items())]
-        out["topic_permissions"] = []
+        out["topic_permissions"] = [p.definition() for p in broker.topic_permissions.all()]
         out["global_parameters"] = [{"name": "cluster_name", "value": broker.node_name}]
     out["parameters"] = parameters
     out["policies"] = policies
@@ -132,8 +133,8 @@ def import_definitions_sliced(broker: Any, defs: Any, vhost: str | None = None) 
 def _prepare(broker: Any, defs: Any, vhost: str | None):
     if not isinstance(defs, dict):
         raise PreconditionFailed("definitions must be a JSON object")
-    for section in ("users", "vhosts", "permissions", "policies", "queues", "exchanges",
-                    "bindings", "parameters"):
+    for section in ("users", "vhosts", "permissions", "topic_permissions", "policies", "queues",
+                    "exchanges", "bindings", "parameters"):
         items = defs.get(section, [])
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise PreconditionFailed(f"'{section}' must be a list of objects")
@@ -170,6 +171,10 @@ def _import_steps(broker: Any, defs: dict[str, Any], vhost: str | None,
             broker.set_permissions(p["user"], p["vhost"], p.get("configure", ""),
                                    p.get("write", ""), p.get("read", ""))
             yield
+        for p in defs.get("topic_permissions", []):
+            broker.set_topic_permissions(p["user"], p["vhost"], p["exchange"],
+                                         p.get("write", ""), p.get("read", ""))
+            yield
     for p in defs.get("policies", []):
         broker.set_policy(vh_of(p), p["name"], p["pattern"], p["definition"],
                           priority=int(p.get("priority", 0)),
@@ -204,7 +209,9 @@ def _import_steps(broker: Any, defs: dict[str, Any], vhost: str | None,
 def _validate(defs: dict[str, Any], vh_of) -> None:
     """Check shapes and references before changing anything."""
     required = {"users": ("name",), "vhosts": ("name",),
-                "permissions": ("user", "vhost"), "policies": ("name", "pattern", "definition"),
+                "permissions": ("user", "vhost"),
+                "topic_permissions": ("user", "vhost", "exchange"),
+                "policies": ("name", "pattern", "definition"),
                 "queues": ("name",), "exchanges": ("name",),
                 "bindings": ("source", "destination"),
                 "parameters": ("component", "name", "value")}
@@ -213,7 +220,8 @@ def _validate(defs: dict[str, Any], vh_of) -> None:
             for k in keys:
                 if k not in item:
                     raise PreconditionFailed(f"{section}: an item lacks '{k}'")
-            for k in ("name", "source", "destination", "user", "component"):
+            for k in ("name", "source", "destination", "user", "component", "exchange",
+                      "vhost", "write", "read", "configure"):
                 if k in item and not isinstance(item[k], str):
                     raise PreconditionFailed(f"{section}: '{k}' must be a string")
     for u in defs.get("users", []):
@@ -223,6 +231,12 @@ def _validate(defs: dict[str, Any], vh_of) -> None:
         for item in defs.get(section, []):
             if vh_of(item) is None:
                 raise PreconditionFailed(f"{section}: no vhost")
+    for p in defs.get("topic_permissions", []):
+        for k in ("write", "read"):
+            reason = invalid_pattern(p.get(k, ""))
+            if reason is not None:
+                raise PreconditionFailed(
+                    f"topic_permissions: invalid regular expression '{p[k]}': {reason}")
 
 
 def _check_parameters(broker: Any, defs: dict[str, Any], vh_of) -> None:

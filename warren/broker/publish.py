@@ -6,6 +6,11 @@ federation links) all publish through a :class:`Publisher`, so the rules RabbitM
 
 1. the exchange must exist (404), the user needs ``write`` on it (403) and it must not be
    internal (403 "cannot publish to internal exchange ..."): :meth:`Publisher.exchange`;
+   on a topic exchange the routing key must pass the user's topic permission (403 "write
+   access to topic ..."; ``topic_permissions.py``), checked per message by :meth:`route`
+   (one dict lookup when the user has none), or before by :meth:`authorise` where a
+   publisher acts on the message first (an MQTT retained message, a scheduled or
+   transactional publish);
 2. a ``reply_to`` of ``amq.rabbitmq.reply-to`` is pointed at the publisher's reply
    subscription (direct reply-to, ``replyto.py``): :meth:`Publisher.publish`;
 3. a default-exchange publish to a reply address goes straight to its requester, anything else
@@ -45,6 +50,7 @@ from typing import TYPE_CHECKING
 
 from ..model.errors import AccessRefused, NotFound
 from .replyto import REPLY_PREFIX, REPLY_TO_BYTES, ReplySubscription, direct_reply_to
+from .topic_permissions import require_topic
 from .vhost import Routed
 
 if TYPE_CHECKING:
@@ -58,14 +64,21 @@ if TYPE_CHECKING:
 class Publisher:
     """Publishing into one vhost as one user (None: the broker itself)."""
 
-    __slots__ = ("broker", "vhost", "user", "_allowed", "_replies")
+    __slots__ = ("broker", "vhost", "user", "client_id", "_allowed", "_replies", "_topics",
+                 "_topic_key")
 
-    def __init__(self, broker: "Broker", vhost: "VirtualHost", user: "User | None") -> None:
+    def __init__(self, broker: "Broker", vhost: "VirtualHost", user: "User | None",
+                 client_id: str | None = None) -> None:
         self.broker = broker
         self.vhost = vhost
         self.user = user
+        self.client_id = client_id              # MQTT: {client_id} in topic permissions
         self._allowed: set[Exchange] = set()   # exchanges whose checks passed
         self._replies = direct_reply_to(broker)
+        # the broker's topic permissions by (user, vhost): looked up per message, since they
+        # may change while the channel is open; the broker itself (user None) has none
+        self._topics = broker.topic_permissions.table if user is not None else {}
+        self._topic_key = (user.name, vhost.name) if user is not None else None
 
     def exchange(self, name: str) -> "Exchange":
         """The exchange called *name*, once this publisher may publish to it.
@@ -85,6 +98,15 @@ class Publisher:
             self._allowed.add(ex)
         return ex
 
+    def authorise(self, exchange: "Exchange", routing_key: str) -> None:
+        """Raise 403 unless this publisher's topic permissions let it publish with
+        *routing_key* to *exchange* (``route`` checks every message itself)."""
+        granted = self._topics.get(self._topic_key)
+        if granted:
+            vhost = self.vhost.name
+            require_topic(granted, exchange, "write", routing_key, self.user.name, vhost,
+                          self.client_id)
+
     def reply_to(self, message: "Message", subscription: ReplySubscription | None) -> "Message":
         """*message* with a ``reply_to`` of ``amq.rabbitmq.reply-to`` pointed at *subscription*.
 
@@ -99,7 +121,11 @@ class Publisher:
     def route(self, exchange: "Exchange", message: "Message") -> Routed:
         """Route a checked, final message: reply addresses to their requester, the rest by
         the vhost. A delivered reply counts as routed; an unknown reply address routes
-        nowhere (a mandatory publisher gets it back)."""
+        nowhere (a mandatory publisher gets it back). Raises 403 when the user's topic
+        permission refuses the routing key (:meth:`authorise`)."""
+        topics = self._topics
+        if topics and topics.get(self._topic_key):   # none set anywhere: one truth test
+            self.authorise(exchange, message.routing_key)
         if not exchange.name and message.routing_key.startswith(REPLY_PREFIX):
             sub = self._replies.deliver(message)
             return Routed(queues=[sub] if sub is not None else [])

@@ -138,7 +138,7 @@ class SessionState:
         self.session: MqttSession | None = None      # attached connection, if any
         self.expiry_call = None                      # pending session end
         self.will_call = None                        # timer of a pending delayed will
-        self.pending_will: tuple | None = None       # (vhost, Will, user) it will publish
+        self.pending_will: tuple | None = None  # (vhost, Will, user, client id) to publish
         self.ended = False
 
     def put_sub(self, full: str, sub: Sub) -> None:
@@ -288,24 +288,27 @@ class SessionRegistry:
             del self.broker.parameters[key]
             self.broker.save_definition("parameter", key, None)
 
-    def publish_will(self, vhost_name: str, will: Will, user: Any) -> None:
-        """Route a will message as if its client had published it."""
+    def publish_will(self, vhost_name: str, will: Will, user: Any,
+                     client_id: str | None = None) -> None:
+        """Route a will message as if its client had published it (so the client's topic
+        permissions apply to it too)."""
         vh = self.broker.vhosts.get(vhost_name)
         if vh is None:
             return
         ex = vh.exchanges.get(self.config.mqtt_exchange)
         if ex is None:
             return
-        publisher = self.broker.publisher(vh, user)
-        try:
-            publisher.exchange(ex.name)
-        except BrokerError:
-            log.info("will of a client of user %s not published: no write permission",
-                     getattr(user, "name", "?"))
-            return
+        publisher = self.broker.publisher(vh, user, client_id)
         props = will.properties
         msg = build_message(self.broker, ex.name, will.topic, will.payload, will.qos,
                             will.retain, props, None)
+        try:
+            publisher.exchange(ex.name)
+            publisher.authorise(ex, msg.routing_key)
+        except BrokerError as e:
+            log.info("will of a client of user %s not published: %s",
+                     getattr(user, "name", "?"), e.reply_text)
+            return
         if will.retain:
             self.retained.put(vhost_name, _retained_from(will.topic, will.payload, will.qos,
                                                          props, self.clock.seconds()))
@@ -450,7 +453,7 @@ class MqttSession:
         if self.exchange is None:
             raise MqttError(rc.SERVER_UNAVAILABLE,
                             f"exchange '{self.config.mqtt_exchange}' does not exist")
-        self.publisher = self.broker.publisher(vhost, user)
+        self.publisher = self.broker.publisher(vhost, user, client_id)
         if self.level == 5:
             expiry = props.get("session_expiry_interval", 0)
             self.window = min(self.window, props.get("receive_maximum", 65535))
@@ -662,12 +665,22 @@ class MqttSession:
             self._write_ok = True
             self._publishing = True
             self.broker.register_blockable(self.conn)
-        if p.retain:
-            self.registry.retained.put(self.vhost.name, _retained_from(
-                topic, p.payload, qos, props, self.clock.seconds()))
         msg = build_message(self.broker, self.exchange.name, topic, p.payload, qos, p.retain,
                             props, self.state.client_id if self._has_no_local else None)
-        routed = self.publisher.publish(self.exchange, msg)
+        try:
+            if p.retain:
+                # the topic permission is checked before the retained message is kept
+                self.publisher.authorise(self.exchange, msg.routing_key)
+                self.registry.retained.put(self.vhost.name, _retained_from(
+                    topic, p.payload, qos, props, self.clock.seconds()))
+            routed = self.publisher.publish(self.exchange, msg)
+        except AccessRefused as e:
+            # RabbitMQ's words in the log; 3.1.1 has no refusal code: the connection closes
+            log.warning("MQTT topic access refused: %s", e.reply_text)
+            if self.level == 5:
+                self._publish_refused(p, rc.NOT_AUTHORIZED)
+                return
+            raise
         if not qos:
             return
         code = 0
@@ -1037,7 +1050,10 @@ class MqttSession:
         try:
             self.broker.check(self.user, self.vhost.name, "read", "exchange",
                               self.exchange.name)
+            self.broker.check_topic(self.user, self.vhost.name, self.exchange, "read",
+                                    filter_to_pattern(filt), state.client_id)
         except AccessRefused as e:
+            log.warning("MQTT subscription to %s refused: %s", req.topic_filter, e.reply_text)
             codes.append(rc.suback_code(rc.reason_for(e), self.level))
             return
         sub = Sub(filt, group, req.qos, req.no_local, req.retain_as_published, identifier)
@@ -1227,10 +1243,10 @@ class MqttSession:
             delay = will.properties.get("will_delay_interval", 0) if self.level == 5 else 0
             user, vhost_name = self.user, self.vhost.name
             if delay and state.expiry:
-                state.pending_will = (vhost_name, will, user)
+                state.pending_will = (vhost_name, will, user, state.client_id)
                 state.will_call = self.clock.callLater(delay, self._delayed_will, state)
             else:
-                registry.publish_will(vhost_name, will, user)
+                registry.publish_will(vhost_name, will, user, state.client_id)
         if state.expiry == 0:
             registry.end(state)
         elif state.expiry != NEVER_EXPIRES:

@@ -431,6 +431,8 @@ class StompSession:
             self.broker.register_blockable(self)
         self.stats_publish += 1
         if scheduled is not None:
+            # checked now: the scheduler publishes later, as the broker
+            self.publisher.authorise(exchange, routing_key)
             delay, period, repeat = scheduled
             if self.scheduler.schedule(vhost.name, message, delay, period, repeat):
                 self._unsynced = True
@@ -617,8 +619,16 @@ class StompSession:
             return queue, None, True
         # TOPIC / EXCHANGE: a queue of this subscription's own, bound to the exchange
         exchange_name = destination.exchange
-        vhost.exchange(exchange_name)
+        exchange = vhost.exchange(exchange_name)
         self._check("read", "exchange", exchange_name)
+        # before any queue is made for the subscription: nothing is left behind when refused.
+        # RabbitMQ's STOMP plugin makes this check itself, so its ERROR body is the bare
+        # explanation, without the "ACCESS_REFUSED - " of errors from a channel
+        try:
+            self.broker.check_topic(self.user, vhost.name, exchange, "read",
+                                    destination.routing_key)
+        except AccessRefused as e:
+            raise StompError("access_refused", e.text) from None
         durable_name = self._durable_subscription_name(sub_id, frame)
         if durable_name is not None:
             queue = vhost.queues.get(durable_name)

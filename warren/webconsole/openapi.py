@@ -55,6 +55,8 @@ SCHEMAS: dict[str, Any] = {
                   "tags": {"type": "array", "items": STR}}),
     "Permission": _obj({"user": STR, "vhost": STR, "configure": STR, "write": STR,
                         "read": STR}),
+    "TopicPermission": _obj({"user": STR, "vhost": STR, "exchange": STR, "write": STR,
+                             "read": STR}),
     "Policy": _obj({"vhost": STR, "name": STR, "pattern": STR, "apply-to": STR,
                     "definition": OBJ, "priority": INT}),
     "Parameter": _obj({"value": {}, "vhost": STR, "component": STR, "name": STR}),
@@ -183,9 +185,12 @@ _set("GET", ["/api/health/checks/protocol-listener/{protocol}"], "200",
 _set("GET", ["/api/auth"], "200", _obj({"enable_uaa": BOOL}))
 _set("GET", ["/api/feature-flags", "/api/operator-policies", "/api/operator-policies/{vhost}",
              "/api/vhost-limits", "/api/vhost-limits/{vhost}", "/api/user-limits",
-             "/api/user-limits/{name}", "/api/topic-permissions",
-             "/api/users/{name}/topic-permissions", "/api/vhosts/{vhost}/topic-permissions"],
+             "/api/user-limits/{name}"],
      "200", {"type": "array"})
+_set("GET", ["/api/topic-permissions", "/api/topic-permissions/{vhost}/{user}",
+             "/api/topic-permissions/{vhost}/{user}/{exchange}",
+             "/api/users/{name}/topic-permissions", "/api/vhosts/{vhost}/topic-permissions"],
+     "200", _list("TopicPermission"))
 _set("GET", ["/api/users/without-permissions"], "200", _list("User"))
 _set("GET", ["/api/nodes/{name}/memory/relative"], "200", _obj({"memory": _obj({
     "total": INT, "binary": INT, "queue_procs": INT, "other_proc": INT})}))

@@ -29,6 +29,7 @@ from .resources import (
     parameters,
     queues,
     shovels,
+    topic_permissions,
 )
 
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
@@ -36,8 +37,8 @@ STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 
 def all_routes() -> list[Route]:
     routes: list[Route] = []
-    for module in (overview, health, cluster, queues, exchanges, bindings, access, definitions,
-                   parameters, shovels, federation):
+    for module in (overview, health, cluster, queues, exchanges, bindings, access,
+                   topic_permissions, definitions, parameters, shovels, federation):
         routes.extend(module.ROUTES)
     return routes
 

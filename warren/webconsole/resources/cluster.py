@@ -8,10 +8,10 @@ same state, and nothing warren cannot honour is accepted:
   answer for that case. No login needed, as RabbitMQ.
 - ``/api/feature-flags``: RabbitMQ's flags gate upgrades of a mixed-version cluster; warren has
   none, so the list is empty (and "every flag enabled" holds for tools that check that).
-- ``/api/operator-policies``, ``/api/vhost-limits``, ``/api/user-limits``,
-  ``/api/topic-permissions`` (and their per-vhost/per-user forms): read-only, empty; warren
-  has neither operator policies, limits nor topic permissions, and refuses to set them
-  (405) rather than store something it would not enforce.
+- ``/api/operator-policies``, ``/api/vhost-limits``, ``/api/user-limits`` (and their
+  per-vhost/per-user forms): read-only, empty; warren has neither operator policies nor
+  limits, and refuses to set them (405) rather than store something it would not enforce.
+  (Topic permissions are real: ``topic_permissions.py``.)
 - ``/api/nodes/{name}/memory``: RabbitMQ's breakdown keys; warren's accounting fills the ones
   it knows (message bodies as ``binary``, queue bookkeeping as ``queue_procs``, the rest of
   the process as ``other_proc``), the Erlang-only ones are 0; ``total`` is the RSS.
@@ -154,10 +154,6 @@ ROUTES = [
     Route("GET", "/api/vhost-limits/{vhost}", vhost_empty_list, "administrator"),
     Route("GET", "/api/user-limits", empty_list, "administrator"),
     Route("GET", "/api/user-limits/{name}", user_empty_list, "administrator"),
-    Route("GET", "/api/topic-permissions", empty_list, "administrator"),
-    Route("GET", "/api/topic-permissions/{vhost}/{user}", no_object, "administrator"),
-    Route("GET", "/api/users/{name}/topic-permissions", user_empty_list, "administrator"),
-    Route("GET", "/api/vhosts/{vhost}/topic-permissions", vhost_empty_list, "administrator"),
     Route("GET", "/api/nodes/{name}/memory", node_memory, "monitoring"),
     Route("GET", "/api/nodes/{name}/memory/relative", node_memory_relative, "monitoring"),
     Route("POST", "/api/vhosts/{vhost}/start/{node}", start_vhost, "administrator", True),

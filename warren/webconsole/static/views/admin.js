@@ -1,4 +1,5 @@
-// Admin: users, virtual hosts, permissions and policies, each a list with add and delete.
+// Admin: users, virtual hosts, permissions (and topic permissions) and policies, each a list
+// with add and delete.
 
 import {apiPath, del, get, put} from "../api.js";
 import {formatCount, h, kvTable, num, replace, table} from "../dom.js";
@@ -94,7 +95,9 @@ function vhostsSection(app) {
 
 function permissionsSection(app) {
   const list = h("div", {id: "permissions-list"});
+  const topicList = h("div", {id: "topic-permissions-list"});
   const userSelect = select("user", []);
+  const topicUserSelect = select("user", []);
   const form = h("form", {class: "form", id: "add-permission-form"},
     field("User", userSelect),
     field("Virtual host", vhostSelect(app.vhosts, app.vhost || undefined)),
@@ -105,15 +108,29 @@ function permissionsSection(app) {
   onSubmit(form, (v) => put(apiPath("permissions", v.vhost, v.user),
     {configure: v.configure, write: v.write, read: v.read}),
   (v) => `Permissions of ${v.user} on ${v.vhost} set.`, app);
+  // RabbitMQ's topic authorisation: routing-key regexps per exchange of type topic
+  const topicForm = h("form", {class: "form", id: "add-topic-permission-form"},
+    field("User", topicUserSelect),
+    field("Virtual host", vhostSelect(app.vhosts, app.vhost || undefined)),
+    field("Exchange", input("exchange", {value: "amq.topic", required: true, id: "add-topic-permission-exchange"})),
+    field("Write regexp", input("write", {value: ".*"}), "routing keys the user may publish with"),
+    field("Read regexp", input("read", {value: ".*"}), "routing keys the user may bind with"),
+    h("div", {class: "form-buttons"}, h("button", {type: "submit"}, "Set topic permission")));
+  onSubmit(topicForm, (v) => put(apiPath("topic-permissions", v.vhost, v.user),
+    {exchange: v.exchange, write: v.write, read: v.read}),
+  (v) => `Topic permission of ${v.user} on ${v.exchange} in ${v.vhost} set.`, app);
   let usersLoaded = false;
   return {
-    element: h("div", {}, list, section("Set permission", form)),
+    element: h("div", {}, list, section("Set permission", form),
+      section("Topic permissions", h("div", {}, topicList, topicForm), {id: "topic-permissions"})),
     async refresh() {
-      const [permissions, users] = await Promise.all([get(apiPath("permissions")),
+      const [permissions, topics, users] = await Promise.all([get(apiPath("permissions")),
+        get(apiPath("topic-permissions")),
         usersLoaded ? Promise.resolve(null) : get(apiPath("users"))]);
       if (users) {
         usersLoaded = true;
         replace(userSelect, users.map((u) => h("option", {value: u.name}, u.name)));
+        replace(topicUserSelect, users.map((u) => h("option", {value: u.name}, u.name)));
       }
       const shown = permissions.filter((p) => !app.vhost || p.vhost === app.vhost);
       replace(list, table(["User", "Virtual host", "Configure", "Write", "Read", ""],
@@ -122,6 +139,14 @@ function permissionsSection(app) {
           deleteButton("Clear", `Remove the permissions of ${p.user} on ${p.vhost}?`,
             () => del(apiPath("permissions", p.vhost, p.user)), () => app.refresh()),
         ]), {empty: "No permissions.", keys: shown.map((p) => `${p.vhost}/${p.user}`)}));
+      const shownTopics = topics.filter((p) => !app.vhost || p.vhost === app.vhost);
+      replace(topicList, table(["User", "Virtual host", "Exchange", "Write", "Read", ""],
+        shownTopics.map((p) => [
+          p.user, p.vhost, p.exchange, h("code", {}, p.write), h("code", {}, p.read),
+          deleteButton("Clear", `Remove the topic permission of ${p.user} on ${p.exchange} in ${p.vhost}?`,
+            () => del(apiPath("topic-permissions", p.vhost, p.user, p.exchange)), () => app.refresh()),
+        ]), {empty: "No topic permissions: every routing key is allowed.",
+          keys: shownTopics.map((p) => `${p.vhost}/${p.user}/${p.exchange}`)}));
     },
   };
 }
