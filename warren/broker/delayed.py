@@ -115,29 +115,37 @@ class DelayedMessageExchange:
                 continue
             self._arm(key, message, due)
 
+    def _attached(self) -> tuple[VirtualHost, Exchange]:
+        """The vhost and exchange ``attach`` gave: nothing is held before it."""
+        if self.vhost is None or self.exchange is None:
+            raise RuntimeError("x-delayed-message exchange used before attach()")
+        return self.vhost, self.exchange
+
     def _parameter_prefix(self) -> str:
-        return resource_key("x-delayed-message", self.vhost.name, self.exchange.name, "")
+        vh, ex = self._attached()
+        return resource_key("x-delayed-message", vh.name, ex.name, "")
 
     def _hold(self, message: Message, delay: int) -> None:
-        broker = self.vhost.broker
+        vh, ex = self._attached()
+        broker = vh.broker
         due = broker.clock.seconds() + delay / 1000.0
         key = self._parameter_prefix() + secrets.token_hex(8)
-        if message.persistent and self.exchange.durable:
-            value = {"vhost": self.vhost.name, "exchange": self.exchange.name, "due": due,
+        if message.persistent and ex.durable:
+            value = {"vhost": vh.name, "exchange": ex.name, "due": due,
                      "record": base64.b64encode(message.to_record()).decode("ascii")}
             broker.parameters[key] = value
             broker.save_definition("parameter", key, value)
         self._arm(key, message, due)
 
     def _arm(self, key: str, message: Message, due: float) -> None:
-        clock = self.vhost.broker.clock
+        clock = self._attached()[0].broker.clock
         delay = max(0.0, due - clock.seconds())
         self.pending[key] = clock.callLater(delay, self._release, key, message)
 
     def _release(self, key: str, message: Message) -> None:
         self.pending.pop(key, None)
         self._forget(key)
-        vh, ex = self.vhost, self.exchange
+        vh, ex = self._attached()
         if vh.exchanges.get(ex.name) is not ex:
             return  # the exchange was deleted meanwhile: its held messages go with it
         props = message.properties.copy()
@@ -154,7 +162,7 @@ class DelayedMessageExchange:
             log.exception("releasing delayed message from exchange %r failed", ex.name)
 
     def _forget(self, key: str) -> None:
-        broker = self.vhost.broker
+        broker = self._attached()[0].broker
         if broker.parameters.pop(key, None) is not None:
             broker.save_definition("parameter", key, None)
 
