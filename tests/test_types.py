@@ -1,6 +1,5 @@
-"""mypy (configured in pyproject.toml, ``[tool.mypy]``) finds nothing where types are checked:
-the model and the exchange types strictly, the stores with their bodies checked. It runs with
-the suite, so CI's one command checks it too."""
+"""mypy finds nothing where ``[tool.mypy]`` in pyproject.toml checks types (the files and the
+strictness are listed there). It runs with the suite, so CI's one command checks it too."""
 
 from __future__ import annotations
 
