@@ -9,6 +9,8 @@ connect is the event we wait for, polled because there is no other signal from o
 from __future__ import annotations
 
 import os
+import pwd
+import re
 import shutil
 import signal
 import socket
@@ -23,6 +25,16 @@ HOST = "127.0.0.1"
 
 class BrokerStartError(RuntimeError):
     """The broker exited, or its ports did not open in time; the message ends with its log."""
+
+
+def locate(program: str, given: str | None, flag: str, package: str) -> str:
+    """The executable `given` by the flag, else `program` on PATH; a BrokerStartError saying
+    what to do when neither is there."""
+    found = shutil.which(given or program)
+    if found is None:
+        where = f"{given!r} (--{flag})" if given else f"{program} on PATH"
+        raise BrokerStartError(f"{where} not found: install {package} or pass --{flag} PATH")
+    return found
 
 
 def free_port() -> int:
@@ -183,20 +195,22 @@ class Warren(Broker):
 
 
 class RabbitMQ(Broker):
-    """Debian's rabbitmq-server with the STOMP and MQTT plugins, as a private node.
+    """rabbitmq-server with the STOMP and MQTT plugins, as a private node.
 
     Everything RabbitMQ would put in /var or /etc goes to the work directory, and it gets its
     own epmd on a free loopback port (run by us in the foreground, so we can stop it too).
+    The server is `--rabbitmq-server` or `rabbitmq-server` on PATH; rabbitmq-plugins is taken
+    from beside it.
     """
 
     name = "rabbitmq"
     protocols = frozenset({"amqp", "stomp", "mqtt"})
     start_timeout = 120.0
-    server = "/usr/lib/rabbitmq/bin/rabbitmq-server"
-    plugins = "/usr/lib/rabbitmq/bin/rabbitmq-plugins"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, program: str | None = None) -> None:
         super().__init__(workdir)
+        self.given = program
+        self.server: str | None = None
         self.epmd_port = free_port()
         self.dist_port = free_port()
         self.nodename = f"bench{os.getpid()}x{self.ports['amqp']}@localhost"
@@ -223,7 +237,21 @@ class RabbitMQ(Broker):
         )
         return env
 
+    def locate_server(self) -> str:
+        """The real server script. Debian's PATH entry is a wrapper that switches to the
+        rabbitmq user and its /var directories (``su rabbitmq ... DIR/${SCRIPT}``), which a
+        private node cannot use: take the directory it delegates to instead."""
+        server = locate("rabbitmq-server", self.given, "rabbitmq-server", "rabbitmq-server")
+        text = Path(server).read_bytes()[:20000].decode(errors="replace")
+        delegate = re.search(r'(/\S+)/\$\{SCRIPT\}', text)
+        if "su rabbitmq" in text and delegate:
+            server = str(Path(delegate.group(1)) / "rabbitmq-server")
+        return server
+
     def prepare(self) -> None:
+        if self.server is None:
+            self.server = self.locate_server()
+        plugins = str(Path(self.server).with_name("rabbitmq-plugins"))
         conf = self.workdir / "rabbitmq.conf"
         if conf.exists():
             return
@@ -233,7 +261,7 @@ class RabbitMQ(Broker):
             f"mqtt.listeners.tcp.default = {HOST}:{self.ports['mqtt']}\n")
         (self.workdir / "advanced.config").write_text("[].\n")
         (self.workdir / "rabbitmq-env.conf").write_text("")
-        subprocess.run([self.plugins, "enable", "--offline", "rabbitmq_stomp", "rabbitmq_mqtt"],
+        subprocess.run([plugins, "enable", "--offline", "rabbitmq_stomp", "rabbitmq_mqtt"],
                        env=self.environment(), cwd=self.workdir, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=120)
 
@@ -259,17 +287,86 @@ class RabbitMQ(Broker):
 
 
 class Mosquitto(Broker):
-    """Debian's mosquitto, anonymous, on one loopback listener, in the foreground."""
+    """mosquitto (`--mosquitto` or on PATH), anonymous, one loopback listener, foreground."""
 
     name = "mosquitto"
     protocols = frozenset({"mqtt"})
+
+    def __init__(self, workdir: Path, *, program: str | None = None) -> None:
+        super().__init__(workdir)
+        self.given = program
 
     def prepare(self) -> None:
         (self.workdir / "mosquitto.conf").write_text(
             f"listener {self.ports['mqtt']} {HOST}\nallow_anonymous true\n")
 
     def command(self) -> list[str]:
-        return ["mosquitto", "-c", str(self.workdir / "mosquitto.conf")]
+        program = locate("mosquitto", self.given, "mosquitto", "mosquitto")
+        return [program, "-c", str(self.workdir / "mosquitto.conf")]
 
 
-BROKERS: dict[str, type[Broker]] = {cls.name: cls for cls in (Warren, RabbitMQ, Mosquitto)}
+class ActiveMQ(Broker):
+    """ActiveMQ Classic (`--activemq` or `activemq` on PATH) with STOMP and MQTT connectors,
+    run in the foreground (`activemq console`) on a broker XML written to its work directory.
+
+    Its configuration, data and temp directories are the work directory's (the launcher's
+    ACTIVEMQ_CONF / ACTIVEMQ_DATA / ACTIVEMQ_TMP), it runs as the current user (ACTIVEMQ_USER,
+    else Debian's launcher switches to the `activemq` user), without JMX or authentication, and
+    with the KahaDB store it has by default. It does not speak AMQP 0-9-1 (only AMQP 1.0).
+    """
+
+    name = "activemq"
+    protocols = frozenset({"stomp", "mqtt"})
+    start_timeout = 120.0
+
+    def __init__(self, workdir: Path, *, program: str | None = None) -> None:
+        super().__init__(workdir)
+        self.given = program
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            ACTIVEMQ_BASE=str(self.workdir),
+            ACTIVEMQ_CONF=str(self.workdir / "conf"),
+            ACTIVEMQ_DATA=str(self.workdir / "data"),
+            ACTIVEMQ_TMP=str(self.workdir / "tmp"),
+            ACTIVEMQ_PIDFILE=str(self.workdir / "activemq.pid"),
+            ACTIVEMQ_USER=pwd.getpwuid(os.getuid()).pw_name,
+        )
+        return env
+
+    def prepare(self) -> None:
+        for directory in ("conf", "data", "tmp"):
+            (self.workdir / directory).mkdir(exist_ok=True)
+        data = self.workdir / "data"
+        # Its log to stdout (our broker.log), warnings and errors only.
+        (self.workdir / "conf" / "log4j.properties").write_text(
+            "log4j.rootLogger=WARN, out\n"
+            "log4j.appender.out=org.apache.log4j.ConsoleAppender\n"
+            "log4j.appender.out.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.out.layout.ConversionPattern=%d %-5p %c - %m%n\n")
+        (self.workdir / "conf" / "activemq.xml").write_text(f"""\
+<beans xmlns="http://www.springframework.org/schema/beans"
+       xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+       xsi:schemaLocation="http://www.springframework.org/schema/beans
+         http://www.springframework.org/schema/beans/spring-beans.xsd
+         http://activemq.apache.org/schema/core
+         http://activemq.apache.org/schema/core/activemq-core.xsd">
+  <broker xmlns="http://activemq.apache.org/schema/core" brokerName="bench" useJmx="false"
+          dataDirectory="{data}">
+    <persistenceAdapter><kahaDB directory="{data / 'kahadb'}"/></persistenceAdapter>
+    <transportConnectors>
+      <transportConnector name="stomp" uri="stomp://{HOST}:{self.ports['stomp']}"/>
+      <transportConnector name="mqtt" uri="mqtt://{HOST}:{self.ports['mqtt']}"/>
+    </transportConnectors>
+  </broker>
+</beans>
+""")
+
+    def command(self) -> list[str]:
+        program = locate("activemq", self.given, "activemq", "activemq")
+        return [program, "console", f"xbean:file:{self.workdir / 'conf' / 'activemq.xml'}"]
+
+
+BROKERS: dict[str, type[Broker]] = {cls.name: cls for cls in (Warren, RabbitMQ, Mosquitto,
+                                                                 ActiveMQ)}

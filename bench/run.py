@@ -5,6 +5,10 @@ session; then for each scenario, round after round, every broker that speaks its
 one run in turn (A B A B …), so slow drift of the shared machine hits all brokers alike. The
 figure per scenario and broker is the median over rounds; the ratio is warren's median over the
 other broker's. `recovery` runs on fresh warren instances of its own.
+
+The exit status is 0 only when every broker started and every run gave figures: a broker
+that cannot start, a load generator that failed or a run that delivered nothing is reported
+on stderr, counted in the table's `runs` column and makes the exit status 1.
 """
 
 from __future__ import annotations
@@ -21,31 +25,45 @@ import tempfile
 from pathlib import Path
 
 from bench.brokers import BROKERS, Broker, BrokerStartError, Warren
-from bench.scenarios import LOADGEN_SCENARIOS, RECOVERY_BROKERS, failover, recovery
+from bench.scenarios import LOADGEN_SCENARIOS, RECOVERY_BROKERS, Loadgen, failover, recovery
 
-REPO = Path(__file__).resolve().parents[1]
 EXTRA_SCENARIOS = ("recovery", "failover")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--brokers", default="warren,rabbitmq,mosquitto",
+    p.add_argument("--brokers", default="warren,rabbitmq,mosquitto,activemq",
                    help=f"comma-separated, of: {', '.join(BROKERS)}")
     p.add_argument("--scenarios", default=",".join(LOADGEN_SCENARIOS),
                    help=f"comma-separated, of: {', '.join([*LOADGEN_SCENARIOS, *EXTRA_SCENARIOS])}")
     p.add_argument("--rounds", type=int, default=3, help="runs per scenario and broker")
     p.add_argument("--seconds", type=float, default=10, help="publish window of each loadgen run")
+    p.add_argument("--warmup", type=float, default=0,
+                   help="seconds of one unrecorded run per broker before each scenario's rounds "
+                        "(a JVM's JIT, RabbitMQ's first queue)")
     p.add_argument("--messages", type=int, default=1_000_000, help="recovery: messages to recover")
     p.add_argument("--out", type=Path, default=Path("results.json"), help="JSON results file")
-    p.add_argument("--loadgen-dir", type=Path, default=REPO.parent / "shared",
-                   help="directory that contains the loadgen package")
+    p.add_argument("--loadgen-dir", type=Path, default=None,
+                   help="run the `loadgen` package in this directory instead of bench's own "
+                        "(same scenarios and JSON), to cross-check figures")
+    p.add_argument("--cross-check", action="store_true",
+                   help="with --loadgen-dir: run both load generators in turn on every "
+                        "broker and scenario, one table row per broker and load generator")
+    p.add_argument("--rabbitmq-server", default=None,
+                   help="the rabbitmq-server script (default: rabbitmq-server on PATH)")
+    p.add_argument("--mosquitto", default=None,
+                   help="the mosquitto program (default: mosquitto on PATH)")
+    p.add_argument("--activemq", default=None,
+                   help="the activemq launcher (default: activemq on PATH)")
     p.add_argument("--warren-cmd", default=shlex.join(Warren.default_command()),
                    help="how to invoke warren (`run` and its options are appended)")
     p.add_argument("--warren-store", choices=("journal", "sql"), default="journal")
     p.add_argument("--warren-store-url", default=None,
                    help="SQL store URL (default: an SQLite file in the temp data dir)")
     args = p.parse_args(argv)
+    if args.cross_check and args.loadgen_dir is None:
+        p.error("--cross-check needs --loadgen-dir")
     args.brokers = args.brokers.split(",")
     args.scenarios = args.scenarios.split(",")
     for name in args.brokers:
@@ -63,6 +81,10 @@ def broker_factory(name: str, args: argparse.Namespace, root: Path):
     if cls is Warren:
         cls = functools.partial(Warren, command=shlex.split(args.warren_cmd),
                                 store=args.warren_store, store_url=args.warren_store_url)
+    else:
+        programs = {"rabbitmq": args.rabbitmq_server, "mosquitto": args.mosquitto,
+                    "activemq": args.activemq}
+        cls = functools.partial(cls, program=programs[name])
     counter = itertools.count()
     return lambda: cls(Path(tempfile.mkdtemp(prefix=f"{name}{next(counter)}-", dir=root)))
 
@@ -72,6 +94,9 @@ def log(message: str) -> None:
 
 
 def run_loadgen_scenarios(args, factories, runs: list[dict]) -> None:
+    loadgens = [Loadgen(args.loadgen_dir)]
+    if args.cross_check:
+        loadgens.insert(0, Loadgen())
     scenarios = [LOADGEN_SCENARIOS[n] for n in args.scenarios if n in LOADGEN_SCENARIOS]
     wanted = [n for n in args.brokers if any(s.protocol in BROKERS[n].protocols for s in scenarios)]
     with contextlib.ExitStack() as stack:
@@ -87,23 +112,33 @@ def run_loadgen_scenarios(args, factories, runs: list[dict]) -> None:
             stack.callback(broker.stop)
             brokers.append(broker)
         for scenario in scenarios:
+            for broker, loadgen in itertools.product(brokers, loadgens):
+                if args.warmup and scenario.protocol in broker.protocols:
+                    result = scenario.run(broker, args.warmup, loadgen)
+                    log(f"{scenario.name} warm-up {broker.name} ({loadgen.name}): "
+                        f"{result.get('error') or _brief(result)}")
             for round_no in range(args.rounds):
-                for broker in brokers:
+                for broker, loadgen in itertools.product(brokers, loadgens):
                     if scenario.protocol not in broker.protocols:
                         continue
-                    result = scenario.run(broker, args.seconds, args.loadgen_dir)
-                    log(f"{scenario.name} round {round_no + 1} {broker.name}: "
+                    result = scenario.run(broker, args.seconds, loadgen)
+                    log(f"{scenario.name} round {round_no + 1} {broker.name} ({loadgen.name}): "
                         f"{result.get('error') or _brief(result)}")
                     runs.append({"scenario": scenario.name, "broker": broker.name,
-                                 "round": round_no + 1, "result": result})
+                                 "loadgen": loadgen.name, "round": round_no + 1,
+                                 "result": result})
 
 
 def run_extra_scenarios(args, factories, runs: list[dict]) -> None:
-    if "failover" in args.scenarios:
+    if "failover" in args.scenarios and "warren" in args.brokers:
         try:
-            failover()
-        except NotImplementedError as error:
-            log(f"failover: {error}")
+            result = failover(cycles=args.rounds)
+        except (BrokerStartError, OSError, RuntimeError, AssertionError) as error:
+            result = {"error": str(error)}
+        if any(figures.get("lost") for figures in result.values() if isinstance(figures, dict)):
+            result["error"] = "confirmed messages lost across a failover"
+        log(f"failover warren: {result}")
+        runs.append({"scenario": "failover", "broker": "warren", "round": 1, "result": result})
     if "recovery" not in args.scenarios:
         return
     for round_no in range(args.rounds):
@@ -114,6 +149,8 @@ def run_extra_scenarios(args, factories, runs: list[dict]) -> None:
                 result = recovery(factories[name], args.messages)
             except (BrokerStartError, OSError, RuntimeError) as error:
                 result = {"error": str(error)}
+            if result.get("lost"):
+                result["error"] = f"{result['lost']} confirmed messages not recovered"
             log(f"recovery round {round_no + 1} {name}: {result}")
             runs.append({"scenario": "recovery", "broker": name, "round": round_no + 1,
                          "result": result})
@@ -143,26 +180,32 @@ def _median(values) -> float | None:
 
 
 def summarize(runs: list[dict]) -> list[dict]:
-    """One row per (scenario, broker): medians, lost/dups summed over rounds, warren's ratio."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    """One row per (scenario, broker, load generator): medians, lost/dups summed over rounds,
+    and warren's ratio to the broker, both measured by the same load generator."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for run in runs:
         if "result" in run:
-            groups.setdefault((run["scenario"], run["broker"]), []).append(run["result"])
-    scenario_order = list(dict.fromkeys(scenario for scenario, _ in groups))
+            key = (run["scenario"], run["broker"], run.get("loadgen", ""))
+            groups.setdefault(key, []).append(run["result"])
+    scenario_order = list(dict.fromkeys(scenario for scenario, _, _ in groups))
+    loadgen_order = list(dict.fromkeys(loadgen for _, _, loadgen in groups))
     rows = []
-    for (scenario, broker), results in sorted(groups.items(), key=lambda item: (
-            scenario_order.index(item[0][0]), item[0][1] != "warren")):
+    for (scenario, broker, loadgen), results in sorted(groups.items(), key=lambda item: (
+            scenario_order.index(item[0][0]), loadgen_order.index(item[0][2]),
+            item[0][1] != "warren")):
         good = [r for r in results if "error" not in r]
-        figures = RECOVERY_FIGURES if scenario == "recovery" else LOADGEN_FIGURES
-        row = {"scenario": scenario, "broker": broker, "runs": len(good),
+        figures = {"recovery": RECOVERY_FIGURES, "failover": {}}.get(scenario, LOADGEN_FIGURES)
+        row = {"scenario": scenario, "broker": broker, "loadgen": loadgen, "runs": len(good),
                "errors": len(results) - len(good)}
         row.update({key: _median(read(r) for r in good) for key, read in figures.items()})
         row["lost"] = sum(r.get("lost", 0) for r in good)
         row["dups"] = sum(r.get("dups", 0) for r in good)
+        if scenario == "failover" and good:
+            row["lockers"] = good[-1]  # figures by locker: file lock, database lease
         rows.append(row)
-    by_key = {(row["scenario"], row["broker"]): row for row in rows}
+    by_key = {(row["scenario"], row["broker"], row["loadgen"]): row for row in rows}
     for row in rows:
-        ours = by_key.get((row["scenario"], "warren"))
+        ours = by_key.get((row["scenario"], "warren", row["loadgen"]))
         if row["broker"] == "warren" or ours is None:
             continue
         for key in ("con_rate", "lat_p50_ms", "lat_p99_ms"):
@@ -179,17 +222,24 @@ def markdown(rows: list[dict]) -> str:
         value = row.get(f"warren_ratio_{key}")
         return "" if value is None else f"{value:.2f}×"
 
-    lines = ["| scenario | broker | runs | con_rate msg/s | p50 ms | p99 ms | broker CPU % "
-             "| other CPU % | lost | dups | warren/this rate | warren/this p50 | warren/this p99 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = []
+    if any(row["scenario"] not in EXTRA_SCENARIOS for row in rows):
+        lines += ["| scenario | broker | runs | con_rate msg/s | p50 ms | p99 ms | broker CPU % "
+                  "| other CPU % | lost | dups | warren/this rate | warren/this p50 "
+                  "| warren/this p99 |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     def runs(row):
         return f"{row['runs']}" + (f" ({row['errors']} failed)" if row["errors"] else "")
 
+    several_loadgens = len({row["loadgen"] for row in rows if row["loadgen"]}) > 1
+
+    def broker(row):
+        return row["broker"] + (f" ({row['loadgen']})" if several_loadgens else "")
+
     for row in rows:
-        if row["scenario"] == "recovery":
+        if row["scenario"] in EXTRA_SCENARIOS:
             continue
         lines.append(
-            f"| {row['scenario']} | {row['broker']} | {runs(row)} | {num(row['con_rate'])} "
+            f"| {row['scenario']} | {broker(row)} | {runs(row)} | {num(row['con_rate'])} "
             f"| {num(row['lat_p50_ms'], '{:.2f}')} | {num(row['lat_p99_ms'], '{:.2f}')} "
             f"| {num(row['broker_cpu_pct'])} | {num(row['other_cpu_pct'])} "
             f"| {row['lost']} | {row['dups']} "
@@ -197,12 +247,23 @@ def markdown(rows: list[dict]) -> str:
             f"| {ratio(row, 'lat_p99_ms')} |")
     recovered = [row for row in rows if row["scenario"] == "recovery"]
     if recovered:
-        lines += ["", "| recovery | runs | publish msg/s | restart → port s | restart → all "
-                  "messages s | recovered |", "|---|---|---|---|---|---|"]
+        lines += ([""] if lines else []) + [
+            "| recovery | runs | publish msg/s | restart → port s | restart → all messages s "
+            "| recovered |", "|---|---|---|---|---|---|"]
         for row in recovered:
             lines.append(f"| {row['broker']} | {runs(row)} | {num(row['publish_rate'])} "
                          f"| {num(row['port_s'], '{:.2f}')} | {num(row['ready_s'], '{:.2f}')} "
                          f"| {num(row['recovered'])} |")
+    for row in rows:
+        if row["scenario"] != "failover" or not row.get("lockers"):
+            continue
+        lines += ([""] if lines else []) + [
+            "| failover | cycles | kill → new master s (median / max) | kill → first confirmed "
+            "publish s (median / max) | confirmed | lost |", "|---|---|---|---|---|---|"]
+        for locker, f in row["lockers"].items():
+            lines.append(f"| {locker} | {f['cycles']} | {f['takeover_s']['median']:.2f} / "
+                         f"{f['takeover_s']['max']:.2f} | {f['failover_s']['median']:.2f} / "
+                         f"{f['failover_s']['max']:.2f} | {f['confirmed']:,} | {f['lost']} |")
     return "\n".join(lines)
 
 
@@ -221,4 +282,18 @@ def main(argv: list[str] | None = None) -> int:
                                            indent=1) + "\n")
             print(markdown(rows))
             log(f"results written to {args.out}")
-    return 0
+    failed = failures(runs)
+    for failure in failed:
+        log(f"FAILED: {failure}")
+    return 1 if failed else 0
+
+
+def failures(runs: list[dict]) -> list[str]:
+    """What went wrong, one line each: brokers that did not start, runs without figures."""
+    failed = []
+    for run in runs:
+        error = run.get("error") or (run.get("result") or {}).get("error")
+        if error:
+            where = run["scenario"] + (f" round {run['round']}" if "round" in run else "")
+            failed.append(f"{where} {run['broker']}: {error.splitlines()[0]}")
+    return failed

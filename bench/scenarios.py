@@ -1,9 +1,10 @@
-"""What bench/ measures: named loadgen runs, plus warren's crash-recovery time.
+"""What bench/ measures: named load generator runs, plus warren's crash-recovery time.
 
-The loadgen scenarios are the ones the workplace's shared BENCHMARKS.md (beside the checkout,
-``../shared``) quotes for RabbitMQ, ActiveMQ and
-Mosquitto, with the same arguments, so figures compare with that table. loadgen is driven as a
-subprocess (it forks its own publisher and consumer processes) and prints one JSON line.
+A run is one subprocess of bench's own load generator (``python -m bench.loadgen``; it forks
+its own publisher and consumer processes and prints one JSON line). The scenario names and
+arguments are those of the workplace load generator the reference brokers' figures were taken
+with; `Loadgen` can run that one instead, from a directory given on the command line, so both
+can be run on the same scenarios and their figures cross-checked.
 """
 
 from __future__ import annotations
@@ -22,6 +23,29 @@ import pika
 
 from bench.brokers import HOST, Broker, wait_until_accepting
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Loadgen:
+    """Which load generator a run uses: bench's own, or the ``loadgen`` package found in
+    `directory` (same command line and JSON fields), for cross-checking."""
+
+    directory: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return f"loadgen in {self.directory}" if self.directory else "bench.loadgen"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "loadgen" if self.directory else "bench.loadgen"]
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        path = str(self.directory or REPO)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [path, env.get("PYTHONPATH")]))
+        return env
+
 
 @dataclass(frozen=True, slots=True)
 class LoadgenScenario:
@@ -32,24 +56,28 @@ class LoadgenScenario:
     args: tuple[str, ...]
     latency: bool = False
 
-    def run(self, broker: Broker, seconds: float, loadgen_dir: Path) -> dict:
-        """Run loadgen once against `broker`; its JSON result, or {"error": …}."""
-        argv = [sys.executable, "-m", "loadgen", self.protocol, "--host", HOST,
+    def run(self, broker: Broker, seconds: float, loadgen: Loadgen) -> dict:
+        """Run the load generator once against `broker`: its JSON result, or {"error": …}
+        when it failed or delivered nothing (a run that measured nothing is no figure)."""
+        argv = [*loadgen.command(), self.protocol, "--host", HOST,
                 "--port", str(broker.ports[self.protocol]), "--seconds", str(seconds),
                 "--label", broker.name, *self.args]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(loadgen_dir), env.get("PYTHONPATH")]))
         # loadgen bounds itself (seconds + drain + set-up time-outs); this is the backstop.
         try:
-            done = subprocess.run(argv, env=env, capture_output=True, text=True,
-                                  timeout=seconds + 180)
+            done = subprocess.run(argv, env=loadgen.environment(), capture_output=True,
+                                  text=True, timeout=seconds + 180)
         except subprocess.TimeoutExpired:
             return {"error": "loadgen timed out"}
         lines = done.stdout.strip().splitlines()
         try:
-            return json.loads(lines[-1])
+            result = json.loads(lines[-1])
         except (IndexError, json.JSONDecodeError):
             return {"error": f"loadgen exit {done.returncode}: {done.stderr.strip()[-500:]}"}
+        if "error" not in result and done.returncode != 0:
+            result["error"] = f"loadgen exit {done.returncode}"
+        if "error" not in result and not result.get("received"):
+            result["error"] = f"nothing delivered ({result.get('sent', 0)} sent)"
+        return result
 
 
 LOADGEN_SCENARIOS = {s.name: s for s in [
@@ -172,9 +200,7 @@ def wait_for_queue_depth(port: int, queue: str, expected: int, deadline: float) 
 def failover(*args, **kwargs) -> dict:
     """Time for clients to resume on the slave after the master of a shared-store pair dies:
     kill -9 -> first confirmed publish on the new master, for the file lock and the lease
-    (``bench/failover.py``; ``python -m bench.failover`` runs it alone). Prints and returns the
-    figures by locker."""
+    (``bench/failover.py``; ``python -m bench.failover`` runs it alone). The figures by
+    locker."""
     from bench.failover import failover as measure
-    results = measure(*args, **kwargs)
-    print(json.dumps(results), file=sys.stderr)
-    return results
+    return measure(*args, **kwargs)

@@ -81,7 +81,7 @@ class Config:
     # STOMP / MQTT limits
     stomp_max_frame_size: int = 64 * 1024 * 1024  # ActiveMQ allows 256 MiB, RabbitMQ >16 MiB
     stomp_max_headers: int = 1000
-    stomp_heartbeat: int = 10000           # ms the server offers
+    stomp_heartbeat_floor: int = 100       # ms: shortest heart-beat interval agreed to
     mqtt_max_packet_size: int = 256 * 1024 * 1024
     mqtt_max_packet_size_unauthenticated: int = 65536  # before CONNECT, as RabbitMQ
     mqtt_allow_anonymous: bool = True      # as RabbitMQ: no user name = default_user

@@ -46,7 +46,8 @@ def test_message_without_subscription_id_1_0(broker):
     assert receipt == b"RECEIPT\nreceipt-id:r\n\n"
     assert re.match(rb"MESSAGE\ndestination:/exchange/amq.fanout\n"
                     rb"message-id:Q_/exchange/amq.fanout@@session-[^\n]+@@\d+\n"
-                    rb"redelivered:false\ncontent-type:text/plain\ncontent-length:6\n\nhello\n$",
+                    rb"redelivered:false\ncontent-type:text/plain\nJMSXDeliveryCount:1\n"
+                    rb"content-length:6\n\nhello\n$",
                     message), message
     s.close()
 

@@ -116,6 +116,34 @@ def test_message_in_many_queues_survives_an_ack_from_one(opened) -> None:
     assert store.read(1) == b"record-1"
 
 
+def test_delivery_counts_survive_a_restart_and_clear_the_delivered_flag(opened) -> None:
+    """A count is per queue; setting it means "came back" (not out with a consumer), a later
+    delivery flags it again; the count survives acks from other queues and later restarts."""
+    store, _ = opened()
+    store.publish(1, b"one", [Q_A, Q_B])
+    store.publish(2, b"two", [Q_A])
+    store.mark_delivered(Q_A, [1, 2])
+    store.set_delivery_counts(Q_A, {1: 3})
+    store.mark_delivered(Q_B, [1])
+    store, state = restart(store, opened)
+    assert state.delivery_counts == {(Q_A, 1): 3}
+    assert state.delivered == {(Q_A, 2), (Q_B, 1)}
+    store.mark_delivered(Q_A, [1])
+    store.set_delivery_counts(Q_A, {1: 4, 2: 1})
+    store.mark_delivered(Q_A, [2])
+    store.ack(Q_B, [1])
+    store, state = restart(store, opened)
+    assert state.delivery_counts == {(Q_A, 1): 4, (Q_A, 2): 1}
+    assert state.delivered == {(Q_A, 2)}
+    assert state.records == {1: b"one", 2: b"two"}
+    assert queue_ids(state, Q_A) == [1, 2] and queue_ids(state, Q_B) == []
+    store.set_delivery_counts(Q_B, {1: 9})       # a queue that no longer holds it: ignored
+    store.ack(Q_A, [1])
+    _, state = restart(store, opened)
+    assert state.delivery_counts == {(Q_A, 2): 1}
+    assert state.records == {2: b"two"}
+
+
 def test_acked_everywhere_is_gone_after_restart(opened) -> None:
     store, _ = opened()
     store.publish(1, b"one", [Q_A, Q_B])

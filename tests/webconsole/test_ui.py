@@ -250,6 +250,33 @@ def test_move_messages_to_another_queue(ui, broker, unique):
         assert_clean(ui)
 
 
+def test_queue_page_shows_delivery_limit_back_off_and_held_messages(ui, broker, unique):
+    name = f"{unique}.poison"
+    assert api(broker, "PUT", "queues", "/", name, json={"durable": False, "arguments": {
+        "x-delivery-limit": 3, "x-redelivery-initial-delay": 600000,
+        "x-redelivery-multiplier": 2}}).status_code in (201, 204)
+    r = api(broker, "POST", "exchanges", "/", "amq.default", "publish",
+            json={"properties": {}, "routing_key": name, "payload": "p",
+                  "payload_encoding": "string"})
+    assert r.json()["routed"] is True
+    # browsing with requeue is a return, as in RabbitMQ: the message is held for 10 minutes
+    r = api(broker, "POST", "queues", "/", name, "get",
+            json={"count": 1, "ackmode": "reject_requeue_true", "encoding": "auto"})
+    assert r.status_code == 200 and len(r.json()) == 1
+    assert queue_info(broker, name)["messages_redelivery_held"] == 1
+    with screenshot_on_failure(ui, "poison"):
+        login(ui, broker)
+        ui.wait_for_selector("#page-overview")
+        loaded(ui)
+        open_page(ui, f"#/queues/%2F/{urllib.parse.quote(name, safe='')}", "#page-queue")
+        ui.wait_for("document.getElementById('queue-redelivery-held')?.textContent === '1'",
+                    what="1 held message")
+        assert ui.text("#queue-delivery-limit") == "3"
+        assert ui.text("#queue-back-off") == "600 s, x2"
+        assert_clean(ui)
+    api(broker, "DELETE", "queues", "/", name)
+
+
 def test_exchange_add_publish_and_delete(ui, broker, unique):
     exchange, queue = f"{unique}.x", f"{unique}.q"
     assert api(broker, "PUT", "queues", "/", queue, json={"durable": False}).status_code in (201, 204)
@@ -586,3 +613,25 @@ def test_network_picture_draws_this_broker_its_peers_and_links(ui, broker, uniqu
     finally:
         for name in shovels:
             api(broker, "DELETE", "parameters", "shovel", "/", name)
+
+
+def test_durable_subscriptions_listed_on_the_queues_page(ui, broker, unique):
+    import stomp
+    conn = stomp.Connection12([("127.0.0.1", broker.stomp_port)])
+    conn.connect("guest", "guest", wait=True, headers={"client-id": unique})
+    try:
+        conn.subscribe(f"/topic/{unique}", "d", headers={
+            "activemq.subscriptionName": "sub<b>", "selector": "a = 1", "receipt": "r"})
+        queue = f"stomp-subscription-{unique}-sub<b>"
+        eventually(lambda: api(broker, "GET", "queues", "/", queue).status_code == 200,
+                   "the subscription's queue")
+        with screenshot_on_failure(ui, "durable-subscriptions"):
+            login(ui, broker)
+            open_page(ui, "#/queues", "#page-queues")
+            listed = "#durable-subscriptions-list tr[data-key=%s]" % json.dumps("//" + queue)
+            ui.wait_for_selector(listed)
+            text = ui.text(listed)
+            assert unique in text and "sub<b>" in text and "active" in text
+            assert_clean(ui)
+    finally:
+        conn.disconnect()

@@ -26,7 +26,7 @@ from .framing import (ACCESS_REQUEST_OK_PAYLOAD, FRAME_BODY, FRAME_HEADER, FRAME
                       basic_ack_frame, basic_nack_frame, content_frames, decode_method,
                       deliver_payload, encode_method, from_0_8, method_frame, parse_ack,
                       parse_content_header, parse_publish, shortstr, unvalidated)
-from .properties import CODEC
+from .properties import CODEC, with_int_header
 from .wire_errors import ChannelError, UnexpectedFrame
 
 if TYPE_CHECKING:
@@ -56,6 +56,22 @@ def _address(exchange: str, routing_key: str) -> bytes:
             _ADDRESSES.clear()
         _ADDRESSES[key] = found
     return found
+
+
+def delivered_props(queue: Queue | None, entry: QueueEntry) -> bytes:
+    """The properties a delivery carries: the publisher's bytes, or those with
+    ``x-delivery-count`` (how often the message came back to its queue) added, as RabbitMQ's
+    quorum queues do (see ``Queue.counts_every_delivery``). No queue: a direct reply."""
+    msg = entry.message
+    raw = msg.encoded_props()
+    if not entry.delivery_count and (queue is None or not queue.counts_every_delivery):
+        return raw
+    spliced = with_int_header(raw, "x-delivery-count", entry.delivery_count)
+    if spliced is not None:
+        return spliced
+    props = msg.properties.copy()
+    props.headers = {**(props.headers or {}), "x-delivery-count": entry.delivery_count}
+    return msg.codec.encode(props)
 
 
 class AmqpConsumer:
@@ -105,8 +121,9 @@ class AmqpConsumer:
             # one body frame (the usual case): same bytes as content_frames, fewer parts
             number = ch.number
             props = msg.raw_props
-            if props is None:
-                props = msg.encoded_props()
+            if props is None or entry.delivery_count or (
+                    queue is not None and queue.counts_every_delivery):
+                props = delivered_props(queue, entry)
             tag_ss = self.tag_ss
             address = _address(msg.exchange, msg.routing_key)
             conn.write_parts((
@@ -118,7 +135,7 @@ class AmqpConsumer:
         conn.write_parts(content_frames(
             ch.number, deliver_payload(self.tag_ss, tag, entry.redelivered, msg.exchange,
                                        msg.routing_key),
-            msg.encoded_props(), msg.body, conn.frame_max))
+            delivered_props(queue, entry), msg.body, conn.frame_max))
 
     def cancelled(self, queue: Queue) -> None:
         ch = self.channel
@@ -638,7 +655,7 @@ class Channel:
             delivery_tag=tag, redelivered=entry.redelivered, exchange=msg.exchange,
             routing_key=msg.routing_key, message_count=q.message_count)
         payload = encode_method(ok, self.number)[7:-1]
-        self.conn.write_parts(content_frames(self.number, payload, msg.encoded_props(),
+        self.conn.write_parts(content_frames(self.number, payload, delivered_props(q, entry),
                                              msg.body, self.conn.frame_max))
 
     # ------------------------------------------------------------------ settling

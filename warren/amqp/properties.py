@@ -7,6 +7,7 @@ it injected rather than importing it. The two encodings every benchmark and most
 
 from __future__ import annotations
 
+import struct
 from datetime import datetime, timezone
 
 from pamqp import commands
@@ -72,6 +73,48 @@ class AmqpPropertiesCodec:
         p.cluster_id = props.cluster_id
         return p.marshal()
 
+
+
+_HEADERS_FLAG = 0x2000
+_U32 = struct.Struct(">I")
+_LONG_LONG = struct.Struct(">q")
+
+
+def with_int_header(raw: bytes, name: str, value: int) -> bytes | None:
+    """``raw`` with one more integer header, spliced into the encoded bytes.
+
+    A delivery that carries ``x-delivery-count`` would otherwise decode and re-encode the
+    whole property list per delivery; this copies the bytes around one table entry (type
+    ``l``, a signed 64-bit integer, as RabbitMQ encodes it). An entry of the same name that the
+    publisher put first stays, and the added one, being last, is the one clients read. None
+    when the bytes are not a property list this can splice (the caller re-encodes instead).
+    """
+    if len(raw) < 2:
+        return None
+    flags = raw[0] << 8 | raw[1]
+    if flags & 1:            # a continuation flag word: not in AMQP 0-9-1's basic class
+        return None
+    key = name.encode()
+    entry = bytes((len(key),)) + key + b"l" + _LONG_LONG.pack(value)
+    at = 2
+    try:
+        for bit in (0x8000, 0x4000):          # content_type, content_encoding: shortstrs
+            if flags & bit:
+                at += 1 + raw[at]
+        if flags & _HEADERS_FLAG:
+            (length,) = _U32.unpack_from(raw, at)
+            end = at + 4 + length
+            if end > len(raw):
+                return None
+            return b"".join((raw[:at], _U32.pack(length + len(entry)), raw[at + 4:end], entry,
+                             raw[end:]))
+    except (IndexError, struct.error):
+        return None
+    if at > len(raw):
+        return None
+    flags |= _HEADERS_FLAG
+    return b"".join((bytes((flags >> 8, flags & 0xFF)), raw[2:at], _U32.pack(len(entry)), entry,
+                     raw[at:]))
 
 
 CODEC = AmqpPropertiesCodec()

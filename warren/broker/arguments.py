@@ -94,6 +94,19 @@ def _max_priority(v: Any) -> int:
     return v
 
 
+def _number(v: Any) -> int | float:
+    """A non-negative number (the back-off multiplier): an integer, a double, or a decimal
+    (what pika sends for ``Decimal``, having no double), kept as a float."""
+    import decimal
+    if isinstance(v, decimal.Decimal) and v.is_finite():
+        v = int(v) if v == v.to_integral_value() else float(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+        raise ValueError(_erl_string(f"expected number, got {_type_name(v)}"))
+    if v < 0:
+        raise ValueError(f"{{value_negative,{v}}}")
+    return v
+
+
 def _string(v: Any) -> str:
     if isinstance(v, bytes):
         v = v.decode("utf-8", "replace")
@@ -143,6 +156,10 @@ QUEUE_ARGUMENTS: dict[str, Callable[[Any], Any]] = {
     "x-single-active-consumer": _boolean,
     "x-queue-type": _queue_type,
     "x-delivery-limit": _non_negative,
+    # warren's: ActiveMQ's redelivery policy as arguments (``redelivery.py``)
+    "x-redelivery-initial-delay": _message_ttl,
+    "x-redelivery-multiplier": _number,
+    "x-redelivery-max-delay": _message_ttl,
 }
 
 #: rabbit_amqqueue:consume_args() that warren understands

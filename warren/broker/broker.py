@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, succeed
 
 from ..exchange.exchange import Exchange
 from ..model.errors import AccessRefused, NotAllowed, NotFound
-from ..model.message import OVERHEAD, Message, PropertiesCodec
+from ..model.message import OVERHEAD, Message, PropertiesCodec, QueueEntry
 from ..store.interface import KEY_SEP, MessageStore, StoreUnavailable, resource_key
 from .paging import DEFAULT_BUDGET, Pager
 from .parameters import STORE_KIND as PARAMETER_KIND
@@ -91,6 +91,7 @@ class Broker:
         # store in one call per queue at the end of the turn (see note_delivered)
         self._acked: dict[str, list[int]] = {}
         self._delivered: dict[str, list[int]] = {}
+        self._returned: dict[str, dict[int, int]] = {}   # store key -> id -> delivery count
         self._notes_call: Any = None
         self._listeners: list[Callable[..., None]] = []
         self.started_at = clock.seconds()
@@ -318,6 +319,7 @@ class Broker:
     def policies_apply_exchange(self, vh: VirtualHost, ex: Any) -> None:
         p = effective(list(self.policies.get(vh.name, {}).values()), "exchange", ex.name)
         ex.policy = dict(p.definition) if p is not None else None
+        ex.policy_name = p.name if p is not None else None
         ae = ex.arguments.get("alternate-exchange")
         if isinstance(ae, bytes):
             ae = ae.decode()
@@ -464,12 +466,27 @@ class Broker:
         else:
             self._note(self._delivered, queue.store_key, msg_id)
 
+    def note_returned(self, queue: Queue, msg_id: int, delivery_count: int) -> None:
+        """A stored message came back to its queue: its delivery count, told to the store at
+        the end of the turn like deliveries. Lazy too: a crash before it is written loses
+        only returns that the restart counts again (the message was out with a consumer)."""
+        counts = self._returned.get(queue.store_key)
+        if counts is None:
+            self._returned[queue.store_key] = {msg_id: delivery_count}
+            self._flush_notes_soon()
+        else:
+            counts[msg_id] = delivery_count
+
     def _note(self, pending: dict[str, list[int]], key: str, msg_id: int) -> None:
         ids = pending.get(key)
         if ids is None:
             pending[key] = [msg_id]
         else:
             ids.append(msg_id)
+        self._flush_notes_soon()
+
+    def _flush_notes_soon(self) -> None:
+        """The notes of this turn go to the store at its end (one call per queue and kind)."""
         if self._notes_call is None:
             self._notes_call = self.clock.callLater(0, self.flush_store_notes)
 
@@ -482,10 +499,15 @@ class Broker:
         self._notes_call = None
         acked, self._acked = self._acked, {}
         delivered, self._delivered = self._delivered, {}
+        returned, self._returned = self._returned, {}
         if self.store is None:
             return
         for key, ids in acked.items():
             self.store.ack(key, ids)
+        # returns before deliveries: a message returned and handed out again in one turn is
+        # out with a consumer (delivered) on top of its count
+        for key, counts in returned.items():
+            self.store.set_delivery_counts(key, counts)
         for key, ids in delivered.items():
             self.store.mark_delivered(key, ids)
 
@@ -576,6 +598,7 @@ class Broker:
             if q is None:
                 self.store.purge_queue(qkey)
                 continue
+            over_limit: list[QueueEntry] = []
             for mid in rq.msg_ids:
                 msg = messages.get(mid)
                 if msg is None:
@@ -587,7 +610,19 @@ class Broker:
                     messages[mid] = msg
                     self.track(msg)
                 entry = q.enqueue(msg)
-                entry.redelivered = (qkey, mid) in state.delivered
+                delivered = (qkey, mid) in state.delivered
+                count = state.delivery_counts.get((qkey, mid), 0)
+                entry.redelivered = delivered or count > 0
+                if delivered:
+                    # out with a consumer when the broker stopped: that was a return too, and
+                    # is stored as one (another crash before the next return counts again)
+                    count += 1
+                    self.note_returned(q, mid, count)
+                entry.delivery_count = count
+                if q.delivery_limit is not None and entry.delivery_count > q.delivery_limit:
+                    over_limit.append(entry)
+            if over_limit:
+                q.dead_letter_over_limit(over_limit)
             q._touch()
         self._next_id = max(self._next_id, state.max_msg_id)
         # last: a component told of a recovered value (a shovel) may start using the queues

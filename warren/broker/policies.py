@@ -22,6 +22,12 @@ EXCHANGE_KEYS = {"alternate-exchange"}
 FEDERATION_KEYS = {"federation-upstream": "federation upstream name",
                    "federation-upstream-set": "federation upstream set name",
                    "federation-upstream-pattern": "federation upstream pattern name"}
+#: keys whose invalid values RabbitMQ reports as "<value> is not a valid <name>"
+#: (``rabbit_quorum_queue:validate_policy``), and warren's back-off keys in the same words
+VALUE_NAMES = {"delivery-limit": "delivery limit",
+               "redelivery-initial-delay": "redelivery initial delay",
+               "redelivery-multiplier": "redelivery multiplier",
+               "redelivery-max-delay": "redelivery max delay"}
 QUEUE_KEYS = {k[2:] for k in QUEUE_ARGUMENTS} | {"ha-mode", "ha-params", "ha-sync-mode",
                                                   "queue-mode", "queue-master-locator"}
 
@@ -51,6 +57,10 @@ class Policy:
                 try:
                     self.definition[key] = check(value)
                 except ValueError as e:
+                    if key in VALUE_NAMES:
+                        raise PreconditionFailed(
+                            f"Validation failed\n\n{_erlang(value)} is not a valid "
+                            f"{VALUE_NAMES[key]}\n") from None
                     raise PreconditionFailed(f"Validation failed\n\n{key}: {e}") from None
             elif key in FEDERATION_KEYS:
                 if not isinstance(value, str):
@@ -102,5 +112,7 @@ def _erlang(value: Any) -> str:
         return "true" if value else "false"
     if value is None:
         return "null"
+    if isinstance(value, str):
+        return '<<"' + value.replace("\\", "\\\\").replace('"', '\\"') + '">>'
     return repr(value) if not isinstance(value, list) else \
         "[" + ",".join(_erlang(v) for v in value) + "]"

@@ -19,11 +19,19 @@ from .consumers import Consumer, ConsumerSet
 from ..model.errors import AccessRefused, ResourceLocked
 from ..model.message import Message, QueueEntry
 from .ready import ReadyByPriority, ReadyFifo
+from .redelivery import BackOff, HeldForRedelivery
+from .subscriptions import subscription_filter
 
 if TYPE_CHECKING:
     from .vhost import VirtualHost
 
 log = logging.getLogger("warren.queue")
+
+#: ActiveMQ's ``prioritizedMessages`` as a queue argument: JMS's ten priority levels (0-9)
+#: without ``x-max-priority``, which RabbitMQ's redeclare checks and this one is not; STOMP
+#: sets it on the queues its clients create (``stomp/jms.py``)
+PRIORITIZED_ARGUMENT = "x-prioritized-messages"
+JMS_MAX_PRIORITY = 9
 
 
 class Queue:
@@ -62,6 +70,12 @@ class Queue:
         self.stats = {"publish": 0, "deliver": 0, "deliver_no_ack": 0, "get": 0, "ack": 0,
                       "redeliver": 0}
         self.ready: ReadyFifo | ReadyByPriority = ReadyFifo()
+        # returned entries waiting out their redelivery back-off (``redelivery.py``)
+        self.held = HeldForRedelivery(vhost.broker.clock, self._redeliver)
+        # a durable subscription's selector: what it does not admit is never enqueued here
+        self.admits = subscription_filter(self.arguments)
+        if self.admits is not None:
+            vhost.filtered_queues += 1
         self.apply_settings()
 
     # ---------------------------------------------------------------- settings
@@ -90,7 +104,18 @@ class Queue:
         self.dlx_routing_key = self.setting("dead-letter-routing-key")
         self.expires = self.setting("expires")
         self.delivery_limit = self.setting("delivery-limit")
+        # RabbitMQ's quorum queues put x-delivery-count on every delivery, 0 on the first;
+        # warren's queues of that kind (declared quorum, or with a limit) do too, the others
+        # only once a message came back (RabbitMQ's classic queues never count)
+        self.counts_every_delivery = (self.arguments.get("x-queue-type") == "quorum"
+                                      or self.delivery_limit is not None)
+        initial = self.setting("redelivery-initial-delay")
+        self.back_off = None if not initial else BackOff(
+            initial, self.setting("redelivery-multiplier") or 1.0,
+            self.setting("redelivery-max-delay"))
         max_priority = self.arguments.get("x-max-priority", (self.policy or {}).get("max-priority"))
+        if max_priority is None and self.arguments.get(PRIORITIZED_ARGUMENT) in (True, "true"):
+            max_priority = JMS_MAX_PRIORITY
         if max_priority != getattr(self, "max_priority", None):
             # a policy may add, change or remove priorities live: re-sort what is ready
             old = self.ready.clear()
@@ -112,7 +137,8 @@ class Queue:
     # ---------------------------------------------------------------- counts
     @property
     def message_count(self) -> int:
-        return len(self.ready)
+        """Messages in the queue and not out with a consumer: ready or held for back-off."""
+        return len(self.ready) + len(self.held)
 
     @property
     def consumer_count(self) -> int:
@@ -269,7 +295,6 @@ class Queue:
                 ready.requeue(skipped)
 
     def _hand_over(self, consumer: Consumer, entry: QueueEntry) -> None:
-        entry.delivery_count += 1
         if consumer.no_ack:
             self.stats["deliver_no_ack"] += 1
             consumer.deliver(self, entry)
@@ -290,7 +315,6 @@ class Queue:
                 continue
             if entry.message.paged and not self._page_in(entry):
                 return None
-            entry.delivery_count += 1
             self.stats["get"] += 1
             if no_ack:
                 self._settle(entry)
@@ -356,7 +380,12 @@ class Queue:
         broker.after_settle(self)
 
     def requeue(self, entries: list[QueueEntry]) -> None:
-        """Back to their old positions, flagged redelivered (nack/reject requeue, channel close)."""
+        """Back to their old positions, flagged redelivered (nack/reject requeue, channel close).
+
+        Each return counts (RabbitMQ's quorum-queue ``delivery_count``, carried to consumers as
+        ``x-delivery-count``): past ``delivery-limit`` the entry is dead-lettered with reason
+        ``delivery_limit`` instead; with a back-off it is held before it is ready again.
+        """
         self.unacked -= len(entries)
         for e in entries:
             self.unacked_bytes -= len(e.message.body)
@@ -364,22 +393,47 @@ class Queue:
             for e in entries:
                 self._settle(e)
             return
+        broker = self.vhost.broker
+        limit = self.delivery_limit
+        back_off = self.back_off
+        stored = self.durable
+        live = []
         for e in entries:
             e.redelivered = True
-        live = entries
-        if self.delivery_limit is not None:
-            live = []
-            for e in entries:
-                if e.delivery_count > self.delivery_limit:
-                    self._dead_letter(e, "delivery_limit")
-                else:
-                    live.append(e)
-        self.ready.requeue(live)
-        due = min((e.expires_at for e in live if e.expires_at is not None), default=None)
+            e.delivery_count += 1
+            if limit is not None and e.delivery_count > limit:
+                self._dead_letter(e, "delivery_limit")
+                continue
+            if stored and e.message.stored:
+                broker.note_returned(self, e.message.id, e.delivery_count)
+            if back_off is not None:
+                self.held.hold(e, back_off.delay_ms(e.delivery_count) / 1000.0)
+            else:
+                live.append(e)
+        if live:
+            self._make_ready(live)
+        broker.after_settle(self)
+
+    def dead_letter_over_limit(self, entries: list[QueueEntry]) -> None:
+        """Recovered entries whose last return, counted at the restart, was one too many."""
+        gone = {id(e) for e in entries}
+        for e in self.ready.remove_where(lambda e: id(e) in gone):
+            self._dead_letter(e, "delivery_limit")
+
+    def _make_ready(self, entries: list[QueueEntry]) -> None:
+        self.ready.requeue(entries)
+        due = min((e.expires_at for e in entries if e.expires_at is not None), default=None)
         if due is not None:
-            # they were not counted when the timer was last armed (they were out with a consumer)
+            # they were not counted when the timer was last armed (they were out with a
+            # consumer, or held)
             self._schedule_expiry(due)
-        self.vhost.broker.after_settle(self)
+
+    def _redeliver(self, entries: list[QueueEntry]) -> None:
+        """Their back-off is over: deliverable again, in their old places."""
+        if self.deleted:
+            return
+        self._make_ready(entries)
+        self.dispatch()
 
     def reject(self, entries: list[QueueEntry]) -> None:
         """Rejected without requeue: dead-lettered when a DLX is set, else dropped."""
@@ -462,12 +516,14 @@ class Queue:
 
     # ---------------------------------------------------------------- purge / delete
     def purge(self) -> int:
-        gone = self.ready.clear()
+        gone = self.ready.clear() + self.held.clear()
         self.vhost.broker.release_many(self, gone)
         return len(gone)
 
     def on_deleted(self) -> int:
         """Called by the vhost: cancel consumers, drop ready entries, stop timers."""
+        if self.admits is not None and not self.deleted:
+            self.vhost.filtered_queues -= 1
         self.deleted = True
         for c in list(self.consumers):
             self.consumers.remove(c)
@@ -475,7 +531,7 @@ class Queue:
         for call in (self._expiry_call, self._idle_call):
             if call is not None and call.active():
                 call.cancel()
-        gone = self.ready.clear()
+        gone = self.ready.clear() + self.held.clear()
         self.vhost.broker.release_many(self, gone)
         count = len(gone)
         self.vhost.broker.store_purge(self)

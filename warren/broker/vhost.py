@@ -66,6 +66,9 @@ class VirtualHost:
         for ex_name, ex_type in STANDARD_EXCHANGES:
             self.exchanges[ex_name] = Exchange(name, ex_name, ex_type, durable=True)
         self.tracing = False
+        # queues that admit only some messages routed to them (durable subscriptions with a
+        # selector, broker/subscriptions.py): while 0, publish skips the check
+        self.filtered_queues = 0
 
     # ---------------------------------------------------------------- lookups
     def exchange(self, name: str) -> Exchange:
@@ -327,6 +330,8 @@ class VirtualHost:
     def publish(self, exchange: Exchange, message: Message) -> Routed:
         """Route and enqueue one message; persistent messages go to the store first."""
         queues = self.route(exchange, message)
+        if self.filtered_queues and queues:
+            queues = [q for q in queues if q.admits is None or q.admits(message)]
         if not queues:
             return Routed()
         for q in queues:

@@ -36,6 +36,7 @@ class Exchange:
         if ae:
             self.alternate = str(ae)
         self.policy: dict[str, Any] | None = None
+        self.policy_name: str | None = None      # the policy it is under (the API shows it)
         self.published_in = 0
         self.published_out = 0
 

@@ -84,6 +84,9 @@ class RecoveredState:
     # stores need not track deliveries; the core marks every recovered message redelivered
     # only if it had been delivered (see ``delivered``), else leaves the flag clear.
     delivered: set[tuple[str, int]] = field(default_factory=set)
+    # (queue key, id) -> times the message came back to that queue (``set_delivery_counts``);
+    # ``delivered`` then means "handed out again since", which the core counts as one more
+    delivery_counts: dict[tuple[str, int], int] = field(default_factory=dict)
     max_msg_id: int = 0
 
 
@@ -121,6 +124,14 @@ class MessageStore(abc.ABC):
 
         Optional: a store that does not track it makes every recovered message redelivered=false
         unless the core knows better. Lazy: need not be durable before anything else.
+        """
+
+    def set_delivery_counts(self, queue_key: str, counts: dict[int, int]) -> None:
+        """Remember how often these came back to the queue (nack/reject with requeue, a
+        consumer gone), and clear their delivered flags: the delivery limit and the
+        ``x-delivery-count`` of persistent messages survive a restart. Lazy like
+        ``mark_delivered``. Optional: a store without it restarts every count at zero (or one,
+        for a message that was out with a consumer).
         """
 
     @abc.abstractmethod

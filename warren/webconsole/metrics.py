@@ -209,22 +209,24 @@ SWEEP_SLICE = 5000
 def _zero() -> dict[str, int]:
     return dict.fromkeys(("messages_ready", "messages_unacked", "messages",
                           "messages_ready_bytes", "messages_unacked_bytes", "messages_bytes",
-                          "consumers"), 0)
+                          "consumers", "messages_redelivery_held"), 0)
 
 
 def _add(acc: dict[str, int], queues: list[Any], start: int, end: int) -> None:
-    consumers = ready = unacked = ready_bytes = unacked_bytes = 0
+    consumers = ready = unacked = ready_bytes = unacked_bytes = held = 0
     for i in range(start, end):
         q = queues[i]
         if q.deleted:
             continue
         consumers += len(q.consumers)
-        ready += len(q.ready)
+        ready += q.message_count
+        held += len(q.held)
         unacked += q.unacked
-        ready_bytes += q.ready.bytes
+        ready_bytes += q.ready.bytes + q.held.bytes
         unacked_bytes += q.unacked_bytes
     acc["consumers"] += consumers
     acc["messages_ready"] += ready
+    acc["messages_redelivery_held"] += held
     acc["messages_unacked"] += unacked
     acc["messages"] += ready + unacked
     acc["messages_ready_bytes"] += ready_bytes
@@ -242,11 +244,15 @@ QUEUE_SERIES = (
      "depth)", lambda q: q.message_count + q.unacked),
     ("queue_consumer_count", "consumers", "Consumers on a queue", lambda q: q.consumer_count),
     ("queue_metrics", "messages_ready_bytes", "Size in bytes of ready messages",
-     lambda q: q.ready.bytes),
+     lambda q: q.ready.bytes + q.held.bytes),
     ("queue_metrics", "messages_unacked_bytes", "Size in bytes of all unacknowledged messages",
      lambda q: q.unacked_bytes),
     ("queue_metrics", "messages_bytes", "Size in bytes of ready and unacknowledged messages",
-     lambda q: q.ready.bytes + q.unacked_bytes),
+     lambda q: q.ready.bytes + q.held.bytes + q.unacked_bytes),
+    # warren's: ready messages held back by the queue's redelivery back-off (ActiveMQ's
+    # redelivery policy), and the effective delivery limit (absent when none)
+    ("queue_metrics", "messages_redelivery_held", "Returned messages held back for their "
+     "redelivery delay (included in messages_ready)", lambda q: len(q.held)),
 )
 #: the families of /metrics/per-object
 QUEUE_FAMILIES = frozenset({"queue_coarse_metrics", "queue_consumer_count", "queue_metrics"})

@@ -29,6 +29,7 @@ from .resources import (
     parameters,
     queues,
     shovels,
+    subscriptions,
     topic_permissions,
 )
 
@@ -38,7 +39,8 @@ STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 def all_routes() -> list[Route]:
     routes: list[Route] = []
     for module in (overview, health, cluster, queues, exchanges, bindings, access,
-                   topic_permissions, definitions, parameters, shovels, federation):
+                   topic_permissions, definitions, parameters, shovels, federation,
+                   subscriptions):
         routes.extend(module.ROUTES)
     return routes
 

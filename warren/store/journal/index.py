@@ -3,13 +3,19 @@
 Record types
 ============
 
-``MESSAGE``     msg_id u64, seq u64, queue count u16, per queue (key length u16, delivered u8,
-                key utf-8), then the message record. Enqueueing is folded into the message
-                record, so a message is never on disk without its queues nor the other way
-                round, and a message routed to many queues is one record. ``seq`` orders queues:
-                recovery sorts each queue by it, because compaction moves records to the head.
-                A MESSAGE record for an id already known *replaces* its state (queues and
-                delivered flags): that is how compaction rewrites a message's live state.
+``MESSAGE``     msg_id u64, seq u64, queue count u16, per queue (key length u16, flags u8,
+                key utf-8, and when flag 2 is set a delivery count u32), then the message
+                record. Flag 1: delivered; flag 2: the message came back to that queue
+                (nack/reject with requeue, consumer gone) as often as the count says.
+                Enqueueing is folded into the message record, so a message is never on disk
+                without its queues nor the other way round, and a message routed to many
+                queues is one record. ``seq`` orders queues: recovery sorts each queue by it,
+                because compaction moves records to the head.
+                A MESSAGE record for an id already known *replaces* its state (queues,
+                delivered flags and delivery counts): that is how compaction rewrites a
+                message's live state, and how a delivery count is recorded (the message is
+                rewritten with its new count: returns are rare, and the count is then live
+                state like the message itself, reclaimed and compacted with it).
 ``ACK``         queue key length u16, key, msg_ids (u64 each): the queue drops those messages.
 ``PURGE``       queue key: the queue drops every message it holds.
 ``DELIVERED``   as ACK: those messages were handed to a consumer (redelivered flag after a
@@ -83,6 +89,9 @@ _MESSAGE_HEAD = struct.Struct("<QQH")
 _QUEUE_HEAD = struct.Struct("<HB")
 _KEY_HEAD = struct.Struct("<H")
 _CHECKPOINT = struct.Struct("<QQ")
+_COUNT = struct.Struct("<I")
+_DELIVERED = 1
+_COUNTED = 2
 
 
 #: Encoded (queue key, delivered) entries of MESSAGE records: the same few keys every time.
@@ -101,29 +110,45 @@ def _queue_entry(key: str, delivered: bool) -> bytes:
 
 
 def encode_message(msg_id: int, seq: int, queues: dict[str, bool],
-                   record: bytes | memoryview) -> bytes:
-    if len(queues) == 1:
+                   record: bytes | memoryview, counts: dict[str, int] | None = None) -> bytes:
+    if not counts and len(queues) == 1:
         for key, delivered in queues.items():
             return b"".join((_MESSAGE_HEAD.pack(msg_id, seq, 1), _queue_entry(key, delivered),
                              record))
     parts: list[bytes | memoryview] = [_MESSAGE_HEAD.pack(msg_id, seq, len(queues))]
     for key, delivered in queues.items():
-        parts.append(_queue_entry(key, delivered))
+        count = counts.get(key) if counts else None
+        if not count:
+            parts.append(_queue_entry(key, delivered))
+            continue
+        raw = key.encode()
+        parts.append(_QUEUE_HEAD.pack(len(raw), _COUNTED | (_DELIVERED if delivered else 0))
+                     + raw + _COUNT.pack(min(count, 0xFFFFFFFF)))
     parts.append(record)
     return b"".join(parts)
 
 
-def decode_message(payload: bytes | memoryview) -> tuple[int, int, dict[str, bool], int]:
-    """(msg_id, seq, queues with delivered flags, offset of the record in the payload)."""
+def decode_message(
+    payload: bytes | memoryview,
+) -> tuple[int, int, dict[str, bool], int, dict[str, int] | None]:
+    """(msg_id, seq, queues with delivered flags, offset of the record in the payload,
+    delivery counts by queue or None when none was recorded)."""
     msg_id, seq, count = _MESSAGE_HEAD.unpack_from(payload)
     at = _MESSAGE_HEAD.size
     queues: dict[str, bool] = {}
+    counts: dict[str, int] | None = None
     for _ in range(count):
-        length, delivered = _QUEUE_HEAD.unpack_from(payload, at)
+        length, flags = _QUEUE_HEAD.unpack_from(payload, at)
         at += _QUEUE_HEAD.size
-        queues[bytes(payload[at:at + length]).decode()] = bool(delivered)
+        key = bytes(payload[at:at + length]).decode()
+        queues[key] = bool(flags & _DELIVERED)
         at += length
-    return msg_id, seq, queues, at
+        if flags & _COUNTED:
+            if counts is None:
+                counts = {}
+            (counts[key],) = _COUNT.unpack_from(payload, at)
+            at += _COUNT.size
+    return msg_id, seq, queues, at, counts
 
 
 def encode_queue_ids(queue_key: str, msg_ids: list[int]) -> bytes:
@@ -161,15 +186,16 @@ def decode_checkpoint(payload: bytes | memoryview) -> tuple[int, int]:
 class MessageLocation:
     """Where a live message's current MESSAGE record is, and which queues still hold it."""
 
-    __slots__ = ("segment", "offset", "length", "seq", "queues")
+    __slots__ = ("segment", "offset", "length", "seq", "queues", "counts")
 
     def __init__(self, segment: int, offset: int, length: int, seq: int,
-                 queues: dict[str, bool]) -> None:
+                 queues: dict[str, bool], counts: dict[str, int] | None = None) -> None:
         self.segment = segment
         self.offset = offset
         self.length = length  # framed length, header included
         self.seq = seq  # publish order; queues are sorted by it at recovery
         self.queues = queues  # queue key -> delivered flag; empty means dead
+        self.counts = counts  # queue key -> delivery count, for queues it came back to
 
 
 class DefinitionLocation:
@@ -228,7 +254,8 @@ class JournalIndex:
             self._liveness(segment).guards.add(older)
 
     def add_message(
-        self, msg_id: int, seq: int, queues: dict[str, bool], segment: int, offset: int, length: int
+        self, msg_id: int, seq: int, queues: dict[str, bool], segment: int, offset: int,
+        length: int, counts: dict[str, int] | None = None,
     ) -> None:
         """A MESSAGE record: a new message, or the rewrite of a known one (replaces its state)."""
         old = self.messages.get(msg_id)
@@ -241,7 +268,7 @@ class JournalIndex:
                     index[key] = {msg_id: None}
                 else:
                     ids[msg_id] = None
-            self.messages[msg_id] = MessageLocation(segment, offset, length, seq, queues)
+            self.messages[msg_id] = MessageLocation(segment, offset, length, seq, queues, counts)
             liveness = self.segments.get(segment)
             if liveness is None:
                 liveness = self.segments[segment] = SegmentLiveness()
@@ -262,7 +289,7 @@ class JournalIndex:
         for key in queues:
             if old is None or key not in old.queues:
                 self.queues.setdefault(key, {})[msg_id] = None
-        self.messages[msg_id] = MessageLocation(segment, offset, length, seq, queues)
+        self.messages[msg_id] = MessageLocation(segment, offset, length, seq, queues, counts)
         self._hold(segment, msg_id, length)
         if msg_id > self.max_msg_id:
             self.max_msg_id = msg_id
@@ -342,6 +369,14 @@ class JournalIndex:
             for msg_id, location in self.messages.items()
             for key, flag in location.queues.items()
             if flag
+        }
+
+    def delivery_counts(self) -> dict[tuple[str, int], int]:
+        return {
+            (key, msg_id): count
+            for msg_id, location in self.messages.items() if location.counts
+            for key, count in location.counts.items()
+            if key in location.queues
         }
 
     def forget_segment(self, segment: int) -> None:

@@ -102,6 +102,7 @@ class JournalStore(MessageStore):
             records={msg_id: records[msg_id] for msg_id in index.messages},
             queues={key: RecoveredQueue(key, list(ids)) for key, ids in index.queues.items()},
             delivered=index.delivered(),
+            delivery_counts=index.delivery_counts(),
             max_msg_id=index.max_msg_id,
         )
         logger.info(
@@ -124,8 +125,8 @@ class JournalStore(MessageStore):
         length = HEADER_SIZE + len(payload)
         end = (segment, offset + length)
         if record_type == RecordType.MESSAGE:
-            msg_id, seq, queues, at = decode_message(payload)
-            index.add_message(msg_id, seq, queues, segment, offset, length)
+            msg_id, seq, queues, at, counts = decode_message(payload)
+            index.add_message(msg_id, seq, queues, segment, offset, length, counts)
             records[msg_id] = bytes(payload[at:])
         elif record_type == RecordType.ACK:
             queue_key, msg_ids = decode_queue_ids(payload)
@@ -205,6 +206,31 @@ class JournalStore(MessageStore):
             return
         self._log.append(RecordType.DELIVERED, encode_queue_ids(queue_key, fresh))
         self._index.mark_delivered(queue_key, fresh)
+
+    def set_delivery_counts(self, queue_key: str, counts: dict[int, int]) -> None:
+        """Rewrite each message with its new count and its delivered flag clear (see the
+        MESSAGE record in ``index.py``): the old copy dies as in a compaction."""
+        self._ready()
+        messages = self._index.messages
+        for msg_id, count in counts.items():
+            location = messages.get(msg_id)
+            if location is None or queue_key not in location.queues:
+                continue
+            old = location.counts or {}
+            if old.get(queue_key) == count and not location.queues[queue_key]:
+                continue
+            queues = dict(location.queues)
+            queues[queue_key] = False
+            self._rewrite(msg_id, location, queues, {**old, queue_key: count})
+
+    def _rewrite(self, msg_id: int, location: Any, queues: dict[str, bool],
+                 counts: dict[str, int] | None) -> None:
+        """Append a message's MESSAGE record again with the state given (compaction, counts)."""
+        _, payload = self._log.read(location.segment, location.offset, location.length)
+        record = memoryview(payload)[decode_message(payload)[3]:]
+        segment, offset, length = self._log.append(
+            RecordType.MESSAGE, encode_message(msg_id, location.seq, queues, record, counts))
+        self._index.add_message(msg_id, location.seq, queues, segment, offset, length, counts)
 
     def purge_queue(self, queue_key: str) -> None:
         self._ready()
@@ -336,13 +362,7 @@ class JournalStore(MessageStore):
         for key in list(liveness.live):
             if isinstance(key, int):
                 location = index.messages[key]
-                _, payload = log.read(location.segment, location.offset, location.length)
-                record = memoryview(payload)[decode_message(payload)[3]:]
-                queues = dict(location.queues)
-                segment, offset, length = log.append(
-                    RecordType.MESSAGE, encode_message(key, location.seq, queues, record)
-                )
-                index.add_message(key, location.seq, queues, segment, offset, length)
+                self._rewrite(key, location, dict(location.queues), location.counts)
             else:
                 definition = index.definitions[key]
                 _, payload = log.read(definition.segment, definition.offset, definition.length)

@@ -76,7 +76,7 @@ class PendingBatch:
 
     #: Records of messages published in this batch, by id.
     records: dict[int, bytes] = field(default_factory=dict)
-    #: Queue references added in this batch: (queue_key, msg_id) -> [seq, delivered].
+    #: Queue references added in this batch: (queue_key, msg_id) -> [seq, delivered, count].
     entries: dict[tuple[str, int], list[Any]] = field(default_factory=dict)
     #: How many of ``entries`` point at each record of ``records`` (0 -> drop the record).
     refs: dict[int, int] = field(default_factory=dict)
@@ -84,6 +84,9 @@ class PendingBatch:
     acks: list[tuple[str, int]] = field(default_factory=list)
     #: Queue references already in the database to flag delivered.
     delivered: list[tuple[str, int]] = field(default_factory=list)
+    #: Queue references already in the database with a new delivery count (delivered then
+    #: cleared), applied before ``delivered``; the last count of a reference wins.
+    counts: dict[tuple[str, int], int] = field(default_factory=dict)
     #: Queues whose database rows are all to be deleted (before this batch's inserts).
     purges: list[str] = field(default_factory=list)
     #: Definitions to upsert (JSON text) or delete (None); the last call wins.
@@ -94,7 +97,7 @@ class PendingBatch:
     def has_writes(self) -> bool:
         return bool(
             self.records or self.entries or self.acks or self.delivered or self.purges
-            or self.definitions
+            or self.definitions or self.counts
         )
 
 
@@ -269,9 +272,11 @@ class SqlStore(MessageStore):
                 "ON CONFLICT DO NOTHING"
             )
             self._unnest_entries = text(
-                "INSERT INTO warren_queue_messages (queue_key, msg_id, seq, delivered) "
+                "INSERT INTO warren_queue_messages "
+                "(queue_key, msg_id, seq, delivered, delivery_count) "
                 "SELECT * FROM unnest(CAST(:queue_keys AS BYTEA[]), CAST(:ids AS BIGINT[]), "
-                "CAST(:seqs AS BIGINT[]), CAST(:delivered AS BOOLEAN[])) "
+                "CAST(:seqs AS BIGINT[]), CAST(:delivered AS BOOLEAN[]), "
+                "CAST(:counts AS INTEGER[])) "
                 "ON CONFLICT DO NOTHING"
             )
         # Acks and garbage collection take a list of ids per statement (one array parameter
@@ -307,6 +312,11 @@ class SqlStore(MessageStore):
             .where(and_(qm.c.msg_id == bindparam("m"), qm.c.queue_key == bindparam("q")))
             .values(delivered=True)
         )
+        self._set_count = (
+            update(qm)
+            .where(and_(qm.c.msg_id == bindparam("m"), qm.c.queue_key == bindparam("q")))
+            .values(delivery_count=bindparam("n"), delivered=False)
+        )
         self._delete_definition = delete(d).where(
             and_(d.c.kind == bindparam("k"), d.c.key == bindparam("n"))
         )
@@ -337,17 +347,18 @@ class SqlStore(MessageStore):
                 for kind, key, value in connection.execute(select(d.c.kind, d.c.key, d.c.value)):
                     state.definitions[(kind, key)] = json.loads(value)
                 rows = connection.execute(
-                    select(qm.c.queue_key, qm.c.msg_id, qm.c.delivered).order_by(
-                        qm.c.queue_key, qm.c.seq
-                    )
+                    select(qm.c.queue_key, qm.c.msg_id, qm.c.delivered,
+                           qm.c.delivery_count).order_by(qm.c.queue_key, qm.c.seq)
                 )
-                for queue_key, msg_id, delivered in rows:
+                for queue_key, msg_id, delivered, count in rows:
                     queue = state.queues.get(queue_key)
                     if queue is None:
                         queue = state.queues[queue_key] = RecoveredQueue(queue_key)
                     queue.msg_ids.append(msg_id)
                     if delivered:
                         state.delivered.add((queue_key, msg_id))
+                    if count:
+                        state.delivery_counts[(queue_key, msg_id)] = count
                 records = connection.execute(
                     select(m.c.id, m.c.record).where(exists().where(qm.c.msg_id == m.c.id))
                 )
@@ -412,7 +423,7 @@ class SqlStore(MessageStore):
             if (queue_key, msg_id) in batch.entries:
                 continue
             self._seq += 1
-            batch.entries[(queue_key, msg_id)] = [self._seq, False]
+            batch.entries[(queue_key, msg_id)] = [self._seq, False, 0]
             batch.refs[msg_id] = batch.refs.get(msg_id, 0) + 1
         self._schedule()
 
@@ -435,6 +446,21 @@ class SqlStore(MessageStore):
                 batch.delivered.append((queue_key, msg_id))
         self._schedule()
 
+    def set_delivery_counts(self, queue_key: str, counts: dict[int, int]) -> None:
+        batch = self._queue[-1]
+        for msg_id, count in counts.items():
+            entry = batch.entries.get((queue_key, msg_id))
+            if entry is not None:       # published in this batch: inserted with its count
+                entry[1] = False
+                entry[2] = count
+            else:
+                batch.counts[(queue_key, msg_id)] = count
+        if batch.delivered:
+            # a delivery noted earlier in this batch ended in this return: not out any more
+            batch.delivered = [a for a in batch.delivered
+                               if a[0] != queue_key or a[1] not in counts]
+        self._schedule()
+
     def purge_queue(self, queue_key: str) -> None:
         batch = self._queue[-1]
         for entry_key in [k for k in batch.entries if k[0] == queue_key]:
@@ -442,6 +468,7 @@ class SqlStore(MessageStore):
             self._drop_ref(batch, entry_key[1])
         batch.acks = [a for a in batch.acks if a[0] != queue_key]
         batch.delivered = [a for a in batch.delivered if a[0] != queue_key]
+        batch.counts = {a: n for a, n in batch.counts.items() if a[0] != queue_key}
         if queue_key not in batch.purges:
             batch.purges.append(queue_key)
         self._schedule()
@@ -586,6 +613,9 @@ class SqlStore(MessageStore):
             self._insert_records(connection, batch)
         if batch.entries:
             self._insert_entries(connection, batch)
+        if batch.counts:
+            connection.execute(self._set_count, [{"q": q, "m": m, "n": n}
+                                                 for (q, m), n in batch.counts.items()])
         if batch.delivered:
             connection.execute(self._mark_delivered, [{"q": q, "m": m} for q, m in batch.delivered])
         if batch.definitions:
@@ -621,14 +651,16 @@ class SqlStore(MessageStore):
                     "ids": [m for _, m in keys],
                     "seqs": [v[0] for v in values],
                     "delivered": [v[1] for v in values],
+                    "counts": [v[2] for v in values],
                 },
             )
         else:
             connection.execute(
                 self._insert_entry,
                 [
-                    {"queue_key": q, "msg_id": m, "seq": seq, "delivered": delivered}
-                    for (q, m), (seq, delivered) in batch.entries.items()
+                    {"queue_key": q, "msg_id": m, "seq": seq, "delivered": delivered,
+                     "delivery_count": count}
+                    for (q, m), (seq, delivered, count) in batch.entries.items()
                 ],
             )
 

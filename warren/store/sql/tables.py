@@ -4,8 +4,10 @@
 - ``warren_messages``: a message record stored once, however many queues hold it.
 - ``warren_queue_messages``: a queue's reference to a message. ``seq`` gives queue order
   (allocated by the store, increasing); ``delivered`` remembers a delivery for
-  redelivered=true after a restart. The primary key starts with ``msg_id`` so "does any queue
-  still hold this message?" (garbage collection after an ack) is an index lookup.
+  redelivered=true after a restart; ``delivery_count`` how often the message came back to the
+  queue (migration 0003), for delivery limits across restarts. The primary key starts with
+  ``msg_id`` so "does any queue still hold this message?" (garbage collection after an ack) is
+  an index lookup.
 - ``warren_meta``: small named values; ``max_msg_id`` is the high-water mark of message ids so
   ids are never reused even after every message was acked and deleted.
 - ``warren_lock``: the lease row the database locker (``warren.ha.lease_locker``) takes.
@@ -77,6 +79,7 @@ queue_messages = Table(
     Column("queue_key", NameBytes, primary_key=True),
     Column("seq", BigInteger, nullable=False),
     Column("delivered", Boolean, nullable=False, default=False),
+    Column("delivery_count", Integer, nullable=False, default=0, server_default="0"),
     Index("ix_warren_queue_messages_queue_seq", "queue_key", "seq"),
 )
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...model.errors import PreconditionFailed
 from ...broker.users import HASHING_ALGORITHMS
 from ..api import (ApiError, Call, Route, as_int, as_str, as_table, bad_request, forbidden,
                    not_found)
+from .parameters import escape_html_tags
 
 
 # ---------------------------------------------------------------------------------- vhosts
@@ -231,8 +233,12 @@ def put_policy(call: Call) -> None:
     priority = as_int(body.get("priority"), "priority", 0, minimum=-2 ** 31)
     apply_to = as_str(body.get("apply-to"), "apply-to", "all")
     existed = name in call.broker.policies.get(vh.name, {})
-    call.broker.set_policy(vh.name, name, pattern, definition, priority=priority,
-                           apply_to=apply_to)
+    try:
+        call.broker.set_policy(vh.name, name, pattern, definition, priority=priority,
+                               apply_to=apply_to)
+    except PreconditionFailed as e:
+        # the texts show Erlang terms such as <<"5">>, escaped as RabbitMQ's API escapes them
+        raise bad_request(escape_html_tags(e.text)) from None
     call.status = 204 if existed else 201
 
 

@@ -30,7 +30,7 @@ def exchange_info(call: Call, vh: Any, ex: Any) -> dict[str, Any]:
     return {
         "name": ex.name, "vhost": vh.name, "type": ex.type_name, "durable": ex.durable,
         "auto_delete": ex.auto_delete, "internal": ex.internal,
-        "arguments": jsonable(ex.arguments), "policy": None,
+        "arguments": jsonable(ex.arguments), "policy": ex.policy_name,
         "user_who_performed_action": "rmq-internal" if (not ex.name or
                                                        ex.name.startswith("amq.")) else "",
         "message_stats": {"publish_in": ex.published_in,

@@ -24,7 +24,7 @@ ACKMODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
 def queue_info(call: Call, vh: Any, q: Any) -> dict[str, Any]:
     ready = q.message_count
     unacked = q.unacked
-    ready_bytes = q.ready.bytes
+    ready_bytes = q.ready.bytes + q.held.bytes
     stats = q.stats
     rates = call.site.stats.queue_rates(vh.name, q.name) if call.site.stats else {}
     message_stats: dict[str, Any] = {}
@@ -65,7 +65,19 @@ def queue_info(call: Call, vh: Any, q: Any) -> dict[str, Any]:
                                        and q.consumers.active is not None else None),
         "head_message_timestamp": None, "idle_since": None,
         "message_stats": message_stats,
+        # poison messages: the effective limit (as RabbitMQ shows a quorum queue's), and
+        # warren's redelivery back-off with the returned messages it holds back right now
+        "delivery_limit": q.delivery_limit,
+        "redelivery_back_off": back_off_info(q.back_off),
+        "messages_redelivery_held": len(q.held),
     }
+
+
+def back_off_info(back_off: Any) -> dict[str, Any] | None:
+    if back_off is None:
+        return None
+    return {"initial_delay": back_off.initial_ms, "multiplier": back_off.multiplier,
+            "max_delay": back_off.max_ms}
 
 
 def list_queues(call: Call) -> list[dict[str, Any]]:

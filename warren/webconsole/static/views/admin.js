@@ -155,6 +155,7 @@ const POLICY_KEYS = [
   ["message-ttl", "Number"], ["expires", "Number"], ["max-length", "Number"], ["max-length-bytes", "Number"],
   ["overflow", "String"], ["dead-letter-exchange", "String"], ["dead-letter-routing-key", "String"],
   ["max-priority", "Number"], ["alternate-exchange", "String"], ["delivery-limit", "Number"],
+  ["redelivery-initial-delay", "Number"], ["redelivery-multiplier", "Number"], ["redelivery-max-delay", "Number"],
 ];
 
 function policiesSection(app) {

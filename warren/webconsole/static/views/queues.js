@@ -13,12 +13,24 @@ const ARGUMENT_SHORTCUTS = [
   ["x-message-ttl", "Number"], ["x-expires", "Number"], ["x-max-length", "Number"],
   ["x-max-length-bytes", "Number"], ["x-overflow", "String"], ["x-dead-letter-exchange", "String"],
   ["x-dead-letter-routing-key", "String"], ["x-max-priority", "Number"], ["x-single-active-consumer", "Boolean"],
+  ["x-delivery-limit", "Number"], ["x-redelivery-initial-delay", "Number"], ["x-redelivery-multiplier", "Number"],
+  ["x-redelivery-max-delay", "Number"],
 ];
+
+/** "1 s, x2, at most 1 min": a queue's redelivery back-off (``redelivery_back_off``). */
+function backOffText(b) {
+  const ms = (v) => (v >= 1000 ? `${v / 1000} s` : `${v} ms`);
+  return [ms(b.initial_delay), b.multiplier !== 1 ? `x${b.multiplier}` : null,
+    b.max_delay != null ? `at most ${ms(b.max_delay)}` : null].filter(Boolean).join(", ");
+}
 
 export function queuesPage(params, app) {
   let items = [];
+  let subs = [];
   let filter = "";
   const list = h("div", {id: "queues-list"});
+  const subsList = h("div", {id: "durable-subscriptions-list"});
+  const renderSubs = () => replace(subsList, durableSubscriptionsTable(subs, app));
   const render = () => {
     const shown = visible(items, app, filter);
     replace(list, table(
@@ -60,14 +72,30 @@ export function queuesPage(params, app) {
     h("div", {class: "page-head"}, h("h2", {}, "Queues"),
       filterBox((text) => { filter = text; render(); })),
     list,
+    section("Durable topic subscriptions", subsList, {open: true, id: "durable-subscriptions"}),
     section("Add a new queue", form, {id: "add-queue-section"}));
   return {
     element,
     async refresh() {
-      items = await get(apiPath("queues"));
+      [items, subs] = await Promise.all([get(apiPath("queues")), get(apiPath("durable-subscriptions"))]);
       render();
+      renderSubs();
     },
   };
+}
+
+// JMS durable subscriptions (STOMP activemq.subscriptionName), as ActiveMQ's console lists
+// its durable topic subscribers: each is a queue, linked to its page.
+function durableSubscriptionsTable(subs, app) {
+  const shown = subs.filter((s) => !app.vhost || s.vhost === app.vhost);
+  return table(
+    ["Virtual host", "Client id", "Subscription", "Destination", "Selector", "State", "Pending", "Queue"],
+    shown.map((s) => [
+      s.vhost, s.client_id, s.subscription_name, s.destination, s.selector ?? "",
+      h("span", {class: `state state-${s.active ? "running" : "idle"}`}, s.active ? "active" : "inactive"),
+      num(formatCount(s.messages)), link(objectHref("queues", s.vhost, s.queue), s.queue),
+    ]),
+    {empty: "No durable subscriptions.", keys: shown.map((s) => `${s.vhost}/${s.queue}`)});
 }
 
 /** One message from /get: routing facts, properties, headers, and the body with a base64 toggle. */
@@ -206,11 +234,16 @@ export function queuePage({vhost, name}, app) {
           fact("Consumers", formatCount(q.consumers)),
           q.exclusive_consumer_tag ? fact("Exclusive consumer", q.exclusive_consumer_tag) : null,
           q.policy ? fact("Policy", q.policy) : null,
+          q.policy ? fact("Effective policy definition", kvTable(q.effective_policy_definition ?? {})) : null,
+          q.delivery_limit != null ? fact("Delivery limit", formatCount(q.delivery_limit), "queue-delivery-limit") : null,
+          q.redelivery_back_off ? fact("Redelivery back-off", backOffText(q.redelivery_back_off), "queue-back-off") : null,
           fact("Arguments", kvTable(q.arguments)))),
         h("table", {class: "kv facts counts"}, h("tbody", {},
           fact("Ready", formatCount(q.messages_ready), "queue-ready"),
           fact("Unacked", formatCount(q.messages_unacknowledged), "queue-unacked"),
           fact("Total", formatCount(q.messages), "queue-total"),
+          q.redelivery_back_off || q.messages_redelivery_held
+            ? fact("Held for redelivery", formatCount(q.messages_redelivery_held ?? 0), "queue-redelivery-held") : null,
           fact("Incoming", formatRate(rateOf(q, "publish"))),
           fact("Deliver / get", formatRate(rateOf(q, "deliver_get"))),
           fact("Ack", formatRate(rateOf(q, "ack")))))));
