@@ -135,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # logs the "started" line itself on each takeover.
         from .ha.runner import HaRunner
         try:
-            svc = HaRunner(cfg, reactor)
+            svc = HaRunner(cfg, reactor, BrokerService)
         except ValueError as error:
             return _cannot_start(log, error)
     else:

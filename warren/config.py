@@ -20,7 +20,7 @@ import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Mapping
 
 #: ``WARREN_*`` variables that are not broker settings: ``warren ctl``'s (and ``WARREN_PG_BIN``
 #: for the tests' private PostgreSQL); they are neither keys nor worth a warning.
@@ -242,7 +242,7 @@ def _shown(where: str, value: Any) -> str:
     return f"{key} = {shown} {rest}".rstrip()
 
 
-def load(path: str | None = None, env: dict[str, str] | None = None,
+def load(path: str | None = None, env: Mapping[str, str] | None = None,
          overrides: dict[str, Any] | None = None,
          warn: Callable[[str], None] | None = None) -> Config:
     """The configuration from defaults, ``path``, ``env`` (``os.environ``) and ``overrides``
@@ -254,8 +254,8 @@ def load(path: str | None = None, env: dict[str, str] | None = None,
     cfg = Config()
     if path:
         cfg.update(_read_toml(path), source=lambda k: f"{k} in {path}", warn=warn)
-    env = os.environ if env is None else env
-    from_env = {k: v for k, v in env.items()
+    environ: Mapping[str, str] = os.environ if env is None else env
+    from_env = {k: v for k, v in environ.items()
                 if k.startswith("WARREN_") and k not in NOT_SETTINGS}
     cfg.update({k[7:].lower(): v for k, v in from_env.items()},
                source=lambda k: f"WARREN_{k.upper()}",

@@ -13,9 +13,10 @@ from typing import Any, Callable, Iterable, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 
+from ..exchange.exchange import Exchange
+from ..model.errors import AccessRefused, NotAllowed, NotFound
+from ..model.message import OVERHEAD, Message, PropertiesCodec, QueueEntry
 from ..store.interface import KEY_SEP, MessageStore, StoreUnavailable, resource_key
-from .errors import AccessRefused, NotAllowed, NotFound
-from .message import OVERHEAD, Message, PropertiesCodec, QueueEntry
 from .paging import DEFAULT_BUDGET, Pager
 from .parameters import STORE_KIND as PARAMETER_KIND
 from .parameters import RuntimeParameters
@@ -41,6 +42,15 @@ class Blockable(Protocol):
 
 
 class Broker:
+    """Everything the protocols share in one process: vhosts by name, users and permissions,
+    policies and runtime parameters, the store, the memory budget and its alarm.
+
+    Front ends, the console and the bridges hold this one object and reach vhosts, publishers
+    (:meth:`publisher`) and the store through it, so a rule (a permission, a policy, a memory
+    alarm) is decided once for every protocol. It never calls a front end: it knows them only
+    as the small interfaces they register (``Blockable`` connections, event listeners,
+    consumers)."""
+
     def __init__(self, *, clock: Any, codec: PropertiesCodec, store: MessageStore | None = None,
                  memory_high_watermark: int = 2 * 1024 ** 3, node_name: str = "warren@localhost",
                  default_user: str = "guest", default_pass: str = "guest",
@@ -635,12 +645,8 @@ class Broker:
         log.info("recovered %d vhosts, %d queues, %d messages", len(self.vhosts),
                  sum(len(v.queues) for v in self.vhosts.values()), len(messages))
 
-    def connection_count(self) -> int:
-        return len(self.connections)
 
-
-def _restored_exchange(e: dict[str, Any]):
-    from ..exchange.exchange import Exchange
+def _restored_exchange(e: dict[str, Any]) -> Exchange:
     return Exchange(e["vhost"], e["name"], e["type"], durable=True,
                     auto_delete=e.get("auto_delete", False), internal=e.get("internal", False),
                     arguments=e.get("arguments") or {})

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 
 from twisted.internet.defer import Deferred
 
-from .errors import BrokerError, PreconditionFailed
+from ..model.errors import BrokerError, PreconditionFailed
 from .jsonvalue import jsonable
 from .topic_permissions import invalid_pattern
 

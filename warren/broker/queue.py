@@ -16,8 +16,8 @@ from ..exchange.interface import BindingSet
 from ..store.interface import resource_key
 from .arguments import validate_queue_arguments
 from .consumers import Consumer, ConsumerSet
-from .errors import AccessRefused, ResourceLocked
-from .message import Message, QueueEntry
+from ..model.errors import AccessRefused, ResourceLocked
+from ..model.message import Message, QueueEntry
 from .ready import ReadyByPriority, ReadyFifo
 from .redelivery import BackOff, HeldForRedelivery
 from .subscriptions import subscription_filter
@@ -36,6 +36,11 @@ JMS_MAX_PRIORITY = 9
 
 
 class Queue:
+    """One queue's ready messages, its consumers and its rules (see the module docstring).
+
+    Entries handed to a consumer leave the queue: the receiver (a channel, a session) holds
+    them until it acks, rejects or requeues them through this object."""
+
     kind = "queue"
 
     def __init__(self, vhost: "VirtualHost", name: str, *, durable: bool = False,

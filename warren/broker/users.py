@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .errors import AccessRefused
+from ..model.errors import AccessRefused
 
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 #: RabbitMQ's hashing modules and their digests (md5 verifies only: hashes of 3.5 and older)

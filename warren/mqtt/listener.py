@@ -20,7 +20,7 @@ from twisted.internet import protocol
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-from warren.broker.errors import BrokerError
+from warren.model.errors import BrokerError
 from warren.endpoint import accept
 from warren.output import BatchedOutput
 from warren.mqtt.codec import MqttError, MqttParser, Publish

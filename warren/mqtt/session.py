@@ -51,8 +51,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from warren.broker.confirms import ConfirmTracker
-from warren.broker.errors import AccessRefused, BrokerError, NotAllowed
-from warren.broker.message import Message, Properties, QueueEntry
+from warren.model.errors import AccessRefused, BrokerError, NotAllowed
+from warren.model.message import Message, Properties, QueueEntry
 from warren.broker.publish import Publisher
 from warren.exchange.interface import Binding
 from warren.exchange.topic import TopicTrie

@@ -53,8 +53,8 @@ from twisted.internet.defer import Deferred, DeferredList, FirstError, succeed
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
-from ..broker.errors import BrokerError
-from ..broker.message import Message, Properties
+from ..model.errors import BrokerError
+from ..model.message import Message, Properties
 from .channel import LinkChannel, LinkDown
 from .connector_config import ConnectorDef, parse_connectors
 from .link import Link, LinkState

@@ -110,7 +110,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
                 if self.closing:
                     return
         except (StompError, Exception) as error:
-            from ..broker.errors import BrokerError
+            from ..model.errors import BrokerError
             if not isinstance(error, (StompError, BrokerError)):
                 log.exception("internal error on STOMP connection %s", self.name)
             receipt = frame.get("receipt") if frame is not None else None
@@ -231,7 +231,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
 
     def force_close(self, reason: str) -> None:
         """Management / HA: close with an ERROR frame saying why."""
-        from ..broker.errors import ConnectionForced
+        from ..model.errors import ConnectionForced
         self._fail(ConnectionForced(reason))
 
     # ------------------------------------------------------------------ introspection

@@ -48,9 +48,9 @@ from typing import Any, Callable, Protocol
 
 from .. import __version__
 from ..broker.confirms import ConfirmTracker
-from ..broker.errors import AccessRefused, BrokerError, PreconditionFailed
+from ..model.errors import AccessRefused, BrokerError, PreconditionFailed
 from ..broker.groups import GROUP_ID_HEADER, GROUP_SEQ_HEADER, groups_of
-from ..broker.message import Message, Properties, QueueEntry, parse_expiration
+from ..model.message import Message, Properties, QueueEntry, parse_expiration
 from ..broker.publish import Publisher
 from ..broker.queue import PRIORITIZED_ARGUMENT, Queue
 from ..broker.scheduler import DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER, ScheduledDelivery

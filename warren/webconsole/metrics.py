@@ -34,7 +34,7 @@ from prometheus_client.process_collector import ProcessCollector
 from twisted.web import resource
 
 from ..broker.definitions import PRODUCT_VERSION, WARREN_VERSION
-from ..broker.errors import AccessRefused
+from ..model.errors import AccessRefused
 from ..endpoint import is_loopback
 
 #: counter name (without _total) -> MessageStats key, help text

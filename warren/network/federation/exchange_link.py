@@ -31,6 +31,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredList
 
 from ...exchange.federation_upstream import ROUTING_HEADER, already_seen, should_forward
+from ...exchange.interface import freeze
 from ..channel import LinkChannel, RemoteClosed
 from ..client import Long
 from .upstream_link import UpstreamLink, log
@@ -163,7 +164,7 @@ class ExchangeLink(UpstreamLink):
         args = binding.arguments or {}
         trail = args.get(BINDING_HEADER)
         if not isinstance(trail, list):
-            key = (binding.routing_key, _freeze(args))
+            key = (binding.routing_key, freeze(args))
             dests = self._bindings.setdefault(key, set())
             first = not dests
             if add:
@@ -242,11 +243,3 @@ class ExchangeLink(UpstreamLink):
 
     def as_json(self) -> dict[str, Any]:
         return self.status.as_json()
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
-    return value

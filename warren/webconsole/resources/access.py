@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...broker.errors import PreconditionFailed
+from ...model.errors import PreconditionFailed
 from ...broker.stats import with_rates
 from ...broker.users import HASHING_ALGORITHMS
 from ..api import (ApiError, Call, Route, as_int, as_str, as_table, bad_request, forbidden,

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from ...broker.definitions import PRODUCT_VERSION, WARREN_VERSION
-from ...broker.message import Message, Properties
+from ...model.message import Message, Properties
 from ...broker.stats import with_rates
 from ...exchange.registry import EXCHANGE_TYPES
 from ..api import Call, Route, as_str, forbidden, not_found
