@@ -8,7 +8,8 @@ to open a federation link back to A (it would need A's address and credentials, 
 cannot open channels on a connection it accepted). So A does both halves itself, and the
 connection A opened carries everything, which is also what ``duplex`` asks for:
 
-- **topics out** (A to B): a private queue on A bound to ``amq.topic`` is consumed
+- **topics out** (A to B): a durable queue ``network: <name> topics`` on A bound to
+  ``amq.topic`` (so a persistent message waits on disk for B, across restarts) is consumed
   in-process; each message is published to B's ``amq.topic`` with its routing key, in
   confirm mode, and acked here only once B confirmed it (a message leaves A only once B has
   it). One queue per connector: one copy per peer however many subscriptions match
@@ -68,6 +69,10 @@ DEMAND_ARG = "x-network-demand"   # on a peer's demand queue: the asking broker'
 INTERNAL = {"x-internal-purpose": "network-connector"}
 SAMPLE_INTERVAL = 0.2     # seconds between samples of the peer's queues and local demand
 VHOST = "/"
+
+
+def topic_queue_name(connector: str) -> str:
+    return f"network: {connector} topics"
 
 
 def path_of(headers: Any) -> list[str]:
@@ -218,10 +223,14 @@ class NetworkConnector:
         if vh is None:
             return
         if self.definition.topic_keys() and ("topic", "") not in self.forwarders:
-            queue = vh.declare_queue(vh.new_queue_name(), exclusive_owner=self,
-                                     auto_delete=False, check_reserved=False,
-                                     arguments=dict(INTERNAL))
-            # bound once the peer said what it has subscriptions for (set_demand)
+            # durable, under a name that outlives a restart: a persistent message confirmed
+            # to its publisher here waits on disk for the peer, even across a kill -9
+            queue = vh.queues.get(self.topic_queue)
+            if queue is None:
+                queue = vh.declare_queue(self.topic_queue, durable=True, auto_delete=False,
+                                         check_reserved=False, arguments=dict(INTERNAL))
+            # bound (again) to what the peer says it has subscriptions for (set_demand)
+            self.demand = {b.routing_key for b in queue.bindings if b.source == "amq.topic"}
             self._attach(_Forwarder(self, queue, "topic"), ("topic", ""))
         for q in list(vh.queues.values()):
             self.queue_appeared(q)
@@ -253,18 +262,19 @@ class NetworkConnector:
         fwd.attached = True
         return True
 
+    @property
+    def topic_queue(self) -> str:
+        """This broker's queue of topic messages for the peer."""
+        return topic_queue_name(self.definition.name)
+
     def _detach(self, fwd: _Forwarder) -> None:
+        """Stop consuming; the topic queue stays with what it holds for the next start."""
         q = fwd.queue
         if q.deleted:
             return
         if fwd.attached:
             fwd.attached = False
             q.remove_consumer(fwd)
-        if fwd.kind == "topic":
-            try:
-                q.vhost.delete_queue(q.name)
-            except BrokerError:
-                pass
 
     def _link_state(self, state: LinkState, reason: str) -> None:
         if state is LinkState.STARTING and reason:
@@ -529,10 +539,26 @@ class NetworkConnectors:
             self.reactor.callLater(0, self._start)
 
     def _start(self) -> None:
+        self._drop_unconfigured()
         for connector in self.connectors:
             log.info("%s: starting (%s)", connector.describe(),
                      ", ".join(u.redacted for u in connector.definition.uris))
             connector.start()
+
+    def _drop_unconfigured(self) -> None:
+        """Delete the topic queues of connectors no longer in the config file: bound to
+        ``amq.topic``, they would fill up for a peer nobody forwards to."""
+        vh = self.broker.vhosts.get(VHOST)
+        if vh is None:
+            return
+        own = {c.topic_queue for c in self.connectors}
+        for q in list(vh.queues.values()):
+            if (q.arguments.get("x-internal-purpose") == "network-connector"
+                    and q.durable and q.name.startswith("network: ")
+                    and q.name.endswith(" topics") and q.name not in own):
+                log.info("network connectors: deleting queue '%s' of a connector no longer "
+                         "configured (%d messages)", q.name, q.message_count)
+                vh.delete_queue(q.name)
 
     def _event(self, event: str, **info: Any) -> None:
         vhost = info.get("vhost")
@@ -568,12 +594,12 @@ class NetworkConnectors:
         vh = self.broker.vhosts.get(vhost)
         ex = vh.exchanges.get("amq.topic") if vh is not None else None
         keys: set[str] = set()
+        own = {c.topic_queue for c in self.connectors}
         for binding in (ex.bindings if ex is not None else []):
             dest = binding.destination
             args = getattr(dest, "arguments", None) or {}
             if args.get("x-internal-purpose") == "network-connector":
-                owner = getattr(dest, "exclusive_owner", None)
-                if isinstance(owner, NetworkConnector) or \
+                if getattr(dest, "name", "") in own or \
                         getattr(dest, "name", "").endswith(f"-> {asking}"):
                     continue
             keys.add(binding.routing_key)
