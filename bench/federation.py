@@ -55,7 +55,8 @@ def start_warren(workdir: Path) -> Endpoint:
 
 
 def start_rabbitmq(workdir: Path) -> Endpoint:
-    node = RabbitNode(workdir, plugins=("rabbitmq_federation", "rabbitmq_management"))
+    node = RabbitNode(workdir, plugins=("rabbitmq_federation", "rabbitmq_federation_management",
+                                        "rabbitmq_management"))
     node.start()
     return Endpoint(node.amqp_port, node.http, node.stop)
 

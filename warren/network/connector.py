@@ -17,14 +17,19 @@ connection A opened carries everything, which is also what ``duplex`` asks for:
   connectors. The queue is bound only to what B is subscribed to (ActiveMQ's demand, which it
   learns from advisory topics): A declares on B an exclusive queue with the argument
   ``x-network-demand``, and every warren broker's connector component fills such a queue
-  with the JSON list of its ``amq.topic`` binding keys, again on every binding change. The
-  list holds B's own subscriptions and other peers' duplex queues, plus the include keys of
-  B's connectors to brokers other than A (messages B would pass on); B's demand-driven
-  bindings are not passed on, so demand never circles a ring and outlives its subscription.
+  with a JSON list of ``{"key", "path"}``, again on every change: B's own ``amq.topic``
+  subscriptions and other peers' duplex queues (path ``[B]``), plus exactly what the peers
+  of B's other connectors asked B for (path ``[B, C, ...]``, the brokers the subscription is
+  behind), so demand is exact however many hops away the subscriber is. A demand never goes
+  to a broker in its path nor beyond the asking connector's ``network_ttl``, so it never
+  circles a ring, and it goes away with its subscription (each broker recomputes it).
   The include and exclude patterns are applied to every message. A peer that is not warren
   (RabbitMQ) fills no demand queue: it gets every included topic.
 - **queues out**: every included queue of A has a core consumer of priority -1 (-2 with
-  ``decrease_network_consumer_priority``), so A's own consumers are served first; it has
+  ``decrease_network_consumer_priority``), so A's own consumers are served first
+  (with ``conduit_subscriptions = false`` it is one consumer per consumer B has, so several
+  peers share by their consumers, ActiveMQ's load balancing; topics keep one copy per peer
+  either way, where ActiveMQ would send one per subscription, each a duplicate); it has
   credit only while B's queue of the same name (declared on B with the same attributes) has
   consumers and fewer than ``prefetch`` messages waiting, which the connector samples with a
   ``queue.declare`` every :data:`SAMPLE_INTERVAL`. Confirmed messages are acked here; a refused
@@ -71,6 +76,20 @@ SAMPLE_INTERVAL = 0.2     # seconds between samples of the peer's queues and loc
 VHOST = "/"
 
 
+def demand_entries(items: list[Any], sender: str) -> dict[str, list[str]]:
+    """A demand message's items: ``{"key": k, "path": [brokers]}``, or a bare key (its
+    sender's own subscription)."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        if isinstance(item, str):
+            out[item] = [sender]
+        elif isinstance(item, dict) and isinstance(item.get("key"), str):
+            path = item.get("path")
+            if isinstance(path, list) and path and all(isinstance(p, str) for p in path):
+                out[item["key"]] = path
+    return out
+
+
 def topic_queue_name(connector: str) -> str:
     return f"network: {connector} topics"
 
@@ -107,6 +126,7 @@ class _Forwarder:
         self.remote_consumers = 0
         self.samples = 0                     # answers of the peer to the demand probe
         self.attached = False                # a consumer of the queue (queues: on demand)
+        self.subscriptions: list[_Subscription] = []   # conduit_subscriptions = false
         if kind == "queue":
             self.accepts = self._accepts
 
@@ -166,6 +186,31 @@ class _Forwarder:
         self.connector.forwarders.pop((self.kind, queue.name), None)
 
 
+class _Subscription:
+    """One more remote consumer of a forwarded queue, with ``conduit_subscriptions =
+    false``: ActiveMQ then gives every consumer behind the peer its own network
+    subscription, so the queue's round robin counts each of them (a peer with two consumers
+    gets twice the share of a peer with one) instead of the whole peer as one consumer.
+    Deliveries go through the queue's forwarder, which bounds what is in flight."""
+
+    no_ack = False
+    exclusive = False
+
+    def __init__(self, fwd: _Forwarder) -> None:
+        self.fwd = fwd
+        self.tag, self.priority, self.arguments = fwd.tag, fwd.priority, {}
+        self.accepts = fwd.accepts
+
+    def has_credit(self) -> bool:
+        return self.fwd.has_credit()
+
+    def deliver(self, queue: Any, entry: Any) -> None:
+        self.fwd.deliver(queue, entry)
+
+    def cancelled(self, queue: Any) -> None:
+        pass
+
+
 class NetworkConnector:
     """One ``[[network]]`` table: a Link to the peer and what moves over it."""
 
@@ -181,6 +226,8 @@ class NetworkConnector:
         self.pulling: dict[str, bool] = {}      # duplex: queue -> consuming on the peer
         self._changing: set[str] = set()
         self.demand: set[str] = set()           # amq.topic keys the topic forwarder is bound to
+        # what the peer asked for: key -> the brokers its subscription is behind (peer first)
+        self.remote_demand: dict[str, list[str]] = {}
         self.pull_keys: set[str] = set()        # duplex: keys the peer's queue is bound to
         self.forwarded_out = 0
         self.forwarded_in = 0
@@ -274,6 +321,7 @@ class NetworkConnector:
             return
         if fwd.attached:
             fwd.attached = False
+            self._subscribe(fwd, 0)
             q.remove_consumer(fwd)
 
     def _link_state(self, state: LinkState, reason: str) -> None:
@@ -338,20 +386,30 @@ class NetworkConnector:
         if channel is not self.channel:
             return
         try:
-            keys = json.loads(event.body)
+            items = json.loads(event.body)
         except ValueError:
             log.warning("%s: a demand message that is not JSON", self.describe())
             return
-        if isinstance(keys, list):
-            self.set_demand([k for k in keys if isinstance(k, str)])
+        if isinstance(items, list):
+            self.set_demand(demand_entries(items, self.peer or ""))
 
-    def set_demand(self, keys: list[str]) -> None:
-        """Bind the topic forwarder to exactly ``keys`` (what the peer is subscribed to;
-        deliver() still applies include / exclude, so a wider key costs no wrong copy)."""
+    def set_demand(self, entries: list[str] | dict[str, list[str]]) -> None:
+        """Bind the topic forwarder to exactly the keys the peer asks for (deliver() still
+        applies include / exclude, so a wider key costs no wrong copy). ``entries``: key ->
+        the brokers the subscription is behind, the peer first; only those within this
+        connector's ``network_ttl`` count. Other peers hear of a change (send_demand)."""
+        if not isinstance(entries, dict):
+            entries = {k: [self.peer or ""] for k in entries}
+        ttl = self.definition.network_ttl
+        remote = {k: path for k, path in entries.items()
+                  if len(path) <= ttl and self.node not in path}
+        if remote != self.remote_demand and self.component is not None:
+            self.component.send_demand()
+        self.remote_demand = remote
         fwd = self.forwarders.get(("topic", ""))
         if fwd is None or fwd.queue.deleted:
             return
-        wanted = set(keys)
+        wanted = set(remote)
         vh = fwd.queue.vhost
         for key in sorted(wanted - self.demand):
             vh.bind("amq.topic", fwd.queue, key)
@@ -461,7 +519,10 @@ class NetworkConnector:
             demand = self._consume(fwd)
         elif not demand and fwd.attached and fwd.in_flight == 0 and not fwd.queue.deleted:
             fwd.attached = False
+            self._subscribe(fwd, 0)
             fwd.queue.remove_consumer(fwd)
+        if fwd.attached and not self.definition.conduit_subscriptions:
+            self._subscribe(fwd, max(0, ok.consumer_count - 1))
         if demand != fwd.demand:
             fwd.demand = demand
             if demand and not fwd.queue.deleted:
@@ -469,10 +530,27 @@ class NetworkConnector:
         if self.definition.duplex:
             self._pull_queue(channel, fwd)
 
+    @staticmethod
+    def _subscribe(fwd: _Forwarder, extra: int) -> None:
+        """Keep ``extra`` subscriptions besides the forwarder itself on its queue."""
+        q = fwd.queue
+        while len(fwd.subscriptions) > extra:
+            sub = fwd.subscriptions.pop()
+            if not q.deleted:
+                q.remove_consumer(sub)
+        while len(fwd.subscriptions) < extra and not q.deleted:
+            sub = _Subscription(fwd)
+            try:
+                q.add_consumer(sub)
+            except BrokerError:     # an exclusive consumer came first
+                return
+            fwd.subscriptions.append(sub)
+
     def _local_demand(self, q: Any) -> bool:
         if q.deleted or q.ready:
             return False
-        return any(c.has_credit() for c in q.consumers if not isinstance(c, _Forwarder))
+        return any(c.has_credit() for c in q.consumers
+                   if not isinstance(c, (_Forwarder, _Subscription)))
 
     def _pull_queue(self, channel: LinkChannel, fwd: _Forwarder) -> None:
         name = fwd.queue.name
@@ -505,6 +583,7 @@ class NetworkConnector:
             "pull_demand": sorted(self.pull_keys),
             "queues": [{"name": n, "remote_consumers": f.remote_consumers,
                         "forwarding": f.demand, "samples": f.samples,
+                        "subscriptions": (1 + len(f.subscriptions)) if f.attached else 0,
                         "in_flight": f.in_flight, "pulling": self.pulling.get(n, False)}
                        for (k, n), f in sorted(self.forwarders.items()) if k == "queue"],
             "timestamp": time.strftime("%Y-%m-%d %H:%M:%S", self.timestamp),
@@ -586,11 +665,29 @@ class NetworkConnectors:
 
     # ------------------------------------------------------------------ demand for peers
     def demand_keys(self, asking: str, vhost: str = VHOST) -> list[str]:
+        return sorted(self.demand_of(asking, vhost))
+
+    def demand_of(self, asking: str, vhost: str = VHOST) -> dict[str, list[str]]:
         """What this broker wants of ``amq.topic`` messages of ``vhost``, for the peer
-        ``asking``: the keys of its own subscriptions (and of other peers' duplex queues
-        here), plus, in the connectors' vhost, the include keys of its connectors to other
-        brokers (messages it would pass on). A connector's own demand-driven bindings are not
-        passed on: in a ring, demand would go round and never go away."""
+        ``asking``, as key -> the brokers the subscription is behind (this one first): the
+        keys of its own subscriptions (and of other peers' duplex queues here), plus, in the
+        connectors' vhost, what the peers of its other connectors asked for (messages it
+        would pass on), exactly, however many hops away. A demand never goes to a broker it
+        passed and never further than the asking connector's ``network_ttl`` (the asker
+        drops longer paths), so in a ring it does not go round, and it goes away with its
+        subscription: every broker recomputes it from what it has now."""
+        out = {k: [self.node] for k in self._local_keys(asking, vhost)}
+        if vhost == VHOST:
+            for connector in self.connectors:
+                if connector.peer is None or connector.peer == asking:
+                    continue
+                for key, path in connector.remote_demand.items():
+                    if asking in path or (key in out and len(out[key]) <= len(path) + 1):
+                        continue
+                    out[key] = [self.node] + path
+        return out
+
+    def _local_keys(self, asking: str, vhost: str) -> set[str]:
         vh = self.broker.vhosts.get(vhost)
         ex = vh.exchanges.get("amq.topic") if vh is not None else None
         keys: set[str] = set()
@@ -603,11 +700,7 @@ class NetworkConnectors:
                         getattr(dest, "name", "").endswith(f"-> {asking}"):
                     continue
             keys.add(binding.routing_key)
-        if vhost == VHOST:
-            for connector in self.connectors:
-                if connector.peer is not None and connector.peer != asking:
-                    keys.update(connector.definition.topic_keys())
-        return sorted(keys)
+        return keys
 
     def send_demand(self) -> None:
         """Refresh every peer's demand queue on the next reactor turn (one message each)."""
@@ -639,7 +732,8 @@ class NetworkConnectors:
         for (vhost, queue), asking in list(self.demand_queues.items()):
             try:
                 publisher = broker.publisher(vhost, None)
-                body = json.dumps(self.demand_keys(asking, vhost)).encode()
+                body = json.dumps([{"key": k, "path": path} for k, path in
+                                   sorted(self.demand_of(asking, vhost).items())]).encode()
                 publisher.publish(publisher.exchange(""), Message(
                     "", queue, body, codec=broker.codec,
                     props=Properties(content_type="application/json")))
