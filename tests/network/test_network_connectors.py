@@ -693,6 +693,45 @@ def test_peer_vhost_from_the_uri(net):
         conn.close()
 
 
+def test_a_connector_serving_another_vhost(net):
+    """``vhost = "east"``: A's vhost east (made after A started) is linked to B's east; A's
+    vhost / is not."""
+    n = net("a", "b")
+    a, b = n.procs["a"], n.procs["b"]
+    cfg = write_config(n.tmp / "a.toml", [{
+        "name": "east", "vhost": "east", "uri": uri_of(b) + "/east",
+        "include": ["topic://e.>"], "reconnect_delay": 0.2}])
+    a.extra_args = ["--config", str(cfg), "--node-name", "warren@a"]
+    b.extra_args = ["--node-name", "warren@b"]
+    b.start()
+    a.start()
+    for api in (n.apis["a"], n.apis["b"]):
+        assert api.put("/api/vhosts/east").status_code in (201, 204)
+        assert api.put("/api/permissions/east/guest", {
+            "configure": ".*", "write": ".*", "read": ".*"}).status_code in (201, 204)
+    conn = pika.BlockingConnection(pika.URLParameters(
+        f"amqp://guest:guest@127.0.0.1:{b.amqp_port}/east"))
+    ch = conn.channel()
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(q, "amq.topic", "e.#")
+    try:
+        row = eventually(lambda: (r := n.connector("a", "east"))["status"] == "running"
+                         and r["demand"] == ["e.#"] and r, "east running, B's demand")
+        assert row["vhost"] == "east"
+        publish(a, "amq.topic", "e.1", [b"from-slash"])    # vhost /: not linked
+        east = pika.BlockingConnection(pika.URLParameters(
+            f"amqp://guest:guest@127.0.0.1:{a.amqp_port}/east"))
+        east_ch = east.channel()
+        east_ch.confirm_delivery()
+        east_ch.basic_publish("amq.topic", "e.1", b"from-east")
+        east.close()
+        got = eventually(lambda: ch.basic_get(q, auto_ack=True)[2], "the message on B")
+        assert got == b"from-east"
+        assert ch.basic_get(q, auto_ack=True)[0] is None
+    finally:
+        conn.close()
+
+
 def test_static_uri_list_and_metrics(net):
     n = net("a", "b")
     b = n.procs["b"]

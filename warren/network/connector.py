@@ -73,7 +73,7 @@ PATH_HEADER = "x-network-path"
 DEMAND_ARG = "x-network-demand"   # on a peer's demand queue: the asking broker's name
 INTERNAL = {"x-internal-purpose": "network-connector"}
 SAMPLE_INTERVAL = 0.2     # seconds between samples of the peer's queues and local demand
-VHOST = "/"
+DEFAULT_VHOST = "/"
 
 
 def demand_entries(items: list[Any], sender: str) -> dict[str, list[str]]:
@@ -231,6 +231,7 @@ class NetworkConnector:
         self.pull_keys: set[str] = set()        # duplex: keys the peer's queue is bound to
         self.forwarded_out = 0
         self.forwarded_in = 0
+        self.vhost_seen = False                 # its vhost existed when last looked for
         self.state = "starting"
         self.error = ""
         self.timestamp = time.localtime()
@@ -266,9 +267,12 @@ class NetworkConnector:
         return self.link.close()
 
     def _attach_all(self) -> None:
-        vh = self.broker.vhosts.get(VHOST)
+        vh = self.broker.vhosts.get(self.definition.vhost)
         if vh is None:
+            log.warning("%s: no vhost '%s' here (yet): nothing to forward", self.describe(),
+                        self.definition.vhost)
             return
+        self.vhost_seen = True
         if self.definition.topic_keys() and ("topic", "") not in self.forwarders:
             # durable, under a name that outlives a restart: a persistent message confirmed
             # to its publisher here waits on disk for the peer, even across a kill -9
@@ -279,6 +283,8 @@ class NetworkConnector:
             # bound (again) to what the peer says it has subscriptions for (set_demand)
             self.demand = {b.routing_key for b in queue.bindings if b.source == "amq.topic"}
             self._attach(_Forwarder(self, queue, "topic"), ("topic", ""))
+            if self.remote_demand:      # the peer spoke before the vhost was here
+                self.set_demand(dict(self.remote_demand))
         for q in list(vh.queues.values()):
             self.queue_appeared(q)
 
@@ -446,7 +452,7 @@ class NetworkConnector:
         if channel is None or not channel.alive or self.component is None \
                 or not self.definition.duplex or not self.definition.topic_keys():
             return succeed(None)
-        wanted = set(self.component.demand_keys(self.peer or ""))
+        wanted = set(self.component.demand_keys(self.peer or "", self.definition.vhost))
         calls = [channel.bind(self.pull_queue, "amq.topic", k)
                  for k in sorted(wanted - self.pull_keys)]
         calls += [channel.unbind(self.pull_queue, "amq.topic", k)
@@ -469,7 +475,7 @@ class NetworkConnector:
         props["headers"] = headers
         broker = self.broker
         try:
-            publisher = broker.publisher(VHOST, None)
+            publisher = broker.publisher(self.definition.vhost, None)
             msg = Message(exchange, key, event.body, codec=broker.codec,
                           props=Properties(**props))
             routed = publisher.publish(publisher.exchange(exchange), msg)
@@ -572,7 +578,7 @@ class NetworkConnector:
     def as_json(self) -> dict[str, Any]:
         d = self.definition
         out: dict[str, Any] = {
-            "node": self.node, "vhost": VHOST, "type": "connector", "name": d.name,
+            "node": self.node, "vhost": d.vhost, "type": "connector", "name": d.name,
             "uri": (self.link.uri or d.uris[0]).redacted, "peer": self.peer,
             "duplex": d.duplex, "network_ttl": d.network_ttl,
             "conduit_subscriptions": d.conduit_subscriptions,
@@ -627,20 +633,27 @@ class NetworkConnectors:
     def _drop_unconfigured(self) -> None:
         """Delete the topic queues of connectors no longer in the config file: bound to
         ``amq.topic``, they would fill up for a peer nobody forwards to."""
-        vh = self.broker.vhosts.get(VHOST)
-        if vh is None:
-            return
-        own = {c.topic_queue for c in self.connectors}
+        own = {(c.definition.vhost, c.topic_queue) for c in self.connectors}
+        for vh in list(self.broker.vhosts.values()):
+            self._drop_unconfigured_in(vh, own)
+
+    @staticmethod
+    def _drop_unconfigured_in(vh: Any, own: set[tuple[str, str]]) -> None:
         for q in list(vh.queues.values()):
             if (q.arguments.get("x-internal-purpose") == "network-connector"
                     and q.durable and q.name.startswith("network: ")
-                    and q.name.endswith(" topics") and q.name not in own):
+                    and q.name.endswith(" topics") and (vh.name, q.name) not in own):
                 log.info("network connectors: deleting queue '%s' of a connector no longer "
                          "configured (%d messages)", q.name, q.message_count)
                 vh.delete_queue(q.name)
 
     def _event(self, event: str, **info: Any) -> None:
         vhost = info.get("vhost")
+        for connector in self.connectors:
+            # its vhost was made after the start: the first thing done in it sets it up
+            if connector.definition.vhost == vhost and not connector.vhost_seen \
+                    and not connector._stopped:
+                connector._attach_all()
         if event == "queue.created":
             vh = self.broker.vhosts.get(vhost)
             q = vh.queues.get(info["name"]) if vh is not None else None
@@ -653,10 +666,9 @@ class NetworkConnectors:
                     if isinstance(asking, bytes) else asking
                 self.send_demand()
                 return
-            if vhost == VHOST:
-                for connector in self.connectors:
-                    if not connector._stopped:
-                        connector.queue_appeared(q)
+            for connector in self.connectors:
+                if not connector._stopped and connector.definition.vhost == vhost:
+                    connector.queue_appeared(q)
         elif event == "queue.deleted":
             self.demand_queues.pop((vhost, info["name"]), None)
         elif event in ("binding.created", "binding.deleted") \
@@ -664,10 +676,10 @@ class NetworkConnectors:
             self.send_demand()
 
     # ------------------------------------------------------------------ demand for peers
-    def demand_keys(self, asking: str, vhost: str = VHOST) -> list[str]:
+    def demand_keys(self, asking: str, vhost: str = DEFAULT_VHOST) -> list[str]:
         return sorted(self.demand_of(asking, vhost))
 
-    def demand_of(self, asking: str, vhost: str = VHOST) -> dict[str, list[str]]:
+    def demand_of(self, asking: str, vhost: str = DEFAULT_VHOST) -> dict[str, list[str]]:
         """What this broker wants of ``amq.topic`` messages of ``vhost``, for the peer
         ``asking``, as key -> the brokers the subscription is behind (this one first): the
         keys of its own subscriptions (and of other peers' duplex queues here), plus, in the
@@ -677,14 +689,14 @@ class NetworkConnectors:
         drops longer paths), so in a ring it does not go round, and it goes away with its
         subscription: every broker recomputes it from what it has now."""
         out = {k: [self.node] for k in self._local_keys(asking, vhost)}
-        if vhost == VHOST:
-            for connector in self.connectors:
-                if connector.peer is None or connector.peer == asking:
+        for connector in self.connectors:
+            if connector.peer is None or connector.peer == asking \
+                    or connector.definition.vhost != vhost:
+                continue
+            for key, path in connector.remote_demand.items():
+                if asking in path or (key in out and len(out[key]) <= len(path) + 1):
                     continue
-                for key, path in connector.remote_demand.items():
-                    if asking in path or (key in out and len(out[key]) <= len(path) + 1):
-                        continue
-                    out[key] = [self.node] + path
+                out[key] = [self.node] + path
         return out
 
     def _local_keys(self, asking: str, vhost: str) -> set[str]:
@@ -752,7 +764,8 @@ class NetworkConnectors:
 
     # ------------------------------------------------------------------ operations
     def status(self, vhost: str | None = None) -> list[dict[str, Any]]:
-        return [c.as_json() for c in self.connectors if vhost is None or vhost == VHOST]
+        return [c.as_json() for c in self.connectors
+                if vhost is None or vhost == c.definition.vhost]
 
     def counters(self) -> list[dict[str, Any]]:
         return [{"name": c.definition.name, "peer": c.peer or "", "status": c.state,
