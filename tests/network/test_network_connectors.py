@@ -647,6 +647,10 @@ def run_with(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
     ('uri = "amqp://h:5672"\ninclude = ["stream://x"]', ".include"),
     ('uri = "static:(amqp://h:5672,htp://x)"', ".uri"),
     ('name = "n"', "network 'n': key 'uri' is missing"),
+    ('uri = "amqp://h:5672"\nvhost = 5', "network 'connector-1'.vhost"),
+    ('uri = "amqp://h:5672"\nvhost = ""', "network 'connector-1'.vhost"),
+    ('uri = "amqp://h:5672"\nconduit_subscriptions = "no"',
+     "network 'connector-1'.conduit_subscriptions"),
 ])
 def test_bad_config_refused_in_one_line(tmp_path, body, words):
     result = run_with(tmp_path, "[[network]]\n" + body + "\n")
@@ -656,6 +660,17 @@ def test_bad_config_refused_in_one_line(tmp_path, body, words):
     assert len(errors) == 1, output
     assert "warren cannot start: " in errors[0] and words in errors[0], errors[0]
     assert "Traceback" not in output
+
+
+def test_a_demand_message_keeps_only_well_formed_items():
+    """What a peer sends into the demand queue is data from the network: items that are
+    not a key or {"key", "path": [names]} are dropped, never raised on."""
+    from warren.network.connector import demand_entries
+    items = ["k.a", {"key": "k.b", "path": ["warren@b", "warren@c"]}, 5, None, [],
+             {"key": 7, "path": ["x"]}, {"key": "k.c", "path": "warren@b"},
+             {"key": "k.d", "path": []}, {"key": "k.e", "path": ["ok", 3]}, {"path": ["x"]}]
+    assert demand_entries(items, "warren@b") == {
+        "k.a": ["warren@b"], "k.b": ["warren@b", "warren@c"]}
 
 
 def test_network_tables_beside_a_warren_table_are_read(tmp_path):
