@@ -141,6 +141,7 @@ class Broker:
     def add_vhost(self, name: str, *, description: str = "", tags: list[str] | None = None,
                   persist: bool = True) -> VirtualHost:
         vh = self.vhosts.get(name)
+        created = vh is None
         if vh is None:
             vh = self.vhosts[name] = VirtualHost(self, name)
             self.policies.setdefault(name, {})
@@ -149,6 +150,8 @@ class Broker:
         if persist:
             self.save_definition("vhost", name, {"name": name, "description": description,
                                                  "tags": vh.tags})
+        if created:   # components serving a vhost by name set up there now
+            self.emit("vhost.created", vhost=name)
         return vh
 
     def delete_vhost(self, name: str) -> None:

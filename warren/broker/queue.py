@@ -10,7 +10,7 @@ anything here.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..exchange.interface import BindingSet
 from ..store.interface import resource_key
@@ -67,6 +67,11 @@ class Queue:
         self._dispatch_call = None            # deferred dispatch (after acks of a whole read)
         self._arriving: QueueEntry | None = None  # a TTL-0 entry that may go to a consumer now
         self._message_ttls = False            # some ready entry may have a per-message TTL
+        # called with the queue after every dispatch: consumers came or went, took
+        # entries, or got credit back (every such change dispatches). Whoever moves
+        # messages here on demand (a federated queue's link) watches this instead of
+        # polling; a watcher must not dispatch or deliver from inside the call
+        self.demand_watchers: list[Callable[[Queue], None]] = []
         # counters for the management API and metrics (stats.py): this queue's, and the
         # broker's totals they are added to as they happen
         self.stats = new_counts()
@@ -260,6 +265,8 @@ class Queue:
                 self._hand_over(consumer, entry)
         finally:
             self._dispatching = False
+            for watcher in self.demand_watchers:
+                watcher(self)
 
     #: How far past the head a selective dispatch looks for entries some consumer accepts
     #: (ActiveMQ's maxPageSize plays this part): entries nobody accepts pile up at the head
