@@ -242,6 +242,68 @@ def ctl_list_parameters(api: Api, a: argparse.Namespace) -> None:
            ["component", "name", "value"])
 
 
+def _limits_json(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise ApiError(f"JSON decoding error. Reason: {e}") from None
+    if not isinstance(value, dict):
+        raise ApiError("limits must be a JSON object")
+    return value
+
+
+def ctl_set_vhost_limits(api: Api, a: argparse.Namespace) -> None:
+    """rabbitmqctl's ``set_vhost_limits [-p vhost] json``: the vhost's limits become these
+    (the ``vhost-limits`` runtime parameter, replaced whole as RabbitMQ does)."""
+    vhost = a.vhost or "/"
+    limits = _limits_json(a.limits)
+    print(f'Applying limits "{a.limits}" to vhost "{vhost}" ...')
+    path = f"/api/parameters/vhost-limits/{q(vhost)}/limits"
+    if limits:
+        api.call("PUT", path, {"value": limits})
+    else:
+        ctl_clear_vhost_limits(api, a, announce=False)
+
+
+def ctl_clear_vhost_limits(api: Api, a: argparse.Namespace, announce: bool = True) -> None:
+    vhost = a.vhost or "/"
+    if announce:
+        print(f'Clearing vhost "{vhost}" limits ...')
+    if api.call("GET", f"/api/vhost-limits/{q(vhost)}"):
+        api.call("DELETE", f"/api/parameters/vhost-limits/{q(vhost)}/limits")
+
+
+def ctl_list_vhost_limits(api: Api, a: argparse.Namespace) -> None:
+    """One vhost's limits as JSON, or with ``--global`` every vhost that has some."""
+    if a.all_vhosts:
+        _table(api.call("GET", "/api/vhost-limits"), ["vhost", "value"])
+        return
+    rows = api.call("GET", f"/api/vhost-limits/{q(a.vhost or '/')}")
+    print(json.dumps(rows[0]["value"] if rows else {}))
+
+
+def ctl_set_user_limits(api: Api, a: argparse.Namespace) -> None:
+    """rabbitmqctl's ``set_user_limits user json``: these limits are added to the user's."""
+    limits = _limits_json(a.limits)
+    print(f'Setting user limits to "{a.limits}" for user "{a.username}" ...')
+    for name, value in limits.items():
+        api.call("PUT", f"/api/user-limits/{q(a.username)}/{q(name)}", {"value": value})
+
+
+def ctl_clear_user_limits(api: Api, a: argparse.Namespace) -> None:
+    """``clear_user_limits user name``; ``all`` clears every limit of the user."""
+    print(f'Clearing "{a.name}" limit for user "{a.username}" ...')
+    api.call("DELETE", f"/api/user-limits/{q(a.username)}/{q(a.name)}")
+
+
+def ctl_list_user_limits(api: Api, a: argparse.Namespace) -> None:
+    if a.username:
+        rows = api.call("GET", f"/api/user-limits/{q(a.username)}")
+        print(json.dumps(rows[0]["value"] if rows else {}))
+        return
+    _table(api.call("GET", "/api/user-limits"), ["user", "value"])
+
+
 def ctl_federation_status(api: Api, a: argparse.Namespace) -> None:
     """rabbitmqctl's ``federation_status``: one row per link (``name`` is the exchange or
     queue), with the reason of a failed one."""
@@ -316,6 +378,12 @@ COMMANDS = {
     "set_parameter": (ctl_set_parameter, ["component", "name", "value"]),
     "clear_parameter": (ctl_clear_parameter, ["component", "name"]),
     "list_parameters": (ctl_list_parameters, []),
+    "set_vhost_limits": (ctl_set_vhost_limits, ["limits"]),
+    "clear_vhost_limits": (ctl_clear_vhost_limits, []),
+    "list_vhost_limits": (ctl_list_vhost_limits, ["--global"]),
+    "set_user_limits": (ctl_set_user_limits, ["username", "limits"]),
+    "clear_user_limits": (ctl_clear_user_limits, ["username", "name"]),
+    "list_user_limits": (ctl_list_user_limits, ["--user?"]),
     "federation_status": (ctl_federation_status, []),
     "export_definitions": (ctl_export_definitions, ["file"]),
     "import_definitions": (ctl_import_definitions, ["file"]),
@@ -344,7 +412,11 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
         # -V may also follow the command name, where rabbitmqctl users write -p
         c.add_argument("--vhost", "-V", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         for param in params:
-            if param.endswith("*"):
+            if param == "--user?":
+                # rabbitmqctl's ``list_user_limits --user u`` (``--user`` before the command
+                # is the API login)
+                c.add_argument("--user", dest="username", default=None)
+            elif param.endswith("*"):
                 c.add_argument(param[:-1], nargs="*")
             elif param.endswith("?"):
                 c.add_argument(param[:-1], nargs="?", default=None)
@@ -352,6 +424,8 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
                 c.add_argument(param, type=int, default=0)
             elif param == "--count":
                 c.add_argument(param, type=int, default=None)
+            elif param == "--global":
+                c.add_argument(param, dest="all_vhosts", action="store_true")
             elif param == "--apply-to":
                 c.add_argument(param, default="all",
                                choices=["queues", "exchanges", "all", "classic_queues"])

@@ -75,7 +75,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
                                     peer_host=self.peer[0], peer_port=self.peer[1],
                                     loopback=self.loopback,
                                     client_ids=self.factory.client_ids)
-        self.broker.connections[id(self)] = self
+        self.broker.register_connection(self)
         self.transport.registerProducer(self, True)
         self._connect_call = self.clock.callLater(self.config.handshake_timeout,
                                                   self._connect_timeout)
@@ -127,7 +127,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.closing = True
-        self.broker.connections.pop(id(self), None)
+        self.broker.unregister_connection(self)
         for call in (self._connect_call, self._flush_call):
             if call is not None and call.active():
                 call.cancel()

@@ -62,6 +62,8 @@ SCHEMAS: dict[str, Any] = {
                     "definition": OBJ, "priority": INT}),
     "Parameter": _obj({"value": {}, "vhost": STR, "component": STR, "name": STR}),
     "GlobalParameter": _obj({"name": STR, "value": {}}),
+    "VhostLimits": _obj({"vhost": STR, "value": OBJ}),
+    "UserLimits": _obj({"user": STR, "value": OBJ}),
     "Shovel": _obj({"name": STR, "vhost": STR, "type": STR, "state": STR, "node": STR,
                     "timestamp": STR},
                    {"reason": STR, "src_uri": STR, "dest_uri": STR, "src_protocol": STR,
@@ -157,6 +159,8 @@ _set("GET", ["/api/parameters", "/api/parameters/{component}",
              "/api/parameters/{component}/{vhost}"], "200", _list("Parameter"))
 _set("GET", ["/api/parameters/{component}/{vhost}/{name}"], "200", _ref("Parameter"))
 _set("GET", ["/api/global-parameters"], "200", _list("GlobalParameter"))
+_set("GET", ["/api/vhost-limits", "/api/vhost-limits/{vhost}"], "200", _list("VhostLimits"))
+_set("GET", ["/api/user-limits", "/api/user-limits/{user}"], "200", _list("UserLimits"))
 _set("GET", ["/api/global-parameters/{name}"], "200", _ref("GlobalParameter"))
 _set("GET", ["/api/shovels", "/api/shovels/{vhost}"], "200", _list("Shovel"))
 _set("GET", ["/api/shovels/{vhost}/{name}"], "200", _ref("Shovel"))

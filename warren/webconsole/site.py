@@ -25,6 +25,7 @@ from .resources import (
     exchanges,
     federation,
     health,
+    limits,
     overview,
     parameters,
     queues,
@@ -39,7 +40,7 @@ STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 def all_routes() -> list[Route]:
     routes: list[Route] = []
     for module in (overview, health, cluster, queues, exchanges, bindings, access,
-                   topic_permissions, definitions, parameters, shovels, federation,
+                   topic_permissions, limits, definitions, parameters, shovels, federation,
                    subscriptions):
         routes.extend(module.ROUTES)
     return routes
