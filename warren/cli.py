@@ -51,7 +51,21 @@ RUN_FLAGS: tuple[tuple[str, dict], ...] = (
     ("--node-name", {"help": "this broker's name in the API, metrics and lock holder"}),
     ("--memory-high-watermark", {"type": int,
                                  "help": "bytes of message data held before publishers are "
-                                         "blocked"}),
+                                         "blocked (0: --memory-high-watermark-relative of "
+                                         "the RAM)"}),
+    ("--memory-high-watermark-relative", {
+        "type": float, "help": "the memory watermark as a fraction of the machine's RAM, "
+                               "when no absolute one is given (RabbitMQ's "
+                               "vm_memory_high_watermark.relative)"}),
+    ("--disk-free-limit", {"type": int,
+                           "help": "bytes free on the data directory's file system below "
+                                   "which publishers are blocked (RabbitMQ's "
+                                   "disk_free_limit.absolute)"}),
+    ("--disk-free-limit-relative", {
+        "type": float, "help": "the free-disk limit as a multiple of the RAM; used instead "
+                               "of --disk-free-limit when above 0"}),
+    ("--disk-check-interval", {"type": float,
+                               "help": "seconds between checks of the free disk space"}),
     ("--paging-budget", {"type": int,
                          "help": "bytes of message bodies held in memory before bodies of "
                                  "stored persistent messages are paged out to the store "

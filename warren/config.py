@@ -74,8 +74,18 @@ class Config:
     max_message_size: int = 128 * 1024 * 1024
     handshake_timeout: float = 10.0
     max_connections: int = 0               # 0 = unlimited
-    # memory flow control: bytes of message data held before publishers are blocked
-    memory_high_watermark: int = 2 * 1024 ** 3
+    # memory flow control: bytes of message data held before publishers are blocked; 0 (the
+    # default) is memory_high_watermark_relative of the machine's RAM, as RabbitMQ's
+    # vm_memory_high_watermark.relative = 0.4
+    memory_high_watermark: int = 0
+    memory_high_watermark_relative: float = 0.4
+    # free-disk alarm on the data directory's file system (RabbitMQ's disk_free_limit):
+    # publishers are blocked below disk_free_limit bytes free, or below
+    # disk_free_limit_relative times the RAM when that is set (> 0); checked every
+    # disk_check_interval seconds
+    disk_free_limit: int = 50_000_000
+    disk_free_limit_relative: float = 0.0
+    disk_check_interval: float = 10.0
     # paging: bytes of message bodies kept in memory before stored ones are paged out
     paging_budget: int = 256 * 1024 ** 2
     # STOMP / MQTT limits

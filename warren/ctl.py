@@ -304,6 +304,61 @@ def ctl_list_user_limits(api: Api, a: argparse.Namespace) -> None:
     _table(api.call("GET", "/api/user-limits"), ["user", "value"])
 
 
+#: rabbitmqctl's information units: SI ones are powers of 1000, the others of 1024
+_UNITS = {"kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3, "tb": 1000 ** 4,
+          "k": 1024, "kib": 1024, "m": 1024 ** 2, "mib": 1024 ** 2, "g": 1024 ** 3,
+          "gib": 1024 ** 3, "t": 1024 ** 4, "tib": 1024 ** 4}
+
+
+def _bytes(text: str) -> int:
+    """``50000000``, ``50MB``, ``1GiB``, ``512M``, as rabbitmqctl reads a memory amount."""
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    unit = text[len(number):].lower()
+    try:
+        value = int(number)
+    except ValueError:
+        raise ApiError(f"invalid amount of memory: {text!r}") from None
+    if unit and unit not in _UNITS:
+        raise ApiError(f"invalid unit {text[len(number):]!r} in {text!r}")
+    return value * _UNITS.get(unit, 1)
+
+
+def _fraction(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ApiError(f"not a number: {text!r}") from None
+
+
+def ctl_set_disk_free_limit(api: Api, a: argparse.Namespace) -> None:
+    """rabbitmqctl's ``set_disk_free_limit <bytes>`` or ``set_disk_free_limit mem_relative
+    <fraction>``: the running broker's free-disk limit, the alarm checked at once."""
+    args = a.limit
+    if len(args) == 2 and args[0] == "mem_relative":
+        body: dict[str, Any] = {"mem_relative": _fraction(args[1])}
+    elif len(args) == 1:
+        body = {"limit": _bytes(args[0])}
+    else:
+        raise ApiError("usage: set_disk_free_limit <disk_limit> | mem_relative <fraction>")
+    node = api.call("GET", "/api/overview").get("node", "")
+    print(f"Setting disk free limit on {node} to {' '.join(args)} bytes ...")
+    api.call("PUT", f"/api/nodes/{q(node)}/disk-free-limit", body)
+
+
+def ctl_set_vm_memory_high_watermark(api: Api, a: argparse.Namespace) -> None:
+    """rabbitmqctl's ``set_vm_memory_high_watermark <fraction>`` or ``... absolute <bytes>``."""
+    args = a.watermark
+    if len(args) == 2 and args[0] == "absolute":
+        body: dict[str, Any] = {"absolute": _bytes(args[1])}
+    elif len(args) == 1:
+        body = {"relative": _fraction(args[0])}
+    else:
+        raise ApiError("usage: set_vm_memory_high_watermark <fraction> | absolute <bytes>")
+    node = api.call("GET", "/api/overview").get("node", "")
+    print(f"Setting memory threshold on {node} to {' '.join(args)} ...")
+    api.call("PUT", f"/api/nodes/{q(node)}/memory-high-watermark", body)
+
+
 def ctl_federation_status(api: Api, a: argparse.Namespace) -> None:
     """rabbitmqctl's ``federation_status``: one row per link (``name`` is the exchange or
     queue), with the reason of a failed one."""
@@ -384,6 +439,8 @@ COMMANDS = {
     "set_user_limits": (ctl_set_user_limits, ["username", "limits"]),
     "clear_user_limits": (ctl_clear_user_limits, ["username", "name"]),
     "list_user_limits": (ctl_list_user_limits, ["--user?"]),
+    "set_disk_free_limit": (ctl_set_disk_free_limit, ["limit*"]),
+    "set_vm_memory_high_watermark": (ctl_set_vm_memory_high_watermark, ["watermark*"]),
     "federation_status": (ctl_federation_status, []),
     "export_definitions": (ctl_export_definitions, ["file"]),
     "import_definitions": (ctl_import_definitions, ["file"]),

@@ -531,6 +531,13 @@ def test_every_tab_renders_at_laptop_size(ui, broker):
         ui.wait_for("document.querySelector('#overview-listeners table, #overview-listeners .empty')",
                     what="listeners")
         assert ui.evaluate("document.querySelectorAll('canvas.chart-canvas').length") == 2
+        # the node's limits and resource alarms, as RabbitMQ's overview shows them
+        ui.wait_for("document.querySelector('#overview-nodes table') &&"
+                    " document.querySelector('#overview-nodes').textContent.includes("
+                    "'Disk free limit')", what="node limits")
+        assert "none" in ui.evaluate(
+            "document.querySelector('#overview-nodes tbody').textContent")
+        assert ui.evaluate("document.documentElement.scrollWidth") <= 1366
         for hash_, selector in (("#/connections", "#page-connections"), ("#/channels", "#page-channels"),
                                 ("#/exchanges", "#page-exchanges"), ("#/queues", "#page-queues"),
                                 ("#/users", "#page-users"), ("#/vhosts", "#page-vhosts"),

@@ -83,6 +83,10 @@ class Broker:
         self.memory_high = memory_high_watermark
         self.memory_low = int(memory_high_watermark * 0.8)
         self.blocked = False                        # the memory alarm
+        # the free-disk alarm, raised and cleared by a DiskMonitor (disk_monitor.py) when the
+        # server runs one on its data directory
+        self.disk_alarm = False
+        self.disk_monitor: Any = None
         # the store alarm: writes fail (disk full, database gone); polled until healthy again
         self.store_alarm = False
         self._store_poll: Any = None
@@ -436,7 +440,7 @@ class Broker:
     def register_blockable(self, conn: Blockable) -> None:
         if conn not in self._blockables:
             self._blockables.add(conn)
-            if self.blocked or self.store_alarm:
+            if self.blocked or self.store_alarm or self.disk_alarm:
                 conn.set_blocked(True, self._block_reason())
 
     def unregister_blockable(self, conn: Blockable) -> None:
@@ -451,12 +455,37 @@ class Broker:
             log.info("memory below low watermark: unblocking publishers")
         self._notify_blockables()
 
+    def set_memory_watermark(self, high: int) -> None:
+        """A new memory watermark at run time; the alarm follows it at once."""
+        self.memory_high = high
+        self.memory_low = int(high * 0.8)
+        log.info("memory high watermark set to %d bytes", high)
+        if not self.blocked and self.memory_used > self.memory_high:
+            self._set_blocked(True)
+        elif self.blocked and self.memory_used < self.memory_low:
+            self._set_blocked(False)
+
+    def set_disk_alarm(self, on: bool, free: int, limit: int) -> None:
+        """Raise or clear the free-disk alarm (from the DiskMonitor's checks)."""
+        if on == self.disk_alarm:
+            return
+        self.disk_alarm = on
+        if on:
+            log.warning("free disk space %d bytes is below the limit of %d bytes: blocking "
+                        "publishers", free, limit)
+        else:
+            log.info("free disk space %d bytes is at or above the limit of %d bytes: "
+                     "unblocking publishers", free, limit)
+        self._notify_blockables()
+
     def _block_reason(self) -> str:
-        return "store unavailable" if self.store_alarm else "low on memory"
+        if self.store_alarm:
+            return "store unavailable"
+        return "low on disk" if self.disk_alarm and not self.blocked else "low on memory"
 
     def _notify_blockables(self) -> None:
-        """Tell every publishing connection whether some alarm (memory, store) is on."""
-        blocked = self.blocked or self.store_alarm
+        """Tell every publishing connection whether some alarm (memory, disk, store) is on."""
+        blocked = self.blocked or self.store_alarm or self.disk_alarm
         reason = self._block_reason()
         for conn in list(self._blockables):
             conn.set_blocked(blocked, reason)

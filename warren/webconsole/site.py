@@ -32,6 +32,7 @@ from .resources import (
     shovels,
     subscriptions,
     topic_permissions,
+    watermarks,
 )
 
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
@@ -41,7 +42,7 @@ def all_routes() -> list[Route]:
     routes: list[Route] = []
     for module in (overview, health, cluster, queues, exchanges, bindings, access,
                    topic_permissions, limits, definitions, parameters, shovels, federation,
-                   subscriptions):
+                   subscriptions, watermarks):
         routes.extend(module.ROUTES)
     return routes
 
