@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..model.errors import NotAllowed, PreconditionFailed
+from .erlang_terms import erlang_term
 from .parameters import validation_failed
 
 #: the runtime-parameter component and name RabbitMQ stores vhost limits under
@@ -33,15 +34,15 @@ USER_LIMITS = ("max-connections", "max-channels")
 def validate(value: Any, allowed: tuple[str, ...]) -> list[str]:
     """RabbitMQ's ``rabbit_parameter_validation:proplist`` errors for a limits object."""
     if not isinstance(value, dict):
-        return [f"limits should be an object, actually was {value!r}"]
+        return [f"limits should be a JSON object, actually was {erlang_term(value)}"]
     errors = []
-    unknown = [k for k in value if k not in allowed]
+    unknown = [(k, v) for k, v in value.items() if k not in allowed]
     if unknown:
-        errors.append(f"Unrecognised terms {unknown} in limits")
+        errors.append(f"Unrecognised terms {erlang_term(unknown)} in limits")
     for k in allowed:
         v = value.get(k)
         if k in value and (isinstance(v, bool) or not isinstance(v, int)):
-            errors.append(f"{k} should be a number, actually was {v!r}")
+            errors.append(f"{k} should be a number, actually was {erlang_term(v)}")
     return errors
 
 
