@@ -234,9 +234,11 @@ def _validate(defs: dict[str, Any], vh_of) -> None:
     for u in defs.get("users", []):
         if "password" not in u and not isinstance(u.get("password_hash", ""), str):
             raise PreconditionFailed("users: password_hash must be a string")
-    for section, allowed in (("users", USER_LIMITS), ("vhosts", VHOST_LIMITS)):
+    for section, allowed, what in (("users", USER_LIMITS, "user-limits"),
+                                   ("vhosts", VHOST_LIMITS, "limits")):
         for item in defs.get(section, []):
-            errors = validate_limits(item["limits"], allowed) if item.get("limits") else []
+            errors = validate_limits(item["limits"], allowed, what) if item.get("limits") \
+                else []
             if errors:
                 raise PreconditionFailed(f"{section}: {item['name']}: {'; '.join(errors)}")
     for section in ("queues", "exchanges", "bindings", "policies", "parameters"):

@@ -23,7 +23,6 @@ from typing import Any
 
 from ..model.errors import NotAllowed, PreconditionFailed
 from .erlang_terms import erlang_term
-from .parameters import validation_failed
 
 #: the runtime-parameter component and name RabbitMQ stores vhost limits under
 VHOST_COMPONENT, VHOST_PARAMETER = "vhost-limits", "limits"
@@ -31,14 +30,15 @@ VHOST_LIMITS = ("max-connections", "max-queues")
 USER_LIMITS = ("max-connections", "max-channels")
 
 
-def validate(value: Any, allowed: tuple[str, ...]) -> list[str]:
-    """RabbitMQ's ``rabbit_parameter_validation:proplist`` errors for a limits object."""
+def validate(value: Any, allowed: tuple[str, ...], what: str = "limits") -> list[str]:
+    """RabbitMQ's ``rabbit_parameter_validation:proplist`` errors for a limits object
+    (``what`` is the name RabbitMQ gives the object: ``limits``, ``user-limits``)."""
     if not isinstance(value, dict):
-        return [f"limits should be a JSON object, actually was {erlang_term(value)}"]
+        return [f"{what} should be a JSON object, actually was {erlang_term(value)}"]
     errors = []
     unknown = [(k, v) for k, v in value.items() if k not in allowed]
     if unknown:
-        errors.append(f"Unrecognised terms {erlang_term(unknown)} in limits")
+        errors.append(f"Unrecognised terms {erlang_term(unknown)} in {what}")
     for k in allowed:
         v = value.get(k)
         if k in value and (isinstance(v, bool) or not isinstance(v, int)):
@@ -107,10 +107,12 @@ class Limits:
 
     # ---------------------------------------------------------------- user limits
     def set_user_limits(self, user: str, limits: dict[str, Any]) -> None:
-        """Replace a user's limits; stored with the user (definitions ``users[].limits``)."""
-        errors = validate(limits, USER_LIMITS)
+        """Replace a user's limits; stored with the user (definitions ``users[].limits``).
+        Refused with the first error alone, without "Validation failed", as RabbitMQ's
+        ``rabbit_auth_backend_internal`` answers."""
+        errors = validate(limits, USER_LIMITS, "user-limits")
         if errors:
-            raise validation_failed(errors)
+            raise PreconditionFailed(errors[0])
         self.broker.set_user_limits(user, dict(limits))
 
     def set_user_limit(self, user: str, name: str, value: Any) -> None:
