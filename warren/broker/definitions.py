@@ -237,8 +237,9 @@ def _validate(defs: dict[str, Any], vh_of) -> None:
     for section, allowed, what in (("users", USER_LIMITS, "user-limits"),
                                    ("vhosts", VHOST_LIMITS, "limits")):
         for item in defs.get(section, []):
-            errors = validate_limits(item["limits"], allowed, what) if item.get("limits") \
-                else []
+            # an empty list is Erlang's empty proplist (RabbitMQ's export of no limits)
+            limits = item.get("limits")
+            errors = validate_limits(limits, allowed, what) if limits else []
             if errors:
                 raise PreconditionFailed(f"{section}: {item['name']}: {'; '.join(errors)}")
     for section in ("queues", "exchanges", "bindings", "policies", "parameters"):
