@@ -169,5 +169,23 @@ def test_memory_watermark_set_at_run_time(tmp_path):
         assert node["mem_limit"] == 50_000 and node["mem_alarm"] is True
         ctl(b, "set_vm_memory_high_watermark", "0.4")
         eventually(lambda: saw("unblocked"), "connection.unblocked")
+        # a publisher that meets both alarms: RabbitMQ 3.10 says "low on disk & memory"
+        ctl(b, "set_vm_memory_high_watermark", "absolute", "50kB")
+        ctl(b, "set_disk_free_limit", str(HUGE))
+        eventually(lambda: _node(b)["disk_free_alarm"] and _node(b)["mem_alarm"], "both alarms")
+        both: list[str] = []
+        second = pika.BlockingConnection(pika.URLParameters(b.amqp_url))
+        second.add_on_connection_blocked_callback(lambda _c, m: both.append(m.method.reason))
+        second.channel().basic_publish("", "t.mem", b"y")
+
+        def second_saw() -> bool:
+            second.process_data_events(time_limit=0.05)
+            return bool(both)
+        eventually(second_saw, "the second publisher blocked")
+        assert both == ["low on disk & memory"]
+        ctl(b, "set_disk_free_limit", "0")
+        ctl(b, "set_vm_memory_high_watermark", "0.4")
+        eventually(lambda: events.count("unblocked") == 2 or saw("-"), "unblocked again")
+        second.close()
         assert _node(b)["mem_alarm"] is False
         conn.close()

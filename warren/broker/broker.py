@@ -479,9 +479,13 @@ class Broker:
         self._notify_blockables()
 
     def _block_reason(self) -> str:
+        """connection.blocked's reason as RabbitMQ words it: "low on memory", "low on disk",
+        "low on disk & memory" when both alarms are on."""
         if self.store_alarm:
             return "store unavailable"
-        return "low on disk" if self.disk_alarm and not self.blocked else "low on memory"
+        on = [name for name, alarm in (("disk", self.disk_alarm), ("memory", self.blocked))
+              if alarm]
+        return "low on " + " & ".join(on or ["memory"])
 
     def _notify_blockables(self) -> None:
         """Tell every publishing connection whether some alarm (memory, disk, store) is on."""
