@@ -170,6 +170,13 @@ def _named_like(where: str, key: str, other: str) -> str:
     return other
 
 
+#: settings that cannot be negative, with what their 0 means
+NOT_NEGATIVE = {
+    "memory_high_watermark": "0: memory_high_watermark_relative of the RAM",
+    "memory_high_watermark_relative": "0 blocks every publisher, as RabbitMQ",
+    "disk_free_limit": "0: no free-disk alarm",
+    "disk_free_limit_relative": "0: disk_free_limit in bytes instead",
+}
 _KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false",
           "str": "a string", "list[str]": "a list of strings"}
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -220,6 +227,9 @@ def _coerce(key: str, type_name: Any, value: Any, where: str, default: Any = Non
     if key in CHOICES and out not in CHOICES[key]:
         raise ConfigError(f"{_shown(where, value)}: not one of {', '.join(CHOICES[key])}: "
                           f"give one of them")
+    if key in NOT_NEGATIVE and out < 0:
+        raise ConfigError(f"{_shown(where, value)}: below 0: give 0 or more "
+                          f"({NOT_NEGATIVE[key]})")
     if key.endswith("_port") and not 0 <= out <= 65535:
         raise ConfigError(f"{_shown(where, value)}: not a port: give 1 to 65535, or 0 to turn "
                           f"that listener off")
