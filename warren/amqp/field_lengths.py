@@ -132,6 +132,17 @@ def check_method(cls: type, fields: bytes) -> None:
 
 _PROPERTY_TYPES = tuple(getattr(commands.Basic.Properties, "_" + a)
                         for a in commands.Basic.Properties.__slots__)
+#: property flags -> the types of the fields they promise (at most 2**16 keys; a publisher
+#: sends the same few flag words again and again, so the walk starts from a tuple)
+_KINDS_BY_FLAGS: dict[int, tuple[str, ...]] = {}
+
+
+def _promised(flags: int) -> tuple[str, ...]:
+    kinds = _KINDS_BY_FLAGS.get(flags)
+    if kinds is None:
+        kinds = _KINDS_BY_FLAGS[flags] = tuple(
+            kind for i, kind in enumerate(_PROPERTY_TYPES) if flags & (0x8000 >> i))
+    return kinds
 
 
 def check_properties(raw: bytes) -> None:
@@ -148,10 +159,14 @@ def check_properties(raw: bytes) -> None:
                 raise _Overrun("property flags continuation missing")
             word = (raw[off] << 8) | raw[off + 1]
             off += 2
-        bit = 0x8000
-        for kind in _PROPERTY_TYPES:
-            if flags & bit:
+        for kind in _promised(flags):
+            if kind == "shortstr":      # most properties: checked here, without a call
+                if off >= end:
+                    raise _Overrun("short string missing")
+                off += 1 + raw[off]
+                if off > end:
+                    raise _Overrun("shortstr runs past the end of the frame")
+            else:
                 off = _field(kind, raw, off, end)
-            bit >>= 1
     except _Overrun as e:
         raise SyntaxError_(f"malformed content header properties: {e}") from None
