@@ -189,3 +189,14 @@ def test_memory_watermark_set_at_run_time(tmp_path):
         second.close()
         assert _node(b)["mem_alarm"] is False
         conn.close()
+
+
+def test_relative_disk_limit_and_watermark_from_flags(tmp_path):
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    with BrokerProcess(tmp_path, extra_args=["--disk-free-limit-relative", "100000",
+                                             "--memory-high-watermark-relative", "0.25"]) as b:
+        b.wait_for_line("below the limit of")
+        node = _node(b)
+        assert node["disk_free_limit"] == int(ram * 100000) and node["disk_free_alarm"] is True
+        assert node["mem_limit"] == int(ram * 0.25)
+        assert _gauge(_metrics(b), "rabbitmq_resident_memory_limit_bytes") == int(ram * 0.25)
