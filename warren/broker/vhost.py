@@ -190,6 +190,7 @@ class VirtualHost:
             self._check_equivalent(existing, durable, exclusive_owner, auto_delete, arguments)
             existing._touch()
             return existing
+        self.broker.limits.check_queue(self, name)
         q = Queue(self, name, durable=durable, exclusive_owner=exclusive_owner,
                   auto_delete=auto_delete, arguments=arguments)
         self.queues[name] = q

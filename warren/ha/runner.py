@@ -438,6 +438,8 @@ class HaRunner(service.Service):
             broker = svc.broker
             if broker is not None:
                 broker.role = "waiting"
+                if broker.disk_monitor is not None:
+                    broker.disk_monitor.stop()
                 real_store, broker.store = broker.store, FencedStore()
             else:
                 real_store = svc.store

@@ -562,7 +562,7 @@ class MqttSession:
                 from None
         try:
             vhost = self.broker.open_vhost(user, vhost_name, peer=self.conn.peer[0],
-                                           protocol="MQTT")
+                                           protocol="MQTT", connection=self.conn)
         except (NotAllowed, AccessRefused):
             raise MqttError(rc.NOT_AUTHORIZED, f"no access to vhost {vhost_name!r}") from None
         return user, vhost

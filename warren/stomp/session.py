@@ -339,7 +339,7 @@ class StompSession:
             vhost_name = "/"
         try:
             self.vhost = self.broker.open_vhost(self.user, vhost_name, peer=self.peer_host,
-                                                protocol="STOMP")
+                                                protocol="STOMP", connection=self.link)
         except BrokerError:
             raise StompError("Bad CONNECT", f"Virtual host '{vhost_name}' access denied") from None
         self.vhost_name = vhost_name

@@ -82,7 +82,7 @@ def vhost_permissions(call: Call) -> list[dict[str, Any]]:
 def user_info(user: Any) -> dict[str, Any]:
     return {"name": user.name, "password_hash": user.password_hash,
             "hashing_algorithm": user.hashing_algorithm, "tags": list(user.tags),
-            "limits": {}}
+            "limits": dict(user.limits)}
 
 
 def list_users(call: Call) -> list[dict[str, Any]]:
