@@ -41,7 +41,11 @@ PROTOCOL_ALIASES = {
 LISTENERS = (("amqp", "amqp_port", False), ("amqp/ssl", "amqps_port", True),
              ("stomp", "stomp_port", False), ("stomp/ssl", "stomps_port", True),
              ("mqtt", "mqtt_port", False), ("mqtt/ssl", "mqtts_port", True),
-             ("http", "http_port", False), ("https", "https_port", True))
+             ("http", "http_port", False), ("https", "https_port", True),
+             ("http/web-stomp", "web_stomp_port", False),
+             ("https/web-stomp", "web_stomp_tls_port", True),
+             ("http/web-mqtt", "web_mqtt_port", False),
+             ("https/web-mqtt", "web_mqtt_tls_port", True))
 
 _DAY = 86400
 PERIODS = {"days": _DAY, "weeks": 7 * _DAY, "months": _DAY * 365 / 12, "years": 365 * _DAY}
@@ -167,7 +171,7 @@ def certificate_expiration(call: Call) -> dict[str, Any]:
                 "port": port, "certfile": certfile, "cacertfile": cafile,
                 "certfile_expires_on": cert_exp, "cacertfile_expires_on": ca_exp}
                for proto, port in active_listeners(call)
-               if proto.endswith("/ssl") or proto == "https"]
+               if proto.endswith("/ssl") or proto.startswith("https")]
     if not expired:
         return {"status": "ok"}
     return _failed(call, "Certificates expiring", expired=expired)
