@@ -55,6 +55,11 @@ __all__ = ["Profile", "WebSocketFactory", "WebSocketStream", "PATH"]
 #: where RabbitMQ's Web-STOMP and Web-MQTT plugins serve WebSocket
 PATH = "/ws"
 
+#: seconds a client has to answer the broker's close frame before the socket is closed anyway
+#: (RFC 6455 7.1.1: the server closes TCP first, once the close handshake is done; closing at
+#: once would reset a client still sending, and it might never read the close code)
+CLOSE_WAIT = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class Profile:
@@ -85,6 +90,7 @@ class WebSocketStream(ProtocolWrapper):
         self.subprotocol: str | None = None
         self._message_size = 0        # bytes of the message being received so far
         self._handshake_call: Any = None
+        self._close_call: Any = None  # CLOSE_WAIT after our close frame
 
     # ------------------------------------------------------------------ TCP side
     def makeConnection(self, transport: Any) -> None:
@@ -97,6 +103,8 @@ class WebSocketStream(ProtocolWrapper):
 
     def dataReceived(self, data: bytes) -> None:
         if self.ending:
+            if self.ws.state is ConnectionState.LOCAL_CLOSING:
+                self._await_close_reply(data)
             return
         try:
             self.ws.receive_data(data)
@@ -118,9 +126,10 @@ class WebSocketStream(ProtocolWrapper):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.ending = True
-        if self._handshake_call is not None and self._handshake_call.active():
-            self._handshake_call.cancel()
-        self._handshake_call = None
+        for call in (self._handshake_call, self._close_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._handshake_call = self._close_call = None
         self.factory.unregisterProtocol(self)
         if self.carrying:
             self.carrying = False
@@ -220,9 +229,25 @@ class WebSocketStream(ProtocolWrapper):
             log.info("%s: closing WebSocket connection from %s (%d): %s",
                      self.factory.profile.label, _peer(self.transport), code, reason)
         self.ending = True
-        if self.ws.state is ConnectionState.OPEN:
-            self.transport.write(self.ws.send(CloseConnection(code=code, reason=reason)))
-        self.transport.loseConnection()
+        if self.ws.state is not ConnectionState.OPEN:
+            self.transport.loseConnection()
+            return
+        self.transport.write(self.ws.send(CloseConnection(code=code, reason=reason)))
+        self._close_call = self.factory.clock.callLater(CLOSE_WAIT, self.transport.loseConnection)
+
+    def _await_close_reply(self, data: bytes) -> None:
+        """After our close frame: skip what the client still sends until its close frame,
+        then close the socket (the close handshake is done)."""
+        try:
+            self.ws.receive_data(data)
+            closed = any(isinstance(event, CloseConnection) for event in self.ws.events())
+        except Exception:       # whatever it sends now, the connection is going anyway
+            closed = True
+        if closed or self.ws.state is ConnectionState.CLOSED:
+            if self._close_call is not None and self._close_call.active():
+                self._close_call.cancel()
+            self._close_call = None
+            self.transport.loseConnection()
 
     # ------------------------------------------------------------------ transport for the protocol
     def write(self, data: bytes) -> None:
