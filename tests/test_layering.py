@@ -62,6 +62,17 @@ def test_network_imports_no_front_end(path):
     assert not bad, f"{path} imports {sorted(bad)}"
 
 
+@pytest.mark.parametrize("path", list(modules("websocket")),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_websocket_transport_imports_no_front_end_and_no_core(path):
+    """The WebSocket layer only carries bytes: the front ends import it, never the reverse,
+    so Web-STOMP and Web-MQTT share it without STOMP and MQTT meeting."""
+    bad = {m for m in imports_of(path)
+           if m.startswith(FRONT_ENDS + ("warren.webconsole",)
+                           + tuple("warren." + part for part in CORE))}
+    assert not bad, f"{path} imports {sorted(bad)}"
+
+
 def module_path(name: str) -> Path | None:
     """The file of a warren module name (a package's ``__init__.py``), None outside warren."""
     parts = name.split(".")
