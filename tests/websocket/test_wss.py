@@ -71,3 +71,13 @@ def test_web_mqtt_over_wss_with_pika(tls_broker, pki):
 def test_wss_refuses_a_client_that_does_not_trust_the_ca(tls_broker):
     with pytest.raises(ssl.SSLCertVerificationError):
         StompWs(tls_broker.web_stomp_tls_port, tls=ssl.create_default_context())
+
+
+def test_a_client_offering_alpn_gets_http_1_1(tls_broker, pki):
+    """Browsers offer h2 and http/1.1 over ALPN; the handshake must pick http/1.1, not fail."""
+    tls = context(pki)
+    tls.set_alpn_protocols(["h2", "http/1.1"])
+    client = StompWs(tls_broker.web_stomp_tls_port, tls=tls)
+    assert client.ws.sock.selected_alpn_protocol() == "http/1.1"
+    assert client.connected[0] == "CONNECTED"
+    client.close()

@@ -38,6 +38,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from wsproto import ConnectionType, WSConnection
@@ -46,7 +47,7 @@ from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Pin
                             RejectConnection, RejectData, Request, TextMessage)
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import RemoteProtocolError
-from zope.interface import directlyProvides, providedBy
+from zope.interface import directlyProvides, implementer, providedBy
 
 log = logging.getLogger("warren.websocket")
 
@@ -276,10 +277,19 @@ class WebSocketStream(ProtocolWrapper):
         self.transport.abortConnection()
 
 
+@implementer(IProtocolNegotiationFactory)
 class WebSocketFactory(WrappingFactory):
-    """Serves one protocol's factory (the TCP listener's own) over WebSocket."""
+    """Serves one protocol's factory (the TCP listener's own) over WebSocket.
+
+    On a TLS port it names ``http/1.1`` for ALPN: browsers offer ``h2`` and ``http/1.1``, and
+    Twisted fails the TLS handshake (an internal-error alert) when the factory names no
+    protocol the client offered. WebSocket here is the HTTP/1.1 upgrade of RFC 6455.
+    """
 
     protocol = WebSocketStream
+
+    def acceptableProtocols(self) -> list[bytes]:
+        return [b"http/1.1"]
 
     def __init__(self, wrapped: Any, profile: Profile, clock: Any, *,
                  handshake_timeout: float, max_message_size: int) -> None:
