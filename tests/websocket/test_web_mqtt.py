@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pika
 import pytest
+import requests
 
 from tests.mqtt.helpers import V5, V311, Client, cid
 from tests.websocket.clients import TIMEOUT, connect_ws
@@ -39,6 +40,12 @@ def test_paho_over_websocket_and_pika_both_ways(broker, level):
         payloads.add(body)
     assert payloads == {b"from pika", b"from web-mqtt"}
     assert client.get().payload == b"from web-mqtt"    # its own subscription sees it too
+    api = requests.Session()
+    api.auth = ("guest", "guest")
+    listed = [c["protocol"] for c in api.get(f"{broker.http_url}/api/connections",
+                                             timeout=30).json()
+              if c["client_properties"].get("client_id") == client.client_id]
+    assert listed == ["Web MQTT 3.1.1" if level == V311 else "Web MQTT 5.0"]   # as RabbitMQ
     client.disconnect()
     conn.close()
 

@@ -225,7 +225,11 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
     def info(self) -> dict[str, Any]:
         s = self.session.info()
         return {
-            "name": self.name, "protocol": s["protocol"], "user": s["user"],
+            # "Web MQTT 3.1.1" when a WebSocket carries it, as RabbitMQ lists those
+            "name": self.name,
+            "protocol": s["protocol"] and s["protocol"].replace(
+                "MQTT", getattr(self.transport, "protocol_name", "MQTT"), 1),
+            "user": s["user"],
             "vhost": s["vhost"], "peer_host": self.peer[0], "peer_port": self.peer[1],
             "host": self.local[0], "port": self.local[1], "channels": 1,
             "state": "blocked" if self.blocked else s["state"],

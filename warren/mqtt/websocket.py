@@ -18,7 +18,7 @@ from typing import Any
 from ..websocket.transport import Profile, WebSocketFactory
 from .listener import MqttFactory
 
-MQTT_OVER_WEBSOCKET = Profile(label="Web-MQTT", subprotocols=("mqtt",),
+MQTT_OVER_WEBSOCKET = Profile(label="Web-MQTT", protocol_name="Web MQTT", subprotocols=("mqtt",),
                               subprotocol_required=True, accepts_text=False, sends_text=False)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from ..websocket.transport import Profile, WebSocketFactory
 from .listener import StompFactory
 
-STOMP_OVER_WEBSOCKET = Profile(label="Web-STOMP",
+STOMP_OVER_WEBSOCKET = Profile(label="Web-STOMP", protocol_name="Web STOMP",
                                subprotocols=("v12.stomp", "v11.stomp", "v10.stomp"),
                                subprotocol_required=False, accepts_text=True, sends_text=True)
 

@@ -67,6 +67,7 @@ class Profile:
     """How one protocol rides on WebSocket: its subprotocols and message types."""
 
     label: str                        # in log lines: "Web-STOMP"
+    protocol_name: str                # in the management API, as RabbitMQ: "Web STOMP"
     subprotocols: tuple[str, ...]     # those served, most preferred first
     subprotocol_required: bool        # a client offering none of them is refused (400)
     accepts_text: bool                # text messages carry protocol bytes too (else 1003)
@@ -89,6 +90,8 @@ class WebSocketStream(ProtocolWrapper):
         self.carrying = False         # the wrapped protocol is connected
         self.ending = False           # a close is under way: nothing more in or out
         self.subprotocol: str | None = None
+        #: what the carried protocol calls itself in the management API's connection list
+        self.protocol_name = factory.profile.protocol_name
         self._message_size = 0        # bytes of the message being received so far
         self._handshake_call: Any = None
         self._close_call: Any = None  # CLOSE_WAIT after our close frame
