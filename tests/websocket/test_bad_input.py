@@ -202,3 +202,43 @@ def test_invalid_utf8_in_a_text_message_is_closed_1007(broker, healthy):
     ws = connect_ws(broker.web_stomp_port, subprotocols=["v12.stomp"])
     ws.send(b"CONNECT\n\n\xff\xfe\x00", opcode=websocket.ABNF.OPCODE_TEXT)
     assert close_code(ws) == 1007
+
+
+def _web_mqtt(broker, level: int):
+    ws = connect_ws(broker.web_mqtt_port, subprotocols=["mqtt"])
+    ws.send_binary(encode(Connect(protocol_level=level, client_id=cid(), username="guest",
+                                  password=b"guest"), level))
+    opcode, connack = ws.recv_data()
+    assert opcode == 2 and connack[0] == 0x20
+    return ws
+
+
+def _until_close(ws) -> tuple[list[bytes], int]:
+    """The binary messages the broker sends before its close frame, and the close code."""
+    seen = []
+    while True:
+        opcode, frame = ws.recv_data_frame(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return seen, struct.unpack("!H", frame.data[:2])[0]
+        seen.append(frame.data)
+
+
+def test_a_malformed_mqtt_packet_closes_1002_at_3_1_1(broker, healthy):
+    """As RabbitMQ's Web-MQTT: a packet the broker refuses closes with 'protocol error'."""
+    ws = _web_mqtt(broker, 4)
+    ws.send_binary(b"\xf0\x00")                       # AUTH does not exist at 3.1.1
+    assert _until_close(ws) == ([], 1002)
+
+
+def test_a_malformed_mqtt_packet_at_5_gets_disconnect_then_1002(broker, healthy):
+    ws = _web_mqtt(broker, 5)
+    ws.send_binary(b"\x36\x00")                       # PUBLISH with QoS 3
+    seen, code = _until_close(ws)
+    assert code == 1002
+    assert [m[0] for m in seen] == [0xE0]             # DISCONNECT, with its reason code
+
+
+def test_a_clean_mqtt_disconnect_closes_1000(broker, healthy):
+    ws = _web_mqtt(broker, 4)
+    ws.send_binary(b"\xe0\x00")
+    assert _until_close(ws) == ([], 1000)

@@ -21,7 +21,9 @@ and this module only decides. Its decisions follow RFC 6455 and what RabbitMQ's 
   none of them a profile either accepts without one (Web-STOMP) or answers 400 (Web-MQTT,
   whose spec requires ``mqtt``).
 - Close codes: 1000 when the protocol closes the connection (after its ERROR frame or
-  DISCONNECT); 1003 for a text message where the profile takes binary only (MQTT); 1009 for
+  DISCONNECT), 1002 when it closes for a packet it refused and says so (``close_code``:
+  Web-MQTT, as RabbitMQ; RabbitMQ's Web-STOMP closes with 1000 whatever the error); 1003
+  for a text message where the profile takes binary only (MQTT); 1009 for
   a message over the size limit; 1002 / 1007 for malformed WebSocket frames or invalid UTF-8
   (wsproto's verdict). A client's close is answered with the same code.
 - No handshake within ``handshake_timeout`` seconds: the socket is closed.
@@ -90,6 +92,9 @@ class WebSocketStream(ProtocolWrapper):
         self.carrying = False         # the wrapped protocol is connected
         self.ending = False           # a close is under way: nothing more in or out
         self.subprotocol: str | None = None
+        #: the code of the close when the carried protocol closes the connection; a protocol
+        #: that closes for an error of the client's sets 1002 first (Web-MQTT, as RabbitMQ)
+        self.close_code = int(CloseReason.NORMAL_CLOSURE)
         #: what the carried protocol calls itself in the management API's connection list
         self.protocol_name = factory.profile.protocol_name
         self._message_size = 0        # bytes of the message being received so far
@@ -272,7 +277,8 @@ class WebSocketStream(ProtocolWrapper):
     def loseConnection(self) -> None:
         """The protocol is done (its ERROR frame or DISCONNECT already written)."""
         self.disconnecting = 1
-        self._close(CloseReason.NORMAL_CLOSURE, "")
+        self._close(self.close_code, "" if self.close_code == CloseReason.NORMAL_CLOSURE
+                    else "protocol error")
 
     def abortConnection(self) -> None:
         self.disconnecting = 1
