@@ -14,9 +14,10 @@ The WebSocket codec is wsproto's (sans-I/O, as warren's own codecs are): the ope
 handshake, masking, fragmentation, control frames and the close handshake are its business,
 and this module only decides. Its decisions follow RFC 6455 and what RabbitMQ's plugins do:
 
-- The endpoint is ``/ws``; another path is answered 404. A request that is not a WebSocket
-  upgrade, or a bad one, gets the status wsproto's handshake names for it (400; 426 with
-  ``Sec-WebSocket-Version: 13`` for an unknown version), and the connection is closed.
+- The endpoint is ``/ws``; another path is answered 404. Plain HTTP (no upgrade asked for)
+  gets 426 Upgrade Required, as from RabbitMQ; a bad upgrade the status wsproto's handshake
+  names for it (400; 426 with ``Sec-WebSocket-Version: 13`` for a version other than 13,
+  where RabbitMQ's Cowboy also takes the drafts' 7 and 8); then the connection is closed.
 - Subprotocols: each :class:`Profile` lists its own, preferred first. When the client offers
   none of them a profile either accepts without one (Web-STOMP) or answers 400 (Web-MQTT,
   whose spec requires ``mqtt``).
@@ -57,6 +58,12 @@ __all__ = ["Profile", "WebSocketFactory", "WebSocketStream", "PATH"]
 
 #: where RabbitMQ's Web-STOMP and Web-MQTT plugins serve WebSocket
 PATH = "/ws"
+
+#: wsproto's words for a request that asks for no WebSocket at all (another method, or no
+#: ``Connection: Upgrade`` / ``Upgrade: websocket``): answered 426 Upgrade Required, as
+#: RabbitMQ's plugins (Cowboy) answer plain HTTP on their ports
+NOT_AN_UPGRADE = ("Request method must be GET", "Missing header, 'Connection: Upgrade'",
+                  "Missing header, 'Upgrade:")
 
 #: seconds a client has to answer the broker's close frame before the socket is closed anyway
 #: (RFC 6455 7.1.1: the server closes TCP first, once the close handshake is done; closing at
@@ -118,8 +125,13 @@ class WebSocketStream(ProtocolWrapper):
         try:
             self.ws.receive_data(data)
         except RemoteProtocolError as error:
-            # not a WebSocket upgrade, or a malformed one: wsproto names the HTTP answer
-            self._refuse(error.event_hint, str(error))
+            # not a WebSocket upgrade, or a malformed one: wsproto names the HTTP answer,
+            # except that a request that is no upgrade at all gets 426, as from RabbitMQ
+            why = str(error)
+            hint = error.event_hint
+            if why.startswith(NOT_AN_UPGRADE):
+                hint = RejectConnection(status_code=426, headers=[(b"upgrade", b"websocket")])
+            self._refuse(hint, why)
             return
         for event in self.ws.events():
             if self.ending:
@@ -174,7 +186,8 @@ class WebSocketStream(ProtocolWrapper):
         if not isinstance(reject, RejectConnection):
             reject = RejectConnection(status_code=400)
         body = why.encode()
-        headers = [*reject.headers, (b"connection", b"close"),
+        connection = b"upgrade, close" if reject.status_code == 426 else b"close"
+        headers = [*reject.headers, (b"connection", connection),
                    (b"content-type", b"text/plain; charset=utf-8"),
                    (b"content-length", str(len(body)).encode())]
         try:
