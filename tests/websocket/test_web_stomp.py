@@ -174,3 +174,12 @@ def test_a_client_close_is_answered_with_its_code(broker):
     ws = connect_ws(broker.web_stomp_port, subprotocols=["v12.stomp"])
     ws.send_close(status=1001)
     assert close_code(ws) == 1001
+
+
+@pytest.mark.parametrize("alias, protocol", [("web-stomp", "http/web-stomp"),
+                                             ("WebMQTT", "http/web-mqtt"),
+                                             ("web_stomp", "http/web-stomp")])
+def test_protocol_listener_health_check_knows_rabbitmqs_aliases(broker, alias, protocol):
+    r = requests.get(f"{broker.http_url}/api/health/checks/protocol-listener/{alias}",
+                     auth=("guest", "guest"), timeout=30)
+    assert (r.status_code, r.json()) == (200, {"status": "ok", "protocol": protocol})

@@ -10,6 +10,7 @@ import ssl
 
 import pika
 import pytest
+import requests
 
 from tests.broker_process import BrokerProcess
 from tests.mqtt.helpers import Client, cid
@@ -81,3 +82,11 @@ def test_a_client_offering_alpn_gets_http_1_1(tls_broker, pki):
     assert client.ws.sock.selected_alpn_protocol() == "http/1.1"
     assert client.connected[0] == "CONNECTED"
     client.close()
+
+
+@pytest.mark.parametrize("alias, protocol", [("web-mqtt+tls", "https/web-mqtt"),
+                                             ("webstomp+ssl", "https/web-stomp")])
+def test_protocol_listener_health_check_for_the_tls_ones(tls_broker, alias, protocol):
+    r = requests.get(f"{tls_broker.http_url}/api/health/checks/protocol-listener/{alias}",
+                     auth=("guest", "guest"), timeout=30)
+    assert (r.status_code, r.json()) == (200, {"status": "ok", "protocol": protocol})

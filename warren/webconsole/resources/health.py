@@ -34,6 +34,12 @@ PROTOCOL_ALIASES = {
     **dict.fromkeys(("http1", "http1.1", "http_api", "management", "management_ui", "ui"),
                     "http"),
     **dict.fromkeys(("cli", "distribution"), "clustering"),
+    # the WebSocket listeners: web-mqtt, webmqtt, web_mqtt, each also with /tls, /ssl, +tls, +ssl
+    **{f"{name}{suffix}": ("https/" if suffix else "http/") + target
+       for target, names in (("web-mqtt", ("webmqtt", "web-mqtt", "web_mqtt")),
+                             ("web-stomp", ("webstomp", "web-stomp", "web_stomp")))
+       for name in names for suffix in ("", "/tls", "/ssl", "+tls", "+ssl")
+       if not (suffix and name.startswith("web_"))},
 }
 
 #: (protocol as RabbitMQ names its listener, plain or TLS port setting); TLS ones only count
