@@ -102,6 +102,15 @@ def test_garbage_instead_of_http_closes_the_connection(broker, healthy):
     sock.close()
 
 
+def test_endless_request_headers_are_cut_off_with_400(broker, healthy):
+    """A request head still unfinished past h11's 16 KiB is refused, not buffered on."""
+    request = upgrade_request()[:-2] + b"X-Big: " + b"a" * 17_000      # no end in sight
+    status, _h, sock = raw_request(broker.web_stomp_port, request)
+    assert status == 400
+    assert closes(sock)
+    sock.close()
+
+
 @pytest.mark.parametrize("offered", [None, "v12.stomp", "mqttv3.1"])
 def test_web_mqtt_without_the_mqtt_subprotocol_is_400(broker, healthy, offered):
     """MQTT requires 'mqtt' among the offered subprotocols; RabbitMQ answers 400 too."""
