@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.mqtt.helpers import V5, V311, Client, cid
-from tests.websocket.clients import TIMEOUT, connect_ws
+from tests.websocket.clients import TIMEOUT, close_code, connect_ws
 from warren.mqtt.codec import (ConnAck, Connect, MqttParser, Publish, SubAck, Subscribe,
                                Subscription, encode)
 
@@ -100,3 +100,15 @@ def test_packets_split_across_and_packed_into_messages(broker, level):
 
 def test_listener_log_line(broker):
     broker.wait_for_line(f"Web-MQTT listening on 127.0.0.1:{broker.web_mqtt_port}")
+
+
+@pytest.mark.parametrize("level, connack", [(4, b"\x20\x02\x00\x04"),       # bad user or password
+                                            (5, b"\x20\x03\x00\x86\x00")])
+def test_bad_password_gets_the_refusing_connack_then_close_1002(broker, level, connack):
+    """The TCP listener's authentication; then, as RabbitMQ's Web-MQTT closes a rejected
+    CONNECT, 'protocol error'."""
+    ws = connect_ws(broker.web_mqtt_port, subprotocols=["mqtt"])
+    ws.send_binary(encode(Connect(protocol_level=level, client_id=cid(), username="guest",
+                                  password=b"wrong"), level))
+    assert ws.recv_data() == (2, connack)
+    assert close_code(ws) == 1002
