@@ -58,7 +58,7 @@ from ..broker.scheduler import DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER, Sched
 from ..broker.selector import Selector, SelectorError
 from .codec import Frame, StompError, encode, negotiate_version
 from .destinations import Destination, Kind, destination_header, parse_destination
-from .errors import VERSION_HEADER
+from .errors import VERSION_HEADER, SubscriptionRefused
 
 log = logging.getLogger("warren.stomp")
 
@@ -576,7 +576,7 @@ class StompSession:
                                  "A durable subscription requires an 'id' header\n")
             sub_id = destination.text
         if sub_id in self.subscriptions:
-            raise StompError("Duplicated subscription identifier",
+            raise SubscriptionRefused("Duplicated subscription identifier",
                              f"A subscription identified by "
                              f"'{consumer_tag(sub_id, destination.text, named)}' already exists.")
         ack_mode = frame.get("ack", "auto")
