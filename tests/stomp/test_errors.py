@@ -174,3 +174,40 @@ def test_unknown_command_error_is_rabbitmqs(broker):
     assert head.split(b"\n") == [b"ERROR", b"message:Bad command", b"content-type:text/plain",
                                  b"version:1.0,1.1,1.2", b"content-length:%d" % (len(body) - 1)]
     assert body.startswith(b'Could not interpret command "FROB"')
+
+
+# (frame, ERROR message header, body): RabbitMQ 3.10.8's words, read off its STOMP plugin
+RABBITMQ_TEXTS = {
+    "send without destination": (
+        b"SEND\n\nx\0", "Missing destination",
+        b"\"SEND\" must include a 'destination' header\n"),
+    "subscribe without destination": (
+        b"SUBSCRIBE\nid:1\n\n\0", "Missing destination",
+        b"\"SUBSCRIBE\" must include a 'destination' header\n"),
+    "send in an unknown transaction": (
+        b"SEND\ndestination:/queue/x\ntransaction:nope\n\nx\0", "Bad transaction",
+        b'Invalid transaction identifier: "nope"\n'),
+    "abort an unknown transaction": (
+        b"ABORT\ntransaction:t8\n\n\0", "Bad transaction",
+        b'Invalid transaction identifier: "t8"\n'),
+    "unsubscribe an unknown id": (
+        b"UNSUBSCRIBE\nid:nosuch\n\n\0", "No subscription found",
+        b"UNSUBSCRIBE must refer to an existing subscription.\n"
+        b"Subscription to \"id='nosuch'\" not found.\n"),
+    "destination of no known type": (
+        b"SEND\ndestination:/bogus/x\n\nx\0", "Unknown destination",
+        b"'/bogus/x' is not a valid destination.\nValid destination types are: /temp-queue, "
+        b"/exchange, /topic, /queue, /amq/queue, /reply-queue/.\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RABBITMQ_TEXTS))
+def test_error_texts_are_rabbitmqs(broker, case):
+    frame, message, body = RABBITMQ_TEXTS[case]
+    s = raw_connect(broker.stomp_port)
+    s.sendall(CONNECT + frame)
+    frames = _frames(read_until_closed(s))
+    assert [f[0] for f in frames] == ["CONNECTED", "ERROR"], frames
+    _, headers, got = frames[1]
+    assert (headers["message"], got) == (message, body)
+    assert headers["content-length"] == str(len(body))

@@ -565,7 +565,7 @@ class StompSession:
 
     # ------------------------------------------------------------------ SUBSCRIBE
     def _on_subscribe(self, frame: Frame) -> None:
-        destination = parse_destination(frame.get("destination"))
+        destination = parse_destination(frame.get("destination"), "SUBSCRIBE")
         sub_id = frame.get("id")
         named = sub_id is not None
         if sub_id is None:
@@ -705,7 +705,9 @@ class StompSession:
                                  "UNSUBSCRIBE needs an 'id' or 'destination' header")
         sub = self.subscriptions.get(sub_id)
         if sub is None:
-            raise StompError("Unknown subscription", f"no subscription with id '{sub_id}'")
+            raise StompError("No subscription found",
+                             "UNSUBSCRIBE must refer to an existing subscription.\n"
+                             f"Subscription to \"id='{sub_id}'\" not found.\n")
         self._end_subscription(sub)
         if sub.durable_name is not None and (
                 frame.get("activemq.subscriptionName") is not None
@@ -833,7 +835,7 @@ class StompSession:
     def _transaction(self, tx: str) -> list[Frame]:
         frames = self.transactions.get(tx)
         if frames is None:
-            raise StompError("Unknown transaction", f"transaction '{tx}' was not begun")
+            raise StompError("Bad transaction", f'Invalid transaction identifier: "{tx}"\n')
         return frames
 
     def _tx_header(self, frame: Frame) -> str:
