@@ -416,8 +416,6 @@ class StompSession:
                 self._ensure_queue(destination.name, frame)
             elif queue.exclusive_owner is not None:
                 queue.check_access(self)
-        elif kind is Kind.AMQ_QUEUE:
-            vhost.queue(destination.name)
         elif kind is Kind.TEMP_QUEUE:
             routing_key = self._temp_queue(destination).name
         exchange_name = destination.exchange
