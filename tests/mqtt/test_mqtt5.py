@@ -9,7 +9,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from tests.mqtt.helpers import V5, Client, RawClient, cid, v5_props
-from warren.mqtt.codec import Connect, MqttParser, Publish, Subscribe, Subscription, PubAck
+from warren.mqtt.codec import (Connect, MqttParser, PubAck, PubComp, Publish, PubRel, Subscribe,
+                               Subscription)
 
 
 def _raw5(port, **props):
@@ -96,6 +97,24 @@ def test_puback_no_matching_subscribers(broker, unique):
     pub = Client(broker.mqtt_port, protocol=V5)
     code = pub.publish(f"{unique}/nobody", b"x", 1)
     assert code.value == 0x10
+
+
+def test_pubrec_without_subscribers_is_success(broker, unique):
+    # as Mosquitto (its 02-subpub-qos2-1322 test): 0x10 is for PUBACK only; the PUBREC is
+    # the short success form, remaining length 2
+    raw = RawClient(broker.mqtt_port, level=5)
+    raw.send(Connect(protocol_level=5, client_id=cid(), username="guest", password=b"guest"))
+    assert raw.recv().reason_code == 0
+    raw.send(Publish(f"{unique}/nobody", b"x", 2, packet_id=7))
+    data = b""
+    while len(data) < 4:
+        chunk = raw.sock.recv(4 - len(data))
+        assert chunk, data
+        data += chunk
+    assert data == b"\x50\x02\x00\x07"
+    raw.send(PubRel(7))
+    assert raw.recv() == PubComp(7)
+    raw.close()
 
 
 def test_client_maximum_packet_size_drops_big_messages(broker, unique):

@@ -687,7 +687,9 @@ class MqttSession:
         if not routed.queues:
             if routed.rejected:
                 code = rc.QUOTA_EXCEEDED
-            elif self.level == 5:
+            elif self.level == 5 and qos == 1:
+                # a MAY of the specification; Mosquitto says it on PUBACK only: its PUBREC
+                # is written once the QoS 2 message is held, before any routing
                 code = rc.NO_MATCHING_SUBSCRIBERS
         if qos == 1:
             ack: Any = PubAck(p.packet_id, code) if code else None
