@@ -29,7 +29,7 @@ BAD_INPUT = {
     "frame too large": (b"SEND\ndestination:/queue/x\n\n" + b"x" * (5 * 1024 * 1024) + b"\0",
                         b"Frame too large"),
     "bad priority": (b"SEND\ndestination:/queue/x\npriority:high\n\n\0", b"Invalid priority"),
-    "ack without id": (b"ACK\n\n\0", b"Missing header 'id'"),
+    "ack without id": (b"ACK\n\n\0", b"Missing header"),
     "second CONNECT": (CONNECT, b"Unexpected frame"),
     "bad heart-beat": (None, b"Invalid heart-beat header"),
 }
@@ -194,6 +194,13 @@ RABBITMQ_TEXTS = {
         b"UNSUBSCRIBE\nid:nosuch\n\n\0", "No subscription found",
         b"UNSUBSCRIBE must refer to an existing subscription.\n"
         b"Subscription to \"id='nosuch'\" not found.\n"),
+    "ack without id": (
+        b"ACK\n\n\0", "Missing header", b'"ACK" must include the "id" header\n'),
+    "nack with an id of another shape": (
+        b"NACK\nid:zzz\n\n\0", "Invalid header", b'"NACK" must include a valid "id" header\n'),
+    "ack naming no subscription": (
+        b"ACK\nid:T_1@@session-abc@@5\n\n\0", "Subscription not found",
+        b'Message with id "T_1@@session-abc@@5" has no subscription'),
     "destination of no known type": (
         b"SEND\ndestination:/bogus/x\n\nx\0", "Unknown destination",
         b"'/bogus/x' is not a valid destination.\nValid destination types are: /temp-queue, "

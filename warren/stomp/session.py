@@ -782,9 +782,9 @@ class StompSession:
         name = "id" if self.version == "1.2" else "message-id"
         ack_id = frame.get(name)
         if ack_id is None:
-            raise StompError(f"Missing header '{name}'",
-                             f"{frame.command} needs an '{name}' header")
-        sub, number = self._delivery(ack_id)
+            raise StompError("Missing header", f'"{frame.command}" must include the "{name}" '
+                             "header\n")
+        sub, number = self._delivery(ack_id, frame.command, name)
         if number not in sub.unacked:
             raise StompError("Unknown message id",
                              f"{frame.command} for '{ack_id}', which is not an unacknowledged "
@@ -795,17 +795,18 @@ class StompSession:
             return
         self._settle(sub, number, how, requeue)
 
-    def _delivery(self, ack_id: str) -> tuple[StompSubscription, int]:
-        sub = None
-        number = -1
+    def _delivery(self, ack_id: str, command: str, name: str) -> tuple[StompSubscription, int]:
+        """The subscription and delivery number an ACK/NACK id names; RabbitMQ's errors for
+        an id of another shape and for one naming no subscription of this session."""
         prefix, sep, tail = ack_id.rpartition("@@")
-        if sep and tail.isdigit():
-            sub = self._subs_by_prefix.get(prefix + sep)
-            number = int(tail)
+        if not (sep and tail.isdigit()):
+            raise StompError("Invalid header", f'"{command}" must include a valid "{name}" '
+                             "header\n")
+        sub = self._subs_by_prefix.get(prefix + sep)
         if sub is None:
-            raise StompError("Unknown message id",
-                             f"'{ack_id}' is not a message id of this session")
-        return sub, number
+            raise StompError("Subscription not found",
+                             f'Message with id "{ack_id}" has no subscription')
+        return sub, int(tail)
 
     def _settle(self, sub: StompSubscription, number: int, how: str, requeue: bool) -> None:
         unacked = sub.unacked
@@ -864,9 +865,9 @@ class StompSession:
         if held.command == "SEND":
             self._publish(parse_destination(held.get("destination")), held)
             return
-        ack_id = held.get("id" if self.version == "1.2" else "message-id")
+        name = "id" if self.version == "1.2" else "message-id"
         try:
-            sub, number = self._delivery(ack_id)
+            sub, number = self._delivery(held.get(name), held.command, name)
         except StompError:
             return   # its subscription ended meanwhile: the message was requeued
         if held.command == "ACK":
