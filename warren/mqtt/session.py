@@ -1186,12 +1186,15 @@ class MqttSession:
                 if self.fits(data):   # else only the close tells [MQTT-3.1.2-24]
                     self.conn.write(data)
         elif self.state_name is State.CONNECTED and self.level == 5:
-            self.conn.write(self._disconnect(reason, rc.text_for(error)))
+            # the reason code alone, as Mosquitto (a Reason String is the sender's choice);
+            # the text is in the broker's log
+            self.conn.write(encode(Disconnect(reason), 5))
         self.close()
 
     def _disconnect(self, reason: int, text: str) -> bytes:
-        """A 5.0 DISCONNECT; its Reason String is left out where it would make the packet
-        larger than the client's Maximum Packet Size [MQTT-3.14.2-3]."""
+        """A 5.0 DISCONNECT an operator asked for, with their text as its Reason String, left
+        out where it would make the packet larger than the client's Maximum Packet Size
+        [MQTT-3.14.2-3]."""
         data = encode(Disconnect(reason, {"reason_string": text[:200]}), 5)
         return data if self.fits(data) else encode(Disconnect(reason), 5)
 
