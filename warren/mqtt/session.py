@@ -726,14 +726,11 @@ class MqttSession:
     def _on_pubrel(self, p: PubRel) -> None:
         """Inbound QoS 2, step 2: forget the id, PUBCOMP [MQTT-4.3.3-11].
 
-        A PUBREL for an id we do not hold is answered too (0x92 at 5.0), not refused: it is
-        what a client resends after a reconnect whose PUBCOMP it missed; Mosquitto does the
-        same ("could be due to a repeated PUBREL after a client has reconnected")."""
-        if p.packet_id in self.state.qos2_received:
-            self.state.qos2_received.discard(p.packet_id)
-            self._queue_ack(PubComp(p.packet_id))
-        else:
-            self._queue_ack(PubComp(p.packet_id, rc.PACKET_IDENTIFIER_NOT_FOUND))
+        A PUBREL for an id we do not hold is answered too, with plain success rather than the
+        0x92 5.0 allows: it is what a client resends after a reconnect whose PUBCOMP it missed,
+        and Mosquitto answers it so (its 03-publish-c2b-disconnect-qos2 test)."""
+        self.state.qos2_received.discard(p.packet_id)
+        self._queue_ack(PubComp(p.packet_id))
 
     # ------------------------------------------------------------------ end of a read
     def after_read(self) -> None:
@@ -962,8 +959,8 @@ class MqttSession:
         flight = self.state.inflight.get(p.packet_id)
         if flight is None:
             # tolerated, answered (a PUBREC resent after we forgot the id, e.g. a restart);
-            # Mosquitto too sends PUBREL for an unknown id
-            self.send(PubRel(p.packet_id, rc.PACKET_IDENTIFIER_NOT_FOUND))
+            # with a plain PUBREL, as Mosquitto's
+            self.send(PubRel(p.packet_id))
             return
         if flight.qos != 2:
             # [MQTT-4.3.2] a QoS 1 delivery is answered by PUBACK: protocol error, as Mosquitto
