@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from warren.model.errors import BrokerError
+from warren.cert_login import certificate_login
 from warren.endpoint import accept
 from warren.output import BatchedOutput
 from warren.mqtt.codec import MqttError, MqttParser, Publish
@@ -200,6 +201,10 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
         self.flush()
         self.closed = True
         self.transport.loseConnection()
+
+    def certificate_name(self) -> str | None:
+        """The name the TLS client certificate logs in as (``cert_login.py``), if any."""
+        return certificate_login(self.transport, self.config.ssl_cert_login_from).name
 
     def parser_level(self) -> int | None:
         return self.parser.protocol_level

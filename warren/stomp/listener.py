@@ -24,6 +24,7 @@ from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
 from ..broker.scheduler import ScheduledDelivery
+from ..cert_login import certificate_login
 from ..endpoint import accept
 from ..output import BatchedOutput
 from .client_ids import ClientIds
@@ -155,6 +156,10 @@ class StompConnection(BatchedOutput, protocol.Protocol):
         self.flush()
         self.closing = True
         self.transport.loseConnection()
+
+    def certificate_name(self) -> str | None:
+        """The name the TLS client certificate logs in as (``cert_login.py``), if any."""
+        return certificate_login(self.transport, self.config.ssl_cert_login_from).name
 
     def set_version(self, version: str) -> None:
         self.parser.set_version(version)

@@ -1,0 +1,116 @@
+"""The user name a client's TLS certificate logs in as, for SASL EXTERNAL and ``ssl_cert_login``.
+
+AMQP's EXTERNAL mechanism and the STOMP and MQTT ``ssl_cert_login`` settings all log a client
+in as the name its certificate gives, without a password (RabbitMQ's
+``rabbit_auth_mechanism_ssl``); the three front ends ask this one module for that name, so it
+is the same string whichever protocol the client speaks.
+
+``ssl_cert_login_from`` picks the name, as in RabbitMQ:
+
+- ``distinguished_name`` (the default): the subject DN as RabbitMQ renders it, RFC 4514 order
+  (the last RDN of the certificate first: ``CN=client,O=warren,C=GB``), the attribute names
+  RabbitMQ uses (``EMAILADDRESS``, ``SERIALNUMBER``, ...; dotted OIDs for the rest), the
+  values of a multi-valued RDN joined with ``+``, and RFC 4514 escapes; like RabbitMQ we also
+  write control characters and every byte of non-ASCII text as ``\\XX``, so such a name is
+  the same string here as there.
+- ``common_name``: the subject's CN; several CNs are joined with ``,``.
+
+A certificate is only ever seen when it was verified: the listeners ask for one only with a
+CA configured (``tls_ca``), and OpenSSL ends the handshake if it does not chain to that CA.
+That is RabbitMQ's condition too (``ssl_options.verify = verify_peer``), so no name is taken
+from an unverified certificate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+#: the values of ``ssl_cert_login_from``
+LOGIN_FROM = ("distinguished_name", "common_name")
+
+#: attribute names in a DN, as RabbitMQ spells them; any other is its dotted OID
+_ATTRIBUTE_NAMES = {
+    NameOID.SURNAME: "SN", NameOID.GIVEN_NAME: "GIVENNAME", NameOID.INITIALS: "INITIALS",
+    NameOID.GENERATION_QUALIFIER: "GENERATIONQUALIFIER", NameOID.COMMON_NAME: "CN",
+    NameOID.LOCALITY_NAME: "L", NameOID.STATE_OR_PROVINCE_NAME: "ST",
+    NameOID.ORGANIZATION_NAME: "O", NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+    NameOID.TITLE: "TITLE", NameOID.COUNTRY_NAME: "C", NameOID.SERIAL_NUMBER: "SERIALNUMBER",
+    NameOID.PSEUDONYM: "PSEUDONYM", NameOID.DOMAIN_COMPONENT: "DC",
+    NameOID.EMAIL_ADDRESS: "EMAILADDRESS", NameOID.STREET_ADDRESS: "STREET",
+    NameOID.USER_ID: "UID",
+}
+
+#: the client's refusal reasons, as RabbitMQ logs them
+NOT_TLS = "not a TLS-enabled connection"
+NO_CERTIFICATE = "connection peer presented no TLS (x.509) certificate"
+NO_NAME = "no name found"
+
+
+class CertificateLogin:
+    """The outcome of looking for a certificate name: ``name``, or why there is none."""
+
+    __slots__ = ("name", "refusal")
+
+    def __init__(self, name: str | None, refusal: str = "") -> None:
+        self.name = name
+        self.refusal = refusal
+
+
+def is_tls(transport: Any) -> bool:
+    """Whether the connection is TLS (a TLS transport can tell its peer's certificate)."""
+    return callable(getattr(transport, "getPeerCertificate", None))
+
+
+def certificate_login(transport: Any, login_from: str) -> CertificateLogin:
+    """The name the peer's certificate logs in as, read once the TLS handshake is done."""
+    if not is_tls(transport):
+        return CertificateLogin(None, NOT_TLS)
+    peer = transport.getPeerCertificate()
+    if peer is None:
+        return CertificateLogin(None, NO_CERTIFICATE)
+    name = login_name(peer.to_cryptography().subject, login_from)
+    return CertificateLogin(name, "" if name else NO_NAME)
+
+
+def login_name(subject: x509.Name, login_from: str) -> str | None:
+    """The subject's DN or its CN(s), per ``ssl_cert_login_from``; None if it has no name."""
+    if login_from == "common_name":
+        cns = [_text(a.value) for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        return ",".join(cns) or None
+    return distinguished_name(subject) or None
+
+
+def distinguished_name(subject: x509.Name) -> str:
+    """``subject`` as RabbitMQ renders a DN (see the module docstring)."""
+    return ",".join("+".join(_attribute(a) for a in rdn) for rdn in reversed(subject.rdns))
+
+
+def _attribute(attribute: x509.NameAttribute) -> str:
+    oid: ObjectIdentifier = attribute.oid
+    name = _ATTRIBUTE_NAMES.get(oid, oid.dotted_string)
+    return f"{name}={escape(_text(attribute.value))}"
+
+
+def _text(value: str | bytes) -> str:
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+_SPECIAL = frozenset('"+,;<>\\')
+
+
+def escape(value: str) -> str:
+    """An attribute value escaped per RFC 4514, plus RabbitMQ's ``\\XX`` for control
+    characters, ``~``, DEL and each UTF-8 byte of non-ASCII text."""
+    out = []
+    last = len(value) - 1
+    for i, ch in enumerate(value):
+        if (i == 0 and ch in " #") or (i == last and i > 0 and ch == " ") or ch in _SPECIAL:
+            out.append("\\" + ch)
+        elif ord(ch) < 32 or ord(ch) >= 126:
+            out.append("".join(f"\\{b:02X}" for b in ch.encode("utf-8")))
+        else:
+            out.append(ch)
+    return "".join(out)
