@@ -127,6 +127,7 @@ def test_external_by_common_name(cn_broker, pki, unique):
 
 
 def test_external_offered_only_on_tls(dn_broker, pki):
+    """In the configured order (RabbitMQ 3.10 sorts them: "AMQPLAIN EXTERNAL PLAIN")."""
     plain = RawAmqp(dn_broker.amqp_port)
     plain.send(PROTOCOL_HEADER)
     assert plain.expect(commands.Connection.Start).mechanisms == "PLAIN AMQPLAIN"
@@ -211,9 +212,18 @@ def test_stomp_connect_without_login_uses_the_certificate(dn_broker, pki, unique
 
 
 def test_stomp_certificate_of_an_unknown_user_is_refused(dn_broker, pki):
+    errors = []
+
+    class Listener(stomp.ConnectionListener):
+        def on_error(self, frame):
+            errors.append((frame.headers.get("message"), frame.body))
+
     conn = _stomp(dn_broker, pki, "unknown")
+    conn.set_listener("l", Listener())
     with pytest.raises(stomp.exception.ConnectFailedException):
         conn.connect(wait=True)
+    # RabbitMQ 3.10's ERROR frame, word for word
+    assert errors == [("Bad CONNECT", "Access refused for user 'CN=nobody-by-this-name'\n")]
     line = dn_broker.wait_for_line("login refused for user 'CN=nobody-by-this-name' from "
                                    "127.0.0.1 (STOMP)")
     assert line.endswith("no such user")
