@@ -163,6 +163,15 @@ class BrokerService(service.MultiService):
         tls = None
         if cfg.tls_cert and cfg.tls_key:
             tls = server_context(cfg.tls_cert, cfg.tls_key, cfg.tls_ca, cfg.tls_verify_peer)
+        cert_logins = [cfg.setting(k) for k in ("stomp_ssl_cert_login", "mqtt_ssl_cert_login")
+                       if getattr(cfg, k)]
+        if "EXTERNAL" in cfg.auth_mechanisms:
+            cert_logins.insert(0, f"EXTERNAL in {cfg.setting('auth_mechanisms')}")
+        if cert_logins and not (tls and cfg.tls_ca):
+            # as RabbitMQ warns when peer verification is off: no certificate is asked for
+            # without a CA to check it against, so every such login would be refused
+            log.warning("%s: no client can log in by certificate without %s and %s",
+                        ", ".join(cert_logins), cfg.setting("tls_cert"), cfg.setting("tls_ca"))
         out: list[service.Service] = []
         for label, plain_key, tls_key, make_factory in FRONT_ENDS:
             plain, secure = getattr(cfg, plain_key), getattr(cfg, tls_key)

@@ -98,9 +98,11 @@ def _amqps(broker, pki, client: str | None = "client", credentials=None):
         credentials=credentials or pika.credentials.ExternalCredentials()))
 
 
-def _connection_users(broker) -> dict[str, str]:
+def _connection_users(broker, protocol: str = "") -> dict[str, str]:
+    """User -> AMQP auth mechanism ("" for others) of the connections of ``protocol``."""
     r = requests.get(broker.http_url + "/api/connections", auth=("guest", "guest"), timeout=30)
-    return {c["user"]: c.get("auth_mechanism", "") for c in r.json()}
+    return {c["user"]: c.get("auth_mechanism", "") for c in r.json()
+            if c.get("protocol", "").startswith(protocol)}
 
 
 def _no_traceback(broker) -> None:
@@ -222,6 +224,7 @@ def test_stomp_certificate_of_an_unknown_user_is_refused(dn_broker, pki):
     conn.set_listener("l", Listener())
     with pytest.raises(stomp.exception.ConnectFailedException):
         conn.connect(wait=True)
+    conn.transport.disconnect_socket()   # TLS: the broker waits for our close_notify
     # RabbitMQ 3.10's ERROR frame, word for word
     assert errors == [("Bad CONNECT", "Access refused for user 'CN=nobody-by-this-name'\n")]
     line = dn_broker.wait_for_line("login refused for user 'CN=nobody-by-this-name' from "
@@ -285,3 +288,23 @@ def test_mqtt_certificate_of_an_unknown_user_is_refused(dn_broker, pki):
 def test_mqtt_user_name_still_wins_over_the_certificate(dn_broker, pki):
     assert _mqtt_connect(dn_broker, pki, "client", username="guest", while_connected=lambda:
                          eventually(lambda: "guest" in _connection_users(dn_broker))) == 0
+
+
+def test_stomp_without_a_client_certificate_is_the_default_user(dn_broker, pki):
+    """No certificate name: the CONNECT without login is the default user's, as RabbitMQ."""
+    eventually(lambda: not _connection_users(dn_broker, "STOMP"), "earlier STOMP clients gone")
+    conn = _stomp(dn_broker, pki, None)
+    conn.connect(wait=True)
+    assert list(eventually(lambda: _connection_users(dn_broker, "STOMP"))) == ["guest"]
+    conn.disconnect()
+
+
+def test_certificate_logins_without_a_ca_are_warned_about(tmp_path):
+    proc = BrokerProcess(tmp_path, extra_args=["--auth-mechanisms", "PLAIN,EXTERNAL",
+                                               "--stomp-ssl-cert-login"])
+    proc.start()
+    try:
+        proc.wait_for_line("EXTERNAL in --auth-mechanisms, --stomp-ssl-cert-login: no client "
+                           "can log in by certificate without --tls-cert and --tls-ca")
+    finally:
+        proc.stop()
