@@ -114,3 +114,45 @@ def escape(value: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+#: a plain TCP connection's TLS fields, as RabbitMQ lists them
+_NOT_TLS_FIELDS: dict[str, Any] = {"ssl": False, "ssl_protocol": None,
+                                   "peer_cert_subject": None, "peer_cert_issuer": None,
+                                   "peer_cert_validity": None}
+
+
+class TlsFields:
+    """A connection's TLS fields for ``/api/connections`` (RabbitMQ's ``ssl``,
+    ``ssl_protocol``, ``peer_cert_subject``/``issuer``/``validity``), so an operator sees
+    which certificate a client logged in with. Kept once the handshake is done: the API lists
+    every connection, and the certificate does not change."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self) -> None:
+        self._fields: dict[str, Any] | None = None
+
+    def of(self, transport: Any) -> dict[str, Any]:
+        if self._fields is not None:
+            return self._fields
+        if not is_tls(transport):
+            self._fields = _NOT_TLS_FIELDS
+            return self._fields
+        version = transport.getHandle().get_protocol_version_name()
+        peer = transport.getPeerCertificate()
+        fields: dict[str, Any] = {**_NOT_TLS_FIELDS, "ssl": True}
+        if version and version != "Unknown":     # handshake done: keep the fields
+            fields["ssl_protocol"] = version.lower()
+            if peer is not None:
+                cert = peer.to_cryptography()
+                fields.update(peer_cert_subject=distinguished_name(cert.subject),
+                              peer_cert_issuer=distinguished_name(cert.issuer),
+                              peer_cert_validity=f"{_time(cert.not_valid_before_utc)} - "
+                                                 f"{_time(cert.not_valid_after_utc)}")
+            self._fields = fields
+        return fields
+
+
+def _time(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -8,6 +8,7 @@ stranger whose certificate the broker must not accept. The certificate's DN (or,
 
 from __future__ import annotations
 
+import re
 import ssl
 import threading
 from urllib.parse import quote
@@ -105,6 +106,12 @@ def _connection_users(broker, protocol: str = "") -> dict[str, str]:
             if c.get("protocol", "").startswith(protocol)}
 
 
+def _connection(broker, user: str, protocol: str = "") -> dict:
+    r = requests.get(broker.http_url + "/api/connections", auth=("guest", "guest"), timeout=30)
+    return next(c for c in r.json()
+                if c["user"] == user and c.get("protocol", "").startswith(protocol))
+
+
 def _no_traceback(broker) -> None:
     assert not [line for line in broker.lines if "Traceback" in line or "Unhandled" in line]
 
@@ -117,6 +124,13 @@ def test_external_logs_in_as_the_certificate_dn(dn_broker, pki, unique):
     ch.basic_publish("", unique, b"by certificate")
     assert ch.basic_get(unique, auto_ack=True)[2] == b"by certificate"
     assert eventually(lambda: _connection_users(dn_broker).get(DN)) == "EXTERNAL"
+    # RabbitMQ's TLS fields of the connection (3.10 lists the same for this certificate)
+    listed = _connection(dn_broker, DN)
+    assert (listed["ssl"], listed["peer_cert_subject"], listed["peer_cert_issuer"]) == \
+        (True, DN, "CN=warren test CA")
+    assert listed["ssl_protocol"] in ("tlsv1.2", "tlsv1.3")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ - \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ",
+                        listed["peer_cert_validity"])
     conn.close()
 
 
@@ -183,6 +197,14 @@ def test_a_certificate_from_an_untrusted_ca_fails_the_handshake(dn_broker, pki):
 def test_password_login_still_works_with_a_certificate(dn_broker, pki, unique):
     conn = _amqps(dn_broker, pki, credentials=pika.PlainCredentials("guest", "guest"))
     conn.channel().queue_declare(unique)
+    plain = pika.BlockingConnection(pika.URLParameters(dn_broker.amqp_url))
+    listed = sorted((c["port"], c["auth_mechanism"], c["ssl"], c["peer_cert_subject"])
+                    for c in requests.get(dn_broker.http_url + "/api/connections",
+                                          auth=("guest", "guest"), timeout=30).json()
+                    if c["user"] == "guest" and c["protocol"].startswith("AMQP"))
+    assert listed == sorted([(dn_broker.tls_ports["amqps"], "PLAIN", True, DN),
+                             (dn_broker.amqp_port, "PLAIN", False, None)])
+    plain.close()
     conn.close()
 
 
@@ -210,6 +232,7 @@ def test_stomp_connect_without_login_uses_the_certificate(dn_broker, pki, unique
     conn.send(f"/queue/{unique}", "by certificate")
     assert got.wait(30)
     assert DN in eventually(lambda: _connection_users(dn_broker))
+    assert _connection(dn_broker, DN, "STOMP")["peer_cert_subject"] == DN
     conn.disconnect()
 
 
@@ -271,8 +294,11 @@ def _mqtt_connect(broker, pki, client: str, username: str | None = None,
 
 def test_mqtt_connect_without_user_name_uses_the_certificate(dn_broker, pki):
     """Not the anonymous login (on by default, as RabbitMQ), which would be guest."""
-    assert _mqtt_connect(dn_broker, pki, "client", while_connected=lambda: eventually(
-        lambda: DN in _connection_users(dn_broker), "an MQTT connection of the DN")) == 0
+    def listed():
+        eventually(lambda: DN in _connection_users(dn_broker, "MQTT"), "an MQTT connection")
+        assert _connection(dn_broker, DN, "MQTT")["peer_cert_subject"] == DN
+
+    assert _mqtt_connect(dn_broker, pki, "client", while_connected=listed) == 0
     _no_traceback(dn_broker)
 
 

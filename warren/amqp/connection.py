@@ -27,7 +27,7 @@ from .. import __version__
 from ..model.errors import AccessRefused, CommandInvalid, InternalError, NotAllowed
 from ..broker.jsonvalue import jsonable
 from ..broker.stats import with_deliver_get
-from ..cert_login import certificate_login, is_tls
+from ..cert_login import TlsFields, certificate_login, is_tls
 from ..config import CHOICES
 from ..endpoint import accept
 from ..output import BatchedOutput
@@ -80,6 +80,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         self.clock = clock
         self.mechanisms: list[str] = []   # offered in connection.start
         self.auth_mechanism = ""          # the one the client logged in with
+        self.tls_fields = TlsFields()
         self.state = State.AWAIT_HEADER
         self._header = b""
         self.reader = FrameReader(FRAME_MIN_SIZE)  # small until tuned, as RabbitMQ
@@ -508,7 +509,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         return {
             "name": self.name, "protocol": "AMQP 0-8" if self.amqp_0_8 else "AMQP 0-9-1",
             "user": getattr(self.user, "name", ""), "auth_mechanism": self.auth_mechanism,
-            "ssl": is_tls(self.transport),
+            **self.tls_fields.of(self.transport),
             "vhost": self.vhost_name or "", "peer_host": self.peer[0], "peer_port": self.peer[1],
             "host": self.local[0], "port": self.local[1], "channels": len(self.channels),
             "state": "blocked" if self.blocked else ("running" if self.state is State.OPEN

@@ -21,7 +21,7 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from warren.model.errors import BrokerError
-from warren.cert_login import certificate_login
+from warren.cert_login import TlsFields, certificate_login
 from warren.endpoint import accept
 from warren.output import BatchedOutput
 from warren.mqtt.codec import MqttError, MqttParser, Publish
@@ -58,6 +58,7 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
         self.local = ("?", 0)
         self.loopback = False
         self.name = "?"
+        self.tls_fields = TlsFields()
         self.connected_at = clock.seconds()
 
     # ------------------------------------------------------------------ transport events
@@ -237,7 +238,7 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
             "connected_at": int(self.connected_at * 1000),
             "recv_oct": self.recv_oct, "send_oct": self.send_oct,
             "client_properties": {"client_id": s["client_id"]}, "type": "network",
-            "timeout": self.session.keep_alive,
+            "timeout": self.session.keep_alive, **self.tls_fields.of(self.transport),
         }
 
 

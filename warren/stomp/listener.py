@@ -24,7 +24,7 @@ from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
 from ..broker.scheduler import ScheduledDelivery
-from ..cert_login import certificate_login
+from ..cert_login import TlsFields, certificate_login
 from ..endpoint import accept
 from ..output import BatchedOutput
 from .client_ids import ClientIds
@@ -64,6 +64,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
         self.peer = ("?", 0)
         self.local = ("?", 0)
         self.name = "?"
+        self.tls_fields = TlsFields()
 
     # ------------------------------------------------------------------ transport events
     def connectionMade(self) -> None:
@@ -259,7 +260,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
             "connected_at": int(self.connected_at * 1000),
             "recv_oct": self.recv_oct, "send_oct": self.send_oct,
             "client_properties": {"client-id": getattr(session, "client_id", None) or ""},
-            "type": "network",
+            "type": "network", **self.tls_fields.of(self.transport),
         }
 
 
