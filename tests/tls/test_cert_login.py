@@ -134,6 +134,29 @@ def test_external_logs_in_as_the_certificate_dn(dn_broker, pki, unique):
     conn.close()
 
 
+def test_external_with_aio_pika(dn_broker, pki, unique):
+    """aio-pika (aiormq) picks EXTERNAL from its URL's ``auth=external``."""
+    import asyncio
+
+    import aio_pika
+
+    async def run():
+        url = (f"amqps://localhost:{dn_broker.tls_ports['amqps']}/?auth=external"
+               f"&cafile={quote(pki['ca'])}&certfile={quote(pki['client']['cert'])}"
+               f"&keyfile={quote(pki['client']['key'])}")
+        conn = await aio_pika.connect(url, timeout=30)
+        async with conn:
+            ch = await conn.channel()
+            q = await ch.declare_queue(unique)
+            await ch.default_exchange.publish(aio_pika.Message(b"async"), routing_key=unique)
+            got = await q.get(timeout=30)
+            await got.ack()
+            assert eventually(lambda: _connection_users(dn_broker).get(DN)) == "EXTERNAL"
+            return got.body
+
+    assert asyncio.run(run()) == b"async"
+
+
 def test_external_by_common_name(cn_broker, pki, unique):
     conn = _amqps(cn_broker, pki)
     conn.channel().queue_declare(unique)
