@@ -27,7 +27,7 @@ from .network.federation.component import FederationComponent
 from .network.shovel.component import ShovelComponent
 from .startup import listen_problem
 from .stomp.listener import StompFactory
-from .tls import server_context
+from .tls import listening_factory, server_context
 from .webconsole.site import make_site
 
 log = logging.getLogger("warren")
@@ -74,8 +74,9 @@ class ListenerService(service.Service):
                 self.listening = self.reactor.listenTCP(self.port, self.factory,
                                                         interface=self.bind)
             else:
-                self.listening = self.reactor.listenSSL(self.port, self.factory, self.tls,
-                                                        interface=self.bind)
+                self.listening = self.reactor.listenTCP(
+                    self.port, listening_factory(self.tls, self.factory, self.reactor),
+                    interface=self.bind)
         except CannotListenError as error:
             if self.config is None or not self.key:
                 raise

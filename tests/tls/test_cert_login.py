@@ -357,3 +357,28 @@ def test_certificate_logins_without_a_ca_are_warned_about(tmp_path):
                            "can log in by certificate without --tls-cert and --tls-ca")
     finally:
         proc.stop()
+
+
+def test_a_refused_client_that_keeps_its_tls_socket_open_is_closed(dn_broker, pki):
+    """The broker sends its close_notify; a client that never answers with its own must not
+    keep the connection (and its place under max_connections) for ever."""
+    import socket
+
+    sock = _context(pki, "unknown").wrap_socket(
+        socket.create_connection(("127.0.0.1", dn_broker.tls_ports["stomps"]), timeout=30),
+        server_hostname="localhost")
+    port = sock.getsockname()[1]
+    sock.sendall(b"CONNECT\naccept-version:1.2\nhost:/\n\n\x00")
+    answer = b""
+    while b"\x00" not in answer:
+        chunk = sock.recv(4096)
+        assert chunk, "closed before the ERROR frame"
+        answer += chunk
+    assert answer.startswith(b"ERROR\n")
+    try:
+        eventually(lambda: port not in {c["peer_port"] for c in requests.get(
+            dn_broker.http_url + "/api/connections", auth=("guest", "guest"),
+            timeout=30).json()}, "the refused connection gone")
+    finally:
+        sock.close()
+    _no_traceback(dn_broker)
