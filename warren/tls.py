@@ -67,14 +67,17 @@ def _split_pem(data: bytes) -> list[bytes]:
 class _ClosingTLSProtocol(BufferingTLSTransport):
     """Twisted's TLS transport (small writes batched per turn), whose socket closes
     ``CLOSE_NOTIFY_GRACE`` seconds after it was asked to close whether or not the client
-    answered. (Twisted also holds its close_notify back while a producer is registered, as
-    every listener's connection is, so the grace runs from the request to close.)"""
+    answered, and sends its close_notify right away though a producer is registered."""
 
     _abort_call: Any = None
     _lost = False
 
     def loseConnection(self) -> None:
         super().loseConnection()
+        if self._producer is not None:
+            # Twisted sends close_notify only once the producer is gone; the listeners
+            # register themselves for good, so without this no close would ever be sent
+            self.unregisterProducer()  # type: ignore[no-untyped-call]
         if self._abort_call is None and not self._lost and self.transport is not None:
             clock: Any = self.factory._clock
             self._abort_call = clock.callLater(CLOSE_NOTIFY_GRACE, self._abort)

@@ -359,15 +359,13 @@ def test_certificate_logins_without_a_ca_are_warned_about(tmp_path):
         proc.stop()
 
 
-def test_a_refused_client_that_keeps_its_tls_socket_open_is_closed(dn_broker, pki):
-    """The broker sends its close_notify; a client that never answers with its own must not
-    keep the connection (and its place under max_connections) for ever."""
+def _refused_stomp_over_tls(broker, pki) -> ssl.SSLSocket:
+    """A raw STOMP client with the unknown user's certificate, after its ERROR frame."""
     import socket
 
     sock = _context(pki, "unknown").wrap_socket(
-        socket.create_connection(("127.0.0.1", dn_broker.tls_ports["stomps"]), timeout=30),
-        server_hostname="localhost")
-    port = sock.getsockname()[1]
+        socket.create_connection(("127.0.0.1", broker.tls_ports["stomps"]), timeout=30),
+        server_hostname="localhost", suppress_ragged_eofs=False)
     sock.sendall(b"CONNECT\naccept-version:1.2\nhost:/\n\n\x00")
     answer = b""
     while b"\x00" not in answer:
@@ -375,6 +373,24 @@ def test_a_refused_client_that_keeps_its_tls_socket_open_is_closed(dn_broker, pk
         assert chunk, "closed before the ERROR frame"
         answer += chunk
     assert answer.startswith(b"ERROR\n")
+    return sock
+
+
+def test_a_refused_tls_client_gets_the_brokers_close_notify(dn_broker, pki):
+    """A clean TLS close (recv gives b""), not the socket closed under it after the grace
+    period (a ragged EOF: SSLEOFError)."""
+    sock = _refused_stomp_over_tls(dn_broker, pki)
+    try:
+        assert sock.recv(4096) == b""
+    finally:
+        sock.close()
+
+
+def test_a_refused_client_that_keeps_its_tls_socket_open_is_closed(dn_broker, pki):
+    """The broker sends its close_notify; a client that never answers with its own must not
+    keep the connection (and its place under max_connections) for ever."""
+    sock = _refused_stomp_over_tls(dn_broker, pki)
+    port = sock.getsockname()[1]
     try:
         eventually(lambda: port not in {c["peer_port"] for c in requests.get(
             dn_broker.http_url + "/api/connections", auth=("guest", "guest"),
