@@ -139,11 +139,11 @@ class TlsFields:
         if not is_tls(transport):
             self._fields = _NOT_TLS_FIELDS
             return self._fields
-        version = transport.getHandle().get_protocol_version_name()
-        peer = transport.getPeerCertificate()
+        handle = transport.getHandle()
         fields: dict[str, Any] = {**_NOT_TLS_FIELDS, "ssl": True}
-        if version and version != "Unknown":     # handshake done: keep the fields
-            fields["ssl_protocol"] = version.lower()
+        if handle.get_peer_finished() is not None:   # the handshake is done: keep the fields
+            fields["ssl_protocol"] = handle.get_protocol_version_name().lower()
+            peer = transport.getPeerCertificate()
             if peer is not None:
                 cert = peer.to_cryptography()
                 fields.update(peer_cert_subject=distinguished_name(cert.subject),
