@@ -75,6 +75,15 @@ def cn_broker(tmp_path_factory, pki):
     proc.stop()
 
 
+@pytest.fixture(scope="module")
+def strict_broker(tmp_path_factory, pki):
+    """--tls-verify-peer: RabbitMQ's fail_if_no_peer_cert = true."""
+    proc = _start(tmp_path_factory, pki, "--tls-verify-peer")
+    _add_user(proc, DN)
+    yield proc
+    proc.stop()
+
+
 def _add_user(broker: BrokerProcess, name: str) -> None:
     api, user = broker.http_url + "/api", quote(name, safe="")
     r = requests.put(f"{api}/users/{user}", json={"password": "not-used-here", "tags": ""},
@@ -398,3 +407,13 @@ def test_a_refused_client_that_keeps_its_tls_socket_open_is_closed(dn_broker, pk
     finally:
         sock.close()
     _no_traceback(dn_broker)
+
+
+def test_tls_verify_peer_refuses_a_client_without_a_certificate(strict_broker, pki, unique):
+    with pytest.raises(pika.exceptions.AMQPConnectionError):
+        _amqps(strict_broker, pki, client=None,
+               credentials=pika.PlainCredentials("guest", "guest"))
+    conn = _amqps(strict_broker, pki)
+    conn.channel().queue_declare(unique)
+    conn.close()
+    _no_traceback(strict_broker)
