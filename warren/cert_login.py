@@ -14,6 +14,8 @@ is the same string whichever protocol the client speaks.
   write control characters and every byte of non-ASCII text as ``\\XX``, so such a name is
   the same string here as there.
 - ``common_name``: the subject's CN; several CNs are joined with ``,``.
+- ``subject_alternative_name``: the ``ssl_cert_login_san_index``-th (counted from 0) subject
+  alternative name of ``ssl_cert_login_san_type`` (``dns``, ``email`` or ``uri``).
 
 A certificate is only ever seen when it was verified: the listeners ask for one only with a
 CA configured (``tls_ca``), and OpenSSL ends the handshake if it does not chain to that CA.
@@ -27,9 +29,6 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
-
-#: the values of ``ssl_cert_login_from``
-LOGIN_FROM = ("distinguished_name", "common_name")
 
 #: attribute names in a DN, as RabbitMQ spells them; any other is its dotted OID
 _ATTRIBUTE_NAMES = {
@@ -64,19 +63,37 @@ def is_tls(transport: Any) -> bool:
     return callable(getattr(transport, "getPeerCertificate", None))
 
 
-def certificate_login(transport: Any, login_from: str) -> CertificateLogin:
-    """The name the peer's certificate logs in as, read once the TLS handshake is done."""
+def certificate_login(transport: Any, config: Any) -> CertificateLogin:
+    """The name the peer's certificate logs in as, read once the TLS handshake is done;
+    ``config`` gives ``ssl_cert_login_from`` (and ``ssl_cert_login_san_type``/``_index``)."""
     if not is_tls(transport):
         return CertificateLogin(None, NOT_TLS)
     peer = transport.getPeerCertificate()
     if peer is None:
         return CertificateLogin(None, NO_CERTIFICATE)
-    name = login_name(peer.to_cryptography().subject, login_from)
+    name = login_name(peer.to_cryptography(), config.ssl_cert_login_from,
+                      config.ssl_cert_login_san_type, config.ssl_cert_login_san_index)
     return CertificateLogin(name, "" if name else NO_NAME)
 
 
-def login_name(subject: x509.Name, login_from: str) -> str | None:
-    """The subject's DN or its CN(s), per ``ssl_cert_login_from``; None if it has no name."""
+#: ``ssl_cert_login_san_type`` -> the SAN entries it picks (RabbitMQ's names)
+SAN_TYPES: dict[str, type[x509.DNSName] | type[x509.RFC822Name]
+                | type[x509.UniformResourceIdentifier]] = {
+    "dns": x509.DNSName, "email": x509.RFC822Name, "uri": x509.UniformResourceIdentifier}
+
+
+def login_name(cert: x509.Certificate, login_from: str, san_type: str = "dns",
+               san_index: int = 0) -> str | None:
+    """The certificate's name per ``ssl_cert_login_from``: the subject's DN, its CN(s), or
+    the ``san_index``-th (from 0) subject alternative name of ``san_type``; None if none."""
+    if login_from == "subject_alternative_name":
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            return None
+        names = san.get_values_for_type(SAN_TYPES[san_type])
+        return names[san_index] if 0 <= san_index < len(names) else None
+    subject = cert.subject
     if login_from == "common_name":
         cns = [_text(a.value) for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
         return ",".join(cns) or None

@@ -36,9 +36,15 @@ RUN_FLAGS: tuple[tuple[str, dict], ...] = (
     ("--auth-mechanisms", {"help": "AMQP SASL mechanisms offered, comma-separated, of PLAIN, "
                                    "AMQPLAIN and EXTERNAL (the client certificate, on TLS "
                                    "connections only)"}),
-    ("--ssl-cert-login-from", {"choices": ["distinguished_name", "common_name"],
+    ("--ssl-cert-login-from", {"choices": ["distinguished_name", "common_name",
+                                           "subject_alternative_name"],
                                "help": "which name of a client certificate logs in "
                                        "(EXTERNAL, --stomp/mqtt-ssl-cert-login)"}),
+    ("--ssl-cert-login-san-type", {"choices": ["dns", "email", "uri"],
+                                   "help": "subject_alternative_name: the kind of name"}),
+    ("--ssl-cert-login-san-index", {"type": int,
+                                    "help": "subject_alternative_name: which of that kind, "
+                                            "from 0"}),
     ("--stomp-ssl-cert-login", {"action": "store_true",
                                 "help": "a STOMP CONNECT without login over TLS logs in as "
                                         "its client certificate's name"}),

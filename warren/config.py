@@ -33,7 +33,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "log_level": ("debug", "info", "warning", "error"),
     "password_hashing_module": ("rabbit_password_hashing_sha256",
                                 "rabbit_password_hashing_sha512"),
-    "ssl_cert_login_from": ("distinguished_name", "common_name"),
+    "ssl_cert_login_from": ("distinguished_name", "common_name", "subject_alternative_name"),
+    "ssl_cert_login_san_type": ("dns", "email", "uri"),
     "auth_mechanisms": ("PLAIN", "AMQPLAIN", "EXTERNAL"),   # each item of the list
 }
 
@@ -61,7 +62,9 @@ class Config:
     tls_verify_peer: bool = False          # require a client certificate
     # logins by client certificate (RabbitMQ's rabbit_auth_mechanism_ssl, ssl_cert_login):
     # the name is the certificate subject's DN or CN; the user must exist, no password
-    ssl_cert_login_from: str = "distinguished_name"    # or common_name
+    ssl_cert_login_from: str = "distinguished_name"    # common_name, subject_alternative_name
+    ssl_cert_login_san_type: str = "dns"   # subject_alternative_name: dns, email or uri...
+    ssl_cert_login_san_index: int = 0      # ...the first (0) of that type, or a later one
     # AMQP SASL mechanisms offered, as RabbitMQ's auth_mechanisms; EXTERNAL (the client
     # certificate) only on TLS connections
     auth_mechanisms: list[str] = field(default_factory=lambda: ["PLAIN", "AMQPLAIN"])

@@ -42,15 +42,19 @@ class Authority:
                 .not_valid_before(now - datetime.timedelta(minutes=5))
                 .not_valid_after(now + datetime.timedelta(days=1)))
 
-    def issue(self, stem: str, subject: x509.Name, *, server: bool = False) -> dict[str, str]:
-        """Files ``{"cert": ..., "key": ...}`` of a new certificate for ``subject``."""
+    def issue(self, stem: str, subject: x509.Name, *, server: bool = False,
+              alt_names: list[x509.GeneralName] | None = None) -> dict[str, str]:
+        """Files ``{"cert": ..., "key": ...}`` of a new certificate for ``subject``; a server's
+        names 127.0.0.1 and localhost, a client's ``alt_names`` if given."""
         key = ec.generate_private_key(ec.SECP256R1())
         builder = self._builder(subject, key.public_key())
         if server:
-            builder = builder.add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-        else:
+            alt_names = [x509.DNSName("localhost"),
+                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        if alt_names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(alt_names),
+                                            critical=False)
+        if not server:
             builder = builder.add_extension(
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())

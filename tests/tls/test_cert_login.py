@@ -43,6 +43,9 @@ def pki(tmp_path_factory):
             "server": ca.issue("server", common_name("localhost"), server=True),
             "client": ca.issue("client", SUBJECT),
             "unknown": ca.issue("unknown", common_name("nobody-by-this-name")),
+            "san": ca.issue("san", common_name("not-this"), alt_names=[
+                x509.RFC822Name("one@example.org"), x509.DNSName("client.example"),
+                x509.RFC822Name("two@example.org")]),
             "untrusted": stranger.issue("untrusted", SUBJECT)}
 
 
@@ -71,6 +74,15 @@ def dn_broker(tmp_path_factory, pki):
 def cn_broker(tmp_path_factory, pki):
     proc = _start(tmp_path_factory, pki, "--ssl-cert-login-from", "common_name")
     _add_user(proc, "ext-client")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def san_broker(tmp_path_factory, pki):
+    proc = _start(tmp_path_factory, pki, "--ssl-cert-login-from", "subject_alternative_name",
+                  "--ssl-cert-login-san-type", "email", "--ssl-cert-login-san-index", "1")
+    _add_user(proc, "two@example.org")
     yield proc
     proc.stop()
 
@@ -417,3 +429,16 @@ def test_tls_verify_peer_refuses_a_client_without_a_certificate(strict_broker, p
     conn.channel().queue_declare(unique)
     conn.close()
     _no_traceback(strict_broker)
+
+
+def test_external_by_subject_alternative_name(san_broker, pki, unique):
+    """The second (index 1) e-mail name of the certificate, as RabbitMQ's
+    ssl_cert_login_san_type = email, ssl_cert_login_san_index = 1."""
+    conn = _amqps(san_broker, pki, "san")
+    conn.channel().queue_declare(unique)
+    assert eventually(lambda: _connection_users(san_broker).get("two@example.org")) == \
+        "EXTERNAL"
+    conn.close()
+    assert _mqtt_connect(san_broker, pki, "san", while_connected=lambda: eventually(
+        lambda: "two@example.org" in _connection_users(san_broker, "MQTT"))) == 0
+    _no_traceback(san_broker)

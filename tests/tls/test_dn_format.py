@@ -7,6 +7,7 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
+from tests.tls.pki import Authority, common_name
 from warren.cert_login import distinguished_name, login_name
 
 
@@ -48,9 +49,28 @@ def test_unknown_attribute_is_its_dotted_oid():
     assert distinguished_name(subject) == "CN=c,1.2.3.4.5=x"
 
 
-def test_common_name_mode_joins_several_and_finds_none():
+def _cert(tmp_path, subject: x509.Name, alt_names=None) -> x509.Certificate:
+    files = Authority(tmp_path).issue("c", subject, alt_names=alt_names)
+    with open(files["cert"], "rb") as f:
+        return x509.load_pem_x509_certificate(f.read())
+
+
+def test_common_name_mode_joins_several_and_finds_none(tmp_path):
     two = x509.Name([_attr(NameOID.COMMON_NAME, "a"), _attr(NameOID.COMMON_NAME, "b,c")])
-    assert login_name(two, "common_name") == "a,b,c"
-    assert login_name(x509.Name([_attr(NameOID.ORGANIZATION_NAME, "o")]), "common_name") \
-        is None
-    assert login_name(x509.Name([]), "distinguished_name") is None
+    assert login_name(_cert(tmp_path, two), "common_name") == "a,b,c"
+    no_cn = _cert(tmp_path, x509.Name([_attr(NameOID.ORGANIZATION_NAME, "o")]))
+    assert login_name(no_cn, "common_name") is None
+    assert login_name(_cert(tmp_path, x509.Name([])), "distinguished_name") is None
+
+
+def test_subject_alternative_name_by_type_and_index(tmp_path):
+    cert = _cert(tmp_path, common_name("ignored"), [
+        x509.DNSName("first.example"), x509.RFC822Name("one@example.org"),
+        x509.DNSName("second.example"), x509.UniformResourceIdentifier("urn:warren:client")])
+    san = "subject_alternative_name"
+    assert login_name(cert, san) == "first.example"
+    assert login_name(cert, san, "dns", 1) == "second.example"
+    assert login_name(cert, san, "email") == "one@example.org"
+    assert login_name(cert, san, "uri") == "urn:warren:client"
+    assert login_name(cert, san, "email", 1) is None      # no second e-mail name
+    assert login_name(_cert(tmp_path, common_name("no-san")), san) is None

@@ -252,7 +252,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         mechanism = self._offered(m.mechanism)
         refusal = ""
         if mechanism == "EXTERNAL":   # the response is ignored: the certificate names the user
-            login = certificate_login(self.transport, self.config.ssl_cert_login_from)
+            login = certificate_login(self.transport, self.config)
             username, password, refusal = login.name, None, login.refusal
         else:
             username, password = self._credentials(mechanism, m.response)

@@ -205,7 +205,7 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
 
     def certificate_name(self) -> str | None:
         """The name the TLS client certificate logs in as (``cert_login.py``), if any."""
-        return certificate_login(self.transport, self.config.ssl_cert_login_from).name
+        return certificate_login(self.transport, self.config).name
 
     def parser_level(self) -> int | None:
         return self.parser.protocol_level

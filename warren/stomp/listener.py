@@ -160,7 +160,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
 
     def certificate_name(self) -> str | None:
         """The name the TLS client certificate logs in as (``cert_login.py``), if any."""
-        return certificate_login(self.transport, self.config.ssl_cert_login_from).name
+        return certificate_login(self.transport, self.config).name
 
     def set_version(self, version: str) -> None:
         self.parser.set_version(version)
