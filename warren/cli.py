@@ -41,6 +41,24 @@ RUN_FLAGS: tuple[tuple[str, dict], ...] = (
     ("--tls-ca", {"help": "PEM CA bundle that client certificates must chain to"}),
     ("--tls-verify-peer", {"action": "store_true",
                            "help": "require a client certificate signed by --tls-ca"}),
+    ("--auth-mechanisms", {"help": "AMQP SASL mechanisms offered, comma-separated, of PLAIN, "
+                                   "AMQPLAIN and EXTERNAL (the client certificate, on TLS "
+                                   "connections only)"}),
+    ("--ssl-cert-login-from", {"choices": ["distinguished_name", "common_name",
+                                           "subject_alternative_name"],
+                               "help": "which name of a client certificate logs in "
+                                       "(EXTERNAL, --stomp/mqtt-ssl-cert-login)"}),
+    ("--ssl-cert-login-san-type", {"choices": ["dns", "email", "uri"],
+                                   "help": "subject_alternative_name: the kind of name"}),
+    ("--ssl-cert-login-san-index", {"type": int,
+                                    "help": "subject_alternative_name: which of that kind, "
+                                            "from 0"}),
+    ("--stomp-ssl-cert-login", {"action": "store_true",
+                                "help": "a STOMP CONNECT without login over TLS logs in as "
+                                        "its client certificate's name"}),
+    ("--mqtt-ssl-cert-login", {"action": "store_true",
+                               "help": "an MQTT CONNECT without user name over TLS logs in "
+                                       "as its client certificate's name"}),
     ("--store", {"choices": ["journal", "sql", "memory"],
                  "help": "where messages and definitions are kept: the journal in --data-dir, "
                          "an SQL database (--store-url) or memory only (nothing survives a "
@@ -103,6 +121,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default = getattr(defaults, key)
         if isinstance(default, bool):
             shown = "on" if default else "off"
+        elif isinstance(default, list):
+            shown = ",".join(default)
         elif default == "" and key == "store_url":
             shown = None  # its help says what the default is
         else:

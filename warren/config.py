@@ -33,6 +33,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "log_level": ("debug", "info", "warning", "error"),
     "password_hashing_module": ("rabbit_password_hashing_sha256",
                                 "rabbit_password_hashing_sha512"),
+    "ssl_cert_login_from": ("distinguished_name", "common_name", "subject_alternative_name"),
+    "ssl_cert_login_san_type": ("dns", "email", "uri"),
+    "auth_mechanisms": ("PLAIN", "AMQPLAIN", "EXTERNAL"),   # each item of the list
 }
 
 
@@ -63,6 +66,14 @@ class Config:
     tls_key: str = ""                      # PEM private key
     tls_ca: str = ""                       # PEM CA bundle to verify client certificates
     tls_verify_peer: bool = False          # require a client certificate
+    # logins by client certificate (RabbitMQ's rabbit_auth_mechanism_ssl, ssl_cert_login):
+    # the name is the certificate subject's DN or CN; the user must exist, no password
+    ssl_cert_login_from: str = "distinguished_name"    # common_name, subject_alternative_name
+    ssl_cert_login_san_type: str = "dns"   # subject_alternative_name: dns, email or uri...
+    ssl_cert_login_san_index: int = 0      # ...the first (0) of that type, or a later one
+    # AMQP SASL mechanisms offered, as RabbitMQ's auth_mechanisms; EXTERNAL (the client
+    # certificate) only on TLS connections
+    auth_mechanisms: list[str] = field(default_factory=lambda: ["PLAIN", "AMQPLAIN"])
     store: str = "journal"                 # journal | sql | memory
     store_url: str = ""                    # SQL store URL; default sqlite file in data_dir
     journal_segment_size: int = 32 * 1024 ** 2  # bytes per journal segment file
@@ -98,9 +109,11 @@ class Config:
     stomp_max_frame_size: int = 64 * 1024 * 1024  # ActiveMQ allows 256 MiB, RabbitMQ >16 MiB
     stomp_max_headers: int = 1000
     stomp_heartbeat_floor: int = 100       # ms: shortest heart-beat interval agreed to
+    stomp_ssl_cert_login: bool = False     # no login header over TLS: the certificate's name
     mqtt_max_packet_size: int = 256 * 1024 * 1024
     mqtt_max_packet_size_unauthenticated: int = 65536  # before CONNECT, as RabbitMQ
     mqtt_allow_anonymous: bool = True      # as RabbitMQ: no user name = default_user
+    mqtt_ssl_cert_login: bool = False      # no user name over TLS: the certificate's name
     mqtt_vhost: str = "/"                  # vhost of MQTT clients ("vhost:user" overrides)
     mqtt_exchange: str = "amq.topic"       # where MQTT topics are routed
     mqtt_max_inflight: int = 1000          # QoS 1/2 deliveries unacked per client (3.1.1)
@@ -230,7 +243,8 @@ def _coerce(key: str, type_name: Any, value: Any, where: str, default: Any = Non
         example = f" (default {shown!r})" if t == "str" else f" (default {shown})"
         raise ConfigError(f"{_shown(where, value)}: not {_KINDS.get(t, t)}: "
                           f"give {_KINDS.get(t, t)}{example if default is not None else ''}")
-    if key in CHOICES and out not in CHOICES[key]:
+    if key in CHOICES and any(v not in CHOICES[key]
+                              for v in (out if isinstance(out, list) else [out])):
         raise ConfigError(f"{_shown(where, value)}: not one of {', '.join(CHOICES[key])}: "
                           f"give one of them")
     if key in NOT_NEGATIVE and out < 0:

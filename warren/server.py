@@ -31,7 +31,7 @@ from .network.shovel.component import ShovelComponent
 from .startup import listen_problem
 from .stomp.listener import StompFactory
 from .stomp.websocket import web_stomp_factory
-from .tls import server_context
+from .tls import listening_factory, server_context
 from .webconsole.site import make_site
 
 log = logging.getLogger("warren")
@@ -78,8 +78,9 @@ class ListenerService(service.Service):
                 self.listening = self.reactor.listenTCP(self.port, self.factory,
                                                         interface=self.bind)
             else:
-                self.listening = self.reactor.listenSSL(self.port, self.factory, self.tls,
-                                                        interface=self.bind)
+                self.listening = self.reactor.listenTCP(
+                    self.port, listening_factory(self.tls, self.factory, self.reactor),
+                    interface=self.bind)
         except CannotListenError as error:
             if self.config is None or not self.key:
                 raise
@@ -182,6 +183,15 @@ class BrokerService(service.MultiService):
         tls = None
         if cfg.tls_cert and cfg.tls_key:
             tls = server_context(cfg.tls_cert, cfg.tls_key, cfg.tls_ca, cfg.tls_verify_peer)
+        cert_logins = [cfg.setting(k) for k in ("stomp_ssl_cert_login", "mqtt_ssl_cert_login")
+                       if getattr(cfg, k)]
+        if "EXTERNAL" in cfg.auth_mechanisms:
+            cert_logins.insert(0, f"EXTERNAL in {cfg.setting('auth_mechanisms')}")
+        if cert_logins and not (tls and cfg.tls_ca):
+            # as RabbitMQ warns when peer verification is off: no certificate is asked for
+            # without a CA to check it against, so every such login would be refused
+            log.warning("%s: no client can log in by certificate without %s and %s",
+                        ", ".join(cert_logins), cfg.setting("tls_cert"), cfg.setting("tls_ca"))
         factories: dict[str, Any] = {}     # front end label -> its one factory
         makers = {label: make for label, _plain, _secure, make in FRONT_ENDS}
 

@@ -6,6 +6,12 @@ AMQPS (5671), STOMP over TLS (61614), MQTTS (8883) and HTTPS (15671) open only w
 ``tls_verify_peer`` then makes a client certificate mandatory (RabbitMQ's
 ``fail_if_no_peer_cert``). Twisted's ``CertificateOptions`` picks safe protocol versions and
 ciphers; we add nothing of our own.
+
+Closing is ours, though: Twisted's TLS layer, after sending its close_notify, keeps the socket
+until the client answers with its own, and a client that never does (one refused at login
+that just sits there) would keep its connection, and its place under ``max_connections``, for
+good. Erlang's TLS, RabbitMQ's, closes the socket after its alert; :func:`listening_factory`
+gives the client ``CLOSE_NOTIFY_GRACE`` seconds to answer, then closes it.
 """
 
 from __future__ import annotations
@@ -14,6 +20,12 @@ from typing import Any
 
 from OpenSSL import crypto
 from twisted.internet import ssl
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+
+#: seconds a closed TLS connection waits for the client's close_notify before its socket closes
+CLOSE_NOTIFY_GRACE = 5.0
 
 
 class TlsConfigError(ValueError):
@@ -50,3 +62,42 @@ def _split_pem(data: bytes) -> list[bytes]:
     if not parts:
         raise TlsConfigError("no PEM certificate found")
     return parts
+
+
+class _ClosingTLSProtocol(BufferingTLSTransport):
+    """Twisted's TLS transport (small writes batched per turn), whose socket closes
+    ``CLOSE_NOTIFY_GRACE`` seconds after it was asked to close whether or not the client
+    answered, and sends its close_notify right away though a producer is registered."""
+
+    _abort_call: Any = None
+    _lost = False
+
+    def loseConnection(self) -> None:
+        super().loseConnection()
+        if self._producer is not None:
+            # Twisted sends close_notify only once the producer is gone; the listeners
+            # register themselves for good, so without this no close would ever be sent
+            self.unregisterProducer()  # type: ignore[no-untyped-call]
+        if self._abort_call is None and not self._lost and self.transport is not None:
+            clock: Any = self.factory._clock
+            self._abort_call = clock.callLater(CLOSE_NOTIFY_GRACE, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_call = None
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._lost = True
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self._abort_call = None
+        super().connectionLost(reason)
+
+
+def listening_factory(context: Any, factory: Any, clock: Any) -> Any:
+    """``factory`` behind TLS with ``context``, for ``listenTCP`` (what ``listenSSL`` does,
+    with the closing above)."""
+    tls = TLSMemoryBIOFactory(context, False, factory, clock)
+    tls.protocol = _ClosingTLSProtocol
+    return tls

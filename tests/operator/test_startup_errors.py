@@ -146,6 +146,14 @@ def test_wrong_choice_in_a_variable(tmp_path):
     assert_refused(result, ports.all(), "WARREN_STORE=postgres", "journal, sql, memory")
 
 
+def test_unknown_sasl_mechanism_in_a_list(tmp_path):
+    ports = Ports()
+    result = run_warren(["--data-dir", str(tmp_path / "d"), *ports.args(),
+                         "--auth-mechanisms", "PLAIN,CRAM-MD5"])
+    assert_refused(result, ports.all(), "--auth-mechanisms PLAIN,CRAM-MD5",
+                   "PLAIN, AMQPLAIN, EXTERNAL")
+
+
 def test_port_out_of_range(tmp_path):
     ports = Ports()
     result = run_warren(["--data-dir", str(tmp_path / "d"), *ports.args(),

@@ -27,6 +27,8 @@ from .. import __version__
 from ..model.errors import AccessRefused, CommandInvalid, InternalError, NotAllowed
 from ..broker.jsonvalue import jsonable
 from ..broker.stats import with_deliver_get
+from ..cert_login import TlsFields, certificate_login, is_tls
+from ..config import CHOICES
 from ..endpoint import accept
 from ..output import BatchedOutput
 from ..reply_error import ReplyError
@@ -76,6 +78,9 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         self.broker = broker
         self.config = config
         self.clock = clock
+        self.mechanisms: list[str] = []   # offered in connection.start
+        self.auth_mechanism = ""          # the one the client logged in with
+        self.tls_fields = TlsFields()
         self.state = State.AWAIT_HEADER
         self._header = b""
         self.reader = FrameReader(FRAME_MIN_SIZE)  # small until tuned, as RabbitMQ
@@ -214,9 +219,14 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
             "version": __version__,
         }
         major, minor = (8, 0) if self.amqp_0_8 else (0, 9)
+        # as RabbitMQ: the configured auth_mechanisms; EXTERNAL only on a TLS connection,
+        # but there even without a client certificate, so such a client is refused with a
+        # reason ("no certificate") rather than failing to agree on a mechanism
+        tls = is_tls(self.transport)
+        self.mechanisms = [m for m in self.config.auth_mechanisms if m != "EXTERNAL" or tls]
         self.write(encode_method(commands.Connection.Start(
             version_major=major, version_minor=minor, server_properties=props,
-            mechanisms="PLAIN AMQPLAIN", locales="en_US"), 0))
+            mechanisms=" ".join(self.mechanisms), locales="en_US"), 0))
         return rest
 
     def _bad_header(self) -> None:
@@ -239,10 +249,21 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         self.client_properties = m.client_properties or {}
         caps = self.client_properties.get("capabilities")
         self.capabilities = caps if isinstance(caps, dict) else {}
-        username, password = self._credentials(m.mechanism, m.response)
+        mechanism = self._offered(m.mechanism)
+        refusal = ""
+        if mechanism == "EXTERNAL":   # the response is ignored: the certificate names the user
+            login = certificate_login(self.transport, self.config)
+            username, password, refusal = login.name, None, login.refusal
+        else:
+            username, password = self._credentials(mechanism, m.response)
         try:
+            if username is None:
+                raise self.broker.refuse_login(None, refusal, peer=self.peer[0],
+                                               protocol="AMQP", mechanism=mechanism)
             self.user = self.broker.authenticate(username, password, loopback=self.loopback,
-                                                 peer=self.peer[0], protocol="AMQP")
+                                                 peer=self.peer[0], protocol="AMQP",
+                                                 mechanism=mechanism)
+            self.auth_mechanism = mechanism
         except AccessRefused as e:
             if self.capabilities.get("authentication_failure_close"):
                 self._error(e, None, force_connection=True)
@@ -256,8 +277,21 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
             channel_max=self.config.channel_max, frame_max=self.config.frame_max,
             heartbeat=self.config.heartbeat), 0))
 
+    def _offered(self, mechanism: str) -> str:
+        """The client's choice, if it is one we offered (RabbitMQ's errors otherwise: a
+        mechanism it does not have is unknown, as EXTERNAL is until its plugin is enabled,
+        which listing it in ``auth_mechanisms`` stands for here; one it has but did not offer
+        on this connection is invalid)."""
+        if mechanism not in CHOICES["auth_mechanisms"] or (
+                mechanism == "EXTERNAL" and mechanism not in self.config.auth_mechanisms):
+            raise CommandInvalid(f"unknown authentication mechanism '{mechanism}'")
+        if mechanism not in self.mechanisms:
+            raise CommandInvalid(f"invalid authentication mechanism '{mechanism}'")
+        return mechanism
+
     @staticmethod
     def _credentials(mechanism: str, response: Any) -> tuple[str, str]:
+        """User name and password of a PLAIN or AMQPLAIN response."""
         raw = response.encode("utf-8", "surrogateescape") if isinstance(response, str) \
             else bytes(response or b"")
         if mechanism == "PLAIN":
@@ -265,13 +299,11 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
             if len(parts) != 3:
                 raise AccessRefused("malformed PLAIN response")
             return parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace")
-        if mechanism == "AMQPLAIN":
-            try:
-                table = _amqplain(raw)
-            except Exception:
-                raise AccessRefused("malformed AMQPLAIN response") from None
-            return str(table.get("LOGIN", "")), str(table.get("PASSWORD", ""))
-        raise CommandInvalid(f"unknown authentication mechanism '{mechanism}'")
+        try:
+            table = _amqplain(raw)
+        except Exception:
+            raise AccessRefused("malformed AMQPLAIN response") from None
+        return str(table.get("LOGIN", "")), str(table.get("PASSWORD", ""))
 
     def _on_tune_ok(self, m: commands.Connection.TuneOk) -> None:
         frame_max = m.frame_max or self.config.frame_max
@@ -477,7 +509,8 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
                  for k, v in self.client_properties.items() if k != "capabilities"}
         return {
             "name": self.name, "protocol": "AMQP 0-8" if self.amqp_0_8 else "AMQP 0-9-1",
-            "user": getattr(self.user, "name", ""),
+            "user": getattr(self.user, "name", ""), "auth_mechanism": self.auth_mechanism,
+            **self.tls_fields.of(self.transport),
             "vhost": self.vhost_name or "", "peer_host": self.peer[0], "peer_port": self.peer[1],
             "host": self.local[0], "port": self.local[1], "channels": len(self.channels),
             "state": "blocked" if self.blocked else ("running" if self.state is State.OPEN

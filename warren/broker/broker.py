@@ -274,24 +274,37 @@ class Broker:
         if granted:
             require_topic(granted, exchange, kind, routing_key, user.name, vhost, client_id)
 
-    def authenticate(self, username: str, password: str, *, loopback: bool, peer: str = "",
-                     protocol: str = "") -> User:
+    def authenticate(self, username: str, password: str | None, *, loopback: bool,
+                     peer: str = "", protocol: str = "", mechanism: str = "PLAIN") -> User:
         """Check a login; raises AccessRefused with RabbitMQ's wording (which names no reason,
         so a client cannot probe which users exist) and logs the reason for the operator once,
-        with the peer address and never the password."""
+        with the peer address and never the password.
+
+        ``password`` None: the name was established outside the protocol (a verified client
+        certificate: SASL EXTERNAL, ``ssl_cert_login``), so, as RabbitMQ's internal backend
+        does for a login without credentials, the user must exist and no password is checked.
+        """
         user = self.users.get(username)
         if user is None:
             reason = "no such user"
-        elif not user.check(password):
+        elif password is not None and not user.check(password):
             reason = "wrong password"
         elif username in self.loopback_users and not loopback:
             reason = "this user may only connect from localhost (loopback_users)"
         else:
             return user
-        log.warning("login refused for user '%s' from %s%s: %s", username, peer or "?",
+        raise self.refuse_login(username, reason, peer=peer, protocol=protocol,
+                                mechanism=mechanism)
+
+    def refuse_login(self, username: str | None, reason: str, *, peer: str = "",
+                     protocol: str = "", mechanism: str = "PLAIN") -> AccessRefused:
+        """Log a refused login with its reason, and the error the client is told instead.
+        Also for logins refused before there is a name to check (no client certificate)."""
+        log.warning("login refused for %s from %s%s: %s",
+                    "?" if username is None else f"user '{username}'", peer or "?",
                     f" ({protocol})" if protocol else "", reason)
-        raise AccessRefused("Login was refused using authentication mechanism PLAIN. "
-                            "For details see the broker logfile.")
+        return AccessRefused(f"Login was refused using authentication mechanism {mechanism}. "
+                             "For details see the broker logfile.")
 
     def open_vhost(self, user: User, vhost: str, *, peer: str = "", protocol: str = "",
                    connection: Any = None) -> VirtualHost:

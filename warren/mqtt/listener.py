@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from warren.model.errors import BrokerError
+from warren.cert_login import TlsFields, certificate_login
 from warren.endpoint import accept
 from warren.output import BatchedOutput
 from warren.mqtt.codec import MqttError, MqttParser, Publish
@@ -57,6 +58,7 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
         self.local = ("?", 0)
         self.loopback = False
         self.name = "?"
+        self.tls_fields = TlsFields()
         self.connected_at = clock.seconds()
 
     # ------------------------------------------------------------------ transport events
@@ -209,6 +211,10 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
         self.closed = True
         self.transport.loseConnection()
 
+    def certificate_name(self) -> str | None:
+        """The name the TLS client certificate logs in as (``cert_login.py``), if any."""
+        return certificate_login(self.transport, self.config).name
+
     def parser_level(self) -> int | None:
         return self.parser.protocol_level
 
@@ -244,7 +250,7 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
             "connected_at": int(self.connected_at * 1000),
             "recv_oct": self.recv_oct, "send_oct": self.send_oct,
             "client_properties": {"client_id": s["client_id"]}, "type": "network",
-            "timeout": self.session.keep_alive,
+            "timeout": self.session.keep_alive, **self.tls_fields.of(self.transport),
         }
 
 

@@ -543,10 +543,18 @@ class MqttSession:
         cfg = self.config
         vhost_name = cfg.mqtt_vhost
         username = c.username
+        password: str | None
         if username is None:
-            if not cfg.mqtt_allow_anonymous:
+            # RabbitMQ's mqtt.ssl_cert_login: with neither user name nor password, the client
+            # certificate names the user (no password asked), before anonymous login
+            cert_name = self.conn.certificate_name() \
+                if cfg.mqtt_ssl_cert_login and c.password is None else None
+            if cert_name is not None:
+                username, password = cert_name, None
+            elif not cfg.mqtt_allow_anonymous:
                 raise MqttError(rc.NOT_AUTHORIZED, "anonymous connections are not allowed")
-            username, password = cfg.default_user, cfg.default_pass
+            else:
+                username, password = cfg.default_user, cfg.default_pass
         else:
             if ":" in username:      # RabbitMQ's "vhost:username"
                 vhost_name, username = username.split(":", 1)

@@ -24,6 +24,7 @@ from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
 from ..broker.scheduler import ScheduledDelivery
+from ..cert_login import TlsFields, certificate_login
 from ..endpoint import accept
 from ..output import BatchedOutput
 from .client_ids import ClientIds
@@ -64,6 +65,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
         self.peer = ("?", 0)
         self.local = ("?", 0)
         self.name = "?"
+        self.tls_fields = TlsFields()
 
     # ------------------------------------------------------------------ transport events
     def connectionMade(self) -> None:
@@ -155,6 +157,10 @@ class StompConnection(BatchedOutput, protocol.Protocol):
         self.flush()
         self.closing = True
         self.transport.loseConnection()
+
+    def certificate_name(self) -> str | None:
+        """The name the TLS client certificate logs in as (``cert_login.py``), if any."""
+        return certificate_login(self.transport, self.config).name
 
     def set_version(self, version: str) -> None:
         self.parser.set_version(version)
@@ -262,7 +268,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
             "connected_at": int(self.connected_at * 1000),
             "recv_oct": self.recv_oct, "send_oct": self.send_oct,
             "client_properties": {"client-id": getattr(session, "client_id", None) or ""},
-            "type": "network",
+            "type": "network", **self.tls_fields.of(self.transport),
         }
 
 

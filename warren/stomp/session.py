@@ -90,6 +90,8 @@ class Link(Protocol):
 
     def set_reading(self, reading: bool) -> None: ...   # memory alarm: stop/start reading
 
+    def certificate_name(self) -> str | None: ...       # TLS client certificate's login name
+
 
 class State(enum.Enum):
     AWAIT_CONNECT = "awaiting CONNECT"
@@ -321,11 +323,18 @@ class StompSession:
         self.version = version
         self.link.set_version(version)
         login = frame.get("login")
-        passcode = frame.get("passcode")
+        passcode: str | None = frame.get("passcode") or ""
         if login is None:
-            login, passcode = self.config.default_user, self.config.default_pass
+            # RabbitMQ's stomp.ssl_cert_login: the client certificate names the user, whose
+            # password is not asked for; without a name, the default user
+            cert_name = self.link.certificate_name() if self.config.stomp_ssl_cert_login \
+                else None
+            if cert_name is not None:
+                login, passcode = cert_name, None
+            else:
+                login, passcode = self.config.default_user, self.config.default_pass
         try:
-            self.user = self.broker.authenticate(login, passcode or "", loopback=self.loopback,
+            self.user = self.broker.authenticate(login, passcode, loopback=self.loopback,
                                                  peer=self.peer_host, protocol="STOMP")
         except AccessRefused:
             raise StompError("Bad CONNECT", f"Access refused for user '{login}'\n") from None
