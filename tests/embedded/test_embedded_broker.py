@@ -1,0 +1,192 @@
+"""``warren.embedded.Broker``: a whole warren that a Python program starts and stops itself.
+
+One broker serves the client tests (pika, stomp.py, paho: each protocol's listener is up when
+``start()`` returns); the life-cycle tests start their own, with ``tempfile`` pointed at the
+test's directory so that "leaves no files" is checked on a directory nothing else writes to.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import tempfile
+import uuid
+
+import paho.mqtt.client as mqtt
+import pika
+import pytest
+import requests
+import stomp
+
+from warren.embedded import Broker
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    with Broker() as b:
+        yield b
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch):
+    """``tempfile`` creates the broker's directory in this test's own directory."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def refuses(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_pika_round_trip(embedded):
+    name = f"emb.{uuid.uuid4().hex[:8]}"
+    conn = pika.BlockingConnection(pika.URLParameters(embedded.amqp_url))
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare(name, durable=True)
+        ch.basic_publish("", name, b"hello", pika.BasicProperties(delivery_mode=2))
+        method, _props, body = ch.basic_get(name, auto_ack=True)
+        assert body == b"hello" and method is not None
+    finally:
+        conn.close()
+
+
+def test_stomp_round_trip(embedded):
+    received: queue.Queue = queue.Queue()
+
+    class Listener(stomp.ConnectionListener):
+        def on_message(self, frame):
+            received.put(frame.body)
+
+    conn = stomp.Connection12([("127.0.0.1", embedded.stomp_port)])
+    conn.set_listener("", Listener())
+    conn.connect(embedded.username, embedded.password, wait=True)
+    try:
+        destination = f"/queue/emb.{uuid.uuid4().hex[:8]}"
+        conn.subscribe(destination, id="1", ack="auto")
+        conn.send(destination, "over stomp", receipt="r1")
+        assert received.get(timeout=30) == "over stomp"
+    finally:
+        conn.disconnect()
+
+
+def test_mqtt_round_trip(embedded):
+    received: queue.Queue = queue.Queue()
+    subscribed: queue.Queue = queue.Queue()
+    topic = f"emb/{uuid.uuid4().hex[:8]}"
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"emb-{uuid.uuid4().hex}")
+    client.username_pw_set(embedded.username, embedded.password)
+    client.on_message = lambda _c, _u, msg: received.put(msg.payload)
+    client.on_subscribe = lambda *_a: subscribed.put(True)
+    client.connect("127.0.0.1", embedded.mqtt_port)
+    client.loop_start()
+    try:
+        client.subscribe(topic, qos=1)
+        assert subscribed.get(timeout=30)
+        client.publish(topic, b"over mqtt", qos=1).wait_for_publish(30)
+        assert received.get(timeout=30) == b"over mqtt"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_http_api_answers_as_the_default_user(embedded):
+    r = requests.get(f"{embedded.http_url}/api/whoami",
+                     auth=(embedded.username, embedded.password), timeout=30)
+    assert r.status_code == 200 and r.json()["name"] == embedded.username
+
+
+def test_add_vhost_gives_the_user_a_vhost_it_can_use_and_delete_vhost_removes_it(embedded):
+    name = f"emb/{uuid.uuid4().hex[:8]}"   # a slash: the URI must %-encode it
+    url = embedded.add_vhost(name)
+    assert url.endswith("/" + name.replace("/", "%2F"))
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        conn.channel().queue_declare("in-the-vhost")
+    finally:
+        conn.close()
+    embedded.delete_vhost(name)
+    names = [v["name"] for v in embedded.api().call("GET", "/api/vhosts")]
+    assert name not in names
+
+
+def test_stop_ends_the_process_closes_the_ports_and_leaves_no_files(private_tmp):
+    b = Broker().start()
+    pid, ports = b.pid, [b.amqp_port, b.stomp_port, b.mqtt_port, b.http_port]
+    assert b.data_dir and os.listdir(b.data_dir)     # the store was there while it ran
+    b.stop()
+    assert not b.running and b.data_dir is None
+    assert process_gone(pid)
+    assert all(refuses(port) for port in ports)
+    assert list(private_tmp.iterdir()) == []
+    assert "warren stopped" in b.log() and "Traceback" not in b.log()
+    b.stop()   # a second stop does nothing
+
+
+def test_with_block_stops_even_when_the_body_raises(private_tmp):
+    with pytest.raises(ZeroDivisionError):
+        with Broker() as b:
+            pid = b.pid
+            1 / 0
+    assert process_gone(pid) and list(private_tmp.iterdir()) == []
+
+
+def test_sqlite_store_keeps_messages_in_the_temporary_directory(private_tmp):
+    with Broker(store="sqlite") as b:
+        conn = pika.BlockingConnection(pika.URLParameters(b.amqp_url))
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare("kept", durable=True)
+        ch.basic_publish("", "kept", b"x", pika.BasicProperties(delivery_mode=2))
+        conn.close()
+        assert os.path.isfile(os.path.join(b.data_dir, "data", "warren.db"))
+        assert "store: sql" in b.log()
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_extra_args_reach_warren_run(private_tmp):
+    with Broker(extra_args=["--max-message-size", "16"]) as b:
+        conn = pika.BlockingConnection(pika.URLParameters(b.amqp_url))
+        ch = conn.channel()
+        ch.queue_declare("small")
+        ch.basic_publish("", "small", b"x" * 17)
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+            ch.basic_get("small")
+        assert closed.value.reply_code == 406
+        conn.close()
+        assert "Traceback" not in b.log()
+
+
+def test_unknown_store_is_refused_before_anything_starts(private_tmp):
+    with pytest.raises(ValueError, match="store 'mongodb': give one of journal, sqlite, memory"):
+        Broker(store="mongodb")
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_a_broker_that_cannot_start_says_why_and_leaves_nothing(private_tmp):
+    b = Broker(extra_args=["--no-such-flag"])
+    with pytest.raises(RuntimeError, match="broker did not start") as failed:
+        b.start()
+    assert "unrecognized arguments: --no-such-flag" in str(failed.value)
+    assert "Traceback" not in str(failed.value)
+    assert not b.running and list(private_tmp.iterdir()) == []
+
+
+def test_ports_before_start_and_a_second_start_are_errors(private_tmp):
+    b = Broker()
+    with pytest.raises(RuntimeError, match="not started"):
+        b.amqp_url
+    with b:
+        with pytest.raises(RuntimeError, match="already running"):
+            b.start()
