@@ -106,7 +106,10 @@ class BrokerProcess:
         ready.set()  # process ended: wake waiters so they can report it
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        if not self._ready.wait(timeout) or self.proc.poll() is not None and not self.ready:
+        """Return once the ready line is out; raise when the process ends without it. Its
+        output ending wakes the wait too, and the process may not have exited yet then:
+        only the line itself says it started."""
+        if not self._ready.wait(timeout) or not self.ready:
             raise RuntimeError("broker did not start:\n" + self.log())
         self._started_once = True
 
