@@ -78,4 +78,4 @@ def warren_vhost(warren_broker: Broker, request: pytest.FixtureRequest) -> Vhost
     name = f"test-{readable}-{uuid.uuid4().hex[:8]}"
     url = warren_broker.add_vhost(name)
     yield Vhost(name, url, warren_broker)
-    warren_broker.delete_vhost(name)
+    warren_broker.delete_vhost(name, missing_ok=True)

@@ -19,6 +19,7 @@ import pytest
 import requests
 import stomp
 
+from warren.ctl import ApiError
 from warren.embedded import Broker
 
 
@@ -117,8 +118,10 @@ def test_add_vhost_gives_the_user_a_vhost_it_can_use_and_delete_vhost_removes_it
     finally:
         conn.close()
     embedded.delete_vhost(name)
-    names = [v["name"] for v in embedded.api().call("GET", "/api/vhosts")]
-    assert name not in names
+    assert name not in embedded.vhosts()
+    embedded.delete_vhost(name, missing_ok=True)      # already gone: no error
+    with pytest.raises(ApiError, match=f"vhost '{name}' not found"):
+        embedded.delete_vhost(name)
 
 
 def test_stop_ends_the_process_closes_the_ports_and_leaves_no_files(private_tmp):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import warren
 
-from ..ctl import Api, q
+from ..ctl import Api, ApiError, q
 from .process import BrokerProcess
 
 #: ``store=`` choice -> ``--store``: the SQL store without a URL is an SQLite file in the data
@@ -162,6 +162,16 @@ class Broker:
                  {"configure": ".*", "write": ".*", "read": ".*"})
         return self.amqp_url_for(name)
 
-    def delete_vhost(self, name: str) -> None:
-        """Delete vhost ``name`` with everything in it (its connections are closed)."""
-        self.api().call("DELETE", f"/api/vhosts/{q(name)}")
+    def delete_vhost(self, name: str, *, missing_ok: bool = False) -> None:
+        """Delete vhost ``name`` with everything in it (its connections are closed).
+        ``missing_ok``: a vhost already gone is no error (a test may delete its own)."""
+        try:
+            self.api().call("DELETE", f"/api/vhosts/{q(name)}")
+        except ApiError:
+            if missing_ok and name not in self.vhosts():
+                return
+            raise
+
+    def vhosts(self) -> list[str]:
+        """The names of the broker's vhosts."""
+        return [v["name"] for v in self.api().call("GET", "/api/vhosts")]
