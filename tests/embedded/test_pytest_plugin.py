@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -195,3 +196,13 @@ def test_warren_own_suite_keeps_its_fixtures_with_the_plugin_loaded():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SETUP    M broker" in result.stdout
     assert "warren_broker" not in result.stdout
+
+
+def test_the_readme_celery_example_passes(user_suite):
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"<!-- the README Celery example.*?-->\n```python\n(.*?)```", readme,
+                        re.S).group(1)
+    user_suite.makepyfile(test_tasks=example)
+    result = run(user_suite)
+    result.assert_outcomes(passed=1)
+    assert list(user_suite.tmpdir_of_runs.iterdir()) == []
