@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 import queue
 import socket
+import subprocess
+import sys
 import tempfile
 import uuid
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pika
@@ -19,8 +22,11 @@ import pytest
 import requests
 import stomp
 
+from tests.polling import eventually
 from warren.ctl import ApiError
 from warren.embedded import Broker
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +43,12 @@ def private_tmp(tmp_path, monkeypatch):
 
 
 def process_gone(pid: int) -> bool:
+    """Ended: no such process, or a zombie no one reaped yet (a grandchild of this test)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
         return True
-    return False
 
 
 def refuses(port: int) -> bool:
@@ -193,3 +200,23 @@ def test_ports_before_start_and_a_second_start_are_errors(private_tmp):
     with b:
         with pytest.raises(RuntimeError, match="already running"):
             b.start()
+
+
+def test_a_program_killed_without_stop_takes_its_broker_and_files_with_it(tmp_path):
+    """SIGKILL gives the program no chance to call stop(): the broker notices on its own."""
+    program = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom warren.embedded import Broker\n"
+         "b = Broker().start()\nprint(b.pid, b.data_dir, b.amqp_port, flush=True)\n"
+         "sys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        env=dict(os.environ, TMPDIR=str(tmp_path)))
+    try:
+        pid, data_dir, amqp_port = program.stdout.readline().split()
+    finally:
+        program.kill()
+        program.wait(30)
+    assert data_dir.startswith(str(tmp_path))
+    eventually(lambda: process_gone(int(pid)), "the broker to end", timeout=60)
+    eventually(lambda: list(tmp_path.iterdir()) == [], "its directory to be removed",
+               timeout=60)
+    assert refuses(int(amqp_port))

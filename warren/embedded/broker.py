@@ -6,7 +6,9 @@ suites that test pika, kombu, Celery, stomp.py or paho code against a real broke
 Twisted's reactor is global and cannot be restarted, so a broker on a thread of the caller
 would take the caller's reactor and could start only once per process. Every listener is on a
 free port of 127.0.0.1, the store is in a temporary directory that ``stop()`` removes, and
-``start()`` returns when the broker has said it is ready (its log line, not a sleep).
+``start()`` returns when the broker has said it is ready (its log line, not a sleep). The
+broker is tied to the program (``tied.py``): if the program dies without ``stop()``, the broker
+stops and removes its directory itself.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
 import tempfile
 import urllib.parse
 from pathlib import Path
@@ -65,8 +68,10 @@ class Broker:
         env = {"WARREN_DEFAULT_USER": self.username, "WARREN_DEFAULT_PASS": self.password,
                "PYTHONPATH": os.pathsep.join(
                    p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)}
-        self._process = BrokerProcess(Path(self._dir) / "data", store=STORES[self.store],
-                                      extra_args=self.extra_args, env=env, cwd=self._dir)
+        self._process = BrokerProcess(
+            Path(self._dir) / "data", store=STORES[self.store], extra_args=self.extra_args,
+            env=env, cwd=self._dir, stdin=subprocess.PIPE,
+            launcher=("-m", "warren.embedded.tied", "--remove-dir", self._dir))
         atexit.register(self.stop)
         try:
             self._process.start(self.start_timeout)
@@ -82,6 +87,8 @@ class Broker:
         if self._process is not None:
             self._process.stop(timeout)
             self._process.kill()  # no-op once it exited; also joins the log reader
+            if self._process.proc is not None and self._process.proc.stdin is not None:
+                self._process.proc.stdin.close()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None

@@ -30,9 +30,14 @@ __all__ = ["READY_MARK", "BrokerProcess", "free_port"]
 class BrokerProcess:
     def __init__(self, data_dir: str | Path, *, store: str = "journal", store_url: str = "",
                  extra_args: list[str] | tuple[str, ...] = (), env: dict[str, str] | None = None,
-                 ports: dict[str, int] | None = None, cwd: str | Path | None = None) -> None:
+                 ports: dict[str, int] | None = None, cwd: str | Path | None = None,
+                 launcher: tuple[str, ...] = ("-m", "warren"), stdin: int | None = None) -> None:
         self.data_dir = str(data_dir)
         self.cwd = cwd
+        #: what runs ``run FLAGS...`` after the interpreter, and its standard input
+        #: (``warren.embedded.tied`` with a pipe: the broker ends with the program)
+        self.launcher = launcher
+        self.stdin = stdin
         self.store = store
         self.store_url = store_url
         self.extra_args = list(extra_args)
@@ -55,7 +60,7 @@ class BrokerProcess:
         self.http_port = ports.get("http") or free_port()
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "warren", "run", "--data-dir", self.data_dir,
+        cmd = [sys.executable, *self.launcher, "run", "--data-dir", self.data_dir,
                "--bind", "127.0.0.1",
                "--amqp-port", str(self.amqp_port), "--stomp-port", str(self.stomp_port),
                "--mqtt-port", str(self.mqtt_port), "--http-port", str(self.http_port),
@@ -88,7 +93,7 @@ class BrokerProcess:
             self._reader.join(10)  # the previous process's last lines stay with it
         self.lines = lines = []
         self._ready = ready = threading.Event()
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.command(), stdin=self.stdin, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, env=env,
                                      cwd=self.cwd, start_new_session=True)
         self._reader = threading.Thread(target=self._read, args=(self.proc, lines, ready),
