@@ -140,7 +140,8 @@ def test_stop_ends_the_process_closes_the_ports_and_leaves_no_files(private_tmp)
     assert process_gone(pid)
     assert all(refuses(port) for port in ports)
     assert list(private_tmp.iterdir()) == []
-    assert "warren stopped" in b.log() and "Traceback" not in b.log()
+    assert b.returncode == 0, b.log()
+    assert b.log().endswith("warren stopped") and "Traceback" not in b.log()
     b.stop()   # a second stop does nothing
 
 

@@ -105,6 +105,13 @@ class Broker:
                 and self._process.proc.poll() is None)
 
     @property
+    def returncode(self) -> int | None:
+        """The broker's exit status once it ended (0: it stopped cleanly), else None."""
+        if self._process is None or self._process.proc is None:
+            return None
+        return self._process.proc.poll()
+
+    @property
     def pid(self) -> int | None:
         return self._process.proc.pid if self.running else None
 

@@ -22,7 +22,10 @@ from ..cli import main
 
 
 def _stop_when_input_ends() -> None:
-    while sys.stdin.buffer.read(4096):
+    # os.read, not sys.stdin: a daemon thread blocked in a buffered read holds the buffer's
+    # lock, and the interpreter aborts at exit ("could not acquire lock ... at interpreter
+    # shutdown") instead of ending with the broker's exit status
+    while os.read(sys.stdin.fileno(), 4096):
         pass
     os.kill(os.getpid(), signal.SIGTERM)
 
