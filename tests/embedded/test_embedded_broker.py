@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
@@ -182,6 +183,18 @@ def test_extra_args_reach_warren_run(private_tmp):
 def test_unknown_store_is_refused_before_anything_starts(private_tmp):
     with pytest.raises(ValueError, match="store 'mongodb': give one of journal, sqlite, memory"):
         Broker(store="mongodb")
+    assert list(private_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--amqp-port", "5672"], "--amqp-port is the embedded broker's own: it picks free ports"),
+    (["--log-level=warning"], "--log-level is the embedded broker's own: it waits for the INFO"),
+    (["--data-dir", "/var/lib/x"], "--data-dir is the embedded broker's own: its data directory "
+                                   "is a temporary one"),
+    (["--store", "sql"], "--store is the embedded broker's own: choose it with Broker(store=")])
+def test_flags_the_broker_sets_itself_are_refused_in_extra_args(private_tmp, args, says):
+    with pytest.raises(ValueError, match=re.escape("extra_args: " + says)):
+        Broker(extra_args=args)
     assert list(private_tmp.iterdir()) == []
 
 

@@ -30,6 +30,21 @@ from .process import BrokerProcess
 #: directory, so it is removed with it
 STORES = {"journal": "journal", "sqlite": "sql", "memory": "memory"}
 
+#: ``warren run`` flags the embedded broker sets itself, and why ``extra_args`` may not: given
+#: twice, the caller's would win and the properties would name ports, a directory or a store
+#: the broker does not use, or the ready line would never be logged
+OWN_FLAGS = {
+    "--data-dir": "its data directory is a temporary one that stop() removes",
+    "--bind": "it listens on 127.0.0.1",
+    "--amqp-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
+    "--stomp-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
+    "--mqtt-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
+    "--http-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
+    "--store": "choose it with Broker(store=...)",
+    "--store-url": "choose the store with Broker(store=...)",
+    "--log-level": "it waits for the INFO line that says the broker started",
+}
+
 #: where the ``warren`` package the caller imported lives: the broker runs that same code, not
 #: whatever ``warren`` the caller's working directory or path would find first
 _PACKAGE_ROOT = str(Path(warren.__file__).resolve().parent.parent)
@@ -50,6 +65,11 @@ class Broker:
                  start_timeout: float = 60.0) -> None:
         if store not in STORES:
             raise ValueError(f"store {store!r}: give one of {', '.join(STORES)}")
+        for arg in extra_args:
+            flag = arg.split("=", 1)[0]
+            if flag in OWN_FLAGS:
+                raise ValueError(f"extra_args: {flag} is the embedded broker's own: "
+                                 f"{OWN_FLAGS[flag]}")
         self.store = store
         self.extra_args = list(extra_args)
         self.username = username
