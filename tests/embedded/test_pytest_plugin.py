@@ -23,20 +23,25 @@ pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def user_suite(pytester, monkeypatch, tmp_path_factory):
-    """A pytester whose subprocess runs load the plugin only through the entry point, and
-    whose ``tempfile`` directory (``user_suite.tmpdir_of_runs``) is theirs alone."""
+def entry_point_site(site: Path) -> str:
+    """``site`` holding a distribution with pyproject.toml's ``pytest11`` entry points, and
+    the checkout: a PYTHONPATH on which pytest finds the plugin as if warren were installed."""
     entry_points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "entry-points"]["pytest11"]
-    site = tmp_path_factory.mktemp("site")
     dist = site / "warrenmq_plugin_probe-0.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: warrenmq-plugin-probe\n"
                                    "Version: 0\n")
     (dist / "entry_points.txt").write_text(
         "[pytest11]\n" + "".join(f"{name} = {module}\n" for name, module in entry_points.items()))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), str(ROOT)]))
+    return os.pathsep.join([str(site), str(ROOT)])
+
+
+@pytest.fixture
+def user_suite(pytester, monkeypatch, tmp_path_factory):
+    """A pytester whose subprocess runs load the plugin only through the entry point, and
+    whose ``tempfile`` directory (``user_suite.tmpdir_of_runs``) is theirs alone."""
+    monkeypatch.setenv("PYTHONPATH", entry_point_site(tmp_path_factory.mktemp("site")))
     pytester.tmpdir_of_runs = tmp_path_factory.mktemp("tmpdir")
     monkeypatch.setenv("TMPDIR", str(pytester.tmpdir_of_runs))
     return pytester
@@ -185,6 +190,21 @@ def test_bad_warren_args_are_a_setup_error_with_the_brokers_reason(user_suite):
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*unrecognized arguments: --no-such-flag*"])
     assert list(user_suite.tmpdir_of_runs.iterdir()) == []
+
+
+def test_warren_own_suite_does_not_load_the_installed_plugin(tmp_path):
+    env = dict(os.environ, PYTHONPATH=entry_point_site(tmp_path))
+
+    def fixtures(*options):
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *options, "--fixtures",
+             "tests/test_lint.py"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    assert "warren_broker" not in fixtures()                # pyproject's addopts block it
+    assert "warren_broker" in fixtures("-o", "addopts=")    # which is all that keeps it out
 
 
 def test_warren_own_suite_keeps_its_fixtures_with_the_plugin_loaded():
