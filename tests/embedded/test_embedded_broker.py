@@ -167,6 +167,18 @@ def test_sqlite_store_keeps_messages_in_the_temporary_directory(private_tmp):
     assert list(private_tmp.iterdir()) == []
 
 
+def test_memory_store_serves_and_leaves_nothing(private_tmp):
+    with Broker(store="memory") as b:
+        conn = pika.BlockingConnection(pika.URLParameters(b.amqp_url))
+        ch = conn.channel()
+        ch.queue_declare("q")
+        ch.basic_publish("", "q", b"in memory")
+        assert ch.basic_get("q", auto_ack=True)[2] == b"in memory"
+        conn.close()
+        assert "store: memory" in b.log()
+    assert b.returncode == 0 and list(private_tmp.iterdir()) == []
+
+
 def test_extra_args_reach_warren_run(private_tmp):
     with Broker(extra_args=["--max-message-size", "16"]) as b:
         conn = pika.BlockingConnection(pika.URLParameters(b.amqp_url))
