@@ -116,6 +116,16 @@ def test_http_api_answers_as_the_default_user(embedded):
     assert r.status_code == 200 and r.json()["name"] == embedded.username
 
 
+def test_a_chosen_user_is_the_administrator_and_its_password_is_encoded_in_the_url(private_tmp):
+    with Broker(username="bob", password="p@ss/w:rd") as b:
+        assert "p%40ss%2Fw%3Ard@" in b.amqp_url
+        conn = pika.BlockingConnection(pika.URLParameters(b.amqp_url))
+        conn.close()
+        assert b.api().call("GET", "/api/whoami") == {"name": "bob", "tags": ["administrator"]}
+        r = requests.get(f"{b.http_url}/api/whoami", auth=("guest", "guest"), timeout=30)
+        assert r.status_code == 401      # the default user replaced, not added to
+
+
 def test_add_vhost_gives_the_user_a_vhost_it_can_use_and_delete_vhost_removes_it(embedded):
     name = f"emb/{uuid.uuid4().hex[:8]}"   # a slash: the URI must %-encode it
     url = embedded.add_vhost(name)
