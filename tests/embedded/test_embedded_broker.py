@@ -256,3 +256,14 @@ def test_a_program_killed_without_stop_takes_its_broker_and_files_with_it(tmp_pa
     eventually(lambda: list(tmp_path.iterdir()) == [], "its directory to be removed",
                timeout=60)
     assert refuses(int(amqp_port))
+
+
+def test_the_callers_process_gets_no_twisted():
+    """The broker's reactor is in its own process: importing the embedded broker or the
+    plugin must not install a reactor in the caller's (pytest-twisted, asyncio suites...)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, warren.embedded, warren.pytest_plugin\n"
+         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'twisted'))"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "[]"
