@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 
 from warren.amqp.properties import CODEC
 from warren.broker.broker import Broker
-from warren.broker.message import OVERHEAD, Message, Properties
+from warren.model.message import OVERHEAD, Message, Properties
 from warren.broker.paging import PagedBody
 from warren.store.interface import MessageStore, RecoveredState, StoreUnavailable
 

@@ -8,8 +8,8 @@ from twisted.internet import task
 from warren.amqp.properties import CODEC
 from warren.broker.broker import Broker
 from warren.broker.definitions import export_definitions, import_definitions
-from warren.broker.errors import PreconditionFailed
-from warren.broker.message import Message, Properties
+from warren.model.errors import PreconditionFailed
+from warren.model.message import Message, Properties
 from warren.broker.move import move_messages
 from warren.broker.stats import MessageStats
 

@@ -436,6 +436,36 @@ def test_admin_topic_permission_set_shown_cleared(ui, broker, unique):
         api(broker, "DELETE", "users", user)
 
 
+def test_admin_limits_set_listed_and_cleared(ui, broker, unique):
+    vhost = f"{unique}.lim"
+    assert api(broker, "PUT", "vhosts", vhost, json={}).status_code == 201
+    try:
+        with screenshot_on_failure(ui, "limits"):
+            login(ui, broker)
+            ui.wait_for_selector("#page-overview")
+            loaded(ui)
+            open_page(ui, "#/limits", "#page-limits")
+            ui.open_section("#page-limits details.section")
+            ui.wait_for(f"[...document.querySelectorAll('#set-vhost-limit-form select[name=vhost] "
+                        f"option')].some(o => o.value === {json.dumps(vhost)})", what="vhost")
+            ui.choose("#set-vhost-limit-form select[name=vhost]", vhost)
+            ui.choose("#set-vhost-limit-form select[name=name]", "max-queues")
+            ui.fill("#set-vhost-limit-value", "7")
+            click(ui, "#set-vhost-limit-form button[type=submit]")
+            notice(ui, "set")
+            r = api(broker, "GET", "vhost-limits", vhost)
+            assert r.json() == [{"vhost": vhost, "value": {"max-queues": 7}}]
+            ui.wait_for_selector(row(f"{vhost}/max-queues"))
+            click(ui, f"{row(vhost + '/max-queues')} button.danger")
+            confirm(ui)
+            notice(ui, "Done.")
+            wait_until(lambda: api(broker, "GET", "vhost-limits", vhost).json() == [],
+                       what="limit cleared")
+            assert_clean(ui)
+    finally:
+        api(broker, "DELETE", "vhosts", vhost)
+
+
 def test_shovel_add_see_running_restart_delete(ui, broker, unique):
     src, dst = f"{unique}.src", f"{unique}.dst"
     with screenshot_on_failure(ui, "shovels"):
@@ -531,10 +561,18 @@ def test_every_tab_renders_at_laptop_size(ui, broker):
         ui.wait_for("document.querySelector('#overview-listeners table, #overview-listeners .empty')",
                     what="listeners")
         assert ui.evaluate("document.querySelectorAll('canvas.chart-canvas').length") == 2
+        # the node's limits and resource alarms, as RabbitMQ's overview shows them
+        ui.wait_for("document.querySelector('#overview-nodes table') &&"
+                    " document.querySelector('#overview-nodes').textContent.includes("
+                    "'Disk free limit')", what="node limits")
+        assert "none" in ui.evaluate(
+            "document.querySelector('#overview-nodes tbody').textContent")
+        assert ui.evaluate("document.documentElement.scrollWidth") <= 1366
         for hash_, selector in (("#/connections", "#page-connections"), ("#/channels", "#page-channels"),
                                 ("#/exchanges", "#page-exchanges"), ("#/queues", "#page-queues"),
                                 ("#/users", "#page-users"), ("#/vhosts", "#page-vhosts"),
                                 ("#/permissions", "#page-permissions"), ("#/policies", "#page-policies"),
+                                ("#/limits", "#page-limits"),
                                 ("#/bridges", "#page-bridges")):
             open_page(ui, hash_, selector)
             ui.wait_for("document.getElementById('refresh-status').textContent.startsWith('Updated')",

@@ -17,9 +17,9 @@ from pamqp import commands
 from twisted.python.failure import Failure
 
 from ..broker.confirms import ConfirmTracker
-from ..broker.errors import (AccessRefused, BrokerError, NotAllowed, NotFound, NotImplemented_,
+from ..model.errors import (AccessRefused, BrokerError, NotAllowed, NotFound, NotImplemented_,
                              PreconditionFailed)
-from ..broker.message import Message, QueueEntry
+from ..model.message import Message, QueueEntry
 from ..broker.queue import Queue
 from ..broker.replyto import REPLY_TO, direct_reply_to
 from ..broker.stats import new_counts
@@ -156,6 +156,12 @@ class AmqpConsumer:
 
 
 class Channel:
+    """The state RabbitMQ keeps per AMQP channel (unacked deliveries, consumers, prefetch,
+    confirm and transaction mode), and the translation of its methods into core calls.
+
+    A handler only raises: the connection turns a ``BrokerError`` (or a wire error) into
+    channel.close or connection.close in one place (``amqp/errors.py``)."""
+
     def __init__(self, conn: "AmqpConnection", number: int) -> None:
         self.conn = conn
         self.number = number
@@ -271,7 +277,7 @@ class Channel:
         handler = self._handlers.get(type(method))
         if handler is None:
             if method.name.startswith("Connection."):
-                from ..broker.errors import CommandInvalid
+                from ..model.errors import CommandInvalid
                 raise CommandInvalid(f"connection method {method.name} on channel {self.number}")
             if method.name == "Channel.Open":
                 raise ChannelError("second 'channel.open' seen")

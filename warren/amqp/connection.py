@@ -24,7 +24,7 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from .. import __version__
-from ..broker.errors import AccessRefused, CommandInvalid, InternalError, NotAllowed
+from ..model.errors import AccessRefused, CommandInvalid, InternalError, NotAllowed
 from ..broker.jsonvalue import jsonable
 from ..broker.stats import with_deliver_get
 from ..endpoint import accept
@@ -103,7 +103,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
 
     # ------------------------------------------------------------------ transport events
     def connectionMade(self) -> None:
-        self.broker.connections[id(self)] = self
+        self.broker.register_connection(self)
         self.transport.registerProducer(self, True)
         ep = accept(self.transport)
         self.peer = (ep.peer_host, ep.peer_port)
@@ -159,7 +159,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.state = State.CLOSED
-        self.broker.connections.pop(id(self), None)
+        self.broker.unregister_connection(self)
         self.broker.unregister_blockable(self)
         for call in (self._hb_call, self._handshake_call, self._close_call, self._flush_call):
             if call is not None and getattr(call, "active", lambda: False)():
@@ -295,7 +295,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
 
     def _on_open(self, m: commands.Connection.Open) -> None:
         self.vhost = self.broker.open_vhost(self.user, m.virtual_host, peer=self.peer[0],
-                                            protocol="AMQP")
+                                            protocol="AMQP", connection=self)
         self.vhost_name = m.virtual_host
         self.state = State.OPEN
         if self._handshake_call is not None and self._handshake_call.active():
@@ -356,6 +356,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
                 # rabbit_reader:create_channel counts open channels against channel_max
                 raise NotAllowed(f"number of channels opened ({len(self.channels)}) has "
                                  f"reached the negotiated channel_max ({self.channel_max})")
+            self.broker.limits.check_channel(self.user)   # the user's max-channels
             # the channel's number is not checked against channel_max: RabbitMQ limits how
             # many are open, and clients (aiormq) number from 65535 down
             self.channels[channel] = Channel(self, channel)
@@ -442,7 +443,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
 
     def force_close(self, reason: str) -> None:
         """Management/HA: close with 320 CONNECTION_FORCED as RabbitMQ does."""
-        from ..broker.errors import ConnectionForced
+        from ..model.errors import ConnectionForced
         method, _ = close_for(ConnectionForced(reason), force_connection=True)
         self.close_connection(method)
 

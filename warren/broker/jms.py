@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .message import Message, Properties
+from ..model.message import Message, Properties
 
 __all__ = ["DEFAULT_PRIORITY", "JMS_HEADERS", "jms_timestamp", "message_lookup"]
 

@@ -40,7 +40,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ..store.interface import StoreError, StoreUnavailable
-from .message import Message, QueueEntry
+from ..model.message import Message, QueueEntry
 
 if TYPE_CHECKING:
     from .broker import Broker

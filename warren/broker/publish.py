@@ -54,7 +54,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import AccessRefused, NotFound
+from ..model.errors import AccessRefused, NotFound
 from .replyto import REPLY_PREFIX, REPLY_TO_BYTES, ReplySubscription, direct_reply_to
 from .topic_permissions import require_topic
 from .vhost import Routed
@@ -62,7 +62,7 @@ from .vhost import Routed
 if TYPE_CHECKING:
     from ..exchange.exchange import Exchange
     from .broker import Broker
-    from .message import Message
+    from ..model.message import Message
     from .users import User
     from .vhost import VirtualHost
 

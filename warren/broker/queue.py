@@ -10,14 +10,14 @@ anything here.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..exchange.interface import BindingSet
 from ..store.interface import resource_key
 from .arguments import validate_queue_arguments
 from .consumers import Consumer, ConsumerSet
-from .errors import AccessRefused, ResourceLocked
-from .message import Message, QueueEntry
+from ..model.errors import AccessRefused, ResourceLocked
+from ..model.message import Message, QueueEntry
 from .ready import ReadyByPriority, ReadyFifo
 from .redelivery import BackOff, HeldForRedelivery
 from .subscriptions import subscription_filter
@@ -36,6 +36,11 @@ JMS_MAX_PRIORITY = 9
 
 
 class Queue:
+    """One queue's ready messages, its consumers and its rules (see the module docstring).
+
+    Entries handed to a consumer leave the queue: the receiver (a channel, a session) holds
+    them until it acks, rejects or requeues them through this object."""
+
     kind = "queue"
 
     def __init__(self, vhost: "VirtualHost", name: str, *, durable: bool = False,
@@ -62,6 +67,11 @@ class Queue:
         self._dispatch_call = None            # deferred dispatch (after acks of a whole read)
         self._arriving: QueueEntry | None = None  # a TTL-0 entry that may go to a consumer now
         self._message_ttls = False            # some ready entry may have a per-message TTL
+        # called with the queue after every dispatch: consumers came or went, took
+        # entries, or got credit back (every such change dispatches). Whoever moves
+        # messages here on demand (a federated queue's link) watches this instead of
+        # polling; a watcher must not dispatch or deliver from inside the call
+        self.demand_watchers: list[Callable[[Queue], None]] = []
         # counters for the management API and metrics (stats.py): this queue's, and the
         # broker's totals they are added to as they happen
         self.stats = new_counts()
@@ -255,6 +265,8 @@ class Queue:
                 self._hand_over(consumer, entry)
         finally:
             self._dispatching = False
+            for watcher in self.demand_watchers:
+                watcher(self)
 
     #: How far past the head a selective dispatch looks for entries some consumer accepts
     #: (ActiveMQ's maxPageSize plays this part): entries nobody accepts pile up at the head

@@ -12,7 +12,7 @@ from collections import deque
 from itertools import islice
 from typing import Callable, Iterable, Iterator
 
-from .message import QueueEntry
+from ..model.message import QueueEntry
 
 
 def _insert_by_seq(fifo: deque, entry: QueueEntry) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from .jms import message_lookup
-from .message import Message
+from ..model.message import Message
 from .selector import Selector, SelectorError
 
 __all__ = ["DURABLE_SUBSCRIPTION_ARGUMENT", "describe", "durable_subscriptions",

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 from ..exchange.exchange import Exchange
 from ..exchange.interface import Binding
 from ..store.interface import resource_key
+from . import delayed  # noqa: F401  (adds x-delayed-message to the exchange types)
 from .deadletter import dead_letter_copy, is_cycle
-from .errors import AccessRefused, NotFound, PreconditionFailed
+from ..model.errors import AccessRefused, NotFound, PreconditionFailed
 from .jsonvalue import jsonable
-from .message import Message, QueueEntry
+from ..model.message import Message, QueueEntry
 from .queue import Queue
 from .stats import new_counts
 
@@ -47,6 +48,13 @@ class Routed:
 
 
 class VirtualHost:
+    """One namespace of exchanges, queues and bindings, and the routing between them.
+
+    Declarations, deletions and (un)binds check RabbitMQ's rules and raise its errors here, so
+    every protocol and the console get the same answer; :meth:`route` follows
+    exchange-to-exchange bindings and alternate exchanges and enqueues a message once on each
+    queue it reaches."""
+
     def __init__(self, broker: "Broker", name: str) -> None:
         # the default exchange routes by looking the queue up by name (see ``route``); its
         # implicit bindings exist only as a listing (``bindings``), never in its type
@@ -182,6 +190,7 @@ class VirtualHost:
             self._check_equivalent(existing, durable, exclusive_owner, auto_delete, arguments)
             existing._touch()
             return existing
+        self.broker.limits.check_queue(self, name)
         q = Queue(self, name, durable=durable, exclusive_owner=exclusive_owner,
                   auto_delete=auto_delete, arguments=arguments)
         self.queues[name] = q

@@ -51,8 +51,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from warren.broker.confirms import ConfirmTracker
-from warren.broker.errors import AccessRefused, BrokerError, NotAllowed
-from warren.broker.message import Message, Properties, QueueEntry
+from warren.model.errors import AccessRefused, BrokerError, NotAllowed
+from warren.model.message import Message, Properties, QueueEntry
 from warren.broker.publish import Publisher
 from warren.exchange.interface import Binding
 from warren.exchange.topic import TopicTrie
@@ -562,7 +562,7 @@ class MqttSession:
                 from None
         try:
             vhost = self.broker.open_vhost(user, vhost_name, peer=self.conn.peer[0],
-                                           protocol="MQTT")
+                                           protocol="MQTT", connection=self.conn)
         except (NotAllowed, AccessRefused):
             raise MqttError(rc.NOT_AUTHORIZED, f"no access to vhost {vhost_name!r}") from None
         return user, vhost

@@ -18,7 +18,7 @@ receipt-id, no subscription, the connection goes on), and JMS clients count on i
 
 from __future__ import annotations
 
-from ..broker.errors import BrokerError
+from ..model.errors import BrokerError
 from .codec import SUPPORTED_VERSIONS, Frame, StompError
 
 __all__ = ["Refused", "VERSION_HEADER", "error_frame"]

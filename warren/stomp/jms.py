@@ -31,7 +31,7 @@ import time
 from typing import Any, Callable
 
 from ..broker.jms import DEFAULT_PRIORITY, message_lookup
-from ..broker.message import Properties, QueueEntry
+from ..model.message import Properties, QueueEntry
 from .destinations import destination_header
 
 __all__ = ["DEFAULT_PRIORITY", "MAX_TIMESTAMP_MS", "amqp_timestamp", "expires_ttl",

@@ -53,6 +53,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
             max_headers=self.config.stomp_max_headers)
         self.session: StompSession | None = None
         self.closing = False
+        self.reading = True
         self.init_output(self.clock)
         self._connect_call = None
         self._send_hb: LoopingCall | None = None
@@ -75,7 +76,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
                                     peer_host=self.peer[0], peer_port=self.peer[1],
                                     loopback=self.loopback,
                                     client_ids=self.factory.client_ids)
-        self.broker.connections[id(self)] = self
+        self.broker.register_connection(self)
         self.transport.registerProducer(self, True)
         self._connect_call = self.clock.callLater(self.config.handshake_timeout,
                                                   self._connect_timeout)
@@ -110,7 +111,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
                 if self.closing:
                     return
         except (StompError, Exception) as error:
-            from ..broker.errors import BrokerError
+            from ..model.errors import BrokerError
             if not isinstance(error, (StompError, BrokerError)):
                 log.exception("internal error on STOMP connection %s", self.name)
             receipt = frame.get("receipt") if frame is not None else None
@@ -127,7 +128,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.closing = True
-        self.broker.connections.pop(id(self), None)
+        self.broker.unregister_connection(self)
         for call in (self._connect_call, self._flush_call):
             if call is not None and call.active():
                 call.cancel()
@@ -176,6 +177,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
     def set_reading(self, reading: bool) -> None:
         if self.closing:
             return
+        self.reading = reading        # shown as state "blocked" while a resource alarm holds it
         if reading:
             self.transport.resumeProducing()
         else:
@@ -231,7 +233,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
 
     def force_close(self, reason: str) -> None:
         """Management / HA: close with an ERROR frame saying why."""
-        from ..broker.errors import ConnectionForced
+        from ..model.errors import ConnectionForced
         self._fail(ConnectionForced(reason))
 
     # ------------------------------------------------------------------ introspection
@@ -242,6 +244,8 @@ class StompConnection(BatchedOutput, protocol.Protocol):
             state = "starting"
         elif session.state is State.CLOSED or self.closing:
             state = "closed"
+        elif not self.reading:
+            state = "blocked"
         version = session.version if session is not None else "1.0"
         return {
             "name": self.name, "protocol": f"STOMP {version}",

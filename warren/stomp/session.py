@@ -48,9 +48,9 @@ from typing import Any, Callable, Protocol
 
 from .. import __version__
 from ..broker.confirms import ConfirmTracker
-from ..broker.errors import AccessRefused, BrokerError, PreconditionFailed
+from ..model.errors import AccessRefused, BrokerError, PreconditionFailed
 from ..broker.groups import GROUP_ID_HEADER, GROUP_SEQ_HEADER, groups_of
-from ..broker.message import Message, Properties, QueueEntry, parse_expiration
+from ..model.message import Message, Properties, QueueEntry, parse_expiration
 from ..broker.publish import Publisher
 from ..broker.queue import PRIORITIZED_ARGUMENT, Queue
 from ..broker.scheduler import DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER, ScheduledDelivery
@@ -339,7 +339,7 @@ class StompSession:
             vhost_name = "/"
         try:
             self.vhost = self.broker.open_vhost(self.user, vhost_name, peer=self.peer_host,
-                                                protocol="STOMP")
+                                                protocol="STOMP", connection=self.link)
         except BrokerError:
             raise StompError("Bad CONNECT", f"Virtual host '{vhost_name}' access denied") from None
         self.vhost_name = vhost_name

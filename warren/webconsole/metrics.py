@@ -34,7 +34,7 @@ from prometheus_client.process_collector import ProcessCollector
 from twisted.web import resource
 
 from ..broker.definitions import PRODUCT_VERSION, WARREN_VERSION
-from ..broker.errors import AccessRefused
+from ..model.errors import AccessRefused
 from ..endpoint import is_loopback
 
 #: counter name (without _total) -> MessageStats key, help text
@@ -114,6 +114,14 @@ class BrokerCollector:
                      "Memory high watermark in bytes", b.memory_high)
         yield _gauge("rabbitmq_alarms_memory_used_watermark",
                      "is 1 if VM memory watermark alarm is in effect", 1 if b.blocked else 0)
+        yield _gauge("rabbitmq_alarms_free_disk_space_watermark",
+                     "is 1 if free disk space watermark alarm is in effect",
+                     1 if b.disk_alarm else 0)
+        if b.disk_monitor is not None and b.disk_monitor.free is not None:
+            yield _gauge("rabbitmq_disk_space_available_bytes",
+                         "Disk space available in bytes", b.disk_monitor.free)
+            yield _gauge("rabbitmq_disk_space_available_limit_bytes",
+                         "Free disk space low watermark in bytes", b.disk_monitor.limit)
         role = GaugeMetricFamily("warren_ha_role", "HA role of this broker (1 for the role it "
                                  "has)", labels=["role"])
         current = getattr(b, "role", "standalone")

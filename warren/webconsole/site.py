@@ -25,12 +25,14 @@ from .resources import (
     exchanges,
     federation,
     health,
+    limits,
     overview,
     parameters,
     queues,
     shovels,
     subscriptions,
     topic_permissions,
+    watermarks,
 )
 
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
@@ -39,8 +41,8 @@ STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 def all_routes() -> list[Route]:
     routes: list[Route] = []
     for module in (overview, health, cluster, queues, exchanges, bindings, access,
-                   topic_permissions, definitions, parameters, shovels, federation,
-                   subscriptions):
+                   topic_permissions, limits, definitions, parameters, shovels, federation,
+                   subscriptions, watermarks):
         routes.extend(module.ROUTES)
     return routes
 

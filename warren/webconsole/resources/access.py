@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...broker.errors import PreconditionFailed
+from ...model.errors import PreconditionFailed
 from ...broker.stats import with_rates
 from ...broker.users import HASHING_ALGORITHMS
 from ..api import (ApiError, Call, Route, as_int, as_str, as_table, bad_request, forbidden,
@@ -82,7 +82,7 @@ def vhost_permissions(call: Call) -> list[dict[str, Any]]:
 def user_info(user: Any) -> dict[str, Any]:
     return {"name": user.name, "password_hash": user.password_hash,
             "hashing_algorithm": user.hashing_algorithm, "tags": list(user.tags),
-            "limits": {}}
+            "limits": dict(user.limits)}
 
 
 def list_users(call: Call) -> list[dict[str, Any]]:

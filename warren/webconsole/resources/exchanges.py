@@ -11,9 +11,9 @@ import base64
 import binascii
 from typing import Any
 
-from ...broker.errors import AccessRefused
 from ...broker.jsonvalue import jsonable
-from ...broker.message import Message, Properties
+from ...model.errors import AccessRefused
+from ...model.message import Message, Properties
 from ...broker.stats import with_rates
 from ...exchange.registry import EXCHANGE_TYPES
 from ..api import Call, Route, as_bool, as_str, as_table, bad_request, not_found

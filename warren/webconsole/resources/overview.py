@@ -15,8 +15,9 @@ import sys
 from typing import Any
 
 from ...broker.definitions import PRODUCT_VERSION, WARREN_VERSION
-from ...broker.message import Message, Properties
+from ...model.message import Message, Properties
 from ...broker.stats import with_rates
+from ...broker.watermarks import DISK_FREE_LIMIT
 from ...exchange.registry import EXCHANGE_TYPES
 from ..api import Call, Route, as_str, forbidden, not_found
 
@@ -93,10 +94,13 @@ def overview(call: Call) -> dict[str, Any]:
 def node_info(call: Call) -> dict[str, Any]:
     b = call.broker
     usage = _rusage.getrusage(_rusage.RUSAGE_SELF)
-    try:
-        disk_free = shutil.disk_usage(call.config.data_dir).free
-    except OSError:
-        disk_free = 0
+    monitor = b.disk_monitor
+    disk_free = monitor.free if monitor is not None else None
+    if disk_free is None:
+        try:
+            disk_free = shutil.disk_usage(call.config.data_dir).free
+        except OSError:
+            disk_free = 0
     try:
         fd_used = len(os.listdir("/proc/self/fd"))
     except OSError:
@@ -106,7 +110,9 @@ def node_info(call: Call) -> dict[str, Any]:
         "os_pid": str(os.getpid()),
         "mem_used": usage.ru_maxrss * 1024, "mem_limit": b.memory_high,
         "mem_alarm": bool(b.blocked), "mem_calculation_strategy": "rss",
-        "disk_free": disk_free, "disk_free_limit": 50_000_000, "disk_free_alarm": False,
+        "disk_free": disk_free,
+        "disk_free_limit": monitor.limit if monitor is not None else DISK_FREE_LIMIT,
+        "disk_free_alarm": bool(b.disk_alarm),
         "fd_used": fd_used, "fd_total": _rusage.getrlimit(_rusage.RLIMIT_NOFILE)[0],
         "sockets_used": len(b.connections), "proc_used": 1, "proc_total": 1,
         "uptime": int((b.clock.seconds() - b.started_at) * 1000),

@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from ...broker.errors import NotFound
+from ...model.errors import NotFound
 from ...broker.jsonvalue import jsonable
-from ...broker.message import OVERHEAD, Properties
+from ...model.message import OVERHEAD, Properties
 from ...broker.move import move_messages
 from ...broker.stats import queue_depths, with_deliver_get, with_rates
 from ..api import Call, Route, as_bool, as_int, as_str, as_table, bad_request, not_found
