@@ -267,3 +267,17 @@ def test_the_callers_process_gets_no_twisted():
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == "[]"
+
+
+def test_two_brokers_at_once_are_apart(private_tmp):
+    with Broker() as one, Broker() as two:
+        ports = {one.amqp_port, one.stomp_port, one.mqtt_port, one.http_port,
+                 two.amqp_port, two.stomp_port, two.mqtt_port, two.http_port}
+        assert len(ports) == 8 and one.data_dir != two.data_dir
+        for b, name in ((one, "only-on-one"), (two, "only-on-two")):
+            conn = pika.BlockingConnection(pika.URLParameters(b.amqp_url))
+            conn.channel().queue_declare(name)
+            conn.close()
+        assert "only-on-two" not in {q["name"] for q in one.api().call("GET", "/api/queues")}
+        assert "only-on-one" not in {q["name"] for q in two.api().call("GET", "/api/queues")}
+    assert list(private_tmp.iterdir()) == []
