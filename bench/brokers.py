@@ -174,7 +174,8 @@ class Warren(Broker):
                 "--amqp-port", str(self.ports["amqp"]),
                 "--stomp-port", str(self.ports["stomp"]),
                 "--mqtt-port", str(self.ports["mqtt"]),
-                "--http-port", "0", "--data-dir", str(data_dir), "--store", self.store]
+                "--http-port", "0", "--web-stomp-port", "0", "--web-mqtt-port", "0",
+                "--data-dir", str(data_dir), "--store", self.store]
         if self.store == "sql":
             argv += ["--store-url", self.store_url or f"sqlite:///{data_dir / 'warren.sqlite'}"]
         return argv

@@ -28,6 +28,14 @@ RUN_FLAGS: tuple[tuple[str, dict], ...] = (
     ("--mqtts-port", {"type": int, "help": "MQTT over TLS port, with --tls-cert (0: off)"}),
     ("--https-port", {"type": int, "help": "HTTPS API and console port, with --tls-cert "
                                            "(0: off)"}),
+    ("--web-stomp-port", {"type": int, "help": "STOMP over WebSocket port, ws://HOST:PORT/ws "
+                                               "(0: off)"}),
+    ("--web-mqtt-port", {"type": int, "help": "MQTT over WebSocket port, ws://HOST:PORT/ws "
+                                             "(0: off)"}),
+    ("--web-stomp-tls-port", {"type": int, "help": "STOMP over secure WebSocket (wss://) port, "
+                                                   "with --tls-cert (0: off)"}),
+    ("--web-mqtt-tls-port", {"type": int, "help": "MQTT over secure WebSocket (wss://) port, "
+                                                 "with --tls-cert (0: off)"}),
     ("--tls-cert", {"help": "PEM certificate (and chain): opens the TLS listeners"}),
     ("--tls-key", {"help": "PEM private key of --tls-cert"}),
     ("--tls-ca", {"help": "PEM CA bundle that client certificates must chain to"}),

@@ -53,6 +53,12 @@ class Config:
     stomps_port: int = 61614
     mqtts_port: int = 8883
     https_port: int = 15671
+    # STOMP and MQTT over WebSocket at /ws (RabbitMQ's Web-STOMP and Web-MQTT ports); the TLS
+    # ones open only with tls_cert and tls_key, as above
+    web_stomp_port: int = 15674
+    web_mqtt_port: int = 15675
+    web_stomp_tls_port: int = 15673
+    web_mqtt_tls_port: int = 15676
     tls_cert: str = ""                     # PEM: server certificate, then its chain
     tls_key: str = ""                      # PEM private key
     tls_ca: str = ""                       # PEM CA bundle to verify client certificates

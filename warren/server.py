@@ -24,11 +24,13 @@ from .broker.parameters import ParameterComponent
 from .broker.watermarks import disk_free_limit, memory_watermark
 from .config import Config
 from .mqtt.listener import MqttFactory
+from .mqtt.websocket import web_mqtt_factory
 from .network.connector import NetworkConnectors
 from .network.federation.component import FederationComponent
 from .network.shovel.component import ShovelComponent
 from .startup import listen_problem
 from .stomp.listener import StompFactory
+from .stomp.websocket import web_stomp_factory
 from .tls import server_context
 from .webconsole.site import make_site
 
@@ -104,6 +106,14 @@ FRONT_ENDS: tuple[tuple[str, str, str, Any], ...] = (
     ("HTTP API", "http_port", "https_port", make_site),
 )
 
+#: (label, plain port key, TLS port key, label of the front end carried, wrapper maker): the
+#: WebSocket listeners wrap the very factory of that front end's TCP listener, so client ids,
+#: MQTT sessions and scheduled messages are one registry whichever way a client comes
+WEB_FRONT_ENDS: tuple[tuple[str, str, str, str, Any], ...] = (
+    ("Web-STOMP", "web_stomp_port", "web_stomp_tls_port", "STOMP", web_stomp_factory),
+    ("Web-MQTT", "web_mqtt_port", "web_mqtt_tls_port", "MQTT", web_mqtt_factory),
+)
+
 
 #: Runtime-parameter components every broker has (``factory(broker, config)``), registered
 #: before recovery so each stored value reaches its component as the broker comes up.
@@ -172,18 +182,33 @@ class BrokerService(service.MultiService):
         tls = None
         if cfg.tls_cert and cfg.tls_key:
             tls = server_context(cfg.tls_cert, cfg.tls_key, cfg.tls_ca, cfg.tls_verify_peer)
+        factories: dict[str, Any] = {}     # front end label -> its one factory
+        makers = {label: make for label, _plain, _secure, make in FRONT_ENDS}
+
+        def factory_of(label: str) -> Any:
+            if label not in factories:
+                factories[label] = makers[label](self.broker, cfg, self.reactor)
+            return factories[label]
+
         out: list[service.Service] = []
-        for label, plain_key, tls_key, make_factory in FRONT_ENDS:
+
+        def add(label: str, plain_key: str, tls_key: str, make: Callable[[], Any]) -> None:
             plain, secure = getattr(cfg, plain_key), getattr(cfg, tls_key)
             if not plain and not (tls and secure):
-                continue
-            factory = make_factory(self.broker, cfg, self.reactor)
+                return
+            factory = make()
             if plain:
                 out.append(ListenerService(label, plain, factory, self.reactor, cfg.bind,
                                            config=cfg, key=plain_key))
             if tls and secure:
                 out.append(ListenerService(label + " over TLS", secure, factory, self.reactor,
                                            cfg.bind, tls, config=cfg, key=tls_key))
+
+        for label, plain_key, tls_key, _make in FRONT_ENDS:
+            add(label, plain_key, tls_key, lambda label=label: factory_of(label))
+        for label, plain_key, tls_key, carried, wrap in WEB_FRONT_ENDS:
+            add(label, plain_key, tls_key,
+                lambda carried=carried, wrap=wrap: wrap(factory_of(carried), cfg, self.reactor))
         return out
 
     def stop_components(self) -> defer.Deferred:

@@ -22,6 +22,7 @@ import pika
 import pytest
 import requests
 import stomp
+import websocket
 
 from tests.polling import eventually
 from warren.ctl import ApiError
@@ -105,6 +106,31 @@ def test_mqtt_round_trip(embedded):
         assert subscribed.get(timeout=30)
         client.publish(topic, b"over mqtt", qos=1).wait_for_publish(30)
         assert received.get(timeout=30) == b"over mqtt"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_web_stomp_and_web_mqtt_on_their_own_free_ports(embedded):
+    assert embedded.web_stomp_url == f"ws://127.0.0.1:{embedded.web_stomp_port}/ws"
+    ws = websocket.create_connection(embedded.web_stomp_url, subprotocols=["v12.stomp"],
+                                     timeout=30)
+    try:
+        ws.send(f"CONNECT\naccept-version:1.2\nhost:/\nlogin:{embedded.username}\n"
+                f"passcode:{embedded.password}\n\n\x00")
+        assert ws.recv().startswith("CONNECTED")
+    finally:
+        ws.close()
+    connected: queue.Queue = queue.Queue()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"emb-{uuid.uuid4().hex}",
+                         transport="websockets")
+    client.ws_set_options(path="/ws")
+    client.username_pw_set(embedded.username, embedded.password)
+    client.on_connect = lambda _c, _u, _f, reason, _p: connected.put(reason)
+    client.connect("127.0.0.1", embedded.web_mqtt_port)
+    client.loop_start()
+    try:
+        assert connected.get(timeout=30) == 0
     finally:
         client.disconnect()
         client.loop_stop()
@@ -271,9 +297,9 @@ def test_the_callers_process_gets_no_twisted():
 
 def test_two_brokers_at_once_are_apart(private_tmp):
     with Broker() as one, Broker() as two:
-        ports = {one.amqp_port, one.stomp_port, one.mqtt_port, one.http_port,
-                 two.amqp_port, two.stomp_port, two.mqtt_port, two.http_port}
-        assert len(ports) == 8 and one.data_dir != two.data_dir
+        ports = {getattr(b, f"{kind}_port") for b in (one, two)
+                 for kind in ("amqp", "stomp", "mqtt", "http", "web_stomp", "web_mqtt")}
+        assert len(ports) == 12 and one.data_dir != two.data_dir
         for b, name in ((one, "only-on-one"), (two, "only-on-two")):
             conn = pika.BlockingConnection(pika.URLParameters(b.amqp_url))
             conn.channel().queue_declare(name)

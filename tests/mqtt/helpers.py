@@ -31,7 +31,8 @@ class Client:
                  clean: bool = True, username: str | None = "guest",
                  password: str | None = "guest", will: tuple | None = None,
                  keepalive: int = 60, properties: Properties | None = None,
-                 connect: bool = True, will_properties: Properties | None = None) -> None:
+                 connect: bool = True, will_properties: Properties | None = None,
+                 websocket: bool = False, tls: Any = None) -> None:
         self.port = port
         self.protocol = protocol
         self.client_id = client_id or cid()
@@ -39,7 +40,12 @@ class Client:
         if protocol != V5:
             kwargs["clean_session"] = clean
         self.paho = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                client_id=self.client_id, protocol=protocol, **kwargs)
+                                client_id=self.client_id, protocol=protocol,
+                                transport="websockets" if websocket else "tcp", **kwargs)
+        if websocket:   # Web-MQTT: ws://host:port/ws
+            self.paho.ws_set_options(path="/ws")
+        if tls is not None:   # an ssl.SSLContext that trusts the broker's certificate
+            self.paho.tls_set_context(tls)
         self.clean = clean
         if username is not None:
             self.paho.username_pw_set(username, password)

@@ -25,14 +25,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 class Ports:
     def __init__(self) -> None:
         self.amqp, self.stomp, self.mqtt, self.http = (free_port() for _ in range(4))
+        self.web_stomp, self.web_mqtt = free_port(), free_port()
 
     def args(self) -> list[str]:
         return ["--bind", "127.0.0.1", "--amqp-port", str(self.amqp),
                 "--stomp-port", str(self.stomp), "--mqtt-port", str(self.mqtt),
-                "--http-port", str(self.http)]
+                "--http-port", str(self.http), "--web-stomp-port", str(self.web_stomp),
+                "--web-mqtt-port", str(self.web_mqtt)]
 
     def all(self) -> list[int]:
-        return [self.amqp, self.stomp, self.mqtt, self.http]
+        return [self.amqp, self.stomp, self.mqtt, self.http, self.web_stomp, self.web_mqtt]
 
 
 def run_warren(args: list[str], *, env: dict[str, str] | None = None,

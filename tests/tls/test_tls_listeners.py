@@ -7,8 +7,6 @@ speaks plain TCP on a TLS port.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import ssl
 import threading
 
@@ -17,46 +15,14 @@ import pika
 import pytest
 import requests
 import stomp
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.broker_process import BrokerProcess, free_port
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+from tests.tls.pki import make_pki
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pki")
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("warren test CA"))
-          .issuer_name(_name("warren test CA")).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(_name("localhost")).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = {"ca": d / "ca.pem", "cert": d / "server.pem", "key": d / "server.key"}
-    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-    return {k: str(v) for k, v in paths.items()}
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +149,9 @@ def test_certificate_expiration_and_tls_listener_health_checks(tls_broker, pki):
     listed = {(e["protocol"], e["port"]) for e in body["expired"]}
     ports = tls_broker.tls_ports
     assert listed == {("amqp/ssl", ports["amqps"]), ("stomp/ssl", ports["stomps"]),
-                      ("mqtt/ssl", ports["mqtts"]), ("https", ports["https"])}
+                      ("mqtt/ssl", ports["mqtts"]), ("https", ports["https"]),
+                      ("https/web-stomp", tls_broker.web_stomp_tls_port),
+                      ("https/web-mqtt", tls_broker.web_mqtt_tls_port)}
     expiry = body["expired"][0]
     assert expiry["certfile"] == pki["cert"] and len(expiry["certfile_expires_on"]) == 1
     assert expiry["cacertfile_expires_on"] == []

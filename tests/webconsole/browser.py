@@ -66,7 +66,9 @@ class Chromium:
     test can assert the UI ran cleanly.
     """
 
-    def __init__(self, width: int = 1366, height: int = 768, timeout: float = 20.0) -> None:
+    def __init__(self, width: int = 1366, height: int = 768, timeout: float = 20.0,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        self.extra_args = extra_args          # more chromium flags, as a test needs them
         self.width = width
         self.height = height
         self.timeout = timeout
@@ -85,7 +87,7 @@ class Chromium:
              f"--user-data-dir={self._profile}", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
              "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
-             f"--window-size={self.width},{self.height}", "about:blank"],
+             f"--window-size={self.width},{self.height}", *self.extra_args, "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         browser_url = self._read_devtools_url()
         page_url = self._page_target(browser_url)

@@ -40,6 +40,10 @@ OWN_FLAGS = {
     "--stomp-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
     "--mqtt-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
     "--http-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
+    "--web-stomp-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
+    "--web-mqtt-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
+    "--web-stomp-tls-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
+    "--web-mqtt-tls-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
     "--store": "choose it with Broker(store=...)",
     "--store-url": "choose the store with Broker(store=...)",
     "--log-level": "it waits for the INFO line that says the broker started",
@@ -165,6 +169,24 @@ class Broker:
     @property
     def http_port(self) -> int:
         return self._port("http")
+
+    @property
+    def web_stomp_port(self) -> int:
+        return self._port("web_stomp")
+
+    @property
+    def web_mqtt_port(self) -> int:
+        return self._port("web_mqtt")
+
+    @property
+    def web_stomp_url(self) -> str:
+        """STOMP over WebSocket (Web-STOMP's path), for stompjs and other WebSocket clients."""
+        return f"ws://{self.host}:{self.web_stomp_port}/ws"
+
+    @property
+    def web_mqtt_url(self) -> str:
+        """MQTT over WebSocket (Web-MQTT's path), for mqtt.js and paho's websockets transport."""
+        return f"ws://{self.host}:{self.web_mqtt_port}/ws"
 
     @property
     def amqp_url(self) -> str:

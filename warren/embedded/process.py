@@ -68,12 +68,22 @@ class BrokerProcess:
         self.stomp_port = pick("stomp")
         self.mqtt_port = pick("mqtt")
         self.http_port = pick("http")
+        # STOMP and MQTT over WebSocket; their TLS ports too (open only with --tls-cert), so
+        # that no test broker ever reaches for RabbitMQ's fixed default ports
+        self.web_stomp_port = pick("web_stomp")
+        self.web_mqtt_port = pick("web_mqtt")
+        self.web_stomp_tls_port = pick("web_stomp_tls")
+        self.web_mqtt_tls_port = pick("web_mqtt_tls")
 
     def command(self) -> list[str]:
         cmd = [sys.executable, *self.launcher, "run", "--data-dir", self.data_dir,
                "--bind", "127.0.0.1",
                "--amqp-port", str(self.amqp_port), "--stomp-port", str(self.stomp_port),
                "--mqtt-port", str(self.mqtt_port), "--http-port", str(self.http_port),
+               "--web-stomp-port", str(self.web_stomp_port),
+               "--web-mqtt-port", str(self.web_mqtt_port),
+               "--web-stomp-tls-port", str(self.web_stomp_tls_port),
+               "--web-mqtt-tls-port", str(self.web_mqtt_tls_port),
                "--store", self.store, "--log-level", "info"]
         if self.store_url:
             cmd += ["--store-url", self.store_url]

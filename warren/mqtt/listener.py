@@ -121,6 +121,7 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
                 raise fault
         except (MqttError, BrokerError) as error:
             log.info("MQTT connection %s: %r", self.name, error)
+            self._protocol_error()
             session.fail(error)
         except Exception:
             log.exception("internal error on MQTT connection %s", self.name)
@@ -146,6 +147,7 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
             session.pending_work = None
             self._backlog = None
             log.info("MQTT connection %s: %r", self.name, error)
+            self._protocol_error()
             session.fail(error)
             self.flush()
             return
@@ -165,6 +167,12 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
         if not self.blocked and not self.closed:
             self.transport.resumeProducing()
         self._process(backlog)
+
+    def _protocol_error(self) -> None:
+        """Over WebSocket, the close that follows says "protocol error" (1002), as RabbitMQ's
+        Web-MQTT closes on a packet it refuses; a TCP transport has no such code."""
+        if hasattr(self.transport, "close_code"):
+            self.transport.close_code = 1002
 
     def connectionLost(self, reason: Any = None) -> None:
         self.closed = True
@@ -225,7 +233,11 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
     def info(self) -> dict[str, Any]:
         s = self.session.info()
         return {
-            "name": self.name, "protocol": s["protocol"], "user": s["user"],
+            # "Web MQTT 3.1.1" when a WebSocket carries it, as RabbitMQ lists those
+            "name": self.name,
+            "protocol": s["protocol"] and s["protocol"].replace(
+                "MQTT", getattr(self.transport, "protocol_name", "MQTT"), 1),
+            "user": s["user"],
             "vhost": s["vhost"], "peer_host": self.peer[0], "peer_port": self.peer[1],
             "host": self.local[0], "port": self.local[1], "channels": 1,
             "state": "blocked" if self.blocked else s["state"],

@@ -248,7 +248,9 @@ class StompConnection(BatchedOutput, protocol.Protocol):
             state = "blocked"
         version = session.version if session is not None else "1.0"
         return {
-            "name": self.name, "protocol": f"STOMP {version}",
+            # "Web STOMP 1.2" when a WebSocket carries it, as RabbitMQ lists those
+            "name": self.name,
+            "protocol": f"{getattr(self.transport, 'protocol_name', 'STOMP')} {version}",
             "user": getattr(getattr(session, "user", None), "name", ""),
             "vhost": getattr(session, "vhost_name", None) or "",
             "peer_host": self.peer[0], "peer_port": self.peer[1],

@@ -34,6 +34,12 @@ PROTOCOL_ALIASES = {
     **dict.fromkeys(("http1", "http1.1", "http_api", "management", "management_ui", "ui"),
                     "http"),
     **dict.fromkeys(("cli", "distribution"), "clustering"),
+    # the WebSocket listeners: web-mqtt, webmqtt, web_mqtt, each also with /tls, /ssl, +tls, +ssl
+    **{f"{name}{suffix}": ("https/" if suffix else "http/") + target
+       for target, names in (("web-mqtt", ("webmqtt", "web-mqtt", "web_mqtt")),
+                             ("web-stomp", ("webstomp", "web-stomp", "web_stomp")))
+       for name in names for suffix in ("", "/tls", "/ssl", "+tls", "+ssl")
+       if not (suffix and name.startswith("web_"))},
 }
 
 #: (protocol as RabbitMQ names its listener, plain or TLS port setting); TLS ones only count
@@ -41,7 +47,11 @@ PROTOCOL_ALIASES = {
 LISTENERS = (("amqp", "amqp_port", False), ("amqp/ssl", "amqps_port", True),
              ("stomp", "stomp_port", False), ("stomp/ssl", "stomps_port", True),
              ("mqtt", "mqtt_port", False), ("mqtt/ssl", "mqtts_port", True),
-             ("http", "http_port", False), ("https", "https_port", True))
+             ("http", "http_port", False), ("https", "https_port", True),
+             ("http/web-stomp", "web_stomp_port", False),
+             ("https/web-stomp", "web_stomp_tls_port", True),
+             ("http/web-mqtt", "web_mqtt_port", False),
+             ("https/web-mqtt", "web_mqtt_tls_port", True))
 
 _DAY = 86400
 PERIODS = {"days": _DAY, "weeks": 7 * _DAY, "months": _DAY * 365 / 12, "years": 365 * _DAY}
@@ -167,7 +177,7 @@ def certificate_expiration(call: Call) -> dict[str, Any]:
                 "port": port, "certfile": certfile, "cacertfile": cafile,
                 "certfile_expires_on": cert_exp, "cacertfile_expires_on": ca_exp}
                for proto, port in active_listeners(call)
-               if proto.endswith("/ssl") or proto == "https"]
+               if proto.endswith("/ssl") or proto.startswith("https")]
     if not expired:
         return {"status": "ok"}
     return _failed(call, "Certificates expiring", expired=expired)

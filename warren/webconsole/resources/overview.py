@@ -20,17 +20,15 @@ from ...broker.stats import with_rates
 from ...broker.watermarks import DISK_FREE_LIMIT
 from ...exchange.registry import EXCHANGE_TYPES
 from ..api import Call, Route, as_str, forbidden, not_found
+from .health import active_listeners
 
 MANAGEMENT_VERSION = PRODUCT_VERSION
-LISTENER_PROTOCOLS = (("amqp", "amqp_port"), ("stomp", "stomp_port"), ("mqtt", "mqtt_port"),
-                      ("http", "http_port"))
 
 
 def listeners(call: Call) -> list[dict[str, Any]]:
-    cfg = call.config
-    return [{"node": call.broker.node_name, "protocol": proto, "ip_address": cfg.bind,
-             "port": getattr(cfg, key)}
-            for proto, key in LISTENER_PROTOCOLS if getattr(cfg, key, 0)]
+    """Every listener this node runs (TLS and WebSocket ones too), RabbitMQ's names."""
+    return [{"node": call.broker.node_name, "protocol": proto, "ip_address": call.config.bind,
+             "port": port} for proto, port in active_listeners(call)]
 
 
 def _connections(call: Call) -> list[Any]:
