@@ -3,7 +3,8 @@
 A PUBREC for a QoS 1 delivery, a PUBACK for a QoS 2 one, or a PUBCOMP before the PUBREC are
 protocol errors: the connection closes (3.1.1) or gets DISCONNECT 0x82 (5.0). An unknown
 packet id in PUBACK/PUBCOMP is ignored, and PUBREC/PUBREL for an unknown id are answered
-(PUBREL/PUBCOMP, 0x92 at 5.0): a client resends those after a reconnect.
+(PUBREL/PUBCOMP, plain success as Mosquitto's, not 0x92): a client resends those after a
+reconnect.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def test_qos2_flow_in_order_still_completes(broker, unique, level):
 def test_unknown_ids_are_tolerated(broker, unique, level):
     """As Mosquitto: PUBACK/PUBCOMP for an unknown id ignored, PUBREC/PUBREL answered."""
     raw = _subscriber(broker.mqtt_port, level, f"{unique}/f", 1)
-    missing = 0x92 if level == 5 else 0
+    missing = 0   # not 0x92 at 5.0 either: Mosquitto's plain success
     raw.send(PubAck(4242))
     raw.send(PubComp(4243))
     raw.send(PubRel(4244))
@@ -101,3 +102,34 @@ def test_unknown_ids_are_tolerated(broker, unique, level):
     raw.send(PubRec(4245))
     assert raw.recv() == PubRel(4245, missing)
     _assert_still_open(raw)
+
+
+def test_pubrel_resent_after_reconnect_gets_a_plain_pubcomp(broker, unique):
+    """Mosquitto's 03-publish-c2b-disconnect-qos2 at 5.0: the client missed the PUBCOMP,
+    reconnects to its session and resends the PUBREL; the answer is PUBCOMP with remaining
+    length 2 (success), not 0x92."""
+    client_id = cid()
+
+    def connect() -> RawClient:
+        raw = RawClient(broker.mqtt_port, level=5)
+        raw.send(Connect(protocol_level=5, client_id=client_id, clean_start=False,
+                         username="guest", password=b"guest",
+                         properties={"session_expiry_interval": 60}))
+        assert raw.recv().reason_code == 0
+        return raw
+
+    raw = connect()
+    raw.send(Publish(f"{unique}/q2", b"x", 2, packet_id=1))
+    assert raw.recv().packet_id == 1                 # PUBREC
+    raw.send(PubRel(1))
+    assert raw.recv() == PubComp(1)
+    raw.close()
+    raw = connect()
+    raw.send_raw(b"\x62\x02\x00\x01")                # the PUBREL again
+    data = b""
+    while len(data) < 4:
+        chunk = raw.sock.recv(4 - len(data))
+        assert chunk, data
+        data += chunk
+    assert data == b"\x70\x02\x00\x01"
+    raw.close()

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import queue
 
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from tests.mqtt.helpers import V5, Client, RawClient, cid, v5_props
-from warren.mqtt.codec import Connect, MqttParser, Publish, Subscribe, Subscription, PubAck
+from warren.mqtt.codec import (Connect, MqttParser, PubComp, Publish, PubRel, Subscribe,
+                               Subscription)
 
 
 def _raw5(port, **props):
@@ -96,6 +98,24 @@ def test_puback_no_matching_subscribers(broker, unique):
     pub = Client(broker.mqtt_port, protocol=V5)
     code = pub.publish(f"{unique}/nobody", b"x", 1)
     assert code.value == 0x10
+
+
+def test_pubrec_without_subscribers_is_success(broker, unique):
+    # as Mosquitto (its 02-subpub-qos2-1322 test): 0x10 is for PUBACK only; the PUBREC is
+    # the short success form, remaining length 2
+    raw = RawClient(broker.mqtt_port, level=5)
+    raw.send(Connect(protocol_level=5, client_id=cid(), username="guest", password=b"guest"))
+    assert raw.recv().reason_code == 0
+    raw.send(Publish(f"{unique}/nobody", b"x", 2, packet_id=7))
+    data = b""
+    while len(data) < 4:
+        chunk = raw.sock.recv(4 - len(data))
+        assert chunk, data
+        data += chunk
+    assert data == b"\x50\x02\x00\x07"
+    raw.send(PubRel(7))
+    assert raw.recv() == PubComp(7)
+    raw.close()
 
 
 def test_client_maximum_packet_size_drops_big_messages(broker, unique):
@@ -216,8 +236,8 @@ def test_connack_with_assigned_id_too_large_is_refused(broker):
     assert raw.closed()
 
 
-def test_disconnect_reason_string_left_out_when_too_large(broker):
-    """[MQTT-3.14.2-3] the Reason String goes only where the DISCONNECT still fits."""
+def test_disconnect_fits_a_small_maximum_packet_size(broker):
+    """[MQTT-3.14.2-3] nothing beyond the reason code where the client allows little."""
     raw = RawClient(broker.mqtt_port, level=5)
     raw.send(Connect(protocol_level=5, client_id=cid(), username="guest", password=b"guest",
                      properties={"maximum_packet_size": 10}))
@@ -225,6 +245,23 @@ def test_disconnect_reason_string_left_out_when_too_large(broker):
     raw.send(Publish("", b"x", 0, properties={"topic_alias": 5}))
     assert _read_packet_bytes(raw) == b"\xe0\x01\x82"   # no properties at all
     assert raw.closed()
+
+
+@pytest.mark.parametrize("publish", [
+    Publish("", b"x", 0, properties={"topic_alias": 5}),      # alias never set: 0x82
+    Publish("a/+", b"x", 0),                                    # wildcard in a name: 0x90
+], ids=["unknown topic alias", "wildcard topic name"])
+def test_protocol_error_disconnect_is_the_bare_reason_code(broker, publish):
+    """As Mosquitto (its 02-subpub-qos0-topic-alias-unknown test): a DISCONNECT for a fault
+    is three bytes, whatever room the client allows."""
+    raw = RawClient(broker.mqtt_port, level=5)
+    raw.send(Connect(protocol_level=5, client_id=cid(), username="guest", password=b"guest"))
+    assert raw.recv().reason_code == 0
+    raw.send(publish)
+    data = _read_packet_bytes(raw)
+    assert len(data) == 3 and data[:2] == b"\xe0\x01" and data[2] >= 0x80, data
+    assert raw.closed()
+    Client(broker.mqtt_port).publish("after/fault", b"ok", 1)   # the broker serves on
 
 
 def test_dropped_publish_does_not_set_a_topic_alias(broker, unique):

@@ -224,3 +224,28 @@ def test_mqtt31_connack_has_no_session_present_flag(broker, unique):
     got = again.recv()
     assert (got.topic, got.payload) == (f"{unique}/s", b"kept")
     again.close()
+
+
+def test_mqtt31_resent_pubrel_with_dup_flag_is_completed(broker, unique):
+    """MQTT 3.1 lets a resent PUBREL carry DUP (first byte 0x6A): it is completed, as by
+    Mosquitto (its 03-publish-c2b-disconnect-qos2 test)."""
+    raw = _connect_31(broker.mqtt_port, cid()[:23], clean=True)
+    assert _recv_exactly(raw, 4) == b"\x20\x02\x00\x00"
+    raw.send(Publish(f"{unique}/q2", b"x", 2, packet_id=1))
+    assert _recv_exactly(raw, 4) == b"\x50\x02\x00\x01"          # PUBREC
+    raw.send_raw(b"\x6a\x02\x00\x01")                             # PUBREL, DUP set
+    assert _recv_exactly(raw, 4) == b"\x70\x02\x00\x01"          # PUBCOMP
+    raw.close()
+
+
+def test_mqtt311_pubrel_with_dup_flag_is_malformed(broker, unique):
+    """At 3.1.1 PUBREL's flags are fixed at 0010 [MQTT-3.6.1-1]: DUP set closes the
+    connection, and the broker serves the next client."""
+    raw = RawClient(broker.mqtt_port)
+    raw.send(Connect(client_id=cid(), username="guest", password=b"guest"))
+    assert raw.recv().reason_code == 0
+    raw.send(Publish(f"{unique}/q2", b"x", 2, packet_id=1))
+    assert raw.recv().packet_id == 1
+    raw.send_raw(b"\x6a\x02\x00\x01")
+    assert raw.closed()
+    Client(broker.mqtt_port).publish(f"{unique}/after", b"ok", 1)

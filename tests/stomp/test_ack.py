@@ -102,7 +102,7 @@ def test_activemq_prefetch_size(client_factory, unique):
 def test_unknown_ack_id_is_error(client_factory):
     c = client_factory("1.2")
     c.conn.ack("T_99@@1")
-    assert c.recorder.error().headers["message"] == "Unknown message id"
+    assert c.recorder.error().headers["message"] == "Subscription not found"
 
 
 def test_disconnect_requeues_unacked(client_factory, unique):
@@ -121,4 +121,4 @@ def test_disconnect_requeues_unacked(client_factory, unique):
 def test_unsubscribe_unknown_is_error(client_factory):
     c = client_factory("1.2")
     c.conn.unsubscribe("nope")
-    assert c.recorder.error().headers["message"] == "Unknown subscription"
+    assert c.recorder.error().headers["message"] == "No subscription found"

@@ -118,6 +118,23 @@ def test_amq_queue_existing_only(client_factory, unique, amqp):
     c.sync()   # other clients are unaffected
 
 
+def test_send_to_missing_amq_queue_is_dropped_with_receipt(client_factory, unique, broker):
+    # as RabbitMQ 3.10: a SEND is not checked against the queue; unroutable, it is dropped,
+    # its receipt written and the connection kept; no queue is made
+    c = client_factory("1.2")
+    c.conn.send(f"/amq/queue/{unique}-missing", "lost", headers={"receipt": "sent"})
+    assert c.recorder.receipt() == "sent"
+    c.sync()
+    assert not c.recorder.disconnected.is_set()
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    try:
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+            conn.channel().queue_declare(f"{unique}-missing", passive=True)
+        assert refused.value.reply_code == 404
+    finally:
+        conn.close()
+
+
 def test_temp_queue_reply_to(client_factory, version, unique):
     server = client_factory(version)
     requester = client_factory(version)

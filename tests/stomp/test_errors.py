@@ -29,7 +29,7 @@ BAD_INPUT = {
     "frame too large": (b"SEND\ndestination:/queue/x\n\n" + b"x" * (5 * 1024 * 1024) + b"\0",
                         b"Frame too large"),
     "bad priority": (b"SEND\ndestination:/queue/x\npriority:high\n\n\0", b"Invalid priority"),
-    "ack without id": (b"ACK\n\n\0", b"Missing header 'id'"),
+    "ack without id": (b"ACK\n\n\0", b"Missing header"),
     "second CONNECT": (CONNECT, b"Unexpected frame"),
     "bad heart-beat": (None, b"Invalid heart-beat header"),
 }
@@ -62,13 +62,55 @@ def test_bad_input_gets_error_then_close(broker, case):
     assert b"RECEIPT\nreceipt-id:ok" in read_until_closed(other)
 
 
-def test_error_carries_receipt_id(broker):
+def _frames(data: bytes) -> list[tuple[str, dict[str, str], bytes]]:
+    """Split what a connection read until close into (command, headers, body) frames."""
+    frames = []
+    for raw in data.split(b"\0"):
+        raw = raw.lstrip(b"\r\n")
+        if not raw:
+            continue
+        head, _, body = raw.partition(b"\n\n")
+        command, *lines = head.decode().split("\n")
+        frames.append((command, dict(line.split(":", 1) for line in lines), body))
+    return frames
+
+
+def test_refused_subscribe_gets_error_then_its_receipt(broker):
+    # as RabbitMQ 3.10: the ERROR names no receipt, the RECEIPT follows it, then the close
     s = raw_connect(broker.stomp_port)
     s.sendall(CONNECT + b"SUBSCRIBE\nid:1\ndestination:/amq/queue/missing-q\nreceipt:r9\n\n\0")
-    data = read_until_closed(s)
-    error = data[data.index(b"ERROR\n"):]
-    assert b"\nreceipt-id:r9\n" in error
-    assert b"NOT_FOUND" in error
+    frames = _frames(read_until_closed(s))
+    assert [f[0] for f in frames] == ["CONNECTED", "ERROR", "RECEIPT"], frames
+    _, headers, body = frames[1]
+    assert "receipt-id" not in headers
+    assert headers["message"] == "not_found"
+    assert body == b"NOT_FOUND - no queue 'missing-q' in vhost '/'"
+    assert headers["content-length"] == str(len(body))
+    assert frames[2][1] == {"receipt-id": "r9"}
+
+
+def test_duplicated_subscription_id_gets_error_then_its_receipt(broker, unique):
+    s = raw_connect(broker.stomp_port)
+    sub = b"SUBSCRIBE\nid:1\ndestination:/queue/%s\n" % unique.encode()
+    s.sendall(CONNECT + sub + b"\n\0" + sub + b"receipt:dup\n\n\0")
+    frames = _frames(read_until_closed(s))
+    assert [f[0] for f in frames] == ["CONNECTED", "ERROR", "RECEIPT"], frames
+    assert frames[1][1]["message"] == "Duplicated subscription identifier"
+    assert "receipt-id" not in frames[1][1]
+    assert frames[2][1] == {"receipt-id": "dup"}
+
+
+@pytest.mark.parametrize("frame", [
+    b"SEND\ndestination:/exchange/missing-x/k\nreceipt:r1\n\nbody\0",
+    b"SUBSCRIBE\nid:1\ndestination:/queue/x\nack:sometimes\nreceipt:r1\n\n\0",
+    b"FROB\nreceipt:r1\n\n\0",
+], ids=["send to a missing exchange", "bad subscribe", "unknown command"])
+def test_other_errors_name_no_receipt_and_send_none(broker, frame):
+    s = raw_connect(broker.stomp_port)
+    s.sendall(CONNECT + frame)
+    frames = _frames(read_until_closed(s))
+    assert [f[0] for f in frames] == ["CONNECTED", "ERROR"], frames
+    assert "receipt-id" not in frames[1][1]
 
 
 def test_frames_before_fault_are_acted_on(broker, unique):
@@ -132,3 +174,47 @@ def test_unknown_command_error_is_rabbitmqs(broker):
     assert head.split(b"\n") == [b"ERROR", b"message:Bad command", b"content-type:text/plain",
                                  b"version:1.0,1.1,1.2", b"content-length:%d" % (len(body) - 1)]
     assert body.startswith(b'Could not interpret command "FROB"')
+
+
+# (frame, ERROR message header, body): RabbitMQ 3.10.8's words, read off its STOMP plugin
+RABBITMQ_TEXTS = {
+    "send without destination": (
+        b"SEND\n\nx\0", "Missing destination",
+        b"\"SEND\" must include a 'destination' header\n"),
+    "subscribe without destination": (
+        b"SUBSCRIBE\nid:1\n\n\0", "Missing destination",
+        b"\"SUBSCRIBE\" must include a 'destination' header\n"),
+    "send in an unknown transaction": (
+        b"SEND\ndestination:/queue/x\ntransaction:nope\n\nx\0", "Bad transaction",
+        b'Invalid transaction identifier: "nope"\n'),
+    "abort an unknown transaction": (
+        b"ABORT\ntransaction:t8\n\n\0", "Bad transaction",
+        b'Invalid transaction identifier: "t8"\n'),
+    "unsubscribe an unknown id": (
+        b"UNSUBSCRIBE\nid:nosuch\n\n\0", "No subscription found",
+        b"UNSUBSCRIBE must refer to an existing subscription.\n"
+        b"Subscription to \"id='nosuch'\" not found.\n"),
+    "ack without id": (
+        b"ACK\n\n\0", "Missing header", b'"ACK" must include the "id" header\n'),
+    "nack with an id of another shape": (
+        b"NACK\nid:zzz\n\n\0", "Invalid header", b'"NACK" must include a valid "id" header\n'),
+    "ack naming no subscription": (
+        b"ACK\nid:T_1@@session-abc@@5\n\n\0", "Subscription not found",
+        b'Message with id "T_1@@session-abc@@5" has no subscription'),
+    "destination of no known type": (
+        b"SEND\ndestination:/bogus/x\n\nx\0", "Unknown destination",
+        b"'/bogus/x' is not a valid destination.\nValid destination types are: /temp-queue, "
+        b"/exchange, /topic, /queue, /amq/queue, /reply-queue/.\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RABBITMQ_TEXTS))
+def test_error_texts_are_rabbitmqs(broker, case):
+    frame, message, body = RABBITMQ_TEXTS[case]
+    s = raw_connect(broker.stomp_port)
+    s.sendall(CONNECT + frame)
+    frames = _frames(read_until_closed(s))
+    assert [f[0] for f in frames] == ["CONNECTED", "ERROR"], frames
+    _, headers, got = frames[1]
+    assert (headers["message"], got) == (message, body)
+    assert headers["content-length"] == str(len(body))

@@ -52,7 +52,7 @@ def test_ack_in_transaction_applies_at_commit(client_factory, version, unique):
 def test_unknown_transaction_is_error(client_factory, unique):
     c = client_factory("1.2")
     c.conn.send(f"/queue/{unique}", "x", transaction="nope")
-    assert c.recorder.error().headers["message"] == "Unknown transaction"
+    assert c.recorder.error().headers["message"] == "Bad transaction"
 
 
 def test_commit_without_transaction_header_is_error(client_factory):

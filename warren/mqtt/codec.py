@@ -106,6 +106,10 @@ _REQUIRED_FLAGS = {
     DISCONNECT: 0, AUTH: 0,
 }
 
+# MQTT 3.1 gave PUBREL, SUBSCRIBE and UNSUBSCRIBE QoS 1 and let a resent one carry the DUP
+# flag; 3.1.1 fixed their flags at 0010. A 3.1 client's resent PUBREL is accepted (Mosquitto).
+_DUP_31 = 0b1000
+
 # Accepted (protocol name, level) pairs [MQTT-3.1.2-1], [MQTT-3.1.2-2].
 _PROTOCOLS = {("MQIsdp", 3), ("MQTT", 4), ("MQTT", 5)}
 
@@ -509,7 +513,8 @@ class MqttParser:
                     raise MqttError(MALFORMED_PACKET, "reserved packet type 0")  # [MQTT 2.1.2]
                 if ptype == AUTH and level != 5:
                     raise MqttError(PROTOCOL_ERROR, "AUTH before MQTT 5")
-                if flags != _REQUIRED_FLAGS[ptype]:
+                if flags != _REQUIRED_FLAGS[ptype] and not (
+                        level == 3 and flags == _REQUIRED_FLAGS[ptype] | _DUP_31):
                     raise MqttError(MALFORMED_PACKET,
                                     f"bad fixed header flags 0x{flags:x} for packet type {ptype}")
                 append(parser(WireReader(buf, body, end), flags, level or 4))

@@ -687,7 +687,9 @@ class MqttSession:
         if not routed.queues:
             if routed.rejected:
                 code = rc.QUOTA_EXCEEDED
-            elif self.level == 5:
+            elif self.level == 5 and qos == 1:
+                # a MAY of the specification; Mosquitto says it on PUBACK only: its PUBREC
+                # is written once the QoS 2 message is held, before any routing
                 code = rc.NO_MATCHING_SUBSCRIBERS
         if qos == 1:
             ack: Any = PubAck(p.packet_id, code) if code else None
@@ -728,14 +730,11 @@ class MqttSession:
     def _on_pubrel(self, p: PubRel) -> None:
         """Inbound QoS 2, step 2: forget the id, PUBCOMP [MQTT-4.3.3-11].
 
-        A PUBREL for an id we do not hold is answered too (0x92 at 5.0), not refused: it is
-        what a client resends after a reconnect whose PUBCOMP it missed; Mosquitto does the
-        same ("could be due to a repeated PUBREL after a client has reconnected")."""
-        if p.packet_id in self.state.qos2_received:
-            self.state.qos2_received.discard(p.packet_id)
-            self._queue_ack(PubComp(p.packet_id))
-        else:
-            self._queue_ack(PubComp(p.packet_id, rc.PACKET_IDENTIFIER_NOT_FOUND))
+        A PUBREL for an id we do not hold is answered too, with plain success rather than the
+        0x92 5.0 allows: it is what a client resends after a reconnect whose PUBCOMP it missed,
+        and Mosquitto answers it so (its 03-publish-c2b-disconnect-qos2 test)."""
+        self.state.qos2_received.discard(p.packet_id)
+        self._queue_ack(PubComp(p.packet_id))
 
     # ------------------------------------------------------------------ end of a read
     def after_read(self) -> None:
@@ -967,8 +966,8 @@ class MqttSession:
         flight = self.state.inflight.get(p.packet_id)
         if flight is None:
             # tolerated, answered (a PUBREC resent after we forgot the id, e.g. a restart);
-            # Mosquitto too sends PUBREL for an unknown id
-            self.send(PubRel(p.packet_id, rc.PACKET_IDENTIFIER_NOT_FOUND))
+            # with a plain PUBREL, as Mosquitto's
+            self.send(PubRel(p.packet_id))
             return
         if flight.qos != 2:
             # [MQTT-4.3.2] a QoS 1 delivery is answered by PUBACK: protocol error, as Mosquitto
@@ -1191,12 +1190,15 @@ class MqttSession:
                 if self.fits(data):   # else only the close tells [MQTT-3.1.2-24]
                     self.conn.write(data)
         elif self.state_name is State.CONNECTED and self.level == 5:
-            self.conn.write(self._disconnect(reason, rc.text_for(error)))
+            # the reason code alone, as Mosquitto (a Reason String is the sender's choice);
+            # the text is in the broker's log
+            self.conn.write(encode(Disconnect(reason), 5))
         self.close()
 
     def _disconnect(self, reason: int, text: str) -> bytes:
-        """A 5.0 DISCONNECT; its Reason String is left out where it would make the packet
-        larger than the client's Maximum Packet Size [MQTT-3.14.2-3]."""
+        """A 5.0 DISCONNECT an operator asked for, with their text as its Reason String, left
+        out where it would make the packet larger than the client's Maximum Packet Size
+        [MQTT-3.14.2-3]."""
         data = encode(Disconnect(reason, {"reason_string": text[:200]}), 5)
         return data if self.fits(data) else encode(Disconnect(reason), 5)
 

@@ -70,10 +70,12 @@ class Destination:
         return ""
 
 
-def parse_destination(text: str | None) -> Destination:
-    """Parse a ``destination`` header; StompError when it is missing or names nothing."""
+def parse_destination(text: str | None, command: str = "SEND") -> Destination:
+    """Parse the ``destination`` header of a *command* frame; StompError (in RabbitMQ's
+    words) when it is missing or names nothing."""
     if text is None:
-        raise StompError("Missing destination", "the frame needs a 'destination' header")
+        raise StompError("Missing destination",
+                         f'"{command}" must include a \'destination\' header\n')
     if not text.startswith("/"):
         if not text:
             raise StompError("Invalid destination", "empty destination")
@@ -94,8 +96,8 @@ def parse_destination(text: str | None) -> Destination:
     # RabbitMQ's words for a destination of no known type
     raise StompError(
         "Unknown destination",
-        f"'{text}' is not a valid destination.\nValid destination types are: /exchange, "
-        "/topic, /queue, /amq/queue, /temp-queue, /reply-queue.\n",
+        f"'{text}' is not a valid destination.\nValid destination types are: /temp-queue, "
+        "/exchange, /topic, /queue, /amq/queue, /reply-queue/.\n",
     )
 
 

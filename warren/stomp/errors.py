@@ -9,11 +9,16 @@ connection just after sending the ERROR frame"), so this only decides the frame:
   ("Frame too large", "Missing destination").
 - body (``text/plain``): the longer explanation.
 - ``version``: the versions the broker speaks (``1.0,1.1,1.2``), on every ERROR as RabbitMQ.
-- ``receipt-id``: the receipt the faulting frame asked for, if any (STOMP 1.2 "ERROR").
+- no ``receipt-id``: STOMP 1.2 says an ERROR SHOULD name the faulting frame's receipt, but
+  RabbitMQ 3.10's never does, and clients written against it match an ERROR to nothing. What
+  RabbitMQ does instead, for a SUBSCRIBE the broker refuses (no such queue or exchange, access
+  refused, a duplicated subscription id), is write the frame's RECEIPT after the ERROR, just
+  before it closes: :func:`receipt_after_error` says when.
 
 One exception to "fatal": :class:`Refused`, a frame the broker declines while the session stays
 sound. ActiveMQ answers an invalid selector that way (checked against 5.17: ERROR with the
-receipt-id, no subscription, the connection goes on), and JMS clients count on it.
+receipt-id, no subscription, the connection goes on), and JMS clients count on it; RabbitMQ has
+no such case, so that ERROR names the receipt as ActiveMQ's does.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from __future__ import annotations
 from ..model.errors import BrokerError
 from .codec import SUPPORTED_VERSIONS, Frame, StompError
 
-__all__ = ["Refused", "VERSION_HEADER", "error_frame"]
+__all__ = ["Refused", "SubscriptionRefused", "VERSION_HEADER", "error_frame",
+           "receipt_after_error"]
 
 #: every RabbitMQ ERROR frame carries the versions it speaks (rabbit_stomp_processor:
 #: send_error_frame), after ``message`` and ``content-type``
@@ -33,15 +39,31 @@ class Refused(StompError):
     session reads on (``listener.py``)."""
 
 
+class SubscriptionRefused(StompError):
+    """A well-formed SUBSCRIBE the session refuses (a duplicated id): RabbitMQ still writes the
+    frame's RECEIPT after the ERROR, as for one the broker refuses."""
+
+
+def receipt_after_error(error: BaseException, frame: Frame | None) -> str | None:
+    """The receipt to acknowledge after the ERROR for *error*, raised by *frame*: only a
+    SUBSCRIBE refused by the broker or as a duplicate (RabbitMQ 3.10); None otherwise."""
+    if frame is None or frame.command != "SUBSCRIBE":
+        return None
+    if not isinstance(error, (BrokerError, SubscriptionRefused)):
+        return None
+    return frame.get("receipt")
+
+
 def error_frame(error: BaseException, receipt: str | None = None) -> Frame:
-    """The ERROR frame for *error* (a StompError, a core BrokerError, or anything else)."""
+    """The ERROR frame for *error* (a StompError, a core BrokerError, or anything else);
+    *receipt* is named as ``receipt-id`` (only a :class:`Refused` frame's, as ActiveMQ)."""
     if isinstance(error, StompError):
         message, detail = error.message, error.detail or error.message
     elif isinstance(error, BrokerError):
         # as RabbitMQ: the header is the bare title (``not_found``), the body the reply text
-        # (``NOT_FOUND - no exchange 'x' in vhost '/'``)
+        # (``NOT_FOUND - no exchange 'x' in vhost '/'``, no line end)
         message = error.name.lower()
-        detail = error.reply_text + "\n"
+        detail = error.reply_text
     else:
         message, detail = "Internal error", "the broker failed to handle the frame"
     return _frame(message, detail, receipt)

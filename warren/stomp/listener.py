@@ -28,7 +28,7 @@ from ..endpoint import accept
 from ..output import BatchedOutput
 from .client_ids import ClientIds
 from .codec import HEARTBEAT, Frame, StompError, StompParser, encode
-from .errors import Refused, error_frame
+from .errors import Refused, error_frame, receipt_after_error
 from .heartbeats import GRACE
 from .session import State, StompSession
 
@@ -114,8 +114,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
             from ..model.errors import BrokerError
             if not isinstance(error, (StompError, BrokerError)):
                 log.exception("internal error on STOMP connection %s", self.name)
-            receipt = frame.get("receipt") if frame is not None else None
-            self._fail(error, receipt)
+            self._fail(error, receipt_after_error(error, frame))
         finally:
             self._in_read = False
             if not self.closing:
@@ -210,7 +209,8 @@ class StompConnection(BatchedOutput, protocol.Protocol):
 
     # ------------------------------------------------------------------ errors
     def _fail(self, error: BaseException, receipt: str | None = None) -> None:
-        """Send the ERROR frame for *error*, then close this connection."""
+        """Send the ERROR frame for *error* (then *receipt*'s RECEIPT, see
+        :func:`receipt_after_error`), then close this connection."""
         if self.closing:
             return
         text = getattr(error, "reply_text", None) or str(error)
@@ -218,7 +218,9 @@ class StompConnection(BatchedOutput, protocol.Protocol):
         version = self.session.version if self.session is not None else "1.0"
         if self.session is not None:
             self.session.state = State.CLOSED
-        self._out.append(encode(error_frame(error, receipt), version))
+        self._out.append(encode(error_frame(error), version))
+        if receipt is not None:
+            self._out.append(encode(Frame("RECEIPT", (("receipt-id", receipt),)), version))
         self.close()
 
     def _handle(self, frame: Frame) -> None:

@@ -60,7 +60,7 @@ from ..broker.subscriptions import describe as describe_subscription
 from .client_ids import ClientIds
 from .codec import Frame, StompError, encode, negotiate_version
 from .destinations import Destination, Kind, destination_header, parse_destination
-from .errors import VERSION_HEADER, Refused
+from .errors import VERSION_HEADER, Refused, SubscriptionRefused
 from .heartbeats import negotiate as negotiate_heartbeats
 from .jms import (MAX_TIMESTAMP_MS, amqp_timestamp, expires_ttl, jms_defaults, now_ms,
                   selector_lookup)
@@ -381,8 +381,6 @@ class StompSession:
                 self._ensure_queue(destination.name, frame)
             elif queue.exclusive_owner is not None:
                 queue.check_access(self)
-        elif kind is Kind.AMQ_QUEUE:
-            vhost.queue(destination.name)
         elif kind is Kind.TEMP_QUEUE:
             routing_key = self._temp_queue(destination).name
         exchange_name = destination.exchange
@@ -543,7 +541,7 @@ class StompSession:
 
     # ------------------------------------------------------------------ SUBSCRIBE
     def _on_subscribe(self, frame: Frame) -> None:
-        destination = parse_destination(frame.get("destination"))
+        destination = parse_destination(frame.get("destination"), "SUBSCRIBE")
         sub_id = frame.get("id")
         named = sub_id is not None
         if sub_id is None:
@@ -554,7 +552,7 @@ class StompSession:
                                  "A durable subscription requires an 'id' header\n")
             sub_id = destination.text
         if sub_id in self.subscriptions:
-            raise StompError("Duplicated subscription identifier",
+            raise SubscriptionRefused("Duplicated subscription identifier",
                              f"A subscription identified by "
                              f"'{consumer_tag(sub_id, destination.text, named)}' already exists.")
         ack_mode = frame.get("ack", "auto")
@@ -719,7 +717,9 @@ class StompSession:
             frame.get("durable") or frame.get("persistent") or "").lower() == "true"
         if not removing or (sub is not None and sub.durable_name is None):
             if sub is None:
-                raise StompError("Unknown subscription", f"no subscription with id '{sub_id}'")
+                raise StompError("No subscription found",
+                                 "UNSUBSCRIBE must refer to an existing subscription.\n"
+                                 f"Subscription to \"id='{sub_id}'\" not found.\n")
             self._end_subscription(sub)
             return
         name = sub.durable_name if sub is not None else \
@@ -728,7 +728,9 @@ class StompSession:
         if sub is None and queue is None:
             subscription_name = frame.get("activemq.subscriptionName")
             if subscription_name is None:
-                raise StompError("Unknown subscription", f"no subscription with id '{sub_id}'")
+                raise StompError("No subscription found",
+                                 "UNSUBSCRIBE must refer to an existing subscription.\n"
+                                 f"Subscription to \"id='{sub_id}'\" not found.\n")
             # ActiveMQ's words (RegionBroker.removeSubscription), not fatal there either
             text = (f"No durable subscription exists for clientID: {self.client_id or ''} "
                     f"and subscriptionName: {subscription_name}")
@@ -812,9 +814,9 @@ class StompSession:
         name = "id" if self.version == "1.2" else "message-id"
         ack_id = frame.get(name)
         if ack_id is None:
-            raise StompError(f"Missing header '{name}'",
-                             f"{frame.command} needs an '{name}' header")
-        sub, number = self._delivery(ack_id)
+            raise StompError("Missing header", f'"{frame.command}" must include the "{name}" '
+                             "header\n")
+        sub, number = self._delivery(ack_id, frame.command, name)
         if number not in sub.unacked:
             raise StompError("Unknown message id",
                              f"{frame.command} for '{ack_id}', which is not an unacknowledged "
@@ -825,17 +827,18 @@ class StompSession:
             return
         self._settle(sub, number, how, requeue)
 
-    def _delivery(self, ack_id: str) -> tuple[StompSubscription, int]:
-        sub = None
-        number = -1
+    def _delivery(self, ack_id: str, command: str, name: str) -> tuple[StompSubscription, int]:
+        """The subscription and delivery number an ACK/NACK id names; RabbitMQ's errors for
+        an id of another shape and for one naming no subscription of this session."""
         prefix, sep, tail = ack_id.rpartition("@@")
-        if sep and tail.isdigit():
-            sub = self._subs_by_prefix.get(prefix + sep)
-            number = int(tail)
+        if not (sep and tail.isdigit()):
+            raise StompError("Invalid header", f'"{command}" must include a valid "{name}" '
+                             "header\n")
+        sub = self._subs_by_prefix.get(prefix + sep)
         if sub is None:
-            raise StompError("Unknown message id",
-                             f"'{ack_id}' is not a message id of this session")
-        return sub, number
+            raise StompError("Subscription not found",
+                             f'Message with id "{ack_id}" has no subscription')
+        return sub, int(tail)
 
     def _settle(self, sub: StompSubscription, number: int, how: str, requeue: bool) -> None:
         unacked = sub.unacked
@@ -863,7 +866,7 @@ class StompSession:
     def _transaction(self, tx: str) -> list[Frame]:
         frames = self.transactions.get(tx)
         if frames is None:
-            raise StompError("Unknown transaction", f"transaction '{tx}' was not begun")
+            raise StompError("Bad transaction", f'Invalid transaction identifier: "{tx}"\n')
         return frames
 
     def _tx_header(self, frame: Frame) -> str:
@@ -894,9 +897,9 @@ class StompSession:
         if held.command == "SEND":
             self._publish(parse_destination(held.get("destination")), held)
             return
-        ack_id = held.get("id" if self.version == "1.2" else "message-id")
+        name = "id" if self.version == "1.2" else "message-id"
         try:
-            sub, number = self._delivery(ack_id)
+            sub, number = self._delivery(held.get(name), held.command, name)
         except StompError:
             return   # its subscription ended meanwhile: the message was requeued
         if held.command == "ACK":
