@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from OpenSSL import crypto
+from OpenSSL import SSL, crypto
 from twisted.internet import ssl
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
@@ -52,8 +53,34 @@ def server_context(cert_path: str, key_path: str, ca_path: str = "",
               for c in _split_pem(_read(ca_path, "CA file"))] if ca_path else None
     except crypto.Error as e:
         raise TlsConfigError(f"bad TLS certificate or key: {e}") from None
-    return ssl.CertificateOptions(privateKey=key, certificate=leaf, extraCertChain=chain,
-                                  verify=bool(ca), caCerts=ca, requireCertificate=verify_peer)
+    return _ServerOptions(privateKey=key, certificate=leaf, extraCertChain=chain,
+                          verify=bool(ca), caCerts=ca, requireCertificate=verify_peer)
+
+
+class _ServerOptions(ssl.CertificateOptions):
+    """Twisted's options with an ALPN answer OpenSSL accepts when nothing overlaps.
+
+    Twisted installs an ALPN callback on every server context and, when the client offers
+    only protocols the listener does not speak, answers with an empty name, which OpenSSL
+    turns into an ``internal_error`` alert: the handshake of any client that offers ALPN
+    (``amqp``, ``mqtt``, anything) fails. Only the WebSocket listeners name a protocol
+    (``http/1.1``, which browsers need); the others, like RabbitMQ's, choose none and go on.
+    """
+
+    def _makeContext(self, *args: Any, **kwargs: Any) -> Any:
+        context = super()._makeContext(*args, **kwargs)
+        context.set_alpn_select_callback(_alpn_select)
+        return context
+
+
+def _alpn_select(connection: Any, offered: list[bytes]) -> Any:
+    """The first protocol the listener speaks that the client offered, else none at all."""
+    wrapped = connection.get_app_data().factory.wrappedFactory
+    speaks = IProtocolNegotiationFactory(wrapped, None)
+    for protocol in (speaks.acceptableProtocols() if speaks is not None else ()):
+        if protocol in offered:
+            return protocol
+    return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
 def _split_pem(data: bytes) -> list[bytes]:

@@ -7,6 +7,7 @@ speaks plain TCP on a TLS port.
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 
@@ -161,3 +162,24 @@ def test_certificate_expiration_and_tls_listener_health_checks(tls_broker, pki):
         assert r.json() == {"status": "ok", "protocol": protocol}
     r = api.get(f"{base}/api/health/checks/port-listener/{ports['amqps']}", timeout=30)
     assert r.json() == {"status": "ok", "port": ports["amqps"]}
+
+
+def _handshake(pki, port: int, alpn: list[str]) -> ssl.SSLSocket:
+    context = _client_context(pki)
+    context.set_alpn_protocols(alpn)
+    sock = socket.create_connection(("localhost", port), timeout=10)
+    return context.wrap_socket(sock, server_hostname="localhost")
+
+
+@pytest.mark.parametrize("key", ["amqps", "stomps", "mqtts"])
+def test_a_client_offering_alpn_is_served_after_a_browser_was(tls_broker, pki, key):
+    """A browser's wss:// handshake agrees on http/1.1 by ALPN; that choice must stay with the
+    WebSocket listeners. A client offering ALPN protocols of its own to another TLS listener
+    (where the broker, like RabbitMQ, picks none) still gets its handshake."""
+    with _handshake(pki, tls_broker.web_stomp_tls_port, ["h2", "http/1.1"]) as browser:
+        assert browser.selected_alpn_protocol() == "http/1.1"
+    with _handshake(pki, tls_broker.tls_ports[key], ["x-test"]) as client:
+        assert client.selected_alpn_protocol() is None
+        if key == "amqps":
+            client.sendall(b"AMQP\x00\x00\x09\x01")
+            assert client.recv(1) == b"\x01"      # a method frame: connection.start
