@@ -76,7 +76,7 @@ class _ServerOptions(ssl.CertificateOptions):
 def _alpn_select(connection: Any, offered: list[bytes]) -> Any:
     """The first protocol the listener speaks that the client offered, else none at all."""
     wrapped = connection.get_app_data().factory.wrappedFactory
-    speaks = IProtocolNegotiationFactory(wrapped, None)
+    speaks: Any = IProtocolNegotiationFactory(wrapped, None)
     for protocol in (speaks.acceptableProtocols() if speaks is not None else ()):
         if protocol in offered:
             return protocol
