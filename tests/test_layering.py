@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "warren"
 FRONT_ENDS = ("warren.amqp", "warren.stomp", "warren.mqtt")
-CORE = ("broker", "exchange", "store")
+CORE = ("broker", "exchange", "store", "stream")
 
 
 def imports_of(path: Path) -> set[str]:

@@ -595,6 +595,7 @@ class Channel:
         args = m.arguments or {}
         from ..broker.arguments import validate_consumer_arguments
         validate_consumer_arguments(vh.name, name, args)
+        q.check_consume(m.no_ack, self.prefetch, self.global_prefetch, args)
         consumer = AmqpConsumer(self, tag, q, m.no_ack, m.exclusive, args, self.prefetch)
         # checked before consume-ok goes out (add_consumer checks again, for other callers)
         if (m.exclusive and q.consumers) or any(c.exclusive for c in q.consumers):

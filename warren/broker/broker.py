@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterable, Protocol
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 
 from ..store.interface import KEY_SEP, MessageStore, StoreUnavailable, resource_key
 from .errors import AccessRefused, NotAllowed, NotFound
@@ -22,6 +22,7 @@ from .parameters import RuntimeParameters
 from .policies import Policy, effective
 from .publish import Publisher
 from .queue import Queue
+from .queue_types import new_queue
 from .topic_permissions import TopicPermission, TopicPermissions, require_topic
 from .users import (HASHING_ALGORITHM, Permission, User, algorithm_of, hash_password,
                     require)
@@ -87,6 +88,10 @@ class Broker:
         self.started_at = clock.seconds()
         # "standalone" without --ha; the HA runner sets "master" on the broker it starts
         self.role = "standalone"
+        # stream logs (``warren/stream/``): where they live, and those written since the last
+        # sync, which ``sync`` makes durable with the store's writes
+        self.stream_dir: str | None = None
+        self.unsynced_logs: set[Any] = set()
         self._default_user = (default_user, default_pass)
 
     # ---------------------------------------------------------------- set-up
@@ -506,6 +511,10 @@ class Broker:
 
     def sync(self) -> Deferred:
         """Fires once everything written so far is durable."""
+        if self.unsynced_logs:
+            failed = self.sync_logs()
+            if failed is not None:
+                return failed
         if self.store is None:
             return succeed(None)
         d = self.store.sync()
@@ -513,6 +522,26 @@ class Broker:
             self.check_store_health()
         d.addErrback(self._sync_failed)
         return d
+
+    def sync_logs(self) -> Deferred | None:
+        """Write and fsync the stream logs appended to since the last sync; a failed
+        Deferred when the disk refuses (the publishes waiting are nacked)."""
+        logs = list(self.unsynced_logs)
+        self.unsynced_logs.clear()
+        for stream_log in logs:
+            try:
+                stream_log.sync()
+            except OSError as e:
+                log.error("stream log %s: sync failed: %s", stream_log.directory, e)
+                return fail(StoreUnavailable(f"stream log sync failed: {e}"))
+        return None
+
+    def close_streams(self) -> None:
+        """The broker stops: every stream log is synced and closed."""
+        for vh in self.vhosts.values():
+            for q in vh.queues.values():
+                if q.own_log:
+                    q.close()
 
     def _sync_failed(self, failure: Any) -> Any:
         if failure.check(StoreUnavailable) or not self.store.healthy:
@@ -563,8 +592,9 @@ class Broker:
         for qd in by_kind.get("queue", []):
             vh = self.vhosts.get(qd["vhost"])
             if vh is not None and qd["name"] not in vh.queues:
-                q = Queue(vh, qd["name"], durable=True, auto_delete=qd.get("auto_delete", False),
-                          arguments=qd.get("arguments") or {})
+                q = new_queue(vh, qd["name"], recovered=True, durable=True,
+                              auto_delete=qd.get("auto_delete", False),
+                              arguments=qd.get("arguments") or {})
                 vh.queues[q.name] = q
                 self.policies_apply_queue(vh, q)
         for b in by_kind.get("binding", []):
