@@ -302,7 +302,8 @@ class Broker:
                 self.policies_apply_exchange(vh, ex)
 
     def policies_apply_queue(self, vh: VirtualHost, q: Queue) -> None:
-        p = effective(list(self.policies.get(vh.name, {}).values()), "queue", q.name)
+        p = effective(list(self.policies.get(vh.name, {}).values()),
+                      "stream" if q.own_log else "queue", q.name)
         new = dict(p.definition) if p is not None else None
         if new != q.policy or p is not None:
             q.policy = new

@@ -103,6 +103,7 @@ class StreamLog:
         if not self.segments:
             self._new_segment(numbers[-1] + 1 if numbers else 0)
             self.sync()
+        self._pending_at = self.segments[-1].size   # appends go on after what is there
 
     def _recover_segment(self, number: int) -> bool:
         """Read one segment back; False when its offsets do not follow the previous one's."""
