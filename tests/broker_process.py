@@ -75,12 +75,14 @@ class BrokerProcess:
         self.stomp_port = ports.get("stomp") or free_port()
         self.mqtt_port = ports.get("mqtt") or free_port()
         self.http_port = ports.get("http") or free_port()
+        self.stream_port = ports.get("stream") or free_port()
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "warren", "run", "--data-dir", self.data_dir,
                "--bind", "127.0.0.1",
                "--amqp-port", str(self.amqp_port), "--stomp-port", str(self.stomp_port),
                "--mqtt-port", str(self.mqtt_port), "--http-port", str(self.http_port),
+               "--stream-port", str(self.stream_port),
                "--store", self.store, "--log-level", "info"]
         if self.store_url:
             cmd += ["--store-url", self.store_url]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "warren"
-FRONT_ENDS = ("warren.amqp", "warren.stomp", "warren.mqtt")
+FRONT_ENDS = ("warren.amqp", "warren.stomp", "warren.mqtt", "warren.streamproto")
 CORE = ("broker", "exchange", "store", "stream")
 
 
@@ -46,7 +46,7 @@ def test_core_imports_no_protocol(path):
     assert not bad, f"{path} imports {sorted(bad)}"
 
 
-@pytest.mark.parametrize("path", list(modules("amqp", "stomp", "mqtt")),
+@pytest.mark.parametrize("path", list(modules("amqp", "stomp", "mqtt", "streamproto")),
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_front_ends_do_not_import_each_other(path):
     own = "warren." + path.relative_to(ROOT).parts[0]

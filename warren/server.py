@@ -28,6 +28,7 @@ from .network.federation.component import FederationComponent
 from .network.shovel.component import ShovelComponent
 from .startup import listen_problem
 from .stomp.listener import StompFactory
+from .streamproto.listener import StreamFactory
 from .tls import server_context
 from .webconsole.site import make_site
 
@@ -100,6 +101,7 @@ FRONT_ENDS: tuple[tuple[str, str, str, Any], ...] = (
     ("AMQP 0-9-1", "amqp_port", "amqps_port", AmqpFactory),
     ("STOMP", "stomp_port", "stomps_port", StompFactory),
     ("MQTT", "mqtt_port", "mqtts_port", MqttFactory),
+    ("Stream", "stream_port", "streams_port", StreamFactory),
     ("HTTP API", "http_port", "https_port", make_site),
 )
 

@@ -25,11 +25,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 class Ports:
     def __init__(self) -> None:
         self.amqp, self.stomp, self.mqtt, self.http = (free_port() for _ in range(4))
+        self.stream = free_port()   # never the default 5552 another test's broker may hold
 
     def args(self) -> list[str]:
         return ["--bind", "127.0.0.1", "--amqp-port", str(self.amqp),
                 "--stomp-port", str(self.stomp), "--mqtt-port", str(self.mqtt),
-                "--http-port", str(self.http)]
+                "--http-port", str(self.http), "--stream-port", str(self.stream)]
 
     def all(self) -> list[int]:
         return [self.amqp, self.stomp, self.mqtt, self.http]

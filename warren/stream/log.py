@@ -39,8 +39,12 @@ log = logging.getLogger("warren.stream")
 
 RECORD_MESSAGE = 1
 RECORD_SEGMENT = 2       # a segment's first record: the offset its messages start at
+RECORD_WRITER = 3        # a publisher's last publishing id (deduplication), not a message
+RECORD_CONSUMER = 4      # a consumer's stored offset (server-side offset tracking)
 _HEAD = struct.Struct(">Qq")
 _FIRST = struct.Struct(">Q")
+_NAME = struct.Struct(">H")
+_VALUE = struct.Struct(">Q")
 
 #: RabbitMQ's default ``stream-max-segment-size-bytes`` (500 MB) and its ceiling (3 GB)
 DEFAULT_SEGMENT_BYTES = 500_000_000
@@ -50,12 +54,13 @@ MAX_SEGMENT_BYTES = 3_000_000_000
 class Segment:
     """One segment file and the positions of its records."""
 
-    __slots__ = ("file", "first_offset", "positions", "timestamps", "size")
+    __slots__ = ("file", "first_offset", "positions", "lengths", "timestamps", "size")
 
     def __init__(self, file: JournalSegment, first_offset: int) -> None:
         self.file = file
         self.first_offset = first_offset
-        self.positions = array("Q")    # file position of each record
+        self.positions = array("Q")    # file position of each message record
+        self.lengths = array("I")      # its length, framing included
         self.timestamps = array("q")   # append time of each record (ms)
         self.size = 0                  # bytes, written or pending
 
@@ -63,9 +68,6 @@ class Segment:
     def count(self) -> int:
         return len(self.positions)
 
-    def record_length(self, index: int) -> int:
-        end = self.positions[index + 1] if index + 1 < len(self.positions) else self.size
-        return end - self.positions[index]
 
 
 class StreamLog:
@@ -81,6 +83,8 @@ class StreamLog:
         self._flush_call: Any = None
         self._unsynced = False
         self._new_files = False               # a segment was created: fsync the directory
+        self.writers: dict[str, int] = {}     # publisher reference -> last publishing id
+        self.consumers: dict[str, int] = {}   # consumer reference -> stored offset
         self.closed = False
 
     # ---------------------------------------------------------------- opening
@@ -126,10 +130,16 @@ class StreamLog:
         expected = first
         end = records[0][0] + HEADER_SIZE + _FIRST.size
         for position, record_type, payload in records[1:]:
+            if record_type in (RECORD_WRITER, RECORD_CONSUMER):
+                name, value = _unpack_tracking(payload)
+                (self.writers if record_type == RECORD_WRITER else self.consumers)[name] = value
+                end = position + HEADER_SIZE + len(payload)
+                continue
             offset, ts = _HEAD.unpack_from(payload)
             if record_type != RECORD_MESSAGE or offset != expected:
                 break
             seg.positions.append(position)
+            seg.lengths.append(HEADER_SIZE + len(payload))
             seg.timestamps.append(ts)
             expected += 1
             end = position + HEADER_SIZE + len(payload)
@@ -147,7 +157,13 @@ class StreamLog:
         """Start a segment whose header names its first offset (written now, synced with the
         next sync), so the next offset is known even when every older segment is gone."""
         file = JournalSegment(self.directory, number)
-        header = encode_record(RECORD_SEGMENT, _FIRST.pack(self.next_offset))
+        # the header, then the tracking so far: retention deleting the older segments that
+        # recorded it must not lose deduplication or stored offsets
+        header = b"".join(
+            [encode_record(RECORD_SEGMENT, _FIRST.pack(self.next_offset))]
+            + [encode_record(RECORD_WRITER, _pack_tracking(n, v)) for n, v in self.writers.items()]
+            + [encode_record(RECORD_CONSUMER, _pack_tracking(n, v))
+               for n, v in self.consumers.items()])
         file.write_at(0, header)
         seg = Segment(file, self.next_offset)
         seg.size = len(header)
@@ -188,8 +204,9 @@ class StreamLog:
         return self.next_offset
 
     # ---------------------------------------------------------------- append / read
-    def append(self, message_record: bytes) -> int:
-        """Add one message; returns its offset. Written at the end of the turn."""
+    def append(self, message_record: bytes, writer: tuple[str, int] | None = None) -> int:
+        """Add one message; returns its offset. Written at the end of the turn. ``writer``:
+        (publisher reference, publishing id) remembered for deduplication."""
         seg = self.segments[-1]
         ts = int(self.clock.seconds() * 1000)
         offset = self.next_offset
@@ -198,14 +215,30 @@ class StreamLog:
             self._write_pending()
             seg = self._new_segment(_segment_number(seg) + 1)
         seg.positions.append(seg.size)
+        seg.lengths.append(len(frame))
         seg.timestamps.append(ts)
-        seg.size += len(frame)
-        self._pending += frame
+        self._add(frame)
         self.next_offset = offset + 1
+        if writer is not None:
+            self.track_writer(*writer)
+        return offset
+
+    def track_writer(self, reference: str, publishing_id: int) -> None:
+        """Record a publisher's last publishing id (``append`` does, with the message)."""
+        self.writers[reference] = publishing_id
+        self._add(encode_record(RECORD_WRITER, _pack_tracking(reference, publishing_id)))
+
+    def store_offset(self, reference: str, offset: int) -> None:
+        """Record where a named consumer got to (the Stream protocol's store_offset)."""
+        self.consumers[reference] = offset
+        self._add(encode_record(RECORD_CONSUMER, _pack_tracking(reference, offset)))
+
+    def _add(self, frame: bytes) -> None:
+        self.segments[-1].size += len(frame)
+        self._pending += frame
         self._unsynced = True
         if self._flush_call is None:
             self._flush_call = self.clock.callLater(0, self._flush_soon)
-        return offset
 
     def read(self, offset: int) -> tuple[int, bytes] | None:
         """(timestamp ms, message record) at ``offset``; None when it is not in the log."""
@@ -220,7 +253,7 @@ class StreamLog:
         if seg is self.segments[-1] and position >= self._pending_at and self._pending:
             self._write_pending()
         try:
-            _type, payload = seg.file.read_at(position, seg.record_length(index))
+            _type, payload = seg.file.read_at(position, seg.lengths[index])
         except (CorruptRecord, OSError) as e:
             log.error("stream %s: offset %d unreadable: %s", self.directory, offset, e)
             return None
@@ -309,6 +342,17 @@ class StreamLog:
         for seg in self.segments:
             seg.file.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _pack_tracking(name: str, value: int) -> bytes:
+    raw = name.encode()
+    return _NAME.pack(len(raw)) + raw + _VALUE.pack(value)
+
+
+def _unpack_tracking(payload: Any) -> tuple[str, int]:
+    (n,) = _NAME.unpack_from(payload)
+    name = bytes(payload[2:2 + n]).decode("utf-8", "replace")
+    return name, _VALUE.unpack_from(payload, 2 + n)[0]
 
 
 def _segment_number(seg: Segment) -> int:

@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 #: deliveries per consumer per dispatch before the rest waits a turn (a reader far behind
 #: must not hold the reactor for its whole backlog)
 DISPATCH_SLICE = 500
+#: a chunk for readers that take chunks (the Stream protocol): at most this many records
+#: and about this many bytes, so one chunk stays well under a client's frame_max
+CHUNK_RECORDS = 256
+CHUNK_BYTES = 256 * 1024
 
 
 class StreamQueue(Queue):
@@ -99,17 +103,27 @@ class StreamQueue(Queue):
         return False
 
     def enqueue(self, message: Message) -> None:  # type: ignore[override]
-        """Append to the log; the vhost counts the publish as stored (confirm after sync)."""
+        """A routed message: the vhost counts it as stored (its confirm waits for sync)."""
+        self.append(message)
+
+    def append(self, message: Message, writer: tuple[str, int] | None = None) -> int:
+        """Add to the log (``writer``: publisher reference and publishing id, remembered for
+        deduplication); returns the offset. ``Broker.sync`` makes it durable."""
         log = self.log
         segments = len(log.segments)
-        log.append(message.to_record())
+        offset = log.append(message.to_record(), writer)
         self.stats["publish"] += 1
-        broker = self.vhost.broker
-        broker.unsynced_logs.add(log)
+        self.vhost.broker.unsynced_logs.add(log)
         if len(log.segments) != segments:
             log.retain(self.max_length_bytes, self.max_age_ms)
         if self.readers:
             self.dispatch()
+        return offset
+
+    def store_offset(self, reference: str, offset: int) -> None:
+        """A named consumer's offset, kept in the log (server-side offset tracking)."""
+        self.log.store_offset(reference, offset)
+        self.vhost.broker.unsynced_logs.add(self.log)
 
     # ---------------------------------------------------------------- consumers
     def check_consume(self, no_ack: bool, prefetch: int, global_prefetch: int,
@@ -146,7 +160,9 @@ class StreamQueue(Queue):
         return min(max(spec.value, log.first_offset), log.next_offset)
 
     def add_consumer(self, consumer: Consumer, connection: Any = None) -> None:
-        spec = self._start_spec(consumer.arguments) if consumer.arguments else NEXT
+        spec = getattr(consumer, "offset_spec", None)   # a Stream protocol subscription
+        if spec is None:
+            spec = self._start_spec(consumer.arguments) if consumer.arguments else NEXT
         self.readers[consumer] = self.start_offset(spec)
         super().add_consumer(consumer, connection)
 
@@ -170,6 +186,12 @@ class StreamQueue(Queue):
             codec = self.vhost.broker.codec
             for consumer in list(self.readers):
                 offset = max(self.readers.get(consumer, log.next_offset), log.first_offset)
+                if getattr(consumer, "deliver_chunk", None) is not None:
+                    offset, more_chunks = self._deliver_chunks(consumer, offset)
+                    more = more or more_chunks
+                    if consumer in self.readers:
+                        self.readers[consumer] = offset
+                    continue
                 sent = 0
                 while offset < log.next_offset and consumer.has_credit():
                     if sent == DISPATCH_SLICE:
@@ -194,6 +216,34 @@ class StreamQueue(Queue):
             self._dispatching = False
         if more and (self._dispatch_call is None or not self._dispatch_call.active()):
             self._dispatch_call = self.clock.callLater(0, self._dispatch_later)
+
+    def _deliver_chunks(self, consumer: Any, offset: int) -> tuple[int, bool]:
+        """Chunks of consecutive records for a reader that takes them (one credit each)."""
+        log = self.log
+        chunks = 0
+        while offset < log.next_offset and consumer.has_credit():
+            if chunks == DISPATCH_SLICE // 10:
+                return offset, True
+            first = offset
+            records: list[bytes] = []
+            timestamp = 0
+            size = 0
+            while (offset < log.next_offset and len(records) < CHUNK_RECORDS
+                   and size < CHUNK_BYTES):
+                found = log.read(offset)
+                offset += 1
+                if found is None:
+                    if records:
+                        break
+                    first = offset
+                    continue
+                timestamp = timestamp or found[0]
+                records.append(found[1])
+                size += len(found[1])
+            if records:
+                consumer.deliver_chunk(self, first, timestamp, records)
+                chunks += 1
+        return offset, False
 
     def get(self, no_ack: bool) -> QueueEntry | None:
         raise NotImplemented_(f"basic.get not supported by stream queues {self._resource()}")
