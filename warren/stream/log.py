@@ -3,25 +3,27 @@
 RabbitMQ keeps a stream in osiris segment files that only grow and are deleted whole once they
 fall out of retention; warren does the same with the journal's framing (``JournalSegment``:
 length, CRC32, type, payload per record), so a torn tail is found and cut on recovery exactly
-as in the journal. Each record is one message::
+as in the journal. A message record (type 1) is::
 
     offset     u64   position in the stream, from 0, never reused
     timestamp  i64   milliseconds since the epoch when the broker appended it
     message    the core's message record (``Message.to_record``)
 
-The directory holds ``NNNNNNNN.log`` segments numbered in order; each starts with a record
-that names its first offset. A segment is closed (a new one
-started) when the next record would take it past ``max_segment_bytes``; retention runs then
-and deletes the oldest closed segments while the stream is over ``max_bytes`` or their newest
-record is older than ``max_age_ms``. The segment being written is never deleted, so the next
-offset survives a restart however much was retained away.
+The directory holds ``NNNNNNNN.log`` segments numbered in order. Each starts with a record
+naming its first offset (type 2), then the tracking so far: each publisher reference's last
+publishing id (type 3, deduplication) and each consumer reference's stored offset (type 4,
+server-side offset tracking), as osiris writes a tracking snapshot into each new segment; later
+tracking records follow the messages they belong with. A segment is closed (a new one started)
+when the next record would take it past ``max_segment_bytes``; retention runs then and deletes
+the oldest closed segments while the stream is over ``max_bytes`` or their newest record is
+older than ``max_age_ms``. The segment being written is never deleted, so the next offset and
+the tracking survive a restart however much was retained away.
 
 Appends are gathered in memory and written once per reactor turn (or before a read reaches
 them); :meth:`StreamLog.sync` writes and fdatasyncs, and is what a publisher's confirm waits
-for. In memory each segment keeps the file position and timestamp of its records (16 bytes a
-message) so a reader far behind goes straight to its record on disk.
+for. In memory each segment keeps the file position, length and timestamp of its messages (20
+bytes a message) so a reader far behind goes straight to its record on disk.
 """
-
 from __future__ import annotations
 
 import bisect
