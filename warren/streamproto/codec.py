@@ -80,6 +80,7 @@ COMMAND_VERSIONS = ((DECLARE_PUBLISHER, 1, 1), (PUBLISH, 1, 1), (QUERY_PUBLISHER
                     (EXCHANGE_COMMAND_VERSIONS, 1, 1), (STREAM_STATS, 1, 1))
 
 _U32 = struct.Struct(">I")
+_ENTRY = struct.Struct(">Qi")
 _HEAD = struct.Struct(">IHH")
 _CHUNK = struct.Struct(">BBHIqQQIIIB3x")
 _MAGIC_VERSION = 0x50   # osiris chunk magic 5, version 0
@@ -187,6 +188,25 @@ class Fields:
         for _ in range(self.count()):
             key = self.string()
             out[key or ""] = self.string() or ""
+        return out
+
+    def publish_entries(self) -> list[tuple[int, bytes]]:
+        """A publish's (publishing id, message) pairs (v1), read in one pass."""
+        n = self.count()
+        data, pos, end = self._data, self._pos, len(self._data)
+        out = []
+        unpack = _ENTRY.unpack_from
+        for _ in range(n):
+            if pos + 12 > end:
+                raise MalformedFrame("frame ends inside a publish entry")
+            publishing_id, size = unpack(data, pos)
+            pos += 12
+            if size < 0 or pos + size > end:
+                raise MalformedFrame(f"message of {size} bytes in a frame this short")
+            out.append((publishing_id, bytes(data[pos:pos + size])))
+            pos += size
+        self._pos = pos
+        self.end()
         return out
 
     def end(self) -> None:

@@ -93,6 +93,7 @@ class StreamSession:
         self.publishers: dict[int, tuple["StreamQueue", str | None]] = {}
         self.subscriptions: dict[int, Subscription] = {}
         self._confirms: dict[int, list[int]] = {}     # publisher id -> ids to confirm
+        self._persistent_props: bytes | None = None   # what a published message carries
         self._handlers = {
             codec.PEER_PROPERTIES: self._peer_properties,
             codec.SASL_HANDSHAKE: self._sasl_handshake,
@@ -373,12 +374,7 @@ class StreamSession:
 
     def _publish(self, f: Fields) -> None:
         pub_id = f.u8()
-        count = f.count()
-        messages = []
-        for _ in range(count):
-            publishing_id = f.u64()
-            messages.append((publishing_id, f.blob()))
-        f.end()
+        messages = f.publish_entries()
         publisher = self.publishers.get(pub_id)
         if publisher is None or publisher[0].deleted:
             self.write(codec.publish_error_frame(
@@ -387,12 +383,16 @@ class StreamSession:
         q, reference = publisher
         log_ = q.log
         confirms = self._confirms.setdefault(pub_id, [])
+        codec_ = self.broker.codec
+        props = self._persistent_props
+        if props is None:
+            props = self._persistent_props = codec_.encode(Properties(delivery_mode=2))
         for publishing_id, data in messages:
             if reference is not None and publishing_id <= log_.writers.get(reference, -1):
                 confirms.append(publishing_id)   # a duplicate: confirmed, not stored again
                 continue
-            message = Message("", q.name, data, codec=self.broker.codec,
-                              props=Properties(delivery_mode=2))
+            message = Message("", q.name, data, codec=codec_, raw_props=props, persistent=True,
+                              priority=0, ttl=None)
             q.append(message, None if reference is None else (reference, publishing_id))
             confirms.append(publishing_id)
 
