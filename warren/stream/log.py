@@ -31,10 +31,11 @@ import logging
 import os
 import shutil
 import struct
+import zlib
 from array import array
 from typing import Any
 
-from ..store.journal.segment import (HEADER_SIZE, CorruptRecord, JournalSegment,
+from ..store.journal.segment import (HEADER_SIZE, RECORD_HEADER, CorruptRecord, JournalSegment,
                                      encode_record, parse_segment_number)
 
 log = logging.getLogger("warren.stream")
@@ -44,6 +45,7 @@ RECORD_SEGMENT = 2       # a segment's first record: the offset its messages sta
 RECORD_WRITER = 3        # a publisher's last publishing id (deduplication), not a message
 RECORD_CONSUMER = 4      # a consumer's stored offset (server-side offset tracking)
 _HEAD = struct.Struct(">Qq")
+_MESSAGE_CRC = zlib.crc32(bytes((RECORD_MESSAGE,)))   # the journal's CRC covers the type first
 _FIRST = struct.Struct(">Q")
 _NAME = struct.Struct(">H")
 _VALUE = struct.Struct(">Q")
@@ -209,21 +211,35 @@ class StreamLog:
     def append(self, message_record: bytes, writer: tuple[str, int] | None = None) -> int:
         """Add one message; returns its offset. Written at the end of the turn. ``writer``:
         (publisher reference, publishing id) remembered for deduplication."""
-        seg = self.segments[-1]
-        ts = int(self.clock.seconds() * 1000)
         offset = self.next_offset
-        frame = encode_record(RECORD_MESSAGE, _HEAD.pack(offset, ts) + message_record)
-        if seg.count and seg.size + len(frame) > self.max_segment_bytes:
-            self._write_pending()
-            seg = self._new_segment(_segment_number(seg) + 1)
-        seg.positions.append(seg.size)
-        seg.lengths.append(len(frame))
-        seg.timestamps.append(ts)
-        self._add(frame)
-        self.next_offset = offset + 1
+        self.append_many([message_record])
         if writer is not None:
             self.track_writer(*writer)
         return offset
+
+    def append_many(self, message_records: list[bytes]) -> None:
+        """Add messages at consecutive offsets, appended at one timestamp."""
+        ts = int(self.clock.seconds() * 1000)
+        seg = self.segments[-1]
+        pack_head, pack_frame = _HEAD.pack, RECORD_HEADER.pack
+        pending = self._pending
+        for record in message_records:
+            payload = pack_head(self.next_offset, ts) + record
+            frame = pack_frame(len(payload), zlib.crc32(payload, _MESSAGE_CRC),
+                               RECORD_MESSAGE) + payload
+            if seg.size + len(frame) > self.max_segment_bytes and seg.positions:
+                self._write_pending()
+                seg = self._new_segment(_segment_number(seg) + 1)
+                pending = self._pending
+            seg.positions.append(seg.size)
+            seg.lengths.append(len(frame))
+            seg.timestamps.append(ts)
+            seg.size += len(frame)
+            pending += frame
+            self.next_offset += 1
+        self._unsynced = True
+        if self._flush_call is None:
+            self._flush_call = self.clock.callLater(0, self._flush_soon)
 
     def track_writer(self, reference: str, publishing_id: int) -> None:
         """Record a publisher's last publishing id (``append`` does, with the message)."""

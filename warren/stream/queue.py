@@ -109,16 +109,25 @@ class StreamQueue(Queue):
     def append(self, message: Message, writer: tuple[str, int] | None = None) -> int:
         """Add to the log (``writer``: publisher reference and publishing id, remembered for
         deduplication); returns the offset. ``Broker.sync`` makes it durable."""
+        offset = self.log.next_offset
+        self.append_records([message.to_record()], writer)
+        return offset
+
+    def append_records(self, records: list[bytes],
+                       writer: tuple[str, int] | None = None) -> None:
+        """Add message records (``Message.to_record``) at consecutive offsets; ``writer``: the
+        publisher reference and the publishing id of the last of them."""
         log = self.log
         segments = len(log.segments)
-        offset = log.append(message.to_record(), writer)
-        self.stats["publish"] += 1
+        log.append_many(records)
+        if writer is not None:
+            log.track_writer(*writer)
+        self.stats["publish"] += len(records)
         self.vhost.broker.unsynced_logs.add(log)
         if len(log.segments) != segments:
             log.retain(self.max_length_bytes, self.max_age_ms)
         if self.readers:
             self.dispatch()
-        return offset
 
     def store_offset(self, reference: str, offset: int) -> None:
         """A named consumer's offset, kept in the log (server-side offset tracking)."""

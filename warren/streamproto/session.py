@@ -22,7 +22,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..broker.errors import AccessRefused, BrokerError, NotAllowed, NotFound, PreconditionFailed
-from ..broker.message import Message, Properties, QueueEntry
+from ..broker.message import Message, Properties, QueueEntry, record_head
 from ..stream.offsets import OffsetSpec
 from . import codec
 from .codec import Fields, MalformedFrame
@@ -381,20 +381,25 @@ class StreamSession:
                 pub_id, [(pid, codec.PUBLISHER_DOES_NOT_EXIST) for pid, _ in messages]))
             return
         q, reference = publisher
-        log_ = q.log
         confirms = self._confirms.setdefault(pub_id, [])
-        codec_ = self.broker.codec
         props = self._persistent_props
         if props is None:
-            props = self._persistent_props = codec_.encode(Properties(delivery_mode=2))
-        for publishing_id, data in messages:
-            if reference is not None and publishing_id <= log_.writers.get(reference, -1):
-                confirms.append(publishing_id)   # a duplicate: confirmed, not stored again
-                continue
-            message = Message("", q.name, data, codec=codec_, raw_props=props, persistent=True,
-                              priority=0, ttl=None)
-            q.append(message, None if reference is None else (reference, publishing_id))
-            confirms.append(publishing_id)
+            props = self._persistent_props = self.broker.codec.encode(Properties(delivery_mode=2))
+        head = record_head("", q.name, props)
+        if reference is None:
+            q.append_records([head + data for _, data in messages])
+        else:
+            # a named publisher: ids not above the last one stored are duplicates, confirmed
+            # without being stored again (osiris' deduplication)
+            last = q.log.writers.get(reference, -1)
+            fresh = []
+            for publishing_id, data in messages:
+                if publishing_id > last:
+                    fresh.append(head + data)
+                    last = publishing_id
+            if fresh:
+                q.append_records(fresh, (reference, last))
+        confirms.extend(pid for pid, _ in messages)
 
     def _query_publisher_sequence(self, f: Fields) -> None:
         corr = f.u32()
