@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterable, Protocol
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, succeed
 
 from ..store.interface import KEY_SEP, MessageStore, StoreUnavailable, resource_key
 from .errors import AccessRefused, NotAllowed, NotFound
@@ -92,6 +92,7 @@ class Broker:
         # sync, which ``sync`` makes durable with the store's writes
         self.stream_dir: str | None = None
         self.unsynced_logs: set[Any] = set()
+        self._log_waiters: list[Deferred] | None = None   # syncs waiting for this turn's fsync
         self._default_user = (default_user, default_pass)
 
     # ---------------------------------------------------------------- set-up
@@ -513,9 +514,13 @@ class Broker:
     def sync(self) -> Deferred:
         """Fires once everything written so far is durable."""
         if self.unsynced_logs:
-            failed = self.sync_logs()
-            if failed is not None:
-                return failed
+            # stream logs: one fsync per log at the end of this turn, for every caller
+            d = self._sync_logs_soon()
+            d.addCallback(lambda _: self._sync_store())
+            return d
+        return self._sync_store()
+
+    def _sync_store(self) -> Deferred:
         if self.store is None:
             return succeed(None)
         d = self.store.sync()
@@ -524,9 +529,26 @@ class Broker:
         d.addErrback(self._sync_failed)
         return d
 
-    def sync_logs(self) -> Deferred | None:
-        """Write and fsync the stream logs appended to since the last sync; a failed
-        Deferred when the disk refuses (the publishes waiting are nacked)."""
+    def _sync_logs_soon(self) -> Deferred:
+        d: Deferred = Deferred()
+        if self._log_waiters is None:
+            self._log_waiters = []
+            self.clock.callLater(0, self._sync_logs_now)
+        self._log_waiters.append(d)
+        return d
+
+    def _sync_logs_now(self) -> None:
+        waiters, self._log_waiters = self._log_waiters or [], None
+        problem = self.sync_logs()
+        for d in waiters:
+            if problem is None:
+                d.callback(None)
+            else:
+                d.errback(problem)
+
+    def sync_logs(self) -> StoreUnavailable | None:
+        """Write and fsync the stream logs appended to since the last sync; what went wrong
+        when the disk refuses (the publishes waiting are nacked)."""
         logs = list(self.unsynced_logs)
         self.unsynced_logs.clear()
         for stream_log in logs:
@@ -534,7 +556,7 @@ class Broker:
                 stream_log.sync()
             except OSError as e:
                 log.error("stream log %s: sync failed: %s", stream_log.directory, e)
-                return fail(StoreUnavailable(f"stream log sync failed: {e}"))
+                return StoreUnavailable(f"stream log sync failed: {e}")
         return None
 
     def close_streams(self) -> None:
