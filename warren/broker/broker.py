@@ -88,11 +88,10 @@ class Broker:
         self.started_at = clock.seconds()
         # "standalone" without --ha; the HA runner sets "master" on the broker it starts
         self.role = "standalone"
-        # stream logs (``warren/stream/``): where they live, and those written since the last
-        # sync, which ``sync`` makes durable with the store's writes
+        # stream logs (``warren/stream/``): where they live, and the syncer that makes those
+        # written to durable with the store's writes (made by the first stream)
         self.stream_dir: str | None = None
-        self.unsynced_logs: set[Any] = set()
-        self._log_waiters: list[Deferred] | None = None   # syncs waiting for this turn's fsync
+        self.log_syncer: Any = None
         self._default_user = (default_user, default_pass)
 
     # ---------------------------------------------------------------- set-up
@@ -513,9 +512,10 @@ class Broker:
 
     def sync(self) -> Deferred:
         """Fires once everything written so far is durable."""
-        if self.unsynced_logs:
-            # stream logs: one fsync per log at the end of this turn, for every caller
-            d = self._sync_logs_soon()
+        syncer = self.log_syncer
+        if syncer is not None and syncer.busy:
+            # stream logs (``stream/syncer.py``): fsync'd once at the end of this turn
+            d = syncer.sync()
             d.addCallback(lambda _: self._sync_store())
             return d
         return self._sync_store()
@@ -529,38 +529,10 @@ class Broker:
         d.addErrback(self._sync_failed)
         return d
 
-    def _sync_logs_soon(self) -> Deferred:
-        d: Deferred = Deferred()
-        if self._log_waiters is None:
-            self._log_waiters = []
-            self.clock.callLater(0, self._sync_logs_now)
-        self._log_waiters.append(d)
-        return d
-
-    def _sync_logs_now(self) -> None:
-        waiters, self._log_waiters = self._log_waiters or [], None
-        problem = self.sync_logs()
-        for d in waiters:
-            if problem is None:
-                d.callback(None)
-            else:
-                d.errback(problem)
-
-    def sync_logs(self) -> StoreUnavailable | None:
-        """Write and fsync the stream logs appended to since the last sync; what went wrong
-        when the disk refuses (the publishes waiting are nacked)."""
-        logs = list(self.unsynced_logs)
-        self.unsynced_logs.clear()
-        for stream_log in logs:
-            try:
-                stream_log.sync()
-            except OSError as e:
-                log.error("stream log %s: sync failed: %s", stream_log.directory, e)
-                return StoreUnavailable(f"stream log sync failed: {e}")
-        return None
-
     def close_streams(self) -> None:
         """The broker stops: every stream log is synced and closed."""
+        if self.log_syncer is not None:
+            self.log_syncer.stop()
         for vh in self.vhosts.values():
             for q in vh.queues.values():
                 if q.own_log:

@@ -313,6 +313,19 @@ class StreamLog:
             self._new_files = False
         self._unsynced = False
 
+    def prepare_sync(self) -> tuple[list[int], str | None] | None:
+        """The reactor's half of a sync done on a disk thread: what was appended is written
+        now; returns descriptors (duplicates, the caller's to close) to fdatasync and the
+        directory to fsync, or None when nothing is unsynced."""
+        if self.closed or not self._unsynced:
+            return None
+        self._write_pending()
+        segments = self.segments if self._new_files else self.segments[-1:]
+        directory = self.directory if self._new_files else None
+        self._new_files = False
+        self._unsynced = False
+        return [seg.file.dup_fd() for seg in segments], directory
+
     # ---------------------------------------------------------------- retention
     def retain(self, max_bytes: int | None, max_age_ms: int | None) -> int:
         """Delete the oldest closed segments out of retention; returns how many went.
@@ -360,6 +373,28 @@ class StreamLog:
         for seg in self.segments:
             seg.file.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def sync_files(jobs: list[tuple[list[int], str | None]]) -> None:
+    """The disk thread's half of a sync (``StreamLog.prepare_sync``): fdatasync, then close."""
+    failure = None
+    for fds, directory in jobs:
+        for fd in fds:
+            try:
+                if failure is None:
+                    os.fdatasync(fd)
+            except OSError as e:
+                failure = e
+            finally:
+                os.close(fd)
+        if directory is not None and failure is None:
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    if failure is not None:
+        raise failure
 
 
 def _pack_tracking(name: str, value: int) -> bytes:

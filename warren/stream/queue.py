@@ -27,6 +27,7 @@ from ..broker.message import Message, QueueEntry
 from ..broker.queue import Queue
 from .log import MAX_SEGMENT_BYTES, StreamLog
 from .offsets import NEXT, OffsetSpec, parse_offset
+from .syncer import LogSyncer
 
 if TYPE_CHECKING:
     from ..broker.vhost import VirtualHost
@@ -62,6 +63,10 @@ class StreamQueue(Queue):
         segment = self.arguments.get("x-stream-max-segment-size-bytes")
         if segment is not None and segment > MAX_SEGMENT_BYTES:
             raise PreconditionFailed("Exceeded max value for x-stream-max-segment-size-bytes")
+        broker = vhost.broker
+        if broker.log_syncer is None:
+            broker.log_syncer = LogSyncer(broker.clock)
+        self._syncer: LogSyncer = broker.log_syncer
         self.log = StreamLog(self._directory(), self.clock)
         self.log.open(fresh=not recovered)
         self.apply_settings()
@@ -123,7 +128,7 @@ class StreamQueue(Queue):
         if writer is not None:
             log.track_writer(*writer)
         self.stats["publish"] += len(records)
-        self.vhost.broker.unsynced_logs.add(log)
+        self._syncer.add(log)
         if len(log.segments) != segments:
             log.retain(self.max_length_bytes, self.max_age_ms)
         if self.readers:
@@ -132,7 +137,7 @@ class StreamQueue(Queue):
     def store_offset(self, reference: str, offset: int) -> None:
         """A named consumer's offset, kept in the log (server-side offset tracking)."""
         self.log.store_offset(reference, offset)
-        self.vhost.broker.unsynced_logs.add(self.log)
+        self._syncer.add(self.log)
 
     # ---------------------------------------------------------------- consumers
     def check_consume(self, no_ack: bool, prefetch: int, global_prefetch: int,
@@ -283,7 +288,7 @@ class StreamQueue(Queue):
             c.cancelled(self)
         self.readers.clear()
         count = self.log.count
-        self.vhost.broker.unsynced_logs.discard(self.log)
+        self._syncer.discard(self.log)
         self.log.destroy()
         return count
 
