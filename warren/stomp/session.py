@@ -784,6 +784,8 @@ class StompSession:
         if not sub.no_ack and self.version == "1.2":
             headers.append(("ack", message_id))
         _property_headers(message.properties, headers)
+        if sub.queue.own_log:   # a stream: where the message is in it (RabbitMQ's header)
+            headers.append(("x-stream-offset", str(entry.seq)))
         # ActiveMQ's count: 1 on the first delivery, one more for each return to the queue
         headers.append((DELIVERY_COUNT_HEADER, str(entry.delivery_count + 1)))
         body = message.body

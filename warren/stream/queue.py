@@ -7,7 +7,8 @@ offset (``rabbit_stream_queue``). What RabbitMQ requires of a stream holds here 
 texts: durable, not exclusive, not auto-delete (406 at declare); consumers set a prefetch and
 ack (406 / 540 at consume) and their acks only give credit back; basic.get is refused (540).
 
-Every delivery carries its offset in the ``x-stream-offset`` header. A confirm for a publish
+Every delivery carries its offset (the entry's ``seq``); front ends put it in the
+``x-stream-offset`` header (AMQP: type ``l``, as RabbitMQ). A confirm for a publish
 into a stream waits for the log's sync (``Broker.sync`` syncs the logs written since the last
 one), so a confirmed message survives kill -9. Retention runs when a segment fills, and at
 declare, recovery and policy changes.
@@ -215,10 +216,8 @@ class StreamQueue(Queue):
                     if found is None:   # unreadable (logged): skip it
                         offset += 1
                         continue
+                    # the front end adds x-stream-offset (the entry's seq) in its own encoding
                     message = Message.from_record(found[1], codec, 0)
-                    props = message.properties.copy()
-                    props.headers = {**(props.headers or {}), "x-stream-offset": offset}
-                    message.raw_props, message._props = None, props
                     self.unacked += 1
                     self.stats["deliver"] += 1
                     consumer.deliver(self, QueueEntry(message, offset))
