@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import urllib.parse
 import struct
 
 import pika
@@ -309,4 +310,36 @@ def test_response_codes_of_commands_on_missing_things(broker):
                    b"\0guest\0wrong"))
     key, body = bad.frame()
     assert (key, struct.unpack_from(">IH", body)) == (0x8013, (3, 8))
+    assert "Traceback" not in broker.log()
+
+
+def test_connection_listed_closed_by_the_api_and_told_of_a_deleted_stream(broker):
+    import requests
+    api = f"{broker.http_url}/api"
+    auth = ("guest", "guest")
+    listeners = requests.get(f"{api}/overview", auth=auth, timeout=TIMEOUT).json()["listeners"]
+    assert {"protocol": "stream", "port": broker.stream_port} in [
+        {"protocol": x["protocol"], "port": x["port"]} for x in listeners]
+    raw = Raw(broker)
+    raw.login()
+    raw.send(frame(13, struct.pack(">I", 20), string("gone"), struct.pack(">i", 0)))
+    assert struct.unpack_from(">IH", raw.frame()[1]) == (20, 1)
+    raw.send(frame(7, struct.pack(">IB", 21, 3), string("gone"), struct.pack(">HH", 1, 5),
+                   struct.pack(">i", 0)))
+    assert struct.unpack_from(">IH", raw.frame()[1]) == (21, 1)
+    # the stream deleted by someone else: a metadata update, code 6 (stream not available)
+    assert requests.delete(f"{api}/queues/%2F/gone", auth=auth,
+                           timeout=TIMEOUT).status_code == 204
+    key, body = raw.frame()
+    assert key == 16
+    assert body[:2] == struct.pack(">H", 6) and body[2:] == string("gone")
+    conns = requests.get(f"{api}/connections", auth=auth, timeout=TIMEOUT).json()
+    mine = [c for c in conns if c["protocol"] == "RabbitMQ Stream"]
+    assert len(mine) == 1 and mine[0]["user"] == "guest" and mine[0]["vhost"] == "/"
+    name = urllib.parse.quote(mine[0]["name"], safe="")
+    assert requests.delete(f"{api}/connections/{name}", auth=auth,
+                           headers={"X-Reason": "go away"}, timeout=TIMEOUT).status_code == 204
+    key, body = raw.frame()
+    assert key == 22 and b"go away" in body
+    assert raw.closed()
     assert "Traceback" not in broker.log()

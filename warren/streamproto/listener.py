@@ -44,6 +44,10 @@ class StreamConnection(protocol.Protocol):
     def connectionMade(self) -> None:
         ep = accept(self.transport)
         self.name = ep.name
+        self.peer = (ep.peer_host, ep.peer_port)
+        self.local = (ep.host, ep.port)
+        self.connected_at = self.clock.seconds()
+        self.broker.connections[id(self)] = self
         self.session = StreamSession(
             self.broker, write=self._write, close=self._lose, peer=ep.name,
             loopback=ep.loopback, advertised=(ep.host, ep.port), frame_max=FRAME_MAX,
@@ -103,10 +107,37 @@ class StreamConnection(protocol.Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.closing = True
+        self.broker.connections.pop(id(self), None)
         if self._heartbeat is not None and self._heartbeat.running:
             self._heartbeat.stop()
         if self.session is not None:
             self.session.connection_lost()
+
+
+    # ------------------------------------------------------------------ the broker's view
+    @property
+    def vhost_name(self) -> str | None:
+        vhost = self.session.vhost if self.session is not None else None
+        return vhost.name if vhost is not None else None
+
+    def force_close(self, reason: str) -> None:
+        """Management, a deleted vhost, HA: a close frame saying why, then the socket."""
+        if self.session is not None:
+            self.session.fail(codec.INTERNAL_ERROR, reason)
+
+    def info(self) -> dict[str, Any]:
+        session = self.session
+        user = getattr(session, "user", None)
+        return {
+            "name": self.name, "protocol": "RabbitMQ Stream",
+            "user": user.name if user is not None else "", "vhost": self.vhost_name or "",
+            "peer_host": self.peer[0], "peer_port": self.peer[1],
+            "host": self.local[0], "port": self.local[1], "channels": 0,
+            "state": "closed" if self.closing else ("running" if self.vhost_name else
+                                                    "starting"),
+            "connected_at": int(self.connected_at * 1000), "type": "network",
+            "client_properties": {},
+        }
 
 
 class StreamFactory(protocol.Factory):

@@ -21,7 +21,7 @@ from ..api import Call, Route, as_str, forbidden, not_found
 
 MANAGEMENT_VERSION = PRODUCT_VERSION
 LISTENER_PROTOCOLS = (("amqp", "amqp_port"), ("stomp", "stomp_port"), ("mqtt", "mqtt_port"),
-                      ("http", "http_port"))
+                      ("stream", "stream_port"), ("http", "http_port"))
 
 
 def listeners(call: Call) -> list[dict[str, Any]]:
