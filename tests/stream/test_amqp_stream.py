@@ -249,3 +249,31 @@ def test_bad_offsets_are_406(broker, connection, channel, unique, offset, reason
                                   f"'{unique}' in vhost '/': {reason}")
     assert consume(connection, unique, 1, "first") == [(b"kept", 0)]
     no_traceback(broker)
+
+
+def test_per_object_metrics_show_offsets_size_and_consumer_lag(broker, connection, channel,
+                                                              unique):
+    declare_stream(channel, unique)
+    publish(channel, unique, [b"m%d" % i for i in range(5)])
+    ch = connection.channel()
+    ch.basic_qos(prefetch_count=2)
+    got = []
+    ch.basic_consume(unique, lambda c, m, p, b: got.append(m), consumer_tag="lagging",
+                     arguments={"x-stream-offset": "first"})
+    while len(got) < 2:
+        connection.process_data_events(time_limit=0.1)
+    text = requests.get(f"{broker.http_url}/metrics/per-object", timeout=30).text
+    # the exposition sorts labels by name
+    where = f'queue="{unique}",vhost="/"'
+
+    def value(name, consumer=None):
+        labels = where if consumer is None else f'consumer="{consumer}",{where}'
+        line = next(x for x in text.splitlines() if x.startswith(f"{name}{{{labels}}} "))
+        return float(line.split()[-1])
+
+    assert value("warren_stream_first_offset") == 0
+    assert value("warren_stream_last_offset") == 4
+    assert value("warren_stream_segments") == 1
+    assert value("warren_stream_size_bytes") > 5 * 2
+    assert value("warren_stream_consumer_offset", "lagging") == 2   # 2 delivered, none acked
+    assert value("warren_stream_consumer_lag", "lagging") == 3
