@@ -538,6 +538,13 @@ class Broker:
                 if q.own_log:
                     q.close()
 
+    def abandon_streams(self) -> None:
+        """HA fencing: every stream log lets go of its files unwritten (as the store does)."""
+        for vh in self.vhosts.values():
+            for q in vh.queues.values():
+                if q.own_log:
+                    q.log.abandon()
+
     def _sync_failed(self, failure: Any) -> Any:
         if failure.check(StoreUnavailable) or not self.store.healthy:
             self.check_store_health()

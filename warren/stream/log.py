@@ -284,7 +284,7 @@ class StreamLog:
             self._write_pending()
 
     def _write_pending(self) -> None:
-        if self._pending:
+        if self._pending and not self.closed:
             seg = self.segments[-1]
             seg.file.write_at(self._pending_at, self._pending)
             self._pending_at += len(self._pending)
@@ -364,6 +364,15 @@ class StreamLog:
         for seg in self.segments:
             seg.file.close()
         self.closed = True
+
+    def abandon(self) -> None:
+        """HA fencing: another broker owns the files now; nothing more is written."""
+        self.closed = True
+        self._pending = bytearray()
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        for seg in self.segments:
+            seg.file.close()
 
     def destroy(self) -> None:
         """The stream is deleted: its files go."""
