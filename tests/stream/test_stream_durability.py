@@ -192,3 +192,23 @@ def test_retention_by_age(broker):
         return stream_info(broker, "a")["first_offset"] >= 10
 
     eventually(aged_out, "the first ten messages aged out", every=0.5)
+
+
+def test_reader_whose_segment_is_retained_away_moves_on_to_the_first(broker):
+    declare(broker, "m", **{"x-stream-max-segment-size-bytes": 600, "x-max-length-bytes": 1200})
+    publish_confirmed(broker, "m", [b"a%02d" % i + b"." * 60 for i in range(5)])
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=1)
+    gen = ch.consume("m", arguments={"x-stream-offset": "first"}, inactivity_timeout=30)
+    method, props, body = next(gen)
+    assert props.headers["x-stream-offset"] == 0
+    # meanwhile the reader's segment falls out of retention
+    publish_confirmed(broker, "m", [b"b%02d" % i + b"." * 60 for i in range(60)])
+    first = stream_info(broker, "m")["first_offset"]
+    assert first > 1
+    ch.basic_ack(method.delivery_tag)
+    method, props, body = next(gen)
+    assert props.headers["x-stream-offset"] == first   # on at the oldest offset still kept
+    conn.close()
+    assert "Traceback" not in broker.log()
