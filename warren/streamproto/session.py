@@ -12,8 +12,11 @@ is confirmed without being stored again, as osiris does). Confirms go out once `
 has the log on disk, in one ``publish_confirm`` per publisher per read.
 
 Every command's fields are read through ``codec.Fields``: a frame that does not parse closes
-the connection with UNKNOWN_FRAME (13), one over frame_max with FRAME_TOO_LARGE (14), as
-RabbitMQ does; core errors become the response code of the command.
+the connection with UNKNOWN_FRAME (13), one over frame_max with FRAME_TOO_LARGE (14); before
+open the connection is closed without a close frame. Checked against RabbitMQ 3.10.8: the
+response codes of commands on missing streams, publishers, subscriptions and offsets, the
+close frame (correlation 1, "unknown frame"), the silent close before open. Core errors become
+the response code of the command.
 """
 
 from __future__ import annotations
@@ -157,11 +160,15 @@ class StreamSession:
         d.addCallbacks(confirmed, failed)
 
     def fail(self, code: int, reason: str) -> None:
-        """Close with a close frame naming the code (the connection is unusable)."""
+        """Close the connection: after open with a close frame naming the code (RabbitMQ's
+        words for an unknown or malformed frame), before it without a word, as RabbitMQ."""
         if self.closed:
             return
         log.info("closing stream connection %s: %s", self.peer, reason)
-        self.write(codec.close_frame(0, code, reason))
+        if self.vhost is not None:
+            text = "unknown frame" if code == codec.UNKNOWN_FRAME else reason
+            # the server's own requests are numbered from 1, as RabbitMQ numbers them
+            self.write(codec.close_frame(1, code, text))
         self.connection_lost()
         self._close()
 
@@ -280,10 +287,13 @@ class StreamSession:
         f.end()
         if not self._allowed("configure", name):
             code = codec.ACCESS_REFUSED
-        elif name in self.vhost.queues:
-            code = codec.STREAM_ALREADY_EXISTS
         else:
+            existed = name in self.vhost.queues
             code = self._declare(name, args)
+            if existed and code == codec.OK:
+                # RabbitMQ: the same stream again is "already exists", other arguments
+                # (an inequivalent declare) a precondition failure
+                code = codec.STREAM_ALREADY_EXISTS
         self.write(codec.response(codec.CREATE, corr, code))
 
     def _declare(self, name: str, args: dict[str, str]) -> int:
@@ -435,6 +445,9 @@ class StreamSession:
             spec = OffsetSpec("offset", value)
         elif kind == codec.OFFSET_TIMESTAMP:
             spec = OffsetSpec("timestamp", value)
+        elif spec is None:
+            # RabbitMQ cannot parse the frame and drops the connection
+            raise MalformedFrame(f"unknown offset specification type {kind}")
         q = self._stream(name)
         if q is None:
             code = codec.STREAM_DOES_NOT_EXIST
@@ -442,8 +455,6 @@ class StreamSession:
             code = codec.ACCESS_REFUSED
         elif sub_id in self.subscriptions:
             code = codec.SUBSCRIPTION_ID_ALREADY_EXISTS
-        elif spec is None:
-            code = codec.PRECONDITION_FAILED
         else:
             code = codec.OK
         self.write(codec.response(codec.SUBSCRIBE, corr, code))
