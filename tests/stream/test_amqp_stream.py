@@ -218,6 +218,27 @@ def test_auto_ack_is_540(broker, connection, channel, unique):
     no_traceback(broker)
 
 
+def test_purge_is_540(broker, connection, channel, unique):
+    declare_stream(channel, unique)
+    publish(channel, unique, [b"kept"])
+    with pytest.raises(ConnectionClosedByBroker) as e:
+        channel.queue_purge(unique)
+    assert e.value.reply_code == 540
+    assert e.value.reply_text == ("NOT_IMPLEMENTED - queue.purge not supported by stream "
+                                  f"queues queue '{unique}' in vhost '/'")
+    again = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    assert consume(again, unique, 1, "first") == [(b"kept", 0)]   # nothing was purged
+    again.close()
+    no_traceback(broker)
+
+
+def test_negative_offset_reads_from_the_first(connection, channel, unique):
+    """RabbitMQ 3.10.8 takes a negative x-stream-offset; it is before the log's start."""
+    declare_stream(channel, unique)
+    publish(channel, unique, [b"a", b"b"])
+    assert consume(connection, unique, 2, -1) == [(b"a", 0), (b"b", 1)]
+
+
 def test_basic_get_is_540(broker, connection, channel, unique):
     declare_stream(channel, unique)
     with pytest.raises(ConnectionClosedByBroker) as e:
@@ -232,7 +253,6 @@ def test_basic_get_is_540(broker, connection, channel, unique):
 # osiris to fail on it; warren refuses what is not a non-negative integer at consume time.
 @pytest.mark.parametrize("offset,reason", [
     ("yesterday", "invalid_max_age"),
-    (-1, "{invalid_offset_arg,-1}"),
     (decimal.Decimal("1.5"), "{invalid_offset_arg,decimal}"),
     ({"a": 1}, "{invalid_offset_arg,table}"),
     (True, "{invalid_offset_arg,bool}"),

@@ -42,7 +42,6 @@ def parse_offset(value: Any, now_ms: int) -> OffsetSpec:
             value = value.replace(tzinfo=datetime.timezone.utc)
         return OffsetSpec("timestamp", int(value.timestamp()) * 1000)
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError(f"{{invalid_offset_arg,{value}}}")
+        # RabbitMQ takes any integer; one before the log's start reads from the start
         return OffsetSpec("offset", value)
     raise ValueError(f"{{invalid_offset_arg,{_type_name(value)}}}")

@@ -5,7 +5,10 @@ definitions, the console) but keeps no ready entries: a routed message is append
 stream's :class:`~warren.stream.log.StreamLog` and each consumer reads the log from its own
 offset (``rabbit_stream_queue``). What RabbitMQ requires of a stream holds here with its
 texts: durable, not exclusive, not auto-delete (406 at declare); consumers set a prefetch and
-ack (406 / 540 at consume) and their acks only give credit back; basic.get is refused (540).
+ack (406 / 540 at consume) and their acks only give credit back; basic.get and queue.purge
+are refused (540). Checked against RabbitMQ 3.10.8, whose consume texts are older
+("consumer prefetch count is not set for 'queue 'q' in vhost '/''"): warren has the current
+ones.
 
 Every delivery carries its offset (the entry's ``seq``); front ends put it in the
 ``x-stream-offset`` header (AMQP: type ``l``, as RabbitMQ). A confirm for a publish
@@ -278,7 +281,7 @@ class StreamQueue(Queue):
 
     # ---------------------------------------------------------------- purge / delete
     def purge(self) -> int:
-        return 0
+        raise NotImplemented_(f"queue.purge not supported by stream queues {self._resource()}")
 
     def on_deleted(self) -> int:
         self.deleted = True
