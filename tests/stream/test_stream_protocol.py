@@ -79,6 +79,19 @@ def test_publish_confirm_and_consume_from_each_offset_spec(broker):
     asyncio.run(main())
 
 
+def test_publish_frames_over_frame_max_are_taken(broker):
+    """rstream batches by count: 2000 messages of 1 KiB make a frame over the 1 MiB frame_max,
+    which RabbitMQ takes."""
+    async def main():
+        async with producer(broker) as p:
+            await p.create_stream("wide")
+            await p.send_batch("wide", [b"%04d" % i + b"." * 1020 for i in range(2000)])
+        return await read(broker, "wide", 2000)
+
+    got = asyncio.run(main())
+    assert [o for o, _ in got] == list(range(2000))
+
+
 def test_many_chunks_with_credit(broker):
     """Far more messages than one chunk: the consumer's credit (one per chunk) paces it."""
     async def main():
@@ -288,7 +301,9 @@ def test_bad_frames_after_open(broker):
     assert close_code(raw) == 13
     raw = Raw(broker)
     raw.login()
-    raw.send(struct.pack(">I", 2_000_000) + b"\x00\x02\x00\x01")   # over frame_max
+    # over frame_max is taken, as RabbitMQ takes it (rstream sends such publish frames), up to
+    # 64 MiB; a frame announced larger closes the connection with FRAME_TOO_LARGE
+    raw.send(struct.pack(">I", 100_000_000) + b"\x00\x02\x00\x01")
     assert close_code(raw) == 14
     assert "Traceback" not in broker.log()
 

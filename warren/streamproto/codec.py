@@ -4,7 +4,8 @@ As ``PROTOCOL.adoc`` of ``rabbitmq_stream`` writes it: every frame is ``size u32
 ``key u16``, ``version u16`` and the command's fields, all big-endian; a response's key has
 the top bit set. Strings are ``int16`` length + UTF-8 (length -1: null), byte blobs ``int32``
 length + bytes, arrays ``int32`` count + items. :class:`FrameReader` cuts a byte stream into
-frames and refuses one larger than the negotiated ``frame_max``; :class:`Fields` reads one
+frames and refuses one larger than its bound (the listener's: small before authentication,
+64 MiB after); :class:`Fields` reads one
 frame's fields and raises :class:`MalformedFrame` when they run short or past the end, so a bad
 frame never becomes a traceback. The encoders build the server's frames, ``deliver_frame`` an
 osiris chunk of simple entries (what clients such as ``rstream`` decode).

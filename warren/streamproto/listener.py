@@ -27,6 +27,10 @@ FRAME_MAX = 1048576
 HEARTBEAT = 60
 #: before authentication frames are small: a client cannot make the broker buffer much
 PRE_AUTH_FRAME_MAX = 64 * 1024
+#: the largest frame taken after tune. Clients send publish frames over the negotiated
+#: frame_max (rstream batches by message count) and RabbitMQ takes them, so warren does too,
+#: up to this bound; a frame over it closes the connection with FRAME_TOO_LARGE (14)
+INBOUND_FRAME_MAX = 64 * 1024 * 1024
 
 
 class StreamConnection(protocol.Protocol):
@@ -65,7 +69,7 @@ class StreamConnection(protocol.Protocol):
             self.transport.loseConnection()
 
     def _tuned(self, frame_max: int, heartbeat: int) -> None:
-        self.reader.frame_max = frame_max
+        self.reader.frame_max = max(frame_max, INBOUND_FRAME_MAX)
         if heartbeat and self._heartbeat is None:
             self._heartbeat = LoopingCall(self._beat, heartbeat)
             self._heartbeat.clock = self.clock

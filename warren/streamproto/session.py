@@ -12,7 +12,8 @@ is confirmed without being stored again, as osiris does). Confirms go out once `
 has the log on disk, in one ``publish_confirm`` per publisher per read.
 
 Every command's fields are read through ``codec.Fields``: a frame that does not parse closes
-the connection with UNKNOWN_FRAME (13), one over frame_max with FRAME_TOO_LARGE (14); before
+the connection with UNKNOWN_FRAME (13), one over the listener's bound with FRAME_TOO_LARGE
+(14); before
 open the connection is closed without a close frame. Checked against RabbitMQ 3.10.8: the
 response codes of commands on missing streams, publishers, subscriptions and offsets, the
 close frame (correlation 1, "unknown frame"), the silent close before open. Core errors become
