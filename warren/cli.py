@@ -23,6 +23,9 @@ RUN_FLAGS: tuple[tuple[str, dict], ...] = (
     ("--stomp-port", {"type": int, "help": "STOMP port (0: off)"}),
     ("--mqtt-port", {"type": int, "help": "MQTT port (0: off)"}),
     ("--http-port", {"type": int, "help": "HTTP API, console and /metrics port (0: off)"}),
+    ("--stream-port", {"type": int, "help": "RabbitMQ Stream protocol port (0: off)"}),
+    ("--streams-port", {"type": int, "help": "Stream protocol over TLS port, with "
+                                             "--tls-cert (0: off)"}),
     ("--amqps-port", {"type": int, "help": "AMQP over TLS port, with --tls-cert (0: off)"}),
     ("--stomps-port", {"type": int, "help": "STOMP over TLS port, with --tls-cert (0: off)"}),
     ("--mqtts-port", {"type": int, "help": "MQTT over TLS port, with --tls-cert (0: off)"}),

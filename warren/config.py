@@ -51,6 +51,7 @@ class Config:
     stomp_port: int = 61613
     mqtt_port: int = 1883
     http_port: int = 15672
+    stream_port: int = 5552                # RabbitMQ Stream protocol (rabbitmq_stream)
     # TLS listeners open only when tls_cert and tls_key are set (0 = off even then)
     amqps_port: int = 5671
     stomps_port: int = 61614
@@ -62,6 +63,7 @@ class Config:
     web_mqtt_port: int = 15675
     web_stomp_tls_port: int = 15673
     web_mqtt_tls_port: int = 15676
+    streams_port: int = 0                  # Stream protocol over TLS (RabbitMQ: 5551)
     tls_cert: str = ""                     # PEM: server certificate, then its chain
     tls_key: str = ""                      # PEM private key
     tls_ca: str = ""                       # PEM CA bundle to verify client certificates

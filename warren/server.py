@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,8 @@ from .network.shovel.component import ShovelComponent
 from .startup import listen_problem
 from .stomp.listener import StompFactory
 from .stomp.websocket import web_stomp_factory
+from .stream import queue as _stream_queue  # noqa: F401  (registers x-queue-type: stream)
+from .streamproto.listener import StreamFactory
 from .tls import listening_factory, server_context
 from .webconsole.site import make_site
 
@@ -104,6 +107,7 @@ FRONT_ENDS: tuple[tuple[str, str, str, Any], ...] = (
     ("AMQP 0-9-1", "amqp_port", "amqps_port", AmqpFactory),
     ("STOMP", "stomp_port", "stomps_port", StompFactory),
     ("MQTT", "mqtt_port", "mqtts_port", MqttFactory),
+    ("Stream", "stream_port", "streams_port", StreamFactory),
     ("HTTP API", "http_port", "https_port", make_site),
 )
 
@@ -164,6 +168,7 @@ class BrokerService(service.MultiService):
                              default_pass=cfg.default_pass, loopback_users=cfg.loopback_users,
                              paging_budget=cfg.paging_budget,
                              password_hashing=cfg.password_hashing_module)
+        self.broker.stream_dir = os.path.join(cfg.data_dir, "streams")
         self.components = []
         for make in PARAMETER_COMPONENTS:
             component = make(self.broker, cfg)
@@ -240,6 +245,8 @@ class BrokerService(service.MultiService):
                         conn.transport.abortConnection()
                     except Exception:
                         pass
+            if self.broker is not None:
+                self.broker.close_streams()
             if self.store is not None:
                 if self.broker is not None:
                     self.broker.flush_store_notes()

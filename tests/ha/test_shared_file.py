@@ -92,3 +92,62 @@ def test_failover_cycles_with_a_confirmed_publisher_lose_nothing(file_pair, uniq
     assert publisher.reconnects >= 10
     got = [body for body, _ in drain(master, queue)]
     check_no_loss(publisher, got)
+
+
+def test_streams_and_their_tracking_survive_a_kill_9_failover(file_pair, unique):
+    """A stream lives in the shared data directory: the new master has its messages and the
+    Stream protocol's deduplication and stored offsets."""
+    import asyncio
+
+    from rstream import Consumer, Producer, RawMessage
+
+    a, b = file_pair.brokers
+    a.start()
+    b.start(wait=False)
+    b.wait_for_line("waiting for the lock held by")
+    stream = unique + "s"
+
+    async def write():
+        async with Producer("127.0.0.1", port=a.stream_port, username="guest",
+                            password="guest") as p:
+            await p.create_stream(stream)
+            for i in range(1, 11):
+                await p.send_wait(stream, RawMessage(b"s%d" % i, publishing_id=i),
+                                  publisher_name="w")
+        consumer = Consumer("127.0.0.1", port=a.stream_port, username="guest",
+                            password="guest")
+        await consumer.start()
+        await consumer.store_offset(stream, "reader", 4)
+        await consumer.query_offset(stream, "reader")   # a round trip: the store is read
+        await consumer.close()
+
+    asyncio.run(write())
+    publish_confirmed(a, unique + "sync", [b"x"])     # a confirmed publish: synced since
+    a.kill()
+    b.wait_ready(10)
+
+    async def read():
+        async with Producer("127.0.0.1", port=b.stream_port, username="guest",
+                            password="guest") as p:
+            client = await p.default_client
+            last = await client.query_publisher_sequence(stream=stream, reference="w")
+        consumer = Consumer("127.0.0.1", port=b.stream_port, username="guest",
+                            password="guest")
+        await consumer.start()
+        offset = await consumer.query_offset(stream, "reader")
+        await consumer.close()
+        return last, offset
+
+    assert asyncio.run(read()) == (10, 4)
+    conn = connect(b)
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=20)
+    got = []
+    for method, props, body in ch.consume(stream, arguments={"x-stream-offset": "first"},
+                                          inactivity_timeout=30):
+        assert method is not None
+        got.append(body)
+        if len(got) == 10:
+            break
+    assert got == [b"s%d" % i for i in range(1, 11)]
+    conn.close()

@@ -87,6 +87,7 @@ class RabbitNode:
         self.http_port = free_port()
         self.dist_port = free_port()
         self.epmd_port = free_port()
+        self.stream_port = free_port()   # used when the rabbitmq_stream plugin is enabled
         self.nodename = f"warren{os.getpid()}x{self.amqp_port}@localhost"
         self.proc: subprocess.Popen | None = None
         self.epmd: subprocess.Popen | None = None
@@ -136,7 +137,11 @@ class RabbitNode:
                 f"listeners.tcp.default = {HOST}:{self.amqp_port}\n"
                 f"management.tcp.ip = {HOST}\n"
                 f"management.tcp.port = {self.http_port}\n"
-                "loopback_users = none\n")
+                "loopback_users = none\n"
+                + (f"stream.listeners.tcp.default = {HOST}:{self.stream_port}\n"
+                   f"stream.advertised_host = {HOST}\n"
+                   f"stream.advertised_port = {self.stream_port}\n"
+                   if "rabbitmq_stream" in self.plugins else ""))
             (w / "advanced.config").write_text("[].\n")
             (w / "rabbitmq-env.conf").write_text("")
             (w / "enabled_plugins").write_text("[].\n")

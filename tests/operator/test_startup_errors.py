@@ -26,15 +26,17 @@ class Ports:
     def __init__(self) -> None:
         self.amqp, self.stomp, self.mqtt, self.http = (free_port() for _ in range(4))
         self.web_stomp, self.web_mqtt = free_port(), free_port()
+        self.stream = free_port()   # never the default 5552 another test's broker may hold
 
     def args(self) -> list[str]:
         return ["--bind", "127.0.0.1", "--amqp-port", str(self.amqp),
                 "--stomp-port", str(self.stomp), "--mqtt-port", str(self.mqtt),
                 "--http-port", str(self.http), "--web-stomp-port", str(self.web_stomp),
-                "--web-mqtt-port", str(self.web_mqtt)]
+                "--web-mqtt-port", str(self.web_mqtt), "--stream-port", str(self.stream)]
 
     def all(self) -> list[int]:
-        return [self.amqp, self.stomp, self.mqtt, self.http, self.web_stomp, self.web_mqtt]
+        return [self.amqp, self.stomp, self.mqtt, self.http, self.web_stomp, self.web_mqtt,
+                self.stream]
 
 
 def run_warren(args: list[str], *, env: dict[str, str] | None = None,

@@ -277,6 +277,29 @@ def test_queue_page_shows_delivery_limit_back_off_and_held_messages(ui, broker, 
     api(broker, "DELETE", "queues", "/", name)
 
 
+def test_queue_page_shows_a_streams_offsets_size_and_segments(ui, broker, unique):
+    name = f"{unique}.stream"
+    assert api(broker, "PUT", "queues", "/", name, json={"durable": True, "arguments": {
+        "x-queue-type": "stream"}}).status_code in (201, 204)
+    for i in range(3):
+        r = api(broker, "POST", "exchanges", "/", "amq.default", "publish",
+                json={"properties": {}, "routing_key": name, "payload": f"s{i}",
+                      "payload_encoding": "string"})
+        assert r.json()["routed"] is True
+    with screenshot_on_failure(ui, "stream"):
+        login(ui, broker)
+        ui.wait_for_selector("#page-overview")
+        loaded(ui)
+        open_page(ui, f"#/queues/%2F/{urllib.parse.quote(name, safe='')}", "#page-queue")
+        ui.wait_for("document.getElementById('stream-last-offset')?.textContent === '2'",
+                    what="last offset 2")
+        assert ui.text("#stream-first-offset") == "0"
+        assert ui.text("#stream-segments") == "1"
+        assert ui.text("#stream-size").endswith(" bytes")
+        assert_clean(ui)
+    api(broker, "DELETE", "queues", "/", name)
+
+
 def test_exchange_add_publish_and_delete(ui, broker, unique):
     exchange, queue = f"{unique}.x", f"{unique}.q"
     assert api(broker, "PUT", "queues", "/", queue, json={"durable": False}).status_code in (201, 204)

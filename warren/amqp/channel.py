@@ -62,9 +62,18 @@ def _address(exchange: str, routing_key: str) -> bytes:
 def delivered_props(queue: Queue | None, entry: QueueEntry) -> bytes:
     """The properties a delivery carries: the publisher's bytes, or those with
     ``x-delivery-count`` (how often the message came back to its queue) added, as RabbitMQ's
-    quorum queues do (see ``Queue.counts_every_delivery``). No queue: a direct reply."""
+    quorum queues do (see ``Queue.counts_every_delivery``), or with ``x-stream-offset`` from a
+    stream. No queue: a direct reply."""
     msg = entry.message
     raw = msg.encoded_props()
+    if queue is not None and queue.own_log:
+        # a stream: the message's offset as x-stream-offset (type l, as RabbitMQ sends it)
+        spliced = with_int_header(raw, "x-stream-offset", entry.seq)
+        if spliced is not None:
+            return spliced
+        props = msg.properties.copy()
+        props.headers = {**(props.headers or {}), "x-stream-offset": entry.seq}
+        return msg.codec.encode(props)
     if not entry.delivery_count and (queue is None or not queue.counts_every_delivery):
         return raw
     spliced = with_int_header(raw, "x-delivery-count", entry.delivery_count)
@@ -129,7 +138,7 @@ class AmqpConsumer:
             number = ch.number
             props = msg.raw_props
             if props is None or entry.delivery_count or (
-                    queue is not None and queue.counts_every_delivery):
+                    queue is not None and (queue.counts_every_delivery or queue.own_log)):
                 props = delivered_props(queue, entry)
             tag_ss = self.tag_ss
             address = _address(msg.exchange, msg.routing_key)
@@ -611,6 +620,7 @@ class Channel:
         args = m.arguments or {}
         from ..broker.arguments import validate_consumer_arguments
         validate_consumer_arguments(vh.name, name, args)
+        q.check_consume(m.no_ack, self.prefetch, self.global_prefetch, args)
         consumer = AmqpConsumer(self, tag, q, m.no_ack, m.exclusive, args, self.prefetch)
         # checked before consume-ok goes out (add_consumer checks again, for other callers)
         if (m.exclusive and q.consumers) or any(c.exclusive for c in q.consumers):

@@ -135,6 +135,30 @@ def _queue_type(v: Any) -> str:
     return s
 
 
+#: ``rabbit_amqqueue:check_max_age`` units: a year is 365 days, a month 30
+AGE_UNITS_MS = {"Y": 365 * 86400_000, "M": 30 * 86400_000, "D": 86400_000, "h": 3600_000,
+                "m": 60_000, "s": 1000}
+
+
+def max_age_ms(text: str) -> int:
+    """A stream age as RabbitMQ writes it (``7D``, ``1h``, ``30m``, ``10s``, ``1Y``, ``1M``:
+    a positive integer and one unit) in milliseconds; ValueError ``invalid_max_age``."""
+    digits = text[:-1]
+    unit_ms = AGE_UNITS_MS.get(text[-1:])
+    if unit_ms is None or not digits.isascii() or not digits.isdigit() or int(digits) <= 0:
+        raise ValueError("invalid_max_age")
+    return int(digits) * unit_ms
+
+
+def _max_age(v: Any) -> str:
+    """check_max_age_arg: a longstr naming an age; kept as written."""
+    if not isinstance(v, (str, bytes)):
+        raise ValueError(f"{{unacceptable_type,{_type_name(v)}}}")
+    s = _string(v)
+    max_age_ms(s)
+    return s
+
+
 def _queue_mode(v: Any) -> str:
     s = _string(v)
     if s not in ("default", "lazy"):
@@ -156,6 +180,9 @@ QUEUE_ARGUMENTS: dict[str, Callable[[Any], Any]] = {
     "x-single-active-consumer": _boolean,
     "x-queue-type": _queue_type,
     "x-delivery-limit": _non_negative,
+    # streams (``warren/stream/``): retention by age and the size of a segment file
+    "x-max-age": _max_age,
+    "x-stream-max-segment-size-bytes": _non_negative,
     # warren's: ActiveMQ's redelivery policy as arguments (``redelivery.py``)
     "x-redelivery-initial-delay": _message_ttl,
     "x-redelivery-multiplier": _number,

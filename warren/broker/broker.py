@@ -24,6 +24,7 @@ from .parameters import RuntimeParameters
 from .policies import Policy, effective
 from .publish import Publisher
 from .queue import Queue
+from .queue_types import new_queue
 from .topic_permissions import TopicPermission, TopicPermissions, require_topic
 from .stats import add_counts, new_counts
 from .users import (HASHING_ALGORITHM, Permission, User, algorithm_of, hash_password,
@@ -106,6 +107,10 @@ class Broker:
         self._gone_totals = new_counts()
         # "standalone" without --ha; the HA runner sets "master" on the broker it starts
         self.role = "standalone"
+        # stream logs (``warren/stream/``): where they live, and the syncer that makes those
+        # written to durable with the store's writes (made by the first stream)
+        self.stream_dir: str | None = None
+        self.log_syncer: Any = None
         self._default_user = (default_user, default_pass)
 
     @property
@@ -380,7 +385,8 @@ class Broker:
                 self.policies_apply_exchange(vh, ex)
 
     def policies_apply_queue(self, vh: VirtualHost, q: Queue) -> None:
-        p = effective(list(self.policies.get(vh.name, {}).values()), "queue", q.name)
+        p = effective(list(self.policies.get(vh.name, {}).values()),
+                      "stream" if q.own_log else "queue", q.name)
         new = dict(p.definition) if p is not None else None
         if new != q.policy or p is not None:
             q.policy = new
@@ -619,6 +625,15 @@ class Broker:
 
     def sync(self) -> Deferred:
         """Fires once everything written so far is durable."""
+        syncer = self.log_syncer
+        if syncer is not None and syncer.busy:
+            # stream logs (``stream/syncer.py``): fsync'd once at the end of this turn
+            d = syncer.sync()
+            d.addCallback(lambda _: self._sync_store())
+            return d
+        return self._sync_store()
+
+    def _sync_store(self) -> Deferred:
         if self.store is None:
             return succeed(None)
         d = self.store.sync()
@@ -626,6 +641,22 @@ class Broker:
             self.check_store_health()
         d.addErrback(self._sync_failed)
         return d
+
+    def close_streams(self) -> None:
+        """The broker stops: every stream log is synced and closed."""
+        if self.log_syncer is not None:
+            self.log_syncer.stop()
+        for vh in self.vhosts.values():
+            for q in vh.queues.values():
+                if q.own_log:
+                    q.close()
+
+    def abandon_streams(self) -> None:
+        """HA fencing: every stream log lets go of its files unwritten (as the store does)."""
+        for vh in self.vhosts.values():
+            for q in vh.queues.values():
+                if q.own_log:
+                    q.log.abandon()
 
     def _sync_failed(self, failure: Any) -> Any:
         if failure.check(StoreUnavailable) or not self.store.healthy:
@@ -677,8 +708,9 @@ class Broker:
         for qd in by_kind.get("queue", []):
             vh = self.vhosts.get(qd["vhost"])
             if vh is not None and qd["name"] not in vh.queues:
-                q = Queue(vh, qd["name"], durable=True, auto_delete=qd.get("auto_delete", False),
-                          arguments=qd.get("arguments") or {})
+                q = new_queue(vh, qd["name"], recovered=True, durable=True,
+                              auto_delete=qd.get("auto_delete", False),
+                              arguments=qd.get("arguments") or {})
                 vh.queues[q.name] = q
                 self.policies_apply_queue(vh, q)
         for b in by_kind.get("binding", []):

@@ -85,6 +85,9 @@ class Policy:
                 "federation-upstream-set or federation-upstream-pattern together")
 
     def applies_to(self, kind: str, name: str) -> bool:
+        """``kind``: queue, stream (a queue of type stream) or exchange."""
+        if kind == "stream" and self.apply_to not in ("queues", "all", "streams"):
+            return False
         if kind == "queue" and self.apply_to not in ("queues", "all", "classic_queues"):
             return False
         if kind == "exchange" and self.apply_to not in ("exchanges", "all"):

@@ -42,6 +42,9 @@ class Queue:
     them until it acks, rejects or requeues them through this object."""
 
     kind = "queue"
+    #: a queue type keeping its messages in its own log (streams): the vhost writes nothing
+    #: of it to the store, and a publish into it waits for ``Broker.sync`` like a stored one
+    own_log = False
 
     def __init__(self, vhost: "VirtualHost", name: str, *, durable: bool = False,
                  exclusive_owner: Any = None, auto_delete: bool = False,
@@ -49,6 +52,7 @@ class Queue:
         self.vhost = vhost                   # owner: broker services, dead-letter routing
         self.name = name
         self.durable = durable
+        self.journaled = durable              # its messages go to the store (own_log: no)
         self.exclusive_owner = exclusive_owner  # connection object, or None
         self.auto_delete = auto_delete
         self.arguments = validate_queue_arguments(vhost.name, name, dict(arguments or {}))
@@ -221,6 +225,11 @@ class Queue:
             self._dead_letter(self.ready.popleft(), "maxlen")
 
     # ---------------------------------------------------------------- delivery
+    def check_consume(self, no_ack: bool, prefetch: int, global_prefetch: int,
+                      arguments: dict[str, Any]) -> None:
+        """Refuse a consumer before the front end confirms it (a classic queue takes any;
+        queue types with rules of their own, streams, override this)."""
+
     def add_consumer(self, consumer: Consumer, connection: Any = None) -> None:
         if consumer.exclusive and self.consumers:
             raise AccessRefused(

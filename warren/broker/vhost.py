@@ -21,6 +21,7 @@ from .jsonvalue import jsonable
 from ..model.message import Message, QueueEntry
 from .queue import Queue
 from .stats import new_counts
+from .queue_types import new_queue
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -191,8 +192,8 @@ class VirtualHost:
             existing._touch()
             return existing
         self.broker.limits.check_queue(self, name)
-        q = Queue(self, name, durable=durable, exclusive_owner=exclusive_owner,
-                  auto_delete=auto_delete, arguments=arguments)
+        q = new_queue(self, name, durable=durable, exclusive_owner=exclusive_owner,
+                      auto_delete=auto_delete, arguments=arguments)
         self.queues[name] = q
         self.broker.policies_apply_queue(self, q)
         if durable and exclusive_owner is None:
@@ -365,15 +366,19 @@ class VirtualHost:
         stored = False
         if message.persistent and broker.store is not None:
             if len(targets) == 1:
-                durable = [targets[0].store_key] if targets[0].durable else None
+                durable = [targets[0].store_key] if targets[0].journaled else None
             else:
-                durable = [q.store_key for q in targets if q.durable]
+                durable = [q.store_key for q in targets if q.journaled]
             if durable:
                 broker.store_publish(message, durable)
                 stored = True
-        broker.track(message)
+        first = targets[0]
+        if not (first.own_log and (len(targets) == 1 or all(q.own_log for q in targets))):
+            broker.track(message)   # held in memory by a queue (streams keep their own logs)
         for q in targets:
             q.enqueue(message)
+            if q.own_log:
+                stored = True   # confirmed once the stream's log is synced
         return stored
 
     def dead_letter(self, queue: Queue, entry: QueueEntry, reason: str) -> None:

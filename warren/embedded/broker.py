@@ -40,6 +40,7 @@ OWN_FLAGS = {
     "--stomp-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
     "--mqtt-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
     "--http-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
+    "--stream-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
     "--web-stomp-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
     "--web-mqtt-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
     "--web-stomp-tls-port": "it picks free ports and tells them as amqp_port, stomp_port, ...",
@@ -169,6 +170,11 @@ class Broker:
     @property
     def http_port(self) -> int:
         return self._port("http")
+
+    @property
+    def stream_port(self) -> int:
+        """RabbitMQ's Stream protocol (rstream and other stream clients)."""
+        return self._port("stream")
 
     @property
     def web_stomp_port(self) -> int:

@@ -68,6 +68,7 @@ class BrokerProcess:
         self.stomp_port = pick("stomp")
         self.mqtt_port = pick("mqtt")
         self.http_port = pick("http")
+        self.stream_port = pick("stream")      # RabbitMQ's Stream protocol
         # STOMP and MQTT over WebSocket; their TLS ports too (open only with --tls-cert), so
         # that no test broker ever reaches for RabbitMQ's fixed default ports
         self.web_stomp_port = pick("web_stomp")
@@ -80,6 +81,7 @@ class BrokerProcess:
                "--bind", "127.0.0.1",
                "--amqp-port", str(self.amqp_port), "--stomp-port", str(self.stomp_port),
                "--mqtt-port", str(self.mqtt_port), "--http-port", str(self.http_port),
+               "--stream-port", str(self.stream_port),
                "--web-stomp-port", str(self.web_stomp_port),
                "--web-mqtt-port", str(self.web_mqtt_port),
                "--web-stomp-tls-port", str(self.web_stomp_tls_port),

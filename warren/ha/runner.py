@@ -453,6 +453,8 @@ class HaRunner(service.Service):
                     real_store.abandon()
                 except Exception:
                     log.exception("letting go of the store failed")
+            if broker is not None:
+                broker.abandon_streams()   # their logs are the store's kin: let go unwritten
         if previous == "master":
             log.warning("role: master -> waiting (fenced: %s): every listener closed and every "
                         "connection dropped", reason)

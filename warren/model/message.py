@@ -152,13 +152,10 @@ class Message:
     # -- the store's opaque record -------------------------------------------------------
     def to_record(self) -> bytes:
         """The bytes a store keeps: small header, exchange, routing key, properties, body."""
-        ex = self.exchange.encode()
-        rk = self.routing_key.encode()
         props = self.raw_props
         if props is None:
             props = self.encoded_props()
-        return b"".join((_RECORD_HEAD.pack(1, 0, len(ex), len(rk)), ex, rk,
-                         _U32.pack(len(props)), props, self.body))
+        return record_head(self.exchange, self.routing_key, props) + self.body
 
     @classmethod
     def from_record(cls, record: bytes, codec: PropertiesCodec, msg_id: int) -> "Message":
@@ -175,6 +172,15 @@ class Message:
         props = bytes(record[off:off + lp])
         body = bytes(record[off + lp:])
         return cls(ex, rk, body, codec=codec, raw_props=props, msg_id=msg_id)
+
+
+def record_head(exchange: str, routing_key: str, raw_props: bytes) -> bytes:
+    """What ``Message.to_record`` puts before the body: a publisher of many bodies with the
+    same address and properties (the Stream protocol) makes it once and adds each body."""
+    ex = exchange.encode()
+    rk = routing_key.encode()
+    return b"".join((_RECORD_HEAD.pack(1, 0, len(ex), len(rk)), ex, rk,
+                     _U32.pack(len(raw_props)), raw_props))
 
 
 def parse_expiration(value: str | None) -> int | None:

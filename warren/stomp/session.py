@@ -41,6 +41,8 @@ What the frames mean, where STOMP leaves it to the broker (RabbitMQ's STOMP plug
 
 from __future__ import annotations
 
+import datetime
+
 import enum
 import logging
 import secrets
@@ -221,6 +223,22 @@ class StompSubscription:
 
     def cancelled(self, queue: Queue) -> None:
         self.session.subscription_cancelled(self)
+
+
+def _consumer_arguments(frame: Frame) -> dict[str, Any]:
+    """SUBSCRIBE's consumer arguments: ``x-stream-offset`` as RabbitMQ's STOMP plugin reads
+    it (``first``, ``last``, ``next``, ``offset=<n>``, ``timestamp=<unix seconds>``; another
+    text is an age, as over AMQP), turned into the value an AMQP consumer would send."""
+    value = frame.get("x-stream-offset")
+    if value is None:
+        return {}
+    kind, eq, number = value.partition("=")
+    if eq and kind in ("offset", "timestamp") and number.isascii() and number.isdigit():
+        if kind == "offset":
+            return {"x-stream-offset": int(number)}
+        return {"x-stream-offset": datetime.datetime.fromtimestamp(int(number),
+                                                                   datetime.timezone.utc)}
+    return {"x-stream-offset": value}
 
 
 def consumer_tag(sub_id: str, destination: str, named: bool) -> str:
@@ -585,9 +603,12 @@ class StompSession:
                               f"javax.jms.InvalidSelectorException: {text}\n{error}\n") from None
         queue, durable_name, private = self._subscription_queue(destination, sub_id, frame)
         self._check("read", "queue", queue.name)
+        arguments = _consumer_arguments(frame)
+        queue.check_consume(ack_mode == "auto", prefetch or 0, 0, arguments)
         # held: no MESSAGE before this SUBSCRIBE's RECEIPT (RabbitMQ's order); see handle()
         self._add_subscription(sub_id, queue, destination.text, ack_mode, prefetch or 0,
-                               selector, priority, durable_name, private, named=named, held=True)
+                               selector, priority, durable_name, private, named=named, held=True,
+                               arguments=arguments)
 
     def _subscription_queue(self, destination: Destination, sub_id: str, frame: Frame
                             ) -> tuple[Queue, str | None, bool]:
@@ -690,11 +711,13 @@ class StompSession:
     def _add_subscription(self, sub_id: str, queue: Queue, destination: str, ack_mode: str,
                           prefetch: int, selector: Selector | None, priority: int,
                           durable_name: str | None, private: bool, named: bool = True,
-                          held: bool = False) -> StompSubscription:
+                          held: bool = False,
+                          arguments: dict[str, Any] | None = None) -> StompSubscription:
         self._next_sub_index += 1
         sub = StompSubscription(self, sub_id, self._next_sub_index, queue, destination, ack_mode,
                                 prefetch, selector, priority, durable_name, private, named)
         sub.held = held
+        sub.arguments = arguments or {}
         self.subscriptions[sub_id] = sub
         self._subs_by_prefix[sub.id_prefix] = sub
         try:
@@ -799,6 +822,8 @@ class StompSession:
         if not sub.no_ack and self.version == "1.2":
             headers.append(("ack", message_id))
         _property_headers(message.properties, headers)
+        if sub.queue.own_log:   # a stream: where the message is in it (RabbitMQ's header)
+            headers.append(("x-stream-offset", str(entry.seq)))
         # ActiveMQ's count: 1 on the first delivery, one more for each return to the queue
         headers.append((DELIVERY_COUNT_HEADER, str(entry.delivery_count + 1)))
         body = message.body

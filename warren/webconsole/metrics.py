@@ -104,6 +104,7 @@ class BrokerCollector:
                          sum(q.consumer_count for _, q in queues))
             yield _gauge("rabbitmq_queues", "Queues available", len(queues))
             yield from queue_families("rabbitmq_", queues, QUEUE_FAMILIES)
+            yield from _stream_metrics(queues)
         else:
             yield from self._aggregated_queues()
         totals = b.message_totals             # counted as they happen (broker/stats.py)
@@ -306,6 +307,33 @@ class DetailedCollector:
                   if not self.vhosts or vh.name in self.vhosts
                   for q in list(vh.queues.values())]
         yield from queue_families("rabbitmq_detailed_", queues, wanted)
+
+
+def _stream_metrics(queues: list[tuple[str, Any]]) -> Iterable[Metric]:
+    """Per stream (``/metrics/per-object``): where its log starts and ends, its size and
+    segments, and each consumer's next offset and how far behind the end it is."""
+    labels = ["vhost", "queue"]
+    families = {key: GaugeMetricFamily(f"warren_stream_{key}", doc, labels=labels)
+                for key, doc in (("first_offset", "Oldest offset still in the stream"),
+                                 ("last_offset", "Newest offset in the stream (-1: empty)"),
+                                 ("size_bytes", "Bytes of the stream's segment files"),
+                                 ("segments", "Segment files of the stream"))}
+    offset = GaugeMetricFamily("warren_stream_consumer_offset", "Next offset a stream "
+                               "consumer reads", labels=[*labels, "consumer"])
+    lag = GaugeMetricFamily("warren_stream_consumer_lag", "Messages appended to the stream "
+                            "that a consumer has not read yet", labels=[*labels, "consumer"])
+    for vhost, q in queues:
+        if not q.own_log:
+            continue
+        info = q.stream_info()
+        for key, family in families.items():
+            family.add_metric([vhost, q.name], info[key])
+        for tag, next_offset in info["consumer_offsets"].items():
+            offset.add_metric([vhost, q.name, tag], next_offset)
+            lag.add_metric([vhost, q.name, tag], max(0, info["last_offset"] + 1 - next_offset))
+    yield from families.values()
+    yield offset
+    yield lag
 
 
 def _add_state(family: GaugeMetricFamily, labels: list[str], known: Iterable[str],

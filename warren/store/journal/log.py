@@ -112,10 +112,11 @@ class _Batch:
         return sum(len(chunk[2]) for chunk in self.chunks)
 
 
-class _DiskThread:
-    """One daemon thread running the journal's disk work in order; results come back as
-    Deferreds fired on the reactor thread. A daemon, unlike a Twisted ThreadPool's workers, so a
-    store someone forgot to close never holds the interpreter open at exit."""
+class DiskThread:
+    """One daemon thread running disk work in order (the journal's, and the stream logs'
+    fsyncs: ``stream/syncer.py``); results come back as Deferreds fired on the reactor thread.
+    A daemon, unlike a Twisted ThreadPool's workers, so a store someone forgot to close never
+    holds the interpreter open at exit."""
 
     def __init__(self, reactor: Any) -> None:
         self._reactor = reactor
@@ -180,7 +181,7 @@ class JournalLog:
         self._pending = _Batch()
         self._inflight: _Batch | None = None
         self._disk_lock = threading.Lock()  # held while bytes go to disk, by either path
-        self._disk = _DiskThread(reactor)
+        self._disk = DiskThread(reactor)
         self._kick_call: Any = None
         self._retry_call: Any = None
         self._retry_delay = RETRY_FIRST

@@ -101,6 +101,11 @@ class JournalSegment:
         """Make written data durable (fdatasync: the size is metadata it covers)."""
         os.fdatasync(self._fd)
 
+    def dup_fd(self) -> int:
+        """A second descriptor of the file, for an fsync on another thread that must not race
+        with this one being closed."""
+        return os.dup(self._fd)
+
     def truncate(self, size: int) -> None:
         os.ftruncate(self._fd, size)
         os.fsync(self._fd)

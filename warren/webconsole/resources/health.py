@@ -47,6 +47,7 @@ PROTOCOL_ALIASES = {
 LISTENERS = (("amqp", "amqp_port", False), ("amqp/ssl", "amqps_port", True),
              ("stomp", "stomp_port", False), ("stomp/ssl", "stomps_port", True),
              ("mqtt", "mqtt_port", False), ("mqtt/ssl", "mqtts_port", True),
+             ("stream", "stream_port", False), ("stream/ssl", "streams_port", True),
              ("http", "http_port", False), ("https", "https_port", True),
              ("http/web-stomp", "web_stomp_port", False),
              ("https/web-stomp", "web_stomp_tls_port", True),

@@ -35,10 +35,11 @@ def queue_info(call: Call, vh: Any, q: Any) -> dict[str, Any]:
     owner = q.exclusive_owner
     consumers = list(q.consumers)
     exclusive_tag = next((c.tag for c in consumers if c.exclusive), None)
-    return {
+    info = {
         "name": q.name, "vhost": vh.name, "durable": q.durable, "auto_delete": q.auto_delete,
         "exclusive": owner is not None, "arguments": jsonable(q.arguments),
-        "node": call.broker.node_name, "state": "running", "type": "classic",
+        "node": call.broker.node_name, "state": "running",
+        "type": "stream" if q.own_log else "classic",
         "policy": getattr(q, "policy_name", None),
         "effective_policy_definition": jsonable(q.policy or {}),
         "owner_pid_details": ({"name": getattr(owner, "name", ""),
@@ -63,6 +64,13 @@ def queue_info(call: Call, vh: Any, q: Any) -> dict[str, Any]:
         "redelivery_back_off": back_off_info(q.back_off),
         "messages_redelivery_held": len(q.held),
     }
+    if q.own_log:
+        # a stream: RabbitMQ's committed_offset, and where its log starts, how big it is
+        # and where each consumer reads (the console's stream panel)
+        stream = q.stream_info()
+        info.update(committed_offset=stream["last_offset"], stream=stream,
+                    message_bytes=stream["size_bytes"], message_bytes_ready=stream["size_bytes"])
+    return info
 
 
 def back_off_info(back_off: Any) -> dict[str, Any] | None:

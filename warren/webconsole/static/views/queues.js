@@ -14,8 +14,19 @@ const ARGUMENT_SHORTCUTS = [
   ["x-max-length-bytes", "Number"], ["x-overflow", "String"], ["x-dead-letter-exchange", "String"],
   ["x-dead-letter-routing-key", "String"], ["x-max-priority", "Number"], ["x-single-active-consumer", "Boolean"],
   ["x-delivery-limit", "Number"], ["x-redelivery-initial-delay", "Number"], ["x-redelivery-multiplier", "Number"],
-  ["x-redelivery-max-delay", "Number"],
+  ["x-redelivery-max-delay", "Number"], ["x-queue-type", "String"], ["x-max-age", "String"],
+  ["x-stream-max-segment-size-bytes", "Number"],
 ];
+
+/** A stream's log: where it starts and ends, its size on disk, and where each consumer reads. */
+function streamFacts(s, fact) {
+  return h("table", {class: "kv facts", id: "queue-stream"}, h("tbody", {},
+    fact("First offset", formatCount(s.first_offset), "stream-first-offset"),
+    fact("Last offset", formatCount(s.last_offset), "stream-last-offset"),
+    fact("Size", `${formatCount(s.size_bytes)} bytes`, "stream-size"),
+    fact("Segments", formatCount(s.segments), "stream-segments"),
+    fact("Consumer offsets", kvTable(s.consumer_offsets, {empty: "none"}), "stream-consumer-offsets")));
+}
 
 /** "1 s, x2, at most 1 min": a queue's redelivery back-off (``redelivery_back_off``). */
 function backOffText(b) {
@@ -246,7 +257,8 @@ export function queuePage({vhost, name}, app) {
             ? fact("Held for redelivery", formatCount(q.messages_redelivery_held ?? 0), "queue-redelivery-held") : null,
           fact("Incoming", formatRate(rateOf(q, "publish"))),
           fact("Deliver / get", formatRate(rateOf(q, "deliver_get"))),
-          fact("Ack", formatRate(rateOf(q, "ack")))))));
+          fact("Ack", formatRate(rateOf(q, "ack"))))),
+        q.stream ? streamFacts(q.stream, fact) : null));
       // RabbitMQ puts consumer_details in the queue; otherwise pick them out of /api/consumers
       const consumerList = q.consumer_details ?? (q.consumers
         ? (await get(apiPath("consumers"))).filter((c) => c.queue && c.queue.name === name && c.queue.vhost === vhost)

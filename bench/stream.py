@@ -1,0 +1,189 @@
+"""Stream queues: publish and consume rates over AMQP 0-9-1 and over the Stream protocol,
+warren side by side with RabbitMQ's streams (Debian's rabbitmq-server, plugin rabbitmq_stream).
+
+    python -m bench.stream [--messages 100000] [--rounds 1] [--size 64]
+                           [--brokers warren,rabbitmq] [--window 1000]
+
+Per broker, one broker on free loopback ports (warren: ``warren run`` as the tests start it;
+RabbitMQ: a private node as ``tests/network/rabbitmq.py`` starts one, with ``rabbitmq_stream``),
+the same clients for both. Each round, on a fresh stream:
+
+1. ``amqp-publish``: pika publishes N persistent messages with confirms, ``--window`` in flight
+   (``tests/durability/clients.py``); rate = N / time to the last confirm;
+2. ``amqp-consume``: pika reads the N back from ``first`` (prefetch ``--window``, an ack with
+   multiple every half window); rate = N / time to the last one;
+3. ``stream-publish``: rstream publishes N more in batches of 500, confirms counted by its
+   callback; rate = N / time to the last confirm;
+4. ``stream-replay``: rstream reads all 2N from offset 0 (credit per chunk, as the client
+   does); rate = 2N / time to the last one.
+
+The table (stdout, Markdown) has the median rate per broker and step and the ratio warren /
+RabbitMQ; progress goes to stderr. Speed is measured, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pika
+from rstream import Consumer, ConsumerOffsetSpecification, OffsetType, Producer
+
+from tests.broker_process import BrokerProcess
+from tests.durability.clients import ConfirmedPublisher
+from tests.network.rabbitmq import RabbitNode
+
+HOST = "127.0.0.1"
+STEPS = ("amqp-publish", "amqp-consume", "stream-publish", "stream-replay")
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def amqp_publish(port: int, stream: str, n: int, size: int, window: int) -> float:
+    url = f"amqp://guest:guest@{HOST}:{port}/%2F"
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    conn.channel().queue_declare(stream, durable=True, arguments={"x-queue-type": "stream"})
+    conn.close()
+    body = b"x" * size
+    start = time.perf_counter()
+    publisher = ConfirmedPublisher(url, stream, (body for _ in range(n)), window=window)
+    publisher.run(timeout=3600)
+    elapsed = time.perf_counter() - start
+    if len(publisher.acked) != n:
+        raise RuntimeError(f"{len(publisher.acked)} of {n} confirmed: {publisher.error}")
+    return n / elapsed
+
+
+def amqp_consume(port: int, stream: str, n: int, window: int) -> float:
+    conn = pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@{HOST}:{port}/%2F"))
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=window)
+    got = 0
+    start = time.perf_counter()
+    for method, _props, _body in ch.consume(stream, arguments={"x-stream-offset": "first"},
+                                            inactivity_timeout=60):
+        if method is None:
+            raise RuntimeError(f"only {got} of {n} read")
+        got += 1
+        if got % (window // 2) == 0 or got == n:
+            ch.basic_ack(method.delivery_tag, multiple=True)
+        if got == n:
+            break
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return n / elapsed
+
+
+async def stream_publish(port: int, stream: str, n: int, size: int) -> float:
+    body = b"y" * size
+    confirmed = 0
+    done = asyncio.Event()
+
+    def on_confirm(status) -> None:
+        nonlocal confirmed
+        confirmed += 1
+        if confirmed == n:
+            done.set()
+
+    async with Producer(HOST, port=port, username="guest", password="guest") as producer:
+        start = time.perf_counter()
+        sent = 0
+        while sent < n:
+            batch = min(500, n - sent)
+            await producer.send_batch(stream, [body] * batch, on_publish_confirm=on_confirm)
+            sent += batch
+        await asyncio.wait_for(done.wait(), 3600)
+        return n / (time.perf_counter() - start)
+
+
+async def stream_replay(port: int, stream: str, n: int) -> float:
+    got = 0
+    done = asyncio.Event()
+
+    async def on_message(msg, ctx) -> None:
+        nonlocal got
+        got += 1
+        if got == n:
+            done.set()
+
+    consumer = Consumer(HOST, port=port, username="guest", password="guest")
+    await consumer.start()
+    start = time.perf_counter()
+    await consumer.subscribe(stream, on_message, offset_specification=ConsumerOffsetSpecification(
+        OffsetType.FIRST, None), initial_credit=10)
+    await asyncio.wait_for(done.wait(), 3600)
+    elapsed = time.perf_counter() - start
+    await consumer.close()
+    return n / elapsed
+
+
+class Running:
+    """One broker under test: its AMQP and Stream ports, and how to stop it."""
+
+    def __init__(self, kind: str, workdir: Path) -> None:
+        self.kind = kind
+        if kind == "warren":
+            self.proc = BrokerProcess(workdir / "warren").start()
+            self.amqp, self.stream = self.proc.amqp_port, self.proc.stream_port
+            self.stop = self.proc.stop
+        else:
+            node = RabbitNode(workdir / "rabbitmq", plugins=("rabbitmq_stream",)).start()
+            self.amqp, self.stream = node.amqp_port, node.stream_port
+            self.stop = node.stop
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--window", type=int, default=1000)
+    ap.add_argument("--brokers", default="warren,rabbitmq")
+    args = ap.parse_args(argv)
+    rates: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="warren-bench-stream-") as tmp:
+        for kind in args.brokers.split(","):
+            say(f"starting {kind}")
+            broker = Running(kind, Path(tmp))
+            try:
+                for r in range(args.rounds):
+                    stream = f"bench-{r}"
+                    n = args.messages
+                    for step, run in (
+                            ("amqp-publish", lambda: amqp_publish(broker.amqp, stream, n,
+                                                                  args.size, args.window)),
+                            ("amqp-consume", lambda: amqp_consume(broker.amqp, stream, n,
+                                                                  args.window)),
+                            ("stream-publish", lambda: asyncio.run(stream_publish(
+                                broker.stream, stream, n, args.size))),
+                            ("stream-replay", lambda: asyncio.run(stream_replay(
+                                broker.stream, stream, 2 * n)))):
+                        rate = run()
+                        rates.setdefault((kind, step), []).append(rate)
+                        say(f"{kind} round {r + 1} {step}: {rate:,.0f} msg/s")
+            finally:
+                broker.stop()
+    kinds = args.brokers.split(",")
+    print(f"\n{args.messages:,} messages of {args.size} bytes, median of {args.rounds} "
+          "round(s), msg/s\n")
+    print("| step | " + " | ".join(kinds) + (" | warren / rabbitmq |" if len(kinds) > 1 else " |"))
+    print("|---" * (len(kinds) + 1 + (len(kinds) > 1)) + "|")
+    for step in STEPS:
+        medians = {k: statistics.median(rates[(k, step)]) for k in kinds if (k, step) in rates}
+        cells = [f"{medians[k]:,.0f}" if k in medians else "-" for k in kinds]
+        ratio = ""
+        if "warren" in medians and "rabbitmq" in medians:
+            ratio = f" | {medians['warren'] / medians['rabbitmq']:.2f}"
+        print(f"| {step} | " + " | ".join(cells) + ratio + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""STOMP SUBSCRIBE to a stream with ``x-stream-offset`` (RabbitMQ's STOMP dialect).
+
+``first``, ``offset=<n>`` and ``timestamp=<unix seconds>``; each MESSAGE carries its
+``x-stream-offset``; a stream subscription needs client acks and a prefetch (ERROR otherwise,
+the stream left as it was).
+"""
+
+from __future__ import annotations
+
+import pika
+
+
+def make_stream(broker, name, count):
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.queue_declare(name, durable=True, arguments={"x-queue-type": "stream"})
+    for i in range(count):
+        ch.basic_publish("", name, b"m%d" % i)
+    conn.close()
+
+
+def test_subscribe_from_first_offset_and_timestamp(broker, client_factory, unique):
+    make_stream(broker, unique, 5)
+    c = client_factory("1.2")
+    c.subscribe(f"/amq/queue/{unique}", "a", ack="client-individual",
+                **{"prefetch-count": "10", "x-stream-offset": "first"})
+    got = [c.recorder.message() for _ in range(5)]
+    assert [(f.body, f.headers["x-stream-offset"]) for f in got] == [
+        (f"m{i}", str(i)) for i in range(5)]
+    for f in got:
+        c.ack(f)
+    c.subscribe(f"/amq/queue/{unique}", "b", ack="client",
+                **{"prefetch-count": "10", "x-stream-offset": "offset=3"})
+    assert [c.recorder.message().body for _ in range(2)] == ["m3", "m4"]
+    c.subscribe(f"/amq/queue/{unique}", "c", ack="client",
+                **{"prefetch-count": "10", "x-stream-offset": "timestamp=0"})
+    assert c.recorder.message().body == "m0"
+
+
+def test_stream_subscription_needs_client_acks_and_prefetch(broker, client_factory, unique):
+    make_stream(broker, unique, 1)
+    c = client_factory("1.2")
+    c.conn.subscribe(f"/amq/queue/{unique}", "a", ack="client")
+    error = c.recorder.error()
+    assert error.headers["message"] == "precondition_failed"
+    assert ("consumer prefetch count is not set for stream queue "
+            f"'{unique}' in vhost '/'") in error.body
+    c2 = client_factory("1.2")
+    c2.conn.subscribe(f"/amq/queue/{unique}", "a", ack="client",
+                      headers={"prefetch-count": "1", "x-stream-offset": "offset=x"})
+    error = c2.recorder.error()
+    assert "failed consuming from stream queue" in error.body
+    assert "invalid_max_age" in error.body
+    c3 = client_factory("1.2")
+    c3.subscribe(f"/amq/queue/{unique}", "a", ack="client",
+                 **{"prefetch-count": "1", "x-stream-offset": "first"})
+    assert c3.recorder.message().body == "m0"
+    assert "Traceback" not in broker.log()

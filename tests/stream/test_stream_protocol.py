@@ -1,0 +1,379 @@
+"""The RabbitMQ Stream protocol with the ``rstream`` client, unchanged, and with raw frames.
+
+rstream creates and deletes streams, publishes with confirms, deduplicates by publisher
+reference (also across a restart), subscribes from each offset specification with credit,
+and stores and queries offsets server-side (also across a restart). Raw sockets send what no
+client library would: bad frame lengths, unknown commands, frames over frame_max, commands
+before authentication; each gets what RabbitMQ 3.10.8 answers (checked against it with the
+same frames: response codes, the close frame after open, a silent close before it), and the
+broker log has no traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import urllib.parse
+import struct
+
+import pika
+import pytest
+from rstream import (ConsumerOffsetSpecification, OffsetType, Producer, RawMessage,
+                     exceptions)
+from rstream import Consumer as RConsumer
+
+from tests.broker_process import BrokerProcess
+
+TIMEOUT = 30
+
+
+@pytest.fixture
+def broker(tmp_path):
+    proc = BrokerProcess(tmp_path / "data").start()
+    yield proc
+    proc.stop()
+    if proc.proc is not None and proc.proc.poll() is None:
+        proc.kill()
+
+
+def producer(broker):
+    return Producer("127.0.0.1", port=broker.stream_port, username="guest", password="guest")
+
+
+async def read(broker, stream, count, offset_type=OffsetType.FIRST, offset=None,
+               name=None):
+    """``count`` (offset, body) pairs from ``stream``."""
+    got: list[tuple[int, bytes]] = []
+    done = asyncio.Event()
+
+    async def on_message(msg, ctx):
+        got.append((ctx.offset, bytes(msg)))
+        if len(got) >= count:
+            done.set()
+
+    consumer = RConsumer("127.0.0.1", port=broker.stream_port, username="guest",
+                         password="guest")
+    await consumer.start()
+    await consumer.subscribe(stream, on_message, subscriber_name=name,
+                             offset_specification=ConsumerOffsetSpecification(offset_type,
+                                                                               offset))
+    await asyncio.wait_for(done.wait(), TIMEOUT)
+    await consumer.close()
+    return got[:count]
+
+
+def test_publish_confirm_and_consume_from_each_offset_spec(broker):
+    async def main():
+        async with producer(broker) as p:
+            await p.create_stream("s", exists_ok=True)
+            for i in range(20):
+                await p.send_wait("s", b"m%d" % i)
+            await p.send_batch("s", [b"b%d" % i for i in range(5)])
+        everything = await read(broker, "s", 25)
+        assert everything == [(i, b"m%d" % i) for i in range(20)] + \
+            [(20 + i, b"b%d" % i) for i in range(5)]
+        assert await read(broker, "s", 3, OffsetType.OFFSET, 12) == [
+            (12, b"m12"), (13, b"m13"), (14, b"m14")]
+        assert (await read(broker, "s", 1, OffsetType.LAST))[0][0] <= 24
+        assert (await read(broker, "s", 1, OffsetType.TIMESTAMP, 0))[0] == (0, b"m0")
+    asyncio.run(main())
+
+
+def test_publish_frames_over_frame_max_are_taken(broker):
+    """rstream batches by count: 2000 messages of 1 KiB make a frame over the 1 MiB frame_max,
+    which RabbitMQ takes."""
+    async def main():
+        async with producer(broker) as p:
+            await p.create_stream("wide")
+            await p.send_batch("wide", [b"%04d" % i + b"." * 1020 for i in range(2000)])
+        return await read(broker, "wide", 2000)
+
+    got = asyncio.run(main())
+    assert [o for o, _ in got] == list(range(2000))
+
+
+def test_many_chunks_with_credit(broker):
+    """Far more messages than one chunk: the consumer's credit (one per chunk) paces it."""
+    async def main():
+        async with producer(broker) as p:
+            await p.create_stream("big")
+            await p.send_batch("big", [b"%05d" % i for i in range(3000)])
+        got = await read(broker, "big", 3000)
+        assert [o for o, _ in got] == list(range(3000))
+        assert got[-1][1] == b"02999"
+    asyncio.run(main())
+
+
+def test_deduplication_by_publisher_reference_survives_restart(broker):
+    async def main(first_id):
+        async with producer(broker) as p:
+            await p.create_stream("d", exists_ok=True)
+            client = await p.default_client
+            before = await client.query_publisher_sequence(stream="d", reference="writer")
+            for i in range(first_id, first_id + 10):
+                await p.send_wait("d", RawMessage(b"d%d" % i, publishing_id=i),
+                                  publisher_name="writer")
+            return before
+
+    assert asyncio.run(main(1)) == 0
+    broker.stop()
+    broker.start()
+    # ids 1..10 again (a publisher resending after a crash), then 11..20: only 11..20 stored
+    assert asyncio.run(main(1)) == 10
+    asyncio.run(main(11))
+
+    async def check():
+        got = await read(broker, "d", 20)
+        assert [b for _, b in got] == [b"d%d" % i for i in range(1, 21)]
+        async with producer(broker) as p:
+            client = await p.default_client
+            assert await client.query_publisher_sequence(stream="d", reference="writer") == 20
+    asyncio.run(check())
+
+
+def test_offset_tracking_survives_restart(broker):
+    async def store():
+        async with producer(broker) as p:
+            await p.create_stream("o")
+            await p.send_batch("o", [b"x%d" % i for i in range(10)])
+        consumer = RConsumer("127.0.0.1", port=broker.stream_port, username="guest",
+                             password="guest")
+        await consumer.start()
+        with pytest.raises(exceptions.OffsetNotFound):
+            await consumer.query_offset("o", "app")
+        await consumer.store_offset("o", "app", 6)
+        assert await consumer.query_offset("o", "app") == 6
+        await consumer.close()
+
+    asyncio.run(store())
+    broker.stop()
+    broker.start()
+
+    async def resume():
+        consumer = RConsumer("127.0.0.1", port=broker.stream_port, username="guest",
+                             password="guest")
+        await consumer.start()
+        offset = await consumer.query_offset("o", "app")
+        await consumer.close()
+        return await read(broker, "o", 3, OffsetType.OFFSET, offset + 1)
+
+    assert asyncio.run(resume()) == [(7, b"x7"), (8, b"x8"), (9, b"x9")]
+
+
+def test_amqp_publish_is_read_over_the_stream_protocol_and_back(broker):
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.queue_declare("x", durable=True, arguments={"x-queue-type": "stream"})
+    ch.basic_publish("", "x", b"from amqp")
+
+    async def main():
+        async with producer(broker) as p:
+            await p.send_wait("x", b"from stream")
+        return await read(broker, "x", 2)
+
+    assert asyncio.run(main()) == [(0, b"from amqp"), (1, b"from stream")]
+    ch.basic_qos(prefetch_count=5)
+    got = []
+    for method, props, body in ch.consume("x", arguments={"x-stream-offset": "first"},
+                                          inactivity_timeout=TIMEOUT):
+        got.append((body, props.headers["x-stream-offset"]))
+        if len(got) == 2:
+            break
+    assert got == [(b"from amqp", 0), (b"from stream", 1)]
+    conn.close()
+
+
+def test_missing_streams_and_existing_ones(broker):
+    async def main():
+        async with producer(broker) as p:
+            await p.create_stream("e")
+            with pytest.raises(exceptions.StreamAlreadyExists):
+                await p.create_stream("e")
+            with pytest.raises(exceptions.StreamDoesNotExist):
+                await p.delete_stream("nope")
+            with pytest.raises(exceptions.StreamDoesNotExist):
+                await p.send_wait("nope", b"lost")
+            await p.delete_stream("e")
+            assert not await p.stream_exists("e")
+    asyncio.run(main())
+    assert "Traceback" not in broker.log()
+
+
+# ---------------------------------------------------------------- raw frames
+def frame(key, *parts, version=1):
+    body = struct.pack(">HH", key, version) + b"".join(parts)
+    return struct.pack(">I", len(body)) + body
+
+
+def string(s):
+    raw = s.encode()
+    return struct.pack(">H", len(raw)) + raw
+
+
+class Raw:
+    """A socket speaking frames, for what no client library sends."""
+
+    def __init__(self, broker):
+        self.sock = socket.create_connection(("127.0.0.1", broker.stream_port), TIMEOUT)
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def recv_exact(self, n):
+        out = b""
+        while len(out) < n:
+            chunk = self.sock.recv(n - len(out))
+            if not chunk:
+                raise EOFError(f"closed after {len(out)} of {n} bytes")
+            out += chunk
+        return out
+
+    def frame(self):
+        (size,) = struct.unpack(">I", self.recv_exact(4))
+        body = self.recv_exact(size)
+        key, version = struct.unpack_from(">HH", body)
+        return key, body[4:]
+
+    def closed(self):
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def login(self):
+        self.send(frame(17, struct.pack(">Ii", 1, 0)))
+        assert self.frame()[0] == 0x8011
+        self.send(frame(18, struct.pack(">I", 2)))
+        assert self.frame()[0] == 0x8012
+        self.send(frame(19, struct.pack(">I", 3), string("PLAIN"),
+                        struct.pack(">i", 12), b"\0guest\0guest"))
+        key, body = self.frame()
+        assert (key, struct.unpack_from(">IH", body)) == (0x8013, (3, 1))
+        key, body = self.frame()
+        assert key == 20   # tune
+        self.send(frame(20, struct.pack(">II", 1048576, 0)))
+        self.send(frame(21, struct.pack(">I", 4), string("/")))
+        key, body = self.frame()
+        assert (key, struct.unpack_from(">IH", body)) == (0x8015, (4, 1))
+
+
+def close_code(raw):
+    key, body = raw.frame()
+    assert key == 22, key
+    return struct.unpack_from(">IH", body)[1]
+
+
+@pytest.mark.parametrize("data", [
+    struct.pack(">I", 2) + b"\x00\x11",                      # no room for key and version
+    frame(17, struct.pack(">I", 1)),                          # peer properties cut short
+    frame(999, b""),                                          # unknown command
+    frame(13, struct.pack(">I", 1), string("s")),             # create before open
+])
+def test_bad_frames_before_open_close_without_a_word(broker, data):
+    """RabbitMQ 3.10.8 closes such a connection without a close frame; so does warren."""
+    raw = Raw(broker)
+    raw.send(data)
+    assert raw.closed()
+    assert "Traceback" not in broker.log()
+
+
+def test_bad_frames_after_open(broker):
+    """After open: a close frame, correlation 1, code 13 and RabbitMQ's "unknown frame"."""
+    raw = Raw(broker)
+    raw.login()
+    raw.send(frame(999, b""))
+    key, body = raw.frame()
+    assert (key, body) == (22, struct.pack(">IH", 1, 13) + string("unknown frame"))
+    assert raw.closed()
+    raw = Raw(broker)
+    raw.login()
+    raw.send(frame(13, struct.pack(">I", 16), string("made"), struct.pack(">i", 0)))
+    raw.frame()
+    # an offset specification type RabbitMQ cannot parse
+    raw.send(frame(7, struct.pack(">IB", 17, 1), string("made"), struct.pack(">H", 9),
+                   struct.pack(">Hi", 10, 0)))
+    assert close_code(raw) == 13
+    raw = Raw(broker)
+    raw.login()
+    # a subscribe whose string length runs past the end of the frame
+    raw.send(frame(7, struct.pack(">IB", 5, 1), struct.pack(">H", 500), b"abc"))
+    assert close_code(raw) == 13
+    raw = Raw(broker)
+    raw.login()
+    # over frame_max is taken, as RabbitMQ takes it (rstream sends such publish frames), up to
+    # 64 MiB; a frame announced larger closes the connection with FRAME_TOO_LARGE
+    raw.send(struct.pack(">I", 100_000_000) + b"\x00\x02\x00\x01")
+    assert close_code(raw) == 14
+    assert "Traceback" not in broker.log()
+
+
+def test_response_codes_of_commands_on_missing_things(broker):
+    raw = Raw(broker)
+    raw.login()
+
+    def ask(key, *parts):
+        raw.send(frame(key, *parts))
+        got, body = raw.frame()
+        assert got == key | 0x8000
+        return struct.unpack_from(">IH", body)[1]
+
+    assert ask(7, struct.pack(">IB", 10, 1), string("nope"), struct.pack(">HH", 1, 10),
+               struct.pack(">i", 0)) == 2                     # subscribe: no such stream
+    assert ask(1, struct.pack(">IB", 11, 1), string(""), string("nope")) == 2  # publisher
+    assert ask(12, struct.pack(">IB", 12, 9)) == 4            # unsubscribe: unknown id
+    assert ask(6, struct.pack(">IB", 13, 9)) == 18            # delete unknown publisher
+    assert ask(11, struct.pack(">I", 14), string("r"), string("nope")) == 2  # query offset
+    # a bad max-age: refused (RabbitMQ 3.10.8 creates the stream anyway)
+    assert ask(13, struct.pack(">I", 15), string("made"), struct.pack(">i", 1),
+               string("max-age"), string("10parsecs")) == 17
+    assert ask(13, struct.pack(">I", 16), string("made"), struct.pack(">i", 0)) == 1
+    assert ask(13, struct.pack(">I", 17), string("made"), struct.pack(">i", 0)) == 5  # again
+    assert ask(13, struct.pack(">I", 18), string("made"), struct.pack(">i", 1),
+               string("max-length-bytes"), string("1000")) == 17   # inequivalent (RabbitMQ)
+    # a publish for a publisher never declared: a publish error per message, code 18
+    raw.send(frame(2, struct.pack(">Bi", 7, 1), struct.pack(">Qi", 42, 3), b"abc"))
+    key, body = raw.frame()
+    assert key == 4
+    assert struct.unpack_from(">BiQH", body) == (7, 1, 42, 18)
+    # wrong password
+    bad = Raw(broker)
+    bad.send(frame(18, struct.pack(">I", 2)))
+    bad.frame()
+    bad.send(frame(19, struct.pack(">I", 3), string("PLAIN"), struct.pack(">i", 12),
+                   b"\0guest\0wrong"))
+    key, body = bad.frame()
+    assert (key, struct.unpack_from(">IH", body)) == (0x8013, (3, 8))
+    assert "Traceback" not in broker.log()
+
+
+def test_connection_listed_closed_by_the_api_and_told_of_a_deleted_stream(broker):
+    import requests
+    api = f"{broker.http_url}/api"
+    auth = ("guest", "guest")
+    listeners = requests.get(f"{api}/overview", auth=auth, timeout=TIMEOUT).json()["listeners"]
+    assert {"protocol": "stream", "port": broker.stream_port} in [
+        {"protocol": x["protocol"], "port": x["port"]} for x in listeners]
+    raw = Raw(broker)
+    raw.login()
+    raw.send(frame(13, struct.pack(">I", 20), string("gone"), struct.pack(">i", 0)))
+    assert struct.unpack_from(">IH", raw.frame()[1]) == (20, 1)
+    raw.send(frame(7, struct.pack(">IB", 21, 3), string("gone"), struct.pack(">HH", 1, 5),
+                   struct.pack(">i", 0)))
+    assert struct.unpack_from(">IH", raw.frame()[1]) == (21, 1)
+    # the stream deleted by someone else: a metadata update, code 6 (stream not available)
+    assert requests.delete(f"{api}/queues/%2F/gone", auth=auth,
+                           timeout=TIMEOUT).status_code == 204
+    key, body = raw.frame()
+    assert key == 16
+    assert body[:2] == struct.pack(">H", 6) and body[2:] == string("gone")
+    conns = requests.get(f"{api}/connections", auth=auth, timeout=TIMEOUT).json()
+    mine = [c for c in conns if c["protocol"] == "RabbitMQ Stream"]
+    assert len(mine) == 1 and mine[0]["user"] == "guest" and mine[0]["vhost"] == "/"
+    name = urllib.parse.quote(mine[0]["name"], safe="")
+    assert requests.delete(f"{api}/connections/{name}", auth=auth,
+                           headers={"X-Reason": "go away"}, timeout=TIMEOUT).status_code == 204
+    key, body = raw.frame()
+    assert key == 22 and b"go away" in body
+    assert raw.closed()
+    assert "Traceback" not in broker.log()

@@ -1,0 +1,422 @@
+"""One stream's log: numbered records in segment files, read by offset, retained by size/age.
+
+RabbitMQ keeps a stream in osiris segment files that only grow and are deleted whole once they
+fall out of retention; warren does the same with the journal's framing (``JournalSegment``:
+length, CRC32, type, payload per record), so a torn tail is found and cut on recovery exactly
+as in the journal. A message record (type 1) is::
+
+    offset     u64   position in the stream, from 0, never reused
+    timestamp  i64   milliseconds since the epoch when the broker appended it
+    message    the core's message record (``Message.to_record``)
+
+The directory holds ``NNNNNNNN.log`` segments numbered in order. Each starts with a record
+naming its first offset (type 2), then the tracking so far: each publisher reference's last
+publishing id (type 3, deduplication) and each consumer reference's stored offset (type 4,
+server-side offset tracking), as osiris writes a tracking snapshot into each new segment; later
+tracking records follow the messages they belong with. A segment is closed (a new one started)
+when the next record would take it past ``max_segment_bytes``; retention runs then and deletes
+the oldest closed segments while the stream is over ``max_bytes`` or their newest record is
+older than ``max_age_ms``. The segment being written is never deleted, so the next offset and
+the tracking survive a restart however much was retained away.
+
+Appends are gathered in memory and written once per reactor turn (or before a read reaches
+them); :meth:`StreamLog.sync` writes and fdatasyncs, and is what a publisher's confirm waits
+for. In memory each segment keeps the file position, length and timestamp of its messages (20
+bytes a message) so a reader far behind goes straight to its record on disk.
+"""
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import shutil
+import struct
+import zlib
+from array import array
+from typing import Any
+
+from ..store.journal.segment import (HEADER_SIZE, RECORD_HEADER, CorruptRecord, JournalSegment,
+                                     encode_record, parse_segment_number)
+
+log = logging.getLogger("warren.stream")
+
+RECORD_MESSAGE = 1
+RECORD_SEGMENT = 2       # a segment's first record: the offset its messages start at
+RECORD_WRITER = 3        # a publisher's last publishing id (deduplication), not a message
+RECORD_CONSUMER = 4      # a consumer's stored offset (server-side offset tracking)
+_HEAD = struct.Struct(">Qq")
+_MESSAGE_CRC = zlib.crc32(bytes((RECORD_MESSAGE,)))   # the journal's CRC covers the type first
+_FIRST = struct.Struct(">Q")
+_NAME = struct.Struct(">H")
+_VALUE = struct.Struct(">Q")
+
+#: RabbitMQ's default ``stream-max-segment-size-bytes`` (500 MB) and its ceiling (3 GB)
+DEFAULT_SEGMENT_BYTES = 500_000_000
+MAX_SEGMENT_BYTES = 3_000_000_000
+
+
+class Segment:
+    """One segment file and the positions of its records."""
+
+    __slots__ = ("file", "first_offset", "positions", "lengths", "timestamps", "size")
+
+    def __init__(self, file: JournalSegment, first_offset: int) -> None:
+        self.file = file
+        self.first_offset = first_offset
+        self.positions = array("Q")    # file position of each message record
+        self.lengths = array("I")      # its length, framing included
+        self.timestamps = array("q")   # append time of each record (ms)
+        self.size = 0                  # bytes, written or pending
+
+    @property
+    def count(self) -> int:
+        return len(self.positions)
+
+
+
+class StreamLog:
+    def __init__(self, directory: str, clock: Any) -> None:
+        self.directory = directory
+        self.clock = clock
+        self.max_segment_bytes = DEFAULT_SEGMENT_BYTES
+        self.segments: list[Segment] = []
+        self._firsts: list[int] = []          # first offset of each segment, for bisect
+        self.next_offset = 0
+        self._pending = bytearray()           # appended, not yet written to the last segment
+        self._pending_at = 0                  # its file position
+        self._flush_call: Any = None
+        self._unsynced = False
+        self._new_files = False               # a segment was created: fsync the directory
+        self.writers: dict[str, int] = {}     # publisher reference -> last publishing id
+        self.consumers: dict[str, int] = {}   # consumer reference -> stored offset
+        self.closed = False
+
+    # ---------------------------------------------------------------- opening
+    def open(self, fresh: bool) -> None:
+        """Open the directory; ``fresh`` throws away what an older stream of the name left."""
+        if fresh and os.path.isdir(self.directory):
+            shutil.rmtree(self.directory)
+        os.makedirs(self.directory, exist_ok=True)
+        numbers = sorted(n for n in (parse_segment_number(f) for f in os.listdir(self.directory))
+                         if n is not None)
+        for number in numbers:
+            if not self._recover_segment(number):
+                # a gap in the offsets: whatever follows cannot be placed, so it goes
+                for later in numbers[numbers.index(number):]:
+                    path = os.path.join(self.directory, f"{later:08d}.log")
+                    log.error("stream %s: segment %s does not follow on: removed",
+                              self.directory, path)
+                    os.unlink(path)
+                break
+        if not self.segments:
+            self._new_segment(numbers[-1] + 1 if numbers else 0)
+            self.sync()
+        self._pending_at = self.segments[-1].size   # appends go on after what is there
+
+    def _recover_segment(self, number: int) -> bool:
+        """Read one segment back; False when its offsets do not follow the previous one's."""
+        file = JournalSegment(self.directory, number)
+        scan = file.scan()
+        if scan.dropped:
+            log.warning("stream %s: segment %d: %s; %d bytes cut at %d", self.directory,
+                        number, scan.problem, scan.dropped, scan.valid_end)
+            file.truncate(scan.valid_end)
+        records = scan.records
+        if not records or records[0][1] != RECORD_SEGMENT:
+            # torn before its header was written: it never held a message
+            file.delete()
+            return True
+        (first,) = _FIRST.unpack_from(records[0][2])
+        if self.segments and first != self.next_offset:
+            file.close()
+            return False
+        seg = Segment(file, first)
+        expected = first
+        end = records[0][0] + HEADER_SIZE + _FIRST.size
+        for position, record_type, payload in records[1:]:
+            if record_type in (RECORD_WRITER, RECORD_CONSUMER):
+                name, value = _unpack_tracking(payload)
+                (self.writers if record_type == RECORD_WRITER else self.consumers)[name] = value
+                end = position + HEADER_SIZE + len(payload)
+                continue
+            offset, ts = _HEAD.unpack_from(payload)
+            if record_type != RECORD_MESSAGE or offset != expected:
+                break
+            seg.positions.append(position)
+            seg.lengths.append(HEADER_SIZE + len(payload))
+            seg.timestamps.append(ts)
+            expected += 1
+            end = position + HEADER_SIZE + len(payload)
+        if end != scan.valid_end:
+            log.warning("stream %s: segment %d: records out of order cut at %d",
+                        self.directory, number, end)
+            file.truncate(end)
+        seg.size = end
+        self.segments.append(seg)
+        self._firsts.append(first)
+        self.next_offset = expected
+        return True
+
+    def _new_segment(self, number: int) -> Segment:
+        """Start a segment whose header names its first offset (written now, synced with the
+        next sync), so the next offset is known even when every older segment is gone."""
+        file = JournalSegment(self.directory, number)
+        # the header, then the tracking so far: retention deleting the older segments that
+        # recorded it must not lose deduplication or stored offsets
+        header = b"".join(
+            [encode_record(RECORD_SEGMENT, _FIRST.pack(self.next_offset))]
+            + [encode_record(RECORD_WRITER, _pack_tracking(n, v)) for n, v in self.writers.items()]
+            + [encode_record(RECORD_CONSUMER, _pack_tracking(n, v))
+               for n, v in self.consumers.items()])
+        file.write_at(0, header)
+        seg = Segment(file, self.next_offset)
+        seg.size = len(header)
+        self.segments.append(seg)
+        self._firsts.append(self.next_offset)
+        self._pending_at = seg.size
+        self._new_files = True
+        self._unsynced = True
+        return seg
+
+    # ---------------------------------------------------------------- facts
+    @property
+    def first_offset(self) -> int:
+        """The oldest offset still in the log (``next_offset`` when it holds nothing)."""
+        for seg in self.segments:
+            if seg.count:
+                return seg.first_offset
+        return self.next_offset
+
+    @property
+    def count(self) -> int:
+        return self.next_offset - self.first_offset
+
+    @property
+    def size(self) -> int:
+        return sum(seg.size for seg in self.segments)
+
+    @property
+    def last_chunk_offset(self) -> int:
+        """Where ``last`` starts: the newest record (each record is its own chunk)."""
+        return self.next_offset - 1 if self.count else self.next_offset
+
+    def offset_at(self, ts_ms: int) -> int:
+        """The first offset appended at or after ``ts_ms``; ``next_offset`` when none is."""
+        for seg in self.segments:
+            if seg.count and seg.timestamps[-1] >= ts_ms:
+                return seg.first_offset + bisect.bisect_left(seg.timestamps, ts_ms)
+        return self.next_offset
+
+    # ---------------------------------------------------------------- append / read
+    def append(self, message_record: bytes, writer: tuple[str, int] | None = None) -> int:
+        """Add one message; returns its offset. Written at the end of the turn. ``writer``:
+        (publisher reference, publishing id) remembered for deduplication."""
+        offset = self.next_offset
+        self.append_many([message_record])
+        if writer is not None:
+            self.track_writer(*writer)
+        return offset
+
+    def append_many(self, message_records: list[bytes]) -> None:
+        """Add messages at consecutive offsets, appended at one timestamp."""
+        ts = int(self.clock.seconds() * 1000)
+        seg = self.segments[-1]
+        pack_head, pack_frame = _HEAD.pack, RECORD_HEADER.pack
+        pending = self._pending
+        for record in message_records:
+            payload = pack_head(self.next_offset, ts) + record
+            frame = pack_frame(len(payload), zlib.crc32(payload, _MESSAGE_CRC),
+                               RECORD_MESSAGE) + payload
+            if seg.size + len(frame) > self.max_segment_bytes and seg.positions:
+                self._write_pending()
+                seg = self._new_segment(_segment_number(seg) + 1)
+                pending = self._pending
+            seg.positions.append(seg.size)
+            seg.lengths.append(len(frame))
+            seg.timestamps.append(ts)
+            seg.size += len(frame)
+            pending += frame
+            self.next_offset += 1
+        self._unsynced = True
+        if self._flush_call is None:
+            self._flush_call = self.clock.callLater(0, self._flush_soon)
+
+    def track_writer(self, reference: str, publishing_id: int) -> None:
+        """Record a publisher's last publishing id (``append`` does, with the message)."""
+        self.writers[reference] = publishing_id
+        self._add(encode_record(RECORD_WRITER, _pack_tracking(reference, publishing_id)))
+
+    def store_offset(self, reference: str, offset: int) -> None:
+        """Record where a named consumer got to (the Stream protocol's store_offset)."""
+        self.consumers[reference] = offset
+        self._add(encode_record(RECORD_CONSUMER, _pack_tracking(reference, offset)))
+
+    def _add(self, frame: bytes) -> None:
+        self.segments[-1].size += len(frame)
+        self._pending += frame
+        self._unsynced = True
+        if self._flush_call is None:
+            self._flush_call = self.clock.callLater(0, self._flush_soon)
+
+    def read(self, offset: int) -> tuple[int, bytes] | None:
+        """(timestamp ms, message record) at ``offset``; None when it is not in the log."""
+        i = bisect.bisect_right(self._firsts, offset) - 1
+        if i < 0 or offset >= self.next_offset:
+            return None
+        seg = self.segments[i]
+        index = offset - seg.first_offset
+        if index >= seg.count:
+            return None
+        position = seg.positions[index]
+        if seg is self.segments[-1] and position >= self._pending_at and self._pending:
+            self._write_pending()
+        try:
+            _type, payload = seg.file.read_at(position, seg.lengths[index])
+        except (CorruptRecord, OSError) as e:
+            log.error("stream %s: offset %d unreadable: %s", self.directory, offset, e)
+            return None
+        return _HEAD.unpack_from(payload)[1], payload[_HEAD.size:]
+
+    # ---------------------------------------------------------------- durability
+    def _flush_soon(self) -> None:
+        self._flush_call = None
+        if not self.closed:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        if self._pending and not self.closed:
+            seg = self.segments[-1]
+            seg.file.write_at(self._pending_at, self._pending)
+            self._pending_at += len(self._pending)
+            self._pending = bytearray()
+
+    @property
+    def unsynced(self) -> bool:
+        return self._unsynced
+
+    def sync(self) -> None:
+        """Everything appended so far is on disk once this returns."""
+        if self.closed or not self._unsynced:
+            return
+        self._write_pending()
+        self.segments[-1].file.sync()
+        if self._new_files:
+            # a segment closed since the last sync was synced before the next one began
+            # only if a sync came in between: sync them all, then the directory entry
+            for seg in self.segments[:-1]:
+                seg.file.sync()
+            fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._new_files = False
+        self._unsynced = False
+
+    def prepare_sync(self) -> tuple[list[int], str | None] | None:
+        """The reactor's half of a sync done on a disk thread: what was appended is written
+        now; returns descriptors (duplicates, the caller's to close) to fdatasync and the
+        directory to fsync, or None when nothing is unsynced."""
+        if self.closed or not self._unsynced:
+            return None
+        self._write_pending()
+        segments = self.segments if self._new_files else self.segments[-1:]
+        directory = self.directory if self._new_files else None
+        self._new_files = False
+        self._unsynced = False
+        return [seg.file.dup_fd() for seg in segments], directory
+
+    # ---------------------------------------------------------------- retention
+    def retain(self, max_bytes: int | None, max_age_ms: int | None) -> int:
+        """Delete the oldest closed segments out of retention; returns how many went.
+
+        The newest segment is synced first: its header must be on disk before the segments
+        that told the offsets before it are gone."""
+        now_ms = int(self.clock.seconds() * 1000)
+        gone = 0
+        total = self.size
+        while len(self.segments) > 1:
+            oldest = self.segments[0]
+            over_size = max_bytes is not None and total > max_bytes
+            too_old = (max_age_ms is not None and oldest.count
+                       and oldest.timestamps[-1] < now_ms - max_age_ms)
+            if not (over_size or too_old):
+                break
+            if not gone:
+                self.sync()
+            total -= oldest.size
+            oldest.file.delete()
+            del self.segments[0]
+            del self._firsts[0]
+            gone += 1
+        return gone
+
+    # ---------------------------------------------------------------- end
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.sync()
+        except OSError as e:
+            log.error("stream %s: last sync failed: %s", self.directory, e)
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        for seg in self.segments:
+            seg.file.close()
+        self.closed = True
+
+    def abandon(self) -> None:
+        """HA fencing: another broker owns the files now; nothing more is written."""
+        self.closed = True
+        self._pending = bytearray()
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        for seg in self.segments:
+            seg.file.close()
+
+    def destroy(self) -> None:
+        """The stream is deleted: its files go."""
+        self.closed = True
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        for seg in self.segments:
+            seg.file.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def sync_files(jobs: list[tuple[list[int], str | None]]) -> None:
+    """The disk thread's half of a sync (``StreamLog.prepare_sync``): fdatasync, then close."""
+    failure = None
+    for fds, directory in jobs:
+        for fd in fds:
+            try:
+                if failure is None:
+                    os.fdatasync(fd)
+            except OSError as e:
+                failure = e
+            finally:
+                os.close(fd)
+        if directory is not None and failure is None:
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    if failure is not None:
+        raise failure
+
+
+def _pack_tracking(name: str, value: int) -> bytes:
+    raw = name.encode()
+    return _NAME.pack(len(raw)) + raw + _VALUE.pack(value)
+
+
+def _unpack_tracking(payload: Any) -> tuple[str, int]:
+    (n,) = _NAME.unpack_from(payload)
+    name = bytes(payload[2:2 + n]).decode("utf-8", "replace")
+    return name, _VALUE.unpack_from(payload, 2 + n)[0]
+
+
+def _segment_number(seg: Segment) -> int:
+    return seg.file.number
+

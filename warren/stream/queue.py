@@ -1,0 +1,310 @@
+"""The stream queue type: what a vhost makes for ``x-queue-type: stream``.
+
+It is a :class:`~warren.broker.queue.Queue` to everything around it (routing, bindings,
+definitions, the console) but keeps no ready entries: a routed message is appended to the
+stream's :class:`~warren.stream.log.StreamLog` and each consumer reads the log from its own
+offset (``rabbit_stream_queue``). What RabbitMQ requires of a stream holds here with its
+texts: durable, not exclusive, not auto-delete (406 at declare); consumers set a prefetch and
+ack (406 / 540 at consume) and their acks only give credit back; basic.get and queue.purge
+are refused (540). Checked against RabbitMQ 3.10.8, whose consume texts are older
+("consumer prefetch count is not set for 'queue 'q' in vhost '/''"): warren has the current
+ones.
+
+Every delivery carries its offset (the entry's ``seq``); front ends put it in the
+``x-stream-offset`` header (AMQP: type ``l``, as RabbitMQ). A confirm for a publish
+into a stream waits for the log's sync (``Broker.sync`` syncs the logs written since the last
+one), so a confirmed message survives kill -9. Retention runs when a segment fills, and at
+declare, recovery and policy changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+from ..broker.arguments import max_age_ms
+from ..broker.consumers import Consumer
+from ..model.errors import NotImplemented_, PreconditionFailed
+from ..model.message import Message, QueueEntry
+from ..broker.queue import Queue
+from ..broker.queue_types import register
+from .log import MAX_SEGMENT_BYTES, StreamLog
+from .offsets import NEXT, OffsetSpec, parse_offset
+from .syncer import LogSyncer
+
+if TYPE_CHECKING:
+    from ..broker.vhost import VirtualHost
+
+#: deliveries per consumer per dispatch before the rest waits a turn (a reader far behind
+#: must not hold the reactor for its whole backlog)
+DISPATCH_SLICE = 500
+#: a chunk for readers that take chunks (the Stream protocol): at most this many records
+#: and about this many bytes, so one chunk stays well under a client's frame_max
+CHUNK_RECORDS = 256
+CHUNK_BYTES = 256 * 1024
+
+
+class StreamQueue(Queue):
+    own_log = True
+
+    def __init__(self, vhost: "VirtualHost", name: str, *, durable: bool = False,
+                 exclusive_owner: Any = None, auto_delete: bool = False,
+                 arguments: dict[str, Any] | None = None, recovered: bool = False) -> None:
+        self.log: StreamLog | None = None
+        self.readers: dict[Consumer, int] = {}   # consumer -> next offset it reads
+        super().__init__(vhost, name, durable=durable, exclusive_owner=exclusive_owner,
+                         auto_delete=auto_delete, arguments=arguments)
+        self.journaled = False
+        where = self._resource()
+        # rabbit_queue_type_util's checks, in rabbit_stream_queue:declare's order
+        if auto_delete:
+            raise PreconditionFailed(f"invalid property 'auto-delete' for {where}")
+        if exclusive_owner is not None:
+            raise PreconditionFailed(f"invalid property 'exclusive-owner' for {where}")
+        if not durable:
+            raise PreconditionFailed(f"invalid property 'non-durable' for {where}")
+        segment = self.arguments.get("x-stream-max-segment-size-bytes")
+        if segment is not None and segment > MAX_SEGMENT_BYTES:
+            raise PreconditionFailed("Exceeded max value for x-stream-max-segment-size-bytes")
+        broker = vhost.broker
+        if broker.log_syncer is None:
+            broker.log_syncer = LogSyncer(broker.clock)
+        self._syncer: LogSyncer = broker.log_syncer
+        self.log = StreamLog(self._directory(), self.clock)
+        self.log.open(fresh=not recovered)
+        self.apply_settings()
+
+    def _resource(self) -> str:
+        """``rabbit_misc:rs`` of this queue, as RabbitMQ's stream texts name it."""
+        return f"queue '{self.name}' in vhost '{self.vhost.name}'"
+
+    def _directory(self) -> str:
+        base = self.vhost.broker.stream_dir
+        if base is None:   # a broker without a data directory (nothing else is durable)
+            base = self.vhost.broker.stream_dir = tempfile.mkdtemp(prefix="warren-streams-")
+        digest = hashlib.sha1(self.store_key.encode()).hexdigest()
+        return os.path.join(base, digest)
+
+    # ---------------------------------------------------------------- settings
+    def apply_settings(self) -> None:
+        """Retention settings from arguments and policy; nothing of a classic queue applies."""
+        self.message_ttl = self.max_length = self.dlx = self.dlx_routing_key = None
+        self.expires = self.delivery_limit = self.back_off = self.max_priority = None
+        self.overflow = "drop-head"
+        self.counts_every_delivery = False
+        self.max_length_bytes = self.setting("max-length-bytes")
+        age = self.setting("max-age")
+        self.max_age_ms = max_age_ms(age) if age is not None else None
+        if self.log is not None:
+            segment = self.setting("stream-max-segment-size-bytes")
+            if segment:
+                self.log.max_segment_bytes = segment
+            self.log.retain(self.max_length_bytes, self.max_age_ms)
+
+    # ---------------------------------------------------------------- counts
+    @property
+    def message_count(self) -> int:
+        return self.log.count if self.log is not None else 0
+
+    # ---------------------------------------------------------------- enqueue
+    def would_overflow(self, message: Message) -> bool:
+        return False
+
+    def enqueue(self, message: Message) -> None:  # type: ignore[override]
+        """A routed message: the vhost counts it as stored (its confirm waits for sync)."""
+        self.append(message)
+
+    def append(self, message: Message, writer: tuple[str, int] | None = None) -> int:
+        """Add to the log (``writer``: publisher reference and publishing id, remembered for
+        deduplication); returns the offset. ``Broker.sync`` makes it durable."""
+        offset = self.log.next_offset
+        self.append_records([message.to_record()], writer)
+        return offset
+
+    def append_records(self, records: list[bytes],
+                       writer: tuple[str, int] | None = None) -> None:
+        """Add message records (``Message.to_record``) at consecutive offsets; ``writer``: the
+        publisher reference and the publishing id of the last of them."""
+        log = self.log
+        segments = len(log.segments)
+        log.append_many(records)
+        if writer is not None:
+            log.track_writer(*writer)
+        self.stats["publish"] += len(records)
+        self._syncer.add(log)
+        if len(log.segments) != segments:
+            log.retain(self.max_length_bytes, self.max_age_ms)
+        if self.readers:
+            self.dispatch()
+
+    def store_offset(self, reference: str, offset: int) -> None:
+        """A named consumer's offset, kept in the log (server-side offset tracking)."""
+        self.log.store_offset(reference, offset)
+        self._syncer.add(self.log)
+
+    # ---------------------------------------------------------------- consumers
+    def check_consume(self, no_ack: bool, prefetch: int, global_prefetch: int,
+                      arguments: dict[str, Any]) -> None:
+        """``rabbit_stream_queue:consume``'s refusals, before consume-ok goes out."""
+        where = self._resource()
+        if prefetch == 0:
+            raise PreconditionFailed(f"consumer prefetch count is not set for stream {where}")
+        if no_ack:
+            raise NotImplemented_(f"automatic acknowledgement not supported by stream {where}")
+        if global_prefetch:
+            raise NotImplemented_(f"{where} does not support global qos")
+        self._start_spec(arguments)
+
+    def _start_spec(self, arguments: dict[str, Any]) -> OffsetSpec:
+        try:
+            return parse_offset(arguments.get("x-stream-offset"),
+                                int(self.clock.seconds() * 1000))
+        except ValueError as e:
+            raise PreconditionFailed(
+                f"failed consuming from stream {self._resource()}: {e}") from None
+
+    def start_offset(self, spec: OffsetSpec) -> int:
+        """The offset a reader with ``spec`` reads first (osiris clamps into the log)."""
+        log = self.log
+        if spec.kind == "first":
+            return log.first_offset
+        if spec.kind == "last":
+            return log.last_chunk_offset
+        if spec.kind == "next":
+            return log.next_offset
+        if spec.kind == "timestamp":
+            return log.offset_at(spec.value)
+        return min(max(spec.value, log.first_offset), log.next_offset)
+
+    def add_consumer(self, consumer: Consumer, connection: Any = None) -> None:
+        spec = getattr(consumer, "offset_spec", None)   # a Stream protocol subscription
+        if spec is None:
+            spec = self._start_spec(consumer.arguments) if consumer.arguments else NEXT
+        self.readers[consumer] = self.start_offset(spec)
+        super().add_consumer(consumer, connection)
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        self.readers.pop(consumer, None)
+        super().remove_consumer(consumer)
+
+    def consumer_offsets(self) -> dict[str, int]:
+        """Consumer tag -> the next offset it reads (the console's view of readers)."""
+        return {c.tag: offset for c, offset in self.readers.items()}
+
+    # ---------------------------------------------------------------- delivery
+    def dispatch(self) -> None:
+        """Each reader reads on from its own offset while it has credit."""
+        if self._dispatching or self.deleted or not self.readers:
+            return
+        self._dispatching = True
+        more = False
+        try:
+            log = self.log
+            codec = self.vhost.broker.codec
+            for consumer in list(self.readers):
+                offset = max(self.readers.get(consumer, log.next_offset), log.first_offset)
+                if getattr(consumer, "deliver_chunk", None) is not None:
+                    offset, more_chunks = self._deliver_chunks(consumer, offset)
+                    more = more or more_chunks
+                    if consumer in self.readers:
+                        self.readers[consumer] = offset
+                    continue
+                sent = 0
+                while offset < log.next_offset and consumer.has_credit():
+                    if sent == DISPATCH_SLICE:
+                        more = True
+                        break
+                    found = log.read(offset)
+                    if found is None:   # unreadable (logged): skip it
+                        offset += 1
+                        continue
+                    # the front end adds x-stream-offset (the entry's seq) in its own encoding
+                    message = Message.from_record(found[1], codec, 0)
+                    self.unacked += 1
+                    self.stats["deliver"] += 1
+                    consumer.deliver(self, QueueEntry(message, offset))
+                    offset += 1
+                    sent += 1
+                if consumer in self.readers:
+                    self.readers[consumer] = offset
+        finally:
+            self._dispatching = False
+        if more and (self._dispatch_call is None or not self._dispatch_call.active()):
+            self._dispatch_call = self.clock.callLater(0, self._dispatch_later)
+
+    def _deliver_chunks(self, consumer: Any, offset: int) -> tuple[int, bool]:
+        """Chunks of consecutive records for a reader that takes them (one credit each)."""
+        log = self.log
+        chunks = 0
+        while offset < log.next_offset and consumer.has_credit():
+            if chunks == DISPATCH_SLICE // 10:
+                return offset, True
+            first = offset
+            records: list[bytes] = []
+            timestamp = 0
+            size = 0
+            while (offset < log.next_offset and len(records) < CHUNK_RECORDS
+                   and size < CHUNK_BYTES):
+                found = log.read(offset)
+                offset += 1
+                if found is None:
+                    if records:
+                        break
+                    first = offset
+                    continue
+                timestamp = timestamp or found[0]
+                records.append(found[1])
+                size += len(found[1])
+            if records:
+                consumer.deliver_chunk(self, first, timestamp, records)
+                chunks += 1
+        return offset, False
+
+    def get(self, no_ack: bool) -> QueueEntry | None:
+        raise NotImplemented_(f"basic.get not supported by stream queues {self._resource()}")
+
+    # ---------------------------------------------------------------- settlement
+    def _settled(self, entries: list[QueueEntry]) -> None:
+        """Any settlement only gives the consumer its credit back: the log keeps the data."""
+        self.unacked -= len(entries)
+        self.stats["ack"] += len(entries)
+
+    def ack(self, entries: list[QueueEntry]) -> None:
+        self._settled(entries)
+
+    def requeue(self, entries: list[QueueEntry]) -> None:
+        self._settled(entries)
+
+    def reject(self, entries: list[QueueEntry]) -> None:
+        self._settled(entries)
+
+    # ---------------------------------------------------------------- purge / delete
+    def purge(self) -> int:
+        raise NotImplemented_(f"queue.purge not supported by stream queues {self._resource()}")
+
+    def on_deleted(self) -> int:
+        self.deleted = True
+        for c in list(self.consumers):
+            self.consumers.remove(c)
+            c.cancelled(self)
+        self.readers.clear()
+        count = self.log.count
+        self._syncer.discard(self.log)
+        self.log.destroy()
+        return count
+
+    def close(self) -> None:
+        """The broker stops: the log is synced and closed."""
+        self.log.close()
+
+    # ---------------------------------------------------------------- console
+    def stream_info(self) -> dict[str, Any]:
+        log = self.log
+        return {"first_offset": log.first_offset, "last_offset": log.next_offset - 1,
+                "segments": len(log.segments), "size_bytes": log.size,
+                "consumer_offsets": self.consumer_offsets()}
+
+
+register("stream", StreamQueue)

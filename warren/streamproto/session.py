@@ -1,0 +1,514 @@
+"""One Stream protocol connection's commands, turned into core calls (``rabbit_stream_reader``).
+
+The session goes through RabbitMQ's states: peer properties and SASL (PLAIN) first, then the
+server's tune, the client's tune and open (the vhost); any other command before open closes
+the connection. After open it keeps the connection's publishers (id -> stream, reference) and
+subscriptions (id -> a :class:`Subscription`, a core consumer of the stream queue that takes
+chunks), and answers with RabbitMQ's response codes (``codec.py``).
+
+Publishing: each message of a publish frame is appended to the stream's log; a publisher with
+a reference is deduplicated (a publishing id not above the last one stored for that reference
+is confirmed without being stored again, as osiris does). Confirms go out once ``Broker.sync``
+has the log on disk, in one ``publish_confirm`` per publisher per read.
+
+Every command's fields are read through ``codec.Fields``: a frame that does not parse closes
+the connection with UNKNOWN_FRAME (13), one over the listener's bound with FRAME_TOO_LARGE
+(14); before
+open the connection is closed without a close frame. Checked against RabbitMQ 3.10.8: the
+response codes of commands on missing streams, publishers, subscriptions and offsets, the
+close frame (correlation 1, "unknown frame"), the silent close before open. Core errors become
+the response code of the command.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..model.errors import AccessRefused, BrokerError, NotAllowed, NotFound, PreconditionFailed
+from ..model.message import Message, Properties, QueueEntry, record_head
+from ..stream.offsets import OffsetSpec
+from . import codec
+from .codec import Fields, MalformedFrame
+
+if TYPE_CHECKING:
+    from ..stream.queue import StreamQueue
+
+log = logging.getLogger("warren.streamproto")
+
+#: messages per delivered chunk at most (a chunk is what one credit pays for)
+CHUNK_MESSAGES = 256
+#: arguments of create that map to queue arguments, and how their string values convert
+CREATE_ARGUMENTS = {"max-length-bytes": int, "max-age": str,
+                    "stream-max-segment-size-bytes": int}
+
+
+class Subscription:
+    """A subscribe: a consumer of the stream queue that receives chunks for its credit."""
+
+    no_ack = False
+    exclusive = False
+    priority = 0
+
+    def __init__(self, session: "StreamSession", sub_id: int, queue: "StreamQueue",
+                 spec: OffsetSpec, credit: int) -> None:
+        self.session = session
+        self.sub_id = sub_id
+        self.tag = f"stream-{sub_id}"
+        self.queue = queue
+        self.offset_spec = spec
+        self.arguments: dict[str, Any] = {}
+        self.credit = credit
+
+    def has_credit(self) -> bool:
+        return self.credit > 0 and not self.session.closed
+
+    def deliver_chunk(self, queue: Any, first_offset: int, timestamp_ms: int,
+                      records: list[bytes]) -> None:
+        self.credit -= 1
+        codec_ = self.session.broker.codec
+        bodies = [Message.from_record(r, codec_, 0).body for r in records]
+        self.session.write(codec.deliver_frame(self.sub_id, first_offset, timestamp_ms, bodies))
+
+    def deliver(self, queue: Any, entry: QueueEntry) -> None:   # not used: chunks only
+        self.deliver_chunk(queue, entry.seq, 0, [entry.message.to_record()])
+
+    def cancelled(self, queue: Any) -> None:
+        """The stream was deleted: RabbitMQ tells the client with a metadata update."""
+        self.session.subscriptions.pop(self.sub_id, None)
+        self.session.write(codec.metadata_update_frame(codec.STREAM_NOT_AVAILABLE, queue.name))
+
+
+class StreamSession:
+    def __init__(self, broker: Any, *, write: Callable[[bytes], None],
+                 close: Callable[[], None], peer: str, loopback: bool,
+                 advertised: tuple[str, int], frame_max: int, heartbeat: int) -> None:
+        self.broker = broker
+        self.write = write
+        self._close = close
+        self.peer = peer
+        self.loopback = loopback
+        self.advertised = advertised
+        self.frame_max = frame_max
+        self.heartbeat = heartbeat
+        self.user = None
+        self.vhost = None
+        self.closed = False
+        self.publishers: dict[int, tuple["StreamQueue", str | None]] = {}
+        self.subscriptions: dict[int, Subscription] = {}
+        self._confirms: dict[int, list[int]] = {}     # publisher id -> ids to confirm
+        self._persistent_props: bytes | None = None   # what a published message carries
+        self._handlers = {
+            codec.PEER_PROPERTIES: self._peer_properties,
+            codec.SASL_HANDSHAKE: self._sasl_handshake,
+            codec.SASL_AUTHENTICATE: self._sasl_authenticate,
+            codec.TUNE: self._tune,
+            codec.OPEN: self._open,
+            codec.CLOSE: self._on_close,
+            codec.HEARTBEAT: lambda f: None,
+            codec.CLOSE | codec.RESPONSE: lambda f: None,
+            codec.EXCHANGE_COMMAND_VERSIONS: self._command_versions,
+        }
+        self._opened_handlers = {
+            codec.DECLARE_PUBLISHER: self._declare_publisher,
+            codec.PUBLISH: self._publish,
+            codec.QUERY_PUBLISHER_SEQUENCE: self._query_publisher_sequence,
+            codec.DELETE_PUBLISHER: self._delete_publisher,
+            codec.SUBSCRIBE: self._subscribe,
+            codec.CREDIT: self._credit,
+            codec.STORE_OFFSET: self._store_offset,
+            codec.QUERY_OFFSET: self._query_offset,
+            codec.UNSUBSCRIBE: self._unsubscribe,
+            codec.CREATE: self._create,
+            codec.DELETE: self._delete,
+            codec.METADATA: self._metadata,
+            codec.STREAM_STATS: self._stream_stats,
+        }
+
+    # ---------------------------------------------------------------- dispatch
+    def handle(self, key: int, version: int, payload: memoryview) -> None:
+        handler = self._handlers.get(key)
+        if handler is None and self.vhost is not None:
+            handler = self._opened_handlers.get(key)
+        if handler is None:
+            self.fail(codec.UNKNOWN_FRAME, f"unknown command {key}")
+            return
+        try:
+            handler(Fields(payload))
+        except MalformedFrame as e:
+            self.fail(codec.UNKNOWN_FRAME, f"malformed frame (key {key}): {e}")
+
+    def after_read(self) -> None:
+        """Confirm what this read published, once it is on disk."""
+        if not self._confirms or self.closed:
+            return
+        batch, self._confirms = self._confirms, {}
+        d = self.broker.sync()
+
+        def confirmed(_: Any) -> None:
+            if not self.closed:
+                for pub_id, ids in batch.items():
+                    self.write(codec.confirm_frame(pub_id, ids))
+
+        def failed(failure: Any) -> None:
+            log.error("stream connection %s: publishes not on disk: %s", self.peer,
+                      failure.getErrorMessage())
+            if not self.closed:
+                for pub_id, ids in batch.items():
+                    self.write(codec.publish_error_frame(
+                        pub_id, [(i, codec.INTERNAL_ERROR) for i in ids]))
+
+        d.addCallbacks(confirmed, failed)
+
+    def fail(self, code: int, reason: str) -> None:
+        """Close the connection: after open with a close frame naming the code (RabbitMQ's
+        words for an unknown or malformed frame), before it without a word, as RabbitMQ."""
+        if self.closed:
+            return
+        log.info("closing stream connection %s: %s", self.peer, reason)
+        if self.vhost is not None:
+            text = "unknown frame" if code == codec.UNKNOWN_FRAME else reason
+            # the server's own requests are numbered from 1, as RabbitMQ numbers them
+            self.write(codec.close_frame(1, code, text))
+        self.connection_lost()
+        self._close()
+
+    def connection_lost(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for sub in list(self.subscriptions.values()):
+            sub.queue.remove_consumer(sub)
+        self.subscriptions.clear()
+        self.publishers.clear()
+
+    # ---------------------------------------------------------------- handshake
+    def _peer_properties(self, f: Fields) -> None:
+        corr = f.u32()
+        f.properties()
+        f.end()
+        self.write(codec.response(codec.PEER_PROPERTIES, corr, codec.OK, codec.properties({
+            "product": "warren", "version": "1", "platform": "Python/Twisted",
+            "copyright": "warren", "information": "warren message broker"})))
+
+    def _sasl_handshake(self, f: Fields) -> None:
+        corr = f.u32()
+        f.end()
+        self.write(codec.response(codec.SASL_HANDSHAKE, corr, codec.OK,
+                                  b"\x00\x00\x00\x01", codec.string("PLAIN")))
+
+    def _sasl_authenticate(self, f: Fields) -> None:
+        corr = f.u32()
+        mechanism = f.string()
+        data = f.blob()
+        f.end()
+        if mechanism != "PLAIN":
+            self.write(codec.response(codec.SASL_AUTHENTICATE, corr,
+                                      codec.SASL_MECHANISM_NOT_SUPPORTED))
+            return
+        parts = data.split(b"\0")
+        if len(parts) != 3:
+            self.write(codec.response(codec.SASL_AUTHENTICATE, corr, codec.SASL_ERROR))
+            return
+        try:
+            username, password = parts[1].decode(), parts[2].decode()
+            self.user = self.broker.authenticate(username, password, loopback=self.loopback,
+                                                 peer=self.peer, protocol="stream")
+        except (AccessRefused, UnicodeDecodeError):
+            user = self.broker.users.get(parts[1].decode("utf-8", "replace"))
+            code = (codec.SASL_AUTHENTICATION_FAILURE_LOOPBACK
+                    if user is not None and user.name in self.broker.loopback_users
+                    and not self.loopback else codec.AUTHENTICATION_FAILURE)
+            self.write(codec.response(codec.SASL_AUTHENTICATE, corr, code))
+            return
+        self.write(codec.response(codec.SASL_AUTHENTICATE, corr, codec.OK))
+        self.write(codec.tune_frame(self.frame_max, self.heartbeat))
+
+    def _tune(self, f: Fields) -> None:
+        frame_max = f.u32()
+        heartbeat = f.u32()
+        f.end()
+        if frame_max:
+            self.frame_max = min(self.frame_max, frame_max) if self.frame_max else frame_max
+        self.heartbeat = min(self.heartbeat, heartbeat) if self.heartbeat else heartbeat
+        self.tuned(self.frame_max, self.heartbeat)
+
+    def tuned(self, frame_max: int, heartbeat: int) -> None:
+        """Set by the listener: apply the negotiated frame_max and heartbeat."""
+
+    def _open(self, f: Fields) -> None:
+        corr = f.u32()
+        vhost = f.string() or "/"
+        f.end()
+        if self.user is None:
+            self.fail(codec.AUTHENTICATION_FAILURE, "open before authentication")
+            return
+        try:
+            self.vhost = self.broker.open_vhost(self.user, vhost, peer=self.peer,
+                                                protocol="stream")
+        except (NotAllowed, NotFound):
+            self.write(codec.response(codec.OPEN, corr, codec.VIRTUAL_HOST_ACCESS_FAILURE))
+            return
+        host, port = self.advertised
+        self.write(codec.response(codec.OPEN, corr, codec.OK, codec.properties(
+            {"advertised_host": host, "advertised_port": str(port)})))
+
+    def _on_close(self, f: Fields) -> None:
+        corr = f.u32()
+        f.u16()
+        f.string()
+        f.end()
+        self.write(codec.response(codec.CLOSE, corr, codec.OK))
+        self.connection_lost()
+        self._close()
+
+    def _command_versions(self, f: Fields) -> None:
+        corr = f.u32()
+        for _ in range(f.count()):
+            f.u16(), f.u16(), f.u16()
+        f.end()
+        self.write(codec.command_versions_response(corr))
+
+    # ---------------------------------------------------------------- streams
+    def _stream(self, name: str | None) -> "StreamQueue | None":
+        q = self.vhost.queues.get(name or "")
+        return q if q is not None and q.own_log else None
+
+    def _allowed(self, kind: str, name: str) -> bool:
+        try:
+            self.broker.check(self.user, self.vhost.name, kind, "queue", name)
+            return True
+        except AccessRefused:
+            return False
+
+    def _create(self, f: Fields) -> None:
+        corr = f.u32()
+        name = f.string() or ""
+        args = f.properties()
+        f.end()
+        if not self._allowed("configure", name):
+            code = codec.ACCESS_REFUSED
+        else:
+            existed = name in self.vhost.queues
+            code = self._declare(name, args)
+            if existed and code == codec.OK:
+                # RabbitMQ: the same stream again is "already exists", other arguments
+                # (an inequivalent declare) a precondition failure
+                code = codec.STREAM_ALREADY_EXISTS
+        self.write(codec.response(codec.CREATE, corr, code))
+
+    def _declare(self, name: str, args: dict[str, str]) -> int:
+        arguments: dict[str, Any] = {"x-queue-type": "stream"}
+        for key, value in args.items():
+            convert = CREATE_ARGUMENTS.get(key)
+            if convert is None:
+                continue   # RabbitMQ ignores what it does not know (leader locator, ...)
+            try:
+                arguments["x-" + key] = convert(value)
+            except ValueError:
+                return codec.PRECONDITION_FAILED
+        try:
+            self.vhost.declare_queue(name, durable=True, arguments=arguments)
+        except PreconditionFailed:
+            return codec.PRECONDITION_FAILED
+        except AccessRefused:
+            return codec.ACCESS_REFUSED
+        except BrokerError:
+            return codec.INTERNAL_ERROR
+        return codec.OK
+
+    def _delete(self, f: Fields) -> None:
+        corr = f.u32()
+        name = f.string() or ""
+        f.end()
+        if self._stream(name) is None:
+            code = codec.STREAM_DOES_NOT_EXIST
+        elif not self._allowed("configure", name):
+            code = codec.ACCESS_REFUSED
+        else:
+            self.vhost.delete_queue(name)
+            code = codec.OK
+        self.write(codec.response(codec.DELETE, corr, code))
+
+    def _metadata(self, f: Fields) -> None:
+        corr = f.u32()
+        names = f.strings()
+        f.end()
+        host, port = self.advertised
+        self.write(codec.metadata_response(corr, host, port, [
+            (n or "", codec.OK if self._stream(n) is not None else codec.STREAM_DOES_NOT_EXIST)
+            for n in names]))
+
+    def _stream_stats(self, f: Fields) -> None:
+        corr = f.u32()
+        name = f.string()
+        f.end()
+        q = self._stream(name)
+        if q is None:
+            self.write(codec.response(codec.STREAM_STATS, corr, codec.STREAM_DOES_NOT_EXIST,
+                                      b"\x00\x00\x00\x00"))
+            return
+        log_ = q.log
+        stats = {"first_chunk_id": log_.first_offset if log_.count else -1,
+                 "committed_chunk_id": log_.next_offset - 1 if log_.count else -1}
+        body = b"".join(codec.string(k) + v.to_bytes(8, "big", signed=True)
+                        for k, v in stats.items())
+        self.write(codec.response(codec.STREAM_STATS, corr, codec.OK,
+                                  len(stats).to_bytes(4, "big"), body))
+
+    # ---------------------------------------------------------------- publishing
+    def _declare_publisher(self, f: Fields) -> None:
+        corr = f.u32()
+        pub_id = f.u8()
+        reference = f.string() or None
+        name = f.string()
+        f.end()
+        q = self._stream(name)
+        if q is None:
+            code = codec.STREAM_DOES_NOT_EXIST
+        elif not self._allowed("write", q.name):
+            code = codec.ACCESS_REFUSED
+        elif pub_id in self.publishers:
+            code = codec.PRECONDITION_FAILED
+        else:
+            self.publishers[pub_id] = (q, reference)
+            code = codec.OK
+        self.write(codec.response(codec.DECLARE_PUBLISHER, corr, code))
+
+    def _delete_publisher(self, f: Fields) -> None:
+        corr = f.u32()
+        pub_id = f.u8()
+        f.end()
+        found = self.publishers.pop(pub_id, None)
+        self.write(codec.response(codec.DELETE_PUBLISHER, corr, codec.OK if found else
+                                  codec.PUBLISHER_DOES_NOT_EXIST))
+
+    def _publish(self, f: Fields) -> None:
+        pub_id = f.u8()
+        messages = f.publish_entries()
+        publisher = self.publishers.get(pub_id)
+        if publisher is None or publisher[0].deleted:
+            self.write(codec.publish_error_frame(
+                pub_id, [(pid, codec.PUBLISHER_DOES_NOT_EXIST) for pid, _ in messages]))
+            return
+        q, reference = publisher
+        confirms = self._confirms.setdefault(pub_id, [])
+        props = self._persistent_props
+        if props is None:
+            props = self._persistent_props = self.broker.codec.encode(Properties(delivery_mode=2))
+        head = record_head("", q.name, props)
+        if reference is None:
+            q.append_records([head + data for _, data in messages])
+        else:
+            # a named publisher: ids not above the last one stored are duplicates, confirmed
+            # without being stored again (osiris' deduplication)
+            last = q.log.writers.get(reference, -1)
+            fresh = []
+            for publishing_id, data in messages:
+                if publishing_id > last:
+                    fresh.append(head + data)
+                    last = publishing_id
+            if fresh:
+                q.append_records(fresh, (reference, last))
+        confirms.extend(pid for pid, _ in messages)
+
+    def _query_publisher_sequence(self, f: Fields) -> None:
+        corr = f.u32()
+        reference = f.string() or ""
+        name = f.string()
+        f.end()
+        q = self._stream(name)
+        if q is None:
+            self.write(codec.response(codec.QUERY_PUBLISHER_SEQUENCE, corr,
+                                      codec.STREAM_DOES_NOT_EXIST, bytes(8)))
+            return
+        seq = q.log.writers.get(reference, 0)
+        self.write(codec.response(codec.QUERY_PUBLISHER_SEQUENCE, corr, codec.OK,
+                                  seq.to_bytes(8, "big")))
+
+    # ---------------------------------------------------------------- consuming
+    def _subscribe(self, f: Fields) -> None:
+        corr = f.u32()
+        sub_id = f.u8()
+        name = f.string()
+        kind = f.u16()
+        value = None
+        if kind == codec.OFFSET_OFFSET:
+            value = f.u64()
+        elif kind == codec.OFFSET_TIMESTAMP:
+            value = f.i64()
+        credit = f.u16()
+        f.properties()
+        f.end()
+        spec = {codec.OFFSET_FIRST: OffsetSpec("first"), codec.OFFSET_LAST: OffsetSpec("last"),
+                codec.OFFSET_NEXT: OffsetSpec("next")}.get(kind)
+        if kind == codec.OFFSET_OFFSET:
+            spec = OffsetSpec("offset", value)
+        elif kind == codec.OFFSET_TIMESTAMP:
+            spec = OffsetSpec("timestamp", value)
+        elif spec is None:
+            # RabbitMQ cannot parse the frame and drops the connection
+            raise MalformedFrame(f"unknown offset specification type {kind}")
+        q = self._stream(name)
+        if q is None:
+            code = codec.STREAM_DOES_NOT_EXIST
+        elif not self._allowed("read", q.name):
+            code = codec.ACCESS_REFUSED
+        elif sub_id in self.subscriptions:
+            code = codec.SUBSCRIPTION_ID_ALREADY_EXISTS
+        else:
+            code = codec.OK
+        self.write(codec.response(codec.SUBSCRIBE, corr, code))
+        if code == codec.OK:
+            sub = Subscription(self, sub_id, q, spec, credit)
+            self.subscriptions[sub_id] = sub
+            q.add_consumer(sub)
+
+    def _credit(self, f: Fields) -> None:
+        sub_id = f.u8()
+        credit = f.u16()
+        f.end()
+        sub = self.subscriptions.get(sub_id)
+        if sub is None:
+            self.write(codec.credit_error_frame(codec.SUBSCRIPTION_ID_DOES_NOT_EXIST, sub_id))
+            return
+        sub.credit += credit
+        sub.queue.dispatch()
+
+    def _unsubscribe(self, f: Fields) -> None:
+        corr = f.u32()
+        sub_id = f.u8()
+        f.end()
+        sub = self.subscriptions.pop(sub_id, None)
+        if sub is None:
+            self.write(codec.response(codec.UNSUBSCRIBE, corr,
+                                      codec.SUBSCRIPTION_ID_DOES_NOT_EXIST))
+            return
+        sub.queue.remove_consumer(sub)
+        self.write(codec.response(codec.UNSUBSCRIBE, corr, codec.OK))
+
+    def _store_offset(self, f: Fields) -> None:
+        reference = f.string() or ""
+        name = f.string()
+        offset = f.u64()
+        f.end()
+        q = self._stream(name)
+        if q is not None and reference and self._allowed("read", q.name):
+            q.store_offset(reference, offset)
+
+    def _query_offset(self, f: Fields) -> None:
+        corr = f.u32()
+        reference = f.string() or ""
+        name = f.string()
+        f.end()
+        q = self._stream(name)
+        if q is None:
+            self.write(codec.response(codec.QUERY_OFFSET, corr, codec.STREAM_DOES_NOT_EXIST,
+                                      bytes(8)))
+            return
+        offset = q.log.consumers.get(reference)
+        if offset is None:
+            self.write(codec.response(codec.QUERY_OFFSET, corr, codec.NO_OFFSET, bytes(8)))
+            return
+        self.write(codec.response(codec.QUERY_OFFSET, corr, codec.OK, offset.to_bytes(8, "big")))
+
