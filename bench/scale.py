@@ -215,11 +215,15 @@ class RoundTrips:
 def bench_mqtt(sizes: list[int], modes: list[str]) -> None:
     import paho.mqtt.client as mqtt
 
+    from bench.gc_probe import summary as gc_summary
+
     from bench.brokers import Warren
     for n in sizes:
         for mode in modes:
             with tempfile.TemporaryDirectory() as tmp:
-                broker = Warren(Path(tmp), command=[sys.executable, "-m", "warren"])
+                gc_log = str(Path(tmp) / "gc.log")
+                broker = Warren(Path(tmp), command=[sys.executable, "-m", "bench.gc_probe",
+                                                    gc_log])
                 broker.start()
                 try:
                     port = broker.ports["mqtt"]
@@ -254,6 +258,7 @@ def bench_mqtt(sizes: list[int], modes: list[str]) -> None:
                     client.disconnect()
                 finally:
                     broker.stop()
+                print(f"    broker's {gc_summary(gc_log)}", flush=True)
 
 
 def _run_turns(clock) -> list[float]:

@@ -97,6 +97,9 @@ class Config:
     http_idle_timeout: float = 60.0         # no byte at all for this long: closed
     http_max_idle_connections: int = 1000
     metrics_require_auth: bool = False      # /metrics* need HTTP Basic of any broker user
+    # freeze the survivors of full garbage collections so pauses follow growth, not heap
+    # size (warren.gc_tuning); false = CPython's collector as it is by default
+    gc_tuning: bool = True
     # HA
     ha: str = "none"                       # none | shared-file | shared-db
     lease_ttl: float = 10.0
