@@ -1,5 +1,6 @@
-"""Federation with a real RabbitMQ (Debian's ``rabbitmq-server``, installed when missing, or
-the tests skipped with WARREN_TEST_SKIP_MISSING: ``tests/missing_tools.py``).
+"""Federation with a real RabbitMQ (``rabbitmq-server`` on PATH or ``$WARREN_RABBITMQ_SERVER``,
+found as bench/ finds it; Debian's package installed when missing, or the tests skipped with
+WARREN_TEST_SKIP_MISSING: ``tests/network/rabbitmq.py``, ``tests/missing_tools.py``).
 
 A throw-away RabbitMQ node with the federation plugin (so it has the
 ``x-federation-upstream`` type) on free ports. Both directions prove the wire format:
@@ -25,7 +26,7 @@ import pika
 import pytest
 
 from tests.broker_process import BrokerProcess, free_port
-from tests.network.rabbitmq import ensure_rabbitmq
+from tests.network.rabbitmq import rabbitmq_scripts
 from tests.network.test_federation import (
     Consumer,
     eventually,
@@ -36,13 +37,10 @@ from tests.network.test_federation import (
 )
 from tests.webconsole.conftest import ApiClient
 
-SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
-CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
-
 
 def start_rabbit(base, plugins: str):
     """A RabbitMQ node with ``plugins`` enabled; yields its URL, port, ctl and node name."""
-    ensure_rabbitmq()    # installed when missing, or skipped (tests/missing_tools.py)
+    scripts = rabbitmq_scripts()   # installed when missing, or skipped (tests/missing_tools.py)
     port, dist = free_port(), free_port()
     node = f"warren-fed-{port}@localhost"
     (base / "enabled_plugins").write_text(f"[{plugins}].\n")
@@ -51,7 +49,7 @@ def start_rabbit(base, plugins: str):
                RABBITMQ_MNESIA_BASE=str(base / "mnesia"), RABBITMQ_LOG_BASE=str(base / "log"),
                RABBITMQ_ENABLED_PLUGINS_FILE=str(base / "enabled_plugins"),
                RABBITMQ_NODE_IP_ADDRESS="127.0.0.1")
-    proc = subprocess.Popen([SERVER], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([scripts.server], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     started = threading.Event()
     lines: list[str] = []
@@ -69,7 +67,7 @@ def start_rabbit(base, plugins: str):
         pytest.skip("rabbitmq-server did not start:\n" + "".join(lines[-30:]))
 
     def ctl(*args: str) -> str:
-        out = subprocess.run([CTL, "-n", node, *args], env=env, capture_output=True,
+        out = subprocess.run([scripts.ctl, "-n", node, *args], env=env, capture_output=True,
                              text=True, timeout=120, check=False)
         assert out.returncode == 0, out.stdout + out.stderr
         return out.stdout
