@@ -65,7 +65,7 @@ def test_a_cycle_that_dies_while_frozen_is_freed_after_the_thaw(tuning):
     gc.collect()
     assert all(ref() is not None for ref in refs)    # frozen: not freed (the bounded leak)
     assert not tuning.thawed
-    tuning.thaw_growth = 0.5             # the heap "grew" past the bound at the next collection
+    tuning.thaw_growth, tuning.thaw_min_blocks = 0.5, 0   # "grown" past the bound
     gc.collect(1)
     assert tuning.thawed and tuning.thaws == 1
     gc.collect()                         # the full collection after a thaw scans everything

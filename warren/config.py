@@ -23,8 +23,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 #: ``WARREN_*`` variables that are not broker settings: ``warren ctl``'s (and ``WARREN_PG_BIN``
-#: for the tests' private PostgreSQL); they are neither keys nor worth a warning.
-NOT_SETTINGS = frozenset({"WARREN_URL", "WARREN_USER", "WARREN_PASSWORD", "WARREN_PG_BIN"})
+#: for the tests' private PostgreSQL, ``WARREN_RABBITMQ_SERVER`` for bench's and the tests'
+#: RabbitMQ); they are neither keys nor worth a warning.
+NOT_SETTINGS = frozenset({"WARREN_URL", "WARREN_USER", "WARREN_PASSWORD", "WARREN_PG_BIN",
+                          "WARREN_RABBITMQ_SERVER"})
 
 #: keys whose value is one of a few words
 CHOICES: dict[str, tuple[str, ...]] = {

@@ -20,11 +20,12 @@ The bound on memory: a frozen object that later becomes part of an unreachable c
 connection's protocol and transport, say) is not freed while frozen. So once the interpreter's
 allocated blocks (``sys.getallocatedblocks()``: it walks the allocator's arenas, not the
 objects, so it is cheap; ``gc.get_freeze_count()`` walks every frozen object and is not) have
-grown to ``THAW_GROWTH`` times what they were after the last thaw, everything is unfrozen and
-CPython's next full collection scans the whole heap once and frees such cycles; then the base is
-taken again. Memory held by leaked cycles is thus never more than what was live at the last
-thaw, and the one long pause comes at geometric steps of the heap's size (as CPython's own
-rule, with a factor of 2, not 1.25).
+grown to ``THAW_GROWTH`` times what they were after the last thaw, and by ``THAW_MIN_BLOCKS``
+at least, everything is unfrozen and CPython's next full collection scans the whole heap once
+and frees such cycles; then the base is taken again. Memory held by leaked cycles is thus never
+more than what was live at the last thaw (or ~100 MB while the broker is smaller), and the one
+long pause comes at geometric steps of the heap's size (as CPython's own rule, with a factor of
+2, not 1.25).
 
 ``gc_tuning = false`` (the config key) leaves CPython's collector exactly as it is by default.
 """
@@ -37,15 +38,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-#: the frozen set grows to this multiple of its size after the last thaw before a thaw
+#: allocated blocks grow to this multiple of what they were after the last thaw before a thaw
 THAW_GROWTH = 2.0
+#: ... and by at least this many blocks (pymalloc blocks of at most 512 bytes, ~100 MB): a
+#: broker just started is small, and doubling it is no reason for a full scan
+THAW_MIN_BLOCKS = 1_000_000
 
 
 class CollectorTuning:
     """Freezes survivors of full collections (``install``), thaws at geometric steps."""
 
-    def __init__(self, thaw_growth: float = THAW_GROWTH) -> None:
+    def __init__(self, thaw_growth: float = THAW_GROWTH,
+                 thaw_min_blocks: int = THAW_MIN_BLOCKS) -> None:
         self.thaw_growth = thaw_growth
+        self.thaw_min_blocks = thaw_min_blocks
         self.base = 0            # allocated blocks after the last thaw (or recovery)
         self.thawed = False      # the next full collection scans everything
         self.thaws = 0
@@ -85,7 +91,8 @@ class CollectorTuning:
                 self.thawed = False
                 gc.freeze()
                 self.base = sys.getallocatedblocks()
-        elif sys.getallocatedblocks() > self.thaw_growth * max(self.base, 1):
+        elif sys.getallocatedblocks() > max(self.thaw_growth * self.base,
+                                            self.base + self.thaw_min_blocks):
             gc.unfreeze()    # CPython's next full collection scans (and frees) it all
             self.thawed = True
             self.thaws += 1

@@ -143,10 +143,11 @@ class RabbitNode:
     def _prepare(self) -> None:
         w = self.workdir
         if not (w / "rabbitmq.conf").exists():
+            management = (f"management.tcp.ip = {HOST}\n"
+                          f"management.tcp.port = {self.http_port}\n"
+                          if "rabbitmq_management" in self.plugins else "")
             (w / "rabbitmq.conf").write_text(
-                f"listeners.tcp.default = {HOST}:{self.amqp_port}\n"
-                f"management.tcp.ip = {HOST}\n"
-                f"management.tcp.port = {self.http_port}\n"
+                f"listeners.tcp.default = {HOST}:{self.amqp_port}\n{management}"
                 "loopback_users = none\n")
             (w / "advanced.config").write_text("[].\n")
             (w / "rabbitmq-env.conf").write_text("")
