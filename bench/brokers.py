@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
 import shutil
 import signal
 import socket
@@ -19,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Callable, ClassVar
+
+from bench.rabbitmq_scripts import SERVER_VARIABLE, find_rabbitmq
 
 HOST = "127.0.0.1"
 
@@ -200,8 +201,8 @@ class RabbitMQ(Broker):
 
     Everything RabbitMQ would put in /var or /etc goes to the work directory, and it gets its
     own epmd on a free loopback port (run by us in the foreground, so we can stop it too).
-    The server is `--rabbitmq-server` or `rabbitmq-server` on PATH; rabbitmq-plugins is taken
-    from beside it.
+    The server is `--rabbitmq-server`, `$WARREN_RABBITMQ_SERVER` or `rabbitmq-server` on PATH;
+    rabbitmq-plugins is taken from beside it (bench.rabbitmq_scripts).
     """
 
     name = "rabbitmq"
@@ -239,15 +240,15 @@ class RabbitMQ(Broker):
         return env
 
     def locate_server(self) -> str:
-        """The real server script. Debian's PATH entry is a wrapper that switches to the
-        rabbitmq user and its /var directories (``su rabbitmq ... DIR/${SCRIPT}``), which a
-        private node cannot use: take the directory it delegates to instead."""
-        server = locate("rabbitmq-server", self.given, "rabbitmq-server", "rabbitmq-server")
-        text = Path(server).read_bytes()[:20000].decode(errors="replace")
-        delegate = re.search(r'(/\S+)/\$\{SCRIPT\}', text)
-        if "su rabbitmq" in text and delegate:
-            server = str(Path(delegate.group(1)) / "rabbitmq-server")
-        return server
+        """The real server script (bench.rabbitmq_scripts: past Debian's user-switching
+        wrapper); a BrokerStartError saying what to do when there is none."""
+        scripts = find_rabbitmq(self.given)
+        if scripts is None:
+            where = (f"{self.given!r} (--rabbitmq-server)" if self.given else
+                     f"${SERVER_VARIABLE} or rabbitmq-server on PATH")
+            raise BrokerStartError(f"{where} not found: install rabbitmq-server or pass "
+                                   "--rabbitmq-server PATH")
+        return scripts.server
 
     def prepare(self) -> None:
         if self.server is None:

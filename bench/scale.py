@@ -20,6 +20,11 @@
     python -m bench.scale import --sizes 50000
         a definitions document of N queues and N bindings (in-process core) imported as the
         API does, a slice per reactor turn: the first call, then each turn (median, max).
+    python -m bench.scale objects --sizes 10000 100000 [--brokers warren rabbitmq]
+        N queues declared, then N topic and N direct bindings (over 1,000 of the queues) made
+        over one AMQP channel, on warren and on RabbitMQ: microseconds per operation (each a
+        round trip), resident bytes per queue and per binding, and an MQTT client's round trips
+        meanwhile.
     python -m bench.scale metrics --sizes 10000
         a `warren run` subprocess with N queues: milliseconds and bytes of GET /metrics and
         /metrics/per-object (each the broker's only thread, for that long).
@@ -215,11 +220,15 @@ class RoundTrips:
 def bench_mqtt(sizes: list[int], modes: list[str]) -> None:
     import paho.mqtt.client as mqtt
 
+    from bench.gc_probe import summary as gc_summary
+
     from bench.brokers import Warren
     for n in sizes:
         for mode in modes:
             with tempfile.TemporaryDirectory() as tmp:
-                broker = Warren(Path(tmp), command=[sys.executable, "-m", "warren"])
+                gc_log = str(Path(tmp) / "gc.log")
+                broker = Warren(Path(tmp), command=[sys.executable, "-m", "bench.gc_probe",
+                                                    gc_log])
                 broker.start()
                 try:
                     port = broker.ports["mqtt"]
@@ -252,6 +261,72 @@ def bench_mqtt(sizes: list[int], modes: list[str]) -> None:
                           flush=True)
                     client.loop_stop()
                     client.disconnect()
+                finally:
+                    broker.stop()
+                print(f"    broker's {gc_summary(gc_log)}", flush=True)
+
+
+def _group_rss(pid: int) -> int:
+    """Bytes resident in the process group ``pid`` leads (a broker and what it spawned)."""
+    import os
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry)) != pid:
+                continue
+            with open(f"/proc/{entry}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def bench_objects(sizes: list[int], brokers: list[str], rabbitmq_server: str | None) -> None:
+    """N queues declared, then N topic and N direct bindings made, over one AMQP channel (each
+    a round trip), on warren and on RabbitMQ, with an MQTT client's round trips meanwhile."""
+    import pika
+
+    from bench.brokers import RabbitMQ, Warren
+    for n in sizes:
+        for name in brokers:
+            with tempfile.TemporaryDirectory() as tmp:
+                broker = (Warren(Path(tmp), command=[sys.executable, "-m", "warren"])
+                          if name == "warren" else RabbitMQ(Path(tmp), program=rabbitmq_server))
+                broker.start()
+                try:
+                    conn = pika.BlockingConnection(pika.ConnectionParameters(
+                        "127.0.0.1", broker.ports["amqp"], blocked_connection_timeout=600,
+                        heartbeat=0))
+                    ch = conn.channel()
+                    base = _group_rss(broker.process.pid)
+                    probe = RoundTrips(broker.ports["mqtt"])
+                    probe.start()
+                    t0 = time.perf_counter()
+                    for i in range(n):
+                        ch.queue_declare(f"q{i}")
+                    t_queues = time.perf_counter() - t0
+                    rss_queues = _group_rss(broker.process.pid)
+                    t0 = time.perf_counter()
+                    for i in range(n):
+                        ch.queue_bind(f"q{i % 1000}", "amq.topic", f"a.{i}.#")
+                    t_topic = time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    for i in range(n):
+                        ch.queue_bind(f"q{i % 1000}", "amq.direct", f"k{i}")
+                    t_direct = time.perf_counter() - t0
+                    rss_bound = _group_rss(broker.process.pid)
+                    rtt = probe.finish()
+                    conn.close()
+                    print(f"objects {name:8} n={n:>7}: declare {t_queues / n * 1e6:6.0f} us/queue"
+                          f" ({(rss_queues - base) / n:6.0f} B/queue);"
+                          f" bind topic {t_topic / n * 1e6:6.0f} us, direct"
+                          f" {t_direct / n * 1e6:6.0f} us"
+                          f" ({(rss_bound - rss_queues) / (2 * n):5.0f} B/binding); {rtt}",
+                          flush=True)
                 finally:
                     broker.stop()
 
@@ -377,10 +452,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["core", "mqtt", "purge", "metrics", "import", "deliver",
-                                    "topic"])
+                                    "topic", "objects"])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
     p.add_argument("--mode", choices=["one", "many", "both"], default="both",
                    help="mqtt: one SUBSCRIBE with every filter, one per filter, or both")
+    p.add_argument("--brokers", nargs="+", default=["warren", "rabbitmq"],
+                   choices=["warren", "rabbitmq"], help="objects: the brokers compared")
+    p.add_argument("--rabbitmq-server", help="objects: rabbitmq-server (default: on PATH)")
     a = p.parse_args(argv)
     if a.what == "core":
         bench_core(a.sizes)
@@ -394,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_deliver(a.sizes)
     elif a.what == "topic":
         bench_topic(a.sizes)
+    elif a.what == "objects":
+        bench_objects(a.sizes, a.brokers, a.rabbitmq_server)
     else:
         bench_mqtt(a.sizes, ["one", "many"] if a.mode == "both" else [a.mode])
     return 0

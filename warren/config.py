@@ -23,8 +23,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 #: ``WARREN_*`` variables that are not broker settings: ``warren ctl``'s (and ``WARREN_PG_BIN``
-#: for the tests' private PostgreSQL); they are neither keys nor worth a warning.
-NOT_SETTINGS = frozenset({"WARREN_URL", "WARREN_USER", "WARREN_PASSWORD", "WARREN_PG_BIN"})
+#: for the tests' private PostgreSQL, ``WARREN_RABBITMQ_SERVER`` for bench's and the tests'
+#: RabbitMQ); they are neither keys nor worth a warning.
+NOT_SETTINGS = frozenset({"WARREN_URL", "WARREN_USER", "WARREN_PASSWORD", "WARREN_PG_BIN",
+                          "WARREN_RABBITMQ_SERVER"})
 
 #: keys whose value is one of a few words
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -128,6 +130,9 @@ class Config:
     http_idle_timeout: float = 60.0         # no byte at all for this long: closed
     http_max_idle_connections: int = 1000
     metrics_require_auth: bool = False      # /metrics* need HTTP Basic of any broker user
+    # freeze the survivors of full garbage collections so pauses follow growth, not heap
+    # size (warren.gc_tuning); false = CPython's collector as it is by default
+    gc_tuning: bool = True
     # HA
     ha: str = "none"                       # none | shared-file | shared-db
     lease_ttl: float = 10.0

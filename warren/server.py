@@ -7,7 +7,6 @@ from here, so front ends never reach for globals.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from .broker.disk_monitor import DiskMonitor
 from .broker.parameters import ParameterComponent
 from .broker.watermarks import disk_free_limit, memory_watermark
 from .config import Config
+from .gc_tuning import CollectorTuning
 from .mqtt.listener import MqttFactory
 from .mqtt.websocket import web_mqtt_factory
 from .network.connector import NetworkConnectors
@@ -140,17 +140,19 @@ class BrokerService(service.MultiService):
         self.store = None
         self.broker: Broker | None = None
         self.components: list[ParameterComponent] = []   # registered runtime components
+        self.collector = CollectorTuning() if config.gc_tuning else None
 
     def startService(self) -> None:
         # Recovery makes an object or three per live message and none of them is garbage:
         # the cyclic collector would only re-scan the growing heap (a third of the time for 1M
-        # messages). Off meanwhile; afterwards what was recovered is frozen out of its scans.
-        gc.disable()
-        try:
+        # messages). Off meanwhile; afterwards what was recovered is frozen out of its scans,
+        # and so are the survivors of each full collection (warren.gc_tuning says why).
+        if self.collector is None:
             self._open_and_recover()
-        finally:
-            gc.freeze()
-            gc.enable()
+        else:
+            with self.collector.recovering():
+                self._open_and_recover()
+            self.collector.install()
         for child in self.listener_services():
             child.setServiceParent(self)
         super().startService()
@@ -235,6 +237,8 @@ class BrokerService(service.MultiService):
     def stopService(self):
         if self.broker is not None and self.broker.disk_monitor is not None:
             self.broker.disk_monitor.stop()
+        if self.collector is not None:
+            self.collector.uninstall()
         d = self.stop_components()
         d.addBoth(lambda _: super(BrokerService, self).stopService())
 

@@ -1,7 +1,9 @@
 """A private RabbitMQ node (Debian's ``rabbitmq-server``) for the interop tests and the bench.
 
-Debian's package is installed on first use when ``/usr/sbin/rabbitmq-server`` is missing, the
-way ``tests/webconsole/browser.py`` installs chromium (the tests run as root on a clean
+The scripts are found as bench/ finds them (``bench/rabbitmq_scripts.py``: ``rabbitmq-server``
+on PATH or named by ``$WARREN_RABBITMQ_SERVER``, past Debian's user-switching wrapper). When
+there is none, Debian's package is installed on first use, the way
+``tests/webconsole/browser.py`` installs chromium (the tests run as root on a clean
 machine); with WARREN_TEST_SKIP_MISSING set the tests that need it are skipped instead
 (``tests/missing_tools.py``). The package's postinst wants to start the system service; a
 ``policy-rc.d`` that denies it is put in place for the install when the machine has none, so
@@ -26,12 +28,11 @@ import time
 from pathlib import Path
 from typing import Self
 
+from bench.rabbitmq_scripts import SERVER_VARIABLE, RabbitScripts, find_rabbitmq
 from tests.broker_process import free_port
 from tests.missing_tools import skipping_missing, tool_missing
 
 HOST = "127.0.0.1"
-SERVER = "/usr/sbin/rabbitmq-server"
-BIN = "/usr/lib/rabbitmq/bin"
 POLICY_RC = "/usr/sbin/policy-rc.d"
 
 
@@ -41,10 +42,11 @@ class RabbitMQError(RuntimeError):
 
 def ensure_rabbitmq() -> float:
     """Install Debian's rabbitmq-server if it is missing; returns the seconds spent installing."""
-    if os.path.exists(SERVER) and os.path.exists(f"{BIN}/rabbitmq-server"):
+    if find_rabbitmq() is not None:
         return 0.0
     if skipping_missing():
-        tool_missing(f"RabbitMQ ({SERVER})", "install Debian's rabbitmq-server package "
+        tool_missing(f"RabbitMQ (rabbitmq-server on PATH or ${SERVER_VARIABLE})",
+                     "install Debian's rabbitmq-server package "
                      "(apt-get install --no-install-recommends rabbitmq-server)")
     began = time.monotonic()
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -61,10 +63,18 @@ def ensure_rabbitmq() -> float:
     finally:
         if own_policy:
             os.unlink(POLICY_RC)
-    if not os.path.exists(f"{BIN}/rabbitmq-server"):
+    if find_rabbitmq() is None:
         raise RabbitMQError("installing Debian's rabbitmq-server failed:\n"
                             + done.stdout[-3000:])
     return time.monotonic() - began
+
+
+def rabbitmq_scripts() -> RabbitScripts:
+    """The scripts of the rabbitmq-server there is, installed first when there is none."""
+    ensure_rabbitmq()
+    scripts = find_rabbitmq()
+    assert scripts is not None   # ensure_rabbitmq installed it, skipped or raised
+    return scripts
 
 
 def _accepts(port: int) -> bool:
@@ -93,6 +103,7 @@ class RabbitNode:
         self.epmd: subprocess.Popen | None = None
         self.install_seconds = 0.0
         self.start_seconds = 0.0
+        self.scripts: RabbitScripts | None = None
 
     # ------------------------------------------------------------------ addresses
     @property
@@ -133,10 +144,11 @@ class RabbitNode:
     def _prepare(self) -> None:
         w = self.workdir
         if not (w / "rabbitmq.conf").exists():
+            management = (f"management.tcp.ip = {HOST}\n"
+                          f"management.tcp.port = {self.http_port}\n"
+                          if "rabbitmq_management" in self.plugins else "")
             (w / "rabbitmq.conf").write_text(
-                f"listeners.tcp.default = {HOST}:{self.amqp_port}\n"
-                f"management.tcp.ip = {HOST}\n"
-                f"management.tcp.port = {self.http_port}\n"
+                f"listeners.tcp.default = {HOST}:{self.amqp_port}\n{management}"
                 "loopback_users = none\n"
                 + (f"stream.listeners.tcp.default = {HOST}:{self.stream_port}\n"
                    f"stream.advertised_host = {HOST}\n"
@@ -146,7 +158,7 @@ class RabbitNode:
             (w / "rabbitmq-env.conf").write_text("")
             (w / "enabled_plugins").write_text("[].\n")
             if self.plugins:
-                self._run([f"{BIN}/rabbitmq-plugins", "enable", "--offline", *self.plugins])
+                self._run([self.scripts.plugins, "enable", "--offline", *self.plugins])
 
     def _run(self, argv: list[str], timeout: float = 120.0) -> str:
         done = subprocess.run(argv, env=self.environment(), cwd=self.workdir,
@@ -159,10 +171,11 @@ class RabbitNode:
 
     def ctl(self, *args: str, timeout: float = 120.0) -> str:
         """``rabbitmqctl -n NODE args...``; raises with its output when it fails."""
-        return self._run([f"{BIN}/rabbitmqctl", "-n", self.nodename, *args], timeout)
+        return self._run([self.scripts.ctl, "-n", self.nodename, *args], timeout)
 
     def start(self, timeout: float = 120.0) -> Self:
         self.install_seconds = ensure_rabbitmq()
+        self.scripts = find_rabbitmq()
         began = time.monotonic()
         self._prepare()
         with open(self.log_path, "ab") as log:
@@ -172,7 +185,7 @@ class RabbitNode:
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True)
             self.proc = subprocess.Popen(
-                [f"{BIN}/rabbitmq-server"], env=self.environment(), cwd=self.workdir,
+                [self.scripts.server], env=self.environment(), cwd=self.workdir,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
         deadline = began + timeout

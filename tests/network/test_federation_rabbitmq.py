@@ -1,5 +1,6 @@
-"""Federation with a real RabbitMQ (Debian's ``rabbitmq-server``, installed when missing, or
-the tests skipped with WARREN_TEST_SKIP_MISSING: ``tests/missing_tools.py``).
+"""Federation with a real RabbitMQ (``rabbitmq-server`` on PATH or ``$WARREN_RABBITMQ_SERVER``,
+found as bench/ finds it; Debian's package installed when missing, or the tests skipped with
+WARREN_TEST_SKIP_MISSING: ``tests/network/rabbitmq.py``, ``tests/missing_tools.py``).
 
 A throw-away RabbitMQ node with the federation plugin (so it has the
 ``x-federation-upstream`` type) on free ports. Both directions prove the wire format:
@@ -14,18 +15,14 @@ A throw-away RabbitMQ node with the federation plugin (so it has the
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import threading
 import time
 from types import SimpleNamespace
 
 import pika
 import pytest
 
-from tests.broker_process import BrokerProcess, free_port
-from tests.network.rabbitmq import ensure_rabbitmq
+from tests.broker_process import BrokerProcess
+from tests.network.rabbitmq import RabbitNode
 from tests.network.test_federation import (
     Consumer,
     eventually,
@@ -36,62 +33,27 @@ from tests.network.test_federation import (
 )
 from tests.webconsole.conftest import ApiClient
 
-SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
-CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 
-
-def start_rabbit(base, plugins: str):
-    """A RabbitMQ node with ``plugins`` enabled; yields its URL, port, ctl and node name."""
-    ensure_rabbitmq()    # installed when missing, or skipped (tests/missing_tools.py)
-    port, dist = free_port(), free_port()
-    node = f"warren-fed-{port}@localhost"
-    (base / "enabled_plugins").write_text(f"[{plugins}].\n")
-    env = dict(os.environ, HOME=str(base), RABBITMQ_NODE_PORT=str(port),
-               RABBITMQ_DIST_PORT=str(dist), RABBITMQ_NODENAME=node,
-               RABBITMQ_MNESIA_BASE=str(base / "mnesia"), RABBITMQ_LOG_BASE=str(base / "log"),
-               RABBITMQ_ENABLED_PLUGINS_FILE=str(base / "enabled_plugins"),
-               RABBITMQ_NODE_IP_ADDRESS="127.0.0.1")
-    proc = subprocess.Popen([SERVER], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    started = threading.Event()
-    lines: list[str] = []
-
-    def read() -> None:
-        for line in proc.stdout:
-            lines.append(line)
-            if "completed with" in line:
-                started.set()
-        started.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not started.wait(180) or proc.poll() is not None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.skip("rabbitmq-server did not start:\n" + "".join(lines[-30:]))
-
-    def ctl(*args: str) -> str:
-        out = subprocess.run([CTL, "-n", node, *args], env=env, capture_output=True,
-                             text=True, timeout=120, check=False)
-        assert out.returncode == 0, out.stdout + out.stderr
-        return out.stdout
-
-    yield {"url": f"amqp://guest:guest@127.0.0.1:{port}/%2F", "port": port, "ctl": ctl,
-           "node": node}
-    os.killpg(proc.pid, signal.SIGTERM)
+def start_rabbit(base, plugins: tuple[str, ...]):
+    """A RabbitMQ node (``RabbitNode``) with ``plugins`` enabled; yields its URL, port, ctl and
+    node name."""
+    node = RabbitNode(base, plugins=plugins)
+    node.start()    # installed when missing, or skipped (tests/missing_tools.py)
     try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        yield {"url": node.url, "port": node.amqp_port, "ctl": node.ctl, "node": node.nodename}
+    finally:
+        node.stop()
 
 
 @pytest.fixture(scope="module")
 def rabbit(tmp_path_factory):
-    yield from start_rabbit(tmp_path_factory.mktemp("rabbitmq-fed"), "rabbitmq_federation")
+    yield from start_rabbit(tmp_path_factory.mktemp("rabbitmq-fed"), ("rabbitmq_federation",))
 
 
 @pytest.fixture(scope="module")
 def plain_rabbit(tmp_path_factory):
     """No federation plugin: no ``x-federation-upstream`` type (a typical upstream)."""
-    yield from start_rabbit(tmp_path_factory.mktemp("rabbitmq-plain"), "")
+    yield from start_rabbit(tmp_path_factory.mktemp("rabbitmq-plain"), ())
 
 
 @pytest.fixture(scope="module")

@@ -120,6 +120,11 @@ class FederationComponent:
     def reconcile(self, vhost: str) -> None:
         if self._stopped:
             return
+        if (not self.broker.runtime_parameters.list(vhost, UPSTREAM)
+                and not any(key[0] == vhost for key in self.links)):
+            # no upstream, so no link wanted and none to stop: not a walk over every queue
+            # and exchange of the vhost for each one declared (quadratic: 8,000 declares 140 s)
+            return
         wanted = self.wanted(vhost)
         for key in [k for k in self.links if k[0] == vhost]:
             want = wanted.get(key)

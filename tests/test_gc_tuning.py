@@ -1,0 +1,90 @@
+"""warren.gc_tuning against CPython's real collector: survivors are frozen out of later scans,
+cycles that die while frozen are freed after a thaw, and a wrong ``gc_tuning`` value is refused.
+
+The policy is tried in this process (it is the interpreter's collector that is under test, not
+a broker component); every test uninstalls it and unfreezes what it froze.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+
+from tests.operator.test_startup_errors import Ports, assert_refused, run_warren
+from warren.gc_tuning import CollectorTuning
+
+
+class Node:
+    """A cycle (it refers to itself) that only the cyclic collector can free."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.fixture
+def tuning():
+    tuning = CollectorTuning(thaw_growth=1e9)   # no thaw unless a test asks for one
+    with tuning.recovering():
+        pass
+    tuning.install()
+    yield tuning
+    tuning.uninstall()
+    gc.unfreeze()
+    gc.collect()
+
+
+def test_recovery_runs_with_the_collector_off_and_is_frozen():
+    tuning = CollectorTuning()
+    before = gc.get_freeze_count()
+    with tuning.recovering():
+        assert not gc.isenabled()
+        recovered = [Node() for _ in range(1000)]
+    try:
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= before + len(recovered)
+    finally:
+        gc.unfreeze()
+
+
+def test_survivors_of_a_collection_are_frozen_out_of_later_scans(tuning):
+    before = gc.get_freeze_count()
+    kept = [Node() for _ in range(1000)]
+    gc.collect(1)
+    assert gc.get_freeze_count() >= before + len(kept)
+    # a later full collection does not see them: nothing of theirs is examined or freed
+    assert all(not any(node is obj for obj in gc.get_objects(2)) for node in kept[:3])
+
+
+def test_a_cycle_that_dies_while_frozen_is_freed_after_the_thaw(tuning):
+    nodes = [Node() for _ in range(100)]
+    gc.collect(1)                        # frozen
+    refs = [weakref.ref(node) for node in nodes]
+    del nodes
+    gc.collect()
+    assert all(ref() is not None for ref in refs)    # frozen: not freed (the bounded leak)
+    assert not tuning.thawed
+    tuning.thaw_growth, tuning.thaw_min_blocks = 0.5, 0   # "grown" past the bound
+    gc.collect(1)
+    assert tuning.thawed and tuning.thaws == 1
+    gc.collect()                         # the full collection after a thaw scans everything
+    assert all(ref() is None for ref in refs)
+    assert not tuning.thawed
+
+
+def test_after_uninstall_survivors_are_no_longer_frozen(tuning):
+    tuning.uninstall()
+    assert tuning._collected not in gc.callbacks
+    gc.unfreeze()
+    kept = [Node() for _ in range(100)]
+    gc.collect(1)
+    assert gc.get_freeze_count() == 0
+    assert any(kept[0] is obj for obj in gc.get_objects(2))
+
+
+def test_wrong_gc_tuning_value_is_refused_by_name(tmp_path):
+    ports = Ports()
+    result = run_warren(["--data-dir", str(tmp_path / "d"), *ports.args()],
+                        env={"WARREN_GC_TUNING": "sometimes"})
+    assert_refused(result, ports.all(), "WARREN_GC_TUNING=sometimes", "true or false")
