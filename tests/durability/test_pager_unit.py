@@ -1,9 +1,10 @@
 """The paging policy on a fake clock and an in-memory store (no broker process, no sleeps).
 
-What ``warren/broker/paging.py`` promises: only stored bodies held by one durable queue go, the
-head of each queue keeps its bodies, the accounts follow, bodies come back intact on delivery,
-a store that cannot answer leaves the entry in place, and a pass that cannot get under the
-budget is not repeated for every publish.
+What ``warren/broker/paging.py`` promises: only stored messages held by one durable queue go
+(to rows of ``compact.py``), the head of each queue stays, the accounts follow, messages come
+back intact and in order on delivery (priorities, TTL and requeue included), a store that
+cannot answer leaves the entry in place, a purge acks every row, and a pass that cannot get
+under the budget is not repeated for every publish.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from twisted.internet.task import Clock
 
 from warren.amqp.properties import CODEC
 from warren.broker.broker import Broker
+from warren.broker.compact import ENTRY_BYTES
 from warren.broker.message import OVERHEAD, Message, Properties
-from warren.broker.paging import PagedBody
 from warren.store.interface import MessageStore, RecoveredState, StoreUnavailable
 
 SIZE = 1000
@@ -82,7 +83,7 @@ def publish(vh, queue: str, i: int, persistent: bool = True) -> None:
     vh.publish(vh.exchange(""), Message("", queue, body(i), codec=CODEC, props=props))
 
 
-def test_only_stored_bodies_of_durable_queues_past_the_head_are_paged():
+def test_only_stored_messages_of_durable_queues_past_the_head_are_paged():
     clock, store, broker, vh = setup()
     q = vh.declare_queue("lazy", durable=True)
     t = vh.declare_queue("transient-queue")
@@ -91,31 +92,34 @@ def test_only_stored_bodies_of_durable_queues_past_the_head_are_paged():
         publish(vh, "transient-queue", i)
         publish(vh, "lazy", 1000 + i, persistent=False)
     clock.advance(0)
-    entries = list(q.ready)
-    assert not any(e.message.paged for e in entries[:10]), "the head keeps its bodies"
+    # the head (10 entries) stays; past it the 95 persistent messages became rows, the
+    # transient ones stay in memory at their places
+    in_memory = list(q.ready)
+    assert len(in_memory) == 105 and not any(e.message.paged for e in in_memory)
+    assert [e.message.persistent for e in in_memory[:10]] == [True, False] * 5
+    assert all(not e.message.persistent for e in in_memory[10:])
     assert not any(e.message.paged for e in t.ready), "non-durable queue"
-    assert not any(e.message.paged for e in entries if not e.message.persistent)
-    paged = [e for e in entries if e.message.paged]
-    assert paged and all(isinstance(e.message.body, PagedBody) for e in paged)
-    # the accounts: logical sizes unchanged, memory down by exactly the paged bodies
-    assert q.ready.bytes == 200 * SIZE
-    assert broker.memory_used == 300 * (SIZE + OVERHEAD) - len(paged) * SIZE
-    assert broker.body_bytes == 300 * SIZE - len(paged) * SIZE
+    assert q.ready.paged == 95 and q.ready.paged_bytes == 95 * SIZE
+    # the accounts: logical sizes unchanged, each paged message down to its row
+    assert len(q.ready) == 200 and q.ready.bytes == 200 * SIZE
+    assert broker.index_bytes == 95 * ENTRY_BYTES
+    assert broker.memory_used == 205 * (SIZE + OVERHEAD) + 95 * ENTRY_BYTES
+    assert broker.body_bytes == 205 * SIZE
 
 
-def test_paged_bodies_come_back_in_order_with_read_ahead():
+def test_paged_messages_come_back_in_order_with_read_ahead():
     clock, store, broker, vh = setup()
     q = vh.declare_queue("lazy", durable=True)
     for i in range(500):
         publish(vh, "lazy", i)
     clock.advance(0)
-    assert broker.body_bytes <= broker.pager.budget
+    assert broker.pager.resident <= broker.pager.budget
     consumer = Collector()
     q.add_consumer(consumer)
     assert consumer.bodies == [body(i) for i in range(500)]
     clock.advance(0)  # the turn ends: its acks reach the store
-    assert store.reads >= 400 and store.records == {}
-    assert broker.memory_used == 0 and broker.body_bytes == 0
+    assert 490 <= store.reads < 500 + 10 and store.records == {}
+    assert broker.memory_used == 0 and broker.body_bytes == 0 and broker.index_bytes == 0
 
 
 def test_store_down_leaves_the_entry_and_delivery_resumes():
@@ -124,8 +128,8 @@ def test_store_down_leaves_the_entry_and_delivery_resumes():
     for i in range(100):
         publish(vh, "lazy", i)
     clock.advance(0)
-    first_paged = next(i for i, e in enumerate(q.ready) if e.message.paged)
-    assert first_paged >= 10
+    first_paged = 100 - q.ready.paged
+    assert first_paged == 10
     consumer = Collector()
     store.down = True
     q.add_consumer(consumer)
@@ -135,6 +139,64 @@ def test_store_down_leaves_the_entry_and_delivery_resumes():
     store.down = False
     clock.advance(1.0)  # the queue's retry
     assert consumer.bodies == [body(i) for i in range(100)]
+
+
+def test_deep_queue_stays_within_the_budget_and_drains_in_order():
+    """100k messages under a 64 KiB budget: what is in memory stays under it (the head and
+    the tail being written), each paged message costs its row only."""
+    count = 100_000
+    clock, store, broker, vh = setup(budget=64 * SIZE)
+    q = vh.declare_queue("deep", durable=True)
+    peak = 0
+    for i in range(count):
+        publish(vh, "deep", i)
+        if i % 1000 == 999:
+            clock.advance(0)
+            peak = max(peak, broker.pager.resident)
+    assert peak <= broker.pager.budget
+    assert broker.index_bytes == q.ready.paged * ENTRY_BYTES
+    assert q.ready.paged >= count - 1000 and len(q.ready) == count
+    consumer = Collector()
+    q.add_consumer(consumer)
+    assert consumer.bodies == [body(i) for i in range(count)]
+    clock.advance(0)
+    assert broker.memory_used == 0 and broker.index_bytes == 0 and store.records == {}
+
+
+def test_priorities_ttl_and_requeue_work_on_paged_entries():
+    clock, store, broker, vh = setup()
+    q = vh.declare_queue("prio", durable=True, arguments={"x-max-priority": 5})
+    for i in range(200):
+        props = Properties(delivery_mode=2, priority=i % 3,
+                           expiration="1000" if i % 50 == 7 else None)
+        vh.publish(vh.exchange(""), Message("", "prio", body(i), codec=CODEC, props=props))
+    clock.advance(0)
+    assert q.ready.paged > 100
+    clock.advance(1.5)   # the per-message TTLs of paged entries expire (4 of them)
+    assert len(q.ready) == 196
+    expected = [body(i) for p in (2, 1, 0) for i in range(200) if i % 3 == p and i % 50 != 7]
+    first = q.get(no_ack=False)
+    assert bytes(first.message.body) == expected[0]
+    q.requeue([first])   # back to its place, ahead of everything
+    consumer = Collector()
+    q.add_consumer(consumer)
+    assert consumer.bodies == expected
+    clock.advance(0)
+    assert broker.memory_used == 0 and broker.index_bytes == 0 and store.records == {}
+
+
+def test_purge_of_a_paged_queue_acks_every_row():
+    clock, store, broker, vh = setup()
+    q = vh.declare_queue("lazy", durable=True)
+    for i in range(300):
+        publish(vh, "lazy", i)
+    clock.advance(0)
+    assert q.ready.paged == 290
+    assert q.purge() == 300
+    clock.advance(0)
+    clock.advance(0)
+    assert store.records == {} and len(q.ready) == 0
+    assert broker.memory_used == 0 and broker.index_bytes == 0 and broker.body_bytes == 0
 
 
 def test_futile_pass_is_not_repeated_per_publish():

@@ -74,8 +74,10 @@ class Broker:
         self.store_alarm = False
         self._store_poll: Any = None
         self._blockables: set[Blockable] = set()
-        # bodies resident in memory (paged-out ones not counted) and the pager bounding them
+        # bodies resident in memory (paged-out ones not counted), the rows of paged-out
+        # entries (``compact.py``; part of memory_used), and the pager bounding the rest
         self.body_bytes = 0
+        self.index_bytes = 0
         self.pager = Pager(self, paging_budget)
         # acks and deliveries of stored messages this turn (store key -> ids), told to the
         # store in one call per queue at the end of the turn (see note_delivered)
@@ -325,7 +327,7 @@ class Broker:
         size = len(message.body)
         self.memory_used += size + OVERHEAD
         self.body_bytes += size
-        if self.body_bytes > self.pager.budget:
+        if self.memory_used - self.index_bytes > self.pager.budget:
             self.pager.note_growth()
         if not self.blocked and self.memory_used > self.memory_high:
             self._set_blocked(True)
@@ -364,6 +366,24 @@ class Broker:
             release(queue, entries[i].message)
         if end < len(entries):
             self.clock.callLater(0, self._release_slice, queue, entries, end)
+
+    def release_rows(self, queue: Queue, rows: list[Any]) -> None:
+        """Forget paged-out entries of a purged or deleted queue (``ready.clear_split``):
+        store acks and accounting, ``RELEASE_SLICE`` per reactor turn like ``release_many``."""
+        if rows:
+            self._release_rows_slice(queue, rows, 0)
+
+    def _release_rows_slice(self, queue: Queue, rows: list[Any], start: int) -> None:
+        end = min(start + RELEASE_SLICE, len(rows))
+        if queue.durable and self.store is not None:
+            note, acked, key = self._note, self._acked, queue.store_key
+            for i in range(start, end):
+                note(acked, key, rows[i][0])
+        self.pager.forget_rows(end - start)
+        if self.blocked and self.memory_used < self.memory_low:
+            self._set_blocked(False)
+        if end < len(rows):
+            self.clock.callLater(0, self._release_rows_slice, queue, rows, end)
 
     def after_settle(self, queue: Queue) -> None:
         if self.blocked and self.memory_used < self.memory_low:

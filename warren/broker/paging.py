@@ -1,35 +1,40 @@
-"""Paging message bodies out to the store (RabbitMQ lazy-queue behaviour), bounded by a budget.
+"""Paging queued messages out of memory (RabbitMQ's lazy / v2 classic queues), under a budget.
 
 Why: a durable queue may hold millions of persistent messages; every one is already in the
-store, so keeping each body in RAM as well only costs memory. The broker counts the bytes of
-bodies it holds (``Broker.body_bytes``); once that passes ``paging_budget`` a paging pass runs
-at the end of the reactor turn and drops bodies until the count is back under three quarters of
-the budget (hysteresis, so passes are not made for every publish).
+store, so keeping it in RAM as well only costs memory, and as Python objects a lot of it
+(about 600 bytes for a 100-byte message). The broker accounts for what messages cost it
+(``Broker.memory_used``: bodies plus ``OVERHEAD`` per message in memory, plus
+``compact.ENTRY_BYTES`` per paged-out entry, the part kept in ``Broker.index_bytes``). Once the
+part in memory (``resident``) passes ``paging_budget`` a paging pass runs at the end of the
+reactor turn and pages out until it is back under three quarters of the budget (hysteresis,
+so passes are not made for every publish).
 
-Which bodies may go (all must hold):
+Paging out an entry drops its ``QueueEntry`` and ``Message`` altogether: the queue keeps a row
+of arrays (``compact.py``) with what it needs to order, expire and count it. Which entries go
+(all must hold):
 
 - the message is ``stored`` and its only holder (``refs == 1``) is a *durable* queue, so the
   store keeps the record exactly as long as the queue keeps the entry; a message shared with
-  other queues, transient, or in a non-durable queue is never paged;
-- the entry is *ready* (not out with a consumer) and not among the ``HEAD_KEEP`` oldest ready
+  other queues, transient, or in a non-durable queue stays in memory (pinned at its place);
+- the entry is *ready* (not out with a consumer) and not among the ``HEAD_KEEP`` first ready
   entries of its queue: those go to consumers next and would only be read straight back.
 
-Which go first: queues with the most ready bytes first, and within a queue the newest entries
-first (the ones furthest from delivery). A pass that cannot get under the target (what is left
-is unpageable: heads, unacked, transient messages) is remembered, and no new pass starts until
-the resident bytes grew by another quarter of the budget, so a full walk is never repeated
-per publish.
+Which go first: queues with the most ready bytes in memory first, everything past each one's
+head. A pass that cannot get under the target (what is left is unpageable: heads, unacked,
+transient messages) is remembered, and no new pass starts until the resident bytes grew by
+another quarter of the budget, so a full walk is never repeated per publish.
 
-A paged body is replaced by :class:`PagedBody`, an object that knows only the length: every
-byte count (``ready.bytes``, ``max-length-bytes``, the management API's ``message_bytes``)
-stays the message's logical size and is never touched by paging, while any attempt to use the
-bytes themselves fails loudly. ``message.paged`` is True. :meth:`Pager.page_in` reads the record
-back (``store.read_many``, with up to ``READ_AHEAD`` more paged entries from the head of the
-same queue, so draining a paged queue costs one store round trip per batch) just before the
-body is needed: hand-over to a consumer, a basic.get, dead-lettering, a move. A store that is
-momentarily unreachable (database gone) leaves the entry where it was and the queue retries
-later; a record the store no longer has (corruption) is logged and the entry is dropped, never
-delivered empty.
+Coming back is in two steps. The queue turns rows back into entries ``ready.WINDOW`` at a time
+as its head drains (:meth:`Pager.stub`: a ``Message`` that knows its id, size and priority,
+whose body is a :class:`PagedBody` and whose ``paged`` is True; no store I/O). Just before a
+body is needed (hand-over to a consumer, a basic.get, dead-lettering, a move)
+:meth:`Pager.page_in` reads the record back (``store.read_many``, with up to ``READ_AHEAD``
+more paged entries from the head of the same queue, so draining a paged queue costs one store
+round trip per batch). Every byte count (``ready.bytes``, ``max-length-bytes``, the API's
+``message_bytes``) stays the message's logical size throughout; any attempt to use a paged
+body's bytes fails loudly. A store that is momentarily unreachable (database gone) leaves the
+entry where it was and the queue retries later; a record the store no longer has (corruption)
+is logged and the entry is dropped, never delivered empty.
 """
 
 from __future__ import annotations
@@ -37,10 +42,11 @@ from __future__ import annotations
 import logging
 from enum import Enum
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..store.interface import StoreError, StoreUnavailable
-from .message import Message, QueueEntry
+from .compact import ENTRY_BYTES, Row
+from .message import OVERHEAD, Message, QueueEntry
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -48,7 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("warren.paging")
 
-#: Default budget for resident message bodies before paging starts (``--paging-budget``).
+#: Default budget for messages in memory before paging starts (``--paging-budget``).
 DEFAULT_BUDGET = 256 * 1024 * 1024
 #: The oldest ready entries of each queue keep their bodies: they are delivered next.
 HEAD_KEEP = 256
@@ -85,23 +91,28 @@ class PagedBody:
 
 
 class Pager:
-    """Decides when and which bodies leave memory, and brings them back on demand."""
+    """Decides when and which entries leave memory, and brings them back on demand."""
 
     def __init__(self, broker: "Broker", budget: int = DEFAULT_BUDGET,
                  head_keep: int = HEAD_KEEP) -> None:
         self.broker = broker
-        self.budget = budget            # resident body bytes that start a pass; <= 0: never
+        self.budget = budget            # resident message bytes that start a pass; <= 0: never
         self.head_keep = head_keep
         self.paged_out = 0              # counters for metrics and tests
         self.paged_in = 0
         self._scheduled: Any = None     # the pending end-of-turn pass
         self._futile_at = -1            # resident bytes when a pass last could not get under
 
+    @property
+    def resident(self) -> int:
+        """Accounted bytes of messages in memory (the paged-out entries' rows left out)."""
+        return self.broker.memory_used - self.broker.index_bytes
+
     # ---------------------------------------------------------------- when
     def note_growth(self) -> None:
-        """Called when resident bodies grew (``Broker.track``): schedule a pass if over."""
+        """Called when resident messages grew (``Broker.track``): schedule a pass if over."""
         broker = self.broker
-        resident = broker.body_bytes
+        resident = self.resident
         if (self.budget <= 0 or resident <= self.budget or self._scheduled is not None
                 or broker.store is None):
             return
@@ -110,42 +121,74 @@ class Pager:
         self._scheduled = broker.clock.callLater(0, self.run)
 
     def run(self) -> int:
-        """One paging pass (see the module docstring); returns how many bodies went."""
+        """One paging pass (see the module docstring); returns how many entries went."""
         self._scheduled = None
         broker = self.broker
         target = int(self.budget * LOW_SHARE)
-        if broker.body_bytes <= target:
+        if self.resident <= target:
             self._futile_at = -1
             return 0
         queues = [q for vh in list(broker.vhosts.values()) for q in vh.queues.values()
                   if q.durable and not q.deleted and len(q.ready) > self.head_keep]
-        queues.sort(key=lambda q: q.ready.bytes, reverse=True)
+        queues.sort(key=lambda q: q.ready.bytes - q.ready.paged_bytes, reverse=True)
         count = 0
         for queue in queues:
-            for entry in _pageable_newest_first(queue.ready, self.head_keep):
-                message = entry.message
-                if message.paged or not message.stored or message.refs != 1:
-                    continue
-                self._page_out(message)
+            for entry in queue.ready.page_out(self.head_keep, _pageable):
+                self._page_out(entry.message)
                 count += 1
-                if broker.body_bytes <= target:
-                    break
-            if broker.body_bytes <= target:
+            if self.resident <= target:
                 break
-        self._futile_at = -1 if broker.body_bytes <= target else broker.body_bytes
+        self._futile_at = -1 if self.resident <= target else self.resident
         if count:
             self.paged_out += count
-            log.debug("paged out %d message bodies; %d bytes of bodies resident", count,
-                      broker.body_bytes)
+            log.debug("paged out %d messages; %d bytes of messages resident", count,
+                      self.resident)
             broker.after_settle(None)  # memory went down: the memory alarm may clear
         return count
 
     def _page_out(self, message: Message) -> None:
-        size = len(message.body)
+        """The accounts of a message whose entry became a row (``compact.py``)."""
+        broker = self.broker
+        if message.paged:   # a stub whose body was never read back
+            broker.memory_used -= OVERHEAD
+        else:
+            size = len(message.body)
+            broker.body_bytes -= size
+            broker.memory_used -= size + OVERHEAD
+        message.refs -= 1
+        self.note_row()
+
+    def note_row(self) -> None:
+        """One more paged-out row (paging out, or recovery building a deep queue)."""
+        self.broker.memory_used += ENTRY_BYTES
+        self.broker.index_bytes += ENTRY_BYTES
+
+    def forget_rows(self, count: int) -> None:
+        """``count`` rows are gone without coming back (purge, delete)."""
+        self.broker.memory_used -= count * ENTRY_BYTES
+        self.broker.index_bytes -= count * ENTRY_BYTES
+
+    def stub(self, row: Row) -> QueueEntry:
+        """A row back as an entry whose message's body is still paged (no store I/O): the
+        exchange, routing key and properties come back with the body (``page_in``)."""
+        msg_id, seq, size, expires_at, redelivered, count, priority = row
+        message = Message.__new__(Message)
+        message.id = msg_id
+        message.exchange = message.routing_key = ""
         message.body = PagedBody(size)
+        message.raw_props = None
+        message._props = None
+        message.codec = self.broker.codec
+        message.persistent = True
+        message.priority = priority
+        message.ttl = None
+        message.stored = True
+        message.refs = 1
         message.paged = True
-        self.broker.body_bytes -= size
-        self.broker.memory_used -= size
+        broker = self.broker
+        broker.memory_used += OVERHEAD - ENTRY_BYTES
+        broker.index_bytes -= ENTRY_BYTES
+        return QueueEntry(message, seq, expires_at, redelivered, count)
 
     # ---------------------------------------------------------------- back in
     def page_in(self, message: Message, queue: "Queue | None" = None) -> PageIn:
@@ -186,7 +229,16 @@ class Pager:
         return PageIn.LOADED
 
     def _load(self, message: Message, record: bytes) -> None:
-        body = Message.from_record(record, message.codec, message.id).body
+        stored = Message.from_record(record, message.codec, message.id)
+        body = stored.body
+        # a stub (``stub``) gets what the record says; a body-only page-out keeps its own
+        message.exchange = stored.exchange
+        message.routing_key = stored.routing_key
+        message.raw_props = stored.raw_props
+        message._props = None
+        message.persistent = stored.persistent
+        message.priority = stored.priority
+        message.ttl = stored.ttl
         message.body = body
         message.paged = False
         self.broker.body_bytes += len(body)
@@ -196,10 +248,13 @@ class Pager:
     def stats(self) -> dict[str, float]:
         return {"paging_budget_bytes": float(self.budget),
                 "paging_resident_body_bytes": float(self.broker.body_bytes),
+                "paging_resident_bytes": float(self.resident),
+                "paging_index_bytes": float(self.broker.index_bytes),
                 "paging_paged_out_total": float(self.paged_out),
                 "paging_paged_in_total": float(self.paged_in)}
 
 
-def _pageable_newest_first(ready: Any, head_keep: int) -> Iterator[QueueEntry]:
-    """Ready entries newest first, leaving out the ``head_keep`` that are delivered first."""
-    return ready.newest_first(keep_oldest=head_keep)
+def _pageable(entry: QueueEntry) -> bool:
+    """Its store record lives exactly as long as this entry (see the module docstring)."""
+    message = entry.message
+    return message.stored and message.refs == 1

@@ -57,7 +57,7 @@ class Queue:
         # counters for the management API and metrics
         self.stats = {"publish": 0, "deliver": 0, "deliver_no_ack": 0, "get": 0, "ack": 0,
                       "redeliver": 0}
-        self.ready: ReadyFifo | ReadyByPriority = ReadyFifo()
+        self.ready: ReadyFifo | ReadyByPriority = ReadyFifo(vhost.broker.pager.stub)
         # returned entries waiting out their redelivery back-off (``redelivery.py``)
         self.held = HeldForRedelivery(vhost.broker.clock, self._redeliver)
         self.apply_settings()
@@ -101,7 +101,9 @@ class Queue:
         if max_priority != getattr(self, "max_priority", None):
             # a policy may add, change or remove priorities live: re-sort what is ready
             old = self.ready.clear()
-            self.ready = ReadyFifo() if max_priority is None else ReadyByPriority(max_priority)
+            restore = self.vhost.broker.pager.stub
+            self.ready = (ReadyFifo(restore) if max_priority is None
+                          else ReadyByPriority(max_priority, restore))
             self.ready.requeue(old)
         self.max_priority = max_priority
         self.consumers.single_active = bool(self.setting("single-active-consumer"))
@@ -188,6 +190,18 @@ class Queue:
             self.dispatch()
         return entry
 
+    def enqueue_paged(self, msg_id: int, size: int, redelivered: bool, count: int) -> None:
+        """Recovery of a deep queue: an entry that stays in the store (``compact.py``) until
+        it nears the head. Its queue TTL counts from now, as ``enqueue``'s does."""
+        self._seq += 1
+        ttl = self.message_ttl
+        expires_at = None if ttl is None else self.clock.seconds() + ttl / 1000.0
+        self.stats["publish"] += 1
+        self.ready.push_paged((msg_id, self._seq, size, expires_at, redelivered, count, 0))
+        self.vhost.broker.pager.note_row()
+        if expires_at is not None:
+            self._schedule_expiry(expires_at)
+
     def _drop_head_over_limit(self) -> None:
         while self.ready and (
                 (self.max_length is not None and len(self.ready) > self.max_length)
@@ -263,14 +277,15 @@ class Queue:
                 entry = ready.popleft()
                 if entry.expires_at is not None and self._expired(entry):
                     continue
+                # selectors and message groups read properties: a paged entry is read back
+                if entry.message.paged and not self._page_in(entry):
+                    break
                 consumer, any_credit = consumers.next_accepting(self, entry)
                 if consumer is None:
                     skipped.append(entry)
                     if not any_credit:
                         break
                     continue
-                if entry.message.paged and not self._page_in(entry):
-                    break
                 self._hand_over(consumer, entry)
         finally:
             if skipped:
@@ -478,7 +493,7 @@ class Queue:
             self._dead_letter(e, "expired")
         if not self.ready:
             self._message_ttls = False
-        nxt = min((e.expires_at for e in self.ready if e.expires_at is not None), default=None)
+        nxt = self.ready.next_expiry()
         if nxt is not None:
             self._schedule_expiry(nxt)
 
@@ -498,9 +513,11 @@ class Queue:
 
     # ---------------------------------------------------------------- purge / delete
     def purge(self) -> int:
-        gone = self.ready.clear() + self.held.clear()
+        gone, rows = self.ready.clear_split()
+        gone += self.held.clear()
         self.vhost.broker.release_many(self, gone)
-        return len(gone)
+        self.vhost.broker.release_rows(self, rows)
+        return len(gone) + len(rows)
 
     def on_deleted(self) -> int:
         """Called by the vhost: cancel consumers, drop ready entries, stop timers."""
@@ -511,9 +528,11 @@ class Queue:
         for call in (self._expiry_call, self._idle_call):
             if call is not None and call.active():
                 call.cancel()
-        gone = self.ready.clear() + self.held.clear()
+        gone, rows = self.ready.clear_split()
+        gone += self.held.clear()
         self.vhost.broker.release_many(self, gone)
-        count = len(gone)
+        self.vhost.broker.release_rows(self, rows)
+        count = len(gone) + len(rows)
         self.vhost.broker.store_purge(self)
         return count
 
