@@ -30,7 +30,7 @@ class MemoryStore(MessageStore):
         self.down = False
 
     def open(self) -> None: ...
-    def recover(self) -> RecoveredState: return RecoveredState()
+    def recover(self, body_size=None) -> RecoveredState: return RecoveredState()
     def put_definition(self, kind, key, value) -> None: ...
     def publish(self, msg_id, record, queue_keys) -> None: self.records[msg_id] = record
     def ack(self, queue_key, msg_ids) -> None:

@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred, succeed
 from ..store.interface import KEY_SEP, MessageStore, StoreUnavailable, resource_key
 from .errors import AccessRefused, NotAllowed, NotFound
 from .message import OVERHEAD, Message, PropertiesCodec, QueueEntry
+from .ready import WINDOW
 from .paging import DEFAULT_BUDGET, Pager
 from .parameters import STORE_KIND as PARAMETER_KIND
 from .parameters import RuntimeParameters
@@ -545,7 +546,7 @@ class Broker:
         if self.store is None:
             self.ensure_defaults()
             return
-        state = self.store.recover()
+        state = self.store.recover(body_size=Message.record_body_size)
         defs = state.definitions
         by_kind: dict[str, list[dict[str, Any]]] = {}
         for (kind, _key), value in defs.items():
@@ -598,8 +599,9 @@ class Broker:
             binding = vh.bind(b["source"], dest, b["routing_key"], b.get("arguments") or {})
             self._known_bindings.add(vh._binding_key(binding))
         self.ensure_defaults()
-        # messages, queue by queue, in stored order
-        messages: dict[int, Message] = {}
+        # messages, queue by queue, in stored order (see ``_recover_queue``)
+        messages: dict[int, Message] = {}   # those held by several queues: one object
+        recovered = 0
         for qkey, rq in state.queues.items():
             vhost_name, _, qname = qkey.partition(KEY_SEP)
             vh = self.vhosts.get(vhost_name)
@@ -607,38 +609,73 @@ class Broker:
             if q is None:
                 self.store.purge_queue(qkey)
                 continue
-            over_limit: list[QueueEntry] = []
-            for mid in rq.msg_ids:
-                msg = messages.get(mid)
-                if msg is None:
-                    record = state.records.get(mid)
-                    if record is None:
-                        continue
-                    msg = Message.from_record(record, self.codec, mid)
-                    msg.stored = True
-                    messages[mid] = msg
-                    self.track(msg)
-                entry = q.enqueue(msg)
-                delivered = (qkey, mid) in state.delivered
-                count = state.delivery_counts.get((qkey, mid), 0)
-                entry.redelivered = delivered or count > 0
-                if delivered:
-                    # out with a consumer when the broker stopped: that was a return too, and
-                    # is stored as one (another crash before the next return counts again)
-                    count += 1
-                    self.note_returned(q, mid, count)
-                entry.delivery_count = count
-                if q.delivery_limit is not None and entry.delivery_count > q.delivery_limit:
-                    over_limit.append(entry)
-            if over_limit:
-                q.dead_letter_over_limit(over_limit)
-            q._touch()
+            recovered += self._recover_queue(q, rq, state, messages)
         self._next_id = max(self._next_id, state.max_msg_id)
         # last: a component told of a recovered value (a shovel) may start using the queues
         # and exchanges it names, so everything else is in place first
         self.runtime_parameters.recover(by_kind.get(PARAMETER_KIND, []))
         log.info("recovered %d vhosts, %d queues, %d messages", len(self.vhosts),
-                 sum(len(v.queues) for v in self.vhosts.values()), len(messages))
+                 sum(len(v.queues) for v in self.vhosts.values()), recovered)
+
+    #: Recovery reads records (the heads of queues, whole queues that decode every message)
+    #: this many at a time, and pages out between batches (peak memory within the budget).
+    RECOVERY_BATCH = 1000
+
+    def _recover_queue(self, q: Queue, rq: Any, state: Any, messages: dict[int, Message]) -> int:
+        """One durable queue's messages, lazily: the first ``ready.WINDOW`` become objects
+        (they go out first), the rest stay in the store as rows (``compact.py``) with the
+        sizes the store measured. A message several queues hold is one object in each; a
+        queue that needs every message decoded (priorities, a delivery limit) reads them all,
+        a batch at a time, paging out as it goes."""
+        eager = q.max_priority is not None or q.delivery_limit is not None
+        ids, sizes = rq.msg_ids, rq.sizes
+        shared = state.records
+        delivered_set, counts = state.delivered, state.delivery_counts
+        key = q.store_key
+        over_limit: list[QueueEntry] = []
+        done = 0
+        for start in range(0, len(ids), self.RECOVERY_BATCH):
+            batch = ids[start:start + self.RECOVERY_BATCH]
+            if eager or start < WINDOW or sizes is None:
+                wanted = [mid for mid in batch if mid not in shared]
+            else:
+                wanted = [mid for j, mid in enumerate(batch, start) if j < WINDOW]
+            records = self.store.read_many(wanted) if wanted and sizes is not None else {}
+            for j, mid in enumerate(batch, start):
+                delivered = (key, mid) in delivered_set
+                count = counts.get((key, mid), 0)
+                if delivered:
+                    # out with a consumer when the broker stopped: that was a return too, and
+                    # is stored as one (another crash before the next return counts again)
+                    count += 1
+                    self.note_returned(q, mid, count)
+                record = shared.get(mid) or records.get(mid)
+                if record is None and not eager and j >= WINDOW and sizes is not None:
+                    q.enqueue_paged(mid, sizes[j], delivered or count > 0, count)
+                    done += 1
+                    continue
+                msg = messages.get(mid)
+                if msg is None:
+                    if record is None:
+                        continue   # the store lost it (logged there)
+                    msg = Message.from_record(record, self.codec, mid)
+                    msg.stored = True
+                    if mid in shared:
+                        messages[mid] = msg
+                    self.track(msg)
+                entry = q.enqueue(msg)
+                entry.redelivered = delivered or count > 0
+                entry.delivery_count = count
+                if q.delivery_limit is not None and count > q.delivery_limit:
+                    over_limit.append(entry)
+                done += 1
+            if over_limit:   # before a page-out could turn them into rows
+                q.dead_letter_over_limit(over_limit)
+                over_limit = []
+            if self.pager.resident > self.pager.budget > 0:
+                self.pager.run()
+        q._touch()
+        return done
 
     def connection_count(self) -> int:
         return len(self.connections)

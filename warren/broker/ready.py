@@ -93,8 +93,8 @@ class ReadyFifo:
         """Append an entry that is in the store only (recovery builds deep queues so)."""
         if self._run is None:
             self._run = CompactRun()
-        elif self._tail:
-            raise RuntimeError("a paged row cannot follow entries in memory")
+        while self._tail:   # entries in memory before it keep their places, pinned
+            self._run.pin(self._tail.popleft())
         self._run.push(*row)
         self.bytes += row[2]
 

@@ -192,10 +192,11 @@ def decode_checkpoint(payload: bytes | memoryview) -> tuple[int, int]:
 class MessageLocation:
     """Where a live message's current MESSAGE record is, and which queues still hold it."""
 
-    __slots__ = ("segment", "offset", "length", "seq", "queues", "counts")
+    __slots__ = ("segment", "offset", "length", "seq", "queues", "counts", "size")
 
     def __init__(self, segment: int, offset: int, length: int, seq: int,
                  queues: dict[str, bool], counts: dict[str, int] | None = None) -> None:
+        self.size = 0  # the body's size, set by a lazy recovery (``recover(body_size=...)``)
         self.segment = segment
         self.offset = offset
         self.length = length  # framed length, header included
