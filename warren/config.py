@@ -76,7 +76,7 @@ class Config:
     max_connections: int = 0               # 0 = unlimited
     # memory flow control: bytes of message data held before publishers are blocked
     memory_high_watermark: int = 2 * 1024 ** 3
-    # paging: bytes of message bodies kept in memory before stored ones are paged out
+    # paging: bytes of messages kept in memory before stored ones are paged out
     paging_budget: int = 256 * 1024 ** 2
     # STOMP / MQTT limits
     stomp_max_frame_size: int = 64 * 1024 * 1024  # ActiveMQ allows 256 MiB, RabbitMQ >16 MiB

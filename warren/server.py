@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -149,6 +150,7 @@ class BrokerService(service.MultiService):
                              default_pass=cfg.default_pass, loopback_users=cfg.loopback_users,
                              paging_budget=cfg.paging_budget,
                              password_hashing=cfg.password_hashing_module)
+        self.broker.pager.use_directory(os.path.join(cfg.data_dir, "paging"))
         self.components = []
         for make in PARAMETER_COMPONENTS:
             component = make(self.broker, cfg)

@@ -20,6 +20,7 @@ import urllib.request
 
 import pika
 
+from tests.broker_process import BrokerProcess
 from tests.durability.clients import ConfirmedPublisher
 from tests.durability.test_kill_cycles import declare
 from tests.durability.test_restart import api
@@ -125,3 +126,48 @@ def test_deep_queue_bounded_memory_restart_and_kill_mid_drain(make_broker):
     assert indexes == list(range(start, COUNT))
     assert queue_info(broker)["messages"] == 0
     assert "Traceback" not in broker.log()
+
+
+def test_transient_messages_are_paged_to_the_paging_file_and_dropped_at_restart(tmp_path):
+    """A non-durable queue of 50,000 transient messages under the same budget: past the
+    head they go to the queue's paging file (RabbitMQ pages transient messages too), come
+    back intact and in order, and the file is emptied once drained; the paging directory
+    left by a kill -9 is removed at the next start (transient messages do not survive)."""
+    count = 50_000
+    broker = BrokerProcess(tmp_path / "data", extra_args=["--paging-budget", str(BUDGET)])
+    try:
+        broker.start()
+        conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+        channel = conn.channel()
+        channel.queue_declare(QUEUE)   # non-durable
+        for i in range(count):
+            channel.basic_publish("", QUEUE, body(i))   # transient (no delivery_mode)
+        conn.close()
+        eventually(lambda: queue_info(broker)["messages"] == count, "all queued")
+        within_budget(broker)
+        info = queue_info(broker)
+        assert info["messages_paged_out"] >= count - 5000
+        assert info["message_bytes_paged_out"] == info["messages_paged_out"] * 100
+        paging = tmp_path / "data" / "paging"
+        files = list(paging.rglob("*.page"))
+        assert len(files) == 1 and files[0].stat().st_size > (count - 5000) * 100
+
+        got = consume(broker.amqp_url, count)
+        assert got == [(i, False) for i in range(count)]
+        assert files[0].stat().st_size == 0, "a drained paging file is emptied"
+
+        # paged out again, then a crash: the next start removes what the last run left
+        conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+        channel = conn.channel()
+        for i in range(20_000):
+            channel.basic_publish("", QUEUE, body(i))
+        conn.close()
+        eventually(lambda: queue_info(broker)["messages_paged_out"] >= 15_000,
+                   "paged out again")
+        broker.kill()
+        broker.start()
+        assert not list(paging.rglob("*.page"))
+        assert "Traceback" not in broker.log()
+    finally:
+        broker.stop()
+        broker.kill()

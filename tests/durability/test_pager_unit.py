@@ -1,7 +1,8 @@
 """The paging policy on a fake clock and an in-memory store (no broker process, no sleeps).
 
-What ``warren/broker/paging.py`` promises: only stored messages held by one durable queue go
-(to rows of ``compact.py``), the head of each queue stays, the accounts follow, messages come
+What ``warren/broker/paging.py`` promises: messages held by one queue go (to rows of
+``compact.py``; stored ones stay in the store, transient ones go to the queue's paging file),
+messages shared by queues stay in memory at their places, the head of each queue stays, the accounts follow, messages come
 back intact and in order on delivery (priorities, TTL and requeue included), a store that
 cannot answer leaves the entry in place, a purge acks every row, and a pass that cannot get
 under the budget is not repeated for every publish.
@@ -83,28 +84,62 @@ def publish(vh, queue: str, i: int, persistent: bool = True) -> None:
     vh.publish(vh.exchange(""), Message("", queue, body(i), codec=CODEC, props=props))
 
 
-def test_only_stored_messages_of_durable_queues_past_the_head_are_paged():
+def test_past_the_head_stored_messages_become_rows_and_transient_ones_go_to_the_paging_file():
     clock, store, broker, vh = setup()
     q = vh.declare_queue("lazy", durable=True)
     t = vh.declare_queue("transient-queue")
     for i in range(100):
         publish(vh, "lazy", i)
-        publish(vh, "transient-queue", i)
+        publish(vh, "transient-queue", 2000 + i)
         publish(vh, "lazy", 1000 + i, persistent=False)
     clock.advance(0)
-    # the head (10 entries) stays; past it the 95 persistent messages became rows, the
-    # transient ones stay in memory at their places
-    in_memory = list(q.ready)
-    assert len(in_memory) == 105 and not any(e.message.paged for e in in_memory)
-    assert [e.message.persistent for e in in_memory[:10]] == [True, False] * 5
-    assert all(not e.message.persistent for e in in_memory[10:])
-    assert not any(e.message.paged for e in t.ready), "non-durable queue"
-    assert q.ready.paged == 95 and q.ready.paged_bytes == 95 * SIZE
+    # each queue keeps its head (10 entries); past it every entry became a row: the stored
+    # ones point into the store, the transient ones (durable queue or not) into the queue's
+    # paging file
+    assert len(list(q.ready)) == 10 and len(list(t.ready)) == 10
+    assert q.ready.paged == 190 and q.ready.paged_bytes == 190 * SIZE
+    assert t.ready.paged == 90
+    assert q.page_file.live == 95 and t.page_file.live == 90
+    assert len(store.records) == 100, "transient messages never reach the store"
     # the accounts: logical sizes unchanged, each paged message down to its row
     assert len(q.ready) == 200 and q.ready.bytes == 200 * SIZE
-    assert broker.index_bytes == 95 * ENTRY_BYTES
-    assert broker.memory_used == 205 * (SIZE + OVERHEAD) + 95 * ENTRY_BYTES
-    assert broker.body_bytes == 205 * SIZE
+    assert broker.index_bytes == 280 * ENTRY_BYTES
+    assert broker.memory_used == 20 * (SIZE + OVERHEAD) + 280 * ENTRY_BYTES
+    assert broker.body_bytes == 20 * SIZE
+    # all back, in order; the paging files are emptied once nothing in them is referenced
+    lazy, plain = Collector(), Collector()
+    q.add_consumer(lazy)
+    t.add_consumer(plain)
+    assert lazy.bodies == [body(n) for i in range(100) for n in (i, 1000 + i)]
+    assert plain.bodies == [body(2000 + i) for i in range(100)]
+    assert q.page_file.size == 0 and t.page_file.size == 0
+    clock.advance(0)
+    assert broker.memory_used == 0 and broker.index_bytes == 0 and store.records == {}
+
+
+def test_messages_shared_by_queues_stay_in_memory_at_their_places():
+    clock, store, broker, vh = setup()
+    a = vh.declare_queue("a", durable=True)
+    b = vh.declare_queue("b", durable=True)
+    vh.bind("amq.fanout", a, "", {})
+    vh.bind("amq.fanout", b, "", {})
+    for i in range(100):
+        publish(vh, "a", i)
+        if i % 10 == 5:
+            vh.publish(vh.exchange("amq.fanout"), Message(
+                "amq.fanout", "", body(5000 + i), codec=CODEC,
+                props=Properties(delivery_mode=2)))
+    clock.advance(0)
+    assert a.ready.paged == 100 - 10 + 1 and len(a.ready) == 110
+    consumer = Collector()
+    a.add_consumer(consumer)
+    expected = []
+    for i in range(100):
+        expected.append(body(i))
+        if i % 10 == 5:
+            expected.append(body(5000 + i))
+    assert consumer.bodies == expected
+    assert len(b.ready) == 10
 
 
 def test_paged_messages_come_back_in_order_with_read_ahead():
@@ -201,12 +236,15 @@ def test_purge_of_a_paged_queue_acks_every_row():
 
 def test_futile_pass_is_not_repeated_per_publish():
     clock, store, broker, vh = setup(budget=5 * SIZE)
-    vh.declare_queue("lazy", durable=True)
-    vh.declare_queue("plain")
-    for i in range(50):
-        publish(vh, "plain", i)  # non-durable: nothing can be paged
+    a = vh.declare_queue("a")
+    b = vh.declare_queue("b")
+    vh.bind("amq.fanout", a, "", {})
+    vh.bind("amq.fanout", b, "", {})
+    fanout = vh.exchange("amq.fanout")
+    for i in range(50):  # held by two queues: nothing can be paged
+        vh.publish(fanout, Message("amq.fanout", "", body(i), codec=CODEC, props=Properties()))
     clock.advance(0)
     assert broker.pager._futile_at > 0
     before = len(clock.getDelayedCalls())
-    publish(vh, "plain", 99)
+    vh.publish(fanout, Message("amq.fanout", "", body(99), codec=CODEC, props=Properties()))
     assert len(clock.getDelayedCalls()) == before, "no new pass for a small growth"

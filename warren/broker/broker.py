@@ -345,6 +345,8 @@ class Broker:
         if message.refs <= 0:
             if message.paged:  # its body was already taken off the accounts
                 self.memory_used -= OVERHEAD
+                if message.body.where >= 0 and queue.page_file is not None:
+                    queue.page_file.release()   # never read back from the paging file
             else:
                 self.memory_used -= len(message.body) + OVERHEAD
                 self.body_bytes -= len(message.body)
@@ -376,10 +378,15 @@ class Broker:
 
     def _release_rows_slice(self, queue: Queue, rows: list[Any], start: int) -> None:
         end = min(start + RELEASE_SLICE, len(rows))
-        if queue.durable and self.store is not None:
-            note, acked, key = self._note, self._acked, queue.store_key
-            for i in range(start, end):
+        note, acked, key = self._note, self._acked, queue.store_key
+        in_file = 0
+        for i in range(start, end):
+            if rows[i][7] >= 0:
+                in_file += 1          # in the queue's paging file, not the store
+            elif queue.durable and self.store is not None:
                 note(acked, key, rows[i][0])
+        if in_file and queue.page_file is not None:
+            queue.page_file.release(in_file)
         self.pager.forget_rows(end - start)
         if self.blocked and self.memory_used < self.memory_low:
             self._set_blocked(False)
@@ -634,8 +641,12 @@ class Broker:
         key = q.store_key
         over_limit: list[QueueEntry] = []
         done = 0
-        for start in range(0, len(ids), self.RECOVERY_BATCH):
-            batch = ids[start:start + self.RECOVERY_BATCH]
+        # the common case, nothing delivered or shared: past the window, rows in bulk
+        bulk_from = len(ids)
+        if not eager and sizes is not None and not shared and not delivered_set and not counts:
+            bulk_from = min(WINDOW, len(ids))
+        for start in range(0, bulk_from, self.RECOVERY_BATCH):
+            batch = ids[start:min(start + self.RECOVERY_BATCH, bulk_from)]
             if eager or start < WINDOW or sizes is None:
                 wanted = [mid for mid in batch if mid not in shared]
             else:
@@ -674,6 +685,9 @@ class Broker:
                 over_limit = []
             if self.pager.resident > self.pager.budget > 0:
                 self.pager.run()
+        if bulk_from < len(ids):
+            q.enqueue_paged_many(ids[bulk_from:], sizes[bulk_from:])
+            done += len(ids) - bulk_from
         q._touch()
         return done
 

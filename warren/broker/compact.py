@@ -6,8 +6,9 @@ millions of stored messages cannot afford that, and it needs none of it until a 
 near the head: the store has the record. So entries past a window at the head are kept here
 as one row of typed arrays each (RabbitMQ's classic queue index plays this part): the store id,
 the queue position (``seq``), the body size (every byte count stays the logical one), the
-expiry, the redelivered flag, the delivery count and the priority. ``ENTRY_BYTES`` is what the
-broker's accounting charges for a row.
+expiry, the redelivered flag, the delivery count, the priority, and where the record is: the
+store (-1) or an offset in the queue's paging file (transient messages, ``pagefile.py``).
+``ENTRY_BYTES`` is what the broker's accounting charges for a row.
 
 A run is consumed from the front (``take``) and only ever grows at the back; the consumed
 prefix is cut off once it is at least half of the arrays, so the cost per entry stays
@@ -24,14 +25,15 @@ from typing import Callable, Iterator
 
 from .message import QueueEntry
 
-#: Broker memory charged per row: the seven array items (8+8+8+8+4+1+1 bytes) and the
+#: Broker memory charged per row: the eight array items (8+8+8+8+4+1+1+8 bytes) and the
 #: arrays' growth slack, rounded up.
-ENTRY_BYTES = 48
+ENTRY_BYTES = 56
 #: The consumed prefix is cut off once it is this long and at least half the run.
 TRIM_AT = 4096
 
-#: One paged row: (msg_id, seq, size, expires_at or None, redelivered, delivery_count, priority)
-Row = tuple[int, int, int, "float | None", bool, int, int]
+#: One paged row: (msg_id, seq, size, expires_at or None, redelivered, delivery_count,
+#: priority, where: -1 for the store, else the offset in the queue's paging file)
+Row = tuple[int, int, int, "float | None", bool, int, int, int]
 
 _NONE = math.nan
 
@@ -39,8 +41,8 @@ _NONE = math.nan
 class CompactRun:
     """Paged-out entries of one FIFO, in queue order (see the module docstring)."""
 
-    __slots__ = ("ids", "seqs", "sizes", "expires", "counts", "flags", "prios", "start",
-                 "pinned", "bytes", "paged_bytes")
+    __slots__ = ("ids", "seqs", "sizes", "expires", "counts", "flags", "prios", "wheres",
+                 "start", "pinned", "bytes", "paged_bytes", "in_file")
 
     def __init__(self) -> None:
         self.ids = array("q")
@@ -50,10 +52,12 @@ class CompactRun:
         self.counts = array("L")
         self.flags = array("B")
         self.prios = array("B")
+        self.wheres = array("q")
         self.start = 0                            # rows before it were taken
         self.pinned: dict[int, QueueEntry] = {}   # row -> entry kept in memory at its place
         self.bytes = 0                            # logical bytes of every entry in the run
         self.paged_bytes = 0                      # of those, bytes of paged rows
+        self.in_file = 0                          # rows whose record is in the paging file
 
     def __len__(self) -> int:
         return len(self.ids) - self.start
@@ -72,8 +76,8 @@ class CompactRun:
         return self.seqs[-1]
 
     def push(self, msg_id: int, seq: int, size: int, expires_at: float | None,
-             redelivered: bool, count: int, priority: int) -> None:
-        """Append a paged-out row (the message itself is in the store only)."""
+             redelivered: bool, count: int, priority: int, where: int = -1) -> None:
+        """Append a paged-out row (the message itself is in the store or the paging file)."""
         self.ids.append(msg_id)
         self.seqs.append(seq)
         self.sizes.append(size)
@@ -81,14 +85,34 @@ class CompactRun:
         self.counts.append(min(count, 0xFFFFFFFF))
         self.flags.append(1 if redelivered else 0)
         self.prios.append(min(priority or 0, 255))
+        self.wheres.append(where)
         self.bytes += size
         self.paged_bytes += size
+        if where >= 0:
+            self.in_file += 1
 
-    def push_entry(self, entry: QueueEntry) -> None:
+    def extend(self, ids: list[int], first_seq: int, sizes: list[int],
+               expires_at: float | None) -> None:
+        """Append store rows for ``ids`` (consecutive seqs, one expiry, nothing delivered):
+        recovery of a deep queue, a few array operations instead of a call per row."""
+        n = len(ids)
+        self.ids.extend(ids)
+        self.seqs.extend(range(first_seq, first_seq + n))
+        self.sizes.extend(sizes)
+        self.expires.extend(array("d", [_NONE if expires_at is None else expires_at]) * n)
+        self.counts.extend(array("L", [0]) * n)
+        self.flags.frombytes(bytes(n))
+        self.prios.frombytes(bytes(n))
+        self.wheres.extend(array("q", [-1]) * n)
+        total = sum(sizes)
+        self.bytes += total
+        self.paged_bytes += total
+
+    def push_entry(self, entry: QueueEntry, where: int) -> None:
         """Append a paged-out entry: its message object is dropped by the caller."""
         m = entry.message
         self.push(m.id, entry.seq, len(m.body), entry.expires_at, entry.redelivered,
-                  entry.delivery_count, m.priority)
+                  entry.delivery_count, m.priority, where)
 
     def pin(self, entry: QueueEntry) -> None:
         """Append an entry that stays in memory, at its place in the run."""
@@ -101,7 +125,7 @@ class CompactRun:
         expires = self.expires[i]
         return (self.ids[i], self.seqs[i], self.sizes[i],
                 None if expires != expires else expires, bool(self.flags[i]), self.counts[i],
-                self.prios[i])
+                self.prios[i], self.wheres[i])
 
     def take(self, n: int) -> list[Row | QueueEntry]:
         """The first ``n`` entries, removed: rows for paged ones, pinned entries as such."""
@@ -117,6 +141,8 @@ class CompactRun:
                 out.append(entry)
             else:
                 self.paged_bytes -= size
+                if self.wheres[i] >= 0:
+                    self.in_file -= 1
                 out.append(self._row(i))
         self.start = end
         if end >= TRIM_AT and end * 2 >= len(self.ids):
@@ -126,7 +152,7 @@ class CompactRun:
     def _trim(self) -> None:
         start = self.start
         for column in (self.ids, self.seqs, self.sizes, self.expires, self.counts, self.flags,
-                       self.prios):
+                       self.prios, self.wheres):
             del column[:start]
         if self.pinned:
             self.pinned = {i - start: e for i, e in self.pinned.items()}

@@ -13,9 +13,11 @@ Paging out an entry drops its ``QueueEntry`` and ``Message`` altogether: the que
 of arrays (``compact.py``) with what it needs to order, expire and count it. Which entries go
 (all must hold):
 
-- the message is ``stored`` and its only holder (``refs == 1``) is a *durable* queue, so the
-  store keeps the record exactly as long as the queue keeps the entry; a message shared with
-  other queues, transient, or in a non-durable queue stays in memory (pinned at its place);
+- its only holder is this queue (``refs == 1``), so the record lives exactly as long as the
+  queue keeps the entry: a ``stored`` message's record is in the store already; any other
+  (transient, or in a non-durable queue) is written to the queue's paging file
+  (``pagefile.py``), as RabbitMQ pages transient messages too. A message shared with other
+  queues stays in memory (pinned at its place);
 - the entry is *ready* (not out with a consumer) and not among the ``HEAD_KEEP`` first ready
   entries of its queue: those go to consumers next and would only be read straight back.
 
@@ -40,6 +42,9 @@ is logged and the entry is dropped, never delivered empty.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from enum import Enum
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -47,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from ..store.interface import StoreError, StoreUnavailable
 from .compact import ENTRY_BYTES, Row
 from .message import OVERHEAD, Message, QueueEntry
+from .pagefile import PageFile
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -73,12 +79,14 @@ class PageIn(Enum):
 
 
 class PagedBody:
-    """Stands in for a body that lives only in the store: has a length and nothing else."""
+    """Stands in for a body that lives only in the store (``where`` -1) or in the queue's
+    paging file (``where``: the offset): has a length and nothing else."""
 
-    __slots__ = ("size",)
+    __slots__ = ("size", "where")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, where: int = -1) -> None:
         self.size = size
+        self.where = where
 
     def __len__(self) -> int:
         return self.size
@@ -102,6 +110,10 @@ class Pager:
         self.paged_in = 0
         self._scheduled: Any = None     # the pending end-of-turn pass
         self._futile_at = -1            # resident bytes when a pass last could not get under
+        # where the queues' paging files go (``pagefile.py``): the server sets it in the data
+        # directory and empties it at start; a temporary directory otherwise
+        self.directory: str | None = None
+        self._files = 0
 
     @property
     def resident(self) -> int:
@@ -129,11 +141,12 @@ class Pager:
             self._futile_at = -1
             return 0
         queues = [q for vh in list(broker.vhosts.values()) for q in vh.queues.values()
-                  if q.durable and not q.deleted and len(q.ready) > self.head_keep]
+                  if not q.deleted and len(q.ready) > self.head_keep]
         queues.sort(key=lambda q: q.ready.bytes - q.ready.paged_bytes, reverse=True)
         count = 0
         for queue in queues:
-            for entry in queue.ready.page_out(self.head_keep, _pageable):
+            for entry in queue.ready.page_out(self.head_keep,
+                                              lambda e, q=queue: self._locate(q, e)):
                 self._page_out(entry.message)
                 count += 1
             if self.resident <= target:
@@ -158,10 +171,37 @@ class Pager:
         message.refs -= 1
         self.note_row()
 
-    def note_row(self) -> None:
-        """One more paged-out row (paging out, or recovery building a deep queue)."""
-        self.broker.memory_used += ENTRY_BYTES
-        self.broker.index_bytes += ENTRY_BYTES
+    def _locate(self, queue: "Queue", entry: QueueEntry) -> int | None:
+        """Where a paged-out entry's record will be: -1 the store, else the offset in the
+        queue's paging file (written now); None: it cannot be paged (shared)."""
+        message = entry.message
+        if message.refs != 1:
+            return None
+        if message.stored and queue.durable:
+            return -1
+        if message.paged:   # a stub of the paging file, never read back: written again
+            return None
+        if queue.page_file is None:
+            queue.page_file = PageFile(self._page_file_path(queue))
+        return queue.page_file.append(message.to_record())
+
+    def use_directory(self, path: str) -> None:
+        """Paging files go under ``path`` (a subdirectory per process: a fenced HA master may
+        still be using its own); what a previous run left there is transient and is removed."""
+        shutil.rmtree(path, ignore_errors=True)
+        self.directory = os.path.join(path, str(os.getpid()))
+
+    def _page_file_path(self, queue: "Queue") -> str:
+        if self.directory is None:
+            self.directory = tempfile.mkdtemp(prefix="warren-paging-")
+        os.makedirs(self.directory, exist_ok=True)
+        self._files += 1
+        return os.path.join(self.directory, f"queue-{self._files}.page")
+
+    def note_row(self, count: int = 1) -> None:
+        """More paged-out rows (paging out, or recovery building a deep queue)."""
+        self.broker.memory_used += count * ENTRY_BYTES
+        self.broker.index_bytes += count * ENTRY_BYTES
 
     def forget_rows(self, count: int) -> None:
         """``count`` rows are gone without coming back (purge, delete)."""
@@ -171,18 +211,18 @@ class Pager:
     def stub(self, row: Row) -> QueueEntry:
         """A row back as an entry whose message's body is still paged (no store I/O): the
         exchange, routing key and properties come back with the body (``page_in``)."""
-        msg_id, seq, size, expires_at, redelivered, count, priority = row
+        msg_id, seq, size, expires_at, redelivered, count, priority, where = row
         message = Message.__new__(Message)
         message.id = msg_id
         message.exchange = message.routing_key = ""
-        message.body = PagedBody(size)
+        message.body = PagedBody(size, where)
         message.raw_props = None
         message._props = None
         message.codec = self.broker.codec
-        message.persistent = True
+        message.persistent = where < 0
         message.priority = priority
         message.ttl = None
-        message.stored = True
+        message.stored = where < 0
         message.refs = 1
         message.paged = True
         broker = self.broker
@@ -205,6 +245,19 @@ class Pager:
             for entry in islice(iter(queue.ready), READ_AHEAD):
                 if entry.message.paged and entry.message is not message:
                     wanted.append(entry.message)
+        records: dict[int, bytes] = {}
+        page_file = queue.page_file if queue is not None else None
+        in_store = []
+        for m in wanted:
+            where = m.body.where
+            if where < 0:
+                in_store.append(m)
+            elif page_file is not None:
+                self._load(m, page_file.read(where))
+                page_file.release()
+        wanted = in_store
+        if not wanted:
+            return PageIn.LOST if message.paged else PageIn.LOADED
         try:
             records = self.broker.store.read_many([m.id for m in wanted])
         except StoreUnavailable as error:
@@ -212,7 +265,6 @@ class Pager:
                         "delivery retried later", message.id, error)
             return PageIn.LATER
         except StoreError as error:
-            records = {}
             log.error("message %d: reading paged-out bodies failed (%s)", message.id, error)
         except Exception as error:  # a database driver's own errors: connection refused etc.
             log.warning("message %d: body paged out and reading it back failed (%s); "
@@ -252,9 +304,3 @@ class Pager:
                 "paging_index_bytes": float(self.broker.index_bytes),
                 "paging_paged_out_total": float(self.paged_out),
                 "paging_paged_in_total": float(self.paged_in)}
-
-
-def _pageable(entry: QueueEntry) -> bool:
-    """Its store record lives exactly as long as this entry (see the module docstring)."""
-    message = entry.message
-    return message.stored and message.refs == 1

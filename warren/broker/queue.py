@@ -60,6 +60,7 @@ class Queue:
         self.ready: ReadyFifo | ReadyByPriority = ReadyFifo(vhost.broker.pager.stub)
         # returned entries waiting out their redelivery back-off (``redelivery.py``)
         self.held = HeldForRedelivery(vhost.broker.clock, self._redeliver)
+        self.page_file: Any = None   # transient messages paged out (``pagefile.py``), if any
         self.apply_settings()
 
     # ---------------------------------------------------------------- settings
@@ -197,8 +198,22 @@ class Queue:
         ttl = self.message_ttl
         expires_at = None if ttl is None else self.clock.seconds() + ttl / 1000.0
         self.stats["publish"] += 1
-        self.ready.push_paged((msg_id, self._seq, size, expires_at, redelivered, count, 0))
+        self.ready.push_paged((msg_id, self._seq, size, expires_at, redelivered, count, 0, -1))
         self.vhost.broker.pager.note_row()
+        if expires_at is not None:
+            self._schedule_expiry(expires_at)
+
+    def enqueue_paged_many(self, msg_ids: list[int], sizes: list[int]) -> None:
+        """``enqueue_paged`` of many messages never delivered (a FIFO queue's recovery)."""
+        if not msg_ids:
+            return
+        first = self._seq + 1
+        self._seq += len(msg_ids)
+        ttl = self.message_ttl
+        expires_at = None if ttl is None else self.clock.seconds() + ttl / 1000.0
+        self.stats["publish"] += len(msg_ids)
+        self.ready.push_paged_many(msg_ids, first, sizes, expires_at)
+        self.vhost.broker.pager.note_row(len(msg_ids))
         if expires_at is not None:
             self._schedule_expiry(expires_at)
 
@@ -534,6 +549,8 @@ class Queue:
         self.vhost.broker.release_rows(self, rows)
         count = len(gone) + len(rows)
         self.vhost.broker.store_purge(self)
+        if self.page_file is not None:
+            self.page_file.close()
         return count
 
     def definition(self) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def _insert_by_seq(fifo: deque, entry: QueueEntry) -> None:
 
 def _view(row: Row) -> QueueEntry:
     """A throwaway entry showing a paged row's queue state to a predicate (no message)."""
-    _msg_id, seq, _size, expires_at, redelivered, count, _prio = row
+    _msg_id, seq, _size, expires_at, redelivered, count, _prio, _where = row
     return QueueEntry(None, seq, expires_at, redelivered, count)  # type: ignore[arg-type]
 
 
@@ -98,6 +98,17 @@ class ReadyFifo:
         self._run.push(*row)
         self.bytes += row[2]
 
+    def push_paged_many(self, ids: list[int], first_seq: int, sizes: list[int],
+                        expires_at: float | None) -> None:
+        """``push_paged`` of many store rows at once (``CompactRun.extend``)."""
+        if self._run is None:
+            self._run = CompactRun()
+        while self._tail:
+            self._run.pin(self._tail.popleft())
+        before = self._run.bytes
+        self._run.extend(ids, first_seq, sizes, expires_at)
+        self.bytes += self._run.bytes - before
+
     def popleft(self) -> QueueEntry:
         if not self._q:
             self._refill()
@@ -126,10 +137,12 @@ class ReadyFifo:
             self._tail.clear()
             self._run = None
 
-    def page_out(self, keep: int, pageable: Callable[[QueueEntry], bool]) -> list[QueueEntry]:
-        """Move every entry after the first ``keep`` into the run; the ones ``pageable``
-        refuses stay in memory at their places (pinned). Returns the entries paged: the
-        caller drops their messages and does the accounting."""
+    def page_out(self, keep: int,
+                 locate: Callable[[QueueEntry], int | None]) -> list[QueueEntry]:
+        """Move every entry after the first ``keep`` into the run; ``locate`` says where
+        each one's record is (-1: the store; else an offset in the paging file, written by
+        it), and the ones it refuses (None) stay in memory at their places (pinned). Returns
+        the entries paged: the caller drops their messages and does the accounting."""
         run = self._run
         if run is None:
             if len(self._q) <= keep:
@@ -142,11 +155,12 @@ class ReadyFifo:
             self._tail.clear()
         paged = []
         for e in movers:
-            if pageable(e):
-                run.push_entry(e)
-                paged.append(e)
-            else:
+            where = locate(e)
+            if where is None:
                 run.pin(e)
+            else:
+                run.push_entry(e, where)
+                paged.append(e)
         return paged
 
     def newest_first(self, keep_oldest: int = 0) -> Iterator[QueueEntry]:
@@ -269,11 +283,12 @@ class ReadyByPriority:
                 return level.peek()
         return None
 
-    def page_out(self, keep: int, pageable: Callable[[QueueEntry], bool]) -> list[QueueEntry]:
+    def page_out(self, keep: int,
+                 locate: Callable[[QueueEntry], int | None]) -> list[QueueEntry]:
         """Page out every level past the first ``keep`` entries served (highest level first)."""
         paged: list[QueueEntry] = []
         for level in reversed(self._levels):
-            paged.extend(level.page_out(keep, pageable))
+            paged.extend(level.page_out(keep, locate))
             keep = max(0, keep - len(level))
         return paged
 
