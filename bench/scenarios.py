@@ -94,7 +94,7 @@ LOADGEN_SCENARIOS = {s.name: s for s in [
 ]}
 
 RECOVERY_QUEUE = "bench.recovery"
-RECOVERY_BROKERS = frozenset({"warren"})
+RECOVERY_BROKERS = frozenset({"warren", "rabbitmq"})
 
 
 def recovery(make_broker: Callable[[], Broker], messages: int, timeout: float = 900.0) -> dict:

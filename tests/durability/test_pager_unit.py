@@ -10,6 +10,8 @@ under the budget is not repeated for every publish.
 
 from __future__ import annotations
 
+import os
+
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 
@@ -248,3 +250,18 @@ def test_futile_pass_is_not_repeated_per_publish():
     before = len(clock.getDelayedCalls())
     vh.publish(fanout, Message("amq.fanout", "", body(99), codec=CODEC, props=Properties()))
     assert len(clock.getDelayedCalls()) == before, "no new pass for a small growth"
+
+
+def test_delete_of_a_queue_with_a_paging_file_releases_everything_in_slices():
+    clock, store, broker, vh = setup()
+    q = vh.declare_queue("plain")
+    for i in range(25_000):   # more than one release slice
+        publish(vh, "plain", i, persistent=False)
+    clock.advance(0)
+    path = q.page_file.path
+    assert q.ready.paged == 25_000 - 10 and os.path.exists(path)
+    vh.delete_queue("plain")
+    for _ in range(3):
+        clock.advance(0)   # the later slices run after the file is gone
+    assert not os.path.exists(path)
+    assert broker.memory_used == 0 and broker.index_bytes == 0 and broker.body_bytes == 0

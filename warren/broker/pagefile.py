@@ -50,6 +50,8 @@ class PageFile:
     def release(self, count: int = 1) -> None:
         """``count`` records are no longer referenced; none left: the file is emptied."""
         self.live -= count
+        if self._file.closed:   # the queue was deleted: its slices of releases run after
+            return
         if self.live <= 0:
             self.live = 0
             self._file.seek(0)
