@@ -118,12 +118,35 @@ def recovery(make_broker: Callable[[], Broker], messages: int, timeout: float = 
         ready_s = time.monotonic() - began
         recovered_rss = group_rss(broker)
         recovered_peak = group_rss(broker, "VmHWM")
+        began = time.monotonic()
+        drained = drain(broker.ports["amqp"], RECOVERY_QUEUE, count)
+        drain_s = time.monotonic() - began
     finally:
         broker.stop()
     return {"messages": messages, "publish_s": publish_s, "publish_rate": messages / publish_s,
             "port_s": port_s, "ready_s": ready_s, "recovered": count, "lost": messages - count,
             "queued_rss_mb": queued_rss / 1e6, "recovered_rss_mb": recovered_rss / 1e6,
-            "recovery_peak_rss_mb": recovered_peak / 1e6}
+            "recovery_peak_rss_mb": recovered_peak / 1e6,
+            "drain_rate": drained / drain_s if drain_s > 0 else None}
+
+
+def drain(port: int, queue: str, count: int, prefetch: int = 1000) -> int:
+    """Consume `count` messages after the recovery (acks of 500 at a time); returns how many
+    came. The recovered queue is deep: this is the read-back rate from the store."""
+    got = 0
+    with pika.BlockingConnection(pika.ConnectionParameters(HOST, port)) as connection:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=prefetch)
+        for method, _props, _body in channel.consume(queue, inactivity_timeout=60):
+            if method is None:
+                break
+            got += 1
+            if got % 500 == 0 or got == count:
+                channel.basic_ack(method.delivery_tag, multiple=True)
+            if got >= count:
+                break
+        channel.cancel()
+    return got
 
 
 def group_rss(broker: Broker, field: str = "VmRSS") -> int:
