@@ -163,11 +163,6 @@ class ReadyFifo:
                 paged.append(e)
         return paged
 
-    def newest_first(self, keep_oldest: int = 0) -> Iterator[QueueEntry]:
-        """Entries in memory from the tail back, leaving out the ``keep_oldest`` at the head."""
-        mine = list(self)
-        return reversed(mine[keep_oldest:])
-
     def requeue(self, entries: Iterable[QueueEntry]) -> None:
         """Back to their places by ``seq``. Entries older than the run go to the head, newer
         ones to the tail; one that belongs inside the run (none does: the run is consumed in
@@ -291,10 +286,6 @@ class ReadyByPriority:
             paged.extend(level.page_out(keep, locate))
             keep = max(0, keep - len(level))
         return paged
-
-    def newest_first(self, keep_oldest: int = 0) -> Iterator[QueueEntry]:
-        """Entries in memory in reverse serving order, leaving out the ``keep_oldest``."""
-        return reversed(list(self)[keep_oldest:])
 
     def requeue(self, entries: Iterable[QueueEntry]) -> None:
         by_level: dict[int, list[QueueEntry]] = {}
