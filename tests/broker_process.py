@@ -71,10 +71,20 @@ class BrokerProcess:
     # ------------------------------------------------------------------ lifecycle
     def _pick_ports(self) -> None:
         ports = self._fixed_ports
-        self.amqp_port = ports.get("amqp") or free_port()
-        self.stomp_port = ports.get("stomp") or free_port()
-        self.mqtt_port = ports.get("mqtt") or free_port()
-        self.http_port = ports.get("http") or free_port()
+        taken: set[int] = set(ports.values())
+
+        def pick(kind: str) -> int:
+            if ports.get(kind):
+                return ports[kind]
+            port = free_port()
+            while port in taken:     # one broker's listeners each get their own port
+                port = free_port()
+            taken.add(port)
+            return port
+        self.amqp_port = pick("amqp")
+        self.stomp_port = pick("stomp")
+        self.mqtt_port = pick("mqtt")
+        self.http_port = pick("http")
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "warren", "run", "--data-dir", self.data_dir,

@@ -1,109 +1,78 @@
-"""The core stays protocol-neutral (DESIGN.md, STYLE P4): a static check of imports.
+"""The arrows between warren's parts hold: import-linter checks the contracts in pyproject.toml.
 
-``warren.broker``, ``warren.exchange`` and ``warren.store`` must not import the front ends or
-pamqp; front ends must not import each other. Read from the source with ``ast`` so the rule
-holds for every module, imported by a test or not.
+The contracts (``[tool.importlinter]``) are the one statement of who may import whom
+(docs/ARCHITECTURE.md explains them); this test runs ``lint-imports`` on them, so CI's one
+command checks them. Two more checks keep the contracts honest: every top-level part of warren
+has its place in the layers (a new package, say streams, fails here until it is given one), and
+the linter really refuses the imports the contracts forbid (run on a copy of warren with one
+bad import added).
 """
 
 from __future__ import annotations
 
-import ast
+import shutil
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent / "warren"
-FRONT_ENDS = ("warren.amqp", "warren.stomp", "warren.mqtt")
-CORE = ("broker", "exchange", "store")
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "warren"
+
+#: lint-imports as the Python running the tests has it (no reliance on PATH)
+LINT_IMPORTS = [sys.executable, "-c",
+                "from importlinter.cli import lint_imports_command; lint_imports_command()",
+                "--no-cache", "--no-logo"]
 
 
-def imports_of(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    pkg = ".".join(("warren",) + path.relative_to(ROOT).parent.parts)
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = pkg.split(".")
-                base = base[:len(base) - node.level + 1]
-                out.add(".".join(base + ([node.module] if node.module else [])))
-            else:
-                out.add(node.module or "")
-    return out
+def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(LINT_IMPORTS, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-def modules(*parts: str):
-    for part in parts:
-        yield from sorted((ROOT / part).rglob("*.py"))
+def contracts() -> list[dict]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return config["tool"]["importlinter"]["contracts"]
 
 
-@pytest.mark.parametrize("path", list(modules(*CORE)), ids=lambda p: str(p.relative_to(ROOT)))
-def test_core_imports_no_protocol(path):
-    bad = {m for m in imports_of(path)
-           if m.startswith(FRONT_ENDS) or m.split(".")[0] == "pamqp"}
-    assert not bad, f"{path} imports {sorted(bad)}"
+def test_every_contract_is_kept():
+    proc = lint_imports(ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{len(contracts())} kept, 0 broken" in proc.stdout, proc.stdout
 
 
-@pytest.mark.parametrize("path", list(modules("amqp", "stomp", "mqtt")),
-                         ids=lambda p: str(p.relative_to(ROOT)))
-def test_front_ends_do_not_import_each_other(path):
-    own = "warren." + path.relative_to(ROOT).parts[0]
-    bad = {m for m in imports_of(path) if m.startswith(FRONT_ENDS) and not m.startswith(own)}
-    assert not bad, f"{path} imports {sorted(bad)}"
+def test_every_top_level_part_has_a_layer():
+    parts = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    parts |= {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    layers = next(c for c in contracts() if c["type"] == "layers")["layers"]
+    placed = {name.strip().removeprefix("warren.")
+              for layer in layers for name in layer.replace(":", "|").split("|")}
+    assert parts - placed == set(), "give these a layer in pyproject.toml"
+    assert placed - parts == set(), "these layers name nothing that exists"
 
 
-@pytest.mark.parametrize("path", list(modules("network")), ids=lambda p: str(p.relative_to(ROOT)))
-def test_network_imports_no_front_end(path):
-    """Bridges are AMQP *clients*: they speak pamqp themselves, not through the listener's
-    modules (``warren.amqp.framing`` imports broker errors), nor through other front ends."""
-    bad = {m for m in imports_of(path) if m.startswith(FRONT_ENDS + ("warren.webconsole",))}
-    assert not bad, f"{path} imports {sorted(bad)}"
+#: (module that gets the import, the import, a contract that must refuse it)
+VIOLATIONS = [
+    ("broker/queue.py", "from ..amqp import framing", "layers"),
+    ("amqp/channel.py", "from ..stomp import codec", "layers"),
+    ("network/link.py", "from ..webconsole import site", "layers"),
+    ("exchange/topic.py", "from ..broker import vhost", "acyclic"),
+    ("model/message.py", "import pamqp", "core-protocol-free"),
+    ("mqtt/codec.py", "from twisted.internet import defer", "codecs-sans-io"),
+    ("ha/runner.py", "from ..broker import broker", "ha-is-handed-its-broker"),
+]
 
 
-def module_path(name: str) -> Path | None:
-    """The file of a warren module name (a package's ``__init__.py``), None outside warren."""
-    parts = name.split(".")
-    if parts[0] != "warren":
-        return None
-    base = ROOT.joinpath(*parts[1:])
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def imports_reached(path: Path) -> set[str]:
-    """Every module name imported by ``path`` and, transitively, by the warren modules it
-    imports (and their packages' ``__init__``): what ``import`` of it really loads."""
-    seen: set[Path] = set()
-    names: set[str] = set()
-    todo = [path]
-    while todo:
-        current = todo.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        for name in imports_of(current):
-            names.add(name)
-            parts = name.split(".")
-            for i in range(1, len(parts) + 1):
-                found = module_path(".".join(parts[:i]))
-                if found is not None and found not in seen:
-                    todo.append(found)
-    return names
-
-
-#: the sans-I/O codecs (STYLE P1): no Twisted, no core; another engineer's network link and
-#: the fuzzers feed them bytes with neither around
-CODECS = ("amqp/framing.py", "stomp/codec.py", "mqtt/codec.py")
-
-
-@pytest.mark.parametrize("codec", CODECS)
-def test_codecs_import_neither_the_core_nor_twisted(codec):
-    reached = imports_reached(ROOT / codec)
-    bad = {m for m in reached
-           if m.startswith(tuple("warren." + part for part in CORE))
-           or m.split(".")[0] == "twisted"}
-    assert not bad, f"{codec} imports {sorted(bad)}"
+@pytest.mark.parametrize("module, line, contract", VIOLATIONS,
+                         ids=[f"{m}:{c}" for m, _, c in VIOLATIONS])
+def test_a_forbidden_import_breaks_its_contract(tmp_path, module, line, contract):
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    shutil.copytree(PACKAGE, tmp_path / "warren",
+                    ignore=shutil.ignore_patterns("__pycache__", "static"))
+    target = tmp_path / "warren" / module
+    target.write_text(target.read_text() + f"\n{line}  # noqa\n")
+    proc = lint_imports(tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    name = next(c["name"] for c in contracts() if c["id"] == contract)
+    assert f"{name} BROKEN" in " ".join(proc.stdout.split()), proc.stdout

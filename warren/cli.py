@@ -51,7 +51,21 @@ RUN_FLAGS: tuple[tuple[str, dict], ...] = (
     ("--node-name", {"help": "this broker's name in the API, metrics and lock holder"}),
     ("--memory-high-watermark", {"type": int,
                                  "help": "bytes of message data held before publishers are "
-                                         "blocked"}),
+                                         "blocked (0: --memory-high-watermark-relative of "
+                                         "the RAM)"}),
+    ("--memory-high-watermark-relative", {
+        "type": float, "help": "the memory watermark as a fraction of the machine's RAM, "
+                               "when no absolute one is given (RabbitMQ's "
+                               "vm_memory_high_watermark.relative)"}),
+    ("--disk-free-limit", {"type": int,
+                           "help": "bytes free on the data directory's file system below "
+                                   "which publishers are blocked (RabbitMQ's "
+                                   "disk_free_limit.absolute)"}),
+    ("--disk-free-limit-relative", {
+        "type": float, "help": "the free-disk limit as a multiple of the RAM; used instead "
+                               "of --disk-free-limit when above 0"}),
+    ("--disk-check-interval", {"type": float,
+                               "help": "seconds between checks of the free disk space"}),
     ("--paging-budget", {"type": int,
                          "help": "bytes of messages (bodies and per-message overhead) held "
                                  "in memory before stored persistent messages past each "
@@ -133,10 +147,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg.ha != "none":
         # HA: the runner takes the lock first and starts a BrokerService only as master; it
         # logs the "started" line itself on each takeover.
+        from .ha.exclusive import StoreInUse, ha_member_guard, take_exclusive
+        from .ha.locker import LockUnavailable
         from .ha.runner import HaRunner
         try:
-            svc = HaRunner(cfg, reactor)
-        except ValueError as error:
+            svc = HaRunner(cfg, reactor, BrokerService)
+            # a member of a pair on PostgreSQL: refused while a broker without --ha serves
+            # that database, and keeps one from starting while this one runs
+            held = ha_member_guard(cfg)
+            if held is not None:
+                try:
+                    take_exclusive(held, cfg)
+                except StoreInUse as error:
+                    if not isinstance(error.__cause__, LockUnavailable):
+                        raise
+                    # the database is down: a member waits for it (the runner's job), so
+                    # it starts without the check rather than refusing
+                    log.warning("could not check for a broker without --ha on the database: "
+                                "%s", error.__cause__)
+                    held.close()
+                    held = None
+        except (ValueError, StoreInUse) as error:
+            if held is not None:
+                held.close()
             return _cannot_start(log, error)
     else:
         from .ha.exclusive import StoreInUse, exclusive_locker, take_exclusive

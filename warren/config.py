@@ -20,7 +20,7 @@ import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Mapping
 
 #: ``WARREN_*`` variables that are not broker settings: ``warren ctl``'s (and ``WARREN_PG_BIN``
 #: for the tests' private PostgreSQL); they are neither keys nor worth a warning.
@@ -74,14 +74,24 @@ class Config:
     max_message_size: int = 128 * 1024 * 1024
     handshake_timeout: float = 10.0
     max_connections: int = 0               # 0 = unlimited
-    # memory flow control: bytes of message data held before publishers are blocked
-    memory_high_watermark: int = 2 * 1024 ** 3
+    # memory flow control: bytes of message data held before publishers are blocked; 0 (the
+    # default) is memory_high_watermark_relative of the machine's RAM, as RabbitMQ's
+    # vm_memory_high_watermark.relative = 0.4
+    memory_high_watermark: int = 0
+    memory_high_watermark_relative: float = 0.4
+    # free-disk alarm on the data directory's file system (RabbitMQ's disk_free_limit):
+    # publishers are blocked below disk_free_limit bytes free, or below
+    # disk_free_limit_relative times the RAM when that is set (> 0); checked every
+    # disk_check_interval seconds
+    disk_free_limit: int = 50_000_000
+    disk_free_limit_relative: float = 0.0
+    disk_check_interval: float = 10.0
     # paging: bytes of messages kept in memory before stored ones are paged out
     paging_budget: int = 256 * 1024 ** 2
     # STOMP / MQTT limits
     stomp_max_frame_size: int = 64 * 1024 * 1024  # ActiveMQ allows 256 MiB, RabbitMQ >16 MiB
     stomp_max_headers: int = 1000
-    stomp_heartbeat: int = 10000           # ms the server offers
+    stomp_heartbeat_floor: int = 100       # ms: shortest heart-beat interval agreed to
     mqtt_max_packet_size: int = 256 * 1024 * 1024
     mqtt_max_packet_size_unauthenticated: int = 65536  # before CONNECT, as RabbitMQ
     mqtt_allow_anonymous: bool = True      # as RabbitMQ: no user name = default_user
@@ -160,6 +170,13 @@ def _named_like(where: str, key: str, other: str) -> str:
     return other
 
 
+#: settings that cannot be negative, with what their 0 means
+NOT_NEGATIVE = {
+    "memory_high_watermark": "0: memory_high_watermark_relative of the RAM",
+    "memory_high_watermark_relative": "0 blocks every publisher, as RabbitMQ",
+    "disk_free_limit": "0: no free-disk alarm",
+    "disk_free_limit_relative": "0: disk_free_limit in bytes instead",
+}
 _KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false",
           "str": "a string", "list[str]": "a list of strings"}
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -210,6 +227,9 @@ def _coerce(key: str, type_name: Any, value: Any, where: str, default: Any = Non
     if key in CHOICES and out not in CHOICES[key]:
         raise ConfigError(f"{_shown(where, value)}: not one of {', '.join(CHOICES[key])}: "
                           f"give one of them")
+    if key in NOT_NEGATIVE and out < 0:
+        raise ConfigError(f"{_shown(where, value)}: below 0: give 0 or more "
+                          f"({NOT_NEGATIVE[key]})")
     if key.endswith("_port") and not 0 <= out <= 65535:
         raise ConfigError(f"{_shown(where, value)}: not a port: give 1 to 65535, or 0 to turn "
                           f"that listener off")
@@ -242,7 +262,7 @@ def _shown(where: str, value: Any) -> str:
     return f"{key} = {shown} {rest}".rstrip()
 
 
-def load(path: str | None = None, env: dict[str, str] | None = None,
+def load(path: str | None = None, env: Mapping[str, str] | None = None,
          overrides: dict[str, Any] | None = None,
          warn: Callable[[str], None] | None = None) -> Config:
     """The configuration from defaults, ``path``, ``env`` (``os.environ``) and ``overrides``
@@ -254,8 +274,8 @@ def load(path: str | None = None, env: dict[str, str] | None = None,
     cfg = Config()
     if path:
         cfg.update(_read_toml(path), source=lambda k: f"{k} in {path}", warn=warn)
-    env = os.environ if env is None else env
-    from_env = {k: v for k, v in env.items()
+    environ: Mapping[str, str] = os.environ if env is None else env
+    from_env = {k: v for k, v in environ.items()
                 if k.startswith("WARREN_") and k not in NOT_SETTINGS}
     cfg.update({k[7:].lower(): v for k, v in from_env.items()},
                source=lambda k: f"WARREN_{k.upper()}",

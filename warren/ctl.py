@@ -242,6 +242,123 @@ def ctl_list_parameters(api: Api, a: argparse.Namespace) -> None:
            ["component", "name", "value"])
 
 
+def _limits_json(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise ApiError(f"JSON decoding error. Reason: {e}") from None
+    if not isinstance(value, dict):
+        raise ApiError("limits must be a JSON object")
+    return value
+
+
+def ctl_set_vhost_limits(api: Api, a: argparse.Namespace) -> None:
+    """rabbitmqctl's ``set_vhost_limits [-p vhost] json``: the vhost's limits become these
+    (the ``vhost-limits`` runtime parameter, replaced whole as RabbitMQ does)."""
+    vhost = a.vhost or "/"
+    limits = _limits_json(a.limits)
+    print(f'Applying limits "{a.limits}" to vhost "{vhost}" ...')
+    path = f"/api/parameters/vhost-limits/{q(vhost)}/limits"
+    if limits:
+        api.call("PUT", path, {"value": limits})
+    else:
+        ctl_clear_vhost_limits(api, a, announce=False)
+
+
+def ctl_clear_vhost_limits(api: Api, a: argparse.Namespace, announce: bool = True) -> None:
+    vhost = a.vhost or "/"
+    if announce:
+        print(f'Clearing vhost "{vhost}" limits ...')
+    if api.call("GET", f"/api/vhost-limits/{q(vhost)}"):
+        api.call("DELETE", f"/api/parameters/vhost-limits/{q(vhost)}/limits")
+
+
+def ctl_list_vhost_limits(api: Api, a: argparse.Namespace) -> None:
+    """One vhost's limits as JSON, or with ``--global`` every vhost that has some."""
+    if a.all_vhosts:
+        _table(api.call("GET", "/api/vhost-limits"), ["vhost", "value"])
+        return
+    rows = api.call("GET", f"/api/vhost-limits/{q(a.vhost or '/')}")
+    print(json.dumps(rows[0]["value"] if rows else {}))
+
+
+def ctl_set_user_limits(api: Api, a: argparse.Namespace) -> None:
+    """rabbitmqctl's ``set_user_limits user json``: these limits are added to the user's."""
+    limits = _limits_json(a.limits)
+    print(f'Setting user limits to "{a.limits}" for user "{a.username}" ...')
+    for name, value in limits.items():
+        api.call("PUT", f"/api/user-limits/{q(a.username)}/{q(name)}", {"value": value})
+
+
+def ctl_clear_user_limits(api: Api, a: argparse.Namespace) -> None:
+    """``clear_user_limits user name``; ``all`` clears every limit of the user."""
+    print(f'Clearing "{a.name}" limit for user "{a.username}" ...')
+    api.call("DELETE", f"/api/user-limits/{q(a.username)}/{q(a.name)}")
+
+
+def ctl_list_user_limits(api: Api, a: argparse.Namespace) -> None:
+    if a.username:
+        rows = api.call("GET", f"/api/user-limits/{q(a.username)}")
+        print(json.dumps(rows[0]["value"] if rows else {}))
+        return
+    _table(api.call("GET", "/api/user-limits"), ["user", "value"])
+
+
+#: rabbitmqctl's information units: SI ones are powers of 1000, the others of 1024
+_UNITS = {"kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3, "tb": 1000 ** 4,
+          "k": 1024, "kib": 1024, "m": 1024 ** 2, "mib": 1024 ** 2, "g": 1024 ** 3,
+          "gib": 1024 ** 3, "t": 1024 ** 4, "tib": 1024 ** 4}
+
+
+def _bytes(text: str) -> int:
+    """``50000000``, ``50MB``, ``1GiB``, ``512M``, as rabbitmqctl reads a memory amount."""
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    unit = text[len(number):].lower()
+    try:
+        value = int(number)
+    except ValueError:
+        raise ApiError(f"invalid amount of memory: {text!r}") from None
+    if unit and unit not in _UNITS:
+        raise ApiError(f"invalid unit {text[len(number):]!r} in {text!r}")
+    return value * _UNITS.get(unit, 1)
+
+
+def _fraction(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ApiError(f"not a number: {text!r}") from None
+
+
+def ctl_set_disk_free_limit(api: Api, a: argparse.Namespace) -> None:
+    """rabbitmqctl's ``set_disk_free_limit <bytes>`` or ``set_disk_free_limit mem_relative
+    <fraction>``: the running broker's free-disk limit, the alarm checked at once."""
+    args = a.limit
+    if len(args) == 2 and args[0] == "mem_relative":
+        body: dict[str, Any] = {"mem_relative": _fraction(args[1])}
+    elif len(args) == 1:
+        body = {"limit": _bytes(args[0])}
+    else:
+        raise ApiError("usage: set_disk_free_limit <disk_limit> | mem_relative <fraction>")
+    node = api.call("GET", "/api/overview").get("node", "")
+    print(f"Setting disk free limit on {node} to {' '.join(args)} bytes ...")
+    api.call("PUT", f"/api/nodes/{q(node)}/disk-free-limit", body)
+
+
+def ctl_set_vm_memory_high_watermark(api: Api, a: argparse.Namespace) -> None:
+    """rabbitmqctl's ``set_vm_memory_high_watermark <fraction>`` or ``... absolute <bytes>``."""
+    args = a.watermark
+    if len(args) == 2 and args[0] == "absolute":
+        body: dict[str, Any] = {"absolute": _bytes(args[1])}
+    elif len(args) == 1:
+        body = {"relative": _fraction(args[0])}
+    else:
+        raise ApiError("usage: set_vm_memory_high_watermark <fraction> | absolute <bytes>")
+    node = api.call("GET", "/api/overview").get("node", "")
+    print(f"Setting memory threshold on {node} to {' '.join(args)} ...")
+    api.call("PUT", f"/api/nodes/{q(node)}/memory-high-watermark", body)
+
+
 def ctl_federation_status(api: Api, a: argparse.Namespace) -> None:
     """rabbitmqctl's ``federation_status``: one row per link (``name`` is the exchange or
     queue), with the reason of a failed one."""
@@ -316,6 +433,14 @@ COMMANDS = {
     "set_parameter": (ctl_set_parameter, ["component", "name", "value"]),
     "clear_parameter": (ctl_clear_parameter, ["component", "name"]),
     "list_parameters": (ctl_list_parameters, []),
+    "set_vhost_limits": (ctl_set_vhost_limits, ["limits"]),
+    "clear_vhost_limits": (ctl_clear_vhost_limits, []),
+    "list_vhost_limits": (ctl_list_vhost_limits, ["--global"]),
+    "set_user_limits": (ctl_set_user_limits, ["username", "limits"]),
+    "clear_user_limits": (ctl_clear_user_limits, ["username", "name"]),
+    "list_user_limits": (ctl_list_user_limits, ["--user?"]),
+    "set_disk_free_limit": (ctl_set_disk_free_limit, ["limit*"]),
+    "set_vm_memory_high_watermark": (ctl_set_vm_memory_high_watermark, ["watermark*"]),
     "federation_status": (ctl_federation_status, []),
     "export_definitions": (ctl_export_definitions, ["file"]),
     "import_definitions": (ctl_import_definitions, ["file"]),
@@ -344,7 +469,11 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
         # -V may also follow the command name, where rabbitmqctl users write -p
         c.add_argument("--vhost", "-V", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         for param in params:
-            if param.endswith("*"):
+            if param == "--user?":
+                # rabbitmqctl's ``list_user_limits --user u`` (``--user`` before the command
+                # is the API login)
+                c.add_argument("--user", dest="username", default=None)
+            elif param.endswith("*"):
                 c.add_argument(param[:-1], nargs="*")
             elif param.endswith("?"):
                 c.add_argument(param[:-1], nargs="?", default=None)
@@ -352,6 +481,8 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
                 c.add_argument(param, type=int, default=0)
             elif param == "--count":
                 c.add_argument(param, type=int, default=None)
+            elif param == "--global":
+                c.add_argument(param, dest="all_vhosts", action="store_true")
             elif param == "--apply-to":
                 c.add_argument(param, default="all",
                                choices=["queues", "exchanges", "all", "classic_queues"])

@@ -1,7 +1,7 @@
 """The shape every error meant for a client has: an AMQP reply code and name, and a text.
 
 The AMQP 0-9-1 reply codes are the lingua franca of brokers (RabbitMQ's management API and STOMP
-errors reuse their names), so both the core's errors (``broker/errors.py``) and the AMQP wire's
+errors reuse their names), so both the core's errors (``model/errors.py``) and the AMQP wire's
 own (``amqp/wire_errors.py``) carry them as data. This module sits below both and imports
 nothing, so the core and the sans-I/O AMQP codec can share the shape without importing each
 other; each front end maps a :class:`ReplyError` to its protocol in one place.

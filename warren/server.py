@@ -20,7 +20,9 @@ from twisted.internet.error import CannotListenError
 from .amqp.connection import AmqpFactory
 from .amqp.properties import CODEC
 from .broker.broker import Broker
+from .broker.disk_monitor import DiskMonitor
 from .broker.parameters import ParameterComponent
+from .broker.watermarks import disk_free_limit, memory_watermark
 from .config import Config
 from .mqtt.listener import MqttFactory
 from .network.connector import NetworkConnectors
@@ -145,7 +147,9 @@ class BrokerService(service.MultiService):
         if self.store is not None:
             self.store.open()
         self.broker = Broker(clock=self.reactor, codec=CODEC, store=self.store,
-                             memory_high_watermark=cfg.memory_high_watermark,
+                             memory_high_watermark=memory_watermark(
+                                 cfg.memory_high_watermark,
+                                 cfg.memory_high_watermark_relative),
                              node_name=cfg.node_name, default_user=cfg.default_user,
                              default_pass=cfg.default_pass, loopback_users=cfg.loopback_users,
                              paging_budget=cfg.paging_budget,
@@ -159,6 +163,11 @@ class BrokerService(service.MultiService):
         for component in self.components:
             self.broker.runtime_parameters.register(component)
         self.broker.recover()
+        self.broker.disk_monitor = DiskMonitor(
+            self.broker, cfg.data_dir,
+            disk_free_limit(cfg.disk_free_limit, cfg.disk_free_limit_relative),
+            interval=cfg.disk_check_interval)
+        self.broker.disk_monitor.start()
 
     def listener_services(self) -> list[service.Service]:
         cfg = self.config
@@ -186,6 +195,8 @@ class BrokerService(service.MultiService):
                                    if hasattr(c, "stop_all")], consumeErrors=True)
 
     def stopService(self):
+        if self.broker is not None and self.broker.disk_monitor is not None:
+            self.broker.disk_monitor.stop()
         d = self.stop_components()
         d.addBoth(lambda _: super(BrokerService, self).stopService())
 

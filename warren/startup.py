@@ -128,8 +128,8 @@ def listen_problem(described: str, setting: str, bind: str, error: Any) -> Start
                             f"root or CAP_NET_BIND_SERVICE): {other}")
     if code == errno.EADDRNOTAVAIL or socket_error is not None and code is None:
         return StartupError(f"{described}: cannot listen on --bind {bind} "
-                            f"({first_line(socket_error)}): give an address of this host, or "
-                            f"0.0.0.0 for all")
+                            f"({first_line(socket_error or error)}): give an address of this "
+                            "host, or 0.0.0.0 for all")
     return StartupError(f"{described}: cannot listen on {bind} "
                         f"({first_line(socket_error or error)}): {other}")
 

@@ -252,3 +252,102 @@ def test_deeply_nested_client_properties_are_502_without_traceback(raw, broker):
     raw.send(frame_bytes(1, 0, payload))
     _closed_with(raw, 502, prefix="SYNTAX_ERROR")
     assert not any("RecursionError" in line or "Traceback" in line for line in broker.lines)
+
+
+def _no_traceback(broker):
+    assert not any("Traceback" in line for line in broker.lines)
+
+
+def _declare_with_arguments(table: bytes, queue: bytes = b"t.bad.args") -> bytes:
+    """queue.declare (ticket 0, ``queue``, no flags) whose arguments are ``table`` as sent."""
+    return (struct.pack(">HHH", 50, 10, 0) + bytes((len(queue),)) + queue + b"\x00" + table)
+
+
+def _table(*entries: bytes) -> bytes:
+    body = b"".join(entries)
+    return struct.pack(">I", len(body)) + body
+
+
+def test_table_string_longer_than_its_table_is_502(raw, broker):
+    # the string claims 40 bytes; its table holds 3 of them, and 40 more follow the table
+    bad = _table(b"\x01kS" + struct.pack(">I", 40) + b"abc") + b"z" * 40
+    _opened(raw)
+    raw.send(frame_bytes(1, 1, _declare_with_arguments(bad)))
+    _closed_with(raw, 502, prefix="SYNTAX_ERROR - ")
+    _no_traceback(broker)
+
+
+def test_table_string_longer_than_the_frame_is_502(raw, broker):
+    _opened(raw)
+    bad = _table(b"\x01kS" + struct.pack(">I", 1 << 20) + b"abc")
+    raw.send(frame_bytes(1, 1, _declare_with_arguments(bad)))
+    _closed_with(raw, 502, prefix="SYNTAX_ERROR - ")
+    _no_traceback(broker)
+
+
+def test_nested_table_and_array_longer_than_their_table_are_502(raw, broker):
+    inner = _table(b"\x01a" + b"I" + struct.pack(">i", 1))
+    # the nested table's length says 200 bytes inside a table of a dozen
+    bad_table = _table(b"\x01kF" + struct.pack(">I", 200) + inner[4:]) + b"y" * 200
+    bad_array = _table(b"\x01kA" + struct.pack(">I", 200) + b"I\x00\x00\x00\x01") + b"y" * 200
+    for bad in (bad_table, bad_array):
+        r = RawAmqp(broker.amqp_port)
+        try:
+            _opened(r)
+            r.send(frame_bytes(1, 1, _declare_with_arguments(bad)))
+            _closed_with(r, 502, prefix="SYNTAX_ERROR - ")
+        finally:
+            r.close()
+    _no_traceback(broker)
+
+
+def test_client_properties_string_past_its_table_before_login_is_502(raw, broker):
+    raw.send(b"AMQP\x00\x00\x09\x01")
+    raw.expect(commands.Connection.Start)
+    props = _table(b"\x07productS" + struct.pack(">I", 30) + b"pika")
+    args = (props + b"\x05PLAIN" + struct.pack(">I", 12) + b"\x00guest\x00guest"
+            + b"\x05en_US")
+    raw.send(frame_bytes(1, 0, struct.pack(">HH", 10, 11) + args))
+    _closed_with(raw, 502, prefix="SYNTAX_ERROR - ")
+    _no_traceback(broker)
+
+
+def _content_header(raw_props: bytes, body_size: int = 4) -> bytes:
+    return struct.pack(">HHQ", 60, 0, body_size) + raw_props
+
+
+@pytest.mark.parametrize("raw_props", [
+    # content-type and headers promised, nothing there
+    b"\xa0\x00",
+    # content-type complete, the headers table promised but cut off inside its length
+    b"\xa0\x00\x04text\x00\x00",
+    # headers whose string runs past the header table (and past the frame)
+    b"\x20\x00" + struct.pack(">I", 9) + b"\x01kS" + struct.pack(">I", 500) + b"ab",
+    # a timestamp promised, four of its eight bytes there
+    b"\x00\x40\x00\x00\x00\x01",
+], ids=["flags-only", "table-length-cut", "header-string-past-table", "timestamp-cut"])
+def test_content_header_promising_missing_bytes_is_502(raw, broker, raw_props):
+    _opened(raw)
+    raw.send(F.marshal(commands.Basic.Publish(exchange="", routing_key=KEEP), 1)
+             + frame_bytes(2, 1, _content_header(raw_props))
+             + F.marshal(ContentBody(b"lost"), 1))
+    _closed_with(raw, 502, prefix="SYNTAX_ERROR - malformed content header properties")
+    _no_traceback(broker)
+    # nothing was enqueued: the raw fixture checks KEEP still holds its one message
+
+
+def test_content_header_with_every_property_is_accepted(raw, broker):
+    props = commands.Basic.Properties(
+        content_type="text/plain", content_encoding="utf-8",
+        headers={"s": "v", "n": 1, "a": [1, "x", {"t": True}], "f": {"d": 1.5}},
+        delivery_mode=1, priority=3, correlation_id="c", reply_to="r", expiration="60000",
+        message_id="m", timestamp=__import__("datetime").datetime(2024, 1, 1), message_type="t",
+        user_id="guest", app_id="a")
+    _opened(raw)
+    raw.send_frame(commands.Queue.Declare(queue="", exclusive=True), 1)
+    _, ok = raw.read_method()
+    raw.send(F.marshal(commands.Basic.Publish(exchange="", routing_key=ok.queue), 1)
+             + F.marshal(ContentHeader(0, 2, props), 1) + F.marshal(ContentBody(b"ok"), 1))
+    raw.send_frame(commands.Basic.Get(queue=ok.queue, no_ack=True), 1)
+    _, got = raw.read_method()
+    assert isinstance(got, commands.Basic.GetOk)

@@ -6,6 +6,8 @@ import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker
 
+from tests.polling import eventually
+
 
 def test_publish_get_roundtrip_keeps_properties(channel, unique):
     channel.queue_declare(unique)
@@ -29,9 +31,13 @@ def test_consume_round_robin(broker, channel, unique):
     ch2.basic_consume(unique, lambda c, m, p, b: got2.append(b), auto_ack=True)
     for i in range(10):
         channel.basic_publish("", unique, str(i).encode())
-    while len(got1) + len(got2) < 10:
+
+    def delivered() -> bool:
         channel.connection.process_data_events(time_limit=0.1)
         conn2.process_data_events(time_limit=0.1)
+        return len(got1) + len(got2) >= 10
+
+    eventually(delivered, "10 deliveries", every=0)
     assert len(got1) == 5 and len(got2) == 5
     conn2.close()
 

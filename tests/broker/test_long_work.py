@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 
 from warren.amqp.properties import CODEC
 from warren.broker.broker import RELEASE_SLICE, Broker
-from warren.broker.message import Message, Properties
+from warren.model.message import Message, Properties
 
 N = RELEASE_SLICE * 3 + 7
 

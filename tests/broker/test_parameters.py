@@ -14,7 +14,7 @@ from tests.parameter_component import Recorder
 from warren.amqp.properties import CODEC
 from warren.broker.broker import Broker
 from warren.broker.definitions import export_definitions, import_definitions
-from warren.broker.errors import NotFound, PreconditionFailed
+from warren.model.errors import NotFound, PreconditionFailed
 from warren.store.journal.store import JournalStore
 
 

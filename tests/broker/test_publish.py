@@ -11,8 +11,8 @@ from twisted.internet.task import Clock
 
 from warren.amqp.properties import CODEC
 from warren.broker.broker import Broker
-from warren.broker.errors import AccessRefused, NotFound, PreconditionFailed
-from warren.broker.message import Message, Properties
+from warren.model.errors import AccessRefused, NotFound, PreconditionFailed
+from warren.model.message import Message, Properties
 from warren.broker.replyto import REPLY_TO, direct_reply_to
 
 

@@ -198,3 +198,54 @@ def test_bad_frame_end_is_frame_error():
         assert e.code == 501
     else:
         raise AssertionError("no error")
+
+
+# ------------------------------------------------------------------ every length checked
+# What pamqp marshals passes the length walk (field_lengths.py); every proper prefix of it
+# promises a field, or bytes of one, that are not there, so each is SYNTAX_ERROR.
+table_values = st.recursive(
+    st.one_of(st.booleans(), st.integers(-2 ** 31, 2 ** 31 - 1), shortstrs, st.none()),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=8)
+tables = st.dictionaries(st.text(min_size=1, max_size=8), table_values, max_size=4)
+
+
+@SETTINGS
+@given(content_type=st.one_of(st.none(), shortstrs), headers=st.one_of(st.none(), tables),
+       priority=st.one_of(st.none(), st.integers(0, 9)),
+       message_id=st.one_of(st.none(), shortstrs), app_id=st.one_of(st.none(), shortstrs))
+def test_property_lists_pass_and_their_prefixes_fail(content_type, headers, priority,
+                                                     message_id, app_id):
+    from warren.amqp.field_lengths import check_properties
+    from warren.amqp.wire_errors import SyntaxError_
+    props = commands.Basic.Properties(content_type=content_type, headers=headers,
+                                      delivery_mode=2, priority=priority,
+                                      message_id=message_id, app_id=app_id)
+    raw = ContentHeader(0, 1, props).marshal()[12:]
+    check_properties(raw)
+    for cut in range(len(raw)):
+        try:
+            check_properties(raw[:cut])
+        except SyntaxError_:
+            continue
+        raise AssertionError(f"prefix {raw[:cut]!r} of {raw!r} passed")
+
+
+@SETTINGS
+@given(queue=shortstrs, arguments=tables)
+def test_method_tables_pass_and_their_prefixes_fail(queue, arguments):
+    from warren.amqp.field_lengths import check_method
+    from warren.amqp.wire_errors import SyntaxError_
+    cls = commands.Queue.Declare
+    method = unvalidated(cls)()
+    method.queue, method.arguments = queue, arguments
+    fields = pamqp_frame.marshal(method, 1)[7 + 4:-1]
+    check_method(cls, fields)
+    assert decode_method(pamqp_frame.marshal(method, 1)[7:-1]).arguments == arguments
+    for cut in range(len(fields)):
+        try:
+            check_method(cls, fields[:cut])
+        except SyntaxError_:
+            continue
+        raise AssertionError(f"prefix {fields[:cut]!r} passed")

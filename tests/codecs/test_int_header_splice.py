@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from warren.amqp.properties import CODEC, with_int_header
-from warren.broker.message import Properties
+from warren.model.message import Properties
 
 CASES = [
     Properties(),

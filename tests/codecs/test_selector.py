@@ -402,6 +402,8 @@ def test_matches_only_on_true() -> None:
         ("i = 1.5L", "malformed number '1.5L'", 5),
         ("i = 1.2.3", "malformed number '1.2.'", 5),
         ("XPATH '//a'", "XPATH selectors are not supported", 1),
+        ("upper(name) = 'A'", "unknown function 'upper'", 1),
+        ("i = 1 AND LENGTH(s) > 2", "unknown function 'LENGTH'", 11),
         ("NOT = 1", "expected an operand but found '='", 5),
         ("AND = 1", "expected an operand but found reserved word AND", 1),
         ("i = 5 NOT", "unexpected reserved word NOT", 7),

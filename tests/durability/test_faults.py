@@ -22,7 +22,7 @@ import pytest
 from tests.broker_process import BrokerProcess
 from tests.durability.clients import ConfirmedPublisher, read_queue
 from tests.durability.test_kill_cycles import declare
-from tests.store.pg import start_cluster
+from tests.store.conftest import start_test_cluster
 
 
 def body(i: int, size: int) -> bytes:
@@ -168,7 +168,7 @@ def test_corrupt_middle_segment_is_skipped_and_the_rest_served(tmp_path):
 
 
 def test_database_gone_blocks_then_reconnects_without_loss(tmp_path):
-    cluster = start_cluster(tmp_path)
+    cluster = start_test_cluster(tmp_path)
     broker = BrokerProcess(tmp_path / "data", store="sql", store_url=cluster.url)
     try:
         broker.start()

@@ -99,6 +99,48 @@ def test_standalone_broker_refuses_a_database_an_ha_master_serves(tmp_path, pg_u
             b.kill()
 
 
+def test_ha_pair_refuses_a_database_a_standalone_broker_serves(tmp_path, pg_url):
+    url = fresh_database(pg_url)
+    standalone = BrokerProcess(tmp_path / "s", store="sql", store_url=url)
+    member = BrokerProcess(tmp_path / "m", store="sql", store_url=url,
+                           extra_args=["--ha", "shared-db"])
+    try:
+        standalone.start()
+        publish_confirmed(standalone.amqp_url, "kept", COUNT)
+        line = refused(member)
+        assert "in use by another broker" in line and "without --ha" in line, line
+        assert f"pid {standalone.proc.pid} on host " in line, line
+        assert "--ha shared-db" in line, line
+        assert len(read_queue(standalone.amqp_url, "kept")) == COUNT
+        # once the standalone broker is gone, the member starts and serves what it stored
+        standalone.kill()
+        member.start()
+        member.wait_for_line("role: waiting -> master")
+        assert len(read_queue(member.amqp_url, "kept")) == COUNT
+    finally:
+        for b in (standalone, member):
+            b.stop()
+            b.kill()
+
+
+def test_standalone_broker_still_refuses_a_database_an_ha_member_holds(tmp_path, pg_url):
+    """The member's shared hold on the standalone key (new) and its lease (as before) both
+    keep a standalone broker out; the refusal still names the member."""
+    url = fresh_database(pg_url)
+    member = BrokerProcess(tmp_path / "m", store="sql", store_url=url,
+                           extra_args=["--ha", "shared-db"])
+    standalone = BrokerProcess(tmp_path / "s", store="sql", store_url=url)
+    try:
+        member.start()
+        line = refused(standalone)
+        assert "in use by another broker" in line, line
+        assert f"pid {member.proc.pid} " in line or f"/{member.proc.pid}/" in line, line
+    finally:
+        for b in (member, standalone):
+            b.stop()
+            b.kill()
+
+
 def test_unparsable_store_url_is_one_line(tmp_path):
     broker = BrokerProcess(tmp_path / "x", store="sql", store_url="not a url")
     line = refused(broker)

@@ -18,7 +18,7 @@ from twisted.internet.task import Clock
 from warren.amqp.properties import CODEC
 from warren.broker.broker import Broker
 from warren.broker.compact import ENTRY_BYTES
-from warren.broker.message import OVERHEAD, Message, Properties
+from warren.model.message import OVERHEAD, Message, Properties
 from warren.store.interface import MessageStore, RecoveredState, StoreUnavailable
 
 SIZE = 1000

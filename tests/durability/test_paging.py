@@ -21,7 +21,7 @@ from tests.durability.test_restart import api
 
 COUNT = 20_000
 SIZE = 1024
-OVERHEAD = 400          # warren.broker.message.OVERHEAD: charged per message, never paged
+OVERHEAD = 400          # warren.model.message.OVERHEAD: charged per message, never paged
 BUDGET = 1024 * 1024
 HEAD_KEEP = 256         # warren.broker.paging.HEAD_KEEP
 

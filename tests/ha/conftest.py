@@ -17,8 +17,7 @@ import pika
 import pytest
 
 from tests.broker_process import READY_MARK, BrokerProcess
-from tests.store.conftest import reset_postgres
-from tests.store.pg import PostgresUnavailable, start_cluster
+from tests.store.conftest import reset_postgres, start_test_cluster
 
 #: Short leases so the lease tests run in seconds (the defaults are 10 s / 2 s).
 LEASE_ARGS = ["--lease-ttl", "2", "--lease-renew", "0.5"]
@@ -26,10 +25,7 @@ LEASE_ARGS = ["--lease-ttl", "2", "--lease-renew", "0.5"]
 
 @pytest.fixture(scope="package")
 def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    try:
-        cluster = start_cluster(tmp_path_factory.mktemp("ha-postgres"))
-    except PostgresUnavailable as error:
-        pytest.fail(f"cannot start the test PostgreSQL: {error}", pytrace=False)
+    cluster = start_test_cluster(tmp_path_factory.mktemp("ha-postgres"))
     yield cluster
     cluster.destroy()
 

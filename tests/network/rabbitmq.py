@@ -2,9 +2,10 @@
 
 Debian's package is installed on first use when ``/usr/sbin/rabbitmq-server`` is missing, the
 way ``tests/webconsole/browser.py`` installs chromium (the tests run as root on a clean
-machine). The package's postinst wants to start the system service; a ``policy-rc.d`` that
-denies it is put in place for the install when the machine has none, so the install never
-depends on an init system, and the system service is never used.
+machine); with WARREN_TEST_SKIP_MISSING set the tests that need it are skipped instead
+(``tests/missing_tools.py``). The package's postinst wants to start the system service; a
+``policy-rc.d`` that denies it is put in place for the install when the machine has none, so
+the install never depends on an init system, and the system service is never used.
 
 A :class:`RabbitNode` is one throw-away node: its own node name, its own epmd (run by us in the
 foreground on a free loopback port, so we can stop it), its own distribution, AMQP and
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Self
 
 from tests.broker_process import free_port
+from tests.missing_tools import skipping_missing, tool_missing
 
 HOST = "127.0.0.1"
 SERVER = "/usr/sbin/rabbitmq-server"
@@ -41,6 +43,9 @@ def ensure_rabbitmq() -> float:
     """Install Debian's rabbitmq-server if it is missing; returns the seconds spent installing."""
     if os.path.exists(SERVER) and os.path.exists(f"{BIN}/rabbitmq-server"):
         return 0.0
+    if skipping_missing():
+        tool_missing(f"RabbitMQ ({SERVER})", "install Debian's rabbitmq-server package "
+                     "(apt-get install --no-install-recommends rabbitmq-server)")
     began = time.monotonic()
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     own_policy = not os.path.exists(POLICY_RC)

@@ -207,6 +207,7 @@ class TcpProxy:
         self.listener.listen(16)
         self.port = self.listener.getsockname()[1]
         self.accepted = 0
+        self.refusing = False     # a partition: connections are dropped as they come
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._closed = False
@@ -218,6 +219,9 @@ class TcpProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.refusing:
+                client.close()
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
             except OSError:
@@ -257,6 +261,14 @@ class TcpProxy:
             except OSError:
                 pass
         return len(sockets) // 2
+
+    def partition(self) -> int:
+        """Cut every connection and drop new ones until :meth:`heal`."""
+        self.refusing = True
+        return self.cut()
+
+    def heal(self) -> None:
+        self.refusing = False
 
     def close(self) -> None:
         self._closed = True

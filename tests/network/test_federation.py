@@ -455,6 +455,48 @@ def test_federated_queue_moves_messages_only_to_consumers(brokers, apis):
     apis["a"].delete("/api/policies/%2F/fed-fq")
 
 
+def test_federated_queue_follows_a_busy_consumer_getting_credit_back(brokers, apis):
+    """A consumer on A with prefetch 1 that holds its message has no credit: the link stops
+    consuming on B (prefetch-count 1, so at most one more crossed); each ack gives credit
+    back and the core tells the link at once, which pulls the next one."""
+    a, b = brokers["a"], brokers["b"]
+    for proc in (a, b):
+        conn = pika.BlockingConnection(pika.URLParameters(proc.amqp_url))
+        conn.channel().queue_declare("fq2", durable=True)
+        conn.close()
+    set_upstream(apis["a"], "up-b-q2", {"uri": uri_of(b), "reconnect-delay": 1,
+                                        "prefetch-count": 1})
+    set_policy(apis["a"], "fed-fq2", "^fq2$", {"federation-upstream": "up-b-q2"}, "queues")
+    wait_running(apis["a"], queue="fq2")
+    conn = pika.BlockingConnection(pika.URLParameters(b.amqp_url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    for i in range(6):
+        ch.basic_publish("", "fq2", f"c{i}".encode(), pika.BasicProperties(delivery_mode=2))
+    conn.close()
+    conn = pika.BlockingConnection(pika.URLParameters(a.amqp_url))
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=1)
+    held: list = []
+    ch.basic_consume("fq2", lambda c, m, p, body: held.append((m.delivery_tag, body)))
+    try:
+        eventually(lambda: conn.process_data_events(0.05) or held, "a first message")
+        # busy: the link cancelled on B, most messages are still there
+        eventually(lambda: conn.process_data_events(0.05) or
+                   queue_info(apis["b"], "fq2").get("consumers") == 0, "link cancelled")
+        assert queue_info(apis["b"], "fq2")["messages"] >= 6 - 3
+        got = []
+        while len(got) < 6:
+            tag, body = eventually(lambda: conn.process_data_events(0.05) or
+                                   (held.pop(0) if held else None), f"message {len(got)}")
+            got.append(body)
+            ch.basic_ack(tag)      # credit back: the next one is pulled from B
+        assert sorted(got) == [f"c{i}".encode() for i in range(6)]
+    finally:
+        conn.close()
+        apis["a"].delete("/api/policies/%2F/fed-fq2")
+
+
 # ------------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("value, words", [
     ({"uri": "amqp://h", "colour": "red"}, 'Unrecognised terms [{<<"colour">>,<<"red">>}] in bad'),

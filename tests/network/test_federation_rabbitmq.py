@@ -1,4 +1,5 @@
-"""Federation with a real RabbitMQ, when ``rabbitmq-server`` is installed; skipped otherwise.
+"""Federation with a real RabbitMQ (Debian's ``rabbitmq-server``, installed when missing, or
+the tests skipped with WARREN_TEST_SKIP_MISSING: ``tests/missing_tools.py``).
 
 A throw-away RabbitMQ node with the federation plugin (so it has the
 ``x-federation-upstream`` type) on free ports. Both directions prove the wire format:
@@ -24,6 +25,7 @@ import pika
 import pytest
 
 from tests.broker_process import BrokerProcess, free_port
+from tests.network.rabbitmq import ensure_rabbitmq
 from tests.network.test_federation import (
     Consumer,
     eventually,
@@ -40,8 +42,7 @@ CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 
 def start_rabbit(base, plugins: str):
     """A RabbitMQ node with ``plugins`` enabled; yields its URL, port, ctl and node name."""
-    if not os.path.exists(SERVER):
-        pytest.skip("no rabbitmq-server installed")
+    ensure_rabbitmq()    # installed when missing, or skipped (tests/missing_tools.py)
     port, dist = free_port(), free_port()
     node = f"warren-fed-{port}@localhost"
     (base / "enabled_plugins").write_text(f"[{plugins}].\n")

@@ -18,6 +18,7 @@ import pytest
 
 from tests.broker_process import BrokerProcess, free_port
 from tests.network.link_driver import body_for
+from tests.polling import eventually
 from warren.network.link import retry_delay
 
 
@@ -257,8 +258,12 @@ def test_blocked_by_server_holds_publishes_until_unblocked(tmp_path, unique, lin
                 received += 1
 
             ch.basic_consume(unique, on_message, auto_ack=True)
-            while received < 63:
-                conn.process_data_events(time_limit=1)
+
+            def all_received() -> bool:
+                conn.process_data_events(time_limit=0.2)
+                return received >= 63
+
+            eventually(all_received, "63 deliveries", every=0)
         link.event("state", state="running", start=held)
         for count in (60, 3):
             reply = link.wait_for(lambda x, n=count: x.get("reply") == "publish"

@@ -176,7 +176,8 @@ def test_line_of_three_mqtt_on_a_reaches_stomp_on_c_once(net):
     sub.subscribe("/topic/prices.eur", id="1", ack="auto", receipt="r1")
     # demand travels back: C's subscription to B, B's onward connector to A
     eventually(lambda: n.connector("b", "b-to-c")["demand"] == ["prices.eur"], "C's demand")
-    eventually(lambda: "prices.#" in n.connector("a", "a-to-b")["demand"], "B's demand")
+    # exactly C's subscription, two hops away (not B's include pattern)
+    eventually(lambda: n.connector("a", "a-to-b")["demand"] == ["prices.eur"], "B's demand")
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="nc-" + uuid.uuid4().hex[:8])
     try:
         pub.connect("127.0.0.1", n.procs["a"].mqtt_port)
@@ -191,8 +192,10 @@ def test_line_of_three_mqtt_on_a_reaches_stomp_on_c_once(net):
             assert frame.headers["destination"] == "/topic/prices.eur"
             bodies.append(frame.body if isinstance(frame.body, str) else frame.body.decode())
         assert bodies == [f"p{i}" for i in range(20)] + ["marker"]   # each once, in order
-        a_to_b = n.connector("a", "a-to-b")
-        assert a_to_b["forwarded_out"] >= 21 and a_to_b["peer"] == "warren@b"
+        # counted on B's confirm, which may follow B's forwarding (B's fsync)
+        a_to_b = eventually(lambda: (row := n.connector("a", "a-to-b"))["forwarded_out"] >= 21
+                            and row, "A's count of B's confirms")
+        assert a_to_b["peer"] == "warren@b"
     finally:
         pub.loop_stop()
         pub.disconnect()
@@ -322,6 +325,43 @@ def test_queue_forwarded_only_while_the_peer_has_a_consumer(net):
     bconn.close()
 
 
+@pytest.mark.parametrize("conduit, shares", [(True, (150, 150)), (False, (200, 100))])
+def test_conduit_subscriptions_false_shares_a_queue_by_remote_consumer(net, conduit, shares):
+    """A's queue is forwarded to B (two consumers) and C (one): by default each peer is one
+    network consumer and gets half; with conduit_subscriptions = false each remote consumer
+    is one, as in ActiveMQ, so B gets two thirds."""
+    n = net("a", "b", "c")
+    n.start({"a": [{"name": f"a-to-{y}", "uri": y, "include": ["queue://work"],
+                    "conduit_subscriptions": conduit} for y in ("b", "c")]})
+    a = n.procs["a"]
+    conn = pika.BlockingConnection(pika.URLParameters(a.amqp_url))
+    conn.channel().queue_declare("work", durable=True)
+    conn.close()
+    consumers = []
+    for y, count in (("b", 2), ("c", 1)):
+        c = pika.BlockingConnection(pika.URLParameters(n.procs[y].amqp_url))
+        for _ in range(count):
+            ch = c.channel()
+            ch.queue_declare("work", durable=True)
+            ch.basic_consume("work", lambda *_: None, auto_ack=True)
+        consumers.append(c)
+    try:
+        want = {"b": 2 if not conduit else 1, "c": 1}
+        for y, subs in want.items():
+            eventually(lambda y=y, subs=subs: [
+                r for r in n.connector("a", f"a-to-{y}")["queues"]
+                if r["name"] == "work" and r["remote_consumers"] == (2 if y == "b" else 1)
+                and r["subscriptions"] == subs], f"a-to-{y} with {subs} subscriptions")
+        publish(a, "", "work", [f"w{i}".encode() for i in range(300)])
+        eventually(lambda: n.connector("a", "a-to-b")["forwarded_out"]
+                   + n.connector("a", "a-to-c")["forwarded_out"] == 300, "all forwarded")
+        assert (n.connector("a", "a-to-b")["forwarded_out"],
+                n.connector("a", "a-to-c")["forwarded_out"]) == shares
+    finally:
+        for c in consumers:
+            c.close()
+
+
 def test_queue_demand_travels_down_a_line(net):
     n = net("a", "b", "c")
     n.start({"a": [{"name": "a-to-b", "uri": "b", "include": ["queue://line"],
@@ -432,6 +472,49 @@ def test_duplex_one_connection_both_ways(net):
     finally:
         on_a.close()
         on_b.close()
+
+def test_topic_demand_is_exact_along_a_line_of_four(net):
+    """A -> B -> C -> D: each connector is bound for exactly the subscriptions behind its
+    peer, as far as its network_ttl reaches, and loses them with the subscriptions."""
+    n = net("a", "b", "c", "d")
+    line = {"a": ("b", 3), "b": ("c", 3), "c": ("d", 3)}
+    n.start({x: [{"name": f"{x}-to-{y}", "uri": y, "include": ["topic://k.>"],
+                  "network_ttl": ttl, "reconnect_delay": 0.2}] for x, (y, ttl) in line.items()})
+    on_c = TopicConsumer(n.procs["c"], "k.c")
+    on_d = TopicConsumer(n.procs["d"], "k.d.*")
+    try:
+        for x, want in (("a", ["k.c", "k.d.*"]), ("b", ["k.c", "k.d.*"]), ("c", ["k.d.*"])):
+            eventually(lambda x=x, want=want: n.connector(x, f"{x}-to-{line[x][0]}")["demand"]
+                       == want, f"{x}'s demand {want}")
+        publish(n.procs["a"], "amq.topic", "k.other", [b"nobody"])
+        publish(n.procs["a"], "amq.topic", "k.d.1", [b"to-d"])
+        publish(n.procs["a"], "amq.topic", "k.c", [b"to-c"])
+        assert on_d.wait_for(b"to-d") == [b"to-d"]
+        assert on_c.wait_for(b"to-c") == [b"to-c"]
+        # k.other went nowhere: no forwarder was bound for it (A forwarded 2, not 3)
+        assert n.connector("a", "a-to-b")["forwarded_out"] == 2
+        on_d.close()     # the subscription goes: its demand goes, all the way back
+        for x, want in (("a", ["k.c"]), ("b", ["k.c"]), ("c", [])):
+            eventually(lambda x=x, want=want: n.connector(x, f"{x}-to-{line[x][0]}")["demand"]
+                       == want, f"{x}'s demand {want}")
+    finally:
+        on_c.close()
+        on_d.close()
+
+
+def test_topic_demand_beyond_network_ttl_is_not_asked_for(net):
+    n = net("a", "b", "c")
+    n.start({"a": [{"name": "a-to-b", "uri": "b", "include": ["topic://k.>"]}],
+             "b": [{"name": "b-to-c", "uri": "c", "include": ["topic://k.>"],
+                    "network_ttl": 2}]})
+    on_b, on_c = TopicConsumer(n.procs["b"], "k.b"), TopicConsumer(n.procs["c"], "k.c")
+    try:
+        eventually(lambda: n.connector("b", "b-to-c")["demand"] == ["k.c"], "C's demand")
+        # A's network_ttl is 1: C is two hops away, so only B's own subscription counts
+        eventually(lambda: n.connector("a", "a-to-b")["demand"] == ["k.b"], "B's demand")
+    finally:
+        on_b.close()
+        on_c.close()
 
 
 # ------------------------------------------------------------------------------ no loops
@@ -564,6 +647,10 @@ def run_with(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
     ('uri = "amqp://h:5672"\ninclude = ["stream://x"]', ".include"),
     ('uri = "static:(amqp://h:5672,htp://x)"', ".uri"),
     ('name = "n"', "network 'n': key 'uri' is missing"),
+    ('uri = "amqp://h:5672"\nvhost = 5', "network 'connector-1'.vhost"),
+    ('uri = "amqp://h:5672"\nvhost = ""', "network 'connector-1'.vhost"),
+    ('uri = "amqp://h:5672"\nconduit_subscriptions = "no"',
+     "network 'connector-1'.conduit_subscriptions"),
 ])
 def test_bad_config_refused_in_one_line(tmp_path, body, words):
     result = run_with(tmp_path, "[[network]]\n" + body + "\n")
@@ -573,6 +660,17 @@ def test_bad_config_refused_in_one_line(tmp_path, body, words):
     assert len(errors) == 1, output
     assert "warren cannot start: " in errors[0] and words in errors[0], errors[0]
     assert "Traceback" not in output
+
+
+def test_a_demand_message_keeps_only_well_formed_items():
+    """What a peer sends into the demand queue is data from the network: items that are
+    not a key or {"key", "path": [names]} are dropped, never raised on."""
+    from warren.network.connector import demand_entries
+    items = ["k.a", {"key": "k.b", "path": ["warren@b", "warren@c"]}, 5, None, [],
+             {"key": 7, "path": ["x"]}, {"key": "k.c", "path": "warren@b"},
+             {"key": "k.d", "path": []}, {"key": "k.e", "path": ["ok", 3]}, {"path": ["x"]}]
+    assert demand_entries(items, "warren@b") == {
+        "k.a": ["warren@b"], "k.b": ["warren@b", "warren@c"]}
 
 
 def test_network_tables_beside_a_warren_table_are_read(tmp_path):
@@ -606,6 +704,45 @@ def test_peer_vhost_from_the_uri(net):
         publish(a, "amq.topic", "v.1", [b"into-other"])
         got = eventually(lambda: ch.basic_get(q, auto_ack=True)[2], "the message on B")
         assert got == b"into-other"
+    finally:
+        conn.close()
+
+
+def test_a_connector_serving_another_vhost(net):
+    """``vhost = "east"``: A's vhost east (made after A started) is linked to B's east; A's
+    vhost / is not."""
+    n = net("a", "b")
+    a, b = n.procs["a"], n.procs["b"]
+    cfg = write_config(n.tmp / "a.toml", [{
+        "name": "east", "vhost": "east", "uri": uri_of(b) + "/east",
+        "include": ["topic://e.>"], "reconnect_delay": 0.2}])
+    a.extra_args = ["--config", str(cfg), "--node-name", "warren@a"]
+    b.extra_args = ["--node-name", "warren@b"]
+    b.start()
+    a.start()
+    for api in (n.apis["a"], n.apis["b"]):
+        assert api.put("/api/vhosts/east").status_code in (201, 204)
+        assert api.put("/api/permissions/east/guest", {
+            "configure": ".*", "write": ".*", "read": ".*"}).status_code in (201, 204)
+    conn = pika.BlockingConnection(pika.URLParameters(
+        f"amqp://guest:guest@127.0.0.1:{b.amqp_port}/east"))
+    ch = conn.channel()
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(q, "amq.topic", "e.#")
+    try:
+        row = eventually(lambda: (r := n.connector("a", "east"))["status"] == "running"
+                         and r["demand"] == ["e.#"] and r, "east running, B's demand")
+        assert row["vhost"] == "east"
+        publish(a, "amq.topic", "e.1", [b"from-slash"])    # vhost /: not linked
+        east = pika.BlockingConnection(pika.URLParameters(
+            f"amqp://guest:guest@127.0.0.1:{a.amqp_port}/east"))
+        east_ch = east.channel()
+        east_ch.confirm_delivery()
+        east_ch.basic_publish("amq.topic", "e.1", b"from-east")
+        east.close()
+        got = eventually(lambda: ch.basic_get(q, auto_ack=True)[2], "the message on B")
+        assert got == b"from-east"
+        assert ch.basic_get(q, auto_ack=True)[0] is None
     finally:
         conn.close()
 

@@ -119,6 +119,24 @@ def test_wrong_type_in_a_variable_names_it_and_the_value(tmp_path):
     assert_refused(result, ports.all(), "WARREN_MEMORY_HIGH_WATERMARK=2GB", "whole number")
 
 
+@pytest.mark.parametrize("setting", [["--disk-free-limit", "-1"],
+                                     ["--memory-high-watermark-relative", "-0.4"]])
+def test_negative_resource_limit(tmp_path, setting):
+    ports = Ports()
+    result = run_warren(["--data-dir", str(tmp_path / "d"), *ports.args(), *setting])
+    assert_refused(result, ports.all(), " ".join(setting), "below 0")
+
+
+def test_resource_limit_of_the_wrong_type_in_the_config_file(tmp_path):
+    config = tmp_path / "warren.toml"
+    config.write_text('disk_free_limit = "50MB"\n')
+    ports = Ports()
+    result = run_warren(["--config", str(config), "--data-dir", str(tmp_path / "d"),
+                         *ports.args()])
+    assert_refused(result, ports.all(), 'disk_free_limit = "50MB"', "whole number",
+                   "default 50000000")
+
+
 def test_wrong_choice_in_a_variable(tmp_path):
     ports = Ports()
     result = run_warren(["--data-dir", str(tmp_path / "d"), *ports.args()],

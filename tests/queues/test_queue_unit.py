@@ -6,7 +6,7 @@ from twisted.internet.task import Clock
 
 from warren.amqp.properties import CODEC
 from warren.broker.broker import Broker
-from warren.broker.message import Message, Properties
+from warren.model.message import Message, Properties
 
 
 def _vhost():

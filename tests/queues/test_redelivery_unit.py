@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 
 from warren.amqp.properties import CODEC
 from warren.broker.broker import Broker
-from warren.broker.message import Message
+from warren.model.message import Message
 from warren.broker.redelivery import MAX_DELAY_MS, BackOff
 
 

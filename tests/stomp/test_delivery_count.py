@@ -84,3 +84,19 @@ def test_a_bad_delivery_limit_header_is_an_error(client_factory, version, unique
     assert error.body == (
         f"PRECONDITION_FAILED - invalid arg 'x-delivery-limit' for queue '{unique}' in vhost "
         "'/': \"expected integer, got longstr\"\n")
+
+
+def test_jmsx_delivery_count_in_a_selector(client_factory, version, unique):
+    """A selector on ``JMSXDeliveryCount`` sees the delivery the message would be: a consumer
+    taking only first deliveries lets a returned message pass to one taking the rest."""
+    q = f"/queue/{unique}"
+    first = client_factory(version)
+    first.subscribe(q, ack="client-individual", selector="JMSXDeliveryCount = 1")
+    first.send(q, "twice")
+    frame = first.recorder.message()
+    assert frame.headers["JMSXDeliveryCount"] == "1"
+    later = client_factory(version)
+    later.subscribe(q, ack="auto", selector="JMSXDeliveryCount > 1")
+    first.conn.disconnect()
+    frame = later.recorder.message()
+    assert frame.body == "twice" and frame.headers["JMSXDeliveryCount"] == "2"

@@ -46,12 +46,6 @@ def test_selector_on_jms_headers_and_like(client_factory, unique):
     assert c.recorder.message().body == "high"
 
 
-def test_invalid_selector_is_error(client_factory, unique):
-    c = client_factory("1.2")
-    c.conn.subscribe(f"/queue/{unique}", "s1", headers={"selector": "a = = 1"})
-    assert c.recorder.error().headers["message"] == "Invalid selector"
-
-
 def test_message_groups_stick_to_one_consumer(client_factory, unique):
     q = f"/queue/{unique}"
     a = client_factory("1.2")

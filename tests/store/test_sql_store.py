@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, event, inspect
 
-from tests.store.pg import start_cluster
+from tests.store.conftest import start_test_cluster
 from warren.store.interface import StoreUnavailable
 from warren.store.sql import tables
 from warren.store.sql.migrate import current_revision, head_revision, upgrade, upgrade_engine
@@ -274,7 +274,7 @@ def test_sync_without_a_running_reactor_commits_at_once(sql_url: str) -> None:
 
 
 def test_flush_while_database_is_down_keeps_writes(tmp_path: Path) -> None:
-    cluster = start_cluster(tmp_path)
+    cluster = start_test_cluster(tmp_path)
     try:
         store = _opened(cluster.url)
         store.publish(1, b"before", [Q1])
@@ -363,7 +363,7 @@ REACTOR_DATABASE_GONE = """
 
 
 def test_database_gone_flips_healthy_errbacks_and_recovers(tmp_path: Path) -> None:
-    cluster = start_cluster(tmp_path)
+    cluster = start_test_cluster(tmp_path)
     proc = None
     try:
         proc = _python(REACTOR_DATABASE_GONE, cluster.url, stdin=subprocess.PIPE)

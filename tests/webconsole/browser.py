@@ -4,7 +4,8 @@ Why CDP over a websocket and not Selenium: Debian's chromium speaks CDP itself, 
 need only `websocket-client`, not a driver binary whose version must match the browser.
 
 Debian's chromium is installed on first use when `/usr/bin/chromium` is missing (the tests
-run as root on a clean CI machine, and the README's test command must work there).
+run as root on a clean CI machine, and the README's test command must work there); with
+WARREN_TEST_SKIP_MISSING set the UI tests are skipped instead (`tests/missing_tools.py`).
 
 Waiting is done inside the page: `wait_for(js)` evaluates a promise that settles when the
 expression turns truthy (checked on every DOM mutation and animation frame), so the tests
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import websocket
 
+from tests.missing_tools import skipping_missing, tool_missing
+
 CHROMIUM = "/usr/bin/chromium"
 DEVTOOLS_LINE = re.compile(r"DevTools listening on (ws://\S+)")
 
@@ -38,13 +41,21 @@ def ensure_chromium() -> str:
     """Path of the chromium binary, installing Debian's package first when it is missing."""
     if os.path.exists(CHROMIUM):
         return CHROMIUM
+    remedy = "install Debian's chromium package (apt-get install chromium)"
+    if skipping_missing():
+        tool_missing(f"Chromium ({CHROMIUM})", remedy)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-q"], check=True, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    subprocess.run(["apt-get", "install", "-y", "-q", "chromium"],
-                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        subprocess.run(["apt-get", "update", "-q"], check=True, env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"],
+                       check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    except (OSError, subprocess.CalledProcessError) as error:
+        tool_missing(f"Chromium ({CHROMIUM})", f"{remedy}; the tests tried as root and "
+                     f"failed: {error}")
     if not os.path.exists(CHROMIUM):
-        raise RuntimeError("installing Debian's chromium package did not provide /usr/bin/chromium")
+        tool_missing(f"Chromium ({CHROMIUM})", f"{remedy}; installing the package did not "
+                     f"provide {CHROMIUM}")
     return CHROMIUM
 
 

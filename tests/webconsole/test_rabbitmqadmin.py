@@ -1,7 +1,8 @@
 """RabbitMQ's own rabbitmqadmin (from Debian's rabbitmq-server package) against warren.
 
-Skipped when the script is not installed; the same calls are covered with requests in
-test_api.py.
+Debian's package is installed when missing, or these tests skipped with
+WARREN_TEST_SKIP_MISSING (``tests/missing_tools.py``); the same calls are covered with requests
+in test_api.py.
 """
 
 from __future__ import annotations
@@ -11,14 +12,22 @@ import shutil
 import subprocess
 import sys
 
-import pytest
+from tests.missing_tools import tool_missing
+from tests.network.rabbitmq import ensure_rabbitmq
 
-RABBITMQADMIN = shutil.which("rabbitmqadmin")
-pytestmark = pytest.mark.skipif(RABBITMQADMIN is None, reason="rabbitmqadmin not installed")
+
+def rabbitmqadmin() -> str:
+    """The rabbitmqadmin script of Debian's rabbitmq-server package."""
+    ensure_rabbitmq()
+    found = shutil.which("rabbitmqadmin")
+    if found is None:
+        tool_missing("rabbitmqadmin", "Debian's rabbitmq-server package installs "
+                     "/usr/bin/rabbitmqadmin; put it on PATH")
+    return found
 
 
 def admin(broker, *args: str) -> str:
-    cmd = [sys.executable, RABBITMQADMIN, "-H", "127.0.0.1", "-P", str(broker.http_port),
+    cmd = [sys.executable, rabbitmqadmin(), "-H", "127.0.0.1", "-P", str(broker.http_port),
            "-u", "guest", "-p", "guest", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr

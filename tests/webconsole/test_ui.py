@@ -455,6 +455,36 @@ def test_admin_topic_permission_set_shown_cleared(ui, broker, unique):
         api(broker, "DELETE", "users", user)
 
 
+def test_admin_limits_set_listed_and_cleared(ui, broker, unique):
+    vhost = f"{unique}.lim"
+    assert api(broker, "PUT", "vhosts", vhost, json={}).status_code == 201
+    try:
+        with screenshot_on_failure(ui, "limits"):
+            login(ui, broker)
+            ui.wait_for_selector("#page-overview")
+            loaded(ui)
+            open_page(ui, "#/limits", "#page-limits")
+            ui.open_section("#page-limits details.section")
+            ui.wait_for(f"[...document.querySelectorAll('#set-vhost-limit-form select[name=vhost] "
+                        f"option')].some(o => o.value === {json.dumps(vhost)})", what="vhost")
+            ui.choose("#set-vhost-limit-form select[name=vhost]", vhost)
+            ui.choose("#set-vhost-limit-form select[name=name]", "max-queues")
+            ui.fill("#set-vhost-limit-value", "7")
+            click(ui, "#set-vhost-limit-form button[type=submit]")
+            notice(ui, "set")
+            r = api(broker, "GET", "vhost-limits", vhost)
+            assert r.json() == [{"vhost": vhost, "value": {"max-queues": 7}}]
+            ui.wait_for_selector(row(f"{vhost}/max-queues"))
+            click(ui, f"{row(vhost + '/max-queues')} button.danger")
+            confirm(ui)
+            notice(ui, "Done.")
+            wait_until(lambda: api(broker, "GET", "vhost-limits", vhost).json() == [],
+                       what="limit cleared")
+            assert_clean(ui)
+    finally:
+        api(broker, "DELETE", "vhosts", vhost)
+
+
 def test_shovel_add_see_running_restart_delete(ui, broker, unique):
     src, dst = f"{unique}.src", f"{unique}.dst"
     with screenshot_on_failure(ui, "shovels"):
@@ -550,10 +580,18 @@ def test_every_tab_renders_at_laptop_size(ui, broker):
         ui.wait_for("document.querySelector('#overview-listeners table, #overview-listeners .empty')",
                     what="listeners")
         assert ui.evaluate("document.querySelectorAll('canvas.chart-canvas').length") == 2
+        # the node's limits and resource alarms, as RabbitMQ's overview shows them
+        ui.wait_for("document.querySelector('#overview-nodes table') &&"
+                    " document.querySelector('#overview-nodes').textContent.includes("
+                    "'Disk free limit')", what="node limits")
+        assert "none" in ui.evaluate(
+            "document.querySelector('#overview-nodes tbody').textContent")
+        assert ui.evaluate("document.documentElement.scrollWidth") <= 1366
         for hash_, selector in (("#/connections", "#page-connections"), ("#/channels", "#page-channels"),
                                 ("#/exchanges", "#page-exchanges"), ("#/queues", "#page-queues"),
                                 ("#/users", "#page-users"), ("#/vhosts", "#page-vhosts"),
                                 ("#/permissions", "#page-permissions"), ("#/policies", "#page-policies"),
+                                ("#/limits", "#page-limits"),
                                 ("#/bridges", "#page-bridges")):
             open_page(ui, hash_, selector)
             ui.wait_for("document.getElementById('refresh-status').textContent.startsWith('Updated')",
@@ -562,6 +600,26 @@ def test_every_tab_renders_at_laptop_size(ui, broker):
             assert ui.evaluate("document.documentElement.scrollWidth") <= 1366, hash_
         ui.wait_for("document.getElementById('bridges-list').textContent.includes('No shovels')",
                     what="shovels empty state")
+        assert_clean(ui)
+
+
+def test_queued_messages_axis_labels_are_distinct_counts(ui, broker):
+    """The overview's queued-messages chart labels its y axis with distinct whole numbers:
+    with queues empty it read 1, 1, 1, 0, 0 (quarters of 1, rounded)."""
+    with screenshot_on_failure(ui, "queued axis"):
+        login(ui, broker)
+        ui.wait_for_selector("#page-overview")
+        loaded(ui)
+        ticks = ui.wait_for("document.querySelector('canvas[aria-label=\"Queued messages\"]')"
+                            ".dataset.yTicks", what="queued-messages chart drawn")
+        labels = ticks.split(" | ")
+        assert len(labels) >= 2 and len(set(labels)) == len(labels), labels
+        assert all(label.replace(",", "").isdigit() for label in labels), labels
+        assert labels[0] == "0"
+        # the axis for other depths, from the module the page uses
+        got = ui.evaluate("import('./chart.js').then(m => [0, 1, 3, 7, 1234].map("
+                          "v => m.yTicks(v, true)))")
+        assert got == [[0, 1], [0, 1], [0, 1, 2, 3], [0, 2, 4, 6, 8], [0, 500, 1000, 1500]]
         assert_clean(ui)
 
 
@@ -632,3 +690,25 @@ def test_network_picture_draws_this_broker_its_peers_and_links(ui, broker, uniqu
     finally:
         for name in shovels:
             api(broker, "DELETE", "parameters", "shovel", "/", name)
+
+
+def test_durable_subscriptions_listed_on_the_queues_page(ui, broker, unique):
+    import stomp
+    conn = stomp.Connection12([("127.0.0.1", broker.stomp_port)])
+    conn.connect("guest", "guest", wait=True, headers={"client-id": unique})
+    try:
+        conn.subscribe(f"/topic/{unique}", "d", headers={
+            "activemq.subscriptionName": "sub<b>", "selector": "a = 1", "receipt": "r"})
+        queue = f"stomp-subscription-{unique}-sub<b>"
+        eventually(lambda: api(broker, "GET", "queues", "/", queue).status_code == 200,
+                   "the subscription's queue")
+        with screenshot_on_failure(ui, "durable-subscriptions"):
+            login(ui, broker)
+            open_page(ui, "#/queues", "#page-queues")
+            listed = "#durable-subscriptions-list tr[data-key=%s]" % json.dumps("//" + queue)
+            ui.wait_for_selector(listed)
+            text = ui.text(listed)
+            assert unique in text and "sub<b>" in text and "active" in text
+            assert_clean(ui)
+    finally:
+        conn.disconnect()

@@ -17,11 +17,12 @@ from pamqp import commands
 from twisted.python.failure import Failure
 
 from ..broker.confirms import ConfirmTracker
-from ..broker.errors import (AccessRefused, BrokerError, NotAllowed, NotFound, NotImplemented_,
+from ..model.errors import (AccessRefused, BrokerError, NotAllowed, NotFound, NotImplemented_,
                              PreconditionFailed)
-from ..broker.message import Message, QueueEntry
+from ..model.message import Message, QueueEntry
 from ..broker.queue import Queue
 from ..broker.replyto import REPLY_TO, direct_reply_to
+from ..broker.stats import new_counts
 from .framing import (ACCESS_REQUEST_OK_PAYLOAD, FRAME_BODY, FRAME_HEADER, FRAME_METHOD,
                       basic_ack_frame, basic_nack_frame, content_frames, decode_method,
                       deliver_payload, encode_method, from_0_8, method_frame, parse_ack,
@@ -110,7 +111,13 @@ class AmqpConsumer:
         ch = self.channel
         ch.next_tag += 1
         tag = ch.next_tag
-        if not self.no_ack:
+        stats = ch.stats
+        if entry.redelivered:
+            stats["redeliver"] += 1
+        if self.no_ack:
+            stats["deliver_no_ack"] += 1
+        else:
+            stats["deliver"] += 1
             ch.unacked[tag] = (queue, entry, self)
             self.unacked += 1
         msg = entry.message
@@ -149,6 +156,12 @@ class AmqpConsumer:
 
 
 class Channel:
+    """The state RabbitMQ keeps per AMQP channel (unacked deliveries, consumers, prefetch,
+    confirm and transaction mode), and the translation of its methods into core calls.
+
+    A handler only raises: the connection turns a ``BrokerError`` (or a wire error) into
+    channel.close or connection.close in one place (``amqp/errors.py``)."""
+
     def __init__(self, conn: "AmqpConnection", number: int) -> None:
         self.conn = conn
         self.number = number
@@ -180,8 +193,11 @@ class Channel:
         self.tx = False
         self._tx_publishes: list[tuple[Any, Message, bool]] = []
         self._tx_settles: list[tuple[str, int, bool, bool]] = []
-        # the core's publish pipeline: exchange checks (cached), reply-to, routing
-        self.publisher = conn.broker.publisher(conn.vhost, conn.user)
+        # RabbitMQ's per-channel message_stats (broker/stats.py); the vhost's totals are
+        # counted by the core (publishes, confirms, queues)
+        self.stats = new_counts()
+        # the core's publish pipeline: exchange checks (cached), reply-to, routing, counting
+        self.publisher = conn.broker.publisher(conn.vhost, conn.user, counts=self.stats)
         self._handlers: dict[type, Callable[[Any], None]] = {
             commands.Channel.Close: self._on_close,
             commands.Channel.CloseOk: self._on_close_ok,
@@ -261,7 +277,7 @@ class Channel:
         handler = self._handlers.get(type(method))
         if handler is None:
             if method.name.startswith("Connection."):
-                from ..broker.errors import CommandInvalid
+                from ..model.errors import CommandInvalid
                 raise CommandInvalid(f"connection method {method.name} on channel {self.number}")
             if method.name == "Channel.Open":
                 raise ChannelError("second 'channel.open' seen")
@@ -348,8 +364,7 @@ class Channel:
                                      f"was '{self.conn.user.name}'")
 
     def _route(self, ex: Any, msg: Message, mandatory: bool, seq: int) -> None:
-        routed = self.publisher.route(ex, msg)
-        self.conn.stats_publish += 1
+        routed = self.publisher.route(ex, msg, mandatory)
         if mandatory and routed.unroutable:
             self._basic_return(312, "NO_ROUTE", msg)
         if seq:
@@ -400,7 +415,8 @@ class Channel:
                 acked += i - start
             frame = basic_ack_frame if state else basic_nack_frame
             parts.append(frame(self.number, last, last != first))
-        self.conn.stats_confirm += acked   # RabbitMQ's "confirm": messages confirmed (acked)
+        if acked:
+            self.publisher.confirmed(acked)
         self.conn.write_parts(parts)
 
     # ------------------------------------------------------------------ channel methods
@@ -637,12 +653,19 @@ class Channel:
         q = vh.queue(name)
         q.check_access(self.conn)
         entry = q.get(m.no_ack)
+        stats = self.stats
         if entry is None:
+            stats["get_empty"] += 1
             self.send(commands.Basic.GetEmpty())
             return
         self.next_tag += 1
         tag = self.next_tag
-        if not m.no_ack:
+        if entry.redelivered:
+            stats["redeliver"] += 1
+        if m.no_ack:
+            stats["get_no_ack"] += 1
+        else:
+            stats["get"] += 1
             self.unacked[tag] = (q, entry, None)
         msg = entry.message
         ok = unvalidated(commands.Basic.GetOk)(
@@ -704,6 +727,8 @@ class Channel:
                 by_queue[id(q)] = (q, [entry])
             else:
                 slot[1].append(entry)
+        if how == "ack":
+            self.stats["ack"] += len(taken)
         for q, entries in by_queue.values():
             if how == "ack":
                 q.ack(entries)

@@ -24,8 +24,9 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from .. import __version__
-from ..broker.errors import AccessRefused, CommandInvalid, InternalError, NotAllowed
+from ..model.errors import AccessRefused, CommandInvalid, InternalError, NotAllowed
 from ..broker.jsonvalue import jsonable
+from ..broker.stats import with_deliver_get
 from ..endpoint import accept
 from ..output import BatchedOutput
 from ..reply_error import ReplyError
@@ -91,8 +92,6 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
         self.amqp_0_8 = False               # spoken to as 0-8 (its protocol header)
         self.published = False
         self.blocked = False
-        self.stats_publish = 0
-        self.stats_confirm = 0         # publisher confirms sent (acks), for message_stats
         self.connected_at = clock.seconds()
         self.init_output(clock)
         self._after_read: list[Channel] = []
@@ -104,7 +103,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
 
     # ------------------------------------------------------------------ transport events
     def connectionMade(self) -> None:
-        self.broker.connections[id(self)] = self
+        self.broker.register_connection(self)
         self.transport.registerProducer(self, True)
         ep = accept(self.transport)
         self.peer = (ep.peer_host, ep.peer_port)
@@ -160,7 +159,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.state = State.CLOSED
-        self.broker.connections.pop(id(self), None)
+        self.broker.unregister_connection(self)
         self.broker.unregister_blockable(self)
         for call in (self._hb_call, self._handshake_call, self._close_call, self._flush_call):
             if call is not None and getattr(call, "active", lambda: False)():
@@ -296,7 +295,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
 
     def _on_open(self, m: commands.Connection.Open) -> None:
         self.vhost = self.broker.open_vhost(self.user, m.virtual_host, peer=self.peer[0],
-                                            protocol="AMQP")
+                                            protocol="AMQP", connection=self)
         self.vhost_name = m.virtual_host
         self.state = State.OPEN
         if self._handshake_call is not None and self._handshake_call.active():
@@ -357,6 +356,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
                 # rabbit_reader:create_channel counts open channels against channel_max
                 raise NotAllowed(f"number of channels opened ({len(self.channels)}) has "
                                  f"reached the negotiated channel_max ({self.channel_max})")
+            self.broker.limits.check_channel(self.user)   # the user's max-channels
             # the channel's number is not checked against channel_max: RabbitMQ limits how
             # many are open, and clients (aiormq) number from 65535 down
             self.channels[channel] = Channel(self, channel)
@@ -443,7 +443,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
 
     def force_close(self, reason: str) -> None:
         """Management/HA: close with 320 CONNECTION_FORCED as RabbitMQ does."""
-        from ..broker.errors import ConnectionForced
+        from ..model.errors import ConnectionForced
         method, _ = close_for(ConnectionForced(reason), force_connection=True)
         self.close_connection(method)
 
@@ -501,8 +501,13 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
                 "prefetch_count": ch.prefetch, "global_prefetch_count": ch.global_prefetch,
                 "confirm": ch.confirm, "transactional": ch.tx,
                 "state": "running" if not ch.closing else "closing",
+                "message_stats": with_deliver_get(ch.stats),
             })
         return out
+
+    def channel_counts(self) -> list[tuple[str, dict[str, int]]]:
+        """Each channel's name and counters, for the sampler's per-channel rates."""
+        return [(f"{self.name} ({ch.number})", ch.stats) for ch in self.channels.values()]
 
     def consumer_infos(self) -> list[dict[str, Any]]:
         out = []

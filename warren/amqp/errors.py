@@ -24,14 +24,6 @@ def close_for(error: ReplyError, class_id: int = 0, method_id: int = 0,
                                   class_id=class_id, method_id=method_id), False
 
 
-def method_ids(method) -> tuple[int, int]:
-    """(class_id, method_id) of a pamqp method, for the close frame."""
-    if method is None:
-        return 0, 0
-    index = getattr(method, "index", 0) or 0
-    return index >> 16, index & 0xFFFF
-
-
 def _shortstr_text(text: str) -> str:
     """As ``rabbit_binary_generator:amqp_exception_explanation``: over 255 bytes, the first
     252 and "..."."""

@@ -18,6 +18,7 @@ from typing import Any
 from pamqp import commands, exceptions as pamqp_exceptions
 from pamqp import frame as pamqp_frame
 
+from .field_lengths import check_method, check_properties
 from .wire_errors import FrameError, SyntaxError_, UnknownMethod
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
@@ -99,6 +100,7 @@ def decode_method(payload: bytes) -> Any:
     cls = commands.INDEX_MAPPING.get(index)
     if cls is None:
         raise UnknownMethod(f"unknown method {index >> 16}.{index & 0xffff}")
+    check_method(cls, payload[4:])   # pamqp slices: a length past its table would pass
     method = cls()
     try:
         method.unmarshal(payload[4:])
@@ -193,11 +195,18 @@ def parse_ack(payload: bytes) -> tuple[int, bool]:
 
 
 def parse_content_header(payload: bytes) -> tuple[int, int, bytes]:
-    """(class_id, body_size, raw property flags+list)."""
+    """(class_id, body_size, raw property flags+list), the list's lengths checked.
+
+    Properties are decoded only when someone needs them, so a list that promises more than it
+    holds is refused here, on arrival, rather than wherever it would first be decoded.
+    """
     if len(payload) < 14:
         raise FrameError("content header frame too short")
     class_id, _weight, size = _CONTENT_HDR.unpack_from(payload, 0)
-    return class_id, size, payload[12:]
+    raw = payload[12:]
+    if raw != b"\x00\x00" and not (len(raw) == 3 and raw[0] == 0x10 and raw[1] == 0):
+        check_properties(raw)
+    return class_id, size, raw
 
 
 # ------------------------------------------------------------------------- content out

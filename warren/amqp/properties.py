@@ -1,6 +1,6 @@
 """The canonical properties codec: AMQP 0-9-1 content-header property lists <-> Properties.
 
-Messages keep this encoding as their native form (see ``broker/message.py``), so the core gets
+Messages keep this encoding as their native form (see ``model/message.py``), so the core gets
 it injected rather than importing it. The two encodings every benchmark and most clients send
 (no properties; delivery_mode only) are recognised by their bytes; the rest goes through pamqp.
 """
@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import struct
 from datetime import datetime, timezone
-from decimal import Decimal
-from typing import Any
 
 from pamqp import commands
 from pamqp.header import ContentHeader
 
-from ..broker.message import Properties
+from ..amqp_table import encodable
+from ..model.message import Properties
 from .wire_errors import SyntaxError_
 
 _EMPTY = b"\x00\x00"
@@ -60,7 +59,7 @@ class AmqpPropertiesCodec:
         p = commands.Basic.Properties()
         p.content_type = props.content_type
         p.content_encoding = props.content_encoding
-        p.headers = _encodable(props.headers) if props.headers is not None else None
+        p.headers = encodable(props.headers) if props.headers is not None else None
         p.delivery_mode = props.delivery_mode
         p.priority = props.priority
         p.correlation_id = props.correlation_id
@@ -74,18 +73,6 @@ class AmqpPropertiesCodec:
         p.cluster_id = props.cluster_id
         return p.marshal()
 
-
-def _encodable(value: Any) -> Any:
-    """pamqp encodes byte arrays only from bytearray; everything else passes."""
-    if isinstance(value, dict):
-        return {str(k): _encodable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encodable(v) for v in value]
-    if isinstance(value, bytes):
-        return bytearray(value)
-    if isinstance(value, (str, int, float, bool, Decimal, datetime, bytearray)) or value is None:
-        return value
-    return str(value)
 
 
 _HEADERS_FLAG = 0x2000

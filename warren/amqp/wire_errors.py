@@ -5,7 +5,7 @@ They belong to the codec and the connection, not to the core (which knows no fra
 import only the shared :class:`~warren.reply_error.ReplyError` shape, so ``framing.py`` stays
 sans-I/O and core-free like the STOMP and MQTT codecs. Each is a connection exception in the
 spec (a 5xx hard error); ``amqp/errors.py`` maps them to connection.close as it maps the core's
-:class:`~warren.broker.errors.BrokerError`.
+:class:`~warren.model.errors.BrokerError`.
 """
 
 from __future__ import annotations

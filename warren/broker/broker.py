@@ -13,9 +13,11 @@ from typing import Any, Callable, Iterable, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 
+from ..exchange.exchange import Exchange
+from ..model.errors import AccessRefused, NotAllowed, NotFound
+from ..model.message import OVERHEAD, Message, PropertiesCodec, QueueEntry
 from ..store.interface import KEY_SEP, MessageStore, StoreUnavailable, resource_key
-from .errors import AccessRefused, NotAllowed, NotFound
-from .message import OVERHEAD, Message, PropertiesCodec, QueueEntry
+from .limits import Limits
 from .ready import WINDOW
 from .paging import DEFAULT_BUDGET, Pager
 from .parameters import STORE_KIND as PARAMETER_KIND
@@ -24,6 +26,7 @@ from .policies import Policy, effective
 from .publish import Publisher
 from .queue import Queue
 from .topic_permissions import TopicPermission, TopicPermissions, require_topic
+from .stats import add_counts, new_counts
 from .users import (HASHING_ALGORITHM, Permission, User, algorithm_of, hash_password,
                     require)
 from .vhost import VirtualHost
@@ -41,6 +44,15 @@ class Blockable(Protocol):
 
 
 class Broker:
+    """Everything the protocols share in one process: vhosts by name, users and permissions,
+    policies and runtime parameters, the store, the memory budget and its alarm.
+
+    Front ends, the console and the bridges hold this one object and reach vhosts, publishers
+    (:meth:`publisher`) and the store through it, so a rule (a permission, a policy, a memory
+    alarm) is decided once for every protocol. It never calls a front end: it knows them only
+    as the small interfaces they register (``Blockable`` connections, event listeners,
+    consumers)."""
+
     def __init__(self, *, clock: Any, codec: PropertiesCodec, store: MessageStore | None = None,
                  memory_high_watermark: int = 2 * 1024 ** 3, node_name: str = "warren@localhost",
                  default_user: str = "guest", default_pass: str = "guest",
@@ -62,6 +74,7 @@ class Broker:
         # ``runtime_parameters`` (components register there; /api/parameters shows them)
         self.parameters: dict[str, dict[str, Any]] = {}
         self.runtime_parameters = RuntimeParameters(self)
+        self.limits = Limits(self)
         self.loopback_users = set(loopback_users)
         self.connections: dict[int, Any] = {}       # id -> front-end connection (has info())
         self._next_id = 0
@@ -71,6 +84,10 @@ class Broker:
         self.memory_high = memory_high_watermark
         self.memory_low = int(memory_high_watermark * 0.8)
         self.blocked = False                        # the memory alarm
+        # the free-disk alarm, raised and cleared by a DiskMonitor (disk_monitor.py) when the
+        # server runs one on its data directory
+        self.disk_alarm = False
+        self.disk_monitor: Any = None
         # the store alarm: writes fail (disk full, database gone); polled until healthy again
         self.store_alarm = False
         self._store_poll: Any = None
@@ -88,9 +105,19 @@ class Broker:
         self._notes_call: Any = None
         self._listeners: list[Callable[..., None]] = []
         self.started_at = clock.seconds()
+        # what deleted vhosts counted (stats.py): the broker's totals never go down
+        self._gone_totals = new_counts()
         # "standalone" without --ha; the HA runner sets "master" on the broker it starts
         self.role = "standalone"
         self._default_user = (default_user, default_pass)
+
+    @property
+    def message_totals(self) -> dict[str, int]:
+        """RabbitMQ's message_stats of the whole broker: its vhosts' and the deleted ones'."""
+        totals = dict(self._gone_totals)
+        for vh in list(self.vhosts.values()):
+            add_counts(totals, vh.message_totals)
+        return totals
 
     # ---------------------------------------------------------------- set-up
     def ensure_defaults(self) -> None:
@@ -123,6 +150,7 @@ class Broker:
     def add_vhost(self, name: str, *, description: str = "", tags: list[str] | None = None,
                   persist: bool = True) -> VirtualHost:
         vh = self.vhosts.get(name)
+        created = vh is None
         if vh is None:
             vh = self.vhosts[name] = VirtualHost(self, name)
             self.policies.setdefault(name, {})
@@ -131,6 +159,8 @@ class Broker:
         if persist:
             self.save_definition("vhost", name, {"name": name, "description": description,
                                                  "tags": vh.tags})
+        if created:   # components serving a vhost by name set up there now
+            self.emit("vhost.created", vhost=name)
         return vh
 
     def delete_vhost(self, name: str) -> None:
@@ -146,6 +176,7 @@ class Broker:
             if ex and not ex.startswith("amq."):
                 vh.delete_exchange(ex)
         del self.vhosts[name]
+        add_counts(self._gone_totals, vh.message_totals)
         for key in [k for k in self.permissions if k[1] == name]:
             self.clear_permissions(*key)
         for tp in self.topic_permissions.all(vhost=name):
@@ -157,19 +188,36 @@ class Broker:
 
     def add_user(self, name: str, password: str | None, tags: list[str] | None = None, *,
                  password_hash: str | None = None, hashing_algorithm: str | None = None,
-                 persist: bool = True) -> User:
+                 limits: dict[str, Any] | None = None, persist: bool = True) -> User:
         """A password is hashed with the configured module; a given hash keeps the module it
-        names (or, unnamed, the one its length says)."""
+        names (or, unnamed, the one its length says). An existing user keeps its limits unless
+        ``limits`` are given."""
         if password_hash is None:
             algorithm = self.password_hashing
             password_hash = hash_password(password, algorithm=algorithm) if password else ""
         else:
             algorithm = hashing_algorithm or algorithm_of(password_hash)
-        user = User(name, password_hash, list(tags or []), hashing_algorithm=algorithm)
+        if limits is None:
+            old = self.users.get(name)
+            limits = old.limits if old is not None else {}
+        user = User(name, password_hash, list(tags or []), hashing_algorithm=algorithm,
+                    limits=dict(limits))
         self.users[name] = user
         if persist:
             self.save_definition("user", name, user.definition())
         return user
+
+    def user(self, name: str) -> User:
+        user = self.users.get(name)
+        if user is None:
+            raise NotFound(f"no user '{name}'")
+        return user
+
+    def set_user_limits(self, name: str, limits: dict[str, Any]) -> None:
+        """Store a user's limits (validated by ``limits.Limits.set_user_limits``)."""
+        user = self.user(name)
+        user.limits = dict(limits)
+        self.save_definition("user", name, user.definition())
 
     def delete_user(self, name: str) -> None:
         if name not in self.users:
@@ -248,28 +296,50 @@ class Broker:
         raise AccessRefused("Login was refused using authentication mechanism PLAIN. "
                             "For details see the broker logfile.")
 
-    def open_vhost(self, user: User, vhost: str, *, peer: str = "",
-                   protocol: str = "") -> VirtualHost:
-        """connection.open: the vhost must exist and the user must have permissions on it."""
+    def open_vhost(self, user: User, vhost: str, *, peer: str = "", protocol: str = "",
+                   connection: Any = None) -> VirtualHost:
+        """connection.open: the vhost must exist, its and the user's connection limits must
+        not be reached (checked first, as RabbitMQ), and the user must have permissions on it.
+        ``connection`` is then counted against the limits until ``unregister_connection``."""
         vh = self.vhosts.get(vhost)
+        if vh is not None:
+            try:
+                self.limits.check_connection(user, vhost)
+            except NotAllowed as e:
+                log.warning("connection of user '%s' from %s%s refused: %s", user.name,
+                            peer or "?", f" ({protocol})" if protocol else "", e.text)
+                raise
         if vh is None or (user.name, vhost) not in self.permissions:
             log.warning("access to vhost '%s' refused for user '%s' from %s%s: %s", vhost,
                         user.name, peer or "?", f" ({protocol})" if protocol else "",
                         "no such vhost" if vh is None else "no permissions on it")
             raise NotAllowed(f"access to vhost '{vhost}' refused for user '{user.name}'")
+        if connection is not None:
+            self.limits.admit(connection, user.name, vhost)
         return vh
+
+    def register_connection(self, connection: Any) -> None:
+        """A front end's connection (has ``info()``) is listed from its first byte."""
+        self.connections[id(connection)] = connection
+
+    def unregister_connection(self, connection: Any) -> None:
+        """The connection is gone: unlisted, and no longer counted against any limit."""
+        self.connections.pop(id(connection), None)
+        self.limits.release(connection)
 
     def check(self, user: User, vhost: str, kind: str, resource_kind: str, name: str) -> None:
         require(self.permissions.get((user.name, vhost)), user.name, vhost, kind,
                 resource_kind, name)
 
     def publisher(self, vhost: VirtualHost | str, user: User | None,
-                  client_id: str | None = None) -> Publisher:
+                  client_id: str | None = None, counts: dict[str, int] | None = None
+                  ) -> Publisher:
         """The publish pipeline (``publish.py``) into *vhost* (object or name; NotFound) as
         *user*; None publishes as the broker itself (internal bridges): no permission check.
-        *client_id* (MQTT) is ``{client_id}`` in topic permission patterns."""
+        *client_id* (MQTT) is ``{client_id}`` in topic permission patterns; *counts*: the
+        publishing channel's counters (``stats.new_counts``), if it keeps any."""
         return Publisher(self, vhost if isinstance(vhost, VirtualHost) else self.vhost(vhost),
-                         user, client_id)
+                         user, client_id, counts)
 
     # ---------------------------------------------------------------- policies
     def set_policy(self, vhost: str, name: str, pattern: str, definition: dict[str, Any], *,
@@ -312,6 +382,7 @@ class Broker:
     def policies_apply_exchange(self, vh: VirtualHost, ex: Any) -> None:
         p = effective(list(self.policies.get(vh.name, {}).values()), "exchange", ex.name)
         ex.policy = dict(p.definition) if p is not None else None
+        ex.policy_name = p.name if p is not None else None
         ae = ex.arguments.get("alternate-exchange")
         if isinstance(ae, bytes):
             ae = ae.decode()
@@ -400,7 +471,7 @@ class Broker:
     def register_blockable(self, conn: Blockable) -> None:
         if conn not in self._blockables:
             self._blockables.add(conn)
-            if self.blocked or self.store_alarm:
+            if self.blocked or self.store_alarm or self.disk_alarm:
                 conn.set_blocked(True, self._block_reason())
 
     def unregister_blockable(self, conn: Blockable) -> None:
@@ -415,12 +486,41 @@ class Broker:
             log.info("memory below low watermark: unblocking publishers")
         self._notify_blockables()
 
+    def set_memory_watermark(self, high: int) -> None:
+        """A new memory watermark at run time; the alarm follows it at once."""
+        self.memory_high = high
+        self.memory_low = int(high * 0.8)
+        log.info("memory high watermark set to %d bytes", high)
+        if not self.blocked and self.memory_used > self.memory_high:
+            self._set_blocked(True)
+        elif self.blocked and self.memory_used < self.memory_low:
+            self._set_blocked(False)
+
+    def set_disk_alarm(self, on: bool, free: int, limit: int) -> None:
+        """Raise or clear the free-disk alarm (from the DiskMonitor's checks)."""
+        if on == self.disk_alarm:
+            return
+        self.disk_alarm = on
+        if on:
+            log.warning("free disk space %d bytes is below the limit of %d bytes: blocking "
+                        "publishers", free, limit)
+        else:
+            log.info("free disk space %d bytes is at or above the limit of %d bytes: "
+                     "unblocking publishers", free, limit)
+        self._notify_blockables()
+
     def _block_reason(self) -> str:
-        return "store unavailable" if self.store_alarm else "low on memory"
+        """connection.blocked's reason as RabbitMQ words it: "low on memory", "low on disk",
+        "low on disk & memory" when both alarms are on."""
+        if self.store_alarm:
+            return "store unavailable"
+        on = [name for name, alarm in (("disk", self.disk_alarm), ("memory", self.blocked))
+              if alarm]
+        return "low on " + " & ".join(on or ["memory"])
 
     def _notify_blockables(self) -> None:
-        """Tell every publishing connection whether some alarm (memory, store) is on."""
-        blocked = self.blocked or self.store_alarm
+        """Tell every publishing connection whether some alarm (memory, disk, store) is on."""
+        blocked = self.blocked or self.store_alarm or self.disk_alarm
         reason = self._block_reason()
         for conn in list(self._blockables):
             conn.set_blocked(blocked, reason)
@@ -564,7 +664,8 @@ class Broker:
         for u in by_kind.get("user", []):
             self.add_user(u["name"], None, u.get("tags", []),
                           password_hash=u.get("password_hash", ""),
-                          hashing_algorithm=u.get("hashing_algorithm"), persist=False)
+                          hashing_algorithm=u.get("hashing_algorithm"),
+                          limits=u.get("limits") or {}, persist=False)
         for p in by_kind.get("permission", []):
             if p["user"] in self.users and p["vhost"] in self.vhosts:
                 self.set_permissions(p["user"], p["vhost"], p["configure"], p["write"],
@@ -691,12 +792,8 @@ class Broker:
         q._touch()
         return done
 
-    def connection_count(self) -> int:
-        return len(self.connections)
 
-
-def _restored_exchange(e: dict[str, Any]):
-    from ..exchange.exchange import Exchange
+def _restored_exchange(e: dict[str, Any]) -> Exchange:
     return Exchange(e["vhost"], e["name"], e["type"], durable=True,
                     auto_delete=e.get("auto_delete", False), internal=e.get("internal", False),
                     arguments=e.get("arguments") or {})

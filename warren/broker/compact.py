@@ -23,7 +23,7 @@ import math
 from array import array
 from typing import Callable, Iterator
 
-from .message import QueueEntry
+from ..model.message import QueueEntry
 
 #: Broker memory charged per row: the eight array items (8+8+8+8+4+1+1+8 bytes) and the
 #: arrays' growth slack, rounded up.

@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from .message import Message, QueueEntry
+from ..model.message import Message, QueueEntry
 
 if TYPE_CHECKING:
     from .queue import Queue

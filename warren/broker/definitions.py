@@ -33,8 +33,10 @@ from typing import Any, Iterator
 
 from twisted.internet.defer import Deferred
 
-from .errors import BrokerError, PreconditionFailed
+from ..model.errors import BrokerError, PreconditionFailed
 from .jsonvalue import jsonable
+from .limits import USER_LIMITS, VHOST_LIMITS
+from .limits import validate as validate_limits
 from .topic_permissions import invalid_pattern
 
 PRODUCT_VERSION = "3.13.0"  # the RabbitMQ version whose format we write
@@ -77,10 +79,12 @@ def export_definitions(broker: Any, vhost: str | None = None) -> dict[str, Any]:
         "product_name": "warren", "product_version": WARREN_VERSION,
     }
     if not per_vhost:
-        out["users"] = [{**u.definition(), "limits": {}}
-                        for _, u in sorted(broker.users.items())]
+        out["users"] = [u.definition() for _, u in sorted(broker.users.items())]
+        # a vhost's limits are also its ``vhost-limits`` parameter; RabbitMQ writes both,
+        # and an empty list (Erlang's empty proplist) when there are none
         out["vhosts"] = [{"name": vh.name, "description": getattr(vh, "description", ""),
-                          "tags": list(getattr(vh, "tags", [])), "limits": [],
+                          "tags": list(getattr(vh, "tags", [])),
+                          "limits": broker.limits.vhost_limits(vh.name) or [],
                           "metadata": {"description": getattr(vh, "description", ""),
                                        "tags": list(getattr(vh, "tags", []))}}
                          for vh in vhosts]
@@ -161,11 +165,14 @@ def _import_steps(broker: Any, defs: dict[str, Any], vhost: str | None,
             broker.add_vhost(v["name"], description=v.get("description",
                                                           meta.get("description", "")),
                              tags=_tags(v.get("tags", meta.get("tags", []))))
+            if v.get("limits"):
+                broker.limits.set_vhost_limits(v["name"], v["limits"])
             yield
         for u in defs.get("users", []):
             broker.add_user(u["name"], u.get("password"), _tags(u.get("tags", [])),
                             password_hash=u.get("password_hash") if "password" not in u
-                            else None, hashing_algorithm=u.get("hashing_algorithm"))
+                            else None, hashing_algorithm=u.get("hashing_algorithm"),
+                            limits=u.get("limits") or None)
             yield
         for p in defs.get("permissions", []):
             broker.set_permissions(p["user"], p["vhost"], p.get("configure", ""),
@@ -227,6 +234,14 @@ def _validate(defs: dict[str, Any], vh_of) -> None:
     for u in defs.get("users", []):
         if "password" not in u and not isinstance(u.get("password_hash", ""), str):
             raise PreconditionFailed("users: password_hash must be a string")
+    for section, allowed, what in (("users", USER_LIMITS, "user-limits"),
+                                   ("vhosts", VHOST_LIMITS, "limits")):
+        for item in defs.get(section, []):
+            # an empty list is Erlang's empty proplist (RabbitMQ's export of no limits)
+            limits = item.get("limits")
+            errors = validate_limits(limits, allowed, what) if limits else []
+            if errors:
+                raise PreconditionFailed(f"{section}: {item['name']}: {'; '.join(errors)}")
     for section in ("queues", "exchanges", "bindings", "policies", "parameters"):
         for item in defs.get(section, []):
             if vh_of(item) is None:

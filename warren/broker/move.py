@@ -11,7 +11,7 @@ stay where they are. Moving stops early when the destination would refuse a mess
 
 from __future__ import annotations
 
-from .errors import PreconditionFailed
+from ..model.errors import PreconditionFailed
 from .queue import Queue
 
 

@@ -50,8 +50,8 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from ..store.interface import StoreError, StoreUnavailable
+from ..model.message import OVERHEAD, Message, QueueEntry
 from .compact import ENTRY_BYTES, Row
-from .message import OVERHEAD, Message, QueueEntry
 from .pagefile import PageFile
 
 if TYPE_CHECKING:

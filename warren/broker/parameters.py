@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..store.interface import resource_key
-from .errors import NotFound, PreconditionFailed
+from ..model.errors import NotFound, PreconditionFailed
 
 log = logging.getLogger("warren.broker.parameters")
 

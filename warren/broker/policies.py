@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .arguments import QUEUE_ARGUMENTS
-from .errors import PreconditionFailed
+from ..model.errors import PreconditionFailed
 
 APPLY_TO = ("queues", "exchanges", "all", "classic_queues", "quorum_queues", "streams")
 

@@ -20,7 +20,13 @@ federation links) all publish through a :class:`Publisher`, so the rules RabbitM
    (``stored``).
 
 What stays with the caller is what differs per protocol: building the :class:`Message` from
-its frames, the ``user_id`` check, confirms (``confirms.py``), returns and statistics.
+its frames, the ``user_id`` check, confirms (``confirms.py``) and returns.
+
+Publishes are counted here, so every door counts the same (``stats.py``): RabbitMQ's
+``publish`` in the broker's totals and the publishing channel's counters, ``drop_unroutable`` or
+(mandatory) ``return_unroutable``, and the exchange published to counts ``publish_in`` once and
+``publish_out`` once per queue that took the message, as ``rabbit_channel`` counts them (an
+exchange reached through an exchange-to-exchange binding counts neither).
 
 A publisher is made per client channel/session (``Broker.publisher``) because checks passed are
 remembered per exchange object, as RabbitMQ's channel caches permission checks: the AMQP publish
@@ -48,7 +54,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import AccessRefused, NotFound
+from ..model.errors import AccessRefused, NotFound
 from .replyto import REPLY_PREFIX, REPLY_TO_BYTES, ReplySubscription, direct_reply_to
 from .topic_permissions import require_topic
 from .vhost import Routed
@@ -56,7 +62,7 @@ from .vhost import Routed
 if TYPE_CHECKING:
     from ..exchange.exchange import Exchange
     from .broker import Broker
-    from .message import Message
+    from ..model.message import Message
     from .users import User
     from .vhost import VirtualHost
 
@@ -64,15 +70,17 @@ if TYPE_CHECKING:
 class Publisher:
     """Publishing into one vhost as one user (None: the broker itself)."""
 
-    __slots__ = ("broker", "vhost", "user", "client_id", "_allowed", "_replies", "_topics",
-                 "_topic_key")
+    __slots__ = ("broker", "vhost", "user", "client_id", "counts", "_totals", "_allowed",
+                 "_replies", "_topics", "_topic_key")
 
     def __init__(self, broker: "Broker", vhost: "VirtualHost", user: "User | None",
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None, counts: dict[str, int] | None = None) -> None:
         self.broker = broker
         self.vhost = vhost
         self.user = user
         self.client_id = client_id              # MQTT: {client_id} in topic permissions
+        self.counts = counts                    # the publishing channel's counters, if any
+        self._totals = vhost.message_totals
         self._allowed: set[Exchange] = set()   # exchanges whose checks passed
         self._replies = direct_reply_to(broker)
         # the broker's topic permissions by (user, vhost): looked up per message, since they
@@ -118,21 +126,46 @@ class Publisher:
             return self._replies.rewrite(message, subscription)
         return message
 
-    def route(self, exchange: "Exchange", message: "Message") -> Routed:
+    def route(self, exchange: "Exchange", message: "Message",
+              mandatory: bool = False) -> Routed:
         """Route a checked, final message: reply addresses to their requester, the rest by
         the vhost. A delivered reply counts as routed; an unknown reply address routes
-        nowhere (a mandatory publisher gets it back). Raises 403 when the user's topic
-        permission refuses the routing key (:meth:`authorise`)."""
+        nowhere (a mandatory publisher gets it back: *mandatory* only decides how that is
+        counted). Raises 403 when the user's topic permission refuses the routing key
+        (:meth:`authorise`)."""
         topics = self._topics
         if topics and topics.get(self._topic_key):   # none set anywhere: one truth test
             self.authorise(exchange, message.routing_key)
         if not exchange.name and message.routing_key.startswith(REPLY_PREFIX):
             sub = self._replies.deliver(message)
-            return Routed(queues=[sub] if sub is not None else [])
-        return self.vhost.publish(exchange, message)
+            routed = Routed(queues=[sub] if sub is not None else [])
+        else:
+            routed = self.vhost.publish(exchange, message)
+        self._count(exchange, routed, mandatory)
+        return routed
+
+    def _count(self, exchange: "Exchange", routed: Routed, mandatory: bool) -> None:
+        totals, counts = self._totals, self.counts
+        totals["publish"] += 1
+        if counts is not None:
+            counts["publish"] += 1
+        if routed.unroutable:
+            key = "return_unroutable" if mandatory else "drop_unroutable"
+            totals[key] += 1
+            if counts is not None:
+                counts[key] += 1
+        exchange.published_in += 1
+        exchange.published_out += len(routed.queues)
+
+    def confirmed(self, n: int) -> None:
+        """*n* publishes were confirmed to the publisher (RabbitMQ's ``confirm``: acks, not
+        nacks), counted by the front end as it writes them."""
+        self._totals["confirm"] += n
+        if self.counts is not None:
+            self.counts["confirm"] += n
 
     def publish(self, exchange: "Exchange", message: "Message",
                 reply_to: ReplySubscription | None = None) -> Routed:
-        """:meth:`reply_to` then :meth:`route`: one message from a checked exchange
-        (:meth:`exchange`) into the vhost."""
+        """:meth:`reply_to` then :meth:`route` (not mandatory): one message from a checked
+        exchange (:meth:`exchange`) into the vhost."""
         return self.route(exchange, self.reply_to(message, reply_to))

@@ -10,24 +10,37 @@ anything here.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..exchange.interface import BindingSet
 from ..store.interface import resource_key
 from .arguments import validate_queue_arguments
 from .consumers import Consumer, ConsumerSet
-from .errors import AccessRefused, ResourceLocked
-from .message import Message, QueueEntry
+from ..model.errors import AccessRefused, ResourceLocked
+from ..model.message import Message, QueueEntry
 from .ready import ReadyByPriority, ReadyFifo
 from .redelivery import BackOff, HeldForRedelivery
+from .subscriptions import subscription_filter
+from .stats import new_counts
 
 if TYPE_CHECKING:
     from .vhost import VirtualHost
 
 log = logging.getLogger("warren.queue")
 
+#: ActiveMQ's ``prioritizedMessages`` as a queue argument: JMS's ten priority levels (0-9)
+#: without ``x-max-priority``, which RabbitMQ's redeclare checks and this one is not; STOMP
+#: sets it on the queues its clients create (``stomp/jms.py``)
+PRIORITIZED_ARGUMENT = "x-prioritized-messages"
+JMS_MAX_PRIORITY = 9
+
 
 class Queue:
+    """One queue's ready messages, its consumers and its rules (see the module docstring).
+
+    Entries handed to a consumer leave the queue: the receiver (a channel, a session) holds
+    them until it acks, rejects or requeues them through this object."""
+
     kind = "queue"
 
     def __init__(self, vhost: "VirtualHost", name: str, *, durable: bool = False,
@@ -54,13 +67,23 @@ class Queue:
         self._dispatch_call = None            # deferred dispatch (after acks of a whole read)
         self._arriving: QueueEntry | None = None  # a TTL-0 entry that may go to a consumer now
         self._message_ttls = False            # some ready entry may have a per-message TTL
-        # counters for the management API and metrics
-        self.stats = {"publish": 0, "deliver": 0, "deliver_no_ack": 0, "get": 0, "ack": 0,
-                      "redeliver": 0}
+        # called with the queue after every dispatch: consumers came or went, took
+        # entries, or got credit back (every such change dispatches). Whoever moves
+        # messages here on demand (a federated queue's link) watches this instead of
+        # polling; a watcher must not dispatch or deliver from inside the call
+        self.demand_watchers: list[Callable[[Queue], None]] = []
+        # counters for the management API and metrics (stats.py): this queue's, and the
+        # broker's totals they are added to as they happen
+        self.stats = new_counts()
+        self._totals = vhost.message_totals
         self.ready: ReadyFifo | ReadyByPriority = ReadyFifo(vhost.broker.pager.stub)
         # returned entries waiting out their redelivery back-off (``redelivery.py``)
         self.held = HeldForRedelivery(vhost.broker.clock, self._redeliver)
         self.page_file: Any = None   # transient messages paged out (``pagefile.py``), if any
+        # a durable subscription's selector: what it does not admit is never enqueued here
+        self.admits = subscription_filter(self.arguments)
+        if self.admits is not None:
+            vhost.filtered_queues += 1
         self.apply_settings()
 
     # ---------------------------------------------------------------- settings
@@ -99,6 +122,8 @@ class Queue:
             initial, self.setting("redelivery-multiplier") or 1.0,
             self.setting("redelivery-max-delay"))
         max_priority = self.arguments.get("x-max-priority", (self.policy or {}).get("max-priority"))
+        if max_priority is None and self.arguments.get(PRIORITIZED_ARGUMENT) in (True, "true"):
+            max_priority = JMS_MAX_PRIORITY
         if max_priority != getattr(self, "max_priority", None):
             # a policy may add, change or remove priorities live: re-sort what is ready
             old = self.ready.clear()
@@ -269,6 +294,8 @@ class Queue:
                 self._hand_over(consumer, entry)
         finally:
             self._dispatching = False
+            for watcher in self.demand_watchers:
+                watcher(self)
 
     #: How far past the head a selective dispatch looks for entries some consumer accepts
     #: (ActiveMQ's maxPageSize plays this part): entries nobody accepts pile up at the head
@@ -307,14 +334,14 @@ class Queue:
                 ready.requeue(skipped)
 
     def _hand_over(self, consumer: Consumer, entry: QueueEntry) -> None:
+        if entry.redelivered:
+            self._count("redeliver")
         if consumer.no_ack:
-            self.stats["deliver_no_ack"] += 1
+            self._count("deliver_no_ack")
             consumer.deliver(self, entry)
             self._settle(entry)
         else:
-            self.stats["deliver"] += 1
-            if entry.redelivered:
-                self.stats["redeliver"] += 1
+            self._count("deliver")
             self._track_unacked(entry)
             consumer.deliver(self, entry)
 
@@ -327,13 +354,22 @@ class Queue:
                 continue
             if entry.message.paged and not self._page_in(entry):
                 return None
-            self.stats["get"] += 1
+            if entry.redelivered:
+                self._count("redeliver")
             if no_ack:
+                self._count("get_no_ack")
                 self._settle(entry)
             else:
+                self._count("get")
                 self._track_unacked(entry)
             return entry
+        self._count("get_empty")
         return None
+
+    def _count(self, key: str, n: int = 1) -> None:
+        """One operation on this queue, in its counters and the broker's totals."""
+        self.stats[key] += n
+        self._totals[key] += n
 
     def _expired(self, entry: QueueEntry) -> bool:
         """A popped entry past its TTL is dead-lettered (True). The TTL-0 message being
@@ -388,7 +424,7 @@ class Queue:
             acked_bytes += len(message.body)
             release(self, message)   # what _settle does
         self.unacked_bytes -= acked_bytes
-        self.stats["ack"] += len(entries)
+        self._count("ack", len(entries))
         broker.after_settle(self)
 
     def requeue(self, entries: list[QueueEntry]) -> None:
@@ -536,6 +572,8 @@ class Queue:
 
     def on_deleted(self) -> int:
         """Called by the vhost: cancel consumers, drop ready entries, stop timers."""
+        if self.admits is not None and not self.deleted:
+            self.vhost.filtered_queues -= 1
         self.deleted = True
         for c in list(self.consumers):
             self.consumers.remove(c)

@@ -24,8 +24,8 @@ from collections import deque
 from itertools import chain
 from typing import Callable, Iterable, Iterator
 
+from ..model.message import QueueEntry
 from .compact import CompactRun, Row
-from .message import QueueEntry
 
 #: Entries brought back from the run into the head at a time (and the head's low mark).
 WINDOW = 256

@@ -17,7 +17,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .message import QueueEntry
+from ..model.message import QueueEntry
 
 #: the longest hold, in ms (the ceiling RabbitMQ puts on TTLs, about 49 days)
 MAX_DELAY_MS = 4294967295

@@ -21,8 +21,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import PreconditionFailed
-from .message import Message, QueueEntry
+from ..model.errors import PreconditionFailed
+from ..model.message import Message, QueueEntry
 
 #: the pseudo-queue a requester consumes from, and the reply_to value it publishes with
 REPLY_TO = "amq.rabbitmq.reply-to"

@@ -20,7 +20,7 @@ import logging
 import time
 from typing import Any
 
-from .message import Message
+from ..model.message import Message
 
 log = logging.getLogger("warren.scheduler")
 

@@ -847,6 +847,9 @@ class _Parser:
         if kind is _TokenKind.IDENTIFIER:
             self.advance()
             name: str = token.value  # type: ignore[assignment]
+            if self.at_operator("("):
+                # JMS selectors have no functions (ActiveMQ refuses any as a parse error)
+                raise SelectorError(f"unknown function '{name}'", token.column)
             self.identifiers.add(name)
             return _Expr(_Type.UNTYPED, lambda lookup: lookup(name), 1, token.column,
                          identifier=name)

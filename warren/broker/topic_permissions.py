@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import AccessRefused, PreconditionFailed
+from ..model.errors import AccessRefused, PreconditionFailed
 
 if TYPE_CHECKING:
     from ..exchange.exchange import Exchange

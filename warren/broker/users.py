@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .errors import AccessRefused
+from ..model.errors import AccessRefused
 
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 #: RabbitMQ's hashing modules and their digests (md5 verifies only: hashes of 3.5 and older)
@@ -71,13 +71,16 @@ class User:
     password_hash: str = ""
     tags: list[str] = field(default_factory=list)
     hashing_algorithm: str = HASHING_ALGORITHM
+    #: RabbitMQ's user limits (``max-connections``, ``max-channels``); see ``limits.py``
+    limits: dict = field(default_factory=dict)
 
     def check(self, password: str) -> bool:
         return bool(self.password_hash) and check_password(password, self.password_hash)
 
     def definition(self) -> dict:
         return {"name": self.name, "password_hash": self.password_hash,
-                "hashing_algorithm": self.hashing_algorithm, "tags": list(self.tags)}
+                "hashing_algorithm": self.hashing_algorithm, "tags": list(self.tags),
+                "limits": dict(self.limits)}
 
 
 @dataclass

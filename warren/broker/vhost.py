@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 from ..exchange.exchange import Exchange
 from ..exchange.interface import Binding
 from ..store.interface import resource_key
+from . import delayed  # noqa: F401  (adds x-delayed-message to the exchange types)
 from .deadletter import dead_letter_copy, is_cycle
-from .errors import AccessRefused, NotFound, PreconditionFailed
+from ..model.errors import AccessRefused, NotFound, PreconditionFailed
 from .jsonvalue import jsonable
-from .message import Message, QueueEntry
+from ..model.message import Message, QueueEntry
 from .queue import Queue
+from .stats import new_counts
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -46,6 +48,13 @@ class Routed:
 
 
 class VirtualHost:
+    """One namespace of exchanges, queues and bindings, and the routing between them.
+
+    Declarations, deletions and (un)binds check RabbitMQ's rules and raise its errors here, so
+    every protocol and the console get the same answer; :meth:`route` follows
+    exchange-to-exchange bindings and alternate exchanges and enqueues a message once on each
+    queue it reaches."""
+
     def __init__(self, broker: "Broker", name: str) -> None:
         # the default exchange routes by looking the queue up by name (see ``route``); its
         # implicit bindings exist only as a listing (``bindings``), never in its type
@@ -58,6 +67,11 @@ class VirtualHost:
         for ex_name, ex_type in STANDARD_EXCHANGES:
             self.exchanges[ex_name] = Exchange(name, ex_name, ex_type, durable=True)
         self.tracing = False
+        # queues that admit only some messages routed to them (durable subscriptions with a
+        # selector, broker/subscriptions.py): while 0, publish skips the check
+        self.filtered_queues = 0
+        # RabbitMQ's message_stats of this vhost, counted as they happen (stats.py)
+        self.message_totals = new_counts()
 
     # ---------------------------------------------------------------- lookups
     def exchange(self, name: str) -> Exchange:
@@ -176,6 +190,7 @@ class VirtualHost:
             self._check_equivalent(existing, durable, exclusive_owner, auto_delete, arguments)
             existing._touch()
             return existing
+        self.broker.limits.check_queue(self, name)
         q = Queue(self, name, durable=durable, exclusive_owner=exclusive_owner,
                   auto_delete=auto_delete, arguments=arguments)
         self.queues[name] = q
@@ -286,7 +301,6 @@ class VirtualHost:
         if exchange is self.default_exchange:
             q = self.queues.get(message.routing_key)
             return [q] if q is not None else []
-        exchange.published_in += 1
         dests = exchange.route(message)
         if len(dests) == 1 and dests[0].kind == "queue":
             return [dests[0]]   # the usual case: one binding to one queue
@@ -313,12 +327,13 @@ class VirtualHost:
             else:
                 return list(queues.values())
             visited.add(id(ex))
-            ex.published_in += 1
             dests = ex.route(message)
 
     def publish(self, exchange: Exchange, message: Message) -> Routed:
         """Route and enqueue one message; persistent messages go to the store first."""
         queues = self.route(exchange, message)
+        if self.filtered_queues and queues:
+            queues = [q for q in queues if q.admits is None or q.admits(message)]
         if not queues:
             return Routed()
         for q in queues:

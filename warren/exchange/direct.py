@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ..model.message import Message
 from .interface import Binding
 
 
@@ -29,7 +30,7 @@ class DirectExchange:
         if found is not None and found.pop(binding, None) is not None and not found:
             del self._by_key[binding.routing_key]
 
-    def route(self, message) -> list[Any]:
+    def route(self, message: Message) -> list[Any]:
         found = self._by_key.get(message.routing_key)
         if not found:
             return []

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .interface import Binding, BindingSet
+from ..model.errors import CommandInvalid
+from ..model.message import Message
+from .interface import Binding, BindingKey, BindingSet, ExchangeType
 from .registry import EXCHANGE_TYPES
 
 
@@ -24,7 +26,7 @@ class Exchange:
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments = dict(arguments or {})
-        self.impl = cls(self.arguments)
+        self.impl: ExchangeType = cls(self.arguments)
         self.bindings = BindingSet()             # bindings with this exchange as source
         self.inbound = BindingSet()              # exchange-to-exchange bindings into it
         self.alternate: str | None = None        # alternate-exchange name (argument or policy)
@@ -34,17 +36,18 @@ class Exchange:
         if ae:
             self.alternate = str(ae)
         self.policy: dict[str, Any] | None = None
+        self.policy_name: str | None = None      # the policy it is under (the API shows it)
         self.published_in = 0
         self.published_out = 0
 
-    def route(self, message) -> list[Any]:
+    def route(self, message: Message) -> list[Any]:
         return self.impl.route(message)
 
-    def find_binding(self, key: tuple) -> Binding | None:
+    def find_binding(self, key: BindingKey) -> Binding | None:
         """The binding with this ``Binding.key`` (a dict lookup, whatever the count)."""
         return self.bindings.find(key)
 
-    def add_binding(self, binding: Binding, key: tuple | None = None) -> None:
+    def add_binding(self, binding: Binding, key: BindingKey | None = None) -> None:
         self.impl.validate_binding(binding)
         self.impl.bind(binding)
         self.bindings.add(binding, key)
@@ -69,7 +72,6 @@ class Exchange:
 
 
 def _unknown(type_name: str) -> Exception:
-    from ..broker.errors import CommandInvalid
     # RabbitMQ: connection error 503 "invalid exchange type 'foo'"
     return CommandInvalid(f"unknown exchange type '{type_name}'")
 

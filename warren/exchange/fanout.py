@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ..model.message import Message
 from .interface import Binding
 
 
@@ -25,7 +26,7 @@ class FanoutExchange:
         if self._bindings.pop(binding, None) is not None:
             self._destinations = None
 
-    def route(self, message) -> list[Any]:
+    def route(self, message: Message) -> list[Any]:
         if self._destinations is None:
             self._destinations = list(self._bindings.values())
         return self._destinations

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..broker.errors import PreconditionFailed
+from ..model.errors import PreconditionFailed
+from ..model.message import Message
 from .fanout import FanoutExchange
 
 #: the header federation links write on every message they move (newest entry first)
@@ -36,7 +37,7 @@ class FederationUpstreamExchange(FanoutExchange):
         self.downstream_name = _text(args["x-downstream-name"])
         self.downstream_vhost = _text(args["x-downstream-vhost"])
 
-    def route(self, message) -> list[Any]:
+    def route(self, message: Message) -> list[Any]:
         if should_forward(message.headers, self.max_hops, self.downstream_name,
                           self.downstream_vhost):
             return super().route(message)
@@ -61,7 +62,7 @@ def already_seen(name: str, vhost: str, trail: list[Any]) -> bool:
     return False
 
 
-def _check(args: dict[str, Any], key: str, types: tuple, type_name: str) -> None:
+def _check(args: dict[str, Any], key: str, types: tuple[type, ...], type_name: str) -> None:
     # RabbitMQ: rabbit_federation_util:validate_arg, a precondition_failed
     if key not in args:
         raise PreconditionFailed(f"Argument {key} missing")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..broker.errors import PreconditionFailed
+from ..model.errors import PreconditionFailed
+from ..model.message import Message
 from .interface import Binding
 
 _MODES = ("all", "any", "all-with-x", "any-with-x")
@@ -43,7 +44,7 @@ class HeadersExchange:
     def unbind(self, binding: Binding) -> None:
         self._bindings.pop(binding, None)
 
-    def route(self, message) -> list[Any]:
+    def route(self, message: Message) -> list[Any]:
         if not self._bindings:
             return []
         headers = message.headers

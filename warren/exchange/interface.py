@@ -10,9 +10,13 @@ exchange), compared by identity.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Iterator, Protocol
+from typing import Any, ClassVar, Iterator, Protocol
 
-from ..broker.message import Message
+from ..model.message import Message
+
+
+#: ``Binding.key``: source, destination kind and name, routing key, frozen arguments
+BindingKey = tuple[str, str, str, str, Any]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -25,17 +29,19 @@ class Binding:
     arguments: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def key(self) -> tuple[str, str, str, str, tuple]:
+    def key(self) -> BindingKey:
         """Identity of a binding as RabbitMQ defines it (same args = same binding)."""
         return (self.source, self.destination.kind, self.destination.name, self.routing_key,
-                _freeze(self.arguments))
+                freeze(self.arguments))
 
 
-def _freeze(value: Any) -> Any:
+def freeze(value: Any) -> Any:
+    """Binding arguments as a hashable key: equal arguments, equal keys (RabbitMQ compares a
+    binding's arguments as a whole, whatever the order of a table's fields)."""
     if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
     if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
+        return tuple(freeze(v) for v in value)
     return value
 
 
@@ -50,13 +56,13 @@ class BindingSet:
     __slots__ = ("_by_key", "_keys")
 
     def __init__(self) -> None:
-        self._by_key: dict[tuple, Binding] = {}
-        self._keys: dict[Binding, tuple] = {}   # identity -> key (insertion ordered)
+        self._by_key: dict[BindingKey, Binding] = {}
+        self._keys: dict[Binding, BindingKey] = {}   # identity -> key (insertion ordered)
 
-    def find(self, key: tuple) -> Binding | None:
+    def find(self, key: BindingKey) -> Binding | None:
         return self._by_key.get(key)
 
-    def add(self, binding: Binding, key: tuple | None = None) -> None:
+    def add(self, binding: Binding, key: BindingKey | None = None) -> None:
         if key is None:
             key = binding.key
         self._by_key[key] = binding
@@ -87,6 +93,12 @@ class BindingSet:
 
 
 class ExchangeType(Protocol):
+    """What the registry holds and ``Exchange.impl`` is: one exchange's routing structure.
+
+    A type that needs its vhost (``broker/delayed.py``) also has ``attach(vhost, exchange)``,
+    called when the exchange is declared or recovered, and ``cancel_all()``, called when it is
+    deleted; the vhost calls them only where they exist."""
+
     name: ClassVar[str]
 
     def __init__(self, arguments: dict[str, Any]) -> None: ...
@@ -98,5 +110,5 @@ class ExchangeType(Protocol):
 
     def unbind(self, binding: Binding) -> None: ...
 
-    def route(self, message: Message) -> Iterable[Any]:
+    def route(self, message: Message) -> list[Any]:
         """Destinations (queues or exchanges) for ``message``; duplicates allowed."""

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from .direct import DirectExchange
 from .fanout import FanoutExchange
+from .federation_upstream import FederationUpstreamExchange
 from .headers import HeadersExchange
+from .interface import ExchangeType
 from .topic import TopicExchange
 
-EXCHANGE_TYPES: dict[str, type] = {
-    cls.name: cls for cls in (DirectExchange, FanoutExchange, TopicExchange, HeadersExchange)
+EXCHANGE_TYPES: dict[str, type[ExchangeType]] = {
+    cls.name: cls for cls in (DirectExchange, FanoutExchange, TopicExchange, HeadersExchange,
+                              FederationUpstreamExchange)
 }
 
 
-def register(cls: type) -> None:
-    """Add an exchange type (the delayed-message type registers itself this way)."""
+def register(cls: type[ExchangeType]) -> None:
+    """Add an exchange type from a layer above: the broker's ``x-delayed-message`` type
+    (``broker/delayed.py``) registers itself this way, as RabbitMQ's plugin does."""
     EXCHANGE_TYPES[cls.name] = cls
-
-
-from . import delayed  # noqa: E402,F401  (registers x-delayed-message)
-from . import federation_upstream  # noqa: E402  (x-federation-upstream, for downstreams)
-
-register(federation_upstream.FederationUpstreamExchange)

@@ -13,8 +13,13 @@ that master serves the same rows.
 Why not the lease itself: a standalone broker rides out a database restart by blocking its
 publishers until the database is back (tests/durability), while a lease holder must fence and
 drop every client. The guard is a start-up check; if its session is cut later the broker goes
-on serving, as before, and logs nothing new. (An HA pair started later on a database a
-standalone broker serves is not refused by this guard; run pairs with ``--ha`` on both.)
+on serving, as before, and logs nothing new.
+
+The other way round, each member of an HA pair (``--ha shared-db``) holds the same key
+*shared* (``shared=True``) from its start: members never exclude each other, but a member
+cannot start while a standalone broker holds the key exclusively (it refuses with one line
+naming that broker), and a standalone broker cannot start while any member runs, master or
+still waiting for the lease.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from .locker import Locker, LockUnavailable, new_owner_id
 #: A fixed signed bigint from "warren_lock:standalone" (distinct from the lease's key).
 STANDALONE_KEY = int.from_bytes(hashlib.sha256(b"warren_lock:standalone").digest()[:8],
                                 "big", signed=True)
-#: ``application_name`` prefix of the guard's session.
+#: ``application_name`` prefix of the guard's session: a standalone broker's, an HA member's.
 STANDALONE_APP = "warren standalone "
+HA_MEMBER_APP = "warren ha "
 
 _UNSIGNED = STANDALONE_KEY & 0xFFFF_FFFF_FFFF_FFFF
 #: pg_locks shows a bigint advisory key as classid (high half), objid (low half), objsubid 1
@@ -57,11 +63,14 @@ def _lease_owner(conn: Any) -> str | None:
 
 
 class DatabaseGuard(Locker):
-    """Exclusive use of one PostgreSQL database by one broker without ``--ha``."""
+    """Exclusive use of one PostgreSQL database by one broker without ``--ha``, or (with
+    ``shared``) the share of it an HA member holds against such a broker."""
 
-    def __init__(self, url: str, owner: str | None = None, *, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, owner: str | None = None, *, timeout: float = 5.0,
+                 shared: bool = False) -> None:
         import psycopg  # only PostgreSQL brokers need it
         self._psycopg = psycopg
+        self.shared = shared
         self.owner = owner or new_owner_id()
         self.description = f"database {make_url(url).render_as_string()}"
         self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(
@@ -75,13 +84,15 @@ class DatabaseGuard(Locker):
         try:
             conn = self._psycopg.connect(
                 self._conninfo, autocommit=True, connect_timeout=max(1, int(self._timeout)),
-                application_name=f"{STANDALONE_APP}{os.getpid()}@{socket.gethostname()}"[:63])
+                application_name=f"{HA_MEMBER_APP if self.shared else STANDALONE_APP}"
+                                 f"{os.getpid()}@{socket.gethostname()}"[:63])
         except self._psycopg.Error as error:
             raise LockUnavailable(f"cannot reach the {self.description}: "
                                   f"{str(error).strip().splitlines()[0]}") from error
         try:
-            won = conn.execute("SELECT pg_try_advisory_lock(%s)", (STANDALONE_KEY,)).fetchone()[0]
-            if won and _lease_owner(conn) is not None:
+            lock = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"
+            won = conn.execute(f"SELECT {lock}(%s)", (STANDALONE_KEY,)).fetchone()[0]
+            if won and not self.shared and _lease_owner(conn) is not None:
                 won = False  # an HA master serves this database
         except self._psycopg.Error as error:
             conn.close()
@@ -110,9 +121,10 @@ class DatabaseGuard(Locker):
                 row = conn.execute(_HOLDER).fetchone()
                 if row is not None:
                     name, since = row[0] or "", row[1]
-                    pid, _, host = name[len(STANDALONE_APP):].partition("@")
-                    if name.startswith(STANDALONE_APP) and pid.isdigit():
-                        return f"pid {pid} on host {host}, started {since} UTC"
+                    for prefix in (STANDALONE_APP, HA_MEMBER_APP):
+                        pid, _, host = name[len(prefix):].partition("@")
+                        if name.startswith(prefix) and pid.isdigit():
+                            return f"pid {pid} on host {host}, started {since} UTC"
                     return f"session '{name}' since {since} UTC"
                 return _lease_owner(conn)
         except self._psycopg.Error as error:

@@ -14,7 +14,9 @@ another broker holds it, naming the store and the holder (pid, host, start time)
     different data directories but one ``--store-url sqlite:///...`` collide there.
 ``sql`` on PostgreSQL
     a session advisory lock held for the broker's life (:mod:`warren.ha.database_guard`): a
-    file lock cannot span hosts. It also refuses a database whose HA lease a master holds.
+    file lock cannot span hosts. It also refuses a database whose HA lease a master holds,
+    and every ``--ha shared-db`` member holds the lock shared (``ha_member_guard``), so
+    neither kind of broker starts while the other serves that database.
 ``memory``, SQLite ``:memory:``
     nothing is shared, nothing is locked.
 """
@@ -60,6 +62,22 @@ def exclusive_locker(config: Config) -> Locker | None:
     return None
 
 
+def ha_member_guard(config: Config) -> Locker | None:
+    """What an HA member holds against standalone brokers: on PostgreSQL with
+    ``--ha shared-db``, its share of the standalone guard's lock; None elsewhere (a shared
+    file is one lock for standalone brokers and pairs alike)."""
+    if config.ha != "shared-db" or config.store != "sql":
+        return None
+    try:
+        backend = make_url(config.sql_url).get_backend_name()
+    except ArgumentError:
+        return None   # the runner says what is wrong with the URL
+    if backend != "postgresql":
+        return None
+    from .database_guard import DatabaseGuard
+    return DatabaseGuard(config.sql_url, owner=new_owner_id(config.node_name), shared=True)
+
+
 def take_exclusive(locker: Locker, config: Config) -> None:
     """Take ``locker`` now, or raise :class:`StoreInUse` naming the store and its holder."""
     try:
@@ -77,6 +95,11 @@ def take_exclusive(locker: Locker, config: Config) -> None:
         else:
             what = f"SQLite database {locker.path[:-len('.lock')]}"
             hint = "stop that broker or give this one another --store-url"
+    elif getattr(locker, "shared", False):
+        what = locker.description
+        who = f"{who}, without --ha"
+        hint = ("stop that broker, or run it with --ha shared-db too to make it a member of "
+                "this master/slave pair")
     else:
         what = locker.description
         hint = ("stop that broker, or run both with --ha shared-db to make them a "

@@ -13,7 +13,8 @@ The life of one broker of a pair (roles as the console and ``warren_ha_role`` sh
     ``LIVENESS_GRACE``: time for that master, if its process lives on, to see its liveness
     session closed and fence itself.
 ``master``
-    On winning the lock the runner builds a fresh :class:`~warren.server.BrokerService`: it
+    On winning the lock the runner builds a fresh broker service (``warren run`` passes
+    :class:`~warren.server.BrokerService` in, so this package sits below the wiring): it
     opens the store, recovers it (queues, unacked messages back to ready with redelivered=true,
     MQTT retained messages, durable subscriptions, scheduled messages — all through
     ``Broker.recover``) and only then opens its listeners. It renews the lock every
@@ -40,7 +41,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, Iterator, Protocol
 
 from twisted.application import service
 from twisted.internet import defer, task, tcp, threads
@@ -114,19 +115,40 @@ class FencedStore:
         return {}
 
 
-class HaRunner(service.Service):
-    """Runs a :class:`~warren.server.BrokerService` only while this process holds the lock."""
+class MasterService(Protocol):
+    """What the runner needs of the broker it runs as master: ``server.BrokerService``.
 
-    def __init__(self, config: Config, reactor: Any, locker: Locker | None = None) -> None:
+    The runner starts it, and on fencing stops its components, cuts its children's listening
+    ports and transports and swaps its store; it never builds one itself (``make_service``)."""
+
+    broker: Any
+    store: Any
+    running: Any
+
+    def startService(self) -> None: ...
+
+    def stop_components(self) -> None: ...
+
+    def __iter__(self) -> Iterator[service.IService]: ...
+
+
+class HaRunner(service.Service):
+    """Runs a broker service, made by ``make_service(config, reactor)``, only while this process
+    holds the lock."""
+
+    def __init__(self, config: Config, reactor: Any,
+                 make_service: Callable[[Config, Any], MasterService],
+                 locker: Locker | None = None) -> None:
         if config.lease_renew <= 0 or config.lease_renew >= config.lease_ttl:
             raise ValueError(f"lease_renew ({config.lease_renew}) must be positive and shorter "
                              f"than lease_ttl ({config.lease_ttl})")
         self.config = config
         self.reactor = reactor
+        self.make_service = make_service
         self.locker = locker or make_locker(config)
         self.role = "waiting"
         self.holder: str | None = None          # last known lock holder (ours when master)
-        self.broker_service: Any = None         # the BrokerService while master
+        self.broker_service: MasterService | None = None   # the broker while master
         self.takeovers = 0
         self.is_lease = config.ha == "shared-db" or hasattr(self.locker, "ttl")
         self.ttl = float(getattr(self.locker, "ttl", config.lease_ttl))
@@ -296,13 +318,12 @@ class HaRunner(service.Service):
         if self._stopping:
             self._call_locker(self.locker.release)
             return
-        from ..server import BrokerService
         from ..startup import StartupError
         if self.is_lease and elapsed_clock() >= self._deadline:
             log.warning("the lease ran out before the broker could start; trying again")
             self._back_to_waiting()
             return
-        svc = BrokerService(self.config, self.reactor)
+        svc = self.make_service(self.config, self.reactor)
         try:
             svc.startService()
         except StartupError as error:  # a port in use: one line, the cause is in it
@@ -417,6 +438,8 @@ class HaRunner(service.Service):
             broker = svc.broker
             if broker is not None:
                 broker.role = "waiting"
+                if broker.disk_monitor is not None:
+                    broker.disk_monitor.stop()
                 real_store, broker.store = broker.store, FencedStore()
             else:
                 real_store = svc.store

@@ -13,7 +13,7 @@ What the client gets depends on when and at which protocol level:
 
 from __future__ import annotations
 
-from warren.broker.errors import (AccessRefused, BrokerError, NotAllowed, NotFound,
+from warren.model.errors import (AccessRefused, BrokerError, NotAllowed, NotFound,
                                   PreconditionFailed, ResourceError, ResourceLocked)
 from warren.mqtt.packets import MqttError
 

@@ -20,7 +20,7 @@ from twisted.internet import protocol
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-from warren.broker.errors import BrokerError
+from warren.model.errors import BrokerError
 from warren.endpoint import accept
 from warren.output import BatchedOutput
 from warren.mqtt.codec import MqttError, MqttParser, Publish
@@ -66,7 +66,7 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
         self.local = (ep.host, ep.port)
         self.name = ep.name
         self.loopback = ep.loopback
-        self.broker.connections[id(self)] = self
+        self.broker.register_connection(self)
         self.transport.registerProducer(self, True)
         self._connect_call = self.clock.callLater(self.config.handshake_timeout,
                                                   self._connect_timeout)
@@ -168,7 +168,7 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.closed = True
-        self.broker.connections.pop(id(self), None)
+        self.broker.unregister_connection(self)
         for call in (self._flush_call, self._connect_call):
             if call is not None and call.active():
                 call.cancel()

@@ -51,8 +51,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from warren.broker.confirms import ConfirmTracker
-from warren.broker.errors import AccessRefused, BrokerError, NotAllowed
-from warren.broker.message import Message, Properties, QueueEntry
+from warren.model.errors import AccessRefused, BrokerError, NotAllowed
+from warren.model.message import Message, Properties, QueueEntry
 from warren.broker.publish import Publisher
 from warren.exchange.interface import Binding
 from warren.exchange.topic import TopicTrie
@@ -562,7 +562,7 @@ class MqttSession:
                 from None
         try:
             vhost = self.broker.open_vhost(user, vhost_name, peer=self.conn.peer[0],
-                                           protocol="MQTT")
+                                           protocol="MQTT", connection=self.conn)
         except (NotAllowed, AccessRefused):
             raise MqttError(rc.NOT_AUTHORIZED, f"no access to vhost {vhost_name!r}") from None
         return user, vhost
@@ -700,18 +700,22 @@ class MqttSession:
             data = b"\x40\x02" + _PACK_U16(p.packet_id)
         else:
             data = encode(ack, self.level)
+        # an accepting PUBACK/PUBREC is RabbitMQ's publisher confirm, counted when written
+        confirms = 1 if code < 0x80 else 0
         if routed.stored or self._acks:
-            seq = self._acks.add(data, routed.stored)
+            seq = self._acks.add((data, confirms), routed.stored)
             if qos == 1:
                 self._qos1_unacked.append(seq)
         else:
             self.conn.write(data)
+            if confirms:
+                self.publisher.confirmed(confirms)
 
     def _queue_ack(self, packet: Any) -> None:
         """An answer that needs no sync, still written after the earlier ones."""
         data = encode(packet, self.level)
         if self._acks:
-            self._acks.add(data)
+            self._acks.add((data, 0))
         else:
             self.conn.write(data)
 
@@ -762,7 +766,10 @@ class MqttSession:
     def _flush_acks(self) -> None:
         settled = self._acks.release()
         if settled:
-            self.conn.write_parts([data for _seq, data, _ok in settled])
+            self.conn.write_parts([data for _seq, (data, _confirms), _ok in settled])
+            confirms = sum(c for _seq, (_d, c), _ok in settled)
+            if confirms:
+                self.publisher.confirmed(confirms)
             last, pending = settled[-1][0], self._qos1_unacked
             while pending and pending[0] <= last:
                 pending.popleft()

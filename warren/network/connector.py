@@ -8,7 +8,8 @@ to open a federation link back to A (it would need A's address and credentials, 
 cannot open channels on a connection it accepted). So A does both halves itself, and the
 connection A opened carries everything, which is also what ``duplex`` asks for:
 
-- **topics out** (A to B): a private queue on A bound to ``amq.topic`` is consumed
+- **topics out** (A to B): a durable queue ``network: <name> topics`` on A bound to
+  ``amq.topic`` (so a persistent message waits on disk for B, across restarts) is consumed
   in-process; each message is published to B's ``amq.topic`` with its routing key, in
   confirm mode, and acked here only once B confirmed it (a message leaves A only once B has
   it). One queue per connector: one copy per peer however many subscriptions match
@@ -16,14 +17,19 @@ connection A opened carries everything, which is also what ``duplex`` asks for:
   connectors. The queue is bound only to what B is subscribed to (ActiveMQ's demand, which it
   learns from advisory topics): A declares on B an exclusive queue with the argument
   ``x-network-demand``, and every warren broker's connector component fills such a queue
-  with the JSON list of its ``amq.topic`` binding keys, again on every binding change. The
-  list holds B's own subscriptions and other peers' duplex queues, plus the include keys of
-  B's connectors to brokers other than A (messages B would pass on); B's demand-driven
-  bindings are not passed on, so demand never circles a ring and outlives its subscription.
+  with a JSON list of ``{"key", "path"}``, again on every change: B's own ``amq.topic``
+  subscriptions and other peers' duplex queues (path ``[B]``), plus exactly what the peers
+  of B's other connectors asked B for (path ``[B, C, ...]``, the brokers the subscription is
+  behind), so demand is exact however many hops away the subscriber is. A demand never goes
+  to a broker in its path nor beyond the asking connector's ``network_ttl``, so it never
+  circles a ring, and it goes away with its subscription (each broker recomputes it).
   The include and exclude patterns are applied to every message. A peer that is not warren
   (RabbitMQ) fills no demand queue: it gets every included topic.
 - **queues out**: every included queue of A has a core consumer of priority -1 (-2 with
-  ``decrease_network_consumer_priority``), so A's own consumers are served first; it has
+  ``decrease_network_consumer_priority``), so A's own consumers are served first
+  (with ``conduit_subscriptions = false`` it is one consumer per consumer B has, so several
+  peers share by their consumers, ActiveMQ's load balancing; topics keep one copy per peer
+  either way, where ActiveMQ would send one per subscription, each a duplicate); it has
   credit only while B's queue of the same name (declared on B with the same attributes) has
   consumers and fewer than ``prefetch`` messages waiting, which the connector samples with a
   ``queue.declare`` every :data:`SAMPLE_INTERVAL`. Confirmed messages are acked here; a refused
@@ -53,8 +59,8 @@ from twisted.internet.defer import Deferred, DeferredList, FirstError, succeed
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
-from ..broker.errors import BrokerError
-from ..broker.message import Message, Properties
+from ..model.errors import BrokerError
+from ..model.message import Message, Properties
 from .channel import LinkChannel, LinkDown
 from .connector_config import ConnectorDef, parse_connectors
 from .link import Link, LinkState
@@ -67,7 +73,25 @@ PATH_HEADER = "x-network-path"
 DEMAND_ARG = "x-network-demand"   # on a peer's demand queue: the asking broker's name
 INTERNAL = {"x-internal-purpose": "network-connector"}
 SAMPLE_INTERVAL = 0.2     # seconds between samples of the peer's queues and local demand
-VHOST = "/"
+DEFAULT_VHOST = "/"
+
+
+def demand_entries(items: list[Any], sender: str) -> dict[str, list[str]]:
+    """A demand message's items: ``{"key": k, "path": [brokers]}``, or a bare key (its
+    sender's own subscription)."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        if isinstance(item, str):
+            out[item] = [sender]
+        elif isinstance(item, dict) and isinstance(item.get("key"), str):
+            path = item.get("path")
+            if isinstance(path, list) and path and all(isinstance(p, str) for p in path):
+                out[item["key"]] = path
+    return out
+
+
+def topic_queue_name(connector: str) -> str:
+    return f"network: {connector} topics"
 
 
 def path_of(headers: Any) -> list[str]:
@@ -102,6 +126,7 @@ class _Forwarder:
         self.remote_consumers = 0
         self.samples = 0                     # answers of the peer to the demand probe
         self.attached = False                # a consumer of the queue (queues: on demand)
+        self.subscriptions: list[_Subscription] = []   # conduit_subscriptions = false
         if kind == "queue":
             self.accepts = self._accepts
 
@@ -161,6 +186,31 @@ class _Forwarder:
         self.connector.forwarders.pop((self.kind, queue.name), None)
 
 
+class _Subscription:
+    """One more remote consumer of a forwarded queue, with ``conduit_subscriptions =
+    false``: ActiveMQ then gives every consumer behind the peer its own network
+    subscription, so the queue's round robin counts each of them (a peer with two consumers
+    gets twice the share of a peer with one) instead of the whole peer as one consumer.
+    Deliveries go through the queue's forwarder, which bounds what is in flight."""
+
+    no_ack = False
+    exclusive = False
+
+    def __init__(self, fwd: _Forwarder) -> None:
+        self.fwd = fwd
+        self.tag, self.priority, self.arguments = fwd.tag, fwd.priority, {}
+        self.accepts = fwd.accepts
+
+    def has_credit(self) -> bool:
+        return self.fwd.has_credit()
+
+    def deliver(self, queue: Any, entry: Any) -> None:
+        self.fwd.deliver(queue, entry)
+
+    def cancelled(self, queue: Any) -> None:
+        pass
+
+
 class NetworkConnector:
     """One ``[[network]]`` table: a Link to the peer and what moves over it."""
 
@@ -176,9 +226,12 @@ class NetworkConnector:
         self.pulling: dict[str, bool] = {}      # duplex: queue -> consuming on the peer
         self._changing: set[str] = set()
         self.demand: set[str] = set()           # amq.topic keys the topic forwarder is bound to
+        # what the peer asked for: key -> the brokers its subscription is behind (peer first)
+        self.remote_demand: dict[str, list[str]] = {}
         self.pull_keys: set[str] = set()        # duplex: keys the peer's queue is bound to
         self.forwarded_out = 0
         self.forwarded_in = 0
+        self.vhost_seen = False                 # its vhost existed when last looked for
         self.state = "starting"
         self.error = ""
         self.timestamp = time.localtime()
@@ -214,15 +267,24 @@ class NetworkConnector:
         return self.link.close()
 
     def _attach_all(self) -> None:
-        vh = self.broker.vhosts.get(VHOST)
+        vh = self.broker.vhosts.get(self.definition.vhost)
         if vh is None:
+            log.warning("%s: no vhost '%s' here (yet): nothing to forward", self.describe(),
+                        self.definition.vhost)
             return
+        self.vhost_seen = True
         if self.definition.topic_keys() and ("topic", "") not in self.forwarders:
-            queue = vh.declare_queue(vh.new_queue_name(), exclusive_owner=self,
-                                     auto_delete=False, check_reserved=False,
-                                     arguments=dict(INTERNAL))
-            # bound once the peer said what it has subscriptions for (set_demand)
+            # durable, under a name that outlives a restart: a persistent message confirmed
+            # to its publisher here waits on disk for the peer, even across a kill -9
+            queue = vh.queues.get(self.topic_queue)
+            if queue is None:
+                queue = vh.declare_queue(self.topic_queue, durable=True, auto_delete=False,
+                                         check_reserved=False, arguments=dict(INTERNAL))
+            # bound (again) to what the peer says it has subscriptions for (set_demand)
+            self.demand = {b.routing_key for b in queue.bindings if b.source == "amq.topic"}
             self._attach(_Forwarder(self, queue, "topic"), ("topic", ""))
+            if self.remote_demand:      # the peer spoke before the vhost was here
+                self.set_demand(dict(self.remote_demand))
         for q in list(vh.queues.values()):
             self.queue_appeared(q)
 
@@ -253,18 +315,20 @@ class NetworkConnector:
         fwd.attached = True
         return True
 
+    @property
+    def topic_queue(self) -> str:
+        """This broker's queue of topic messages for the peer."""
+        return topic_queue_name(self.definition.name)
+
     def _detach(self, fwd: _Forwarder) -> None:
+        """Stop consuming; the topic queue stays with what it holds for the next start."""
         q = fwd.queue
         if q.deleted:
             return
         if fwd.attached:
             fwd.attached = False
+            self._subscribe(fwd, 0)
             q.remove_consumer(fwd)
-        if fwd.kind == "topic":
-            try:
-                q.vhost.delete_queue(q.name)
-            except BrokerError:
-                pass
 
     def _link_state(self, state: LinkState, reason: str) -> None:
         if state is LinkState.STARTING and reason:
@@ -328,20 +392,30 @@ class NetworkConnector:
         if channel is not self.channel:
             return
         try:
-            keys = json.loads(event.body)
+            items = json.loads(event.body)
         except ValueError:
             log.warning("%s: a demand message that is not JSON", self.describe())
             return
-        if isinstance(keys, list):
-            self.set_demand([k for k in keys if isinstance(k, str)])
+        if isinstance(items, list):
+            self.set_demand(demand_entries(items, self.peer or ""))
 
-    def set_demand(self, keys: list[str]) -> None:
-        """Bind the topic forwarder to exactly ``keys`` (what the peer is subscribed to;
-        deliver() still applies include / exclude, so a wider key costs no wrong copy)."""
+    def set_demand(self, entries: list[str] | dict[str, list[str]]) -> None:
+        """Bind the topic forwarder to exactly the keys the peer asks for (deliver() still
+        applies include / exclude, so a wider key costs no wrong copy). ``entries``: key ->
+        the brokers the subscription is behind, the peer first; only those within this
+        connector's ``network_ttl`` count. Other peers hear of a change (send_demand)."""
+        if not isinstance(entries, dict):
+            entries = {k: [self.peer or ""] for k in entries}
+        ttl = self.definition.network_ttl
+        remote = {k: path for k, path in entries.items()
+                  if len(path) <= ttl and self.node not in path}
+        if remote != self.remote_demand and self.component is not None:
+            self.component.send_demand()
+        self.remote_demand = remote
         fwd = self.forwarders.get(("topic", ""))
         if fwd is None or fwd.queue.deleted:
             return
-        wanted = set(keys)
+        wanted = set(remote)
         vh = fwd.queue.vhost
         for key in sorted(wanted - self.demand):
             vh.bind("amq.topic", fwd.queue, key)
@@ -378,7 +452,7 @@ class NetworkConnector:
         if channel is None or not channel.alive or self.component is None \
                 or not self.definition.duplex or not self.definition.topic_keys():
             return succeed(None)
-        wanted = set(self.component.demand_keys(self.peer or ""))
+        wanted = set(self.component.demand_keys(self.peer or "", self.definition.vhost))
         calls = [channel.bind(self.pull_queue, "amq.topic", k)
                  for k in sorted(wanted - self.pull_keys)]
         calls += [channel.unbind(self.pull_queue, "amq.topic", k)
@@ -401,7 +475,7 @@ class NetworkConnector:
         props["headers"] = headers
         broker = self.broker
         try:
-            publisher = broker.publisher(VHOST, None)
+            publisher = broker.publisher(self.definition.vhost, None)
             msg = Message(exchange, key, event.body, codec=broker.codec,
                           props=Properties(**props))
             routed = publisher.publish(publisher.exchange(exchange), msg)
@@ -451,7 +525,10 @@ class NetworkConnector:
             demand = self._consume(fwd)
         elif not demand and fwd.attached and fwd.in_flight == 0 and not fwd.queue.deleted:
             fwd.attached = False
+            self._subscribe(fwd, 0)
             fwd.queue.remove_consumer(fwd)
+        if fwd.attached and not self.definition.conduit_subscriptions:
+            self._subscribe(fwd, max(0, ok.consumer_count - 1))
         if demand != fwd.demand:
             fwd.demand = demand
             if demand and not fwd.queue.deleted:
@@ -459,10 +536,27 @@ class NetworkConnector:
         if self.definition.duplex:
             self._pull_queue(channel, fwd)
 
+    @staticmethod
+    def _subscribe(fwd: _Forwarder, extra: int) -> None:
+        """Keep ``extra`` subscriptions besides the forwarder itself on its queue."""
+        q = fwd.queue
+        while len(fwd.subscriptions) > extra:
+            sub = fwd.subscriptions.pop()
+            if not q.deleted:
+                q.remove_consumer(sub)
+        while len(fwd.subscriptions) < extra and not q.deleted:
+            sub = _Subscription(fwd)
+            try:
+                q.add_consumer(sub)
+            except BrokerError:     # an exclusive consumer came first
+                return
+            fwd.subscriptions.append(sub)
+
     def _local_demand(self, q: Any) -> bool:
         if q.deleted or q.ready:
             return False
-        return any(c.has_credit() for c in q.consumers if not isinstance(c, _Forwarder))
+        return any(c.has_credit() for c in q.consumers
+                   if not isinstance(c, (_Forwarder, _Subscription)))
 
     def _pull_queue(self, channel: LinkChannel, fwd: _Forwarder) -> None:
         name = fwd.queue.name
@@ -484,7 +578,7 @@ class NetworkConnector:
     def as_json(self) -> dict[str, Any]:
         d = self.definition
         out: dict[str, Any] = {
-            "node": self.node, "vhost": VHOST, "type": "connector", "name": d.name,
+            "node": self.node, "vhost": d.vhost, "type": "connector", "name": d.name,
             "uri": (self.link.uri or d.uris[0]).redacted, "peer": self.peer,
             "duplex": d.duplex, "network_ttl": d.network_ttl,
             "conduit_subscriptions": d.conduit_subscriptions,
@@ -495,6 +589,7 @@ class NetworkConnector:
             "pull_demand": sorted(self.pull_keys),
             "queues": [{"name": n, "remote_consumers": f.remote_consumers,
                         "forwarding": f.demand, "samples": f.samples,
+                        "subscriptions": (1 + len(f.subscriptions)) if f.attached else 0,
                         "in_flight": f.in_flight, "pulling": self.pulling.get(n, False)}
                        for (k, n), f in sorted(self.forwarders.items()) if k == "queue"],
             "timestamp": time.strftime("%Y-%m-%d %H:%M:%S", self.timestamp),
@@ -529,13 +624,36 @@ class NetworkConnectors:
             self.reactor.callLater(0, self._start)
 
     def _start(self) -> None:
+        self._drop_unconfigured()
         for connector in self.connectors:
             log.info("%s: starting (%s)", connector.describe(),
                      ", ".join(u.redacted for u in connector.definition.uris))
             connector.start()
 
+    def _drop_unconfigured(self) -> None:
+        """Delete the topic queues of connectors no longer in the config file: bound to
+        ``amq.topic``, they would fill up for a peer nobody forwards to."""
+        own = {(c.definition.vhost, c.topic_queue) for c in self.connectors}
+        for vh in list(self.broker.vhosts.values()):
+            self._drop_unconfigured_in(vh, own)
+
+    @staticmethod
+    def _drop_unconfigured_in(vh: Any, own: set[tuple[str, str]]) -> None:
+        for q in list(vh.queues.values()):
+            if (q.arguments.get("x-internal-purpose") == "network-connector"
+                    and q.durable and q.name.startswith("network: ")
+                    and q.name.endswith(" topics") and (vh.name, q.name) not in own):
+                log.info("network connectors: deleting queue '%s' of a connector no longer "
+                         "configured (%d messages)", q.name, q.message_count)
+                vh.delete_queue(q.name)
+
     def _event(self, event: str, **info: Any) -> None:
         vhost = info.get("vhost")
+        for connector in self.connectors:
+            # its vhost was made after the start: the first thing done in it sets it up
+            if connector.definition.vhost == vhost and not connector.vhost_seen \
+                    and not connector._stopped:
+                connector._attach_all()
         if event == "queue.created":
             vh = self.broker.vhosts.get(vhost)
             q = vh.queues.get(info["name"]) if vh is not None else None
@@ -548,10 +666,9 @@ class NetworkConnectors:
                     if isinstance(asking, bytes) else asking
                 self.send_demand()
                 return
-            if vhost == VHOST:
-                for connector in self.connectors:
-                    if not connector._stopped:
-                        connector.queue_appeared(q)
+            for connector in self.connectors:
+                if not connector._stopped and connector.definition.vhost == vhost:
+                    connector.queue_appeared(q)
         elif event == "queue.deleted":
             self.demand_queues.pop((vhost, info["name"]), None)
         elif event in ("binding.created", "binding.deleted") \
@@ -559,29 +676,43 @@ class NetworkConnectors:
             self.send_demand()
 
     # ------------------------------------------------------------------ demand for peers
-    def demand_keys(self, asking: str, vhost: str = VHOST) -> list[str]:
+    def demand_keys(self, asking: str, vhost: str = DEFAULT_VHOST) -> list[str]:
+        return sorted(self.demand_of(asking, vhost))
+
+    def demand_of(self, asking: str, vhost: str = DEFAULT_VHOST) -> dict[str, list[str]]:
         """What this broker wants of ``amq.topic`` messages of ``vhost``, for the peer
-        ``asking``: the keys of its own subscriptions (and of other peers' duplex queues
-        here), plus, in the connectors' vhost, the include keys of its connectors to other
-        brokers (messages it would pass on). A connector's own demand-driven bindings are not
-        passed on: in a ring, demand would go round and never go away."""
+        ``asking``, as key -> the brokers the subscription is behind (this one first): the
+        keys of its own subscriptions (and of other peers' duplex queues here), plus, in the
+        connectors' vhost, what the peers of its other connectors asked for (messages it
+        would pass on), exactly, however many hops away. A demand never goes to a broker it
+        passed and never further than the asking connector's ``network_ttl`` (the asker
+        drops longer paths), so in a ring it does not go round, and it goes away with its
+        subscription: every broker recomputes it from what it has now."""
+        out = {k: [self.node] for k in self._local_keys(asking, vhost)}
+        for connector in self.connectors:
+            if connector.peer is None or connector.peer == asking \
+                    or connector.definition.vhost != vhost:
+                continue
+            for key, path in connector.remote_demand.items():
+                if asking in path or (key in out and len(out[key]) <= len(path) + 1):
+                    continue
+                out[key] = [self.node] + path
+        return out
+
+    def _local_keys(self, asking: str, vhost: str) -> set[str]:
         vh = self.broker.vhosts.get(vhost)
         ex = vh.exchanges.get("amq.topic") if vh is not None else None
         keys: set[str] = set()
+        own = {c.topic_queue for c in self.connectors}
         for binding in (ex.bindings if ex is not None else []):
             dest = binding.destination
             args = getattr(dest, "arguments", None) or {}
             if args.get("x-internal-purpose") == "network-connector":
-                owner = getattr(dest, "exclusive_owner", None)
-                if isinstance(owner, NetworkConnector) or \
+                if getattr(dest, "name", "") in own or \
                         getattr(dest, "name", "").endswith(f"-> {asking}"):
                     continue
             keys.add(binding.routing_key)
-        if vhost == VHOST:
-            for connector in self.connectors:
-                if connector.peer is not None and connector.peer != asking:
-                    keys.update(connector.definition.topic_keys())
-        return sorted(keys)
+        return keys
 
     def send_demand(self) -> None:
         """Refresh every peer's demand queue on the next reactor turn (one message each)."""
@@ -613,7 +744,8 @@ class NetworkConnectors:
         for (vhost, queue), asking in list(self.demand_queues.items()):
             try:
                 publisher = broker.publisher(vhost, None)
-                body = json.dumps(self.demand_keys(asking, vhost)).encode()
+                body = json.dumps([{"key": k, "path": path} for k, path in
+                                   sorted(self.demand_of(asking, vhost).items())]).encode()
                 publisher.publish(publisher.exchange(""), Message(
                     "", queue, body, codec=broker.codec,
                     props=Properties(content_type="application/json")))
@@ -632,7 +764,8 @@ class NetworkConnectors:
 
     # ------------------------------------------------------------------ operations
     def status(self, vhost: str | None = None) -> list[dict[str, Any]]:
-        return [c.as_json() for c in self.connectors if vhost is None or vhost == VHOST]
+        return [c.as_json() for c in self.connectors
+                if vhost is None or vhost == c.definition.vhost]
 
     def counters(self) -> list[dict[str, Any]]:
         return [{"name": c.definition.name, "peer": c.peer or "", "status": c.state,

@@ -6,7 +6,9 @@ Keys: ``name``, ``uri`` (one URI, a list, or ``static:(amqp://h1:5672,amqp://h2:
 without a scheme is a queue, as ActiveMQ's ``dynamicallyIncludedDestinations``),
 ``network_ttl`` (hops, default 1), ``conduit_subscriptions`` (default true),
 ``decrease_network_consumer_priority`` (default false), ``prefetch`` (default 1000),
-``reconnect_delay`` (seconds, default 5). No ``include`` means every queue and topic.
+``reconnect_delay`` (seconds, default 5), ``vhost`` (the vhost of this broker the connector
+serves, default ``/``; the peer's vhost is the URI's). No ``include`` means every queue and
+topic.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from .uri import AmqpURI, InvalidURI, parse_uri
 
-KEYS = ("name", "uri", "duplex", "include", "exclude", "network_ttl",
+KEYS = ("name", "vhost", "uri", "duplex", "include", "exclude", "network_ttl",
         "conduit_subscriptions", "decrease_network_consumer_priority", "prefetch",
         "reconnect_delay")
 _SEGMENT = re.compile(r"^[^.*>#\s]+$")
@@ -118,6 +120,7 @@ class ConnectorDef:
     decrease_network_consumer_priority: bool = False
     prefetch: int = 1000
     reconnect_delay: float = 5.0
+    vhost: str = "/"            # this broker's vhost it serves (the peer's is in the URI)
 
     def wants(self, kind: str, name: str) -> bool:
         """An included, not excluded queue or topic (no include = everything)."""
@@ -178,6 +181,12 @@ def parse_connectors(value: Any) -> list[ConnectorDef]:
             raise ConnectorConfigError(f"{label}: key 'uri' is missing")
         kwargs: dict[str, Any] = {"name": name,
                                   "uris": parse_uris(table["uri"], f"{label}.uri")}
+        if "vhost" in table:
+            vhost = table["vhost"]
+            if not isinstance(vhost, str) or not vhost:
+                raise ConnectorConfigError(f"{label}.vhost: expected a vhost name, "
+                                           f"got {vhost!r}")
+            kwargs["vhost"] = vhost
         for key in ("duplex", "conduit_subscriptions", "decrease_network_consumer_priority"):
             if key in table:
                 kwargs[key] = _bool(table[key], f"{label}.{key}")

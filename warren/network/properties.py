@@ -14,13 +14,14 @@ from __future__ import annotations
 import copy
 import struct
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from pamqp import commands
 from pamqp import exceptions as pamqp_exceptions
 from pamqp.encode import encode_table_value
 from pamqp.header import ContentHeader
+
+from ..amqp_table import encodable
 
 PROPERTY_NAMES = ("content_type", "content_encoding", "headers", "delivery_mode", "priority",
                   "correlation_id", "reply_to", "expiration", "message_id", "timestamp",
@@ -162,7 +163,7 @@ def _value(value: Any) -> bytes:
     if isinstance(value, float):
         return b"d" + struct.pack(">d", value)
     try:
-        return encode_table_value(_encodable(value))
+        return encode_table_value(encodable(value))
     except (TypeError, ValueError) as e:
         raise ValueError(f"header value {value!r} cannot be encoded: {e}") from None
 
@@ -176,18 +177,6 @@ def _set_headers(raw: bytes, table: bytes) -> bytes:
             i += 1 + raw[i]
     return struct.pack(">H", flags | _HEADERS_FLAG) + raw[2:i] + table + raw[i:]
 
-
-def _encodable(value: Any) -> Any:
-    """pamqp encodes byte arrays only from bytearray; decoded ones come back as bytes."""
-    if isinstance(value, dict):
-        return {str(k): _encodable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encodable(v) for v in value]
-    if isinstance(value, bytes):
-        return bytearray(value)
-    if isinstance(value, (str, int, float, bool, Decimal, datetime, bytearray)) or value is None:
-        return value
-    return str(value)
 
 
 # ------------------------------------------------------------------ header splicing

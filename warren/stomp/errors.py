@@ -10,18 +10,27 @@ connection just after sending the ERROR frame"), so this only decides the frame:
 - body (``text/plain``): the longer explanation.
 - ``version``: the versions the broker speaks (``1.0,1.1,1.2``), on every ERROR as RabbitMQ.
 - ``receipt-id``: the receipt the faulting frame asked for, if any (STOMP 1.2 "ERROR").
+
+One exception to "fatal": :class:`Refused`, a frame the broker declines while the session stays
+sound. ActiveMQ answers an invalid selector that way (checked against 5.17: ERROR with the
+receipt-id, no subscription, the connection goes on), and JMS clients count on it.
 """
 
 from __future__ import annotations
 
-from ..broker.errors import BrokerError
+from ..model.errors import BrokerError
 from .codec import SUPPORTED_VERSIONS, Frame, StompError
 
-__all__ = ["VERSION_HEADER", "error_frame"]
+__all__ = ["Refused", "VERSION_HEADER", "error_frame"]
 
 #: every RabbitMQ ERROR frame carries the versions it speaks (rabbit_stomp_processor:
 #: send_error_frame), after ``message`` and ``content-type``
 VERSION_HEADER = ("version", ",".join(SUPPORTED_VERSIONS))
+
+
+class Refused(StompError):
+    """A frame refused without ending the connection: ERROR (with its receipt-id), then the
+    session reads on (``listener.py``)."""
 
 
 def error_frame(error: BaseException, receipt: str | None = None) -> Frame:

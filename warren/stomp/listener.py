@@ -26,8 +26,10 @@ from zope.interface import implementer
 from ..broker.scheduler import ScheduledDelivery
 from ..endpoint import accept
 from ..output import BatchedOutput
+from .client_ids import ClientIds
 from .codec import HEARTBEAT, Frame, StompError, StompParser, encode
-from .errors import error_frame
+from .errors import Refused, error_frame
+from .heartbeats import GRACE
 from .session import State, StompSession
 
 log = logging.getLogger("warren.stomp")
@@ -35,8 +37,6 @@ log = logging.getLogger("warren.stomp")
 __all__ = ["StompConnection", "StompFactory"]
 
 PRE_AUTH_MAX_FRAME_SIZE = 64 * 1024
-#: A client is dropped after this many negotiated intervals without a byte from it.
-HEARTBEAT_GRACE = 2.0
 
 
 @implementer(IPushProducer)
@@ -53,6 +53,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
             max_headers=self.config.stomp_max_headers)
         self.session: StompSession | None = None
         self.closing = False
+        self.reading = True
         self.init_output(self.clock)
         self._connect_call = None
         self._send_hb: LoopingCall | None = None
@@ -72,9 +73,10 @@ class StompConnection(BatchedOutput, protocol.Protocol):
         self.name = ep.name
         self.loopback = ep.loopback
         self.session = StompSession(self, self.broker, self.config, self.factory.scheduler,
-                                    peer_host=self.peer[0],
-                                    loopback=self.loopback)
-        self.broker.connections[id(self)] = self
+                                    peer_host=self.peer[0], peer_port=self.peer[1],
+                                    loopback=self.loopback,
+                                    client_ids=self.factory.client_ids)
+        self.broker.register_connection(self)
         self.transport.registerProducer(self, True)
         self._connect_call = self.clock.callLater(self.config.handshake_timeout,
                                                   self._connect_timeout)
@@ -99,17 +101,17 @@ class StompConnection(BatchedOutput, protocol.Protocol):
             except StompError as error:
                 # act on the frames that were whole before the fault, then report it
                 for frame in error.frames:
-                    session.handle(frame)
+                    self._handle(frame)
                     if self.closing:
                         return
                 frame = None
                 raise
             for frame in frames:
-                session.handle(frame)
+                self._handle(frame)
                 if self.closing:
                     return
         except (StompError, Exception) as error:
-            from ..broker.errors import BrokerError
+            from ..model.errors import BrokerError
             if not isinstance(error, (StompError, BrokerError)):
                 log.exception("internal error on STOMP connection %s", self.name)
             receipt = frame.get("receipt") if frame is not None else None
@@ -126,7 +128,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.closing = True
-        self.broker.connections.pop(id(self), None)
+        self.broker.unregister_connection(self)
         for call in (self._connect_call, self._flush_call):
             if call is not None and call.active():
                 call.cancel()
@@ -175,6 +177,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
     def set_reading(self, reading: bool) -> None:
         if self.closing:
             return
+        self.reading = reading        # shown as state "blocked" while a resource alarm holds it
         if reading:
             self.transport.resumeProducing()
         else:
@@ -192,9 +195,9 @@ class StompConnection(BatchedOutput, protocol.Protocol):
     def _check_heartbeat(self, interval: float) -> None:
         if self.closing:
             return
-        if self.clock.seconds() - self._last_recv > interval * HEARTBEAT_GRACE:
+        if self.clock.seconds() - self._last_recv > interval * GRACE:
             log.warning("closing STOMP connection %s: no heart-beat from the client for %.1fs",
-                        self.name, interval * HEARTBEAT_GRACE)
+                        self.name, interval * GRACE)
             self.closing = True
             self.transport.abortConnection()
 
@@ -218,9 +221,19 @@ class StompConnection(BatchedOutput, protocol.Protocol):
         self._out.append(encode(error_frame(error, receipt), version))
         self.close()
 
+    def _handle(self, frame: Frame) -> None:
+        """One frame to the session; a refused one is answered and the connection stays open
+        (any other error propagates: it closes the connection)."""
+        try:
+            self.session.handle(frame)
+        except Refused as refused:
+            log.info("STOMP connection %s: %s", self.name, refused.message)
+            self._out.append(encode(error_frame(refused, frame.get("receipt")),
+                                    self.session.version))
+
     def force_close(self, reason: str) -> None:
         """Management / HA: close with an ERROR frame saying why."""
-        from ..broker.errors import ConnectionForced
+        from ..model.errors import ConnectionForced
         self._fail(ConnectionForced(reason))
 
     # ------------------------------------------------------------------ introspection
@@ -231,6 +244,8 @@ class StompConnection(BatchedOutput, protocol.Protocol):
             state = "starting"
         elif session.state is State.CLOSED or self.closing:
             state = "closed"
+        elif not self.reading:
+            state = "blocked"
         version = session.version if session is not None else "1.0"
         return {
             "name": self.name, "protocol": f"STOMP {version}",
@@ -255,6 +270,7 @@ class StompFactory(protocol.Factory):
         self.config = config
         self.clock = reactor
         self.scheduler = ScheduledDelivery(broker)
+        self.client_ids = ClientIds(config.node_name)
         recovered = self.scheduler.recover()
         if recovered:
             log.info("re-armed %d scheduled messages", recovered)

@@ -6,16 +6,16 @@ never touches a socket: it writes encoded frames through its :class:`Link` (the 
 protocol object), which batches them into one transport write per read or reactor turn.
 
 States are data (:data:`ALLOWED`): before CONNECT only CONNECT/STOMP may come; a frame its
-state does not allow is one error. Every error is fatal to the connection (STOMP 1.2 "ERROR":
-the server closes after it) and is mapped to an ERROR frame in ``stomp/errors.py`` only.
+state does not allow is one error. Errors are fatal to the connection (STOMP 1.2 "ERROR":
+the server closes after it) and are mapped to an ERROR frame in ``stomp/errors.py`` only; the
+exception is ``Refused`` (an invalid selector, as ActiveMQ), answered while the session goes on.
 
 What the frames mean, where STOMP leaves it to the broker (RabbitMQ's STOMP plugin unless said):
 
 - CONNECT/STOMP: ``login``/``passcode`` against warren's users (no login: the configured default
   user, as RabbitMQ's ``default_user``; guest only from loopback). ``host`` names the vhost
   when such a vhost exists, else ``/`` (stomp.py and others send the DNS host name there).
-  Heart-beats: the server offers ``stomp_heartbeat`` ms both ways; a client silent for twice
-  the negotiated interval is dropped.
+  Heart-beats: as the client's ``heart-beat`` asks, above a floor (``heartbeats.py``).
 - Headers <-> AMQP properties (both ways): content-type, content-encoding, persistent
   (delivery_mode 2), priority, correlation-id, reply-to, expiration (relative ms, RabbitMQ),
   expires (absolute epoch ms, ActiveMQ; converted to expiration), amqp-message-id
@@ -44,21 +44,26 @@ from __future__ import annotations
 import enum
 import logging
 import secrets
-import time
 from typing import Any, Callable, Protocol
 
 from .. import __version__
 from ..broker.confirms import ConfirmTracker
-from ..broker.errors import AccessRefused, BrokerError, PreconditionFailed
+from ..model.errors import AccessRefused, BrokerError, PreconditionFailed
 from ..broker.groups import GROUP_ID_HEADER, GROUP_SEQ_HEADER, groups_of
-from ..broker.message import Message, Properties, QueueEntry, parse_expiration
+from ..model.message import Message, Properties, QueueEntry, parse_expiration
 from ..broker.publish import Publisher
-from ..broker.queue import Queue
+from ..broker.queue import PRIORITIZED_ARGUMENT, Queue
 from ..broker.scheduler import DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER, ScheduledDelivery
 from ..broker.selector import Selector, SelectorError
+from ..broker.subscriptions import DURABLE_SUBSCRIPTION_ARGUMENT
+from ..broker.subscriptions import describe as describe_subscription
+from .client_ids import ClientIds
 from .codec import Frame, StompError, encode, negotiate_version
 from .destinations import Destination, Kind, destination_header, parse_destination
-from .errors import VERSION_HEADER
+from .errors import VERSION_HEADER, Refused
+from .heartbeats import negotiate as negotiate_heartbeats
+from .jms import (MAX_TIMESTAMP_MS, amqp_timestamp, expires_ttl, jms_defaults, now_ms,
+                  selector_lookup)
 
 log = logging.getLogger("warren.stomp")
 
@@ -197,7 +202,7 @@ class StompSubscription:
         selector = self.selector
         if selector is None:
             return True
-        return selector.matches(_selector_lookup(entry.message, props))
+        return selector.matches(selector_lookup(entry))
 
     def deliver(self, queue: Queue, entry: QueueEntry) -> None:
         headers = entry.message.properties.headers
@@ -221,43 +226,19 @@ def consumer_tag(sub_id: str, destination: str, named: bool) -> str:
     return "T_" + sub_id if named else "Q_" + destination
 
 
-_JMS_HEADERS: dict[str, Callable[[Message, Properties], Any]] = {
-    "JMSDeliveryMode": lambda m, p: "PERSISTENT" if m.persistent else "NON_PERSISTENT",
-    "JMSPriority": lambda m, p: p.priority if p.priority is not None else 4,
-    "JMSMessageID": lambda m, p: p.message_id,
-    "JMSCorrelationID": lambda m, p: p.correlation_id,
-    "JMSType": lambda m, p: p.type,
-    "JMSTimestamp": lambda m, p: p.timestamp * 1000 if p.timestamp is not None else None,
-    "JMSReplyTo": lambda m, p: p.reply_to,
-    "JMSExpiration": lambda m, p: p.expiration,
-    "JMSDestination": lambda m, p: destination_header(m.exchange, m.routing_key),
-}
-
-
-def _selector_lookup(message: Message, props: Properties) -> Callable[[str], Any]:
-    headers = props.headers or {}
-
-    def lookup(name: str) -> Any:
-        jms = _JMS_HEADERS.get(name)
-        if jms is not None:
-            return jms(message, props)
-        value = headers.get(name)
-        if isinstance(value, (bytes, bytearray)):
-            return bytes(value).decode("utf-8", "replace")
-        return value
-    return lookup
-
-
 # ------------------------------------------------------------------------------- session
 class StompSession:
     """One STOMP connection's state and behaviour, between codec and core."""
 
     def __init__(self, link: Link, broker: Any, config: Any, scheduler: ScheduledDelivery,
-                 *, peer_host: str, loopback: bool) -> None:
+                 *, peer_host: str, loopback: bool, client_ids: ClientIds | None = None,
+                 peer_port: int = 0) -> None:
         self.link = link
         self.broker = broker
         self.config = config
         self.scheduler = scheduler
+        self.client_ids = client_ids if client_ids is not None else ClientIds(config.node_name)
+        self.peer_port = peer_port
         self.peer_host = peer_host
         self.loopback = loopback
         self.state = State.AWAIT_CONNECT
@@ -284,7 +265,6 @@ class StompSession:
         self._receipts = ConfirmTracker()
         self._unsynced = False                    # stored publishes since the last sync asked
         self._close_after_receipts = False
-        self.stats_publish = 0
         self._handlers: dict[str, Callable[[Frame], None]] = {
             "CONNECT": self._on_connect, "STOMP": self._on_connect, "SEND": self._on_send,
             "SUBSCRIBE": self._on_subscribe, "UNSUBSCRIBE": self._on_unsubscribe,
@@ -312,7 +292,7 @@ class StompSession:
         if receipt is not None and command not in ("CONNECT", "STOMP") and not (
                 command in _TRANSACTIONAL and frame.get("transaction") is not None):
             # a transactional frame's receipt is written when its COMMIT applies it (RabbitMQ)
-            self._queue_receipt(receipt)
+            self._queue_receipt(receipt, confirms=command == "SEND")
         for sub in held:
             sub.held = False
             self._kick[id(sub.queue)] = sub.queue
@@ -359,41 +339,25 @@ class StompSession:
             vhost_name = "/"
         try:
             self.vhost = self.broker.open_vhost(self.user, vhost_name, peer=self.peer_host,
-                                                protocol="STOMP")
+                                                protocol="STOMP", connection=self.link)
         except BrokerError:
             raise StompError("Bad CONNECT", f"Virtual host '{vhost_name}' access denied") from None
         self.vhost_name = vhost_name
         self.publisher = self.broker.publisher(self.vhost, self.user)
-        self.client_id = frame.get("client-id")
-        send_ms = expect_ms = 0
+        client_id = frame.get("client-id")    # an empty one is an id too (ActiveMQ)
+        if client_id is not None:
+            self.client_ids.claim(client_id, self, f"tcp://{self.peer_host}:{self.peer_port}")
+            self.client_id = client_id
+        beats = negotiate_heartbeats(frame.get("heart-beat"), version,
+                                     int(self.config.stomp_heartbeat_floor))
         # RabbitMQ's order: server, session, heart-beat (0,0 for 1.0), version
-        headers = [("server", SERVER_NAME), ("session", self.session_id)]
-        if version == "1.0":
-            headers.append(("heart-beat", "0,0"))
-        else:
-            client_send, client_expect = self._heartbeat_header(frame.get("heart-beat"))
-            offer = int(self.config.stomp_heartbeat)
-            if offer and client_expect:
-                send_ms = max(offer, client_expect)
-            if offer and client_send:
-                expect_ms = max(offer, client_send)
-            headers.append(("heart-beat", f"{offer},{offer}"))
-        headers.append(("version", version))
-        self.heartbeat = (send_ms, expect_ms)
+        headers = [("server", SERVER_NAME), ("session", self.session_id),
+                   ("heart-beat", beats.header), ("version", version)]
+        self.heartbeat = (beats.send_ms, beats.expect_ms)
         self.state = State.CONNECTED
         self.link.write(encode(Frame("CONNECTED", tuple(headers)), version))
-        self.link.start_heartbeats(send_ms, expect_ms)
+        self.link.start_heartbeats(beats.send_ms, beats.expect_ms)
         self.broker.emit("connection.created", name=self.link.name)
-
-    @staticmethod
-    def _heartbeat_header(value: str | None) -> tuple[int, int]:
-        if value is None:
-            return 0, 0
-        parts = value.split(",")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise StompError("Invalid heart-beat header",
-                             f"heart-beat must be two non-negative integers, got {value[:40]!r}")
-        return int(parts[0]), int(parts[1])
 
     # ------------------------------------------------------------------ SEND
     def _on_send(self, frame: Frame) -> None:
@@ -424,13 +388,18 @@ class StompSession:
         exchange_name = destination.exchange
         exchange = self.publisher.exchange(exchange_name)
         props, scheduled = self._properties(frame)
+        if kind in (Kind.QUEUE, Kind.TOPIC):
+            # ActiveMQ-style destinations get JMS's defaults; /amq/queue/ and /exchange/ are
+            # RabbitMQ's world, where a message carries only what its publisher set
+            jms_defaults(props, now_ms())
         message = Message(exchange_name, routing_key, frame.body, codec=self.broker.codec,
                           props=props, persistent=props.delivery_mode == 2,
                           priority=props.priority or 0, ttl=parse_expiration(props.expiration))
         if not self._publishing:
             self._publishing = True
             self.broker.register_blockable(self)
-        self.stats_publish += 1
+        if expires_ttl(int((props.headers or {}).get("expires") or 0), now_ms()) == -1:
+            return      # expired before it arrived: never delivered (ActiveMQ drops it too)
         if scheduled is not None:
             # checked now: the scheduler publishes later, as the broker
             self.publisher.authorise(exchange, routing_key)
@@ -468,15 +437,20 @@ class StompSession:
                 ttl = _int_header(frame, "expiration", 0)
                 props.expiration = str(ttl)
             elif name == "expires":
-                expires = _int_header(frame, "expires", 0)
-                if expires and props.expiration is None:
-                    props.expiration = str(max(0, expires - int(time.time() * 1000)))
+                # JMSExpiration (jms.py): kept as sent, and the ms left as the AMQP expiration
+                ttl = expires_ttl(_int_header(frame, "expires", 0), now_ms())
+                custom[name] = value.strip()
+                if ttl is not None and props.expiration is None:
+                    props.expiration = str(max(ttl, 0))
             elif name == "amqp-message-id":
                 props.message_id = value
             elif name == "content-encoding":
                 props.content_encoding = value
             elif name == "timestamp":
-                props.timestamp = _int_header(frame, "timestamp", 0)
+                stamp = _int_header(frame, "timestamp", 0, MAX_TIMESTAMP_MS)
+                props.timestamp = amqp_timestamp(stamp)
+                if props.timestamp != stamp:
+                    custom[name] = value.strip()   # ms, as ActiveMQ clients send: kept as sent
             elif name == "type":
                 props.type = value
             elif name == "user-id":
@@ -534,12 +508,15 @@ class StompSession:
 
     @staticmethod
     def _queue_arguments(frame: Frame) -> dict[str, Any]:
-        """RabbitMQ reads ``x-*`` headers of SEND/SUBSCRIBE as queue arguments."""
+        """RabbitMQ reads ``x-*`` headers of SEND/SUBSCRIBE as queue arguments; a queue a
+        STOMP client creates orders by JMS priority unless they say otherwise (jms.py); the
+        argument is one AMQP's redeclare ignores, so AMQP clients can still declare it."""
         arguments: dict[str, Any] = {}
         for name, value in frame.headers:
             if name.startswith("x-") and name not in _NOT_QUEUE_ARGUMENTS \
                     and name not in arguments:
                 arguments[name] = int(value) if value.isdigit() else value
+        arguments.setdefault(PRIORITIZED_ARGUMENT, True)
         return arguments
 
     def _private_queue(self, prefix: str) -> Queue:
@@ -595,7 +572,10 @@ class StompSession:
             try:
                 selector = Selector.parse(text)
             except SelectorError as error:
-                raise StompError("Invalid selector", str(error)) from None
+                # ActiveMQ: refused, not fatal; the ERROR's message is the selector, its body
+                # starts with the JMS exception's name (then warren says what is wrong)
+                raise Refused(text,
+                              f"javax.jms.InvalidSelectorException: {text}\n{error}\n") from None
         queue, durable_name, private = self._subscription_queue(destination, sub_id, frame)
         self._check("read", "queue", queue.name)
         # held: no MESSAGE before this SUBSCRIBE's RECEIPT (RabbitMQ's order); see handle()
@@ -633,11 +613,25 @@ class StompSession:
         durable_name = self._durable_subscription_name(sub_id, frame)
         if durable_name is not None:
             queue = vhost.queues.get(durable_name)
+            if queue is not None and self._durable_subscription_changed(queue, destination,
+                                                                        frame):
+                # JMS: a new topic or selector for a durable subscription is an unsubscribe
+                # and a new subscription (ActiveMQ drops what the old one held)
+                if len(queue.consumers):
+                    raise Refused("Durable consumer is in use",
+                                  "javax.jms.JMSException: Durable consumer is in use\n")
+                self._check("configure", "queue", durable_name)
+                vhost.delete_queue(durable_name, connection=self)
+                queue = None
             if queue is None:
                 self._check("configure", "queue", durable_name)
+                arguments = self._queue_arguments(frame)
+                arguments[DURABLE_SUBSCRIPTION_ARGUMENT] = describe_subscription(
+                    self.client_id or frame.get("client-id"),
+                    frame.get("activemq.subscriptionName") or sub_id, destination.text,
+                    frame.get("selector"))
                 queue = vhost.declare_queue(durable_name, durable=True, auto_delete=False,
-                                            arguments=self._queue_arguments(frame),
-                                            connection=self)
+                                            arguments=arguments, connection=self)
             else:
                 queue.check_access(self)
             private = False
@@ -660,6 +654,18 @@ class StompSession:
         self._check("write", "queue", queue.name)
         vhost.bind(exchange_name, queue, destination.routing_key)
         return queue, durable_name, private
+
+    @staticmethod
+    def _durable_subscription_changed(queue: Queue, destination: Destination,
+                                      frame: Frame) -> bool:
+        """True when *frame* names the durable subscription of *queue* with another topic or
+        selector than it was made with (a queue made before warren recorded that: False)."""
+        about = queue.arguments.get(DURABLE_SUBSCRIPTION_ARGUMENT)
+        if not isinstance(about, dict):
+            return False
+        selector = (frame.get("selector") or "").strip()
+        return (about.get("destination") != destination.text
+                or (about.get("selector") or "").strip() != selector)
 
     def _durable_subscription_name(self, sub_id: str, frame: Frame) -> str | None:
         """The queue of a durable topic subscription named by this frame, or None."""
@@ -696,6 +702,10 @@ class StompSession:
 
     # ------------------------------------------------------------------ UNSUBSCRIBE
     def _on_unsubscribe(self, frame: Frame) -> None:
+        """End a subscription; with ``activemq.subscriptionName`` (or RabbitMQ's
+        ``durable:true``) also remove the durable subscription it names and its pending
+        messages. Without it a durable subscription is only deactivated: its queue keeps
+        collecting messages (JMS "close" versus "unsubscribe")."""
         sub_id = frame.get("id")
         if sub_id is None:
             if self.version != "1.0":
@@ -705,16 +715,33 @@ class StompSession:
                 raise StompError("Missing header 'id'",
                                  "UNSUBSCRIBE needs an 'id' or 'destination' header")
         sub = self.subscriptions.get(sub_id)
-        if sub is None:
-            raise StompError("Unknown subscription", f"no subscription with id '{sub_id}'")
-        self._end_subscription(sub)
-        if sub.durable_name is not None and (
-                frame.get("activemq.subscriptionName") is not None
-                or (frame.get("durable") or frame.get("persistent") or "").lower() == "true"):
-            # RabbitMQ and ActiveMQ: unsubscribing by name ends the durable subscription
-            if sub.durable_name in self.vhost.queues:
-                self._check("configure", "queue", sub.durable_name)
-                self.vhost.delete_queue(sub.durable_name, connection=self)
+        removing = frame.get("activemq.subscriptionName") is not None or (
+            frame.get("durable") or frame.get("persistent") or "").lower() == "true"
+        if not removing or (sub is not None and sub.durable_name is None):
+            if sub is None:
+                raise StompError("Unknown subscription", f"no subscription with id '{sub_id}'")
+            self._end_subscription(sub)
+            return
+        name = sub.durable_name if sub is not None else \
+            self._durable_subscription_name(sub_id, frame)
+        queue = self.vhost.queues.get(name) if name is not None else None
+        if sub is None and queue is None:
+            subscription_name = frame.get("activemq.subscriptionName")
+            if subscription_name is None:
+                raise StompError("Unknown subscription", f"no subscription with id '{sub_id}'")
+            # ActiveMQ's words (RegionBroker.removeSubscription), not fatal there either
+            text = (f"No durable subscription exists for clientID: {self.client_id or ''} "
+                    f"and subscriptionName: {subscription_name}")
+            raise Refused(text, f"javax.jms.InvalidDestinationException: {text}\n")
+        if queue is not None and any(c is not sub for c in queue.consumers):
+            # ActiveMQ (TopicRegion.removeSubscription): refused, and it goes on delivering
+            raise Refused("Durable consumer is in use",
+                          "javax.jms.JMSException: Durable consumer is in use\n")
+        if sub is not None:
+            self._end_subscription(sub)
+        if queue is not None:
+            self._check("configure", "queue", queue.name)
+            self.vhost.delete_queue(queue.name, connection=self)
 
     def _end_subscription(self, sub: StompSubscription, requeue: bool = True) -> None:
         self.subscriptions.pop(sub.id, None)
@@ -860,7 +887,7 @@ class StompSession:
             self._apply_held(held)
             receipt = held.get("receipt")
             if receipt is not None:
-                self._queue_receipt(receipt)
+                self._queue_receipt(receipt, confirms=held.command == "SEND")
 
     def _apply_held(self, held: Frame) -> None:
         """One SEND/ACK/NACK of a committed transaction."""
@@ -884,12 +911,20 @@ class StompSession:
         del self.transactions[tx]
 
     # ------------------------------------------------------------------ receipts
-    def _queue_receipt(self, receipt: str) -> None:
+    def _queue_receipt(self, receipt: str, confirms: bool = False) -> None:
+        """Write a RECEIPT in frame order. A SEND's receipt is RabbitMQ's publisher confirm
+        (its STOMP adapter answers receipts on confirms), counted as ``confirm`` when it is
+        written."""
         data = encode(Frame("RECEIPT", (("receipt-id", receipt),)), self.version)
         if self._unsynced or self._receipts:
-            self._receipts.add(data, self._unsynced)
+            self._receipts.add((data, confirms), self._unsynced)
         else:
-            self.link.write(data)
+            self._write_receipt(data, confirms)
+
+    def _write_receipt(self, data: bytes, confirms: bool) -> None:
+        self.link.write(data)
+        if confirms:
+            self.publisher.confirmed(1)
 
     def _synced(self, _: Any) -> None:
         if self.state is State.CLOSED:
@@ -898,8 +933,8 @@ class StompSession:
         self.link.flush()
 
     def _release_receipts(self) -> None:
-        for _seq, data, _ok in self._receipts.release():
-            self.link.write(data)
+        for _seq, (data, confirms), _ok in self._receipts.release():
+            self._write_receipt(data, confirms)
         if self._close_after_receipts and not self._receipts and self.state is not State.CLOSED:
             self.state = State.CLOSED
             self.link.close()
@@ -923,6 +958,8 @@ class StompSession:
         """The transport is gone: requeue unacked messages, drop consumers and private queues."""
         self.state = State.CLOSED
         self.broker.unregister_blockable(self)
+        if self.client_id is not None:
+            self.client_ids.release(self.client_id, self)
         self.transactions.clear()
         self._receipts.clear()
         for sub in list(self.subscriptions.values()):
@@ -971,7 +1008,7 @@ def _property_headers(props: Properties, out: list[tuple[str, str]]) -> None:
         out.append(("expiration", props.expiration))
     if props.message_id is not None:
         out.append(("amqp-message-id", props.message_id))
-    if props.timestamp is not None:
+    if props.timestamp is not None and not (props.headers and "timestamp" in props.headers):
         out.append(("timestamp", str(props.timestamp)))
     if props.type is not None:
         out.append(("type", props.type))

@@ -1,7 +1,7 @@
 """The one interface every message store implements (ActiveMQ's PersistenceAdapter shape).
 
 The broker core talks to storage only through :class:`MessageStore`. A store knows nothing of
-protocols or of :class:`warren.broker.message.Message`: a message is an opaque ``record``
+protocols or of :class:`warren.model.message.Message`: a message is an opaque ``record``
 (bytes the core made with ``Message.to_record()``) under an integer id, and a queue is an opaque
 string key (:func:`resource_key`: vhost and name joined by U+001F, a character PostgreSQL text
 accepts and names never contain in practice, unlike NUL). That keeps the journal and the SQL store
@@ -99,8 +99,11 @@ class RecoveredState:
 class MessageStore(abc.ABC):
     """Storage behind the broker core; see the module docstring for the contract."""
 
-    #: False while writes fail (disk full, database gone); the core blocks persistent publishers.
-    healthy: bool = True
+    @property
+    def healthy(self) -> bool:
+        """False while writes fail (disk full, database gone); the core blocks persistent
+        publishers meanwhile."""
+        return True
 
     @abc.abstractmethod
     def open(self) -> None:

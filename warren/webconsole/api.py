@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterable
 from twisted.internet import defer
 from twisted.web import resource, server
 
-from ..broker.errors import (AccessRefused, BrokerError, NotAllowed, NotFound,
+from ..model.errors import (AccessRefused, BrokerError, NotAllowed, NotFound,
                              PreconditionFailed, ResourceLocked)
 from ..broker.users import User
 from ..endpoint import is_loopback

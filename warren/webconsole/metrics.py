@@ -1,7 +1,8 @@
 """/metrics: Prometheus text format, named as RabbitMQ's ``rabbitmq_prometheus`` plugin.
 
-A custom collector reads the broker at each scrape (nothing is updated on the hot path), so
-Grafana dashboards built for RabbitMQ work. As rabbitmq_prometheus:
+A custom collector reads the broker at each scrape (the message counters are the integers each
+operation adds to, ``broker/stats.py``), so Grafana dashboards built for RabbitMQ work. As
+rabbitmq_prometheus:
 
 * ``/metrics`` is aggregated: totals (``rabbitmq_queues``, ``rabbitmq_queue_messages_ready``
   without labels, ``rabbitmq_connections``, ``rabbitmq_channel_messages_published_total``...),
@@ -33,7 +34,7 @@ from prometheus_client.process_collector import ProcessCollector
 from twisted.web import resource
 
 from ..broker.definitions import PRODUCT_VERSION, WARREN_VERSION
-from ..broker.errors import AccessRefused
+from ..model.errors import AccessRefused
 from ..endpoint import is_loopback
 
 #: counter name (without _total) -> MessageStats key, help text
@@ -59,6 +60,8 @@ CHANNEL_COUNTERS = (
      "manual acknowledgement mode"),
     ("rabbitmq_channel_get", "get_no_ack", "Total number of messages fetched with basic.get "
      "in automatic acknowledgement mode"),
+    ("rabbitmq_channel_get_empty", "get_empty", "Total number of times basic.get operations "
+     "fetched no message"),
 )
 
 #: every role a broker reports: HA brokers master/slave/waiting, the others standalone
@@ -68,10 +71,9 @@ HA_ROLES = ("master", "slave", "standalone", "waiting")
 class BrokerCollector:
     """Reads the broker at scrape time; ``per_object`` adds the per-queue series."""
 
-    def __init__(self, broker: Any, stats: Any, *, per_object: bool = True,
+    def __init__(self, broker: Any, *, per_object: bool = True,
                  totals: "QueueTotals | None" = None) -> None:
         self.broker = broker
-        self.stats = stats
         self.per_object = per_object
         self.totals = totals or QueueTotals(broker)
 
@@ -104,12 +106,7 @@ class BrokerCollector:
             yield from queue_families("rabbitmq_", queues, QUEUE_FAMILIES)
         else:
             yield from self._aggregated_queues()
-        if self.stats is None:
-            totals = {}
-        elif self.per_object:
-            totals = self.stats.sample()      # folds every queue's counters now: O(queues)
-        else:
-            totals = dict(self.stats.totals)  # as of the last periodic sample (5 s)
+        totals = b.message_totals             # counted as they happen (broker/stats.py)
         for name, key, doc in CHANNEL_COUNTERS:
             yield CounterMetricFamily(name, doc, value=totals.get(key, 0))
 
@@ -117,6 +114,14 @@ class BrokerCollector:
                      "Memory high watermark in bytes", b.memory_high)
         yield _gauge("rabbitmq_alarms_memory_used_watermark",
                      "is 1 if VM memory watermark alarm is in effect", 1 if b.blocked else 0)
+        yield _gauge("rabbitmq_alarms_free_disk_space_watermark",
+                     "is 1 if free disk space watermark alarm is in effect",
+                     1 if b.disk_alarm else 0)
+        if b.disk_monitor is not None and b.disk_monitor.free is not None:
+            yield _gauge("rabbitmq_disk_space_available_bytes",
+                         "Disk space available in bytes", b.disk_monitor.free)
+            yield _gauge("rabbitmq_disk_space_available_limit_bytes",
+                         "Free disk space low watermark in bytes", b.disk_monitor.limit)
         role = GaugeMetricFamily("warren_ha_role", "HA role of this broker (1 for the role it "
                                  "has)", labels=["role"])
         current = getattr(b, "role", "standalone")
@@ -434,7 +439,7 @@ class MetricsResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, broker: Any, stats: Any, *, require_auth: bool = False) -> None:
+    def __init__(self, broker: Any, *, require_auth: bool = False) -> None:
         super().__init__()
         self.broker = broker
         self.require_auth = require_auth   # as prometheus.authentication.enabled
@@ -442,7 +447,7 @@ class MetricsResource(resource.Resource):
         self.totals = QueueTotals(broker)
         for per_object in (True, False):
             reg = CollectorRegistry(auto_describe=False)
-            reg.register(BrokerCollector(broker, stats, per_object=per_object,
+            reg.register(BrokerCollector(broker, per_object=per_object,
                                          totals=self.totals))
             reg.register(ProcessCollector(registry=None))
             self.registries[per_object] = reg

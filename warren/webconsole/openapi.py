@@ -51,7 +51,7 @@ SCHEMAS: dict[str, Any] = {
                      "arguments": OBJ, "properties_key": STR}),
     "Vhost": _obj({"name": STR, "description": STR, "tags": {"type": "array", "items": STR},
                    "tracing": BOOL, "messages": INT, "messages_ready": INT,
-                   "messages_unacknowledged": INT}),
+                   "messages_unacknowledged": INT}, {"message_stats": OBJ}),
     "User": _obj({"name": STR, "password_hash": STR, "hashing_algorithm": STR,
                   "tags": {"type": "array", "items": STR}}),
     "Permission": _obj({"user": STR, "vhost": STR, "configure": STR, "write": STR,
@@ -62,6 +62,8 @@ SCHEMAS: dict[str, Any] = {
                     "definition": OBJ, "priority": INT}),
     "Parameter": _obj({"value": {}, "vhost": STR, "component": STR, "name": STR}),
     "GlobalParameter": _obj({"name": STR, "value": {}}),
+    "VhostLimits": _obj({"vhost": STR, "value": OBJ}),
+    "UserLimits": _obj({"user": STR, "value": OBJ}),
     "Shovel": _obj({"name": STR, "vhost": STR, "type": STR, "state": STR, "node": STR,
                     "timestamp": STR},
                    {"reason": STR, "src_uri": STR, "dest_uri": STR, "src_protocol": STR,
@@ -94,14 +96,16 @@ SCHEMAS: dict[str, Any] = {
                           "node": STR, "protocol": STR, "ip_address": STR, "port": INT})},
                       "ha_role": STR}),
     "Node": _obj({"name": STR, "type": STR, "running": BOOL, "mem_used": INT,
-                  "mem_limit": INT, "mem_alarm": BOOL, "disk_free": INT, "uptime": INT}),
+                  "mem_limit": INT, "mem_alarm": BOOL, "disk_free": INT,
+                  "disk_free_limit": INT, "disk_free_alarm": BOOL, "uptime": INT}),
     "Connection": _obj({"name": STR, "protocol": STR, "user": STR, "vhost": STR,
                         "peer_host": STR, "peer_port": INT, "state": STR},
                        {"channels": INT, "connected_at": INT, "recv_oct": INT,
                         "send_oct": INT, "client_properties": OBJ}),
     "Channel": _obj({"name": STR, "number": INT, "user": STR, "vhost": STR,
                      "connection_details": OBJ}, {"consumer_count": INT,
-                                                  "messages_unacknowledged": INT}),
+                                                  "messages_unacknowledged": INT,
+                                                  "message_stats": OBJ}),
     "Consumer": _obj({"consumer_tag": STR, "queue": _obj({"name": STR, "vhost": STR}),
                       "ack_required": BOOL, "exclusive": BOOL}, {"prefetch_count": INT}),
     "Message": _obj({"payload_bytes": INT, "redelivered": BOOL, "exchange": STR,
@@ -156,6 +160,8 @@ _set("GET", ["/api/parameters", "/api/parameters/{component}",
              "/api/parameters/{component}/{vhost}"], "200", _list("Parameter"))
 _set("GET", ["/api/parameters/{component}/{vhost}/{name}"], "200", _ref("Parameter"))
 _set("GET", ["/api/global-parameters"], "200", _list("GlobalParameter"))
+_set("GET", ["/api/vhost-limits", "/api/vhost-limits/{vhost}"], "200", _list("VhostLimits"))
+_set("GET", ["/api/user-limits", "/api/user-limits/{user}"], "200", _list("UserLimits"))
 _set("GET", ["/api/global-parameters/{name}"], "200", _ref("GlobalParameter"))
 _set("GET", ["/api/shovels", "/api/shovels/{vhost}"], "200", _list("Shovel"))
 _set("GET", ["/api/shovels/{vhost}/{name}"], "200", _ref("Shovel"))

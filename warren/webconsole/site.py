@@ -25,11 +25,14 @@ from .resources import (
     exchanges,
     federation,
     health,
+    limits,
     overview,
     parameters,
     queues,
     shovels,
+    subscriptions,
     topic_permissions,
+    watermarks,
 )
 
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
@@ -38,7 +41,8 @@ STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 def all_routes() -> list[Route]:
     routes: list[Route] = []
     for module in (overview, health, cluster, queues, exchanges, bindings, access,
-                   topic_permissions, definitions, parameters, shovels, federation):
+                   topic_permissions, limits, definitions, parameters, shovels, federation,
+                   subscriptions, watermarks):
         routes.extend(module.ROUTES)
     return routes
 
@@ -220,7 +224,7 @@ def make_site(broker: Any, config: Any, reactor: Any) -> server.Site:
     api = ApiResource(broker, config, routes, stats=stats)
     openapi = json.dumps(openapi_document(routes)).encode()
     root = ConsoleRoot(ApiRoot(api, openapi), MetricsResource(
-        broker, stats, require_auth=bool(getattr(config, "metrics_require_auth", False))))
+        broker, require_auth=bool(getattr(config, "metrics_require_auth", False))))
     site = ConsoleSite(root, requestFactory=ConsoleRequest,
                        request_timeout=getattr(config, "http_request_timeout", 30.0),
                        idle_timeout=getattr(config, "http_idle_timeout", 60.0),

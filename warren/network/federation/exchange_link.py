@@ -9,10 +9,13 @@ under RabbitMQ's names, so either broker can be RabbitMQ:
   vhost or the exchange name differs), durable, with ``x-expires`` / ``x-message-ttl`` from
   ``expires`` / ``message-ttl`` and ``x-internal-purpose: federation``;
 - the internal exchange ``<that queue name> A`` or ``... B`` (the suffix alternates on every
-  connection and the other one is deleted, so bindings of an earlier connection never
-  linger), of type ``x-federation-upstream`` with ``x-max-hops``, ``x-downstream-name`` (this
-  cluster name), ``x-downstream-vhost`` and ``x-internal-purpose``, bound to the queue (a
-  ``fanout`` when the upstream refuses that type, and the link filters what arrives);
+  connection: the new one is bound before the other one is deleted, so bindings of an
+  earlier connection never linger and the queue is never without a route; a link's first
+  connection completes "A" as it is before swapping, as an earlier run of this broker may
+  have left either one active), of type ``x-federation-upstream`` with ``x-max-hops``,
+  ``x-downstream-name`` (this cluster name), ``x-downstream-vhost`` and
+  ``x-internal-purpose``, bound to the queue (a ``fanout`` when the upstream refuses that
+  type, and the link filters what arrives);
 - one exchange-to-exchange binding from U's X to the internal exchange per distinct
   (routing key, arguments) that X has bindings for here, added and removed as X's bindings
   come and go. Each carries ``x-bound-from`` (cluster name, vhost, exchange, hops) so bindings
@@ -31,6 +34,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredList
 
 from ...exchange.federation_upstream import ROUTING_HEADER, already_seen, should_forward
+from ...exchange.interface import freeze
 from ..channel import LinkChannel, RemoteClosed
 from ..client import Long
 from .upstream_link import UpstreamLink, log
@@ -45,7 +49,8 @@ class ExchangeLink(UpstreamLink):
         super().__init__(*args, **kwargs)
         self.cluster_name = self.broker.node_name
         self.queue = self.upstream_queue_name()
-        self.suffix = "A"          # the active internal exchange's suffix ("B" first)
+        self.suffix = "A"          # the active internal exchange's suffix
+        self._suffix_known = False  # False: an earlier run's may be active upstream
         self.upstream_cluster: str | None = None
         self._bindings: dict[Any, set[int]] = {}   # (key, args) -> ids of destinations
         self._ready_channel: LinkChannel | None = None
@@ -73,8 +78,6 @@ class ExchangeLink(UpstreamLink):
         cluster = channel.server_properties.get("cluster_name")
         self.upstream_cluster = cluster.decode() if isinstance(cluster, bytes) else cluster
         local = self.broker.vhost(self.vhost).exchange(self.local_name)
-        old_suffix, self.suffix = self.suffix, "B" if self.suffix == "A" else "A"
-        ix = self.internal_exchange
         up = self.upstream
         queue_args: dict[str, Any] = {}
         if up.expires is not None:
@@ -97,23 +100,56 @@ class ExchangeLink(UpstreamLink):
                 up.exchange, local.type_name, durable=local.durable,
                 auto_delete=local.auto_delete, internal=local.internal,
                 arguments=dict(local.arguments) or None)).addErrback(self._refused_declare)
-        d.addCallback(lambda _: channel.delete_exchange(ix))
-        if self._fanout:
-            d.addCallback(lambda _: channel.declare_exchange(
-                ix, "fanout", durable=True, internal=True, auto_delete=True,
-                arguments={"x-internal-purpose": "federation"}))
-        else:
-            d.addCallback(lambda _: channel.declare_exchange(
-                ix, "x-federation-upstream", durable=True, internal=True, auto_delete=True,
-                arguments={"x-max-hops": Long(up.max_hops),
-                           "x-downstream-name": self.cluster_name,
-                           "x-downstream-vhost": self.vhost,
-                           "x-internal-purpose": "federation"})
-            ).addErrback(self._refused_type)
+        if not self._suffix_known and not self._fanout:
+            # this link's first connection: an earlier run of this broker may have left
+            # either internal exchange active upstream, carrying messages right now.
+            # Deleting it first would drop what is published meanwhile, so "A" is taken
+            # as it is and completed, "B" dropped, and only then the usual swap (which
+            # also clears bindings "A" kept of bindings gone while this link was down)
+            self.suffix = "A"
+            d.addCallback(lambda _: self._declare_internal(channel))
+            d.addCallback(lambda _: channel.bind(self.queue, self.internal_exchange))
+            d.addCallback(lambda _: self._bind_all(channel))
+            d.addCallback(lambda _: channel.delete_exchange(f"{self.queue} B"))
+            d.addErrback(self._refused_first)
+        d.addCallback(lambda _: self._swap(channel))
+        return d
+
+    def _swap(self, channel: LinkChannel) -> Deferred:
+        """Bind the other internal exchange afresh to X's bindings, then delete the active
+        one: the queue is bound to one or both at every moment."""
+        self._ready_channel = None      # binding events meanwhile: listed by _bind_all
+        self._bindings = {}
+        old_suffix, self.suffix = self.suffix, "B" if self.suffix == "A" else "A"
+        ix = self.internal_exchange
+        d = channel.delete_exchange(ix)
+        d.addCallback(lambda _: self._declare_internal(channel))
         d.addCallback(lambda _: channel.bind(self.queue, ix))
         d.addCallback(lambda _: self._bind_all(channel))
         d.addCallback(lambda _: channel.delete_exchange(f"{self.queue} {old_suffix}"))
+        d.addCallback(lambda _: setattr(self, "_suffix_known", True))
         return d
+
+    def _declare_internal(self, channel: LinkChannel) -> Deferred:
+        up = self.upstream
+        if self._fanout:
+            return channel.declare_exchange(
+                self.internal_exchange, "fanout", durable=True, internal=True,
+                auto_delete=True, arguments={"x-internal-purpose": "federation"})
+        return channel.declare_exchange(
+            self.internal_exchange, "x-federation-upstream", durable=True, internal=True,
+            auto_delete=True, arguments={"x-max-hops": Long(up.max_hops),
+                                         "x-downstream-name": self.cluster_name,
+                                         "x-downstream-vhost": self.vhost,
+                                         "x-internal-purpose": "federation"}
+        ).addErrback(self._refused_type)
+
+    def _refused_first(self, failure: Any) -> Any:
+        # "A" exists with other arguments (the upstream's max-hops changed): next time
+        # swap at once, as it cannot be taken as it is
+        if failure.check(RemoteClosed) and failure.value.reply_code == 406:
+            self._suffix_known = True
+        return failure
 
     def _refused_declare(self, failure: Any) -> Any:
         if failure.check(RemoteClosed) and failure.value.reply_code == 406:
@@ -163,7 +199,7 @@ class ExchangeLink(UpstreamLink):
         args = binding.arguments or {}
         trail = args.get(BINDING_HEADER)
         if not isinstance(trail, list):
-            key = (binding.routing_key, _freeze(args))
+            key = (binding.routing_key, freeze(args))
             dests = self._bindings.setdefault(key, set())
             first = not dests
             if add:
@@ -242,11 +278,3 @@ class ExchangeLink(UpstreamLink):
 
     def as_json(self) -> dict[str, Any]:
         return self.status.as_json()
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
-    return value

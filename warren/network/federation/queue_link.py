@@ -7,10 +7,11 @@ local consumers are always served first (Q's own messages go before any pulled f
 upstream consumer has ``x-priority: -1`` and RabbitMQ's tag ``federation-link-<upstream>``, so
 consumers on U itself are preferred there too.
 
-Demand is sampled every :data:`DEMAND_INTERVAL` seconds: the core has no "queue went idle"
-event, and a sample costs two attribute reads. Consuming starts with ``basic.consume`` and
-stops with ``basic.cancel``; the prefetch bounds what arrives after demand ends (those
-messages wait in Q for its consumers).
+Demand is followed by event: the link is one of Q's ``demand_watchers``, which the core calls
+after every dispatch (a consumer came or went, took messages, or got credit back), and looks
+again on the next reactor turn (one look per turn however many dispatches). Consuming starts
+with ``basic.consume`` and stops with ``basic.cancel``; the prefetch bounds what arrives after
+demand ends (those messages wait in Q for its consumers).
 
 Each moved message is published to Q through the default exchange, with an
 ``x-received-from`` entry (``uri``, ``queue``, ``redelivered``, ``visit-count``) and, the first
@@ -23,13 +24,10 @@ import copy
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall
 
 from ...exchange.federation_upstream import ROUTING_HEADER
 from ..channel import LinkChannel
 from .upstream_link import UpstreamLink, log
-
-DEMAND_INTERVAL = 0.1   # seconds
 
 
 class QueueLink(UpstreamLink):
@@ -39,8 +37,8 @@ class QueueLink(UpstreamLink):
         super().__init__(*args, **kwargs)
         self.consuming = False       # basic.consume sent (and not cancelled)
         self._changing = False       # a consume or cancel waits for its reply
-        self._sampler = LoopingCall(self._sample)
-        self._sampler.clock = self.reactor
+        self._look_pending = False   # a look at the demand is scheduled for the next turn
+        self._watched: Any = None    # the local queue whose demand_watchers has us
         self._ready_channel: LinkChannel | None = None
 
     def _setup(self, channel: LinkChannel) -> Deferred:
@@ -55,12 +53,20 @@ class QueueLink(UpstreamLink):
 
     def _armed(self, channel: LinkChannel) -> None:
         self._ready_channel = channel
-        if not self._sampler.running:
-            self._sampler.start(DEMAND_INTERVAL, now=True)
+        q = self.broker.vhost(self.vhost).queue(self.local_name)
+        if self._watched is not q:
+            self._unwatch()
+            q.demand_watchers.append(self._demand_changed)
+            self._watched = q
+        self._sample()
+
+    def _unwatch(self) -> None:
+        q, self._watched = self._watched, None
+        if q is not None and self._demand_changed in q.demand_watchers:
+            q.demand_watchers.remove(self._demand_changed)
 
     def stop(self, cleanup: bool) -> Deferred:
-        if self._sampler.running:
-            self._sampler.stop()
+        self._unwatch()
         # the upstream queue is the users' own: never deleted
         return super().stop(cleanup=False)
 
@@ -75,7 +81,14 @@ class QueueLink(UpstreamLink):
         q = vh.queues.get(self.local_name) if vh is not None else None
         return q is not None and not q.ready and q.consumers.any_credit()
 
+    def _demand_changed(self, queue: Any) -> None:
+        """The core's call from inside a dispatch: look on the next turn, once."""
+        if not self._look_pending:
+            self._look_pending = True
+            self.reactor.callLater(0, self._sample)
+
     def _sample(self) -> None:
+        self._look_pending = False
         channel = self._ready_channel
         if channel is None or channel is not self.channel or not channel.alive \
                 or self._changing:
@@ -98,6 +111,7 @@ class QueueLink(UpstreamLink):
         if channel is self.channel:
             self.consuming = consuming
             self._changing = False
+            self._sample()    # demand may have changed while the reply was on its way
 
     def _failed(self, failure: Any) -> None:
         log.debug("%s: consume/cancel failed: %s", self.describe(), failure.getErrorMessage())

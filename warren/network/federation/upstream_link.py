@@ -21,8 +21,8 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
-from ...broker.errors import BrokerError
-from ...broker.message import Message, Properties
+from ...model.errors import BrokerError
+from ...model.message import Message, Properties
 from ..channel import LinkChannel
 from ..link import Link, LinkState
 from .definition import Upstream

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...broker.erlang_terms import erlang_term
 from ..uri import AmqpURI, InvalidURI, LocalBroker, parse_uri
 
 ACK_MODES = ("no-ack", "on-publish", "on-confirm")
@@ -31,26 +32,6 @@ PUBLISH_PROPERTIES = {
     "correlation_id": str, "reply_to": str, "expiration": str, "message_id": str,
     "timestamp": int, "type": str, "user_id": str, "app_id": str, "cluster_id": str,
 }
-
-
-def erlang_term(value: Any) -> str:
-    """How RabbitMQ's ``~tp`` prints a decoded JSON value, for error texts."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return '<<"' + value.replace("\\", "\\\\").replace('"', '\\"') + '">>'
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ",".join(erlang_term(v) for v in value) + "]"
-    if isinstance(value, tuple):
-        return "{" + ",".join(erlang_term(v) for v in value) + "}"
-    if isinstance(value, dict):
-        return "#{" + ",".join(f"{erlang_term(k)} => {erlang_term(v)}"
-                                for k, v in value.items()) + "}"
-    return repr(value)
 
 
 # ------------------------------------------------------------------------------ validators

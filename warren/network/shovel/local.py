@@ -17,8 +17,8 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, fail, succeed
 
 from ...broker.broker import Broker
-from ...broker.errors import BrokerError
-from ...broker.message import Message, Properties, QueueEntry
+from ...model.errors import BrokerError
+from ...model.message import Message, Properties, QueueEntry
 from ..properties import RawProperties
 from ..uri import LocalBroker
 from .definition import ShovelDefinition

@@ -133,25 +133,19 @@ def _solo(queues: dict[str, bool]) -> dict[str, bool]:
 
 def encode_message(msg_id: int, seq: int, queues: dict[str, bool],
                    record: bytes | memoryview, counts: dict[str, int] | None = None) -> bytes:
-    if counts:
-        parts = [_MESSAGE_HEAD.pack(msg_id, seq, len(queues))]
-        for key, delivered in queues.items():
-            count = counts.get(key)
-            if not count:
-                parts.append(_queue_entry(key, delivered))
-                continue
-            raw = key.encode()
-            parts.append(_QUEUE_HEAD.pack(len(raw), _COUNTED | (_DELIVERED if delivered else 0))
-                         + raw + _COUNT.pack(min(count, 0xFFFFFFFF)))
-        parts.append(record)
-        return b"".join(parts)
-    if len(queues) == 1:
+    if not counts and len(queues) == 1:
         for key, delivered in queues.items():
             return b"".join((_MESSAGE_HEAD.pack(msg_id, seq, 1), _queue_entry(key, delivered),
                              record))
-    parts = [_MESSAGE_HEAD.pack(msg_id, seq, len(queues))]
+    parts: list[bytes | memoryview] = [_MESSAGE_HEAD.pack(msg_id, seq, len(queues))]
     for key, delivered in queues.items():
-        parts.append(_queue_entry(key, delivered))
+        count = counts.get(key) if counts else None
+        if not count:
+            parts.append(_queue_entry(key, delivered))
+            continue
+        raw = key.encode()
+        parts.append(_QUEUE_HEAD.pack(len(raw), _COUNTED | (_DELIVERED if delivered else 0))
+                     + raw + _COUNT.pack(min(count, 0xFFFFFFFF)))
     parts.append(record)
     return b"".join(parts)
 

@@ -74,7 +74,7 @@ class JournalStore(MessageStore):
         self.compactions = 0
         self.segments_deleted = 0
 
-    @property  # type: ignore[override]
+    @property
     def healthy(self) -> bool:
         return self._log.healthy
 

@@ -171,7 +171,7 @@ class SqlStore(MessageStore):
 
     def __init__(self, url: str, *, reactor: Any = None) -> None:
         self.url = url
-        self.healthy = True
+        self._healthy = True
         self._reactor = reactor
         self.engine: Engine = _engine_for(url)
         self._pool: ThreadPool | None = None
@@ -193,6 +193,11 @@ class SqlStore(MessageStore):
 
     # ----------------------------------------------------------------- life cycle
 
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
     def open(self) -> None:
         """Upgrade the schema to head (under the cross-process lock) and start the writer."""
         if self._reactor is None:
@@ -205,7 +210,7 @@ class SqlStore(MessageStore):
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name=f"warren-sql-store {self.url}")
         # A daemon thread: a process that exits without close() must not hang on it (what was
         # not committed was not acknowledged either).
-        self._pool.threadFactory = _DaemonThread  # type: ignore[assignment]
+        self._pool.threadFactory = _DaemonThread
         self._pool.start()
 
     def close(self) -> None:
@@ -718,7 +723,7 @@ class SqlStore(MessageStore):
             self._retry_delay = 0.0
             if not self.healthy:
                 log.info("SQL store {url} is writable again", url=self.url)
-            self.healthy = True
+            self._healthy = True
             for batch in attempt.batches:
                 waiters, batch.waiters = batch.waiters, []
                 for waiter in waiters:
@@ -732,7 +737,7 @@ class SqlStore(MessageStore):
                 "SQL store {url}: transaction failed, keeping writes and retrying",
                 Failure(attempt.error), url=self.url,
             )
-        self.healthy = False
+        self._healthy = False
         failure = StoreUnavailable(f"database write failed: {attempt.error}")
         waiters = []
         for batch in attempt.batches:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...broker.errors import PreconditionFailed
+from ...model.errors import PreconditionFailed
+from ...broker.stats import with_rates
 from ...broker.users import HASHING_ALGORITHMS
 from ..api import (ApiError, Call, Route, as_int, as_str, as_table, bad_request, forbidden,
                    not_found)
@@ -18,16 +19,19 @@ from .parameters import escape_html_tags
 
 # ---------------------------------------------------------------------------------- vhosts
 def vhost_info(call: Call, vh: Any) -> dict[str, Any]:
+    """A vhost with its depths and message_stats, and their rates, as RabbitMQ shows it."""
     ready = sum(q.message_count for q in vh.queues.values())
     unacked = sum(q.unacked for q in vh.queues.values())
+    stats = call.site.stats
+    depths = {"messages": ready + unacked, "messages_ready": ready,
+              "messages_unacknowledged": unacked}
     return {"name": vh.name, "description": getattr(vh, "description", ""),
             "tags": list(getattr(vh, "tags", [])), "tracing": bool(vh.tracing),
             "default_queue_type": "classic",
             "metadata": {"description": getattr(vh, "description", ""),
                          "tags": list(getattr(vh, "tags", []))},
-            "messages": ready + unacked, "messages_ready": ready,
-            "messages_unacknowledged": unacked,
-            "messages_details": {"rate": 0.0},
+            **with_rates(depths, stats.depth_rates([vh.name]) if stats is not None else {}),
+            "message_stats": stats.message_stats([vh.name]) if stats is not None else {},
             "cluster_state": {call.broker.node_name: "running"}}
 
 
@@ -78,7 +82,7 @@ def vhost_permissions(call: Call) -> list[dict[str, Any]]:
 def user_info(user: Any) -> dict[str, Any]:
     return {"name": user.name, "password_hash": user.password_hash,
             "hashing_algorithm": user.hashing_algorithm, "tags": list(user.tags),
-            "limits": {}}
+            "limits": dict(user.limits)}
 
 
 def list_users(call: Call) -> list[dict[str, Any]]:

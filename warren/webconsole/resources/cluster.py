@@ -8,10 +8,9 @@ same state, and nothing warren cannot honour is accepted:
   answer for that case. No login needed, as RabbitMQ.
 - ``/api/feature-flags``: RabbitMQ's flags gate upgrades of a mixed-version cluster; warren has
   none, so the list is empty (and "every flag enabled" holds for tools that check that).
-- ``/api/operator-policies``, ``/api/vhost-limits``, ``/api/user-limits`` (and their
-  per-vhost/per-user forms): read-only, empty; warren has neither operator policies nor
-  limits, and refuses to set them (405) rather than store something it would not enforce.
-  (Topic permissions are real: ``topic_permissions.py``.)
+- ``/api/operator-policies`` (and its per-vhost forms): read-only, empty; warren has no
+  operator policies, and refuses to set them (405) rather than store something it would not
+  enforce. (Topic permissions and limits are real: ``topic_permissions.py``, ``limits.py``.)
 - ``/api/nodes/{name}/memory``: RabbitMQ's breakdown keys; warren's accounting fills the ones
   it knows (message bodies as ``binary``, queue bookkeeping as ``queue_procs``, the rest of
   the process as ``other_proc``), the Erlang-only ones are 0; ``total`` is the RSS.
@@ -53,13 +52,6 @@ def empty_list(call: Call) -> list[Any]:
 def vhost_empty_list(call: Call) -> list[Any]:
     """Nothing of this kind exists in the vhost."""
     call.vhost()
-    return []
-
-
-def user_empty_list(call: Call) -> list[Any]:
-    """Nothing of this kind exists for the user."""
-    if call.params["name"] not in call.broker.users:
-        raise not_found()
     return []
 
 
@@ -150,10 +142,6 @@ ROUTES = [
     Route("GET", "/api/operator-policies", empty_list, "policymaker"),
     Route("GET", "/api/operator-policies/{vhost}", vhost_empty_list, "policymaker"),
     Route("GET", "/api/operator-policies/{vhost}/{name}", no_object, "policymaker"),
-    Route("GET", "/api/vhost-limits", empty_list, "administrator"),
-    Route("GET", "/api/vhost-limits/{vhost}", vhost_empty_list, "administrator"),
-    Route("GET", "/api/user-limits", empty_list, "administrator"),
-    Route("GET", "/api/user-limits/{name}", user_empty_list, "administrator"),
     Route("GET", "/api/nodes/{name}/memory", node_memory, "monitoring"),
     Route("GET", "/api/nodes/{name}/memory/relative", node_memory_relative, "monitoring"),
     Route("POST", "/api/vhosts/{vhost}/start/{node}", start_vhost, "administrator", True),

@@ -11,9 +11,10 @@ import base64
 import binascii
 from typing import Any
 
-from ...broker.errors import AccessRefused
 from ...broker.jsonvalue import jsonable
-from ...broker.message import Message, Properties
+from ...model.errors import AccessRefused
+from ...model.message import Message, Properties
+from ...broker.stats import with_rates
 from ...exchange.registry import EXCHANGE_TYPES
 from ..api import Call, Route, as_bool, as_str, as_table, bad_request, not_found
 from .bindings import binding_info
@@ -30,13 +31,12 @@ def exchange_info(call: Call, vh: Any, ex: Any) -> dict[str, Any]:
     return {
         "name": ex.name, "vhost": vh.name, "type": ex.type_name, "durable": ex.durable,
         "auto_delete": ex.auto_delete, "internal": ex.internal,
-        "arguments": jsonable(ex.arguments), "policy": None,
+        "arguments": jsonable(ex.arguments), "policy": ex.policy_name,
         "user_who_performed_action": "rmq-internal" if (not ex.name or
                                                        ex.name.startswith("amq.")) else "",
-        "message_stats": {"publish_in": ex.published_in,
-                          "publish_in_details": {"rate": 0.0},
-                          "publish_out": ex.published_out,
-                          "publish_out_details": {"rate": 0.0}},
+        "message_stats": with_rates(
+            {"publish_in": ex.published_in, "publish_out": ex.published_out},
+            call.site.stats.exchange_rates(vh.name, ex.name) if call.site.stats else {}),
     }
 
 
@@ -120,10 +120,6 @@ def publish(call: Call) -> Any:
         # a topic permission refused the routing key: RabbitMQ's publish runs on a channel,
         # whose closing it answers as 400 "<code> <reply text>" (checked against 3.10)
         raise bad_request(f"{e.code} {e.reply_text}") from None
-    if call.site.stats is not None:
-        call.site.stats.count("publish")
-        if not routed.queues:
-            call.site.stats.count("drop_unroutable")
     if routed.stored:
         d = call.broker.sync()
         d.addCallback(lambda _: {"routed": bool(routed.queues)})

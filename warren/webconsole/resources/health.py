@@ -8,8 +8,8 @@ a failing one 503 ``{"status":"failed","reason":...}`` plus the check's details.
 warren is one node, so the cluster-wide and node-local checks see the same alarms, the quorum
 and mirror checks pass as RabbitMQ's do on a single node cluster, and every vhost is up while
 the broker runs. warren's alarms are RabbitMQ's two resources: ``memory`` (publishers blocked
-over the watermark) and ``disk`` (the store refused writes; publishers are blocked the same
-way RabbitMQ blocks them under its free disk limit).
+over the watermark) and ``disk`` (free space under the limit, or the store refused writes;
+publishers are blocked the same way).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def alarms_in_effect(call: Call) -> list[dict[str, str]]:
     out = []
     if b.blocked:
         out.append({"resource": "memory", "node": b.node_name})
-    if getattr(b, "store_alarm", False):
+    if b.store_alarm or b.disk_alarm:
         out.append({"resource": "disk", "node": b.node_name})
     return out
 

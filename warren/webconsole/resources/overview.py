@@ -15,7 +15,9 @@ import sys
 from typing import Any
 
 from ...broker.definitions import PRODUCT_VERSION, WARREN_VERSION
-from ...broker.message import Message, Properties
+from ...model.message import Message, Properties
+from ...broker.stats import with_rates
+from ...broker.watermarks import DISK_FREE_LIMIT
 from ...exchange.registry import EXCHANGE_TYPES
 from ..api import Call, Route, as_str, forbidden, not_found
 
@@ -54,6 +56,7 @@ def overview(call: Call) -> dict[str, Any]:
     channels = sum(len(getattr(c, "channel_infos", lambda: [])()) for c in conns)
     consumers = sum(q.consumer_count for q in queues)
     stats = call.site.stats
+    depth_rates = stats.depth_rates(vh.name for vh in vhs) if stats is not None else {}
     return {
         "management_version": MANAGEMENT_VERSION, "rates_mode": "basic",
         "sample_retention_policies": {"global": [600, 3600, 28800, 86400],
@@ -68,12 +71,13 @@ def overview(call: Call) -> dict[str, Any]:
         "release_series_support_status": "supported",
         "disable_stats": False, "is_op_policy_updating_enabled": True,
         "enable_queue_totals": True,
-        "message_stats": stats.message_stats() if stats is not None else {},
+        # monitoring and administrator see the broker's, other users their vhosts' (RabbitMQ)
+        "message_stats": (stats.message_stats(None if call.sees_all else
+                                              [vh.name for vh in vhs])
+                          if stats is not None else {}),
         "churn_rates": {},
-        "queue_totals": {"messages": ready + unacked, "messages_details": {"rate": 0.0},
-                         "messages_ready": ready, "messages_ready_details": {"rate": 0.0},
-                         "messages_unacknowledged": unacked,
-                         "messages_unacknowledged_details": {"rate": 0.0}},
+        "queue_totals": with_rates({"messages": ready + unacked, "messages_ready": ready,
+                                    "messages_unacknowledged": unacked}, depth_rates),
         "object_totals": {"channels": channels, "connections": len(conns),
                           "consumers": consumers,
                           "exchanges": sum(len(vh.exchanges) for vh in vhs),
@@ -90,10 +94,13 @@ def overview(call: Call) -> dict[str, Any]:
 def node_info(call: Call) -> dict[str, Any]:
     b = call.broker
     usage = _rusage.getrusage(_rusage.RUSAGE_SELF)
-    try:
-        disk_free = shutil.disk_usage(call.config.data_dir).free
-    except OSError:
-        disk_free = 0
+    monitor = b.disk_monitor
+    disk_free = monitor.free if monitor is not None else None
+    if disk_free is None:
+        try:
+            disk_free = shutil.disk_usage(call.config.data_dir).free
+        except OSError:
+            disk_free = 0
     try:
         fd_used = len(os.listdir("/proc/self/fd"))
     except OSError:
@@ -103,7 +110,9 @@ def node_info(call: Call) -> dict[str, Any]:
         "os_pid": str(os.getpid()),
         "mem_used": usage.ru_maxrss * 1024, "mem_limit": b.memory_high,
         "mem_alarm": bool(b.blocked), "mem_calculation_strategy": "rss",
-        "disk_free": disk_free, "disk_free_limit": 50_000_000, "disk_free_alarm": False,
+        "disk_free": disk_free,
+        "disk_free_limit": monitor.limit if monitor is not None else DISK_FREE_LIMIT,
+        "disk_free_alarm": bool(b.disk_alarm),
         "fd_used": fd_used, "fd_total": _rusage.getrlimit(_rusage.RLIMIT_NOFILE)[0],
         "sockets_used": len(b.connections), "proc_used": 1, "proc_total": 1,
         "uptime": int((b.clock.seconds() - b.started_at) * 1000),
@@ -155,12 +164,24 @@ def close_connection(call: Call) -> None:
     call.status = 204
 
 
+def _channel_infos(call: Call, conn: Any) -> list[dict[str, Any]]:
+    """A connection's channels; their counters (``message_stats``) with their rates."""
+    out = list(getattr(conn, "channel_infos", lambda: [])())
+    stats = call.site.stats
+    for info in out:
+        counts = info.get("message_stats")
+        if counts is not None:
+            rates = stats.channel_rates(info["name"]) if stats is not None else {}
+            info["message_stats"] = with_rates(counts, rates)
+    return out
+
+
 def connection_channels(call: Call) -> list[dict[str, Any]]:
-    return list(getattr(_connection(call), "channel_infos", lambda: [])())
+    return _channel_infos(call, _connection(call))
 
 
 def list_channels(call: Call) -> list[dict[str, Any]]:
-    out = [ch for c in _connections(call) for ch in getattr(c, "channel_infos", lambda: [])()]
+    out = [ch for c in _connections(call) for ch in _channel_infos(call, c)]
     if "vhost" in call.params:
         vh = call.vhost()
         out = [i for i in out if i.get("vhost") == vh.name]

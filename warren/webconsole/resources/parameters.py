@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...broker.errors import PreconditionFailed
+from ...model.errors import PreconditionFailed
 from ..api import ApiError, Call, Route, bad_request, forbidden, not_found
 
 

@@ -10,14 +10,18 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from ...broker.errors import NotFound
+from ...model.errors import NotFound
 from ...broker.jsonvalue import jsonable
 from ...broker.compact import ENTRY_BYTES
-from ...broker.message import OVERHEAD, Properties
+from ...model.message import OVERHEAD, Properties
 from ...broker.move import move_messages
+from ...broker.stats import queue_depths, with_deliver_get, with_rates
 from ..api import Call, Route, as_bool, as_int, as_str, as_table, bad_request, not_found
 from .bindings import binding_info
 
+#: the counters RabbitMQ shows in a queue's message_stats
+QUEUE_COUNTERS = ("publish", "deliver", "deliver_no_ack", "get", "get_no_ack", "get_empty",
+                  "ack", "redeliver", "deliver_get")
 ACKMODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
             "reject_requeue_false")
 
@@ -27,18 +31,9 @@ def queue_info(call: Call, vh: Any, q: Any) -> dict[str, Any]:
     unacked = q.unacked
     ready_bytes = q.ready.bytes + q.held.bytes
     paged, paged_bytes = q.ready.paged, q.ready.paged_bytes   # rows (broker/compact.py)
-    stats = q.stats
     rates = call.site.stats.queue_rates(vh.name, q.name) if call.site.stats else {}
-    message_stats: dict[str, Any] = {}
-    deliver_get = stats["deliver"] + stats["deliver_no_ack"] + stats["get"]
-    for key, value in (("publish", stats["publish"]), ("deliver", stats["deliver"]),
-                       ("deliver_no_ack", stats["deliver_no_ack"]), ("get", stats["get"]),
-                       ("ack", stats["ack"]), ("redeliver", stats["redeliver"]),
-                       ("deliver_get", deliver_get)):
-        rate = rates.get(key, 0.0) if key != "deliver_get" else round(
-            sum(rates.get(k, 0.0) for k in ("deliver", "deliver_no_ack", "get")), 1)
-        message_stats[key] = value
-        message_stats[f"{key}_details"] = {"rate": rate}
+    message_stats = with_rates(with_deliver_get(q.stats), rates, QUEUE_COUNTERS)
+    depths = with_rates(queue_depths(q), rates)
     owner = q.exclusive_owner
     consumers = list(q.consumers)
     exclusive_tag = next((c.tag for c in consumers if c.exclusive), None)
@@ -52,10 +47,7 @@ def queue_info(call: Call, vh: Any, q: Any) -> dict[str, Any]:
                                "peer_host": getattr(owner, "peer", ("", 0))[0],
                                "peer_port": getattr(owner, "peer", ("", 0))[1]}
                               if owner is not None else None),
-        "messages": ready + unacked, "messages_ready": ready,
-        "messages_unacknowledged": unacked,
-        "messages_details": {"rate": 0.0}, "messages_ready_details": {"rate": 0.0},
-        "messages_unacknowledged_details": {"rate": 0.0},
+        **depths,
         "message_bytes": ready_bytes + q.unacked_bytes, "message_bytes_ready": ready_bytes,
         "message_bytes_unacknowledged": q.unacked_bytes,
         "message_bytes_persistent": 0,

@@ -52,6 +52,7 @@ const routes = [
   [["vhosts"], adminPage, "admin"],
   [["permissions"], adminPage, "admin"],
   [["policies"], adminPage, "admin"],
+  [["limits"], adminPage, "admin"],
   [["bridges"], bridgesPage, "bridges"],
 ];
 

@@ -11,11 +11,14 @@ export class LineChart {
    * @param {{key: string, label: string, color: string}[]} opts.series
    * @param {number} [opts.windowSeconds]  how much history is shown
    * @param {(v: number) => string} [opts.format]  value formatter for axis and legend
+   * @param {boolean} [opts.integer]  values are counts: y ticks are whole numbers
    */
-  constructor({title, series, windowSeconds = 300, format = (v) => v.toFixed(1)}) {
+  constructor({title, series, windowSeconds = 300, format = (v) => v.toFixed(1),
+    integer = false}) {
     this.series = series;
     this.windowMs = windowSeconds * 1000;
     this.format = format;
+    this.integer = integer;
     this.points = [];  // {t: ms, values: {key: number}}
     this.canvas = h("canvas", {class: "chart-canvas", role: "img", "aria-label": title});
     this.legendValues = new Map();
@@ -71,7 +74,10 @@ export class LineChart {
         if (typeof v === "number" && v > max) max = v;
       }
     }
-    max = niceCeiling(max);
+    const ticks = yTicks(max, this.integer);
+    max = ticks[ticks.length - 1];
+    // the labels drawn on the canvas, readable by tests and assistive tools
+    this.canvas.dataset.yTicks = ticks.map((v) => this.format(v)).join(" | ");
 
     const style = getComputedStyle(canvas);
     const gridColor = style.getPropertyValue("--chart-grid").trim() || "#ddd";
@@ -82,15 +88,15 @@ export class LineChart {
     // horizontal grid lines with y labels
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
-    for (let i = 0; i <= 4; i++) {
-      const y = top + plotH - (plotH * i) / 4;
+    for (const tick of ticks) {
+      const y = top + plotH - (plotH * tick) / max;
       ctx.strokeStyle = gridColor;
       ctx.beginPath();
       ctx.moveTo(left, Math.round(y) + 0.5);
       ctx.lineTo(left + plotW, Math.round(y) + 0.5);
       ctx.stroke();
       ctx.fillStyle = textColor;
-      ctx.fillText(this.format((max * i) / 4), left - 6, y);
+      ctx.fillText(this.format(tick), left - 6, y);
     }
     // time labels: minutes ago
     ctx.textAlign = "center";
@@ -120,12 +126,24 @@ export class LineChart {
   }
 }
 
-/** 1, 2, 5 × 10^n at or above `v` (and at least 1), so axis labels stay round. */
+/**
+ * Y axis ticks for data up to `max`: 0 and up to 4 more steps of 1, 2 or 5 × 10^n, the last at
+ * or above `max`. With `integer` the step is at least 1, so a count axis never repeats a label
+ * (an empty queue once read 1, 1, 1, 0, 0 from quarters of 1 rounded).
+ */
+export function yTicks(max, integer = false) {
+  const wanted = max > 0 ? max / 4 : (integer ? 1 : 0.25);
+  let step = niceCeiling(wanted);
+  if (integer) step = Math.max(1, Math.round(step));
+  const steps = Math.max(1, Math.ceil(max / step - 1e-9));
+  return Array.from({length: steps + 1}, (_, i) => i * step);
+}
+
+/** 1, 2, 5 × 10^n at or above `v`, so axis labels stay round. */
 function niceCeiling(v) {
-  if (v <= 1) return 1;
   const exp = Math.pow(10, Math.floor(Math.log10(v)));
   for (const step of [1, 2, 5, 10]) {
-    if (v <= step * exp) return step * exp;
+    if (v <= step * exp * (1 + 1e-9)) return step * exp;
   }
   return 10 * exp;
 }

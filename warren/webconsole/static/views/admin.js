@@ -1,5 +1,5 @@
-// Admin: users, virtual hosts, permissions (and topic permissions) and policies, each a list
-// with add and delete.
+// Admin: users, virtual hosts, permissions (and topic permissions), policies and limits,
+// each a list with add and delete.
 
 import {apiPath, del, get, put} from "../api.js";
 import {formatCount, h, kvTable, num, replace, table} from "../dom.js";
@@ -9,7 +9,7 @@ import {
 import {deleteButton} from "./common.js";
 
 const SUBTABS = [["users", "Users"], ["vhosts", "Virtual hosts"], ["permissions", "Permissions"],
-  ["policies", "Policies"]];
+  ["policies", "Policies"], ["limits", "Limits"]];
 
 const TAG_CHOICES = ["administrator", "monitoring", "policymaker", "management", "impersonator"];
 
@@ -200,8 +200,59 @@ function policiesSection(app) {
   };
 }
 
+// RabbitMQ's limits: a vhost's connections and queues, a user's connections and channels
+// (-1 is no limit, 0 refuses everything)
+const VHOST_LIMITS = ["max-connections", "max-queues"];
+const USER_LIMITS = ["max-connections", "max-channels"];
+
+/** One row per limit of each vhost or user in `rows` ({vhost|user, value}), keyed owner/name. */
+function limitsTable(rows, owner, path, app, headers, empty) {
+  const limits = rows.flatMap((r) => Object.entries(r.value || {}).map(([name, value]) =>
+    ({who: r[owner], name, value})));
+  return table(headers, limits.map((l) => [
+    l.who, l.name, num(String(l.value)),
+    deleteButton("Clear", `Clear ${l.name} of ${l.who}?`,
+      () => del(apiPath(path, l.who, l.name)), () => app.refresh()),
+  ]), {empty, keys: limits.map((l) => `${l.who}/${l.name}`)});
+}
+
+function limitsSection(app) {
+  const vhostList = h("div", {id: "vhost-limits-list"});
+  const userList = h("div", {id: "user-limits-list"});
+  const vhostForm = h("form", {class: "form", id: "set-vhost-limit-form"},
+    field("Virtual host", vhostSelect(app.vhosts, app.vhost || undefined)),
+    field("Limit", select("name", VHOST_LIMITS)),
+    field("Value", input("value", {type: "number", required: true, id: "set-vhost-limit-value"}),
+      "-1: no limit, 0: none allowed"),
+    h("div", {class: "form-buttons"}, h("button", {type: "submit"}, "Set / update limit")));
+  onSubmit(vhostForm, (v) => put(apiPath("vhost-limits", v.vhost, v.name), {value: Number(v.value)}),
+    (v) => `Limit ${v.name} of ${v.vhost} set.`, app);
+  const userForm = h("form", {class: "form", id: "set-user-limit-form"},
+    field("User", input("user", {required: true, id: "set-user-limit-user"})),
+    field("Limit", select("name", USER_LIMITS)),
+    field("Value", input("value", {type: "number", required: true, id: "set-user-limit-value"}),
+      "-1: no limit, 0: none allowed"),
+    h("div", {class: "form-buttons"}, h("button", {type: "submit"}, "Set / update limit")));
+  onSubmit(userForm, (v) => put(apiPath("user-limits", v.user, v.name), {value: Number(v.value)}),
+    (v) => `Limit ${v.name} of ${v.user} set.`, app);
+  return {
+    element: h("div", {},
+      h("h3", {}, "Virtual host limits"), vhostList, section("Set a virtual host limit", vhostForm),
+      h("h3", {}, "User limits"), userList, section("Set a user limit", userForm)),
+    async refresh() {
+      const [vhostLimits, userLimits] = await Promise.all([
+        get(apiPath("vhost-limits")), get(apiPath("user-limits"))]);
+      const shown = vhostLimits.filter((r) => !app.vhost || r.vhost === app.vhost);
+      replace(vhostList, limitsTable(shown, "vhost", "vhost-limits", app,
+        ["Virtual host", "Limit", "Value", ""], "No virtual host limits."));
+      replace(userList, limitsTable(userLimits, "user", "user-limits", app,
+        ["User", "Limit", "Value", ""], "No user limits."));
+    },
+  };
+}
+
 const SECTIONS = {users: usersSection, vhosts: vhostsSection, permissions: permissionsSection,
-  policies: policiesSection};
+  policies: policiesSection, limits: limitsSection};
 
 export function adminPage(params, app) {
   const which = SECTIONS[params.section] ? params.section : "users";

@@ -71,7 +71,7 @@ function totalCard(label, value, id) {
 export function overviewPage(params, app) {
   const totals = h("div", {class: "stats", id: "overview-totals"});
   const queuedChart = new LineChart({title: "Queued messages", series: QUEUED_SERIES,
-    format: (v) => formatCount(Math.round(v))});
+    format: (v) => formatCount(Math.round(v)), integer: true});
   const rateChart = new LineChart({title: "Message rates", series: RATE_SERIES,
     format: (v) => formatRate(v)});
   for (const s of samples) {
@@ -115,10 +115,14 @@ export function overviewPage(params, app) {
 
     replace(nodes, table(
       ["Name", "Type", "Running", "Uptime", "Memory used", "Memory limit", "Disk free",
-        "File descriptors", "HA role"],
+        "Disk free limit", "Alarms", "File descriptors", "HA role"],
       nodeList.map((n) => [
         n.name, n.type ?? "", n.running === false ? "no" : "yes", formatDuration(n.uptime),
         num(formatBytes(n.mem_used)), num(formatBytes(n.mem_limit)), num(formatBytes(n.disk_free)),
+        num(formatBytes(n.disk_free_limit)),
+        // RabbitMQ's resource alarms: publishers are blocked while either is on
+        [n.mem_alarm ? "memory" : "", n.disk_free_alarm ? "disk" : ""]
+          .filter(Boolean).join(", ") || "none",
         num(n.fd_used !== undefined ? `${formatCount(n.fd_used)}${n.fd_total ? ` / ${formatCount(n.fd_total)}` : ""}` : "–"),
         n.ha_role ?? overview.ha_role ?? "–",
       ]),

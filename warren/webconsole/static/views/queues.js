@@ -26,8 +26,11 @@ function backOffText(b) {
 
 export function queuesPage(params, app) {
   let items = [];
+  let subs = [];
   let filter = "";
   const list = h("div", {id: "queues-list"});
+  const subsList = h("div", {id: "durable-subscriptions-list"});
+  const renderSubs = () => replace(subsList, durableSubscriptionsTable(subs, app));
   const render = () => {
     const shown = visible(items, app, filter);
     replace(list, table(
@@ -69,14 +72,30 @@ export function queuesPage(params, app) {
     h("div", {class: "page-head"}, h("h2", {}, "Queues"),
       filterBox((text) => { filter = text; render(); })),
     list,
+    section("Durable topic subscriptions", subsList, {open: true, id: "durable-subscriptions"}),
     section("Add a new queue", form, {id: "add-queue-section"}));
   return {
     element,
     async refresh() {
-      items = await get(apiPath("queues"));
+      [items, subs] = await Promise.all([get(apiPath("queues")), get(apiPath("durable-subscriptions"))]);
       render();
+      renderSubs();
     },
   };
+}
+
+// JMS durable subscriptions (STOMP activemq.subscriptionName), as ActiveMQ's console lists
+// its durable topic subscribers: each is a queue, linked to its page.
+function durableSubscriptionsTable(subs, app) {
+  const shown = subs.filter((s) => !app.vhost || s.vhost === app.vhost);
+  return table(
+    ["Virtual host", "Client id", "Subscription", "Destination", "Selector", "State", "Pending", "Queue"],
+    shown.map((s) => [
+      s.vhost, s.client_id, s.subscription_name, s.destination, s.selector ?? "",
+      h("span", {class: `state state-${s.active ? "running" : "idle"}`}, s.active ? "active" : "inactive"),
+      num(formatCount(s.messages)), link(objectHref("queues", s.vhost, s.queue), s.queue),
+    ]),
+    {empty: "No durable subscriptions.", keys: shown.map((s) => `${s.vhost}/${s.queue}`)});
 }
 
 /** One message from /get: routing facts, properties, headers, and the body with a base64 toggle. */

@@ -19,6 +19,8 @@ import struct
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from .errors import PreconditionFailed
+
 #: Extra bytes charged per message for memory accounting (object headers, entries, indexes).
 OVERHEAD = 400
 
@@ -117,6 +119,7 @@ class Message:
     @property
     def properties(self) -> Properties:
         if self._props is None:
+            assert self.raw_props is not None   # the constructor keeps one of the two
             self._props = self.codec.decode(self.raw_props)
         return self._props
 
@@ -126,6 +129,7 @@ class Message:
 
     def encoded_props(self) -> bytes:
         if self.raw_props is None:
+            assert self._props is not None      # the constructor keeps one of the two
             self.raw_props = self.codec.encode(self._props)
         return self.raw_props
 
@@ -189,10 +193,8 @@ def parse_expiration(value: str | None) -> int | None:
     try:
         ttl = int(value)
     except (TypeError, ValueError):
-        from .errors import PreconditionFailed
         raise PreconditionFailed(f"invalid expiration '{value}'") from None
     if ttl < 0:
-        from .errors import PreconditionFailed
         raise PreconditionFailed(f"invalid expiration '{value}'")
     return ttl
 

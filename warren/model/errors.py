@@ -18,24 +18,8 @@ class BrokerError(ReplyError):
     """Base of every error the core raises on purpose. ``text`` is for the client."""
 
 
-class ContentTooLarge(BrokerError):
-    code, name, connection_level = 311, "CONTENT_TOO_LARGE", False
-
-
-class NoRoute(BrokerError):
-    code, name, connection_level = 312, "NO_ROUTE", False
-
-
-class NoConsumers(BrokerError):
-    code, name, connection_level = 313, "NO_CONSUMERS", False
-
-
 class ConnectionForced(BrokerError):
     code, name, connection_level = 320, "CONNECTION_FORCED", True
-
-
-class InvalidPath(BrokerError):
-    code, name, connection_level = 402, "INVALID_PATH", True
 
 
 class AccessRefused(BrokerError):
@@ -54,12 +38,8 @@ class PreconditionFailed(BrokerError):
     code, name, connection_level = 406, "PRECONDITION_FAILED", False
 
 
-
-
 class CommandInvalid(BrokerError):
     code, name, connection_level = 503, "COMMAND_INVALID", True
-
-
 
 
 class ResourceError(BrokerError):

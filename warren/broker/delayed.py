@@ -21,6 +21,10 @@ as the reactor runs (after every queue has been recovered). Definitions share th
 commit, so the window between a publisher confirm and durability is one reactor turn, as for
 definitions; a message is held in memory once, not in any queue, so it shows in no queue count.
 Transient messages, and messages held by transient exchanges, are kept in memory only.
+
+The type lives in the broker, not among the exchange types it builds on: it publishes through
+its vhost and persists through the broker's parameters, so it sits above both and adds itself
+to the exchange registry when the broker is loaded (``vhost.py`` imports it).
 """
 
 from __future__ import annotations
@@ -30,17 +34,17 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..broker.errors import PreconditionFailed
-from ..broker.message import Message
+from ..exchange.interface import Binding
+from ..exchange.registry import EXCHANGE_TYPES, register
+from ..model.errors import PreconditionFailed
+from ..model.message import Message
 from ..store.interface import resource_key
-from .interface import Binding
-from .registry import EXCHANGE_TYPES, register
 
 if TYPE_CHECKING:
-    from ..broker.vhost import VirtualHost
-    from .exchange import Exchange
+    from ..exchange.exchange import Exchange
+    from .vhost import VirtualHost
 
-log = logging.getLogger("warren.exchange.delayed")
+log = logging.getLogger("warren.broker.delayed")
 
 #: prefix of the runtime-parameter keys that hold persisted delayed messages
 PARAMETER_PREFIX = resource_key("x-delayed-message", "")
@@ -111,29 +115,37 @@ class DelayedMessageExchange:
                 continue
             self._arm(key, message, due)
 
+    def _attached(self) -> tuple[VirtualHost, Exchange]:
+        """The vhost and exchange ``attach`` gave: nothing is held before it."""
+        if self.vhost is None or self.exchange is None:
+            raise RuntimeError("x-delayed-message exchange used before attach()")
+        return self.vhost, self.exchange
+
     def _parameter_prefix(self) -> str:
-        return resource_key("x-delayed-message", self.vhost.name, self.exchange.name, "")
+        vh, ex = self._attached()
+        return resource_key("x-delayed-message", vh.name, ex.name, "")
 
     def _hold(self, message: Message, delay: int) -> None:
-        broker = self.vhost.broker
+        vh, ex = self._attached()
+        broker = vh.broker
         due = broker.clock.seconds() + delay / 1000.0
         key = self._parameter_prefix() + secrets.token_hex(8)
-        if message.persistent and self.exchange.durable:
-            value = {"vhost": self.vhost.name, "exchange": self.exchange.name, "due": due,
+        if message.persistent and ex.durable:
+            value = {"vhost": vh.name, "exchange": ex.name, "due": due,
                      "record": base64.b64encode(message.to_record()).decode("ascii")}
             broker.parameters[key] = value
             broker.save_definition("parameter", key, value)
         self._arm(key, message, due)
 
     def _arm(self, key: str, message: Message, due: float) -> None:
-        clock = self.vhost.broker.clock
+        clock = self._attached()[0].broker.clock
         delay = max(0.0, due - clock.seconds())
         self.pending[key] = clock.callLater(delay, self._release, key, message)
 
     def _release(self, key: str, message: Message) -> None:
         self.pending.pop(key, None)
         self._forget(key)
-        vh, ex = self.vhost, self.exchange
+        vh, ex = self._attached()
         if vh.exchanges.get(ex.name) is not ex:
             return  # the exchange was deleted meanwhile: its held messages go with it
         props = message.properties.copy()
@@ -150,7 +162,7 @@ class DelayedMessageExchange:
             log.exception("releasing delayed message from exchange %r failed", ex.name)
 
     def _forget(self, key: str) -> None:
-        broker = self.vhost.broker
+        broker = self._attached()[0].broker
         if broker.parameters.pop(key, None) is not None:
             broker.save_definition("parameter", key, None)
 
