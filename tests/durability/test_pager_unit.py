@@ -19,7 +19,13 @@ from warren.amqp.properties import CODEC
 from warren.broker.broker import Broker
 from warren.broker.compact import ENTRY_BYTES
 from warren.model.message import OVERHEAD, Message, Properties
-from warren.store.interface import MessageStore, RecoveredState, StoreUnavailable
+from warren.store.interface import (
+    MessageStore,
+    RecoveredQueue,
+    RecoveredState,
+    StoreUnavailable,
+    resource_key,
+)
 
 SIZE = 1000
 
@@ -29,11 +35,12 @@ class MemoryStore(MessageStore):
 
     def __init__(self) -> None:
         self.records: dict[int, bytes] = {}
+        self.state = RecoveredState()   # what recover() gives
         self.reads = 0
         self.down = False
 
     def open(self) -> None: ...
-    def recover(self, body_size=None) -> RecoveredState: return RecoveredState()
+    def recover(self, body_size=None) -> RecoveredState: return self.state
     def put_definition(self, kind, key, value) -> None: ...
     def publish(self, msg_id, record, queue_keys) -> None: self.records[msg_id] = record
     def ack(self, queue_key, msg_ids) -> None:
@@ -265,3 +272,31 @@ def test_delete_of_a_queue_with_a_paging_file_releases_everything_in_slices():
         clock.advance(0)   # the later slices run after the file is gone
     assert not os.path.exists(path)
     assert broker.memory_used == 0 and broker.index_bytes == 0 and broker.body_bytes == 0
+
+
+def test_recovered_rows_learn_their_own_ttl_when_read_back():
+    """Lazy recovery reads no record past each queue's first window, so a message's own
+    ``expiration`` is applied when it is read back, counted from the broker's start as a
+    recovery that read it would have: it expires, the others come back in order."""
+    clock, store = Clock(), MemoryStore()
+    key = resource_key("/", "q")
+    ids, sizes = list(range(1, 601)), []
+    for i in ids:
+        props = Properties(delivery_mode=2, expiration="1000" if i % 100 == 50 else None)
+        store.records[i] = Message("", "q", body(i), codec=CODEC, props=props).to_record()
+        sizes.append(SIZE)
+    store.state = RecoveredState(
+        definitions={("vhost", "/"): {"name": "/"},
+                     ("queue", key): {"name": "q", "vhost": "/", "durable": True,
+                                      "auto_delete": False, "arguments": {}}},
+        queues={key: RecoveredQueue(key, ids, sizes)}, max_msg_id=600)
+    broker = Broker(clock=clock, codec=CODEC, store=store, paging_budget=20 * SIZE)
+    broker.recover()
+    q = broker.vhost("/").queues["q"]
+    assert q.ready.paged == 600 - 256 and store.reads == 256
+    clock.advance(2.0)   # past the 1 s TTL of every hundredth message
+    consumer = Collector()
+    q.add_consumer(consumer)
+    assert consumer.bodies == [body(i) for i in ids if i % 100 != 50]
+    clock.advance(0)
+    assert broker.memory_used == 0 and broker.index_bytes == 0

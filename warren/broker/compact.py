@@ -31,11 +31,18 @@ ENTRY_BYTES = 56
 #: The consumed prefix is cut off once it is this long and at least half the run.
 TRIM_AT = 4096
 
-#: One paged row: (msg_id, seq, size, expires_at or None, redelivered, delivery_count,
-#: priority, where: -1 for the store, else the offset in the queue's paging file)
+#: One paged row: (msg_id, seq, size, expires_at or None, flags (``REDELIVERED``,
+#: ``TTL_UNKNOWN``), delivery_count, priority, where: -1 for the store, else the offset in
+#: the queue's paging file)
 Row = tuple[int, int, int, "float | None", bool, int, int, int]
 
 _NONE = math.nan
+#: Row flags: the entry was delivered before; its message's own TTL (``expiration``) is not
+#: in ``expires_at`` yet (a row made by recovery, which reads no record: applied on read-back)
+REDELIVERED = 1
+TTL_UNKNOWN = 2
+#: ``Message.ttl`` of a stub made from a ``TTL_UNKNOWN`` row (a real TTL is never negative)
+TTL_PENDING = -1
 
 
 class CompactRun:
@@ -76,14 +83,14 @@ class CompactRun:
         return self.seqs[-1]
 
     def push(self, msg_id: int, seq: int, size: int, expires_at: float | None,
-             redelivered: bool, count: int, priority: int, where: int = -1) -> None:
+             flags: int, count: int, priority: int, where: int = -1) -> None:
         """Append a paged-out row (the message itself is in the store or the paging file)."""
         self.ids.append(msg_id)
         self.seqs.append(seq)
         self.sizes.append(size)
         self.expires.append(_NONE if expires_at is None else expires_at)
         self.counts.append(min(count, 0xFFFFFFFF))
-        self.flags.append(1 if redelivered else 0)
+        self.flags.append(int(flags))
         self.prios.append(min(priority or 0, 255))
         self.wheres.append(where)
         self.bytes += size
@@ -93,15 +100,16 @@ class CompactRun:
 
     def extend(self, ids: list[int], first_seq: int, sizes: list[int],
                expires_at: float | None) -> None:
-        """Append store rows for ``ids`` (consecutive seqs, one expiry, nothing delivered):
-        recovery of a deep queue, a few array operations instead of a call per row."""
+        """Append store rows for ``ids`` (consecutive seqs, one expiry, nothing delivered,
+        own TTLs unknown): recovery of a deep queue, a few array operations, not a call per
+        row."""
         n = len(ids)
         self.ids.extend(ids)
         self.seqs.extend(range(first_seq, first_seq + n))
         self.sizes.extend(sizes)
         self.expires.extend(array("d", [_NONE if expires_at is None else expires_at]) * n)
         self.counts.extend(array("L", [0]) * n)
-        self.flags.frombytes(bytes(n))
+        self.flags.frombytes(bytes((TTL_UNKNOWN,)) * n)
         self.prios.frombytes(bytes(n))
         self.wheres.extend(array("q", [-1]) * n)
         total = sum(sizes)
@@ -111,20 +119,22 @@ class CompactRun:
     def push_entry(self, entry: QueueEntry, where: int) -> None:
         """Append a paged-out entry: its message object is dropped by the caller."""
         m = entry.message
-        self.push(m.id, entry.seq, len(m.body), entry.expires_at, entry.redelivered,
+        flags = (REDELIVERED if entry.redelivered else 0) | (
+            TTL_UNKNOWN if m.ttl == TTL_PENDING else 0)
+        self.push(m.id, entry.seq, len(m.body), entry.expires_at, flags,
                   entry.delivery_count, m.priority, where)
 
     def pin(self, entry: QueueEntry) -> None:
         """Append an entry that stays in memory, at its place in the run."""
         self.pinned[len(self.ids)] = entry
         self.push(0, entry.seq, len(entry.message.body), entry.expires_at,
-                  entry.redelivered, entry.delivery_count, 0)
+                  0, entry.delivery_count, 0)
         self.paged_bytes -= len(entry.message.body)
 
     def _row(self, i: int) -> Row:
         expires = self.expires[i]
         return (self.ids[i], self.seqs[i], self.sizes[i],
-                None if expires != expires else expires, bool(self.flags[i]), self.counts[i],
+                None if expires != expires else expires, self.flags[i], self.counts[i],
                 self.prios[i], self.wheres[i])
 
     def take(self, n: int) -> list[Row | QueueEntry]:

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..store.interface import StoreError, StoreUnavailable
 from ..model.message import OVERHEAD, Message, QueueEntry
-from .compact import ENTRY_BYTES, Row
+from .compact import ENTRY_BYTES, REDELIVERED, TTL_PENDING, TTL_UNKNOWN, Row
 from .pagefile import PageFile
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ class Pager:
     def stub(self, row: Row) -> QueueEntry:
         """A row back as an entry whose message's body is still paged (no store I/O): the
         exchange, routing key and properties come back with the body (``page_in``)."""
-        msg_id, seq, size, expires_at, redelivered, count, priority, where = row
+        msg_id, seq, size, expires_at, flags, count, priority, where = row
         message = Message.__new__(Message)
         message.id = msg_id
         message.exchange = message.routing_key = ""
@@ -221,30 +221,48 @@ class Pager:
         message.codec = self.broker.codec
         message.persistent = where < 0
         message.priority = priority
-        message.ttl = None
+        message.ttl = TTL_PENDING if flags & TTL_UNKNOWN else None
         message.stored = where < 0
         message.refs = 1
         message.paged = True
         broker = self.broker
         broker.memory_used += OVERHEAD - ENTRY_BYTES
         broker.index_bytes -= ENTRY_BYTES
-        return QueueEntry(message, seq, expires_at, redelivered, count)
+        return QueueEntry(message, seq, expires_at, bool(flags & REDELIVERED), count)
 
     # ---------------------------------------------------------------- back in
-    def page_in(self, message: Message, queue: "Queue | None" = None) -> PageIn:
+    def page_in(self, message: Message, queue: "Queue | None" = None,
+                entry: QueueEntry | None = None) -> PageIn:
         """Read a paged-out body back from the store (no-op for a resident one).
 
         With ``queue`` given, the next paged entries at the head of its ready list come back
         in the same store call (``READ_AHEAD``): a drained lazy queue then costs one store
-        round trip per batch, not per message.
+        round trip per batch, not per message. A recovered message's own TTL, unknown until
+        now (``compact.TTL_UNKNOWN``), is applied to its entry (``entry`` for ``message``),
+        counted from the broker's start as a recovery that read it would have.
         """
         if not message.paged:
             return PageIn.LOADED
         wanted = [message]
+        entries = {id(message): entry}
         if queue is not None:
-            for entry in islice(iter(queue.ready), READ_AHEAD):
-                if entry.message.paged and entry.message is not message:
-                    wanted.append(entry.message)
+            for queued in islice(iter(queue.ready), READ_AHEAD):
+                if queued.message.paged and queued.message is not message:
+                    wanted.append(queued.message)
+                    entries[id(queued.message)] = queued
+        pending = [m for m in wanted if m.ttl == TTL_PENDING]
+        try:
+            return self._read_back(message, queue, wanted)
+        finally:
+            for m in pending:
+                if not m.paged and m.ttl is not None and queue is not None:
+                    pending_entry = entries.get(id(m))
+                    if pending_entry is not None:
+                        queue.learn_expiry(pending_entry,
+                                           self.broker.started_at + m.ttl / 1000.0)
+
+    def _read_back(self, message: Message, queue: "Queue | None",
+                   wanted: list[Message]) -> PageIn:
         records: dict[int, bytes] = {}
         page_file = queue.page_file if queue is not None else None
         in_store = []

@@ -18,6 +18,7 @@ from .arguments import validate_queue_arguments
 from .consumers import Consumer, ConsumerSet
 from ..model.errors import AccessRefused, ResourceLocked
 from ..model.message import Message, QueueEntry
+from .compact import TTL_UNKNOWN
 from .ready import ReadyByPriority, ReadyFifo
 from .redelivery import BackOff, HeldForRedelivery
 from .subscriptions import subscription_filter
@@ -223,7 +224,8 @@ class Queue:
         ttl = self.message_ttl
         expires_at = None if ttl is None else self.clock.seconds() + ttl / 1000.0
         self.stats["publish"] += 1
-        self.ready.push_paged((msg_id, self._seq, size, expires_at, redelivered, count, 0, -1))
+        flags = TTL_UNKNOWN | (1 if redelivered else 0)
+        self.ready.push_paged((msg_id, self._seq, size, expires_at, flags, count, 0, -1))
         self.vhost.broker.pager.note_row()
         if expires_at is not None:
             self._schedule_expiry(expires_at)
@@ -241,6 +243,14 @@ class Queue:
         self.vhost.broker.pager.note_row(len(msg_ids))
         if expires_at is not None:
             self._schedule_expiry(expires_at)
+
+    def learn_expiry(self, entry: QueueEntry, at: float) -> None:
+        """A recovered entry's own TTL became known (read back from the store): it expires
+        at ``at`` too (the queue's TTL may be sooner)."""
+        if entry.expires_at is None or at < entry.expires_at:
+            entry.expires_at = at
+        self._message_ttls = True
+        self._schedule_expiry(entry.expires_at)
 
     def _drop_head_over_limit(self) -> None:
         while self.ready and (
@@ -287,10 +297,11 @@ class Queue:
                 if consumer is None:
                     break
                 entry = ready.popleft()
-                if entry.expires_at is not None and self._expired(entry):
-                    continue
+                # read back first: a recovered message's own TTL is known only then
                 if entry.message.paged and not self._page_in(entry):
                     break
+                if entry.expires_at is not None and self._expired(entry):
+                    continue
                 self._hand_over(consumer, entry)
         finally:
             self._dispatching = False
@@ -317,11 +328,12 @@ class Queue:
         try:
             while ready and len(skipped) < self.SELECTIVE_WINDOW:
                 entry = ready.popleft()
-                if entry.expires_at is not None and self._expired(entry):
-                    continue
-                # selectors and message groups read properties: a paged entry is read back
+                # selectors and message groups read properties, and a recovered message's
+                # own TTL is known only once read: a paged entry is read back first
                 if entry.message.paged and not self._page_in(entry):
                     break
+                if entry.expires_at is not None and self._expired(entry):
+                    continue
                 consumer, any_credit = consumers.next_accepting(self, entry)
                 if consumer is None:
                     skipped.append(entry)
@@ -350,10 +362,10 @@ class Queue:
         self._touch()
         while self.ready:
             entry = self.ready.popleft()
-            if entry.expires_at is not None and self._expired(entry):
-                continue
             if entry.message.paged and not self._page_in(entry):
                 return None
+            if entry.expires_at is not None and self._expired(entry):
+                continue
             if entry.redelivered:
                 self._count("redeliver")
             if no_ack:
@@ -388,7 +400,7 @@ class Queue:
         dropped (the pager logged it) and dispatch resumes at the end of the turn.
         """
         from .paging import PageIn
-        state = self.vhost.broker.pager.page_in(entry.message, self)
+        state = self.vhost.broker.pager.page_in(entry.message, self, entry)
         if state is PageIn.LOADED:
             return True
         if state is PageIn.LATER:
@@ -499,7 +511,8 @@ class Queue:
         if self.dlx is not None and not self.deleted:
             if entry.message.paged:
                 from .paging import PageIn
-                if self.vhost.broker.pager.page_in(entry.message, self) is not PageIn.LOADED:
+                if self.vhost.broker.pager.page_in(entry.message, self,
+                                                   entry) is not PageIn.LOADED:
                     log.error("queue '%s': message %d %s but its paged-out body cannot be "
                               "read back: not dead-lettered", self.name, entry.message.id,
                               reason)

@@ -25,7 +25,7 @@ from itertools import chain
 from typing import Callable, Iterable, Iterator
 
 from ..model.message import QueueEntry
-from .compact import CompactRun, Row
+from .compact import REDELIVERED, CompactRun, Row
 
 #: Entries brought back from the run into the head at a time (and the head's low mark).
 WINDOW = 256
@@ -45,8 +45,9 @@ def _insert_by_seq(fifo: deque, entry: QueueEntry) -> None:
 
 def _view(row: Row) -> QueueEntry:
     """A throwaway entry showing a paged row's queue state to a predicate (no message)."""
-    _msg_id, seq, _size, expires_at, redelivered, count, _prio, _where = row
-    return QueueEntry(None, seq, expires_at, redelivered, count)  # type: ignore[arg-type]
+    _msg_id, seq, _size, expires_at, flags, count, _prio, _where = row
+    return QueueEntry(None, seq, expires_at, bool(flags & REDELIVERED),  # type: ignore[arg-type]
+                      count)
 
 
 class ReadyFifo:
