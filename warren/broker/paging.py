@@ -65,7 +65,7 @@ DEFAULT_BUDGET = 256 * 1024 * 1024
 #: The oldest ready entries of each queue keep their bodies: they are delivered next.
 HEAD_KEEP = 256
 #: Paged entries at the head of a queue read back with the one being delivered (one store call).
-READ_AHEAD = 128
+READ_AHEAD = 256
 #: A pass stops once resident bodies are at or under this share of the budget.
 LOW_SHARE = 0.75
 

@@ -28,7 +28,7 @@ from ..model.message import QueueEntry
 from .compact import REDELIVERED, CompactRun, Row
 
 #: Entries brought back from the run into the head at a time (and the head's low mark).
-WINDOW = 256
+WINDOW = 512
 
 #: Turns a paged row into an entry with a stub message (``Pager.stub``), doing the accounting.
 Restore = Callable[[Row], QueueEntry]
