@@ -50,6 +50,15 @@ def metrics(broker) -> dict[str, float]:
         return out
 
 
+def per_queue_metric(broker, name: str) -> float:
+    """The deep queue's series ``name`` on /metrics/per-object."""
+    with urllib.request.urlopen(broker.http_url + "/metrics/per-object", timeout=30) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + "{") and f'queue="{QUEUE}"' in line:
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} for queue {QUEUE}")
+
+
 def within_budget(broker) -> dict[str, float]:
     """The accounting once the end-of-turn paging pass has run."""
     return eventually(lambda: (lambda m: m if m["warren_paging_resident_bytes"] <= BUDGET
@@ -99,6 +108,8 @@ def test_deep_queue_bounded_memory_restart_and_kill_mid_drain(make_broker):
     assert info["message_bytes_paged_out"] == paged * 100
     assert info["message_bytes_ram"] == (COUNT - paged) * 100
     assert m["warren_paging_index_bytes"] <= 200 * paged
+    assert per_queue_metric(broker, "rabbitmq_queue_messages_paged_out") == paged
+    assert per_queue_metric(broker, "rabbitmq_queue_messages_ram") == COUNT - paged
 
     # a first part, acked; a graceful restart; the broker comes back within the budget
     first = consume(broker.amqp_url, 30_000)
