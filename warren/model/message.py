@@ -167,7 +167,7 @@ class Message:
         _version, _flags, lex, lrk = _RECORD_HEAD.unpack_from(record, 0)
         off = 8 + lex + lrk
         (lp,) = _U32.unpack_from(record, off)
-        return len(record) - off - 4 - lp
+        return int(len(record) - off - 4 - lp)
 
     @classmethod
     def from_record(cls, record: bytes, codec: PropertiesCodec, msg_id: int) -> "Message":

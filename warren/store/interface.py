@@ -56,6 +56,8 @@ class StoreUnavailable(StoreError):
 
 
 DefinitionKey = tuple[str, str]  # (kind, key)
+#: Measures a record for lazy recovery (the core passes ``Message.record_body_size``)
+BodySize = Callable[[bytes | memoryview], int]
 
 KEY_SEP = "\x1f"
 
@@ -110,7 +112,7 @@ class MessageStore(abc.ABC):
         """Open files or connections; create or migrate the schema. Blocking is fine here."""
 
     @abc.abstractmethod
-    def recover(self, body_size: Callable[[bytes], int] | None = None) -> RecoveredState:
+    def recover(self, body_size: BodySize | None = None) -> RecoveredState:
         """Return every live definition and message. Called once, before any write.
 
         With ``body_size`` (lazy recovery, see the module docstring) ``records`` holds only the

@@ -18,11 +18,12 @@ from __future__ import annotations
 import logging
 import os
 import struct
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred
 
 from warren.store.interface import (
+    BodySize,
     MessageStore,
     RecoveredQueue,
     RecoveredState,
@@ -70,7 +71,7 @@ class JournalStore(MessageStore):
             segment_preamble=self._checkpoint,
         )
         self._recovered = False
-        self._body_size: Callable[[bytes], int] | None = None  # during a lazy recovery
+        self._body_size: BodySize | None = None  # during a lazy recovery
         self.compactions = 0
         self.segments_deleted = 0
 
@@ -83,7 +84,7 @@ class JournalStore(MessageStore):
     def open(self) -> None:
         self._log.open()
 
-    def recover(self, body_size: Callable[[bytes], int] | None = None) -> RecoveredState:
+    def recover(self, body_size: BodySize | None = None) -> RecoveredState:
         """Replay the journal into the index. Without ``body_size`` every live record is
         returned; with it (lazy) only the body sizes, and the records of messages held by
         more than one queue, so recovery holds no message bodies."""

@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event, exists, func, select
 from sqlalchemy import BigInteger, and_, any_, delete, insert, text, update
@@ -43,6 +43,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from warren.store.interface import (
+    BodySize,
     MessageStore,
     RecoveredQueue,
     RecoveredState,
@@ -335,7 +336,7 @@ class SqlStore(MessageStore):
 
     # ----------------------------------------------------------------- read path
 
-    def recover(self, body_size: Callable[[bytes], int] | None = None) -> RecoveredState:
+    def recover(self, body_size: BodySize | None = None) -> RecoveredState:
         """Everything live, read in one snapshot; also resets the id and order counters.
 
         Lazy (``body_size`` given): the queues' rows are streamed joined with their records,
@@ -374,7 +375,7 @@ class SqlStore(MessageStore):
 
     @staticmethod
     def _recover_lazily(connection: Connection, state: RecoveredState,
-                        body_size: Callable[[bytes], int]) -> None:
+                        body_size: BodySize) -> None:
         qm = tables.queue_messages
         m = tables.messages
         shared = set(connection.execute(
@@ -384,14 +385,15 @@ class SqlStore(MessageStore):
                    m.c.record)
             .join(m, m.c.id == qm.c.msg_id)
             .order_by(qm.c.queue_key, qm.c.seq))
-        queue = None
+        ids: list[int] = []
+        sizes: list[int] = []
+        current = None
         for queue_key, msg_id, delivered, count, record in rows:
-            if queue is None or queue.key != queue_key:
-                queue = state.queues.get(queue_key)
-                if queue is None:
-                    queue = state.queues[queue_key] = RecoveredQueue(queue_key, sizes=[])
-            queue.msg_ids.append(msg_id)
-            queue.sizes.append(body_size(record))
+            if queue_key != current:   # rows come queue by queue
+                current, ids, sizes = queue_key, [], []
+                state.queues[queue_key] = RecoveredQueue(queue_key, ids, sizes)
+            ids.append(msg_id)
+            sizes.append(body_size(record))
             if msg_id in shared:
                 state.records[msg_id] = bytes(record)
             if delivered:
