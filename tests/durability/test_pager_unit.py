@@ -302,3 +302,21 @@ def test_recovered_rows_learn_their_own_ttl_when_read_back():
     assert consumer.bodies == [body(i) for i in ids if i % 100 != 50]
     clock.advance(0)
     assert broker.memory_used == 0 and broker.index_bytes == 0
+
+
+def test_a_paging_file_that_cannot_be_written_keeps_the_messages_in_memory(tmp_path):
+    """The paging directory cannot be made (a file stands in its way, as a full or broken
+    disk would refuse the writes): transient messages stay in memory at their places, none
+    is lost, and the one warning is all the log says."""
+    clock, store, broker, vh = setup()
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_bytes(b"")
+    broker.pager.directory = str(blocker / "paging")
+    q = vh.declare_queue("plain")
+    for i in range(100):
+        publish(vh, "plain", i, persistent=False)
+    clock.advance(0)
+    assert q.ready.paged == 0 and len(q.ready) == 100 and q.page_file is None
+    consumer = Collector()
+    q.add_consumer(consumer)
+    assert consumer.bodies == [body(i) for i in range(100)]

@@ -34,15 +34,19 @@ class PageFile:
         """Write a record; returns its offset (the row's ``where``)."""
         offset = self.size
         self._file.seek(offset)
-        self._file.write(_LENGTH.pack(len(record)))
-        self._file.write(record)
+        try:
+            self._file.write(_LENGTH.pack(len(record)) + record)
+            self._file.flush()   # a full disk fails here, while the message is still held
+        except OSError:
+            self._file.seek(offset)
+            self._file.truncate()
+            raise
         self.size += _LENGTH.size + len(record)
         self.live += 1
         return offset
 
     def read(self, offset: int) -> bytes:
         """The record at ``offset``; it stays referenced until ``release``."""
-        self._file.flush()
         head = os.pread(self._file.fileno(), _LENGTH.size, offset)
         (length,) = _LENGTH.unpack(head)
         return os.pread(self._file.fileno(), length, offset + _LENGTH.size)

@@ -114,6 +114,7 @@ class Pager:
         # directory and empties it at start; a temporary directory otherwise
         self.directory: str | None = None
         self._files = 0
+        self._file_error = False   # a paging file could not be written (logged once)
 
     @property
     def resident(self) -> int:
@@ -181,9 +182,16 @@ class Pager:
             return -1
         if message.paged:   # a stub of the paging file, never read back: written again
             return None
-        if queue.page_file is None:
-            queue.page_file = PageFile(self._page_file_path(queue))
-        return queue.page_file.append(message.to_record())
+        try:
+            if queue.page_file is None:
+                queue.page_file = PageFile(self._page_file_path(queue))
+            return queue.page_file.append(message.to_record())
+        except OSError as error:   # disk full, directory gone: it stays in memory
+            if not self._file_error:
+                log.warning("queue '%s': cannot write its paging file (%s); transient "
+                            "messages stay in memory", queue.name, error)
+            self._file_error = True
+            return None
 
     def use_directory(self, path: str) -> None:
         """Paging files go under ``path`` (a subdirectory per process: a fenced HA master may
