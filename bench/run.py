@@ -171,7 +171,8 @@ LOADGEN_FIGURES = {  # summary key -> how to read it from one loadgen result
     "other_cpu_pct": lambda r: r.get("other_cpu_pct_window"),
 }
 RECOVERY_FIGURES = {key: (lambda r, key=key: r[key])
-                    for key in ("publish_rate", "port_s", "ready_s", "recovered")}
+                    for key in ("publish_rate", "port_s", "ready_s", "recovered", "queued_rss_mb",
+                                "recovered_rss_mb", "recovery_peak_rss_mb", "drain_rate")}
 
 
 def _median(values) -> float | None:
@@ -249,11 +250,15 @@ def markdown(rows: list[dict]) -> str:
     if recovered:
         lines += ([""] if lines else []) + [
             "| recovery | runs | publish msg/s | restart → port s | restart → all messages s "
-            "| recovered |", "|---|---|---|---|---|---|"]
+            "| recovered | RSS queued MB | RSS recovered MB | peak RSS recovering MB "
+            "| drain msg/s |", "|---|---|---|---|---|---|---|---|---|---|"]
         for row in recovered:
             lines.append(f"| {row['broker']} | {runs(row)} | {num(row['publish_rate'])} "
                          f"| {num(row['port_s'], '{:.2f}')} | {num(row['ready_s'], '{:.2f}')} "
-                         f"| {num(row['recovered'])} |")
+                         f"| {num(row['recovered'])} | {num(row.get('queued_rss_mb'))} "
+                         f"| {num(row.get('recovered_rss_mb'))} "
+                         f"| {num(row.get('recovery_peak_rss_mb'))} "
+                         f"| {num(row.get('drain_rate'))} |")
     for row in rows:
         if row["scenario"] != "failover" or not row.get("lockers"):
             continue

@@ -94,7 +94,7 @@ LOADGEN_SCENARIOS = {s.name: s for s in [
 ]}
 
 RECOVERY_QUEUE = "bench.recovery"
-RECOVERY_BROKERS = frozenset({"warren"})
+RECOVERY_BROKERS = frozenset({"warren", "rabbitmq"})
 
 
 def recovery(make_broker: Callable[[], Broker], messages: int, timeout: float = 900.0) -> dict:
@@ -109,16 +109,64 @@ def recovery(make_broker: Callable[[], Broker], messages: int, timeout: float = 
         began = time.monotonic()
         publish_confirmed(broker.ports["amqp"], RECOVERY_QUEUE, messages)
         publish_s = time.monotonic() - began
+        queued_rss = group_rss(broker)
         broker.kill()
         began = time.monotonic()
         port_s = broker.start()
         count = wait_for_queue_depth(broker.ports["amqp"], RECOVERY_QUEUE, messages,
                                      deadline=began + timeout)
         ready_s = time.monotonic() - began
+        recovered_rss = group_rss(broker)
+        recovered_peak = group_rss(broker, "VmHWM")
+        began = time.monotonic()
+        drained = drain(broker.ports["amqp"], RECOVERY_QUEUE, count)
+        drain_s = time.monotonic() - began
     finally:
         broker.stop()
     return {"messages": messages, "publish_s": publish_s, "publish_rate": messages / publish_s,
-            "port_s": port_s, "ready_s": ready_s, "recovered": count, "lost": messages - count}
+            "port_s": port_s, "ready_s": ready_s, "recovered": count, "lost": messages - count,
+            "queued_rss_mb": queued_rss / 1e6, "recovered_rss_mb": recovered_rss / 1e6,
+            "recovery_peak_rss_mb": recovered_peak / 1e6,
+            "drain_rate": drained / drain_s if drain_s > 0 else None}
+
+
+def drain(port: int, queue: str, count: int, prefetch: int = 1000) -> int:
+    """Consume `count` messages after the recovery (acks of 500 at a time); returns how many
+    came. The recovered queue is deep: this is the read-back rate from the store."""
+    got = 0
+    with pika.BlockingConnection(pika.ConnectionParameters(HOST, port)) as connection:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=prefetch)
+        for method, _props, _body in channel.consume(queue, inactivity_timeout=60):
+            if method is None:
+                break
+            got += 1
+            if got % 500 == 0 or got == count:
+                channel.basic_ack(method.delivery_tag, multiple=True)
+            if got >= count:
+                break
+        channel.cancel()
+    return got
+
+
+def group_rss(broker: Broker, field: str = "VmRSS") -> int:
+    """Bytes of `field` (VmRSS: resident now, VmHWM: peak) summed over the broker's process
+    group, read from /proc (a broker may run several processes: RabbitMQ's epmd and beam)."""
+    group = os.getpgid(broker.process.pid)
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry)) != group:
+                continue
+            with open(f"/proc/{entry}/status") as status:
+                for line in status:
+                    if line.startswith(field + ":"):
+                        total += int(line.split()[1]) * 1024
+        except (OSError, ValueError):
+            continue   # gone meanwhile, or a kernel thread
+    return total
 
 
 def publish_confirmed(port: int, queue: str, count: int, window: int = 1000) -> None:

@@ -96,9 +96,9 @@ RUN_FLAGS: tuple[tuple[str, dict], ...] = (
     ("--disk-check-interval", {"type": float,
                                "help": "seconds between checks of the free disk space"}),
     ("--paging-budget", {"type": int,
-                         "help": "bytes of message bodies held in memory before bodies of "
-                                 "stored persistent messages are paged out to the store "
-                                 "(0: never)"}),
+                         "help": "bytes of messages (bodies and per-message overhead) held "
+                                 "in memory before stored persistent messages past each "
+                                 "queue's head are paged out to the store (0: never)"}),
     ("--max-message-size", {"type": int, "help": "largest message body accepted, in bytes"}),
     ("--frame-max", {"type": int, "help": "largest AMQP frame offered, in bytes"}),
     ("--heartbeat", {"type": int, "help": "AMQP heartbeat offered, in seconds (0: none)"}),

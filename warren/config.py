@@ -107,7 +107,7 @@ class Config:
     disk_free_limit: int = 50_000_000
     disk_free_limit_relative: float = 0.0
     disk_check_interval: float = 10.0
-    # paging: bytes of message bodies kept in memory before stored ones are paged out
+    # paging: bytes of messages kept in memory before stored ones are paged out
     paging_budget: int = 256 * 1024 ** 2
     # STOMP / MQTT limits
     stomp_max_frame_size: int = 64 * 1024 * 1024  # ActiveMQ allows 256 MiB, RabbitMQ >16 MiB

@@ -171,6 +171,7 @@ class BrokerService(service.MultiService):
                              paging_budget=cfg.paging_budget,
                              password_hashing=cfg.password_hashing_module)
         self.broker.stream_dir = os.path.join(cfg.data_dir, "streams")
+        self.broker.pager.use_directory(os.path.join(cfg.data_dir, "paging"))
         self.components = []
         for make in PARAMETER_COMPONENTS:
             component = make(self.broker, cfg)

@@ -1,21 +1,32 @@
 """The paging policy on a fake clock and an in-memory store (no broker process, no sleeps).
 
-What ``warren/broker/paging.py`` promises: only stored bodies held by one durable queue go, the
-head of each queue keeps its bodies, the accounts follow, bodies come back intact on delivery,
-a store that cannot answer leaves the entry in place, and a pass that cannot get under the
-budget is not repeated for every publish.
+What ``warren/broker/paging.py`` promises: messages held by one queue go (to rows of
+``compact.py``; stored ones stay in the store, transient ones go to the queue's paging file),
+messages shared by queues stay in memory at their places, the head of each queue stays, the accounts follow, messages come
+back intact and in order on delivery (priorities, TTL and requeue included), a store that
+cannot answer leaves the entry in place, a purge acks every row, and a pass that cannot get
+under the budget is not repeated for every publish.
 """
 
 from __future__ import annotations
+
+import os
 
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 
 from warren.amqp.properties import CODEC
 from warren.broker.broker import Broker
+from warren.broker.compact import ENTRY_BYTES
+from warren.broker.ready import WINDOW
 from warren.model.message import OVERHEAD, Message, Properties
-from warren.broker.paging import PagedBody
-from warren.store.interface import MessageStore, RecoveredState, StoreUnavailable
+from warren.store.interface import (
+    MessageStore,
+    RecoveredQueue,
+    RecoveredState,
+    StoreUnavailable,
+    resource_key,
+)
 
 SIZE = 1000
 
@@ -25,11 +36,12 @@ class MemoryStore(MessageStore):
 
     def __init__(self) -> None:
         self.records: dict[int, bytes] = {}
+        self.state = RecoveredState()   # what recover() gives
         self.reads = 0
         self.down = False
 
     def open(self) -> None: ...
-    def recover(self) -> RecoveredState: return RecoveredState()
+    def recover(self, body_size=None) -> RecoveredState: return self.state
     def put_definition(self, kind, key, value) -> None: ...
     def publish(self, msg_id, record, queue_keys) -> None: self.records[msg_id] = record
     def ack(self, queue_key, msg_ids) -> None:
@@ -82,40 +94,77 @@ def publish(vh, queue: str, i: int, persistent: bool = True) -> None:
     vh.publish(vh.exchange(""), Message("", queue, body(i), codec=CODEC, props=props))
 
 
-def test_only_stored_bodies_of_durable_queues_past_the_head_are_paged():
+def test_past_the_head_stored_messages_become_rows_and_transient_ones_go_to_the_paging_file():
     clock, store, broker, vh = setup()
     q = vh.declare_queue("lazy", durable=True)
     t = vh.declare_queue("transient-queue")
     for i in range(100):
         publish(vh, "lazy", i)
-        publish(vh, "transient-queue", i)
+        publish(vh, "transient-queue", 2000 + i)
         publish(vh, "lazy", 1000 + i, persistent=False)
     clock.advance(0)
-    entries = list(q.ready)
-    assert not any(e.message.paged for e in entries[:10]), "the head keeps its bodies"
-    assert not any(e.message.paged for e in t.ready), "non-durable queue"
-    assert not any(e.message.paged for e in entries if not e.message.persistent)
-    paged = [e for e in entries if e.message.paged]
-    assert paged and all(isinstance(e.message.body, PagedBody) for e in paged)
-    # the accounts: logical sizes unchanged, memory down by exactly the paged bodies
-    assert q.ready.bytes == 200 * SIZE
-    assert broker.memory_used == 300 * (SIZE + OVERHEAD) - len(paged) * SIZE
-    assert broker.body_bytes == 300 * SIZE - len(paged) * SIZE
+    # each queue keeps its head (10 entries); past it every entry became a row: the stored
+    # ones point into the store, the transient ones (durable queue or not) into the queue's
+    # paging file
+    assert len(list(q.ready)) == 10 and len(list(t.ready)) == 10
+    assert q.ready.paged == 190 and q.ready.paged_bytes == 190 * SIZE
+    assert t.ready.paged == 90
+    assert q.page_file.live == 95 and t.page_file.live == 90
+    assert len(store.records) == 100, "transient messages never reach the store"
+    # the accounts: logical sizes unchanged, each paged message down to its row
+    assert len(q.ready) == 200 and q.ready.bytes == 200 * SIZE
+    assert broker.index_bytes == 280 * ENTRY_BYTES
+    assert broker.memory_used == 20 * (SIZE + OVERHEAD) + 280 * ENTRY_BYTES
+    assert broker.body_bytes == 20 * SIZE
+    # all back, in order; the paging files are emptied once nothing in them is referenced
+    lazy, plain = Collector(), Collector()
+    q.add_consumer(lazy)
+    t.add_consumer(plain)
+    assert lazy.bodies == [body(n) for i in range(100) for n in (i, 1000 + i)]
+    assert plain.bodies == [body(2000 + i) for i in range(100)]
+    assert q.page_file.size == 0 and t.page_file.size == 0
+    clock.advance(0)
+    assert broker.memory_used == 0 and broker.index_bytes == 0 and store.records == {}
 
 
-def test_paged_bodies_come_back_in_order_with_read_ahead():
+def test_messages_shared_by_queues_stay_in_memory_at_their_places():
+    clock, store, broker, vh = setup()
+    a = vh.declare_queue("a", durable=True)
+    b = vh.declare_queue("b", durable=True)
+    vh.bind("amq.fanout", a, "", {})
+    vh.bind("amq.fanout", b, "", {})
+    for i in range(100):
+        publish(vh, "a", i)
+        if i % 10 == 5:
+            vh.publish(vh.exchange("amq.fanout"), Message(
+                "amq.fanout", "", body(5000 + i), codec=CODEC,
+                props=Properties(delivery_mode=2)))
+    clock.advance(0)
+    assert a.ready.paged == 100 - 10 + 1 and len(a.ready) == 110
+    consumer = Collector()
+    a.add_consumer(consumer)
+    expected = []
+    for i in range(100):
+        expected.append(body(i))
+        if i % 10 == 5:
+            expected.append(body(5000 + i))
+    assert consumer.bodies == expected
+    assert len(b.ready) == 10
+
+
+def test_paged_messages_come_back_in_order_with_read_ahead():
     clock, store, broker, vh = setup()
     q = vh.declare_queue("lazy", durable=True)
     for i in range(500):
         publish(vh, "lazy", i)
     clock.advance(0)
-    assert broker.body_bytes <= broker.pager.budget
+    assert broker.pager.resident <= broker.pager.budget
     consumer = Collector()
     q.add_consumer(consumer)
     assert consumer.bodies == [body(i) for i in range(500)]
     clock.advance(0)  # the turn ends: its acks reach the store
-    assert store.reads >= 400 and store.records == {}
-    assert broker.memory_used == 0 and broker.body_bytes == 0
+    assert 490 <= store.reads < 500 + 10 and store.records == {}
+    assert broker.memory_used == 0 and broker.body_bytes == 0 and broker.index_bytes == 0
 
 
 def test_store_down_leaves_the_entry_and_delivery_resumes():
@@ -124,8 +173,8 @@ def test_store_down_leaves_the_entry_and_delivery_resumes():
     for i in range(100):
         publish(vh, "lazy", i)
     clock.advance(0)
-    first_paged = next(i for i, e in enumerate(q.ready) if e.message.paged)
-    assert first_paged >= 10
+    first_paged = 100 - q.ready.paged
+    assert first_paged == 10
     consumer = Collector()
     store.down = True
     q.add_consumer(consumer)
@@ -137,14 +186,137 @@ def test_store_down_leaves_the_entry_and_delivery_resumes():
     assert consumer.bodies == [body(i) for i in range(100)]
 
 
+def test_deep_queue_stays_within_the_budget_and_drains_in_order():
+    """100k messages under a 64 KiB budget: what is in memory stays under it (the head and
+    the tail being written), each paged message costs its row only."""
+    count = 100_000
+    clock, store, broker, vh = setup(budget=64 * SIZE)
+    q = vh.declare_queue("deep", durable=True)
+    peak = 0
+    for i in range(count):
+        publish(vh, "deep", i)
+        if i % 1000 == 999:
+            clock.advance(0)
+            peak = max(peak, broker.pager.resident)
+    assert peak <= broker.pager.budget
+    assert broker.index_bytes == q.ready.paged * ENTRY_BYTES
+    assert q.ready.paged >= count - 1000 and len(q.ready) == count
+    consumer = Collector()
+    q.add_consumer(consumer)
+    assert consumer.bodies == [body(i) for i in range(count)]
+    clock.advance(0)
+    assert broker.memory_used == 0 and broker.index_bytes == 0 and store.records == {}
+
+
+def test_priorities_ttl_and_requeue_work_on_paged_entries():
+    clock, store, broker, vh = setup()
+    q = vh.declare_queue("prio", durable=True, arguments={"x-max-priority": 5})
+    for i in range(200):
+        props = Properties(delivery_mode=2, priority=i % 3,
+                           expiration="1000" if i % 50 == 7 else None)
+        vh.publish(vh.exchange(""), Message("", "prio", body(i), codec=CODEC, props=props))
+    clock.advance(0)
+    assert q.ready.paged > 100
+    clock.advance(1.5)   # the per-message TTLs of paged entries expire (4 of them)
+    assert len(q.ready) == 196
+    expected = [body(i) for p in (2, 1, 0) for i in range(200) if i % 3 == p and i % 50 != 7]
+    first = q.get(no_ack=False)
+    assert bytes(first.message.body) == expected[0]
+    q.requeue([first])   # back to its place, ahead of everything
+    consumer = Collector()
+    q.add_consumer(consumer)
+    assert consumer.bodies == expected
+    clock.advance(0)
+    assert broker.memory_used == 0 and broker.index_bytes == 0 and store.records == {}
+
+
+def test_purge_of_a_paged_queue_acks_every_row():
+    clock, store, broker, vh = setup()
+    q = vh.declare_queue("lazy", durable=True)
+    for i in range(300):
+        publish(vh, "lazy", i)
+    clock.advance(0)
+    assert q.ready.paged == 290
+    assert q.purge() == 300
+    clock.advance(0)
+    clock.advance(0)
+    assert store.records == {} and len(q.ready) == 0
+    assert broker.memory_used == 0 and broker.index_bytes == 0 and broker.body_bytes == 0
+
+
 def test_futile_pass_is_not_repeated_per_publish():
     clock, store, broker, vh = setup(budget=5 * SIZE)
-    vh.declare_queue("lazy", durable=True)
-    vh.declare_queue("plain")
-    for i in range(50):
-        publish(vh, "plain", i)  # non-durable: nothing can be paged
+    a = vh.declare_queue("a")
+    b = vh.declare_queue("b")
+    vh.bind("amq.fanout", a, "", {})
+    vh.bind("amq.fanout", b, "", {})
+    fanout = vh.exchange("amq.fanout")
+    for i in range(50):  # held by two queues: nothing can be paged
+        vh.publish(fanout, Message("amq.fanout", "", body(i), codec=CODEC, props=Properties()))
     clock.advance(0)
     assert broker.pager._futile_at > 0
     before = len(clock.getDelayedCalls())
-    publish(vh, "plain", 99)
+    vh.publish(fanout, Message("amq.fanout", "", body(99), codec=CODEC, props=Properties()))
     assert len(clock.getDelayedCalls()) == before, "no new pass for a small growth"
+
+
+def test_delete_of_a_queue_with_a_paging_file_releases_everything_in_slices():
+    clock, store, broker, vh = setup()
+    q = vh.declare_queue("plain")
+    for i in range(25_000):   # more than one release slice
+        publish(vh, "plain", i, persistent=False)
+    clock.advance(0)
+    path = q.page_file.path
+    assert q.ready.paged == 25_000 - 10 and os.path.exists(path)
+    vh.delete_queue("plain")
+    for _ in range(3):
+        clock.advance(0)   # the later slices run after the file is gone
+    assert not os.path.exists(path)
+    assert broker.memory_used == 0 and broker.index_bytes == 0 and broker.body_bytes == 0
+
+
+def test_recovered_rows_learn_their_own_ttl_when_read_back():
+    """Lazy recovery reads no record past each queue's first window, so a message's own
+    ``expiration`` is applied when it is read back, counted from the broker's start as a
+    recovery that read it would have: it expires, the others come back in order."""
+    clock, store = Clock(), MemoryStore()
+    key = resource_key("/", "q")
+    ids, sizes = list(range(1, 601)), []
+    for i in ids:
+        props = Properties(delivery_mode=2, expiration="1000" if i % 100 == 50 else None)
+        store.records[i] = Message("", "q", body(i), codec=CODEC, props=props).to_record()
+        sizes.append(SIZE)
+    store.state = RecoveredState(
+        definitions={("vhost", "/"): {"name": "/"},
+                     ("queue", key): {"name": "q", "vhost": "/", "durable": True,
+                                      "auto_delete": False, "arguments": {}}},
+        queues={key: RecoveredQueue(key, ids, sizes)}, max_msg_id=600)
+    broker = Broker(clock=clock, codec=CODEC, store=store, paging_budget=20 * SIZE)
+    broker.recover()
+    q = broker.vhost("/").queues["q"]
+    assert store.reads == WINDOW   # the first window is read, the rest stays rows
+    assert q.ready.paged == 600 - broker.pager.head_keep   # paged down to the head again
+    clock.advance(2.0)   # past the 1 s TTL of every hundredth message
+    consumer = Collector()
+    q.add_consumer(consumer)
+    assert consumer.bodies == [body(i) for i in ids if i % 100 != 50]
+    clock.advance(0)
+    assert broker.memory_used == 0 and broker.index_bytes == 0
+
+
+def test_a_paging_file_that_cannot_be_written_keeps_the_messages_in_memory(tmp_path):
+    """The paging directory cannot be made (a file stands in its way, as a full or broken
+    disk would refuse the writes): transient messages stay in memory at their places, none
+    is lost, and the one warning is all the log says."""
+    clock, store, broker, vh = setup()
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_bytes(b"")
+    broker.pager.directory = str(blocker / "paging")
+    q = vh.declare_queue("plain")
+    for i in range(100):
+        publish(vh, "plain", i, persistent=False)
+    clock.advance(0)
+    assert q.ready.paged == 0 and len(q.ready) == 100 and q.page_file is None
+    consumer = Collector()
+    q.add_consumer(consumer)
+    assert consumer.bodies == [body(i) for i in range(100)]

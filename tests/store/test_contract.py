@@ -279,3 +279,30 @@ def test_abandon_writes_nothing_more(opened) -> None:
     assert queue_ids(state, Q_B) == []
     assert ("queue", Q_B) not in state.definitions
     assert state.records.get(1) == b"durable" and 2 not in state.records
+
+
+def test_lazy_recovery_measures_records_and_returns_only_shared_ones(store_factory,
+                                                                    opened) -> None:
+    """``recover(body_size=f)`` (the broker's deep-queue recovery): per queue the ids in order
+    with ``f(record)`` of each, the records only of messages held by more than one queue, and
+    the same delivered flags as a full recovery."""
+    store, _ = opened()
+    store.publish(1, b"one", [Q_A])
+    store.publish(2, b"shared", [Q_A, Q_B])
+    store.publish(3, b"three!", [Q_A])
+    store.publish(4, b"gone", [Q_A])
+    store.ack(Q_A, [4])
+    store.mark_delivered(Q_A, [3])
+    make_durable(store)
+    opened.stores.remove(store)
+    store.close()
+    again = store_factory()
+    again.open()
+    opened.stores.append(again)
+    lazy = again.recover(body_size=len)
+    assert lazy.queues[Q_A].msg_ids == [1, 2, 3]
+    assert lazy.queues[Q_A].sizes == [len(b"one"), len(b"shared"), len(b"three!")]
+    assert lazy.queues[Q_B].msg_ids == [2] and lazy.queues[Q_B].sizes == [len(b"shared")]
+    assert lazy.records == {2: b"shared"}
+    assert (Q_A, 3) in lazy.delivered and (Q_A, 1) not in lazy.delivered
+    assert again.read(1) == b"one" and again.read(3) == b"three!"

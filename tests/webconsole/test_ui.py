@@ -300,6 +300,25 @@ def test_queue_page_shows_a_streams_offsets_size_and_segments(ui, broker, unique
     api(broker, "DELETE", "queues", "/", name)
 
 
+def test_queue_page_shows_messages_in_memory_and_paged_out(ui, broker, unique):
+    name = f"{unique}.ram"
+    assert api(broker, "PUT", "queues", "/", name, json={"durable": False}).status_code in (201, 204)
+    r = api(broker, "POST", "exchanges", "/", "amq.default", "publish",
+            json={"properties": {}, "routing_key": name, "payload": "hello",
+                  "payload_encoding": "string"})
+    assert r.json()["routed"] is True
+    with screenshot_on_failure(ui, "paging"):
+        login(ui, broker)
+        ui.wait_for_selector("#page-overview")
+        loaded(ui)
+        open_page(ui, f"#/queues/%2F/{urllib.parse.quote(name, safe='')}", "#page-queue")
+        ui.wait_for("document.getElementById('queue-ram')?.textContent === '1 (5 B)'",
+                    what="1 message of 5 bytes in memory")
+        assert ui.text("#queue-paged-out") == "0 (0 B)"
+        assert_clean(ui)
+    api(broker, "DELETE", "queues", "/", name)
+
+
 def test_exchange_add_publish_and_delete(ui, broker, unique):
     exchange, queue = f"{unique}.x", f"{unique}.q"
     assert api(broker, "PUT", "queues", "/", queue, json={"durable": False}).status_code in (201, 204)

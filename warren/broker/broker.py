@@ -18,6 +18,7 @@ from ..model.errors import AccessRefused, NotAllowed, NotFound
 from ..model.message import OVERHEAD, Message, PropertiesCodec, QueueEntry
 from ..store.interface import KEY_SEP, MessageStore, StoreUnavailable, resource_key
 from .limits import Limits
+from .ready import WINDOW
 from .paging import DEFAULT_BUDGET, Pager
 from .parameters import STORE_KIND as PARAMETER_KIND
 from .parameters import RuntimeParameters
@@ -92,8 +93,10 @@ class Broker:
         self.store_alarm = False
         self._store_poll: Any = None
         self._blockables: set[Blockable] = set()
-        # bodies resident in memory (paged-out ones not counted) and the pager bounding them
+        # bodies resident in memory (paged-out ones not counted), the rows of paged-out
+        # entries (``compact.py``; part of memory_used), and the pager bounding the rest
         self.body_bytes = 0
+        self.index_bytes = 0
         self.pager = Pager(self, paging_budget)
         # acks and deliveries of stored messages this turn (store key -> ids), told to the
         # store in one call per queue at the end of the turn (see note_delivered)
@@ -415,7 +418,7 @@ class Broker:
         size = len(message.body)
         self.memory_used += size + OVERHEAD
         self.body_bytes += size
-        if self.body_bytes > self.pager.budget:
+        if self.memory_used - self.index_bytes > self.pager.budget:
             self.pager.note_growth()
         if not self.blocked and self.memory_used > self.memory_high:
             self._set_blocked(True)
@@ -432,6 +435,8 @@ class Broker:
         if message.refs <= 0:
             if message.paged:  # its body was already taken off the accounts
                 self.memory_used -= OVERHEAD
+                if message.body.where >= 0 and queue.page_file is not None:
+                    queue.page_file.release()   # never read back from the paging file
             else:
                 self.memory_used -= len(message.body) + OVERHEAD
                 self.body_bytes -= len(message.body)
@@ -454,6 +459,29 @@ class Broker:
             release(queue, entries[i].message)
         if end < len(entries):
             self.clock.callLater(0, self._release_slice, queue, entries, end)
+
+    def release_rows(self, queue: Queue, rows: list[Any]) -> None:
+        """Forget paged-out entries of a purged or deleted queue (``ready.clear_split``):
+        store acks and accounting, ``RELEASE_SLICE`` per reactor turn like ``release_many``."""
+        if rows:
+            self._release_rows_slice(queue, rows, 0)
+
+    def _release_rows_slice(self, queue: Queue, rows: list[Any], start: int) -> None:
+        end = min(start + RELEASE_SLICE, len(rows))
+        note, acked, key = self._note, self._acked, queue.store_key
+        in_file = 0
+        for i in range(start, end):
+            if rows[i][7] >= 0:
+                in_file += 1          # in the queue's paging file, not the store
+            elif queue.durable and self.store is not None:
+                note(acked, key, rows[i][0])
+        if in_file and queue.page_file is not None:
+            queue.page_file.release(in_file)
+        self.pager.forget_rows(end - start)
+        if self.blocked and self.memory_used < self.memory_low:
+            self._set_blocked(False)
+        if end < len(rows):
+            self.clock.callLater(0, self._release_rows_slice, queue, rows, end)
 
     def after_settle(self, queue: Queue) -> None:
         if self.blocked and self.memory_used < self.memory_low:
@@ -669,7 +697,7 @@ class Broker:
         if self.store is None:
             self.ensure_defaults()
             return
-        state = self.store.recover()
+        state = self.store.recover(body_size=Message.record_body_size)
         defs = state.definitions
         by_kind: dict[str, list[dict[str, Any]]] = {}
         for (kind, _key), value in defs.items():
@@ -724,8 +752,9 @@ class Broker:
             binding = vh.bind(b["source"], dest, b["routing_key"], b.get("arguments") or {})
             self._known_bindings.add(vh._binding_key(binding))
         self.ensure_defaults()
-        # messages, queue by queue, in stored order
-        messages: dict[int, Message] = {}
+        # messages, queue by queue, in stored order (see ``_recover_queue``)
+        messages: dict[int, Message] = {}   # those held by several queues: one object
+        recovered = 0
         for qkey, rq in state.queues.items():
             vhost_name, _, qname = qkey.partition(KEY_SEP)
             vh = self.vhosts.get(vhost_name)
@@ -733,38 +762,80 @@ class Broker:
             if q is None:
                 self.store.purge_queue(qkey)
                 continue
-            over_limit: list[QueueEntry] = []
-            for mid in rq.msg_ids:
-                msg = messages.get(mid)
-                if msg is None:
-                    record = state.records.get(mid)
-                    if record is None:
-                        continue
-                    msg = Message.from_record(record, self.codec, mid)
-                    msg.stored = True
-                    messages[mid] = msg
-                    self.track(msg)
-                entry = q.enqueue(msg)
-                delivered = (qkey, mid) in state.delivered
-                count = state.delivery_counts.get((qkey, mid), 0)
-                entry.redelivered = delivered or count > 0
-                if delivered:
-                    # out with a consumer when the broker stopped: that was a return too, and
-                    # is stored as one (another crash before the next return counts again)
-                    count += 1
-                    self.note_returned(q, mid, count)
-                entry.delivery_count = count
-                if q.delivery_limit is not None and entry.delivery_count > q.delivery_limit:
-                    over_limit.append(entry)
-            if over_limit:
-                q.dead_letter_over_limit(over_limit)
-            q._touch()
+            recovered += self._recover_queue(q, rq, state, messages)
         self._next_id = max(self._next_id, state.max_msg_id)
         # last: a component told of a recovered value (a shovel) may start using the queues
         # and exchanges it names, so everything else is in place first
         self.runtime_parameters.recover(by_kind.get(PARAMETER_KIND, []))
         log.info("recovered %d vhosts, %d queues, %d messages", len(self.vhosts),
-                 sum(len(v.queues) for v in self.vhosts.values()), len(messages))
+                 sum(len(v.queues) for v in self.vhosts.values()), recovered)
+
+    #: Recovery reads records (the heads of queues, whole queues that decode every message)
+    #: this many at a time, and pages out between batches (peak memory within the budget).
+    RECOVERY_BATCH = 1000
+
+    def _recover_queue(self, q: Queue, rq: Any, state: Any, messages: dict[int, Message]) -> int:
+        """One durable queue's messages, lazily: the first ``ready.WINDOW`` become objects
+        (they go out first), the rest stay in the store as rows (``compact.py``) with the
+        sizes the store measured. A message several queues hold is one object in each; a
+        queue that needs every message decoded (priorities, a delivery limit) reads them all,
+        a batch at a time, paging out as it goes."""
+        eager = q.max_priority is not None or q.delivery_limit is not None
+        ids, sizes = rq.msg_ids, rq.sizes
+        shared = state.records
+        delivered_set, counts = state.delivered, state.delivery_counts
+        key = q.store_key
+        over_limit: list[QueueEntry] = []
+        done = 0
+        # the common case, nothing delivered or shared: past the window, rows in bulk
+        bulk_from = len(ids)
+        if not eager and sizes is not None and not shared and not delivered_set and not counts:
+            bulk_from = min(WINDOW, len(ids))
+        for start in range(0, bulk_from, self.RECOVERY_BATCH):
+            batch = ids[start:min(start + self.RECOVERY_BATCH, bulk_from)]
+            if eager or start < WINDOW or sizes is None:
+                wanted = [mid for mid in batch if mid not in shared]
+            else:
+                wanted = [mid for j, mid in enumerate(batch, start) if j < WINDOW]
+            records = self.store.read_many(wanted) if wanted and sizes is not None else {}
+            for j, mid in enumerate(batch, start):
+                delivered = (key, mid) in delivered_set
+                count = counts.get((key, mid), 0)
+                if delivered:
+                    # out with a consumer when the broker stopped: that was a return too, and
+                    # is stored as one (another crash before the next return counts again)
+                    count += 1
+                    self.note_returned(q, mid, count)
+                record = shared.get(mid) or records.get(mid)
+                if record is None and not eager and j >= WINDOW and sizes is not None:
+                    q.enqueue_paged(mid, sizes[j], delivered or count > 0, count)
+                    done += 1
+                    continue
+                msg = messages.get(mid)
+                if msg is None:
+                    if record is None:
+                        continue   # the store lost it (logged there)
+                    msg = Message.from_record(record, self.codec, mid)
+                    msg.stored = True
+                    if mid in shared:
+                        messages[mid] = msg
+                    self.track(msg)
+                entry = q.enqueue(msg)
+                entry.redelivered = delivered or count > 0
+                entry.delivery_count = count
+                if q.delivery_limit is not None and count > q.delivery_limit:
+                    over_limit.append(entry)
+                done += 1
+            if over_limit:   # before a page-out could turn them into rows
+                q.dead_letter_over_limit(over_limit)
+                over_limit = []
+            if self.pager.resident > self.pager.budget > 0:
+                self.pager.run()
+        if bulk_from < len(ids):
+            q.enqueue_paged_many(ids[bulk_from:], sizes[bulk_from:])
+            done += len(ids) - bulk_from
+        q._touch()
+        return done
 
 
 def _restored_exchange(e: dict[str, Any]) -> Exchange:

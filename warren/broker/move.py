@@ -32,7 +32,7 @@ def move_messages(source: Queue, destination: Queue, count: int | None = None) -
             break
         if entry.message.paged:
             from .paging import PageIn
-            if vhost.broker.pager.page_in(entry.message, source) is not PageIn.LOADED:
+            if vhost.broker.pager.page_in(entry.message, source, entry) is not PageIn.LOADED:
                 break  # the store cannot give the body back now: move what we could
         copy = entry.message.with_changes()
         if destination.would_overflow(copy):

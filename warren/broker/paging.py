@@ -1,46 +1,58 @@
-"""Paging message bodies out to the store (RabbitMQ lazy-queue behaviour), bounded by a budget.
+"""Paging queued messages out of memory (RabbitMQ's lazy / v2 classic queues), under a budget.
 
 Why: a durable queue may hold millions of persistent messages; every one is already in the
-store, so keeping each body in RAM as well only costs memory. The broker counts the bytes of
-bodies it holds (``Broker.body_bytes``); once that passes ``paging_budget`` a paging pass runs
-at the end of the reactor turn and drops bodies until the count is back under three quarters of
-the budget (hysteresis, so passes are not made for every publish).
+store, so keeping it in RAM as well only costs memory, and as Python objects a lot of it
+(about 600 bytes for a 100-byte message). The broker accounts for what messages cost it
+(``Broker.memory_used``: bodies plus ``OVERHEAD`` per message in memory, plus
+``compact.ENTRY_BYTES`` per paged-out entry, the part kept in ``Broker.index_bytes``). Once the
+part in memory (``resident``) passes ``paging_budget`` a paging pass runs at the end of the
+reactor turn and pages out until it is back under three quarters of the budget (hysteresis,
+so passes are not made for every publish).
 
-Which bodies may go (all must hold):
+Paging out an entry drops its ``QueueEntry`` and ``Message`` altogether: the queue keeps a row
+of arrays (``compact.py``) with what it needs to order, expire and count it. Which entries go
+(all must hold):
 
-- the message is ``stored`` and its only holder (``refs == 1``) is a *durable* queue, so the
-  store keeps the record exactly as long as the queue keeps the entry; a message shared with
-  other queues, transient, or in a non-durable queue is never paged;
-- the entry is *ready* (not out with a consumer) and not among the ``HEAD_KEEP`` oldest ready
+- its only holder is this queue (``refs == 1``), so the record lives exactly as long as the
+  queue keeps the entry: a ``stored`` message's record is in the store already; any other
+  (transient, or in a non-durable queue) is written to the queue's paging file
+  (``pagefile.py``), as RabbitMQ pages transient messages too. A message shared with other
+  queues stays in memory (pinned at its place);
+- the entry is *ready* (not out with a consumer) and not among the ``HEAD_KEEP`` first ready
   entries of its queue: those go to consumers next and would only be read straight back.
 
-Which go first: queues with the most ready bytes first, and within a queue the newest entries
-first (the ones furthest from delivery). A pass that cannot get under the target (what is left
-is unpageable: heads, unacked, transient messages) is remembered, and no new pass starts until
-the resident bytes grew by another quarter of the budget, so a full walk is never repeated
-per publish.
+Which go first: queues with the most ready bytes in memory first, everything past each one's
+head. A pass that cannot get under the target (what is left is unpageable: heads, unacked,
+transient messages) is remembered, and no new pass starts until the resident bytes grew by
+another quarter of the budget, so a full walk is never repeated per publish.
 
-A paged body is replaced by :class:`PagedBody`, an object that knows only the length: every
-byte count (``ready.bytes``, ``max-length-bytes``, the management API's ``message_bytes``)
-stays the message's logical size and is never touched by paging, while any attempt to use the
-bytes themselves fails loudly. ``message.paged`` is True. :meth:`Pager.page_in` reads the record
-back (``store.read_many``, with up to ``READ_AHEAD`` more paged entries from the head of the
-same queue, so draining a paged queue costs one store round trip per batch) just before the
-body is needed: hand-over to a consumer, a basic.get, dead-lettering, a move. A store that is
-momentarily unreachable (database gone) leaves the entry where it was and the queue retries
-later; a record the store no longer has (corruption) is logged and the entry is dropped, never
-delivered empty.
+Coming back is in two steps. The queue turns rows back into entries ``ready.WINDOW`` at a time
+as its head drains (:meth:`Pager.stub`: a ``Message`` that knows its id, size and priority,
+whose body is a :class:`PagedBody` and whose ``paged`` is True; no store I/O). Just before a
+body is needed (hand-over to a consumer, a basic.get, dead-lettering, a move)
+:meth:`Pager.page_in` reads the record back (``store.read_many``, with up to ``READ_AHEAD``
+more paged entries from the head of the same queue, so draining a paged queue costs one store
+round trip per batch). Every byte count (``ready.bytes``, ``max-length-bytes``, the API's
+``message_bytes``) stays the message's logical size throughout; any attempt to use a paged
+body's bytes fails loudly. A store that is momentarily unreachable (database gone) leaves the
+entry where it was and the queue retries later; a record the store no longer has (corruption)
+is logged and the entry is dropped, never delivered empty.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from enum import Enum
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..store.interface import StoreError, StoreUnavailable
-from ..model.message import Message, QueueEntry
+from ..model.message import OVERHEAD, Message, QueueEntry
+from .compact import ENTRY_BYTES, REDELIVERED, TTL_PENDING, TTL_UNKNOWN, Row
+from .pagefile import PageFile
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -48,12 +60,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("warren.paging")
 
-#: Default budget for resident message bodies before paging starts (``--paging-budget``).
+#: Default budget for messages in memory before paging starts (``--paging-budget``).
 DEFAULT_BUDGET = 256 * 1024 * 1024
 #: The oldest ready entries of each queue keep their bodies: they are delivered next.
 HEAD_KEEP = 256
 #: Paged entries at the head of a queue read back with the one being delivered (one store call).
-READ_AHEAD = 128
+READ_AHEAD = 256
 #: A pass stops once resident bodies are at or under this share of the budget.
 LOW_SHARE = 0.75
 
@@ -67,12 +79,14 @@ class PageIn(Enum):
 
 
 class PagedBody:
-    """Stands in for a body that lives only in the store: has a length and nothing else."""
+    """Stands in for a body that lives only in the store (``where`` -1) or in the queue's
+    paging file (``where``: the offset): has a length and nothing else."""
 
-    __slots__ = ("size",)
+    __slots__ = ("size", "where")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, where: int = -1) -> None:
         self.size = size
+        self.where = where
 
     def __len__(self) -> int:
         return self.size
@@ -85,23 +99,33 @@ class PagedBody:
 
 
 class Pager:
-    """Decides when and which bodies leave memory, and brings them back on demand."""
+    """Decides when and which entries leave memory, and brings them back on demand."""
 
     def __init__(self, broker: "Broker", budget: int = DEFAULT_BUDGET,
                  head_keep: int = HEAD_KEEP) -> None:
         self.broker = broker
-        self.budget = budget            # resident body bytes that start a pass; <= 0: never
+        self.budget = budget            # resident message bytes that start a pass; <= 0: never
         self.head_keep = head_keep
         self.paged_out = 0              # counters for metrics and tests
         self.paged_in = 0
         self._scheduled: Any = None     # the pending end-of-turn pass
         self._futile_at = -1            # resident bytes when a pass last could not get under
+        # where the queues' paging files go (``pagefile.py``): the server sets it in the data
+        # directory and empties it at start; a temporary directory otherwise
+        self.directory: str | None = None
+        self._files = 0
+        self._file_error = False   # a paging file could not be written (logged once)
+
+    @property
+    def resident(self) -> int:
+        """Accounted bytes of messages in memory (the paged-out entries' rows left out)."""
+        return self.broker.memory_used - self.broker.index_bytes
 
     # ---------------------------------------------------------------- when
     def note_growth(self) -> None:
-        """Called when resident bodies grew (``Broker.track``): schedule a pass if over."""
+        """Called when resident messages grew (``Broker.track``): schedule a pass if over."""
         broker = self.broker
-        resident = broker.body_bytes
+        resident = self.resident
         if (self.budget <= 0 or resident <= self.budget or self._scheduled is not None
                 or broker.store is None):
             return
@@ -110,58 +134,156 @@ class Pager:
         self._scheduled = broker.clock.callLater(0, self.run)
 
     def run(self) -> int:
-        """One paging pass (see the module docstring); returns how many bodies went."""
+        """One paging pass (see the module docstring); returns how many entries went."""
         self._scheduled = None
         broker = self.broker
         target = int(self.budget * LOW_SHARE)
-        if broker.body_bytes <= target:
+        if self.resident <= target:
             self._futile_at = -1
             return 0
         queues = [q for vh in list(broker.vhosts.values()) for q in vh.queues.values()
-                  if q.durable and not q.deleted and len(q.ready) > self.head_keep]
-        queues.sort(key=lambda q: q.ready.bytes, reverse=True)
+                  if not q.deleted and len(q.ready) > self.head_keep]
+        queues.sort(key=lambda q: q.ready.bytes - q.ready.paged_bytes, reverse=True)
         count = 0
         for queue in queues:
-            for entry in _pageable_newest_first(queue.ready, self.head_keep):
-                message = entry.message
-                if message.paged or not message.stored or message.refs != 1:
-                    continue
-                self._page_out(message)
+            for entry in queue.ready.page_out(self.head_keep,
+                                              lambda e, q=queue: self._locate(q, e)):
+                self._page_out(entry.message)
                 count += 1
-                if broker.body_bytes <= target:
-                    break
-            if broker.body_bytes <= target:
+            if self.resident <= target:
                 break
-        self._futile_at = -1 if broker.body_bytes <= target else broker.body_bytes
+        self._futile_at = -1 if self.resident <= target else self.resident
         if count:
             self.paged_out += count
-            log.debug("paged out %d message bodies; %d bytes of bodies resident", count,
-                      broker.body_bytes)
+            log.debug("paged out %d messages; %d bytes of messages resident", count,
+                      self.resident)
             broker.after_settle(None)  # memory went down: the memory alarm may clear
         return count
 
     def _page_out(self, message: Message) -> None:
-        size = len(message.body)
-        message.body = PagedBody(size)
+        """The accounts of a message whose entry became a row (``compact.py``)."""
+        broker = self.broker
+        if message.paged:   # a stub whose body was never read back
+            broker.memory_used -= OVERHEAD
+        else:
+            size = len(message.body)
+            broker.body_bytes -= size
+            broker.memory_used -= size + OVERHEAD
+        message.refs -= 1
+        self.note_row()
+
+    def _locate(self, queue: "Queue", entry: QueueEntry) -> int | None:
+        """Where a paged-out entry's record will be: -1 the store, else the offset in the
+        queue's paging file (written now); None: it cannot be paged (shared)."""
+        message = entry.message
+        if message.refs != 1:
+            return None
+        if message.stored and queue.durable:
+            return -1
+        if message.paged:   # a stub of the paging file, never read back: written again
+            return None
+        try:
+            if queue.page_file is None:
+                queue.page_file = PageFile(self._page_file_path(queue))
+            return queue.page_file.append(message.to_record())
+        except OSError as error:   # disk full, directory gone: it stays in memory
+            if not self._file_error:
+                log.warning("queue '%s': cannot write its paging file (%s); transient "
+                            "messages stay in memory", queue.name, error)
+            self._file_error = True
+            return None
+
+    def use_directory(self, path: str) -> None:
+        """Paging files go under ``path`` (a subdirectory per process: a fenced HA master may
+        still be using its own); what a previous run left there is transient and is removed."""
+        shutil.rmtree(path, ignore_errors=True)
+        self.directory = os.path.join(path, str(os.getpid()))
+
+    def _page_file_path(self, queue: "Queue") -> str:
+        if self.directory is None:
+            self.directory = tempfile.mkdtemp(prefix="warren-paging-")
+        os.makedirs(self.directory, exist_ok=True)
+        self._files += 1
+        return os.path.join(self.directory, f"queue-{self._files}.page")
+
+    def note_row(self, count: int = 1) -> None:
+        """More paged-out rows (paging out, or recovery building a deep queue)."""
+        self.broker.memory_used += count * ENTRY_BYTES
+        self.broker.index_bytes += count * ENTRY_BYTES
+
+    def forget_rows(self, count: int) -> None:
+        """``count`` rows are gone without coming back (purge, delete)."""
+        self.broker.memory_used -= count * ENTRY_BYTES
+        self.broker.index_bytes -= count * ENTRY_BYTES
+
+    def stub(self, row: Row) -> QueueEntry:
+        """A row back as an entry whose message's body is still paged (no store I/O): the
+        exchange, routing key and properties come back with the body (``page_in``)."""
+        msg_id, seq, size, expires_at, flags, count, priority, where = row
+        message = Message.__new__(Message)
+        message.id = msg_id
+        message.exchange = message.routing_key = ""
+        message.body = PagedBody(size, where)
+        message.raw_props = None
+        message._props = None
+        message.codec = self.broker.codec
+        message.persistent = where < 0
+        message.priority = priority
+        message.ttl = TTL_PENDING if flags & TTL_UNKNOWN else None
+        message.stored = where < 0
+        message.refs = 1
         message.paged = True
-        self.broker.body_bytes -= size
-        self.broker.memory_used -= size
+        broker = self.broker
+        broker.memory_used += OVERHEAD - ENTRY_BYTES
+        broker.index_bytes -= ENTRY_BYTES
+        return QueueEntry(message, seq, expires_at, bool(flags & REDELIVERED), count)
 
     # ---------------------------------------------------------------- back in
-    def page_in(self, message: Message, queue: "Queue | None" = None) -> PageIn:
+    def page_in(self, message: Message, queue: "Queue | None" = None,
+                entry: QueueEntry | None = None) -> PageIn:
         """Read a paged-out body back from the store (no-op for a resident one).
 
         With ``queue`` given, the next paged entries at the head of its ready list come back
         in the same store call (``READ_AHEAD``): a drained lazy queue then costs one store
-        round trip per batch, not per message.
+        round trip per batch, not per message. A recovered message's own TTL, unknown until
+        now (``compact.TTL_UNKNOWN``), is applied to its entry (``entry`` for ``message``),
+        counted from the broker's start as a recovery that read it would have.
         """
         if not message.paged:
             return PageIn.LOADED
         wanted = [message]
+        entries = {id(message): entry}
         if queue is not None:
-            for entry in islice(iter(queue.ready), READ_AHEAD):
-                if entry.message.paged and entry.message is not message:
-                    wanted.append(entry.message)
+            for queued in islice(iter(queue.ready), READ_AHEAD):
+                if queued.message.paged and queued.message is not message:
+                    wanted.append(queued.message)
+                    entries[id(queued.message)] = queued
+        pending = [m for m in wanted if m.ttl == TTL_PENDING]
+        try:
+            return self._read_back(message, queue, wanted)
+        finally:
+            for m in pending:
+                if not m.paged and m.ttl is not None and queue is not None:
+                    pending_entry = entries.get(id(m))
+                    if pending_entry is not None:
+                        queue.learn_expiry(pending_entry,
+                                           self.broker.started_at + m.ttl / 1000.0)
+
+    def _read_back(self, message: Message, queue: "Queue | None",
+                   wanted: list[Message]) -> PageIn:
+        records: dict[int, bytes] = {}
+        page_file = queue.page_file if queue is not None else None
+        in_store = []
+        for m in wanted:
+            where = m.body.where
+            if where < 0:
+                in_store.append(m)
+            elif page_file is not None:
+                self._load(m, page_file.read(where))
+                page_file.release()
+        wanted = in_store
+        if not wanted:
+            return PageIn.LOST if message.paged else PageIn.LOADED
         try:
             records = self.broker.store.read_many([m.id for m in wanted])
         except StoreUnavailable as error:
@@ -169,7 +291,6 @@ class Pager:
                         "delivery retried later", message.id, error)
             return PageIn.LATER
         except StoreError as error:
-            records = {}
             log.error("message %d: reading paged-out bodies failed (%s)", message.id, error)
         except Exception as error:  # a database driver's own errors: connection refused etc.
             log.warning("message %d: body paged out and reading it back failed (%s); "
@@ -186,7 +307,16 @@ class Pager:
         return PageIn.LOADED
 
     def _load(self, message: Message, record: bytes) -> None:
-        body = Message.from_record(record, message.codec, message.id).body
+        stored = Message.from_record(record, message.codec, message.id)
+        body = stored.body
+        # a stub (``stub``) gets what the record says; a body-only page-out keeps its own
+        message.exchange = stored.exchange
+        message.routing_key = stored.routing_key
+        message.raw_props = stored.raw_props
+        message._props = None
+        message.persistent = stored.persistent
+        message.priority = stored.priority
+        message.ttl = stored.ttl
         message.body = body
         message.paged = False
         self.broker.body_bytes += len(body)
@@ -196,10 +326,7 @@ class Pager:
     def stats(self) -> dict[str, float]:
         return {"paging_budget_bytes": float(self.budget),
                 "paging_resident_body_bytes": float(self.broker.body_bytes),
+                "paging_resident_bytes": float(self.resident),
+                "paging_index_bytes": float(self.broker.index_bytes),
                 "paging_paged_out_total": float(self.paged_out),
                 "paging_paged_in_total": float(self.paged_in)}
-
-
-def _pageable_newest_first(ready: Any, head_keep: int) -> Iterator[QueueEntry]:
-    """Ready entries newest first, leaving out the ``head_keep`` that are delivered first."""
-    return ready.newest_first(keep_oldest=head_keep)

@@ -18,6 +18,7 @@ from .arguments import validate_queue_arguments
 from .consumers import Consumer, ConsumerSet
 from ..model.errors import AccessRefused, ResourceLocked
 from ..model.message import Message, QueueEntry
+from .compact import TTL_UNKNOWN
 from .ready import ReadyByPriority, ReadyFifo
 from .redelivery import BackOff, HeldForRedelivery
 from .subscriptions import subscription_filter
@@ -80,9 +81,10 @@ class Queue:
         # broker's totals they are added to as they happen
         self.stats = new_counts()
         self._totals = vhost.message_totals
-        self.ready: ReadyFifo | ReadyByPriority = ReadyFifo()
+        self.ready: ReadyFifo | ReadyByPriority = ReadyFifo(vhost.broker.pager.stub)
         # returned entries waiting out their redelivery back-off (``redelivery.py``)
         self.held = HeldForRedelivery(vhost.broker.clock, self._redeliver)
+        self.page_file: Any = None   # transient messages paged out (``pagefile.py``), if any
         # a durable subscription's selector: what it does not admit is never enqueued here
         self.admits = subscription_filter(self.arguments)
         if self.admits is not None:
@@ -130,7 +132,9 @@ class Queue:
         if max_priority != getattr(self, "max_priority", None):
             # a policy may add, change or remove priorities live: re-sort what is ready
             old = self.ready.clear()
-            self.ready = ReadyFifo() if max_priority is None else ReadyByPriority(max_priority)
+            restore = self.vhost.broker.pager.stub
+            self.ready = (ReadyFifo(restore) if max_priority is None
+                          else ReadyByPriority(max_priority, restore))
             self.ready.requeue(old)
         self.max_priority = max_priority
         self.consumers.single_active = bool(self.setting("single-active-consumer"))
@@ -217,6 +221,41 @@ class Queue:
             self.dispatch()
         return entry
 
+    def enqueue_paged(self, msg_id: int, size: int, redelivered: bool, count: int) -> None:
+        """Recovery of a deep queue: an entry that stays in the store (``compact.py``) until
+        it nears the head. Its queue TTL counts from now, as ``enqueue``'s does."""
+        self._seq += 1
+        ttl = self.message_ttl
+        expires_at = None if ttl is None else self.clock.seconds() + ttl / 1000.0
+        self.stats["publish"] += 1
+        flags = TTL_UNKNOWN | (1 if redelivered else 0)
+        self.ready.push_paged((msg_id, self._seq, size, expires_at, flags, count, 0, -1))
+        self.vhost.broker.pager.note_row()
+        if expires_at is not None:
+            self._schedule_expiry(expires_at)
+
+    def enqueue_paged_many(self, msg_ids: list[int], sizes: list[int]) -> None:
+        """``enqueue_paged`` of many messages never delivered (a FIFO queue's recovery)."""
+        if not msg_ids:
+            return
+        first = self._seq + 1
+        self._seq += len(msg_ids)
+        ttl = self.message_ttl
+        expires_at = None if ttl is None else self.clock.seconds() + ttl / 1000.0
+        self.stats["publish"] += len(msg_ids)
+        self.ready.push_paged_many(msg_ids, first, sizes, expires_at)
+        self.vhost.broker.pager.note_row(len(msg_ids))
+        if expires_at is not None:
+            self._schedule_expiry(expires_at)
+
+    def learn_expiry(self, entry: QueueEntry, at: float) -> None:
+        """A recovered entry's own TTL became known (read back from the store): it expires
+        at ``at`` too (the queue's TTL may be sooner)."""
+        if entry.expires_at is None or at < entry.expires_at:
+            entry.expires_at = at
+        self._message_ttls = True
+        self._schedule_expiry(entry.expires_at)
+
     def _drop_head_over_limit(self) -> None:
         while self.ready and (
                 (self.max_length is not None and len(self.ready) > self.max_length)
@@ -267,10 +306,11 @@ class Queue:
                 if consumer is None:
                     break
                 entry = ready.popleft()
-                if entry.expires_at is not None and self._expired(entry):
-                    continue
+                # read back first: a recovered message's own TTL is known only then
                 if entry.message.paged and not self._page_in(entry):
                     break
+                if entry.expires_at is not None and self._expired(entry):
+                    continue
                 self._hand_over(consumer, entry)
         finally:
             self._dispatching = False
@@ -297,6 +337,10 @@ class Queue:
         try:
             while ready and len(skipped) < self.SELECTIVE_WINDOW:
                 entry = ready.popleft()
+                # selectors and message groups read properties, and a recovered message's
+                # own TTL is known only once read: a paged entry is read back first
+                if entry.message.paged and not self._page_in(entry):
+                    break
                 if entry.expires_at is not None and self._expired(entry):
                     continue
                 consumer, any_credit = consumers.next_accepting(self, entry)
@@ -305,8 +349,6 @@ class Queue:
                     if not any_credit:
                         break
                     continue
-                if entry.message.paged and not self._page_in(entry):
-                    break
                 self._hand_over(consumer, entry)
         finally:
             if skipped:
@@ -329,10 +371,10 @@ class Queue:
         self._touch()
         while self.ready:
             entry = self.ready.popleft()
-            if entry.expires_at is not None and self._expired(entry):
-                continue
             if entry.message.paged and not self._page_in(entry):
                 return None
+            if entry.expires_at is not None and self._expired(entry):
+                continue
             if entry.redelivered:
                 self._count("redeliver")
             if no_ack:
@@ -367,7 +409,7 @@ class Queue:
         dropped (the pager logged it) and dispatch resumes at the end of the turn.
         """
         from .paging import PageIn
-        state = self.vhost.broker.pager.page_in(entry.message, self)
+        state = self.vhost.broker.pager.page_in(entry.message, self, entry)
         if state is PageIn.LOADED:
             return True
         if state is PageIn.LATER:
@@ -478,7 +520,8 @@ class Queue:
         if self.dlx is not None and not self.deleted:
             if entry.message.paged:
                 from .paging import PageIn
-                if self.vhost.broker.pager.page_in(entry.message, self) is not PageIn.LOADED:
+                if self.vhost.broker.pager.page_in(entry.message, self,
+                                                   entry) is not PageIn.LOADED:
                     log.error("queue '%s': message %d %s but its paged-out body cannot be "
                               "read back: not dead-lettered", self.name, entry.message.id,
                               reason)
@@ -523,7 +566,7 @@ class Queue:
             self._dead_letter(e, "expired")
         if not self.ready:
             self._message_ttls = False
-        nxt = min((e.expires_at for e in self.ready if e.expires_at is not None), default=None)
+        nxt = self.ready.next_expiry()
         if nxt is not None:
             self._schedule_expiry(nxt)
 
@@ -543,9 +586,11 @@ class Queue:
 
     # ---------------------------------------------------------------- purge / delete
     def purge(self) -> int:
-        gone = self.ready.clear() + self.held.clear()
+        gone, rows = self.ready.clear_split()
+        gone += self.held.clear()
         self.vhost.broker.release_many(self, gone)
-        return len(gone)
+        self.vhost.broker.release_rows(self, rows)
+        return len(gone) + len(rows)
 
     def on_deleted(self) -> int:
         """Called by the vhost: cancel consumers, drop ready entries, stop timers."""
@@ -558,10 +603,14 @@ class Queue:
         for call in (self._expiry_call, self._idle_call):
             if call is not None and call.active():
                 call.cancel()
-        gone = self.ready.clear() + self.held.clear()
+        gone, rows = self.ready.clear_split()
+        gone += self.held.clear()
         self.vhost.broker.release_many(self, gone)
-        count = len(gone)
+        self.vhost.broker.release_rows(self, rows)
+        count = len(gone) + len(rows)
         self.vhost.broker.store_purge(self)
+        if self.page_file is not None:
+            self.page_file.close()
         return count
 
     def definition(self) -> dict[str, Any]:

@@ -3,16 +3,35 @@
 Entries keep their ``seq`` forever, so a requeued entry goes back to the place it had (RabbitMQ
 keeps requeued messages' positions). The common case, requeue of entries older than every ready
 one, is an ``appendleft``; the rare case walks the deque once.
+
+A deep FIFO is three parts in queue order: the *head* (a deque of entries in memory, the next
+to go out), the *run* of paged-out entries (``compact.py``: arrays, no objects) and the *tail*
+(a deque of entries published since the run was made). ``page_out`` (the pager) moves
+everything past the head's first entries into the run; ``popleft`` refills the head from the
+run ``WINDOW`` entries at a time through ``restore``, which turns a row back into an entry
+whose message body is still paged (``Pager.stub``: no store I/O; the body is read back in
+batches just before delivery). When the run is empty the tail becomes part of the head.
+
+Iterating a FIFO yields the entries in memory (head, pinned ones, tail), not the paged rows:
+whoever must look at every entry uses ``remove_where`` / ``next_expiry``, which see the rows
+too.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
-from itertools import islice
+from itertools import chain
 from typing import Callable, Iterable, Iterator
 
 from ..model.message import QueueEntry
+from .compact import REDELIVERED, CompactRun, Row
+
+#: Entries brought back from the run into the head at a time (and the head's low mark).
+WINDOW = 512
+
+#: Turns a paged row into an entry with a stub message (``Pager.stub``), doing the accounting.
+Restore = Callable[[Row], QueueEntry]
 
 
 def _insert_by_seq(fifo: deque, entry: QueueEntry) -> None:
@@ -24,78 +43,219 @@ def _insert_by_seq(fifo: deque, entry: QueueEntry) -> None:
         fifo.insert(bisect_left(fifo, entry.seq, key=lambda e: e.seq), entry)
 
 
+def _view(row: Row) -> QueueEntry:
+    """A throwaway entry showing a paged row's queue state to a predicate (no message)."""
+    _msg_id, seq, _size, expires_at, flags, count, _prio, _where = row
+    return QueueEntry(None, seq, expires_at, bool(flags & REDELIVERED),  # type: ignore[arg-type]
+                      count)
+
+
 class ReadyFifo:
-    """A single FIFO."""
+    """A single FIFO: head deque, compact run of paged entries, tail deque."""
 
-    __slots__ = ("_q", "bytes")
+    __slots__ = ("_q", "_run", "_tail", "bytes", "restore")
 
-    def __init__(self) -> None:
+    def __init__(self, restore: Restore | None = None) -> None:
         self._q: deque[QueueEntry] = deque()
+        self._run: CompactRun | None = None     # paged entries after the head, if any
+        self._tail: deque[QueueEntry] = deque()  # entries after the run (empty without one)
         self.bytes = 0
+        self.restore = restore
 
     def __len__(self) -> int:
-        return len(self._q)
+        run = self._run
+        return len(self._q) + (len(run) + len(self._tail) if run is not None else 0)
 
     def __bool__(self) -> bool:
-        return bool(self._q)
+        return bool(self._q) or self._run is not None
 
     def __iter__(self) -> Iterator[QueueEntry]:
-        return iter(self._q)
+        """Entries in memory, in queue order (see the module docstring)."""
+        run = self._run
+        if run is None:
+            return iter(self._q)
+        return chain(self._q, (run.pinned[i] for i in sorted(run.pinned)), self._tail)
 
+    # -- paged-out figures (the management API's messages_paged_out) -------------------------
+    @property
+    def paged(self) -> int:
+        return self._run.paged if self._run is not None else 0
+
+    @property
+    def paged_bytes(self) -> int:
+        return self._run.paged_bytes if self._run is not None else 0
+
+    # -- the queue's operations -----------------------------------------------------------
     def append(self, entry: QueueEntry) -> None:
-        self._q.append(entry)
+        (self._q if self._run is None else self._tail).append(entry)
         self.bytes += len(entry.message.body)
 
+    def push_paged(self, row: Row) -> None:
+        """Append an entry that is in the store only (recovery builds deep queues so)."""
+        if self._run is None:
+            self._run = CompactRun()
+        while self._tail:   # entries in memory before it keep their places, pinned
+            self._run.pin(self._tail.popleft())
+        self._run.push(*row)
+        self.bytes += row[2]
+
+    def push_paged_many(self, ids: list[int], first_seq: int, sizes: list[int],
+                        expires_at: float | None) -> None:
+        """``push_paged`` of many store rows at once (``CompactRun.extend``)."""
+        if self._run is None:
+            self._run = CompactRun()
+        while self._tail:
+            self._run.pin(self._tail.popleft())
+        before = self._run.bytes
+        self._run.extend(ids, first_seq, sizes, expires_at)
+        self.bytes += self._run.bytes - before
+
     def popleft(self) -> QueueEntry:
+        if not self._q:
+            self._refill()
         e = self._q.popleft()
         self.bytes -= len(e.message.body)
+        if self._run is not None and len(self._q) < WINDOW // 2:
+            self._refill()
         return e
 
     def peek(self) -> QueueEntry | None:
+        if not self._q:
+            self._refill()
         return self._q[0] if self._q else None
 
-    def newest_first(self, keep_oldest: int = 0) -> Iterator[QueueEntry]:
-        """Entries from the tail back, leaving out the ``keep_oldest`` at the head (paging)."""
-        return islice(reversed(self._q), max(0, len(self._q) - keep_oldest))
+    def _refill(self) -> None:
+        """Bring the next ``WINDOW`` entries of the run into the head (no store I/O)."""
+        run = self._run
+        if run is None:
+            return
+        restore = self.restore
+        q = self._q
+        for item in run.take(WINDOW):
+            q.append(item if isinstance(item, QueueEntry) else restore(item))
+        if not len(run):
+            q.extend(self._tail)
+            self._tail.clear()
+            self._run = None
+
+    def page_out(self, keep: int,
+                 locate: Callable[[QueueEntry], int | None]) -> list[QueueEntry]:
+        """Move every entry after the first ``keep`` into the run; ``locate`` says where
+        each one's record is (-1: the store; else an offset in the paging file, written by
+        it), and the ones it refuses (None) stay in memory at their places (pinned). Returns
+        the entries paged: the caller drops their messages and does the accounting."""
+        run = self._run
+        if run is None:
+            if len(self._q) <= keep:
+                return []
+            movers = [self._q.pop() for _ in range(len(self._q) - keep)]
+            movers.reverse()
+            run = self._run = CompactRun()
+        else:
+            movers = list(self._tail)
+            self._tail.clear()
+        paged = []
+        for e in movers:
+            where = locate(e)
+            if where is None:
+                run.pin(e)
+            else:
+                run.push_entry(e, where)
+                paged.append(e)
+        return paged
 
     def requeue(self, entries: Iterable[QueueEntry]) -> None:
+        """Back to their places by ``seq``. Entries older than the run go to the head, newer
+        ones to the tail; one that belongs inside the run (none does: the run is consumed in
+        order) would go to the end of the head."""
+        run = self._run
         for e in sorted(entries, key=lambda e: e.seq, reverse=True):
-            _insert_by_seq(self._q, e)
+            if run is not None and self._tail and e.seq > run.last_seq:
+                _insert_by_seq(self._tail, e)
+            else:
+                _insert_by_seq(self._q, e)
             self.bytes += len(e.message.body)
 
     def remove_where(self, pred: Callable[[QueueEntry], bool]) -> list[QueueEntry]:
         gone = [e for e in self._q if pred(e)]
         if gone:
             self._q = deque(e for e in self._q if not pred(e))
-            self.bytes -= sum(len(e.message.body) for e in gone)
+        if self._run is not None:
+            for item in self._run.remove_where(pred, _view):
+                gone.append(item if isinstance(item, QueueEntry) else self.restore(item))
+            tail_gone = [e for e in self._tail if pred(e)]
+            if tail_gone:
+                self._tail = deque(e for e in self._tail if not pred(e))
+                gone.extend(tail_gone)
+            if not len(self._run):
+                self._q.extend(self._tail)
+                self._tail.clear()
+                self._run = None
+        self.bytes -= sum(len(e.message.body) for e in gone)
         return gone
 
+    def next_expiry(self) -> float | None:
+        """The earliest ``expires_at`` of any ready entry, paged ones included."""
+        best = min((e.expires_at for e in self if e.expires_at is not None), default=None)
+        if self._run is not None:
+            paged = self._run.next_expiry()
+            if paged is not None and (best is None or paged < best):
+                best = paged
+        return best
+
     def clear(self) -> list[QueueEntry]:
-        gone = list(self._q)
+        """Empty the FIFO; paged entries come back as stubs (``restore``)."""
+        entries, rows = self.clear_split()
+        return entries + [self.restore(row) for row in rows]
+
+    def clear_split(self) -> tuple[list[QueueEntry], list[Row]]:
+        """Empty the FIFO: the entries in memory, and the paged rows as rows (a purge of a
+        deep queue acks those without making an object for each)."""
+        entries = list(self._q)
+        rows: list[Row] = []
+        if self._run is not None:
+            for item in self._run.take(len(self._run)):
+                if isinstance(item, QueueEntry):
+                    entries.append(item)
+                else:
+                    rows.append(item)
+            entries.extend(self._tail)
         self._q.clear()
+        self._tail.clear()
+        self._run = None
         self.bytes = 0
-        return gone
+        return entries, rows
 
 
 class ReadyByPriority:
     """One FIFO per priority level 0..max; the highest non-empty level is served first."""
 
-    __slots__ = ("_levels", "_max", "_len", "bytes")
+    __slots__ = ("_levels", "_max")
 
-    def __init__(self, max_priority: int) -> None:
+    def __init__(self, max_priority: int, restore: Restore | None = None) -> None:
         self._max = max_priority
-        self._levels: list[deque[QueueEntry]] = [deque() for _ in range(max_priority + 1)]
-        self._len = 0
-        self.bytes = 0
+        self._levels = [ReadyFifo(restore) for _ in range(max_priority + 1)]
 
-    def _level(self, entry: QueueEntry) -> deque:
+    def _level(self, entry: QueueEntry) -> ReadyFifo:
         return self._levels[min(entry.message.priority or 0, self._max)]
 
+    @property
+    def bytes(self) -> int:
+        return sum(level.bytes for level in self._levels)
+
+    @property
+    def paged(self) -> int:
+        return sum(level.paged for level in self._levels)
+
+    @property
+    def paged_bytes(self) -> int:
+        return sum(level.paged_bytes for level in self._levels)
+
     def __len__(self) -> int:
-        return self._len
+        return sum(len(level) for level in self._levels)
 
     def __bool__(self) -> bool:
-        return self._len > 0
+        return any(self._levels)
 
     def __iter__(self) -> Iterator[QueueEntry]:
         for level in reversed(self._levels):
@@ -103,49 +263,59 @@ class ReadyByPriority:
 
     def append(self, entry: QueueEntry) -> None:
         self._level(entry).append(entry)
-        self._len += 1
-        self.bytes += len(entry.message.body)
+
+    def push_paged(self, row: Row) -> None:
+        self._levels[min(row[6], self._max)].push_paged(row)
 
     def popleft(self) -> QueueEntry:
         for level in reversed(self._levels):
             if level:
-                e = level.popleft()
-                self._len -= 1
-                self.bytes -= len(e.message.body)
-                return e
+                return level.popleft()
         raise IndexError("pop from an empty queue")
 
     def peek(self) -> QueueEntry | None:
         for level in reversed(self._levels):
             if level:
-                return level[0]
+                return level.peek()
         return None
 
-    def newest_first(self, keep_oldest: int = 0) -> Iterator[QueueEntry]:
-        """Entries in reverse serving order, leaving out the ``keep_oldest`` served first."""
-        return islice(reversed(list(self)), max(0, self._len - keep_oldest))
+    def page_out(self, keep: int,
+                 locate: Callable[[QueueEntry], int | None]) -> list[QueueEntry]:
+        """Page out every level past the first ``keep`` entries served (highest level first)."""
+        paged: list[QueueEntry] = []
+        for level in reversed(self._levels):
+            paged.extend(level.page_out(keep, locate))
+            keep = max(0, keep - len(level))
+        return paged
 
     def requeue(self, entries: Iterable[QueueEntry]) -> None:
-        for e in sorted(entries, key=lambda e: e.seq, reverse=True):
-            _insert_by_seq(self._level(e), e)
-            self._len += 1
-            self.bytes += len(e.message.body)
+        by_level: dict[int, list[QueueEntry]] = {}
+        for e in entries:
+            by_level.setdefault(min(e.message.priority or 0, self._max), []).append(e)
+        for level, es in by_level.items():
+            self._levels[level].requeue(es)
 
     def remove_where(self, pred: Callable[[QueueEntry], bool]) -> list[QueueEntry]:
         gone: list[QueueEntry] = []
-        for i, level in enumerate(self._levels):
-            out = [e for e in level if pred(e)]
-            if out:
-                self._levels[i] = deque(e for e in level if not pred(e))
-                gone.extend(out)
-        self._len -= len(gone)
-        self.bytes -= sum(len(e.message.body) for e in gone)
+        for level in self._levels:
+            gone.extend(level.remove_where(pred))
         return gone
 
+    def next_expiry(self) -> float | None:
+        return min((at for at in (level.next_expiry() for level in self._levels)
+                    if at is not None), default=None)
+
     def clear(self) -> list[QueueEntry]:
-        gone = list(self)
-        for level in self._levels:
-            level.clear()
-        self._len = 0
-        self.bytes = 0
+        gone: list[QueueEntry] = []
+        for level in reversed(self._levels):
+            gone.extend(level.clear())
         return gone
+
+    def clear_split(self) -> tuple[list[QueueEntry], list[Row]]:
+        entries: list[QueueEntry] = []
+        rows: list[Row] = []
+        for level in reversed(self._levels):
+            e, r = level.clear_split()
+            entries.extend(e)
+            rows.extend(r)
+        return entries, rows

@@ -157,6 +157,15 @@ class Message:
             props = self.encoded_props()
         return record_head(self.exchange, self.routing_key, props) + self.body
 
+    @staticmethod
+    def record_body_size(record: bytes | memoryview) -> int:
+        """The body's length in a record (``to_record``), from its header alone: lazy recovery
+        accounts for a message without decoding it."""
+        _version, _flags, lex, lrk = _RECORD_HEAD.unpack_from(record, 0)
+        off = 8 + lex + lrk
+        (lp,) = _U32.unpack_from(record, off)
+        return int(len(record) - off - 4 - lp)
+
     @classmethod
     def from_record(cls, record: bytes, codec: PropertiesCodec, msg_id: int) -> "Message":
         version, _flags, lex, lrk = struct.unpack_from(">BBHI", record, 0)

@@ -29,7 +29,11 @@ Read path:
 
 - ``recover()`` is called once after ``open()`` and before any write; it returns everything
   live: definitions, and per queue the ordered message ids with their records. Recovery costs
-  time proportional to live data, not to history.
+  time proportional to live data, not to history. ``recover(body_size=f)`` is the lazy form
+  the broker uses (deep queues, ``broker/compact.py``): records are not returned (except those
+  of messages held by more than one queue), and each queue gets ``sizes``, ``f(record)`` of
+  each message, so the broker keeps a few bytes per message and reads records back in
+  batches as they near the head.
 - ``read(msg_id)`` returns one record (used when bodies were paged out of memory);
   ``read_many(msg_ids)`` several, in one round trip where the store can.
 """
@@ -38,7 +42,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 
@@ -52,6 +56,8 @@ class StoreUnavailable(StoreError):
 
 
 DefinitionKey = tuple[str, str]  # (kind, key)
+#: Measures a record for lazy recovery (the core passes ``Message.record_body_size``)
+BodySize = Callable[[bytes | memoryview], int]
 
 KEY_SEP = "\x1f"
 
@@ -71,6 +77,8 @@ class RecoveredQueue:
 
     key: str
     msg_ids: list[int] = field(default_factory=list)
+    # with ``recover(body_size=...)``: the body size of each message, parallel to msg_ids
+    sizes: list[int] | None = None
 
 
 @dataclass
@@ -104,8 +112,11 @@ class MessageStore(abc.ABC):
         """Open files or connections; create or migrate the schema. Blocking is fine here."""
 
     @abc.abstractmethod
-    def recover(self) -> RecoveredState:
-        """Return every live definition and message. Called once, before any write."""
+    def recover(self, body_size: BodySize | None = None) -> RecoveredState:
+        """Return every live definition and message. Called once, before any write.
+
+        With ``body_size`` (lazy recovery, see the module docstring) ``records`` holds only the
+        messages held by more than one queue, and every queue has ``sizes``."""
 
     @abc.abstractmethod
     def put_definition(self, kind: str, key: str, value: dict[str, Any] | None) -> None:

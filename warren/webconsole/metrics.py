@@ -130,6 +130,13 @@ class BrokerCollector:
         yield role
         yield _gauge("warren_memory_used_bytes", "Bytes of message data held by queues",
                      b.memory_used)
+        # paging (broker/paging.py): the budget, what it bounds, and the paged-out rows
+        yield _gauge("warren_paging_budget_bytes", "Budget for messages kept in memory",
+                     b.pager.budget)
+        yield _gauge("warren_paging_resident_bytes", "Accounted bytes of messages kept in "
+                     "memory (bodies and per-message overhead)", b.pager.resident)
+        yield _gauge("warren_paging_index_bytes", "Accounted bytes of the rows of paged-out "
+                     "messages", b.index_bytes)
         yield from _shovel_metrics(b)
         yield from _federation_metrics(b)
         yield from _connector_metrics(b)
@@ -215,11 +222,13 @@ SWEEP_SLICE = 5000
 def _zero() -> dict[str, int]:
     return dict.fromkeys(("messages_ready", "messages_unacked", "messages",
                           "messages_ready_bytes", "messages_unacked_bytes", "messages_bytes",
-                          "consumers", "messages_redelivery_held"), 0)
+                          "consumers", "messages_redelivery_held", "messages_ram",
+                          "messages_ram_bytes", "messages_paged_out",
+                          "messages_paged_out_bytes"), 0)
 
 
 def _add(acc: dict[str, int], queues: list[Any], start: int, end: int) -> None:
-    consumers = ready = unacked = ready_bytes = unacked_bytes = held = 0
+    consumers = ready = unacked = ready_bytes = unacked_bytes = held = paged = paged_bytes = 0
     for i in range(start, end):
         q = queues[i]
         if q.deleted:
@@ -230,6 +239,8 @@ def _add(acc: dict[str, int], queues: list[Any], start: int, end: int) -> None:
         unacked += q.unacked
         ready_bytes += q.ready.bytes + q.held.bytes
         unacked_bytes += q.unacked_bytes
+        paged += q.ready.paged
+        paged_bytes += q.ready.paged_bytes
     acc["consumers"] += consumers
     acc["messages_ready"] += ready
     acc["messages_redelivery_held"] += held
@@ -238,6 +249,10 @@ def _add(acc: dict[str, int], queues: list[Any], start: int, end: int) -> None:
     acc["messages_ready_bytes"] += ready_bytes
     acc["messages_unacked_bytes"] += unacked_bytes
     acc["messages_bytes"] += ready_bytes + unacked_bytes
+    acc["messages_ram"] += ready + unacked - paged
+    acc["messages_ram_bytes"] += ready_bytes + unacked_bytes - paged_bytes
+    acc["messages_paged_out"] += paged
+    acc["messages_paged_out_bytes"] += paged_bytes
 
 
 #: (rabbitmq_prometheus family, series name after ``<prefix>queue_``, help, value of a queue)
@@ -255,6 +270,21 @@ QUEUE_SERIES = (
      lambda q: q.unacked_bytes),
     ("queue_metrics", "messages_bytes", "Size in bytes of ready and unacknowledged messages",
      lambda q: q.ready.bytes + q.held.bytes + q.unacked_bytes),
+    # paging (``broker/paging.py``): rabbitmq_prometheus's names; "in memory" counts the
+    # window at each queue's head, whose bodies are read back in batches ahead of delivery
+    ("queue_metrics", "messages_ram", "Ready and unacknowledged messages kept in memory",
+     lambda q: q.message_count + q.unacked - q.ready.paged),
+    ("queue_metrics", "messages_ram_bytes", "Bytes of the ready and unacknowledged messages "
+     "kept in memory", lambda q: q.ready.bytes + q.held.bytes + q.unacked_bytes
+     - q.ready.paged_bytes),
+    ("queue_metrics", "messages_ready_ram", "Ready messages kept in memory",
+     lambda q: q.message_count - q.ready.paged),
+    ("queue_metrics", "messages_unacked_ram", "Unacknowledged messages kept in memory",
+     lambda q: q.unacked),
+    ("queue_metrics", "messages_paged_out", "Messages paged out to the store",
+     lambda q: q.ready.paged),
+    ("queue_metrics", "messages_paged_out_bytes", "Bytes of the messages paged out to the "
+     "store", lambda q: q.ready.paged_bytes),
     # warren's: ready messages held back by the queue's redelivery back-off (ActiveMQ's
     # redelivery policy), and the effective delivery limit (absent when none)
     ("queue_metrics", "messages_redelivery_held", "Returned messages held back for their "

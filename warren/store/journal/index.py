@@ -109,6 +109,28 @@ def _queue_entry(key: str, delivered: bool) -> bytes:
     return entry
 
 
+#: Decoded queue keys by their bytes: replay decodes the same few keys for millions of records,
+#: and one string each saves the copies (an index entry per message must stay small).
+_KEYS: dict[bytes, str] = {}
+#: The queue state of a message held by one queue, shared by every such message of the index:
+#: read-only, replaced (never changed) when the message's state changes (``_solo``).
+_SOLO: dict[tuple[str, bool], dict[str, bool]] = {}
+
+
+def _solo(queues: dict[str, bool]) -> dict[str, bool]:
+    """The shared copy of a one-queue state (see ``_SOLO``); other states as they are."""
+    if len(queues) != 1:
+        return queues
+    for item in queues.items():
+        shared = _SOLO.get(item)
+        if shared is None:
+            if len(_SOLO) >= 8192:
+                _SOLO.clear()
+            shared = _SOLO[item] = dict((item,))
+        return shared
+    return queues
+
+
 def encode_message(msg_id: int, seq: int, queues: dict[str, bool],
                    record: bytes | memoryview, counts: dict[str, int] | None = None) -> bytes:
     if not counts and len(queues) == 1:
@@ -140,7 +162,13 @@ def decode_message(
     for _ in range(count):
         length, flags = _QUEUE_HEAD.unpack_from(payload, at)
         at += _QUEUE_HEAD.size
-        key = bytes(payload[at:at + length]).decode()
+        raw = bytes(payload[at:at + length])
+        key = _KEYS.get(raw)
+        if key is None:
+            key = raw.decode()
+            if len(_KEYS) >= 4096:
+                _KEYS.clear()
+            _KEYS[raw] = key
         queues[key] = bool(flags & _DELIVERED)
         at += length
         if flags & _COUNTED:
@@ -186,10 +214,11 @@ def decode_checkpoint(payload: bytes | memoryview) -> tuple[int, int]:
 class MessageLocation:
     """Where a live message's current MESSAGE record is, and which queues still hold it."""
 
-    __slots__ = ("segment", "offset", "length", "seq", "queues", "counts")
+    __slots__ = ("segment", "offset", "length", "seq", "queues", "counts", "size")
 
     def __init__(self, segment: int, offset: int, length: int, seq: int,
                  queues: dict[str, bool], counts: dict[str, int] | None = None) -> None:
+        self.size = 0  # the body's size, set by a lazy recovery (``recover(body_size=...)``)
         self.segment = segment
         self.offset = offset
         self.length = length  # framed length, header included
@@ -268,7 +297,8 @@ class JournalIndex:
                     index[key] = {msg_id: None}
                 else:
                     ids[msg_id] = None
-            self.messages[msg_id] = MessageLocation(segment, offset, length, seq, queues, counts)
+            self.messages[msg_id] = MessageLocation(segment, offset, length, seq, _solo(queues),
+                                                    counts)
             liveness = self.segments.get(segment)
             if liveness is None:
                 liveness = self.segments[segment] = SegmentLiveness()
@@ -289,7 +319,8 @@ class JournalIndex:
         for key in queues:
             if old is None or key not in old.queues:
                 self.queues.setdefault(key, {})[msg_id] = None
-        self.messages[msg_id] = MessageLocation(segment, offset, length, seq, queues, counts)
+        self.messages[msg_id] = MessageLocation(segment, offset, length, seq, _solo(queues),
+                                                counts)
         self._hold(segment, msg_id, length)
         if msg_id > self.max_msg_id:
             self.max_msg_id = msg_id
@@ -320,7 +351,8 @@ class JournalIndex:
                 continue
             del ids[msg_id]
             location = self.messages[msg_id]
-            del location.queues[queue_key]
+            # replaced, not changed: the dict may be shared (``_solo``)
+            location.queues = {k: v for k, v in location.queues.items() if k != queue_key}
             self._guard(segment, location.segment)
             if not location.queues:
                 del self.messages[msg_id]
@@ -337,7 +369,7 @@ class JournalIndex:
         for msg_id in msg_ids:
             location = self.messages.get(msg_id)
             if location is not None and queue_key in location.queues:
-                location.queues[queue_key] = True
+                location.queues = _solo({**location.queues, queue_key: True})
 
     def put_definition(
         self,

@@ -23,6 +23,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from warren.store.interface import (
+    BodySize,
     MessageStore,
     RecoveredQueue,
     RecoveredState,
@@ -70,6 +71,7 @@ class JournalStore(MessageStore):
             segment_preamble=self._checkpoint,
         )
         self._recovered = False
+        self._body_size: BodySize | None = None  # during a lazy recovery
         self.compactions = 0
         self.segments_deleted = 0
 
@@ -82,11 +84,15 @@ class JournalStore(MessageStore):
     def open(self) -> None:
         self._log.open()
 
-    def recover(self) -> RecoveredState:
+    def recover(self, body_size: BodySize | None = None) -> RecoveredState:
+        """Replay the journal into the index. Without ``body_size`` every live record is
+        returned; with it (lazy) only the body sizes, and the records of messages held by
+        more than one queue, so recovery holds no message bodies."""
         if self._recovered:
             raise StoreError("recover() is called once, before any write")
         records: dict[int, bytes] = {}
         index = self._index
+        self._body_size = body_size
         for segment, offset, record_type, payload in self._log.replay():
             try:
                 self._replay_record(records, segment, offset, record_type, payload)
@@ -97,17 +103,27 @@ class JournalStore(MessageStore):
                 )
         index.sort_queues()
         self._recovered = True
+        self._body_size = None
+        messages = index.messages
+        if body_size is None:
+            live = {msg_id: records[msg_id] for msg_id in messages}
+            queues = {key: RecoveredQueue(key, list(ids)) for key, ids in index.queues.items()}
+        else:
+            live = {msg_id: record for msg_id, record in records.items() if msg_id in messages}
+            queues = {key: RecoveredQueue(key, list(ids), [messages[i].size for i in ids])
+                      for key, ids in index.queues.items()}
+        records.clear()
         state = RecoveredState(
             definitions={key: location.value for key, location in index.definitions.items()},
-            records={msg_id: records[msg_id] for msg_id in index.messages},
-            queues={key: RecoveredQueue(key, list(ids)) for key, ids in index.queues.items()},
+            records=live,
+            queues=queues,
             delivered=index.delivered(),
             delivery_counts=index.delivery_counts(),
             max_msg_id=index.max_msg_id,
         )
         logger.info(
             "journal %s: recovered %d messages in %d queues, %d definitions from %d segments",
-            self.directory, len(state.records), len(state.queues), len(state.definitions),
+            self.directory, len(messages), len(state.queues), len(state.definitions),
             len(self._log.segment_numbers()),
         )
         try:
@@ -127,14 +143,22 @@ class JournalStore(MessageStore):
         if record_type == RecordType.MESSAGE:
             msg_id, seq, queues, at, counts = decode_message(payload)
             index.add_message(msg_id, seq, queues, segment, offset, length, counts)
-            records[msg_id] = bytes(payload[at:])
+            body_size = self._body_size
+            if body_size is None:
+                records[msg_id] = bytes(payload[at:])
+            else:
+                index.messages[msg_id].size = body_size(payload[at:])
+                if len(queues) > 1:
+                    records[msg_id] = bytes(payload[at:])
+                else:
+                    records.pop(msg_id, None)
         elif record_type == RecordType.ACK:
             queue_key, msg_ids = decode_queue_ids(payload)
             for msg_id in index.ack(queue_key, msg_ids, segment, end):
-                del records[msg_id]
+                records.pop(msg_id, None)
         elif record_type == RecordType.PURGE:
             for msg_id in index.purge(bytes(payload).decode(), segment, end):
-                del records[msg_id]
+                records.pop(msg_id, None)
         elif record_type == RecordType.DELIVERED:
             queue_key, msg_ids = decode_queue_ids(payload)
             index.mark_delivered(queue_key, msg_ids)

@@ -43,6 +43,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from warren.store.interface import (
+    BodySize,
     MessageStore,
     RecoveredQueue,
     RecoveredState,
@@ -335,8 +336,11 @@ class SqlStore(MessageStore):
 
     # ----------------------------------------------------------------- read path
 
-    def recover(self) -> RecoveredState:
-        """Everything live, read in one snapshot; also resets the id and order counters."""
+    def recover(self, body_size: BodySize | None = None) -> RecoveredState:
+        """Everything live, read in one snapshot; also resets the id and order counters.
+
+        Lazy (``body_size`` given): the queues' rows are streamed joined with their records,
+        each record measured and dropped (kept only when more than one queue holds it)."""
         self._load_counters()
         state = RecoveredState(max_msg_id=self._max_msg_id)
         qm = tables.queue_messages
@@ -346,6 +350,9 @@ class SqlStore(MessageStore):
             with connection.begin():
                 for kind, key, value in connection.execute(select(d.c.kind, d.c.key, d.c.value)):
                     state.definitions[(kind, key)] = json.loads(value)
+                if body_size is not None:
+                    self._recover_lazily(connection, state, body_size)
+                    return state
                 rows = connection.execute(
                     select(qm.c.queue_key, qm.c.msg_id, qm.c.delivered,
                            qm.c.delivery_count).order_by(qm.c.queue_key, qm.c.seq)
@@ -365,6 +372,34 @@ class SqlStore(MessageStore):
                 for msg_id, record in records:
                     state.records[msg_id] = bytes(record)
         return state
+
+    @staticmethod
+    def _recover_lazily(connection: Connection, state: RecoveredState,
+                        body_size: BodySize) -> None:
+        qm = tables.queue_messages
+        m = tables.messages
+        shared = set(connection.execute(
+            select(qm.c.msg_id).group_by(qm.c.msg_id).having(func.count() > 1)).scalars())
+        rows = connection.execution_options(yield_per=5000).execute(
+            select(qm.c.queue_key, qm.c.msg_id, qm.c.delivered, qm.c.delivery_count,
+                   m.c.record)
+            .join(m, m.c.id == qm.c.msg_id)
+            .order_by(qm.c.queue_key, qm.c.seq))
+        ids: list[int] = []
+        sizes: list[int] = []
+        current = None
+        for queue_key, msg_id, delivered, count, record in rows:
+            if queue_key != current:   # rows come queue by queue
+                current, ids, sizes = queue_key, [], []
+                state.queues[queue_key] = RecoveredQueue(queue_key, ids, sizes)
+            ids.append(msg_id)
+            sizes.append(body_size(record))
+            if msg_id in shared:
+                state.records[msg_id] = bytes(record)
+            if delivered:
+                state.delivered.add((queue_key, msg_id))
+            if count:
+                state.delivery_counts[(queue_key, msg_id)] = count
 
     def read(self, msg_id: int) -> bytes:
         """The record of a live message: from the pending batches if not yet committed."""

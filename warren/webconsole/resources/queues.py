@@ -12,6 +12,7 @@ from typing import Any
 
 from ...model.errors import NotFound
 from ...broker.jsonvalue import jsonable
+from ...broker.compact import ENTRY_BYTES
 from ...model.message import OVERHEAD, Properties
 from ...broker.move import move_messages
 from ...broker.stats import queue_depths, with_deliver_get, with_rates
@@ -29,6 +30,7 @@ def queue_info(call: Call, vh: Any, q: Any) -> dict[str, Any]:
     ready = q.message_count
     unacked = q.unacked
     ready_bytes = q.ready.bytes + q.held.bytes
+    paged, paged_bytes = q.ready.paged, q.ready.paged_bytes   # rows (broker/compact.py)
     rates = call.site.stats.queue_rates(vh.name, q.name) if call.site.stats else {}
     message_stats = with_rates(with_deliver_get(q.stats), rates, QUEUE_COUNTERS)
     depths = with_rates(queue_depths(q), rates)
@@ -49,8 +51,13 @@ def queue_info(call: Call, vh: Any, q: Any) -> dict[str, Any]:
         **depths,
         "message_bytes": ready_bytes + q.unacked_bytes, "message_bytes_ready": ready_bytes,
         "message_bytes_unacknowledged": q.unacked_bytes,
-        "message_bytes_persistent": 0, "message_bytes_ram": ready_bytes + q.unacked_bytes,
-        "memory": (ready + unacked) * OVERHEAD + ready_bytes + q.unacked_bytes + 2048,
+        "message_bytes_persistent": 0,
+        "message_bytes_ram": ready_bytes + q.unacked_bytes - paged_bytes,
+        "message_bytes_paged_out": paged_bytes,
+        "messages_ram": ready + unacked - paged, "messages_ready_ram": ready - paged,
+        "messages_unacknowledged_ram": unacked, "messages_paged_out": paged,
+        "memory": ((ready + unacked - paged) * OVERHEAD + ready_bytes + q.unacked_bytes
+                   - paged_bytes + paged * ENTRY_BYTES + 2048),
         "consumers": len(consumers), "consumer_capacity": 1.0 if consumers else 0.0,
         "consumer_utilisation": 1.0 if consumers else None,
         "exclusive_consumer_tag": exclusive_tag,

@@ -2,7 +2,7 @@
 // publish, the message browser (get), move, purge and delete.
 
 import {apiPath, base64ToUtf8, del, get, post, put, utf8ToBase64} from "../api.js";
-import {formatCount, formatRate, h, kvTable, link, num, replace, table} from "../dom.js";
+import {formatBytes, formatCount, formatRate, h, kvTable, link, num, replace, table} from "../dom.js";
 import {
   ArgumentsEditor, checkbox, confirmAction, field, formValues, input, notify, perform, section, select,
   vhostSelect,
@@ -253,6 +253,9 @@ export function queuePage({vhost, name}, app) {
           fact("Ready", formatCount(q.messages_ready), "queue-ready"),
           fact("Unacked", formatCount(q.messages_unacknowledged), "queue-unacked"),
           fact("Total", formatCount(q.messages), "queue-total"),
+          // as RabbitMQ's page: messages (and their bytes) in memory, and paged out to disk
+          fact("In memory", `${formatCount(q.messages_ram ?? 0)} (${formatBytes(q.message_bytes_ram ?? 0)})`, "queue-ram"),
+          fact("Paged out", `${formatCount(q.messages_paged_out ?? 0)} (${formatBytes(q.message_bytes_paged_out ?? 0)})`, "queue-paged-out"),
           q.redelivery_back_off || q.messages_redelivery_held
             ? fact("Held for redelivery", formatCount(q.messages_redelivery_held ?? 0), "queue-redelivery-held") : null,
           fact("Incoming", formatRate(rateOf(q, "publish"))),
