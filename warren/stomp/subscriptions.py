@@ -120,7 +120,6 @@ def consumer_tag(sub_id: str, destination: str, named: bool) -> str:
     return "T_" + sub_id if named else "Q_" + destination
 
 
-
 class Subscriptions:
     """SUBSCRIBE/UNSUBSCRIBE/ACK/NACK and MESSAGE delivery of a :class:`StompSession`."""
 
