@@ -25,7 +25,9 @@ from warren.cert_login import TlsFields, certificate_login
 from warren.endpoint import accept
 from warren.output import BatchedOutput
 from warren.mqtt.codec import MqttError, MqttParser, Publish
-from warren.mqtt.session import MqttSession, SessionRegistry, State
+from warren.mqtt.registry import SessionRegistry
+from warren.mqtt.session import MqttSession
+from warren.mqtt.states import State
 
 log = logging.getLogger("warren.mqtt")
 
@@ -98,7 +100,7 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
         keep the rest, stop reading, and go on a slice per reactor turn (``_continue``)."""
         session = self.session
         try:
-            on_publish = session._on_publish
+            on_publish = session.on_publish
             it = iter(packets)
             budget = CONTROL_PACKETS_PER_TURN
             for packet in it:
@@ -198,7 +200,7 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
 
     # ------------------------------------------------------------------ output (BatchedOutput)
     def output_resumed(self) -> None:
-        self.session._kick()
+        self.session.kick()
 
     def output_closed(self) -> bool:
         return self.closed

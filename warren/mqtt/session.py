@@ -28,328 +28,50 @@ The model is RabbitMQ's MQTT plugin's:
 * Deliveries re-check MQTT matching per subscription (``$`` topics, subscription QoS,
   identifiers, no-local, retain-as-published) since routing is by AMQP pattern.
 
-Cross-protocol property mapping (MQTT 5 PUBLISH properties <-> AMQP basic properties):
-user properties <-> headers (``x-mqtt-*`` headers are ours and not shown to MQTT clients),
-Content Type <-> content_type, Response Topic <-> reply_to (as a routing key on amq.topic,
-so an AMQP responder publishes its answer to amq.topic with routing_key=reply_to),
-Correlation Data <-> correlation_id (UTF-8 data; other bytes go in the ``x-correlation-id``
-header), Message Expiry Interval (s) <-> expiration (ms), Payload Format Indicator <->
-header ``x-mqtt-payload-format``. QoS 2 and the RETAIN flag of a publish travel in the
-``x-mqtt-publish-qos`` / ``x-mqtt-retain`` headers; for other messages QoS is 1 when
-persistent, else 0.
+The module layout: the session's state that outlives a connection is ``session_state.py``,
+the registry of sessions (restore, end, wills) ``registry.py``, subscriptions and delivery
+``subscriptions.py``, and the cross-protocol property mapping (MQTT 5 PUBLISH properties <->
+AMQP basic properties) ``amqp_mapping.py``. This module keeps CONNECT, inbound PUBLISH and
+the connection's life cycle.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
-import math
 import struct
 import uuid
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from warren.broker.confirms import ConfirmTracker
-from warren.model.errors import AccessRefused, BrokerError, NotAllowed
-from warren.model.message import Message, Properties, QueueEntry
+from warren.model.errors import AccessRefused, NotAllowed
+from warren.model.message import QueueEntry
 from warren.broker.publish import Publisher
-from warren.exchange.interface import Binding
-from warren.exchange.topic import TopicTrie
 from warren.mqtt import errors as rc
+from warren.mqtt.amqp_mapping import build_message, retained_from
 from warren.mqtt.codec import (Auth, ConnAck, Connect, Disconnect, MqttError, PingReq, PubAck,
-                               PubComp, Publish, PubRec, PubRel, SubAck, Subscribe, UnsubAck,
-                               Unsubscribe, Will, encode, validate_topic_filter)
-from warren.mqtt.properties import encode_properties, encode_string, encode_varint
-from warren.mqtt.retained import RetainedMessage, RetainedStore
-from warren.store.interface import resource_key
-from warren.mqtt.topics import (filter_matches, filter_to_pattern, key_to_topic, split_shared,
-                                topic_to_key)
+                               PubComp, Publish, PubRec, PubRel, Subscribe, Unsubscribe, Will,
+                               encode)
+from warren.mqtt.registry import SessionRegistry
+from warren.mqtt.session_state import NEVER_EXPIRES, SessionState, Sub
+from warren.mqtt.states import State
+from warren.mqtt.subscriptions import MqttConsumer, Subscriptions
+from warren.mqtt.topics import filter_to_pattern
 
 log = logging.getLogger("warren.mqtt")
 
-NEVER_EXPIRES = 0xFFFFFFFF
 TOPIC_ALIAS_MAXIMUM = 64          # aliases a client may set towards us
 MAX_CLIENT_ID = 200               # longer ids are refused (queue names stay short)
-SESSION_KEY_PREFIX = resource_key("mqtt-session", "")
 _PACK_U16 = struct.Struct(">H").pack
-_TOPIC_CACHE_LIMIT = 4096
-#: filters subscribed per reactor turn; a bigger SUBSCRIBE continues at the next turn
-SUBSCRIBE_SLICE = 2000
-_OWN_HEADERS = ("x-mqtt-publish-qos", "x-mqtt-retain", "x-mqtt-publisher",
-                "x-mqtt-payload-format", "x-correlation-id")
 
 
-class State(enum.Enum):
-    AWAIT_CONNECT = "awaiting CONNECT"
-    CONNECTED = "connected"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class Sub:
-    """One subscription of a session, as granted."""
-
-    topic_filter: str            # the MQTT filter without any $share prefix
-    group: str | None            # share group, or None
-    qos: int
-    no_local: bool = False
-    retain_as_published: bool = False
-    identifier: int | None = None
-
-    @property
-    def full_filter(self) -> str:
-        return self.topic_filter if self.group is None else \
-            f"$share/{self.group}/{self.topic_filter}"
-
-    def to_record(self) -> dict[str, Any]:
-        return {"filter": self.full_filter, "qos": self.qos, "nl": self.no_local,
-                "rap": self.retain_as_published, "id": self.identifier}
-
-
-@dataclass(slots=True)
-class Inflight:
-    """A delivery sent at QoS 1/2 and not yet completed by the client."""
-
-    queue: Any                   # Queue it came from, or None for a retained message
-    entry: QueueEntry | None
-    qos: int
-    retained: RetainedMessage | None = None
-    released: bool = False       # QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP
-
-
-class SessionState:
-    """What outlives a connection: subscriptions, in-flight deliveries, QoS 2 ids."""
-
-    def __init__(self, vhost: str, client_id: str, expiry: int) -> None:
-        self.vhost = vhost
-        self.client_id = client_id
-        self.expiry = expiry                         # seconds; NEVER_EXPIRES = forever
-        self.subs: dict[str, Sub] = {}               # full filter -> subscription (put_sub)
-        self.no_local_count = 0                      # subscriptions with no-local
-        self.own_qos_count = 0                       # non-shared subscriptions with QoS > 0
-        self.save_pending = False                    # a coalesced save is scheduled
-        self.sub_trie = TopicTrie()                  # own subscriptions by pattern
-        self._trie_entries: dict[str, Binding] = {}  # full filter -> its trie entry
-        self._seq = 0                                # subscription order
-        self.inflight: dict[int, Inflight] = {}      # outbound packet id -> delivery
-        self.qos2_received: set[int] = set()         # inbound QoS 2 ids awaiting PUBREL
-        self.next_id = 0
-        self.session: MqttSession | None = None      # attached connection, if any
-        self.expiry_call = None                      # pending session end
-        self.will_call = None                        # timer of a pending delayed will
-        self.pending_will: tuple | None = None  # (vhost, Will, user, client id) to publish
-        self.ended = False
-
-    def put_sub(self, full: str, sub: Sub) -> None:
-        """Add or replace a subscription (a replaced one keeps its place); the counters and
-        the trie keep SUBSCRIBE O(1) per filter and delivery independent of their number."""
-        old = self.subs.get(full)
-        seq = None
-        if old is not None:
-            self._count(old, -1)
-            seq = self._untrie(full)
-        self.subs[full] = sub
-        self._count(sub, 1)
-        if sub.group is None:
-            if seq is None:
-                self._seq += 1
-                seq = self._seq
-            b = Binding("", (seq, sub), filter_to_pattern(sub.topic_filter))
-            self.sub_trie.insert(b.routing_key, b)
-            self._trie_entries[full] = b
-
-    def pop_sub(self, full: str) -> Sub | None:
-        sub = self.subs.pop(full, None)
-        if sub is not None:
-            self._count(sub, -1)
-            self._untrie(full)
-        return sub
-
-    def _untrie(self, full: str) -> int | None:
-        b = self._trie_entries.pop(full, None)
-        if b is None:
-            return None
-        self.sub_trie.remove(b.routing_key, b)
-        return b.destination[0]
-
-    def matching(self, topic: str) -> tuple[Sub, ...]:
-        """Own (non-shared) subscriptions matching ``topic``, in subscription order: the trie
-        gives the candidates (it may over-match ``$`` topics), MQTT's rule decides."""
-        found = sorted(self.sub_trie.match(topic_to_key(topic)), key=lambda d: d[0])
-        return tuple(sub for _seq, sub in found if filter_matches(sub.topic_filter, topic))
-
-    def _count(self, sub: Sub, n: int) -> None:
-        if sub.no_local:
-            self.no_local_count += n
-        if sub.group is None and sub.qos:
-            self.own_qos_count += n
-
-    @property
-    def queue_name(self) -> str:
-        return f"mqtt-subscription-{self.client_id}qos1"
-
-    def allocate_id(self) -> int:
-        inflight = self.inflight
-        for _ in range(65535):
-            self.next_id = self.next_id % 65535 + 1
-            if self.next_id not in inflight:
-                return self.next_id
-        raise MqttError(rc.QUOTA_EXCEEDED, "no free packet identifier")
-
-    def to_record(self) -> dict[str, Any]:
-        return {"vhost": self.vhost, "client_id": self.client_id, "expiry": self.expiry,
-                "subscriptions": [s.to_record() for s in self.subs.values()]}
-
-
-class SessionRegistry:
-    """Sessions by (vhost, client id) plus the retained store: what all connections share."""
-
-    def __init__(self, broker: Any, config: Any, clock: Any) -> None:
-        self.broker = broker
-        self.config = config
-        self.clock = clock
-        self.retained = RetainedStore(broker)
-        self.sessions: dict[tuple[str, str], SessionState] = {}
-        for key, value in list(broker.parameters.items()):
-            if key.startswith(SESSION_KEY_PREFIX) and isinstance(value, dict):
-                try:
-                    self._restore(value)
-                except (KeyError, TypeError, ValueError, MqttError):
-                    log.warning("ignoring unreadable MQTT session record %r", key)
-
-    def _restore(self, record: dict[str, Any]) -> None:
-        state = SessionState(record["vhost"], record["client_id"], int(record["expiry"]))
-        for s in record.get("subscriptions", []):
-            group, filt = split_shared(s["filter"])
-            sub = Sub(filt, group, int(s["qos"]), bool(s.get("nl")), bool(s.get("rap")),
-                      s.get("id"))
-            state.put_sub(s["filter"], sub)
-        self.sessions[(state.vhost, state.client_id)] = state
-        if state.expiry != NEVER_EXPIRES:
-            state.expiry_call = self.clock.callLater(state.expiry, self.end, state)
-
-    def _key(self, state: SessionState) -> str:
-        return resource_key("mqtt-session", state.vhost, state.client_id)
-
-    def save_soon(self, state: SessionState) -> None:
-        """``save`` once at the next reactor turn, however many (UN)SUBSCRIBEs come before:
-        the record holds every subscription, so saving it per packet would make N SUBSCRIBEs
-        cost O(N^2). The store writes a turn's definitions together anyway."""
-        if state.save_pending or state.expiry == 0 or state.ended:
-            return
-        state.save_pending = True
-        self.clock.callLater(0, self._save_pending, state)
-
-    def _save_pending(self, state: SessionState) -> None:
-        if state.save_pending:
-            self.save(state)
-
-    def save(self, state: SessionState) -> None:
-        """Record a persistent session (subscriptions, expiry) in the store."""
-        state.save_pending = False
-        if state.expiry == 0 or state.ended:
-            return
-        record = state.to_record()
-        self.broker.parameters[self._key(state)] = record
-        self.broker.save_definition("parameter", self._key(state), record)
-
-    def end(self, state: SessionState) -> None:
-        """The session is over: its queue, shared memberships, record and will go."""
-        if state.ended:
-            return
-        state.ended = True
-        if state.expiry_call is not None and state.expiry_call.active():
-            state.expiry_call.cancel()
-        state.expiry_call = None
-        # [MQTT-3.1.3-9]: the will goes at the earlier of the will delay and the end of the
-        # session. Twisted's DelayedCall.cancel() drops its function and arguments, so the
-        # will itself is kept in ``pending_will`` rather than read back from the timer.
-        if state.will_call is not None and state.will_call.active():
-            state.will_call.cancel()
-        state.will_call = None
-        pending, state.pending_will = state.pending_will, None
-        if pending is not None:
-            self.publish_will(*pending)
-        if self.sessions.get((state.vhost, state.client_id)) is state:
-            del self.sessions[(state.vhost, state.client_id)]
-        vh = self.broker.vhosts.get(state.vhost)
-        if vh is not None:
-            for flight in state.inflight.values():
-                if flight.entry is not None and not flight.released and \
-                        not flight.queue.deleted:
-                    flight.queue.requeue([flight.entry])
-            q = vh.queues.get(state.queue_name)
-            if q is not None:
-                vh.delete_queue(state.queue_name, reason="MQTT session ended")
-        state.inflight.clear()
-        key = self._key(state)
-        if key in self.broker.parameters:
-            del self.broker.parameters[key]
-            self.broker.save_definition("parameter", key, None)
-
-    def publish_will(self, vhost_name: str, will: Will, user: Any,
-                     client_id: str | None = None) -> None:
-        """Route a will message as if its client had published it (so the client's topic
-        permissions apply to it too)."""
-        vh = self.broker.vhosts.get(vhost_name)
-        if vh is None:
-            return
-        ex = vh.exchanges.get(self.config.mqtt_exchange)
-        if ex is None:
-            return
-        publisher = self.broker.publisher(vh, user, client_id)
-        props = will.properties
-        msg = build_message(self.broker, ex.name, will.topic, will.payload, will.qos,
-                            will.retain, props, None)
-        try:
-            publisher.exchange(ex.name)
-            publisher.authorise(ex, msg.routing_key)
-        except BrokerError as e:
-            log.info("will of a client of user %s not published: %s",
-                     getattr(user, "name", "?"), e.reply_text)
-            return
-        if will.retain:
-            self.retained.put(vhost_name, _retained_from(will.topic, will.payload, will.qos,
-                                                         props, self.clock.seconds()))
-        publisher.publish(ex, msg)
-
-
-class MqttConsumer:
-    """The session's consumer on one queue (its own, or a shared group's)."""
-
-    __slots__ = ("session", "queue", "tag", "no_ack", "exclusive", "priority", "arguments",
-                 "shared_sub")
-
-    def __init__(self, session: "MqttSession", queue: Any, shared_sub: Sub | None) -> None:
-        self.session = session
-        self.queue = queue
-        self.tag = f"mqtt-{session.state.client_id}-{queue.name}"
-        self.no_ack = False
-        self.exclusive = False
-        self.priority = 0
-        self.arguments: dict[str, Any] = {}
-        self.shared_sub = shared_sub   # None: the client's own queue
-
-    def has_credit(self) -> bool:
-        s = self.session
-        if s.detached or s.conn.write_paused:
-            return False
-        return self.no_ack or len(s.state.inflight) < s.window
-
-    def deliver(self, queue: Any, entry: QueueEntry) -> None:
-        self.session.deliver(self, queue, entry)
-
-    def cancelled(self, queue: Any) -> None:
-        self.session.consumer_cancelled(self)
-
-
-class MqttSession:
+class MqttSession(Subscriptions):
     """One MQTT network connection's protocol state, from CONNECT to close.
 
     ``conn`` is the listener's transport glue: ``write(bytes)``, ``write_parts(list)``,
     ``close()``, ``pause_reading()``, ``resume_reading()``, ``write_paused``, ``peer``,
-    ``local`` and ``loopback``.
+    ``local`` and ``loopback``. Subscriptions and delivery are its base class
+    :class:`~warren.mqtt.subscriptions.Subscriptions`.
     """
 
     def __init__(self, conn: Any, registry: SessionRegistry) -> None:
@@ -391,7 +113,7 @@ class MqttSession:
         self.pending_work: Callable[[], bool] | None = None
         self._topic_bytes: dict[str, bytes] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
-            Publish: self._on_publish,
+            Publish: self.on_publish,
             PubAck: self._on_puback,
             PubRec: self._on_pubrec,
             PubRel: self._on_pubrel,
@@ -597,16 +319,6 @@ class MqttSession:
         if self.consumer is not None:
             self.consumer.queue.add_consumer(self.consumer)
 
-    def _own_queue(self) -> Any:
-        vh = self.vhost
-        name = self.state.queue_name
-        q = vh.queues.get(name)
-        if q is None:
-            q = vh.declare_queue(name, durable=self.state.expiry != 0)
-        if self.consumer is None or self.consumer.queue is not q:
-            self.consumer = MqttConsumer(self, q, None)
-        return q
-
     # ------------------------------------------------------------------ keep alive
     def _start_keep_alive(self) -> None:
         if self.keep_alive:
@@ -627,7 +339,9 @@ class MqttSession:
             self._ka_call = self.clock.callLater(limit - idle, self._keep_alive_check)
 
     # ------------------------------------------------------------------ PUBLISH in
-    def _on_publish(self, p: Publish) -> None:
+    def on_publish(self, p: Publish) -> None:
+        """A PUBLISH from the client (the listener calls it directly for a connected session:
+        the commonest packet skips ``handle``'s dispatch)."""
         topic = p.topic
         props = p.properties
         if props:
@@ -679,7 +393,7 @@ class MqttSession:
             if p.retain:
                 # the topic permission is checked before the retained message is kept
                 self.publisher.authorise(self.exchange, msg.routing_key)
-                self.registry.retained.put(self.vhost.name, _retained_from(
+                self.registry.retained.put(self.vhost.name, retained_from(
                     topic, p.payload, qos, props, self.clock.seconds()))
             routed = self.publisher.publish(self.exchange, msg)
         except AccessRefused as e:
@@ -752,7 +466,7 @@ class MqttSession:
             for queue, entries in settle.items():
                 if not queue.deleted:
                     queue.ack(entries)
-            self._kick()
+            self.kick()
         d = self._acks.sync(self.broker.sync)
         if d is not None:
             d.addCallbacks(self._synced, self._sync_failed)
@@ -781,389 +495,9 @@ class MqttSession:
             while pending and pending[0] <= last:
                 pending.popleft()
 
-    # ------------------------------------------------------------------ delivery out
-    def _subs_changed(self) -> None:
-        self._match_cache.clear()
-        self._has_no_local = self.state.no_local_count > 0
-        if self.consumer is not None:
-            self.consumer.no_ack = self.state.own_qos_count == 0
-
-    def _matching(self, topic: str) -> tuple[int, tuple[Sub, ...]]:
-        """(max QoS, subscriptions) of the client's own subscriptions matching ``topic``."""
-        found = self._match_cache.get(topic)
-        if found is None:
-            subs = self.state.matching(topic)
-            found = (max((s.qos for s in subs), default=-1), subs)
-            if len(self._match_cache) >= _TOPIC_CACHE_LIMIT:
-                self._match_cache.clear()
-            self._match_cache[topic] = found
-        return found
-
-    def deliver(self, consumer: MqttConsumer, queue: Any, entry: QueueEntry) -> None:
-        msg = entry.message
-        topic = key_to_topic(msg.routing_key)
-        shared = consumer.shared_sub
-        if shared is None:
-            sub_qos, subs = self._matching(topic)
-        elif filter_matches(shared.topic_filter, topic):
-            sub_qos, subs = shared.qos, (shared,)
-        else:
-            sub_qos, subs = -1, ()
-        if sub_qos < 0 or (self._has_no_local and self._local_only(msg, subs)):
-            if not consumer.no_ack:
-                queue.ack([entry])   # not for this client after all ($-topic, no-local)
-            return
-        if sub_qos == 0 or not msg.persistent:
-            qos = 0
-        elif sub_qos == 1:
-            qos = 1
-        else:
-            qos = _published_qos(msg)
-        state = self.state
-        if qos:
-            pid = state.allocate_id()
-            state.inflight[pid] = Inflight(queue, entry, qos)
-        else:
-            pid = 0
-            if not consumer.no_ack:
-                queue.ack([entry])
-        retain = False
-        if self.level == 5:
-            if any(s.retain_as_published for s in subs):
-                h = msg.properties.headers
-                retain = bool(h and h.get("x-mqtt-retain"))
-            props = self._out_properties(msg, subs, entry)
-        else:
-            props = None
-        self._write_publish(topic, msg.body, qos, pid, entry.redelivered and qos > 0, retain,
-                            props)
-
-    def _local_only(self, msg: Message, subs: tuple[Sub, ...]) -> bool:
-        """No-local [MQTT-3.8.3-3]: our own message and every matching subscription says so."""
-        if not all(s.no_local for s in subs):
-            return False
-        h = msg.properties.headers
-        return bool(h) and h.get("x-mqtt-publisher") == self.state.client_id
-
-    def _out_properties(self, msg: Message, subs: tuple[Sub, ...],
-                        entry: QueueEntry | None) -> dict[str, Any]:
-        """MQTT 5 PUBLISH properties for a core message (see the module docstring)."""
-        p = msg.properties
-        out: dict[str, Any] = {}
-        headers = p.headers
-        if headers:
-            pfi = headers.get("x-mqtt-payload-format")
-            if pfi is not None:
-                out["payload_format_indicator"] = int(pfi)
-        if p.content_type is not None:
-            out["content_type"] = p.content_type
-        if p.reply_to is not None:
-            out["response_topic"] = key_to_topic(p.reply_to)
-        if p.correlation_id is not None:
-            out["correlation_data"] = p.correlation_id.encode("utf-8")
-        elif headers and "x-correlation-id" in headers:
-            cd = headers["x-correlation-id"]
-            out["correlation_data"] = cd if isinstance(cd, bytes) else str(cd).encode()
-        if msg.ttl is not None and entry is not None and entry.expires_at is not None:
-            out["message_expiry_interval"] = max(
-                0, math.ceil(entry.expires_at - self.clock.seconds()))
-        if headers:
-            users = [(str(k), _header_text(v)) for k, v in headers.items()
-                     if k not in _OWN_HEADERS]
-            if users:
-                out["user_property"] = users
-        ids = [s.identifier for s in subs if s.identifier]
-        if ids:
-            out["subscription_identifier"] = ids
-        return out
-
-    def _write_publish(self, topic: str, payload: bytes, qos: int, pid: int, dup: bool,
-                       retain: bool, props: dict[str, Any] | None) -> None:
-        """Encode one outbound PUBLISH (topic alias, size limit) and queue it for writing."""
-        first = 0x30 | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
-        tb = self._topic_bytes.get(topic)
-        if tb is None:
-            tb = encode_string(topic)
-            if len(self._topic_bytes) >= _TOPIC_CACHE_LIMIT:
-                self._topic_bytes.clear()
-            self._topic_bytes[topic] = tb
-        new_alias = False
-        if props is None:
-            pb = b""
-        else:
-            if self.client_alias_max:
-                alias = self.aliases_out.get(topic)
-                if alias is not None:
-                    tb = b"\x00\x00"
-                    props["topic_alias"] = alias
-                elif len(self.aliases_out) < self.client_alias_max:
-                    alias = self.aliases_out[topic] = len(self.aliases_out) + 1
-                    props["topic_alias"] = alias
-                    new_alias = True
-            pb = encode_properties(props, "publish") if props else b"\x00"
-        head = tb + _PACK_U16(pid) + pb if qos else tb + pb
-        length = len(head) + len(payload)
-        if length < 0x80:
-            fixed = bytes((first, length))
-        else:
-            fixed = bytes((first,)) + encode_varint(length)
-        if self.client_max_packet and len(fixed) + length > self.client_max_packet:
-            if new_alias:
-                # the client never learns an alias set by a packet it does not get: the
-                # next PUBLISH on this topic must carry the name again [MQTT-3.3.2-12]
-                del self.aliases_out[topic]
-            self._drop_oversized(len(fixed) + length, qos, pid)
-            return
-        self.conn.write_parts([fixed + head, payload])
-
-    def _drop_oversized(self, size: int, qos: int, pid: int) -> None:
-        """[MQTT-3.1.2-25] a PUBLISH larger than the client's Maximum Packet Size (the whole
-        packet, fixed header included [MQTT 5.0 3.1.2.11.4]) is discarded without sending it.
-
-        The server then behaves "as if it had completed sending" it: a QoS 1/2 one leaves the
-        in-flight window at once and its queue entry is settled now, not when the client's
-        next packet ends a read (the client never saw it, so nothing of its will settle it,
-        and it must not hold a slot of the window meanwhile). Mosquitto likewise removes it
-        from its in-flight list; Artemis and LavinMQ complete the delivery. Settled as acked,
-        not rejected: a rejection would dead-letter it, and a dead-letter exchange leading
-        back to this queue would deliver, drop and reject it again without end (cycles
-        through a rejection are not broken, see ``deadletter.is_cycle``).
-        """
-        log.debug("dropping a %d byte PUBLISH for %s: over its maximum packet size %d",
-                  size, self.state.client_id, self.client_max_packet)
-        if not qos:
-            return
-        flight = self.state.inflight.pop(pid)
-        if flight.entry is not None and not flight.queue.deleted:
-            flight.queue.ack([flight.entry])
-
     def fits(self, data: bytes) -> bool:
         """Whether a packet may go to this client under its Maximum Packet Size."""
         return not self.client_max_packet or len(data) <= self.client_max_packet
-
-    def _resend(self, pid: int, flight: Inflight) -> None:
-        """Resend an unacknowledged PUBLISH with DUP set [MQTT-4.4.0-1]."""
-        if flight.retained is not None:
-            r = flight.retained
-            props = dict(r.properties) if self.level == 5 else None
-            self._write_publish(r.topic, r.payload, flight.qos, pid, True, True, props)
-            return
-        msg = flight.entry.message
-        props = self._out_properties(msg, (), flight.entry) if self.level == 5 else None
-        self._write_publish(key_to_topic(msg.routing_key), msg.body, flight.qos, pid, True,
-                            False, props)
-
-    def _on_puback(self, p: PubAck) -> None:
-        flight = self.state.inflight.get(p.packet_id)
-        if flight is None:
-            return  # unknown id: nothing to settle (e.g. after a restart), as Mosquitto
-        if flight.qos != 1:
-            # [MQTT-4.3.3] a QoS 2 delivery is answered by PUBREC; Mosquitto disconnects
-            # ("mismatched QoS"), so a client confusing its flows does not hold messages
-            raise MqttError(rc.PROTOCOL_ERROR, f"PUBACK for QoS 2 packet {p.packet_id}")
-        del self.state.inflight[p.packet_id]
-        if flight.entry is not None:
-            settle = self._settle.get(flight.queue)
-            if settle is None:
-                self._settle[flight.queue] = [flight.entry]
-            else:
-                settle.append(flight.entry)
-
-    def _on_pubrec(self, p: PubRec) -> None:
-        """Outbound QoS 2, step 1: the client has it; settle the queue entry, send PUBREL."""
-        flight = self.state.inflight.get(p.packet_id)
-        if flight is None:
-            # tolerated, answered (a PUBREC resent after we forgot the id, e.g. a restart);
-            # with a plain PUBREL, as Mosquitto's
-            self.send(PubRel(p.packet_id))
-            return
-        if flight.qos != 2:
-            # [MQTT-4.3.2] a QoS 1 delivery is answered by PUBACK: protocol error, as Mosquitto
-            raise MqttError(rc.PROTOCOL_ERROR, f"PUBREC for QoS 1 packet {p.packet_id}")
-        if p.reason_code >= 0x80:
-            del self.state.inflight[p.packet_id]   # the client refused it: done
-        else:
-            flight.released = True
-            self.send(PubRel(p.packet_id))
-        if flight.entry is not None:
-            self._settle.setdefault(flight.queue, []).append(flight.entry)
-            flight.entry = None
-
-    def _on_pubcomp(self, p: PubComp) -> None:
-        """Outbound QoS 2, step 2: done. PUBCOMP for a QoS 1 delivery, or before its PUBREC
-        (we sent no PUBREL yet) is a protocol error [MQTT-4.3.3-3] (Mosquitto: mismatched QoS
-        or state); an unknown id is ignored, as Mosquitto does."""
-        flight = self.state.inflight.get(p.packet_id)
-        if flight is None:
-            return
-        if flight.qos != 2 or not flight.released:
-            raise MqttError(rc.PROTOCOL_ERROR, f"PUBCOMP out of order for packet {p.packet_id}")
-        del self.state.inflight[p.packet_id]
-        self._kick()
-
-    def _kick(self) -> None:
-        """Credit came back: let the queues deliver again."""
-        if self.detached:
-            return
-        if self.consumer is not None and not self.consumer.queue.deleted:
-            self.consumer.queue.dispatch()
-        for c in self.shared.values():
-            if not c.queue.deleted:
-                c.queue.dispatch()
-
-    def consumer_cancelled(self, consumer: MqttConsumer) -> None:
-        if consumer is self.consumer:
-            self.consumer = None
-        else:
-            for full, c in list(self.shared.items()):
-                if c is consumer:
-                    del self.shared[full]
-
-    # ------------------------------------------------------------------ SUBSCRIBE
-    def _on_subscribe(self, s: Subscribe) -> None:
-        """Subscribe each filter, then one SUBACK. A SUBSCRIBE with more than
-        ``SUBSCRIBE_SLICE`` filters is done a slice per reactor turn (``pending_work``: the
-        listener reads none of this client's further packets meanwhile), so other clients'
-        round trips stay short; the SUBACK still follows the last subscription."""
-        ids = s.properties.get("subscription_identifier")
-        identifier = ids[0] if ids else None
-        codes: list[int] = []
-        fresh: list[tuple[Sub, bool, int]] = []
-        reqs = s.subscriptions
-        pos = 0
-
-        def work() -> bool:
-            nonlocal pos
-            if self.state_name is State.CLOSED:
-                return True
-            end = min(pos + SUBSCRIBE_SLICE, len(reqs))
-            for i in range(pos, end):
-                self._subscribe_one(reqs[i], identifier, codes, fresh)
-            pos = end
-            if pos < len(reqs):
-                self._subs_changed()
-                return False
-            self._subscribed(s, codes, fresh)
-            return True
-
-        if not work():
-            self.pending_work = work
-
-    def _subscribe_one(self, req: Any, identifier: Any, codes: list[int],
-                       fresh: list[tuple[Sub, bool, int]]) -> None:
-        state = self.state
-        try:
-            validate_topic_filter(req.topic_filter)
-        except MqttError as e:
-            codes.append(rc.suback_code(e.reason_code, self.level))
-            return
-        group, filt = split_shared(req.topic_filter)
-        if group is not None and req.no_local:
-            # [MQTT-3.8.3-4] no-local on a shared subscription is a protocol error
-            raise MqttError(rc.PROTOCOL_ERROR, "no-local on a shared subscription")
-        try:
-            self.broker.check(self.user, self.vhost.name, "read", "exchange",
-                              self.exchange.name)
-            self.broker.check_topic(self.user, self.vhost.name, self.exchange, "read",
-                                    filter_to_pattern(filt), state.client_id)
-        except AccessRefused as e:
-            log.warning("MQTT subscription to %s refused: %s", req.topic_filter, e.reply_text)
-            codes.append(rc.suback_code(rc.reason_for(e), self.level))
-            return
-        sub = Sub(filt, group, req.qos, req.no_local, req.retain_as_published, identifier)
-        existed = req.topic_filter in state.subs
-        try:
-            if group is None:
-                q = self._own_queue()
-                self.vhost.bind(self.exchange.name, q, filter_to_pattern(filt))
-                state.put_sub(req.topic_filter, sub)
-            else:
-                state.put_sub(req.topic_filter, sub)
-                old = self.shared.get(req.topic_filter)
-                if old is not None:
-                    old.shared_sub = sub
-                else:
-                    self._join_group(req.topic_filter, sub)
-        except BrokerError as e:
-            state.pop_sub(req.topic_filter)
-            codes.append(rc.suback_code(rc.reason_for(e), self.level))
-            return
-        codes.append(req.qos)
-        fresh.append((sub, existed, req.retain_handling))
-
-    def _subscribed(self, s: Subscribe, codes: list[int],
-                    fresh: list[tuple[Sub, bool, int]]) -> None:
-        state = self.state
-        self._subs_changed()
-        self.send(SubAck(s.packet_id, tuple(codes)))
-        self.registry.save_soon(state)
-        if self.consumer is not None and self.consumer not in list(self.consumer.queue.consumers):
-            self.consumer.queue.add_consumer(self.consumer)
-        for sub, existed, handling in fresh:
-            if sub.group is None and (handling == 0 or (handling == 1 and not existed)):
-                self._send_retained(sub)   # [MQTT-3.3.1-9], [MQTT 5.0 3.8.3.1]
-
-    def _join_group(self, full: str, sub: Sub) -> None:
-        vh = self.vhost
-        name = f"mqtt-shared-{sub.group}-{sub.topic_filter}"
-        q = vh.queues.get(name)
-        if q is None:
-            q = vh.declare_queue(name, auto_delete=True)
-        vh.bind(self.exchange.name, q, filter_to_pattern(sub.topic_filter))
-        consumer = MqttConsumer(self, q, sub)
-        consumer.no_ack = sub.qos == 0
-        self.shared[full] = consumer
-        q.add_consumer(consumer)
-
-    def _send_retained(self, sub: Sub) -> None:
-        now = self.clock.seconds()
-        for r in self.registry.retained.matching(self.vhost.name, sub.topic_filter, now):
-            qos = min(sub.qos, r.qos)
-            pid = 0
-            if qos:
-                pid = self.state.allocate_id()
-                self.state.inflight[pid] = Inflight(None, None, qos, r)
-            props = None
-            if self.level == 5:
-                props = dict(r.properties)
-                props.pop("topic_alias", None)
-                if r.expires_at is not None:
-                    props["message_expiry_interval"] = max(0, math.ceil(r.expires_at - now))
-                if sub.identifier:
-                    props["subscription_identifier"] = [sub.identifier]
-            self._write_publish(r.topic, r.payload, qos, pid, False, True, props)
-
-    def _on_unsubscribe(self, u: Unsubscribe) -> None:
-        codes = []
-        state = self.state
-        for filt in u.topic_filters:
-            sub = state.pop_sub(filt)
-            if sub is None:
-                codes.append(rc.NO_SUBSCRIPTION_EXISTED)
-                continue
-            if sub.group is None:
-                q = self.vhost.queues.get(state.queue_name)
-                if q is not None:
-                    self.vhost.unbind(self.exchange.name, q, filter_to_pattern(sub.topic_filter))
-            else:
-                c = self.shared.pop(filt, None)
-                if c is not None:
-                    self._leave(c)
-            codes.append(rc.SUCCESS)
-        self._subs_changed()
-        self.registry.save_soon(state)
-        self.send(UnsubAck(u.packet_id, tuple(codes) if self.level == 5 else ()))
-
-    def _leave(self, consumer: MqttConsumer) -> None:
-        """Stop consuming; what the client has not acknowledged goes back to the queue."""
-        q = consumer.queue
-        inflight = self.state.inflight
-        back = [pid for pid, f in inflight.items() if f.queue is q and not f.released]
-        entries = [inflight.pop(pid).entry for pid in back]
-        if not q.deleted:
-            if entries:
-                q.requeue(entries)
-            q.remove_consumer(consumer)
 
     # ------------------------------------------------------------------ misc packets
     def _on_pingreq(self, p: PingReq) -> None:
@@ -1284,71 +618,3 @@ class MqttSession:
                 "vhost": self.vhost.name if self.vhost else "",
                 "state": "running" if self.state_name is State.CONNECTED else
                 self.state_name.name.lower()}
-
-
-# ---------------------------------------------------------------------- message mapping
-def build_message(broker: Any, exchange: str, topic: str, payload: bytes, qos: int,
-                  retain: bool, props: dict[str, Any], publisher: str | None) -> Message:
-    """A core message for an MQTT publish (mapping in the module docstring)."""
-    key = topic_to_key(topic)
-    if not props and not retain and qos < 2 and publisher is None:
-        # the hot path: nothing but the persistence flag
-        p = Properties(delivery_mode=2) if qos else Properties()
-        return Message(exchange, key, payload, codec=broker.codec, props=p,
-                       persistent=bool(qos), priority=0, ttl=None)
-    headers: dict[str, Any] = {}
-    p = Properties(delivery_mode=2 if qos else None)
-    for name, value in props.get("user_property", ()):
-        headers[name] = value
-    if qos == 2:
-        headers["x-mqtt-publish-qos"] = 2
-    if retain:
-        headers["x-mqtt-retain"] = True
-    if publisher is not None:
-        headers["x-mqtt-publisher"] = publisher
-    if "payload_format_indicator" in props:
-        headers["x-mqtt-payload-format"] = props["payload_format_indicator"]
-    if "content_type" in props:
-        p.content_type = props["content_type"]
-    if "response_topic" in props:
-        p.reply_to = topic_to_key(props["response_topic"])
-    cd = props.get("correlation_data")
-    if cd is not None:
-        try:
-            text = cd.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is not None and len(cd) <= 255:
-            p.correlation_id = text
-        else:
-            headers["x-correlation-id"] = bytes(cd)
-    expiry = props.get("message_expiry_interval")
-    if expiry is not None:
-        p.expiration = str(expiry * 1000)
-    if headers:
-        p.headers = headers
-    return Message(exchange, key, payload, codec=broker.codec, props=p)
-
-
-def _retained_from(topic: str, payload: bytes, qos: int, props: dict[str, Any],
-                   now: float) -> RetainedMessage:
-    keep = {k: v for k, v in props.items()
-            if k in ("payload_format_indicator", "content_type", "response_topic",
-                     "correlation_data", "user_property")}
-    expiry = props.get("message_expiry_interval")
-    return RetainedMessage(topic, bytes(payload), qos, keep,
-                           now + expiry if expiry is not None else None)
-
-
-def _published_qos(msg: Message) -> int:
-    h = msg.properties.headers
-    if h and h.get("x-mqtt-publish-qos") == 2:
-        return 2
-    return 1
-
-
-def _header_text(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    return str(value)
-

@@ -31,7 +31,8 @@ from .client_ids import ClientIds
 from .codec import HEARTBEAT, Frame, StompError, StompParser, encode
 from .errors import Refused, error_frame, receipt_after_error
 from .heartbeats import GRACE
-from .session import State, StompSession
+from .session import StompSession
+from .states import State
 
 log = logging.getLogger("warren.stomp")
 

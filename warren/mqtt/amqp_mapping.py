@@ -1,0 +1,130 @@
+"""MQTT 5 PUBLISH properties <-> AMQP properties and headers, both ways.
+
+Kept apart from the session as RabbitMQ keeps its STOMP mapping apart (``rabbit_stomp_util``):
+user properties <-> headers (``x-mqtt-*`` headers are ours and not shown to MQTT clients),
+Content Type <-> content_type, Response Topic <-> reply_to (as a routing key on amq.topic,
+so an AMQP responder publishes its answer to amq.topic with routing_key=reply_to),
+Correlation Data <-> correlation_id (UTF-8 data; other bytes go in the ``x-correlation-id``
+header), Message Expiry Interval (s) <-> expiration (ms), Payload Format Indicator <->
+header ``x-mqtt-payload-format``. QoS 2 and the RETAIN flag of a publish travel in the
+``x-mqtt-publish-qos`` / ``x-mqtt-retain`` headers; for other messages QoS is 1 when
+persistent, else 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from warren.model.message import Message, Properties, QueueEntry
+from warren.mqtt.retained import RetainedMessage
+from warren.mqtt.topics import key_to_topic, topic_to_key
+
+if TYPE_CHECKING:
+    from warren.mqtt.session_state import Sub
+
+__all__ = ["build_message", "header_text", "out_properties", "published_qos", "retained_from"]
+
+# our headers, never shown to MQTT clients as user properties
+_OWN_HEADERS = ("x-mqtt-publish-qos", "x-mqtt-retain", "x-mqtt-publisher",
+                "x-mqtt-payload-format", "x-correlation-id")
+
+
+def build_message(broker: Any, exchange: str, topic: str, payload: bytes, qos: int,
+                  retain: bool, props: dict[str, Any], publisher: str | None) -> Message:
+    """A core message for an MQTT publish (mapping in the module docstring)."""
+    key = topic_to_key(topic)
+    if not props and not retain and qos < 2 and publisher is None:
+        # the hot path: nothing but the persistence flag
+        p = Properties(delivery_mode=2) if qos else Properties()
+        return Message(exchange, key, payload, codec=broker.codec, props=p,
+                       persistent=bool(qos), priority=0, ttl=None)
+    headers: dict[str, Any] = {}
+    p = Properties(delivery_mode=2 if qos else None)
+    for name, value in props.get("user_property", ()):
+        headers[name] = value
+    if qos == 2:
+        headers["x-mqtt-publish-qos"] = 2
+    if retain:
+        headers["x-mqtt-retain"] = True
+    if publisher is not None:
+        headers["x-mqtt-publisher"] = publisher
+    if "payload_format_indicator" in props:
+        headers["x-mqtt-payload-format"] = props["payload_format_indicator"]
+    if "content_type" in props:
+        p.content_type = props["content_type"]
+    if "response_topic" in props:
+        p.reply_to = topic_to_key(props["response_topic"])
+    cd = props.get("correlation_data")
+    if cd is not None:
+        try:
+            text = cd.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and len(cd) <= 255:
+            p.correlation_id = text
+        else:
+            headers["x-correlation-id"] = bytes(cd)
+    expiry = props.get("message_expiry_interval")
+    if expiry is not None:
+        p.expiration = str(expiry * 1000)
+    if headers:
+        p.headers = headers
+    return Message(exchange, key, payload, codec=broker.codec, props=p)
+
+
+def retained_from(topic: str, payload: bytes, qos: int, props: dict[str, Any],
+                   now: float) -> RetainedMessage:
+    keep = {k: v for k, v in props.items()
+            if k in ("payload_format_indicator", "content_type", "response_topic",
+                     "correlation_data", "user_property")}
+    expiry = props.get("message_expiry_interval")
+    return RetainedMessage(topic, bytes(payload), qos, keep,
+                           now + expiry if expiry is not None else None)
+
+
+def published_qos(msg: Message) -> int:
+    h = msg.properties.headers
+    if h and h.get("x-mqtt-publish-qos") == 2:
+        return 2
+    return 1
+
+
+def header_text(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def out_properties(msg: Message, subs: tuple[Sub, ...], entry: QueueEntry | None,
+                   clock: Any) -> dict[str, Any]:
+    """MQTT 5 PUBLISH properties for a core message (see the module docstring); *clock* tells
+    the Message Expiry Interval left."""
+    p = msg.properties
+    out: dict[str, Any] = {}
+    headers = p.headers
+    if headers:
+        pfi = headers.get("x-mqtt-payload-format")
+        if pfi is not None:
+            out["payload_format_indicator"] = int(pfi)
+    if p.content_type is not None:
+        out["content_type"] = p.content_type
+    if p.reply_to is not None:
+        out["response_topic"] = key_to_topic(p.reply_to)
+    if p.correlation_id is not None:
+        out["correlation_data"] = p.correlation_id.encode("utf-8")
+    elif headers and "x-correlation-id" in headers:
+        cd = headers["x-correlation-id"]
+        out["correlation_data"] = cd if isinstance(cd, bytes) else str(cd).encode()
+    if msg.ttl is not None and entry is not None and entry.expires_at is not None:
+        out["message_expiry_interval"] = max(
+            0, math.ceil(entry.expires_at - clock.seconds()))
+    if headers:
+        users = [(str(k), header_text(v)) for k, v in headers.items()
+                 if k not in _OWN_HEADERS]
+        if users:
+            out["user_property"] = users
+    ids = [s.identifier for s in subs if s.identifier]
+    if ids:
+        out["subscription_identifier"] = ids
+    return out

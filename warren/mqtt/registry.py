@@ -1,0 +1,140 @@
+"""The MQTT session registry: sessions by (vhost, client id), their records in the store, the
+end of a session (its queue, will and record go) and the retained store all connections share.
+
+Apart from the session because it outlives every connection: a persistent session is restored
+from the broker parameter ``mqtt-session``/vhost/client id at start, and a connection that
+takes a client id over finds the earlier one's state here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from warren.model.errors import BrokerError
+from warren.mqtt.codec import (MqttError, Will)
+from warren.mqtt.retained import RetainedStore
+from warren.store.interface import resource_key
+from warren.mqtt.topics import (split_shared)
+from warren.mqtt.amqp_mapping import build_message, retained_from
+from warren.mqtt.session_state import NEVER_EXPIRES, SessionState, Sub
+
+log = logging.getLogger("warren.mqtt")
+
+__all__ = ["SESSION_KEY_PREFIX", "SessionRegistry"]
+
+SESSION_KEY_PREFIX = resource_key("mqtt-session", "")
+
+
+class SessionRegistry:
+    """Sessions by (vhost, client id) plus the retained store: what all connections share."""
+
+    def __init__(self, broker: Any, config: Any, clock: Any) -> None:
+        self.broker = broker
+        self.config = config
+        self.clock = clock
+        self.retained = RetainedStore(broker)
+        self.sessions: dict[tuple[str, str], SessionState] = {}
+        for key, value in list(broker.parameters.items()):
+            if key.startswith(SESSION_KEY_PREFIX) and isinstance(value, dict):
+                try:
+                    self._restore(value)
+                except (KeyError, TypeError, ValueError, MqttError):
+                    log.warning("ignoring unreadable MQTT session record %r", key)
+
+    def _restore(self, record: dict[str, Any]) -> None:
+        state = SessionState(record["vhost"], record["client_id"], int(record["expiry"]))
+        for s in record.get("subscriptions", []):
+            group, filt = split_shared(s["filter"])
+            sub = Sub(filt, group, int(s["qos"]), bool(s.get("nl")), bool(s.get("rap")),
+                      s.get("id"))
+            state.put_sub(s["filter"], sub)
+        self.sessions[(state.vhost, state.client_id)] = state
+        if state.expiry != NEVER_EXPIRES:
+            state.expiry_call = self.clock.callLater(state.expiry, self.end, state)
+
+    def _key(self, state: SessionState) -> str:
+        return resource_key("mqtt-session", state.vhost, state.client_id)
+
+    def save_soon(self, state: SessionState) -> None:
+        """``save`` once at the next reactor turn, however many (UN)SUBSCRIBEs come before:
+        the record holds every subscription, so saving it per packet would make N SUBSCRIBEs
+        cost O(N^2). The store writes a turn's definitions together anyway."""
+        if state.save_pending or state.expiry == 0 or state.ended:
+            return
+        state.save_pending = True
+        self.clock.callLater(0, self._save_pending, state)
+
+    def _save_pending(self, state: SessionState) -> None:
+        if state.save_pending:
+            self.save(state)
+
+    def save(self, state: SessionState) -> None:
+        """Record a persistent session (subscriptions, expiry) in the store."""
+        state.save_pending = False
+        if state.expiry == 0 or state.ended:
+            return
+        record = state.to_record()
+        self.broker.parameters[self._key(state)] = record
+        self.broker.save_definition("parameter", self._key(state), record)
+
+    def end(self, state: SessionState) -> None:
+        """The session is over: its queue, shared memberships, record and will go."""
+        if state.ended:
+            return
+        state.ended = True
+        if state.expiry_call is not None and state.expiry_call.active():
+            state.expiry_call.cancel()
+        state.expiry_call = None
+        # [MQTT-3.1.3-9]: the will goes at the earlier of the will delay and the end of the
+        # session. Twisted's DelayedCall.cancel() drops its function and arguments, so the
+        # will itself is kept in ``pending_will`` rather than read back from the timer.
+        if state.will_call is not None and state.will_call.active():
+            state.will_call.cancel()
+        state.will_call = None
+        pending, state.pending_will = state.pending_will, None
+        if pending is not None:
+            self.publish_will(*pending)
+        if self.sessions.get((state.vhost, state.client_id)) is state:
+            del self.sessions[(state.vhost, state.client_id)]
+        vh = self.broker.vhosts.get(state.vhost)
+        if vh is not None:
+            for flight in state.inflight.values():
+                if flight.entry is not None and not flight.released and \
+                        not flight.queue.deleted:
+                    flight.queue.requeue([flight.entry])
+            q = vh.queues.get(state.queue_name)
+            if q is not None:
+                vh.delete_queue(state.queue_name, reason="MQTT session ended")
+        state.inflight.clear()
+        key = self._key(state)
+        if key in self.broker.parameters:
+            del self.broker.parameters[key]
+            self.broker.save_definition("parameter", key, None)
+
+    def publish_will(self, vhost_name: str, will: Will, user: Any,
+                     client_id: str | None = None) -> None:
+        """Route a will message as if its client had published it (so the client's topic
+        permissions apply to it too)."""
+        vh = self.broker.vhosts.get(vhost_name)
+        if vh is None:
+            return
+        ex = vh.exchanges.get(self.config.mqtt_exchange)
+        if ex is None:
+            return
+        publisher = self.broker.publisher(vh, user, client_id)
+        props = will.properties
+        msg = build_message(self.broker, ex.name, will.topic, will.payload, will.qos,
+                            will.retain, props, None)
+        try:
+            publisher.exchange(ex.name)
+            publisher.authorise(ex, msg.routing_key)
+        except BrokerError as e:
+            log.info("will of a client of user %s not published: %s",
+                     getattr(user, "name", "?"), e.reply_text)
+            return
+        if will.retain:
+            self.retained.put(vhost_name, retained_from(will.topic, will.payload, will.qos,
+                                                         props, self.clock.seconds()))
+        publisher.publish(ex, msg)
+

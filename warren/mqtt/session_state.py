@@ -1,0 +1,143 @@
+"""What of an MQTT session outlives its connection: subscriptions, in-flight deliveries and the
+QoS 2 ids received (:class:`SessionState`), with the subscription (:class:`Sub`) and in-flight
+delivery (:class:`Inflight`) records it holds. Plain data and bookkeeping, no I/O: the session
+registry (``registry.py``) keeps and stores these, a connection's session (``session.py``)
+works on the one it attached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from warren.model.message import QueueEntry
+from warren.exchange.interface import Binding
+from warren.exchange.topic import TopicTrie
+from warren.mqtt import errors as rc
+from warren.mqtt.codec import (MqttError)
+from warren.mqtt.retained import RetainedMessage
+from warren.mqtt.topics import (filter_matches, filter_to_pattern, topic_to_key)
+
+if TYPE_CHECKING:
+    from warren.mqtt.session import MqttSession
+
+__all__ = ["NEVER_EXPIRES", "Inflight", "SessionState", "Sub"]
+
+NEVER_EXPIRES = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Sub:
+    """One subscription of a session, as granted."""
+
+    topic_filter: str            # the MQTT filter without any $share prefix
+    group: str | None            # share group, or None
+    qos: int
+    no_local: bool = False
+    retain_as_published: bool = False
+    identifier: int | None = None
+
+    @property
+    def full_filter(self) -> str:
+        return self.topic_filter if self.group is None else \
+            f"$share/{self.group}/{self.topic_filter}"
+
+    def to_record(self) -> dict[str, Any]:
+        return {"filter": self.full_filter, "qos": self.qos, "nl": self.no_local,
+                "rap": self.retain_as_published, "id": self.identifier}
+
+
+@dataclass(slots=True)
+class Inflight:
+    """A delivery sent at QoS 1/2 and not yet completed by the client."""
+
+    queue: Any                   # Queue it came from, or None for a retained message
+    entry: QueueEntry | None
+    qos: int
+    retained: RetainedMessage | None = None
+    released: bool = False       # QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP
+
+
+class SessionState:
+    """What outlives a connection: subscriptions, in-flight deliveries, QoS 2 ids."""
+
+    def __init__(self, vhost: str, client_id: str, expiry: int) -> None:
+        self.vhost = vhost
+        self.client_id = client_id
+        self.expiry = expiry                         # seconds; NEVER_EXPIRES = forever
+        self.subs: dict[str, Sub] = {}               # full filter -> subscription (put_sub)
+        self.no_local_count = 0                      # subscriptions with no-local
+        self.own_qos_count = 0                       # non-shared subscriptions with QoS > 0
+        self.save_pending = False                    # a coalesced save is scheduled
+        self.sub_trie = TopicTrie()                  # own subscriptions by pattern
+        self._trie_entries: dict[str, Binding] = {}  # full filter -> its trie entry
+        self._seq = 0                                # subscription order
+        self.inflight: dict[int, Inflight] = {}      # outbound packet id -> delivery
+        self.qos2_received: set[int] = set()         # inbound QoS 2 ids awaiting PUBREL
+        self.next_id = 0
+        self.session: MqttSession | None = None      # attached connection, if any
+        self.expiry_call = None                      # pending session end
+        self.will_call = None                        # timer of a pending delayed will
+        self.pending_will: tuple | None = None  # (vhost, Will, user, client id) to publish
+        self.ended = False
+
+    def put_sub(self, full: str, sub: Sub) -> None:
+        """Add or replace a subscription (a replaced one keeps its place); the counters and
+        the trie keep SUBSCRIBE O(1) per filter and delivery independent of their number."""
+        old = self.subs.get(full)
+        seq = None
+        if old is not None:
+            self._count(old, -1)
+            seq = self._untrie(full)
+        self.subs[full] = sub
+        self._count(sub, 1)
+        if sub.group is None:
+            if seq is None:
+                self._seq += 1
+                seq = self._seq
+            b = Binding("", (seq, sub), filter_to_pattern(sub.topic_filter))
+            self.sub_trie.insert(b.routing_key, b)
+            self._trie_entries[full] = b
+
+    def pop_sub(self, full: str) -> Sub | None:
+        sub = self.subs.pop(full, None)
+        if sub is not None:
+            self._count(sub, -1)
+            self._untrie(full)
+        return sub
+
+    def _untrie(self, full: str) -> int | None:
+        b = self._trie_entries.pop(full, None)
+        if b is None:
+            return None
+        self.sub_trie.remove(b.routing_key, b)
+        return b.destination[0]
+
+    def matching(self, topic: str) -> tuple[Sub, ...]:
+        """Own (non-shared) subscriptions matching ``topic``, in subscription order: the trie
+        gives the candidates (it may over-match ``$`` topics), MQTT's rule decides."""
+        found = sorted(self.sub_trie.match(topic_to_key(topic)), key=lambda d: d[0])
+        return tuple(sub for _seq, sub in found if filter_matches(sub.topic_filter, topic))
+
+    def _count(self, sub: Sub, n: int) -> None:
+        if sub.no_local:
+            self.no_local_count += n
+        if sub.group is None and sub.qos:
+            self.own_qos_count += n
+
+    @property
+    def queue_name(self) -> str:
+        return f"mqtt-subscription-{self.client_id}qos1"
+
+    def allocate_id(self) -> int:
+        inflight = self.inflight
+        for _ in range(65535):
+            self.next_id = self.next_id % 65535 + 1
+            if self.next_id not in inflight:
+                return self.next_id
+        raise MqttError(rc.QUOTA_EXCEEDED, "no free packet identifier")
+
+    def to_record(self) -> dict[str, Any]:
+        return {"vhost": self.vhost, "client_id": self.client_id, "expiry": self.expiry,
+                "subscriptions": [s.to_record() for s in self.subs.values()]}
+

@@ -1,0 +1,434 @@
+"""MQTT subscriptions and delivery: SUBSCRIBE/UNSUBSCRIBE, PUBLISH to the client and the
+acknowledgements of what it was sent (PUBACK, PUBREC/PUBCOMP).
+
+An :class:`MqttConsumer` is the session's core consumer of one queue (its own, or a shared
+group's); :class:`Subscriptions` is the part of :class:`~warren.mqtt.session.MqttSession` that
+makes and ends them and writes deliveries. It is a base class of the session rather than an
+object of its own because every step reads the connection's state (protocol level, window,
+topic aliases, the attached :class:`~warren.mqtt.session_state.SessionState`).
+
+Deliveries re-check MQTT matching per subscription (``$`` topics, subscription QoS,
+identifiers, no-local, retain-as-published) since routing is by AMQP pattern.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+from typing import TYPE_CHECKING, Any
+
+from warren.model.errors import AccessRefused, BrokerError
+from warren.model.message import Message, QueueEntry
+from warren.mqtt import errors as rc
+from warren.mqtt.amqp_mapping import out_properties, published_qos
+from warren.mqtt.codec import (MqttError, PubAck, PubComp, PubRec, PubRel, SubAck, Subscribe,
+                               UnsubAck, Unsubscribe, validate_topic_filter)
+from warren.mqtt.properties import encode_properties, encode_string, encode_varint
+from warren.mqtt.session_state import Inflight, Sub
+from warren.mqtt.states import State
+from warren.mqtt.topics import filter_matches, filter_to_pattern, key_to_topic, split_shared
+
+if TYPE_CHECKING:
+    from warren.mqtt.session import MqttSession
+
+log = logging.getLogger("warren.mqtt")
+
+__all__ = ["SUBSCRIBE_SLICE", "MqttConsumer", "Subscriptions"]
+
+_PACK_U16 = struct.Struct(">H").pack
+_TOPIC_CACHE_LIMIT = 4096
+#: filters subscribed per reactor turn; a bigger SUBSCRIBE continues at the next turn
+SUBSCRIBE_SLICE = 2000
+
+
+class MqttConsumer:
+    """The session's consumer on one queue (its own, or a shared group's)."""
+
+    __slots__ = ("session", "queue", "tag", "no_ack", "exclusive", "priority", "arguments",
+                 "shared_sub")
+
+    def __init__(self, session: "MqttSession", queue: Any, shared_sub: Sub | None) -> None:
+        self.session = session
+        self.queue = queue
+        self.tag = f"mqtt-{session.state.client_id}-{queue.name}"
+        self.no_ack = False
+        self.exclusive = False
+        self.priority = 0
+        self.arguments: dict[str, Any] = {}
+        self.shared_sub = shared_sub   # None: the client's own queue
+
+    def has_credit(self) -> bool:
+        s = self.session
+        if s.detached or s.conn.write_paused:
+            return False
+        return self.no_ack or len(s.state.inflight) < s.window
+
+    def deliver(self, queue: Any, entry: QueueEntry) -> None:
+        self.session.deliver(self, queue, entry)
+
+    def cancelled(self, queue: Any) -> None:
+        self.session.consumer_cancelled(self)
+
+
+class Subscriptions:
+    """SUBSCRIBE/UNSUBSCRIBE and delivery (PUBLISH out, PUBACK/PUBREC/PUBCOMP in) of an
+    :class:`~warren.mqtt.session.MqttSession`."""
+
+    def _own_queue(self) -> Any:
+        vh = self.vhost
+        name = self.state.queue_name
+        q = vh.queues.get(name)
+        if q is None:
+            q = vh.declare_queue(name, durable=self.state.expiry != 0)
+        if self.consumer is None or self.consumer.queue is not q:
+            self.consumer = MqttConsumer(self, q, None)
+        return q
+
+    # ------------------------------------------------------------------ delivery out
+    def _subs_changed(self) -> None:
+        self._match_cache.clear()
+        self._has_no_local = self.state.no_local_count > 0
+        if self.consumer is not None:
+            self.consumer.no_ack = self.state.own_qos_count == 0
+
+    def _matching(self, topic: str) -> tuple[int, tuple[Sub, ...]]:
+        """(max QoS, subscriptions) of the client's own subscriptions matching ``topic``."""
+        found = self._match_cache.get(topic)
+        if found is None:
+            subs = self.state.matching(topic)
+            found = (max((s.qos for s in subs), default=-1), subs)
+            if len(self._match_cache) >= _TOPIC_CACHE_LIMIT:
+                self._match_cache.clear()
+            self._match_cache[topic] = found
+        return found
+
+    def deliver(self, consumer: MqttConsumer, queue: Any, entry: QueueEntry) -> None:
+        msg = entry.message
+        topic = key_to_topic(msg.routing_key)
+        shared = consumer.shared_sub
+        if shared is None:
+            sub_qos, subs = self._matching(topic)
+        elif filter_matches(shared.topic_filter, topic):
+            sub_qos, subs = shared.qos, (shared,)
+        else:
+            sub_qos, subs = -1, ()
+        if sub_qos < 0 or (self._has_no_local and self._local_only(msg, subs)):
+            if not consumer.no_ack:
+                queue.ack([entry])   # not for this client after all ($-topic, no-local)
+            return
+        if sub_qos == 0 or not msg.persistent:
+            qos = 0
+        elif sub_qos == 1:
+            qos = 1
+        else:
+            qos = published_qos(msg)
+        state = self.state
+        if qos:
+            pid = state.allocate_id()
+            state.inflight[pid] = Inflight(queue, entry, qos)
+        else:
+            pid = 0
+            if not consumer.no_ack:
+                queue.ack([entry])
+        retain = False
+        if self.level == 5:
+            if any(s.retain_as_published for s in subs):
+                h = msg.properties.headers
+                retain = bool(h and h.get("x-mqtt-retain"))
+            props = out_properties(msg, subs, entry, self.clock)
+        else:
+            props = None
+        self._write_publish(topic, msg.body, qos, pid, entry.redelivered and qos > 0, retain,
+                            props)
+
+    def _local_only(self, msg: Message, subs: tuple[Sub, ...]) -> bool:
+        """No-local [MQTT-3.8.3-3]: our own message and every matching subscription says so."""
+        if not all(s.no_local for s in subs):
+            return False
+        h = msg.properties.headers
+        return bool(h) and h.get("x-mqtt-publisher") == self.state.client_id
+
+    def _write_publish(self, topic: str, payload: bytes, qos: int, pid: int, dup: bool,
+                       retain: bool, props: dict[str, Any] | None) -> None:
+        """Encode one outbound PUBLISH (topic alias, size limit) and queue it for writing."""
+        first = 0x30 | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
+        tb = self._topic_bytes.get(topic)
+        if tb is None:
+            tb = encode_string(topic)
+            if len(self._topic_bytes) >= _TOPIC_CACHE_LIMIT:
+                self._topic_bytes.clear()
+            self._topic_bytes[topic] = tb
+        new_alias = False
+        if props is None:
+            pb = b""
+        else:
+            if self.client_alias_max:
+                alias = self.aliases_out.get(topic)
+                if alias is not None:
+                    tb = b"\x00\x00"
+                    props["topic_alias"] = alias
+                elif len(self.aliases_out) < self.client_alias_max:
+                    alias = self.aliases_out[topic] = len(self.aliases_out) + 1
+                    props["topic_alias"] = alias
+                    new_alias = True
+            pb = encode_properties(props, "publish") if props else b"\x00"
+        head = tb + _PACK_U16(pid) + pb if qos else tb + pb
+        length = len(head) + len(payload)
+        if length < 0x80:
+            fixed = bytes((first, length))
+        else:
+            fixed = bytes((first,)) + encode_varint(length)
+        if self.client_max_packet and len(fixed) + length > self.client_max_packet:
+            if new_alias:
+                # the client never learns an alias set by a packet it does not get: the
+                # next PUBLISH on this topic must carry the name again [MQTT-3.3.2-12]
+                del self.aliases_out[topic]
+            self._drop_oversized(len(fixed) + length, qos, pid)
+            return
+        self.conn.write_parts([fixed + head, payload])
+
+    def _drop_oversized(self, size: int, qos: int, pid: int) -> None:
+        """[MQTT-3.1.2-25] a PUBLISH larger than the client's Maximum Packet Size (the whole
+        packet, fixed header included [MQTT 5.0 3.1.2.11.4]) is discarded without sending it.
+
+        The server then behaves "as if it had completed sending" it: a QoS 1/2 one leaves the
+        in-flight window at once and its queue entry is settled now, not when the client's
+        next packet ends a read (the client never saw it, so nothing of its will settle it,
+        and it must not hold a slot of the window meanwhile). Mosquitto likewise removes it
+        from its in-flight list; Artemis and LavinMQ complete the delivery. Settled as acked,
+        not rejected: a rejection would dead-letter it, and a dead-letter exchange leading
+        back to this queue would deliver, drop and reject it again without end (cycles
+        through a rejection are not broken, see ``deadletter.is_cycle``).
+        """
+        log.debug("dropping a %d byte PUBLISH for %s: over its maximum packet size %d",
+                  size, self.state.client_id, self.client_max_packet)
+        if not qos:
+            return
+        flight = self.state.inflight.pop(pid)
+        if flight.entry is not None and not flight.queue.deleted:
+            flight.queue.ack([flight.entry])
+
+    def _resend(self, pid: int, flight: Inflight) -> None:
+        """Resend an unacknowledged PUBLISH with DUP set [MQTT-4.4.0-1]."""
+        if flight.retained is not None:
+            r = flight.retained
+            props = dict(r.properties) if self.level == 5 else None
+            self._write_publish(r.topic, r.payload, flight.qos, pid, True, True, props)
+            return
+        msg = flight.entry.message
+        props = out_properties(msg, (), flight.entry, self.clock) if self.level == 5 else None
+        self._write_publish(key_to_topic(msg.routing_key), msg.body, flight.qos, pid, True,
+                            False, props)
+
+    def _on_puback(self, p: PubAck) -> None:
+        flight = self.state.inflight.get(p.packet_id)
+        if flight is None:
+            return  # unknown id: nothing to settle (e.g. after a restart), as Mosquitto
+        if flight.qos != 1:
+            # [MQTT-4.3.3] a QoS 2 delivery is answered by PUBREC; Mosquitto disconnects
+            # ("mismatched QoS"), so a client confusing its flows does not hold messages
+            raise MqttError(rc.PROTOCOL_ERROR, f"PUBACK for QoS 2 packet {p.packet_id}")
+        del self.state.inflight[p.packet_id]
+        if flight.entry is not None:
+            settle = self._settle.get(flight.queue)
+            if settle is None:
+                self._settle[flight.queue] = [flight.entry]
+            else:
+                settle.append(flight.entry)
+
+    def _on_pubrec(self, p: PubRec) -> None:
+        """Outbound QoS 2, step 1: the client has it; settle the queue entry, send PUBREL."""
+        flight = self.state.inflight.get(p.packet_id)
+        if flight is None:
+            # tolerated, answered (a PUBREC resent after we forgot the id, e.g. a restart);
+            # with a plain PUBREL, as Mosquitto's
+            self.send(PubRel(p.packet_id))
+            return
+        if flight.qos != 2:
+            # [MQTT-4.3.2] a QoS 1 delivery is answered by PUBACK: protocol error, as Mosquitto
+            raise MqttError(rc.PROTOCOL_ERROR, f"PUBREC for QoS 1 packet {p.packet_id}")
+        if p.reason_code >= 0x80:
+            del self.state.inflight[p.packet_id]   # the client refused it: done
+        else:
+            flight.released = True
+            self.send(PubRel(p.packet_id))
+        if flight.entry is not None:
+            self._settle.setdefault(flight.queue, []).append(flight.entry)
+            flight.entry = None
+
+    def _on_pubcomp(self, p: PubComp) -> None:
+        """Outbound QoS 2, step 2: done. PUBCOMP for a QoS 1 delivery, or before its PUBREC
+        (we sent no PUBREL yet) is a protocol error [MQTT-4.3.3-3] (Mosquitto: mismatched QoS
+        or state); an unknown id is ignored, as Mosquitto does."""
+        flight = self.state.inflight.get(p.packet_id)
+        if flight is None:
+            return
+        if flight.qos != 2 or not flight.released:
+            raise MqttError(rc.PROTOCOL_ERROR, f"PUBCOMP out of order for packet {p.packet_id}")
+        del self.state.inflight[p.packet_id]
+        self.kick()
+
+    def kick(self) -> None:
+        """Credit came back: let the queues deliver again."""
+        if self.detached:
+            return
+        if self.consumer is not None and not self.consumer.queue.deleted:
+            self.consumer.queue.dispatch()
+        for c in self.shared.values():
+            if not c.queue.deleted:
+                c.queue.dispatch()
+
+    def consumer_cancelled(self, consumer: MqttConsumer) -> None:
+        if consumer is self.consumer:
+            self.consumer = None
+        else:
+            for full, c in list(self.shared.items()):
+                if c is consumer:
+                    del self.shared[full]
+
+    # ------------------------------------------------------------------ SUBSCRIBE
+    def _on_subscribe(self, s: Subscribe) -> None:
+        """Subscribe each filter, then one SUBACK. A SUBSCRIBE with more than
+        ``SUBSCRIBE_SLICE`` filters is done a slice per reactor turn (``pending_work``: the
+        listener reads none of this client's further packets meanwhile), so other clients'
+        round trips stay short; the SUBACK still follows the last subscription."""
+        ids = s.properties.get("subscription_identifier")
+        identifier = ids[0] if ids else None
+        codes: list[int] = []
+        fresh: list[tuple[Sub, bool, int]] = []
+        reqs = s.subscriptions
+        pos = 0
+
+        def work() -> bool:
+            nonlocal pos
+            if self.state_name is State.CLOSED:
+                return True
+            end = min(pos + SUBSCRIBE_SLICE, len(reqs))
+            for i in range(pos, end):
+                self._subscribe_one(reqs[i], identifier, codes, fresh)
+            pos = end
+            if pos < len(reqs):
+                self._subs_changed()
+                return False
+            self._subscribed(s, codes, fresh)
+            return True
+
+        if not work():
+            self.pending_work = work
+
+    def _subscribe_one(self, req: Any, identifier: Any, codes: list[int],
+                       fresh: list[tuple[Sub, bool, int]]) -> None:
+        state = self.state
+        try:
+            validate_topic_filter(req.topic_filter)
+        except MqttError as e:
+            codes.append(rc.suback_code(e.reason_code, self.level))
+            return
+        group, filt = split_shared(req.topic_filter)
+        if group is not None and req.no_local:
+            # [MQTT-3.8.3-4] no-local on a shared subscription is a protocol error
+            raise MqttError(rc.PROTOCOL_ERROR, "no-local on a shared subscription")
+        try:
+            self.broker.check(self.user, self.vhost.name, "read", "exchange",
+                              self.exchange.name)
+            self.broker.check_topic(self.user, self.vhost.name, self.exchange, "read",
+                                    filter_to_pattern(filt), state.client_id)
+        except AccessRefused as e:
+            log.warning("MQTT subscription to %s refused: %s", req.topic_filter, e.reply_text)
+            codes.append(rc.suback_code(rc.reason_for(e), self.level))
+            return
+        sub = Sub(filt, group, req.qos, req.no_local, req.retain_as_published, identifier)
+        existed = req.topic_filter in state.subs
+        try:
+            if group is None:
+                q = self._own_queue()
+                self.vhost.bind(self.exchange.name, q, filter_to_pattern(filt))
+                state.put_sub(req.topic_filter, sub)
+            else:
+                state.put_sub(req.topic_filter, sub)
+                old = self.shared.get(req.topic_filter)
+                if old is not None:
+                    old.shared_sub = sub
+                else:
+                    self._join_group(req.topic_filter, sub)
+        except BrokerError as e:
+            state.pop_sub(req.topic_filter)
+            codes.append(rc.suback_code(rc.reason_for(e), self.level))
+            return
+        codes.append(req.qos)
+        fresh.append((sub, existed, req.retain_handling))
+
+    def _subscribed(self, s: Subscribe, codes: list[int],
+                    fresh: list[tuple[Sub, bool, int]]) -> None:
+        state = self.state
+        self._subs_changed()
+        self.send(SubAck(s.packet_id, tuple(codes)))
+        self.registry.save_soon(state)
+        if self.consumer is not None and self.consumer not in list(self.consumer.queue.consumers):
+            self.consumer.queue.add_consumer(self.consumer)
+        for sub, existed, handling in fresh:
+            if sub.group is None and (handling == 0 or (handling == 1 and not existed)):
+                self._send_retained(sub)   # [MQTT-3.3.1-9], [MQTT 5.0 3.8.3.1]
+
+    def _join_group(self, full: str, sub: Sub) -> None:
+        vh = self.vhost
+        name = f"mqtt-shared-{sub.group}-{sub.topic_filter}"
+        q = vh.queues.get(name)
+        if q is None:
+            q = vh.declare_queue(name, auto_delete=True)
+        vh.bind(self.exchange.name, q, filter_to_pattern(sub.topic_filter))
+        consumer = MqttConsumer(self, q, sub)
+        consumer.no_ack = sub.qos == 0
+        self.shared[full] = consumer
+        q.add_consumer(consumer)
+
+    def _send_retained(self, sub: Sub) -> None:
+        now = self.clock.seconds()
+        for r in self.registry.retained.matching(self.vhost.name, sub.topic_filter, now):
+            qos = min(sub.qos, r.qos)
+            pid = 0
+            if qos:
+                pid = self.state.allocate_id()
+                self.state.inflight[pid] = Inflight(None, None, qos, r)
+            props = None
+            if self.level == 5:
+                props = dict(r.properties)
+                props.pop("topic_alias", None)
+                if r.expires_at is not None:
+                    props["message_expiry_interval"] = max(0, math.ceil(r.expires_at - now))
+                if sub.identifier:
+                    props["subscription_identifier"] = [sub.identifier]
+            self._write_publish(r.topic, r.payload, qos, pid, False, True, props)
+
+    def _on_unsubscribe(self, u: Unsubscribe) -> None:
+        codes = []
+        state = self.state
+        for filt in u.topic_filters:
+            sub = state.pop_sub(filt)
+            if sub is None:
+                codes.append(rc.NO_SUBSCRIPTION_EXISTED)
+                continue
+            if sub.group is None:
+                q = self.vhost.queues.get(state.queue_name)
+                if q is not None:
+                    self.vhost.unbind(self.exchange.name, q, filter_to_pattern(sub.topic_filter))
+            else:
+                c = self.shared.pop(filt, None)
+                if c is not None:
+                    self._leave(c)
+            codes.append(rc.SUCCESS)
+        self._subs_changed()
+        self.registry.save_soon(state)
+        self.send(UnsubAck(u.packet_id, tuple(codes) if self.level == 5 else ()))
+
+    def _leave(self, consumer: MqttConsumer) -> None:
+        """Stop consuming; what the client has not acknowledged goes back to the queue."""
+        q = consumer.queue
+        inflight = self.state.inflight
+        back = [pid for pid, f in inflight.items() if f.queue is q and not f.released]
+        entries = [inflight.pop(pid).entry for pid in back]
+        if not q.deleted:
+            if entries:
+                q.requeue(entries)
+            q.remove_consumer(consumer)
