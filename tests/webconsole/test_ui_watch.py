@@ -228,3 +228,51 @@ def test_without_web_stomp_the_panel_says_so(ui, tmp_path):
             ui.wait_for(f"{STATUS}.includes('Web-STOMP is not enabled')",
                         what="not-enabled explanation")
             assert_clean(ui)
+
+
+def test_rows_are_capped_newest_first(ui, broker, unique):
+    exchange = f"{unique}.f"
+    declare(broker, "exchanges", exchange, type="fanout")
+    with screenshot_on_failure(ui, "watch cap"):
+        login(ui, broker)
+        ui.wait_for_selector("#page-overview")
+        exchange_page(ui, exchange)
+        start_watch(ui)
+        with pika.BlockingConnection(pika.URLParameters(broker.amqp_url)) as conn:
+            ch = conn.channel()
+            ch.confirm_delivery()
+            for i in range(105):
+                ch.basic_publish(exchange, "", f"message #{i}".encode())
+        ui.wait_for("document.querySelector('#watch-rows tr .watch-body')"
+                    ".textContent === 'message #104'", what="the last message on top")
+        bodies = ui.evaluate("[...document.querySelectorAll('#watch-rows .watch-body')]"
+                             ".map(b => b.textContent)")
+        assert bodies == [f"message #{i}" for i in range(104, 4, -1)]
+        click(ui, "#watch-stop")
+        assert_clean(ui)
+
+
+def test_queue_bindings_that_cannot_be_watched_are_named(ui, broker, unique):
+    lonely, queue = f"{unique}.alone", f"{unique}.q"
+    declare(broker, "queues", lonely, durable=False)          # only the default binding
+    declare(broker, "queues", queue, durable=False)
+    bind(broker, "amq.direct", queue, "has/slash")
+    bind(broker, "amq.direct", queue, "plain")
+    with screenshot_on_failure(ui, "watch unwatchable"):
+        login(ui, broker)
+        ui.wait_for_selector("#page-overview")
+        open_page(ui, f"#/queues/%2F/{urllib.parse.quote(lonely, safe='')}", "#page-queue")
+        ui.open_section("#watch-section")
+        click(ui, "#watch-start")
+        ui.wait_for(f"{STATUS}.includes('no exchange bindings')", what="no-bindings explanation")
+
+        open_page(ui, f"#/queues/%2F/{urllib.parse.quote(queue, safe='')}", "#page-queue")
+        temp = start_watch(ui)
+        status = ui.evaluate(STATUS)
+        assert "/exchange/amq.direct/plain" in status, status
+        assert "not watched: amq.direct / has/slash" in status, status
+        publish(broker, "amq.direct", "plain", b"seen")
+        wait_rows(ui, 1)
+        click(ui, "#watch-stop")
+        wait_until(lambda: gone(broker, temp), what="temporary queue deleted on stop")
+        assert_clean(ui)
