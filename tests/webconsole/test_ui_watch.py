@@ -14,7 +14,9 @@ import pika
 import pytest
 import requests
 
-from tests.broker_process import BrokerProcess
+from tests.broker_process import BrokerProcess, free_port
+from tests.tls.pki import make_pki
+from tests.webconsole.browser import Chromium
 from tests.webconsole import test_ui
 from tests.webconsole.test_ui import (
     api, assert_clean, click, login, open_page, queue_info, screenshot_on_failure, wait_until,
@@ -276,3 +278,36 @@ def test_queue_bindings_that_cannot_be_watched_are_named(ui, broker, unique):
         click(ui, "#watch-stop")
         wait_until(lambda: gone(broker, temp), what="temporary queue deleted on stop")
         assert_clean(ui)
+
+
+def test_console_over_https_watches_over_wss(tmp_path, unique):
+    """An https console may not open ws:// (mixed content): the panel takes Web-STOMP's TLS
+    listener, and the CSP names it as wss://."""
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki")
+    https_port = free_port()
+    with BrokerProcess(tmp_path / "broker", extra_args=[
+            "--tls-cert", pki["cert"], "--tls-key", pki["key"], "--amqps-port", "0",
+            "--stomps-port", "0", "--mqtts-port", "0", "--https-port", str(https_port)]) as broker:
+        console = f"https://127.0.0.1:{https_port}"
+        csp = requests.get(f"{console}/", timeout=10, verify=pki["ca"]).headers[
+            "Content-Security-Policy"]
+        assert (f"connect-src 'self' ws://127.0.0.1:{broker.web_stomp_port} "
+                f"wss://127.0.0.1:{broker.web_stomp_tls_port};") in csp, csp
+        exchange = f"{unique}.t"
+        declare(broker, "exchanges", exchange, type="topic")
+        with Chromium(extra_args=("--ignore-certificate-errors",)) as browser, \
+                screenshot_on_failure(browser, "watch over wss"):
+            login(browser, type("Console", (), {"http_url": console})())
+            browser.wait_for_selector("#page-overview")
+            exchange_page(browser, exchange)
+            temp = start_watch(browser)
+            publish(broker, exchange, "over.tls", b"through wss")
+            wait_rows(browser, 1)
+            assert "through wss" in rows_text(browser)[0]
+            conns = api(broker, "GET", "connections").json()
+            assert [(c["protocol"], c["port"]) for c in conns] == [
+                ("Web STOMP 1.2", broker.web_stomp_tls_port)], conns
+            click(browser, "#watch-stop")
+            wait_until(lambda: gone(broker, temp), what="temporary queue deleted on stop")
+            assert_clean(browser)
