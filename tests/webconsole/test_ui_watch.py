@@ -311,3 +311,28 @@ def test_console_over_https_watches_over_wss(tmp_path, unique):
             click(browser, "#watch-stop")
             wait_until(lambda: gone(broker, temp), what="temporary queue deleted on stop")
             assert_clean(browser)
+
+
+def test_direct_exchange_is_watched_on_its_bound_keys(ui, broker, unique):
+    exchange, q1, q2 = f"{unique}.d", f"{unique}.q1", f"{unique}.q2"
+    declare(broker, "exchanges", exchange, type="direct")
+    for queue, key in ((q1, "k1"), (q2, "k2"), (q2, "k1")):
+        declare(broker, "queues", queue, durable=False)
+        bind(broker, exchange, queue, key)
+    with screenshot_on_failure(ui, "watch direct keys"):
+        login(ui, broker)
+        ui.wait_for_selector("#page-overview")
+        exchange_page(ui, exchange)
+        temp = start_watch(ui)
+        publish(broker, exchange, "k1", b"to both queues")
+        publish(broker, exchange, "nobody", b"unrouted")
+        publish(broker, exchange, "k2", b"to q2")
+        wait_rows(ui, 2)
+        rows = rows_text(ui)
+        assert len(rows) == 2 and "to q2" in rows[0] and "to both queues" in rows[1], rows
+        keys = sorted(b["routing_key"] for b in
+                      api(broker, "GET", "queues", "/", temp, "bindings").json() if b["source"])
+        assert keys == ["k1", "k2"]
+        click(ui, "#watch-stop")
+        wait_until(lambda: gone(broker, temp), what="temporary queue deleted on stop")
+        assert_clean(ui)
