@@ -336,3 +336,24 @@ def test_direct_exchange_is_watched_on_its_bound_keys(ui, broker, unique):
         click(ui, "#watch-stop")
         wait_until(lambda: gone(broker, temp), what="temporary queue deleted on stop")
         assert_clean(ui)
+
+
+def test_console_at_another_host_name_over_plain_http(broker, unique):
+    """Reached as http://console.test (not localhost: no secure context) the page's CSP names
+    ws://console.test:PORT and the panel still works."""
+    exchange = f"{unique}.t"
+    declare(broker, "exchanges", exchange, type="topic")
+    console = f"http://console.test:{broker.http_port}"
+    with Chromium(extra_args=("--host-resolver-rules=MAP console.test 127.0.0.1",)) as browser, \
+            screenshot_on_failure(browser, "watch at another host name"):
+        login(browser, type("Console", (), {"http_url": console})())
+        browser.wait_for_selector("#page-overview")
+        assert browser.evaluate("window.isSecureContext") is False
+        exchange_page(browser, exchange)
+        temp = start_watch(browser)
+        publish(broker, exchange, "x", b"by name")
+        wait_rows(browser, 1)
+        assert "by name" in rows_text(browser)[0]
+        click(browser, "#watch-stop")
+        wait_until(lambda: gone(broker, temp), what="temporary queue deleted on stop")
+        assert_clean(browser)

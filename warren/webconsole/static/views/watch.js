@@ -69,6 +69,12 @@ async function webStompUrl() {
   return `${tls ? "wss" : "ws"}://${host}:${listener.port}/ws`;
 }
 
+/** 32 random hex digits (crypto.randomUUID exists only in secure contexts, and a console on
+ * plain http:// at another host than localhost is not one). */
+function randomHex() {
+  return [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** [exchange, routing key] of a MESSAGE's destination header (as the broker names them). */
 function exchangeAndKey(destination) {
   if (destination.startsWith("/exchange/")) {
@@ -137,7 +143,7 @@ export function watchPanel(kind, vhost, name) {
       start.disabled = false;
       return;
     }
-    const queue = `warren.console.watch-${crypto.randomUUID()}`;
+    const queue = `warren.console.watch-${randomHex()}`;
     const creds = credentials.get() || {};
     // frames of a socket already stopped (a RECEIPT after an ERROR) change nothing
     const sock = new StompSocket(url, {login: creds.username, passcode: creds.password, host: vhost}, {
