@@ -209,6 +209,9 @@ def test_csp_allows_web_stomp_port_on_the_same_host_only(broker):
     for rest in ("default-src 'self'", "script-src 'self'", "object-src 'none'",
                  "frame-ancestors 'none'"):
         assert rest in csp
+    v6 = requests.get(f"{broker.http_url}/", timeout=10, headers={
+        "Host": f"[::1]:{broker.http_port}"}).headers["Content-Security-Policy"]
+    assert f"connect-src 'self' ws://[::1]:{broker.web_stomp_port};" in v6, v6
     # a Host header that tries to add sources gets none
     evil = requests.get(f"{broker.http_url}/", timeout=10, headers={
         "Host": "a.example; script-src *"}).headers["Content-Security-Policy"]

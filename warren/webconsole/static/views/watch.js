@@ -65,8 +65,7 @@ async function webStompUrl() {
   const tls = location.protocol === "https:";
   const listener = (overview.listeners || []).find((l) => l.protocol === (tls ? "https/web-stomp" : "http/web-stomp"));
   if (!listener) return null;
-  const host = location.hostname.includes(":") ? `[${location.hostname}]` : location.hostname;
-  return `${tls ? "wss" : "ws"}://${host}:${listener.port}/ws`;
+  return `${tls ? "wss" : "ws"}://${location.hostname}:${listener.port}/ws`;   // IPv6: "[::1]" already
 }
 
 /** 32 random hex digits (crypto.randomUUID exists only in secure contexts, and a console on
