@@ -107,9 +107,11 @@ export function watchPanel(kind, vhost, name) {
   const start = h("button", {type: "button", id: "watch-start"}, "Start watching");
   const stopButton = h("button", {type: "button", class: "secondary", id: "watch-stop", disabled: true}, "Stop");
   let socket = null;
+  let run = 0;        // which start is current: a stop (or leaving the page) mid-start ends it
 
   const say = (...parts) => replace(status, ...parts);
   const stop = (why = "Stopped.") => {
+    run += 1;
     if (socket) {
       const s = socket;
       socket = null;
@@ -123,6 +125,7 @@ export function watchPanel(kind, vhost, name) {
   start.addEventListener("click", async () => {
     start.disabled = true;
     say("Starting…");
+    const mine = ++run;
     let url;
     let plan;
     try {
@@ -132,6 +135,7 @@ export function watchPanel(kind, vhost, name) {
       start.disabled = false;
       return;
     }
+    if (mine !== run) return;
     if (!url) {
       say("Web-STOMP is not enabled on this broker (--web-stomp-port), so messages cannot be watched here.");
       start.disabled = false;
