@@ -186,7 +186,7 @@ export function watchPanel(kind, vhost, name) {
   const element = h("div", {class: "watch", id: "watch-panel"},
     h("p", {}, `Shows messages as they reach this ${kind}, newest first (at most ${WATCH_ROWS}), without taking any from it.`),
     h("div", {class: "form-buttons"}, start, stopButton), status,
-    h("table", {class: "list watch-messages"},
+    h("table", {class: "grid watch-messages"},
       h("thead", {}, h("tr", {}, ...["Time", "Exchange", "Routing key", "Properties", "Body"].map((t) => h("th", {}, t)))),
       rows));
   return {element, stop: () => stop()};
