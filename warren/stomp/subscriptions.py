@@ -239,14 +239,19 @@ class Subscriptions:
             private = False
         elif frame.get("x-queue-name"):
             # RabbitMQ: the subscriber names its queue (AMQP clients can then publish to it);
-            # not durable, gone with its last consumer
+            # not durable, gone with its last consumer; with ``exclusive:true`` this session's
+            # alone (the console's watch panel binds one such queue from several SUBSCRIBEs)
             name = frame.get("x-queue-name")
             queue = vhost.queues.get(name)
             if queue is None:
                 self._check("configure", "queue", name)
+                exclusive = (frame.get("exclusive") or "").lower() == "true"
                 queue = vhost.declare_queue(name, durable=False, auto_delete=True,
+                                            exclusive_owner=self if exclusive else None,
                                             arguments=self._queue_arguments(frame),
                                             connection=self)
+                if exclusive:
+                    self.exclusive_queues.append(queue)
             else:
                 queue.check_access(self)
             private = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 from twisted.web import http, pages, resource, server, static
@@ -100,13 +101,46 @@ class ConsoleRoot(resource.Resource):
         return self.files.render(request)
 
 
-#: Headers on every response: no framing by other sites (clickjacking), no content-type
-#: sniffing, scripts and styles only from the console itself (its pages use no inline script),
-#: no referrer leaking vhost or queue names.
+#: The Content-Security-Policy, with ``{connect}`` for where scripts may connect: the console
+#: itself, and Web-STOMP's ports on the same host (the watch panel's WebSocket; ``'self'``
+#: covers only the console's own port).
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; "
+                           "img-src 'self' data:; connect-src {connect}; object-src 'none'; "
+                           "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+#: A Host header's name part as it may go into the policy: a DNS name, IPv4 or [IPv6] address
+#: (anything else, e.g. a header trying to add sources, gets no WebSocket source at all).
+_HOST_NAME = re.compile(rb"([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]+)?")
+
+
+def content_security_policy(host_header: bytes | None,
+                            websockets: tuple[tuple[str, int], ...]) -> bytes:
+    """The policy for a request that came in with *host_header*; *websockets* are the
+    (scheme, port) of the Web-STOMP listeners, e.g. ``(("ws", 15674),)``."""
+    sources = ["'self'"]
+    match = _HOST_NAME.fullmatch(host_header or b"")
+    if match is not None:
+        name = match.group(1).decode("ascii")
+        sources.extend(f"{scheme}://{name}:{port}" for scheme, port in websockets)
+    return CONTENT_SECURITY_POLICY.format(connect=" ".join(sources)).encode("ascii")
+
+
+def web_stomp_sources(config: Any) -> tuple[tuple[str, int], ...]:
+    """(scheme, port) of the Web-STOMP listeners this node runs (the TLS one only with a
+    certificate, as server.py starts it)."""
+    sources = []
+    if getattr(config, "web_stomp_port", 0):
+        sources.append(("ws", config.web_stomp_port))
+    if (getattr(config, "web_stomp_tls_port", 0) and getattr(config, "tls_cert", "")
+            and getattr(config, "tls_key", "")):
+        sources.append(("wss", config.web_stomp_tls_port))
+    return tuple(sources)
+
+
+#: Headers on every response besides the CSP: no framing by other sites (clickjacking), no
+#: content-type sniffing, no referrer leaking vhost or queue names. The CSP allows scripts and
+#: styles only from the console itself (its pages use no inline script).
 SECURITY_HEADERS = (
-    (b"Content-Security-Policy", b"default-src 'self'; script-src 'self'; style-src 'self'; "
-                                 b"img-src 'self' data:; connect-src 'self'; object-src 'none'; "
-                                 b"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
     (b"X-Frame-Options", b"DENY"),
     (b"X-Content-Type-Options", b"nosniff"),
     (b"Referrer-Policy", b"no-referrer"),
@@ -119,6 +153,8 @@ class ConsoleRequest(server.Request):
     def process(self) -> None:
         for name, value in SECURITY_HEADERS:
             self.setHeader(name, value)
+        self.setHeader(b"Content-Security-Policy", content_security_policy(
+            self.getHeader(b"host"), getattr(self.channel.site, "web_stomp_sources", ())))
         super().process()
 
     def setHeader(self, name: Any, value: Any) -> None:
@@ -230,5 +266,6 @@ def make_site(broker: Any, config: Any, reactor: Any) -> server.Site:
                        idle_timeout=getattr(config, "http_idle_timeout", 60.0),
                        max_idle=getattr(config, "http_max_idle_connections", 1000))
     site.displayTracebacks = False
+    site.web_stomp_sources = web_stomp_sources(config)
     site.message_stats = stats
     return site

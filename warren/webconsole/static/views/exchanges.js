@@ -6,6 +6,7 @@ import {
   ArgumentsEditor, checkbox, field, formValues, input, notify, perform, section, select, vhostSelect,
 } from "../ui.js";
 import {bindingsPanel, deleteButton, features, filterBox, objectHref, publishForm, rateOf, visible} from "./common.js";
+import {watchPanel} from "./watch.js";
 
 const TYPES = ["direct", "fanout", "topic", "headers", "x-delayed-message"];
 
@@ -77,12 +78,14 @@ export function exchangePage({vhost, name}, app) {
   const isDefault = name === "amq.default" || name === "";
   const details = h("div", {id: "exchange-details"});
   const bindings = isDefault ? null : bindingsPanel("exchange", vhost, name, app);
+  const watch = isDefault ? null : watchPanel("exchange", vhost, name);
   const element = h("div", {class: "page", id: "page-exchange"},
     h("p", {class: "crumbs"}, link("#/exchanges", "Exchanges"), " › virtual host ", h("code", {}, vhost)),
     h("h2", {}, "Exchange ", h("span", {class: "object-name"}, isDefault ? "(AMQP default)" : name)),
     details,
     bindings ? section("Bindings", bindings.element, {open: true}) : null,
     section("Publish message", publishForm(vhost, name), {id: "publish-section"}),
+    watch ? section("Watch messages", watch.element, {id: "watch-section"}) : null,
     isDefault ? null : section("Delete this exchange", h("div", {},
       h("p", {}, "Deleting an exchange removes its bindings too."),
       deleteButton("Delete", `Delete exchange ${name} in ${vhost}?`,
@@ -90,6 +93,7 @@ export function exchangePage({vhost, name}, app) {
         () => { location.hash = "#/exchanges"; }, "delete-exchange"))));
   return {
     element,
+    dispose: watch ? watch.stop : undefined,
     async refresh() {
       const x = await get(apiPath("exchanges", vhost, name));
       replace(details, h("table", {class: "kv facts"}, h("tbody", {},

@@ -8,6 +8,7 @@ import {
   vhostSelect,
 } from "../ui.js";
 import {bindingsPanel, deleteButton, features, filterBox, objectHref, publishForm, rateOf, visible} from "./common.js";
+import {watchPanel} from "./watch.js";
 
 const ARGUMENT_SHORTCUTS = [
   ["x-message-ttl", "Number"], ["x-expires", "Number"], ["x-max-length", "Number"],
@@ -215,6 +216,7 @@ export function queuePage({vhost, name}, app) {
   const details = h("div", {id: "queue-details"});
   const consumers = h("div", {id: "queue-consumers"});
   const bindings = bindingsPanel("queue", vhost, name, app);
+  const watch = watchPanel("queue", vhost, name);
   const purge = deleteButton("Purge messages", `Remove every ready message from ${name}?`,
     () => del(apiPath("queues", vhost, name, "contents")), () => app.refresh(), "purge-queue");
   const remove = deleteButton("Delete queue", `Delete queue ${name} and its messages?`,
@@ -228,12 +230,14 @@ export function queuePage({vhost, name}, app) {
     section("Publish message", publishForm(vhost, "amq.default",
       {fixedKey: name, onPublished: () => app.refresh()}), {id: "publish-section"}),
     section("Get messages", messageBrowser(vhost, name, app), {id: "get-section", open: true}),
+    section("Watch messages", watch.element, {id: "watch-section"}),
     section("Move messages", moveForm(vhost, name, app), {id: "move-section"}),
     section("Purge", h("div", {}, h("p", {}, "Removes ready messages; unacknowledged ones stay."), purge),
       {id: "purge-section"}),
     section("Delete", h("div", {}, remove), {id: "delete-section"}));
   return {
     element,
+    dispose: watch.stop,
     async refresh() {
       const q = await get(apiPath("queues", vhost, name));
       const fact = (label, value, id) => h("tr", {}, h("th", {}, label), h("td", {id}, value));
