@@ -407,8 +407,9 @@ def test_a_slow_peer_holds_the_messages_at_the_source(network, kind, kill_source
         held = source_queue(net, "a", "b")
         print(f"{kind}: with B stopped, A's queue {held['name']!r} holds "
               f"{held['messages']} ({held['messages_unacknowledged']} unacked)")
-        # the source's queue took them; at most the prefetch left it towards B
-        assert held["messages"] == count, held
+        # the source's queue took them (and maybe a last probe of wait_flowing that had not
+        # left yet when B stopped); at most the prefetch left it towards B
+        assert held["messages"] >= count, held
         assert held["messages_unacknowledged"] <= PREFETCH, held
         if kind == "connector":
             row = net.links("a", "b")[0]
@@ -416,7 +417,7 @@ def test_a_slow_peer_holds_the_messages_at_the_source(network, kind, kill_source
         if kill_source:
             net["a"].kill()
             net.members["a"][0].start()
-            assert source_queue(net, "a", "b")["messages"] == count
+            assert source_queue(net, "a", "b")["messages"] >= count
     finally:
         os.kill(b.proc.pid, signal.SIGCONT)
     got = net.collect(["b"], bodies)
