@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .erlang_terms import erlang_term
 from .arguments import QUEUE_ARGUMENTS
 from ..model.errors import PreconditionFailed
 
@@ -59,13 +60,13 @@ class Policy:
                 except ValueError as e:
                     if key in VALUE_NAMES:
                         raise PreconditionFailed(
-                            f"Validation failed\n\n{_erlang(value)} is not a valid "
+                            f"Validation failed\n\n{erlang_term(value)} is not a valid "
                             f"{VALUE_NAMES[key]}\n") from None
                     raise PreconditionFailed(f"Validation failed\n\n{key}: {e}") from None
             elif key in FEDERATION_KEYS:
                 if not isinstance(value, str):
                     raise PreconditionFailed(
-                        f"Validation failed\n\n{_erlang(value)} is not a valid "
+                        f"Validation failed\n\n{erlang_term(value)} is not a valid "
                         f"{FEDERATION_KEYS[key]}")
                 if key == "federation-upstream-pattern":
                     try:
@@ -109,13 +110,3 @@ def effective(policies: list[Policy], kind: str, name: str) -> Policy | None:
     return best
 
 
-def _erlang(value: Any) -> str:
-    """A JSON value as RabbitMQ's ``~p`` shows it in these texts."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return '<<"' + value.replace("\\", "\\\\").replace('"', '\\"') + '">>'
-    return repr(value) if not isinstance(value, list) else \
-        "[" + ",".join(_erlang(v) for v in value) + "]"
