@@ -11,11 +11,10 @@ The heart-beat timeout lives in the listener, so that one test drives the real
 from __future__ import annotations
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from tests.durability.test_pager_unit import MemoryStore
+from tests.memory_store import HeldSyncStore, MemoryStore
 from warren.amqp.properties import CODEC
 from warren.broker.broker import Broker
 from warren.broker.scheduler import ScheduledDelivery
@@ -25,24 +24,6 @@ from warren.stomp.heartbeats import GRACE
 from warren.stomp.listener import StompFactory
 from warren.stomp.session import StompSession
 from warren.stomp.states import State
-
-
-class HeldSyncStore(MemoryStore):
-    """A store whose syncs wait until the test fires them (``release``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pending: list[Deferred] = []
-
-    def sync(self) -> Deferred:
-        d: Deferred = Deferred()
-        self.pending.append(d)
-        return d
-
-    def release(self) -> None:
-        pending, self.pending = self.pending, []
-        for d in pending:
-            d.callback(None)
 
 
 class FakeLink:
