@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 from twisted.internet.task import Clock
 
+from tests.memory_store import HeldSyncStore, MemoryStore
 from warren.amqp.properties import CODEC
 from warren.broker.broker import Broker
 from warren.config import Config
@@ -75,9 +76,9 @@ class FakeConn:
 class Harness:
     """One broker and registry on one clock; ``client`` opens a session on a new FakeConn."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: MemoryStore | None = None) -> None:
         self.clock = Clock()
-        self.broker = Broker(clock=self.clock, codec=CODEC)
+        self.broker = Broker(clock=self.clock, codec=CODEC, store=store)
         self.broker.ensure_defaults()
         self.config = Config()
         self.registry = SessionRegistry(self.broker, self.config, self.clock)
@@ -203,6 +204,20 @@ def test_qos_1_publish_is_pubacked_and_delivery_waits_for_puback():
     assert q.unacked == 1
     sub.send(PubAck(msg.packet_id))
     assert q.unacked == 0 and q.message_count == 0
+
+
+def test_acks_of_stored_publishes_wait_for_the_store_sync_and_keep_their_order():
+    store = HeldSyncStore()
+    h = Harness(store)
+    sub, pub = h.client(4, client_id="sub"), h.client(4, client_id="pub")
+    sub.connect(clean_start=False), pub.connect()    # a persistent session: a durable queue
+    sub.subscribe("t", 1)
+    store.release()
+    assert pub.send(Publish("t", b"m", 1, packet_id=1)) == []
+    # an answer that needs no sync still waits behind the earlier one
+    assert pub.send(PubRel(77)) == []
+    store.release()
+    assert pub.conn.take() == [PubAck(1), PubComp(77)]
 
 
 def test_an_unacked_qos_1_delivery_is_resent_with_dup_on_resume():
