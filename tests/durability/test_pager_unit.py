@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 
-from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 
 from warren.amqp.properties import CODEC
@@ -20,43 +19,14 @@ from warren.broker.broker import Broker
 from warren.broker.compact import ENTRY_BYTES
 from warren.broker.ready import WINDOW
 from warren.model.message import OVERHEAD, Message, Properties
+from tests.memory_store import MemoryStore
 from warren.store.interface import (
-    MessageStore,
     RecoveredQueue,
     RecoveredState,
-    StoreUnavailable,
     resource_key,
 )
 
 SIZE = 1000
-
-
-class MemoryStore(MessageStore):
-    """Just enough of a store: records by id, reads counted, a switch to make it unreachable."""
-
-    def __init__(self) -> None:
-        self.records: dict[int, bytes] = {}
-        self.state = RecoveredState()   # what recover() gives
-        self.reads = 0
-        self.down = False
-
-    def open(self) -> None: ...
-    def recover(self, body_size=None) -> RecoveredState: return self.state
-    def put_definition(self, kind, key, value) -> None: ...
-    def publish(self, msg_id, record, queue_keys) -> None: self.records[msg_id] = record
-    def ack(self, queue_key, msg_ids) -> None:
-        for msg_id in msg_ids:
-            self.records.pop(msg_id, None)
-    def purge_queue(self, queue_key) -> None: ...
-    def sync(self): return succeed(None)
-    def close(self) -> None: ...
-    def abandon(self) -> None: ...
-
-    def read(self, msg_id: int) -> bytes:
-        if self.down:
-            raise StoreUnavailable("down")
-        self.reads += 1
-        return self.records[msg_id]
 
 
 class Collector:
