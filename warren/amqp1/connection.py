@@ -22,7 +22,7 @@ from ..model.message import Message
 from .codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_FRAME, SASL_HEADER,
                     Composite, DecodeError, Frame, FrameReader, FrameTooLarge, Symbol,
                     decode_message, encode_frame, encode_message)
-from .mapping import properties_from, sections_for
+from .mapping import body_from, properties_from, sections_for
 
 log = logging.getLogger("warren.amqp1")
 
@@ -445,7 +445,7 @@ class Amqp1Connection(protocol.Protocol):
                  settled: bool) -> None:
         sections = decode_message(data)
         props = properties_from(sections)
-        body = b"".join(sections.get("data") or [])
+        body = body_from(sections)
         key = link.key
         p = sections.get("properties")
         if link.exchange and not key and p is not None and p.subject is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..model.message import Properties
-from .codec import Composite, Symbol, Timestamp, UByte, UInt
+from .codec import Composite, Symbol, Timestamp, UByte, UInt, encode_message
 
 _PLAIN = (str, bytes, int, float, bool)
 
@@ -49,6 +49,23 @@ def properties_from(sections: dict[str, Any]) -> Properties:
     if app:
         props.headers = {str(k): v for k, v in app.items() if isinstance(v, _PLAIN) or v is None}
     return props
+
+
+def body_from(sections: dict[str, Any]) -> bytes:
+    """The body the core keeps: data sections joined; an amqp-value of binary or string as
+    its bytes (what python-qpid-proton sends for ``body=b"..."`` or ``"..."``); any other
+    amqp-value or amqp-sequence as its AMQP encoding."""
+    if "data" in sections:
+        return b"".join(sections["data"])
+    value = sections.get("amqp_value")
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    for name in ("amqp_value", "amqp_sequence"):
+        if name in sections:
+            return encode_message({name: sections[name]})
+    return b""
 
 
 def sections_for(props: Properties, body: bytes, redelivered: bool) -> dict[str, Any]:
