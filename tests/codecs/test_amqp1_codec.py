@@ -133,8 +133,8 @@ def test_message_sections_round_trip():
 
 
 def test_message_as_proton_encodes_it():
-    msg = proton.Message(body=b"hi", inferred=True, durable=True, properties={"k": "v"}, subject="s",
-                         id=uuid.UUID(int=7))
+    msg = proton.Message(body=b"hi", inferred=True, durable=True, properties={"k": "v"},
+                         subject="s", id=uuid.UUID(int=7))
     sections = decode_message(msg.encode())
     assert sections["header"].durable is True
     assert sections["properties"].message_id == uuid.UUID(int=7)

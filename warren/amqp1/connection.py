@@ -60,6 +60,7 @@ class Session:
         self.remote_channel = remote_channel
         self.next_outgoing_id = 0            # our delivery ids
         self.links: dict[int, Any] = {}      # the client's handle -> link
+        self.detaching: set[int] = set()     # handles we detached: their echo needs no reply
 
 
 class SendingLink:
@@ -331,6 +332,7 @@ class Amqp1Connection(protocol.Protocol):
             self.send(reply, session.channel)
             self.send(Composite("detach", handle=handle, closed=True,
                                 error=error(condition, text)), session.channel)
+            session.detaching.add(handle)
             return
         session.links[handle] = link
         self.send(reply, session.channel)
@@ -397,7 +399,11 @@ class Amqp1Connection(protocol.Protocol):
             self._flow(session, link.handle, link.delivery_count, link.credit)
 
     def _on_detach(self, session: Session, p: Composite, _payload: bytes) -> None:
-        link = session.links.pop(int(p.handle), None)
+        handle = int(p.handle)
+        if handle in session.detaching:
+            session.detaching.discard(handle)      # the client's answer to our detach
+            return
+        link = session.links.pop(handle, None)
         if link is not None:
             self._drop_link(link)
         self.send(Composite("detach", handle=p.handle, closed=True), session.channel)
@@ -408,6 +414,7 @@ class Amqp1Connection(protocol.Protocol):
             self._drop_link(link)
             self.send(Composite("detach", handle=handle, closed=True, error=err),
                       session.channel)
+            session.detaching.add(handle)
 
     def _drop_link(self, link: Any) -> None:
         if isinstance(link, ReceivingLink):

@@ -1,0 +1,221 @@
+"""AMQP 1.0 on port 5672 beside 0-9-1: python-qpid-proton's blocking client against the
+broker, messages across to pika and back with RabbitMQ 4's property mapping, dispositions,
+and bad input (raw frames) with the spec's error conditions and no traceback in the log."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from urllib.parse import quote
+
+import pika
+import pytest
+from proton import Message
+from proton.utils import BlockingConnection, LinkDetached
+
+from tests.polling import eventually
+from warren.amqp1.codec import (AMQP_HEADER, SASL_FRAME, SASL_HEADER, Composite, FrameReader,
+                                Symbol, encode_frame)
+
+
+@pytest.fixture
+def amqp1(broker):
+    conn = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
+                              allowed_mechs="PLAIN", timeout=30)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def channel(broker):
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    yield conn.channel()
+    conn.close()
+
+
+def depth(channel, queue):
+    return channel.queue_declare(queue, passive=True).method.message_count
+
+
+def got_one(result):
+    """basic_get's (method, properties, body), or None when the queue was empty."""
+    return result if result[0] is not None else None
+
+
+def test_send_and_receive_through_a_queue(amqp1, channel, unique):
+    channel.queue_declare(unique, durable=True)
+    sender = amqp1.create_sender(f"/queues/{unique}")
+    sender.send(Message(body=b"hello", durable=True, properties={"k": "v"}, subject="s",
+                        id="m-1", correlation_id="c-1", content_type="text/plain"))
+    receiver = amqp1.create_receiver(f"/queues/{unique}")
+    got = receiver.receive(timeout=30)
+    receiver.accept()
+    assert bytes(got.body) == b"hello"
+    assert got.properties == {"k": "v"}
+    assert (got.subject, got.id, got.correlation_id) == ("s", "m-1", "c-1")
+    assert got.content_type == "text/plain" and got.durable
+    eventually(lambda: depth(channel, unique) == 0, "the accepted message acked")
+
+
+def test_amqp1_publish_reaches_a_pika_consumer(amqp1, channel, unique):
+    channel.queue_declare(unique)
+    channel.queue_bind(unique, "amq.direct", routing_key=unique)
+    sender = amqp1.create_sender(f"/exchanges/amq.direct/{unique}")
+    sender.send(Message(body=b"to pika", durable=True, properties={"n": 7, "s": "x"},
+                        subject="kind", id="id-1", reply_to="/queues/r", priority=5,
+                        content_type="application/json", user_id=b"guest"))
+    got = eventually(lambda: got_one(channel.basic_get(unique, auto_ack=True)), "a message")
+    method, props, body = got
+    assert body == b"to pika"
+    assert props.delivery_mode == 2 and props.priority == 5
+    assert props.type == "kind" and props.message_id == "id-1"
+    assert props.reply_to == "/queues/r" and props.content_type == "application/json"
+    assert props.user_id == "guest"
+    assert props.headers == {"n": 7, "s": "x"}
+
+
+def test_pika_publish_reaches_an_amqp1_receiver(amqp1, channel, unique):
+    channel.queue_declare(unique)
+    channel.basic_publish("", unique, b"from pika", pika.BasicProperties(
+        headers={"h": "v", "i": 3}, type="t", message_id="m", correlation_id="c",
+        content_type="text/plain", delivery_mode=2, timestamp=1700000000))
+    receiver = amqp1.create_receiver(f"/queues/{unique}")
+    got = receiver.receive(timeout=30)
+    receiver.accept()
+    assert bytes(got.body) == b"from pika"
+    assert got.properties == {"h": "v", "i": 3}
+    assert (got.subject, got.id, got.correlation_id) == ("t", "m", "c")
+    assert got.durable and got.creation_time == 1700000000
+
+
+def test_released_comes_back_and_rejected_is_gone(amqp1, channel, unique):
+    channel.queue_declare(unique)
+    channel.basic_publish("", unique, b"one")
+    receiver = amqp1.create_receiver(f"/queues/{unique}")
+    first = receiver.receive(timeout=30)
+    receiver.release()
+    again = receiver.receive(timeout=30)
+    assert bytes(again.body) == bytes(first.body) == b"one"
+    receiver.reject()
+    receiver.close()
+    eventually(lambda: depth(channel, unique) == 0, "the rejected message dropped")
+
+
+def test_unsettled_sends_are_accepted(amqp1, channel, unique):
+    channel.queue_declare(unique, durable=True)
+    sender = amqp1.create_sender(f"/queues/{unique}")
+    for i in range(300):       # beyond the first grant of credit: it is topped up
+        sender.send(Message(body=f"m{i}".encode(), durable=True))
+    assert depth(channel, unique) == 300
+
+
+@pytest.mark.parametrize("address", ["/queues/{}", "/exchanges/{}/k"])
+def test_missing_node_is_not_found(amqp1, unique, address):
+    with pytest.raises(LinkDetached) as caught:
+        # names are percent-encoded in v2 addresses (this test's name holds a '/')
+        amqp1.create_sender(address.format(quote(unique, safe="")))
+    assert "amqp:not-found" in str(caught.value)
+
+
+def test_receiving_from_a_missing_queue_is_not_found(amqp1, unique):
+    with pytest.raises(LinkDetached) as caught:
+        amqp1.create_receiver(f"/queues/{unique}")
+    assert "amqp:not-found" in str(caught.value)
+    assert f"no queue '{unique}' in vhost '/'" in str(caught.value)
+
+
+# ------------------------------------------------------------------ raw frames
+class Raw:
+    """A 1.0 client on bytes: SASL ANONYMOUS, then whatever the test writes."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.reader = FrameReader(1 << 20)
+        self.pending: list = []
+
+    def header(self, header: bytes) -> bytes:
+        self.sock.sendall(header)
+        return self._exactly(8)
+
+    def _exactly(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = self.sock.recv(n - len(out))
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+    def frame(self):
+        while not self.pending:
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self.pending += list(self.reader.feed(data))
+        return self.pending.pop(0)
+
+    def login(self) -> None:
+        assert self.header(SASL_HEADER) == SASL_HEADER
+        assert self.frame().performative.kind == "sasl_mechanisms"
+        self.sock.sendall(encode_frame(Composite("sasl_init", mechanism=Symbol("ANONYMOUS")),
+                                       ftype=SASL_FRAME))
+        assert self.frame().performative.code == 0
+        assert self.header(AMQP_HEADER) == AMQP_HEADER
+
+    def open(self) -> None:
+        self.login()
+        self.sock.sendall(encode_frame(Composite("open", container_id="raw")))
+        assert self.frame().performative.kind == "open"
+
+
+def close_error(raw: Raw):
+    frame = raw.frame()
+    assert frame is not None and frame.performative.kind == "close"
+    return frame.performative.error
+
+
+@pytest.mark.parametrize("body", [
+    b"\x00\x53\x10\xa1\x05ab",                 # string cut short inside a performative
+    b"\x00\x53\x12\xc0\x02\x01\xff",           # unknown type constructor
+    b"\xa1\x01x",                              # a frame body that is not a performative
+])
+def test_malformed_frame_is_decode_error(broker, body):
+    raw = Raw(broker.amqp_port)
+    raw.open()
+    raw.sock.sendall(struct.pack(">IBBH", 8 + len(body), 2, 0, 0) + body)
+    err = close_error(raw)
+    assert err.condition == "amqp:decode-error"
+
+
+def test_frame_over_max_frame_size_is_framing_error(broker):
+    raw = Raw(broker.amqp_port)
+    raw.open()
+    raw.sock.sendall(struct.pack(">IBBH", 1 << 24, 2, 0, 0))
+    assert close_error(raw).condition == "amqp:connection:framing-error"
+
+
+def test_transfer_on_an_unattached_handle(broker):
+    raw = Raw(broker.amqp_port)
+    raw.open()
+    raw.sock.sendall(encode_frame(Composite("begin", next_outgoing_id=0, incoming_window=10,
+                                            outgoing_window=10)))
+    assert raw.frame().performative.kind == "begin"
+    raw.sock.sendall(encode_frame(Composite("transfer", handle=9, delivery_id=0,
+                                            delivery_tag=b"t"), 0, b"\x00\x53\x77\x40"))
+    assert close_error(raw).condition == "amqp:session:unattached-handle"
+
+
+def test_wrong_sasl_password_fails_sasl(broker):
+    raw = Raw(broker.amqp_port)
+    assert raw.header(SASL_HEADER) == SASL_HEADER
+    raw.frame()
+    raw.sock.sendall(encode_frame(Composite("sasl_init", mechanism=Symbol("PLAIN"),
+                                            initial_response=b"\x00guest\x00nope"),
+                                  ftype=SASL_FRAME))
+    assert raw.frame().performative.code == 1
+    assert raw.frame() is None
+
+
+def test_zz_no_traceback_in_the_log(broker, channel):
+    assert channel.is_open            # 0-9-1 still served on the shared port
+    assert "Traceback" not in broker.log()
