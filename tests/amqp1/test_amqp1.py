@@ -18,6 +18,20 @@ from warren.amqp1.codec import (AMQP_HEADER, SASL_FRAME, SASL_HEADER, Composite,
                                 Symbol, encode_frame)
 
 
+KEEP = "t.amqp1.keep"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stored(broker):
+    """A durable message stored before the bad input, still there after it."""
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.queue_declare(KEEP, durable=True)
+    ch.basic_publish("", KEEP, b"precious", pika.BasicProperties(delivery_mode=2))
+    conn.close()
+
+
 @pytest.fixture
 def amqp1(broker):
     conn = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
@@ -216,6 +230,22 @@ def test_wrong_sasl_password_fails_sasl(broker):
     assert raw.frame() is None
 
 
-def test_zz_no_traceback_in_the_log(broker, channel):
+def test_amqp_header_without_sasl_is_refused_with_the_sasl_header(broker):
+    # RabbitMQ 4 requires SASL on AMQP 1.0: the header it wants, then close
+    raw = Raw(broker.amqp_port)
+    assert raw.header(AMQP_HEADER) == SASL_HEADER
+    assert raw.frame() is None
+
+
+def test_header_split_byte_by_byte(broker):
+    raw = Raw(broker.amqp_port)
+    for b in SASL_HEADER:
+        raw.sock.sendall(bytes((b,)))
+    assert raw._exactly(8) == SASL_HEADER
+    assert raw.frame().performative.kind == "sasl_mechanisms"
+
+
+def test_zz_nothing_lost_and_no_traceback(broker, channel):
     assert channel.is_open            # 0-9-1 still served on the shared port
+    assert depth(channel, KEEP) == 1
     assert "Traceback" not in broker.log()
