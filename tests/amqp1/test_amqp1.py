@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 import pika
 import pytest
-from proton import Message
-from proton.utils import BlockingConnection, LinkDetached
+from proton import Delivery, Message
+from proton.utils import BlockingConnection, LinkDetached, SendException
 
 from tests.polling import eventually
 from warren.amqp1.codec import (AMQP_HEADER, SASL_FRAME, SASL_HEADER, Composite, FrameReader,
@@ -121,6 +121,49 @@ def test_unsettled_sends_are_accepted(amqp1, channel, unique):
     for i in range(300):       # beyond the first grant of credit: it is topped up
         sender.send(Message(body=f"m{i}".encode(), durable=True))
     assert depth(channel, unique) == 300
+
+
+def test_unroutable_is_released(amqp1, unique):
+    sender = amqp1.create_sender("/exchanges/amq.direct/nobody-binds-this")
+    with pytest.raises(SendException) as caught:
+        sender.send(Message(body=b"lost"))
+    assert caught.value.state == Delivery.RELEASED
+
+
+def test_exchange_address_without_key_uses_the_subject(amqp1, channel, unique):
+    channel.queue_declare(unique)
+    channel.queue_bind(unique, "amq.direct", routing_key=unique)
+    amqp1.create_sender("/exchanges/amq.direct").send(Message(body=b"s", subject=unique))
+    assert got_one(channel.basic_get(unique, auto_ack=True))[2] == b"s"
+
+
+def test_string_body_and_big_messages_both_ways(amqp1, channel, unique):
+    channel.queue_declare(unique)
+    big = bytes(range(256)) * 2048           # 512 KiB: many frames each way
+    sender = amqp1.create_sender(f"/queues/{unique}")
+    sender.send(Message(body="text body"))
+    sender.send(Message(body=big))
+    assert got_one(channel.basic_get(unique, auto_ack=True))[2] == b"text body"
+    assert got_one(channel.basic_get(unique, auto_ack=True))[2] == big
+    channel.basic_publish("", unique, big)
+    receiver = amqp1.create_receiver(f"/queues/{unique}")
+    got = receiver.receive(timeout=30)
+    receiver.accept()
+    assert bytes(got.body) == big
+
+
+def test_modified_requeues_and_undeliverable_here_rejects(amqp1, channel, unique):
+    channel.queue_declare(unique)
+    channel.basic_publish("", unique, b"m")
+    receiver = amqp1.create_receiver(f"/queues/{unique}")
+    receiver.receive(timeout=30)
+    receiver.settle(Delivery.MODIFIED)                  # delivery-failed unset: requeued
+    again = receiver.receive(timeout=30)
+    assert bytes(again.body) == b"m"
+    receiver.fetcher.unsettled[0].local.undeliverable = True
+    receiver.settle(Delivery.MODIFIED)                  # undeliverable-here: rejected
+    receiver.close()
+    eventually(lambda: depth(channel, unique) == 0, "the message rejected")
 
 
 @pytest.mark.parametrize("address", ["/queues/{}", "/exchanges/{}/k"])
