@@ -425,14 +425,19 @@ class Amqp1Connection(protocol.Protocol):
 
     # ------------------------------------------------------------------ transfers in
     def _on_transfer(self, session: Session, p: Composite, payload: bytes) -> None:
-        link = session.links.get(int(p.handle)) if p.handle is not None else None
+        handle = int(p.handle) if p.handle is not None else None
+        link = session.links.get(handle) if handle is not None else None
         if not isinstance(link, SendingLink):
+            if handle in session.detaching:
+                return          # sent before the client saw our detach
             raise ConnectionError_("amqp:session:unattached-handle",
                                    f"transfer on handle {p.handle}, which is not attached")
         if link.partial_id is None:
             if link.credit <= 0:
-                raise ConnectionError_("amqp:link:transfer-limit-exceeded",
-                                       "transfer beyond the link's credit")
+                # a link error (spec 2.8.1): this link ends, the session and connection stay
+                self.detach(session, link.handle, error(
+                    "amqp:link:transfer-limit-exceeded", "transfer beyond the link's credit"))
+                return
             link.credit -= 1
             link.delivery_count = (link.delivery_count + 1) & 0xFFFFFFFF
             link.partial_id = int(p.delivery_id) if p.delivery_id is not None else 0
