@@ -9,9 +9,10 @@ import struct
 from urllib.parse import quote
 
 import pika
+import requests
 import pytest
 from proton import Delivery, Message
-from proton.utils import BlockingConnection, LinkDetached, SendException
+from proton.utils import BlockingConnection, ConnectionClosed, LinkDetached, SendException
 
 from tests.polling import eventually
 from warren.amqp1.codec import (AMQP_HEADER, SASL_FRAME, SASL_HEADER, Composite, FrameReader,
@@ -286,6 +287,24 @@ def test_header_split_byte_by_byte(broker):
         raw.sock.sendall(bytes((b,)))
     assert raw._exactly(8) == SASL_HEADER
     assert raw.frame().performative.kind == "sasl_mechanisms"
+
+
+def test_listed_by_the_api_and_closed_when_its_vhost_goes(broker, unique):
+    api = requests.Session()
+    api.auth = ("guest", "guest")
+    vhost = quote(unique, safe="")
+    assert api.put(f"{broker.http_url}/api/vhosts/{vhost}").status_code in (201, 204)
+    assert api.put(f"{broker.http_url}/api/permissions/{vhost}/guest",
+                   json={"configure": ".*", "write": ".*", "read": ".*"}).ok
+    conn = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
+                              allowed_mechs="PLAIN", timeout=30, virtual_host=f"vhost:{unique}")
+    listed = eventually(lambda: [c for c in api.get(f"{broker.http_url}/api/connections")
+                                 .json() if c["vhost"] == unique], "the connection listed")
+    assert listed[0]["protocol"] == "AMQP 1-0" and listed[0]["user"] == "guest"
+    assert api.delete(f"{broker.http_url}/api/vhosts/{vhost}").status_code == 204
+    with pytest.raises(ConnectionClosed) as caught:
+        conn.wait(lambda: False, timeout=30)
+    assert "amqp:connection:forced" in str(caught.value)
 
 
 def test_zz_nothing_lost_and_no_traceback(broker, channel):

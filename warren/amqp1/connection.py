@@ -129,10 +129,16 @@ class Amqp1Connection(protocol.Protocol):
         self.max_frame = config.frame_max
         self.user: Any = None
         self.vhost: Any = None
+        self.vhost_name: str | None = None
         self.publisher: Any = None
         self.sessions: dict[int, Session] = {}
         self.closed = False
+        self.blocked = False                 # a broker alarm: no credit for senders
         self.name = "?"
+        self.container_id = ""
+        self.connected_at = clock.seconds()
+        self.recv_oct = 0
+        self.send_oct = 0
         self._unsynced: list[tuple[Session, int]] = []
 
     # ------------------------------------------------------------------ transport events
@@ -140,17 +146,46 @@ class Amqp1Connection(protocol.Protocol):
         self.broker.register_connection(self)
         ep = accept(self.transport)
         self.peer_host = ep.peer_host
+        self.peer = (ep.peer_host, ep.peer_port)
+        self.local = (ep.host, ep.port)
         self.name = ep.name
         self.loopback = ep.loopback
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.name, "protocol": "AMQP 1.0",
-                "user": getattr(self.user, "name", None),
-                "vhost": getattr(self.vhost, "name", None)}
+        """The HTTP API's connection object; RabbitMQ names the protocol "AMQP 1-0"."""
+        return {
+            "name": self.name, "protocol": "AMQP 1-0",
+            "user": getattr(self.user, "name", ""), "vhost": self.vhost_name or "",
+            "peer_host": self.peer[0], "peer_port": self.peer[1],
+            "host": self.local[0], "port": self.local[1],
+            "channels": len(self.sessions),
+            "state": "closed" if self.closed else
+                     "running" if self.stage == "opened" else "starting",
+            "timeout": 0, "connected_at": int(self.connected_at * 1000),
+            "recv_oct": self.recv_oct, "send_oct": self.send_oct,
+            "client_properties": {"container-id": self.container_id},
+            "type": "network",
+        }
+
+    def force_close(self, reason: str) -> None:
+        """The broker ends this connection (its vhost deleted, an operator's close)."""
+        self.close(error("amqp:connection:forced", reason))
+
+    def set_blocked(self, blocked: bool, reason: str) -> None:
+        """A memory or disk alarm: sending clients get no more credit until it clears (as
+        RabbitMQ 4 throttles AMQP 1.0 publishers); then their links are topped up."""
+        self.blocked = blocked
+        if blocked or self.closed:
+            return
+        for session in self.sessions.values():
+            for link in session.links.values():
+                if isinstance(link, SendingLink) and link.credit < LINK_CREDIT // 2:
+                    self._grant(link)
 
     def dataReceived(self, data: bytes) -> None:
         if self.closed:
             return
+        self.recv_oct += len(data)
         try:
             while data and self.stage in ("sasl-header", "amqp-header"):
                 data = self._protocol_header(data)
@@ -174,6 +209,9 @@ class Amqp1Connection(protocol.Protocol):
     def connectionLost(self, reason: Any = None) -> None:
         self.closed = True
         self.broker.unregister_connection(self)
+        self.broker.unregister_blockable(self)
+        if self.stage == "opened":
+            self.broker.emit("connection.closed", name=self.name)
         for session in self.sessions.values():
             for link in session.links.values():
                 self._drop_link(link)
@@ -188,16 +226,16 @@ class Amqp1Connection(protocol.Protocol):
             return b""
         header, self._header = self._header, b""
         if self.stage == "sasl-header" and header == SASL_HEADER:
-            self.transport.write(SASL_HEADER + encode_frame(Composite(
+            self._write(SASL_HEADER + encode_frame(Composite(
                 "sasl_mechanisms", sasl_server_mechanisms=["PLAIN", "ANONYMOUS"]),
                 ftype=SASL_FRAME))
             self.stage = "sasl"
         elif header == AMQP_HEADER and self.user is not None:
-            self.transport.write(AMQP_HEADER)
+            self._write(AMQP_HEADER)
             self.stage = "open"
         else:
             # spec 2.2: answer with the header this stage supports, then close
-            self.transport.write(SASL_HEADER if self.user is None else AMQP_HEADER)
+            self._write(SASL_HEADER if self.user is None else AMQP_HEADER)
             log.warning("AMQP 1.0 connection %s refused: protocol header %r", self.name,
                         header)
             self.closed = True
@@ -222,12 +260,12 @@ class Amqp1Connection(protocol.Protocol):
                                                  peer=self.peer_host, protocol="AMQP 1.0")
         except AccessRefused:
             return self._sasl_fail()
-        self.transport.write(encode_frame(Composite("sasl_outcome", code=SASL_OK),
+        self._write(encode_frame(Composite("sasl_outcome", code=SASL_OK),
                                           ftype=SASL_FRAME))
         self.stage = "amqp-header"
 
     def _sasl_fail(self) -> None:
-        self.transport.write(encode_frame(Composite("sasl_outcome", code=SASL_AUTH),
+        self._write(encode_frame(Composite("sasl_outcome", code=SASL_AUTH),
                                           ftype=SASL_FRAME))
         self.closed = True
         self.transport.loseConnection()
@@ -270,6 +308,8 @@ class Amqp1Connection(protocol.Protocol):
                                                 protocol="AMQP 1.0", connection=self)
         except BrokerError as e:
             raise ConnectionError_("amqp:not-allowed", e.text) from None
+        self.vhost_name = vhost
+        self.container_id = str(p.container_id)
         self.publisher = self.broker.publisher(self.vhost, self.user)
         theirs = int(p.max_frame_size) if p.max_frame_size is not None else 0xFFFFFFFF
         self.max_frame = max(MIN_MAX_FRAME_SIZE, min(theirs, self.config.frame_max))
@@ -278,6 +318,7 @@ class Amqp1Connection(protocol.Protocol):
                             max_frame_size=self.config.frame_max,
                             channel_max=self.config.channel_max))
         self.stage = "opened"
+        self.broker.emit("connection.created", name=self.name)
 
     def _on_close(self, p: Composite) -> None:
         self.send(Composite("close"))
@@ -337,7 +378,9 @@ class Amqp1Connection(protocol.Protocol):
         session.links[handle] = link
         self.send(reply, session.channel)
         if isinstance(link, SendingLink):
-            self._grant(link)
+            self.broker.register_blockable(self)     # may block us at once
+            if not self.blocked:
+                self._grant(link)
 
     def _queue(self, address: Any) -> Any:
         if not isinstance(address, str) or not address.startswith("/queues/"):
@@ -450,7 +493,7 @@ class Amqp1Connection(protocol.Protocol):
         if p.aborted:
             return
         self._publish(session, link, delivery_id, data, link.partial_settled)
-        if link.credit < LINK_CREDIT // 2:
+        if link.credit < LINK_CREDIT // 2 and not self.blocked:
             self._grant(link)
 
     def _publish(self, session: Session, link: SendingLink, delivery_id: int, data: bytes,
@@ -520,7 +563,7 @@ class Amqp1Connection(protocol.Protocol):
         for i, chunk in enumerate(chunks):
             perf = first if i == 0 else more
             perf.more = i < len(chunks) - 1 or None
-            self.transport.write(encode_frame(perf, session.channel, chunk))
+            self._write(encode_frame(perf, session.channel, chunk))
 
     def _on_disposition(self, session: Session, p: Composite, _payload: bytes) -> None:
         if not p.role:
@@ -544,9 +587,13 @@ class Amqp1Connection(protocol.Protocol):
             link.queue.dispatch()
 
     # ------------------------------------------------------------------ output
+    def _write(self, data: bytes) -> None:
+        self.send_oct += len(data)
+        self.transport.write(data)
+
     def send(self, performative: Composite, channel: int = 0) -> None:
         if not self.closed:
-            self.transport.write(encode_frame(performative, channel))
+            self._write(encode_frame(performative, channel))
 
     def close(self, err: Composite | None) -> None:
         if self.closed:
