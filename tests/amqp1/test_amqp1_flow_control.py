@@ -9,6 +9,7 @@ import pytest
 
 from tests.amqp1.test_amqp1 import Raw
 from tests.broker_process import BrokerProcess
+from tests.polling import eventually
 from warren.amqp1.codec import Composite, encode_frame
 
 BODY = b"\x00\x53\x75\xb0" + (4000).to_bytes(4, "big") + b"x" * 4000   # one 4 kB data section
@@ -63,7 +64,10 @@ def test_credit_comes_back_when_memory_is_freed(small):
     for n in range(credit):
         transfer(raw, n)
     conn = pika.BlockingConnection(pika.URLParameters(small.amqp_url))
-    conn.channel().queue_purge("again")
+    channel = conn.channel()
+    eventually(lambda: channel.queue_declare("again", passive=True).method.message_count
+               == credit, "every transfer taken")
+    channel.queue_purge("again")
     conn.close()
     flow = raw.frame().performative
     # the first flow since the attach, sent after all the credit was used: none meanwhile
