@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pika
 import requests
 import pytest
-from proton import Delivery, Message
+from proton import Delivery, Message, Timeout
 from proton.utils import BlockingConnection, ConnectionClosed, LinkDetached, SendException
 
 from tests.polling import eventually
@@ -101,6 +101,16 @@ def test_pika_publish_reaches_an_amqp1_receiver(amqp1, channel, unique):
     assert got.properties == {"h": "v", "i": 3}
     assert (got.subject, got.id, got.correlation_id) == ("t", "m", "c")
     assert got.durable and got.creation_time == 1700000000
+
+
+def test_quiet_connection_kept_open_for_the_clients_idle_time_out(broker, unique):
+    # proton closes a connection that is silent for its idle time-out (heartbeat=1: 1 s),
+    # so staying open through three of them shows the broker's empty frames arrive
+    conn = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
+                              allowed_mechs="PLAIN", timeout=30, heartbeat=1)
+    with pytest.raises(Timeout):
+        conn.wait(lambda: False, timeout=3)
+    conn.close()
 
 
 def test_released_comes_back_and_rejected_is_gone(amqp1, channel, unique):

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 from urllib.parse import unquote
 
-from twisted.internet import protocol
+from twisted.internet import protocol, task
 
 from ..endpoint import accept
 from ..model.errors import AccessRefused, BrokerError
@@ -29,6 +29,7 @@ log = logging.getLogger("warren.amqp1")
 #: credit granted to a sending client at a time, topped up at half (RabbitMQ 4: 128)
 LINK_CREDIT = 128
 WINDOW = 65535
+EMPTY_FRAME = encode_frame(None)
 SASL_OK, SASL_AUTH = 0, 1
 
 
@@ -134,6 +135,7 @@ class Amqp1Connection(protocol.Protocol):
         self.sessions: dict[int, Session] = {}
         self.closed = False
         self.blocked = False                 # a broker alarm: no credit for senders
+        self._keepalive: Any = None          # empty frames for the peer's idle time-out
         self.name = "?"
         self.container_id = ""
         self.connected_at = clock.seconds()
@@ -208,6 +210,8 @@ class Amqp1Connection(protocol.Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.closed = True
+        if self._keepalive is not None and self._keepalive.running:
+            self._keepalive.stop()
         self.broker.unregister_connection(self)
         self.broker.unregister_blockable(self)
         if self.stage == "opened":
@@ -318,6 +322,12 @@ class Amqp1Connection(protocol.Protocol):
                             max_frame_size=self.config.frame_max,
                             channel_max=self.config.channel_max))
         self.stage = "opened"
+        if p.idle_time_out:
+            # spec 2.4.5: the peer closes if it hears nothing for its idle time-out; an empty
+            # frame at half of it keeps a quiet connection open (Qpid JMS asks for 60 s)
+            self._keepalive = task.LoopingCall(self._write, EMPTY_FRAME)
+            self._keepalive.clock = self.clock
+            self._keepalive.start(int(p.idle_time_out) / 2000, now=False)
         self.broker.emit("connection.created", name=self.name)
 
     def _on_close(self, p: Composite) -> None:
