@@ -192,6 +192,13 @@ def test_receiving_from_a_missing_queue_is_not_found(amqp1, unique):
     assert f"no queue '{unique}' in vhost '/'" in str(caught.value)
 
 
+def test_another_connections_exclusive_queue_is_locked(amqp1, channel, unique):
+    channel.queue_declare(unique, exclusive=True)
+    with pytest.raises(LinkDetached) as caught:
+        amqp1.create_receiver(f"/queues/{unique}")
+    assert "amqp:resource-locked" in str(caught.value)
+
+
 # ------------------------------------------------------------------ raw frames
 class Raw:
     """A 1.0 client on bytes: SASL ANONYMOUS, then whatever the test writes."""
@@ -246,6 +253,8 @@ def close_error(raw: Raw):
     b"\x00\x53\x10\xa1\x05ab",                 # string cut short inside a performative
     b"\x00\x53\x12\xc0\x02\x01\xff",           # unknown type constructor
     b"\xa1\x01x",                              # a frame body that is not a performative
+    b"\x00\x53\x11\xc0\x03\x01\xa1\x00",       # begin whose remote-channel is a string
+    b"\x00\x53\x12\xc0\x06\x02\xa1\x01l\xa1\x01h",  # attach whose handle is a string
 ])
 def test_malformed_frame_is_decode_error(broker, body):
     raw = Raw(broker.amqp_port)

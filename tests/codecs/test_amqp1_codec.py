@@ -113,6 +113,8 @@ def test_frame_over_max_frame_size():
     b"\xa1\x02\xff\xfe",                 # not UTF-8
     b"\x56\x07",                         # boolean 7
     b"\xff",                             # unknown constructor
+    b"\x00\x53\x12\xc0\x06\x02\xa1\x01l\xa1\x01h",   # attach whose handle is a string
+    b"\x00\x53\x10\xc0\x06\x03\xa1\x01c\x40\x41",    # open whose max-frame-size is true
 ])
 def test_malformed_values(data):
     with pytest.raises(DecodeError):

@@ -480,8 +480,27 @@ def _described(descriptor: Any, value: Any) -> Any:
             raise DecodeError(f"{name} is not a list")
         if len(value) > len(fields):
             raise DecodeError(f"{name} with more fields than it has")
+        for spec, v in zip(fields, value):
+            _check_field(name, spec, v)
         return Composite(name, **{f.split(":")[0]: v for f, v in zip(fields, value)})
     return Described(descriptor, value)
+
+
+def _check_field(composite: str, spec: str, value: Any) -> None:
+    """A field of the wrong type is malformed input (amqp:decode-error), caught here so the
+    connection never meets a string where it counts on a number."""
+    field, _, kind = spec.partition(":")
+    if value is None or not kind:
+        return
+    if kind == "sym":
+        ok = isinstance(value, str) or (isinstance(value, list) and
+                                        all(isinstance(v, str) for v in value))
+    else:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+            or (kind == "ts" and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        raise DecodeError(f"{composite}'s {field.replace('_', '-')} is a "
+                          f"{type(value).__name__}")
 
 
 # -------------------------------------------------------------------- frames

@@ -55,6 +55,15 @@ def error(condition: str, description: str) -> Composite:
     return Composite("error", condition=Symbol(condition), description=description)
 
 
+#: the core's errors (their AMQP 0-9-1 codes) as AMQP 1.0 conditions, as RabbitMQ 4 maps them
+CONDITIONS = {403: "amqp:unauthorized-access", 404: "amqp:not-found",
+              405: "amqp:resource-locked", 406: "amqp:precondition-failed"}
+
+
+def condition_of(e: BrokerError) -> str:
+    return CONDITIONS.get(getattr(e, "code", 0), "amqp:internal-error")
+
+
 class Session:
     def __init__(self, channel: int, remote_channel: int) -> None:
         self.channel = channel
@@ -373,8 +382,7 @@ class Amqp1Connection(protocol.Protocol):
                 link = SendingLink(session, handle, exchange, key)
         except (LinkError, BrokerError) as e:
             condition, text = (e.condition, e.description) if isinstance(e, LinkError) \
-                else ("amqp:not-found" if getattr(e, "code", 0) == 404
-                      else "amqp:unauthorized-access", e.text)
+                else (condition_of(e), e.text)
             # spec 2.6.3: a refused link is attached with a null terminus, then detached
             if p.role:
                 reply.source = None
@@ -524,8 +532,7 @@ class Amqp1Connection(protocol.Protocol):
         except BrokerError as e:
             if not settled:
                 self._settle(session, delivery_id, Composite(
-                    "rejected", error=error("amqp:not-found" if getattr(e, "code", 0) == 404
-                                            else "amqp:unauthorized-access", e.text)))
+                    "rejected", error=error(condition_of(e), e.text)))
             return
         if settled:
             return
