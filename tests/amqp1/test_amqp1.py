@@ -255,6 +255,7 @@ def close_error(raw: Raw):
     b"\xa1\x01x",                              # a frame body that is not a performative
     b"\x00\x53\x11\xc0\x03\x01\xa1\x00",       # begin whose remote-channel is a string
     b"\x00\x53\x12\xc0\x06\x02\xa1\x01l\xa1\x01h",  # attach whose handle is a string
+    b"\x00\x53\x15\xc0\x02\x01\x41",               # disposition without its first
 ])
 def test_malformed_frame_is_decode_error(broker, body):
     raw = Raw(broker.amqp_port)

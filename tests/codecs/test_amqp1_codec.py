@@ -115,10 +115,23 @@ def test_frame_over_max_frame_size():
     b"\xff",                             # unknown constructor
     b"\x00\x53\x12\xc0\x06\x02\xa1\x01l\xa1\x01h",   # attach whose handle is a string
     b"\x00\x53\x10\xc0\x06\x03\xa1\x01c\x40\x41",    # open whose max-frame-size is true
+    b"\x00\x53\x15\xc0\x02\x01\x41",               # disposition without its first
+    b"\x00\x53\x16\x45",                             # detach without its handle
 ])
 def test_malformed_values(data):
     with pytest.raises(DecodeError):
         decode(data)
+
+
+@pytest.mark.parametrize("data", [
+    b"\x00\x53\x74\x45",                  # application-properties that are a list
+    b"\x00\x53\x75\xa1\x01x",              # a data section that is a string
+    b"\x00\x53\x99\x40",                  # a section of no known kind
+    b"\x00\x53\x73\xc0\x0d\x0a" + b"\x40" * 9 + b"\xa1\x01x",   # creation-time a string
+])
+def test_malformed_sections(data):
+    with pytest.raises(DecodeError):
+        decode_message(data)
 
 
 def test_message_sections_round_trip():

@@ -148,6 +148,16 @@ COMPOSITES: dict[int, tuple[str, tuple[str, ...]]] = {
                           "absolute_expiry_time:ts", "creation_time:ts", "group_id",
                           "group_sequence:uint", "reply_to_group_id")),
 }
+#: the fields the spec marks mandatory: absent (null) is malformed (amqp:decode-error)
+MANDATORY = {
+    "open": ("container_id",), "begin": ("next_outgoing_id", "incoming_window",
+                                         "outgoing_window"),
+    "attach": ("name", "handle", "role"), "flow": ("incoming_window", "next_outgoing_id",
+                                                   "outgoing_window"),
+    "transfer": ("handle",), "disposition": ("role", "first"), "detach": ("handle",),
+    "error": ("condition",), "sasl_mechanisms": ("sasl_server_mechanisms",),
+    "sasl_init": ("mechanism",), "sasl_outcome": ("code",),
+}
 _BY_NAME = {name: (code, fields) for code, (name, fields) in COMPOSITES.items()}
 _WIDTH = {"uint": UInt, "ushort": UShort, "ubyte": UByte, "ulong": ULong, "ts": Timestamp}
 
@@ -156,6 +166,8 @@ SECTIONS = {0x71: "delivery_annotations", 0x72: "message_annotations",
             0x74: "application_properties", 0x75: "data", 0x76: "amqp_sequence",
             0x77: "amqp_value", 0x78: "footer"}
 SECTION_CODES = {name: code for code, name in SECTIONS.items()}
+_MAP_SECTIONS = ("delivery_annotations", "message_annotations", "application_properties",
+                 "footer")
 
 
 class Composite:
@@ -482,7 +494,11 @@ def _described(descriptor: Any, value: Any) -> Any:
             raise DecodeError(f"{name} with more fields than it has")
         for spec, v in zip(fields, value):
             _check_field(name, spec, v)
-        return Composite(name, **{f.split(":")[0]: v for f, v in zip(fields, value)})
+        composite = Composite(name, **{f.split(":")[0]: v for f, v in zip(fields, value)})
+        for field in MANDATORY.get(name, ()):
+            if getattr(composite, field) is None:
+                raise DecodeError(f"{name} without its mandatory {field.replace('_', '-')}")
+        return composite
     return Described(descriptor, value)
 
 
@@ -582,6 +598,8 @@ def decode_message(data: bytes) -> dict[str, Any]:
                 if not isinstance(value.value, bytes):
                     raise DecodeError("data section that is not binary")
                 sections.setdefault("data", []).append(value.value)
+            elif name in _MAP_SECTIONS and not isinstance(value.value, dict):
+                raise DecodeError(f"{name.replace('_', '-')} section that is not a map")
             else:
                 sections[name] = value.value
         else:
