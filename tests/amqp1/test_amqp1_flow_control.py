@@ -72,3 +72,4 @@ def test_credit_comes_back_when_memory_is_freed(small):
     flow = raw.frame().performative
     # the first flow since the attach, sent after all the credit was used: none meanwhile
     assert flow.kind == "flow" and flow.delivery_count == credit and flow.link_credit > 0
+

@@ -145,6 +145,7 @@ class Amqp1Connection(protocol.Protocol):
         self.closed = False
         self.blocked = False                 # a broker alarm: no credit for senders
         self._keepalive: Any = None          # empty frames for the peer's idle time-out
+        self._handshake_call: Any = None
         self.name = "?"
         self.container_id = ""
         self.connected_at = clock.seconds()
@@ -161,6 +162,16 @@ class Amqp1Connection(protocol.Protocol):
         self.local = (ep.host, ep.port)
         self.name = ep.name
         self.loopback = ep.loopback
+        # SASL and open must be done within the handshake time-out, as for 0-9-1
+        self._handshake_call = self.clock.callLater(self.config.handshake_timeout,
+                                                    self._handshake_timeout)
+
+    def _handshake_timeout(self) -> None:
+        self._handshake_call = None
+        if self.stage != "opened" and not self.closed:
+            log.warning("AMQP 1.0 connection %s closed: handshake timed out", self.name)
+            self.closed = True
+            self.transport.loseConnection()
 
     def info(self) -> dict[str, Any]:
         """The HTTP API's connection object; RabbitMQ names the protocol "AMQP 1-0"."""
@@ -221,6 +232,8 @@ class Amqp1Connection(protocol.Protocol):
         self.closed = True
         if self._keepalive is not None and self._keepalive.running:
             self._keepalive.stop()
+        if self._handshake_call is not None and self._handshake_call.active():
+            self._handshake_call.cancel()
         self.broker.unregister_connection(self)
         self.broker.unregister_blockable(self)
         if self.stage == "opened":
