@@ -177,6 +177,26 @@ def test_modified_requeues_and_undeliverable_here_rejects(amqp1, channel, unique
     eventually(lambda: depth(channel, unique) == 0, "the message rejected")
 
 
+def test_v1_addresses(amqp1, channel, unique):
+    channel.queue_declare(unique)
+    channel.queue_bind(unique, "amq.topic", routing_key=f"{unique}.t")
+    amqp1.create_sender(f"/amq/queue/{unique}").send(Message(body=b"1"))
+    amqp1.create_sender(f"/topic/{unique}.t").send(Message(body=b"2"))
+    receiver = amqp1.create_receiver(f"/amq/queue/{unique}")
+    bodies = []
+    for _ in range(2):
+        got = receiver.receive(timeout=30)   # held: proton's body is a view into the message
+        bodies.append(bytes(got.body))
+        receiver.accept()
+    assert bodies == [b"1", b"2"]
+
+
+def test_bad_address_is_invalid_field(amqp1):
+    with pytest.raises(LinkDetached) as caught:
+        amqp1.create_sender("/nowhere/x")
+    assert "amqp:invalid-field" in str(caught.value)
+
+
 @pytest.mark.parametrize("address", ["/queues/{}", "/exchanges/{}/k"])
 def test_missing_node_is_not_found(amqp1, unique, address):
     with pytest.raises(LinkDetached) as caught:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import unquote
 
 from twisted.internet import protocol, task
 
 from ..endpoint import accept
 from ..model.errors import AccessRefused, BrokerError
 from ..model.message import Message
+from .addresses import Address, BadAddress, parse_address
 from .codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_FRAME, SASL_HEADER,
                     Composite, DecodeError, Frame, FrameReader, FrameTooLarge, Symbol,
                     decode_message, encode_frame, encode_message)
@@ -76,7 +76,7 @@ class Session:
 class SendingLink:
     """The client sends into warren (we are the receiver)."""
 
-    def __init__(self, session: Session, handle: int, exchange: str, key: str) -> None:
+    def __init__(self, session: Session, handle: int, exchange: str, key: str | None) -> None:
         self.session = session
         self.handle = handle
         self.exchange = exchange
@@ -413,34 +413,35 @@ class Amqp1Connection(protocol.Protocol):
             if not self.blocked:
                 self._grant(link)
 
-    def _queue(self, address: Any) -> Any:
-        if not isinstance(address, str) or not address.startswith("/queues/"):
-            raise LinkError("amqp:invalid-field", f"address '{address}' is not /queues/<name>")
-        name = unquote(address[len("/queues/"):])
+    def _address(self, address: Any) -> Address:
+        try:
+            return parse_address(address)
+        except BadAddress as e:
+            raise LinkError("amqp:invalid-field", str(e)) from None
+
+    def _existing_queue(self, name: str) -> Any:
         queue = self.vhost.queues.get(name)
         if queue is None:
-            raise LinkError("amqp:not-found",
-                            f"no queue '{name}' in vhost '{self.vhost.name}'")
+            raise LinkError("amqp:not-found", f"no queue '{name}' in vhost '{self.vhost.name}'")
+        return queue
+
+    def _queue(self, address: Any) -> Any:
+        """The queue a receiving link consumes from (queues only, as RabbitMQ 4)."""
+        parsed = self._address(address)
+        if parsed.queue is None:
+            raise LinkError("amqp:invalid-field", f"address '{address}' is not a queue")
+        queue = self._existing_queue(parsed.queue)
         queue.check_access(self)
         return queue
 
-    def _destination(self, address: Any) -> tuple[str, str]:
-        if isinstance(address, str) and address.startswith("/queues/"):
-            name = unquote(address[len("/queues/"):])
-            if name not in self.vhost.queues:
-                raise LinkError("amqp:not-found",
-                                f"no queue '{name}' in vhost '{self.vhost.name}'")
-            return "", name
-        if isinstance(address, str) and address.startswith("/exchanges/"):
-            rest = address[len("/exchanges/"):].split("/")
-            if len(rest) <= 2 and rest[0]:
-                name, key = unquote(rest[0]), unquote(rest[1]) if len(rest) == 2 else ""
-                if name == "amq.default":
-                    raise LinkError("amqp:unauthorized-access",
-                                    "publishing to the default exchange is forbidden")
-                self.publisher.exchange(name)
-                return name, key
-        raise LinkError("amqp:invalid-field", f"bad address '{address}'")
+    def _destination(self, address: Any) -> tuple[str, str | None]:
+        """(exchange, key) a sending link publishes to; key None: the message's subject."""
+        parsed = self._address(address)
+        if parsed.queue is not None:
+            self._existing_queue(parsed.queue)
+            return "", parsed.queue
+        self.publisher.exchange(parsed.exchange)
+        return parsed.exchange, parsed.key
 
     def _grant(self, link: SendingLink) -> None:
         link.credit = LINK_CREDIT
@@ -533,9 +534,9 @@ class Amqp1Connection(protocol.Protocol):
         props = properties_from(sections)
         body = body_from(sections)
         key = link.key
-        p = sections.get("properties")
-        if link.exchange and not key and p is not None and p.subject is not None:
-            key = str(p.subject)
+        if key is None:
+            p = sections.get("properties")
+            key = str(p.subject) if p is not None and p.subject is not None else ""
         message = Message(link.exchange, key, body, codec=self.broker.codec, props=props,
                           persistent=props.delivery_mode == 2, priority=props.priority or 0,
                           ttl=int(props.expiration) if props.expiration else None)
