@@ -12,6 +12,7 @@ import pika
 import requests
 import pytest
 from proton import Delivery, Message, Timeout
+from proton.reactor import AtMostOnce
 from proton.utils import BlockingConnection, ConnectionClosed, LinkDetached, SendException
 
 from tests.polling import eventually
@@ -124,6 +125,34 @@ def test_released_comes_back_and_rejected_is_gone(amqp1, channel, unique):
     receiver.reject()
     receiver.close()
     eventually(lambda: depth(channel, unique) == 0, "the rejected message dropped")
+
+
+def test_unsettled_deliveries_come_back_when_the_connection_closes(broker, channel, unique):
+    channel.queue_declare(unique)
+    channel.basic_publish("", unique, b"again")
+    conn = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
+                              allowed_mechs="PLAIN", timeout=30)
+    got = conn.create_receiver(f"/queues/{unique}").receive(timeout=30)
+    assert bytes(got.body) == b"again"
+    assert depth(channel, unique) == 0          # delivered, not yet settled
+    conn.close()
+    method, _props, body = eventually(
+        lambda: got_one(channel.basic_get(unique, auto_ack=True)), "the message requeued")
+    assert body == b"again" and method.redelivered
+
+
+def test_at_most_once_receiver_gets_settled_deliveries(broker, amqp1, channel, unique):
+    channel.queue_declare(unique)
+    channel.basic_publish("", unique, b"once")
+    receiver = amqp1.create_receiver(f"/queues/{unique}", options=AtMostOnce())
+    got = receiver.receive(timeout=30)
+    assert bytes(got.body) == b"once"
+    # settled on sending: the queue holds it neither ready nor unacknowledged
+    api = f"{broker.http_url}/api/queues/%2F/{quote(unique, safe='')}"
+    eventually(lambda: requests.get(api, auth=("guest", "guest")).json().get(
+        "messages_unacknowledged") == 0, "no unacknowledged message")
+    assert depth(channel, unique) == 0
+    receiver.close()
 
 
 def test_unsettled_sends_are_accepted(amqp1, channel, unique):
