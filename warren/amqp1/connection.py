@@ -86,6 +86,7 @@ class SendingLink:
         self.partial: list[bytes] = []       # the frames of a multi-frame transfer
         self.partial_id: int | None = None
         self.partial_settled = False
+        self.partial_size = 0
 
 
 class ReceivingLink:
@@ -393,6 +394,7 @@ class Amqp1Connection(protocol.Protocol):
                 address = getattr(p.target, "address", None)
                 exchange, key = self._destination(address)
                 link = SendingLink(session, handle, exchange, key)
+                reply.max_message_size = self.config.max_message_size
         except (LinkError, BrokerError) as e:
             condition, text = (e.condition, e.description) if isinstance(e, LinkError) \
                 else (condition_of(e), e.text)
@@ -518,9 +520,17 @@ class Amqp1Connection(protocol.Protocol):
             link.partial_id = int(p.delivery_id) if p.delivery_id is not None else 0
             link.partial_settled = bool(p.settled)
         link.partial.append(payload)
+        link.partial_size += len(payload)
+        if link.partial_size > self.config.max_message_size:
+            # RabbitMQ 4's message-size-exceeded: the link ends, nothing of it is published
+            link.partial, link.partial_size, link.partial_id = [], 0, None
+            self.detach(session, link.handle, error(
+                "amqp:link:message-size-exceeded",
+                f"message size exceeds the maximum of {self.config.max_message_size} bytes"))
+            return
         if p.more:
             return
-        data, link.partial = b"".join(link.partial), []
+        data, link.partial, link.partial_size = b"".join(link.partial), [], 0
         delivery_id, link.partial_id = link.partial_id, None
         if p.aborted:
             return
@@ -606,7 +616,8 @@ class Amqp1Connection(protocol.Protocol):
         for link in session.links.values():
             if not isinstance(link, ReceivingLink) or not link.unacked:
                 continue
-            entries = [link.unacked.pop(i) for i in range(first, last + 1) if i in link.unacked]
+            # by what is held, not by the range: a range of 2^32 ids costs nothing
+            entries = [link.unacked.pop(i) for i in list(link.unacked) if first <= i <= last]
             if not entries:
                 continue
             if outcome == "accepted":
