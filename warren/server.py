@@ -18,6 +18,8 @@ from twisted.internet.error import CannotListenError
 
 from .amqp.connection import AmqpFactory
 from .amqp.properties import CODEC
+from .amqp1.connection import Amqp1Factory
+from .amqp_port import SharedAmqpFactory
 from .broker.broker import Broker
 from .broker.disk_monitor import DiskMonitor
 from .broker.parameters import ParameterComponent
@@ -102,9 +104,16 @@ class ListenerService(service.Service):
         return None
 
 
+def amqp_port_factory(broker: Broker, config: Config, reactor: Any) -> SharedAmqpFactory:
+    """AMQP 0-9-1 and AMQP 1.0 on one port, told apart by the protocol header."""
+    return SharedAmqpFactory(AmqpFactory(broker, config, reactor),
+                             Amqp1Factory(broker, config, reactor), reactor,
+                             config.handshake_timeout)
+
+
 #: (label, plain port key, TLS port key, factory maker) for each front end
 FRONT_ENDS: tuple[tuple[str, str, str, Any], ...] = (
-    ("AMQP 0-9-1", "amqp_port", "amqps_port", AmqpFactory),
+    ("AMQP 0-9-1", "amqp_port", "amqps_port", amqp_port_factory),
     ("STOMP", "stomp_port", "stomps_port", StompFactory),
     ("MQTT", "mqtt_port", "mqtts_port", MqttFactory),
     ("Stream", "stream_port", "streams_port", StreamFactory),

@@ -27,8 +27,8 @@ def _params(broker, **kw):
 
 
 # ---------------------------------------------------------------- protocol header
+# (AMQP 1.0's headers, AMQP 3 1 0 0 and AMQP 0 1 0 0, are served on this port: tests/amqp1)
 @pytest.mark.parametrize("header", [b"AMQP\x00\x00\x09\x02", b"AMQP\x01\x01\x09\x01",
-                                    b"AMQP\x03\x01\x00\x00",
                                     b"HTTP/1.1", b"GET / HTTP/1.1\r\n\r\n"])
 def test_wrong_protocol_header_gets_ours_and_close(broker, header):
     with socket.create_connection(("127.0.0.1", broker.amqp_port), timeout=5) as s:

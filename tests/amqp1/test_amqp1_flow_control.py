@@ -1,0 +1,75 @@
+"""Over the memory watermark an AMQP 1.0 sender gets no more credit (RabbitMQ 4 throttles its
+AMQP 1.0 publishers this way); a transfer beyond the credit it has ends that link with
+``amqp:link:transfer-limit-exceeded``; once memory is freed, credit comes again."""
+
+from __future__ import annotations
+
+import pika
+import pytest
+
+from tests.amqp1.test_amqp1 import Raw
+from tests.broker_process import BrokerProcess
+from tests.polling import eventually
+from warren.amqp1.codec import Composite, encode_frame
+
+BODY = b"\x00\x53\x75\xb0" + (4000).to_bytes(4, "big") + b"x" * 4000   # one 4 kB data section
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    with BrokerProcess(tmp_path_factory.mktemp("amqp1-flow"),
+                       extra_args=["--memory-high-watermark", "40000"]) as broker:
+        yield broker
+
+
+def attached_sender(broker, queue):
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    conn.channel().queue_declare(queue)
+    conn.close()
+    raw = Raw(broker.amqp_port)
+    raw.open()
+    raw.sock.sendall(encode_frame(Composite("begin", next_outgoing_id=0, incoming_window=1000,
+                                            outgoing_window=1000)))
+    assert raw.frame().performative.kind == "begin"
+    raw.sock.sendall(encode_frame(Composite("attach", name="l", handle=0, role=False,
+                                            target=Composite("target",
+                                                             address=f"/queues/{queue}"))))
+    assert raw.frame().performative.kind == "attach"
+    flow = raw.frame().performative
+    assert flow.kind == "flow" and flow.link_credit > 0
+    return raw, int(flow.link_credit)
+
+
+def transfer(raw, n):
+    raw.sock.sendall(encode_frame(Composite("transfer", handle=0, delivery_id=n,
+                                            delivery_tag=b"%d" % n, settled=True), 0, BODY))
+
+
+def test_credit_ends_under_the_alarm_and_a_transfer_beyond_it_detaches(small):
+    raw, credit = attached_sender(small, "beyond")
+    for n in range(credit + 1):
+        transfer(raw, n)
+    frame = raw.frame()
+    assert frame.performative.kind == "detach"
+    assert frame.performative.error.condition == "amqp:link:transfer-limit-exceeded"
+    raw.sock.sendall(encode_frame(Composite("end")))
+    assert raw.frame().performative.kind == "end"     # the session outlived its link
+    conn = pika.BlockingConnection(pika.URLParameters(small.amqp_url))
+    assert conn.channel().queue_purge("beyond").method.message_count == credit
+    conn.close()
+
+
+def test_credit_comes_back_when_memory_is_freed(small):
+    raw, credit = attached_sender(small, "again")
+    for n in range(credit):
+        transfer(raw, n)
+    conn = pika.BlockingConnection(pika.URLParameters(small.amqp_url))
+    channel = conn.channel()
+    eventually(lambda: channel.queue_declare("again", passive=True).method.message_count
+               == credit, "every transfer taken")
+    channel.queue_purge("again")
+    conn.close()
+    flow = raw.frame().performative
+    # the first flow since the attach, sent after all the credit was used: none meanwhile
+    assert flow.kind == "flow" and flow.delivery_count == credit and flow.link_credit > 0
+

@@ -1,0 +1,30 @@
+"""AMQP 1.0 addresses read as RabbitMQ 4 reads them (v2 percent-encoded, v1 as written)."""
+
+from __future__ import annotations
+
+import pytest
+
+from warren.amqp1.addresses import Address, BadAddress, parse_address
+
+
+@pytest.mark.parametrize("address, parsed", [
+    ("/queues/orders", Address(queue="orders")),
+    ("/queues/a%2Fb", Address(queue="a/b")),
+    ("/exchanges/amq.direct/k", Address(exchange="amq.direct", key="k")),
+    ("/exchanges/x%20y/a%2Fb", Address(exchange="x y", key="a/b")),
+    ("/exchanges/amq.fanout", Address(exchange="amq.fanout", key=None)),
+    ("/amq/queue/orders", Address(queue="orders")),
+    ("/exchange/amq.direct/k", Address(exchange="amq.direct", key="k")),
+    ("/exchange/amq.direct", Address(exchange="amq.direct", key=None)),
+    ("/topic/a.b", Address(exchange="amq.topic", key="a.b")),
+])
+def test_addresses(address, parsed):
+    assert parse_address(address) == parsed
+
+
+@pytest.mark.parametrize("address", [None, "", "orders", "/queues/", "/queues/a/b",
+                                     "/exchanges/", "/exchanges/amq.default/k", "/topic/",
+                                     "/amq/queue/", "/nowhere/x", 42])
+def test_bad_addresses(address):
+    with pytest.raises(BadAddress):
+        parse_address(address)

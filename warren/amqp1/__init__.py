@@ -1,0 +1,1 @@
+"""AMQP 1.0 front end: codec.py (sans-I/O types and frames), connection.py (Twisted)."""

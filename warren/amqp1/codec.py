@@ -1,0 +1,625 @@
+"""AMQP 1.0 type system and frames, sans I/O: bytes in, values and frames out.
+
+Our own rather than python-qpid-proton's engine: the broker needs only the decoder and
+encoder (the connection, session and link state are the broker's own, driven by the reactor
+like the other front ends), this codec is small enough to fuzz with Hypothesis, and it keeps
+a C extension out of the broker's dependencies. Values map to Python as: null -> None, boolean
+-> bool, string -> str, symbol -> :class:`Symbol`, binary -> bytes, list -> list, map -> dict,
+array -> :class:`Array`, described -> :class:`Described` (or a :class:`Composite` when the
+descriptor names a type of the spec), and the integer types to ``int`` subclasses that keep
+their width (:class:`UInt`, :class:`ULong`, ...). A plain ``int`` encodes as a long.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+
+class DecodeError(ValueError):
+    """Malformed input: the connection is closed with ``amqp:decode-error``."""
+
+
+class Symbol(str):
+    """An AMQP symbol (ASCII), distinct from a string on the wire."""
+
+
+class _Sized(int):
+    code = 0x81
+
+
+class UByte(_Sized):
+    code = 0x50
+
+
+class UShort(_Sized):
+    code = 0x60
+
+
+class UInt(_Sized):
+    code = 0x70
+
+
+class ULong(_Sized):
+    code = 0x80
+
+
+class Byte(_Sized):
+    code = 0x51
+
+
+class Short(_Sized):
+    code = 0x61
+
+
+class Int(_Sized):
+    code = 0x71
+
+
+class Long(_Sized):
+    code = 0x81
+
+
+class Timestamp(_Sized):
+    """Milliseconds since the Unix epoch."""
+    code = 0x83
+
+
+class Char(str):
+    """One Unicode code point (UTF-32 on the wire)."""
+
+
+class Float(float):
+    """A 32-bit float (a plain ``float`` is a double)."""
+
+
+class Array(list):
+    """An AMQP array: every element of one type, given by ``code`` (e.g. 0xa3 symbols)."""
+
+    def __init__(self, code: int, items: Any = ()) -> None:
+        super().__init__(items)
+        self.code = code
+
+
+class Described:
+    """A described value whose descriptor is not one of the spec's composite types."""
+
+    __slots__ = ("descriptor", "value")
+
+    def __init__(self, descriptor: Any, value: Any) -> None:
+        self.descriptor = descriptor
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Described) and self.descriptor == other.descriptor
+                and self.value == other.value)
+
+    def __repr__(self) -> str:
+        return f"Described({self.descriptor!r}, {self.value!r})"
+
+
+# -------------------------------------------------------------------- composite types
+#: descriptor code -> (name, fields); a field is "name" or "name:type" where the type tells
+#: the encoder the width of a plain int or the kind of a plain str
+COMPOSITES: dict[int, tuple[str, tuple[str, ...]]] = {
+    0x10: ("open", ("container_id", "hostname", "max_frame_size:uint", "channel_max:ushort",
+                    "idle_time_out:uint", "outgoing_locales:sym", "incoming_locales:sym",
+                    "offered_capabilities:sym", "desired_capabilities:sym", "properties")),
+    0x11: ("begin", ("remote_channel:ushort", "next_outgoing_id:uint", "incoming_window:uint",
+                     "outgoing_window:uint", "handle_max:uint", "offered_capabilities:sym",
+                     "desired_capabilities:sym", "properties")),
+    0x12: ("attach", ("name", "handle:uint", "role", "snd_settle_mode:ubyte",
+                      "rcv_settle_mode:ubyte", "source", "target", "unsettled",
+                      "incomplete_unsettled", "initial_delivery_count:uint",
+                      "max_message_size:ulong", "offered_capabilities:sym",
+                      "desired_capabilities:sym", "properties")),
+    0x13: ("flow", ("next_incoming_id:uint", "incoming_window:uint", "next_outgoing_id:uint",
+                    "outgoing_window:uint", "handle:uint", "delivery_count:uint",
+                    "link_credit:uint", "available:uint", "drain", "echo", "properties")),
+    0x14: ("transfer", ("handle:uint", "delivery_id:uint", "delivery_tag", "message_format:uint",
+                        "settled", "more", "rcv_settle_mode:ubyte", "state", "resume",
+                        "aborted", "batchable")),
+    0x15: ("disposition", ("role", "first:uint", "last:uint", "settled", "state", "batchable")),
+    0x16: ("detach", ("handle:uint", "closed", "error")),
+    0x17: ("end", ("error",)),
+    0x18: ("close", ("error",)),
+    0x1d: ("error", ("condition:sym", "description", "info")),
+    0x23: ("received", ("section_number:uint", "section_offset:ulong")),
+    0x24: ("accepted", ()),
+    0x25: ("rejected", ("error",)),
+    0x26: ("released", ()),
+    0x27: ("modified", ("delivery_failed", "undeliverable_here", "message_annotations")),
+    0x28: ("source", ("address", "durable:uint", "expiry_policy:sym", "timeout:uint", "dynamic",
+                      "dynamic_node_properties", "distribution_mode:sym", "filter",
+                      "default_outcome", "outcomes:sym", "capabilities:sym")),
+    0x29: ("target", ("address", "durable:uint", "expiry_policy:sym", "timeout:uint", "dynamic",
+                      "dynamic_node_properties", "capabilities:sym")),
+    0x40: ("sasl_mechanisms", ("sasl_server_mechanisms:sym",)),
+    0x41: ("sasl_init", ("mechanism:sym", "initial_response", "hostname")),
+    0x42: ("sasl_challenge", ("challenge",)),
+    0x43: ("sasl_response", ("response",)),
+    0x44: ("sasl_outcome", ("code:ubyte", "additional_data")),
+    0x70: ("header", ("durable", "priority:ubyte", "ttl:uint", "first_acquirer",
+                      "delivery_count:uint")),
+    0x73: ("properties", ("message_id", "user_id", "to", "subject", "reply_to",
+                          "correlation_id", "content_type:sym", "content_encoding:sym",
+                          "absolute_expiry_time:ts", "creation_time:ts", "group_id",
+                          "group_sequence:uint", "reply_to_group_id")),
+}
+#: the fields the spec marks mandatory: absent (null) is malformed (amqp:decode-error)
+MANDATORY = {
+    "open": ("container_id",), "begin": ("next_outgoing_id", "incoming_window",
+                                         "outgoing_window"),
+    "attach": ("name", "handle", "role"), "flow": ("incoming_window", "next_outgoing_id",
+                                                   "outgoing_window"),
+    "transfer": ("handle",), "disposition": ("role", "first"), "detach": ("handle",),
+    "error": ("condition",), "sasl_mechanisms": ("sasl_server_mechanisms",),
+    "sasl_init": ("mechanism",), "sasl_outcome": ("code",),
+}
+_BY_NAME = {name: (code, fields) for code, (name, fields) in COMPOSITES.items()}
+_WIDTH = {"uint": UInt, "ushort": UShort, "ubyte": UByte, "ulong": ULong, "ts": Timestamp}
+
+#: the message sections that are not lists: descriptor code -> name
+SECTIONS = {0x71: "delivery_annotations", 0x72: "message_annotations",
+            0x74: "application_properties", 0x75: "data", 0x76: "amqp_sequence",
+            0x77: "amqp_value", 0x78: "footer"}
+SECTION_CODES = {name: code for code, name in SECTIONS.items()}
+_MAP_SECTIONS = ("delivery_annotations", "message_annotations", "application_properties",
+                 "footer")
+
+
+class Composite:
+    """One of the spec's described lists (a performative, a source, an outcome, ...)."""
+
+    def __init__(self, kind: str, /, **fields: Any) -> None:
+        if kind not in _BY_NAME:
+            raise KeyError(kind)
+        self.kind = kind                  # not "name": attach has a field of that name
+        names = [f.split(":")[0] for f in _BY_NAME[kind][1]]
+        unknown = set(fields) - set(names)
+        if unknown:
+            raise TypeError(f"{kind} has no field {sorted(unknown)}")
+        for n in names:
+            setattr(self, n, fields.get(n))
+
+    def fields(self) -> list[tuple[str, str, Any]]:
+        out = []
+        for spec in _BY_NAME[self.kind][1]:
+            n, _, kind = spec.partition(":")
+            out.append((n, kind, getattr(self, n)))
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Composite) and self.kind == other.kind and \
+            self.fields() == other.fields()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={v!r}" for n, _k, v in self.fields() if v is not None)
+        return f"{self.kind}({shown})"
+
+
+# -------------------------------------------------------------------- encoding
+def _typed(value: Any, kind: str) -> Any:
+    if value is None or not kind:
+        return value
+    if kind == "sym":
+        if isinstance(value, str):
+            return Symbol(value)
+        if isinstance(value, (list, tuple)) and not isinstance(value, Array):
+            return Array(0xa3, [Symbol(v) for v in value])
+        return value
+    if isinstance(value, int) and not isinstance(value, (bool, _Sized)):
+        return _WIDTH[kind](value)
+    return value
+
+
+def encode(value: Any) -> bytes:
+    """One AMQP value, with its constructor."""
+    out = bytearray()
+    _encode(value, out)
+    return bytes(out)
+
+
+def _encode(value: Any, out: bytearray) -> None:
+    if value is None:
+        out.append(0x40)
+    elif value is True:
+        out.append(0x41)
+    elif value is False:
+        out.append(0x42)
+    elif isinstance(value, Composite):
+        code, _ = _BY_NAME[value.kind]
+        items = [_typed(v, k) for _n, k, v in value.fields()]
+        while items and items[-1] is None:
+            items.pop()                  # trailing nulls may be left off (spec 1.4)
+        out += b"\x00\x53" + bytes([code])
+        _encode_list(items, out)
+    elif isinstance(value, Described):
+        out.append(0x00)
+        _encode(value.descriptor, out)
+        _encode(value.value, out)
+    elif isinstance(value, _Sized):
+        _encode_int(value, type(value).code, out)
+    elif isinstance(value, int):
+        _encode_int(value, 0x81, out)
+    elif isinstance(value, Float):
+        out.append(0x72)
+        out += struct.pack(">f", value)
+    elif isinstance(value, float):
+        out.append(0x82)
+        out += struct.pack(">d", value)
+    elif isinstance(value, Symbol):
+        _encode_var(value.encode("ascii"), 0xa3, out)
+    elif isinstance(value, Char):
+        out.append(0x73)
+        out += struct.pack(">I", ord(value))
+    elif isinstance(value, str):
+        _encode_var(value.encode("utf-8"), 0xa1, out)
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        _encode_var(bytes(value), 0xa0, out)
+    elif isinstance(value, uuid.UUID):
+        out.append(0x98)
+        out += value.bytes
+    elif isinstance(value, Array):
+        _encode_array(value, out)
+    elif isinstance(value, (list, tuple)):
+        _encode_list(list(value), out)
+    elif isinstance(value, dict):
+        body = bytearray()
+        for k, v in value.items():
+            _encode(k, body)
+            _encode(v, body)
+        _encode_compound(body, len(value) * 2, 0xc1, 0xd1, out)
+    else:
+        raise TypeError(f"no AMQP 1.0 encoding for {type(value).__name__}")
+
+
+_INT_FORMATS = {0x50: ">B", 0x60: ">H", 0x70: ">I", 0x80: ">Q", 0x51: ">b", 0x61: ">h",
+                0x71: ">i", 0x81: ">q", 0x83: ">q"}
+
+
+def _encode_int(value: int, code: int, out: bytearray) -> None:
+    if code == 0x70 and value == 0:
+        out.append(0x43)
+    elif code == 0x70 and value < 256:
+        out += bytes((0x52, value))
+    elif code == 0x80 and value == 0:
+        out.append(0x44)
+    elif code == 0x80 and value < 256:
+        out += bytes((0x53, value))
+    elif code == 0x71 and -128 <= value < 128:
+        out += struct.pack(">Bb", 0x54, value)
+    elif code == 0x81 and -128 <= value < 128:
+        out += struct.pack(">Bb", 0x55, value)
+    else:
+        out.append(code)
+        try:
+            out += struct.pack(_INT_FORMATS[code], value)
+        except struct.error:
+            raise TypeError(f"{value} does not fit type 0x{code:02x}") from None
+
+
+def _encode_var(data: bytes, code8: int, out: bytearray) -> None:
+    if len(data) < 256:
+        out += bytes((code8, len(data)))
+    else:
+        out.append(code8 + 0x10)
+        out += struct.pack(">I", len(data))
+    out += data
+
+
+def _encode_compound(body: bytes | bytearray, count: int, code8: int, code32: int,
+                     out: bytearray) -> None:
+    if len(body) + 1 < 256 and count < 256:
+        out += bytes((code8, len(body) + 1, count))
+    else:
+        out.append(code32)
+        out += struct.pack(">II", len(body) + 4, count)
+    out += body
+
+
+def _encode_list(items: list[Any], out: bytearray) -> None:
+    if not items:
+        out.append(0x45)
+        return
+    body = bytearray()
+    for item in items:
+        _encode(item, body)
+    _encode_compound(body, len(items), 0xc0, 0xd0, out)
+
+
+def _encode_array(value: Array, out: bytearray) -> None:
+    code = value.code
+    body = bytearray((code,))
+    for item in value:
+        one = bytearray()
+        _encode(item if code not in (0xa3, 0xb3) else Symbol(item), one)
+        if one[0] != code:            # an element in a compact form: widen to the array's
+            one = _widen(item, code)
+        body += one[1:]
+    _encode_compound(body, len(value), 0xe0, 0xf0, out)
+
+
+def _widen(item: Any, code: int) -> bytearray:
+    out = bytearray((code,))
+    if code in _INT_FORMATS:
+        out += struct.pack(_INT_FORMATS[code], item)
+    elif code in (0xb0, 0xb1, 0xb3):
+        data = item if isinstance(item, bytes) else str(item).encode("utf-8")
+        out += struct.pack(">I", len(data)) + data
+    elif code in (0xa0, 0xa1, 0xa3):
+        data = item if isinstance(item, bytes) else str(item).encode("utf-8")
+        out += bytes((len(data),)) + data
+    else:
+        raise TypeError(f"cannot put {item!r} in an array of 0x{code:02x}")
+    return out
+
+
+# -------------------------------------------------------------------- decoding
+_FIXED = {0x50: (">B", UByte), 0x60: (">H", UShort), 0x70: (">I", UInt), 0x80: (">Q", ULong),
+          0x51: (">b", Byte), 0x61: (">h", Short), 0x71: (">i", Int), 0x81: (">q", Long),
+          0x83: (">q", Timestamp), 0x52: (">B", UInt), 0x53: (">B", ULong),
+          0x54: (">b", Int), 0x55: (">b", Long), 0x56: (">B", bool),
+          0x72: (">f", Float), 0x82: (">d", float)}
+_EMPTY = {0x40: None, 0x41: True, 0x42: False, 0x43: UInt(0), 0x44: ULong(0)}
+
+
+def decode(data: bytes) -> Any:
+    """Exactly one value; trailing bytes are an error."""
+    value, end = decode_at(memoryview(data), 0)
+    if end != len(data):
+        raise DecodeError("trailing bytes after the value")
+    return value
+
+
+def decode_at(buf: memoryview, pos: int) -> tuple[Any, int]:
+    """The value at ``pos`` and the position after it."""
+    try:
+        code = buf[pos]
+    except IndexError:
+        raise DecodeError("value cut short") from None
+    return _decode_body(buf, pos + 1, code)
+
+
+def _need(buf: memoryview, pos: int, n: int) -> None:
+    if n < 0 or pos + n > len(buf):
+        raise DecodeError("value cut short")
+
+
+def _decode_body(buf: memoryview, pos: int, code: int) -> tuple[Any, int]:
+    if code == 0x00:
+        descriptor, pos = decode_at(buf, pos)
+        value, pos = decode_at(buf, pos)
+        return _described(descriptor, value), pos
+    if code in _EMPTY:
+        return _EMPTY[code], pos
+    if code in _FIXED:
+        fmt, kind = _FIXED[code]
+        size = struct.calcsize(fmt)
+        _need(buf, pos, size)
+        (raw,) = struct.unpack_from(fmt, buf, pos)
+        if kind is bool and raw > 1:
+            raise DecodeError("boolean neither 0 nor 1")
+        return kind(raw), pos + size
+    if code == 0x73:
+        _need(buf, pos, 4)
+        (point,) = struct.unpack_from(">I", buf, pos)
+        try:
+            return Char(chr(point)), pos + 4
+        except (ValueError, OverflowError):
+            raise DecodeError("char out of range") from None
+    if code == 0x98:
+        _need(buf, pos, 16)
+        return uuid.UUID(bytes=bytes(buf[pos:pos + 16])), pos + 16
+    if code in (0xa0, 0xa1, 0xa3, 0xb0, 0xb1, 0xb3):
+        if code < 0xb0:
+            _need(buf, pos, 1)
+            size, pos = buf[pos], pos + 1
+        else:
+            _need(buf, pos, 4)
+            (size,), pos = struct.unpack_from(">I", buf, pos), pos + 4
+        _need(buf, pos, size)
+        raw = bytes(buf[pos:pos + size])
+        pos += size
+        try:
+            if code & 0x0f == 0x01:
+                return raw.decode("utf-8"), pos
+            if code & 0x0f == 0x03:
+                return Symbol(raw.decode("ascii")), pos
+        except UnicodeDecodeError:
+            raise DecodeError("bad string or symbol encoding") from None
+        return raw, pos
+    if code == 0x45:
+        return [], pos
+    if code in (0xc0, 0xc1, 0xd0, 0xd1, 0xe0, 0xf0):
+        wide = code >= 0xd0 and code != 0xe0
+        if wide:
+            _need(buf, pos, 8)
+            size, count = struct.unpack_from(">II", buf, pos)
+            start, end = pos + 4, pos + 4 + size
+            pos += 8
+        else:
+            _need(buf, pos, 2)
+            size, count = buf[pos], buf[pos + 1]
+            start, end = pos + 1, pos + 1 + size
+            pos += 2
+        _need(buf, start, size)
+        if end < pos:
+            raise DecodeError("compound size smaller than its count")
+        if code in (0xe0, 0xf0):
+            value, pos = _decode_array(buf[:end], pos, count)
+        else:
+            items = []
+            sub = buf[:end]
+            for _ in range(count):
+                item, pos = decode_at(sub, pos)
+                items.append(item)
+            if code in (0xc1, 0xd1):
+                if count % 2:
+                    raise DecodeError("map with an odd number of items")
+                try:
+                    value = dict(zip(items[::2], items[1::2]))
+                except TypeError:
+                    raise DecodeError("map key that cannot be a key") from None
+            else:
+                value = items
+        if pos != end:
+            raise DecodeError("compound size does not match its items")
+        return value, pos
+    raise DecodeError(f"unknown type constructor 0x{code:02x}")
+
+
+def _decode_array(buf: memoryview, pos: int, count: int) -> tuple[Array, int]:
+    _need(buf, pos, 1)
+    code = buf[pos]
+    pos += 1
+    if code == 0x00:
+        raise DecodeError("arrays of described types are not supported")
+    items = Array(code)
+    for _ in range(count):
+        item, pos = _decode_body(buf, pos, code)
+        items.append(item)
+    return items, pos
+
+
+def _described(descriptor: Any, value: Any) -> Any:
+    if isinstance(descriptor, int) and not isinstance(descriptor, bool) and \
+            descriptor >> 32 == 0 and descriptor in COMPOSITES:
+        name, fields = COMPOSITES[descriptor]
+        if not isinstance(value, list):
+            raise DecodeError(f"{name} is not a list")
+        if len(value) > len(fields):
+            raise DecodeError(f"{name} with more fields than it has")
+        for spec, v in zip(fields, value):
+            _check_field(name, spec, v)
+        composite = Composite(name, **{f.split(":")[0]: v for f, v in zip(fields, value)})
+        for field in MANDATORY.get(name, ()):
+            if getattr(composite, field) is None:
+                raise DecodeError(f"{name} without its mandatory {field.replace('_', '-')}")
+        return composite
+    return Described(descriptor, value)
+
+
+def _check_field(composite: str, spec: str, value: Any) -> None:
+    """A field of the wrong type is malformed input (amqp:decode-error), caught here so the
+    connection never meets a string where it counts on a number."""
+    field, _, kind = spec.partition(":")
+    if value is None or not kind:
+        return
+    if kind == "sym":
+        ok = isinstance(value, str) or (isinstance(value, list) and
+                                        all(isinstance(v, str) for v in value))
+    else:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+            or (kind == "ts" and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        raise DecodeError(f"{composite}'s {field.replace('_', '-')} is a "
+                          f"{type(value).__name__}")
+
+
+# -------------------------------------------------------------------- frames
+#: the protocol headers: plain AMQP and the SASL layer before it
+AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
+SASL_HEADER = b"AMQP\x03\x01\x00\x00"
+AMQP_FRAME, SASL_FRAME = 0, 1
+MIN_MAX_FRAME_SIZE = 512
+
+
+class Frame:
+    """One frame: its type, channel, performative (None for an empty frame) and payload."""
+
+    __slots__ = ("type", "channel", "performative", "payload")
+
+    def __init__(self, ftype: int, channel: int, performative: Composite | None,
+                 payload: bytes = b"") -> None:
+        self.type = ftype
+        self.channel = channel
+        self.performative = performative
+        self.payload = payload
+
+    def __repr__(self) -> str:
+        return f"Frame({self.type}, {self.channel}, {self.performative!r}, {len(self.payload)}B)"
+
+
+def encode_frame(performative: Composite | None, channel: int = 0, payload: bytes = b"",
+                 ftype: int = AMQP_FRAME) -> bytes:
+    body = encode(performative) + payload if performative is not None else b""
+    return struct.pack(">IBBH", 8 + len(body), 2, ftype, channel) + body
+
+
+class FrameReader:
+    """Whole frames from a byte stream; ``max_size`` is the frame size this end accepts."""
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> Iterator[Frame]:
+        self._buf += data
+        while len(self._buf) >= 8:
+            size, doff, ftype, channel = struct.unpack_from(">IBBH", self._buf)
+            if size > self.max_size:
+                raise FrameTooLarge(f"frame of {size} bytes over max-frame-size "
+                                    f"{self.max_size}")
+            if doff < 2 or doff * 4 > size:
+                raise DecodeError("bad frame data offset")
+            if len(self._buf) < size:
+                return
+            body = memoryview(bytes(self._buf[doff * 4:size]))
+            del self._buf[:size]
+            if not body:
+                yield Frame(ftype, channel, None)
+                continue
+            performative, end = decode_at(body, 0)
+            if not isinstance(performative, Composite):
+                raise DecodeError("frame body is not a performative")
+            yield Frame(ftype, channel, performative, bytes(body[end:]))
+
+
+class FrameTooLarge(DecodeError):
+    """A frame over the negotiated max-frame-size (``amqp:connection:framing-error``)."""
+
+
+# -------------------------------------------------------------------- messages
+def decode_message(data: bytes) -> dict[str, Any]:
+    """A bare message's sections by name (``data`` is a list of the data sections)."""
+    buf = memoryview(data)
+    pos = 0
+    sections: dict[str, Any] = {}
+    while pos < len(buf):
+        value, pos = decode_at(buf, pos)
+        if isinstance(value, Composite) and value.kind in ("header", "properties"):
+            sections[value.kind] = value
+        elif isinstance(value, Described) and value.descriptor in SECTIONS:
+            name = SECTIONS[value.descriptor]
+            if name == "data":
+                if not isinstance(value.value, bytes):
+                    raise DecodeError("data section that is not binary")
+                sections.setdefault("data", []).append(value.value)
+            elif name in _MAP_SECTIONS and not isinstance(value.value, dict):
+                raise DecodeError(f"{name.replace('_', '-')} section that is not a map")
+            else:
+                sections[name] = value.value
+        else:
+            raise DecodeError("message section of an unknown kind")
+    return sections
+
+
+def encode_message(sections: dict[str, Any]) -> bytes:
+    """The sections (as :func:`decode_message` returns them) in the spec's order."""
+    out = bytearray()
+    for name in ("header", "delivery_annotations", "message_annotations", "properties",
+                 "application_properties", "data", "amqp_sequence", "amqp_value", "footer"):
+        value = sections.get(name)
+        if value is None:
+            continue
+        if name in ("header", "properties"):
+            _encode(value, out)
+        elif name == "data":
+            for chunk in value:
+                _encode(Described(ULong(SECTION_CODES["data"]), bytes(chunk)), out)
+        else:
+            _encode(Described(ULong(SECTION_CODES[name]), value), out)
+    return bytes(out)

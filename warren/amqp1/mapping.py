@@ -1,0 +1,95 @@
+"""AMQP 1.0 message sections <-> the core's AMQP 0-9-1 properties, as RabbitMQ 4 maps them
+(``mc_amqpl``): header durable/priority/ttl <-> delivery-mode 2/priority/expiration;
+properties message-id, user-id, correlation-id, content-type, content-encoding, reply-to keep
+their names; subject <-> type; creation-time (ms) <-> timestamp (s); application-properties
+<-> headers. The body travels as the bytes of its data sections; a message published over
+0-9-1 arrives over 1.0 as one data section.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model.message import Properties
+from .codec import Composite, Symbol, Timestamp, UByte, UInt, encode_message
+
+_PLAIN = (str, bytes, int, float, bool)
+
+
+def properties_from(sections: dict[str, Any]) -> Properties:
+    props = Properties()
+    header = sections.get("header")
+    if header is not None:
+        if header.durable:
+            props.delivery_mode = 2
+        if header.priority is not None:
+            props.priority = int(header.priority)
+        if header.ttl is not None:
+            props.expiration = str(int(header.ttl))
+    p = sections.get("properties")
+    if p is not None:
+        for name in ("message_id", "correlation_id"):
+            value = getattr(p, name)
+            if value is not None:
+                setattr(props, name, value.decode("utf-8", "replace")
+                        if isinstance(value, bytes) else str(value))
+        if p.user_id is not None:
+            props.user_id = bytes(p.user_id).decode("utf-8", "replace")
+        if p.reply_to is not None:
+            props.reply_to = str(p.reply_to)
+        if p.content_type is not None:
+            props.content_type = str(p.content_type)
+        if p.content_encoding is not None:
+            props.content_encoding = str(p.content_encoding)
+        if p.subject is not None:
+            props.type = str(p.subject)
+        if p.creation_time is not None:
+            props.timestamp = int(p.creation_time) // 1000
+    app = sections.get("application_properties")
+    if app:
+        props.headers = {str(k): v for k, v in app.items() if isinstance(v, _PLAIN) or v is None}
+    return props
+
+
+def body_from(sections: dict[str, Any]) -> bytes:
+    """The body the core keeps: data sections joined; an amqp-value of binary or string as
+    its bytes (what python-qpid-proton sends for ``body=b"..."`` or ``"..."``); any other
+    amqp-value or amqp-sequence as its AMQP encoding."""
+    if "data" in sections:
+        return b"".join(sections["data"])
+    value = sections.get("amqp_value")
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    for name in ("amqp_value", "amqp_sequence"):
+        if name in sections:
+            return encode_message({name: sections[name]})
+    return b""
+
+
+def sections_for(props: Properties, body: bytes, redelivered: bool) -> dict[str, Any]:
+    sections: dict[str, Any] = {
+        "header": Composite("header", durable=props.delivery_mode == 2 or None,
+                            priority=UByte(props.priority) if props.priority is not None
+                            else None,
+                            ttl=UInt(int(props.expiration)) if props.expiration is not None
+                            and props.expiration.isdigit() else None,
+                            first_acquirer=False if redelivered else None,
+                            delivery_count=UInt(1) if redelivered else None),
+        "data": [body],
+    }
+    fields = dict(message_id=props.message_id, correlation_id=props.correlation_id,
+                  user_id=props.user_id.encode("utf-8") if props.user_id is not None else None,
+                  reply_to=props.reply_to, subject=props.type,
+                  content_type=Symbol(props.content_type) if props.content_type else None,
+                  content_encoding=Symbol(props.content_encoding)
+                  if props.content_encoding else None,
+                  creation_time=Timestamp(props.timestamp * 1000)
+                  if props.timestamp is not None else None)
+    if any(v is not None for v in fields.values()):
+        sections["properties"] = Composite("properties", **fields)
+    if props.headers:
+        sections["application_properties"] = {
+            k: v for k, v in props.headers.items() if isinstance(v, _PLAIN)}
+    return sections
