@@ -189,10 +189,11 @@ def test_amqp_0_9_header_is_spoken_to_as_0_9_1(broker, unique):
 
 
 def test_unspoken_header_is_refused_with_ours_and_a_log_line(broker):
-    raw = _raw_start(broker, b"AMQP\x03\x01\x00\x00")        # AMQP 1.0 with SASL
+    # AMQP 1.0 over its own TLS layer (1.0 with SASL is served: tests/amqp1)
+    raw = _raw_start(broker, b"AMQP\x02\x01\x00\x00")
     assert raw.read_exact(8) == PROTOCOL_HEADER
     raw.wait_closed()
-    line = broker.wait_for_line("unsupported protocol header AMQP 1.0 (SASL) (3,1,0,0)")
+    line = broker.wait_for_line("unsupported protocol header AMQP 1.0 (TLS) (2,1,0,0)")
     assert "refused" in line
 
 

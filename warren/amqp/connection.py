@@ -580,7 +580,7 @@ def _header_refusal(header: bytes) -> str:
         else:
             name = "AMQP version"
         return (f"unsupported protocol header {name} ({a},{b},{c},{d}); "
-                "AMQP 0-9-1, 0-9 and 0-8 are spoken")
+                "AMQP 0-9-1, 0-9 and 0-8 are spoken here, and 1.0 after SASL")
     if header.startswith(b"GET ") or header.startswith(b"HTTP") or header[:4] in (
             b"POST", b"PUT ", b"HEAD"):
         return f"not AMQP: looks like an HTTP request ({header!r})"
