@@ -197,8 +197,9 @@ class Queue:
         ttl = self.message_ttl
         if message.ttl is not None:
             ttl = message.ttl if ttl is None else min(ttl, message.ttl)
-        if ttl is not None:
-            entry.expires_at = self.clock.seconds() + ttl / 1000.0
+        expires_at = None if ttl is None else self.clock.seconds() + ttl / 1000.0
+        if expires_at is not None:
+            entry.expires_at = expires_at
             if message.ttl is not None:
                 self._message_ttls = True   # cleared when a full scan empties the queue
         message.refs += 1
@@ -206,7 +207,7 @@ class Queue:
         self.ready.append(entry)
         if self.max_length is not None or self.max_length_bytes is not None:
             self._drop_head_over_limit()
-        if ttl is not None:
+        if expires_at is not None:
             if ttl == 0:
                 # TTL 0: deliverable only to a consumer that can take it right now
                 self._arriving = entry
@@ -216,7 +217,7 @@ class Queue:
                     self._arriving = None
                 self._expire_due()
                 return entry
-            self._schedule_expiry(entry.expires_at)
+            self._schedule_expiry(expires_at)
         if self.consumers:
             self.dispatch()
         return entry
@@ -556,9 +557,10 @@ class Queue:
             while head is not None and head.expires_at is not None and head.expires_at <= now:
                 self._dead_letter(self.ready.popleft(), "expired")
                 head = self.ready.peek()
-            if head is None or head.expires_at is not None:
-                if head is not None:
-                    self._schedule_expiry(head.expires_at)
+            if head is None:
+                return
+            if head.expires_at is not None:
+                self._schedule_expiry(head.expires_at)
                 return
         # per-message TTLs or priorities: expired entries may sit anywhere, so scan them all
         for e in self.ready.remove_where(lambda e: e.expires_at is not None
