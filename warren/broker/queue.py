@@ -59,6 +59,7 @@ class Queue:
         self.arguments = validate_queue_arguments(vhost.name, name, dict(arguments or {}))
         self.store_key = resource_key(vhost.name, name)
         self.policy: dict[str, Any] | None = None  # the applied policy's definition, if any
+        self.policy_name: str | None = None        # the policy it is under (the API shows it)
         self.bindings = BindingSet()          # bindings with this queue as destination
         self.consumers = ConsumerSet()
         self.unacked = 0                      # entries delivered and not yet settled
@@ -593,6 +594,14 @@ class Queue:
         self.vhost.broker.release_many(self, gone)
         self.vhost.broker.release_rows(self, rows)
         return len(gone) + len(rows)
+
+    def close(self) -> None:
+        """The broker stops: a queue whose messages are in the store has nothing of its own
+        to close (a stream closes its log)."""
+
+    def abandon(self) -> None:
+        """HA fencing: nothing of its own to let go unwritten (a stream lets go of its log's
+        files)."""
 
     def on_deleted(self) -> int:
         """Called by the vhost: cancel consumers, drop ready entries, stop timers."""
