@@ -12,14 +12,16 @@ import logging
 from typing import Any, Callable, Iterable, Protocol
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
 
 from ..exchange.exchange import Exchange
 from ..model.errors import AccessRefused, NotAllowed, NotFound
 from ..model.message import OVERHEAD, Message, PropertiesCodec, QueueEntry
-from ..store.interface import KEY_SEP, MessageStore, StoreUnavailable, resource_key
+from ..store.interface import (KEY_SEP, MessageStore, RecoveredQueue, RecoveredState,
+                               StoreUnavailable, resource_key)
 from .limits import Limits
 from .ready import WINDOW
-from .paging import DEFAULT_BUDGET, Pager
+from .paging import DEFAULT_BUDGET, Pager, paged_location
 from .parameters import STORE_KIND as PARAMETER_KIND
 from .parameters import RuntimeParameters
 from .policies import Policy, effective
@@ -435,7 +437,7 @@ class Broker:
         if message.refs <= 0:
             if message.paged:  # its body was already taken off the accounts
                 self.memory_used -= OVERHEAD
-                if message.body.where >= 0 and queue.page_file is not None:
+                if paged_location(message) >= 0 and queue.page_file is not None:
                     queue.page_file.release()   # never read back from the paging file
             else:
                 self.memory_used -= len(message.body) + OVERHEAD
@@ -483,7 +485,7 @@ class Broker:
         if end < len(rows):
             self.clock.callLater(0, self._release_rows_slice, queue, rows, end)
 
-    def after_settle(self, queue: Queue) -> None:
+    def after_settle(self, queue: Queue | None) -> None:
         if self.blocked and self.memory_used < self.memory_low:
             self._set_blocked(False)
 
@@ -586,6 +588,7 @@ class Broker:
         self.store.put_definition(kind, key, value)
 
     def store_publish(self, message: Message, queue_keys: list[str]) -> None:
+        assert self.store is not None   # only a broker with a store journals messages
         self.store.publish(message.id, message.to_record(), queue_keys)
         message.stored = True
 
@@ -684,9 +687,10 @@ class Broker:
         for vh in self.vhosts.values():
             for q in vh.queues.values():
                 if q.own_log:
-                    q.log.abandon()
+                    q.abandon()
 
-    def _sync_failed(self, failure: Any) -> Any:
+    def _sync_failed(self, failure: Failure) -> Failure:
+        assert self.store is not None   # the errback of a store's sync
         if failure.check(StoreUnavailable) or not self.store.healthy:
             self.check_store_health()
         return failure
@@ -758,11 +762,11 @@ class Broker:
         for qkey, rq in state.queues.items():
             vhost_name, _, qname = qkey.partition(KEY_SEP)
             vh = self.vhosts.get(vhost_name)
-            q = vh.queues.get(qname) if vh is not None else None
-            if q is None:
+            queue = vh.queues.get(qname) if vh is not None else None
+            if queue is None:
                 self.store.purge_queue(qkey)
                 continue
-            recovered += self._recover_queue(q, rq, state, messages)
+            recovered += self._recover_queue(queue, rq, state, messages)
         self._next_id = max(self._next_id, state.max_msg_id)
         # last: a component told of a recovered value (a shovel) may start using the queues
         # and exchanges it names, so everything else is in place first
@@ -774,12 +778,15 @@ class Broker:
     #: this many at a time, and pages out between batches (peak memory within the budget).
     RECOVERY_BATCH = 1000
 
-    def _recover_queue(self, q: Queue, rq: Any, state: Any, messages: dict[int, Message]) -> int:
+    def _recover_queue(self, q: Queue, rq: RecoveredQueue, state: RecoveredState,
+                       messages: dict[int, Message]) -> int:
         """One durable queue's messages, lazily: the first ``ready.WINDOW`` become objects
         (they go out first), the rest stay in the store as rows (``compact.py``) with the
         sizes the store measured. A message several queues hold is one object in each; a
         queue that needs every message decoded (priorities, a delivery limit) reads them all,
         a batch at a time, paging out as it goes."""
+        store = self.store
+        assert store is not None   # recovery reads a store
         eager = q.max_priority is not None or q.delivery_limit is not None
         ids, sizes = rq.msg_ids, rq.sizes
         shared = state.records
@@ -797,7 +804,7 @@ class Broker:
                 wanted = [mid for mid in batch if mid not in shared]
             else:
                 wanted = [mid for j, mid in enumerate(batch, start) if j < WINDOW]
-            records = self.store.read_many(wanted) if wanted and sizes is not None else {}
+            records = store.read_many(wanted) if wanted and sizes is not None else {}
             for j, mid in enumerate(batch, start):
                 delivered = (key, mid) in delivered_set
                 count = counts.get((key, mid), 0)
@@ -831,7 +838,7 @@ class Broker:
                 over_limit = []
             if self.pager.resident > self.pager.budget > 0:
                 self.pager.run()
-        if bulk_from < len(ids):
+        if bulk_from < len(ids) and sizes is not None:   # (bulk_from < len(ids): sizes known)
             q.enqueue_paged_many(ids[bulk_from:], sizes[bulk_from:])
             done += len(ids) - bulk_from
         q._touch()

@@ -34,7 +34,7 @@ TRIM_AT = 4096
 #: One paged row: (msg_id, seq, size, expires_at or None, flags (``REDELIVERED``,
 #: ``TTL_UNKNOWN``), delivery_count, priority, where: -1 for the store, else the offset in
 #: the queue's paging file)
-Row = tuple[int, int, int, "float | None", bool, int, int, int]
+Row = tuple[int, int, int, "float | None", int, int, int, int]
 
 _NONE = math.nan
 #: Row flags: the entry was delivered before; its message's own TTL (``expiration``) is not

@@ -116,7 +116,7 @@ def import_definitions_sliced(broker: Any, defs: Any, vhost: str | None = None) 
     last object is applied, or fails with the error of the object that failed (those before
     it stay, as with RabbitMQ's import)."""
     steps = _import_steps(broker, defs, vhost, _prepare(broker, defs, vhost))
-    done = Deferred()
+    done: Deferred[None] = Deferred()
 
     def run() -> None:
         try:

@@ -47,7 +47,8 @@ import shutil
 import tempfile
 from enum import Enum
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
 from ..store.interface import StoreError, StoreUnavailable
 from ..model.message import OVERHEAD, Message, QueueEntry
@@ -98,6 +99,14 @@ class PagedBody:
         return f"PagedBody({self.size})"
 
 
+def paged_location(message: Message) -> int:
+    """Where a paged message's body lives: -1 in the store, else its offset in the queue's
+    paging file. (``Message.body`` is typed as the bytes it holds while not paged.)"""
+    body = message.body
+    assert isinstance(body, PagedBody)   # message.paged: _page_out put a PagedBody there
+    return body.where
+
+
 class Pager:
     """Decides when and which entries leave memory, and brings them back on demand."""
 
@@ -146,8 +155,7 @@ class Pager:
         queues.sort(key=lambda q: q.ready.bytes - q.ready.paged_bytes, reverse=True)
         count = 0
         for queue in queues:
-            for entry in queue.ready.page_out(self.head_keep,
-                                              lambda e, q=queue: self._locate(q, e)):
+            for entry in queue.ready.page_out(self.head_keep, partial(self._locate, queue)):
                 self._page_out(entry.message)
                 count += 1
             if self.resident <= target:
@@ -223,7 +231,8 @@ class Pager:
         message = Message.__new__(Message)
         message.id = msg_id
         message.exchange = message.routing_key = ""
-        message.body = PagedBody(size, where)
+        # stands in for the bytes until page_in: Message (the model) knows no paging
+        message.body = cast(bytes, PagedBody(size, where))
         message.raw_props = None
         message._props = None
         message.codec = self.broker.codec
@@ -275,7 +284,7 @@ class Pager:
         page_file = queue.page_file if queue is not None else None
         in_store = []
         for m in wanted:
-            where = m.body.where
+            where = paged_location(m)
             if where < 0:
                 in_store.append(m)
             elif page_file is not None:
@@ -284,8 +293,10 @@ class Pager:
         wanted = in_store
         if not wanted:
             return PageIn.LOST if message.paged else PageIn.LOADED
+        store = self.broker.store
+        assert store is not None   # a body paged to the store (where -1) is of a stored message
         try:
-            records = self.broker.store.read_many([m.id for m in wanted])
+            records = store.read_many([m.id for m in wanted])
         except StoreUnavailable as error:
             log.warning("message %d: body paged out and the store is unavailable (%s); "
                         "delivery retried later", message.id, error)

@@ -32,7 +32,7 @@ import copy
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Iterable, Protocol
 
 from ..store.interface import resource_key
 from ..model.errors import NotFound, PreconditionFailed
@@ -183,7 +183,7 @@ class RuntimeParameters:
                 and (component is None or key[1] == component)]
 
     # ---------------------------------------------------------------- recovery
-    def recover(self, records: list[dict[str, Any]]) -> None:
+    def recover(self, records: Iterable[dict[str, Any]]) -> None:
         """Take stored values back (no re-validation, no write); notify registered owners.
 
         Records of vhosts that no longer exist are skipped, like policies'.

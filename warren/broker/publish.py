@@ -86,7 +86,8 @@ class Publisher:
         # the broker's topic permissions by (user, vhost): looked up per message, since they
         # may change while the channel is open; the broker itself (user None) has none
         self._topics = broker.topic_permissions.table if user is not None else {}
-        self._topic_key = (user.name, vhost.name) if user is not None else None
+        # (no user: an empty table, so the key is never looked up)
+        self._topic_key = (user.name if user is not None else "", vhost.name)
 
     def exchange(self, name: str) -> "Exchange":
         """The exchange called *name*, once this publisher may publish to it.
@@ -111,9 +112,8 @@ class Publisher:
         *routing_key* to *exchange* (``route`` checks every message itself)."""
         granted = self._topics.get(self._topic_key)
         if granted:
-            vhost = self.vhost.name
-            require_topic(granted, exchange, "write", routing_key, self.user.name, vhost,
-                          self.client_id)
+            user, vhost = self._topic_key
+            require_topic(granted, exchange, "write", routing_key, user, vhost, self.client_id)
 
     def reply_to(self, message: "Message", subscription: ReplySubscription | None) -> "Message":
         """*message* with a ``reply_to`` of ``amq.rabbitmq.reply-to`` pointed at *subscription*.

@@ -59,6 +59,7 @@ class Queue:
         self.arguments = validate_queue_arguments(vhost.name, name, dict(arguments or {}))
         self.store_key = resource_key(vhost.name, name)
         self.policy: dict[str, Any] | None = None  # the applied policy's definition, if any
+        self.policy_name: str | None = None        # the policy it is under (the API shows it)
         self.bindings = BindingSet()          # bindings with this queue as destination
         self.consumers = ConsumerSet()
         self.unacked = 0                      # entries delivered and not yet settled
@@ -197,8 +198,9 @@ class Queue:
         ttl = self.message_ttl
         if message.ttl is not None:
             ttl = message.ttl if ttl is None else min(ttl, message.ttl)
-        if ttl is not None:
-            entry.expires_at = self.clock.seconds() + ttl / 1000.0
+        expires_at = None if ttl is None else self.clock.seconds() + ttl / 1000.0
+        if expires_at is not None:
+            entry.expires_at = expires_at
             if message.ttl is not None:
                 self._message_ttls = True   # cleared when a full scan empties the queue
         message.refs += 1
@@ -206,7 +208,7 @@ class Queue:
         self.ready.append(entry)
         if self.max_length is not None or self.max_length_bytes is not None:
             self._drop_head_over_limit()
-        if ttl is not None:
+        if expires_at is not None:
             if ttl == 0:
                 # TTL 0: deliverable only to a consumer that can take it right now
                 self._arriving = entry
@@ -216,7 +218,7 @@ class Queue:
                     self._arriving = None
                 self._expire_due()
                 return entry
-            self._schedule_expiry(entry.expires_at)
+            self._schedule_expiry(expires_at)
         if self.consumers:
             self.dispatch()
         return entry
@@ -556,9 +558,10 @@ class Queue:
             while head is not None and head.expires_at is not None and head.expires_at <= now:
                 self._dead_letter(self.ready.popleft(), "expired")
                 head = self.ready.peek()
-            if head is None or head.expires_at is not None:
-                if head is not None:
-                    self._schedule_expiry(head.expires_at)
+            if head is None:
+                return
+            if head.expires_at is not None:
+                self._schedule_expiry(head.expires_at)
                 return
         # per-message TTLs or priorities: expired entries may sit anywhere, so scan them all
         for e in self.ready.remove_where(lambda e: e.expires_at is not None
@@ -591,6 +594,14 @@ class Queue:
         self.vhost.broker.release_many(self, gone)
         self.vhost.broker.release_rows(self, rows)
         return len(gone) + len(rows)
+
+    def close(self) -> None:
+        """The broker stops: a queue whose messages are in the store has nothing of its own
+        to close (a stream closes its log)."""
+
+    def abandon(self) -> None:
+        """HA fencing: nothing of its own to let go unwritten (a stream lets go of its log's
+        files)."""
 
     def on_deleted(self) -> int:
         """Called by the vhost: cancel consumers, drop ready entries, stop timers."""

@@ -55,7 +55,7 @@ class ReadyFifo:
 
     __slots__ = ("_q", "_run", "_tail", "bytes", "restore")
 
-    def __init__(self, restore: Restore | None = None) -> None:
+    def __init__(self, restore: Restore) -> None:
         self._q: deque[QueueEntry] = deque()
         self._run: CompactRun | None = None     # paged entries after the head, if any
         self._tail: deque[QueueEntry] = deque()  # entries after the run (empty without one)
@@ -232,7 +232,7 @@ class ReadyByPriority:
 
     __slots__ = ("_levels", "_max")
 
-    def __init__(self, max_priority: int, restore: Restore | None = None) -> None:
+    def __init__(self, max_priority: int, restore: Restore) -> None:
         self._max = max_priority
         self._levels = [ReadyFifo(restore) for _ in range(max_priority + 1)]
 
@@ -266,6 +266,12 @@ class ReadyByPriority:
 
     def push_paged(self, row: Row) -> None:
         self._levels[min(row[6], self._max)].push_paged(row)
+
+    def push_paged_many(self, ids: list[int], first_seq: int, sizes: list[int],
+                        expires_at: float | None) -> None:
+        """Rows of priority 0, as ``push_paged`` files a row without one (the broker's
+        recovery decodes a priority queue's messages instead, so it does not come here)."""
+        self._levels[0].push_paged_many(ids, first_seq, sizes, expires_at)
 
     def popleft(self) -> QueueEntry:
         for level in reversed(self._levels):

@@ -71,7 +71,7 @@ import math
 import operator
 import re
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Any, Callable
 
 __all__ = ["MAX_NESTING_DEPTH", "MAX_SELECTOR_LENGTH", "Selector", "SelectorError"]
 
@@ -301,7 +301,7 @@ def _as_number(value: object, convert: bool) -> int | float | None:
 def _as_truth(value: object, convert: bool) -> bool | None:
     """A value used as a condition: booleans as themselves, NULL unknown, others FALSE."""
     if value is None or value is True or value is False:
-        return value  # type: ignore[return-value]
+        return value
     if convert and type(value) is str:
         truth = _boolean_from_string(value)
         return False if truth is None else truth
@@ -350,8 +350,10 @@ def _equals(left: object, right: object, convert: bool) -> bool | None:
     return pair is not None and pair[0] == pair[1]
 
 
-def _ordered(compare: Callable[[object, object], bool], left: object, right: object,
+def _ordered(compare: Callable[[Any, Any], bool], left: object, right: object,
              convert: bool) -> bool | None:
+    """``compare`` is one of ``operator.lt`` and its kin, called only on two values of one
+    ordered type (numbers or strings), hence ``Any`` for its operands."""
     if left is None or right is None:
         return None
     kind = type(left)
@@ -499,6 +501,11 @@ class _Parser:
         token = self.token
         return token.kind is _TokenKind.KEYWORD and token.value in words
 
+    def at_end(self) -> bool:
+        """Whether the input is used up (a method, so a checker does not keep the kind it
+        saw before a later ``advance`` moved on)."""
+        return self.token.kind is _TokenKind.END
+
     def at_operator(self, *symbols: str) -> bool:
         token = self.token
         return token.kind is _TokenKind.OPERATOR and token.value in symbols
@@ -555,7 +562,7 @@ class _Parser:
     # -- grammar --
 
     def parse(self) -> Evaluate:
-        if self.token.kind is _TokenKind.END:
+        if self.at_end():
             return lambda lookup: True  # JMS: an empty selector selects everything
         try:
             expr = self.expression(_OR)
@@ -570,13 +577,13 @@ class _Parser:
     def infix_level(self) -> int:
         """The binding level of the infix operator at the current token, 0 if it is none."""
         token = self.token
-        if token.kind is _TokenKind.OPERATOR:
-            return _OPERATOR_LEVELS.get(token.value, 0)  # type: ignore[arg-type]
-        if token.kind is _TokenKind.KEYWORD:
+        if token.kind is _TokenKind.OPERATOR and isinstance(token.value, str):
+            return _OPERATOR_LEVELS.get(token.value, 0)
+        if token.kind is _TokenKind.KEYWORD and isinstance(token.value, str):
             if token.value == "NOT":  # NOT BETWEEN / NOT LIKE / NOT IN; else a prefix NOT
                 return _RELATIONAL if (self.peek_keyword("BETWEEN") or self.peek_keyword("LIKE")
                                        or self.peek_keyword("IN")) else 0
-            return _KEYWORD_LEVELS.get(token.value, 0)  # type: ignore[arg-type]
+            return _KEYWORD_LEVELS.get(token.value, 0)
         return 0
 
     def expression(self, level: int) -> _Expr:
@@ -855,7 +862,7 @@ class _Parser:
                          identifier=name)
         if kind is _TokenKind.KEYWORD and token.value in ("TRUE", "FALSE", "NULL"):
             self.advance()
-            value = {"TRUE": True, "FALSE": False, "NULL": None}[token.value]  # type: ignore
+            value = {"TRUE": True, "FALSE": False, "NULL": None}[token.value]
             type_ = _Type.NULL if value is None else _Type.BOOLEAN
             return _Expr(type_, lambda lookup: value, 1, token.column, value)
         if kind is _TokenKind.KEYWORD and token.value in ("XPATH", "XQUERY"):

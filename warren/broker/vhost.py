@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..exchange.exchange import Exchange
 from ..exchange.interface import Binding
@@ -20,6 +20,7 @@ from ..model.errors import AccessRefused, NotFound, PreconditionFailed
 from .jsonvalue import jsonable
 from ..model.message import Message, QueueEntry
 from .queue import Queue
+from .replyto import ReplySubscription
 from .stats import new_counts
 from .queue_types import new_queue
 
@@ -38,7 +39,8 @@ STANDARD_EXCHANGES = (
 class Routed:
     """Outcome of routing one publish."""
 
-    queues: list[Queue] = field(default_factory=list)   # queues that took the message
+    # queues that took the message (a direct reply-to requester that took it counts as one)
+    queues: Sequence[Queue | ReplySubscription] = field(default_factory=list)
     rejected: list[Queue] = field(default_factory=list)  # reject-publish queues that were full
     stored: bool = False                                  # written to the store (await sync)
 
@@ -68,6 +70,8 @@ class VirtualHost:
         for ex_name, ex_type in STANDARD_EXCHANGES:
             self.exchanges[ex_name] = Exchange(name, ex_name, ex_type, durable=True)
         self.tracing = False
+        self.description = ""                   # set by Broker.add_vhost, as the API shows it
+        self.tags: list[str] = []
         # queues that admit only some messages routed to them (durable subscriptions with a
         # selector, broker/subscriptions.py): while 0, publish skips the check
         self.filtered_queues = 0
@@ -123,6 +127,8 @@ class VirtualHost:
     def _inequivalent_exchange(self, ex: Exchange, type_name, durable, auto_delete,
                                internal, arguments=None) -> str:
         arguments = arguments or {}
+        old: object
+        new: object
         if ex.type_name != type_name:
             field_, old, new = "type", ex.type_name, type_name
         elif ex.durable != durable:
@@ -254,10 +260,10 @@ class VirtualHost:
         if found is not None:
             return found
         ex.add_binding(binding, key)
-        if destination.kind == "queue":
-            destination.bindings.add(binding, key)
-        else:
+        if isinstance(destination, Exchange):
             destination.inbound.add(binding, key)
+        else:
+            destination.bindings.add(binding, key)
         if ex.durable and destination.durable and not getattr(destination, "exclusive_owner",
                                                              None):
             self.broker.save_definition("binding", self._binding_key(binding),

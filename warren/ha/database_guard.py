@@ -91,7 +91,8 @@ class DatabaseGuard(Locker):
                                   f"{str(error).strip().splitlines()[0]}") from error
         try:
             lock = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"
-            won = conn.execute(f"SELECT {lock}(%s)", (STANDALONE_KEY,)).fetchone()[0]
+            row = conn.execute(f"SELECT {lock}(%s)", (STANDALONE_KEY,)).fetchone()
+            won = row is not None and row[0]   # (a SELECT of a function: always one row)
             if won and not self.shared and _lease_owner(conn) is not None:
                 won = False  # an HA master serves this database
         except self._psycopg.Error as error:

@@ -382,16 +382,18 @@ class LeaseLocker(Locker):
     def renew(self) -> bool:
         self.loss_reason = None
         if self._bound:
+            live = self._live
+            assert live is not None   # only the liveness session binds (_fast_take, _bind)
             try:
-                held = self._live.run(self._pg_keep_bound,
-                                      (self.ttl, LEASE_NAME, self.owner)).rowcount == 1
-            except self._live._psycopg.Error as error:
+                held = live.run(self._pg_keep_bound,
+                                (self.ttl, LEASE_NAME, self.owner)).rowcount == 1
+            except live._psycopg.Error as error:
                 held = False
                 self.loss_reason = (f"the liveness session failed "
                                     f"({error.__class__.__name__}: {_first_line(error)})")
             if not held:
                 self._bound = False
-                self._live.reset()
+                live.reset()
             return held
         held = self._update(self._keep)
         if held and self._live is not None:
@@ -432,6 +434,7 @@ class LeaseLocker(Locker):
     def _fast_take(self) -> bool | None:
         """None if the liveness lock is not ours; else whether the lease now is (bound)."""
         live = self._live
+        assert live is not None   # callers take the fast path only with a liveness session
         try:
             if not live.try_lock():
                 return None
@@ -466,6 +469,7 @@ class LeaseLocker(Locker):
     def _bind(self) -> bool:
         """An unbound master tries to bind: False only if the lease turned out not ours."""
         live = self._live
+        assert live is not None   # renew binds only with a liveness session
         try:
             if not live.try_lock():
                 return True

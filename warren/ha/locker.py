@@ -82,5 +82,10 @@ class Locker(abc.ABC):
     def holder(self) -> str | None:
         """The owner id of whoever holds the lock now, or None if it is free."""
 
+    def probe(self) -> bool:
+        """A cheap attempt between full ones; a locker without a fast path never wins by one
+        (the runner probes only a locker with a liveness session)."""
+        return False
+
     def close(self) -> None:
         """Release what the locker holds open (file descriptor, connection pool)."""

@@ -127,6 +127,8 @@ class MasterService(Protocol):
 
     def startService(self) -> None: ...
 
+    def stopService(self) -> defer.Deferred[None] | None: ...
+
     def stop_components(self) -> None: ...
 
     def __iter__(self) -> Iterator[service.IService]: ...
@@ -159,7 +161,7 @@ class HaRunner(service.Service):
         self._grace_call: Any = None
         self._deadline: float | None = None     # elapsed_clock() by which the lease is over
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="warren-ha-locker")
-        self._pool.threadFactory = _DaemonThread  # type: ignore[assignment]
+        self._pool.threadFactory = _DaemonThread
         self._busy = False                      # a locker call is in flight
         self._retry_call: Any = None
         self._renew_loop: task.LoopingCall | None = None
@@ -319,7 +321,7 @@ class HaRunner(service.Service):
             self._call_locker(self.locker.release)
             return
         from ..startup import StartupError
-        if self.is_lease and elapsed_clock() >= self._deadline:
+        if self.is_lease and self._deadline is not None and elapsed_clock() >= self._deadline:
             log.warning("the lease ran out before the broker could start; trying again")
             self._back_to_waiting()
             return

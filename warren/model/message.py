@@ -107,11 +107,11 @@ class Message:
         self.stored = False
         self.refs = 0
         self.paged = False
-        if persistent is None or priority is None or ttl == "unset":
+        if persistent is None or priority is None or isinstance(ttl, str):   # "unset"
             p = self.properties
             persistent = p.delivery_mode == 2 if persistent is None else persistent
             priority = (p.priority or 0) if priority is None else priority
-            ttl = parse_expiration(p.expiration) if ttl == "unset" else ttl
+            ttl = parse_expiration(p.expiration) if isinstance(ttl, str) else ttl
         self.persistent = persistent
         self.priority = priority
         self.ttl = ttl

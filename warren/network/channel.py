@@ -86,7 +86,7 @@ class LinkChannel:
         While the server has blocked the connection or the transport's buffer is full the
         message is held here, unsent; the user's prefetch bounds how many can wait.
         """
-        d = defer.Deferred()
+        d: defer.Deferred[None] = defer.Deferred()
         if not self.alive:
             d.errback(LinkDown(self._link.reason or "link is down"))
             return d
@@ -173,7 +173,7 @@ class LinkChannel:
     # -- internals
     def request(self, data: bytes, expect: str) -> defer.Deferred:
         """Send a synchronous method; the Deferred fires with the reply named ``expect``."""
-        d = defer.Deferred()
+        d: defer.Deferred[amqp.Event] = defer.Deferred()
         if not self.alive:
             d.errback(LinkDown(self._link.reason or "link is down"))
             return d

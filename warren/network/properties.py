@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import struct
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Callable
 
 from pamqp import commands
 from pamqp import exceptions as pamqp_exceptions
@@ -46,6 +46,8 @@ class RawProperties(dict):
     """
 
     __slots__ = ("_headers", "_raw")
+    _raw: bytes | None
+    _headers: Any   # a deep copy of the "headers" table when raw was set (any AMQP values)
 
     def __init__(self, *args: Any, raw: bytes | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -62,8 +64,9 @@ class RawProperties(dict):
         self._raw = value
         self._headers = copy.deepcopy(self.get("headers")) if value is not None else None
 
-    def _changed(name: str):  # builds the mutating methods below
-        def method(self, *args, **kwargs):
+    @staticmethod
+    def _changed(name: str) -> Callable[..., Any]:  # builds the mutating methods below
+        def method(self: RawProperties, *args: Any, **kwargs: Any) -> Any:
             self._raw = self._headers = None
             return getattr(dict, name)(self, *args, **kwargs)
         method.__name__ = name

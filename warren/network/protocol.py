@@ -30,6 +30,10 @@ class AmqpClientProtocol(Protocol):
     full socket buffer pauses publishing (``Link.writable``) instead of growing memory.
     """
 
+    #: a TCP or TLS transport once connected: Twisted's zope interfaces carry no types mypy
+    #: reads (as ``output.BatchedOutput.transport``)
+    transport: Any
+
     def __init__(self, link: Link, uri: AmqpURI) -> None:
         self.link = link
         self.uri = uri
@@ -43,7 +47,7 @@ class AmqpClientProtocol(Protocol):
         self.lost_reason: str | None = None   # set when we drop the connection on purpose
         self._last_recv = 0.0
         self._timers: list[Any] = []
-        self._heartbeat_call = None
+        self._heartbeat_call: LoopingCall | None = None
 
     # -- transport events
     def connectionMade(self) -> None:
@@ -61,7 +65,7 @@ class AmqpClientProtocol(Protocol):
             if self.lost_reason is None or isinstance(event, amqp.ConnectionClosed):
                 self.link.on_event(self, event)
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self._stop_heartbeats()
         for call in self._timers:
             if call.active():
@@ -109,9 +113,9 @@ class AmqpClientProtocol(Protocol):
     def start_heartbeats(self, interval: int) -> None:
         if interval <= 0:
             return
-        self._heartbeat_call = LoopingCall(self._heartbeat_tick, interval)
-        self._heartbeat_call.clock = self.link.reactor
-        self._heartbeat_call.start(interval / 2.0, now=False)
+        call = self._heartbeat_call = LoopingCall(self._heartbeat_tick, interval)
+        call.clock = self.link.reactor
+        call.start(interval / 2.0, now=False)
 
     def _heartbeat_tick(self, interval: int) -> None:
         # RabbitMQ's rule: two intervals without any frame from the peer is a dead peer

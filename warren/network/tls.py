@@ -20,6 +20,7 @@ from .uri import AmqpURI
 def tls_options(uri: AmqpURI) -> Any:
     """Twisted client TLS options from the URI's ``amqps`` query."""
     tls = uri.tls
+    assert tls is not None   # the URI parser sets it exactly for amqps, the only caller's case
     client_cert = None
     if tls.certfile:
         pem = _read(tls.certfile)

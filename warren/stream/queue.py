@@ -299,6 +299,10 @@ class StreamQueue(Queue):
         """The broker stops: the log is synced and closed."""
         self.log.close()
 
+    def abandon(self) -> None:
+        """HA fencing: the log lets go of its files unwritten (as the store does)."""
+        self.log.abandon()
+
     # ---------------------------------------------------------------- console
     def stream_info(self) -> dict[str, Any]:
         log = self.log

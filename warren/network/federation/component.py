@@ -93,7 +93,8 @@ class FederationComponent:
         if event in ("binding.created", "binding.deleted"):
             binding = info["binding"]
             for (vhost, kind, name, _u), link in list(self.links.items()):
-                if kind == "exchange" and vhost == info["vhost"] and name == binding.source:
+                if isinstance(link, ExchangeLink) and vhost == info["vhost"] \
+                        and name == binding.source:
                     link.binding_changed(binding, event == "binding.created")
         elif event.startswith(("exchange.", "queue.", "policy.")):
             self.schedule(info["vhost"])
@@ -159,6 +160,8 @@ class FederationComponent:
             policy = obj.policy or {}
             for element in self.upstreams_for(vhost, policy):
                 name = element.get("upstream")
+                if not isinstance(name, str):
+                    continue   # (no parameter has such a name: value() would be None)
                 param = self.broker.runtime_parameters.value(vhost, UPSTREAM, name)
                 if not isinstance(param, dict):
                     continue

@@ -123,6 +123,7 @@ class QueueLink(UpstreamLink):
         headers = copy.copy(event.properties.get("headers") or {})
         trail = headers.get(ROUTING_HEADER)
         entry = self.received_from(event)
+        rest: list[object]   # the trail's other visits, as the header array holds them
         if not isinstance(trail, list):
             headers["x-original-exchange"] = event.exchange
             headers["x-original-routing-key"] = event.routing_key

@@ -90,10 +90,10 @@ class Shovel:
         generation = self._generation
         self._set_state("starting", "")
         self.pending = 0
-        self.source = self._make_source(self)
+        source = self.source = self._make_source(self)
         self.destination = self._make_destination(self)
-        if hasattr(self.source, "may_take"):
-            self.source.may_take = self._may_take  # type: ignore[union-attr]
+        if hasattr(source, "may_take"):
+            source.may_take = self._may_take
         lost = lambda reason: self._lost(generation, reason)  # noqa: E731
         # the source opens (and starts delivering) only once the destination is there
         d = self.destination.open(lost)
@@ -108,7 +108,7 @@ class Shovel:
         return d
 
     def _running(self, generation: int, count: int) -> None:
-        if generation != self._generation:
+        if generation != self._generation or self.source is None:   # as _open_source
             return
         after = self.definition.delete_after
         if after != "never":
@@ -117,7 +117,7 @@ class Shovel:
             # what was taken but never moved went back to the source: take it again
             self.remaining = self.remaining_unacked
             if hasattr(self.source, "budget"):
-                self.source.budget = self.remaining  # type: ignore[union-attr]
+                self.source.budget = self.remaining
         self._set_state("running", "")
         if not self._announced:
             self._announced = True
