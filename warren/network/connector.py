@@ -198,7 +198,8 @@ class _Subscription:
 
     def __init__(self, fwd: _Forwarder) -> None:
         self.fwd = fwd
-        self.tag, self.priority, self.arguments = fwd.tag, fwd.priority, {}
+        self.tag, self.priority = fwd.tag, fwd.priority
+        self.arguments: dict[str, Any] = {}
         self.accepts = fwd.accepts
 
     def has_credit(self) -> bool:
@@ -648,7 +649,7 @@ class NetworkConnectors:
                 vh.delete_queue(q.name)
 
     def _event(self, event: str, **info: Any) -> None:
-        vhost = info.get("vhost")
+        vhost: str = info.get("vhost", "")
         for connector in self.connectors:
             # its vhost was made after the start: the first thing done in it sets it up
             if connector.definition.vhost == vhost and not connector.vhost_seen \
@@ -729,7 +730,7 @@ class NetworkConnectors:
         A link that went down mid-rebind is no fault: the next link sets the queue up again
         from scratch (``pull_keys`` starts empty), so that case is silent.
         """
-        if failure.check(FirstError):
+        if isinstance(failure.value, FirstError):
             failure = failure.value.subFailure
         if failure.check(LinkDown) or connector._stopped:
             return
