@@ -33,6 +33,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 from twisted.web import resource
 
+from ..broker.broker import Broker
 from ..broker.definitions import PRODUCT_VERSION, WARREN_VERSION
 from ..model.errors import AccessRefused
 from ..endpoint import is_loopback
@@ -71,7 +72,7 @@ HA_ROLES = ("master", "slave", "standalone", "waiting")
 class BrokerCollector:
     """Reads the broker at scrape time; ``per_object`` adds the per-queue series."""
 
-    def __init__(self, broker: Any, *, per_object: bool = True,
+    def __init__(self, broker: Broker, *, per_object: bool = True,
                  totals: "QueueTotals | None" = None) -> None:
         self.broker = broker
         self.per_object = per_object
@@ -140,7 +141,7 @@ class BrokerCollector:
         yield from _shovel_metrics(b)
         yield from _federation_metrics(b)
         yield from _connector_metrics(b)
-        store_stats = {}
+        store_stats: dict[str, float] = {}
         if b.store is not None:
             try:
                 store_stats = b.store.stats() or {}
@@ -181,7 +182,7 @@ class QueueTotals:
     the reactor for long with 100,000 queues. The first ``read`` sums at once; sweeps run
     from then on."""
 
-    def __init__(self, broker: Any, interval: float = 5.0) -> None:
+    def __init__(self, broker: Broker, interval: float = 5.0) -> None:
         self.broker = broker
         self.clock = broker.clock
         self.interval = interval
@@ -319,7 +320,7 @@ class DetailedCollector:
     repeated), only the queues of the vhosts asked for (all when none), with the
     ``rabbitmq_detailed_`` prefix, as rabbitmq_prometheus."""
 
-    def __init__(self, broker: Any, families: set[str], vhosts: set[str]) -> None:
+    def __init__(self, broker: Broker, families: set[str], vhosts: set[str]) -> None:
         self.broker = broker
         self.families = families
         self.vhosts = vhosts
@@ -377,9 +378,9 @@ def _add_state(family: GaugeMetricFamily, labels: list[str], known: Iterable[str
 SHOVEL_STATES = ("starting", "running", "blocked", "terminated")
 
 
-def _shovel_metrics(broker: Any) -> Iterable[Metric]:
+def _shovel_metrics(broker: Broker) -> Iterable[Metric]:
     """Per-shovel series (a broker runs few): state, messages moved, in flight, restarts."""
-    component = broker.runtime_parameters.component("shovel")
+    component = broker.runtime_parameters.running("shovel")
     shovels = component.counters() if component is not None else []
     state = GaugeMetricFamily("warren_shovel_state", "Shovel state (1 for the state it is in)",
                               labels=["vhost", "shovel", "state"])
@@ -402,10 +403,10 @@ def _shovel_metrics(broker: Any) -> Iterable[Metric]:
 FEDERATION_STATES = ("starting", "running", "error")
 
 
-def _federation_metrics(broker: Any) -> Iterable[Metric]:
+def _federation_metrics(broker: Broker) -> Iterable[Metric]:
     """Per federation link (one per federated exchange or queue and upstream): state,
     messages brought into this broker, connection failures."""
-    component = broker.runtime_parameters.component("federation-upstream")
+    component = broker.runtime_parameters.running("federation-upstream")
     links = component.counters() if component is not None else []
     names = ["vhost", "type", "name", "upstream"]
     state = GaugeMetricFamily("warren_federation_link_state", "Federation link state (1 for "
@@ -424,10 +425,10 @@ def _federation_metrics(broker: Any) -> Iterable[Metric]:
     yield from (state, moved, failures)
 
 
-def _connector_metrics(broker: Any) -> Iterable[Metric]:
+def _connector_metrics(broker: Broker) -> Iterable[Metric]:
     """Per network connector of the config file: state, messages sent to the peer and
     brought from it (duplex), connection failures."""
-    component = broker.runtime_parameters.component("network-connector")
+    component = broker.runtime_parameters.running("network-connector")
     rows = component.counters() if component is not None else []
     names = ["name", "peer"]
     state = GaugeMetricFamily("warren_network_connector_state", "Network connector state "
@@ -467,7 +468,7 @@ class MetricsResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, broker: Any, *, require_auth: bool = False) -> None:
+    def __init__(self, broker: Broker, *, require_auth: bool = False) -> None:
         super().__init__()
         self.broker = broker
         self.require_auth = require_auth   # as prometheus.authentication.enabled

@@ -15,6 +15,7 @@ import urllib.parse
 from typing import Any
 
 from ...broker.jsonvalue import jsonable
+from ...broker.vhost import VirtualHost
 from ...exchange.interface import Binding
 from ..api import Call, Route, as_str, as_table, bad_request, not_found
 
@@ -30,7 +31,7 @@ def properties_key(b: Binding) -> str:
     return f"{key}~{digest}"
 
 
-def binding_info(vh: Any, b: Binding) -> dict[str, Any]:
+def binding_info(vh: VirtualHost, b: Binding) -> dict[str, Any]:
     return {"source": b.source, "vhost": vh.name, "destination": b.destination.name,
             "destination_type": b.destination.kind, "routing_key": b.routing_key,
             "arguments": jsonable(b.arguments), "properties_key": properties_key(b)}

@@ -15,6 +15,8 @@ from ...broker.jsonvalue import jsonable
 from ...model.errors import AccessRefused
 from ...model.message import Message, Properties
 from ...broker.stats import with_rates
+from ...broker.vhost import VirtualHost
+from ...exchange.exchange import Exchange
 from ...exchange.registry import EXCHANGE_TYPES
 from ..api import Call, Route, as_bool, as_str, as_table, bad_request, not_found
 from .bindings import binding_info
@@ -27,7 +29,7 @@ PROPERTY_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
-def exchange_info(call: Call, vh: Any, ex: Any) -> dict[str, Any]:
+def exchange_info(call: Call, vh: VirtualHost, ex: Exchange) -> dict[str, Any]:
     return {
         "name": ex.name, "vhost": vh.name, "type": ex.type_name, "durable": ex.durable,
         "auto_delete": ex.auto_delete, "internal": ex.internal,

@@ -15,7 +15,10 @@ from ...broker.jsonvalue import jsonable
 from ...broker.compact import ENTRY_BYTES
 from ...model.message import OVERHEAD, Properties
 from ...broker.move import move_messages
+from ...broker.queue import Queue
 from ...broker.stats import queue_depths, with_deliver_get, with_rates
+from ...broker.vhost import VirtualHost
+from ...stream.queue import StreamQueue
 from ..api import Call, Route, as_bool, as_int, as_str, as_table, bad_request, not_found
 from .bindings import binding_info
 
@@ -26,7 +29,7 @@ ACKMODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
             "reject_requeue_false")
 
 
-def queue_info(call: Call, vh: Any, q: Any) -> dict[str, Any]:
+def queue_info(call: Call, vh: VirtualHost, q: Queue) -> dict[str, Any]:
     ready = q.message_count
     unacked = q.unacked
     ready_bytes = q.ready.bytes + q.held.bytes
@@ -71,7 +74,7 @@ def queue_info(call: Call, vh: Any, q: Any) -> dict[str, Any]:
         "redelivery_back_off": back_off_info(q.back_off),
         "messages_redelivery_held": len(q.held),
     }
-    if q.own_log:
+    if isinstance(q, StreamQueue):
         # a stream: RabbitMQ's committed_offset, and where its log starts, how big it is
         # and where each consumer reads (the console's stream panel)
         stream = q.stream_info()
