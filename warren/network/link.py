@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, ClassVar, cast
 from typing import Protocol as TypingProtocol
 
@@ -36,7 +36,8 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 
 from . import client as amqp
-from .channel import CHANNEL, LinkChannel, LinkDown, RemoteClosed, UnexpectedReply
+from .channel import (CHANNEL, LinkChannel, LinkCounters, LinkDown, RemoteClosed,
+                      UnexpectedReply)
 from .protocol import AmqpClientProtocol, ClientProtocolFactory
 from .tls import ssl_reason, tls_options
 from .uri import AmqpURI, LocalBroker, parse_uri
@@ -63,19 +64,6 @@ class LinkUser(TypingProtocol):
 
     def on_down(self, reason: str) -> None:
         """A ready connection was lost; ``channel`` from ``on_ready`` is dead now."""
-
-
-@dataclass(slots=True)
-class LinkCounters:
-    connects: int = 0          # connections that reached on_ready
-    reconnects: int = 0        # ... of which came back after a loss or failure
-    failures: int = 0          # attempts that failed or connections lost
-    published: int = 0
-    confirmed: int = 0
-    nacked: int = 0
-    returned: int = 0
-    delivered: int = 0
-    acked: int = 0
 
 
 # ------------------------------------------------------------------------------ link

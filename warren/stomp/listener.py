@@ -43,7 +43,7 @@ PRE_AUTH_MAX_FRAME_SIZE = 64 * 1024
 
 @implementer(IPushProducer)
 class StompConnection(BatchedOutput, protocol.Protocol):
-    """One STOMP client connection (the session's :class:`~warren.stomp.session.Link`)."""
+    """One STOMP client connection (the session's :class:`~warren.stomp.link.Link`)."""
 
     def __init__(self, factory: "StompFactory") -> None:
         self.factory = factory
