@@ -7,6 +7,7 @@ used as synchronisation. Messages carry unique bodies; :func:`tally` turns what 
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import urllib.parse
@@ -117,7 +118,8 @@ def bodies(tag: str, count: int, start: int = 0) -> list[bytes]:
 
 def publish_confirmed(broker: BrokerProcess, queue: str, messages: list[bytes],
                       exchange: str = "", declare: bool = True, window: bool = False) -> None:
-    """Persistent publishes, each confirmed by the broker (raises if one is not).
+    """Persistent publishes to ``queue`` (through ``exchange``: the routing key), each
+    confirmed by the broker (raises if one is not).
 
     ``window``: many in flight at once (durability tests' ConfirmedPublisher), much faster."""
     if window:
@@ -319,38 +321,44 @@ class GarbageServer:
 
 class Producer(threading.Thread):
     """Publishes ``tag-000000``, ``tag-000001`` ... one confirmed persistent message at a time
-    until stopped or until its connection dies; ``confirmed`` is what the broker confirmed."""
+    to ``exchange`` with ``routing_key`` until stopped, after ``limit`` messages (None: no
+    limit) or when its connection dies; ``confirmed`` is what the broker confirmed. Through
+    the default exchange the routing key names a queue, which is declared durable first."""
 
-    def __init__(self, broker: BrokerProcess, queue: str, tag: str, limit: int = 100_000
-                 ) -> None:
+    def __init__(self, broker: BrokerProcess, routing_key: str, tag: str,
+                 limit: int | None = 100_000, *, exchange: str = "") -> None:
         super().__init__(daemon=True)
-        self.broker, self.queue, self.tag, self.limit = broker, queue, tag, limit
+        self.broker, self.routing_key, self.tag = broker, routing_key, tag
+        self.limit, self.exchange = limit, exchange
         self.confirmed: list[bytes] = []
         self.stopping = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        numbers = range(self.limit) if self.limit is not None else itertools.count()
         try:
             with connect(self.broker) as conn:
                 ch = conn.channel()
-                ch.queue_declare(self.queue, durable=True)
+                if not self.exchange:
+                    ch.queue_declare(self.routing_key, durable=True)
                 ch.confirm_delivery()
-                for i in range(self.limit):
+                for i in numbers:
                     if self.stopping.is_set():
                         break
                     body = f"{self.tag}-{i:06d}".encode()
-                    ch.basic_publish("", self.queue, body, pika.BasicProperties(delivery_mode=2))
+                    ch.basic_publish(self.exchange, self.routing_key, body,
+                                     pika.BasicProperties(delivery_mode=2))
                     self.confirmed.append(body)
         except (pika.exceptions.AMQPError, OSError) as error:
             self.error = error   # the broker went away: what was confirmed stays counted
 
-    def wait_confirmed(self, count: int, timeout: float = 30.0) -> None:
+    def wait_confirmed(self, count: int, timeout: float = 60.0) -> None:
         wait_until(lambda: len(self.confirmed) >= count or not self.is_alive(), timeout,
-                   f"{count} confirmed to {self.queue}")
+                   f"{count} confirmed by {self.tag}")
         assert len(self.confirmed) >= count, self.error
 
     def finish(self) -> list[bytes]:
         self.stopping.set()
-        self.join(30)
+        self.join(60)
         assert not self.is_alive()
         return self.confirmed
