@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import struct
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from pamqp import commands
 from twisted.python.failure import Failure
@@ -31,7 +31,9 @@ from .properties import CODEC, with_int_header
 from .wire_errors import ChannelError, UnexpectedFrame
 
 if TYPE_CHECKING:
-    from .connection import AmqpConnection
+    from ..broker.users import User
+    from ..broker.vhost import VirtualHost
+    from ..reply_error import ReplyError
 
 log = logging.getLogger("warren.amqp.channel")
 
@@ -164,6 +166,38 @@ class AmqpConsumer:
                 ch.send(notice)
 
 
+class Connection(Protocol):
+    """What a channel asks of its connection (``connection.py``): whom it acts for, where
+    its frames go, and the connection-level events it causes. Named here so that the channel
+    depends on no more of the connection than it uses."""
+
+    broker: Any
+    config: Any
+    user: User                       # set at login, before any channel opens
+    vhost: VirtualHost               # likewise, at connection.open
+    capabilities: dict[str, Any]     # the client's (consumer_cancel_notify...)
+    frame_max: int
+    amqp_0_8: bool                   # the client spoke 0-8 (access.request is answered)
+    published: bool                  # a channel of this connection has published
+    write_paused: bool               # the socket's buffer is full: deliveries wait
+    channels: dict[int, Channel]
+    exclusive_queues: set[Queue]
+
+    def write(self, data: bytes) -> None: ...
+
+    def write_parts(self, parts: list[bytes]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def want_after_read(self, channel: Channel) -> None: ...   # call after_read at its end
+
+    def started_publishing(self) -> None: ...
+
+    def channel_closed(self, channel: Channel) -> None: ...
+
+    def channel_error(self, channel: Channel, error: ReplyError) -> None: ...
+
+
 class Channel:
     """The state RabbitMQ keeps per AMQP channel (unacked deliveries, consumers, prefetch,
     confirm and transaction mode), and the translation of its methods into core calls.
@@ -171,7 +205,7 @@ class Channel:
     A handler only raises: the connection turns a ``BrokerError`` (or a wire error) into
     channel.close or connection.close in one place (``amqp/errors.py``)."""
 
-    def __init__(self, conn: "AmqpConnection", number: int) -> None:
+    def __init__(self, conn: Connection, number: int) -> None:
         self.conn = conn
         self.number = number
         self.closing = False                 # we sent channel.close; waiting for close-ok
