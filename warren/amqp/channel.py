@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from pamqp import commands
 from twisted.python.failure import Failure
 
+from ..broker.arguments import validate_consumer_arguments
 from ..broker.confirms import ConfirmTracker
-from ..model.errors import (AccessRefused, BrokerError, NotAllowed, NotFound, NotImplemented_,
-                             PreconditionFailed)
+from ..exchange.registry import EXCHANGE_TYPES
+from ..model.errors import (AccessRefused, BrokerError, CommandInvalid, NotAllowed, NotFound,
+                            NotImplemented_, PreconditionFailed)
 from ..model.message import Message, QueueEntry
 from ..broker.queue import Queue
 from ..broker.replyto import REPLY_TO, direct_reply_to
@@ -320,7 +322,6 @@ class Channel:
         handler = self._handlers.get(type(method))
         if handler is None:
             if method.name.startswith("Connection."):
-                from ..model.errors import CommandInvalid
                 raise CommandInvalid(f"connection method {method.name} on channel {self.number}")
             if method.name == "Channel.Open":
                 raise ChannelError("second 'channel.open' seen")
@@ -485,7 +486,6 @@ class Channel:
             raise AccessRefused("operation not permitted on the default exchange")
         if not m.passive:
             self.broker.check(self.conn.user, vh.name, "configure", "exchange", name)
-            from ..exchange.registry import EXCHANGE_TYPES
             if m.exchange_type not in EXCHANGE_TYPES:
                 # rabbit_exchange:check_type (RabbitMQ 3.13+): a channel-level 406
                 raise PreconditionFailed(f"unknown exchange type '{m.exchange_type}'")
@@ -652,7 +652,6 @@ class Channel:
         if tag in self.consumers:
             raise NotAllowed(f"attempt to reuse consumer tag '{tag}'")
         args = m.arguments or {}
-        from ..broker.arguments import validate_consumer_arguments
         validate_consumer_arguments(vh.name, name, args)
         q.check_consume(m.no_ack, self.prefetch, self.global_prefetch, args)
         consumer = AmqpConsumer(self, tag, q, m.no_ack, m.exclusive, args, self.prefetch)

@@ -24,7 +24,8 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from .. import __version__
-from ..model.errors import AccessRefused, CommandInvalid, InternalError, NotAllowed
+from ..model.errors import (AccessRefused, CommandInvalid, ConnectionForced, InternalError,
+                            NotAllowed)
 from ..broker.jsonvalue import jsonable
 from ..broker.stats import with_deliver_get
 from ..cert_login import TlsFields, certificate_login, is_tls
@@ -475,7 +476,6 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
 
     def force_close(self, reason: str) -> None:
         """Management/HA: close with 320 CONNECTION_FORCED as RabbitMQ does."""
-        from ..model.errors import ConnectionForced
         method, _ = close_for(ConnectionForced(reason), force_connection=True)
         self.close_connection(method)
 

@@ -16,6 +16,7 @@ from ..exchange.interface import BindingSet
 from ..store.interface import resource_key
 from .arguments import validate_queue_arguments
 from .consumers import Consumer, ConsumerSet
+from .paging import PageIn
 from ..model.errors import AccessRefused, ResourceLocked
 from ..model.message import Message, QueueEntry
 from .compact import TTL_UNKNOWN
@@ -410,7 +411,6 @@ class Queue:
         back to its place and dispatch is retried in a second; if the store lost it, it is
         dropped (the pager logged it) and dispatch resumes at the end of the turn.
         """
-        from .paging import PageIn
         state = self.vhost.broker.pager.page_in(entry.message, self, entry)
         if state is PageIn.LOADED:
             return True
@@ -521,7 +521,6 @@ class Queue:
     def _dead_letter(self, entry: QueueEntry, reason: str) -> None:
         if self.dlx is not None and not self.deleted:
             if entry.message.paged:
-                from .paging import PageIn
                 if self.vhost.broker.pager.page_in(entry.message, self,
                                                    entry) is not PageIn.LOADED:
                     log.error("queue '%s': message %d %s but its paged-out body cannot be "

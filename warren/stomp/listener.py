@@ -26,6 +26,7 @@ from zope.interface import implementer
 from ..broker.scheduler import ScheduledDelivery
 from ..cert_login import TlsFields, certificate_login
 from ..endpoint import accept
+from ..model.errors import BrokerError, ConnectionForced
 from ..output import BatchedOutput
 from .client_ids import ClientIds
 from .codec import HEARTBEAT, Frame, StompError, StompParser, encode
@@ -114,7 +115,6 @@ class StompConnection(BatchedOutput, protocol.Protocol):
                 if self.closing:
                     return
         except (StompError, Exception) as error:
-            from ..model.errors import BrokerError
             if not isinstance(error, (StompError, BrokerError)):
                 log.exception("internal error on STOMP connection %s", self.name)
             self._fail(error, receipt_after_error(error, frame))
@@ -242,7 +242,6 @@ class StompConnection(BatchedOutput, protocol.Protocol):
 
     def force_close(self, reason: str) -> None:
         """Management / HA: close with an ERROR frame saying why."""
-        from ..model.errors import ConnectionForced
         self._fail(ConnectionForced(reason))
 
     # ------------------------------------------------------------------ introspection

@@ -17,6 +17,7 @@ from ...model.message import Message, Properties
 from ...broker.stats import with_rates
 from ...broker.vhost import VirtualHost
 from ...exchange.exchange import Exchange
+from ...exchange.interface import Binding
 from ...exchange.registry import EXCHANGE_TYPES
 from ..api import Call, Route, as_bool, as_str, as_table, bad_request, not_found
 from .bindings import binding_info
@@ -159,7 +160,6 @@ def message_properties(raw: dict[str, Any]) -> Properties:
 def source_bindings(call: Call) -> list[dict[str, Any]]:
     vh, ex = _exchange(call)
     if ex.name == "":
-        from ...exchange.interface import Binding
         return [binding_info(vh, Binding("", q, q.name))
                 for q in sorted(vh.queues.values(), key=lambda q: q.name)]
     return [binding_info(vh, b) for b in ex.bindings]

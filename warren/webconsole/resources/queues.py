@@ -18,6 +18,7 @@ from ...broker.move import move_messages
 from ...broker.queue import Queue
 from ...broker.stats import queue_depths, with_deliver_get, with_rates
 from ...broker.vhost import VirtualHost
+from ...exchange.interface import Binding
 from ...stream.queue import StreamQueue
 from ..api import Call, Route, as_bool, as_int, as_str, as_table, bad_request, not_found
 from .bindings import binding_info
@@ -235,7 +236,6 @@ def move(call: Call) -> Any:
 
 def queue_bindings(call: Call) -> list[dict[str, Any]]:
     vh, q = _queue(call)
-    from ...exchange.interface import Binding
     out = [binding_info(vh, Binding("", q, q.name))]
     out.extend(binding_info(vh, b) for b in q.bindings)
     return out
