@@ -773,12 +773,7 @@ class Channel:
         if how == "ack":
             self.stats["ack"] += len(taken)
         for q, entries in by_queue.values():
-            if how == "ack":
-                q.ack(entries)
-            elif requeue:
-                q.requeue(entries)
-            else:
-                q.reject(entries)
+            q.settle(entries, ack=how == "ack", requeue=requeue)
         self._kick(by_queue.values())
 
     def _kick(self, extra: Any = ()) -> None:

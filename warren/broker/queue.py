@@ -514,6 +514,16 @@ class Queue:
             self._dead_letter(e, "rejected")
         self.vhost.broker.after_settle(self)
 
+    def settle(self, entries: list[QueueEntry], *, ack: bool, requeue: bool) -> None:
+        """A client's verdict on deliveries, as every protocol words it: acked, or else
+        requeued or rejected (one place for what AMQP, STOMP and the console each decide)."""
+        if ack:
+            self.ack(entries)
+        elif requeue:
+            self.requeue(entries)
+        else:
+            self.reject(entries)
+
     def _settle(self, entry: QueueEntry) -> None:
         """The entry is done in this queue: release the message's reference."""
         self.vhost.broker.release(self, entry.message)

@@ -470,10 +470,5 @@ class Subscriptions:
         if not entries:
             return
         queue = sub.queue
-        if how == "ack":
-            queue.ack(entries)
-        elif requeue:
-            queue.requeue(entries)
-        else:
-            queue.reject(entries)
+        queue.settle(entries, ack=how == "ack", requeue=requeue)
         self._kick[id(queue)] = queue

@@ -181,12 +181,9 @@ def get_messages(call: Call) -> list[dict[str, Any]]:
             "payload_encoding": enc,
         })
     if entries:
-        if ackmode.endswith("requeue_true"):
-            q.requeue(entries)
-        elif ackmode.startswith("ack"):
-            q.ack(entries)
-        else:
-            q.reject(entries)
+        # ack_requeue_true and reject_requeue_true both put them back, as RabbitMQ does
+        requeue = ackmode.endswith("requeue_true")
+        q.settle(entries, ack=not requeue and ackmode.startswith("ack"), requeue=requeue)
         q.dispatch()
     return out
 
