@@ -30,7 +30,7 @@ from ..broker.jsonvalue import jsonable
 from ..broker.stats import with_deliver_get
 from ..cert_login import TlsFields, certificate_login, is_tls
 from ..config import CHOICES
-from ..endpoint import accept
+from ..endpoint import AcceptedConnection
 from ..output import BatchedOutput
 from ..reply_error import ReplyError
 from .channel import Channel
@@ -74,7 +74,7 @@ SERVER_CAPABILITIES = {
 
 
 @implementer(IPushProducer)
-class AmqpConnection(BatchedOutput, protocol.Protocol):
+class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
     def __init__(self, broker: Any, config: Any, clock: Any) -> None:
         self.broker = broker
         self.config = config
@@ -111,11 +111,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
     def connectionMade(self) -> None:
         self.broker.register_connection(self)
         self.transport.registerProducer(self, True)
-        ep = accept(self.transport)
-        self.peer = (ep.peer_host, ep.peer_port)
-        self.local = (ep.host, ep.port)
-        self.name = ep.name
-        self.loopback = ep.loopback
+        self.accepted(self.transport)
         self._handshake_call = self.clock.callLater(self.config.handshake_timeout,
                                                     self._handshake_timeout)
         limit = self.config.max_connections

@@ -25,7 +25,7 @@ from zope.interface import implementer
 
 from ..broker.scheduler import ScheduledDelivery
 from ..cert_login import TlsFields, certificate_login
-from ..endpoint import accept
+from ..endpoint import AcceptedConnection
 from ..model.errors import BrokerError, ConnectionForced
 from ..output import BatchedOutput
 from .client_ids import ClientIds
@@ -43,7 +43,7 @@ PRE_AUTH_MAX_FRAME_SIZE = 64 * 1024
 
 
 @implementer(IPushProducer)
-class StompConnection(BatchedOutput, protocol.Protocol):
+class StompConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
     """One STOMP client connection (the session's :class:`~warren.stomp.link.Link`)."""
 
     def __init__(self, factory: "StompFactory") -> None:
@@ -64,18 +64,11 @@ class StompConnection(BatchedOutput, protocol.Protocol):
         self._last_recv = self.clock.seconds()
         self.connected_at = self.clock.seconds()
         self.recv_oct = 0
-        self.peer = ("?", 0)
-        self.local = ("?", 0)
-        self.name = "?"
         self.tls_fields = TlsFields()
 
     # ------------------------------------------------------------------ transport events
     def connectionMade(self) -> None:
-        ep = accept(self.transport)
-        self.peer = (ep.peer_host, ep.peer_port)
-        self.local = (ep.host, ep.port)
-        self.name = ep.name
-        self.loopback = ep.loopback
+        self.accepted(self.transport)
         self.session = StompSession(self, self.broker, self.config, self.factory.scheduler,
                                     peer_host=self.peer[0], peer_port=self.peer[1],
                                     loopback=self.loopback,
