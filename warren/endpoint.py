@@ -15,6 +15,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from .cert_login import certificate_login
+
 
 def is_loopback(host: str) -> bool:
     try:
@@ -56,6 +58,8 @@ class AcceptedConnection:
     management API's connection list and guest's loopback rule. Placeholders until
     :meth:`accepted` is called from ``connectionMade``."""
 
+    transport: Any
+    config: Any                     # the broker's Config (its TLS login settings)
     peer: tuple[str, int] = ("?", 0)
     local: tuple[str, int] = ("?", 0)
     name: str = "?"
@@ -69,3 +73,7 @@ class AcceptedConnection:
         self.name = ep.name
         self.loopback = ep.loopback
         return ep
+
+    def certificate_name(self) -> str | None:
+        """The name the TLS client certificate logs in as (``cert_login.py``), if any."""
+        return certificate_login(self.transport, self.config).name

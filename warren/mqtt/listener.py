@@ -21,7 +21,7 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from warren.model.errors import BrokerError
-from warren.cert_login import TlsFields, certificate_login
+from warren.cert_login import TlsFields
 from warren.endpoint import AcceptedConnection
 from warren.output import BatchedOutput
 from warren.mqtt.codec import MqttError, MqttParser, Publish
@@ -204,10 +204,6 @@ class MqttConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         self.flush()
         self.closed = True
         self.transport.loseConnection()
-
-    def certificate_name(self) -> str | None:
-        """The name the TLS client certificate logs in as (``cert_login.py``), if any."""
-        return certificate_login(self.transport, self.config).name
 
     def parser_level(self) -> int | None:
         return self.parser.protocol_level

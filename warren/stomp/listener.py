@@ -24,7 +24,7 @@ from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
 from ..broker.scheduler import ScheduledDelivery
-from ..cert_login import TlsFields, certificate_login
+from ..cert_login import TlsFields
 from ..endpoint import AcceptedConnection
 from ..model.errors import BrokerError, ConnectionForced
 from ..output import BatchedOutput
@@ -151,10 +151,6 @@ class StompConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         self.flush()
         self.closing = True
         self.transport.loseConnection()
-
-    def certificate_name(self) -> str | None:
-        """The name the TLS client certificate logs in as (``cert_login.py``), if any."""
-        return certificate_login(self.transport, self.config).name
 
     def set_version(self, version: str) -> None:
         self.parser.set_version(version)
