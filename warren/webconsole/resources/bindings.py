@@ -15,7 +15,9 @@ import urllib.parse
 from typing import Any
 
 from ...broker.jsonvalue import jsonable
+from ...broker.queue import Queue
 from ...broker.vhost import VirtualHost
+from ...exchange.exchange import Exchange
 from ...exchange.interface import Binding
 from ..api import Call, Route, as_str, as_table, bad_request, not_found
 
@@ -42,7 +44,7 @@ def list_bindings(call: Call) -> list[dict[str, Any]]:
     return [binding_info(vh, b) for vh in vhs for b in vh.bindings()]
 
 
-def _ends(call: Call) -> tuple[Any, Any, Any]:
+def _ends(call: Call) -> tuple[VirtualHost, Exchange, Queue | Exchange]:
     """The vhost, source exchange and destination named by the path (404 if any is missing)."""
     vh = call.vhost()
     source = vh.exchanges.get(_exchange_name(call.params["source"]))

@@ -53,7 +53,7 @@ def list_exchanges(call: Call) -> list[dict[str, Any]]:
             for ex in sorted(vh.exchanges.values(), key=lambda e: e.name)]
 
 
-def _exchange(call: Call) -> tuple[Any, Any]:
+def _exchange(call: Call) -> tuple[VirtualHost, Exchange]:
     vh = call.vhost()
     ex = vh.exchanges.get(exchange_name(call.params["name"]))
     if ex is None:

@@ -97,7 +97,7 @@ def list_queues(call: Call) -> list[dict[str, Any]]:
             for q in sorted(vh.queues.values(), key=lambda q: q.name)]
 
 
-def _queue(call: Call) -> tuple[Any, Any]:
+def _queue(call: Call) -> tuple[VirtualHost, Queue]:
     vh = call.vhost()
     q = vh.queues.get(call.params["name"])
     if q is None:
