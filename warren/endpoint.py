@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .cert_login import certificate_login
+from .config import Config
 
 
 def is_loopback(host: str) -> bool:
@@ -59,7 +60,7 @@ class AcceptedConnection:
     :meth:`accepted` is called from ``connectionMade``."""
 
     transport: Any
-    config: Any                     # the broker's Config (its TLS login settings)
+    config: Config                  # its TLS login settings
     peer: tuple[str, int] = ("?", 0)
     local: tuple[str, int] = ("?", 0)
     name: str = "?"

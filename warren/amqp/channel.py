@@ -33,7 +33,9 @@ from .properties import CODEC, with_int_header
 from .wire_errors import ChannelError, UnexpectedFrame
 
 if TYPE_CHECKING:
+    from ..broker.broker import Broker
     from ..broker.users import User
+    from ..config import Config
     from ..broker.vhost import VirtualHost
     from ..reply_error import ReplyError
 
@@ -173,8 +175,8 @@ class Connection(Protocol):
     its frames go, and the connection-level events it causes. Named here so that the channel
     depends on no more of the connection than it uses."""
 
-    broker: Any
-    config: Any
+    broker: Broker
+    config: Config
     user: User                       # set at login, before any channel opens
     vhost: VirtualHost               # likewise, at connection.open
     capabilities: dict[str, Any]     # the client's (consumer_cancel_notify...)

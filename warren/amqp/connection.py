@@ -26,10 +26,11 @@ from zope.interface import implementer
 from .. import __version__
 from ..model.errors import (AccessRefused, CommandInvalid, ConnectionForced, InternalError,
                             NotAllowed)
+from ..broker.broker import Broker
 from ..broker.jsonvalue import jsonable
 from ..broker.stats import with_deliver_get
 from ..cert_login import TlsFields, certificate_login, is_tls
-from ..config import CHOICES
+from ..config import CHOICES, Config
 from ..endpoint import AcceptedConnection
 from ..output import BatchedOutput
 from ..reply_error import ReplyError
@@ -75,7 +76,7 @@ SERVER_CAPABILITIES = {
 
 @implementer(IPushProducer)
 class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
-    def __init__(self, broker: Any, config: Any, clock: Any) -> None:
+    def __init__(self, broker: Broker, config: Config, clock: Any) -> None:
         self.broker = broker
         self.config = config
         self.clock = clock
@@ -598,7 +599,7 @@ def _amqplain(raw: bytes) -> dict[str, Any]:
 
 
 class AmqpFactory(protocol.Factory):
-    def __init__(self, broker: Any, config: Any, clock: Any) -> None:
+    def __init__(self, broker: Broker, config: Config, clock: Any) -> None:
         self.broker = broker
         self.config = config
         self.clock = clock

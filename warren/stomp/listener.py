@@ -23,8 +23,10 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
+from ..broker.broker import Broker
 from ..broker.scheduler import ScheduledDelivery
 from ..cert_login import TlsFields
+from ..config import Config
 from ..endpoint import AcceptedConnection
 from ..model.errors import BrokerError, ConnectionForced
 from ..output import BatchedOutput
@@ -264,7 +266,7 @@ class StompConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
 class StompFactory(protocol.Factory):
     """Makes :class:`StompConnection` objects; holds what all STOMP connections share."""
 
-    def __init__(self, broker: Any, config: Any, reactor: Any) -> None:
+    def __init__(self, broker: Broker, config: Config, reactor: Any) -> None:
         self.broker = broker
         self.config = config
         self.clock = reactor

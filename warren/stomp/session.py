@@ -34,12 +34,14 @@ import secrets
 from typing import Any, Callable
 
 from .. import __version__
+from ..broker.broker import Broker
 from ..broker.confirms import ConfirmTracker
 from ..model.errors import AccessRefused, BrokerError
 from ..model.message import Message, parse_expiration
 from ..broker.publish import Publisher
 from ..broker.queue import PRIORITIZED_ARGUMENT, Queue
 from ..broker.scheduler import ScheduledDelivery
+from ..config import Config
 from .client_ids import ClientIds
 from .codec import Frame, StompError, encode, negotiate_version
 from .destinations import Destination, Kind, parse_destination
@@ -68,7 +70,7 @@ class StompSession(Subscriptions):
     """One STOMP connection's state and behaviour, between codec and core (subscriptions and
     delivery in :class:`~warren.stomp.subscriptions.Subscriptions`)."""
 
-    def __init__(self, link: Link, broker: Any, config: Any, scheduler: ScheduledDelivery,
+    def __init__(self, link: Link, broker: Broker, config: Config, scheduler: ScheduledDelivery,
                  *, peer_host: str, loopback: bool, client_ids: ClientIds | None = None,
                  peer_port: int = 0) -> None:
         self.link = link
