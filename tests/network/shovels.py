@@ -198,20 +198,18 @@ def record(fault: str, ack_mode: str, t: Tally) -> None:
 
 
 # ------------------------------------------------------------------------------ TCP tricks
-class TcpProxy:
-    """Forwards 127.0.0.1:port to a target port; ``cut()`` drops every connection at once."""
+class _TcpServer:
+    """Listens on a free port of 127.0.0.1; a thread accepts and hands each connection to
+    :meth:`serve`. A subclass sets its own fields before calling ``__init__`` (the thread
+    starts there)."""
 
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
+    def __init__(self) -> None:
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(16)
         self.port = self.listener.getsockname()[1]
         self.accepted = 0
-        self.refusing = False     # a partition: connections are dropped as they come
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -221,20 +219,41 @@ class TcpProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            if self.refusing:
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self.accepted += 1
-                self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            self.serve(client)
+
+    def serve(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+
+
+class TcpProxy(_TcpServer):
+    """Forwards 127.0.0.1:port to a target port; ``cut()`` drops every connection at once."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.refusing = False     # a partition: connections are dropped as they come
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        super().__init__()
+
+    def serve(self, client: socket.socket) -> None:
+        if self.refusing:
+            client.close()
+            return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        with self._lock:
+            self.accepted += 1
+            self._sockets += [client, upstream]
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
@@ -273,50 +292,43 @@ class TcpProxy:
         self.refusing = False
 
     def close(self) -> None:
-        self._closed = True
-        self.listener.close()
+        super().close()
         self.cut()
 
 
-class GarbageServer:
-    """Accepts TCP connections and answers anything with junk bytes (or nothing), then
-    closes."""
+class GarbageServer(_TcpServer):
+    """Accepts TCP connections and answers the first bytes with junk (or nothing), then closes
+    them, or with ``keep_open`` leaves them open until :meth:`close` (a peer that stalls)."""
 
     JUNK = b"HTTP/1.1 400 Bad Request\r\n\r\n\x00\xff\xfe garbage \x01\x02\x03" * 4
 
-    def __init__(self, junk: bytes = JUNK) -> None:
-        self.junk = junk          # b"": close right after reading the protocol header
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.port = self.listener.getsockname()[1]
-        self.accepted = 0
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+    def __init__(self, junk: bytes = JUNK, *, keep_open: bool = False) -> None:
+        self.junk = junk          # b"": nothing is said after the protocol header
+        self.keep_open = keep_open
+        self._open: list[socket.socket] = []
+        super().__init__()
 
-    def _accept(self) -> None:
-        while not self._closed:
+    def serve(self, client: socket.socket) -> None:
+        self.accepted += 1
+        try:
+            client.settimeout(2)
             try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            try:
-                client.settimeout(2)
-                try:
-                    client.recv(64)
-                except OSError:
-                    pass
-                client.sendall(self.junk)
+                client.recv(64)
             except OSError:
                 pass
-            finally:
+            client.sendall(self.junk)
+        except OSError:
+            pass
+        finally:
+            if self.keep_open:
+                self._open.append(client)
+            else:
                 client.close()
 
     def close(self) -> None:
-        self._closed = True
-        self.listener.close()
+        super().close()
+        for client in self._open:
+            client.close()
 
 
 class Producer(threading.Thread):
