@@ -18,11 +18,14 @@ from twisted.internet import protocol, task
 from ..endpoint import accept
 from ..model.errors import AccessRefused, BrokerError
 from ..model.message import Message
-from .addresses import Address, BadAddress, parse_address
 from .codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_FRAME, SASL_HEADER,
-                    Composite, DecodeError, Frame, FrameReader, FrameTooLarge, Symbol,
-                    decode_message, encode_frame, encode_message)
-from .mapping import body_from, properties_from, sections_for
+                    Composite, DecodeError, Frame, FrameReader, FrameTooLarge, decode_message,
+                    encode_frame)
+from .errors import ConnectionError_, LinkError, condition_of, error
+from .filters import selector_filter
+from .links import ReceivingLink, SendingLink, Session
+from .mapping import body_from, properties_from
+from .termini import delete_own_queue, source_node, target_node
 
 log = logging.getLogger("warren.amqp1")
 
@@ -31,102 +34,6 @@ LINK_CREDIT = 128
 WINDOW = 65535
 EMPTY_FRAME = encode_frame(None)
 SASL_OK, SASL_AUTH = 0, 1
-
-
-class LinkError(Exception):
-    """Ends one link with an AMQP error condition."""
-
-    def __init__(self, condition: str, description: str) -> None:
-        super().__init__(description)
-        self.condition = condition
-        self.description = description
-
-
-class ConnectionError_(Exception):
-    """Closes the connection with an AMQP error condition."""
-
-    def __init__(self, condition: str, description: str) -> None:
-        super().__init__(description)
-        self.condition = condition
-        self.description = description
-
-
-def error(condition: str, description: str) -> Composite:
-    return Composite("error", condition=Symbol(condition), description=description)
-
-
-#: the core's errors (their AMQP 0-9-1 codes) as AMQP 1.0 conditions, as RabbitMQ 4 maps them
-CONDITIONS = {403: "amqp:unauthorized-access", 404: "amqp:not-found",
-              405: "amqp:resource-locked", 406: "amqp:precondition-failed"}
-
-
-def condition_of(e: BrokerError) -> str:
-    return CONDITIONS.get(getattr(e, "code", 0), "amqp:internal-error")
-
-
-class Session:
-    def __init__(self, channel: int, remote_channel: int) -> None:
-        self.channel = channel
-        self.remote_channel = remote_channel
-        self.next_outgoing_id = 0            # our delivery ids
-        self.links: dict[int, Any] = {}      # the client's handle -> link
-        self.detaching: set[int] = set()     # handles we detached: their echo needs no reply
-
-
-class SendingLink:
-    """The client sends into warren (we are the receiver)."""
-
-    def __init__(self, session: Session, handle: int, exchange: str, key: str | None) -> None:
-        self.session = session
-        self.handle = handle
-        self.exchange = exchange
-        self.key = key
-        self.credit = 0
-        self.delivery_count = 0
-        self.partial: list[bytes] = []       # the frames of a multi-frame transfer
-        self.partial_id: int | None = None
-        self.partial_settled = False
-        self.partial_size = 0
-
-
-class ReceivingLink:
-    """The client receives from a queue (we are the sender): a core consumer."""
-
-    exclusive = False
-    priority = 0
-
-    def __init__(self, conn: "Amqp1Connection", session: Session, handle: int, queue: Any,
-                 settled: bool) -> None:
-        self.conn = conn
-        self.session = session
-        self.handle = handle
-        self.queue = queue
-        self.no_ack = settled
-        self.tag = f"amqp1-{id(self):x}"
-        self.arguments: dict[str, Any] = {}
-        self.credit = 0
-        self.delivery_count = 0
-        self.unacked: dict[int, Any] = {}    # delivery id -> entry
-
-    def has_credit(self) -> bool:
-        return self.credit > 0 and not self.conn.closed
-
-    def deliver(self, queue: Any, entry: Any) -> None:
-        self.credit -= 1
-        self.delivery_count = (self.delivery_count + 1) & 0xFFFFFFFF
-        session = self.session
-        delivery_id = session.next_outgoing_id
-        session.next_outgoing_id = (delivery_id + 1) & 0xFFFFFFFF
-        if not self.no_ack:
-            self.unacked[delivery_id] = entry
-        message = entry.message
-        payload = encode_message(sections_for(message.properties, message.body,
-                                              bool(getattr(entry, "redelivered", False))))
-        self.conn.send_transfer(session, self.handle, delivery_id, payload, self.no_ack)
-
-    def cancelled(self, queue: Any) -> None:
-        self.conn.detach(self.session, self.handle,
-                         error("amqp:resource-deleted", f"queue '{queue.name}' deleted"))
 
 
 class Amqp1Connection(protocol.Protocol):
@@ -382,22 +289,28 @@ class Amqp1Connection(protocol.Protocol):
         reply = Composite("attach", name=p.name, handle=handle, role=not p.role,
                           snd_settle_mode=p.snd_settle_mode, rcv_settle_mode=0,
                           source=p.source, target=p.target)
+        node = None
         try:
             if p.role:     # the client receives
-                address = getattr(p.source, "address", None)
-                queue = self._queue(address)
-                link: Any = ReceivingLink(self, session, handle, queue,
-                                          settled=p.snd_settle_mode == 1)
+                selector, filters = selector_filter(p.source)
+                node = source_node(self, p.source)
+                link: Any = ReceivingLink(self, session, handle, node.queue,
+                                          settled=p.snd_settle_mode == 1, selector=selector,
+                                          own=node.own)
+                reply.source = _answered(p.source, node.address, filters)
                 reply.initial_delivery_count = 0
-                queue.add_consumer(link, self)
+                node.queue.add_consumer(link, self)
             else:
-                address = getattr(p.target, "address", None)
-                exchange, key = self._destination(address)
-                link = SendingLink(session, handle, exchange, key)
+                node = target_node(self, p.target)
+                link = SendingLink(session, handle, node.exchange, node.key, own=node.own)
+                if node.address is not None:
+                    reply.target = _answered(p.target, node.address)
                 reply.max_message_size = self.config.max_message_size
         except (LinkError, BrokerError) as e:
             condition, text = (e.condition, e.description) if isinstance(e, LinkError) \
                 else (condition_of(e), e.text)
+            if node is not None and node.own is not None:
+                delete_own_queue(node.own)
             # spec 2.6.3: a refused link is attached with a null terminus, then detached
             if p.role:
                 reply.source = None
@@ -414,36 +327,6 @@ class Amqp1Connection(protocol.Protocol):
             self.broker.register_blockable(self)     # may block us at once
             if not self.blocked:
                 self._grant(link)
-
-    def _address(self, address: Any) -> Address:
-        try:
-            return parse_address(address)
-        except BadAddress as e:
-            raise LinkError("amqp:invalid-field", str(e)) from None
-
-    def _existing_queue(self, name: str) -> Any:
-        queue = self.vhost.queues.get(name)
-        if queue is None:
-            raise LinkError("amqp:not-found", f"no queue '{name}' in vhost '{self.vhost.name}'")
-        return queue
-
-    def _queue(self, address: Any) -> Any:
-        """The queue a receiving link consumes from (queues only, as RabbitMQ 4)."""
-        parsed = self._address(address)
-        if parsed.queue is None:
-            raise LinkError("amqp:invalid-field", f"address '{address}' is not a queue")
-        queue = self._existing_queue(parsed.queue)
-        queue.check_access(self)
-        return queue
-
-    def _destination(self, address: Any) -> tuple[str, str | None]:
-        """(exchange, key) a sending link publishes to; key None: the message's subject."""
-        parsed = self._address(address)
-        if parsed.queue is not None:
-            self._existing_queue(parsed.queue)
-            return "", parsed.queue
-        self.publisher.exchange(parsed.exchange)
-        return parsed.exchange, parsed.key
 
     def _grant(self, link: SendingLink) -> None:
         link.credit = LINK_CREDIT
@@ -499,6 +382,8 @@ class Amqp1Connection(protocol.Protocol):
             if link.unacked:
                 entries, link.unacked = list(link.unacked.values()), {}
                 link.queue.requeue(entries)
+        if link.own is not None:
+            delete_own_queue(link.own)
 
     # ------------------------------------------------------------------ transfers in
     def _on_transfer(self, session: Session, p: Composite, payload: bytes) -> None:
@@ -647,6 +532,18 @@ class Amqp1Connection(protocol.Protocol):
             self.send(Composite("close", error=err))
         self.closed = True
         self.transport.loseConnection()
+
+
+def _answered(terminus: Composite, address: str | None,
+              filters: dict[Any, Any] | None = None) -> Composite:
+    """The source or target an attach is answered with: the client's, with the address the
+    broker chose for a dynamic node and only the filters applied."""
+    fields = {name: value for name, _kind, value in terminus.fields()}
+    if address is not None:
+        fields["address"] = address
+    if terminus.kind == "source":
+        fields["filter"] = filters
+    return Composite(terminus.kind, **fields)
 
 
 class Amqp1Factory(protocol.Factory):
