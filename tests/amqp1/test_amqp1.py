@@ -17,7 +17,7 @@ from proton.utils import BlockingConnection, ConnectionClosed, LinkDetached, Sen
 
 from tests.polling import eventually
 from warren.amqp1.codec import (AMQP_HEADER, SASL_FRAME, SASL_HEADER, Composite, FrameReader,
-                                Symbol, encode_frame)
+                                Symbol, encode_frame, encode_message)
 
 
 KEEP = "t.amqp1.keep"
@@ -330,6 +330,32 @@ def test_transfer_on_an_unattached_handle(broker):
     raw.sock.sendall(encode_frame(Composite("transfer", handle=9, delivery_id=0,
                                             delivery_tag=b"t"), 0, b"\x00\x53\x77\x40"))
     assert close_error(raw).condition == "amqp:session:unattached-handle"
+
+
+def test_user_id_of_another_user_ends_the_session(broker, unique):
+    raw = Raw(broker.amqp_port)
+    raw.open()                                          # ANONYMOUS: the default user, guest
+    raw.sock.sendall(encode_frame(Composite("begin", next_outgoing_id=0, incoming_window=10,
+                                            outgoing_window=10)))
+    assert raw.frame().performative.kind == "begin"
+    raw.sock.sendall(encode_frame(Composite("attach", name="s", handle=0, role=False,
+                                            target=Composite("target",
+                                                             address=f"/queue/{unique}"))))
+    assert raw.frame().performative.kind == "attach"
+    assert raw.frame().performative.kind == "flow"
+    spoofed = encode_message({"properties": Composite("properties", user_id=b"someone"),
+                              "data": [b"x"]})
+    raw.sock.sendall(encode_frame(Composite("transfer", handle=0, delivery_id=0,
+                                            delivery_tag=b"t"), 0, spoofed))
+    end = raw.frame().performative
+    assert end.kind == "end" and end.error.condition == "amqp:unauthorized-access"
+    assert end.error.description == \
+        "user_id property set to 'someone' but authenticated user was 'guest'"
+    # the connection stays: the client's answer, then a new session
+    raw.sock.sendall(encode_frame(Composite("end")))
+    raw.sock.sendall(encode_frame(Composite("begin", next_outgoing_id=0, incoming_window=10,
+                                            outgoing_window=10), 1))
+    assert raw.frame().performative.kind == "begin"
 
 
 def test_wrong_sasl_password_fails_sasl(broker):

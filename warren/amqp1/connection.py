@@ -15,13 +15,14 @@ from typing import Any
 
 from twisted.internet import protocol, task
 
+from ..cert_login import certificate_login, is_tls
 from ..endpoint import accept
 from ..model.errors import AccessRefused, BrokerError
 from ..model.message import Message
 from .codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_FRAME, SASL_HEADER,
                     Composite, DecodeError, Frame, FrameReader, FrameTooLarge, decode_message,
                     encode_frame)
-from .errors import ConnectionError_, LinkError, condition_of, error
+from .errors import ConnectionError_, LinkError, SessionError, condition_of, error
 from .filters import selector_filter
 from .links import ReceivingLink, SendingLink, Session
 from .mapping import body_from, properties_from
@@ -50,6 +51,7 @@ class Amqp1Connection(protocol.Protocol):
         self.vhost_name: str | None = None
         self.publisher: Any = None
         self.sessions: dict[int, Session] = {}
+        self._ended: set[int] = set()        # channels of sessions we ended with an error
         self.closed = False
         self.blocked = False                 # a broker alarm: no credit for senders
         self._keepalive: Any = None          # empty frames for the peer's idle time-out
@@ -161,7 +163,7 @@ class Amqp1Connection(protocol.Protocol):
         header, self._header = self._header, b""
         if self.stage == "sasl-header" and header == SASL_HEADER:
             self._write(SASL_HEADER + encode_frame(Composite(
-                "sasl_mechanisms", sasl_server_mechanisms=["PLAIN", "ANONYMOUS"]),
+                "sasl_mechanisms", sasl_server_mechanisms=self._mechanisms()),
                 ftype=SASL_FRAME))
             self.stage = "sasl"
         elif header == AMQP_HEADER and self.user is not None:
@@ -177,8 +179,29 @@ class Amqp1Connection(protocol.Protocol):
             return b""
         return rest
 
+    def _mechanisms(self) -> list[str]:
+        """EXTERNAL (the client's certificate names the user, ``cert_login.py``) first when
+        it is configured and the connection is TLS, as for 0-9-1; then PLAIN, ANONYMOUS."""
+        external = "EXTERNAL" in self.config.auth_mechanisms and is_tls(self.transport)
+        return ["EXTERNAL"] * external + ["PLAIN", "ANONYMOUS"]
+
     def _sasl_init(self, init: Composite) -> None:
         mechanism = str(init.mechanism or "")
+        if mechanism not in self._mechanisms():
+            return self._sasl_fail()
+        if mechanism == "EXTERNAL":
+            # the initial response (an authorization identity) is ignored, as RabbitMQ does
+            login = certificate_login(self.transport, self.config)
+            try:
+                if login.name is None:
+                    raise self.broker.refuse_login(None, login.refusal, peer=self.peer_host,
+                                                   protocol="AMQP 1.0", mechanism=mechanism)
+                self.user = self.broker.authenticate(
+                    login.name, None, loopback=self.loopback, peer=self.peer_host,
+                    protocol="AMQP 1.0", mechanism=mechanism)
+            except AccessRefused:
+                return self._sasl_fail()
+            return self._sasl_ok()
         if mechanism == "PLAIN":
             parts = bytes(init.initial_response or b"").split(b"\x00")
             if len(parts) != 3:
@@ -194,8 +217,10 @@ class Amqp1Connection(protocol.Protocol):
                                                  peer=self.peer_host, protocol="AMQP 1.0")
         except AccessRefused:
             return self._sasl_fail()
-        self._write(encode_frame(Composite("sasl_outcome", code=SASL_OK),
-                                          ftype=SASL_FRAME))
+        self._sasl_ok()
+
+    def _sasl_ok(self) -> None:
+        self._write(encode_frame(Composite("sasl_outcome", code=SASL_OK), ftype=SASL_FRAME))
         self.stage = "amqp-header"
 
     def _sasl_fail(self) -> None:
@@ -228,9 +253,16 @@ class Amqp1Connection(protocol.Protocol):
         if p.kind == "begin":
             return handler(frame.channel, p)
         if session is None:
+            if frame.channel in self._ended:
+                if p.kind == "end":                  # the client's answer to our end
+                    self._ended.discard(frame.channel)
+                return                               # sent before it saw our end
             raise ConnectionError_("amqp:connection:framing-error",
                                    f"{p.kind} on channel {frame.channel} with no session")
-        handler(session, p, frame.payload)
+        try:
+            handler(session, p, frame.payload)
+        except SessionError as e:
+            self._end_session(session, error(e.condition, e.description))
 
     def _open(self, p: Composite) -> None:
         if p.container_id is None:
@@ -280,6 +312,17 @@ class Amqp1Connection(protocol.Protocol):
             self._drop_link(link)
         del self.sessions[session.channel]
         self.send(Composite("end"), session.channel)
+
+    def _end_session(self, session: Session, err: Composite) -> None:
+        """A session error (spec 2.7.7): its links end, the client is told, its answer and
+        whatever it sent before seeing ours are ignored; the connection stays."""
+        log.warning("ending AMQP 1.0 session %d of %s: %s %s", session.channel, self.name,
+                    err.condition, err.description)
+        for link in session.links.values():
+            self._drop_link(link)
+        del self.sessions[session.channel]
+        self._ended.add(session.channel)
+        self.send(Composite("end", error=err), session.channel)
 
     # ------------------------------------------------------------------ links
     def _on_attach(self, session: Session, p: Composite, _payload: bytes) -> None:
@@ -427,6 +470,11 @@ class Amqp1Connection(protocol.Protocol):
                  settled: bool) -> None:
         sections = decode_message(data)
         props = properties_from(sections)
+        if props.user_id is not None and props.user_id != self.user.name:
+            # RabbitMQ 4: a session error, in the words of 0-9-1's precondition
+            raise SessionError("amqp:unauthorized-access",
+                               f"user_id property set to '{props.user_id}' but authenticated "
+                               f"user was '{self.user.name}'")
         body = body_from(sections)
         key = link.key
         if key is None:

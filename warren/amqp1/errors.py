@@ -16,6 +16,15 @@ class LinkError(Exception):
         self.description = description
 
 
+class SessionError(Exception):
+    """Ends the session (``end`` with the condition) and its links; the connection stays."""
+
+    def __init__(self, condition: str, description: str) -> None:
+        super().__init__(description)
+        self.condition = condition
+        self.description = description
+
+
 class ConnectionError_(Exception):
     """Closes the connection with an AMQP error condition."""
 
