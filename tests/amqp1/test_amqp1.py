@@ -4,7 +4,6 @@ and bad input (raw frames) with the spec's error conditions and no traceback in 
 
 from __future__ import annotations
 
-import socket
 import struct
 from urllib.parse import quote
 
@@ -15,9 +14,10 @@ from proton import Delivery, Message, Timeout
 from proton.reactor import AtMostOnce
 from proton.utils import BlockingConnection, ConnectionClosed, LinkDetached, SendException
 
+from tests.amqp1.raw import Raw, close_error
 from tests.polling import eventually
-from warren.amqp1.codec import (AMQP_HEADER, SASL_FRAME, SASL_HEADER, Composite, FrameReader,
-                                Symbol, encode_frame, encode_message)
+from warren.amqp1.codec import AMQP_HEADER, SASL_FRAME, SASL_HEADER, Composite, Symbol, \
+    encode_frame, encode_message
 
 
 KEEP = "t.amqp1.keep"
@@ -249,55 +249,6 @@ def test_another_connections_exclusive_queue_is_locked(amqp1, channel, unique):
 
 
 # ------------------------------------------------------------------ raw frames
-class Raw:
-    """A 1.0 client on bytes: SASL ANONYMOUS, then whatever the test writes."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.reader = FrameReader(1 << 20)
-        self.pending: list = []
-
-    def header(self, header: bytes) -> bytes:
-        self.sock.sendall(header)
-        return self._exactly(8)
-
-    def _exactly(self, n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            chunk = self.sock.recv(n - len(out))
-            if not chunk:
-                break
-            out += chunk
-        return out
-
-    def frame(self):
-        while not self.pending:
-            data = self.sock.recv(65536)
-            if not data:
-                return None
-            self.pending += list(self.reader.feed(data))
-        return self.pending.pop(0)
-
-    def login(self) -> None:
-        assert self.header(SASL_HEADER) == SASL_HEADER
-        assert self.frame().performative.kind == "sasl_mechanisms"
-        self.sock.sendall(encode_frame(Composite("sasl_init", mechanism=Symbol("ANONYMOUS")),
-                                       ftype=SASL_FRAME))
-        assert self.frame().performative.code == 0
-        assert self.header(AMQP_HEADER) == AMQP_HEADER
-
-    def open(self) -> None:
-        self.login()
-        self.sock.sendall(encode_frame(Composite("open", container_id="raw")))
-        assert self.frame().performative.kind == "open"
-
-
-def close_error(raw: Raw):
-    frame = raw.frame()
-    assert frame is not None and frame.performative.kind == "close"
-    return frame.performative.error
-
-
 @pytest.mark.parametrize("body", [
     b"\x00\x53\x10\xa1\x05ab",                 # string cut short inside a performative
     b"\x00\x53\x12\xc0\x02\x01\xff",           # unknown type constructor
@@ -335,14 +286,8 @@ def test_transfer_on_an_unattached_handle(broker):
 def test_user_id_of_another_user_ends_the_session(broker, unique):
     raw = Raw(broker.amqp_port)
     raw.open()                                          # ANONYMOUS: the default user, guest
-    raw.sock.sendall(encode_frame(Composite("begin", next_outgoing_id=0, incoming_window=10,
-                                            outgoing_window=10)))
-    assert raw.frame().performative.kind == "begin"
-    raw.sock.sendall(encode_frame(Composite("attach", name="s", handle=0, role=False,
-                                            target=Composite("target",
-                                                             address=f"/queue/{unique}"))))
-    assert raw.frame().performative.kind == "attach"
-    assert raw.frame().performative.kind == "flow"
+    raw.begin()
+    raw.attach_sender(Composite("target", address=f"/queue/{unique}"))
     spoofed = encode_message({"properties": Composite("properties", user_id=b"someone"),
                               "data": [b"x"]})
     raw.sock.sendall(encode_frame(Composite("transfer", handle=0, delivery_id=0,

@@ -136,6 +136,11 @@ COMPOSITES: dict[int, tuple[str, tuple[str, ...]]] = {
                       "default_outcome", "outcomes:sym", "capabilities:sym")),
     0x29: ("target", ("address", "durable:uint", "expiry_policy:sym", "timeout:uint", "dynamic",
                       "dynamic_node_properties", "capabilities:sym")),
+    0x30: ("coordinator", ("capabilities:sym",)),
+    0x31: ("declare", ("global_id",)),
+    0x32: ("discharge", ("txn_id", "fail")),
+    0x33: ("declared", ("txn_id",)),
+    0x34: ("transactional_state", ("txn_id", "outcome")),
     0x40: ("sasl_mechanisms", ("sasl_server_mechanisms:sym",)),
     0x41: ("sasl_init", ("mechanism:sym", "initial_response", "hostname")),
     0x42: ("sasl_challenge", ("challenge",)),
@@ -157,8 +162,13 @@ MANDATORY = {
     "transfer": ("handle",), "disposition": ("role", "first"), "detach": ("handle",),
     "error": ("condition",), "sasl_mechanisms": ("sasl_server_mechanisms",),
     "sasl_init": ("mechanism",), "sasl_outcome": ("code",),
+    "discharge": ("txn_id",), "declared": ("txn_id",), "transactional_state": ("txn_id",),
 }
 _BY_NAME = {name: (code, fields) for code, (name, fields) in COMPOSITES.items()}
+#: the same types by their symbolic descriptors (``amqp:declare:list``; proton's transaction
+#: controller sends these), which the spec allows in place of the codes
+_BY_SYMBOL = {f"amqp:{name.replace('_', '-')}:list": code
+              for code, (name, _f) in COMPOSITES.items()}
 _WIDTH = {"uint": UInt, "ushort": UShort, "ubyte": UByte, "ulong": ULong, "ts": Timestamp}
 
 #: the message sections that are not lists: descriptor code -> name
@@ -485,6 +495,8 @@ def _decode_array(buf: memoryview, pos: int, count: int) -> tuple[Array, int]:
 
 
 def _described(descriptor: Any, value: Any) -> Any:
+    if isinstance(descriptor, str) and descriptor in _BY_SYMBOL:
+        descriptor = _BY_SYMBOL[descriptor]
     if isinstance(descriptor, int) and not isinstance(descriptor, bool) and \
             descriptor >> 32 == 0 and descriptor in COMPOSITES:
         name, fields = COMPOSITES[descriptor]

@@ -24,9 +24,10 @@ from .codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_FRAME, SAS
                     encode_frame)
 from .errors import ConnectionError_, LinkError, SessionError, condition_of, error
 from .filters import selector_filter
-from .links import ReceivingLink, SendingLink, Session
+from .links import CoordinatorLink, ReceivingLink, SendingLink, Session, settle
 from .mapping import body_from, properties_from
 from .termini import delete_own_queue, source_node, target_node
+from .transactions import LOCAL_TRANSACTIONS, Transactions
 
 log = logging.getLogger("warren.amqp1")
 
@@ -52,6 +53,7 @@ class Amqp1Connection(protocol.Protocol):
         self.publisher: Any = None
         self.sessions: dict[int, Session] = {}
         self._ended: set[int] = set()        # channels of sessions we ended with an error
+        self.transactions = Transactions()
         self.closed = False
         self.blocked = False                 # a broker alarm: no credit for senders
         self._keepalive: Any = None          # empty frames for the peer's idle time-out
@@ -148,6 +150,7 @@ class Amqp1Connection(protocol.Protocol):
         self.broker.unregister_blockable(self)
         if self.stage == "opened":
             self.broker.emit("connection.closed", name=self.name)
+        self.transactions.end_of(None)           # their deliveries back to the links first
         for session in self.sessions.values():
             for link in session.links.values():
                 self._drop_link(link)
@@ -343,6 +346,9 @@ class Amqp1Connection(protocol.Protocol):
                 reply.source = _answered(p.source, node.address, filters)
                 reply.initial_delivery_count = 0
                 node.queue.add_consumer(link, self)
+            elif getattr(p.target, "kind", None) == "coordinator":
+                link = CoordinatorLink(session, handle)
+                reply.target = Composite("coordinator", capabilities=[LOCAL_TRANSACTIONS])
             else:
                 node = target_node(self, p.target)
                 link = SendingLink(session, handle, node.exchange, node.key, own=node.own)
@@ -420,7 +426,10 @@ class Amqp1Connection(protocol.Protocol):
             session.detaching.add(handle)
 
     def _drop_link(self, link: Any) -> None:
+        if isinstance(link, CoordinatorLink):
+            self.transactions.end_of(link)
         if isinstance(link, ReceivingLink):
+            link.dropped = True
             link.queue.remove_consumer(link)
             if link.unacked:
                 entries, link.unacked = list(link.unacked.values()), {}
@@ -447,6 +456,7 @@ class Amqp1Connection(protocol.Protocol):
             link.delivery_count = (link.delivery_count + 1) & 0xFFFFFFFF
             link.partial_id = int(p.delivery_id) if p.delivery_id is not None else 0
             link.partial_settled = bool(p.settled)
+            link.partial_state = p.state
         link.partial.append(payload)
         link.partial_size += len(payload)
         if link.partial_size > self.config.max_message_size:
@@ -462,12 +472,46 @@ class Amqp1Connection(protocol.Protocol):
         delivery_id, link.partial_id = link.partial_id, None
         if p.aborted:
             return
-        self._publish(session, link, delivery_id, data, link.partial_settled)
+        try:
+            if isinstance(link, CoordinatorLink):
+                self._coordinate(session, link, delivery_id, data)
+            else:
+                self._publish(session, link, delivery_id, data, link.partial_settled,
+                              link.partial_state)
+        except LinkError as e:
+            self.detach(session, link.handle, error(e.condition, e.description))
+            return
         if link.credit < LINK_CREDIT // 2 and not self.blocked:
             self._grant(link)
 
+    def _coordinate(self, session: Session, link: CoordinatorLink, delivery_id: int,
+                    data: bytes) -> None:
+        """A transaction controller's declare or discharge (``transactions.py``)."""
+        body = decode_message(data).get("amqp_value")
+        kind = getattr(body, "kind", None)
+        try:
+            if kind == "declare":
+                if body.global_id is not None:
+                    raise LinkError("amqp:not-implemented",
+                                    "distributed transactions are not supported")
+                state = Composite("declared", txn_id=self.transactions.declare(link))
+            elif kind == "discharge":
+                if self.transactions.discharge(body.txn_id, bool(body.fail), self.publisher):
+                    self._unsynced.append((session, delivery_id))   # accepted after the sync
+                    return
+                state = Composite("accepted")
+            else:
+                raise LinkError("amqp:invalid-field",
+                                "a coordinator takes declare and discharge messages")
+        except LinkError as e:
+            state = Composite("rejected", error=error(e.condition, e.description))
+        self._settle(session, delivery_id, state)
+
     def _publish(self, session: Session, link: SendingLink, delivery_id: int, data: bytes,
-                 settled: bool) -> None:
+                 settled: bool, state: Any = None) -> None:
+        txn = None
+        if getattr(state, "kind", None) == "transactional_state":
+            txn = self.transactions.get(state.txn_id)
         sections = decode_message(data)
         props = properties_from(sections)
         if props.user_id is not None and props.user_id != self.user.name:
@@ -485,6 +529,14 @@ class Amqp1Connection(protocol.Protocol):
                           ttl=int(props.expiration) if props.expiration else None)
         try:
             exchange = self.publisher.exchange(link.exchange)
+            if txn is not None:
+                # held until the discharge; the outcome is provisional (spec 4.4.1)
+                txn.publishes.append((exchange, message))
+                if not settled:
+                    self._settle(session, delivery_id, Composite(
+                        "transactional_state", txn_id=txn.txn_id,
+                        outcome=Composite("accepted")))
+                return
             routed = self.publisher.publish(exchange, message)
         except BrokerError as e:
             if not settled:
@@ -545,21 +597,24 @@ class Amqp1Connection(protocol.Protocol):
         first = int(p.first)
         last = int(p.last) if p.last is not None else first
         state = p.state
-        outcome = state.kind if isinstance(state, Composite) else "accepted"
+        txn = None
+        if getattr(state, "kind", None) == "transactional_state":
+            try:
+                txn = self.transactions.get(state.txn_id)
+            except LinkError as e:
+                raise SessionError(e.condition, e.description) from None
+            state = state.outcome
         for link in session.links.values():
             if not isinstance(link, ReceivingLink) or not link.unacked:
                 continue
             # by what is held, not by the range: a range of 2^32 ids costs nothing
-            entries = [link.unacked.pop(i) for i in list(link.unacked) if first <= i <= last]
-            if not entries:
+            held = {i: link.unacked.pop(i) for i in list(link.unacked) if first <= i <= last}
+            if not held:
                 continue
-            if outcome == "accepted":
-                link.queue.ack(entries)
-            elif outcome == "rejected" or (outcome == "modified" and state.undeliverable_here):
-                link.queue.reject(entries)
-            else:                       # released, modified: back to the queue
-                link.queue.requeue(entries)
-            link.queue.dispatch()
+            if txn is not None:
+                txn.settles.append((link, held, state))    # applied when it commits
+            else:
+                settle(link.queue, list(held.values()), state)
 
     # ------------------------------------------------------------------ output
     def _write(self, data: bytes) -> None:

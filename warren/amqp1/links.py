@@ -42,7 +42,16 @@ class SendingLink:
         self.partial: list[bytes] = []       # the frames of a multi-frame transfer
         self.partial_id: int | None = None
         self.partial_settled = False
+        self.partial_state: Any = None       # its delivery state (transactional-state)
         self.partial_size = 0
+
+
+class CoordinatorLink(SendingLink):
+    """The client's transaction controller (a target of type ``coordinator``): its transfers
+    declare and discharge transactions (``transactions.py``) instead of publishing."""
+
+    def __init__(self, session: Session, handle: int) -> None:
+        super().__init__(session, handle, "", "")
 
 
 class ReceivingLink:
@@ -66,6 +75,7 @@ class ReceivingLink:
         self.delivery_count = 0
         self.unacked: dict[int, Any] = {}    # delivery id -> entry
         self.own = own                       # a queue made for this link: deleted with it
+        self.dropped = False                 # the link ended (its unacked were requeued)
         self.selector = selector
         if selector is not None:
             # a selective consumer (broker/consumers.py): offered only what it matches
@@ -94,3 +104,16 @@ class ReceivingLink:
     def cancelled(self, queue: Any) -> None:
         self.conn.detach(self.session, self.handle,
                          error("amqp:resource-deleted", f"queue '{queue.name}' deleted"))
+
+
+def settle(queue: Queue, entries: list[Any], state: Any) -> None:
+    """Apply a receiver's outcome to entries it held: accepted acks; rejected, and modified
+    with undeliverable-here, reject (dead-lettering); released and modified requeue."""
+    outcome = getattr(state, "kind", "accepted")
+    if outcome == "accepted":
+        queue.ack(entries)
+    elif outcome == "rejected" or (outcome == "modified" and state.undeliverable_here):
+        queue.reject(entries)
+    else:
+        queue.requeue(entries)
+    queue.dispatch()
