@@ -303,6 +303,18 @@ def test_user_id_of_another_user_ends_the_session(broker, unique):
     assert raw.frame().performative.kind == "begin"
 
 
+@pytest.mark.parametrize("target", [None, "a string", Composite("source", address="/queue/q")])
+def test_attach_without_a_target_is_invalid_field(broker, target):
+    raw = Raw(broker.amqp_port)
+    raw.open()
+    raw.begin()
+    raw.sock.sendall(encode_frame(Composite("attach", name="s", handle=0, role=False,
+                                            target=target)))
+    assert raw.frame().performative.kind == "attach"
+    detach = raw.frame().performative
+    assert detach.kind == "detach" and detach.error.condition == "amqp:invalid-field"
+
+
 def test_wrong_sasl_password_fails_sasl(broker):
     raw = Raw(broker.amqp_port)
     assert raw.header(SASL_HEADER) == SASL_HEADER

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from ..broker.queue import Queue
 from .addresses import Address, BadAddress, parse_address
+from .codec import Composite
 from .errors import LinkError
 
 if TYPE_CHECKING:
@@ -59,8 +60,7 @@ def _durable(terminus: Any) -> bool:
 
 def source_node(conn: "Amqp1Connection", source: Any) -> Node:
     """The queue a receiving link reads."""
-    if source is None:
-        raise LinkError("amqp:invalid-field", "a receiving link needs a source")
+    _check_terminus(source, "source", "a receiving link")
     if source.dynamic:
         queue = own_queue(conn)
         return Node(queue=queue, own=queue, address=queue_address(queue.name))
@@ -86,8 +86,7 @@ def source_node(conn: "Amqp1Connection", source: Any) -> Node:
 
 def target_node(conn: "Amqp1Connection", target: Any) -> Node:
     """Where a sending link's messages go."""
-    if target is None:
-        raise LinkError("amqp:invalid-field", "a sending link needs a target")
+    _check_terminus(target, "target", "a sending link")
     if target.dynamic:
         queue = own_queue(conn)
         return Node(queue=queue, key=queue.name, own=queue,
@@ -97,6 +96,11 @@ def target_node(conn: "Amqp1Connection", target: Any) -> Node:
         return Node(queue=_queue(conn, address, target), key=address.queue)
     conn.publisher.exchange(address.exchange)
     return Node(exchange=address.exchange, key=address.key)
+
+
+def _check_terminus(terminus: Any, kind: str, link: str) -> None:
+    if not isinstance(terminus, Composite) or terminus.kind != kind:
+        raise LinkError("amqp:invalid-field", f"{link} needs a {kind}")
 
 
 def _queue(conn: "Amqp1Connection", address: Address, terminus: Any) -> Queue:
