@@ -1,11 +1,12 @@
-"""The AMQP 1.0 connection on Twisted: SASL, open/begin/attach, links to queues, credit.
+"""The AMQP 1.0 connection on Twisted: SASL, open/begin/attach, credit, transfers in and out.
 
-One object holds the connection, its sessions and their links: a first slice keeps the state
-machine in one place. Addresses are RabbitMQ 4's v2 scheme (``/queues/<name>`` to send to or
-receive from a queue, ``/exchanges/<name>/<key>`` to send through an exchange). Unsettled
-transfers are accepted once routed and, when stored, once the store's sync covers them.
-Errors go out on the level the spec gives them: a missing node detaches the link
-(``amqp:not-found``); malformed bytes close the connection (``amqp:decode-error``).
+This object holds the connection's state machine and its sessions; what a link's source or
+target names is resolved by ``termini.py`` (addresses in ``addresses.py``), the links
+themselves are ``links.py``'s, selectors ``filters.py``'s and transactions
+``transactions.py``'s. Unsettled transfers are accepted once routed and, when stored, once the
+store's sync covers them. Errors go out on the level the spec gives them (``errors.py``): a
+missing node detaches the link (``amqp:not-found``), a forged user-id ends the session,
+malformed bytes close the connection (``amqp:decode-error``).
 """
 
 from __future__ import annotations
@@ -505,6 +506,8 @@ class Amqp1Connection(protocol.Protocol):
                                 "a coordinator takes declare and discharge messages")
         except LinkError as e:
             state = Composite("rejected", error=error(e.condition, e.description))
+        except BrokerError as e:        # a publish of the commit refused (permission revoked)
+            state = Composite("rejected", error=error(condition_of(e), e.text))
         self._settle(session, delivery_id, state)
 
     def _publish(self, session: Session, link: SendingLink, delivery_id: int, data: bytes,
@@ -583,9 +586,13 @@ class Amqp1Connection(protocol.Protocol):
         tag = delivery_id.to_bytes(4, "big")
         first = Composite("transfer", handle=handle, delivery_id=delivery_id, delivery_tag=tag,
                           message_format=0, settled=settled)
-        room = self.max_frame - 8 - len(encode_frame(first, session.channel)) - 8
+        frame = encode_frame(first, session.channel, payload)
+        if len(frame) <= self.max_frame:             # the usual case: one frame, encoded once
+            self._write(frame)
+            return
+        room = self.max_frame - (len(frame) - len(payload)) - 8   # 8: room for more=true
         more = Composite("transfer", handle=handle)
-        chunks = [payload[i:i + room] for i in range(0, len(payload), room)] or [b""]
+        chunks = [payload[i:i + room] for i in range(0, len(payload), room)]
         for i, chunk in enumerate(chunks):
             perf = first if i == 0 else more
             perf.more = i < len(chunks) - 1 or None
@@ -607,8 +614,14 @@ class Amqp1Connection(protocol.Protocol):
         for link in session.links.values():
             if not isinstance(link, ReceivingLink) or not link.unacked:
                 continue
-            # by what is held, not by the range: a range of 2^32 ids costs nothing
-            held = {i: link.unacked.pop(i) for i in list(link.unacked) if first <= i <= last}
+            # by the range or by what is held, whichever is shorter: one id costs one lookup,
+            # and a range of 2^32 ids costs no more than what the link holds
+            unacked = link.unacked
+            if last - first < len(unacked):
+                held = {i: e for i in range(first, last + 1)
+                        if (e := unacked.pop(i, None)) is not None}
+            else:
+                held = {i: unacked.pop(i) for i in list(unacked) if first <= i <= last}
             if not held:
                 continue
             if txn is not None:
