@@ -197,5 +197,49 @@ def test_send_by_subject_through_the_default_exchange(amqp1, channel, unique):
     assert channel.basic_get(unique, auto_ack=True)[2] == b"by subject"
 
 
+class DurableTopic(LinkOption):
+    """Qpid JMS's durable subscriber: a topic source, durable unsettled-state, never expiring."""
+
+    def apply(self, link) -> None:
+        link.source.capabilities.put_array(False, Data.SYMBOL)
+        link.source.capabilities.enter()
+        link.source.capabilities.put_symbol(symbol("topic"))
+        link.source.capabilities.exit()
+        link.source.durability = link.source.DELIVERIES   # unsettled-state
+        link.source.expiry_policy = link.source.EXPIRE_NEVER
+
+
+def test_durable_subscription_keeps_collecting_while_away(broker, unique):
+    url = f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}"
+    sub = f"{unique}-sub"
+    subscriber = BlockingConnection(url, allowed_mechs="PLAIN", timeout=30,
+                                    container_id=f"{unique}-client")
+    subscriber.create_receiver(f"{unique}.news", name=sub, options=DurableTopic())
+    subscriber.close()                          # away: the subscription stays
+    publisher = BlockingConnection(url, allowed_mechs="PLAIN", timeout=30)
+    publisher.create_sender(f"topic://{unique}.news").send(Message(body=b"while away"))
+    publisher.close()
+    queue = f"amqp1-subscription-{unique}-client-{sub}"
+    info = queue_info(broker, queue)
+    assert info["durable"] and info["messages"] == 1
+    # back under the same client id: resumed by link name with no source (what Qpid JMS
+    # sends before unsubscribing), then unsubscribed by a closed detach
+    subscriber = BlockingConnection(url, allowed_mechs="PLAIN", timeout=30,
+                                    container_id=f"{unique}-client")
+    resumed = subscriber.create_receiver(None, name=sub)
+    assert resumed.link.remote_source.address == f"{unique}.news"
+    assert receive(resumed) == b"while away"
+    resumed.close()
+    subscriber.close()
+    eventually(lambda: queue_info(broker, queue) is None, "the subscription deleted")
+
+
+def test_resuming_an_unknown_subscription_is_not_found(amqp1, unique):
+    with pytest.raises(LinkDetached) as caught:
+        amqp1.create_receiver(None, name=f"{unique}-nothing")
+    assert "amqp:not-found" in str(caught.value)
+    assert f"Unknown subscription link: {unique}-nothing" in str(caught.value)
+
+
 def test_zz_no_traceback(broker):
     assert "Traceback" not in broker.log()

@@ -27,6 +27,7 @@ from .errors import ConnectionError_, LinkError, SessionError, condition_of, err
 from .filters import selector_filter
 from .links import CoordinatorLink, ReceivingLink, SendingLink, Session, settle
 from .mapping import body_from, properties_from
+from .subscriptions import unsubscribe
 from .termini import delete_own_queue, source_node, target_node
 from .transactions import LOCAL_TRANSACTIONS, Transactions
 
@@ -340,11 +341,13 @@ class Amqp1Connection(protocol.Protocol):
         try:
             if p.role:     # the client receives
                 selector, filters = selector_filter(p.source)
-                node = source_node(self, p.source)
+                node = source_node(self, p.source, str(p.name),
+                                   selector.text if selector is not None else None)
                 link: Any = ReceivingLink(self, session, handle, node.queue,
                                           settled=p.snd_settle_mode == 1, selector=selector,
                                           own=node.own)
-                reply.source = _answered(p.source, node.address, filters)
+                link.subscription = node.subscription
+                reply.source = node.source or _answered(p.source, node.address, filters)
                 reply.initial_delivery_count = 0
                 node.queue.add_consumer(link, self)
             elif getattr(p.target, "kind", None) == "coordinator":
@@ -416,7 +419,9 @@ class Amqp1Connection(protocol.Protocol):
         link = session.links.pop(handle, None)
         if link is not None:
             self._drop_link(link)
-        self.send(Composite("detach", handle=p.handle, closed=True), session.channel)
+            if p.closed and getattr(link, "subscription", False):
+                unsubscribe(link.queue)             # JMS's unsubscribe
+        self.send(Composite("detach", handle=p.handle, closed=p.closed), session.channel)
 
     def detach(self, session: Session, handle: int, err: Composite | None) -> None:
         link = session.links.pop(handle, None)

@@ -34,7 +34,8 @@ def selector_filter(source: Any) -> tuple[Selector | None, dict[Any, Any] | None
         if not text.strip():
             return None, None
         try:
-            return Selector.parse(text), {key: value}
+            # typed properties: no reading of strings as numbers (that is for STOMP's headers)
+            return Selector.parse(text, convert_strings=False), {key: value}
         except SelectorError:
             raise LinkError("amqp:invalid-field", text) from None
     return None, None

@@ -76,6 +76,7 @@ class ReceivingLink:
         self.unacked: dict[int, Any] = {}    # delivery id -> entry
         self.own = own                       # a queue made for this link: deleted with it
         self.dropped = False                 # the link ended (its unacked were requeued)
+        self.subscription = False            # it reads a durable subscription's queue
         self.selector = selector
         if selector is not None:
             # a selective consumer (broker/consumers.py): offered only what it matches

@@ -24,6 +24,7 @@ from urllib.parse import quote
 from ..broker.queue import Queue
 from .addresses import Address, BadAddress, parse_address
 from .codec import Composite
+from . import subscriptions
 from .errors import LinkError
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ class Node:
     key: str | None = None            # ... and key (None: the message's subject)
     own: Queue | None = None          # a queue made for this link: deleted with it
     address: str | None = None        # the address to answer with, when the broker chose it
+    subscription: bool = False        # the queue is a durable subscription (subscriptions.py)
+    source: Composite | None = None   # the source to answer with (a resumed subscription)
 
 
 def address_of(terminus: Any) -> Address:
@@ -58,8 +61,14 @@ def _durable(terminus: Any) -> bool:
     return bool(getattr(terminus, "durable", 0))
 
 
-def source_node(conn: "Amqp1Connection", source: Any) -> Node:
+def source_node(conn: "Amqp1Connection", source: Any, link_name: str = "",
+                selector: str | None = None) -> Node:
     """The queue a receiving link reads."""
+    if source is None or (isinstance(source, Composite) and source.kind == "source"
+                          and source.address is None and not source.dynamic):
+        # ActiveMQ (for no source; an empty one too): the durable subscription of that name
+        queue, answer = subscriptions.resumed(conn, link_name)
+        return Node(queue=queue, subscription=True, source=answer)
     _check_terminus(source, "source", "a receiving link")
     if source.dynamic:
         queue = own_queue(conn)
@@ -78,6 +87,12 @@ def source_node(conn: "Amqp1Connection", source: Any) -> Node:
     key = address.key or ""
     _check(conn, "read", "exchange", exchange.name)
     conn.broker.check_topic(conn.user, vhost.name, exchange, "read", key)
+    if _durable(source):
+        queue, made = subscriptions.subscription(conn, link_name, source, selector)
+        if made:
+            _check(conn, "write", "queue", queue.name)
+            vhost.bind(exchange.name, queue, key)
+        return Node(queue=queue, subscription=True)
     queue = own_queue(conn)
     _check(conn, "write", "queue", queue.name)
     vhost.bind(exchange.name, queue, key)
