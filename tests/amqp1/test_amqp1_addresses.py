@@ -234,6 +234,23 @@ def test_durable_subscription_keeps_collecting_while_away(broker, unique):
     eventually(lambda: queue_info(broker, queue) is None, "the subscription deleted")
 
 
+def test_durable_subscription_in_use_is_not_replaced(broker, unique):
+    url = f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}"
+    first, second = (BlockingConnection(url, allowed_mechs="PLAIN", timeout=30,
+                                        container_id=f"{unique}-client") for _ in range(2))
+    first.create_receiver(f"{unique}.a", name="sub", options=DurableTopic())
+    # JMS: another topic for the same subscription replaces it, but not while it is consumed
+    with pytest.raises(LinkDetached) as caught:
+        second.create_receiver(f"{unique}.b", name="sub", options=DurableTopic())
+    assert "amqp:resource-locked" in str(caught.value)
+    assert "Durable consumer is in use" in str(caught.value)
+    first.close()
+    queue = f"amqp1-subscription-{unique}-client-sub"
+    eventually(lambda: queue_info(broker, queue)["consumers"] == 0, "the first receiver gone")
+    second.create_receiver(f"{unique}.b", name="sub", options=DurableTopic()).close()
+    second.close()
+
+
 def test_resuming_an_unknown_subscription_is_not_found(amqp1, unique):
     with pytest.raises(LinkDetached) as caught:
         amqp1.create_receiver(None, name=f"{unique}-nothing")

@@ -97,5 +97,14 @@ def test_invalid_selector_refuses_the_link(amqp1, channel, unique, text):
     assert "amqp:invalid-field" in str(caught.value) and text in str(caught.value)
 
 
+def test_selector_that_is_not_text_refuses_the_link(amqp1, channel, unique):
+    channel.queue_declare(unique)
+    with pytest.raises(LinkDetached) as caught:
+        amqp1.create_receiver(f"/queues/{unique}", options=Filter(
+            {symbol("jms-selector"): Described(symbol("apache.org:selector-filter:string"),
+                                               5)}))
+    assert "amqp:invalid-field" in str(caught.value)
+
+
 def test_zz_no_traceback(broker):
     assert "Traceback" not in broker.log()
