@@ -34,21 +34,6 @@ def stored(broker):
     conn.close()
 
 
-@pytest.fixture
-def amqp1(broker):
-    conn = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
-                              allowed_mechs="PLAIN", timeout=30)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def channel(broker):
-    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-    yield conn.channel()
-    conn.close()
-
-
 def depth(channel, queue):
     return channel.queue_declare(queue, passive=True).method.message_count
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from urllib.parse import quote, unquote
 
-import pika
 import pytest
 import requests
 from proton import Data, Message, symbol
@@ -34,21 +33,6 @@ class Terminus(LinkOption):
             terminus.capabilities.exit()
         if self.durable:
             terminus.durability = terminus.CONFIGURATION
-
-
-@pytest.fixture
-def amqp1(broker):
-    conn = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
-                              allowed_mechs="PLAIN", timeout=30)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def channel(broker):
-    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-    yield conn.channel()
-    conn.close()
 
 
 def api(broker, path: str):

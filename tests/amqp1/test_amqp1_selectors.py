@@ -8,24 +8,9 @@ import pika
 import pytest
 from proton import Described, Message, symbol
 from proton.reactor import Filter, Selector
-from proton.utils import BlockingConnection, LinkDetached
+from proton.utils import LinkDetached
 
 from tests.polling import eventually
-
-
-@pytest.fixture
-def amqp1(broker):
-    conn = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
-                              allowed_mechs="PLAIN", timeout=30)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def channel(broker):
-    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-    yield conn.channel()
-    conn.close()
 
 
 def depth(channel, queue):

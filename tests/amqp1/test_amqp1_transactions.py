@@ -5,7 +5,6 @@ refused with ``amqp:transaction:unknown-id``."""
 
 from __future__ import annotations
 
-import pika
 import pytest
 from proton import Message
 from proton.handlers import TransactionHandler
@@ -38,21 +37,6 @@ class Outcomes(TransactionHandler):
 
     def on_transaction_commit_failed(self, event) -> None:
         self.events.append("commit failed")
-
-
-@pytest.fixture
-def amqp1(broker):
-    conn = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
-                              allowed_mechs="PLAIN", timeout=30)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def channel(broker):
-    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-    yield conn.channel()
-    conn.close()
 
 
 def depth(channel, queue):
