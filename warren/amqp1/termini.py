@@ -3,11 +3,12 @@
 A receiver reads one queue: one that exists (``/queues/Q``, ``/amq/queue/Q``), one declared
 when missing (v1's ``/queue/Q``, bare and ActiveMQ names), or one of its own: a dynamic source
 (proton's and Qpid JMS's request/reply: the answer's source names it ``/queues/amq.gen-...``),
-or a v1 receiver from an exchange or topic (bound with the address's key). A sender publishes
-to an exchange and key, or to a queue through the default exchange; a dynamic target gets a
-queue of its own too. A queue made for a link is exclusive to the connection and deleted when
-that link ends (the spec's delete-on-close lifetime, as RabbitMQ 4 and ActiveMQ do it), or with
-the connection.
+or a v1 receiver from an exchange or topic (bound with the address's key; a durable
+subscription's queue when the source asks for a durable node, ``subscriptions.py``). A sender
+publishes to an exchange and key, or to a queue through the default exchange; a dynamic target
+gets a queue of its own too. A queue made for a link is exclusive to the connection and deleted
+when that link ends (the spec's delete-on-close lifetime, as RabbitMQ 4 and ActiveMQ do it), or
+with the connection.
 
 Permissions are RabbitMQ's: configure to declare a queue, read to consume it, write on the
 queue and read on the exchange (and the topic permission) to bind it; a publish is checked by
@@ -68,6 +69,7 @@ def source_node(conn: "Amqp1Connection", source: Any, link_name: str = "",
                           and source.address is None and not source.dynamic):
         # ActiveMQ (for no source; an empty one too): the durable subscription of that name
         queue, answer = subscriptions.resumed(conn, link_name)
+        _check(conn, "read", "queue", queue.name)
         return Node(queue=queue, subscription=True, source=answer)
     _check_terminus(source, "source", "a receiving link")
     if source.dynamic:
@@ -92,6 +94,7 @@ def source_node(conn: "Amqp1Connection", source: Any, link_name: str = "",
         if made:
             _check(conn, "write", "queue", queue.name)
             vhost.bind(exchange.name, queue, key)
+        _check(conn, "read", "queue", queue.name)
         return Node(queue=queue, subscription=True)
     queue = own_queue(conn)
     _check(conn, "write", "queue", queue.name)
