@@ -90,13 +90,22 @@ def test_pika_publish_reaches_an_amqp1_receiver(amqp1, channel, unique):
 
 
 def test_quiet_connection_kept_open_for_the_clients_idle_time_out(broker, unique):
-    # proton closes a connection that is silent for its idle time-out (heartbeat=1: 1 s),
-    # so staying open through three of them shows the broker's empty frames arrive
+    # proton closes a connection that is silent for its idle time-out (heartbeat=2: 2 s, it
+    # offers 1000 ms), so staying open through two of them shows the broker's empty frames
     conn = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
-                              allowed_mechs="PLAIN", timeout=30, heartbeat=1)
+                              allowed_mechs="PLAIN", timeout=30, heartbeat=2)
     with pytest.raises(Timeout):
-        conn.wait(lambda: False, timeout=3)
+        conn.wait(lambda: False, timeout=4)
     conn.close()
+
+
+def test_idle_time_out_under_a_second_is_refused(broker):
+    # as RabbitMQ 4: proton's heartbeat=1 offers 500 ms
+    with pytest.raises(ConnectionClosed) as caught:
+        BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
+                           allowed_mechs="PLAIN", timeout=30, heartbeat=1)
+    assert "amqp:not-allowed" in str(caught.value)
+    assert "idle-time-out (500 ms) < minimum idle-time-out (1000 ms)" in str(caught.value)
 
 
 def test_released_comes_back_and_rejected_is_gone(amqp1, channel, unique):

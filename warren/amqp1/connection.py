@@ -59,6 +59,8 @@ class Amqp1Connection(protocol.Protocol):
         self.closed = False
         self.blocked = False                 # a broker alarm: no credit for senders
         self._keepalive: Any = None          # empty frames for the peer's idle time-out
+        self._idle_call: Any = None          # our own idle time-out (the heartbeat setting)
+        self._heard = 0                      # recv_oct at the last idle check
         self._handshake_call: Any = None
         self.name = "?"
         self.container_id = ""
@@ -144,8 +146,9 @@ class Amqp1Connection(protocol.Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.closed = True
-        if self._keepalive is not None and self._keepalive.running:
-            self._keepalive.stop()
+        for call in (self._keepalive, self._idle_call):
+            if call is not None and call.running:
+                call.stop()
         if self._handshake_call is not None and self._handshake_call.active():
             self._handshake_call.cancel()
         self.broker.unregister_connection(self)
@@ -279,16 +282,30 @@ class Amqp1Connection(protocol.Protocol):
                                                 protocol="AMQP 1.0", connection=self)
         except BrokerError as e:
             raise ConnectionError_("amqp:not-allowed", e.text) from None
+        if p.idle_time_out and int(p.idle_time_out) < 1000:
+            # RabbitMQ 4's floor (spec 2.4.5: a peer may refuse a time-out it cannot keep)
+            raise ConnectionError_("amqp:not-allowed",
+                                   f"idle-time-out ({int(p.idle_time_out)} ms) < minimum "
+                                   "idle-time-out (1000 ms)")
         self.vhost_name = vhost
         self.container_id = str(p.container_id)
         self.publisher = self.broker.publisher(self.vhost, self.user)
         theirs = int(p.max_frame_size) if p.max_frame_size is not None else 0xFFFFFFFF
         self.max_frame = max(MIN_MAX_FRAME_SIZE, min(theirs, self.config.frame_max))
         self.reader.max_size = self.config.frame_max
+        heartbeat = self.config.heartbeat
+        # our own time-out is the configured heartbeat, offered at half (spec 2.4.5), as
+        # RabbitMQ 4 does; a client silent for longer is closed (_idle_check)
         self.send(Composite("open", container_id=self.config.node_name,
                             max_frame_size=self.config.frame_max,
-                            channel_max=self.config.channel_max))
+                            channel_max=self.config.channel_max,
+                            idle_time_out=heartbeat * 500 if heartbeat else None))
         self.stage = "opened"
+        if heartbeat:
+            self._heard = self.recv_oct
+            self._idle_call = task.LoopingCall(self._idle_check)
+            self._idle_call.clock = self.clock
+            self._idle_call.start(heartbeat, now=False)
         if p.idle_time_out:
             # spec 2.4.5: the peer closes if it hears nothing for its idle time-out; an empty
             # frame at half of it keeps a quiet connection open (Qpid JMS asks for 60 s)
@@ -296,6 +313,13 @@ class Amqp1Connection(protocol.Protocol):
             self._keepalive.clock = self.clock
             self._keepalive.start(int(p.idle_time_out) / 2000, now=False)
         self.broker.emit("connection.created", name=self.name)
+
+    def _idle_check(self) -> None:
+        """Nothing (not even an empty frame) from the client for a whole heartbeat: closed."""
+        if self.recv_oct == self._heard and not self.closed:
+            self.close(error("amqp:resource-limit-exceeded",
+                             "no frame received from client within idle timeout threshold"))
+        self._heard = self.recv_oct
 
     def _on_close(self, p: Composite) -> None:
         self.send(Composite("close"))
