@@ -445,6 +445,19 @@ class JournalLog:
                     return decode_one(bytes(data[at:at + length]), f"segment {segment}@{offset}")
         return self._segments[segment].read_at(offset, length)
 
+    def records(self, number: int) -> list[tuple[int, int, memoryview]]:
+        """Every record of a segment that is all on disk: (offset, type, payload), read in one
+        go (compaction looks for the live ones)."""
+        return self._segments[number].scan().records
+
+    @property
+    def reactor(self) -> Any:
+        return self._reactor
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     @property
     def head(self) -> int:
         """The segment appends go to (never reclaimed)."""
