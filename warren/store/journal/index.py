@@ -372,11 +372,11 @@ class JournalIndex:
         elif old is not None and self.counts:
             self.counts.pop(msg_id, None)
         self.messages[msg_id] = (segment << _SEGMENT_SHIFT) | (offset << _OFFSET_SHIFT) | length
-        liveness = self.segments.get(segment)
-        if liveness is None:
-            liveness = self.segments[segment] = SegmentLiveness()
-        liveness.live += 1
-        liveness.live_bytes += length
+        held = self.segments.get(segment)
+        if held is None:
+            held = self.segments[segment] = SegmentLiveness()
+        held.live += 1
+        held.live_bytes += length
         if msg_id > self.max_msg_id:
             self.max_msg_id = msg_id
         if seq > self.max_seq:

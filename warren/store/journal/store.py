@@ -432,8 +432,9 @@ class JournalStore(MessageStore):
                     index.release_dead(msg_id, log.end)
         for key in list(liveness.definitions):
             definition = index.definitions[key]
-            _, payload = log.read(definition.segment, definition.offset, definition.length)
-            segment, offset, length = log.append(RecordType.DEFINITION, payload)
+            _, definition_payload = log.read(definition.segment, definition.offset,
+                                             definition.length)
+            segment, offset, length = log.append(RecordType.DEFINITION, definition_payload)
             index.put_definition(key, definition.value, segment, offset, length)
             moved += 1
         self.compactions += 1
