@@ -214,6 +214,51 @@ def test_purge_of_a_paged_queue_acks_every_row():
     assert broker.memory_used == 0 and broker.index_bytes == 0 and broker.body_bytes == 0
 
 
+class Holder(Collector):
+    """A consumer that acks nothing: what it was handed stays unacked."""
+
+    no_ack = False
+
+    def __init__(self, credit: int) -> None:
+        super().__init__()
+        self.credit = credit
+        self.entries: list = []
+
+    def has_credit(self) -> bool:
+        return len(self.bodies) < self.credit
+
+    def deliver(self, queue, entry) -> None:
+        super().deliver(queue, entry)
+        self.entries.append(entry)
+
+
+def test_purge_with_messages_out_acks_the_rows_and_keeps_the_unacked_in_the_store():
+    """A purge drops the ready messages only: with one out with a consumer the store cannot
+    drop the whole queue, so the paged rows are acked one by one (in slices) and the unacked
+    message stays stored; a purge with nothing out drops the queue in the store at once."""
+    clock, store, broker, vh = setup()
+    q = vh.declare_queue("lazy", durable=True)
+    holder = Holder(credit=1)
+    q.add_consumer(holder)
+    for i in range(300):
+        publish(vh, "lazy", i)
+    clock.advance(0)
+    assert q.ready.paged > 0 and q.unacked == 1
+    assert q.purge() == 299
+    for _ in range(3):
+        clock.advance(0)
+    assert [r.endswith(body(0)) for r in store.records.values()] == [True], \
+        "only the unacked message stays"
+    q.remove_consumer(holder)   # it comes back to the queue, and a purge now takes it too
+    q.requeue(holder.entries)
+    clock.advance(0)
+    assert q.message_count == 1 and q.unacked == 0
+    assert q.purge() == 1
+    clock.advance(0)
+    assert store.records == {}
+    assert broker.memory_used == 0 and broker.index_bytes == 0 and broker.body_bytes == 0
+
+
 def test_futile_pass_is_not_repeated_per_publish():
     clock, store, broker, vh = setup(budget=5 * SIZE)
     a = vh.declare_queue("a")

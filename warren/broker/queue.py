@@ -589,11 +589,15 @@ class Queue:
 
     # ---------------------------------------------------------------- purge / delete
     def purge(self) -> int:
-        gone, rows = self.ready.clear_split()
+        gone, runs = self.ready.clear_split()
         gone += self.held.clear()
-        self.vhost.broker.release_many(self, gone)
-        self.vhost.broker.release_rows(self, rows)
-        return len(gone) + len(rows)
+        broker = self.vhost.broker
+        whole = not self.unacked   # the store's copy is all ready: one purge record drops it
+        if whole:
+            broker.store_purge(self)
+        broker.release_many(self, gone)
+        broker.release_rows(self, runs, store_purged=whole)
+        return len(gone) + sum(run.paged for run in runs)
 
     def close(self) -> None:
         """The broker stops: a queue whose messages are in the store has nothing of its own
@@ -614,12 +618,13 @@ class Queue:
         for call in (self._expiry_call, self._idle_call):
             if call is not None and call.active():
                 call.cancel()
-        gone, rows = self.ready.clear_split()
+        gone, runs = self.ready.clear_split()
         gone += self.held.clear()
-        self.vhost.broker.release_many(self, gone)
-        self.vhost.broker.release_rows(self, rows)
-        count = len(gone) + len(rows)
-        self.vhost.broker.store_purge(self)
+        broker = self.vhost.broker
+        broker.store_purge(self)
+        broker.release_many(self, gone)
+        broker.release_rows(self, runs, store_purged=True)
+        count = len(gone) + sum(run.paged for run in runs)
         if self.page_file is not None:
             self.page_file.close()
         return count
