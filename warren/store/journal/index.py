@@ -440,11 +440,14 @@ class JournalIndex:
             stop = min(at + limit, len(ids))
             liveness = self._liveness(segment)
             guards = liveness.guards
+            after = (end[0] << 32) | end[1]
             for i in range(at, stop):
                 msg_id = ids[i]
                 packed = messages.get(msg_id)
                 if packed is None:
                     continue   # released meanwhile (compaction found it dead)
+                if packed >> _OFFSET_SHIFT >= after:
+                    continue   # rewritten since, with the queues that hold it then
                 older = packed >> _SEGMENT_SHIFT
                 if older != segment:
                     guards.add(older)

@@ -52,7 +52,7 @@ _MESSAGE = int(RecordType.MESSAGE)
 #: A segment older than the head whose live bytes are under this share of its size is compacted.
 COMPACT_BELOW = 0.25
 #: Messages of a purged (deleted) queue the index lets go of per reactor turn.
-PURGE_SLICE = 50_000
+PURGE_SLICE = 10_000
 #: Dead segments kept only as guards (see :mod:`.index`) may total this many segment sizes (or
 #: the live bytes, if more) before the root of their chain is compacted to let them go.
 PINNED_BOUND_SEGMENTS = 2
@@ -280,7 +280,8 @@ class JournalStore(MessageStore):
             return
         segment, offset, length = self._log.append(RecordType.PURGE, queue_key.encode())
         self._index.purge(queue_key, segment, (segment, offset + length))
-        self._release_purged()
+        if self._purge_call is None:
+            self._purge_call = self._reactor.callLater(0, self._release_purged)
 
     def _release_purged(self) -> None:
         """One slice of the purged queues' releases (``JournalIndex.release_purged``); the next
