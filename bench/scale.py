@@ -202,17 +202,19 @@ def bench_purge_paged(sizes: list[int], budget: int = 4 * 1024 * 1024) -> None:
                 t0 = time.perf_counter()
                 count = q.purge() if op == "purge" else vh.delete_queue("big")
                 first = time.perf_counter() - t0
-                times = _turns_of(broker.clock, store_clock, store)
+                names: list[str] = []
+                times = _turns_of(broker.clock, store_clock, store, names)
                 total = time.perf_counter() - t0
+                longest = names[times.index(max(times))] if times else "-"
                 print(f"paged {op} of a durable queue of n={n} ({paged} paged out, {count} "
                       f"counted): the call {first * 1e3:.0f} ms, then {len(times)} turns "
-                      f"(longest {max(times, default=0) * 1e3:.0f} ms); {total:.2f}s in all; "
+                      f"(longest {max(times, default=0) * 1e3:.0f} ms: {longest}); {total:.2f}s in all; "
                       f"memory_used after {broker.memory_used}, journal messages "
                       f"{store.stats()['journal_messages']:.0f}", flush=True)
                 store.close()
 
 
-def _turns_of(clock, store_clock, store) -> list[float]:
+def _turns_of(clock, store_clock, store, names: list[str] | None = None) -> list[float]:
     """Reactor turns of a core broker and its journal on fake clocks, one call at a time
     (the journal's writes done by a blocking flush before each); their durations."""
     times = []
@@ -227,6 +229,8 @@ def _turns_of(clock, store_clock, store) -> list[float]:
         t = time.perf_counter()
         call.func(*call.args, **call.kw)
         times.append(time.perf_counter() - t)
+        if names is not None:
+            names.append(getattr(call.func, "__qualname__", repr(call.func)))
 
 
 def _probe_process(port: int, conn, stop) -> None:

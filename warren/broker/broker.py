@@ -474,8 +474,9 @@ class Broker:
     def _release_rows_slice(self, queue: Queue, run: CompactRun, start: int,
                             store_purged: bool) -> None:
         end = start + RELEASE_SLICE
-        ids, in_file, rows = run.paged_ids(start, end)
-        if ids and not store_purged and queue.durable and self.store is not None:
+        acks = not store_purged and queue.durable and self.store is not None
+        ids, in_file, rows = run.paged_ids(start, end, want_ids=acks)
+        if ids and acks:
             acked = self._acked.get(queue.store_key)
             if acked is None:
                 self._acked[queue.store_key] = ids

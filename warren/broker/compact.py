@@ -173,13 +173,15 @@ class CompactRun:
         rows are released from the arrays by ``paged_ids``, no tuple made for each."""
         return list(self.pinned.values())
 
-    def paged_ids(self, start: int, stop: int) -> tuple[list[int], int, int]:
+    def paged_ids(self, start: int, stop: int,
+                  want_ids: bool = True) -> tuple[list[int], int, int]:
         """Of the rows ``start``..``stop`` (counted from the run's first row): the store ids of
-        the paged ones, how many are in the paging file, and how many are paged in all."""
+        the paged ones (unless not ``want_ids``), how many are in the paging file, and how
+        many are paged in all."""
         lo, hi = self.start + start, self.start + min(stop, len(self))
         pinned = self.pinned
         if not self.in_file and not any(lo <= i < hi for i in pinned):
-            return self.ids[lo:hi].tolist(), 0, hi - lo
+            return (self.ids[lo:hi].tolist() if want_ids else []), 0, hi - lo
         ids, in_file, rows = [], 0, 0
         wheres = self.wheres
         for i in range(lo, hi):
