@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred, succeed
 
-from warren.store.interface import MessageStore, RecoveredState, StoreUnavailable
+from warren.store.interface import MessageStore, RecoveredState, StoreError, StoreUnavailable
 
 __all__ = ["HeldSyncStore", "MemoryStore"]
 
@@ -54,7 +54,10 @@ class MemoryStore(MessageStore):
         if self.down:
             raise StoreUnavailable("down")
         self.reads += 1
-        return self.records[msg_id]
+        record = self.records.get(msg_id)
+        if record is None:
+            raise StoreError(f"message {msg_id} is not in the store")
+        return record
 
 
 class HeldSyncStore(MemoryStore):

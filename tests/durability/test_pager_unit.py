@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from warren.amqp.properties import CODEC
@@ -135,6 +136,56 @@ def test_paged_messages_come_back_in_order_with_read_ahead():
     clock.advance(0)  # the turn ends: its acks reach the store
     assert 490 <= store.reads < 500 + 10 and store.records == {}
     assert broker.memory_used == 0 and broker.body_bytes == 0 and broker.index_bytes == 0
+
+
+class HeldReadStore(MemoryStore):
+    """A store whose reads off the reactor thread wait until the test lets them finish (the
+    journal's reader thread, made deterministic)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.later: list[tuple[Deferred, list[int]]] = []
+
+    def read_many_later(self, msg_ids):
+        done: Deferred = Deferred()
+        self.later.append((done, msg_ids))
+        return done
+
+    def finish_reads(self) -> int:
+        later, self.later = self.later, []
+        for done, msg_ids in later:
+            done.callback(self.read_many(msg_ids))
+        return len(later)
+
+
+def test_dispatch_reads_paged_bodies_off_the_reactor_and_resumes_when_they_are_in():
+    """A consumer reaching the paged part of a queue does not wait for the store: the read
+    goes off the reactor thread, the entry keeps its place, and the queue is dispatched once
+    the records are in; a record lost meanwhile is dropped (logged), the rest delivered."""
+    clock = Clock()
+    store = HeldReadStore()
+    broker = Broker(clock=clock, codec=CODEC, store=store, paging_budget=20 * SIZE)
+    broker.ensure_defaults()
+    broker.pager.head_keep = 10
+    vh = broker.vhost("/")
+    q = vh.declare_queue("lazy", durable=True)
+    for i in range(600):
+        publish(vh, "lazy", i)
+    clock.advance(0)
+    consumer = Collector()
+    q.add_consumer(consumer)
+    assert consumer.bodies == [body(i) for i in range(10)]   # the head, in memory
+    assert store.reads == 0 and len(store.later) == 1        # nothing read on the reactor
+    assert q.message_count == 590                             # the entry kept its place
+    q.dispatch()                                              # no second read of the same
+    assert len(store.later) == 1
+    lost = sorted(store.records)[300]
+    del store.records[lost]
+    while store.finish_reads():
+        clock.advance(0)
+    clock.advance(0)
+    assert consumer.bodies == [body(i) for i in range(600) if i != 300]
+    assert q.message_count == 0 and store.reads >= 590
 
 
 def test_store_down_leaves_the_entry_and_delivery_resumes():

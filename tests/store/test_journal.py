@@ -522,6 +522,23 @@ def main(reactor):
         yield task.deferLater(reactor, 0.01, lambda: None)
     out["timer_healed"] = store.healthy
     out["final_on_disk"] = ids_on_disk()
+
+    # paging's read-ahead: records on disk are read by the reader thread, the unwritten
+    # one from memory, an unknown id left out
+    for msg_id in range(200, 210):
+        store.publish(msg_id, b"r%d" % msg_id, ["q"])
+    yield store.sync()
+    store.publish(210, b"r210", ["q"])
+    threads = []
+    read_on_disk = store._log.read_on_disk
+    def traced(wanted):
+        threads.append(threading.current_thread().name)
+        return read_on_disk(wanted)
+    store._log.read_on_disk = traced
+    records = yield store.read_many_later(list(range(200, 211)) + [9999])
+    out["read_later"] = {str(k): bytes(v).decode() for k, v in sorted(records.items())}
+    out["read_later_threads"] = threads
+    store.ack("q", list(range(200, 211)))
     store.close()
     again = JournalStore(directory)
     again.open()
@@ -543,6 +560,11 @@ def sync_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_read_ahead_reads_records_on_disk_off_the_reactor_thread(sync_report: dict) -> None:
+    assert sync_report["read_later"] == {str(i): f"r{i}" for i in range(200, 211)}
+    assert sync_report["read_later_threads"] == ["warren-journal-reader"]
 
 
 def test_sync_fires_after_the_fsync_with_data_on_disk(sync_report: dict) -> None:

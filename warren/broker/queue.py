@@ -309,7 +309,7 @@ class Queue:
                     break
                 entry = ready.popleft()
                 # read back first: a recovered message's own TTL is known only then
-                if entry.message.paged and not self._page_in(entry):
+                if entry.message.paged and not self._page_in(entry, wait=False):
                     break
                 if entry.expires_at is not None and self._expired(entry):
                     continue
@@ -341,7 +341,7 @@ class Queue:
                 entry = ready.popleft()
                 # selectors and message groups read properties, and a recovered message's
                 # own TTL is known only once read: a paged entry is read back first
-                if entry.message.paged and not self._page_in(entry):
+                if entry.message.paged and not self._page_in(entry, wait=False):
                     break
                 if entry.expires_at is not None and self._expired(entry):
                     continue
@@ -403,17 +403,22 @@ class Queue:
         self._dead_letter(entry, "expired")
         return True
 
-    def _page_in(self, entry: QueueEntry) -> bool:
+    def _page_in(self, entry: QueueEntry, wait: bool = True) -> bool:
         """Bring a paged-out body back (``paging.py``) before it leaves the queue.
 
         False: not deliverable now. The entry was popped; if the store cannot answer it goes
         back to its place and dispatch is retried in a second; if the store lost it, it is
-        dropped (the pager logged it) and dispatch resumes at the end of the turn.
+        dropped (the pager logged it) and dispatch resumes at the end of the turn. Without
+        ``wait`` the read may go off the reactor thread: the entry goes back to its place
+        and the pager dispatches the queue once the body is in.
         """
         from .paging import PageIn
-        state = self.vhost.broker.pager.page_in(entry.message, self, entry)
+        state = self.vhost.broker.pager.page_in(entry.message, self, entry, wait)
         if state is PageIn.LOADED:
             return True
+        if state is PageIn.PENDING:
+            self.ready.requeue([entry])
+            return False
         if state is PageIn.LATER:
             self.ready.requeue([entry])
             delay = 1.0

@@ -20,7 +20,7 @@ import os
 import struct
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from warren.store.interface import (
     BodySize,
@@ -42,7 +42,7 @@ from warren.store.journal.index import (
     encode_message,
     encode_queue_ids,
 )
-from warren.store.journal.log import JournalLog
+from warren.store.journal.log import DiskThread, JournalLog
 from warren.store.journal.segment import HEADER_SIZE, CorruptRecord
 
 logger = logging.getLogger("warren.store.journal")
@@ -73,6 +73,8 @@ class JournalStore(MessageStore):
             segment_preamble=self._checkpoint,
         )
         self._reactor = self._log.reactor
+        #: Paging's read-ahead reads records here (``read_many_later``), not on the reactor.
+        self._reader = DiskThread(self._reactor, name="warren-journal-reader")
         self._purge_call: Any = None
         self._recovered = False
         self._body_size: BodySize | None = None  # during a lazy recovery
@@ -191,10 +193,12 @@ class JournalStore(MessageStore):
     def close(self) -> None:
         if self._purge_call is not None and self._purge_call.active():
             self._purge_call.cancel()
+        self._reader.stop()
         self._log.close()
 
     def abandon(self) -> None:
         self._log.abandon()
+        self._reader.stop_soon()
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -311,6 +315,51 @@ class JournalStore(MessageStore):
         except CorruptRecord as error:
             raise StoreError(f"message {msg_id}: {error}") from error
         return bytes(payload[decode_message(payload)[3]:])
+
+    def read_many_later(self, msg_ids: list[int]) -> Deferred:
+        """``read_many`` with the reads of records on disk done by the reader thread (those
+        still in a write batch are read from memory at once). Whatever compaction moved
+        meanwhile is read again here, from where it is now."""
+        index, log = self._index, self._log
+        out: dict[int, bytes] = {}
+        wanted = []
+        durable_end = log.durable_end
+        for msg_id in msg_ids:
+            location = index.location(msg_id)
+            if location is None:
+                continue
+            segment, offset, length = location
+            if (segment, offset + length) > durable_end:
+                try:
+                    out[msg_id] = self.read(msg_id)
+                except StoreError:
+                    continue   # logged by the reader of ``out``: the id is missing
+            else:
+                wanted.append((msg_id, segment, offset, length))
+        if not wanted:
+            return succeed(out)
+        done = self._reader.submit(log.read_on_disk, wanted)
+        done.addCallback(self._reads_arrived, wanted, out)
+        return done
+
+    def _reads_arrived(self, got: list[tuple[int, bytes]],
+                       wanted: list[tuple[int, int, int, int]],
+                       out: dict[int, bytes]) -> dict[int, bytes]:
+        payloads = dict(got)
+        index = self._index
+        for msg_id, segment, offset, length in wanted:
+            payload = payloads.get(msg_id)
+            if payload is not None and index.is_current(msg_id, segment, offset):
+                found, _, _, at, _ = decode_message(payload)
+                if found == msg_id:
+                    out[msg_id] = payload[at:]
+                    continue
+            if msg_id in index.messages:   # moved, or its segment went, meanwhile
+                try:
+                    out[msg_id] = self.read(msg_id)
+                except StoreError:
+                    continue
+        return out
 
     def stats(self) -> dict[str, float]:
         return {
