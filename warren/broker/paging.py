@@ -286,7 +286,9 @@ class Pager:
                     wanted.append(m)
                     entries[id(m)] = queued
         if not wait and queue is not None and self.broker.store is not None:
-            return self._read_later(message, queue, wanted, entries)
+            self._read_later(queue, wanted, entries)
+            # a store that read at once has loaded it already
+            return PageIn.PENDING if message.paged else PageIn.LOADED
         pending = [m for m in wanted if m.ttl == TTL_PENDING]
         try:
             return self._read_back(message, queue, wanted)
@@ -301,8 +303,8 @@ class Pager:
                 if pending_entry is not None:
                     queue.learn_expiry(pending_entry, self.broker.started_at + m.ttl / 1000.0)
 
-    def _read_later(self, message: Message, queue: "Queue", wanted: list[Message],
-                    entries: dict[int, QueueEntry | None]) -> PageIn:
+    def _read_later(self, queue: "Queue", wanted: list[Message],
+                    entries: dict[int, QueueEntry | None]) -> None:
         """``page_in`` without waiting: records in the paging file are read now (a local file
         of this process), the store's off the reactor thread."""
         page_file = queue.page_file
@@ -315,7 +317,7 @@ class Pager:
                 self._load(m, page_file.read(where))
                 page_file.release()
         if not in_store:
-            return PageIn.LOST if message.paged else PageIn.LOADED
+            return
         store = self.broker.store
         assert store is not None   # the caller checked
         for m in in_store:
@@ -324,8 +326,24 @@ class Pager:
         done.addCallbacks(self._arrived, self._read_failed,
                           callbackArgs=(queue, in_store, entries),
                           errbackArgs=(queue, in_store))
-        # a store that read at once has loaded it already
-        return PageIn.PENDING if message.paged else PageIn.LOADED
+
+    def _prefetch(self, queue: "Queue") -> None:
+        """After a batch came in and was dispatched: read the next one while consumers take
+        this one (a queue drained by consumers with credit never waits for the disk twice)."""
+        if queue.deleted or not queue.consumers.any_credit():
+            return
+        wanted: list[Message] = []
+        entries: dict[int, QueueEntry | None] = {}
+        reading = self._reading
+        for queued in islice(iter(queue.ready), 2 * READ_AHEAD):
+            m = queued.message
+            if m.paged and id(m) not in reading and id(m) not in self._missing:
+                wanted.append(m)
+                entries[id(m)] = queued
+                if len(wanted) >= READ_AHEAD:
+                    break
+        if wanted:
+            self._read_later(queue, wanted, entries)
 
     def _arrived(self, records: dict[int, bytes], queue: "Queue", in_store: list[Message],
                  entries: dict[int, QueueEntry | None]) -> None:
@@ -345,7 +363,9 @@ class Pager:
             self._load(m, record)
         self._learn_ttls(pending, queue, entries)
         if not queue.deleted:
-            self.broker.clock.callLater(0, queue.dispatch)
+            clock = self.broker.clock
+            clock.callLater(0, queue.dispatch)
+            clock.callLater(0, self._prefetch, queue)   # after that dispatch
 
     def _read_failed(self, failure: Any, queue: "Queue", in_store: list[Message]) -> None:
         for m in in_store:
