@@ -208,7 +208,8 @@ def bench_purge_paged(sizes: list[int], budget: int = 4 * 1024 * 1024) -> None:
                 longest = names[times.index(max(times))] if times else "-"
                 print(f"paged {op} of a durable queue of n={n} ({paged} paged out, {count} "
                       f"counted): the call {first * 1e3:.0f} ms, then {len(times)} turns "
-                      f"(longest {max(times, default=0) * 1e3:.0f} ms: {longest}); {total:.2f}s in all; "
+                      f"(median {statistics.median(times or [0]) * 1e3:.1f} ms, longest "
+                      f"{max(times, default=0) * 1e3:.0f} ms: {longest}); {total:.2f}s in all; "
                       f"memory_used after {broker.memory_used}, journal messages "
                       f"{store.stats()['journal_messages']:.0f}", flush=True)
                 store.close()

@@ -148,7 +148,7 @@ def test_kill_during_compaction_keeps_the_live_messages_once_each(tmp_path):
 
 
 def test_kill_during_a_sliced_purge_neither_loses_nor_resurrects(tmp_path):
-    """A purge of 25,000 messages is one PURGE record, released by the journal's index 10,000
+    """A purge of 25,000 messages is one PURGE record, released by the journal's index 5,000
     per turn; a publish confirmed right after it is durable behind it. Killed then, the
     purged queue comes back holding that publish alone, and the queue sharing its segments
     everything it had."""

@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import json
 import struct
+from itertools import islice
 from enum import IntEnum
 from typing import Any
 
@@ -274,7 +275,8 @@ class JournalIndex:
         #: Set while replaying: queue values then carry seq and size (``finish_recovery``).
         self.recovering = False
         #: Detached queues of PURGE records whose messages are released a slice at a time:
-        #: [ids, next index, segment of the PURGE, its end position] (``release_purged``).
+        #: [iterator over the detached dict (never changed again), segment of the PURGE, its
+        #: end position] (``release_purged``).
         self.purged: list[list[Any]] = []
 
     def _liveness(self, segment: int) -> SegmentLiveness:
@@ -428,7 +430,7 @@ class JournalIndex:
         if not ids:
             return
         self._liveness(segment).purging += 1
-        self.purged.append([list(ids), 0, segment, end])
+        self.purged.append([iter(ids), segment, end])
 
     def release_purged(self, limit: int) -> list[int]:
         """Release up to ``limit`` messages of detached queues; returns the ids that died.
@@ -437,12 +439,12 @@ class JournalIndex:
         dead: list[int] = []
         messages, shared, counts = self.messages, self.shared, self.counts
         while self.purged and limit > 0:
-            job = self.purged[0]
-            ids, at, segment, end = job
-            stop = min(at + limit, len(ids))
+            ids, segment, end = self.purged[0]
             after = (end[0] << 32) | end[1]
             touched: dict[int, list[int]] = {}   # segment -> [records died, their bytes]
-            for msg_id in ids[at:stop]:
+            seen = 0
+            for msg_id in islice(ids, limit):
+                seen += 1
                 packed = messages.get(msg_id)
                 if packed is None:
                     continue   # released meanwhile (compaction found it dead)
@@ -471,9 +473,10 @@ class JournalIndex:
                 held.live_bytes -= nbytes
                 if records and end > held.released_at:
                     held.released_at = end
-            limit -= stop - at
-            job[1] = stop
-            if stop >= len(ids):
+            if seen == limit:
+                limit = 0   # (the iterator may be exhausted exactly: the next call ends it)
+            else:   # exhausted
+                limit -= seen
                 self.purged.pop(0)
                 liveness.purging -= 1
                 if end > liveness.released_at:

@@ -52,7 +52,7 @@ _MESSAGE = int(RecordType.MESSAGE)
 #: A segment older than the head whose live bytes are under this share of its size is compacted.
 COMPACT_BELOW = 0.25
 #: Messages of a purged (deleted) queue the index lets go of per reactor turn.
-PURGE_SLICE = 10_000
+PURGE_SLICE = 5_000
 #: Dead segments kept only as guards (see :mod:`.index`) may total this many segment sizes (or
 #: the live bytes, if more) before the root of their chain is compacted to let them go.
 PINNED_BOUND_SEGMENTS = 2
