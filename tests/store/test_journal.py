@@ -260,9 +260,9 @@ def test_any_durable_snapshot_recovers_the_model(
 ) -> None:
     """Random publish/ack/purge/definition churn on tiny segments; after every flush, a copy of
     the directory (what a kill -9 would leave) must recover exactly the model's state. Purged
-    queues are let go of two messages per flush, so snapshots and compactions meet purges
+    queues are let go of four messages per flush, so snapshots and compactions meet purges
     still being released."""
-    monkeypatch.setattr(journal_store, "PURGE_SLICE", 2)
+    monkeypatch.setattr(journal_store, "PURGE_SLICE", 4)
     rng = random.Random(seed)
     directory = tmp_path / "live"
     store, _ = open_store(directory, segment_size=1500)
