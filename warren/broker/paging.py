@@ -307,15 +307,7 @@ class Pager:
                     entries: dict[int, QueueEntry | None]) -> None:
         """``page_in`` without waiting: records in the paging file are read now (a local file
         of this process), the store's off the reactor thread."""
-        page_file = queue.page_file
-        in_store = []
-        for m in wanted:
-            where = paged_location(m)
-            if where < 0:
-                in_store.append(m)
-            elif page_file is not None:
-                self._load(m, page_file.read(where))
-                page_file.release()
+        in_store = self._load_from_file(queue, wanted)
         if not in_store:
             return
         store = self.broker.store
@@ -375,9 +367,9 @@ class Pager:
         if not queue.deleted:
             self.broker.clock.callLater(1.0, queue.dispatch)
 
-    def _read_back(self, message: Message, queue: "Queue | None",
-                   wanted: list[Message]) -> PageIn:
-        records: dict[int, bytes] = {}
+    def _load_from_file(self, queue: "Queue | None", wanted: list[Message]) -> list[Message]:
+        """Load those of ``wanted`` that are in the queue's paging file; returns the others
+        (in the store)."""
         page_file = queue.page_file if queue is not None else None
         in_store = []
         for m in wanted:
@@ -387,7 +379,12 @@ class Pager:
             elif page_file is not None:
                 self._load(m, page_file.read(where))
                 page_file.release()
-        wanted = in_store
+        return in_store
+
+    def _read_back(self, message: Message, queue: "Queue | None",
+                   wanted: list[Message]) -> PageIn:
+        records: dict[int, bytes] = {}
+        wanted = self._load_from_file(queue, wanted)
         if not wanted:
             return PageIn.LOST if message.paged else PageIn.LOADED
         store = self.broker.store
