@@ -17,6 +17,9 @@
     python -m bench.scale purge --sizes 1000000
         a queue holding N messages (in-process core) is purged / deleted: the call, then the
         reactor turns that release the rest.
+    python -m bench.scale purge-paged --sizes 1000000
+        the same of a durable queue of N persistent messages paged out under a 4 MiB paging
+        budget, with the journal as its store: the call and the longest turn after it.
     python -m bench.scale import --sizes 50000
         a definitions document of N queues and N bindings (in-process core) imported as the
         API does, a slice per reactor turn: the first call, then each turn (median, max).
@@ -165,6 +168,70 @@ def bench_purge(sizes: list[int]) -> None:
             print(f"core {op} of a queue of n={n}: the call {first * 1e3:.0f} ms, then {slices}"
                   f" more turns (longest {longest * 1e3:.0f} ms); {total:.3f}s in all;"
                   f" memory_used after {broker.memory_used}", flush=True)
+
+
+def bench_purge_paged(sizes: list[int], budget: int = 4 * 1024 * 1024) -> None:
+    """A durable queue of N persistent messages, paged out (the journal as its store, a
+    paging budget of ``budget`` bytes), purged / deleted: the call, then each reactor turn
+    that follows (the broker's releases and the journal's), the longest quoted."""
+    from twisted.internet.task import Clock
+
+    from warren.amqp.properties import CODEC
+    from warren.broker.broker import Broker
+    from warren.model.message import Message, Properties
+    from warren.store.journal.store import JournalStore
+    for n in sizes:
+        for op in ("purge", "delete"):
+            with tempfile.TemporaryDirectory(prefix="bench-purge-") as data:
+                store_clock = Clock()   # the journal's turns, run one by one below
+                store = JournalStore(data, reactor=store_clock)
+                store.open()
+                broker = Broker(clock=Clock(), codec=CODEC, store=store, paging_budget=budget)
+                broker.recover()
+                vh = broker.vhost("/")
+                q = vh.declare_queue("big", durable=True)
+                pub = broker.publisher("/", None)
+                ex = pub.exchange("")
+                props = Properties(delivery_mode=2)
+                for i in range(n):
+                    pub.publish(ex, Message("", "big", b"x" * 100, codec=CODEC, props=props))
+                    if i % 10_000 == 0:
+                        _turns_of(broker.clock, store_clock, store)
+                _turns_of(broker.clock, store_clock, store)
+                paged = q.ready.paged
+                t0 = time.perf_counter()
+                count = q.purge() if op == "purge" else vh.delete_queue("big")
+                first = time.perf_counter() - t0
+                names: list[str] = []
+                times = _turns_of(broker.clock, store_clock, store, names)
+                total = time.perf_counter() - t0
+                longest = names[times.index(max(times))] if times else "-"
+                print(f"paged {op} of a durable queue of n={n} ({paged} paged out, {count} "
+                      f"counted): the call {first * 1e3:.0f} ms, then {len(times)} turns "
+                      f"(median {statistics.median(times or [0]) * 1e3:.1f} ms, longest "
+                      f"{max(times, default=0) * 1e3:.0f} ms: {longest}); {total:.2f}s in all; "
+                      f"memory_used after {broker.memory_used}, journal messages "
+                      f"{store.stats()['journal_messages']:.0f}", flush=True)
+                store.close()
+
+
+def _turns_of(clock, store_clock, store, names: list[str] | None = None) -> list[float]:
+    """Reactor turns of a core broker and its journal on fake clocks, one call at a time
+    (the journal's writes done by a blocking flush before each); their durations."""
+    times = []
+    while True:
+        store.flush()   # cancels the journal's own flush call
+        pending = [c for c in (clock, store_clock) if c.calls]
+        if not pending:
+            return times
+        source = pending[0]
+        call = source.calls.pop(0)
+        call.called = 1
+        t = time.perf_counter()
+        call.func(*call.args, **call.kw)
+        times.append(time.perf_counter() - t)
+        if names is not None:
+            names.append(getattr(call.func, "__qualname__", repr(call.func)))
 
 
 def _probe_process(port: int, conn, stop) -> None:
@@ -451,7 +518,8 @@ def bench_deliver(sizes: list[int], messages: int = 2000) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["core", "mqtt", "purge", "metrics", "import", "deliver",
+    p.add_argument("what", choices=["core", "mqtt", "purge", "purge-paged", "metrics", "import",
+                                    "deliver",
                                     "topic", "objects"])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
     p.add_argument("--mode", choices=["one", "many", "both"], default="both",
@@ -464,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_core(a.sizes)
     elif a.what == "purge":
         bench_purge(a.sizes)
+    elif a.what == "purge-paged":
+        bench_purge_paged(a.sizes)
     elif a.what == "metrics":
         bench_metrics(a.sizes)
     elif a.what == "import":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred, succeed
 
-from warren.store.interface import MessageStore, RecoveredState, StoreUnavailable
+from warren.store.interface import MessageStore, RecoveredState, StoreError, StoreUnavailable
 
 __all__ = ["HeldSyncStore", "MemoryStore"]
 
@@ -19,6 +19,7 @@ class MemoryStore(MessageStore):
 
     def __init__(self) -> None:
         self.records: dict[int, bytes] = {}
+        self.holders: dict[int, set[str]] = {}   # msg_id -> keys of the queues holding it
         self.state = RecoveredState()   # what recover() gives
         self.reads = 0
         self.down = False
@@ -26,11 +27,25 @@ class MemoryStore(MessageStore):
     def open(self) -> None: ...
     def recover(self, body_size=None) -> RecoveredState: return self.state
     def put_definition(self, kind, key, value) -> None: ...
-    def publish(self, msg_id, record, queue_keys) -> None: self.records[msg_id] = record
+
+    def publish(self, msg_id, record, queue_keys) -> None:
+        self.records[msg_id] = record
+        self.holders[msg_id] = set(queue_keys)
+
     def ack(self, queue_key, msg_ids) -> None:
         for msg_id in msg_ids:
-            self.records.pop(msg_id, None)
-    def purge_queue(self, queue_key) -> None: ...
+            holders = self.holders.get(msg_id)
+            if holders is None:
+                continue
+            holders.discard(queue_key)
+            if not holders:
+                del self.holders[msg_id]
+                self.records.pop(msg_id, None)
+
+    def purge_queue(self, queue_key) -> None:
+        held = [msg_id for msg_id, holders in self.holders.items() if queue_key in holders]
+        self.ack(queue_key, held)
+
     def sync(self): return succeed(None)
     def close(self) -> None: ...
     def abandon(self) -> None: ...
@@ -39,7 +54,10 @@ class MemoryStore(MessageStore):
         if self.down:
             raise StoreUnavailable("down")
         self.reads += 1
-        return self.records[msg_id]
+        record = self.records.get(msg_id)
+        if record is None:
+            raise StoreError(f"message {msg_id} is not in the store")
+        return record
 
 
 class HeldSyncStore(MemoryStore):

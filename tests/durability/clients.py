@@ -23,9 +23,11 @@ TRANSIENT = pika.BasicProperties(delivery_mode=1)
 
 
 class ConfirmedPublisher:
-    """Publish ``bodies`` to ``exchange``/``routing_key`` with at most ``window`` unconfirmed."""
+    """Publish ``bodies`` to ``exchange``/``routing_key`` with at most ``window`` unconfirmed
+    (``routing_key`` may be a function of the body: messages for several queues, interleaved)."""
 
-    def __init__(self, url: str, routing_key: str, bodies: Iterator[bytes], *,
+    def __init__(self, url: str, routing_key: str | Callable[[bytes], str],
+                 bodies: Iterator[bytes], *,
                  exchange: str = "", window: int = 300,
                  properties: pika.BasicProperties = PERSISTENT) -> None:
         self.url = url
@@ -129,7 +131,8 @@ class ConfirmedPublisher:
                 break
             self._seq += 1
             self.in_flight[self._seq] = body
-            channel.basic_publish(self.exchange, self.routing_key, body, self.properties)
+            key = self.routing_key(body) if callable(self.routing_key) else self.routing_key
+            channel.basic_publish(self.exchange, key, body, self.properties)
         if self._exhausted and not self.in_flight:
             self._close()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from warren.amqp.properties import CODEC
@@ -137,6 +138,56 @@ def test_paged_messages_come_back_in_order_with_read_ahead():
     assert broker.memory_used == 0 and broker.body_bytes == 0 and broker.index_bytes == 0
 
 
+class HeldReadStore(MemoryStore):
+    """A store whose reads off the reactor thread wait until the test lets them finish (the
+    journal's reader thread, made deterministic)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.later: list[tuple[Deferred, list[int]]] = []
+
+    def read_many_later(self, msg_ids):
+        done: Deferred = Deferred()
+        self.later.append((done, msg_ids))
+        return done
+
+    def finish_reads(self) -> int:
+        later, self.later = self.later, []
+        for done, msg_ids in later:
+            done.callback(self.read_many(msg_ids))
+        return len(later)
+
+
+def test_dispatch_reads_paged_bodies_off_the_reactor_and_resumes_when_they_are_in():
+    """A consumer reaching the paged part of a queue does not wait for the store: the read
+    goes off the reactor thread, the entry keeps its place, and the queue is dispatched once
+    the records are in; a record lost meanwhile is dropped (logged), the rest delivered."""
+    clock = Clock()
+    store = HeldReadStore()
+    broker = Broker(clock=clock, codec=CODEC, store=store, paging_budget=20 * SIZE)
+    broker.ensure_defaults()
+    broker.pager.head_keep = 10
+    vh = broker.vhost("/")
+    q = vh.declare_queue("lazy", durable=True)
+    for i in range(600):
+        publish(vh, "lazy", i)
+    clock.advance(0)
+    consumer = Collector()
+    q.add_consumer(consumer)
+    assert consumer.bodies == [body(i) for i in range(10)]   # the head, in memory
+    assert store.reads == 0 and len(store.later) == 1        # nothing read on the reactor
+    assert q.message_count == 590                             # the entry kept its place
+    q.dispatch()                                              # no second read of the same
+    assert len(store.later) == 1
+    lost = sorted(store.records)[300]
+    del store.records[lost]
+    while store.finish_reads():
+        clock.advance(0)
+    clock.advance(0)
+    assert consumer.bodies == [body(i) for i in range(600) if i != 300]
+    assert q.message_count == 0 and store.reads >= 590
+
+
 def test_store_down_leaves_the_entry_and_delivery_resumes():
     clock, store, broker, vh = setup()
     q = vh.declare_queue("lazy", durable=True)
@@ -211,6 +262,51 @@ def test_purge_of_a_paged_queue_acks_every_row():
     clock.advance(0)
     clock.advance(0)
     assert store.records == {} and len(q.ready) == 0
+    assert broker.memory_used == 0 and broker.index_bytes == 0 and broker.body_bytes == 0
+
+
+class Holder(Collector):
+    """A consumer that acks nothing: what it was handed stays unacked."""
+
+    no_ack = False
+
+    def __init__(self, credit: int) -> None:
+        super().__init__()
+        self.credit = credit
+        self.entries: list = []
+
+    def has_credit(self) -> bool:
+        return len(self.bodies) < self.credit
+
+    def deliver(self, queue, entry) -> None:
+        super().deliver(queue, entry)
+        self.entries.append(entry)
+
+
+def test_purge_with_messages_out_acks_the_rows_and_keeps_the_unacked_in_the_store():
+    """A purge drops the ready messages only: with one out with a consumer the store cannot
+    drop the whole queue, so the paged rows are acked one by one (in slices) and the unacked
+    message stays stored; a purge with nothing out drops the queue in the store at once."""
+    clock, store, broker, vh = setup()
+    q = vh.declare_queue("lazy", durable=True)
+    holder = Holder(credit=1)
+    q.add_consumer(holder)
+    for i in range(300):
+        publish(vh, "lazy", i)
+    clock.advance(0)
+    assert q.ready.paged > 0 and q.unacked == 1
+    assert q.purge() == 299
+    for _ in range(3):
+        clock.advance(0)
+    assert [r.endswith(body(0)) for r in store.records.values()] == [True], \
+        "only the unacked message stays"
+    q.remove_consumer(holder)   # it comes back to the queue, and a purge now takes it too
+    q.requeue(holder.entries)
+    clock.advance(0)
+    assert q.message_count == 1 and q.unacked == 0
+    assert q.purge() == 1
+    clock.advance(0)
+    assert store.records == {}
     assert broker.memory_used == 0 and broker.index_bytes == 0 and broker.body_bytes == 0
 
 

@@ -19,6 +19,7 @@ from ..model.errors import AccessRefused, NotAllowed, NotFound
 from ..model.message import OVERHEAD, Message, PropertiesCodec, QueueEntry
 from ..store.interface import (KEY_SEP, MessageStore, RecoveredQueue, RecoveredState,
                                StoreUnavailable, resource_key)
+from .compact import CompactRun
 from .limits import Limits
 from .ready import WINDOW
 from .paging import DEFAULT_BUDGET, Pager, paged_location
@@ -462,28 +463,33 @@ class Broker:
         if end < len(entries):
             self.clock.callLater(0, self._release_slice, queue, entries, end)
 
-    def release_rows(self, queue: Queue, rows: list[Any]) -> None:
-        """Forget paged-out entries of a purged or deleted queue (``ready.clear_split``):
-        store acks and accounting, ``RELEASE_SLICE`` per reactor turn like ``release_many``."""
-        if rows:
-            self._release_rows_slice(queue, rows, 0)
+    def release_rows(self, queue: Queue, runs: list[CompactRun], store_purged: bool) -> None:
+        """Forget the paged-out entries of a purged or deleted queue (the runs of
+        ``ready.clear_split``): store acks (none when ``store_purged``: the store dropped the
+        queue's messages with one purge) and accounting, ``RELEASE_SLICE`` per reactor turn
+        like ``release_many``."""
+        for run in runs:
+            self._release_rows_slice(queue, run, 0, store_purged)
 
-    def _release_rows_slice(self, queue: Queue, rows: list[Any], start: int) -> None:
-        end = min(start + RELEASE_SLICE, len(rows))
-        note, acked, key = self._note, self._acked, queue.store_key
-        in_file = 0
-        for i in range(start, end):
-            if rows[i][7] >= 0:
-                in_file += 1          # in the queue's paging file, not the store
-            elif queue.durable and self.store is not None:
-                note(acked, key, rows[i][0])
+    def _release_rows_slice(self, queue: Queue, run: CompactRun, start: int,
+                            store_purged: bool) -> None:
+        end = start + RELEASE_SLICE
+        acks = not store_purged and queue.durable and self.store is not None
+        ids, in_file, rows = run.paged_ids(start, end, want_ids=acks)
+        if ids and acks:
+            acked = self._acked.get(queue.store_key)
+            if acked is None:
+                self._acked[queue.store_key] = ids
+            else:
+                acked.extend(ids)
+            self._flush_notes_soon()
         if in_file and queue.page_file is not None:
-            queue.page_file.release(in_file)
-        self.pager.forget_rows(end - start)
+            queue.page_file.release(in_file)   # in the queue's paging file, not the store
+        self.pager.forget_rows(rows)
         if self.blocked and self.memory_used < self.memory_low:
             self._set_blocked(False)
-        if end < len(rows):
-            self.clock.callLater(0, self._release_rows_slice, queue, rows, end)
+        if end < len(run):
+            self.clock.callLater(0, self._release_rows_slice, queue, run, end, store_purged)
 
     def after_settle(self, queue: Queue | None) -> None:
         if self.blocked and self.memory_used < self.memory_low:

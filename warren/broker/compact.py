@@ -168,6 +168,32 @@ class CompactRun:
             self.pinned = {i - start: e for i, e in self.pinned.items()}
         self.start = 0
 
+    def unpin(self) -> list[QueueEntry]:
+        """The pinned entries of a run let go of whole (a purge, a deleted queue): its paged
+        rows are released from the arrays by ``paged_ids``, no tuple made for each."""
+        return list(self.pinned.values())
+
+    def paged_ids(self, start: int, stop: int,
+                  want_ids: bool = True) -> tuple[list[int], int, int]:
+        """Of the rows ``start``..``stop`` (counted from the run's first row): the store ids of
+        the paged ones (unless not ``want_ids``), how many are in the paging file, and how
+        many are paged in all."""
+        lo, hi = self.start + start, self.start + min(stop, len(self))
+        pinned = self.pinned
+        if not self.in_file and not any(lo <= i < hi for i in pinned):
+            return (self.ids[lo:hi].tolist() if want_ids else []), 0, hi - lo
+        ids, in_file, rows = [], 0, 0
+        wheres = self.wheres
+        for i in range(lo, hi):
+            if i in pinned:
+                continue
+            rows += 1
+            if wheres[i] >= 0:
+                in_file += 1
+            else:
+                ids.append(self.ids[i])
+        return ids, in_file, rows
+
     def next_expiry(self) -> float | None:
         """The earliest expiry of any entry in the run (NaN rows have none)."""
         best = None

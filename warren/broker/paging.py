@@ -76,6 +76,7 @@ class PageIn(Enum):
 
     LOADED = "loaded"     # the body is back in memory
     LATER = "later"       # the store cannot answer now; leave the entry and retry
+    PENDING = "pending"   # being read off the reactor thread; the queue is dispatched after
     LOST = "lost"         # the store no longer has the record; drop the entry
 
 
@@ -124,6 +125,10 @@ class Pager:
         self.directory: str | None = None
         self._files = 0
         self._file_error = False   # a paging file could not be written (logged once)
+        # messages whose records the store is reading off the reactor thread (by id()), and
+        # those such a read did not find (read again the blocking way, which logs and drops)
+        self._reading: dict[int, Message] = {}
+        self._missing: set[int] = set()
 
     @property
     def resident(self) -> int:
@@ -249,7 +254,7 @@ class Pager:
 
     # ---------------------------------------------------------------- back in
     def page_in(self, message: Message, queue: "Queue | None" = None,
-                entry: QueueEntry | None = None) -> PageIn:
+                entry: QueueEntry | None = None, wait: bool = True) -> PageIn:
         """Read a paged-out body back from the store (no-op for a resident one).
 
         With ``queue`` given, the next paged entries at the head of its ready list come back
@@ -257,30 +262,114 @@ class Pager:
         round trip per batch, not per message. A recovered message's own TTL, unknown until
         now (``compact.TTL_UNKNOWN``), is applied to its entry (``entry`` for ``message``),
         counted from the broker's start as a recovery that read it would have.
+
+        Without ``wait`` (a queue dispatching to consumers) the store's records are read off
+        the reactor thread (``MessageStore.read_many_later``): PENDING, and the queue is
+        dispatched again once they are in, so a disk read never holds the other clients.
+        A basic.get, a dead-lettering or a move waits (they answer now).
         """
         if not message.paged:
             return PageIn.LOADED
+        if not wait:
+            if id(message) in self._reading:
+                return PageIn.PENDING
+            if id(message) in self._missing:
+                wait = True   # read the blocking way: it logs and drops what is lost
+        self._missing.discard(id(message))
         wanted = [message]
         entries = {id(message): entry}
         if queue is not None:
+            reading = self._reading
             for queued in islice(iter(queue.ready), READ_AHEAD):
-                if queued.message.paged and queued.message is not message:
-                    wanted.append(queued.message)
-                    entries[id(queued.message)] = queued
+                m = queued.message
+                if m.paged and m is not message and id(m) not in reading:
+                    wanted.append(m)
+                    entries[id(m)] = queued
+        if not wait and queue is not None and self.broker.store is not None:
+            self._read_later(queue, wanted, entries)
+            # a store that read at once has loaded it already
+            return PageIn.PENDING if message.paged else PageIn.LOADED
         pending = [m for m in wanted if m.ttl == TTL_PENDING]
         try:
             return self._read_back(message, queue, wanted)
         finally:
-            for m in pending:
-                if not m.paged and m.ttl is not None and queue is not None:
-                    pending_entry = entries.get(id(m))
-                    if pending_entry is not None:
-                        queue.learn_expiry(pending_entry,
-                                           self.broker.started_at + m.ttl / 1000.0)
+            self._learn_ttls(pending, queue, entries)
 
-    def _read_back(self, message: Message, queue: "Queue | None",
-                   wanted: list[Message]) -> PageIn:
-        records: dict[int, bytes] = {}
+    def _learn_ttls(self, pending: list[Message], queue: "Queue | None",
+                    entries: dict[int, QueueEntry | None]) -> None:
+        for m in pending:
+            if not m.paged and m.ttl is not None and queue is not None:
+                pending_entry = entries.get(id(m))
+                if pending_entry is not None:
+                    queue.learn_expiry(pending_entry, self.broker.started_at + m.ttl / 1000.0)
+
+    def _read_later(self, queue: "Queue", wanted: list[Message],
+                    entries: dict[int, QueueEntry | None]) -> None:
+        """``page_in`` without waiting: records in the paging file are read now (a local file
+        of this process), the store's off the reactor thread."""
+        in_store = self._load_from_file(queue, wanted)
+        if not in_store:
+            return
+        store = self.broker.store
+        assert store is not None   # the caller checked
+        for m in in_store:
+            self._reading[id(m)] = m
+        done = store.read_many_later([m.id for m in in_store])
+        done.addCallbacks(self._arrived, self._read_failed,
+                          callbackArgs=(queue, in_store, entries),
+                          errbackArgs=(queue, in_store))
+
+    def _prefetch(self, queue: "Queue") -> None:
+        """After a batch came in and was dispatched: read the next one while consumers take
+        this one (a queue drained by consumers with credit never waits for the disk twice)."""
+        if queue.deleted or not queue.consumers.any_credit():
+            return
+        wanted: list[Message] = []
+        entries: dict[int, QueueEntry | None] = {}
+        reading = self._reading
+        for queued in islice(iter(queue.ready), 2 * READ_AHEAD):
+            m = queued.message
+            if m.paged and id(m) not in reading and id(m) not in self._missing:
+                wanted.append(m)
+                entries[id(m)] = queued
+                if len(wanted) >= READ_AHEAD:
+                    break
+        if wanted:
+            self._read_later(queue, wanted, entries)
+
+    def _arrived(self, records: dict[int, bytes], queue: "Queue", in_store: list[Message],
+                 entries: dict[int, QueueEntry | None]) -> None:
+        """Records read off the reactor thread: bodies of messages still queued come back;
+        one the store did not find is read again the blocking way (logged, dropped)."""
+        pending = []
+        for m in in_store:
+            self._reading.pop(id(m), None)
+            if not m.paged or m.refs <= 0:
+                continue   # read the blocking way meanwhile, or no longer queued
+            record = records.get(m.id)
+            if record is None:
+                self._missing.add(id(m))
+                continue
+            if m.ttl == TTL_PENDING:
+                pending.append(m)
+            self._load(m, record)
+        self._learn_ttls(pending, queue, entries)
+        if not queue.deleted:
+            clock = self.broker.clock
+            clock.callLater(0, queue.dispatch)
+            clock.callLater(0, self._prefetch, queue)   # after that dispatch
+
+    def _read_failed(self, failure: Any, queue: "Queue", in_store: list[Message]) -> None:
+        for m in in_store:
+            self._reading.pop(id(m), None)
+        log.warning("queue '%s': reading paged-out bodies failed (%s); delivery retried "
+                    "later", queue.name, failure.getErrorMessage())
+        if not queue.deleted:
+            self.broker.clock.callLater(1.0, queue.dispatch)
+
+    def _load_from_file(self, queue: "Queue | None", wanted: list[Message]) -> list[Message]:
+        """Load those of ``wanted`` that are in the queue's paging file; returns the others
+        (in the store)."""
         page_file = queue.page_file if queue is not None else None
         in_store = []
         for m in wanted:
@@ -290,7 +379,12 @@ class Pager:
             elif page_file is not None:
                 self._load(m, page_file.read(where))
                 page_file.release()
-        wanted = in_store
+        return in_store
+
+    def _read_back(self, message: Message, queue: "Queue | None",
+                   wanted: list[Message]) -> PageIn:
+        records: dict[int, bytes] = {}
+        wanted = self._load_from_file(queue, wanted)
         if not wanted:
             return PageIn.LOST if message.paged else PageIn.LOADED
         store = self.broker.store

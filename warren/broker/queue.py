@@ -310,7 +310,7 @@ class Queue:
                     break
                 entry = ready.popleft()
                 # read back first: a recovered message's own TTL is known only then
-                if entry.message.paged and not self._page_in(entry):
+                if entry.message.paged and not self._page_in(entry, wait=False):
                     break
                 if entry.expires_at is not None and self._expired(entry):
                     continue
@@ -342,7 +342,7 @@ class Queue:
                 entry = ready.popleft()
                 # selectors and message groups read properties, and a recovered message's
                 # own TTL is known only once read: a paged entry is read back first
-                if entry.message.paged and not self._page_in(entry):
+                if entry.message.paged and not self._page_in(entry, wait=False):
                     break
                 if entry.expires_at is not None and self._expired(entry):
                     continue
@@ -404,16 +404,21 @@ class Queue:
         self._dead_letter(entry, "expired")
         return True
 
-    def _page_in(self, entry: QueueEntry) -> bool:
+    def _page_in(self, entry: QueueEntry, wait: bool = True) -> bool:
         """Bring a paged-out body back (``paging.py``) before it leaves the queue.
 
         False: not deliverable now. The entry was popped; if the store cannot answer it goes
         back to its place and dispatch is retried in a second; if the store lost it, it is
-        dropped (the pager logged it) and dispatch resumes at the end of the turn.
+        dropped (the pager logged it) and dispatch resumes at the end of the turn. Without
+        ``wait`` the read may go off the reactor thread: the entry goes back to its place
+        and the pager dispatches the queue once the body is in.
         """
-        state = self.vhost.broker.pager.page_in(entry.message, self, entry)
+        state = self.vhost.broker.pager.page_in(entry.message, self, entry, wait)
         if state is PageIn.LOADED:
             return True
+        if state is PageIn.PENDING:
+            self.ready.requeue([entry])
+            return False
         if state is PageIn.LATER:
             self.ready.requeue([entry])
             delay = 1.0
@@ -598,11 +603,15 @@ class Queue:
 
     # ---------------------------------------------------------------- purge / delete
     def purge(self) -> int:
-        gone, rows = self.ready.clear_split()
+        gone, runs = self.ready.clear_split()
         gone += self.held.clear()
-        self.vhost.broker.release_many(self, gone)
-        self.vhost.broker.release_rows(self, rows)
-        return len(gone) + len(rows)
+        broker = self.vhost.broker
+        whole = not self.unacked   # the store's copy is all ready: one purge record drops it
+        if whole:
+            broker.store_purge(self)
+        broker.release_many(self, gone)
+        broker.release_rows(self, runs, store_purged=whole)
+        return len(gone) + sum(run.paged for run in runs)
 
     def close(self) -> None:
         """The broker stops: a queue whose messages are in the store has nothing of its own
@@ -623,12 +632,13 @@ class Queue:
         for call in (self._expiry_call, self._idle_call):
             if call is not None and call.active():
                 call.cancel()
-        gone, rows = self.ready.clear_split()
+        gone, runs = self.ready.clear_split()
         gone += self.held.clear()
-        self.vhost.broker.release_many(self, gone)
-        self.vhost.broker.release_rows(self, rows)
-        count = len(gone) + len(rows)
-        self.vhost.broker.store_purge(self)
+        broker = self.vhost.broker
+        broker.store_purge(self)
+        broker.release_many(self, gone)
+        broker.release_rows(self, runs, store_purged=True)
+        count = len(gone) + sum(run.paged for run in runs)
         if self.page_file is not None:
             self.page_file.close()
         return count

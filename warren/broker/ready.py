@@ -205,26 +205,32 @@ class ReadyFifo:
 
     def clear(self) -> list[QueueEntry]:
         """Empty the FIFO; paged entries come back as stubs (``restore``)."""
-        entries, rows = self.clear_split()
-        return entries + [self.restore(row) for row in rows]
-
-    def clear_split(self) -> tuple[list[QueueEntry], list[Row]]:
-        """Empty the FIFO: the entries in memory, and the paged rows as rows (a purge of a
-        deep queue acks those without making an object for each)."""
         entries = list(self._q)
-        rows: list[Row] = []
         if self._run is not None:
             for item in self._run.take(len(self._run)):
-                if isinstance(item, QueueEntry):
-                    entries.append(item)
-                else:
-                    rows.append(item)
+                entries.append(item if isinstance(item, QueueEntry) else self.restore(item))
             entries.extend(self._tail)
         self._q.clear()
         self._tail.clear()
         self._run = None
         self.bytes = 0
-        return entries, rows
+        return entries
+
+    def clear_split(self) -> tuple[list[QueueEntry], list[CompactRun]]:
+        """Empty the FIFO at once: the entries in memory, and the run of paged rows as it is
+        (a purge of a deep queue releases its arrays a slice at a time: no object, not even a
+        tuple, per paged message)."""
+        entries = list(self._q)
+        runs: list[CompactRun] = []
+        if self._run is not None:
+            entries.extend(self._run.unpin())
+            entries.extend(self._tail)
+            runs.append(self._run)
+        self._q.clear()
+        self._tail.clear()
+        self._run = None
+        self.bytes = 0
+        return entries, runs
 
 
 class ReadyByPriority:
@@ -317,11 +323,11 @@ class ReadyByPriority:
             gone.extend(level.clear())
         return gone
 
-    def clear_split(self) -> tuple[list[QueueEntry], list[Row]]:
+    def clear_split(self) -> tuple[list[QueueEntry], list[CompactRun]]:
         entries: list[QueueEntry] = []
-        rows: list[Row] = []
+        runs: list[CompactRun] = []
         for level in reversed(self._levels):
             e, r = level.clear_split()
             entries.extend(e)
-            rows.extend(r)
-        return entries, rows
+            runs.extend(r)
+        return entries, runs

@@ -35,10 +35,12 @@ The index
 =========
 
 Built by replaying the log at recovery and kept up to date on every write, by the same methods:
-``messages`` (msg_id -> where its current MESSAGE record is, its seq, its queues with delivered
-flags: the refcount is ``len(queues)``), ``queues`` (queue key -> live msg ids in queue order),
-``definitions`` ((kind, key) -> value and where its record is), and per segment a
-:class:`SegmentLiveness` (which records in it are live, their bytes, and its guards).
+``messages`` (msg_id -> where its current MESSAGE record is, packed in one int), ``queues``
+(queue key -> live msg ids in queue order with their delivered flags; the queues holding a
+message are the ones whose dict has it), ``shared`` and ``counts`` for the few messages routed
+to several queues or returned, ``definitions`` ((kind, key) -> value and where its record is),
+and per segment a :class:`SegmentLiveness` (how many records in it are live, their bytes, and
+its guards). :class:`JournalIndex` says why it is shaped so (memory per queued message).
 
 The reclaim invariant
 =====================
@@ -68,6 +70,7 @@ from __future__ import annotations
 
 import json
 import struct
+from itertools import islice
 from enum import IntEnum
 from typing import Any
 
@@ -112,25 +115,6 @@ def _queue_entry(key: str, delivered: bool) -> bytes:
 #: Decoded queue keys by their bytes: replay decodes the same few keys for millions of records,
 #: and one string each saves the copies (an index entry per message must stay small).
 _KEYS: dict[bytes, str] = {}
-#: The queue state of a message held by one queue, shared by every such message of the index:
-#: read-only, replaced (never changed) when the message's state changes (``_solo``).
-_SOLO: dict[tuple[str, bool], dict[str, bool]] = {}
-
-
-def _solo(queues: dict[str, bool]) -> dict[str, bool]:
-    """The shared copy of a one-queue state (see ``_SOLO``); other states as they are."""
-    if len(queues) != 1:
-        return queues
-    for item in queues.items():
-        shared = _SOLO.get(item)
-        if shared is None:
-            if len(_SOLO) >= 8192:
-                _SOLO.clear()
-            shared = _SOLO[item] = dict((item,))
-        return shared
-    return queues
-
-
 def encode_message(msg_id: int, seq: int, queues: dict[str, bool],
                    record: bytes | memoryview, counts: dict[str, int] | None = None) -> bytes:
     if not counts and len(queues) == 1:
@@ -211,22 +195,6 @@ def decode_checkpoint(payload: bytes | memoryview) -> tuple[int, int]:
     return _CHECKPOINT.unpack(bytes(payload))
 
 
-class MessageLocation:
-    """Where a live message's current MESSAGE record is, and which queues still hold it."""
-
-    __slots__ = ("segment", "offset", "length", "seq", "queues", "counts", "size")
-
-    def __init__(self, segment: int, offset: int, length: int, seq: int,
-                 queues: dict[str, bool], counts: dict[str, int] | None = None) -> None:
-        self.size = 0  # the body's size, set by a lazy recovery (``recover(body_size=...)``)
-        self.segment = segment
-        self.offset = offset
-        self.length = length  # framed length, header included
-        self.seq = seq  # publish order; queues are sorted by it at recovery
-        self.queues = queues  # queue key -> delivered flag; empty means dead
-        self.counts = counts  # queue key -> delivery count, for queues it came back to
-
-
 class DefinitionLocation:
     __slots__ = ("value", "segment", "offset", "length")
 
@@ -238,27 +206,78 @@ class DefinitionLocation:
 
 
 class SegmentLiveness:
-    """What keeps one segment alive: its live records and the older segments it guards."""
+    """What keeps one segment alive: its live records and the older segments it guards.
 
-    __slots__ = ("live", "live_bytes", "guards", "released_at")
+    Messages are counted, not listed (a set of ids per segment would cost a dict entry per
+    message): compaction finds the live ones by reading the segment back (``JournalIndex.live``
+    says whether a MESSAGE record at a position is the current copy). Definitions, few, are
+    listed."""
+
+    __slots__ = ("live", "definitions", "live_bytes", "guards", "released_at", "purging")
 
     def __init__(self) -> None:
-        self.live: dict[int | DefinitionKey, None] = {}  # msg ids and (kind, key)s, in order
+        self.live = 0   # live MESSAGE records in the segment
+        self.definitions: dict[DefinitionKey, None] = {}   # live DEFINITION records, in order
         self.live_bytes = 0
         self.guards: set[int] = set()  # older segments whose records this one overrides
         self.released_at: Position = (0, 0)  # log position of the last record that killed one
+        self.purging = 0   # PURGE records in it whose messages are still being released
+
+    def holds_anything(self) -> bool:
+        return bool(self.live or self.definitions or self.purging)
+
+
+#: A location packed into one int: segment number, offset in it, framed length.
+_OFFSET_SHIFT = 32
+_SEGMENT_SHIFT = 64
+_LOW32 = 0xFFFFFFFF
+#: During recovery a queue's value for a message also carries its seq and body size (see
+#: ``JournalIndex.finish_recovery``): seq << _SEQ_SHIFT | size << 1 | delivered.
+_SEQ_SHIFT = 41
+_SIZE_MASK = (1 << 40) - 1
+
+
+def pack_location(segment: int, offset: int, length: int) -> int:
+    return (segment << _SEGMENT_SHIFT) | (offset << _OFFSET_SHIFT) | length
+
+
+def unpack_location(packed: int) -> tuple[int, int, int]:
+    return (packed >> _SEGMENT_SHIFT, (packed >> _OFFSET_SHIFT) & _LOW32, packed & _LOW32)
 
 
 class JournalIndex:
-    """The live state of the journal and, per segment, why it must be kept."""
+    """The live state of the journal and, per segment, why it must be kept.
+
+    What a message costs here is what decides how deep a queue the broker can hold, so a
+    message is two dict entries and one int, with nothing of its own otherwise:
+
+    - ``messages``: msg_id -> its current MESSAGE record's location, packed in one int
+      (``pack_location``);
+    - ``queues``: queue key -> {msg_id: delivered flag}, in queue order. Which queues hold a
+      message is which of these dicts have it; a message is dead when none has;
+    - ``shared``: for the few messages whose record names several queues, those keys (a
+      message without an entry here is held by the one queue whose dict has it);
+    - ``counts``: delivery counts by queue, for the few messages that came back to a queue.
+
+    The record's ``seq`` is kept only during recovery (to sort queues), in the queue dicts'
+    values with the body size; afterwards it is read from the record when a rewrite needs it.
+    """
 
     def __init__(self) -> None:
-        self.messages: dict[int, MessageLocation] = {}
-        self.queues: dict[str, dict[int, None]] = {}
+        self.messages: dict[int, int] = {}
+        self.queues: dict[str, dict[int, int]] = {}
+        self.shared: dict[int, tuple[str, ...]] = {}
+        self.counts: dict[int, dict[str, int]] = {}
         self.definitions: dict[DefinitionKey, DefinitionLocation] = {}
         self.segments: dict[int, SegmentLiveness] = {}
         self.max_msg_id = 0
         self.max_seq = 0
+        #: Set while replaying: queue values then carry seq and size (``finish_recovery``).
+        self.recovering = False
+        #: Detached queues of PURGE records whose messages are released a slice at a time:
+        #: [iterator over the detached dict (never changed again), segment of the PURGE, its
+        #: end position] (``release_purged``).
+        self.purged: list[list[Any]] = []
 
     def _liveness(self, segment: int) -> SegmentLiveness:
         liveness = self.segments.get(segment)
@@ -266,15 +285,20 @@ class JournalIndex:
             liveness = self.segments[segment] = SegmentLiveness()
         return liveness
 
-    def _hold(self, segment: int, key: int | DefinitionKey, length: int) -> None:
-        liveness = self._liveness(segment)
-        liveness.live[key] = None
-        liveness.live_bytes += length
+    def release_dead(self, msg_id: int, at: Position) -> None:
+        """A message no queue holds any more (its queue purged) is let go now (compaction
+        found it before ``release_purged`` did)."""
+        self._release_message(msg_id, at)
 
-    def _release(self, segment: int, key: int | DefinitionKey, length: int, at: Position) -> None:
-        liveness = self.segments[segment]
-        del liveness.live[key]
-        liveness.live_bytes -= length
+    def _release_message(self, msg_id: int, at: Position) -> None:
+        """A message died (no queue holds it) at log position ``at``."""
+        packed = self.messages.pop(msg_id)
+        self.shared.pop(msg_id, None)
+        if self.counts:
+            self.counts.pop(msg_id, None)
+        liveness = self.segments[packed >> _SEGMENT_SHIFT]
+        liveness.live -= 1
+        liveness.live_bytes -= packed & _LOW32
         if at > liveness.released_at:
             liveness.released_at = at
 
@@ -282,57 +306,83 @@ class JournalIndex:
         if older != segment:
             self._liveness(segment).guards.add(older)
 
+    def location(self, msg_id: int) -> tuple[int, int, int] | None:
+        """(segment, offset, framed length) of a live message's record."""
+        packed = self.messages.get(msg_id)
+        return None if packed is None else unpack_location(packed)
+
+    def is_current(self, msg_id: int, segment: int, offset: int) -> bool:
+        """Whether the MESSAGE record at (segment, offset) is ``msg_id``'s live copy."""
+        packed = self.messages.get(msg_id)
+        return packed is not None and packed >> _OFFSET_SHIFT == (segment << 32) | offset
+
+    def holders(self, msg_id: int, candidates: Any) -> dict[str, bool]:
+        """The queues among ``candidates`` (keys) that hold ``msg_id``, with delivered flags."""
+        held = {}
+        queues = self.queues
+        for key in self.shared.get(msg_id, candidates):
+            ids = queues.get(key)
+            if ids is not None:
+                value = ids.get(msg_id)
+                if value is not None:
+                    held[key] = bool(value & 1)
+        return held
+
     def add_message(
         self, msg_id: int, seq: int, queues: dict[str, bool], segment: int, offset: int,
-        length: int, counts: dict[str, int] | None = None,
+        length: int, counts: dict[str, int] | None = None, size: int = 0,
     ) -> None:
-        """A MESSAGE record: a new message, or the rewrite of a known one (replaces its state)."""
+        """A MESSAGE record: a new message, or the rewrite of a known one (replaces its state).
+        ``size`` (the body's) is kept only while recovering."""
+        index = self.queues
         old = self.messages.get(msg_id)
-        if old is None:
-            # a new message (the publish path): no earlier copy to release or guard
-            index = self.queues
-            for key in queues:
+        if old is not None:
+            end = (segment, offset + length)
+            old_segment = old >> _SEGMENT_SHIFT
+            liveness = self.segments[old_segment]
+            liveness.live -= 1
+            liveness.live_bytes -= old & _LOW32
+            if end > liveness.released_at:
+                liveness.released_at = end
+            self._guard(segment, old_segment)
+            for key in self.shared.get(msg_id, ()):
+                if key not in queues:
+                    ids = index.get(key)
+                    if ids is not None:
+                        ids.pop(msg_id, None)
+                        if not ids:
+                            del index[key]
+        if self.recovering:
+            head = (seq << _SEQ_SHIFT) | (min(size, _SIZE_MASK) << 1)
+            for key, delivered in queues.items():
                 ids = index.get(key)
                 if ids is None:
-                    index[key] = {msg_id: None}
-                else:
-                    ids[msg_id] = None
-            self.messages[msg_id] = MessageLocation(segment, offset, length, seq, _solo(queues),
-                                                    counts)
-            liveness = self.segments.get(segment)
-            if liveness is None:
-                liveness = self.segments[segment] = SegmentLiveness()
-            liveness.live[msg_id] = None
-            liveness.live_bytes += length
-            if msg_id > self.max_msg_id:
-                self.max_msg_id = msg_id
-            if seq > self.max_seq:
-                self.max_seq = seq
-            return
-        end = (segment, offset + length)
-        if old is not None:
-            self._release(old.segment, msg_id, old.length, end)
-            self._guard(segment, old.segment)
-            for key in old.queues:
-                if key not in queues:
-                    self._drop_from_queue(key, msg_id)
-        for key in queues:
-            if old is None or key not in old.queues:
-                self.queues.setdefault(key, {})[msg_id] = None
-        self.messages[msg_id] = MessageLocation(segment, offset, length, seq, _solo(queues),
-                                                counts)
-        self._hold(segment, msg_id, length)
+                    ids = index[key] = {}
+                ids[msg_id] = head | delivered
+        else:
+            for key, delivered in queues.items():
+                ids = index.get(key)
+                if ids is None:
+                    ids = index[key] = {}
+                ids[msg_id] = delivered
+        if len(queues) > 1:
+            self.shared[msg_id] = tuple(queues)
+        elif old is not None:
+            self.shared.pop(msg_id, None)
+        if counts:
+            self.counts[msg_id] = counts
+        elif old is not None and self.counts:
+            self.counts.pop(msg_id, None)
+        self.messages[msg_id] = (segment << _SEGMENT_SHIFT) | (offset << _OFFSET_SHIFT) | length
+        held = self.segments.get(segment)
+        if held is None:
+            held = self.segments[segment] = SegmentLiveness()
+        held.live += 1
+        held.live_bytes += length
         if msg_id > self.max_msg_id:
             self.max_msg_id = msg_id
         if seq > self.max_seq:
             self.max_seq = seq
-
-    def _drop_from_queue(self, queue_key: str, msg_id: int) -> None:
-        ids = self.queues.get(queue_key)
-        if ids is not None:
-            ids.pop(msg_id, None)
-            if not ids:
-                del self.queues[queue_key]
 
     def live_in_queue(self, queue_key: str, msg_ids: list[int]) -> list[int]:
         ids = self.queues.get(queue_key)
@@ -340,36 +390,107 @@ class JournalIndex:
             return []
         return [msg_id for msg_id in msg_ids if msg_id in ids]
 
+    def _still_held(self, msg_id: int) -> bool:
+        """After one holder let go: whether another queue of a shared message holds it."""
+        keys = self.shared.get(msg_id)
+        if keys is None:
+            return False
+        queues = self.queues
+        for key in keys:
+            ids = queues.get(key)
+            if ids is not None and msg_id in ids:
+                return True
+        return False
+
     def ack(self, queue_key: str, msg_ids: list[int], segment: int, end: Position) -> list[int]:
-        """An ACK (or PURGE) record in ``segment``; returns the ids that died (refcount 0)."""
+        """An ACK record in ``segment``; returns the ids that died (refcount 0)."""
         ids = self.queues.get(queue_key)
         if not ids:
             return []
         dead = []
+        messages = self.messages
         for msg_id in msg_ids:
-            if msg_id not in ids:
+            if ids.pop(msg_id, None) is None:
                 continue
-            del ids[msg_id]
-            location = self.messages[msg_id]
-            # replaced, not changed: the dict may be shared (``_solo``)
-            location.queues = {k: v for k, v in location.queues.items() if k != queue_key}
-            self._guard(segment, location.segment)
-            if not location.queues:
-                del self.messages[msg_id]
-                self._release(location.segment, msg_id, location.length, end)
+            older = messages[msg_id] >> _SEGMENT_SHIFT
+            if older != segment:
+                self._liveness(segment).guards.add(older)
+            if not self._still_held(msg_id):
+                self._release_message(msg_id, end)
                 dead.append(msg_id)
         if not ids:
             del self.queues[queue_key]
         return dead
 
-    def purge(self, queue_key: str, segment: int, end: Position) -> list[int]:
-        return self.ack(queue_key, list(self.queues.get(queue_key, ())), segment, end)
+    def purge(self, queue_key: str, segment: int, end: Position) -> None:
+        """A PURGE record in ``segment``: the queue holds nothing from now on (its dict is
+        detached at once); its messages are released by ``release_purged``, a slice at a
+        time, while the PURGE's segment is kept (``purging``: it guards theirs)."""
+        ids = self.queues.pop(queue_key, None)
+        if not ids:
+            return
+        self._liveness(segment).purging += 1
+        self.purged.append([iter(ids), segment, end])
+
+    def release_purged(self, limit: int) -> list[int]:
+        """Release up to ``limit`` messages of detached queues; returns the ids that died.
+        (The loop of ``ack``, with the segments' accounts summed per slice: a deleted queue
+        of millions goes through here.)"""
+        dead: list[int] = []
+        messages, shared, counts = self.messages, self.shared, self.counts
+        while self.purged and limit > 0:
+            ids, segment, end = self.purged[0]
+            after = (end[0] << 32) | end[1]
+            touched: dict[int, list[int]] = {}   # segment -> [records died, their bytes]
+            seen = 0
+            for msg_id in islice(ids, limit):
+                seen += 1
+                packed = messages.get(msg_id)
+                if packed is None:
+                    continue   # released meanwhile (compaction found it dead)
+                if packed >> _OFFSET_SHIFT >= after:
+                    continue   # rewritten since, with the queues that hold it then
+                older = packed >> _SEGMENT_SHIFT
+                died = touched.get(older)
+                if died is None:
+                    died = touched[older] = [0, 0]
+                if msg_id in shared:
+                    if self._still_held(msg_id):
+                        continue
+                    del shared[msg_id]
+                del messages[msg_id]
+                if counts:
+                    counts.pop(msg_id, None)
+                died[0] += 1
+                died[1] += packed & _LOW32
+                dead.append(msg_id)
+            liveness = self._liveness(segment)
+            for older, (records, nbytes) in touched.items():
+                if older != segment:
+                    liveness.guards.add(older)
+                held = self.segments[older]
+                held.live -= records
+                held.live_bytes -= nbytes
+                if records and end > held.released_at:
+                    held.released_at = end
+            if seen == limit:
+                limit = 0   # (the iterator may be exhausted exactly: the next call ends it)
+            else:   # exhausted
+                limit -= seen
+                self.purged.pop(0)
+                liveness.purging -= 1
+                if end > liveness.released_at:
+                    liveness.released_at = end
+        return dead
 
     def mark_delivered(self, queue_key: str, msg_ids: list[int]) -> None:
+        ids = self.queues.get(queue_key)
+        if ids is None:
+            return
         for msg_id in msg_ids:
-            location = self.messages.get(msg_id)
-            if location is not None and queue_key in location.queues:
-                location.queues = _solo({**location.queues, queue_key: True})
+            value = ids.get(msg_id)
+            if value is not None:
+                ids[msg_id] = value | 1 if self.recovering else True
 
     def put_definition(
         self,
@@ -382,33 +503,51 @@ class JournalIndex:
         end = (segment, offset + length)
         old = self.definitions.pop(key, None)
         if old is not None:
-            self._release(old.segment, key, old.length, end)
+            liveness = self.segments[old.segment]
+            del liveness.definitions[key]
+            liveness.live_bytes -= old.length
+            if end > liveness.released_at:
+                liveness.released_at = end
             self._guard(segment, old.segment)
         if value is not None:
             self.definitions[key] = DefinitionLocation(value, segment, offset, length)
-            self._hold(segment, key, length)
+            liveness = self._liveness(segment)
+            liveness.definitions[key] = None
+            liveness.live_bytes += length
 
-    def sort_queues(self) -> None:
-        """Put each queue in publish order (compaction may have moved records past newer ones)."""
-        messages = self.messages
+    def finish_recovery(self) -> dict[str, tuple[list[int], list[int]]]:
+        """End of replay: each queue in publish order (compaction may have moved records past
+        newer ones), its values back to plain delivered flags; returns each queue's ids and
+        body sizes in that order."""
+        self.recovering = False
+        while self.purged:
+            self.release_purged(1 << 30)
+        out = {}
         for key, ids in self.queues.items():
-            ordered = sorted(ids, key=lambda msg_id: messages[msg_id].seq)
-            self.queues[key] = dict.fromkeys(ordered)
+            values = list(ids.values())
+            order = list(ids)
+            if any(values[i] > values[i + 1] for i in range(len(values) - 1)):
+                pairs = sorted(zip(values, order))
+                values = [v for v, _ in pairs]
+                order = [i for _, i in pairs]
+            self.queues[key] = {msg_id: bool(v & 1) for msg_id, v in zip(order, values)}
+            out[key] = (order, [(v >> 1) & _SIZE_MASK for v in values])
+        return out
 
     def delivered(self) -> set[tuple[str, int]]:
         return {
             (key, msg_id)
-            for msg_id, location in self.messages.items()
-            for key, flag in location.queues.items()
+            for key, ids in self.queues.items()
+            for msg_id, flag in ids.items()
             if flag
         }
 
     def delivery_counts(self) -> dict[tuple[str, int], int]:
         return {
             (key, msg_id): count
-            for msg_id, location in self.messages.items() if location.counts
-            for key, count in location.counts.items()
-            if key in location.queues
+            for msg_id, counts in self.counts.items()
+            for key, count in counts.items()
+            if msg_id in self.queues.get(key, ())
         }
 
     def forget_segment(self, segment: int) -> None:

@@ -46,6 +46,7 @@ from twisted.python.failure import Failure
 from warren.store.interface import StoreUnavailable
 from warren.store.journal.segment import (
     HEADER_SIZE,
+    CorruptRecord,
     MAX_PAYLOAD,
     RECORD_HEADER,
     JournalSegment,
@@ -118,14 +119,15 @@ class DiskThread:
     A daemon, unlike a Twisted ThreadPool's workers, so a store someone forgot to close never
     holds the interpreter open at exit."""
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, name: str = "warren-journal") -> None:
         self._reactor = reactor
+        self._name = name
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
     def submit(self, work: Callable[[Any], Any], arg: Any) -> Deferred:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="warren-journal", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
         done: Deferred = Deferred()
         self._jobs.put((work, arg, done))
@@ -143,6 +145,12 @@ class DiskThread:
                 self._reactor.callFromThread(done.errback, Failure())
             else:
                 self._reactor.callFromThread(done.callback, result)
+
+    def stop_soon(self) -> None:
+        """Ask the thread to end after the work queued, without waiting (HA fencing)."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread = None
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -444,6 +452,36 @@ class JournalLog:
                     at = offset - start
                     return decode_one(bytes(data[at:at + length]), f"segment {segment}@{offset}")
         return self._segments[segment].read_at(offset, length)
+
+    def read_on_disk(self, wanted: list[tuple[int, int, int, int]]) -> list[tuple[int, bytes]]:
+        """Reader thread: (key, payload) of each (key, segment, offset, length) whose record
+        reads back whole (the caller checks on the reactor thread that each is still the one
+        it wanted: a segment may be compacted and deleted meanwhile, and then is skipped)."""
+        out = []
+        segments = self._segments
+        for key, number, offset, length in wanted:
+            segment = segments.get(number)
+            if segment is None:
+                continue
+            try:
+                _, payload = segment.read_at(offset, length)
+            except (OSError, CorruptRecord):
+                continue
+            out.append((key, payload))
+        return out
+
+    def records(self, number: int) -> list[tuple[int, int, memoryview]]:
+        """Every record of a segment that is all on disk: (offset, type, payload), read in one
+        go (compaction looks for the live ones)."""
+        return self._segments[number].scan().records
+
+    @property
+    def reactor(self) -> Any:
+        return self._reactor
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def head(self) -> int:

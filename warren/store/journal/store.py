@@ -20,7 +20,7 @@ import os
 import struct
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from warren.store.interface import (
     BodySize,
@@ -42,7 +42,7 @@ from warren.store.journal.index import (
     encode_message,
     encode_queue_ids,
 )
-from warren.store.journal.log import JournalLog
+from warren.store.journal.log import DiskThread, JournalLog
 from warren.store.journal.segment import HEADER_SIZE, CorruptRecord
 
 logger = logging.getLogger("warren.store.journal")
@@ -51,6 +51,8 @@ _MESSAGE = int(RecordType.MESSAGE)
 
 #: A segment older than the head whose live bytes are under this share of its size is compacted.
 COMPACT_BELOW = 0.25
+#: Messages of a purged (deleted) queue the index lets go of per reactor turn.
+PURGE_SLICE = 5_000
 #: Dead segments kept only as guards (see :mod:`.index`) may total this many segment sizes (or
 #: the live bytes, if more) before the root of their chain is compacted to let them go.
 PINNED_BOUND_SEGMENTS = 2
@@ -70,6 +72,10 @@ class JournalStore(MessageStore):
             on_durable=self._reclaim,
             segment_preamble=self._checkpoint,
         )
+        self._reactor = self._log.reactor
+        #: Paging's read-ahead reads records here (``read_many_later``), not on the reactor.
+        self._reader = DiskThread(self._reactor, name="warren-journal-reader")
+        self._purge_call: Any = None
         self._recovered = False
         self._body_size: BodySize | None = None  # during a lazy recovery
         self.compactions = 0
@@ -93,6 +99,7 @@ class JournalStore(MessageStore):
         records: dict[int, bytes] = {}
         index = self._index
         self._body_size = body_size
+        index.recovering = True
         for segment, offset, record_type, payload in self._log.replay():
             try:
                 self._replay_record(records, segment, offset, record_type, payload)
@@ -101,17 +108,18 @@ class JournalStore(MessageStore):
                     "journal %s: segment %d offset %d: undecodable %s record skipped (%s)",
                     self.directory, segment, offset, _type_name(record_type), error,
                 )
-        index.sort_queues()
+        ordered = index.finish_recovery()
         self._recovered = True
         self._body_size = None
         messages = index.messages
         if body_size is None:
             live = {msg_id: records[msg_id] for msg_id in messages}
-            queues = {key: RecoveredQueue(key, list(ids)) for key, ids in index.queues.items()}
+            queues = {key: RecoveredQueue(key, ids) for key, (ids, _) in ordered.items()}
         else:
             live = {msg_id: record for msg_id, record in records.items() if msg_id in messages}
-            queues = {key: RecoveredQueue(key, list(ids), [messages[i].size for i in ids])
-                      for key, ids in index.queues.items()}
+            queues = {key: RecoveredQueue(key, ids, sizes)
+                      for key, (ids, sizes) in ordered.items()}
+        ordered.clear()
         records.clear()
         state = RecoveredState(
             definitions={key: location.value for key, location in index.definitions.items()},
@@ -142,12 +150,13 @@ class JournalStore(MessageStore):
         end = (segment, offset + length)
         if record_type == RecordType.MESSAGE:
             msg_id, seq, queues, at, counts = decode_message(payload)
-            index.add_message(msg_id, seq, queues, segment, offset, length, counts)
             body_size = self._body_size
             if body_size is None:
+                index.add_message(msg_id, seq, queues, segment, offset, length, counts)
                 records[msg_id] = bytes(payload[at:])
             else:
-                index.messages[msg_id].size = body_size(payload[at:])
+                index.add_message(msg_id, seq, queues, segment, offset, length, counts,
+                                  body_size(payload[at:]))
                 if len(queues) > 1:
                     records[msg_id] = bytes(payload[at:])
                 else:
@@ -157,7 +166,8 @@ class JournalStore(MessageStore):
             for msg_id in index.ack(queue_key, msg_ids, segment, end):
                 records.pop(msg_id, None)
         elif record_type == RecordType.PURGE:
-            for msg_id in index.purge(bytes(payload).decode(), segment, end):
+            index.purge(bytes(payload).decode(), segment, end)
+            for msg_id in index.release_purged(1 << 62):
                 records.pop(msg_id, None)
         elif record_type == RecordType.DELIVERED:
             queue_key, msg_ids = decode_queue_ids(payload)
@@ -181,10 +191,14 @@ class JournalStore(MessageStore):
             self.recover()
 
     def close(self) -> None:
+        if self._purge_call is not None and self._purge_call.active():
+            self._purge_call.cancel()
+        self._reader.stop()
         self._log.close()
 
     def abandon(self) -> None:
         self._log.abandon()
+        self._reader.stop_soon()
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -220,12 +234,10 @@ class JournalStore(MessageStore):
 
     def mark_delivered(self, queue_key: str, msg_ids: list[int]) -> None:
         self._ready()
-        messages = self._index.messages
-        fresh = [
-            msg_id
-            for msg_id in self._index.live_in_queue(queue_key, msg_ids)
-            if not messages[msg_id].queues[queue_key]
-        ]
+        ids = self._index.queues.get(queue_key)
+        if not ids:
+            return
+        fresh = [msg_id for msg_id in msg_ids if ids.get(msg_id) is False]
         if not fresh:
             return
         self._log.append(RecordType.DELIVERED, encode_queue_ids(queue_key, fresh))
@@ -235,33 +247,55 @@ class JournalStore(MessageStore):
         """Rewrite each message with its new count and its delivered flag clear (see the
         MESSAGE record in ``index.py``): the old copy dies as in a compaction."""
         self._ready()
-        messages = self._index.messages
+        index = self._index
+        ids = index.queues.get(queue_key)
+        if not ids:
+            return
         for msg_id, count in counts.items():
-            location = messages.get(msg_id)
-            if location is None or queue_key not in location.queues:
+            delivered = ids.get(msg_id)
+            if delivered is None:
                 continue
-            old = location.counts or {}
-            if old.get(queue_key) == count and not location.queues[queue_key]:
+            old = index.counts.get(msg_id) or {}
+            if old.get(queue_key) == count and not delivered:
                 continue
-            queues = dict(location.queues)
+            queues = index.holders(msg_id, (queue_key,))
             queues[queue_key] = False
-            self._rewrite(msg_id, location, queues, {**old, queue_key: count})
+            self._rewrite(msg_id, queues, {**old, queue_key: count})
 
-    def _rewrite(self, msg_id: int, location: Any, queues: dict[str, bool],
-                 counts: dict[str, int] | None) -> None:
-        """Append a message's MESSAGE record again with the state given (compaction, counts)."""
-        _, payload = self._log.read(location.segment, location.offset, location.length)
-        record = memoryview(payload)[decode_message(payload)[3]:]
+    def _rewrite(self, msg_id: int, queues: dict[str, bool], counts: dict[str, int] | None,
+                 payload: bytes | memoryview | None = None) -> None:
+        """Append a message's MESSAGE record again with the state given (compaction, counts);
+        ``payload``: its current record's, when the caller has read it already."""
+        if payload is None:
+            location = self._index.location(msg_id)
+            assert location is not None   # callers rewrite live messages
+            _, payload = self._log.read(*location)
+        _, seq, _, at, _ = decode_message(payload)
+        record = memoryview(payload)[at:]
         segment, offset, length = self._log.append(
-            RecordType.MESSAGE, encode_message(msg_id, location.seq, queues, record, counts))
-        self._index.add_message(msg_id, location.seq, queues, segment, offset, length, counts)
+            RecordType.MESSAGE, encode_message(msg_id, seq, queues, record, counts))
+        self._index.add_message(msg_id, seq, queues, segment, offset, length, counts)
 
     def purge_queue(self, queue_key: str) -> None:
+        """One PURGE record; the index lets go of the queue's messages ``PURGE_SLICE`` per
+        reactor turn (a deleted queue of 10M messages must not hold every other client)."""
         self._ready()
         if queue_key not in self._index.queues:
             return
         segment, offset, length = self._log.append(RecordType.PURGE, queue_key.encode())
         self._index.purge(queue_key, segment, (segment, offset + length))
+        if self._purge_call is None:
+            self._purge_call = self._reactor.callLater(0, self._release_purged)
+
+    def _release_purged(self) -> None:
+        """One slice of the purged queues' releases (``JournalIndex.release_purged``); the next
+        at the next reactor turn, until none is left."""
+        self._purge_call = None
+        if not self._index.purged or self._log.closed:
+            return
+        self._index.release_purged(PURGE_SLICE)
+        if self._index.purged:
+            self._purge_call = self._reactor.callLater(0, self._release_purged)
 
     def sync(self) -> Deferred:
         return self._log.sync()
@@ -273,14 +307,59 @@ class JournalStore(MessageStore):
     # -- reads ---------------------------------------------------------------------------------
 
     def read(self, msg_id: int) -> bytes:
-        location = self._index.messages.get(msg_id)
+        location = self._index.location(msg_id)
         if location is None:
             raise StoreError(f"message {msg_id} is not in the journal")
         try:
-            _, payload = self._log.read(location.segment, location.offset, location.length)
+            _, payload = self._log.read(*location)
         except CorruptRecord as error:
             raise StoreError(f"message {msg_id}: {error}") from error
         return bytes(payload[decode_message(payload)[3]:])
+
+    def read_many_later(self, msg_ids: list[int]) -> Deferred:
+        """``read_many`` with the reads of records on disk done by the reader thread (those
+        still in a write batch are read from memory at once). Whatever compaction moved
+        meanwhile is read again here, from where it is now."""
+        index, log = self._index, self._log
+        out: dict[int, bytes] = {}
+        wanted = []
+        durable_end = log.durable_end
+        for msg_id in msg_ids:
+            location = index.location(msg_id)
+            if location is None:
+                continue
+            segment, offset, length = location
+            if (segment, offset + length) > durable_end:
+                try:
+                    out[msg_id] = self.read(msg_id)
+                except StoreError:
+                    continue   # logged by the reader of ``out``: the id is missing
+            else:
+                wanted.append((msg_id, segment, offset, length))
+        if not wanted:
+            return succeed(out)
+        done = self._reader.submit(log.read_on_disk, wanted)
+        done.addCallback(self._reads_arrived, wanted, out)
+        return done
+
+    def _reads_arrived(self, got: list[tuple[int, bytes]],
+                       wanted: list[tuple[int, int, int, int]],
+                       out: dict[int, bytes]) -> dict[int, bytes]:
+        payloads = dict(got)
+        index = self._index
+        for msg_id, segment, offset, length in wanted:
+            payload = payloads.get(msg_id)
+            if payload is not None and index.is_current(msg_id, segment, offset):
+                found, _, _, at, _ = decode_message(payload)
+                if found == msg_id:
+                    out[msg_id] = payload[at:]
+                    continue
+            if msg_id in index.messages:   # moved, or its segment went, meanwhile
+                try:
+                    out[msg_id] = self.read(msg_id)
+                except StoreError:
+                    continue
+        return out
 
     def stats(self) -> dict[str, float]:
         return {
@@ -301,6 +380,8 @@ class JournalStore(MessageStore):
         """Delete dead segments, then compact the oldest mostly dead one (see module doc)."""
         if not self._recovered:
             return
+        if self._index.purged:   # a slice here too: progress at each flush, reactor or not
+            self._index.release_purged(PURGE_SLICE)
         log, index = self._log, self._index
         durable_end = log.durable_end
         while True:
@@ -315,7 +396,7 @@ class JournalStore(MessageStore):
                     log.delete_segment(number)
                     deleted.append(number)
                     continue
-                if liveness.live or liveness.released_at > durable_end:
+                if liveness.holds_anything() or liveness.released_at > durable_end:
                     continue
                 if not existing.isdisjoint(liveness.guards):
                     continue
@@ -341,7 +422,8 @@ class JournalStore(MessageStore):
         reclaimable = [n for n in numbers if n < durable_end[0] and n != log.head]
         for number in reclaimable:
             liveness = index.segments.get(number)
-            if liveness is None or not liveness.live or not existing.isdisjoint(liveness.guards):
+            if (liveness is None or not liveness.holds_anything() or liveness.purging
+                    or not existing.isdisjoint(liveness.guards)):
                 continue
             if liveness.live_bytes < COMPACT_BELOW * log.segment_bytes(number):
                 return number
@@ -351,7 +433,7 @@ class JournalStore(MessageStore):
         pinned = []
         for number in reclaimable:
             liveness = index.segments.get(number)
-            if (liveness is not None and not liveness.live
+            if (liveness is not None and not liveness.holds_anything()
                     and not existing.isdisjoint(liveness.guards)):
                 pinned.append(number)
         pinned_bytes = sum(log.segment_bytes(n) for n in pinned)
@@ -370,7 +452,8 @@ class JournalStore(MessageStore):
                 stack.extend(g for g in liveness.guards if g in existing)
         root = min(roots)
         liveness = index.segments.get(root)
-        if root in reclaimable and liveness is not None and liveness.live:
+        if (root in reclaimable and liveness is not None and liveness.holds_anything()
+                and not liveness.purging):
             logger.info(
                 "journal %s: %d bytes in %d segments are kept only by acks of segment %d; "
                 "compacting it", self.directory, pinned_bytes, len(pinned), root,
@@ -383,15 +466,26 @@ class JournalStore(MessageStore):
         log, index = self._log, self._index
         liveness = index.segments[number]
         moved = 0
-        for key in list(liveness.live):
-            if isinstance(key, int):
-                location = index.messages[key]
-                self._rewrite(key, location, dict(location.queues), location.counts)
-            else:
-                definition = index.definitions[key]
-                _, payload = log.read(definition.segment, definition.offset, definition.length)
-                segment, offset, length = log.append(RecordType.DEFINITION, payload)
-                index.put_definition(key, definition.value, segment, offset, length)
+        if liveness.live:
+            # messages are counted, not listed, per segment: the segment's records say which
+            for offset, record_type, payload in log.records(number):
+                if record_type != _MESSAGE:
+                    continue
+                msg_id, _, queues, _, _ = decode_message(payload)
+                if not index.is_current(msg_id, number, offset):
+                    continue
+                held = index.holders(msg_id, queues)
+                if held:
+                    self._rewrite(msg_id, held, index.counts.get(msg_id), payload)
+                    moved += 1
+                else:   # its queue was purged and its release not reached yet
+                    index.release_dead(msg_id, log.end)
+        for key in list(liveness.definitions):
+            definition = index.definitions[key]
+            _, definition_payload = log.read(definition.segment, definition.offset,
+                                             definition.length)
+            segment, offset, length = log.append(RecordType.DEFINITION, definition_payload)
+            index.put_definition(key, definition.value, segment, offset, length)
             moved += 1
         self.compactions += 1
         logger.info(

@@ -1,0 +1,183 @@
+"""kill -9 in the middle of the journal's long work on deep queues (issue 22): a paging pass,
+a compaction, a purge whose messages the index lets go of a slice at a time.
+
+Small counts on a tiny paging budget and tiny journal segments, so each phase runs all the
+time while the test works. Whatever instant the kill lands on, after the restart: every
+confirmed message is there, once, in publish order; nothing comes back that was settled
+durably before the kill (a purge followed by a confirmed publish); acks not yet written may
+come back (at-least-once), nothing else; no traceback in the log.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+
+import pika
+
+from tests.broker_process import BrokerProcess
+from tests.durability.clients import ConfirmedPublisher
+from tests.polling import eventually
+
+PERSISTENT = pika.BasicProperties(delivery_mode=2)
+
+
+def body(queue: str, i: int, size: int = 100) -> bytes:
+    return f"{queue}-{i:07d}-".encode().ljust(size, b"x")
+
+
+def index_of(payload: bytes) -> int:
+    return int(payload.split(b"-")[1])
+
+
+def declare(channel, *queues: str) -> None:
+    for queue in queues:
+        channel.queue_declare(queue, durable=True)
+
+
+def drain(url: str, queue: str) -> list[bytes]:
+    """Every message of ``queue`` (as many as it says it holds, consumed without acks), in
+    the order the broker hands them."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    channel = conn.channel()
+    count = channel.queue_declare(queue, passive=True).method.message_count
+    out = []
+    if count:
+        for method, _props, payload in channel.consume(queue, auto_ack=True,
+                                                       inactivity_timeout=30):
+            assert method is not None, f"stalled after {len(out)} of {count} messages"
+            out.append(payload)
+            if len(out) == count:
+                break
+        channel.cancel()
+    conn.close()
+    return out
+
+
+def paged_out_rows_bytes(broker: BrokerProcess) -> float:
+    """The accounted bytes of paged-out rows: above zero once a paging pass ran."""
+    with urllib.request.urlopen(broker.http_url + "/metrics", timeout=30) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("warren_paging_index_bytes "):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_kill_during_page_out_loses_no_confirmed_message(tmp_path):
+    """Publishing under a 64 KiB budget pages out at almost every turn; the kill lands in the
+    middle of it."""
+    broker = BrokerProcess(tmp_path / "data", extra_args=["--paging-budget", "65536"]).start()
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+        declare(conn.channel(), "paged")
+        conn.close()
+        halfway = threading.Event()
+        publisher = ConfirmedPublisher(broker.amqp_url, "paged",
+                                       (body("paged", i, 300) for i in range(20_000)))
+        publisher.on_confirm = lambda p: halfway.set() if len(p.acked) >= 1000 else None
+        thread = threading.Thread(target=publisher.run, kwargs={"timeout": 120})
+        thread.start()
+        try:
+            assert halfway.wait(120), publisher.error
+            eventually(lambda: paged_out_rows_bytes(broker) > 0, "messages paged out")
+            assert thread.is_alive(), "the kill must land while publishing and paging"
+            broker.kill()
+        finally:
+            thread.join(60)
+        confirmed = [index_of(b) for b in publisher.acked]
+        broker.start(timeout=120)
+        got = [index_of(b) for b in drain(broker.amqp_url, "paged")]
+        assert got == sorted(set(got)), "in publish order, once each"
+        assert set(confirmed) <= set(got)
+        assert set(got) <= {index_of(b) for b in publisher.published}
+        assert "Traceback" not in broker.log()
+    finally:
+        broker.stop()
+        broker.kill()
+
+
+def test_kill_during_compaction_keeps_the_live_messages_once_each(tmp_path):
+    """One message of eight stays (queue ``keep``), the rest are consumed and acked: on 8 KiB
+    segments that leaves most segments under a quarter live, which compaction rewrites at the
+    head; the kill lands as soon as the first compaction is logged, acks still flowing."""
+    broker = BrokerProcess(tmp_path / "data",
+                           env={"WARREN_JOURNAL_SEGMENT_SIZE": str(8 * 1024)}).start()
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+        declare(conn.channel(), "keep", "churn")
+        conn.close()
+        keep = [i for i in range(2400) if i % 8 == 0]
+        churn = [i for i in range(2400) if i % 8]
+        publisher = ConfirmedPublisher(
+            broker.amqp_url, lambda b: b.split(b"-")[0].decode(),
+            (body("keep" if i % 8 == 0 else "churn", i) for i in range(2400)), window=1000)
+        publisher.run(timeout=120)
+        assert len(publisher.acked) == 2400, publisher.error
+        acked: list[int] = []
+        stop = threading.Event()
+
+        def consume_churn() -> None:
+            consumer = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+            ch = consumer.channel()
+            ch.basic_qos(prefetch_count=50)
+            try:
+                for method, _props, payload in ch.consume("churn", inactivity_timeout=1):
+                    if stop.is_set():
+                        break
+                    if method is None:
+                        continue
+                    ch.basic_ack(method.delivery_tag)
+                    acked.append(index_of(payload))
+            except pika.exceptions.AMQPError:
+                pass   # the broker was killed under it
+
+        thread = threading.Thread(target=consume_churn)
+        thread.start()
+        try:
+            eventually(lambda: "compacting segment" in broker.log(), "a compaction",
+                       timeout=120)
+            broker.kill()
+        finally:
+            stop.set()
+            thread.join(60)
+        broker.start(timeout=120)
+        assert [index_of(b) for b in drain(broker.amqp_url, "keep")] == keep
+        rest = [index_of(b) for b in drain(broker.amqp_url, "churn")]
+        assert rest == sorted(set(rest)), "in publish order, once each"
+        assert set(churn) - set(acked) <= set(rest), "only acked messages may be gone"
+        assert set(rest) <= set(churn)
+        assert "Traceback" not in broker.log()
+    finally:
+        broker.stop()
+        broker.kill()
+
+
+def test_kill_during_a_sliced_purge_neither_loses_nor_resurrects(tmp_path):
+    """A purge of 12,000 messages is one PURGE record, released by the journal's index 5,000
+    per turn; a publish confirmed right after it is durable behind it. Killed then, the
+    purged queue comes back holding that publish alone, and the queue sharing its segments
+    everything it had."""
+    broker = BrokerProcess(tmp_path / "data",
+                           env={"WARREN_JOURNAL_SEGMENT_SIZE": str(64 * 1024)}).start()
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+        channel = conn.channel()
+        declare(channel, "keep", "big")
+        keeper = ConfirmedPublisher(broker.amqp_url, "keep",
+                                    (body("keep", i) for i in range(500)), window=500)
+        big = ConfirmedPublisher(broker.amqp_url, "big",
+                                 (body("big", i, 20) for i in range(12_000)), window=2000)
+        for publisher in (keeper, big):
+            publisher.run(timeout=120)
+            assert publisher.error is None and not publisher.nacked, publisher.error
+        assert channel.queue_purge("big").method.message_count == 12_000
+        channel.confirm_delivery()
+        channel.basic_publish("", "big", body("big", 99_999, 20), PERSISTENT)   # confirmed
+        broker.kill()
+        broker.start(timeout=120)
+        assert [index_of(b) for b in drain(broker.amqp_url, "big")] == [99_999]
+        assert [index_of(b) for b in drain(broker.amqp_url, "keep")] == list(range(500))
+        assert "Traceback" not in broker.log()
+    finally:
+        broker.stop()
+        broker.kill()
