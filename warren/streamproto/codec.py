@@ -43,8 +43,13 @@ TUNE = 20
 OPEN = 21
 CLOSE = 22
 HEARTBEAT = 23
+ROUTE = 24
+PARTITIONS = 25
+CONSUMER_UPDATE = 26
 EXCHANGE_COMMAND_VERSIONS = 27
 STREAM_STATS = 28
+CREATE_SUPER_STREAM = 29
+DELETE_SUPER_STREAM = 30
 RESPONSE = 0x8000
 
 # response codes (``rabbit_stream.hrl``)
@@ -78,7 +83,9 @@ COMMAND_VERSIONS = ((DECLARE_PUBLISHER, 1, 1), (PUBLISH, 1, 1), (QUERY_PUBLISHER
                     (UNSUBSCRIBE, 1, 1), (CREATE, 1, 1), (DELETE, 1, 1), (METADATA, 1, 1),
                     (PEER_PROPERTIES, 1, 1), (SASL_HANDSHAKE, 1, 1), (SASL_AUTHENTICATE, 1, 1),
                     (TUNE, 1, 1), (OPEN, 1, 1), (CLOSE, 1, 1), (HEARTBEAT, 1, 1),
-                    (EXCHANGE_COMMAND_VERSIONS, 1, 1), (STREAM_STATS, 1, 1))
+                    (EXCHANGE_COMMAND_VERSIONS, 1, 1), (STREAM_STATS, 1, 1), (ROUTE, 1, 1),
+                    (PARTITIONS, 1, 1), (CREATE_SUPER_STREAM, 1, 1),
+                    (DELETE_SUPER_STREAM, 1, 1))
 
 _U32 = struct.Struct(">I")
 _ENTRY = struct.Struct(">Qi")
@@ -278,6 +285,12 @@ def metadata_response(correlation_id: int, host: str, port: int,
         leader = 0 if code == OK else 0xFFFF
         parts.append(string(name) + struct.pack(">HHi", code, leader, 0))
     return frame(METADATA | RESPONSE, *parts)
+
+
+def streams_response(key: int, correlation_id: int, code: int, streams: list[str]) -> bytes:
+    """The answer of route and partitions: a code and stream names."""
+    return response(key, correlation_id, code, struct.pack(">i", len(streams)),
+                    b"".join(string(s) for s in streams))
 
 
 def command_versions_response(correlation_id: int) -> bytes:

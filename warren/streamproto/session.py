@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..model.errors import AccessRefused, BrokerError, NotAllowed, NotFound, PreconditionFailed
 from ..model.message import Message, Properties, QueueEntry, record_head
+from ..stream import super_streams
 from ..stream.offsets import OffsetSpec
 from . import codec
 from .codec import Fields, MalformedFrame
@@ -41,6 +42,21 @@ CHUNK_MESSAGES = 256
 #: arguments of create that map to queue arguments, and how their string values convert
 CREATE_ARGUMENTS = {"max-length-bytes": int, "max-age": str,
                     "stream-max-segment-size-bytes": int}
+
+
+def queue_arguments(args: dict[str, str]) -> dict[str, Any] | None:
+    """A create's (or create_super_stream's) string arguments as a stream's queue arguments;
+    None when a value does not convert."""
+    arguments: dict[str, Any] = {"x-queue-type": "stream"}
+    for key, value in args.items():
+        convert = CREATE_ARGUMENTS.get(key)
+        if convert is None:
+            continue   # RabbitMQ ignores what it does not know (leader locator, ...)
+        try:
+            arguments["x-" + key] = convert(value)
+        except ValueError:
+            return None
+    return arguments
 
 
 class Subscription:
@@ -123,6 +139,10 @@ class StreamSession:
             codec.DELETE: self._delete,
             codec.METADATA: self._metadata,
             codec.STREAM_STATS: self._stream_stats,
+            codec.ROUTE: self._route,
+            codec.PARTITIONS: self._partitions,
+            codec.CREATE_SUPER_STREAM: self._create_super_stream,
+            codec.DELETE_SUPER_STREAM: self._delete_super_stream,
         }
 
     # ---------------------------------------------------------------- dispatch
@@ -274,9 +294,9 @@ class StreamSession:
         q = self.vhost.queues.get(name or "")
         return q if q is not None and q.own_log else None
 
-    def _allowed(self, kind: str, name: str) -> bool:
+    def _allowed(self, kind: str, name: str, resource: str = "queue") -> bool:
         try:
-            self.broker.check(self.user, self.vhost.name, kind, "queue", name)
+            self.broker.check(self.user, self.vhost.name, kind, resource, name)
             return True
         except AccessRefused:
             return False
@@ -298,15 +318,9 @@ class StreamSession:
         self.write(codec.response(codec.CREATE, corr, code))
 
     def _declare(self, name: str, args: dict[str, str]) -> int:
-        arguments: dict[str, Any] = {"x-queue-type": "stream"}
-        for key, value in args.items():
-            convert = CREATE_ARGUMENTS.get(key)
-            if convert is None:
-                continue   # RabbitMQ ignores what it does not know (leader locator, ...)
-            try:
-                arguments["x-" + key] = convert(value)
-            except ValueError:
-                return codec.PRECONDITION_FAILED
+        arguments = queue_arguments(args)
+        if arguments is None:
+            return codec.PRECONDITION_FAILED
         try:
             self.vhost.declare_queue(name, durable=True, arguments=arguments)
         except PreconditionFailed:
@@ -355,6 +369,100 @@ class StreamSession:
                         for k, v in stats.items())
         self.write(codec.response(codec.STREAM_STATS, corr, codec.OK,
                                   len(stats).to_bytes(4, "big"), body))
+
+    # ---------------------------------------------------------------- super streams
+    def _route(self, f: Fields) -> None:
+        """``rabbit_stream_reader``'s route: write on the exchange, then on every stream."""
+        corr = f.u32()
+        key = f.string() or ""
+        name = f.string() or ""
+        f.end()
+        code, streams = codec.OK, []
+        if not self._allowed("write", name, "exchange"):
+            code = codec.ACCESS_REFUSED
+        else:
+            try:
+                streams = super_streams.route(self.vhost, name, key)
+            except NotFound:
+                code = codec.STREAM_DOES_NOT_EXIST
+            if not all(self._allowed("write", s) for s in streams):
+                code, streams = codec.ACCESS_REFUSED, []
+        self.write(codec.streams_response(codec.ROUTE, corr, code, streams))
+
+    def _partitions(self, f: Fields) -> None:
+        """Read or write on the exchange and on every partition."""
+        corr = f.u32()
+        name = f.string() or ""
+        f.end()
+        code, streams = codec.OK, []
+        if not self._read_or_write(name, "exchange"):
+            code = codec.ACCESS_REFUSED
+        else:
+            try:
+                streams = super_streams.partitions(self.vhost, name)
+            except NotFound:
+                code = codec.STREAM_DOES_NOT_EXIST
+            if not all(self._read_or_write(s) for s in streams):
+                code, streams = codec.ACCESS_REFUSED, []
+        self.write(codec.streams_response(codec.PARTITIONS, corr, code, streams))
+
+    def _read_or_write(self, name: str, resource: str = "queue") -> bool:
+        return self._allowed("read", name, resource) or self._allowed("write", name, resource)
+
+    def _may_manage(self, name: str, partitions: list[str]) -> bool:
+        try:
+            super_streams.check_manage(self.broker, self.user, self.vhost.name, name,
+                                       partitions)
+            return True
+        except AccessRefused:
+            return False
+
+    def _create_super_stream(self, f: Fields) -> None:
+        corr = f.u32()
+        name = f.string() or ""
+        partitions = [p or "" for p in f.strings()]
+        binding_keys = [k or "" for k in f.strings()]
+        args = f.properties()
+        f.end()
+        name = super_streams.correct_name(name) or ""
+        arguments = queue_arguments(args)
+        if not name or arguments is None:
+            code = codec.PRECONDITION_FAILED
+        elif not self._may_manage(name, partitions):
+            code = codec.ACCESS_REFUSED
+        else:
+            try:
+                super_streams.create(self.vhost, name, partitions, binding_keys, arguments)
+                code = codec.OK
+            except super_streams.AlreadyExists as e:
+                log.warning("super stream %r not created: %s", name, e.text)
+                code = codec.STREAM_ALREADY_EXISTS
+            except PreconditionFailed as e:
+                log.warning("super stream %r not created: %s", name, e.text)
+                code = codec.PRECONDITION_FAILED
+            except BrokerError as e:
+                log.warning("super stream %r not created: %s", name, e.text)
+                code = codec.INTERNAL_ERROR
+        self.write(codec.response(codec.CREATE_SUPER_STREAM, corr, code))
+
+    def _delete_super_stream(self, f: Fields) -> None:
+        corr = f.u32()
+        name = f.string() or ""
+        f.end()
+        if not self._allowed("configure", name, "exchange"):
+            code = codec.ACCESS_REFUSED
+        else:
+            try:
+                partitions = super_streams.partitions(self.vhost, name)
+            except NotFound:
+                code = codec.STREAM_DOES_NOT_EXIST
+            else:
+                if self._may_manage(name, partitions):
+                    super_streams.delete(self.vhost, name, partitions)
+                    code = codec.OK
+                else:
+                    code = codec.ACCESS_REFUSED
+        self.write(codec.response(codec.DELETE_SUPER_STREAM, corr, code))
 
     # ---------------------------------------------------------------- publishing
     def _declare_publisher(self, f: Fields) -> None:
