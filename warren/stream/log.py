@@ -9,6 +9,10 @@ as in the journal. A message record (type 1) is::
     timestamp  i64   milliseconds since the epoch when the broker appended it
     message    the core's message record (``Message.to_record``)
 
+A message with a filter value (stream filtering, ``filters.py``) is a type 5 record, the same
+with ``length u16`` and the UTF-8 value between the timestamp and the message; the Bloom
+filters of its block are in memory only, rebuilt from these records on recovery.
+
 The directory holds ``NNNNNNNN.log`` segments numbered in order. Each starts with a record
 naming its first offset (type 2), then the tracking so far: each publisher reference's last
 publishing id (type 3, deduplication) and each consumer reference's stored offset (type 4,
@@ -35,6 +39,7 @@ import zlib
 from array import array
 from typing import Any
 
+from .filters import DEFAULT_FILTER_BYTES, BlockFilters
 from ..store.journal.segment import (HEADER_SIZE, RECORD_HEADER, CorruptRecord, JournalSegment,
                                      encode_record, parse_segment_number)
 
@@ -44,8 +49,10 @@ RECORD_MESSAGE = 1
 RECORD_SEGMENT = 2       # a segment's first record: the offset its messages start at
 RECORD_WRITER = 3        # a publisher's last publishing id (deduplication), not a message
 RECORD_CONSUMER = 4      # a consumer's stored offset (server-side offset tracking)
+RECORD_FILTERED = 5      # a message with a filter value (stream filtering)
 _HEAD = struct.Struct(">Qq")
 _MESSAGE_CRC = zlib.crc32(bytes((RECORD_MESSAGE,)))   # the journal's CRC covers the type first
+_FILTERED_CRC = zlib.crc32(bytes((RECORD_FILTERED,)))
 _FIRST = struct.Struct(">Q")
 _NAME = struct.Struct(">H")
 _VALUE = struct.Struct(">Q")
@@ -75,9 +82,11 @@ class Segment:
 
 
 class StreamLog:
-    def __init__(self, directory: str, clock: Any) -> None:
+    def __init__(self, directory: str, clock: Any,
+                 filter_bytes: int = DEFAULT_FILTER_BYTES) -> None:
         self.directory = directory
         self.clock = clock
+        self.filters = BlockFilters(filter_bytes)
         self.max_segment_bytes = DEFAULT_SEGMENT_BYTES
         self.segments: list[Segment] = []
         self._firsts: list[int] = []          # first offset of each segment, for bisect
@@ -139,9 +148,13 @@ class StreamLog:
                 (self.writers if record_type == RECORD_WRITER else self.consumers)[name] = value
                 end = position + HEADER_SIZE + len(payload)
                 continue
-            offset, ts = _HEAD.unpack_from(payload)
-            if record_type != RECORD_MESSAGE or offset != expected:
+            if record_type not in (RECORD_MESSAGE, RECORD_FILTERED):
                 break
+            offset, ts = _HEAD.unpack_from(payload)
+            if offset != expected:
+                break
+            if record_type == RECORD_FILTERED:
+                self.filters.add(offset, _filter_value(payload))
             seg.positions.append(position)
             seg.lengths.append(HEADER_SIZE + len(payload))
             seg.timestamps.append(ts)
@@ -217,16 +230,28 @@ class StreamLog:
             self.track_writer(*writer)
         return offset
 
-    def append_many(self, message_records: list[bytes]) -> None:
-        """Add messages at consecutive offsets, appended at one timestamp."""
+    def append_many(self, message_records: list[bytes],
+                    filter_values: list[str | None] | None = None) -> None:
+        """Add messages at consecutive offsets, appended at one timestamp; ``filter_values``:
+        each one's filter value or None (stream filtering)."""
         ts = int(self.clock.seconds() * 1000)
         seg = self.segments[-1]
         pack_head, pack_frame = _HEAD.pack, RECORD_HEADER.pack
         pending = self._pending
-        for record in message_records:
-            payload = pack_head(self.next_offset, ts) + record
-            frame = pack_frame(len(payload), zlib.crc32(payload, _MESSAGE_CRC),
-                               RECORD_MESSAGE) + payload
+        for i, record in enumerate(message_records):
+            value = filter_values[i] if filter_values is not None else None
+            if value is None:
+                payload = pack_head(self.next_offset, ts) + record
+                frame = pack_frame(len(payload), zlib.crc32(payload, _MESSAGE_CRC),
+                                   RECORD_MESSAGE) + payload
+                if self.filters.blocks:
+                    self.filters.add(self.next_offset, None)
+            else:
+                raw = value.encode()
+                payload = pack_head(self.next_offset, ts) + _NAME.pack(len(raw)) + raw + record
+                frame = pack_frame(len(payload), zlib.crc32(payload, _FILTERED_CRC),
+                                   RECORD_FILTERED) + payload
+                self.filters.add(self.next_offset, value)
             if seg.size + len(frame) > self.max_segment_bytes and seg.positions:
                 self._write_pending()
                 seg = self._new_segment(_segment_number(seg) + 1)
@@ -258,8 +283,9 @@ class StreamLog:
         if self._flush_call is None:
             self._flush_call = self.clock.callLater(0, self._flush_soon)
 
-    def read(self, offset: int) -> tuple[int, bytes] | None:
-        """(timestamp ms, message record) at ``offset``; None when it is not in the log."""
+    def read(self, offset: int) -> tuple[int, bytes, str | None] | None:
+        """(timestamp ms, message record, filter value) at ``offset``; None when it is not in
+        the log."""
         i = bisect.bisect_right(self._firsts, offset) - 1
         if i < 0 or offset >= self.next_offset:
             return None
@@ -271,11 +297,15 @@ class StreamLog:
         if seg is self.segments[-1] and position >= self._pending_at and self._pending:
             self._write_pending()
         try:
-            _type, payload = seg.file.read_at(position, seg.lengths[index])
+            record_type, payload = seg.file.read_at(position, seg.lengths[index])
         except (CorruptRecord, OSError) as e:
             log.error("stream %s: offset %d unreadable: %s", self.directory, offset, e)
             return None
-        return _HEAD.unpack_from(payload)[1], payload[_HEAD.size:]
+        ts = _HEAD.unpack_from(payload)[1]
+        if record_type == RECORD_FILTERED:
+            value = _filter_value(payload)
+            return ts, payload[_HEAD.size + _NAME.size + len(value.encode()):], value
+        return ts, payload[_HEAD.size:], None
 
     # ---------------------------------------------------------------- durability
     def _flush_soon(self) -> None:
@@ -349,6 +379,8 @@ class StreamLog:
             del self.segments[0]
             del self._firsts[0]
             gone += 1
+        if gone and self.filters.blocks:
+            self.filters.forget_before(self.first_offset)
         return gone
 
     # ---------------------------------------------------------------- end
@@ -415,6 +447,13 @@ def _unpack_tracking(payload: Any) -> tuple[str, int]:
     (n,) = _NAME.unpack_from(payload)
     name = bytes(payload[2:2 + n]).decode("utf-8", "replace")
     return name, _VALUE.unpack_from(payload, 2 + n)[0]
+
+
+def _filter_value(payload: Any) -> str:
+    """The filter value of a type 5 record's payload."""
+    (n,) = _NAME.unpack_from(payload, _HEAD.size)
+    start = _HEAD.size + _NAME.size
+    return bytes(payload[start:start + n]).decode("utf-8", "replace")
 
 
 def _segment_number(seg: Segment) -> int:

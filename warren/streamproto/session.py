@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..model.errors import AccessRefused, BrokerError, NotAllowed, NotFound, PreconditionFailed
 from ..model.message import Message, Properties, QueueEntry, record_head
 from ..stream import super_streams
+from ..stream.filters import FilterSpec, subscription_filter
 from ..stream.offsets import OffsetSpec
 from . import codec
 from .codec import Fields, MalformedFrame
@@ -75,6 +76,7 @@ class Subscription:
         self.offset_spec = spec
         self.arguments: dict[str, Any] = {}
         self.credit = credit
+        self.filter_spec: FilterSpec | None = None   # the filter.N properties, if any
 
     def has_credit(self) -> bool:
         return self.credit > 0 and not self.session.closed
@@ -114,6 +116,7 @@ class StreamSession:
         self.subscriptions: dict[int, Subscription] = {}
         self._confirms: dict[int, list[int]] = {}     # publisher id -> ids to confirm
         self._persistent_props: bytes | None = None   # what a published message carries
+        self._version = 1                              # the version of the frame handled
         self._handlers = {
             codec.PEER_PROPERTIES: self._peer_properties,
             codec.SASL_HANDSHAKE: self._sasl_handshake,
@@ -153,6 +156,7 @@ class StreamSession:
         if handler is None:
             self.fail(codec.UNKNOWN_FRAME, f"unknown command {key}")
             return
+        self._version = version   # what publish (1 or 2) and deliver look at
         try:
             handler(Fields(payload))
         except MalformedFrame as e:
@@ -492,33 +496,53 @@ class StreamSession:
                                   codec.PUBLISHER_DOES_NOT_EXIST))
 
     def _publish(self, f: Fields) -> None:
+        """Each entry's message, or each message of a sub-entry batch (opened here, so every
+        protocol reads them one by one), is appended; a batch RabbitMQ would refuse, and the
+        entries after it in the frame, get PRECONDITION_FAILED (``write_messages``)."""
         pub_id = f.u8()
-        messages = f.publish_entries()
+        entries = f.publish_entries(2 if self._version == 2 else 1)
         publisher = self.publishers.get(pub_id)
         if publisher is None or publisher[0].deleted:
             self.write(codec.publish_error_frame(
-                pub_id, [(pid, codec.PUBLISHER_DOES_NOT_EXIST) for pid, _ in messages]))
+                pub_id, [(e.publishing_id, codec.PUBLISHER_DOES_NOT_EXIST) for e in entries]))
             return
         q, reference = publisher
-        confirms = self._confirms.setdefault(pub_id, [])
         props = self._persistent_props
         if props is None:
             props = self._persistent_props = self.broker.codec.encode(Properties(delivery_mode=2))
         head = record_head("", q.name, props)
-        if reference is None:
-            q.append_records([head + data for _, data in messages])
-        else:
-            # a named publisher: ids not above the last one stored are duplicates, confirmed
-            # without being stored again (osiris' deduplication)
-            last = q.log.writers.get(reference, -1)
-            fresh = []
-            for publishing_id, data in messages:
-                if publishing_id > last:
-                    fresh.append(head + data)
-                    last = publishing_id
-            if fresh:
-                q.append_records(fresh, (reference, last))
-        confirms.extend(pid for pid, _ in messages)
+        # a named publisher: ids not above the last one stored are duplicates, confirmed
+        # without being stored again (osiris' deduplication)
+        last = q.log.writers.get(reference, -1) if reference is not None else -1
+        records: list[bytes] = []
+        values: list[str | None] = []
+        accepted: list[int] = []
+        for i, entry in enumerate(entries):
+            if entry.batch is None:
+                bodies = [entry.data]
+            else:
+                try:
+                    bodies = codec.sub_batch_messages(entry.batch, entry.data)
+                except codec.BadSubBatch as e:
+                    log.warning("stream connection %s: sub-entry batch of publisher %d to "
+                                "%r refused, with the rest of its frame: %s", self.peer,
+                                pub_id, q.name, e)
+                    self.write(codec.publish_error_frame(
+                        pub_id, [(later.publishing_id, codec.PRECONDITION_FAILED)
+                                 for later in entries[i:]]))
+                    break
+            accepted.append(entry.publishing_id)
+            if reference is not None:
+                if entry.publishing_id <= last:
+                    continue
+                last = entry.publishing_id
+            records.extend(head + body for body in bodies)
+            values.extend([entry.filter_value] * len(bodies))
+        if records:
+            q.append_records(records, (reference, last) if reference is not None else None,
+                             values if any(v is not None for v in values) else None)
+        if accepted:
+            self._confirms.setdefault(pub_id, []).extend(accepted)
 
     def _query_publisher_sequence(self, f: Fields) -> None:
         corr = f.u32()
@@ -546,7 +570,7 @@ class StreamSession:
         elif kind == codec.OFFSET_TIMESTAMP:
             value = f.i64()
         credit = f.u16()
-        f.properties()
+        properties = f.properties()
         f.end()
         spec = {codec.OFFSET_FIRST: OffsetSpec("first"), codec.OFFSET_LAST: OffsetSpec("last"),
                 codec.OFFSET_NEXT: OffsetSpec("next")}.get(kind)
@@ -569,6 +593,7 @@ class StreamSession:
         self.write(codec.response(codec.SUBSCRIBE, corr, code))
         if code == codec.OK:
             sub = Subscription(self, sub_id, q, spec, credit)
+            sub.filter_spec = subscription_filter(properties)
             self.subscriptions[sub_id] = sub
             q.add_consumer(sub)
 
