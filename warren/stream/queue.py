@@ -34,6 +34,7 @@ from .log import MAX_SEGMENT_BYTES, StreamLog
 from .filters import (BLOCK, DEFAULT_FILTER_BYTES, MAX_FILTER_BYTES, MIN_FILTER_BYTES,
                       FilterSpec, amqp_filter, message_filter_value)
 from .offsets import NEXT, OffsetSpec, parse_offset
+from .single_active import Group
 from .syncer import LogSyncer
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class StreamQueue(Queue):
         self.log: StreamLog | None = None
         self.readers: dict[Consumer, int] = {}   # consumer -> next offset it reads
         self.reader_filters: dict[Consumer, FilterSpec] = {}   # the filtered readers
+        self.consumer_groups: dict[str, Group] = {}   # single active consumer, by name
         super().__init__(vhost, name, durable=durable, exclusive_owner=exclusive_owner,
                          auto_delete=auto_delete, arguments=arguments)
         self.journaled = False
@@ -206,9 +208,22 @@ class StreamQueue(Queue):
             self.reader_filters[consumer] = wanted
         super().add_consumer(consumer, connection)
 
+    def consumer_group(self, name: str, partition_index: int) -> Group:
+        """The single-active-consumer group ``name`` of this stream (made on first use)."""
+        group = self.consumer_groups.get(name)
+        if group is None:
+            group = self.consumer_groups[name] = Group(partition_index)
+        return group
+
     def remove_consumer(self, consumer: Consumer) -> None:
         self.readers.pop(consumer, None)
         self.reader_filters.pop(consumer, None)
+        name = getattr(consumer, "group_name", None)
+        group = self.consumer_groups.get(name) if name is not None else None
+        if group is not None:
+            group.unregister(consumer)
+            if not group.members:
+                del self.consumer_groups[name]
         super().remove_consumer(consumer)
 
     def consumer_offsets(self) -> dict[str, int]:

@@ -119,6 +119,25 @@ def partitions(vhost: "VirtualHost", name: str) -> list[str]:
     return out
 
 
+def partition_index(vhost: "VirtualHost", name: str, stream: str) -> int:
+    """Where ``stream`` is among the super stream's partitions, for single active consumer:
+    its binding's ``x-stream-partition-order``, else the number after its last ``-``; -1 when
+    it is no partition (``rabbit_stream_manager:partition_index``)."""
+    ex = vhost.exchanges.get(name)
+    if ex is None or not name:
+        return -1
+    bound = sorted((b for b in ex.bindings if _is_stream(b.destination)
+                    and b.destination.name == stream),
+                   key=lambda b: (PARTITION_ORDER not in b.arguments,
+                                  _order(b.arguments.get(PARTITION_ORDER))))
+    if not bound:
+        return -1
+    if PARTITION_ORDER in bound[0].arguments:
+        return _order(bound[0].arguments[PARTITION_ORDER])
+    head, dash, tail = stream.rpartition("-")
+    return int(tail) if dash and tail.isascii() and tail.isdigit() else -1
+
+
 def route(vhost: "VirtualHost", name: str, routing_key: str) -> list[str]:
     """The partition streams a message with ``routing_key`` goes to (empty: no route);
     NotFound when there is no such exchange."""

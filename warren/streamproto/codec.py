@@ -73,7 +73,8 @@ PRECONDITION_FAILED = 17
 PUBLISHER_DOES_NOT_EXIST = 18
 NO_OFFSET = 19
 
-# offset specification types of subscribe
+# offset specification types of subscribe (and 0, none, in a consumer update's answer)
+OFFSET_NONE = 0
 OFFSET_FIRST, OFFSET_LAST, OFFSET_NEXT, OFFSET_OFFSET, OFFSET_TIMESTAMP = 1, 2, 3, 4, 5
 
 #: the command versions this server speaks (exchange_command_versions): publish up to 2
@@ -85,7 +86,7 @@ COMMAND_VERSIONS = ((DECLARE_PUBLISHER, 1, 1), (PUBLISH, 1, 2), (QUERY_PUBLISHER
                     (PEER_PROPERTIES, 1, 1), (SASL_HANDSHAKE, 1, 1), (SASL_AUTHENTICATE, 1, 1),
                     (TUNE, 1, 1), (OPEN, 1, 1), (CLOSE, 1, 1), (HEARTBEAT, 1, 1),
                     (EXCHANGE_COMMAND_VERSIONS, 1, 1), (STREAM_STATS, 1, 1), (ROUTE, 1, 1),
-                    (PARTITIONS, 1, 1), (CREATE_SUPER_STREAM, 1, 1),
+                    (PARTITIONS, 1, 1), (CONSUMER_UPDATE, 1, 1), (CREATE_SUPER_STREAM, 1, 1),
                     (DELETE_SUPER_STREAM, 1, 1))
 
 _U32 = struct.Struct(">I")
@@ -369,6 +370,12 @@ def confirm_frame(publisher_id: int, ids: list[int]) -> bytes:
 def publish_error_frame(publisher_id: int, errors: list[tuple[int, int]]) -> bytes:
     return frame(PUBLISH_ERROR, struct.pack(">Bi", publisher_id, len(errors)),
                  b"".join(struct.pack(">QH", pid, code) for pid, code in errors))
+
+
+def consumer_update_frame(correlation_id: int, subscription_id: int, active: bool) -> bytes:
+    """The server's request to a single active consumer: you are (not) active now."""
+    return frame(CONSUMER_UPDATE, struct.pack(">IBB", correlation_id, subscription_id,
+                                              1 if active else 0))
 
 
 def metadata_update_frame(code: int, stream: str) -> bytes:

@@ -77,9 +77,20 @@ class Subscription:
         self.arguments: dict[str, Any] = {}
         self.credit = credit
         self.filter_spec: FilterSpec | None = None   # the filter.N properties, if any
+        # single active consumer: the group's name, whether the group made it active, and
+        # whether it reads (an active one starts once the client answered consumer_update)
+        self.group_name: str | None = None
+        self.active = True
+        self.reading = True
 
     def has_credit(self) -> bool:
-        return self.credit > 0 and not self.session.closed
+        return self.credit > 0 and self.reading and not self.session.closed
+
+    def notify(self, active: bool, stepping_down: bool) -> None:
+        """The group made it active or passive: the client is asked (consumer_update) and
+        nothing is delivered until it answers; a passive one stops at once."""
+        self.reading = False
+        self.session.request_consumer_update(self, active, stepping_down)
 
     def deliver_chunk(self, queue: Any, first_offset: int, timestamp_ms: int,
                       records: list[bytes]) -> None:
@@ -117,6 +128,8 @@ class StreamSession:
         self._confirms: dict[int, list[int]] = {}     # publisher id -> ids to confirm
         self._persistent_props: bytes | None = None   # what a published message carries
         self._version = 1                              # the version of the frame handled
+        self._next_request = 1                         # the server's own correlation ids
+        self._consumer_updates: dict[int, tuple[Subscription, bool]] = {}
         self._handlers = {
             codec.PEER_PROPERTIES: self._peer_properties,
             codec.SASL_HANDSHAKE: self._sasl_handshake,
@@ -126,6 +139,7 @@ class StreamSession:
             codec.CLOSE: self._on_close,
             codec.HEARTBEAT: lambda f: None,
             codec.CLOSE | codec.RESPONSE: lambda f: None,
+            codec.CONSUMER_UPDATE | codec.RESPONSE: self._consumer_update_answer,
             codec.EXCHANGE_COMMAND_VERSIONS: self._command_versions,
         }
         self._opened_handlers = {
@@ -193,7 +207,7 @@ class StreamSession:
         if self.vhost is not None:
             text = "unknown frame" if code == codec.UNKNOWN_FRAME else reason
             # the server's own requests are numbered from 1, as RabbitMQ numbers them
-            self.write(codec.close_frame(1, code, text))
+            self.write(codec.close_frame(self._request_id(), code, text))
         self.connection_lost()
         self._close()
 
@@ -582,20 +596,79 @@ class StreamSession:
             # RabbitMQ cannot parse the frame and drops the connection
             raise MalformedFrame(f"unknown offset specification type {kind}")
         q = self._stream(name)
+        single_active = properties.get("single-active-consumer") == "true"
         if q is None:
             code = codec.STREAM_DOES_NOT_EXIST
         elif not self._allowed("read", q.name):
             code = codec.ACCESS_REFUSED
         elif sub_id in self.subscriptions:
             code = codec.SUBSCRIPTION_ID_ALREADY_EXISTS
+        elif single_active and not properties.get("name"):
+            code = codec.PRECONDITION_FAILED   # a single active consumer must have a name
         else:
             code = codec.OK
         self.write(codec.response(codec.SUBSCRIBE, corr, code))
-        if code == codec.OK:
-            sub = Subscription(self, sub_id, q, spec, credit)
-            sub.filter_spec = subscription_filter(properties)
-            self.subscriptions[sub_id] = sub
-            q.add_consumer(sub)
+        if code != codec.OK:
+            return
+        sub = Subscription(self, sub_id, q, spec, credit)
+        sub.filter_spec = subscription_filter(properties)
+        self.subscriptions[sub_id] = sub
+        if single_active:
+            sub.group_name = properties["name"]
+            sub.active = sub.reading = False
+        q.add_consumer(sub)
+        if single_active:
+            index = -1
+            if "super-stream" in properties:
+                index = super_streams.partition_index(self.vhost, properties["super-stream"],
+                                                      q.name)
+            q.consumer_group(sub.group_name, index).register(sub)
+
+    def _request_id(self) -> int:
+        corr = self._next_request
+        self._next_request += 1
+        return corr
+
+    def request_consumer_update(self, sub: Subscription, active: bool,
+                                stepping_down: bool) -> None:
+        corr = self._request_id()
+        self._consumer_updates[corr] = (sub, stepping_down)
+        self.write(codec.consumer_update_frame(corr, sub.sub_id, active))
+
+    def _consumer_update_answer(self, f: Fields) -> None:
+        """The client's answer: an active subscription reads from the offset it names (type
+        0: the one it subscribed with); a passive one that stepped down lets the next
+        member of its group become active."""
+        corr = f.u32()
+        f.u16()   # RabbitMQ logs a code other than OK and goes on
+        kind = f.u16()
+        spec = None
+        if kind == codec.OFFSET_OFFSET:
+            spec = OffsetSpec("offset", f.u64())
+        elif kind == codec.OFFSET_TIMESTAMP:
+            spec = OffsetSpec("timestamp", f.i64())
+        elif kind in (codec.OFFSET_FIRST, codec.OFFSET_LAST, codec.OFFSET_NEXT):
+            spec = OffsetSpec({codec.OFFSET_FIRST: "first", codec.OFFSET_LAST: "last",
+                               codec.OFFSET_NEXT: "next"}[kind])
+        elif kind != codec.OFFSET_NONE:
+            raise MalformedFrame(f"unknown offset specification type {kind}")
+        pending = self._consumer_updates.pop(corr, None)
+        if pending is None:
+            log.warning("stream connection %s: consumer update answer for unknown request "
+                        "%d", self.peer, corr)
+            return
+        sub, stepping_down = pending
+        if self.subscriptions.get(sub.sub_id) is not sub:
+            return   # unsubscribed meanwhile: its group was told then
+        q = sub.queue
+        if sub.active:
+            q.readers[sub] = q.start_offset(spec or sub.offset_spec)
+            sub.reading = True
+            q.dispatch()
+        elif stepping_down:
+            group = q.consumer_groups.get(sub.group_name or "")
+            if group is not None:
+                group.stepped_down(sub)
 
     def _credit(self, f: Fields) -> None:
         sub_id = f.u8()
@@ -606,6 +679,10 @@ class StreamSession:
             self.write(codec.credit_error_frame(codec.SUBSCRIPTION_ID_DOES_NOT_EXIST, sub_id))
             return
         sub.credit += credit
+        if not sub.reading:
+            # a passive single active consumer keeps the credit, and is told (as RabbitMQ)
+            self.write(codec.credit_error_frame(codec.PRECONDITION_FAILED, sub_id))
+            return
         sub.queue.dispatch()
 
     def _unsubscribe(self, f: Fields) -> None:
