@@ -25,8 +25,9 @@ the tracking survive a restart however much was retained away.
 
 Appends are gathered in memory and written once per reactor turn (or before a read reaches
 them); :meth:`StreamLog.sync` writes and fdatasyncs, and is what a publisher's confirm waits
-for. In memory each segment keeps the file position, length and timestamp of its messages (20
-bytes a message) so a reader far behind goes straight to its record on disk.
+for. In memory each segment keeps the file position and length of its messages (8 bytes a
+message) and their append times by runs of one millisecond (``Segment``), so a reader far
+behind goes straight to its record on disk.
 """
 from __future__ import annotations
 
@@ -63,22 +64,44 @@ MAX_SEGMENT_BYTES = 3_000_000_000
 
 
 class Segment:
-    """One segment file and the positions of its records."""
+    """One segment file and the positions of its records.
 
-    __slots__ = ("file", "first_offset", "positions", "lengths", "timestamps", "size")
+    Per message 8 bytes: its file position (u32: a segment never reaches 4 GiB, its size
+    being capped at 3 GB) and its length. Append times are kept per run of messages appended
+    in the same millisecond (12 bytes a run), as osiris keeps one per chunk."""
+
+    __slots__ = ("file", "first_offset", "positions", "lengths", "run_starts", "run_times",
+                 "size")
 
     def __init__(self, file: JournalSegment, first_offset: int) -> None:
         self.file = file
         self.first_offset = first_offset
-        self.positions = array("Q")    # file position of each message record
+        self.positions = array("I")    # file position of each message record
         self.lengths = array("I")      # its length, framing included
-        self.timestamps = array("q")   # append time of each record (ms)
+        self.run_starts = array("I")   # index of the first message of each run
+        self.run_times = array("q")    # the run's append time (ms)
         self.size = 0                  # bytes, written or pending
 
     @property
     def count(self) -> int:
         return len(self.positions)
 
+    @property
+    def last_timestamp(self) -> int:
+        return self.run_times[-1]
+
+    def add(self, position: int, length: int, ts: int) -> None:
+        if not self.run_times or self.run_times[-1] != ts:
+            self.run_starts.append(len(self.positions))
+            self.run_times.append(ts)
+        self.positions.append(position)
+        self.lengths.append(length)
+
+    def index_at(self, ts_ms: int) -> int:
+        """The index of the first message appended at or after ``ts_ms`` (``count`` when
+        none is)."""
+        run = bisect.bisect_left(self.run_times, ts_ms)
+        return self.run_starts[run] if run < len(self.run_starts) else self.count
 
 
 class StreamLog:
@@ -155,9 +178,7 @@ class StreamLog:
                 break
             if record_type == RECORD_FILTERED:
                 self.filters.add(offset, _filter_value(payload))
-            seg.positions.append(position)
-            seg.lengths.append(HEADER_SIZE + len(payload))
-            seg.timestamps.append(ts)
+            seg.add(position, HEADER_SIZE + len(payload), ts)
             expected += 1
             end = position + HEADER_SIZE + len(payload)
         if end != scan.valid_end:
@@ -216,8 +237,8 @@ class StreamLog:
     def offset_at(self, ts_ms: int) -> int:
         """The first offset appended at or after ``ts_ms``; ``next_offset`` when none is."""
         for seg in self.segments:
-            if seg.count and seg.timestamps[-1] >= ts_ms:
-                return seg.first_offset + bisect.bisect_left(seg.timestamps, ts_ms)
+            if seg.count and seg.last_timestamp >= ts_ms:
+                return seg.first_offset + seg.index_at(ts_ms)
         return self.next_offset
 
     # ---------------------------------------------------------------- append / read
@@ -256,9 +277,7 @@ class StreamLog:
                 self._write_pending()
                 seg = self._new_segment(_segment_number(seg) + 1)
                 pending = self._pending
-            seg.positions.append(seg.size)
-            seg.lengths.append(len(frame))
-            seg.timestamps.append(ts)
+            seg.add(seg.size, len(frame), ts)
             seg.size += len(frame)
             pending += frame
             self.next_offset += 1
@@ -369,7 +388,7 @@ class StreamLog:
             oldest = self.segments[0]
             over_size = max_bytes is not None and total > max_bytes
             too_old = (max_age_ms is not None and oldest.count
-                       and oldest.timestamps[-1] < now_ms - max_age_ms)
+                       and oldest.last_timestamp < now_ms - max_age_ms)
             if not (over_size or too_old):
                 break
             if not gone:

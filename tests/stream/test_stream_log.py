@@ -1,6 +1,6 @@
-"""The stream log's filter values and Bloom filters, on a real ``StreamLog`` in a temporary
-directory with a Twisted ``Clock``: what a record holds comes back on read, and the filters
-are rebuilt from the records when the log is opened again."""
+"""A real ``StreamLog`` in a temporary directory with a Twisted ``Clock``: filter values come
+back on read and the Bloom filters are rebuilt when the log is opened again; append times,
+kept per run of one millisecond, find the offset of a timestamp before and after reopening."""
 
 from __future__ import annotations
 
@@ -34,3 +34,26 @@ def test_filter_values_survive_reopening(tmp_path):
     # a block never given a value holds only unfiltered messages
     assert again.filters.may_match(2, unfiltered) and not again.filters.may_match(2, red)
     again.close()
+
+
+def test_offsets_by_time_across_runs_and_reopening(tmp_path):
+    clock = Clock()
+    clock.advance(1000)                              # 1,000,000 ms
+    log = StreamLog(str(tmp_path / "t"), clock)
+    log.open(fresh=True)
+    log.append_many([b"a", b"b"])                    # 0, 1 at 1,000,000
+    log.append_many([b"c"])                          # 2, same millisecond: same run
+    clock.advance(0.5)
+    log.append_many([b"d"])                          # 3 at 1,000,500
+    clock.advance(1)
+    log.append_many([b"e", b"f"])                    # 4, 5 at 1,001,500
+    assert len(log.segments[-1].run_times) == 3
+    for reopened in (False, True):
+        if reopened:
+            log.close()
+            log = StreamLog(str(tmp_path / "t"), clock)
+            log.open(fresh=False)
+        assert [log.offset_at(t) for t in (0, 1_000_000, 1_000_001, 1_000_500, 1_001_000,
+                                           1_001_500, 1_001_501)] == [0, 0, 3, 3, 4, 4, 6]
+        assert log.read(3)[0] == 1_000_500
+    log.close()
