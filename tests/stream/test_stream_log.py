@@ -57,3 +57,25 @@ def test_offsets_by_time_across_runs_and_reopening(tmp_path):
                                            1_001_500, 1_001_501)] == [0, 0, 3, 3, 4, 4, 6]
         assert log.read(3)[0] == 1_000_500
     log.close()
+
+
+def test_a_run_is_read_at_once_and_stops_at_a_damaged_record(tmp_path):
+    log = StreamLog(str(tmp_path / "r"), Clock())
+    log.open(fresh=True)
+    log.append_many([b"m%d" % i for i in range(5)], [None, "v", None, None, None])
+    log.sync()
+    ts, records, after = log.read_run(0, log.next_offset, 100, 1 << 20)
+    assert (records, after) == ([b"m0", b"m1", b"m2", b"m3", b"m4"], 5)
+    assert log.read_run(1, 3, 100, 1 << 20)[1:] == ([b"m1", b"m2"], 3)
+    assert log.read_run(0, 5, 2, 1 << 20)[1:] == ([b"m0", b"m1"], 2)
+    assert log.read_run(0, 5, 100, 1)[1:] == ([b"m0"], 1)      # about max_bytes
+    # a flipped byte in offset 3's record: the run stops before it, then it is passed over
+    seg = log.segments[-1]
+    path = seg.file.path
+    with open(path, "r+b") as f:
+        f.seek(seg.positions[3] + seg.lengths[3] - 1)
+        f.write(b"X")
+    assert log.read_run(0, 5, 100, 1 << 20)[1:] == ([b"m0", b"m1", b"m2"], 3)
+    assert log.read_run(3, 5, 100, 1 << 20)[1:] == ([], 4)
+    assert log.read_run(4, 5, 100, 1 << 20)[1:] == ([b"m4"], 5)
+    log.close()

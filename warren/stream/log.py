@@ -326,6 +326,61 @@ class StreamLog:
             return ts, payload[_HEAD.size + _NAME.size + len(value.encode()):], value
         return ts, payload[_HEAD.size:], None
 
+    def read_run(self, offset: int, end: int, max_records: int,
+                 max_bytes: int) -> tuple[int, list[bytes], int]:
+        """Consecutive message records from ``offset`` (not past ``end``, one segment, at
+        most ``max_records``, about ``max_bytes``) read with one pread: (the first one's
+        timestamp, the records, the offset after them). A record that does not check out
+        ends the run; when it is the first, it is logged and passed over (no records)."""
+        i = bisect.bisect_right(self._firsts, offset) - 1
+        if i < 0 or offset >= min(end, self.next_offset):
+            return 0, [], offset
+        seg = self.segments[i]
+        index = offset - seg.first_offset
+        stop = min(end - seg.first_offset, seg.count, index + max_records)
+        if index >= stop:
+            return 0, [], offset
+        positions, lengths = seg.positions, seg.lengths
+        start = positions[index]
+        j, total = index, 0
+        while j < stop and total < max_bytes:
+            total += lengths[j]
+            j += 1
+        span_end = positions[j - 1] + lengths[j - 1]
+        if seg is self.segments[-1] and span_end > self._pending_at and self._pending:
+            self._write_pending()
+        try:
+            raw = seg.file.read_span(start, span_end - start)
+        except OSError as e:
+            log.error("stream %s: offsets %d-%d unreadable: %s", self.directory, offset,
+                      seg.first_offset + j - 1, e)
+            return 0, [], offset + 1
+        view = memoryview(raw)
+        records: list[bytes] = []
+        first_ts = 0
+        unpack_frame, crc32 = RECORD_HEADER.unpack_from, zlib.crc32
+        for k in range(index, j):
+            at = positions[k] - start
+            size, crc, record_type = unpack_frame(view, at) if at + HEADER_SIZE <= len(raw) \
+                else (-1, 0, 0)
+            payload = view[at + HEADER_SIZE:at + lengths[k]]
+            if (HEADER_SIZE + size != lengths[k] or len(payload) != size
+                    or record_type not in (RECORD_MESSAGE, RECORD_FILTERED)
+                    or crc32(payload, _MESSAGE_CRC if record_type == RECORD_MESSAGE
+                             else _FILTERED_CRC) != crc):
+                if records:
+                    break
+                log.error("stream %s: offset %d unreadable: record at %d does not check out",
+                          self.directory, seg.first_offset + k, positions[k])
+                return 0, [], offset + 1
+            head = _HEAD.size
+            if record_type == RECORD_FILTERED:
+                head += _NAME.size + _NAME.unpack_from(payload, _HEAD.size)[0]
+            if not records:
+                first_ts = _HEAD.unpack_from(payload)[1]
+            records.append(bytes(payload[head:]))
+        return first_ts, records, offset + len(records)
+
     # ---------------------------------------------------------------- durability
     def _flush_soon(self) -> None:
         self._flush_call = None

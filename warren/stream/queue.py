@@ -300,25 +300,15 @@ class StreamQueue(Queue):
                     offset = end
                     skipped += 1
                     continue
-            first = offset
-            records: list[bytes] = []
-            timestamp = 0
-            size = 0
-            while (offset < end and len(records) < CHUNK_RECORDS
-                   and size < CHUNK_BYTES):
-                found = log.read(offset)
-                offset += 1
-                if found is None:
-                    if records:
-                        break
-                    first = offset
-                    continue
-                timestamp = timestamp or found[0]
-                records.append(found[1])
-                size += len(found[1])
+            timestamp, records, after = log.read_run(offset, end, CHUNK_RECORDS, CHUNK_BYTES)
             if records:
-                consumer.deliver_chunk(self, first, timestamp, records)
+                consumer.deliver_chunk(self, offset, timestamp, records)
                 chunks += 1
+            elif after == offset:
+                break   # not in the log (cannot happen: the caller starts at first_offset)
+            else:
+                skipped += 1   # an unreadable record, logged and passed over
+            offset = after
         return offset, False
 
     def get(self, no_ack: bool) -> QueueEntry | None:
