@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 DISPATCH_SLICE = 500
 #: a chunk for readers that take chunks (the Stream protocol): at most this many records
 #: and about this many bytes, so one chunk stays well under a client's frame_max
-CHUNK_RECORDS = 256
+CHUNK_RECORDS = 1024
 CHUNK_BYTES = 256 * 1024
 
 
@@ -288,10 +288,10 @@ class StreamQueue(Queue):
         match are passed over unread."""
         log = self.log
         wanted = self.reader_filters.get(consumer)
-        chunks = skipped = 0
+        records_sent = skipped = 0
         while offset < log.next_offset and consumer.has_credit():
-            if chunks == DISPATCH_SLICE // 10 or skipped == DISPATCH_SLICE:
-                return offset, True
+            if records_sent >= 8 * CHUNK_RECORDS or skipped == DISPATCH_SLICE:
+                return offset, True   # the rest next turn: a few ms of reading per turn
             end = log.next_offset
             if wanted is not None:
                 block = offset // BLOCK
@@ -303,7 +303,7 @@ class StreamQueue(Queue):
             timestamp, records, after = log.read_run(offset, end, CHUNK_RECORDS, CHUNK_BYTES)
             if records:
                 consumer.deliver_chunk(self, offset, timestamp, records)
-                chunks += 1
+                records_sent += len(records)
             elif after == offset:
                 break   # not in the log (cannot happen: the caller starts at first_offset)
             else:

@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("warren.streamproto")
 
-#: messages per delivered chunk at most (a chunk is what one credit pays for)
-CHUNK_MESSAGES = 256
 #: arguments of create that map to queue arguments, and how their string values convert
 CREATE_ARGUMENTS = {"max-length-bytes": int, "max-age": str,
                     "stream-max-segment-size-bytes": int}
