@@ -364,6 +364,21 @@ def ctl_add_super_stream(api: Api, a: argparse.Namespace) -> None:
             raise ApiError(f"--partitions is not a number: {a.partitions!r}") from None
         if body["partitions"] < 1:
             raise ApiError("The partition number must be greater than 0")
+    # one node: a leader locator and a cluster size change nothing, but scripts written for
+    # rabbitmq-streams pass them, and get its refusals for bad values
+    if a.leader_locator is not None and a.leader_locator not in (
+            "client-local", "balanced", "random", "least-leaders"):
+        raise ApiError("Invalid value for --leader-locator, valid values are client-local, "
+                       "balanced.")
+    if a.initial_cluster_size is not None:
+        try:
+            size = int(a.initial_cluster_size)
+        except ValueError:
+            raise ApiError("Invalid value for --initial-cluster-size, the value must be a "
+                           "positive integer.") from None
+        if size <= 0:
+            raise ApiError("Invalid value for --initial-cluster-size, the value must be "
+                           "positive.")
     arguments: dict[str, Any] = {}
     if a.max_length_bytes is not None:
         arguments["x-max-length-bytes"] = _bytes(a.max_length_bytes)
@@ -499,7 +514,7 @@ COMMANDS = {
     "move_messages": (ctl_move_messages, ["source", "destination", "--count"]),
     "add_super_stream": (ctl_add_super_stream, [
         "name", "--partitions", "--binding-keys", "--max-length-bytes", "--max-age",
-        "--stream-max-segment-size-bytes"]),
+        "--stream-max-segment-size-bytes", "--leader-locator", "--initial-cluster-size"]),
     "delete_super_stream": (ctl_delete_super_stream, ["name"]),
 }
 

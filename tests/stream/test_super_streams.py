@@ -215,7 +215,8 @@ def test_response_codes(broker, unique):
 
 def test_ctl_add_super_stream(broker, unique):
     out = ctl(broker, "add_super_stream", unique, "--partitions", "2", "--max-age", "PT10M",
-              "--max-length-bytes", "20mb")
+              "--max-length-bytes", "20mb", "--leader-locator", "balanced",
+              "--initial-cluster-size", "3")
     assert out.stdout == f"Super stream {unique} has been created\n"
     auth = ("guest", "guest")
     q = requests.get(f"{broker.http_url}/api/queues/%2F/{unique}-1", auth=auth,
@@ -238,4 +239,6 @@ def test_ctl_add_super_stream(broker, unique):
     assert both.returncode == 2 and "not both" in both.stderr
     bad_age = ctl(broker, "add_super_stream", "z", "--max-age", "10 minutes", check=False)
     assert bad_age.returncode == 2 and "ISO 8601" in bad_age.stderr
+    bad_locator = ctl(broker, "add_super_stream", "z", "--leader-locator", "far", check=False)
+    assert bad_locator.returncode == 2 and "--leader-locator" in bad_locator.stderr
     assert "Traceback" not in broker.log()
