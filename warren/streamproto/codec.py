@@ -414,7 +414,12 @@ def command_versions_response(correlation_id: int) -> bytes:
 def deliver_frame(subscription_id: int, first_offset: int, timestamp_ms: int,
                   entries: list[bytes]) -> bytes:
     """A Deliver (v1) of one osiris chunk holding ``entries`` as simple entries."""
-    data = b"".join(_U32.pack(len(e)) + e for e in entries)
+    parts: list[bytes] = []
+    pack = _U32.pack
+    for e in entries:
+        parts.append(pack(len(e)))
+        parts.append(e)
+    data = b"".join(parts)
     chunk = _CHUNK.pack(_MAGIC_VERSION, _CHUNK_USER, len(entries), len(entries), timestamp_ms,
                         1, first_offset, zlib.crc32(data), len(data), 0, 0)
     return frame(DELIVER, bytes((subscription_id,)), chunk, data)
