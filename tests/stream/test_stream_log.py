@@ -79,3 +79,14 @@ def test_a_run_is_read_at_once_and_stops_at_a_damaged_record(tmp_path):
     assert log.read_run(3, 5, 100, 1 << 20)[1:] == ([], 4)
     assert log.read_run(4, 5, 100, 1 << 20)[1:] == ([b"m4"], 5)
     log.close()
+
+
+def test_a_run_of_bodies(tmp_path):
+    from warren.model.message import record_head
+    log = StreamLog(str(tmp_path / "b"), Clock())
+    log.open(fresh=True)
+    head = record_head("ex", "key", b"\x00\x01props")
+    log.append_many([head + b"body0", head + b"body1"], [None, "v"])
+    assert log.read_run(0, 2, 10, 1 << 20, body_only=True)[1:] == ([b"body0", b"body1"], 2)
+    assert log.read_run(0, 2, 10, 1 << 20)[1] == [head + b"body0", head + b"body1"]
+    log.close()

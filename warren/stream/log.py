@@ -40,6 +40,7 @@ import zlib
 from array import array
 from typing import Any
 
+from ..model.message import Message
 from .filters import DEFAULT_FILTER_BYTES, BlockFilters
 from ..store.journal.segment import (HEADER_SIZE, RECORD_HEADER, CorruptRecord, JournalSegment,
                                      encode_record, parse_segment_number)
@@ -326,12 +327,14 @@ class StreamLog:
             return ts, payload[_HEAD.size + _NAME.size + len(value.encode()):], value
         return ts, payload[_HEAD.size:], None
 
-    def read_run(self, offset: int, end: int, max_records: int,
-                 max_bytes: int) -> tuple[int, list[bytes], int]:
+    def read_run(self, offset: int, end: int, max_records: int, max_bytes: int,
+                 body_only: bool = False) -> tuple[int, list[bytes], int]:
         """Consecutive message records from ``offset`` (not past ``end``, one segment, at
         most ``max_records``, about ``max_bytes``) read with one pread: (the first one's
-        timestamp, the records, the offset after them). A record that does not check out
-        ends the run; when it is the first, it is logged and passed over (no records)."""
+        timestamp, the records, the offset after them); ``body_only``: each message's body
+        alone (what the Stream protocol delivers), cut from the read bytes without copying
+        the record first. A record that does not check out ends the run; when it is the
+        first, it is logged and passed over (no records)."""
         i = bisect.bisect_right(self._firsts, offset) - 1
         if i < 0 or offset >= min(end, self.next_offset):
             return 0, [], offset
@@ -359,6 +362,7 @@ class StreamLog:
         records: list[bytes] = []
         first_ts = 0
         unpack_frame, crc32 = RECORD_HEADER.unpack_from, zlib.crc32
+        body_size = Message.record_body_size
         for k in range(index, j):
             at = positions[k] - start
             size, crc, record_type = unpack_frame(view, at) if at + HEADER_SIZE <= len(raw) \
@@ -378,7 +382,10 @@ class StreamLog:
                 head += _NAME.size + _NAME.unpack_from(payload, _HEAD.size)[0]
             if not records:
                 first_ts = _HEAD.unpack_from(payload)[1]
-            records.append(bytes(payload[head:]))
+            record = payload[head:]
+            if body_only:
+                record = record[len(record) - body_size(record):]
+            records.append(bytes(record))
         return first_ts, records, offset + len(records)
 
     # ---------------------------------------------------------------- durability

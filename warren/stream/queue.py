@@ -300,10 +300,11 @@ class StreamQueue(Queue):
                     offset = end
                     skipped += 1
                     continue
-            timestamp, records, after = log.read_run(offset, end, CHUNK_RECORDS, CHUNK_BYTES)
-            if records:
-                consumer.deliver_chunk(self, offset, timestamp, records)
-                records_sent += len(records)
+            timestamp, bodies, after = log.read_run(offset, end, CHUNK_RECORDS, CHUNK_BYTES,
+                                                    body_only=True)
+            if bodies:
+                consumer.deliver_chunk(self, offset, timestamp, bodies)
+                records_sent += len(bodies)
             elif after == offset:
                 break   # not in the log (cannot happen: the caller starts at first_offset)
             else:

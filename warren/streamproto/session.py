@@ -26,7 +26,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..model.errors import AccessRefused, BrokerError, NotAllowed, NotFound, PreconditionFailed
-from ..model.message import Message, Properties, QueueEntry, record_head
+from ..model.message import Properties, QueueEntry, record_head
 from ..stream import super_streams
 from ..stream.filters import FilterSpec, subscription_filter
 from ..stream.offsets import OffsetSpec
@@ -91,15 +91,13 @@ class Subscription:
         self.session.request_consumer_update(self, active, stepping_down)
 
     def deliver_chunk(self, queue: Any, first_offset: int, timestamp_ms: int,
-                      records: list[bytes]) -> None:
+                      bodies: list[bytes]) -> None:
+        """A chunk of message bodies at consecutive offsets (``StreamLog.read_run``)."""
         self.credit -= 1
-        # the body is the record's tail: nothing else of the message is decoded
-        body_size = Message.record_body_size
-        bodies = [r[len(r) - body_size(r):] for r in records]
         self.session.write(codec.deliver_frame(self.sub_id, first_offset, timestamp_ms, bodies))
 
     def deliver(self, queue: Any, entry: QueueEntry) -> None:   # not used: chunks only
-        self.deliver_chunk(queue, entry.seq, 0, [entry.message.to_record()])
+        self.deliver_chunk(queue, entry.seq, 0, [entry.message.body])
 
     def cancelled(self, queue: Any) -> None:
         """The stream was deleted: RabbitMQ tells the client with a metadata update."""
