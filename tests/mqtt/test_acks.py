@@ -45,35 +45,14 @@ def _assert_still_open(raw: RawClient) -> None:
     assert isinstance(raw.recv(), PingResp)
 
 
+@pytest.mark.parametrize("qos, wrong", [(1, PubRec), (2, PubAck), (2, PubComp), (1, PubComp)],
+                         ids=["pubrec-for-qos1", "puback-for-qos2", "pubcomp-before-pubrec",
+                              "pubcomp-for-qos1"])
 @pytest.mark.parametrize("level", [4, 5])
-def test_pubrec_for_qos1_delivery_is_protocol_error(broker, unique, level):
-    raw = _subscriber(broker.mqtt_port, level, f"{unique}/a", 1)
-    got = _delivery(broker.mqtt_port, raw, f"{unique}/a", 1)
-    raw.send(PubRec(got.packet_id))
-    _assert_protocol_error(raw, level)
-
-
-@pytest.mark.parametrize("level", [4, 5])
-def test_puback_for_qos2_delivery_is_protocol_error(broker, unique, level):
-    raw = _subscriber(broker.mqtt_port, level, f"{unique}/b", 2)
-    got = _delivery(broker.mqtt_port, raw, f"{unique}/b", 2)
-    raw.send(PubAck(got.packet_id))
-    _assert_protocol_error(raw, level)
-
-
-@pytest.mark.parametrize("level", [4, 5])
-def test_pubcomp_before_pubrec_is_protocol_error(broker, unique, level):
-    raw = _subscriber(broker.mqtt_port, level, f"{unique}/c", 2)
-    got = _delivery(broker.mqtt_port, raw, f"{unique}/c", 2)
-    raw.send(PubComp(got.packet_id))
-    _assert_protocol_error(raw, level)
-
-
-@pytest.mark.parametrize("level", [4, 5])
-def test_pubcomp_for_qos1_delivery_is_protocol_error(broker, unique, level):
-    raw = _subscriber(broker.mqtt_port, level, f"{unique}/d", 1)
-    got = _delivery(broker.mqtt_port, raw, f"{unique}/d", 1)
-    raw.send(PubComp(got.packet_id))
+def test_a_wrong_ack_of_a_delivery_is_a_protocol_error(broker, unique, level, qos, wrong):
+    raw = _subscriber(broker.mqtt_port, level, f"{unique}/a", qos)
+    got = _delivery(broker.mqtt_port, raw, f"{unique}/a", qos)
+    raw.send(wrong(got.packet_id))
     _assert_protocol_error(raw, level)
 
 

@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import pika
-import pytest
 from paho.mqtt.packettypes import PacketTypes
 
 from tests.mqtt.helpers import V5, V311, Client, v5_props
-
-
-@pytest.fixture
-def channel(broker):
-    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-    ch = conn.channel()
-    yield ch
-    conn.close()
 
 
 def _amqp_queue(ch, pattern):

@@ -7,6 +7,7 @@ used as synchronisation. Messages carry unique bodies; :func:`tally` turns what 
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import urllib.parse
@@ -117,7 +118,8 @@ def bodies(tag: str, count: int, start: int = 0) -> list[bytes]:
 
 def publish_confirmed(broker: BrokerProcess, queue: str, messages: list[bytes],
                       exchange: str = "", declare: bool = True, window: bool = False) -> None:
-    """Persistent publishes, each confirmed by the broker (raises if one is not).
+    """Persistent publishes to ``queue`` (through ``exchange``: the routing key), each
+    confirmed by the broker (raises if one is not).
 
     ``window``: many in flight at once (durability tests' ConfirmedPublisher), much faster."""
     if window:
@@ -196,20 +198,18 @@ def record(fault: str, ack_mode: str, t: Tally) -> None:
 
 
 # ------------------------------------------------------------------------------ TCP tricks
-class TcpProxy:
-    """Forwards 127.0.0.1:port to a target port; ``cut()`` drops every connection at once."""
+class _TcpServer:
+    """Listens on a free port of 127.0.0.1; a thread accepts and hands each connection to
+    :meth:`serve`. A subclass sets its own fields before calling ``__init__`` (the thread
+    starts there)."""
 
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
+    def __init__(self) -> None:
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(16)
         self.port = self.listener.getsockname()[1]
         self.accepted = 0
-        self.refusing = False     # a partition: connections are dropped as they come
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -219,20 +219,41 @@ class TcpProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            if self.refusing:
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self.accepted += 1
-                self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            self.serve(client)
+
+    def serve(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+
+
+class TcpProxy(_TcpServer):
+    """Forwards 127.0.0.1:port to a target port; ``cut()`` drops every connection at once."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.refusing = False     # a partition: connections are dropped as they come
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        super().__init__()
+
+    def serve(self, client: socket.socket) -> None:
+        if self.refusing:
+            client.close()
+            return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        with self._lock:
+            self.accepted += 1
+            self._sockets += [client, upstream]
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
@@ -271,86 +292,85 @@ class TcpProxy:
         self.refusing = False
 
     def close(self) -> None:
-        self._closed = True
-        self.listener.close()
+        super().close()
         self.cut()
 
 
-class GarbageServer:
-    """Accepts TCP connections and answers anything with junk bytes (or nothing), then
-    closes."""
+class GarbageServer(_TcpServer):
+    """Accepts TCP connections and answers the first bytes with junk (or nothing), then closes
+    them, or with ``keep_open`` leaves them open until :meth:`close` (a peer that stalls)."""
 
     JUNK = b"HTTP/1.1 400 Bad Request\r\n\r\n\x00\xff\xfe garbage \x01\x02\x03" * 4
 
-    def __init__(self, junk: bytes = JUNK) -> None:
-        self.junk = junk          # b"": close right after reading the protocol header
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.port = self.listener.getsockname()[1]
-        self.accepted = 0
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+    def __init__(self, junk: bytes = JUNK, *, keep_open: bool = False) -> None:
+        self.junk = junk          # b"": nothing is said after the protocol header
+        self.keep_open = keep_open
+        self._open: list[socket.socket] = []
+        super().__init__()
 
-    def _accept(self) -> None:
-        while not self._closed:
+    def serve(self, client: socket.socket) -> None:
+        self.accepted += 1
+        try:
+            client.settimeout(2)
             try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            try:
-                client.settimeout(2)
-                try:
-                    client.recv(64)
-                except OSError:
-                    pass
-                client.sendall(self.junk)
+                client.recv(64)
             except OSError:
                 pass
-            finally:
+            client.sendall(self.junk)
+        except OSError:
+            pass
+        finally:
+            if self.keep_open:
+                self._open.append(client)
+            else:
                 client.close()
 
     def close(self) -> None:
-        self._closed = True
-        self.listener.close()
+        super().close()
+        for client in self._open:
+            client.close()
 
 
 class Producer(threading.Thread):
     """Publishes ``tag-000000``, ``tag-000001`` ... one confirmed persistent message at a time
-    until stopped or until its connection dies; ``confirmed`` is what the broker confirmed."""
+    to ``exchange`` with ``routing_key`` until stopped, after ``limit`` messages (None: no
+    limit) or when its connection dies; ``confirmed`` is what the broker confirmed. Through
+    the default exchange the routing key names a queue, which is declared durable first."""
 
-    def __init__(self, broker: BrokerProcess, queue: str, tag: str, limit: int = 100_000
-                 ) -> None:
+    def __init__(self, broker: BrokerProcess, routing_key: str, tag: str,
+                 limit: int | None = 100_000, *, exchange: str = "") -> None:
         super().__init__(daemon=True)
-        self.broker, self.queue, self.tag, self.limit = broker, queue, tag, limit
+        self.broker, self.routing_key, self.tag = broker, routing_key, tag
+        self.limit, self.exchange = limit, exchange
         self.confirmed: list[bytes] = []
         self.stopping = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        numbers = range(self.limit) if self.limit is not None else itertools.count()
         try:
             with connect(self.broker) as conn:
                 ch = conn.channel()
-                ch.queue_declare(self.queue, durable=True)
+                if not self.exchange:
+                    ch.queue_declare(self.routing_key, durable=True)
                 ch.confirm_delivery()
-                for i in range(self.limit):
+                for i in numbers:
                     if self.stopping.is_set():
                         break
                     body = f"{self.tag}-{i:06d}".encode()
-                    ch.basic_publish("", self.queue, body, pika.BasicProperties(delivery_mode=2))
+                    ch.basic_publish(self.exchange, self.routing_key, body,
+                                     pika.BasicProperties(delivery_mode=2))
                     self.confirmed.append(body)
         except (pika.exceptions.AMQPError, OSError) as error:
             self.error = error   # the broker went away: what was confirmed stays counted
 
-    def wait_confirmed(self, count: int, timeout: float = 30.0) -> None:
+    def wait_confirmed(self, count: int, timeout: float = 60.0) -> None:
         wait_until(lambda: len(self.confirmed) >= count or not self.is_alive(), timeout,
-                   f"{count} confirmed to {self.queue}")
+                   f"{count} confirmed by {self.tag}")
         assert len(self.confirmed) >= count, self.error
 
     def finish(self) -> list[bytes]:
         self.stopping.set()
-        self.join(30)
+        self.join(60)
         assert not self.is_alive()
         return self.confirmed

@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
-import threading
 
 import pika
 import pytest
 
 from tests.broker_process import BrokerProcess, free_port
 from tests.network.link_driver import body_for
+from tests.network.shovels import GarbageServer
 from tests.polling import eventually
 from warren.network.link import retry_delay
 
@@ -121,7 +120,7 @@ def test_channel_error_fails_the_request_and_the_link_reconnects(broker, unique,
 
 
 def test_connection_timeout_bounds_a_silent_handshake(link_driver):
-    server = GarbageServer(b"")            # accepts TCP, then says nothing
+    server = GarbageServer(b"", keep_open=True)   # accepts TCP, then says nothing
     try:
         link = link_driver(f"amqp://127.0.0.1:{server.port}?connection_timeout=300")
         line = link.event("state", reason=lambda r: "timed out" in (r or ""))
@@ -182,37 +181,6 @@ def test_broker_killed_and_restarted(tmp_path, unique, link_driver):
         broker.kill()
 
 
-class GarbageServer:
-    """Accepts connections and answers the protocol header with ``reply``, then stays open."""
-
-    def __init__(self, reply: bytes) -> None:
-        self.reply = reply
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _addr = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            try:
-                conn.recv(8)
-                conn.sendall(self.reply)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.conns:
-            conn.close()
-
-
 @pytest.mark.parametrize("reply,expect", [
     (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", "protocol error"),
     (b"AMQP\x00\x00\x08\x00", "does not speak AMQP 0-9-1"),
@@ -221,7 +189,7 @@ class GarbageServer:
      "unexpected Basic.Publish"),
 ], ids=["http", "amqp-0-8", "short-start", "wrong-method"])
 def test_garbage_server_gives_a_clean_error_state(link_driver, reply, expect):
-    server = GarbageServer(reply)
+    server = GarbageServer(reply, keep_open=True)
     try:
         link = link_driver(f"amqp://127.0.0.1:{server.port}")
         line = link.event("state", reason=lambda r: expect in (r or ""))

@@ -17,20 +17,20 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
-import pika
 import pytest
 
 from tests.broker_process import BrokerProcess
 from tests.network.shovels import (
+    Producer,
     TcpProxy,
     api,
     connect,
     drain,
+    publish_confirmed,
     queue_messages,
     record,
     tally,
@@ -41,6 +41,8 @@ PREFETCH = 50
 RECONNECT = 0.2
 DEADLINE = 90.0
 KINDS = ("federation", "connector")
+#: what the producers publish with; the sinks' bindings take it
+ROUTING_KEY = "k.x"
 
 pytestmark = pytest.mark.timeout(600)   # several brokers, a fault, and a drain each
 
@@ -172,6 +174,10 @@ class Net:
                 assert not bad, m.log()
 
     # ------------------------------------------------------------------ messages
+    def producer(self, name: str, tag: str) -> Producer:
+        """Confirmed publishes to this network's exchange on broker ``name`` until stopped."""
+        return Producer(self[name], ROUTING_KEY, tag, None, exchange=self.exchange)
+
     def sink(self, name: str) -> None:
         with connect(self[name]) as conn:
             ch = conn.channel()
@@ -229,49 +235,7 @@ class Net:
 
 
 def publish(broker: BrokerProcess, exchange: str, bodies: list[bytes]) -> None:
-    with connect(broker) as conn:
-        ch = conn.channel()
-        ch.confirm_delivery()
-        for body in bodies:
-            ch.basic_publish(exchange, "k.x", body, pika.BasicProperties(delivery_mode=2))
-
-
-class Producer(threading.Thread):
-    """Confirmed persistent publishes of ``tag-000000``... to ``exchange`` until stopped or
-    its broker dies; ``confirmed`` is what the broker confirmed."""
-
-    def __init__(self, broker: BrokerProcess, exchange: str, tag: str) -> None:
-        super().__init__(daemon=True)
-        self.broker, self.exchange, self.tag = broker, exchange, tag
-        self.confirmed: list[bytes] = []
-        self.stopping = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            with connect(self.broker) as conn:
-                ch = conn.channel()
-                ch.confirm_delivery()
-                i = 0
-                while not self.stopping.is_set():
-                    body = f"{self.tag}-{i:06d}".encode()
-                    ch.basic_publish(self.exchange, "k.x", body,
-                                     pika.BasicProperties(delivery_mode=2))
-                    self.confirmed.append(body)
-                    i += 1
-        except (pika.exceptions.AMQPError, OSError) as error:
-            self.error = error
-
-    def wait_confirmed(self, count: int, timeout: float = 60.0) -> None:
-        wait_until(lambda: len(self.confirmed) >= count or not self.is_alive(), timeout,
-                   f"{count} confirmed by {self.tag}")
-        assert len(self.confirmed) >= count, self.error
-
-    def finish(self) -> list[bytes]:
-        self.stopping.set()
-        self.join(60)
-        assert not self.is_alive()
-        return self.confirmed
+    publish_confirmed(broker, ROUTING_KEY, bodies, exchange=exchange, declare=False)
 
 
 def check(fault: str, net: Net, got: dict[str, list[bytes]], published: list[bytes],
@@ -309,7 +273,7 @@ def test_the_broker_in_the_middle_of_a_line_killed_and_restarted(network, kind):
     net.start()
     net.sink("c")
     net.wait_flowing(["a"], ["c"])
-    producer = Producer(net["a"], net.exchange, "line")
+    producer = net.producer("a", "line")
     producer.start()
     wait_until(lambda: sink_depth(net, "c") >= 200, 60, "messages crossing to C")
     b = net["b"]
@@ -331,7 +295,7 @@ def test_a_link_cut_by_a_proxy(network, kind):
     net.start()
     net.sink("b")
     net.wait_flowing(["a"], ["b"])
-    producer = Producer(net["a"], net.exchange, "cut")
+    producer = net.producer("a", "cut")
     producer.start()
     proxy = net.proxies[("a", "b")][0]
     for _ in range(3):     # three cuts mid-stream, each followed by a reconnect
@@ -360,8 +324,8 @@ def test_a_partition_splits_a_ring_in_two_halves_and_heals(network, kind):
     net.sink("b")
     net.sink("d")
     net.wait_flowing(["a", "c"], ["b", "d"])
-    producers = [Producer(net["a"], net.exchange, "ring-a"),
-                 Producer(net["c"], net.exchange, "ring-c")]
+    producers = [net.producer("a", "ring-a"),
+                 net.producer("c", "ring-c")]
     for p in producers:
         p.start()
     for p in producers:
@@ -453,7 +417,7 @@ def test_a_peer_that_is_a_master_slave_pair_failing_over(network, kind):
     net.start()
     net.sink("b")
     net.wait_flowing(["a"], ["b"])
-    producer = Producer(net["a"], net.exchange, "ha")
+    producer = net.producer("a", "ha")
     producer.start()
     wait_until(lambda: sink_depth(net, "b") >= 200, 60, "messages crossing to B")
     master, standby = net.members["b"]

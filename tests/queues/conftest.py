@@ -1,4 +1,5 @@
-"""Helpers for the queue-feature tests: a pika channel per test and bounded polling.
+"""Helpers for the queue-feature tests (a pika channel per test is ``tests/conftest.py``'s):
+bounded polling, queue depths, draining.
 
 Polling is only used for conditions that have no client event (a queue's message count
 dropping after an expiry); each poll lets pika process I/O for a few milliseconds and gives up
@@ -10,21 +11,6 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-import pika
-import pytest
-
-
-@pytest.fixture
-def connection(broker):
-    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-    yield conn
-    if conn.is_open:
-        conn.close()
-
-
-@pytest.fixture
-def channel(connection):
-    return connection.channel()
 
 
 def wait_until(connection, condition: Callable[[], object], timeout: float = 5.0,

@@ -20,14 +20,6 @@ STREAM = {"x-queue-type": "stream"}
 
 
 @pytest.fixture
-def connection(broker):
-    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-    yield conn
-    if conn.is_open:
-        conn.close()
-
-
-@pytest.fixture
 def channel(connection):
     ch = connection.channel()
     ch.confirm_delivery()

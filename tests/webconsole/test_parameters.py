@@ -27,12 +27,8 @@ class ParamBroker(BrokerProcess):
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    proc = ParamBroker(tmp_path_factory.mktemp("param-broker"))
-    proc.start()
-    yield proc
-    proc.stop()
-    if proc.proc is not None and proc.proc.poll() is None:
-        proc.kill()
+    with ParamBroker(tmp_path_factory.mktemp("param-broker")) as proc:
+        yield proc
 
 
 def path(name: str, vhost: str = "%2F", component: str = "test") -> str:

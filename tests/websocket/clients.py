@@ -14,7 +14,17 @@ import struct
 
 import websocket
 
+from tests.broker_process import BrokerProcess
+
 TIMEOUT = 10.0
+
+
+def tls_websocket_broker(data_dir, pki: dict[str, str]) -> BrokerProcess:
+    """A broker whose TLS listeners are its WebSocket ones (wss://): the certificate of
+    ``pki`` (tests/tls/pki.py), the other TLS ports on free ports. Use it with ``with``."""
+    return BrokerProcess(data_dir, extra_args=[
+        "--tls-cert", pki["cert"], "--tls-key", pki["key"], "--amqps-port", "0",
+        "--stomps-port", "0", "--mqtts-port", "0", "--https-port", "0"])
 
 
 def ws_url(port: int, *, secure: bool = False, host: str = "127.0.0.1") -> str:

@@ -20,11 +20,11 @@ import uuid
 import pika
 import pytest
 
-from tests.broker_process import BrokerProcess
 from tests.missing_tools import tool_missing
 from tests.polling import eventually
 from tests.tls.pki import make_pki
 from tests.webconsole.browser import Chromium
+from tests.websocket.clients import tls_websocket_broker
 
 LIBRARIES = {"stomp.umd.min.js": "node_modules/@stomp/stompjs/bundles/stomp.umd.min.js",
              "mqtt.min.js": "node_modules/mqtt/dist/mqtt.min.js"}
@@ -70,13 +70,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def tls_broker(tmp_path_factory):
     pki = make_pki(tmp_path_factory.mktemp("pki"))
-    proc = BrokerProcess(tmp_path_factory.mktemp("browser"),
-                         extra_args=["--tls-cert", pki["cert"], "--tls-key", pki["key"],
-                                     "--amqps-port", "0", "--stomps-port", "0",
-                                     "--mqtts-port", "0", "--https-port", "0"])
-    proc.start()
-    yield proc
-    proc.stop()
+    with tls_websocket_broker(tmp_path_factory.mktemp("browser"), pki) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,9 @@ import pika
 import pytest
 import requests
 
-from tests.broker_process import BrokerProcess
 from tests.mqtt.helpers import Client, cid
 from tests.tls.pki import make_pki
-from tests.websocket.clients import StompWs
+from tests.websocket.clients import StompWs, tls_websocket_broker
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +24,8 @@ def pki(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tls_broker(tmp_path_factory, pki):
-    proc = BrokerProcess(tmp_path_factory.mktemp("wss"),
-                         extra_args=["--tls-cert", pki["cert"], "--tls-key", pki["key"],
-                                     "--amqps-port", "0", "--stomps-port", "0",
-                                     "--mqtts-port", "0", "--https-port", "0"])
-    proc.start()
-    yield proc
-    proc.stop()
+    with tls_websocket_broker(tmp_path_factory.mktemp("wss"), pki) as proc:
+        yield proc
 
 
 def context(pki) -> ssl.SSLContext:

@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 import secrets
 import struct
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from pamqp import commands
 from twisted.python.failure import Failure
 
+from ..broker.arguments import validate_consumer_arguments
 from ..broker.confirms import ConfirmTracker
-from ..model.errors import (AccessRefused, BrokerError, NotAllowed, NotFound, NotImplemented_,
-                             PreconditionFailed)
+from ..exchange.registry import EXCHANGE_TYPES
+from ..model.errors import (AccessRefused, BrokerError, CommandInvalid, NotAllowed, NotFound,
+                            NotImplemented_, PreconditionFailed)
 from ..model.message import Message, QueueEntry
 from ..broker.queue import Queue
 from ..broker.replyto import REPLY_TO, direct_reply_to
@@ -31,7 +33,11 @@ from .properties import CODEC, with_int_header
 from .wire_errors import ChannelError, UnexpectedFrame
 
 if TYPE_CHECKING:
-    from .connection import AmqpConnection
+    from ..broker.broker import Broker
+    from ..broker.users import User
+    from ..config import Config
+    from ..broker.vhost import VirtualHost
+    from ..reply_error import ReplyError
 
 log = logging.getLogger("warren.amqp.channel")
 
@@ -164,6 +170,38 @@ class AmqpConsumer:
                 ch.send(notice)
 
 
+class Connection(Protocol):
+    """What a channel asks of its connection (``connection.py``): whom it acts for, where
+    its frames go, and the connection-level events it causes. Named here so that the channel
+    depends on no more of the connection than it uses."""
+
+    broker: Broker
+    config: Config
+    user: User                       # set at login, before any channel opens
+    vhost: VirtualHost               # likewise, at connection.open
+    capabilities: dict[str, Any]     # the client's (consumer_cancel_notify...)
+    frame_max: int
+    amqp_0_8: bool                   # the client spoke 0-8 (access.request is answered)
+    published: bool                  # a channel of this connection has published
+    write_paused: bool               # the socket's buffer is full: deliveries wait
+    channels: dict[int, Channel]
+    exclusive_queues: set[Queue]
+
+    def write(self, data: bytes) -> None: ...
+
+    def write_parts(self, parts: list[bytes]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def want_after_read(self, channel: Channel) -> None: ...   # call after_read at its end
+
+    def started_publishing(self) -> None: ...
+
+    def channel_closed(self, channel: Channel) -> None: ...
+
+    def channel_error(self, channel: Channel, error: ReplyError) -> None: ...
+
+
 class Channel:
     """The state RabbitMQ keeps per AMQP channel (unacked deliveries, consumers, prefetch,
     confirm and transaction mode), and the translation of its methods into core calls.
@@ -171,7 +209,7 @@ class Channel:
     A handler only raises: the connection turns a ``BrokerError`` (or a wire error) into
     channel.close or connection.close in one place (``amqp/errors.py``)."""
 
-    def __init__(self, conn: "AmqpConnection", number: int) -> None:
+    def __init__(self, conn: Connection, number: int) -> None:
         self.conn = conn
         self.number = number
         self.closing = False                 # we sent channel.close; waiting for close-ok
@@ -286,7 +324,6 @@ class Channel:
         handler = self._handlers.get(type(method))
         if handler is None:
             if method.name.startswith("Connection."):
-                from ..model.errors import CommandInvalid
                 raise CommandInvalid(f"connection method {method.name} on channel {self.number}")
             if method.name == "Channel.Open":
                 raise ChannelError("second 'channel.open' seen")
@@ -451,7 +488,6 @@ class Channel:
             raise AccessRefused("operation not permitted on the default exchange")
         if not m.passive:
             self.broker.check(self.conn.user, vh.name, "configure", "exchange", name)
-            from ..exchange.registry import EXCHANGE_TYPES
             if m.exchange_type not in EXCHANGE_TYPES:
                 # rabbit_exchange:check_type (RabbitMQ 3.13+): a channel-level 406
                 raise PreconditionFailed(f"unknown exchange type '{m.exchange_type}'")
@@ -618,7 +654,6 @@ class Channel:
         if tag in self.consumers:
             raise NotAllowed(f"attempt to reuse consumer tag '{tag}'")
         args = m.arguments or {}
-        from ..broker.arguments import validate_consumer_arguments
         validate_consumer_arguments(vh.name, name, args)
         q.check_consume(m.no_ack, self.prefetch, self.global_prefetch, args)
         consumer = AmqpConsumer(self, tag, q, m.no_ack, m.exclusive, args, self.prefetch)
@@ -740,12 +775,7 @@ class Channel:
         if how == "ack":
             self.stats["ack"] += len(taken)
         for q, entries in by_queue.values():
-            if how == "ack":
-                q.ack(entries)
-            elif requeue:
-                q.requeue(entries)
-            else:
-                q.reject(entries)
+            q.settle(entries, ack=how == "ack", requeue=requeue)
         self._kick(by_queue.values())
 
     def _kick(self, extra: Any = ()) -> None:

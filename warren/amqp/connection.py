@@ -24,12 +24,14 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from .. import __version__
-from ..model.errors import AccessRefused, CommandInvalid, InternalError, NotAllowed
+from ..model.errors import (AccessRefused, CommandInvalid, ConnectionForced, InternalError,
+                            NotAllowed)
+from ..broker.broker import Broker
 from ..broker.jsonvalue import jsonable
 from ..broker.stats import with_deliver_get
 from ..cert_login import TlsFields, certificate_login, is_tls
-from ..config import CHOICES
-from ..endpoint import accept
+from ..config import CHOICES, Config
+from ..endpoint import AcceptedConnection
 from ..output import BatchedOutput
 from ..reply_error import ReplyError
 from .channel import Channel
@@ -73,8 +75,8 @@ SERVER_CAPABILITIES = {
 
 
 @implementer(IPushProducer)
-class AmqpConnection(BatchedOutput, protocol.Protocol):
-    def __init__(self, broker: Any, config: Any, clock: Any) -> None:
+class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
+    def __init__(self, broker: Broker, config: Config, clock: Any) -> None:
         self.broker = broker
         self.config = config
         self.clock = clock
@@ -110,11 +112,7 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
     def connectionMade(self) -> None:
         self.broker.register_connection(self)
         self.transport.registerProducer(self, True)
-        ep = accept(self.transport)
-        self.peer = (ep.peer_host, ep.peer_port)
-        self.local = (ep.host, ep.port)
-        self.name = ep.name
-        self.loopback = ep.loopback
+        self.accepted(self.transport)
         self._handshake_call = self.clock.callLater(self.config.handshake_timeout,
                                                     self._handshake_timeout)
         limit = self.config.max_connections
@@ -475,7 +473,6 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
 
     def force_close(self, reason: str) -> None:
         """Management/HA: close with 320 CONNECTION_FORCED as RabbitMQ does."""
-        from ..model.errors import ConnectionForced
         method, _ = close_for(ConnectionForced(reason), force_connection=True)
         self.close_connection(method)
 
@@ -602,7 +599,7 @@ def _amqplain(raw: bytes) -> dict[str, Any]:
 
 
 class AmqpFactory(protocol.Factory):
-    def __init__(self, broker: Any, config: Any, clock: Any) -> None:
+    def __init__(self, broker: Broker, config: Config, clock: Any) -> None:
         self.broker = broker
         self.config = config
         self.clock = clock

@@ -15,7 +15,7 @@ from typing import Any
 
 from twisted.internet import protocol, task
 
-from ..endpoint import accept
+from ..endpoint import AcceptedConnection
 from ..model.errors import AccessRefused, BrokerError
 from ..model.message import Message
 from .addresses import Address, BadAddress, parse_address
@@ -129,7 +129,7 @@ class ReceivingLink:
                          error("amqp:resource-deleted", f"queue '{queue.name}' deleted"))
 
 
-class Amqp1Connection(protocol.Protocol):
+class Amqp1Connection(AcceptedConnection, protocol.Protocol):
     def __init__(self, broker: Any, config: Any, clock: Any) -> None:
         self.broker = broker
         self.config = config
@@ -147,7 +147,6 @@ class Amqp1Connection(protocol.Protocol):
         self.blocked = False                 # a broker alarm: no credit for senders
         self._keepalive: Any = None          # empty frames for the peer's idle time-out
         self._handshake_call: Any = None
-        self.name = "?"
         self.container_id = ""
         self.connected_at = clock.seconds()
         self.recv_oct = 0
@@ -157,12 +156,7 @@ class Amqp1Connection(protocol.Protocol):
     # ------------------------------------------------------------------ transport events
     def connectionMade(self) -> None:
         self.broker.register_connection(self)
-        ep = accept(self.transport)
-        self.peer_host = ep.peer_host
-        self.peer = (ep.peer_host, ep.peer_port)
-        self.local = (ep.host, ep.port)
-        self.name = ep.name
-        self.loopback = ep.loopback
+        self.peer_host = self.accepted(self.transport).peer_host
         # SASL and open must be done within the handshake time-out, as for 0-9-1
         self._handshake_call = self.clock.callLater(self.config.handshake_timeout,
                                                     self._handshake_timeout)

@@ -12,6 +12,7 @@ stay where they are. Moving stops early when the destination would refuse a mess
 from __future__ import annotations
 
 from ..model.errors import PreconditionFailed
+from .paging import PageIn
 from .queue import Queue
 
 
@@ -31,7 +32,6 @@ def move_messages(source: Queue, destination: Queue, count: int | None = None) -
         if entry is None:
             break
         if entry.message.paged:
-            from .paging import PageIn
             if vhost.broker.pager.page_in(entry.message, source, entry) is not PageIn.LOADED:
                 break  # the store cannot give the body back now: move what we could
         copy = entry.message.with_changes()

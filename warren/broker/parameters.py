@@ -32,7 +32,7 @@ import copy
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, Protocol, runtime_checkable
 
 from ..store.interface import resource_key
 from ..model.errors import NotFound, PreconditionFailed
@@ -65,6 +65,18 @@ class ParameterComponent(Protocol):
     def notify(self, vhost: str, name: str, value: Any) -> None: ...
 
     def notify_clear(self, vhost: str, name: str) -> None: ...
+
+
+@runtime_checkable
+class RunningComponent(ParameterComponent, Protocol):
+    """A component that runs what its values describe (shovels, federation links, network
+    connectors) and reports on each: ``status`` for the management API (in one vhost, or
+    all), ``counters`` for /metrics. The console finds it by name with
+    :meth:`RuntimeParameters.running`, so it imports no network code."""
+
+    def status(self, vhost: str | None = None) -> list[dict[str, Any]]: ...
+
+    def counters(self) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,11 @@ class RuntimeParameters:
 
     def component(self, name: str) -> ParameterComponent | None:
         return self._components.get(name)
+
+    def running(self, name: str) -> RunningComponent | None:
+        """The component ``name`` if it is registered and runs things, else None."""
+        component = self._components.get(name)
+        return component if isinstance(component, RunningComponent) else None
 
     # ---------------------------------------------------------------- values
     def check(self, vhost: str, component: str, name: str, value: Any,

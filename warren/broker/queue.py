@@ -16,6 +16,7 @@ from ..exchange.interface import BindingSet
 from ..store.interface import resource_key
 from .arguments import validate_queue_arguments
 from .consumers import Consumer, ConsumerSet
+from .paging import PageIn
 from ..model.errors import AccessRefused, ResourceLocked
 from ..model.message import Message, QueueEntry
 from .compact import TTL_UNKNOWN
@@ -410,7 +411,6 @@ class Queue:
         back to its place and dispatch is retried in a second; if the store lost it, it is
         dropped (the pager logged it) and dispatch resumes at the end of the turn.
         """
-        from .paging import PageIn
         state = self.vhost.broker.pager.page_in(entry.message, self, entry)
         if state is PageIn.LOADED:
             return True
@@ -514,6 +514,16 @@ class Queue:
             self._dead_letter(e, "rejected")
         self.vhost.broker.after_settle(self)
 
+    def settle(self, entries: list[QueueEntry], *, ack: bool, requeue: bool) -> None:
+        """A client's verdict on deliveries, as every protocol words it: acked, or else
+        requeued or rejected (one place for what AMQP, STOMP and the console each decide)."""
+        if ack:
+            self.ack(entries)
+        elif requeue:
+            self.requeue(entries)
+        else:
+            self.reject(entries)
+
     def _settle(self, entry: QueueEntry) -> None:
         """The entry is done in this queue: release the message's reference."""
         self.vhost.broker.release(self, entry.message)
@@ -521,7 +531,6 @@ class Queue:
     def _dead_letter(self, entry: QueueEntry, reason: str) -> None:
         if self.dlx is not None and not self.deleted:
             if entry.message.paged:
-                from .paging import PageIn
                 if self.vhost.broker.pager.page_in(entry.message, self,
                                                    entry) is not PageIn.LOADED:
                     log.error("queue '%s': message %d %s but its paged-out body cannot be "

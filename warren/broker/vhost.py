@@ -15,6 +15,7 @@ from ..exchange.exchange import Exchange
 from ..exchange.interface import Binding
 from ..store.interface import resource_key
 from . import delayed  # noqa: F401  (adds x-delayed-message to the exchange types)
+from .arguments import QUEUE_ARGUMENTS
 from .deadletter import dead_letter_copy, is_cycle
 from ..model.errors import AccessRefused, NotFound, PreconditionFailed
 from .jsonvalue import jsonable
@@ -219,7 +220,6 @@ class VirtualHost:
         if q.auto_delete != auto_delete:
             fail("auto_delete", auto_delete, q.auto_delete)
         # RabbitMQ compares the x- arguments it knows about; others are ignored
-        from .arguments import QUEUE_ARGUMENTS
         for key in QUEUE_ARGUMENTS:
             new, old = arguments.get(key), q.arguments.get(key)
             if isinstance(new, bytes):

@@ -21,8 +21,8 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from warren.model.errors import BrokerError
-from warren.cert_login import TlsFields, certificate_login
-from warren.endpoint import accept
+from warren.cert_login import TlsFields
+from warren.endpoint import AcceptedConnection
 from warren.output import BatchedOutput
 from warren.mqtt.codec import MqttError, MqttParser, Publish
 from warren.mqtt.registry import SessionRegistry
@@ -37,7 +37,7 @@ CONTROL_PACKETS_PER_TURN = 500
 
 
 @implementer(IPushProducer)
-class MqttConnection(BatchedOutput, protocol.Protocol):
+class MqttConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
     def __init__(self, registry: SessionRegistry, config: Any, clock: Any) -> None:
         self.registry = registry
         self.broker = registry.broker
@@ -56,20 +56,12 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
         self.init_output(clock)
         self._connect_call = None
         self._backlog: list | None = None   # packets held while long work is under way
-        self.peer = ("?", 0)
-        self.local = ("?", 0)
-        self.loopback = False
-        self.name = "?"
         self.tls_fields = TlsFields()
         self.connected_at = clock.seconds()
 
     # ------------------------------------------------------------------ transport events
     def connectionMade(self) -> None:
-        ep = accept(self.transport)
-        self.peer = (ep.peer_host, ep.peer_port)
-        self.local = (ep.host, ep.port)
-        self.name = ep.name
-        self.loopback = ep.loopback
+        self.accepted(self.transport)
         self.broker.register_connection(self)
         self.transport.registerProducer(self, True)
         self._connect_call = self.clock.callLater(self.config.handshake_timeout,
@@ -212,10 +204,6 @@ class MqttConnection(BatchedOutput, protocol.Protocol):
         self.flush()
         self.closed = True
         self.transport.loseConnection()
-
-    def certificate_name(self) -> str | None:
-        """The name the TLS client certificate logs in as (``cert_login.py``), if any."""
-        return certificate_login(self.transport, self.config).name
 
     def parser_level(self) -> int | None:
         return self.parser.protocol_level

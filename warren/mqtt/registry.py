@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from warren.broker.broker import Broker
+from warren.config import Config
 from warren.model.errors import BrokerError
 from warren.mqtt.codec import (MqttError, Will)
 from warren.mqtt.retained import RetainedStore
@@ -29,7 +31,7 @@ SESSION_KEY_PREFIX = resource_key("mqtt-session", "")
 class SessionRegistry:
     """Sessions by (vhost, client id) plus the retained store: what all connections share."""
 
-    def __init__(self, broker: Any, config: Any, clock: Any) -> None:
+    def __init__(self, broker: Broker, config: Config, clock: Any) -> None:
         self.broker = broker
         self.config = config
         self.clock = clock

@@ -8,7 +8,7 @@ works on the one it attached.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from warren.model.message import QueueEntry
 from warren.exchange.interface import Binding
@@ -18,12 +18,16 @@ from warren.mqtt.codec import (MqttError)
 from warren.mqtt.retained import RetainedMessage
 from warren.mqtt.topics import (filter_matches, filter_to_pattern, topic_to_key)
 
-if TYPE_CHECKING:
-    from warren.mqtt.session import MqttSession
 
-__all__ = ["NEVER_EXPIRES", "Inflight", "SessionState", "Sub"]
+__all__ = ["NEVER_EXPIRES", "AttachedSession", "Inflight", "SessionState", "Sub"]
 
 NEVER_EXPIRES = 0xFFFFFFFF
+
+
+class AttachedSession(Protocol):
+    """What a state asks of the connection's session attached to it (``session.py``)."""
+
+    def taken_over(self) -> None: ...   # another connection took the client id over
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +79,7 @@ class SessionState:
         self.inflight: dict[int, Inflight] = {}      # outbound packet id -> delivery
         self.qos2_received: set[int] = set()         # inbound QoS 2 ids awaiting PUBREL
         self.next_id = 0
-        self.session: MqttSession | None = None      # attached connection, if any
+        self.session: AttachedSession | None = None  # attached connection, if any
         self.expiry_call = None                      # pending session end
         self.will_call = None                        # timer of a pending delayed will
         self.pending_will: tuple | None = None  # (vhost, Will, user, client id) to publish

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from warren.model.errors import AccessRefused, BrokerError
 from warren.model.message import Message, QueueEntry
@@ -25,12 +25,9 @@ from warren.mqtt.amqp_mapping import out_properties, published_qos
 from warren.mqtt.codec import (MqttError, PubAck, PubComp, PubRec, PubRel, SubAck, Subscribe,
                                UnsubAck, Unsubscribe, validate_topic_filter)
 from warren.mqtt.properties import encode_properties, encode_string, encode_varint
-from warren.mqtt.session_state import Inflight, Sub
+from warren.mqtt.session_state import Inflight, SessionState, Sub
 from warren.mqtt.states import State
 from warren.mqtt.topics import filter_matches, filter_to_pattern, key_to_topic, split_shared
-
-if TYPE_CHECKING:
-    from warren.mqtt.session import MqttSession
 
 log = logging.getLogger("warren.mqtt")
 
@@ -48,7 +45,7 @@ class MqttConsumer:
     __slots__ = ("session", "queue", "tag", "no_ack", "exclusive", "priority", "arguments",
                  "shared_sub")
 
-    def __init__(self, session: "MqttSession", queue: Any, shared_sub: Sub | None) -> None:
+    def __init__(self, session: Subscriptions, queue: Any, shared_sub: Sub | None) -> None:
         self.session = session
         self.queue = queue
         self.tag = f"mqtt-{session.state.client_id}-{queue.name}"
@@ -74,6 +71,12 @@ class MqttConsumer:
 class Subscriptions:
     """SUBSCRIBE/UNSUBSCRIBE and delivery (PUBLISH out, PUBACK/PUBREC/PUBCOMP in) of an
     :class:`~warren.mqtt.session.MqttSession`."""
+
+    # the session's state that a consumer reads (MqttSession sets it)
+    state: SessionState
+    detached: bool                 # no connection attached: nothing is delivered
+    window: int                    # unacknowledged QoS>0 deliveries allowed
+    conn: Any                      # the listener (MqttConnection)
 
     def _own_queue(self) -> Any:
         vh = self.vhost

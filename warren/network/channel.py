@@ -12,17 +12,44 @@ from __future__ import annotations
 import collections
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from typing import Protocol as TypingProtocol
 
 from twisted.internet import defer
 
 from . import client as amqp
 
 if TYPE_CHECKING:
-    from .link import Link
     from .protocol import AmqpClientProtocol
 
 CHANNEL = 1
+
+
+@dataclass(slots=True)
+class LinkCounters:
+    """What a link did, for status displays: counted by the link (connections, returns) and
+    by the channel of each connection (publishes, confirms, deliveries, acks)."""
+
+    connects: int = 0          # connections that reached on_ready
+    reconnects: int = 0        # ... of which came back after a loss or failure
+    failures: int = 0          # attempts that failed or connections lost
+    published: int = 0
+    confirmed: int = 0
+    nacked: int = 0
+    returned: int = 0
+    delivered: int = 0
+    acked: int = 0
+
+
+class ChannelOwner(TypingProtocol):
+    """What a channel asks of the link it belongs to (a :class:`~warren.network.link.Link`)."""
+
+    reason: str                # why the link is not up, for LinkDown
+    counters: LinkCounters
+
+    @property
+    def writable(self) -> bool: ...
 
 
 class LinkDown(Exception):
@@ -53,7 +80,7 @@ class LinkChannel:
     server answers them in order, so one FIFO matches replies to callers.
     """
 
-    def __init__(self, link: Link, protocol: AmqpClientProtocol) -> None:
+    def __init__(self, link: ChannelOwner, protocol: AmqpClientProtocol) -> None:
         self._link = link
         self._protocol = protocol
         self._client = protocol.client

@@ -34,6 +34,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from pamqp import base as pamqp_base
 from pamqp import commands
 from pamqp import encode as pamqp_encode
 from pamqp import exceptions as pamqp_exceptions
@@ -252,7 +253,7 @@ class ClientConnection:
             raise _Fault(f"unknown frame type {ftype}")
 
     @staticmethod
-    def _method_class(payload: bytes) -> type:
+    def _method_class(payload: bytes) -> type[pamqp_base.Frame]:
         if len(payload) < 4:
             raise _Fault("method frame too short")
         index = struct.unpack_from(">I", payload)[0]
@@ -262,7 +263,7 @@ class ClientConnection:
         return cls
 
     @staticmethod
-    def _decode_method(method_class: type, payload: bytes) -> Any:
+    def _decode_method(method_class: type[pamqp_base.Frame], payload: bytes) -> Any:
         method = method_class.__new__(method_class)   # __init__ runs a client-side validate()
         for name in method_class.__slots__:
             setattr(method, name, None)
@@ -609,8 +610,9 @@ class ClientConnection:
         payload = b"".join((_PUBLISH_HEAD.pack(60, 40, 0), _shortstr(exchange),
                             _shortstr(routing_key), b"\x01" if mandatory else b"\x00"))
         header = _CONTENT_HEAD.pack(60, 0, len(body)) + encode_properties(properties)
-        parts = [_HDR.pack(FRAME_METHOD, channel, len(payload)), payload, b"\xce",
-                 _HDR.pack(FRAME_HEADER, channel, len(header)), header, b"\xce"]
+        parts: list[bytes | memoryview] = [
+            _HDR.pack(FRAME_METHOD, channel, len(payload)), payload, b"\xce",
+            _HDR.pack(FRAME_HEADER, channel, len(header)), header, b"\xce"]
         chunk = (self.frame_max or 2**32) - 8
         view = memoryview(body)
         for i in range(0, len(body), chunk):
@@ -623,17 +625,16 @@ class ClientConnection:
         return seq, b"".join(parts)
 
 
-def _unchecked(cls: type, **fields: Any) -> Any:
+def _unchecked(cls: type[pamqp_base.Frame], **fields: Any) -> Any:
     """A pamqp command built without its ``validate()``: pamqp allows names of AMQP's
     grammar only (letters, digits, ``-_.:``), RabbitMQ any UTF-8 up to 255 bytes, and
     federation's own names (``federation: X -> rabbit@a B``) have spaces and ``>``."""
     obj = cls.__new__(cls)
-    for name, param in inspect.signature(cls.__init__).parameters.items():
-        if name != "self":
-            setattr(obj, name, fields.get(name, param.default))
+    for name, param in inspect.signature(cls).parameters.items():
+        setattr(obj, name, fields.get(name, param.default))
     if getattr(obj, "arguments", {}) is None:
-        obj.arguments = {}
-    obj.validate = _no_check   # marshal() validates again
+        setattr(obj, "arguments", {})
+    setattr(obj, "validate", _no_check)   # marshal() validates again
     return obj
 
 

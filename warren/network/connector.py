@@ -59,8 +59,12 @@ from twisted.internet.defer import Deferred, DeferredList, FirstError, succeed
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
+from ..broker.broker import Broker
+from ..broker.queue import Queue
+from ..broker.vhost import VirtualHost
+from ..config import Config
 from ..model.errors import BrokerError
-from ..model.message import Message, Properties
+from ..model.message import Message, Properties, QueueEntry
 from .channel import LinkChannel, LinkDown
 from .connector_config import ConnectorDef, parse_connectors
 from .link import Link, LinkState
@@ -114,7 +118,7 @@ class _Forwarder:
     no_ack = False
     exclusive = False
 
-    def __init__(self, connector: NetworkConnector, queue: Any, kind: str) -> None:
+    def __init__(self, connector: NetworkConnector, queue: Queue, kind: str) -> None:
         self.connector = connector
         self.queue = queue
         self.kind = kind                     # topic | queue
@@ -137,12 +141,12 @@ class _Forwarder:
         return (self.demand and c.ready_channel is not None
                 and self.in_flight < c.definition.prefetch)
 
-    def _accepts(self, queue: Any, entry: Any) -> bool:
+    def _accepts(self, queue: Queue, entry: QueueEntry) -> bool:
         c = self.connector
         return may_forward(path_of(entry.message.properties.headers), c.node, c.peer,
                            c.definition.network_ttl)
 
-    def deliver(self, queue: Any, entry: Any) -> None:
+    def deliver(self, queue: Queue, entry: QueueEntry) -> None:
         c = self.connector
         channel = c.ready_channel
         m = entry.message
@@ -168,21 +172,21 @@ class _Forwarder:
         d.addCallbacks(lambda _: self._confirmed(queue, entry),
                        lambda f: self._refused(queue, entry, f))
 
-    def _confirmed(self, queue: Any, entry: Any) -> None:
+    def _confirmed(self, queue: Queue, entry: QueueEntry) -> None:
         self.in_flight -= 1
         self.connector.forwarded_out += 1
         if not queue.deleted:
             queue.ack([entry])
             queue.dispatch()
 
-    def _refused(self, queue: Any, entry: Any, failure: Any) -> None:
+    def _refused(self, queue: Queue, entry: QueueEntry, failure: Any) -> None:
         self.in_flight -= 1
         log.debug("%s: publish failed: %s", self.connector.describe(),
                   failure.getErrorMessage())
         if not queue.deleted:
             queue.requeue([entry])
 
-    def cancelled(self, queue: Any) -> None:
+    def cancelled(self, queue: Queue) -> None:
         self.connector.forwarders.pop((self.kind, queue.name), None)
 
 
@@ -198,23 +202,24 @@ class _Subscription:
 
     def __init__(self, fwd: _Forwarder) -> None:
         self.fwd = fwd
-        self.tag, self.priority, self.arguments = fwd.tag, fwd.priority, {}
+        self.tag, self.priority = fwd.tag, fwd.priority
+        self.arguments: dict[str, Any] = {}
         self.accepts = fwd.accepts
 
     def has_credit(self) -> bool:
         return self.fwd.has_credit()
 
-    def deliver(self, queue: Any, entry: Any) -> None:
+    def deliver(self, queue: Queue, entry: QueueEntry) -> None:
         self.fwd.deliver(queue, entry)
 
-    def cancelled(self, queue: Any) -> None:
+    def cancelled(self, queue: Queue) -> None:
         pass
 
 
 class NetworkConnector:
     """One ``[[network]]`` table: a Link to the peer and what moves over it."""
 
-    def __init__(self, broker: Any, node: str, definition: ConnectorDef, reactor: Any) -> None:
+    def __init__(self, broker: Broker, node: str, definition: ConnectorDef, reactor: Any) -> None:
         self.broker = broker
         self.node = node
         self.definition = definition
@@ -288,7 +293,7 @@ class NetworkConnector:
         for q in list(vh.queues.values()):
             self.queue_appeared(q)
 
-    def queue_appeared(self, q: Any) -> None:
+    def queue_appeared(self, q: Queue) -> None:
         """Follow an included queue. Exclusive and auto-delete queues are left alone: a
         network consumer would keep one from being deleted with its last consumer."""
         old = self.forwarders.get(("queue", q.name))
@@ -552,7 +557,7 @@ class NetworkConnector:
                 return
             fwd.subscriptions.append(sub)
 
-    def _local_demand(self, q: Any) -> bool:
+    def _local_demand(self, q: Queue) -> bool:
         if q.deleted or q.ready:
             return False
         return any(c.has_credit() for c in q.consumers
@@ -608,7 +613,7 @@ class NetworkConnectors:
 
     name = COMPONENT
 
-    def __init__(self, broker: Any, config: Any = None, reactor: Any = None) -> None:
+    def __init__(self, broker: Broker, config: Config | None = None, reactor: Any = None) -> None:
         self.broker = broker
         self.reactor = reactor if reactor is not None else broker.clock
         self.node = getattr(config, "node_name", None) or broker.node_name
@@ -638,7 +643,7 @@ class NetworkConnectors:
             self._drop_unconfigured_in(vh, own)
 
     @staticmethod
-    def _drop_unconfigured_in(vh: Any, own: set[tuple[str, str]]) -> None:
+    def _drop_unconfigured_in(vh: VirtualHost, own: set[tuple[str, str]]) -> None:
         for q in list(vh.queues.values()):
             if (q.arguments.get("x-internal-purpose") == "network-connector"
                     and q.durable and q.name.startswith("network: ")
@@ -648,7 +653,7 @@ class NetworkConnectors:
                 vh.delete_queue(q.name)
 
     def _event(self, event: str, **info: Any) -> None:
-        vhost = info.get("vhost")
+        vhost: str = info.get("vhost", "")
         for connector in self.connectors:
             # its vhost was made after the start: the first thing done in it sets it up
             if connector.definition.vhost == vhost and not connector.vhost_seen \
@@ -729,7 +734,7 @@ class NetworkConnectors:
         A link that went down mid-rebind is no fault: the next link sets the queue up again
         from scratch (``pull_keys`` starts empty), so that case is silent.
         """
-        if failure.check(FirstError):
+        if isinstance(failure.value, FirstError):
             failure = failure.value.subFailure
         if failure.check(LinkDown) or connector._stopped:
             return

@@ -24,18 +24,20 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from dataclasses import asdict
+from typing import Any, ClassVar, cast
 from typing import Protocol as TypingProtocol
 
 from OpenSSL import SSL, crypto
 from twisted.internet import defer
 from twisted.internet import error as net_error
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 
 from . import client as amqp
-from .channel import CHANNEL, LinkChannel, LinkDown, RemoteClosed, UnexpectedReply
+from .channel import (CHANNEL, LinkChannel, LinkCounters, LinkDown, RemoteClosed,
+                      UnexpectedReply)
 from .protocol import AmqpClientProtocol, ClientProtocolFactory
 from .tls import ssl_reason, tls_options
 from .uri import AmqpURI, LocalBroker, parse_uri
@@ -64,19 +66,6 @@ class LinkUser(TypingProtocol):
         """A ready connection was lost; ``channel`` from ``on_ready`` is dead now."""
 
 
-@dataclass(slots=True)
-class LinkCounters:
-    connects: int = 0          # connections that reached on_ready
-    reconnects: int = 0        # ... of which came back after a loss or failure
-    failures: int = 0          # attempts that failed or connections lost
-    published: int = 0
-    confirmed: int = 0
-    nacked: int = 0
-    returned: int = 0
-    delivered: int = 0
-    acked: int = 0
-
-
 # ------------------------------------------------------------------------------ link
 class Link:
     """One connection to the first reachable of ``uris``, re-established when it drops.
@@ -99,13 +88,14 @@ class Link:
         self.name = name
         if isinstance(uris, (str, AmqpURI)):
             uris = [uris]     # one URI, not a sequence of characters
-        self.uris = [parse_uri(u) if isinstance(u, str) else u for u in uris]
-        if not self.uris:
+        parsed = [parse_uri(u) if isinstance(u, str) else u for u in uris]
+        if not parsed:
             raise ValueError("a link needs at least one URI")
-        local = [u for u in self.uris if isinstance(u, LocalBroker)]
+        local = [u for u in parsed if isinstance(u, LocalBroker)]
         if local:
             raise ValueError(f"{local[0].redacted} means this broker; "
                              f"the caller connects to it in-process, not a Link")
+        self.uris = [u for u in parsed if isinstance(u, AmqpURI)]
         self.user = user
         self.on_state = on_state   # observer for status displays: (state, reason) per change
         self.reconnect_delay = max(0.0, reconnect_delay)
@@ -229,11 +219,13 @@ class Link:
         return DEFAULT_CONNECTION_TIMEOUT
 
     def _endpoint(self, uri: AmqpURI) -> Any:
+        """An IStreamClientEndpoint (typed Any and cast: mypy does not read zope's
+        ``@implementer``, so it sees no Twisted object provide the interfaces it takes)."""
         endpoint = HostnameEndpoint(self.reactor, uri.host, uri.port,
                                     timeout=self.timeout_for(uri))
         if uri.tls is None:
             return endpoint
-        return wrapClientTLS(tls_options(uri), endpoint)
+        return wrapClientTLS(tls_options(uri), cast(IStreamClientEndpoint, endpoint))
 
     def _connected(self, proto: AmqpClientProtocol) -> None:
         self._connecting = None
@@ -291,11 +283,11 @@ class Link:
 
     def _on_channel_opened(self, proto: AmqpClientProtocol,
                            event: amqp.ChannelOpened) -> None:
-        self.channel = LinkChannel(self, proto)
-        self.channel.request(proto.client.confirm_select(CHANNEL), "Confirm.SelectOk") \
-            .addCallbacks(self._ready, _ignore_link_down, callbackArgs=(proto,))
+        channel = self.channel = LinkChannel(self, proto)
+        channel.request(proto.client.confirm_select(CHANNEL), "Confirm.SelectOk") \
+            .addCallbacks(self._ready, _ignore_link_down, callbackArgs=(channel,))
 
-    def _ready(self, _event: Any, proto: AmqpClientProtocol) -> None:
+    def _ready(self, _event: Any, channel: LinkChannel) -> None:
         if self._timeout_call is not None and self._timeout_call.active():
             self._timeout_call.cancel()
         self._timeout_call = None
@@ -307,19 +299,24 @@ class Link:
         self._failed_rounds = 0
         self._tried_this_round = 0
         self._set_state(LinkState.BLOCKED if self._blocked else LinkState.RUNNING, "")
-        self.user.on_ready(self.channel)
+        self.user.on_ready(channel)
+
+    def _open_channel(self, event: amqp.Event) -> LinkChannel:
+        """The channel that ``event`` is for; a server that sends one before our channel is
+        open breaks the protocol."""
+        if self.channel is None:
+            raise UnexpectedReply(f"{type(event).__name__} before the channel opened")
+        return self.channel
 
     def _on_method_ok(self, proto: AmqpClientProtocol, event: Any) -> None:
-        if self.channel is None:
-            raise UnexpectedReply(f"reply {type(event).__name__} before the channel opened")
         name = event.method if isinstance(event, amqp.MethodOk) else _REPLY_NAMES[type(event)]
-        self.channel.on_reply(name, event)
+        self._open_channel(event).on_reply(name, event)
 
     def _on_confirm(self, proto: AmqpClientProtocol, event: amqp.PublishConfirmed) -> None:
-        self.channel.on_confirm(event)
+        self._open_channel(event).on_confirm(event)
 
     def _on_delivery(self, proto: AmqpClientProtocol, event: amqp.Delivery) -> None:
-        self.channel.on_delivery(event)
+        self._open_channel(event).on_delivery(event)
 
     def _on_returned(self, proto: AmqpClientProtocol, event: amqp.Returned) -> None:
         self.counters.returned += 1
@@ -464,7 +461,7 @@ def describe_connect_failure(failure: Failure, uri: AmqpURI) -> str:
 
 def describe_loss(failure: Failure | None, proto: AmqpClientProtocol) -> str:
     where = proto.uri.address
-    if failure is not None and failure.check(SSL.Error):
+    if failure is not None and isinstance(failure.value, SSL.Error):
         return f"TLS handshake with {where} failed: {ssl_reason(failure.value)}"
     if proto.client.state in (amqp.State.AWAIT_START, amqp.State.AWAIT_TUNE,
                               amqp.State.AWAIT_OPEN_OK):

@@ -2,12 +2,14 @@
 :class:`~warren.network.client.ClientConnection`, plus the heartbeat and close timers.
 
 No parsing here (STYLE P2): each read goes to the machine, its queued replies are written,
-and each event goes to the :class:`~warren.network.link.Link`, which decides what it means.
+and each event goes to the connection's owner (:class:`ConnectionOwner`, which the
+:class:`~warren.network.link.Link` is), which decides what it means.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from typing import Protocol as TypingProtocol
 
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
@@ -16,10 +18,24 @@ from twisted.python.failure import Failure
 from . import client as amqp
 from .uri import AmqpURI
 
-if TYPE_CHECKING:
-    from .link import Link
-
 DEFAULT_HEARTBEAT = 10               # seconds, RabbitMQ's Erlang client default
+
+
+class ConnectionOwner(TypingProtocol):
+    """What a connection tells the one that opened it (a Link), and what it asks of it:
+    written here so that this glue depends on no more than it uses."""
+
+    name: str          # the connection_name the server shows
+    reactor: Any       # for heartbeats and close timers (a Clock in tests)
+
+    def on_event(self, proto: AmqpClientProtocol, event: amqp.Event) -> None: ...
+
+    def on_connection_lost(self, proto: AmqpClientProtocol, failure: Failure | None
+                           ) -> None: ...
+
+    def on_writable(self, proto: AmqpClientProtocol) -> None: ...
+
+    def timeout_for(self, uri: AmqpURI) -> float: ...
 
 
 class AmqpClientProtocol(Protocol):
@@ -34,7 +50,7 @@ class AmqpClientProtocol(Protocol):
     #: reads (as ``output.BatchedOutput.transport``)
     transport: Any
 
-    def __init__(self, link: Link, uri: AmqpURI) -> None:
+    def __init__(self, link: ConnectionOwner, uri: AmqpURI) -> None:
         self.link = link
         self.uri = uri
         self.client = amqp.ClientConnection(
@@ -130,7 +146,7 @@ class AmqpClientProtocol(Protocol):
 
 
 class ClientProtocolFactory(Factory):
-    def __init__(self, link: Link, uri: AmqpURI) -> None:
+    def __init__(self, link: ConnectionOwner, uri: AmqpURI) -> None:
         self.link, self.uri = link, uri
 
     def buildProtocol(self, addr: Any) -> AmqpClientProtocol:

@@ -23,9 +23,12 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
+from ..broker.broker import Broker
 from ..broker.scheduler import ScheduledDelivery
-from ..cert_login import TlsFields, certificate_login
-from ..endpoint import accept
+from ..cert_login import TlsFields
+from ..config import Config
+from ..endpoint import AcceptedConnection
+from ..model.errors import BrokerError, ConnectionForced
 from ..output import BatchedOutput
 from .client_ids import ClientIds
 from .codec import HEARTBEAT, Frame, StompError, StompParser, encode
@@ -42,8 +45,8 @@ PRE_AUTH_MAX_FRAME_SIZE = 64 * 1024
 
 
 @implementer(IPushProducer)
-class StompConnection(BatchedOutput, protocol.Protocol):
-    """One STOMP client connection (the session's :class:`~warren.stomp.session.Link`)."""
+class StompConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
+    """One STOMP client connection (the session's :class:`~warren.stomp.link.Link`)."""
 
     def __init__(self, factory: "StompFactory") -> None:
         self.factory = factory
@@ -63,18 +66,11 @@ class StompConnection(BatchedOutput, protocol.Protocol):
         self._last_recv = self.clock.seconds()
         self.connected_at = self.clock.seconds()
         self.recv_oct = 0
-        self.peer = ("?", 0)
-        self.local = ("?", 0)
-        self.name = "?"
         self.tls_fields = TlsFields()
 
     # ------------------------------------------------------------------ transport events
     def connectionMade(self) -> None:
-        ep = accept(self.transport)
-        self.peer = (ep.peer_host, ep.peer_port)
-        self.local = (ep.host, ep.port)
-        self.name = ep.name
-        self.loopback = ep.loopback
+        self.accepted(self.transport)
         self.session = StompSession(self, self.broker, self.config, self.factory.scheduler,
                                     peer_host=self.peer[0], peer_port=self.peer[1],
                                     loopback=self.loopback,
@@ -114,7 +110,6 @@ class StompConnection(BatchedOutput, protocol.Protocol):
                 if self.closing:
                     return
         except (StompError, Exception) as error:
-            from ..model.errors import BrokerError
             if not isinstance(error, (StompError, BrokerError)):
                 log.exception("internal error on STOMP connection %s", self.name)
             self._fail(error, receipt_after_error(error, frame))
@@ -158,10 +153,6 @@ class StompConnection(BatchedOutput, protocol.Protocol):
         self.flush()
         self.closing = True
         self.transport.loseConnection()
-
-    def certificate_name(self) -> str | None:
-        """The name the TLS client certificate logs in as (``cert_login.py``), if any."""
-        return certificate_login(self.transport, self.config).name
 
     def set_version(self, version: str) -> None:
         self.parser.set_version(version)
@@ -242,7 +233,6 @@ class StompConnection(BatchedOutput, protocol.Protocol):
 
     def force_close(self, reason: str) -> None:
         """Management / HA: close with an ERROR frame saying why."""
-        from ..model.errors import ConnectionForced
         self._fail(ConnectionForced(reason))
 
     # ------------------------------------------------------------------ introspection
@@ -276,7 +266,7 @@ class StompConnection(BatchedOutput, protocol.Protocol):
 class StompFactory(protocol.Factory):
     """Makes :class:`StompConnection` objects; holds what all STOMP connections share."""
 
-    def __init__(self, broker: Any, config: Any, reactor: Any) -> None:
+    def __init__(self, broker: Broker, config: Config, reactor: Any) -> None:
         self.broker = broker
         self.config = config
         self.clock = reactor

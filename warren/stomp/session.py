@@ -31,15 +31,17 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from .. import __version__
+from ..broker.broker import Broker
 from ..broker.confirms import ConfirmTracker
 from ..model.errors import AccessRefused, BrokerError
 from ..model.message import Message, parse_expiration
 from ..broker.publish import Publisher
 from ..broker.queue import PRIORITIZED_ARGUMENT, Queue
 from ..broker.scheduler import ScheduledDelivery
+from ..config import Config
 from .client_ids import ClientIds
 from .codec import Frame, StompError, encode, negotiate_version
 from .destinations import Destination, Kind, parse_destination
@@ -47,6 +49,7 @@ from .errors import VERSION_HEADER
 from .headers import send_properties
 from .heartbeats import negotiate as negotiate_heartbeats
 from .jms import expires_ttl, jms_defaults, now_ms
+from .link import Link
 from .states import ALLOWED, State
 from .subscriptions import StompSubscription, Subscriptions
 
@@ -55,27 +58,6 @@ log = logging.getLogger("warren.stomp")
 __all__ = ["Link", "StompSession"]
 
 SERVER_NAME = f"warren/{__version__}"
-
-
-class Link(Protocol):
-    """What the session needs from the connection that carries it (``listener.py``)."""
-
-    write_paused: bool
-    name: str                                           # for logs and events
-
-    def write(self, data: bytes) -> None: ...          # batched until the next flush
-
-    def flush(self) -> None: ...
-
-    def close(self) -> None: ...                        # flush, then close the transport
-
-    def set_version(self, version: str) -> None: ...    # header escaping of the parser
-
-    def start_heartbeats(self, send_ms: int, expect_ms: int) -> None: ...
-
-    def set_reading(self, reading: bool) -> None: ...   # memory alarm: stop/start reading
-
-    def certificate_name(self) -> str | None: ...       # TLS client certificate's login name
 
 
 _TRANSACTIONAL = frozenset({"SEND", "ACK", "NACK"})   # frames a 'transaction' header holds back
@@ -88,7 +70,7 @@ class StompSession(Subscriptions):
     """One STOMP connection's state and behaviour, between codec and core (subscriptions and
     delivery in :class:`~warren.stomp.subscriptions.Subscriptions`)."""
 
-    def __init__(self, link: Link, broker: Any, config: Any, scheduler: ScheduledDelivery,
+    def __init__(self, link: Link, broker: Broker, config: Config, scheduler: ScheduledDelivery,
                  *, peer_host: str, loopback: bool, client_ids: ClientIds | None = None,
                  peer_port: int = 0) -> None:
         self.link = link

@@ -20,7 +20,7 @@ state (vhost, user, permission cache, version, the queues to kick after a read).
 from __future__ import annotations
 
 import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..broker.groups import GROUP_ID_HEADER, GROUP_SEQ_HEADER, groups_of
 from ..broker.queue import Queue
@@ -35,10 +35,8 @@ from .errors import VERSION_HEADER, Refused, SubscriptionRefused
 from .headers import DELIVERY_COUNT_HEADER, header_value, int_header, property_headers, \
     representable
 from .jms import selector_lookup
+from .link import Link
 from .states import State
-
-if TYPE_CHECKING:
-    from .session import StompSession
 
 __all__ = ["ACK_MODES", "StompSubscription", "Subscriptions", "consumer_tag"]
 
@@ -69,7 +67,7 @@ class StompSubscription:
                  "cumulative", "exclusive", "priority", "arguments", "prefetch", "unacked",
                  "selector", "durable_name", "private_queue", "id_prefix", "named", "held")
 
-    def __init__(self, session: "StompSession", sub_id: str, index: int, queue: Queue,
+    def __init__(self, session: Subscriptions, sub_id: str, index: int, queue: Queue,
                  destination: str, ack_mode: str, prefetch: int, selector: Selector | None,
                  priority: int, durable_name: str | None, private_queue: bool,
                  named: bool = True) -> None:
@@ -140,6 +138,11 @@ def consumer_tag(sub_id: str, destination: str, named: bool) -> str:
 
 class Subscriptions:
     """SUBSCRIBE/UNSUBSCRIBE/ACK/NACK and MESSAGE delivery of a :class:`StompSession`."""
+
+    # the session's state that a subscription reads (StompSession sets it)
+    session_id: str
+    state: State
+    link: Link
 
     def _on_subscribe(self, frame: Frame) -> None:
         destination = parse_destination(frame.get("destination"), "SUBSCRIBE")
@@ -467,10 +470,5 @@ class Subscriptions:
         if not entries:
             return
         queue = sub.queue
-        if how == "ack":
-            queue.ack(entries)
-        elif requeue:
-            queue.requeue(entries)
-        else:
-            queue.reject(entries)
+        queue.settle(entries, ack=how == "ack", requeue=requeue)
         self._kick[id(queue)] = queue

@@ -55,7 +55,6 @@ class StreamQueue(Queue):
     def __init__(self, vhost: "VirtualHost", name: str, *, durable: bool = False,
                  exclusive_owner: Any = None, auto_delete: bool = False,
                  arguments: dict[str, Any] | None = None, recovered: bool = False) -> None:
-        self.log: StreamLog | None = None
         self.readers: dict[Consumer, int] = {}   # consumer -> next offset it reads
         self.reader_filters: dict[Consumer, FilterSpec] = {}   # the filtered readers
         self.consumer_groups: dict[str, Group] = {}   # single active consumer, by name
@@ -82,7 +81,7 @@ class StreamQueue(Queue):
         if broker.log_syncer is None:
             broker.log_syncer = LogSyncer(broker.clock)
         self._syncer: LogSyncer = broker.log_syncer
-        self.log = StreamLog(self._directory(), self.clock, filter_bytes)
+        self.log: StreamLog = StreamLog(self._directory(), self.clock, filter_bytes)
         self.log.open(fresh=not recovered)
         self.apply_settings()
 
@@ -107,16 +106,17 @@ class StreamQueue(Queue):
         self.max_length_bytes = self.setting("max-length-bytes")
         age = self.setting("max-age")
         self.max_age_ms = max_age_ms(age) if age is not None else None
-        if self.log is not None:
+        log: StreamLog | None = getattr(self, "log", None)   # None while Queue.__init__ runs
+        if log is not None:
             segment = self.setting("stream-max-segment-size-bytes")
             if segment:
-                self.log.max_segment_bytes = segment
-            self.log.retain(self.max_length_bytes, self.max_age_ms)
+                log.max_segment_bytes = segment
+            log.retain(self.max_length_bytes, self.max_age_ms)
 
     # ---------------------------------------------------------------- counts
     @property
     def message_count(self) -> int:
-        return self.log.count if self.log is not None else 0
+        return self.log.count
 
     # ---------------------------------------------------------------- enqueue
     def would_overflow(self, message: Message) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 from twisted.internet import protocol
 from twisted.internet.task import LoopingCall
 
-from ..endpoint import accept
+from ..endpoint import AcceptedConnection
 from . import codec
 from .codec import FrameReader, FrameTooLarge, MalformedFrame
 from .session import StreamSession
@@ -33,7 +33,7 @@ PRE_AUTH_FRAME_MAX = 64 * 1024
 INBOUND_FRAME_MAX = 64 * 1024 * 1024
 
 
-class StreamConnection(protocol.Protocol):
+class StreamConnection(AcceptedConnection, protocol.Protocol):
     def __init__(self, factory: "StreamFactory") -> None:
         self.factory = factory
         self.broker = factory.broker
@@ -46,10 +46,7 @@ class StreamConnection(protocol.Protocol):
         self._sent = False
 
     def connectionMade(self) -> None:
-        ep = accept(self.transport)
-        self.name = ep.name
-        self.peer = (ep.peer_host, ep.peer_port)
-        self.local = (ep.host, ep.port)
+        ep = self.accepted(self.transport)
         self.connected_at = self.clock.seconds()
         self.broker.connections[id(self)] = self
         self.session = StreamSession(

@@ -41,7 +41,11 @@ from twisted.web import resource, server
 
 from ..model.errors import (AccessRefused, BrokerError, NotAllowed, NotFound,
                              PreconditionFailed, ResourceLocked)
+from ..broker.broker import Broker
+from ..broker.stats import MessageStats
 from ..broker.users import User
+from ..broker.vhost import VirtualHost
+from ..config import Config
 from ..endpoint import is_loopback
 
 log = logging.getLogger("warren.webconsole")
@@ -52,9 +56,10 @@ REALM = 'Basic realm="RabbitMQ Management"'
 
 
 class ApiError(Exception):
-    """An answer other than success: status, RabbitMQ's ``error`` word and a ``reason``."""
+    """An answer other than success: status, RabbitMQ's ``error`` word and a ``reason``
+    (text, or the list an Erlang term becomes in RabbitMQ's JSON)."""
 
-    def __init__(self, status: int, error: str, reason: str,
+    def __init__(self, status: int, error: str, reason: str | list[Any],
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(reason)
         self.status = status
@@ -98,9 +103,9 @@ def error_from_broker(e: BrokerError) -> ApiError:
 class Call:
     """One API request as a view sees it."""
 
-    broker: Any
-    config: Any
-    site: Any                      # the ApiResource (stats sampler, clock, cluster name)
+    broker: Broker
+    config: Config
+    site: ApiResource              # the stats sampler, the cluster name
     method: str
     path: str
     params: dict[str, str]         # path template values, already percent-decoded
@@ -113,6 +118,14 @@ class Call:
     headers: dict[str, str] = field(default_factory=dict)
 
     # -- who may do what -----------------------------------------------------------------
+    @property
+    def login(self) -> User:
+        """The user who made this call. Every route that needs a tag has one; an open route's
+        view that asks anyway is answered as an unauthenticated request."""
+        if self.user is None:
+            raise ApiError(401, "not_authorized", "Not_Authorized", {"WWW-Authenticate": REALM})
+        return self.user
+
     @property
     def is_admin(self) -> bool:
         return self.user is not None and "administrator" in self.user.tags
@@ -127,18 +140,18 @@ class Call:
         """The status entries of a runtime-parameter component that runs things (shovels,
         federation links), in the vhosts this user may see; ``[]`` when nobody registered it.
         The console asks the registry by name, so it imports no network code."""
-        registered = self.broker.runtime_parameters.component(component)
+        registered = self.broker.runtime_parameters.running(component)
         if registered is None:
             return []
         return [s for s in registered.status(vhost) if self.may_see_vhost(s["vhost"])]
 
     def may_see_vhost(self, name: str) -> bool:
-        return self.sees_all or (self.user.name, name) in self.broker.permissions
+        return self.sees_all or (self.login.name, name) in self.broker.permissions
 
-    def visible_vhosts(self) -> list[Any]:
+    def visible_vhosts(self) -> list[VirtualHost]:
         return [vh for name, vh in sorted(self.broker.vhosts.items()) if self.may_see_vhost(name)]
 
-    def vhost(self, name: str | None = None) -> Any:
+    def vhost(self, name: str | None = None) -> VirtualHost:
         """The vhost named in the path: 404 when missing, 403 when this user has no access."""
         name = self.params["vhost"] if name is None else name
         vh = self.broker.vhosts.get(name)
@@ -149,7 +162,7 @@ class Call:
         return vh
 
     def check(self, vhost: str, kind: str, resource_kind: str, name: str) -> None:
-        self.broker.check(self.user, vhost, kind, resource_kind, name)
+        self.broker.check(self.login, vhost, kind, resource_kind, name)
 
     # -- body fields ---------------------------------------------------------------------
     def obj(self) -> dict[str, Any]:
@@ -160,7 +173,7 @@ class Call:
         return self.body
 
     def owns(self, info: dict[str, Any]) -> bool:
-        return self.sees_all or info.get("user") == self.user.name
+        return self.sees_all or info.get("user") == self.login.name
 
 
 def _has(user: User | None, tag: str) -> bool:
@@ -374,8 +387,8 @@ class ApiResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, broker: Any, config: Any, routes: Iterable[Route], *,
-                 stats: Any = None) -> None:
+    def __init__(self, broker: Broker, config: Config, routes: Iterable[Route], *,
+                 stats: MessageStats | None = None) -> None:
         super().__init__()
         self.broker = broker
         self.config = config

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -33,6 +34,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 from twisted.web import resource
 
+from ..broker.broker import Broker
 from ..broker.definitions import PRODUCT_VERSION, WARREN_VERSION
 from ..model.errors import AccessRefused
 from ..endpoint import is_loopback
@@ -71,7 +73,7 @@ HA_ROLES = ("master", "slave", "standalone", "waiting")
 class BrokerCollector:
     """Reads the broker at scrape time; ``per_object`` adds the per-queue series."""
 
-    def __init__(self, broker: Any, *, per_object: bool = True,
+    def __init__(self, broker: Broker, *, per_object: bool = True,
                  totals: "QueueTotals | None" = None) -> None:
         self.broker = broker
         self.per_object = per_object
@@ -137,10 +139,9 @@ class BrokerCollector:
                      "memory (bodies and per-message overhead)", b.pager.resident)
         yield _gauge("warren_paging_index_bytes", "Accounted bytes of the rows of paged-out "
                      "messages", b.index_bytes)
-        yield from _shovel_metrics(b)
-        yield from _federation_metrics(b)
-        yield from _connector_metrics(b)
-        store_stats = {}
+        for series in BRIDGE_SERIES:
+            yield from _bridge_metrics(b, series)
+        store_stats: dict[str, float] = {}
         if b.store is not None:
             try:
                 store_stats = b.store.stats() or {}
@@ -181,7 +182,7 @@ class QueueTotals:
     the reactor for long with 100,000 queues. The first ``read`` sums at once; sweeps run
     from then on."""
 
-    def __init__(self, broker: Any, interval: float = 5.0) -> None:
+    def __init__(self, broker: Broker, interval: float = 5.0) -> None:
         self.broker = broker
         self.clock = broker.clock
         self.interval = interval
@@ -319,7 +320,7 @@ class DetailedCollector:
     repeated), only the queues of the vhosts asked for (all when none), with the
     ``rabbitmq_detailed_`` prefix, as rabbitmq_prometheus."""
 
-    def __init__(self, broker: Any, families: set[str], vhosts: set[str]) -> None:
+    def __init__(self, broker: Broker, families: set[str], vhosts: set[str]) -> None:
         self.broker = broker
         self.families = families
         self.vhosts = vhosts
@@ -374,80 +375,73 @@ def _add_state(family: GaugeMetricFamily, labels: list[str], known: Iterable[str
         family.add_metric(labels + [name], 1 if name == current else 0)
 
 
-SHOVEL_STATES = ("starting", "running", "blocked", "terminated")
+@dataclass(frozen=True)
+class BridgeSeries:
+    """The /metrics series of one kind of bridge (shovels, federation links, network
+    connectors): one set per entry of its runtime-parameter component's ``counters()``."""
 
-
-def _shovel_metrics(broker: Any) -> Iterable[Metric]:
-    """Per-shovel series (a broker runs few): state, messages moved, in flight, restarts."""
-    component = broker.runtime_parameters.component("shovel")
-    shovels = component.counters() if component is not None else []
-    state = GaugeMetricFamily("warren_shovel_state", "Shovel state (1 for the state it is in)",
-                              labels=["vhost", "shovel", "state"])
-    moved = CounterMetricFamily("warren_shovel_messages_forwarded", "Messages a shovel moved "
-                                "(confirmed by the destination with on-confirm)",
-                                labels=["vhost", "shovel"])
-    pending = GaugeMetricFamily("warren_shovel_messages_pending", "Messages published by a "
-                                "shovel and not yet confirmed", labels=["vhost", "shovel"])
-    restarts = CounterMetricFamily("warren_shovel_restarts", "Times a shovel restarted after a "
-                                   "failure or on request", labels=["vhost", "shovel"])
-    for s in shovels:
-        labels = [s["vhost"], s["name"]]
-        _add_state(state, labels, SHOVEL_STATES, s["state"])
-        moved.add_metric(labels, s["forwarded"])
-        pending.add_metric(labels, s["pending"])
-        restarts.add_metric(labels, s["restarts"])
-    yield from (state, moved, pending, restarts)
+    component: str                       # the runtime-parameter component that runs them
+    labels: tuple[tuple[str, str], ...]  # (label, counters key) naming one bridge
+    state: tuple[str, str, str]          # (metric, help, counters key) of its state gauge
+    states: tuple[str, ...]              # the states it may be in (each gets a series)
+    values: tuple[tuple[str, str, str, str], ...]   # (metric, help, counters key, kind)
 
 
 FEDERATION_STATES = ("starting", "running", "error")
 
+BRIDGE_SERIES = (
+    BridgeSeries(
+        "shovel", (("vhost", "vhost"), ("shovel", "name")),
+        ("warren_shovel_state", "Shovel state (1 for the state it is in)", "state"),
+        ("starting", "running", "blocked", "terminated"),
+        (("warren_shovel_messages_forwarded", "Messages a shovel moved (confirmed by the "
+          "destination with on-confirm)", "forwarded", "counter"),
+         ("warren_shovel_messages_pending", "Messages published by a shovel and not yet "
+          "confirmed", "pending", "gauge"),
+         ("warren_shovel_restarts", "Times a shovel restarted after a failure or on request",
+          "restarts", "counter"))),
+    # one per federated exchange or queue and upstream
+    BridgeSeries(
+        "federation-upstream",
+        (("vhost", "vhost"), ("type", "type"), ("name", "name"), ("upstream", "upstream")),
+        ("warren_federation_link_state", "Federation link state (1 for the state it is in)",
+         "status"),
+        FEDERATION_STATES,
+        (("warren_federation_messages_forwarded", "Messages a federation link published into "
+          "this broker", "forwarded", "counter"),
+         ("warren_federation_link_failures", "Connection attempts of a federation link that "
+          "failed or were lost", "failures", "counter"))),
+    # one per [[network]] table of the config file
+    BridgeSeries(
+        "network-connector", (("name", "name"), ("peer", "peer")),
+        ("warren_network_connector_state", "Network connector state (1 for the state it is "
+         "in)", "status"),
+        FEDERATION_STATES,
+        (("warren_network_connector_messages_forwarded", "Messages a network connector "
+          "forwarded to its peer, confirmed", "forwarded_out", "counter"),
+         ("warren_network_connector_messages_received", "Messages a duplex network connector "
+          "brought from its peer", "forwarded_in", "counter"),
+         ("warren_network_connector_failures", "Connection attempts of a network connector "
+          "that failed or were lost", "failures", "counter"))),
+)
 
-def _federation_metrics(broker: Any) -> Iterable[Metric]:
-    """Per federation link (one per federated exchange or queue and upstream): state,
-    messages brought into this broker, connection failures."""
-    component = broker.runtime_parameters.component("federation-upstream")
-    links = component.counters() if component is not None else []
-    names = ["vhost", "type", "name", "upstream"]
-    state = GaugeMetricFamily("warren_federation_link_state", "Federation link state (1 for "
-                              "the state it is in)", labels=names + ["state"])
-    moved = CounterMetricFamily("warren_federation_messages_forwarded", "Messages a "
-                                "federation link published into this broker",
-                                labels=names)
-    failures = CounterMetricFamily("warren_federation_link_failures", "Connection attempts "
-                                   "of a federation link that failed or were lost",
-                                   labels=names)
-    for link in links:
-        labels = [link["vhost"], link["type"], link["name"], link["upstream"]]
-        _add_state(state, labels, FEDERATION_STATES, link["status"])
-        moved.add_metric(labels, link["forwarded"])
-        failures.add_metric(labels, link["failures"])
-    yield from (state, moved, failures)
 
-
-def _connector_metrics(broker: Any) -> Iterable[Metric]:
-    """Per network connector of the config file: state, messages sent to the peer and
-    brought from it (duplex), connection failures."""
-    component = broker.runtime_parameters.component("network-connector")
+def _bridge_metrics(broker: Broker, series: BridgeSeries) -> Iterable[Metric]:
+    """A broker runs few bridges: each gets its own series."""
+    component = broker.runtime_parameters.running(series.component)
     rows = component.counters() if component is not None else []
-    names = ["name", "peer"]
-    state = GaugeMetricFamily("warren_network_connector_state", "Network connector state "
-                              "(1 for the state it is in)", labels=names + ["state"])
-    out = CounterMetricFamily("warren_network_connector_messages_forwarded", "Messages a "
-                              "network connector forwarded to its peer, confirmed",
-                              labels=names)
-    into = CounterMetricFamily("warren_network_connector_messages_received", "Messages a "
-                               "duplex network connector brought from its peer",
-                               labels=names)
-    failures = CounterMetricFamily("warren_network_connector_failures", "Connection "
-                                   "attempts of a network connector that failed or were lost",
-                                   labels=names)
+    names = [label for label, _key in series.labels]
+    metric, doc, state_key = series.state
+    state = GaugeMetricFamily(metric, doc, labels=names + ["state"])
+    values = [(GaugeMetricFamily if kind == "gauge" else CounterMetricFamily)(
+        metric, doc, labels=names) for metric, doc, _key, kind in series.values]
     for row in rows:
-        labels = [row["name"], row["peer"]]
-        _add_state(state, labels, FEDERATION_STATES, row["status"])
-        out.add_metric(labels, row["forwarded_out"])
-        into.add_metric(labels, row["forwarded_in"])
-        failures.add_metric(labels, row["failures"])
-    yield from (state, out, into, failures)
+        labels = [row[key] for _label, key in series.labels]
+        _add_state(state, labels, series.states, row[state_key])
+        for family, (_metric, _doc, key, _kind) in zip(values, series.values):
+            family.add_metric(labels, row[key])
+    yield state
+    yield from values
 
 
 def _gauge(name: str, doc: str, value: float | None, *, per_queue=None,
@@ -467,7 +461,7 @@ class MetricsResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, broker: Any, *, require_auth: bool = False) -> None:
+    def __init__(self, broker: Broker, *, require_auth: bool = False) -> None:
         super().__init__()
         self.broker = broker
         self.require_auth = require_auth   # as prometheus.authentication.enabled

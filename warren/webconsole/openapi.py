@@ -227,8 +227,9 @@ def openapi_document(routes: Iterable[Any], server_url: str = "/") -> dict[str, 
             "security": [] if r.needs is None else [{"basic": []}],
             "responses": {"401": ERROR, "403": ERROR, "404": ERROR, "400": ERROR},
         }
-        status, schema = RESPONSES.get((r.method, r.template), (None, None))
-        if status is not None:
+        answer = RESPONSES.get((r.method, r.template))
+        if answer is not None:
+            status, schema = answer
             if schema.get("type") == "array":
                 schema = {"oneOf": [schema, _ref("Page")]}
             op["responses"][status] = {"description": "OK", "content": {
@@ -245,8 +246,7 @@ def openapi_document(routes: Iterable[Any], server_url: str = "/") -> dict[str, 
         if params:
             op["parameters"] = [{"name": p, "in": "path", "required": True,
                                  "schema": STR} for p in params]
-        if r.method == "GET" and status is not None and RESPONSES[(r.method, r.template)][1] \
-                .get("type") == "array":
+        if r.method == "GET" and answer is not None and answer[1].get("type") == "array":
             op.setdefault("parameters", []).extend(
                 {"name": n, "in": "query", "required": False, "schema": s}
                 for n, s in (("page", INT), ("page_size", INT), ("name", STR),

@@ -10,11 +10,16 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any
+from typing import Any, cast
 
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 from twisted.web import http, pages, resource, server, static
+from twisted.web.resource import IResource
 
+from ..broker.broker import Broker
 from ..broker.stats import MessageStats
+from ..config import Config
 from .api import ApiResource, Route
 from .metrics import MetricsResource
 from .openapi import openapi_document
@@ -83,8 +88,9 @@ class ConsoleRoot(resource.Resource):
 
     def __init__(self, api_root: resource.Resource, metrics: resource.Resource) -> None:
         super().__init__()
-        self.putChild(b"api", api_root)
-        self.putChild(b"metrics", metrics)
+        # the casts: mypy does not read zope's @implementer (a Resource is an IResource)
+        self.putChild(b"api", cast(IResource, api_root))
+        self.putChild(b"metrics", cast(IResource, metrics))
         self.files = static.File(STATIC_DIR) if os.path.isdir(STATIC_DIR) else None
 
     def getChild(self, path: bytes, request: Any) -> resource.Resource:
@@ -126,7 +132,7 @@ def content_security_policy(host_header: bytes | None,
     return CONTENT_SECURITY_POLICY.format(connect=" ".join(sources)).encode("ascii")
 
 
-def web_stomp_sources(config: Any) -> tuple[tuple[str, int], ...]:
+def web_stomp_sources(config: Config) -> tuple[tuple[str, int], ...]:
     """(scheme, port) of the Web-STOMP listeners this node runs (the TLS one only with a
     certificate, as server.py starts it)."""
     sources = []
@@ -154,8 +160,9 @@ class ConsoleRequest(server.Request):
     def process(self) -> None:
         for name, value in SECURITY_HEADERS:
             self.setHeader(name, value)
+        site = getattr(self.channel, "site", None)
         self.setHeader(b"Content-Security-Policy", content_security_policy(
-            self.getHeader(b"host"), getattr(self.channel.site, "web_stomp_sources", ())))
+            self.getHeader(b"host"), getattr(site, "web_stomp_sources", ())))
         super().process()
 
     def setHeader(self, name: Any, value: Any) -> None:
@@ -175,6 +182,10 @@ class GuardedChannel(http.HTTPChannel):
     """
 
     _deadline = None
+    #: set by the site that builds the channel (Site.buildProtocol)
+    site: ConsoleSite
+    #: a TCP or TLS transport: Twisted's zope interfaces carry no types mypy reads
+    transport: Any
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -197,7 +208,7 @@ class GuardedChannel(http.HTTPChannel):
             self.site.guard_idle(self)
             self._arm()
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._disarm()
         self.site.guard_busy(self)
         super().connectionLost(reason)
@@ -219,7 +230,7 @@ class GuardedChannel(http.HTTPChannel):
             # part of a request, not all of it in time: 408, then close. A connection that
             # sent nothing since its last response is closed without a word: a 408 there could
             # cross a request the client is just sending and be taken as its answer.
-            if self.requests or getattr(self, "_buffer", b""):   # a request line begun
+            if self.requests or getattr(self, "_buffer", None):   # a request line begun
                 self.transport.write(b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n"
                                      b"content-length: 0\r\n\r\n")
             self.transport.loseConnection()
@@ -228,11 +239,18 @@ class GuardedChannel(http.HTTPChannel):
 class ConsoleSite(server.Site):
     """The console's Site: request deadlines and a bound on idle connections."""
 
-    protocol = GuardedChannel
+    # Twisted types this slot as its HTTP/1.1-or-2 chooser; the console speaks HTTP/1.1 only
+    protocol = GuardedChannel  # type: ignore[assignment]
 
     def __init__(self, root: resource.Resource, *, request_timeout: float = 30.0,
-                 idle_timeout: float = 60.0, max_idle: int = 1000, **kw: Any) -> None:
+                 idle_timeout: float = 60.0, max_idle: int = 1000,
+                 web_stomp_sources: tuple[tuple[str, int], ...] = (),
+                 message_stats: MessageStats | None = None, **kw: Any) -> None:
         super().__init__(root, timeout=idle_timeout if idle_timeout > 0 else None, **kw)
+        #: (scheme, port) of Web-STOMP's listeners, for the CSP's connect-src
+        self.web_stomp_sources = web_stomp_sources
+        #: the API's rate sampler, which the HA runner stops with the site
+        self.message_stats = message_stats
         self.request_timeout = request_timeout
         self.max_idle = max_idle
         self._idle: dict[GuardedChannel, None] = {}   # insertion order: oldest first
@@ -254,7 +272,7 @@ class ConsoleSite(server.Site):
         return len(self._idle)
 
 
-def make_site(broker: Any, config: Any, reactor: Any) -> server.Site:
+def make_site(broker: Broker, config: Config, reactor: Any) -> server.Site:
     stats = MessageStats(broker)
     stats.start()
     routes = all_routes()
@@ -265,8 +283,7 @@ def make_site(broker: Any, config: Any, reactor: Any) -> server.Site:
     site = ConsoleSite(root, requestFactory=ConsoleRequest,
                        request_timeout=getattr(config, "http_request_timeout", 30.0),
                        idle_timeout=getattr(config, "http_idle_timeout", 60.0),
-                       max_idle=getattr(config, "http_max_idle_connections", 1000))
+                       max_idle=getattr(config, "http_max_idle_connections", 1000),
+                       web_stomp_sources=web_stomp_sources(config), message_stats=stats)
     site.displayTracebacks = False
-    site.web_stomp_sources = web_stomp_sources(config)
-    site.message_stats = stats
     return site

@@ -92,9 +92,14 @@ class WebSocketStream(ProtocolWrapper):
     carries (``wrappedProtocol``: a StompConnection or MqttConnection)."""
 
     factory: "WebSocketFactory"
+    #: Twisted's zope interfaces carry no types mypy reads (as ``output.BatchedOutput``):
+    #: the TCP or TLS transport underneath, and the listener's protocol carried (None once
+    #: it is told the connection is lost)
+    transport: Any
+    wrappedProtocol: Any
 
     def __init__(self, factory: "WebSocketFactory", wrapped: Any) -> None:
-        super().__init__(factory, wrapped)
+        super().__init__(factory, wrapped)  # type: ignore[arg-type]  # a WrappingFactory
         self.ws = WSConnection(ConnectionType.SERVER)
         self.carrying = False         # the wrapped protocol is connected
         self.ending = False           # a close is under way: nothing more in or out

@@ -29,6 +29,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredList
 
 from ...broker.broker import Broker
+from ...config import Config
 from ..uri import AmqpURI, LocalBroker
 from . import definition
 from .definition import Upstream
@@ -48,7 +49,7 @@ class FederationComponent:
 
     name = UPSTREAM
 
-    def __init__(self, broker: Broker, config: Any = None, reactor: Any = None) -> None:
+    def __init__(self, broker: Broker, config: Config | None = None, reactor: Any = None) -> None:
         self.broker = broker
         self.reactor = reactor if reactor is not None else broker.clock
         self.node = getattr(config, "node_name", None) or broker.node_name

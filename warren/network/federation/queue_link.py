@@ -25,6 +25,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
+from ...broker.queue import Queue
 from ...exchange.federation_upstream import ROUTING_HEADER
 from ..channel import LinkChannel
 from .upstream_link import UpstreamLink, log
@@ -81,7 +82,7 @@ class QueueLink(UpstreamLink):
         q = vh.queues.get(self.local_name) if vh is not None else None
         return q is not None and not q.ready and q.consumers.any_credit()
 
-    def _demand_changed(self, queue: Any) -> None:
+    def _demand_changed(self, queue: Queue) -> None:
         """The core's call from inside a dispatch: look on the next turn, once."""
         if not self._look_pending:
             self._look_pending = True

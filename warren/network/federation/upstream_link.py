@@ -21,6 +21,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
+from ...broker.broker import Broker
 from ...model.errors import BrokerError
 from ...model.message import Message, Properties
 from ..channel import LinkChannel
@@ -34,7 +35,7 @@ log = logging.getLogger("warren.network.federation")
 class UpstreamLink:
     kind = ""          # exchange | queue
 
-    def __init__(self, broker: Any, node: str, vhost: str, local_name: str,
+    def __init__(self, broker: Broker, node: str, vhost: str, local_name: str,
                  upstream: Upstream, reactor: Any) -> None:
         self.broker = broker
         self.vhost = vhost

@@ -18,6 +18,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredList
 
 from ...broker.broker import Broker
+from ...config import Config
 from ..uri import LocalBroker
 from . import definition as shovel_definition
 from .definition import ShovelDefinition
@@ -33,7 +34,7 @@ COMPONENT = "shovel"
 class ShovelComponent:
     name = COMPONENT
 
-    def __init__(self, broker: Broker, config: Any = None, reactor: Any = None) -> None:
+    def __init__(self, broker: Broker, config: Config | None = None, reactor: Any = None) -> None:
         self.broker = broker
         self.reactor = reactor if reactor is not None else broker.clock
         self.node = getattr(config, "node_name", None) or broker.node_name

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, fail, succeed
 
 from ...broker.broker import Broker
+from ...broker.queue import Queue
 from ...model.errors import BrokerError
 from ...model.message import Message, Properties, QueueEntry
 from ..properties import RawProperties
@@ -63,7 +64,7 @@ class LocalSource:
         self.tag = f"shovel {definition.name}"
         self.no_ack = definition.ack_mode == "no-ack"
         self.arguments: dict[str, Any] = {}
-        self.queue: Any = None
+        self.queue: Queue | None = None
         self._own_queue = False      # a private queue for src-exchange, deleted on close
         self._unacked: dict[int, QueueEntry] = {}  # id(entry) -> entry (entries are unhashable)
         self._deliver: Callable[[Carried], None] | None = None
@@ -137,7 +138,7 @@ class LocalSource:
             return False
         return len(self._unacked) < self.definition.prefetch and self._deliver is not None
 
-    def deliver(self, queue: Any, entry: QueueEntry) -> None:
+    def deliver(self, queue: Queue, entry: QueueEntry) -> None:
         if self.budget is not None:
             self.budget -= 1
         if not self.no_ack:
@@ -146,7 +147,7 @@ class LocalSource:
         if self._deliver is not None:
             self._deliver(Carried(m.exchange, m.routing_key, properties_of(m), m.body, entry))
 
-    def cancelled(self, queue: Any) -> None:
+    def cancelled(self, queue: Queue) -> None:
         self._unacked.clear()  # the queue is gone with them
         lost, self._lost = self._lost, None
         self.queue = None

@@ -68,6 +68,10 @@ class _RemoteEnd:
             return channel.declare_queue(queue, passive=True).addErrback(missing)
         return channel.declare_queue(queue, durable=True, arguments=arguments or None)
 
+    def on_ready(self, channel: LinkChannel) -> None:
+        """The link is up: each end declares and starts what it needs."""
+        raise NotImplementedError
+
     def on_down(self, reason: str) -> None:
         self.channel = None
         if self._opened is None and self._lost is not None:
@@ -94,9 +98,10 @@ class RemoteSource(_RemoteEnd):
     def on_ready(self, channel: LinkChannel) -> None:
         self.channel = channel
         d = self.definition
-        if d.src_queue is not None:
-            declared = self._declare(channel, d.src_queue, d.src_queue_args)
-            declared.addCallback(lambda ok: self._declared(d.src_queue, ok.message_count))
+        queue = d.src_queue
+        if queue is not None:
+            declared = self._declare(channel, queue, d.src_queue_args)
+            declared.addCallback(lambda ok: self._declared(queue, ok.message_count))
         else:
             declared = channel.declare_queue("", exclusive=True,
                                              arguments=d.src_queue_args or None)

@@ -12,13 +12,14 @@ from typing import Any
 from ...model.errors import PreconditionFailed
 from ...broker.stats import with_rates
 from ...broker.users import HASHING_ALGORITHMS
+from ...broker.vhost import VirtualHost
 from ..api import (ApiError, Call, Route, as_int, as_str, as_table, bad_request, forbidden,
                    not_found)
 from .parameters import escape_html_tags
 
 
 # ---------------------------------------------------------------------------------- vhosts
-def vhost_info(call: Call, vh: Any) -> dict[str, Any]:
+def vhost_info(call: Call, vh: VirtualHost) -> dict[str, Any]:
     """A vhost with its depths and message_stats, and their rates, as RabbitMQ shows it."""
     ready = sum(q.message_count for q in vh.queues.values())
     unacked = sum(q.unacked for q in vh.queues.values())
@@ -58,7 +59,7 @@ def put_vhost(call: Call) -> None:
     vh = call.broker.add_vhost(name, description=description, tags=tags)
     if not existed:
         # as RabbitMQ's maybe_grant_full_permissions: the creator may use what it created
-        call.broker.set_permissions(call.user.name, name, ".*", ".*", ".*")
+        call.broker.set_permissions(call.login.name, name, ".*", ".*", ".*")
     if "tracing" in body:
         vh.tracing = bool(body["tracing"])
     call.status = 204 if existed else 201
@@ -75,7 +76,7 @@ def delete_vhost(call: Call) -> None:
 def vhost_permissions(call: Call) -> list[dict[str, Any]]:
     vh = call.vhost(call.params["name"])
     return [p.definition() for (u, v), p in sorted(call.broker.permissions.items())
-            if v == vh.name and (call.is_admin or u == call.user.name)]
+            if v == vh.name and (call.is_admin or u == call.login.name)]
 
 
 # ---------------------------------------------------------------------------------- users
@@ -171,7 +172,7 @@ def user_permissions(call: Call) -> list[dict[str, Any]]:
 
 
 def whoami(call: Call) -> dict[str, Any]:
-    return {"name": call.user.name, "tags": list(call.user.tags)}
+    return {"name": call.login.name, "tags": list(call.login.tags)}
 
 
 # ---------------------------------------------------------------------------------- permissions
@@ -258,7 +259,7 @@ def delete_policy(call: Call) -> None:
 def _may_change_policies(call: Call, vhost: str) -> None:
     if call.is_admin:
         return
-    if (call.user.name, vhost) not in call.broker.permissions:
+    if (call.login.name, vhost) not in call.broker.permissions:
         raise forbidden(f"User not authorised to access virtual host '{vhost}'")
 
 

@@ -15,6 +15,9 @@ import urllib.parse
 from typing import Any
 
 from ...broker.jsonvalue import jsonable
+from ...broker.queue import Queue
+from ...broker.vhost import VirtualHost
+from ...exchange.exchange import Exchange
 from ...exchange.interface import Binding
 from ..api import Call, Route, as_str, as_table, bad_request, not_found
 
@@ -30,7 +33,7 @@ def properties_key(b: Binding) -> str:
     return f"{key}~{digest}"
 
 
-def binding_info(vh: Any, b: Binding) -> dict[str, Any]:
+def binding_info(vh: VirtualHost, b: Binding) -> dict[str, Any]:
     return {"source": b.source, "vhost": vh.name, "destination": b.destination.name,
             "destination_type": b.destination.kind, "routing_key": b.routing_key,
             "arguments": jsonable(b.arguments), "properties_key": properties_key(b)}
@@ -41,7 +44,7 @@ def list_bindings(call: Call) -> list[dict[str, Any]]:
     return [binding_info(vh, b) for vh in vhs for b in vh.bindings()]
 
 
-def _ends(call: Call) -> tuple[Any, Any, Any]:
+def _ends(call: Call) -> tuple[VirtualHost, Exchange, Queue | Exchange]:
     """The vhost, source exchange and destination named by the path (404 if any is missing)."""
     vh = call.vhost()
     source = vh.exchanges.get(_exchange_name(call.params["source"]))

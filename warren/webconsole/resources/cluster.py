@@ -110,7 +110,7 @@ def start_vhost(call: Call) -> None:
 def _user_connections(call: Call, *, closing: bool) -> list[Any]:
     """The user's connections; the user itself or an administrator (monitoring may list)."""
     username = call.params["username"]
-    allowed = call.is_admin or username == call.user.name or (
+    allowed = call.is_admin or username == call.login.name or (
         not closing and call.sees_all)
     if not allowed:
         raise forbidden("User not authorised to access object")

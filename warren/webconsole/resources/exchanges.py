@@ -15,6 +15,9 @@ from ...broker.jsonvalue import jsonable
 from ...model.errors import AccessRefused
 from ...model.message import Message, Properties
 from ...broker.stats import with_rates
+from ...broker.vhost import VirtualHost
+from ...exchange.exchange import Exchange
+from ...exchange.interface import Binding
 from ...exchange.registry import EXCHANGE_TYPES
 from ..api import Call, Route, as_bool, as_str, as_table, bad_request, not_found
 from .bindings import binding_info
@@ -27,7 +30,7 @@ PROPERTY_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
-def exchange_info(call: Call, vh: Any, ex: Any) -> dict[str, Any]:
+def exchange_info(call: Call, vh: VirtualHost, ex: Exchange) -> dict[str, Any]:
     return {
         "name": ex.name, "vhost": vh.name, "type": ex.type_name, "durable": ex.durable,
         "auto_delete": ex.auto_delete, "internal": ex.internal,
@@ -50,7 +53,7 @@ def list_exchanges(call: Call) -> list[dict[str, Any]]:
             for ex in sorted(vh.exchanges.values(), key=lambda e: e.name)]
 
 
-def _exchange(call: Call) -> tuple[Any, Any]:
+def _exchange(call: Call) -> tuple[VirtualHost, Exchange]:
     vh = call.vhost()
     ex = vh.exchanges.get(exchange_name(call.params["name"]))
     if ex is None:
@@ -157,7 +160,6 @@ def message_properties(raw: dict[str, Any]) -> Properties:
 def source_bindings(call: Call) -> list[dict[str, Any]]:
     vh, ex = _exchange(call)
     if ex.name == "":
-        from ...exchange.interface import Binding
         return [binding_info(vh, Binding("", q, q.name))
                 for q in sorted(vh.queues.values(), key=lambda q: q.name)]
     return [binding_info(vh, b) for b in ex.bindings]

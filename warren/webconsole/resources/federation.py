@@ -34,10 +34,7 @@ def list_vhost(call: Call) -> list[dict[str, Any]]:
 
 def connectors(call: Call) -> list[dict[str, Any]]:
     """The ActiveMQ-style network connectors of the config file (``type`` ``connector``)."""
-    component = call.broker.runtime_parameters.component(CONNECTORS)
-    if component is None:
-        return []
-    return [s for s in component.status() if call.may_see_vhost(s["vhost"])]
+    return call.component_status(CONNECTORS)
 
 
 ROUTES = [

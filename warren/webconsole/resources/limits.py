@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...broker.users import User
 from ..api import Call, Route, bad_request, not_found
 
 
@@ -51,7 +52,7 @@ def delete_vhost_limit(call: Call) -> None:
 
 
 # ---------------------------------------------------------------------------------- users
-def _user(call: Call) -> Any:
+def _user(call: Call) -> User:
     user = call.broker.users.get(call.params["user"])
     if user is None:
         raise not_found()

@@ -155,7 +155,7 @@ def close_connection(call: Call) -> None:
     """Administrators close any connection, other users only their own (as RabbitMQ since
     its fix of the management plugin's monitoring-tag rule)."""
     conn = _connection(call)
-    if not call.is_admin and _safe_info(conn).get("user") != call.user.name:
+    if not call.is_admin and _safe_info(conn).get("user") != call.login.name:
         raise forbidden("User not authorised to access object")
     reason = call.request.getHeader("x-reason") or "Closed via management plugin"
     conn.force_close(reason)

@@ -92,7 +92,7 @@ def _writable_vhost(call: Call) -> str:
     vhost = call.params["vhost"]
     if vhost not in call.broker.vhosts:
         raise ApiError(404, "not_found", "vhost_not_found")
-    if not call.is_admin and (call.user.name, vhost) not in call.broker.permissions:
+    if not call.is_admin and (call.login.name, vhost) not in call.broker.permissions:
         raise forbidden(f"User not authorised to access virtual host '{vhost}'")
     return vhost
 

@@ -15,7 +15,11 @@ from ...broker.jsonvalue import jsonable
 from ...broker.compact import ENTRY_BYTES
 from ...model.message import OVERHEAD, Properties
 from ...broker.move import move_messages
+from ...broker.queue import Queue
 from ...broker.stats import queue_depths, with_deliver_get, with_rates
+from ...broker.vhost import VirtualHost
+from ...exchange.interface import Binding
+from ...stream.queue import StreamQueue
 from ..api import Call, Route, as_bool, as_int, as_str, as_table, bad_request, not_found
 from .bindings import binding_info
 
@@ -26,7 +30,7 @@ ACKMODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
             "reject_requeue_false")
 
 
-def queue_info(call: Call, vh: Any, q: Any) -> dict[str, Any]:
+def queue_info(call: Call, vh: VirtualHost, q: Queue) -> dict[str, Any]:
     ready = q.message_count
     unacked = q.unacked
     ready_bytes = q.ready.bytes + q.held.bytes
@@ -71,7 +75,7 @@ def queue_info(call: Call, vh: Any, q: Any) -> dict[str, Any]:
         "redelivery_back_off": back_off_info(q.back_off),
         "messages_redelivery_held": len(q.held),
     }
-    if q.own_log:
+    if isinstance(q, StreamQueue):
         # a stream: RabbitMQ's committed_offset, and where its log starts, how big it is
         # and where each consumer reads (the console's stream panel)
         stream = q.stream_info()
@@ -93,7 +97,7 @@ def list_queues(call: Call) -> list[dict[str, Any]]:
             for q in sorted(vh.queues.values(), key=lambda q: q.name)]
 
 
-def _queue(call: Call) -> tuple[Any, Any]:
+def _queue(call: Call) -> tuple[VirtualHost, Queue]:
     vh = call.vhost()
     q = vh.queues.get(call.params["name"])
     if q is None:
@@ -177,12 +181,9 @@ def get_messages(call: Call) -> list[dict[str, Any]]:
             "payload_encoding": enc,
         })
     if entries:
-        if ackmode.endswith("requeue_true"):
-            q.requeue(entries)
-        elif ackmode.startswith("ack"):
-            q.ack(entries)
-        else:
-            q.reject(entries)
+        # ack_requeue_true and reject_requeue_true both put them back, as RabbitMQ does
+        requeue = ackmode.endswith("requeue_true")
+        q.settle(entries, ack=not requeue and ackmode.startswith("ack"), requeue=requeue)
         q.dispatch()
     return out
 
@@ -232,7 +233,6 @@ def move(call: Call) -> Any:
 
 def queue_bindings(call: Call) -> list[dict[str, Any]]:
     vh, q = _queue(call)
-    from ...exchange.interface import Binding
     out = [binding_info(vh, Binding("", q, q.name))]
     out.extend(binding_info(vh, b) for b in q.bindings)
     return out
