@@ -218,9 +218,9 @@ class StreamQueue(Queue):
     def remove_consumer(self, consumer: Consumer) -> None:
         self.readers.pop(consumer, None)
         self.reader_filters.pop(consumer, None)
-        name = getattr(consumer, "group_name", None)
+        name: str | None = getattr(consumer, "group_name", None)
         group = self.consumer_groups.get(name) if name is not None else None
-        if group is not None:
+        if name is not None and group is not None:
             group.unregister(consumer)
             if not group.members:
                 del self.consumer_groups[name]
