@@ -14,7 +14,11 @@ and how to get it (``pytest -rs`` lists them).
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 #: set to 1 (or yes/true) to skip tests whose tools are missing instead of installing or failing
@@ -35,3 +39,13 @@ def tool_missing(tool: str, remedy: str) -> NoReturn:
         pytest.skip(f"{tool} is missing ({SKIP_MISSING} is set): {remedy}")
     pytest.fail(f"{tool} is missing: {remedy} (or set {SKIP_MISSING}=1 to skip the tests "
                 "that need it)", pytrace=False)
+
+
+@contextmanager
+def one_installer() -> Iterator[None]:
+    """Held while a test installs a Debian package. The suite runs on several pytest-xdist
+    workers, and dpkg refuses a second apt-get while one runs: the second worker waits here,
+    then finds the package installed."""
+    with open(os.path.join(tempfile.gettempdir(), "warren-tests-apt.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

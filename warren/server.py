@@ -113,7 +113,7 @@ def amqp_port_factory(broker: Broker, config: Config, reactor: Any) -> SharedAmq
 
 #: (label, plain port key, TLS port key, factory maker) for each front end
 FRONT_ENDS: tuple[tuple[str, str, str, Any], ...] = (
-    ("AMQP 0-9-1", "amqp_port", "amqps_port", amqp_port_factory),
+    ("AMQP 0-9-1 and 1.0", "amqp_port", "amqps_port", amqp_port_factory),
     ("STOMP", "stomp_port", "stomps_port", StompFactory),
     ("MQTT", "mqtt_port", "mqtts_port", MqttFactory),
     ("Stream", "stream_port", "streams_port", StreamFactory),

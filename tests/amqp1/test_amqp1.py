@@ -4,7 +4,6 @@ and bad input (raw frames) with the spec's error conditions and no traceback in 
 
 from __future__ import annotations
 
-import socket
 import struct
 from urllib.parse import quote
 
@@ -15,9 +14,10 @@ from proton import Delivery, Message, Timeout
 from proton.reactor import AtMostOnce
 from proton.utils import BlockingConnection, ConnectionClosed, LinkDetached, SendException
 
+from tests.amqp1.raw import Raw, close_error
 from tests.polling import eventually
-from warren.amqp1.codec import (AMQP_HEADER, SASL_FRAME, SASL_HEADER, Composite, FrameReader,
-                                Symbol, encode_frame)
+from warren.amqp1.codec import AMQP_HEADER, SASL_FRAME, SASL_HEADER, Composite, Symbol, \
+    encode_frame, encode_message
 
 
 KEEP = "t.amqp1.keep"
@@ -31,21 +31,6 @@ def stored(broker):
     ch.confirm_delivery()
     ch.queue_declare(KEEP, durable=True)
     ch.basic_publish("", KEEP, b"precious", pika.BasicProperties(delivery_mode=2))
-    conn.close()
-
-
-@pytest.fixture
-def amqp1(broker):
-    conn = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
-                              allowed_mechs="PLAIN", timeout=30)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def channel(broker):
-    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-    yield conn.channel()
     conn.close()
 
 
@@ -105,13 +90,22 @@ def test_pika_publish_reaches_an_amqp1_receiver(amqp1, channel, unique):
 
 
 def test_quiet_connection_kept_open_for_the_clients_idle_time_out(broker, unique):
-    # proton closes a connection that is silent for its idle time-out (heartbeat=1: 1 s),
-    # so staying open through three of them shows the broker's empty frames arrive
+    # proton closes a connection that is silent for its idle time-out (heartbeat=2: 2 s, it
+    # offers 1000 ms), so staying open through two of them shows the broker's empty frames
     conn = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
-                              allowed_mechs="PLAIN", timeout=30, heartbeat=1)
+                              allowed_mechs="PLAIN", timeout=30, heartbeat=2)
     with pytest.raises(Timeout):
-        conn.wait(lambda: False, timeout=3)
+        conn.wait(lambda: False, timeout=4)
     conn.close()
+
+
+def test_idle_time_out_under_a_second_is_refused(broker):
+    # as RabbitMQ 4: proton's heartbeat=1 offers 500 ms
+    with pytest.raises(ConnectionClosed) as caught:
+        BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
+                           allowed_mechs="PLAIN", timeout=30, heartbeat=1)
+    assert "amqp:not-allowed" in str(caught.value)
+    assert "idle-time-out (500 ms) < minimum idle-time-out (1000 ms)" in str(caught.value)
 
 
 def test_released_comes_back_and_rejected_is_gone(amqp1, channel, unique):
@@ -158,9 +152,9 @@ def test_at_most_once_receiver_gets_settled_deliveries(broker, amqp1, channel, u
 def test_unsettled_sends_are_accepted(amqp1, channel, unique):
     channel.queue_declare(unique, durable=True)
     sender = amqp1.create_sender(f"/queues/{unique}")
-    for i in range(300):       # beyond the first grant of credit: it is topped up
+    for i in range(150):       # beyond the first grant of credit (128): it is topped up
         sender.send(Message(body=f"m{i}".encode(), durable=True))
-    assert depth(channel, unique) == 300
+    assert depth(channel, unique) == 150
 
 
 def test_unroutable_is_released(amqp1, unique):
@@ -249,55 +243,6 @@ def test_another_connections_exclusive_queue_is_locked(amqp1, channel, unique):
 
 
 # ------------------------------------------------------------------ raw frames
-class Raw:
-    """A 1.0 client on bytes: SASL ANONYMOUS, then whatever the test writes."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.reader = FrameReader(1 << 20)
-        self.pending: list = []
-
-    def header(self, header: bytes) -> bytes:
-        self.sock.sendall(header)
-        return self._exactly(8)
-
-    def _exactly(self, n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            chunk = self.sock.recv(n - len(out))
-            if not chunk:
-                break
-            out += chunk
-        return out
-
-    def frame(self):
-        while not self.pending:
-            data = self.sock.recv(65536)
-            if not data:
-                return None
-            self.pending += list(self.reader.feed(data))
-        return self.pending.pop(0)
-
-    def login(self) -> None:
-        assert self.header(SASL_HEADER) == SASL_HEADER
-        assert self.frame().performative.kind == "sasl_mechanisms"
-        self.sock.sendall(encode_frame(Composite("sasl_init", mechanism=Symbol("ANONYMOUS")),
-                                       ftype=SASL_FRAME))
-        assert self.frame().performative.code == 0
-        assert self.header(AMQP_HEADER) == AMQP_HEADER
-
-    def open(self) -> None:
-        self.login()
-        self.sock.sendall(encode_frame(Composite("open", container_id="raw")))
-        assert self.frame().performative.kind == "open"
-
-
-def close_error(raw: Raw):
-    frame = raw.frame()
-    assert frame is not None and frame.performative.kind == "close"
-    return frame.performative.error
-
-
 @pytest.mark.parametrize("body", [
     b"\x00\x53\x10\xa1\x05ab",                 # string cut short inside a performative
     b"\x00\x53\x12\xc0\x02\x01\xff",           # unknown type constructor
@@ -330,6 +275,38 @@ def test_transfer_on_an_unattached_handle(broker):
     raw.sock.sendall(encode_frame(Composite("transfer", handle=9, delivery_id=0,
                                             delivery_tag=b"t"), 0, b"\x00\x53\x77\x40"))
     assert close_error(raw).condition == "amqp:session:unattached-handle"
+
+
+def test_user_id_of_another_user_ends_the_session(broker, unique):
+    raw = Raw(broker.amqp_port)
+    raw.open()                                          # ANONYMOUS: the default user, guest
+    raw.begin()
+    raw.attach_sender(Composite("target", address=f"/queue/{unique}"))
+    spoofed = encode_message({"properties": Composite("properties", user_id=b"someone"),
+                              "data": [b"x"]})
+    raw.sock.sendall(encode_frame(Composite("transfer", handle=0, delivery_id=0,
+                                            delivery_tag=b"t"), 0, spoofed))
+    end = raw.frame().performative
+    assert end.kind == "end" and end.error.condition == "amqp:unauthorized-access"
+    assert end.error.description == \
+        "user_id property set to 'someone' but authenticated user was 'guest'"
+    # the connection stays: the client's answer, then a new session
+    raw.sock.sendall(encode_frame(Composite("end")))
+    raw.sock.sendall(encode_frame(Composite("begin", next_outgoing_id=0, incoming_window=10,
+                                            outgoing_window=10), 1))
+    assert raw.frame().performative.kind == "begin"
+
+
+@pytest.mark.parametrize("target", [None, "a string", Composite("source", address="/queue/q")])
+def test_attach_without_a_target_is_invalid_field(broker, target):
+    raw = Raw(broker.amqp_port)
+    raw.open()
+    raw.begin()
+    raw.sock.sendall(encode_frame(Composite("attach", name="s", handle=0, role=False,
+                                            target=target)))
+    assert raw.frame().performative.kind == "attach"
+    detach = raw.frame().performative
+    assert detach.kind == "detach" and detach.error.condition == "amqp:invalid-field"
 
 
 def test_wrong_sasl_password_fails_sasl(broker):

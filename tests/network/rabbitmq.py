@@ -30,7 +30,7 @@ from typing import Self
 
 from bench.rabbitmq_scripts import SERVER_VARIABLE, RabbitScripts, find_rabbitmq
 from tests.broker_process import free_port
-from tests.missing_tools import skipping_missing, tool_missing
+from tests.missing_tools import one_installer, skipping_missing, tool_missing
 
 HOST = "127.0.0.1"
 POLICY_RC = "/usr/sbin/policy-rc.d"
@@ -43,6 +43,13 @@ class RabbitMQError(RuntimeError):
 def ensure_rabbitmq() -> float:
     """Install Debian's rabbitmq-server if it is missing; returns the seconds spent installing."""
     if find_rabbitmq() is not None:
+        return 0.0
+    with one_installer():
+        return _install_rabbitmq()
+
+
+def _install_rabbitmq() -> float:
+    if find_rabbitmq() is not None:   # another test worker installed it while this one waited
         return 0.0
     if skipping_missing():
         tool_missing(f"RabbitMQ (rabbitmq-server on PATH or ${SERVER_VARIABLE})",

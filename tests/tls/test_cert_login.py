@@ -1,5 +1,6 @@
 """Logins by client certificate, as RabbitMQ: SASL EXTERNAL on AMQPS
-(``rabbit_auth_mechanism_ssl``) and ``ssl_cert_login`` for STOMP and MQTT over TLS.
+(``rabbit_auth_mechanism_ssl``; AMQP 0-9-1 and 1.0) and ``ssl_cert_login`` for STOMP and MQTT
+over TLS.
 
 A throw-away CA signs the server's certificate and the clients'; a second CA plays the
 stranger whose certificate the broker must not accept. The certificate's DN (or, with
@@ -21,6 +22,8 @@ import stomp
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from pamqp import commands
+from proton import ConnectionException, Message, SSLDomain
+from proton.utils import BlockingConnection
 
 from tests.amqp.raw_client import PROTOCOL_HEADER, RawAmqp
 from tests.broker_process import BrokerProcess, free_port
@@ -442,3 +445,50 @@ def test_external_by_subject_alternative_name(san_broker, pki, unique):
     assert _mqtt_connect(san_broker, pki, "san", while_connected=lambda: eventually(
         lambda: "two@example.org" in _connection_users(san_broker, "MQTT"))) == 0
     _no_traceback(san_broker)
+
+
+# ------------------------------------------------------------------ AMQP 1.0's EXTERNAL
+def _proton_tls(pki, client: str | None) -> SSLDomain:
+    domain = SSLDomain(SSLDomain.MODE_CLIENT)
+    domain.set_trusted_ca_db(pki["ca"])
+    domain.set_peer_authentication(SSLDomain.VERIFY_PEER_NAME)
+    if client:
+        domain.set_credentials(pki[client]["cert"], pki[client]["key"], None)
+    return domain
+
+
+def _amqp1s(broker, pki, client: str | None):
+    return BlockingConnection(f"amqps://localhost:{broker.tls_ports['amqps']}",
+                              ssl_domain=_proton_tls(pki, client), allowed_mechs="EXTERNAL",
+                              timeout=30)
+
+
+def test_amqp1_external_logs_in_as_the_certificates_name(dn_broker, pki, unique):
+    conn = _amqp1s(dn_broker, pki, "client")
+    sender = conn.create_sender(f"/queue/{unique}")
+    sender.send(Message(body=b"by certificate", user_id=DN.encode()))
+    receiver = conn.create_receiver(f"/queue/{unique}")
+    got = receiver.receive(timeout=30)
+    receiver.accept()
+    conn.close()
+    # user-id is checked against the logged-in user by the core: it passed, so the login is DN
+    assert bytes(got.body) == b"by certificate" and got.user_id == DN.encode()
+
+
+@pytest.mark.parametrize("client", [None, "unknown"])
+def test_amqp1_external_refused(dn_broker, pki, client):
+    # no certificate, or one naming no user: SASL fails (RabbitMQ logs why)
+    with pytest.raises(ConnectionException):
+        _amqp1s(dn_broker, pki, client)
+
+
+def test_amqp1_external_not_offered_without_tls(dn_broker):
+    with pytest.raises(ConnectionException):
+        BlockingConnection(f"amqp://localhost:{dn_broker.amqp_port}",
+                           allowed_mechs="EXTERNAL", timeout=30)
+
+
+def test_zz_amqp1_refusals_logged_without_traceback(dn_broker):
+    log = dn_broker.log()
+    assert "(AMQP 1.0): connection peer presented no TLS (x.509) certificate" in log
+    assert "Traceback" not in log

@@ -44,7 +44,7 @@ def _client_context(pki) -> ssl.SSLContext:
 
 
 def test_each_tls_listener_logs_its_port(tls_broker):
-    for label, key in (("AMQP 0-9-1 over TLS", "amqps"), ("STOMP over TLS", "stomps"),
+    for label, key in (("AMQP 0-9-1 and 1.0 over TLS", "amqps"), ("STOMP over TLS", "stomps"),
                        ("MQTT over TLS", "mqtts"), ("HTTP API over TLS", "https")):
         tls_broker.wait_for_line(f"{label} listening on 127.0.0.1:{tls_broker.tls_ports[key]}")
 

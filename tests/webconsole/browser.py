@@ -27,7 +27,7 @@ from pathlib import Path
 
 import websocket
 
-from tests.missing_tools import skipping_missing, tool_missing
+from tests.missing_tools import one_installer, skipping_missing, tool_missing
 
 CHROMIUM = "/usr/bin/chromium"
 DEVTOOLS_LINE = re.compile(r"DevTools listening on (ws://\S+)")
@@ -46,10 +46,12 @@ def ensure_chromium() -> str:
         tool_missing(f"Chromium ({CHROMIUM})", remedy)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     try:
-        subprocess.run(["apt-get", "update", "-q"], check=True, env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"],
-                       check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        with one_installer():
+            if not os.path.exists(CHROMIUM):   # another test worker may have installed it
+                subprocess.run(["apt-get", "update", "-q"], check=True, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     except (OSError, subprocess.CalledProcessError) as error:
         tool_missing(f"Chromium ({CHROMIUM})", f"{remedy}; the tests tried as root and "
                      f"failed: {error}")

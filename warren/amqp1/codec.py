@@ -136,6 +136,11 @@ COMPOSITES: dict[int, tuple[str, tuple[str, ...]]] = {
                       "default_outcome", "outcomes:sym", "capabilities:sym")),
     0x29: ("target", ("address", "durable:uint", "expiry_policy:sym", "timeout:uint", "dynamic",
                       "dynamic_node_properties", "capabilities:sym")),
+    0x30: ("coordinator", ("capabilities:sym",)),
+    0x31: ("declare", ("global_id",)),
+    0x32: ("discharge", ("txn_id", "fail")),
+    0x33: ("declared", ("txn_id",)),
+    0x34: ("transactional_state", ("txn_id", "outcome")),
     0x40: ("sasl_mechanisms", ("sasl_server_mechanisms:sym",)),
     0x41: ("sasl_init", ("mechanism:sym", "initial_response", "hostname")),
     0x42: ("sasl_challenge", ("challenge",)),
@@ -157,8 +162,13 @@ MANDATORY = {
     "transfer": ("handle",), "disposition": ("role", "first"), "detach": ("handle",),
     "error": ("condition",), "sasl_mechanisms": ("sasl_server_mechanisms",),
     "sasl_init": ("mechanism",), "sasl_outcome": ("code",),
+    "discharge": ("txn_id",), "declared": ("txn_id",), "transactional_state": ("txn_id",),
 }
 _BY_NAME = {name: (code, fields) for code, (name, fields) in COMPOSITES.items()}
+#: the same types by their symbolic descriptors (``amqp:declare:list``; proton's transaction
+#: controller sends these), which the spec allows in place of the codes
+_BY_SYMBOL = {f"amqp:{name.replace('_', '-')}:list": code
+              for code, (name, _f) in COMPOSITES.items()}
 _WIDTH = {"uint": UInt, "ushort": UShort, "ubyte": UByte, "ulong": ULong, "ts": Timestamp}
 
 #: the message sections that are not lists: descriptor code -> name
@@ -170,26 +180,30 @@ _MAP_SECTIONS = ("delivery_annotations", "message_annotations", "application_pro
                  "footer")
 
 
+#: each composite's fields as (name, type) pairs, split once: a transfer is made per message
+_FIELDS = {name: tuple(tuple(f.partition(":")[::2]) for f in fields)
+           for name, (_code, fields) in _BY_NAME.items()}
+_FIELD_NAMES = {name: frozenset(n for n, _k in fields) for name, fields in _FIELDS.items()}
+
+
 class Composite:
     """One of the spec's described lists (a performative, a source, an outcome, ...)."""
 
     def __init__(self, kind: str, /, **fields: Any) -> None:
-        if kind not in _BY_NAME:
+        specs = _FIELDS.get(kind)
+        if specs is None:
             raise KeyError(kind)
         self.kind = kind                  # not "name": attach has a field of that name
-        names = [f.split(":")[0] for f in _BY_NAME[kind][1]]
-        unknown = set(fields) - set(names)
-        if unknown:
+        if not _FIELD_NAMES[kind].issuperset(fields):
+            unknown = set(fields) - _FIELD_NAMES[kind]
             raise TypeError(f"{kind} has no field {sorted(unknown)}")
-        for n in names:
-            setattr(self, n, fields.get(n))
+        values = self.__dict__
+        for n, _k in specs:
+            values[n] = fields.get(n)
 
     def fields(self) -> list[tuple[str, str, Any]]:
-        out = []
-        for spec in _BY_NAME[self.kind][1]:
-            n, _, kind = spec.partition(":")
-            out.append((n, kind, getattr(self, n)))
-        return out
+        values = self.__dict__
+        return [(n, k, values[n]) for n, k in _FIELDS[self.kind]]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Composite) and self.kind == other.kind and \
@@ -485,6 +499,8 @@ def _decode_array(buf: memoryview, pos: int, count: int) -> tuple[Array, int]:
 
 
 def _described(descriptor: Any, value: Any) -> Any:
+    if isinstance(descriptor, str) and descriptor in _BY_SYMBOL:
+        descriptor = _BY_SYMBOL[descriptor]
     if isinstance(descriptor, int) and not isinstance(descriptor, bool) and \
             descriptor >> 32 == 0 and descriptor in COMPOSITES:
         name, fields = COMPOSITES[descriptor]
@@ -492,9 +508,11 @@ def _described(descriptor: Any, value: Any) -> Any:
             raise DecodeError(f"{name} is not a list")
         if len(value) > len(fields):
             raise DecodeError(f"{name} with more fields than it has")
-        for spec, v in zip(fields, value):
-            _check_field(name, spec, v)
-        composite = Composite(name, **{f.split(":")[0]: v for f, v in zip(fields, value)})
+        specs = _FIELDS[name]
+        for (field, kind), v in zip(specs, value):
+            if v is not None and kind:
+                _check_field(name, field, kind, v)
+        composite = Composite(name, **{n: v for (n, _k), v in zip(specs, value)})
         for field in MANDATORY.get(name, ()):
             if getattr(composite, field) is None:
                 raise DecodeError(f"{name} without its mandatory {field.replace('_', '-')}")
@@ -502,12 +520,9 @@ def _described(descriptor: Any, value: Any) -> Any:
     return Described(descriptor, value)
 
 
-def _check_field(composite: str, spec: str, value: Any) -> None:
+def _check_field(composite: str, field: str, kind: str, value: Any) -> None:
     """A field of the wrong type is malformed input (amqp:decode-error), caught here so the
     connection never meets a string where it counts on a number."""
-    field, _, kind = spec.partition(":")
-    if value is None or not kind:
-        return
     if kind == "sym":
         ok = isinstance(value, str) or (isinstance(value, list) and
                                         all(isinstance(v, str) for v in value))

@@ -1,11 +1,12 @@
-"""The AMQP 1.0 connection on Twisted: SASL, open/begin/attach, links to queues, credit.
+"""The AMQP 1.0 connection on Twisted: SASL, open/begin/attach, credit, transfers in and out.
 
-One object holds the connection, its sessions and their links: a first slice keeps the state
-machine in one place. Addresses are RabbitMQ 4's v2 scheme (``/queues/<name>`` to send to or
-receive from a queue, ``/exchanges/<name>/<key>`` to send through an exchange). Unsettled
-transfers are accepted once routed and, when stored, once the store's sync covers them.
-Errors go out on the level the spec gives them: a missing node detaches the link
-(``amqp:not-found``); malformed bytes close the connection (``amqp:decode-error``).
+This object holds the connection's state machine and its sessions; what a link's source or
+target names is resolved by ``termini.py`` (addresses in ``addresses.py``), the links
+themselves are ``links.py``'s, selectors ``filters.py``'s and transactions
+``transactions.py``'s. Unsettled transfers are accepted once routed and, when stored, once the
+store's sync covers them. Errors go out on the level the spec gives them (``errors.py``): a
+missing node detaches the link (``amqp:not-found``), a forged user-id ends the session,
+malformed bytes close the connection (``amqp:decode-error``).
 """
 
 from __future__ import annotations
@@ -15,14 +16,20 @@ from typing import Any
 
 from twisted.internet import protocol, task
 
+from ..cert_login import certificate_login, is_tls
 from ..endpoint import AcceptedConnection
 from ..model.errors import AccessRefused, BrokerError
 from ..model.message import Message
-from .addresses import Address, BadAddress, parse_address
 from .codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_FRAME, SASL_HEADER,
-                    Composite, DecodeError, Frame, FrameReader, FrameTooLarge, Symbol,
-                    decode_message, encode_frame, encode_message)
-from .mapping import body_from, properties_from, sections_for
+                    Composite, DecodeError, Frame, FrameReader, FrameTooLarge, decode_message,
+                    encode_frame)
+from .errors import ConnectionError_, LinkError, SessionError, condition_of, error
+from .filters import selector_filter
+from .links import CoordinatorLink, ReceivingLink, SendingLink, Session, settle
+from .mapping import body_from, properties_from
+from .subscriptions import unsubscribe
+from .termini import delete_own_queue, source_node, target_node
+from .transactions import LOCAL_TRANSACTIONS, Transactions
 
 log = logging.getLogger("warren.amqp1")
 
@@ -31,102 +38,6 @@ LINK_CREDIT = 128
 WINDOW = 65535
 EMPTY_FRAME = encode_frame(None)
 SASL_OK, SASL_AUTH = 0, 1
-
-
-class LinkError(Exception):
-    """Ends one link with an AMQP error condition."""
-
-    def __init__(self, condition: str, description: str) -> None:
-        super().__init__(description)
-        self.condition = condition
-        self.description = description
-
-
-class ConnectionError_(Exception):
-    """Closes the connection with an AMQP error condition."""
-
-    def __init__(self, condition: str, description: str) -> None:
-        super().__init__(description)
-        self.condition = condition
-        self.description = description
-
-
-def error(condition: str, description: str) -> Composite:
-    return Composite("error", condition=Symbol(condition), description=description)
-
-
-#: the core's errors (their AMQP 0-9-1 codes) as AMQP 1.0 conditions, as RabbitMQ 4 maps them
-CONDITIONS = {403: "amqp:unauthorized-access", 404: "amqp:not-found",
-              405: "amqp:resource-locked", 406: "amqp:precondition-failed"}
-
-
-def condition_of(e: BrokerError) -> str:
-    return CONDITIONS.get(getattr(e, "code", 0), "amqp:internal-error")
-
-
-class Session:
-    def __init__(self, channel: int, remote_channel: int) -> None:
-        self.channel = channel
-        self.remote_channel = remote_channel
-        self.next_outgoing_id = 0            # our delivery ids
-        self.links: dict[int, Any] = {}      # the client's handle -> link
-        self.detaching: set[int] = set()     # handles we detached: their echo needs no reply
-
-
-class SendingLink:
-    """The client sends into warren (we are the receiver)."""
-
-    def __init__(self, session: Session, handle: int, exchange: str, key: str | None) -> None:
-        self.session = session
-        self.handle = handle
-        self.exchange = exchange
-        self.key = key
-        self.credit = 0
-        self.delivery_count = 0
-        self.partial: list[bytes] = []       # the frames of a multi-frame transfer
-        self.partial_id: int | None = None
-        self.partial_settled = False
-        self.partial_size = 0
-
-
-class ReceivingLink:
-    """The client receives from a queue (we are the sender): a core consumer."""
-
-    exclusive = False
-    priority = 0
-
-    def __init__(self, conn: "Amqp1Connection", session: Session, handle: int, queue: Any,
-                 settled: bool) -> None:
-        self.conn = conn
-        self.session = session
-        self.handle = handle
-        self.queue = queue
-        self.no_ack = settled
-        self.tag = f"amqp1-{id(self):x}"
-        self.arguments: dict[str, Any] = {}
-        self.credit = 0
-        self.delivery_count = 0
-        self.unacked: dict[int, Any] = {}    # delivery id -> entry
-
-    def has_credit(self) -> bool:
-        return self.credit > 0 and not self.conn.closed
-
-    def deliver(self, queue: Any, entry: Any) -> None:
-        self.credit -= 1
-        self.delivery_count = (self.delivery_count + 1) & 0xFFFFFFFF
-        session = self.session
-        delivery_id = session.next_outgoing_id
-        session.next_outgoing_id = (delivery_id + 1) & 0xFFFFFFFF
-        if not self.no_ack:
-            self.unacked[delivery_id] = entry
-        message = entry.message
-        payload = encode_message(sections_for(message.properties, message.body,
-                                              bool(getattr(entry, "redelivered", False))))
-        self.conn.send_transfer(session, self.handle, delivery_id, payload, self.no_ack)
-
-    def cancelled(self, queue: Any) -> None:
-        self.conn.detach(self.session, self.handle,
-                         error("amqp:resource-deleted", f"queue '{queue.name}' deleted"))
 
 
 class Amqp1Connection(AcceptedConnection, protocol.Protocol):
@@ -143,9 +54,13 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         self.vhost_name: str | None = None
         self.publisher: Any = None
         self.sessions: dict[int, Session] = {}
+        self._ended: set[int] = set()        # channels of sessions we ended with an error
+        self.transactions = Transactions()
         self.closed = False
         self.blocked = False                 # a broker alarm: no credit for senders
         self._keepalive: Any = None          # empty frames for the peer's idle time-out
+        self._idle_call: Any = None          # our own idle time-out (the heartbeat setting)
+        self._heard = 0                      # recv_oct at the last idle check
         self._handshake_call: Any = None
         self.container_id = ""
         self.connected_at = clock.seconds()
@@ -225,14 +140,16 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.closed = True
-        if self._keepalive is not None and self._keepalive.running:
-            self._keepalive.stop()
+        for call in (self._keepalive, self._idle_call):
+            if call is not None and call.running:
+                call.stop()
         if self._handshake_call is not None and self._handshake_call.active():
             self._handshake_call.cancel()
         self.broker.unregister_connection(self)
         self.broker.unregister_blockable(self)
         if self.stage == "opened":
             self.broker.emit("connection.closed", name=self.name)
+        self.transactions.end_of(None)           # their deliveries back to the links first
         for session in self.sessions.values():
             for link in session.links.values():
                 self._drop_link(link)
@@ -248,7 +165,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         header, self._header = self._header, b""
         if self.stage == "sasl-header" and header == SASL_HEADER:
             self._write(SASL_HEADER + encode_frame(Composite(
-                "sasl_mechanisms", sasl_server_mechanisms=["PLAIN", "ANONYMOUS"]),
+                "sasl_mechanisms", sasl_server_mechanisms=self._mechanisms()),
                 ftype=SASL_FRAME))
             self.stage = "sasl"
         elif header == AMQP_HEADER and self.user is not None:
@@ -264,8 +181,29 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
             return b""
         return rest
 
+    def _mechanisms(self) -> list[str]:
+        """EXTERNAL (the client's certificate names the user, ``cert_login.py``) first when
+        it is configured and the connection is TLS, as for 0-9-1; then PLAIN, ANONYMOUS."""
+        external = "EXTERNAL" in self.config.auth_mechanisms and is_tls(self.transport)
+        return ["EXTERNAL"] * external + ["PLAIN", "ANONYMOUS"]
+
     def _sasl_init(self, init: Composite) -> None:
         mechanism = str(init.mechanism or "")
+        if mechanism not in self._mechanisms():
+            return self._sasl_fail()
+        if mechanism == "EXTERNAL":
+            # the initial response (an authorization identity) is ignored, as RabbitMQ does
+            login = certificate_login(self.transport, self.config)
+            try:
+                if login.name is None:
+                    raise self.broker.refuse_login(None, login.refusal, peer=self.peer_host,
+                                                   protocol="AMQP 1.0", mechanism=mechanism)
+                self.user = self.broker.authenticate(
+                    login.name, None, loopback=self.loopback, peer=self.peer_host,
+                    protocol="AMQP 1.0", mechanism=mechanism)
+            except AccessRefused:
+                return self._sasl_fail()
+            return self._sasl_ok()
         if mechanism == "PLAIN":
             parts = bytes(init.initial_response or b"").split(b"\x00")
             if len(parts) != 3:
@@ -281,8 +219,10 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
                                                  peer=self.peer_host, protocol="AMQP 1.0")
         except AccessRefused:
             return self._sasl_fail()
-        self._write(encode_frame(Composite("sasl_outcome", code=SASL_OK),
-                                          ftype=SASL_FRAME))
+        self._sasl_ok()
+
+    def _sasl_ok(self) -> None:
+        self._write(encode_frame(Composite("sasl_outcome", code=SASL_OK), ftype=SASL_FRAME))
         self.stage = "amqp-header"
 
     def _sasl_fail(self) -> None:
@@ -315,9 +255,16 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         if p.kind == "begin":
             return handler(frame.channel, p)
         if session is None:
+            if frame.channel in self._ended:
+                if p.kind == "end":                  # the client's answer to our end
+                    self._ended.discard(frame.channel)
+                return                               # sent before it saw our end
             raise ConnectionError_("amqp:connection:framing-error",
                                    f"{p.kind} on channel {frame.channel} with no session")
-        handler(session, p, frame.payload)
+        try:
+            handler(session, p, frame.payload)
+        except SessionError as e:
+            self._end_session(session, error(e.condition, e.description))
 
     def _open(self, p: Composite) -> None:
         if p.container_id is None:
@@ -329,16 +276,30 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
                                                 protocol="AMQP 1.0", connection=self)
         except BrokerError as e:
             raise ConnectionError_("amqp:not-allowed", e.text) from None
+        if p.idle_time_out and int(p.idle_time_out) < 1000:
+            # RabbitMQ 4's floor (spec 2.4.5: a peer may refuse a time-out it cannot keep)
+            raise ConnectionError_("amqp:not-allowed",
+                                   f"idle-time-out ({int(p.idle_time_out)} ms) < minimum "
+                                   "idle-time-out (1000 ms)")
         self.vhost_name = vhost
         self.container_id = str(p.container_id)
         self.publisher = self.broker.publisher(self.vhost, self.user)
         theirs = int(p.max_frame_size) if p.max_frame_size is not None else 0xFFFFFFFF
         self.max_frame = max(MIN_MAX_FRAME_SIZE, min(theirs, self.config.frame_max))
         self.reader.max_size = self.config.frame_max
+        heartbeat = self.config.heartbeat
+        # our own time-out is the configured heartbeat, offered at half (spec 2.4.5), as
+        # RabbitMQ 4 does; a client silent for longer is closed (_idle_check)
         self.send(Composite("open", container_id=self.config.node_name,
                             max_frame_size=self.config.frame_max,
-                            channel_max=self.config.channel_max))
+                            channel_max=self.config.channel_max,
+                            idle_time_out=heartbeat * 500 if heartbeat else None))
         self.stage = "opened"
+        if heartbeat:
+            self._heard = self.recv_oct
+            self._idle_call = task.LoopingCall(self._idle_check)
+            self._idle_call.clock = self.clock
+            self._idle_call.start(heartbeat, now=False)
         if p.idle_time_out:
             # spec 2.4.5: the peer closes if it hears nothing for its idle time-out; an empty
             # frame at half of it keeps a quiet connection open (Qpid JMS asks for 60 s)
@@ -346,6 +307,13 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
             self._keepalive.clock = self.clock
             self._keepalive.start(int(p.idle_time_out) / 2000, now=False)
         self.broker.emit("connection.created", name=self.name)
+
+    def _idle_check(self) -> None:
+        """Nothing (not even an empty frame) from the client for a whole heartbeat: closed."""
+        if self.recv_oct == self._heard and not self.closed:
+            self.close(error("amqp:resource-limit-exceeded",
+                             "no frame received from client within idle timeout threshold"))
+        self._heard = self.recv_oct
 
     def _on_close(self, p: Composite) -> None:
         self.send(Composite("close"))
@@ -368,6 +336,17 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         del self.sessions[session.channel]
         self.send(Composite("end"), session.channel)
 
+    def _end_session(self, session: Session, err: Composite) -> None:
+        """A session error (spec 2.7.7): its links end, the client is told, its answer and
+        whatever it sent before seeing ours are ignored; the connection stays."""
+        log.warning("ending AMQP 1.0 session %d of %s: %s %s", session.channel, self.name,
+                    err.condition, err.description)
+        for link in session.links.values():
+            self._drop_link(link)
+        del self.sessions[session.channel]
+        self._ended.add(session.channel)
+        self.send(Composite("end", error=err), session.channel)
+
     # ------------------------------------------------------------------ links
     def _on_attach(self, session: Session, p: Composite, _payload: bytes) -> None:
         handle = int(p.handle)
@@ -376,22 +355,33 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         reply = Composite("attach", name=p.name, handle=handle, role=not p.role,
                           snd_settle_mode=p.snd_settle_mode, rcv_settle_mode=0,
                           source=p.source, target=p.target)
+        node = None
         try:
             if p.role:     # the client receives
-                address = getattr(p.source, "address", None)
-                queue = self._queue(address)
-                link: Any = ReceivingLink(self, session, handle, queue,
-                                          settled=p.snd_settle_mode == 1)
+                selector, filters = selector_filter(p.source)
+                node = source_node(self, p.source, str(p.name),
+                                   selector.text if selector is not None else None)
+                link: Any = ReceivingLink(self, session, handle, node.queue,
+                                          settled=p.snd_settle_mode == 1, selector=selector,
+                                          own=node.own)
+                link.subscription = node.subscription
+                reply.source = node.source or _answered(p.source, node.address, filters)
                 reply.initial_delivery_count = 0
-                queue.add_consumer(link, self)
+                node.queue.add_consumer(link, self)
+            elif getattr(p.target, "kind", None) == "coordinator":
+                link = CoordinatorLink(session, handle)
+                reply.target = Composite("coordinator", capabilities=[LOCAL_TRANSACTIONS])
             else:
-                address = getattr(p.target, "address", None)
-                exchange, key = self._destination(address)
-                link = SendingLink(session, handle, exchange, key)
+                node = target_node(self, p.target)
+                link = SendingLink(session, handle, node.exchange, node.key, own=node.own)
+                if node.address is not None:
+                    reply.target = _answered(p.target, node.address)
                 reply.max_message_size = self.config.max_message_size
         except (LinkError, BrokerError) as e:
             condition, text = (e.condition, e.description) if isinstance(e, LinkError) \
                 else (condition_of(e), e.text)
+            if node is not None and node.own is not None:
+                delete_own_queue(node.own)
             # spec 2.6.3: a refused link is attached with a null terminus, then detached
             if p.role:
                 reply.source = None
@@ -408,36 +398,6 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
             self.broker.register_blockable(self)     # may block us at once
             if not self.blocked:
                 self._grant(link)
-
-    def _address(self, address: Any) -> Address:
-        try:
-            return parse_address(address)
-        except BadAddress as e:
-            raise LinkError("amqp:invalid-field", str(e)) from None
-
-    def _existing_queue(self, name: str) -> Any:
-        queue = self.vhost.queues.get(name)
-        if queue is None:
-            raise LinkError("amqp:not-found", f"no queue '{name}' in vhost '{self.vhost.name}'")
-        return queue
-
-    def _queue(self, address: Any) -> Any:
-        """The queue a receiving link consumes from (queues only, as RabbitMQ 4)."""
-        parsed = self._address(address)
-        if parsed.queue is None:
-            raise LinkError("amqp:invalid-field", f"address '{address}' is not a queue")
-        queue = self._existing_queue(parsed.queue)
-        queue.check_access(self)
-        return queue
-
-    def _destination(self, address: Any) -> tuple[str, str | None]:
-        """(exchange, key) a sending link publishes to; key None: the message's subject."""
-        parsed = self._address(address)
-        if parsed.queue is not None:
-            self._existing_queue(parsed.queue)
-            return "", parsed.queue
-        self.publisher.exchange(parsed.exchange)
-        return parsed.exchange, parsed.key
 
     def _grant(self, link: SendingLink) -> None:
         link.credit = LINK_CREDIT
@@ -477,7 +437,9 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         link = session.links.pop(handle, None)
         if link is not None:
             self._drop_link(link)
-        self.send(Composite("detach", handle=p.handle, closed=True), session.channel)
+            if p.closed and getattr(link, "subscription", False):
+                unsubscribe(link.queue)             # JMS's unsubscribe
+        self.send(Composite("detach", handle=p.handle, closed=p.closed), session.channel)
 
     def detach(self, session: Session, handle: int, err: Composite | None) -> None:
         link = session.links.pop(handle, None)
@@ -488,11 +450,16 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
             session.detaching.add(handle)
 
     def _drop_link(self, link: Any) -> None:
+        if isinstance(link, CoordinatorLink):
+            self.transactions.end_of(link)
         if isinstance(link, ReceivingLink):
+            link.dropped = True
             link.queue.remove_consumer(link)
             if link.unacked:
                 entries, link.unacked = list(link.unacked.values()), {}
                 link.queue.requeue(entries)
+        if link.own is not None:
+            delete_own_queue(link.own)
 
     # ------------------------------------------------------------------ transfers in
     def _on_transfer(self, session: Session, p: Composite, payload: bytes) -> None:
@@ -513,6 +480,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
             link.delivery_count = (link.delivery_count + 1) & 0xFFFFFFFF
             link.partial_id = int(p.delivery_id) if p.delivery_id is not None else 0
             link.partial_settled = bool(p.settled)
+            link.partial_state = p.state
         link.partial.append(payload)
         link.partial_size += len(payload)
         if link.partial_size > self.config.max_message_size:
@@ -528,14 +496,55 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         delivery_id, link.partial_id = link.partial_id, None
         if p.aborted:
             return
-        self._publish(session, link, delivery_id, data, link.partial_settled)
+        try:
+            if isinstance(link, CoordinatorLink):
+                self._coordinate(session, link, delivery_id, data)
+            else:
+                self._publish(session, link, delivery_id, data, link.partial_settled,
+                              link.partial_state)
+        except LinkError as e:
+            self.detach(session, link.handle, error(e.condition, e.description))
+            return
         if link.credit < LINK_CREDIT // 2 and not self.blocked:
             self._grant(link)
 
+    def _coordinate(self, session: Session, link: CoordinatorLink, delivery_id: int,
+                    data: bytes) -> None:
+        """A transaction controller's declare or discharge (``transactions.py``)."""
+        body = decode_message(data).get("amqp_value")
+        kind = getattr(body, "kind", None)
+        try:
+            if kind == "declare":
+                if body.global_id is not None:
+                    raise LinkError("amqp:not-implemented",
+                                    "distributed transactions are not supported")
+                state = Composite("declared", txn_id=self.transactions.declare(link))
+            elif kind == "discharge":
+                if self.transactions.discharge(body.txn_id, bool(body.fail), self.publisher):
+                    self._unsynced.append((session, delivery_id))   # accepted after the sync
+                    return
+                state = Composite("accepted")
+            else:
+                raise LinkError("amqp:invalid-field",
+                                "a coordinator takes declare and discharge messages")
+        except LinkError as e:
+            state = Composite("rejected", error=error(e.condition, e.description))
+        except BrokerError as e:        # a publish of the commit refused (permission revoked)
+            state = Composite("rejected", error=error(condition_of(e), e.text))
+        self._settle(session, delivery_id, state)
+
     def _publish(self, session: Session, link: SendingLink, delivery_id: int, data: bytes,
-                 settled: bool) -> None:
+                 settled: bool, state: Any = None) -> None:
+        txn = None
+        if getattr(state, "kind", None) == "transactional_state":
+            txn = self.transactions.get(state.txn_id)
         sections = decode_message(data)
         props = properties_from(sections)
+        if props.user_id is not None and props.user_id != self.user.name:
+            # RabbitMQ 4: a session error, in the words of 0-9-1's precondition
+            raise SessionError("amqp:unauthorized-access",
+                               f"user_id property set to '{props.user_id}' but authenticated "
+                               f"user was '{self.user.name}'")
         body = body_from(sections)
         key = link.key
         if key is None:
@@ -546,6 +555,14 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
                           ttl=int(props.expiration) if props.expiration else None)
         try:
             exchange = self.publisher.exchange(link.exchange)
+            if txn is not None:
+                # held until the discharge; the outcome is provisional (spec 4.4.1)
+                txn.publishes.append((exchange, message))
+                if not settled:
+                    self._settle(session, delivery_id, Composite(
+                        "transactional_state", txn_id=txn.txn_id,
+                        outcome=Composite("accepted")))
+                return
             routed = self.publisher.publish(exchange, message)
         except BrokerError as e:
             if not settled:
@@ -592,9 +609,13 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         tag = delivery_id.to_bytes(4, "big")
         first = Composite("transfer", handle=handle, delivery_id=delivery_id, delivery_tag=tag,
                           message_format=0, settled=settled)
-        room = self.max_frame - 8 - len(encode_frame(first, session.channel)) - 8
+        frame = encode_frame(first, session.channel, payload)
+        if len(frame) <= self.max_frame:             # the usual case: one frame, encoded once
+            self._write(frame)
+            return
+        room = self.max_frame - (len(frame) - len(payload)) - 8   # 8: room for more=true
         more = Composite("transfer", handle=handle)
-        chunks = [payload[i:i + room] for i in range(0, len(payload), room)] or [b""]
+        chunks = [payload[i:i + room] for i in range(0, len(payload), room)]
         for i, chunk in enumerate(chunks):
             perf = first if i == 0 else more
             perf.more = i < len(chunks) - 1 or None
@@ -606,21 +627,30 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         first = int(p.first)
         last = int(p.last) if p.last is not None else first
         state = p.state
-        outcome = state.kind if isinstance(state, Composite) else "accepted"
+        txn = None
+        if getattr(state, "kind", None) == "transactional_state":
+            try:
+                txn = self.transactions.get(state.txn_id)
+            except LinkError as e:
+                raise SessionError(e.condition, e.description) from None
+            state = state.outcome
         for link in session.links.values():
             if not isinstance(link, ReceivingLink) or not link.unacked:
                 continue
-            # by what is held, not by the range: a range of 2^32 ids costs nothing
-            entries = [link.unacked.pop(i) for i in list(link.unacked) if first <= i <= last]
-            if not entries:
+            # by the range or by what is held, whichever is shorter: one id costs one lookup,
+            # and a range of 2^32 ids costs no more than what the link holds
+            unacked = link.unacked
+            if last - first < len(unacked):
+                held = {i: e for i in range(first, last + 1)
+                        if (e := unacked.pop(i, None)) is not None}
+            else:
+                held = {i: unacked.pop(i) for i in list(unacked) if first <= i <= last}
+            if not held:
                 continue
-            if outcome == "accepted":
-                link.queue.ack(entries)
-            elif outcome == "rejected" or (outcome == "modified" and state.undeliverable_here):
-                link.queue.reject(entries)
-            else:                       # released, modified: back to the queue
-                link.queue.requeue(entries)
-            link.queue.dispatch()
+            if txn is not None:
+                txn.settles.append((link, held, state))    # applied when it commits
+            else:
+                settle(link.queue, list(held.values()), state)
 
     # ------------------------------------------------------------------ output
     def _write(self, data: bytes) -> None:
@@ -641,6 +671,18 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
             self.send(Composite("close", error=err))
         self.closed = True
         self.transport.loseConnection()
+
+
+def _answered(terminus: Composite, address: str | None,
+              filters: dict[Any, Any] | None = None) -> Composite:
+    """The source or target an attach is answered with: the client's, with the address the
+    broker chose for a dynamic node and only the filters applied."""
+    fields = {name: value for name, _kind, value in terminus.fields()}
+    if address is not None:
+        fields["address"] = address
+    if terminus.kind == "source":
+        fields["filter"] = filters
+    return Composite(terminus.kind, **fields)
 
 
 class Amqp1Factory(protocol.Factory):

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..model.message import Message, Properties
+from ..model.message import Message, Properties, QueueEntry
 
-__all__ = ["DEFAULT_PRIORITY", "JMS_HEADERS", "jms_timestamp", "message_lookup"]
+__all__ = ["DEFAULT_PRIORITY", "JMS_HEADERS", "entry_lookup", "jms_timestamp",
+           "message_lookup"]
 
 #: JMS's default priority (javax.jms.Message.DEFAULT_PRIORITY)
 DEFAULT_PRIORITY = 4
@@ -76,3 +77,19 @@ def message_lookup(message: Message, redelivered: bool = False,
             return bytes(value).decode("utf-8", "replace")
         return value
     return lookup
+
+
+def entry_lookup(entry: QueueEntry, extra: dict[str, Callable[[Message], Any]] | None = None
+                 ) -> Callable[[str], Any]:
+    """A consumer's selector view of one queued message (STOMP's and AMQP 1.0's receivers).
+
+    ``JMSXDeliveryCount`` is the delivery this would be (1 the first time, as ActiveMQ counts),
+    so it comes from the queue entry, not the message.
+    """
+    lookup = message_lookup(entry.message, bool(entry.redelivered), extra)
+
+    def with_count(name: str) -> Any:
+        if name == "JMSXDeliveryCount":
+            return entry.delivery_count + 1
+        return lookup(name)
+    return with_count

@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from ..broker.jms import DEFAULT_PRIORITY, message_lookup
+from ..broker.jms import DEFAULT_PRIORITY, entry_lookup
 from ..model.message import Properties, QueueEntry
 from .destinations import destination_header
 
@@ -87,15 +87,5 @@ _STOMP_NAMES = {
 
 
 def selector_lookup(entry: QueueEntry) -> Callable[[str], Any]:
-    """A STOMP consumer's selector view of one queued message (``broker/jms.py``).
-
-    ``JMSXDeliveryCount`` is the delivery this would be (1 the first time, as ActiveMQ counts),
-    so it comes from the queue entry, not the message.
-    """
-    lookup = message_lookup(entry.message, bool(entry.redelivered), _STOMP_NAMES)
-
-    def with_count(name: str) -> Any:
-        if name == "JMSXDeliveryCount":
-            return entry.delivery_count + 1
-        return lookup(name)
-    return with_count
+    """A STOMP consumer's selector view of one queued message (``broker/jms.py``)."""
+    return entry_lookup(entry, _STOMP_NAMES)

@@ -1,0 +1,120 @@
+"""AMQP 1.0 sessions and their links: a sending client's link (we receive and publish) and a
+receiving client's link (a core consumer of one queue, ``broker/consumers.py``), whose
+deliveries the connection writes as transfers. A receiver with a JMS selector is a selective
+consumer: the queue offers it only the messages it matches, the rest stay for others."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..broker.jms import entry_lookup
+from ..broker.queue import Queue
+from ..broker.selector import Selector
+from .codec import encode_message
+from .errors import error
+from .mapping import sections_for
+
+if TYPE_CHECKING:
+    from .connection import Amqp1Connection
+
+
+class Session:
+    def __init__(self, channel: int, remote_channel: int) -> None:
+        self.channel = channel
+        self.remote_channel = remote_channel
+        self.next_outgoing_id = 0            # our delivery ids
+        self.links: dict[int, Any] = {}      # the client's handle -> link
+        self.detaching: set[int] = set()     # handles we detached: their echo needs no reply
+
+
+class SendingLink:
+    """The client sends into warren (we are the receiver)."""
+
+    def __init__(self, session: Session, handle: int, exchange: str, key: str | None,
+                 own: Queue | None = None) -> None:
+        self.session = session
+        self.handle = handle
+        self.exchange = exchange
+        self.key = key
+        self.own = own                       # a queue made for this link (dynamic target)
+        self.credit = 0
+        self.delivery_count = 0
+        self.partial: list[bytes] = []       # the frames of a multi-frame transfer
+        self.partial_id: int | None = None
+        self.partial_settled = False
+        self.partial_state: Any = None       # its delivery state (transactional-state)
+        self.partial_size = 0
+
+
+class CoordinatorLink(SendingLink):
+    """The client's transaction controller (a target of type ``coordinator``): its transfers
+    declare and discharge transactions (``transactions.py``) instead of publishing."""
+
+    def __init__(self, session: Session, handle: int) -> None:
+        super().__init__(session, handle, "", "")
+
+
+class ReceivingLink:
+    """The client receives from a queue (we are the sender): a core consumer."""
+
+    exclusive = False
+    priority = 0
+    accepts: Any = None                      # set to match a selector (see __init__)
+
+    def __init__(self, conn: "Amqp1Connection", session: Session, handle: int, queue: Any,
+                 settled: bool, selector: Selector | None = None,
+                 own: Queue | None = None) -> None:
+        self.conn = conn
+        self.session = session
+        self.handle = handle
+        self.queue = queue
+        self.no_ack = settled
+        self.tag = f"amqp1-{id(self):x}"
+        self.arguments: dict[str, Any] = {}
+        self.credit = 0
+        self.delivery_count = 0
+        self.unacked: dict[int, Any] = {}    # delivery id -> entry
+        self.own = own                       # a queue made for this link: deleted with it
+        self.dropped = False                 # the link ended (its unacked were requeued)
+        self.subscription = False            # it reads a durable subscription's queue
+        self.selector = selector
+        if selector is not None:
+            # a selective consumer (broker/consumers.py): offered only what it matches
+            self.accepts = self._matches
+
+    def _matches(self, queue: Any, entry: Any) -> bool:
+        assert self.selector is not None
+        return self.selector.matches(entry_lookup(entry))
+
+    def has_credit(self) -> bool:
+        return self.credit > 0 and not self.conn.closed
+
+    def deliver(self, queue: Any, entry: Any) -> None:
+        self.credit -= 1
+        self.delivery_count = (self.delivery_count + 1) & 0xFFFFFFFF
+        session = self.session
+        delivery_id = session.next_outgoing_id
+        session.next_outgoing_id = (delivery_id + 1) & 0xFFFFFFFF
+        if not self.no_ack:
+            self.unacked[delivery_id] = entry
+        message = entry.message
+        payload = encode_message(sections_for(message.properties, message.body,
+                                              bool(getattr(entry, "redelivered", False))))
+        self.conn.send_transfer(session, self.handle, delivery_id, payload, self.no_ack)
+
+    def cancelled(self, queue: Any) -> None:
+        self.conn.detach(self.session, self.handle,
+                         error("amqp:resource-deleted", f"queue '{queue.name}' deleted"))
+
+
+def settle(queue: Queue, entries: list[Any], state: Any) -> None:
+    """Apply a receiver's outcome to entries it held: accepted acks; rejected, and modified
+    with undeliverable-here, reject (dead-lettering); released and modified requeue."""
+    outcome = getattr(state, "kind", "accepted")
+    if outcome == "accepted":
+        queue.ack(entries)
+    elif outcome == "rejected" or (outcome == "modified" and state.undeliverable_here):
+        queue.reject(entries)
+    else:
+        queue.requeue(entries)
+    queue.dispatch()
