@@ -2,7 +2,7 @@
 warren side by side with RabbitMQ's streams (Debian's rabbitmq-server, plugin rabbitmq_stream).
 
     python -m bench.stream [--messages 100000] [--rounds 1] [--size 64]
-                           [--brokers warren,rabbitmq] [--window 1000]
+                           [--brokers warren,rabbitmq] [--window 1000] [--replay 1000000]
 
 Per broker, one broker on free loopback ports (warren: ``warren run`` as the tests start it;
 RabbitMQ: a private node as ``tests/network/rabbitmq.py`` starts one, with ``rabbitmq_stream``),
@@ -19,12 +19,21 @@ the same clients for both. Each round, on a fresh stream:
 
 The table (stdout, Markdown) has the median rate per broker and step and the ratio warren /
 RabbitMQ; progress goes to stderr. Speed is measured, never asserted.
+
+``--replay N`` (after the rounds, N = 1,000,000 for the figure the README quotes) fills a fresh
+stream with N messages over the Stream protocol and reads them all back from offset 0 with
+rstream, timing both, and takes the broker's resident memory (its process tree's VmRSS)
+before the publish, after it and after the replay: the growth per message over the publish is
+what the broker keeps per message in memory (warren: the stream's index, 20 bytes a message,
+plus whatever the allocator holds), the growth over the replay shows whether reading old data
+costs memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -124,6 +133,51 @@ async def stream_replay(port: int, stream: str, n: int) -> float:
     return n / elapsed
 
 
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and its descendants (RabbitMQ's script starts beam.smp)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def replay_figures(broker: "Running", n: int, size: int) -> dict[str, float]:
+    """Publish ``n`` to a fresh stream, replay them from 0: rates and memory per message."""
+    stream = "bench-replay"
+    before = rss_bytes(broker.pid)
+
+    async def create() -> None:
+        async with Producer(HOST, port=broker.stream, username="guest",
+                            password="guest") as producer:
+            await producer.create_stream(stream, exists_ok=True)
+    asyncio.run(create())
+    publish = asyncio.run(stream_publish(broker.stream, stream, n, size))
+    filled = rss_bytes(broker.pid)
+    start = time.perf_counter()
+    replay = asyncio.run(stream_replay(broker.stream, stream, n))
+    seconds = time.perf_counter() - start
+    replayed = rss_bytes(broker.pid)
+    return {"publish msg/s": publish, "replay msg/s": replay, "replay s": seconds,
+            "B/msg kept": (filled - before) / n, "replay MB": (replayed - filled) / 1e6}
+
+
 class Running:
     """One broker under test: its AMQP and Stream ports, and how to stop it."""
 
@@ -133,10 +187,14 @@ class Running:
             self.proc = BrokerProcess(workdir / "warren").start()
             self.amqp, self.stream = self.proc.amqp_port, self.proc.stream_port
             self.stop = self.proc.stop
+            assert self.proc.proc is not None
+            self.pid = self.proc.proc.pid
         else:
             node = RabbitNode(workdir / "rabbitmq", plugins=("rabbitmq_stream",)).start()
             self.amqp, self.stream = node.amqp_port, node.stream_port
             self.stop = node.stop
+            assert node.proc is not None
+            self.pid = node.proc.pid
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,8 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--window", type=int, default=1000)
     ap.add_argument("--brokers", default="warren,rabbitmq")
+    ap.add_argument("--replay", type=int, default=0,
+                    help="then publish this many to a fresh stream and replay them from 0")
     args = ap.parse_args(argv)
     rates: dict[tuple[str, str], list[float]] = {}
+    replays: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="warren-bench-stream-") as tmp:
         for kind in args.brokers.split(","):
             say(f"starting {kind}")
@@ -168,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
                         rate = run()
                         rates.setdefault((kind, step), []).append(rate)
                         say(f"{kind} round {r + 1} {step}: {rate:,.0f} msg/s")
+                if args.replay:
+                    replays[kind] = replay_figures(broker, args.replay, args.size)
+                    say(f"{kind} replay of {args.replay:,}: {replays[kind]}")
             finally:
                 broker.stop()
     kinds = args.brokers.split(",")
@@ -182,6 +246,17 @@ def main(argv: list[str] | None = None) -> int:
         if "warren" in medians and "rabbitmq" in medians:
             ratio = f" | {medians['warren'] / medians['rabbitmq']:.2f}"
         print(f"| {step} | " + " | ".join(cells) + ratio + " |")
+    if replays:
+        print(f"\n{args.replay:,} messages of {args.size} bytes published to a fresh stream "
+              "and replayed from offset 0 (Stream protocol, rstream)\n")
+        shown = [k for k in kinds if k in replays]
+        print("| | " + " | ".join(shown) + " |")
+        print("|---" * (len(shown) + 1) + "|")
+        for figure in ("publish msg/s", "replay msg/s", "replay s", "B/msg kept", "replay MB"):
+            cells = [f"{replays[k][figure]:,.1f}" if figure in ("replay s", "B/msg kept",
+                                                                "replay MB")
+                     else f"{replays[k][figure]:,.0f}" for k in shown]
+            print(f"| {figure} | " + " | ".join(cells) + " |")
     return 0
 
 

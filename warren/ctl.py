@@ -1,8 +1,9 @@
 """``warren ctl``: rabbitmqctl-style commands against a running broker's HTTP API.
 
 Each command is one or two management-API calls (the API is RabbitMQ's, so the same calls work
-against RabbitMQ). Output is tab-separated like rabbitmqctl's, so existing scripts keep
-parsing it.
+against RabbitMQ; ``add_super_stream`` / ``delete_super_stream``, which RabbitMQ does with
+``rabbitmq-streams``, use warren's own ``/api/super-streams``). Output is tab-separated like
+rabbitmqctl's, so existing scripts keep parsing it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import sys
 import urllib.error
 import urllib.parse
@@ -330,6 +332,71 @@ def _fraction(text: str) -> float:
         raise ApiError(f"not a number: {text!r}") from None
 
 
+#: ISO 8601 durations as ``rabbitmq-streams --max-age`` takes them (P5DT8H, PT10M30S)
+_DURATION = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?"
+                       r"(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
+#: seconds of each field, as rabbitmq-streams counts them (a year 365 days, a month 30)
+_DURATION_SECONDS = (365 * 86400, 30 * 86400, 86400, 3600, 60, 1)
+
+
+def _max_age(text: str) -> str:
+    """An ISO 8601 duration as a stream's ``x-max-age`` in seconds (``PT10M`` -> ``600s``)."""
+    m = _DURATION.fullmatch(text)
+    if m is None or text in ("P", "PT") or text.endswith("T"):
+        raise ApiError("Invalid value for --max-age, the value must a ISO 8601 duration, e.g. "
+                       "e.g. PT10M30S for 10 minutes 30 seconds, P5DT8H for 5 days 8 hours.")
+    seconds = sum(int(v or 0) * unit for v, unit in zip(m.groups(), _DURATION_SECONDS))
+    return f"{seconds}s"
+
+
+def ctl_add_super_stream(api: Api, a: argparse.Namespace) -> None:
+    """``rabbitmq-streams add_super_stream <name> [--partitions N | --binding-keys a,b]``
+    with the partitions' retention: the exchange, partition streams and bindings."""
+    if a.partitions is not None and a.binding_keys is not None:
+        raise ApiError("Specify --partitions or --binding-keys, not both.")
+    body: dict[str, Any] = {}
+    if a.binding_keys is not None:
+        body["binding-keys"] = [k.strip() for k in a.binding_keys.split(",")]
+    else:
+        try:
+            body["partitions"] = int(a.partitions or 3)
+        except ValueError:
+            raise ApiError(f"--partitions is not a number: {a.partitions!r}") from None
+        if body["partitions"] < 1:
+            raise ApiError("The partition number must be greater than 0")
+    # one node: a leader locator and a cluster size change nothing, but scripts written for
+    # rabbitmq-streams pass them, and get its refusals for bad values
+    if a.leader_locator is not None and a.leader_locator not in (
+            "client-local", "balanced", "random", "least-leaders"):
+        raise ApiError("Invalid value for --leader-locator, valid values are client-local, "
+                       "balanced.")
+    if a.initial_cluster_size is not None:
+        try:
+            size = int(a.initial_cluster_size)
+        except ValueError:
+            raise ApiError("Invalid value for --initial-cluster-size, the value must be a "
+                           "positive integer.") from None
+        if size <= 0:
+            raise ApiError("Invalid value for --initial-cluster-size, the value must be "
+                           "positive.")
+    arguments: dict[str, Any] = {}
+    if a.max_length_bytes is not None:
+        arguments["x-max-length-bytes"] = _bytes(a.max_length_bytes)
+    if a.max_age is not None:
+        arguments["x-max-age"] = _max_age(a.max_age)
+    if a.stream_max_segment_size_bytes is not None:
+        arguments["x-stream-max-segment-size-bytes"] = _bytes(a.stream_max_segment_size_bytes)
+    body["arguments"] = arguments
+    api.call("PUT", f"/api/super-streams/{q(a.vhost or '/')}/{q(a.name)}", body)
+    print(f"Super stream {a.name} has been created")
+
+
+def ctl_delete_super_stream(api: Api, a: argparse.Namespace) -> None:
+    """``rabbitmq-streams delete_super_stream <name>``: its exchange and partitions."""
+    api.call("DELETE", f"/api/super-streams/{q(a.vhost or '/')}/{q(a.name)}")
+    print(f"Super stream {a.name} has been deleted")
+
+
 def ctl_set_disk_free_limit(api: Api, a: argparse.Namespace) -> None:
     """rabbitmqctl's ``set_disk_free_limit <bytes>`` or ``set_disk_free_limit mem_relative
     <fraction>``: the running broker's free-disk limit, the alarm checked at once."""
@@ -445,6 +512,10 @@ COMMANDS = {
     "export_definitions": (ctl_export_definitions, ["file"]),
     "import_definitions": (ctl_import_definitions, ["file"]),
     "move_messages": (ctl_move_messages, ["source", "destination", "--count"]),
+    "add_super_stream": (ctl_add_super_stream, [
+        "name", "--partitions", "--binding-keys", "--max-length-bytes", "--max-age",
+        "--stream-max-segment-size-bytes", "--leader-locator", "--initial-cluster-size"]),
+    "delete_super_stream": (ctl_delete_super_stream, ["name"]),
 }
 
 

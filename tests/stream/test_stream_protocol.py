@@ -12,7 +12,6 @@ broker log has no traceback.
 from __future__ import annotations
 
 import asyncio
-import socket
 import urllib.parse
 import struct
 
@@ -23,12 +22,15 @@ from rstream import (ConsumerOffsetSpecification, OffsetType, Producer, RawMessa
 from rstream import Consumer as RConsumer
 
 from tests.broker_process import BrokerProcess
+from tests.stream.raw_frames import Raw, frame, string
 
 TIMEOUT = 30
 
 
 @pytest.fixture
-def broker(tmp_path):
+def private(tmp_path):
+    """A broker of the test's own, for the tests that restart it (the rest share the
+    module's broker, with a stream name each)."""
     proc = BrokerProcess(tmp_path / "data").start()
     yield proc
     proc.stop()
@@ -104,7 +106,9 @@ def test_many_chunks_with_credit(broker):
     asyncio.run(main())
 
 
-def test_deduplication_by_publisher_reference_survives_restart(broker):
+def test_deduplication_by_publisher_reference_survives_restart(private):
+    broker = private
+
     async def main(first_id):
         async with producer(broker) as p:
             await p.create_stream("d", exists_ok=True)
@@ -131,7 +135,9 @@ def test_deduplication_by_publisher_reference_survives_restart(broker):
     asyncio.run(check())
 
 
-def test_offset_tracking_survives_restart(broker):
+def test_offset_tracking_survives_restart(private):
+    broker = private
+
     async def store():
         async with producer(broker) as p:
             await p.create_stream("o")
@@ -200,64 +206,6 @@ def test_missing_streams_and_existing_ones(broker):
     assert "Traceback" not in broker.log()
 
 
-# ---------------------------------------------------------------- raw frames
-def frame(key, *parts, version=1):
-    body = struct.pack(">HH", key, version) + b"".join(parts)
-    return struct.pack(">I", len(body)) + body
-
-
-def string(s):
-    raw = s.encode()
-    return struct.pack(">H", len(raw)) + raw
-
-
-class Raw:
-    """A socket speaking frames, for what no client library sends."""
-
-    def __init__(self, broker):
-        self.sock = socket.create_connection(("127.0.0.1", broker.stream_port), TIMEOUT)
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def recv_exact(self, n):
-        out = b""
-        while len(out) < n:
-            chunk = self.sock.recv(n - len(out))
-            if not chunk:
-                raise EOFError(f"closed after {len(out)} of {n} bytes")
-            out += chunk
-        return out
-
-    def frame(self):
-        (size,) = struct.unpack(">I", self.recv_exact(4))
-        body = self.recv_exact(size)
-        key, version = struct.unpack_from(">HH", body)
-        return key, body[4:]
-
-    def closed(self):
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
-
-    def login(self):
-        self.send(frame(17, struct.pack(">Ii", 1, 0)))
-        assert self.frame()[0] == 0x8011
-        self.send(frame(18, struct.pack(">I", 2)))
-        assert self.frame()[0] == 0x8012
-        self.send(frame(19, struct.pack(">I", 3), string("PLAIN"),
-                        struct.pack(">i", 12), b"\0guest\0guest"))
-        key, body = self.frame()
-        assert (key, struct.unpack_from(">IH", body)) == (0x8013, (3, 1))
-        key, body = self.frame()
-        assert key == 20   # tune
-        self.send(frame(20, struct.pack(">II", 1048576, 0)))
-        self.send(frame(21, struct.pack(">I", 4), string("/")))
-        key, body = self.frame()
-        assert (key, struct.unpack_from(">IH", body)) == (0x8015, (4, 1))
-
-
 def close_code(raw):
     key, body = raw.frame()
     assert key == 22, key
@@ -288,10 +236,10 @@ def test_bad_frames_after_open(broker):
     assert raw.closed()
     raw = Raw(broker)
     raw.login()
-    raw.send(frame(13, struct.pack(">I", 16), string("made"), struct.pack(">i", 0)))
+    raw.send(frame(13, struct.pack(">I", 16), string("made-first"), struct.pack(">i", 0)))
     raw.frame()
     # an offset specification type RabbitMQ cannot parse
-    raw.send(frame(7, struct.pack(">IB", 17, 1), string("made"), struct.pack(">H", 9),
+    raw.send(frame(7, struct.pack(">IB", 17, 1), string("made-first"), struct.pack(">H", 9),
                    struct.pack(">Hi", 10, 0)))
     assert close_code(raw) == 13
     raw = Raw(broker)
@@ -368,7 +316,8 @@ def test_connection_listed_closed_by_the_api_and_told_of_a_deleted_stream(broker
     assert key == 16
     assert body[:2] == struct.pack(">H", 6) and body[2:] == string("gone")
     conns = requests.get(f"{api}/connections", auth=auth, timeout=TIMEOUT).json()
-    mine = [c for c in conns if c["protocol"] == "RabbitMQ Stream"]
+    port = raw.sock.getsockname()[1]
+    mine = [c for c in conns if c["protocol"] == "RabbitMQ Stream" and c["peer_port"] == port]
     assert len(mine) == 1 and mine[0]["user"] == "guest" and mine[0]["vhost"] == "/"
     name = urllib.parse.quote(mine[0]["name"], safe="")
     assert requests.delete(f"{api}/connections/{name}", auth=auth,

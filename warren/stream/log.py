@@ -9,6 +9,10 @@ as in the journal. A message record (type 1) is::
     timestamp  i64   milliseconds since the epoch when the broker appended it
     message    the core's message record (``Message.to_record``)
 
+A message with a filter value (stream filtering, ``filters.py``) is a type 5 record, the same
+with ``length u16`` and the UTF-8 value between the timestamp and the message; the Bloom
+filters of its block are in memory only, rebuilt from these records on recovery.
+
 The directory holds ``NNNNNNNN.log`` segments numbered in order. Each starts with a record
 naming its first offset (type 2), then the tracking so far: each publisher reference's last
 publishing id (type 3, deduplication) and each consumer reference's stored offset (type 4,
@@ -21,8 +25,9 @@ the tracking survive a restart however much was retained away.
 
 Appends are gathered in memory and written once per reactor turn (or before a read reaches
 them); :meth:`StreamLog.sync` writes and fdatasyncs, and is what a publisher's confirm waits
-for. In memory each segment keeps the file position, length and timestamp of its messages (20
-bytes a message) so a reader far behind goes straight to its record on disk.
+for. In memory each segment keeps the file position and length of its messages (8 bytes a
+message) and their append times by runs of one millisecond (``Segment``), so a reader far
+behind goes straight to its record on disk.
 """
 from __future__ import annotations
 
@@ -35,6 +40,8 @@ import zlib
 from array import array
 from typing import Any
 
+from ..model.message import Message
+from .filters import DEFAULT_FILTER_BYTES, BlockFilters
 from ..store.journal.segment import (HEADER_SIZE, RECORD_HEADER, CorruptRecord, JournalSegment,
                                      encode_record, parse_segment_number)
 
@@ -44,8 +51,10 @@ RECORD_MESSAGE = 1
 RECORD_SEGMENT = 2       # a segment's first record: the offset its messages start at
 RECORD_WRITER = 3        # a publisher's last publishing id (deduplication), not a message
 RECORD_CONSUMER = 4      # a consumer's stored offset (server-side offset tracking)
+RECORD_FILTERED = 5      # a message with a filter value (stream filtering)
 _HEAD = struct.Struct(">Qq")
 _MESSAGE_CRC = zlib.crc32(bytes((RECORD_MESSAGE,)))   # the journal's CRC covers the type first
+_FILTERED_CRC = zlib.crc32(bytes((RECORD_FILTERED,)))
 _FIRST = struct.Struct(">Q")
 _NAME = struct.Struct(">H")
 _VALUE = struct.Struct(">Q")
@@ -56,28 +65,52 @@ MAX_SEGMENT_BYTES = 3_000_000_000
 
 
 class Segment:
-    """One segment file and the positions of its records."""
+    """One segment file and the positions of its records.
 
-    __slots__ = ("file", "first_offset", "positions", "lengths", "timestamps", "size")
+    Per message 8 bytes: its file position (u32: a segment never reaches 4 GiB, its size
+    being capped at 3 GB) and its length. Append times are kept per run of messages appended
+    in the same millisecond (12 bytes a run), as osiris keeps one per chunk."""
+
+    __slots__ = ("file", "first_offset", "positions", "lengths", "run_starts", "run_times",
+                 "size")
 
     def __init__(self, file: JournalSegment, first_offset: int) -> None:
         self.file = file
         self.first_offset = first_offset
-        self.positions = array("Q")    # file position of each message record
+        self.positions = array("I")    # file position of each message record
         self.lengths = array("I")      # its length, framing included
-        self.timestamps = array("q")   # append time of each record (ms)
+        self.run_starts = array("I")   # index of the first message of each run
+        self.run_times = array("q")    # the run's append time (ms)
         self.size = 0                  # bytes, written or pending
 
     @property
     def count(self) -> int:
         return len(self.positions)
 
+    @property
+    def last_timestamp(self) -> int:
+        return self.run_times[-1]
+
+    def add(self, position: int, length: int, ts: int) -> None:
+        if not self.run_times or self.run_times[-1] != ts:
+            self.run_starts.append(len(self.positions))
+            self.run_times.append(ts)
+        self.positions.append(position)
+        self.lengths.append(length)
+
+    def index_at(self, ts_ms: int) -> int:
+        """The index of the first message appended at or after ``ts_ms`` (``count`` when
+        none is)."""
+        run = bisect.bisect_left(self.run_times, ts_ms)
+        return self.run_starts[run] if run < len(self.run_starts) else self.count
 
 
 class StreamLog:
-    def __init__(self, directory: str, clock: Any) -> None:
+    def __init__(self, directory: str, clock: Any,
+                 filter_bytes: int = DEFAULT_FILTER_BYTES) -> None:
         self.directory = directory
         self.clock = clock
+        self.filters = BlockFilters(filter_bytes)
         self.max_segment_bytes = DEFAULT_SEGMENT_BYTES
         self.segments: list[Segment] = []
         self._firsts: list[int] = []          # first offset of each segment, for bisect
@@ -139,12 +172,14 @@ class StreamLog:
                 (self.writers if record_type == RECORD_WRITER else self.consumers)[name] = value
                 end = position + HEADER_SIZE + len(payload)
                 continue
-            offset, ts = _HEAD.unpack_from(payload)
-            if record_type != RECORD_MESSAGE or offset != expected:
+            if record_type not in (RECORD_MESSAGE, RECORD_FILTERED):
                 break
-            seg.positions.append(position)
-            seg.lengths.append(HEADER_SIZE + len(payload))
-            seg.timestamps.append(ts)
+            offset, ts = _HEAD.unpack_from(payload)
+            if offset != expected:
+                break
+            if record_type == RECORD_FILTERED:
+                self.filters.add(offset, _filter_value(payload))
+            seg.add(position, HEADER_SIZE + len(payload), ts)
             expected += 1
             end = position + HEADER_SIZE + len(payload)
         if end != scan.valid_end:
@@ -203,8 +238,8 @@ class StreamLog:
     def offset_at(self, ts_ms: int) -> int:
         """The first offset appended at or after ``ts_ms``; ``next_offset`` when none is."""
         for seg in self.segments:
-            if seg.count and seg.timestamps[-1] >= ts_ms:
-                return seg.first_offset + bisect.bisect_left(seg.timestamps, ts_ms)
+            if seg.count and seg.last_timestamp >= ts_ms:
+                return seg.first_offset + seg.index_at(ts_ms)
         return self.next_offset
 
     # ---------------------------------------------------------------- append / read
@@ -217,23 +252,33 @@ class StreamLog:
             self.track_writer(*writer)
         return offset
 
-    def append_many(self, message_records: list[bytes]) -> None:
-        """Add messages at consecutive offsets, appended at one timestamp."""
+    def append_many(self, message_records: list[bytes],
+                    filter_values: list[str | None] | None = None) -> None:
+        """Add messages at consecutive offsets, appended at one timestamp; ``filter_values``:
+        each one's filter value or None (stream filtering)."""
         ts = int(self.clock.seconds() * 1000)
         seg = self.segments[-1]
         pack_head, pack_frame = _HEAD.pack, RECORD_HEADER.pack
         pending = self._pending
-        for record in message_records:
-            payload = pack_head(self.next_offset, ts) + record
-            frame = pack_frame(len(payload), zlib.crc32(payload, _MESSAGE_CRC),
-                               RECORD_MESSAGE) + payload
+        for i, record in enumerate(message_records):
+            value = filter_values[i] if filter_values is not None else None
+            if value is None:
+                payload = pack_head(self.next_offset, ts) + record
+                frame = pack_frame(len(payload), zlib.crc32(payload, _MESSAGE_CRC),
+                                   RECORD_MESSAGE) + payload
+                if self.filters.blocks:
+                    self.filters.add(self.next_offset, None)
+            else:
+                raw = value.encode()
+                payload = pack_head(self.next_offset, ts) + _NAME.pack(len(raw)) + raw + record
+                frame = pack_frame(len(payload), zlib.crc32(payload, _FILTERED_CRC),
+                                   RECORD_FILTERED) + payload
+                self.filters.add(self.next_offset, value)
             if seg.size + len(frame) > self.max_segment_bytes and seg.positions:
                 self._write_pending()
                 seg = self._new_segment(_segment_number(seg) + 1)
                 pending = self._pending
-            seg.positions.append(seg.size)
-            seg.lengths.append(len(frame))
-            seg.timestamps.append(ts)
+            seg.add(seg.size, len(frame), ts)
             seg.size += len(frame)
             pending += frame
             self.next_offset += 1
@@ -258,8 +303,9 @@ class StreamLog:
         if self._flush_call is None:
             self._flush_call = self.clock.callLater(0, self._flush_soon)
 
-    def read(self, offset: int) -> tuple[int, bytes] | None:
-        """(timestamp ms, message record) at ``offset``; None when it is not in the log."""
+    def read(self, offset: int) -> tuple[int, bytes, str | None] | None:
+        """(timestamp ms, message record, filter value) at ``offset``; None when it is not in
+        the log."""
         i = bisect.bisect_right(self._firsts, offset) - 1
         if i < 0 or offset >= self.next_offset:
             return None
@@ -271,11 +317,76 @@ class StreamLog:
         if seg is self.segments[-1] and position >= self._pending_at and self._pending:
             self._write_pending()
         try:
-            _type, payload = seg.file.read_at(position, seg.lengths[index])
+            record_type, payload = seg.file.read_at(position, seg.lengths[index])
         except (CorruptRecord, OSError) as e:
             log.error("stream %s: offset %d unreadable: %s", self.directory, offset, e)
             return None
-        return _HEAD.unpack_from(payload)[1], payload[_HEAD.size:]
+        ts = _HEAD.unpack_from(payload)[1]
+        if record_type == RECORD_FILTERED:
+            value = _filter_value(payload)
+            return ts, payload[_HEAD.size + _NAME.size + len(value.encode()):], value
+        return ts, payload[_HEAD.size:], None
+
+    def read_run(self, offset: int, end: int, max_records: int, max_bytes: int,
+                 body_only: bool = False) -> tuple[int, list[bytes], int]:
+        """Consecutive message records from ``offset`` (not past ``end``, one segment, at
+        most ``max_records``, about ``max_bytes``) read with one pread: (the first one's
+        timestamp, the records, the offset after them); ``body_only``: each message's body
+        alone (what the Stream protocol delivers), cut from the read bytes without copying
+        the record first. A record that does not check out ends the run; when it is the
+        first, it is logged and passed over (no records)."""
+        i = bisect.bisect_right(self._firsts, offset) - 1
+        if i < 0 or offset >= min(end, self.next_offset):
+            return 0, [], offset
+        seg = self.segments[i]
+        index = offset - seg.first_offset
+        stop = min(end - seg.first_offset, seg.count, index + max_records)
+        if index >= stop:
+            return 0, [], offset
+        positions, lengths = seg.positions, seg.lengths
+        start = positions[index]
+        j, total = index, 0
+        while j < stop and total < max_bytes:
+            total += lengths[j]
+            j += 1
+        span_end = positions[j - 1] + lengths[j - 1]
+        if seg is self.segments[-1] and span_end > self._pending_at and self._pending:
+            self._write_pending()
+        try:
+            raw = seg.file.read_span(start, span_end - start)
+        except OSError as e:
+            log.error("stream %s: offsets %d-%d unreadable: %s", self.directory, offset,
+                      seg.first_offset + j - 1, e)
+            return 0, [], offset + 1
+        view = memoryview(raw)
+        records: list[bytes] = []
+        first_ts = 0
+        unpack_frame, crc32 = RECORD_HEADER.unpack_from, zlib.crc32
+        body_size = Message.record_body_size
+        for k in range(index, j):
+            at = positions[k] - start
+            size, crc, record_type = unpack_frame(view, at) if at + HEADER_SIZE <= len(raw) \
+                else (-1, 0, 0)
+            payload = view[at + HEADER_SIZE:at + lengths[k]]
+            if (HEADER_SIZE + size != lengths[k] or len(payload) != size
+                    or record_type not in (RECORD_MESSAGE, RECORD_FILTERED)
+                    or crc32(payload, _MESSAGE_CRC if record_type == RECORD_MESSAGE
+                             else _FILTERED_CRC) != crc):
+                if records:
+                    break
+                log.error("stream %s: offset %d unreadable: record at %d does not check out",
+                          self.directory, seg.first_offset + k, positions[k])
+                return 0, [], offset + 1
+            head = _HEAD.size
+            if record_type == RECORD_FILTERED:
+                head += _NAME.size + _NAME.unpack_from(payload, _HEAD.size)[0]
+            if not records:
+                first_ts = _HEAD.unpack_from(payload)[1]
+            record = payload[head:]
+            if body_only:
+                record = record[len(record) - body_size(record):]
+            records.append(bytes(record))
+        return first_ts, records, offset + len(records)
 
     # ---------------------------------------------------------------- durability
     def _flush_soon(self) -> None:
@@ -339,7 +450,7 @@ class StreamLog:
             oldest = self.segments[0]
             over_size = max_bytes is not None and total > max_bytes
             too_old = (max_age_ms is not None and oldest.count
-                       and oldest.timestamps[-1] < now_ms - max_age_ms)
+                       and oldest.last_timestamp < now_ms - max_age_ms)
             if not (over_size or too_old):
                 break
             if not gone:
@@ -349,6 +460,8 @@ class StreamLog:
             del self.segments[0]
             del self._firsts[0]
             gone += 1
+        if gone and self.filters.blocks:
+            self.filters.forget_before(self.first_offset)
         return gone
 
     # ---------------------------------------------------------------- end
@@ -415,6 +528,13 @@ def _unpack_tracking(payload: Any) -> tuple[str, int]:
     (n,) = _NAME.unpack_from(payload)
     name = bytes(payload[2:2 + n]).decode("utf-8", "replace")
     return name, _VALUE.unpack_from(payload, 2 + n)[0]
+
+
+def _filter_value(payload: Any) -> str:
+    """The filter value of a type 5 record's payload."""
+    (n,) = _NAME.unpack_from(payload, _HEAD.size)
+    start = _HEAD.size + _NAME.size
+    return bytes(payload[start:start + n]).decode("utf-8", "replace")
 
 
 def _segment_number(seg: Segment) -> int:

@@ -31,7 +31,10 @@ from ..model.message import Message, QueueEntry
 from ..broker.queue import Queue
 from ..broker.queue_types import register
 from .log import MAX_SEGMENT_BYTES, StreamLog
+from .filters import (BLOCK, DEFAULT_FILTER_BYTES, MAX_FILTER_BYTES, MIN_FILTER_BYTES,
+                      FilterSpec, amqp_filter, message_filter_value)
 from .offsets import NEXT, OffsetSpec, parse_offset
+from .single_active import Group
 from .syncer import LogSyncer
 
 if TYPE_CHECKING:
@@ -42,7 +45,7 @@ if TYPE_CHECKING:
 DISPATCH_SLICE = 500
 #: a chunk for readers that take chunks (the Stream protocol): at most this many records
 #: and about this many bytes, so one chunk stays well under a client's frame_max
-CHUNK_RECORDS = 256
+CHUNK_RECORDS = 1024
 CHUNK_BYTES = 256 * 1024
 
 
@@ -53,6 +56,8 @@ class StreamQueue(Queue):
                  exclusive_owner: Any = None, auto_delete: bool = False,
                  arguments: dict[str, Any] | None = None, recovered: bool = False) -> None:
         self.readers: dict[Consumer, int] = {}   # consumer -> next offset it reads
+        self.reader_filters: dict[Consumer, FilterSpec] = {}   # the filtered readers
+        self.consumer_groups: dict[str, Group] = {}   # single active consumer, by name
         super().__init__(vhost, name, durable=durable, exclusive_owner=exclusive_owner,
                          auto_delete=auto_delete, arguments=arguments)
         self.journaled = False
@@ -67,11 +72,16 @@ class StreamQueue(Queue):
         segment = self.arguments.get("x-stream-max-segment-size-bytes")
         if segment is not None and segment > MAX_SEGMENT_BYTES:
             raise PreconditionFailed("Exceeded max value for x-stream-max-segment-size-bytes")
+        filter_bytes = self.arguments.get("x-stream-filter-size-bytes", DEFAULT_FILTER_BYTES)
+        if isinstance(filter_bytes, bool) or not isinstance(filter_bytes, int):
+            raise PreconditionFailed("Invalid type for x-stream-filter-size-bytes")
+        if not MIN_FILTER_BYTES <= filter_bytes <= MAX_FILTER_BYTES:
+            raise PreconditionFailed("Invalid value for x-stream-filter-size-bytes")
         broker = vhost.broker
         if broker.log_syncer is None:
             broker.log_syncer = LogSyncer(broker.clock)
         self._syncer: LogSyncer = broker.log_syncer
-        self.log: StreamLog = StreamLog(self._directory(), self.clock)
+        self.log: StreamLog = StreamLog(self._directory(), self.clock, filter_bytes)
         self.log.open(fresh=not recovered)
         self.apply_settings()
 
@@ -118,18 +128,26 @@ class StreamQueue(Queue):
 
     def append(self, message: Message, writer: tuple[str, int] | None = None) -> int:
         """Add to the log (``writer``: publisher reference and publishing id, remembered for
-        deduplication); returns the offset. ``Broker.sync`` makes it durable."""
+        deduplication); returns the offset. ``Broker.sync`` makes it durable. The
+        ``x-stream-filter-value`` header is its filter value (its properties are decoded
+        only when their bytes name it)."""
         offset = self.log.next_offset
-        self.append_records([message.to_record()], writer)
+        value = None
+        if b"x-stream-filter-value" in message.encoded_props():
+            value = message_filter_value(message.headers)
+        self.append_records([message.to_record()], writer,
+                            None if value is None else [value])
         return offset
 
     def append_records(self, records: list[bytes],
-                       writer: tuple[str, int] | None = None) -> None:
+                       writer: tuple[str, int] | None = None,
+                       filter_values: list[str | None] | None = None) -> None:
         """Add message records (``Message.to_record``) at consecutive offsets; ``writer``: the
-        publisher reference and the publishing id of the last of them."""
+        publisher reference and the publishing id of the last of them; ``filter_values``:
+        each record's filter value or None."""
         log = self.log
         segments = len(log.segments)
-        log.append_many(records)
+        log.append_many(records, filter_values)
         if writer is not None:
             log.track_writer(*writer)
         self.stats["publish"] += len(records)
@@ -183,10 +201,29 @@ class StreamQueue(Queue):
         if spec is None:
             spec = self._start_spec(consumer.arguments) if consumer.arguments else NEXT
         self.readers[consumer] = self.start_offset(spec)
+        wanted = getattr(consumer, "filter_spec", None)
+        if wanted is None and consumer.arguments:
+            wanted = amqp_filter(consumer.arguments)
+        if wanted is not None:
+            self.reader_filters[consumer] = wanted
         super().add_consumer(consumer, connection)
+
+    def consumer_group(self, name: str, partition_index: int) -> Group:
+        """The single-active-consumer group ``name`` of this stream (made on first use)."""
+        group = self.consumer_groups.get(name)
+        if group is None:
+            group = self.consumer_groups[name] = Group(partition_index)
+        return group
 
     def remove_consumer(self, consumer: Consumer) -> None:
         self.readers.pop(consumer, None)
+        self.reader_filters.pop(consumer, None)
+        name: str | None = getattr(consumer, "group_name", None)
+        group = self.consumer_groups.get(name) if name is not None else None
+        if name is not None and group is not None:
+            group.unregister(consumer)
+            if not group.members:
+                del self.consumer_groups[name]
         super().remove_consumer(consumer)
 
     def consumer_offsets(self) -> dict[str, int]:
@@ -212,13 +249,24 @@ class StreamQueue(Queue):
                         self.readers[consumer] = offset
                     continue
                 sent = 0
+                wanted = self.reader_filters.get(consumer)
                 while offset < log.next_offset and consumer.has_credit():
                     if sent == DISPATCH_SLICE:
                         more = True
                         break
+                    if wanted is not None and not log.filters.may_match(offset // BLOCK,
+                                                                        wanted):
+                        # a block without what it wants: passed over unread
+                        offset = min((offset // BLOCK + 1) * BLOCK, log.next_offset)
+                        sent += 1
+                        continue
                     found = log.read(offset)
                     if found is None:   # unreadable (logged): skip it
                         offset += 1
+                        continue
+                    if wanted is not None and not wanted.matches(found[2]):
+                        offset += 1
+                        sent += 1
                         continue
                     # the front end adds x-stream-offset (the entry's seq) in its own encoding
                     message = Message.from_record(found[1], codec, 0)
@@ -235,31 +283,33 @@ class StreamQueue(Queue):
             self._dispatch_call = self.clock.callLater(0, self._dispatch_later)
 
     def _deliver_chunks(self, consumer: Any, offset: int) -> tuple[int, bool]:
-        """Chunks of consecutive records for a reader that takes them (one credit each)."""
+        """Chunks of consecutive records for a reader that takes them (one credit each). A
+        filtered reader's chunks stay within one filter block, and blocks whose filter cannot
+        match are passed over unread."""
         log = self.log
-        chunks = 0
+        wanted = self.reader_filters.get(consumer)
+        records_sent = skipped = 0
         while offset < log.next_offset and consumer.has_credit():
-            if chunks == DISPATCH_SLICE // 10:
-                return offset, True
-            first = offset
-            records: list[bytes] = []
-            timestamp = 0
-            size = 0
-            while (offset < log.next_offset and len(records) < CHUNK_RECORDS
-                   and size < CHUNK_BYTES):
-                found = log.read(offset)
-                offset += 1
-                if found is None:
-                    if records:
-                        break
-                    first = offset
+            if records_sent >= 8 * CHUNK_RECORDS or skipped == DISPATCH_SLICE:
+                return offset, True   # the rest next turn: a few ms of reading per turn
+            end = log.next_offset
+            if wanted is not None:
+                block = offset // BLOCK
+                end = min((block + 1) * BLOCK, end)
+                if not log.filters.may_match(block, wanted):
+                    offset = end
+                    skipped += 1
                     continue
-                timestamp = timestamp or found[0]
-                records.append(found[1])
-                size += len(found[1])
-            if records:
-                consumer.deliver_chunk(self, first, timestamp, records)
-                chunks += 1
+            timestamp, bodies, after = log.read_run(offset, end, CHUNK_RECORDS, CHUNK_BYTES,
+                                                    body_only=True)
+            if bodies:
+                consumer.deliver_chunk(self, offset, timestamp, bodies)
+                records_sent += len(bodies)
+            elif after == offset:
+                break   # not in the log (cannot happen: the caller starts at first_offset)
+            else:
+                skipped += 1   # an unreadable record, logged and passed over
+            offset = after
         return offset, False
 
     def get(self, no_ack: bool) -> QueueEntry | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 # command keys
 DECLARE_PUBLISHER = 1
@@ -43,8 +43,13 @@ TUNE = 20
 OPEN = 21
 CLOSE = 22
 HEARTBEAT = 23
+ROUTE = 24
+PARTITIONS = 25
+CONSUMER_UPDATE = 26
 EXCHANGE_COMMAND_VERSIONS = 27
 STREAM_STATS = 28
+CREATE_SUPER_STREAM = 29
+DELETE_SUPER_STREAM = 30
 RESPONSE = 0x8000
 
 # response codes (``rabbit_stream.hrl``)
@@ -68,24 +73,101 @@ PRECONDITION_FAILED = 17
 PUBLISHER_DOES_NOT_EXIST = 18
 NO_OFFSET = 19
 
-# offset specification types of subscribe
+# offset specification types of subscribe (and 0, none, in a consumer update's answer)
+OFFSET_NONE = 0
 OFFSET_FIRST, OFFSET_LAST, OFFSET_NEXT, OFFSET_OFFSET, OFFSET_TIMESTAMP = 1, 2, 3, 4, 5
 
-#: the command versions this server speaks (exchange_command_versions): all at 1
-COMMAND_VERSIONS = ((DECLARE_PUBLISHER, 1, 1), (PUBLISH, 1, 1), (QUERY_PUBLISHER_SEQUENCE, 1, 1),
+#: the command versions this server speaks (exchange_command_versions): publish up to 2
+#: (filter values), the rest at 1, publish second as rstream reads the list by key
+COMMAND_VERSIONS = ((DECLARE_PUBLISHER, 1, 1), (PUBLISH, 1, 2), (QUERY_PUBLISHER_SEQUENCE, 1, 1),
                     (DELETE_PUBLISHER, 1, 1), (SUBSCRIBE, 1, 1), (DELIVER, 1, 1),
                     (CREDIT, 1, 1), (STORE_OFFSET, 1, 1), (QUERY_OFFSET, 1, 1),
                     (UNSUBSCRIBE, 1, 1), (CREATE, 1, 1), (DELETE, 1, 1), (METADATA, 1, 1),
                     (PEER_PROPERTIES, 1, 1), (SASL_HANDSHAKE, 1, 1), (SASL_AUTHENTICATE, 1, 1),
                     (TUNE, 1, 1), (OPEN, 1, 1), (CLOSE, 1, 1), (HEARTBEAT, 1, 1),
-                    (EXCHANGE_COMMAND_VERSIONS, 1, 1), (STREAM_STATS, 1, 1))
+                    (EXCHANGE_COMMAND_VERSIONS, 1, 1), (STREAM_STATS, 1, 1), (ROUTE, 1, 1),
+                    (PARTITIONS, 1, 1), (CONSUMER_UPDATE, 1, 1), (CREATE_SUPER_STREAM, 1, 1),
+                    (DELETE_SUPER_STREAM, 1, 1))
 
 _U32 = struct.Struct(">I")
-_ENTRY = struct.Struct(">Qi")
+_I16 = struct.Struct(">h")
+_PUBLISHING_ID = struct.Struct(">Q")
+_SUB_BATCH = struct.Struct(">BHII")   # flag and compression, messages, uncompressed, size
 _HEAD = struct.Struct(">IHH")
 _CHUNK = struct.Struct(">BBHIqQQIIIB3x")
 _MAGIC_VERSION = 0x50   # osiris chunk magic 5, version 0
 _CHUNK_USER = 0
+
+
+#: sub-entry compression types (``rabbit_stream_utils``: 0 none, 1 gzip, 2 snappy, 3 lz4,
+#: 4 zstd are known); warren opens the first two
+COMPRESSION_NONE, COMPRESSION_GZIP, MAX_KNOWN_COMPRESSION = 0, 1, 4
+#: ``max_uncompressed_sub_entry_batch_size``, RabbitMQ's default
+MAX_UNCOMPRESSED_SUB_BATCH = 64 * 1024 * 1024
+
+
+class SubBatch(NamedTuple):
+    """A sub-entry batch's header: how its data is compressed and what it holds."""
+
+    compression: int
+    count: int
+    uncompressed_size: int
+
+
+class PublishEntry(NamedTuple):
+    """One entry of a publish: a message (``batch`` None) or a sub-entry batch's data."""
+
+    publishing_id: int
+    filter_value: str | None
+    data: bytes
+    batch: SubBatch | None
+
+
+class BadSubBatch(Exception):
+    """A sub-entry batch RabbitMQ refuses (or warren cannot open): its publishing id and the
+    rest of the frame's get PRECONDITION_FAILED."""
+
+
+def sub_batch_messages(batch: SubBatch, data: bytes,
+                       max_uncompressed: int = MAX_UNCOMPRESSED_SUB_BATCH) -> list[bytes]:
+    """The messages of a sub-entry batch, after ``validate_compressed_sub_batch``'s checks in
+    its order; the data is uncompressed up to the size the header gives, no further."""
+    if batch.uncompressed_size > max_uncompressed:
+        raise BadSubBatch(f"uncompressed size {batch.uncompressed_size} exceeds the limit "
+                          f"{max_uncompressed}")
+    if batch.count == 0:
+        raise BadSubBatch("zero message count")
+    if batch.count * 4 > batch.uncompressed_size:
+        raise BadSubBatch(f"{batch.count} messages cannot fit {batch.uncompressed_size} bytes")
+    if batch.compression > MAX_KNOWN_COMPRESSION:
+        raise BadSubBatch(f"unknown compression type {batch.compression}")
+    if not data and batch.compression != COMPRESSION_NONE:
+        raise BadSubBatch("empty batch with compression")
+    if batch.compression == COMPRESSION_GZIP:
+        inflater = zlib.decompressobj(wbits=47)   # gzip or zlib header
+        try:
+            plain = inflater.decompress(data, batch.uncompressed_size + 1)
+        except zlib.error as e:
+            raise BadSubBatch(f"gzip data does not inflate: {e}") from None
+    elif batch.compression == COMPRESSION_NONE:
+        plain = data
+    else:
+        raise BadSubBatch(f"compression type {batch.compression} is not supported by warren")
+    if len(plain) != batch.uncompressed_size:
+        raise BadSubBatch(f"{len(plain)} bytes uncompressed, the header says "
+                          f"{batch.uncompressed_size}")
+    messages = []
+    pos = 0
+    for _ in range(batch.count):
+        if pos + 4 > len(plain):
+            raise BadSubBatch("batch ends inside a sub-entry")
+        (size,) = _U32.unpack_from(plain, pos)
+        pos += 4
+        if size & 0x80000000 or pos + size > len(plain):
+            raise BadSubBatch(f"sub-entry of {size} bytes in a batch this short")
+        messages.append(plain[pos:pos + size])
+        pos += size
+    return messages
 
 
 class MalformedFrame(Exception):
@@ -191,20 +273,51 @@ class Fields:
             out[key or ""] = self.string() or ""
         return out
 
-    def publish_entries(self) -> list[tuple[int, bytes]]:
-        """A publish's (publishing id, message) pairs (v1), read in one pass."""
+    def publish_entries(self, version: int = 1) -> list[PublishEntry]:
+        """A publish's entries, read in one pass: version 1 (a message, or a sub-entry batch
+        whose length field has its top bit set) or 2 (a filter value before each message)."""
         n = self.count()
         data, pos, end = self._data, self._pos, len(self._data)
         out = []
-        unpack = _ENTRY.unpack_from
+        unpack = _PUBLISHING_ID.unpack_from
         for _ in range(n):
-            if pos + 12 > end:
+            if pos + 8 > end:
                 raise MalformedFrame("frame ends inside a publish entry")
-            publishing_id, size = unpack(data, pos)
-            pos += 12
-            if size < 0 or pos + size > end:
-                raise MalformedFrame(f"message of {size} bytes in a frame this short")
-            out.append((publishing_id, bytes(data[pos:pos + size])))
+            (publishing_id,) = unpack(data, pos)
+            pos += 8
+            value = None
+            if version == 2:
+                if pos + 2 > end:
+                    raise MalformedFrame("frame ends inside a filter value")
+                (length,) = _I16.unpack_from(data, pos)
+                pos += 2
+                if length >= 0:
+                    if pos + length > end:
+                        raise MalformedFrame("frame ends inside a filter value")
+                    try:
+                        value = bytes(data[pos:pos + length]).decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise MalformedFrame("filter value is not UTF-8") from None
+                    pos += length
+            if pos + 4 > end:
+                raise MalformedFrame("frame ends inside a publish entry")
+            if data[pos] & 0x80:
+                if version != 1:
+                    raise MalformedFrame("a sub-entry batch in a publish of version 2")
+                if pos + _SUB_BATCH.size > end:
+                    raise MalformedFrame("frame ends inside a sub-entry batch header")
+                flags, count, uncompressed, size = _SUB_BATCH.unpack_from(data, pos)
+                pos += _SUB_BATCH.size
+                if pos + size > end:
+                    raise MalformedFrame(f"sub-entry batch of {size} bytes in a frame this short")
+                out.append(PublishEntry(publishing_id, None, bytes(data[pos:pos + size]),
+                                        SubBatch((flags >> 4) & 0x7, count, uncompressed)))
+            else:
+                (size,) = _U32.unpack_from(data, pos)
+                pos += 4
+                if pos + size > end:
+                    raise MalformedFrame(f"message of {size} bytes in a frame this short")
+                out.append(PublishEntry(publishing_id, value, bytes(data[pos:pos + size]), None))
             pos += size
         self._pos = pos
         self.end()
@@ -259,6 +372,12 @@ def publish_error_frame(publisher_id: int, errors: list[tuple[int, int]]) -> byt
                  b"".join(struct.pack(">QH", pid, code) for pid, code in errors))
 
 
+def consumer_update_frame(correlation_id: int, subscription_id: int, active: bool) -> bytes:
+    """The server's request to a single active consumer: you are (not) active now."""
+    return frame(CONSUMER_UPDATE, struct.pack(">IBB", correlation_id, subscription_id,
+                                              1 if active else 0))
+
+
 def metadata_update_frame(code: int, stream: str) -> bytes:
     return frame(METADATA_UPDATE, struct.pack(">H", code), string(stream))
 
@@ -280,6 +399,12 @@ def metadata_response(correlation_id: int, host: str, port: int,
     return frame(METADATA | RESPONSE, *parts)
 
 
+def streams_response(key: int, correlation_id: int, code: int, streams: list[str]) -> bytes:
+    """The answer of route and partitions: a code and stream names."""
+    return response(key, correlation_id, code, struct.pack(">i", len(streams)),
+                    b"".join(string(s) for s in streams))
+
+
 def command_versions_response(correlation_id: int) -> bytes:
     return response(EXCHANGE_COMMAND_VERSIONS, correlation_id, OK,
                     struct.pack(">i", len(COMMAND_VERSIONS)),
@@ -289,7 +414,12 @@ def command_versions_response(correlation_id: int) -> bytes:
 def deliver_frame(subscription_id: int, first_offset: int, timestamp_ms: int,
                   entries: list[bytes]) -> bytes:
     """A Deliver (v1) of one osiris chunk holding ``entries`` as simple entries."""
-    data = b"".join(_U32.pack(len(e)) + e for e in entries)
+    parts: list[bytes] = []
+    pack = _U32.pack
+    for e in entries:
+        parts.append(pack(len(e)))
+        parts.append(e)
+    data = b"".join(parts)
     chunk = _CHUNK.pack(_MAGIC_VERSION, _CHUNK_USER, len(entries), len(entries), timestamp_ms,
                         1, first_offset, zlib.crc32(data), len(data), 0, 0)
     return frame(DELIVER, bytes((subscription_id,)), chunk, data)

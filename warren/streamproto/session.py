@@ -26,7 +26,9 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..model.errors import AccessRefused, BrokerError, NotAllowed, NotFound, PreconditionFailed
-from ..model.message import Message, Properties, QueueEntry, record_head
+from ..model.message import Properties, QueueEntry, record_head
+from ..stream import super_streams
+from ..stream.filters import FilterSpec, subscription_filter
 from ..stream.offsets import OffsetSpec
 from . import codec
 from .codec import Fields, MalformedFrame
@@ -36,11 +38,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("warren.streamproto")
 
-#: messages per delivered chunk at most (a chunk is what one credit pays for)
-CHUNK_MESSAGES = 256
 #: arguments of create that map to queue arguments, and how their string values convert
 CREATE_ARGUMENTS = {"max-length-bytes": int, "max-age": str,
                     "stream-max-segment-size-bytes": int}
+
+
+def queue_arguments(args: dict[str, str]) -> dict[str, Any] | None:
+    """A create's (or create_super_stream's) string arguments as a stream's queue arguments;
+    None when a value does not convert."""
+    arguments: dict[str, Any] = {"x-queue-type": "stream"}
+    for key, value in args.items():
+        convert = CREATE_ARGUMENTS.get(key)
+        if convert is None:
+            continue   # RabbitMQ ignores what it does not know (leader locator, ...)
+        try:
+            arguments["x-" + key] = convert(value)
+        except ValueError:
+            return None
+    return arguments
 
 
 class Subscription:
@@ -59,19 +74,30 @@ class Subscription:
         self.offset_spec = spec
         self.arguments: dict[str, Any] = {}
         self.credit = credit
+        self.filter_spec: FilterSpec | None = None   # the filter.N properties, if any
+        # single active consumer: the group's name, whether the group made it active, and
+        # whether it reads (an active one starts once the client answered consumer_update)
+        self.group_name: str | None = None
+        self.active = True
+        self.reading = True
 
     def has_credit(self) -> bool:
-        return self.credit > 0 and not self.session.closed
+        return self.credit > 0 and self.reading and not self.session.closed
+
+    def notify(self, active: bool, stepping_down: bool) -> None:
+        """The group made it active or passive: the client is asked (consumer_update) and
+        nothing is delivered until it answers; a passive one stops at once."""
+        self.reading = False
+        self.session.request_consumer_update(self, active, stepping_down)
 
     def deliver_chunk(self, queue: Any, first_offset: int, timestamp_ms: int,
-                      records: list[bytes]) -> None:
+                      bodies: list[bytes]) -> None:
+        """A chunk of message bodies at consecutive offsets (``StreamLog.read_run``)."""
         self.credit -= 1
-        codec_ = self.session.broker.codec
-        bodies = [Message.from_record(r, codec_, 0).body for r in records]
         self.session.write(codec.deliver_frame(self.sub_id, first_offset, timestamp_ms, bodies))
 
     def deliver(self, queue: Any, entry: QueueEntry) -> None:   # not used: chunks only
-        self.deliver_chunk(queue, entry.seq, 0, [entry.message.to_record()])
+        self.deliver_chunk(queue, entry.seq, 0, [entry.message.body])
 
     def cancelled(self, queue: Any) -> None:
         """The stream was deleted: RabbitMQ tells the client with a metadata update."""
@@ -98,6 +124,9 @@ class StreamSession:
         self.subscriptions: dict[int, Subscription] = {}
         self._confirms: dict[int, list[int]] = {}     # publisher id -> ids to confirm
         self._persistent_props: bytes | None = None   # what a published message carries
+        self._version = 1                              # the version of the frame handled
+        self._next_request = 1                         # the server's own correlation ids
+        self._consumer_updates: dict[int, tuple[Subscription, bool]] = {}
         self._handlers = {
             codec.PEER_PROPERTIES: self._peer_properties,
             codec.SASL_HANDSHAKE: self._sasl_handshake,
@@ -107,6 +136,7 @@ class StreamSession:
             codec.CLOSE: self._on_close,
             codec.HEARTBEAT: lambda f: None,
             codec.CLOSE | codec.RESPONSE: lambda f: None,
+            codec.CONSUMER_UPDATE | codec.RESPONSE: self._consumer_update_answer,
             codec.EXCHANGE_COMMAND_VERSIONS: self._command_versions,
         }
         self._opened_handlers = {
@@ -123,6 +153,10 @@ class StreamSession:
             codec.DELETE: self._delete,
             codec.METADATA: self._metadata,
             codec.STREAM_STATS: self._stream_stats,
+            codec.ROUTE: self._route,
+            codec.PARTITIONS: self._partitions,
+            codec.CREATE_SUPER_STREAM: self._create_super_stream,
+            codec.DELETE_SUPER_STREAM: self._delete_super_stream,
         }
 
     # ---------------------------------------------------------------- dispatch
@@ -133,6 +167,7 @@ class StreamSession:
         if handler is None:
             self.fail(codec.UNKNOWN_FRAME, f"unknown command {key}")
             return
+        self._version = version   # what publish (1 or 2) and deliver look at
         try:
             handler(Fields(payload))
         except MalformedFrame as e:
@@ -169,7 +204,7 @@ class StreamSession:
         if self.vhost is not None:
             text = "unknown frame" if code == codec.UNKNOWN_FRAME else reason
             # the server's own requests are numbered from 1, as RabbitMQ numbers them
-            self.write(codec.close_frame(1, code, text))
+            self.write(codec.close_frame(self._request_id(), code, text))
         self.connection_lost()
         self._close()
 
@@ -274,9 +309,9 @@ class StreamSession:
         q = self.vhost.queues.get(name or "")
         return q if q is not None and q.own_log else None
 
-    def _allowed(self, kind: str, name: str) -> bool:
+    def _allowed(self, kind: str, name: str, resource: str = "queue") -> bool:
         try:
-            self.broker.check(self.user, self.vhost.name, kind, "queue", name)
+            self.broker.check(self.user, self.vhost.name, kind, resource, name)
             return True
         except AccessRefused:
             return False
@@ -298,15 +333,9 @@ class StreamSession:
         self.write(codec.response(codec.CREATE, corr, code))
 
     def _declare(self, name: str, args: dict[str, str]) -> int:
-        arguments: dict[str, Any] = {"x-queue-type": "stream"}
-        for key, value in args.items():
-            convert = CREATE_ARGUMENTS.get(key)
-            if convert is None:
-                continue   # RabbitMQ ignores what it does not know (leader locator, ...)
-            try:
-                arguments["x-" + key] = convert(value)
-            except ValueError:
-                return codec.PRECONDITION_FAILED
+        arguments = queue_arguments(args)
+        if arguments is None:
+            return codec.PRECONDITION_FAILED
         try:
             self.vhost.declare_queue(name, durable=True, arguments=arguments)
         except PreconditionFailed:
@@ -356,6 +385,100 @@ class StreamSession:
         self.write(codec.response(codec.STREAM_STATS, corr, codec.OK,
                                   len(stats).to_bytes(4, "big"), body))
 
+    # ---------------------------------------------------------------- super streams
+    def _route(self, f: Fields) -> None:
+        """``rabbit_stream_reader``'s route: write on the exchange, then on every stream."""
+        corr = f.u32()
+        key = f.string() or ""
+        name = f.string() or ""
+        f.end()
+        code, streams = codec.OK, []
+        if not self._allowed("write", name, "exchange"):
+            code = codec.ACCESS_REFUSED
+        else:
+            try:
+                streams = super_streams.route(self.vhost, name, key)
+            except NotFound:
+                code = codec.STREAM_DOES_NOT_EXIST
+            if not all(self._allowed("write", s) for s in streams):
+                code, streams = codec.ACCESS_REFUSED, []
+        self.write(codec.streams_response(codec.ROUTE, corr, code, streams))
+
+    def _partitions(self, f: Fields) -> None:
+        """Read or write on the exchange and on every partition."""
+        corr = f.u32()
+        name = f.string() or ""
+        f.end()
+        code, streams = codec.OK, []
+        if not self._read_or_write(name, "exchange"):
+            code = codec.ACCESS_REFUSED
+        else:
+            try:
+                streams = super_streams.partitions(self.vhost, name)
+            except NotFound:
+                code = codec.STREAM_DOES_NOT_EXIST
+            if not all(self._read_or_write(s) for s in streams):
+                code, streams = codec.ACCESS_REFUSED, []
+        self.write(codec.streams_response(codec.PARTITIONS, corr, code, streams))
+
+    def _read_or_write(self, name: str, resource: str = "queue") -> bool:
+        return self._allowed("read", name, resource) or self._allowed("write", name, resource)
+
+    def _may_manage(self, name: str, partitions: list[str]) -> bool:
+        try:
+            super_streams.check_manage(self.broker, self.user, self.vhost.name, name,
+                                       partitions)
+            return True
+        except AccessRefused:
+            return False
+
+    def _create_super_stream(self, f: Fields) -> None:
+        corr = f.u32()
+        name = f.string() or ""
+        partitions = [p or "" for p in f.strings()]
+        binding_keys = [k or "" for k in f.strings()]
+        args = f.properties()
+        f.end()
+        name = super_streams.correct_name(name) or ""
+        arguments = queue_arguments(args)
+        if not name or arguments is None:
+            code = codec.PRECONDITION_FAILED
+        elif not self._may_manage(name, partitions):
+            code = codec.ACCESS_REFUSED
+        else:
+            try:
+                super_streams.create(self.vhost, name, partitions, binding_keys, arguments)
+                code = codec.OK
+            except super_streams.AlreadyExists as e:
+                log.warning("super stream %r not created: %s", name, e.text)
+                code = codec.STREAM_ALREADY_EXISTS
+            except PreconditionFailed as e:
+                log.warning("super stream %r not created: %s", name, e.text)
+                code = codec.PRECONDITION_FAILED
+            except BrokerError as e:
+                log.warning("super stream %r not created: %s", name, e.text)
+                code = codec.INTERNAL_ERROR
+        self.write(codec.response(codec.CREATE_SUPER_STREAM, corr, code))
+
+    def _delete_super_stream(self, f: Fields) -> None:
+        corr = f.u32()
+        name = f.string() or ""
+        f.end()
+        if not self._allowed("configure", name, "exchange"):
+            code = codec.ACCESS_REFUSED
+        else:
+            try:
+                partitions = super_streams.partitions(self.vhost, name)
+            except NotFound:
+                code = codec.STREAM_DOES_NOT_EXIST
+            else:
+                if self._may_manage(name, partitions):
+                    super_streams.delete(self.vhost, name, partitions)
+                    code = codec.OK
+                else:
+                    code = codec.ACCESS_REFUSED
+        self.write(codec.response(codec.DELETE_SUPER_STREAM, corr, code))
+
     # ---------------------------------------------------------------- publishing
     def _declare_publisher(self, f: Fields) -> None:
         corr = f.u32()
@@ -384,33 +507,53 @@ class StreamSession:
                                   codec.PUBLISHER_DOES_NOT_EXIST))
 
     def _publish(self, f: Fields) -> None:
+        """Each entry's message, or each message of a sub-entry batch (opened here, so every
+        protocol reads them one by one), is appended; a batch RabbitMQ would refuse, and the
+        entries after it in the frame, get PRECONDITION_FAILED (``write_messages``)."""
         pub_id = f.u8()
-        messages = f.publish_entries()
+        entries = f.publish_entries(2 if self._version == 2 else 1)
         publisher = self.publishers.get(pub_id)
         if publisher is None or publisher[0].deleted:
             self.write(codec.publish_error_frame(
-                pub_id, [(pid, codec.PUBLISHER_DOES_NOT_EXIST) for pid, _ in messages]))
+                pub_id, [(e.publishing_id, codec.PUBLISHER_DOES_NOT_EXIST) for e in entries]))
             return
         q, reference = publisher
-        confirms = self._confirms.setdefault(pub_id, [])
         props = self._persistent_props
         if props is None:
             props = self._persistent_props = self.broker.codec.encode(Properties(delivery_mode=2))
         head = record_head("", q.name, props)
-        if reference is None:
-            q.append_records([head + data for _, data in messages])
-        else:
-            # a named publisher: ids not above the last one stored are duplicates, confirmed
-            # without being stored again (osiris' deduplication)
-            last = q.log.writers.get(reference, -1)
-            fresh = []
-            for publishing_id, data in messages:
-                if publishing_id > last:
-                    fresh.append(head + data)
-                    last = publishing_id
-            if fresh:
-                q.append_records(fresh, (reference, last))
-        confirms.extend(pid for pid, _ in messages)
+        # a named publisher: ids not above the last one stored are duplicates, confirmed
+        # without being stored again (osiris' deduplication)
+        last = q.log.writers.get(reference, -1) if reference is not None else -1
+        records: list[bytes] = []
+        values: list[str | None] = []
+        accepted: list[int] = []
+        for i, entry in enumerate(entries):
+            if entry.batch is None:
+                bodies = [entry.data]
+            else:
+                try:
+                    bodies = codec.sub_batch_messages(entry.batch, entry.data)
+                except codec.BadSubBatch as e:
+                    log.warning("stream connection %s: sub-entry batch of publisher %d to "
+                                "%r refused, with the rest of its frame: %s", self.peer,
+                                pub_id, q.name, e)
+                    self.write(codec.publish_error_frame(
+                        pub_id, [(later.publishing_id, codec.PRECONDITION_FAILED)
+                                 for later in entries[i:]]))
+                    break
+            accepted.append(entry.publishing_id)
+            if reference is not None:
+                if entry.publishing_id <= last:
+                    continue
+                last = entry.publishing_id
+            records.extend(head + body for body in bodies)
+            values.extend([entry.filter_value] * len(bodies))
+        if records:
+            q.append_records(records, (reference, last) if reference is not None else None,
+                             values if any(v is not None for v in values) else None)
+        if accepted:
+            self._confirms.setdefault(pub_id, []).extend(accepted)
 
     def _query_publisher_sequence(self, f: Fields) -> None:
         corr = f.u32()
@@ -438,7 +581,7 @@ class StreamSession:
         elif kind == codec.OFFSET_TIMESTAMP:
             value = f.i64()
         credit = f.u16()
-        f.properties()
+        properties = f.properties()
         f.end()
         spec = {codec.OFFSET_FIRST: OffsetSpec("first"), codec.OFFSET_LAST: OffsetSpec("last"),
                 codec.OFFSET_NEXT: OffsetSpec("next")}.get(kind)
@@ -450,19 +593,79 @@ class StreamSession:
             # RabbitMQ cannot parse the frame and drops the connection
             raise MalformedFrame(f"unknown offset specification type {kind}")
         q = self._stream(name)
+        single_active = properties.get("single-active-consumer") == "true"
         if q is None:
             code = codec.STREAM_DOES_NOT_EXIST
         elif not self._allowed("read", q.name):
             code = codec.ACCESS_REFUSED
         elif sub_id in self.subscriptions:
             code = codec.SUBSCRIPTION_ID_ALREADY_EXISTS
+        elif single_active and not properties.get("name"):
+            code = codec.PRECONDITION_FAILED   # a single active consumer must have a name
         else:
             code = codec.OK
         self.write(codec.response(codec.SUBSCRIBE, corr, code))
-        if code == codec.OK:
-            sub = Subscription(self, sub_id, q, spec, credit)
-            self.subscriptions[sub_id] = sub
-            q.add_consumer(sub)
+        if code != codec.OK:
+            return
+        sub = Subscription(self, sub_id, q, spec, credit)
+        sub.filter_spec = subscription_filter(properties)
+        self.subscriptions[sub_id] = sub
+        if single_active:
+            sub.group_name = properties["name"]
+            sub.active = sub.reading = False
+        q.add_consumer(sub)
+        if single_active:
+            index = -1
+            if "super-stream" in properties:
+                index = super_streams.partition_index(self.vhost, properties["super-stream"],
+                                                      q.name)
+            q.consumer_group(sub.group_name, index).register(sub)
+
+    def _request_id(self) -> int:
+        corr = self._next_request
+        self._next_request += 1
+        return corr
+
+    def request_consumer_update(self, sub: Subscription, active: bool,
+                                stepping_down: bool) -> None:
+        corr = self._request_id()
+        self._consumer_updates[corr] = (sub, stepping_down)
+        self.write(codec.consumer_update_frame(corr, sub.sub_id, active))
+
+    def _consumer_update_answer(self, f: Fields) -> None:
+        """The client's answer: an active subscription reads from the offset it names (type
+        0: the one it subscribed with); a passive one that stepped down lets the next
+        member of its group become active."""
+        corr = f.u32()
+        f.u16()   # RabbitMQ logs a code other than OK and goes on
+        kind = f.u16()
+        spec = None
+        if kind == codec.OFFSET_OFFSET:
+            spec = OffsetSpec("offset", f.u64())
+        elif kind == codec.OFFSET_TIMESTAMP:
+            spec = OffsetSpec("timestamp", f.i64())
+        elif kind in (codec.OFFSET_FIRST, codec.OFFSET_LAST, codec.OFFSET_NEXT):
+            spec = OffsetSpec({codec.OFFSET_FIRST: "first", codec.OFFSET_LAST: "last",
+                               codec.OFFSET_NEXT: "next"}[kind])
+        elif kind != codec.OFFSET_NONE:
+            raise MalformedFrame(f"unknown offset specification type {kind}")
+        pending = self._consumer_updates.pop(corr, None)
+        if pending is None:
+            log.warning("stream connection %s: consumer update answer for unknown request "
+                        "%d", self.peer, corr)
+            return
+        sub, stepping_down = pending
+        if self.subscriptions.get(sub.sub_id) is not sub:
+            return   # unsubscribed meanwhile: its group was told then
+        q = sub.queue
+        if sub.active:
+            q.readers[sub] = q.start_offset(spec or sub.offset_spec)
+            sub.reading = True
+            q.dispatch()
+        elif stepping_down:
+            group = q.consumer_groups.get(sub.group_name or "")
+            if group is not None:
+                group.stepped_down(sub)
 
     def _credit(self, f: Fields) -> None:
         sub_id = f.u8()
@@ -473,6 +676,10 @@ class StreamSession:
             self.write(codec.credit_error_frame(codec.SUBSCRIPTION_ID_DOES_NOT_EXIST, sub_id))
             return
         sub.credit += credit
+        if not sub.reading:
+            # a passive single active consumer keeps the credit, and is told (as RabbitMQ)
+            self.write(codec.credit_error_frame(codec.PRECONDITION_FAILED, sub_id))
+            return
         sub.queue.dispatch()
 
     def _unsubscribe(self, f: Fields) -> None:

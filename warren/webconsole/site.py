@@ -37,6 +37,7 @@ from .resources import (
     queues,
     shovels,
     subscriptions,
+    super_streams,
     topic_permissions,
     watermarks,
 )
@@ -48,7 +49,7 @@ def all_routes() -> list[Route]:
     routes: list[Route] = []
     for module in (overview, health, cluster, queues, exchanges, bindings, access,
                    topic_permissions, limits, definitions, parameters, shovels, federation,
-                   subscriptions, watermarks):
+                   subscriptions, super_streams, watermarks):
         routes.extend(module.ROUTES)
     return routes
 

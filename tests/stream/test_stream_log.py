@@ -1,0 +1,92 @@
+"""A real ``StreamLog`` in a temporary directory with a Twisted ``Clock``: filter values come
+back on read and the Bloom filters are rebuilt when the log is opened again; append times,
+kept per run of one millisecond, find the offset of a timestamp before and after reopening."""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+
+from warren.stream.filters import BLOCK, FilterSpec
+from warren.stream.log import StreamLog
+
+
+def test_filter_values_survive_reopening(tmp_path):
+    log = StreamLog(str(tmp_path / "s"), Clock())
+    log.open(fresh=True)
+    log.append_many([b"plain"])
+    log.append_many([b"r%d" % i for i in range(BLOCK)], ["red"] * BLOCK)
+    log.append_many([b"b"], ["blue"])
+    assert log.read(0)[1:] == (b"plain", None)
+    assert log.read(1)[1:] == (b"r0", "red")
+    log.close()
+
+    again = StreamLog(str(tmp_path / "s"), Clock())
+    again.open(fresh=False)
+    assert again.next_offset == BLOCK + 2
+    assert again.read(BLOCK + 1)[1:] == (b"b", "blue")
+    red, blue = FilterSpec(["red"], False), FilterSpec(["blue"], False)
+    unfiltered = FilterSpec(["none"], True)
+    # block 0: offset 0 without a value, then red; block 1: red, then blue
+    assert again.filters.may_match(0, red) and again.filters.may_match(0, unfiltered)
+    assert not again.filters.may_match(0, blue)
+    assert again.filters.may_match(1, red) and again.filters.may_match(1, blue)
+    assert not again.filters.may_match(1, unfiltered)
+    # a block never given a value holds only unfiltered messages
+    assert again.filters.may_match(2, unfiltered) and not again.filters.may_match(2, red)
+    again.close()
+
+
+def test_offsets_by_time_across_runs_and_reopening(tmp_path):
+    clock = Clock()
+    clock.advance(1000)                              # 1,000,000 ms
+    log = StreamLog(str(tmp_path / "t"), clock)
+    log.open(fresh=True)
+    log.append_many([b"a", b"b"])                    # 0, 1 at 1,000,000
+    log.append_many([b"c"])                          # 2, same millisecond: same run
+    clock.advance(0.5)
+    log.append_many([b"d"])                          # 3 at 1,000,500
+    clock.advance(1)
+    log.append_many([b"e", b"f"])                    # 4, 5 at 1,001,500
+    assert len(log.segments[-1].run_times) == 3
+    for reopened in (False, True):
+        if reopened:
+            log.close()
+            log = StreamLog(str(tmp_path / "t"), clock)
+            log.open(fresh=False)
+        assert [log.offset_at(t) for t in (0, 1_000_000, 1_000_001, 1_000_500, 1_001_000,
+                                           1_001_500, 1_001_501)] == [0, 0, 3, 3, 4, 4, 6]
+        assert log.read(3)[0] == 1_000_500
+    log.close()
+
+
+def test_a_run_is_read_at_once_and_stops_at_a_damaged_record(tmp_path):
+    log = StreamLog(str(tmp_path / "r"), Clock())
+    log.open(fresh=True)
+    log.append_many([b"m%d" % i for i in range(5)], [None, "v", None, None, None])
+    log.sync()
+    ts, records, after = log.read_run(0, log.next_offset, 100, 1 << 20)
+    assert (records, after) == ([b"m0", b"m1", b"m2", b"m3", b"m4"], 5)
+    assert log.read_run(1, 3, 100, 1 << 20)[1:] == ([b"m1", b"m2"], 3)
+    assert log.read_run(0, 5, 2, 1 << 20)[1:] == ([b"m0", b"m1"], 2)
+    assert log.read_run(0, 5, 100, 1)[1:] == ([b"m0"], 1)      # about max_bytes
+    # a flipped byte in offset 3's record: the run stops before it, then it is passed over
+    seg = log.segments[-1]
+    path = seg.file.path
+    with open(path, "r+b") as f:
+        f.seek(seg.positions[3] + seg.lengths[3] - 1)
+        f.write(b"X")
+    assert log.read_run(0, 5, 100, 1 << 20)[1:] == ([b"m0", b"m1", b"m2"], 3)
+    assert log.read_run(3, 5, 100, 1 << 20)[1:] == ([], 4)
+    assert log.read_run(4, 5, 100, 1 << 20)[1:] == ([b"m4"], 5)
+    log.close()
+
+
+def test_a_run_of_bodies(tmp_path):
+    from warren.model.message import record_head
+    log = StreamLog(str(tmp_path / "b"), Clock())
+    log.open(fresh=True)
+    head = record_head("ex", "key", b"\x00\x01props")
+    log.append_many([head + b"body0", head + b"body1"], [None, "v"])
+    assert log.read_run(0, 2, 10, 1 << 20, body_only=True)[1:] == ([b"body0", b"body1"], 2)
+    assert log.read_run(0, 2, 10, 1 << 20)[1] == [head + b"body0", head + b"body1"]
+    log.close()

@@ -1,0 +1,117 @@
+"""Sub-entry batches on the Stream protocol: several messages under one publishing id,
+uncompressed or gzip (rstream's ``send_sub_entry``), each message read back at its own offset
+over the Stream protocol and AMQP 0-9-1. Batches RabbitMQ refuses (``validate_compressed_sub_
+batch``) get PRECONDITION_FAILED for their publishing id and the rest of the frame's, while
+the entries before them are stored and confirmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import struct
+
+import pika
+from rstream import CompressionType, ConsumerOffsetSpecification, OffsetType, Producer
+from rstream import Consumer as RConsumer
+
+from tests.stream.raw_frames import Raw, frame, string
+
+TIMEOUT = 30
+
+
+async def read(broker, stream, count):
+    got = []
+    done = asyncio.Event()
+
+    async def on_message(msg, ctx):
+        got.append((ctx.offset, bytes(msg)))
+        if len(got) >= count:
+            done.set()
+
+    consumer = RConsumer("127.0.0.1", port=broker.stream_port, username="guest",
+                         password="guest")
+    await consumer.start()
+    await consumer.subscribe(stream, on_message,
+                             offset_specification=ConsumerOffsetSpecification(OffsetType.FIRST))
+    await asyncio.wait_for(done.wait(), TIMEOUT)
+    await consumer.close()
+    return got
+
+
+def test_rstream_sub_entries_none_and_gzip(broker, unique):
+    async def main():
+        confirmed = asyncio.Event()
+        confirms = []
+
+        async def on_confirm(status):
+            confirms.append(status.message_id)
+            if len(confirms) == 2:
+                confirmed.set()
+
+        async with Producer("127.0.0.1", port=broker.stream_port, username="guest",
+                            password="guest", default_batch_publishing_delay=0.01) as p:
+            await p.create_stream(unique)
+            await p.send_sub_entry(unique, [b"n%d" % i for i in range(3)],
+                                   compression_type=CompressionType.No,
+                                   on_publish_confirm=on_confirm)
+            await p.send_sub_entry(unique, [b"g%d" % i for i in range(4)],
+                                   compression_type=CompressionType.Gzip,
+                                   on_publish_confirm=on_confirm)
+            await asyncio.wait_for(confirmed.wait(), TIMEOUT)
+        return confirms, await read(broker, unique, 7)
+
+    confirms, got = asyncio.run(main())
+    assert len(confirms) == 2      # one confirm per batch (one publishing id each)
+    assert got == [(0, b"n0"), (1, b"n1"), (2, b"n2"), (3, b"g0"), (4, b"g1"), (5, b"g2"),
+                   (6, b"g3")]
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=10)
+    for method, props, body in ch.consume(unique, arguments={"x-stream-offset": 4},
+                                          inactivity_timeout=TIMEOUT):
+        assert (body, props.headers["x-stream-offset"]) == (b"g1", 4)
+        break
+    conn.close()
+
+
+def sub_batch(publishing_id, messages, compression=1, count=None, uncompressed=None,
+              data=None):
+    plain = b"".join(struct.pack(">I", len(m)) + m for m in messages)
+    if data is None:
+        data = gzip.compress(plain) if compression == 1 else plain
+    return struct.pack(">QBHII", publishing_id, 0x80 | (compression << 4),
+                       len(messages) if count is None else count,
+                       len(plain) if uncompressed is None else uncompressed, len(data)) + data
+
+
+def test_refused_batches(broker, unique):
+    raw = Raw(broker)
+    raw.login()
+    assert raw.ask(13, struct.pack(">I", 1), string(unique), struct.pack(">i", 0))[0] == 1
+    assert raw.ask(1, struct.pack(">IB", 2, 0), string(""), string(unique))[0] == 1
+
+    def publish(*entries):
+        raw.send(frame(2, struct.pack(">Bi", 0, len(entries)), *entries))
+
+    def answer():
+        key, body = raw.frame()
+        publisher, count = struct.unpack_from(">Bi", body)
+        if key == 3:
+            return "confirm", list(struct.unpack_from(f">{count}Q", body, 5))
+        assert key == 4
+        return "error", [struct.unpack_from(">QH", body, 5 + 10 * i) for i in range(count)]
+
+    plain = struct.pack(">QI", 1, 2) + b"ok"
+    for bad in (sub_batch(2, [b"x"], compression=7),                  # unknown type
+                sub_batch(2, [b"x"], compression=2),                  # snappy: not in warren
+                sub_batch(2, [b"x"], count=0),                        # no messages
+                sub_batch(2, [b"xy"], count=3),                       # 3 cannot fit 6 bytes
+                sub_batch(2, [b"x"], data=b"not gzip"),
+                sub_batch(2, [b"x"], uncompressed=128 * 1024 * 1024)):
+        publish(plain, bad, struct.pack(">QI", 3, 1) + b"z")
+        got = sorted([answer(), answer()])
+        assert got == [("confirm", [1]), ("error", [(2, 17), (3, 17)])], bad
+    # only the good entries were stored
+    assert [b for _, b in asyncio.run(read(broker, unique, 6))] == [b"ok"] * 6
+    assert "Traceback" not in broker.log()
