@@ -25,6 +25,10 @@
         over one AMQP channel, on warren and on RabbitMQ: microseconds per operation (each a
         round trip), resident bytes per queue and per binding, and an MQTT client's round trips
         meanwhile.
+    python -m bench.scale retained --sizes 10000 100000
+        N MQTT retained messages (in-process, the broker's RetainedStore): microseconds per
+        retain, then per SUBSCRIBE lookup of a literal filter, of wildcard filters matching one,
+        N/100 and all of them, beside the scan of every topic that the lookup was before.
     python -m bench.scale metrics --sizes 10000
         a `warren run` subprocess with N queues: milliseconds and bytes of GET /metrics and
         /metrics/per-object (each the broker's only thread, for that long).
@@ -165,6 +169,36 @@ def bench_purge(sizes: list[int]) -> None:
             print(f"core {op} of a queue of n={n}: the call {first * 1e3:.0f} ms, then {slices}"
                   f" more turns (longest {longest * 1e3:.0f} ms); {total:.3f}s in all;"
                   f" memory_used after {broker.memory_used}", flush=True)
+
+
+def bench_retained(sizes: list[int], lookups: int = 200) -> None:
+    from warren.mqtt.retained import RetainedMessage, RetainedStore
+    from warren.mqtt.topics import filter_matches
+    for n in sizes:
+        broker = _core_broker()
+        store = RetainedStore(broker)
+        topics = [f"site/{i % 100}/dev/{i}/temp" for i in range(n)]
+        t0 = time.perf_counter()
+        for t in topics:
+            store.put("/", RetainedMessage(t, b"21.5", 1))
+        t_put = time.perf_counter() - t0
+        line = f"retained n={n:>7}: retain {t_put / n * 1e6:5.1f} us;"
+        for label, topic_filter in (("literal", f"site/7/dev/{n // 2 + 7}/temp"),
+                                    ("+ (1 match)", f"site/+/dev/{n // 2 + 7}/temp"),
+                                    ("+ (n/100)", "site/7/dev/+/temp"),
+                                    ("# (all)", "#")):
+            runs = lookups if label != "# (all)" else 3
+            t0 = time.perf_counter()
+            for _ in range(runs):
+                found = store.matching("/", topic_filter, 0.0)
+            t_tree = (time.perf_counter() - t0) / runs
+            t0 = time.perf_counter()
+            for _ in range(3):
+                [t for t in topics if filter_matches(topic_filter, t)]
+            t_scan = (time.perf_counter() - t0) / 3
+            line += (f"  {label}: {len(found)} in {t_tree * 1e6:8.0f} us"
+                     f" (scan {t_scan * 1e3:6.1f} ms)")
+        print(line, flush=True)
 
 
 def _probe_process(port: int, conn, stop) -> None:
@@ -452,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["core", "mqtt", "purge", "metrics", "import", "deliver",
-                                    "topic", "objects"])
+                                    "topic", "objects", "retained"])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
     p.add_argument("--mode", choices=["one", "many", "both"], default="both",
                    help="mqtt: one SUBSCRIBE with every filter, one per filter, or both")
@@ -472,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_deliver(a.sizes)
     elif a.what == "topic":
         bench_topic(a.sizes)
+    elif a.what == "retained":
+        bench_retained(a.sizes)
     elif a.what == "objects":
         bench_objects(a.sizes, a.brokers, a.rabbitmq_server)
     else:
