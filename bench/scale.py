@@ -29,9 +29,10 @@
         N MQTT retained messages (in-process, the broker's RetainedStore): microseconds per
         retain, then per SUBSCRIBE lookup of a literal filter, of wildcard filters matching one,
         N/100 and all of them, beside the scan of every topic that the lookup was before.
-    python -m bench.scale metrics --sizes 10000
-        a `warren run` subprocess with N queues: milliseconds and bytes of GET /metrics and
-        /metrics/per-object (each the broker's only thread, for that long).
+    python -m bench.scale metrics --sizes 10000 100000
+        a `warren run` subprocess with N queues: milliseconds and bytes of GET /metrics,
+        /metrics/per-object and /metrics/detailed, and an MQTT client's round trips meanwhile
+        (the per-queue ones are written a slice of queues per step).
 
 Nothing here is asserted; the figures are for the report and docs.
 """
@@ -397,7 +398,6 @@ def bench_import(sizes: list[int]) -> None:
 
 
 def bench_metrics(sizes: list[int]) -> None:
-    import pika
     import requests
 
     from bench.brokers import Warren, free_port
@@ -415,26 +415,29 @@ def bench_metrics(sizes: list[int]) -> None:
             broker = WarrenHttp(Path(tmp), command=[sys.executable, "-m", "warren"])
             broker.start()
             try:
-                conn = pika.BlockingConnection(pika.ConnectionParameters(
-                    "127.0.0.1", broker.ports["amqp"]))
-                ch = conn.channel()
-                for i in range(n):
-                    ch.queue_declare(f"q{i}")
-                conn.close()
                 base = f"http://127.0.0.1:{broker.http_port}"
+                r = requests.post(base + "/api/definitions", auth=("guest", "guest"),
+                                  timeout=600, json={"queues": [
+                                      {"name": f"q{i}", "vhost": "/", "durable": False,
+                                       "auto_delete": False, "arguments": {}}
+                                      for i in range(n)]})
+                r.raise_for_status()
                 for path in ("/metrics", "/metrics/per-object",
                              "/metrics/detailed?family=queue_coarse_metrics&vhost=%2F"):
                     times = []
+                    probe = RoundTrips(broker.ports["mqtt"])
+                    probe.start()
                     for _ in range(5):
                         t0 = time.perf_counter()
                         r = requests.get(base + path, timeout=300)
                         times.append(time.perf_counter() - t0)
+                    rtt = probe.finish()
                     if r.status_code != 200:
                         print(f"metrics n={n} {path}: HTTP {r.status_code}")
                         continue
-                    print(f"metrics n={n:>6} queues {path:58}: median"
-                          f" {statistics.median(times) * 1e3:7.1f} ms, {len(r.content):>9} bytes",
-                          flush=True)
+                    print(f"metrics n={n:>6} queues {path}: median"
+                          f" {statistics.median(times) * 1e3:7.1f} ms, {len(r.content):>9} bytes;"
+                          f" {rtt}", flush=True)
             finally:
                 broker.stop()
 
