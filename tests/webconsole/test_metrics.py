@@ -194,3 +194,31 @@ def test_a_scrape_left_half_read_ends_quietly(broker):
         assert sock.recv(100).startswith(b"HTTP/1.1 200")
     assert "rabbitmq_queues" in scrape(broker, "/metrics/per-object")
     assert not [line for line in broker.lines if "Traceback" in line or "Unhandled" in line]
+
+
+def test_per_queue_text_is_prometheus_clients():
+    """The per-queue samples, written by ``metrics_slices`` itself for speed, are byte for
+    byte what prometheus_client's generate_latest writes for the same families (labels
+    sorted and escaped, values as Go prints floats), for odd names and big values too."""
+    from twisted.internet.task import Clock
+
+    from warren.amqp.properties import CODEC
+    from warren.broker.broker import Broker
+    from warren.webconsole.metrics import QUEUE_FAMILIES, queue_series
+    from warren.webconsole.metrics_slices import families_chunk, queue_chunks
+
+    core = Broker(clock=Clock(), codec=CODEC)
+    core.ensure_defaults()
+    vh = core.vhost("/")
+    for name in [f"q{i}" for i in range(SLICE + 3)] + ['odd "n" \\ x\ny', "ünï", "a=b,c}"]:
+        vh.declare_queue(name)
+    vh.queues["q1"].stats["publish"] = 1_234_567      # printed as 1.234567e+06
+    queues = [("/", q) for q in vh.queues.values()]
+    series = queue_series("rabbitmq_", QUEUE_FAMILIES)
+    reference = []
+    for new, get in series:
+        family = new()
+        for vhost, q in queues:
+            family.add_metric([vhost, q.name], get(q))
+        reference.append(family)
+    assert b"".join(queue_chunks(queues, series)) == families_chunk(reference)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client import generate_latest
 from prometheus_client.core import Metric
+from prometheus_client.utils import floatToGoString
 from twisted.internet.task import Cooperator, TaskFinished, TaskStopped
 
 log = logging.getLogger("warren.webconsole")
@@ -58,15 +59,42 @@ def families_chunk(families: Iterable[Metric]) -> bytes:
 
 def queue_chunks(queues: list[tuple[str, Any]], series: list[Series]) -> Iterator[bytes]:
     """Each series over *queues* ((vhost, queue) pairs), a slice of queues per chunk; a queue
-    deleted while the scrape goes on is left out of the series not written yet."""
+    deleted while the scrape goes on is left out of the series not written yet.
+
+    A family's ``# HELP``/``# TYPE`` lines are prometheus_client's; its samples are written
+    here, the same text as its ``generate_latest`` (labels sorted, values as Go prints
+    floats) at a tenth of the cost: a queue's label text is made once for all its series,
+    where the library would validate and escape both labels again for each of some 15
+    samples per queue (18 µs a sample, 27 s for 100,000 queues on a loaded machine)."""
+    labels: list[str] = []
+    for start in range(0, len(queues), SLICE):
+        labels.extend([_label_text(vhost, q.name) for vhost, q in queues[start:start + SLICE]])
+        yield b""
     for new, get in series:
-        for start in range(0, max(len(queues), 1), SLICE):
-            family = new()
-            for vhost, q in queues[start:start + SLICE]:
-                if not q.deleted:
-                    family.add_metric([vhost, q.name], get(q))
-            text = families_chunk((family,))
-            yield text if start == 0 else text.split(b"\n", 2)[2]
+        family = new()
+        yield families_chunk((family,))
+        family.add_metric(["", ""], 0)
+        name = family.samples[0].name          # a counter's samples end in _total
+        for start in range(0, len(queues), SLICE):
+            yield "".join([f"{name}{labels[i]} {_value(get(q))}\n"
+                           for i, (_, q) in enumerate(queues[start:start + SLICE], start)
+                           if not q.deleted]).encode()
+
+
+def _label_text(vhost: str, queue: str) -> str:
+    """``{queue="...",vhost="..."}`` escaped as the text format wants (labels sorted)."""
+    return f'{{queue="{_escape(queue)}",vhost="{_escape(vhost)}"}}'
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _value(v: float) -> str:
+    """As ``floatToGoString``; an int below a million (almost every figure) directly."""
+    if type(v) is int and v < 1_000_000:
+        return f"{v}.0"
+    return floatToGoString(v)
 
 
 def sliced_cooperator(clock: Any) -> Cooperator:
