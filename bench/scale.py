@@ -33,6 +33,12 @@
         a `warren run` subprocess with N queues: milliseconds and bytes of GET /metrics,
         /metrics/per-object and /metrics/detailed, and an MQTT client's round trips meanwhile
         (the per-queue ones are written a slice of queues per step).
+    python -m bench.scale big --sizes 100000 1000000 --connections 10000 [--brokers ...]
+        on warren and on RabbitMQ: N topic (``a.N.#``) and N direct (``kN``) bindings over
+        1,000 queues, sent over one AMQP connection 1,000 at a time (pipelined: the broker's
+        cost, not a round trip's), then C concurrent AMQP connections (each with a channel,
+        kept open): microseconds per operation, resident bytes per item, and an MQTT client's
+        round trips meanwhile; warren's garbage collections (``bench.gc_probe``) after each run.
 
 Nothing here is asserted; the figures are for the report and docs.
 """
@@ -40,6 +46,7 @@ Nothing here is asserted; the figures are for the report and docs.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
 import tempfile
@@ -410,9 +417,12 @@ def bench_metrics(sizes: list[int]) -> None:
             argv[argv.index("--http-port") + 1] = str(self.http_port)
             return argv
 
+    from bench.gc_probe import summary as gc_summary
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            broker = WarrenHttp(Path(tmp), command=[sys.executable, "-m", "warren"])
+            gc_log = str(Path(tmp) / "gc.log")
+            broker = WarrenHttp(Path(tmp), command=[sys.executable, "-m", "bench.gc_probe",
+                                                    gc_log])
             broker.start()
             try:
                 base = f"http://127.0.0.1:{broker.http_port}"
@@ -440,6 +450,120 @@ def bench_metrics(sizes: list[int]) -> None:
                           f" {rtt}", flush=True)
             finally:
                 broker.stop()
+            print(f"    broker's {gc_summary(gc_log)}", flush=True)
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    """Open files for ``wanted`` sockets here and in the brokers we start (they inherit it)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        print(f"    (open files limited to {target}: fewer than {wanted} connections may open)",
+              flush=True)
+
+
+async def _big_bindings(port: int, n: int, report) -> None:
+    """N topic then N direct bindings over one connection, WINDOW in flight at a time."""
+    from types import SimpleNamespace
+
+    from pamqp import commands
+
+    from bench.loadgen.amqp import AmqpConnection
+    window = 1000
+    c = await AmqpConnection.open("127.0.0.1", port)
+    await c.start(SimpleNamespace(user="guest", password="guest", vhost="/"))
+    for i in range(1000):
+        c.send(commands.Queue.Declare(queue=f"b{i}"))
+    for _ in range(1000):
+        await c.expect(commands.Queue.DeclareOk)
+    report("queues", 0.0)
+    for kind, exchange, key in (("topic", "amq.topic", lambda i: f"a.{i}.#"),
+                                ("direct", "amq.direct", lambda i: f"k{i}")):
+        t0 = time.perf_counter()
+        for start in range(0, n, window):
+            end = min(start + window, n)
+            for i in range(start, end):
+                c.send(commands.Queue.Bind(queue=f"b{i % 1000}", exchange=exchange,
+                                           routing_key=key(i)))
+            for _ in range(start, end):
+                await c.expect(commands.Queue.BindOk)
+        report(kind, time.perf_counter() - t0)
+    await c.close()
+
+
+async def _big_connections(port: int, n: int) -> tuple[float, list]:
+    """N AMQP connections (handshake and a channel), 50 opening at a time; kept open."""
+    from types import SimpleNamespace
+
+    from bench.loadgen.amqp import AmqpConnection
+    settings = SimpleNamespace(user="guest", password="guest", vhost="/")
+    gate = asyncio.Semaphore(50)
+
+    async def one():
+        async with gate:
+            c = await AmqpConnection.open("127.0.0.1", port, timeout=120)
+            await c.start(settings)
+            return c
+    t0 = time.perf_counter()
+    conns = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+    return time.perf_counter() - t0, conns
+
+
+def bench_big(sizes: list[int], connections: int, brokers: list[str],
+              rabbitmq_server: str | None) -> None:
+    from bench.brokers import RabbitMQ, Warren
+    from bench.gc_probe import summary as gc_summary
+    _raise_fd_limit(connections + 1000)
+    runs = [(name, n) for n in sizes for name in brokers]
+    if connections:
+        runs += [(name, -connections) for name in brokers]
+    for name, n in runs:
+        with tempfile.TemporaryDirectory() as tmp:
+            gc_log = str(Path(tmp) / "gc.log")
+            broker = (Warren(Path(tmp), command=[sys.executable, "-m", "bench.gc_probe", gc_log])
+                      if name == "warren" else RabbitMQ(Path(tmp), program=rabbitmq_server))
+            broker.start()
+            try:
+                probe = RoundTrips(broker.ports["mqtt"])
+                probe.start()
+                rss = [_group_rss(broker.process.pid)]
+                if n > 0:
+                    parts = []
+
+                    def report(what, seconds, parts=parts, rss=rss):
+                        now = _group_rss(broker.process.pid)
+                        if what != "queues":
+                            parts.append(f"{what} {seconds / n * 1e6:5.0f} us/bind,"
+                                         f" {(now - rss[-1]) / n:5.0f} B/binding")
+                        rss.append(now)
+                    asyncio.run(_big_bindings(broker.ports["amqp"], n, report))
+                    line = f"big {name:8} n={n:>8} bindings: " + "; ".join(parts)
+                else:
+                    held: list = []
+
+                    async def run(held=held):
+                        seconds, conns = await _big_connections(broker.ports["amqp"], -n)
+                        ok = [c for c in conns if not isinstance(c, BaseException)]
+                        now = _group_rss(broker.process.pid)
+                        errors = {str(c) for c in conns if isinstance(c, BaseException)}
+                        held.append((seconds, len(ok), now, sorted(errors)[:2]))
+                        await asyncio.sleep(2)        # held open: the probe keeps timing
+                        for c in ok:
+                            c.close_transport()
+                    asyncio.run(run())
+                    seconds, ok, now, errors = held[0]
+                    line = (f"big {name:8} c={-n:>8} connections: {ok} open,"
+                            f" {seconds / max(ok, 1) * 1e6:5.0f} us/connection,"
+                            f" {(now - rss[0]) / max(ok, 1):7.0f} B/connection"
+                            + (f" (failures: {errors})" if errors else ""))
+                print(f"{line}; {probe.finish()}", flush=True)
+            finally:
+                broker.stop()
+            if name == "warren":
+                print(f"    broker's {gc_summary(gc_log)}", flush=True)
 
 
 def bench_deliver(sizes: list[int], messages: int = 2000) -> None:
@@ -489,12 +613,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["core", "mqtt", "purge", "metrics", "import", "deliver",
-                                    "topic", "objects", "retained"])
+                                    "topic", "objects", "retained", "big"])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
     p.add_argument("--mode", choices=["one", "many", "both"], default="both",
                    help="mqtt: one SUBSCRIBE with every filter, one per filter, or both")
     p.add_argument("--brokers", nargs="+", default=["warren", "rabbitmq"],
                    choices=["warren", "rabbitmq"], help="objects: the brokers compared")
+    p.add_argument("--connections", type=int, default=10_000,
+                   help="big: concurrent connections (0: none)")
     p.add_argument("--rabbitmq-server", help="objects: rabbitmq-server (default: on PATH)")
     a = p.parse_args(argv)
     if a.what == "core":
@@ -509,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_deliver(a.sizes)
     elif a.what == "topic":
         bench_topic(a.sizes)
+    elif a.what == "big":
+        bench_big(a.sizes, a.connections, a.brokers, a.rabbitmq_server)
     elif a.what == "retained":
         bench_retained(a.sizes)
     elif a.what == "objects":
