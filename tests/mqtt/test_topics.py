@@ -39,7 +39,7 @@ def test_topic_exchange_agrees_with_mqtt_matching(topic_filter, topic):
         assert topic.startswith("$")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(topics, max_size=12), st.lists(topics, max_size=6),
        st.one_of(filters, st.just("#"), st.just("+")))
 def test_topic_tree_finds_what_mqtt_matching_finds(stored, removed, topic_filter):

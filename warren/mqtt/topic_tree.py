@@ -119,9 +119,9 @@ class TopicTree(Generic[V]):
                     if not (i == 0 and name.startswith("$")):
                         stack.append((child, i + 1))
             else:
-                child = children.get(level)
-                if child is not None:
-                    stack.append((child, i + 1))
+                found = children.get(level)
+                if found is not None:
+                    stack.append((found, i + 1))
         return out
 
     @staticmethod

@@ -22,7 +22,7 @@ import time
 from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client import generate_latest
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 from twisted.internet.task import Cooperator, TaskFinished, TaskStopped
 
@@ -37,7 +37,7 @@ SLICE = 500
 STEP_BUDGET = 0.004
 
 #: (a new empty family, the value of one queue for it)
-Series = tuple[Callable[[], Metric], Callable[[Any], float]]
+Series = tuple[Callable[[], GaugeMetricFamily | CounterMetricFamily], Callable[[Any], float]]
 
 
 class _Families:
@@ -54,7 +54,7 @@ class _Families:
 
 def families_chunk(families: Iterable[Metric]) -> bytes:
     """Families in the text format (a chunk of the response)."""
-    return generate_latest(_Families(families))  # type: ignore[arg-type]
+    return generate_latest(_Families(families))
 
 
 def queue_chunks(queues: list[tuple[str, Any]], series: list[Series]) -> Iterator[bytes]:
