@@ -544,22 +544,28 @@ def bench_big(sizes: list[int], connections: int, brokers: list[str],
                 else:
                     held: list = []
 
-                    async def run(held=held):
+                    async def run(held=held, probe=probe):
                         seconds, conns = await _big_connections(broker.ports["amqp"], -n)
                         ok = [c for c in conns if not isinstance(c, BaseException)]
                         now = _group_rss(broker.process.pid)
                         errors = {str(c) for c in conns if isinstance(c, BaseException)}
                         held.append((seconds, len(ok), now, sorted(errors)[:2]))
                         await asyncio.sleep(2)        # held open: the probe keeps timing
-                        for c in ok:
+                        held.append(probe.finish())
+                        closing = RoundTrips(broker.ports["mqtt"])
+                        closing.start()
+                        for c in ok:                  # all at once, as a network failure
                             c.close_transport()
+                        await asyncio.sleep(5)
+                        held.append(closing.finish())
                     asyncio.run(run())
-                    seconds, ok, now, errors = held[0]
+                    (seconds, ok, now, errors), opening, closing = held
                     line = (f"big {name:8} c={-n:>8} connections: {ok} open,"
                             f" {seconds / max(ok, 1) * 1e6:5.0f} us/connection,"
                             f" {(now - rss[0]) / max(ok, 1):7.0f} B/connection"
-                            + (f" (failures: {errors})" if errors else ""))
-                print(f"{line}; {probe.finish()}", flush=True)
+                            + (f" (failures: {errors})" if errors else "")
+                            + f"; opening and held: {opening}; all closed at once: {closing}")
+                print(line if n < 0 else f"{line}; {probe.finish()}", flush=True)
             finally:
                 broker.stop()
             if name == "warren":
