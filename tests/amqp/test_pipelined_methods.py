@@ -1,7 +1,8 @@
 """A client that pipelines many methods in one write: its methods are handled a slice per
-reactor turn (``CONTROL_METHODS_PER_TURN`` non-Basic methods, then the rest of the read waits,
-with reading paused), so other clients are served between slices; this client still gets
-every reply in order, and what it sent after the burst acts on the burst's result."""
+reactor turn (``CONTROL_METHODS_BUDGET`` seconds of non-Basic methods, then the rest of the
+read waits, with reading paused), so other clients are served between slices; this client
+still gets every reply in order, and what it sent after the burst acts on the burst's
+result."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
 from tests.amqp.raw_client import RawAmqp
-from warren.amqp.connection import CONTROL_METHODS_PER_TURN
-
-BURST = CONTROL_METHODS_PER_TURN * 5 + 7
+#: some 50 ms of binds or more: several slices
+BURST = 1007
 
 
 def test_a_pipelined_burst_of_binds_is_answered_in_order(broker, unique):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import logging
 import struct
+import time
 from typing import Any
 
 from pamqp import commands
@@ -41,12 +42,12 @@ from .wire_errors import ChannelError, FrameError, UnexpectedFrame
 
 log = logging.getLogger("warren.amqp")
 
-#: methods of classes other than Basic (queue.bind, queue.declare, exchange.*, ...) handled
-#: per read before the rest of that read waits for the next reactor turn: a client that
-#: pipelines thousands of them (a 64 KiB read holds some 1,000 binds, 70 ms of work) must not
-#: hold the reactor while other clients wait (Basic's publishes and acks are cheap and not
-#: counted, as MQTT's listener does not count PUBLISH)
-CONTROL_METHODS_PER_TURN = 200
+#: seconds of methods of classes other than Basic (queue.bind, queue.declare, exchange.*...)
+#: handled per read before the rest of that read waits for the next reactor turn: a client
+#: that pipelines thousands of them (a read holds some 500 binds, 25-50 ms of work) must not
+#: hold the reactor while other clients wait. Basic's publishes and acks are not timed, as
+#: MQTT's listener does not count PUBLISH: they are cheap, and the hot path stays as it is.
+CONTROL_METHODS_BUDGET = 0.004
 _BASIC_CLASS = 60
 
 
@@ -156,10 +157,11 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
             self._read_done()
 
     def _handle_frames(self, frames: list) -> None:
-        """Handle a read's frames; past ``CONTROL_METHODS_PER_TURN`` non-Basic methods the
-        rest is held (reading paused) and handled at the next reactor turn."""
+        """Handle a read's frames; once non-Basic methods have taken
+        ``CONTROL_METHODS_BUDGET`` the rest is held (reading paused) and handled at the next
+        reactor turn."""
         channels = self.channels
-        budget = CONTROL_METHODS_PER_TURN
+        deadline = 0.0
         for i, (ftype, channel, payload) in enumerate(frames):
             if channel and 0 < ftype < 4 and self.state is State.OPEN:
                 ch = channels.get(channel)
@@ -173,8 +175,10 @@ class AmqpConnection(BatchedOutput, protocol.Protocol):
                     if self.state is State.CLOSED:
                         return
                     if ftype == 1 and (payload[1] != _BASIC_CLASS or payload[0]):
-                        budget -= 1
-                        if budget <= 0 and i + 1 < len(frames):
+                        now = time.monotonic()
+                        if not deadline:
+                            deadline = now + CONTROL_METHODS_BUDGET
+                        elif now >= deadline and i + 1 < len(frames):
                             self._hold(frames[i + 1:])
                             return
                     continue
