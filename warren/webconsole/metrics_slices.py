@@ -6,9 +6,9 @@ response is an iterator of byte chunks run by a :class:`~twisted.internet.task.C
 the broker's clock, which runs steps for at most ``STEP_BUDGET`` seconds per reactor turn.
 
 The Prometheus text format keeps a family's samples under one ``# HELP``/``# TYPE`` header, so
-the response goes family by family, each a slice of ``SLICE`` queues at a time. Each slice is
-formatted by prometheus_client's own ``generate_latest`` (a family holding only that slice's
-samples; the header is kept for the first slice only), so the text is the library's.
+the response goes family by family, each a slice of ``SLICE`` queues at a time: the header by
+prometheus_client's own ``generate_latest``, the samples as it writes them (see
+:func:`queue_chunks` for why not by it).
 
 The request is the writer's consumer: a client that reads slowly pauses the work (Twisted
 calls ``pauseProducing`` when the socket's buffer is full) instead of the response piling up
