@@ -1,7 +1,8 @@
 """Run ``warren`` with its garbage collections timed: ``python -m bench.gc_probe OUT warren-args``.
 
 A ``gc.callbacks`` hook notes each collection's generation and duration; at exit (a clean
-``warren`` shutdown on SIGTERM) they are written to OUT, one ``generation seconds`` per line,
+``warren`` shutdown on SIGTERM) they are written to OUT, one ``generation seconds frozen
+freed`` per line (frozen: objects frozen after a full collection; freed: what it collected),
 for ``bench.scale`` to summarise beside the other client's round trips. Nothing is written
 while the broker runs, so the probe itself adds no I/O to the pauses it measures.
 """
@@ -15,7 +16,7 @@ import time
 
 
 def install(out: str) -> None:
-    pauses: list[tuple[int, float, int]] = []
+    pauses: list[tuple[int, float, int, int]] = []
     started: list[float] = [0.0]
 
     def hook(phase: str, info: dict) -> None:
@@ -25,11 +26,13 @@ def install(out: str) -> None:
             generation = info["generation"]
             # get_freeze_count() walks every frozen object: only after the rare full ones
             pauses.append((generation, time.perf_counter() - started[0],
-                           gc.get_freeze_count() if generation == 2 else 0))
+                           gc.get_freeze_count() if generation == 2 else 0,
+                           info.get("collected", 0)))
 
     def write() -> None:
         with open(out, "w") as f:
-            f.writelines(f"{gen} {seconds:.6f} {frozen}\n" for gen, seconds, frozen in pauses)
+            f.writelines(f"{gen} {seconds:.6f} {frozen} {collected}\n"
+                         for gen, seconds, frozen, collected in pauses)
 
     gc.callbacks.append(hook)
     atexit.register(write)
@@ -43,9 +46,9 @@ def summary(path: str) -> str:
     try:
         with open(path) as f:
             for line in f:
-                gen, seconds, frozen = line.split()
+                gen, seconds, frozen, *collected = line.split()
                 if gen == "2":
-                    frozen_after.append(frozen)
+                    frozen_after.append("/".join([frozen, *collected]))
                 by_gen.setdefault(int(gen), []).append(float(seconds) * 1e3)
     except OSError:
         return "gc: no record"
@@ -56,7 +59,7 @@ def summary(path: str) -> str:
         parts.append(f"gen{gen} n={len(ms)} median {statistics.median(ms):.1f} p99 {p99:.1f}"
                      f" max {ms[-1]:.1f} ms")
     if by_gen.get(2):
-        parts.append("gen2 in order (ms/frozen objects) " + " ".join(
+        parts.append("gen2 in order (ms/frozen objects/objects freed) " + " ".join(
             f"{ms:.0f}/{frozen}" for ms, frozen in zip(by_gen[2], frozen_after)))
     return "gc: " + "; ".join(parts)
 

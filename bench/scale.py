@@ -28,9 +28,20 @@
         over one AMQP channel, on warren and on RabbitMQ: microseconds per operation (each a
         round trip), resident bytes per queue and per binding, and an MQTT client's round trips
         meanwhile.
-    python -m bench.scale metrics --sizes 10000
-        a `warren run` subprocess with N queues: milliseconds and bytes of GET /metrics and
-        /metrics/per-object (each the broker's only thread, for that long).
+    python -m bench.scale retained --sizes 10000 100000
+        N MQTT retained messages (in-process, the broker's RetainedStore): microseconds per
+        retain, then per SUBSCRIBE lookup of a literal filter, of wildcard filters matching one,
+        N/100 and all of them, beside the scan of every topic that the lookup was before.
+    python -m bench.scale metrics --sizes 10000 100000
+        a `warren run` subprocess with N queues: milliseconds and bytes of GET /metrics,
+        /metrics/per-object and /metrics/detailed, and an MQTT client's round trips meanwhile
+        (the per-queue ones are written a slice of queues per step).
+    python -m bench.scale big --sizes 100000 1000000 --connections 10000 [--brokers ...]
+        on warren and on RabbitMQ: N topic (``a.N.#``) and N direct (``kN``) bindings over
+        1,000 queues, sent over one AMQP connection 1,000 at a time (pipelined: the broker's
+        cost, not a round trip's), then C concurrent AMQP connections (each with a channel,
+        kept open): microseconds per operation, resident bytes per item, and an MQTT client's
+        round trips meanwhile; warren's garbage collections (``bench.gc_probe``) after each run.
 
 Nothing here is asserted; the figures are for the report and docs.
 """
@@ -38,6 +49,7 @@ Nothing here is asserted; the figures are for the report and docs.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
 import tempfile
@@ -232,6 +244,36 @@ def _turns_of(clock, store_clock, store, names: list[str] | None = None) -> list
         times.append(time.perf_counter() - t)
         if names is not None:
             names.append(getattr(call.func, "__qualname__", repr(call.func)))
+
+
+def bench_retained(sizes: list[int], lookups: int = 200) -> None:
+    from warren.mqtt.retained import RetainedMessage, RetainedStore
+    from warren.mqtt.topics import filter_matches
+    for n in sizes:
+        broker = _core_broker()
+        store = RetainedStore(broker)
+        topics = [f"site/{i % 100}/dev/{i}/temp" for i in range(n)]
+        t0 = time.perf_counter()
+        for t in topics:
+            store.put("/", RetainedMessage(t, b"21.5", 1))
+        t_put = time.perf_counter() - t0
+        line = f"retained n={n:>7}: retain {t_put / n * 1e6:5.1f} us;"
+        for label, topic_filter in (("literal", f"site/7/dev/{n // 2 + 7}/temp"),
+                                    ("+ (1 match)", f"site/+/dev/{n // 2 + 7}/temp"),
+                                    ("+ (n/100)", "site/7/dev/+/temp"),
+                                    ("# (all)", "#")):
+            runs = lookups if label != "# (all)" else 3
+            t0 = time.perf_counter()
+            for _ in range(runs):
+                found = store.matching("/", topic_filter, 0.0)
+            t_tree = (time.perf_counter() - t0) / runs
+            t0 = time.perf_counter()
+            for _ in range(3):
+                [t for t in topics if filter_matches(topic_filter, t)]
+            t_scan = (time.perf_counter() - t0) / 3
+            line += (f"  {label}: {len(found)} in {t_tree * 1e6:8.0f} us"
+                     f" (scan {t_scan * 1e3:6.1f} ms)")
+        print(line, flush=True)
 
 
 def _probe_process(port: int, conn, stop) -> None:
@@ -430,7 +472,6 @@ def bench_import(sizes: list[int]) -> None:
 
 
 def bench_metrics(sizes: list[int]) -> None:
-    import pika
     import requests
 
     from bench.brokers import Warren, free_port
@@ -443,33 +484,159 @@ def bench_metrics(sizes: list[int]) -> None:
             argv[argv.index("--http-port") + 1] = str(self.http_port)
             return argv
 
+    from bench.gc_probe import summary as gc_summary
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            broker = WarrenHttp(Path(tmp), command=[sys.executable, "-m", "warren"])
+            gc_log = str(Path(tmp) / "gc.log")
+            broker = WarrenHttp(Path(tmp), command=[sys.executable, "-m", "bench.gc_probe",
+                                                    gc_log])
             broker.start()
             try:
-                conn = pika.BlockingConnection(pika.ConnectionParameters(
-                    "127.0.0.1", broker.ports["amqp"]))
-                ch = conn.channel()
-                for i in range(n):
-                    ch.queue_declare(f"q{i}")
-                conn.close()
                 base = f"http://127.0.0.1:{broker.http_port}"
+                r = requests.post(base + "/api/definitions", auth=("guest", "guest"),
+                                  timeout=600, json={"queues": [
+                                      {"name": f"q{i}", "vhost": "/", "durable": False,
+                                       "auto_delete": False, "arguments": {}}
+                                      for i in range(n)]})
+                r.raise_for_status()
                 for path in ("/metrics", "/metrics/per-object",
                              "/metrics/detailed?family=queue_coarse_metrics&vhost=%2F"):
                     times = []
+                    probe = RoundTrips(broker.ports["mqtt"])
+                    probe.start()
                     for _ in range(5):
                         t0 = time.perf_counter()
                         r = requests.get(base + path, timeout=300)
                         times.append(time.perf_counter() - t0)
+                    rtt = probe.finish()
                     if r.status_code != 200:
                         print(f"metrics n={n} {path}: HTTP {r.status_code}")
                         continue
-                    print(f"metrics n={n:>6} queues {path:58}: median"
-                          f" {statistics.median(times) * 1e3:7.1f} ms, {len(r.content):>9} bytes",
-                          flush=True)
+                    print(f"metrics n={n:>6} queues {path}: median"
+                          f" {statistics.median(times) * 1e3:7.1f} ms, {len(r.content):>9} bytes;"
+                          f" {rtt}", flush=True)
             finally:
                 broker.stop()
+            print(f"    broker's {gc_summary(gc_log)}", flush=True)
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    """Open files for ``wanted`` sockets here and in the brokers we start (they inherit it)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        print(f"    (open files limited to {target}: fewer than {wanted} connections may open)",
+              flush=True)
+
+
+async def _big_bindings(port: int, n: int, report) -> None:
+    """N topic then N direct bindings over one connection, WINDOW in flight at a time."""
+    from types import SimpleNamespace
+
+    from pamqp import commands
+
+    from bench.loadgen.amqp import AmqpConnection
+    window = 1000
+    c = await AmqpConnection.open("127.0.0.1", port)
+    await c.start(SimpleNamespace(user="guest", password="guest", vhost="/"))
+    for i in range(1000):
+        c.send(commands.Queue.Declare(queue=f"b{i}"))
+    for _ in range(1000):
+        await c.expect(commands.Queue.DeclareOk)
+    report("queues", 0.0)
+    for kind, exchange, key in (("topic", "amq.topic", lambda i: f"a.{i}.#"),
+                                ("direct", "amq.direct", lambda i: f"k{i}")):
+        t0 = time.perf_counter()
+        for start in range(0, n, window):
+            end = min(start + window, n)
+            for i in range(start, end):
+                c.send(commands.Queue.Bind(queue=f"b{i % 1000}", exchange=exchange,
+                                           routing_key=key(i)))
+            for _ in range(start, end):
+                await c.expect(commands.Queue.BindOk)
+        report(kind, time.perf_counter() - t0)
+    await c.close()
+
+
+async def _big_connections(port: int, n: int) -> tuple[float, list]:
+    """N AMQP connections (handshake and a channel), 50 opening at a time; kept open."""
+    from types import SimpleNamespace
+
+    from bench.loadgen.amqp import AmqpConnection
+    settings = SimpleNamespace(user="guest", password="guest", vhost="/")
+    gate = asyncio.Semaphore(50)
+
+    async def one():
+        async with gate:
+            c = await AmqpConnection.open("127.0.0.1", port, timeout=120)
+            await c.start(settings)
+            return c
+    t0 = time.perf_counter()
+    conns = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+    return time.perf_counter() - t0, conns
+
+
+def bench_big(sizes: list[int], connections: int, brokers: list[str],
+              rabbitmq_server: str | None) -> None:
+    from bench.brokers import RabbitMQ, Warren
+    from bench.gc_probe import summary as gc_summary
+    _raise_fd_limit(connections + 1000)
+    runs = [(name, n) for n in sizes for name in brokers]
+    if connections:
+        runs += [(name, -connections) for name in brokers]
+    for name, n in runs:
+        with tempfile.TemporaryDirectory() as tmp:
+            gc_log = str(Path(tmp) / "gc.log")
+            broker = (Warren(Path(tmp), command=[sys.executable, "-m", "bench.gc_probe", gc_log])
+                      if name == "warren" else RabbitMQ(Path(tmp), program=rabbitmq_server))
+            broker.start()
+            try:
+                probe = RoundTrips(broker.ports["mqtt"])
+                probe.start()
+                rss = [_group_rss(broker.process.pid)]
+                if n > 0:
+                    parts = []
+
+                    def report(what, seconds, parts=parts, rss=rss):
+                        now = _group_rss(broker.process.pid)
+                        if what != "queues":
+                            parts.append(f"{what} {seconds / n * 1e6:5.0f} us/bind,"
+                                         f" {(now - rss[-1]) / n:5.0f} B/binding")
+                        rss.append(now)
+                    asyncio.run(_big_bindings(broker.ports["amqp"], n, report))
+                    line = f"big {name:8} n={n:>8} bindings: " + "; ".join(parts)
+                else:
+                    held: list = []
+
+                    async def run(held=held, probe=probe):
+                        seconds, conns = await _big_connections(broker.ports["amqp"], -n)
+                        ok = [c for c in conns if not isinstance(c, BaseException)]
+                        now = _group_rss(broker.process.pid)
+                        errors = {str(c) for c in conns if isinstance(c, BaseException)}
+                        held.append((seconds, len(ok), now, sorted(errors)[:2]))
+                        await asyncio.sleep(2)        # held open: the probe keeps timing
+                        held.append(probe.finish())
+                        closing = RoundTrips(broker.ports["mqtt"])
+                        closing.start()
+                        for c in ok:                  # all at once, as a network failure
+                            c.close_transport()
+                        await asyncio.sleep(5)
+                        held.append(closing.finish())
+                    asyncio.run(run())
+                    (seconds, ok, now, errors), opening, closing = held
+                    line = (f"big {name:8} c={-n:>8} connections: {ok} open,"
+                            f" {seconds / max(ok, 1) * 1e6:5.0f} us/connection,"
+                            f" {(now - rss[0]) / max(ok, 1):7.0f} B/connection"
+                            + (f" (failures: {errors})" if errors else "")
+                            + f"; opening and held: {opening}; all closed at once: {closing}")
+                print(line if n < 0 else f"{line}; {probe.finish()}", flush=True)
+            finally:
+                broker.stop()
+            if name == "warren":
+                print(f"    broker's {gc_summary(gc_log)}", flush=True)
 
 
 def bench_deliver(sizes: list[int], messages: int = 2000) -> None:
@@ -519,13 +686,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["core", "mqtt", "purge", "purge-paged", "metrics", "import",
-                                    "deliver",
-                                    "topic", "objects"])
+                                    "deliver", "topic", "objects", "retained", "big"])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
     p.add_argument("--mode", choices=["one", "many", "both"], default="both",
                    help="mqtt: one SUBSCRIBE with every filter, one per filter, or both")
     p.add_argument("--brokers", nargs="+", default=["warren", "rabbitmq"],
                    choices=["warren", "rabbitmq"], help="objects: the brokers compared")
+    p.add_argument("--connections", type=int, default=10_000,
+                   help="big: concurrent connections (0: none)")
     p.add_argument("--rabbitmq-server", help="objects: rabbitmq-server (default: on PATH)")
     a = p.parse_args(argv)
     if a.what == "core":
@@ -542,6 +710,10 @@ def main(argv: list[str] | None = None) -> int:
         bench_deliver(a.sizes)
     elif a.what == "topic":
         bench_topic(a.sizes)
+    elif a.what == "big":
+        bench_big(a.sizes, a.connections, a.brokers, a.rabbitmq_server)
+    elif a.what == "retained":
+        bench_retained(a.sizes)
     elif a.what == "objects":
         bench_objects(a.sizes, a.brokers, a.rabbitmq_server)
     else:

@@ -8,12 +8,13 @@ a broker component); every test uninstalls it and unfreezes what it froze.
 from __future__ import annotations
 
 import gc
+import sys
 import weakref
 
 import pytest
 
 from tests.operator.test_startup_errors import Ports, assert_refused, run_warren
-from warren.gc_tuning import CollectorTuning
+from warren.gc_tuning import THAW_GROWTH_MAX, CollectorTuning
 
 
 class Node:
@@ -67,12 +68,34 @@ def test_a_cycle_that_dies_while_frozen_is_freed_after_the_thaw(tuning):
     assert not tuning.thawed
     # "grown" past the bound: as if the heap had been tiny at the last thaw (comparing with the
     # real blocks of this process would depend on what earlier tests left allocated)
-    tuning.thaw_growth, tuning.thaw_min_blocks, tuning.base = 2.0, 0, 1
+    tuning.thaw_growth, tuning.growth, tuning.thaw_min_blocks, tuning.base = 2.0, 2.0, 0, 1
     gc.collect(1)
     assert tuning.thawed and tuning.thaws == 1
     gc.collect()                         # the full collection after a thaw scans everything
     assert all(ref() is None for ref in refs)
     assert not tuning.thawed
+
+
+def test_a_thaw_that_frees_nothing_spaces_the_next_one_out(tuning):
+    """While the heap grows with live data a thaw frees nothing: the growth asked for before
+    the next one is multiplied, up to THAW_GROWTH_MAX; a thaw that frees cycles (here 2
+    objects for each of blocks/50 nodes: some 4% of the blocks) puts it back."""
+    tuning.thaw_growth, tuning.growth, tuning.thaw_min_blocks = 2.0, 2.0, 0
+    for expected in (4.0, THAW_GROWTH_MAX):
+        tuning.base = 1                      # as if the heap had been tiny at the last thaw
+        gc.collect(1)
+        assert tuning.thawed
+        gc.collect()                         # the thaw's full collection: nothing to free
+        assert not tuning.thawed and tuning.growth == expected
+    nodes = [Node() for _ in range(sys.getallocatedblocks() // 50)]
+    gc.collect(1)                            # frozen (no thaw: the heap has not grown 4x)
+    assert not tuning.thawed
+    del nodes                                # cycles that die frozen
+    tuning.base = 1
+    gc.collect(1)
+    assert tuning.thawed
+    gc.collect()
+    assert tuning.growth == 2.0
 
 
 def test_after_uninstall_survivors_are_no_longer_frozen(tuning):

@@ -17,7 +17,9 @@ import pytest
 import requests
 from pika.exceptions import ChannelClosedByBroker
 
-from tests.mqtt.helpers import V5, V311, Client, RawClient
+from paho.mqtt.packettypes import PacketTypes
+
+from tests.mqtt.helpers import V5, V311, Client, RawClient, cid, v5_props
 from tests.stomp.conftest import Client as StompClient
 from warren.mqtt.codec import Connect, PingReq, PingResp, SubAck, Subscribe, Subscription
 
@@ -360,6 +362,43 @@ def test_mqtt_client_id_expansion_is_escaped(broker, op):
         assert named.publish("dev2-sensors", b"not mine", qos=1).value == 0x87
     finally:
         named.disconnect()
+
+
+@pytest.mark.parametrize("protocol", [V311, V5])
+def test_mqtt_unsubscribe_needs_read_permission(broker, op, protocol):
+    """As RabbitMQ's MQTT plugin, which checks an unbind as a bind: a filter subscribed
+    while allowed, then refused by a topic permission set before the session is resumed,
+    cannot be unsubscribed (5.0: 0x87 in the UNSUBACK; 3.1.1: an UNSUBACK without codes),
+    and it keeps delivering; an allowed filter is unsubscribed."""
+    user = op.user()
+    client_id = cid("unsub")
+    props = v5_props(PacketTypes.CONNECT, SessionExpiryInterval=300) if protocol == V5 else None
+
+    def session(clean: bool = False) -> Client:
+        return Client(broker.mqtt_port, protocol=protocol, username=user, password="pw",
+                      client_id=client_id, clean=clean, properties=props)
+
+    c = session()
+    assert [rc.value for rc in c.subscribe([("seen/a", 1), ("hidden/a", 1)])] == [1, 1]
+    c.disconnect()
+    op.topic(user, ".*", "^seen\\.")
+    c = session()
+    try:
+        assert c.session_present
+        codes = c.unsubscribe(["seen/a", "hidden/a", "never/a"])
+        if protocol == V5:
+            assert [rc.value for rc in codes] == [0, 0x87, 0x11]
+        nobody = 0x10 if protocol == V5 else 0          # 5.0: No matching subscribers
+        assert c.publish("seen/a", b"unsubscribed", qos=1).value == nobody
+        assert c.publish("hidden/a", b"still subscribed", qos=1).value == 0
+        assert [m.payload for m in c.drain_until(b"still subscribed")] == [b"still subscribed"]
+        broker.wait_for_line(f"MQTT unsubscription from hidden/a refused: ACCESS_REFUSED - read "
+                             f"access to topic 'hidden.a' in exchange 'amq.topic' in vhost '/' "
+                             f"refused for user '{user}'")
+    finally:
+        c.disconnect()
+        if protocol == V311:
+            session(clean=True).disconnect()      # the 3.1.1 session would outlive the test
 
 
 # ------------------------------------------------------------------------------------ STOMP

@@ -59,3 +59,36 @@ def test_retain_handling_and_retain_as_published(broker, unique):
     sub2.subscribe(f"{unique}/h", options=SubscribeOptions(qos=1, retainHandling=1))
     m = sub2.get()
     assert (m.payload, m.retain) == (b"rap", True)
+
+
+def test_retained_found_by_filter_levels(broker, unique):
+    """Each wildcard SUBSCRIBE gets exactly the retained messages its filter matches, found
+    level by level (``+``, ``#``, "u/#" matching "u" itself, empty levels), and a filter
+    starting with a wildcard gets no ``$`` topic [MQTT-4.7.2-1]."""
+    u = unique.replace(".", "-")
+    stored = [u, f"{u}/a", f"{u}/a/b", f"{u}/a/b/c", f"{u}/x/b", f"{u}//b", f"plain/{u}",
+              f"$ctl/{u}"]
+    pub = Client(broker.mqtt_port)
+    for t in stored:
+        pub.publish(t, t.encode(), 1, retain=True)
+    sub = Client(broker.mqtt_port)
+    sub.subscribe(f"{u}-end", 0)
+    try:
+        for topic_filter, expected in (
+                (f"{u}/#", stored[:6]), (f"{u}/+/b", [f"{u}/a/b", f"{u}/x/b", f"{u}//b"]),
+                (f"{u}/a/+", [f"{u}/a/b"]), (f"{u}/+", [f"{u}/a"]),
+                (f"+/{u}", [f"plain/{u}"]), ("$ctl/+", [f"$ctl/{u}"]), (f"{u}/b", []),
+                ("#", stored[:7])):
+            sub.subscribe(topic_filter, 1)
+            pub.publish(f"{u}-end", b"end", 1)
+            got = [m.payload.decode() for m in sub.drain_until(b"end")][:-1]
+            if topic_filter == "#":      # every retained message of this module's broker
+                assert set(expected) <= set(got) and not [t for t in got if t[0] == "$"]
+            else:
+                assert sorted(got) == sorted(expected), topic_filter
+            sub.unsubscribe(topic_filter)
+    finally:
+        for t in stored:
+            pub.publish(t, b"", 1, retain=True)
+        sub.disconnect()
+        pub.disconnect()

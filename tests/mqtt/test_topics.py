@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from warren.exchange.interface import Binding
 from warren.exchange.topic import TopicTrie
+from warren.mqtt.topic_tree import TopicTree
 from warren.mqtt.topics import (filter_matches, filter_to_pattern, key_to_topic,
                                 split_shared, topic_to_key)
 
@@ -36,6 +37,29 @@ def test_topic_exchange_agrees_with_mqtt_matching(topic_filter, topic):
         assert routed
     elif routed:
         assert topic.startswith("$")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(topics, max_size=12), st.lists(topics, max_size=6),
+       st.one_of(filters, st.just("#"), st.just("+")))
+def test_topic_tree_finds_what_mqtt_matching_finds(stored, removed, topic_filter):
+    """The retained messages' index: a filter's lookup gives exactly the stored topics that
+    filter_matches accepts (wildcards, ``$`` topics at the first level, "a/#" matching "a"),
+    after removals too, and removals leave no empty levels behind."""
+    tree: TopicTree[str] = TopicTree()
+    for t in stored:
+        tree.put(t, t)
+    kept = set(stored)
+    for t in removed:
+        assert tree.pop(t) == (t if t in kept else None)
+        kept.discard(t)
+    assert len(tree) == len(kept)
+    assert sorted(tree.matching(topic_filter)) == sorted(
+        t for t in kept if filter_matches(topic_filter, t))
+    assert all(tree.get(t) == t for t in kept)
+    for t in kept:
+        tree.pop(t)
+    assert tree._root.children is None
 
 
 def test_examples():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import logging
 import struct
+import time
 from typing import Any
 
 from pamqp import commands
@@ -42,6 +43,14 @@ from .framing import (CHANNEL_OPEN_OK_0_8_PAYLOAD, FRAME_BODY, FRAME_HEADER, FRA
 from .wire_errors import ChannelError, FrameError, UnexpectedFrame
 
 log = logging.getLogger("warren.amqp")
+
+#: seconds of methods of classes other than Basic (queue.bind, queue.declare, exchange.*...)
+#: handled per read before the rest of that read waits for the next reactor turn: a client
+#: that pipelines thousands of them (a read holds some 500 binds, 25-50 ms of work) must not
+#: hold the reactor while other clients wait. Basic's publishes and acks are not timed, as
+#: MQTT's listener does not count PUBLISH: they are cheap, and the hot path stays as it is.
+CONTROL_METHODS_BUDGET = 0.004
+_BASIC_CLASS = 60
 
 
 class State(enum.Enum):
@@ -107,6 +116,8 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         self._handshake_call = None
         self._close_call = None
         self.recv_oct = 0
+        self._backlog: list | None = None    # frames of a read held for the next turn
+        self._backlog_call = None
 
     # ------------------------------------------------------------------ transport events
     def connectionMade(self) -> None:
@@ -130,41 +141,88 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
                 data = self._protocol_header(data)
                 if not data:
                     return
-            channels = self.channels
-            for ftype, channel, payload in self.reader.feed(data):
-                if channel and 0 < ftype < 4 and self.state is State.OPEN:
-                    ch = channels.get(channel)
-                    if ch is not None:
-                        # the hot path (method, header or body for an open channel): what
-                        # _frame ends with, without its checks for the other cases
-                        try:
-                            ch.handle_frame(ftype, payload)
-                        except ReplyError as e:
-                            self._error(e, ch)
-                        if self.state is State.CLOSED:
-                            return
-                        continue
-                self._frame(ftype, channel, payload)
-                if self.state is State.CLOSED:
-                    return
+            frames = self.reader.feed(data)
+            if self._backlog is not None:     # still working through an earlier read
+                self._backlog.extend(frames)
+                return
+            self._handle_frames(frames)
         except ReplyError as e:
             self._error(e, None)
         except Exception:
             log.exception("internal error on connection %s", getattr(self, "name", "?"))
             self._error(InternalError("internal error"), None, force_connection=True)
         finally:
-            if self._after_read:
-                pending, self._after_read = self._after_read, []
-                for ch in pending:
-                    if not ch.closing:
-                        ch.after_read()
-            self.flush()
+            self._read_done()
+
+    def _handle_frames(self, frames: list) -> None:
+        """Handle a read's frames; once non-Basic methods have taken
+        ``CONTROL_METHODS_BUDGET`` the rest is held (reading paused) and handled at the next
+        reactor turn."""
+        channels = self.channels
+        deadline = 0.0
+        for i, (ftype, channel, payload) in enumerate(frames):
+            if channel and 0 < ftype < 4 and self.state is State.OPEN:
+                ch = channels.get(channel)
+                if ch is not None:
+                    # the hot path (method, header or body for an open channel): what
+                    # _frame ends with, without its checks for the other cases
+                    try:
+                        ch.handle_frame(ftype, payload)
+                    except ReplyError as e:
+                        self._error(e, ch)
+                    if self.state is State.CLOSED:
+                        return
+                    if ftype == 1 and (payload[1] != _BASIC_CLASS or payload[0]):
+                        now = time.monotonic()
+                        if not deadline:
+                            deadline = now + CONTROL_METHODS_BUDGET
+                        elif now >= deadline and i + 1 < len(frames):
+                            self._hold(frames[i + 1:])
+                            return
+                    continue
+            self._frame(ftype, channel, payload)
+            if self.state is State.CLOSED:
+                return
+
+    def _hold(self, frames: list) -> None:
+        self._backlog = frames
+        self.transport.pauseProducing()
+        self._backlog_call = self.clock.callLater(0, self._resume_backlog)
+
+    def _resume_backlog(self) -> None:
+        self._backlog_call = None
+        frames, self._backlog = self._backlog, None
+        if self.state is State.CLOSED or frames is None:
+            return
+        try:
+            self._handle_frames(frames)
+        except ReplyError as e:
+            self._error(e, None)
+        except Exception:
+            log.exception("internal error on connection %s", getattr(self, "name", "?"))
+            self._error(InternalError("internal error"), None, force_connection=True)
+        finally:
+            self._read_done()
+            if (self._backlog is None and not self.blocked and self.state is not State.CLOSED
+                    and self.transport is not None):
+                self.transport.resumeProducing()
+
+    def _read_done(self) -> None:
+        """After a read's frames (or a slice of them): the channels' batched work, output."""
+        if self._after_read:
+            pending, self._after_read = self._after_read, []
+            for ch in pending:
+                if not ch.closing:
+                    ch.after_read()
+        self.flush()
 
     def connectionLost(self, reason: Any = None) -> None:
         self.state = State.CLOSED
         self.broker.unregister_connection(self)
         self.broker.unregister_blockable(self)
-        for call in (self._hb_call, self._handshake_call, self._close_call, self._flush_call):
+        self._backlog = None
+        for call in (self._hb_call, self._handshake_call, self._close_call, self._flush_call,
+                     self._backlog_call):
             if call is not None and getattr(call, "active", lambda: False)():
                 call.cancel()
         if self._hb_call is not None and hasattr(self._hb_call, "running") and \
@@ -497,7 +555,7 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
             self.flush()
         if blocked:
             self.transport.pauseProducing()
-        else:
+        elif self._backlog is None:          # else reading resumes once the backlog is done
             self.transport.resumeProducing()
 
     # ------------------------------------------------------------------ introspection

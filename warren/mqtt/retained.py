@@ -8,8 +8,8 @@ it goes through the same journal/SQL store as every definition (fsync'd by the n
 [MQTT-3.3.1-10]. This is a dedicated key space, not messages in a queue: a retained message
 is state per topic, replaced rather than appended, which is what a definition is.
 
-Matching on SUBSCRIBE scans the topics of the vhost (as mosquitto's retain tree walk or
-RabbitMQ's ETS retainer do per subscribe); subscribes are rare next to publishes.
+Matching on SUBSCRIBE walks a :class:`~warren.mqtt.topic_tree.TopicTree` per vhost, so a
+subscription's lookup costs what its filter matches, not every retained topic of the vhost.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-from warren.mqtt.topics import filter_matches
+from warren.mqtt.topic_tree import TopicTree
 from warren.store.interface import resource_key, split_key
 
 KEY_PREFIX = resource_key("mqtt-retained", "")
@@ -59,7 +59,7 @@ class RetainedStore:
 
     def __init__(self, broker: Any) -> None:
         self.broker = broker
-        self._by_vhost: dict[str, dict[str, RetainedMessage]] = {}
+        self._by_vhost: dict[str, TopicTree[RetainedMessage]] = {}
         for key, value in list(broker.parameters.items()):
             if key.startswith(KEY_PREFIX) and isinstance(value, dict):
                 vhost = split_key(key)[1]
@@ -67,10 +67,16 @@ class RetainedStore:
                     msg = RetainedMessage.from_record(value)
                 except (KeyError, ValueError, TypeError):
                     continue
-                self._by_vhost.setdefault(vhost, {})[msg.topic] = msg
+                self._tree(vhost).put(msg.topic, msg)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_vhost.values())
+
+    def _tree(self, vhost: str) -> TopicTree[RetainedMessage]:
+        tree = self._by_vhost.get(vhost)
+        if tree is None:
+            tree = self._by_vhost[vhost] = TopicTree()
+        return tree
 
     @staticmethod
     def _key(vhost: str, topic: str) -> str:
@@ -79,19 +85,20 @@ class RetainedStore:
     def put(self, vhost: str, message: RetainedMessage) -> None:
         """Store (or with an empty payload, clear) the retained message of its topic."""
         key = self._key(vhost, message.topic)
-        topics = self._by_vhost.setdefault(vhost, {})
+        topics = self._tree(vhost)
         if not message.payload:
-            if topics.pop(message.topic, None) is not None:
+            if topics.pop(message.topic) is not None:
                 self.broker.parameters.pop(key, None)
                 self.broker.save_definition("parameter", key, None)
             return
-        topics[message.topic] = message
+        topics.put(message.topic, message)
         record = message.to_record()
         self.broker.parameters[key] = record
         self.broker.save_definition("parameter", key, record)
 
     def get(self, vhost: str, topic: str) -> RetainedMessage | None:
-        return self._by_vhost.get(vhost, {}).get(topic)
+        tree = self._by_vhost.get(vhost)
+        return None if tree is None else tree.get(topic)
 
     def matching(self, vhost: str, topic_filter: str, now: float) -> list[RetainedMessage]:
         """Live retained messages whose topic matches ``topic_filter``; expired ones go."""
@@ -100,11 +107,7 @@ class RetainedStore:
             return []
         out = []
         expired = []
-        if "+" not in topic_filter and "#" not in topic_filter:
-            candidates = [topics[topic_filter]] if topic_filter in topics else []
-        else:
-            candidates = [m for t, m in topics.items() if filter_matches(topic_filter, t)]
-        for msg in candidates:
+        for msg in topics.matching(topic_filter):
             if msg.expires_at is not None and msg.expires_at <= now:
                 expired.append(msg)
             else:

@@ -333,10 +333,7 @@ class Subscriptions:
             # [MQTT-3.8.3-4] no-local on a shared subscription is a protocol error
             raise MqttError(rc.PROTOCOL_ERROR, "no-local on a shared subscription")
         try:
-            self.broker.check(self.user, self.vhost.name, "read", "exchange",
-                              self.exchange.name)
-            self.broker.check_topic(self.user, self.vhost.name, self.exchange, "read",
-                                    filter_to_pattern(filt), state.client_id)
+            self._check_binding(filt)
         except AccessRefused as e:
             log.warning("MQTT subscription to %s refused: %s", req.topic_filter, e.reply_text)
             codes.append(rc.suback_code(rc.reason_for(e), self.level))
@@ -361,6 +358,14 @@ class Subscriptions:
             return
         codes.append(req.qos)
         fresh.append((sub, existed, req.retain_handling))
+
+    def _check_binding(self, filt: str) -> None:
+        """Raise AccessRefused unless the client may bind (SUBSCRIBE) or unbind (UNSUBSCRIBE)
+        ``filt``: read access to the MQTT exchange and the topic permission's ``read``
+        pattern, the same for both as in RabbitMQ's MQTT plugin."""
+        self.broker.check(self.user, self.vhost.name, "read", "exchange", self.exchange.name)
+        self.broker.check_topic(self.user, self.vhost.name, self.exchange, "read",
+                                filter_to_pattern(filt), self.state.client_id)
 
     def _subscribed(self, s: Subscribe, codes: list[int],
                     fresh: list[tuple[Sub, bool, int]]) -> None:
@@ -405,13 +410,24 @@ class Subscriptions:
             self._write_publish(r.topic, r.payload, qos, pid, False, True, props)
 
     def _on_unsubscribe(self, u: Unsubscribe) -> None:
+        """Unbind each filter. As RabbitMQ's MQTT plugin, unbinding needs what binding needed:
+        a filter whose topic permission no longer allows reading it (changed since the
+        SUBSCRIBE) is refused, 0x87 Not authorized in a 5.0 UNSUBACK (a 3.1.1 UNSUBACK has
+        no codes), and the subscription stays and keeps delivering."""
         codes = []
         state = self.state
         for filt in u.topic_filters:
-            sub = state.pop_sub(filt)
+            sub = state.subs.get(filt)
             if sub is None:
                 codes.append(rc.NO_SUBSCRIPTION_EXISTED)
                 continue
+            try:
+                self._check_binding(sub.topic_filter)
+            except AccessRefused as e:
+                log.warning("MQTT unsubscription from %s refused: %s", filt, e.reply_text)
+                codes.append(rc.reason_for(e))
+                continue
+            state.pop_sub(filt)
             if sub.group is None:
                 q = self.vhost.queues.get(state.queue_name)
                 if q is not None:

@@ -10,7 +10,8 @@ rabbitmq_prometheus:
   sweep every 5 s done a slice of queues per reactor turn (``QueueTotals``), so they may be
   that old, as RabbitMQ's are; ``/metrics/aggregated`` is the same;
 * ``/metrics/per-object`` adds the per-queue series labelled ``vhost`` and ``queue`` (what
-  dashboards with per-queue panels must scrape);
+  dashboards with per-queue panels must scrape), written a slice of queues per step
+  (``metrics_slices.py``), as is ``/metrics/detailed``;
 * ``/metrics/detailed?family=queue_coarse_metrics&vhost=/`` gives only the families asked for
   (``queue_coarse_metrics``, ``queue_consumer_count``, ``queue_metrics``,
   ``queue_delivery_metrics``; ``family`` and ``vhost`` may repeat) with the
@@ -25,7 +26,8 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Any, Iterable
+from functools import partial
+from typing import Any, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily,
@@ -33,11 +35,14 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 from twisted.web import resource
+from twisted.web.server import NOT_DONE_YET
 
 from ..broker.broker import Broker
 from ..broker.definitions import PRODUCT_VERSION, WARREN_VERSION
 from ..model.errors import AccessRefused
 from ..endpoint import is_loopback
+from .metrics_slices import (SLICE, SlicedResponse, Series, families_chunk, queue_chunks,
+                             sliced_cooperator)
 
 #: counter name (without _total) -> MessageStats key, help text
 CHANNEL_COUNTERS = (
@@ -71,7 +76,8 @@ HA_ROLES = ("master", "slave", "standalone", "waiting")
 
 
 class BrokerCollector:
-    """Reads the broker at scrape time; ``per_object`` adds the per-queue series."""
+    """Reads the broker at scrape time. ``per_object``: without any queue series, which
+    ``per_object_chunks`` writes after this collector's text, a slice at a time."""
 
     def __init__(self, broker: Broker, *, per_object: bool = True,
                  totals: "QueueTotals | None" = None) -> None:
@@ -99,15 +105,7 @@ class BrokerCollector:
                 pass
         yield _gauge("rabbitmq_connections", "Connections currently open", len(conns))
         yield _gauge("rabbitmq_channels", "Channels currently open", channels)
-        if self.per_object:
-            queues = [(vh.name, q) for vh in list(b.vhosts.values())
-                      for q in list(vh.queues.values())]
-            yield _gauge("rabbitmq_consumers", "Consumers currently connected",
-                         sum(q.consumer_count for _, q in queues))
-            yield _gauge("rabbitmq_queues", "Queues available", len(queues))
-            yield from queue_families("rabbitmq_", queues, QUEUE_FAMILIES)
-            yield from _stream_metrics(queues)
-        else:
+        if not self.per_object:
             yield from self._aggregated_queues()
         totals = b.message_totals             # counted as they happen (broker/stats.py)
         for name, key, doc in CHANNEL_COUNTERS:
@@ -296,48 +294,63 @@ QUEUE_FAMILIES = frozenset({"queue_coarse_metrics", "queue_consumer_count", "que
 DETAILED_FAMILIES = QUEUE_FAMILIES | {"queue_delivery_metrics"}
 
 
-def queue_families(prefix: str, queues: list[tuple[str, Any]],
-                   families: frozenset[str] | set[str]) -> Iterable[Metric]:
-    """Per-queue series labelled vhost and queue, for the families asked for."""
-    for family, name, doc, get in QUEUE_SERIES:
-        if family not in families:
-            continue
-        g = GaugeMetricFamily(prefix + "queue_" + name, doc, labels=["vhost", "queue"])
-        for vh, q in queues:
-            g.add_metric([vh, q.name], get(q))
-        yield g
+_QUEUE_LABELS = ["vhost", "queue"]
+
+
+def queue_series(prefix: str, families: frozenset[str] | set[str]) -> list[Series]:
+    """The per-queue series (labelled vhost and queue) of the families asked for."""
+    out: list[Series] = [
+        (partial(GaugeMetricFamily, prefix + "queue_" + name, doc, labels=_QUEUE_LABELS), get)
+        for family, name, doc, get in QUEUE_SERIES if family in families]
     if "queue_delivery_metrics" in families or prefix == "rabbitmq_":
-        c = CounterMetricFamily(prefix + "queue_messages_published",
-                                "Total number of messages published to queues",
-                                labels=["vhost", "queue"])
-        for vh, q in queues:
-            c.add_metric([vh, q.name], q.stats.get("publish", 0))
-        yield c
+        out.append((partial(CounterMetricFamily, prefix + "queue_messages_published",
+                            "Total number of messages published to queues",
+                            labels=_QUEUE_LABELS),
+                    lambda q: q.stats.get("publish", 0)))
+    return out
 
 
-class DetailedCollector:
+def _queues(broker: Any, vhosts: set[str] | None = None) -> list[tuple[str, Any]]:
+    """(vhost, queue) of every queue, or of the queues of *vhosts*; a list of references
+    (100,000 queues: a few milliseconds), so the slices walk what the scrape began with."""
+    return [(vh.name, q) for vh in list(broker.vhosts.values())
+            if not vhosts or vh.name in vhosts for q in list(vh.queues.values())]
+
+
+def per_object_chunks(head: bytes, broker: Any) -> Iterator[bytes]:
+    """``/metrics/per-object``: *head* (the broker's other series), then every queue's, then
+    the consumers' total and the streams' series, a slice of queues per chunk."""
+    yield head
+    queues = _queues(broker)
+    yield families_chunk((_gauge("rabbitmq_queues", "Queues available", len(queues)),))
+    yield from queue_chunks(queues, queue_series("rabbitmq_", QUEUE_FAMILIES))
+    consumers = 0
+    streams = []
+    for start in range(0, len(queues), SLICE):
+        for pair in queues[start:start + SLICE]:
+            q = pair[1]
+            if not q.deleted:
+                consumers += q.consumer_count
+                if q.own_log:
+                    streams.append(pair)
+        yield b""
+    yield families_chunk((_gauge("rabbitmq_consumers", "Consumers currently connected",
+                                 consumers), *_stream_metrics(streams)))
+
+
+def detailed_chunks(broker: Any, families: set[str], vhosts: set[str]) -> Iterator[bytes]:
     """``/metrics/detailed?family=F&vhost=V``: only the families asked for (``family`` may be
     repeated), only the queues of the vhosts asked for (all when none), with the
     ``rabbitmq_detailed_`` prefix, as rabbitmq_prometheus."""
-
-    def __init__(self, broker: Broker, families: set[str], vhosts: set[str]) -> None:
-        self.broker = broker
-        self.families = families
-        self.vhosts = vhosts
-
-    def collect(self) -> Iterable[Metric]:
-        node = self.broker.node_name
-        info = InfoMetricFamily("rabbitmq_identity", "RabbitMQ node & cluster identity info")
-        info.add_metric([], {"rabbitmq_node": node, "rabbitmq_cluster": node,
-                             "rabbitmq_endpoint": "detailed"})
-        yield info
-        wanted = self.families & DETAILED_FAMILIES
-        if not wanted:
-            return
-        queues = [(vh.name, q) for vh in list(self.broker.vhosts.values())
-                  if not self.vhosts or vh.name in self.vhosts
-                  for q in list(vh.queues.values())]
-        yield from queue_families("rabbitmq_detailed_", queues, wanted)
+    node = broker.node_name
+    info = InfoMetricFamily("rabbitmq_identity", "RabbitMQ node & cluster identity info")
+    info.add_metric([], {"rabbitmq_node": node, "rabbitmq_cluster": node,
+                         "rabbitmq_endpoint": "detailed"})
+    yield families_chunk((info,))
+    wanted = families & DETAILED_FAMILIES
+    if wanted:
+        yield from queue_chunks(_queues(broker, vhosts),
+                                queue_series("rabbitmq_detailed_", wanted))
 
 
 def _stream_metrics(queues: list[tuple[str, Any]]) -> Iterable[Metric]:
@@ -467,6 +480,7 @@ class MetricsResource(resource.Resource):
         self.require_auth = require_auth   # as prometheus.authentication.enabled
         self.registries = {}
         self.totals = QueueTotals(broker)
+        self.cooperator = sliced_cooperator(broker.clock)
         for per_object in (True, False):
             reg = CollectorRegistry(auto_describe=False)
             reg.register(BrokerCollector(broker, per_object=per_object,
@@ -474,7 +488,7 @@ class MetricsResource(resource.Resource):
             reg.register(ProcessCollector(registry=None))
             self.registries[per_object] = reg
 
-    def render_GET(self, request) -> bytes:
+    def render_GET(self, request) -> Any:
         if self.require_auth and not self._authenticated(request):
             request.setResponseCode(401)
             request.setHeader("www-authenticate", 'Basic realm="RabbitMQ Prometheus"')
@@ -485,18 +499,19 @@ class MetricsResource(resource.Resource):
             args = request.args or {}
             families = {f.decode("utf-8", "replace") for f in args.get(b"family", [])}
             vhosts = {v.decode("utf-8", "replace") for v in args.get(b"vhost", [])}
-            reg = CollectorRegistry(auto_describe=False)
-            reg.register(DetailedCollector(self.broker, families, vhosts))
+            chunks = detailed_chunks(self.broker, families, vhosts)
         elif path in (b"/metrics", b"/metrics/aggregated"):
-            reg = self.registries[False]
+            request.setHeader("content-type", CONTENT_TYPE_LATEST)
+            return generate_latest(self.registries[False])
         elif path == b"/metrics/per-object":
-            reg = self.registries[True]
+            chunks = per_object_chunks(generate_latest(self.registries[True]), self.broker)
         else:
             request.setResponseCode(404)
             request.setHeader("content-type", "text/plain")
             return b"not found\n"
         request.setHeader("content-type", CONTENT_TYPE_LATEST)
-        return generate_latest(reg)
+        SlicedResponse(request, chunks, self.cooperator)
+        return NOT_DONE_YET
 
     def _authenticated(self, request) -> bool:
         """HTTP Basic with any user of the broker (loopback-only users from loopback)."""
