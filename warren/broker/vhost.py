@@ -368,7 +368,7 @@ class VirtualHost:
         """Store (when persistent and some target is durable), account, enqueue everywhere."""
         broker = self.broker
         if not message.id:
-            message.id = broker.next_message_id()
+            message.id = next(broker.message_ids)
         stored = False
         if message.persistent and broker.store is not None:
             if len(targets) == 1:
