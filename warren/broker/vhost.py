@@ -308,7 +308,7 @@ class VirtualHost:
         if exchange is self.default_exchange:
             q = self.queues.get(message.routing_key)
             return [q] if q is not None else []
-        dests = exchange.route(message)
+        dests = exchange.impl.route(message)   # Exchange.route without its extra frame
         if len(dests) == 1 and dests[0].kind == "queue":
             return [dests[0]]   # the usual case: one binding to one queue
         queues: dict[int, Queue] = {}
