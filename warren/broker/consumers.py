@@ -41,7 +41,7 @@ class Consumer(Protocol):
 class ConsumerSet:
     """Ordered consumers of a queue with a round-robin cursor per priority level."""
 
-    __slots__ = ("_levels", "_cursor", "members", "single_active", "selective", "_sole")
+    __slots__ = ("_levels", "_cursor", "members", "single_active", "selective", "sole")
 
     def __init__(self, single_active: bool = False) -> None:
         self._levels: list[tuple[int, list[Consumer]]] = []  # highest priority first
@@ -51,9 +51,9 @@ class ConsumerSet:
         self.members: list[Consumer] = []
         self.single_active = single_active
         self.selective = 0                                   # consumers with accepts()
-        # the one consumer that gets everything when there is only one (or single active
-        # consumer is on): the usual queue asks it alone, without walking the levels
-        self._sole: Consumer | None = None
+        # the one consumer that gets everything when there is only one: the usual queue
+        # asks it alone, without walking the levels (read by the queue; set here only)
+        self.sole: Consumer | None = None
 
     def __len__(self) -> int:
         return len(self.members)
@@ -70,7 +70,7 @@ class ConsumerSet:
         self.members.append(consumer)
         if getattr(consumer, "accepts", None) is not None:
             self.selective += 1
-        self._sole = self.members[0] if len(self.members) == 1 else None
+        self.sole = self.members[0] if len(self.members) == 1 else None
         for prio, members in self._levels:
             if prio == consumer.priority:
                 members.append(consumer)
@@ -91,12 +91,12 @@ class ConsumerSet:
                     del self._levels[i]
                     self._cursor.pop(prio, None)
                 break
-        self._sole = self.members[0] if len(self.members) == 1 else None
+        self.sole = self.members[0] if len(self.members) == 1 else None
         return True
 
     def next_with_credit(self) -> Consumer | None:
         """The consumer that should get the next message, or None when nobody has room."""
-        sole = self._sole
+        sole = self.sole
         if sole is not None:
             return sole if sole.has_credit() else None
         if self.single_active:
@@ -133,7 +133,7 @@ class ConsumerSet:
         wait for another consumer while later entries may still go out; ``(None, False)``
         means nobody has room and dispatch can stop.
         """
-        if self.single_active or self._sole is not None:
+        if self.single_active or self.sole is not None:
             first = self.members[0] if self.members else None
             if first is None or not first.has_credit():
                 return None, False

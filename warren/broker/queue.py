@@ -333,11 +333,25 @@ class Queue:
                 return
             ready = self.ready
             consumers = self.consumers
-            while ready:
-                consumer = consumers.next_with_credit()
-                if consumer is None:
+            sole = consumers.sole
+            while True:
+                if sole is not None:
+                    # one consumer: no round-robin cursor to keep, so no need to look
+                    # before popping (an empty queue raises)
+                    if not sole.has_credit():
+                        break
+                    consumer = sole
+                else:
+                    if not ready:
+                        break
+                    turn = consumers.next_with_credit()
+                    if turn is None:
+                        break
+                    consumer = turn
+                try:
+                    entry = ready.popleft()
+                except IndexError:
                     break
-                entry = ready.popleft()
                 # read back first: a recovered message's own TTL is known only then
                 if entry.message.paged and not self._page_in(entry):
                     break
