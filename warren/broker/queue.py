@@ -240,8 +240,11 @@ class Queue:
             return
         self._dispatching = True
         try:
+            sole = consumers.sole
             if consumers.selective:
                 consumer = consumers.next_accepting(self, entry)[0]
+            elif sole is not None:
+                consumer = sole if sole.has_credit() else None
             else:
                 consumer = consumers.next_with_credit()
             if consumer is None:

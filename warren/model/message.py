@@ -27,6 +27,13 @@ OVERHEAD = 400
 _RECORD_HEAD = struct.Struct(">BBHI")
 _U32 = struct.Struct(">I")
 
+#: record headers by (exchange, routing key, encoded properties) for ``to_record``: at most
+#: this many (then it starts afresh), and only for properties of at most this many bytes, so
+#: the cache stays small whatever publishers send
+_HEAD_CACHE_LIMIT = 1024
+_HEAD_CACHE_PROPS = 256
+_HEADS: dict[tuple[str, str, bytes], bytes] = {}
+
 
 @dataclass(slots=True)
 class Properties:
@@ -151,11 +158,22 @@ class Message:
 
     # -- the store's opaque record -------------------------------------------------------
     def to_record(self) -> bytes:
-        """The bytes a store keeps: small header, exchange, routing key, properties, body."""
+        """The bytes a store keeps: small header, exchange, routing key, properties, body.
+
+        A publisher sends the same address and properties again and again, so the header
+        is made once per (exchange, routing key, short properties) and reused."""
         props = self.raw_props
         if props is None:
             props = self.encoded_props()
-        return record_head(self.exchange, self.routing_key, props) + self.body
+        if len(props) > _HEAD_CACHE_PROPS:
+            return record_head(self.exchange, self.routing_key, props) + self.body
+        key = (self.exchange, self.routing_key, props)
+        head = _HEADS.get(key)
+        if head is None:
+            if len(_HEADS) >= _HEAD_CACHE_LIMIT:
+                _HEADS.clear()
+            head = _HEADS[key] = record_head(self.exchange, self.routing_key, props)
+        return head + self.body
 
     @staticmethod
     def record_body_size(record: bytes | memoryview) -> int:
