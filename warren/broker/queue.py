@@ -384,8 +384,11 @@ class Queue:
             return
         skipped: list[QueueEntry] = []
         try:
-            while ready and len(skipped) < self.SELECTIVE_WINDOW:
-                entry = ready.popleft()
+            while len(skipped) < self.SELECTIVE_WINDOW:
+                try:
+                    entry = ready.popleft()   # an empty queue raises, unchanged
+                except IndexError:
+                    break
                 # selectors and message groups read properties, and a recovered message's
                 # own TTL is known only once read: a paged entry is read back first
                 if entry.message.paged and not self._page_in(entry):

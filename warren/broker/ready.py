@@ -111,6 +111,8 @@ class ReadyFifo:
         self.bytes += self._run.bytes - before
 
     def popleft(self) -> QueueEntry:
+        """The next entry; an empty FIFO raises IndexError and is left as it was (dispatch
+        pops without asking for emptiness first)."""
         if not self._q:
             self._refill()
         e = self._q.popleft()
@@ -289,11 +291,13 @@ class ReadyByPriority:
     def popleft(self) -> QueueEntry:
         levels = self._levels
         for i in range(self._top if self._count else -1, -1, -1):
-            level = levels[i]
-            if level:
-                self._top = i
-                self._count -= 1
-                return level.popleft()
+            try:
+                entry = levels[i].popleft()   # an empty level raises, unchanged
+            except IndexError:
+                continue
+            self._top = i
+            self._count -= 1
+            return entry
         raise IndexError("pop from an empty queue")
 
     def peek(self) -> QueueEntry | None:
