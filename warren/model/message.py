@@ -15,9 +15,10 @@ references that carry the per-queue state (position, redelivered flag, expiry).
 
 from __future__ import annotations
 
+import enum
 import struct
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from .errors import PreconditionFailed
 
@@ -33,6 +34,14 @@ _U32 = struct.Struct(">I")
 _HEAD_CACHE_LIMIT = 1024
 _HEAD_CACHE_PROPS = 256
 _HEADS: dict[tuple[str, str, bytes], bytes] = {}
+
+class _Unset(enum.Enum):
+    """``Message(ttl=...)`` not given: read from the properties (an identity test, no call)."""
+
+    UNSET = 0
+
+
+_UNSET: Final = _Unset.UNSET
 
 
 @dataclass(slots=True)
@@ -99,7 +108,7 @@ class Message:
         props: Properties | None = None,
         persistent: bool | None = None,
         priority: int | None = None,
-        ttl: int | None | str = "unset",
+        ttl: int | None | _Unset = _UNSET,
         msg_id: int = 0,
     ) -> None:
         if raw_props is None and props is None:
@@ -114,11 +123,11 @@ class Message:
         self.stored = False
         self.refs = 0
         self.paged = False
-        if persistent is None or priority is None or isinstance(ttl, str):   # "unset"
+        if persistent is None or priority is None or ttl is _UNSET:
             p = self.properties
             persistent = p.delivery_mode == 2 if persistent is None else persistent
             priority = (p.priority or 0) if priority is None else priority
-            ttl = parse_expiration(p.expiration) if isinstance(ttl, str) else ttl
+            ttl = parse_expiration(p.expiration) if ttl is _UNSET else ttl
         self.persistent = persistent
         self.priority = priority
         self.ttl = ttl
