@@ -9,6 +9,7 @@ it; it never calls a protocol, only the small interfaces front ends register (co
 from __future__ import annotations
 
 import logging
+import itertools
 from typing import Any, Callable, Iterable, Protocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -81,7 +82,9 @@ class Broker:
         self.limits = Limits(self)
         self.loopback_users = set(loopback_users)
         self.connections: dict[int, Any] = {}       # id -> front-end connection (has info())
-        self._next_id = 0
+        # message ids, the store's keys: ``next(broker.message_ids)`` (a C call, once per
+        # publish); recovery moves it past the ids already stored
+        self.message_ids = itertools.count(1)
         self._known_bindings: set[str] = set()
         # memory flow control: accounted bytes of messages held by queues
         self.memory_used = 0
@@ -413,10 +416,6 @@ class Broker:
         ex.alternate = str(ae) if ae else None
 
     # ---------------------------------------------------------------- messages and memory
-    def next_message_id(self) -> int:
-        self._next_id += 1
-        return self._next_id
-
     def track(self, message: Message) -> None:
         size = len(message.body)
         self.memory_used += size + OVERHEAD
@@ -773,7 +772,7 @@ class Broker:
                 self.store.purge_queue(qkey)
                 continue
             recovered += self._recover_queue(queue, rq, state, messages)
-        self._next_id = max(self._next_id, state.max_msg_id)
+        self.message_ids = itertools.count(max(next(self.message_ids), state.max_msg_id + 1))
         # last: a component told of a recovered value (a shovel) may start using the queues
         # and exchanges it names, so everything else is in place first
         self.runtime_parameters.recover(by_kind.get(PARAMETER_KIND, []))

@@ -41,30 +41,36 @@ class Consumer(Protocol):
 class ConsumerSet:
     """Ordered consumers of a queue with a round-robin cursor per priority level."""
 
-    __slots__ = ("_levels", "_cursor", "_all", "single_active", "selective")
+    __slots__ = ("_levels", "_cursor", "members", "single_active", "selective", "sole")
 
     def __init__(self, single_active: bool = False) -> None:
         self._levels: list[tuple[int, list[Consumer]]] = []  # highest priority first
         self._cursor: dict[int, int] = {}
-        self._all: list[Consumer] = []                       # in subscription order
+        # in subscription order; read, never changed, by the queue's per-message path, which
+        # tests it for emptiness without a call (``len`` of this object is a Python call)
+        self.members: list[Consumer] = []
         self.single_active = single_active
         self.selective = 0                                   # consumers with accepts()
+        # the one consumer that gets everything when there is only one: the usual queue
+        # asks it alone, without walking the levels (read by the queue; set here only)
+        self.sole: Consumer | None = None
 
     def __len__(self) -> int:
-        return len(self._all)
+        return len(self.members)
 
     def __iter__(self):
-        return iter(list(self._all))
+        return iter(list(self.members))
 
     @property
     def active(self) -> Consumer | None:
         """The single active consumer (first subscribed), when that mode is on."""
-        return self._all[0] if self._all else None
+        return self.members[0] if self.members else None
 
     def add(self, consumer: Consumer) -> None:
-        self._all.append(consumer)
+        self.members.append(consumer)
         if getattr(consumer, "accepts", None) is not None:
             self.selective += 1
+        self.sole = self.members[0] if len(self.members) == 1 else None
         for prio, members in self._levels:
             if prio == consumer.priority:
                 members.append(consumer)
@@ -73,9 +79,9 @@ class ConsumerSet:
         self._levels.sort(key=lambda level: -level[0])
 
     def remove(self, consumer: Consumer) -> bool:
-        if consumer not in self._all:
+        if consumer not in self.members:
             return False
-        self._all.remove(consumer)
+        self.members.remove(consumer)
         if getattr(consumer, "accepts", None) is not None:
             self.selective -= 1
         for i, (prio, members) in enumerate(self._levels):
@@ -85,12 +91,16 @@ class ConsumerSet:
                     del self._levels[i]
                     self._cursor.pop(prio, None)
                 break
+        self.sole = self.members[0] if len(self.members) == 1 else None
         return True
 
     def next_with_credit(self) -> Consumer | None:
         """The consumer that should get the next message, or None when nobody has room."""
+        sole = self.sole
+        if sole is not None:
+            return sole if sole.has_credit() else None
         if self.single_active:
-            first = self._all[0] if self._all else None
+            first = self.members[0] if self.members else None
             return first if first is not None and first.has_credit() else None
         for prio, members in self._levels:
             n = len(members)
@@ -109,8 +119,8 @@ class ConsumerSet:
     def any_credit(self) -> bool:
         """Whether some consumer could take a delivery now (no cursor moves)."""
         if self.single_active:
-            return bool(self._all) and self._all[0].has_credit()
-        for c in self._all:
+            return bool(self.members) and self.members[0].has_credit()
+        for c in self.members:
             if c.has_credit():
                 return True
         return False
@@ -123,8 +133,8 @@ class ConsumerSet:
         wait for another consumer while later entries may still go out; ``(None, False)``
         means nobody has room and dispatch can stop.
         """
-        if self.single_active:
-            first = self._all[0] if self._all else None
+        if self.single_active or self.sole is not None:
+            first = self.members[0] if self.members else None
             if first is None or not first.has_credit():
                 return None, False
             accepts = getattr(first, "accepts", None)

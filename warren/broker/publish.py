@@ -55,7 +55,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..model.errors import AccessRefused, NotFound
-from .replyto import REPLY_PREFIX, REPLY_TO_BYTES, ReplySubscription, direct_reply_to
+from .replyto import (REPLY_PREFIX, REPLY_TO, REPLY_TO_BYTES, ReplySubscription,
+                      direct_reply_to)
 from .topic_permissions import require_topic
 from .vhost import Routed
 
@@ -122,9 +123,13 @@ class Publisher:
         usual publish never decodes its properties here. Raises 406 "fast reply consumer does
         not exist" when the pseudo-queue is named without a subscription (RabbitMQ)."""
         raw = message.raw_props
-        if raw is None or REPLY_TO_BYTES in raw:
-            return self._replies.rewrite(message, subscription)
-        return message
+        if raw is None:
+            # built from neutral properties (STOMP, MQTT): a field to compare, no call
+            if message.properties.reply_to != REPLY_TO:
+                return message
+        elif REPLY_TO_BYTES not in raw:
+            return message
+        return self._replies.rewrite(message, subscription)
 
     def route(self, exchange: "Exchange", message: "Message",
               mandatory: bool = False) -> Routed:
@@ -141,21 +146,20 @@ class Publisher:
             routed = Routed(queues=[sub] if sub is not None else [])
         else:
             routed = self.vhost.publish(exchange, message)
-        self._count(exchange, routed, mandatory)
-        return routed
-
-    def _count(self, exchange: "Exchange", routed: Routed, mandatory: bool) -> None:
+        # counted here, in line: this runs for every message of every protocol
         totals, counts = self._totals, self.counts
         totals["publish"] += 1
         if counts is not None:
             counts["publish"] += 1
-        if routed.unroutable:
+        queues = routed.queues
+        if not queues and not routed.rejected:     # unroutable
             key = "return_unroutable" if mandatory else "drop_unroutable"
             totals[key] += 1
             if counts is not None:
                 counts[key] += 1
         exchange.published_in += 1
-        exchange.published_out += len(routed.queues)
+        exchange.published_out += len(queues)
+        return routed
 
     def confirmed(self, n: int) -> None:
         """*n* publishes were confirmed to the publisher (RabbitMQ's ``confirm``: acks, not

@@ -114,6 +114,8 @@ class Queue:
         self.message_ttl = self.setting("message-ttl")
         self.max_length = self.setting("max-length")
         self.max_length_bytes = self.setting("max-length-bytes")
+        # some length limit applies: every enqueue checks it
+        self._limited = self.max_length is not None or self.max_length_bytes is not None
         self.overflow = self.setting("overflow") or "drop-head"
         self.dlx = self.setting("dead-letter-exchange")
         self.dlx_routing_key = self.setting("dead-letter-routing-key")
@@ -206,8 +208,14 @@ class Queue:
                 self._message_ttls = True   # cleared when a full scan empties the queue
         message.refs += 1
         self.stats["publish"] += 1
+        consumers = self.consumers
+        if expires_at is None and consumers.members and not self._limited and not self.ready:
+            # nothing waits ahead of it: straight to a consumer with room, as dispatch would
+            # hand it over the moment it was appended (RabbitMQ's attempt_delivery)
+            self._deliver_arriving(consumers, entry)
+            return entry
         self.ready.append(entry)
-        if self.max_length is not None or self.max_length_bytes is not None:
+        if self._limited:
             self._drop_head_over_limit()
         if expires_at is not None:
             if ttl == 0:
@@ -220,9 +228,34 @@ class Queue:
                 self._expire_due()
                 return entry
             self._schedule_expiry(expires_at)
-        if self.consumers:
+        if consumers.members:
             self.dispatch()
         return entry
+
+    def _deliver_arriving(self, consumers: ConsumerSet, entry: QueueEntry) -> None:
+        """``enqueue`` of an entry into an empty queue with consumers: what ``dispatch``
+        does with the one entry, without it passing through ``ready`` (it stays there when
+        no consumer takes it now)."""
+        if self._dispatching or self.deleted:
+            self.ready.append(entry)    # the dispatch under way takes it
+            return
+        self._dispatching = True
+        try:
+            sole = consumers.sole
+            if consumers.selective:
+                consumer = consumers.next_accepting(self, entry)[0]
+            elif sole is not None:
+                consumer = sole if sole.has_credit() else None
+            else:
+                consumer = consumers.next_with_credit()
+            if consumer is None:
+                self.ready.append(entry)
+            else:
+                self._hand_over(consumer, entry)
+        finally:
+            self._dispatching = False
+            for watcher in self.demand_watchers:
+                watcher(self)
 
     def enqueue_paged(self, msg_id: int, size: int, redelivered: bool, count: int) -> None:
         """Recovery of a deep queue: an entry that stays in the store (``compact.py``) until
@@ -304,11 +337,25 @@ class Queue:
                 return
             ready = self.ready
             consumers = self.consumers
-            while ready:
-                consumer = consumers.next_with_credit()
-                if consumer is None:
+            sole = consumers.sole
+            while True:
+                if sole is not None:
+                    # one consumer: no round-robin cursor to keep, so no need to look
+                    # before popping (an empty queue raises)
+                    if not sole.has_credit():
+                        break
+                    consumer = sole
+                else:
+                    if not ready:
+                        break
+                    turn = consumers.next_with_credit()
+                    if turn is None:
+                        break
+                    consumer = turn
+                try:
+                    entry = ready.popleft()
+                except IndexError:
                     break
-                entry = ready.popleft()
                 # read back first: a recovered message's own TTL is known only then
                 if entry.message.paged and not self._page_in(entry, wait=False):
                     break
@@ -338,8 +385,11 @@ class Queue:
             return
         skipped: list[QueueEntry] = []
         try:
-            while ready and len(skipped) < self.SELECTIVE_WINDOW:
-                entry = ready.popleft()
+            while len(skipped) < self.SELECTIVE_WINDOW:
+                try:
+                    entry = ready.popleft()   # an empty queue raises, unchanged
+                except IndexError:
+                    break
                 # selectors and message groups read properties, and a recovered message's
                 # own TTL is known only once read: a paged entry is read back first
                 if entry.message.paged and not self._page_in(entry, wait=False):
@@ -358,14 +408,19 @@ class Queue:
                 ready.requeue(skipped)
 
     def _hand_over(self, consumer: Consumer, entry: QueueEntry) -> None:
+        # once per delivery: ``_count``'s counting done in line
+        stats, totals = self.stats, self._totals
         if entry.redelivered:
-            self._count("redeliver")
+            stats["redeliver"] += 1
+            totals["redeliver"] += 1
         if consumer.no_ack:
-            self._count("deliver_no_ack")
+            stats["deliver_no_ack"] += 1
+            totals["deliver_no_ack"] += 1
             consumer.deliver(self, entry)
             self._settle(entry)
         else:
-            self._count("deliver")
+            stats["deliver"] += 1
+            totals["deliver"] += 1
             self._track_unacked(entry)
             consumer.deliver(self, entry)
 

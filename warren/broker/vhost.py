@@ -36,13 +36,19 @@ STANDARD_EXCHANGES = (
 )
 
 
+#: ``Routed.rejected`` of every publish no queue refused: one object, nothing allocated
+NO_QUEUES: tuple[Queue, ...] = ()
+
+
 @dataclass(slots=True)
 class Routed:
     """Outcome of routing one publish."""
 
-    # queues that took the message (a direct reply-to requester that took it counts as one)
+    # queues that took the message (a direct reply-to requester that took it counts as one);
+    # read only: it may be the exchange's own cached answer
     queues: Sequence[Queue | ReplySubscription] = field(default_factory=list)
-    rejected: list[Queue] = field(default_factory=list)  # reject-publish queues that were full
+    # reject-publish queues that were full (the shared empty tuple when none)
+    rejected: Sequence[Queue] = NO_QUEUES
     stored: bool = False                                  # written to the store (await sync)
 
     @property
@@ -308,9 +314,11 @@ class VirtualHost:
         if exchange is self.default_exchange:
             q = self.queues.get(message.routing_key)
             return [q] if q is not None else []
-        dests = exchange.route(message)
+        dests = exchange.impl.route(message)   # Exchange.route without its extra frame
         if len(dests) == 1 and dests[0].kind == "queue":
-            return [dests[0]]   # the usual case: one binding to one queue
+            # the usual case: one binding to one queue. The exchange's answer is read, never
+            # changed, by everyone after it (a binding change makes a new list)
+            return dests
         queues: dict[int, Queue] = {}
         visited = {id(exchange)}
         stack: list[Exchange] = []
@@ -348,27 +356,25 @@ class VirtualHost:
                 break
         else:
             # no queue can refuse it: no overflow checks, nothing rejected
-            return Routed(queues, [], self._enqueue(message, queues))
-        result = Routed()
+            return Routed(queues, NO_QUEUES, self._enqueue(message, queues))
+        rejected: list[Queue] = []
         targets = []
         for q in queues:
             if q.would_overflow(message):
-                result.rejected.append(q)
+                rejected.append(q)
                 if q.overflow == "reject-publish-dlx" and q.dlx is not None:
                     self.dead_letter(q, QueueEntry(message, 0), "maxlen")
             else:
                 targets.append(q)
         if not targets:
-            return result
-        result.stored = self._enqueue(message, targets)
-        result.queues = targets
-        return result
+            return Routed([], rejected)
+        return Routed(targets, rejected, self._enqueue(message, targets))
 
     def _enqueue(self, message: Message, targets: list[Queue]) -> bool:
         """Store (when persistent and some target is durable), account, enqueue everywhere."""
         broker = self.broker
         if not message.id:
-            message.id = broker.next_message_id()
+            message.id = next(broker.message_ids)
         stored = False
         if message.persistent and broker.store is not None:
             if len(targets) == 1:

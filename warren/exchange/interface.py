@@ -111,4 +111,6 @@ class ExchangeType(Protocol):
     def unbind(self, binding: Binding) -> None: ...
 
     def route(self, message: Message) -> list[Any]:
-        """Destinations (queues or exchanges) for ``message``; duplicates allowed."""
+        """Destinations (queues or exchanges) for ``message``; duplicates allowed. The list
+        may be the type's cached answer, shared by every publish with the same key: callers
+        read it and never change it (a type makes a new list when its bindings change)."""

@@ -15,9 +15,10 @@ references that carry the per-queue state (position, redelivered flag, expiry).
 
 from __future__ import annotations
 
+import enum
 import struct
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from .errors import PreconditionFailed
 
@@ -26,6 +27,21 @@ OVERHEAD = 400
 
 _RECORD_HEAD = struct.Struct(">BBHI")
 _U32 = struct.Struct(">I")
+
+#: record headers by (exchange, routing key, encoded properties) for ``to_record``: at most
+#: this many (then it starts afresh), and only for properties of at most this many bytes, so
+#: the cache stays small whatever publishers send
+_HEAD_CACHE_LIMIT = 1024
+_HEAD_CACHE_PROPS = 256
+_HEADS: dict[tuple[str, str, bytes], bytes] = {}
+
+class _Unset(enum.Enum):
+    """``Message(ttl=...)`` not given: read from the properties (an identity test, no call)."""
+
+    UNSET = 0
+
+
+_UNSET: Final = _Unset.UNSET
 
 
 @dataclass(slots=True)
@@ -92,7 +108,7 @@ class Message:
         props: Properties | None = None,
         persistent: bool | None = None,
         priority: int | None = None,
-        ttl: int | None | str = "unset",
+        ttl: int | None | _Unset = _UNSET,
         msg_id: int = 0,
     ) -> None:
         if raw_props is None and props is None:
@@ -107,11 +123,11 @@ class Message:
         self.stored = False
         self.refs = 0
         self.paged = False
-        if persistent is None or priority is None or isinstance(ttl, str):   # "unset"
+        if persistent is None or priority is None or ttl is _UNSET:
             p = self.properties
             persistent = p.delivery_mode == 2 if persistent is None else persistent
             priority = (p.priority or 0) if priority is None else priority
-            ttl = parse_expiration(p.expiration) if isinstance(ttl, str) else ttl
+            ttl = parse_expiration(p.expiration) if ttl is _UNSET else ttl
         self.persistent = persistent
         self.priority = priority
         self.ttl = ttl
@@ -151,11 +167,22 @@ class Message:
 
     # -- the store's opaque record -------------------------------------------------------
     def to_record(self) -> bytes:
-        """The bytes a store keeps: small header, exchange, routing key, properties, body."""
+        """The bytes a store keeps: small header, exchange, routing key, properties, body.
+
+        A publisher sends the same address and properties again and again, so the header
+        is made once per (exchange, routing key, short properties) and reused."""
         props = self.raw_props
         if props is None:
             props = self.encoded_props()
-        return record_head(self.exchange, self.routing_key, props) + self.body
+        if len(props) > _HEAD_CACHE_PROPS:
+            return record_head(self.exchange, self.routing_key, props) + self.body
+        key = (self.exchange, self.routing_key, props)
+        head = _HEADS.get(key)
+        if head is None:
+            if len(_HEADS) >= _HEAD_CACHE_LIMIT:
+                _HEADS.clear()
+            head = _HEADS[key] = record_head(self.exchange, self.routing_key, props)
+        return head + self.body
 
     @staticmethod
     def record_body_size(record: bytes | memoryview) -> int:
