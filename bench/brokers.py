@@ -176,6 +176,7 @@ class Warren(Broker):
                 "--stomp-port", str(self.ports["stomp"]),
                 "--mqtt-port", str(self.ports["mqtt"]),
                 "--http-port", "0", "--web-stomp-port", "0", "--web-mqtt-port", "0",
+                "--stream-port", "0",
                 "--data-dir", str(data_dir), "--store", self.store]
         if self.store == "sql":
             argv += ["--store-url", self.store_url or f"sqlite:///{data_dir / 'warren.sqlite'}"]
