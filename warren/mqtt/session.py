@@ -114,7 +114,7 @@ class MqttSession(Subscriptions):
         self._topic_bytes: dict[str, bytes] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
             Publish: self.on_publish,
-            PubAck: self._on_puback,
+            PubAck: self.on_puback,
             PubRec: self._on_pubrec,
             PubRel: self._on_pubrel,
             PubComp: self._on_pubcomp,

@@ -221,7 +221,9 @@ class Subscriptions:
         self._write_publish(key_to_topic(msg.routing_key), msg.body, flight.qos, pid, True,
                             False, props)
 
-    def _on_puback(self, p: PubAck) -> None:
+    def on_puback(self, p: PubAck) -> None:
+        """A PUBACK from the client (the listener calls it directly for a connected session,
+        as it does ``on_publish``: a subscriber sends one per QoS 1 message)."""
         flight = self.state.inflight.get(p.packet_id)
         if flight is None:
             return  # unknown id: nothing to settle (e.g. after a restart), as Mosquitto
