@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
 __all__ = [
     "CLIENT_COMMANDS",
@@ -75,6 +76,9 @@ _LONGEST_COMMAND_LINE = max(len(raw) for raw in _COMMAND_BY_BYTES) + 1
 
 _EOLS = re.compile(rb"(?:\r?\n)*")
 _HEADER_BLOCK_END = re.compile(rb"\n\r?\n")
+# A whole head needing nothing but a split: command line, then lines "name:value" (a name
+# without ':', no CR, no backslash), then the empty line
+_PLAIN_HEAD = re.compile(rb"([A-Z]+)\n((?:[^:\n\r\\]+:[^\n\r\\]*\n)*)\n")
 _ESCAPE_SEQUENCE = re.compile(r"\\.?", re.DOTALL)
 # content-length beyond this many digits cannot be within any sane frame limit; bounding it
 # also keeps int() away from Python's 4300-digit conversion guard.
@@ -110,6 +114,20 @@ class Frame:
     def header_dict(self) -> dict[str, str]:
         """All headers as a dict, the first occurrence of a repeated name winning."""
         return dict(reversed(self.headers))
+
+
+# A frozen dataclass __init__ sets each field through object.__setattr__; the parser, which
+# makes one Frame per frame read, sets the slots through their descriptors (same object).
+_set_frame_fields = (Frame.command.__set__, Frame.headers.__set__, Frame.body.__set__)
+
+
+def _new_frame(command: str, headers: tuple[tuple[str, str], ...], body: bytes) -> Frame:
+    set_command, set_headers, set_body = _set_frame_fields
+    frame = object.__new__(Frame)
+    set_command(frame, command)
+    set_headers(frame, headers)
+    set_body(frame, body)
+    return frame
 
 
 class StompError(Exception):
@@ -245,9 +263,14 @@ class StompParser:
         return frames
 
     def _parse(self, buf: bytes | bytearray, frames: list[Frame]) -> int:
-        """Parse frames from *buf* into *frames*; return the offset of the first unused octet."""
+        """Parse frames from *buf* into *frames*; return the offset of the first unused octet.
+
+        Per-frame state (``_head``, ``_scanned``...) is written only for a frame left
+        incomplete at the end of *buf*: a frame parsed whole in one feed touches none of it."""
         end = len(buf)
         pos = 0
+        append = frames.append
+        copy_body = type(buf) is not bytes
         while pos < end:
             head = self._head
             if head is None:
@@ -267,12 +290,12 @@ class StompParser:
                 head = self._parse_head(buf, pos, end)
                 if head is None:
                     break
-                self._head = head
             command, headers, content_length, body_start = head
             body_start += pos
             if content_length is not None:
                 body_end = body_start + content_length
                 if body_end >= end:
+                    self._head = head
                     break
                 if buf[body_end] != 0:
                     raise StompError(
@@ -285,12 +308,16 @@ class StompParser:
                 resume = pos + self._scanned
                 body_end = buf.find(b"\0", body_start if body_start > resume else resume, end)
                 if body_end < 0:
+                    self._head = head
                     self._scanned = end - pos
                     self._check_body_size(end - pos, end - body_start, complete=False)
                     break
-                self._check_body_size(body_end - pos, body_end - body_start, complete=True)
-            frames.append(Frame(command, headers, bytes(buf[body_start:body_end])))
-            self._reset_frame_state()
+                if body_end - pos > self.max_frame_size or self.max_body_size is not None:
+                    self._check_body_size(body_end - pos, body_end - body_start, complete=True)
+            append(_new_frame(command, headers, bytes(buf[body_start:body_end]) if copy_body
+                              else buf[body_start:body_end]))
+            if self._head is not None or self._scanned:
+                self._reset_frame_state()
             pos = body_end + 1
         return pos
 
@@ -313,6 +340,28 @@ class StompParser:
         self, buf: bytes | bytearray, start: int, end: int
     ) -> tuple[str, tuple[tuple[str, str], ...], int | None, int] | None:
         """Parse the command and headers of the frame at *start*, or None if incomplete."""
+        if not self._scanned:
+            # The common head, whole in this feed: LF line ends, no escapes, every line a
+            # name and a colon, within the limits. One regex finds it; anything else (or any
+            # doubt) takes the general path below, which decides exactly.
+            plain = _PLAIN_HEAD.match(buf, start, end)
+            if plain is not None:
+                command = _COMMAND_BY_BYTES.get(plain.group(1))
+                raw_block = plain.group(2)
+                head_size = plain.end() - start
+                if command is not None and head_size <= self.max_frame_size and \
+                        len(raw_block) <= self.max_header_length and \
+                        raw_block.count(b"\n") <= self.max_headers:
+                    try:
+                        block = raw_block.decode("utf-8")
+                    except UnicodeDecodeError:
+                        block = None
+                    if block is not None:
+                        headers = tuple([line.partition(":")[::2]
+                                         for line in block.split("\n")[:-1]])
+                        return (command, headers,
+                                self._body_length(command, headers, head_size)
+                                if "content-length" in block else None, head_size)
         # Resume two octets back: the block end "\n\r\n" may straddle the previous chunk.
         resume = self._scanned - 2
         match = _HEADER_BLOCK_END.search(buf, start + resume if resume > 0 else start, end)
@@ -366,16 +415,20 @@ class StompParser:
                  _unescape(value, unescapes) if "\\" in value else value)
                 for name, value in headers
             ]
-        content_length = None
-        if "content-length" in block:
-            for name, value in headers:
-                if name == "content-length":
-                    content_length = self._content_length(command, value)
-                    self._check_body_size(
-                        body_start - start + content_length, content_length, complete=True
-                    )
-                    break
-        return command, tuple(headers), content_length, body_start - start
+        head_size = body_start - start
+        content_length = self._body_length(command, headers, head_size) \
+            if "content-length" in block else None
+        return command, tuple(headers), content_length, head_size
+
+    def _body_length(self, command: str, headers: Sequence[tuple[str, str]],
+                     head_size: int) -> int | None:
+        """The first ``content-length`` header's value, checked against the limits."""
+        for name, value in headers:
+            if name == "content-length":
+                content_length = self._content_length(command, value)
+                self._check_body_size(head_size + content_length, content_length, complete=True)
+                return content_length
+        return None
 
     def _note_incomplete_head(self, buf: bytes | bytearray, start: int, end: int) -> None:
         """Account for newly arrived header octets; fail early on limits already exceeded."""
