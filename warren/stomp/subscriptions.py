@@ -440,6 +440,13 @@ class Subscriptions:
             return
         self._settle(sub, number, how, requeue)
 
+    def settle_acked(self) -> None:
+        """Hand the ACKed entries gathered since the last other frame to their queues."""
+        acked, self._acked = self._acked, {}
+        for queue, entries in acked.values():
+            if not queue.deleted:
+                queue.ack(entries)
+
     def _delivery(self, ack_id: str, command: str, name: str) -> tuple[StompSubscription, int]:
         """The subscription and delivery number an ACK/NACK id names; RabbitMQ's errors for
         an id of another shape and for one naming no subscription of this session."""
@@ -468,7 +475,11 @@ class Subscriptions:
             return
         queue = sub.queue
         if how == "ack":
-            queue.ack(entries)
+            acked = self._acked.get(id(queue))
+            if acked is None:
+                self._acked[id(queue)] = (queue, entries)
+            else:
+                acked[1].extend(entries)
         elif requeue:
             queue.requeue(entries)
         else:
