@@ -49,6 +49,7 @@ __all__ = [
     "StompError",
     "StompParser",
     "encode",
+    "encode_message",
     "negotiate_version",
 ]
 
@@ -503,12 +504,44 @@ def encode(frame: Frame, version: str = "1.2") -> bytes:
     in a name, a trailing CR which would read as part of the EOL), a body containing NUL
     without content-length, or a content-length that is not the body's length.
     """
-    _check_version(version)
+    escapes = _escapes_for(version)
     command = frame.command
     if command not in COMMANDS:
         raise ValueError(f"unknown STOMP command {command!r}")
-    headers = frame.headers
-    escapes = None if command in _VERBATIM_COMMANDS else _ESCAPES[version]
+    head = _encode_head(command, frame.headers,
+                        None if command in _VERBATIM_COMMANDS else escapes)
+    body = frame.body
+    content_length = frame.get("content-length")
+    if content_length is None:
+        if b"\0" in body:
+            raise ValueError(f"{command} frame: a body containing NUL needs content-length")
+    elif content_length != str(len(body)):
+        raise ValueError(
+            f"{command} frame: content-length {content_length!r} but the body has "
+            f"{len(body)} octets"
+        )
+    return b"".join((head, body, b"\0"))
+
+
+def encode_message(headers: Sequence[tuple[str, str]], body: bytes, version: str) -> bytes:
+    """A MESSAGE frame as :func:`encode` writes it, for a delivery whose ``content-length``
+    header is the body's length and the only one of that name (the session builds them so):
+    what ``encode`` would check of the command and the body holds already. Raises
+    ValueError for headers *version* cannot carry, as ``encode`` does."""
+    return b"".join((_encode_head("MESSAGE", headers, _escapes_for(version)), body, b"\0"))
+
+
+def _escapes_for(version: str) -> dict[int, str] | None:
+    try:
+        return _ESCAPES[version]
+    except KeyError:
+        raise ValueError(f"unsupported STOMP version {version!r}") from None
+
+
+def _encode_head(command: str, headers: Sequence[tuple[str, str]],
+                 escapes: dict[int, str] | None) -> bytes:
+    """The command line and header lines of a frame, escaped with *escapes* (None: verbatim,
+    refusing what would need escaping), and the empty line that ends them."""
     if escapes is not None:
         text = "".join([f"{name}:{value}\n" for name, value in headers])
         count = len(headers)
@@ -530,14 +563,4 @@ def encode(frame: Frame, version: str = "1.2") -> bytes:
     if "\r\n" in text:
         # Only 1.2 escapes CR; elsewhere a value's trailing CR would read as part of the EOL.
         raise ValueError(f"{command} frame: a header value ending in CR needs STOMP 1.2")
-    body = frame.body
-    content_length = frame.get("content-length")
-    if content_length is None:
-        if b"\0" in body:
-            raise ValueError(f"{command} frame: a body containing NUL needs content-length")
-    elif content_length != str(len(body)):
-        raise ValueError(
-            f"{command} frame: content-length {content_length!r} but the body has "
-            f"{len(body)} octets"
-        )
-    return b"".join(((command + "\n" + text + "\n").encode("utf-8"), body, b"\0"))
+    return (command + "\n" + text + "\n").encode("utf-8")

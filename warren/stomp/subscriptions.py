@@ -29,7 +29,7 @@ from ..broker.subscriptions import DURABLE_SUBSCRIPTION_ARGUMENT
 from ..broker.subscriptions import describe as describe_subscription
 from ..model.errors import AccessRefused, BrokerError
 from ..model.message import QueueEntry
-from .codec import Frame, StompError, encode
+from .codec import Frame, StompError, encode, encode_message
 from .destinations import Destination, Kind, destination_header, parse_destination
 from .errors import VERSION_HEADER, Refused, SubscriptionRefused
 from .headers import DELIVERY_COUNT_HEADER, header_value, int_header, property_headers, \
@@ -408,11 +408,10 @@ class Subscriptions:
         body = message.body
         headers.append(("content-length", str(len(body))))
         try:
-            data = encode(Frame("MESSAGE", tuple(headers), bytes(body)), self.version)
+            data = encode_message(headers, body, self.version)
         except ValueError:
             # a header this version cannot carry (1.0 has no escapes): leave that header out
-            data = encode(Frame("MESSAGE", representable(headers, self.version), bytes(body)),
-                          self.version)
+            data = encode_message(representable(headers, self.version), body, self.version)
         self.link.write(data)
 
     # ------------------------------------------------------------------ ACK / NACK
