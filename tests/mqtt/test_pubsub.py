@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.mqtt.helpers import V5, V311, Client
+from tests.mqtt.helpers import V5, V311, Client, RawClient, cid
+from warren.mqtt.codec import Connect, SubAck, Subscribe, Subscription
 
 
 @pytest.mark.parametrize("protocol", [V311, V5])
@@ -83,3 +84,26 @@ def test_topic_with_dots_round_trips(broker, unique):
     pub.publish(f"{unique}/v1.0/x", b"dotted", 1)
     m = sub.get()
     assert m.topic == f"{unique}/v1.0/x"
+
+
+def test_subscriber_that_stops_reading_gets_everything_in_order(broker, unique):
+    """More than the sockets hold is delivered while the subscriber does not read: the broker
+    writes what the socket takes at once and queues the rest behind it (then holds deliveries
+    back), so once the subscriber reads again every message arrives whole and in order."""
+    raw = RawClient(broker.mqtt_port)
+    raw.send(Connect(client_id=cid("slow"), username="guest", password=b"guest"))
+    assert raw.recv().reason_code == 0
+    raw.send(Subscribe(1, (Subscription(f"{unique}/big", 0),)))
+    assert isinstance(raw.recv(), SubAck)
+    pub = Client(broker.mqtt_port)
+    count, size = 64, 256 * 1024          # 16 MiB: more than loopback's socket buffers
+    for i in range(count):
+        pub.publish(f"{unique}/big", i.to_bytes(4, "big") * (size // 4), qos=1)
+    try:
+        for i in range(count):
+            got = raw.recv()
+            assert got.topic == f"{unique}/big" and len(got.payload) == size, got
+            assert got.payload == i.to_bytes(4, "big") * (size // 4), f"message {i} garbled"
+    finally:
+        raw.close()
+        pub.disconnect()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pika
 import pytest
+import requests
+
+from tests.stomp.conftest import raw_connect
 
 
 def test_client_individual_acks_one(client, unique):
@@ -122,3 +125,61 @@ def test_unsubscribe_unknown_is_error(client_factory):
     c = client_factory("1.2")
     c.conn.unsubscribe("nope")
     assert c.recorder.error().headers["message"] == "No subscription found"
+
+
+def _raw_frames(sock, pending: bytearray, done) -> list[bytes]:
+    """Frames read from a raw socket until ``done(frames)``; bytes read past the last frame
+    stay in *pending* for the next call."""
+    frames: list[bytes] = []
+    while True:
+        while b"\0" in pending:
+            end = pending.index(b"\0")
+            frames.append(bytes(pending[:end]).lstrip(b"\r\n"))
+            del pending[:end + 1]
+            if done(frames):
+                return frames
+        chunk = sock.recv(65536)
+        assert chunk, f"closed early; got {frames!r}"
+        pending += chunk
+
+
+def _ack_ids(frames: list[bytes]) -> list[str]:
+    return [line[4:].decode() for frame in frames if frame.startswith(b"MESSAGE")
+            for line in frame.split(b"\n") if line.startswith(b"ack:")]
+
+
+@pytest.mark.parametrize("ending", [b"UNSUBSCRIBE\nid:s\n\n\0DISCONNECT\nreceipt:bye\n\n\0",
+                                    b"ACK\nid:T_s@@nobody@@1\n\n\0"],
+                         ids=["unsubscribe", "bad-ack"])
+def test_acks_in_one_read_settle_before_the_next_frame(client_factory, broker, unique, ending):
+    """A run of ACKs in one write is settled before the frame after it: what was acked stays
+    acked when an UNSUBSCRIBE (or a fatal bad ACK) ends the subscription in that same read,
+    and only the unacknowledged message comes back."""
+    sock = raw_connect(broker.stomp_port)
+    try:
+        sends = b"".join(b"SEND\ndestination:/queue/%s\n\nm%d\0" % (unique.encode(), i)
+                         for i in range(3))
+        sock.sendall(b"CONNECT\naccept-version:1.2\nlogin:guest\npasscode:guest\n\n\0"
+                     b"SUBSCRIBE\nid:s\ndestination:/queue/" + unique.encode() +
+                     b"\nack:client-individual\n\n\0" + sends)
+        pending = bytearray()
+        ids = _ack_ids(_raw_frames(sock, pending, lambda frames: len(_ack_ids(frames)) == 3))
+        acks = b"".join(b"ACK\nid:%s\n\n\0" % i.encode() for i in ids[:2])
+        sock.sendall(acks + ending)
+        last = b"RECEIPT" if ending.startswith(b"UNSUB") else b"ERROR"
+        tail = _raw_frames(sock, pending, lambda frames: frames[-1].startswith(last))
+        if last == b"ERROR":
+            assert b"message:Subscription not found" in tail[-1]
+    finally:
+        sock.close()
+    other = client_factory("1.2")
+    other.subscribe(f"/queue/{unique}", ack="client-individual")
+    frame = other.recorder.message()
+    assert frame.body == "m2" and frame.headers["redelivered"] == "true"
+    other.ack(frame)
+    other.sync()
+    assert other.recorder.messages.empty()
+    # nothing left held as unacknowledged by the closed connection either
+    info = requests.get(f"http://127.0.0.1:{broker.http_port}/api/queues/%2F/{unique}",
+                        auth=("guest", "guest"), timeout=10).json()
+    assert (info["messages_ready"], info["messages_unacknowledged"]) == (0, 0), info

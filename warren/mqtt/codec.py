@@ -126,6 +126,19 @@ _new_object = object.__new__
 _set_publish_fields = (Publish.topic.__set__, Publish.payload.__set__, Publish.qos.__set__,
                        Publish.retain.__set__, Publish.dup.__set__, Publish.packet_id.__set__,
                        Publish.properties.__set__)
+_set_puback_fields = (PubAck.packet_id.__set__, PubAck.reason_code.__set__,
+                      PubAck.properties.__set__)
+
+
+def _plain_puback(packet_id: int) -> PubAck:
+    """A PUBACK with success and no properties (what every subscriber sends per QoS 1
+    message), built as the PUBLISH hot path builds its packet."""
+    set_id, set_code, set_props = _set_puback_fields
+    puback = _new_object(PubAck)
+    set_id(puback, packet_id)
+    set_code(puback, 0)
+    set_props(puback, {})
+    return puback
 
 
 def _parse_plain_publish(buf: bytes, body: int, end: int, flags: int,
@@ -503,6 +516,9 @@ class MqttParser:
                 if publish is None:
                     publish = _parse_publish(WireReader(buf, body, end), flags, level or 4)
                 append(publish)
+            elif first == 0x40 and length == 2 and (buf[body] or buf[body + 1]):
+                # PUBACK of a non-zero id, nothing else: the same at every level
+                append(_plain_puback((buf[body] << 8) | buf[body + 1]))
             elif ptype == CONNECT:
                 if flags:
                     raise MqttError(MALFORMED_PACKET, "CONNECT flags must be 0")  # [MQTT-2.2.2-2]

@@ -24,15 +24,15 @@ from warren.model.errors import BrokerError
 from warren.cert_login import TlsFields
 from warren.endpoint import AcceptedConnection
 from warren.output import BatchedOutput
-from warren.mqtt.codec import MqttError, MqttParser, Publish
+from warren.mqtt.codec import MqttError, MqttParser, PubAck, Publish
 from warren.mqtt.registry import SessionRegistry
 from warren.mqtt.session import MqttSession
 from warren.mqtt.states import State
 
 log = logging.getLogger("warren.mqtt")
 
-#: packets other than PUBLISH handled per read before the rest waits for the next reactor turn
-#: (a client sending thousands of SUBSCRIBEs at once must not hold the reactor)
+#: packets other than PUBLISH and PUBACK handled per read before the rest waits for the next
+#: reactor turn (a client sending thousands of SUBSCRIBEs at once must not hold the reactor)
 CONTROL_PACKETS_PER_TURN = 500
 
 
@@ -91,15 +91,23 @@ class MqttConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         """Hand packets to the session in order; when one leaves long work (a big SUBSCRIBE),
         keep the rest, stop reading, and go on a slice per reactor turn (``_continue``)."""
         session = self.session
+        # what this read writes is flushed once at its end (below): no end-of-turn timer
+        self._in_read = True
         try:
             on_publish = session.on_publish
+            on_puback = session.on_puback
             it = iter(packets)
             budget = CONTROL_PACKETS_PER_TURN
             for packet in it:
-                if isinstance(packet, MqttError):
-                    raise packet
-                if type(packet) is Publish and session.state_name is State.CONNECTED:
+                kind = type(packet)
+                if kind is Publish and session.state_name is State.CONNECTED:
                     on_publish(packet)
+                elif kind is PubAck and session.state_name is State.CONNECTED:
+                    # as cheap as a PUBLISH: a subscriber's acks are not the control packets
+                    # the budget bounds (a read of 1,000 PUBACKs is one turn's work)
+                    on_puback(packet)
+                elif isinstance(packet, MqttError):
+                    raise packet
                 else:
                     session.handle(packet)
                     if self.closed:
@@ -123,6 +131,7 @@ class MqttConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
             log.exception("internal error on MQTT connection %s", self.name)
             session.fail(MqttError(0x80, "internal error"))
         finally:
+            self._in_read = False
             if not self.closed:
                 session.after_read()
             if self._connect_call is not None and session.state_name is not \

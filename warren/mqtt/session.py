@@ -106,7 +106,7 @@ class MqttSession(Subscriptions):
         self._settle: dict[Any, list[QueueEntry]] = {}  # queue -> entries acked this read
         self._write_ok = False                  # write permission on the exchange checked
         self._publishing = False
-        self._match_cache: dict[str, tuple[int, tuple[Sub, ...]]] = {}
+        self._match_cache: dict[str, tuple[str, int, tuple[Sub, ...]]] = {}
         self._has_no_local = False
         # long work for this client (a big SUBSCRIBE) continued a slice per reactor turn: a
         # callable returning True when done; the listener holds further packets until then
@@ -114,7 +114,7 @@ class MqttSession(Subscriptions):
         self._topic_bytes: dict[str, bytes] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
             Publish: self.on_publish,
-            PubAck: self._on_puback,
+            PubAck: self.on_puback,
             PubRec: self._on_pubrec,
             PubRel: self._on_pubrel,
             PubComp: self._on_pubcomp,

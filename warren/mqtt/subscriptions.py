@@ -35,6 +35,7 @@ __all__ = ["SUBSCRIBE_SLICE", "MqttConsumer", "Subscriptions"]
 
 _PACK_U16 = struct.Struct(">H").pack
 _TOPIC_CACHE_LIMIT = 4096
+_COPIED_PAYLOAD = 2048   # a PUBLISH with a payload up to this size is written as one bytes
 #: filters subscribed per reactor turn; a bigger SUBSCRIBE continues at the next turn
 SUBSCRIBE_SLICE = 2000
 
@@ -95,27 +96,31 @@ class Subscriptions:
         if self.consumer is not None:
             self.consumer.no_ack = self.state.own_qos_count == 0
 
-    def _matching(self, topic: str) -> tuple[int, tuple[Sub, ...]]:
-        """(max QoS, subscriptions) of the client's own subscriptions matching ``topic``."""
-        found = self._match_cache.get(topic)
+    def _matching(self, key: str) -> tuple[str, int, tuple[Sub, ...]]:
+        """(MQTT topic, max QoS, subscriptions) of the client's own subscriptions matching
+        the topic of routing key ``key``; remembered by key, so a delivery on a known topic
+        costs one dict lookup for all three."""
+        found = self._match_cache.get(key)
         if found is None:
+            topic = key_to_topic(key)
             subs = self.state.matching(topic)
-            found = (max((s.qos for s in subs), default=-1), subs)
+            found = (topic, max((s.qos for s in subs), default=-1), subs)
             if len(self._match_cache) >= _TOPIC_CACHE_LIMIT:
                 self._match_cache.clear()
-            self._match_cache[topic] = found
+            self._match_cache[key] = found
         return found
 
     def deliver(self, consumer: MqttConsumer, queue: Any, entry: QueueEntry) -> None:
         msg = entry.message
-        topic = key_to_topic(msg.routing_key)
         shared = consumer.shared_sub
         if shared is None:
-            sub_qos, subs = self._matching(topic)
-        elif filter_matches(shared.topic_filter, topic):
-            sub_qos, subs = shared.qos, (shared,)
+            topic, sub_qos, subs = self._matching(msg.routing_key)
         else:
-            sub_qos, subs = -1, ()
+            topic = key_to_topic(msg.routing_key)
+            if filter_matches(shared.topic_filter, topic):
+                sub_qos, subs = shared.qos, (shared,)
+            else:
+                sub_qos, subs = -1, ()
         if sub_qos < 0 or (self._has_no_local and self._local_only(msg, subs)):
             if not consumer.no_ack:
                 queue.ack([entry])   # not for this client after all ($-topic, no-local)
@@ -189,7 +194,10 @@ class Subscriptions:
                 del self.aliases_out[topic]
             self._drop_oversized(len(fixed) + length, qos, pid)
             return
-        self.conn.write_parts([fixed + head, payload])
+        if len(payload) <= _COPIED_PAYLOAD:
+            self.conn.write(fixed + head + payload)   # one small copy beats a list of two
+        else:
+            self.conn.write_parts([fixed + head, payload])
 
     def _drop_oversized(self, size: int, qos: int, pid: int) -> None:
         """[MQTT-3.1.2-25] a PUBLISH larger than the client's Maximum Packet Size (the whole
@@ -224,7 +232,9 @@ class Subscriptions:
         self._write_publish(key_to_topic(msg.routing_key), msg.body, flight.qos, pid, True,
                             False, props)
 
-    def _on_puback(self, p: PubAck) -> None:
+    def on_puback(self, p: PubAck) -> None:
+        """A PUBACK from the client (the listener calls it directly for a connected session,
+        as it does ``on_publish``: a subscriber sends one per QoS 1 message)."""
         flight = self.state.inflight.get(p.packet_id)
         if flight is None:
             return  # unknown id: nothing to settle (e.g. after a restart), as Mosquitto

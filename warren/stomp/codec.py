@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
 __all__ = [
     "CLIENT_COMMANDS",
@@ -48,6 +49,7 @@ __all__ = [
     "StompError",
     "StompParser",
     "encode",
+    "encode_message",
     "negotiate_version",
 ]
 
@@ -75,6 +77,9 @@ _LONGEST_COMMAND_LINE = max(len(raw) for raw in _COMMAND_BY_BYTES) + 1
 
 _EOLS = re.compile(rb"(?:\r?\n)*")
 _HEADER_BLOCK_END = re.compile(rb"\n\r?\n")
+# A whole head needing nothing but a split: command line, then lines "name:value" (a name
+# without ':', no CR, no backslash), then the empty line
+_PLAIN_HEAD = re.compile(rb"([A-Z]+)\n((?:[^:\n\r\\]+:[^\n\r\\]*\n)*)\n")
 _ESCAPE_SEQUENCE = re.compile(r"\\.?", re.DOTALL)
 # content-length beyond this many digits cannot be within any sane frame limit; bounding it
 # also keeps int() away from Python's 4300-digit conversion guard.
@@ -110,6 +115,20 @@ class Frame:
     def header_dict(self) -> dict[str, str]:
         """All headers as a dict, the first occurrence of a repeated name winning."""
         return dict(reversed(self.headers))
+
+
+# A frozen dataclass __init__ sets each field through object.__setattr__; the parser, which
+# makes one Frame per frame read, sets the slots through their descriptors (same object).
+_set_frame_fields = (Frame.command.__set__, Frame.headers.__set__, Frame.body.__set__)
+
+
+def _new_frame(command: str, headers: tuple[tuple[str, str], ...], body: bytes) -> Frame:
+    set_command, set_headers, set_body = _set_frame_fields
+    frame = object.__new__(Frame)
+    set_command(frame, command)
+    set_headers(frame, headers)
+    set_body(frame, body)
+    return frame
 
 
 class StompError(Exception):
@@ -245,9 +264,14 @@ class StompParser:
         return frames
 
     def _parse(self, buf: bytes | bytearray, frames: list[Frame]) -> int:
-        """Parse frames from *buf* into *frames*; return the offset of the first unused octet."""
+        """Parse frames from *buf* into *frames*; return the offset of the first unused octet.
+
+        Per-frame state (``_head``, ``_scanned``...) is written only for a frame left
+        incomplete at the end of *buf*: a frame parsed whole in one feed touches none of it."""
         end = len(buf)
         pos = 0
+        append = frames.append
+        copy_body = type(buf) is not bytes
         while pos < end:
             head = self._head
             if head is None:
@@ -267,12 +291,12 @@ class StompParser:
                 head = self._parse_head(buf, pos, end)
                 if head is None:
                     break
-                self._head = head
             command, headers, content_length, body_start = head
             body_start += pos
             if content_length is not None:
                 body_end = body_start + content_length
                 if body_end >= end:
+                    self._head = head
                     break
                 if buf[body_end] != 0:
                     raise StompError(
@@ -285,12 +309,16 @@ class StompParser:
                 resume = pos + self._scanned
                 body_end = buf.find(b"\0", body_start if body_start > resume else resume, end)
                 if body_end < 0:
+                    self._head = head
                     self._scanned = end - pos
                     self._check_body_size(end - pos, end - body_start, complete=False)
                     break
-                self._check_body_size(body_end - pos, body_end - body_start, complete=True)
-            frames.append(Frame(command, headers, bytes(buf[body_start:body_end])))
-            self._reset_frame_state()
+                if body_end - pos > self.max_frame_size or self.max_body_size is not None:
+                    self._check_body_size(body_end - pos, body_end - body_start, complete=True)
+            append(_new_frame(command, headers, bytes(buf[body_start:body_end]) if copy_body
+                              else buf[body_start:body_end]))
+            if self._head is not None or self._scanned:
+                self._reset_frame_state()
             pos = body_end + 1
         return pos
 
@@ -313,6 +341,28 @@ class StompParser:
         self, buf: bytes | bytearray, start: int, end: int
     ) -> tuple[str, tuple[tuple[str, str], ...], int | None, int] | None:
         """Parse the command and headers of the frame at *start*, or None if incomplete."""
+        if not self._scanned:
+            # The common head, whole in this feed: LF line ends, no escapes, every line a
+            # name and a colon, within the limits. One regex finds it; anything else (or any
+            # doubt) takes the general path below, which decides exactly.
+            plain = _PLAIN_HEAD.match(buf, start, end)
+            if plain is not None:
+                command = _COMMAND_BY_BYTES.get(plain.group(1))
+                raw_block = plain.group(2)
+                head_size = plain.end() - start
+                if command is not None and head_size <= self.max_frame_size and \
+                        len(raw_block) <= self.max_header_length and \
+                        raw_block.count(b"\n") <= self.max_headers:
+                    try:
+                        block = raw_block.decode("utf-8")
+                    except UnicodeDecodeError:
+                        block = None
+                    if block is not None:
+                        headers = tuple([line.partition(":")[::2]
+                                         for line in block.split("\n")[:-1]])
+                        return (command, headers,
+                                self._body_length(command, headers, head_size)
+                                if "content-length" in block else None, head_size)
         # Resume two octets back: the block end "\n\r\n" may straddle the previous chunk.
         resume = self._scanned - 2
         match = _HEADER_BLOCK_END.search(buf, start + resume if resume > 0 else start, end)
@@ -366,16 +416,20 @@ class StompParser:
                  _unescape(value, unescapes) if "\\" in value else value)
                 for name, value in headers
             ]
-        content_length = None
-        if "content-length" in block:
-            for name, value in headers:
-                if name == "content-length":
-                    content_length = self._content_length(command, value)
-                    self._check_body_size(
-                        body_start - start + content_length, content_length, complete=True
-                    )
-                    break
-        return command, tuple(headers), content_length, body_start - start
+        head_size = body_start - start
+        content_length = self._body_length(command, headers, head_size) \
+            if "content-length" in block else None
+        return command, tuple(headers), content_length, head_size
+
+    def _body_length(self, command: str, headers: Sequence[tuple[str, str]],
+                     head_size: int) -> int | None:
+        """The first ``content-length`` header's value, checked against the limits."""
+        for name, value in headers:
+            if name == "content-length":
+                content_length = self._content_length(command, value)
+                self._check_body_size(head_size + content_length, content_length, complete=True)
+                return content_length
+        return None
 
     def _note_incomplete_head(self, buf: bytes | bytearray, start: int, end: int) -> None:
         """Account for newly arrived header octets; fail early on limits already exceeded."""
@@ -450,12 +504,44 @@ def encode(frame: Frame, version: str = "1.2") -> bytes:
     in a name, a trailing CR which would read as part of the EOL), a body containing NUL
     without content-length, or a content-length that is not the body's length.
     """
-    _check_version(version)
+    escapes = _escapes_for(version)
     command = frame.command
     if command not in COMMANDS:
         raise ValueError(f"unknown STOMP command {command!r}")
-    headers = frame.headers
-    escapes = None if command in _VERBATIM_COMMANDS else _ESCAPES[version]
+    head = _encode_head(command, frame.headers,
+                        None if command in _VERBATIM_COMMANDS else escapes)
+    body = frame.body
+    content_length = frame.get("content-length")
+    if content_length is None:
+        if b"\0" in body:
+            raise ValueError(f"{command} frame: a body containing NUL needs content-length")
+    elif content_length != str(len(body)):
+        raise ValueError(
+            f"{command} frame: content-length {content_length!r} but the body has "
+            f"{len(body)} octets"
+        )
+    return b"".join((head, body, b"\0"))
+
+
+def encode_message(headers: Sequence[tuple[str, str]], body: bytes, version: str) -> bytes:
+    """A MESSAGE frame as :func:`encode` writes it, for a delivery whose ``content-length``
+    header is the body's length and the only one of that name (the session builds them so):
+    what ``encode`` would check of the command and the body holds already. Raises
+    ValueError for headers *version* cannot carry, as ``encode`` does."""
+    return b"".join((_encode_head("MESSAGE", headers, _escapes_for(version)), body, b"\0"))
+
+
+def _escapes_for(version: str) -> dict[int, str] | None:
+    try:
+        return _ESCAPES[version]
+    except KeyError:
+        raise ValueError(f"unsupported STOMP version {version!r}") from None
+
+
+def _encode_head(command: str, headers: Sequence[tuple[str, str]],
+                 escapes: dict[int, str] | None) -> bytes:
+    """The command line and header lines of a frame, escaped with *escapes* (None: verbatim,
+    refusing what would need escaping), and the empty line that ends them."""
     if escapes is not None:
         text = "".join([f"{name}:{value}\n" for name, value in headers])
         count = len(headers)
@@ -477,14 +563,4 @@ def encode(frame: Frame, version: str = "1.2") -> bytes:
     if "\r\n" in text:
         # Only 1.2 escapes CR; elsewhere a value's trailing CR would read as part of the EOL.
         raise ValueError(f"{command} frame: a header value ending in CR needs STOMP 1.2")
-    body = frame.body
-    content_length = frame.get("content-length")
-    if content_length is None:
-        if b"\0" in body:
-            raise ValueError(f"{command} frame: a body containing NUL needs content-length")
-    elif content_length != str(len(body)):
-        raise ValueError(
-            f"{command} frame: content-length {content_length!r} but the body has "
-            f"{len(body)} octets"
-        )
-    return b"".join(((command + "\n" + text + "\n").encode("utf-8"), body, b"\0"))
+    return (command + "\n" + text + "\n").encode("utf-8")

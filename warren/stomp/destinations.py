@@ -70,12 +70,31 @@ class Destination:
         return ""
 
 
+#: parsed destinations by text (a publisher names the same few over and over); bounded in
+#: number and in the length of what is kept (AMQP names are at most 255 characters)
+_CACHE_LIMIT = 4096
+_CACHED_LENGTH = 300
+_parsed: dict[str, Destination] = {}
+
+
 def parse_destination(text: str | None, command: str = "SEND") -> Destination:
     """Parse the ``destination`` header of a *command* frame; StompError (in RabbitMQ's
-    words) when it is missing or names nothing."""
+    words) when it is missing or names nothing. Valid ones are remembered: a Destination is
+    immutable and depends on the text alone."""
     if text is None:
         raise StompError("Missing destination",
                          f'"{command}" must include a \'destination\' header\n')
+    destination = _parsed.get(text)
+    if destination is None:
+        destination = _parse(text)
+        if len(text) <= _CACHED_LENGTH:
+            if len(_parsed) >= _CACHE_LIMIT:
+                _parsed.clear()
+            _parsed[text] = destination
+    return destination
+
+
+def _parse(text: str) -> Destination:
     if not text.startswith("/"):
         if not text:
             raise StompError("Invalid destination", "empty destination")

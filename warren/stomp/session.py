@@ -37,7 +37,7 @@ from .. import __version__
 from ..broker.broker import Broker
 from ..broker.confirms import ConfirmTracker
 from ..model.errors import AccessRefused, BrokerError
-from ..model.message import Message, parse_expiration
+from ..model.message import Message, QueueEntry, parse_expiration
 from ..broker.publish import Publisher
 from ..broker.queue import PRIORITIZED_ARGUMENT, Queue
 from ..broker.scheduler import ScheduledDelivery
@@ -101,6 +101,9 @@ class StompSession(Subscriptions):
         self._checked: set[tuple[str, str, str]] = set()  # permission checks passed
         self._publishing = False
         self._kick: dict[int, Queue] = {}         # queues to dispatch after this read
+        # ACKed entries not yet handed to their queue: a run of ACK frames is settled in one
+        # queue.ack per queue, before the next other frame and at the end of the read
+        self._acked: dict[int, tuple[Queue, list[QueueEntry]]] = {}
         # encoded RECEIPT frames in frame order; one after a stored publish waits for the sync
         self._receipts = ConfirmTracker()
         self._unsynced = False                    # stored publishes since the last sync asked
@@ -119,6 +122,8 @@ class StompSession(Subscriptions):
         if self._close_after_receipts:
             return      # after DISCONNECT nothing more is acted on (STOMP 1.2 "DISCONNECT")
         command = frame.command
+        if self._acked and command != "ACK":
+            self.settle_acked()
         if command not in ALLOWED[self.state]:
             if self.state is State.AWAIT_CONNECT:
                 raise StompError("Not connected",
@@ -142,6 +147,8 @@ class StompSession(Subscriptions):
 
     def after_read(self) -> None:
         """End of a read: one store sync for this read's stored publishes; dispatch queues."""
+        if self._acked:
+            self.settle_acked()
         if self._kick:
             queues, self._kick = self._kick, {}
             for q in queues.values():
@@ -233,17 +240,19 @@ class StompSession(Subscriptions):
         exchange_name = destination.exchange
         exchange = self.publisher.exchange(exchange_name)
         props, scheduled = send_properties(frame, self.user.name, self._reply_to)
+        now = now_ms()
         if kind in (Kind.QUEUE, Kind.TOPIC):
             # ActiveMQ-style destinations get JMS's defaults; /amq/queue/ and /exchange/ are
             # RabbitMQ's world, where a message carries only what its publisher set
-            jms_defaults(props, now_ms())
+            jms_defaults(props, now)
         message = Message(exchange_name, routing_key, frame.body, codec=self.broker.codec,
                           props=props, persistent=props.delivery_mode == 2,
                           priority=props.priority or 0, ttl=parse_expiration(props.expiration))
         if not self._publishing:
             self._publishing = True
             self.broker.register_blockable(self)
-        if expires_ttl(int((props.headers or {}).get("expires") or 0), now_ms()) == -1:
+        expires = props.headers.get("expires") if props.headers else None
+        if expires and expires_ttl(int(expires), now) == -1:
             return      # expired before it arrived: never delivered (ActiveMQ drops it too)
         if scheduled is not None:
             # checked now: the scheduler publishes later, as the broker
@@ -425,6 +434,8 @@ class StompSession(Subscriptions):
         """The transport is gone: requeue unacked messages, drop consumers and private queues."""
         self.state = State.CLOSED
         self.broker.unregister_blockable(self)
+        if self._acked:
+            self.settle_acked()
         if self.client_id is not None:
             self.client_ids.release(self.client_id, self)
         self.transactions.clear()

@@ -29,7 +29,7 @@ from ..broker.subscriptions import DURABLE_SUBSCRIPTION_ARGUMENT
 from ..broker.subscriptions import describe as describe_subscription
 from ..model.errors import AccessRefused, BrokerError
 from ..model.message import QueueEntry
-from .codec import Frame, StompError, encode
+from .codec import Frame, StompError, encode, encode_message
 from .destinations import Destination, Kind, destination_header, parse_destination
 from .errors import VERSION_HEADER, Refused, SubscriptionRefused
 from .headers import DELIVERY_COUNT_HEADER, header_value, int_header, property_headers, \
@@ -411,11 +411,10 @@ class Subscriptions:
         body = message.body
         headers.append(("content-length", str(len(body))))
         try:
-            data = encode(Frame("MESSAGE", tuple(headers), bytes(body)), self.version)
+            data = encode_message(headers, body, self.version)
         except ValueError:
             # a header this version cannot carry (1.0 has no escapes): leave that header out
-            data = encode(Frame("MESSAGE", representable(headers, self.version), bytes(body)),
-                          self.version)
+            data = encode_message(representable(headers, self.version), body, self.version)
         self.link.write(data)
 
     # ------------------------------------------------------------------ ACK / NACK
@@ -442,6 +441,13 @@ class Subscriptions:
             self._transaction(tx).append(frame)
             return
         self._settle(sub, number, how, requeue)
+
+    def settle_acked(self) -> None:
+        """Hand the ACKed entries gathered since the last other frame to their queues."""
+        acked, self._acked = self._acked, {}
+        for queue, entries in acked.values():
+            if not queue.deleted:
+                queue.ack(entries)
 
     def _delivery(self, ack_id: str, command: str, name: str) -> tuple[StompSubscription, int]:
         """The subscription and delivery number an ACK/NACK id names; RabbitMQ's errors for
@@ -470,5 +476,12 @@ class Subscriptions:
         if not entries:
             return
         queue = sub.queue
-        queue.settle(entries, ack=how == "ack", requeue=requeue)
+        if how == "ack":   # a run of ACKs: settled with one queue.ack (flush_acks)
+            acked = self._acked.get(id(queue))
+            if acked is None:
+                self._acked[id(queue)] = (queue, entries)
+            else:
+                acked[1].extend(entries)
+        else:
+            queue.settle(entries, ack=False, requeue=requeue)
         self._kick[id(queue)] = queue
