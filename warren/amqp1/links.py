@@ -99,7 +99,8 @@ class ReceivingLink:
             self.unacked[delivery_id] = entry
         message = entry.message
         payload = encode_message(sections_for(message.properties, message.body,
-                                              bool(getattr(entry, "redelivered", False))))
+                                              bool(getattr(entry, "redelivered", False)),
+                                              message.exchange, message.routing_key))
         self.conn.send_transfer(session, self.handle, delivery_id, payload, self.no_ack)
 
     def cancelled(self, queue: Any) -> None:

@@ -4,6 +4,15 @@ properties message-id, user-id, correlation-id, content-type, content-encoding, 
 their names; subject <-> type; creation-time (ms) <-> timestamp (s); application-properties
 <-> headers. The body travels as the bytes of its data sections; a message published over
 0-9-1 arrives over 1.0 as one data section.
+
+Message annotations travel as RabbitMQ's conversion table gives them: an annotation whose
+key starts with ``x-`` becomes a header of that name, and a header whose name starts with
+``x-`` goes out as a message annotation (a symbol key), the others as application
+properties. So annotations and application properties survive a 1.0 -> 1.0 trip through a
+queue, and 0-9-1 clients see the annotations as the ``x-`` headers RabbitMQ gives them. On
+delivery the annotations ``x-exchange`` and ``x-routing-key`` say where the message was
+published, as RabbitMQ 4 sets them. Delivery annotations are for one hop only (spec 3.2.2)
+and are not kept; nor is the footer, which the core has no place for.
 """
 
 from __future__ import annotations
@@ -45,9 +54,14 @@ def properties_from(sections: dict[str, Any]) -> Properties:
             props.type = str(p.subject)
         if p.creation_time is not None:
             props.timestamp = int(p.creation_time) // 1000
-    app = sections.get("application_properties")
-    if app:
-        props.headers = {str(k): v for k, v in app.items() if isinstance(v, _PLAIN) or v is None}
+    headers = {str(k): v for k, v in (sections.get("application_properties") or {}).items()
+               if isinstance(v, _PLAIN) or v is None}
+    for key, value in (sections.get("message_annotations") or {}).items():
+        if isinstance(key, str) and key.startswith("x-") and (isinstance(value, _PLAIN)
+                                                              or value is None):
+            headers[str(key)] = value
+    if headers:
+        props.headers = headers
     return props
 
 
@@ -68,7 +82,8 @@ def body_from(sections: dict[str, Any]) -> bytes:
     return b""
 
 
-def sections_for(props: Properties, body: bytes, redelivered: bool) -> dict[str, Any]:
+def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: str,
+                 routing_key: str) -> dict[str, Any]:
     sections: dict[str, Any] = {
         "header": Composite("header", durable=props.delivery_mode == 2 or None,
                             priority=UByte(props.priority) if props.priority is not None
@@ -89,7 +104,18 @@ def sections_for(props: Properties, body: bytes, redelivered: bool) -> dict[str,
                   if props.timestamp is not None else None)
     if any(v is not None for v in fields.values()):
         sections["properties"] = Composite("properties", **fields)
-    if props.headers:
-        sections["application_properties"] = {
-            k: v for k, v in props.headers.items() if isinstance(v, _PLAIN)}
+    annotations: dict[Any, Any] = {}
+    app: dict[str, Any] = {}
+    for key, value in (props.headers or {}).items():
+        if not isinstance(value, _PLAIN):
+            continue                    # tables and arrays are not converted (RabbitMQ 4)
+        if key.startswith("x-"):
+            annotations[Symbol(key)] = value
+        else:
+            app[key] = value
+    annotations[Symbol("x-exchange")] = exchange
+    annotations[Symbol("x-routing-key")] = routing_key
+    sections["message_annotations"] = annotations
+    if app:
+        sections["application_properties"] = app
     return sections
