@@ -1,9 +1,10 @@
-"""A durable message an AMQP 1.0 publisher saw accepted is on disk: it survives a restart."""
+"""A durable message an AMQP 1.0 publisher saw accepted is on disk: it survives a restart,
+its message annotations and application properties with it."""
 
 from __future__ import annotations
 
 import pika
-from proton import Message
+from proton import Message, symbol
 from proton.utils import BlockingConnection
 
 from tests.broker_process import BrokerProcess
@@ -17,7 +18,9 @@ def test_accepted_durable_message_survives_restart(tmp_path):
         amqp1 = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
                                    allowed_mechs="PLAIN", timeout=30)
         # BlockingSender.send waits for the broker's outcome: accepted only after the sync
-        amqp1.create_sender("/queues/kept").send(Message(body=b"durable", durable=True))
+        message = Message(body=b"durable", durable=True, properties={"k": "v"})
+        message.annotations = {symbol("x-opt-trace"): "t", symbol("x-opt-n"): 5}
+        amqp1.create_sender("/queues/kept").send(message)
         amqp1.close()
         broker.kill()
         broker.start()
@@ -28,3 +31,6 @@ def test_accepted_durable_message_survives_restart(tmp_path):
         receiver.accept()
         amqp1.close()
         assert bytes(got.body) == b"durable" and got.durable
+        assert got.properties == {"k": "v"}
+        assert got.annotations == {"x-opt-trace": "t", "x-opt-n": 5, "x-exchange": "",
+                                   "x-routing-key": "kept"}

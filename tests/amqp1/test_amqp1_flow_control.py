@@ -73,3 +73,30 @@ def test_credit_comes_back_when_memory_is_freed(small):
     # the first flow since the attach, sent after all the credit was used: none meanwhile
     assert flow.kind == "flow" and flow.delivery_count == credit and flow.link_credit > 0
 
+
+
+def test_transfers_beyond_the_session_window_under_the_alarm_end_the_session(small):
+    # the alarm comes with the first few 4 kB messages; from then on the session's incoming
+    # window (400 transfer frames, RabbitMQ 4's) is not widened, so frame 401 overruns it
+    raw, _credit = attached_sender(small, "window")
+    for n in range(20):
+        transfer(raw, n)
+    for _ in range(400 - 20 + 1):               # the frames of one unfinished delivery
+        raw.sock.sendall(encode_frame(Composite("transfer", handle=0, delivery_id=20,
+                                                delivery_tag=b"20", settled=True, more=True),
+                                      0, b"x"))
+    frame = raw.frame()
+    assert frame.performative.kind == "end"
+    assert frame.performative.error.condition == "amqp:session:window-violation"
+    assert frame.performative.error.description == \
+        "incoming window violation (tolerated excess tranfers: 0)"
+    conn = pika.BlockingConnection(pika.URLParameters(small.amqp_url))
+    # the 20 whole messages kept, nothing of the unfinished one
+    assert conn.channel().queue_purge("window").method.message_count == 20
+    conn.close()
+    # the connection outlived its session
+    raw.sock.sendall(encode_frame(Composite("end")))
+    raw.sock.sendall(encode_frame(Composite("begin", next_outgoing_id=0, incoming_window=10,
+                                            outgoing_window=10), 1))
+    assert raw.frame().performative.kind == "begin"
+    assert "Traceback" not in small.log()

@@ -36,6 +36,9 @@ log = logging.getLogger("warren.amqp1")
 #: credit granted to a sending client at a time, topped up at half (RabbitMQ 4: 128)
 LINK_CREDIT = 128
 WINDOW = 65535
+#: transfer frames a client may send on a session before it hears from us again; widened back
+#: at half, except under an alarm (RabbitMQ 4's 400, and its way)
+INCOMING_WINDOW = 400
 EMPTY_FRAME = encode_frame(None)
 SASL_OK, SASL_AUTH = 0, 1
 
@@ -110,6 +113,8 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         if blocked or self.closed:
             return
         for session in self.sessions.values():
+            if session.incoming_window <= INCOMING_WINDOW // 2:
+                self._widen(session)
             for link in session.links.values():
                 if isinstance(link, SendingLink) and link.credit < LINK_CREDIT // 2:
                     self._grant(link)
@@ -324,10 +329,10 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         if channel in self.sessions:
             raise ConnectionError_("amqp:connection:framing-error",
                                    f"begin on channel {channel} already in use")
-        session = Session(channel, channel)
+        session = Session(channel, channel, int(p.next_outgoing_id or 0), INCOMING_WINDOW)
         self.sessions[channel] = session
         self.send(Composite("begin", remote_channel=channel, next_outgoing_id=0,
-                            incoming_window=WINDOW, outgoing_window=WINDOW,
+                            incoming_window=INCOMING_WINDOW, outgoing_window=WINDOW,
                             handle_max=0xFFFFFFFF), channel)
 
     def _on_end(self, session: Session, p: Composite, _payload: bytes) -> None:
@@ -403,8 +408,11 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         link.credit = LINK_CREDIT
         self._flow(link.session, link.handle, link.delivery_count, link.credit)
 
-    def _flow(self, session: Session, handle: int, delivery_count: int, credit: int) -> None:
-        self.send(Composite("flow", next_incoming_id=0, incoming_window=WINDOW,
+    def _flow(self, session: Session, handle: int | None = None, delivery_count: int | None = None,
+              credit: int | None = None) -> None:
+        """A flow for a link, or (no handle) for the session alone: its windows."""
+        self.send(Composite("flow", next_incoming_id=session.next_incoming_id,
+                            incoming_window=session.incoming_window,
                             next_outgoing_id=session.next_outgoing_id,
                             outgoing_window=WINDOW, handle=handle,
                             delivery_count=delivery_count, link_credit=credit),
@@ -462,7 +470,20 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
             delete_own_queue(link.own)
 
     # ------------------------------------------------------------------ transfers in
+    def _widen(self, session: Session) -> None:
+        session.incoming_window = INCOMING_WINDOW
+        self._flow(session)
+
     def _on_transfer(self, session: Session, p: Composite, payload: bytes) -> None:
+        # spec 2.5.6: every transfer frame takes one place of the session's incoming window;
+        # one beyond it ends the session, as RabbitMQ 4 does (it tolerates no excess)
+        session.incoming_window -= 1
+        if session.incoming_window < 0:
+            raise SessionError("amqp:session:window-violation",
+                               "incoming window violation (tolerated excess tranfers: 0)")
+        session.next_incoming_id = (session.next_incoming_id + 1) & 0xFFFFFFFF
+        if session.incoming_window <= INCOMING_WINDOW // 2 and not self.blocked:
+            self._widen(session)
         handle = int(p.handle) if p.handle is not None else None
         link = session.links.get(handle) if handle is not None else None
         if not isinstance(link, SendingLink):

@@ -19,10 +19,15 @@ if TYPE_CHECKING:
 
 
 class Session:
-    def __init__(self, channel: int, remote_channel: int) -> None:
+    def __init__(self, channel: int, remote_channel: int, next_incoming_id: int,
+                 incoming_window: int) -> None:
         self.channel = channel
         self.remote_channel = remote_channel
         self.next_outgoing_id = 0            # our delivery ids
+        # the client's transfer frames we take (spec 2.5.6): the id of the next one and how
+        # many more it may send before we widen the window again
+        self.next_incoming_id = next_incoming_id
+        self.incoming_window = incoming_window
         self.links: dict[int, Any] = {}      # the client's handle -> link
         self.detaching: set[int] = set()     # handles we detached: their echo needs no reply
 
@@ -99,7 +104,8 @@ class ReceivingLink:
             self.unacked[delivery_id] = entry
         message = entry.message
         payload = encode_message(sections_for(message.properties, message.body,
-                                              bool(getattr(entry, "redelivered", False))))
+                                              bool(getattr(entry, "redelivered", False)),
+                                              message.exchange, message.routing_key))
         self.conn.send_transfer(session, self.handle, delivery_id, payload, self.no_ack)
 
     def cancelled(self, queue: Any) -> None:

@@ -4,16 +4,59 @@ properties message-id, user-id, correlation-id, content-type, content-encoding, 
 their names; subject <-> type; creation-time (ms) <-> timestamp (s); application-properties
 <-> headers. The body travels as the bytes of its data sections; a message published over
 0-9-1 arrives over 1.0 as one data section.
+
+Message annotations travel as RabbitMQ's conversion table gives them: an annotation whose
+key starts with ``x-`` becomes a header of that name, and a header whose name starts with
+``x-`` goes out as a message annotation (a symbol key), the others as application
+properties. An annotation's maps and lists become tables and arrays and back; an
+application property holds simple values only, so a table or array header is not one.
+So annotations and application properties survive a 1.0 -> 1.0 trip through a queue, and
+0-9-1 clients see the annotations as the ``x-`` headers RabbitMQ gives them. On delivery the
+annotations ``x-exchange`` and ``x-routing-key`` say where the message was published, as
+RabbitMQ 4 sets them. Delivery annotations are for one hop only (spec 3.2.2)
+and are not kept; nor is the footer, which the core has no place for.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from ..model.message import Properties
 from .codec import Composite, Symbol, Timestamp, UByte, UInt, encode_message
 
 _PLAIN = (str, bytes, int, float, bool)
+_DROP = object()        # a value the other side has no type for: left out
+
+
+def _header_value(value: Any) -> Any:
+    """An annotation's value as a header holds it: maps as tables, lists as arrays."""
+    if value is None or isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, dict):
+        return {str(k): v for k, v in ((k, _header_value(v)) for k, v in value.items())
+                if v is not _DROP}
+    if isinstance(value, list):
+        return [v for v in map(_header_value, value) if v is not _DROP]
+    return _DROP                        # uuid, described values
+
+
+def _amqp1_value(value: Any) -> Any:
+    """A header's value in AMQP 1.0 types: tables as maps (``x-`` keys as symbols, as
+    RabbitMQ 4 gives them), arrays as lists, timestamps in milliseconds."""
+    if value is None or isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, bytearray):
+        return bytes(value)
+    if isinstance(value, datetime):
+        return Timestamp(int(value.timestamp() * 1000))
+    if isinstance(value, dict):
+        return {Symbol(k) if k.startswith("x-") else k: v
+                for k, v in ((str(k), _amqp1_value(v)) for k, v in value.items())
+                if v is not _DROP}
+    if isinstance(value, (list, tuple)):
+        return [v for v in map(_amqp1_value, value) if v is not _DROP]
+    return _DROP                        # decimals
 
 
 def properties_from(sections: dict[str, Any]) -> Properties:
@@ -45,9 +88,15 @@ def properties_from(sections: dict[str, Any]) -> Properties:
             props.type = str(p.subject)
         if p.creation_time is not None:
             props.timestamp = int(p.creation_time) // 1000
-    app = sections.get("application_properties")
-    if app:
-        props.headers = {str(k): v for k, v in app.items() if isinstance(v, _PLAIN) or v is None}
+    headers = {str(k): v for k, v in (sections.get("application_properties") or {}).items()
+               if isinstance(v, _PLAIN) or v is None}
+    for key, value in (sections.get("message_annotations") or {}).items():
+        if isinstance(key, str) and key.startswith("x-"):
+            value = _header_value(value)
+            if value is not _DROP:
+                headers[str(key)] = value
+    if headers:
+        props.headers = headers
     return props
 
 
@@ -68,7 +117,8 @@ def body_from(sections: dict[str, Any]) -> bytes:
     return b""
 
 
-def sections_for(props: Properties, body: bytes, redelivered: bool) -> dict[str, Any]:
+def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: str,
+                 routing_key: str) -> dict[str, Any]:
     sections: dict[str, Any] = {
         "header": Composite("header", durable=props.delivery_mode == 2 or None,
                             priority=UByte(props.priority) if props.priority is not None
@@ -89,7 +139,19 @@ def sections_for(props: Properties, body: bytes, redelivered: bool) -> dict[str,
                   if props.timestamp is not None else None)
     if any(v is not None for v in fields.values()):
         sections["properties"] = Composite("properties", **fields)
-    if props.headers:
-        sections["application_properties"] = {
-            k: v for k, v in props.headers.items() if isinstance(v, _PLAIN)}
+    annotations: dict[Any, Any] = {}
+    app: dict[str, Any] = {}
+    for key, value in (props.headers or {}).items():
+        value = _amqp1_value(value)
+        if value is _DROP:
+            continue
+        if key.startswith("x-"):
+            annotations[Symbol(key)] = value
+        elif not isinstance(value, (dict, list)):
+            app[key] = value            # a table or array is no application property
+    annotations[Symbol("x-exchange")] = exchange
+    annotations[Symbol("x-routing-key")] = routing_key
+    sections["message_annotations"] = annotations
+    if app:
+        sections["application_properties"] = app
     return sections
