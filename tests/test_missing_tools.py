@@ -24,7 +24,7 @@ def run_pg_test(tmp_path: Path, skip: str | None) -> subprocess.CompletedProcess
     if skip is not None:
         env[SKIP_MISSING] = skip
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                           PG_TEST], cwd=REPO, env=env, capture_output=True, text=True,
+                           "-n", "0", PG_TEST], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300)
 
 

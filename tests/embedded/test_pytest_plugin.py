@@ -211,7 +211,8 @@ def test_warren_own_suite_keeps_its_fixtures_with_the_plugin_loaded():
     """warren's own ``broker`` and ``unique`` fixtures win, and the plugin starts nothing."""
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "warren.pytest_plugin",
-         "--setup-show", "-q", "tests/test_refused_logins.py"],
+         "-n", "0", "--setup-show", "-q", "tests/test_refused_logins.py"],   # in one process:
+        # the fixtures' set-up is shown by the process that runs the tests
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SETUP    M broker" in result.stdout
