@@ -16,7 +16,7 @@ import enum
 import logging
 import struct
 import time
-from typing import Any
+from typing import Any, Callable
 
 from pamqp import commands
 from pamqp import decode as pamqp_decode
@@ -137,22 +137,31 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         self._last_recv = self.clock.seconds()
         self.recv_oct += len(data)
         try:
-            if self.state is State.AWAIT_HEADER:
-                data = self._protocol_header(data)
-                if not data:
-                    return
-            frames = self.reader.feed(data)
-            if self._backlog is not None:     # still working through an earlier read
-                self._backlog.extend(frames)
+            self._guarded(self._read, data)
+        finally:
+            self._read_done()
+
+    def _read(self, data: bytes) -> None:
+        if self.state is State.AWAIT_HEADER:
+            data = self._protocol_header(data)
+            if not data:
                 return
-            self._handle_frames(frames)
+        frames = self.reader.feed(data)
+        if self._backlog is not None:     # still working through an earlier read
+            self._backlog.extend(frames)
+            return
+        self._handle_frames(frames)
+
+    def _guarded(self, handle: Callable[[Any], None], arg: Any) -> None:
+        """Handle what a read brought: a client's error closes as AMQP says (channel or
+        connection), anything else is logged once and closes the connection as internal."""
+        try:
+            handle(arg)
         except ReplyError as e:
             self._error(e, None)
         except Exception:
             log.exception("internal error on connection %s", getattr(self, "name", "?"))
             self._error(InternalError("internal error"), None, force_connection=True)
-        finally:
-            self._read_done()
 
     def _handle_frames(self, frames: list) -> None:
         """Handle a read's frames; once non-Basic methods have taken
@@ -195,12 +204,7 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         if self.state is State.CLOSED or frames is None:
             return
         try:
-            self._handle_frames(frames)
-        except ReplyError as e:
-            self._error(e, None)
-        except Exception:
-            log.exception("internal error on connection %s", getattr(self, "name", "?"))
-            self._error(InternalError("internal error"), None, force_connection=True)
+            self._guarded(self._handle_frames, frames)
         finally:
             self._read_done()
             if (self._backlog is None and not self.blocked and self.state is not State.CLOSED
