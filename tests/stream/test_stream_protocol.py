@@ -17,12 +17,13 @@ import struct
 
 import pika
 import pytest
-from rstream import (ConsumerOffsetSpecification, OffsetType, Producer, RawMessage,
+from rstream import (OffsetType, Producer, RawMessage,
                      exceptions)
 from rstream import Consumer as RConsumer
 
 from tests.broker_process import BrokerProcess
 from tests.stream.raw_frames import Raw, frame, string
+from tests.stream.rstream_reader import read
 
 TIMEOUT = 30
 
@@ -40,28 +41,6 @@ def private(tmp_path):
 
 def producer(broker):
     return Producer("127.0.0.1", port=broker.stream_port, username="guest", password="guest")
-
-
-async def read(broker, stream, count, offset_type=OffsetType.FIRST, offset=None,
-               name=None):
-    """``count`` (offset, body) pairs from ``stream``."""
-    got: list[tuple[int, bytes]] = []
-    done = asyncio.Event()
-
-    async def on_message(msg, ctx):
-        got.append((ctx.offset, bytes(msg)))
-        if len(got) >= count:
-            done.set()
-
-    consumer = RConsumer("127.0.0.1", port=broker.stream_port, username="guest",
-                         password="guest")
-    await consumer.start()
-    await consumer.subscribe(stream, on_message, subscriber_name=name,
-                             offset_specification=ConsumerOffsetSpecification(offset_type,
-                                                                               offset))
-    await asyncio.wait_for(done.wait(), TIMEOUT)
-    await consumer.close()
-    return got[:count]
 
 
 def test_publish_confirm_and_consume_from_each_offset_spec(broker):

@@ -12,31 +12,12 @@ import gzip
 import struct
 
 import pika
-from rstream import CompressionType, ConsumerOffsetSpecification, OffsetType, Producer
-from rstream import Consumer as RConsumer
+from rstream import CompressionType, Producer
 
 from tests.stream.raw_frames import Raw, frame, string
+from tests.stream.rstream_reader import read
 
 TIMEOUT = 30
-
-
-async def read(broker, stream, count):
-    got = []
-    done = asyncio.Event()
-
-    async def on_message(msg, ctx):
-        got.append((ctx.offset, bytes(msg)))
-        if len(got) >= count:
-            done.set()
-
-    consumer = RConsumer("127.0.0.1", port=broker.stream_port, username="guest",
-                         password="guest")
-    await consumer.start()
-    await consumer.subscribe(stream, on_message,
-                             offset_specification=ConsumerOffsetSpecification(OffsetType.FIRST))
-    await asyncio.wait_for(done.wait(), TIMEOUT)
-    await consumer.close()
-    return got
 
 
 def test_rstream_sub_entries_none_and_gzip(broker, unique):

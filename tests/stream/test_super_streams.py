@@ -16,10 +16,11 @@ import mmh3
 import pika
 import requests
 from rstream import Consumer as RConsumer
-from rstream import (ConsumerOffsetSpecification, OffsetType, RouteType, SuperStreamConsumer,
+from rstream import (RouteType, SuperStreamConsumer,
                      SuperStreamCreationOption, SuperStreamProducer)
 
 from tests.stream.raw_frames import Raw, string
+from tests.stream.rstream_reader import read
 from tests.webconsole.test_ctl import ctl
 
 TIMEOUT = 30
@@ -61,22 +62,7 @@ async def send_all(producer, bodies):
 
 
 async def read_stream(broker, stream, count):
-    got = []
-    done = asyncio.Event()
-
-    async def on_message(msg, ctx):
-        got.append(bytes(msg))
-        if len(got) >= count:
-            done.set()
-
-    consumer = RConsumer("127.0.0.1", port=broker.stream_port, username="guest",
-                         password="guest")
-    await consumer.start()
-    await consumer.subscribe(stream, on_message,
-                             offset_specification=ConsumerOffsetSpecification(OffsetType.FIRST))
-    await asyncio.wait_for(done.wait(), TIMEOUT)
-    await consumer.close()
-    return got
+    return [body for _offset, body in await read(broker, stream, count)]
 
 
 def test_hash_routing_with_rstream_and_amqp_into_partitions(broker, unique):
