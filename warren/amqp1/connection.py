@@ -361,6 +361,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
                 selector, filters = selector_filter(p.source)
                 node = source_node(self, p.source, str(p.name),
                                    selector.text if selector is not None else None)
+                assert node.queue is not None, "a source always resolves to a queue"
                 link: Any = ReceivingLink(self, session, handle, node.queue,
                                           settled=p.snd_settle_mode == 1, selector=selector,
                                           own=node.own)
@@ -512,14 +513,14 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
                     data: bytes) -> None:
         """A transaction controller's declare or discharge (``transactions.py``)."""
         body = decode_message(data).get("amqp_value")
-        kind = getattr(body, "kind", None)
+        kind = body.kind if isinstance(body, Composite) else None
         try:
-            if kind == "declare":
+            if kind == "declare" and isinstance(body, Composite):
                 if body.global_id is not None:
                     raise LinkError("amqp:not-implemented",
                                     "distributed transactions are not supported")
                 state = Composite("declared", txn_id=self.transactions.declare(link))
-            elif kind == "discharge":
+            elif kind == "discharge" and isinstance(body, Composite):
                 if self.transactions.discharge(body.txn_id, bool(body.fail), self.publisher):
                     self._unsynced.append((session, delivery_id))   # accepted after the sync
                     return
@@ -641,8 +642,8 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
             # and a range of 2^32 ids costs no more than what the link holds
             unacked = link.unacked
             if last - first < len(unacked):
-                held = {i: e for i in range(first, last + 1)
-                        if (e := unacked.pop(i, None)) is not None}
+                held = {i: entry for i in range(first, last + 1)
+                        if (entry := unacked.pop(i, None)) is not None}
             else:
                 held = {i: unacked.pop(i) for i in list(unacked) if first <= i <= last}
             if not held:
