@@ -75,7 +75,9 @@ class ListenerService(service.Service):
         self.reactor = reactor
         self.bind = bind
         self.tls = tls                      # an OpenSSL context creator, or None for plain TCP
-        self.listening = None
+        # the reactor's IListeningPort once listening (Any: a zope Interface, whose methods
+        # mypy cannot call)
+        self.listening: Any = None
 
     def startService(self) -> None:
         try:
@@ -231,11 +233,12 @@ class BrokerService(service.MultiService):
                 out.append(ListenerService(label + " over TLS", secure, factory, self.reactor,
                                            cfg.bind, tls, config=cfg, key=tls_key))
 
+        # (add calls make before the loop moves on, so the lambdas see this turn's names)
         for label, plain_key, tls_key, _make in FRONT_ENDS:
-            add(label, plain_key, tls_key, lambda label=label: factory_of(label))
+            add(label, plain_key, tls_key, lambda: factory_of(label))
         for label, plain_key, tls_key, carried, wrap in WEB_FRONT_ENDS:
             add(label, plain_key, tls_key,
-                lambda carried=carried, wrap=wrap: wrap(factory_of(carried), cfg, self.reactor))
+                lambda: wrap(factory_of(carried), cfg, self.reactor))
         return out
 
     def stop_components(self) -> defer.Deferred:
