@@ -28,7 +28,7 @@ from .filters import selector_filter
 from .links import CoordinatorLink, ReceivingLink, SendingLink, Session, settle
 from .mapping import body_from, properties_from
 from .subscriptions import unsubscribe
-from .termini import delete_own_queue, source_node, target_node
+from .termini import Node, delete_own_queue, source_node, target_node
 from .transactions import LOCAL_TRANSACTIONS, Transactions
 
 log = logging.getLogger("warren.amqp1")
@@ -355,13 +355,12 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         reply = Composite("attach", name=p.name, handle=handle, role=not p.role,
                           snd_settle_mode=p.snd_settle_mode, rcv_settle_mode=0,
                           source=p.source, target=p.target)
-        node = None
+        node: Node | None = None
         try:
             if p.role:     # the client receives
                 selector, filters = selector_filter(p.source)
                 node = source_node(self, p.source, str(p.name),
                                    selector.text if selector is not None else None)
-                assert node.queue is not None, "a source always resolves to a queue"
                 link: Any = ReceivingLink(self, session, handle, node.queue,
                                           settled=p.snd_settle_mode == 1, selector=selector,
                                           own=node.own)
