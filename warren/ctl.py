@@ -17,7 +17,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .broker.topic_permissions import invalid_pattern
 
@@ -584,7 +584,8 @@ def broker_url(url: str | None, config: str | None,
     return f"http://{host}:{cfg.http_port}"
 
 
-def _run_ctl(func):
+def _run_ctl(func: Callable[[Api, argparse.Namespace], object]
+             ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from .config import ConfigError
         try:
