@@ -22,11 +22,13 @@ class HeaderDispatch(protocol.Protocol):
 
     def __init__(self, factory: "SharedAmqpFactory") -> None:
         self.shared = factory
-        self.inner: protocol.Protocol | None = None
+        # the chosen front end's protocol (Twisted types it as a private typing.Protocol)
+        self.inner: Any = None
         self._held = b""
         self._timeout: Any = None
 
     def connectionMade(self) -> None:
+        assert self.transport is not None   # (makeConnection sets it before this call)
         # a client that never says anything is dropped, as each front end would drop it
         self._timeout = self.shared.reactor.callLater(self.shared.handshake_timeout,
                                                       self.transport.abortConnection)
@@ -46,9 +48,15 @@ class HeaderDispatch(protocol.Protocol):
         self._held = b""
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
-        self.inner = factory.buildProtocol(self.transport.getPeer())
-        self.inner.makeConnection(self.transport)
-        self.inner.dataReceived(held)
+        # Any: ITransport is a zope Interface, whose methods mypy cannot call (no self)
+        transport: Any = self.transport
+        inner = factory.buildProtocol(transport.getPeer())
+        if inner is None:   # the front end refused the connection (Factory's contract)
+            transport.loseConnection()
+            return
+        self.inner = inner
+        inner.makeConnection(transport)
+        inner.dataReceived(held)
 
     def connectionLost(self, reason: Any = protocol.connectionDone) -> None:
         if self._timeout is not None and self._timeout.active():

@@ -10,6 +10,7 @@ import argparse
 import logging
 import signal
 import sys
+from typing import Any
 
 from . import __version__
 from .startup import first_line
@@ -170,10 +171,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_store_url(cfg)
     except StartupError as error:
         return _cannot_start(log, error)
-    from twisted.internet import reactor
+    from twisted.internet import reactor as global_reactor
+    from twisted.application.service import Service
 
     from .server import BrokerService
 
+    # Any: the reactor is typed by zope Interfaces, whose methods mypy cannot call
+    reactor: Any = global_reactor
+    svc: Service                 # the broker, or the HA runner that runs it while master
+    runner = None                # the HA runner, if any
+    failed = False               # start-up failed (the exit status)
     held = None  # the standalone broker's store lock, released after the broker stopped
     if cfg.ha != "none":
         # HA: the runner takes the lock first and starts a BrokerService only as master; it
@@ -182,7 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .ha.locker import LockUnavailable
         from .ha.runner import HaRunner
         try:
-            svc = HaRunner(cfg, reactor, BrokerService)
+            svc = runner = HaRunner(cfg, reactor, BrokerService)
             # a member of a pair on PostgreSQL: refused while a broker without --ha serves
             # that database, and keeps one from starting while this one runs
             held = ha_member_guard(cfg)
@@ -220,10 +227,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         svc = BrokerService(cfg, reactor)
 
     def start() -> None:
+        nonlocal failed
         try:
             svc.startService()
         except Exception as error:
-            start.failed = True
+            failed = True
             from .tls import TlsConfigError
             if isinstance(error, StartupError):
                 log.error("warren cannot start: %s", error)
@@ -244,16 +252,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             return
         log.info("warren %s started (store: %s, data dir: %s)", __version__, cfg.store,
                  cfg.data_dir)
-    start.failed = False
 
     def fatal(error: Exception) -> None:
         """HA: becoming master failed in a way waiting cannot cure (a port in use)."""
-        start.failed = True
+        nonlocal failed
+        failed = True
         log.error("warren cannot start: %s", error)
         shutdown()
 
-    if cfg.ha != "none":
-        svc.on_fatal = fatal
+    if runner is not None:
+        runner.on_fatal = fatal
 
     def stop(signum: int, _frame: object) -> None:
         log.info("signal %d received: stopping", signum)
@@ -271,7 +279,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if held is not None:
         held.close()
     log.info("warren stopped")
-    return 1 if start.failed else 0
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:

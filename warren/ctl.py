@@ -17,7 +17,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from .broker.topic_permissions import invalid_pattern
 
@@ -565,17 +565,17 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def broker_url(url: str | None, config: str | None,
-               env: dict[str, str] | None = None) -> str:
+               env: Mapping[str, str] | None = None) -> str:
     """Where ``warren ctl`` finds its broker: ``--url``, else ``--config FILE`` (its
     ``http_port`` and ``bind``, as ``warren run`` reads them with the WARREN_* variables),
     else ``WARREN_URL``, else ``WARREN_HTTP_PORT`` / ``WARREN_BIND``, else localhost:15672."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     if url:
         return url
-    if not config and env.get("WARREN_URL"):
-        return env["WARREN_URL"]
+    if not config and environ.get("WARREN_URL"):
+        return environ["WARREN_URL"]
     from .config import load
-    cfg = load(config, env=env, warn=lambda _message: None)
+    cfg = load(config, env=environ, warn=lambda _message: None)
     host = cfg.bind if cfg.bind not in ("", "0.0.0.0", "::") else "localhost"
     if ":" in host:
         host = f"[{host}]"
@@ -584,7 +584,8 @@ def broker_url(url: str | None, config: str | None,
     return f"http://{host}:{cfg.http_port}"
 
 
-def _run_ctl(func):
+def _run_ctl(func: Callable[[Api, argparse.Namespace], object]
+             ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from .config import ConfigError
         try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Iterator
 
 import pytest
 
@@ -64,7 +65,7 @@ class Vhost:
 
 
 @pytest.fixture(scope="session")
-def warren_broker(pytestconfig: pytest.Config) -> Broker:
+def warren_broker(pytestconfig: pytest.Config) -> Iterator[Broker]:
     broker = Broker(store=pytestconfig.getini("warren_store"),
                     extra_args=pytestconfig.getini("warren_args"))
     with broker:
@@ -72,7 +73,7 @@ def warren_broker(pytestconfig: pytest.Config) -> Broker:
 
 
 @pytest.fixture
-def warren_vhost(warren_broker: Broker, request: pytest.FixtureRequest) -> Vhost:
+def warren_vhost(warren_broker: Broker, request: pytest.FixtureRequest) -> Iterator[Vhost]:
     # the test's name makes the vhost recognisable in the console; the suffix makes it unique
     readable = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)[:40]
     name = f"test-{readable}-{uuid.uuid4().hex[:8]}"

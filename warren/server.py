@@ -32,6 +32,7 @@ from .network.connector import NetworkConnectors
 from .network.federation.component import FederationComponent
 from .network.shovel.component import ShovelComponent
 from .startup import listen_problem
+from .store.interface import MessageStore
 from .stomp.listener import StompFactory
 from .stomp.websocket import web_stomp_factory
 from .stream import queue as _stream_queue  # noqa: F401  (registers x-queue-type: stream)
@@ -42,7 +43,7 @@ from .webconsole.site import make_site
 log = logging.getLogger("warren")
 
 
-def make_store(config: Config, reactor: Any):
+def make_store(config: Config, reactor: Any) -> MessageStore | None:
     """The configured MessageStore, or None for ``--store memory`` (nothing durable)."""
     if config.store == "memory":
         return None
@@ -75,7 +76,9 @@ class ListenerService(service.Service):
         self.reactor = reactor
         self.bind = bind
         self.tls = tls                      # an OpenSSL context creator, or None for plain TCP
-        self.listening = None
+        # the reactor's IListeningPort once listening (Any: a zope Interface, whose methods
+        # mypy cannot call)
+        self.listening: Any = None
 
     def startService(self) -> None:
         try:
@@ -95,7 +98,7 @@ class ListenerService(service.Service):
         log.info("%s listening on %s:%d", self.label, self.bind,
                  self.listening.getHost().port)
 
-    def stopService(self):
+    def stopService(self) -> defer.Deferred[Any] | None:
         super().stopService()
         if self.listening is not None:
             d = defer.maybeDeferred(self.listening.stopListening)
@@ -146,7 +149,7 @@ class BrokerService(service.MultiService):
         super().__init__()
         self.config = config
         self.reactor = reactor
-        self.store = None
+        self.store: MessageStore | None = None
         self.broker: Broker | None = None
         self.components: list[ParameterComponent] = []   # registered runtime components
         self.collector = CollectorTuning() if config.gc_tuning else None
@@ -231,11 +234,12 @@ class BrokerService(service.MultiService):
                 out.append(ListenerService(label + " over TLS", secure, factory, self.reactor,
                                            cfg.bind, tls, config=cfg, key=tls_key))
 
+        # (add calls make before the loop moves on, so the lambdas see this turn's names)
         for label, plain_key, tls_key, _make in FRONT_ENDS:
-            add(label, plain_key, tls_key, lambda label=label: factory_of(label))
+            add(label, plain_key, tls_key, lambda: factory_of(label))
         for label, plain_key, tls_key, carried, wrap in WEB_FRONT_ENDS:
             add(label, plain_key, tls_key,
-                lambda carried=carried, wrap=wrap: wrap(factory_of(carried), cfg, self.reactor))
+                lambda: wrap(factory_of(carried), cfg, self.reactor))
         return out
 
     def stop_components(self) -> defer.Deferred:
@@ -244,7 +248,7 @@ class BrokerService(service.MultiService):
         return defer.DeferredList([defer.maybeDeferred(c.stop_all) for c in components
                                    if hasattr(c, "stop_all")], consumeErrors=True)
 
-    def stopService(self):
+    def stopService(self) -> defer.Deferred[Any]:
         if self.broker is not None and self.broker.disk_monitor is not None:
             self.broker.disk_monitor.stop()
         if self.collector is not None:

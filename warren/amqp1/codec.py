@@ -193,13 +193,26 @@ class Composite:
         specs = _FIELDS.get(kind)
         if specs is None:
             raise KeyError(kind)
-        self.kind = kind                  # not "name": attach has a field of that name
         if not _FIELD_NAMES[kind].issuperset(fields):
             unknown = set(fields) - _FIELD_NAMES[kind]
             raise TypeError(f"{kind} has no field {sorted(unknown)}")
         values = self.__dict__
+        values["kind"] = kind             # not "name": attach has a field of that name
         for n, _k in specs:
             values[n] = fields.get(n)
+
+    def __getattr__(self, name: str) -> Any:
+        """Only reached for a name that is not one of the kind's fields (those are set in
+        ``__init__``): the fields come from the spec table, so their types are the decoded
+        values' (Any) and a wrong name fails here, naming the kind."""
+        raise AttributeError(f"{self.__dict__.get('kind', 'composite')} has no field {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Set one of the kind's fields; another name is a mistake that would otherwise be
+        dropped silently by the encoder."""
+        if name not in _FIELD_NAMES[self.kind]:
+            raise AttributeError(f"{self.kind} has no field {name!r}")
+        self.__dict__[name] = value
 
     def fields(self) -> list[tuple[str, str, Any]]:
         values = self.__dict__

@@ -28,7 +28,7 @@ from .filters import selector_filter
 from .links import CoordinatorLink, ReceivingLink, SendingLink, Session, settle
 from .mapping import body_from, properties_from
 from .subscriptions import unsubscribe
-from .termini import delete_own_queue, source_node, target_node
+from .termini import Node, delete_own_queue, source_node, target_node
 from .transactions import LOCAL_TRANSACTIONS, Transactions
 
 log = logging.getLogger("warren.amqp1")
@@ -360,7 +360,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         reply = Composite("attach", name=p.name, handle=handle, role=not p.role,
                           snd_settle_mode=p.snd_settle_mode, rcv_settle_mode=0,
                           source=p.source, target=p.target)
-        node = None
+        node: Node | None = None
         try:
             if p.role:     # the client receives
                 selector, filters = selector_filter(p.source)
@@ -533,14 +533,14 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
                     data: bytes) -> None:
         """A transaction controller's declare or discharge (``transactions.py``)."""
         body = decode_message(data).get("amqp_value")
-        kind = getattr(body, "kind", None)
+        kind = body.kind if isinstance(body, Composite) else None
         try:
-            if kind == "declare":
+            if kind == "declare" and isinstance(body, Composite):
                 if body.global_id is not None:
                     raise LinkError("amqp:not-implemented",
                                     "distributed transactions are not supported")
                 state = Composite("declared", txn_id=self.transactions.declare(link))
-            elif kind == "discharge":
+            elif kind == "discharge" and isinstance(body, Composite):
                 if self.transactions.discharge(body.txn_id, bool(body.fail), self.publisher):
                     self._unsynced.append((session, delivery_id))   # accepted after the sync
                     return
@@ -662,8 +662,8 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
             # and a range of 2^32 ids costs no more than what the link holds
             unacked = link.unacked
             if last - first < len(unacked):
-                held = {i: e for i in range(first, last + 1)
-                        if (e := unacked.pop(i, None)) is not None}
+                held = {i: entry for i in range(first, last + 1)
+                        if (entry := unacked.pop(i, None)) is not None}
             else:
                 held = {i: unacked.pop(i) for i in list(unacked) if first <= i <= last}
             if not held:

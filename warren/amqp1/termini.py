@@ -18,7 +18,7 @@ the core's publisher.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -48,6 +48,13 @@ class Node:
     source: Composite | None = None   # the source to answer with (a resumed subscription)
 
 
+@dataclass
+class SourceNode(Node):
+    """What a receiving link's source resolved to: always a queue to read."""
+
+    queue: Queue = field(kw_only=True)
+
+
 def address_of(terminus: Any) -> Address:
     try:
         return parse_address(getattr(terminus, "address", None),
@@ -63,24 +70,24 @@ def _durable(terminus: Any) -> bool:
 
 
 def source_node(conn: "Amqp1Connection", source: Any, link_name: str = "",
-                selector: str | None = None) -> Node:
+                selector: str | None = None) -> SourceNode:
     """The queue a receiving link reads."""
     if source is None or (isinstance(source, Composite) and source.kind == "source"
                           and source.address is None and not source.dynamic):
         # ActiveMQ (for no source; an empty one too): the durable subscription of that name
         queue, answer = subscriptions.resumed(conn, link_name)
         _check(conn, "read", "queue", queue.name)
-        return Node(queue=queue, subscription=True, source=answer)
+        return SourceNode(queue=queue, subscription=True, source=answer)
     _check_terminus(source, "source", "a receiving link")
     if source.dynamic:
         queue = own_queue(conn)
-        return Node(queue=queue, own=queue, address=queue_address(queue.name))
+        return SourceNode(queue=queue, own=queue, address=queue_address(queue.name))
     address = address_of(source)
     if address.queue is not None:
         queue = _queue(conn, address, source)
         queue.check_access(conn)          # another connection's exclusive queue is locked
         _check(conn, "read", "queue", queue.name)
-        return Node(queue=queue)
+        return SourceNode(queue=queue)
     if not address.own_queue:
         raise LinkError("amqp:invalid-field",
                         f"address '{source.address}' is not a queue")
@@ -95,11 +102,11 @@ def source_node(conn: "Amqp1Connection", source: Any, link_name: str = "",
             _check(conn, "write", "queue", queue.name)
             vhost.bind(exchange.name, queue, key)
         _check(conn, "read", "queue", queue.name)
-        return Node(queue=queue, subscription=True)
+        return SourceNode(queue=queue, subscription=True)
     queue = own_queue(conn)
     _check(conn, "write", "queue", queue.name)
     vhost.bind(exchange.name, queue, key)
-    return Node(queue=queue, own=queue)
+    return SourceNode(queue=queue, own=queue)
 
 
 def target_node(conn: "Amqp1Connection", target: Any) -> Node:

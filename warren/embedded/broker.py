@@ -138,7 +138,8 @@ class Broker:
 
     @property
     def pid(self) -> int | None:
-        return self._process.proc.pid if self.running else None
+        proc = self._process.proc if self._process is not None else None
+        return proc.pid if proc is not None and self.running else None
 
     @property
     def data_dir(self) -> str | None:

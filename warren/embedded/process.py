@@ -46,7 +46,7 @@ class BrokerProcess:
         self._picked_ports = not self._fixed_ports
         self._started_once = False
         self._pick_ports()
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         self._ready = threading.Event()
         self._reader: threading.Thread | None = None
@@ -113,7 +113,8 @@ class BrokerProcess:
         env["PYTHONUNBUFFERED"] = "1"
         if self._reader is not None:
             self._reader.join(10)  # the previous process's last lines stay with it
-        self.lines = lines = []
+        lines: list[str] = []
+        self.lines = lines
         self._ready = ready = threading.Event()
         self.proc = subprocess.Popen(self.command(), stdin=self.stdin, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, env=env,
@@ -123,10 +124,10 @@ class BrokerProcess:
         self._reader.start()
 
     @staticmethod
-    def _read(proc: subprocess.Popen, lines: list[str], ready: threading.Event) -> None:
+    def _read(proc: subprocess.Popen[str], lines: list[str], ready: threading.Event) -> None:
         """Collect one process's output. Its own list and event: a restarted broker's reader
         must never mark the next process ready with the previous one's lines."""
-        for line in proc.stdout:
+        for line in proc.stdout or ():   # (always a pipe: _spawn asks for one)
             lines.append(line.rstrip("\n"))
             if READY_MARK in line:
                 ready.set()

@@ -129,7 +129,7 @@ class MasterService(Protocol):
 
     def stopService(self) -> defer.Deferred[None] | None: ...
 
-    def stop_components(self) -> None: ...
+    def stop_components(self) -> object: ...   # (a Deferred the runner does not wait for)
 
     def __iter__(self) -> Iterator[service.IService]: ...
 
@@ -173,7 +173,7 @@ class HaRunner(service.Service):
         self._stopping = False
         #: called with a StartupError when becoming master fails for a reason retrying cannot
         #: cure (a port in use); None: log it and keep waiting
-        self.on_fatal: Any = None
+        self.on_fatal: Callable[[Exception], None] | None = None
         self._standby_opened = False            # the standby HTTP port opened once
 
     # ------------------------------------------------------------------ service

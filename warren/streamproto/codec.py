@@ -110,7 +110,7 @@ class SubBatch(NamedTuple):
     """A sub-entry batch's header: how its data is compressed and what it holds."""
 
     compression: int
-    count: int
+    message_count: int
     uncompressed_size: int
 
 
@@ -135,10 +135,11 @@ def sub_batch_messages(batch: SubBatch, data: bytes,
     if batch.uncompressed_size > max_uncompressed:
         raise BadSubBatch(f"uncompressed size {batch.uncompressed_size} exceeds the limit "
                           f"{max_uncompressed}")
-    if batch.count == 0:
+    if batch.message_count == 0:
         raise BadSubBatch("zero message count")
-    if batch.count * 4 > batch.uncompressed_size:
-        raise BadSubBatch(f"{batch.count} messages cannot fit {batch.uncompressed_size} bytes")
+    if batch.message_count * 4 > batch.uncompressed_size:
+        raise BadSubBatch(f"{batch.message_count} messages cannot fit "
+                          f"{batch.uncompressed_size} bytes")
     if batch.compression > MAX_KNOWN_COMPRESSION:
         raise BadSubBatch(f"unknown compression type {batch.compression}")
     if not data and batch.compression != COMPRESSION_NONE:
@@ -158,7 +159,7 @@ def sub_batch_messages(batch: SubBatch, data: bytes,
                           f"{batch.uncompressed_size}")
     messages = []
     pos = 0
-    for _ in range(batch.count):
+    for _ in range(batch.message_count):
         if pos + 4 > len(plain):
             raise BadSubBatch("batch ends inside a sub-entry")
         (size,) = _U32.unpack_from(plain, pos)

@@ -50,10 +50,9 @@ class StreamConnection(AcceptedConnection, protocol.Protocol):
         self.connected_at = self.clock.seconds()
         self.broker.connections[id(self)] = self
         self.session = StreamSession(
-            self.broker, write=self._write, close=self._lose, peer=ep.name,
+            self.broker, write=self._write, close=self._lose, tuned=self._tuned, peer=ep.name,
             loopback=ep.loopback, advertised=(ep.host, ep.port), frame_max=FRAME_MAX,
             heartbeat=HEARTBEAT)
-        self.session.tuned = self._tuned
 
     def _write(self, data: bytes) -> None:
         if not self.closing:
@@ -86,10 +85,10 @@ class StreamConnection(AcceptedConnection, protocol.Protocol):
         self._sent = False
 
     def dataReceived(self, data: bytes) -> None:
-        if self.closing:
+        session = self.session
+        if self.closing or session is None:   # (the session is made on connectionMade)
             return
         self._last_recv = self.clock.seconds()
-        session = self.session
         try:
             for key, version, payload in self.reader.feed(data):
                 session.handle(key, version, payload)

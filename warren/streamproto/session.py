@@ -30,11 +30,14 @@ from ..model.message import Properties, QueueEntry, record_head
 from ..stream import super_streams
 from ..stream.filters import FilterSpec, subscription_filter
 from ..stream.offsets import OffsetSpec
+from ..stream.queue import StreamQueue
 from . import codec
 from .codec import Fields, MalformedFrame
 
 if TYPE_CHECKING:
-    from ..stream.queue import StreamQueue
+    from ..broker.broker import Broker
+    from ..broker.users import User
+    from ..broker.vhost import VirtualHost
 
 log = logging.getLogger("warren.streamproto")
 
@@ -106,19 +109,21 @@ class Subscription:
 
 
 class StreamSession:
-    def __init__(self, broker: Any, *, write: Callable[[bytes], None],
-                 close: Callable[[], None], peer: str, loopback: bool,
-                 advertised: tuple[str, int], frame_max: int, heartbeat: int) -> None:
+    def __init__(self, broker: Broker, *, write: Callable[[bytes], None],
+                 close: Callable[[], None], tuned: Callable[[int, int], None], peer: str,
+                 loopback: bool, advertised: tuple[str, int], frame_max: int,
+                 heartbeat: int) -> None:
         self.broker = broker
         self.write = write
         self._close = close
+        self.tuned = tuned   # the listener applies the negotiated frame_max and heartbeat
         self.peer = peer
         self.loopback = loopback
         self.advertised = advertised
         self.frame_max = frame_max
         self.heartbeat = heartbeat
-        self.user = None
-        self.vhost = None
+        self.user: User | None = None
+        self.vhost: VirtualHost | None = None
         self.closed = False
         self.publishers: dict[int, tuple["StreamQueue", str | None]] = {}
         self.subscriptions: dict[int, Subscription] = {}
@@ -268,9 +273,6 @@ class StreamSession:
         self.heartbeat = min(self.heartbeat, heartbeat) if self.heartbeat else heartbeat
         self.tuned(self.frame_max, self.heartbeat)
 
-    def tuned(self, frame_max: int, heartbeat: int) -> None:
-        """Set by the listener: apply the negotiated frame_max and heartbeat."""
-
     def _open(self, f: Fields) -> None:
         corr = f.u32()
         vhost = f.string() or "/"
@@ -305,13 +307,28 @@ class StreamSession:
         self.write(codec.command_versions_response(corr))
 
     # ---------------------------------------------------------------- streams
+    @property
+    def _open_vhost(self) -> VirtualHost:
+        """The vhost of the opened connection, for the commands ``handle`` dispatches only
+        after open."""
+        if self.vhost is None:
+            raise MalformedFrame("command before open")
+        return self.vhost
+
+    @property
+    def _open_user(self) -> User:
+        """The user open was granted to (set before the vhost, see ``_open``)."""
+        if self.user is None:
+            raise MalformedFrame("command before authentication")
+        return self.user
+
     def _stream(self, name: str | None) -> "StreamQueue | None":
-        q = self.vhost.queues.get(name or "")
-        return q if q is not None and q.own_log else None
+        q = self._open_vhost.queues.get(name or "")
+        return q if isinstance(q, StreamQueue) else None
 
     def _allowed(self, kind: str, name: str, resource: str = "queue") -> bool:
         try:
-            self.broker.check(self.user, self.vhost.name, kind, resource, name)
+            self.broker.check(self._open_user, self._open_vhost.name, kind, resource, name)
             return True
         except AccessRefused:
             return False
@@ -324,7 +341,7 @@ class StreamSession:
         if not self._allowed("configure", name):
             code = codec.ACCESS_REFUSED
         else:
-            existed = name in self.vhost.queues
+            existed = name in self._open_vhost.queues
             code = self._declare(name, args)
             if existed and code == codec.OK:
                 # RabbitMQ: the same stream again is "already exists", other arguments
@@ -337,7 +354,7 @@ class StreamSession:
         if arguments is None:
             return codec.PRECONDITION_FAILED
         try:
-            self.vhost.declare_queue(name, durable=True, arguments=arguments)
+            self._open_vhost.declare_queue(name, durable=True, arguments=arguments)
         except PreconditionFailed:
             return codec.PRECONDITION_FAILED
         except AccessRefused:
@@ -355,7 +372,7 @@ class StreamSession:
         elif not self._allowed("configure", name):
             code = codec.ACCESS_REFUSED
         else:
-            self.vhost.delete_queue(name)
+            self._open_vhost.delete_queue(name)
             code = codec.OK
         self.write(codec.response(codec.DELETE, corr, code))
 
@@ -397,7 +414,7 @@ class StreamSession:
             code = codec.ACCESS_REFUSED
         else:
             try:
-                streams = super_streams.route(self.vhost, name, key)
+                streams = super_streams.route(self._open_vhost, name, key)
             except NotFound:
                 code = codec.STREAM_DOES_NOT_EXIST
             if not all(self._allowed("write", s) for s in streams):
@@ -414,7 +431,7 @@ class StreamSession:
             code = codec.ACCESS_REFUSED
         else:
             try:
-                streams = super_streams.partitions(self.vhost, name)
+                streams = super_streams.partitions(self._open_vhost, name)
             except NotFound:
                 code = codec.STREAM_DOES_NOT_EXIST
             if not all(self._read_or_write(s) for s in streams):
@@ -426,7 +443,7 @@ class StreamSession:
 
     def _may_manage(self, name: str, partitions: list[str]) -> bool:
         try:
-            super_streams.check_manage(self.broker, self.user, self.vhost.name, name,
+            super_streams.check_manage(self.broker, self._open_user, self._open_vhost.name, name,
                                        partitions)
             return True
         except AccessRefused:
@@ -447,7 +464,7 @@ class StreamSession:
             code = codec.ACCESS_REFUSED
         else:
             try:
-                super_streams.create(self.vhost, name, partitions, binding_keys, arguments)
+                super_streams.create(self._open_vhost, name, partitions, binding_keys, arguments)
                 code = codec.OK
             except super_streams.AlreadyExists as e:
                 log.warning("super stream %r not created: %s", name, e.text)
@@ -468,12 +485,12 @@ class StreamSession:
             code = codec.ACCESS_REFUSED
         else:
             try:
-                partitions = super_streams.partitions(self.vhost, name)
+                partitions = super_streams.partitions(self._open_vhost, name)
             except NotFound:
                 code = codec.STREAM_DOES_NOT_EXIST
             else:
                 if self._may_manage(name, partitions):
-                    super_streams.delete(self.vhost, name, partitions)
+                    super_streams.delete(self._open_vhost, name, partitions)
                     code = codec.OK
                 else:
                     code = codec.ACCESS_REFUSED
@@ -575,21 +592,19 @@ class StreamSession:
         sub_id = f.u8()
         name = f.string()
         kind = f.u16()
-        value = None
+        spec: OffsetSpec | None
         if kind == codec.OFFSET_OFFSET:
-            value = f.u64()
+            spec = OffsetSpec("offset", f.u64())
         elif kind == codec.OFFSET_TIMESTAMP:
-            value = f.i64()
+            spec = OffsetSpec("timestamp", f.i64())
+        else:
+            spec = {codec.OFFSET_FIRST: OffsetSpec("first"),
+                    codec.OFFSET_LAST: OffsetSpec("last"),
+                    codec.OFFSET_NEXT: OffsetSpec("next")}.get(kind)
         credit = f.u16()
         properties = f.properties()
         f.end()
-        spec = {codec.OFFSET_FIRST: OffsetSpec("first"), codec.OFFSET_LAST: OffsetSpec("last"),
-                codec.OFFSET_NEXT: OffsetSpec("next")}.get(kind)
-        if kind == codec.OFFSET_OFFSET:
-            spec = OffsetSpec("offset", value)
-        elif kind == codec.OFFSET_TIMESTAMP:
-            spec = OffsetSpec("timestamp", value)
-        elif spec is None:
+        if spec is None:
             # RabbitMQ cannot parse the frame and drops the connection
             raise MalformedFrame(f"unknown offset specification type {kind}")
         q = self._stream(name)
@@ -605,21 +620,22 @@ class StreamSession:
         else:
             code = codec.OK
         self.write(codec.response(codec.SUBSCRIBE, corr, code))
-        if code != codec.OK:
+        if code != codec.OK or q is None:
             return
         sub = Subscription(self, sub_id, q, spec, credit)
         sub.filter_spec = subscription_filter(properties)
         self.subscriptions[sub_id] = sub
-        if single_active:
-            sub.group_name = properties["name"]
+        group_name = properties["name"] if single_active else None
+        if group_name is not None:
+            sub.group_name = group_name
             sub.active = sub.reading = False
         q.add_consumer(sub)
-        if single_active:
+        if group_name is not None:
             index = -1
             if "super-stream" in properties:
-                index = super_streams.partition_index(self.vhost, properties["super-stream"],
+                index = super_streams.partition_index(self._open_vhost, properties["super-stream"],
                                                       q.name)
-            q.consumer_group(sub.group_name, index).register(sub)
+            q.consumer_group(group_name, index).register(sub)
 
     def _request_id(self) -> int:
         corr = self._next_request
