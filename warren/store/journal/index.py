@@ -163,6 +163,18 @@ def decode_message(
     return msg_id, seq, queues, at, counts
 
 
+def record_start(payload: bytes | memoryview) -> int:
+    """Where the message record starts in a MESSAGE payload: ``decode_message``'s offset
+    without decoding the queues (saving the index measures every live message)."""
+    at = _MESSAGE_HEAD.size
+    for _ in range(_KEY_HEAD.unpack_from(payload, at - _KEY_HEAD.size)[0]):
+        length, flags = _QUEUE_HEAD.unpack_from(payload, at)
+        at += _QUEUE_HEAD.size + length
+        if flags & _COUNTED:
+            at += _COUNT.size
+    return at
+
+
 def encode_queue_ids(queue_key: str, msg_ids: list[int]) -> bytes:
     raw = queue_key.encode()
     return _KEY_HEAD.pack(len(raw)) + raw + struct.pack(f"<{len(msg_ids)}Q", *msg_ids)

@@ -11,6 +11,10 @@ with nothing live are deleted, and the oldest mostly dead segment (live bytes un
 ``COMPACT_BELOW`` of its size) is compacted, at most one per flush so the work is spread out.
 Disk use thus follows live data, and so does recovery time. The rules that keep this from ever
 resurrecting an acked message or a deleted definition are in :mod:`.index`.
+
+A clean close saves the index (:mod:`.saved_index`) and a lazy recovery loads it instead of
+replaying when it matches the segments on disk exactly; recovery deletes it before the first
+append either way.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from warren.store.journal.index import (
     encode_definition,
     encode_message,
     encode_queue_ids,
+    record_start,
     unpack_location,
 )
 from warren.store.journal import saved_index
@@ -291,18 +296,19 @@ class JournalStore(MessageStore):
         index, log = self._index, self._log
         while index.purged:
             index.release_purged(1 << 30)
-        by_segment: dict[int, list[tuple[int, int]]] = {}
+        by_segment: dict[int, list[tuple[int, int, int]]] = {}
         for msg_id, packed in index.messages.items():
             segment, offset, length = unpack_location(packed)
-            by_segment.setdefault(segment, []).append((msg_id, offset))
+            found = by_segment.get(segment)
+            if found is None:
+                found = by_segment[segment] = []
+            found.append((msg_id, offset + HEADER_SIZE, offset + length))
         measured: dict[int, int] = {}
         for segment, found in by_segment.items():
             data = memoryview(log.segment_data(segment))
-            for msg_id, offset in found:
-                at = offset + HEADER_SIZE
-                packed = index.messages[msg_id]
-                payload = data[at:offset + (packed & 0xFFFFFFFF)]
-                measured[msg_id] = measure(payload[decode_message(payload)[3]:])
+            for msg_id, start, end in found:
+                payload = data[start:end]
+                measured[msg_id] = measure(payload[record_start(payload):])
             del data
         sizes = {key: array("Q", [measured[msg_id] for msg_id in ids]).tobytes()
                  for key, ids in index.queues.items()}
