@@ -146,3 +146,29 @@ def test_a_full_recovery_discards_the_saved_index_it_cannot_use(tmp_path):
     store.publish(13, RECORD, [QA])
     store.close()   # and saves none (it has no measure of bodies)
     assert not (journal / saved_index.SAVED_INDEX).exists()
+
+
+def test_the_saved_index_of_many_segments_after_compaction_matches_the_replay(tmp_path, caplog):
+    journal = tmp_path / "journal"
+    store = JournalStore(journal, segment_size=4096)
+    store.open()
+    store.recover(body_size=Message.record_body_size)
+    for msg_id in range(1, 1501):
+        queue = QB if msg_id % 7 == 0 else QA
+        store.publish(msg_id, RECORD + b"b" * (msg_id % 50), [queue])
+        if msg_id % 200 == 0:
+            store.mark_delivered(QA, [msg_id])
+        if queue == QA and msg_id % 50:
+            store.ack(QA, [msg_id])
+        if msg_id % 100 == 0:
+            store.flush()
+    for _ in range(20):   # each flush compacts a segment and deletes what the last one freed
+        store.flush()
+    assert store.compactions > 0
+    store.close()
+    expected = replayed(journal, tmp_path)
+    with caplog.at_level(logging.INFO, logger="warren.store.journal"):
+        store, state = lazy(journal)
+    assert "from the saved index" in caplog.text
+    assert summary(state) == expected
+    store.close()

@@ -51,9 +51,10 @@ def write(directory: str, content: dict[str, Any]) -> int:
     temporary = final + ".tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(header + payload)
-        while view:
-            view = view[os.write(fd, view):]
+        for part in (header, payload):
+            view = memoryview(part)
+            while view:
+                view = view[os.write(fd, view):]
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -64,6 +64,8 @@ PURGE_SLICE = 5_000
 #: Dead segments kept only as guards (see :mod:`.index`) may total this many segment sizes (or
 #: the live bytes, if more) before the root of their chain is compacted to let them go.
 PINNED_BOUND_SEGMENTS = 2
+#: Segments read whole and kept at once while saving the index measures message bodies.
+SAVE_SEGMENTS_CACHED = 4
 
 
 class JournalStore(MessageStore):
@@ -282,36 +284,41 @@ class JournalStore(MessageStore):
             try:
                 written = saved_index.write(self.directory, content)
             except OSError as error:
-                saved_index.discard(self.directory)
                 logger.warning("journal %s: index not saved (%s); the next start replays",
                                self.directory, error)
+                try:
+                    saved_index.discard(self.directory)
+                except OSError:
+                    pass   # a partial file fails its checks at the next start
             else:
                 logger.info("journal %s: saved the index of %d messages (%d bytes)",
                             self.directory, len(self._index.messages), written)
 
     def _saved_content(self, measure: BodySize) -> dict[str, Any]:
         """What :mod:`.saved_index` writes: the index, the segments it covers and each
-        queue's body sizes in queue order (measured from the records, read a segment at a
-        time: the index does not keep them)."""
+        queue's body sizes in queue order (measured from the records, which are read a
+        segment at a time: the index does not keep sizes)."""
         index, log = self._index, self._log
         while index.purged:
             index.release_purged(1 << 30)
-        by_segment: dict[int, list[tuple[int, int, int]]] = {}
-        for msg_id, packed in index.messages.items():
-            segment, offset, length = unpack_location(packed)
-            found = by_segment.get(segment)
-            if found is None:
-                found = by_segment[segment] = []
-            found.append((msg_id, offset + HEADER_SIZE, offset + length))
-        measured: dict[int, int] = {}
-        for segment, found in by_segment.items():
-            data = memoryview(log.segment_data(segment))
-            for msg_id, start, end in found:
-                payload = data[start:end]
-                measured[msg_id] = measure(payload[record_start(payload):])
-            del data
-        sizes = {key: array("Q", [measured[msg_id] for msg_id in ids]).tobytes()
-                 for key, ids in index.queues.items()}
+        messages = index.messages
+        # queue order is mostly log order; compaction moves a few runs to the head: a few
+        # whole segments in memory at once cover both without reading one twice in a row
+        cached: dict[int, memoryview] = {}
+        sizes = {}
+        for key, ids in index.queues.items():
+            measured = array("Q")
+            for msg_id in ids:
+                segment, offset, length = unpack_location(messages[msg_id])
+                data = cached.get(segment)
+                if data is None:
+                    if len(cached) >= SAVE_SEGMENTS_CACHED:
+                        del cached[next(iter(cached))]
+                    data = cached[segment] = memoryview(log.segment_data(segment))
+                payload = data[offset + HEADER_SIZE:offset + length]
+                measured.append(measure(payload[record_start(payload):]))
+            sizes[key] = measured.tobytes()
+        cached.clear()
         content = index.export()
         content["sizes"] = sizes
         content["journal"] = log.segment_sizes()
