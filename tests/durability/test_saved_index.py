@@ -1,6 +1,7 @@
 """A broker restarted after a clean stop serves from the journal's saved index; one killed
 after that restart replays the journal and neither loses nor resurrects a message; a damaged
-saved index is a warning and a replay, never a traceback."""
+saved index is a warning and a replay, never a traceback. One broker's data dir through all
+of it (each start costs seconds)."""
 
 from __future__ import annotations
 
@@ -66,24 +67,18 @@ def test_clean_restart_serves_from_the_saved_index_and_a_kill_after_it_replays(t
         broker.start()
         line = broker.wait_for_line("recovered 19 messages in 1 queues")
         assert "from the saved index" not in line
-        got = read_queue(broker.amqp_url, QUEUE, ack=True)
+        got = read_queue(broker.amqp_url, QUEUE)
         assert [body for body, _ in got] == bodies(12, 30) + [b"after"]
         assert "Traceback" not in broker.log()
-    finally:
-        broker.kill()
 
-
-def test_a_truncated_saved_index_is_a_warning_and_a_replay(tmp_path):
-    broker = BrokerProcess(tmp_path / "data").start()
-    try:
-        publish(broker.amqp_url, bodies(0, 5))
-        broker.stop()
+        broker.stop()   # saves the index again; damaged, it is a warning and a replay
         path = tmp_path / "data" / "journal" / saved_index.SAVED_INDEX
         path.write_bytes(path.read_bytes()[:-3])
         broker.start()
         broker.wait_for_line("saved index not used (truncated")
-        broker.wait_for_line("recovered 5 messages in 1 queues")
-        assert read_queue(broker.amqp_url, QUEUE) == [(b, False) for b in bodies(0, 5)]
+        broker.wait_for_line("recovered 19 messages in 1 queues")
+        got = read_queue(broker.amqp_url, QUEUE)
+        assert [body for body, _ in got] == bodies(12, 30) + [b"after"]
         assert "Traceback" not in broker.log()
     finally:
         broker.kill()
