@@ -91,11 +91,14 @@ def measure(count: int) -> dict[str, float]:
         saved_got = depth(broker.amqp_url)
         saved_ready_s = time.monotonic() - began
         used = any("from the saved index" in line for line in broker.lines)
+        saved_rss = status_kb(broker.proc.pid, "VmRSS") / 1024
+        saved_peak = status_kb(broker.proc.pid, "VmHWM") / 1024
         broker.kill()
         return {"messages": count, "recovered": got, "write_s": written, "port_s": port_s,
                 "ready_s": ready_s, "rss_mb": rss, "peak_mb": peak, "stop_s": stop_s,
                 "saved_port_s": saved_port_s, "saved_ready_s": saved_ready_s,
-                "saved_recovered": saved_got if used else -1}
+                "saved_recovered": saved_got if used else -1, "saved_rss_mb": saved_rss,
+                "saved_peak_mb": saved_peak}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,13 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     print("| messages | replay: restart → port s | replay: restart → all messages s "
           "| RSS MB | peak RSS MB | clean stop s | saved index: restart → port s "
-          "| saved index: restart → all messages s |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| saved index: restart → all messages s | RSS MB | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for count in a.messages:
         r = measure(count)
         print(f"| {count:,} | {r['port_s']:.1f} | {r['ready_s']:.1f} | {r['rss_mb']:.0f} "
               f"| {r['peak_mb']:.0f} | {r['stop_s']:.1f} | {r['saved_port_s']:.1f} "
-              f"| {r['saved_ready_s']:.1f} |  (recovered {r['recovered']:,}, from the saved "
+              f"| {r['saved_ready_s']:.1f} | {r['saved_rss_mb']:.0f} "
+              f"| {r['saved_peak_mb']:.0f} |  (recovered {r['recovered']:,}, from the saved "
               f"index {r['saved_recovered']:,}; journal written in {r['write_s']:.0f} s)",
               flush=True)
     return 0
