@@ -114,10 +114,10 @@ class JournalStore(MessageStore):
         # before anything is appended: a saved index on disk always describes the journal
         saved_index.discard(self.directory)
         if saved is not None:
-            index, sizes, journal = saved
+            index, sizes, journal, records = saved
             self._index = index   # the log's adopt may append a checkpoint: it reads this
             if self._log.adopt(journal):
-                return self._recover_saved(index, sizes)
+                return self._recover_saved(index, sizes, records)
             self._index = JournalIndex()
             logger.warning("journal %s: saved index not used (the segments on disk are not the "
                            "ones it covers); replaying the journal", self.directory)
@@ -170,9 +170,12 @@ class JournalStore(MessageStore):
         self._reclaim()
         return state
 
-    def _saved_index(self) -> tuple[JournalIndex, dict[str, bytes], dict[int, int]] | None:
-        """The index saved at the last clean close, its body sizes and the segments it
-        covers, if the file is whole; None: replay."""
+    def _saved_index(
+        self,
+    ) -> tuple[JournalIndex, dict[str, bytes], dict[int, int], dict[int, bytes]] | None:
+        """The index saved at the last clean close, its body sizes, the segments it covers
+        and the records of messages held by several queues (a lazy recovery returns them),
+        if all is whole; None: replay."""
         try:
             content = saved_index.read(self.directory)
             if content is None:
@@ -185,17 +188,22 @@ class JournalStore(MessageStore):
             for key, ids in index.queues.items():
                 if len(sizes.get(key, b"")) != 8 * len(ids):
                     raise ValueError(f"queue {key!r}: body sizes do not match its messages")
-        except (saved_index.SavedIndexInvalid, KeyError, TypeError, ValueError) as error:
+            records = {}
+            for msg_id in index.shared:
+                _, payload = self._log.read(*unpack_location(index.messages[msg_id]))
+                records[msg_id] = bytes(payload[record_start(payload):])
+        except (saved_index.SavedIndexInvalid, KeyError, TypeError, ValueError, OSError,
+                CorruptRecord, struct.error) as error:
             logger.warning("journal %s: saved index not used (%s); replaying the journal",
                            self.directory, error)
             return None
-        return index, sizes, journal
+        return index, sizes, journal, records
 
-    def _recover_saved(self, index: JournalIndex, sizes: dict[str, bytes]) -> RecoveredState:
+    def _recover_saved(self, index: JournalIndex, sizes: dict[str, bytes],
+                       records: dict[int, bytes]) -> RecoveredState:
         """Lazy recovery from a saved index: no record read but those of messages held by
         several queues (as the replay returns them)."""
         self._recovered = True
-        records = {msg_id: self.read(msg_id) for msg_id in index.shared}
         queues = {}
         for key, ids in index.queues.items():
             measured = array("Q")
