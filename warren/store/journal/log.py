@@ -252,6 +252,31 @@ class JournalLog:
             self._start_segment(1)
             self.durable_end = (1, 0)
 
+    def adopt(self, sizes: dict[int, int]) -> bool:
+        """Instead of :meth:`replay`: be ready for appends at the end of segments whose content
+        is already known (a saved index covers them), if the files on disk are exactly those,
+        at those sizes. Returns False, changing nothing, if they are not."""
+        if not sizes or set(sizes) != set(self._segments):
+            return False
+        for number, segment in self._segments.items():
+            if segment.file_size() != sizes[number]:
+                return False
+        self._sizes = dict(sizes)
+        self._head = max(sizes)
+        self.durable_end = (self._head, self._sizes[self._head])
+        self._ready = True
+        if self._sizes[self._head] == 0 and self._segment_preamble is not None:
+            self.append(*self._segment_preamble())
+        return True
+
+    def segment_sizes(self) -> dict[int, int]:
+        """Each segment's size (what a saved index records it covers)."""
+        return dict(self._sizes)
+
+    def segment_data(self, number: int) -> bytes:
+        """A whole segment's bytes as on disk (call after a flush)."""
+        return self._segments[number].read_span(0, self._sizes[number])
+
     # -- writing ------------------------------------------------------------------------------
 
     def append(self, record_type: int,

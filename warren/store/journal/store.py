@@ -11,6 +11,10 @@ with nothing live are deleted, and the oldest mostly dead segment (live bytes un
 ``COMPACT_BELOW`` of its size) is compacted, at most one per flush so the work is spread out.
 Disk use thus follows live data, and so does recovery time. The rules that keep this from ever
 resurrecting an acked message or a deleted definition are in :mod:`.index`.
+
+A clean close saves the index (:mod:`.saved_index`) and a lazy recovery loads it instead of
+replaying when it matches the segments on disk exactly; recovery deletes it before the first
+append either way.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+from array import array
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -41,7 +46,10 @@ from warren.store.journal.index import (
     encode_definition,
     encode_message,
     encode_queue_ids,
+    record_start,
+    unpack_location,
 )
+from warren.store.journal import saved_index
 from warren.store.journal.log import DiskThread, JournalLog
 from warren.store.journal.segment import HEADER_SIZE, CorruptRecord
 
@@ -56,6 +64,8 @@ PURGE_SLICE = 5_000
 #: Dead segments kept only as guards (see :mod:`.index`) may total this many segment sizes (or
 #: the live bytes, if more) before the root of their chain is compacted to let them go.
 PINNED_BOUND_SEGMENTS = 2
+#: Segments read whole and kept at once while saving the index measures message bodies.
+SAVE_SEGMENTS_CACHED = 4
 
 
 class JournalStore(MessageStore):
@@ -78,6 +88,9 @@ class JournalStore(MessageStore):
         self._purge_call: Any = None
         self._recovered = False
         self._body_size: BodySize | None = None  # during a lazy recovery
+        #: The lazy recovery's measure, kept to save body sizes with the index at close.
+        self._measure: BodySize | None = None
+        self._abandoned = False
         self.compactions = 0
         self.segments_deleted = 0
 
@@ -96,6 +109,18 @@ class JournalStore(MessageStore):
         more than one queue, so recovery holds no message bodies."""
         if self._recovered:
             raise StoreError("recover() is called once, before any write")
+        self._measure = body_size
+        saved = self._saved_index() if body_size is not None else None
+        # before anything is appended: a saved index on disk always describes the journal
+        saved_index.discard(self.directory)
+        if saved is not None:
+            index, sizes, journal, records = saved
+            self._index = index   # the log's adopt may append a checkpoint: it reads this
+            if self._log.adopt(journal):
+                return self._recover_saved(index, sizes, records)
+            self._index = JournalIndex()
+            logger.warning("journal %s: saved index not used (the segments on disk are not the "
+                           "ones it covers); replaying the journal", self.directory)
         records: dict[int, bytes] = {}
         index = self._index
         self._body_size = body_size
@@ -134,12 +159,70 @@ class JournalStore(MessageStore):
             self.directory, len(messages), len(state.queues), len(state.definitions),
             len(self._log.segment_numbers()),
         )
+        return self._recovered_state(state)
+
+    def _recovered_state(self, state: RecoveredState) -> RecoveredState:
+        """The end of either recovery: the head's checkpoint made durable, then reclaim."""
         try:
             self._log.flush()  # a checkpoint opening an empty head must be durable first
         except StoreUnavailable:
             return state  # unhealthy; logged; reclaim waits for a flush that succeeds
         self._reclaim()
         return state
+
+    def _saved_index(
+        self,
+    ) -> tuple[JournalIndex, dict[str, bytes], dict[int, int], dict[int, bytes]] | None:
+        """The index saved at the last clean close, its body sizes, the segments it covers
+        and the records of messages held by several queues (a lazy recovery returns them),
+        if all is whole; None: replay."""
+        try:
+            content = saved_index.read(self.directory)
+            if content is None:
+                return None
+            index = JournalIndex.restored(content)
+            sizes = content["sizes"]
+            journal = content["journal"]
+            if not isinstance(sizes, dict) or not isinstance(journal, dict):
+                raise TypeError("sizes or segments are not mappings")
+            for key, ids in index.queues.items():
+                if len(sizes.get(key, b"")) != 8 * len(ids):
+                    raise ValueError(f"queue {key!r}: body sizes do not match its messages")
+            records = {}
+            for msg_id in index.shared:
+                _, payload = self._log.read(*unpack_location(index.messages[msg_id]))
+                records[msg_id] = bytes(payload[record_start(payload):])
+        except (saved_index.SavedIndexInvalid, KeyError, TypeError, ValueError, OSError,
+                CorruptRecord, struct.error) as error:
+            logger.warning("journal %s: saved index not used (%s); replaying the journal",
+                           self.directory, error)
+            return None
+        return index, sizes, journal, records
+
+    def _recover_saved(self, index: JournalIndex, sizes: dict[str, bytes],
+                       records: dict[int, bytes]) -> RecoveredState:
+        """Lazy recovery from a saved index: no record read but those of messages held by
+        several queues (as the replay returns them)."""
+        self._recovered = True
+        queues = {}
+        for key, ids in index.queues.items():
+            measured = array("Q")
+            measured.frombytes(sizes[key])
+            queues[key] = RecoveredQueue(key, list(ids), measured.tolist())
+        state = RecoveredState(
+            definitions={key: location.value for key, location in index.definitions.items()},
+            records=records,
+            queues=queues,
+            delivered=index.delivered(),
+            delivery_counts=index.delivery_counts(),
+            max_msg_id=index.max_msg_id,
+        )
+        logger.info(
+            "journal %s: recovered %d messages in %d queues, %d definitions from the saved "
+            "index (%d segments not replayed)", self.directory, len(index.messages),
+            len(queues), len(state.definitions), len(self._log.segment_numbers()),
+        )
+        return self._recovered_state(state)
 
     def _replay_record(
         self, records: dict[int, bytes], segment: int, offset: int, record_type: int,
@@ -191,12 +274,66 @@ class JournalStore(MessageStore):
             self.recover()
 
     def close(self) -> None:
+        """Flush, then save the index (see :mod:`.saved_index`) if everything is on disk."""
         if self._purge_call is not None and self._purge_call.active():
             self._purge_call.cancel()
         self._reader.stop()
+        content = None
+        if (self._recovered and self._measure is not None and not self._abandoned
+                and not self._log.closed):
+            try:
+                self._log.flush()
+                content = self._saved_content(self._measure)
+            except (StoreUnavailable, OSError, CorruptRecord) as error:
+                logger.warning("journal %s: index not saved (%s); the next start replays",
+                               self.directory, error)
         self._log.close()
+        if content is not None and self._log.healthy:
+            try:
+                written = saved_index.write(self.directory, content)
+            except OSError as error:
+                logger.warning("journal %s: index not saved (%s); the next start replays",
+                               self.directory, error)
+                try:
+                    saved_index.discard(self.directory)
+                except OSError:
+                    pass   # a partial file fails its checks at the next start
+            else:
+                logger.info("journal %s: saved the index of %d messages (%d bytes)",
+                            self.directory, len(self._index.messages), written)
+
+    def _saved_content(self, measure: BodySize) -> dict[str, Any]:
+        """What :mod:`.saved_index` writes: the index, the segments it covers and each
+        queue's body sizes in queue order (measured from the records, which are read a
+        segment at a time: the index does not keep sizes)."""
+        index, log = self._index, self._log
+        while index.purged:
+            index.release_purged(1 << 30)
+        messages = index.messages
+        # queue order is mostly log order; compaction moves a few runs to the head: a few
+        # whole segments in memory at once cover both without reading one twice in a row
+        cached: dict[int, memoryview] = {}
+        sizes = {}
+        for key, ids in index.queues.items():
+            measured = array("Q")
+            for msg_id in ids:
+                segment, offset, length = unpack_location(messages[msg_id])
+                data = cached.get(segment)
+                if data is None:
+                    if len(cached) >= SAVE_SEGMENTS_CACHED:
+                        del cached[next(iter(cached))]
+                    data = cached[segment] = memoryview(log.segment_data(segment))
+                payload = data[offset + HEADER_SIZE:offset + length]
+                measured.append(measure(payload[record_start(payload):]))
+            sizes[key] = measured.tobytes()
+        cached.clear()
+        content = index.export()
+        content["sizes"] = sizes
+        content["journal"] = log.segment_sizes()
+        return content
 
     def abandon(self) -> None:
+        self._abandoned = True
         self._log.abandon()
         self._reader.stop_soon()
 
