@@ -114,10 +114,10 @@ class JournalStore(MessageStore):
         # before anything is appended: a saved index on disk always describes the journal
         saved_index.discard(self.directory)
         if saved is not None:
-            index, sizes, journal, records = saved
+            index, sizes, journal, shared = saved
             self._index = index   # the log's adopt may append a checkpoint: it reads this
             if self._log.adopt(journal):
-                return self._recover_saved(index, sizes, records)
+                return self._recover_saved(index, sizes, shared)
             self._index = JournalIndex()
             logger.warning("journal %s: saved index not used (the segments on disk are not the "
                            "ones it covers); replaying the journal", self.directory)
