@@ -8,6 +8,7 @@ shared, an ack, a delivered flag, a delivery count) and compares recoveries.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -112,11 +113,25 @@ def grow_the_journal(path: Path) -> None:
         file.write(b"\x00" * 16)
 
 
+def write_a_segment_in_place(path: Path) -> None:
+    """A segment of the same size written after the save (a disk fault, a hand): the bytes
+    written back are the same here, so the replay's result is known; the file's time moves
+    on a whole second, past any file system's timestamp granularity."""
+    segment = sorted(path.parent.glob("*.log"))[0]
+    stat = segment.stat()
+    with segment.open("r+b") as file:
+        head = file.read(64)
+        file.seek(0)
+        file.write(head)
+    os.utime(segment, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
 @pytest.mark.parametrize("damage, reason", [
     (flip_a_byte, "checksum mismatch"),
     (truncate, "truncated"),
     (garbage, "truncated: 7 bytes"),
     (grow_the_journal, "the segments on disk are not the ones it covers"),
+    (write_a_segment_in_place, "the segments on disk are not the ones it covers"),
 ])
 def test_a_damaged_or_stale_saved_index_falls_back_to_the_replay(tmp_path, caplog, damage,
                                                                  reason):

@@ -252,16 +252,23 @@ class JournalLog:
             self._start_segment(1)
             self.durable_end = (1, 0)
 
-    def adopt(self, sizes: dict[int, int]) -> bool:
+    def adopt(self, stamps: dict[int, Any]) -> bool:
         """Instead of :meth:`replay`: be ready for appends at the end of segments whose content
         is already known (a saved index covers them), if the files on disk are exactly those,
-        at those sizes. Returns False, changing nothing, if they are not."""
-        if not sizes or set(sizes) != set(self._segments):
+        at those sizes and untouched since (their modification times, so a segment written in
+        place after the save, as a disk fault or a hand would, is replayed and checked).
+        Returns False, changing nothing, if they are not."""
+        if not stamps or set(stamps) != set(self._segments):
             return False
+        sizes: dict[int, int] = {}
         for number, segment in self._segments.items():
-            if segment.file_size() != sizes[number]:
+            stamp = stamps[number]
+            if not (isinstance(stamp, tuple) and len(stamp) == 2):
                 return False
-        self._sizes = dict(sizes)
+            if segment.stamp() != stamp:
+                return False
+            sizes[number] = stamp[0]
+        self._sizes = sizes
         self._head = max(sizes)
         self.durable_end = (self._head, self._sizes[self._head])
         self._ready = True
@@ -269,9 +276,10 @@ class JournalLog:
             self.append(*self._segment_preamble())
         return True
 
-    def segment_sizes(self) -> dict[int, int]:
-        """Each segment's size (what a saved index records it covers)."""
-        return dict(self._sizes)
+    def segment_stamps(self) -> dict[int, tuple[int, int]]:
+        """Each segment file's size and modification time (ns), as on disk now: what a saved
+        index records it covers. Taken after :meth:`close`, when nothing more is written."""
+        return {number: segment.stamp() for number, segment in self._segments.items()}
 
     def segment_data(self, number: int) -> bytes:
         """A whole segment's bytes as on disk (call after a flush)."""

@@ -4,9 +4,10 @@ Replaying costs about 5 µs of CPU a record, so a deep queue (millions of messag
 restarted broker from serving for many seconds. At a clean close the store writes its index
 (``JournalIndex``: locations, queue membership in order, delivered flags, delivery counts,
 definitions, segment liveness) and each queue's body sizes (lazy recovery's accounting) to
-``SAVED_INDEX`` next to the segments, with the segments it covers (numbers and sizes) and a
-CRC of the whole. At start the store uses it only if it is whole and every segment on disk is
-exactly the one it covers; anything else falls back to the full replay.
+``SAVED_INDEX`` next to the segments, with the segments it covers (numbers, sizes and
+modification times) and a CRC of the whole. At start the store uses it only if it is whole and
+every segment on disk is exactly the one it covers, unwritten since; anything else (a segment
+grown, cut or written in place) falls back to the full replay, which checks every record.
 
 Never stale: the store deletes the file (and fsyncs the directory) during recovery, before it
 appends anything, so a file on disk always describes the journal exactly as it was closed. A

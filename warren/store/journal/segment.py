@@ -89,6 +89,11 @@ class JournalSegment:
     def file_size(self) -> int:
         return os.fstat(self._fd).st_size
 
+    def stamp(self) -> tuple[int, int]:
+        """(size, modification time in ns) of the file, by its path (also once closed)."""
+        st = os.stat(self.path)
+        return st.st_size, st.st_mtime_ns
+
     def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write all of ``data`` at ``offset``; raises OSError (ENOSPC, EIO...) on failure."""
         view = memoryview(data)

@@ -290,6 +290,7 @@ class JournalStore(MessageStore):
         self._log.close()
         if content is not None and self._log.healthy:
             try:
+                content["journal"] = self._log.segment_stamps()
                 written = saved_index.write(self.directory, content)
             except OSError as error:
                 logger.warning("journal %s: index not saved (%s); the next start replays",
@@ -329,8 +330,7 @@ class JournalStore(MessageStore):
         cached.clear()
         content = index.export()
         content["sizes"] = sizes
-        content["journal"] = log.segment_sizes()
-        return content
+        return content   # its "journal" (the segments' stamps) is added once the log is closed
 
     def abandon(self) -> None:
         self._abandoned = True
