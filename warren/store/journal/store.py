@@ -146,14 +146,7 @@ class JournalStore(MessageStore):
                       for key, (ids, sizes) in ordered.items()}
         ordered.clear()
         records.clear()
-        state = RecoveredState(
-            definitions={key: location.value for key, location in index.definitions.items()},
-            records=live,
-            queues=queues,
-            delivered=index.delivered(),
-            delivery_counts=index.delivery_counts(),
-            max_msg_id=index.max_msg_id,
-        )
+        state = _state_of(index, live, queues)
         logger.info(
             "journal %s: recovered %d messages in %d queues, %d definitions from %d segments",
             self.directory, len(messages), len(state.queues), len(state.definitions),
@@ -172,8 +165,9 @@ class JournalStore(MessageStore):
 
     def _saved_index(
         self,
-    ) -> tuple[JournalIndex, dict[str, bytes], dict[int, int], dict[int, bytes]] | None:
+    ) -> tuple[JournalIndex, dict[str, bytes], dict[int, Any], dict[int, bytes]] | None:
         """The index saved at the last clean close, its body sizes, the segments it covers
+        (number -> (size, modification time), which ``JournalLog.adopt`` checks)
         and the records of messages held by several queues (a lazy recovery returns them),
         if all is whole; None: replay."""
         try:
@@ -209,14 +203,7 @@ class JournalStore(MessageStore):
             measured = array("Q")
             measured.frombytes(sizes[key])
             queues[key] = RecoveredQueue(key, list(ids), measured.tolist())
-        state = RecoveredState(
-            definitions={key: location.value for key, location in index.definitions.items()},
-            records=records,
-            queues=queues,
-            delivered=index.delivered(),
-            delivery_counts=index.delivery_counts(),
-            max_msg_id=index.max_msg_id,
-        )
+        state = _state_of(index, records, queues)
         logger.info(
             "journal %s: recovered %d messages in %d queues, %d definitions from the saved "
             "index (%d segments not replayed)", self.directory, len(index.messages),
@@ -636,3 +623,16 @@ def _type_name(record_type: int) -> str:
         return RecordType(record_type).name
     except ValueError:
         return f"type-{record_type}"
+
+
+def _state_of(index: JournalIndex, records: dict[int, bytes],
+              queues: dict[str, RecoveredQueue]) -> RecoveredState:
+    """What either recovery (the replay, the saved index) hands the broker from the index."""
+    return RecoveredState(
+        definitions={key: location.value for key, location in index.definitions.items()},
+        records=records,
+        queues=queues,
+        delivered=index.delivered(),
+        delivery_counts=index.delivery_counts(),
+        max_msg_id=index.max_msg_id,
+    )
