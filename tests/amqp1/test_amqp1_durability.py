@@ -1,11 +1,14 @@
 """A durable message an AMQP 1.0 publisher saw accepted is on disk: it survives a restart,
-its message annotations and application properties with it."""
+its message annotations, application properties and footer with it."""
 
 from __future__ import annotations
 
 import pika
 from proton import Message, symbol
 from proton.utils import BlockingConnection
+
+from tests.amqp1.proton_raw import (FOOTER, MESSAGE_ANNOTATIONS, RawMessage, encoded,
+                                    receive_raw, section, sections)
 
 from tests.broker_process import BrokerProcess
 
@@ -19,18 +22,19 @@ def test_accepted_durable_message_survives_restart(tmp_path):
                                    allowed_mechs="PLAIN", timeout=30)
         # BlockingSender.send waits for the broker's outcome: accepted only after the sync
         message = Message(body=b"durable", durable=True, properties={"k": "v"})
-        message.annotations = {symbol("x-opt-trace"): "t", symbol("x-opt-n"): 5}
-        amqp1.create_sender("/queues/kept").send(message)
+        message.annotations = {symbol("x-opt-trace"): "t", symbol("x-opt-n"): 5,
+                               symbol("vendor"): "v"}
+        footer = section(FOOTER, {symbol("signature"): b"sig"})
+        amqp1.create_sender("/queues/kept").send(RawMessage(encoded(message, after=footer)))
         amqp1.close()
         broker.kill()
         broker.start()
         amqp1 = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
                                    allowed_mechs="PLAIN", timeout=30)
-        receiver = amqp1.create_receiver("/queues/kept")
-        got = receiver.receive(timeout=30)
-        receiver.accept()
+        got = sections(receive_raw(amqp1, "/queues/kept"))
         amqp1.close()
-        assert bytes(got.body) == b"durable" and got.durable
-        assert got.properties == {"k": "v"}
-        assert got.annotations == {"x-opt-trace": "t", "x-opt-n": 5, "x-exchange": "",
-                                   "x-routing-key": "kept"}
+        assert bytes(got[0x75]) == b"durable" and got[0x70][0]      # body; header durable
+        assert got[0x74] == {"k": "v"}
+        assert got[MESSAGE_ANNOTATIONS] == {"x-opt-trace": "t", "x-opt-n": 5, "vendor": "v",
+                                            "x-exchange": "", "x-routing-key": "kept"}
+        assert got[FOOTER] == {"signature": b"sig"}

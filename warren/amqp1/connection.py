@@ -26,7 +26,7 @@ from .codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_FRAME, SAS
 from .errors import ConnectionError_, LinkError, SessionError, condition_of, error
 from .filters import selector_filter
 from .links import CoordinatorLink, ReceivingLink, SendingLink, Session, settle
-from .mapping import body_from, properties_from
+from .mapping import body_from, extra_sections, properties_from
 from .subscriptions import unsubscribe
 from .termini import Node, delete_own_queue, source_node, target_node
 from .transactions import LOCAL_TRANSACTIONS, Transactions
@@ -574,6 +574,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         message = Message(link.exchange, key, body, codec=self.broker.codec, props=props,
                           persistent=props.delivery_mode == 2, priority=props.priority or 0,
                           ttl=int(props.expiration) if props.expiration else None)
+        message.amqp1_sections = extra_sections(sections)
         try:
             exchange = self.publisher.exchange(link.exchange)
             if txn is not None:

@@ -105,7 +105,8 @@ class ReceivingLink:
         message = entry.message
         payload = encode_message(sections_for(message.properties, message.body,
                                               bool(getattr(entry, "redelivered", False)),
-                                              message.exchange, message.routing_key))
+                                              message.exchange, message.routing_key,
+                                              message.amqp1_sections))
         self.conn.send_transfer(session, self.handle, delivery_id, payload, self.no_ack)
 
     def cancelled(self, queue: Any) -> None:

@@ -13,8 +13,14 @@ application property holds simple values only, so a table or array header is not
 So annotations and application properties survive a 1.0 -> 1.0 trip through a queue, and
 0-9-1 clients see the annotations as the ``x-`` headers RabbitMQ gives them. On delivery the
 annotations ``x-exchange`` and ``x-routing-key`` say where the message was published, as
-RabbitMQ 4 sets them. Delivery annotations are for one hop only (spec 3.2.2)
-and are not kept; nor is the footer, which the core has no place for.
+RabbitMQ 4 sets them. Delivery annotations are for one hop only (spec 3.2.2) and are not
+kept, as RabbitMQ 4 ignores them.
+
+RabbitMQ 4 keeps an AMQP 1.0 message whole, so what has no 0-9-1 form still reaches an AMQP
+1.0 receiver: annotations without the ``x-`` prefix (or with a ulong key, or a value no header
+holds) and the footer. They travel in the message's ``amqp1_sections`` (``extra_sections``),
+which only this front end reads; a 0-9-1, STOMP or MQTT consumer does not see them, as
+RabbitMQ 4's conversion to 0-9-1 drops them.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from datetime import datetime
 from typing import Any
 
 from ..model.message import Properties
-from .codec import Composite, Symbol, Timestamp, UByte, UInt, encode_message
+from .codec import (Composite, Symbol, Timestamp, UByte, UInt, decode_message,
+                    encode_message)
 
 _PLAIN = (str, bytes, int, float, bool)
 _DROP = object()        # a value the other side has no type for: left out
@@ -91,13 +98,31 @@ def properties_from(sections: dict[str, Any]) -> Properties:
     headers = {str(k): v for k, v in (sections.get("application_properties") or {}).items()
                if isinstance(v, _PLAIN) or v is None}
     for key, value in (sections.get("message_annotations") or {}).items():
-        if isinstance(key, str) and key.startswith("x-"):
+        if _is_header(key):
             value = _header_value(value)
             if value is not _DROP:
                 headers[str(key)] = value
     if headers:
         props.headers = headers
     return props
+
+
+def _is_header(key: Any) -> bool:
+    """An annotation 0-9-1 has as a header: an ``x-`` key (RabbitMQ 4's ``mc_amqpl``)."""
+    return isinstance(key, str) and key.startswith("x-")
+
+
+def extra_sections(sections: dict[str, Any]) -> bytes | None:
+    """What of a received message has no 0-9-1 form, encoded for ``Message.amqp1_sections``:
+    the annotations ``properties_from`` makes no header of, and the footer. None when there
+    is none (the usual case: nothing is added to the message)."""
+    annotations = {key: value for key, value in
+                   (sections.get("message_annotations") or {}).items()
+                   if not _is_header(key) or _header_value(value) is _DROP}
+    footer = sections.get("footer") or None
+    if not annotations and footer is None:
+        return None
+    return encode_message({"message_annotations": annotations or None, "footer": footer})
 
 
 def body_from(sections: dict[str, Any]) -> bytes:
@@ -118,7 +143,8 @@ def body_from(sections: dict[str, Any]) -> bytes:
 
 
 def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: str,
-                 routing_key: str) -> dict[str, Any]:
+                 routing_key: str, extra: bytes | None = None) -> dict[str, Any]:
+    """The sections a receiver gets; ``extra``: the message's ``amqp1_sections``."""
     sections: dict[str, Any] = {
         "header": Composite("header", durable=props.delivery_mode == 2 or None,
                             priority=UByte(props.priority) if props.priority is not None
@@ -149,6 +175,11 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
             annotations[Symbol(key)] = value
         elif not isinstance(value, (dict, list)):
             app[key] = value            # a table or array is no application property
+    if extra is not None:
+        kept = decode_message(extra)
+        annotations.update(kept.get("message_annotations") or {})
+        if "footer" in kept:
+            sections["footer"] = kept["footer"]
     annotations[Symbol("x-exchange")] = exchange
     annotations[Symbol("x-routing-key")] = routing_key
     sections["message_annotations"] = annotations

@@ -68,6 +68,7 @@ def dead_letter_copy(queue: "Queue", entry: QueueEntry, reason: str) -> Message:
     rk = queue.dlx_routing_key if queue.dlx_routing_key is not None else msg.routing_key
     copy = Message(queue.dlx, rk, msg.body, codec=msg.codec, props=props,
                    persistent=msg.persistent, priority=msg.priority, ttl=None)
+    copy.amqp1_sections = msg.amqp1_sections
     return copy
 
 

@@ -156,6 +156,7 @@ class DelayedMessageExchange:
         props.headers = headers
         released = Message(message.exchange, message.routing_key, message.body,
                            codec=message.codec, props=props)
+        released.amqp1_sections = message.amqp1_sections
         try:
             vh.publish(ex, released)
         except Exception:

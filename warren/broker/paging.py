@@ -240,6 +240,7 @@ class Pager:
         message.body = cast(bytes, PagedBody(size, where))
         message.raw_props = None
         message._props = None
+        message.amqp1_sections = None
         message.codec = self.broker.codec
         message.persistent = where < 0
         message.priority = priority
@@ -419,6 +420,7 @@ class Pager:
         message.routing_key = stored.routing_key
         message.raw_props = stored.raw_props
         message._props = None
+        message.amqp1_sections = stored.amqp1_sections
         message.persistent = stored.persistent
         message.priority = stored.priority
         message.ttl = stored.ttl

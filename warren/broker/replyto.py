@@ -80,9 +80,11 @@ class DirectReplyTo:
         if sub is None:
             raise PreconditionFailed("fast reply consumer does not exist")
         props = message.properties.copy(reply_to=sub.address)
-        return Message(message.exchange, message.routing_key, message.body,
-                       codec=message.codec, props=props, persistent=message.persistent,
-                       priority=message.priority, ttl=message.ttl)
+        reply = Message(message.exchange, message.routing_key, message.body,
+                        codec=message.codec, props=props, persistent=message.persistent,
+                        priority=message.priority, ttl=message.ttl)
+        reply.amqp1_sections = message.amqp1_sections
+        return reply
 
     def deliver(self, message: Message) -> ReplySubscription | None:
         """Hand a reply to its requester; None when the address is unknown (gone)."""

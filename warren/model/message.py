@@ -27,6 +27,8 @@ OVERHEAD = 400
 
 _RECORD_HEAD = struct.Struct(">BBHI")
 _U32 = struct.Struct(">I")
+#: a record's flag: ``amqp1_sections`` follow the properties (records without are unchanged)
+_HAS_AMQP1 = 1
 
 #: record headers by (exchange, routing key, encoded properties) for ``to_record``: at most
 #: this many (then it starts afresh), and only for properties of at most this many bytes, so
@@ -95,6 +97,7 @@ class Message:
         "stored",       # True once written to the store (so acks/deletes go there too)
         "refs",         # number of queues holding the message (for store and memory release)
         "paged",        # True when the body was dropped from memory and lives in the store only
+        "amqp1_sections",  # AMQP 1.0 sections the properties have no place for, or None
     )
 
     def __init__(
@@ -123,6 +126,7 @@ class Message:
         self.stored = False
         self.refs = 0
         self.paged = False
+        self.amqp1_sections: bytes | None = None
         if persistent is None or priority is None or ttl is _UNSET:
             p = self.properties
             persistent = p.delivery_mode == 2 if persistent is None else persistent
@@ -131,6 +135,10 @@ class Message:
         self.persistent = persistent
         self.priority = priority
         self.ttl = ttl
+
+    # ``amqp1_sections``: an AMQP 1.0 publisher's footer and annotations without the ``x-``
+    # prefix, encoded by that front end. RabbitMQ 4 keeps the whole AMQP 1.0 message, so an
+    # AMQP 1.0 receiver gets them; no other protocol has a place for them. Opaque here.
 
     @property
     def properties(self) -> Properties:
@@ -156,7 +164,7 @@ class Message:
     def with_changes(self, *, exchange: str | None = None, routing_key: str | None = None,
                      props: Properties | None = None) -> "Message":
         """A new message with the same body (dead-lettering, moves); never shares an id."""
-        return Message(
+        new = Message(
             self.exchange if exchange is None else exchange,
             self.routing_key if routing_key is None else routing_key,
             self.body,
@@ -164,6 +172,8 @@ class Message:
             raw_props=self.raw_props if props is None else None,
             props=props if props is not None else self._props,
         )
+        new.amqp1_sections = self.amqp1_sections
+        return new
 
     # -- the store's opaque record -------------------------------------------------------
     def to_record(self) -> bytes:
@@ -174,6 +184,9 @@ class Message:
         props = self.raw_props
         if props is None:
             props = self.encoded_props()
+        if self.amqp1_sections is not None:
+            return (record_head(self.exchange, self.routing_key, props, _HAS_AMQP1)
+                    + _U32.pack(len(self.amqp1_sections)) + self.amqp1_sections + self.body)
         if len(props) > _HEAD_CACHE_PROPS:
             return record_head(self.exchange, self.routing_key, props) + self.body
         key = (self.exchange, self.routing_key, props)
@@ -188,14 +201,17 @@ class Message:
     def record_body_size(record: bytes | memoryview) -> int:
         """The body's length in a record (``to_record``), from its header alone: lazy recovery
         accounts for a message without decoding it."""
-        _version, _flags, lex, lrk = _RECORD_HEAD.unpack_from(record, 0)
+        _version, flags, lex, lrk = _RECORD_HEAD.unpack_from(record, 0)
         off = 8 + lex + lrk
         (lp,) = _U32.unpack_from(record, off)
-        return int(len(record) - off - 4 - lp)
+        off += 4 + lp
+        if flags & _HAS_AMQP1:
+            off += 4 + _U32.unpack_from(record, off)[0]
+        return int(len(record) - off)
 
     @classmethod
     def from_record(cls, record: bytes, codec: PropertiesCodec, msg_id: int) -> "Message":
-        version, _flags, lex, lrk = struct.unpack_from(">BBHI", record, 0)
+        version, flags, lex, lrk = struct.unpack_from(">BBHI", record, 0)
         if version != 1:
             raise ValueError(f"unknown message record version {version}")
         off = 8
@@ -206,16 +222,24 @@ class Message:
         (lp,) = struct.unpack_from(">I", record, off)
         off += 4
         props = bytes(record[off:off + lp])
-        body = bytes(record[off + lp:])
-        return cls(ex, rk, body, codec=codec, raw_props=props, msg_id=msg_id)
+        off += lp
+        amqp1 = None
+        if flags & _HAS_AMQP1:
+            (la,) = _U32.unpack_from(record, off)
+            amqp1 = bytes(record[off + 4:off + 4 + la])
+            off += 4 + la
+        message = cls(ex, rk, bytes(record[off:]), codec=codec, raw_props=props, msg_id=msg_id)
+        message.amqp1_sections = amqp1
+        return message
 
 
-def record_head(exchange: str, routing_key: str, raw_props: bytes) -> bytes:
+def record_head(exchange: str, routing_key: str, raw_props: bytes, flags: int = 0) -> bytes:
     """What ``Message.to_record`` puts before the body: a publisher of many bodies with the
-    same address and properties (the Stream protocol) makes it once and adds each body."""
+    same address and properties (the Stream protocol) makes it once and adds each body.
+    With ``_HAS_AMQP1`` in the flags, a length-prefixed ``amqp1_sections`` follows."""
     ex = exchange.encode()
     rk = routing_key.encode()
-    return b"".join((_RECORD_HEAD.pack(1, 0, len(ex), len(rk)), ex, rk,
+    return b"".join((_RECORD_HEAD.pack(1, flags, len(ex), len(rk)), ex, rk,
                      _U32.pack(len(raw_props)), raw_props))
 
 
