@@ -24,7 +24,7 @@ from .codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_FRAME, SAS
                     Composite, DecodeError, Frame, FrameReader, FrameTooLarge, decode_message,
                     encode_frame)
 from .errors import ConnectionError_, LinkError, SessionError, condition_of, error
-from .filters import selector_filter
+from .filters import receiver_filters
 from .links import CoordinatorLink, ReceivingLink, SendingLink, Session, settle
 from .mapping import body_from, extra_sections, properties_from
 from .subscriptions import unsubscribe
@@ -59,6 +59,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         self.sessions: dict[int, Session] = {}
         self._ended: set[int] = set()        # channels of sessions we ended with an error
         self.transactions = Transactions()
+        self.no_local: list[ReceivingLink] = []   # receivers with the no-local filter
         self.closed = False
         self.blocked = False                 # a broker alarm: no credit for senders
         self._keepalive: Any = None          # empty frames for the peer's idle time-out
@@ -363,14 +364,18 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         node: Node | None = None
         try:
             if p.role:     # the client receives
-                selector, filters = selector_filter(p.source)
+                filters = receiver_filters(p.source)
+                selector = filters.selector
                 node = source_node(self, p.source, str(p.name),
                                    selector.text if selector is not None else None)
                 link: Any = ReceivingLink(self, session, handle, node.queue,
                                           settled=p.snd_settle_mode == 1, selector=selector,
-                                          own=node.own)
-                link.subscription = node.subscription
-                reply.source = node.source or _answered(p.source, node.address, filters)
+                                          own=node.own, no_local=filters.no_local,
+                                          subscription=node.subscription)
+                if filters.no_local:
+                    self.no_local.append(link)
+                reply.source = node.source or _answered(p.source, node.address,
+                                                        filters.applied)
                 reply.initial_delivery_count = 0
                 node.queue.add_consumer(link, self)
             elif getattr(p.target, "kind", None) == "coordinator":
@@ -462,6 +467,8 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
             self.transactions.end_of(link)
         if isinstance(link, ReceivingLink):
             link.dropped = True
+            if link.local is not None:
+                self.no_local.remove(link)
             link.queue.remove_consumer(link)
             if link.unacked:
                 entries, link.unacked = list(link.unacked.values()), {}
@@ -541,7 +548,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
                                     "distributed transactions are not supported")
                 state = Composite("declared", txn_id=self.transactions.declare(link))
             elif kind == "discharge" and isinstance(body, Composite):
-                if self.transactions.discharge(body.txn_id, bool(body.fail), self.publisher):
+                if self.transactions.discharge(body.txn_id, bool(body.fail), self):
                     self._unsynced.append((session, delivery_id))   # accepted after the sync
                     return
                 state = Composite("accepted")
@@ -585,7 +592,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
                         "transactional_state", txn_id=txn.txn_id,
                         outcome=Composite("accepted")))
                 return
-            routed = self.publisher.publish(exchange, message)
+            routed = self.publish(exchange, message)
         except BrokerError as e:
             if not settled:
                 self._settle(session, delivery_id, Composite(
@@ -602,6 +609,17 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
             self._unsynced.append((session, delivery_id))
         else:
             self._settle(session, delivery_id, Composite("accepted"))
+
+    def publish(self, exchange: Any, message: Message) -> Any:
+        """Publish for a client of this connection (now or at a transaction's commit); a
+        receiver of the connection with no-local is told of what reached its queue."""
+        routed = self.publisher.publish(exchange, message)
+        if self.no_local and routed.queues:
+            for link in self.no_local:
+                if link.queue in routed.queues:
+                    assert link.local is not None
+                    link.local.add(message.id)
+        return routed
 
     def _after_read(self) -> None:
         if not self._unsynced:

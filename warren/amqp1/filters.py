@@ -1,4 +1,4 @@
-"""The filters a receiver puts on its source: ActiveMQ's JMS selector.
+"""The filters a receiver puts on its source: ActiveMQ's JMS selector and no-local.
 
 Qpid JMS and ActiveMQ's other 1.0 clients send a selector as a filter whose value is described
 by ``apache.org:selector-filter:string`` (code ``0x0000468C00000004``), under any key (they use
@@ -6,10 +6,16 @@ by ``apache.org:selector-filter:string`` (code ``0x0000468C00000004``), under an
 ``broker/selector.py``, the one STOMP uses), an invalid one refuses the link with
 ``amqp:invalid-field`` and the selector as the description, and the attach answered carries
 only the filters applied, so the client can tell one it sent was ignored.
+
+A JMS topic subscriber created with ``noLocal`` sends a filter described by
+``apache.org:no-local-filter:list`` (code ``0x0000468C00000003``; Qpid JMS puts it under
+``no-local``, with an empty list): the receiver gets no message published on its own
+connection. ActiveMQ reads only the descriptor, not the value, and answers with the filter.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..broker.selector import Selector, SelectorError
@@ -18,24 +24,47 @@ from .errors import LinkError
 
 #: the selector filter's descriptor, by name and by code
 SELECTOR_DESCRIPTORS = ("apache.org:selector-filter:string", 0x0000468C00000004)
+#: the no-local filter's descriptor, by name and by code
+NO_LOCAL_DESCRIPTORS = ("apache.org:no-local-filter:list", 0x0000468C00000003)
 
 
-def selector_filter(source: Any) -> tuple[Selector | None, dict[Any, Any] | None]:
-    """The selector of a receiver's source, and the filter map to answer with (None: none)."""
+@dataclass
+class ReceiverFilters:
+    """What a receiver's source asks for, and the filter map to answer with (None: none)."""
+
+    selector: Selector | None = None
+    no_local: bool = False
+    applied: dict[Any, Any] | None = None
+
+
+def receiver_filters(source: Any) -> ReceiverFilters:
+    """The selector and no-local filters of a receiver's source; others are not applied."""
+    found = ReceiverFilters()
     filters = getattr(source, "filter", None)
     if not isinstance(filters, dict):
-        return None, None
+        return found
     for key, value in filters.items():
-        if not isinstance(value, Described) or value.descriptor not in SELECTOR_DESCRIPTORS:
+        if not isinstance(value, Described):
             continue
-        text = value.value
-        if not isinstance(text, str):
-            raise LinkError("amqp:invalid-field", "the selector filter's value is not a string")
-        if not text.strip():
-            return None, None
-        try:
-            # typed properties: no reading of strings as numbers (that is for STOMP's headers)
-            return Selector.parse(text, convert_strings=False), {key: value}
-        except SelectorError:
-            raise LinkError("amqp:invalid-field", text) from None
-    return None, None
+        if value.descriptor in NO_LOCAL_DESCRIPTORS:
+            found.no_local = True
+        elif value.descriptor in SELECTOR_DESCRIPTORS and found.selector is None:
+            found.selector = _selector(value.value)
+            if found.selector is None:
+                continue                   # an empty selector: none, not applied
+        else:
+            continue
+        found.applied = {**(found.applied or {}), key: value}
+    return found
+
+
+def _selector(text: Any) -> Selector | None:
+    if not isinstance(text, str):
+        raise LinkError("amqp:invalid-field", "the selector filter's value is not a string")
+    if not text.strip():
+        return None
+    try:
+        # typed properties: no reading of strings as numbers (that is for STOMP's headers)
+        return Selector.parse(text, convert_strings=False)
+    except SelectorError:
+        raise LinkError("amqp:invalid-field", text) from None

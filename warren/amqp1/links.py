@@ -1,7 +1,13 @@
 """AMQP 1.0 sessions and their links: a sending client's link (we receive and publish) and a
 receiving client's link (a core consumer of one queue, ``broker/consumers.py``), whose
 deliveries the connection writes as transfers. A receiver with a JMS selector is a selective
-consumer: the queue offers it only the messages it matches, the rest stay for others."""
+consumer: the queue offers it only the messages it matches, the rest stay for others.
+
+A receiver with the no-local filter is told by its connection of each message the connection
+published into its queue (``local``, by message id). Those are not delivered to it: from a
+queue of its own (a topic's, a durable subscription's) they are dropped as ActiveMQ's topic
+subscription never gets them; from a shared queue they stay for other consumers (a selective
+consumer, as for a selector)."""
 
 from __future__ import annotations
 
@@ -68,7 +74,8 @@ class ReceivingLink:
 
     def __init__(self, conn: "Amqp1Connection", session: Session, handle: int, queue: Any,
                  settled: bool, selector: Selector | None = None,
-                 own: Queue | None = None) -> None:
+                 own: Queue | None = None, no_local: bool = False,
+                 subscription: bool = False) -> None:
         self.conn = conn
         self.session = session
         self.handle = handle
@@ -81,20 +88,31 @@ class ReceivingLink:
         self.unacked: dict[int, Any] = {}    # delivery id -> entry
         self.own = own                       # a queue made for this link: deleted with it
         self.dropped = False                 # the link ended (its unacked were requeued)
-        self.subscription = False            # it reads a durable subscription's queue
+        self.subscription = subscription     # it reads a durable subscription's queue
         self.selector = selector
-        if selector is not None:
+        # ids of messages its connection published into its queue (no-local), or None
+        self.local: set[int] | None = set() if no_local else None
+        # no-local on a queue of its own: its connection's messages are dropped, not left
+        self._drop_local = no_local and (own is not None or subscription)
+        if selector is not None or (no_local and not self._drop_local):
             # a selective consumer (broker/consumers.py): offered only what it matches
             self.accepts = self._matches
 
     def _matches(self, queue: Any, entry: Any) -> bool:
-        assert self.selector is not None
-        return self.selector.matches(entry_lookup(entry))
+        if self.local and not self._drop_local and entry.message.id in self.local:
+            return False
+        return self.selector is None or self.selector.matches(entry_lookup(entry))
 
     def has_credit(self) -> bool:
         return self.credit > 0 and not self.conn.closed
 
     def deliver(self, queue: Any, entry: Any) -> None:
+        local = self.local
+        if local and self._drop_local and entry.message.id in local:
+            local.discard(entry.message.id)
+            if not self.no_ack:
+                queue.ack([entry])       # not for this receiver: gone from its own queue
+            return
         self.credit -= 1
         self.delivery_count = (self.delivery_count + 1) & 0xFFFFFFFF
         session = self.session

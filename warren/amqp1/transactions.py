@@ -53,8 +53,9 @@ class Transactions:
         return txn
 
     def discharge(self, txn_id: Any, fail: bool, publisher: Any) -> bool:
-        """End a transaction: commit (publish and settle) or roll back. True when a message
-        it published was written to the store (the answer waits for the sync)."""
+        """End a transaction: commit (publish, through ``publisher.publish``, and settle) or
+        roll back. True when a message it published was written to the store (the answer
+        waits for the sync)."""
         txn = self.get(txn_id)
         del self.open[txn.txn_id]
         if fail:
