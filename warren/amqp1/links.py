@@ -11,18 +11,14 @@ consumer, as for a selector)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..broker.jms import entry_lookup
 from ..broker.queue import Queue
 from ..broker.selector import Selector
-from .codec import encode_message
+from .codec import Composite, encode_message
 from .errors import error
 from .mapping import sections_for
-
-if TYPE_CHECKING:
-    from .connection import Amqp1Connection
-
 
 class Session:
     def __init__(self, channel: int, remote_channel: int, next_incoming_id: int,
@@ -65,6 +61,19 @@ class CoordinatorLink(SendingLink):
         super().__init__(session, handle, "", "")
 
 
+class Transmitter(Protocol):
+    """What a receiving link needs of its connection (``connection.Amqp1Connection``): to
+    write its transfers and to end it. Named here so that this module does not import the
+    connection that imports it."""
+
+    closed: bool
+
+    def send_transfer(self, session: Session, handle: int, delivery_id: int, payload: bytes,
+                      settled: bool) -> None: ...
+
+    def detach(self, session: Session, handle: int, err: Composite | None) -> None: ...
+
+
 class ReceivingLink:
     """The client receives from a queue (we are the sender): a core consumer."""
 
@@ -72,7 +81,7 @@ class ReceivingLink:
     priority = 0
     accepts: Any = None                      # set to match a selector (see __init__)
 
-    def __init__(self, conn: "Amqp1Connection", session: Session, handle: int, queue: Any,
+    def __init__(self, conn: Transmitter, session: Session, handle: int, queue: Any,
                  settled: bool, selector: Selector | None = None,
                  own: Queue | None = None, no_local: bool = False,
                  subscription: bool = False) -> None:

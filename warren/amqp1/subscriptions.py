@@ -15,15 +15,11 @@ same name replaces the subscription, as JMS says, unless a receiver is on it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..broker.queue import Queue
 from ..broker.subscriptions import DURABLE_SUBSCRIPTION_ARGUMENT, describe
 from .codec import Composite, Symbol
 from .errors import LinkError
-
-if TYPE_CHECKING:
-    from .connection import Amqp1Connection
+from .owner import NodeOwner
 
 #: terminus durability unsettled-state, and the expiry policy of a kept subscription
 UNSETTLED_STATE = 2
@@ -34,7 +30,7 @@ def queue_name(container_id: str, link_name: str) -> str:
     return f"amqp1-subscription-{container_id}-{link_name}"
 
 
-def subscription(conn: "Amqp1Connection", link_name: str, source: Composite,
+def subscription(conn: NodeOwner, link_name: str, source: Composite,
                  selector: str | None) -> tuple[Queue, bool]:
     """The subscription's queue, and whether it was made now (it must then be bound)."""
     vhost = conn.vhost
@@ -49,16 +45,16 @@ def subscription(conn: "Amqp1Connection", link_name: str, source: Composite,
             return queue, False
         if len(queue.consumers):
             raise LinkError("amqp:resource-locked", "Durable consumer is in use")
-        conn.broker.check(conn.user, conn.vhost_name, "configure", "queue", name)
+        conn.broker.check(conn.user, conn.vhost.name, "configure", "queue", name)
         vhost.delete_queue(name, connection=conn)
-    conn.broker.check(conn.user, conn.vhost_name, "configure", "queue", name)
+    conn.broker.check(conn.user, conn.vhost.name, "configure", "queue", name)
     queue = vhost.declare_queue(name, durable=True, auto_delete=False,
                                 arguments={DURABLE_SUBSCRIPTION_ARGUMENT: about},
                                 connection=conn)
     return queue, True
 
 
-def resumed(conn: "Amqp1Connection", link_name: str) -> tuple[Queue, Composite]:
+def resumed(conn: NodeOwner, link_name: str) -> tuple[Queue, Composite]:
     """The subscription an attach without a source names, and the source to answer with."""
     queue = conn.vhost.queues.get(queue_name(conn.container_id, link_name))
     about = queue.arguments.get(DURABLE_SUBSCRIPTION_ARGUMENT) if queue is not None else None

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from ..broker.queue import Queue
@@ -27,9 +27,8 @@ from .addresses import Address, BadAddress, parse_address
 from .codec import Composite
 from . import subscriptions
 from .errors import LinkError
+from .owner import NodeOwner
 
-if TYPE_CHECKING:
-    from .connection import Amqp1Connection
 
 #: the prefix of the names of queues the broker makes (as RabbitMQ's server-named queues)
 GENERATED_PREFIX = "amq.gen-"
@@ -69,7 +68,7 @@ def _durable(terminus: Any) -> bool:
     return bool(getattr(terminus, "durable", 0))
 
 
-def source_node(conn: "Amqp1Connection", source: Any, link_name: str = "",
+def source_node(conn: NodeOwner, source: Any, link_name: str = "",
                 selector: str | None = None) -> SourceNode:
     """The queue a receiving link reads."""
     if source is None or (isinstance(source, Composite) and source.kind == "source"
@@ -109,7 +108,7 @@ def source_node(conn: "Amqp1Connection", source: Any, link_name: str = "",
     return SourceNode(queue=queue, own=queue)
 
 
-def target_node(conn: "Amqp1Connection", target: Any) -> Node:
+def target_node(conn: NodeOwner, target: Any) -> Node:
     """Where a sending link's messages go."""
     _check_terminus(target, "target", "a sending link")
     if target.dynamic:
@@ -128,7 +127,7 @@ def _check_terminus(terminus: Any, kind: str, link: str) -> None:
         raise LinkError("amqp:invalid-field", f"{link} needs a {kind}")
 
 
-def _queue(conn: "Amqp1Connection", address: Address, terminus: Any) -> Queue:
+def _queue(conn: NodeOwner, address: Address, terminus: Any) -> Queue:
     """The queue an address names: it must exist, or it is declared as the address says.
     Anyone may publish to an exclusive queue (as over 0-9-1); only its owner reads it."""
     vhost = conn.vhost
@@ -144,7 +143,7 @@ def _queue(conn: "Amqp1Connection", address: Address, terminus: Any) -> Queue:
     return queue
 
 
-def own_queue(conn: "Amqp1Connection") -> Queue:
+def own_queue(conn: NodeOwner) -> Queue:
     """A queue for one link: server-named, exclusive to the connection, not durable."""
     vhost = conn.vhost
     name = GENERATED_PREFIX + secrets.token_urlsafe(16)
@@ -167,5 +166,5 @@ def queue_address(name: str) -> str:
     return "/queues/" + quote(name, safe="")
 
 
-def _check(conn: "Amqp1Connection", kind: str, resource_kind: str, name: str) -> None:
-    conn.broker.check(conn.user, conn.vhost_name, kind, resource_kind, name)
+def _check(conn: NodeOwner, kind: str, resource_kind: str, name: str) -> None:
+    conn.broker.check(conn.user, conn.vhost.name, kind, resource_kind, name)
