@@ -1,9 +1,12 @@
 """What of an AMQP 1.0 message has no AMQP 0-9-1 form still reaches an AMQP 1.0 receiver, as
 RabbitMQ 4 (which keeps the bare message and footer) delivers it: the footer and the message
-annotations without the ``x-`` prefix (or with a ulong key). A 0-9-1 consumer sees neither,
-as RabbitMQ 4's conversion drops them; delivery annotations reach no one (one hop only)."""
+annotations without the ``x-`` prefix (or with a ulong key, or a value no header holds whole).
+A 0-9-1 consumer sees neither, as RabbitMQ 4's conversion drops them; delivery annotations
+reach no one (one hop only)."""
 
 from __future__ import annotations
+
+import uuid
 
 from proton import Message, symbol, ulong
 
@@ -12,12 +15,13 @@ from tests.amqp1.proton_raw import (DELIVERY_ANNOTATIONS, FOOTER, MESSAGE_ANNOTA
 from tests.polling import eventually
 
 FOOTER_MAP = {symbol("signature"): b"\x00\x01sig", symbol("hops"): 3}
+ID = uuid.UUID("12345678-1234-5678-1234-567812345678")
 
 
 def _message(unique: str) -> bytes:
     message = Message(body=b"with a footer", properties={"app": "a"})
     message.annotations = {symbol("vendor-note"): "kept", ulong(7): "ulong key",
-                           symbol("x-opt-trace"): "t"}
+                           symbol("x-opt-trace"): "t", symbol("x-opt-ids"): {"a": [1, ID]}}
     return encoded(message, before=section(DELIVERY_ANNOTATIONS, {symbol("hop"): "one"}),
                    after=section(FOOTER, FOOTER_MAP))
 
@@ -29,6 +33,7 @@ def test_footer_and_annotations_without_x_reach_an_amqp1_receiver(amqp1, channel
     assert got[FOOTER] == FOOTER_MAP
     assert got[MESSAGE_ANNOTATIONS] == {
         "vendor-note": "kept", 7: "ulong key", "x-opt-trace": "t",
+        "x-opt-ids": {"a": [1, ID]},            # whole: a header holds no uuid
         "x-exchange": "", "x-routing-key": unique}
     assert DELIVERY_ANNOTATIONS not in got
     assert bytes(got[0x75]) == b"with a footer"       # the body, as one data section
@@ -41,7 +46,7 @@ def test_a_pika_consumer_sees_neither(amqp1, channel, unique):
         lambda: (got := channel.basic_get(unique, auto_ack=True))[0] is not None and got,
         "a message")
     assert body == b"with a footer"
-    assert props.headers == {"app": "a", "x-opt-trace": "t"}
+    assert props.headers == {"app": "a", "x-opt-trace": "t", "x-opt-ids": {"a": [1]}}
 
 
 def test_a_dead_lettered_message_keeps_its_footer(amqp1, channel, unique):

@@ -17,10 +17,10 @@ RabbitMQ 4 sets them. Delivery annotations are for one hop only (spec 3.2.2) and
 kept, as RabbitMQ 4 ignores them.
 
 RabbitMQ 4 keeps an AMQP 1.0 message whole, so what has no 0-9-1 form still reaches an AMQP
-1.0 receiver: annotations without the ``x-`` prefix (or with a ulong key, or a value no header
-holds) and the footer. They travel in the message's ``amqp1_sections`` (``extra_sections``),
-which only this front end reads; a 0-9-1, STOMP or MQTT consumer does not see them, as
-RabbitMQ 4's conversion to 0-9-1 drops them.
+1.0 receiver: annotations without the ``x-`` prefix, with a ulong key, or with a value no
+header holds whole (a uuid), and the footer. They travel in the message's ``amqp1_sections``
+(``extra_sections``), which only this front end reads; a 0-9-1, STOMP or MQTT consumer does
+not see them, as RabbitMQ 4's conversion to 0-9-1 drops them.
 """
 
 from __future__ import annotations
@@ -114,11 +114,11 @@ def _is_header(key: Any) -> bool:
 
 def extra_sections(sections: dict[str, Any]) -> bytes | None:
     """What of a received message has no 0-9-1 form, encoded for ``Message.amqp1_sections``:
-    the annotations ``properties_from`` makes no header of, and the footer. None when there
-    is none (the usual case: nothing is added to the message)."""
+    the annotations ``properties_from`` makes no header of, or not all of (a uuid in a map),
+    and the footer. None when there is none (the usual case: nothing is added)."""
     annotations = {key: value for key, value in
                    (sections.get("message_annotations") or {}).items()
-                   if not _is_header(key) or _header_value(value) is _DROP}
+                   if not _is_header(key) or _header_value(value) != value}   # lossy
     footer = sections.get("footer") or None
     if not annotations and footer is None:
         return None
