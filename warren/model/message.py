@@ -81,7 +81,12 @@ class PropertiesCodec(Protocol):
 
 
 class Message:
-    """One published message; immutable once routed (dead-lettering makes a new one)."""
+    """One published message; immutable once routed (dead-lettering makes a new one).
+
+    ``amqp1_sections`` (None unless set): an AMQP 1.0 publisher's footer and annotations the
+    properties cannot hold, encoded by that front end and opaque here. RabbitMQ 4 keeps the
+    whole AMQP 1.0 message, so an AMQP 1.0 receiver gets them; no other protocol has a place
+    for them. They go where the message goes: its record, copies made of it."""
 
     __slots__ = (
         "id",           # broker-wide integer id; the store's key
@@ -135,10 +140,6 @@ class Message:
         self.persistent = persistent
         self.priority = priority
         self.ttl = ttl
-
-    # ``amqp1_sections``: an AMQP 1.0 publisher's footer and annotations without the ``x-``
-    # prefix, encoded by that front end. RabbitMQ 4 keeps the whole AMQP 1.0 message, so an
-    # AMQP 1.0 receiver gets them; no other protocol has a place for them. Opaque here.
 
     @property
     def properties(self) -> Properties:
