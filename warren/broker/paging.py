@@ -24,7 +24,8 @@ of arrays (``compact.py``) with what it needs to order, expire and count it. Whi
 Which go first: queues with the most ready bytes in memory first, everything past each one's
 head. A pass that cannot get under the target (what is left is unpageable: heads, unacked,
 transient messages) is remembered, and no new pass starts until the resident bytes grew by
-another quarter of the budget, so a full walk is never repeated per publish.
+another quarter of the budget from their lowest point since, so a full walk is never repeated
+per publish, and a queue filling after the unpageable ones drained still pages out.
 
 Coming back is in two steps. The queue turns rows back into entries ``ready.WINDOW`` at a time
 as its head drains (:meth:`Pager.stub`: a ``Message`` that knows its id, size and priority,
@@ -143,8 +144,13 @@ class Pager:
         if (self.budget <= 0 or resident <= self.budget or self._scheduled is not None
                 or broker.store is None):
             return
-        if self._futile_at >= 0 and resident < self._futile_at + max(self.budget // 4, 65536):
-            return
+        if self._futile_at >= 0:
+            # the mark follows the resident bytes down (what was unpageable was consumed):
+            # growth is counted from the lowest point, else a queue filling after a drained
+            # one would wait for the old peak and never page out
+            self._futile_at = min(self._futile_at, resident)
+            if resident < self._futile_at + max(self.budget // 4, 65536):
+                return
         self._scheduled = broker.clock.callLater(0, self.run)
 
     def run(self) -> int:
