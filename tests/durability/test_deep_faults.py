@@ -14,9 +14,11 @@ import threading
 import urllib.request
 
 import pika
+import psycopg
 
 from tests.broker_process import BrokerProcess
 from tests.durability.clients import TRANSIENT, ConfirmedPublisher
+from tests.durability.conftest import fresh_database
 from tests.durability.test_faults import LimitedBroker, SmallDisk
 from tests.polling import eventually
 
@@ -262,3 +264,79 @@ def test_disk_full_while_paging_stores_or_refuses_and_keeps_serving(tmp_path):
         broker.stop()
         broker.kill()
         disk.remove()
+
+
+def database_reachable(url: str, allowed: bool) -> None:
+    """Open or shut the database behind ``url`` (the session's PostgreSQL, shared with other
+    tests, goes on serving theirs): shut, its sessions are cut and new ones refused, as when
+    the server is gone."""
+    admin, name = url.replace("postgresql+psycopg://", "postgresql://").rsplit("/", 1)
+    with psycopg.connect(admin + "/postgres", autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS {str(allowed).lower()}")
+        if not allowed:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+
+
+def test_database_gone_while_reading_ahead_delivers_each_message_once(tmp_path, pg_url):
+    """A deep queue on PostgreSQL under a 64 KiB budget is read back in batches off the
+    reactor thread while a consumer drains it; the database goes away in the middle. The
+    broker logs it once, delivers nothing it has not read (no empty or repeated message),
+    and resumes by itself when the database is back; every message comes once, in order, and
+    the acks made meanwhile are kept (after a restart the queue is empty)."""
+    url = fresh_database(pg_url)
+    broker = BrokerProcess(tmp_path / "data", store="sql", store_url=url,
+                           extra_args=["--paging-budget", "65536"]).start()
+    total = 3000
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+        declare(conn.channel(), "deep")
+        conn.close()
+        publisher = ConfirmedPublisher(broker.amqp_url, "deep",
+                                       (body("deep", i, 1024) for i in range(total)),
+                                       window=500)
+        publisher.run(timeout=120)
+        assert len(publisher.acked) == total, publisher.error
+        eventually(lambda: paged_out_rows_bytes(broker) > 0, "messages paged out")
+
+        got: list[int] = []
+        paused, go = threading.Event(), threading.Event()
+
+        def consume() -> None:
+            consumer = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+            channel = consumer.channel()
+            channel.basic_qos(prefetch_count=50)
+            for method, _props, payload in channel.consume("deep", inactivity_timeout=60):
+                if method is None:
+                    break   # stalled: the assertions below say where
+                got.append(index_of(payload))
+                channel.basic_ack(method.delivery_tag)
+                if len(got) == 600:
+                    paused.set()
+                    go.wait(60)
+                if len(got) == total:
+                    break
+            channel.cancel()
+            consumer.close()
+
+        thread = threading.Thread(target=consume, daemon=True)
+        thread.start()
+        try:
+            assert paused.wait(60), f"only {len(got)} delivered"
+            database_reachable(url, False)
+            go.set()
+            broker.wait_for_line("reading paged-out bodies failed", timeout=60)
+        finally:
+            go.set()
+            database_reachable(url, True)
+        thread.join(120)
+        assert got == list(range(total)), "each message once, in order"
+        log = "\n".join(broker.lines)
+        assert log.count("reading paged-out bodies failed") == 1
+        assert "reading paged-out bodies works again" in log
+        assert "Traceback" not in log, broker.log()
+        broker.restart(timeout=120)
+        assert drain(broker.amqp_url, "deep") == []
+    finally:
+        broker.stop()
+        broker.kill()
