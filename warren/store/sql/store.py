@@ -15,6 +15,10 @@ Why it is shaped this way:
   :class:`StoreUnavailable`, and the store retries with a backoff (0.5 s doubling to 5 s) until
   a commit succeeds and ``healthy`` is True again. Inserts ignore rows already present, so a
   transaction that committed but whose acknowledgement was lost can be replayed safely.
+- **Reads off the reactor too.** Paging's read-ahead (``read_many_later``) queries on a reader
+  thread of its own, beside the writer: draining a deep queue never holds the other clients
+  for a query, nor for a database that is slow or gone (its errors come back as
+  :class:`StoreUnavailable` in one line, and the pager retries).
 - **No exclusive access assumed.** The schema is created and upgraded by Alembic under a
   cross-process lock (``migrate.py``); which of two brokers *writes* is the lease locker's
   business (``warren.ha.lease_locker`` uses the ``warren_lock`` table).
