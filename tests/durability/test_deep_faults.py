@@ -14,9 +14,12 @@ import threading
 import urllib.request
 
 import pika
+import psycopg
 
 from tests.broker_process import BrokerProcess
-from tests.durability.clients import ConfirmedPublisher
+from tests.durability.clients import TRANSIENT, ConfirmedPublisher
+from tests.durability.conftest import fresh_database
+from tests.durability.test_faults import LimitedBroker, SmallDisk
 from tests.polling import eventually
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
@@ -178,6 +181,162 @@ def test_kill_during_a_sliced_purge_neither_loses_nor_resurrects(tmp_path):
         assert [index_of(b) for b in drain(broker.amqp_url, "big")] == [99_999]
         assert [index_of(b) for b in drain(broker.amqp_url, "keep")] == list(range(500))
         assert "Traceback" not in broker.log()
+    finally:
+        broker.stop()
+        broker.kill()
+
+
+def take(url: str, queue: str, count: int) -> list[bytes]:
+    """``count`` messages of ``queue``, each acked, in the order the broker hands them."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    channel = conn.channel()
+    channel.basic_qos(prefetch_count=50)
+    out: list[bytes] = []
+    for method, _props, payload in channel.consume(queue, inactivity_timeout=30):
+        assert method is not None, f"stalled after {len(out)} of {count} messages"
+        channel.basic_ack(method.delivery_tag)
+        out.append(payload)
+        if len(out) == count:
+            break
+    channel.cancel()
+    conn.close()
+    return out
+
+
+def test_disk_full_while_paging_stores_or_refuses_and_keeps_serving(tmp_path):
+    """Every file of the broker stops growing at 2 MiB (``RLIMIT_FSIZE``: EFBIG, as a full
+    disk's ENOSPC) under a 64 KiB paging budget. A queue of transient messages pages out into
+    its paging file until that fails: the rest stays in memory and all are delivered. The
+    journal fills next: the publisher is blocked by the store alarm and gets no confirm for
+    what was not written, while a consumer keeps draining the paged queue. Killed and
+    started without the limit ("space returns"), every confirmed message not consumed is
+    there, once, in order."""
+    disk = SmallDisk(tmp_path / "disk", 2 * 1024 * 1024)
+    broker = LimitedBroker(disk.path / "data", prefix=disk.broker_args(),
+                           extra_args=["--disk-free-limit", "0", "--paging-budget", "65536"])
+    disk.broker = broker
+    try:
+        broker.start()
+        conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+        declare(conn.channel(), "deep", "transient")
+        conn.close()
+        # 4.8 MB of transient messages, past the 256 kept at the head: more than the paging
+        # file may hold
+        transient = ConfirmedPublisher(broker.amqp_url, "transient",
+                                       (body("transient", i, 8192) for i in range(600)),
+                                       window=100, properties=TRANSIENT)
+        transient.run(timeout=60)
+        assert len(transient.acked) == 600, transient.error
+        broker.wait_for_line("cannot write its paging file")
+        assert [index_of(b) for b in take(broker.amqp_url, "transient", 600)] == \
+            list(range(600))
+
+        publisher = ConfirmedPublisher(broker.amqp_url, "deep",
+                                       (body("deep", i, 1024) for i in range(10_000)),
+                                       window=200)
+        thread = threading.Thread(target=publisher.run, kwargs={"timeout": 120}, daemon=True)
+        thread.start()
+        try:
+            assert publisher.blocked.wait(60), "publisher never blocked:\n" + broker.log()
+            assert "store unavailable" in publisher.block_reasons
+            broker.wait_for_line("write failed")
+            assert paged_out_rows_bytes(broker) > 0, "nothing was paged out"
+            # the store alarm holds the publisher; the consumer still drains
+            taken = [index_of(b) for b in take(broker.amqp_url, "deep", 500)]
+            assert taken == list(range(500))
+            assert not publisher.unblocked.is_set()
+        finally:
+            broker.kill()   # a blocked connection is not read, not even its close
+            thread.join(60)
+        assert len(publisher.acked) < 10_000
+        assert "Traceback" not in "\n".join(broker.lines), broker.log()
+        if disk.tmpfs:
+            disk.grow()
+        broker.prefix = []
+        broker.start(timeout=120)
+        got = [index_of(b) for b in drain(broker.amqp_url, "deep")]
+        assert got == sorted(set(got)), "in publish order, once each"
+        confirmed = {index_of(b) for b in publisher.acked}
+        assert confirmed - set(taken) <= set(got), "a confirmed message was lost"
+        assert set(got) <= {index_of(b) for b in publisher.published}
+        assert "Traceback" not in broker.log()
+    finally:
+        broker.stop()
+        broker.kill()
+        disk.remove()
+
+
+def database_reachable(url: str, allowed: bool) -> None:
+    """Open or shut the database behind ``url`` (the session's PostgreSQL, shared with other
+    tests, goes on serving theirs): shut, its sessions are cut and new ones refused, as when
+    the server is gone."""
+    admin, name = url.replace("postgresql+psycopg://", "postgresql://").rsplit("/", 1)
+    with psycopg.connect(admin + "/postgres", autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS {str(allowed).lower()}")
+        if not allowed:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+
+
+def test_database_gone_while_reading_ahead_delivers_each_message_once(tmp_path, pg_url):
+    """A deep queue on PostgreSQL under a 64 KiB budget is read back in batches off the
+    reactor thread while a consumer drains it; the database goes away in the middle. The
+    broker logs it once, delivers nothing it has not read (no empty or repeated message),
+    and resumes by itself when the database is back; every message comes once, in order, and
+    the acks made meanwhile are kept (after a restart the queue is empty)."""
+    url = fresh_database(pg_url)
+    broker = BrokerProcess(tmp_path / "data", store="sql", store_url=url,
+                           extra_args=["--paging-budget", "65536"]).start()
+    total = 3000
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+        declare(conn.channel(), "deep")
+        conn.close()
+        publisher = ConfirmedPublisher(broker.amqp_url, "deep",
+                                       (body("deep", i, 1024) for i in range(total)),
+                                       window=500)
+        publisher.run(timeout=120)
+        assert len(publisher.acked) == total, publisher.error
+        eventually(lambda: paged_out_rows_bytes(broker) > 0, "messages paged out")
+
+        got: list[int] = []
+        paused, go = threading.Event(), threading.Event()
+
+        def consume() -> None:
+            consumer = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+            channel = consumer.channel()
+            channel.basic_qos(prefetch_count=50)
+            for method, _props, payload in channel.consume("deep", inactivity_timeout=60):
+                if method is None:
+                    break   # stalled: the assertions below say where
+                got.append(index_of(payload))
+                channel.basic_ack(method.delivery_tag)
+                if len(got) == 600:
+                    paused.set()
+                    go.wait(60)
+                if len(got) == total:
+                    break
+            channel.cancel()
+            consumer.close()
+
+        thread = threading.Thread(target=consume, daemon=True)
+        thread.start()
+        try:
+            assert paused.wait(60), f"only {len(got)} delivered"
+            database_reachable(url, False)
+            go.set()
+            broker.wait_for_line("reading paged-out bodies failed", timeout=60)
+        finally:
+            go.set()
+            database_reachable(url, True)
+        thread.join(120)
+        assert got == list(range(total)), "each message once, in order"
+        log = "\n".join(broker.lines)
+        assert log.count("reading paged-out bodies failed") == 1
+        assert "reading paged-out bodies works again" in log
+        assert "Traceback" not in log, broker.log()
+        broker.restart(timeout=120)
+        assert drain(broker.amqp_url, "deep") == []
     finally:
         broker.stop()
         broker.kill()

@@ -190,6 +190,16 @@ REACTOR_BATCHING = """
         result["commits_total"] = len(commits)
         result["worker_threads"] = len(threads)
         result["reactor_thread_used"] = __import__("threading").get_ident() in threads
+        # paging's read-ahead: committed records are selected on the reader thread, the
+        # one not committed yet comes from memory, an unknown id is left out
+        readers = set()
+        event.listen(store.engine, "before_cursor_execute",
+                     lambda *args: readers.add(__import__("threading").get_ident()))
+        store.publish(3001, b"unwritten", ["q"])
+        records = yield store.read_many_later([1501, 1502, 3001, 99999])
+        result["read_later"] = {str(k): v.decode() for k, v in sorted(records.items())}
+        result["reader_on_reactor"] = __import__("threading").get_ident() in readers
+        store.ack("q", [3001])
         store.close()
         recovered = SqlStore(sys.argv[1]); recovered.open()
         state = recovered.recover(); recovered.close()
@@ -210,6 +220,8 @@ def test_sync_group_commits_a_reactor_turn_on_the_worker_thread(sql_url: str) ->
     assert result["commits_total"] == 3
     assert result["reactor_thread_used"] is False
     assert result["ids"] == list(range(1501, 2001)) + [3000]
+    assert result["read_later"] == {"1501": "x" * 100, "1502": "x" * 100, "3001": "unwritten"}
+    assert result["reader_on_reactor"] is False
 
 
 # ---------------------------------------------------------------------- recovery

@@ -24,7 +24,8 @@ of arrays (``compact.py``) with what it needs to order, expire and count it. Whi
 Which go first: queues with the most ready bytes in memory first, everything past each one's
 head. A pass that cannot get under the target (what is left is unpageable: heads, unacked,
 transient messages) is remembered, and no new pass starts until the resident bytes grew by
-another quarter of the budget, so a full walk is never repeated per publish.
+another quarter of the budget from their lowest point since, so a full walk is never repeated
+per publish, and a queue filling after the unpageable ones drained still pages out.
 
 Coming back is in two steps. The queue turns rows back into entries ``ready.WINDOW`` at a time
 as its head drains (:meth:`Pager.stub`: a ``Message`` that knows its id, size and priority,
@@ -129,6 +130,9 @@ class Pager:
         # those such a read did not find (read again the blocking way, which logs and drops)
         self._reading: dict[int, Message] = {}
         self._missing: set[int] = set()
+        # reads of paged-out bodies are failing (store unreachable): logged once, and once
+        # more when a read works again, however many retries there are in between
+        self._read_failing = False
 
     @property
     def resident(self) -> int:
@@ -143,8 +147,13 @@ class Pager:
         if (self.budget <= 0 or resident <= self.budget or self._scheduled is not None
                 or broker.store is None):
             return
-        if self._futile_at >= 0 and resident < self._futile_at + max(self.budget // 4, 65536):
-            return
+        if self._futile_at >= 0:
+            # the mark follows the resident bytes down (what was unpageable was consumed):
+            # growth is counted from the lowest point, else a queue filling after a drained
+            # one would wait for the old peak and never page out
+            self._futile_at = min(self._futile_at, resident)
+            if resident < self._futile_at + max(self.budget // 4, 65536):
+                return
         self._scheduled = broker.clock.callLater(0, self.run)
 
     def run(self) -> int:
@@ -342,6 +351,7 @@ class Pager:
                  entries: dict[int, QueueEntry | None]) -> None:
         """Records read off the reactor thread: bodies of messages still queued come back;
         one the store did not find is read again the blocking way (logged, dropped)."""
+        self._reads_work()
         pending = []
         for m in in_store:
             self._reading.pop(id(m), None)
@@ -363,10 +373,20 @@ class Pager:
     def _read_failed(self, failure: Any, queue: "Queue", in_store: list[Message]) -> None:
         for m in in_store:
             self._reading.pop(id(m), None)
-        log.warning("queue '%s': reading paged-out bodies failed (%s); delivery retried "
-                    "later", queue.name, failure.getErrorMessage())
+        self._reads_fail(f"queue '{queue.name}'", failure.getErrorMessage())
         if not queue.deleted:
             self.broker.clock.callLater(1.0, queue.dispatch)
+
+    def _reads_fail(self, what: str, error: object) -> None:
+        if not self._read_failing:
+            log.warning("%s: reading paged-out bodies failed (%s); delivery waits and is "
+                        "retried until the store answers", what, error)
+        self._read_failing = True
+
+    def _reads_work(self) -> None:
+        if self._read_failing:
+            log.warning("reading paged-out bodies works again; delivery resumes")
+        self._read_failing = False
 
     def _load_from_file(self, queue: "Queue | None", wanted: list[Message]) -> list[Message]:
         """Load those of ``wanted`` that are in the queue's paging file; returns the others
@@ -392,16 +412,13 @@ class Pager:
         assert store is not None   # a body paged to the store (where -1) is of a stored message
         try:
             records = store.read_many([m.id for m in wanted])
-        except StoreUnavailable as error:
-            log.warning("message %d: body paged out and the store is unavailable (%s); "
-                        "delivery retried later", message.id, error)
+        except (StoreUnavailable, OSError) as error:   # database gone, disk read error
+            self._reads_fail(f"message {message.id}", error)
             return PageIn.LATER
         except StoreError as error:
             log.error("message %d: reading paged-out bodies failed (%s)", message.id, error)
-        except Exception as error:  # a database driver's own errors: connection refused etc.
-            log.warning("message %d: body paged out and reading it back failed (%s); "
-                        "delivery retried later", message.id, error)
-            return PageIn.LATER
+        else:
+            self._reads_work()
         for m in wanted:
             record = records.get(m.id)
             if record is not None:

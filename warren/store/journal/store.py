@@ -8,7 +8,9 @@ reclaim.
 
 Reclaim runs on the reactor thread after every successful flush (and after recovery): segments
 with nothing live are deleted, and the oldest mostly dead segment (live bytes under
-``COMPACT_BELOW`` of its size) is compacted, at most one per flush so the work is spread out.
+``COMPACT_BELOW`` of its size) is compacted, one at a time so the work is spread out: its
+records are read and sorted out on the reader thread, the live ones re-appended a slice per
+reactor turn.
 Disk use thus follows live data, and so does recovery time. The rules that keep this from ever
 resurrecting an acked message or a deleted definition are in :mod:`.index`.
 
@@ -56,9 +58,13 @@ from warren.store.journal.segment import HEADER_SIZE, CorruptRecord
 logger = logging.getLogger("warren.store.journal")
 
 _MESSAGE = int(RecordType.MESSAGE)
+#: A message record a compaction found live: offset, id, queues (delivered flags), payload.
+_LiveRecord = tuple[int, int, dict[str, bool], memoryview]
 
 #: A segment older than the head whose live bytes are under this share of its size is compacted.
 COMPACT_BELOW = 0.25
+#: Live records a compaction re-appends per reactor turn (the segment is read off it).
+COMPACT_SLICE = 2_000
 #: Messages of a purged (deleted) queue the index lets go of per reactor turn.
 PURGE_SLICE = 5_000
 #: Dead segments kept only as guards (see :mod:`.index`) may total this many segment sizes (or
@@ -91,6 +97,7 @@ class JournalStore(MessageStore):
         #: The lazy recovery's measure, kept to save body sizes with the index at close.
         self._measure: BodySize | None = None
         self._abandoned = False
+        self._compacting: int | None = None   # the segment being compacted (one at a time)
         self.compactions = 0
         self.segments_deleted = 0
 
@@ -532,7 +539,7 @@ class JournalStore(MessageStore):
             log.sync_directory()  # durable before the deletions they enable (invariant rule 2)
             self.segments_deleted += len(deleted)
             logger.debug("journal %s: deleted dead segments %s", self.directory, deleted)
-        target = self._compaction_target()
+        target = self._compaction_target() if self._compacting is None else None
         if target is not None:
             self._compact(target)
 
@@ -586,25 +593,67 @@ class JournalStore(MessageStore):
         return None
 
     def _compact(self, number: int) -> None:
-        """Re-append the live records of segment ``number`` at the head; it dies with them."""
+        """Re-append the live records of segment ``number`` at the head; it dies with them.
+
+        Messages are counted, not listed, per segment, so the segment's records say which are
+        live: reading and decoding a 32 MB segment of small messages is seconds of CPU, so the
+        reader thread does it (:meth:`_live_records`) and the reactor re-appends what is still
+        live ``COMPACT_SLICE`` records per turn. Without a running reactor (start-up, a
+        blocking flush) it is done at once."""
+        self._compacting = number
+        if not getattr(self._reactor, "running", False):
+            self._move_live(self._live_records(number), number, 0, 0)
+            return
+        done = self._reader.submit(self._live_records, number)
+        done.addCallbacks(self._move_live, self._compaction_failed,
+                          callbackArgs=(number, 0, 0), errbackArgs=(number,))
+
+    def _live_records(self, number: int) -> list[_LiveRecord]:
+        """Reader thread (or any): (offset, id, queues, payload) of segment ``number``'s
+        message records that are their message's live copy now. The index changes meanwhile
+        on the reactor thread, but a record that is not live never becomes live again (a
+        message moved or acked stays so), and the reactor checks the rest again."""
+        index = self._index
+        live: list[_LiveRecord] = []
+        if index.segments.get(number) is None or not index.segments[number].live:
+            return live
+        try:
+            records = self._log.records(number)
+        except (KeyError, OSError, ValueError, CorruptRecord):   # deleted meanwhile
+            return live
+        for offset, record_type, payload in records:
+            if record_type != _MESSAGE:
+                continue
+            msg_id, _, queues, _, _ = decode_message(payload)
+            if index.is_current(msg_id, number, offset):
+                live.append((offset, msg_id, queues, payload))
+        return live
+
+    def _move_live(self, live: list[_LiveRecord], number: int,
+                   start: int, moved: int) -> None:
+        """Re-append a slice of ``live`` (from ``start``), then the next slice at the next
+        reactor turn; the segment's definitions (few) go with the last."""
+        if self._abandoned or self._log.closed:
+            self._compacting = None
+            return
         log, index = self._log, self._index
-        liveness = index.segments[number]
-        moved = 0
-        if liveness.live:
-            # messages are counted, not listed, per segment: the segment's records say which
-            for offset, record_type, payload in log.records(number):
-                if record_type != _MESSAGE:
-                    continue
-                msg_id, _, queues, _, _ = decode_message(payload)
-                if not index.is_current(msg_id, number, offset):
-                    continue
-                held = index.holders(msg_id, queues)
-                if held:
-                    self._rewrite(msg_id, held, index.counts.get(msg_id), payload)
-                    moved += 1
-                else:   # its queue was purged and its release not reached yet
-                    index.release_dead(msg_id, log.end)
-        for key in list(liveness.definitions):
+        at_once = not getattr(self._reactor, "running", False)
+        end = len(live) if at_once else min(start + COMPACT_SLICE, len(live))
+        for offset, msg_id, queues, payload in live[start:end]:
+            if not index.is_current(msg_id, number, offset):
+                continue   # acked or rewritten since it was read
+            held = index.holders(msg_id, queues)
+            if held:
+                self._rewrite(msg_id, held, index.counts.get(msg_id), payload)
+                moved += 1
+            else:   # its queue was purged and its release not reached yet
+                index.release_dead(msg_id, log.end)
+        if end < len(live):
+            self._reactor.callLater(0, self._move_live, live, number, end, moved)
+            return
+        self._compacting = None
+        liveness = index.segments.get(number)
+        for key in list(liveness.definitions) if liveness is not None else ():
             definition = index.definitions[key]
             _, definition_payload = log.read(definition.segment, definition.offset,
                                              definition.length)
@@ -616,6 +665,11 @@ class JournalStore(MessageStore):
             "journal %s: compacting segment %d, moved %d live records to segment %d",
             self.directory, number, moved, log.head,
         )
+
+    def _compaction_failed(self, failure: Any, number: int) -> None:
+        self._compacting = None
+        logger.warning("journal %s: segment %d not compacted (%s); tried again later",
+                       self.directory, number, failure.getErrorMessage())
 
 
 def _type_name(record_type: int) -> str:

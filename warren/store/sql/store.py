@@ -15,6 +15,10 @@ Why it is shaped this way:
   :class:`StoreUnavailable`, and the store retries with a backoff (0.5 s doubling to 5 s) until
   a commit succeeds and ``healthy`` is True again. Inserts ignore rows already present, so a
   transaction that committed but whose acknowledgement was lost can be replayed safely.
+- **Reads off the reactor too.** Paging's read-ahead (``read_many_later``) queries on a reader
+  thread of its own, beside the writer: draining a deep queue never holds the other clients
+  for a query, nor for a database that is slow or gone (its errors come back as
+  :class:`StoreUnavailable` in one line, and the pager retries).
 - **No exclusive access assumed.** The schema is created and upgraded by Alembic under a
   cross-process lock (``migrate.py``); which of two brokers *writes* is the lease locker's
   business (``warren.ha.lease_locker`` uses the ``warren_lock`` table).
@@ -37,7 +41,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event, exists, func, select
 from sqlalchemy import BigInteger, and_, any_, delete, insert, text, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -65,6 +71,15 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 #: How long a PostgreSQL connection attempt may take before the store calls the database gone.
 PG_CONNECT_TIMEOUT_S = 5
+
+
+def _one_line(error: BaseException) -> str:
+    """A database error as the one line operators read: the driver's first line, without
+    SQLAlchemy's statement and background link (and no traceback: a database going away is
+    an event the store handles, not a bug)."""
+    cause = getattr(error, "orig", None) or error
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
 
 
 class UnknownMessage(StoreError, KeyError):
@@ -119,11 +134,16 @@ class _DaemonThread(threading.Thread):
         self.daemon = True
 
 
+def _in_memory_sqlite(url: Any) -> bool:
+    """SQLite without a file: one connection that every thread shares (``StaticPool``)."""
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
 def _engine_for(url: str) -> Engine:
     """An engine with the per-dialect settings the durability contract needs."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        in_memory = parsed.database in (None, "", ":memory:")
+        in_memory = _in_memory_sqlite(parsed)
         kwargs: dict[str, Any] = {
             "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         }
@@ -176,6 +196,9 @@ class SqlStore(MessageStore):
         self._reactor = reactor
         self.engine: Engine = _engine_for(url)
         self._pool: ThreadPool | None = None
+        #: Paging's read-ahead queries run here (``read_many_later``), off the reactor and
+        #: beside the writer, so a slow or unreachable database never holds other clients.
+        self._reader: ThreadPool | None = None
         # The newest batch is queue[-1]; failed batches are put back at the left end.
         self._queue: deque[PendingBatch] = deque([PendingBatch()])
         self._in_flight: CommitAttempt | None = None
@@ -213,6 +236,13 @@ class SqlStore(MessageStore):
         # not committed was not acknowledged either).
         self._pool.threadFactory = _DaemonThread
         self._pool.start()
+        # in-memory SQLite: the writer's transactions and a reader's queries must not
+        # interleave on its one connection, so it reads at once
+        if not _in_memory_sqlite(self.engine.url):
+            self._reader = ThreadPool(minthreads=1, maxthreads=1,
+                                      name=f"warren-sql-reader {self.url}")
+            self._reader.threadFactory = _DaemonThread
+            self._reader.start()
 
     def close(self) -> None:
         """Commit what is pending (blocking), stop the writer thread, drop connections."""
@@ -229,6 +259,9 @@ class SqlStore(MessageStore):
             if self._pool is not None:
                 self._pool.stop()
                 self._pool = None
+            if self._reader is not None:
+                self._reader.stop()
+                self._reader = None
             self.engine.dispose()
 
     def abandon(self) -> None:
@@ -241,6 +274,7 @@ class SqlStore(MessageStore):
             self._kick_call.cancel()
         self._kick_call = None
         pool, self._pool = self._pool, None
+        reader, self._reader = self._reader, None
         dropped, self._queue = self._queue, deque([PendingBatch()])
         error = StoreUnavailable("the store was abandoned (fenced)")
         for batch in dropped:
@@ -250,8 +284,9 @@ class SqlStore(MessageStore):
         engine = self.engine
 
         def stop_writer() -> None:
-            if pool is not None:
-                pool.stop()
+            for threads in (pool, reader):
+                if threads is not None:
+                    threads.stop()
             engine.dispose()
         threading.Thread(target=stop_writer, name="warren-fenced-store", daemon=True).start()
 
@@ -403,26 +438,43 @@ class SqlStore(MessageStore):
 
     def read(self, msg_id: int) -> bytes:
         """The record of a live message: from the pending batches if not yet committed."""
-        for batch in reversed(self._queue):
-            if msg_id in batch.records:
-                return batch.records[msg_id]
-        if self._in_flight is not None:
-            for batch in reversed(self._in_flight.batches):
-                if msg_id in batch.records:
-                    return batch.records[msg_id]
-        m = tables.messages
-        with self.engine.connect() as connection:
-            record = connection.execute(select(m.c.record).where(m.c.id == msg_id)).scalar()
+        record = self.read_many([msg_id]).get(msg_id)
         if record is None:
             raise UnknownMessage(msg_id)
-        return bytes(record)
+        return record
 
     def read_many(self, msg_ids: list[int]) -> dict[int, bytes]:
         """Several records in one query (paging reads ahead); unknown ids are left out."""
-        out: dict[int, bytes] = {}
+        out, rest = self._unwritten_records(msg_ids)
+        if rest:
+            out.update(self._select_records(rest))
+        return out
+
+    def read_many_later(self, msg_ids: list[int]) -> Deferred:
+        """``read_many`` with the query on the reader thread (paging's read-ahead while
+        consumers drain): a deep queue on SQLite or a PostgreSQL that is slow or gone never
+        holds the reactor. What is not committed yet is taken from memory now; everything
+        else was committed before this call (batches only move from pending to in flight to
+        committed), so the reader's snapshot has it."""
+        if self._reader is None or not self._reactor_running():
+            return super().read_many_later(msg_ids)
+        out, rest = self._unwritten_records(msg_ids)
+        if not rest:
+            return succeed(out)
+        done = deferToThreadPool(self._reactor, self._reader, self._select_records, rest)
+
+        def merged(found: dict[int, bytes]) -> dict[int, bytes]:
+            out.update(found)
+            return out
+        return done.addCallback(merged)
+
+    def _unwritten_records(self, msg_ids: list[int]) -> tuple[dict[int, bytes], list[int]]:
+        """The records of ``msg_ids`` still in a pending or in-flight batch, and the ids that
+        are not (committed, or unknown)."""
         batches = list(self._queue)
         if self._in_flight is not None:
             batches += self._in_flight.batches
+        out: dict[int, bytes] = {}
         rest = []
         for msg_id in msg_ids:
             for batch in batches:
@@ -431,13 +483,21 @@ class SqlStore(MessageStore):
                     break
             else:
                 rest.append(msg_id)
-        if rest:
-            m = tables.messages
+        return out, rest
+
+    def _select_records(self, msg_ids: list[int]) -> dict[int, bytes]:
+        """Committed records by id, ``_ids_chunk`` per query (any thread); a database that
+        fails is :class:`StoreUnavailable` in one line."""
+        m = tables.messages
+        out: dict[int, bytes] = {}
+        try:
             with self.engine.connect() as connection:
-                for chunk in self._chunks(rest):
+                for chunk in self._chunks(msg_ids):
                     rows = connection.execute(select(m.c.id, m.c.record).where(m.c.id.in_(chunk)))
                     for msg_id, record in rows:
                         out[msg_id] = bytes(record)
+        except (SQLAlchemyError, OSError) as error:
+            raise StoreUnavailable(f"database read failed: {_one_line(error)}") from None
         return out
 
     # ----------------------------------------------------------------- write path
@@ -735,10 +795,8 @@ class SqlStore(MessageStore):
             return
         self._failures += 1
         if self.healthy:
-            log.failure(
-                "SQL store {url}: transaction failed, keeping writes and retrying",
-                Failure(attempt.error), url=self.url,
-            )
+            log.warn("SQL store {url}: transaction failed ({error}), keeping writes and "
+                     "retrying", url=self.url, error=_one_line(attempt.error))
         self._healthy = False
         failure = StoreUnavailable(f"database write failed: {attempt.error}")
         waiters = []

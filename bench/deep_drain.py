@@ -1,0 +1,111 @@
+"""Draining a deep, paged queue on the SQL store (SQLite): how long another client waits
+meanwhile (issue 22: paging's read-ahead must not hold the reactor).
+
+    python -m bench.deep_drain --messages 100000 [--cwd OTHER_CHECKOUT]
+
+A broker on the SQL store (its default SQLite file) declares a durable queue and stops; N
+persistent 100-byte messages are written to its database with the store's own API (what N
+confirmed publishes leave); the broker is started under a 4 MiB paging budget, so all but
+the first window stay in the database. One AMQP consumer (prefetch 500, an ack per 100)
+drains the queue while a second client, an MQTT one in its own process
+(``bench.scale.RoundTrips``), times QoS 1 PUBLISH -> PUBACK round trips: its longest round
+trip is the longest stall of the reactor the drain caused. ``--cwd`` runs the broker from
+another checkout (its ``warren/`` package), for a before/after in the same run. Nothing is
+asserted; figures for the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pika
+
+from bench.scale import RoundTrips
+from warren.amqp.properties import CODEC
+from warren.embedded.process import BrokerProcess
+from warren.model.message import Properties, record_head
+from warren.store.interface import resource_key
+from warren.store.sql.store import SqlStore
+
+QUEUE = "bench.deep"
+BUDGET = 4 * 1024 * 1024
+
+
+def write_messages(url: str, count: int) -> None:
+    """Store ``count`` messages for the queue in the database of a stopped broker."""
+    store = SqlStore(url)
+    store.open()
+    state = store.recover()
+    first = state.max_msg_id + 1
+    record = record_head("", QUEUE, CODEC.encode(Properties(delivery_mode=2))) + b"r" * 100
+    key = [resource_key("/", QUEUE)]
+    for msg_id in range(first, first + count):
+        store.publish(msg_id, record, key)
+        if msg_id % 50_000 == 0:
+            store.flush()
+    store.close()
+
+
+def drain(url: str, count: int, queue: str = QUEUE) -> float:
+    """Consume ``count`` messages of ``queue``, acked 100 at a time; returns the seconds."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    channel = conn.channel()
+    channel.basic_qos(prefetch_count=500)
+    got = 0
+    began = time.monotonic()
+    for method, _props, _body in channel.consume(queue, inactivity_timeout=120):
+        if method is None:
+            raise RuntimeError(f"stalled after {got} of {count} messages")
+        got += 1
+        if got % 100 == 0 or got == count:
+            channel.basic_ack(method.delivery_tag, multiple=True)
+        if got == count:
+            break
+    seconds = time.monotonic() - began
+    channel.cancel()
+    conn.close()
+    return seconds
+
+
+def measure(count: int, cwd: str | None) -> tuple[float, str]:
+    with tempfile.TemporaryDirectory(prefix="bench-deep-drain-") as tmp:
+        data = Path(tmp) / "data"
+        broker = BrokerProcess(data, store="sql", cwd=cwd,
+                               extra_args=["--paging-budget", str(BUDGET)])
+        broker.start()
+        conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+        conn.channel().queue_declare(QUEUE, durable=True)
+        conn.close()
+        broker.stop()
+        write_messages(f"sqlite:///{data.resolve()}/warren.db", count)
+        broker.start(timeout=600)
+        probe = RoundTrips(broker.mqtt_port)
+        probe.start()
+        try:
+            seconds = drain(broker.amqp_url, count)
+        finally:
+            trips = probe.finish()
+            broker.stop()
+            broker.kill()
+        return seconds, trips
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.deep_drain", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--messages", type=int, nargs="+", default=[100_000])
+    p.add_argument("--cwd", help="run the broker from this checkout (default: this one)")
+    a = p.parse_args(argv)
+    for count in a.messages:
+        seconds, trips = measure(count, a.cwd)
+        print(f"{count:,} paged messages on SQLite drained in {seconds:.1f} s "
+              f"({count / seconds:,.0f} msg/s); {trips}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
