@@ -20,6 +20,7 @@ from tests.broker_process import BrokerProcess
 from tests.durability.clients import TRANSIENT, ConfirmedPublisher
 from tests.durability.conftest import fresh_database
 from tests.durability.test_faults import LimitedBroker, SmallDisk
+from tests.durability.test_restart import api
 from tests.polling import eventually
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
@@ -340,3 +341,55 @@ def test_database_gone_while_reading_ahead_delivers_each_message_once(tmp_path, 
     finally:
         broker.stop()
         broker.kill()
+
+
+def test_database_gone_when_paged_messages_are_dropped_dead_letters_them_later(tmp_path, pg_url):
+    """Paged-out messages of a queue with a dead-letter queue are dropped from its head
+    (max-length) while the database is gone: their bodies cannot be read back for the
+    dead-letter copy. They are kept (not lost, as they once were) and dead-lettered when the
+    database is back: every message reaches the dead-letter queue once, no traceback."""
+    url = fresh_database(pg_url)
+    broker = BrokerProcess(tmp_path / "data", store="sql", store_url=url,
+                           extra_args=["--paging-budget", "65536"]).start()
+    total = 1500
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+        channel = conn.channel()
+        declare(channel, "dead")
+        channel.queue_declare("expiring", durable=True, arguments={
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead"})
+        conn.close()
+        publisher = ConfirmedPublisher(broker.amqp_url, "expiring",
+                                       (body("expiring", i, 1024) for i in range(total)),
+                                       window=500)
+        publisher.run(timeout=120)
+        assert len(publisher.acked) == total, publisher.error
+        eventually(lambda: paged_out_rows_bytes(broker) > 0, "messages paged out")
+        database_reachable(url, False)
+        try:
+            # max-length 0 drops every queued message at once, dead-lettering each
+            status, _ = api(broker, "PUT", "/api/policies/%2F/drop",
+                            {"pattern": "^expiring$", "definition": {"max-length": 0},
+                             "apply-to": "queues"})
+            assert status in (201, 204)
+            broker.wait_for_line("reading paged-out bodies failed", timeout=60)
+        finally:
+            database_reachable(url, True)
+        eventually(lambda: queue_count(broker, "dead") == total,
+                   "every dropped message dead-lettered", timeout=60)
+        got = drain(broker.amqp_url, "dead")
+        assert sorted(index_of(b) for b in got) == list(range(total))
+        log = broker.log()
+        assert "not dead-lettered" not in log
+        assert "Traceback" not in log, log
+    finally:
+        broker.stop()
+        broker.kill()
+
+
+def queue_count(broker: BrokerProcess, queue: str) -> int:
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    try:
+        return conn.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        conn.close()

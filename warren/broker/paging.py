@@ -68,6 +68,8 @@ DEFAULT_BUDGET = 256 * 1024 * 1024
 HEAD_KEEP = 256
 #: Paged entries at the head of a queue read back with the one being delivered (one store call).
 READ_AHEAD = 256
+#: While the store cannot be read (the database is gone), how often a read is tried again.
+STORE_RETRY_S = 1.0
 #: A pass stops once resident bodies are at or under this share of the budget.
 LOW_SHARE = 0.75
 
@@ -131,8 +133,12 @@ class Pager:
         self._reading: dict[int, Message] = {}
         self._missing: set[int] = set()
         # reads of paged-out bodies are failing (store unreachable): logged once, and once
-        # more when a read works again, however many retries there are in between
+        # more when a read works again, however many retries there are in between; while
+        # they fail, a blocking read tries the store at most once a second (a dead-lettering
+        # of a thousand paged messages must not cost a thousand failed connects on the
+        # reactor thread)
         self._read_failing = False
+        self._failed_at = 0.0
 
     @property
     def resident(self) -> int:
@@ -375,13 +381,14 @@ class Pager:
             self._reading.pop(id(m), None)
         self._reads_fail(f"queue '{queue.name}'", failure.getErrorMessage())
         if not queue.deleted:
-            self.broker.clock.callLater(1.0, queue.dispatch)
+            self.broker.clock.callLater(STORE_RETRY_S, queue.dispatch)
 
     def _reads_fail(self, what: str, error: object) -> None:
         if not self._read_failing:
             log.warning("%s: reading paged-out bodies failed (%s); delivery waits and is "
                         "retried until the store answers", what, error)
         self._read_failing = True
+        self._failed_at = self.broker.clock.seconds()
 
     def _reads_work(self) -> None:
         if self._read_failing:
@@ -410,6 +417,9 @@ class Pager:
             return PageIn.LOST if message.paged else PageIn.LOADED
         store = self.broker.store
         assert store is not None   # a body paged to the store (where -1) is of a stored message
+        if (self._read_failing
+                and self.broker.clock.seconds() - self._failed_at < STORE_RETRY_S):
+            return PageIn.LATER
         try:
             records = store.read_many([m.id for m in wanted])
         except (StoreUnavailable, OSError) as error:   # database gone, disk read error

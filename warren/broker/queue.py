@@ -16,7 +16,7 @@ from ..exchange.interface import BindingSet
 from ..store.interface import resource_key
 from .arguments import validate_queue_arguments
 from .consumers import Consumer, ConsumerSet
-from .paging import PageIn
+from .paging import STORE_RETRY_S, PageIn
 from ..model.errors import AccessRefused, ResourceLocked
 from ..model.message import Message, QueueEntry
 from .compact import TTL_UNKNOWN
@@ -560,10 +560,13 @@ class Queue:
             self._schedule_expiry(due)
 
     def _redeliver(self, entries: list[QueueEntry]) -> None:
-        """Their back-off is over: deliverable again, in their old places."""
+        """Their back-off is over (or their dead-lettering waited for the store): deliverable
+        again, in their old places, where a length limit is decided again."""
         if self.deleted:
             return
         self._make_ready(entries)
+        if self.max_length is not None or self.max_length_bytes is not None:
+            self._drop_head_over_limit()
         self.dispatch()
 
     def reject(self, entries: list[QueueEntry]) -> None:
@@ -591,11 +594,17 @@ class Queue:
     def _dead_letter(self, entry: QueueEntry, reason: str) -> None:
         if self.dlx is not None and not self.deleted:
             if entry.message.paged:
-                if self.vhost.broker.pager.page_in(entry.message, self,
-                                                   entry) is not PageIn.LOADED:
-                    log.error("queue '%s': message %d %s but its paged-out body cannot be "
-                              "read back: not dead-lettered", self.name, entry.message.id,
-                              reason)
+                read = self.vhost.broker.pager.page_in(entry.message, self, entry)
+                if read is PageIn.LATER or read is PageIn.PENDING:
+                    # the store cannot answer now (the database is gone): the message is
+                    # kept and comes back among the ready after a while, when its expiry,
+                    # rejection or overflow is decided again; never dropped for an outage
+                    self.held.hold(entry, STORE_RETRY_S)
+                    return
+                if read is not PageIn.LOADED:
+                    log.error("queue '%s': message %d %s but its paged-out body is no "
+                              "longer stored: not dead-lettered", self.name,
+                              entry.message.id, reason)
                     self._settle(entry)
                     return
             self.vhost.dead_letter(self, entry, reason)
