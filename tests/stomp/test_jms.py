@@ -78,6 +78,52 @@ def test_message_groups_stick_to_one_consumer(client_factory, unique):
         bodies.add(other.recorder.message().body)
 
 
+def test_group_claimed_alone_stays_with_its_owner(client_factory, unique):
+    """A subscription alone on its queue is not asked about groups (broker/consumers.py),
+    yet the groups it took stay its own once a second subscription joins."""
+    q = f"/queue/{unique}"
+    owner = client_factory("1.2")
+    owner.subscribe(q, ack="client-individual")
+    owner.send(q, "g1-0", JMSXGroupID="g1")
+    assert owner.recorder.message().body == "g1-0"
+    other = client_factory("1.2")
+    other.subscribe(q, ack="client-individual")
+    for i in range(1, 5):
+        owner.send(q, f"g1-{i}", JMSXGroupID="g1")
+        owner.send(q, f"free-{i}")
+    got = {owner: [], other: []}
+    while sum(map(len, got.values())) < 8:
+        for c in got:
+            while not c.recorder.messages.empty():
+                got[c].append(c.recorder.message().body)
+        owner.sync()
+    assert [b for b in got[owner] if b.startswith("g1")] == [f"g1-{i}" for i in range(1, 5)]
+    assert got[other]                         # the others still go round robin
+    assert all(b.startswith("free") for b in got[other])
+
+
+def test_selector_beside_plain_subscription(client_factory, unique):
+    """A plain subscription and a selective one on one queue: the selector still filters,
+    the plain one takes what it refuses."""
+    q = f"/queue/{unique}"
+    plain = client_factory("1.2")
+    plain.subscribe(q)
+    picky = client_factory("1.2")
+    picky.subscribe(q, selector="kind = 'b'")
+    for i in range(6):
+        plain.send(q, f"a-{i}", kind="a")
+        plain.send(q, f"b-{i}", kind="b")
+    got = {plain: [], picky: []}
+    while sum(map(len, got.values())) < 12:
+        for c in got:
+            while not c.recorder.messages.empty():
+                got[c].append(c.recorder.message().body)
+        plain.sync()
+    assert got[picky] and all(b.startswith("b-") for b in got[picky])
+    assert sorted(got[plain] + got[picky]) == sorted(
+        [f"a-{i}" for i in range(6)] + [f"b-{i}" for i in range(6)])
+
+
 def test_scheduled_delay(client_factory, unique):
     q = f"/queue/{unique}"
     c = client_factory("1.2")
