@@ -12,9 +12,10 @@ Consumers without ``accepts`` take anything, so plain AMQP consumers cost nothin
 
 A consumer whose ``accepts`` only arbitrates between consumers (STOMP's message groups without
 a selector: a group belongs to one consumer of the queue) says so with ``arbitrates = True``.
-Alone on its queue it would accept every entry, so the queue then dispatches the plain way
-and never calls it: a STOMP subscription without a selector costs what an AMQP consumer does
-until a second consumer joins.
+Alone on its queue, or while no group of the queue is owned (``groups.py`` tells
+:meth:`ConsumerSet.set_groups_owned`), it would accept every entry, so the queue then
+dispatches the plain way and never calls it: STOMP subscriptions without a selector cost what
+AMQP consumers do until a message of a group is delivered to one of several.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class ConsumerSet:
     """Ordered consumers of a queue with a round-robin cursor per priority level."""
 
     __slots__ = ("_levels", "_cursor", "members", "single_active", "selective", "sole",
-                 "_filters", "_arbiters")
+                 "_filters", "_arbiters", "_groups_owned")
 
     def __init__(self, single_active: bool = False) -> None:
         self._levels: list[tuple[int, list[Consumer]]] = []  # highest priority first
@@ -64,6 +65,7 @@ class ConsumerSet:
         self.selective = 0
         self._filters: dict[int, Consumer] = {}      # id -> a consumer that selects
         self._arbiters: dict[int, Consumer] = {}     # id -> one that only arbitrates
+        self._groups_owned = False                   # some message group is owned (groups.py)
         # the one consumer that gets everything when there is only one: the usual queue
         # asks it alone, without walking the levels (read by the queue; set here only)
         self.sole: Consumer | None = None
@@ -109,12 +111,18 @@ class ConsumerSet:
         self._recount()
         return True
 
+    def set_groups_owned(self, owned: bool) -> None:
+        """Some message group of the queue is owned (True) or none is any more (False)."""
+        self._groups_owned = owned
+        self._recount()
+
     def _recount(self) -> None:
-        """``sole`` and ``selective`` after a change of members: arbiters count only beside
-        another consumer (alone, an arbiter accepts everything)."""
+        """``sole`` and ``selective`` after a change: arbiters count only beside another
+        consumer and while some group is owned (else an arbiter accepts everything)."""
         members = self.members
         self.sole = members[0] if len(members) == 1 else None
-        self.selective = len(self._filters) + (len(self._arbiters) if len(members) > 1 else 0)
+        arbitrating = self._arbiters if self._groups_owned and len(members) > 1 else ()
+        self.selective = len(self._filters) + len(arbitrating)
 
     def next_with_credit(self) -> Consumer | None:
         """The consumer that should get the next message, or None when nobody has room."""
