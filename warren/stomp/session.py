@@ -261,7 +261,11 @@ class StompSession(Subscriptions):
             if self.scheduler.schedule(vhost.name, message, delay, period, repeat):
                 self._unsynced = True
             return
-        routed = self.publisher.publish(exchange, message)
+        if props.reply_to is None:
+            # nothing for direct reply-to to rewrite (Publisher.reply_to): straight to routing
+            routed = self.publisher.route(exchange, message)
+        else:
+            routed = self.publisher.publish(exchange, message)
         if routed.stored:
             self._unsynced = True
 
