@@ -92,3 +92,22 @@ def test_request_response_with_amqp_server(broker, unique, channel):
     assert answer.topic == reply_topic
     assert answer.payload == b"3"
     assert answer.properties.CorrelationData == b"corr-42"
+
+
+def test_response_topic_naming_direct_reply_to_is_refused(broker, unique, channel):
+    """A Response Topic that maps to direct reply-to's pseudo-queue still goes through the
+    core's reply-to rewrite (plain publishes skip it): an MQTT session has no reply consumer,
+    so the publish is refused as RabbitMQ refuses it over AMQP (406), nothing is routed and
+    the next connection publishes as usual."""
+    topic = f"{unique.replace('.', '-')}/direct"
+    q = _amqp_queue(channel, topic.replace("/", "."))
+    pub = Client(broker.mqtt_port, protocol=V5)
+    pub.publish(topic, b"refused", 1, wait=False,
+                properties=v5_props(ResponseTopic="amq/rabbitmq/reply-to"))
+    assert pub.disconnected.wait(10)
+    again = Client(broker.mqtt_port, protocol=V5)
+    again.publish(topic, b"plain", 1, properties=v5_props(ResponseTopic="replies/x"))
+    method, props, body = _get(channel, q)
+    assert (body, props.reply_to) == (b"plain", "replies.x")
+    assert channel.basic_get(q, auto_ack=True)[0] is None
+    assert not [line for line in broker.lines if "Traceback" in line]

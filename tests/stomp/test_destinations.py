@@ -179,3 +179,19 @@ def test_stomp_server_answers_amqp_direct_reply_to(client_factory, unique, broke
         conn.process_data_events(time_limit=0.05)
     conn.close()
     assert replies == [b"pong"]
+
+
+def test_send_naming_direct_reply_to_without_reply_consumer(client_factory, unique):
+    """A SEND whose reply-to names amq.rabbitmq.reply-to still goes through the core's
+    reply-to rewrite (a SEND without reply-to skips it): with no reply consumer it is
+    refused as over AMQP (RabbitMQ's 406 text) and nothing is queued."""
+    q = f"/queue/{unique}"
+    sender = client_factory("1.2")
+    sender.send(q, "refused", **{"reply-to": "amq.rabbitmq.reply-to"})
+    error = sender.recorder.error()
+    assert error.headers["message"] == "precondition_failed"
+    assert error.body == "PRECONDITION_FAILED - fast reply consumer does not exist"
+    consumer = client_factory("1.2")
+    consumer.subscribe(q)
+    consumer.send(q, "plain", **{"reply-to": "/queue/replies"})
+    assert consumer.recorder.message().body == "plain"

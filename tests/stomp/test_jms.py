@@ -78,6 +78,103 @@ def test_message_groups_stick_to_one_consumer(client_factory, unique):
         bodies.add(other.recorder.message().body)
 
 
+def _collect(clients: list[Client], n: int) -> dict[Client, list[str]]:
+    """The bodies each client received, once *n* arrived in all."""
+    got: dict[Client, list[str]] = {c: [] for c in clients}
+    while sum(map(len, got.values())) < n:
+        for c in clients:
+            while not c.recorder.messages.empty():
+                got[c].append(c.recorder.message().body)
+        clients[0].sync()
+    return got
+
+
+def test_closed_group_is_claimed_afresh(client_factory, unique):
+    """Two subscriptions without selectors are dispatched the plain way while no group is
+    owned; a group's first message claims it, JMSXGroupSeq -1 closes it, and the next group
+    is again held by one consumer."""
+    q = f"/queue/{unique}"
+    a = client_factory("1.2")
+    b = client_factory("1.2")
+    a.subscribe(q, ack="client-individual")
+    b.subscribe(q, ack="client-individual")
+    a.send(q, "g2-0", JMSXGroupID="g2")
+    a.send(q, "g2-1", JMSXGroupID="g2", JMSXGroupSeq="-1")
+    for i in range(4):      # in a row: round robin alone would split them
+        a.send(q, f"g3-{i}", JMSXGroupID="g3")
+    for i in range(4):
+        a.send(q, f"free-{i}")
+    got = _collect([a, b], 10)
+    assert got[a] and got[b]
+    for group, n in (("g2", 2), ("g3", 4)):
+        holders = [c for c in got if any(body.startswith(group) for body in got[c])]
+        assert len(holders) == 1, got
+        assert [body for body in got[holders[0]] if body.startswith(group)] == \
+            [f"{group}-{i}" for i in range(n)]
+
+
+def test_group_claimed_within_one_dispatch_to_many(client_factory, unique):
+    """Both subscriptions get room at once (one COMMIT acks both) while a group's messages
+    wait: the first claims the group in the middle of that dispatch, and the rest still
+    wait for its owner."""
+    q = f"/queue/{unique}"
+    c = client_factory("1.2")
+    for sub_id in ("s1", "s2"):
+        c.subscribe(q, sub_id, ack="client-individual", **{"prefetch-count": "1"})
+    c.send(q, "free-0")
+    c.send(q, "free-1")
+    held = [c.recorder.message(), c.recorder.message()]      # one each: both full
+    for i in range(4):
+        c.send(q, f"g4-{i}", JMSXGroupID="g4")
+    c.sync()
+    c.conn.begin("t1")
+    for frame in held:
+        c.ack(frame, transaction="t1")
+    c.conn.commit("t1")
+    owners = []
+    while len(owners) < 4:
+        frame = c.recorder.message()
+        owners.append(frame.headers["subscription"])
+        c.ack(frame)
+    assert len(set(owners)) == 1, owners
+
+
+def test_group_claimed_alone_stays_with_its_owner(client_factory, unique):
+    """A subscription alone on its queue is not asked about groups (broker/consumers.py),
+    yet the groups it took stay its own once a second subscription joins."""
+    q = f"/queue/{unique}"
+    owner = client_factory("1.2")
+    owner.subscribe(q, ack="client-individual")
+    owner.send(q, "g1-0", JMSXGroupID="g1")
+    assert owner.recorder.message().body == "g1-0"
+    other = client_factory("1.2")
+    other.subscribe(q, ack="client-individual")
+    for i in range(1, 5):
+        owner.send(q, f"g1-{i}", JMSXGroupID="g1")
+        owner.send(q, f"free-{i}")
+    got = _collect([owner, other], 8)
+    assert [b for b in got[owner] if b.startswith("g1")] == [f"g1-{i}" for i in range(1, 5)]
+    assert got[other]                         # the others still go round robin
+    assert all(b.startswith("free") for b in got[other])
+
+
+def test_selector_beside_plain_subscription(client_factory, unique):
+    """A plain subscription and a selective one on one queue: the selector still filters,
+    the plain one takes what it refuses."""
+    q = f"/queue/{unique}"
+    plain = client_factory("1.2")
+    plain.subscribe(q)
+    picky = client_factory("1.2")
+    picky.subscribe(q, selector="kind = 'b'")
+    for i in range(6):
+        plain.send(q, f"a-{i}", kind="a")
+        plain.send(q, f"b-{i}", kind="b")
+    got = _collect([plain, picky], 12)
+    assert got[picky] and all(b.startswith("b-") for b in got[picky])
+    assert sorted(got[plain] + got[picky]) == sorted(
+        [f"a-{i}" for i in range(6)] + [f"b-{i}" for i in range(6)])
+
+
 def test_scheduled_delay(client_factory, unique):
     q = f"/queue/{unique}"
     c = client_factory("1.2")

@@ -385,8 +385,8 @@ class Channel:
         if len(props) == 3 and props[0] == 0x10 and props[1] == 0:
             # delivery_mode alone (what most publishers send): the flags the core needs are
             # read off the bytes, so the properties are never decoded on this path
-            msg = Message(exchange_name, rk, body, codec=CODEC, raw_props=props,
-                          persistent=props[2] == 2, priority=0, ttl=None)
+            msg = Message.make(exchange_name, rk, body, CODEC, props, None, props[2] == 2,
+                                 0, None)
         else:
             msg = Message(exchange_name, rk, body, codec=CODEC, raw_props=props)
             if len(props) >= 2 and props[1] & _USER_ID_FLAG:

@@ -9,6 +9,13 @@ also implement ``accepts(queue, entry) -> bool``. While a queue has any of them 
 entry by entry (:meth:`ConsumerSet.next_accepting`): an entry no consumer with credit accepts
 stays in the queue, in place, for a later consumer, and the entries behind it still flow.
 Consumers without ``accepts`` take anything, so plain AMQP consumers cost nothing extra.
+
+A consumer whose ``accepts`` only arbitrates between consumers (STOMP's message groups without
+a selector: a group belongs to one consumer of the queue) says so with ``arbitrates = True``.
+Alone on its queue, or while no group of the queue is owned (``groups.py`` tells
+:meth:`ConsumerSet.set_groups_owned`), it would accept every entry, so the queue then
+dispatches the plain way and never calls it: STOMP subscriptions without a selector cost what
+AMQP consumers do until a message of a group is delivered to one of several.
 """
 
 from __future__ import annotations
@@ -36,12 +43,15 @@ class Consumer(Protocol):
 
     # Optional: ``accepts(queue, entry) -> bool``. Present (not None) makes the consumer
     # selective: the queue offers it only entries it accepts (see the module docstring).
+    # Optional: ``arbitrates = True``: ``accepts`` refuses an entry only because another
+    # consumer of the queue has a claim on it, so it is not asked while it is alone.
 
 
 class ConsumerSet:
     """Ordered consumers of a queue with a round-robin cursor per priority level."""
 
-    __slots__ = ("_levels", "_cursor", "members", "single_active", "selective", "sole")
+    __slots__ = ("_levels", "_cursor", "members", "single_active", "selective", "sole",
+                 "_filters", "_arbiters", "_groups_owned")
 
     def __init__(self, single_active: bool = False) -> None:
         self._levels: list[tuple[int, list[Consumer]]] = []  # highest priority first
@@ -50,7 +60,12 @@ class ConsumerSet:
         # tests it for emptiness without a call (``len`` of this object is a Python call)
         self.members: list[Consumer] = []
         self.single_active = single_active
-        self.selective = 0                                   # consumers with accepts()
+        # how many consumers the queue must ask (``accepts``): read by the queue per
+        # message, set by _recount from the two kinds below
+        self.selective = 0
+        self._filters: dict[int, Consumer] = {}      # id -> a consumer that selects
+        self._arbiters: dict[int, Consumer] = {}     # id -> one that only arbitrates
+        self._groups_owned = False                   # some message group is owned (groups.py)
         # the one consumer that gets everything when there is only one: the usual queue
         # asks it alone, without walking the levels (read by the queue; set here only)
         self.sole: Consumer | None = None
@@ -69,8 +84,9 @@ class ConsumerSet:
     def add(self, consumer: Consumer) -> None:
         self.members.append(consumer)
         if getattr(consumer, "accepts", None) is not None:
-            self.selective += 1
-        self.sole = self.members[0] if len(self.members) == 1 else None
+            kind = self._arbiters if getattr(consumer, "arbitrates", False) else self._filters
+            kind[id(consumer)] = consumer
+        self._recount()
         for prio, members in self._levels:
             if prio == consumer.priority:
                 members.append(consumer)
@@ -82,8 +98,9 @@ class ConsumerSet:
         if consumer not in self.members:
             return False
         self.members.remove(consumer)
-        if getattr(consumer, "accepts", None) is not None:
-            self.selective -= 1
+        # by what add recorded: a consumer's accepts may have changed since
+        self._filters.pop(id(consumer), None)
+        self._arbiters.pop(id(consumer), None)
         for i, (prio, members) in enumerate(self._levels):
             if consumer in members:
                 members.remove(consumer)
@@ -91,8 +108,21 @@ class ConsumerSet:
                     del self._levels[i]
                     self._cursor.pop(prio, None)
                 break
-        self.sole = self.members[0] if len(self.members) == 1 else None
+        self._recount()
         return True
+
+    def set_groups_owned(self, owned: bool) -> None:
+        """Some message group of the queue is owned (True) or none is any more (False)."""
+        self._groups_owned = owned
+        self._recount()
+
+    def _recount(self) -> None:
+        """``sole`` and ``selective`` after a change: arbiters count only beside another
+        consumer and while some group is owned (else an arbiter accepts everything)."""
+        members = self.members
+        self.sole = members[0] if len(members) == 1 else None
+        arbitrating = self._arbiters if self._groups_owned and len(members) > 1 else ()
+        self.selective = len(self._filters) + len(arbitrating)
 
     def next_with_credit(self) -> Consumer | None:
         """The consumer that should get the next message, or None when nobody has room."""

@@ -9,12 +9,18 @@ The core queue knows nothing of groups: selective consumers (``accepts``, see
 ``consumers.py``) consult the :class:`MessageGroups` of the queue through :func:`groups_of`
 before accepting an entry and claim the group when it is delivered to them. Consumers that are
 not selective (plain AMQP ``basic.consume``) ignore groups.
+
+While no group of the queue is owned, a consumer whose ``accepts`` only keeps groups apart
+(a STOMP subscription without a selector) would accept every entry, so the queue's consumer
+set is told whether some group is owned (``ConsumerSet.set_groups_owned``) and asks such
+consumers only then: competing subscriptions without selectors cost what AMQP consumers do
+until a message of a group is delivered.
 """
 
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["GROUP_ID_HEADER", "GROUP_SEQ_HEADER", "MessageGroups", "groups_of"]
 
@@ -25,11 +31,13 @@ GROUP_SEQ_HEADER = "JMSXGroupSeq"
 class MessageGroups:
     """Which consumer owns which group, for one queue."""
 
-    __slots__ = ("_owner_by_group", "_groups_by_owner")
+    __slots__ = ("_owner_by_group", "_groups_by_owner", "watcher")
 
-    def __init__(self) -> None:
+    def __init__(self, watcher: Callable[[bool], None] | None = None) -> None:
         self._owner_by_group: dict[str, Any] = {}       # group id -> consumer
         self._groups_by_owner: dict[int, set[str]] = {}  # id(consumer) -> its group ids
+        # told True when a first group becomes owned, False when none is any more
+        self.watcher = watcher
 
     def owner(self, group: str) -> Any | None:
         return self._owner_by_group.get(group)
@@ -40,22 +48,32 @@ class MessageGroups:
         return owner is None or owner is consumer
 
     def claim(self, group: str, consumer: Any) -> None:
-        if group not in self._owner_by_group:
-            self._owner_by_group[group] = consumer
+        owners = self._owner_by_group
+        if group not in owners:
+            owners[group] = consumer
             self._groups_by_owner.setdefault(id(consumer), set()).add(group)
+            if len(owners) == 1 and self.watcher is not None:
+                self.watcher(True)
 
     def close(self, group: str) -> None:
         """``JMSXGroupSeq: -1``: the group ends; its next message picks a consumer afresh."""
         owner = self._owner_by_group.pop(group, None)
         if owner is not None:
             self._groups_by_owner.get(id(owner), set()).discard(group)
+            self._tell_if_none_owned()
 
     def release(self, consumer: Any) -> list[str]:
         """The consumer went away: its groups are free for whoever takes the next message."""
         groups = self._groups_by_owner.pop(id(consumer), set())
         for group in groups:
             self._owner_by_group.pop(group, None)
+        if groups:
+            self._tell_if_none_owned()
         return sorted(groups)
+
+    def _tell_if_none_owned(self) -> None:
+        if not self._owner_by_group and self.watcher is not None:
+            self.watcher(False)
 
     def __len__(self) -> int:
         return len(self._owner_by_group)
@@ -68,5 +86,5 @@ def groups_of(queue: Any) -> MessageGroups:
     """The group table of *queue*, made on first use and dropped with the queue."""
     groups = _GROUPS.get(queue)
     if groups is None:
-        groups = _GROUPS[queue] = MessageGroups()
+        groups = _GROUPS[queue] = MessageGroups(queue.consumers.set_groups_owned)
     return groups

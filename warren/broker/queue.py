@@ -348,6 +348,11 @@ class Queue:
                 else:
                     if not ready:
                         break
+                    if consumers.selective:
+                        # the last delivery claimed a message group (groups.py): from now
+                        # on the entries are offered through accepts
+                        self._dispatch_selective()
+                        break
                     turn = consumers.next_with_credit()
                     if turn is None:
                         break

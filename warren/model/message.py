@@ -45,6 +45,8 @@ class _Unset(enum.Enum):
 
 _UNSET: Final = _Unset.UNSET
 
+_new = object.__new__
+
 
 @dataclass(slots=True)
 class Properties:
@@ -140,6 +142,32 @@ class Message:
         self.persistent = persistent
         self.priority = priority
         self.ttl = ttl
+
+    @classmethod
+    def make(cls, exchange: str, routing_key: str, body: bytes, codec: PropertiesCodec,
+               raw_props: bytes | None, props: Properties | None, persistent: bool,
+               priority: int, ttl: int | None) -> "Message":
+        """A new message whose flags the caller already knows, built without ``__init__``.
+
+        The publish path of every front end makes one message per publish; ``__init__``'s
+        keyword arguments and its checks for flags left to the properties cost about a
+        microsecond of that, so the hot paths pass everything, in order, here. One of
+        *raw_props* and *props* must be given."""
+        m = _new(cls)
+        m.id = 0
+        m.exchange = exchange
+        m.routing_key = routing_key
+        m.body = body
+        m.raw_props = raw_props
+        m._props = props
+        m.codec = codec
+        m.stored = False
+        m.refs = 0
+        m.paged = False
+        m.persistent = persistent
+        m.priority = priority
+        m.ttl = ttl
+        return m
 
     @property
     def properties(self) -> Properties:

@@ -395,7 +395,12 @@ class MqttSession(Subscriptions):
                 self.publisher.authorise(self.exchange, msg.routing_key)
                 self.registry.retained.put(self.vhost.name, retained_from(
                     topic, p.payload, qos, props, self.clock.seconds()))
-            routed = self.publisher.publish(self.exchange, msg)
+            if props and "response_topic" in props:
+                # a Response Topic is the only way to a reply_to: only then can it name
+                # direct reply-to's pseudo-queue (Publisher.reply_to)
+                routed = self.publisher.publish(self.exchange, msg)
+            else:
+                routed = self.publisher.route(self.exchange, msg)
         except AccessRefused as e:
             # RabbitMQ's words in the log; 3.1.1 has no refusal code: the connection closes
             log.warning("MQTT topic access refused: %s", e.reply_text)

@@ -245,9 +245,9 @@ class StompSession(Subscriptions):
             # ActiveMQ-style destinations get JMS's defaults; /amq/queue/ and /exchange/ are
             # RabbitMQ's world, where a message carries only what its publisher set
             jms_defaults(props, now)
-        message = Message(exchange_name, routing_key, frame.body, codec=self.broker.codec,
-                          props=props, persistent=props.delivery_mode == 2,
-                          priority=props.priority or 0, ttl=parse_expiration(props.expiration))
+        message = Message.make(exchange_name, routing_key, frame.body, self.broker.codec,
+                                 None, props, props.delivery_mode == 2, props.priority or 0,
+                                 parse_expiration(props.expiration))
         if not self._publishing:
             self._publishing = True
             self.broker.register_blockable(self)
@@ -261,7 +261,11 @@ class StompSession(Subscriptions):
             if self.scheduler.schedule(vhost.name, message, delay, period, repeat):
                 self._unsynced = True
             return
-        routed = self.publisher.publish(exchange, message)
+        if props.reply_to is None:
+            # nothing for direct reply-to to rewrite (Publisher.reply_to): straight to routing
+            routed = self.publisher.route(exchange, message)
+        else:
+            routed = self.publisher.publish(exchange, message)
         if routed.stored:
             self._unsynced = True
 

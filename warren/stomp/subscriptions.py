@@ -65,7 +65,8 @@ class StompSubscription:
 
     __slots__ = ("session", "id", "index", "tag", "queue", "destination", "no_ack",
                  "cumulative", "exclusive", "priority", "arguments", "prefetch", "unacked",
-                 "selector", "durable_name", "private_queue", "id_prefix", "named", "held")
+                 "selector", "arbitrates", "durable_name", "private_queue", "id_prefix",
+                 "named", "held")
 
     def __init__(self, session: Subscriptions, sub_id: str, index: int, queue: Queue,
                  destination: str, ack_mode: str, prefetch: int, selector: Selector | None,
@@ -88,6 +89,9 @@ class StompSubscription:
         self.prefetch = prefetch             # 0 = unlimited (RabbitMQ's STOMP default)
         self.unacked: dict[int, QueueEntry] = {}  # delivery number -> entry, in order
         self.selector = selector
+        # without a selector, accepts only keeps message groups apart: a subscription alone
+        # on its queue is not asked (broker/consumers.py)
+        self.arbitrates = selector is None
         self.durable_name = durable_name     # durable topic subscription's queue, or None
         self.private_queue = private_queue   # this subscription's own queue (delete at end)
         # message-id / ack: <consumer tag>@@<session id>@@<delivery number>, as RabbitMQ
