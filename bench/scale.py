@@ -669,6 +669,7 @@ def bench_big(sizes: list[int], connections: int, brokers: list[str],
                         if what != "queues":
                             parts.append(f"{what} {seconds / n * 1e6:5.0f} us/bind,"
                                          f" {(now - rss[-1]) / n:5.0f} B/binding")
+                            print(f"    {parts[-1]}", flush=True)   # kept if stopped later
                         rss.append(now)
                     asyncio.run(_big_bindings(broker.ports["amqp"], n, report))
                     line = f"big {name:8} n={n:>8} bindings: " + "; ".join(parts)
