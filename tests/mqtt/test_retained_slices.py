@@ -8,6 +8,8 @@ The time per slice is measured in ``bench/scale.py retained-subscribe``, not ass
 
 from __future__ import annotations
 
+import requests
+
 from tests.mqtt.helpers import Client, RawClient, cid
 from warren.mqtt.codec import (Connect, PingReq, PingResp, Publish, PubAck, SubAck, Subscribe,
                                Subscription, UnsubAck, Unsubscribe, encode)
@@ -28,10 +30,11 @@ def _retain(port: int, topics: list[str], qos: int = 0) -> None:
     raw.close()
 
 
-def _subscriber(port: int, level: int = 4, **props) -> RawClient:
+def _subscriber(port: int, level: int = 4, client_id: str | None = None,
+                **props) -> RawClient:
     raw = RawClient(port, level)
     raw.sock.settimeout(60)
-    raw.send(Connect(protocol_level=level, client_id=cid("sub"), username="guest",
+    raw.send(Connect(protocol_level=level, client_id=client_id or cid("sub"), username="guest",
                      password=b"guest", properties=props))
     assert raw.recv().reason_code == 0
     return raw
@@ -115,4 +118,41 @@ def test_an_unsubscribe_stops_the_retained_messages_of_its_filter(broker, unique
     assert sub.recv().packet_id == 3
     p = sub.recv()
     assert (p.topic, p.retain) == (f"{u}/1", True)
+    sub.close()
+
+
+def test_a_subscriber_that_does_not_read_pauses_its_retained_messages_and_gets_them_all(
+        broker, unique):
+    """16 MB of retained messages, more than the sockets between broker and client buffer: the
+    broker stops sending when its transport is full (pauseProducing) and goes on when the
+    client reads, instead of holding them all in memory; other clients are served meanwhile."""
+    u = unique.replace(".", "-")
+    topics = [f"{u}/{i}" for i in range(1000)]
+    payload = bytes(16 * 1024)
+    raw = RawClient(broker.mqtt_port)
+    raw.sock.settimeout(60)
+    raw.send(Connect(client_id=cid("retainer"), username="guest", password=b"guest"))
+    assert raw.recv().reason_code == 0
+    raw.send_raw(b"".join(encode(Publish(t, payload, 0, retain=True), 4) for t in topics)
+                 + encode(PingReq(), 4))
+    assert isinstance(raw.recv(), PingResp)
+    raw.close()
+    sub_id = cid("slow")
+    sub = _subscriber(broker.mqtt_port, client_id=sub_id)
+    sub.send(Subscribe(1, (Subscription(f"{u}/#", 0),)))
+    assert sub.recv() == SubAck(1, (0,))
+    other = Client(broker.mqtt_port)
+    for i in range(20):                      # while the subscriber reads nothing
+        other.publish(f"{unique}-elsewhere", b"x", 1)
+    # what the broker has written towards it (socket and transport buffer): what the sockets
+    # took, not the 16 MB (loopback takes some 4 MB with Linux's default buffer sizes)
+    conns = requests.get(broker.http_url + "/api/connections", auth=("guest", "guest"),
+                         timeout=30).json()
+    (written,) = [c["send_oct"] for c in conns
+                  if c["client_properties"].get("client_id") == sub_id]
+    assert written < len(topics) * len(payload) * 5 // 8, written
+    got = [sub.recv() for _ in topics]
+    assert [(p.topic, len(p.payload), p.retain) for p in got] == \
+        [(t, len(payload), True) for t in topics]
+    other.disconnect()
     sub.close()

@@ -40,6 +40,9 @@ _TOPIC_CACHE_LIMIT = 4096
 _COPIED_PAYLOAD = 2048   # a PUBLISH with a payload up to this size is written as one bytes
 #: filters subscribed per reactor turn; a bigger SUBSCRIBE continues at the next turn
 SUBSCRIBE_SLICE = 2000
+#: retained messages on SUBSCRIBE are flushed to the transport every this many bytes (its
+#: buffer's size, Twisted's ``bufferSize``), so a full socket pauses them within a slice
+RETAINED_FLUSH_BYTES = 64 * 1024
 
 
 class MqttConsumer:
@@ -84,6 +87,7 @@ class Subscriptions:
     # deliveries wait for them
     retained_pending = False
     _retained_out: RetainedDelivery | None = None
+    _retained_unflushed = 0        # bytes of retained messages written since the last flush
 
     def _own_queue(self) -> Any:
         vh = self.vhost
@@ -454,6 +458,12 @@ class Subscriptions:
             if sub.identifier:
                 props["subscription_identifier"] = [sub.identifier]
         self._write_publish(r.topic, r.payload, qos, pid, False, True, props)
+        # written to the transport every so many bytes, so that it can say it is full
+        # (pauseProducing: retained_blocked) before a 4 ms slice has queued megabytes
+        self._retained_unflushed += len(r.payload) + len(r.topic)
+        if self._retained_unflushed >= RETAINED_FLUSH_BYTES:
+            self._retained_unflushed = 0
+            self.conn.flush()
 
     def retained_sent(self) -> None:
         """The last retained message is out: the queues deliver again."""
