@@ -440,9 +440,12 @@ class Subscriptions:
             qos > 0 and len(self.state.inflight) >= self.window)
 
     def current_sub(self, sub: Sub) -> Sub | None:
+        """The subscription of *sub*'s filter now: None once unsubscribed, a newer one
+        (other QoS or identifier) once subscribed again."""
         return self.state.subs.get(sub.full_filter)
 
     def send_retained(self, sub: Sub, r: RetainedMessage) -> None:
+        """One retained PUBLISH (RETAIN set [MQTT-3.3.1-8]) at the lower of both QoS."""
         qos = min(sub.qos, r.qos)
         pid = 0
         if qos:
