@@ -62,10 +62,6 @@ class RetainedDelivery:
         self._task: Any = None
         self._wake: Deferred[None] | None = None
 
-    @property
-    def busy(self) -> bool:
-        return self._task is not None
-
     def add(self, walks: list[tuple[Sub, Iterator[RetainedMessage | None]]]) -> None:
         """Send what each walk of the tree yields to its subscription, after what is pending.
         The first step is taken at once: a SUBSCRIBE matching a few retained messages has
