@@ -32,6 +32,10 @@
         N MQTT retained messages (in-process, the broker's RetainedStore): microseconds per
         retain, then per SUBSCRIBE lookup of a literal filter, of wildcard filters matching one,
         N/100 and all of them, beside the scan of every topic that the lookup was before.
+    python -m bench.scale retained-subscribe --sizes 100000 1000000
+        a `warren run` subprocess holding N retained messages (one per topic, 20 bytes); a
+        client subscribes ``#`` (QoS 0) and reads them all: the time to the SUBACK and to the
+        last one, while another MQTT client times its round trips.
     python -m bench.scale metrics --sizes 10000 100000
         a `warren run` subprocess with N queues: milliseconds and bytes of GET /metrics,
         /metrics/per-object and /metrics/detailed, and an MQTT client's round trips meanwhile
@@ -274,6 +278,63 @@ def bench_retained(sizes: list[int], lookups: int = 200) -> None:
             line += (f"  {label}: {len(found)} in {t_tree * 1e6:8.0f} us"
                      f" (scan {t_scan * 1e3:6.1f} ms)")
         print(line, flush=True)
+
+
+def _mqtt_raw(port: int, client_id: str):
+    """A socket that has sent CONNECT and read the CONNACK, and a parser for what follows."""
+    import socket
+
+    from warren.mqtt.codec import Connect, MqttParser, encode
+    sock = socket.create_connection(("127.0.0.1", port), timeout=600)
+    sock.sendall(encode(Connect(client_id=client_id, username="guest", password=b"guest"), 4))
+    parser = MqttParser(protocol_level=4)
+    while not parser.feed(sock.recv(65536)):
+        pass
+    return sock, parser
+
+
+def bench_retained_subscribe(sizes: list[int], batch: int = 10_000) -> None:
+    from warren.mqtt.codec import PingReq, PingResp, Publish, SubAck, Subscribe, Subscription
+    from warren.mqtt.codec import encode
+
+    from bench.brokers import Warren
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            broker = Warren(Path(tmp), command=[sys.executable, "-m", "warren"])
+            broker.start()
+            try:
+                port = broker.ports["mqtt"]
+                sock, parser = _mqtt_raw(port, "retainer")
+                t0 = time.perf_counter()
+                for start in range(0, n, batch):
+                    sock.sendall(b"".join(
+                        encode(Publish(f"site/{i % 100}/dev/{i}/temp", b"21.5 C, 40 % RH....",
+                                       0, retain=True), 4)
+                        for i in range(start, min(n, start + batch))) + encode(PingReq(), 4))
+                    while not any(isinstance(p, PingResp) for p in parser.feed(sock.recv(65536))):
+                        pass
+                t_retain = time.perf_counter() - t0
+                sock.close()
+                probe = RoundTrips(port)
+                probe.start()
+                time.sleep(0.5)   # a few samples of the quiet broker first
+                sock, parser = _mqtt_raw(port, "wide-subscriber")
+                t0 = time.perf_counter()
+                sock.sendall(encode(Subscribe(1, (Subscription("#", 0),)), 4))
+                got, t_suback = 0, None
+                while got < n:
+                    for p in parser.feed(sock.recv(1 << 20)):
+                        if isinstance(p, SubAck):
+                            t_suback = time.perf_counter() - t0
+                        elif isinstance(p, Publish) and p.retain:   # not the probe's
+                            got += 1
+                dt = time.perf_counter() - t0
+                sock.close()
+                print(f"retained-subscribe n={n:>8}: retained in {t_retain:6.1f} s; '#' SUBACK"
+                      f" after {t_suback * 1e3:7.1f} ms, all {got} in {dt:6.2f} s"
+                      f" ({dt / n * 1e6:4.1f} us each); {probe.finish()}", flush=True)
+            finally:
+                broker.stop()
 
 
 def _probe_process(port: int, conn, stop) -> None:
@@ -557,6 +618,9 @@ async def _big_bindings(port: int, n: int, report) -> None:
                                            routing_key=key(i)))
             for _ in range(start, end):
                 await c.expect(commands.Queue.BindOk)
+            if end % 100_000 == 0 and end < n:   # a run stopped early still says how far
+                print(f"    {kind}: {end} bindings in {time.perf_counter() - t0:.1f} s",
+                      flush=True)
         report(kind, time.perf_counter() - t0)
     await c.close()
 
@@ -605,6 +669,7 @@ def bench_big(sizes: list[int], connections: int, brokers: list[str],
                         if what != "queues":
                             parts.append(f"{what} {seconds / n * 1e6:5.0f} us/bind,"
                                          f" {(now - rss[-1]) / n:5.0f} B/binding")
+                            print(f"    {parts[-1]}", flush=True)   # kept if stopped later
                         rss.append(now)
                     asyncio.run(_big_bindings(broker.ports["amqp"], n, report))
                     line = f"big {name:8} n={n:>8} bindings: " + "; ".join(parts)
@@ -686,7 +751,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["core", "mqtt", "purge", "purge-paged", "metrics", "import",
-                                    "deliver", "topic", "objects", "retained", "big"])
+                                    "deliver", "topic", "objects", "retained", "retained-subscribe",
+                                    "big"])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
     p.add_argument("--mode", choices=["one", "many", "both"], default="both",
                    help="mqtt: one SUBSCRIBE with every filter, one per filter, or both")
@@ -714,6 +780,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_big(a.sizes, a.connections, a.brokers, a.rabbitmq_server)
     elif a.what == "retained":
         bench_retained(a.sizes)
+    elif a.what == "retained-subscribe":
+        bench_retained_subscribe(a.sizes)
     elif a.what == "objects":
         bench_objects(a.sizes, a.brokers, a.rabbitmq_server)
     else:

@@ -12,9 +12,11 @@ class DirectExchange:
     name: ClassVar[str] = "direct"
 
     def __init__(self, arguments: dict[str, Any] | None = None) -> None:
-        # routing key -> {binding: destination}: bind and unbind are dict operations, however
-        # many bindings share a key
-        self._by_key: dict[str, dict[Binding, Any]] = {}
+        # routing key -> its binding, or {binding: destination} when several share the key:
+        # bind and unbind are dict operations however many there are, and the usual key with
+        # one binding costs no dict of its own (at 1M keys, 1M fewer objects for the cyclic
+        # collector to scan and some 200 MB less)
+        self._by_key: dict[str, Binding | dict[Binding, Any]] = {}
         # routing key -> the list ``route`` answers, made when a binding comes or goes, so a
         # publish allocates nothing here (callers only read it, as the topic type's answers)
         self._routes: dict[str, list[Any]] = {}
@@ -26,19 +28,34 @@ class DirectExchange:
         key = binding.routing_key
         found = self._by_key.get(key)
         if found is None:
-            found = self._by_key[key] = {}
+            self._by_key[key] = binding
+            self._routes[key] = [binding.destination]
+            return
+        if not isinstance(found, dict):
+            if found is binding:
+                return
+            found = self._by_key[key] = {found: found.destination}
         found[binding] = binding.destination
         self._routes[key] = list(found.values())
 
     def unbind(self, binding: Binding) -> None:
         key = binding.routing_key
         found = self._by_key.get(key)
-        if found is not None and found.pop(binding, None) is not None:
-            if found:
-                self._routes[key] = list(found.values())
-            else:
+        if found is None:
+            return
+        if not isinstance(found, dict):
+            if found is binding:
                 del self._by_key[key]
                 del self._routes[key]
+            return
+        if found.pop(binding, None) is None:
+            return
+        if len(found) == 1:
+            ((last, destination),) = found.items()
+            self._by_key[key] = last
+            self._routes[key] = [destination]
+        else:
+            self._routes[key] = list(found.values())
 
     def route(self, message: Message) -> list[Any]:
         found = self._routes.get(message.routing_key)

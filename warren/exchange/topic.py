@@ -40,7 +40,10 @@ class _Node:
         self.children: dict[str, _Node] = {}
         self.star: _Node | None = None
         self.hash: _Node | None = None
-        self.bindings: dict[Binding, Any] = {}   # binding -> destination
+        # the binding of the pattern ending here, or {binding: destination} when several
+        # share it: most patterns have one, and a dict each would be 1M more objects for the
+        # cyclic collector to scan (and some 200 MB) at 1M bindings
+        self.bindings: Binding | dict[Binding, Any] | None = None
 
     def empty(self) -> bool:
         return not (self.children or self.star or self.hash or self.bindings)
@@ -158,7 +161,13 @@ class TopicTrie:
         node = self._root
         for word in words:
             node = self._grow(node, word)
-        node.bindings[binding] = binding.destination
+        here = node.bindings
+        if here is None:
+            node.bindings = binding
+        elif isinstance(here, dict):
+            here[binding] = binding.destination
+        elif here is not binding:
+            node.bindings = {here: here.destination, binding: binding.destination}
         affected = self._cache.matching(pattern, words)
         if affected is None:
             self._cache.make_stale()
@@ -176,9 +185,17 @@ class TopicTrie:
                 return
             node = found
             path.append(node)
-        if binding not in node.bindings:
+        here = node.bindings
+        if isinstance(here, dict):
+            if binding not in here:
+                return
+            del here[binding]
+            if len(here) == 1:
+                node.bindings = next(iter(here))
+        elif here is binding:
+            node.bindings = None
+        else:
             return
-        del node.bindings[binding]
         affected = self._cache.matching(pattern, words)
         if affected is None:
             self._cache.make_stale()
@@ -239,7 +256,11 @@ class TopicTrie:
             for j in range(i, n + 1):
                 self._walk(h, words, j, found)
         if i == n:
-            found.update(node.bindings)
+            here = node.bindings
+            if isinstance(here, dict):
+                found.update(here)
+            elif here is not None:
+                found[here] = here.destination
             return
         child = node.children.get(words[i])
         if child is not None:

@@ -16,6 +16,7 @@ from warren.config import Config
 from warren.model.errors import BrokerError
 from warren.mqtt.codec import (MqttError, Will)
 from warren.mqtt.retained import RetainedStore
+from warren.turn_slices import sliced_cooperator
 from warren.store.interface import resource_key
 from warren.mqtt.topics import (split_shared)
 from warren.mqtt.amqp_mapping import build_message, retained_from
@@ -36,6 +37,8 @@ class SessionRegistry:
         self.config = config
         self.clock = clock
         self.retained = RetainedStore(broker)
+        # every session's retained messages on SUBSCRIBE share 4 ms per reactor turn
+        self.retained_slices = sliced_cooperator(clock)
         self.sessions: dict[tuple[str, str], SessionState] = {}
         for key, value in list(broker.parameters.items()):
             if key.startswith(SESSION_KEY_PREFIX) and isinstance(value, dict):

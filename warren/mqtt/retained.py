@@ -9,14 +9,16 @@ it goes through the same journal/SQL store as every definition (fsync'd by the n
 is state per topic, replaced rather than appended, which is what a definition is.
 
 Matching on SUBSCRIBE walks a :class:`~warren.mqtt.topic_tree.TopicTree` per vhost, so a
-subscription's lookup costs what its filter matches, not every retained topic of the vhost.
+subscription's lookup costs what its filter matches, not every retained topic of the vhost;
+the walk is lazy (:meth:`RetainedStore.matching_steps`), so that a filter matching a million
+of them is found and sent a slice at a time (``retained_delivery.py``).
 """
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from warren.mqtt.topic_tree import TopicTree
 from warren.store.interface import resource_key, split_key
@@ -102,16 +104,19 @@ class RetainedStore:
 
     def matching(self, vhost: str, topic_filter: str, now: float) -> list[RetainedMessage]:
         """Live retained messages whose topic matches ``topic_filter``; expired ones go."""
+        return [m for m in self.matching_steps(vhost, topic_filter, lambda: now)
+                if m is not None]
+
+    def matching_steps(self, vhost: str, topic_filter: str,
+                       now: Callable[[], float]) -> Iterator[RetainedMessage | None]:
+        """:meth:`matching` lazily, a tree node per item (None: nothing to send there, see
+        :meth:`TopicTree.matching_steps`), so a SUBSCRIBE's retained messages can be sent a
+        slice per reactor turn; one found expired at ``now()`` is deleted and not returned."""
         topics = self._by_vhost.get(vhost)
         if not topics:
-            return []
-        out = []
-        expired = []
-        for msg in topics.matching(topic_filter):
-            if msg.expires_at is not None and msg.expires_at <= now:
-                expired.append(msg)
-            else:
-                out.append(msg)
-        for msg in expired:
-            self.put(vhost, RetainedMessage(msg.topic, b"", 0))
-        return out
+            return
+        for msg in topics.matching_steps(topic_filter):
+            if msg is not None and msg.expires_at is not None and msg.expires_at <= now():
+                self.put(vhost, RetainedMessage(msg.topic, b"", 0))
+                msg = None
+            yield msg

@@ -580,6 +580,7 @@ class MqttSession(Subscriptions):
         if was is not State.CONNECTED:
             return
         self.detached = True
+        self._stop_retained()
         state = self.state
         if self._settle:
             settle, self._settle = self._settle, {}

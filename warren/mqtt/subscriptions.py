@@ -25,6 +25,8 @@ from warren.mqtt.amqp_mapping import out_properties, published_qos
 from warren.mqtt.codec import (MqttError, PubAck, PubComp, PubRec, PubRel, SubAck, Subscribe,
                                UnsubAck, Unsubscribe, validate_topic_filter)
 from warren.mqtt.properties import encode_properties, encode_string, encode_varint
+from warren.mqtt.retained import RetainedMessage
+from warren.mqtt.retained_delivery import RetainedDelivery
 from warren.mqtt.session_state import Inflight, SessionState, Sub
 from warren.mqtt.states import State
 from warren.mqtt.topics import filter_matches, filter_to_pattern, key_to_topic, split_shared
@@ -38,6 +40,9 @@ _TOPIC_CACHE_LIMIT = 4096
 _COPIED_PAYLOAD = 2048   # a PUBLISH with a payload up to this size is written as one bytes
 #: filters subscribed per reactor turn; a bigger SUBSCRIBE continues at the next turn
 SUBSCRIBE_SLICE = 2000
+#: retained messages on SUBSCRIBE are flushed to the transport every this many bytes (its
+#: buffer's size, Twisted's ``bufferSize``), so a full socket pauses them within a slice
+RETAINED_FLUSH_BYTES = 64 * 1024
 
 
 class MqttConsumer:
@@ -58,7 +63,7 @@ class MqttConsumer:
 
     def has_credit(self) -> bool:
         s = self.session
-        if s.detached or s.conn.write_paused:
+        if s.detached or s.conn.write_paused or s.retained_pending:
             return False
         return self.no_ack or len(s.state.inflight) < s.window
 
@@ -78,6 +83,11 @@ class Subscriptions:
     detached: bool                 # no connection attached: nothing is delivered
     window: int                    # unacknowledged QoS>0 deliveries allowed
     conn: Any                      # the listener (MqttConnection)
+    # retained messages on SUBSCRIBE still being sent (retained_delivery.py): the queues'
+    # deliveries wait for them
+    retained_pending = False
+    _retained_out: RetainedDelivery | None = None
+    _retained_unflushed = 0        # bytes of retained messages written since the last flush
 
     def _own_queue(self) -> Any:
         vh = self.vhost
@@ -249,6 +259,10 @@ class Subscriptions:
                 self._settle[flight.queue] = [flight.entry]
             else:
                 settle.append(flight.entry)
+        else:
+            # a retained message's slot of the window is free: for the next retained one,
+            # or the queues' deliveries (nothing else would dispatch them: no entry to settle)
+            self.kick()
 
     def _on_pubrec(self, p: PubRec) -> None:
         """Outbound QoS 2, step 1: the client has it; settle the queue entry, send PUBREL."""
@@ -263,6 +277,8 @@ class Subscriptions:
             raise MqttError(rc.PROTOCOL_ERROR, f"PUBREC for QoS 1 packet {p.packet_id}")
         if p.reason_code >= 0x80:
             del self.state.inflight[p.packet_id]   # the client refused it: done
+            if flight.entry is None:
+                self.kick()                        # as for a retained one's PUBACK
         else:
             flight.released = True
             self.send(PubRel(p.packet_id))
@@ -283,8 +299,11 @@ class Subscriptions:
         self.kick()
 
     def kick(self) -> None:
-        """Credit came back: let the queues deliver again."""
+        """Credit came back: let the queues (or the retained messages) deliver again."""
         if self.detached:
+            return
+        if self.retained_pending:
+            self._retained_out.wake()
             return
         if self.consumer is not None and not self.consumer.queue.deleted:
             self.consumer.queue.dispatch()
@@ -385,9 +404,13 @@ class Subscriptions:
         self.registry.save_soon(state)
         if self.consumer is not None and self.consumer not in list(self.consumer.queue.consumers):
             self.consumer.queue.add_consumer(self.consumer)
-        for sub, existed, handling in fresh:
-            if sub.group is None and (handling == 0 or (handling == 1 and not existed)):
-                self._send_retained(sub)   # [MQTT-3.3.1-9], [MQTT 5.0 3.8.3.1]
+        retained = self.registry.retained
+        walks = [(sub, retained.matching_steps(self.vhost.name, sub.topic_filter,
+                                               self.clock.seconds))
+                 for sub, existed, handling in fresh
+                 if sub.group is None and (handling == 0 or (handling == 1 and not existed))]
+        if walks:
+            self._send_retained(walks)   # [MQTT-3.3.1-9], [MQTT 5.0 3.8.3.1]
 
     def _join_group(self, full: str, sub: Sub) -> None:
         vh = self.vhost
@@ -401,23 +424,59 @@ class Subscriptions:
         self.shared[full] = consumer
         q.add_consumer(consumer)
 
-    def _send_retained(self, sub: Sub) -> None:
-        now = self.clock.seconds()
-        for r in self.registry.retained.matching(self.vhost.name, sub.topic_filter, now):
-            qos = min(sub.qos, r.qos)
-            pid = 0
-            if qos:
-                pid = self.state.allocate_id()
-                self.state.inflight[pid] = Inflight(None, None, qos, r)
-            props = None
-            if self.level == 5:
-                props = dict(r.properties)
-                props.pop("topic_alias", None)
-                if r.expires_at is not None:
-                    props["message_expiry_interval"] = max(0, math.ceil(r.expires_at - now))
-                if sub.identifier:
-                    props["subscription_identifier"] = [sub.identifier]
-            self._write_publish(r.topic, r.payload, qos, pid, False, True, props)
+    def _send_retained(self, walks: list[tuple[Sub, Any]]) -> None:
+        """Send the retained messages each walk of the tree finds to its subscription, after
+        those of earlier SUBSCRIBEs, a slice per reactor turn (``retained_delivery.py``)."""
+        out = self._retained_out
+        if out is None:
+            out = self._retained_out = RetainedDelivery(self, self.registry.retained_slices)
+        self.retained_pending = True
+        out.add(walks)
+
+    def retained_blocked(self, qos: int) -> bool:
+        """No retained PUBLISH now: the socket is backed up, or at QoS 1/2 the in-flight
+        window is full (the client's Receive Maximum)."""
+        return self.detached or self.conn.write_paused or (
+            qos > 0 and len(self.state.inflight) >= self.window)
+
+    def current_sub(self, sub: Sub) -> Sub | None:
+        """The subscription of *sub*'s filter now: None once unsubscribed, a newer one
+        (other QoS or identifier) once subscribed again."""
+        return self.state.subs.get(sub.full_filter)
+
+    def send_retained(self, sub: Sub, r: RetainedMessage) -> None:
+        """One retained PUBLISH (RETAIN set [MQTT-3.3.1-8]) at the lower of both QoS."""
+        qos = min(sub.qos, r.qos)
+        pid = 0
+        if qos:
+            pid = self.state.allocate_id()
+            self.state.inflight[pid] = Inflight(None, None, qos, r)
+        props = None
+        if self.level == 5:
+            props = dict(r.properties)
+            props.pop("topic_alias", None)
+            if r.expires_at is not None:
+                props["message_expiry_interval"] = max(
+                    0, math.ceil(r.expires_at - self.clock.seconds()))
+            if sub.identifier:
+                props["subscription_identifier"] = [sub.identifier]
+        self._write_publish(r.topic, r.payload, qos, pid, False, True, props)
+        # written to the transport every so many bytes, so that it can say it is full
+        # (pauseProducing: retained_blocked) before a 4 ms slice has queued megabytes
+        self._retained_unflushed += len(r.payload) + len(r.topic)
+        if self._retained_unflushed >= RETAINED_FLUSH_BYTES:
+            self._retained_unflushed = 0
+            self.conn.flush()
+
+    def retained_sent(self) -> None:
+        """The last retained message is out: the queues deliver again."""
+        self.retained_pending = False
+        self.kick()
+
+    def _stop_retained(self) -> None:
+        if self._retained_out is not None:
+            self._retained_out.stop()
+        self.retained_pending = False
 
     def _on_unsubscribe(self, u: Unsubscribe) -> None:
         """Unbind each filter. As RabbitMQ's MQTT plugin, unbinding needs what binding needed:

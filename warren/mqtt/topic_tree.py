@@ -15,7 +15,7 @@ have thousands of levels, deeper than Python's recursion limit.
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 __all__ = ["TopicTree"]
 
@@ -95,47 +95,53 @@ class TopicTree(Generic[V]):
     def matching(self, topic_filter: str) -> list[V]:
         """The values of the topics *topic_filter* (``+`` and ``#`` wildcards, not shared)
         matches [MQTT 4.7], depth first."""
+        return [v for v in self.matching_steps(topic_filter) if v is not None]
+
+    def matching_steps(self, topic_filter: str) -> Iterator[V | None]:
+        """What :meth:`matching` returns, lazily and in the same order, with a None for each
+        node visited that holds no value: one item per node, so a caller can stop between
+        any two (a ``#`` over a million topics is sent a slice per reactor turn, and a ``+``
+        that visits many nodes without a value is a million nodes too).
+
+        The tree may change between items: a node already passed is not visited again, and a
+        node's value is read when it is reached (popped: None; replaced: the new one)."""
         levels = topic_filter.split("/")
         n = len(levels)
-        out: list[V] = []
         stack: list[tuple[_Node[V], int]] = [(self._root, 0)]
         while stack:
             node, i = stack.pop()
             if i == n:
-                if node.value is not None:
-                    out.append(node.value)
+                yield node.value
                 continue
             level = levels[i]
             if level == "#":
-                if i and node.value is not None:
-                    out.append(node.value)      # "a/#" matches "a" too [MQTT-4.7.1-2]
-                self._below(node, i == 0, out)
+                if i:
+                    yield node.value      # "a/#" matches "a" too [MQTT-4.7.1-2]
+                yield from self._below(node, i == 0)
                 continue
+            yield None
             children = node.children
             if not children:
                 continue
             if level == "+":
-                for name, child in reversed(children.items()):
-                    if not (i == 0 and name.startswith("$")):
-                        stack.append((child, i + 1))
+                stack.extend([(child, i + 1) for name, child in reversed(children.items())
+                              if not (i == 0 and name.startswith("$"))])
             else:
                 found = children.get(level)
                 if found is not None:
                     stack.append((found, i + 1))
-        return out
 
     @staticmethod
-    def _below(node: _Node[V], skip_dollar: bool, out: list[V]) -> None:
-        """Append every value under *node* (not its own); at the root, none under a ``$``
-        level."""
+    def _below(node: _Node[V], skip_dollar: bool) -> Iterator[V | None]:
+        """The value (or None) of every node under *node* (not its own), depth first; at the
+        root, none under a ``$`` level."""
         if not node.children:
             return
         stack = [child for name, child in reversed(node.children.items())
                  if not (skip_dollar and name.startswith("$"))]
-        append, extend, pop = out.append, stack.extend, stack.pop
+        extend, pop = stack.extend, stack.pop
         while stack:
             n = pop()
-            if n.value is not None:
-                append(n.value)
+            yield n.value
             if n.children:
                 extend(reversed(n.children.values()))

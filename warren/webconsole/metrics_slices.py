@@ -3,7 +3,8 @@
 ``/metrics/per-object`` with 100,000 queues is some 1.5M samples: built in one block, it held
 the broker's only thread for seconds, and every other client waited that long. Here the
 response is an iterator of byte chunks run by a :class:`~twisted.internet.task.Cooperator` on
-the broker's clock, which runs steps for at most ``STEP_BUDGET`` seconds per reactor turn.
+the broker's clock, which runs steps for at most ``STEP_BUDGET`` seconds per reactor turn
+(``warren.turn_slices``, which MQTT's retained messages on SUBSCRIBE use too).
 
 The Prometheus text format keeps a family's samples under one ``# HELP``/``# TYPE`` header, so
 the response goes family by family, each a slice of ``SLICE`` queues at a time: the header by
@@ -18,13 +19,14 @@ in memory; a client that goes away stops it.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 from twisted.internet.task import Cooperator, TaskFinished, TaskStopped
+
+from warren.turn_slices import TURN_BUDGET, sliced_cooperator
 
 log = logging.getLogger("warren.webconsole")
 
@@ -34,7 +36,7 @@ __all__ = ["SLICE", "STEP_BUDGET", "SlicedResponse", "Series", "families_chunk",
 #: queues per slice of a family (one step)
 SLICE = 500
 #: seconds of steps per reactor turn
-STEP_BUDGET = 0.004
+STEP_BUDGET = TURN_BUDGET
 
 #: (a new empty family, the value of one queue for it)
 Series = tuple[Callable[[], GaugeMetricFamily | CounterMetricFamily], Callable[[Any], float]]
@@ -95,15 +97,6 @@ def _value(v: float) -> str:
     if type(v) is int and v < 1_000_000:
         return f"{v}.0"
     return floatToGoString(v)
-
-
-def sliced_cooperator(clock: Any) -> Cooperator:
-    """A Cooperator on *clock* that runs steps for ``STEP_BUDGET`` per reactor turn."""
-    def budget() -> Callable[[], bool]:
-        end = time.monotonic() + STEP_BUDGET
-        return lambda: time.monotonic() >= end
-    return Cooperator(terminationPredicateFactory=budget,
-                      scheduler=lambda step: clock.callLater(0, step))
 
 
 class SlicedResponse:
