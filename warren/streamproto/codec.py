@@ -50,6 +50,7 @@ EXCHANGE_COMMAND_VERSIONS = 27
 STREAM_STATS = 28
 CREATE_SUPER_STREAM = 29
 DELETE_SUPER_STREAM = 30
+RESOLVE_OFFSET_SPEC = 31     # RabbitMQ 4.3
 RESPONSE = 0x8000
 
 # response codes (``rabbit_stream.hrl``)
@@ -87,7 +88,7 @@ COMMAND_VERSIONS = ((DECLARE_PUBLISHER, 1, 1), (PUBLISH, 1, 2), (QUERY_PUBLISHER
                     (TUNE, 1, 1), (OPEN, 1, 1), (CLOSE, 1, 1), (HEARTBEAT, 1, 1),
                     (EXCHANGE_COMMAND_VERSIONS, 1, 1), (STREAM_STATS, 1, 1), (ROUTE, 1, 1),
                     (PARTITIONS, 1, 1), (CONSUMER_UPDATE, 1, 1), (CREATE_SUPER_STREAM, 1, 1),
-                    (DELETE_SUPER_STREAM, 1, 1))
+                    (DELETE_SUPER_STREAM, 1, 1), (RESOLVE_OFFSET_SPEC, 1, 1))
 
 _U32 = struct.Struct(">I")
 _I16 = struct.Struct(">h")
@@ -253,6 +254,17 @@ class Fields:
             return bytes(self._take(n)).decode("utf-8")
         except UnicodeDecodeError:
             raise MalformedFrame("string is not UTF-8") from None
+
+    def offset_specification(self) -> tuple[int, int]:
+        """An offset specification (subscribe, resolve_offset_spec, a consumer update's
+        answer): its type and value; only types 4 (an offset, unsigned) and 5 (a timestamp in
+        ms, signed) carry a value, the others read as 0. The caller refuses unknown types."""
+        kind = self.u16()
+        if kind == OFFSET_OFFSET:
+            return kind, self.u64()
+        if kind == OFFSET_TIMESTAMP:
+            return kind, self.i64()
+        return kind, 0
 
     def blob(self) -> bytes:
         n = self.i32()

@@ -23,6 +23,7 @@ the response code of the command.
 from __future__ import annotations
 
 import logging
+import struct
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..model.errors import AccessRefused, BrokerError, NotAllowed, NotFound, PreconditionFailed
@@ -59,6 +60,20 @@ def queue_arguments(args: dict[str, str]) -> dict[str, Any] | None:
         except ValueError:
             return None
     return arguments
+
+
+#: the offset specification types that name no offset, as the core's ``OffsetSpec`` kinds
+_SPEC_KINDS = {codec.OFFSET_FIRST: "first", codec.OFFSET_LAST: "last", codec.OFFSET_NEXT: "next",
+               codec.OFFSET_OFFSET: "offset", codec.OFFSET_TIMESTAMP: "timestamp"}
+
+
+def offset_spec(kind: int, value: int) -> OffsetSpec:
+    """An offset specification read off the wire (``Fields.offset_specification``); an
+    unknown type is a frame RabbitMQ cannot parse, and it drops the connection."""
+    name = _SPEC_KINDS.get(kind)
+    if name is None:
+        raise MalformedFrame(f"unknown offset specification type {kind}")
+    return OffsetSpec(name, value)
 
 
 class Subscription:
@@ -162,6 +177,7 @@ class StreamSession:
             codec.PARTITIONS: self._partitions,
             codec.CREATE_SUPER_STREAM: self._create_super_stream,
             codec.DELETE_SUPER_STREAM: self._delete_super_stream,
+            codec.RESOLVE_OFFSET_SPEC: self._resolve_offset_spec,
         }
 
     # ---------------------------------------------------------------- dispatch
@@ -591,22 +607,10 @@ class StreamSession:
         corr = f.u32()
         sub_id = f.u8()
         name = f.string()
-        kind = f.u16()
-        spec: OffsetSpec | None
-        if kind == codec.OFFSET_OFFSET:
-            spec = OffsetSpec("offset", f.u64())
-        elif kind == codec.OFFSET_TIMESTAMP:
-            spec = OffsetSpec("timestamp", f.i64())
-        else:
-            spec = {codec.OFFSET_FIRST: OffsetSpec("first"),
-                    codec.OFFSET_LAST: OffsetSpec("last"),
-                    codec.OFFSET_NEXT: OffsetSpec("next")}.get(kind)
+        spec = offset_spec(*f.offset_specification())
         credit = f.u16()
         properties = f.properties()
         f.end()
-        if spec is None:
-            # RabbitMQ cannot parse the frame and drops the connection
-            raise MalformedFrame(f"unknown offset specification type {kind}")
         q = self._stream(name)
         single_active = properties.get("single-active-consumer") == "true"
         if q is None:
@@ -654,17 +658,8 @@ class StreamSession:
         member of its group become active."""
         corr = f.u32()
         f.u16()   # RabbitMQ logs a code other than OK and goes on
-        kind = f.u16()
-        spec = None
-        if kind == codec.OFFSET_OFFSET:
-            spec = OffsetSpec("offset", f.u64())
-        elif kind == codec.OFFSET_TIMESTAMP:
-            spec = OffsetSpec("timestamp", f.i64())
-        elif kind in (codec.OFFSET_FIRST, codec.OFFSET_LAST, codec.OFFSET_NEXT):
-            spec = OffsetSpec({codec.OFFSET_FIRST: "first", codec.OFFSET_LAST: "last",
-                               codec.OFFSET_NEXT: "next"}[kind])
-        elif kind != codec.OFFSET_NONE:
-            raise MalformedFrame(f"unknown offset specification type {kind}")
+        kind, value = f.offset_specification()
+        spec = None if kind == codec.OFFSET_NONE else offset_spec(kind, value)
         pending = self._consumer_updates.pop(corr, None)
         if pending is None:
             log.warning("stream connection %s: consumer update answer for unknown request "
@@ -718,6 +713,27 @@ class StreamSession:
         q = self._stream(name)
         if q is not None and reference and self._allowed("read", q.name):
             q.store_offset(reference, offset)
+
+    def _resolve_offset_spec(self, f: Fields) -> None:
+        """RabbitMQ 4.3's resolve_offset_spec: the offset a subscription with this
+        specification would read first (read permission needed), always answered as type
+        offset (4), and 0 with an error code. The properties (filter values, chunk selector)
+        are read and not used: warren's chunks are cut per reader, so any record is one."""
+        corr = f.u32()
+        name = f.string()
+        spec = offset_spec(*f.offset_specification())
+        f.properties()
+        f.end()
+        q = self._stream(name)
+        offset = 0
+        if not self._allowed("read", name or ""):   # RabbitMQ asks before it looks
+            code = codec.ACCESS_REFUSED
+        elif q is None:
+            code = codec.STREAM_DOES_NOT_EXIST
+        else:
+            code, offset = codec.OK, q.start_offset(spec)
+        self.write(codec.response(codec.RESOLVE_OFFSET_SPEC, corr, code,
+                                  struct.pack(">HQ", codec.OFFSET_OFFSET, offset)))
 
     def _query_offset(self, f: Fields) -> None:
         corr = f.u32()
