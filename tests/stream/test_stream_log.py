@@ -1,6 +1,7 @@
 """A real ``StreamLog`` in a temporary directory with a Twisted ``Clock``: filter values come
 back on read and the Bloom filters are rebuilt when the log is opened again; append times,
-kept per run of one millisecond, find the offset of a timestamp before and after reopening."""
+kept per run of one millisecond, find the offset of a timestamp before and after reopening;
+a compressed sub-entry batch is one record over several offsets, read back whole."""
 
 from __future__ import annotations
 
@@ -64,20 +65,20 @@ def test_a_run_is_read_at_once_and_stops_at_a_damaged_record(tmp_path):
     log.open(fresh=True)
     log.append_many([b"m%d" % i for i in range(5)], [None, "v", None, None, None])
     log.sync()
-    ts, records, after = log.read_run(0, log.next_offset, 100, 1 << 20)
+    first, ts, records, after = log.read_run(0, log.next_offset, 100, 1 << 20)
     assert (records, after) == ([b"m0", b"m1", b"m2", b"m3", b"m4"], 5)
-    assert log.read_run(1, 3, 100, 1 << 20)[1:] == ([b"m1", b"m2"], 3)
-    assert log.read_run(0, 5, 2, 1 << 20)[1:] == ([b"m0", b"m1"], 2)
-    assert log.read_run(0, 5, 100, 1)[1:] == ([b"m0"], 1)      # about max_bytes
+    assert log.read_run(1, 3, 100, 1 << 20)[2:] == ([b"m1", b"m2"], 3)
+    assert log.read_run(0, 5, 2, 1 << 20)[2:] == ([b"m0", b"m1"], 2)
+    assert log.read_run(0, 5, 100, 1)[2:] == ([b"m0"], 1)      # about max_bytes
     # a flipped byte in offset 3's record: the run stops before it, then it is passed over
     seg = log.segments[-1]
     path = seg.file.path
     with open(path, "r+b") as f:
         f.seek(seg.positions[3] + seg.lengths[3] - 1)
         f.write(b"X")
-    assert log.read_run(0, 5, 100, 1 << 20)[1:] == ([b"m0", b"m1", b"m2"], 3)
-    assert log.read_run(3, 5, 100, 1 << 20)[1:] == ([], 4)
-    assert log.read_run(4, 5, 100, 1 << 20)[1:] == ([b"m4"], 5)
+    assert log.read_run(0, 5, 100, 1 << 20)[2:] == ([b"m0", b"m1", b"m2"], 3)
+    assert log.read_run(3, 5, 100, 1 << 20)[2:] == ([], 4)
+    assert log.read_run(4, 5, 100, 1 << 20)[2:] == ([b"m4"], 5)
     log.close()
 
 
@@ -87,6 +88,31 @@ def test_a_run_of_bodies(tmp_path):
     log.open(fresh=True)
     head = record_head("ex", "key", b"\x00\x01props")
     log.append_many([head + b"body0", head + b"body1"], [None, "v"])
-    assert log.read_run(0, 2, 10, 1 << 20, body_only=True)[1:] == ([b"body0", b"body1"], 2)
-    assert log.read_run(0, 2, 10, 1 << 20)[1] == [head + b"body0", head + b"body1"]
+    assert log.read_run(0, 2, 10, 1 << 20, body_only=True)[2:] == ([b"body0", b"body1"], 2)
+    assert log.read_run(0, 2, 10, 1 << 20)[2] == [head + b"body0", head + b"body1"]
     log.close()
+
+
+def test_a_sub_entry_batch_takes_its_offsets_and_comes_back_whole(tmp_path):
+    import struct
+    from warren.stream.log import SubEntryBatch
+    entry = struct.pack(">BHII", 0x90, 3, 15, 4) + b"zzzz"   # gzip, 3 messages, as published
+    log = StreamLog(str(tmp_path / "sb"), Clock())
+    log.open(fresh=True)
+    log.append_many([b"m0", SubEntryBatch(3, entry), b"m4"])
+    assert log.next_offset == 5
+    batch = SubEntryBatch(3, entry)
+    assert log.read_run(0, 5, 100, 1 << 20)[2:] == ([b"m0", batch, b"m4"], 5)
+    # a run starting inside the batch starts at its first offset
+    assert log.read_run(2, 5, 100, 1 << 20) == (1, log.read(1)[0], [batch, b"m4"], 5)
+    # a run that would end inside it stops before it, unless it is all there is
+    assert log.read_run(0, 2, 100, 1 << 20)[2:] == ([b"m0"], 1)
+    assert log.read_run(1, 2, 100, 1 << 20)[2:] == ([batch], 4)
+    # one message at a time: the batch's offsets have no message, and the next one is 4
+    assert log.read(2)[1] is None and log.batch_end(2) == 4 and log.batch_end(0) == 1
+    log.close()
+    again = StreamLog(str(tmp_path / "sb"), Clock())
+    again.open(fresh=False)
+    assert again.next_offset == 5
+    assert again.read_run(0, 5, 100, 1 << 20)[2:] == ([b"m0", batch, b"m4"], 5)
+    again.close()

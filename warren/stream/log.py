@@ -13,6 +13,13 @@ A message with a filter value (stream filtering, ``filters.py``) is a type 5 rec
 with ``length u16`` and the UTF-8 value between the timestamp and the message; the Bloom
 filters of its block are in memory only, rebuilt from these records on recovery.
 
+A compressed sub-entry batch of the Stream protocol is a type 6 record: offset and timestamp
+(of its first message), then the batch as it was published (flags and compression, message
+count, sizes, data), never opened, as osiris keeps it. It takes as many offsets as it holds
+messages; Stream protocol readers get it whole, in its chunk; AMQP 0-9-1 and STOMP readers
+pass over it, as RabbitMQ's do (it only opens uncompressed batches, which warren stores one
+message a record on arrival).
+
 The directory holds ``NNNNNNNN.log`` segments numbered in order. Each starts with a record
 naming its first offset (type 2), then the tracking so far: each publisher reference's last
 publishing id (type 3, deduplication) and each consumer reference's stored offset (type 4,
@@ -38,7 +45,7 @@ import shutil
 import struct
 import zlib
 from array import array
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..model.message import Message
 from .filters import DEFAULT_FILTER_BYTES, BlockFilters
@@ -52,9 +59,14 @@ RECORD_SEGMENT = 2       # a segment's first record: the offset its messages sta
 RECORD_WRITER = 3        # a publisher's last publishing id (deduplication), not a message
 RECORD_CONSUMER = 4      # a consumer's stored offset (server-side offset tracking)
 RECORD_FILTERED = 5      # a message with a filter value (stream filtering)
+RECORD_BATCH = 6         # a compressed sub-entry batch, kept as published
 _HEAD = struct.Struct(">Qq")
 _MESSAGE_CRC = zlib.crc32(bytes((RECORD_MESSAGE,)))   # the journal's CRC covers the type first
 _FILTERED_CRC = zlib.crc32(bytes((RECORD_FILTERED,)))
+_BATCH_CRC = zlib.crc32(bytes((RECORD_BATCH,)))
+_RECORD_CRCS = {RECORD_MESSAGE: _MESSAGE_CRC, RECORD_FILTERED: _FILTERED_CRC,
+                RECORD_BATCH: _BATCH_CRC}
+_BATCH_COUNT = struct.Struct(">H")   # a batch's message count, after its flags byte
 _FIRST = struct.Struct(">Q")
 _NAME = struct.Struct(">H")
 _VALUE = struct.Struct(">Q")
@@ -62,6 +74,20 @@ _VALUE = struct.Struct(">Q")
 #: RabbitMQ's default ``stream-max-segment-size-bytes`` (500 MB) and its ceiling (3 GB)
 DEFAULT_SEGMENT_BYTES = 500_000_000
 MAX_SEGMENT_BYTES = 3_000_000_000
+
+
+class SubEntryBatch(NamedTuple):
+    """A compressed sub-entry batch: ``messages`` in it, ``entry`` the batch as the Stream
+    protocol carries it. What ``append_many`` takes among message records, and what
+    ``read_run`` gives back in its place."""
+
+    messages: int
+    entry: bytes
+
+
+def batch_count(entry: Any) -> int:
+    """The message count in a sub-entry batch's header."""
+    return _BATCH_COUNT.unpack_from(entry, 1)[0]
 
 
 class Segment:
@@ -172,15 +198,19 @@ class StreamLog:
                 (self.writers if record_type == RECORD_WRITER else self.consumers)[name] = value
                 end = position + HEADER_SIZE + len(payload)
                 continue
-            if record_type not in (RECORD_MESSAGE, RECORD_FILTERED):
+            if record_type not in _RECORD_CRCS:
                 break
             offset, ts = _HEAD.unpack_from(payload)
             if offset != expected:
                 break
+            count = 1
             if record_type == RECORD_FILTERED:
                 self.filters.add(offset, _filter_value(payload))
-            seg.add(position, HEADER_SIZE + len(payload), ts)
-            expected += 1
+            elif record_type == RECORD_BATCH:
+                count = batch_count(payload[_HEAD.size:])
+            for _ in range(count):
+                seg.add(position, HEADER_SIZE + len(payload), ts)
+            expected += count
             end = position + HEADER_SIZE + len(payload)
         if end != scan.valid_end:
             log.warning("stream %s: segment %d: records out of order cut at %d",
@@ -232,8 +262,13 @@ class StreamLog:
 
     @property
     def last_chunk_offset(self) -> int:
-        """Where ``last`` starts: the newest record (each record is its own chunk)."""
-        return self.next_offset - 1 if self.count else self.next_offset
+        """Where ``last`` starts: the newest record (each record is its own chunk; a
+        compressed sub-entry batch's is its first offset)."""
+        if not self.count:
+            return self.next_offset
+        seg = next(seg for seg in reversed(self.segments) if seg.count)
+        positions = seg.positions
+        return seg.first_offset + bisect.bisect_left(positions, positions[-1])
 
     def offset_at(self, ts_ms: int) -> int:
         """The first offset appended at or after ``ts_ms``; ``next_offset`` when none is."""
@@ -252,17 +287,27 @@ class StreamLog:
             self.track_writer(*writer)
         return offset
 
-    def append_many(self, message_records: list[bytes],
+    def append_many(self, message_records: list[bytes | SubEntryBatch],
                     filter_values: list[str | None] | None = None) -> None:
         """Add messages at consecutive offsets, appended at one timestamp; ``filter_values``:
-        each one's filter value or None (stream filtering)."""
+        each one's filter value or None (stream filtering). A ``SubEntryBatch`` among them
+        is one record taking an offset for each of its messages."""
         ts = int(self.clock.seconds() * 1000)
         seg = self.segments[-1]
         pack_head, pack_frame = _HEAD.pack, RECORD_HEADER.pack
         pending = self._pending
         for i, record in enumerate(message_records):
             value = filter_values[i] if filter_values is not None else None
-            if value is None:
+            count = 1
+            if isinstance(record, SubEntryBatch):
+                count = record.messages
+                payload = pack_head(self.next_offset, ts) + record.entry
+                frame = pack_frame(len(payload), zlib.crc32(payload, _BATCH_CRC),
+                                   RECORD_BATCH) + payload
+                if self.filters.blocks:
+                    for k in range(count):
+                        self.filters.add(self.next_offset + k, None)
+            elif value is None:
                 payload = pack_head(self.next_offset, ts) + record
                 frame = pack_frame(len(payload), zlib.crc32(payload, _MESSAGE_CRC),
                                    RECORD_MESSAGE) + payload
@@ -278,10 +323,11 @@ class StreamLog:
                 self._write_pending()
                 seg = self._new_segment(_segment_number(seg) + 1)
                 pending = self._pending
-            seg.add(seg.size, len(frame), ts)
+            for _ in range(count):
+                seg.add(seg.size, len(frame), ts)
             seg.size += len(frame)
             pending += frame
-            self.next_offset += 1
+            self.next_offset += count
         self._unsynced = True
         if self._flush_call is None:
             self._flush_call = self.clock.callLater(0, self._flush_soon)
@@ -303,9 +349,10 @@ class StreamLog:
         if self._flush_call is None:
             self._flush_call = self.clock.callLater(0, self._flush_soon)
 
-    def read(self, offset: int) -> tuple[int, bytes, str | None] | None:
+    def read(self, offset: int) -> tuple[int, bytes | None, str | None] | None:
         """(timestamp ms, message record, filter value) at ``offset``; None when it is not in
-        the log."""
+        the log; the record is None when the offset is in a compressed sub-entry batch
+        (``batch_end`` is where the next message is)."""
         i = bisect.bisect_right(self._firsts, offset) - 1
         if i < 0 or offset >= self.next_offset:
             return None
@@ -322,33 +369,62 @@ class StreamLog:
             log.error("stream %s: offset %d unreadable: %s", self.directory, offset, e)
             return None
         ts = _HEAD.unpack_from(payload)[1]
+        if record_type == RECORD_BATCH:
+            return ts, None, None
         if record_type == RECORD_FILTERED:
             value = _filter_value(payload)
             return ts, payload[_HEAD.size + _NAME.size + len(value.encode()):], value
         return ts, payload[_HEAD.size:], None
 
-    def read_run(self, offset: int, end: int, max_records: int, max_bytes: int,
-                 body_only: bool = False) -> tuple[int, list[bytes], int]:
-        """Consecutive message records from ``offset`` (not past ``end``, one segment, at
-        most ``max_records``, about ``max_bytes``) read with one pread: (the first one's
-        timestamp, the records, the offset after them); ``body_only``: each message's body
-        alone (what the Stream protocol delivers), cut from the read bytes without copying
-        the record first. A record that does not check out ends the run; when it is the
-        first, it is logged and passed over (no records)."""
+    def batch_end(self, offset: int) -> int:
+        """The offset after the record holding ``offset`` (one past it for a message; past
+        the whole batch for a sub-entry batch, whose offsets share one record)."""
         i = bisect.bisect_right(self._firsts, offset) - 1
-        if i < 0 or offset >= min(end, self.next_offset):
-            return 0, [], offset
         seg = self.segments[i]
         index = offset - seg.first_offset
+        after = bisect.bisect_right(seg.positions, seg.positions[index], index)
+        return seg.first_offset + after
+
+    def read_run(self, offset: int, end: int, max_records: int, max_bytes: int,
+                 body_only: bool = False
+                 ) -> tuple[int, int, list[bytes | SubEntryBatch], int]:
+        """Consecutive message records from ``offset`` (not past ``end``, one segment, at
+        most ``max_records``, about ``max_bytes``) read with one pread: (the first one's
+        offset and timestamp, the records, the offset after them); ``body_only``: each
+        message's body alone (what the Stream protocol delivers), cut from the read bytes
+        without copying the record first. A compressed sub-entry batch comes as a
+        ``SubEntryBatch``, and only whole: a run starting inside one (a reader that asked
+        for an offset in it) starts at its first offset, as an osiris reader starts at the
+        chunk holding the offset; one that would end inside it stops before it, unless it
+        is the run's only record. A record that does not check out ends the
+        run; when it is the first, it is logged and passed over (no records)."""
+        i = bisect.bisect_right(self._firsts, offset) - 1
+        if i < 0 or offset >= min(end, self.next_offset):
+            return offset, 0, [], offset
+        seg = self.segments[i]
+        index = offset - seg.first_offset
+        positions, lengths = seg.positions, seg.lengths
+        if index and positions[index - 1] == positions[index]:
+            # inside a batch: back to its first offset
+            index = bisect.bisect_left(positions, positions[index], 0, index)
+            offset = seg.first_offset + index
         stop = min(end - seg.first_offset, seg.count, index + max_records)
         if index >= stop:
-            return 0, [], offset
-        positions, lengths = seg.positions, seg.lengths
+            return offset, 0, [], offset
         start = positions[index]
         j, total = index, 0
         while j < stop and total < max_bytes:
             total += lengths[j]
-            j += 1
+            if j + 1 < seg.count and positions[j + 1] == positions[j]:
+                j = bisect.bisect_right(positions, positions[j], j)   # past the whole batch
+            else:
+                j += 1
+        if j > stop:
+            # the last record is a batch reaching past the end asked for: it waits for the
+            # next run, unless it is the only record
+            last = bisect.bisect_left(positions, positions[j - 1], index, j)
+            if last > index:
+                j = last
         span_end = positions[j - 1] + lengths[j - 1]
         if seg is self.segments[-1] and span_end > self._pending_at and self._pending:
             self._write_pending()
@@ -357,36 +433,47 @@ class StreamLog:
         except OSError as e:
             log.error("stream %s: offsets %d-%d unreadable: %s", self.directory, offset,
                       seg.first_offset + j - 1, e)
-            return 0, [], offset + 1
+            return offset, 0, [], seg.first_offset + bisect.bisect_right(positions, start, index)
         view = memoryview(raw)
-        records: list[bytes] = []
+        records: list[bytes | SubEntryBatch] = []
         first_ts = 0
         unpack_frame, crc32 = RECORD_HEADER.unpack_from, zlib.crc32
         body_size = Message.record_body_size
-        for k in range(index, j):
+        k = index
+        count = 0
+        while k < j:
             at = positions[k] - start
             size, crc, record_type = unpack_frame(view, at) if at + HEADER_SIZE <= len(raw) \
                 else (-1, 0, 0)
             payload = view[at + HEADER_SIZE:at + lengths[k]]
             if (HEADER_SIZE + size != lengths[k] or len(payload) != size
-                    or record_type not in (RECORD_MESSAGE, RECORD_FILTERED)
-                    or crc32(payload, _MESSAGE_CRC if record_type == RECORD_MESSAGE
-                             else _FILTERED_CRC) != crc):
+                    or record_type not in _RECORD_CRCS
+                    or crc32(payload, _RECORD_CRCS[record_type]) != crc):
                 if records:
                     break
                 log.error("stream %s: offset %d unreadable: record at %d does not check out",
                           self.directory, seg.first_offset + k, positions[k])
-                return 0, [], offset + 1
+                return offset, 0, [], \
+                    seg.first_offset + bisect.bisect_right(positions, start, index)
+            if not records:
+                first_ts = _HEAD.unpack_from(payload)[1]
+            if record_type == RECORD_BATCH:
+                entry = bytes(payload[_HEAD.size:])
+                n = batch_count(entry)
+                records.append(SubEntryBatch(n, entry))
+                k += n
+                count += n
+                continue
             head = _HEAD.size
             if record_type == RECORD_FILTERED:
                 head += _NAME.size + _NAME.unpack_from(payload, _HEAD.size)[0]
-            if not records:
-                first_ts = _HEAD.unpack_from(payload)[1]
             record = payload[head:]
             if body_only:
                 record = record[len(record) - body_size(record):]
             records.append(bytes(record))
-        return first_ts, records, offset + len(records)
+            k += 1
+            count += 1
+        return offset, first_ts, records, offset + count
 
     # ---------------------------------------------------------------- durability
     def _flush_soon(self) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import Iterable, NamedTuple
+from typing import Iterable, NamedTuple, Sequence
 
 # command keys
 DECLARE_PUBLISHER = 1
@@ -101,7 +101,7 @@ _CHUNK_USER = 0
 
 
 #: sub-entry compression types (``rabbit_stream_utils``: 0 none, 1 gzip, 2 snappy, 3 lz4,
-#: 4 zstd are known); warren opens the first two
+#: 4 zstd are known)
 COMPRESSION_NONE, COMPRESSION_GZIP, MAX_KNOWN_COMPRESSION = 0, 1, 4
 #: ``max_uncompressed_sub_entry_batch_size``, RabbitMQ's default
 MAX_UNCOMPRESSED_SUB_BATCH = 64 * 1024 * 1024
@@ -129,10 +129,10 @@ class BadSubBatch(Exception):
     rest of the frame's get PRECONDITION_FAILED."""
 
 
-def sub_batch_messages(batch: SubBatch, data: bytes,
-                       max_uncompressed: int = MAX_UNCOMPRESSED_SUB_BATCH) -> list[bytes]:
-    """The messages of a sub-entry batch, after ``validate_compressed_sub_batch``'s checks in
-    its order; the data is uncompressed up to the size the header gives, no further."""
+def check_sub_batch(batch: SubBatch, data: bytes,
+                    max_uncompressed: int = MAX_UNCOMPRESSED_SUB_BATCH) -> None:
+    """``validate_compressed_sub_batch``'s checks, in its order: all RabbitMQ looks at before
+    it stores a batch as it came (a compressed one is never opened by the broker)."""
     if batch.uncompressed_size > max_uncompressed:
         raise BadSubBatch(f"uncompressed size {batch.uncompressed_size} exceeds the limit "
                           f"{max_uncompressed}")
@@ -145,31 +145,34 @@ def sub_batch_messages(batch: SubBatch, data: bytes,
         raise BadSubBatch(f"unknown compression type {batch.compression}")
     if not data and batch.compression != COMPRESSION_NONE:
         raise BadSubBatch("empty batch with compression")
-    if batch.compression == COMPRESSION_GZIP:
-        inflater = zlib.decompressobj(wbits=47)   # gzip or zlib header
-        try:
-            plain = inflater.decompress(data, batch.uncompressed_size + 1)
-        except zlib.error as e:
-            raise BadSubBatch(f"gzip data does not inflate: {e}") from None
-    elif batch.compression == COMPRESSION_NONE:
-        plain = data
-    else:
-        raise BadSubBatch(f"compression type {batch.compression} is not supported by warren")
-    if len(plain) != batch.uncompressed_size:
-        raise BadSubBatch(f"{len(plain)} bytes uncompressed, the header says "
+
+
+def sub_batch_messages(batch: SubBatch, data: bytes) -> list[bytes]:
+    """The messages of an uncompressed sub-entry batch (checked by ``check_sub_batch``),
+    which warren stores one by one; one whose sub-entries do not fill it exactly is
+    refused."""
+    if len(data) != batch.uncompressed_size:
+        raise BadSubBatch(f"{len(data)} bytes in the batch, the header says "
                           f"{batch.uncompressed_size}")
     messages = []
     pos = 0
     for _ in range(batch.message_count):
-        if pos + 4 > len(plain):
+        if pos + 4 > len(data):
             raise BadSubBatch("batch ends inside a sub-entry")
-        (size,) = _U32.unpack_from(plain, pos)
+        (size,) = _U32.unpack_from(data, pos)
         pos += 4
-        if size & 0x80000000 or pos + size > len(plain):
+        if size & 0x80000000 or pos + size > len(data):
             raise BadSubBatch(f"sub-entry of {size} bytes in a batch this short")
-        messages.append(plain[pos:pos + size])
+        messages.append(data[pos:pos + size])
         pos += size
     return messages
+
+
+def sub_entry(batch: SubBatch, data: bytes) -> bytes:
+    """A sub-entry batch as a chunk carries it (and a publish did): the flag with the
+    compression type, the message count, the uncompressed and the data size, the data."""
+    return _SUB_BATCH.pack(0x80 | (batch.compression << 4), batch.message_count,
+                           batch.uncompressed_size, len(data)) + data
 
 
 class MalformedFrame(Exception):
@@ -425,14 +428,22 @@ def command_versions_response(correlation_id: int) -> bytes:
 
 
 def deliver_frame(subscription_id: int, first_offset: int, timestamp_ms: int,
-                  entries: list[bytes]) -> bytes:
-    """A Deliver (v1) of one osiris chunk holding ``entries`` as simple entries."""
+                  entries: Sequence[bytes | tuple[int, bytes]]) -> bytes:
+    """A Deliver (v1) of one osiris chunk: each entry a message body (a simple entry) or
+    (message count, sub-entry batch as ``sub_entry`` wrote it). The chunk's entry count
+    counts entries, its record count messages (what the offsets step by)."""
     parts: list[bytes] = []
     pack = _U32.pack
+    records = 0
     for e in entries:
-        parts.append(pack(len(e)))
-        parts.append(e)
+        if isinstance(e, tuple):
+            records += e[0]
+            parts.append(e[1])
+        else:
+            parts.append(pack(len(e)))
+            parts.append(e)
+            records += 1
     data = b"".join(parts)
-    chunk = _CHUNK.pack(_MAGIC_VERSION, _CHUNK_USER, len(entries), len(entries), timestamp_ms,
+    chunk = _CHUNK.pack(_MAGIC_VERSION, _CHUNK_USER, len(entries), records, timestamp_ms,
                         1, first_offset, zlib.crc32(data), len(data), 0, 0)
     return frame(DELIVER, bytes((subscription_id,)), chunk, data)

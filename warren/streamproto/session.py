@@ -30,6 +30,7 @@ from ..model.errors import AccessRefused, BrokerError, NotAllowed, NotFound, Pre
 from ..model.message import Properties, QueueEntry, record_head
 from ..stream import super_streams
 from ..stream.filters import FilterSpec, subscription_filter
+from ..stream.log import SubEntryBatch
 from ..stream.offsets import OffsetSpec
 from ..stream.queue import StreamQueue
 from . import codec
@@ -109,8 +110,9 @@ class Subscription:
         self.session.request_consumer_update(self, active, stepping_down)
 
     def deliver_chunk(self, queue: Any, first_offset: int, timestamp_ms: int,
-                      bodies: list[bytes]) -> None:
-        """A chunk of message bodies at consecutive offsets (``StreamLog.read_run``)."""
+                      bodies: list[bytes | SubEntryBatch]) -> None:
+        """A chunk of message bodies and compressed sub-entry batches at consecutive offsets
+        (``StreamLog.read_run``)."""
         self.credit -= 1
         self.session.write(codec.deliver_frame(self.sub_id, first_offset, timestamp_ms, bodies))
 
@@ -540,9 +542,11 @@ class StreamSession:
                                   codec.PUBLISHER_DOES_NOT_EXIST))
 
     def _publish(self, f: Fields) -> None:
-        """Each entry's message, or each message of a sub-entry batch (opened here, so every
-        protocol reads them one by one), is appended; a batch RabbitMQ would refuse, and the
-        entries after it in the frame, get PRECONDITION_FAILED (``write_messages``)."""
+        """Each entry's message is appended. An uncompressed sub-entry batch is opened here,
+        its messages stored one by one (so every protocol reads them); a compressed one is
+        stored as it came, unopened, as osiris stores it (Stream protocol readers get it
+        so; AMQP readers pass over it, as RabbitMQ's do). A batch RabbitMQ would refuse, and
+        the entries after it in the frame, get PRECONDITION_FAILED (``write_messages``)."""
         pub_id = f.u8()
         entries = f.publish_entries(2 if self._version == 2 else 1)
         publisher = self.publishers.get(pub_id)
@@ -558,15 +562,22 @@ class StreamSession:
         # a named publisher: ids not above the last one stored are duplicates, confirmed
         # without being stored again (osiris' deduplication)
         last = q.log.writers.get(reference, -1) if reference is not None else -1
-        records: list[bytes] = []
+        records: list[bytes | SubEntryBatch] = []
         values: list[str | None] = []
         accepted: list[int] = []
         for i, entry in enumerate(entries):
-            if entry.batch is None:
+            batch = entry.batch
+            kept: SubEntryBatch | None = None
+            if batch is None:
                 bodies = [entry.data]
             else:
                 try:
-                    bodies = codec.sub_batch_messages(entry.batch, entry.data)
+                    codec.check_sub_batch(batch, entry.data)
+                    if batch.compression == codec.COMPRESSION_NONE:
+                        bodies = codec.sub_batch_messages(batch, entry.data)
+                    else:
+                        kept = SubEntryBatch(batch.message_count,
+                                             codec.sub_entry(batch, entry.data))
                 except codec.BadSubBatch as e:
                     log.warning("stream connection %s: sub-entry batch of publisher %d to "
                                 "%r refused, with the rest of its frame: %s", self.peer,
@@ -580,8 +591,12 @@ class StreamSession:
                 if entry.publishing_id <= last:
                     continue
                 last = entry.publishing_id
-            records.extend(head + body for body in bodies)
-            values.extend([entry.filter_value] * len(bodies))
+            if kept is not None:
+                records.append(kept)
+                values.append(None)
+            else:
+                records.extend(head + body for body in bodies)
+                values.extend([entry.filter_value] * len(bodies))
         if records:
             q.append_records(records, (reference, last) if reference is not None else None,
                              values if any(v is not None for v in values) else None)
