@@ -67,6 +67,12 @@ _BATCH_CRC = zlib.crc32(bytes((RECORD_BATCH,)))
 _RECORD_CRCS = {RECORD_MESSAGE: _MESSAGE_CRC, RECORD_FILTERED: _FILTERED_CRC,
                 RECORD_BATCH: _BATCH_CRC}
 _BATCH_COUNT = struct.Struct(">H")   # a batch's message count, after its flags byte
+#: in a type 1 record's payload: after offset and timestamp, the message record's header
+#: (``Message.to_record``: version, flags, exchange and routing key sizes), and where its
+#: properties' size follows the header (plus those two sizes)
+_MESSAGE_ADDRESSES = struct.Struct(">18xHI")
+_MESSAGE_PROPS_AT = _HEAD.size + 8
+_U32 = struct.Struct(">I")
 _FIRST = struct.Struct(">Q")
 _NAME = struct.Struct(">H")
 _VALUE = struct.Struct(">Q")
@@ -412,13 +418,10 @@ class StreamLog:
         if index >= stop:
             return offset, 0, [], offset
         start = positions[index]
-        j, total = index, 0
-        while j < stop and total < max_bytes:
-            total += lengths[j]
-            if j + 1 < seg.count and positions[j + 1] == positions[j]:
-                j = bisect.bisect_right(positions, positions[j], j)   # past the whole batch
-            else:
-                j += 1
+        # the records starting within ``max_bytes`` of the first (at least the first)...
+        j = max(bisect.bisect_left(positions, start + max_bytes, index, stop), index + 1)
+        if j < len(positions) and positions[j] == positions[j - 1]:
+            j = bisect.bisect_right(positions, positions[j], j)   # ...and a batch whole
         if j > stop:
             # the last record is a batch reaching past the end asked for: it waits for the
             # next run, unless it is the only record
@@ -439,16 +442,20 @@ class StreamLog:
         first_ts = 0
         unpack_frame, crc32 = RECORD_HEADER.unpack_from, zlib.crc32
         body_size = Message.record_body_size
+        addresses, props_size = _MESSAGE_ADDRESSES.unpack_from, _U32.unpack_from
+        append = records.append
+        whole = len(raw) == span_end - start   # else the file ended early: check each
         k = index
         count = 0
         while k < j:
             at = positions[k] - start
-            size, crc, record_type = unpack_frame(view, at) if at + HEADER_SIZE <= len(raw) \
-                else (-1, 0, 0)
-            payload = view[at + HEADER_SIZE:at + lengths[k]]
-            if (HEADER_SIZE + size != lengths[k] or len(payload) != size
+            length = lengths[k]
+            size, crc, record_type = unpack_frame(raw, at) if whole or \
+                at + HEADER_SIZE <= len(raw) else (-1, 0, 0)
+            p0 = at + HEADER_SIZE
+            if (HEADER_SIZE + size != length or (not whole and p0 + size > len(raw))
                     or record_type not in _RECORD_CRCS
-                    or crc32(payload, _RECORD_CRCS[record_type]) != crc):
+                    or crc32(view[p0:p0 + size], _RECORD_CRCS[record_type]) != crc):
                 if records:
                     break
                 log.error("stream %s: offset %d unreadable: record at %d does not check out",
@@ -456,13 +463,22 @@ class StreamLog:
                 return offset, 0, [], \
                     seg.first_offset + bisect.bisect_right(positions, start, index)
             if not records:
-                first_ts = _HEAD.unpack_from(payload)[1]
+                first_ts = _HEAD.unpack_from(raw, p0)[1]
+            k += 1
+            count += 1
+            if record_type == RECORD_MESSAGE and body_only:
+                # the hot path of a replay: the body's start from the record's own sizes
+                ex, rk = addresses(raw, p0)
+                at = p0 + _MESSAGE_PROPS_AT + ex + rk
+                append(raw[at + 4 + props_size(raw, at)[0]:p0 + size])
+                continue
+            payload = view[p0:p0 + size]
             if record_type == RECORD_BATCH:
                 entry = bytes(payload[_HEAD.size:])
                 n = batch_count(entry)
-                records.append(SubEntryBatch(n, entry))
-                k += n
-                count += n
+                append(SubEntryBatch(n, entry))
+                k += n - 1
+                count += n - 1
                 continue
             head = _HEAD.size
             if record_type == RECORD_FILTERED:
@@ -470,9 +486,7 @@ class StreamLog:
             record = payload[head:]
             if body_only:
                 record = record[len(record) - body_size(record):]
-            records.append(bytes(record))
-            k += 1
-            count += 1
+            append(bytes(record))
         return offset, first_ts, records, offset + count
 
     # ---------------------------------------------------------------- durability
