@@ -95,13 +95,13 @@ def test_a_run_of_bodies(tmp_path):
 
 def test_a_sub_entry_batch_takes_its_offsets_and_comes_back_whole(tmp_path):
     import struct
-    from warren.stream.log import SubEntryBatch
+    from warren.stream.log import ChunkPart, SubEntryBatch
     entry = struct.pack(">BHII", 0x90, 3, 15, 4) + b"zzzz"   # gzip, 3 messages, as published
     log = StreamLog(str(tmp_path / "sb"), Clock())
     log.open(fresh=True)
     log.append_many([b"m0", SubEntryBatch(3, entry), b"m4"])
     assert log.next_offset == 5
-    batch = SubEntryBatch(3, entry)
+    batch = ChunkPart(1, 3, entry)
     assert log.read_run(0, 5, 100, 1 << 20)[2:] == ([b"m0", batch, b"m4"], 5)
     # a run starting inside the batch starts at its first offset
     assert log.read_run(2, 5, 100, 1 << 20) == (1, log.read(1)[0], [batch, b"m4"], 5)
@@ -110,9 +110,36 @@ def test_a_sub_entry_batch_takes_its_offsets_and_comes_back_whole(tmp_path):
     assert log.read_run(1, 2, 100, 1 << 20)[2:] == ([batch], 4)
     # one message at a time: the batch's offsets have no message, and the next one is 4
     assert log.read(2)[1] is None and log.batch_end(2) == 4 and log.batch_end(0) == 1
+    assert log.last_chunk_offset == 4
     log.close()
     again = StreamLog(str(tmp_path / "sb"), Clock())
     again.open(fresh=False)
     assert again.next_offset == 5
     assert again.read_run(0, 5, 100, 1 << 20)[2:] == ([b"m0", batch, b"m4"], 5)
+    again.close()
+
+
+def test_a_publish_run_is_one_record_read_whole_or_message_by_message(tmp_path):
+    import struct
+    from warren.model.message import record_head
+    from warren.stream.log import BodyRun, ChunkPart
+    head = record_head("", "s", b"\x00\x01p")
+    log = StreamLog(str(tmp_path / "run"), Clock())
+    log.open(fresh=True)
+    log.append_many([head + b"a", BodyRun(head, [b"b0", b"b1", b"b22"]), head + b"c"])
+    assert log.next_offset == 5
+    framed = b"".join(struct.pack(">I", len(b)) + b for b in (b"b0", b"b1", b"b22"))
+    run = ChunkPart(3, 3, framed)
+    assert log.read_run(0, 5, 100, 1 << 20, body_only=True)[2:] == ([b"a", run, b"c"], 5)
+    assert log.read_run(2, 5, 100, 1 << 20, body_only=True)[:1] == (1,)   # from its start
+    # an AMQP reader: each message, head and body, in any order
+    assert [log.read(o)[1] for o in (3, 1, 2, 4)] == [head + b"b22", head + b"b0",
+                                                       head + b"b1", head + b"c"]
+    assert log.batch_end(1) == 4 and log.last_chunk_offset == 4
+    log.close()
+    again = StreamLog(str(tmp_path / "run"), Clock())
+    again.open(fresh=False)
+    assert again.next_offset == 5 and again.read(2)[1] == head + b"b1"
+    again.append_many([BodyRun(head, [b"d0", b"d1"])])
+    assert again.last_chunk_offset == 5 and again.read(6)[1] == head + b"d1"
     again.close()

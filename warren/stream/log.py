@@ -20,6 +20,13 @@ messages; Stream protocol readers get it whole, in its chunk; AMQP 0-9-1 and STO
 pass over it, as RabbitMQ's do (it only opens uncompressed batches, which warren stores one
 message a record on arrival).
 
+The plain messages of one Stream protocol publish are a type 7 record, as osiris writes a
+publish's messages into one chunk: offset and timestamp of the first, ``messages u32``,
+``head size u32`` and the record head they share (``record_head``), then each body as a
+chunk's simple entry carries it (``size u32`` and the bytes). A replay delivers the record's
+entries as they are, without a step per message; an AMQP reader gets each message back
+(head and body), splitting the record once.
+
 The directory holds ``NNNNNNNN.log`` segments numbered in order. Each starts with a record
 naming its first offset (type 2), then the tracking so far: each publisher reference's last
 publishing id (type 3, deduplication) and each consumer reference's stored offset (type 4,
@@ -60,12 +67,15 @@ RECORD_WRITER = 3        # a publisher's last publishing id (deduplication), not
 RECORD_CONSUMER = 4      # a consumer's stored offset (server-side offset tracking)
 RECORD_FILTERED = 5      # a message with a filter value (stream filtering)
 RECORD_BATCH = 6         # a compressed sub-entry batch, kept as published
+RECORD_RUN = 7           # a publish's plain messages, framed as a chunk carries them
 _HEAD = struct.Struct(">Qq")
 _MESSAGE_CRC = zlib.crc32(bytes((RECORD_MESSAGE,)))   # the journal's CRC covers the type first
 _FILTERED_CRC = zlib.crc32(bytes((RECORD_FILTERED,)))
 _BATCH_CRC = zlib.crc32(bytes((RECORD_BATCH,)))
+_RUN_CRC = zlib.crc32(bytes((RECORD_RUN,)))
 _RECORD_CRCS = {RECORD_MESSAGE: _MESSAGE_CRC, RECORD_FILTERED: _FILTERED_CRC,
-                RECORD_BATCH: _BATCH_CRC}
+                RECORD_BATCH: _BATCH_CRC, RECORD_RUN: _RUN_CRC}
+_RUN = struct.Struct(">QqII")   # offset, timestamp, messages, size of the shared head
 _BATCH_COUNT = struct.Struct(">H")   # a batch's message count, after its flags byte
 #: in a type 1 record's payload: after offset and timestamp, the message record's header
 #: (``Message.to_record``: version, flags, exchange and routing key sizes), and where its
@@ -89,6 +99,25 @@ class SubEntryBatch(NamedTuple):
 
     messages: int
     entry: bytes
+
+
+class BodyRun(NamedTuple):
+    """Messages published together with one address and properties (a Stream protocol
+    publish frame's): ``head`` is their record head (``record_head``), ``bodies`` their
+    bodies. What ``append_many`` takes to keep them as one record."""
+
+    head: bytes
+    bodies: list[bytes]
+
+
+class ChunkPart(NamedTuple):
+    """What ``read_run`` gives for a record holding several messages: ``entries`` of a
+    chunk (a compressed batch is one; a run's messages one each) over ``messages`` offsets,
+    ``data`` those entries as a chunk carries them."""
+
+    entries: int
+    messages: int
+    data: bytes
 
 
 def batch_count(entry: Any) -> int:
@@ -154,6 +183,8 @@ class StreamLog:
         self._new_files = False               # a segment was created: fsync the directory
         self.writers: dict[str, int] = {}     # publisher reference -> last publishing id
         self.consumers: dict[str, int] = {}   # consumer reference -> stored offset
+        # the last run record read message by message: ((segment, position), head, bodies)
+        self._run_cache: tuple[tuple[int, int], bytes, list[bytes]] | None = None
         self.closed = False
 
     # ---------------------------------------------------------------- opening
@@ -214,6 +245,8 @@ class StreamLog:
                 self.filters.add(offset, _filter_value(payload))
             elif record_type == RECORD_BATCH:
                 count = batch_count(payload[_HEAD.size:])
+            elif record_type == RECORD_RUN:
+                count = _RUN.unpack_from(payload)[2]
             for _ in range(count):
                 seg.add(position, HEADER_SIZE + len(payload), ts)
             expected += count
@@ -293,11 +326,11 @@ class StreamLog:
             self.track_writer(*writer)
         return offset
 
-    def append_many(self, message_records: list[bytes | SubEntryBatch],
+    def append_many(self, message_records: list[bytes | SubEntryBatch | BodyRun],
                     filter_values: list[str | None] | None = None) -> None:
         """Add messages at consecutive offsets, appended at one timestamp; ``filter_values``:
-        each one's filter value or None (stream filtering). A ``SubEntryBatch`` among them
-        is one record taking an offset for each of its messages."""
+        each one's filter value or None (stream filtering). A ``SubEntryBatch`` or a
+        ``BodyRun`` among them is one record taking an offset for each of its messages."""
         ts = int(self.clock.seconds() * 1000)
         seg = self.segments[-1]
         pack_head, pack_frame = _HEAD.pack, RECORD_HEADER.pack
@@ -305,7 +338,17 @@ class StreamLog:
         for i, record in enumerate(message_records):
             value = filter_values[i] if filter_values is not None else None
             count = 1
-            if isinstance(record, SubEntryBatch):
+            if isinstance(record, BodyRun):
+                count = len(record.bodies)
+                pack = _U32.pack
+                payload = b"".join([_RUN.pack(self.next_offset, ts, count, len(record.head)),
+                                    record.head] + [pack(len(b)) + b for b in record.bodies])
+                frame = pack_frame(len(payload), zlib.crc32(payload, _RUN_CRC),
+                                   RECORD_RUN) + payload
+                if self.filters.blocks:
+                    for k in range(count):
+                        self.filters.add(self.next_offset + k, None)
+            elif isinstance(record, SubEntryBatch):
                 count = record.messages
                 payload = pack_head(self.next_offset, ts) + record.entry
                 frame = pack_frame(len(payload), zlib.crc32(payload, _BATCH_CRC),
@@ -377,10 +420,32 @@ class StreamLog:
         ts = _HEAD.unpack_from(payload)[1]
         if record_type == RECORD_BATCH:
             return ts, None, None
+        if record_type == RECORD_RUN:
+            first = bisect.bisect_left(seg.positions, position, 0, index)
+            return ts, self._run_message(seg, position, payload, index - first), None
         if record_type == RECORD_FILTERED:
             value = _filter_value(payload)
             return ts, payload[_HEAD.size + _NAME.size + len(value.encode()):], value
         return ts, payload[_HEAD.size:], None
+
+    def _run_message(self, seg: Segment, position: int, payload: Any, i: int) -> bytes:
+        """The ``i``-th message record of a run record; the last run read is kept split,
+        so a reader going through a run message by message splits it once."""
+        key = (seg.file.number, position)
+        cached = self._run_cache
+        if cached is None or cached[0] != key:
+            _, _, count, head_size = _RUN.unpack_from(payload)
+            at = _RUN.size
+            head = bytes(payload[at:at + head_size])
+            at += head_size
+            bodies = []
+            unpack = _U32.unpack_from
+            for _ in range(count):
+                (size,) = unpack(payload, at)
+                bodies.append(bytes(payload[at + 4:at + 4 + size]))
+                at += 4 + size
+            cached = self._run_cache = (key, head, bodies)
+        return cached[1] + cached[2][i]
 
     def batch_end(self, offset: int) -> int:
         """The offset after the record holding ``offset`` (one past it for a message; past
@@ -393,13 +458,14 @@ class StreamLog:
 
     def read_run(self, offset: int, end: int, max_records: int, max_bytes: int,
                  body_only: bool = False
-                 ) -> tuple[int, int, list[bytes | SubEntryBatch], int]:
+                 ) -> tuple[int, int, list[bytes | ChunkPart], int]:
         """Consecutive message records from ``offset`` (not past ``end``, one segment, at
         most ``max_records``, about ``max_bytes``) read with one pread: (the first one's
         offset and timestamp, the records, the offset after them); ``body_only``: each
         message's body alone (what the Stream protocol delivers), cut from the read bytes
-        without copying the record first. A compressed sub-entry batch comes as a
-        ``SubEntryBatch``, and only whole: a run starting inside one (a reader that asked
+        without copying the record first. A record of several messages (a compressed
+        sub-entry batch, a run of a publish's messages) comes as a ``ChunkPart``, and only
+        whole: a run starting inside one (a reader that asked
         for an offset in it) starts at its first offset, as an osiris reader starts at the
         chunk holding the offset; one that would end inside it stops before it, unless it
         is the run's only record. A record that does not check out ends the
@@ -438,7 +504,7 @@ class StreamLog:
                       seg.first_offset + j - 1, e)
             return offset, 0, [], seg.first_offset + bisect.bisect_right(positions, start, index)
         view = memoryview(raw)
-        records: list[bytes | SubEntryBatch] = []
+        records: list[bytes | ChunkPart] = []
         first_ts = 0
         unpack_frame, crc32 = RECORD_HEADER.unpack_from, zlib.crc32
         body_size = Message.record_body_size
@@ -473,10 +539,16 @@ class StreamLog:
                 append(raw[at + 4 + props_size(raw, at)[0]:p0 + size])
                 continue
             payload = view[p0:p0 + size]
+            if record_type == RECORD_RUN:
+                _, _, n, head_size = _RUN.unpack_from(payload)
+                append(ChunkPart(n, n, bytes(payload[_RUN.size + head_size:])))
+                k += n - 1
+                count += n - 1
+                continue
             if record_type == RECORD_BATCH:
                 entry = bytes(payload[_HEAD.size:])
                 n = batch_count(entry)
-                append(SubEntryBatch(n, entry))
+                append(ChunkPart(1, n, entry))
                 k += n - 1
                 count += n - 1
                 continue

@@ -30,7 +30,7 @@ from ..model.errors import NotImplemented_, PreconditionFailed
 from ..model.message import Message, QueueEntry
 from ..broker.queue import Queue
 from ..broker.queue_types import register
-from .log import MAX_SEGMENT_BYTES, StreamLog, SubEntryBatch
+from .log import MAX_SEGMENT_BYTES, BodyRun, StreamLog, SubEntryBatch
 from .filters import (BLOCK, DEFAULT_FILTER_BYTES, MAX_FILTER_BYTES, MIN_FILTER_BYTES,
                       FilterSpec, amqp_filter, message_filter_value)
 from .offsets import NEXT, OffsetSpec, parse_offset
@@ -139,13 +139,13 @@ class StreamQueue(Queue):
                             None if value is None else [value])
         return offset
 
-    def append_records(self, records: list[bytes | SubEntryBatch],
+    def append_records(self, records: list[bytes | SubEntryBatch | BodyRun],
                        writer: tuple[str, int] | None = None,
                        filter_values: list[str | None] | None = None) -> None:
-        """Add message records (``Message.to_record``, or a compressed sub-entry batch kept
-        as published) at consecutive offsets; ``writer``: the publisher reference and the
-        publishing id of the last of them; ``filter_values``: each record's filter value or
-        None."""
+        """Add message records (``Message.to_record``; a compressed sub-entry batch kept as
+        published; a run of a publish's bodies kept as one record) at consecutive offsets;
+        ``writer``: the publisher reference and the publishing id of the last of them;
+        ``filter_values``: each record's filter value or None."""
         log = self.log
         segments = len(log.segments)
         before = log.next_offset

@@ -428,27 +428,30 @@ def command_versions_response(correlation_id: int) -> bytes:
 
 
 def deliver_frame(subscription_id: int, first_offset: int, timestamp_ms: int,
-                  entries: Sequence[bytes | tuple[int, bytes]]) -> bytes:
-    """A Deliver (v1) of one osiris chunk: each entry a message body (a simple entry) or
-    (message count, sub-entry batch as ``sub_entry`` wrote it). The chunk's entry count
-    counts entries, its record count messages (what the offsets step by)."""
+                  entries: Sequence[bytes | tuple[int, int, bytes]]) -> bytes:
+    """A Deliver (v1) of one osiris chunk: each item a message body (a simple entry) or
+    (entries, messages, their bytes as a chunk carries them: simple entries, or a sub-entry
+    batch as ``sub_entry`` writes it). The chunk's entry count counts entries, its record
+    count messages (what the offsets step by)."""
     pack = _U32.pack
     try:
-        # bodies only (a replay's usual chunk): a batch's tuple does not add to bytes
+        # bodies only: a tuple does not add to bytes
         data = b"".join([pack(len(e)) + e for e in entries])   # type: ignore[operator]
-        records = len(entries)
+        count = records = len(entries)
     except TypeError:
         parts: list[bytes] = []
-        records = 0
+        count = records = 0
         for e in entries:
             if isinstance(e, tuple):
-                records += e[0]
-                parts.append(e[1])
+                count += e[0]
+                records += e[1]
+                parts.append(e[2])
             else:
                 parts.append(pack(len(e)))
                 parts.append(e)
+                count += 1
                 records += 1
         data = b"".join(parts)
-    chunk = _CHUNK.pack(_MAGIC_VERSION, _CHUNK_USER, len(entries), records, timestamp_ms,
+    chunk = _CHUNK.pack(_MAGIC_VERSION, _CHUNK_USER, count, records, timestamp_ms,
                         1, first_offset, zlib.crc32(data), len(data), 0, 0)
     return frame(DELIVER, bytes((subscription_id,)), chunk, data)

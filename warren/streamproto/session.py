@@ -30,7 +30,7 @@ from ..model.errors import AccessRefused, BrokerError, NotAllowed, NotFound, Pre
 from ..model.message import Properties, QueueEntry, record_head
 from ..stream import super_streams
 from ..stream.filters import FilterSpec, subscription_filter
-from ..stream.log import SubEntryBatch
+from ..stream.log import BodyRun, ChunkPart, SubEntryBatch
 from ..stream.offsets import OffsetSpec
 from ..stream.queue import StreamQueue
 from . import codec
@@ -110,7 +110,7 @@ class Subscription:
         self.session.request_consumer_update(self, active, stepping_down)
 
     def deliver_chunk(self, queue: Any, first_offset: int, timestamp_ms: int,
-                      bodies: list[bytes | SubEntryBatch]) -> None:
+                      bodies: list[bytes | ChunkPart]) -> None:
         """A chunk of message bodies and compressed sub-entry batches at consecutive offsets
         (``StreamLog.read_run``)."""
         self.credit -= 1
@@ -562,9 +562,20 @@ class StreamSession:
         # a named publisher: ids not above the last one stored are duplicates, confirmed
         # without being stored again (osiris' deduplication)
         last = q.log.writers.get(reference, -1) if reference is not None else -1
-        records: list[bytes | SubEntryBatch] = []
+        records: list[bytes | SubEntryBatch | BodyRun] = []
         values: list[str | None] = []
         accepted: list[int] = []
+        plain: list[bytes] = []   # bodies without a filter value, kept as one run record
+
+        def end_run() -> None:
+            if len(plain) > 1:
+                records.append(BodyRun(head, plain[:]))
+                values.append(None)
+            elif plain:
+                records.append(head + plain[0])
+                values.append(None)
+            plain.clear()
+
         for i, entry in enumerate(entries):
             batch = entry.batch
             kept: SubEntryBatch | None = None
@@ -592,11 +603,16 @@ class StreamSession:
                     continue
                 last = entry.publishing_id
             if kept is not None:
+                end_run()
                 records.append(kept)
                 values.append(None)
+            elif entry.filter_value is None:
+                plain.extend(bodies)
             else:
+                end_run()
                 records.extend(head + body for body in bodies)
                 values.extend([entry.filter_value] * len(bodies))
+        end_run()
         if records:
             q.append_records(records, (reference, last) if reference is not None else None,
                              values if any(v is not None for v in values) else None)
