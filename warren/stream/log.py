@@ -183,8 +183,9 @@ class StreamLog:
         self._new_files = False               # a segment was created: fsync the directory
         self.writers: dict[str, int] = {}     # publisher reference -> last publishing id
         self.consumers: dict[str, int] = {}   # consumer reference -> stored offset
-        # the last run record read message by message: ((segment, position), head, bodies)
-        self._run_cache: tuple[tuple[int, int], bytes, list[bytes]] | None = None
+        # the last run record read message by message: ((segment, position), its
+        # timestamp, the shared head, the bodies)
+        self._run_cache: tuple[tuple[int, int], int, bytes, list[bytes]] | None = None
         self.closed = False
 
     # ---------------------------------------------------------------- opening
@@ -410,6 +411,11 @@ class StreamLog:
         if index >= seg.count:
             return None
         position = seg.positions[index]
+        cached = self._run_cache
+        if cached is not None and cached[0] == (seg.file.number, position):
+            # the run record read last: no read again
+            first = bisect.bisect_left(seg.positions, position, 0, index)
+            return cached[1], cached[2] + cached[3][index - first], None
         if seg is self.segments[-1] and position >= self._pending_at and self._pending:
             self._write_pending()
         try:
@@ -422,30 +428,29 @@ class StreamLog:
             return ts, None, None
         if record_type == RECORD_RUN:
             first = bisect.bisect_left(seg.positions, position, 0, index)
-            return ts, self._run_message(seg, position, payload, index - first), None
+            head, bodies = self._split_run(seg, position, ts, payload)
+            return ts, head + bodies[index - first], None
         if record_type == RECORD_FILTERED:
             value = _filter_value(payload)
             return ts, payload[_HEAD.size + _NAME.size + len(value.encode()):], value
         return ts, payload[_HEAD.size:], None
 
-    def _run_message(self, seg: Segment, position: int, payload: Any, i: int) -> bytes:
-        """The ``i``-th message record of a run record; the last run read is kept split,
-        so a reader going through a run message by message splits it once."""
-        key = (seg.file.number, position)
-        cached = self._run_cache
-        if cached is None or cached[0] != key:
-            _, _, count, head_size = _RUN.unpack_from(payload)
-            at = _RUN.size
-            head = bytes(payload[at:at + head_size])
-            at += head_size
-            bodies = []
-            unpack = _U32.unpack_from
-            for _ in range(count):
-                (size,) = unpack(payload, at)
-                bodies.append(bytes(payload[at + 4:at + 4 + size]))
-                at += 4 + size
-            cached = self._run_cache = (key, head, bodies)
-        return cached[1] + cached[2][i]
+    def _split_run(self, seg: Segment, position: int, ts: int,
+                   payload: Any) -> tuple[bytes, list[bytes]]:
+        """A run record's shared head and its bodies; kept as the last run read, so a
+        reader going through a run message by message reads and splits it once."""
+        _, _, count, head_size = _RUN.unpack_from(payload)
+        at = _RUN.size
+        head = bytes(payload[at:at + head_size])
+        at += head_size
+        bodies = []
+        unpack = _U32.unpack_from
+        for _ in range(count):
+            (size,) = unpack(payload, at)
+            bodies.append(bytes(payload[at + 4:at + 4 + size]))
+            at += 4 + size
+        self._run_cache = ((seg.file.number, position), ts, head, bodies)
+        return head, bodies
 
     def batch_end(self, offset: int) -> int:
         """The offset after the record holding ``offset`` (one past it for a message; past
