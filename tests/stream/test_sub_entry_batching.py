@@ -4,9 +4,10 @@ read back at its own offset over the Stream protocol and AMQP 0-9-1. A compresse
 snappy, lz4, zstd) is stored as it came, as osiris stores it: Stream protocol readers get it
 in their chunk byte for byte, an offset per message; AMQP 0-9-1 readers pass over it, as
 RabbitMQ's ``rabbit_stream_queue`` does ("only Stream protocol clients" consume them).
-Batches RabbitMQ refuses (``validate_compressed_sub_batch``) get PRECONDITION_FAILED for their
-publishing id and the rest of the frame's, while the entries before them are stored and
-confirmed.
+Batches RabbitMQ refuses (``validate_compressed_sub_batch``), and compressed ones claiming more
+messages than they have bytes (warren's bound: each message takes 8 bytes of its index), get
+PRECONDITION_FAILED for their publishing id and the rest of the frame's, while the entries
+before them are stored and confirmed.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ def test_refused_batches(broker, unique):
                 sub_batch(2, [b"xy"], count=3),                       # 3 cannot fit 6 bytes
                 sub_batch(2, [b"x"], compression=1, data=b""),        # compressed, empty
                 sub_batch(2, [b"x"], uncompressed=128 * 1024 * 1024),
+                # warren's bound: more messages claimed than compressed bytes
+                sub_batch(2, [b"m"] * 10, compression=2, data=b"tiny"),
                 # uncompressed, opened by warren: sub-entries that do not fill it
                 sub_batch(2, [b"x"], compression=0, data=b"\x00\x00\x00\x09x")):
         publish(plain, bad, struct.pack(">QI", 3, 1) + b"z")
