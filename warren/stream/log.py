@@ -152,12 +152,18 @@ class Segment:
     def last_timestamp(self) -> int:
         return self.run_times[-1]
 
-    def add(self, position: int, length: int, ts: int) -> None:
+    def add(self, position: int, length: int, ts: int, count: int = 1) -> None:
+        """``count`` offsets in the record at ``position`` (more than one: a record of
+        several messages, each of its offsets pointing at it)."""
         if not self.run_times or self.run_times[-1] != ts:
             self.run_starts.append(len(self.positions))
             self.run_times.append(ts)
-        self.positions.append(position)
-        self.lengths.append(length)
+        if count == 1:
+            self.positions.append(position)
+            self.lengths.append(length)
+        else:
+            self.positions.extend(array("I", (position,)) * count)
+            self.lengths.extend(array("I", (length,)) * count)
 
     def index_at(self, ts_ms: int) -> int:
         """The index of the first message appended at or after ``ts_ms`` (``count`` when
@@ -248,8 +254,7 @@ class StreamLog:
                 count = batch_count(payload[_HEAD.size:])
             elif record_type == RECORD_RUN:
                 count = _RUN.unpack_from(payload)[2]
-            for _ in range(count):
-                seg.add(position, HEADER_SIZE + len(payload), ts)
+            seg.add(position, HEADER_SIZE + len(payload), ts, count)
             expected += count
             end = position + HEADER_SIZE + len(payload)
         if end != scan.valid_end:
@@ -373,8 +378,7 @@ class StreamLog:
                 self._write_pending()
                 seg = self._new_segment(_segment_number(seg) + 1)
                 pending = self._pending
-            for _ in range(count):
-                seg.add(seg.size, len(frame), ts)
+            seg.add(seg.size, len(frame), ts, count)
             seg.size += len(frame)
             pending += frame
             self.next_offset += count

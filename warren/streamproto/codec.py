@@ -93,6 +93,7 @@ COMMAND_VERSIONS = ((DECLARE_PUBLISHER, 1, 1), (PUBLISH, 1, 2), (QUERY_PUBLISHER
 _U32 = struct.Struct(">I")
 _I16 = struct.Struct(">h")
 _PUBLISHING_ID = struct.Struct(">Q")
+_ID_AND_SIZE = struct.Struct(">QI")   # a publish entry's publishing id and message size
 _SUB_BATCH = struct.Struct(">BHII")   # flag and compression, messages, uncompressed, size
 _HEAD = struct.Struct(">IHH")
 _CHUNK = struct.Struct(">BBHIqQQIIIB3x")
@@ -303,7 +304,19 @@ class Fields:
         data, pos, end = self._data, self._pos, len(self._data)
         out = []
         unpack = _PUBLISHING_ID.unpack_from
+        id_and_size = _ID_AND_SIZE.unpack_from
         for _ in range(n):
+            if version == 1 and pos + 12 <= end:
+                # the usual entry, a message of version 1, read with one unpack
+                publishing_id, size = id_and_size(data, pos)
+                if not size & 0x80000000:
+                    pos += 12
+                    if pos + size > end:
+                        raise MalformedFrame(f"message of {size} bytes in a frame this short")
+                    out.append(PublishEntry(publishing_id, None, bytes(data[pos:pos + size]),
+                                            None))
+                    pos += size
+                    continue
             if pos + 8 > end:
                 raise MalformedFrame("frame ends inside a publish entry")
             (publishing_id,) = unpack(data, pos)
