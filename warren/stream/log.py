@@ -307,8 +307,8 @@ class StreamLog:
 
     @property
     def last_chunk_offset(self) -> int:
-        """Where ``last`` starts: the newest record (each record is its own chunk; a
-        compressed sub-entry batch's is its first offset)."""
+        """Where ``last`` starts: the first offset of the newest record (a record is a
+        chunk: one message, a publish's run or a compressed batch)."""
         if not self.count:
             return self.next_offset
         seg = next(seg for seg in reversed(self.segments) if seg.count)
@@ -406,7 +406,8 @@ class StreamLog:
     def read(self, offset: int) -> tuple[int, bytes | None, str | None] | None:
         """(timestamp ms, message record, filter value) at ``offset``; None when it is not in
         the log; the record is None when the offset is in a compressed sub-entry batch
-        (``batch_end`` is where the next message is)."""
+        (``batch_end`` is where the next message is). A message of a run record comes with
+        the run's head."""
         i = bisect.bisect_right(self._firsts, offset) - 1
         if i < 0 or offset >= self.next_offset:
             return None
@@ -458,7 +459,7 @@ class StreamLog:
 
     def batch_end(self, offset: int) -> int:
         """The offset after the record holding ``offset`` (one past it for a message; past
-        the whole batch for a sub-entry batch, whose offsets share one record)."""
+        all of them for a record of several messages, whose offsets share its position)."""
         i = bisect.bisect_right(self._firsts, offset) - 1
         seg = self.segments[i]
         index = offset - seg.first_offset
@@ -474,11 +475,11 @@ class StreamLog:
         message's body alone (what the Stream protocol delivers), cut from the read bytes
         without copying the record first. A record of several messages (a compressed
         sub-entry batch, a run of a publish's messages) comes as a ``ChunkPart``, and only
-        whole: a run starting inside one (a reader that asked
-        for an offset in it) starts at its first offset, as an osiris reader starts at the
-        chunk holding the offset; one that would end inside it stops before it, unless it
-        is the run's only record. A record that does not check out ends the
-        run; when it is the first, it is logged and passed over (no records)."""
+        whole: a run starting inside one (a reader that asked for an offset in it) starts
+        at its first offset, as an osiris reader starts at the chunk holding the offset; one
+        that would end inside it stops before it, unless it is the run's only record. A
+        record that does not check out ends the run; when it is the first, it is logged and
+        passed over (no records)."""
         i = bisect.bisect_right(self._firsts, offset) - 1
         if i < 0 or offset >= min(end, self.next_offset):
             return offset, 0, [], offset
@@ -486,7 +487,7 @@ class StreamLog:
         index = offset - seg.first_offset
         positions, lengths = seg.positions, seg.lengths
         if index and positions[index - 1] == positions[index]:
-            # inside a batch: back to its first offset
+            # inside a record of several messages: back to its first offset
             index = bisect.bisect_left(positions, positions[index], 0, index)
             offset = seg.first_offset + index
         stop = min(end - seg.first_offset, seg.count, index + max_records)
@@ -496,9 +497,9 @@ class StreamLog:
         # the records starting within ``max_bytes`` of the first (at least the first)...
         j = max(bisect.bisect_left(positions, start + max_bytes, index, stop), index + 1)
         if j < len(positions) and positions[j] == positions[j - 1]:
-            j = bisect.bisect_right(positions, positions[j], j)   # ...and a batch whole
+            j = bisect.bisect_right(positions, positions[j], j)   # ...and the last whole
         if j > stop:
-            # the last record is a batch reaching past the end asked for: it waits for the
+            # the last record holds messages past the end asked for: it waits for the
             # next run, unless it is the only record
             last = bisect.bisect_left(positions, positions[j - 1], index, j)
             if last > index:
