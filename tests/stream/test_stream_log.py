@@ -143,3 +143,24 @@ def test_a_publish_run_is_one_record_read_whole_or_message_by_message(tmp_path):
     again.append_many([BodyRun(head, [b"d0", b"d1"])])
     assert again.last_chunk_offset == 5 and again.read(6)[1] == head + b"d1"
     again.close()
+
+
+def test_a_long_publish_run_is_cut_into_chunk_sized_records(tmp_path):
+    from warren.model.message import record_head
+    from warren.stream.log import MAX_RUN_BYTES, MAX_RUN_MESSAGES, BodyRun
+    head = record_head("", "s", b"")
+    log = StreamLog(str(tmp_path / "long"), Clock())
+    log.open(fresh=True)
+    many = MAX_RUN_MESSAGES * 2 + 5
+    log.append_many([BodyRun(head, [b"x"] * many)])
+    big = b"y" * (MAX_RUN_BYTES // 3)
+    log.append_many([BodyRun(head, [big] * 4)])
+    assert log.next_offset == many + 4
+    sizes, offset = [], 0
+    while offset < log.next_offset:
+        first, _, parts, offset = log.read_run(offset, log.next_offset, 1, 1, body_only=True)
+        sizes.append(parts[0].messages)
+    # records of at most MAX_RUN_MESSAGES, and of about MAX_RUN_BYTES at most
+    assert sizes == [MAX_RUN_MESSAGES, MAX_RUN_MESSAGES, 5, 3, 1]
+    assert log.read(many + 3)[1] == head + big
+    log.close()

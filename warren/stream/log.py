@@ -101,6 +101,36 @@ class SubEntryBatch(NamedTuple):
     entry: bytes
 
 
+#: a run record's bounds (``append_many`` cuts a longer run): what one chunk of a replay
+#: carries at most, so a chunk stays well within a client's frame_max (1 MiB for rstream
+#: and rbfly) however big the publish frame was, and an AMQP reader splits little at once
+MAX_RUN_MESSAGES = 1024
+MAX_RUN_BYTES = 256 * 1024
+
+
+def _cut_runs(records: list[bytes | SubEntryBatch | BodyRun],
+              values: list[str | None] | None) -> Any:
+    """``records`` with their filter values, each ``BodyRun`` cut into runs within the
+    bounds above."""
+    for i, record in enumerate(records):
+        value = values[i] if values is not None else None
+        if not isinstance(record, BodyRun):
+            yield record, value
+            continue
+        bodies, start, size = record.bodies, 0, 0
+        if len(bodies) <= MAX_RUN_MESSAGES and \
+                sum(map(len, bodies)) + 4 * len(bodies) < MAX_RUN_BYTES:
+            yield record, None   # the usual publish: one run
+            continue
+        for k, body in enumerate(bodies):
+            size += len(body) + 4
+            if k + 1 - start == MAX_RUN_MESSAGES or size >= MAX_RUN_BYTES:
+                yield BodyRun(record.head, bodies[start:k + 1]), None
+                start, size = k + 1, 0
+        if start < len(bodies):
+            yield BodyRun(record.head, bodies[start:]), None
+
+
 class BodyRun(NamedTuple):
     """Messages published together with one address and properties (a Stream protocol
     publish frame's): ``head`` is their record head (``record_head``), ``bodies`` their
@@ -341,8 +371,7 @@ class StreamLog:
         seg = self.segments[-1]
         pack_head, pack_frame = _HEAD.pack, RECORD_HEADER.pack
         pending = self._pending
-        for i, record in enumerate(message_records):
-            value = filter_values[i] if filter_values is not None else None
+        for record, value in _cut_runs(message_records, filter_values):
             count = 1
             if isinstance(record, BodyRun):
                 count = len(record.bodies)
