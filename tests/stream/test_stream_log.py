@@ -142,6 +142,12 @@ def test_a_publish_run_is_one_record_read_whole_or_message_by_message(tmp_path):
     assert again.next_offset == 5 and again.read(2)[1] == head + b"b1"
     again.append_many([BodyRun(head, [b"d0", b"d1"])])
     assert again.last_chunk_offset == 5 and again.read(6)[1] == head + b"d1"
+    # an uncompressed sub-entry batch: the same record, delivered as the one entry it was
+    again.append_many([BodyRun(head, [b"e0", b"e1"], batch=True)])
+    framed = struct.pack(">I", 2) + b"e0" + struct.pack(">I", 2) + b"e1"
+    assert again.read_run(7, 9, 100, 1 << 20, body_only=True)[2:] == (
+        [ChunkPart(1, 2, struct.pack(">BHII", 0x80, 2, 12, 12) + framed)], 9)
+    assert again.read(8)[1] == head + b"e1"
     again.close()
 
 

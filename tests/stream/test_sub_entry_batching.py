@@ -1,9 +1,9 @@
 """Sub-entry batches on the Stream protocol: several messages under one publishing id
-(rstream's ``send_sub_entry``). An uncompressed batch is opened on arrival, each message
-read back at its own offset over the Stream protocol and AMQP 0-9-1. A compressed one (gzip,
-snappy, lz4, zstd) is stored as it came, as osiris stores it: Stream protocol readers get it
-in their chunk byte for byte, an offset per message; AMQP 0-9-1 readers pass over it, as
-RabbitMQ's ``rabbit_stream_queue`` does ("only Stream protocol clients" consume them).
+(rstream's ``send_sub_entry``), stored as it came, as osiris stores it: Stream protocol
+readers get it in their chunk byte for byte, an offset per message. AMQP 0-9-1 readers get
+an uncompressed batch's messages one by one and pass over a compressed one (gzip, snappy,
+lz4, zstd), as RabbitMQ's ``rabbit_stream_queue`` does ("only Stream protocol clients"
+consume them).
 Batches RabbitMQ refuses (``validate_compressed_sub_batch``), and compressed ones claiming more
 messages than they have bytes (warren's bound: each message takes 8 bytes of its index), get
 PRECONDITION_FAILED for their publishing id and the rest of the frame's, while the entries
@@ -112,27 +112,30 @@ def test_refused_batches(broker, unique):
     assert "Traceback" not in broker.log()
 
 
-def test_compressed_batches_are_kept_and_delivered_as_published(broker, unique):
+def test_batches_are_kept_and_delivered_as_published(broker, unique):
     """A snappy batch and a "gzip" one whose data does not inflate are taken, as RabbitMQ
     takes them (it checks the header only), and a subscriber gets each in its chunk as it
-    was sent: one entry, as many records as messages, the offsets stepping over them."""
+    was sent: one entry, as many records as messages, the offsets stepping over them; an
+    uncompressed batch too."""
     raw = Raw(broker)
     raw.login()
     assert raw.ask(13, struct.pack(">I", 1), string(unique), struct.pack(">i", 0))[0] == 1
     assert raw.ask(1, struct.pack(">IB", 2, 0), string(""), string(unique))[0] == 1
     snappy = sub_batch(1, [b"a", b"b"], compression=2, data=b"opaque snappy bytes")
     not_gzip = sub_batch(2, [b"c", b"d", b"e"], compression=1, data=b"not gzip")
-    raw.send(frame(2, struct.pack(">Bi", 0, 3), snappy, not_gzip,
-                   struct.pack(">QI", 3, 1) + b"z"))
+    plain = sub_batch(4, [b"p", b"qq"], compression=0)
+    raw.send(frame(2, struct.pack(">Bi", 0, 4), snappy, not_gzip,
+                   struct.pack(">QI", 3, 1) + b"z", plain))
     key, body = raw.frame()
-    assert (key, body) == (3, struct.pack(">Bi3Q", 0, 3, 1, 2, 3))
+    assert (key, body) == (3, struct.pack(">Bi4Q", 0, 4, 1, 2, 3, 4))
     # subscribe from offset 3, inside the second batch: its chunk comes whole, from 2
     assert raw.ask(7, struct.pack(">IB", 4, 1), string(unique), struct.pack(">HQ", 4, 3),
                    struct.pack(">Hi", 10, 0))[0] == 1
     key, body = raw.frame()
     assert key == 8
     entries, records, first, size = struct.unpack_from(">HIxxxxxxxxxxxxxxxxQxxxxI", body, 3)
-    # two entries (the batch, then "z"), four records; the batch byte for byte
-    assert (first, entries, records) == (2, 2, 4)
-    assert body[-size:] == not_gzip[8:] + struct.pack(">I", 1) + b"z"
+    # three entries (the batch, "z", the uncompressed batch), six records; each batch byte
+    # for byte as it was published
+    assert (first, entries, records) == (2, 3, 6)
+    assert body[-size:] == not_gzip[8:] + struct.pack(">I", 1) + b"z" + plain[8:]
     assert "Traceback" not in broker.log()

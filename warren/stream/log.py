@@ -25,7 +25,8 @@ publish's messages into one chunk: offset and timestamp of the first, ``messages
 ``head size u32`` and the record head they share (``record_head``), then each body as a
 chunk's simple entry carries it (``size u32`` and the bytes). A replay delivers the record's
 entries as they are, without a step per message; an AMQP reader gets each message back
-(head and body), splitting the record once.
+(head and body), splitting the record once. An uncompressed sub-entry batch is a type 8
+record, the same but delivered as the one sub-entry it came as.
 
 The directory holds ``NNNNNNNN.log`` segments numbered in order. Each starts with a record
 naming its first offset (type 2), then the tracking so far: each publisher reference's last
@@ -68,13 +69,18 @@ RECORD_CONSUMER = 4      # a consumer's stored offset (server-side offset tracki
 RECORD_FILTERED = 5      # a message with a filter value (stream filtering)
 RECORD_BATCH = 6         # a compressed sub-entry batch, kept as published
 RECORD_RUN = 7           # a publish's plain messages, framed as a chunk carries them
+RECORD_PLAIN_BATCH = 8   # an uncompressed sub-entry batch: a run delivered as one entry
 _HEAD = struct.Struct(">Qq")
 _MESSAGE_CRC = zlib.crc32(bytes((RECORD_MESSAGE,)))   # the journal's CRC covers the type first
 _FILTERED_CRC = zlib.crc32(bytes((RECORD_FILTERED,)))
 _BATCH_CRC = zlib.crc32(bytes((RECORD_BATCH,)))
 _RUN_CRC = zlib.crc32(bytes((RECORD_RUN,)))
+_PLAIN_BATCH_CRC = zlib.crc32(bytes((RECORD_PLAIN_BATCH,)))
 _RECORD_CRCS = {RECORD_MESSAGE: _MESSAGE_CRC, RECORD_FILTERED: _FILTERED_CRC,
-                RECORD_BATCH: _BATCH_CRC, RECORD_RUN: _RUN_CRC}
+                RECORD_BATCH: _BATCH_CRC, RECORD_RUN: _RUN_CRC,
+                RECORD_PLAIN_BATCH: _PLAIN_BATCH_CRC}
+_RUNS = (RECORD_RUN, RECORD_PLAIN_BATCH)
+_SUB_ENTRY = struct.Struct(">BHII")   # an uncompressed sub-entry batch's header
 _RUN = struct.Struct(">QqII")   # offset, timestamp, messages, size of the shared head
 _BATCH_COUNT = struct.Struct(">H")   # a batch's message count, after its flags byte
 #: in a type 1 record's payload: after offset and timestamp, the message record's header
@@ -114,8 +120,8 @@ def _cut_runs(records: list[bytes | SubEntryBatch | BodyRun],
     bounds above."""
     for i, record in enumerate(records):
         value = values[i] if values is not None else None
-        if not isinstance(record, BodyRun):
-            yield record, value
+        if not isinstance(record, BodyRun) or record.batch:
+            yield record, value   # a batch stays whole, as it came
             continue
         bodies, start, size = record.bodies, 0, 0
         if len(bodies) <= MAX_RUN_MESSAGES and \
@@ -138,6 +144,7 @@ class BodyRun(NamedTuple):
 
     head: bytes
     bodies: list[bytes]
+    batch: bool = False   # an uncompressed sub-entry batch, delivered as one
 
 
 class ChunkPart(NamedTuple):
@@ -282,7 +289,7 @@ class StreamLog:
                 self.filters.add(offset, _filter_value(payload))
             elif record_type == RECORD_BATCH:
                 count = batch_count(payload[_HEAD.size:])
-            elif record_type == RECORD_RUN:
+            elif record_type in _RUNS:
                 count = _RUN.unpack_from(payload)[2]
             seg.add(position, HEADER_SIZE + len(payload), ts, count)
             expected += count
@@ -378,8 +385,9 @@ class StreamLog:
                 pack = _U32.pack
                 payload = b"".join([_RUN.pack(self.next_offset, ts, count, len(record.head)),
                                     record.head] + [pack(len(b)) + b for b in record.bodies])
-                frame = pack_frame(len(payload), zlib.crc32(payload, _RUN_CRC),
-                                   RECORD_RUN) + payload
+                kind = RECORD_PLAIN_BATCH if record.batch else RECORD_RUN
+                frame = pack_frame(len(payload), zlib.crc32(payload, _RECORD_CRCS[kind]),
+                                   kind) + payload
                 if self.filters.blocks:
                     for k in range(count):
                         self.filters.add(self.next_offset + k, None)
@@ -460,7 +468,7 @@ class StreamLog:
         ts = _HEAD.unpack_from(payload)[1]
         if record_type == RECORD_BATCH:
             return ts, None, None
-        if record_type == RECORD_RUN:
+        if record_type in _RUNS:
             first = bisect.bisect_left(seg.positions, position, 0, index)
             head, bodies = self._split_run(seg, position, ts, payload)
             return ts, head + bodies[index - first], None
@@ -578,9 +586,14 @@ class StreamLog:
                 append(raw[at + 4 + props_size(raw, at)[0]:p0 + size])
                 continue
             payload = view[p0:p0 + size]
-            if record_type == RECORD_RUN:
+            if record_type in _RUNS:
                 _, _, n, head_size = _RUN.unpack_from(payload)
-                append(ChunkPart(n, n, bytes(payload[_RUN.size + head_size:])))
+                data = payload[_RUN.size + head_size:]
+                if record_type == RECORD_RUN:
+                    append(ChunkPart(n, n, bytes(data)))
+                else:
+                    append(ChunkPart(1, n, _SUB_ENTRY.pack(0x80, n, len(data), len(data))
+                                     + bytes(data)))
                 k += n - 1
                 count += n - 1
                 continue

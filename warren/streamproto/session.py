@@ -542,10 +542,11 @@ class StreamSession:
                                   codec.PUBLISHER_DOES_NOT_EXIST))
 
     def _publish(self, f: Fields) -> None:
-        """Each entry's message is appended. An uncompressed sub-entry batch is opened here,
-        its messages stored one by one (so every protocol reads them); a compressed one is
-        stored as it came, unopened, as osiris stores it (Stream protocol readers get it
-        so; AMQP readers pass over it, as RabbitMQ's do). A batch RabbitMQ would refuse, and
+        """Each entry's message is appended, the plain ones of a frame as one run record.
+        A sub-entry batch is stored as one record and delivered as it came: an uncompressed
+        one is checked here (its sub-entries must fill it) and AMQP readers get its messages
+        one by one; a compressed one is stored unopened, as osiris stores it, and AMQP
+        readers pass over it, as RabbitMQ's do. A batch RabbitMQ would refuse, and
         the entries after it in the frame, get PRECONDITION_FAILED (``write_messages``)."""
         pub_id = f.u8()
         entries = f.publish_entries(2 if self._version == 2 else 1)
@@ -578,7 +579,7 @@ class StreamSession:
 
         for i, entry in enumerate(entries):
             batch = entry.batch
-            kept: SubEntryBatch | None = None
+            kept: SubEntryBatch | BodyRun | None = None
             if batch is None:
                 bodies = [entry.data]
             else:
@@ -586,6 +587,7 @@ class StreamSession:
                     codec.check_sub_batch(batch, entry.data)
                     if batch.compression == codec.COMPRESSION_NONE:
                         bodies = codec.sub_batch_messages(batch, entry.data)
+                        kept = BodyRun(head, bodies, batch=True)
                     else:
                         kept = SubEntryBatch(batch.message_count,
                                              codec.sub_entry(batch, entry.data))
