@@ -23,7 +23,8 @@ RabbitMQ; progress goes to stderr. Speed is measured, never asserted.
 ``--replay N`` (after the rounds, N = 1,000,000 for the figure the README quotes) fills a fresh
 stream with N messages over the Stream protocol and reads them all back from offset 0 with
 rstream, timing both, and takes the broker's resident memory (its process tree's VmRSS)
-before the publish, after it and after the replay: the growth per message over the publish is
+before the publish, after it and after the replay, and its CPU time (user and system, its
+process tree) over the publish and over the replay: the growth per message over the publish is
 what the broker keeps per message in memory (warren: the stream's index, 20 bytes a message,
 plus whatever the allocator holds), the growth over the replay shows whether reading old data
 costs memory.
@@ -133,8 +134,8 @@ async def stream_replay(port: int, stream: str, n: int) -> float:
     return n / elapsed
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` and its descendants (RabbitMQ's script starts beam.smp)."""
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (RabbitMQ's script starts beam.smp)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -144,10 +145,32 @@ def rss_bytes(pid: int) -> int:
             except (OSError, ValueError, IndexError):
                 continue
             children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [pid]
+    found, todo = [], [pid]
     while todo:
         p = todo.pop()
         todo.extend(children.get(p, []))
+        found.append(p)
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of ``pid`` and its descendants: what the broker spent, which
+    the load of other processes on the machine does not change as it changes rates."""
+    total = 0.0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and its descendants."""
+    total = 0
+    for p in _tree(pid):
         try:
             with open(f"/proc/{p}/status") as f:
                 for line in f:
@@ -168,13 +191,17 @@ def replay_figures(broker: "Running", n: int, size: int) -> dict[str, float]:
                             password="guest") as producer:
             await producer.create_stream(stream, exists_ok=True)
     asyncio.run(create())
+    cpu_before = cpu_seconds(broker.pid)
     publish = asyncio.run(stream_publish(broker.stream, stream, n, size))
     filled = rss_bytes(broker.pid)
+    cpu_filled = cpu_seconds(broker.pid)
     start = time.perf_counter()
     replay = asyncio.run(stream_replay(broker.stream, stream, n))
     seconds = time.perf_counter() - start
     replayed = rss_bytes(broker.pid)
     return {"publish msg/s": publish, "replay msg/s": replay, "replay s": seconds,
+            "publish broker CPU s": cpu_filled - cpu_before,
+            "replay broker CPU s": cpu_seconds(broker.pid) - cpu_filled,
             "B/msg kept": (filled - before) / n, "replay MB": (replayed - filled) / 1e6}
 
 
@@ -252,10 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         shown = [k for k in kinds if k in replays]
         print("| | " + " | ".join(shown) + " |")
         print("|---" * (len(shown) + 1) + "|")
-        for figure in ("publish msg/s", "replay msg/s", "replay s", "B/msg kept", "replay MB"):
-            cells = [f"{replays[k][figure]:,.1f}" if figure in ("replay s", "B/msg kept",
-                                                                "replay MB")
-                     else f"{replays[k][figure]:,.0f}" for k in shown]
+        for figure in ("publish msg/s", "replay msg/s", "replay s", "publish broker CPU s",
+                       "replay broker CPU s", "B/msg kept", "replay MB"):
+            cells = [f"{replays[k][figure]:,.0f}" if figure.endswith("msg/s")
+                     else f"{replays[k][figure]:,.1f}" for k in shown]
             print(f"| {figure} | " + " | ".join(cells) + " |")
     return 0
 

@@ -2,7 +2,9 @@
 
 ``first``, ``offset=<n>`` and ``timestamp=<unix seconds>``; each MESSAGE carries its
 ``x-stream-offset``; a stream subscription needs client acks and a prefetch (ERROR otherwise,
-the stream left as it was).
+the stream left as it was). Stream filtering as RabbitMQ's STOMP plugin takes it: a SEND's
+``x-stream-filter-value``, SUBSCRIBE's ``x-stream-filter`` (values split at commas) and
+``x-stream-match-unfiltered`` (``true``/``True``/``false``/``False``, anything else no header).
 """
 
 from __future__ import annotations
@@ -56,4 +58,38 @@ def test_stream_subscription_needs_client_acks_and_prefetch(broker, client_facto
     c3.subscribe(f"/amq/queue/{unique}", "a", ack="client",
                  **{"prefetch-count": "1", "x-stream-offset": "first"})
     assert c3.recorder.message().body == "m0"
+    assert "Traceback" not in broker.log()
+
+
+def test_subscribe_with_stream_filters(broker, client_factory, unique):
+    make_stream(broker, unique, 0)
+    c = client_factory("1.2")
+    for body, value in (("a0", "apple"), ("u0", None), ("o0", "orange"), ("a1", "apple"),
+                        ("u1", None), ("a-end", "apple")):
+        headers = {"receipt": body} if value is None else {"receipt": body,
+                                                             "x-stream-filter-value": value}
+        c.send(f"/amq/queue/{unique}", body, **headers)
+        assert c.recorder.receipt() == body
+
+    def read(sub_id, count, **headers):
+        c.subscribe(f"/amq/queue/{unique}", sub_id, ack="client",
+                    **{"prefetch-count": "10", "x-stream-offset": "first", **headers})
+        got = [c.recorder.message() for _ in range(count)]
+        c.conn.unsubscribe(sub_id)
+        c.sync()
+        # a-end is last in the stream: whatever the filter let through came before it
+        assert got[-1].body == "a-end"
+        return [(f.body, f.headers.get("x-stream-filter-value")) for f in got]
+
+    assert read("f1", 3, **{"x-stream-filter": "apple"}) == [
+        ("a0", "apple"), ("a1", "apple"), ("a-end", "apple")]
+    assert [b for b, _ in read("f2", 4, **{"x-stream-filter": "apple,orange"})] == [
+        "a0", "o0", "a1", "a-end"]
+    assert [b for b, _ in read("f3", 5, **{"x-stream-filter": "apple",
+                                           "x-stream-match-unfiltered": "True"})] == [
+        "a0", "u0", "a1", "u1", "a-end"]
+    # not a boolean RabbitMQ reads: as if the header were not there
+    assert [b for b, _ in read("f4", 3, **{"x-stream-filter": "apple",
+                                           "x-stream-match-unfiltered": "yes"})] == [
+        "a0", "a1", "a-end"]
     assert "Traceback" not in broker.log()

@@ -305,3 +305,67 @@ def test_connection_listed_closed_by_the_api_and_told_of_a_deleted_stream(broker
     assert key == 22 and b"go away" in body
     assert raw.closed()
     assert "Traceback" not in broker.log()
+
+
+def test_resolve_offset_spec_answers_where_a_subscription_would_start(broker):
+    """RabbitMQ 4.3's resolve_offset_spec (key 31): always offset type 4; an empty stream
+    resolves everything to 0; an offset past the end to the next one, a future timestamp
+    too (RabbitMQ's own suite asserts these); a missing stream is code 2 and 0, no read
+    permission 16; an offset type it cannot parse closes the connection (13)."""
+    import requests
+    raw = Raw(broker)
+    raw.login()
+    versions = raw.ask(27, struct.pack(">Ii", 30, 0))
+    assert versions[0] == 1
+    (n,) = struct.unpack_from(">i", versions[1])
+    assert (31, 1, 1) in [struct.unpack_from(">HHH", versions[1], 4 + 6 * i) for i in range(n)]
+    assert raw.ask(13, struct.pack(">I", 31), string("resolved"), struct.pack(">i", 0))[0] == 1
+
+    def resolve(spec, stream="resolved", props=b"\x00\x00\x00\x00"):
+        code, rest = raw.ask(31, struct.pack(">I", 40), string(stream), spec, props)
+        kind, offset = struct.unpack(">HQ", rest)
+        assert kind == 4
+        return code, offset
+
+    first, last, nxt = (struct.pack(">H", k) for k in (1, 2, 3))
+    assert [resolve(s) for s in (first, last, nxt)] == [(1, 0), (1, 0), (1, 0)]
+    # three messages from a publisher, confirmed
+    assert raw.ask(1, struct.pack(">IB", 32, 5), string(""), string("resolved"))[0] == 1
+    raw.send(frame(2, struct.pack(">Bi", 5, 3),
+                   *(struct.pack(">QI", i, 2) + b"m%d" % i for i in range(3))))
+    key, body = raw.frame()
+    assert (key, struct.unpack_from(">Bi", body)) == (3, (5, 3))
+    assert resolve(first) == (1, 0)
+    # one publish is one chunk, as osiris writes it: last is where it starts
+    assert resolve(last) == (1, 0)
+    assert resolve(nxt) == (1, 3)
+    raw.send(frame(2, struct.pack(">Bi", 5, 1), struct.pack(">QI", 3, 2) + b"m3"))
+    key, body = raw.frame()
+    assert (key, struct.unpack_from(">Bi", body)) == (3, (5, 1))
+    assert resolve(last) == (1, 3)
+    assert resolve(nxt) == (1, 4)
+    assert resolve(struct.pack(">HQ", 4, 1)) == (1, 1)
+    assert resolve(struct.pack(">HQ", 4, 100)) == (1, 4)
+    assert resolve(struct.pack(">Hq", 5, 0)) == (1, 0)
+    assert resolve(struct.pack(">Hq", 5, 2 ** 62)) == (1, 4)
+    # filter properties are taken (RabbitMQ reads filter.N, match-unfiltered, chunk_selector)
+    assert resolve(first, props=struct.pack(">i", 1) + string("filter.0") + string("x")) == (1, 0)
+    assert resolve(first, stream="no-such-stream") == (2, 0)
+    # a user who may not read the stream
+    api, auth = f"{broker.http_url}/api", ("guest", "guest")
+    assert requests.put(f"{api}/users/resolver", json={"password": "pw", "tags": ""},
+                        auth=auth, timeout=TIMEOUT).status_code in (201, 204)
+    assert requests.put(f"{api}/permissions/%2F/resolver",
+                        json={"configure": ".*", "write": ".*", "read": "^$"},
+                        auth=auth, timeout=TIMEOUT).status_code in (201, 204)
+    refused = Raw(broker)
+    refused.login("resolver", "pw")
+    assert refused.ask(31, struct.pack(">I", 41), string("resolved"), first,
+                       struct.pack(">i", 0)) == (16, struct.pack(">HQ", 4, 0))
+    # an unknown offset type, and a frame cut inside the offset
+    raw.send(frame(31, struct.pack(">I", 42), string("resolved"), struct.pack(">H", 9),
+                   struct.pack(">i", 0)))
+    assert close_code(raw) == 13
+    refused.send(frame(31, struct.pack(">I", 43), string("resolved"), struct.pack(">HI", 4, 1)))
+    assert close_code(refused) == 13
+    assert "Traceback" not in broker.log()

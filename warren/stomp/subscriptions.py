@@ -45,19 +45,29 @@ ACK_MODES = frozenset({"auto", "client", "client-individual"})
 
 
 def _consumer_arguments(frame: Frame) -> dict[str, Any]:
-    """SUBSCRIBE's consumer arguments: ``x-stream-offset`` as RabbitMQ's STOMP plugin reads
-    it (``first``, ``last``, ``next``, ``offset=<n>``, ``timestamp=<unix seconds>``; another
-    text is an age, as over AMQP), turned into the value an AMQP consumer would send."""
+    """SUBSCRIBE's consumer arguments as RabbitMQ's STOMP plugin reads its headers, turned
+    into the values an AMQP consumer would send: ``x-stream-offset`` (``first``, ``last``,
+    ``next``, ``offset=<n>``, ``timestamp=<unix seconds>``; another text is an age, as over
+    AMQP); ``x-stream-filter``, values split at every comma (``stream_filter_header``);
+    ``x-stream-match-unfiltered``, ``true``/``True`` or ``false``/``False`` (another text is
+    no header, as ``boolean_header`` reads it)."""
+    arguments: dict[str, Any] = {}
     value = frame.get("x-stream-offset")
-    if value is None:
-        return {}
-    kind, eq, number = value.partition("=")
-    if eq and kind in ("offset", "timestamp") and number.isascii() and number.isdigit():
-        if kind == "offset":
-            return {"x-stream-offset": int(number)}
-        return {"x-stream-offset": datetime.datetime.fromtimestamp(int(number),
-                                                                   datetime.timezone.utc)}
-    return {"x-stream-offset": value}
+    if value is not None:
+        kind, eq, number = value.partition("=")
+        if eq and kind in ("offset", "timestamp") and number.isascii() and number.isdigit():
+            arguments["x-stream-offset"] = int(number) if kind == "offset" else \
+                datetime.datetime.fromtimestamp(int(number), datetime.timezone.utc)
+        else:
+            arguments["x-stream-offset"] = value
+    values = frame.get("x-stream-filter")
+    if values is not None:
+        arguments["x-stream-filter"] = values.split(",")
+    match = {"true": True, "True": True, "false": False, "False": False}.get(
+        frame.get("x-stream-match-unfiltered") or "")
+    if match is not None:
+        arguments["x-stream-match-unfiltered"] = match
+    return arguments
 
 
 class StompSubscription:

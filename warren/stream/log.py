@@ -13,6 +13,21 @@ A message with a filter value (stream filtering, ``filters.py``) is a type 5 rec
 with ``length u16`` and the UTF-8 value between the timestamp and the message; the Bloom
 filters of its block are in memory only, rebuilt from these records on recovery.
 
+A compressed sub-entry batch of the Stream protocol is a type 6 record: offset and timestamp
+(of its first message), then the batch as it was published (flags and compression, message
+count, sizes, data), never opened, as osiris keeps it. It takes as many offsets as it holds
+messages; Stream protocol readers get it whole, in its chunk; AMQP 0-9-1 and STOMP readers
+pass over it, as RabbitMQ's do (it only opens uncompressed batches, which warren stores one
+message a record on arrival).
+
+The plain messages of one Stream protocol publish are a type 7 record, as osiris writes a
+publish's messages into one chunk: offset and timestamp of the first, ``messages u32``,
+``head size u32`` and the record head they share (``record_head``), then each body as a
+chunk's simple entry carries it (``size u32`` and the bytes). A replay delivers the record's
+entries as they are, without a step per message; an AMQP reader gets each message back
+(head and body), splitting the record once. An uncompressed sub-entry batch is a type 8
+record, the same but delivered as the one sub-entry it came as.
+
 The directory holds ``NNNNNNNN.log`` segments numbered in order. Each starts with a record
 naming its first offset (type 2), then the tracking so far: each publisher reference's last
 publishing id (type 3, deduplication) and each consumer reference's stored offset (type 4,
@@ -38,7 +53,7 @@ import shutil
 import struct
 import zlib
 from array import array
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..model.message import Message
 from .filters import DEFAULT_FILTER_BYTES, BlockFilters
@@ -52,9 +67,28 @@ RECORD_SEGMENT = 2       # a segment's first record: the offset its messages sta
 RECORD_WRITER = 3        # a publisher's last publishing id (deduplication), not a message
 RECORD_CONSUMER = 4      # a consumer's stored offset (server-side offset tracking)
 RECORD_FILTERED = 5      # a message with a filter value (stream filtering)
+RECORD_BATCH = 6         # a compressed sub-entry batch, kept as published
+RECORD_RUN = 7           # a publish's plain messages, framed as a chunk carries them
+RECORD_PLAIN_BATCH = 8   # an uncompressed sub-entry batch: a run delivered as one entry
 _HEAD = struct.Struct(">Qq")
 _MESSAGE_CRC = zlib.crc32(bytes((RECORD_MESSAGE,)))   # the journal's CRC covers the type first
 _FILTERED_CRC = zlib.crc32(bytes((RECORD_FILTERED,)))
+_BATCH_CRC = zlib.crc32(bytes((RECORD_BATCH,)))
+_RUN_CRC = zlib.crc32(bytes((RECORD_RUN,)))
+_PLAIN_BATCH_CRC = zlib.crc32(bytes((RECORD_PLAIN_BATCH,)))
+_RECORD_CRCS = {RECORD_MESSAGE: _MESSAGE_CRC, RECORD_FILTERED: _FILTERED_CRC,
+                RECORD_BATCH: _BATCH_CRC, RECORD_RUN: _RUN_CRC,
+                RECORD_PLAIN_BATCH: _PLAIN_BATCH_CRC}
+_RUNS = (RECORD_RUN, RECORD_PLAIN_BATCH)
+_SUB_ENTRY = struct.Struct(">BHII")   # an uncompressed sub-entry batch's header
+_RUN = struct.Struct(">QqII")   # offset, timestamp, messages, size of the shared head
+_BATCH_COUNT = struct.Struct(">H")   # a batch's message count, after its flags byte
+#: in a type 1 record's payload: after offset and timestamp, the message record's header
+#: (``Message.to_record``: version, flags, exchange and routing key sizes), and where its
+#: properties' size follows the header (plus those two sizes)
+_MESSAGE_ADDRESSES = struct.Struct(">18xHI")
+_MESSAGE_PROPS_AT = _HEAD.size + 8
+_U32 = struct.Struct(">I")
 _FIRST = struct.Struct(">Q")
 _NAME = struct.Struct(">H")
 _VALUE = struct.Struct(">Q")
@@ -62,6 +96,70 @@ _VALUE = struct.Struct(">Q")
 #: RabbitMQ's default ``stream-max-segment-size-bytes`` (500 MB) and its ceiling (3 GB)
 DEFAULT_SEGMENT_BYTES = 500_000_000
 MAX_SEGMENT_BYTES = 3_000_000_000
+
+
+class SubEntryBatch(NamedTuple):
+    """A compressed sub-entry batch: ``messages`` in it, ``entry`` the batch as the Stream
+    protocol carries it. What ``append_many`` takes among message records, and what
+    ``read_run`` gives back in its place."""
+
+    messages: int
+    entry: bytes
+
+
+#: a run record's bounds (``append_many`` cuts a longer run): what one chunk of a replay
+#: carries at most, so a chunk stays well within a client's frame_max (1 MiB for rstream
+#: and rbfly) however big the publish frame was, and an AMQP reader splits little at once
+MAX_RUN_MESSAGES = 1024
+MAX_RUN_BYTES = 256 * 1024
+
+
+def _cut_runs(records: list[bytes | SubEntryBatch | BodyRun],
+              values: list[str | None] | None) -> Any:
+    """``records`` with their filter values, each ``BodyRun`` cut into runs within the
+    bounds above."""
+    for i, record in enumerate(records):
+        value = values[i] if values is not None else None
+        if not isinstance(record, BodyRun) or record.batch:
+            yield record, value   # a batch stays whole, as it came
+            continue
+        bodies, start, size = record.bodies, 0, 0
+        if len(bodies) <= MAX_RUN_MESSAGES and \
+                sum(map(len, bodies)) + 4 * len(bodies) < MAX_RUN_BYTES:
+            yield record, None   # the usual publish: one run
+            continue
+        for k, body in enumerate(bodies):
+            size += len(body) + 4
+            if k + 1 - start == MAX_RUN_MESSAGES or size >= MAX_RUN_BYTES:
+                yield BodyRun(record.head, bodies[start:k + 1]), None
+                start, size = k + 1, 0
+        if start < len(bodies):
+            yield BodyRun(record.head, bodies[start:]), None
+
+
+class BodyRun(NamedTuple):
+    """Messages published together with one address and properties (a Stream protocol
+    publish frame's): ``head`` is their record head (``record_head``), ``bodies`` their
+    bodies. What ``append_many`` takes to keep them as one record."""
+
+    head: bytes
+    bodies: list[bytes]
+    batch: bool = False   # an uncompressed sub-entry batch, delivered as one
+
+
+class ChunkPart(NamedTuple):
+    """What ``read_run`` gives for a record holding several messages: ``entries`` of a
+    chunk (a compressed batch is one; a run's messages one each) over ``messages`` offsets,
+    ``data`` those entries as a chunk carries them."""
+
+    entries: int
+    messages: int
+    data: bytes
+
+
+def batch_count(entry: Any) -> int:
+    """The message count in a sub-entry batch's header."""
+    return _BATCH_COUNT.unpack_from(entry, 1)[0]
 
 
 class Segment:
@@ -91,12 +189,18 @@ class Segment:
     def last_timestamp(self) -> int:
         return self.run_times[-1]
 
-    def add(self, position: int, length: int, ts: int) -> None:
+    def add(self, position: int, length: int, ts: int, count: int = 1) -> None:
+        """``count`` offsets in the record at ``position`` (more than one: a record of
+        several messages, each of its offsets pointing at it)."""
         if not self.run_times or self.run_times[-1] != ts:
             self.run_starts.append(len(self.positions))
             self.run_times.append(ts)
-        self.positions.append(position)
-        self.lengths.append(length)
+        if count == 1:
+            self.positions.append(position)
+            self.lengths.append(length)
+        else:
+            self.positions.extend(array("I", (position,)) * count)
+            self.lengths.extend(array("I", (length,)) * count)
 
     def index_at(self, ts_ms: int) -> int:
         """The index of the first message appended at or after ``ts_ms`` (``count`` when
@@ -122,6 +226,9 @@ class StreamLog:
         self._new_files = False               # a segment was created: fsync the directory
         self.writers: dict[str, int] = {}     # publisher reference -> last publishing id
         self.consumers: dict[str, int] = {}   # consumer reference -> stored offset
+        # the last run record read message by message: ((segment, position), its
+        # timestamp, the shared head, the bodies)
+        self._run_cache: tuple[tuple[int, int], int, bytes, list[bytes]] | None = None
         self.closed = False
 
     # ---------------------------------------------------------------- opening
@@ -172,15 +279,20 @@ class StreamLog:
                 (self.writers if record_type == RECORD_WRITER else self.consumers)[name] = value
                 end = position + HEADER_SIZE + len(payload)
                 continue
-            if record_type not in (RECORD_MESSAGE, RECORD_FILTERED):
+            if record_type not in _RECORD_CRCS:
                 break
             offset, ts = _HEAD.unpack_from(payload)
             if offset != expected:
                 break
+            count = 1
             if record_type == RECORD_FILTERED:
                 self.filters.add(offset, _filter_value(payload))
-            seg.add(position, HEADER_SIZE + len(payload), ts)
-            expected += 1
+            elif record_type == RECORD_BATCH:
+                count = batch_count(payload[_HEAD.size:])
+            elif record_type in _RUNS:
+                count = _RUN.unpack_from(payload)[2]
+            seg.add(position, HEADER_SIZE + len(payload), ts, count)
+            expected += count
             end = position + HEADER_SIZE + len(payload)
         if end != scan.valid_end:
             log.warning("stream %s: segment %d: records out of order cut at %d",
@@ -232,8 +344,13 @@ class StreamLog:
 
     @property
     def last_chunk_offset(self) -> int:
-        """Where ``last`` starts: the newest record (each record is its own chunk)."""
-        return self.next_offset - 1 if self.count else self.next_offset
+        """Where ``last`` starts: the first offset of the newest record (a record is a
+        chunk: one message, a publish's run or a compressed batch)."""
+        if not self.count:
+            return self.next_offset
+        seg = next(seg for seg in reversed(self.segments) if seg.count)
+        positions = seg.positions
+        return seg.first_offset + bisect.bisect_left(positions, positions[-1])
 
     def offset_at(self, ts_ms: int) -> int:
         """The first offset appended at or after ``ts_ms``; ``next_offset`` when none is."""
@@ -252,17 +369,37 @@ class StreamLog:
             self.track_writer(*writer)
         return offset
 
-    def append_many(self, message_records: list[bytes],
+    def append_many(self, message_records: list[bytes | SubEntryBatch | BodyRun],
                     filter_values: list[str | None] | None = None) -> None:
         """Add messages at consecutive offsets, appended at one timestamp; ``filter_values``:
-        each one's filter value or None (stream filtering)."""
+        each one's filter value or None (stream filtering). A ``SubEntryBatch`` or a
+        ``BodyRun`` among them is one record taking an offset for each of its messages."""
         ts = int(self.clock.seconds() * 1000)
         seg = self.segments[-1]
         pack_head, pack_frame = _HEAD.pack, RECORD_HEADER.pack
         pending = self._pending
-        for i, record in enumerate(message_records):
-            value = filter_values[i] if filter_values is not None else None
-            if value is None:
+        for record, value in _cut_runs(message_records, filter_values):
+            count = 1
+            if isinstance(record, BodyRun):
+                count = len(record.bodies)
+                pack = _U32.pack
+                payload = b"".join([_RUN.pack(self.next_offset, ts, count, len(record.head)),
+                                    record.head] + [pack(len(b)) + b for b in record.bodies])
+                kind = RECORD_PLAIN_BATCH if record.batch else RECORD_RUN
+                frame = pack_frame(len(payload), zlib.crc32(payload, _RECORD_CRCS[kind]),
+                                   kind) + payload
+                if self.filters.blocks:
+                    for k in range(count):
+                        self.filters.add(self.next_offset + k, None)
+            elif isinstance(record, SubEntryBatch):
+                count = record.messages
+                payload = pack_head(self.next_offset, ts) + record.entry
+                frame = pack_frame(len(payload), zlib.crc32(payload, _BATCH_CRC),
+                                   RECORD_BATCH) + payload
+                if self.filters.blocks:
+                    for k in range(count):
+                        self.filters.add(self.next_offset + k, None)
+            elif value is None:
                 payload = pack_head(self.next_offset, ts) + record
                 frame = pack_frame(len(payload), zlib.crc32(payload, _MESSAGE_CRC),
                                    RECORD_MESSAGE) + payload
@@ -278,10 +415,10 @@ class StreamLog:
                 self._write_pending()
                 seg = self._new_segment(_segment_number(seg) + 1)
                 pending = self._pending
-            seg.add(seg.size, len(frame), ts)
+            seg.add(seg.size, len(frame), ts, count)
             seg.size += len(frame)
             pending += frame
-            self.next_offset += 1
+            self.next_offset += count
         self._unsynced = True
         if self._flush_call is None:
             self._flush_call = self.clock.callLater(0, self._flush_soon)
@@ -303,9 +440,11 @@ class StreamLog:
         if self._flush_call is None:
             self._flush_call = self.clock.callLater(0, self._flush_soon)
 
-    def read(self, offset: int) -> tuple[int, bytes, str | None] | None:
+    def read(self, offset: int) -> tuple[int, bytes | None, str | None] | None:
         """(timestamp ms, message record, filter value) at ``offset``; None when it is not in
-        the log."""
+        the log; the record is None when the offset is in a compressed sub-entry batch
+        (``batch_end`` is where the next message is). A message of a run record comes with
+        the run's head."""
         i = bisect.bisect_right(self._firsts, offset) - 1
         if i < 0 or offset >= self.next_offset:
             return None
@@ -314,6 +453,11 @@ class StreamLog:
         if index >= seg.count:
             return None
         position = seg.positions[index]
+        cached = self._run_cache
+        if cached is not None and cached[0] == (seg.file.number, position):
+            # the run record read last: no read again
+            first = bisect.bisect_left(seg.positions, position, 0, index)
+            return cached[1], cached[2] + cached[3][index - first], None
         if seg is self.segments[-1] and position >= self._pending_at and self._pending:
             self._write_pending()
         try:
@@ -322,33 +466,81 @@ class StreamLog:
             log.error("stream %s: offset %d unreadable: %s", self.directory, offset, e)
             return None
         ts = _HEAD.unpack_from(payload)[1]
+        if record_type == RECORD_BATCH:
+            return ts, None, None
+        if record_type in _RUNS:
+            first = bisect.bisect_left(seg.positions, position, 0, index)
+            head, bodies = self._split_run(seg, position, ts, payload)
+            return ts, head + bodies[index - first], None
         if record_type == RECORD_FILTERED:
             value = _filter_value(payload)
             return ts, payload[_HEAD.size + _NAME.size + len(value.encode()):], value
         return ts, payload[_HEAD.size:], None
 
-    def read_run(self, offset: int, end: int, max_records: int, max_bytes: int,
-                 body_only: bool = False) -> tuple[int, list[bytes], int]:
-        """Consecutive message records from ``offset`` (not past ``end``, one segment, at
-        most ``max_records``, about ``max_bytes``) read with one pread: (the first one's
-        timestamp, the records, the offset after them); ``body_only``: each message's body
-        alone (what the Stream protocol delivers), cut from the read bytes without copying
-        the record first. A record that does not check out ends the run; when it is the
-        first, it is logged and passed over (no records)."""
+    def _split_run(self, seg: Segment, position: int, ts: int,
+                   payload: Any) -> tuple[bytes, list[bytes]]:
+        """A run record's shared head and its bodies; kept as the last run read, so a
+        reader going through a run message by message reads and splits it once."""
+        _, _, count, head_size = _RUN.unpack_from(payload)
+        at = _RUN.size
+        head = bytes(payload[at:at + head_size])
+        at += head_size
+        bodies = []
+        unpack = _U32.unpack_from
+        for _ in range(count):
+            (size,) = unpack(payload, at)
+            bodies.append(bytes(payload[at + 4:at + 4 + size]))
+            at += 4 + size
+        self._run_cache = ((seg.file.number, position), ts, head, bodies)
+        return head, bodies
+
+    def batch_end(self, offset: int) -> int:
+        """The offset after the record holding ``offset`` (one past it for a message; past
+        all of them for a record of several messages, whose offsets share its position)."""
         i = bisect.bisect_right(self._firsts, offset) - 1
-        if i < 0 or offset >= min(end, self.next_offset):
-            return 0, [], offset
         seg = self.segments[i]
         index = offset - seg.first_offset
+        after = bisect.bisect_right(seg.positions, seg.positions[index], index)
+        return seg.first_offset + after
+
+    def read_run(self, offset: int, end: int, max_records: int, max_bytes: int,
+                 body_only: bool = False
+                 ) -> tuple[int, int, list[bytes | ChunkPart], int]:
+        """Consecutive message records from ``offset`` (not past ``end``, one segment, at
+        most ``max_records``, about ``max_bytes``) read with one pread: (the first one's
+        offset and timestamp, the records, the offset after them); ``body_only``: each
+        message's body alone (what the Stream protocol delivers), cut from the read bytes
+        without copying the record first. A record of several messages (a compressed
+        sub-entry batch, a run of a publish's messages) comes as a ``ChunkPart``, and only
+        whole: a run starting inside one (a reader that asked for an offset in it) starts
+        at its first offset, as an osiris reader starts at the chunk holding the offset; one
+        that would end inside it stops before it, unless it is the run's only record. A
+        record that does not check out ends the run; when it is the first, it is logged and
+        passed over (no records)."""
+        i = bisect.bisect_right(self._firsts, offset) - 1
+        if i < 0 or offset >= min(end, self.next_offset):
+            return offset, 0, [], offset
+        seg = self.segments[i]
+        index = offset - seg.first_offset
+        positions, lengths = seg.positions, seg.lengths
+        if index and positions[index - 1] == positions[index]:
+            # inside a record of several messages: back to its first offset
+            index = bisect.bisect_left(positions, positions[index], 0, index)
+            offset = seg.first_offset + index
         stop = min(end - seg.first_offset, seg.count, index + max_records)
         if index >= stop:
-            return 0, [], offset
-        positions, lengths = seg.positions, seg.lengths
+            return offset, 0, [], offset
         start = positions[index]
-        j, total = index, 0
-        while j < stop and total < max_bytes:
-            total += lengths[j]
-            j += 1
+        # the records starting within ``max_bytes`` of the first (at least the first)...
+        j = max(bisect.bisect_left(positions, start + max_bytes, index, stop), index + 1)
+        if j < len(positions) and positions[j] == positions[j - 1]:
+            j = bisect.bisect_right(positions, positions[j], j)   # ...and the last whole
+        if j > stop:
+            # the last record holds messages past the end asked for: it waits for the
+            # next run, unless it is the only record
+            last = bisect.bisect_left(positions, positions[j - 1], index, j)
+            if last > index:
+                j = last
         span_end = positions[j - 1] + lengths[j - 1]
         if seg is self.segments[-1] and span_end > self._pending_at and self._pending:
             self._write_pending()
@@ -357,36 +549,69 @@ class StreamLog:
         except OSError as e:
             log.error("stream %s: offsets %d-%d unreadable: %s", self.directory, offset,
                       seg.first_offset + j - 1, e)
-            return 0, [], offset + 1
+            return offset, 0, [], seg.first_offset + bisect.bisect_right(positions, start, index)
         view = memoryview(raw)
-        records: list[bytes] = []
+        records: list[bytes | ChunkPart] = []
         first_ts = 0
         unpack_frame, crc32 = RECORD_HEADER.unpack_from, zlib.crc32
         body_size = Message.record_body_size
-        for k in range(index, j):
+        addresses, props_size = _MESSAGE_ADDRESSES.unpack_from, _U32.unpack_from
+        append = records.append
+        whole = len(raw) == span_end - start   # else the file ended early: check each
+        k = index
+        count = 0
+        while k < j:
             at = positions[k] - start
-            size, crc, record_type = unpack_frame(view, at) if at + HEADER_SIZE <= len(raw) \
-                else (-1, 0, 0)
-            payload = view[at + HEADER_SIZE:at + lengths[k]]
-            if (HEADER_SIZE + size != lengths[k] or len(payload) != size
-                    or record_type not in (RECORD_MESSAGE, RECORD_FILTERED)
-                    or crc32(payload, _MESSAGE_CRC if record_type == RECORD_MESSAGE
-                             else _FILTERED_CRC) != crc):
+            length = lengths[k]
+            size, crc, record_type = unpack_frame(raw, at) if whole or \
+                at + HEADER_SIZE <= len(raw) else (-1, 0, 0)
+            p0 = at + HEADER_SIZE
+            if (HEADER_SIZE + size != length or (not whole and p0 + size > len(raw))
+                    or record_type not in _RECORD_CRCS
+                    or crc32(view[p0:p0 + size], _RECORD_CRCS[record_type]) != crc):
                 if records:
                     break
                 log.error("stream %s: offset %d unreadable: record at %d does not check out",
                           self.directory, seg.first_offset + k, positions[k])
-                return 0, [], offset + 1
+                return offset, 0, [], \
+                    seg.first_offset + bisect.bisect_right(positions, start, index)
+            if not records:
+                first_ts = _HEAD.unpack_from(raw, p0)[1]
+            k += 1
+            count += 1
+            if record_type == RECORD_MESSAGE and body_only:
+                # the hot path of a replay: the body's start from the record's own sizes
+                ex, rk = addresses(raw, p0)
+                at = p0 + _MESSAGE_PROPS_AT + ex + rk
+                append(raw[at + 4 + props_size(raw, at)[0]:p0 + size])
+                continue
+            payload = view[p0:p0 + size]
+            if record_type in _RUNS:
+                _, _, n, head_size = _RUN.unpack_from(payload)
+                data = payload[_RUN.size + head_size:]
+                if record_type == RECORD_RUN:
+                    append(ChunkPart(n, n, bytes(data)))
+                else:
+                    append(ChunkPart(1, n, _SUB_ENTRY.pack(0x80, n, len(data), len(data))
+                                     + bytes(data)))
+                k += n - 1
+                count += n - 1
+                continue
+            if record_type == RECORD_BATCH:
+                entry = bytes(payload[_HEAD.size:])
+                n = batch_count(entry)
+                append(ChunkPart(1, n, entry))
+                k += n - 1
+                count += n - 1
+                continue
             head = _HEAD.size
             if record_type == RECORD_FILTERED:
                 head += _NAME.size + _NAME.unpack_from(payload, _HEAD.size)[0]
-            if not records:
-                first_ts = _HEAD.unpack_from(payload)[1]
             record = payload[head:]
             if body_only:
                 record = record[len(record) - body_size(record):]
-            records.append(bytes(record))
-        return first_ts, records, offset + len(records)
+            append(bytes(record))
+        return offset, first_ts, records, offset + count
 
     # ---------------------------------------------------------------- durability
     def _flush_soon(self) -> None:

@@ -30,7 +30,7 @@ from ..model.errors import NotImplemented_, PreconditionFailed
 from ..model.message import Message, QueueEntry
 from ..broker.queue import Queue
 from ..broker.queue_types import register
-from .log import MAX_SEGMENT_BYTES, StreamLog
+from .log import MAX_SEGMENT_BYTES, BodyRun, StreamLog, SubEntryBatch
 from .filters import (BLOCK, DEFAULT_FILTER_BYTES, MAX_FILTER_BYTES, MIN_FILTER_BYTES,
                       FilterSpec, amqp_filter, message_filter_value)
 from .offsets import NEXT, OffsetSpec, parse_offset
@@ -139,18 +139,20 @@ class StreamQueue(Queue):
                             None if value is None else [value])
         return offset
 
-    def append_records(self, records: list[bytes],
+    def append_records(self, records: list[bytes | SubEntryBatch | BodyRun],
                        writer: tuple[str, int] | None = None,
                        filter_values: list[str | None] | None = None) -> None:
-        """Add message records (``Message.to_record``) at consecutive offsets; ``writer``: the
-        publisher reference and the publishing id of the last of them; ``filter_values``:
-        each record's filter value or None."""
+        """Add message records (``Message.to_record``; a compressed sub-entry batch kept as
+        published; a run of a publish's bodies kept as one record) at consecutive offsets;
+        ``writer``: the publisher reference and the publishing id of the last of them;
+        ``filter_values``: each record's filter value or None."""
         log = self.log
         segments = len(log.segments)
+        before = log.next_offset
         log.append_many(records, filter_values)
         if writer is not None:
             log.track_writer(*writer)
-        self.stats["publish"] += len(records)
+        self.stats["publish"] += log.next_offset - before
         self._syncer.add(log)
         if len(log.segments) != segments:
             log.retain(self.max_length_bytes, self.max_age_ms)
@@ -261,8 +263,11 @@ class StreamQueue(Queue):
                         sent += 1
                         continue
                     found = log.read(offset)
-                    if found is None:   # unreadable (logged): skip it
-                        offset += 1
+                    if found is None or found[1] is None:
+                        # unreadable (logged), or a compressed sub-entry batch, which only
+                        # Stream protocol readers get (RabbitMQ's AMQP readers skip it too)
+                        offset = log.batch_end(offset)
+                        sent += 1
                         continue
                     if wanted is not None and not wanted.matches(found[2]):
                         offset += 1
@@ -300,11 +305,12 @@ class StreamQueue(Queue):
                     offset = end
                     skipped += 1
                     continue
-            timestamp, bodies, after = log.read_run(offset, end, CHUNK_RECORDS, CHUNK_BYTES,
-                                                    body_only=True)
+            # a run may start before ``offset``: at the first offset of the batch holding it
+            first, timestamp, bodies, after = log.read_run(offset, end, CHUNK_RECORDS,
+                                                           CHUNK_BYTES, body_only=True)
             if bodies:
-                consumer.deliver_chunk(self, offset, timestamp, bodies)
-                records_sent += len(bodies)
+                consumer.deliver_chunk(self, first, timestamp, bodies)
+                records_sent += after - first
             elif after == offset:
                 break   # not in the log (cannot happen: the caller starts at first_offset)
             else:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import Iterable, NamedTuple
+from typing import Iterable, NamedTuple, Sequence
 
 # command keys
 DECLARE_PUBLISHER = 1
@@ -50,6 +50,7 @@ EXCHANGE_COMMAND_VERSIONS = 27
 STREAM_STATS = 28
 CREATE_SUPER_STREAM = 29
 DELETE_SUPER_STREAM = 30
+RESOLVE_OFFSET_SPEC = 31     # RabbitMQ 4.3
 RESPONSE = 0x8000
 
 # response codes (``rabbit_stream.hrl``)
@@ -87,11 +88,12 @@ COMMAND_VERSIONS = ((DECLARE_PUBLISHER, 1, 1), (PUBLISH, 1, 2), (QUERY_PUBLISHER
                     (TUNE, 1, 1), (OPEN, 1, 1), (CLOSE, 1, 1), (HEARTBEAT, 1, 1),
                     (EXCHANGE_COMMAND_VERSIONS, 1, 1), (STREAM_STATS, 1, 1), (ROUTE, 1, 1),
                     (PARTITIONS, 1, 1), (CONSUMER_UPDATE, 1, 1), (CREATE_SUPER_STREAM, 1, 1),
-                    (DELETE_SUPER_STREAM, 1, 1))
+                    (DELETE_SUPER_STREAM, 1, 1), (RESOLVE_OFFSET_SPEC, 1, 1))
 
 _U32 = struct.Struct(">I")
 _I16 = struct.Struct(">h")
 _PUBLISHING_ID = struct.Struct(">Q")
+_ID_AND_SIZE = struct.Struct(">QI")   # a publish entry's publishing id and message size
 _SUB_BATCH = struct.Struct(">BHII")   # flag and compression, messages, uncompressed, size
 _HEAD = struct.Struct(">IHH")
 _CHUNK = struct.Struct(">BBHIqQQIIIB3x")
@@ -100,7 +102,7 @@ _CHUNK_USER = 0
 
 
 #: sub-entry compression types (``rabbit_stream_utils``: 0 none, 1 gzip, 2 snappy, 3 lz4,
-#: 4 zstd are known); warren opens the first two
+#: 4 zstd are known)
 COMPRESSION_NONE, COMPRESSION_GZIP, MAX_KNOWN_COMPRESSION = 0, 1, 4
 #: ``max_uncompressed_sub_entry_batch_size``, RabbitMQ's default
 MAX_UNCOMPRESSED_SUB_BATCH = 64 * 1024 * 1024
@@ -128,10 +130,11 @@ class BadSubBatch(Exception):
     rest of the frame's get PRECONDITION_FAILED."""
 
 
-def sub_batch_messages(batch: SubBatch, data: bytes,
-                       max_uncompressed: int = MAX_UNCOMPRESSED_SUB_BATCH) -> list[bytes]:
-    """The messages of a sub-entry batch, after ``validate_compressed_sub_batch``'s checks in
-    its order; the data is uncompressed up to the size the header gives, no further."""
+def check_sub_batch(batch: SubBatch, data: bytes,
+                    max_uncompressed: int = MAX_UNCOMPRESSED_SUB_BATCH) -> None:
+    """``validate_compressed_sub_batch``'s checks, in its order: all RabbitMQ looks at before
+    it stores a batch as it came (a compressed one is never opened by the broker); then
+    warren's bound of one message per compressed byte."""
     if batch.uncompressed_size > max_uncompressed:
         raise BadSubBatch(f"uncompressed size {batch.uncompressed_size} exceeds the limit "
                           f"{max_uncompressed}")
@@ -144,31 +147,40 @@ def sub_batch_messages(batch: SubBatch, data: bytes,
         raise BadSubBatch(f"unknown compression type {batch.compression}")
     if not data and batch.compression != COMPRESSION_NONE:
         raise BadSubBatch("empty batch with compression")
-    if batch.compression == COMPRESSION_GZIP:
-        inflater = zlib.decompressobj(wbits=47)   # gzip or zlib header
-        try:
-            plain = inflater.decompress(data, batch.uncompressed_size + 1)
-        except zlib.error as e:
-            raise BadSubBatch(f"gzip data does not inflate: {e}") from None
-    elif batch.compression == COMPRESSION_NONE:
-        plain = data
-    else:
-        raise BadSubBatch(f"compression type {batch.compression} is not supported by warren")
-    if len(plain) != batch.uncompressed_size:
-        raise BadSubBatch(f"{len(plain)} bytes uncompressed, the header says "
+    if batch.compression != COMPRESSION_NONE and batch.message_count > len(data):
+        # warren's own bound, past RabbitMQ's checks: a compressed batch is stored unopened
+        # but takes an offset per message it claims, and warren's index holds 8 bytes an
+        # offset (osiris' one entry a chunk), so a few bytes claiming thousands of messages
+        # would cost thousands of times their size in memory
+        raise BadSubBatch(f"{batch.message_count} messages in {len(data)} compressed bytes")
+
+
+def sub_batch_messages(batch: SubBatch, data: bytes) -> list[bytes]:
+    """The messages of an uncompressed sub-entry batch (checked by ``check_sub_batch``),
+    which warren stores one by one; one whose sub-entries do not fill it exactly is
+    refused."""
+    if len(data) != batch.uncompressed_size:
+        raise BadSubBatch(f"{len(data)} bytes in the batch, the header says "
                           f"{batch.uncompressed_size}")
     messages = []
     pos = 0
     for _ in range(batch.message_count):
-        if pos + 4 > len(plain):
+        if pos + 4 > len(data):
             raise BadSubBatch("batch ends inside a sub-entry")
-        (size,) = _U32.unpack_from(plain, pos)
+        (size,) = _U32.unpack_from(data, pos)
         pos += 4
-        if size & 0x80000000 or pos + size > len(plain):
+        if size & 0x80000000 or pos + size > len(data):
             raise BadSubBatch(f"sub-entry of {size} bytes in a batch this short")
-        messages.append(plain[pos:pos + size])
+        messages.append(data[pos:pos + size])
         pos += size
     return messages
+
+
+def sub_entry(batch: SubBatch, data: bytes) -> bytes:
+    """A sub-entry batch as a chunk carries it (and a publish did): the flag with the
+    compression type, the message count, the uncompressed and the data size, the data."""
+    return _SUB_BATCH.pack(0x80 | (batch.compression << 4), batch.message_count,
+                           batch.uncompressed_size, len(data)) + data
 
 
 class MalformedFrame(Exception):
@@ -254,6 +266,17 @@ class Fields:
         except UnicodeDecodeError:
             raise MalformedFrame("string is not UTF-8") from None
 
+    def offset_specification(self) -> tuple[int, int]:
+        """An offset specification (subscribe, resolve_offset_spec, a consumer update's
+        answer): its type and value; only types 4 (an offset, unsigned) and 5 (a timestamp in
+        ms, signed) carry a value, the others read as 0. The caller refuses unknown types."""
+        kind = self.u16()
+        if kind == OFFSET_OFFSET:
+            return kind, self.u64()
+        if kind == OFFSET_TIMESTAMP:
+            return kind, self.i64()
+        return kind, 0
+
     def blob(self) -> bytes:
         n = self.i32()
         return bytes(self._take(n))
@@ -281,7 +304,19 @@ class Fields:
         data, pos, end = self._data, self._pos, len(self._data)
         out = []
         unpack = _PUBLISHING_ID.unpack_from
+        id_and_size = _ID_AND_SIZE.unpack_from
         for _ in range(n):
+            if version == 1 and pos + 12 <= end:
+                # the usual entry, a message of version 1, read with one unpack
+                publishing_id, size = id_and_size(data, pos)
+                if not size & 0x80000000:
+                    pos += 12
+                    if pos + size > end:
+                        raise MalformedFrame(f"message of {size} bytes in a frame this short")
+                    out.append(PublishEntry(publishing_id, None, bytes(data[pos:pos + size]),
+                                            None))
+                    pos += size
+                    continue
             if pos + 8 > end:
                 raise MalformedFrame("frame ends inside a publish entry")
             (publishing_id,) = unpack(data, pos)
@@ -413,14 +448,30 @@ def command_versions_response(correlation_id: int) -> bytes:
 
 
 def deliver_frame(subscription_id: int, first_offset: int, timestamp_ms: int,
-                  entries: list[bytes]) -> bytes:
-    """A Deliver (v1) of one osiris chunk holding ``entries`` as simple entries."""
-    parts: list[bytes] = []
+                  entries: Sequence[bytes | tuple[int, int, bytes]]) -> bytes:
+    """A Deliver (v1) of one osiris chunk: each item a message body (a simple entry) or
+    (entries, messages, their bytes as a chunk carries them: simple entries, or a sub-entry
+    batch as ``sub_entry`` writes it). The chunk's entry count counts entries, its record
+    count messages (what the offsets step by)."""
     pack = _U32.pack
-    for e in entries:
-        parts.append(pack(len(e)))
-        parts.append(e)
-    data = b"".join(parts)
-    chunk = _CHUNK.pack(_MAGIC_VERSION, _CHUNK_USER, len(entries), len(entries), timestamp_ms,
+    try:
+        # bodies only: a tuple does not add to bytes
+        data = b"".join([pack(len(e)) + e for e in entries])   # type: ignore[operator]
+        count = records = len(entries)
+    except TypeError:
+        parts: list[bytes] = []
+        count = records = 0
+        for e in entries:
+            if isinstance(e, tuple):
+                count += e[0]
+                records += e[1]
+                parts.append(e[2])
+            else:
+                parts.append(pack(len(e)))
+                parts.append(e)
+                count += 1
+                records += 1
+        data = b"".join(parts)
+    chunk = _CHUNK.pack(_MAGIC_VERSION, _CHUNK_USER, count, records, timestamp_ms,
                         1, first_offset, zlib.crc32(data), len(data), 0, 0)
     return frame(DELIVER, bytes((subscription_id,)), chunk, data)

@@ -23,12 +23,14 @@ the response code of the command.
 from __future__ import annotations
 
 import logging
+import struct
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..model.errors import AccessRefused, BrokerError, NotAllowed, NotFound, PreconditionFailed
 from ..model.message import Properties, QueueEntry, record_head
 from ..stream import super_streams
 from ..stream.filters import FilterSpec, subscription_filter
+from ..stream.log import BodyRun, ChunkPart, SubEntryBatch
 from ..stream.offsets import OffsetSpec
 from ..stream.queue import StreamQueue
 from . import codec
@@ -59,6 +61,20 @@ def queue_arguments(args: dict[str, str]) -> dict[str, Any] | None:
         except ValueError:
             return None
     return arguments
+
+
+#: the offset specification types that name no offset, as the core's ``OffsetSpec`` kinds
+_SPEC_KINDS = {codec.OFFSET_FIRST: "first", codec.OFFSET_LAST: "last", codec.OFFSET_NEXT: "next",
+               codec.OFFSET_OFFSET: "offset", codec.OFFSET_TIMESTAMP: "timestamp"}
+
+
+def offset_spec(kind: int, value: int) -> OffsetSpec:
+    """An offset specification read off the wire (``Fields.offset_specification``); an
+    unknown type is a frame RabbitMQ cannot parse, and it drops the connection."""
+    name = _SPEC_KINDS.get(kind)
+    if name is None:
+        raise MalformedFrame(f"unknown offset specification type {kind}")
+    return OffsetSpec(name, value)
 
 
 class Subscription:
@@ -94,8 +110,9 @@ class Subscription:
         self.session.request_consumer_update(self, active, stepping_down)
 
     def deliver_chunk(self, queue: Any, first_offset: int, timestamp_ms: int,
-                      bodies: list[bytes]) -> None:
-        """A chunk of message bodies at consecutive offsets (``StreamLog.read_run``)."""
+                      bodies: list[bytes | ChunkPart]) -> None:
+        """A chunk of message bodies and compressed sub-entry batches at consecutive offsets
+        (``StreamLog.read_run``)."""
         self.credit -= 1
         self.session.write(codec.deliver_frame(self.sub_id, first_offset, timestamp_ms, bodies))
 
@@ -162,6 +179,7 @@ class StreamSession:
             codec.PARTITIONS: self._partitions,
             codec.CREATE_SUPER_STREAM: self._create_super_stream,
             codec.DELETE_SUPER_STREAM: self._delete_super_stream,
+            codec.RESOLVE_OFFSET_SPEC: self._resolve_offset_spec,
         }
 
     # ---------------------------------------------------------------- dispatch
@@ -524,9 +542,12 @@ class StreamSession:
                                   codec.PUBLISHER_DOES_NOT_EXIST))
 
     def _publish(self, f: Fields) -> None:
-        """Each entry's message, or each message of a sub-entry batch (opened here, so every
-        protocol reads them one by one), is appended; a batch RabbitMQ would refuse, and the
-        entries after it in the frame, get PRECONDITION_FAILED (``write_messages``)."""
+        """Each entry's message is appended, the plain ones of a frame as one run record.
+        A sub-entry batch is stored as one record and delivered as it came: an uncompressed
+        one is checked here (its sub-entries must fill it) and AMQP readers get its messages
+        one by one; a compressed one is stored unopened, as osiris stores it, and AMQP
+        readers pass over it, as RabbitMQ's do. A batch RabbitMQ would refuse, and
+        the entries after it in the frame, get PRECONDITION_FAILED (``write_messages``)."""
         pub_id = f.u8()
         entries = f.publish_entries(2 if self._version == 2 else 1)
         publisher = self.publishers.get(pub_id)
@@ -542,15 +563,34 @@ class StreamSession:
         # a named publisher: ids not above the last one stored are duplicates, confirmed
         # without being stored again (osiris' deduplication)
         last = q.log.writers.get(reference, -1) if reference is not None else -1
-        records: list[bytes] = []
+        records: list[bytes | SubEntryBatch | BodyRun] = []
         values: list[str | None] = []
         accepted: list[int] = []
+        plain: list[bytes] = []   # bodies without a filter value, kept as one run record
+
+        def end_run() -> None:
+            if len(plain) > 1:
+                records.append(BodyRun(head, plain[:]))
+                values.append(None)
+            elif plain:
+                records.append(head + plain[0])
+                values.append(None)
+            plain.clear()
+
         for i, entry in enumerate(entries):
-            if entry.batch is None:
+            batch = entry.batch
+            kept: SubEntryBatch | BodyRun | None = None
+            if batch is None:
                 bodies = [entry.data]
             else:
                 try:
-                    bodies = codec.sub_batch_messages(entry.batch, entry.data)
+                    codec.check_sub_batch(batch, entry.data)
+                    if batch.compression == codec.COMPRESSION_NONE:
+                        bodies = codec.sub_batch_messages(batch, entry.data)
+                        kept = BodyRun(head, bodies, batch=True)
+                    else:
+                        kept = SubEntryBatch(batch.message_count,
+                                             codec.sub_entry(batch, entry.data))
                 except codec.BadSubBatch as e:
                     log.warning("stream connection %s: sub-entry batch of publisher %d to "
                                 "%r refused, with the rest of its frame: %s", self.peer,
@@ -564,8 +604,17 @@ class StreamSession:
                 if entry.publishing_id <= last:
                     continue
                 last = entry.publishing_id
-            records.extend(head + body for body in bodies)
-            values.extend([entry.filter_value] * len(bodies))
+            if kept is not None:
+                end_run()
+                records.append(kept)
+                values.append(None)
+            elif entry.filter_value is None:
+                plain.extend(bodies)
+            else:
+                end_run()
+                records.extend(head + body for body in bodies)
+                values.extend([entry.filter_value] * len(bodies))
+        end_run()
         if records:
             q.append_records(records, (reference, last) if reference is not None else None,
                              values if any(v is not None for v in values) else None)
@@ -591,22 +640,10 @@ class StreamSession:
         corr = f.u32()
         sub_id = f.u8()
         name = f.string()
-        kind = f.u16()
-        spec: OffsetSpec | None
-        if kind == codec.OFFSET_OFFSET:
-            spec = OffsetSpec("offset", f.u64())
-        elif kind == codec.OFFSET_TIMESTAMP:
-            spec = OffsetSpec("timestamp", f.i64())
-        else:
-            spec = {codec.OFFSET_FIRST: OffsetSpec("first"),
-                    codec.OFFSET_LAST: OffsetSpec("last"),
-                    codec.OFFSET_NEXT: OffsetSpec("next")}.get(kind)
+        spec = offset_spec(*f.offset_specification())
         credit = f.u16()
         properties = f.properties()
         f.end()
-        if spec is None:
-            # RabbitMQ cannot parse the frame and drops the connection
-            raise MalformedFrame(f"unknown offset specification type {kind}")
         q = self._stream(name)
         single_active = properties.get("single-active-consumer") == "true"
         if q is None:
@@ -654,17 +691,8 @@ class StreamSession:
         member of its group become active."""
         corr = f.u32()
         f.u16()   # RabbitMQ logs a code other than OK and goes on
-        kind = f.u16()
-        spec = None
-        if kind == codec.OFFSET_OFFSET:
-            spec = OffsetSpec("offset", f.u64())
-        elif kind == codec.OFFSET_TIMESTAMP:
-            spec = OffsetSpec("timestamp", f.i64())
-        elif kind in (codec.OFFSET_FIRST, codec.OFFSET_LAST, codec.OFFSET_NEXT):
-            spec = OffsetSpec({codec.OFFSET_FIRST: "first", codec.OFFSET_LAST: "last",
-                               codec.OFFSET_NEXT: "next"}[kind])
-        elif kind != codec.OFFSET_NONE:
-            raise MalformedFrame(f"unknown offset specification type {kind}")
+        kind, value = f.offset_specification()
+        spec = None if kind == codec.OFFSET_NONE else offset_spec(kind, value)
         pending = self._consumer_updates.pop(corr, None)
         if pending is None:
             log.warning("stream connection %s: consumer update answer for unknown request "
@@ -718,6 +746,27 @@ class StreamSession:
         q = self._stream(name)
         if q is not None and reference and self._allowed("read", q.name):
             q.store_offset(reference, offset)
+
+    def _resolve_offset_spec(self, f: Fields) -> None:
+        """RabbitMQ 4.3's resolve_offset_spec: the offset a subscription with this
+        specification would read first (read permission needed), always answered as type
+        offset (4), and 0 with an error code. The properties (filter values, chunk selector)
+        are read and not used: warren's chunks are cut per reader, so any record is one."""
+        corr = f.u32()
+        name = f.string()
+        spec = offset_spec(*f.offset_specification())
+        f.properties()
+        f.end()
+        q = self._stream(name)
+        offset = 0
+        if not self._allowed("read", name or ""):   # RabbitMQ asks before it looks
+            code = codec.ACCESS_REFUSED
+        elif q is None:
+            code = codec.STREAM_DOES_NOT_EXIST
+        else:
+            code, offset = codec.OK, q.start_offset(spec)
+        self.write(codec.response(codec.RESOLVE_OFFSET_SPEC, corr, code,
+                                  struct.pack(">HQ", codec.OFFSET_OFFSET, offset)))
 
     def _query_offset(self, f: Fields) -> None:
         corr = f.u32()
