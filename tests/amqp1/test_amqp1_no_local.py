@@ -5,7 +5,6 @@ queue they stay for other consumers. The filter is answered in the attach."""
 
 from __future__ import annotations
 
-import pika
 from proton import Described, Message, symbol, ulong
 from proton.reactor import Filter
 from proton.utils import BlockingConnection
@@ -56,7 +55,7 @@ def test_on_a_shared_queue_they_stay_for_other_consumers(amqp1, channel, unique)
     channel.queue_declare(unique)
     receiver = amqp1.create_receiver(f"/queues/{unique}", options=Filter(by_code))
     assert answered_filters(receiver) == by_code
-    amqp1.create_sender(f"/queues/{unique}").send(Message(body=b"mine"))
+    amqp1.create_sender(f"/queues/{unique}").send(Message(body=b"mine", inferred=True))
     channel.basic_publish("", unique, b"theirs")
     assert receive(receiver) == b"theirs"
     _method, _props, body = eventually(

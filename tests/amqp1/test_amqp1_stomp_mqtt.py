@@ -49,7 +49,8 @@ def test_amqp1_send_reaches_a_stomp_subscriber(broker, unique):
     amqp1 = open_amqp1(broker)
     eventually(lambda: unique in [q["name"] for q in _queues(broker)], "the queue declared")
     amqp1.create_sender(f"/queues/{unique}").send(
-        Message(body=b"to stomp", properties={"colour": "red"}, content_type="text/plain"))
+        Message(body=b"to stomp", inferred=True, properties={"colour": "red"},
+                content_type="text/plain"))
     frame = listener.got.get(timeout=30)
     amqp1.close()
     conn.disconnect()
