@@ -1,15 +1,17 @@
 """The body section an AMQP 1.0 sender chose reaches AMQP 1.0 receivers as it was sent, as
 RabbitMQ 4 keeps it: an amqp-value of any type, amqp-sequence sections, several data
 sections. An AMQP 0-9-1 consumer gets what RabbitMQ 4's ``mc_amqpl`` gives it: data sections'
-bytes joined; any other body its sections AMQP-encoded, with the type ``amqp-1.0``. A 0-9-1
-publisher's body reaches 1.0 receivers as one data section, or, typed ``amqp-1.0``, as the
-body sections it holds. A body of two kinds is the spec's decode error."""
+bytes joined; any other body its sections AMQP-encoded, with the type ``amqp-1.0`` (unless a
+subject is the type: JMSType selectors see it, as Qpid JMS sends it). A 0-9-1 publisher's
+body reaches 1.0 receivers as one data section, or, typed ``amqp-1.0``, as the body sections
+it holds. A body of two kinds is the spec's decode error."""
 
 from __future__ import annotations
 
 import pika
 import pytest
 from proton import Message, symbol, ulong
+from proton.reactor import Selector
 
 from tests.amqp1.proton_raw import RawMessage, receive_raw, section, section_list
 from tests.amqp1.raw import Raw, close_error
@@ -71,12 +73,37 @@ def test_a_body_reaches_amqp1_as_sent_and_091_as_rabbitmq_4_gives_it(amqp1, chan
 
     _method, props, body = got_one(channel, f"{unique}-0-9-1")
     assert props.content_type == "application/x-test"
+    assert props.type == "kind"                     # the subject, as for any message
     if KINDS[kind][0][0] == DATA:
         assert body == b"".join(value for _code, value in KINDS[kind])
-        assert props.type == "kind"                 # the subject, as for any message
     else:
         assert body == encoded_body(kind)           # as RabbitMQ 4's mc_amqpl gives it
-        assert props.type == "amqp-1.0"
+
+
+@pytest.mark.parametrize("kind", ["string", "sequences", "data sections"])
+def test_with_no_subject_an_encoded_body_is_typed_amqp_1_0(amqp1, channel, unique, kind):
+    for name in (f"{unique}-1.0", f"{unique}-0-9-1"):
+        channel.queue_declare(name)
+        channel.queue_bind(name, "amq.direct", routing_key=unique)
+    amqp1.create_sender(f"/exchanges/amq.direct/{unique}").send(
+        RawMessage(bytes(Message().encode()) + encoded_body(kind)))
+    got = section_list(receive_raw(amqp1, f"/queues/{unique}-1.0"))
+    assert typed([s for s in got if s[0] in BODY]) == typed(KINDS[kind])
+    assert PROPERTIES not in dict(got)          # no subject made of the type
+    _method, props, _body = got_one(channel, f"{unique}-0-9-1")
+    assert props.type == (None if kind == "data sections" else "amqp-1.0")
+
+
+def test_a_jms_type_selector_sees_the_subject_of_an_amqp_value(amqp1, channel, unique):
+    # Qpid JMS: a TextMessage's body is an amqp-value string, its JMSType the subject
+    channel.queue_declare(unique)
+    sender = amqp1.create_sender(f"/queues/{unique}")
+    sender.send(Message(body="skipped", subject="other"))
+    sender.send(Message(body="taken", subject="order"))
+    receiver = amqp1.create_receiver(f"/queues/{unique}", options=Selector("JMSType = 'order'"))
+    got = receiver.receive(timeout=30)
+    receiver.accept()
+    assert (got.body, got.subject) == ("taken", "order")
 
 
 @pytest.mark.parametrize("body, type_, sent", [

@@ -9,9 +9,12 @@ and a 0-9-1 consumer what RabbitMQ 4's ``mc_amqpl`` gives it. Data sections: the
 joined (several sections reach a 1.0 receiver as several again). Any other body (an
 amqp-value of whatever type, even a string or binary, or amqp-sequence sections): the core's
 body is those sections AMQP-encoded as they came, and the 0-9-1 ``type`` is ``amqp-1.0``
-(``AMQP1_BODY_TYPE``), the subject kept for 1.0 receivers only. A message published over
-0-9-1 arrives over 1.0 as one data section, unless its type says ``amqp-1.0`` and its body
-is body sections: then it arrives as those sections, as RabbitMQ 4 decodes it.
+(``AMQP1_BODY_TYPE``) unless the sender gave a subject. RabbitMQ 4 says ``amqp-1.0`` even
+then (it maps no subject to 0-9-1), but here the subject is the type, and JMSType, which
+Qpid JMS sends as the subject (a TextMessage has an amqp-value body), must stay what
+selectors see. A message published over 0-9-1 arrives over 1.0 as one data section, unless
+its type says ``amqp-1.0`` and its body is body sections: then it arrives as those
+sections, as RabbitMQ 4 decodes it.
 
 Message annotations travel as RabbitMQ's conversion table gives them: an annotation whose
 key starts with ``x-`` becomes a header of that name, and a header whose name starts with
@@ -26,8 +29,8 @@ kept, as RabbitMQ 4 ignores them.
 
 RabbitMQ 4 keeps an AMQP 1.0 message whole, so what has no 0-9-1 form still reaches an AMQP
 1.0 receiver: annotations without the ``x-`` prefix, with a ulong key, or with a value no
-header holds whole (a uuid), the footer, and what the body needs (``_ENCODED``, ``_SIZES``,
-``_SUBJECT``). They travel in the message's ``amqp1_sections`` (``extra_sections``), which
+header holds whole (a uuid), the footer, and what the body needs (``_ENCODED``,
+``_SIZES``). They travel in the message's ``amqp1_sections`` (``extra_sections``), which
 only this front end reads; a 0-9-1, STOMP or MQTT consumer does not see them, as RabbitMQ 4's
 conversion to 0-9-1 drops them. A message with one data section and nothing else of the
 kind has none: the usual case adds nothing.
@@ -49,7 +52,6 @@ AMQP1_BODY_TYPE = "amqp-1.0"
 # section a kept message otherwise never has (delivery annotations are for one hop).
 _ENCODED = Symbol("encoded-body")   # true: the core's body is the encoded body sections
 _SIZES = Symbol("data-sizes")       # the sizes of the several data sections the body joins
-_SUBJECT = Symbol("subject")        # an encoded body's subject (its type is AMQP1_BODY_TYPE)
 
 _PLAIN = (str, bytes, int, float, bool)
 _DROP = object()        # a value the other side has no type for: left out
@@ -123,8 +125,8 @@ def properties_from(sections: dict[str, Any]) -> Properties:
                 headers[str(key)] = value
     if headers:
         props.headers = headers
-    if "encoded_body" in sections:
-        props.type = AMQP1_BODY_TYPE
+    if "encoded_body" in sections and props.type is None:
+        props.type = AMQP1_BODY_TYPE    # an encoded body, RabbitMQ 4 tells 0-9-1 consumers
     return props
 
 
@@ -145,9 +147,6 @@ def extra_sections(sections: dict[str, Any]) -> bytes | None:
     notes: dict[Symbol, Any] = {}
     if "encoded_body" in sections:
         notes[_ENCODED] = True
-        p = sections.get("properties")
-        if p is not None and p.subject is not None:
-            notes[_SUBJECT] = p.subject
     elif len(sections.get("data", ())) > 1:
         notes[_SIZES] = [UInt(len(chunk)) for chunk in sections["data"]]
     if not annotations and footer is None and not notes:
@@ -215,8 +214,9 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
                             delivery_count=UInt(1) if redelivered else None),
     }
     _body(sections, body, notes, props)
-    # an encoded body's type only says so: its subject, if it had one, is in the notes
-    subject = notes.get(_SUBJECT) if "encoded_body" in sections else props.type
+    # the type of an encoded body with no subject only says what the body is
+    subject = None if "encoded_body" in sections and props.type == AMQP1_BODY_TYPE \
+        else props.type
     fields = dict(message_id=props.message_id, correlation_id=props.correlation_id,
                   user_id=props.user_id.encode("utf-8") if props.user_id is not None else None,
                   reply_to=props.reply_to, subject=subject,
