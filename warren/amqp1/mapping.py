@@ -52,6 +52,9 @@ AMQP1_BODY_TYPE = "amqp-1.0"
 # section a kept message otherwise never has (delivery annotations are for one hop).
 _ENCODED = Symbol("encoded-body")   # true: the core's body is the encoded body sections
 _SIZES = Symbol("data-sizes")       # the sizes of the several data sections the body joins
+#: the notes of an encoded body with nothing else kept (the usual case for one): one object
+#: shared by every such message, and known on delivery without decoding
+_ENCODED_ONLY = encode_message({"delivery_annotations": {_ENCODED: True}})
 
 _PLAIN = (str, bytes, int, float, bool)
 _DROP = object()        # a value the other side has no type for: left out
@@ -149,8 +152,11 @@ def extra_sections(sections: dict[str, Any]) -> bytes | None:
         notes[_ENCODED] = True
     elif len(sections.get("data", ())) > 1:
         notes[_SIZES] = [UInt(len(chunk)) for chunk in sections["data"]]
-    if not annotations and footer is None and not notes:
-        return None
+    if not annotations and footer is None:
+        if not notes:
+            return None
+        if _SIZES not in notes:
+            return _ENCODED_ONLY
     return encode_message({"delivery_annotations": notes or None,
                            "message_annotations": annotations or None, "footer": footer})
 
@@ -202,7 +208,12 @@ def _body(sections: dict[str, Any], body: bytes, notes: dict[Any, Any],
 def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: str,
                  routing_key: str, extra: bytes | None = None) -> dict[str, Any]:
     """The sections a receiver gets; ``extra``: the message's ``amqp1_sections``."""
-    kept = decode_message(extra) if extra is not None else {}
+    if extra is None:
+        kept: dict[str, Any] = {}
+    elif extra == _ENCODED_ONLY:
+        kept = {"delivery_annotations": {_ENCODED: True}}
+    else:
+        kept = decode_message(extra)
     notes = kept.get("delivery_annotations") or {}
     sections: dict[str, Any] = {
         "header": Composite("header", durable=props.delivery_mode == 2 or None,
