@@ -43,7 +43,7 @@ from typing import Any
 
 from ..model.message import Properties
 from .codec import (Composite, DecodeError, Symbol, Timestamp, UByte, UInt,
-                    decode_message, encode_message)
+                    decode_message, encode, encode_message)
 
 #: the 0-9-1 type of a message whose body is AMQP 1.0 body sections, encoded (``mc_amqpl``)
 AMQP1_BODY_TYPE = "amqp-1.0"
@@ -52,6 +52,7 @@ AMQP1_BODY_TYPE = "amqp-1.0"
 # section a kept message otherwise never has (delivery annotations are for one hop).
 _ENCODED = Symbol("encoded-body")   # true: the core's body is the encoded body sections
 _SIZES = Symbol("data-sizes")       # the sizes of the several data sections the body joins
+_PUBLISHER = Symbol("publisher")    # the publishing connection's token (``publisher_note``)
 #: the notes of an encoded body with nothing else kept (the usual case for one): one object
 #: shared by every such message, and known on delivery without decoding
 _ENCODED_ONLY = encode_message({"delivery_annotations": {_ENCODED: True}})
@@ -138,11 +139,12 @@ def _is_header(key: Any) -> bool:
     return isinstance(key, str) and key.startswith("x-")
 
 
-def extra_sections(sections: dict[str, Any]) -> bytes | None:
+def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> bytes | None:
     """What of a received message has no 0-9-1 form, encoded for ``Message.amqp1_sections``:
     the annotations ``properties_from`` makes no header of, or not all of (a uuid in a map),
-    the footer, and the body's notes (an encoded body, several data sections). None when
-    there is none (the usual case: nothing is added)."""
+    the footer, the body's notes (an encoded body, several data sections) and ``publisher``,
+    its connection's token while that has a no-local receiver. None when there is none (the
+    usual case: nothing is added)."""
     annotations = {key: value for key, value in
                    (sections.get("message_annotations") or {}).items()
                    if not _is_header(key) or _header_value(value) != value}   # lossy
@@ -152,13 +154,23 @@ def extra_sections(sections: dict[str, Any]) -> bytes | None:
         notes[_ENCODED] = True
     elif len(sections.get("data", ())) > 1:
         notes[_SIZES] = [UInt(len(chunk)) for chunk in sections["data"]]
+    if publisher is not None:
+        notes[_PUBLISHER] = publisher
     if not annotations and footer is None:
         if not notes:
             return None
-        if _SIZES not in notes:
+        if list(notes) == [_ENCODED]:
             return _ENCODED_ONLY
     return encode_message({"delivery_annotations": notes or None,
                            "message_annotations": annotations or None, "footer": footer})
+
+
+def publisher_note(token: bytes) -> bytes:
+    """The bytes ``extra_sections`` writes for a message published with ``token`` (a
+    connection's random token): a message whose ``amqp1_sections`` hold them was published
+    on that connection (no-local). The token is random and never sent, so no publisher can
+    write it into an annotation of its own."""
+    return encode(_PUBLISHER) + encode(token)
 
 
 def body_from(sections: dict[str, Any]) -> bytes:
