@@ -29,11 +29,11 @@ kept, as RabbitMQ 4 ignores them.
 
 RabbitMQ 4 keeps an AMQP 1.0 message whole, so what has no 0-9-1 form still reaches an AMQP
 1.0 receiver: annotations without the ``x-`` prefix, with a ulong key, or with a value no
-header holds whole (a uuid), the footer, and what the body needs (``_ENCODED``,
-``_SIZES``). They travel in the message's ``amqp1_sections`` (``extra_sections``), which
-only this front end reads; a 0-9-1, STOMP or MQTT consumer does not see them, as RabbitMQ 4's
-conversion to 0-9-1 drops them. A message with one data section and nothing else of the
-kind has none: the usual case adds nothing.
+header holds whole (a uuid), the footer, what the body needs (``_ENCODED``, ``_SIZES``),
+and for no-local the publishing connection (``_PUBLISHER``). They travel in the message's
+``amqp1_sections`` (``extra_sections``), which only this front end reads; a 0-9-1, STOMP or
+MQTT consumer does not see them, as RabbitMQ 4's conversion to 0-9-1 drops them. A message
+with one data section and nothing else of the kind has none: the usual case adds nothing.
 """
 
 from __future__ import annotations
