@@ -24,7 +24,12 @@ def section(code: int, value: Any) -> bytes:
 
 def sections(payload: bytes) -> dict[int, Any]:
     """A message's sections by descriptor code (a message has each at most once here)."""
-    found: dict[int, Any] = {}
+    return dict(section_list(payload))
+
+
+def section_list(payload: bytes) -> list[tuple[int, Any]]:
+    """A message's sections in order, as (descriptor code, value): a body may have several."""
+    found: list[tuple[int, Any]] = []
     while payload:
         data = Data()
         used = data.decode(payload)
@@ -32,7 +37,7 @@ def sections(payload: bytes) -> dict[int, Any]:
         data.rewind()
         data.next()
         value = data.get_object()
-        found[int(value.descriptor)] = _plain(value.value)
+        found.append((int(value.descriptor), _plain(value.value)))
     return found
 
 

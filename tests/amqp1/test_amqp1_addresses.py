@@ -177,7 +177,8 @@ def test_bad_receiver_addresses(amqp1, unique, address, condition):
 
 def test_send_by_subject_through_the_default_exchange(amqp1, channel, unique):
     channel.queue_declare(unique)
-    amqp1.create_sender("/queue").send(Message(body=b"by subject", subject=unique))
+    amqp1.create_sender("/queue").send(Message(body=b"by subject", inferred=True,
+                                                         subject=unique))
     assert channel.basic_get(unique, auto_ack=True)[2] == b"by subject"
 
 

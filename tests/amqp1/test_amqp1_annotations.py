@@ -59,7 +59,7 @@ def test_delivery_says_where_a_pika_message_was_published(amqp1, channel, unique
 def test_x_annotations_reach_a_pika_consumer_as_headers(amqp1, channel, unique):
     channel.queue_declare(unique)
     sender = amqp1.create_sender(f"/queues/{unique}")
-    message = Message(body=b"to pika", properties={"app": "a"})
+    message = Message(body=b"to pika", inferred=True, properties={"app": "a"})
     message.annotations = {symbol("x-opt-trace"): "abc", symbol("x-count"): 4,
                            symbol("vendor-without-x"): "dropped"}
     sender.send(message)

@@ -19,7 +19,7 @@ ID = uuid.UUID("12345678-1234-5678-1234-567812345678")
 
 
 def _message(unique: str) -> bytes:
-    message = Message(body=b"with a footer", properties={"app": "a"})
+    message = Message(body=b"with a footer", inferred=True, properties={"app": "a"})
     message.annotations = {symbol("vendor-note"): "kept", ulong(7): "ulong key",
                            symbol("x-opt-trace"): "t", symbol("x-opt-ids"): {"a": [1, ID]}}
     return encoded(message, before=section(DELIVERY_ANNOTATIONS, {symbol("hop"): "one"}),

@@ -5,7 +5,6 @@ queue they stay for other consumers. The filter is answered in the attach."""
 
 from __future__ import annotations
 
-import pika
 from proton import Described, Message, symbol, ulong
 from proton.reactor import Filter
 from proton.utils import BlockingConnection
@@ -56,12 +55,31 @@ def test_on_a_shared_queue_they_stay_for_other_consumers(amqp1, channel, unique)
     channel.queue_declare(unique)
     receiver = amqp1.create_receiver(f"/queues/{unique}", options=Filter(by_code))
     assert answered_filters(receiver) == by_code
-    amqp1.create_sender(f"/queues/{unique}").send(Message(body=b"mine"))
+    amqp1.create_sender(f"/queues/{unique}").send(Message(body=b"mine", inferred=True))
     channel.basic_publish("", unique, b"theirs")
     assert receive(receiver) == b"theirs"
     _method, _props, body = eventually(
         lambda: (got := channel.basic_get(unique, auto_ack=True))[0] is not None and got,
         "mine, left in the queue")
+    assert body == b"mine"
+
+
+def test_a_dead_lettered_copy_is_still_of_its_connection(amqp1, channel, unique):
+    # the copy dead-lettering makes is a new message: it still carries its publisher, as
+    # ActiveMQ's dead-lettered message keeps its producer's id
+    channel.queue_declare(f"{unique}-dlq")
+    channel.queue_declare(unique, arguments={"x-dead-letter-exchange": "",
+                                             "x-dead-letter-routing-key": f"{unique}-dlq"})
+    receiver = amqp1.create_receiver(f"/queues/{unique}-dlq", options=Filter(NO_LOCAL))
+    amqp1.create_sender(f"/queues/{unique}").send(Message(body=b"mine", inferred=True))
+    method, _props, _body = eventually(
+        lambda: (got := channel.basic_get(unique))[0] is not None and got, "mine")
+    channel.basic_reject(method.delivery_tag, requeue=False)       # into the dlq
+    channel.basic_publish("", f"{unique}-dlq", b"theirs")
+    assert receive(receiver) == b"theirs"           # "mine" was dead-lettered first
+    _method, _props, body = eventually(
+        lambda: (got := channel.basic_get(f"{unique}-dlq", auto_ack=True))[0] is not None
+        and got, "mine, left in the dlq")
     assert body == b"mine"
 
 

@@ -11,6 +11,7 @@ import stomp
 from proton import Message
 from proton.utils import BlockingConnection
 
+from tests.amqp1.proton_raw import section
 from tests.polling import eventually
 
 
@@ -49,12 +50,29 @@ def test_amqp1_send_reaches_a_stomp_subscriber(broker, unique):
     amqp1 = open_amqp1(broker)
     eventually(lambda: unique in [q["name"] for q in _queues(broker)], "the queue declared")
     amqp1.create_sender(f"/queues/{unique}").send(
-        Message(body=b"to stomp", properties={"colour": "red"}, content_type="text/plain"))
+        Message(body=b"to stomp", inferred=True, properties={"colour": "red"},
+                content_type="text/plain"))
     frame = listener.got.get(timeout=30)
     amqp1.close()
     conn.disconnect()
     assert frame.body == "to stomp" and frame.headers["colour"] == "red"
     assert frame.headers["content-type"] == "text/plain"
+
+
+def test_an_amqp_value_reaches_a_stomp_subscriber_as_rabbitmq_4_gives_it(broker, unique):
+    # the body an AMQP 0-9-1 consumer gets (mc_amqpl): the amqp-value section encoded, typed
+    conn = stomp.Connection12([("127.0.0.1", broker.stomp_port)], auto_decode=False)
+    listener = Messages()
+    conn.set_listener("m", listener)
+    conn.connect("guest", "guest", wait=True)
+    conn.subscribe(f"/queue/{unique}", id="1", headers={"receipt": "s"})
+    amqp1 = open_amqp1(broker)
+    eventually(lambda: unique in [q["name"] for q in _queues(broker)], "the queue declared")
+    amqp1.create_sender(f"/queues/{unique}").send(Message(body="text"))
+    frame = listener.got.get(timeout=30)
+    amqp1.close()
+    conn.disconnect()
+    assert frame.body == section(0x77, "text") and frame.headers["type"] == "amqp-1.0"
 
 
 def _queues(broker):

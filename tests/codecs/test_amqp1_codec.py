@@ -128,6 +128,8 @@ def test_malformed_values(data):
     b"\x00\x53\x75\xa1\x01x",              # a data section that is a string
     b"\x00\x53\x99\x40",                  # a section of no known kind
     b"\x00\x53\x73\xc0\x0d\x0a" + b"\x40" * 9 + b"\xa1\x01x",   # creation-time a string
+    b"\x00\x53\x75\xa0\x01x\x00\x53\x77\x40",   # a body of two kinds (data, amqp-value)
+    b"\x00\x53\x77\x40\x00\x53\x77\x40",           # two amqp-values
 ])
 def test_malformed_sections(data):
     with pytest.raises(DecodeError):
@@ -145,6 +147,15 @@ def test_message_sections_round_trip():
         "footer": {Symbol("f"): 1},
     }
     assert decode_message(encode_message(sections)) == sections
+
+
+def test_an_amqp_value_or_sequence_body_is_kept_as_sent():
+    body = encode_message({"amqp_sequence": [1, "a"]}) + encode_message({"amqp_sequence": []})
+    head = encode_message({"properties": Composite("properties", subject="s")})
+    footer = encode_message({"footer": {Symbol("f"): 1}})
+    sections = decode_message(head + body + footer)
+    assert sections["encoded_body"] == body
+    assert encode_message(sections) == head + body + footer
 
 
 def test_message_as_proton_encodes_it():

@@ -178,6 +178,7 @@ SECTIONS = {0x71: "delivery_annotations", 0x72: "message_annotations",
 SECTION_CODES = {name: code for code, name in SECTIONS.items()}
 _MAP_SECTIONS = ("delivery_annotations", "message_annotations", "application_properties",
                  "footer")
+_BODY_SECTIONS = ("data", "amqp_sequence", "amqp_value")
 
 
 #: each composite's fields as (name, type) pairs, split once: a transfer is made per message
@@ -612,16 +613,29 @@ class FrameTooLarge(DecodeError):
 
 # -------------------------------------------------------------------- messages
 def decode_message(data: bytes) -> dict[str, Any]:
-    """A bare message's sections by name (``data`` is a list of the data sections)."""
+    """A bare message's sections by name (``data`` is a list of the data sections). A body of
+    amqp-value or amqp-sequence sections is also kept as sent, its sections' bytes as one
+    ``encoded_body``, so it can travel on without being encoded again (``encode_message``
+    writes it back as it is). A body of two kinds, or of two amqp-values, is no message
+    (spec 3.2: one amqp-value, or data sections, or amqp-sequence sections)."""
     buf = memoryview(data)
     pos = 0
     sections: dict[str, Any] = {}
+    body_kind = None
+    body_start = body_end = 0
     while pos < len(buf):
+        start = pos
         value, pos = decode_at(buf, pos)
         if isinstance(value, Composite) and value.kind in ("header", "properties"):
             sections[value.kind] = value
         elif isinstance(value, Described) and value.descriptor in SECTIONS:
             name = SECTIONS[value.descriptor]
+            if name in _BODY_SECTIONS:
+                if body_kind is None:
+                    body_kind, body_start = name, start
+                elif body_kind != name or name == "amqp_value":
+                    raise DecodeError("a body of more than one amqp-value or of two kinds")
+                body_end = pos
             if name == "data":
                 if not isinstance(value.value, bytes):
                     raise DecodeError("data section that is not binary")
@@ -632,16 +646,23 @@ def decode_message(data: bytes) -> dict[str, Any]:
                 sections[name] = value.value
         else:
             raise DecodeError("message section of an unknown kind")
+    if body_kind is not None and body_kind != "data":
+        sections["encoded_body"] = bytes(buf[body_start:body_end])
     return sections
 
 
 def encode_message(sections: dict[str, Any]) -> bytes:
-    """The sections (as :func:`decode_message` returns them) in the spec's order."""
+    """The sections (as :func:`decode_message` returns them) in the spec's order; an
+    ``encoded_body`` stands for the amqp-value or amqp-sequence sections, written as it is."""
     out = bytearray()
+    encoded_body = sections.get("encoded_body")
     for name in ("header", "delivery_annotations", "message_annotations", "properties",
                  "application_properties", "data", "amqp_sequence", "amqp_value", "footer"):
+        if name == "amqp_sequence" and encoded_body is not None:
+            out += encoded_body             # the body sections as they came
+            continue
         value = sections.get(name)
-        if value is None:
+        if value is None or (encoded_body is not None and name == "amqp_value"):
             continue
         if name in ("header", "properties"):
             _encode(value, out)

@@ -12,6 +12,7 @@ malformed bytes close the connection (``amqp:decode-error``).
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from twisted.internet import protocol, task
@@ -26,7 +27,7 @@ from .codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_FRAME, SAS
 from .errors import ConnectionError_, LinkError, SessionError, condition_of, error
 from .filters import receiver_filters
 from .links import CoordinatorLink, ReceivingLink, SendingLink, Session, settle
-from .mapping import body_from, extra_sections, properties_from
+from .mapping import body_from, extra_sections, properties_from, publisher_note
 from .subscriptions import unsubscribe
 from .termini import Node, delete_own_queue, source_node, target_node
 from .transactions import LOCAL_TRANSACTIONS, Transactions
@@ -60,6 +61,8 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         self._ended: set[int] = set()        # channels of sessions we ended with an error
         self.transactions = Transactions()
         self.no_local: list[ReceivingLink] = []   # receivers with the no-local filter
+        # marks what this connection publishes while it has one (``mapping.publisher_note``)
+        self.local_token = os.urandom(16)
         self.closed = False
         self.blocked = False                 # a broker alarm: no credit for senders
         self._keepalive: Any = None          # empty frames for the peer's idle time-out
@@ -370,7 +373,9 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
                                    selector.text if selector is not None else None)
                 link: Any = ReceivingLink(self, session, handle, node.queue,
                                           settled=p.snd_settle_mode == 1, selector=selector,
-                                          own=node.own, no_local=filters.no_local,
+                                          own=node.own,
+                                          local=publisher_note(self.local_token)
+                                          if filters.no_local else None,
                                           subscription=node.subscription)
                 if filters.no_local:
                     self.no_local.append(link)
@@ -581,7 +586,8 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         message = Message(link.exchange, key, body, codec=self.broker.codec, props=props,
                           persistent=props.delivery_mode == 2, priority=props.priority or 0,
                           ttl=int(props.expiration) if props.expiration else None)
-        message.amqp1_sections = extra_sections(sections)
+        message.amqp1_sections = extra_sections(
+            sections, self.local_token if self.no_local else None)
         try:
             exchange = self.publisher.exchange(link.exchange)
             if txn is not None:
@@ -611,15 +617,8 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
             self._settle(session, delivery_id, Composite("accepted"))
 
     def publish(self, exchange: Any, message: Message) -> Any:
-        """Publish for a client of this connection (now or at a transaction's commit); a
-        receiver of the connection with no-local is told of what reached its queue."""
-        routed = self.publisher.publish(exchange, message)
-        if self.no_local and routed.queues:
-            for link in self.no_local:
-                if link.queue in routed.queues:
-                    assert link.local is not None
-                    link.local.add(message.id)
-        return routed
+        """Publish for a client of this connection (now or at a transaction's commit)."""
+        return self.publisher.publish(exchange, message)
 
     def _after_read(self) -> None:
         if not self._unsynced:

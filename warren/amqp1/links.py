@@ -3,11 +3,13 @@ receiving client's link (a core consumer of one queue, ``broker/consumers.py``),
 deliveries the connection writes as transfers. A receiver with a JMS selector is a selective
 consumer: the queue offers it only the messages it matches, the rest stay for others.
 
-A receiver with the no-local filter is told by its connection of each message the connection
-published into its queue (``local``, by message id). Those are not delivered to it: from a
-queue of its own (a topic's, a durable subscription's) they are dropped as ActiveMQ's topic
-subscription never gets them; from a shared queue they stay for other consumers (a selective
-consumer, as for a selector)."""
+A receiver with the no-local filter knows its connection's messages by the note the
+connection writes into each message it publishes while it has such a receiver (``local``:
+``mapping.publisher_note``), as ActiveMQ knows them by their producer's connection: the
+message carries it, so the receiver keeps nothing per message. Those are not delivered to
+it: from a queue of its own (a topic's, a durable subscription's) they are dropped as
+ActiveMQ's topic subscription never gets them; from a shared queue they stay for other
+consumers (a selective consumer, as for a selector)."""
 
 from __future__ import annotations
 
@@ -83,7 +85,7 @@ class ReceivingLink:
 
     def __init__(self, conn: Transmitter, session: Session, handle: int, queue: Any,
                  settled: bool, selector: Selector | None = None,
-                 own: Queue | None = None, no_local: bool = False,
+                 own: Queue | None = None, local: bytes | None = None,
                  subscription: bool = False) -> None:
         self.conn = conn
         self.session = session
@@ -99,16 +101,21 @@ class ReceivingLink:
         self.dropped = False                 # the link ended (its unacked were requeued)
         self.subscription = subscription     # it reads a durable subscription's queue
         self.selector = selector
-        # ids of messages its connection published into its queue (no-local), or None
-        self.local: set[int] | None = set() if no_local else None
+        # no-local: the note its connection's messages carry (publisher_note), or None
+        self.local = local
         # no-local on a queue of its own: its connection's messages are dropped, not left
-        self._drop_local = no_local and (own is not None or subscription)
-        if selector is not None or (no_local and not self._drop_local):
+        self._drop_local = local is not None and (own is not None or subscription)
+        if selector is not None or (local is not None and not self._drop_local):
             # a selective consumer (broker/consumers.py): offered only what it matches
             self.accepts = self._matches
 
+    def _is_local(self, message: Any) -> bool:
+        """Published on this receiver's connection (no-local)."""
+        extra = message.amqp1_sections
+        return extra is not None and self.local is not None and self.local in extra
+
     def _matches(self, queue: Any, entry: Any) -> bool:
-        if self.local and not self._drop_local and entry.message.id in self.local:
+        if not self._drop_local and self._is_local(entry.message):
             return False
         return self.selector is None or self.selector.matches(entry_lookup(entry))
 
@@ -116,9 +123,7 @@ class ReceivingLink:
         return self.credit > 0 and not self.conn.closed
 
     def deliver(self, queue: Any, entry: Any) -> None:
-        local = self.local
-        if local and self._drop_local and entry.message.id in local:
-            local.discard(entry.message.id)
+        if self._drop_local and self._is_local(entry.message):
             if not self.no_ack:
                 queue.ack([entry])       # not for this receiver: gone from its own queue
             return

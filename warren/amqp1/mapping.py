@@ -2,8 +2,19 @@
 (``mc_amqpl``): header durable/priority/ttl <-> delivery-mode 2/priority/expiration;
 properties message-id, user-id, correlation-id, content-type, content-encoding, reply-to keep
 their names; subject <-> type; creation-time (ms) <-> timestamp (s); application-properties
-<-> headers. The body travels as the bytes of its data sections; a message published over
-0-9-1 arrives over 1.0 as one data section.
+<-> headers.
+
+The body, as RabbitMQ 4 keeps it: a 1.0 receiver gets the body section(s) the sender chose,
+and a 0-9-1 consumer what RabbitMQ 4's ``mc_amqpl`` gives it. Data sections: their bytes
+joined (several sections reach a 1.0 receiver as several again). Any other body (an
+amqp-value of whatever type, even a string or binary, or amqp-sequence sections): the core's
+body is those sections AMQP-encoded as they came, and the 0-9-1 ``type`` is ``amqp-1.0``
+(``AMQP1_BODY_TYPE``) unless the sender gave a subject. RabbitMQ 4 says ``amqp-1.0`` even
+then (it maps no subject to 0-9-1), but here the subject is the type, and JMSType, which
+Qpid JMS sends as the subject (a TextMessage has an amqp-value body), must stay what
+selectors see. A message published over 0-9-1 arrives over 1.0 as one data section, unless
+its type says ``amqp-1.0`` and its body is body sections: then it arrives as those
+sections, as RabbitMQ 4 decodes it.
 
 Message annotations travel as RabbitMQ's conversion table gives them: an annotation whose
 key starts with ``x-`` becomes a header of that name, and a header whose name starts with
@@ -18,9 +29,11 @@ kept, as RabbitMQ 4 ignores them.
 
 RabbitMQ 4 keeps an AMQP 1.0 message whole, so what has no 0-9-1 form still reaches an AMQP
 1.0 receiver: annotations without the ``x-`` prefix, with a ulong key, or with a value no
-header holds whole (a uuid), and the footer. They travel in the message's ``amqp1_sections``
-(``extra_sections``), which only this front end reads; a 0-9-1, STOMP or MQTT consumer does
-not see them, as RabbitMQ 4's conversion to 0-9-1 drops them.
+header holds whole (a uuid), the footer, what the body needs (``_ENCODED``, ``_SIZES``),
+and for no-local the publishing connection (``_PUBLISHER``). They travel in the message's
+``amqp1_sections`` (``extra_sections``), which only this front end reads; a 0-9-1, STOMP or
+MQTT consumer does not see them, as RabbitMQ 4's conversion to 0-9-1 drops them. A message
+with one data section and nothing else of the kind has none: the usual case adds nothing.
 """
 
 from __future__ import annotations
@@ -29,8 +42,20 @@ from datetime import datetime
 from typing import Any
 
 from ..model.message import Properties
-from .codec import (Composite, Symbol, Timestamp, UByte, UInt, decode_message,
-                    encode_message)
+from .codec import (Composite, DecodeError, Symbol, Timestamp, UByte, UInt,
+                    decode_message, encode, encode_message)
+
+#: the 0-9-1 type of a message whose body is AMQP 1.0 body sections, encoded (``mc_amqpl``)
+AMQP1_BODY_TYPE = "amqp-1.0"
+
+# The body's notes in ``amqp1_sections``: its delivery-annotations section holds them, a
+# section a kept message otherwise never has (delivery annotations are for one hop).
+_ENCODED = Symbol("encoded-body")   # true: the core's body is the encoded body sections
+_SIZES = Symbol("data-sizes")       # the sizes of the several data sections the body joins
+_PUBLISHER = Symbol("publisher")    # the publishing connection's token (``publisher_note``)
+#: the notes of an encoded body with nothing else kept (the usual case for one): one object
+#: shared by every such message, and known on delivery without decoding
+_ENCODED_ONLY = encode_message({"delivery_annotations": {_ENCODED: True}})
 
 _PLAIN = (str, bytes, int, float, bool)
 _DROP = object()        # a value the other side has no type for: left out
@@ -104,6 +129,8 @@ def properties_from(sections: dict[str, Any]) -> Properties:
                 headers[str(key)] = value
     if headers:
         props.headers = headers
+    if "encoded_body" in sections and props.type is None:
+        props.type = AMQP1_BODY_TYPE    # an encoded body, RabbitMQ 4 tells 0-9-1 consumers
     return props
 
 
@@ -112,39 +139,94 @@ def _is_header(key: Any) -> bool:
     return isinstance(key, str) and key.startswith("x-")
 
 
-def extra_sections(sections: dict[str, Any]) -> bytes | None:
+def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> bytes | None:
     """What of a received message has no 0-9-1 form, encoded for ``Message.amqp1_sections``:
     the annotations ``properties_from`` makes no header of, or not all of (a uuid in a map),
-    and the footer. None when there is none (the usual case: nothing is added)."""
+    the footer, the body's notes (an encoded body, several data sections) and ``publisher``,
+    its connection's token while that has a no-local receiver. None when there is none (the
+    usual case: nothing is added)."""
     annotations = {key: value for key, value in
                    (sections.get("message_annotations") or {}).items()
                    if not _is_header(key) or _header_value(value) != value}   # lossy
     footer = sections.get("footer") or None
+    notes: dict[Symbol, Any] = {}
+    if "encoded_body" in sections:
+        notes[_ENCODED] = True
+    elif len(sections.get("data", ())) > 1:
+        notes[_SIZES] = [UInt(len(chunk)) for chunk in sections["data"]]
+    if publisher is not None:
+        notes[_PUBLISHER] = publisher
     if not annotations and footer is None:
-        return None
-    return encode_message({"message_annotations": annotations or None, "footer": footer})
+        if not notes:
+            return None
+        if list(notes) == [_ENCODED]:
+            return _ENCODED_ONLY
+    return encode_message({"delivery_annotations": notes or None,
+                           "message_annotations": annotations or None, "footer": footer})
+
+
+def publisher_note(token: bytes) -> bytes:
+    """The bytes ``extra_sections`` writes for a message published with ``token`` (a
+    connection's random token): a message whose ``amqp1_sections`` hold them was published
+    on that connection (no-local). The token is random and never sent, so no publisher can
+    write it into an annotation of its own."""
+    return encode(_PUBLISHER) + encode(token)
 
 
 def body_from(sections: dict[str, Any]) -> bytes:
-    """The body the core keeps: data sections joined; an amqp-value of binary or string as
-    its bytes (what python-qpid-proton sends for ``body=b"..."`` or ``"..."``); any other
-    amqp-value or amqp-sequence as its AMQP encoding."""
+    """The body the core keeps: data sections joined; any other body its sections encoded
+    as they came (RabbitMQ 4's 0-9-1 body for them)."""
     if "data" in sections:
         return b"".join(sections["data"])
-    value = sections.get("amqp_value")
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    for name in ("amqp_value", "amqp_sequence"):
-        if name in sections:
-            return encode_message({name: sections[name]})
-    return b""
+    return sections.get("encoded_body", b"")
+
+
+def _held_sections(body: bytes) -> dict[str, Any] | None:
+    """A 0-9-1 body typed ``amqp-1.0`` as the body sections it holds (RabbitMQ 4 decodes
+    it for 1.0 receivers), or None when it holds anything else: then it is one data
+    section, as any 0-9-1 body."""
+    try:
+        held = decode_message(body)
+    except DecodeError:
+        return None
+    if not held or not set(held) <= {"data", "amqp_value", "amqp_sequence", "encoded_body"}:
+        return None
+    return held
+
+
+def _body(sections: dict[str, Any], body: bytes, notes: dict[Any, Any],
+          props: Properties) -> None:
+    """The body sections a 1.0 receiver gets, into ``sections``."""
+    if notes.get(_ENCODED):
+        sections["encoded_body"] = body
+        return
+    sizes = notes.get(_SIZES)
+    if sizes and sum(sizes) == len(body):
+        chunks, at = [], 0
+        for size in sizes:
+            chunks.append(body[at:at + size])
+            at += size
+        sections["data"] = chunks
+        return
+    held = _held_sections(body) if props.type == AMQP1_BODY_TYPE else None
+    if held is None:
+        sections["data"] = [body]
+    elif "data" in held:
+        sections["data"] = held["data"]
+    else:
+        sections["encoded_body"] = body
 
 
 def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: str,
                  routing_key: str, extra: bytes | None = None) -> dict[str, Any]:
     """The sections a receiver gets; ``extra``: the message's ``amqp1_sections``."""
+    if extra is None:
+        kept: dict[str, Any] = {}
+    elif extra == _ENCODED_ONLY:
+        kept = {"delivery_annotations": {_ENCODED: True}}
+    else:
+        kept = decode_message(extra)
+    notes = kept.get("delivery_annotations") or {}
     sections: dict[str, Any] = {
         "header": Composite("header", durable=props.delivery_mode == 2 or None,
                             priority=UByte(props.priority) if props.priority is not None
@@ -153,11 +235,14 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
                             and props.expiration.isdigit() else None,
                             first_acquirer=False if redelivered else None,
                             delivery_count=UInt(1) if redelivered else None),
-        "data": [body],
     }
+    _body(sections, body, notes, props)
+    # the type of an encoded body with no subject only says what the body is
+    subject = None if "encoded_body" in sections and props.type == AMQP1_BODY_TYPE \
+        else props.type
     fields = dict(message_id=props.message_id, correlation_id=props.correlation_id,
                   user_id=props.user_id.encode("utf-8") if props.user_id is not None else None,
-                  reply_to=props.reply_to, subject=props.type,
+                  reply_to=props.reply_to, subject=subject,
                   content_type=Symbol(props.content_type) if props.content_type else None,
                   content_encoding=Symbol(props.content_encoding)
                   if props.content_encoding else None,
@@ -175,11 +260,9 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
             annotations[Symbol(key)] = value
         elif not isinstance(value, (dict, list)):
             app[key] = value            # a table or array is no application property
-    if extra is not None:
-        kept = decode_message(extra)
-        annotations.update(kept.get("message_annotations") or {})
-        if "footer" in kept:
-            sections["footer"] = kept["footer"]
+    annotations.update(kept.get("message_annotations") or {})
+    if "footer" in kept:
+        sections["footer"] = kept["footer"]
     annotations[Symbol("x-exchange")] = exchange
     annotations[Symbol("x-routing-key")] = routing_key
     sections["message_annotations"] = annotations
