@@ -84,7 +84,9 @@ def lazy(directory: Path) -> tuple[JournalStore, object]:
     return store, store.recover(body_size=Message.record_body_size)
 
 
-def test_a_start_after_a_crash_loads_the_checkpoint_and_replays_what_follows(tmp_path, caplog):
+def test_a_start_after_a_crash_loads_the_checkpoint_and_replays_what_follows(tmp_path, caplog,
+                                                                             monkeypatch):
+    monkeypatch.setattr(saved_index, "CHUNK", 2)   # the big maps in several frames each
     journal = tmp_path / "journal"
     store = build(journal)
     segment, offset = store.checkpoint_position
@@ -148,7 +150,9 @@ def test_a_torn_or_half_written_checkpoint_is_never_used(tmp_path, caplog):
     store.close()
 
 
-def test_a_checkpoint_stays_valid_across_compaction_and_segment_deletion(tmp_path, caplog):
+def test_a_checkpoint_stays_valid_across_compaction_and_segment_deletion(tmp_path, caplog,
+                                                                         monkeypatch):
+    monkeypatch.setattr(saved_index, "CHUNK", 7)
     journal = tmp_path / "journal"
     store, clock, _ = running(journal, segment_size=4096)
     for msg_id in range(1, 301):

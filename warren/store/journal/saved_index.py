@@ -43,7 +43,7 @@ CHECKPOINT = "index.checkpoint"
 _MAGIC = b"WRNJIDX2"
 _FRAME = struct.Struct("<I")
 #: Entries of a big map per frame (a frame is marshalled in one go, holding the GIL).
-CHUNK = 200_000
+CHUNK = 100_000
 #: magic, marshal version, Python major/minor, payload length, CRC32 of the payload
 _HEADER = struct.Struct("<8sHBBQI")
 _FORMAT = (marshal.version, sys.version_info[0], sys.version_info[1])
@@ -58,20 +58,31 @@ def path_in(directory: str, name: str = SAVED_INDEX) -> str:
 
 
 def _frames(content: dict[str, Any]) -> Iterator[bytes]:
-    """The payload's frames: the head, then ``messages`` and each queue's ids in chunks."""
+    """The payload's frames: the head, then ``messages`` and each queue's ids in chunks.
+    Each map is a dict, or (keys, values) as ``JournalIndex.snapshot`` gives them (values
+    as bytes: delivered flags, written as bools)."""
     messages = content["messages"]
     queues = content["queues"]
     head = {key: value for key, value in content.items() if key not in ("messages", "queues")}
-    head["messages"] = -(-len(messages) // CHUNK)
-    head["queues"] = [(key, -(-len(ids) // CHUNK)) for key, ids in queues.items()]
+    head["messages"] = _chunks(messages)
+    head["queues"] = [(key, _chunks(ids)) for key, ids in queues.items()]
     yield marshal.dumps(head)
     for mapping in (messages, *queues.values()):
-        items = iter(mapping.items())
+        if isinstance(mapping, dict):
+            items: Iterator[tuple[Any, Any]] = iter(mapping.items())
+        else:
+            keys, values = mapping
+            items = zip(keys, map(bool, values) if isinstance(values, bytes) else values)
         while True:
             chunk = dict(islice(items, CHUNK))
             if not chunk:
                 break
             yield marshal.dumps(chunk)
+
+
+def _chunks(mapping: Any) -> int:
+    size = len(mapping) if isinstance(mapping, dict) else len(mapping[0])
+    return -(-size // CHUNK)
 
 
 def write(directory: str, content: dict[str, Any], name: str = SAVED_INDEX) -> int:
