@@ -177,6 +177,28 @@ def test_a_checkpoint_stays_valid_across_compaction_and_segment_deletion(tmp_pat
     store.close()
 
 
+def test_the_saved_index_of_a_clean_stop_goes_on_as_the_checkpoint(tmp_path, caplog):
+    journal = tmp_path / "journal"
+    store = build(journal)
+    store.close()
+    store, clock, _ = running(journal)   # from the saved index, which becomes the checkpoint
+    assert not (journal / saved_index.SAVED_INDEX).exists()
+    assert (journal / saved_index.CHECKPOINT).exists()
+    store.ack(QA, [5, 6])
+    store.publish(17, RECORD + b"after", [QB])
+    store.flush()
+    assert store.checkpoints == 0   # none was due: the saved index covered the journal
+    store.abandon()
+    expected = replayed(journal, tmp_path)
+    with caplog.at_level(logging.INFO, logger="warren.store.journal"):
+        store, state = lazy(journal)
+    assert "from the checkpoint at segment 1" in caplog.text
+    assert "and 2 records after it" in caplog.text   # one ACK (of two), one MESSAGE
+    assert summary(state) == expected
+    assert state.queues[QB].msg_ids == [4, 8, 12, 17]
+    store.close()
+
+
 def test_no_checkpoint_is_taken_when_they_are_off(tmp_path):
     journal = tmp_path / "journal"
     store = JournalStore(journal, checkpoint_bytes=0, reactor=ThreadClock())

@@ -9,9 +9,10 @@ modification times) and a CRC of the whole. At start the store uses it only if i
 every segment on disk is exactly the one it covers, unwritten since; anything else (a segment
 grown, cut or written in place) falls back to the full replay, which checks every record.
 
-Never stale: the store deletes the file (and fsyncs the directory) during recovery, before it
-appends anything, so a file on disk always describes the journal exactly as it was closed. A
-crash after a restart finds no file and replays.
+Never stale: the store renames the file to the checkpoint's name (``promote``; a checkpoint
+stays valid as the journal grows) or deletes it, and fsyncs the directory, during recovery,
+before it appends anything, so a saved index on disk always describes the journal exactly as
+it was closed. A crash after a restart starts from that checkpoint, or a newer one.
 
 The same file format serves the checkpoints a running store takes (``CHECKPOINT``, see
 ``JournalStore``): an index as of a journal position, which stays on disk across restarts.
@@ -176,6 +177,17 @@ def _unframed(payload: memoryview) -> dict[str, Any]:
     if at != len(payload):
         raise ValueError(f"{len(payload) - at} bytes after the last frame")
     return content
+
+
+def promote(directory: str) -> bool:
+    """The saved index becomes the checkpoint (durably): it is one, at the end of the journal
+    as it was closed. Whether it was renamed (if not, the caller discards it)."""
+    try:
+        os.replace(path_in(directory), path_in(directory, CHECKPOINT))
+        _sync_directory(directory)
+    except OSError:
+        return False
+    return True
 
 
 def discard(directory: str, name: str = SAVED_INDEX) -> bool:

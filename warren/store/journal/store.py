@@ -13,8 +13,9 @@ Disk use thus follows live data, and so does recovery time. The rules that keep 
 resurrecting an acked message or a deleted definition are in :mod:`.index`.
 
 A clean close saves the index (:mod:`.saved_index`) and a lazy recovery loads it instead of
-replaying when it matches the segments on disk exactly; recovery deletes it before the first
-append either way.
+replaying when it matches the segments on disk exactly; before the first append recovery
+renames it to the checkpoint's name (it is a checkpoint at the journal's end, see below) or,
+when it is not whole, deletes it.
 
 Checkpoints, so a start after kill -9 need not replay everything either. While running, once
 ``checkpoint_bytes`` of journal have been appended since the last one, the store saves its
@@ -98,6 +99,8 @@ CHECKPOINT_BYTES = 64 * 1024 * 1024
 CHECKPOINT_IDLE_RATIO = 10
 #: Seconds after a recovery before the first checkpoint (the broker's own start goes first).
 CHECKPOINT_AFTER_RECOVERY = 1.0
+#: Seconds after a checkpoint that could not be written (disk full...) before the next try.
+CHECKPOINT_RETRY = 10.0
 
 
 class JournalStore(MessageStore):
@@ -156,8 +159,11 @@ class JournalStore(MessageStore):
             raise StoreError("recover() is called once, before any write")
         self._measure = body_size
         saved = self._saved_index() if body_size is not None else None
-        # before anything is appended: a saved index on disk always describes the journal
-        saved_index.discard(self.directory)
+        # before anything is appended: a saved index on disk always describes the journal;
+        # a whole one is also a checkpoint (at the end of the journal as closed), and goes
+        # on as the checkpoint, which stays valid as the journal grows
+        if saved is None or not saved_index.promote(self.directory):
+            saved_index.discard(self.directory)
         if saved is not None:
             index, sizes, journal, shared = saved
             self._index = index   # the log's adopt may append a checkpoint: it reads this
@@ -319,8 +325,7 @@ class JournalStore(MessageStore):
         """Lazy recovery from a saved index: no record read but those of messages held by
         several queues (as the replay returns them)."""
         self._recovered = True
-        # the saved index is deleted now: until a checkpoint, a crash would replay it all
-        self._checkpoint_soon(self._log.disk_bytes())
+        self._checkpoint_soon(0)   # the saved index is the checkpoint now
         queues = {}
         for key, ids in index.queues.items():
             measured = array("Q")
@@ -404,6 +409,9 @@ class JournalStore(MessageStore):
         if content is not None and self._log.healthy:
             try:
                 content["journal"] = self._log.segment_stamps()
+                # what makes it a checkpoint too, once a start has used it (``promote``)
+                position = content["position"] = self._log.end
+                _, content["prefix_crc"] = self._log.covered(position, [])
                 written = saved_index.write(self.directory, content)
             except OSError as error:
                 logger.warning("journal %s: index not saved (%s); the next start replays",
@@ -678,7 +686,7 @@ class JournalStore(MessageStore):
 
     def _checkpoint_failed(self, failure: Any) -> None:
         self._checkpoint_busy = False
-        self._checkpoint_not_before = self._reactor.seconds() + CHECKPOINT_AFTER_RECOVERY
+        self._checkpoint_not_before = self._reactor.seconds() + CHECKPOINT_RETRY
         logger.warning("journal %s: checkpoint not written (%s); the previous one stays",
                        self.directory, failure.getErrorMessage())
 
