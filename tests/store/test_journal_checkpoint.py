@@ -5,11 +5,13 @@ to the full replay. Each test compares the recovered state with a full replay of
 
 In-process and small: the store runs on a Twisted ``Clock`` whose ``callFromThread`` queues
 the checkpoint thread's results for the test to deliver, so a checkpoint is awaited, not
-timed; ``checkpoint_bytes=1`` makes one due at every flush.
+timed; ``checkpoint_bytes=1`` makes one due at every flush. The checkpoint is written by a
+forked child (``forked_writer``), or, when the process cannot fork, from a copy by the thread.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import queue
@@ -84,9 +86,16 @@ def lazy(directory: Path) -> tuple[JournalStore, object]:
     return store, store.recover(body_size=Message.record_body_size)
 
 
+def no_fork() -> int:
+    raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+
+@pytest.mark.parametrize("forks", [True, False], ids=["forked-writer", "fork-fails-copy"])
 def test_a_start_after_a_crash_loads_the_checkpoint_and_replays_what_follows(tmp_path, caplog,
-                                                                             monkeypatch):
+                                                                             monkeypatch, forks):
     monkeypatch.setattr(saved_index, "CHUNK", 2)   # the big maps in several frames each
+    if not forks:   # the index is copied on the reactor thread and written by the thread
+        monkeypatch.setattr(os, "fork", no_fork)
     journal = tmp_path / "journal"
     store = build(journal)
     segment, offset = store.checkpoint_position

@@ -81,7 +81,7 @@ from warren.store.journal.index import (
     record_start,
     unpack_location,
 )
-from warren.store.journal import saved_index
+from warren.store.journal import forked_writer, saved_index
 from warren.store.journal.log import DiskThread, JournalLog
 from warren.store.journal.segment import HEADER_SIZE, CorruptRecord
 
@@ -654,15 +654,42 @@ class JournalStore(MessageStore):
         started = time.monotonic()
         position = log.end
         numbers = log.segment_numbers()
-        content = self._index.snapshot()
         appended = log.appended
+        index = self._index
+        try:   # the child's index is frozen at the fork: it needs no copy
+            pid, go = forked_writer.start(
+                lambda: self._write_checkpoint((index.export(), position, numbers)))
+        except OSError as error:   # no memory to fork: copy here, write on the thread
+            logger.debug("journal %s: checkpoint not forked (%s)", self.directory, error)
+            pid, go, content = None, -1, index.snapshot()
         self.checkpoint_copy_seconds = time.monotonic() - started
         self._checkpoint_busy = True
         durable = log.sync()
-        durable.addCallback(lambda _: self._checkpointer.submit(
-            self._write_checkpoint, (content, position, numbers)))
+        if pid is None:
+            durable.addCallback(lambda _: self._checkpointer.submit(
+                self._write_checkpoint, (content, position, numbers)))
+        else:
+            durable.addCallbacks(self._checkpoint_go, self._checkpoint_give_up,
+                                 callbackArgs=(pid, go), errbackArgs=(pid, go))
         durable.addCallbacks(self._checkpoint_written, self._checkpoint_failed,
                              callbackArgs=(appended, started, position))
+
+    def _checkpoint_go(self, _: object, pid: int, go: int) -> Deferred:
+        """The position is durable: the forked writer goes on; the thread reaps it."""
+        forked_writer.go(go, True)
+        return self._checkpointer.submit(self._reap_checkpoint_writer, pid)
+
+    def _checkpoint_give_up(self, failure: Any, pid: int, go: int) -> Any:
+        forked_writer.go(go, False)
+        self._checkpointer.submit(forked_writer.wait, pid)
+        return failure
+
+    def _reap_checkpoint_writer(self, pid: int) -> int:
+        """Checkpoint thread: wait for the forked writer; the checkpoint's size."""
+        code = forked_writer.wait(pid)
+        if code != forked_writer.DONE:
+            raise OSError(f"the checkpoint's writer (pid {pid}) exited with status {code}")
+        return os.path.getsize(saved_index.path_in(self.directory, saved_index.CHECKPOINT))
 
     def _write_checkpoint(self, job: tuple[dict[str, Any], tuple[int, int], list[int]]) -> int:
         """Checkpoint thread: stamp what the position covers, serialize, write, rename."""
