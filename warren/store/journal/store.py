@@ -36,14 +36,15 @@ places in a gone segment was killed by records that went too (an ACK after the p
 a segment reclaimed once those it guarded had gone), and is dropped
 (``JournalIndex.drop_segments``): what the full replay, which never sees them, gives.
 
-Off the reactor: the index is copied on the reactor thread in one go
+Off the reactor: a forked child (:mod:`.forked_writer`), whose copy of the index is frozen at
+the fork, marshals and writes the checkpoint once the position is durable; the reactor thread
+pays for the fork (copying page tables: tens of milliseconds at 5M messages), not for a copy
+of the index. If the process cannot fork, the index is copied on the reactor thread
 (``JournalIndex.snapshot``: arrays and a list built in C, about 0.1 µs a message on a busy
-machine, the one cost that grows with the depth), the checkpoint is written only once the
-position is durable, and the marshalling, writing and fsync run on the checkpoint thread in
-frames of at most ``saved_index.CHUNK`` entries (each one GIL hold). A crash mid-write leaves
-the previous checkpoint whole (temporary file, then rename). The next checkpoint waits
-``CHECKPOINT_IDLE_RATIO`` times as long as the last one took, so their cost stays a small
-share of the work whatever the depth.
+machine) and written by the checkpoint thread, in frames of at most ``saved_index.CHUNK``
+entries (each one GIL hold). A crash mid-write leaves the previous checkpoint whole
+(temporary file, then rename). The next checkpoint waits ``CHECKPOINT_IDLE_RATIO`` times as
+long as the last one took, so their cost stays a small share of the work whatever the depth.
 """
 
 from __future__ import annotations
