@@ -208,6 +208,35 @@ def test_the_saved_index_of_a_clean_stop_goes_on_as_the_checkpoint(tmp_path, cap
     store.close()
 
 
+def test_a_checkpoint_that_cannot_be_written_keeps_the_last_and_is_tried_again(tmp_path,
+                                                                               caplog):
+    journal = tmp_path / "journal"
+    store = build(journal)
+    clock = store._reactor
+    first = (journal / saved_index.CHECKPOINT).read_bytes()
+    blocker = journal / (saved_index.CHECKPOINT + ".tmp")
+    blocker.mkdir()   # the writer cannot create its temporary file: as a disk fault would
+    store.publish(17, RECORD + b"x", [QA])
+    clock.advance(3600)
+    with caplog.at_level(logging.WARNING, logger="warren.store.journal"):
+        store.flush()
+        while "checkpoint not written" not in caplog.text:
+            clock.deliver()
+    assert store.checkpoints == 1
+    assert (journal / saved_index.CHECKPOINT).read_bytes() == first
+    blocker.rmdir()
+    clock.advance(10)   # the retry, with nothing appended since
+    while store.checkpoints == 1:
+        clock.deliver()
+    assert (journal / saved_index.CHECKPOINT).read_bytes() != first
+    store.abandon()
+    expected = replayed(journal, tmp_path)
+    store, state = lazy(journal)
+    assert summary(state) == expected
+    assert 17 in state.queues[QA].msg_ids
+    store.close()
+
+
 def test_no_checkpoint_is_taken_when_they_are_off(tmp_path):
     journal = tmp_path / "journal"
     store = JournalStore(journal, checkpoint_bytes=0, reactor=ThreadClock())

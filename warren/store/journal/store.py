@@ -718,6 +718,11 @@ class JournalStore(MessageStore):
     def _checkpoint_failed(self, failure: Any) -> None:
         self._checkpoint_busy = False
         self._checkpoint_not_before = self._reactor.seconds() + CHECKPOINT_RETRY
+        if not self._log.closed and (self._checkpoint_call is None
+                                     or not self._checkpoint_call.active()):
+            # tried again then, appends or not
+            self._checkpoint_call = self._reactor.callLater(CHECKPOINT_RETRY,
+                                                            self._consider_checkpoint)
         logger.warning("journal %s: checkpoint not written (%s); the previous one stays",
                        self.directory, failure.getErrorMessage())
 
