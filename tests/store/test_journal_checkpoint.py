@@ -59,10 +59,10 @@ def checkpointed(store: JournalStore, clock: ThreadClock) -> None:
     assert store.checkpoints == before + 1
 
 
-def build(directory: Path, **kwargs) -> JournalStore:
+def build(directory: Path, **kwargs) -> tuple[JournalStore, ThreadClock]:
     """A checkpoint after the first part, then acks of messages it holds, a delivery count,
     a delivered flag and new messages after it; the store is left running (its
-    ``checkpoint_position``: the checkpoint's)."""
+    ``checkpoint_position``: the checkpoint's), and returned with its clock."""
     store, clock, _ = running(directory, **kwargs)
     store.put_definition("queue", QA, {"durable": True})
     for msg_id in range(1, 13):
@@ -77,7 +77,7 @@ def build(directory: Path, **kwargs) -> JournalStore:
         store.publish(msg_id, RECORD + b"n" * msg_id, [QA])
     store.ack(QA, [13])
     store.flush()   # durable, but no second checkpoint: the clock has not moved on
-    return store
+    return store, clock
 
 
 def lazy(directory: Path) -> tuple[JournalStore, object]:
@@ -97,7 +97,7 @@ def test_a_start_after_a_crash_loads_the_checkpoint_and_replays_what_follows(tmp
     if not forks:   # the index is copied on the reactor thread and written by the thread
         monkeypatch.setattr(os, "fork", no_fork)
     journal = tmp_path / "journal"
-    store = build(journal)
+    store, _ = build(journal)
     segment, offset = store.checkpoint_position
     store.abandon()   # what kill -9 leaves: no close, no saved index
     assert not (journal / saved_index.SAVED_INDEX).exists()
@@ -118,7 +118,7 @@ def test_a_start_after_a_crash_loads_the_checkpoint_and_replays_what_follows(tmp
 def test_a_covered_segment_written_since_falls_back_to_the_replay(tmp_path, caplog,
                                                                    segment_size):
     journal = tmp_path / "journal"
-    store = build(journal, segment_size=segment_size)
+    store, _ = build(journal, segment_size=segment_size)
     segment, offset = store.checkpoint_position
     store.abandon()
     assert (segment > 1) == (segment_size == 512)
@@ -139,7 +139,7 @@ def test_a_covered_segment_written_since_falls_back_to_the_replay(tmp_path, capl
 
 def test_a_torn_or_half_written_checkpoint_is_never_used(tmp_path, caplog):
     journal = tmp_path / "journal"
-    build(journal).abandon()
+    build(journal)[0].abandon()
     expected = replayed(journal, tmp_path)
     path = journal / saved_index.CHECKPOINT
     whole = path.read_bytes()
@@ -188,7 +188,7 @@ def test_a_checkpoint_stays_valid_across_compaction_and_segment_deletion(tmp_pat
 
 def test_the_saved_index_of_a_clean_stop_goes_on_as_the_checkpoint(tmp_path, caplog):
     journal = tmp_path / "journal"
-    store = build(journal)
+    store, _ = build(journal)
     store.close()
     store, clock, _ = running(journal)   # from the saved index, which becomes the checkpoint
     assert not (journal / saved_index.SAVED_INDEX).exists()
@@ -211,8 +211,7 @@ def test_the_saved_index_of_a_clean_stop_goes_on_as_the_checkpoint(tmp_path, cap
 def test_a_checkpoint_that_cannot_be_written_keeps_the_last_and_is_tried_again(tmp_path,
                                                                                caplog):
     journal = tmp_path / "journal"
-    store = build(journal)
-    clock = store._reactor
+    store, clock = build(journal)
     first = (journal / saved_index.CHECKPOINT).read_bytes()
     blocker = journal / (saved_index.CHECKPOINT + ".tmp")
     blocker.mkdir()   # the writer cannot create its temporary file: as a disk fault would
