@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 from collections.abc import Callable
 
 #: Exit statuses of the child.
@@ -40,6 +41,11 @@ def start(work: Callable[[], object]) -> tuple[int, int]:
         code = FAILED
         try:
             gc.disable()   # short-lived: a collection would only touch (copy) shared pages
+            # the parent's handlers (Twisted's) are not the child's: a signal sent to the
+            # whole group ends it; the previous checkpoint stays
+            signal.set_wakeup_fd(-1)
+            for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(number, signal.SIG_DFL)
             os.closerange(3, ready)
             os.closerange(ready + 1, os.sysconf("SC_OPEN_MAX"))
             if os.read(ready, 1) == b"1":
