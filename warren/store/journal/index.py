@@ -71,7 +71,7 @@ from __future__ import annotations
 import json
 import struct
 from array import array
-from itertools import islice
+from itertools import compress, islice
 from enum import IntEnum
 from typing import Any
 
@@ -564,11 +564,11 @@ class JournalIndex:
         return out
 
     def delivered(self) -> set[tuple[str, int]]:
+        # ``compress`` walks the flags in C: only the (few) delivered ids cost a Python step
         return {
             (key, msg_id)
             for key, ids in self.queues.items()
-            for msg_id, flag in ids.items()
-            if flag
+            for msg_id in compress(ids, ids.values())
         }
 
     def delivery_counts(self) -> dict[tuple[str, int], int]:

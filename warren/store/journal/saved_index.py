@@ -18,11 +18,12 @@ The same file format serves the checkpoints a running store takes (``CHECKPOINT`
 ``JournalStore``): an index as of a journal position, which stays on disk across restarts.
 
 The payload is :mod:`marshal` data (plain dicts, lists, ints and strings: fast to load in C)
-in frames: a head (everything but the two big maps), then the message locations and each
-queue's ids in dicts of at most ``CHUNK`` entries. Marshalling holds the GIL throughout, so
-one frame is the longest a checkpoint written on a thread keeps the reactor waiting (tens of
-milliseconds), whatever the depth. The header carries the Python version's marshal format,
-and a mismatch is a fallback, not an error.
+in frames: a head (everything but the two big maps), then the message locations, then each
+queue's ids. A forked child or a clean close writes each map as one frame (one
+``marshal.loads`` is the fastest load). A copy written by a thread beside the reactor (when
+the process cannot fork) is in frames of at most ``CHUNK`` entries: marshalling holds the
+GIL throughout, so one frame is the longest the reactor waits. The header carries the Python
+version's marshal format, and a mismatch is a fallback, not an error.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ SAVED_INDEX = "index.saved"
 CHECKPOINT = "index.checkpoint"
 #: 2: frames, and locations that carry body sizes (``index.pack_location``).
 _MAGIC = b"WRNJIDX2"
-_FRAME = struct.Struct("<I")
+_FRAME = struct.Struct("<Q")
 #: Entries of a big map per frame (a frame is marshalled in one go, holding the GIL).
 CHUNK = 100_000
 #: magic, marshal version, Python major/minor, payload length, CRC32 of the payload
@@ -59,9 +60,11 @@ def path_in(directory: str, name: str = SAVED_INDEX) -> str:
 
 
 def _frames(content: dict[str, Any]) -> Iterator[bytes]:
-    """The payload's frames: the head, then ``messages`` and each queue's ids in chunks.
-    Each map is a dict, or (keys, values) as ``JournalIndex.snapshot`` gives them (values
-    as bytes: delivered flags, written as bools)."""
+    """The payload's frames: the head, then ``messages``, then each queue's ids. A map given
+    as a dict is one frame (a forked child writes it, or a clean close: no reactor shares
+    the GIL, and one ``marshal.loads`` is the fastest load); one given as (keys, values), as
+    ``JournalIndex.snapshot`` copies it for a thread beside the reactor, is in frames of
+    ``CHUNK`` entries (values as bytes: delivered flags, written as bools)."""
     messages = content["messages"]
     queues = content["queues"]
     head = {key: value for key, value in content.items() if key not in ("messages", "queues")}
@@ -70,10 +73,11 @@ def _frames(content: dict[str, Any]) -> Iterator[bytes]:
     yield marshal.dumps(head)
     for mapping in (messages, *queues.values()):
         if isinstance(mapping, dict):
-            items: Iterator[tuple[Any, Any]] = iter(mapping.items())
-        else:
-            keys, values = mapping
-            items = zip(keys, map(bool, values) if isinstance(values, bytes) else values)
+            if mapping:
+                yield marshal.dumps(mapping)
+            continue
+        keys, values = mapping
+        items = zip(keys, map(bool, values) if isinstance(values, bytes) else values)
         while True:
             chunk = dict(islice(items, CHUNK))
             if not chunk:
@@ -82,8 +86,9 @@ def _frames(content: dict[str, Any]) -> Iterator[bytes]:
 
 
 def _chunks(mapping: Any) -> int:
-    size = len(mapping) if isinstance(mapping, dict) else len(mapping[0])
-    return -(-size // CHUNK)
+    if isinstance(mapping, dict):
+        return 1 if mapping else 0
+    return -(-len(mapping[0]) // CHUNK)
 
 
 def write(directory: str, content: dict[str, Any], name: str = SAVED_INDEX) -> int:
