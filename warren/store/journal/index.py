@@ -605,8 +605,8 @@ class JournalIndex:
         for number in numbers:
             liveness = self.segments.pop(number, None)
             if liveness is not None:
-                for key in liveness.definitions:
-                    self.definitions.pop(key, None)
+                for definition in liveness.definitions:
+                    self.definitions.pop(definition, None)
         return len(dropped)
 
     def export(self) -> dict[str, Any]:
