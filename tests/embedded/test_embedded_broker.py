@@ -307,3 +307,25 @@ def test_two_brokers_at_once_are_apart(private_tmp):
         assert "only-on-two" not in {q["name"] for q in one.api().call("GET", "/api/queues")}
         assert "only-on-one" not in {q["name"] for q in two.api().call("GET", "/api/queues")}
     assert list(private_tmp.iterdir()) == []
+
+
+def test_a_picked_port_taken_before_the_bind_is_picked_again(tmp_path):
+    """Another process binds one of the ports a ``BrokerProcess`` picked before the broker
+    does (tests run side by side): the broker that waits for it started on new ports, even
+    when the start and the wait are two calls."""
+    from warren.embedded.process import BrokerProcess
+
+    proc = BrokerProcess(tmp_path / "data")
+    taken = proc.amqp_port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        proc.start(wait=False)
+        try:
+            proc.wait_ready(60)
+            assert proc.amqp_port != taken   # the first process found it in use and ended
+            conn = pika.BlockingConnection(pika.URLParameters(proc.amqp_url))
+            assert conn.is_open
+            conn.close()
+        finally:
+            proc.stop()

@@ -92,19 +92,9 @@ class BrokerProcess:
         return cmd + self.extra_args
 
     def start(self, timeout: float = 60.0, wait: bool = True) -> "BrokerProcess":
-        for attempt in range(3):
-            self._spawn()
-            if not wait:
-                return self
-            try:
-                self.wait_ready(timeout)
-                return self
-            except RuntimeError:
-                if not (self._picked_ports and not self._started_once
-                        and any("address already in use" in line.lower() for line in self.lines)
-                        and attempt < 2):
-                    raise
-                self._pick_ports()   # another process took a port first: new ones, again
+        self._spawn()
+        if wait:
+            self.wait_ready(timeout)
         return self
 
     def _spawn(self) -> None:
@@ -136,10 +126,21 @@ class BrokerProcess:
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Return once the ready line is out; raise when the process ends without it. Its
         output ending wakes the wait too, and the process may not have exited yet then:
-        only the line itself says it started."""
-        if not self._ready.wait(timeout) or not self.ready:
-            raise RuntimeError("broker did not start:\n" + self.log())
-        self._started_once = True
+        only the line itself says it started.
+
+        A first start on ports picked here can lose one of them to another process between
+        the pick and the bind (tests run side by side): it is started again on new ports, up
+        to twice, whoever called ``start(wait=False)`` and waits here."""
+        for attempt in range(3):
+            if self._ready.wait(timeout) and self.ready:
+                self._started_once = True
+                return
+            if not (self._picked_ports and not self._started_once and attempt < 2
+                    and any("address already in use" in line.lower() for line in self.lines)):
+                break
+            self._pick_ports()
+            self._spawn()
+        raise RuntimeError("broker did not start:\n" + self.log())
 
     @property
     def ready(self) -> bool:
