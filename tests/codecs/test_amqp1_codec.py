@@ -11,7 +11,7 @@ import proton
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from warren.amqp1.codec import (Array, Composite, Described, DecodeError, FrameReader,
+from warren.amqp1_message.codec import (Array, Composite, Described, DecodeError, FrameReader,
                                 FrameTooLarge, Symbol, Timestamp, UByte, UInt, ULong, decode,
                                 decode_message, encode, encode_frame, encode_message)
 
