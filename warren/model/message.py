@@ -167,6 +167,7 @@ class Message:
         m.persistent = persistent
         m.priority = priority
         m.ttl = ttl
+        m.amqp1_sections = None
         return m
 
     @property

@@ -30,6 +30,7 @@ from ..model.errors import NotImplemented_, PreconditionFailed
 from ..model.message import Message, QueueEntry
 from ..broker.queue import Queue
 from ..broker.queue_types import register
+from .amqp1_conversion import Amqp1Cache, from_stream_publish, is_stream_publish
 from .log import MAX_SEGMENT_BYTES, BodyRun, StreamLog, SubEntryBatch
 from .filters import (BLOCK, DEFAULT_FILTER_BYTES, MAX_FILTER_BYTES, MIN_FILTER_BYTES,
                       FilterSpec, amqp_filter, message_filter_value)
@@ -82,6 +83,8 @@ class StreamQueue(Queue):
             broker.log_syncer = LogSyncer(broker.clock)
         self._syncer: LogSyncer = broker.log_syncer
         self.log: StreamLog = StreamLog(self._directory(), self.clock, filter_bytes)
+        # other protocols' messages as the Stream protocol's readers get them
+        self.amqp1 = Amqp1Cache(broker.codec)
         self.log.open(fresh=not recovered)
         self.apply_settings()
 
@@ -275,6 +278,8 @@ class StreamQueue(Queue):
                         continue
                     # the front end adds x-stream-offset (the entry's seq) in its own encoding
                     message = Message.from_record(found[1], codec, 0)
+                    if is_stream_publish(found[1]):
+                        message = from_stream_publish(message)
                     self.unacked += 1
                     self.stats["deliver"] += 1
                     consumer.deliver(self, QueueEntry(message, offset))
@@ -307,7 +312,8 @@ class StreamQueue(Queue):
                     continue
             # a run may start before ``offset``: at the first offset of the batch holding it
             first, timestamp, bodies, after = log.read_run(offset, end, CHUNK_RECORDS,
-                                                           CHUNK_BYTES, body_only=True)
+                                                           CHUNK_BYTES, body_only=True,
+                                                           convert=self.amqp1.convert)
             if bodies:
                 consumer.deliver_chunk(self, first, timestamp, bodies)
                 records_sent += after - first
