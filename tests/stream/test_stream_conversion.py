@@ -1,0 +1,108 @@
+"""A stream's messages across protocols, as RabbitMQ converts them: a Stream protocol reader
+(rstream with its ``amqp_decoder``) gets an AMQP 0-9-1 publish as an AMQP 1.0 message with
+its properties and headers, and an AMQP 0-9-1 reader (pika) gets a Stream protocol publish's
+AMQP 1.0 sections as properties and headers. Bytes that are no AMQP 1.0 message go through
+as they came, both ways, and break nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pika
+from rstream import Producer
+from rstream.amqp import AMQPMessage, amqp_decoder
+from rstream._pyamqp.message import Properties
+
+from tests.stream.rstream_reader import read
+
+TIMEOUT = 30
+
+
+def producer(broker):
+    return Producer("127.0.0.1", port=broker.stream_port, username="guest", password="guest")
+
+
+def amqp_read(broker, stream, count):
+    """``count`` (body, properties) from ``stream`` over AMQP 0-9-1, from its first offset."""
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=10)
+    got = []
+    for method, props, body in ch.consume(stream, arguments={"x-stream-offset": "first"},
+                                          inactivity_timeout=TIMEOUT):
+        assert method is not None, f"{len(got)} of {count} delivered"
+        got.append((body, props))
+        ch.basic_ack(method.delivery_tag)
+        if len(got) == count:
+            break
+    conn.close()
+    return got
+
+
+def test_amqp_publish_reaches_a_stream_protocol_reader_as_amqp_1_0(broker, unique):
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.queue_declare(unique, durable=True, arguments={"x-queue-type": "stream"})
+    ch.basic_publish("", unique, b"from amqp", pika.BasicProperties(
+        message_id="m-1", correlation_id="c-1", content_type="text/plain", delivery_mode=2,
+        headers={"colour": "blue", "count": 7, "x-tag": "t"}))
+    conn.close()
+
+    # two readers of the same offset: each gets the whole message
+    for _ in range(2):
+        [(offset, message)] = asyncio.run(read(broker, unique, 1, decoder=amqp_decoder))
+        assert offset == 0
+        assert message.body == b"from amqp"
+        assert message.header.durable is True
+        assert (message.properties.message_id, message.properties.correlation_id,
+                message.properties.content_type) == (b"m-1", b"c-1", b"text/plain")
+        assert message.application_properties == {b"colour": b"blue", b"count": 7}
+        # x- headers as message annotations, and where it was published (RabbitMQ 4)
+        assert message.message_annotations == {b"x-tag": b"t", b"x-exchange": b"",
+                                               b"x-routing-key": unique.encode()}
+    assert "Traceback" not in broker.log()
+
+
+def test_stream_protocol_publish_reaches_an_amqp_reader_with_its_properties(broker, unique):
+    async def publish():
+        async with producer(broker) as p:
+            await p.create_stream(unique)
+            await p.send_wait(unique, AMQPMessage(
+                body=b"from stream",
+                properties=Properties(message_id="s-1", correlation_id="c-2",
+                                      content_type="application/json", subject="kind"),
+                application_properties={"colour": "red", "count": 7},
+                message_annotations={"x-opt": "o"}))
+    asyncio.run(publish())
+
+    [(body, props)] = amqp_read(broker, unique, 1)
+    assert body == b"from stream"
+    assert (props.message_id, props.correlation_id, props.content_type, props.type) == \
+        ("s-1", "c-2", "application/json", "kind")
+    assert props.headers == {"colour": "red", "count": 7, "x-opt": "o", "x-stream-offset": 0}
+    # the Stream protocol's own readers still get the message as it was published
+    [(_, raw)] = asyncio.run(read(broker, unique, 1))
+    assert amqp_decoder(raw).application_properties == {b"colour": b"red", b"count": 7}
+
+
+def test_raw_and_malformed_stream_publishes_go_through_as_sent(broker, unique):
+    sent = [b"raw bytes",
+            b"\x00\x53\x75\xa0\x10ab",                 # a data section 14 bytes short
+            b"\x00\x53\x70\xc0\x05\x02\x41",           # a header with a list cut short
+            b"\x00\x53\x75\xa0\x02ok\x00\x53\x77\x40",  # a data section, then an amqp-value
+            b""]
+
+    async def publish():
+        async with producer(broker) as p:
+            await p.create_stream(unique)
+            for body in sent:
+                await p.send_wait(unique, body)
+    asyncio.run(publish())
+
+    got = amqp_read(broker, unique, len(sent))
+    assert [body for body, _ in got] == sent
+    assert [props.headers for _, props in got] == \
+        [{"x-stream-offset": i} for i in range(len(sent))]
+    assert asyncio.run(read(broker, unique, len(sent))) == list(enumerate(sent))
+    assert "Traceback" not in broker.log()

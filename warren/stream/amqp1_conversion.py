@@ -1,0 +1,78 @@
+"""A stream's messages between the Stream protocol and the other protocols, as RabbitMQ
+converts them: lazily, at delivery, in the direction the reader needs.
+
+The Stream protocol carries AMQP 1.0 messages. RabbitMQ keeps a Stream protocol publish as
+the bytes that came and gives a Stream protocol reader every message as AMQP 1.0: a message
+published over AMQP 0-9-1, STOMP, MQTT or AMQP 1.0 is encoded with its properties, headers
+as application properties and ``x-`` headers as message annotations (RabbitMQ 4's
+``mc_amqpl`` -> ``mc_amqp``, here ``amqp1_message.mapping.sections_for``). The other way, an
+AMQP 0-9-1 or STOMP reader gets a Stream protocol publish as the 0-9-1 message its AMQP 1.0
+sections make (data body, properties, application properties as headers, ``x-`` message
+annotations as headers: ``properties_from``, ``body_from``, ``extra_sections``); bytes that are
+no AMQP 1.0 message (rstream can send raw bytes) are delivered as they are.
+
+A Stream protocol publish is told apart by its record head's ``STREAM_BODY`` flag, set once
+per publish frame, so publishing and Stream protocol replay of those records cost nothing
+more; only readers of the other kind pay for a conversion.
+"""
+
+from __future__ import annotations
+
+from ..amqp1_message.codec import DecodeError, decode_message, encode_message
+from ..amqp1_message.mapping import body_from, extra_sections, properties_from, sections_for
+from ..model.message import STREAM_BODY, Message, PropertiesCodec
+
+#: the converted messages kept for other Stream protocol readers of the same offsets (readers
+#: on the tail read the same new messages): about this many bytes, then it starts afresh
+CACHE_BYTES = 8 * 1024 * 1024
+
+
+def is_stream_publish(record: bytes | memoryview) -> bool:
+    """Whether a message record (``Message.to_record``) came over the Stream protocol."""
+    return bool(record[1] & STREAM_BODY)
+
+
+def as_amqp1(record: bytes, codec: PropertiesCodec) -> bytes:
+    """A message record of another protocol as the AMQP 1.0 message a Stream protocol reader
+    gets (with ``x-exchange`` and ``x-routing-key`` annotations, as RabbitMQ 4 sets them)."""
+    message = Message.from_record(record, codec, 0)
+    return encode_message(sections_for(message.properties, message.body, False,
+                                       message.exchange, message.routing_key,
+                                       message.amqp1_sections))
+
+
+def from_stream_publish(message: Message) -> Message:
+    """A Stream protocol publish as an AMQP 0-9-1 / STOMP reader gets it: converted when its
+    body is an AMQP 1.0 message, the message as it is when not."""
+    try:
+        sections = decode_message(message.body)
+    except DecodeError:
+        return message
+    if not sections:
+        return message   # an empty body: nothing to convert
+    converted = Message(message.exchange, message.routing_key, body_from(sections),
+                        codec=message.codec, props=properties_from(sections))
+    converted.amqp1_sections = extra_sections(sections)
+    return converted
+
+
+class Amqp1Cache:
+    """Records of other protocols converted for Stream protocol readers, by offset, so
+    several readers of the same offsets convert each message once."""
+
+    def __init__(self, codec: PropertiesCodec) -> None:
+        self.codec = codec
+        self._by_offset: dict[int, bytes] = {}
+        self._bytes = 0
+
+    def convert(self, offset: int, record: bytes) -> bytes:
+        """The AMQP 1.0 message of the record at ``offset``."""
+        found = self._by_offset.get(offset)
+        if found is None:
+            found = as_amqp1(record, self.codec)
+            if self._bytes + len(found) > CACHE_BYTES:
+                self._by_offset.clear()
+                self._bytes = 0
+            self._by_offset[offset] = found
+            self._bytes += len(found)
+        return found
