@@ -1,14 +1,16 @@
 """A stream's messages across protocols, as RabbitMQ converts them: a Stream protocol reader
-(rstream with its ``amqp_decoder``) gets an AMQP 0-9-1 publish as an AMQP 1.0 message with
-its properties and headers, and an AMQP 0-9-1 reader (pika) gets a Stream protocol publish's
-AMQP 1.0 sections as properties and headers. Bytes that are no AMQP 1.0 message go through
-as they came, both ways, and break nothing."""
+(rstream with its ``amqp_decoder``, rbfly by default) gets an AMQP 0-9-1 publish as an AMQP
+1.0 message with its properties and headers, and an AMQP 0-9-1 reader (pika) gets a Stream
+protocol publish's AMQP 1.0 sections as properties and headers. Bytes that are no AMQP 1.0
+message go through as they came, both ways, and break nothing (RabbitMQ 3.10.8 closes the
+0-9-1 consumer's connection with INTERNAL_ERROR instead)."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pika
+from rbfly.streams import Offset, get_message_ctx, streams_client
 from rstream import Producer
 from rstream.amqp import AMQPMessage, amqp_decoder
 from rstream._pyamqp.message import Properties
@@ -61,6 +63,20 @@ def test_amqp_publish_reaches_a_stream_protocol_reader_as_amqp_1_0(broker, uniqu
         # x- headers as message annotations, and where it was published (RabbitMQ 4)
         assert message.message_annotations == {b"x-tag": b"t", b"x-exchange": b"",
                                                b"x-routing-key": unique.encode()}
+
+    async def rbfly_read():
+        client = streams_client(
+            f"rabbitmq-stream://guest:guest@127.0.0.1:{broker.stream_port}/")
+        try:
+            async for body in client.subscribe(unique, offset=Offset.FIRST):
+                return body, get_message_ctx()
+        finally:
+            await client.disconnect()
+    body, ctx = asyncio.run(asyncio.wait_for(rbfly_read(), TIMEOUT))
+    assert body == b"from amqp"
+    assert ctx.properties.message_id == "m-1"
+    assert str(ctx.properties.content_type) == "text/plain"   # a symbol, as AMQP 1.0 says
+    assert ctx.app_properties == {"colour": "blue", "count": 7}
     assert "Traceback" not in broker.log()
 
 

@@ -11,6 +11,13 @@ sections make (data body, properties, application properties as headers, ``x-`` 
 annotations as headers: ``properties_from``, ``body_from``, ``extra_sections``); bytes that are
 no AMQP 1.0 message (rstream can send raw bytes) are delivered as they are.
 
+Checked side by side with RabbitMQ 3.10.8 (pika, rstream): the same conversions, but as
+RabbitMQ 3 made them: every 0-9-1 header (``x-`` ones too) an application property, no
+header section (an ``x-basic-delivery-mode`` annotation instead), and subject and message
+annotations dropped toward 0-9-1; warren follows RabbitMQ 4's ``mc_amqpl``. On a Stream
+protocol publish that is no AMQP 1.0 message (raw bytes, empty) RabbitMQ 3.10.8 closes the
+0-9-1 consumer's connection with INTERNAL_ERROR; warren delivers it as it came.
+
 A Stream protocol publish is told apart by its record head's ``STREAM_BODY`` flag, set once
 per publish frame, so publishing and Stream protocol replay of those records cost nothing
 more; only readers of the other kind pay for a conversion.
