@@ -25,9 +25,18 @@ more; only readers of the other kind pay for a conversion.
 
 from __future__ import annotations
 
-from ..amqp1_message.codec import DecodeError, decode_message, encode_message
-from ..amqp1_message.mapping import body_from, extra_sections, properties_from, sections_for
+from ..amqp1_message.codec import (DecodeError, decode_message, encode_data_section,
+                                   encode_message)
+from ..amqp1_message.mapping import (AMQP1_BODY_TYPE, body_from, extra_sections,
+                                     properties_from, sections_for)
 from ..model.message import STREAM_BODY, Message, PropertiesCodec
+
+#: the encoded sections before the body (``as_amqp1``) by (exchange, routing key, encoded
+#: properties): at most this many (then it starts afresh), for properties of at most this
+#: many bytes, so the cache stays small whatever publishers send
+_PREFIX_LIMIT = 1024
+_PREFIX_PROPS = 256
+_PREFIXES: dict[tuple[str, str, bytes], bytes] = {}
 
 #: the converted messages kept for other Stream protocol readers of the same offsets (readers
 #: on the tail read the same new messages): about this many bytes, then it starts afresh
@@ -41,11 +50,28 @@ def is_stream_publish(record: bytes | memoryview) -> bool:
 
 def as_amqp1(record: bytes, codec: PropertiesCodec) -> bytes:
     """A message record of another protocol as the AMQP 1.0 message a Stream protocol reader
-    gets (with ``x-exchange`` and ``x-routing-key`` annotations, as RabbitMQ 4 sets them)."""
+    gets (with ``x-exchange`` and ``x-routing-key`` annotations, as RabbitMQ 4 sets them).
+
+    Publishers send the same address and properties again and again, and then everything
+    before the body is the same: the usual message (one data section, nothing kept of an AMQP
+    1.0 publish) is those sections encoded once per (exchange, routing key, short properties)
+    and its body's data section."""
     message = Message.from_record(record, codec, 0)
-    return encode_message(sections_for(message.properties, message.body, False,
-                                       message.exchange, message.routing_key,
-                                       message.amqp1_sections))
+    extra = message.amqp1_sections
+    props = message.raw_props if extra is None else None
+    key = (message.exchange, message.routing_key, props) \
+        if props is not None and len(props) <= _PREFIX_PROPS else None
+    prefix = _PREFIXES.get(key) if key is not None else None
+    if prefix is None:
+        sections = sections_for(message.properties, message.body, False, message.exchange,
+                                message.routing_key, extra)
+        if key is None or message.properties.type == AMQP1_BODY_TYPE:
+            return encode_message(sections)   # the body may be more than one data section
+        del sections["data"]
+        if len(_PREFIXES) >= _PREFIX_LIMIT:
+            _PREFIXES.clear()
+        prefix = _PREFIXES[key] = encode_message(sections)
+    return prefix + encode_data_section(message.body)
 
 
 def from_stream_publish(message: Message) -> Message:
