@@ -31,12 +31,12 @@ from ..amqp1_message.mapping import (AMQP1_BODY_TYPE, body_from, extra_sections,
                                      properties_from, sections_for)
 from ..model.message import STREAM_BODY, Message, PropertiesCodec
 
-#: the encoded sections before the body (``as_amqp1``) by (exchange, routing key, encoded
-#: properties): at most this many (then it starts afresh), for properties of at most this
-#: many bytes, so the cache stays small whatever publishers send
+#: the encoded sections before the body (``as_amqp1``) by record head: at most this many
+#: (then it starts afresh), for heads of at most this many bytes, so the cache stays small
+#: whatever publishers send
 _PREFIX_LIMIT = 1024
-_PREFIX_PROPS = 256
-_PREFIXES: dict[tuple[str, str, bytes], bytes] = {}
+_PREFIX_HEAD = 512
+_PREFIXES: dict[bytes, bytes] = {}
 
 #: the converted messages kept for other Stream protocol readers of the same offsets (readers
 #: on the tail read the same new messages): about this many bytes, then it starts afresh
@@ -54,24 +54,24 @@ def as_amqp1(record: bytes, codec: PropertiesCodec) -> bytes:
 
     Publishers send the same address and properties again and again, and then everything
     before the body is the same: the usual message (one data section, nothing kept of an AMQP
-    1.0 publish) is those sections encoded once per (exchange, routing key, short properties)
-    and its body's data section."""
-    message = Message.from_record(record, codec, 0)
-    extra = message.amqp1_sections
-    props = message.raw_props if extra is None else None
-    key = (message.exchange, message.routing_key, props) \
-        if props is not None and len(props) <= _PREFIX_PROPS else None
+    1.0 publish) is those sections, encoded once per record head (address and properties,
+    ``record_head``) and found by it without decoding anything, and its body's data
+    section."""
+    head_size = len(record) - Message.record_body_size(record)
+    key = record[:head_size] if head_size <= _PREFIX_HEAD else None
     prefix = _PREFIXES.get(key) if key is not None else None
     if prefix is None:
+        message = Message.from_record(record, codec, 0)
         sections = sections_for(message.properties, message.body, False, message.exchange,
-                                message.routing_key, extra)
-        if key is None or message.properties.type == AMQP1_BODY_TYPE:
+                                message.routing_key, message.amqp1_sections)
+        if key is None or message.amqp1_sections is not None or \
+                message.properties.type == AMQP1_BODY_TYPE:
             return encode_message(sections)   # the body may be more than one data section
         del sections["data"]
         if len(_PREFIXES) >= _PREFIX_LIMIT:
             _PREFIXES.clear()
         prefix = _PREFIXES[key] = encode_message(sections)
-    return prefix + encode_data_section(message.body)
+    return prefix + encode_data_section(record[head_size:])
 
 
 def from_stream_publish(message: Message) -> Message:
