@@ -122,3 +122,18 @@ def test_raw_and_malformed_stream_publishes_go_through_as_sent(broker, unique):
         [{"x-stream-offset": i} for i in range(len(sent))]
     assert asyncio.run(read(broker, unique, len(sent))) == list(enumerate(sent))
     assert "Traceback" not in broker.log()
+
+
+def test_a_stream_deleted_and_declared_again_is_converted_afresh(broker, unique):
+    """Converted messages are kept by stream and offset for the readers after the first: a
+    new stream of the same name has new messages at the same offsets."""
+    for body in (b"first life", b"second life"):
+        conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare(unique, durable=True, arguments={"x-queue-type": "stream"})
+        ch.basic_publish("", unique, body)
+        [(offset, message)] = asyncio.run(read(broker, unique, 1, decoder=amqp_decoder))
+        assert (offset, message.body) == (0, body)
+        ch.queue_delete(unique)
+        conn.close()

@@ -39,8 +39,8 @@ _PREFIX_HEAD = 512
 _PREFIXES: dict[bytes, bytes] = {}
 
 #: the converted messages kept for other Stream protocol readers of the same offsets (readers
-#: on the tail read the same new messages): about this many bytes, then it starts afresh
-CACHE_BYTES = 8 * 1024 * 1024
+#: on a tail read the same new messages): about this many bytes, then it starts afresh
+CACHE_BYTES = 4 * 1024 * 1024
 
 
 def is_stream_publish(record: bytes | memoryview) -> bool:
@@ -89,23 +89,33 @@ def from_stream_publish(message: Message) -> Message:
     return converted
 
 
-class Amqp1Cache:
-    """Records of other protocols converted for Stream protocol readers, by offset, so
-    several readers of the same offsets convert each message once."""
+class ConvertedMessages:
+    """Records of other protocols converted for Stream protocol readers, by stream and
+    offset, so readers of the same offsets (several on a stream's tail) convert each message
+    once. One for the broker, within ``CACHE_BYTES`` whatever the number of streams."""
 
-    def __init__(self, codec: PropertiesCodec) -> None:
-        self.codec = codec
-        self._by_offset: dict[int, bytes] = {}
+    def __init__(self) -> None:
+        self._by_offset: dict[tuple[object, int], bytes] = {}
         self._bytes = 0
 
-    def convert(self, offset: int, record: bytes) -> bytes:
-        """The AMQP 1.0 message of the record at ``offset``."""
-        found = self._by_offset.get(offset)
+    def convert(self, stream: object, offset: int, record: bytes,
+                codec: PropertiesCodec) -> bytes:
+        """The AMQP 1.0 message of the record at ``offset`` of ``stream`` (its log)."""
+        key = (stream, offset)
+        found = self._by_offset.get(key)
         if found is None:
-            found = as_amqp1(record, self.codec)
+            found = as_amqp1(record, codec)
             if self._bytes + len(found) > CACHE_BYTES:
-                self._by_offset.clear()
-                self._bytes = 0
-            self._by_offset[offset] = found
+                self.forget()
+            self._by_offset[key] = found
             self._bytes += len(found)
         return found
+
+    def forget(self) -> None:
+        """Everything goes (a stream is deleted: its offsets may come again in a new one)."""
+        self._by_offset.clear()
+        self._bytes = 0
+
+
+#: the broker's converted messages
+CONVERTED = ConvertedMessages()
