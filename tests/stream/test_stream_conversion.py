@@ -1,6 +1,6 @@
 """A stream's messages across protocols, as RabbitMQ converts them: a Stream protocol reader
-(rstream with its ``amqp_decoder``, rbfly by default) gets an AMQP 0-9-1 publish as an AMQP
-1.0 message with its properties and headers, and an AMQP 0-9-1 reader (pika) gets a Stream
+(rstream with its ``amqp_decoder``, rbfly by default) gets an AMQP 0-9-1 or MQTT publish as
+an AMQP 1.0 message with its properties and headers, and an AMQP 0-9-1 reader (pika) gets a Stream
 protocol publish's AMQP 1.0 sections as properties and headers. Bytes that are no AMQP 1.0
 message go through as they came, both ways, and break nothing (RabbitMQ 3.10.8 closes the
 0-9-1 consumer's connection with INTERNAL_ERROR instead)."""
@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 
 import pika
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties as MqttProperties
 from rbfly.streams import Offset, get_message_ctx, streams_client
 from rstream import Producer
 from rstream.amqp import AMQPMessage, amqp_decoder
 from rstream._pyamqp.message import Properties
 
+from tests.mqtt.helpers import V5, Client
 from tests.stream.rstream_reader import read
 
 TIMEOUT = 30
@@ -137,3 +140,27 @@ def test_a_stream_deleted_and_declared_again_is_converted_afresh(broker, unique)
         assert (offset, message.body) == (0, body)
         ch.queue_delete(unique)
         conn.close()
+
+
+def test_mqtt_publish_reaches_a_stream_protocol_reader_as_amqp_1_0(broker, unique):
+    """An MQTT 5 publish routed into a stream (amq.topic, as RabbitMQ's MQTT plugin
+    publishes): its payload, content type and user properties, where it was published."""
+    key = "conv." + unique.rsplit(".", 1)[-1]   # MQTT topics swap '.' and '/'
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    ch = conn.channel()
+    ch.queue_declare(unique, durable=True, arguments={"x-queue-type": "stream"})
+    ch.queue_bind(unique, "amq.topic", key)
+    conn.close()
+    props = MqttProperties(PacketTypes.PUBLISH)
+    props.ContentType = "text/plain"
+    props.UserProperty = [("colour", "green")]
+    client = Client(broker.mqtt_port, protocol=V5)
+    client.publish(key.replace(".", "/"), b"from mqtt", qos=1, properties=props)
+    client.disconnect()
+
+    [(_, message)] = asyncio.run(read(broker, unique, 1, decoder=amqp_decoder))
+    assert message.body == b"from mqtt"
+    assert message.properties.content_type == b"text/plain"
+    assert message.application_properties[b"colour"] == b"green"
+    assert message.message_annotations[b"x-exchange"] == b"amq.topic"
+    assert message.message_annotations[b"x-routing-key"] == key.encode()
