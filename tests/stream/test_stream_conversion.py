@@ -11,6 +11,8 @@ import asyncio
 
 import pika
 from paho.mqtt.packettypes import PacketTypes
+from proton import Message as ProtonMessage, symbol
+from proton.utils import BlockingConnection
 from paho.mqtt.properties import Properties as MqttProperties
 from rbfly.streams import Offset, get_message_ctx, streams_client
 from rstream import Producer
@@ -164,3 +166,24 @@ def test_mqtt_publish_reaches_a_stream_protocol_reader_as_amqp_1_0(broker, uniqu
     assert message.application_properties[b"colour"] == b"green"
     assert message.message_annotations[b"x-exchange"] == b"amq.topic"
     assert message.message_annotations[b"x-routing-key"] == key.encode()
+
+
+def test_amqp_1_0_publish_reaches_a_stream_protocol_reader_whole(broker, unique):
+    """An AMQP 1.0 publish into a stream: its annotations without a 0-9-1 form too (kept
+    beside its properties, as RabbitMQ 4 keeps the whole message)."""
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    conn.channel().queue_declare(unique, durable=True, arguments={"x-queue-type": "stream"})
+    conn.close()
+    amqp1 = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
+                               allowed_mechs="PLAIN", timeout=TIMEOUT)
+    message = ProtonMessage(body=b"from amqp 1.0", id="p-1", properties={"colour": "pink"})
+    message.annotations = {symbol("x-opt-trace"): "abc", symbol("custom"): 5}
+    amqp1.create_sender(f"/queues/{unique}").send(message)
+    amqp1.close()
+
+    [(_, got)] = asyncio.run(read(broker, unique, 1, decoder=amqp_decoder))
+    assert got.value == b"from amqp 1.0"   # proton sends an amqp-value: it stays one
+    assert got.properties.message_id == b"p-1"
+    assert got.application_properties == {b"colour": b"pink"}
+    assert got.message_annotations[b"x-opt-trace"] == b"abc"
+    assert got.message_annotations[b"custom"] == 5
