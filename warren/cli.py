@@ -100,6 +100,10 @@ RUN_FLAGS: tuple[tuple[str, dict], ...] = (
                          "help": "bytes of messages (bodies and per-message overhead) held "
                                  "in memory before stored persistent messages past each "
                                  "queue's head are paged out to the store (0: never)"}),
+    ("--journal-checkpoint-bytes", {
+        "type": int, "help": "journal bytes written between two checkpoints of its index, "
+                             "so a start after a crash replays only what follows the last "
+                             "one (0: no checkpoints while running)"}),
     ("--max-message-size", {"type": int, "help": "largest message body accepted, in bytes"}),
     ("--frame-max", {"type": int, "help": "largest AMQP frame offered, in bytes"}),
     ("--heartbeat", {"type": int, "help": "AMQP heartbeat offered, in seconds (0: none)"}),

@@ -81,6 +81,9 @@ class Config:
     store: str = "journal"                 # journal | sql | memory
     store_url: str = ""                    # SQL store URL; default sqlite file in data_dir
     journal_segment_size: int = 32 * 1024 ** 2  # bytes per journal segment file
+    # journal bytes written between two checkpoints of its index (a start after a crash
+    # replays only what follows the last one); 0: none while running
+    journal_checkpoint_bytes: int = 64 * 1024 ** 2
     log_level: str = "info"
     node_name: str = "warren@localhost"
     default_user: str = "guest"

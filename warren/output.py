@@ -19,6 +19,7 @@ pauses it, ``write_paused`` makes its consumers report no credit, and on resume 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet.tcp import Server
@@ -31,7 +32,7 @@ class BatchedOutput:
 
     def init_output(self, clock: Any) -> None:
         self._out_clock = clock
-        self._out: list[bytes] = []         # frames waiting for the next flush
+        self._out: list[bytes | memoryview] = []   # frames waiting for the next flush
         self._flush_call: Any = None         # the pending end-of-turn flush
         self._in_read = False                # the listener flushes when its read ends
         self._sent_since_tick = False        # for heartbeats: something went out lately
@@ -64,7 +65,7 @@ class BatchedOutput:
         if self._flush_call is None and not self._in_read and not self.output_closed():
             self._flush_call = self._out_clock.callLater(0, self.flush)
 
-    def write_parts(self, parts: list[bytes]) -> None:
+    def write_parts(self, parts: Iterable[bytes | memoryview]) -> None:
         self._out.extend(parts)
         if self._flush_call is None and not self._in_read and not self.output_closed():
             self._flush_call = self._out_clock.callLater(0, self.flush)

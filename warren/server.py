@@ -52,7 +52,8 @@ def make_store(config: Config, reactor: Any) -> MessageStore | None:
 
         from .store.journal.store import JournalStore
         return JournalStore(os.path.join(config.data_dir, "journal"), reactor=reactor,
-                            segment_size=config.journal_segment_size)
+                            segment_size=config.journal_segment_size,
+                            checkpoint_bytes=config.journal_checkpoint_bytes)
     if config.store == "sql":
         import os
 

@@ -1,5 +1,6 @@
 """A broker restarted after a clean stop serves from the journal's saved index; one killed
-after that restart replays the journal and neither loses nor resurrects a message; a damaged
+after that restart starts from it again, as the checkpoint it became, replays what followed
+and neither loses nor resurrects a message; a damaged
 saved index is a warning and a replay, never a traceback. One broker's data dir through all
 of it (each start costs seconds)."""
 
@@ -47,7 +48,8 @@ def bodies(start: int, stop: int) -> list[bytes]:
     return [f"m{i}".encode() for i in range(start, stop)]
 
 
-def test_clean_restart_serves_from_the_saved_index_and_a_kill_after_it_replays(tmp_path):
+def test_clean_restart_serves_from_the_saved_index_and_a_kill_after_it_replays_the_rest(
+        tmp_path):
     broker = BrokerProcess(tmp_path / "data").start()
     try:
         publish(broker.amqp_url, bodies(0, 30))
@@ -69,7 +71,7 @@ def test_clean_restart_serves_from_the_saved_index_and_a_kill_after_it_replays(t
         assert not (tmp_path / "data" / "journal" / saved_index.SAVED_INDEX).exists()
         broker.start()
         line = broker.wait_for_line("recovered 19 messages in 1 queues")
-        assert "from the saved index" not in line
+        assert "from the checkpoint at segment 1" in line, line
         got = read_queue(broker.amqp_url, QUEUE)
         assert [body for body, _ in got] == bodies(12, 30) + [b"after"]
         assert "Traceback" not in broker.log()

@@ -52,10 +52,12 @@ def summary(state) -> tuple:
 
 
 def replayed(directory: Path, tmp_path: Path) -> tuple:
-    """The state a full replay of a copy of ``directory`` (without the saved index) gives."""
+    """The state a full replay of a copy of ``directory`` (without the saved index and the
+    checkpoint) gives."""
     copy = tmp_path / "replayed"
     shutil.copytree(directory, copy)
     (copy / saved_index.SAVED_INDEX).unlink(missing_ok=True)
+    (copy / saved_index.CHECKPOINT).unlink(missing_ok=True)
     store, state = lazy(copy)
     store.abandon()
     return summary(state)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import struct
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from pamqp import commands
@@ -23,7 +24,7 @@ from ..model.errors import (AccessRefused, BrokerError, CommandInvalid, NotAllow
                             NotImplemented_, PreconditionFailed)
 from ..model.message import Message, QueueEntry
 from ..broker.queue import Queue
-from ..broker.replyto import REPLY_TO, direct_reply_to
+from ..broker.replyto import REPLY_TO, ReplySubscription, direct_reply_to
 from ..broker.stats import new_counts
 from .framing import (ACCESS_REQUEST_OK_PAYLOAD, FRAME_BODY, FRAME_HEADER, FRAME_METHOD,
                       basic_ack_frame, basic_nack_frame, content_frames, decode_method,
@@ -189,7 +190,7 @@ class Connection(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
-    def write_parts(self, parts: list[bytes]) -> None: ...
+    def write_parts(self, parts: Iterable[bytes | memoryview]) -> None: ...
 
     def flush(self) -> None: ...
 
@@ -220,7 +221,8 @@ class Channel:
         self.prefetch = 0                    # basic.qos global=false: for new consumers
         self.global_prefetch = 0             # basic.qos global=true: shared by the channel
         self.current_queue: str | None = None  # last declared queue, for '' in later methods
-        self.reply_to = None                 # direct reply-to subscription (broker/replyto.py)
+        # the direct reply-to subscription (broker/replyto.py)
+        self.reply_to: ReplySubscription | None = None
         # basic.cancel notices held while this channel deletes the queue itself: RabbitMQ's
         # channel sends queue.delete-ok before the cancel (the queue's 'DOWN' is handled
         # after the method), and clients waiting for delete-ok (py-amqp/kombu) fail on a
@@ -315,10 +317,11 @@ class Channel:
             self._settle("ack", tag, multiple, False)
             return
         if self.conn.amqp_0_8:
-            payload = from_0_8(payload)
-            if payload is None:                 # access.request: granted, as RabbitMQ
+            translated = from_0_8(payload)
+            if translated is None:              # access.request: granted, as RabbitMQ
                 self.conn.write(method_frame(self.number, ACCESS_REQUEST_OK_PAYLOAD))
                 return
+            payload = translated
         method = decode_method(payload)
         self._current_method = divmod(method.index, 0x10000)
         handler = self._handlers.get(type(method))
@@ -367,8 +370,9 @@ class Channel:
             self._complete_publish()
 
     def _complete_publish(self, body: bytes | None = None) -> None:
-        exchange, rk, mandatory = self._publish
-        props = self._props
+        publish, props = self._publish, self._props
+        assert publish is not None and props is not None   # a content header came first
+        exchange, rk, mandatory = publish
         if body is None:
             body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self._publish = None
@@ -474,7 +478,7 @@ class Channel:
         self.conn.channel_closed(self)
 
     def _on_flow(self, m: commands.Channel.Flow) -> None:
-        self.flow_active = m.active
+        self.flow_active = bool(m.active)
         self.send(commands.Channel.FlowOk(active=m.active))
         if m.active:
             self._kick()
@@ -676,7 +680,8 @@ class Channel:
         tag = m.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)
         if tag in self.consumers:
             raise NotAllowed(f"attempt to reuse consumer tag '{tag}'")
-        consumer = AmqpConsumer(self, tag, None, m.no_ack, False, {}, 0)
+        # on no queue: broker/replyto.py hands it the replies, and it is never in consumers
+        consumer = AmqpConsumer(self, tag, None, m.no_ack, False, {}, 0)  # type: ignore[arg-type]
         self.reply_to = direct_reply_to(self.broker).subscribe(consumer)
         if not m.nowait:
             self.send(commands.Basic.ConsumeOk(consumer_tag=tag))
@@ -685,7 +690,7 @@ class Channel:
         if self.reply_to is not None and m.consumer_tag == self.reply_to.tag:
             direct_reply_to(self.broker).unsubscribe(self.reply_to)
             self.reply_to = None
-        consumer = self.consumers.pop(m.consumer_tag, None)
+        consumer = self.consumers.pop(m.consumer_tag or "", None)
         if not m.nowait:
             self.send(commands.Basic.CancelOk(consumer_tag=m.consumer_tag))
         if consumer is not None:
@@ -725,7 +730,7 @@ class Channel:
         self._settle("ack", m.delivery_tag, m.multiple, False)
 
     def _on_reject(self, m: commands.Basic.Reject) -> None:
-        self._settle("reject", m.delivery_tag, False, m.requeue)
+        self._settle("reject", m.delivery_tag or 0, False, bool(m.requeue))
 
     def _on_nack(self, m: commands.Basic.Nack) -> None:
         self._settle("reject", m.delivery_tag, m.multiple, m.requeue)

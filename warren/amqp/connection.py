@@ -18,16 +18,19 @@ import struct
 import time
 from typing import Any, Callable
 
-from pamqp import commands
+from pamqp import base, commands
 from pamqp import decode as pamqp_decode
 from twisted.internet import protocol
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
 from .. import __version__
 from ..model.errors import (AccessRefused, CommandInvalid, ConnectionForced, InternalError,
                             NotAllowed)
 from ..broker.broker import Broker
+from ..broker.users import User
+from ..broker.vhost import VirtualHost
 from ..broker.jsonvalue import jsonable
 from ..broker.stats import with_deliver_get
 from ..cert_login import TlsFields, certificate_login, is_tls
@@ -64,7 +67,7 @@ class State(enum.Enum):
 
 
 #: connection-class methods allowed in each handshake state
-HANDSHAKE: dict[State, tuple[type, ...]] = {
+HANDSHAKE: dict[State, tuple[type[base.Frame], ...]] = {
     State.AWAIT_START_OK: (commands.Connection.StartOk,),
     State.AWAIT_TUNE_OK: (commands.Connection.TuneOk,),
     State.AWAIT_OPEN: (commands.Connection.Open,),
@@ -99,8 +102,10 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         self.channel_max = config.channel_max
         self.heartbeat = 0
         self.channels: dict[int, Channel] = {}
-        self.user = None
-        self.vhost = None
+        # set by the login and connection.open, before any channel can exist (channels read
+        # them as always there)
+        self.user: User = None            # type: ignore[assignment]
+        self.vhost: VirtualHost = None    # type: ignore[assignment]
         self.vhost_name: str | None = None
         self.client_properties: dict[str, Any] = {}
         self.capabilities: dict[str, Any] = {}
@@ -112,7 +117,7 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         self.init_output(clock)
         self._after_read: list[Channel] = []
         self._last_recv = self.connected_at
-        self._hb_call = None
+        self._hb_call: LoopingCall | None = None
         self._handshake_call = None
         self._close_call = None
         self.recv_oct = 0
@@ -179,8 +184,8 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
                         ch.handle_frame(ftype, payload)
                     except ReplyError as e:
                         self._error(e, ch)
-                    if self.state is State.CLOSED:
-                        return
+                    if self.state is State.CLOSED:   # type: ignore[comparison-overlap]
+                        return                       # (the frame's handler may close it)
                     if ftype == 1 and (payload[1] != _BASIC_CLASS or payload[0]):
                         now = time.monotonic()
                         if not deadline:
@@ -207,7 +212,9 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
             self._guarded(self._handle_frames, frames)
         finally:
             self._read_done()
-            if (self._backlog is None and not self.blocked and self.state is not State.CLOSED
+            # (the frames' handlers may have closed it: mypy kept the state seen before)
+            if (self._backlog is None and not self.blocked
+                    and self.state is not State.CLOSED   # type: ignore[comparison-overlap]
                     and self.transport is not None):
                 self.transport.resumeProducing()
 
@@ -225,12 +232,11 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         self.broker.unregister_connection(self)
         self.broker.unregister_blockable(self)
         self._backlog = None
-        for call in (self._hb_call, self._handshake_call, self._close_call, self._flush_call,
+        for call in (self._handshake_call, self._close_call, self._flush_call,
                      self._backlog_call):
-            if call is not None and getattr(call, "active", lambda: False)():
+            if call is not None and call.active():
                 call.cancel()
-        if self._hb_call is not None and hasattr(self._hb_call, "running") and \
-                self._hb_call.running:
+        if self._hb_call is not None and self._hb_call.running:
             self._hb_call.stop()
         for ch in list(self.channels.values()):
             ch.release_all()
@@ -269,7 +275,7 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         self.state = State.AWAIT_START_OK
         # 0-8 as RabbitMQ 3.x speaks it: connection.start says 8-0 and lists no capabilities
         self.amqp_0_8 = self._header == AMQP_0_8_HEADER
-        props = {
+        props: dict[str, Any] = {
             "capabilities": {} if self.amqp_0_8 else SERVER_CAPABILITIES,
             "cluster_name": self.broker.node_name,
             "copyright": "Copyright (c) the warren authors",
@@ -380,7 +386,6 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         self.heartbeat = m.heartbeat
         self.state = State.AWAIT_OPEN
         if self.heartbeat:
-            from twisted.internet.task import LoopingCall
             self._hb_call = LoopingCall(self._heartbeat_tick)
             self._hb_call.clock = self.clock
             self._hb_call.start(self.heartbeat / 2.0, now=False)
@@ -476,9 +481,11 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
             if not isinstance(m, allowed):
                 raise CommandInvalid(f"expected {allowed[0].name} while {state.value}, "
                                      f"got {m.name}")
-            {commands.Connection.StartOk: self._on_start_ok,
-             commands.Connection.TuneOk: self._on_tune_ok,
-             commands.Connection.Open: self._on_open}[type(m)](m)
+            handlers: dict[type, Callable[[Any], None]] = {
+                commands.Connection.StartOk: self._on_start_ok,
+                commands.Connection.TuneOk: self._on_tune_ok,
+                commands.Connection.Open: self._on_open}
+            handlers[type(m)](m)
             return
         if isinstance(m, commands.Connection.UpdateSecret):
             self.write(encode_method(commands.Connection.UpdateSecretOk(), 0))
@@ -502,6 +509,7 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
                 # parsed, not even a close-ok, so hang up once the close is written
                 self._drop()
         else:
+            assert ch is not None   # a connection-level error is always "whole"
             log.debug("closing channel %d of %s: %s", ch.number, self.name, error.reply_text)
             ch.release_all()
             self.write(encode_method(method, ch.number))

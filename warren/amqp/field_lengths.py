@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 
-from pamqp import commands
+from pamqp import base, commands
 
 from .wire_errors import SyntaxError_
 
@@ -105,10 +105,10 @@ def _field(kind: str, buf: bytes, off: int, end: int) -> int:
     return off
 
 
-_METHOD_TYPES: dict[type, tuple[str, ...]] = {}
+_METHOD_TYPES: dict[type[base.Frame], tuple[str, ...]] = {}
 
 
-def check_method(cls: type, fields: bytes) -> None:
+def check_method(cls: type[base.Frame], fields: bytes) -> None:
     """Raise SYNTAX_ERROR when a field of method ``cls`` (arguments after class and method ids)
     runs past the frame or a value past its table."""
     kinds = _METHOD_TYPES.get(cls)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from pamqp import commands, exceptions as pamqp_exceptions
+from pamqp import base, commands, exceptions as pamqp_exceptions
 from pamqp import frame as pamqp_frame
 
 from .field_lengths import check_method, check_properties
@@ -50,6 +50,7 @@ class FrameReader:
         # Most reads start on a frame boundary with nothing buffered: parse ``data`` itself
         # then, so each payload is one slice of it, and buffer only the unfinished tail.
         buf = self._buf
+        src: bytes | bytearray
         if buf:
             buf += data
             src = buf
@@ -57,7 +58,7 @@ class FrameReader:
             src = data
         n = len(src)
         off = 0
-        out = []
+        out: list[tuple[int, int, Any]] = []   # payloads: slices of bytes, or copies
         append = out.append
         unpack = _HDR.unpack_from
         # rabbit_reader allows the frame overhead on top of frame_max ("quite a few clients
@@ -97,7 +98,7 @@ def decode_method(payload: bytes) -> Any:
     if len(payload) < 4:
         raise FrameError("method frame too short")
     index = struct.unpack_from(">I", payload, 0)[0]
-    cls = commands.INDEX_MAPPING.get(index)
+    cls: type[base.Frame] | None = commands.INDEX_MAPPING.get(index)
     if cls is None:
         raise UnknownMethod(f"unknown method {index >> 16}.{index & 0xffff}")
     check_method(cls, payload[4:])   # pamqp slices: a length past its table would pass
@@ -216,12 +217,13 @@ def shortstr(s: str) -> bytes:
 
 
 def content_frames(channel: int, method_payload: bytes, raw_props: bytes, body: bytes,
-                   frame_max: int) -> list[bytes]:
+                   frame_max: int) -> list[bytes | memoryview]:
     """A method frame carrying content, its header frame and body frames split by frame_max."""
     pack = _HDR.pack
-    parts = [pack(FRAME_METHOD, channel, len(method_payload)), method_payload, b"\xce",
-             pack(FRAME_HEADER, channel, 12 + len(raw_props)),
-             _CONTENT_HDR.pack(60, 0, len(body)), raw_props, b"\xce"]
+    parts: list[bytes | memoryview] = [
+        pack(FRAME_METHOD, channel, len(method_payload)), method_payload, b"\xce",
+        pack(FRAME_HEADER, channel, 12 + len(raw_props)),
+        _CONTENT_HDR.pack(60, 0, len(body)), raw_props, b"\xce"]
     size = len(body)
     if size:
         chunk = frame_max - 8

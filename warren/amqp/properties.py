@@ -37,9 +37,9 @@ class AmqpPropertiesCodec:
             p.unmarshal(flags, raw[offset:])
         except Exception as e:  # pamqp raises a mix of struct/Value/Unicode errors
             raise SyntaxError_(f"malformed content header properties: {e}") from None
-        ts = p.timestamp
-        if isinstance(ts, datetime):
-            ts = int(ts.replace(tzinfo=ts.tzinfo or timezone.utc).timestamp())
+        stamp = p.timestamp
+        ts = (int(stamp.replace(tzinfo=stamp.tzinfo or timezone.utc).timestamp())
+              if isinstance(stamp, datetime) else stamp)
         return Properties(
             content_type=p.content_type, content_encoding=p.content_encoding,
             headers=p.headers, delivery_mode=p.delivery_mode, priority=p.priority,
@@ -70,7 +70,7 @@ class AmqpPropertiesCodec:
         p.message_type = props.type
         p.user_id = props.user_id
         p.app_id = props.app_id
-        p.cluster_id = props.cluster_id
+        p.cluster_id = props.cluster_id   # type: ignore[assignment]  # None: not sent
         return p.marshal()
 
 

@@ -50,8 +50,10 @@ from warren.store.journal.segment import (
     MAX_PAYLOAD,
     RECORD_HEADER,
     JournalSegment,
+    SegmentScan,
     decode_one,
     parse_segment_number,
+    segment_file_name,
 )
 
 logger = logging.getLogger("warren.store.journal")
@@ -200,6 +202,8 @@ class JournalLog:
         self.durable_end: Position = (0, 0)
         self.last_fsync_seconds = 0.0
         self.fsyncs = 0
+        #: Bytes appended since open (the store's checkpoints are due by it).
+        self.appended = 0
 
     # -- opening and recovery ---------------------------------------------------------------
 
@@ -217,10 +221,63 @@ class JournalLog:
         the last segment; skips (and logs) the corrupt rest of an older one. When exhausted the
         log is ready for appends (at the end of the last segment, or in a fresh first one).
         """
+        return self._replay(sorted(self._segments))
+
+    def replay_after(self, position: Position, stamps: dict[int, Any],
+                     prefix_crc: int) -> Iterator[tuple[int, int, int, memoryview]] | None:
+        """Instead of :meth:`replay`: the records after ``position`` only (a checkpoint has
+        the state up to there), if what is before it is provably as it was: every older
+        segment still on disk has its stamp (size, modification time: unwritten since; one
+        may be gone, reclaimed after the checkpoint), and the bytes of ``position``'s segment
+        before it have their CRC. None, changing nothing, when not (then :meth:`replay`).
+        The segments after are read and checked as :meth:`replay` reads them. If
+        ``position``'s segment itself was reclaimed since, everything in it was dead at a
+        durable position, so replay starts with the next (the store checks afterwards that
+        no segment gone still holds anything by the index)."""
+        first, offset = position
+        segment = self._segments.get(first)
         numbers = sorted(self._segments)
+        if not numbers or numbers[-1] < first:
+            return None
+        for number in numbers:
+            if number >= first:
+                break
+            stamp = stamps.get(number)
+            if not (isinstance(stamp, tuple) and len(stamp) == 2):
+                return None
+            if self._segments[number].stamp() != stamp:
+                return None
+        scan = None
+        if segment is not None:
+            scan = segment.scan(offset)
+            if scan.prefix_crc is None or scan.prefix_crc != prefix_crc:
+                return None
+        for number in numbers:
+            if number < first:
+                self._sizes[number] = stamps[number][0]
+        return self._replay([number for number in numbers if number >= first], scan)
+
+    def rewind(self) -> None:
+        """Undo a :meth:`replay_after` whose result the store could not use, before anything
+        but the head's opening record was appended: ready for :meth:`replay` again."""
+        if self._kick_call is not None and self._kick_call.active():
+            self._kick_call.cancel()
+        self._kick_call = None
+        self._pending = _Batch()
+        self._sizes = {}
+        self._head = 0
+        self._ready = False
+        self.durable_end = (0, 0)
+
+    def _replay(self, numbers: list[int], first: SegmentScan | None = None,
+                ) -> Iterator[tuple[int, int, int, memoryview]]:
+        """Read ``numbers``' segments (``first``: the first one's scan, already made)."""
         for index, number in enumerate(numbers):
             segment = self._segments[number]
-            scan = segment.scan()
+            if index == 0 and first is not None:
+                scan = first
+            else:
+                scan = segment.scan()
             for offset, record_type, payload in scan.records:
                 yield number, offset, record_type, payload
             last = index == len(numbers) - 1
@@ -281,6 +338,29 @@ class JournalLog:
         index records it covers. Taken after :meth:`close`, when nothing more is written."""
         return {number: segment.stamp() for number, segment in self._segments.items()}
 
+    def covered(self, position: Position,
+                numbers: list[int]) -> tuple[dict[int, tuple[int, int]], int]:
+        """Any thread, once ``position`` is durable: what a checkpoint at ``position`` needs
+        to be checked at a start (:meth:`replay_after`): the stamps of the segments among
+        ``numbers`` before its segment (those reclaimed meanwhile left out) and the CRC32 of
+        its segment's bytes before it. By path, not by the log's open files, which the
+        reactor thread may close meanwhile; raises OSError when the segment itself is gone."""
+        first, offset = position
+        stamps = {}
+        for number in numbers:
+            if number >= first:
+                continue
+            try:
+                st = os.stat(os.path.join(self.directory, segment_file_name(number)))
+            except FileNotFoundError:
+                continue
+            stamps[number] = (st.st_size, st.st_mtime_ns)
+        with open(os.path.join(self.directory, segment_file_name(first)), "rb") as file:
+            prefix = file.read(offset)
+        if len(prefix) != offset:
+            raise OSError(f"segment {first} is shorter than the checkpoint's offset {offset}")
+        return stamps, zlib.crc32(prefix)
+
     def segment_data(self, number: int) -> bytes:
         """A whole segment's bytes as on disk (call after a flush)."""
         return self._segments[number].read_span(0, self._sizes[number])
@@ -311,6 +391,7 @@ class JournalLog:
         header = _pack_header(n, _crc32(payload, type_crc), record_type)
         self._pending.add_record(segment, size, header, payload)
         sizes[segment] = size + length
+        self.appended += length
         if self._kick_call is None and not self._closed:
             self._kick_call = self._reactor.callLater(0, self._kick)
         return segment, size, length

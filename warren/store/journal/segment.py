@@ -73,6 +73,9 @@ class SegmentScan:
     valid_end: int = 0
     dropped: int = 0
     problem: str = ""
+    #: With ``JournalSegment.scan(start)``: CRC32 of the bytes before ``start`` (None when the
+    #: file is shorter).
+    prefix_crc: int | None = None
 
 
 class JournalSegment:
@@ -125,8 +128,9 @@ class JournalSegment:
         each then checked with :func:`decode_one`."""
         return os.pread(self._fd, length, offset)
 
-    def scan(self) -> SegmentScan:
-        """Read every record from the start; stop at the first frame that does not check out."""
+    def scan(self, start: int = 0) -> SegmentScan:
+        """Read every record from ``start`` (a record's offset; the bytes before it are only
+        checksummed, into ``prefix_crc``); stop at the first frame that does not check out."""
         size = self.file_size()
         data = bytearray(size)
         view = memoryview(data)
@@ -136,7 +140,13 @@ class JournalSegment:
             if chunk == 0:
                 break
             got += chunk
-        return scan_buffer(view[:got])
+        if not start:
+            return scan_buffer(view[:got])
+        if start > got:
+            return SegmentScan(valid_end=got, problem=f"shorter than offset {start}")
+        scan = scan_buffer(view[start:got], start)
+        scan.prefix_crc = zlib.crc32(view[:start])
+        return scan
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -165,8 +175,9 @@ def decode_one(raw: bytes, where: str) -> tuple[int, bytes]:
     return record_type, payload
 
 
-def scan_buffer(view: memoryview) -> SegmentScan:
-    """Split a segment's bytes into records; see :class:`SegmentScan`."""
+def scan_buffer(view: memoryview, base: int = 0) -> SegmentScan:
+    """Split a segment's bytes into records; see :class:`SegmentScan`. ``view`` starts at
+    offset ``base`` of the segment (the offsets reported are the segment's)."""
     scan = SegmentScan()
     size = len(view)
     offset = 0
@@ -187,8 +198,8 @@ def scan_buffer(view: memoryview) -> SegmentScan:
         if record_type == 0 or crc32(payload, type_crc[record_type]) != crc:
             scan.problem = "checksum mismatch"
             break
-        scan.records.append((offset, record_type, payload))
+        scan.records.append((base + offset, record_type, payload))
         offset = end
-    scan.valid_end = offset
+    scan.valid_end = base + offset
     scan.dropped = size - offset
     return scan

@@ -15,8 +15,38 @@ Disk use thus follows live data, and so does recovery time. The rules that keep 
 resurrecting an acked message or a deleted definition are in :mod:`.index`.
 
 A clean close saves the index (:mod:`.saved_index`) and a lazy recovery loads it instead of
-replaying when it matches the segments on disk exactly; recovery deletes it before the first
-append either way.
+replaying when it matches the segments on disk exactly; before the first append recovery
+renames it to the checkpoint's name (it is a checkpoint at the journal's end, see below) or,
+when it is not whole, deletes it.
+
+Checkpoints, so a start after kill -9 need not replay everything either. While running, once
+``checkpoint_bytes`` of journal have been appended since the last one, the store saves its
+index *as of a journal position* (``saved_index.CHECKPOINT``, same format): the position
+(segment, offset) just past the last record the index reflects, the stamps (size,
+modification time) of the segments before it and the CRC32 of its own segment's bytes before
+it. A start with no usable saved index loads the newest checkpoint and replays only the
+records after its position, checked as in a full replay; acks, purges, rewrites of older
+messages apply on top through the same index methods as while running, so queue order comes
+out as the running broker had it. If a covered segment still on disk changed, or the prefix
+does not check out, or the file is damaged, the full replay runs instead (a warning).
+
+Compaction keeps a checkpoint valid, nothing is retaken for it: compaction only appends (the
+copies are records after the position, replayed on top), and reclaim deletes a segment only
+once all its records are dead at a durable position. A covered segment that is gone is thus
+expected, and so is the position's own segment gone; whatever the checkpoint's index still
+places in a gone segment was killed by records that went too (an ACK after the position in
+a segment reclaimed once those it guarded had gone), and is dropped
+(``JournalIndex.drop_segments``): what the full replay, which never sees them, gives.
+
+Off the reactor: a forked child (:mod:`.forked_writer`), whose copy of the index is frozen at
+the fork, marshals and writes the checkpoint once the position is durable; the reactor thread
+pays for the fork (copying page tables: tens of milliseconds at 5M messages), not for a copy
+of the index. If the process cannot fork, the index is copied on the reactor thread
+(``JournalIndex.snapshot``: arrays and a list built in C, about 0.1 µs a message on a busy
+machine) and written by the checkpoint thread, in frames of at most ``saved_index.CHUNK``
+entries (each one GIL hold). A crash mid-write leaves the previous checkpoint whole
+(temporary file, then rename). The next checkpoint waits ``CHECKPOINT_IDLE_RATIO`` times as
+long as the last one took, so their cost stays a small share of the work whatever the depth.
 """
 
 from __future__ import annotations
@@ -24,6 +54,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import time
 from array import array
 from typing import Any
 
@@ -40,6 +71,8 @@ from warren.store.interface import (
 from warren.store.journal.index import (
     JournalIndex,
     RecordType,
+    body_size_of,
+    body_sizes,
     decode_checkpoint,
     decode_definition,
     decode_message,
@@ -51,7 +84,7 @@ from warren.store.journal.index import (
     record_start,
     unpack_location,
 )
-from warren.store.journal import saved_index
+from warren.store.journal import forked_writer, saved_index
 from warren.store.journal.log import DiskThread, JournalLog
 from warren.store.journal.segment import HEADER_SIZE, CorruptRecord
 
@@ -70,15 +103,22 @@ PURGE_SLICE = 5_000
 #: Dead segments kept only as guards (see :mod:`.index`) may total this many segment sizes (or
 #: the live bytes, if more) before the root of their chain is compacted to let them go.
 PINNED_BOUND_SEGMENTS = 2
-#: Segments read whole and kept at once while saving the index measures message bodies.
-SAVE_SEGMENTS_CACHED = 4
+#: Journal bytes appended since the last checkpoint that make the next one due (0: none).
+CHECKPOINT_BYTES = 64 * 1024 * 1024
+#: After a checkpoint that took t seconds, the next waits at least this many times t.
+CHECKPOINT_IDLE_RATIO = 10
+#: Seconds after a recovery before the first checkpoint (the broker's own start goes first).
+CHECKPOINT_AFTER_RECOVERY = 1.0
+#: Seconds after a checkpoint that could not be written (disk full...) before the next try.
+CHECKPOINT_RETRY = 10.0
 
 
 class JournalStore(MessageStore):
     """Messages and definitions in an append-only segmented journal under ``directory``."""
 
     def __init__(self, directory: str | os.PathLike[str], *,
-                 segment_size: int = 32 * 1024 * 1024, reactor: Any = None) -> None:
+                 segment_size: int = 32 * 1024 * 1024, reactor: Any = None,
+                 checkpoint_bytes: int = CHECKPOINT_BYTES) -> None:
         self.directory = os.fspath(directory)
         self._index = JournalIndex()
         self._log = JournalLog(
@@ -86,7 +126,7 @@ class JournalStore(MessageStore):
             segment_size=segment_size,
             reactor=reactor,
             on_durable=self._reclaim,
-            segment_preamble=self._checkpoint,
+            segment_preamble=self._counters_record,
         )
         self._reactor = self._log.reactor
         #: Paging's read-ahead reads records here (``read_many_later``), not on the reactor.
@@ -100,6 +140,18 @@ class JournalStore(MessageStore):
         self._compacting: int | None = None   # the segment being compacted (one at a time)
         self.compactions = 0
         self.segments_deleted = 0
+        self._checkpoint_bytes = checkpoint_bytes
+        self._checkpointer = DiskThread(self._reactor, name="warren-journal-checkpoint")
+        self._checkpoint_busy = False
+        #: ``JournalLog.appended`` as of the last checkpoint's position (replayed bytes count
+        #: as appended: a recovery that replayed much is checkpointed soon after).
+        self._checkpoint_appended = 0
+        self._checkpoint_not_before = 0.0   # reactor time
+        self._checkpoint_call: Any = None
+        self.checkpoints = 0
+        self.checkpoint_position: tuple[int, int] | None = None   # the last one's
+        self.checkpoint_seconds = 0.0   # the last one's, copy to rename
+        self.checkpoint_copy_seconds = 0.0   # the last one's time on the reactor thread
 
     @property
     def healthy(self) -> bool:
@@ -118,8 +170,11 @@ class JournalStore(MessageStore):
             raise StoreError("recover() is called once, before any write")
         self._measure = body_size
         saved = self._saved_index() if body_size is not None else None
-        # before anything is appended: a saved index on disk always describes the journal
-        saved_index.discard(self.directory)
+        # before anything is appended: a saved index on disk always describes the journal;
+        # a whole one is also a checkpoint (at the end of the journal as closed), and goes
+        # on as the checkpoint, which stays valid as the journal grows
+        if saved is None or not saved_index.promote(self.directory):
+            saved_index.discard(self.directory)
         if saved is not None:
             index, sizes, journal, shared = saved
             self._index = index   # the log's adopt may append a checkpoint: it reads this
@@ -128,6 +183,10 @@ class JournalStore(MessageStore):
             self._index = JournalIndex()
             logger.warning("journal %s: saved index not used (the segments on disk are not the "
                            "ones it covers); replaying the journal", self.directory)
+        if body_size is not None:
+            state = self._recover_from_checkpoint(body_size)
+            if state is not None:
+                return state
         records: dict[int, bytes] = {}
         index = self._index
         self._body_size = body_size
@@ -159,7 +218,79 @@ class JournalStore(MessageStore):
             self.directory, len(messages), len(state.queues), len(state.definitions),
             len(self._log.segment_numbers()),
         )
+        self._checkpoint_soon(self._log.disk_bytes())
         return self._recovered_state(state)
+
+    def _recover_from_checkpoint(self, body_size: BodySize) -> RecoveredState | None:
+        """Lazy recovery from the newest checkpoint and the records after its position (see
+        the module doc); None when there is none or it cannot be used (then: the replay)."""
+        try:
+            content = saved_index.read(self.directory, saved_index.CHECKPOINT)
+            if content is None:
+                return None
+            index = JournalIndex.restored(content)
+            number, offset = content["position"]
+            position = (int(number), int(offset))
+            stamps = {int(n): tuple(stamp) for n, stamp in content["journal"].items()}
+            prefix_crc = int(content["prefix_crc"])
+        except (saved_index.SavedIndexInvalid, KeyError, TypeError, ValueError) as error:
+            logger.warning("journal %s: checkpoint not used (%s); replaying the journal",
+                           self.directory, error)
+            return None
+        log = self._log
+        replay = log.replay_after(position, stamps, prefix_crc)
+        if replay is None:
+            logger.warning("journal %s: checkpoint not used (the segments it covers changed "
+                           "since); replaying the journal", self.directory)
+            return None
+        self._index = index
+        self._body_size = body_size
+        records: dict[int, bytes] = {}
+        replayed = 0
+        for segment, offset, record_type, payload in replay:
+            replayed += 1
+            try:
+                self._replay_record(records, segment, offset, record_type, payload)
+            except (ValueError, KeyError, struct.error, UnicodeDecodeError) as error:
+                logger.error(
+                    "journal %s: segment %d offset %d: undecodable %s record skipped (%s)",
+                    self.directory, segment, offset, _type_name(record_type), error,
+                )
+        self._body_size = None
+        existing = set(log.segment_numbers())
+        dropped = index.drop_segments({n for n in index.segments if n not in existing})
+        messages = index.messages
+        shared = {}
+        try:
+            for msg_id in index.shared:
+                _, record = log.read(*unpack_location(messages[msg_id]))
+                shared[msg_id] = bytes(record[record_start(record):])
+        except (ValueError, KeyError, OSError, CorruptRecord, struct.error) as error:
+            logger.warning("journal %s: checkpoint not used (%s); replaying the journal",
+                           self.directory, error)
+            log.rewind()
+            self._index = JournalIndex()
+            return None
+        if dropped:
+            logger.info("journal %s: %d messages of the checkpoint were in segments reclaimed "
+                        "since", self.directory, dropped)
+        self._recovered = True
+        queues = {key: RecoveredQueue(key, list(ids), body_sizes(messages, ids).tolist())
+                  for key, ids in index.queues.items()}
+        state = _state_of(index, shared, queues)
+        logger.info(
+            "journal %s: recovered %d messages in %d queues, %d definitions from the checkpoint "
+            "at segment %d offset %d and %d records after it", self.directory, len(messages),
+            len(queues), len(state.definitions), position[0], position[1], replayed,
+        )
+        self._checkpoint_soon(self._bytes_after(position))
+        return self._recovered_state(state)
+
+    def _bytes_after(self, position: tuple[int, int]) -> int:
+        """Journal bytes on disk after ``position`` (what a start from it replays)."""
+        log = self._log
+        return sum(log.segment_bytes(n) for n in log.segment_numbers() if n >= position[0]) \
+            - position[1]
 
     def _recovered_state(self, state: RecoveredState) -> RecoveredState:
         """The end of either recovery: the head's checkpoint made durable, then reclaim."""
@@ -205,6 +336,7 @@ class JournalStore(MessageStore):
         """Lazy recovery from a saved index: no record read but those of messages held by
         several queues (as the replay returns them)."""
         self._recovered = True
+        self._checkpoint_soon(0)   # the saved index is the checkpoint now
         queues = {}
         for key, ids in index.queues.items():
             measured = array("Q")
@@ -272,12 +404,15 @@ class JournalStore(MessageStore):
         if self._purge_call is not None and self._purge_call.active():
             self._purge_call.cancel()
         self._reader.stop()
+        if self._checkpoint_call is not None and self._checkpoint_call.active():
+            self._checkpoint_call.cancel()
+        self._checkpointer.stop()   # a checkpoint being written finishes first
         content = None
         if (self._recovered and self._measure is not None and not self._abandoned
                 and not self._log.closed):
             try:
                 self._log.flush()
-                content = self._saved_content(self._measure)
+                content = self._saved_content()
             except (StoreUnavailable, OSError, CorruptRecord) as error:
                 logger.warning("journal %s: index not saved (%s); the next start replays",
                                self.directory, error)
@@ -285,6 +420,9 @@ class JournalStore(MessageStore):
         if content is not None and self._log.healthy:
             try:
                 content["journal"] = self._log.segment_stamps()
+                # what makes it a checkpoint too, once a start has used it (``promote``)
+                position = content["position"] = self._log.end
+                _, content["prefix_crc"] = self._log.covered(position, [])
                 written = saved_index.write(self.directory, content)
             except OSError as error:
                 logger.warning("journal %s: index not saved (%s); the next start replays",
@@ -297,39 +435,25 @@ class JournalStore(MessageStore):
                 logger.info("journal %s: saved the index of %d messages (%d bytes)",
                             self.directory, len(self._index.messages), written)
 
-    def _saved_content(self, measure: BodySize) -> dict[str, Any]:
+    def _saved_content(self) -> dict[str, Any]:
         """What :mod:`.saved_index` writes: the index, the segments it covers and each
-        queue's body sizes in queue order (measured from the records, which are read a
-        segment at a time: the index does not keep sizes)."""
-        index, log = self._index, self._log
+        queue's body sizes in queue order (packed with the locations: nothing is read)."""
+        index = self._index
         while index.purged:
             index.release_purged(1 << 30)
         messages = index.messages
-        # queue order is mostly log order; compaction moves a few runs to the head: a few
-        # whole segments in memory at once cover both without reading one twice in a row
-        cached: dict[int, memoryview] = {}
-        sizes = {}
-        for key, ids in index.queues.items():
-            measured = array("Q")
-            for msg_id in ids:
-                segment, offset, length = unpack_location(messages[msg_id])
-                data = cached.get(segment)
-                if data is None:
-                    if len(cached) >= SAVE_SEGMENTS_CACHED:
-                        del cached[next(iter(cached))]
-                    data = cached[segment] = memoryview(log.segment_data(segment))
-                payload = data[offset + HEADER_SIZE:offset + length]
-                measured.append(measure(payload[record_start(payload):]))
-            sizes[key] = measured.tobytes()
-        cached.clear()
         content = index.export()
-        content["sizes"] = sizes
+        content["sizes"] = {key: body_sizes(messages, ids).tobytes()
+                            for key, ids in index.queues.items()}
         return content   # its "journal" (the segments' stamps) is added once the log is closed
 
     def abandon(self) -> None:
         self._abandoned = True
         self._log.abandon()
         self._reader.stop_soon()
+        if self._checkpoint_call is not None and self._checkpoint_call.active():
+            self._checkpoint_call.cancel()
+        self._checkpointer.stop_soon()
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -352,7 +476,9 @@ class JournalStore(MessageStore):
         segment, offset, length = self._log.append(
             _MESSAGE, encode_message(msg_id, seq, queues, record)
         )
-        index.add_message(msg_id, seq, queues, segment, offset, length)
+        measure = self._measure
+        index.add_message(msg_id, seq, queues, segment, offset, length, None,
+                          0 if measure is None else measure(record))
 
     def ack(self, queue_key: str, msg_ids: list[int]) -> None:
         self._ready()
@@ -397,15 +523,15 @@ class JournalStore(MessageStore):
                  payload: bytes | memoryview | None = None) -> None:
         """Append a message's MESSAGE record again with the state given (compaction, counts);
         ``payload``: its current record's, when the caller has read it already."""
+        packed = self._index.messages[msg_id]   # callers rewrite live messages
         if payload is None:
-            location = self._index.location(msg_id)
-            assert location is not None   # callers rewrite live messages
-            _, payload = self._log.read(*location)
+            _, payload = self._log.read(*unpack_location(packed))
         _, seq, _, at, _ = decode_message(payload)
         record = memoryview(payload)[at:]
         segment, offset, length = self._log.append(
             RecordType.MESSAGE, encode_message(msg_id, seq, queues, record, counts))
-        self._index.add_message(msg_id, seq, queues, segment, offset, length, counts)
+        self._index.add_message(msg_id, seq, queues, segment, offset, length, counts,
+                                body_size_of(packed))
 
     def purge_queue(self, queue_key: str) -> None:
         """One PURGE record; the index lets go of the queue's messages ``PURGE_SLICE`` per
@@ -500,12 +626,112 @@ class JournalStore(MessageStore):
             "journal_fsync_seconds": self._log.last_fsync_seconds,
             "journal_fsyncs": float(self._log.fsyncs),
             "journal_compactions": float(self.compactions),
+            "journal_checkpoints": float(self.checkpoints),
+            "journal_checkpoint_seconds": self.checkpoint_seconds,
         }
 
     # -- reclaim -------------------------------------------------------------------------------
 
-    def _checkpoint(self) -> tuple[int, bytes]:
+    def _counters_record(self) -> tuple[int, bytes]:
+        """The record opening every segment (the id counters: see ``RecordType.CHECKPOINT``)."""
         return RecordType.CHECKPOINT, encode_checkpoint(self._index.max_msg_id, self._index.max_seq)
+
+    # -- checkpoints (see the module doc) --------------------------------------------------------
+
+    def _checkpoint_soon(self, uncovered: int) -> None:
+        """After a recovery: ``uncovered`` journal bytes are in no checkpoint on disk; if
+        that is a checkpoint's worth, one is taken ``CHECKPOINT_AFTER_RECOVERY`` from now."""
+        self._checkpoint_appended = self._log.appended - uncovered
+        self._checkpoint_not_before = self._reactor.seconds() + CHECKPOINT_AFTER_RECOVERY
+        self._consider_checkpoint()
+
+    def _consider_checkpoint(self) -> None:
+        """Take a checkpoint if one is due (after each flush, on the reactor thread); one due
+        but too soon after the last is looked at again when its time comes, appends or not."""
+        log = self._log
+        if (self._checkpoint_bytes <= 0 or self._checkpoint_busy or self._measure is None
+                or not self._recovered or self._abandoned or log.closed
+                or log.appended - self._checkpoint_appended < self._checkpoint_bytes):
+            return
+        wait = self._checkpoint_not_before - self._reactor.seconds()
+        if wait > 0 or not log.healthy or self._index.purged:   # purged: a purge half released
+            if self._checkpoint_call is None or not self._checkpoint_call.active():
+                self._checkpoint_call = self._reactor.callLater(
+                    max(wait, CHECKPOINT_AFTER_RECOVERY / 10), self._consider_checkpoint)
+            return
+        started = time.monotonic()
+        position = log.end
+        numbers = log.segment_numbers()
+        appended = log.appended
+        index = self._index
+        try:   # the child's index is frozen at the fork: it needs no copy
+            pid, go = forked_writer.start(
+                lambda: self._write_checkpoint((index.export(), position, numbers)))
+        except OSError as error:   # no memory to fork: copy here, write on the thread
+            logger.debug("journal %s: checkpoint not forked (%s)", self.directory, error)
+            pid, go, content = None, -1, index.snapshot()
+        self.checkpoint_copy_seconds = time.monotonic() - started
+        self._checkpoint_busy = True
+        durable = log.sync()
+        if pid is None:
+            durable.addCallback(lambda _: self._checkpointer.submit(
+                self._write_checkpoint, (content, position, numbers)))
+        else:
+            durable.addCallbacks(self._checkpoint_go, self._checkpoint_give_up,
+                                 callbackArgs=(pid, go), errbackArgs=(pid, go))
+        durable.addCallbacks(self._checkpoint_written, self._checkpoint_failed,
+                             callbackArgs=(appended, started, position))
+
+    def _checkpoint_go(self, _: object, pid: int, go: int) -> Deferred:
+        """The position is durable: the forked writer goes on; the thread reaps it."""
+        forked_writer.go(go, True)
+        return self._checkpointer.submit(self._reap_checkpoint_writer, pid)
+
+    def _checkpoint_give_up(self, failure: Any, pid: int, go: int) -> Any:
+        forked_writer.go(go, False)
+        self._checkpointer.submit(forked_writer.wait, pid)
+        return failure
+
+    def _reap_checkpoint_writer(self, pid: int) -> int:
+        """Checkpoint thread: wait for the forked writer; the checkpoint's size."""
+        code = forked_writer.wait(pid)
+        if code != forked_writer.DONE:
+            raise OSError(f"the checkpoint's writer (pid {pid}) exited with status {code}")
+        return os.path.getsize(saved_index.path_in(self.directory, saved_index.CHECKPOINT))
+
+    def _write_checkpoint(self, job: tuple[dict[str, Any], tuple[int, int], list[int]]) -> int:
+        """Checkpoint thread: stamp what the position covers, serialize, write, rename."""
+        content, position, numbers = job
+        stamps, prefix_crc = self._log.covered(position, numbers)
+        content["position"] = position
+        content["journal"] = stamps
+        content["prefix_crc"] = prefix_crc
+        return saved_index.write(self.directory, content, saved_index.CHECKPOINT)
+
+    def _checkpoint_written(self, written: int, appended: int, started: float,
+                            position: tuple[int, int]) -> None:
+        took = time.monotonic() - started
+        self._checkpoint_busy = False
+        self._checkpoint_appended = appended
+        self._checkpoint_not_before = self._reactor.seconds() + CHECKPOINT_IDLE_RATIO * took
+        self.checkpoints += 1
+        self.checkpoint_seconds = took
+        self.checkpoint_position = position
+        logger.info("journal %s: checkpoint at segment %d offset %d written (%d messages, "
+                    "%d bytes, %.3f s, %.3f s of it on the reactor)", self.directory,
+                    position[0], position[1], len(self._index.messages), written, took,
+                    self.checkpoint_copy_seconds)
+
+    def _checkpoint_failed(self, failure: Any) -> None:
+        self._checkpoint_busy = False
+        self._checkpoint_not_before = self._reactor.seconds() + CHECKPOINT_RETRY
+        if not self._log.closed and (self._checkpoint_call is None
+                                     or not self._checkpoint_call.active()):
+            # tried again then, appends or not
+            self._checkpoint_call = self._reactor.callLater(CHECKPOINT_RETRY,
+                                                            self._consider_checkpoint)
+        logger.warning("journal %s: checkpoint not written (%s); the previous one stays",
+                       self.directory, failure.getErrorMessage())
 
     def _reclaim(self) -> None:
         """Delete dead segments, then compact the oldest mostly dead one (see module doc)."""
@@ -542,6 +768,7 @@ class JournalStore(MessageStore):
         target = self._compaction_target() if self._compacting is None else None
         if target is not None:
             self._compact(target)
+        self._consider_checkpoint()
 
     def _compaction_target(self) -> int | None:
         """The segment to compact now, if any: the oldest mostly dead one, or else the root of
