@@ -28,6 +28,12 @@ entries as they are, without a step per message; an AMQP reader gets each messag
 (head and body), splitting the record once. An uncompressed sub-entry batch is a type 8
 record, the same but delivered as the one sub-entry it came as.
 
+The record head of every message published over the Stream protocol (type 1, 5, 7 and 8)
+has the ``STREAM_BODY`` flag (``model/message.py``): its body is the message as the client
+sent it, and a reader of another protocol gets it converted (``amqp1_conversion.py``); a
+record without it came over another protocol, and a Stream protocol reader gets it as AMQP 1.0
+(``read_run``'s ``convert``). Records written before the flag existed have none.
+
 The directory holds ``NNNNNNNN.log`` segments numbered in order. Each starts with a record
 naming its first offset (type 2), then the tracking so far: each publisher reference's last
 publishing id (type 3, deduplication) and each consumer reference's stored offset (type 4,
