@@ -8,8 +8,9 @@ as application properties and ``x-`` headers as message annotations (RabbitMQ 4'
 ``mc_amqpl`` -> ``mc_amqp``, here ``amqp1_message.mapping.sections_for``). The other way, an
 AMQP 0-9-1 or STOMP reader gets a Stream protocol publish as the 0-9-1 message its AMQP 1.0
 sections make (data body, properties, application properties as headers, ``x-`` message
-annotations as headers: ``properties_from``, ``body_from``, ``extra_sections``); bytes that are
-no AMQP 1.0 message (rstream can send raw bytes) are delivered as they are.
+annotations as headers: ``properties_from``, ``body_from``, ``extra_sections``; persistent
+unless its header says it is not durable, as RabbitMQ 4 reads it); bytes that are no AMQP
+1.0 message (rstream can send raw bytes) are delivered as they are.
 
 Checked side by side with RabbitMQ 3.10.8 (pika, rstream): the same conversions, but as
 RabbitMQ 3 made them: every 0-9-1 header (``x-`` ones too) an application property, no
@@ -83,8 +84,14 @@ def from_stream_publish(message: Message) -> Message:
         return message
     if not sections:
         return message   # an empty body: nothing to convert
+    props = properties_from(sections)
+    header = sections.get("header")
+    if header is None or header.durable is None:
+        # durable unless the header says it is not, as RabbitMQ 4's mc_amqp reads it
+        # (the AMQP 1.0 default is false, but rstream and rbfly send no header)
+        props.delivery_mode = 2
     converted = Message(message.exchange, message.routing_key, body_from(sections),
-                        codec=message.codec, props=properties_from(sections))
+                        codec=message.codec, props=props)
     converted.amqp1_sections = extra_sections(sections)
     return converted
 
