@@ -15,7 +15,8 @@ the same clients for both. Each round, on a fresh stream:
 3. ``stream-publish``: rstream publishes N more in batches of 500, confirms counted by its
    callback; rate = N / time to the last confirm;
 4. ``stream-replay``: rstream reads all 2N from offset 0 (credit per chunk, as the client
-   does); rate = 2N / time to the last one.
+   does; the N of step 1 arrive as AMQP 1.0 messages, converted as RabbitMQ converts them);
+   rate = 2N / time to the last one.
 
 The table (stdout, Markdown) has the median rate per broker and step and the ratio warren /
 RabbitMQ; progress goes to stderr. Speed is measured, never asserted.

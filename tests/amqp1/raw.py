@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from warren.amqp1.codec import (AMQP_HEADER, SASL_FRAME, SASL_HEADER, Composite, FrameReader,
+from warren.amqp1_message.codec import (AMQP_HEADER, SASL_FRAME, SASL_HEADER, Composite, FrameReader,
                                 Symbol, encode_frame)
 
 

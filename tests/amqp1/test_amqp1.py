@@ -16,7 +16,7 @@ from proton.utils import BlockingConnection, ConnectionClosed, LinkDetached, Sen
 
 from tests.amqp1.raw import Raw, close_error
 from tests.polling import eventually
-from warren.amqp1.codec import AMQP_HEADER, SASL_FRAME, SASL_HEADER, Composite, Symbol, \
+from warren.amqp1_message.codec import AMQP_HEADER, SASL_FRAME, SASL_HEADER, Composite, Symbol, \
     encode_frame, encode_message
 
 

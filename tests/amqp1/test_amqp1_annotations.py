@@ -14,7 +14,7 @@ from proton import Message, symbol
 
 from tests.amqp1.raw import Raw, close_error
 from tests.polling import eventually
-from warren.amqp1.codec import Composite, Described, ULong, encode_frame, encode_message
+from warren.amqp1_message.codec import Composite, Described, ULong, encode_frame, encode_message
 
 
 def got_one(result):

@@ -16,7 +16,7 @@ from proton.reactor import Selector
 from tests.amqp1.proton_raw import RawMessage, receive_raw, section, section_list
 from tests.amqp1.raw import Raw, close_error
 from tests.polling import eventually
-from warren.amqp1.codec import Composite
+from warren.amqp1_message.codec import Composite
 
 DATA, AMQP_SEQUENCE, AMQP_VALUE, PROPERTIES = 0x75, 0x76, 0x77, 0x73
 BODY = (DATA, AMQP_SEQUENCE, AMQP_VALUE)

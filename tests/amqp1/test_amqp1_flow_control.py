@@ -10,7 +10,7 @@ import pytest
 from tests.amqp1.test_amqp1 import Raw
 from tests.broker_process import BrokerProcess
 from tests.polling import eventually
-from warren.amqp1.codec import Composite, encode_frame
+from warren.amqp1_message.codec import Composite, encode_frame
 
 BODY = b"\x00\x53\x75\xb0" + (4000).to_bytes(4, "big") + b"x" * 4000   # one 4 kB data section
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tests.amqp1.raw import Raw
 from tests.polling import eventually
-from warren.amqp1.codec import Composite, encode_frame
+from warren.amqp1_message.codec import Composite, encode_frame
 
 
 def test_the_window_is_widened_at_half(broker, channel, unique):

@@ -11,7 +11,7 @@ import pytest
 
 from tests.amqp1.raw import Raw, close_error
 from tests.broker_process import BrokerProcess
-from warren.amqp1.codec import SASL_HEADER, Composite, encode_frame
+from warren.amqp1_message.codec import SASL_HEADER, Composite, encode_frame
 
 
 @pytest.fixture(scope="module")

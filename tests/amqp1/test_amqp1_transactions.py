@@ -12,7 +12,7 @@ from proton.utils import BlockingConnection
 
 from tests.amqp1.raw import Raw
 from tests.polling import eventually
-from warren.amqp1.codec import Composite, encode_frame, encode_message
+from warren.amqp1_message.codec import Composite, encode_frame, encode_message
 
 
 class Outcomes(TransactionHandler):

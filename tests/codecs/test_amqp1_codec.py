@@ -11,9 +11,10 @@ import proton
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from warren.amqp1.codec import (Array, Composite, Described, DecodeError, FrameReader,
-                                FrameTooLarge, Symbol, Timestamp, UByte, UInt, ULong, decode,
-                                decode_message, encode, encode_frame, encode_message)
+from warren.amqp1_message.codec import (Array, Composite, Described, DecodeError, FrameReader,
+                                        FrameTooLarge, Symbol, Timestamp, UByte, UInt, ULong,
+                                        decode, decode_message, encode, encode_data_section,
+                                        encode_frame, encode_message)
 
 scalars = st.one_of(
     st.none(), st.booleans(),
@@ -166,3 +167,10 @@ def test_message_as_proton_encodes_it():
     assert sections["properties"].message_id == uuid.UUID(int=7)
     assert sections["application_properties"] == {"k": "v"}
     assert sections["data"] == [b"hi"]
+
+
+def test_a_data_section_alone_is_what_encode_message_writes():
+    for size in (0, 1, 255, 256, 70_000):
+        body = bytes(i % 251 for i in range(size))
+        assert encode_data_section(body) == encode_message({"data": [body]})
+        assert decode_message(encode_data_section(body)) == {"data": [body]}

@@ -9,7 +9,12 @@ the stream left as it was). Stream filtering as RabbitMQ's STOMP plugin takes it
 
 from __future__ import annotations
 
+import asyncio
+
 import pika
+from rstream import Producer
+from rstream._pyamqp.message import Properties
+from rstream.amqp import AMQPMessage
 
 
 def make_stream(broker, name, count):
@@ -93,3 +98,25 @@ def test_subscribe_with_stream_filters(broker, client_factory, unique):
                                            "x-stream-match-unfiltered": "yes"})] == [
         "a0", "a1", "a-end"]
     assert "Traceback" not in broker.log()
+
+
+def test_stream_protocol_publish_reaches_a_stomp_subscriber_converted(broker, client_factory,
+                                                                     unique):
+    """An AMQP 1.0 message published over the Stream protocol: its data body, properties and
+    application properties, as RabbitMQ's STOMP plugin gives a 0-9-1 message's."""
+    async def publish():
+        async with Producer("127.0.0.1", port=broker.stream_port, username="guest",
+                            password="guest") as p:
+            await p.create_stream(unique)
+            await p.send_wait(unique, AMQPMessage(
+                body=b"from stream", properties=Properties(
+                    message_id="s-1", correlation_id="c-2", content_type="text/plain"),
+                application_properties={"colour": "red"}))
+    asyncio.run(publish())
+    c = client_factory("1.2")
+    c.subscribe(f"/amq/queue/{unique}", "a", ack="client",
+                **{"prefetch-count": "10", "x-stream-offset": "first"})
+    f = c.recorder.message()
+    assert f.body == "from stream"
+    assert (f.headers["amqp-message-id"], f.headers["correlation-id"], f.headers["content-type"],
+            f.headers["colour"]) == ("s-1", "c-2", "text/plain", "red")

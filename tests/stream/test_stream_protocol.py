@@ -15,7 +15,6 @@ import asyncio
 import urllib.parse
 import struct
 
-import pika
 import pytest
 from rstream import (OffsetType, Producer, RawMessage,
                      exceptions)
@@ -143,30 +142,6 @@ def test_offset_tracking_survives_restart(private):
         return await read(broker, "o", 3, OffsetType.OFFSET, offset + 1)
 
     assert asyncio.run(resume()) == [(7, b"x7"), (8, b"x8"), (9, b"x9")]
-
-
-def test_amqp_publish_is_read_over_the_stream_protocol_and_back(broker):
-    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-    ch = conn.channel()
-    ch.confirm_delivery()
-    ch.queue_declare("x", durable=True, arguments={"x-queue-type": "stream"})
-    ch.basic_publish("", "x", b"from amqp")
-
-    async def main():
-        async with producer(broker) as p:
-            await p.send_wait("x", b"from stream")
-        return await read(broker, "x", 2)
-
-    assert asyncio.run(main()) == [(0, b"from amqp"), (1, b"from stream")]
-    ch.basic_qos(prefetch_count=5)
-    got = []
-    for method, props, body in ch.consume("x", arguments={"x-stream-offset": "first"},
-                                          inactivity_timeout=TIMEOUT):
-        got.append((body, props.headers["x-stream-offset"]))
-        if len(got) == 2:
-            break
-    assert got == [(b"from amqp", 0), (b"from stream", 1)]
-    conn.close()
 
 
 def test_missing_streams_and_existing_ones(broker):

@@ -21,13 +21,13 @@ from ..cert_login import certificate_login, is_tls
 from ..endpoint import AcceptedConnection
 from ..model.errors import AccessRefused, BrokerError
 from ..model.message import Message
-from .codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_FRAME, SASL_HEADER,
-                    Composite, DecodeError, Frame, FrameReader, FrameTooLarge, decode_message,
-                    encode_frame)
+from ..amqp1_message.codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_FRAME,
+                                   SASL_HEADER, Composite, DecodeError, Frame, FrameReader,
+                                   FrameTooLarge, decode_message, encode_frame)
 from .errors import ConnectionError_, LinkError, SessionError, condition_of, error
 from .filters import receiver_filters
 from .links import CoordinatorLink, ReceivingLink, SendingLink, Session, settle
-from .mapping import body_from, extra_sections, properties_from, publisher_note
+from ..amqp1_message.mapping import body_from, extra_sections, properties_from, publisher_note
 from .subscriptions import unsubscribe
 from .termini import Node, delete_own_queue, source_node, target_node
 from .transactions import LOCAL_TRANSACTIONS, Transactions

@@ -4,7 +4,7 @@ core's typed errors as the conditions RabbitMQ 4 gives them."""
 from __future__ import annotations
 
 from ..model.errors import BrokerError
-from .codec import Composite, Symbol
+from ..amqp1_message.codec import Composite, Symbol
 
 
 class LinkError(Exception):

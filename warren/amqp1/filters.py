@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..broker.selector import Selector, SelectorError
-from .codec import Described
+from ..amqp1_message.codec import Described
 from .errors import LinkError
 
 #: the selector filter's descriptor, by name and by code

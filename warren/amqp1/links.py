@@ -18,9 +18,9 @@ from typing import Any, Protocol
 from ..broker.jms import entry_lookup
 from ..broker.queue import Queue
 from ..broker.selector import Selector
-from .codec import Composite, encode_message
+from ..amqp1_message.codec import Composite, encode_message
 from .errors import error
-from .mapping import sections_for
+from ..amqp1_message.mapping import sections_for
 
 class Session:
     def __init__(self, channel: int, remote_channel: int, next_incoming_id: int,

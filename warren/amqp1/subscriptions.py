@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ..broker.queue import Queue
 from ..broker.subscriptions import DURABLE_SUBSCRIPTION_ARGUMENT, describe
-from .codec import Composite, Symbol
+from ..amqp1_message.codec import Composite, Symbol
 from .errors import LinkError
 from .owner import NodeOwner
 

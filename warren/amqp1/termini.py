@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from ..broker.queue import Queue
 from .addresses import Address, BadAddress, parse_address
-from .codec import Composite
+from ..amqp1_message.codec import Composite
 from . import subscriptions
 from .errors import LinkError
 from .owner import NodeOwner

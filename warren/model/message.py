@@ -29,6 +29,10 @@ _RECORD_HEAD = struct.Struct(">BBHI")
 _U32 = struct.Struct(">I")
 #: a record's flag: ``amqp1_sections`` follow the properties (records without are unchanged)
 _HAS_AMQP1 = 1
+#: a record's flag the core only carries: the body is a Stream protocol publish's message as
+#: it came (an AMQP 1.0 message, or raw bytes), which stream queues convert for readers of
+#: other protocols (``stream/amqp1_conversion.py``)
+STREAM_BODY = 2
 
 #: record headers by (exchange, routing key, encoded properties) for ``to_record``: at most
 #: this many (then it starts afresh), and only for properties of at most this many bytes, so

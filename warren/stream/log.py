@@ -28,6 +28,12 @@ entries as they are, without a step per message; an AMQP reader gets each messag
 (head and body), splitting the record once. An uncompressed sub-entry batch is a type 8
 record, the same but delivered as the one sub-entry it came as.
 
+The record head of every message published over the Stream protocol (type 1, 5, 7 and 8)
+has the ``STREAM_BODY`` flag (``model/message.py``): its body is the message as the client
+sent it, and a reader of another protocol gets it converted (``amqp1_conversion.py``); a
+record without it came over another protocol, and a Stream protocol reader gets it as AMQP 1.0
+(``read_run``'s ``convert``). Records written before the flag existed have none.
+
 The directory holds ``NNNNNNNN.log`` segments numbered in order. Each starts with a record
 naming its first offset (type 2), then the tracking so far: each publisher reference's last
 publishing id (type 3, deduplication) and each consumer reference's stored offset (type 4,
@@ -53,9 +59,9 @@ import shutil
 import struct
 import zlib
 from array import array
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
-from ..model.message import Message
+from ..model.message import STREAM_BODY, Message
 from .filters import DEFAULT_FILTER_BYTES, BlockFilters
 from ..store.journal.segment import (HEADER_SIZE, RECORD_HEADER, CorruptRecord, JournalSegment,
                                      encode_record, parse_segment_number)
@@ -504,13 +510,16 @@ class StreamLog:
         return seg.first_offset + after
 
     def read_run(self, offset: int, end: int, max_records: int, max_bytes: int,
-                 body_only: bool = False
+                 body_only: bool = False,
+                 convert: Callable[[int, bytes], bytes] | None = None
                  ) -> tuple[int, int, list[bytes | ChunkPart], int]:
         """Consecutive message records from ``offset`` (not past ``end``, one segment, at
         most ``max_records``, about ``max_bytes``) read with one pread: (the first one's
         offset and timestamp, the records, the offset after them); ``body_only``: each
         message's body alone (what the Stream protocol delivers), cut from the read bytes
-        without copying the record first. A record of several messages (a compressed
+        without copying the record first; with ``convert``, a message record without the
+        ``STREAM_BODY`` flag (published over another protocol) comes as ``convert(its offset,
+        the record)`` instead. A record of several messages (a compressed
         sub-entry batch, a run of a publish's messages) comes as a ``ChunkPart``, and only
         whole: a run starting inside one (a reader that asked for an offset in it) starts
         at its first offset, as an osiris reader starts at the chunk holding the offset; one
@@ -579,7 +588,8 @@ class StreamLog:
                 first_ts = _HEAD.unpack_from(raw, p0)[1]
             k += 1
             count += 1
-            if record_type == RECORD_MESSAGE and body_only:
+            if record_type == RECORD_MESSAGE and body_only and \
+                    (convert is None or raw[p0 + _HEAD.size + 1] & STREAM_BODY):
                 # the hot path of a replay: the body's start from the record's own sizes
                 ex, rk = addresses(raw, p0)
                 at = p0 + _MESSAGE_PROPS_AT + ex + rk
@@ -609,6 +619,9 @@ class StreamLog:
                 head += _NAME.size + _NAME.unpack_from(payload, _HEAD.size)[0]
             record = payload[head:]
             if body_only:
+                if convert is not None and not record[1] & STREAM_BODY:
+                    append(convert(seg.first_offset + k - 1, bytes(record)))
+                    continue
                 record = record[len(record) - body_size(record):]
             append(bytes(record))
         return offset, first_ts, records, offset + count

@@ -30,6 +30,7 @@ from ..model.errors import NotImplemented_, PreconditionFailed
 from ..model.message import Message, QueueEntry
 from ..broker.queue import Queue
 from ..broker.queue_types import register
+from .amqp1_conversion import CONVERTED, from_stream_publish, is_stream_publish
 from .log import MAX_SEGMENT_BYTES, BodyRun, StreamLog, SubEntryBatch
 from .filters import (BLOCK, DEFAULT_FILTER_BYTES, MAX_FILTER_BYTES, MIN_FILTER_BYTES,
                       FilterSpec, amqp_filter, message_filter_value)
@@ -275,6 +276,8 @@ class StreamQueue(Queue):
                         continue
                     # the front end adds x-stream-offset (the entry's seq) in its own encoding
                     message = Message.from_record(found[1], codec, 0)
+                    if is_stream_publish(found[1]):
+                        message = from_stream_publish(message)
                     self.unacked += 1
                     self.stats["deliver"] += 1
                     consumer.deliver(self, QueueEntry(message, offset))
@@ -307,7 +310,8 @@ class StreamQueue(Queue):
                     continue
             # a run may start before ``offset``: at the first offset of the batch holding it
             first, timestamp, bodies, after = log.read_run(offset, end, CHUNK_RECORDS,
-                                                           CHUNK_BYTES, body_only=True)
+                                                           CHUNK_BYTES, body_only=True,
+                                                           convert=self._as_amqp1)
             if bodies:
                 consumer.deliver_chunk(self, first, timestamp, bodies)
                 records_sent += after - first
@@ -317,6 +321,10 @@ class StreamQueue(Queue):
                 skipped += 1   # an unreadable record, logged and passed over
             offset = after
         return offset, False
+
+    def _as_amqp1(self, offset: int, record: bytes) -> bytes:
+        """Another protocol's message as a Stream protocol reader gets it (AMQP 1.0)."""
+        return CONVERTED.convert(self.log, offset, record, self.vhost.broker.codec)
 
     def get(self, no_ack: bool) -> QueueEntry | None:
         raise NotImplemented_(f"basic.get not supported by stream queues {self._resource()}")
@@ -348,6 +356,7 @@ class StreamQueue(Queue):
         self.readers.clear()
         count = self.log.count
         self._syncer.discard(self.log)
+        CONVERTED.forget()
         self.log.destroy()
         return count
 

@@ -27,7 +27,7 @@ import struct
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..model.errors import AccessRefused, BrokerError, NotAllowed, NotFound, PreconditionFailed
-from ..model.message import Properties, QueueEntry, record_head
+from ..model.message import STREAM_BODY, Properties, QueueEntry, record_head
 from ..stream import super_streams
 from ..stream.filters import FilterSpec, subscription_filter
 from ..stream.log import BodyRun, ChunkPart, SubEntryBatch
@@ -559,7 +559,7 @@ class StreamSession:
         props = self._persistent_props
         if props is None:
             props = self._persistent_props = self.broker.codec.encode(Properties(delivery_mode=2))
-        head = record_head("", q.name, props)
+        head = record_head("", q.name, props, STREAM_BODY)
         # a named publisher: ids not above the last one stored are duplicates, confirmed
         # without being stored again (osiris' deduplication)
         last = q.log.writers.get(reference, -1) if reference is not None else -1

@@ -651,6 +651,19 @@ def decode_message(data: bytes) -> dict[str, Any]:
     return sections
 
 
+#: a data section's descriptor (described by ulong 0x75, its small form) and binary codes
+_DATA_DESCRIPTOR = b"\x00\x53\x75"
+
+
+def encode_data_section(body: bytes) -> bytes:
+    """One data section holding ``body``, as ``encode_message`` writes it, without its
+    general walk: what a message whose other sections are already encoded appends (a
+    stream's converted messages, ``stream/amqp1_conversion.py``)."""
+    if len(body) < 256:
+        return b"".join((_DATA_DESCRIPTOR, bytes((0xa0, len(body))), body))
+    return b"".join((_DATA_DESCRIPTOR, b"\xb0", struct.pack(">I", len(body)), body))
+
+
 def encode_message(sections: dict[str, Any]) -> bytes:
     """The sections (as :func:`decode_message` returns them) in the spec's order; an
     ``encoded_body`` stands for the amqp-value or amqp-sequence sections, written as it is."""
