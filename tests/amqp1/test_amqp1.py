@@ -357,3 +357,23 @@ def test_zz_nothing_lost_and_no_traceback(broker, channel):
     assert channel.is_open            # 0-9-1 still served on the shared port
     assert depth(channel, KEEP) == 1
     assert "Traceback" not in broker.log()
+
+
+def test_message_without_durable_is_persistent_as_rabbitmq_4_reads_it(amqp1, channel, unique):
+    """proton sends an empty header for a message left at its defaults (durable unset): the
+    AMQP 1.0 default would be transient, but RabbitMQ 4 takes a missing durable as durable,
+    and so does warren; 0-9-1 consumers see delivery-mode 2. A header saying
+    ``durable=false`` keeps a message transient."""
+    from tests.amqp1.proton_raw import RawMessage, section
+
+    channel.queue_declare(unique)
+    sender = amqp1.create_sender(f"/queues/{unique}")
+    sender.send(Message(body=b"defaults", inferred=True))
+    transient = section(0x70, [False]) + section(0x75, b"transient")   # header, data
+    sender.send(RawMessage(transient))
+    _method, first, body = eventually(
+        lambda: got_one(channel.basic_get(unique, auto_ack=True)), "the first message")
+    assert body == b"defaults" and first.delivery_mode == 2
+    _method, second, body = eventually(
+        lambda: got_one(channel.basic_get(unique, auto_ack=True)), "the second message")
+    assert body == b"transient" and second.delivery_mode != 2

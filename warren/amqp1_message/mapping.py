@@ -92,11 +92,15 @@ def _amqp1_value(value: Any) -> Any:
 
 
 def properties_from(sections: dict[str, Any]) -> Properties:
+    """The core's properties of a received message. Durable unless its header says it is
+    not, as RabbitMQ 4's ``mc_amqp`` reads it: the AMQP 1.0 default is false, but RabbitMQ
+    chose safe by default, and python-qpid-proton, rstream and rbfly send no header for a
+    message left at the defaults."""
     props = Properties()
     header = sections.get("header")
+    if header is None or header.durable is not False:
+        props.delivery_mode = 2
     if header is not None:
-        if header.durable:
-            props.delivery_mode = 2
         if header.priority is not None:
             props.priority = int(header.priority)
         if header.ttl is not None:

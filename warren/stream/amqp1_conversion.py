@@ -84,12 +84,7 @@ def from_stream_publish(message: Message) -> Message:
         return message
     if not sections:
         return message   # an empty body: nothing to convert
-    props = properties_from(sections)
-    header = sections.get("header")
-    if header is None or header.durable is None:
-        # durable unless the header says it is not, as RabbitMQ 4's mc_amqp reads it
-        # (the AMQP 1.0 default is false, but rstream and rbfly send no header)
-        props.delivery_mode = 2
+    props = properties_from(sections)   # durable unless its header says it is not
     converted = Message(message.exchange, message.routing_key, body_from(sections),
                         codec=message.codec, props=props)
     converted.amqp1_sections = extra_sections(sections)
