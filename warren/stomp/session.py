@@ -133,9 +133,9 @@ class StompSession(Subscriptions):
             self._handlers[command](frame)
         finally:
             held, self._held = self._held, []
-        receipt = frame.get("receipt")
+        receipt = frame.first.get("receipt")
         if receipt is not None and command not in ("CONNECT", "STOMP") and not (
-                command in _TRANSACTIONAL and frame.get("transaction") is not None):
+                command in _TRANSACTIONAL and "transaction" in frame.first):
             # a transactional frame's receipt is written when its COMMIT applies it (RabbitMQ)
             self._queue_receipt(receipt, confirms=command == "SEND")
         for sub in held:
@@ -215,11 +215,12 @@ class StompSession(Subscriptions):
 
     # ------------------------------------------------------------------ SEND
     def _on_send(self, frame: Frame) -> None:
-        if frame.get("message-id") is not None:
+        first = frame.first
+        if "message-id" in first:
             # RabbitMQ: the broker names messages; a client-set message-id is refused
             raise StompError("Invalid header", "'message-id' is not allowed on 'SEND'.\n")
-        destination = parse_destination(frame.get("destination"))
-        tx = frame.get("transaction")
+        destination = parse_destination(first.get("destination"))
+        tx = first.get("transaction")
         if tx is not None:
             self._transaction(tx).append(frame)
             return
