@@ -397,7 +397,7 @@ class StompSession(Subscriptions):
         (its STOMP adapter answers receipts on confirms), counted as ``confirm`` when it is
         written."""
         data = encode(Frame("RECEIPT", (("receipt-id", receipt),)), self.version)
-        if self._unsynced or self._receipts:
+        if self._unsynced or self._receipts.entries:
             self._receipts.add((data, confirms), self._unsynced)
         else:
             self._write_receipt(data, confirms)
