@@ -63,6 +63,9 @@ SERVER_NAME = f"warren/{__version__}"
 _TRANSACTIONAL = frozenset({"SEND", "ACK", "NACK"})   # frames a 'transaction' header holds back
 # x- headers of SUBSCRIBE/SEND that are not queue arguments
 _NOT_QUEUE_ARGUMENTS = frozenset({"x-priority", "x-queue-name"})
+# the kinds every SEND compares with, as module names: ``Kind.QUEUE`` is an Enum class
+# attribute, some 100 ns per read on Python 3.11 against 20 for a global
+_QUEUE, _TOPIC, _TEMP_QUEUE = Kind.QUEUE, Kind.TOPIC, Kind.TEMP_QUEUE
 
 
 # ------------------------------------------------------------------------------- session
@@ -230,19 +233,19 @@ class StompSession(Subscriptions):
         vhost = self.vhost
         kind = destination.kind
         routing_key = destination.routing_key
-        if kind is Kind.QUEUE:
+        if kind is _QUEUE:
             queue = vhost.queues.get(destination.name)
             if queue is None:
                 self._ensure_queue(destination.name, frame)
             elif queue.exclusive_owner is not None:
                 queue.check_access(self)
-        elif kind is Kind.TEMP_QUEUE:
+        elif kind is _TEMP_QUEUE:
             routing_key = self._temp_queue(destination).name
         exchange_name = destination.exchange
         exchange = self.publisher.exchange(exchange_name)
         props, scheduled = send_properties(frame, self.user.name, self._reply_to)
         now = now_ms()
-        if kind in (Kind.QUEUE, Kind.TOPIC):
+        if kind is _QUEUE or kind is _TOPIC:
             # ActiveMQ-style destinations get JMS's defaults; /amq/queue/ and /exchange/ are
             # RabbitMQ's world, where a message carries only what its publisher set
             jms_defaults(props, now)
