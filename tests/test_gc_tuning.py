@@ -14,7 +14,7 @@ import weakref
 import pytest
 
 from tests.operator.test_startup_errors import Ports, assert_refused, run_warren
-from warren.gc_tuning import THAW_GROWTH_MAX, CollectorTuning
+from warren.gc_tuning import THAW_GROWTH_MAX, YOUNG_THRESHOLD, CollectorTuning
 
 
 class Node:
@@ -106,6 +106,19 @@ def test_after_uninstall_survivors_are_no_longer_frozen(tuning):
     gc.collect(1)
     assert gc.get_freeze_count() == 0
     assert any(kept[0] is obj for obj in gc.get_objects(2))
+
+
+def test_young_collections_are_spaced_out_while_installed_and_restored_after():
+    before = gc.get_threshold()
+    tuning = CollectorTuning()
+    tuning.install()
+    try:
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+        tuning.install()                  # a second install changes nothing
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+    finally:
+        tuning.uninstall()
+    assert gc.get_threshold() == before
 
 
 def test_wrong_gc_tuning_value_is_refused_by_name(tmp_path):

@@ -20,6 +20,8 @@ from warren.stomp.codec import (
     StompError,
     StompParser,
     encode,
+    encode_header_lines,
+    encode_message,
     negotiate_version,
 )
 
@@ -101,6 +103,17 @@ def test_first_repeated_header_wins():
     assert frame.get("missing") is None
     assert frame.get("missing", "x") == "x"
     assert frame.header_dict() == {"foo": "1", "bar": "2"}
+
+
+@pytest.mark.parametrize("raw", [
+    b"SEND\ndestination:/queue/a\nreceipt:1\ndestination:/queue/b\n\n\0",       # plain head
+    b"SEND\r\ndestination:/queue/a\r\nreceipt:1\r\ndestination:/queue/b\r\n\r\n\0",  # CR LF
+])
+def test_parsed_frames_look_up_the_first_of_repeated_headers(raw):
+    frame = parse_one(raw)
+    assert frame.first == {"destination": "/queue/a", "receipt": "1"}
+    assert frame.get("destination") == "/queue/a"
+    assert frame.headers[2] == ("destination", "/queue/b")
 
 
 def test_first_content_length_wins():
@@ -471,6 +484,25 @@ PROPERTY = settings(max_examples=200, deadline=None)
 def test_round_trip(version_and_frame):
     version, frame = version_and_frame
     assert parse_one(encode(frame, version), version) == frame
+
+
+@PROPERTY
+@given(st.sampled_from(["1.0", "1.1", "1.2"]),
+       st.lists(st.tuples(header_names, header_text), max_size=6), st.integers(0, 6))
+def test_header_lines_encoded_apart_join_into_the_whole_message(version, headers, cut):
+    """MESSAGE frames are assembled from lines encoded apart (stomp/message_frames.py): they
+    must give encode_message's bytes, and fail where it fails."""
+    body = b"x"
+    try:
+        whole = encode_message(headers, body, version)
+    except ValueError:
+        whole = None
+    try:
+        joined = b"".join((b"MESSAGE\n", encode_header_lines(headers[:cut], version),
+                           encode_header_lines(headers[cut:], version), b"\n", body, b"\0"))
+    except ValueError:
+        joined = None
+    assert joined == whole
 
 
 @PROPERTY

@@ -7,6 +7,8 @@ import time
 import pika
 import pytest
 
+from tests.stomp.conftest import raw_connect
+
 
 @pytest.fixture
 def amqp(broker):
@@ -195,3 +197,27 @@ def test_send_naming_direct_reply_to_without_reply_consumer(client_factory, uniq
     consumer.subscribe(q)
     consumer.send(q, "plain", **{"reply-to": "/queue/replies"})
     assert consumer.recorder.message().body == "plain"
+
+
+def test_repeated_send_headers_the_first_wins(client, broker, unique, amqp):
+    """STOMP 1.2 "Repeated Header Entries": only the first is used (the handlers read the
+    parser's first-wins lookup, the properties the first of each name)."""
+    amqp.queue_declare(f"{unique}-b")
+    client.subscribe(f"/queue/{unique}-a")
+    sock = raw_connect(broker.stomp_port)
+    try:
+        sock.sendall(b"CONNECT\naccept-version:1.2\nlogin:guest\npasscode:guest\n\n\0"
+                     b"SEND\ndestination:/queue/%s-a\ndestination:/queue/%s-b\n"
+                     b"x-k:first\nx-k:second\nreceipt:r\nreceipt:other\n\nbody\0"
+                     % (unique.encode(), unique.encode()))
+        frame = client.recorder.message()
+        assert (frame.body, frame.headers["x-k"]) == ("body", "first")
+        received = b""
+        while b"receipt-id:" not in received:
+            chunk = sock.recv(4096)
+            assert chunk, received
+            received += chunk
+        assert b"receipt-id:r\n" in received
+    finally:
+        sock.close()
+    assert amqp.basic_get(f"{unique}-b")[0] is None

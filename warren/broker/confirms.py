@@ -34,16 +34,19 @@ _NOTHING: tuple = ()
 class ConfirmTracker:
     """Entries ``[seq, value, state]`` in insertion order; state WAITING, True (ok), False."""
 
-    __slots__ = ("_entries", "_last", "_wanted", "_waiting")
+    __slots__ = ("entries", "_last", "_wanted", "_waiting")
 
     def __init__(self) -> None:
-        self._entries: deque[list] = deque()   # [seq, value, state], seq increasing
+        # [seq, value, state], seq increasing; never replaced, so a publish path may ask
+        # ``tracker.entries`` whether answers are pending: a C-level truth test, where
+        # ``bool(tracker)`` is a Python-level __len__ call per publish
+        self.entries: deque[list] = deque()
         self._last = 0                          # seq of the last entry inserted
         self._wanted = False                    # some entry waits for a sync not yet asked
         self._waiting = 0                       # entries in state WAITING
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
     @property
     def last(self) -> int:
@@ -55,11 +58,11 @@ class ConfirmTracker:
         next store sync when *wait*, else settled now as *ok*."""
         self._last = seq
         if wait:
-            self._entries.append([seq, value, WAITING])
+            self.entries.append([seq, value, WAITING])
             self._waiting += 1
             self._wanted = True
         else:
-            self._entries.append([seq, value, ok])
+            self.entries.append([seq, value, ok])
 
     def add(self, value: Any, wait: bool = False, ok: bool = True) -> int:
         """:meth:`insert` numbered by the tracker, for publishers with no sequence of their
@@ -78,7 +81,7 @@ class ConfirmTracker:
 
     def _settle(self, upto: int, ok: bool) -> None:
         settled = 0
-        for entry in self._entries:
+        for entry in self.entries:
             if entry[0] > upto:
                 break
             if entry[2] is WAITING:
@@ -88,7 +91,7 @@ class ConfirmTracker:
 
     def release(self) -> list[list] | tuple:
         """Pop and return the settled prefix (``[seq, value, ok]`` entries, in order)."""
-        entries = self._entries
+        entries = self.entries
         if not entries or entries[0][2] is WAITING:
             return _NOTHING
         if not self._waiting:
@@ -125,6 +128,6 @@ class ConfirmTracker:
 
     def clear(self) -> None:
         """Forget every entry (the publisher is gone; nobody is left to answer)."""
-        self._entries.clear()
+        self.entries.clear()
         self._wanted = False
         self._waiting = 0

@@ -209,7 +209,8 @@ class Queue:
         message.refs += 1
         self.stats["publish"] += 1
         consumers = self.consumers
-        if expires_at is None and consumers.members and not self._limited and not self.ready:
+        if expires_at is None and consumers.members and not self._limited \
+                and not self.ready.count:
             # nothing waits ahead of it: straight to a consumer with room, as dispatch would
             # hand it over the moment it was appended (RabbitMQ's attempt_delivery)
             self._deliver_arriving(consumers, entry)

@@ -168,6 +168,7 @@ class Message:
         m.stored = False
         m.refs = 0
         m.paged = False
+        m.amqp1_sections = None
         m.persistent = persistent
         m.priority = priority
         m.ttl = ttl

@@ -431,7 +431,7 @@ class MqttSession(Subscriptions):
             data = encode(ack, self.level)
         # an accepting PUBACK/PUBREC is RabbitMQ's publisher confirm, counted when written
         confirms = 1 if code < 0x80 else 0
-        if routed.stored or self._acks:
+        if routed.stored or self._acks.entries:
             seq = self._acks.add((data, confirms), routed.stored)
             if qos == 1:
                 self._qos1_unacked.append(seq)
@@ -443,7 +443,7 @@ class MqttSession(Subscriptions):
     def _queue_ack(self, packet: Any) -> None:
         """An answer that needs no sync, still written after the earlier ones."""
         data = encode(packet, self.level)
-        if self._acks:
+        if self._acks.entries:
             self._acks.add((data, 0))
         else:
             self.conn.write(data)

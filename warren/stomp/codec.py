@@ -36,7 +36,7 @@ Choices made where the specs leave room or differ:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "StompError",
     "StompParser",
     "encode",
+    "encode_header_lines",
     "encode_message",
     "negotiate_version",
 ]
@@ -99,35 +100,44 @@ _ESCAPES = {
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One STOMP frame. Headers stay in wire order with repeats kept, as decoded text."""
+    """One STOMP frame. Headers stay in wire order with repeats kept, as decoded text.
+
+    ``first`` maps each header name to its first value (STOMP 1.2 "Repeated Header Entries":
+    only the first is used), made once per frame: the SEND and ACK handlers look up several
+    headers of every frame (receipt, transaction, destination, id...), and ``first.get`` is a
+    C-level dict lookup where ``get`` is a Python call."""
 
     command: str
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
+    first: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _set_first(self, dict(reversed(self.headers)))
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of header *name* (STOMP 1.2: the first of repeated entries wins)."""
-        for header_name, value in self.headers:
-            if header_name == name:
-                return value
-        return default
+        return self.first.get(name, default)
 
     def header_dict(self) -> dict[str, str]:
         """All headers as a dict, the first occurrence of a repeated name winning."""
-        return dict(reversed(self.headers))
+        return dict(self.first)
 
 
 # A frozen dataclass __init__ sets each field through object.__setattr__; the parser, which
 # makes one Frame per frame read, sets the slots through their descriptors (same object).
-_set_frame_fields = (Frame.command.__set__, Frame.headers.__set__, Frame.body.__set__)
+_set_frame_fields = (Frame.command.__set__, Frame.headers.__set__, Frame.body.__set__,
+                     Frame.first.__set__)
+_set_first = Frame.first.__set__
 
 
 def _new_frame(command: str, headers: tuple[tuple[str, str], ...], body: bytes) -> Frame:
-    set_command, set_headers, set_body = _set_frame_fields
+    set_command, set_headers, set_body, set_first = _set_frame_fields
     frame = object.__new__(Frame)
     set_command(frame, command)
     set_headers(frame, headers)
     set_body(frame, body)
+    set_first(frame, dict(reversed(headers)) if len(headers) > 1 else dict(headers))
     return frame
 
 
@@ -531,6 +541,13 @@ def encode_message(headers: Sequence[tuple[str, str]], body: bytes, version: str
     return b"".join((_encode_head("MESSAGE", headers, _escapes_for(version)), body, b"\0"))
 
 
+def encode_header_lines(headers: Sequence[tuple[str, str]], version: str) -> bytes:
+    """Header lines of a MESSAGE frame (each ended by LF), escaped per *version*, as
+    :func:`encode_message` writes them: a delivery is assembled from such pieces, some made
+    once per subscription. Raises ValueError where ``encode_message`` would."""
+    return _encode_lines("MESSAGE", headers, _escapes_for(version)).encode("utf-8")
+
+
 def _escapes_for(version: str) -> dict[int, str] | None:
     try:
         return _ESCAPES[version]
@@ -542,6 +559,13 @@ def _encode_head(command: str, headers: Sequence[tuple[str, str]],
                  escapes: dict[int, str] | None) -> bytes:
     """The command line and header lines of a frame, escaped with *escapes* (None: verbatim,
     refusing what would need escaping), and the empty line that ends them."""
+    return (command + "\n" + _encode_lines(command, headers, escapes) + "\n").encode("utf-8")
+
+
+def _encode_lines(command: str, headers: Sequence[tuple[str, str]],
+                  escapes: dict[int, str] | None) -> str:
+    """The header lines of a frame (see ``_encode_head``); every check is per line, so
+    lines encoded apart join into what encoding them together gives."""
     if escapes is not None:
         text = "".join([f"{name}:{value}\n" for name, value in headers])
         count = len(headers)
@@ -563,4 +587,4 @@ def _encode_head(command: str, headers: Sequence[tuple[str, str]],
     if "\r\n" in text:
         # Only 1.2 escapes CR; elsewhere a value's trailing CR would read as part of the EOL.
         raise ValueError(f"{command} frame: a header value ending in CR needs STOMP 1.2")
-    return (command + "\n" + text + "\n").encode("utf-8")
+    return text

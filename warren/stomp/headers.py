@@ -35,6 +35,10 @@ _NOT_AMQP_HEADERS = frozenset({
     DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER,
 })
 _SCHEDULE_HEADERS = (DELAY_HEADER, PERIOD_HEADER, REPEAT_HEADER)
+# of those, the ones about the frame alone (every SEND has some): skipped at once, not
+# compared with each property's name in turn
+_FRAME_HEADERS = frozenset({"destination", "receipt", "transaction", "content-length",
+                            "message-id"})
 # AMQP headers never rendered as STOMP headers: they would clash with MESSAGE's own.
 _RESERVED_MESSAGE_HEADERS = frozenset({
     "subscription", "message-id", "destination", "ack", "content-length", "redelivered",
@@ -80,6 +84,8 @@ def send_properties(frame: Frame, user_name: str, reply_to: Callable[[str], str]
     scheduled = None
     seen: set[str] = set()
     for name, value in frame.headers:
+        if name in _FRAME_HEADERS:
+            continue
         if name in seen:
             continue          # STOMP 1.2: the first of repeated headers wins
         seen.add(name)

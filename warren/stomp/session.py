@@ -63,6 +63,9 @@ SERVER_NAME = f"warren/{__version__}"
 _TRANSACTIONAL = frozenset({"SEND", "ACK", "NACK"})   # frames a 'transaction' header holds back
 # x- headers of SUBSCRIBE/SEND that are not queue arguments
 _NOT_QUEUE_ARGUMENTS = frozenset({"x-priority", "x-queue-name"})
+# the kinds every SEND compares with, as module names: ``Kind.QUEUE`` is an Enum class
+# attribute, some 100 ns per read on Python 3.11 against 20 for a global
+_QUEUE, _TOPIC, _TEMP_QUEUE = Kind.QUEUE, Kind.TOPIC, Kind.TEMP_QUEUE
 
 
 # ------------------------------------------------------------------------------- session
@@ -133,9 +136,9 @@ class StompSession(Subscriptions):
             self._handlers[command](frame)
         finally:
             held, self._held = self._held, []
-        receipt = frame.get("receipt")
+        receipt = frame.first.get("receipt")
         if receipt is not None and command not in ("CONNECT", "STOMP") and not (
-                command in _TRANSACTIONAL and frame.get("transaction") is not None):
+                command in _TRANSACTIONAL and "transaction" in frame.first):
             # a transactional frame's receipt is written when its COMMIT applies it (RabbitMQ)
             self._queue_receipt(receipt, confirms=command == "SEND")
         for sub in held:
@@ -215,11 +218,12 @@ class StompSession(Subscriptions):
 
     # ------------------------------------------------------------------ SEND
     def _on_send(self, frame: Frame) -> None:
-        if frame.get("message-id") is not None:
+        first = frame.first
+        if "message-id" in first:
             # RabbitMQ: the broker names messages; a client-set message-id is refused
             raise StompError("Invalid header", "'message-id' is not allowed on 'SEND'.\n")
-        destination = parse_destination(frame.get("destination"))
-        tx = frame.get("transaction")
+        destination = parse_destination(first.get("destination"))
+        tx = first.get("transaction")
         if tx is not None:
             self._transaction(tx).append(frame)
             return
@@ -229,19 +233,19 @@ class StompSession(Subscriptions):
         vhost = self.vhost
         kind = destination.kind
         routing_key = destination.routing_key
-        if kind is Kind.QUEUE:
+        if kind is _QUEUE:
             queue = vhost.queues.get(destination.name)
             if queue is None:
                 self._ensure_queue(destination.name, frame)
             elif queue.exclusive_owner is not None:
                 queue.check_access(self)
-        elif kind is Kind.TEMP_QUEUE:
+        elif kind is _TEMP_QUEUE:
             routing_key = self._temp_queue(destination).name
         exchange_name = destination.exchange
         exchange = self.publisher.exchange(exchange_name)
         props, scheduled = send_properties(frame, self.user.name, self._reply_to)
         now = now_ms()
-        if kind in (Kind.QUEUE, Kind.TOPIC):
+        if kind is _QUEUE or kind is _TOPIC:
             # ActiveMQ-style destinations get JMS's defaults; /amq/queue/ and /exchange/ are
             # RabbitMQ's world, where a message carries only what its publisher set
             jms_defaults(props, now)
@@ -396,7 +400,7 @@ class StompSession(Subscriptions):
         (its STOMP adapter answers receipts on confirms), counted as ``confirm`` when it is
         written."""
         data = encode(Frame("RECEIPT", (("receipt-id", receipt),)), self.version)
-        if self._unsynced or self._receipts:
+        if self._unsynced or self._receipts.entries:
             self._receipts.add((data, confirms), self._unsynced)
         else:
             self._write_receipt(data, confirms)
