@@ -267,6 +267,15 @@ def test_disk_full_while_paging_stores_or_refuses_and_keeps_serving(tmp_path):
         disk.remove()
 
 
+def publish_until_paged(broker: BrokerProcess, queue: str, total: int) -> None:
+    """``total`` confirmed 1 KiB messages into ``queue``, then until a paging pass ran."""
+    publisher = ConfirmedPublisher(broker.amqp_url, queue,
+                                   (body(queue, i, 1024) for i in range(total)), window=500)
+    publisher.run(timeout=120)
+    assert len(publisher.acked) == total, publisher.error
+    eventually(lambda: paged_out_rows_bytes(broker) > 0, "messages paged out")
+
+
 def database_reachable(url: str, allowed: bool) -> None:
     """Open or shut the database behind ``url`` (the session's PostgreSQL, shared with other
     tests, goes on serving theirs): shut, its sessions are cut and new ones refused, as when
@@ -293,12 +302,7 @@ def test_database_gone_while_reading_ahead_delivers_each_message_once(tmp_path, 
         conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
         declare(conn.channel(), "deep")
         conn.close()
-        publisher = ConfirmedPublisher(broker.amqp_url, "deep",
-                                       (body("deep", i, 1024) for i in range(total)),
-                                       window=500)
-        publisher.run(timeout=120)
-        assert len(publisher.acked) == total, publisher.error
-        eventually(lambda: paged_out_rows_bytes(broker) > 0, "messages paged out")
+        publish_until_paged(broker, "deep", total)
 
         got: list[int] = []
         paused, go = threading.Event(), threading.Event()
@@ -359,12 +363,7 @@ def test_database_gone_when_paged_messages_are_dropped_dead_letters_them_later(t
         channel.queue_declare("expiring", durable=True, arguments={
             "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead"})
         conn.close()
-        publisher = ConfirmedPublisher(broker.amqp_url, "expiring",
-                                       (body("expiring", i, 1024) for i in range(total)),
-                                       window=500)
-        publisher.run(timeout=120)
-        assert len(publisher.acked) == total, publisher.error
-        eventually(lambda: paged_out_rows_bytes(broker) > 0, "messages paged out")
+        publish_until_paged(broker, "expiring", total)
         database_reachable(url, False)
         try:
             # max-length 0 drops every queued message at once, dead-lettering each
