@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import queue
+from array import array
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,24 @@ def test_no_checkpoint_is_taken_when_they_are_off(tmp_path):
     store.flush()
     store.abandon()
     assert not os.path.exists(journal / saved_index.CHECKPOINT)
+
+
+def test_a_forked_checkpoint_carries_the_body_sizes_a_start_takes_for_queues_unchanged_since(
+        tmp_path):
+    # the forked writer saves each queue's body sizes in queue order (the saved index's
+    # "sizes"), so a start takes them for a queue no record after the checkpoint changed (b)
+    # and measures the others again from their locations (a: acked and published to since)
+    journal = tmp_path / "journal"
+    store, _ = build(journal)
+    store.abandon()
+    content = saved_index.read(str(journal), saved_index.CHECKPOINT)
+    assert content is not None
+    saved = array("Q")
+    saved.frombytes(content["sizes"][QB])
+    assert saved.tolist() == [len(b"m" * msg_id) for msg_id in (4, 8, 12)]
+    expected = replayed(journal, tmp_path)
+    _, state = lazy(journal)
+    assert summary(state) == expected
+    assert state.queues[QB].sizes.tolist() == saved.tolist()
+    assert list(state.queues[QA].sizes) == [len(b"m" * msg_id) for msg_id in range(5, 13)] + [
+        len(b"n" * msg_id) for msg_id in (14, 15, 16)]

@@ -45,7 +45,7 @@ def build(directory: Path) -> None:
 
 def summary(state) -> tuple:
     return (
-        {key: (q.msg_ids, q.sizes) for key, q in state.queues.items()},
+        {key: (q.msg_ids, list(q.sizes)) for key, q in state.queues.items()},
         state.records, state.delivered, state.delivery_counts, state.definitions,
         state.max_msg_id,
     )

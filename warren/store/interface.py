@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -78,7 +79,8 @@ class RecoveredQueue:
     key: str
     msg_ids: list[int] = field(default_factory=list)
     # with ``recover(body_size=...)``: the body size of each message, parallel to msg_ids
-    sizes: list[int] | None = None
+    # (the journal's an ``array("q")``: a deep queue's paged rows take it as it is)
+    sizes: Sequence[int] | None = None
 
 
 @dataclass

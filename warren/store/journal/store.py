@@ -134,6 +134,9 @@ class JournalStore(MessageStore):
         self._purge_call: Any = None
         self._recovered = False
         self._body_size: BodySize | None = None  # during a lazy recovery
+        #: During a start from a checkpoint: the queues the records after it changed (their
+        #: body sizes saved with the checkpoint no longer match their messages).
+        self._touched: set[str] | None = None
         #: The lazy recovery's measure, kept to save body sizes with the index at close.
         self._measure: BodySize | None = None
         self._abandoned = False
@@ -208,7 +211,7 @@ class JournalStore(MessageStore):
             queues = {key: RecoveredQueue(key, ids) for key, (ids, _) in ordered.items()}
         else:
             live = {msg_id: record for msg_id, record in records.items() if msg_id in messages}
-            queues = {key: RecoveredQueue(key, ids, sizes)
+            queues = {key: RecoveredQueue(key, ids, array("q", sizes))
                       for key, (ids, sizes) in ordered.items()}
         ordered.clear()
         records.clear()
@@ -247,6 +250,7 @@ class JournalStore(MessageStore):
         self._body_size = body_size
         records: dict[int, bytes] = {}
         replayed = 0
+        touched = self._touched = set()
         for segment, offset, record_type, payload in replay:
             replayed += 1
             try:
@@ -257,6 +261,7 @@ class JournalStore(MessageStore):
                     self.directory, segment, offset, _type_name(record_type), error,
                 )
         self._body_size = None
+        self._touched = None
         existing = set(log.segment_numbers())
         dropped = index.drop_segments({n for n in index.segments if n not in existing})
         messages = index.messages
@@ -275,7 +280,13 @@ class JournalStore(MessageStore):
             logger.info("journal %s: %d messages of the checkpoint were in segments reclaimed "
                         "since", self.directory, dropped)
         self._recovered = True
-        queues = {key: RecoveredQueue(key, list(ids), body_sizes(messages, ids).tolist())
+        # body sizes saved with the checkpoint (its writer's: not the thread's copy) stand
+        # for the queues no record after it changed
+        saved_sizes = content.get("sizes") if not dropped else None
+        if not isinstance(saved_sizes, dict):
+            saved_sizes = {}
+        queues = {key: RecoveredQueue(key, list(ids), _queue_sizes(
+                      messages, ids, None if key in touched else saved_sizes.get(key)))
                   for key, ids in index.queues.items()}
         state = _state_of(index, shared, queues)
         logger.info(
@@ -337,11 +348,9 @@ class JournalStore(MessageStore):
         several queues (as the replay returns them)."""
         self._recovered = True
         self._checkpoint_soon(0)   # the saved index is the checkpoint now
-        queues = {}
-        for key, ids in index.queues.items():
-            measured = array("Q")
-            measured.frombytes(sizes[key])
-            queues[key] = RecoveredQueue(key, list(ids), measured.tolist())
+        messages = index.messages
+        queues = {key: RecoveredQueue(key, list(ids), _queue_sizes(messages, ids, sizes.get(key)))
+                  for key, ids in index.queues.items()}
         state = _state_of(index, records, queues)
         logger.info(
             "journal %s: recovered %d messages in %d queues, %d definitions from the saved "
@@ -359,6 +368,8 @@ class JournalStore(MessageStore):
         end = (segment, offset + length)
         if record_type == RecordType.MESSAGE:
             msg_id, seq, queues, at, counts = decode_message(payload)
+            if self._touched is not None:
+                self._touched.update(queues)
             body_size = self._body_size
             if body_size is None:
                 index.add_message(msg_id, seq, queues, segment, offset, length, counts)
@@ -372,10 +383,15 @@ class JournalStore(MessageStore):
                     records.pop(msg_id, None)
         elif record_type == RecordType.ACK:
             queue_key, msg_ids = decode_queue_ids(payload)
+            if self._touched is not None:
+                self._touched.add(queue_key)
             for msg_id in index.ack(queue_key, msg_ids, segment, end):
                 records.pop(msg_id, None)
         elif record_type == RecordType.PURGE:
-            index.purge(bytes(payload).decode(), segment, end)
+            queue_key = bytes(payload).decode()
+            if self._touched is not None:
+                self._touched.add(queue_key)
+            index.purge(queue_key, segment, end)
             for msg_id in index.release_purged(1 << 62):
                 records.pop(msg_id, None)
         elif record_type == RecordType.DELIVERED:
@@ -666,7 +682,7 @@ class JournalStore(MessageStore):
         index = self._index
         try:   # the child's index is frozen at the fork: it needs no copy
             pid, go = forked_writer.start(
-                lambda: self._write_checkpoint((index.export(), position, numbers)))
+                lambda: self._write_checkpoint((self._saved_content(), position, numbers)))
         except OSError as error:   # no memory to fork: copy here, write on the thread
             logger.debug("journal %s: checkpoint not forked (%s)", self.directory, error)
             pid, go, content = None, -1, index.snapshot()
@@ -917,3 +933,16 @@ def _state_of(index: JournalIndex, records: dict[int, bytes],
         delivery_counts=index.delivery_counts(),
         max_msg_id=index.max_msg_id,
     )
+
+
+def _queue_sizes(messages: dict[int, int], ids: dict[int, int], saved: Any) -> array:
+    """A queue's body sizes in queue order, as the array its paged rows keep
+    (``CompactRun.sizes``): copied from the bytes saved with the index when there are some
+    for it (a checkpoint's, a saved index's: no pass over its messages), else from the
+    locations."""
+    measured = array("q")
+    if isinstance(saved, bytes) and len(saved) == measured.itemsize * len(ids):
+        measured.frombytes(saved)
+        return measured
+    measured.frombytes(body_sizes(messages, ids).tobytes())
+    return measured
