@@ -179,10 +179,10 @@ class JournalStore(MessageStore):
         if saved is None or not saved_index.promote(self.directory):
             saved_index.discard(self.directory)
         if saved is not None:
-            index, sizes, journal, shared = saved
+            index, saved_queues, journal, shared = saved
             self._index = index   # the log's adopt may append a checkpoint: it reads this
             if self._log.adopt(journal):
-                return self._recover_saved(index, sizes, shared)
+                return self._recover_saved(index, saved_queues, shared)
             self._index = JournalIndex()
             logger.warning("journal %s: saved index not used (the segments on disk are not the "
                            "ones it covers); replaying the journal", self.directory)
@@ -211,7 +211,7 @@ class JournalStore(MessageStore):
             queues = {key: RecoveredQueue(key, ids) for key, (ids, _) in ordered.items()}
         else:
             live = {msg_id: record for msg_id, record in records.items() if msg_id in messages}
-            queues = {key: RecoveredQueue(key, ids, array("q", sizes))
+            queues = {key: RecoveredQueue(key, array("q", ids), array("q", sizes))
                       for key, (ids, sizes) in ordered.items()}
         ordered.clear()
         records.clear()
@@ -280,13 +280,11 @@ class JournalStore(MessageStore):
             logger.info("journal %s: %d messages of the checkpoint were in segments reclaimed "
                         "since", self.directory, dropped)
         self._recovered = True
-        # body sizes saved with the checkpoint (its writer's: not the thread's copy) stand
-        # for the queues no record after it changed
-        saved_sizes = content.get("sizes") if not dropped else None
-        if not isinstance(saved_sizes, dict):
-            saved_sizes = {}
-        queues = {key: RecoveredQueue(key, list(ids), _queue_sizes(
-                      messages, ids, None if key in touched else saved_sizes.get(key)))
+        # ids and body sizes saved with the checkpoint (its writer's: not the thread's copy)
+        # stand for the queues no record after it changed
+        saved = _saved_queues(content) if not dropped else {}
+        queues = {key: _recovered_queue(key, messages, ids,
+                                        None if key in touched else saved.get(key))
                   for key, ids in index.queues.items()}
         state = _state_of(index, shared, queues)
         logger.info(
@@ -314,8 +312,10 @@ class JournalStore(MessageStore):
 
     def _saved_index(
         self,
-    ) -> tuple[JournalIndex, dict[str, bytes], dict[int, Any], dict[int, bytes]] | None:
-        """The index saved at the last clean close, its body sizes, the segments it covers
+    ) -> tuple[JournalIndex, dict[str, tuple[Any, Any]], dict[int, Any],
+               dict[int, bytes]] | None:
+        """The index saved at the last clean close, its queues' ids and body sizes
+        (``_saved_queues``), the segments it covers
         (number -> (size, modification time), which ``JournalLog.adopt`` checks)
         and the records of messages held by several queues (a lazy recovery returns them),
         if all is whole; None: replay."""
@@ -340,16 +340,16 @@ class JournalStore(MessageStore):
             logger.warning("journal %s: saved index not used (%s); replaying the journal",
                            self.directory, error)
             return None
-        return index, sizes, journal, records
+        return index, _saved_queues(content), journal, records
 
-    def _recover_saved(self, index: JournalIndex, sizes: dict[str, bytes],
+    def _recover_saved(self, index: JournalIndex, saved: dict[str, tuple[Any, Any]],
                        records: dict[int, bytes]) -> RecoveredState:
         """Lazy recovery from a saved index: no record read but those of messages held by
         several queues (as the replay returns them)."""
         self._recovered = True
         self._checkpoint_soon(0)   # the saved index is the checkpoint now
         messages = index.messages
-        queues = {key: RecoveredQueue(key, list(ids), _queue_sizes(messages, ids, sizes.get(key)))
+        queues = {key: _recovered_queue(key, messages, ids, saved.get(key))
                   for key, ids in index.queues.items()}
         state = _state_of(index, records, queues)
         logger.info(
@@ -453,12 +453,14 @@ class JournalStore(MessageStore):
 
     def _saved_content(self) -> dict[str, Any]:
         """What :mod:`.saved_index` writes: the index, the segments it covers and each
-        queue's body sizes in queue order (packed with the locations: nothing is read)."""
+        queue's ids and body sizes in queue order (the sizes packed with the locations:
+        nothing is read), as the arrays a start hands the broker (``_recovered_queue``)."""
         index = self._index
         while index.purged:
             index.release_purged(1 << 30)
         messages = index.messages
         content = index.export()
+        content["order"] = {key: array("Q", ids).tobytes() for key, ids in index.queues.items()}
         content["sizes"] = {key: body_sizes(messages, ids).tobytes()
                             for key, ids in index.queues.items()}
         return content   # its "journal" (the segments' stamps) is added once the log is closed
@@ -935,14 +937,34 @@ def _state_of(index: JournalIndex, records: dict[int, bytes],
     )
 
 
-def _queue_sizes(messages: dict[int, int], ids: dict[int, int], saved: Any) -> array:
-    """A queue's body sizes in queue order, as the array its paged rows keep
-    (``CompactRun.sizes``): copied from the bytes saved with the index when there are some
-    for it (a checkpoint's, a saved index's: no pass over its messages), else from the
-    locations."""
-    measured = array("q")
-    if isinstance(saved, bytes) and len(saved) == measured.itemsize * len(ids):
-        measured.frombytes(saved)
-        return measured
-    measured.frombytes(body_sizes(messages, ids).tobytes())
-    return measured
+def _saved_queues(content: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Each queue's (ids, body sizes) as a checkpoint's writer or a clean close saved them
+    (``JournalStore._saved_content``): bytes of u64s in queue order, or None when absent."""
+    order, sizes = content.get("order"), content.get("sizes")
+    if not isinstance(sizes, dict):
+        return {}
+    if not isinstance(order, dict):
+        order = {}   # written before the ids were saved: the sizes alone
+    return {key: (order.get(key), raw) for key, raw in sizes.items()}
+
+
+def _recovered_queue(key: str, messages: dict[int, int], ids: dict[int, int],
+                     saved: tuple[Any, Any] | None) -> RecoveredQueue:
+    """A queue's ids and body sizes in queue order, as the arrays its paged rows keep
+    (``CompactRun``: one copy each). Copied from the bytes saved with the index when they
+    describe this queue as it is (a queue no record after a checkpoint changed: no pass over
+    its messages), else from the index (its dict, the sizes packed with the locations)."""
+    order, measured = array("q"), array("q")
+    saved_ids, saved_sizes = saved if saved is not None else (None, None)
+    width = order.itemsize * len(ids)
+    if isinstance(saved_ids, bytes) and len(saved_ids) == width:
+        order.frombytes(saved_ids)
+        if ids and (order[0] != next(iter(ids)) or order[-1] != next(reversed(ids))):
+            order, saved_sizes = array("q"), None   # not this queue's: neither is trusted
+    if not order:
+        order.extend(ids)
+    if isinstance(saved_sizes, bytes) and len(saved_sizes) == width:
+        measured.frombytes(saved_sizes)
+    else:
+        measured.frombytes(body_sizes(messages, ids).tobytes())
+    return RecoveredQueue(key, order, measured)
