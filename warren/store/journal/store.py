@@ -27,7 +27,10 @@ modification time) of the segments before it and the CRC32 of its own segment's 
 it. A start with no usable saved index loads the newest checkpoint and replays only the
 records after its position, checked as in a full replay; acks, purges, rewrites of older
 messages apply on top through the same index methods as while running, so queue order comes
-out as the running broker had it. If a covered segment still on disk changed, or the prefix
+out as the running broker had it. A queue none of those records touched is handed to the
+broker as the ids and body sizes saved with the checkpoint (by its forked writer, as a clean
+close saves them): two arrays copied from the file, no pass over its messages (a deep queue's
+rows take them as they are). If a covered segment still on disk changed, or the prefix
 does not check out, or the file is damaged, the full replay runs instead (a warning).
 
 Compaction keeps a checkpoint valid, nothing is retaken for it: compaction only appends (the
