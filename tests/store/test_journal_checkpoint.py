@@ -271,17 +271,35 @@ def test_a_forked_checkpoint_carries_the_queues_a_start_takes_when_unchanged_sin
 
 
 def test_saved_queue_arrays_that_are_not_the_queues_are_not_used(tmp_path):
-    # a checkpoint whose saved ids for b are not b's (another order, whole and CRC-checked)
-    # and whose sizes for a are short: the start reads both queues from the index instead
+    # a checkpoint whose saved ids for b are not b's (whole and CRC-checked) and whose sizes
+    # for a are short: the start reads both queues from the index instead
     journal = tmp_path / "journal"
     store, _ = build(journal)
     store.abandon()
     content = saved_index.read(str(journal), saved_index.CHECKPOINT)
     assert content is not None
-    content["order"][QB] = array("Q", [12, 8, 4]).tobytes()
+    content["order"][QB] = array("Q", [100, 101, 102]).tobytes()
     content["sizes"][QB] = array("Q", [1, 1, 1]).tobytes()
     content["sizes"][QA] = content["sizes"][QA][:8]
     saved_index.write(str(journal), content, saved_index.CHECKPOINT)
     expected = replayed(journal, tmp_path)
+    _, state = lazy(journal)
+    assert summary(state) == expected
+
+
+@pytest.mark.parametrize("acked", [[9], [5, 12]], ids=["middle", "head-and-last"])
+def test_a_queue_acked_past_its_head_after_the_checkpoint_is_measured_from_the_index(
+        tmp_path, acked):
+    # after the checkpoint, a's head was acked and messages appended (``build``): the saved
+    # sizes of what is left of it stand; an ack elsewhere in what it saved means the index
+    journal = tmp_path / "journal"
+    store, clock = build(journal)
+    store.ack(QA, acked)
+    store.flush()
+    store.abandon()
+    expected = replayed(journal, tmp_path)
+    kept = [m for m in range(5, 13) if m not in acked]
+    assert expected[0][QA] == (kept + [14, 15, 16], [len(b"m" * m) for m in kept] + [
+        len(b"n" * m) for m in (14, 15, 16)])
     _, state = lazy(journal)
     assert summary(state) == expected

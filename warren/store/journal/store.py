@@ -286,8 +286,7 @@ class JournalStore(MessageStore):
         # ids and body sizes saved with the checkpoint (its writer's: not the thread's copy)
         # stand for the queues no record after it changed
         saved = _saved_queues(content) if not dropped else {}
-        queues = {key: _recovered_queue(key, messages, ids,
-                                        None if key in touched else saved.get(key))
+        queues = {key: _recovered_queue(key, messages, ids, saved.get(key), key in touched)
                   for key, ids in index.queues.items()}
         state = _state_of(index, shared, queues)
         logger.info(
@@ -952,22 +951,45 @@ def _saved_queues(content: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
 
 
 def _recovered_queue(key: str, messages: dict[int, int], ids: dict[int, int],
-                     saved: tuple[Any, Any] | None) -> RecoveredQueue:
+                     saved: tuple[Any, Any] | None, changed: bool = False) -> RecoveredQueue:
     """A queue's ids and body sizes in queue order, as the arrays its paged rows keep
-    (``CompactRun``: one copy each). Copied from the bytes saved with the index when they
-    describe this queue as it is (a queue no record after a checkpoint changed: no pass over
-    its messages), else from the index (its dict, the sizes packed with the locations)."""
-    order, measured = array("q"), array("q")
+    (``CompactRun``: one copy each), from the bytes saved with the index where they still
+    describe it: whole for a queue no record after a checkpoint changed (no pass over its
+    messages); for one that records after it ``changed`` (acks at its head, publishes at its
+    tail: a deep queue written to until a crash), the saved sizes of what is left of the
+    saved queue, found by comparing the ids, and only the new tail's sizes are read from the
+    locations. Anything else (an ack in the middle, no saved arrays): the index alone."""
     saved_ids, saved_sizes = saved if saved is not None else (None, None)
-    width = order.itemsize * len(ids)
-    if isinstance(saved_ids, bytes) and len(saved_ids) == width:
-        order.frombytes(saved_ids)
-        if ids and (order[0] != next(iter(ids)) or order[-1] != next(reversed(ids))):
-            order, saved_sizes = array("q"), None   # not this queue's: neither is trusted
-    if not order:
-        order.extend(ids)
-    if isinstance(saved_sizes, bytes) and len(saved_sizes) == width:
-        measured.frombytes(saved_sizes)
+    old_ids, old_sizes = array("q"), array("q")
+    if isinstance(saved_sizes, bytes) and len(saved_sizes) % old_sizes.itemsize == 0:
+        old_sizes.frombytes(saved_sizes)
+    if isinstance(saved_ids, bytes) and len(saved_ids) == len(old_sizes) * old_ids.itemsize:
+        old_ids.frombytes(saved_ids)
+    if not changed and len(old_ids) == len(ids) and (not ids or (
+            old_ids[0] == next(iter(ids)) and old_ids[-1] == next(reversed(ids)))):
+        return RecoveredQueue(key, old_ids, old_sizes)
+    order = array("q", ids)
+    measured = array("q")
+    if not old_ids and not changed and len(old_sizes) == len(ids):
+        measured = old_sizes   # saved before the ids were: the sizes alone
     else:
-        measured.frombytes(body_sizes(messages, ids).tobytes())
+        left = _saved_head(order, old_ids)
+        if left:
+            measured = old_sizes[len(old_ids) - left:]
+        measured.frombytes(body_sizes(messages, order[left:]).tobytes())
     return RecoveredQueue(key, order, measured)
+
+
+def _saved_head(order: array, saved: array) -> int:
+    """How many entries at the head of ``order`` are the tail of ``saved`` exactly (the
+    saved queue less what was acked at its head since); 0 when the queue is not so."""
+    if not order or not saved:
+        return 0
+    try:
+        start = saved.index(order[0])
+    except ValueError:
+        return 0
+    left = len(saved) - start
+    if left > len(order) or order[:left] != saved[start:]:
+        return 0
+    return left
