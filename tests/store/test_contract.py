@@ -300,9 +300,9 @@ def test_lazy_recovery_measures_records_and_returns_only_shared_ones(store_facto
     again.open()
     opened.stores.append(again)
     lazy = again.recover(body_size=len)
-    assert lazy.queues[Q_A].msg_ids == [1, 2, 3]
-    assert lazy.queues[Q_A].sizes == [len(b"one"), len(b"shared"), len(b"three!")]
-    assert lazy.queues[Q_B].msg_ids == [2] and lazy.queues[Q_B].sizes == [len(b"shared")]
+    assert list(lazy.queues[Q_A].msg_ids) == [1, 2, 3]
+    assert list(lazy.queues[Q_A].sizes) == [len(b"one"), len(b"shared"), len(b"three!")]
+    assert list(lazy.queues[Q_B].msg_ids) == [2] and list(lazy.queues[Q_B].sizes) == [len(b"shared")]
     assert lazy.records == {2: b"shared"}
     assert (Q_A, 3) in lazy.delivered and (Q_A, 1) not in lazy.delivered
     assert again.read(1) == b"one" and again.read(3) == b"three!"

@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import queue
+from array import array
 from pathlib import Path
 
 import pytest
@@ -204,7 +205,7 @@ def test_the_saved_index_of_a_clean_stop_goes_on_as_the_checkpoint(tmp_path, cap
     assert "from the checkpoint at segment 1" in caplog.text
     assert "and 2 records after it" in caplog.text   # one ACK (of two), one MESSAGE
     assert summary(state) == expected
-    assert state.queues[QB].msg_ids == [4, 8, 12, 17]
+    assert list(state.queues[QB].msg_ids) == [4, 8, 12, 17]
     store.close()
 
 
@@ -245,3 +246,60 @@ def test_no_checkpoint_is_taken_when_they_are_off(tmp_path):
     store.flush()
     store.abandon()
     assert not os.path.exists(journal / saved_index.CHECKPOINT)
+
+
+def test_a_forked_checkpoint_carries_the_queues_a_start_takes_when_unchanged_since(tmp_path):
+    # the forked writer saves each queue's ids and body sizes in queue order (as a clean
+    # close does), so a start takes them for a queue no record after the checkpoint changed
+    # (b) and reads the others from the index (a: acked and published to since)
+    journal = tmp_path / "journal"
+    store, _ = build(journal)
+    store.abandon()
+    content = saved_index.read(str(journal), saved_index.CHECKPOINT)
+    assert content is not None
+    ids, sizes = array("Q"), array("Q")
+    ids.frombytes(content["order"][QB])
+    sizes.frombytes(content["sizes"][QB])
+    assert ids.tolist() == [4, 8, 12]
+    assert sizes.tolist() == [len(b"m" * msg_id) for msg_id in (4, 8, 12)]
+    expected = replayed(journal, tmp_path)
+    _, state = lazy(journal)
+    assert summary(state) == expected
+    assert state.queues[QB].sizes.tolist() == sizes.tolist()
+    assert list(state.queues[QA].sizes) == [len(b"m" * msg_id) for msg_id in range(5, 13)] + [
+        len(b"n" * msg_id) for msg_id in (14, 15, 16)]
+
+
+def test_saved_queue_arrays_that_are_not_the_queues_are_not_used(tmp_path):
+    # a checkpoint whose saved ids for b are not b's (whole and CRC-checked) and whose sizes
+    # for a are short: the start reads both queues from the index instead
+    journal = tmp_path / "journal"
+    store, _ = build(journal)
+    store.abandon()
+    content = saved_index.read(str(journal), saved_index.CHECKPOINT)
+    assert content is not None
+    content["order"][QB] = array("Q", [100, 101, 102]).tobytes()
+    content["sizes"][QB] = array("Q", [1, 1, 1]).tobytes()
+    content["sizes"][QA] = content["sizes"][QA][:8]
+    saved_index.write(str(journal), content, saved_index.CHECKPOINT)
+    expected = replayed(journal, tmp_path)
+    _, state = lazy(journal)
+    assert summary(state) == expected
+
+
+@pytest.mark.parametrize("acked", [[9], [5, 12]], ids=["middle", "head-and-last"])
+def test_a_queue_acked_past_its_head_after_the_checkpoint_is_measured_from_the_index(
+        tmp_path, acked):
+    # after the checkpoint, a's head was acked and messages appended (``build``): the saved
+    # sizes of what is left of it stand; an ack elsewhere in what it saved means the index
+    journal = tmp_path / "journal"
+    store, clock = build(journal)
+    store.ack(QA, acked)
+    store.flush()
+    store.abandon()
+    expected = replayed(journal, tmp_path)
+    kept = [m for m in range(5, 13) if m not in acked]
+    assert expected[0][QA] == (kept + [14, 15, 16], [len(b"m" * m) for m in kept] + [
+        len(b"n" * m) for m in (14, 15, 16)])
+    _, state = lazy(journal)
+    assert summary(state) == expected

@@ -45,7 +45,7 @@ def build(directory: Path) -> None:
 
 def summary(state) -> tuple:
     return (
-        {key: (q.msg_ids, q.sizes) for key, q in state.queues.items()},
+        {key: (list(q.msg_ids), list(q.sizes)) for key, q in state.queues.items()},
         state.records, state.delivered, state.delivery_counts, state.definitions,
         state.max_msg_id,
     )
@@ -89,8 +89,8 @@ def test_a_crash_after_a_start_from_the_saved_index_replays_and_keeps_acks(tmp_p
     with caplog.at_level(logging.INFO, logger="warren.store.journal"):
         store, state = lazy(journal)
     assert "from the saved index" not in caplog.text
-    assert state.queues[QA].msg_ids == [6, 7, 8, 9, 10, 11, 12, 13]
-    assert state.queues[QB].msg_ids == [4, 8, 12]
+    assert list(state.queues[QA].msg_ids) == [6, 7, 8, 9, 10, 11, 12, 13]
+    assert list(state.queues[QB].msg_ids) == [4, 8, 12]
     store.close()
 
 

@@ -764,6 +764,10 @@ class Broker:
         # messages, queue by queue, in stored order (see ``_recover_queue``)
         messages: dict[int, Message] = {}   # those held by several queues: one object
         recovered = 0
+        # per queue, the ids recovery handles one by one (see ``_recover_queue``)
+        specials: dict[str, set[int]] = {}
+        for qkey, mid in itertools.chain(state.delivered, state.delivery_counts):
+            specials.setdefault(qkey, set()).add(mid)
         for qkey, rq in state.queues.items():
             vhost_name, _, qname = qkey.partition(KEY_SEP)
             vh = self.vhosts.get(vhost_name)
@@ -771,7 +775,8 @@ class Broker:
             if queue is None:
                 self.store.purge_queue(qkey)
                 continue
-            recovered += self._recover_queue(queue, rq, state, messages)
+            recovered += self._recover_queue(queue, rq, state, messages,
+                                             specials.get(qkey, set()).union(state.records))
         self.message_ids = itertools.count(max(next(self.message_ids), state.max_msg_id + 1))
         # last: a component told of a recovered value (a shovel) may start using the queues
         # and exchanges it names, so everything else is in place first
@@ -784,12 +789,15 @@ class Broker:
     RECOVERY_BATCH = 1000
 
     def _recover_queue(self, q: Queue, rq: RecoveredQueue, state: RecoveredState,
-                       messages: dict[int, Message]) -> int:
+                       messages: dict[int, Message], special: set[int]) -> int:
         """One durable queue's messages, lazily: the first ``ready.WINDOW`` become objects
         (they go out first), the rest stay in the store as rows (``compact.py``) with the
-        sizes the store measured. A message several queues hold is one object in each; a
-        queue that needs every message decoded (priorities, a delivery limit) reads them all,
-        a batch at a time, paging out as it goes."""
+        sizes the store measured, added in bulk between the few that need a step of their
+        own (``special``: delivered before the stop, returned, held by several queues; few,
+        whatever the depth). A message several
+        queues hold is one object in each; a queue that needs every message decoded
+        (priorities, a delivery limit) reads them all, a batch at a time, paging out as it
+        goes."""
         store = self.store
         assert store is not None   # recovery reads a store
         eager = q.max_priority is not None or q.delivery_limit is not None
@@ -799,10 +807,40 @@ class Broker:
         key = q.store_key
         over_limit: list[QueueEntry] = []
         done = 0
-        # the common case, nothing delivered or shared: past the window, rows in bulk
-        bulk_from = len(ids)
-        if not eager and sizes is not None and not shared and not delivered_set and not counts:
-            bulk_from = min(WINDOW, len(ids))
+
+        def one(j: int, mid: int, records: dict[int, bytes]) -> None:
+            """The message at position ``j``: a row past the window, else an entry."""
+            nonlocal done
+            delivered = (key, mid) in delivered_set
+            count = counts.get((key, mid), 0)
+            if delivered:
+                # out with a consumer when the broker stopped: that was a return too, and
+                # is stored as one (another crash before the next return counts again)
+                count += 1
+                self.note_returned(q, mid, count)
+            record = shared.get(mid) or records.get(mid)
+            if record is None and not eager and j >= WINDOW and sizes is not None:
+                q.enqueue_paged(mid, sizes[j], delivered or count > 0, count)
+                done += 1
+                return
+            msg = messages.get(mid)
+            if msg is None:
+                if record is None:
+                    return   # the store lost it (logged there)
+                msg = Message.from_record(record, self.codec, mid)
+                msg.stored = True
+                if mid in shared:
+                    messages[mid] = msg
+                self.track(msg)
+            entry = q.enqueue(msg)
+            entry.redelivered = delivered or count > 0
+            entry.delivery_count = count
+            if q.delivery_limit is not None and count > q.delivery_limit:
+                over_limit.append(entry)
+            done += 1
+
+        # past the window, rows in bulk (sizes known, nothing to decode)
+        bulk_from = len(ids) if eager or sizes is None else min(WINDOW, len(ids))
         for start in range(0, bulk_from, self.RECOVERY_BATCH):
             batch = ids[start:min(start + self.RECOVERY_BATCH, bulk_from)]
             if eager or start < WINDOW or sizes is None:
@@ -811,44 +849,37 @@ class Broker:
                 wanted = [mid for j, mid in enumerate(batch, start) if j < WINDOW]
             records = store.read_many(wanted) if wanted and sizes is not None else {}
             for j, mid in enumerate(batch, start):
-                delivered = (key, mid) in delivered_set
-                count = counts.get((key, mid), 0)
-                if delivered:
-                    # out with a consumer when the broker stopped: that was a return too, and
-                    # is stored as one (another crash before the next return counts again)
-                    count += 1
-                    self.note_returned(q, mid, count)
-                record = shared.get(mid) or records.get(mid)
-                if record is None and not eager and j >= WINDOW and sizes is not None:
-                    q.enqueue_paged(mid, sizes[j], delivered or count > 0, count)
-                    done += 1
-                    continue
-                msg = messages.get(mid)
-                if msg is None:
-                    if record is None:
-                        continue   # the store lost it (logged there)
-                    msg = Message.from_record(record, self.codec, mid)
-                    msg.stored = True
-                    if mid in shared:
-                        messages[mid] = msg
-                    self.track(msg)
-                entry = q.enqueue(msg)
-                entry.redelivered = delivered or count > 0
-                entry.delivery_count = count
-                if q.delivery_limit is not None and count > q.delivery_limit:
-                    over_limit.append(entry)
-                done += 1
+                one(j, mid, records)
             if over_limit:   # before a page-out could turn them into rows
                 q.dead_letter_over_limit(over_limit)
                 over_limit = []
             if self.pager.resident > self.pager.budget > 0:
                 self.pager.run()
         if bulk_from < len(ids) and sizes is not None:   # (bulk_from < len(ids): sizes known)
-            q.enqueue_paged_many(ids[bulk_from:], sizes[bulk_from:])
-            done += len(ids) - bulk_from
+            if not special:
+                q.enqueue_paged_many(ids[bulk_from:], sizes[bulk_from:])
+                done += len(ids) - bulk_from
+            else:
+                # a flag a row (in C): the runs between the few specials go in bulk
+                marks = bytes(map(special.__contains__, ids[bulk_from:]))
+                at = 0
+                while at < len(marks):
+                    nxt = marks.find(1, at)
+                    end = len(marks) if nxt < 0 else nxt
+                    if end > at:
+                        q.enqueue_paged_many(ids[bulk_from + at:bulk_from + end],
+                                             sizes[bulk_from + at:bulk_from + end])
+                        done += end - at
+                    if nxt < 0:
+                        break
+                    one(bulk_from + nxt, ids[bulk_from + nxt], {})
+                    at = nxt + 1
+                    if (done & 1023) == 0 and self.pager.resident > self.pager.budget > 0:
+                        self.pager.run()   # shared ones are objects: within the budget
+                if self.pager.resident > self.pager.budget > 0:
+                    self.pager.run()
         q._touch()
         return done
-
 
 def _restored_exchange(e: dict[str, Any]) -> Exchange:
     return Exchange(e["vhost"], e["name"], e["type"], durable=True,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from ..model.message import QueueEntry
 
@@ -98,11 +98,11 @@ class CompactRun:
         if where >= 0:
             self.in_file += 1
 
-    def extend(self, ids: list[int], first_seq: int, sizes: list[int],
+    def extend(self, ids: Sequence[int], first_seq: int, sizes: Sequence[int],
                expires_at: float | None) -> None:
         """Append store rows for ``ids`` (consecutive seqs, one expiry, nothing delivered,
         own TTLs unknown): recovery of a deep queue, a few array operations, not a call per
-        row."""
+        row (ids and sizes as ``array("q")``s, the journal's: one copy each)."""
         n = len(ids)
         self.ids.extend(ids)
         self.seqs.extend(range(first_seq, first_seq + n))

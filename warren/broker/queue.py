@@ -10,6 +10,7 @@ anything here.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..exchange.interface import BindingSet
@@ -271,8 +272,10 @@ class Queue:
         if expires_at is not None:
             self._schedule_expiry(expires_at)
 
-    def enqueue_paged_many(self, msg_ids: list[int], sizes: list[int]) -> None:
-        """``enqueue_paged`` of many messages never delivered (a FIFO queue's recovery)."""
+    def enqueue_paged_many(self, msg_ids: Sequence[int], sizes: Sequence[int]) -> None:
+        """``enqueue_paged`` of many messages never delivered (a FIFO queue's recovery).
+        Ids and sizes as the store recovered them: the journal's arrays go into the rows'
+        arrays as one copy each (``CompactRun.extend``)."""
         if not msg_ids:
             return
         first = self._seq + 1
@@ -280,7 +283,9 @@ class Queue:
         ttl = self.message_ttl
         expires_at = None if ttl is None else self.clock.seconds() + ttl / 1000.0
         self.stats["publish"] += len(msg_ids)
-        self.ready.push_paged_many(msg_ids, first, sizes, expires_at)
+        # (``push_paged_many`` hands both to ``CompactRun.extend``, which takes any
+        # sequences; its hints say list)
+        self.ready.push_paged_many(msg_ids, first, sizes, expires_at)  # type: ignore[arg-type]
         self.vhost.broker.pager.note_row(len(msg_ids))
         if expires_at is not None:
             self._schedule_expiry(expires_at)

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from collections.abc import MutableSequence, Sequence
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -76,9 +77,11 @@ class RecoveredQueue:
     """One durable queue's live messages, in queue order (oldest first)."""
 
     key: str
-    msg_ids: list[int] = field(default_factory=list)
+    # (the journal's ids and sizes are ``array("q")``s: a deep queue's paged rows take them
+    # as they are, one copy each)
+    msg_ids: MutableSequence[int] = field(default_factory=list)
     # with ``recover(body_size=...)``: the body size of each message, parallel to msg_ids
-    sizes: list[int] | None = None
+    sizes: Sequence[int] | None = None
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Replaying costs about 5 µs of CPU a record, so a deep queue (millions of messages) keeps a
 restarted broker from serving for many seconds. At a clean close the store writes its index
 (``JournalIndex``: locations, queue membership in order, delivered flags, delivery counts,
-definitions, segment liveness) and each queue's body sizes (lazy recovery's accounting) to
+definitions, segment liveness) and each queue's ids and body sizes in queue order (bytes of
+u64s: what lazy recovery hands the broker, copied into its arrays in one go) to
 ``SAVED_INDEX`` next to the segments, with the segments it covers (numbers, sizes and
 modification times) and a CRC of the whole. At start the store uses it only if it is whole and
 every segment on disk is exactly the one it covers, unwritten since; anything else (a segment

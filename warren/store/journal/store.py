@@ -27,7 +27,10 @@ modification time) of the segments before it and the CRC32 of its own segment's 
 it. A start with no usable saved index loads the newest checkpoint and replays only the
 records after its position, checked as in a full replay; acks, purges, rewrites of older
 messages apply on top through the same index methods as while running, so queue order comes
-out as the running broker had it. If a covered segment still on disk changed, or the prefix
+out as the running broker had it. A queue none of those records touched is handed to the
+broker as the ids and body sizes saved with the checkpoint (by its forked writer, as a clean
+close saves them): two arrays copied from the file, no pass over its messages (a deep queue's
+rows take them as they are). If a covered segment still on disk changed, or the prefix
 does not check out, or the file is damaged, the full replay runs instead (a warning).
 
 Compaction keeps a checkpoint valid, nothing is retaken for it: compaction only appends (the
@@ -134,6 +137,9 @@ class JournalStore(MessageStore):
         self._purge_call: Any = None
         self._recovered = False
         self._body_size: BodySize | None = None  # during a lazy recovery
+        #: During a start from a checkpoint: the queues the records after it changed (their
+        #: body sizes saved with the checkpoint no longer match their messages).
+        self._touched: set[str] | None = None
         #: The lazy recovery's measure, kept to save body sizes with the index at close.
         self._measure: BodySize | None = None
         self._abandoned = False
@@ -176,10 +182,10 @@ class JournalStore(MessageStore):
         if saved is None or not saved_index.promote(self.directory):
             saved_index.discard(self.directory)
         if saved is not None:
-            index, sizes, journal, shared = saved
+            index, saved_queues, journal, shared = saved
             self._index = index   # the log's adopt may append a checkpoint: it reads this
             if self._log.adopt(journal):
-                return self._recover_saved(index, sizes, shared)
+                return self._recover_saved(index, saved_queues, shared)
             self._index = JournalIndex()
             logger.warning("journal %s: saved index not used (the segments on disk are not the "
                            "ones it covers); replaying the journal", self.directory)
@@ -208,7 +214,7 @@ class JournalStore(MessageStore):
             queues = {key: RecoveredQueue(key, ids) for key, (ids, _) in ordered.items()}
         else:
             live = {msg_id: record for msg_id, record in records.items() if msg_id in messages}
-            queues = {key: RecoveredQueue(key, ids, sizes)
+            queues = {key: RecoveredQueue(key, array("q", ids), array("q", sizes))
                       for key, (ids, sizes) in ordered.items()}
         ordered.clear()
         records.clear()
@@ -247,6 +253,7 @@ class JournalStore(MessageStore):
         self._body_size = body_size
         records: dict[int, bytes] = {}
         replayed = 0
+        touched = self._touched = set()
         for segment, offset, record_type, payload in replay:
             replayed += 1
             try:
@@ -257,6 +264,7 @@ class JournalStore(MessageStore):
                     self.directory, segment, offset, _type_name(record_type), error,
                 )
         self._body_size = None
+        self._touched = None
         existing = set(log.segment_numbers())
         dropped = index.drop_segments({n for n in index.segments if n not in existing})
         messages = index.messages
@@ -275,7 +283,10 @@ class JournalStore(MessageStore):
             logger.info("journal %s: %d messages of the checkpoint were in segments reclaimed "
                         "since", self.directory, dropped)
         self._recovered = True
-        queues = {key: RecoveredQueue(key, list(ids), body_sizes(messages, ids).tolist())
+        # ids and body sizes saved with the checkpoint (its writer's: not the thread's copy)
+        # stand for the queues no record after it changed
+        saved = _saved_queues(content) if not dropped else {}
+        queues = {key: _recovered_queue(key, messages, ids, saved.get(key), key in touched)
                   for key, ids in index.queues.items()}
         state = _state_of(index, shared, queues)
         logger.info(
@@ -303,8 +314,10 @@ class JournalStore(MessageStore):
 
     def _saved_index(
         self,
-    ) -> tuple[JournalIndex, dict[str, bytes], dict[int, Any], dict[int, bytes]] | None:
-        """The index saved at the last clean close, its body sizes, the segments it covers
+    ) -> tuple[JournalIndex, dict[str, tuple[Any, Any]], dict[int, Any],
+               dict[int, bytes]] | None:
+        """The index saved at the last clean close, its queues' ids and body sizes
+        (``_saved_queues``), the segments it covers
         (number -> (size, modification time), which ``JournalLog.adopt`` checks)
         and the records of messages held by several queues (a lazy recovery returns them),
         if all is whole; None: replay."""
@@ -329,19 +342,17 @@ class JournalStore(MessageStore):
             logger.warning("journal %s: saved index not used (%s); replaying the journal",
                            self.directory, error)
             return None
-        return index, sizes, journal, records
+        return index, _saved_queues(content), journal, records
 
-    def _recover_saved(self, index: JournalIndex, sizes: dict[str, bytes],
+    def _recover_saved(self, index: JournalIndex, saved: dict[str, tuple[Any, Any]],
                        records: dict[int, bytes]) -> RecoveredState:
         """Lazy recovery from a saved index: no record read but those of messages held by
         several queues (as the replay returns them)."""
         self._recovered = True
         self._checkpoint_soon(0)   # the saved index is the checkpoint now
-        queues = {}
-        for key, ids in index.queues.items():
-            measured = array("Q")
-            measured.frombytes(sizes[key])
-            queues[key] = RecoveredQueue(key, list(ids), measured.tolist())
+        messages = index.messages
+        queues = {key: _recovered_queue(key, messages, ids, saved.get(key))
+                  for key, ids in index.queues.items()}
         state = _state_of(index, records, queues)
         logger.info(
             "journal %s: recovered %d messages in %d queues, %d definitions from the saved "
@@ -359,6 +370,8 @@ class JournalStore(MessageStore):
         end = (segment, offset + length)
         if record_type == RecordType.MESSAGE:
             msg_id, seq, queues, at, counts = decode_message(payload)
+            if self._touched is not None:
+                self._touched.update(queues)
             body_size = self._body_size
             if body_size is None:
                 index.add_message(msg_id, seq, queues, segment, offset, length, counts)
@@ -372,10 +385,15 @@ class JournalStore(MessageStore):
                     records.pop(msg_id, None)
         elif record_type == RecordType.ACK:
             queue_key, msg_ids = decode_queue_ids(payload)
+            if self._touched is not None:
+                self._touched.add(queue_key)
             for msg_id in index.ack(queue_key, msg_ids, segment, end):
                 records.pop(msg_id, None)
         elif record_type == RecordType.PURGE:
-            index.purge(bytes(payload).decode(), segment, end)
+            queue_key = bytes(payload).decode()
+            if self._touched is not None:
+                self._touched.add(queue_key)
+            index.purge(queue_key, segment, end)
             for msg_id in index.release_purged(1 << 62):
                 records.pop(msg_id, None)
         elif record_type == RecordType.DELIVERED:
@@ -437,12 +455,14 @@ class JournalStore(MessageStore):
 
     def _saved_content(self) -> dict[str, Any]:
         """What :mod:`.saved_index` writes: the index, the segments it covers and each
-        queue's body sizes in queue order (packed with the locations: nothing is read)."""
+        queue's ids and body sizes in queue order (the sizes packed with the locations:
+        nothing is read), as the arrays a start hands the broker (``_recovered_queue``)."""
         index = self._index
         while index.purged:
             index.release_purged(1 << 30)
         messages = index.messages
         content = index.export()
+        content["order"] = {key: array("Q", ids).tobytes() for key, ids in index.queues.items()}
         content["sizes"] = {key: body_sizes(messages, ids).tobytes()
                             for key, ids in index.queues.items()}
         return content   # its "journal" (the segments' stamps) is added once the log is closed
@@ -666,7 +686,7 @@ class JournalStore(MessageStore):
         index = self._index
         try:   # the child's index is frozen at the fork: it needs no copy
             pid, go = forked_writer.start(
-                lambda: self._write_checkpoint((index.export(), position, numbers)))
+                lambda: self._write_checkpoint((self._saved_content(), position, numbers)))
         except OSError as error:   # no memory to fork: copy here, write on the thread
             logger.debug("journal %s: checkpoint not forked (%s)", self.directory, error)
             pid, go, content = None, -1, index.snapshot()
@@ -917,3 +937,59 @@ def _state_of(index: JournalIndex, records: dict[int, bytes],
         delivery_counts=index.delivery_counts(),
         max_msg_id=index.max_msg_id,
     )
+
+
+def _saved_queues(content: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Each queue's (ids, body sizes) as a checkpoint's writer or a clean close saved them
+    (``JournalStore._saved_content``): bytes of u64s in queue order, or None when absent."""
+    order, sizes = content.get("order"), content.get("sizes")
+    if not isinstance(sizes, dict):
+        return {}
+    if not isinstance(order, dict):
+        order = {}   # written before the ids were saved: the sizes alone
+    return {key: (order.get(key), raw) for key, raw in sizes.items()}
+
+
+def _recovered_queue(key: str, messages: dict[int, int], ids: dict[int, int],
+                     saved: tuple[Any, Any] | None, changed: bool = False) -> RecoveredQueue:
+    """A queue's ids and body sizes in queue order, as the arrays its paged rows keep
+    (``CompactRun``: one copy each), from the bytes saved with the index where they still
+    describe it: whole for a queue no record after a checkpoint changed (no pass over its
+    messages); for one that records after it ``changed`` (acks at its head, publishes at its
+    tail: a deep queue written to until a crash), the saved sizes of what is left of the
+    saved queue, found by comparing the ids, and only the new tail's sizes are read from the
+    locations. Anything else (an ack in the middle, no saved arrays): the index alone."""
+    saved_ids, saved_sizes = saved if saved is not None else (None, None)
+    old_ids, old_sizes = array("q"), array("q")
+    if isinstance(saved_sizes, bytes) and len(saved_sizes) % old_sizes.itemsize == 0:
+        old_sizes.frombytes(saved_sizes)
+    if isinstance(saved_ids, bytes) and len(saved_ids) == len(old_sizes) * old_ids.itemsize:
+        old_ids.frombytes(saved_ids)
+    if not changed and len(old_ids) == len(ids) and (not ids or (
+            old_ids[0] == next(iter(ids)) and old_ids[-1] == next(reversed(ids)))):
+        return RecoveredQueue(key, old_ids, old_sizes)
+    order = array("q", ids)
+    measured = array("q")
+    if not old_ids and not changed and len(old_sizes) == len(ids):
+        measured = old_sizes   # saved before the ids were: the sizes alone
+    else:
+        left = _saved_head(order, old_ids)
+        if left:
+            measured = old_sizes[len(old_ids) - left:]
+        measured.frombytes(body_sizes(messages, order[left:]).tobytes())
+    return RecoveredQueue(key, order, measured)
+
+
+def _saved_head(order: array, saved: array) -> int:
+    """How many entries at the head of ``order`` are the tail of ``saved`` exactly (the
+    saved queue less what was acked at its head since); 0 when the queue is not so."""
+    if not order or not saved:
+        return 0
+    try:
+        start = saved.index(order[0])
+    except ValueError:
+        return 0
+    left = len(saved) - start
+    if left > len(order) or order[:left] != saved[start:]:
+        return 0
+    return left
