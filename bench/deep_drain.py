@@ -24,11 +24,9 @@ from pathlib import Path
 
 import pika
 
+from bench.deep_restart import fill
 from bench.scale import RoundTrips
-from warren.amqp.properties import CODEC
 from warren.embedded.process import BrokerProcess
-from warren.model.message import Properties, record_head
-from warren.store.interface import resource_key
 from warren.store.sql.store import SqlStore
 
 QUEUE = "bench.deep"
@@ -37,17 +35,7 @@ BUDGET = 4 * 1024 * 1024
 
 def write_messages(url: str, count: int) -> None:
     """Store ``count`` messages for the queue in the database of a stopped broker."""
-    store = SqlStore(url)
-    store.open()
-    state = store.recover()
-    first = state.max_msg_id + 1
-    record = record_head("", QUEUE, CODEC.encode(Properties(delivery_mode=2))) + b"r" * 100
-    key = [resource_key("/", QUEUE)]
-    for msg_id in range(first, first + count):
-        store.publish(msg_id, record, key)
-        if msg_id % 50_000 == 0:
-            store.flush()
-    store.close()
+    fill(SqlStore(url), count, flush_every=50_000, queue=QUEUE)
 
 
 def drain(url: str, count: int, queue: str = QUEUE) -> float:

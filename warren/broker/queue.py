@@ -283,9 +283,7 @@ class Queue:
         ttl = self.message_ttl
         expires_at = None if ttl is None else self.clock.seconds() + ttl / 1000.0
         self.stats["publish"] += len(msg_ids)
-        # (``push_paged_many`` hands both to ``CompactRun.extend``, which takes any
-        # sequences; its hints say list)
-        self.ready.push_paged_many(msg_ids, first, sizes, expires_at)  # type: ignore[arg-type]
+        self.ready.push_paged_many(msg_ids, first, sizes, expires_at)
         self.vhost.broker.pager.note_row(len(msg_ids))
         if expires_at is not None:
             self._schedule_expiry(expires_at)

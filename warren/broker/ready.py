@@ -27,7 +27,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import deque
 from itertools import chain
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 from ..model.message import QueueEntry
 from .compact import REDELIVERED, CompactRun, Row
@@ -106,7 +106,7 @@ class ReadyFifo:
         self.bytes += row[2]
         self.count += 1
 
-    def push_paged_many(self, ids: list[int], first_seq: int, sizes: list[int],
+    def push_paged_many(self, ids: Sequence[int], first_seq: int, sizes: Sequence[int],
                         expires_at: float | None) -> None:
         """``push_paged`` of many store rows at once (``CompactRun.extend``)."""
         if self._run is None:
@@ -300,7 +300,7 @@ class ReadyByPriority:
         self._levels[self._level_of(row[6])].push_paged(row)
         self.count += 1
 
-    def push_paged_many(self, ids: list[int], first_seq: int, sizes: list[int],
+    def push_paged_many(self, ids: Sequence[int], first_seq: int, sizes: Sequence[int],
                         expires_at: float | None) -> None:
         """Rows of priority 0, as ``push_paged`` files a row without one (the broker's
         recovery decodes a priority queue's messages instead, so it does not come here)."""
