@@ -59,6 +59,7 @@ import os
 import struct
 import time
 from array import array
+from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -197,14 +198,7 @@ class JournalStore(MessageStore):
         index = self._index
         self._body_size = body_size
         index.recovering = True
-        for segment, offset, record_type, payload in self._log.replay():
-            try:
-                self._replay_record(records, segment, offset, record_type, payload)
-            except (ValueError, KeyError, struct.error, UnicodeDecodeError) as error:
-                logger.error(
-                    "journal %s: segment %d offset %d: undecodable %s record skipped (%s)",
-                    self.directory, segment, offset, _type_name(record_type), error,
-                )
+        self._replay_all(records, self._log.replay())
         ordered = index.finish_recovery()
         self._recovered = True
         self._body_size = None
@@ -252,17 +246,8 @@ class JournalStore(MessageStore):
         self._index = index
         self._body_size = body_size
         records: dict[int, bytes] = {}
-        replayed = 0
         touched = self._touched = set()
-        for segment, offset, record_type, payload in replay:
-            replayed += 1
-            try:
-                self._replay_record(records, segment, offset, record_type, payload)
-            except (ValueError, KeyError, struct.error, UnicodeDecodeError) as error:
-                logger.error(
-                    "journal %s: segment %d offset %d: undecodable %s record skipped (%s)",
-                    self.directory, segment, offset, _type_name(record_type), error,
-                )
+        replayed = self._replay_all(records, replay)
         self._body_size = None
         self._touched = None
         existing = set(log.segment_numbers())
@@ -360,6 +345,22 @@ class JournalStore(MessageStore):
             len(queues), len(state.definitions), len(self._log.segment_numbers()),
         )
         return self._recovered_state(state)
+
+    def _replay_all(self, records: dict[int, bytes],
+                    replay: Iterable[tuple[int, int, int, memoryview]]) -> int:
+        """Apply each replayed record (a whole journal, or what follows a checkpoint); a
+        record that does not decode is logged and skipped. Returns how many there were."""
+        replayed = 0
+        for segment, offset, record_type, payload in replay:
+            replayed += 1
+            try:
+                self._replay_record(records, segment, offset, record_type, payload)
+            except (ValueError, KeyError, struct.error, UnicodeDecodeError) as error:
+                logger.error(
+                    "journal %s: segment %d offset %d: undecodable %s record skipped (%s)",
+                    self.directory, segment, offset, _type_name(record_type), error,
+                )
+        return replayed
 
     def _replay_record(
         self, records: dict[int, bytes], segment: int, offset: int, record_type: int,
