@@ -312,10 +312,16 @@ def test_two_brokers_at_once_are_apart(private_tmp):
 def test_a_picked_port_taken_before_the_bind_is_picked_again(tmp_path):
     """Another process binds one of the ports a ``BrokerProcess`` picked before the broker
     does (tests run side by side): the broker that waits for it started on new ports, even
-    when the start and the wait are two calls."""
+    when the start and the wait are two calls, and even when, as an embedded broker's, the
+    first process removed its working directory as it ended."""
     from warren.embedded.process import BrokerProcess
 
-    proc = BrokerProcess(tmp_path / "data")
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = BrokerProcess(home / "data", cwd=home,
+                         launcher=("-m", "warren.embedded.tied", "--remove-dir", str(home)),
+                         env={"PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+                         stdin=subprocess.PIPE)   # tied.py: the broker ends with its input
     taken = proc.amqp_port
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", taken))

@@ -106,6 +106,10 @@ class BrokerProcess:
         lines: list[str] = []
         self.lines = lines
         self._ready = ready = threading.Event()
+        if self.cwd is not None:
+            # an embedded broker's process removes its directory when it ends (tied.py): a
+            # start again after a port was taken needs it back
+            os.makedirs(self.cwd, exist_ok=True)
         self.proc = subprocess.Popen(self.command(), stdin=self.stdin, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, env=env,
                                      cwd=self.cwd, start_new_session=True)
@@ -138,6 +142,8 @@ class BrokerProcess:
             if not (self._picked_ports and not self._started_once and attempt < 2
                     and any("address already in use" in line.lower() for line in self.lines)):
                 break
+            if self.proc is not None:
+                self.proc.wait(timeout)   # gone, and whatever it removes at exit removed
             self._pick_ports()
             self._spawn()
         raise RuntimeError("broker did not start:\n" + self.log())
