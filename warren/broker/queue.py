@@ -570,11 +570,12 @@ class Queue:
 
     def _redeliver(self, entries: list[QueueEntry]) -> None:
         """Their back-off is over (or their dead-lettering waited for the store): deliverable
-        again, in their old places, where a length limit is decided again."""
+        again, in their old places, where a drop-head length limit is decided again (a
+        reject-publish queue only refuses new messages, as at a policy change)."""
         if self.deleted:
             return
         self._make_ready(entries)
-        if self.max_length is not None or self.max_length_bytes is not None:
+        if self._limited and self.overflow == "drop-head":
             self._drop_head_over_limit()
         self.dispatch()
 
