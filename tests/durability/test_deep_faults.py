@@ -40,22 +40,12 @@ def declare(channel, *queues: str) -> None:
 
 
 def drain(url: str, queue: str) -> list[bytes]:
-    """Every message of ``queue`` (as many as it says it holds, consumed without acks), in
-    the order the broker hands them."""
+    """Every message of ``queue`` (as many as it says it holds, each acked), in the order
+    the broker hands them."""
     conn = pika.BlockingConnection(pika.URLParameters(url))
-    channel = conn.channel()
-    count = channel.queue_declare(queue, passive=True).method.message_count
-    out = []
-    if count:
-        for method, _props, payload in channel.consume(queue, auto_ack=True,
-                                                       inactivity_timeout=30):
-            assert method is not None, f"stalled after {len(out)} of {count} messages"
-            out.append(payload)
-            if len(out) == count:
-                break
-        channel.cancel()
+    count = conn.channel().queue_declare(queue, passive=True).method.message_count
     conn.close()
-    return out
+    return take(url, queue, count) if count else []
 
 
 def paged_out_rows_bytes(broker: BrokerProcess) -> float:
