@@ -124,13 +124,17 @@ def properties_from(sections: dict[str, Any]) -> Properties:
             props.type = str(p.subject)
         if p.creation_time is not None:
             props.timestamp = int(p.creation_time) // 1000
-    headers = {str(k): v for k, v in (sections.get("application_properties") or {}).items()
-               if isinstance(v, _PLAIN) or v is None}
+    # the x- annotations first, then the application properties, as RabbitMQ 4 orders
+    # them for 0-9-1 (mc_amqpl) and MQTT (mc_mqtt's User Properties)
+    headers = {}
     for key, value in (sections.get("message_annotations") or {}).items():
         if _is_header(key):
             value = _header_value(value)
             if value is not _DROP:
                 headers[str(key)] = value
+    for key, value in (sections.get("application_properties") or {}).items():
+        if isinstance(value, _PLAIN) or value is None:
+            headers[str(key)] = value
     if headers:
         props.headers = headers
     if "encoded_body" in sections and props.type is None:
@@ -167,6 +171,17 @@ def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> 
             return _ENCODED_ONLY
     return encode_message({"delivery_annotations": notes or None,
                            "message_annotations": annotations or None, "footer": footer})
+
+
+def holds_encoded_body(extra: bytes | None) -> bool:
+    """Whether a message whose ``amqp1_sections`` are ``extra`` has for its body the AMQP
+    1.0 body sections encoded (an amqp-value or amqp-sequence body), not data's bytes."""
+    if extra is None:
+        return False
+    if extra is _ENCODED_ONLY or extra == _ENCODED_ONLY:
+        return True
+    notes = decode_message(extra).get("delivery_annotations") or {}
+    return bool(notes.get(_ENCODED))
 
 
 def publisher_note(token: bytes) -> bytes:

@@ -8,7 +8,16 @@ Correlation Data <-> correlation_id (UTF-8 data; other bytes go in the ``x-corre
 header), Message Expiry Interval (s) <-> expiration (ms), Payload Format Indicator <->
 header ``x-mqtt-payload-format``. QoS 2 and the RETAIN flag of a publish travel in the
 ``x-mqtt-publish-qos`` / ``x-mqtt-retain`` headers; for other messages QoS is 1 when
-persistent, else 0.
+persistent, else 0. Header values become User Property strings as RabbitMQ 4 writes them
+(``amqp1_message.mqtt.property_text``: ``true``, decimal integers, Erlang's floats); bytes,
+tables and arrays have no string form and are left out.
+
+A message published over AMQP 1.0 is delivered as RabbitMQ 4's ``mc_mqtt`` converts it
+(``amqp1_message/mqtt.py``): an amqp-value or amqp-sequence body is unwrapped
+(``amqp1_payload``, the one check on the delivery path: only such messages have
+``amqp1_sections``), and a reply-to that is an AMQP 1.0 address gives a Response Topic only
+when it names the MQTT exchange (``/exchange/amq.topic/a.b`` -> ``a/b``), no Response Topic
+otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from warren.amqp1_message.mapping import holds_encoded_body
+from warren.amqp1_message.mqtt import mqtt_payload, property_text
 from warren.model.message import Message, Properties, QueueEntry
 from warren.mqtt.retained import RetainedMessage
 from warren.mqtt.topics import key_to_topic, topic_to_key
@@ -23,7 +34,8 @@ from warren.mqtt.topics import key_to_topic, topic_to_key
 if TYPE_CHECKING:
     from warren.mqtt.session_state import Sub
 
-__all__ = ["build_message", "header_text", "out_properties", "published_qos", "retained_from"]
+__all__ = ["amqp1_payload", "build_message", "out_properties", "published_qos",
+           "retained_from"]
 
 # our headers, never shown to MQTT clients as user properties
 _OWN_HEADERS = ("x-mqtt-publish-qos", "x-mqtt-retain", "x-mqtt-publisher",
@@ -90,16 +102,37 @@ def published_qos(msg: Message) -> int:
     return 1
 
 
-def header_text(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    return str(value)
+def amqp1_payload(msg: Message, props: dict[str, Any] | None) -> bytes:
+    """The payload of a message that has ``amqp1_sections`` (an AMQP 1.0 publish), and its
+    Payload Format Indicator and Content Type into ``props`` (None: MQTT 3.1.1, which has
+    no properties)."""
+    if not holds_encoded_body(msg.amqp1_sections):
+        return msg.body
+    payload, utf8, content_type = mqtt_payload(msg.body)
+    if props is not None:
+        if utf8:
+            props["payload_format_indicator"] = 1
+        if content_type is not None:
+            props["content_type"] = content_type
+    return payload
+
+
+def _response_topic(reply_to: str, exchange: str) -> str | None:
+    """The Response Topic of a reply-to: a routing key on the MQTT exchange as its topic; an
+    AMQP 1.0 address (it starts with ``/``) only when it is ``/exchange/<the MQTT
+    exchange>/<key>``, as RabbitMQ 4 reads it."""
+    if not reply_to.startswith("/"):
+        return key_to_topic(reply_to)
+    prefix = f"/exchange/{exchange}/"
+    if reply_to.startswith(prefix):
+        return key_to_topic(reply_to[len(prefix):])
+    return None
 
 
 def out_properties(msg: Message, subs: tuple[Sub, ...], entry: QueueEntry | None,
-                   clock: Any) -> dict[str, Any]:
+                   clock: Any, exchange: str) -> dict[str, Any]:
     """MQTT 5 PUBLISH properties for a core message (see the module docstring); *clock* tells
-    the Message Expiry Interval left."""
+    the Message Expiry Interval left; *exchange* is the MQTT exchange."""
     p = msg.properties
     out: dict[str, Any] = {}
     headers = p.headers
@@ -110,7 +143,9 @@ def out_properties(msg: Message, subs: tuple[Sub, ...], entry: QueueEntry | None
     if p.content_type is not None:
         out["content_type"] = p.content_type
     if p.reply_to is not None:
-        out["response_topic"] = key_to_topic(p.reply_to)
+        topic = _response_topic(p.reply_to, exchange)
+        if topic is not None:
+            out["response_topic"] = topic
     if p.correlation_id is not None:
         out["correlation_data"] = p.correlation_id.encode("utf-8")
     elif headers and "x-correlation-id" in headers:
@@ -120,8 +155,9 @@ def out_properties(msg: Message, subs: tuple[Sub, ...], entry: QueueEntry | None
         out["message_expiry_interval"] = max(
             0, math.ceil(entry.expires_at - clock.seconds()))
     if headers:
-        users = [(str(k), header_text(v)) for k, v in headers.items()
-                 if k not in _OWN_HEADERS]
+        users = [(str(k), text) for k, text in
+                 ((k, property_text(v)) for k, v in headers.items() if k not in _OWN_HEADERS)
+                 if text is not None]
         if users:
             out["user_property"] = users
     ids = [s.identifier for s in subs if s.identifier]

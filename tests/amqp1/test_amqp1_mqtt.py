@@ -1,0 +1,103 @@
+"""What an MQTT 5 subscriber gets of an AMQP 1.0 message, as RabbitMQ 4's ``mc_mqtt``
+converts it: the body unwrapped (data and amqp-value binary as bytes, an amqp-value with a
+text form as UTF-8 with Payload-Format-Indicator 1, anything else encoded and typed
+``message/vnd.rabbitmq.amqp``), the x- annotations then the application properties as User
+Properties in RabbitMQ's text forms, and a Response Topic only for a reply-to naming the
+MQTT exchange."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from proton import Message, symbol, ulong
+
+from tests.amqp1.proton_raw import RawMessage, section
+from tests.mqtt.helpers import V5, V311, Client
+
+AMQP_SEQUENCE, AMQP_VALUE = 0x76, 0x77
+AMQP_TYPE = "message/vnd.rabbitmq.amqp"
+
+
+@pytest.fixture
+def topic(broker):
+    return uuid.uuid4().hex
+
+
+def subscriber(broker, topic, protocol=V5):
+    client = Client(broker.mqtt_port, protocol=protocol)
+    client.subscribe(f"conv/{topic}", qos=1)
+    return client
+
+
+def send(amqp1, topic, *messages):
+    sender = amqp1.create_sender(f"/exchanges/amq.topic/conv.{topic}")
+    for message in messages:
+        sender.send(message)
+    sender.close()
+
+
+def props(got):
+    """The MQTT 5 properties a test looks at, by name (absent ones left out)."""
+    p = got.properties
+    names = ("PayloadFormatIndicator", "ContentType", "ResponseTopic", "CorrelationData",
+             "UserProperty")
+    return {n: getattr(p, n) for n in names if hasattr(p, n)}
+
+
+# (what the 1.0 sender sends, the payload the subscriber gets, its properties)
+BODIES = [
+    (Message(body=b"as data", inferred=True), b"as data", {}),
+    (Message(body=b"\x00\xff", inferred=False), b"\x00\xff", {}),
+    (Message(body="h\u00e9llo"), "h\u00e9llo".encode(), {"PayloadFormatIndicator": 1}),
+    (Message(body=symbol("sym")), b"sym", {"PayloadFormatIndicator": 1}),
+    (Message(body=-42), b"-42", {"PayloadFormatIndicator": 1}),
+    (Message(body=ulong(2 ** 40)), b"1099511627776", {"PayloadFormatIndicator": 1}),
+    (Message(body=True), b"true", {"PayloadFormatIndicator": 1}),
+    (Message(body=1.5), b"1.50000000000000000000e+00", {"PayloadFormatIndicator": 1}),
+    (Message(body={"a": 1}, content_type="application/x-map"),
+     section(AMQP_VALUE, {"a": 1}), {"ContentType": AMQP_TYPE}),
+    (Message(body=[1, "two"], inferred=False), section(AMQP_VALUE, [1, "two"]),
+     {"ContentType": AMQP_TYPE}),
+]
+
+
+def test_an_amqp1_body_reaches_mqtt_5_unwrapped_as_rabbitmq_4_does(broker, amqp1, topic):
+    client = subscriber(broker, topic)
+    send(amqp1, topic, *(message for message, _, _ in BODIES))
+    sequences = section(AMQP_SEQUENCE, [1, "a"]) + section(AMQP_SEQUENCE, [b"b"])
+    send(amqp1, topic, RawMessage(sequences))
+    got = [client.get() for _ in range(len(BODIES) + 1)]
+    client.disconnect()
+    assert [(m.payload, props(m)) for m in got] == \
+        [(payload, expected) for _, payload, expected in BODIES] + \
+        [(sequences, {"ContentType": AMQP_TYPE})]
+
+
+def test_an_mqtt_3_subscriber_gets_the_unwrapped_payload_too(broker, amqp1, topic):
+    client = subscriber(broker, topic, V311)
+    send(amqp1, topic, Message(body="text"), Message(body={"k": "v"}))
+    got = [client.get().payload for _ in range(2)]
+    client.disconnect()
+    assert got == [b"text", section(AMQP_VALUE, {"k": "v"})]
+
+
+def test_amqp1_properties_as_mqtt_5_properties(broker, amqp1, topic):
+    client = subscriber(broker, topic)
+    send(amqp1, topic,
+         Message(body=b"p", inferred=True, content_type="text/plain", correlation_id="c-1",
+                 reply_to="/exchange/amq.topic/answers.here",
+                 annotations={symbol("x-opt-tag"): "t", symbol("x-count"): 3},
+                 properties={"s": "x", "n": 7, "b": False, "f": 2.5, "none": None,
+                             "bin": b"\x01"}),
+         Message(body=b"q", inferred=True, correlation_id=ulong(12),
+                 reply_to="/queues/elsewhere"))
+    first, second = client.get(), client.get()
+    client.disconnect()
+    assert props(first) == {
+        "ContentType": "text/plain", "CorrelationData": b"c-1", "ResponseTopic": "answers/here",
+        # x- annotations first, then application properties; binary has no text form
+        "UserProperty": [("x-opt-tag", "t"), ("x-count", "3"), ("s", "x"), ("n", "7"),
+                         ("b", "false"), ("f", "2.50000000000000000000e+00"), ("none", "")]}
+    # a reply-to that is no address on the MQTT exchange has no Response Topic
+    assert props(second) == {"CorrelationData": b"12"}
