@@ -13,7 +13,7 @@ import pytest
 from proton import Message, symbol, ulong
 
 from tests.amqp1.proton_raw import RawMessage, section
-from tests.mqtt.helpers import V5, V311, Client
+from tests.mqtt.helpers import V5, V311, Client, v5_props
 
 AMQP_SEQUENCE, AMQP_VALUE = 0x76, 0x77
 AMQP_TYPE = "message/vnd.rabbitmq.amqp"
@@ -101,3 +101,36 @@ def test_amqp1_properties_as_mqtt_5_properties(broker, amqp1, topic):
                          ("b", "false"), ("f", "2.50000000000000000000e+00"), ("none", "")]}
     # a reply-to that is no address on the MQTT exchange has no Response Topic
     assert props(second) == {"CorrelationData": b"12"}
+
+
+def bound_queue(channel, topic):
+    name = f"conv-{topic}"
+    channel.queue_declare(name, auto_delete=False)
+    channel.queue_bind(name, "amq.topic", routing_key=f"conv.{topic}")
+    return name
+
+
+def test_an_mqtt_5_publish_reaches_amqp1_as_rabbitmq_4_converts_it(broker, amqp1, channel,
+                                                                   topic):
+    queue = bound_queue(channel, topic)
+    client = Client(broker.mqtt_port, protocol=V5)
+    client.publish(f"conv/{topic}", "h\u00e9llo".encode(), qos=1,
+                   properties=v5_props(PayloadFormatIndicator=1, ContentType="text/plain",
+                                       UserProperty=[("k", "v"), ("x-k", "xv")]))
+    client.publish(f"conv/{topic}", b"\x00raw", qos=2,
+                   properties=v5_props(PayloadFormatIndicator=0), retain=True)
+    client.publish(f"conv/{topic}", b"", retain=True)   # the retained message cleared
+    client.disconnect()
+    receiver = amqp1.create_receiver(f"/queues/{queue}", credit=2)
+    text, raw = receiver.receive(timeout=30), receiver.receive(timeout=30)
+    receiver.accept()
+    channel.queue_delete(queue)
+    # Payload-Format-Indicator 1: an amqp-value string; otherwise one data section
+    assert (text.inferred, text.body, text.content_type) == (False, "h\u00e9llo", "text/plain")
+    assert (raw.inferred, bytes(raw.body)) == (True, b"\x00raw")
+    # user properties: x- ones as message annotations, the others application properties;
+    # none of the MQTT front end's own headers (QoS 2, retain, format) show
+    assert text.properties == {"k": "v"} and raw.properties is None
+    assert text.annotations == {"x-k": "xv", "x-exchange": "amq.topic",
+                                "x-routing-key": f"conv.{topic}"}
+    assert raw.annotations == {"x-exchange": "amq.topic", "x-routing-key": f"conv.{topic}"}

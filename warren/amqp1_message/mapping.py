@@ -14,7 +14,9 @@ then (it maps no subject to 0-9-1), but here the subject is the type, and JMSTyp
 Qpid JMS sends as the subject (a TextMessage has an amqp-value body), must stay what
 selectors see. A message published over 0-9-1 arrives over 1.0 as one data section, unless
 its type says ``amqp-1.0`` and its body is body sections: then it arrives as those
-sections, as RabbitMQ 4 decodes it.
+sections, as RabbitMQ 4 decodes it. An MQTT publish whose Payload-Format-Indicator said
+UTF-8 arrives as an amqp-value string (``mqtt.py``, RabbitMQ 4's ``mc_mqtt``), and the MQTT
+front end's own ``x-mqtt-*`` headers are no annotations.
 
 Message annotations travel as RabbitMQ's conversion table gives them: an annotation whose
 key starts with ``x-`` becomes a header of that name, and a header whose name starts with
@@ -44,6 +46,7 @@ from typing import Any
 from ..model.message import Properties
 from .codec import (Composite, DecodeError, Symbol, Timestamp, UByte, UInt,
                     decode_message, encode, encode_message)
+from .mqtt import MQTT_HEADERS, utf8_body
 
 #: the 0-9-1 type of a message whose body is AMQP 1.0 body sections, encoded (``mc_amqpl``)
 AMQP1_BODY_TYPE = "amqp-1.0"
@@ -227,6 +230,10 @@ def _body(sections: dict[str, Any], body: bytes, notes: dict[Any, Any],
             at += size
         sections["data"] = chunks
         return
+    text = utf8_body(props.headers, body)
+    if text is not None:                # MQTT's Payload-Format-Indicator 1 (mc_mqtt)
+        sections["encoded_body"] = text
+        return
     held = _held_sections(body) if props.type == AMQP1_BODY_TYPE else None
     if held is None:
         sections["data"] = [body]
@@ -276,7 +283,8 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
         if value is _DROP:
             continue
         if key.startswith("x-"):
-            annotations[Symbol(key)] = value
+            if key not in MQTT_HEADERS:     # the MQTT front end's own
+                annotations[Symbol(key)] = value
         elif not isinstance(value, (dict, list)):
             app[key] = value            # a table or array is no application property
     annotations.update(kept.get("message_annotations") or {})

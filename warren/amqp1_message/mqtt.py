@@ -32,6 +32,10 @@ CONTENT_TYPE_AMQP = "message/vnd.rabbitmq.amqp"
 
 #: the MQTT header (``mqtt/amqp_mapping.py``) that keeps a publish's Payload Format Indicator
 PAYLOAD_FORMAT_HEADER = "x-mqtt-payload-format"
+#: the headers the MQTT front end keeps of a publish for its own deliveries (QoS 2, RETAIN,
+#: no-local, the format): no User Properties, no AMQP 1.0 annotations (RabbitMQ 4 has none)
+MQTT_HEADERS = frozenset(("x-mqtt-publish-qos", "x-mqtt-retain", "x-mqtt-publisher",
+                          PAYLOAD_FORMAT_HEADER))
 
 
 def property_text(value: Any) -> str | None:

@@ -26,7 +26,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from warren.amqp1_message.mapping import holds_encoded_body
-from warren.amqp1_message.mqtt import mqtt_payload, property_text
+from warren.amqp1_message.mqtt import MQTT_HEADERS, mqtt_payload, property_text
 from warren.model.message import Message, Properties, QueueEntry
 from warren.mqtt.retained import RetainedMessage
 from warren.mqtt.topics import key_to_topic, topic_to_key
@@ -38,8 +38,7 @@ __all__ = ["amqp1_payload", "build_message", "out_properties", "published_qos",
            "retained_from"]
 
 # our headers, never shown to MQTT clients as user properties
-_OWN_HEADERS = ("x-mqtt-publish-qos", "x-mqtt-retain", "x-mqtt-publisher",
-                "x-mqtt-payload-format", "x-correlation-id")
+_OWN_HEADERS = MQTT_HEADERS | {"x-correlation-id"}
 
 
 def build_message(broker: Any, exchange: str, topic: str, payload: bytes, qos: int,
