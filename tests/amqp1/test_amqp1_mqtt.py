@@ -1,22 +1,26 @@
-"""What an MQTT 5 subscriber gets of an AMQP 1.0 message, as RabbitMQ 4's ``mc_mqtt``
-converts it: the body unwrapped (data and amqp-value binary as bytes, an amqp-value with a
-text form as UTF-8 with Payload-Format-Indicator 1, anything else encoded and typed
-``message/vnd.rabbitmq.amqp``), the x- annotations then the application properties as User
-Properties in RabbitMQ's text forms, and a Response Topic only for a reply-to naming the
-MQTT exchange."""
+"""What an MQTT subscriber gets of an AMQP 1.0 message and an AMQP 1.0 receiver of an MQTT
+publish, as RabbitMQ 4 (4.3)'s ``mc_mqtt`` converts them. 1.0 -> MQTT: data sections'
+bytes as the payload; any other body (an amqp-value even of a string or binary, amqp-sequence
+sections) the sections encoded, typed ``message/vnd.rabbitmq.amqp`` (no unwrapping, no
+Payload-Format-Indicator: RabbitMQ 3.13 unwrapped them); x- annotations then application
+properties as User Properties in RabbitMQ's text forms; a Response Topic only for a reply-to
+naming a key on the MQTT exchange. MQTT -> 1.0: one data section whatever the
+Payload-Format-Indicator says, User Properties as application properties and x-
+annotations, none of the MQTT front end's own headers."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
-from proton import Message, symbol, ulong
+from proton import Message, byte, symbol, ulong
 
 from tests.amqp1.proton_raw import RawMessage, section
 from tests.mqtt.helpers import V5, V311, Client, v5_props
 
 AMQP_SEQUENCE, AMQP_VALUE = 0x76, 0x77
 AMQP_TYPE = "message/vnd.rabbitmq.amqp"
+ID = uuid.UUID("12345678-1234-5678-1234-567812345678")
 
 
 @pytest.fixture
@@ -47,22 +51,18 @@ def props(got):
 
 # (what the 1.0 sender sends, the payload the subscriber gets, its properties)
 BODIES = [
-    (Message(body=b"as data", inferred=True), b"as data", {}),
-    (Message(body=b"\x00\xff", inferred=False), b"\x00\xff", {}),
-    (Message(body="h\u00e9llo"), "h\u00e9llo".encode(), {"PayloadFormatIndicator": 1}),
-    (Message(body=symbol("sym")), b"sym", {"PayloadFormatIndicator": 1}),
-    (Message(body=-42), b"-42", {"PayloadFormatIndicator": 1}),
-    (Message(body=ulong(2 ** 40)), b"1099511627776", {"PayloadFormatIndicator": 1}),
-    (Message(body=True), b"true", {"PayloadFormatIndicator": 1}),
-    (Message(body=1.5), b"1.50000000000000000000e+00", {"PayloadFormatIndicator": 1}),
-    (Message(body={"a": 1}, content_type="application/x-map"),
-     section(AMQP_VALUE, {"a": 1}), {"ContentType": AMQP_TYPE}),
-    (Message(body=[1, "two"], inferred=False), section(AMQP_VALUE, [1, "two"]),
+    (Message(body=b"as data", inferred=True, content_type="text/plain"), b"as data",
+     {"ContentType": "text/plain"}),
+    (Message(body=b"\x00\xff", inferred=False), section(AMQP_VALUE, b"\x00\xff"),
      {"ContentType": AMQP_TYPE}),
+    (Message(body="h\u00e9llo", content_type="text/plain"), section(AMQP_VALUE, "h\u00e9llo"),
+     {"ContentType": AMQP_TYPE}),
+    (Message(body=-42), section(AMQP_VALUE, -42), {"ContentType": AMQP_TYPE}),
+    (Message(body={"a": 1}), section(AMQP_VALUE, {"a": 1}), {"ContentType": AMQP_TYPE}),
 ]
 
 
-def test_an_amqp1_body_reaches_mqtt_5_unwrapped_as_rabbitmq_4_does(broker, amqp1, topic):
+def test_an_amqp1_body_reaches_mqtt_5_as_rabbitmq_4_gives_it(broker, amqp1, topic):
     client = subscriber(broker, topic)
     send(amqp1, topic, *(message for message, _, _ in BODIES))
     sequences = section(AMQP_SEQUENCE, [1, "a"]) + section(AMQP_SEQUENCE, [b"b"])
@@ -74,25 +74,27 @@ def test_an_amqp1_body_reaches_mqtt_5_unwrapped_as_rabbitmq_4_does(broker, amqp1
         [(sequences, {"ContentType": AMQP_TYPE})]
 
 
-def test_an_mqtt_3_subscriber_gets_the_unwrapped_payload_too(broker, amqp1, topic):
+def test_an_mqtt_3_subscriber_gets_the_same_payload(broker, amqp1, topic):
     client = subscriber(broker, topic, V311)
-    send(amqp1, topic, Message(body="text"), Message(body={"k": "v"}))
+    send(amqp1, topic, Message(body="text"), Message(body=b"data", inferred=True))
     got = [client.get().payload for _ in range(2)]
     client.disconnect()
-    assert got == [b"text", section(AMQP_VALUE, {"k": "v"})]
+    assert got == [section(AMQP_VALUE, "text"), b"data"]
 
 
 def test_amqp1_properties_as_mqtt_5_properties(broker, amqp1, topic):
     client = subscriber(broker, topic)
     send(amqp1, topic,
          Message(body=b"p", inferred=True, content_type="text/plain", correlation_id="c-1",
-                 reply_to="/exchange/amq.topic/answers.here",
+                 reply_to="/exchanges/amq.topic/answers.here",
                  annotations={symbol("x-opt-tag"): "t", symbol("x-count"): 3},
                  properties={"s": "x", "n": 7, "b": False, "f": 2.5, "none": None,
                              "bin": b"\x01"}),
          Message(body=b"q", inferred=True, correlation_id=ulong(12),
-                 reply_to="/queues/elsewhere"))
-    first, second = client.get(), client.get()
+                 reply_to="/queues/elsewhere"),
+         Message(body=b"r", inferred=True, correlation_id=ID, reply_to="/topic/jms.replies",
+                 annotations={symbol("x-opt-jms-reply-to"): byte(1)}))
+    first, second, third = client.get(), client.get(), client.get()
     client.disconnect()
     assert props(first) == {
         "ContentType": "text/plain", "CorrelationData": b"c-1", "ResponseTopic": "answers/here",
@@ -101,6 +103,11 @@ def test_amqp1_properties_as_mqtt_5_properties(broker, amqp1, topic):
                          ("b", "false"), ("f", "2.50000000000000000000e+00"), ("none", "")]}
     # a reply-to that is no address on the MQTT exchange has no Response Topic
     assert props(second) == {"CorrelationData": b"12"}
+    # Qpid JMS says the reply-to is a topic: the address is the topic (its '.' and '/'
+    # swapped, as any routing key's); a uuid correlation-id as its URN
+    assert props(third) == {"CorrelationData": ID.urn.encode(),
+                            "ResponseTopic": ".topic.jms/replies",
+                            "UserProperty": [("x-opt-jms-reply-to", "1")]}
 
 
 def bound_queue(channel, topic):
@@ -125,8 +132,9 @@ def test_an_mqtt_5_publish_reaches_amqp1_as_rabbitmq_4_converts_it(broker, amqp1
     text, raw = receiver.receive(timeout=30), receiver.receive(timeout=30)
     receiver.accept()
     channel.queue_delete(queue)
-    # Payload-Format-Indicator 1: an amqp-value string; otherwise one data section
-    assert (text.inferred, text.body, text.content_type) == (False, "h\u00e9llo", "text/plain")
+    # one data section, whatever the Payload-Format-Indicator says
+    assert (text.inferred, bytes(text.body), text.content_type) == \
+        (True, "h\u00e9llo".encode(), "text/plain")
     assert (raw.inferred, bytes(raw.body)) == (True, b"\x00raw")
     # user properties: x- ones as message annotations, the others application properties;
     # none of the MQTT front end's own headers (QoS 2, retain, format) show

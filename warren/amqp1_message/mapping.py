@@ -14,9 +14,8 @@ then (it maps no subject to 0-9-1), but here the subject is the type, and JMSTyp
 Qpid JMS sends as the subject (a TextMessage has an amqp-value body), must stay what
 selectors see. A message published over 0-9-1 arrives over 1.0 as one data section, unless
 its type says ``amqp-1.0`` and its body is body sections: then it arrives as those
-sections, as RabbitMQ 4 decodes it. An MQTT publish whose Payload-Format-Indicator said
-UTF-8 arrives as an amqp-value string (``mqtt.py``, RabbitMQ 4's ``mc_mqtt``), and the MQTT
-front end's own ``x-mqtt-*`` headers are no annotations.
+sections, as RabbitMQ 4 decodes it. The MQTT front end's own ``x-mqtt-*`` headers are no
+annotations (``mqtt.py``, RabbitMQ 4's ``mc_mqtt``).
 
 Message annotations travel as RabbitMQ's conversion table gives them: an annotation whose
 key starts with ``x-`` becomes a header of that name, and a header whose name starts with
@@ -42,11 +41,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from ..model.message import Properties
 from .codec import (Composite, DecodeError, Symbol, Timestamp, UByte, UInt,
                     decode_message, encode, encode_message)
-from .mqtt import MQTT_HEADERS, utf8_body
+from .mqtt import MQTT_HEADERS
 
 #: the 0-9-1 type of a message whose body is AMQP 1.0 body sections, encoded (``mc_amqpl``)
 AMQP1_BODY_TYPE = "amqp-1.0"
@@ -113,8 +113,7 @@ def properties_from(sections: dict[str, Any]) -> Properties:
         for name in ("message_id", "correlation_id"):
             value = getattr(p, name)
             if value is not None:
-                setattr(props, name, value.decode("utf-8", "replace")
-                        if isinstance(value, bytes) else str(value))
+                setattr(props, name, _id_text(value))
         if p.user_id is not None:
             props.user_id = bytes(p.user_id).decode("utf-8", "replace")
         if p.reply_to is not None:
@@ -143,6 +142,27 @@ def properties_from(sections: dict[str, Any]) -> Properties:
     if "encoded_body" in sections and props.type is None:
         props.type = AMQP1_BODY_TYPE    # an encoded body, RabbitMQ 4 tells 0-9-1 consumers
     return props
+
+
+def _id_text(value: Any) -> str:
+    """A message-id or correlation-id as 0-9-1 holds it: a uuid as its URN
+    (``urn:uuid:...``, as RabbitMQ 4's ``mc_amqpl``), a ulong in decimal."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, UUID):
+        return value.urn
+    return str(value)
+
+
+def _id_value(text: str | None) -> Any:
+    """A 0-9-1 message-id or correlation-id as AMQP 1.0 holds it: a uuid's URN as the
+    uuid, as RabbitMQ 4 converts it back; any other text a string."""
+    if text is not None and text.startswith("urn:uuid:") and len(text) == 45:
+        try:
+            return UUID(text[9:])
+        except ValueError:
+            pass
+    return text
 
 
 def _is_header(key: Any) -> bool:
@@ -230,10 +250,6 @@ def _body(sections: dict[str, Any], body: bytes, notes: dict[Any, Any],
             at += size
         sections["data"] = chunks
         return
-    text = utf8_body(props.headers, body)
-    if text is not None:                # MQTT's Payload-Format-Indicator 1 (mc_mqtt)
-        sections["encoded_body"] = text
-        return
     held = _held_sections(body) if props.type == AMQP1_BODY_TYPE else None
     if held is None:
         sections["data"] = [body]
@@ -266,7 +282,8 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
     # the type of an encoded body with no subject only says what the body is
     subject = None if "encoded_body" in sections and props.type == AMQP1_BODY_TYPE \
         else props.type
-    fields = dict(message_id=props.message_id, correlation_id=props.correlation_id,
+    fields = dict(message_id=_id_value(props.message_id),
+                  correlation_id=_id_value(props.correlation_id),
                   user_id=props.user_id.encode("utf-8") if props.user_id is not None else None,
                   reply_to=props.reply_to, subject=subject,
                   content_type=Symbol(props.content_type) if props.content_type else None,

@@ -1,49 +1,53 @@
-"""An AMQP 1.0 message as an MQTT 5 client sees it, and an MQTT 5 publish as an AMQP 1.0
-receiver sees it: the rules of RabbitMQ 4's ``mc_mqtt``.
+"""An AMQP 1.0 message as an MQTT 5 client sees it, and an MQTT publish as an AMQP 1.0
+receiver sees it: the rules of RabbitMQ 4's ``mc_mqtt`` (4.3).
 
 Here, not in ``mqtt/`` nor ``amqp1/``, because both front ends need them and neither may
-import the other: the MQTT session unwraps a 1.0 body (``mqtt_payload``) and turns header
-values into User Property strings (``property_text``); the 1.0 sender link's
-``sections_for`` gives an MQTT publish with Payload-Format-Indicator 1 an amqp-value
-string body (``utf8_body``).
+import the other.
 
-1.0 -> MQTT. The payload is the body: data sections joined; an amqp-value binary as its
-bytes; an amqp-value that has a text form (a string or symbol, a number, a boolean, null
-as the empty string, a timestamp as seconds) as that text in UTF-8 with
-Payload-Format-Indicator 1; any other body (an amqp-value map or list, amqp-sequence
-sections) as its sections AMQP-encoded, with the Content Type
-``message/vnd.rabbitmq.amqp`` in place of the message's own. A value RabbitMQ 4 has no
-rule for (a uuid, a char, a described value) is encoded the same way: RabbitMQ 4's
-conversion fails on it.
+1.0 -> MQTT. The payload is the body as a 0-9-1 consumer gets it: data sections joined;
+any other body (an amqp-value of whatever type, even a string or binary, or amqp-sequence
+sections) its sections AMQP-encoded, with the footer, and then the Content Type is
+``message/vnd.rabbitmq.amqp`` in place of the message's own: RabbitMQ 4 unwraps no
+amqp-value and sets no Payload-Format-Indicator (RabbitMQ 3.13 did both). Application
+properties and ``x-`` annotations become User Properties in their text forms
+(``property_text``). A reply-to gives a Response Topic only when it is the v2 address of a
+key on the MQTT exchange (``/exchanges/amq.topic/a.b`` -> ``a/b``), or when Qpid JMS's
+``x-opt-jms-reply-to`` annotation says it names a topic (1 or 3): then the address is the
+topic.
 
-MQTT -> 1.0. A payload published with Payload-Format-Indicator 1 reaches an AMQP 1.0
-receiver as an amqp-value string; any other payload as one data section.
+MQTT -> 1.0. The payload is one data section whatever its Payload-Format-Indicator says;
+User Properties are application properties, ``x-`` ones message annotations; the MQTT front
+end's own headers (``MQTT_HEADERS``: QoS 2, RETAIN, no-local, the format indicator) are
+neither.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
-from .codec import Char, DecodeError, Timestamp, decode_message, encode
+from .codec import Char, Timestamp
 
 #: the Content Type of a payload that is AMQP 1.0 body sections, encoded
 CONTENT_TYPE_AMQP = "message/vnd.rabbitmq.amqp"
 
-#: the MQTT header (``mqtt/amqp_mapping.py``) that keeps a publish's Payload Format Indicator
-PAYLOAD_FORMAT_HEADER = "x-mqtt-payload-format"
 #: the headers the MQTT front end keeps of a publish for its own deliveries (QoS 2, RETAIN,
-#: no-local, the format): no User Properties, no AMQP 1.0 annotations (RabbitMQ 4 has none)
+#: no-local, the Payload Format Indicator): no User Properties, no AMQP 1.0 annotations
+#: (RabbitMQ 4 has none)
 MQTT_HEADERS = frozenset(("x-mqtt-publish-qos", "x-mqtt-retain", "x-mqtt-publisher",
-                          PAYLOAD_FORMAT_HEADER))
+                          "x-mqtt-payload-format"))
+
+#: Qpid JMS's annotation of the JMSReplyTo destination's type; 1 a topic, 3 a temporary one
+JMS_REPLY_TO = "x-opt-jms-reply-to"
 
 
 def property_text(value: Any) -> str | None:
-    """A value's text as an MQTT User Property or payload holds it, as RabbitMQ 4 writes
-    it (``mc_mqtt``): strings as they are, integers in decimal, floats as Erlang's
+    """A value's text as an MQTT User Property holds it, as RabbitMQ 4 writes it
+    (``mc_mqtt``): strings as they are, integers in decimal, floats as Erlang's
     ``float_to_binary`` (20 digits, scientific), booleans ``true``/``false``, null the empty
     string, a timestamp (AMQP 1.0 milliseconds, or a 0-9-1 datetime) in seconds. None for
-    what has no text: bytes (not UTF-8 by contract), maps, lists, uuids, decimals."""
+    what has no text: bytes (not UTF-8 by contract), maps, lists, uuids, decimals, chars."""
     if isinstance(value, str):
         return None if isinstance(value, Char) else str(value)
     if value is None:
@@ -61,32 +65,12 @@ def property_text(value: Any) -> str | None:
     return None
 
 
-def mqtt_payload(body: bytes) -> tuple[bytes, bool, str | None]:
-    """An encoded 1.0 body (its amqp-value or amqp-sequence sections, ``encoded_body``) as
-    an MQTT payload: (payload, Payload-Format-Indicator 1, the Content Type that replaces
-    the message's or None)."""
-    try:
-        sections = decode_message(body)
-    except DecodeError:
-        return body, False, CONTENT_TYPE_AMQP
-    if "amqp_value" in sections:
-        value = sections["amqp_value"]
-        if isinstance(value, bytes):
-            return value, False, None
-        text = property_text(value)
-        if text is not None:
-            return text.encode("utf-8"), True, None
-    return body, False, CONTENT_TYPE_AMQP
-
-
-def utf8_body(headers: dict[str, Any] | None, body: bytes) -> bytes | None:
-    """The amqp-value section a 1.0 receiver gets for an MQTT publish whose Payload Format
-    Indicator said UTF-8 (the session checked the payload is), or None for any other
-    message: one data section."""
-    if not headers or headers.get(PAYLOAD_FORMAT_HEADER) != 1:
-        return None
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return b"\x00\x53\x77" + encode(text)
+def response_key(reply_to: str, exchange: str, headers: dict[str, Any] | None) -> str | None:
+    """The routing key an AMQP 1.0 reply-to address names on the MQTT ``exchange`` (its
+    Response Topic is that key's topic), or None when it names none."""
+    if headers and headers.get(JMS_REPLY_TO) in (1, 3):
+        return reply_to
+    prefix = f"/exchanges/{exchange}/"
+    if reply_to.startswith(prefix):
+        return unquote(reply_to[len(prefix):])
+    return None

@@ -13,11 +13,12 @@ persistent, else 0. Header values become User Property strings as RabbitMQ 4 wri
 tables and arrays have no string form and are left out.
 
 A message published over AMQP 1.0 is delivered as RabbitMQ 4's ``mc_mqtt`` converts it
-(``amqp1_message/mqtt.py``): an amqp-value or amqp-sequence body is unwrapped
-(``amqp1_payload``, the one check on the delivery path: only such messages have
+(``amqp1_message/mqtt.py``): an amqp-value or amqp-sequence body is the payload as a 0-9-1
+consumer gets it (the sections encoded) with the Content Type ``message/vnd.rabbitmq.amqp``
+(``amqp1_properties``, the one check on the delivery path: only such messages have
 ``amqp1_sections``), and a reply-to that is an AMQP 1.0 address gives a Response Topic only
-when it names the MQTT exchange (``/exchange/amq.topic/a.b`` -> ``a/b``), no Response Topic
-otherwise.
+when it names a key on the MQTT exchange (``/exchanges/amq.topic/a.b`` -> ``a/b``), no
+Response Topic otherwise.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from warren.amqp1_message.mapping import holds_encoded_body
-from warren.amqp1_message.mqtt import MQTT_HEADERS, mqtt_payload, property_text
+from warren.amqp1_message.mqtt import (CONTENT_TYPE_AMQP, MQTT_HEADERS, property_text,
+                                      response_key)
 from warren.model.message import Message, Properties, QueueEntry
 from warren.mqtt.retained import RetainedMessage
 from warren.mqtt.topics import key_to_topic, topic_to_key
@@ -34,7 +36,7 @@ from warren.mqtt.topics import key_to_topic, topic_to_key
 if TYPE_CHECKING:
     from warren.mqtt.session_state import Sub
 
-__all__ = ["amqp1_payload", "build_message", "out_properties", "published_qos",
+__all__ = ["amqp1_properties", "build_message", "out_properties", "published_qos",
            "retained_from"]
 
 # our headers, never shown to MQTT clients as user properties
@@ -101,31 +103,20 @@ def published_qos(msg: Message) -> int:
     return 1
 
 
-def amqp1_payload(msg: Message, props: dict[str, Any] | None) -> bytes:
-    """The payload of a message that has ``amqp1_sections`` (an AMQP 1.0 publish), and its
-    Payload Format Indicator and Content Type into ``props`` (None: MQTT 3.1.1, which has
-    no properties)."""
-    if not holds_encoded_body(msg.amqp1_sections):
-        return msg.body
-    payload, utf8, content_type = mqtt_payload(msg.body)
-    if props is not None:
-        if utf8:
-            props["payload_format_indicator"] = 1
-        if content_type is not None:
-            props["content_type"] = content_type
-    return payload
+def amqp1_properties(msg: Message, props: dict[str, Any]) -> None:
+    """The Content Type of a message that has ``amqp1_sections`` (an AMQP 1.0 publish) whose
+    payload is its body sections encoded, into ``props``."""
+    if holds_encoded_body(msg.amqp1_sections):
+        props["content_type"] = CONTENT_TYPE_AMQP
 
 
-def _response_topic(reply_to: str, exchange: str) -> str | None:
+def _response_topic(reply_to: str, exchange: str, headers: dict[str, Any] | None) -> str | None:
     """The Response Topic of a reply-to: a routing key on the MQTT exchange as its topic; an
-    AMQP 1.0 address (it starts with ``/``) only when it is ``/exchange/<the MQTT
-    exchange>/<key>``, as RabbitMQ 4 reads it."""
+    AMQP 1.0 address (it starts with ``/``) as RabbitMQ 4 reads it (``response_key``)."""
     if not reply_to.startswith("/"):
         return key_to_topic(reply_to)
-    prefix = f"/exchange/{exchange}/"
-    if reply_to.startswith(prefix):
-        return key_to_topic(reply_to[len(prefix):])
-    return None
+    key = response_key(reply_to, exchange, headers)
+    return key_to_topic(key) if key is not None else None
 
 
 def out_properties(msg: Message, subs: tuple[Sub, ...], entry: QueueEntry | None,
@@ -142,7 +133,7 @@ def out_properties(msg: Message, subs: tuple[Sub, ...], entry: QueueEntry | None
     if p.content_type is not None:
         out["content_type"] = p.content_type
     if p.reply_to is not None:
-        topic = _response_topic(p.reply_to, exchange)
+        topic = _response_topic(p.reply_to, exchange, headers)
         if topic is not None:
             out["response_topic"] = topic
     if p.correlation_id is not None:

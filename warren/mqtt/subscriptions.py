@@ -22,7 +22,7 @@ from typing import Any, Callable
 from warren.model.errors import AccessRefused, BrokerError
 from warren.model.message import Message, QueueEntry
 from warren.mqtt import errors as rc
-from warren.mqtt.amqp_mapping import amqp1_payload, out_properties, published_qos
+from warren.mqtt.amqp_mapping import amqp1_properties, out_properties, published_qos
 from warren.mqtt.codec import (MqttError, PubAck, PubComp, PubRec, PubRel, SubAck, Subscribe,
                                UnsubAck, Unsubscribe, validate_topic_filter)
 from warren.mqtt.properties import encode_properties, encode_string, encode_varint
@@ -157,10 +157,11 @@ class Subscriptions:
                 h = msg.properties.headers
                 retain = bool(h and h.get("x-mqtt-retain"))
             props = out_properties(msg, subs, entry, self.clock, self.exchange.name)
+            if msg.amqp1_sections is not None:
+                amqp1_properties(msg, props)   # an AMQP 1.0 publish's encoded body
         else:
             props = None
-        payload = msg.body if msg.amqp1_sections is None else amqp1_payload(msg, props)
-        self._write_publish(topic, payload, qos, pid, entry.redelivered and qos > 0, retain,
+        self._write_publish(topic, msg.body, qos, pid, entry.redelivered and qos > 0, retain,
                             props)
 
     def _local_only(self, msg: Message, subs: tuple[Sub, ...]) -> bool:
@@ -241,10 +242,12 @@ class Subscriptions:
             self._write_publish(r.topic, r.payload, flight.qos, pid, True, True, props)
             return
         msg = flight.entry.message
-        props = out_properties(msg, (), flight.entry, self.clock, self.exchange.name) \
-            if self.level == 5 else None
-        payload = msg.body if msg.amqp1_sections is None else amqp1_payload(msg, props)
-        self._write_publish(key_to_topic(msg.routing_key), payload, flight.qos, pid, True,
+        props = None
+        if self.level == 5:
+            props = out_properties(msg, (), flight.entry, self.clock, self.exchange.name)
+            if msg.amqp1_sections is not None:
+                amqp1_properties(msg, props)
+        self._write_publish(key_to_topic(msg.routing_key), msg.body, flight.qos, pid, True,
                             False, props)
 
     def on_puback(self, p: PubAck) -> None:

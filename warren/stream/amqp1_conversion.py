@@ -66,9 +66,8 @@ def as_amqp1(record: bytes, codec: PropertiesCodec) -> bytes:
         sections = sections_for(message.properties, message.body, False, message.exchange,
                                 message.routing_key, message.amqp1_sections)
         if key is None or message.amqp1_sections is not None or \
-                message.properties.type == AMQP1_BODY_TYPE or "data" not in sections:
-            # the body may be more than one data section, or an amqp-value (MQTT's UTF-8)
-            return encode_message(sections)
+                message.properties.type == AMQP1_BODY_TYPE:
+            return encode_message(sections)   # the body may be more than one data section
         del sections["data"]
         if len(_PREFIXES) >= _PREFIX_LIMIT:
             _PREFIXES.clear()
