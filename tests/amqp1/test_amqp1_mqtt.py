@@ -18,7 +18,7 @@ from proton import Message, byte, symbol, ulong
 from tests.amqp1.proton_raw import RawMessage, section
 from tests.mqtt.helpers import V5, V311, Client, v5_props
 
-AMQP_SEQUENCE, AMQP_VALUE = 0x76, 0x77
+AMQP_SEQUENCE, AMQP_VALUE, FOOTER = 0x76, 0x77, 0x78
 AMQP_TYPE = "message/vnd.rabbitmq.amqp"
 ID = uuid.UUID("12345678-1234-5678-1234-567812345678")
 
@@ -66,12 +66,14 @@ def test_an_amqp1_body_reaches_mqtt_5_as_rabbitmq_4_gives_it(broker, amqp1, topi
     client = subscriber(broker, topic)
     send(amqp1, topic, *(message for message, _, _ in BODIES))
     sequences = section(AMQP_SEQUENCE, [1, "a"]) + section(AMQP_SEQUENCE, [b"b"])
-    send(amqp1, topic, RawMessage(sequences))
-    got = [client.get() for _ in range(len(BODIES) + 1)]
+    # the footer after a non-data body is part of the payload (amqp_encoded_body_and_footer)
+    with_footer = section(AMQP_VALUE, "v") + section(FOOTER, {symbol("sig"): b"s"})
+    send(amqp1, topic, RawMessage(sequences), RawMessage(with_footer))
+    got = [client.get() for _ in range(len(BODIES) + 2)]
     client.disconnect()
     assert [(m.payload, props(m)) for m in got] == \
         [(payload, expected) for _, payload, expected in BODIES] + \
-        [(sequences, {"ContentType": AMQP_TYPE})]
+        [(sequences, {"ContentType": AMQP_TYPE}), (with_footer, {"ContentType": AMQP_TYPE})]
 
 
 def test_an_mqtt_3_subscriber_gets_the_same_payload(broker, amqp1, topic):

@@ -183,6 +183,7 @@ def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> 
     notes: dict[Symbol, Any] = {}
     if "encoded_body" in sections:
         notes[_ENCODED] = True
+        footer = None                   # after it in the body (body_from)
     elif len(sections.get("data", ())) > 1:
         notes[_SIZES] = [UInt(len(chunk)) for chunk in sections["data"]]
     if publisher is not None:
@@ -217,10 +218,11 @@ def publisher_note(token: bytes) -> bytes:
 
 def body_from(sections: dict[str, Any]) -> bytes:
     """The body the core keeps: data sections joined; any other body its sections encoded
-    as they came (RabbitMQ 4's 0-9-1 body for them)."""
+    as they came, and the footer after them, as RabbitMQ 4's 0-9-1 body (and MQTT payload)
+    for them is (``mc_amqp``'s ``amqp_encoded_body_and_footer``)."""
     if "data" in sections:
         return b"".join(sections["data"])
-    return sections.get("encoded_body", b"")
+    return sections.get("encoded_body", b"") + sections.get("encoded_footer", b"")
 
 
 def _held_sections(body: bytes) -> dict[str, Any] | None:
@@ -231,7 +233,9 @@ def _held_sections(body: bytes) -> dict[str, Any] | None:
         held = decode_message(body)
     except DecodeError:
         return None
-    if not held or not set(held) <= {"data", "amqp_value", "amqp_sequence", "encoded_body"}:
+    if not set(held) <= {"data", "amqp_value", "amqp_sequence", "encoded_body", "footer",
+                         "encoded_footer"} \
+            or not held.keys() & {"data", "amqp_value", "amqp_sequence"}:
         return None
     return held
 
@@ -255,8 +259,10 @@ def _body(sections: dict[str, Any], body: bytes, notes: dict[Any, Any],
         sections["data"] = [body]
     elif "data" in held:
         sections["data"] = held["data"]
+        if held.get("footer"):
+            sections["footer"] = held["footer"]
     else:
-        sections["encoded_body"] = body
+        sections["encoded_body"] = body         # the footer, if any, with it
 
 
 def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: str,
