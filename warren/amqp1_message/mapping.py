@@ -1,18 +1,25 @@
 """AMQP 1.0 message sections <-> the core's AMQP 0-9-1 properties, as RabbitMQ 4 maps them
 (``mc_amqpl``): header durable/priority/ttl <-> delivery-mode 2/priority/expiration;
 properties message-id, user-id, correlation-id, content-type, content-encoding, reply-to keep
-their names; subject <-> type; creation-time (ms) <-> timestamp (s); application-properties
-<-> headers.
+their names; creation-time (ms) <-> timestamp (s); application-properties <-> headers.
+
+The subject has no 0-9-1 form, as in RabbitMQ 4: a 0-9-1 consumer sees the type
+``amqp-1.0`` for a body that is not data (below), else the ``x-basic-type`` annotation's
+value if the sender gave one, else no type; the subject travels in ``amqp1_sections``
+(``_SUBJECT``) to 1.0 receivers, and selectors read it as JMSType (ActiveMQ's mapping;
+``broker/jms.py`` asks ``subject_of``). A 0-9-1 type goes out to 1.0 receivers as the
+``x-basic-type`` annotation, not the subject. The ``x-basic-*`` annotations, and the
+``x-exchange``/``x-routing-key`` a receiver is told at delivery, are no headers
+(``mc_amqpl``'s internal ones).
 
 The body, as RabbitMQ 4 keeps it: a 1.0 receiver gets the body section(s) the sender chose,
 and a 0-9-1 consumer what RabbitMQ 4's ``mc_amqpl`` gives it. Data sections: their bytes
 joined (several sections reach a 1.0 receiver as several again). Any other body (an
 amqp-value of whatever type, even a string or binary, or amqp-sequence sections): the core's
-body is those sections AMQP-encoded as they came, and the 0-9-1 ``type`` is ``amqp-1.0``
-(``AMQP1_BODY_TYPE``) unless the sender gave a subject. RabbitMQ 4 says ``amqp-1.0`` even
-then (it maps no subject to 0-9-1), but here the subject is the type, and JMSType, which
-Qpid JMS sends as the subject (a TextMessage has an amqp-value body), must stay what
-selectors see. A message published over 0-9-1 arrives over 1.0 as one data section, unless
+body is those sections AMQP-encoded as they came (the footer after them), and the 0-9-1
+``type`` is ``amqp-1.0`` (``AMQP1_BODY_TYPE``), so the body can be read back, by a 1.0
+receiver after a 0-9-1 hop too (a shovel, federation). A message published over 0-9-1
+arrives over 1.0 as one data section, unless
 its type says ``amqp-1.0`` and its body is body sections: then it arrives as those
 sections, as RabbitMQ 4 decodes it. The MQTT front end's own ``x-mqtt-*`` headers are no
 annotations (``mqtt.py``, RabbitMQ 4's ``mc_mqtt``).
@@ -30,11 +37,12 @@ kept, as RabbitMQ 4 ignores them.
 
 RabbitMQ 4 keeps an AMQP 1.0 message whole, so what has no 0-9-1 form still reaches an AMQP
 1.0 receiver: annotations without the ``x-`` prefix, with a ulong key, or with a value no
-header holds whole (a uuid), the footer, what the body needs (``_ENCODED``, ``_SIZES``),
-and for no-local the publishing connection (``_PUBLISHER``). They travel in the message's
-``amqp1_sections`` (``extra_sections``), which only this front end reads; a 0-9-1, STOMP or
-MQTT consumer does not see them, as RabbitMQ 4's conversion to 0-9-1 drops them. A message
-with one data section and nothing else of the kind has none: the usual case adds nothing.
+header holds whole (a uuid), the footer, the subject (``_SUBJECT``), what the body needs
+(``_ENCODED``, ``_SIZES``), and for no-local the publishing connection (``_PUBLISHER``).
+They travel in the message's ``amqp1_sections`` (``extra_sections``), which only this front
+end reads; a 0-9-1, STOMP or MQTT consumer does not see them, as RabbitMQ 4's conversion
+to 0-9-1 drops them. A message with one data section and nothing else of the kind has none:
+the usual case adds nothing.
 """
 
 from __future__ import annotations
@@ -56,6 +64,9 @@ AMQP1_BODY_TYPE = "amqp-1.0"
 _ENCODED = Symbol("encoded-body")   # true: the core's body is the encoded body sections
 _SIZES = Symbol("data-sizes")       # the sizes of the several data sections the body joins
 _PUBLISHER = Symbol("publisher")    # the publishing connection's token (``publisher_note``)
+_SUBJECT = Symbol("subject")        # the properties' subject, which 0-9-1 has no place for
+#: annotations that are no 0-9-1 headers (``mc_amqpl``'s ``is_internal_header``)
+_INTERNAL = ("x-basic-", "x-exchange", "x-routing-key")
 #: the notes of an encoded body with nothing else kept (the usual case for one): one object
 #: shared by every such message, and known on delivery without decoding
 _ENCODED_ONLY = encode_message({"delivery_annotations": {_ENCODED: True}})
@@ -122,8 +133,6 @@ def properties_from(sections: dict[str, Any]) -> Properties:
             props.content_type = str(p.content_type)
         if p.content_encoding is not None:
             props.content_encoding = str(p.content_encoding)
-        if p.subject is not None:
-            props.type = str(p.subject)
         if p.creation_time is not None:
             props.timestamp = int(p.creation_time) // 1000
     # the x- annotations first, then the application properties, as RabbitMQ 4 orders
@@ -139,8 +148,12 @@ def properties_from(sections: dict[str, Any]) -> Properties:
             headers[str(key)] = value
     if headers:
         props.headers = headers
-    if "encoded_body" in sections and props.type is None:
+    if "encoded_body" in sections:
         props.type = AMQP1_BODY_TYPE    # an encoded body, RabbitMQ 4 tells 0-9-1 consumers
+    else:
+        kind = (sections.get("message_annotations") or {}).get("x-basic-type")
+        if isinstance(kind, str):
+            props.type = str(kind)
     return props
 
 
@@ -166,8 +179,9 @@ def _id_value(text: str | None) -> Any:
 
 
 def _is_header(key: Any) -> bool:
-    """An annotation 0-9-1 has as a header: an ``x-`` key (RabbitMQ 4's ``mc_amqpl``)."""
-    return isinstance(key, str) and key.startswith("x-")
+    """An annotation 0-9-1 has as a header: an ``x-`` key but the internal ones (RabbitMQ
+    4's ``mc_amqpl``)."""
+    return isinstance(key, str) and key.startswith("x-") and not key.startswith(_INTERNAL)
 
 
 def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> bytes | None:
@@ -181,6 +195,9 @@ def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> 
                    if not _is_header(key) or _header_value(value) != value}   # lossy
     footer = sections.get("footer") or None
     notes: dict[Symbol, Any] = {}
+    p = sections.get("properties")
+    if p is not None and p.subject is not None:
+        notes[_SUBJECT] = str(p.subject)
     if "encoded_body" in sections:
         notes[_ENCODED] = True
         footer = None                   # after it in the body (body_from)
@@ -206,6 +223,14 @@ def holds_encoded_body(extra: bytes | None) -> bool:
         return True
     notes = decode_message(extra).get("delivery_annotations") or {}
     return bool(notes.get(_ENCODED))
+
+
+def subject_of(extra: bytes) -> str | None:
+    """The subject an AMQP 1.0 sender gave, from a message's ``amqp1_sections``."""
+    if extra is _ENCODED_ONLY:
+        return None
+    subject = (decode_message(extra).get("delivery_annotations") or {}).get(_SUBJECT)
+    return subject if isinstance(subject, str) else None
 
 
 def publisher_note(token: bytes) -> bytes:
@@ -285,13 +310,11 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
                             delivery_count=UInt(1) if redelivered else None),
     }
     _body(sections, body, notes, props)
-    # the type of an encoded body with no subject only says what the body is
-    subject = None if "encoded_body" in sections and props.type == AMQP1_BODY_TYPE \
-        else props.type
+    subject = notes.get(_SUBJECT)
     fields = dict(message_id=_id_value(props.message_id),
                   correlation_id=_id_value(props.correlation_id),
                   user_id=props.user_id.encode("utf-8") if props.user_id is not None else None,
-                  reply_to=props.reply_to, subject=subject,
+                  reply_to=props.reply_to, subject=subject if isinstance(subject, str) else None,
                   content_type=Symbol(props.content_type) if props.content_type else None,
                   content_encoding=Symbol(props.content_encoding)
                   if props.content_encoding else None,
@@ -300,6 +323,9 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
     if any(v is not None for v in fields.values()):
         sections["properties"] = Composite("properties", **fields)
     annotations: dict[Any, Any] = {}
+    if props.type is not None and not notes.get(_ENCODED):
+        # a 0-9-1 type (an AMQP 1.0 sender's type annotation: kept as it came, below)
+        annotations[Symbol("x-basic-type")] = props.type
     app: dict[str, Any] = {}
     for key, value in (props.headers or {}).items():
         value = _amqp1_value(value)
