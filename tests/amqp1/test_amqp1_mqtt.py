@@ -123,17 +123,30 @@ def test_an_mqtt_5_publish_reaches_amqp1_as_rabbitmq_4_converts_it(broker, amqp1
                                                                    topic):
     queue = bound_queue(channel, topic)
     client = Client(broker.mqtt_port, protocol=V5)
+    client.subscribe(f"answers/{topic}", qos=1)
     client.publish(f"conv/{topic}", "h\u00e9llo".encode(), qos=1,
                    properties=v5_props(PayloadFormatIndicator=1, ContentType="text/plain",
-                                       UserProperty=[("k", "v"), ("x-k", "xv")]))
-    client.publish(f"conv/{topic}", b"\x00raw", qos=2,
-                   properties=v5_props(PayloadFormatIndicator=0), retain=True)
+                                       UserProperty=[("k", "v"), ("x-k", "xv")],
+                                       ResponseTopic=f"answers/{topic}",
+                                       CorrelationData=b"c-1"))
+    client.publish(f"conv/{topic}", b"\x00raw", qos=2, retain=True,
+                   properties=v5_props(PayloadFormatIndicator=0, CorrelationData=b"\xff\x00"))
     client.publish(f"conv/{topic}", b"", retain=True)   # the retained message cleared
-    client.disconnect()
     receiver = amqp1.create_receiver(f"/queues/{queue}", credit=2)
     text, raw = receiver.receive(timeout=30), receiver.receive(timeout=30)
     receiver.accept()
+    receiver.close()
     channel.queue_delete(queue)
+    # the Response Topic as an address on the MQTT exchange, the Correlation Data binary
+    assert (text.reply_to, text.correlation_id) == (f"/exchanges/amq.topic/answers.{topic}",
+                                                    b"c-1")
+    assert (raw.reply_to, raw.correlation_id) == (None, b"\xff\x00")
+    # so a 1.0 responder's answer reaches the MQTT requester
+    amqp1.create_sender(text.reply_to).send(
+        Message(body=b"answer", inferred=True, correlation_id=bytes(text.correlation_id)))
+    answer = client.get()
+    client.disconnect()
+    assert (answer.payload, props(answer)) == (b"answer", {"CorrelationData": b"c-1"})
     # one data section, whatever the Payload-Format-Indicator says
     assert (text.inferred, bytes(text.body), text.content_type) == \
         (True, "h\u00e9llo".encode(), "text/plain")

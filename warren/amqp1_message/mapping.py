@@ -49,6 +49,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
 from ..model.message import Properties
@@ -70,6 +71,12 @@ _INTERNAL = ("x-basic-", "x-exchange", "x-routing-key")
 #: the notes of an encoded body with nothing else kept (the usual case for one): one object
 #: shared by every such message, and known on delivery without decoding
 _ENCODED_ONLY = encode_message({"delivery_annotations": {_ENCODED: True}})
+_MQTT = Symbol("mqtt")              # an MQTT publish (below)
+#: the ``amqp1_sections`` of an MQTT publish with a Response Topic or Correlation Data: a 1.0
+#: receiver gets them as RabbitMQ 4's ``mc_mqtt`` gives them (a reply-to address on the
+#: MQTT exchange, binary correlation data), not as the 0-9-1 reply-to and correlation-id
+#: the other protocols see
+MQTT_PUBLISH = encode_message({"delivery_annotations": {_MQTT: True}})
 
 _PLAIN = (str, bytes, int, float, bool)
 _DROP = object()        # a value the other side has no type for: left out
@@ -221,13 +228,15 @@ def holds_encoded_body(extra: bytes | None) -> bool:
         return False
     if extra is _ENCODED_ONLY or extra == _ENCODED_ONLY:
         return True
+    if extra is MQTT_PUBLISH or extra == MQTT_PUBLISH:
+        return False
     notes = decode_message(extra).get("delivery_annotations") or {}
     return bool(notes.get(_ENCODED))
 
 
 def subject_of(extra: bytes) -> str | None:
     """The subject an AMQP 1.0 sender gave, from a message's ``amqp1_sections``."""
-    if extra is _ENCODED_ONLY:
+    if extra is _ENCODED_ONLY or extra is MQTT_PUBLISH:
         return None
     subject = (decode_message(extra).get("delivery_annotations") or {}).get(_SUBJECT)
     return subject if isinstance(subject, str) else None
@@ -290,6 +299,26 @@ def _body(sections: dict[str, Any], body: bytes, notes: dict[Any, Any],
         sections["encoded_body"] = body         # the footer, if any, with it
 
 
+def _mqtt_reply(props: Properties, exchange: str) -> tuple[str | None, Any]:
+    """An MQTT publish's reply-to and correlation-id as RabbitMQ 4's ``mc_mqtt`` gives them
+    to 1.0 receivers: the Response Topic as the v2 address of its key on the exchange the
+    publish went to (the MQTT exchange), the Correlation Data as binary (a uuid's URN as the
+    uuid), kept by the MQTT front end as the correlation-id or, when it is no short UTF-8
+    string, the ``x-correlation-id`` header."""
+    reply_to = f"/exchanges/{exchange}/{quote(props.reply_to, safe='')}" \
+        if props.reply_to is not None else None
+    correlation: Any = None
+    if props.correlation_id is not None:
+        correlation = _id_value(props.correlation_id)
+        if isinstance(correlation, str):
+            correlation = correlation.encode("utf-8")
+    else:
+        held = (props.headers or {}).get("x-correlation-id")
+        if isinstance(held, (bytes, bytearray)):
+            correlation = bytes(held)
+    return reply_to, correlation
+
+
 def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: str,
                  routing_key: str, extra: bytes | None = None) -> dict[str, Any]:
     """The sections a receiver gets; ``extra``: the message's ``amqp1_sections``."""
@@ -311,10 +340,13 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
     }
     _body(sections, body, notes, props)
     subject = notes.get(_SUBJECT)
-    fields = dict(message_id=_id_value(props.message_id),
-                  correlation_id=_id_value(props.correlation_id),
+    reply_to, correlation = props.reply_to, _id_value(props.correlation_id)
+    mqtt = bool(notes.get(_MQTT))
+    if mqtt:
+        reply_to, correlation = _mqtt_reply(props, exchange)
+    fields = dict(message_id=_id_value(props.message_id), correlation_id=correlation,
                   user_id=props.user_id.encode("utf-8") if props.user_id is not None else None,
-                  reply_to=props.reply_to, subject=subject if isinstance(subject, str) else None,
+                  reply_to=reply_to, subject=subject if isinstance(subject, str) else None,
                   content_type=Symbol(props.content_type) if props.content_type else None,
                   content_encoding=Symbol(props.content_encoding)
                   if props.content_encoding else None,
@@ -332,8 +364,8 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
         if value is _DROP:
             continue
         if key.startswith("x-"):
-            if key not in MQTT_HEADERS:     # the MQTT front end's own
-                annotations[Symbol(key)] = value
+            if key not in MQTT_HEADERS and not (mqtt and key == "x-correlation-id"):
+                annotations[Symbol(key)] = value    # not the MQTT front end's own
         elif not isinstance(value, (dict, list)):
             app[key] = value            # a table or array is no application property
     annotations.update(kept.get("message_annotations") or {})

@@ -18,7 +18,9 @@ topic.
 MQTT -> 1.0. The payload is one data section whatever its Payload-Format-Indicator says;
 User Properties are application properties, ``x-`` ones message annotations; the MQTT front
 end's own headers (``MQTT_HEADERS``: QoS 2, RETAIN, no-local, the format indicator) are
-neither.
+neither. A Response Topic is the reply-to ``/exchanges/<MQTT exchange>/<quoted key>``, so a
+1.0 responder's answer reaches the MQTT requester, and Correlation Data a binary
+correlation-id (``mapping.MQTT_PUBLISH`` marks such a publish).
 """
 
 from __future__ import annotations

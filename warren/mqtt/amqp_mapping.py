@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from warren.amqp1_message.mapping import holds_encoded_body
+from warren.amqp1_message.mapping import MQTT_PUBLISH, holds_encoded_body
 from warren.amqp1_message.mqtt import (CONTENT_TYPE_AMQP, MQTT_HEADERS, property_text,
                                       response_key)
 from warren.model.message import Message, Properties, QueueEntry
@@ -83,7 +83,10 @@ def build_message(broker: Any, exchange: str, topic: str, payload: bytes, qos: i
         p.expiration = str(expiry * 1000)
     if headers:
         p.headers = headers
-    return Message(exchange, key, payload, codec=broker.codec, props=p)
+    msg = Message(exchange, key, payload, codec=broker.codec, props=p)
+    if "response_topic" in props or cd is not None:
+        msg.amqp1_sections = MQTT_PUBLISH   # AMQP 1.0 receivers get them as RabbitMQ 4 does
+    return msg
 
 
 def retained_from(topic: str, payload: bytes, qos: int, props: dict[str, Any],
