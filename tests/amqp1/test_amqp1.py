@@ -49,7 +49,8 @@ def test_send_and_receive_through_a_queue(amqp1, channel, unique):
     channel.queue_declare(unique, durable=True)
     sender = amqp1.create_sender(f"/queues/{unique}")
     sender.send(Message(body=b"hello", durable=True, properties={"k": "v"}, subject="s",
-                        id="m-1", correlation_id="c-1", content_type="text/plain"))
+                        id="m-1", correlation_id="c-1", content_type="text/plain",
+                        reply_to="queue://replies"))
     receiver = amqp1.create_receiver(f"/queues/{unique}")
     got = receiver.receive(timeout=30)
     receiver.accept()
@@ -57,6 +58,7 @@ def test_send_and_receive_through_a_queue(amqp1, channel, unique):
     assert got.properties == {"k": "v"}
     assert (got.subject, got.id, got.correlation_id) == ("s", "m-1", "c-1")
     assert got.content_type == "text/plain" and got.durable
+    assert got.reply_to == "queue://replies"     # as sent
     eventually(lambda: depth(channel, unique) == 0, "the accepted message acked")
 
 
@@ -67,14 +69,16 @@ def test_amqp1_publish_reaches_a_pika_consumer(amqp1, channel, unique):
     sender.send(Message(body=b"to pika", inferred=True, durable=True,   # a data section
                         properties={"n": 7, "s": "x"}, subject="kind", id="id-1",
                         reply_to="/queues/r", priority=5, content_type="application/json",
-                        user_id=b"guest", correlation_id=ID))
+                        user_id=b"guest", correlation_id=ID, group_id="g"))
     got = eventually(lambda: got_one(channel.basic_get(unique, auto_ack=True)), "a message")
     method, props, body = got
     assert body == b"to pika"
     assert props.delivery_mode == 2 and props.priority == 5
     # the subject is no 0-9-1 property, and a data body has no type (RabbitMQ 4's mc_amqpl)
     assert props.type is None and props.message_id == "id-1"
-    assert props.reply_to == "/queues/r" and props.content_type == "application/json"
+    # a queue's address is its name, the group-id the app-id (RabbitMQ 4's mc_amqpl)
+    assert props.reply_to == "r" and props.content_type == "application/json"
+    assert props.app_id == "g"
     assert props.user_id == "guest"
     assert props.correlation_id == ID.urn   # a uuid as its URN, as RabbitMQ 4's mc_amqpl
     assert props.headers == {"n": 7, "s": "x"}
@@ -84,6 +88,7 @@ def test_pika_publish_reaches_an_amqp1_receiver(amqp1, channel, unique):
     channel.queue_declare(unique)
     channel.basic_publish("", unique, b"from pika", pika.BasicProperties(
         headers={"h": "v", "i": 3}, type="t", message_id="m", correlation_id=ID.urn,
+        reply_to="replies", app_id="app",
         content_type="text/plain", delivery_mode=2, timestamp=1700000000))
     receiver = amqp1.create_receiver(f"/queues/{unique}")
     got = receiver.receive(timeout=30)
@@ -94,6 +99,7 @@ def test_pika_publish_reaches_an_amqp1_receiver(amqp1, channel, unique):
     # subject, as RabbitMQ 4's mc_amqpl converts them
     assert (got.subject, got.id, got.correlation_id) == (None, "m", ID)
     assert got.annotations["x-basic-type"] == "t"
+    assert (got.reply_to, got.group_id) == ("/queues/replies", "app")
     assert got.durable and got.creation_time == 1700000000
 
 

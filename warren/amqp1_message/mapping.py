@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 from uuid import UUID
 
 from ..model.message import Properties
@@ -66,6 +66,7 @@ _ENCODED = Symbol("encoded-body")   # true: the core's body is the encoded body 
 _SIZES = Symbol("data-sizes")       # the sizes of the several data sections the body joins
 _PUBLISHER = Symbol("publisher")    # the publishing connection's token (``publisher_note``)
 _SUBJECT = Symbol("subject")        # the properties' subject, which 0-9-1 has no place for
+_REPLY_TO = Symbol("reply-to")      # the reply-to address as sent (0-9-1's drops /queues/)
 #: annotations that are no 0-9-1 headers (``mc_amqpl``'s ``is_internal_header``)
 _INTERNAL = ("x-basic-", "x-exchange", "x-routing-key")
 #: the notes of an encoded body with nothing else kept (the usual case for one): one object
@@ -135,7 +136,9 @@ def properties_from(sections: dict[str, Any]) -> Properties:
         if p.user_id is not None:
             props.user_id = bytes(p.user_id).decode("utf-8", "replace")
         if p.reply_to is not None:
-            props.reply_to = str(p.reply_to)
+            props.reply_to = _reply_to_091(str(p.reply_to))
+        if isinstance(p.group_id, str) and len(p.group_id.encode("utf-8")) <= 255:
+            props.app_id = p.group_id
         if p.content_type is not None:
             props.content_type = str(p.content_type)
         if p.content_encoding is not None:
@@ -162,6 +165,18 @@ def properties_from(sections: dict[str, Any]) -> Properties:
         if isinstance(kind, str):
             props.type = str(kind)
     return props
+
+
+def _reply_to_091(address: str) -> str | None:
+    """A reply-to address as 0-9-1 holds it: a queue's v2 address as the queue's name (a
+    0-9-1 responder publishes to it through the default exchange), any other as it is
+    (RabbitMQ 4's ``mc_amqpl``). A 1.0 receiver gets the address as sent (``_REPLY_TO``)."""
+    if address.startswith("/queues/"):
+        try:
+            return unquote(address[8:], errors="strict")
+        except UnicodeDecodeError:
+            return None                 # no name: RabbitMQ 4 drops it too
+    return address
 
 
 def _id_text(value: Any) -> str:
@@ -203,8 +218,11 @@ def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> 
     footer = sections.get("footer") or None
     notes: dict[Symbol, Any] = {}
     p = sections.get("properties")
-    if p is not None and p.subject is not None:
-        notes[_SUBJECT] = str(p.subject)
+    if p is not None:
+        if p.subject is not None:
+            notes[_SUBJECT] = str(p.subject)
+        if p.reply_to is not None:
+            notes[_REPLY_TO] = str(p.reply_to)
     if "encoded_body" in sections:
         notes[_ENCODED] = True
         footer = None                   # after it in the body (body_from)
@@ -221,24 +239,29 @@ def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> 
                            "message_annotations": annotations or None, "footer": footer})
 
 
-def holds_encoded_body(extra: bytes | None) -> bool:
-    """Whether a message whose ``amqp1_sections`` are ``extra`` has for its body the AMQP
-    1.0 body sections encoded (an amqp-value or amqp-sequence body), not data's bytes."""
+def _notes(extra: bytes | None) -> dict[Any, Any]:
+    """The notes ``extra_sections`` wrote into a message's ``amqp1_sections``."""
     if extra is None:
-        return False
+        return {}
     if extra is _ENCODED_ONLY or extra == _ENCODED_ONLY:
-        return True
+        return {_ENCODED: True}
     if extra is MQTT_PUBLISH or extra == MQTT_PUBLISH:
-        return False
-    notes = decode_message(extra).get("delivery_annotations") or {}
-    return bool(notes.get(_ENCODED))
+        return {_MQTT: True}
+    return decode_message(extra).get("delivery_annotations") or {}
+
+
+def amqp1_view(extra: bytes | None) -> tuple[bool, str | None]:
+    """Of a message whose ``amqp1_sections`` are ``extra``: whether its body is AMQP 1.0
+    body sections encoded (an amqp-value or amqp-sequence body), not data's bytes, and the
+    reply-to address an AMQP 1.0 sender gave (None: none, or no 1.0 sender)."""
+    notes = _notes(extra)
+    reply_to = notes.get(_REPLY_TO)
+    return bool(notes.get(_ENCODED)), reply_to if isinstance(reply_to, str) else None
 
 
 def subject_of(extra: bytes) -> str | None:
     """The subject an AMQP 1.0 sender gave, from a message's ``amqp1_sections``."""
-    if extra is _ENCODED_ONLY or extra is MQTT_PUBLISH:
-        return None
-    subject = (decode_message(extra).get("delivery_annotations") or {}).get(_SUBJECT)
+    subject = _notes(extra).get(_SUBJECT)
     return subject if isinstance(subject, str) else None
 
 
@@ -340,7 +363,11 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
     }
     _body(sections, body, notes, props)
     subject = notes.get(_SUBJECT)
-    reply_to, correlation = props.reply_to, _id_value(props.correlation_id)
+    correlation = _id_value(props.correlation_id)
+    reply_to = notes.get(_REPLY_TO)     # as an AMQP 1.0 sender gave it
+    if reply_to is None and props.reply_to is not None:
+        # a queue's name, as RabbitMQ 4 writes a 0-9-1 reply-to
+        reply_to = f"/queues/{quote(props.reply_to, safe='')}"
     mqtt = bool(notes.get(_MQTT))
     if mqtt:
         reply_to, correlation = _mqtt_reply(props, exchange)
@@ -351,7 +378,7 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
                   content_encoding=Symbol(props.content_encoding)
                   if props.content_encoding else None,
                   creation_time=Timestamp(props.timestamp * 1000)
-                  if props.timestamp is not None else None)
+                  if props.timestamp is not None else None, group_id=props.app_id)
     if any(v is not None for v in fields.values()):
         sections["properties"] = Composite("properties", **fields)
     annotations: dict[Any, Any] = {}

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from warren.amqp1_message.mapping import MQTT_PUBLISH, holds_encoded_body
+from warren.amqp1_message.mapping import MQTT_PUBLISH, amqp1_view
 from warren.amqp1_message.mqtt import (CONTENT_TYPE_AMQP, MQTT_HEADERS, property_text,
                                       response_key)
 from warren.model.message import Message, Properties, QueueEntry
@@ -106,11 +106,19 @@ def published_qos(msg: Message) -> int:
     return 1
 
 
-def amqp1_properties(msg: Message, props: dict[str, Any]) -> None:
-    """The Content Type of a message that has ``amqp1_sections`` (an AMQP 1.0 publish) whose
-    payload is its body sections encoded, into ``props``."""
-    if holds_encoded_body(msg.amqp1_sections):
+def amqp1_properties(msg: Message, props: dict[str, Any], exchange: str) -> None:
+    """What differs for a message that has ``amqp1_sections`` (an AMQP 1.0 publish), into
+    ``props``: the Content Type of a payload that is body sections encoded, and the Response
+    Topic of the reply-to address as the sender gave it (``response_key``)."""
+    encoded, reply_to = amqp1_view(msg.amqp1_sections)
+    if encoded:
         props["content_type"] = CONTENT_TYPE_AMQP
+    if reply_to is not None:
+        key = response_key(reply_to, exchange, msg.properties.headers)
+        if key is None:
+            props.pop("response_topic", None)
+        else:
+            props["response_topic"] = key_to_topic(key)
 
 
 def _response_topic(reply_to: str, exchange: str, headers: dict[str, Any] | None) -> str | None:

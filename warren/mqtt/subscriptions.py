@@ -158,7 +158,7 @@ class Subscriptions:
                 retain = bool(h and h.get("x-mqtt-retain"))
             props = out_properties(msg, subs, entry, self.clock, self.exchange.name)
             if msg.amqp1_sections is not None:
-                amqp1_properties(msg, props)   # an AMQP 1.0 publish's encoded body
+                amqp1_properties(msg, props, self.exchange.name)   # an AMQP 1.0 publish
         else:
             props = None
         self._write_publish(topic, msg.body, qos, pid, entry.redelivered and qos > 0, retain,
@@ -246,7 +246,7 @@ class Subscriptions:
         if self.level == 5:
             props = out_properties(msg, (), flight.entry, self.clock, self.exchange.name)
             if msg.amqp1_sections is not None:
-                amqp1_properties(msg, props)
+                amqp1_properties(msg, props, self.exchange.name)
         self._write_publish(key_to_topic(msg.routing_key), msg.body, flight.qos, pid, True,
                             False, props)
 
