@@ -390,3 +390,21 @@ def test_message_without_durable_is_persistent_as_rabbitmq_4_reads_it(amqp1, cha
     _method, second, body = eventually(
         lambda: got_one(channel.basic_get(unique, auto_ack=True)), "the second message")
     assert body == b"transient" and second.delivery_mode != 2
+
+
+def test_a_queue_reply_to_that_is_no_name_is_no_091_reply_to(broker, amqp1, channel, unique):
+    # /queues/ with an escape that is no UTF-8: no queue name, as RabbitMQ 4's urldecode
+    # fails; the 1.0 receiver still gets the address as sent, nothing is refused
+    channel.queue_declare(unique)
+    channel.queue_declare(f"{unique}-1.0")
+    for queue in (unique, f"{unique}-1.0"):
+        amqp1.create_sender(f"/queues/{queue}").send(
+            Message(body=b"r", inferred=True, reply_to="/queues/%FF"))
+    method, props, _body = eventually(lambda: got_one(channel.basic_get(unique, auto_ack=True)),
+                                      "a message")
+    assert props.reply_to is None
+    receiver = amqp1.create_receiver(f"/queues/{unique}-1.0")
+    got = receiver.receive(timeout=30)
+    receiver.accept()
+    assert got.reply_to == "/queues/%FF"
+    assert not [line for line in broker.lines if "Traceback" in line]

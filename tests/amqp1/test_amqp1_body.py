@@ -121,8 +121,10 @@ def test_a_jms_type_selector_sees_the_subject_of_an_amqp_value(amqp1, channel, u
      [(AMQP_VALUE, "v"), (FOOTER, {})]),
     (section(AMQP_VALUE, "v") + section(PROPERTIES, []), "amqp-1.0",   # not only a body
      [(DATA, section(AMQP_VALUE, "v") + section(PROPERTIES, []))]),
+    (section(FOOTER, {}), "amqp-1.0", [(DATA, section(FOOTER, {}))]),  # a footer, no body
 ], ids=["plain", "plain typed amqp-1.0", "empty typed amqp-1.0", "amqp-value",
-        "amqp-sequences", "data sections", "a body and its footer", "not only a body"])
+        "amqp-sequences", "data sections", "a body and its footer", "not only a body",
+        "a footer without a body"])
 def test_a_091_body_reaches_amqp1_as_rabbitmq_4_gives_it(amqp1, channel, unique, body,
                                                          type_, sent):
     channel.queue_declare(unique)

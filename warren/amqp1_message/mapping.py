@@ -1,7 +1,9 @@
 """AMQP 1.0 message sections <-> the core's AMQP 0-9-1 properties, as RabbitMQ 4 maps them
 (``mc_amqpl``): header durable/priority/ttl <-> delivery-mode 2/priority/expiration;
-properties message-id, user-id, correlation-id, content-type, content-encoding, reply-to keep
-their names; creation-time (ms) <-> timestamp (s); application-properties <-> headers.
+properties message-id, user-id, correlation-id (a uuid as its ``urn:uuid:`` text and back),
+content-type, content-encoding keep their names; reply-to ``/queues/Q`` <-> Q (any other
+address as it is; a 1.0 receiver gets the address as sent, ``_REPLY_TO``); group-id <->
+app-id; creation-time (ms) <-> timestamp (s); application-properties <-> headers.
 
 The subject has no 0-9-1 form, as in RabbitMQ 4: a 0-9-1 consumer sees the type
 ``amqp-1.0`` for a body that is not data (below), else the ``x-basic-type`` annotation's
