@@ -157,3 +157,13 @@ def test_an_mqtt_5_publish_reaches_amqp1_as_rabbitmq_4_converts_it(broker, amqp1
     assert text.annotations == {"x-k": "xv", "x-exchange": "amq.topic",
                                 "x-routing-key": f"conv.{topic}"}
     assert raw.annotations == {"x-exchange": "amq.topic", "x-routing-key": f"conv.{topic}"}
+
+
+def test_an_amqp1_ttl_is_an_mqtt_message_expiry_interval(broker, amqp1, topic):
+    # unlike RabbitMQ 4, whose mc_mqtt tells the Message Expiry Interval only of messages
+    # published over MQTT, warren tells the time left of any message with a TTL
+    client = subscriber(broker, topic)
+    send(amqp1, topic, Message(body=b"t", inferred=True, ttl=600))
+    got = client.get()
+    client.disconnect()
+    assert 0 < got.properties.MessageExpiryInterval <= 600
