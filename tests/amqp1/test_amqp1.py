@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pika
 import requests
 import pytest
-from proton import Delivery, Message, Timeout
+from proton import Delivery, Message, Timeout, ulong
 from proton.reactor import AtMostOnce
 from proton.utils import BlockingConnection, ConnectionClosed, LinkDetached, SendException
 
@@ -408,3 +408,28 @@ def test_a_queue_reply_to_that_is_no_name_is_no_091_reply_to(broker, amqp1, chan
     receiver.accept()
     assert got.reply_to == "/queues/%FF"
     assert not [line for line in broker.lines if "Traceback" in line]
+
+
+def test_ids_0_9_1_has_no_property_for_are_headers_and_reach_amqp1_as_sent(amqp1, channel,
+                                                                            unique):
+    # RabbitMQ 4's mc_amqpl: a binary id (or a string over 255 bytes) is the x-message-id /
+    # x-correlation-id header, a ulong its decimal text; a 1.0 receiver gets them as sent
+    channel.queue_declare(unique)
+    channel.queue_declare(f"{unique}-1.0")
+    long_id = "i" * 300
+    for queue in (unique, f"{unique}-1.0"):
+        sender = amqp1.create_sender(f"/queues/{queue}")
+        sender.send(Message(body=b"1", inferred=True, id=ulong(12), correlation_id=b"\x00c"))
+        sender.send(Message(body=b"2", inferred=True, id=long_id, correlation_id=ulong(7)))
+    first = eventually(lambda: got_one(channel.basic_get(unique, auto_ack=True)), "one")
+    second = eventually(lambda: got_one(channel.basic_get(unique, auto_ack=True)), "two")
+    assert (first[1].message_id, first[1].correlation_id) == ("12", None)
+    assert first[1].headers == {"x-correlation-id": b"\x00c"}
+    assert (second[1].message_id, second[1].correlation_id) == (None, "7")
+    assert second[1].headers == {"x-message-id": long_id}
+    receiver = amqp1.create_receiver(f"/queues/{unique}-1.0", credit=2)
+    one, two = receiver.receive(timeout=30), receiver.receive(timeout=30)
+    receiver.accept()
+    assert (one.id, bytes(one.correlation_id)) == (12, b"\x00c")     # a number, binary
+    assert (two.id, two.correlation_id) == (long_id, 7)
+    assert "x-message-id" not in (two.annotations or {})

@@ -1,9 +1,11 @@
 """AMQP 1.0 message sections <-> the core's AMQP 0-9-1 properties, as RabbitMQ 4 maps them
 (``mc_amqpl``): header durable/priority/ttl <-> delivery-mode 2/priority/expiration;
-properties message-id, user-id, correlation-id (a uuid as its ``urn:uuid:`` text and back),
-content-type, content-encoding keep their names; reply-to ``/queues/Q`` <-> Q (any other
-address as it is; a 1.0 receiver gets the address as sent, ``_REPLY_TO``); group-id <->
-app-id; creation-time (ms) <-> timestamp (s); application-properties <-> headers.
+properties message-id, user-id, correlation-id (a uuid as its ``urn:uuid:`` text and back,
+a ulong in decimal; a binary or over-long id is the ``x-message-id``/``x-correlation-id``
+header, and a 1.0 receiver gets the id as sent, ``_IDS``), content-type, content-encoding
+keep their names; reply-to ``/queues/Q`` <-> Q (any other address as it is; a 1.0 receiver
+gets the address as sent, ``_REPLY_TO``); group-id <-> app-id; creation-time (ms) <->
+timestamp (s); application-properties <-> headers.
 
 The subject has no 0-9-1 form, as in RabbitMQ 4: a 0-9-1 consumer sees the type
 ``amqp-1.0`` for a body that is not data (below), else the ``x-basic-type`` annotation's
@@ -69,6 +71,11 @@ _SIZES = Symbol("data-sizes")       # the sizes of the several data sections the
 _PUBLISHER = Symbol("publisher")    # the publishing connection's token (``publisher_note``)
 _SUBJECT = Symbol("subject")        # the properties' subject, which 0-9-1 has no place for
 _REPLY_TO = Symbol("reply-to")      # the reply-to address as sent (0-9-1's drops /queues/)
+#: a message-id or correlation-id as sent when 0-9-1 holds it otherwise (binary, a ulong, a
+#: string over 255 bytes), by property name
+_IDS = {"message_id": Symbol("message-id"), "correlation_id": Symbol("correlation-id")}
+#: the 0-9-1 header holding such an id that 0-9-1 has no property for (``mc_amqpl``)
+_ID_HEADERS = {"message_id": "x-message-id", "correlation_id": "x-correlation-id"}
 #: annotations that are no 0-9-1 headers (``mc_amqpl``'s ``is_internal_header``)
 _INTERNAL = ("x-basic-", "x-exchange", "x-routing-key")
 #: the notes of an encoded body with nothing else kept (the usual case for one): one object
@@ -130,11 +137,16 @@ def properties_from(sections: dict[str, Any]) -> Properties:
         if header.ttl is not None:
             props.expiration = str(int(header.ttl))
     p = sections.get("properties")
+    id_headers: dict[str, Any] = {}
     if p is not None:
-        for name in ("message_id", "correlation_id"):
+        for name in ("correlation_id", "message_id"):
             value = getattr(p, name)
             if value is not None:
-                setattr(props, name, _id_text(value))
+                text = _id_text(value)
+                if text is None or len(text.encode("utf-8")) > 255:
+                    id_headers[_ID_HEADERS[name]] = value   # binary, or too long
+                else:
+                    setattr(props, name, text)
         if p.user_id is not None:
             props.user_id = bytes(p.user_id).decode("utf-8", "replace")
         if p.reply_to is not None:
@@ -155,6 +167,7 @@ def properties_from(sections: dict[str, Any]) -> Properties:
             value = _header_value(value)
             if value is not _DROP:
                 headers[str(key)] = value
+    headers.update(id_headers)
     for key, value in (sections.get("application_properties") or {}).items():
         if isinstance(value, _PLAIN) or value is None:
             headers[str(key)] = value
@@ -181,14 +194,17 @@ def _reply_to_091(address: str) -> str | None:
     return address
 
 
-def _id_text(value: Any) -> str:
-    """A message-id or correlation-id as 0-9-1 holds it: a uuid as its URN
-    (``urn:uuid:...``, as RabbitMQ 4's ``mc_amqpl``), a ulong in decimal."""
+def _id_text(value: Any) -> str | None:
+    """A message-id or correlation-id as a 0-9-1 property holds it: a uuid as its URN
+    (``urn:uuid:...``), a ulong in decimal, a string as it is; binary has none (it goes in
+    the ``x-message-id``/``x-correlation-id`` header: RabbitMQ 4's ``mc_amqpl``)."""
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+        return None
     if isinstance(value, UUID):
         return value.urn
-    return str(value)
+    if isinstance(value, str):
+        return value
+    return str(int(value))
 
 
 def _id_value(text: str | None) -> Any:
@@ -225,6 +241,11 @@ def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> 
             notes[_SUBJECT] = str(p.subject)
         if p.reply_to is not None:
             notes[_REPLY_TO] = str(p.reply_to)
+        for name, note in _IDS.items():
+            value = getattr(p, name)
+            if value is not None and not isinstance(value, UUID) and not (
+                    isinstance(value, str) and len(value.encode("utf-8")) <= 255):
+                notes[note] = value     # 0-9-1 holds it in another form
     if "encoded_body" in sections:
         notes[_ENCODED] = True
         footer = None                   # after it in the body (body_from)
@@ -365,7 +386,9 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
     }
     _body(sections, body, notes, props)
     subject = notes.get(_SUBJECT)
-    correlation = _id_value(props.correlation_id)
+    # the ids as an AMQP 1.0 sender gave them, else as RabbitMQ 4 converts 0-9-1's
+    sent_ids = {name: notes[note] for name, note in _IDS.items() if note in notes}
+    correlation = sent_ids.get("correlation_id", _id_value(props.correlation_id))
     reply_to = notes.get(_REPLY_TO)     # as an AMQP 1.0 sender gave it
     if reply_to is None and props.reply_to is not None:
         # a queue's name, as RabbitMQ 4 writes a 0-9-1 reply-to
@@ -373,7 +396,8 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
     mqtt = bool(notes.get(_MQTT))
     if mqtt:
         reply_to, correlation = _mqtt_reply(props, exchange)
-    fields = dict(message_id=_id_value(props.message_id), correlation_id=correlation,
+    fields = dict(message_id=sent_ids.get("message_id", _id_value(props.message_id)),
+                  correlation_id=correlation,
                   user_id=props.user_id.encode("utf-8") if props.user_id is not None else None,
                   reply_to=reply_to, subject=subject if isinstance(subject, str) else None,
                   content_type=Symbol(props.content_type) if props.content_type else None,
@@ -388,9 +412,10 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
         # a 0-9-1 type (an AMQP 1.0 sender's type annotation: kept as it came, below)
         annotations[Symbol("x-basic-type")] = props.type
     app: dict[str, Any] = {}
+    id_headers = {_ID_HEADERS[name] for name in sent_ids}    # the ids are properties again
     for key, value in (props.headers or {}).items():
         value = _amqp1_value(value)
-        if value is _DROP:
+        if value is _DROP or key in id_headers:
             continue
         if key.startswith("x-"):
             if key not in MQTT_HEADERS and not (mqtt and key == "x-correlation-id"):
