@@ -15,10 +15,13 @@ tables and arrays have no string form and are left out.
 A message published over AMQP 1.0 is delivered as RabbitMQ 4's ``mc_mqtt`` converts it
 (``amqp1_message/mqtt.py``): an amqp-value or amqp-sequence body is the payload as a 0-9-1
 consumer gets it (the sections encoded) with the Content Type ``message/vnd.rabbitmq.amqp``
-(``amqp1_properties``, the one check on the delivery path: only such messages have
-``amqp1_sections``), and a reply-to that is an AMQP 1.0 address gives a Response Topic only
-when it names a key on the MQTT exchange (``/exchanges/amq.topic/a.b`` -> ``a/b``), no
-Response Topic otherwise.
+(``amqp1_properties``, the one check on the delivery path: only messages with something
+0-9-1 has no form for have ``amqp1_sections``), and the reply-to address the 1.0 sender gave
+is a Response Topic only when it names a key on the MQTT exchange (``/exchanges/amq.topic/
+a.b`` -> ``a/b``). A publish with a Response Topic or Correlation Data is marked
+(``MQTT_PUBLISH``) so that AMQP 1.0 receivers get them as RabbitMQ 4 gives them (a reply-to
+address, binary correlation data) while 0-9-1 and STOMP consumers keep seeing the key and
+the text.
 """
 
 from __future__ import annotations
