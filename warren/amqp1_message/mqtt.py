@@ -50,6 +50,11 @@ def property_text(value: Any) -> str | None:
     ``float_to_binary`` (20 digits, scientific), booleans ``true``/``false``, null the empty
     string, a timestamp (AMQP 1.0 milliseconds, or a 0-9-1 datetime) in seconds. None for
     what has no text: bytes (not UTF-8 by contract), maps, lists, uuids, decimals, chars."""
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is int:
+        return str(value)
     if isinstance(value, str):
         return None if isinstance(value, Char) else str(value)
     if value is None:

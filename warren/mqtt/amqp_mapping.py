@@ -159,9 +159,12 @@ def out_properties(msg: Message, subs: tuple[Sub, ...], entry: QueueEntry | None
         out["message_expiry_interval"] = max(
             0, math.ceil(entry.expires_at - clock.seconds()))
     if headers:
-        users = [(str(k), text) for k, text in
-                 ((k, property_text(v)) for k, v in headers.items() if k not in _OWN_HEADERS)
-                 if text is not None]
+        users = []
+        for k, v in headers.items():
+            if k not in _OWN_HEADERS:
+                text = v if type(v) is str else property_text(v)   # str: the usual case
+                if text is not None:
+                    users.append((str(k), text))
         if users:
             out["user_property"] = users
     ids = [s.identifier for s in subs if s.identifier]
