@@ -5,12 +5,13 @@ and bad input (raw frames) with the spec's error conditions and no traceback in 
 from __future__ import annotations
 
 import struct
+import uuid
 from urllib.parse import quote
 
 import pika
 import requests
 import pytest
-from proton import Delivery, Message, Timeout
+from proton import Delivery, Message, Timeout, ulong
 from proton.reactor import AtMostOnce
 from proton.utils import BlockingConnection, ConnectionClosed, LinkDetached, SendException
 
@@ -21,6 +22,7 @@ from warren.amqp1_message.codec import AMQP_HEADER, SASL_FRAME, SASL_HEADER, Com
 
 
 KEEP = "t.amqp1.keep"
+ID = uuid.UUID("12345678-1234-5678-1234-567812345678")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,7 +49,8 @@ def test_send_and_receive_through_a_queue(amqp1, channel, unique):
     channel.queue_declare(unique, durable=True)
     sender = amqp1.create_sender(f"/queues/{unique}")
     sender.send(Message(body=b"hello", durable=True, properties={"k": "v"}, subject="s",
-                        id="m-1", correlation_id="c-1", content_type="text/plain"))
+                        id="m-1", correlation_id="c-1", content_type="text/plain",
+                        reply_to="queue://replies"))
     receiver = amqp1.create_receiver(f"/queues/{unique}")
     got = receiver.receive(timeout=30)
     receiver.accept()
@@ -55,6 +58,7 @@ def test_send_and_receive_through_a_queue(amqp1, channel, unique):
     assert got.properties == {"k": "v"}
     assert (got.subject, got.id, got.correlation_id) == ("s", "m-1", "c-1")
     assert got.content_type == "text/plain" and got.durable
+    assert got.reply_to == "queue://replies"     # as sent
     eventually(lambda: depth(channel, unique) == 0, "the accepted message acked")
 
 
@@ -65,28 +69,37 @@ def test_amqp1_publish_reaches_a_pika_consumer(amqp1, channel, unique):
     sender.send(Message(body=b"to pika", inferred=True, durable=True,   # a data section
                         properties={"n": 7, "s": "x"}, subject="kind", id="id-1",
                         reply_to="/queues/r", priority=5, content_type="application/json",
-                        user_id=b"guest"))
+                        user_id=b"guest", correlation_id=ID, group_id="g"))
     got = eventually(lambda: got_one(channel.basic_get(unique, auto_ack=True)), "a message")
     method, props, body = got
     assert body == b"to pika"
     assert props.delivery_mode == 2 and props.priority == 5
-    assert props.type == "kind" and props.message_id == "id-1"
-    assert props.reply_to == "/queues/r" and props.content_type == "application/json"
+    # the subject is no 0-9-1 property, and a data body has no type (RabbitMQ 4's mc_amqpl)
+    assert props.type is None and props.message_id == "id-1"
+    # a queue's address is its name, the group-id the app-id (RabbitMQ 4's mc_amqpl)
+    assert props.reply_to == "r" and props.content_type == "application/json"
+    assert props.app_id == "g"
     assert props.user_id == "guest"
+    assert props.correlation_id == ID.urn   # a uuid as its URN, as RabbitMQ 4's mc_amqpl
     assert props.headers == {"n": 7, "s": "x"}
 
 
 def test_pika_publish_reaches_an_amqp1_receiver(amqp1, channel, unique):
     channel.queue_declare(unique)
     channel.basic_publish("", unique, b"from pika", pika.BasicProperties(
-        headers={"h": "v", "i": 3}, type="t", message_id="m", correlation_id="c",
+        headers={"h": "v", "i": 3}, type="t", message_id="m", correlation_id=ID.urn,
+        reply_to="replies", app_id="app",
         content_type="text/plain", delivery_mode=2, timestamp=1700000000))
     receiver = amqp1.create_receiver(f"/queues/{unique}")
     got = receiver.receive(timeout=30)
     receiver.accept()
     assert bytes(got.body) == b"from pika"
     assert got.properties == {"h": "v", "i": 3}
-    assert (got.subject, got.id, got.correlation_id) == ("t", "m", "c")
+    # a uuid's URN is the uuid again, and the type an x-basic-type annotation, not the
+    # subject, as RabbitMQ 4's mc_amqpl converts them
+    assert (got.subject, got.id, got.correlation_id) == (None, "m", ID)
+    assert got.annotations["x-basic-type"] == "t"
+    assert (got.reply_to, got.group_id) == ("/queues/replies", "app")
     assert got.durable and got.creation_time == 1700000000
 
 
@@ -377,3 +390,46 @@ def test_message_without_durable_is_persistent_as_rabbitmq_4_reads_it(amqp1, cha
     _method, second, body = eventually(
         lambda: got_one(channel.basic_get(unique, auto_ack=True)), "the second message")
     assert body == b"transient" and second.delivery_mode != 2
+
+
+def test_a_queue_reply_to_that_is_no_name_is_no_091_reply_to(broker, amqp1, channel, unique):
+    # /queues/ with an escape that is no UTF-8: no queue name, as RabbitMQ 4's urldecode
+    # fails; the 1.0 receiver still gets the address as sent, nothing is refused
+    channel.queue_declare(unique)
+    channel.queue_declare(f"{unique}-1.0")
+    for queue in (unique, f"{unique}-1.0"):
+        amqp1.create_sender(f"/queues/{queue}").send(
+            Message(body=b"r", inferred=True, reply_to="/queues/%FF"))
+    method, props, _body = eventually(lambda: got_one(channel.basic_get(unique, auto_ack=True)),
+                                      "a message")
+    assert props.reply_to is None
+    receiver = amqp1.create_receiver(f"/queues/{unique}-1.0")
+    got = receiver.receive(timeout=30)
+    receiver.accept()
+    assert got.reply_to == "/queues/%FF"
+    assert not [line for line in broker.lines if "Traceback" in line]
+
+
+def test_ids_0_9_1_has_no_property_for_are_headers_and_reach_amqp1_as_sent(amqp1, channel,
+                                                                            unique):
+    # RabbitMQ 4's mc_amqpl: a binary id (or a string over 255 bytes) is the x-message-id /
+    # x-correlation-id header, a ulong its decimal text; a 1.0 receiver gets them as sent
+    channel.queue_declare(unique)
+    channel.queue_declare(f"{unique}-1.0")
+    long_id = "i" * 300
+    for queue in (unique, f"{unique}-1.0"):
+        sender = amqp1.create_sender(f"/queues/{queue}")
+        sender.send(Message(body=b"1", inferred=True, id=ulong(12), correlation_id=b"\x00c"))
+        sender.send(Message(body=b"2", inferred=True, id=long_id, correlation_id=ulong(7)))
+    first = eventually(lambda: got_one(channel.basic_get(unique, auto_ack=True)), "one")
+    second = eventually(lambda: got_one(channel.basic_get(unique, auto_ack=True)), "two")
+    assert (first[1].message_id, first[1].correlation_id) == ("12", None)
+    assert first[1].headers == {"x-correlation-id": b"\x00c"}
+    assert (second[1].message_id, second[1].correlation_id) == (None, "7")
+    assert second[1].headers == {"x-message-id": long_id}
+    receiver = amqp1.create_receiver(f"/queues/{unique}-1.0", credit=2)
+    one, two = receiver.receive(timeout=30), receiver.receive(timeout=30)
+    receiver.accept()
+    assert (one.id, bytes(one.correlation_id)) == (12, b"\x00c")     # a number, binary
+    assert (two.id, two.correlation_id) == (long_id, 7)
+    assert "x-message-id" not in (two.annotations or {})

@@ -60,3 +60,31 @@ def test_a_dead_lettered_message_keeps_its_footer(amqp1, channel, unique):
     got = sections(receive_raw(amqp1, f"/queues/{unique}-dlq"))
     assert got[FOOTER] == FOOTER_MAP
     assert got[MESSAGE_ANNOTATIONS]["vendor-note"] == "kept"
+
+
+def test_an_amqp_value_and_its_footer_are_the_091_body_as_rabbitmq_4_gives_them(
+        amqp1, channel, unique):
+    # RabbitMQ 4's mc_amqp converts a non-data body with the footer after it
+    # (amqp_encoded_body_and_footer): that is the 0-9-1 body, typed amqp-1.0, and a 0-9-1
+    # client passing the message on (as a shovel does) passes on both
+    channel.queue_declare(unique)
+    channel.queue_declare(f"{unique}-on")
+    body = section(0x77, "value")
+    amqp1.create_sender(f"/queues/{unique}").send(
+        RawMessage(encoded(Message(body="value"), after=section(FOOTER, FOOTER_MAP))))
+    _method, props, got = eventually(
+        lambda: (got := channel.basic_get(unique, auto_ack=True))[0] is not None and got,
+        "a message")
+    assert (got, props.type) == (body + section(FOOTER, FOOTER_MAP), "amqp-1.0")
+    channel.basic_publish("", f"{unique}-on", got, props)
+    again = sections(receive_raw(amqp1, f"/queues/{unique}-on"))
+    assert (again[0x77], again[FOOTER]) == ("value", FOOTER_MAP)
+
+
+def test_an_amqp_value_with_a_footer_reaches_amqp1_once(amqp1, channel, unique):
+    channel.queue_declare(unique)
+    sent = encoded(Message(body="value"), after=section(FOOTER, FOOTER_MAP))
+    amqp1.create_sender(f"/queues/{unique}").send(RawMessage(sent))
+    got = receive_raw(amqp1, f"/queues/{unique}")
+    assert got.endswith(section(0x77, "value") + section(FOOTER, FOOTER_MAP))
+    assert got.count(section(FOOTER, FOOTER_MAP)) == 1

@@ -24,7 +24,11 @@ import pika
 import pytest
 import requests
 import stomp
+from proton import Message, symbol
+from proton.utils import BlockingConnection
 
+from tests.amqp1.proton_raw import (FOOTER, MESSAGE_ANNOTATIONS, RawMessage, encoded,
+                                    receive_raw, section, sections)
 from tests.broker_process import BrokerProcess
 from tests.polling import eventually
 from tests.webconsole.conftest import ApiClient
@@ -580,6 +584,62 @@ def test_mqtt_publish_on_b_reaches_stomp_subscriber_on_a(brokers, apis):
         pub.disconnect()
         sub.disconnect()
         apis["a"].delete("/api/policies/%2F/fed-topic")
+
+
+def test_an_amqp1_message_crosses_a_federated_exchange_in_its_091_form(brokers, apis):
+    """What crosses a federation link is the 0-9-1 form, as with RabbitMQ 4: an AMQP 1.0
+    sender's amqp-value body and footer (typed amqp-1.0), application properties and x-
+    annotations reach a 1.0 receiver downstream; a 0-9-1 consumer downstream sees what one
+    upstream sees, with x-received-from."""
+    a, b = brokers["a"], brokers["b"]
+    publish(b, "fx1", [], exchange_type="direct")
+    conn = pika.BlockingConnection(pika.URLParameters(a.amqp_url))
+    ch = conn.channel()
+    ch.exchange_declare("fx1", "direct", durable=True)
+    ch.queue_declare("fx1-at-a")
+    ch.queue_bind("fx1-at-a", "fx1", "k")
+    conn.close()
+    set_upstream(apis["a"], "up-b-fx1", {"uri": uri_of(b), "reconnect-delay": 1})
+    set_policy(apis["a"], "fed-fx1", "^fx1$", {"federation-upstream": "up-b-fx1"},
+               "exchanges")
+    try:
+        wait_running(apis["a"], exchange="fx1")
+        eventually(lambda: upstream_keys(apis["b"], "fx1") == {"k"}, "binding k upstream")
+        conn = pika.BlockingConnection(pika.URLParameters(b.amqp_url))
+        ch = conn.channel()
+        ch.queue_declare("fx1-at-b")
+        ch.queue_bind("fx1-at-b", "fx1", "k")
+        conn.close()
+        message = Message(body={"k": "v"}, subject="s", properties={"colour": "red"})
+        message.annotations = {symbol("x-opt-tag"): "t"}
+        footer = section(FOOTER, {symbol("sig"): b"s"})
+        amqp1 = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{b.amqp_port}",
+                                   allowed_mechs="PLAIN", timeout=DEADLINE)
+        sender = amqp1.create_sender("/exchanges/fx1/k")
+        for _ in range(2):
+            sender.send(RawMessage(encoded(message, after=footer)))
+        amqp1.close()
+        amqp1 = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{a.amqp_port}",
+                                   allowed_mechs="PLAIN", timeout=DEADLINE)
+        got = sections(receive_raw(amqp1, "/queues/fx1-at-a"))
+        amqp1.close()
+        assert (got[0x77], got[FOOTER], got[0x74]) == ({"k": "v"}, {"sig": b"s"},
+                                                       {"colour": "red"})
+        assert got[MESSAGE_ANNOTATIONS]["x-opt-tag"] == "t"
+
+        def view(proc, queue):
+            conn = pika.BlockingConnection(pika.URLParameters(proc.amqp_url))
+            _m, props, body = eventually(
+                lambda: (got := conn.channel().basic_get(queue, auto_ack=True))[0]
+                is not None and got, f"a message in {queue}")
+            conn.close()
+            return body, props.type, props.headers
+        body, kind, headers = view(a, "fx1-at-a")
+        assert headers.pop("x-received-from")[0]["exchange"] == "fx1"
+        assert (body, kind, headers) == view(b, "fx1-at-b")
+        assert (body, kind) == (section(0x77, {"k": "v"}) + footer, "amqp-1.0")
+    finally:
+        apis["a"].delete("/api/policies/%2F/fed-fx1")
 
 
 # ------------------------------------------------------------------------------ status

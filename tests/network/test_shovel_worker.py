@@ -40,7 +40,7 @@ class BrokenDestination:
     def open(self, lost):
         return succeed(None)
 
-    def publish(self, exchange, routing_key, properties, body):
+    def publish(self, exchange, routing_key, properties, body, amqp1_sections=None):
         raise RuntimeError("boom")
 
     def close(self):

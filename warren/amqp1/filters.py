@@ -5,7 +5,8 @@ by ``apache.org:selector-filter:string`` (code ``0x0000468C00000004``), under an
 ``jms-selector``). As ActiveMQ: the selector is parsed when the link attaches (the core's
 ``broker/selector.py``, the one STOMP uses), an invalid one refuses the link with
 ``amqp:invalid-field`` and the selector as the description, and the attach answered carries
-only the filters applied, so the client can tell one it sent was ignored.
+only the filters applied, so the client can tell one it sent was ignored. JMSType is the
+subject of a message an AMQP 1.0 sender published (``broker/jms.py``'s reader).
 
 A JMS topic subscriber created with ``noLocal`` sends a filter described by
 ``apache.org:no-local-filter:list`` (code ``0x0000468C00000003``; Qpid JMS puts it under
@@ -18,9 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..broker.jms import read_amqp1_subject_with
 from ..broker.selector import Selector, SelectorError
 from ..amqp1_message.codec import Described
+from ..amqp1_message.mapping import subject_of
 from .errors import LinkError
+
+# JMSType of a message an AMQP 1.0 sender published is its subject, as ActiveMQ maps it; the
+# subject is no 0-9-1 property, so the core's selectors read it through this front end
+read_amqp1_subject_with(subject_of)
 
 #: the selector filter's descriptor, by name and by code
 SELECTOR_DESCRIPTORS = ("apache.org:selector-filter:string", 0x0000468C00000004)

@@ -616,13 +616,15 @@ def decode_message(data: bytes) -> dict[str, Any]:
     """A bare message's sections by name (``data`` is a list of the data sections). A body of
     amqp-value or amqp-sequence sections is also kept as sent, its sections' bytes as one
     ``encoded_body``, so it can travel on without being encoded again (``encode_message``
-    writes it back as it is). A body of two kinds, or of two amqp-values, is no message
-    (spec 3.2: one amqp-value, or data sections, or amqp-sequence sections)."""
+    writes it back as it is), and the footer after such a body as ``encoded_footer`` too
+    (RabbitMQ 4 hands both on as they came, ``mapping.body_from``). A body of two kinds, or
+    of two amqp-values, is no message (spec 3.2: one amqp-value, or data sections, or
+    amqp-sequence sections)."""
     buf = memoryview(data)
     pos = 0
     sections: dict[str, Any] = {}
     body_kind = None
-    body_start = body_end = 0
+    body_start = body_end = footer_start = 0
     while pos < len(buf):
         start = pos
         value, pos = decode_at(buf, pos)
@@ -636,6 +638,8 @@ def decode_message(data: bytes) -> dict[str, Any]:
                 elif body_kind != name or name == "amqp_value":
                     raise DecodeError("a body of more than one amqp-value or of two kinds")
                 body_end = pos
+            if name == "footer":
+                footer_start = start
             if name == "data":
                 if not isinstance(value.value, bytes):
                     raise DecodeError("data section that is not binary")
@@ -648,6 +652,8 @@ def decode_message(data: bytes) -> dict[str, Any]:
             raise DecodeError("message section of an unknown kind")
     if body_kind is not None and body_kind != "data":
         sections["encoded_body"] = bytes(buf[body_start:body_end])
+        if footer_start:
+            sections["encoded_footer"] = bytes(buf[footer_start:])
     return sections
 
 

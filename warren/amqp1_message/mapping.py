@@ -1,20 +1,32 @@
 """AMQP 1.0 message sections <-> the core's AMQP 0-9-1 properties, as RabbitMQ 4 maps them
 (``mc_amqpl``): header durable/priority/ttl <-> delivery-mode 2/priority/expiration;
-properties message-id, user-id, correlation-id, content-type, content-encoding, reply-to keep
-their names; subject <-> type; creation-time (ms) <-> timestamp (s); application-properties
-<-> headers.
+properties message-id, user-id, correlation-id (a uuid as its ``urn:uuid:`` text and back,
+a ulong in decimal; a binary or over-long id is the ``x-message-id``/``x-correlation-id``
+header, and a 1.0 receiver gets the id as sent, ``_IDS``), content-type, content-encoding
+keep their names; reply-to ``/queues/Q`` <-> Q (any other address as it is; a 1.0 receiver
+gets the address as sent, ``_REPLY_TO``); group-id <-> app-id; creation-time (ms) <->
+timestamp (s); application-properties <-> headers.
+
+The subject has no 0-9-1 form, as in RabbitMQ 4: a 0-9-1 consumer sees the type
+``amqp-1.0`` for a body that is not data (below), else the ``x-basic-type`` annotation's
+value if the sender gave one, else no type; the subject travels in ``amqp1_sections``
+(``_SUBJECT``) to 1.0 receivers, and selectors read it as JMSType (ActiveMQ's mapping;
+``broker/jms.py`` asks ``subject_of``). A 0-9-1 type goes out to 1.0 receivers as the
+``x-basic-type`` annotation, not the subject. The ``x-basic-*`` annotations, and the
+``x-exchange``/``x-routing-key`` a receiver is told at delivery, are no headers
+(``mc_amqpl``'s internal ones).
 
 The body, as RabbitMQ 4 keeps it: a 1.0 receiver gets the body section(s) the sender chose,
 and a 0-9-1 consumer what RabbitMQ 4's ``mc_amqpl`` gives it. Data sections: their bytes
 joined (several sections reach a 1.0 receiver as several again). Any other body (an
 amqp-value of whatever type, even a string or binary, or amqp-sequence sections): the core's
-body is those sections AMQP-encoded as they came, and the 0-9-1 ``type`` is ``amqp-1.0``
-(``AMQP1_BODY_TYPE``) unless the sender gave a subject. RabbitMQ 4 says ``amqp-1.0`` even
-then (it maps no subject to 0-9-1), but here the subject is the type, and JMSType, which
-Qpid JMS sends as the subject (a TextMessage has an amqp-value body), must stay what
-selectors see. A message published over 0-9-1 arrives over 1.0 as one data section, unless
+body is those sections AMQP-encoded as they came (the footer after them), and the 0-9-1
+``type`` is ``amqp-1.0`` (``AMQP1_BODY_TYPE``), so the body can be read back, by a 1.0
+receiver after a 0-9-1 hop too (a shovel, federation). A message published over 0-9-1
+arrives over 1.0 as one data section, unless
 its type says ``amqp-1.0`` and its body is body sections: then it arrives as those
-sections, as RabbitMQ 4 decodes it.
+sections, as RabbitMQ 4 decodes it. The MQTT front end's own ``x-mqtt-*`` headers are no
+annotations (``mqtt.py``, RabbitMQ 4's ``mc_mqtt``).
 
 Message annotations travel as RabbitMQ's conversion table gives them: an annotation whose
 key starts with ``x-`` becomes a header of that name, and a header whose name starts with
@@ -29,21 +41,25 @@ kept, as RabbitMQ 4 ignores them.
 
 RabbitMQ 4 keeps an AMQP 1.0 message whole, so what has no 0-9-1 form still reaches an AMQP
 1.0 receiver: annotations without the ``x-`` prefix, with a ulong key, or with a value no
-header holds whole (a uuid), the footer, what the body needs (``_ENCODED``, ``_SIZES``),
-and for no-local the publishing connection (``_PUBLISHER``). They travel in the message's
-``amqp1_sections`` (``extra_sections``), which only this front end reads; a 0-9-1, STOMP or
-MQTT consumer does not see them, as RabbitMQ 4's conversion to 0-9-1 drops them. A message
-with one data section and nothing else of the kind has none: the usual case adds nothing.
+header holds whole (a uuid), the footer, the subject (``_SUBJECT``), what the body needs
+(``_ENCODED``, ``_SIZES``), and for no-local the publishing connection (``_PUBLISHER``).
+They travel in the message's ``amqp1_sections`` (``extra_sections``), which only this front
+end reads; a 0-9-1, STOMP or MQTT consumer does not see them, as RabbitMQ 4's conversion
+to 0-9-1 drops them. A message with one data section and nothing else of the kind has none:
+the usual case adds nothing.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote, unquote
+from uuid import UUID
 
 from ..model.message import Properties
 from .codec import (Composite, DecodeError, Symbol, Timestamp, UByte, UInt,
                     decode_message, encode, encode_message)
+from .mqtt import MQTT_HEADERS
 
 #: the 0-9-1 type of a message whose body is AMQP 1.0 body sections, encoded (``mc_amqpl``)
 AMQP1_BODY_TYPE = "amqp-1.0"
@@ -53,9 +69,24 @@ AMQP1_BODY_TYPE = "amqp-1.0"
 _ENCODED = Symbol("encoded-body")   # true: the core's body is the encoded body sections
 _SIZES = Symbol("data-sizes")       # the sizes of the several data sections the body joins
 _PUBLISHER = Symbol("publisher")    # the publishing connection's token (``publisher_note``)
+_SUBJECT = Symbol("subject")        # the properties' subject, which 0-9-1 has no place for
+_REPLY_TO = Symbol("reply-to")      # the reply-to address as sent (0-9-1's drops /queues/)
+#: a message-id or correlation-id as sent when 0-9-1 holds it otherwise (binary, a ulong, a
+#: string over 255 bytes), by property name
+_IDS = {"message_id": Symbol("message-id"), "correlation_id": Symbol("correlation-id")}
+#: the 0-9-1 header holding such an id that 0-9-1 has no property for (``mc_amqpl``)
+_ID_HEADERS = {"message_id": "x-message-id", "correlation_id": "x-correlation-id"}
+#: annotations that are no 0-9-1 headers (``mc_amqpl``'s ``is_internal_header``)
+_INTERNAL = ("x-basic-", "x-exchange", "x-routing-key")
 #: the notes of an encoded body with nothing else kept (the usual case for one): one object
 #: shared by every such message, and known on delivery without decoding
 _ENCODED_ONLY = encode_message({"delivery_annotations": {_ENCODED: True}})
+_MQTT = Symbol("mqtt")              # an MQTT publish (below)
+#: the ``amqp1_sections`` of an MQTT publish with a Response Topic or Correlation Data: a 1.0
+#: receiver gets them as RabbitMQ 4's ``mc_mqtt`` gives them (a reply-to address on the
+#: MQTT exchange, binary correlation data), not as the 0-9-1 reply-to and correlation-id
+#: the other protocols see
+MQTT_PUBLISH = encode_message({"delivery_annotations": {_MQTT: True}})
 
 _PLAIN = (str, bytes, int, float, bool)
 _DROP = object()        # a value the other side has no type for: left out
@@ -106,41 +137,91 @@ def properties_from(sections: dict[str, Any]) -> Properties:
         if header.ttl is not None:
             props.expiration = str(int(header.ttl))
     p = sections.get("properties")
+    id_headers: dict[str, Any] = {}
     if p is not None:
-        for name in ("message_id", "correlation_id"):
+        for name in ("correlation_id", "message_id"):
             value = getattr(p, name)
             if value is not None:
-                setattr(props, name, value.decode("utf-8", "replace")
-                        if isinstance(value, bytes) else str(value))
+                text = _id_text(value)
+                if text is None or len(text.encode("utf-8")) > 255:
+                    id_headers[_ID_HEADERS[name]] = value   # binary, or too long
+                else:
+                    setattr(props, name, text)
         if p.user_id is not None:
             props.user_id = bytes(p.user_id).decode("utf-8", "replace")
         if p.reply_to is not None:
-            props.reply_to = str(p.reply_to)
+            props.reply_to = _reply_to_091(str(p.reply_to))
+        if isinstance(p.group_id, str) and len(p.group_id.encode("utf-8")) <= 255:
+            props.app_id = p.group_id
         if p.content_type is not None:
             props.content_type = str(p.content_type)
         if p.content_encoding is not None:
             props.content_encoding = str(p.content_encoding)
-        if p.subject is not None:
-            props.type = str(p.subject)
         if p.creation_time is not None:
             props.timestamp = int(p.creation_time) // 1000
-    headers = {str(k): v for k, v in (sections.get("application_properties") or {}).items()
-               if isinstance(v, _PLAIN) or v is None}
+    # the x- annotations first, then the application properties, as RabbitMQ 4 orders
+    # them for 0-9-1 (mc_amqpl) and MQTT (mc_mqtt's User Properties)
+    headers = {}
     for key, value in (sections.get("message_annotations") or {}).items():
         if _is_header(key):
             value = _header_value(value)
             if value is not _DROP:
                 headers[str(key)] = value
+    headers.update(id_headers)
+    for key, value in (sections.get("application_properties") or {}).items():
+        if isinstance(value, _PLAIN) or value is None:
+            headers[str(key)] = value
     if headers:
         props.headers = headers
-    if "encoded_body" in sections and props.type is None:
+    if "encoded_body" in sections:
         props.type = AMQP1_BODY_TYPE    # an encoded body, RabbitMQ 4 tells 0-9-1 consumers
+    else:
+        kind = (sections.get("message_annotations") or {}).get("x-basic-type")
+        if isinstance(kind, str):
+            props.type = str(kind)
     return props
 
 
+def _reply_to_091(address: str) -> str | None:
+    """A reply-to address as 0-9-1 holds it: a queue's v2 address as the queue's name (a
+    0-9-1 responder publishes to it through the default exchange), any other as it is
+    (RabbitMQ 4's ``mc_amqpl``). A 1.0 receiver gets the address as sent (``_REPLY_TO``)."""
+    if address.startswith("/queues/"):
+        try:
+            return unquote(address[8:], errors="strict")
+        except UnicodeDecodeError:
+            return None                 # no name: RabbitMQ 4 drops it too
+    return address
+
+
+def _id_text(value: Any) -> str | None:
+    """A message-id or correlation-id as a 0-9-1 property holds it: a uuid as its URN
+    (``urn:uuid:...``), a ulong in decimal, a string as it is; binary has none (it goes in
+    the ``x-message-id``/``x-correlation-id`` header: RabbitMQ 4's ``mc_amqpl``)."""
+    if isinstance(value, bytes):
+        return None
+    if isinstance(value, UUID):
+        return value.urn
+    if isinstance(value, str):
+        return value
+    return str(int(value))
+
+
+def _id_value(text: str | None) -> Any:
+    """A 0-9-1 message-id or correlation-id as AMQP 1.0 holds it: a uuid's URN as the
+    uuid, as RabbitMQ 4 converts it back; any other text a string."""
+    if text is not None and text.startswith("urn:uuid:") and len(text) == 45:
+        try:
+            return UUID(text[9:])
+        except ValueError:
+            pass
+    return text
+
+
 def _is_header(key: Any) -> bool:
-    """An annotation 0-9-1 has as a header: an ``x-`` key (RabbitMQ 4's ``mc_amqpl``)."""
-    return isinstance(key, str) and key.startswith("x-")
+    """An annotation 0-9-1 has as a header: an ``x-`` key but the internal ones (RabbitMQ
+    4's ``mc_amqpl``)."""
+    return isinstance(key, str) and key.startswith("x-") and not key.startswith(_INTERNAL)
 
 
 def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> bytes | None:
@@ -154,8 +235,20 @@ def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> 
                    if not _is_header(key) or _header_value(value) != value}   # lossy
     footer = sections.get("footer") or None
     notes: dict[Symbol, Any] = {}
+    p = sections.get("properties")
+    if p is not None:
+        if p.subject is not None:
+            notes[_SUBJECT] = str(p.subject)
+        if p.reply_to is not None:
+            notes[_REPLY_TO] = str(p.reply_to)
+        for name, note in _IDS.items():
+            value = getattr(p, name)
+            if value is not None and not isinstance(value, UUID) and not (
+                    isinstance(value, str) and len(value.encode("utf-8")) <= 255):
+                notes[note] = value     # 0-9-1 holds it in another form
     if "encoded_body" in sections:
         notes[_ENCODED] = True
+        footer = None                   # after it in the body (body_from)
     elif len(sections.get("data", ())) > 1:
         notes[_SIZES] = [UInt(len(chunk)) for chunk in sections["data"]]
     if publisher is not None:
@@ -169,6 +262,32 @@ def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> 
                            "message_annotations": annotations or None, "footer": footer})
 
 
+def _notes(extra: bytes | None) -> dict[Any, Any]:
+    """The notes ``extra_sections`` wrote into a message's ``amqp1_sections``."""
+    if extra is None:
+        return {}
+    if extra is _ENCODED_ONLY or extra == _ENCODED_ONLY:
+        return {_ENCODED: True}
+    if extra is MQTT_PUBLISH or extra == MQTT_PUBLISH:
+        return {_MQTT: True}
+    return decode_message(extra).get("delivery_annotations") or {}
+
+
+def amqp1_view(extra: bytes | None) -> tuple[bool, str | None]:
+    """Of a message whose ``amqp1_sections`` are ``extra``: whether its body is AMQP 1.0
+    body sections encoded (an amqp-value or amqp-sequence body), not data's bytes, and the
+    reply-to address an AMQP 1.0 sender gave (None: none, or no 1.0 sender)."""
+    notes = _notes(extra)
+    reply_to = notes.get(_REPLY_TO)
+    return bool(notes.get(_ENCODED)), reply_to if isinstance(reply_to, str) else None
+
+
+def subject_of(extra: bytes) -> str | None:
+    """The subject an AMQP 1.0 sender gave, from a message's ``amqp1_sections``."""
+    subject = _notes(extra).get(_SUBJECT)
+    return subject if isinstance(subject, str) else None
+
+
 def publisher_note(token: bytes) -> bytes:
     """The bytes ``extra_sections`` writes for a message published with ``token`` (a
     connection's random token): a message whose ``amqp1_sections`` hold them was published
@@ -179,10 +298,11 @@ def publisher_note(token: bytes) -> bytes:
 
 def body_from(sections: dict[str, Any]) -> bytes:
     """The body the core keeps: data sections joined; any other body its sections encoded
-    as they came (RabbitMQ 4's 0-9-1 body for them)."""
+    as they came, and the footer after them, as RabbitMQ 4's 0-9-1 body (and MQTT payload)
+    for them is (``mc_amqp``'s ``amqp_encoded_body_and_footer``)."""
     if "data" in sections:
         return b"".join(sections["data"])
-    return sections.get("encoded_body", b"")
+    return sections.get("encoded_body", b"") + sections.get("encoded_footer", b"")
 
 
 def _held_sections(body: bytes) -> dict[str, Any] | None:
@@ -193,7 +313,9 @@ def _held_sections(body: bytes) -> dict[str, Any] | None:
         held = decode_message(body)
     except DecodeError:
         return None
-    if not held or not set(held) <= {"data", "amqp_value", "amqp_sequence", "encoded_body"}:
+    if not set(held) <= {"data", "amqp_value", "amqp_sequence", "encoded_body", "footer",
+                         "encoded_footer"} \
+            or not held.keys() & {"data", "amqp_value", "amqp_sequence"}:
         return None
     return held
 
@@ -217,8 +339,30 @@ def _body(sections: dict[str, Any], body: bytes, notes: dict[Any, Any],
         sections["data"] = [body]
     elif "data" in held:
         sections["data"] = held["data"]
+        if held.get("footer"):
+            sections["footer"] = held["footer"]
     else:
-        sections["encoded_body"] = body
+        sections["encoded_body"] = body         # the footer, if any, with it
+
+
+def _mqtt_reply(props: Properties, exchange: str) -> tuple[str | None, Any]:
+    """An MQTT publish's reply-to and correlation-id as RabbitMQ 4's ``mc_mqtt`` gives them
+    to 1.0 receivers: the Response Topic as the v2 address of its key on the exchange the
+    publish went to (the MQTT exchange), the Correlation Data as binary (a uuid's URN as the
+    uuid), kept by the MQTT front end as the correlation-id or, when it is no short UTF-8
+    string, the ``x-correlation-id`` header."""
+    reply_to = f"/exchanges/{exchange}/{quote(props.reply_to, safe='')}" \
+        if props.reply_to is not None else None
+    correlation: Any = None
+    if props.correlation_id is not None:
+        correlation = _id_value(props.correlation_id)
+        if isinstance(correlation, str):
+            correlation = correlation.encode("utf-8")
+    else:
+        held = (props.headers or {}).get("x-correlation-id")
+        if isinstance(held, (bytes, bytearray)):
+            correlation = bytes(held)
+    return reply_to, correlation
 
 
 def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: str,
@@ -241,27 +385,41 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
                             delivery_count=UInt(1) if redelivered else None),
     }
     _body(sections, body, notes, props)
-    # the type of an encoded body with no subject only says what the body is
-    subject = None if "encoded_body" in sections and props.type == AMQP1_BODY_TYPE \
-        else props.type
-    fields = dict(message_id=props.message_id, correlation_id=props.correlation_id,
+    subject = notes.get(_SUBJECT)
+    # the ids as an AMQP 1.0 sender gave them, else as RabbitMQ 4 converts 0-9-1's
+    sent_ids = {name: notes[note] for name, note in _IDS.items() if note in notes}
+    correlation = sent_ids.get("correlation_id", _id_value(props.correlation_id))
+    reply_to = notes.get(_REPLY_TO)     # as an AMQP 1.0 sender gave it
+    if reply_to is None and props.reply_to is not None:
+        # a queue's name, as RabbitMQ 4 writes a 0-9-1 reply-to
+        reply_to = f"/queues/{quote(props.reply_to, safe='')}"
+    mqtt = bool(notes.get(_MQTT))
+    if mqtt:
+        reply_to, correlation = _mqtt_reply(props, exchange)
+    fields = dict(message_id=sent_ids.get("message_id", _id_value(props.message_id)),
+                  correlation_id=correlation,
                   user_id=props.user_id.encode("utf-8") if props.user_id is not None else None,
-                  reply_to=props.reply_to, subject=subject,
+                  reply_to=reply_to, subject=subject if isinstance(subject, str) else None,
                   content_type=Symbol(props.content_type) if props.content_type else None,
                   content_encoding=Symbol(props.content_encoding)
                   if props.content_encoding else None,
                   creation_time=Timestamp(props.timestamp * 1000)
-                  if props.timestamp is not None else None)
+                  if props.timestamp is not None else None, group_id=props.app_id)
     if any(v is not None for v in fields.values()):
         sections["properties"] = Composite("properties", **fields)
     annotations: dict[Any, Any] = {}
+    if props.type is not None and not notes.get(_ENCODED):
+        # a 0-9-1 type (an AMQP 1.0 sender's type annotation: kept as it came, below)
+        annotations[Symbol("x-basic-type")] = props.type
     app: dict[str, Any] = {}
+    id_headers = {_ID_HEADERS[name] for name in sent_ids}    # the ids are properties again
     for key, value in (props.headers or {}).items():
         value = _amqp1_value(value)
-        if value is _DROP:
+        if value is _DROP or key in id_headers:
             continue
         if key.startswith("x-"):
-            annotations[Symbol(key)] = value
+            if key not in MQTT_HEADERS and not (mqtt and key == "x-correlation-id"):
+                annotations[Symbol(key)] = value    # not the MQTT front end's own
         elif not isinstance(value, (dict, list)):
             app[key] = value            # a table or array is no application property
     annotations.update(kept.get("message_annotations") or {})

@@ -8,7 +8,10 @@ values and types (checked against 5.17, ``tests/compat/stomp_activemq.py``):
 ``JMSDeliveryMode`` is ``'PERSISTENT'``/``'NON_PERSISTENT'``, ``JMSRedelivered`` a boolean,
 ``JMSPriority`` 4 when unset, ``JMSTimestamp``/``JMSExpiration`` ms since the epoch (0 when
 unset): a ``timestamp``/``expires`` header as an ActiveMQ client sent it, else the AMQP
-timestamp (seconds) in ms. Anything else is a message header.
+timestamp (seconds) in ms. ``JMSType`` is the type, or for a message an AMQP 1.0 sender
+published its subject (ActiveMQ's mapping), which 0-9-1 has no property for: the 1.0 front end
+hands the core a reader of it (``read_amqp1_subject_with``), since the core cannot read
+AMQP 1.0 sections. Anything else is a message header.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from typing import Any, Callable
 
 from ..model.message import Message, Properties, QueueEntry
 
-__all__ = ["DEFAULT_PRIORITY", "JMS_HEADERS", "entry_lookup", "jms_timestamp",
-           "message_lookup"]
+__all__ = ["DEFAULT_PRIORITY", "JMS_HEADERS", "entry_lookup", "jms_timestamp", "jms_type",
+           "message_lookup", "read_amqp1_subject_with"]
 
 #: JMS's default priority (javax.jms.Message.DEFAULT_PRIORITY)
 DEFAULT_PRIORITY = 4
@@ -43,13 +46,32 @@ def jms_timestamp(props: Properties) -> int:
     return stamp * 1000 if stamp else 0
 
 
+#: the subject of a message's ``amqp1_sections`` (None: it has none), once the AMQP 1.0 front
+#: end gave it
+_amqp1_subject: Callable[[bytes], str | None] | None = None
+
+
+def read_amqp1_subject_with(reader: Callable[[bytes], str | None]) -> None:
+    """JMSType of a message with ``amqp1_sections`` is what ``reader`` finds in them."""
+    global _amqp1_subject
+    _amqp1_subject = reader
+
+
+def jms_type(message: Message, props: Properties) -> str | None:
+    """JMSType: an AMQP 1.0 sender's subject, else the type."""
+    extra = message.amqp1_sections
+    if extra is not None and _amqp1_subject is not None:
+        return _amqp1_subject(extra)
+    return props.type
+
+
 #: name -> value of (message, its properties, redelivered)
 JMS_HEADERS: dict[str, Callable[[Message, Properties, bool], Any]] = {
     "JMSDeliveryMode": lambda m, p, r: "PERSISTENT" if m.persistent else "NON_PERSISTENT",
     "JMSPriority": lambda m, p, r: p.priority if p.priority is not None else DEFAULT_PRIORITY,
     "JMSMessageID": lambda m, p, r: p.message_id,
     "JMSCorrelationID": lambda m, p, r: p.correlation_id,
-    "JMSType": lambda m, p, r: p.type,
+    "JMSType": lambda m, p, r: jms_type(m, p),
     "JMSTimestamp": lambda m, p, r: jms_timestamp(p),
     "JMSReplyTo": lambda m, p, r: p.reply_to,
     "JMSExpiration": lambda m, p, r: _header_int(p, "expires") or 0,

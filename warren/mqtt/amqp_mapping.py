@@ -8,7 +8,20 @@ Correlation Data <-> correlation_id (UTF-8 data; other bytes go in the ``x-corre
 header), Message Expiry Interval (s) <-> expiration (ms), Payload Format Indicator <->
 header ``x-mqtt-payload-format``. QoS 2 and the RETAIN flag of a publish travel in the
 ``x-mqtt-publish-qos`` / ``x-mqtt-retain`` headers; for other messages QoS is 1 when
-persistent, else 0.
+persistent, else 0. Header values become User Property strings as RabbitMQ 4 writes them
+(``amqp1_message.mqtt.property_text``: ``true``, decimal integers, Erlang's floats); bytes,
+tables and arrays have no string form and are left out.
+
+A message published over AMQP 1.0 is delivered as RabbitMQ 4's ``mc_mqtt`` converts it
+(``amqp1_message/mqtt.py``): an amqp-value or amqp-sequence body is the payload as a 0-9-1
+consumer gets it (the sections encoded) with the Content Type ``message/vnd.rabbitmq.amqp``
+(``amqp1_properties``, the one check on the delivery path: only messages with something
+0-9-1 has no form for have ``amqp1_sections``), and the reply-to address the 1.0 sender gave
+is a Response Topic only when it names a key on the MQTT exchange (``/exchanges/amq.topic/
+a.b`` -> ``a/b``). A publish with a Response Topic or Correlation Data is marked
+(``MQTT_PUBLISH``) so that AMQP 1.0 receivers get them as RabbitMQ 4 gives them (a reply-to
+address, binary correlation data) while 0-9-1 and STOMP consumers keep seeing the key and
+the text.
 """
 
 from __future__ import annotations
@@ -16,6 +29,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from warren.amqp1_message.mapping import MQTT_PUBLISH, amqp1_view
+from warren.amqp1_message.mqtt import (CONTENT_TYPE_AMQP, MQTT_HEADERS, property_text,
+                                      response_key)
 from warren.model.message import Message, Properties, QueueEntry
 from warren.mqtt.retained import RetainedMessage
 from warren.mqtt.topics import key_to_topic, topic_to_key
@@ -23,11 +39,11 @@ from warren.mqtt.topics import key_to_topic, topic_to_key
 if TYPE_CHECKING:
     from warren.mqtt.session_state import Sub
 
-__all__ = ["build_message", "header_text", "out_properties", "published_qos", "retained_from"]
+__all__ = ["amqp1_properties", "build_message", "out_properties", "published_qos",
+           "retained_from"]
 
 # our headers, never shown to MQTT clients as user properties
-_OWN_HEADERS = ("x-mqtt-publish-qos", "x-mqtt-retain", "x-mqtt-publisher",
-                "x-mqtt-payload-format", "x-correlation-id")
+_OWN_HEADERS = MQTT_HEADERS | {"x-correlation-id"}
 
 
 def build_message(broker: Any, exchange: str, topic: str, payload: bytes, qos: int,
@@ -70,7 +86,10 @@ def build_message(broker: Any, exchange: str, topic: str, payload: bytes, qos: i
         p.expiration = str(expiry * 1000)
     if headers:
         p.headers = headers
-    return Message(exchange, key, payload, codec=broker.codec, props=p)
+    msg = Message(exchange, key, payload, codec=broker.codec, props=p)
+    if "response_topic" in props or cd is not None:
+        msg.amqp1_sections = MQTT_PUBLISH   # AMQP 1.0 receivers get them as RabbitMQ 4 does
+    return msg
 
 
 def retained_from(topic: str, payload: bytes, qos: int, props: dict[str, Any],
@@ -90,16 +109,34 @@ def published_qos(msg: Message) -> int:
     return 1
 
 
-def header_text(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    return str(value)
+def amqp1_properties(msg: Message, props: dict[str, Any], exchange: str) -> None:
+    """What differs for a message that has ``amqp1_sections`` (an AMQP 1.0 publish), into
+    ``props``: the Content Type of a payload that is body sections encoded, and the Response
+    Topic of the reply-to address as the sender gave it (``response_key``)."""
+    encoded, reply_to = amqp1_view(msg.amqp1_sections)
+    if encoded:
+        props["content_type"] = CONTENT_TYPE_AMQP
+    if reply_to is not None:
+        key = response_key(reply_to, exchange, msg.properties.headers)
+        if key is None:
+            props.pop("response_topic", None)
+        else:
+            props["response_topic"] = key_to_topic(key)
+
+
+def _response_topic(reply_to: str, exchange: str, headers: dict[str, Any] | None) -> str | None:
+    """The Response Topic of a reply-to: a routing key on the MQTT exchange as its topic; an
+    AMQP 1.0 address (it starts with ``/``) as RabbitMQ 4 reads it (``response_key``)."""
+    if not reply_to.startswith("/"):
+        return key_to_topic(reply_to)
+    key = response_key(reply_to, exchange, headers)
+    return key_to_topic(key) if key is not None else None
 
 
 def out_properties(msg: Message, subs: tuple[Sub, ...], entry: QueueEntry | None,
-                   clock: Any) -> dict[str, Any]:
+                   clock: Any, exchange: str) -> dict[str, Any]:
     """MQTT 5 PUBLISH properties for a core message (see the module docstring); *clock* tells
-    the Message Expiry Interval left."""
+    the Message Expiry Interval left; *exchange* is the MQTT exchange."""
     p = msg.properties
     out: dict[str, Any] = {}
     headers = p.headers
@@ -110,7 +147,9 @@ def out_properties(msg: Message, subs: tuple[Sub, ...], entry: QueueEntry | None
     if p.content_type is not None:
         out["content_type"] = p.content_type
     if p.reply_to is not None:
-        out["response_topic"] = key_to_topic(p.reply_to)
+        topic = _response_topic(p.reply_to, exchange, headers)
+        if topic is not None:
+            out["response_topic"] = topic
     if p.correlation_id is not None:
         out["correlation_data"] = p.correlation_id.encode("utf-8")
     elif headers and "x-correlation-id" in headers:
@@ -120,8 +159,12 @@ def out_properties(msg: Message, subs: tuple[Sub, ...], entry: QueueEntry | None
         out["message_expiry_interval"] = max(
             0, math.ceil(entry.expires_at - clock.seconds()))
     if headers:
-        users = [(str(k), header_text(v)) for k, v in headers.items()
-                 if k not in _OWN_HEADERS]
+        users = []
+        for k, v in headers.items():
+            if k not in _OWN_HEADERS:
+                text = v if type(v) is str else property_text(v)   # str: the usual case
+                if text is not None:
+                    users.append((str(k), text))
         if users:
             out["user_property"] = users
     ids = [s.identifier for s in subs if s.identifier]

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from warren.model.errors import AccessRefused, BrokerError
 from warren.model.message import Message, QueueEntry
 from warren.mqtt import errors as rc
-from warren.mqtt.amqp_mapping import out_properties, published_qos
+from warren.mqtt.amqp_mapping import amqp1_properties, out_properties, published_qos
 from warren.mqtt.codec import (MqttError, PubAck, PubComp, PubRec, PubRel, SubAck, Subscribe,
                                UnsubAck, Unsubscribe, validate_topic_filter)
 from warren.mqtt.properties import encode_properties, encode_string, encode_varint
@@ -156,7 +156,9 @@ class Subscriptions:
             if any(s.retain_as_published for s in subs):
                 h = msg.properties.headers
                 retain = bool(h and h.get("x-mqtt-retain"))
-            props = out_properties(msg, subs, entry, self.clock)
+            props = out_properties(msg, subs, entry, self.clock, self.exchange.name)
+            if msg.amqp1_sections is not None:
+                amqp1_properties(msg, props, self.exchange.name)   # an AMQP 1.0 publish
         else:
             props = None
         self._write_publish(topic, msg.body, qos, pid, entry.redelivered and qos > 0, retain,
@@ -240,7 +242,11 @@ class Subscriptions:
             self._write_publish(r.topic, r.payload, flight.qos, pid, True, True, props)
             return
         msg = flight.entry.message
-        props = out_properties(msg, (), flight.entry, self.clock) if self.level == 5 else None
+        props = None
+        if self.level == 5:
+            props = out_properties(msg, (), flight.entry, self.clock, self.exchange.name)
+            if msg.amqp1_sections is not None:
+                amqp1_properties(msg, props, self.exchange.name)
         self._write_publish(key_to_topic(msg.routing_key), msg.body, flight.qos, pid, True,
                             False, props)
 

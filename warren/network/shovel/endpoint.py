@@ -22,7 +22,13 @@ class Carried:
 
     ``properties`` are the AMQP basic properties by their AMQP names (``headers``,
     ``delivery_mode``, ``type`` ...), absent ones left out; ``tag`` is the source's handle for
-    ``ack``/``requeue``, meaningless to anyone else.
+    ``ack``/``requeue``, meaningless to anyone else. ``amqp1_sections``: what of an AMQP 1.0
+    publish 0-9-1 has no form for (its subject, footer, other annotations:
+    ``Message.amqp1_sections``), which only a source in this broker has and only a
+    destination in it can keep: a 1.0 receiver there gets the message whole, as RabbitMQ 4's
+    shovel over AMQP 1.0 hands it on. Over 0-9-1 to another broker only the 0-9-1 form
+    crosses, as with RabbitMQ 4's 0-9-1 shovel: properties, headers (application properties
+    and ``x-`` annotations), the type ``amqp-1.0`` and the body with its footer.
     """
 
     exchange: str
@@ -30,6 +36,7 @@ class Carried:
     properties: dict[str, Any]
     body: bytes
     tag: Any
+    amqp1_sections: bytes | None = None
 
 
 class Source(Protocol):
@@ -68,8 +75,9 @@ class Destination(Protocol):
         """Connect and declare the destination queue when the definition names one."""
 
     def publish(self, exchange: str, routing_key: str, properties: dict[str, Any],
-                body: bytes) -> Deferred:
-        """Fires once the destination took responsibility (confirm); errbacks on refusal."""
+                body: bytes, amqp1_sections: bytes | None = None) -> Deferred:
+        """Fires once the destination took responsibility (confirm); errbacks on refusal.
+        ``amqp1_sections`` (see :class:`Carried`) is kept by a destination in this broker."""
 
     @property
     def writable(self) -> bool:

@@ -145,7 +145,8 @@ class LocalSource:
             self._unacked[id(entry)] = entry
         m = entry.message
         if self._deliver is not None:
-            self._deliver(Carried(m.exchange, m.routing_key, properties_of(m), m.body, entry))
+            self._deliver(Carried(m.exchange, m.routing_key, properties_of(m), m.body, entry,
+                                  m.amqp1_sections))
 
     def cancelled(self, queue: Queue) -> None:
         self._unacked.clear()  # the queue is gone with them
@@ -196,7 +197,7 @@ class LocalDestination:
         return self._open and not broker.blocked and not broker.store_alarm
 
     def publish(self, exchange: str, routing_key: str, properties: dict[str, Any],
-                body: bytes) -> Deferred:
+                body: bytes, amqp1_sections: bytes | None = None) -> Deferred:
         broker = self.broker
         try:
             if self._publisher is None:
@@ -208,6 +209,7 @@ class LocalDestination:
             else:
                 msg = Message(exchange, routing_key, body, codec=broker.codec,
                               props=Properties(**properties))
+            msg.amqp1_sections = amqp1_sections   # an AMQP 1.0 publish stays whole
             routed = self._publisher.publish(self._publisher.exchange(exchange), msg)
         except BrokerError as error:
             self._publisher = None  # the vhost may be gone: look it up again next time

@@ -164,5 +164,6 @@ class RemoteDestination(_RemoteEnd):
         return self.link.writable
 
     def publish(self, exchange: str, routing_key: str, properties: dict[str, Any],
-                body: bytes) -> Deferred:
+                body: bytes, amqp1_sections: bytes | None = None) -> Deferred:
+        # only the 0-9-1 form crosses to another broker (Carried)
         return self.link.publish(exchange, routing_key, properties, body)

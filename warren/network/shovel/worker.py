@@ -240,7 +240,8 @@ class Shovel:
         # on-publish acks now, unless the destination pushes back: then the ack waits for the
         # confirm, so the source's prefetch bounds what piles up in front of a slow destination
         acked_now = d.ack_mode == "on-publish" and self.destination.writable
-        published = self.destination.publish(exchange, routing_key, props, carried.body)
+        published = self.destination.publish(exchange, routing_key, props, carried.body,
+                                             carried.amqp1_sections)
         if acked_now and source is not None:
             source.ack(carried.tag)
             self._moved()
