@@ -96,13 +96,15 @@ class MqttConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         try:
             on_publish = session.on_publish
             on_puback = session.on_puback
+            # read once: an Enum member read goes through EnumType.__getattr__ in 3.11
+            connected = State.CONNECTED
             it = iter(packets)
             budget = CONTROL_PACKETS_PER_TURN
             for packet in it:
                 kind = type(packet)
-                if kind is Publish and session.state_name is State.CONNECTED:
+                if kind is Publish and session.state_name is connected:
                     on_publish(packet)
-                elif kind is PubAck and session.state_name is State.CONNECTED:
+                elif kind is PubAck and session.state_name is connected:
                     # as cheap as a PUBLISH: a subscriber's acks are not the control packets
                     # the budget bounds (a read of 1,000 PUBACKs is one turn's work)
                     on_puback(packet)
