@@ -62,7 +62,7 @@ log = logging.getLogger("warren.mqtt")
 
 TOPIC_ALIAS_MAXIMUM = 64          # aliases a client may set towards us
 MAX_CLIENT_ID = 200               # longer ids are refused (queue names stay short)
-_PACK_U16 = struct.Struct(">H").pack
+_PACK_PUBACK = struct.Struct(">HH").pack   # (0x4002, id): a plain PUBACK in one call
 _make_message = Message.make
 
 
@@ -103,6 +103,7 @@ class MqttSession(Subscriptions):
         self._ka_call = None
         self._acks = ConfirmTracker()           # encoded PUBACK/PUBREC/PUBCOMP in order
         self._qos1_unacked: deque[int] = deque()  # _acks numbers of QoS 1 PUBACKs not sent
+        self._confirmed = 0                     # PUBACKs written this read, not yet counted
         self.receive_maximum = max(1, min(self.config.mqtt_receive_maximum, 65535))
         self._settle: dict[Any, list[QueueEntry]] = {}  # queue -> entries acked this read
         self._write_ok = False                  # write permission on the exchange checked
@@ -440,7 +441,7 @@ class MqttSession(Subscriptions):
                 self.state.qos2_received.add(p.packet_id)
             ack = PubRec(p.packet_id, code)
         if ack is None:
-            data = b"\x40\x02" + _PACK_U16(p.packet_id)
+            data = _PACK_PUBACK(0x4002, p.packet_id)
         else:
             data = encode(ack, self.level)
         # an accepting PUBACK/PUBREC is RabbitMQ's publisher confirm, counted when written
@@ -451,8 +452,7 @@ class MqttSession(Subscriptions):
                 self._qos1_unacked.append(seq)
         else:
             self.conn.write(data)
-            if confirms:
-                self.publisher.confirmed(confirms)
+            self._confirmed += confirms   # counted once per read (after_read)
 
     def _queue_ack(self, packet: Any) -> None:
         """An answer that needs no sync, still written after the earlier ones."""
@@ -486,6 +486,9 @@ class MqttSession(Subscriptions):
                 if not queue.deleted:
                     queue.ack(entries)
             self.kick()
+        if self._confirmed:
+            self.publisher.confirmed(self._confirmed)
+            self._confirmed = 0
         d = self._acks.sync(self.broker.sync)
         if d is not None:
             d.addCallbacks(self._synced, self._sync_failed)

@@ -152,7 +152,12 @@ class Subscriptions:
             qos = published_qos(msg)
         state = self.state
         if qos:
-            pid = state.allocate_id()
+            # the next packet id, unless it is still in flight (allocate_id looks further)
+            pid = state.next_id % 65535 + 1
+            if pid in state.inflight:
+                pid = state.allocate_id()
+            else:
+                state.next_id = pid
             # made bare (as the queue makes its entries): no dataclass __init__ per message
             flight = state.inflight[pid] = _new(Inflight)
             flight.queue = queue
