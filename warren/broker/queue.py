@@ -434,7 +434,7 @@ class Queue:
             stats["deliver_no_ack"] += 1
             totals["deliver_no_ack"] += 1
             consumer.deliver(self, entry)
-            self._settle(entry)
+            self.vhost.broker.release(self, entry.message)   # _settle, one call less
         else:
             stats["deliver"] += 1
             totals["deliver"] += 1
