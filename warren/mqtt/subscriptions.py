@@ -199,7 +199,7 @@ class Subscriptions:
             self._topic_bytes[topic] = tb
         new_alias = False
         if props is None:
-            pb = b""
+            head = tb + _PACK_U16(pid) if qos else tb
         else:
             if self.client_alias_max:
                 alias = self.aliases_out.get(topic)
@@ -211,7 +211,7 @@ class Subscriptions:
                     props["topic_alias"] = alias
                     new_alias = True
             pb = encode_properties(props, "publish") if props else b"\x00"
-        head = tb + _PACK_U16(pid) + pb if qos else tb + pb
+            head = tb + _PACK_U16(pid) + pb if qos else tb + pb
         length = len(head) + len(payload)
         if length < 0x80:
             fixed = _SHORT_FIXED[(first & 0x0F) << 7 | length]
