@@ -8,6 +8,12 @@ end of the read by the listener, or at the end of the reactor turn (``callLater(
 another connection caused them. A listener that flushes at the end of each read anyway sets
 ``_in_read`` while it reads so that no extra timer is armed.
 
+A listener may also mark its read with :func:`begin_reading` (MQTT does): what the read's packets
+write to *other* connections (a publish's deliveries to its subscribers) is then flushed when
+the read's packets are handled, before the read's own answers and its store work, instead of
+at the end of the turn: a delivery no longer waits behind the publisher's PUBACK ``send``, the
+reactor's other events and a timer made and run per subscriber connection.
+
 A flush with the transport's buffer empty is written to a plain TCP socket at once
 (``_send_now``); TLS and WebSocket transports, and a transport with bytes still queued, get
 ``transport.write`` as before, so the order of bytes is kept.
@@ -23,6 +29,54 @@ from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet.tcp import Server
+
+#: while a listener's read is under way (``begin_reading``): the outputs written meanwhile that
+#: are not that listener's, to be flushed when its packets are handled
+_written: list["BatchedOutput"] | None = None
+
+
+class _Queued:
+    """``_flush_call`` of an output queued in ``_written``: no timer to cancel."""
+
+    @staticmethod
+    def active() -> bool:
+        return False
+
+    @staticmethod
+    def cancel() -> None:
+        pass
+
+
+_QUEUED = _Queued()
+
+
+def begin_reading() -> bool:
+    """A listener starts handling one read: other connections' output it causes is flushed
+    by ``flush_written`` (the listener calls it once the packets are handled) or by
+    ``end_reading``, not by a timer. False when a read is already under way (one read
+    causing another): that read's ``end_reading`` flushes, and the inner one must not call
+    it."""
+    global _written
+    if _written is not None:
+        return False
+    _written = []
+    return True
+
+
+def end_reading() -> None:
+    """The read ``begin_reading`` began is handled: flush what it wrote elsewhere."""
+    global _written
+    try:
+        flush_written()
+    finally:
+        _written = None
+
+
+def flush_written() -> None:
+    """Flush what the read under way wrote to other connections so far."""
+    written = _written
+    while written:
+        written.pop().flush()
 
 
 class BatchedOutput:
@@ -63,11 +117,20 @@ class BatchedOutput:
     def write(self, data: bytes) -> None:
         self._out.append(data)
         if self._flush_call is None and not self._in_read and not self.output_closed():
-            self._flush_call = self._out_clock.callLater(0, self.flush)
+            self._flush_later()
 
     def write_parts(self, parts: Iterable[bytes | memoryview]) -> None:
         self._out.extend(parts)
         if self._flush_call is None and not self._in_read and not self.output_closed():
+            self._flush_later()
+
+    def _flush_later(self) -> None:
+        """At the end of the read under way (``begin_reading``), else of this reactor turn."""
+        written = _written
+        if written is not None:
+            written.append(self)
+            self._flush_call = _QUEUED
+        else:
             self._flush_call = self._out_clock.callLater(0, self.flush)
 
     def flush(self) -> None:

@@ -368,3 +368,23 @@ def test_the_session_ending_before_the_will_delay_publishes_the_will_then():
     assert _publishes(w.conn.take()) == []
     h.clock.advance(0.2)                              # the session expires at 5 s
     assert [p.payload for p in _publishes(w.conn.take())] == [b"early"]
+
+
+def test_a_qos_1_delivery_records_every_in_flight_field():
+    """``deliver`` builds its in-flight record without ``__init__`` (a call less per
+    message): a field added to ``Inflight`` must be set there too, or reading it fails here."""
+    import dataclasses
+
+    from warren.mqtt.session_state import Inflight
+
+    h = Harness()
+    sub, pub = h.client(4, client_id="sub"), h.client(4, client_id="pub")
+    sub.connect(), pub.connect()
+    sub.subscribe("t", 1)
+    pub.send(Publish("t", b"m", 1, packet_id=4))
+    (msg,) = _publishes(sub.conn.take())
+    flight = sub.session.state.inflight[msg.packet_id]
+    q = h.broker.vhost("/").queues[sub.session.state.queue_name]
+    fields = {f.name: getattr(flight, f.name) for f in dataclasses.fields(Inflight)}
+    assert fields.pop("entry").message.body == b"m"
+    assert fields == {"queue": q, "qos": 1, "retained": None, "released": False}

@@ -56,3 +56,24 @@ def test_priority_queue_ttl_expires_across_levels():
                                             props=Properties(priority=p)))
     clock.advance(0.051)
     assert q.message_count == 0
+
+
+def test_entries_and_routing_answers_made_bare_have_every_field():
+    """``Queue.enqueue`` and ``VirtualHost.publish`` build their QueueEntry and Routed without
+    ``__init__`` (a call less per message): a field added to either class must be set there
+    too, or reading it fails here."""
+    import dataclasses
+
+    from warren.broker.vhost import Routed
+    from warren.model.message import QueueEntry
+
+    clock, vh = _vhost()
+    q = vh.declare_queue("q", arguments={"x-message-ttl": 1000})
+    msg = Message("", "q", b"m", codec=CODEC, props=Properties())
+    routed = vh.publish(vh.exchange(""), msg)
+    assert {f.name: getattr(routed, f.name) for f in dataclasses.fields(Routed)} == {
+        "queues": [q], "rejected": (), "stored": False}
+    entry = q.ready.popleft()
+    assert {f.name: getattr(entry, f.name) for f in dataclasses.fields(QueueEntry)} == {
+        "message": msg, "seq": 1, "expires_at": clock.seconds() + 1.0,
+        "redelivered": False, "delivery_count": 0}

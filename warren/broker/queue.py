@@ -26,6 +26,8 @@ from .redelivery import BackOff, HeldForRedelivery
 from .subscriptions import subscription_filter
 from .stats import new_counts
 
+_new = object.__new__
+
 if TYPE_CHECKING:
     from .vhost import VirtualHost
 
@@ -198,13 +200,19 @@ class Queue:
     def enqueue(self, message: Message) -> QueueEntry:
         """Add a routed message; the vhost has already checked overflow and written the store."""
         self._seq += 1
-        entry = QueueEntry(message, self._seq)
+        # made bare, its fields assigned here: QueueEntry's dataclass __init__ is one more
+        # Python call per message (about a thousand instructions, callgrind)
+        entry = _new(QueueEntry)
+        entry.message = message
+        entry.seq = self._seq
+        entry.redelivered = False
+        entry.delivery_count = 0
         ttl = self.message_ttl
         if message.ttl is not None:
             ttl = message.ttl if ttl is None else min(ttl, message.ttl)
         expires_at = None if ttl is None else self.clock.seconds() + ttl / 1000.0
+        entry.expires_at = expires_at
         if expires_at is not None:
-            entry.expires_at = expires_at
             if message.ttl is not None:
                 self._message_ttls = True   # cleared when a full scan empties the queue
         message.refs += 1
@@ -426,7 +434,7 @@ class Queue:
             stats["deliver_no_ack"] += 1
             totals["deliver_no_ack"] += 1
             consumer.deliver(self, entry)
-            self._settle(entry)
+            self.vhost.broker.release(self, entry.message)   # _settle, one call less
         else:
             stats["deliver"] += 1
             totals["deliver"] += 1

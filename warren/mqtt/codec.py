@@ -119,25 +119,18 @@ _pack_u16 = _U16.pack
 
 DEFAULT_MAX_PACKET_SIZE = 256 * 1024 * 1024
 
-# A frozen dataclass __init__ goes through object.__setattr__ once per field,
-# which is most of the cost of parsing a small PUBLISH; the hot path sets the
-# slots directly through their descriptors (same object, ~half the time).
+# A dataclass __init__ is a Python call with keyword defaults, most of the cost of parsing a
+# small PUBLISH; the hot paths make the object bare and assign its slots (see packets.py).
 _new_object = object.__new__
-_set_publish_fields = (Publish.topic.__set__, Publish.payload.__set__, Publish.qos.__set__,
-                       Publish.retain.__set__, Publish.dup.__set__, Publish.packet_id.__set__,
-                       Publish.properties.__set__)
-_set_puback_fields = (PubAck.packet_id.__set__, PubAck.reason_code.__set__,
-                      PubAck.properties.__set__)
 
 
 def _plain_puback(packet_id: int) -> PubAck:
     """A PUBACK with success and no properties (what every subscriber sends per QoS 1
     message), built as the PUBLISH hot path builds its packet."""
-    set_id, set_code, set_props = _set_puback_fields
     puback = _new_object(PubAck)
-    set_id(puback, packet_id)
-    set_code(puback, 0)
-    set_props(puback, {})
+    puback.packet_id = packet_id
+    puback.reason_code = 0
+    puback.properties = {}
     return puback
 
 
@@ -173,15 +166,14 @@ def _parse_plain_publish(buf: bytes, body: int, end: int, flags: int,
         return None
     if not topic or "+" in topic or "#" in topic or "\x00" in topic:
         return None
-    set_topic, set_payload, set_qos, set_retain, set_dup, set_id, set_props = _set_publish_fields
     publish = _new_object(Publish)
-    set_topic(publish, topic)
-    set_payload(publish, buf[start:end])
-    set_qos(publish, qos)
-    set_retain(publish, bool(flags & 0x01))
-    set_dup(publish, bool(flags & 0x08))
-    set_id(publish, packet_id)
-    set_props(publish, {})
+    publish.topic = topic
+    publish.payload = buf[start:end]
+    publish.qos = qos
+    publish.retain = flags & 0x01 == 0x01
+    publish.dup = flags & 0x08 == 0x08
+    publish.packet_id = packet_id
+    publish.properties = {}
     return publish
 
 

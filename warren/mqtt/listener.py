@@ -23,7 +23,7 @@ from zope.interface import implementer
 from warren.model.errors import BrokerError
 from warren.cert_login import TlsFields
 from warren.endpoint import AcceptedConnection
-from warren.output import BatchedOutput
+from warren.output import BatchedOutput, begin_reading, end_reading, flush_written
 from warren.mqtt.codec import MqttError, MqttParser, PubAck, Publish
 from warren.mqtt.registry import SessionRegistry
 from warren.mqtt.session import MqttSession
@@ -89,20 +89,33 @@ class MqttConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
 
     def _process(self, packets: Any, fault: MqttError | None = None) -> None:
         """Hand packets to the session in order; when one leaves long work (a big SUBSCRIBE),
-        keep the rest, stop reading, and go on a slice per reactor turn (``_continue``)."""
+        keep the rest, stop reading, and go on a slice per reactor turn (``_continue``).
+
+        Deliveries to other clients go out as soon as the packets are handled, before this
+        client's own answers and the read's store work (``output.begin_reading``)."""
+        outer = begin_reading()
+        try:
+            self._handle(packets, fault)
+        finally:
+            if outer:
+                end_reading()
+
+    def _handle(self, packets: Any, fault: MqttError | None) -> None:
         session = self.session
         # what this read writes is flushed once at its end (below): no end-of-turn timer
         self._in_read = True
         try:
             on_publish = session.on_publish
             on_puback = session.on_puback
+            # read once: an Enum member read goes through EnumType.__getattr__ in 3.11
+            connected = State.CONNECTED
             it = iter(packets)
             budget = CONTROL_PACKETS_PER_TURN
             for packet in it:
                 kind = type(packet)
-                if kind is Publish and session.state_name is State.CONNECTED:
+                if kind is Publish and session.state_name is connected:
                     on_publish(packet)
-                elif kind is PubAck and session.state_name is State.CONNECTED:
+                elif kind is PubAck and session.state_name is connected:
                     # as cheap as a PUBLISH: a subscriber's acks are not the control packets
                     # the budget bounds (a read of 1,000 PUBACKs is one turn's work)
                     on_puback(packet)
@@ -132,6 +145,7 @@ class MqttConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
             session.fail(MqttError(0x80, "internal error"))
         finally:
             self._in_read = False
+            flush_written()
             if not self.closed:
                 session.after_read()
             if self._connect_call is not None and session.state_name is not \

@@ -1,9 +1,14 @@
-"""MQTT control packets as frozen dataclasses, and the error the codec raises.
+"""MQTT control packets as dataclasses, and the error the codec raises.
 
 One class per packet type, shared by MQTT 3.1 (level 3), 3.1.1 (level 4) and
 5.0 (level 5). Fields that only exist in 5.0 (``properties``, most reason
 codes) are simply empty/zero at the older levels: the parser fills them so,
 and the encoder leaves them out. Import these from ``warren.mqtt.codec``.
+
+They are frozen but for PUBLISH and PUBACK, the packets that come once per message: the
+parser's hot path builds those without ``__init__`` and assigns their slots, which a frozen
+class would only allow through its slots' descriptors (a C wrapper call per field, about a
+thousand instructions per message). Nothing changes a packet after the parser made it.
 """
 
 from __future__ import annotations
@@ -85,7 +90,7 @@ class ConnAck:
     properties: dict[str, Any] = field(default_factory=_props)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Publish:
     """PUBLISH. ``packet_id`` is None exactly when ``qos`` is 0."""
 
@@ -98,7 +103,7 @@ class Publish:
     properties: dict[str, Any] = field(default_factory=_props)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PubAck:
     packet_id: int
     reason_code: int = 0

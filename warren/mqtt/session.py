@@ -45,7 +45,7 @@ from typing import Any, Callable
 
 from warren.broker.confirms import ConfirmTracker
 from warren.model.errors import AccessRefused, NotAllowed
-from warren.model.message import QueueEntry
+from warren.model.message import Message, Properties, QueueEntry
 from warren.broker.publish import Publisher
 from warren.mqtt import errors as rc
 from warren.mqtt.amqp_mapping import build_message, retained_from
@@ -56,13 +56,14 @@ from warren.mqtt.registry import SessionRegistry
 from warren.mqtt.session_state import NEVER_EXPIRES, SessionState, Sub
 from warren.mqtt.states import State
 from warren.mqtt.subscriptions import MqttConsumer, Subscriptions
-from warren.mqtt.topics import filter_to_pattern
+from warren.mqtt.topics import filter_to_pattern, topic_to_key
 
 log = logging.getLogger("warren.mqtt")
 
 TOPIC_ALIAS_MAXIMUM = 64          # aliases a client may set towards us
 MAX_CLIENT_ID = 200               # longer ids are refused (queue names stay short)
-_PACK_U16 = struct.Struct(">H").pack
+_PACK_PUBACK = struct.Struct(">HH").pack   # (0x4002, id): a plain PUBACK in one call
+_make_message = Message.make
 
 
 class MqttSession(Subscriptions):
@@ -102,6 +103,7 @@ class MqttSession(Subscriptions):
         self._ka_call = None
         self._acks = ConfirmTracker()           # encoded PUBACK/PUBREC/PUBCOMP in order
         self._qos1_unacked: deque[int] = deque()  # _acks numbers of QoS 1 PUBACKs not sent
+        self._confirmed = 0                     # PUBACKs written this read, not yet counted
         self.receive_maximum = max(1, min(self.config.mqtt_receive_maximum, 65535))
         self._settle: dict[Any, list[QueueEntry]] = {}  # queue -> entries acked this read
         self._write_ok = False                  # write permission on the exchange checked
@@ -112,6 +114,8 @@ class MqttSession(Subscriptions):
         # callable returning True when done; the listener holds further packets until then
         self.pending_work: Callable[[], bool] | None = None
         self._topic_bytes: dict[str, bytes] = {}
+        # encoded properties of a QoS 0 / QoS 1 publish without MQTT 5 properties (CONNECT)
+        self._plain_props: tuple[bytes, bytes] = (b"", b"")
         self._handlers: dict[type, Callable[[Any], None]] = {
             Publish: self.on_publish,
             PubAck: self.on_puback,
@@ -176,6 +180,8 @@ class MqttSession(Subscriptions):
             raise MqttError(rc.SERVER_UNAVAILABLE,
                             f"exchange '{self.config.mqtt_exchange}' does not exist")
         self.publisher = self.broker.publisher(vhost, user, client_id)
+        codec = self.broker.codec
+        self._plain_props = (codec.encode(Properties()), codec.encode(Properties(delivery_mode=2)))
         if self.level == 5:
             expiry = props.get("session_expiry_interval", 0)
             self.window = min(self.window, props.get("receive_maximum", 65535))
@@ -387,8 +393,17 @@ class MqttSession(Subscriptions):
             self._write_ok = True
             self._publishing = True
             self.broker.register_blockable(self.conn)
-        msg = build_message(self.broker, self.exchange.name, topic, p.payload, qos, p.retain,
-                            props, self.state.client_id if self._has_no_local else None)
+        if not props and not p.retain and qos < 2 and not self._has_no_local:
+            # the commonest publish: nothing but the persistence flag, its properties already
+            # in the broker's encoding (made at CONNECT; decoded only if a consumer reads
+            # them, and an AMQP consumer sends them as they are)
+            msg = _make_message(self.exchange.name, topic_to_key(topic), p.payload,
+                                self.broker.codec, self._plain_props[qos], None, qos == 1, 0,
+                                None)
+        else:
+            msg = build_message(self.broker, self.exchange.name, topic, p.payload, qos,
+                                p.retain, props,
+                                self.state.client_id if self._has_no_local else None)
         try:
             if p.retain:
                 # the topic permission is checked before the retained message is kept
@@ -426,7 +441,7 @@ class MqttSession(Subscriptions):
                 self.state.qos2_received.add(p.packet_id)
             ack = PubRec(p.packet_id, code)
         if ack is None:
-            data = b"\x40\x02" + _PACK_U16(p.packet_id)
+            data = _PACK_PUBACK(0x4002, p.packet_id)
         else:
             data = encode(ack, self.level)
         # an accepting PUBACK/PUBREC is RabbitMQ's publisher confirm, counted when written
@@ -437,8 +452,7 @@ class MqttSession(Subscriptions):
                 self._qos1_unacked.append(seq)
         else:
             self.conn.write(data)
-            if confirms:
-                self.publisher.confirmed(confirms)
+            self._confirmed += confirms   # counted once per read (after_read)
 
     def _queue_ack(self, packet: Any) -> None:
         """An answer that needs no sync, still written after the earlier ones."""
@@ -472,6 +486,9 @@ class MqttSession(Subscriptions):
                 if not queue.deleted:
                     queue.ack(entries)
             self.kick()
+        if self._confirmed:
+            self.publisher.confirmed(self._confirmed)
+            self._confirmed = 0
         d = self._acks.sync(self.broker.sync)
         if d is not None:
             d.addCallbacks(self._synced, self._sync_failed)
