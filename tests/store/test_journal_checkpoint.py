@@ -94,7 +94,6 @@ def no_fork() -> int:
 @pytest.mark.parametrize("forks", [True, False], ids=["forked-writer", "fork-fails-copy"])
 def test_a_start_after_a_crash_loads_the_checkpoint_and_replays_what_follows(tmp_path, caplog,
                                                                              monkeypatch, forks):
-    monkeypatch.setattr(saved_index, "CHUNK", 2)   # the big maps in several frames each
     if not forks:   # the index is copied on the reactor thread and written by the thread
         monkeypatch.setattr(os, "fork", no_fork)
     journal = tmp_path / "journal"
@@ -162,7 +161,6 @@ def test_a_torn_or_half_written_checkpoint_is_never_used(tmp_path, caplog):
 
 def test_a_checkpoint_stays_valid_across_compaction_and_segment_deletion(tmp_path, caplog,
                                                                          monkeypatch):
-    monkeypatch.setattr(saved_index, "CHUNK", 7)
     journal = tmp_path / "journal"
     store, clock, _ = running(journal, segment_size=4096)
     for msg_id in range(1, 301):

@@ -35,18 +35,16 @@ import struct
 import sys
 import zlib
 from collections.abc import Iterator
-from itertools import islice
 from typing import Any
 
 #: The file's name in the journal directory (not a segment name, so the log ignores it).
 SAVED_INDEX = "index.saved"
 #: The newest checkpoint taken while running (same format).
 CHECKPOINT = "index.checkpoint"
-#: 2: frames, and locations that carry body sizes (``index.pack_location``).
-_MAGIC = b"WRNJIDX2"
+#: 2: frames, and locations that carry body sizes (``index.pack_location``); 3: the big
+#: maps as raw arrays (``array_maps``).
+_MAGIC = b"WRNJIDX3"
 _FRAME = struct.Struct("<Q")
-#: Entries of a big map per frame (a frame is marshalled in one go, holding the GIL).
-CHUNK = 100_000
 #: magic, marshal version, Python major/minor, payload length, CRC32 of the payload
 _HEADER = struct.Struct("<8sHBBQI")
 _FORMAT = (marshal.version, sys.version_info[0], sys.version_info[1])
@@ -60,36 +58,23 @@ def path_in(directory: str, name: str = SAVED_INDEX) -> str:
     return os.path.join(directory, name)
 
 
-def _frames(content: dict[str, Any]) -> Iterator[bytes]:
-    """The payload's frames: the head, then ``messages``, then each queue's ids. A map given
-    as a dict is one frame (a forked child writes it, or a clean close: no reactor shares
-    the GIL, and one ``marshal.loads`` is the fastest load); one given as (keys, values), as
-    ``JournalIndex.snapshot`` copies it for a thread beside the reactor, is in frames of
-    ``CHUNK`` entries (values as bytes: delivered flags, written as bools)."""
-    messages = content["messages"]
-    queues = content["queues"]
-    head = {key: value for key, value in content.items() if key not in ("messages", "queues")}
-    head["messages"] = _chunks(messages)
-    head["queues"] = [(key, _chunks(ids)) for key, ids in queues.items()]
+#: Per-queue parts of the content written as raw frames (bytes-like values, by queue key).
+_QUEUE_PARTS = ("queues", "order", "sizes")
+
+
+def _frames(content: dict[str, Any]) -> Iterator[Any]:
+    """The payload's frames: the head (everything but the big arrays, marshalled), then the
+    message locations' arrays, then per queue part (``_QUEUE_PARTS``) each queue's bytes, raw:
+    a start copies them into its arrays (``JournalIndex.restored``), no object per message."""
+    head = {key: value for key, value in content.items()
+            if key != "messages" and key not in _QUEUE_PARTS}
+    head["messages"] = len(content["messages"])
+    for part in _QUEUE_PARTS:
+        head[part] = list(content.get(part, {}))
     yield marshal.dumps(head)
-    for mapping in (messages, *queues.values()):
-        if isinstance(mapping, dict):
-            if mapping:
-                yield marshal.dumps(mapping)
-            continue
-        keys, values = mapping
-        items = zip(keys, map(bool, values) if isinstance(values, bytes) else values)
-        while True:
-            chunk = dict(islice(items, CHUNK))
-            if not chunk:
-                break
-            yield marshal.dumps(chunk)
-
-
-def _chunks(mapping: Any) -> int:
-    if isinstance(mapping, dict):
-        return 1 if mapping else 0
-    return -(-len(mapping[0]) // CHUNK)
+    yield from content["messages"]
+    for part in _QUEUE_PARTS:
+        yield from content.get(part, {}).values()
 
 
 def write(directory: str, content: dict[str, Any], name: str = SAVED_INDEX) -> int:
@@ -103,6 +88,7 @@ def write(directory: str, content: dict[str, Any], name: str = SAVED_INDEX) -> i
         at = _HEADER.size
         crc = 0
         for frame in _frames(content):
+            frame = memoryview(frame).cast("B")   # arrays too: their bytes
             for part in (_FRAME.pack(len(frame)), frame):
                 crc = zlib.crc32(part, crc)
                 _write_at(fd, part, at)
@@ -155,31 +141,25 @@ def read(directory: str, name: str = SAVED_INDEX) -> dict[str, Any] | None:
 
 
 def _unframed(payload: memoryview) -> dict[str, Any]:
+    """``_frames`` read back; the big parts as views of ``payload`` (copied into arrays by
+    the caller, one copy)."""
     at = 0
 
-    def frame() -> Any:
+    def frame() -> memoryview:
         nonlocal at
         (length,) = _FRAME.unpack_from(payload, at)
         at += _FRAME.size
         if at + length > len(payload):
             raise ValueError("a frame runs past the end")
-        value = marshal.loads(payload[at:at + length])
         at += length
-        return value
+        return payload[at - length:at]
 
-    def mapping(chunks: int) -> dict[Any, Any]:
-        merged: dict[Any, Any] = frame() if chunks else {}
-        if not isinstance(merged, dict):
-            raise TypeError("a chunk is not a mapping")
-        for _ in range(chunks - 1):
-            merged.update(frame())
-        return merged
-
-    content = frame()
+    content = marshal.loads(frame())
     if not isinstance(content, dict):
         raise TypeError("not a mapping")
-    content["messages"] = mapping(content["messages"])
-    content["queues"] = {key: mapping(chunks) for key, chunks in content["queues"]}
+    content["messages"] = tuple(frame() for _ in range(content["messages"]))
+    for part in _QUEUE_PARTS:
+        content[part] = {key: frame() for key in content[part]}
     if at != len(payload):
         raise ValueError(f"{len(payload) - at} bytes after the last frame")
     return content

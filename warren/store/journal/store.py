@@ -463,9 +463,7 @@ class JournalStore(MessageStore):
             index.release_purged(1 << 30)
         messages = index.messages
         content = index.export()
-        content["order"] = {key: array("Q", ids).tobytes() for key, ids in index.queues.items()}
-        content["sizes"] = {key: body_sizes(messages, ids).tobytes()
-                            for key, ids in index.queues.items()}
+        content["sizes"] = {key: body_sizes(messages, ids) for key, ids in content["order"].items()}
         return content   # its "journal" (the segments' stamps) is added once the log is closed
 
     def abandon(self) -> None:
@@ -962,9 +960,10 @@ def _recovered_queue(key: str, messages: dict[int, int], ids: dict[int, int],
     locations. Anything else (an ack in the middle, no saved arrays): the index alone."""
     saved_ids, saved_sizes = saved if saved is not None else (None, None)
     old_ids, old_sizes = array("q"), array("q")
-    if isinstance(saved_sizes, bytes) and len(saved_sizes) % old_sizes.itemsize == 0:
+    if isinstance(saved_sizes, (bytes, memoryview)) and len(saved_sizes) % old_sizes.itemsize == 0:
         old_sizes.frombytes(saved_sizes)
-    if isinstance(saved_ids, bytes) and len(saved_ids) == len(old_sizes) * old_ids.itemsize:
+    if (isinstance(saved_ids, (bytes, memoryview))
+            and len(saved_ids) == len(old_sizes) * old_ids.itemsize):
         old_ids.frombytes(saved_ids)
     if not changed and len(old_ids) == len(ids) and (not ids or (
             old_ids[0] == next(iter(ids)) and old_ids[-1] == next(reversed(ids)))):
