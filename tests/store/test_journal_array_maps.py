@@ -15,6 +15,7 @@ from warren.store.journal.array_maps import (
     ascending,
     location_arrays,
     queue_arrays,
+    queue_sizes,
 )
 
 
@@ -85,3 +86,15 @@ def test_a_queue_whose_order_is_not_ascending_is_said_so():
     assert not ascending(array("q", [3, 1, 2]))
     assert ascending(array("q", [1, 2, 9]))
     assert ascending(array("q"))
+
+
+def test_a_loaded_queue_s_sizes_come_from_its_saved_sizes_and_the_recent_locations():
+    messages = LocationMap(*location_arrays({m: m * 10 for m in range(1, 6)}))
+    queue = QueueIds(array("q", [1, 2, 3, 4, 5]), bytearray(5), array("Q", [7, 8, 9, 10, 11]))
+    messages[6] = 60
+    queue[6] = False
+    queue.pop(2)
+    assert queue_sizes(queue, messages, lambda packed: packed // 10).tolist() == [
+        7, 9, 10, 11, 6]
+    # without saved sizes (or a plain dict): every size from the locations
+    assert queue_sizes({5: False, 1: True}, messages, lambda packed: packed).tolist() == [50, 10]

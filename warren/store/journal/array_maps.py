@@ -160,12 +160,15 @@ class QueueIds:
     """A queue's msg_id -> delivered flag, in queue order, for the ids a start loaded (ascending:
     a queue whose saved order is not stays a dict) plus a dict of those added since."""
 
-    __slots__ = ("ids", "flags", "recent", "_held", "_hint")
+    __slots__ = ("ids", "flags", "sizes", "recent", "_held", "_hint")
 
-    def __init__(self, ids: array, flags: bytearray) -> None:
-        if len(ids) != len(flags):
-            raise ValueError("a queue's ids and flags differ in length")
+    def __init__(self, ids: array, flags: bytearray, sizes: array | None = None) -> None:
+        if len(ids) != len(flags) or (sizes is not None and len(sizes) != len(ids)):
+            raise ValueError("a queue's ids, flags and sizes differ in length")
         self.ids, self.flags = ids, flags
+        #: the body sizes of ``ids`` as saved (what saving the queue again needs, without a
+        #: lookup of each location: ``queue_sizes``)
+        self.sizes = sizes
         self.recent: dict[int, bool] = {}
         self._held = len(ids)
         self._hint = 0
@@ -273,6 +276,26 @@ def queue_arrays(ids: Any) -> tuple[array, bytes]:
         order.extend(ids.recent)
         return order, flags + bytes(map(bool, ids.recent.values()))
     return array("q", ids), bytes(map(bool, ids.values()))
+
+
+def queue_sizes(ids: Any, messages: Any, size_of: Any) -> array:
+    """The body sizes of a queue's messages in queue order (``ids``: a dict or a
+    :class:`QueueIds`), ``size_of`` taking them from a message's packed location: the
+    loaded part of a queue from its saved sizes (C), the rest from the locations (the recent
+    ones from the dict beside a :class:`LocationMap`, no bisecting)."""
+    rest: Any = ids
+    sizes = array("Q")
+    if isinstance(ids, QueueIds) and ids.sizes is not None:
+        if ids._held == len(ids.ids):
+            sizes.extend(ids.sizes)
+        else:
+            sizes.extend(compress(ids.sizes, ids.flags.translate(_PRESENT)))
+        rest = ids.recent
+    elif isinstance(ids, QueueIds):
+        rest = list(ids)
+    recent = messages.recent if isinstance(messages, LocationMap) else messages
+    sizes.extend([size_of(recent.get(msg_id) or messages[msg_id]) for msg_id in rest])
+    return sizes
 
 
 def ascending(order: array) -> bool:

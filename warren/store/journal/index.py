@@ -680,7 +680,12 @@ class JournalIndex:
             if order and (order[0] not in messages or order[-1] not in messages):
                 raise ValueError(f"queue {key!r} holds messages without a location")
             if key in kept:
-                queues[key] = QueueIds(order, bytearray(flags))
+                sizes = array("Q")
+                raw = content.get("sizes", {}).get(key)
+                if raw is not None and len(raw) == 8 * len(order):
+                    sizes.frombytes(raw)
+                queues[key] = QueueIds(order, bytearray(flags), sizes if raw is not None and
+                                       len(sizes) == len(order) else None)
             else:   # not ascending: no bisecting it
                 queues[key] = dict(zip(order, map(bool, flags)))
         index.messages, index.queues, index.shared, index.counts = messages, queues, shared, counts

@@ -89,6 +89,7 @@ from warren.store.journal.index import (
     unpack_location,
 )
 from warren.store.journal import forked_writer, saved_index
+from warren.store.journal.array_maps import queue_sizes
 from warren.store.journal.log import DiskThread, JournalLog
 from warren.store.journal.segment import HEADER_SIZE, CorruptRecord
 
@@ -463,7 +464,8 @@ class JournalStore(MessageStore):
             index.release_purged(1 << 30)
         messages = index.messages
         content = index.export()
-        content["sizes"] = {key: body_sizes(messages, ids) for key, ids in content["order"].items()}
+        content["sizes"] = {key: queue_sizes(ids, messages, body_size_of)
+                            for key, ids in index.queues.items()}
         return content   # its "journal" (the segments' stamps) is added once the log is closed
 
     def abandon(self) -> None:
