@@ -22,6 +22,14 @@ Record types
                 restart). Lazy and advisory; compaction carries the flags in the rewrite.
 ``DEFINITION``  JSON ``[kind, key, value]``; ``value`` null deletes. A later record for the same
                 (kind, key) supersedes an earlier one.
+``RETURNED``    queue key length u16, key, then (msg_id u64, count u32) pairs: those messages
+                came back to that queue (nack/reject with requeue, consumer gone) as often as
+                the count says; their delivered flags clear. What a return costs instead of a
+                rewrite of the whole MESSAGE record, for messages one queue holds (a shared
+                one is rewritten as before). Live state like the message: its segment counts
+                it as live (``JournalIndex.returned_in``) until the message dies, is rewritten
+                (the copy carries the count) or returns again; compaction of the segment
+                rewrites the message with its count.
 ``CHECKPOINT``  max_msg_id u64, max_seq u64: written first in every new segment so the id
                 counters survive even when every segment that held their messages is gone (the
                 head, which holds the latest checkpoint, is never reclaimed).
@@ -94,12 +102,16 @@ class RecordType(IntEnum):
     DELIVERED = 4
     DEFINITION = 5
     CHECKPOINT = 6
+    RETURNED = 7
 
 
 _MESSAGE_HEAD = struct.Struct("<QQH")
 _QUEUE_HEAD = struct.Struct("<HB")
 _KEY_HEAD = struct.Struct("<H")
 _CHECKPOINT = struct.Struct("<QQ")
+_RETURN = struct.Struct("<QI")
+#: What one message's entry in a RETURNED record counts as live bytes of its segment.
+RETURN_ENTRY_BYTES = _RETURN.size
 _COUNT = struct.Struct("<I")
 _DELIVERED = 1
 _COUNTED = 2
@@ -196,6 +208,21 @@ def decode_queue_ids(payload: bytes | memoryview) -> tuple[str, list[int]]:
     if rest:
         raise ValueError("id list is not a whole number of u64")
     return key, list(struct.unpack_from(f"<{count}Q", payload, start))
+
+
+def encode_returned(queue_key: str, counts: dict[int, int]) -> bytes:
+    raw = queue_key.encode()
+    return b"".join((_KEY_HEAD.pack(len(raw)), raw, *(
+        _RETURN.pack(msg_id, min(count, 0xFFFFFFFF)) for msg_id, count in counts.items())))
+
+
+def decode_returned(payload: bytes | memoryview) -> tuple[str, list[tuple[int, int]]]:
+    (length,) = _KEY_HEAD.unpack_from(payload)
+    start = _KEY_HEAD.size + length
+    key = bytes(payload[_KEY_HEAD.size:start]).decode()
+    if (len(payload) - start) % _RETURN.size:
+        raise ValueError("return list is not a whole number of (u64, u32)")
+    return key, list(_RETURN.iter_unpack(payload[start:]))
 
 
 def encode_definition(kind: str, key: str, value: dict[str, Any] | None) -> bytes:
@@ -303,6 +330,9 @@ class JournalIndex:
         self.queues: dict[str, dict[int, int]] = {}
         self.shared: dict[int, tuple[str, ...]] = {}
         self.counts: dict[int, dict[str, int]] = {}
+        #: msg_id -> the segment of the RETURNED record that holds its count (live state:
+        #: that segment counts it as live; see ``RecordType.RETURNED``)
+        self.returned_in: dict[int, int] = {}
         self.definitions: dict[DefinitionKey, DefinitionLocation] = {}
         self.segments: dict[int, SegmentLiveness] = {}
         self.max_msg_id = 0
@@ -331,11 +361,43 @@ class JournalIndex:
         self.shared.pop(msg_id, None)
         if self.counts:
             self.counts.pop(msg_id, None)
+            self._forget_return(msg_id, at)
         liveness = self.segments[packed >> _SEGMENT_SHIFT]
         liveness.live -= 1
         liveness.live_bytes -= (packed >> _LENGTH_SHIFT) & _LOW32
         if at > liveness.released_at:
             liveness.released_at = at
+
+    def _forget_return(self, msg_id: int, at: Position) -> None:
+        """The message's RETURNED entry (if any) is no longer live state as of ``at``."""
+        segment = self.returned_in.pop(msg_id, None)
+        if segment is None:
+            return
+        liveness = self.segments.get(segment)
+        if liveness is not None:
+            liveness.live -= 1
+            liveness.live_bytes -= RETURN_ENTRY_BYTES
+            if at > liveness.released_at:
+                liveness.released_at = at
+
+    def returned(self, queue_key: str, counts: list[tuple[int, int]], segment: int,
+                 end: Position) -> None:
+        """A RETURNED record in ``segment``: the messages among ``counts`` the queue holds
+        came back to it that often; their delivered flags clear."""
+        ids = self.queues.get(queue_key)
+        if not ids:
+            return
+        liveness = self._liveness(segment)
+        for msg_id, count in counts:
+            value = ids.get(msg_id)
+            if value is None:
+                continue
+            ids[msg_id] = value & ~1 if self.recovering else False
+            self.counts[msg_id] = {**self.counts.get(msg_id, {}), queue_key: count}
+            self._forget_return(msg_id, end)
+            self.returned_in[msg_id] = segment
+            liveness.live += 1
+            liveness.live_bytes += RETURN_ENTRY_BYTES
 
     def _guard(self, segment: int, older: int) -> None:
         if older != segment:
@@ -373,6 +435,8 @@ class JournalIndex:
         old = self.messages.get(msg_id)
         if old is not None:
             end = (segment, offset + length)
+            if self.returned_in:   # the copy carries the count
+                self._forget_return(msg_id, end)
             old_segment = old >> _SEGMENT_SHIFT
             liveness = self.segments[old_segment]
             liveness.live -= 1
@@ -497,6 +561,7 @@ class JournalIndex:
                 del messages[msg_id]
                 if counts:
                     counts.pop(msg_id, None)
+                    self._forget_return(msg_id, end)
                 died[0] += 1
                 died[1] += (packed >> _LENGTH_SHIFT) & _LOW32
                 dead.append(msg_id)
@@ -602,6 +667,8 @@ class JournalIndex:
                        if packed >> _SEGMENT_SHIFT in numbers]
         else:
             dropped = []
+        for msg_id in [m for m, n in self.returned_in.items() if n in numbers]:
+            del self.returned_in[msg_id]   # its record is gone: so must its effect have been
         for key in list(self.queues):
             ids = self.queues[key]
             for msg_id in dropped:
@@ -636,6 +703,7 @@ class JournalIndex:
             "ascending": [key for key, ids in order.items() if ascending(ids)],
             "shared": self.shared,
             "counts": self.counts,
+            "returned_in": self.returned_in,
             "definitions": [(kind, key, d.value, d.segment, d.offset, d.length)
                             for (kind, key), d in self.definitions.items()],
             "segments": [(number, s.live, list(s.definitions), s.live_bytes, list(s.guards),
@@ -651,6 +719,7 @@ class JournalIndex:
         content = self.export()
         content["shared"] = self.shared.copy()
         content["counts"] = self.counts.copy()   # its values are replaced, never changed
+        content["returned_in"] = self.returned_in.copy()
         return content
 
     @classmethod
@@ -689,6 +758,9 @@ class JournalIndex:
             else:   # not ascending: no bisecting it
                 queues[key] = dict(zip(order, map(bool, flags)))
         index.messages, index.queues, index.shared, index.counts = messages, queues, shared, counts
+        index.returned_in = content["returned_in"]
+        if not isinstance(index.returned_in, dict):
+            raise TypeError("saved returns are not a mapping")
         for kind, key, value, segment, offset, length in content["definitions"]:
             index.definitions[(kind, key)] = DefinitionLocation(value, segment, offset, length)
         for number, live, definitions, live_bytes, guards, released_at, purging in \

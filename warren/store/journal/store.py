@@ -81,10 +81,12 @@ from warren.store.journal.index import (
     decode_definition,
     decode_message,
     decode_queue_ids,
+    decode_returned,
     encode_checkpoint,
     encode_definition,
     encode_message,
     encode_queue_ids,
+    encode_returned,
     record_start,
     unpack_location,
 )
@@ -96,8 +98,10 @@ from warren.store.journal.segment import HEADER_SIZE, CorruptRecord
 logger = logging.getLogger("warren.store.journal")
 
 _MESSAGE = int(RecordType.MESSAGE)
-#: A message record a compaction found live: offset, id, queues (delivered flags), payload.
-_LiveRecord = tuple[int, int, dict[str, bool], memoryview]
+_RETURNED = int(RecordType.RETURNED)
+#: A message record a compaction found live: offset, id, queues (delivered flags), payload;
+#: or a live entry of a RETURNED record: offset, id, its queue, None (the message is read).
+_LiveRecord = tuple[int, int, dict[str, bool], memoryview | None]
 
 #: A segment older than the head whose live bytes are under this share of its size is compacted.
 COMPACT_BELOW = 0.25
@@ -401,6 +405,9 @@ class JournalStore(MessageStore):
         elif record_type == RecordType.DELIVERED:
             queue_key, msg_ids = decode_queue_ids(payload)
             index.mark_delivered(queue_key, msg_ids)
+        elif record_type == RecordType.RETURNED:
+            queue_key, returns = decode_returned(payload)
+            index.returned(queue_key, returns, segment, end)
         elif record_type == RecordType.DEFINITION:
             kind, key, value = decode_definition(payload)
             index.put_definition((kind, key), value, segment, offset, length)
@@ -522,13 +529,15 @@ class JournalStore(MessageStore):
         self._index.mark_delivered(queue_key, fresh)
 
     def set_delivery_counts(self, queue_key: str, counts: dict[int, int]) -> None:
-        """Rewrite each message with its new count and its delivered flag clear (see the
-        MESSAGE record in ``index.py``): the old copy dies as in a compaction."""
+        """The new counts, with the delivered flags clear: one RETURNED record for the
+        messages this queue alone holds (a few bytes each), a rewrite of the MESSAGE record
+        for a message several queues hold (see both in ``index.py``)."""
         self._ready()
         index = self._index
         ids = index.queues.get(queue_key)
         if not ids:
             return
+        returns = {}
         for msg_id, count in counts.items():
             delivered = ids.get(msg_id)
             if delivered is None:
@@ -536,9 +545,17 @@ class JournalStore(MessageStore):
             old = index.counts.get(msg_id) or {}
             if old.get(queue_key) == count and not delivered:
                 continue
+            if msg_id not in index.shared:
+                returns[msg_id] = count
+                continue
             queues = index.holders(msg_id, (queue_key,))
             queues[queue_key] = False
             self._rewrite(msg_id, queues, {**old, queue_key: count})
+        if returns:
+            segment, offset, length = self._log.append(
+                RecordType.RETURNED, encode_returned(queue_key, returns))
+            index.returned(queue_key, list(returns.items()), segment,
+                           (segment, offset + length))
 
     def _rewrite(self, msg_id: int, queues: dict[str, bool], counts: dict[str, int] | None,
                  payload: bytes | memoryview | None = None) -> None:
@@ -869,7 +886,12 @@ class JournalStore(MessageStore):
             records = self._log.records(number)
         except (KeyError, OSError, ValueError, CorruptRecord):   # deleted meanwhile
             return live
+        returned_in = index.returned_in
         for offset, record_type, payload in records:
+            if record_type == _RETURNED:
+                queue_key, returns = decode_returned(payload)
+                live.extend((offset, msg_id, {queue_key: False}, None)
+                            for msg_id, _ in returns if returned_in.get(msg_id) == number)
             if record_type != _MESSAGE:
                 continue
             msg_id, _, queues, _, _ = decode_message(payload)
@@ -888,7 +910,10 @@ class JournalStore(MessageStore):
         at_once = not getattr(self._reactor, "running", False)
         end = len(live) if at_once else min(start + COMPACT_SLICE, len(live))
         for offset, msg_id, queues, payload in live[start:end]:
-            if not index.is_current(msg_id, number, offset):
+            if payload is None:   # a return's count: the message is rewritten with it
+                if index.returned_in.get(msg_id) != number:
+                    continue   # acked, rewritten or returned again since
+            elif not index.is_current(msg_id, number, offset):
                 continue   # acked or rewritten since it was read
             held = index.holders(msg_id, queues)
             if held:
