@@ -263,7 +263,7 @@ class SegmentLiveness:
     __slots__ = ("live", "definitions", "live_bytes", "guards", "released_at", "purging")
 
     def __init__(self) -> None:
-        self.live = 0   # live MESSAGE records in the segment
+        self.live = 0   # live MESSAGE records and live RETURNED entries in the segment
         self.definitions: dict[DefinitionKey, None] = {}   # live DEFINITION records, in order
         self.live_bytes = 0
         self.guards: set[int] = set()  # older segments whose records this one overrides
@@ -323,6 +323,11 @@ class JournalIndex:
 
     The record's ``seq`` is kept only during recovery (to sort queues), in the queue dicts'
     values with the body size; afterwards it is read from the record when a rewrite needs it.
+
+    After a start from a saved index or a checkpoint, ``messages`` and the queues whose order
+    is ascending are :mod:`.array_maps` objects instead of dicts (the same methods): the
+    loaded entries stay in arrays, about 50 bytes a message, and only what comes after is a
+    dict entry.
     """
 
     def __init__(self) -> None:

@@ -45,9 +45,8 @@ Off the reactor: a forked child (:mod:`.forked_writer`), whose copy of the index
 the fork, marshals and writes the checkpoint once the position is durable; the reactor thread
 pays for the fork (copying page tables: tens of milliseconds at 5M messages), not for a copy
 of the index. If the process cannot fork, the index is copied on the reactor thread
-(``JournalIndex.snapshot``: arrays and a list built in C, about 0.1 µs a message on a busy
-machine) and written by the checkpoint thread, in frames of at most ``saved_index.CHUNK``
-entries (each one GIL hold). A crash mid-write leaves the previous checkpoint whole
+(``JournalIndex.snapshot``: the arrays a checkpoint saves, 0.1-0.2 µs a message) and written
+by the checkpoint thread. A crash mid-write leaves the previous checkpoint whole
 (temporary file, then rename). The next checkpoint waits ``CHECKPOINT_IDLE_RATIO`` times as
 long as the last one took, so their cost stays a small share of the work whatever the depth.
 """
