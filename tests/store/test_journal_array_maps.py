@@ -94,7 +94,6 @@ def test_a_loaded_queue_s_sizes_come_from_its_saved_sizes_and_the_recent_locatio
     messages[6] = 60
     queue[6] = False
     queue.pop(2)
-    assert queue_sizes(queue, messages, lambda packed: packed // 10).tolist() == [
-        7, 9, 10, 11, 6]
+    assert queue_sizes(queue, messages, 0xF).tolist() == [7, 9, 10, 11, 60 & 0xF]
     # without saved sizes (or a plain dict): every size from the locations
-    assert queue_sizes({5: False, 1: True}, messages, lambda packed: packed).tolist() == [50, 10]
+    assert queue_sizes({5: False, 1: True}, messages, 0xFF).tolist() == [50, 10]

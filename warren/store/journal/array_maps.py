@@ -25,7 +25,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
-from itertools import chain, compress
+from itertools import chain, compress, repeat
 from typing import Any
 
 _MASK64 = (1 << 64) - 1
@@ -150,9 +150,11 @@ def location_arrays(messages: Any) -> tuple[array, array, array]:
         ids, high, low, recent = array("q"), array("Q"), array("Q"), messages
     keys = sorted(recent)
     ids.extend(keys)
-    values = [recent[key] for key in keys]
-    high.extend([value >> 64 for value in values])
-    low.extend([value & _MASK64 for value in values])
+    # C loops (``map`` of int methods), no list of new ints: this runs in the forked child
+    # over every message after a replay, where each temporary copy is memory too
+    values = list(map(recent.__getitem__, keys))
+    high.extend(array("Q", map(int.__rshift__, values, repeat(64))))
+    low.extend(array("Q", map(int.__and__, values, repeat(_MASK64))))
     return ids, high, low
 
 
@@ -263,26 +265,36 @@ class QueueIds:
         return chain(found, (msg_id for msg_id, flag in self.recent.items() if flag))
 
 
+def queue_order(ids: Any) -> array:
+    """A queue's ids in queue order as a new array (a copy of the loaded ones when none of
+    them went: a memcpy, then the recent ones)."""
+    if not isinstance(ids, QueueIds):
+        return array("q", ids)
+    if ids._held == len(ids.ids):
+        order = ids.ids[:]
+    else:
+        order = array("q", compress(ids.ids, ids.flags.translate(_PRESENT)))
+    order.extend(ids.recent)
+    return order
+
+
 def queue_arrays(ids: Any) -> tuple[array, bytes]:
     """A queue's map (a dict or a :class:`QueueIds`) as its ids in queue order and their
     delivered flags (bytes of 0/1): what a checkpoint saves. New objects (see above)."""
     if isinstance(ids, QueueIds):
         if ids._held == len(ids.ids):
-            order, flags = ids.ids[:], bytes(ids.flags)
+            flags = bytes(ids.flags)
         else:
-            present = ids.flags.translate(_PRESENT)
-            order = array("q", compress(ids.ids, present))
-            flags = bytes(compress(ids.flags, present))
-        order.extend(ids.recent)
-        return order, flags + bytes(map(bool, ids.recent.values()))
+            flags = bytes(compress(ids.flags, ids.flags.translate(_PRESENT)))
+        return queue_order(ids), flags + bytes(map(bool, ids.recent.values()))
     return array("q", ids), bytes(map(bool, ids.values()))
 
 
-def queue_sizes(ids: Any, messages: Any, size_of: Any) -> array:
+def queue_sizes(ids: Any, messages: Any, size_mask: int) -> array:
     """The body sizes of a queue's messages in queue order (``ids``: a dict or a
-    :class:`QueueIds`), ``size_of`` taking them from a message's packed location: the
+    :class:`QueueIds`), ``size_mask`` taking them from a message's packed location: the
     loaded part of a queue from its saved sizes (C), the rest from the locations (the recent
-    ones from the dict beside a :class:`LocationMap`, no bisecting)."""
+    ones from the dict beside a :class:`LocationMap`, no bisecting), in C loops."""
     rest: Any = ids
     sizes = array("Q")
     if isinstance(ids, QueueIds) and ids.sizes is not None:
@@ -293,8 +305,12 @@ def queue_sizes(ids: Any, messages: Any, size_of: Any) -> array:
         rest = ids.recent
     elif isinstance(ids, QueueIds):
         rest = list(ids)
-    recent = messages.recent if isinstance(messages, LocationMap) else messages
-    sizes.extend([size_of(recent.get(msg_id) or messages[msg_id]) for msg_id in rest])
+    lookup = messages.recent if isinstance(messages, LocationMap) else messages
+    try:
+        sizes.extend(array("Q", map(int.__and__, map(lookup.__getitem__, rest),
+                                    repeat(size_mask))))
+    except KeyError:   # one in the loaded arrays (a dict queue of loaded messages)
+        sizes.extend(array("Q", [messages[msg_id] & size_mask for msg_id in rest]))
     return sizes
 
 

@@ -277,7 +277,7 @@ class SegmentLiveness:
 #: A location packed into one int: segment number, offset in it, framed length, and the
 #: message body's size (what lazy recovery and a saved index report per message, kept here so
 #: saving the index never reads records back: one more 30-bit digit of the int, 4-8 bytes).
-_SIZE_MASK = (1 << 40) - 1
+_SIZE_MASK = SIZE_MASK = (1 << 40) - 1
 _LENGTH_SHIFT = 40
 _OFFSET_SHIFT = 72
 _SEGMENT_SHIFT = 104

@@ -74,6 +74,7 @@ from warren.store.interface import (
 from warren.store.journal.index import (
     JournalIndex,
     RecordType,
+    SIZE_MASK,
     body_size_of,
     body_sizes,
     decode_checkpoint,
@@ -90,7 +91,7 @@ from warren.store.journal.index import (
     unpack_location,
 )
 from warren.store.journal import forked_writer, saved_index
-from warren.store.journal.array_maps import queue_sizes
+from warren.store.journal.array_maps import queue_order, queue_sizes
 from warren.store.journal.log import DiskThread, JournalLog
 from warren.store.journal.segment import HEADER_SIZE, CorruptRecord
 
@@ -470,7 +471,7 @@ class JournalStore(MessageStore):
             index.release_purged(1 << 30)
         messages = index.messages
         content = index.export()
-        content["sizes"] = {key: queue_sizes(ids, messages, body_size_of)
+        content["sizes"] = {key: queue_sizes(ids, messages, SIZE_MASK)
                             for key, ids in index.queues.items()}
         return content   # its "journal" (the segments' stamps) is added once the log is closed
 
@@ -994,7 +995,7 @@ def _recovered_queue(key: str, messages: dict[int, int], ids: dict[int, int],
     if not changed and len(old_ids) == len(ids) and (not ids or (
             old_ids[0] == next(iter(ids)) and old_ids[-1] == next(reversed(ids)))):
         return RecoveredQueue(key, old_ids, old_sizes)
-    order = array("q", ids)
+    order = queue_order(ids)
     measured = array("q")
     if not old_ids and not changed and len(old_sizes) == len(ids):
         measured = old_sizes   # saved before the ids were: the sizes alone
