@@ -255,9 +255,7 @@ def test_a_forked_checkpoint_carries_the_queues_a_start_takes_when_unchanged_sin
     store.abandon()
     content = saved_index.read(str(journal), saved_index.CHECKPOINT)
     assert content is not None
-    ids, sizes = array("Q"), array("Q")
-    ids.frombytes(content["order"][QB])
-    sizes.frombytes(content["sizes"][QB])
+    ids, sizes = array("Q", content["order"][QB]), array("Q", content["sizes"][QB])
     assert ids.tolist() == [4, 8, 12]
     assert sizes.tolist() == [len(b"m" * msg_id) for msg_id in (4, 8, 12)]
     expected = replayed(journal, tmp_path)

@@ -307,6 +307,16 @@ def body_sizes(messages: dict[int, int], ids: Any) -> array:
     return array("Q", [messages[msg_id] & _SIZE_MASK for msg_id in ids])
 
 
+def _array_of(typecode: str, raw: Any) -> array:
+    """``raw`` (read by :mod:`.saved_index`: an array, or bytes) as an array of
+    ``typecode``: itself when it is one already (no copy)."""
+    if isinstance(raw, array) and raw.typecode == typecode:
+        return raw
+    out = array(typecode)
+    out.frombytes(memoryview(raw).cast("B"))
+    return out
+
+
 class JournalIndex:
     """The live state of the journal and, per segment, why it must be kept.
 
@@ -732,9 +742,7 @@ class JournalIndex:
         """An index from :meth:`export`'s data; raises KeyError, TypeError or ValueError when
         the data is not shaped so."""
         index = cls()
-        ids, high, low = (array(code) for code in "qQQ")
-        for part, raw in zip((ids, high, low), content["messages"]):
-            part.frombytes(raw)
+        ids, high, low = (_array_of(code, raw) for code, raw in zip("qQQ", content["messages"]))
         messages = LocationMap(ids, high, low)
         shared = content["shared"]
         counts = content["counts"]
@@ -746,20 +754,18 @@ class JournalIndex:
         for key, flags in flags_of.items():
             if not isinstance(key, str):
                 raise TypeError("a saved queue's name is not a string")
-            order = array("q")
-            order.frombytes(order_of[key])
+            order = _array_of("q", order_of[key])
             if len(order) != len(flags):
                 raise ValueError(f"queue {key!r}: ids and delivered flags differ in length")
             # what can be checked without a pass over the messages (the CRC covers the rest)
             if order and (order[0] not in messages or order[-1] not in messages):
                 raise ValueError(f"queue {key!r} holds messages without a location")
             if key in kept:
-                sizes = array("Q")
                 raw = content.get("sizes", {}).get(key)
-                if raw is not None and len(raw) == 8 * len(order):
-                    sizes.frombytes(raw)
-                queues[key] = QueueIds(order, bytearray(flags), sizes if raw is not None and
-                                       len(sizes) == len(order) else None)
+                sizes = None
+                if raw is not None and memoryview(raw).nbytes == 8 * len(order):
+                    sizes = _array_of("Q", raw)
+                queues[key] = QueueIds(order, bytearray(flags), sizes)
             else:   # not ascending: no bisecting it
                 queues[key] = dict(zip(order, map(bool, flags)))
         index.messages, index.queues, index.shared, index.counts = messages, queues, shared, counts

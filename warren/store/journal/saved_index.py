@@ -34,8 +34,9 @@ import os
 import struct
 import sys
 import zlib
+from array import array
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 #: The file's name in the journal directory (not a segment name, so the log ignores it).
 SAVED_INDEX = "index.saved"
@@ -62,15 +63,19 @@ def path_in(directory: str, name: str = SAVED_INDEX) -> str:
 _QUEUE_PARTS = ("queues", "order", "sizes")
 
 
+def _typecode(blob: Any) -> str:
+    return blob.typecode if isinstance(blob, array) else "B"
+
+
 def _frames(content: dict[str, Any]) -> Iterator[Any]:
-    """The payload's frames: the head (everything but the big arrays, marshalled), then the
-    message locations' arrays, then per queue part (``_QUEUE_PARTS``) each queue's bytes, raw:
-    a start copies them into its arrays (``JournalIndex.restored``), no object per message."""
+    """The payload's frames: the head (everything but the big arrays, marshalled, with the
+    array type of each big part), then the message locations' arrays, then per queue part
+    (``_QUEUE_PARTS``) each queue's, raw: a start reads each straight into an array."""
     head = {key: value for key, value in content.items()
             if key != "messages" and key not in _QUEUE_PARTS}
-    head["messages"] = len(content["messages"])
+    head["messages"] = [_typecode(blob) for blob in content["messages"]]
     for part in _QUEUE_PARTS:
-        head[part] = list(content.get(part, {}))
+        head[part] = [(key, _typecode(blob)) for key, blob in content.get(part, {}).items()]
     yield marshal.dumps(head)
     yield from content["messages"]
     for part in _QUEUE_PARTS:
@@ -112,56 +117,89 @@ def _write_at(fd: int, data: bytes, offset: int) -> None:
 
 
 def read(directory: str, name: str = SAVED_INDEX) -> dict[str, Any] | None:
-    """The saved content, or None when there is no file; raises :class:`SavedIndexInvalid`."""
+    """The saved content, or None when there is no file; raises :class:`SavedIndexInvalid`.
+    The big parts come back as arrays of the type they were written as (``_frames``), each
+    read into its array directly: no copy of the whole file in memory (at 10M messages it
+    is 400 MB) and one copy of each part."""
     try:
-        with open(path_in(directory, name), "rb") as file:
-            data = file.read()
+        file = open(path_in(directory, name), "rb")
     except FileNotFoundError:
         return None
     except OSError as error:
         raise SavedIndexInvalid(f"unreadable: {error}") from error
-    if len(data) < _HEADER.size:
-        raise SavedIndexInvalid(f"truncated: {len(data)} bytes")
-    magic, version, major, minor, length, crc = _HEADER.unpack_from(data)
+    with file:
+        try:
+            return _read_frames(file)
+        except OSError as error:
+            raise SavedIndexInvalid(f"unreadable: {error}") from error
+        except (EOFError, ValueError, TypeError, KeyError, struct.error) as error:
+            # parsed before the CRC is known: damage shows as a frame that makes no sense,
+            # which the CRC (checked now, off the normal path) names for what it is
+            if not _checksum_matches(file):
+                raise SavedIndexInvalid("checksum mismatch") from error
+            raise SavedIndexInvalid(f"undecodable: {error}") from error
+
+
+def _checksum_matches(file: BinaryIO) -> bool:
+    file.seek(0)
+    header = file.read(_HEADER.size)
+    *_, crc = _HEADER.unpack(header)
+    check = 0
+    while chunk := file.read(1 << 20):
+        check = zlib.crc32(chunk, check)
+    return check == crc
+
+
+def _read_frames(file: BinaryIO) -> dict[str, Any]:
+    header = file.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise SavedIndexInvalid(f"truncated: {len(header)} bytes")
+    magic, version, major, minor, length, crc = _HEADER.unpack(header)
     if magic != _MAGIC:
         raise SavedIndexInvalid("not a saved index of this format")
     if (version, major, minor) != _FORMAT:
         raise SavedIndexInvalid(
             f"written by Python {major}.{minor} (marshal {version}); this is "
             f"{_FORMAT[1]}.{_FORMAT[2]} (marshal {_FORMAT[0]})")
-    payload = memoryview(data)[_HEADER.size:]
-    if len(payload) != length:
-        raise SavedIndexInvalid(f"truncated: {len(payload)} of {length} payload bytes")
-    if zlib.crc32(payload) != crc:
-        raise SavedIndexInvalid("checksum mismatch")
-    try:
-        return _unframed(payload)
-    except (EOFError, ValueError, TypeError, KeyError, struct.error) as error:
-        raise SavedIndexInvalid(f"undecodable: {error}") from error
+    size = os.fstat(file.fileno()).st_size - _HEADER.size
+    if size != length:
+        raise SavedIndexInvalid(f"truncated: {size} of {length} payload bytes")
+    left = length
+    check = 0
 
-
-def _unframed(payload: memoryview) -> dict[str, Any]:
-    """``_frames`` read back; the big parts as views of ``payload`` (copied into arrays by
-    the caller, one copy)."""
-    at = 0
-
-    def frame() -> memoryview:
-        nonlocal at
-        (length,) = _FRAME.unpack_from(payload, at)
-        at += _FRAME.size
-        if at + length > len(payload):
+    def frame(typecode: str | None) -> Any:
+        """The next frame: bytes (``typecode`` None) or an array read into in place."""
+        nonlocal left, check
+        head = file.read(_FRAME.size)
+        (size,) = _FRAME.unpack(head)
+        left -= _FRAME.size + size
+        if left < 0:
             raise ValueError("a frame runs past the end")
-        at += length
-        return payload[at - length:at]
+        check = zlib.crc32(head, check)
+        if typecode is None:
+            data: Any = file.read(size)
+            got = len(data)
+        else:
+            itemsize = array(typecode).itemsize
+            if size % itemsize:
+                raise ValueError(f"a frame of {size} bytes is not of {typecode!r} items")
+            data = array(typecode, bytes(itemsize)) * (size // itemsize)
+            got = file.readinto(memoryview(data).cast("B"))
+        if got != size:
+            raise ValueError("a frame runs past the end")
+        check = zlib.crc32(memoryview(data).cast("B"), check)
+        return data
 
-    content = marshal.loads(frame())
+    content = marshal.loads(frame(None))
     if not isinstance(content, dict):
         raise TypeError("not a mapping")
-    content["messages"] = tuple(frame() for _ in range(content["messages"]))
+    content["messages"] = tuple(frame(code) for code in content["messages"])
     for part in _QUEUE_PARTS:
-        content[part] = {key: frame() for key in content[part]}
-    if at != len(payload):
-        raise ValueError(f"{len(payload) - at} bytes after the last frame")
+        content[part] = {key: frame(code) for key, code in content[part]}
+    if left:
+        raise ValueError(f"{left} bytes after the last frame")
+    if check != crc:
+        raise SavedIndexInvalid("checksum mismatch")
     return content
 
 

@@ -321,7 +321,7 @@ class JournalStore(MessageStore):
             if not isinstance(sizes, dict) or not isinstance(journal, dict):
                 raise TypeError("sizes or segments are not mappings")
             for key, ids in index.queues.items():
-                if len(sizes.get(key, b"")) != 8 * len(ids):
+                if memoryview(sizes.get(key, b"")).nbytes != 8 * len(ids):
                     raise ValueError(f"queue {key!r}: body sizes do not match its messages")
             records = {}
             for msg_id in index.shared:
@@ -987,11 +987,12 @@ def _recovered_queue(key: str, messages: dict[int, int], ids: dict[int, int],
     locations. Anything else (an ack in the middle, no saved arrays): the index alone."""
     saved_ids, saved_sizes = saved if saved is not None else (None, None)
     old_ids, old_sizes = array("q"), array("q")
-    if isinstance(saved_sizes, (bytes, memoryview)) and len(saved_sizes) % old_sizes.itemsize == 0:
-        old_sizes.frombytes(saved_sizes)
-    if (isinstance(saved_ids, (bytes, memoryview))
-            and len(saved_ids) == len(old_sizes) * old_ids.itemsize):
-        old_ids.frombytes(saved_ids)
+    if (isinstance(saved_sizes, (bytes, memoryview, array))
+            and memoryview(saved_sizes).nbytes % old_sizes.itemsize == 0):
+        old_sizes.frombytes(memoryview(saved_sizes).cast("B"))
+    if (isinstance(saved_ids, (bytes, memoryview, array))
+            and memoryview(saved_ids).nbytes == len(old_sizes) * old_ids.itemsize):
+        old_ids.frombytes(memoryview(saved_ids).cast("B"))
     if not changed and len(old_ids) == len(ids) and (not ids or (
             old_ids[0] == next(iter(ids)) and old_ids[-1] == next(reversed(ids)))):
         return RecoveredQueue(key, old_ids, old_sizes)
