@@ -45,7 +45,7 @@ class LocationMap:
     """msg_id -> packed location (``index.pack_location``: more than 64 bits, so two u64
     arrays, high and low halves) for the messages a start loaded, plus a dict of the rest."""
 
-    __slots__ = ("ids", "high", "low", "present", "recent", "_held", "_hint")
+    __slots__ = ("ids", "high", "low", "present", "recent", "_held", "_hint", "_top")
 
     def __init__(self, ids: array, high: array, low: array) -> None:
         if not len(ids) == len(high) == len(low):
@@ -55,8 +55,11 @@ class LocationMap:
         self.recent: dict[int, int] = {}
         self._held = len(ids)   # entries of the base still present
         self._hint = 0
+        self._top = ids[-1] if ids else -1   # a new message's id is above: no bisecting
 
     def _find(self, msg_id: int) -> int:
+        if msg_id > self._top:
+            return -1
         ids = self.ids
         at = self._hint
         if not (at < len(ids) and ids[at] == msg_id):
@@ -162,7 +165,7 @@ class QueueIds:
     """A queue's msg_id -> delivered flag, in queue order, for the ids a start loaded (ascending:
     a queue whose saved order is not stays a dict) plus a dict of those added since."""
 
-    __slots__ = ("ids", "flags", "sizes", "recent", "_held", "_hint")
+    __slots__ = ("ids", "flags", "sizes", "recent", "_held", "_hint", "_top")
 
     def __init__(self, ids: array, flags: bytearray, sizes: array | None = None) -> None:
         if len(ids) != len(flags) or (sizes is not None and len(sizes) != len(ids)):
@@ -174,8 +177,11 @@ class QueueIds:
         self.recent: dict[int, bool] = {}
         self._held = len(ids)
         self._hint = 0
+        self._top = ids[-1] if ids else -1
 
     def _find(self, msg_id: int) -> int:
+        if msg_id > self._top:
+            return -1
         ids = self.ids
         at = self._hint
         if not (at < len(ids) and ids[at] == msg_id):
