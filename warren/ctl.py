@@ -14,9 +14,7 @@ import json
 import os
 import re
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any, Callable, Mapping
 
 from .broker.topic_permissions import invalid_pattern
@@ -33,6 +31,10 @@ class Api:
         self.headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
+        # here, not at the top: ``warren run`` builds ctl's parser too, and urllib.request
+        # (http.client, ssl, email) is a tenth of a second of every broker start
+        import urllib.error
+        import urllib.request
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method,
                                      headers=self.headers)

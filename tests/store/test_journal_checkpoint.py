@@ -23,6 +23,7 @@ from twisted.internet.task import Clock
 
 from tests.store.test_journal_saved_index import QA, QB, RECORD, replayed, summary
 from warren.model.message import Message
+from warren.store.journal import index as journal_index
 from warren.store.journal import saved_index
 from warren.store.journal.store import JournalStore
 
@@ -41,6 +42,13 @@ class ThreadClock(Clock):
         """Run the next call a thread handed over (waits up to a minute for it)."""
         f, args, kwargs = self.from_threads.get(timeout=60)
         f(*args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def loaded_maps_as_arrays(monkeypatch):
+    """The index a recovery leaves as arrays from the first message (``ARRAYS_FROM``): these
+    small journals then run the code deep queues run (the broker-level tests keep dicts)."""
+    monkeypatch.setattr(journal_index, "ARRAYS_FROM", 0)
 
 
 def running(directory: Path, **kwargs) -> tuple[JournalStore, ThreadClock, object]:
@@ -94,7 +102,6 @@ def no_fork() -> int:
 @pytest.mark.parametrize("forks", [True, False], ids=["forked-writer", "fork-fails-copy"])
 def test_a_start_after_a_crash_loads_the_checkpoint_and_replays_what_follows(tmp_path, caplog,
                                                                              monkeypatch, forks):
-    monkeypatch.setattr(saved_index, "CHUNK", 2)   # the big maps in several frames each
     if not forks:   # the index is copied on the reactor thread and written by the thread
         monkeypatch.setattr(os, "fork", no_fork)
     journal = tmp_path / "journal"
@@ -162,7 +169,6 @@ def test_a_torn_or_half_written_checkpoint_is_never_used(tmp_path, caplog):
 
 def test_a_checkpoint_stays_valid_across_compaction_and_segment_deletion(tmp_path, caplog,
                                                                          monkeypatch):
-    monkeypatch.setattr(saved_index, "CHUNK", 7)
     journal = tmp_path / "journal"
     store, clock, _ = running(journal, segment_size=4096)
     for msg_id in range(1, 301):
@@ -257,9 +263,7 @@ def test_a_forked_checkpoint_carries_the_queues_a_start_takes_when_unchanged_sin
     store.abandon()
     content = saved_index.read(str(journal), saved_index.CHECKPOINT)
     assert content is not None
-    ids, sizes = array("Q"), array("Q")
-    ids.frombytes(content["order"][QB])
-    sizes.frombytes(content["sizes"][QB])
+    ids, sizes = array("Q", content["order"][QB]), array("Q", content["sizes"][QB])
     assert ids.tolist() == [4, 8, 12]
     assert sizes.tolist() == [len(b"m" * msg_id) for msg_id in (4, 8, 12)]
     expected = replayed(journal, tmp_path)

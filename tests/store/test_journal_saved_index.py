@@ -16,12 +16,20 @@ import pytest
 
 from warren.amqp.properties import CODEC
 from warren.model.message import Message, Properties, record_head
+from warren.store.journal import index as journal_index
 from warren.store.journal import saved_index
 from warren.store.journal.store import JournalStore
 
 QA = "/\x00a"
 QB = "/\x00b"
 RECORD = record_head("", "a", CODEC.encode(Properties(delivery_mode=2)))
+
+
+@pytest.fixture(autouse=True)
+def loaded_maps_as_arrays(monkeypatch):
+    """The index a recovery leaves as arrays from the first message (``ARRAYS_FROM``): these
+    small journals then run the code deep queues run (the broker-level tests keep dicts)."""
+    monkeypatch.setattr(journal_index, "ARRAYS_FROM", 0)
 
 
 def lazy(directory: Path) -> tuple[JournalStore, object]:

@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import os
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from ..config import Config
 from .file_locker import SharedFileLocker
 from .locker import Locker, LockUnavailable, describe_owner, new_owner_id
@@ -44,6 +41,9 @@ def exclusive_locker(config: Config) -> Locker | None:
         return SharedFileLocker(config.data_dir, owner=owner)
     if config.store != "sql":
         return None
+    # SQLAlchemy only for an SQL store: its import is a third of a second of every start
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
     try:
         url = make_url(config.sql_url)
     except ArgumentError:
@@ -68,6 +68,8 @@ def ha_member_guard(config: Config) -> Locker | None:
     file is one lock for standalone brokers and pairs alike)."""
     if config.ha != "shared-db" or config.store != "sql":
         return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
     try:
         backend = make_url(config.sql_url).get_backend_name()
     except ArgumentError:

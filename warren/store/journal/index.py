@@ -22,6 +22,14 @@ Record types
                 restart). Lazy and advisory; compaction carries the flags in the rewrite.
 ``DEFINITION``  JSON ``[kind, key, value]``; ``value`` null deletes. A later record for the same
                 (kind, key) supersedes an earlier one.
+``RETURNED``    queue key length u16, key, then (msg_id u64, count u32) pairs: those messages
+                came back to that queue (nack/reject with requeue, consumer gone) as often as
+                the count says; their delivered flags clear. What a return costs instead of a
+                rewrite of the whole MESSAGE record, for messages one queue holds (a shared
+                one is rewritten as before). Live state like the message: its segment counts
+                it as live (``JournalIndex.returned_in``) until the message dies, is rewritten
+                (the copy carries the count) or returns again; compaction of the segment
+                rewrites the message with its count.
 ``CHECKPOINT``  max_msg_id u64, max_seq u64: written first in every new segment so the id
                 counters survive even when every segment that held their messages is gone (the
                 head, which holds the latest checkpoint, is never reclaimed).
@@ -71,11 +79,18 @@ from __future__ import annotations
 import json
 import struct
 from array import array
-from itertools import compress, islice
+from itertools import compress, islice, repeat
 from enum import IntEnum
 from typing import Any
 
 from warren.store.interface import DefinitionKey
+from warren.store.journal.array_maps import (
+    LocationMap,
+    QueueIds,
+    ascending,
+    location_arrays,
+    queue_arrays,
+)
 
 Position = tuple[int, int]
 
@@ -87,12 +102,16 @@ class RecordType(IntEnum):
     DELIVERED = 4
     DEFINITION = 5
     CHECKPOINT = 6
+    RETURNED = 7
 
 
 _MESSAGE_HEAD = struct.Struct("<QQH")
 _QUEUE_HEAD = struct.Struct("<HB")
 _KEY_HEAD = struct.Struct("<H")
 _CHECKPOINT = struct.Struct("<QQ")
+_RETURN = struct.Struct("<QI")
+#: What one message's entry in a RETURNED record counts as live bytes of its segment.
+RETURN_ENTRY_BYTES = _RETURN.size
 _COUNT = struct.Struct("<I")
 _DELIVERED = 1
 _COUNTED = 2
@@ -191,6 +210,21 @@ def decode_queue_ids(payload: bytes | memoryview) -> tuple[str, list[int]]:
     return key, list(struct.unpack_from(f"<{count}Q", payload, start))
 
 
+def encode_returned(queue_key: str, counts: dict[int, int]) -> bytes:
+    raw = queue_key.encode()
+    return b"".join((_KEY_HEAD.pack(len(raw)), raw, *(
+        _RETURN.pack(msg_id, min(count, 0xFFFFFFFF)) for msg_id, count in counts.items())))
+
+
+def decode_returned(payload: bytes | memoryview) -> tuple[str, list[tuple[int, int]]]:
+    (length,) = _KEY_HEAD.unpack_from(payload)
+    start = _KEY_HEAD.size + length
+    key = bytes(payload[_KEY_HEAD.size:start]).decode()
+    if (len(payload) - start) % _RETURN.size:
+        raise ValueError("return list is not a whole number of (u64, u32)")
+    return key, list(_RETURN.iter_unpack(payload[start:]))
+
+
 def encode_definition(kind: str, key: str, value: dict[str, Any] | None) -> bytes:
     return json.dumps([kind, key, value], separators=(",", ":")).encode()
 
@@ -229,7 +263,7 @@ class SegmentLiveness:
     __slots__ = ("live", "definitions", "live_bytes", "guards", "released_at", "purging")
 
     def __init__(self) -> None:
-        self.live = 0   # live MESSAGE records in the segment
+        self.live = 0   # live MESSAGE records and live RETURNED entries in the segment
         self.definitions: dict[DefinitionKey, None] = {}   # live DEFINITION records, in order
         self.live_bytes = 0
         self.guards: set[int] = set()  # older segments whose records this one overrides
@@ -243,7 +277,7 @@ class SegmentLiveness:
 #: A location packed into one int: segment number, offset in it, framed length, and the
 #: message body's size (what lazy recovery and a saved index report per message, kept here so
 #: saving the index never reads records back: one more 30-bit digit of the int, 4-8 bytes).
-_SIZE_MASK = (1 << 40) - 1
+_SIZE_MASK = SIZE_MASK = (1 << 40) - 1
 _LENGTH_SHIFT = 40
 _OFFSET_SHIFT = 72
 _SEGMENT_SHIFT = 104
@@ -273,6 +307,23 @@ def body_sizes(messages: dict[int, int], ids: Any) -> array:
     return array("Q", [messages[msg_id] & _SIZE_MASK for msg_id in ids])
 
 
+def _array_of(typecode: str, raw: Any) -> array:
+    """``raw`` (read by :mod:`.saved_index`: an array, or bytes) as an array of
+    ``typecode``: itself when it is one already (no copy)."""
+    if isinstance(raw, array) and raw.typecode == typecode:
+        return raw
+    out = array(typecode)
+    out.frombytes(memoryview(raw).cast("B"))
+    return out
+
+
+#: From this many messages (in the index, in a queue) the maps a recovery leaves are
+#: :mod:`.array_maps` arrays rather than dicts: a dict entry costs a start about 0.27 µs and
+#: 130 bytes a message, but its lookups cost no Python call on the hot path (publish, ack),
+#: which is what a small index keeps. (Tests set it to 0 to run the arrays on small data.)
+ARRAYS_FROM = 100_000
+
+
 class JournalIndex:
     """The live state of the journal and, per segment, why it must be kept.
 
@@ -289,6 +340,11 @@ class JournalIndex:
 
     The record's ``seq`` is kept only during recovery (to sort queues), in the queue dicts'
     values with the body size; afterwards it is read from the record when a rewrite needs it.
+
+    After a start from a saved index or a checkpoint, ``messages`` and the queues whose order
+    is ascending are :mod:`.array_maps` objects instead of dicts (the same methods): the
+    loaded entries stay in arrays, about 50 bytes a message, and only what comes after is a
+    dict entry.
     """
 
     def __init__(self) -> None:
@@ -296,6 +352,9 @@ class JournalIndex:
         self.queues: dict[str, dict[int, int]] = {}
         self.shared: dict[int, tuple[str, ...]] = {}
         self.counts: dict[int, dict[str, int]] = {}
+        #: msg_id -> the segment of the RETURNED record that holds its count (live state:
+        #: that segment counts it as live; see ``RecordType.RETURNED``)
+        self.returned_in: dict[int, int] = {}
         self.definitions: dict[DefinitionKey, DefinitionLocation] = {}
         self.segments: dict[int, SegmentLiveness] = {}
         self.max_msg_id = 0
@@ -324,11 +383,43 @@ class JournalIndex:
         self.shared.pop(msg_id, None)
         if self.counts:
             self.counts.pop(msg_id, None)
+            self._forget_return(msg_id, at)
         liveness = self.segments[packed >> _SEGMENT_SHIFT]
         liveness.live -= 1
         liveness.live_bytes -= (packed >> _LENGTH_SHIFT) & _LOW32
         if at > liveness.released_at:
             liveness.released_at = at
+
+    def _forget_return(self, msg_id: int, at: Position) -> None:
+        """The message's RETURNED entry (if any) is no longer live state as of ``at``."""
+        segment = self.returned_in.pop(msg_id, None)
+        if segment is None:
+            return
+        liveness = self.segments.get(segment)
+        if liveness is not None:
+            liveness.live -= 1
+            liveness.live_bytes -= RETURN_ENTRY_BYTES
+            if at > liveness.released_at:
+                liveness.released_at = at
+
+    def returned(self, queue_key: str, counts: list[tuple[int, int]], segment: int,
+                 end: Position) -> None:
+        """A RETURNED record in ``segment``: the messages among ``counts`` the queue holds
+        came back to it that often; their delivered flags clear."""
+        ids = self.queues.get(queue_key)
+        if not ids:
+            return
+        liveness = self._liveness(segment)
+        for msg_id, count in counts:
+            value = ids.get(msg_id)
+            if value is None:
+                continue
+            ids[msg_id] = value & ~1 if self.recovering else False
+            self.counts[msg_id] = {**self.counts.get(msg_id, {}), queue_key: count}
+            self._forget_return(msg_id, end)
+            self.returned_in[msg_id] = segment
+            liveness.live += 1
+            liveness.live_bytes += RETURN_ENTRY_BYTES
 
     def _guard(self, segment: int, older: int) -> None:
         if older != segment:
@@ -366,6 +457,8 @@ class JournalIndex:
         old = self.messages.get(msg_id)
         if old is not None:
             end = (segment, offset + length)
+            if self.returned_in:   # the copy carries the count
+                self._forget_return(msg_id, end)
             old_segment = old >> _SEGMENT_SHIFT
             liveness = self.segments[old_segment]
             liveness.live -= 1
@@ -490,6 +583,7 @@ class JournalIndex:
                 del messages[msg_id]
                 if counts:
                     counts.pop(msg_id, None)
+                    self._forget_return(msg_id, end)
                 died[0] += 1
                 died[1] += (packed >> _LENGTH_SHIFT) & _LOW32
                 dead.append(msg_id)
@@ -559,8 +653,16 @@ class JournalIndex:
                 pairs = sorted(zip(values, order))
                 values = [v for v, _ in pairs]
                 order = [i for _, i in pairs]
-            self.queues[key] = {msg_id: bool(v & 1) for msg_id, v in zip(order, values)}
-            out[key] = (order, [(v >> 1) & _SIZE_MASK for v in values])
+            sizes = [(v >> 1) & _SIZE_MASK for v in values]
+            loaded = array("q", order) if len(order) >= ARRAYS_FROM else None
+            if loaded is not None and ascending(loaded):
+                self.queues[key] = QueueIds(loaded, bytearray(map(int.__and__, values,
+                                                                  repeat(1))), array("Q", sizes))
+            else:
+                self.queues[key] = {msg_id: bool(v & 1) for msg_id, v in zip(order, values)}
+            out[key] = (order, sizes)
+        if len(self.messages) >= ARRAYS_FROM:
+            self.messages = LocationMap(*location_arrays(self.messages))
         return out
 
     def delivered(self) -> set[tuple[str, int]]:
@@ -568,7 +670,8 @@ class JournalIndex:
         return {
             (key, msg_id)
             for key, ids in self.queues.items()
-            for msg_id in compress(ids, ids.values())
+            for msg_id in (ids.delivered() if isinstance(ids, QueueIds)
+                           else compress(ids, ids.values()))
         }
 
     def delivery_counts(self) -> dict[tuple[str, int], int]:
@@ -594,6 +697,8 @@ class JournalIndex:
                        if packed >> _SEGMENT_SHIFT in numbers]
         else:
             dropped = []
+        for msg_id in [m for m, n in self.returned_in.items() if n in numbers]:
+            del self.returned_in[msg_id]   # its record is gone: so must its effect have been
         for key in list(self.queues):
             ids = self.queues[key]
             for msg_id in dropped:
@@ -611,13 +716,24 @@ class JournalIndex:
 
     def export(self) -> dict[str, Any]:
         """The index as plain data for :mod:`.saved_index` (after recovery, nothing purged
-        left to release: the caller releases it first)."""
+        left to release: the caller releases it first). The two big maps as arrays
+        (``array_maps``): ``messages`` as (ids ascending, high and low halves of their
+        locations); each queue as its ids in queue order (``order``) and their delivered
+        flags (``queues``, bytes), with the queues whose order is ascending listed
+        (``ascending``: a start keeps those as arrays). New objects throughout, so
+        :meth:`snapshot` is this one."""
         assert not self.recovering and not self.purged
+        order, flags = {}, {}
+        for key, ids in self.queues.items():
+            order[key], flags[key] = queue_arrays(ids)
         return {
-            "messages": self.messages,
-            "queues": self.queues,
+            "messages": location_arrays(self.messages),
+            "queues": flags,
+            "order": order,
+            "ascending": [key for key, ids in order.items() if ascending(ids)],
             "shared": self.shared,
             "counts": self.counts,
+            "returned_in": self.returned_in,
             "definitions": [(kind, key, d.value, d.segment, d.offset, d.length)
                             for (kind, key), d in self.definitions.items()],
             "segments": [(number, s.live, list(s.definitions), s.live_bytes, list(s.guards),
@@ -627,19 +743,13 @@ class JournalIndex:
         }
 
     def snapshot(self) -> dict[str, Any]:
-        """:meth:`export` of copies, so a checkpoint is serialized on another thread while
-        the index goes on changing. Taken on the reactor thread in one go, so as cheap as
-        can be: the two big maps as (keys, values) sequences built in C (an array of ids
-        and a list of the location ints, shared not copied; a queue's delivered flags as
-        bytes): about 17 bytes and 50 ns a message, a dict copy's quarter and tenth.
-        :mod:`.saved_index` writes them as the maps they were."""
+        """:meth:`export` with copies of the small maps too, so a checkpoint is serialized
+        on another thread while the index goes on changing (when the process cannot fork:
+        this runs on the reactor thread, about 0.1-0.2 µs a message)."""
         content = self.export()
-        messages = self.messages
-        content["messages"] = (array("Q", messages), list(messages.values()))
-        content["queues"] = {key: (array("Q", ids), bytes(ids.values()))
-                             for key, ids in self.queues.items()}
         content["shared"] = self.shared.copy()
         content["counts"] = self.counts.copy()   # its values are replaced, never changed
+        content["returned_in"] = self.returned_in.copy()
         return content
 
     @classmethod
@@ -647,18 +757,38 @@ class JournalIndex:
         """An index from :meth:`export`'s data; raises KeyError, TypeError or ValueError when
         the data is not shaped so."""
         index = cls()
-        messages = content["messages"]
-        queues = content["queues"]
+        ids, high, low = (_array_of(code, raw) for code, raw in zip("qQQ", content["messages"]))
+        messages: Any = LocationMap(ids, high, low)
         shared = content["shared"]
         counts = content["counts"]
-        if not all(isinstance(part, dict) for part in (messages, queues, shared, counts)):
+        flags_of, order_of = content["queues"], content["order"]
+        if not all(isinstance(part, dict) for part in (flags_of, order_of, shared, counts)):
             raise TypeError("saved index parts are not mappings")
-        for key, ids in queues.items():
-            if not isinstance(key, str) or not isinstance(ids, dict):
-                raise TypeError("a saved queue is not a mapping of ids")
-            if not ids.keys() <= messages.keys():
+        kept = set(content["ascending"])
+        queues: dict[str, Any] = {}
+        for key, flags in flags_of.items():
+            if not isinstance(key, str):
+                raise TypeError("a saved queue's name is not a string")
+            order = _array_of("q", order_of[key])
+            if len(order) != len(flags):
+                raise ValueError(f"queue {key!r}: ids and delivered flags differ in length")
+            # what can be checked without a pass over the messages (the CRC covers the rest)
+            if order and (order[0] not in messages or order[-1] not in messages):
                 raise ValueError(f"queue {key!r} holds messages without a location")
+            if key in kept and len(order) >= ARRAYS_FROM:
+                raw = content.get("sizes", {}).get(key)
+                sizes = None
+                if raw is not None and memoryview(raw).nbytes == 8 * len(order):
+                    sizes = _array_of("Q", raw)
+                queues[key] = QueueIds(order, bytearray(flags), sizes)
+            else:   # not ascending: no bisecting it
+                queues[key] = dict(zip(order, map(bool, flags)))
+        if len(messages) < ARRAYS_FROM:   # small: dicts, whose lookups cost no Python call
+            messages = dict(messages.items())
         index.messages, index.queues, index.shared, index.counts = messages, queues, shared, counts
+        index.returned_in = content["returned_in"]
+        if not isinstance(index.returned_in, dict):
+            raise TypeError("saved returns are not a mapping")
         for kind, key, value, segment, offset, length in content["definitions"]:
             index.definitions[(kind, key)] = DefinitionLocation(value, segment, offset, length)
         for number, live, definitions, live_bytes, guards, released_at, purging in \

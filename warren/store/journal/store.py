@@ -45,9 +45,8 @@ Off the reactor: a forked child (:mod:`.forked_writer`), whose copy of the index
 the fork, marshals and writes the checkpoint once the position is durable; the reactor thread
 pays for the fork (copying page tables: tens of milliseconds at 5M messages), not for a copy
 of the index. If the process cannot fork, the index is copied on the reactor thread
-(``JournalIndex.snapshot``: arrays and a list built in C, about 0.1 µs a message on a busy
-machine) and written by the checkpoint thread, in frames of at most ``saved_index.CHUNK``
-entries (each one GIL hold). A crash mid-write leaves the previous checkpoint whole
+(``JournalIndex.snapshot``: the arrays a checkpoint saves, 0.1-0.2 µs a message) and written
+by the checkpoint thread. A crash mid-write leaves the previous checkpoint whole
 (temporary file, then rename). The next checkpoint waits ``CHECKPOINT_IDLE_RATIO`` times as
 long as the last one took, so their cost stays a small share of the work whatever the depth.
 """
@@ -75,28 +74,34 @@ from warren.store.interface import (
 from warren.store.journal.index import (
     JournalIndex,
     RecordType,
+    SIZE_MASK,
     body_size_of,
     body_sizes,
     decode_checkpoint,
     decode_definition,
     decode_message,
     decode_queue_ids,
+    decode_returned,
     encode_checkpoint,
     encode_definition,
     encode_message,
     encode_queue_ids,
+    encode_returned,
     record_start,
     unpack_location,
 )
 from warren.store.journal import forked_writer, saved_index
+from warren.store.journal.array_maps import queue_order, queue_sizes
 from warren.store.journal.log import DiskThread, JournalLog
 from warren.store.journal.segment import HEADER_SIZE, CorruptRecord
 
 logger = logging.getLogger("warren.store.journal")
 
 _MESSAGE = int(RecordType.MESSAGE)
-#: A message record a compaction found live: offset, id, queues (delivered flags), payload.
-_LiveRecord = tuple[int, int, dict[str, bool], memoryview]
+_RETURNED = int(RecordType.RETURNED)
+#: A message record a compaction found live: offset, id, queues (delivered flags), payload;
+#: or a live entry of a RETURNED record: offset, id, its queue, None (the message is read).
+_LiveRecord = tuple[int, int, dict[str, bool], memoryview | None]
 
 #: A segment older than the head whose live bytes are under this share of its size is compacted.
 COMPACT_BELOW = 0.25
@@ -316,7 +321,7 @@ class JournalStore(MessageStore):
             if not isinstance(sizes, dict) or not isinstance(journal, dict):
                 raise TypeError("sizes or segments are not mappings")
             for key, ids in index.queues.items():
-                if len(sizes.get(key, b"")) != 8 * len(ids):
+                if memoryview(sizes.get(key, b"")).nbytes != 8 * len(ids):
                     raise ValueError(f"queue {key!r}: body sizes do not match its messages")
             records = {}
             for msg_id in index.shared:
@@ -400,6 +405,9 @@ class JournalStore(MessageStore):
         elif record_type == RecordType.DELIVERED:
             queue_key, msg_ids = decode_queue_ids(payload)
             index.mark_delivered(queue_key, msg_ids)
+        elif record_type == RecordType.RETURNED:
+            queue_key, returns = decode_returned(payload)
+            index.returned(queue_key, returns, segment, end)
         elif record_type == RecordType.DEFINITION:
             kind, key, value = decode_definition(payload)
             index.put_definition((kind, key), value, segment, offset, length)
@@ -463,8 +471,7 @@ class JournalStore(MessageStore):
             index.release_purged(1 << 30)
         messages = index.messages
         content = index.export()
-        content["order"] = {key: array("Q", ids).tobytes() for key, ids in index.queues.items()}
-        content["sizes"] = {key: body_sizes(messages, ids).tobytes()
+        content["sizes"] = {key: queue_sizes(ids, messages, SIZE_MASK)
                             for key, ids in index.queues.items()}
         return content   # its "journal" (the segments' stamps) is added once the log is closed
 
@@ -522,13 +529,15 @@ class JournalStore(MessageStore):
         self._index.mark_delivered(queue_key, fresh)
 
     def set_delivery_counts(self, queue_key: str, counts: dict[int, int]) -> None:
-        """Rewrite each message with its new count and its delivered flag clear (see the
-        MESSAGE record in ``index.py``): the old copy dies as in a compaction."""
+        """The new counts, with the delivered flags clear: one RETURNED record for the
+        messages this queue alone holds (a few bytes each), a rewrite of the MESSAGE record
+        for a message several queues hold (see both in ``index.py``)."""
         self._ready()
         index = self._index
         ids = index.queues.get(queue_key)
         if not ids:
             return
+        returns = {}
         for msg_id, count in counts.items():
             delivered = ids.get(msg_id)
             if delivered is None:
@@ -536,9 +545,17 @@ class JournalStore(MessageStore):
             old = index.counts.get(msg_id) or {}
             if old.get(queue_key) == count and not delivered:
                 continue
+            if msg_id not in index.shared:
+                returns[msg_id] = count
+                continue
             queues = index.holders(msg_id, (queue_key,))
             queues[queue_key] = False
             self._rewrite(msg_id, queues, {**old, queue_key: count})
+        if returns:
+            segment, offset, length = self._log.append(
+                RecordType.RETURNED, encode_returned(queue_key, returns))
+            index.returned(queue_key, list(returns.items()), segment,
+                           (segment, offset + length))
 
     def _rewrite(self, msg_id: int, queues: dict[str, bool], counts: dict[str, int] | None,
                  payload: bytes | memoryview | None = None) -> None:
@@ -869,7 +886,12 @@ class JournalStore(MessageStore):
             records = self._log.records(number)
         except (KeyError, OSError, ValueError, CorruptRecord):   # deleted meanwhile
             return live
+        returned_in = index.returned_in
         for offset, record_type, payload in records:
+            if record_type == _RETURNED:
+                queue_key, returns = decode_returned(payload)
+                live.extend((offset, msg_id, {queue_key: False}, None)
+                            for msg_id, _ in returns if returned_in.get(msg_id) == number)
             if record_type != _MESSAGE:
                 continue
             msg_id, _, queues, _, _ = decode_message(payload)
@@ -888,7 +910,10 @@ class JournalStore(MessageStore):
         at_once = not getattr(self._reactor, "running", False)
         end = len(live) if at_once else min(start + COMPACT_SLICE, len(live))
         for offset, msg_id, queues, payload in live[start:end]:
-            if not index.is_current(msg_id, number, offset):
+            if payload is None:   # a return's count: the message is rewritten with it
+                if index.returned_in.get(msg_id) != number:
+                    continue   # acked, rewritten or returned again since
+            elif not index.is_current(msg_id, number, offset):
                 continue   # acked or rewritten since it was read
             held = index.holders(msg_id, queues)
             if held:
@@ -962,14 +987,16 @@ def _recovered_queue(key: str, messages: dict[int, int], ids: dict[int, int],
     locations. Anything else (an ack in the middle, no saved arrays): the index alone."""
     saved_ids, saved_sizes = saved if saved is not None else (None, None)
     old_ids, old_sizes = array("q"), array("q")
-    if isinstance(saved_sizes, bytes) and len(saved_sizes) % old_sizes.itemsize == 0:
-        old_sizes.frombytes(saved_sizes)
-    if isinstance(saved_ids, bytes) and len(saved_ids) == len(old_sizes) * old_ids.itemsize:
-        old_ids.frombytes(saved_ids)
+    if (isinstance(saved_sizes, (bytes, memoryview, array))
+            and memoryview(saved_sizes).nbytes % old_sizes.itemsize == 0):
+        old_sizes.frombytes(memoryview(saved_sizes).cast("B"))
+    if (isinstance(saved_ids, (bytes, memoryview, array))
+            and memoryview(saved_ids).nbytes == len(old_sizes) * old_ids.itemsize):
+        old_ids.frombytes(memoryview(saved_ids).cast("B"))
     if not changed and len(old_ids) == len(ids) and (not ids or (
             old_ids[0] == next(iter(ids)) and old_ids[-1] == next(reversed(ids)))):
         return RecoveredQueue(key, old_ids, old_sizes)
-    order = array("q", ids)
+    order = queue_order(ids)
     measured = array("q")
     if not old_ids and not changed and len(old_sizes) == len(ids):
         measured = old_sizes   # saved before the ids were: the sizes alone
