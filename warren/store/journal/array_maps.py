@@ -209,7 +209,7 @@ class QueueIds:
             raise KeyError(msg_id)
         return value
 
-    def __setitem__(self, msg_id: int, delivered: bool) -> None:
+    def __setitem__(self, msg_id: int, delivered: int) -> None:
         if self._held and msg_id not in self.recent:
             at = self._find(msg_id)
             if at >= 0:

@@ -302,7 +302,7 @@ def body_size_of(packed: int) -> int:
     return packed & _SIZE_MASK
 
 
-def body_sizes(messages: dict[int, int], ids: Any) -> array:
+def body_sizes(messages: dict[int, int] | LocationMap, ids: Any) -> array:
     """The body sizes of ``ids`` (in their order) from their packed locations."""
     return array("Q", [messages[msg_id] & _SIZE_MASK for msg_id in ids])
 
@@ -348,8 +348,8 @@ class JournalIndex:
     """
 
     def __init__(self) -> None:
-        self.messages: dict[int, int] = {}
-        self.queues: dict[str, dict[int, int]] = {}
+        self.messages: dict[int, int] | LocationMap = {}
+        self.queues: dict[str, dict[int, int] | QueueIds] = {}
         self.shared: dict[int, tuple[str, ...]] = {}
         self.counts: dict[int, dict[str, int]] = {}
         #: msg_id -> the segment of the RETURNED record that holds its count (live state:

@@ -31,6 +31,7 @@ a mismatch is a fallback, not an error.
 
 from __future__ import annotations
 
+import io
 import marshal
 import os
 import struct
@@ -110,7 +111,7 @@ def write(directory: str, content: dict[str, Any], name: str = SAVED_INDEX) -> i
     return at
 
 
-def _write_at(fd: int, data: bytes, offset: int) -> None:
+def _write_at(fd: int, data: bytes | memoryview, offset: int) -> None:
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view, offset)
@@ -152,7 +153,7 @@ def _checksum_matches(file: BinaryIO) -> bool:
     return check == crc
 
 
-def _read_frames(file: BinaryIO) -> dict[str, Any]:
+def _read_frames(file: io.BufferedReader) -> dict[str, Any]:
     header = file.read(_HEADER.size)
     if len(header) < _HEADER.size:
         raise SavedIndexInvalid(f"truncated: {len(header)} bytes")
