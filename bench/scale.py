@@ -348,13 +348,14 @@ def _probe_process(port: int, conn, stop) -> None:
     client.loop_start()
     samples = []
     conn.send("ready")
+    began = time.perf_counter()
     while not stop.is_set():
         acked.clear()
         t0 = time.perf_counter()
         client.publish("probe/rtt", b"x", qos=1)
         if not acked.wait(300):
             break
-        samples.append(time.perf_counter() - t0)
+        samples.append((time.perf_counter() - t0, t0 - began))
         time.sleep(0.005)
     client.loop_stop()
     client.disconnect()
@@ -378,13 +379,16 @@ class RoundTrips:
 
     def finish(self) -> str:
         self.stop.set()
-        s = sorted(self.parent.recv())
+        timed = self.parent.recv()     # (round trip, when it began: seconds after the first)
         self.proc.join(30)
-        if not s:
+        if not timed:
             return "no round trip"
+        s = sorted(rtt for rtt, _ in timed)
         p99 = s[min(len(s) - 1, int(len(s) * 0.99))]
+        worst, at = max(timed)
         return (f"probe round trips: n={len(s)} median {statistics.median(s) * 1e3:.1f} ms"
-                f" p99 {p99 * 1e3:.1f} ms max {s[-1] * 1e3:.1f} ms")
+                f" p99 {p99 * 1e3:.1f} ms max {worst * 1e3:.1f} ms"
+                f" (began {at:.2f} s after the first)")
 
 
 def bench_mqtt(sizes: list[int], modes: list[str]) -> None:
@@ -648,7 +652,7 @@ def bench_big(sizes: list[int], connections: int, brokers: list[str],
     from bench.brokers import RabbitMQ, Warren
     from bench.gc_probe import summary as gc_summary
     _raise_fd_limit(connections + 1000)
-    runs = [(name, n) for n in sizes for name in brokers]
+    runs = [(name, n) for n in sizes if n > 0 for name in brokers]   # --sizes 0: none
     if connections:
         runs += [(name, -connections) for name in brokers]
     for name, n in runs:
