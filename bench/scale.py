@@ -647,6 +647,10 @@ async def _big_connections(port: int, n: int) -> tuple[float, list]:
     return time.perf_counter() - t0, conns
 
 
+#: big: seconds the other client goes on timing round trips once the bindings are made
+IDLE_SECONDS = 20
+
+
 def bench_big(sizes: list[int], connections: int, brokers: list[str],
               rabbitmq_server: str | None) -> None:
     from bench.brokers import RabbitMQ, Warren
@@ -677,6 +681,11 @@ def bench_big(sizes: list[int], connections: int, brokers: list[str],
                         rss.append(now)
                     asyncio.run(_big_bindings(broker.ports["amqp"], n, report))
                     line = f"big {name:8} n={n:>8} bindings: " + "; ".join(parts)
+                    line += f"; while binding: {probe.finish()}"
+                    probe = RoundTrips(broker.ports["mqtt"])   # the broker idle with them
+                    probe.start()
+                    time.sleep(IDLE_SECONDS)
+                    line += f"; then idle {IDLE_SECONDS} s: {probe.finish()}"
                 else:
                     held: list = []
 
@@ -701,7 +710,9 @@ def bench_big(sizes: list[int], connections: int, brokers: list[str],
                             f" {(now - rss[0]) / max(ok, 1):7.0f} B/connection"
                             + (f" (failures: {errors})" if errors else "")
                             + f"; opening and held: {opening}; all closed at once: {closing}")
-                print(line if n < 0 else f"{line}; {probe.finish()}", flush=True)
+                if n > 0:
+                    line += f"; rss {_group_rss(broker.process.pid) / 2**20:.0f} MiB"
+                print(line, flush=True)
             finally:
                 broker.stop()
             if name == "warren":

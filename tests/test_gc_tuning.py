@@ -24,6 +24,13 @@ class Node:
         self.me = self
 
 
+def young_cycles() -> None:
+    """Cycles that die young, freed by the next young collection: some 4% of the blocks in
+    objects (each Node and its __dict__), what a workload that makes cycles shows."""
+    nodes = [Node() for _ in range(sys.getallocatedblocks() // 50)]
+    del nodes
+
+
 @pytest.fixture
 def tuning():
     tuning = CollectorTuning(thaw_growth=1e9)   # no thaw unless a test asks for one
@@ -69,6 +76,7 @@ def test_a_cycle_that_dies_while_frozen_is_freed_after_the_thaw(tuning):
     # "grown" past the bound: as if the heap had been tiny at the last thaw (comparing with the
     # real blocks of this process would depend on what earlier tests left allocated)
     tuning.thaw_growth, tuning.growth, tuning.thaw_min_blocks, tuning.base = 2.0, 2.0, 0, 1
+    young_cycles()
     gc.collect(1)
     assert tuning.thawed and tuning.thaws == 1
     gc.collect()                         # the full collection after a thaw scans everything
@@ -83,6 +91,7 @@ def test_a_thaw_that_frees_nothing_spaces_the_next_one_out(tuning):
     tuning.thaw_growth, tuning.growth, tuning.thaw_min_blocks = 2.0, 2.0, 0
     for expected in (4.0, THAW_GROWTH_MAX):
         tuning.base = 1                      # as if the heap had been tiny at the last thaw
+        young_cycles()
         gc.collect(1)
         assert tuning.thawed
         gc.collect()                         # the thaw's full collection: nothing to free
@@ -92,10 +101,29 @@ def test_a_thaw_that_frees_nothing_spaces_the_next_one_out(tuning):
     assert not tuning.thawed
     del nodes                                # cycles that die frozen
     tuning.base = 1
+    young_cycles()
     gc.collect(1)
     assert tuning.thawed
     gc.collect()
     assert tuning.growth == 2.0
+
+
+def test_growth_without_cycles_dying_young_is_no_reason_to_thaw(tuning):
+    """The heap grows with live data (a million bindings being made): the young collections
+    free no cycles, so no thaw and no full scan of the heap, however much it grew; once
+    cycles die young again the thaw comes."""
+    tuning.thaw_growth, tuning.growth, tuning.thaw_min_blocks = 2.0, 2.0, 0
+    gc.collect(1)
+    tuning.cycles_freed = 0
+    tuning.base = 1                          # "grown" far past the bound
+    kept = [[Node.__name__] for _ in range(10_000)]   # live, no cycle
+    gc.collect(1)
+    assert not tuning.thawed and tuning.thaws == 0
+    assert not any(obj is kept[0] for obj in gc.get_objects(2))   # frozen
+    young_cycles()
+    gc.collect(1)
+    assert tuning.thawed and tuning.thaws == 1
+    gc.collect()
 
 
 def test_after_uninstall_survivors_are_no_longer_frozen(tuning):
