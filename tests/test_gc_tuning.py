@@ -14,7 +14,8 @@ import weakref
 import pytest
 
 from tests.operator.test_startup_errors import Ports, assert_refused, run_warren
-from warren.gc_tuning import THAW_GROWTH_MAX, YOUNG_THRESHOLD, CollectorTuning
+from warren.gc_tuning import (MIDDLE_THRESHOLD, THAW_GROWTH_MAX, YOUNG_THRESHOLD,
+                               CollectorTuning)
 
 
 class Node:
@@ -141,9 +142,9 @@ def test_young_collections_are_spaced_out_while_installed_and_restored_after():
     tuning = CollectorTuning()
     tuning.install()
     try:
-        assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, MIDDLE_THRESHOLD, before[2])
         tuning.install()                  # a second install changes nothing
-        assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, MIDDLE_THRESHOLD, before[2])
     finally:
         tuning.uninstall()
     assert gc.get_threshold() == before
