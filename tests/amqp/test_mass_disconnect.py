@@ -19,7 +19,7 @@ from pamqp import commands, frame
 from tests.amqp.raw_client import PROTOCOL_HEADER, RawAmqp
 from tests.polling import eventually
 
-CONNECTIONS = 300
+CONNECTIONS = 200
 
 
 def _holding(port: int, work: str, prefix: str, count: int) -> list[RawAmqp]:
