@@ -44,8 +44,10 @@
         on warren and on RabbitMQ: N topic (``a.N.#``) and N direct (``kN``) bindings over
         1,000 queues, sent over one AMQP connection 1,000 at a time (pipelined: the broker's
         cost, not a round trip's), then C concurrent AMQP connections (each with a channel,
-        kept open): microseconds per operation, resident bytes per item, and an MQTT client's
-        round trips meanwhile; warren's garbage collections (``bench.gc_probe``) after each run.
+        kept open, then all dropped at once): microseconds per operation, resident bytes per
+        item, and an MQTT client's round trips meanwhile (while binding, then for 20 s with the
+        broker idle; the worst one's start is printed); warren's garbage collections
+        (``bench.gc_probe``) after each run. ``--sizes 0``: the connections only.
 
 Nothing here is asserted; the figures are for the report and docs.
 """
