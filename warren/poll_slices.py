@@ -10,12 +10,16 @@ is one block of 0.35-1.1 s in which an unrelated client's message waits for work
 none of its business. Deferring the protocol's part alone would leave most of it in the
 block, so the slices are cut here, where the events are handed out.
 
-What: a connection found closed (its read finds the end, or a write fails) is only taken out
-of the poll set at once (a cheap ``epoll_ctl``, so the poll stops returning it); its teardown
-(``_disconnectSelectable``, which calls the protocol's ``connectionLost``) waits in a queue
-that each turn works through for ``TURN_BUDGET`` (the 4 ms every slice of long work gets,
-``turn_slices.py``) after the turn's events, in the order the connections were found closed,
-and at least ``MIN_TEARDOWNS`` of it whatever the time, so a busy broker cannot starve it.
+What: a connection found closed (its read finds the end, or a write fails) is torn down at
+once (``_disconnectSelectable``, which calls the protocol's ``connectionLost``), as Twisted
+does, until the turn's teardowns have taken ``TURN_BUDGET`` (the 4 ms every slice of long work
+gets, ``turn_slices.py``). Past that, a connection found closed is only taken out of the poll
+set (a cheap ``epoll_ctl``, so the poll stops returning it) and its teardown waits in a queue
+that each turn works through for the same budget after the turn's events, in the order the
+connections were found closed, and at least ``MIN_TEARDOWNS`` of it whatever the time, so a
+busy broker cannot starve it. So a connection that closes alone is gone before the events
+after it in the same poll (a client's request to list connections, say), as before; only a
+burst is spread over turns.
 The poll does not block while teardowns wait. Every event a poll returns is still handled in
 its turn, as Twisted does: leaving some for the next poll was tried, and the other client's
 readiness, once left among thousands of hang-ups, waited for many turns (a worst round trip
@@ -61,6 +65,7 @@ def _reactor_class() -> Any:
             # (selectable, why, isRead) in the order found closed, and the selectables
             self.teardowns: deque[tuple[Any, Any, bool]] = deque()
             self.tearing: set[int] = set()
+            self.tear_spent = 0.0   # seconds of teardowns done at once in this turn
             self.addSystemEventTrigger("before", "shutdown", self._tear_all)
 
         def doPoll(self, timeout: float | None) -> None:
@@ -73,20 +78,28 @@ def _reactor_class() -> Any:
                 if err.errno == errno.EINTR:
                     return
                 raise
+            self.tear_spent = 0.0
             selectables = self._selectables
             handle = self._doReadOrWrite
             for fd, event in events:
                 selectable = selectables.get(fd)
                 if selectable is not None:
                     log.callWithLogger(selectable, handle, selectable, fd, event)
-            self._tear(time.monotonic() + TURN_BUDGET)
+            self._tear(time.monotonic() + max(TURN_BUDGET - self.tear_spent, 0.0))
 
         doIteration = doPoll    # what the run loop calls (Twisted aliases it the same way)
 
         def _disconnectSelectable(self, selectable: Any, why: Any, isRead: Any,
                                   faildict: Any = None) -> None:
-            """Out of the poll set now; torn down by ``_tear`` in a later slice (Twisted's
-            own, with its ``faildict``)."""
+            """Torn down at once while this turn's teardowns took less than the budget and
+            none waits (a connection closing alone is torn down as Twisted does it, in the
+            order of the poll's events); else out of the poll set now and torn down by
+            ``_tear`` after the events (Twisted's own, with its ``faildict``)."""
+            if not self.teardowns and self.tear_spent < TURN_BUDGET:
+                began = time.monotonic()
+                super()._disconnectSelectable(selectable, why, isRead)
+                self.tear_spent += time.monotonic() - began
+                return
             self.removeReader(selectable)
             self.removeWriter(selectable)
             if id(selectable) not in self.tearing:
