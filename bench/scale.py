@@ -44,8 +44,10 @@
         on warren and on RabbitMQ: N topic (``a.N.#``) and N direct (``kN``) bindings over
         1,000 queues, sent over one AMQP connection 1,000 at a time (pipelined: the broker's
         cost, not a round trip's), then C concurrent AMQP connections (each with a channel,
-        kept open): microseconds per operation, resident bytes per item, and an MQTT client's
-        round trips meanwhile; warren's garbage collections (``bench.gc_probe``) after each run.
+        kept open, then all dropped at once): microseconds per operation, resident bytes per
+        item, and an MQTT client's round trips meanwhile (while binding, then for 20 s with the
+        broker idle; the worst one's start is printed); warren's garbage collections
+        (``bench.gc_probe``) after each run. ``--sizes 0``: the connections only.
 
 Nothing here is asserted; the figures are for the report and docs.
 """
@@ -348,13 +350,14 @@ def _probe_process(port: int, conn, stop) -> None:
     client.loop_start()
     samples = []
     conn.send("ready")
+    began = time.perf_counter()
     while not stop.is_set():
         acked.clear()
         t0 = time.perf_counter()
         client.publish("probe/rtt", b"x", qos=1)
         if not acked.wait(300):
             break
-        samples.append(time.perf_counter() - t0)
+        samples.append((time.perf_counter() - t0, t0 - began))
         time.sleep(0.005)
     client.loop_stop()
     client.disconnect()
@@ -378,13 +381,16 @@ class RoundTrips:
 
     def finish(self) -> str:
         self.stop.set()
-        s = sorted(self.parent.recv())
+        timed = self.parent.recv()     # (round trip, when it began: seconds after the first)
         self.proc.join(30)
-        if not s:
+        if not timed:
             return "no round trip"
+        s = sorted(rtt for rtt, _ in timed)
         p99 = s[min(len(s) - 1, int(len(s) * 0.99))]
+        worst, at = max(timed)
         return (f"probe round trips: n={len(s)} median {statistics.median(s) * 1e3:.1f} ms"
-                f" p99 {p99 * 1e3:.1f} ms max {s[-1] * 1e3:.1f} ms")
+                f" p99 {p99 * 1e3:.1f} ms max {worst * 1e3:.1f} ms"
+                f" (began {at:.2f} s after the first)")
 
 
 def bench_mqtt(sizes: list[int], modes: list[str]) -> None:
@@ -643,12 +649,16 @@ async def _big_connections(port: int, n: int) -> tuple[float, list]:
     return time.perf_counter() - t0, conns
 
 
+#: big: seconds the other client goes on timing round trips once the bindings are made
+IDLE_SECONDS = 20
+
+
 def bench_big(sizes: list[int], connections: int, brokers: list[str],
               rabbitmq_server: str | None) -> None:
     from bench.brokers import RabbitMQ, Warren
     from bench.gc_probe import summary as gc_summary
     _raise_fd_limit(connections + 1000)
-    runs = [(name, n) for n in sizes for name in brokers]
+    runs = [(name, n) for n in sizes if n > 0 for name in brokers]   # --sizes 0: none
     if connections:
         runs += [(name, -connections) for name in brokers]
     for name, n in runs:
@@ -673,6 +683,11 @@ def bench_big(sizes: list[int], connections: int, brokers: list[str],
                         rss.append(now)
                     asyncio.run(_big_bindings(broker.ports["amqp"], n, report))
                     line = f"big {name:8} n={n:>8} bindings: " + "; ".join(parts)
+                    line += f"; while binding: {probe.finish()}"
+                    probe = RoundTrips(broker.ports["mqtt"])   # the broker idle with them
+                    probe.start()
+                    time.sleep(IDLE_SECONDS)
+                    line += f"; then idle {IDLE_SECONDS} s: {probe.finish()}"
                 else:
                     held: list = []
 
@@ -697,7 +712,9 @@ def bench_big(sizes: list[int], connections: int, brokers: list[str],
                             f" {(now - rss[0]) / max(ok, 1):7.0f} B/connection"
                             + (f" (failures: {errors})" if errors else "")
                             + f"; opening and held: {opening}; all closed at once: {closing}")
-                print(line if n < 0 else f"{line}; {probe.finish()}", flush=True)
+                if n > 0:
+                    line += f"; rss {_group_rss(broker.process.pid) / 2**20:.0f} MiB"
+                print(line, flush=True)
             finally:
                 broker.stop()
             if name == "warren":

@@ -175,6 +175,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_store_url(cfg)
     except StartupError as error:
         return _cannot_start(log, error)
+    if "twisted.internet.reactor" not in sys.modules:   # a caller's reactor stays (tests)
+        from .poll_slices import install
+        install()    # a turn serves ready sockets for 4 ms, new readiness first (why: there)
     from twisted.internet import reactor as global_reactor
     from twisted.application.service import Service
 

@@ -27,27 +27,41 @@ more than what was live at the last thaw (or ~200 MB while the broker is smaller
 long pause comes at geometric steps of the heap's size (as CPython's own rule, with a factor of
 2, not 1.25).
 
-That pause is one scan of every tracked object (some 1 µs each on a loaded machine: 1.5-3.4 s
-with 1M bindings), and no freezing or threshold can make it shorter: CPython 3.11 has no
-partial unfreeze and no incremental collection. What can be avoided is paying it for nothing:
-while the heap grows with live data (queues, bindings, subscriptions being made) a thaw frees
-nothing (measured: four thaws while 1M bindings were made freed 0 objects). So after a thaw
-whose collection freed fewer objects than ``BARREN_THAW`` of the allocated blocks, the growth
-asked for before the next one is multiplied by ``THAW_GROWTH`` again, up to
-``THAW_GROWTH_MAX``; a thaw that frees more puts it back to ``THAW_GROWTH``. Leaked cycles
-then hold at most ``THAW_GROWTH_MAX - 1`` times what was live at the last thaw, and only after
-thaws that found none.
+That pause is one scan of every tracked object and of every reference they hold (2.4 s with
+1M topic and 1M direct bindings on this 2-core machine: 5M tracked objects; still 1.2 s with
+the bindings' own objects taken out of the scan, for the dicts that hold 2M of them are walked
+entry by entry), and no freezing or threshold can make it shorter: CPython 3.11 has no partial
+unfreeze and no incremental collection, and a fork that would scan in a child costs 115-140 ms
+of page tables at that size. What can be avoided is paying it for nothing: while the heap
+grows with live data (queues, bindings, subscriptions being made) a thaw frees nothing
+(measured: four thaws while 1M bindings were made freed 0 objects, one of 2.9 s at 100,000
+queues freed 9). So a thaw waits for evidence as well as growth: the young collections since
+the last thaw must have freed cycles of at least ``CYCLES_FOR_THAW`` objects per block the
+heap grew by. What dies in cycles while frozen is of the kinds the workload makes, and those
+kinds die young too, where the young collections count them (making 1M bindings: some 2,000
+objects per 100,000 bindings, a hundredth of what would ask for a thaw); a workload that
+leaves cycles behind (connections of a kind whose teardown leaves a cycle, exceptions kept
+with their tracebacks) gets its thaws as before. And after a thaw whose collection freed
+fewer objects than ``BARREN_THAW`` of the allocated blocks, the growth asked for before the
+next one is multiplied by ``THAW_GROWTH`` again, up to ``THAW_GROWTH_MAX``; a thaw that frees
+more puts it back to ``THAW_GROWTH``. The bound on leaked memory is thus a measured one, not
+a certain one: cycles that die only while frozen, of a kind that never dies young, are kept
+until the next thaw that other cycles call for.
 
 Young collections: CPython collects generation 0 every 700 net allocations of tracked
 objects. A message passing through the broker makes several of them (its ``Message``, entry,
 properties, a frame or packet, their dicts and lists) and nearly all are freed by reference
 counting within the same reactor turn, so the generation 0 collection, every hundred messages
 or so, mostly re-walks objects about to die: it was 4.9% of the instructions of an MQTT QoS 1
-message (callgrind). ``install`` raises the threshold to ``YOUNG_THRESHOLD`` (collections of
-generations 1 and 2 keep CPython's counts of 10): one per ten thousand allocations, each still
-short (it walks at most that many young objects, some hundred microseconds), and cut 1-5% of
-the instructions per message in every protocol's benchmark. ``uninstall`` puts the previous
-thresholds back.
+message (callgrind). ``install`` raises the threshold to ``YOUNG_THRESHOLD``: one per ten
+thousand allocations, each still short (it walks at most that many young objects, some
+hundred microseconds), and cut 1-5% of the instructions per message in every protocol's
+benchmark. Generation 1, though, is collected every ``MIDDLE_THRESHOLD`` generation 0
+collections, not CPython's 10: while long-lived objects are made (1M bindings: 2.5 tracked
+objects each, all surviving) each generation 0 collection hands it up to ten thousand
+survivors, and ten of them made a walk of 100,000 objects, 21 ms (median) to 61 ms on the
+loaded machine, every few seconds; three keep it to a third of that. ``uninstall`` puts the
+previous thresholds back.
 
 ``gc_tuning = false`` (the config key) leaves CPython's collector exactly as it is by default.
 """
@@ -72,8 +86,14 @@ THAW_GROWTH_MAX = 4.0
 #: a thaw "freed nothing" when its collection freed fewer objects than this share of the
 #: blocks allocated when it began
 BARREN_THAW = 0.01
+#: a thaw also waits until the young collections since the last one have freed cycles of at
+#: least this many objects per block the heap grew by: what dies in cycles while frozen is
+#: of the kinds the workload makes, and the young collections see those kinds die
+CYCLES_FOR_THAW = 0.01
 #: net allocations of tracked objects between two generation 0 collections (CPython: 700)
 YOUNG_THRESHOLD = 10_000
+#: generation 0 collections between two generation 1 collections (CPython: 10)
+MIDDLE_THRESHOLD = 3
 
 
 class CollectorTuning:
@@ -89,6 +109,7 @@ class CollectorTuning:
         self.base = 0            # allocated blocks after the last thaw (or recovery)
         self.thawed = False      # the next full collection scans everything
         self.thaws = 0
+        self.cycles_freed = 0    # objects the young collections freed since the last thaw
         self.installed = False
         self.thresholds_before: tuple[int, int, int] | None = None
 
@@ -109,7 +130,7 @@ class CollectorTuning:
         if not self.installed:
             gc.callbacks.append(self._collected)
             self.thresholds_before = gc.get_threshold()
-            gc.set_threshold(YOUNG_THRESHOLD, *self.thresholds_before[1:])
+            gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, self.thresholds_before[2])
             self.installed = True
 
     def uninstall(self) -> None:
@@ -122,9 +143,9 @@ class CollectorTuning:
             self.installed = False
 
     def _collected(self, phase: str, info: dict[str, Any]) -> None:
+        if phase != "stop":
+            return
         generation = info.get("generation", 0)
-        if phase != "stop" or generation == 0:
-            return           # young objects: most die young, those collections are short
         if self.thawed:      # waiting for the full collection that scans everything
             if generation == 2:
                 self.thawed = False
@@ -134,9 +155,14 @@ class CollectorTuning:
                     self.growth = self.thaw_growth
                 gc.freeze()
                 self.base = sys.getallocatedblocks()
+                self.cycles_freed = 0
             return
+        self.cycles_freed += info.get("collected", 0)
+        if generation == 0:
+            return           # young objects: most die young, those collections are short
         blocks = sys.getallocatedblocks()
-        if blocks > max(self.growth * self.base, self.base + self.thaw_min_blocks):
+        if blocks > max(self.growth * self.base, self.base + self.thaw_min_blocks) and \
+                self.cycles_freed >= CYCLES_FOR_THAW * (blocks - self.base):
             self.blocks_at_thaw = blocks
             gc.unfreeze()    # CPython's next full collection scans (and frees) it all
             self.thawed = True

@@ -229,8 +229,6 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.state = State.CLOSED
-        self.broker.unregister_connection(self)
-        self.broker.unregister_blockable(self)
         self._backlog = None
         for call in (self._handshake_call, self._close_call, self._flush_call,
                      self._backlog_call):
@@ -238,6 +236,17 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
                 call.cancel()
         if self._hb_call is not None and self._hb_call.running:
             self._hb_call.stop()
+        self._release()
+        self.broker.emit("connection.closed", name=getattr(self, "name", "?"))
+
+    def _release(self) -> None:
+        """Unlisted, channels released (unacked requeued, consumers cancelled), exclusive
+        queues deleted: at connection.close before its close-ok, and when the connection is
+        dropped after one, so a client that saw the close finds them gone (the socket's
+        teardown may come turns later, ``poll_slices.py``); again, for nothing, when the
+        connection is lost."""
+        self.broker.unregister_connection(self)
+        self.broker.unregister_blockable(self)
         for ch in list(self.channels.values()):
             ch.release_all()
         self.channels.clear()
@@ -245,7 +254,6 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
             if not q.deleted and q.name in q.vhost.queues and q.vhost.queues[q.name] is q:
                 q.vhost.delete_queue(q.name, reason="owner closed")
         self.exclusive_queues.clear()
-        self.broker.emit("connection.closed", name=getattr(self, "name", "?"))
 
     def output_resumed(self) -> None:
         for ch in list(self.channels.values()):
@@ -468,6 +476,7 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
     def _connection_method(self, m: Any) -> None:
         state = self.state
         if isinstance(m, commands.Connection.Close):
+            self._release()
             self.transport.write(b"".join(self._out) +
                                  encode_method(commands.Connection.CloseOk(), 0))
             self._out = []
@@ -549,6 +558,7 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
     def _drop(self) -> None:
         if self.state is not State.CLOSED:
             self.state = State.CLOSED
+            self._release()
             self.transport.loseConnection()
 
     # ------------------------------------------------------------------ flow control

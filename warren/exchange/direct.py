@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any, ClassVar
 
 from ..model.message import Message
 from .interface import Binding
+from .sharded_map import grown
 
 
 class DirectExchange:
@@ -16,10 +18,11 @@ class DirectExchange:
         # bind and unbind are dict operations however many there are, and the usual key with
         # one binding costs no dict of its own (at 1M keys, 1M fewer objects for the cyclic
         # collector to scan and some 200 MB less)
-        self._by_key: dict[str, Binding | dict[Binding, Any]] = {}
+        self._by_key: MutableMapping[str, Binding | dict[Binding, Any]] = {}
         # routing key -> the list ``route`` answers, made when a binding comes or goes, so a
         # publish allocates nothing here (callers only read it, as the topic type's answers)
-        self._routes: dict[str, list[Any]] = {}
+        self._routes: MutableMapping[str, list[Any]] = {}
+        # both split past SPLIT_AT keys (sharded_map.py: no resize of a million at one bind)
 
     def validate_binding(self, binding: Binding) -> None:
         pass
@@ -30,6 +33,8 @@ class DirectExchange:
         if found is None:
             self._by_key[key] = binding
             self._routes[key] = [binding.destination]
+            self._by_key = grown(self._by_key)
+            self._routes = grown(self._routes)
             return
         if not isinstance(found, dict):
             if found is binding:

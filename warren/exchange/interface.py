@@ -9,10 +9,12 @@ exchange), compared by identity.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Protocol
 
 from ..model.message import Message
+from .sharded_map import grown
 
 
 #: ``Binding.key``: source, destination kind and name, routing key, frozen arguments
@@ -46,7 +48,8 @@ def freeze(value: Any) -> Any:
 
 
 class BindingSet:
-    """Bindings in insertion order, found by identity or by ``Binding.key`` in O(1).
+    """Bindings in insertion order (by shard past ``SPLIT_AT``), found by identity or by
+    ``Binding.key`` in O(1).
 
     An exchange keeps one for the bindings it is the source of and one for the
     exchange-to-exchange bindings into it; a queue keeps one for the bindings into it. Iterating
@@ -56,8 +59,10 @@ class BindingSet:
     __slots__ = ("_by_key", "_keys")
 
     def __init__(self) -> None:
-        self._by_key: dict[BindingKey, Binding] = {}
-        self._keys: dict[Binding, BindingKey] = {}   # identity -> key (insertion ordered)
+        # split into shards past SPLIT_AT entries (sharded_map.py: no resize of a million)
+        self._by_key: MutableMapping[BindingKey, Binding] = {}
+        # identity -> key (insertion ordered, by shard once split)
+        self._keys: MutableMapping[Binding, BindingKey] = {}
 
     def find(self, key: BindingKey) -> Binding | None:
         return self._by_key.get(key)
@@ -67,6 +72,8 @@ class BindingSet:
             key = binding.key
         self._by_key[key] = binding
         self._keys[binding] = key
+        self._by_key = grown(self._by_key)
+        self._keys = grown(self._keys)
 
     def discard(self, binding: Binding) -> bool:
         key = self._keys.pop(binding, None)

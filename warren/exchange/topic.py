@@ -14,10 +14,12 @@ unsubscribe (MQTT sessions come and go all the time).
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any, ClassVar
 
 from ..model.message import Message
 from .interface import Binding
+from .sharded_map import grown
 
 CACHE_LIMIT = 4096
 #: a binding whose pattern matches more cached keys than this, or whose ``#`` reaches more of
@@ -37,7 +39,8 @@ class _Node:
     __slots__ = ("children", "star", "hash", "bindings")
 
     def __init__(self) -> None:
-        self.children: dict[str, _Node] = {}
+        # split past SPLIT_AT words (a level holding a million: sharded_map.py)
+        self.children: MutableMapping[str, _Node] = {}
         self.star: _Node | None = None
         self.hash: _Node | None = None
         # the binding of the pattern ending here, or {binding: destination} when several
@@ -236,6 +239,7 @@ class TopicTrie:
         child = node.children.get(word)
         if child is None:
             child = node.children[word] = _Node()
+            node.children = grown(node.children)
         return child
 
     def match(self, key: str) -> list[Any]:
