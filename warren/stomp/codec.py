@@ -87,12 +87,13 @@ _ESCAPE_SEQUENCE = re.compile(r"\\.?", re.DOTALL)
 # also keeps int() away from Python's 4300-digit conversion guard.
 _MAX_CONTENT_LENGTH_DIGITS = 18
 
+_NO_VERSION: dict[int, str] = {}      # _ESCAPES.get's answer for a version it does not know
 _UNESCAPES = {
     "1.0": None,
     "1.1": {"\\\\": "\\", "\\n": "\n", "\\c": ":"},
     "1.2": {"\\\\": "\\", "\\n": "\n", "\\c": ":", "\\r": "\r"},
 }
-_ESCAPES = {
+_ESCAPES: dict[str, dict[int, str] | None] = {
     "1.0": None,
     "1.1": str.maketrans({"\\": "\\\\", "\n": "\\n", ":": "\\c"}),
     "1.2": str.maketrans({"\\": "\\\\", "\n": "\\n", ":": "\\c", "\r": "\\r"}),
@@ -447,7 +448,11 @@ class StompParser:
         for name, value in headers:
             if name == "content-length":
                 content_length = self._content_length(command, value)
-                self._check_body_size(head_size + content_length, content_length, complete=True)
+                # asked here first: a call less for the frame within the limits (every one)
+                if head_size + content_length > self.max_frame_size or (
+                        self.max_body_size is not None and content_length > self.max_body_size):
+                    self._check_body_size(head_size + content_length, content_length,
+                                          complete=True)
                 return content_length
         return None
 
@@ -555,7 +560,11 @@ def encode_header_lines(headers: Sequence[tuple[str, str]], version: str) -> byt
     """Header lines of a MESSAGE frame (each ended by LF), escaped per *version*, as
     :func:`encode_message` writes them: a delivery is assembled from such pieces, some made
     once per subscription. Raises ValueError where ``encode_message`` would."""
-    return _encode_lines("MESSAGE", headers, _escapes_for(version)).encode("utf-8")
+    # per delivery: the table read here rather than through _escapes_for (one call less)
+    escapes = _ESCAPES.get(version, _NO_VERSION)
+    if escapes is _NO_VERSION:
+        raise ValueError(f"unsupported STOMP version {version!r}")
+    return _encode_lines("MESSAGE", headers, escapes).encode("utf-8")
 
 
 def _escapes_for(version: str) -> dict[int, str] | None:

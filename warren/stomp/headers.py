@@ -168,11 +168,12 @@ def property_headers(props: Properties, out: list[tuple[str, str]]) -> None:
     headers = props.headers
     if headers:
         for name, value in headers.items():
-            if name not in _RESERVED_MESSAGE_HEADERS and value is not None and name:
-                text = header_value(value)
-                if isinstance(value, (dict, list, tuple)):
-                    continue
-                out.append((name, text))
+            if name in _RESERVED_MESSAGE_HEADERS or not name:
+                continue
+            if type(value) is str:      # nearly every header: no conversion to ask for
+                out.append((name, value))
+            elif value is not None and not isinstance(value, (dict, list, tuple)):
+                out.append((name, header_value(value)))
 
 
 def representable(headers: list[tuple[str, str]], version: str) -> tuple[tuple[str, str], ...]:

@@ -43,6 +43,9 @@ from .states import State
 __all__ = ["ACK_MODES", "StompSubscription", "Subscriptions", "consumer_tag"]
 
 ACK_MODES = frozenset({"auto", "client", "client-individual"})
+# read per delivery (has_credit): a module name, where ``State.CONNECTED`` is an Enum class
+# attribute read (some 100 ns on Python 3.11)
+_CONNECTED = State.CONNECTED
 
 
 
@@ -113,7 +116,7 @@ class StompSubscription:
 
     def has_credit(self) -> bool:
         session = self.session
-        if session.link.write_paused or session.state is not State.CONNECTED or self.held:
+        if session.link.write_paused or session.state is not _CONNECTED or self.held:
             return False
         if self.no_ack or not self.prefetch:
             return True
