@@ -80,7 +80,8 @@ def test_amqp_publish_reaches_stomp_with_headers(client, unique, amqp):
     amqp.basic_publish("amq.topic", unique, b"from-amqp", pika.BasicProperties(
         content_type="application/json", delivery_mode=2, priority=5, correlation_id="cid",
         reply_to="replies", expiration="60000", message_id="mid-1", timestamp=1700000000,
-        type="kind", app_id="app", headers={"h1": "v1", "n": 7, "flag": True}))
+        type="kind", app_id="app", headers={"h1": "v1", "n": 7, "flag": True,
+                                            "table": {"a": "b"}, "array": ["c"]}))
     frame = client.recorder.message()
     h = frame.headers
     assert frame.body == "from-amqp"
@@ -94,6 +95,7 @@ def test_amqp_publish_reaches_stomp_with_headers(client, unique, amqp):
     assert h["timestamp"] == "1700000000"
     assert h["type"] == "kind" and h["app-id"] == "app"
     assert h["h1"] == "v1" and h["n"] == "7" and h["flag"] == "true"
+    assert "table" not in h and "array" not in h     # no STOMP text for a table or an array
 
 
 def test_exchange_destination(client, unique, amqp):

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from types import MemberDescriptorType
+from typing import Any, Callable, Sequence
 
 __all__ = [
     "CLIENT_COMMANDS",
@@ -86,12 +87,13 @@ _ESCAPE_SEQUENCE = re.compile(r"\\.?", re.DOTALL)
 # also keeps int() away from Python's 4300-digit conversion guard.
 _MAX_CONTENT_LENGTH_DIGITS = 18
 
+_NO_VERSION: dict[int, str] = {}      # _ESCAPES.get's answer for a version it does not know
 _UNESCAPES = {
     "1.0": None,
     "1.1": {"\\\\": "\\", "\\n": "\n", "\\c": ":"},
     "1.2": {"\\\\": "\\", "\\n": "\n", "\\c": ":", "\\r": "\r"},
 }
-_ESCAPES = {
+_ESCAPES: dict[str, dict[int, str] | None] = {
     "1.0": None,
     "1.1": str.maketrans({"\\": "\\\\", "\n": "\\n", ":": "\\c"}),
     "1.2": str.maketrans({"\\": "\\\\", "\n": "\\n", ":": "\\c", "\r": "\\r"}),
@@ -124,11 +126,19 @@ class Frame:
         return dict(self.first)
 
 
+def _slot_setter(name: str) -> Callable[[Frame, Any], None]:
+    """The ``__set__`` of slot *name*'s member descriptor, taken from the class dict: on the
+    class itself the name reads as the field's type to a type checker, which knows no
+    ``__set__`` there."""
+    descriptor: MemberDescriptorType = Frame.__dict__[name]
+    return descriptor.__set__
+
+
 # A frozen dataclass __init__ sets each field through object.__setattr__; the parser, which
 # makes one Frame per frame read, sets the slots through their descriptors (same object).
-_set_frame_fields = (Frame.command.__set__, Frame.headers.__set__, Frame.body.__set__,
-                     Frame.first.__set__)
-_set_first = Frame.first.__set__
+_set_frame_fields = (_slot_setter("command"), _slot_setter("headers"), _slot_setter("body"),
+                     _slot_setter("first"))
+_set_first = _slot_setter("first")
 
 
 def _new_frame(command: str, headers: tuple[tuple[str, str], ...], body: bytes) -> Frame:
@@ -281,7 +291,6 @@ class StompParser:
         end = len(buf)
         pos = 0
         append = frames.append
-        copy_body = type(buf) is not bytes
         while pos < end:
             head = self._head
             if head is None:
@@ -290,7 +299,9 @@ class StompParser:
                     pos += 1
                     continue
                 if first == 10 or first == 13:  # LF, CR: heart-beats between frames
-                    eols_end = _EOLS.match(buf, pos).end()
+                    eols = _EOLS.match(buf, pos)
+                    assert eols is not None     # the pattern matches the empty string too
+                    eols_end = eols.end()
                     if eols_end > pos:
                         self.heartbeats += buf.count(b"\n", pos, eols_end)
                         pos = eols_end
@@ -325,8 +336,8 @@ class StompParser:
                     break
                 if body_end - pos > self.max_frame_size or self.max_body_size is not None:
                     self._check_body_size(body_end - pos, body_end - body_start, complete=True)
-            append(_new_frame(command, headers, bytes(buf[body_start:body_end]) if copy_body
-                              else buf[body_start:body_end]))
+            body = buf[body_start:body_end]
+            append(_new_frame(command, headers, body if type(body) is bytes else bytes(body)))
             if self._head is not None or self._scanned:
                 self._reset_frame_state()
             pos = body_end + 1
@@ -410,7 +421,7 @@ class StompParser:
         if len(raw_block) > self.max_header_length:
             for raw_line in raw_block.split(b"\n"):
                 self._check_header_length(len(raw_line.removesuffix(b"\r")))
-        headers = []
+        lines_read: list[tuple[str, str]] = []
         for line in lines:
             name, colon, value = line.partition(":")
             if not (colon and name):
@@ -418,18 +429,18 @@ class StompParser:
                     "Empty header name" if colon else "Header without colon",
                     f"{command} frame: header line {line!r}",
                 )
-            headers.append((name, value))
+            lines_read.append((name, value))
         if "\\" in block and command not in _VERBATIM_COMMANDS and self._unescapes is not None:
             unescapes = self._unescapes
-            headers = [
+            lines_read = [
                 (_unescape(name, unescapes) if "\\" in name else name,
                  _unescape(value, unescapes) if "\\" in value else value)
-                for name, value in headers
+                for name, value in lines_read
             ]
         head_size = body_start - start
-        content_length = self._body_length(command, headers, head_size) \
+        content_length = self._body_length(command, lines_read, head_size) \
             if "content-length" in block else None
-        return command, tuple(headers), content_length, head_size
+        return command, tuple(lines_read), content_length, head_size
 
     def _body_length(self, command: str, headers: Sequence[tuple[str, str]],
                      head_size: int) -> int | None:
@@ -437,7 +448,11 @@ class StompParser:
         for name, value in headers:
             if name == "content-length":
                 content_length = self._content_length(command, value)
-                self._check_body_size(head_size + content_length, content_length, complete=True)
+                # asked here first: a call less for the frame within the limits (every one)
+                if head_size + content_length > self.max_frame_size or (
+                        self.max_body_size is not None and content_length > self.max_body_size):
+                    self._check_body_size(head_size + content_length, content_length,
+                                          complete=True)
                 return content_length
         return None
 
@@ -545,7 +560,11 @@ def encode_header_lines(headers: Sequence[tuple[str, str]], version: str) -> byt
     """Header lines of a MESSAGE frame (each ended by LF), escaped per *version*, as
     :func:`encode_message` writes them: a delivery is assembled from such pieces, some made
     once per subscription. Raises ValueError where ``encode_message`` would."""
-    return _encode_lines("MESSAGE", headers, _escapes_for(version)).encode("utf-8")
+    # per delivery: the table read here rather than through _escapes_for (one call less)
+    escapes = _ESCAPES.get(version, _NO_VERSION)
+    if escapes is _NO_VERSION:
+        raise ValueError(f"unsupported STOMP version {version!r}")
+    return _encode_lines("MESSAGE", headers, escapes).encode("utf-8")
 
 
 def _escapes_for(version: str) -> dict[int, str] | None:

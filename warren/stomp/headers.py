@@ -18,7 +18,7 @@ from ..model.message import Properties
 from .codec import Frame, StompError
 from .jms import MAX_TIMESTAMP_MS, amqp_timestamp, expires_ttl, now_ms
 
-__all__ = ["DELIVERY_COUNT_HEADER", "header_value", "int_header", "property_headers",
+__all__ = ["DELIVERY_COUNT_HEADER", "header_value", "int_header", "int_value", "property_headers",
            "representable", "send_properties"]
 
 #: SEND headers copied unchanged into one AMQP property (header -> attribute of Properties).
@@ -60,9 +60,12 @@ def header_value(value: Any) -> str:
 
 def int_header(frame: Frame, name: str, low: int = 0, high: int | None = None) -> int | None:
     """Header *name* of *frame* as an integer in [low, high], None when absent."""
-    raw = frame.get(name)
-    if raw is None:
-        return None
+    raw = frame.first.get(name)
+    return None if raw is None else int_value(name, raw, low, high)
+
+
+def int_value(name: str, raw: str, low: int = 0, high: int | None = None) -> int:
+    """The value *raw* of header *name* as an integer in [low, high]; StompError if not."""
     text = raw.strip()
     if not (text.isascii() and text.lstrip("-").isdigit()):
         raise StompError(f"Invalid {name}", f"'{name}' must be an integer, got {raw[:40]!r}")
@@ -98,20 +101,19 @@ def send_properties(frame: Frame, user_name: str, reply_to: Callable[[str], str]
         elif name == "persistent":
             props.delivery_mode = 2 if value.lower() == "true" else 1
         elif name == "priority":
-            props.priority = int_header(frame, "priority", 0, 255)
+            props.priority = int_value(name, value, 0, 255)
         elif name == "reply-to":
             props.reply_to = reply_to(value)
         elif name == "expiration":
-            ttl = int_header(frame, "expiration", 0)
-            props.expiration = str(ttl)
+            props.expiration = str(int_value(name, value))
         elif name == "expires":
             # JMSExpiration (jms.py): kept as sent, and the ms left as the AMQP expiration
-            ttl = expires_ttl(int_header(frame, "expires", 0), now_ms())
+            left = expires_ttl(int_value(name, value), now_ms())
             custom[name] = value.strip()
-            if ttl is not None and props.expiration is None:
-                props.expiration = str(max(ttl, 0))
+            if left is not None and props.expiration is None:
+                props.expiration = str(max(left, 0))
         elif name == "timestamp":
-            stamp = int_header(frame, "timestamp", 0, MAX_TIMESTAMP_MS)
+            stamp = int_value(name, value, 0, MAX_TIMESTAMP_MS)
             props.timestamp = amqp_timestamp(stamp)
             if props.timestamp != stamp:
                 custom[name] = value.strip()   # ms, as ActiveMQ clients send: kept as sent
@@ -166,11 +168,12 @@ def property_headers(props: Properties, out: list[tuple[str, str]]) -> None:
     headers = props.headers
     if headers:
         for name, value in headers.items():
-            if name not in _RESERVED_MESSAGE_HEADERS and value is not None and name:
-                text = header_value(value)
-                if isinstance(value, (dict, list, tuple)):
-                    continue
-                out.append((name, text))
+            if name in _RESERVED_MESSAGE_HEADERS or not name:
+                continue
+            if type(value) is str:      # nearly every header: no conversion to ask for
+                out.append((name, value))
+            elif value is not None and not isinstance(value, (dict, list, tuple)):
+                out.append((name, header_value(value)))
 
 
 def representable(headers: list[tuple[str, str]], version: str) -> tuple[tuple[str, str], ...]:

@@ -92,6 +92,7 @@ class StompConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         self._last_recv = self.clock.seconds()
         self.recv_oct += len(data)
         session = self.session
+        assert session is not None      # made by connectionMade
         frame: Frame | None = None
         self._in_read = True
         try:
@@ -100,13 +101,13 @@ class StompConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
             except StompError as error:
                 # act on the frames that were whole before the fault, then report it
                 for frame in error.frames:
-                    self._handle(frame)
+                    self._handle(session, frame)
                     if self.closing:
                         return
                 frame = None
                 raise
             for frame in frames:
-                self._handle(frame)
+                self._handle(session, frame)
                 if self.closing:
                     return
         except (StompError, Exception) as error:
@@ -221,15 +222,15 @@ class StompConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
             self._out.append(encode(Frame("RECEIPT", (("receipt-id", receipt),)), version))
         self.close()
 
-    def _handle(self, frame: Frame) -> None:
+    def _handle(self, session: StompSession, frame: Frame) -> None:
         """One frame to the session; a refused one is answered and the connection stays open
         (any other error propagates: it closes the connection)."""
         try:
-            self.session.handle(frame)
+            session.handle(frame)
         except Refused as refused:
             log.info("STOMP connection %s: %s", self.name, refused.message)
             self._out.append(encode(error_frame(refused, frame.get("receipt")),
-                                    self.session.version))
+                                    session.version))
 
     def force_close(self, reason: str) -> None:
         """Management / HA: close with an ERROR frame saying why."""

@@ -66,6 +66,8 @@ _NOT_QUEUE_ARGUMENTS = frozenset({"x-priority", "x-queue-name"})
 # the kinds every SEND compares with, as module names: ``Kind.QUEUE`` is an Enum class
 # attribute, some 100 ns per read on Python 3.11 against 20 for a global
 _QUEUE, _TOPIC, _TEMP_QUEUE = Kind.QUEUE, Kind.TOPIC, Kind.TEMP_QUEUE
+_CONNECTED = State.CONNECTED
+_CONNECTED_ALLOWS = ALLOWED[State.CONNECTED]
 
 
 # ------------------------------------------------------------------------------- session
@@ -89,7 +91,7 @@ class StompSession(Subscriptions):
         self.session_id = "session-" + secrets.token_urlsafe(12)
         self.user: Any = None
         self.vhost: Any = None
-        self.vhost_name: str | None = None
+        self.vhost_name = ""                 # after CONNECT
         self.publisher: Publisher | None = None   # the core's publish pipeline, after CONNECT
         self.client_id: str | None = None
         self.heartbeat = (0, 0)              # (server sends every ms, expects every ms)
@@ -127,15 +129,19 @@ class StompSession(Subscriptions):
         command = frame.command
         if self._acked and command != "ACK":
             self.settle_acked()
-        if command not in ALLOWED[self.state]:
-            if self.state is State.AWAIT_CONNECT:
+        state = self.state
+        # a connected session's frames skip the dict: an Enum's __hash__ is a Python call
+        if command not in (_CONNECTED_ALLOWS if state is _CONNECTED else ALLOWED[state]):
+            if state is State.AWAIT_CONNECT:
                 raise StompError("Not connected",
                                  f"expected CONNECT or STOMP, got {command}")
             raise StompError("Unexpected frame", f"{command} is not allowed {self.state.value}")
         try:
             self._handlers[command](frame)
         finally:
-            held, self._held = self._held, []
+            held = self._held
+            if held:        # a new list only when a SUBSCRIBE held one back
+                self._held = []
         receipt = frame.first.get("receipt")
         if receipt is not None and command not in ("CONNECT", "STOMP") and not (
                 command in _TRANSACTIONAL and "transaction" in frame.first):
@@ -242,7 +248,9 @@ class StompSession(Subscriptions):
         elif kind is _TEMP_QUEUE:
             routing_key = self._temp_queue(destination).name
         exchange_name = destination.exchange
-        exchange = self.publisher.exchange(exchange_name)
+        publisher = self.publisher
+        assert publisher is not None    # SEND comes after CONNECT (states.py)
+        exchange = publisher.exchange(exchange_name)
         props, scheduled = send_properties(frame, self.user.name, self._reply_to)
         now = now_ms()
         if kind is _QUEUE or kind is _TOPIC:
@@ -260,16 +268,16 @@ class StompSession(Subscriptions):
             return      # expired before it arrived: never delivered (ActiveMQ drops it too)
         if scheduled is not None:
             # checked now: the scheduler publishes later, as the broker
-            self.publisher.authorise(exchange, routing_key)
+            publisher.authorise(exchange, routing_key)
             delay, period, repeat = scheduled
             if self.scheduler.schedule(vhost.name, message, delay, period, repeat):
                 self._unsynced = True
             return
         if props.reply_to is None:
             # nothing for direct reply-to to rewrite (Publisher.reply_to): straight to routing
-            routed = self.publisher.route(exchange, message)
+            routed = publisher.route(exchange, message)
         else:
-            routed = self.publisher.publish(exchange, message)
+            routed = publisher.publish(exchange, message)
         if routed.stored:
             self._unsynced = True
 
@@ -380,7 +388,8 @@ class StompSession(Subscriptions):
             return
         name = "id" if self.version == "1.2" else "message-id"
         try:
-            sub, number = self._delivery(held.get(name), held.command, name)
+            # an ACK/NACK without the header was refused before it was held
+            sub, number = self._delivery(held.first[name], held.command, name)
         except StompError:
             return   # its subscription ended meanwhile: the message was requeued
         if held.command == "ACK":
@@ -407,7 +416,7 @@ class StompSession(Subscriptions):
 
     def _write_receipt(self, data: bytes, confirms: bool) -> None:
         self.link.write(data)
-        if confirms:
+        if confirms and self.publisher is not None:
             self.publisher.confirmed(1)
 
     def _synced(self, _: Any) -> None:
