@@ -4,8 +4,11 @@ What each end declares on connecting is RabbitMQ's (``rabbit_amqp091_shovel``): 
 destination queue is looked up with a passive declare and declared durable (with
 ``*-queue-args``) only when it does not exist, so an existing queue of another type or with
 other arguments is used as it is; a source exchange gets an exclusive server-named queue bound
-with ``src-exchange-key``. One Link carries one AMQP channel, and a refused passive declare
-closes that channel: the link reconnects, and the next attempt declares the queue instead.
+with ``src-exchange-key``. The passive declare goes on a spare channel of the link
+(:meth:`Link.probe`), so its NOT_FOUND closes only that one and the declare follows at once
+on the link's channel; the shovel runs on the first connection, not one ``reconnect-delay``
+later. Any other refusal (ACCESS_REFUSED, RESOURCE_LOCKED...) takes the link down with the
+server's words as its reason, and it retries after the delay.
 
 Connection failures are the link's business (it tries each URI in turn, then waits
 ``reconnect-delay``); the shovel hears of them through ``on_state`` for its status, and
@@ -14,14 +17,20 @@ through ``lost`` once a connection that was serving goes away.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 
-from ..link import Link, LinkChannel, LinkState
+from ..channel import RemoteClosed
+from ..link import Link, LinkChannel, LinkState, closed_reason
 from ..uri import AmqpURI
 from .definition import ShovelDefinition
 from .endpoint import Carried
+
+log = logging.getLogger(__name__)
+
+NOT_FOUND = 404
 
 
 class _RemoteEnd:
@@ -34,7 +43,6 @@ class _RemoteEnd:
         self.channel: LinkChannel | None = None
         self._opened: Deferred | None = None
         self._lost: Callable[[str], None] | None = None
-        self._declare_passively = True
         self._on_state = on_state
         # RabbitMQ's shovel tries again every reconnect-delay seconds, without backoff: a
         # remote down for ten minutes is picked up again within that delay once it is back
@@ -60,13 +68,18 @@ class _RemoteEnd:
             opened.callback(result)
 
     def _declare(self, channel: LinkChannel, queue: str, arguments: dict) -> Deferred:
-        """Passive declare first; after a refusal (queue missing), a durable declare."""
-        if self._declare_passively:
-            def missing(failure: Any) -> Any:
-                self._declare_passively = False  # the channel is gone; next connection
+        """Passive declare on a spare channel; when the queue is missing, a durable declare
+        with ``arguments`` on ``channel`` (whose refusal takes the link down, as ever)."""
+        def refused(failure: Any) -> Any:
+            failure.trap(RemoteClosed)
+            if failure.value.reply_code != NOT_FOUND:
+                self.link.drop(closed_reason(failure.value))
                 return failure
-            return channel.declare_queue(queue, passive=True).addErrback(missing)
-        return channel.declare_queue(queue, durable=True, arguments=arguments or None)
+            log.info("shovel %s/%s: %s: declaring it", self.definition.vhost,
+                     self.definition.name, failure.value.reply_text)
+            return channel.declare_queue(queue, durable=True, arguments=arguments or None)
+        return self.link.probe(lambda spare: spare.declare_queue(queue, passive=True)) \
+            .addErrback(refused)
 
     def on_ready(self, channel: LinkChannel) -> None:
         """The link is up: each end declares and starts what it needs."""
