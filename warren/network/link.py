@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RECONNECT_DELAY = 5.0        # seconds, RabbitMQ's shovel default
 DEFAULT_MAX_RECONNECT_DELAY = 60.0   # backoff cap
+NOT_FOUND = 404                      # the reply code of a passive declare's miss
 DEFAULT_CONNECTION_TIMEOUT = 60.0    # seconds (RabbitMQ: 60000 ms): TCP, TLS, handshake
 
 
@@ -212,6 +213,23 @@ class Link:
                 return result
             return call(spare).addBoth(done)
         return opened.addCallback(run)
+
+    def declare_unless_found(self, look: Callable[[LinkChannel], defer.Deferred],
+                             declare: Callable[[], defer.Deferred]) -> defer.Deferred:
+        """RabbitMQ's passive-first declare (its shovels' queues, federation's upstream
+        exchange): ``look`` (a passive declare) on a spare channel, and only on NOT_FOUND
+        ``declare()``, on channel 1, whose refusal takes the link down as any refusal there.
+        An object that exists is used as it is, whatever its arguments. Any other refusal
+        of the look (RESOURCE_LOCKED, ACCESS_REFUSED) takes the link down too, with the
+        server's words as its reason."""
+        def refused(failure: Any) -> Any:
+            failure.trap(RemoteClosed)
+            if failure.value.reply_code != NOT_FOUND:
+                self.drop(closed_reason(failure.value))
+                return failure
+            log.info("link %s: %s: declaring it", self.name, failure.value.reply_text)
+            return declare()
+        return self.probe(look).addErrback(refused)
 
     def drop(self, reason: str) -> None:
         """Close the current connection with ``reason`` (what the status shows): the link

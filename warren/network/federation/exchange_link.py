@@ -54,7 +54,6 @@ class ExchangeLink(UpstreamLink):
         self.upstream_cluster: str | None = None
         self._bindings: dict[Any, set[int]] = {}   # (key, args) -> ids of destinations
         self._ready_channel: LinkChannel | None = None
-        self._passive = False      # U's X refused our declare once: use it as it is
         self._fanout = False       # U lacks x-federation-upstream: internal exchange is fanout
 
     def upstream_queue_name(self) -> str:
@@ -91,15 +90,14 @@ class ExchangeLink(UpstreamLink):
         d.addCallback(lambda _: channel.consume(
             self.queue, up.prefetch, lambda event: self._delivered(channel, event),
             no_ack=no_ack))
-        if self._passive:
-            d.addCallback(lambda _: channel.declare_exchange(up.exchange, local.type_name,
-                                                             passive=True)
-                          ).addErrback(self._missing)
-        else:
-            d.addCallback(lambda _: channel.declare_exchange(
+        # ensure_upstream_exchange: U's X is looked up on a spare channel and declared only
+        # when missing, so an X of another type or arguments there is used as it is
+        d.addCallback(lambda _: self.link.declare_unless_found(
+            lambda spare: spare.declare_exchange(up.exchange, local.type_name, passive=True),
+            lambda: channel.declare_exchange(
                 up.exchange, local.type_name, durable=local.durable,
                 auto_delete=local.auto_delete, internal=local.internal,
-                arguments=dict(local.arguments) or None)).addErrback(self._refused_declare)
+                arguments=dict(local.arguments) or None)))
         if not self._suffix_known and not self._fanout:
             # this link's first connection: an earlier run of this broker may have left
             # either internal exchange active upstream, carrying messages right now.
@@ -149,16 +147,6 @@ class ExchangeLink(UpstreamLink):
         # swap at once, as it cannot be taken as it is
         if failure.check(RemoteClosed) and failure.value.reply_code == 406:
             self._suffix_known = True
-        return failure
-
-    def _refused_declare(self, failure: Any) -> Any:
-        if failure.check(RemoteClosed) and failure.value.reply_code == 406:
-            self._passive = True   # an X of other attributes exists: next time take it as is
-        return failure
-
-    def _missing(self, failure: Any) -> Any:
-        if failure.check(RemoteClosed) and failure.value.reply_code == 404:
-            self._passive = False  # it is gone: declare it again next time
         return failure
 
     def _refused_type(self, failure: Any) -> Any:

@@ -5,10 +5,10 @@ destination queue is looked up with a passive declare and declared durable (with
 ``*-queue-args``) only when it does not exist, so an existing queue of another type or with
 other arguments is used as it is; a source exchange gets an exclusive server-named queue bound
 with ``src-exchange-key``. The passive declare goes on a spare channel of the link
-(:meth:`Link.probe`), so its NOT_FOUND closes only that one and the declare follows at once
-on the link's channel; the shovel runs on the first connection, not one ``reconnect-delay``
-later. Any other refusal (ACCESS_REFUSED, RESOURCE_LOCKED...) takes the link down with the
-server's words as its reason, and it retries after the delay.
+(:meth:`Link.declare_unless_found`), so its NOT_FOUND closes only that one and the declare
+follows at once on the link's channel: the shovel runs on the first connection, not one
+``reconnect-delay`` later. Any other refusal (ACCESS_REFUSED, RESOURCE_LOCKED...) takes the
+link down with the server's words as its reason, and it retries after the delay.
 
 Connection failures are the link's business (it tries each URI in turn, then waits
 ``reconnect-delay``); the shovel hears of them through ``on_state`` for its status, and
@@ -17,20 +17,14 @@ through ``lost`` once a connection that was serving goes away.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 
-from ..channel import RemoteClosed
-from ..link import Link, LinkChannel, LinkState, closed_reason
+from ..link import Link, LinkChannel, LinkState
 from ..uri import AmqpURI
 from .definition import ShovelDefinition
 from .endpoint import Carried
-
-log = logging.getLogger(__name__)
-
-NOT_FOUND = 404
 
 
 class _RemoteEnd:
@@ -69,17 +63,10 @@ class _RemoteEnd:
 
     def _declare(self, channel: LinkChannel, queue: str, arguments: dict) -> Deferred:
         """Passive declare on a spare channel; when the queue is missing, a durable declare
-        with ``arguments`` on ``channel`` (whose refusal takes the link down, as ever)."""
-        def refused(failure: Any) -> Any:
-            failure.trap(RemoteClosed)
-            if failure.value.reply_code != NOT_FOUND:
-                self.link.drop(closed_reason(failure.value))
-                return failure
-            log.info("shovel %s/%s: %s: declaring it", self.definition.vhost,
-                     self.definition.name, failure.value.reply_text)
-            return channel.declare_queue(queue, durable=True, arguments=arguments or None)
-        return self.link.probe(lambda spare: spare.declare_queue(queue, passive=True)) \
-            .addErrback(refused)
+        with ``arguments`` on ``channel``."""
+        return self.link.declare_unless_found(
+            lambda spare: spare.declare_queue(queue, passive=True),
+            lambda: channel.declare_queue(queue, durable=True, arguments=arguments or None))
 
     def on_ready(self, channel: LinkChannel) -> None:
         """The link is up: each end declares and starts what it needs."""
