@@ -37,6 +37,7 @@ from ...exchange.federation_upstream import ROUTING_HEADER, already_seen, should
 from ...exchange.interface import freeze
 from ..channel import LinkChannel, RemoteClosed
 from ..client import Long
+from ..link import closed_reason
 from .upstream_link import UpstreamLink, log
 
 BINDING_HEADER = "x-bound-from"
@@ -105,11 +106,7 @@ class ExchangeLink(UpstreamLink):
             # as it is and completed, "B" dropped, and only then the usual swap (which
             # also clears bindings "A" kept of bindings gone while this link was down)
             self.suffix = "A"
-            d.addCallback(lambda _: self._declare_internal(channel))
-            d.addCallback(lambda _: channel.bind(self.queue, self.internal_exchange))
-            d.addCallback(lambda _: self._bind_all(channel))
-            d.addCallback(lambda _: channel.delete_exchange(f"{self.queue} B"))
-            d.addErrback(self._refused_first)
+            d.addCallback(lambda _: self._complete_first(channel))
         d.addCallback(lambda _: self._swap(channel))
         return d
 
@@ -142,12 +139,24 @@ class ExchangeLink(UpstreamLink):
                                          "x-internal-purpose": "federation"}
         ).addErrback(self._refused_type)
 
-    def _refused_first(self, failure: Any) -> Any:
-        # "A" exists with other arguments (the upstream's max-hops changed): next time
-        # swap at once, as it cannot be taken as it is
-        if failure.check(RemoteClosed) and failure.value.reply_code == 406:
-            self._suffix_known = True
-        return failure
+    def _complete_first(self, channel: LinkChannel) -> Deferred:
+        """Take "A" as it is and bind it, dropping "B". "A" is declared on a spare channel:
+        one of another type or attributes (a fanout left by a run whose upstream lacked the
+        x-federation-upstream type) refuses it with PRECONDITION_FAILED without taking the
+        link down, and the swap that follows makes a fresh "B" on this same connection."""
+        def declared(_: Any) -> Deferred:
+            d = channel.bind(self.queue, self.internal_exchange)
+            d.addCallback(lambda _: self._bind_all(channel))
+            return d.addCallback(lambda _: channel.delete_exchange(f"{self.queue} B"))
+
+        def refused(failure: Any) -> Any:
+            failure.trap(RemoteClosed)
+            if failure.value.reply_code != 406:
+                self.link.drop(closed_reason(failure.value))
+                return failure
+            self._suffix_known = True   # "A" cannot be taken as it is: swap at once
+            return None
+        return self.link.probe(self._declare_internal).addCallbacks(declared, refused)
 
     def _refused_type(self, failure: Any) -> Any:
         # an upstream without the type (RabbitMQ without its federation plugin) closes the
