@@ -4,7 +4,9 @@ For local exchange X federated from upstream U, the link declares on U what Rabb
 under RabbitMQ's names, so either broker can be RabbitMQ:
 
 - U's exchange X (the upstream's ``exchange`` key, default X's name), of X's type and
-  attributes; an existing one is used as it is;
+  attributes; an existing one is used as it is (a passive declare on a spare channel comes
+  first, as RabbitMQ's ``ensure_upstream_exchange``, so the link runs on its first
+  connection whatever X is there);
 - the queue ``federation: X -> <this cluster name>`` (``:<vhost>:<X>`` appended when the
   vhost or the exchange name differs), durable, with ``x-expires`` / ``x-message-ttl`` from
   ``expires`` / ``message-ttl`` and ``x-internal-purpose: federation``;
@@ -12,10 +14,10 @@ under RabbitMQ's names, so either broker can be RabbitMQ:
   connection: the new one is bound before the other one is deleted, so bindings of an
   earlier connection never linger and the queue is never without a route; a link's first
   connection completes "A" as it is before swapping, as an earlier run of this broker may
-  have left either one active), of type ``x-federation-upstream`` with ``x-max-hops``,
-  ``x-downstream-name`` (this cluster name), ``x-downstream-vhost`` and
-  ``x-internal-purpose``, bound to the queue (a ``fanout`` when the upstream refuses that
-  type, and the link filters what arrives);
+  have left either one active, and swaps at once when "A" is of another type), of type
+  ``x-federation-upstream`` with ``x-max-hops``, ``x-downstream-name`` (this cluster name),
+  ``x-downstream-vhost`` and ``x-internal-purpose``, bound to the queue (a ``fanout`` when
+  the upstream refuses that type, and the link filters what arrives);
 - one exchange-to-exchange binding from U's X to the internal exchange per distinct
   (routing key, arguments) that X has bindings for here, added and removed as X's bindings
   come and go. Each carries ``x-bound-from`` (cluster name, vhost, exchange, hops) so bindings
