@@ -302,3 +302,41 @@ def test_confirm_numbering_starts_at_select_not_select_ok():
     events = c.receive_data(server_frames((commands.Confirm.SelectOk(), 1),
                                           (commands.Basic.Ack(delivery_tag=2, multiple=True), 1)))
     assert events == [amqp.MethodOk(1, "Confirm.SelectOk"), amqp.PublishConfirmed(1, 2, True, True)]
+
+
+def test_a_second_channel_closed_by_us_frees_its_number():
+    """A link's spare channel: opened beside channel 1, closed by the client once its call
+    is answered; replies to it after our Close are dropped, Close-Ok frees the number."""
+    c = ClientConnection()
+    c.receive_data(HANDSHAKE)
+    c.open_channel(1)
+    c.open_channel(2)
+    assert c.receive_data(server_frames((commands.Channel.OpenOk(), 1),
+                                        (commands.Channel.OpenOk(), 2))) == \
+        [amqp.ChannelOpened(1), amqp.ChannelOpened(2)]
+    [(channel, close)] = parse_client_frames(c.close_channel(2))
+    assert (channel, close.name, close.reply_code) == (2, "Channel.Close", 200)
+    assert (close.class_id, close.method_id) == (0, 0)
+    with pytest.raises(ValueError):
+        c.open_channel(2)                   # not free before the server's Close-Ok
+    events = c.receive_data(server_frames((commands.Queue.DeclareOk(queue="q", message_count=0,
+                                                                   consumer_count=0), 2),
+                                          (commands.Channel.CloseOk(), 2)))
+    assert events == [amqp.ChannelClosed(2, 200, "closed by client", by_server=False)]
+    assert 2 not in c.channels and 1 in c.channels
+    c.open_channel(2)                       # free again
+
+
+def test_a_second_channel_closed_by_the_server_leaves_channel_1_open():
+    c = ClientConnection()
+    c.receive_data(HANDSHAKE)
+    c.open_channel(1)
+    c.open_channel(2)
+    c.receive_data(server_frames((commands.Channel.OpenOk(), 1), (commands.Channel.OpenOk(), 2)))
+    events = c.receive_data(server_frames((commands.Channel.Close(
+        reply_code=404, reply_text="NOT_FOUND - no queue 'q'", class_id=50, method_id=10), 2)))
+    assert events == [amqp.ChannelClosed(2, 404, "NOT_FOUND - no queue 'q'", 50, 10)]
+    channel, close_ok = parse_client_frames(c.data_to_send())[-1]
+    assert (channel, close_ok.name) == (2, "Channel.CloseOk")
+    assert c.state is State.OPEN and list(c.channels) == [1]
+    c.basic_publish(1, "", "q", None, b"still open")

@@ -361,13 +361,16 @@ def test_full_mesh_of_three_delivers_exactly_once(brokers, apis):
 
 
 def test_upstream_exchange_of_another_type_is_used_as_it_is(brokers, apis):
-    """RabbitMQ's link declares the upstream X passively first; ours declares it and, refused
-    (PRECONDITION_FAILED: another type there), takes it as it is from the next connection."""
+    """As RabbitMQ's link, ours looks the upstream X up with a passive declare on a spare
+    channel and declares it only when missing: an X of another type there is used as it is,
+    on the first connection (reconnect-delay 60 s: a link that needed a second one would
+    not be running within the wait), without a PRECONDITION_FAILED."""
     a, b = brokers["a"], brokers["b"]
     publish(b, "tx", [], exchange_type="fanout")
     consumer = Consumer(a, "tx", ["k"])          # a topic exchange here
+    seen = len(a.lines)
     try:
-        set_upstream(apis["a"], "up-b-tx", {"uri": uri_of(b), "reconnect-delay": 0.2})
+        set_upstream(apis["a"], "up-b-tx", {"uri": uri_of(b), "reconnect-delay": 60})
         set_policy(apis["a"], "fed-tx", "^tx$", {"federation-upstream": "up-b-tx"},
                    "exchanges")
         wait_running(apis["a"], exchange="tx")
@@ -377,9 +380,46 @@ def test_upstream_exchange_of_another_type_is_used_as_it_is(brokers, apis):
                 exchange_type="fanout")
         got = consumer.receive_until(b"end")
         assert [body for _k, body, _h in got] == [b"one", b"end"]
+        assert not any("PRECONDITION_FAILED" in line for line in a.lines[seen:])
     finally:
         consumer.close()
         apis["a"].delete("/api/policies/%2F/fed-tx")
+
+
+def exchange_info(api, name: str):
+    return api.get("/api/exchanges/%2F/" + requests.utils.quote(name, safe=""))
+
+
+def test_a_stale_internal_exchange_upstream_is_replaced_on_the_first_connection(brokers, apis):
+    """An earlier run left the internal exchange "A" upstream as a fanout (its upstream
+    lacked the x-federation-upstream type then): our declare of "A" goes on a spare channel,
+    so its PRECONDITION_FAILED does not take the link down; the link swaps to a fresh "B" on
+    the same connection (reconnect-delay 60 s: waiting for a second connection would fail
+    the wait)."""
+    a, b = brokers["a"], brokers["b"]
+    stale = "federation: sx -> rabbit@a A"
+    publish(b, "sx", [], exchange_type="topic")
+    conn = pika.BlockingConnection(pika.URLParameters(b.amqp_url))
+    conn.channel().exchange_declare(stale, "fanout", durable=True, internal=True,
+                                    auto_delete=True,
+                                    arguments={"x-internal-purpose": "federation"})
+    conn.close()
+    consumer = Consumer(a, "sx", ["k"])
+    try:
+        set_upstream(apis["a"], "up-b-sx", {"uri": uri_of(b), "reconnect-delay": 60})
+        set_policy(apis["a"], "fed-sx", "^sx$", {"federation-upstream": "up-b-sx"},
+                   "exchanges")
+        wait_running(apis["a"], exchange="sx")
+        eventually(lambda: upstream_keys(apis["b"], "sx") == {"k"}, "binding on B")
+        assert exchange_info(apis["b"], stale).status_code == 404
+        fresh = exchange_info(apis["b"], stale[:-1] + "B").json()
+        assert fresh["type"] == "x-federation-upstream" and fresh["arguments"]["x-max-hops"] == 1
+        publish(b, "sx", [("k", b"one"), ("k", b"end")], exchange_type="topic")
+        got = consumer.receive_until(b"end")
+        assert [body for _k, body, _h in got] == [b"one", b"end"]
+    finally:
+        consumer.close()
+        apis["a"].delete("/api/policies/%2F/fed-sx")
 
 
 # ------------------------------------------------------------------------------ queues

@@ -3,7 +3,8 @@
 What a RabbitMQ user does with the shovel plugin's API: define a shovel as a runtime parameter,
 see it in ``/api/shovels``, restart it, delete it; a refused definition answers 400 with
 RabbitMQ's words and stores nothing. The moving itself, across brokers and through faults, is
-``test_shovel_faults.py``'s; here both ends are this broker, so every move is exact.
+``test_shovel_faults.py``'s; here both ends are this broker, so every move is exact (a remote
+end, ``amqp://host:port``, is this broker reached over its AMQP port).
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ def shovel_path(name: str, vhost: str = "%2F") -> str:
     return f"/api/parameters/shovel/{vhost}/{name}"
 
 
-def publish(broker, queue: str, count: int, **props) -> None:
+def publish(broker, queue: str, count: int, declare: bool = True, **props) -> None:
     conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
     try:
         ch = conn.channel()
-        ch.queue_declare(queue, durable=True)
+        if declare:
+            ch.queue_declare(queue, durable=True)
         ch.confirm_delivery()
         for i in range(count):
             ch.basic_publish("", queue, f"{queue}-{i}".encode(),
@@ -338,5 +340,120 @@ def test_missing_destination_exchange_terminates_then_recovers(api, broker, uniq
     conn.close()
     eventually(lambda: depth(api, dst) == 5, "moved once the exchange exists")
     assert depth(api, src) == 0
+    api.delete(shovel_path(unique))
+    no_traceback(broker)
+
+
+# ------------------------------------------------------------------------------ remote ends
+# A remote end here is this broker reached over the network (its AMQP port), as another
+# broker would be: the shovel's link looks its queues up and declares them there.
+def remote(broker, user: str = "guest", password: str = "guest") -> str:
+    return f"amqp://{user}:{password}@127.0.0.1:{broker.amqp_port}"
+
+
+def queue_info(api, queue: str) -> dict:
+    r = api.get(f"/api/queues/%2F/{queue}")
+    return r.json() if r.status_code == 200 else {}
+
+
+def test_missing_remote_queues_are_declared_on_the_first_connection(api, broker, unique):
+    """As RabbitMQ's shovel: the passive declare that finds a queue missing goes on a
+    throw-away channel, so the durable declare follows on the same connection. The
+    reconnect-delay is 60 s: a shovel that waited for a second connection would not be
+    running within the 30 s awaited here."""
+    src, dst = unique + "-src", unique + "-dst"
+    r = api.put(shovel_path(unique), {"value": {
+        "src-uri": remote(broker), "src-queue": src,
+        "src-queue-args": {"x-max-length": 1000},
+        "dest-uri": remote(broker), "dest-queue": dst,
+        "dest-queue-args": {"x-queue-mode": "lazy"}, "reconnect-delay": 60}})
+    assert r.status_code == 201, r.text
+    eventually(lambda: status(api, unique).get("state") == "running", "running at once")
+    for queue, args in ((src, {"x-max-length": 1000}), (dst, {"x-queue-mode": "lazy"})):
+        info = queue_info(api, queue)
+        assert info["durable"] is True and info["arguments"] == args, info
+    publish(broker, src, 1, declare=False)
+    eventually(lambda: depth(api, dst) == 1, "the first message moved")
+    assert api.delete(shovel_path(unique)).status_code == 204
+    assert [b for b, _ in drain(broker, dst)] == [f"{src}-0".encode()]
+    no_traceback(broker)
+
+
+def test_an_existing_remote_queue_with_other_arguments_is_used_as_it_is(api, broker, unique):
+    """The passive declare finds it, so the definition's queue arguments are never
+    compared with its own: no PRECONDITION_FAILED, the queue keeps its arguments."""
+    src, dst = unique + "-src", unique + "-dst"
+    seen = len(broker.lines)
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    ch = conn.channel()
+    ch.queue_declare(src, durable=False, arguments={"x-max-length": 50})
+    ch.queue_declare(dst, durable=False, arguments={"x-message-ttl": 600000})
+    conn.close()
+    r = api.put(shovel_path(unique), {"value": {
+        "src-uri": remote(broker), "src-queue": src,
+        "src-queue-args": {"x-max-length": 7},
+        "dest-uri": remote(broker), "dest-queue": dst,
+        "dest-queue-args": {"x-max-length": 3}, "reconnect-delay": 60}})
+    assert r.status_code == 201, r.text
+    eventually(lambda: status(api, unique).get("state") == "running", "running at once")
+    publish(broker, src, 5, declare=False)
+    eventually(lambda: depth(api, dst) == 5, "moved into the queue as it is")
+    assert api.delete(shovel_path(unique)).status_code == 204
+    assert queue_info(api, src)["arguments"] == {"x-max-length": 50}
+    info = queue_info(api, dst)
+    assert info["durable"] is False and info["arguments"] == {"x-message-ttl": 600000}
+    assert len(drain(broker, dst)) == 5
+    assert not any("PRECONDITION_FAILED" in line for line in broker.lines[seen:])
+    no_traceback(broker)
+
+
+def test_a_refused_remote_declare_takes_the_link_down_and_retries(api, broker, unique,
+                                                                    make_user):
+    """A user who may not configure the queue: the passive look finds it missing, the
+    declare is refused (ACCESS_REFUSED), the status says so and the shovel retries every
+    reconnect-delay until the permission is given; nothing at the source is lost."""
+    src, dst = unique + "-src", unique + "-dst"
+    user, password = make_user(perms=False)
+    perms = {"configure": "^nothing$", "write": ".*", "read": ".*"}
+    assert api.put(f"/api/permissions/%2F/{user}", perms).status_code == 201
+    try:
+        publish(broker, src, 3)
+        api.put(shovel_path(unique), {"value": {
+            "src-uri": "amqp://", "src-queue": src,
+            "dest-uri": remote(broker, user, password), "dest-queue": dst,
+            "reconnect-delay": 0.2}})
+        st = eventually(lambda: status(api, unique).get("state") == "terminated"
+                        and status(api, unique), "terminated")
+        assert "ACCESS_REFUSED" in st["reason"] and dst in st["reason"], st
+        assert queue_info(api, dst) == {} and depth(api, src) == 3
+        assert api.put(f"/api/permissions/%2F/{user}", {**perms, "configure": ".*"}) \
+            .status_code in (201, 204)
+        eventually(lambda: depth(api, dst) == 3, "moved once the user may declare")
+        assert depth(api, src) == 0
+    finally:
+        api.delete(shovel_path(unique))
+    no_traceback(broker)
+
+
+def test_a_locked_remote_queue_shows_why_and_is_declared_once_free(api, broker, unique):
+    """A refusal of the passive look other than NOT_FOUND (the queue is another
+    connection's exclusive queue: RESOURCE_LOCKED) takes the link down with the server's
+    words; once that connection is gone the shovel declares the queue and runs."""
+    src, dst = unique + "-src", unique + "-dst"
+    owner = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    owner.channel().queue_declare(src, exclusive=True)
+    api.put(shovel_path(unique), {"value": {
+        "src-uri": remote(broker), "src-queue": src,
+        "dest-uri": "amqp://", "dest-queue": dst, "reconnect-delay": 0.2}})
+    try:
+        st = eventually(lambda: status(api, unique).get("state") == "terminated"
+                        and status(api, unique), "terminated")
+        assert "RESOURCE_LOCKED" in st["reason"] and src in st["reason"], st
+    finally:
+        owner.close()
+    eventually(lambda: status(api, unique).get("state") == "running"
+               and queue_info(api, src).get("durable") is True, "declared and running")
+    publish(broker, src, 2)
+    eventually(lambda: depth(api, dst) == 2, "moved")
     api.delete(shovel_path(unique))
     no_traceback(broker)

@@ -55,11 +55,10 @@ def test_mqtt_on_a_reaches_stomp_on_b_and_back(pair, unique):
     b_uri = f"amqp://guest:guest@127.0.0.1:{b.amqp_port}"
     out = api.put(f"/api/parameters/shovel/%2F/{word}-out", {"value": {
         "src-uri": "amqp://", "src-exchange": "amq.topic", "src-exchange-key": f"{word}.#",
-        # a missing remote queue is declared after a passive declare failed, on the next
-        # connection: one reconnect-delay (5 s by default) later (the other shovel's too)
-        "dest-uri": b_uri, "dest-queue": f"{word}-at-b", "reconnect-delay": 1}})
+        # both remote queues are missing: each shovel declares its own on connecting
+        "dest-uri": b_uri, "dest-queue": f"{word}-at-b"}})
     back = api.put(f"/api/parameters/shovel/%2F/{word}-back", {"value": {
-        "src-uri": b_uri, "src-queue": f"{word}-to-a", "reconnect-delay": 1,
+        "src-uri": b_uri, "src-queue": f"{word}-to-a",
         "dest-uri": "amqp://", "dest-exchange": "amq.topic",
         "dest-exchange-key": f"{word}.back"}})
     assert (out.status_code, back.status_code) == (201, 201), (out.text, back.text)
@@ -131,12 +130,6 @@ def test_an_amqp1_message_through_a_local_and_a_remote_shovel(pair, unique):
     for name in ("ref", "local-src", "remote-src"):
         ch.queue_declare(f"{word}-{name}", durable=True)
         ch.queue_bind(f"{word}-{name}", f"{word}-x")
-    conn.close()
-    # declared here: a remote shovel declares a missing destination queue only after a
-    # passive declare failed and its link came back (reconnect-delay), which is not what
-    # this test is about
-    conn = pika.BlockingConnection(pika.URLParameters(b.amqp_url))
-    conn.channel().queue_declare(f"{word}-at-b", durable=True)
     conn.close()
     shovels = {f"{word}-local": {"src-uri": "amqp://", "src-queue": f"{word}-local-src",
                                  "dest-uri": "amqp://", "dest-queue": f"{word}-local-dst"},

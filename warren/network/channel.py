@@ -5,6 +5,12 @@ bind). It lives exactly as long as its connection: afterwards its publishes fail
 :class:`LinkDown` and ``ack`` does nothing, because delivery tags only mean something on the
 connection that delivered them (an old tag acked on a new channel is a PRECONDITION_FAILED
 channel error, and might ack the wrong message).
+
+The same class serves the link's *spare* channels (numbers from 2 up, not in confirm mode):
+short-lived channels for a call the server may refuse, such as a passive declare of a queue
+that may be missing. The server's refusal closes only that channel, so the link's channel 1
+and its consumers and publishes carry on (RabbitMQ's shovels and federation links probe on
+such throw-away channels).
 """
 
 from __future__ import annotations
@@ -80,7 +86,9 @@ class LinkChannel:
     server answers them in order, so one FIFO matches replies to callers.
     """
 
-    def __init__(self, link: ChannelOwner, protocol: AmqpClientProtocol) -> None:
+    def __init__(self, link: ChannelOwner, protocol: AmqpClientProtocol,
+                 number: int = CHANNEL) -> None:
+        self.number = number
         self._link = link
         self._protocol = protocol
         self._client = protocol.client
@@ -132,22 +140,22 @@ class LinkChannel:
         tag = consumer_tag or f"warren-link-{next(self._tags)}"
         self._consumers[tag] = on_delivery
         # a refused Qos closes the channel; the Consume Deferred below reports it
-        self.request(self._client.basic_qos(CHANNEL, prefetch), "Basic.QosOk") \
+        self.request(self._client.basic_qos(self.number, prefetch), "Basic.QosOk") \
             .addErrback(lambda _failure: None)
-        d = self.request(self._client.basic_consume(CHANNEL, queue, consumer_tag=tag,
+        d = self.request(self._client.basic_consume(self.number, queue, consumer_tag=tag,
                                                   no_ack=no_ack, arguments=arguments),
                          "Basic.ConsumeOk")
         return d.addCallback(lambda event: event.consumer_tag)
 
     def cancel(self, consumer_tag: str) -> defer.Deferred:
         """Basic.Cancel; deliveries already on the wire still reach the handler."""
-        d = self.request(self._client.basic_cancel(CHANNEL, consumer_tag), "Basic.CancelOk")
+        d = self.request(self._client.basic_cancel(self.number, consumer_tag), "Basic.CancelOk")
         return d.addCallback(lambda _event: self._consumers.pop(consumer_tag, None))
 
     def ack(self, delivery_tag: int, multiple: bool = False) -> None:
         """Ack a delivery of this channel; a no-op once the connection is gone."""
         if self.alive:
-            self._protocol.write(self._client.basic_ack(CHANNEL, delivery_tag, multiple))
+            self._protocol.write(self._client.basic_ack(self.number, delivery_tag, multiple))
             self._link.counters.acked += 1
 
     def declare_queue(self, queue: str = "", *, passive: bool = False, durable: bool = False,
@@ -155,7 +163,7 @@ class LinkChannel:
                       arguments: dict | None = None) -> defer.Deferred:
         """Queue.Declare; fires with a :class:`~warren.network.client.QueueDeclared`."""
         return self.request(self._client.queue_declare(
-            CHANNEL, queue, passive=passive, durable=durable, exclusive=exclusive,
+            self.number, queue, passive=passive, durable=durable, exclusive=exclusive,
             auto_delete=auto_delete, arguments=arguments), "Queue.DeclareOk")
 
     def declare_exchange(self, exchange: str, exchange_type: str = "direct", *,
@@ -163,38 +171,38 @@ class LinkChannel:
                          auto_delete: bool = False, internal: bool = False,
                          arguments: dict | None = None) -> defer.Deferred:
         return self.request(self._client.exchange_declare(
-            CHANNEL, exchange, exchange_type, passive=passive, durable=durable,
+            self.number, exchange, exchange_type, passive=passive, durable=durable,
             auto_delete=auto_delete, internal=internal, arguments=arguments),
             "Exchange.DeclareOk")
 
     def bind(self, queue: str, exchange: str, routing_key: str = "",
              arguments: dict | None = None) -> defer.Deferred:
-        return self.request(self._client.queue_bind(CHANNEL, queue, exchange, routing_key,
+        return self.request(self._client.queue_bind(self.number, queue, exchange, routing_key,
                                                   arguments), "Queue.BindOk")
 
     def unbind(self, queue: str, exchange: str, routing_key: str = "",
                arguments: dict | None = None) -> defer.Deferred:
-        return self.request(self._client.queue_unbind(CHANNEL, queue, exchange, routing_key,
+        return self.request(self._client.queue_unbind(self.number, queue, exchange, routing_key,
                                                     arguments), "Queue.UnbindOk")
 
     def delete_queue(self, queue: str) -> defer.Deferred:
-        return self.request(self._client.queue_delete(CHANNEL, queue), "Queue.DeleteOk")
+        return self.request(self._client.queue_delete(self.number, queue), "Queue.DeleteOk")
 
     def bind_exchange(self, destination: str, source: str, routing_key: str = "",
                       arguments: dict | None = None) -> defer.Deferred:
         """Exchange.Bind: messages ``source`` routes with the key go on to ``destination``."""
-        return self.request(self._client.exchange_bind(CHANNEL, destination, source,
+        return self.request(self._client.exchange_bind(self.number, destination, source,
                                                      routing_key, arguments),
                             "Exchange.BindOk")
 
     def unbind_exchange(self, destination: str, source: str, routing_key: str = "",
                         arguments: dict | None = None) -> defer.Deferred:
-        return self.request(self._client.exchange_unbind(CHANNEL, destination, source,
+        return self.request(self._client.exchange_unbind(self.number, destination, source,
                                                        routing_key, arguments),
                             "Exchange.UnbindOk")
 
     def delete_exchange(self, exchange: str) -> defer.Deferred:
-        return self.request(self._client.exchange_delete(CHANNEL, exchange),
+        return self.request(self._client.exchange_delete(self.number, exchange),
                             "Exchange.DeleteOk")
 
     # -- internals
@@ -210,7 +218,7 @@ class LinkChannel:
 
     def _send_publish(self, args: tuple, d: defer.Deferred) -> None:
         try:
-            seq, data = self._client.basic_publish(CHANNEL, *args)
+            seq, data = self._client.basic_publish(self.number, *args)
         except (ValueError, TypeError) as e:   # properties pamqp cannot encode, long names
             d.errback(e)
             return
@@ -263,15 +271,24 @@ class LinkChannel:
         self._link.counters.delivered += 1
         handler(event)
 
-    def die(self, reason: str) -> None:
-        """The connection is gone: fail everything still waiting on it."""
+    def close(self) -> None:
+        """Channel.Close from our side (a spare channel done with): what is still waiting
+        fails with :class:`LinkDown`; the server's Close-Ok frees the number."""
+        if self.alive:
+            self._protocol.write(self._client.close_channel(self.number))
+        self.die("channel closed")
+
+    def die(self, reason: str, refused: RemoteClosed | None = None) -> None:
+        """The connection is gone, or the server closed this channel (``refused``: the
+        oldest request gets it): fail everything still waiting on it."""
         if self._dead:
             return
-        self._dead = True
+        self._dead = True       # first: a failed caller may close() us from its errback
         waiting = [d for _e, d in self._rpcs] + list(self._unconfirmed.values()) + \
             [d for _a, d in self._held]
+        first = self._rpcs[0][1] if self._rpcs and refused is not None else None
         self._rpcs.clear()
         self._unconfirmed.clear()
         self._held.clear()
         for d in waiting:
-            d.errback(LinkDown(reason))
+            d.errback(refused if d is first else LinkDown(reason))

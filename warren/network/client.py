@@ -505,7 +505,8 @@ class ClientConnection:
 
     def close_channel(self, channel: int, reply_code: int = 200, reply_text: str = "") -> bytes:
         data = self._method(commands.Channel.Close(reply_code=reply_code,
-                                                   reply_text=reply_text), channel)
+                                                   reply_text=reply_text,
+                                                   class_id=0, method_id=0), channel)
         self.channels[channel].closing = True
         return data
 

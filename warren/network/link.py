@@ -12,9 +12,11 @@ it drops, without blocking the reactor. The pieces, as a front end has them (STY
 - :mod:`.channel` is the per-connection API its user gets in ``on_ready``: publish with
   confirms, consume, ack, declare, bind. It dies with its connection.
 
-Anything the server closes (a channel error such as NOT_FOUND, Connection.Close, a cancelled
-consumer) takes the whole link down; it reconnects after ``reconnect_delay``, as RabbitMQ's
-shovels restart.
+Anything the server closes on channel 1 (a channel error such as NOT_FOUND, Connection.Close,
+a cancelled consumer) takes the whole link down; it reconnects after ``reconnect_delay``, as
+RabbitMQ's shovels restart. A call whose refusal is an answer, not a failure (is this queue
+there?), goes on a spare channel instead (:meth:`Link.probe`): its Channel.Close fails only
+that call.
 
 Message properties are plain dicts (see :mod:`warren.network.client`).
 """
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RECONNECT_DELAY = 5.0        # seconds, RabbitMQ's shovel default
 DEFAULT_MAX_RECONNECT_DELAY = 60.0   # backoff cap
+NOT_FOUND = 404                      # the reply code of a passive declare's miss
 DEFAULT_CONNECTION_TIMEOUT = 60.0    # seconds (RabbitMQ: 60000 ms): TCP, TLS, handshake
 
 
@@ -105,6 +108,8 @@ class Link:
         self.counters = LinkCounters()
         self.uri: AmqpURI | None = None          # the one connected or being tried
         self.channel: LinkChannel | None = None  # set while ready
+        self._spares: dict[int, LinkChannel] = {}              # open spare channels
+        self._opening: dict[int, defer.Deferred] = {}          # spares awaiting Open-Ok
         self._blocked = False
         self._next_index = 0
         self._failed_rounds = 0
@@ -141,8 +146,7 @@ class Link:
                 call.cancel()
         if self._connecting is not None:
             self._connecting.cancel()   # its errback may finish the close already
-        if self.channel is not None:
-            self.channel.die("link closed")
+        self._spares_die("link closed")
         if self._protocol is None:
             self._finish_close()
         else:
@@ -182,6 +186,56 @@ class Link:
     def bind(self, queue: str, exchange: str, routing_key: str = "",
              arguments: dict | None = None) -> defer.Deferred:
         return self._current("bind", queue, exchange, routing_key, arguments)
+
+    def probe(self, call: Callable[[LinkChannel], defer.Deferred]) -> defer.Deferred:
+        """Run ``call`` on a spare channel of the current connection, then close that channel.
+
+        The Deferred has ``call``'s result, or its failure: a :class:`RemoteClosed` when the
+        server refused it (which closed the spare channel only, the link stays up), or
+        :class:`LinkDown` when the link is not running or the connection went meanwhile.
+        """
+        proto = self._protocol
+        if proto is None or self.channel is None or not self.channel.alive or \
+                self.state not in (LinkState.RUNNING, LinkState.BLOCKED):
+            return defer.fail(LinkDown(self.reason or f"link is {self.state.value}"))
+        client = proto.client
+        number = next((n for n in range(CHANNEL + 1, client.channel_max + 1)
+                       if n not in client.channels), None)
+        if number is None:
+            return defer.fail(LinkDown(f"no free channel on {proto.uri.address}"))
+        opened: defer.Deferred[LinkChannel] = defer.Deferred()
+        self._opening[number] = opened
+        proto.write(client.open_channel(number))
+
+        def run(spare: LinkChannel) -> defer.Deferred:
+            def done(result: Any) -> Any:
+                spare.close()
+                return result
+            return call(spare).addBoth(done)
+        return opened.addCallback(run)
+
+    def declare_unless_found(self, look: Callable[[LinkChannel], defer.Deferred],
+                             declare: Callable[[], defer.Deferred]) -> defer.Deferred:
+        """RabbitMQ's passive-first declare (its shovels' queues, federation's upstream
+        exchange): ``look`` (a passive declare) on a spare channel, and only on NOT_FOUND
+        ``declare()``, on channel 1, whose refusal takes the link down as any refusal there.
+        An object that exists is used as it is, whatever its arguments. Any other refusal
+        of the look (RESOURCE_LOCKED, ACCESS_REFUSED) takes the link down too, with the
+        server's words as its reason."""
+        def refused(failure: Any) -> Any:
+            failure.trap(RemoteClosed)
+            if failure.value.reply_code != NOT_FOUND:
+                self.drop(closed_reason(failure.value))
+                return failure
+            log.info("link %s: %s: declaring it", self.name, failure.value.reply_text)
+            return declare()
+        return self.probe(look).addErrback(refused)
+
+    def drop(self, reason: str) -> None:
+        """Close the current connection with ``reason`` (what the status shows): the link
+        reconnects after ``reconnect_delay``, as after a refusal on channel 1."""
+        if self._protocol is not None:
+            self._protocol.close(reason)
 
     def _current(self, method: str, *args: Any, **kwargs: Any) -> defer.Deferred:
         if self.channel is None or self.state not in (LinkState.RUNNING, LinkState.BLOCKED):
@@ -283,6 +337,14 @@ class Link:
 
     def _on_channel_opened(self, proto: AmqpClientProtocol,
                            event: amqp.ChannelOpened) -> None:
+        if event.channel != CHANNEL:
+            opened = self._opening.pop(event.channel, None)
+            if opened is None:
+                raise UnexpectedReply(f"Channel.OpenOk for channel {event.channel}, "
+                                      f"which we did not open")
+            spare = self._spares[event.channel] = LinkChannel(self, proto, event.channel)
+            opened.callback(spare)
+            return
         channel = self.channel = LinkChannel(self, proto)
         channel.request(proto.client.confirm_select(CHANNEL), "Confirm.SelectOk") \
             .addCallbacks(self._ready, _ignore_link_down, callbackArgs=(channel,))
@@ -301,12 +363,14 @@ class Link:
         self._set_state(LinkState.BLOCKED if self._blocked else LinkState.RUNNING, "")
         self.user.on_ready(channel)
 
-    def _open_channel(self, event: amqp.Event) -> LinkChannel:
+    def _open_channel(self, event: Any) -> LinkChannel:
         """The channel that ``event`` is for; a server that sends one before our channel is
         open breaks the protocol."""
-        if self.channel is None:
-            raise UnexpectedReply(f"{type(event).__name__} before the channel opened")
-        return self.channel
+        channel = self.channel if event.channel == CHANNEL else self._spares.get(event.channel)
+        if channel is None:
+            raise UnexpectedReply(f"{type(event).__name__} before channel {event.channel} "
+                                  f"opened")
+        return channel
 
     def _on_method_ok(self, proto: AmqpClientProtocol, event: Any) -> None:
         name = event.method if isinstance(event, amqp.MethodOk) else _REPLY_NAMES[type(event)]
@@ -337,10 +401,19 @@ class Link:
                     f"(was its queue deleted?)")
 
     def _on_channel_closed(self, proto: AmqpClientProtocol, event: amqp.ChannelClosed) -> None:
-        reason = f"channel closed by server: {event.reply_text or event.reply_code}"
+        refused = RemoteClosed(event.reply_code, event.reply_text)
+        if event.channel != CHANNEL:
+            # a spare channel: the refused call fails, the link carries on
+            opened = self._opening.pop(event.channel, None)
+            if opened is not None:
+                opened.errback(refused)
+            spare = self._spares.pop(event.channel, None)
+            if spare is not None and event.by_server:
+                spare.die(closed_reason(refused), refused)
+            return
         if self.channel is not None:
-            self.channel.fail_first_request(RemoteClosed(event.reply_code, event.reply_text))
-        proto.close(reason)
+            self.channel.fail_first_request(refused)
+        proto.close(closed_reason(refused))
 
     def _on_connection_closed(self, proto: AmqpClientProtocol,
                               event: amqp.ConnectionClosed) -> None:
@@ -382,8 +455,7 @@ class Link:
         self._timeout_call = None
         reason = proto.lost_reason or describe_loss(failure, proto)
         was_ready = self.state in (LinkState.RUNNING, LinkState.BLOCKED)
-        if self.channel is not None:
-            self.channel.die(reason)
+        self._spares_die(reason)
         self.channel = None
         self._blocked = False
         if self.state is LinkState.TERMINATED:
@@ -401,6 +473,17 @@ class Link:
             self.user.on_down(reason)
         except Exception:
             log.exception("link %s: on_down failed", self.name)
+
+    def _spares_die(self, reason: str) -> None:
+        """The connection is going: channel 1 and every spare fail what waits on them."""
+        if self.channel is not None:
+            self.channel.die(reason)
+        spares, self._spares = self._spares, {}
+        opening, self._opening = self._opening, {}
+        for spare in spares.values():
+            spare.die(reason)
+        for opened in opening.values():
+            opened.errback(LinkDown(reason))
 
     def _finish_close(self) -> None:
         if self._closed is not None and not self._closed.called and self._protocol is None:
@@ -440,6 +523,11 @@ def _ignore_link_down(failure: Failure) -> None:
 
 
 _REPLY_NAMES = {amqp.ConsumeOk: "Basic.ConsumeOk", amqp.QueueDeclared: "Queue.DeclareOk"}
+
+
+def closed_reason(refused: RemoteClosed) -> str:
+    """What the status says of a channel the server closed."""
+    return f"channel closed by server: {refused.reply_text or refused.reply_code}"
 
 
 def retry_delay(base: float, cap: float, failed_rounds: int) -> float:

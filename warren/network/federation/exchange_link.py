@@ -4,7 +4,9 @@ For local exchange X federated from upstream U, the link declares on U what Rabb
 under RabbitMQ's names, so either broker can be RabbitMQ:
 
 - U's exchange X (the upstream's ``exchange`` key, default X's name), of X's type and
-  attributes; an existing one is used as it is;
+  attributes; an existing one is used as it is (a passive declare on a spare channel comes
+  first, as RabbitMQ's ``ensure_upstream_exchange``, so the link runs on its first
+  connection whatever X is there);
 - the queue ``federation: X -> <this cluster name>`` (``:<vhost>:<X>`` appended when the
   vhost or the exchange name differs), durable, with ``x-expires`` / ``x-message-ttl`` from
   ``expires`` / ``message-ttl`` and ``x-internal-purpose: federation``;
@@ -12,10 +14,10 @@ under RabbitMQ's names, so either broker can be RabbitMQ:
   connection: the new one is bound before the other one is deleted, so bindings of an
   earlier connection never linger and the queue is never without a route; a link's first
   connection completes "A" as it is before swapping, as an earlier run of this broker may
-  have left either one active), of type ``x-federation-upstream`` with ``x-max-hops``,
-  ``x-downstream-name`` (this cluster name), ``x-downstream-vhost`` and
-  ``x-internal-purpose``, bound to the queue (a ``fanout`` when the upstream refuses that
-  type, and the link filters what arrives);
+  have left either one active, and swaps at once when "A" is of another type), of type
+  ``x-federation-upstream`` with ``x-max-hops``, ``x-downstream-name`` (this cluster name),
+  ``x-downstream-vhost`` and ``x-internal-purpose``, bound to the queue (a ``fanout`` when
+  the upstream refuses that type, and the link filters what arrives);
 - one exchange-to-exchange binding from U's X to the internal exchange per distinct
   (routing key, arguments) that X has bindings for here, added and removed as X's bindings
   come and go. Each carries ``x-bound-from`` (cluster name, vhost, exchange, hops) so bindings
@@ -37,6 +39,7 @@ from ...exchange.federation_upstream import ROUTING_HEADER, already_seen, should
 from ...exchange.interface import freeze
 from ..channel import LinkChannel, RemoteClosed
 from ..client import Long
+from ..link import closed_reason
 from .upstream_link import UpstreamLink, log
 
 BINDING_HEADER = "x-bound-from"
@@ -54,7 +57,6 @@ class ExchangeLink(UpstreamLink):
         self.upstream_cluster: str | None = None
         self._bindings: dict[Any, set[int]] = {}   # (key, args) -> ids of destinations
         self._ready_channel: LinkChannel | None = None
-        self._passive = False      # U's X refused our declare once: use it as it is
         self._fanout = False       # U lacks x-federation-upstream: internal exchange is fanout
 
     def upstream_queue_name(self) -> str:
@@ -91,15 +93,14 @@ class ExchangeLink(UpstreamLink):
         d.addCallback(lambda _: channel.consume(
             self.queue, up.prefetch, lambda event: self._delivered(channel, event),
             no_ack=no_ack))
-        if self._passive:
-            d.addCallback(lambda _: channel.declare_exchange(up.exchange, local.type_name,
-                                                             passive=True)
-                          ).addErrback(self._missing)
-        else:
-            d.addCallback(lambda _: channel.declare_exchange(
+        # ensure_upstream_exchange: U's X is looked up on a spare channel and declared only
+        # when missing, so an X of another type or arguments there is used as it is
+        d.addCallback(lambda _: self.link.declare_unless_found(
+            lambda spare: spare.declare_exchange(up.exchange, local.type_name, passive=True),
+            lambda: channel.declare_exchange(
                 up.exchange, local.type_name, durable=local.durable,
                 auto_delete=local.auto_delete, internal=local.internal,
-                arguments=dict(local.arguments) or None)).addErrback(self._refused_declare)
+                arguments=dict(local.arguments) or None)))
         if not self._suffix_known and not self._fanout:
             # this link's first connection: an earlier run of this broker may have left
             # either internal exchange active upstream, carrying messages right now.
@@ -107,11 +108,7 @@ class ExchangeLink(UpstreamLink):
             # as it is and completed, "B" dropped, and only then the usual swap (which
             # also clears bindings "A" kept of bindings gone while this link was down)
             self.suffix = "A"
-            d.addCallback(lambda _: self._declare_internal(channel))
-            d.addCallback(lambda _: channel.bind(self.queue, self.internal_exchange))
-            d.addCallback(lambda _: self._bind_all(channel))
-            d.addCallback(lambda _: channel.delete_exchange(f"{self.queue} B"))
-            d.addErrback(self._refused_first)
+            d.addCallback(lambda _: self._complete_first(channel))
         d.addCallback(lambda _: self._swap(channel))
         return d
 
@@ -144,22 +141,24 @@ class ExchangeLink(UpstreamLink):
                                          "x-internal-purpose": "federation"}
         ).addErrback(self._refused_type)
 
-    def _refused_first(self, failure: Any) -> Any:
-        # "A" exists with other arguments (the upstream's max-hops changed): next time
-        # swap at once, as it cannot be taken as it is
-        if failure.check(RemoteClosed) and failure.value.reply_code == 406:
-            self._suffix_known = True
-        return failure
+    def _complete_first(self, channel: LinkChannel) -> Deferred:
+        """Take "A" as it is and bind it, dropping "B". "A" is declared on a spare channel:
+        one of another type or attributes (a fanout left by a run whose upstream lacked the
+        x-federation-upstream type) refuses it with PRECONDITION_FAILED without taking the
+        link down, and the swap that follows makes a fresh "B" on this same connection."""
+        def declared(_: Any) -> Deferred:
+            d = channel.bind(self.queue, self.internal_exchange)
+            d.addCallback(lambda _: self._bind_all(channel))
+            return d.addCallback(lambda _: channel.delete_exchange(f"{self.queue} B"))
 
-    def _refused_declare(self, failure: Any) -> Any:
-        if failure.check(RemoteClosed) and failure.value.reply_code == 406:
-            self._passive = True   # an X of other attributes exists: next time take it as is
-        return failure
-
-    def _missing(self, failure: Any) -> Any:
-        if failure.check(RemoteClosed) and failure.value.reply_code == 404:
-            self._passive = False  # it is gone: declare it again next time
-        return failure
+        def refused(failure: Any) -> Any:
+            failure.trap(RemoteClosed)
+            if failure.value.reply_code != 406:
+                self.link.drop(closed_reason(failure.value))
+                return failure
+            self._suffix_known = True   # "A" cannot be taken as it is: swap at once
+            return None
+        return self.link.probe(self._declare_internal).addCallbacks(declared, refused)
 
     def _refused_type(self, failure: Any) -> Any:
         # an upstream without the type (RabbitMQ without its federation plugin) closes the

@@ -4,8 +4,11 @@ What each end declares on connecting is RabbitMQ's (``rabbit_amqp091_shovel``): 
 destination queue is looked up with a passive declare and declared durable (with
 ``*-queue-args``) only when it does not exist, so an existing queue of another type or with
 other arguments is used as it is; a source exchange gets an exclusive server-named queue bound
-with ``src-exchange-key``. One Link carries one AMQP channel, and a refused passive declare
-closes that channel: the link reconnects, and the next attempt declares the queue instead.
+with ``src-exchange-key``. The passive declare goes on a spare channel of the link
+(:meth:`Link.declare_unless_found`), so its NOT_FOUND closes only that one and the declare
+follows at once on the link's channel: the shovel runs on the first connection, not one
+``reconnect-delay`` later. Any other refusal (ACCESS_REFUSED, RESOURCE_LOCKED...) takes the
+link down with the server's words as its reason, and it retries after the delay.
 
 Connection failures are the link's business (it tries each URI in turn, then waits
 ``reconnect-delay``); the shovel hears of them through ``on_state`` for its status, and
@@ -34,7 +37,6 @@ class _RemoteEnd:
         self.channel: LinkChannel | None = None
         self._opened: Deferred | None = None
         self._lost: Callable[[str], None] | None = None
-        self._declare_passively = True
         self._on_state = on_state
         # RabbitMQ's shovel tries again every reconnect-delay seconds, without backoff: a
         # remote down for ten minutes is picked up again within that delay once it is back
@@ -60,13 +62,11 @@ class _RemoteEnd:
             opened.callback(result)
 
     def _declare(self, channel: LinkChannel, queue: str, arguments: dict) -> Deferred:
-        """Passive declare first; after a refusal (queue missing), a durable declare."""
-        if self._declare_passively:
-            def missing(failure: Any) -> Any:
-                self._declare_passively = False  # the channel is gone; next connection
-                return failure
-            return channel.declare_queue(queue, passive=True).addErrback(missing)
-        return channel.declare_queue(queue, durable=True, arguments=arguments or None)
+        """Passive declare on a spare channel; when the queue is missing, a durable declare
+        with ``arguments`` on ``channel``."""
+        return self.link.declare_unless_found(
+            lambda spare: spare.declare_queue(queue, passive=True),
+            lambda: channel.declare_queue(queue, durable=True, arguments=arguments or None))
 
     def on_ready(self, channel: LinkChannel) -> None:
         """The link is up: each end declares and starts what it needs."""
