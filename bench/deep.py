@@ -16,14 +16,16 @@ its publisher and consumer, stamped 100-byte bodies):
    the AMQP port accepts, and until a consumer (prefetch 1000, one ``multiple`` ack per 100)
    gets its first delivery (the consumer retries while the broker refuses it or the queue is
    not there yet);
-4. **drain while publishing**: that consumer takes the N recovered messages while a publisher in
+4. **drain, then drain while publishing**: that consumer takes the first half of the N
+   recovered messages alone (the drain rate), then the second half while a publisher in
    another process (so the client's two halves use both cores) publishes more persistent,
-   confirmed messages to the same queue: the drain rate (N over first to N-th delivery; the
-   queue is FIFO, so the first N deliveries are the recovered ones) and the publisher's
-   confirmed rate over the same time. The consumer keeps one bit per sequence number, so the
-   recovered messages lost (``lost``) and delivered twice (``dups``) are exact.
+   confirmed messages to the same queue: the drain rate meanwhile and the publisher's
+   confirmed rate over the same time. The queue is FIFO, so the first N deliveries are the
+   recovered ones; the consumer keeps one bit per sequence number, so the recovered messages
+   lost (``lost``) and delivered twice (``dups``) are exact.
 
-``--drain-seconds`` bounds step 4 (for 10M: the rate over what was drained by then). The
+``--drain-seconds`` bounds each half of step 4 (for 10M: the rates over what was
+drained by then). The
 brokers run one after another in the order given (``--rounds`` repeats the whole order, so
 warren and RabbitMQ interleave); the load average is printed with each row, as other work on
 the machine moves every figure. Nothing is asserted: figures for the report. Exit status 1 when
@@ -126,17 +128,20 @@ def settings_for(port: int, tag: int) -> Settings:
                     window=WINDOW, tag=tag)
 
 
-async def publish(settings: Settings, first: int, count: int | None, stop=None) -> dict:
+async def publish(settings: Settings, first: int, count: int | None, go=None,
+                  stop=None) -> dict:
     """Publish persistent messages ``first``, ``first + 1``, ... with confirms (≤ WINDOW
-    unconfirmed): ``count`` of them, or until ``stop`` is set; then await the last confirms.
-    Returns how many were confirmed and the seconds from the first publish to the last confirm
-    (``window_s``: to when publishing stopped)."""
+    unconfirmed): ``count`` of them, or from ``go`` until ``stop`` is set (at least one
+    batch); then await the last confirms. Returns how many were confirmed and the seconds from
+    the first publish to the last confirm (``window_s``: to when publishing stopped)."""
     client = await Publisher.open(settings.host, settings.port, settings, settings.tag)
     await client.setup()
     client.running = True
+    while go is not None and not go.wait(0.01):   # connected: only the go is awaited
+        client.check()
     sent, end = 0, count if count is not None else float("inf")
     began = time.monotonic()
-    while sent < end and not (stop is not None and stop.is_set()):
+    while sent < end and not (sent and stop is not None and stop.is_set()):
         client.check()
         room = min(settings.batch, WINDOW - (sent - client.confirmed), end - sent)
         if room <= 0:
@@ -165,10 +170,11 @@ async def publish(settings: Settings, first: int, count: int | None, stop=None) 
             "seconds": seconds, "window_s": window_s}
 
 
-def _publisher_process(settings: Settings, first: int, stop, results) -> None:
-    """The drain's publisher, in its own process: publishes until ``stop``."""
+def _publisher_process(settings: Settings, first: int, go, stop, results) -> None:
+    """The drain's publisher, in its own process: connects, then publishes from ``go`` until
+    ``stop``."""
     try:
-        results.put(asyncio.run(publish(settings, first, None, stop)))
+        results.put(asyncio.run(publish(settings, first, None, go, stop)))
     except BaseException as error:   # the parent must hear of it, not wait forever
         results.put({"error": f"publisher: {error}"})
 
@@ -203,26 +209,30 @@ async def serve_first(settings: Settings, deadline: float) -> tuple[DeepQueue, f
             await asyncio.sleep(0.05)
 
 
-async def drain(consumer: DeepQueue, count: int, drain_seconds: float | None) -> float:
-    """Wait until the consumer received ``count`` messages (or ``drain_seconds`` passed, or
-    nothing came for IDLE_TIMEOUT); the time it happened."""
+async def drain(consumer: DeepQueue, count: int, seconds: float | None) -> tuple[float, int]:
+    """Wait until the consumer received ``count`` messages (or ``seconds`` passed, or nothing
+    came for IDLE_TIMEOUT); when the last one came and how many had come then."""
     done = asyncio.get_running_loop().create_future()
-    last = [time.monotonic()]
+    last = [time.monotonic(), consumer.tally.received]
 
     def on_read(tally) -> None:
-        last[0] = time.monotonic()
+        last[:] = time.monotonic(), tally.received
         if tally.received >= count and not done.done():
-            done.set_result(last[0])
+            done.set_result(None)
     consumer.on_read = on_read
     on_read(consumer.tally)
-    limit = time.monotonic() + drain_seconds if drain_seconds else float("inf")
+    limit = time.monotonic() + seconds if seconds else float("inf")
     while not done.done():
         consumer.check()
         await asyncio.wait([done], timeout=1.0)
         now = time.monotonic()
         if now >= limit or now - last[0] > IDLE_TIMEOUT:
-            return last[0]
-    return done.result()
+            break
+    return last[0], last[1]
+
+
+def rate(count: int, began: float, ended: float) -> float | None:
+    return count / (ended - began) if ended > began else None
 
 
 def measure(variant: Variant, count: int, root: Path, rabbitmq_server: str | None,
@@ -278,19 +288,22 @@ async def _restart_and_drain(broker: Broker, settings: Settings, count: int,
     port_s = time.monotonic() - began
     consumer, first_at = await serve_first(settings, began + START_TIMEOUT)
     first_s = first_at - began
-    ctx = multiprocessing.get_context("fork")
-    stop, results = ctx.Event(), ctx.Queue()
-    publisher = ctx.Process(target=_publisher_process, args=(settings, count, stop, results),
-                            daemon=True)
+    ctx = multiprocessing.get_context("fork")   # connected while the first half drains
+    go, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    publisher = ctx.Process(target=_publisher_process,
+                            args=(settings, count, go, stop, results), daemon=True)
     publisher.start()
-    done_at = await drain(consumer, count, drain_seconds)
+    half_at, half = await drain(consumer, count // 2, drain_seconds)
+    go.set()
+    done_at, received = await drain(consumer, count, drain_seconds)
     stop.set()
     published = await asyncio.get_running_loop().run_in_executor(None, results.get, True, 900)
     publisher.join(30)
     drained = consumer.recovered(count)
     figures = {"port_s": port_s, "first_delivery_s": first_s,
                "drained": drained, "dups": consumer.tally.dups,
-               "drain_rate": drained / (done_at - first_at) if done_at > first_at else None}
+               "drain_rate": rate(half - 1, first_at, half_at),
+               "drain_rate_publishing": rate(received - half, half_at, done_at)}
     if drained < count and not drain_seconds:
         figures["lost"] = count - drained
     consumer.close_transport()
@@ -308,9 +321,10 @@ def _num(value, fmt: str = "{:,.0f}") -> str:
 
 
 HEADER = ("| broker | messages | fill msg/s | RSS queued MB | kill -9 → port s "
-          "| kill -9 → first delivery s | drain msg/s | publish msg/s while draining "
+          "| kill -9 → first delivery s | drain msg/s | drain msg/s while publishing "
+          "| publish msg/s while draining "
           "| RSS draining MB | lost / dups | load avg |\n"
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
 
 
 def markdown_row(row: dict) -> str:
@@ -321,7 +335,7 @@ def markdown_row(row: dict) -> str:
     return (f"| {row['broker']} | {row['messages']:,} | {_num(row.get('fill_rate'))} "
             f"| {_num(row.get('rss_queued_mb'))} | {_num(row.get('port_s'), '{:.1f}')} "
             f"| {_num(row.get('first_delivery_s'), '{:.1f}')} "
-            f"| {_num(row.get('drain_rate'))}{drained} "
+            f"| {_num(row.get('drain_rate'))} | {_num(row.get('drain_rate_publishing'))}{drained} "
             f"| {_num(row.get('publish_rate_draining'))} | {_num(row.get('rss_draining_mb'))} "
             f"| {lost} / {row.get('dups', 0)} | {row['load_average']:.1f} |")
 

@@ -27,7 +27,7 @@ def test_deep_bench_recovers_and_drains_every_message_on_warren(tmp_path):
     assert (row["broker"], row["messages"], row["drained"], row["dups"]) == (
         "warren", 3000, 3000, 0)
     assert 0 < row["port_s"] <= row["first_delivery_s"], row
-    assert row["fill_rate"] > 0 and row["drain_rate"] > 0, row
+    assert row["fill_rate"] > 0 and row["drain_rate"] > 0 and row["drain_rate_publishing"] > 0, row
     assert row["publish_rate_draining"] > 0 and row["rss_queued_mb"] > 0, row
     assert any(line.startswith("| warren | 3,000 | ") and "| 0 / 0 |" in line
                for line in done.stdout.splitlines()), done.stdout
