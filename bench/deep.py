@@ -9,7 +9,8 @@ its publisher and consumer, stamped 100-byte bodies):
 1. **fill**: a durable queue bound to ``loadgen.direct`` (for ``rabbitmq-lazy`` declared with
    ``x-queue-mode: lazy``), N persistent messages published with confirms (at most 1000
    unconfirmed); the rate is N over the time to the last confirm;
-2. **resident memory while queued**: VmRSS right after the fill, of the broker's process group
+2. **resident memory while queued**: VmRSS right after the fill (and, for comparison, once
+   started, before the queue is declared), of the broker's process group
    (warren and any child it forked), for RabbitMQ of its ``beam.smp`` process (the group also
    holds the launcher's shell and ``erl_child_setup``: a few MB);
 3. **kill -9** of the broker's process group and a start on the same data: the seconds until
@@ -244,6 +245,7 @@ def measure(variant: Variant, count: int, root: Path, rabbitmq_server: str | Non
     row: dict = {"broker": variant.name, "messages": count}
     try:
         broker.start()
+        row["rss_idle_mb"] = resident_mb(broker)
         asyncio.run(_declare(settings, variant.arguments))
         fill = asyncio.run(publish(settings, 0, count))
         if fill["confirmed"] != count or fill["nacked"]:
@@ -320,11 +322,11 @@ def _num(value, fmt: str = "{:,.0f}") -> str:
     return "–" if value is None else fmt.format(value)
 
 
-HEADER = ("| broker | messages | fill msg/s | RSS queued MB | kill -9 → port s "
+HEADER = ("| broker | messages | fill msg/s | RSS idle MB | RSS queued MB | kill -9 → port s "
           "| kill -9 → first delivery s | drain msg/s | drain msg/s while publishing "
           "| publish msg/s while draining "
           "| RSS draining MB | lost / dups | load avg |\n"
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
 
 
 def markdown_row(row: dict) -> str:
@@ -333,9 +335,10 @@ def markdown_row(row: dict) -> str:
     lost = row.get("lost", 0)
     drained = "" if row.get("drained", 0) >= row["messages"] else f" ({row['drained']:,} drained)"
     return (f"| {row['broker']} | {row['messages']:,} | {_num(row.get('fill_rate'))} "
-            f"| {_num(row.get('rss_queued_mb'))} | {_num(row.get('port_s'), '{:.1f}')} "
-            f"| {_num(row.get('first_delivery_s'), '{:.1f}')} "
-            f"| {_num(row.get('drain_rate'))} | {_num(row.get('drain_rate_publishing'))}{drained} "
+            f"| {_num(row.get('rss_idle_mb'))} | {_num(row.get('rss_queued_mb'))} "
+            f"| {_num(row.get('port_s'), '{:.1f}')} "
+            f"| {_num(row.get('first_delivery_s'), '{:.1f}')} | {_num(row.get('drain_rate'))} "
+            f"| {_num(row.get('drain_rate_publishing'))}{drained} "
             f"| {_num(row.get('publish_rate_draining'))} | {_num(row.get('rss_draining_mb'))} "
             f"| {lost} / {row.get('dups', 0)} | {row['load_average']:.1f} |")
 
