@@ -48,13 +48,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pamqp import commands
+
 from bench.brokers import Broker, BrokerStartError, RabbitMQ, Warren, port_accepts
 from bench.deep_restart import status_kb
 from bench.loadgen.amqp import DIRECT_EXCHANGE, Consumer, Publisher, routing_key
 from bench.loadgen.connection import ProtocolError
 from bench.loadgen.driver import Settings
 from bench.scenarios import group_rss
-from pamqp import commands
 
 WINDOW = 1000   # unconfirmed messages a publisher may have (as loadgen's persistent-confirm)
 #: seconds a start (recovery included) may take; RabbitMQ's message store scan at 10M is slow
@@ -93,7 +94,8 @@ VARIANTS = {v.name: v for v in (
 class DeepQueue(Consumer):
     """loadgen's AMQP consumer on the run's queue (``loadgen.<tag>.q0``), split in two: the
     declaration before the fill, with the variant's arguments, and the subscription after the
-    restart, without a re-declaration (RabbitMQ refuses one whose ``x-queue-mode`` differs)."""
+    restart, without loadgen's re-declaration (without arguments: RabbitMQ compares a
+    re-declaration's arguments with the queue's)."""
 
     async def declare(self, arguments: dict) -> None:
         s = self.settings
