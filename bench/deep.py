@@ -40,6 +40,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import queue
 import subprocess
 import sys
 import tempfile
@@ -267,8 +268,8 @@ def measure(variant: Variant, count: int, root: Path, rabbitmq_server: str | Non
 
 
 async def _declare(settings: Settings, arguments: dict) -> None:
-    queue = await DeepQueue.open(settings.host, settings.port, settings, settings.tag, 0)
-    await queue.declare(arguments)
+    deep = await DeepQueue.open(settings.host, settings.port, settings, settings.tag, 0)
+    await deep.declare(arguments)
 
 
 async def _restart_and_drain(broker: Broker, settings: Settings, count: int,
@@ -301,7 +302,11 @@ async def _restart_and_drain(broker: Broker, settings: Settings, count: int,
     go.set()
     done_at, received = await drain(consumer, count, drain_seconds)
     stop.set()
-    published = await asyncio.get_running_loop().run_in_executor(None, results.get, True, 900)
+    try:
+        published = await asyncio.get_running_loop().run_in_executor(None, results.get, True,
+                                                                     900)
+    except queue.Empty:
+        raise RuntimeError("the publisher gave no result within 900 s") from None
     publisher.join(30)
     drained = consumer.recovered(count)
     figures = {"port_s": port_s, "first_delivery_s": first_s,
