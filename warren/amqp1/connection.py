@@ -19,6 +19,7 @@ from twisted.internet import protocol, task
 
 from ..cert_login import certificate_login, is_tls
 from ..endpoint import AcceptedConnection
+from ..output import BatchedOutput
 from ..model.errors import AccessRefused, BrokerError
 from ..model.message import Message
 from ..amqp1_message.codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_FRAME,
@@ -44,7 +45,7 @@ EMPTY_FRAME = encode_frame(None)
 SASL_OK, SASL_AUTH = 0, 1
 
 
-class Amqp1Connection(AcceptedConnection, protocol.Protocol):
+class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
     def __init__(self, broker: Any, config: Any, clock: Any) -> None:
         self.broker = broker
         self.config = config
@@ -72,13 +73,15 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         self.container_id = ""
         self.connected_at = clock.seconds()
         self.recv_oct = 0
-        self.send_oct = 0
+        # frames go out once per read or reactor turn (output.py), not one send each
+        self.init_output(clock)
         self._unsynced: list[tuple[Session, int]] = []
 
     # ------------------------------------------------------------------ transport events
     def connectionMade(self) -> None:
         self.broker.register_connection(self)
         self.peer_host = self.accepted(self.transport).peer_host
+        self.transport.registerProducer(self, True)     # a full socket pauses deliveries
         # SASL and open must be done within the handshake time-out, as for 0-9-1
         self._handshake_call = self.clock.callLater(self.config.handshake_timeout,
                                                     self._handshake_timeout)
@@ -87,8 +90,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         self._handshake_call = None
         if self.stage != "opened" and not self.closed:
             log.warning("AMQP 1.0 connection %s closed: handshake timed out", self.name)
-            self.closed = True
-            self.transport.loseConnection()
+            self._hang_up()
 
     def info(self) -> dict[str, Any]:
         """The HTTP API's connection object; RabbitMQ names the protocol "AMQP 1-0"."""
@@ -127,6 +129,14 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         if self.closed:
             return
         self.recv_oct += len(data)
+        self._in_read = True            # what this read causes is written once, at its end
+        try:
+            self._read(data)
+        finally:
+            self._in_read = False
+            self.flush()
+
+    def _read(self, data: bytes) -> None:
         try:
             while data and self.stage in ("sasl-header", "amqp-header"):
                 data = self._protocol_header(data)
@@ -152,6 +162,8 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         for call in (self._keepalive, self._idle_call):
             if call is not None and call.running:
                 call.stop()
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
         if self._handshake_call is not None and self._handshake_call.active():
             self._handshake_call.cancel()
         self.broker.unregister_connection(self)
@@ -185,8 +197,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
             self._write(SASL_HEADER if self.user is None else AMQP_HEADER)
             log.warning("AMQP 1.0 connection %s refused: protocol header %r", self.name,
                         header)
-            self.closed = True
-            self.transport.loseConnection()
+            self._hang_up()
             return b""
         return rest
 
@@ -237,8 +248,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
     def _sasl_fail(self) -> None:
         self._write(encode_frame(Composite("sasl_outcome", code=SASL_AUTH),
                                           ftype=SASL_FRAME))
-        self.closed = True
-        self.transport.loseConnection()
+        self._hang_up()
 
     # ------------------------------------------------------------------ frames
     def _frame(self, frame: Frame) -> None:
@@ -326,8 +336,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
 
     def _on_close(self, p: Composite) -> None:
         self.send(Composite("close"))
-        self.closed = True
-        self.transport.loseConnection()
+        self._hang_up()
 
     def _on_begin(self, channel: int, p: Composite) -> None:
         if channel in self.sessions:
@@ -693,8 +702,25 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
 
     # ------------------------------------------------------------------ output
     def _write(self, data: bytes) -> None:
-        self.send_oct += len(data)
-        self.transport.write(data)
+        self.write(data)
+
+    def _hang_up(self) -> None:
+        """What is pending goes out, then the connection closes (the transport sends its
+        buffer first)."""
+        self.flush()
+        self.closed = True
+        self.transport.loseConnection()
+
+    # BatchedOutput hooks
+    def output_closed(self) -> bool:
+        return self.closed
+
+    def output_resumed(self) -> None:
+        """The socket drained: the receiving links' queues deliver again."""
+        for session in list(self.sessions.values()):
+            for link in list(session.links.values()):
+                if isinstance(link, ReceivingLink) and link.credit:
+                    link.queue.dispatch()
 
     def send(self, performative: Composite, channel: int = 0) -> None:
         if not self.closed:
@@ -708,8 +734,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
                         err.description)
         if self.stage in ("open", "opened"):
             self.send(Composite("close", error=err))
-        self.closed = True
-        self.transport.loseConnection()
+        self._hang_up()
 
 
 def _answered(terminus: Composite, address: str | None,
