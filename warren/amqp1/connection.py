@@ -31,6 +31,7 @@ from .links import CoordinatorLink, ReceivingLink, SendingLink, Session, settle
 from ..amqp1_message.mapping import body_from, extra_sections, properties_from, publisher_note
 from .subscriptions import unsubscribe
 from .termini import Node, delete_own_queue, source_node, target_node
+from .transfer_frames import HEADER_SIZE, transfer_header
 from .transactions import LOCAL_TRANSACTIONS, Transactions
 
 log = logging.getLogger("warren.amqp1")
@@ -654,14 +655,14 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
     # ------------------------------------------------------------------ transfers out
     def send_transfer(self, session: Session, handle: int, delivery_id: int, payload: bytes,
                       settled: bool) -> None:
+        if HEADER_SIZE + len(payload) <= self.max_frame:   # the usual case: one frame
+            self.write_parts((transfer_header(session.channel, handle, delivery_id, settled,
+                                              len(payload)), payload))
+            return
         tag = delivery_id.to_bytes(4, "big")
         first = Composite("transfer", handle=handle, delivery_id=delivery_id, delivery_tag=tag,
                           message_format=0, settled=settled)
-        frame = encode_frame(first, session.channel, payload)
-        if len(frame) <= self.max_frame:             # the usual case: one frame, encoded once
-            self._write(frame)
-            return
-        room = self.max_frame - (len(frame) - len(payload)) - 8   # 8: room for more=true
+        room = self.max_frame - len(encode_frame(first, session.channel)) - 8   # 8: more=true
         more = Composite("transfer", handle=handle)
         chunks = [payload[i:i + room] for i in range(0, len(payload), room)]
         for i, chunk in enumerate(chunks):
