@@ -31,7 +31,7 @@ from .links import CoordinatorLink, ReceivingLink, SendingLink, Session, settle
 from ..amqp1_message.mapping import body_from, extra_sections, properties_from, publisher_note
 from .subscriptions import unsubscribe
 from .termini import Node, delete_own_queue, source_node, target_node
-from .transfer_frames import HEADER_SIZE, transfer_header
+from .packed_frames import HEADER_SIZE, accepted_frame, transfer_header
 from .transactions import LOCAL_TRANSACTIONS, Transactions
 
 log = logging.getLogger("warren.amqp1")
@@ -624,7 +624,7 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         elif routed.stored:
             self._unsynced.append((session, delivery_id))
         else:
-            self._settle(session, delivery_id, Composite("accepted"))
+            self._accept(session, delivery_id)
 
     def publish(self, exchange: Any, message: Message) -> Any:
         """Publish for a client of this connection (now or at a transaction's commit)."""
@@ -638,7 +638,7 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         def synced(_: Any) -> None:
             for session, delivery_id in pending:
                 if not self.closed and session.channel in self.sessions:
-                    self._settle(session, delivery_id, Composite("accepted"))
+                    self._accept(session, delivery_id)
 
         def failed(reason: Any) -> None:
             log.error("store sync failed: %s", reason.getErrorMessage())
@@ -647,6 +647,11 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
                     self._settle(session, delivery_id, Composite(
                         "rejected", error=error("amqp:internal-error", "store sync failed")))
         self.broker.sync().addCallbacks(synced, failed)
+
+    def _accept(self, session: Session, delivery_id: int) -> None:
+        """The usual outcome, packed (``packed_frames.py``)."""
+        if not self.closed:
+            self.write(accepted_frame(session.channel, delivery_id))
 
     def _settle(self, session: Session, delivery_id: int, state: Composite) -> None:
         self.send(Composite("disposition", role=True, first=delivery_id, settled=True,
