@@ -683,15 +683,16 @@ _SECTIONS_MAX = 4096
 
 def _section_key(name: str, value: Any) -> tuple[Any, ...] | None:
     """The typed values that decide a header's or annotations map's encoding, or None when
-    one of them is no plain scalar."""
+    one of them is no plain scalar (built with C-level map and tuple: this runs per
+    delivery)."""
     if name == "header" and isinstance(value, Composite):
-        values: Any = value.__dict__.values()
+        values: tuple[Any, ...] = tuple(value.__dict__.values())
     elif name == "message_annotations" and type(value) is dict:
-        values = [x for item in value.items() for x in item]
+        values = (*value, *value.values())
     else:
         return None
-    key = tuple((type(v), v) for v in values)
-    return (name, *key) if all(t in _CACHEABLE for t, _v in key) else None
+    types = tuple(map(type, values))
+    return (name, types, values) if _CACHEABLE.issuperset(types) else None
 
 
 def _encode_section(name: str, value: Any, out: bytearray) -> None:
