@@ -1,24 +1,31 @@
 """AMQP 1.0 send and receive: warren beside RabbitMQ 3.10's rabbitmq_amqp1_0 plugin and
 ActiveMQ 5.17's AMQP connector.
 
-Run: ``python -m bench.amqp1 [--messages N] [--brokers warren,rabbitmq,activemq]``. One
-python-qpid-proton blocking client per broker, on the same machine in the same run, all over
-AMQP 1.0 only, to the address all three read as a queue: the bare name ``bench`` (RabbitMQ 3's
-v1 and ActiveMQ's default both declare it as a queue; warren does as they do):
+Run: ``python -m bench.amqp1 [--messages N] [--rounds R] [--brokers warren,rabbitmq,activemq]``.
+One python-qpid-proton blocking client per broker, on the same machine in the same run (the
+brokers all running, their rounds interleaved; the table gives medians), all over AMQP 1.0
+only, to the address all three read as a queue: the bare name ``bench`` (RabbitMQ 3's v1 and
+ActiveMQ's default both declare it as a queue; warren does as they do):
 
 - latency: unsettled sends, each waiting for the broker's ``accepted`` (one round trip);
 - send rate: settled (at-most-once) sends, then one unsettled send whose outcome says the
   broker has taken every one before it (a link's transfers are handled in order);
-- receive rate: an unsettled receiver with a credit window of 500, accepting each message.
+- receive rate: an unsettled receiver with a credit window of 500, accepting each message,
+  and the CPU time that costs per message in the client and in the broker's processes.
 
-Bodies are 100 bytes, messages not durable. A broker that is not installed, or cannot speak
-AMQP 1.0 (Debian's activemq package ships no activemq-amqp module; ``--activemq PATH`` runs
-an upstream ActiveMQ's launcher instead), is left out with the reason.
+Bodies are 100 bytes, messages durable (header durable=true), so that every broker does the
+same work: a header without ``durable`` (proton's default, ``--unmarked``) is a transient
+message to RabbitMQ 3.10 but a durable one to warren, as to RabbitMQ 4 (its rule for an
+absent field), and proton cannot write durable=false (the field's default) explicitly. A
+broker that is not installed, or cannot speak AMQP 1.0 (Debian's activemq package ships no
+activemq-amqp module; ``--activemq PATH`` runs an upstream ActiveMQ's launcher instead), is
+left out with the reason.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import tempfile
 import time
@@ -28,6 +35,7 @@ from proton import Message
 from proton.reactor import AtMostOnce
 from proton.utils import BlockingConnection
 
+from bench.stream import cpu_seconds
 from bench.brokers import HOST, ActiveMQ, Broker, BrokerStartError, RabbitMQ, Warren
 
 ADDRESS = "bench"
@@ -62,7 +70,11 @@ BROKERS: dict[str, type[Broker]] = {"warren": Warren, "rabbitmq": RabbitMQAmqp1,
                                     "activemq": ActiveMQAmqp1}
 
 
-def measure(port: int, messages: int) -> dict[str, float]:
+def measure(port: int, messages: int, durable: bool = True,
+            pid: int | None = None) -> dict[str, float]:
+    """The three figures, and the CPU the receive cost per message in this client and (given
+    its process ``pid``) in the broker: on a loaded machine the rates move with the load, the
+    CPU spent per message much less."""
     conn = BlockingConnection(f"amqp://guest:guest@{HOST}:{port}", allowed_mechs="PLAIN",
                               timeout=120)
     body = b"x" * 100
@@ -70,63 +82,97 @@ def measure(port: int, messages: int) -> dict[str, float]:
     rounds = max(100, messages // 10)
     began = time.perf_counter()
     for _ in range(rounds):
-        sender.send(Message(body=body))
+        sender.send(Message(body=body, durable=durable))
     latency_ms = (time.perf_counter() - began) / rounds * 1000
     fast = conn.create_sender(ADDRESS, name="settled", options=AtMostOnce())
     began = time.perf_counter()
     for _ in range(messages):
-        fast.send(Message(body=body))
+        fast.send(Message(body=body, durable=durable))
     # (not closed: RabbitMQ 3.10 leaves a detach of this link unanswered)
-    sender.send(Message(body=body))          # its outcome comes after all the settled ones
+    sender.send(Message(body=body, durable=durable))    # its outcome follows the settled ones
     send_rate = messages / (time.perf_counter() - began)
     total = rounds + messages + 1
     receiver = conn.create_receiver(ADDRESS, credit=500)
+    broker_cpu = cpu_seconds(pid) if pid is not None else 0.0
+    client_cpu = time.process_time()
     began = time.perf_counter()
     for _ in range(total):
         receiver.receive(timeout=120)
         receiver.accept()
     receive_rate = total / (time.perf_counter() - began)
+    client_cpu = time.process_time() - client_cpu
+    broker_cpu = cpu_seconds(pid) - broker_cpu if pid is not None else 0.0
     conn.close()
-    return {"latency_ms": latency_ms, "send_per_s": send_rate, "receive_per_s": receive_rate}
+    return {"latency_ms": latency_ms, "send_per_s": send_rate, "receive_per_s": receive_rate,
+            "receive_client_us": client_cpu / total * 1e6,
+            "receive_broker_us": broker_cpu / total * 1e6}
+
+
+def start(name: str, workdir: Path, activemq: str | None) -> Broker | None:
+    """The broker started, or None (with the reason printed) when a reference broker cannot
+    run here."""
+    cls = BROKERS[name]
+    if cls is Warren:
+        broker: Broker = Warren(workdir, command=Warren.default_command())
+    elif cls is ActiveMQAmqp1:
+        broker = ActiveMQAmqp1(workdir, program=activemq)
+    else:
+        broker = cls(workdir)
+    try:
+        broker.start()
+    except BrokerStartError as e:
+        if name == "warren":
+            raise
+        lines = str(e).splitlines()
+        causes = [line for line in lines if line.startswith("Caused by:")]
+        print(f"{name}: left out ({(causes or lines)[-1].strip()})")
+        return None
+    return broker
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds per broker, interleaved (all brokers run throughout); "
+                             "the table gives each figure's median")
+    parser.add_argument("--unmarked", action="store_true",
+                        help="send proton's default header (durable not set): transient on "
+                             "RabbitMQ 3.10, durable on warren and RabbitMQ 4")
     parser.add_argument("--brokers", default=",".join(BROKERS))
     parser.add_argument("--activemq", help="the activemq launcher (default: on PATH)")
     args = parser.parse_args()
-    results: dict[str, dict[str, float]] = {}
+    rounds: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.brokers.split(","):
-            cls = BROKERS[name]
-            if cls is Warren:
-                broker: Broker = Warren(Path(tmp) / name, command=Warren.default_command())
-            elif cls is ActiveMQAmqp1:
-                broker = ActiveMQAmqp1(Path(tmp) / name, program=args.activemq)
-            else:
-                broker = cls(Path(tmp) / name)
-            try:
-                broker.start()
-            except BrokerStartError as e:
-                if name == "warren":
-                    raise
-                lines = str(e).splitlines()
-                causes = [line for line in lines if line.startswith("Caused by:")]
-                print(f"{name}: left out ({(causes or lines)[-1].strip()})")
-                continue
-            try:
-                results[name] = measure(broker.ports["amqp"], args.messages)
-                print(f"{name}: {results[name]}", flush=True)
-            except Exception as e:          # a reference broker's failure leaves it out
-                if name == "warren":
-                    raise
-                print(f"{name}: left out ({type(e).__name__}: {e})", flush=True)
-            finally:
+        running: dict[str, Broker] = {}
+        try:
+            for name in args.brokers.split(","):
+                broker = start(name, Path(tmp) / name, args.activemq)
+                if broker is not None:
+                    running[name] = broker
+            for i in range(args.rounds):
+                for name, broker in list(running.items()):
+                    try:
+                        result = measure(broker.ports["amqp"], args.messages,
+                                         durable=not args.unmarked,
+                                         pid=broker.process.pid if broker.process else None)
+                    except Exception as e:      # a reference broker's failure leaves it out
+                        if name == "warren":
+                            raise
+                        print(f"{name}: left out ({type(e).__name__}: {e})", flush=True)
+                        running.pop(name).stop()
+                        continue
+                    rounds.setdefault(name, []).append(result)
+                    print(f"round {i + 1} {name}: {result}", flush=True)
+        finally:
+            for broker in running.values():
                 broker.stop()
+    results = {name: {key: statistics.median(r[key] for r in got) for key in got[0]}
+               for name, got in rounds.items()}
     others = [name for name in results if name != "warren"]
     print(f"{'':16}{'warren':>12}" + "".join(f"{n:>12}{'ratio':>8}" for n in others))
-    for key in ("latency_ms", "send_per_s", "receive_per_s"):
+    for key in ("latency_ms", "send_per_s", "receive_per_s", "receive_client_us",
+                "receive_broker_us"):
         w = results["warren"][key]
         line = f"{key:16}{w:12.2f}"
         for name in others:

@@ -10,7 +10,7 @@ import pytest
 from tests.amqp1.test_amqp1 import Raw
 from tests.broker_process import BrokerProcess
 from tests.polling import eventually
-from warren.amqp1_message.codec import Composite, encode_frame
+from warren.amqp1_message.codec import Composite, decode_message, encode_frame
 
 BODY = b"\x00\x53\x75\xb0" + (4000).to_bytes(4, "big") + b"x" * 4000   # one 4 kB data section
 
@@ -100,3 +100,42 @@ def test_transfers_beyond_the_session_window_under_the_alarm_end_the_session(sma
                                             outgoing_window=10), 1))
     assert raw.frame().performative.kind == "begin"
     assert "Traceback" not in small.log()
+
+
+def test_a_receiver_that_stops_reading_gets_everything_whole_and_in_order(broker, channel,
+                                                                          unique):
+    """More than loopback's socket buffers is delivered while the receiver does not read: the
+    connection writes what the socket takes at once, keeps the rest behind it and holds the
+    link's deliveries back while the socket is full (output.BatchedOutput), so once the
+    receiver reads again every message arrives whole, split into frames, and in order."""
+    channel.queue_declare(unique)
+    raw = Raw(broker.amqp_port)
+    count, size = 64, 256 * 1024                # 16 MiB
+    try:
+        raw.open()
+        raw.sock.sendall(encode_frame(Composite("begin", next_outgoing_id=0,
+                                                incoming_window=2**31 - 1,
+                                                outgoing_window=10)))
+        assert raw.frame().performative.kind == "begin"
+        raw.sock.sendall(encode_frame(Composite("attach", name="slow", handle=0, role=True,
+                                                source=Composite("source",
+                                                                 address=f"/queues/{unique}"))))
+        assert raw.frame().performative.kind == "attach"
+        raw.sock.sendall(encode_frame(Composite(
+            "flow", next_incoming_id=0, incoming_window=2**31 - 1, next_outgoing_id=0,
+            outgoing_window=10, handle=0, delivery_count=0, link_credit=count)))
+        for i in range(count):
+            channel.basic_publish("", unique, i.to_bytes(4, "big") * (size // 4))
+        for i in range(count):
+            parts = []
+            while True:
+                frame = raw.frame()
+                assert frame is not None and frame.performative.kind == "transfer", frame
+                parts.append(bytes(frame.payload))
+                if not frame.performative.more:
+                    break
+            body = b"".join(decode_message(b"".join(parts))["data"])
+            assert body == i.to_bytes(4, "big") * (size // 4), f"message {i} garbled"
+    finally:
+        raw.sock.close()
+        channel.queue_delete(unique)

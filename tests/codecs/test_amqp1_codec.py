@@ -174,3 +174,17 @@ def test_a_data_section_alone_is_what_encode_message_writes():
         body = bytes(i % 251 for i in range(size))
         assert encode_data_section(body) == encode_message({"data": [body]})
         assert decode_message(encode_data_section(body)) == {"data": [body]}
+
+
+@given(st.lists(st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127),
+                                        max_size=8).map(Symbol), scalars, max_size=3),
+                min_size=1, max_size=6), st.booleans())
+def test_repeated_headers_and_annotations_encode_as_their_first_time(maps, durable):
+    """encode_message keeps a header's and an annotations map's encoding by their typed
+    values: a later message whose values are equal but of another type (UInt 1 and ULong 1,
+    True and 1, 0.0 and -0.0) still gets its own, the general encoder's."""
+    for annotations in maps + maps:
+        header = Composite("header", durable=durable, priority=UByte(len(annotations)))
+        sections = {"header": header, "message_annotations": annotations, "data": [b"x"]}
+        assert encode_message(sections) == encode(header) + encode(
+            Described(ULong(0x72), annotations)) + encode_data_section(b"x")

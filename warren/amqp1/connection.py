@@ -19,6 +19,7 @@ from twisted.internet import protocol, task
 
 from ..cert_login import certificate_login, is_tls
 from ..endpoint import AcceptedConnection
+from ..output import BatchedOutput
 from ..model.errors import AccessRefused, BrokerError
 from ..model.message import Message
 from ..amqp1_message.codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_FRAME,
@@ -30,6 +31,7 @@ from .links import CoordinatorLink, ReceivingLink, SendingLink, Session, settle
 from ..amqp1_message.mapping import body_from, extra_sections, properties_from, publisher_note
 from .subscriptions import unsubscribe
 from .termini import Node, delete_own_queue, source_node, target_node
+from .packed_frames import HEADER_SIZE, accepted_frame, transfer_header
 from .transactions import LOCAL_TRANSACTIONS, Transactions
 
 log = logging.getLogger("warren.amqp1")
@@ -44,7 +46,7 @@ EMPTY_FRAME = encode_frame(None)
 SASL_OK, SASL_AUTH = 0, 1
 
 
-class Amqp1Connection(AcceptedConnection, protocol.Protocol):
+class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
     def __init__(self, broker: Any, config: Any, clock: Any) -> None:
         self.broker = broker
         self.config = config
@@ -72,13 +74,15 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         self.container_id = ""
         self.connected_at = clock.seconds()
         self.recv_oct = 0
-        self.send_oct = 0
+        # frames go out once per read or reactor turn (output.py), not one send each
+        self.init_output(clock)
         self._unsynced: list[tuple[Session, int]] = []
 
     # ------------------------------------------------------------------ transport events
     def connectionMade(self) -> None:
         self.broker.register_connection(self)
         self.peer_host = self.accepted(self.transport).peer_host
+        self.transport.registerProducer(self, True)     # a full socket pauses deliveries
         # SASL and open must be done within the handshake time-out, as for 0-9-1
         self._handshake_call = self.clock.callLater(self.config.handshake_timeout,
                                                     self._handshake_timeout)
@@ -87,8 +91,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         self._handshake_call = None
         if self.stage != "opened" and not self.closed:
             log.warning("AMQP 1.0 connection %s closed: handshake timed out", self.name)
-            self.closed = True
-            self.transport.loseConnection()
+            self._hang_up()
 
     def info(self) -> dict[str, Any]:
         """The HTTP API's connection object; RabbitMQ names the protocol "AMQP 1-0"."""
@@ -127,6 +130,14 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         if self.closed:
             return
         self.recv_oct += len(data)
+        self._in_read = True            # what this read causes is written once, at its end
+        try:
+            self._read(data)
+        finally:
+            self._in_read = False
+            self.flush()
+
+    def _read(self, data: bytes) -> None:
         try:
             while data and self.stage in ("sasl-header", "amqp-header"):
                 data = self._protocol_header(data)
@@ -152,6 +163,8 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         for call in (self._keepalive, self._idle_call):
             if call is not None and call.running:
                 call.stop()
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
         if self._handshake_call is not None and self._handshake_call.active():
             self._handshake_call.cancel()
         self.broker.unregister_connection(self)
@@ -185,8 +198,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
             self._write(SASL_HEADER if self.user is None else AMQP_HEADER)
             log.warning("AMQP 1.0 connection %s refused: protocol header %r", self.name,
                         header)
-            self.closed = True
-            self.transport.loseConnection()
+            self._hang_up()
             return b""
         return rest
 
@@ -237,8 +249,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
     def _sasl_fail(self) -> None:
         self._write(encode_frame(Composite("sasl_outcome", code=SASL_AUTH),
                                           ftype=SASL_FRAME))
-        self.closed = True
-        self.transport.loseConnection()
+        self._hang_up()
 
     # ------------------------------------------------------------------ frames
     def _frame(self, frame: Frame) -> None:
@@ -326,8 +337,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
 
     def _on_close(self, p: Composite) -> None:
         self.send(Composite("close"))
-        self.closed = True
-        self.transport.loseConnection()
+        self._hang_up()
 
     def _on_begin(self, channel: int, p: Composite) -> None:
         if channel in self.sessions:
@@ -614,7 +624,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         elif routed.stored:
             self._unsynced.append((session, delivery_id))
         else:
-            self._settle(session, delivery_id, Composite("accepted"))
+            self._accept(session, delivery_id)
 
     def publish(self, exchange: Any, message: Message) -> Any:
         """Publish for a client of this connection (now or at a transaction's commit)."""
@@ -628,7 +638,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
         def synced(_: Any) -> None:
             for session, delivery_id in pending:
                 if not self.closed and session.channel in self.sessions:
-                    self._settle(session, delivery_id, Composite("accepted"))
+                    self._accept(session, delivery_id)
 
         def failed(reason: Any) -> None:
             log.error("store sync failed: %s", reason.getErrorMessage())
@@ -638,6 +648,11 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
                         "rejected", error=error("amqp:internal-error", "store sync failed")))
         self.broker.sync().addCallbacks(synced, failed)
 
+    def _accept(self, session: Session, delivery_id: int) -> None:
+        """The usual outcome, packed (``packed_frames.py``)."""
+        if not self.closed:
+            self.write(accepted_frame(session.channel, delivery_id))
+
     def _settle(self, session: Session, delivery_id: int, state: Composite) -> None:
         self.send(Composite("disposition", role=True, first=delivery_id, settled=True,
                             state=state), session.channel)
@@ -645,14 +660,14 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
     # ------------------------------------------------------------------ transfers out
     def send_transfer(self, session: Session, handle: int, delivery_id: int, payload: bytes,
                       settled: bool) -> None:
+        if HEADER_SIZE + len(payload) <= self.max_frame:   # the usual case: one frame
+            self.write_parts((transfer_header(session.channel, handle, delivery_id, settled,
+                                              len(payload)), payload))
+            return
         tag = delivery_id.to_bytes(4, "big")
         first = Composite("transfer", handle=handle, delivery_id=delivery_id, delivery_tag=tag,
                           message_format=0, settled=settled)
-        frame = encode_frame(first, session.channel, payload)
-        if len(frame) <= self.max_frame:             # the usual case: one frame, encoded once
-            self._write(frame)
-            return
-        room = self.max_frame - (len(frame) - len(payload)) - 8   # 8: room for more=true
+        room = self.max_frame - len(encode_frame(first, session.channel)) - 8   # 8: more=true
         more = Composite("transfer", handle=handle)
         chunks = [payload[i:i + room] for i in range(0, len(payload), room)]
         for i, chunk in enumerate(chunks):
@@ -693,8 +708,25 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
 
     # ------------------------------------------------------------------ output
     def _write(self, data: bytes) -> None:
-        self.send_oct += len(data)
-        self.transport.write(data)
+        self.write(data)
+
+    def _hang_up(self) -> None:
+        """What is pending goes out, then the connection closes (the transport sends its
+        buffer first)."""
+        self.flush()
+        self.closed = True
+        self.transport.loseConnection()
+
+    # BatchedOutput hooks
+    def output_closed(self) -> bool:
+        return self.closed
+
+    def output_resumed(self) -> None:
+        """The socket drained: the receiving links' queues deliver again."""
+        for session in list(self.sessions.values()):
+            for link in list(session.links.values()):
+                if isinstance(link, ReceivingLink) and link.credit:
+                    link.queue.dispatch()
 
     def send(self, performative: Composite, channel: int = 0) -> None:
         if not self.closed:
@@ -708,8 +740,7 @@ class Amqp1Connection(AcceptedConnection, protocol.Protocol):
                         err.description)
         if self.stage in ("open", "opened"):
             self.send(Composite("close", error=err))
-        self.closed = True
-        self.transport.loseConnection()
+        self._hang_up()
 
 
 def _answered(terminus: Composite, address: str | None,

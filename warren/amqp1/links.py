@@ -69,6 +69,7 @@ class Transmitter(Protocol):
     connection that imports it."""
 
     closed: bool
+    write_paused: bool                   # its socket is full: deliver nothing now
 
     def send_transfer(self, session: Session, handle: int, delivery_id: int, payload: bytes,
                       settled: bool) -> None: ...
@@ -120,7 +121,8 @@ class ReceivingLink:
         return self.selector is None or self.selector.matches(entry_lookup(entry))
 
     def has_credit(self) -> bool:
-        return self.credit > 0 and not self.conn.closed
+        conn = self.conn
+        return self.credit > 0 and not conn.closed and not conn.write_paused
 
     def deliver(self, queue: Any, entry: Any) -> None:
         if self._drop_local and self._is_local(entry.message):

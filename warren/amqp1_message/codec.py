@@ -670,6 +670,41 @@ def encode_data_section(body: bytes) -> bytes:
     return b"".join((_DATA_DESCRIPTOR, b"\xb0", struct.pack(">I", len(body)), body))
 
 
+#: scalars whose encoding their type and value decide alone (no float: 0.0 == -0.0)
+_CACHEABLE = frozenset({str, Symbol, Char, bytes, bool, int, type(None), UByte, UShort, UInt,
+                        ULong, Byte, Short, Int, Long, Timestamp})
+#: encoded header and message-annotations sections by their typed values: a queue's
+#: deliveries repeat a few of each (durable, priority; x-exchange, x-routing-key), and the
+#: general walk cost more than the body (about 14 µs each against 1 µs for the look-up, timeit
+#: on the loaded 2-core machine); cleared when full
+_SECTIONS: dict[tuple[Any, ...], bytes] = {}
+_SECTIONS_MAX = 4096
+
+
+def _section_key(name: str, value: Any) -> tuple[Any, ...] | None:
+    """The typed values that decide a header's or annotations map's encoding, or None when
+    one of them is no plain scalar (built with C-level map and tuple: this runs per
+    delivery)."""
+    if name == "header" and isinstance(value, Composite):
+        values: tuple[Any, ...] = tuple(value.__dict__.values())
+    elif name == "message_annotations" and type(value) is dict:
+        values = (*value, *value.values())
+    else:
+        return None
+    types = tuple(map(type, values))
+    return (name, types, values) if _CACHEABLE.issuperset(types) else None
+
+
+def _encode_section(name: str, value: Any, out: bytearray) -> None:
+    if name in ("header", "properties"):
+        _encode(value, out)
+    elif name == "data":
+        for chunk in value:
+            out += encode_data_section(bytes(chunk))
+    else:
+        _encode(Described(ULong(SECTION_CODES[name]), value), out)
+
+
 def encode_message(sections: dict[str, Any]) -> bytes:
     """The sections (as :func:`decode_message` returns them) in the spec's order; an
     ``encoded_body`` stands for the amqp-value or amqp-sequence sections, written as it is."""
@@ -683,11 +718,16 @@ def encode_message(sections: dict[str, Any]) -> bytes:
         value = sections.get(name)
         if value is None or (encoded_body is not None and name == "amqp_value"):
             continue
-        if name in ("header", "properties"):
-            _encode(value, out)
-        elif name == "data":
-            for chunk in value:
-                _encode(Described(ULong(SECTION_CODES["data"]), bytes(chunk)), out)
-        else:
-            _encode(Described(ULong(SECTION_CODES[name]), value), out)
+        key = _section_key(name, value) if name in ("header", "message_annotations") else None
+        if key is None:
+            _encode_section(name, value, out)
+            continue
+        encoded = _SECTIONS.get(key)
+        if encoded is None:
+            one = bytearray()
+            _encode_section(name, value, one)
+            if len(_SECTIONS) >= _SECTIONS_MAX:
+                _SECTIONS.clear()
+            encoded = _SECTIONS[key] = bytes(one)
+        out += encoded
     return bytes(out)

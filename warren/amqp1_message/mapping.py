@@ -387,7 +387,8 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
     _body(sections, body, notes, props)
     subject = notes.get(_SUBJECT)
     # the ids as an AMQP 1.0 sender gave them, else as RabbitMQ 4 converts 0-9-1's
-    sent_ids = {name: notes[note] for name, note in _IDS.items() if note in notes}
+    sent_ids = {name: notes[note] for name, note in _IDS.items() if note in notes} \
+        if notes else {}                # (most messages have no notes: no walk per delivery)
     correlation = sent_ids.get("correlation_id", _id_value(props.correlation_id))
     reply_to = notes.get(_REPLY_TO)     # as an AMQP 1.0 sender gave it
     if reply_to is None and props.reply_to is not None:
