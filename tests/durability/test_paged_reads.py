@@ -12,6 +12,9 @@ import threading
 
 import pika
 import pytest
+from pamqp import commands, frame as pamqp_frame
+
+from tests.amqp.raw_client import RawAmqp
 
 from tests.broker_process import BrokerProcess
 from tests.durability.conftest import fresh_database
@@ -34,6 +37,29 @@ def get_head(channel, queue: str, count: int) -> list[int]:
     return got
 
 
+def pipelined_gets(port: int, queue: str) -> list[int]:
+    """basic.get, basic.get, queue.declare (passive) in one write on one channel: the
+    numbers of the two messages got, checked to come before the declare's answer."""
+    raw = RawAmqp(port)
+    try:
+        raw.handshake()
+        raw.open_channel(1)
+        raw.send(b"".join(pamqp_frame.marshal(method, 1) for method in (
+            commands.Basic.Get(queue=queue, no_ack=True),
+            commands.Basic.Get(queue=queue, no_ack=True),
+            commands.Queue.Declare(queue=queue, passive=True))))
+        got = []
+        for _ in range(2):
+            raw.expect(commands.Basic.GetOk)
+            raw.read_frame()   # the content header
+            _channel, content = raw.read_frame()
+            got.append(index_of(content.value))
+        raw.expect(commands.Queue.DeclareOk)
+        return got
+    finally:
+        raw.close()
+
+
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
 def test_get_move_and_dead_letter_of_paged_messages_carry_their_bodies(tmp_path, store,
                                                                        request):
@@ -51,8 +77,10 @@ def test_get_move_and_dead_letter_of_paged_messages_carry_their_bodies(tmp_path,
         channel.queue_declare("src", durable=True, arguments={
             "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead"})
         publish_until_paged(broker, "src", TOTAL)
-        # the head, then two paged-out ones: their bodies are read off the reactor thread
-        assert get_head(channel, "src", HEAD_KEEP + 2) == list(range(HEAD_KEEP + 2))
+        assert get_head(channel, "src", HEAD_KEEP) == list(range(HEAD_KEEP))
+        # two gets of paged-out heads and a declare, sent at once: the channel answers them
+        # in order, each get once its message's body is read off the reactor thread
+        assert pipelined_gets(broker.amqp_port, "src") == [HEAD_KEEP, HEAD_KEEP + 1]
         # a move of 300 reads the paged bodies back batch by batch
         status, answer = api(broker, "POST", "/api/queues/%2F/src/actions/move",
                              {"destination": "moved", "count": 300})
