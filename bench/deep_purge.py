@@ -11,8 +11,9 @@ round trips (an MQTT client in another process, QoS 1 PUBLISH -> PUBACK to a top
 reads: the reactor alone, ``bench.scale.RoundTrips``; and an AMQP publisher in a thread,
 persistent messages to another durable queue, each confirmed before the next: the store's
 writer too), one AMQP client purges (or deletes) the queue: the time to its purge-ok /
-delete-ok, then the time until the store's disk usage stops dropping (sampled every 0.5 s;
-``disk s``), and the disk usage before and after: the journal directory, the SQLite file with
+delete-ok (``answer s``), on the SQL store the time until the queue's rows are deleted (the
+slices, ``rows s``), then the time until the store's disk usage stops dropping (sampled every
+0.5 s; ``disk s``), and the disk usage before and after: the journal directory, the SQLite file with
 its WAL, or ``pg_database_size``. ``--pg-url`` names a server and a database to connect to
 first; each run creates a database of its own there and drops it after. ``--cwd`` runs the
 broker from another checkout, for a before/after in the same run. Nothing is asserted;
@@ -136,6 +137,18 @@ def settle(measure: Callable[[], int], timeout: float = 1800) -> tuple[int, floa
     return last, last_drop - began
 
 
+def rows_left(data: Path, url: str | None) -> int:
+    """Queue references still in the SQL store's database (a purge's slices still to go)."""
+    if url:
+        import psycopg
+        with psycopg.connect(_plain(url), autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM warren_queue_messages").fetchone()
+        return int(row[0]) if row else 0
+    import sqlite3
+    with sqlite3.connect(f"file:{data / 'warren.db'}?mode=ro", uri=True) as conn:
+        return int(conn.execute("SELECT count(*) FROM warren_queue_messages").fetchone()[0])
+
+
 def disk_usage(store: str, data: Path, url: str | None) -> Callable[[], int]:
     """How the store's disk usage is measured: its journal directory, its database."""
     if store == "journal":
@@ -182,12 +195,18 @@ def run(store: str, count: int, op: str, pg_url: str | None, cwd: str | None) ->
                 purged = channel.queue_delete(QUEUE).method.message_count
             answered = time.monotonic() - began
             conn.close()
+            rows_s = 0.0
+            if store != "journal":   # the slices: until the references are gone
+                while rows_left(data, url) > 1000:   # (the confirm probe's are not)
+                    time.sleep(0.5)
+                rows_s = time.monotonic() - began
             after, freed_s = settle(measure)
             confirms.halt.set()
             confirms.join(60)
             trips = probe.finish()
             return (f"| {store} | {count:,} | {op} | {purged:,} | {answered:.2f} | "
-                    f"{answered + freed_s:.1f} | {before / 1e6:.0f} MB | {after / 1e6:.0f} MB |"
+                    f"{rows_s:.1f} | {max(rows_s, answered) + freed_s:.1f} | "
+                    f"{before / 1e6:.0f} MB | {after / 1e6:.0f} MB |"
                     f"\n    {trips}; {confirms.summary()}")
         finally:
             broker.stop()
@@ -208,9 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     stores = [s for s in a.stores.split(",") if s]
     if "postgres" in stores and not a.pg_url:
         parser.error("--stores postgres needs --pg-url")
-    print("| store | messages | op | messages gone | answer s | disk s | disk before | "
-          "disk after |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| store | messages | op | messages gone | answer s | rows s | disk s | "
+          "disk before | disk after |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for count in a.messages:
         for store in stores:
             print(run(store, count, a.op, a.pg_url, a.cwd), flush=True)

@@ -42,12 +42,12 @@ from warren.store.sql import tables
 KIND = "purged"
 #: Queue references (and their records) deleted by a purge's first transaction; the next
 #: slices are sized to take about ``SLICE_SECONDS``, within ``MIN_ROWS``..``MAX_ROWS``.
-SLICE_ROWS = 10_000
+SLICE_ROWS = 2000
 SLICE_SECONDS = 0.1
 MIN_ROWS = 1000
 MAX_ROWS = 100_000
 #: SQLite pages handed back to the file system per transaction (4 KiB each by default).
-VACUUM_PAGES = 4096
+VACUUM_PAGES = 2048
 #: The SQLite write-ahead log is truncated to this size after a checkpoint.
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
 
@@ -125,7 +125,7 @@ class Slicer:
         return SliceWork(dict(self.purging), self.incremental)
 
     def slice(self, connection: Connection, work: SliceWork) -> None:
-        """Writer thread, inside the transaction: up to ``SLICE_ROWS`` references of the
+        """Writer thread, inside the transaction: a slice of ``rows`` references of the
         purged queues deleted, with the records nobody holds any more; a queue with none
         left loses its marker."""
         qm = tables.queue_messages

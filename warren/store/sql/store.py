@@ -11,7 +11,7 @@ Why it is shaped this way:
 - **Cancellation in memory.** A message published and acked within one batch (a fast
   consumer) never reaches the database; a purge drops the queue's pending entries.
 - **Purges in slices.** A purge (or a queue's delete) commits a marker at once; the rows go
-  ``purges.SLICE_ROWS`` per transaction after it, and SQLite gives the pages back
+  a slice (about 0.1 s) per transaction after it, and SQLite gives the pages back
   (``purges.py``): a queue of 10M messages never holds the writer for long.
 - **Failure keeps data.** When a transaction fails (database gone, disk full) the batches go
   back to the head of the queue, ``healthy`` turns False, the waiting Deferreds errback with
