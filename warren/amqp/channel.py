@@ -46,6 +46,8 @@ log = logging.getLogger("warren.amqp.channel")
 _USER_ID_FLAG = 0x0010
 #: channel.close's class and method ids, as a method frame's payload starts
 _CHANNEL_CLOSE = b"\x00\x14\x00\x28"
+#: Frames a channel holds while its basic.get waits before its connection stops reading.
+HELD_FRAMES = 1000
 
 # Basic.Deliver with a one-frame body, built here in four packs (bytes as content_frames and
 # deliver_payload make them): method frame head; its delivery tag and redelivered octet;
@@ -206,6 +208,8 @@ class Connection(Protocol):
     def channel_error(self, channel: Channel, error: ReplyError) -> None: ...
 
     def handle_held(self, frames: list[tuple[int, int, bytes]]) -> None: ...   # then flush
+
+    def pause_reading(self) -> None: ...   # until the held frames are handled
 
 
 class Channel:
@@ -731,6 +735,8 @@ class Channel:
         """A frame that came while a basic.get waits. A channel.close withdraws the get (the
         client gave up on it) and lets what came before it through."""
         self._held.append((ftype, self.number, payload))
+        if len(self._held) >= HELD_FRAMES:
+            self.conn.pause_reading()   # bounded memory; reading resumes with the held frames
         if ftype == FRAME_METHOD and payload[:4] == _CHANNEL_CLOSE:
             waiting, self._get_waiting = self._get_waiting, None
             waiting.cancel()

@@ -206,6 +206,12 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         self.transport.pauseProducing()
         self._backlog_call = self.clock.callLater(0, self._resume_backlog)
 
+    def pause_reading(self) -> None:
+        """A channel holds many frames while its basic.get waits: read nothing more until
+        they are handled (``handle_held``, whose backlog resumes reading when done)."""
+        if self.state is not State.CLOSED and self.transport is not None:
+            self.transport.pauseProducing()
+
     def handle_held(self, frames: list) -> None:
         """A channel's frames held while its basic.get waited (``Channel._hold``): handled
         at the next reactor turn, ahead of anything read since; what the channel wrote
