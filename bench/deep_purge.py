@@ -38,6 +38,7 @@ import pika
 from bench.deep_restart import fill
 from bench.scale import RoundTrips
 from warren.embedded.process import BrokerProcess
+from warren.store.interface import resource_key
 from warren.store.journal.store import JournalStore
 from warren.store.sql.store import SqlStore
 
@@ -138,15 +139,17 @@ def settle(measure: Callable[[], int], timeout: float = 1800) -> tuple[int, floa
 
 
 def rows_left(data: Path, url: str | None) -> int:
-    """Queue references still in the SQL store's database (a purge's slices still to go)."""
+    """The purged queue's references still in the SQL store's database (its slices to go)."""
+    query = "SELECT count(*) FROM warren_queue_messages WHERE queue_key = "
+    key = resource_key("/", QUEUE).encode()
     if url:
         import psycopg
         with psycopg.connect(_plain(url), autocommit=True) as conn:
-            row = conn.execute("SELECT count(*) FROM warren_queue_messages").fetchone()
+            row = conn.execute(query + "%s", (key,)).fetchone()
         return int(row[0]) if row else 0
     import sqlite3
     with sqlite3.connect(f"file:{data / 'warren.db'}?mode=ro", uri=True) as conn:
-        return int(conn.execute("SELECT count(*) FROM warren_queue_messages").fetchone()[0])
+        return int(conn.execute(query + "?", (key,)).fetchone()[0])
 
 
 def disk_usage(store: str, data: Path, url: str | None) -> Callable[[], int]:
@@ -197,7 +200,7 @@ def run(store: str, count: int, op: str, pg_url: str | None, cwd: str | None) ->
             conn.close()
             rows_s = 0.0
             if store != "journal":   # the slices: until the references are gone
-                while rows_left(data, url) > 1000:   # (the confirm probe's are not)
+                while rows_left(data, url):
                     time.sleep(0.5)
                 rows_s = time.monotonic() - began
             after, freed_s = settle(measure)
