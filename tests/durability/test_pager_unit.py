@@ -18,14 +18,17 @@ from twisted.internet.task import Clock
 from warren.amqp.properties import CODEC
 from warren.broker.broker import Broker
 from warren.broker.compact import ENTRY_BYTES
+from warren.broker.move import move_messages
 from warren.broker.ready import WINDOW
 from warren.model.message import OVERHEAD, Message, Properties
 from tests.memory_store import MemoryStore
 from warren.store.interface import (
     RecoveredQueue,
     RecoveredState,
+    StoreUnavailable,
     resource_key,
 )
+from tests.deferreds import fired
 
 SIZE = 1000
 
@@ -152,9 +155,15 @@ class HeldReadStore(MemoryStore):
         return done
 
     def finish_reads(self) -> int:
+        """Let the reads asked so far finish (failing while ``down``); how many there were."""
         later, self.later = self.later, []
         for done, msg_ids in later:
-            done.callback(self.read_many(msg_ids))
+            try:
+                records = self.read_many(msg_ids)
+            except StoreUnavailable as error:
+                done.errback(error)
+            else:
+                done.callback(records)
         return len(later)
 
 
@@ -189,6 +198,8 @@ def test_dispatch_reads_paged_bodies_off_the_reactor_and_resumes_when_they_are_i
 
 
 def test_store_down_leaves_the_entry_and_delivery_resumes():
+    """The store cannot be read: the paged entries keep their places, a basic.get waits for
+    its message instead of answering get-empty, and both resume when the store is back."""
     clock, store, broker, vh = setup()
     q = vh.declare_queue("lazy", durable=True)
     for i in range(100):
@@ -201,10 +212,17 @@ def test_store_down_leaves_the_entry_and_delivery_resumes():
     q.add_consumer(consumer)
     assert consumer.bodies == [body(i) for i in range(first_paged)]  # resident ones only
     assert q.message_count == 100 - first_paged
-    assert q.get(no_ack=True) is None  # basic.get: nothing deliverable right now
+    q.remove_consumer(consumer)
+    waiting = q.get_later(no_ack=True)
+    assert not waiting.called, "a get waits for its message, never answers get-empty"
+    clock.advance(1.0)   # retried: the store is still down
+    assert not waiting.called and q.message_count == 100 - first_paged
     store.down = False
-    clock.advance(1.0)  # the queue's retry
-    assert consumer.bodies == [body(i) for i in range(100)]
+    clock.advance(1.0)   # the get's retry
+    assert bytes(fired(waiting).message.body) == body(first_paged)
+    q.add_consumer(consumer)
+    clock.advance(0)
+    assert consumer.bodies == [body(i) for i in range(100) if i != first_paged]
 
 
 def test_deep_queue_stays_within_the_budget_and_drains_in_order():
@@ -241,7 +259,7 @@ def test_priorities_ttl_and_requeue_work_on_paged_entries():
     clock.advance(1.5)   # the per-message TTLs of paged entries expire (4 of them)
     assert len(q.ready) == 196
     expected = [body(i) for p in (2, 1, 0) for i in range(200) if i % 3 == p and i % 50 != 7]
-    first = q.get(no_ack=False)
+    first = fired(q.get_later(no_ack=False))
     assert bytes(first.message.body) == expected[0]
     q.requeue([first])   # back to its place, ahead of everything
     consumer = Collector()
@@ -386,3 +404,96 @@ def test_a_paging_file_that_cannot_be_written_keeps_the_messages_in_memory(tmp_p
     consumer = Collector()
     q.add_consumer(consumer)
     assert consumer.bodies == [body(i) for i in range(100)]
+
+
+def held_setup():
+    """A broker whose store reads off the reactor thread only when the test says so."""
+    clock = Clock()
+    store = HeldReadStore()
+    broker = Broker(clock=clock, codec=CODEC, store=store, paging_budget=20 * SIZE)
+    broker.ensure_defaults()
+    broker.pager.head_keep = 10
+    return clock, store, broker, broker.vhost("/")
+
+
+def test_gets_of_a_paged_head_wait_for_the_read_in_order_and_a_consumer_waits_behind():
+    """basic.get of a paged-out head reads nothing on the reactor thread: it waits for the
+    read (the entry keeps its place and its count), two gets in a row are answered in
+    order, and a consumer attaching meanwhile gets what follows; a get withdrawn (its
+    channel closed) takes nothing."""
+    clock, store, broker, vh = held_setup()
+    q = vh.declare_queue("lazy", durable=True)
+    for i in range(100):
+        publish(vh, "lazy", i)
+    clock.advance(0)
+    head = [fired(q.get_later(no_ack=True)) for _ in range(10)]   # the head, in memory
+    assert [bytes(e.message.body) for e in head] == [body(i) for i in range(10)]
+    first, second = q.get_later(no_ack=False), q.get_later(no_ack=True)
+    withdrawn = q.get_later(no_ack=True)
+    assert not first.called and not second.called and store.reads == 0
+    assert len(store.later) == 1 and q.message_count == 90
+    withdrawn.cancel()
+    consumer = Collector()
+    q.add_consumer(consumer)
+    assert consumer.bodies == [] and len(store.later) == 1, "one read, nothing delivered yet"
+    while store.finish_reads():
+        clock.advance(0)
+    clock.advance(0)
+    assert bytes(fired(first).message.body) == body(10) and q.unacked == 1
+    assert bytes(fired(second).message.body) == body(11)
+    assert consumer.bodies == [body(i) for i in range(12, 100)]
+    assert q.message_count == 0
+
+
+def test_paged_messages_dead_lettered_wait_for_their_bodies_and_keep_their_order():
+    """A length limit dropping paged-out messages of a queue with a dead-letter exchange:
+    their bodies are read off the reactor thread (in batches), they stay counted meanwhile,
+    and reach the dead-letter queue whole, in order; a store that fails meanwhile only
+    delays them."""
+    clock, store, broker, vh = held_setup()
+    dead = vh.declare_queue("dead", durable=True)
+    q = vh.declare_queue("lazy", durable=True, arguments={
+        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead"})
+    for i in range(600):
+        publish(vh, "lazy", i)
+    clock.advance(0)
+    q.policy = {"max-length": 0}
+    q.apply_settings()
+    # the head (in memory) goes at once, the paged rest waits for its bodies
+    assert q.message_count == 590 and dead.message_count == 10 and store.reads == 0
+    store.down = True
+    assert store.finish_reads() >= 1   # the first batches fail: nothing is dropped
+    assert q.message_count == 590 and dead.message_count == 10
+    store.down = False
+    clock.advance(1.0)                  # retried
+    while store.finish_reads():
+        clock.advance(0)
+    assert q.message_count == 0 and len(dead.ready) == 600
+    consumer = Collector()
+    dead.add_consumer(consumer)
+    while store.finish_reads():
+        clock.advance(0)
+    assert consumer.bodies == [body(i) for i in range(600)]
+
+
+def test_move_reads_paged_bodies_off_the_reactor_and_moves_them_in_order():
+    clock, store, broker, vh = held_setup()
+    src = vh.declare_queue("src", durable=True)
+    dst = vh.declare_queue("dst", durable=True)
+    for i in range(600):
+        publish(vh, "src", i)
+    clock.advance(0)
+    moving = move_messages(src, dst, 550)
+    assert not moving.called and store.reads == 0
+    while store.finish_reads():
+        clock.advance(0)
+    assert fired(moving) == 550
+    assert src.message_count == 50 and dst.message_count == 550
+    for q in (dst, src):
+        consumer = Collector()
+        q.add_consumer(consumer)
+        while store.finish_reads():
+            clock.advance(0)
+        clock.advance(0)
+        expected = range(550) if q is dst else range(550, 600)
+        assert consumer.bodies == [body(i) for i in expected]

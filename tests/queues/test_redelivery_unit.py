@@ -9,6 +9,7 @@ from warren.amqp.properties import CODEC
 from warren.broker.broker import Broker
 from warren.model.message import Message
 from warren.broker.redelivery import MAX_DELAY_MS, BackOff
+from tests.deferreds import fired
 
 
 def test_back_off_delays_grow_by_the_multiplier_up_to_the_maximum():
@@ -32,30 +33,30 @@ def _queue(**arguments):
 
 def test_a_held_entry_is_ready_again_in_its_old_place_after_its_delay():
     clock, q = _queue(**{"x-redelivery-initial-delay": 1000, "x-redelivery-multiplier": 2})
-    a = q.get(no_ack=False)
+    a = fired(q.get_later(no_ack=False))
     q.requeue([a])
     assert [e.message.body for e in q.ready] == [b"b", b"c"]
     assert q.message_count == 3 and len(q.held) == 1
     clock.advance(0.999)
-    assert q.get(no_ack=True).message.body == b"b"
+    assert fired(q.get_later(no_ack=True)).message.body == b"b"
     clock.advance(0.001)
     assert [e.message.body for e in q.ready] == [b"a", b"c"] and not q.held
-    a = q.get(no_ack=False)
+    a = fired(q.get_later(no_ack=False))
     assert a.delivery_count == 1 and a.redelivered
     q.requeue([a])                      # second return: 2 s
     clock.advance(1.5)
     assert len(q.held) == 1
     clock.advance(0.5)
-    assert q.get(no_ack=True).delivery_count == 2
+    assert fired(q.get_later(no_ack=True)).delivery_count == 2
 
 
 def test_purge_and_delete_take_held_entries_and_stop_the_timer():
     clock, q = _queue(**{"x-redelivery-initial-delay": 60000})
-    q.requeue([q.get(no_ack=False), q.get(no_ack=False)])
+    q.requeue([fired(q.get_later(no_ack=False)), fired(q.get_later(no_ack=False))])
     assert q.purge() == 3 and q.message_count == 0
     assert not [c for c in clock.getDelayedCalls() if c.active() and c.func == q.held._due]
     q.vhost.publish(q.vhost.exchange(""), Message("", "q", b"d", codec=CODEC))
-    q.requeue([q.get(no_ack=False)])
+    q.requeue([fired(q.get_later(no_ack=False))])
     assert q.vhost.delete_queue("q") == 1
     clock.advance(120)
     assert q.message_count == 0

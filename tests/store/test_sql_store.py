@@ -402,3 +402,59 @@ def test_database_gone_flips_healthy_errbacks_and_recovers(tmp_path: Path) -> No
         "healthy_after": True,
         "ids": list(range(51, 203)),
     }
+
+
+# ---------------------------------------------------------------------- purges in slices
+
+
+def test_a_purge_commits_at_once_and_its_rows_go_in_slices_with_the_space_back(
+        sql_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A purge is one marker in the transaction that holds it: from then on (a restart
+    included) the queue's old messages are gone, while its rows are deleted a slice per
+    transaction; a message another queue holds stays, messages published after the purge
+    stay, and SQLite's file gives the freed pages back."""
+    from warren.store.sql import purges
+    monkeypatch.setattr(purges, "MIN_ROWS", 400)   # a few slices of a small queue
+    monkeypatch.setattr(purges, "MAX_ROWS", 400)
+    store = _opened(sql_url)
+    store.recover()
+    for msg_id in range(1, 2001):
+        store.publish(msg_id, bytes([msg_id % 256]) * 500, [Q1, Q2] if msg_id == 7 else [Q1])
+    store.flush()
+    pages = _sqlite_pages(store)
+    store.purge_queue(Q1)
+    store.publish(2001, b"after", [Q1])
+    store.flush()   # the marker and a first slice
+    assert store.stats()["sql_purges_under_way"] == 1
+    other = _opened(sql_url)   # as a restart in the middle of the slices sees it
+    state = other.recover()
+    assert state.queues[Q1].msg_ids == [2001] and state.queues[Q2].msg_ids == [7]
+    other.publish(2002, b"later", [Q1])   # numbered past the purge: not taken by it
+    other.flush()
+    other.close()
+    for _ in range(10):
+        if not store.stats()["sql_purges_under_way"]:
+            break
+        store.flush()   # one slice each
+    assert store.stats()["sql_purges_under_way"] == 0
+    store.close()
+    store = _opened(sql_url)
+    state = store.recover()
+    assert state.queues[Q1].msg_ids == [2001, 2002] and state.queues[Q2].msg_ids == [7]
+    with store.engine.connect() as connection:
+        ids = sorted(connection.execute(tables.messages.select()).scalars())
+        assert ids == [7, 2001, 2002]
+        assert not list(connection.execute(tables.definitions.select().where(
+            tables.definitions.c.kind == purges.KIND)))
+    if pages is not None:
+        after = _sqlite_pages(store)
+        assert after is not None and after < pages // 4, (pages, after)
+    store.close()
+
+
+def _sqlite_pages(store: SqlStore) -> int | None:
+    """The pages of an SQLite database in use (its file's size once checkpointed)."""
+    if store.engine.dialect.name != "sqlite":
+        return None
+    with store.engine.connect() as connection:
+        return int(connection.exec_driver_sql("PRAGMA page_count").scalar() or 0)

@@ -12,6 +12,7 @@ from warren.model.errors import PreconditionFailed
 from warren.model.message import Message, Properties
 from warren.broker.move import move_messages
 from warren.broker.stats import MessageStats
+from tests.deferreds import fired
 
 
 def new_broker(clock=None) -> Broker:
@@ -74,10 +75,10 @@ def test_move_keeps_order_and_properties_and_respects_reject_publish():
     dst = vh.declare_queue("dst", arguments={"x-max-length": 3, "x-overflow": "reject-publish"})
     for i in range(5):
         publish(vh, "src", str(i).encode(), headers={"i": i})
-    assert move_messages(src, dst, 2) == 2
-    assert move_messages(src, dst) == 1                      # dst is full at 3
+    assert fired(move_messages(src, dst, 2)) == 2
+    assert fired(move_messages(src, dst)) == 1                      # dst is full at 3
     assert (src.message_count, dst.message_count) == (2, 3)
-    got = [dst.get(no_ack=True).message for _ in range(3)]
+    got = [fired(dst.get_later(no_ack=True)).message for _ in range(3)]
     assert [m.body for m in got] == [b"0", b"1", b"2"]
     assert [m.headers["i"] for m in got] == [0, 1, 2]
     with pytest.raises(PreconditionFailed):
@@ -96,7 +97,7 @@ def test_message_stats_totals_survive_deletes_and_rates_follow_the_clock():
         publisher.publish(vh.default_exchange, Message("", "q", b"x", codec=CODEC,
                                                       props=Properties()))
     for _ in range(10):
-        q.get(no_ack=True)
+        fired(q.get_later(no_ack=True))
     assert stats.totals["publish"] == 10                     # counted as it happened
     clock.advance(5)
     rates = stats.rates()
@@ -129,7 +130,7 @@ def test_queue_depth_rates_follow_the_samples():
     assert stats.depth_rates(["/"])["messages"] == 2.0
     assert stats.depth_rates(["other"])["messages"] == 0.0   # a user of another vhost
     for _ in range(5):
-        q.get(no_ack=False)
+        fired(q.get_later(no_ack=False))
     clock.advance(5)
     rates = stats.queue_rates("/", "q")
     assert rates["messages"] == 0.0

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from pamqp import commands
+from twisted.internet.defer import CancelledError
 from twisted.python.failure import Failure
 
 from ..broker.arguments import validate_consumer_arguments
@@ -43,6 +44,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("warren.amqp.channel")
 
 _USER_ID_FLAG = 0x0010
+#: channel.close's class and method ids, as a method frame's payload starts
+_CHANNEL_CLOSE = b"\x00\x14\x00\x28"
+#: Frames a channel holds while its basic.get waits before its connection stops reading.
+HELD_FRAMES = 1000
 
 # Basic.Deliver with a one-frame body, built here in four packs (bytes as content_frames and
 # deliver_payload make them): method frame head; its delivery tag and redelivered octet;
@@ -202,6 +207,10 @@ class Connection(Protocol):
 
     def channel_error(self, channel: Channel, error: ReplyError) -> None: ...
 
+    def handle_held(self, frames: list[tuple[int, int, bytes]]) -> None: ...   # then flush
+
+    def pause_reading(self) -> None: ...   # until the held frames are handled
+
 
 class Channel:
     """The state RabbitMQ keeps per AMQP channel (unacked deliveries, consumers, prefetch,
@@ -228,6 +237,11 @@ class Channel:
         # after the method), and clients waiting for delete-ok (py-amqp/kombu) fail on a
         # cancel for a consumer they have no callback for
         self.deferred_cancels: list | None = None
+        # a basic.get waiting for its message's body to be read (``Queue.get_later``), and
+        # the frames that came for this channel meanwhile: RabbitMQ's channel handles nothing
+        # more until its queue answers the get, so later methods keep their order
+        self._get_waiting: Any = None
+        self._held: list[tuple[int, int, bytes]] = []
         # content assembly: (exchange, routing_key, mandatory), then header, then body parts
         self._publish: tuple[str, str, bool] | None = None
         self._props: bytes | None = None
@@ -300,6 +314,9 @@ class Channel:
             return
         if self._publish is not None:
             self._content_frame(ftype, payload)
+            return
+        if self._get_waiting is not None:
+            self._hold(ftype, payload)
             return
         if ftype != FRAME_METHOD:
             raise UnexpectedFrame(
@@ -702,7 +719,41 @@ class Channel:
         self.broker.check(self.conn.user, vh.name, "read", "queue", name)
         q = vh.queue(name)
         q.check_access(self.conn)
-        entry = q.get(m.no_ack)
+        taken: list[QueueEntry | None] = []
+        done = q.get_later(m.no_ack)
+        done.addCallback(taken.append)
+        if taken:   # the usual case: the head was in memory
+            self._answer_get(q, m.no_ack, taken[0])
+            return
+        # its body is being read off the reactor thread: answered when it is in (taken[0]
+        # by then), this channel's next frames held until
+        self._get_waiting = done
+        done.addCallbacks(lambda _: self._answer_waited_get(q, m.no_ack, taken[0]),
+                          lambda failure: failure.trap(CancelledError))
+
+    def _hold(self, ftype: int, payload: bytes) -> None:
+        """A frame that came while a basic.get waits. A channel.close withdraws the get (the
+        client gave up on it) and lets what came before it through."""
+        self._held.append((ftype, self.number, payload))
+        if len(self._held) >= HELD_FRAMES:
+            self.conn.pause_reading()   # bounded memory; reading resumes with the held frames
+        if ftype == FRAME_METHOD and payload[:4] == _CHANNEL_CLOSE:
+            waiting, self._get_waiting = self._get_waiting, None
+            waiting.cancel()
+            self._release_held()
+
+    def _answer_waited_get(self, q: Queue, no_ack: bool, entry: QueueEntry | None) -> None:
+        self._get_waiting = None
+        self._answer_get(q, no_ack, entry)
+        self._release_held()
+
+    def _release_held(self) -> None:
+        """Handle the frames held while a get waited, as if they had just been read (one
+        may be another get that waits in turn), and send what they answer."""
+        held, self._held = self._held, []
+        self.conn.handle_held(held)
+
+    def _answer_get(self, q: Queue, no_ack: bool, entry: QueueEntry | None) -> None:
         stats = self.stats
         if entry is None:
             stats["get_empty"] += 1
@@ -712,7 +763,7 @@ class Channel:
         tag = self.next_tag
         if entry.redelivered:
             stats["redeliver"] += 1
-        if m.no_ack:
+        if no_ack:
             stats["get_no_ack"] += 1
         else:
             stats["get"] += 1
@@ -861,8 +912,13 @@ class Channel:
 
     # ------------------------------------------------------------------ teardown
     def release_all(self) -> None:
-        """Channel or connection closed: cancel consumers, requeue every unacked delivery."""
+        """Channel or connection closed: cancel consumers, requeue every unacked delivery,
+        withdraw a waiting basic.get."""
         self.closing = True
+        if self._get_waiting is not None:
+            waiting, self._get_waiting = self._get_waiting, None
+            self._held = []
+            waiting.cancel()
         if self.reply_to is not None:
             direct_reply_to(self.broker).unsubscribe(self.reply_to)
             self.reply_to = None

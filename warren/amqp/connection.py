@@ -199,9 +199,31 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
                 return
 
     def _hold(self, frames: list) -> None:
+        if self._backlog is not None:   # frames held before these (``handle_held``) go first
+            self._backlog.extend(frames)
+            return
         self._backlog = frames
         self.transport.pauseProducing()
         self._backlog_call = self.clock.callLater(0, self._resume_backlog)
+
+    def pause_reading(self) -> None:
+        """A channel holds many frames while its basic.get waits: read nothing more until
+        they are handled (``handle_held``, whose backlog resumes reading when done)."""
+        if self.state is not State.CLOSED and self.transport is not None:
+            self.transport.pauseProducing()
+
+    def handle_held(self, frames: list) -> None:
+        """A channel's frames held while its basic.get waited (``Channel._hold``): handled
+        at the next reactor turn, ahead of anything read since; what the channel wrote
+        meanwhile (the get's answer) goes out now."""
+        if self.state is State.CLOSED:
+            return
+        if frames:
+            if self._backlog is not None:
+                self._backlog[:0] = frames
+            else:
+                self._hold(list(frames))
+        self.flush()
 
     def _resume_backlog(self) -> None:
         self._backlog_call = None

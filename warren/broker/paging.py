@@ -31,13 +31,18 @@ Coming back is in two steps. The queue turns rows back into entries ``ready.WIND
 as its head drains (:meth:`Pager.stub`: a ``Message`` that knows its id, size and priority,
 whose body is a :class:`PagedBody` and whose ``paged`` is True; no store I/O). Just before a
 body is needed (hand-over to a consumer, a basic.get, dead-lettering, a move)
-:meth:`Pager.page_in` reads the record back (``store.read_many``, with up to ``READ_AHEAD``
-more paged entries from the head of the same queue, so draining a paged queue costs one store
-round trip per batch). Every byte count (``ready.bytes``, ``max-length-bytes``, the API's
-``message_bytes``) stays the message's logical size throughout; any attempt to use a paged
-body's bytes fails loudly. A store that is momentarily unreachable (database gone) leaves the
-entry where it was and the queue retries later; a record the store no longer has (corruption)
-is logged and the entry is dropped, never delivered empty.
+:meth:`Pager.page_in` reads the record back, with up to ``READ_AHEAD`` more paged entries from
+the head of the same queue, so draining a paged queue costs one store round trip per batch.
+The store is never read on the reactor thread (``store.read_many_later``: the journal's
+reader thread, the SQL store's): a slow or unreachable database holds no other client. The
+one who needs the body waits for it (:meth:`Pager.when_read`): a dispatching queue is
+dispatched again, a basic.get is answered then (``Queue.get_later``), a dead-lettering waits
+aside in its turn, a move goes on. Every byte count (``ready.bytes``, ``max-length-bytes``,
+the API's ``message_bytes``) stays the message's logical size throughout; any attempt to use
+a paged body's bytes fails loudly. A store that is momentarily unreachable (database gone)
+leaves the entry where it was and the read is retried every ``STORE_RETRY_S``; a record the
+store does not have in two reads (corruption) is logged and the entry is dropped, never
+delivered empty.
 """
 
 from __future__ import annotations
@@ -49,9 +54,10 @@ import tempfile
 from enum import Enum
 from itertools import islice
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Iterable, cast
 
-from ..store.interface import StoreError, StoreUnavailable
+from twisted.internet.defer import Deferred
+
 from ..model.message import OVERHEAD, Message, QueueEntry
 from .compact import ENTRY_BYTES, REDELIVERED, TTL_PENDING, TTL_UNKNOWN, Row
 from .pagefile import PageFile
@@ -128,15 +134,18 @@ class Pager:
         self.directory: str | None = None
         self._files = 0
         self._file_error = False   # a paging file could not be written (logged once)
-        # messages whose records the store is reading off the reactor thread (by id()), and
-        # those such a read did not find (read again the blocking way, which logs and drops)
+        # messages whose records the store is reading off the reactor thread (by id()), who
+        # waits for them (``when_read``), those such a read did not find (read once more),
+        # and those not found twice (lost: their queue drops them)
         self._reading: dict[int, Message] = {}
-        self._missing: set[int] = set()
+        self._waiters: dict[int, list[Deferred]] = {}
+        # (the last two keep the message itself: an id() alone could be a new message's)
+        self._missing: dict[int, Message] = {}
+        self._lost: dict[int, Message] = {}
         # reads of paged-out bodies are failing (store unreachable): logged once, and once
         # more when a read works again, however many retries there are in between; while
-        # they fail, a blocking read tries the store at most once a second (a dead-lettering
-        # of a thousand paged messages must not cost a thousand failed connects on the
-        # reactor thread)
+        # they fail, ``page_in`` starts a read at most once a second (a dead-lettering of a
+        # thousand paged messages must not queue a thousand failing connects)
         self._read_failing = False
         self._failed_at = 0.0
 
@@ -269,47 +278,76 @@ class Pager:
         return QueueEntry(message, seq, expires_at, bool(flags & REDELIVERED), count)
 
     # ---------------------------------------------------------------- back in
-    def page_in(self, message: Message, queue: "Queue | None" = None,
-                entry: QueueEntry | None = None, wait: bool = True) -> PageIn:
-        """Read a paged-out body back from the store (no-op for a resident one).
+    def page_in(self, message: Message, queue: "Queue", entry: QueueEntry | None = None,
+                along: Iterable[QueueEntry] | None = None) -> PageIn:
+        """Bring a paged-out body back (LOADED at once for a resident one). Never reads the
+        store on the reactor thread.
 
-        With ``queue`` given, the next paged entries at the head of its ready list come back
+        The next paged entries of ``along`` (the queue's ready list unless given) come back
         in the same store call (``READ_AHEAD``): a drained lazy queue then costs one store
-        round trip per batch, not per message. A recovered message's own TTL, unknown until
-        now (``compact.TTL_UNKNOWN``), is applied to its entry (``entry`` for ``message``),
-        counted from the broker's start as a recovery that read it would have.
+        round trip per batch, not per message. A record in the queue's paging file (a local
+        file of this process) is read at once; the store's are read off the reactor thread
+        (``MessageStore.read_many_later``): PENDING, and whoever waits for the body asks
+        :meth:`when_read` (a queue being dispatched is dispatched again once they are in).
+        LATER: the store failed less than ``STORE_RETRY_S`` ago; try again after that.
+        LOST: the store no longer has the record (read twice, logged here); drop the entry.
 
-        Without ``wait`` (a queue dispatching to consumers) the store's records are read off
-        the reactor thread (``MessageStore.read_many_later``): PENDING, and the queue is
-        dispatched again once they are in, so a disk read never holds the other clients.
-        A basic.get, a dead-lettering or a move waits (they answer now).
+        A recovered message's own TTL, unknown until now (``compact.TTL_UNKNOWN``), is
+        applied to its entry (``entry`` for ``message``), counted from the broker's start as
+        a recovery that read it would have.
         """
         if not message.paged:
             return PageIn.LOADED
-        if not wait:
-            if id(message) in self._reading:
-                return PageIn.PENDING
-            if id(message) in self._missing:
-                wait = True   # read the blocking way: it logs and drops what is lost
-        self._missing.discard(id(message))
+        key = id(message)
+        if self._lost.get(key) is message:
+            del self._lost[key]
+            log.error("message %d: body paged out but the store no longer has it; dropping it",
+                      message.id)
+            return PageIn.LOST
+        if key in self._reading:
+            return PageIn.PENDING
+        if (self._read_failing and paged_location(message) < 0
+                and self.broker.clock.seconds() - self._failed_at < STORE_RETRY_S):
+            return PageIn.LATER
         wanted = [message]
-        entries = {id(message): entry}
-        if queue is not None:
-            reading = self._reading
-            for queued in islice(iter(queue.ready), READ_AHEAD):
-                m = queued.message
-                if m.paged and m is not message and id(m) not in reading:
-                    wanted.append(m)
-                    entries[id(m)] = queued
-        if not wait and queue is not None and self.broker.store is not None:
-            self._read_later(queue, wanted, entries)
-            # a store that read at once has loaded it already
-            return PageIn.PENDING if message.paged else PageIn.LOADED
-        pending = [m for m in wanted if m.ttl == TTL_PENDING]
-        try:
-            return self._read_back(message, queue, wanted)
-        finally:
-            self._learn_ttls(pending, queue, entries)
+        entries = {key: entry}
+        reading, missing = self._reading, self._missing
+        for queued in islice(iter(queue.ready) if along is None else along, READ_AHEAD):
+            m = queued.message
+            if (m.paged and m is not message and id(m) not in reading
+                    and missing.get(id(m)) is not m):
+                wanted.append(m)
+                entries[id(m)] = queued
+        self._read_later(queue, wanted, entries)
+        # a record of the paging file, or a store that read at once, is loaded already
+        if not message.paged:
+            return PageIn.LOADED
+        if key in self._reading:
+            return PageIn.PENDING
+        # the store answered at once: without the record (once more, then it is lost), or
+        # failing
+        if self._missing.get(key) is message or self._lost.get(key) is message:
+            return self.page_in(message, queue, entry, along)
+        return PageIn.LATER
+
+    def when_read(self, message: Message) -> Deferred:
+        """For a message ``page_in`` answered PENDING: fires True once its read is over and
+        the body is in (or the record is known lost: ``page_in`` says LOST now), False when
+        the read failed (the store is unreachable: try again after ``STORE_RETRY_S``)."""
+        done: Deferred = Deferred()
+        if id(message) not in self._reading:
+            done.callback(True)
+        else:
+            self._waiters.setdefault(id(message), []).append(done)
+        return done
+
+    def _wake(self, in_store: list[Message], read: bool) -> None:
+        waiters = self._waiters
+        if not waiters:
+            return
+        for m in in_store:
+            for done in waiters.pop(id(m), ()):
+                done.callback(read)
 
     def _learn_ttls(self, pending: list[Message], queue: "Queue | None",
                     entries: dict[int, QueueEntry | None]) -> None:
@@ -321,13 +359,15 @@ class Pager:
 
     def _read_later(self, queue: "Queue", wanted: list[Message],
                     entries: dict[int, QueueEntry | None]) -> None:
-        """``page_in`` without waiting: records in the paging file are read now (a local file
-        of this process), the store's off the reactor thread."""
+        """Records in the paging file are read now (a local file of this process), the
+        store's off the reactor thread."""
+        pending = [m for m in wanted if m.ttl == TTL_PENDING]
         in_store = self._load_from_file(queue, wanted)
+        self._learn_ttls(pending, queue, entries)
         if not in_store:
             return
         store = self.broker.store
-        assert store is not None   # the caller checked
+        assert store is not None   # a body paged to the store (where -1) is of a stored message
         for m in in_store:
             self._reading[id(m)] = m
         done = store.read_many_later([m.id for m in in_store])
@@ -345,7 +385,7 @@ class Pager:
         reading = self._reading
         for queued in islice(iter(queue.ready), 2 * READ_AHEAD):
             m = queued.message
-            if m.paged and id(m) not in reading and id(m) not in self._missing:
+            if m.paged and id(m) not in reading and self._missing.get(id(m)) is not m:
                 wanted.append(m)
                 entries[id(m)] = queued
                 if len(wanted) >= READ_AHEAD:
@@ -355,22 +395,31 @@ class Pager:
 
     def _arrived(self, records: dict[int, bytes], queue: "Queue", in_store: list[Message],
                  entries: dict[int, QueueEntry | None]) -> None:
-        """Records read off the reactor thread: bodies of messages still queued come back;
-        one the store did not find is read again the blocking way (logged, dropped)."""
+        """Records read off the reactor thread: bodies of messages still queued come back.
+        One the store did not find is read once more on its own (off the reactor thread
+        too: a read racing a write or a compaction finds it then); missing twice, it is lost
+        (``page_in`` logs it and its queue drops it)."""
         self._reads_work()
         pending = []
+        missing, lost = self._missing, self._lost
         for m in in_store:
             self._reading.pop(id(m), None)
             if not m.paged or m.refs <= 0:
-                continue   # read the blocking way meanwhile, or no longer queued
+                missing.pop(id(m), None)
+                continue   # no longer queued
             record = records.get(m.id)
             if record is None:
-                self._missing.add(id(m))
+                if missing.pop(id(m), None) is m:
+                    lost[id(m)] = m
+                else:
+                    missing[id(m)] = m
                 continue
+            missing.pop(id(m), None)
             if m.ttl == TTL_PENDING:
                 pending.append(m)
             self._load(m, record)
         self._learn_ttls(pending, queue, entries)
+        self._wake(in_store, True)
         if not queue.deleted:
             clock = self.broker.clock
             clock.callLater(0, queue.dispatch)
@@ -380,6 +429,7 @@ class Pager:
         for m in in_store:
             self._reading.pop(id(m), None)
         self._reads_fail(f"queue '{queue.name}'", failure.getErrorMessage())
+        self._wake(in_store, False)
         if not queue.deleted:
             self.broker.clock.callLater(STORE_RETRY_S, queue.dispatch)
 
@@ -395,10 +445,10 @@ class Pager:
             log.warning("reading paged-out bodies works again; delivery resumes")
         self._read_failing = False
 
-    def _load_from_file(self, queue: "Queue | None", wanted: list[Message]) -> list[Message]:
+    def _load_from_file(self, queue: "Queue", wanted: list[Message]) -> list[Message]:
         """Load those of ``wanted`` that are in the queue's paging file; returns the others
         (in the store)."""
-        page_file = queue.page_file if queue is not None else None
+        page_file = queue.page_file
         in_store = []
         for m in wanted:
             where = paged_location(m)
@@ -408,36 +458,6 @@ class Pager:
                 self._load(m, page_file.read(where))
                 page_file.release()
         return in_store
-
-    def _read_back(self, message: Message, queue: "Queue | None",
-                   wanted: list[Message]) -> PageIn:
-        records: dict[int, bytes] = {}
-        wanted = self._load_from_file(queue, wanted)
-        if not wanted:
-            return PageIn.LOST if message.paged else PageIn.LOADED
-        store = self.broker.store
-        assert store is not None   # a body paged to the store (where -1) is of a stored message
-        if (self._read_failing
-                and self.broker.clock.seconds() - self._failed_at < STORE_RETRY_S):
-            return PageIn.LATER
-        try:
-            records = store.read_many([m.id for m in wanted])
-        except (StoreUnavailable, OSError) as error:   # database gone, disk read error
-            self._reads_fail(f"message {message.id}", error)
-            return PageIn.LATER
-        except StoreError as error:
-            log.error("message %d: reading paged-out bodies failed (%s)", message.id, error)
-        else:
-            self._reads_work()
-        for m in wanted:
-            record = records.get(m.id)
-            if record is not None:
-                self._load(m, record)
-        if message.paged:
-            log.error("message %d: body paged out but the store no longer has it; dropping it",
-                      message.id)
-            return PageIn.LOST
-        return PageIn.LOADED
 
     def _load(self, message: Message, record: bytes) -> None:
         stored = Message.from_record(record, message.codec, message.id)

@@ -10,8 +10,12 @@ anything here.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Sequence
+from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, Callable
+
+from twisted.internet.defer import Deferred
 
 from ..exchange.interface import BindingSet
 from ..store.interface import resource_key
@@ -32,6 +36,9 @@ if TYPE_CHECKING:
     from .vhost import VirtualHost
 
 log = logging.getLogger("warren.queue")
+
+#: ``Queue._take``'s answer while the head's body is being read for a waiting get.
+_WAIT = object()
 
 #: ActiveMQ's ``prioritizedMessages`` as a queue argument: JMS's ten priority levels (0-9)
 #: without ``x-max-priority``, which RabbitMQ's redeclare checks and this one is not; STOMP
@@ -76,6 +83,11 @@ class Queue:
         self._idle_call = None                # pending x-expires timer
         self._dispatch_call = None            # deferred dispatch (after acks of a whole read)
         self._arriving: QueueEntry | None = None  # a TTL-0 entry that may go to a consumer now
+        # basic.gets waiting for a paged-out head to be read (``get_later``): (no_ack, Deferred)
+        self._getters: deque[tuple[bool, Deferred]] = deque()
+        # entries to dead-letter once their paged-out bodies are read (``_dead_letter``)
+        self._dying: deque[tuple[QueueEntry, str]] = deque()
+        self._dying_call: Any = None
         self._message_ttls = False            # some ready entry may have a per-message TTL
         # called with the queue after every dispatch: consumers came or went, took
         # entries, or got credit back (every such change dispatches). Whoever moves
@@ -159,8 +171,9 @@ class Queue:
     # ---------------------------------------------------------------- counts
     @property
     def message_count(self) -> int:
-        """Messages in the queue and not out with a consumer: ready or held for back-off."""
-        return len(self.ready) + len(self.held)
+        """Messages in the queue and not out with a consumer: ready, held for back-off, or
+        waiting for their bodies to be dead-lettered."""
+        return len(self.ready) + len(self.held) + len(self._dying)
 
     @property
     def consumer_count(self) -> int:
@@ -374,7 +387,7 @@ class Queue:
                 except IndexError:
                     break
                 # read back first: a recovered message's own TTL is known only then
-                if entry.message.paged and not self._page_in(entry, wait=False):
+                if entry.message.paged and not self._page_in(entry):
                     break
                 if entry.expires_at is not None and self._expired(entry):
                     continue
@@ -409,7 +422,7 @@ class Queue:
                     break
                 # selectors and message groups read properties, and a recovered message's
                 # own TTL is known only once read: a paged entry is read back first
-                if entry.message.paged and not self._page_in(entry, wait=False):
+                if entry.message.paged and not self._page_in(entry):
                     break
                 if entry.expires_at is not None and self._expired(entry):
                     continue
@@ -441,13 +454,57 @@ class Queue:
             self._track_unacked(entry)
             consumer.deliver(self, entry)
 
-    def get(self, no_ack: bool) -> QueueEntry | None:
-        """basic.get: the next live entry, or None when empty."""
+    def get_later(self, no_ack: bool) -> Deferred:
+        """basic.get: a Deferred of the next live entry, or None when the queue is empty.
+
+        Fired at once unless the head's body is paged out in the store: then it is read off
+        the reactor thread and the get is answered once it is in, as RabbitMQ's channel waits
+        for its queue's reply (never a get-empty while the queue holds messages). While the
+        store cannot be read (the database is gone) the read is retried and the get keeps
+        waiting; the entry keeps its place meanwhile, so a consumer attaching or another
+        get coming meanwhile sees the queue as it is. Gets are answered in the order they
+        came; cancelling the Deferred (the channel closed) withdraws one."""
+        done: Deferred = Deferred(self._withdraw_get)
+        self._getters.append((no_ack, done))
+        if len(self._getters) == 1:
+            self._serve_gets()
+        return done
+
+    def _withdraw_get(self, done: Deferred) -> None:
+        for waiting in self._getters:
+            if waiting[1] is done:
+                self._getters.remove(waiting)   # in place: ``_serve_gets`` may be walking it
+                return
+
+    def _serve_gets(self) -> None:
+        """Answer waiting gets in order while their entries can be taken now."""
+        getters = self._getters
+        while getters:
+            no_ack, done = getters[0]
+            entry = self._take(no_ack)
+            if entry is _WAIT:
+                return   # ``_take`` arranged for this to run again
+            getters.popleft()
+            done.callback(entry)
+
+    def _take(self, no_ack: bool) -> QueueEntry | None | object:
+        """The next live entry for a get (None: empty), or ``_WAIT`` while its body is read."""
         self._touch()
-        while self.ready:
+        while self.ready and not self.deleted:
             entry = self.ready.popleft()
-            if entry.message.paged and not self._page_in(entry):
-                return None
+            if entry.message.paged:
+                pager = self.vhost.broker.pager
+                state = pager.page_in(entry.message, self, entry)
+                if state is PageIn.PENDING or state is PageIn.LATER:
+                    self.ready.requeue([entry])
+                    if state is PageIn.PENDING:
+                        pager.when_read(entry.message).addCallback(self._get_read)
+                    else:
+                        self.clock.callLater(STORE_RETRY_S, self._serve_gets)
+                    return _WAIT
+                if state is PageIn.LOST:
+                    self._settle(entry)
+                    continue
             if entry.expires_at is not None and self._expired(entry):
                 continue
             if entry.redelivered:
@@ -461,6 +518,13 @@ class Queue:
             return entry
         self._count("get_empty")
         return None
+
+    def _get_read(self, read: bool) -> None:
+        """The head's read for a waiting get is over: answer it, or retry after a failure."""
+        if read:
+            self._serve_gets()
+        else:
+            self.clock.callLater(STORE_RETRY_S, self._serve_gets)
 
     def _count(self, key: str, n: int = 1) -> None:
         """One operation on this queue, in its counters and the broker's totals."""
@@ -476,16 +540,16 @@ class Queue:
         self._dead_letter(entry, "expired")
         return True
 
-    def _page_in(self, entry: QueueEntry, wait: bool = True) -> bool:
-        """Bring a paged-out body back (``paging.py``) before it leaves the queue.
+    def _page_in(self, entry: QueueEntry) -> bool:
+        """Bring a paged-out body back (``paging.py``) before it leaves for a consumer.
 
-        False: not deliverable now. The entry was popped; if the store cannot answer it goes
-        back to its place and dispatch is retried in a second; if the store lost it, it is
-        dropped (the pager logged it) and dispatch resumes at the end of the turn. Without
-        ``wait`` the read may go off the reactor thread: the entry goes back to its place
-        and the pager dispatches the queue once the body is in.
+        False: not deliverable now. The entry was popped; while it is read off the reactor
+        thread it goes back to its place and the pager dispatches the queue once the body is
+        in; if the store cannot answer it goes back too and dispatch is retried in a second;
+        if the store lost it, it is dropped (the pager logged it) and dispatch resumes at the
+        end of the turn.
         """
-        state = self.vhost.broker.pager.page_in(entry.message, self, entry, wait)
+        state = self.vhost.broker.pager.page_in(entry.message, self, entry)
         if state is PageIn.LOADED:
             return True
         if state is PageIn.PENDING:
@@ -610,23 +674,66 @@ class Queue:
         self.vhost.broker.release(self, entry.message)
 
     def _dead_letter(self, entry: QueueEntry, reason: str) -> None:
+        if self.dlx is not None and not self.deleted and (self._dying or entry.message.paged):
+            # its body must be read back first (off the reactor thread), or others wait for
+            # theirs ahead of it: it waits aside, counted in the queue, and is dead-lettered
+            # in its turn; never dropped for a store that cannot answer now
+            self._dying.append((entry, reason))
+            if len(self._dying) == 1:
+                self._retry_dying()
+            return
+        self._dead_letter_now(entry, reason)
+
+    def _dead_letter_now(self, entry: QueueEntry, reason: str) -> None:
         if self.dlx is not None and not self.deleted:
-            if entry.message.paged:
-                read = self.vhost.broker.pager.page_in(entry.message, self, entry)
-                if read is PageIn.LATER or read is PageIn.PENDING:
-                    # the store cannot answer now (the database is gone): the message is
-                    # kept and comes back among the ready after a while, when its expiry,
-                    # rejection or overflow is decided again; never dropped for an outage
-                    self.held.hold(entry, STORE_RETRY_S)
-                    return
-                if read is not PageIn.LOADED:
-                    log.error("queue '%s': message %d %s but its paged-out body is no "
-                              "longer stored: not dead-lettered", self.name,
-                              entry.message.id, reason)
-                    self._settle(entry)
-                    return
             self.vhost.dead_letter(self, entry, reason)
         self._settle(entry)
+
+    def _retry_dying(self) -> None:
+        """Dead-letter the waiting entries in order while their bodies are in; the first
+        still paged is read (with the next ones along) and the rest wait behind it."""
+        self._dying_call = None
+        dying = self._dying
+        settled = False
+        while dying:
+            entry, reason = dying[0]
+            if self.dlx is not None and not self.deleted and entry.message.paged:
+                read = self.vhost.broker.pager.page_in(
+                    entry.message, self, entry,
+                    chain((e for e, _ in islice(dying, 1, None)), self.ready))
+                if read is PageIn.PENDING or read is PageIn.LATER:
+                    self._await_dying(entry, read)
+                    break
+                dying.popleft()
+                if read is PageIn.LOST:
+                    log.error("queue '%s': message %d %s but its paged-out body is no longer "
+                              "stored: not dead-lettered", self.name, entry.message.id, reason)
+                    self._settle(entry)
+                    continue
+            else:
+                dying.popleft()
+            settled = True
+            self._dead_letter_now(entry, reason)
+        if settled:
+            self.vhost.broker.after_settle(self)
+
+    def _await_dying(self, entry: QueueEntry, read: PageIn) -> None:
+        """The next retry of the waiting dead-letterings: when this body is in, or a second
+        after the store failed."""
+        if self._dying_call is not None:
+            return
+        if read is PageIn.PENDING:
+            self._dying_call = self.vhost.broker.pager.when_read(entry.message)
+            self._dying_call.addCallback(self._dying_read)
+        else:
+            self._dying_call = self.clock.callLater(STORE_RETRY_S, self._retry_dying)
+
+    def _dying_read(self, read: bool) -> None:
+        self._dying_call = None
+        if read:
+            self._retry_dying()
+        else:
+            self._dying_call = self.clock.callLater(STORE_RETRY_S, self._retry_dying)
 
     # ---------------------------------------------------------------- TTL
     def _schedule_expiry(self, at: float) -> None:
@@ -688,7 +795,9 @@ class Queue:
         gone, runs = self.ready.clear_split()
         gone += self.held.clear()
         broker = self.vhost.broker
-        whole = not self.unacked   # the store's copy is all ready: one purge record drops it
+        # the store's copy is all ready (none out, none being dead-lettered): one purge
+        # record drops it
+        whole = not self.unacked and not self._dying
         if whole:
             broker.store_purge(self)
         broker.release_many(self, gone)
@@ -716,6 +825,8 @@ class Queue:
                 call.cancel()
         gone, runs = self.ready.clear_split()
         gone += self.held.clear()
+        gone += [e for e, _ in self._dying]   # their bodies' reads come back to nothing
+        self._dying.clear()
         broker = self.vhost.broker
         broker.store_purge(self)
         broker.release_many(self, gone)
@@ -723,6 +834,7 @@ class Queue:
         count = len(gone) + sum(run.paged for run in runs)
         if self.page_file is not None:
             self.page_file.close()
+        self._serve_gets()   # gets waiting for a read: the queue is gone, empty
         return count
 
     def definition(self) -> dict[str, Any]:

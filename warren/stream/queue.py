@@ -24,6 +24,8 @@ import os
 import tempfile
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred
+
 from ..broker.arguments import max_age_ms
 from ..broker.consumers import Consumer
 from ..model.errors import NotImplemented_, PreconditionFailed
@@ -326,7 +328,7 @@ class StreamQueue(Queue):
         """Another protocol's message as a Stream protocol reader gets it (AMQP 1.0)."""
         return CONVERTED.convert(self.log, offset, record, self.vhost.broker.codec)
 
-    def get(self, no_ack: bool) -> QueueEntry | None:
+    def get_later(self, no_ack: bool) -> Deferred:
         raise NotImplemented_(f"basic.get not supported by stream queues {self._resource()}")
 
     # ---------------------------------------------------------------- settlement

@@ -10,6 +10,9 @@ Why it is shaped this way:
   the order the broker made them; batches arriving meanwhile wait and go in the next one.
 - **Cancellation in memory.** A message published and acked within one batch (a fast
   consumer) never reaches the database; a purge drops the queue's pending entries.
+- **Purges in slices.** A purge (or a queue's delete) commits a marker at once; the rows go
+  a slice (about 0.1 s) per transaction after it, and SQLite gives the pages back
+  (``purges.py``): a queue of 10M messages never holds the writer for long.
 - **Failure keeps data.** When a transaction fails (database gone, disk full) the batches go
   back to the head of the queue, ``healthy`` turns False, the waiting Deferreds errback with
   :class:`StoreUnavailable`, and the store retries with a backoff (0.5 s doubling to 5 s) until
@@ -56,8 +59,9 @@ from warren.store.interface import (
     StoreError,
     StoreUnavailable,
 )
-from warren.store.sql import tables
+from warren.store.sql import purges, tables
 from warren.store.sql.migrate import upgrade_engine
+from warren.store.sql.purges import Slicer, SliceWork, sqlite_pragmas
 
 log = Logger()
 
@@ -103,8 +107,6 @@ class PendingBatch:
     #: Queue references already in the database with a new delivery count (delivered then
     #: cleared), applied before ``delivered``; the last count of a reference wins.
     counts: dict[tuple[str, int], int] = field(default_factory=dict)
-    #: Queues whose database rows are all to be deleted (before this batch's inserts).
-    purges: list[str] = field(default_factory=list)
     #: Definitions to upsert (JSON text) or delete (None); the last call wins.
     definitions: dict[tuple[str, str], str | None] = field(default_factory=dict)
     #: Deferreds from ``sync()`` calls made while this batch was the newest.
@@ -112,7 +114,7 @@ class PendingBatch:
 
     def has_writes(self) -> bool:
         return bool(
-            self.records or self.entries or self.acks or self.delivered or self.purges
+            self.records or self.entries or self.acks or self.delivered
             or self.definitions or self.counts
         )
 
@@ -123,6 +125,8 @@ class CommitAttempt:
 
     batches: list[PendingBatch]
     max_msg_id: int
+    #: a slice of the purges under way (and the SQLite vacuum after them), if any
+    slicing: SliceWork | None = None
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     handled: bool = False
@@ -156,6 +160,7 @@ def _engine_for(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
+            sqlite_pragmas(cursor)   # before anything creates a table (``purges.py``)
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
@@ -333,16 +338,6 @@ class SqlStore(MessageStore):
         self._delete_unreferenced = delete(m).where(
             and_(record_match, ~exists().where(qm.c.msg_id == m.c.id))
         )
-        # Purge: first the records only this queue holds, then the queue's references.
-        other = qm.alias("other")
-        self._delete_purged_records = delete(m).where(
-            and_(
-                m.c.id.in_(select(qm.c.msg_id).where(qm.c.queue_key == bindparam("q"))),
-                ~exists().where(and_(other.c.msg_id == m.c.id,
-                                     other.c.queue_key != bindparam("q"))),
-            )
-        )
-        self._delete_queue = delete(qm).where(qm.c.queue_key == bindparam("q"))
         self._mark_delivered = (
             update(qm)
             .where(and_(qm.c.msg_id == bindparam("m"), qm.c.queue_key == bindparam("q")))
@@ -356,12 +351,15 @@ class SqlStore(MessageStore):
         self._delete_definition = delete(d).where(
             and_(d.c.kind == bindparam("k"), d.c.key == bindparam("n"))
         )
+        self._purges = Slicer(self.engine, self._chunks, self._delete_entries,
+                              self._delete_unreferenced, self._delete_definition)
         self._statements_ready = True
 
     def _load_counters(self) -> None:
         with self.engine.connect() as connection:
-            self._seq = connection.execute(
-                select(func.max(tables.queue_messages.c.seq))).scalar() or 0
+            self._seq = max(connection.execute(
+                select(func.max(tables.queue_messages.c.seq))).scalar() or 0,
+                self._purges.load(connection))
             stored_max = connection.execute(
                 select(tables.meta.c.value).where(tables.meta.c.name == "max_msg_id")
             ).scalar()
@@ -384,15 +382,19 @@ class SqlStore(MessageStore):
         with self.engine.connect() as connection:
             with connection.begin():
                 for kind, key, value in connection.execute(select(d.c.kind, d.c.key, d.c.value)):
-                    state.definitions[(kind, key)] = json.loads(value)
+                    if kind != purges.KIND:   # a purge under way: the store's own
+                        state.definitions[(kind, key)] = json.loads(value)
+                purged = self._purges.purging
                 if body_size is not None:
-                    self._recover_lazily(connection, state, body_size)
+                    self._recover_lazily(connection, state, body_size, purged)
                     return state
                 rows = connection.execute(
                     select(qm.c.queue_key, qm.c.msg_id, qm.c.delivered,
-                           qm.c.delivery_count).order_by(qm.c.queue_key, qm.c.seq)
+                           qm.c.delivery_count, qm.c.seq).order_by(qm.c.queue_key, qm.c.seq)
                 )
-                for queue_key, msg_id, delivered, count in rows:
+                for queue_key, msg_id, delivered, count, seq in rows:
+                    if purged and seq <= purged.get(queue_key, 0):
+                        continue   # purged; its slices go on after the start
                     queue = state.queues.get(queue_key)
                     if queue is None:
                         queue = state.queues[queue_key] = RecoveredQueue(queue_key)
@@ -410,20 +412,22 @@ class SqlStore(MessageStore):
 
     @staticmethod
     def _recover_lazily(connection: Connection, state: RecoveredState,
-                        body_size: BodySize) -> None:
+                        body_size: BodySize, purged: dict[str, int]) -> None:
         qm = tables.queue_messages
         m = tables.messages
         shared = set(connection.execute(
             select(qm.c.msg_id).group_by(qm.c.msg_id).having(func.count() > 1)).scalars())
         rows = connection.execution_options(yield_per=5000).execute(
             select(qm.c.queue_key, qm.c.msg_id, qm.c.delivered, qm.c.delivery_count,
-                   m.c.record)
+                   m.c.record, qm.c.seq)
             .join(m, m.c.id == qm.c.msg_id)
             .order_by(qm.c.queue_key, qm.c.seq))
         ids: list[int] = []
         sizes: list[int] = []
         current = None
-        for queue_key, msg_id, delivered, count, record in rows:
+        for queue_key, msg_id, delivered, count, record, seq in rows:
+            if purged and seq <= purged.get(queue_key, 0):
+                continue   # purged; its slices go on after the start
             if queue_key != current:   # rows come queue by queue
                 current, ids, sizes = queue_key, [], []
                 state.queues[queue_key] = RecoveredQueue(queue_key, ids, sizes)
@@ -564,8 +568,10 @@ class SqlStore(MessageStore):
         batch.acks = [a for a in batch.acks if a[0] != queue_key]
         batch.delivered = [a for a in batch.delivered if a[0] != queue_key]
         batch.counts = {a: n for a, n in batch.counts.items() if a[0] != queue_key}
-        if queue_key not in batch.purges:
-            batch.purges.append(queue_key)
+        # every reference of the queue numbered so far dies with this marker's commit; the
+        # rows go a slice per transaction after it (``purges.py``)
+        batch.definitions[(purges.KIND, queue_key)] = purges.marker(self._seq)
+        self._purges.purge(queue_key, self._seq)
         self._schedule()
 
     @staticmethod
@@ -664,6 +670,9 @@ class SqlStore(MessageStore):
     def _take_attempt(self, keep_high_water_mark: bool = False) -> CommitAttempt | None:
         batches = [b for b in self._queue if b.has_writes() or b.waiters]
         self._queue = deque([PendingBatch()])
+        slicing = self._purges.take()
+        if slicing is not None:   # a slice of the purges under way rides along
+            return CommitAttempt(batches or [PendingBatch()], self._max_msg_id, slicing)
         if not batches:
             if keep_high_water_mark and self._max_msg_id > self._committed_max_msg_id:
                 # Every write cancelled in memory: still record the ids used, so a restart
@@ -687,14 +696,15 @@ class SqlStore(MessageStore):
                     self._apply(connection, batch)
                 if attempt.max_msg_id > self._committed_max_msg_id:
                     self._store_max_msg_id(connection, attempt.max_msg_id)
+                if attempt.slicing is not None:
+                    self._purges.slice(connection, attempt.slicing)
+            if attempt.slicing is not None:
+                self._purges.vacuum(attempt.slicing)
         except Exception as error:  # any failure: keep the batches, report, retry later
             attempt.error = error
         self._last_commit_seconds = time.monotonic() - started
 
     def _apply(self, connection: Connection, batch: PendingBatch) -> None:
-        for queue_key in batch.purges:
-            connection.execute(self._delete_purged_records, {"q": queue_key})
-            connection.execute(self._delete_queue, {"q": queue_key})
         if batch.acks:
             by_queue: dict[str, list[int]] = {}
             for queue_key, msg_id in batch.acks:
@@ -790,7 +800,10 @@ class SqlStore(MessageStore):
                 waiters, batch.waiters = batch.waiters, []
                 for waiter in waiters:
                     waiter.callback(None)
-            if (self._queue[-1].has_writes() or self._queue[-1].waiters) and not self._retrying:
+            if attempt.slicing is not None:
+                self._purges.finished(attempt.slicing)
+            if ((self._queue[-1].has_writes() or self._queue[-1].waiters or self._purges.busy)
+                    and not self._retrying):
                 self._schedule()
             return
         self._failures += 1
@@ -820,5 +833,6 @@ class SqlStore(MessageStore):
             "sql_transaction_failures_total": float(self._failures),
             "sql_last_commit_seconds": self._last_commit_seconds,
             "sql_pending_writes": float(pending),
+            "sql_purges_under_way": float(len(self._purges.purging)),
             "sql_healthy": 1.0 if self.healthy else 0.0,
         }

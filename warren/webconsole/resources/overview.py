@@ -224,7 +224,10 @@ def aliveness(call: Call) -> Any:
                   props=Properties())
     # the console publishes as the broker: the check above is the one RabbitMQ makes
     call.broker.publisher(vh, None).publish(vh.default_exchange, msg)
-    entry = q.get(no_ack=True)
+    return q.get_later(no_ack=True).addCallback(_aliveness_answer, call)
+
+
+def _aliveness_answer(entry: Any, call: Call) -> dict[str, str]:
     if entry is None or bytes(entry.message.body) != b"test_message":
         call.status = 503
         return {"status": "failed", "reason": "aliveness test message not received"}

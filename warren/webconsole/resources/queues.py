@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from twisted.internet.defer import Deferred
+
 from ...model.errors import NotFound
 from ...broker.jsonvalue import jsonable
 from ...broker.compact import ENTRY_BYTES
-from ...model.message import OVERHEAD, Properties
+from ...model.message import OVERHEAD, Properties, QueueEntry
 from ...broker.move import move_messages
 from ...broker.queue import Queue
 from ...broker.stats import queue_depths, with_deliver_get, with_rates
@@ -143,7 +145,7 @@ def purge_queue(call: Call) -> None:
     call.status = 204
 
 
-def get_messages(call: Call) -> list[dict[str, Any]]:
+def get_messages(call: Call) -> Deferred:
     """POST .../get: take up to ``count`` messages, then ack, requeue or reject them all."""
     vh, q = _queue(call)
     body = call.obj()
@@ -158,13 +160,43 @@ def get_messages(call: Call) -> list[dict[str, Any]]:
     truncate = as_int(truncate, "truncate", minimum=0) if truncate not in (None, "") else None
     call.check(vh.name, "read", "queue", q.name)
     q.check_access(None)           # another connection's exclusive queue: 405 locked
-    entries, remaining = [], []
-    for _ in range(count):
-        entry = q.get(no_ack=False)
-        if entry is None:
-            break
-        entries.append(entry)
-        remaining.append(q.message_count)   # basic.get-ok's message_count
+    entries: list[QueueEntry] = []
+    remaining: list[int] = []
+    done: Deferred = Deferred()
+
+    def took(entry: QueueEntry | None) -> bool:
+        """True: take another."""
+        if entry is not None:
+            entries.append(entry)
+            remaining.append(q.message_count)   # basic.get-ok's message_count
+            if len(entries) < count:
+                return True
+        done.callback(_got_messages(q, entries, remaining, ackmode, encoding, truncate))
+        return False
+
+    def go_on(entry: QueueEntry | None) -> None:
+        if took(entry):
+            more()
+
+    def more() -> None:
+        # one get at a time, in a loop while each is answered at once
+        while True:
+            got: list[QueueEntry | None] = []
+            waiting = q.get_later(no_ack=False)
+            waiting.addCallback(got.append)
+            if not got:   # a paged-out body is being read off the reactor thread
+                waiting.addCallback(lambda _: go_on(got[0]))
+                return
+            if not took(got[0]):
+                return
+
+    more()
+    return done
+
+
+def _got_messages(q: Any, entries: list[QueueEntry], remaining: list[int], ackmode: str,
+                  encoding: str, truncate: int | None) -> list[dict[str, Any]]:
+    """The answer to a get of the API, and the ackmode applied to what it took."""
     out = []
     for e, left in zip(entries, remaining):
         m = e.message
@@ -226,9 +258,8 @@ def move(call: Call) -> Any:
     q.check_access(None)
     dest.check_access(None)
     moved = move_messages(q, dest, count)
-    d = call.broker.sync()
-    d.addCallback(lambda _: {"moved": moved})
-    return d
+    moved.addCallback(lambda n: call.broker.sync().addCallback(lambda _: {"moved": n}))
+    return moved
 
 
 def queue_bindings(call: Call) -> list[dict[str, Any]]:
