@@ -61,6 +61,19 @@ def test_symbol_array_round_trips():
     assert back == value and back.code == 0xa3
 
 
+def test_an_array_of_maps_or_lists_shares_the_32_bit_constructor():
+    # an element that fits the compact form is widened: proton reads every element
+    value = Array(0xd1, [{Symbol("a"): 1}, {Symbol("b"): "x" * 300}, {}])
+    data = encode(value)
+    back = decode(data)
+    assert back == value and back.code == 0xd1
+    got = proton.Data()
+    got.decode(data)
+    got.next()
+    assert list(got.get_py_array().elements) == [{"a": 1}, {"b": "x" * 300}, {}]
+    assert decode(encode(Array(0xd0, [[], [1, "two"]]))) == [[], [1, "two"]]
+
+
 def test_open_as_proton_encodes_it():
     data = proton.Data()
     data.put_described()

@@ -380,6 +380,14 @@ def _widen(item: Any, code: int) -> bytearray:
     elif code in (0xa0, 0xa1, 0xa3):
         data = item if isinstance(item, bytes) else str(item).encode("utf-8")
         out += bytes((len(data),)) + data
+    elif code in (0xd0, 0xd1):
+        # a list or map in the compact form: an array's elements share the 32-bit one
+        one = bytearray()
+        _encode(item, one)
+        if one[0] in (0xc0, 0xc1):
+            out += struct.pack(">II", one[1] + 3, one[2]) + one[3:]
+        else:                           # the empty list (0x45)
+            out += struct.pack(">II", 4, 0)
     else:
         raise TypeError(f"cannot put {item!r} in an array of 0x{code:02x}")
     return out

@@ -34,10 +34,13 @@ key starts with ``x-`` becomes a header of that name, and a header whose name st
 properties. An annotation's maps and lists become tables and arrays and back; an
 application property holds simple values only, so a table or array header is not one.
 So annotations and application properties survive a 1.0 -> 1.0 trip through a queue, and
-0-9-1 clients see the annotations as the ``x-`` headers RabbitMQ gives them. On delivery the
-annotations ``x-exchange`` and ``x-routing-key`` say where the message was published, as
-RabbitMQ 4 sets them. Delivery annotations are for one hop only (spec 3.2.2) and are not
-kept, as RabbitMQ 4 ignores them.
+0-9-1 clients see the annotations as the ``x-`` headers RabbitMQ gives them. The dead-letter
+history is the exception, as in RabbitMQ 4: the ``x-death`` header reaches a 1.0 receiver as
+the ``x-opt-deaths`` annotation (an array of maps), and an ``x-opt-deaths`` of that shape a
+1.0 sender gives reaches 0-9-1 consumers as ``x-death`` (``_x_opt_deaths``, ``_x_death``).
+On delivery the annotations ``x-exchange`` and ``x-routing-key`` say where the message was
+published, as RabbitMQ 4 sets them. Delivery annotations are for one hop only (spec 3.2.2)
+and are not kept, as RabbitMQ 4 ignores them.
 
 RabbitMQ 4 keeps an AMQP 1.0 message whole, so what has no 0-9-1 form still reaches an AMQP
 1.0 receiver: annotations without the ``x-`` prefix, with a ulong key, or with a value no
@@ -51,13 +54,13 @@ the usual case adds nothing.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, unquote
 from uuid import UUID
 
 from ..model.message import Properties
-from .codec import (Composite, DecodeError, Symbol, Timestamp, UByte, UInt,
+from .codec import (Array, Composite, DecodeError, Symbol, Timestamp, UByte, UInt, ULong,
                     decode_message, encode, encode_message)
 from .mqtt import MQTT_HEADERS
 
@@ -82,6 +85,8 @@ _INTERNAL = ("x-basic-", "x-exchange", "x-routing-key")
 #: shared by every such message, and known on delivery without decoding
 _ENCODED_ONLY = encode_message({"delivery_annotations": {_ENCODED: True}})
 _MQTT = Symbol("mqtt")              # an MQTT publish (below)
+#: the dead-letter history as RabbitMQ 4 gives it to AMQP 1.0 receivers (``deaths``, below)
+_DEATHS = Symbol("x-opt-deaths")
 #: the ``amqp1_sections`` of an MQTT publish with a Response Topic or Correlation Data: a 1.0
 #: receiver gets them as RabbitMQ 4's ``mc_mqtt`` gives them (a reply-to address on the
 #: MQTT exchange, binary correlation data), not as the 0-9-1 reply-to and correlation-id
@@ -120,6 +125,74 @@ def _amqp1_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [v for v in map(_amqp1_value, value) if v is not _DROP]
     return _DROP                        # decimals
+
+
+def _x_opt_deaths(x_death: Any) -> Array | None:
+    """The ``x-death`` header as RabbitMQ 4's ``x-opt-deaths`` annotation: an array of maps,
+    most recent death first, each with the symbol keys ``ttl`` (uint, only when the message
+    had a per-message TTL: ``original-expiration``), ``queue``, ``reason`` (a symbol),
+    ``count`` (ulong), ``first-time`` and ``last-time`` (timestamps), ``exchange`` and
+    ``routing-keys`` (an array of strings), in that order. The header keeps one time per
+    death, the first, in seconds: it is both times here. None when the header is no
+    history (not an array of tables)."""
+    if not isinstance(x_death, list):
+        return None
+    deaths = Array(0xd1)
+    for death in x_death:
+        if not isinstance(death, dict):
+            return None
+        fields = {k: _text(v) for k, v in death.items()}
+        when = death.get("time")
+        ms = Timestamp(int(when.timestamp()) * 1000 if isinstance(when, datetime)
+                       else int(when or 0) * 1000)
+        keys = death.get("routing-keys")
+        entry: dict[Symbol, Any] = {}
+        ttl = fields.get("original-expiration")
+        if isinstance(ttl, str) and ttl.isdigit():
+            entry[Symbol("ttl")] = UInt(int(ttl))
+        entry[Symbol("queue")] = str(fields.get("queue", ""))
+        entry[Symbol("reason")] = Symbol(str(fields.get("reason", "")))
+        entry[Symbol("count")] = ULong(int(death.get("count") or 0))
+        entry[Symbol("first-time")] = ms
+        entry[Symbol("last-time")] = ms
+        entry[Symbol("exchange")] = str(fields.get("exchange", ""))
+        entry[Symbol("routing-keys")] = Array(0xb1, [
+            str(_text(k)) for k in keys] if isinstance(keys, list) else [])
+        deaths.append(entry)
+    return deaths
+
+
+def _x_death(deaths: Any) -> list[dict[str, Any]] | None:
+    """An ``x-opt-deaths`` annotation as the ``x-death`` header 0-9-1 consumers get, as
+    RabbitMQ 4's ``mc_amqpl`` converts it: each map's first-time as the table's time (in
+    seconds), its ttl as ``original-expiration``. None when it is not RabbitMQ 4's shape
+    (an array of such maps): RabbitMQ 4 then gives 0-9-1 consumers no ``x-death``."""
+    if not isinstance(deaths, Array) or not all(isinstance(d, dict) for d in deaths):
+        return None
+    tables = []
+    for death in deaths:
+        queue, reason, exchange = (death.get(k) for k in ("queue", "reason", "exchange"))
+        count, first, keys = (death.get(k) for k in ("count", "first-time", "routing-keys"))
+        if not (isinstance(queue, str) and isinstance(reason, str)
+                and isinstance(exchange, str) and isinstance(count, int)
+                and isinstance(first, Timestamp) and isinstance(keys, list)
+                and all(isinstance(k, str) for k in keys)):
+            return None
+        table: dict[str, Any] = {}
+        ttl = death.get("ttl")
+        if isinstance(ttl, int) and not isinstance(ttl, bool):
+            table["original-expiration"] = str(ttl)
+        table.update({"count": int(count), "reason": str(reason), "queue": str(queue),
+                      "time": datetime.fromtimestamp(first // 1000, tz=timezone.utc),
+                      "exchange": str(exchange), "routing-keys": [str(k) for k in keys]})
+        tables.append(table)
+    return tables
+
+
+def _text(value: Any) -> Any:
+    """A header's string as text (0-9-1 decodes a long string as bytes)."""
+    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) \
+        else value
 
 
 def properties_from(sections: dict[str, Any]) -> Properties:
@@ -161,9 +234,13 @@ def properties_from(sections: dict[str, Any]) -> Properties:
             props.timestamp = int(p.creation_time) // 1000
     # the x- annotations first, then the application properties, as RabbitMQ 4 orders
     # them for 0-9-1 (mc_amqpl) and MQTT (mc_mqtt's User Properties)
-    headers = {}
+    headers: dict[str, Any] = {}
     for key, value in (sections.get("message_annotations") or {}).items():
-        if _is_header(key):
+        if key == _DEATHS:
+            history = _x_death(value)   # RabbitMQ 4's history: x-death, if it is one
+            if history is not None:
+                headers["x-death"] = history
+        elif _is_header(key):
             value = _header_value(value)
             if value is not _DROP:
                 headers[str(key)] = value
@@ -221,7 +298,8 @@ def _id_value(text: str | None) -> Any:
 def _is_header(key: Any) -> bool:
     """An annotation 0-9-1 has as a header: an ``x-`` key but the internal ones (RabbitMQ
     4's ``mc_amqpl``)."""
-    return isinstance(key, str) and key.startswith("x-") and not key.startswith(_INTERNAL)
+    return isinstance(key, str) and key.startswith("x-") and not key.startswith(_INTERNAL) \
+        and key != _DEATHS
 
 
 def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> bytes | None:
@@ -232,7 +310,8 @@ def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> 
     usual case: nothing is added)."""
     annotations = {key: value for key, value in
                    (sections.get("message_annotations") or {}).items()
-                   if not _is_header(key) or _header_value(value) != value}   # lossy
+                   if (_x_death(value) is None if key == _DEATHS       # x-death holds it
+                       else not _is_header(key) or _header_value(value) != value)}  # lossy
     footer = sections.get("footer") or None
     notes: dict[Symbol, Any] = {}
     p = sections.get("properties")
@@ -414,7 +493,11 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
         annotations[Symbol("x-basic-type")] = props.type
     app: dict[str, Any] = {}
     id_headers = {_ID_HEADERS[name] for name in sent_ids}    # the ids are properties again
+    deaths = None
     for key, value in (props.headers or {}).items():
+        if key == "x-death":
+            deaths = _x_opt_deaths(value)   # no annotation of its own (``mc_amqpl``)
+            continue
         value = _amqp1_value(value)
         if value is _DROP or key in id_headers:
             continue
@@ -424,6 +507,8 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
         elif not isinstance(value, (dict, list)):
             app[key] = value            # a table or array is no application property
     annotations.update(kept.get("message_annotations") or {})
+    if deaths is not None:
+        annotations[_DEATHS] = deaths
     if "footer" in kept:
         sections["footer"] = kept["footer"]
     annotations[Symbol("x-exchange")] = exchange
