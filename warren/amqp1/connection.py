@@ -28,7 +28,8 @@ from ..amqp1_message.codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, 
 from .errors import ConnectionError_, LinkError, SessionError, condition_of, error
 from .filters import receiver_filters
 from .links import CoordinatorLink, ReceivingLink, SendingLink, Session, settle
-from ..amqp1_message.mapping import body_from, extra_sections, properties_from, publisher_note
+from ..amqp1_message.mapping import (body_from, cc_of, extra_sections, properties_from,
+                                     publisher_note)
 from .subscriptions import unsubscribe
 from .termini import Node, delete_own_queue, source_node, target_node
 from .packed_frames import HEADER_SIZE, accepted_frame, transfer_header
@@ -598,6 +599,8 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
                           ttl=int(props.expiration) if props.expiration else None)
         message.amqp1_sections = extra_sections(
             sections, self.local_token if self.no_local else None)
+        if "message_annotations" in sections:
+            message.cc = cc_of(sections)
         try:
             exchange = self.publisher.exchange(link.exchange)
             if txn is not None:

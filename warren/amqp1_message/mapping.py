@@ -259,6 +259,16 @@ def properties_from(sections: dict[str, Any]) -> Properties:
     return props
 
 
+def cc_of(sections: dict[str, Any]) -> list[str] | None:
+    """The routing keys a message's ``x-cc`` annotation adds to its address's, as RabbitMQ
+    4 routes them (sender-selected distribution): a list of strings. Any other value routes
+    nothing more (RabbitMQ 4 reads a list only); it still travels as an annotation."""
+    cc = (sections.get("message_annotations") or {}).get("x-cc")
+    if type(cc) is not list:            # an Array is no list to RabbitMQ 4 either
+        return None
+    return [str(key) for key in cc if isinstance(key, str)] or None
+
+
 def _reply_to_091(address: str) -> str | None:
     """A reply-to address as 0-9-1 holds it: a queue's v2 address as the queue's name (a
     0-9-1 responder publishes to it through the default exchange), any other as it is

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def _routing_keys(message: Message) -> list[str]:
-    keys = [message.routing_key]
+    keys = [message.routing_key, *(message.cc or ())]   # an AMQP 1.0 sender's x-cc
     headers = message.headers
     for h in ("CC", "BCC"):
         extra = headers.get(h)

@@ -313,6 +313,8 @@ class VirtualHost:
     # ---------------------------------------------------------------- routing
     def route(self, exchange: Exchange, message: Message) -> list[Queue]:
         """Queues for a message: through e2e bindings and alternate exchanges, no duplicates."""
+        if message.cc is not None:
+            return self._route_cc(exchange, message)
         if exchange is self.default_exchange:
             q = self.queues.get(message.routing_key)
             return [q] if q is not None else []
@@ -345,6 +347,16 @@ class VirtualHost:
                 return list(queues.values())
             visited.add(id(ex))
             dests = ex.route(message)
+
+    def _route_cc(self, exchange: Exchange, message: Message) -> list[Queue]:
+        """RabbitMQ's sender-selected distribution: the queues of the routing key and of each
+        key in ``message.cc``, each queue once. Each key routes a stand-in message (the rare
+        case: the usual one pays one attribute test)."""
+        queues: dict[int, Queue] = {}
+        for key in (message.routing_key, *(message.cc or ())):
+            for q in self.route(exchange, message.with_changes(routing_key=key)):
+                queues.setdefault(id(q), q)
+        return list(queues.values())
 
     def publish(self, exchange: Exchange, message: Message) -> Routed:
         """Route and enqueue one message; persistent messages go to the store first."""

@@ -109,6 +109,7 @@ class Message:
         "refs",         # number of queues holding the message (for store and memory release)
         "paged",        # True when the body was dropped from memory and lives in the store only
         "amqp1_sections",  # AMQP 1.0 sections the properties have no place for, or None
+        "cc",           # routing keys besides routing_key (RabbitMQ's CC), or None; routing only
     )
 
     def __init__(
@@ -138,6 +139,7 @@ class Message:
         self.refs = 0
         self.paged = False
         self.amqp1_sections: bytes | None = None
+        self.cc: list[str] | None = None
         if persistent is None or priority is None or ttl is _UNSET:
             p = self.properties
             persistent = p.delivery_mode == 2 if persistent is None else persistent
@@ -173,6 +175,7 @@ class Message:
         m.priority = priority
         m.ttl = ttl
         m.amqp1_sections = None
+        m.cc = None
         return m
 
     @property
