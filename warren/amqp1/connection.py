@@ -344,7 +344,8 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         if channel in self.sessions:
             raise ConnectionError_("amqp:connection:framing-error",
                                    f"begin on channel {channel} already in use")
-        session = Session(channel, channel, int(p.next_outgoing_id or 0), INCOMING_WINDOW)
+        session = Session(channel, channel, int(p.next_outgoing_id or 0), INCOMING_WINDOW,
+                          int(p.incoming_window or 0))
         self.sessions[channel] = session
         self.send(Composite("begin", remote_channel=channel, next_outgoing_id=0,
                             incoming_window=INCOMING_WINDOW, outgoing_window=WINDOW,
@@ -434,12 +435,14 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         """A flow for a link, or (no handle) for the session alone: its windows."""
         self.send(Composite("flow", next_incoming_id=session.next_incoming_id,
                             incoming_window=session.incoming_window,
-                            next_outgoing_id=session.next_outgoing_id,
+                            next_outgoing_id=session.next_transfer_id,
                             outgoing_window=WINDOW, handle=handle,
                             delivery_count=delivery_count, link_credit=credit),
                   session.channel)
 
     def _on_flow(self, session: Session, p: Composite, _payload: bytes) -> None:
+        if p.incoming_window is not None:
+            self._remote_window(session, p)
         if p.handle is None:
             return
         link = session.links.get(int(p.handle))
@@ -457,6 +460,19 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
             self._flow(session, link.handle, link.delivery_count, 0)
         elif p.echo:
             self._flow(session, link.handle, link.delivery_count, link.credit)
+
+    def _remote_window(self, session: Session, p: Composite) -> None:
+        """The client's incoming window, from its flow (spec 2.5.6: the transfers it takes
+        from the next one it expects, or from our first when it names none); when it opens
+        again, the session's receivers take what waits for them."""
+        start = int(p.next_incoming_id) if p.next_incoming_id is not None else 0
+        window = (start + int(p.incoming_window) - session.next_transfer_id) & 0xFFFFFFFF
+        was = session.remote_incoming_window
+        session.remote_incoming_window = window if window <= 0x7FFFFFFF else 0
+        if was <= 0 < window:
+            for link in list(session.links.values()):
+                if isinstance(link, ReceivingLink) and link.credit:
+                    link.queue.dispatch()
 
     def _on_detach(self, session: Session, p: Composite, _payload: bytes) -> None:
         handle = int(p.handle)
@@ -664,6 +680,8 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
     def send_transfer(self, session: Session, handle: int, delivery_id: int, payload: bytes,
                       settled: bool) -> None:
         if HEADER_SIZE + len(payload) <= self.max_frame:   # the usual case: one frame
+            session.next_transfer_id = (session.next_transfer_id + 1) & 0xFFFFFFFF
+            session.remote_incoming_window -= 1
             self.write_parts((transfer_header(session.channel, handle, delivery_id, settled,
                                               len(payload)), payload))
             return
@@ -673,6 +691,9 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         room = self.max_frame - len(encode_frame(first, session.channel)) - 8   # 8: more=true
         more = Composite("transfer", handle=handle)
         chunks = [payload[i:i + room] for i in range(0, len(payload), room)]
+        # a delivery once begun is sent whole: its frames may go past the window's end
+        session.next_transfer_id = (session.next_transfer_id + len(chunks)) & 0xFFFFFFFF
+        session.remote_incoming_window -= len(chunks)
         for i, chunk in enumerate(chunks):
             perf = first if i == 0 else more
             perf.more = i < len(chunks) - 1 or None

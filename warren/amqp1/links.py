@@ -24,10 +24,15 @@ from ..amqp1_message.mapping import sections_for
 
 class Session:
     def __init__(self, channel: int, remote_channel: int, next_incoming_id: int,
-                 incoming_window: int) -> None:
+                 incoming_window: int, remote_incoming_window: int = 0xFFFFFFFF) -> None:
         self.channel = channel
         self.remote_channel = remote_channel
         self.next_outgoing_id = 0            # our delivery ids
+        # our transfer frames (spec 2.5.6): the id of the next one, and how many more the
+        # client takes before its next flow widens its incoming window (its begin's, then
+        # each flow's next-incoming-id + incoming-window - our next transfer id)
+        self.next_transfer_id = 0
+        self.remote_incoming_window = remote_incoming_window
         # the client's transfer frames we take (spec 2.5.6): the id of the next one and how
         # many more it may send before we widen the window again
         self.next_incoming_id = next_incoming_id
@@ -122,7 +127,8 @@ class ReceivingLink:
 
     def has_credit(self) -> bool:
         conn = self.conn
-        return self.credit > 0 and not conn.closed and not conn.write_paused
+        return self.credit > 0 and self.session.remote_incoming_window > 0 \
+            and not conn.closed and not conn.write_paused
 
     def deliver(self, queue: Any, entry: Any) -> None:
         if self._drop_local and self._is_local(entry.message):
