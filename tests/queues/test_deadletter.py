@@ -40,6 +40,19 @@ def test_reject_without_requeue_dead_letters_with_x_death(channel, unique):
     assert h["x-first-death-exchange"] == ""
 
 
+def test_x_death_routing_keys_hold_cc_but_not_bcc(channel, unique):
+    # RabbitMQ 4 records the CC keys and keeps the BCC ones out (and drops the header)
+    work, dlq = _dlx_setup(channel, unique)
+    channel.basic_publish("", work, b"m1", pika.BasicProperties(
+        headers={"CC": [f"{unique}.c"], "BCC": [f"{unique}.b"]}))
+    method, _, _ = channel.basic_get(work)
+    channel.basic_reject(method.delivery_tag, requeue=False)
+    [(_m, props, _body)] = wait_until(channel.connection, lambda: drain(channel, dlq),
+                                      what="dlq")
+    assert props.headers["x-death"][0]["routing-keys"] == [work, f"{unique}.c"]
+    assert props.headers["CC"] == [f"{unique}.c"] and "BCC" not in props.headers
+
+
 def test_nack_without_requeue_dead_letters_but_requeue_does_not(channel, unique):
     work, dlq = _dlx_setup(channel, unique)
     channel.basic_publish("", work, b"a")
