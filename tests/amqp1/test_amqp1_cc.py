@@ -1,10 +1,12 @@
 """Sender-selected distribution from AMQP 1.0, as RabbitMQ 4 does it: the ``x-cc`` message
 annotation (a list of strings) adds routing keys to the address's, each queue gets the
-message once, and receivers see ``x-cc`` as sent (an annotation over 1.0, a header over
-0-9-1) with ``x-routing-key`` the address's key. Any other ``x-cc`` routes nothing more."""
+message once, and receivers see the keys as RabbitMQ 4 maps them (``x-cc`` over 1.0, the
+``CC`` header over 0-9-1, and a 0-9-1 ``CC`` is ``x-cc`` over 1.0) with ``x-routing-key``
+the address's key. Any other ``x-cc`` routes nothing more."""
 
 from __future__ import annotations
 
+import pika
 from proton import UNDESCRIBED, Array, Data, Message, symbol
 
 from tests.polling import eventually
@@ -40,9 +42,20 @@ def test_x_cc_routes_by_every_key_once_per_queue(amqp1, channel, unique):
     assert got.annotations["x-routing-key"] == f"{unique}.k1"
     _method, props, body = eventually(
         lambda: got_one(channel.basic_get(f"{unique}-k1", auto_ack=True)), "a message")
-    assert props.headers == {"x-cc": [f"{unique}.k2", f"{unique}.k3"]}
+    assert props.headers == {"CC": [f"{unique}.k2", f"{unique}.k3"]}   # as RabbitMQ 4
     assert eventually(lambda: depth(channel, f"{unique}-both") == 1 or None, "one copy")
     assert depth(channel, f"{unique}-none") == 0
+
+
+def test_a_091_cc_header_reaches_10_as_x_cc(amqp1, channel, unique):
+    channel.queue_declare(unique)
+    channel.basic_publish("", unique, b"cc", pika.BasicProperties(
+        headers={"CC": ["a", "b"], "other": "o"}))
+    receiver = amqp1.create_receiver(f"/queues/{unique}")
+    got = receiver.receive(timeout=30)
+    receiver.accept()
+    assert got.annotations["x-cc"] == ["a", "b"]
+    assert got.properties == {"other": "o"}
 
 
 def test_x_cc_on_the_default_exchange_names_queues(amqp1, channel, unique):

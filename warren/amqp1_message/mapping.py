@@ -38,6 +38,8 @@ So annotations and application properties survive a 1.0 -> 1.0 trip through a qu
 history is the exception, as in RabbitMQ 4: the ``x-death`` header reaches a 1.0 receiver as
 the ``x-opt-deaths`` annotation (an array of maps), and an ``x-opt-deaths`` of that shape a
 1.0 sender gives reaches 0-9-1 consumers as ``x-death`` (``_x_opt_deaths``, ``_x_death``).
+So are sender-selected routing keys: a list in the ``x-cc`` annotation is the ``CC`` header
+and back.
 On delivery the annotations ``x-exchange`` and ``x-routing-key`` say where the message was
 published, as RabbitMQ 4 sets them. Delivery annotations are for one hop only (spec 3.2.2)
 and are not kept, as RabbitMQ 4 ignores them.
@@ -87,6 +89,8 @@ _ENCODED_ONLY = encode_message({"delivery_annotations": {_ENCODED: True}})
 _MQTT = Symbol("mqtt")              # an MQTT publish (below)
 #: the dead-letter history as RabbitMQ 4 gives it to AMQP 1.0 receivers (``deaths``, below)
 _DEATHS = Symbol("x-opt-deaths")
+#: sender-selected routing keys: 0-9-1's ``CC`` header is this annotation and back
+_CC = Symbol("x-cc")
 #: the ``amqp1_sections`` of an MQTT publish with a Response Topic or Correlation Data: a 1.0
 #: receiver gets them as RabbitMQ 4's ``mc_mqtt`` gives them (a reply-to address on the
 #: MQTT exchange, binary correlation data), not as the 0-9-1 reply-to and correlation-id
@@ -240,6 +244,10 @@ def properties_from(sections: dict[str, Any]) -> Properties:
             history = _x_death(value)   # RabbitMQ 4's history: x-death, if it is one
             if history is not None:
                 headers["x-death"] = history
+        elif key == "x-cc" and type(value) is list:
+            value = _header_value(value)
+            if value is not _DROP:
+                headers["CC"] = value   # sender-selected keys: 0-9-1's CC (``mc_amqpl``)
         elif _is_header(key):
             value = _header_value(value)
             if value is not _DROP:
@@ -514,6 +522,8 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
         if key.startswith("x-"):
             if key not in MQTT_HEADERS and not (mqtt and key == "x-correlation-id"):
                 annotations[Symbol(key)] = value    # not the MQTT front end's own
+        elif key == "CC" and isinstance(value, list):
+            annotations[_CC] = value    # no application property holds a list (``mc_amqpl``)
         elif not isinstance(value, (dict, list)):
             app[key] = value            # a table or array is no application property
     annotations.update(kept.get("message_annotations") or {})
