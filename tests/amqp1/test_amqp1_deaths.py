@@ -132,7 +132,7 @@ def test_x_opt_deaths_sent_over_10_is_x_death_to_pika(amqp1, channel, unique):
         "routing-keys": ["k1", "k2"]}]}
 
 
-def test_x_opt_deaths_of_another_shape_is_no_x_death(amqp1, channel, unique):
+def test_x_opt_deaths_of_another_shape_is_no_x_death(broker, amqp1, channel, unique):
     # RabbitMQ 4 converts only an array of its maps: a list is kept for 1.0 receivers
     # as sent, and a 0-9-1 consumer gets no x-death from it
     channel.queue_declare(unique)
@@ -150,3 +150,4 @@ def test_x_opt_deaths_of_another_shape_is_no_x_death(amqp1, channel, unique):
     sender.send(message)
     got = receive(amqp1, f"/queues/{unique}")
     assert got.annotations["x-opt-deaths"] == [1, "two"]
+    assert "Traceback" not in broker.log()
