@@ -265,6 +265,7 @@ class Pager:
         message.raw_props = None
         message._props = None
         message.amqp1_sections = None
+        message.cc = None
         message.codec = self.broker.codec
         message.persistent = where < 0
         message.priority = priority
