@@ -32,6 +32,7 @@ from .framing import (ACCESS_REQUEST_OK_PAYLOAD, FRAME_BODY, FRAME_HEADER, FRAME
                       deliver_payload, encode_method, from_0_8, method_frame, parse_ack,
                       parse_content_header, parse_publish, shortstr, unvalidated)
 from .properties import CODEC, with_int_header
+from .sender_selected import may_carry_routes, with_header_routes
 from .wire_errors import ChannelError, UnexpectedFrame
 
 if TYPE_CHECKING:
@@ -413,6 +414,8 @@ class Channel:
             if len(props) >= 2 and props[1] & _USER_ID_FLAG:
                 self._check_user_id(msg)
             msg = publisher.reply_to(msg, self.reply_to)
+            if may_carry_routes(props):
+                msg = with_header_routes(msg)
         if not self.conn.published:
             self.conn.started_publishing()
         if self.confirm:
