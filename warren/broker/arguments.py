@@ -20,7 +20,7 @@ MAX_EXPIRY = 4294967295
 MAX_PRIORITY = 255
 
 
-def _type_name(v: Any) -> str:
+def field_type_name(v: Any) -> str:
     """The AMQP field-table type name RabbitMQ prints for a value (pika/pamqp encodings)."""
     import datetime
     import decimal
@@ -52,7 +52,7 @@ def _erl_string(text: str) -> str:
 
 def _int(v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(_erl_string(f"expected integer, got {_type_name(v)}"))
+        raise ValueError(_erl_string(f"expected integer, got {field_type_name(v)}"))
     return v
 
 
@@ -101,7 +101,7 @@ def _number(v: Any) -> int | float:
     if isinstance(v, decimal.Decimal) and v.is_finite():
         v = int(v) if v == v.to_integral_value() else float(v)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
-        raise ValueError(_erl_string(f"expected number, got {_type_name(v)}"))
+        raise ValueError(_erl_string(f"expected number, got {field_type_name(v)}"))
     if v < 0:
         raise ValueError(f"{{value_negative,{v}}}")
     return v
@@ -111,7 +111,7 @@ def _string(v: Any) -> str:
     if isinstance(v, bytes):
         v = v.decode("utf-8", "replace")
     if not isinstance(v, str):
-        raise ValueError(f"{{unacceptable_type,{_type_name(v)}}}")
+        raise ValueError(f"{{unacceptable_type,{field_type_name(v)}}}")
     return v
 
 
@@ -124,7 +124,7 @@ def _overflow(v: Any) -> str:
 
 def _boolean(v: Any) -> bool:
     if not isinstance(v, bool):
-        raise ValueError(f"{{unacceptable_type,{_type_name(v)}}}")
+        raise ValueError(f"{{unacceptable_type,{field_type_name(v)}}}")
     return v
 
 
@@ -153,7 +153,7 @@ def max_age_ms(text: str) -> int:
 def _max_age(v: Any) -> str:
     """check_max_age_arg: a longstr naming an age; kept as written."""
     if not isinstance(v, (str, bytes)):
-        raise ValueError(f"{{unacceptable_type,{_type_name(v)}}}")
+        raise ValueError(f"{{unacceptable_type,{field_type_name(v)}}}")
     s = _string(v)
     max_age_ms(s)
     return s

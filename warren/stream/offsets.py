@@ -13,7 +13,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from ..broker.arguments import _type_name, max_age_ms
+from ..broker.arguments import field_type_name, max_age_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,4 +44,4 @@ def parse_offset(value: Any, now_ms: int) -> OffsetSpec:
     if isinstance(value, int) and not isinstance(value, bool):
         # RabbitMQ takes any integer; one before the log's start reads from the start
         return OffsetSpec("offset", value)
-    raise ValueError(f"{{invalid_offset_arg,{_type_name(value)}}}")
+    raise ValueError(f"{{invalid_offset_arg,{field_type_name(value)}}}")
