@@ -14,6 +14,7 @@ from warren.broker.broker import Broker
 from warren.model.errors import AccessRefused, NotFound, PreconditionFailed
 from warren.model.message import Message, Properties
 from warren.broker.replyto import REPLY_TO, direct_reply_to
+from tests.deferreds import fired
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def test_direct_reply_to_for_any_publisher(broker):
     with pytest.raises(PreconditionFailed, match="fast reply consumer does not exist"):
         pub.publish(pub.exchange(""), message("", "rpc", reply_to=REPLY_TO))
     pub.publish(pub.exchange(""), message("", "rpc", reply_to=REPLY_TO), sub)
-    request = vh.queue("rpc").get(True).message
+    request = fired(vh.queue("rpc").get_later(True)).message
     assert request.properties.reply_to == sub.address
     routed = pub.publish(pub.exchange(""), message("", request.properties.reply_to))
     assert routed.queues == [sub] and len(requester.got) == 1

@@ -83,6 +83,8 @@ class Net:
             proc.start(wait=False)
         for proc in self.procs.values():
             proc.wait_ready()
+        # wait_ready starts a broker again on new ports when one it was given was taken
+        self.apis = {n: ApiClient(p.http_url) for n, p in self.procs.items()}
         for name, conns in connectors.items():
             for c in conns:
                 eventually(lambda n=name, c=c: self.connector(n, c["name"])["status"]

@@ -22,10 +22,11 @@ if TYPE_CHECKING:
 
 
 def _routing_keys(message: Message) -> list[str]:
-    """The keys a death records: the routing key and the CC ones (0-9-1's header, an AMQP
-    1.0 sender's x-cc), never the BCC ones (RabbitMQ 4 keeps those out of the history)."""
+    """The keys a death records: the routing key and the CC ones (0-9-1's header; an AMQP
+    1.0 sender's x-cc list is that header too), never the BCC ones (RabbitMQ keeps those out
+    of the history). ``message.cc`` is not read: it holds the BCC keys too, for routing."""
     keys = [message.routing_key]
-    extra = message.cc if message.cc is not None else message.headers.get("CC")
+    extra = message.headers.get("CC")
     if isinstance(extra, list):
         keys.extend(str(k.decode() if isinstance(k, bytes) else k) for k in extra)
     return keys
