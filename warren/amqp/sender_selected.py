@@ -45,10 +45,7 @@ def with_header_routes(msg: Message) -> Message:
     if "BCC" in headers:
         kept = dict(headers)
         del kept["BCC"]
-        copy = Message(msg.exchange, msg.routing_key, msg.body, codec=msg.codec,
-                       props=msg.properties.copy(headers=kept))
-        copy.amqp1_sections = msg.amqp1_sections
-        msg = copy
+        msg = msg.with_changes(props=msg.properties.copy(headers=kept))
     msg.cc = keys
     return msg
 
