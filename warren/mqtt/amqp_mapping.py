@@ -50,11 +50,6 @@ def build_message(broker: Any, exchange: str, topic: str, payload: bytes, qos: i
                   retain: bool, props: dict[str, Any], publisher: str | None) -> Message:
     """A core message for an MQTT publish (mapping in the module docstring)."""
     key = topic_to_key(topic)
-    if not props and not retain and qos < 2 and publisher is None:
-        # the hot path: nothing but the persistence flag
-        # (delivery_mode is the fourth field: positional, as the constructor is cheaper so)
-        p = Properties(None, None, None, 2) if qos else Properties()
-        return Message.make(exchange, key, payload, broker.codec, None, p, bool(qos), 0, None)
     headers: dict[str, Any] = {}
     p = Properties(delivery_mode=2 if qos else None)
     for name, value in props.get("user_property", ()):
