@@ -41,23 +41,22 @@ def _split(packed: int) -> tuple[int, int]:
     return packed >> 64, packed & _MASK64
 
 
-class LocationMap:
-    """msg_id -> packed location (``index.pack_location``: more than 64 bits, so two u64
-    arrays, high and low halves) for the messages a start loaded, plus a dict of the rest."""
+class _LoadedIds:
+    """What both maps share: the ids a start loaded, ascending in an array and found by
+    bisecting (from a hint, as lookups mostly walk forward), and a dict of what came since."""
 
-    __slots__ = ("ids", "high", "low", "present", "recent", "_held", "_hint", "_top")
+    __slots__ = ("ids", "recent", "_held", "_hint", "_top")
 
-    def __init__(self, ids: array, high: array, low: array) -> None:
-        if not len(ids) == len(high) == len(low):
-            raise ValueError("location arrays of different lengths")
-        self.ids, self.high, self.low = ids, high, low
-        self.present = bytearray(b"\x01") * len(ids)
-        self.recent: dict[int, int] = {}
+    def _load(self, ids: array) -> None:
+        self.ids = ids
+        self.recent: dict[int, Any] = {}
         self._held = len(ids)   # entries of the base still present
         self._hint = 0
         self._top = ids[-1] if ids else -1   # a new message's id is above: no bisecting
 
-    def _find(self, msg_id: int) -> int:
+    def _index(self, msg_id: int) -> int:
+        """Where ``msg_id`` is among the loaded ids, or -1; whether its entry is still
+        present is the subclass's to say (``_find``)."""
         if msg_id > self._top:
             return -1
         ids = self.ids
@@ -66,7 +65,43 @@ class LocationMap:
             at = bisect_left(ids, msg_id)
             if at == len(ids) or ids[at] != msg_id:
                 return -1
-        if not self.present[at]:
+        return at
+
+    def get(self, msg_id: int, default: Any = None) -> Any:
+        raise NotImplementedError
+
+    def __getitem__(self, msg_id: int) -> Any:
+        value = self.get(msg_id)
+        if value is None:
+            raise KeyError(msg_id)
+        return value
+
+    def __contains__(self, msg_id: object) -> bool:
+        return self.get(msg_id) is not None  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return self._held + len(self.recent)
+
+    def keys(self) -> Iterator[int]:
+        return iter(self)
+
+
+class LocationMap(_LoadedIds):
+    """msg_id -> packed location (``index.pack_location``: more than 64 bits, so two u64
+    arrays, high and low halves) for the messages a start loaded, plus a dict of the rest."""
+
+    __slots__ = ("high", "low", "present")
+
+    def __init__(self, ids: array, high: array, low: array) -> None:
+        if not len(ids) == len(high) == len(low):
+            raise ValueError("location arrays of different lengths")
+        self._load(ids)
+        self.high, self.low = high, low
+        self.present = bytearray(b"\x01") * len(ids)
+
+    def _find(self, msg_id: int) -> int:
+        at = self._index(msg_id)
+        if at < 0 or not self.present[at]:
             return -1
         self._hint = at + 1
         return at
@@ -80,12 +115,6 @@ class LocationMap:
             if at >= 0:
                 return (self.high[at] << 64) | self.low[at]
         return default
-
-    def __getitem__(self, msg_id: int) -> int:
-        value = self.get(msg_id)
-        if value is None:
-            raise KeyError(msg_id)
-        return value
 
     def __setitem__(self, msg_id: int, packed: int) -> None:
         if self._held and msg_id not in self.recent:
@@ -112,17 +141,8 @@ class LocationMap:
     def __delitem__(self, msg_id: int) -> None:
         self.pop(msg_id)
 
-    def __contains__(self, msg_id: object) -> bool:
-        return self.get(msg_id) is not None  # type: ignore[arg-type]
-
-    def __len__(self) -> int:
-        return self._held + len(self.recent)
-
     def __iter__(self) -> Iterator[int]:
         return chain(compress(self.ids, self.present), self.recent)
-
-    def keys(self) -> Iterator[int]:
-        return iter(self)
 
     def values(self) -> Iterator[int]:
         present = self.present
@@ -161,34 +181,24 @@ def location_arrays(messages: Any) -> tuple[array, array, array]:
     return ids, high, low
 
 
-class QueueIds:
+class QueueIds(_LoadedIds):
     """A queue's msg_id -> delivered flag, in queue order, for the ids a start loaded (ascending:
     a queue whose saved order is not stays a dict) plus a dict of those added since."""
 
-    __slots__ = ("ids", "flags", "sizes", "recent", "_held", "_hint", "_top")
+    __slots__ = ("flags", "sizes")
 
     def __init__(self, ids: array, flags: bytearray, sizes: array | None = None) -> None:
         if len(ids) != len(flags) or (sizes is not None and len(sizes) != len(ids)):
             raise ValueError("a queue's ids, flags and sizes differ in length")
-        self.ids, self.flags = ids, flags
+        self._load(ids)
+        self.flags = flags
         #: the body sizes of ``ids`` as saved (what saving the queue again needs, without a
         #: lookup of each location: ``queue_sizes``)
         self.sizes = sizes
-        self.recent: dict[int, bool] = {}
-        self._held = len(ids)
-        self._hint = 0
-        self._top = ids[-1] if ids else -1
 
     def _find(self, msg_id: int) -> int:
-        if msg_id > self._top:
-            return -1
-        ids = self.ids
-        at = self._hint
-        if not (at < len(ids) and ids[at] == msg_id):
-            at = bisect_left(ids, msg_id)
-            if at == len(ids) or ids[at] != msg_id:
-                return -1
-        if self.flags[at] == _GONE:
+        at = self._index(msg_id)
+        if at < 0 or self.flags[at] == _GONE:
             return -1
         self._hint = at + 1
         return at
@@ -202,12 +212,6 @@ class QueueIds:
             if at >= 0:
                 return self.flags[at] == 1
         return default
-
-    def __getitem__(self, msg_id: int) -> bool:
-        value = self.get(msg_id)
-        if value is None:
-            raise KeyError(msg_id)
-        return value
 
     def __setitem__(self, msg_id: int, delivered: int) -> None:
         if self._held and msg_id not in self.recent:
@@ -232,12 +236,6 @@ class QueueIds:
             raise KeyError(msg_id)
         return default
 
-    def __contains__(self, msg_id: object) -> bool:
-        return self.get(msg_id) is not None  # type: ignore[arg-type]
-
-    def __len__(self) -> int:
-        return self._held + len(self.recent)
-
     def __iter__(self) -> Iterator[int]:
         if self._held == len(self.ids):
             return chain(self.ids, self.recent)
@@ -250,9 +248,6 @@ class QueueIds:
             for at in range(len(ids) - 1, -1, -1):
                 if flags[at] != _GONE:
                     yield ids[at]
-
-    def keys(self) -> Iterator[int]:
-        return iter(self)
 
     def values(self) -> Iterator[bool]:
         flags = self.flags
