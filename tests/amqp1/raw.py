@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import socket
 
-from warren.amqp1_message.codec import (AMQP_HEADER, SASL_FRAME, SASL_HEADER, Composite, FrameReader,
-                                Symbol, encode_frame)
+from warren.amqp1_message.codec import (AMQP_HEADER, SASL_FRAME, SASL_HEADER, Composite,
+                                        FrameReader, Symbol, encode_frame)
 
 
 class Raw:

@@ -70,7 +70,8 @@ def test_a_091_message_rejected_over_10_carries_x_opt_deaths(amqp1, channel, uni
 
 def test_a_10_message_expired_reaches_pika_with_x_death(amqp1, channel, unique):
     dead_letter_queues(channel, unique)
-    amqp1.create_sender(f"/queues/{unique}").send(Message(body=b"short-lived", ttl=0.001, inferred=True))
+    amqp1.create_sender(f"/queues/{unique}").send(
+        Message(body=b"short-lived", ttl=0.001, inferred=True))
     _method, props, body = eventually(
         lambda: got_one(channel.basic_get(f"{unique}-dlq", auto_ack=True)), "a dead letter")
     assert body == b"short-lived"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 
+import pika
 import pytest
 from proton import Message, byte, symbol, ulong
 
@@ -159,11 +160,48 @@ def test_an_mqtt_5_publish_reaches_amqp1_as_rabbitmq_4_converts_it(broker, amqp1
     assert raw.annotations == {"x-exchange": "amq.topic", "x-routing-key": f"conv.{topic}"}
 
 
-def test_an_amqp1_ttl_is_an_mqtt_message_expiry_interval(broker, amqp1, topic):
-    # unlike RabbitMQ 4, whose mc_mqtt tells the Message Expiry Interval only of messages
-    # published over MQTT, warren tells the time left of any message with a TTL
+def test_only_an_mqtt_publish_tells_its_message_expiry_interval(broker, amqp1, channel,
+                                                                 topic):
+    # RabbitMQ 4's mc_mqtt knows how long a message waited only when it was published over
+    # MQTT: an AMQP 1.0 TTL or a 0-9-1 expiration still expires the message, but the MQTT
+    # subscriber is told no Message Expiry Interval; an MQTT publish's is the time left
     client = subscriber(broker, topic)
     send(amqp1, topic, Message(body=b"t", inferred=True, ttl=600))
+    channel.basic_publish("amq.topic", f"conv.{topic}", b"e",
+                          pika.BasicProperties(expiration="600000"))
+    publisher = Client(broker.mqtt_port, protocol=V5)
+    publisher.publish(f"conv/{topic}", b"m", 1,
+                      properties=v5_props(MessageExpiryInterval=600))
+    got = {bytes(m.payload): m.properties for m in (client.get() for _ in range(3))}
+    client.disconnect()
+    publisher.disconnect()
+    assert sorted(got) == [b"e", b"m", b"t"]
+    assert not hasattr(got[b"t"], "MessageExpiryInterval")
+    assert not hasattr(got[b"e"], "MessageExpiryInterval")
+    assert 0 < got[b"m"].MessageExpiryInterval <= 600
+
+
+def test_a_response_topic_is_the_x_reply_to_topic_header(broker, channel, topic):
+    # RabbitMQ 4 (mc_mqtt): an MQTT publish's Response Topic reaches 0-9-1 consumers as the
+    # x-reply-to-topic header (its routing key form), and that header of a 0-9-1 publish is
+    # an MQTT subscriber's Response Topic, not one of its User Properties
+    q = channel.queue_declare("", exclusive=True).method.queue
+    channel.queue_bind(q, "amq.topic", f"ask.{topic}")
+    publisher = Client(broker.mqtt_port, protocol=V5)
+    publisher.publish(f"ask/{topic}", b"q", 1,
+                      properties=v5_props(ResponseTopic=f"replies/{topic}/x"))
+    publisher.disconnect()
+    for _ in range(200):
+        method, got, _body = channel.basic_get(q, auto_ack=True)
+        if method is not None:
+            break
+        channel.connection.process_data_events(time_limit=0.05)
+    assert got.headers["x-reply-to-topic"] == f"replies.{topic}.x"
+
+    client = subscriber(broker, topic)
+    channel.basic_publish("amq.topic", f"conv.{topic}", b"r", pika.BasicProperties(
+        headers={"x-reply-to-topic": "answers.here", "k": "v"}))
     got = client.get()
     client.disconnect()
-    assert 0 < got.properties.MessageExpiryInterval <= 600
+    assert got.properties.ResponseTopic == "answers/here"
+    assert got.properties.UserProperty == [("k", "v")]

@@ -74,7 +74,9 @@ def test_v5_properties_to_amqp_and_back(broker, unique, channel):
     assert mp.UserProperty == [("k", "v")]
     assert mp.CorrelationData == b"c-9"
     assert mp.ResponseTopic == "a/b"
-    assert 0 < mp.MessageExpiryInterval <= 30
+    # the expiration still expires it, but as RabbitMQ 4 (mc_mqtt) only an MQTT publish
+    # tells its subscribers a Message Expiry Interval
+    assert not hasattr(mp, "MessageExpiryInterval")
 
 
 def test_request_response_with_amqp_server(broker, unique, channel):

@@ -64,7 +64,7 @@ from uuid import UUID
 from ..model.message import Properties
 from .codec import (Array, Composite, DecodeError, Symbol, Timestamp, UByte, UInt, ULong,
                     decode_message, encode, encode_message)
-from .mqtt import MQTT_HEADERS
+from .mqtt import MQTT_HEADERS, REPLY_TO_TOPIC
 
 #: the 0-9-1 type of a message whose body is AMQP 1.0 body sections, encoded (``mc_amqpl``)
 AMQP1_BODY_TYPE = "amqp-1.0"
@@ -91,10 +91,11 @@ _MQTT = Symbol("mqtt")              # an MQTT publish (below)
 _DEATHS = Symbol("x-opt-deaths")
 #: sender-selected routing keys: 0-9-1's ``CC`` header is this annotation and back
 _CC = Symbol("x-cc")
-#: the ``amqp1_sections`` of an MQTT publish with a Response Topic or Correlation Data: a 1.0
-#: receiver gets them as RabbitMQ 4's ``mc_mqtt`` gives them (a reply-to address on the
-#: MQTT exchange, binary correlation data), not as the 0-9-1 reply-to and correlation-id
-#: the other protocols see
+#: the ``amqp1_sections`` of an MQTT publish with a Response Topic, Correlation Data or
+#: Message Expiry Interval: a 1.0 receiver gets the first two as RabbitMQ 4's ``mc_mqtt``
+#: gives them (a reply-to address on the MQTT exchange, binary correlation data), not as the
+#: 0-9-1 reply-to and correlation-id the other protocols see; an MQTT subscriber is told
+#: the expiry of such a message only (``mqtt_published``)
 MQTT_PUBLISH = encode_message({"delivery_annotations": {_MQTT: True}})
 
 _PLAIN = (str, bytes, int, float, bool)
@@ -379,6 +380,14 @@ def amqp1_view(extra: bytes | None) -> tuple[bool, str | None]:
     return bool(notes.get(_ENCODED)), reply_to if isinstance(reply_to, str) else None
 
 
+def mqtt_published(extra: bytes | None) -> bool:
+    """Whether a message whose ``amqp1_sections`` are ``extra`` is an MQTT publish with a
+    Response Topic, Correlation Data or Message Expiry Interval (``MQTT_PUBLISH``): only
+    such a message tells MQTT subscribers its expiry, as RabbitMQ 4's ``mc_mqtt`` knows
+    the time it waited only of messages published over MQTT."""
+    return extra is MQTT_PUBLISH or extra == MQTT_PUBLISH
+
+
 def subject_of(extra: bytes) -> str | None:
     """The subject an AMQP 1.0 sender gave, from a message's ``amqp1_sections``."""
     subject = _notes(extra).get(_SUBJECT)
@@ -520,7 +529,8 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
         if value is _DROP or key in id_headers:
             continue
         if key.startswith("x-"):
-            if key not in MQTT_HEADERS and not (mqtt and key == "x-correlation-id"):
+            if key not in MQTT_HEADERS and not (
+                    mqtt and key in ("x-correlation-id", REPLY_TO_TOPIC)):
                 annotations[Symbol(key)] = value    # not the MQTT front end's own
         elif key == "CC" and isinstance(value, list):
             annotations[_CC] = value    # no application property holds a list (``mc_amqpl``)

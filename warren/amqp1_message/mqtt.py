@@ -40,6 +40,11 @@ CONTENT_TYPE_AMQP = "message/vnd.rabbitmq.amqp"
 MQTT_HEADERS = frozenset(("x-mqtt-publish-qos", "x-mqtt-retain", "x-mqtt-publisher",
                           "x-mqtt-payload-format"))
 
+#: RabbitMQ 4's header of an MQTT publish's Response Topic (as a routing key) for 0-9-1 and
+#: STOMP consumers, and the header a 0-9-1 publisher names an MQTT Response Topic with
+#: (``mc_mqtt``); AMQP 1.0 has the reply-to address for it, so it is no annotation there
+REPLY_TO_TOPIC = "x-reply-to-topic"
+
 #: Qpid JMS's annotation of the JMSReplyTo destination's type; 1 a topic, 3 a temporary one
 JMS_REPLY_TO = "x-opt-jms-reply-to"
 

@@ -2,11 +2,15 @@
 
 Kept apart from the session as RabbitMQ keeps its STOMP mapping apart (``rabbit_stomp_util``):
 user properties <-> headers (``x-mqtt-*`` headers are ours and not shown to MQTT clients),
-Content Type <-> content_type, Response Topic <-> reply_to (as a routing key on amq.topic,
-so an AMQP responder publishes its answer to amq.topic with routing_key=reply_to),
-Correlation Data <-> correlation_id (UTF-8 data; other bytes go in the ``x-correlation-id``
-header), Message Expiry Interval (s) <-> expiration (ms), Payload Format Indicator <->
-header ``x-mqtt-payload-format``. QoS 2 and the RETAIN flag of a publish travel in the
+Content Type <-> content_type, Response Topic -> reply_to (as a routing key on amq.topic,
+so an AMQP responder publishes its answer to amq.topic with routing_key=reply_to) and
+RabbitMQ 4's ``x-reply-to-topic`` header (the same key); that header, else the reply_to, ->
+Response Topic. Correlation Data <-> correlation_id (UTF-8 data; other bytes go in the
+``x-correlation-id`` header), Message Expiry Interval (s) -> expiration (ms); the other way
+an MQTT subscriber is told the interval left only of an MQTT publish (``MQTT_PUBLISH``
+marks one that has it), as RabbitMQ 4's ``mc_mqtt`` knows the time waited only of those:
+a 0-9-1 expiration or AMQP 1.0 TTL expires the message all the same. Payload Format
+Indicator <-> header ``x-mqtt-payload-format``. QoS 2 and the RETAIN flag of a publish travel in the
 ``x-mqtt-publish-qos`` / ``x-mqtt-retain`` headers; for other messages QoS is 1 when
 persistent, else 0. Header values become User Property strings as RabbitMQ 4 writes them
 (``amqp1_message.mqtt.property_text``: ``true``, decimal integers, Erlang's floats); bytes,
@@ -29,9 +33,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from warren.amqp1_message.mapping import MQTT_PUBLISH, amqp1_view
-from warren.amqp1_message.mqtt import (CONTENT_TYPE_AMQP, MQTT_HEADERS, property_text,
-                                      response_key)
+from warren.amqp1_message.mapping import MQTT_PUBLISH, amqp1_view, mqtt_published
+from warren.amqp1_message.mqtt import (CONTENT_TYPE_AMQP, MQTT_HEADERS, REPLY_TO_TOPIC,
+                                      property_text, response_key)
 from warren.model.message import Message, Properties, QueueEntry
 from warren.mqtt.retained import RetainedMessage
 from warren.mqtt.topics import key_to_topic, topic_to_key
@@ -66,6 +70,7 @@ def build_message(broker: Any, exchange: str, topic: str, payload: bytes, qos: i
         p.content_type = props["content_type"]
     if "response_topic" in props:
         p.reply_to = topic_to_key(props["response_topic"])
+        headers[REPLY_TO_TOPIC] = p.reply_to    # RabbitMQ 4's header for it (mc_mqtt)
     cd = props.get("correlation_data")
     if cd is not None:
         try:
@@ -82,8 +87,10 @@ def build_message(broker: Any, exchange: str, topic: str, payload: bytes, qos: i
     if headers:
         p.headers = headers
     msg = Message(exchange, key, payload, codec=broker.codec, props=p)
-    if "response_topic" in props or cd is not None:
-        msg.amqp1_sections = MQTT_PUBLISH   # AMQP 1.0 receivers get them as RabbitMQ 4 does
+    if "response_topic" in props or cd is not None or expiry is not None:
+        # AMQP 1.0 receivers get the first two as RabbitMQ 4 does; MQTT subscribers the
+        # Message Expiry Interval of MQTT publishes only
+        msg.amqp1_sections = MQTT_PUBLISH
     return msg
 
 
@@ -141,7 +148,12 @@ def out_properties(msg: Message, subs: tuple[Sub, ...], entry: QueueEntry | None
             out["payload_format_indicator"] = int(pfi)
     if p.content_type is not None:
         out["content_type"] = p.content_type
-    if p.reply_to is not None:
+    reply_topic = headers.get(REPLY_TO_TOPIC) if headers else None
+    if isinstance(reply_topic, bytes):
+        reply_topic = reply_topic.decode("utf-8", "replace")
+    if isinstance(reply_topic, str):
+        out["response_topic"] = key_to_topic(reply_topic)   # RabbitMQ 4's way (mc_mqtt)
+    elif p.reply_to is not None:
         topic = _response_topic(p.reply_to, exchange, headers)
         if topic is not None:
             out["response_topic"] = topic
@@ -150,13 +162,15 @@ def out_properties(msg: Message, subs: tuple[Sub, ...], entry: QueueEntry | None
     elif headers and "x-correlation-id" in headers:
         cd = headers["x-correlation-id"]
         out["correlation_data"] = cd if isinstance(cd, bytes) else str(cd).encode()
-    if msg.ttl is not None and entry is not None and entry.expires_at is not None:
+    if msg.ttl is not None and entry is not None and entry.expires_at is not None \
+            and mqtt_published(msg.amqp1_sections):
         out["message_expiry_interval"] = max(
             0, math.ceil(entry.expires_at - clock.seconds()))
     if headers:
         users = []
         for k, v in headers.items():
-            if k not in _OWN_HEADERS:
+            if k not in _OWN_HEADERS and not (k == REPLY_TO_TOPIC
+                                                and isinstance(v, (str, bytes))):
                 text = v if type(v) is str else property_text(v)   # str: the usual case
                 if text is not None:
                     users.append((str(k), text))
