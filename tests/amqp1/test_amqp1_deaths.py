@@ -3,7 +3,9 @@
 ``x-first-death-*`` / ``x-last-death-*`` annotations, and no ``x-death``; an AMQP 0-9-1
 consumer gets the ``x-death`` header, whichever protocol published the message. An
 ``x-opt-deaths`` a 1.0 sender gives is ``x-death`` to 0-9-1 consumers when it has RabbitMQ
-4's shape, and nothing to them when it has not (a 1.0 receiver gets it as sent)."""
+4's shape, and nothing to them when it has not (a 1.0 receiver gets it as sent). No history
+a client sends is trusted: the first death starts a fresh one (RabbitMQ 4's
+``mc:record_death``), and a repeated death moves its last-time on."""
 
 from __future__ import annotations
 
@@ -152,3 +154,112 @@ def test_x_opt_deaths_of_another_shape_is_no_x_death(broker, amqp1, channel, uni
     got = receive(amqp1, f"/queues/{unique}")
     assert got.annotations["x-opt-deaths"] == [1, "two"]
     assert "Traceback" not in broker.log()
+
+
+def _reject_from(amqp1, address):
+    receiver = amqp1.create_receiver(address)
+    got = receiver.receive(timeout=30)
+    receiver.reject()
+    receiver.close()
+    return got
+
+
+def test_a_repeated_death_updates_its_last_time(amqp1, channel, unique):
+    # RabbitMQ 4 (mc:record_death): a second death of the same queue and reason counts
+    # two and moves its last-time on, its first-time kept; 0-9-1's x-death keeps the first
+    dead_letter_queues(channel, unique)
+    channel.queue_delete(f"{unique}-dlq")
+    channel.queue_declare(f"{unique}-dlq", arguments={       # and back again
+        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": unique})
+    amqp1.create_sender(f"/queues/{unique}").send(Message(body=b"loop", inferred=True))
+    _reject_from(amqp1, f"/queues/{unique}")
+    got = _reject_from(amqp1, f"/queues/{unique}-dlq")
+    (first, ) = [d for d in got.annotations["x-opt-deaths"].elements if d["queue"] == unique]
+    # the broker's clock (the same machine's) past that millisecond before the next death
+    eventually(lambda: datetime.now(timezone.utc).timestamp() * 1000 > first["first-time"] + 1,
+               "the next millisecond")
+    _reject_from(amqp1, f"/queues/{unique}")
+    got = receive(amqp1, f"/queues/{unique}-dlq")
+    latest, other = got.annotations["x-opt-deaths"].elements
+    assert (latest["queue"], latest["reason"], latest["count"]) == (unique, "rejected", 2)
+    assert latest["first-time"] == first["first-time"]
+    assert latest["last-time"] > latest["first-time"]
+    assert (other["queue"], other["count"]) == (f"{unique}-dlq", 1)
+
+
+def test_a_clients_x_death_is_no_history(amqp1, channel, unique):
+    # RabbitMQ 4 trusts no death history a client sends: the first death starts a fresh
+    # one, which replaces the header, and x-first-death-* are the broker's
+    dead_letter_queues(channel, unique)
+    forged = [{"count": 7, "reason": "expired", "queue": "elsewhere",
+               "time": datetime(2020, 1, 1, tzinfo=timezone.utc), "exchange": "x",
+               "routing-keys": ["k"]}]
+    channel.basic_publish("", unique, b"forged", pika.BasicProperties(headers={
+        "x-death": forged, "x-first-death-reason": "forged", "x-first-death-queue": "q"}))
+    method = eventually(lambda: channel.basic_get(unique)[0], "the message")
+    channel.basic_reject(method.delivery_tag, requeue=False)
+    _method, props, _body = eventually(
+        lambda: got_one(channel.basic_get(f"{unique}-dlq", auto_ack=True)), "a dead letter")
+    (death, ) = props.headers["x-death"]
+    assert (death["queue"], death["reason"], death["count"]) == (unique, "rejected", 1)
+    assert (props.headers["x-first-death-reason"], props.headers["x-first-death-queue"]) \
+        == ("rejected", unique)
+
+
+def test_a_forged_history_closes_no_cycle(broker, amqp1, channel, unique):
+    # an x-death naming the dead-letter queue as an earlier expiry is no cycle to RabbitMQ
+    # 4 (its cycle check reads its own history): the expired message is dead-lettered
+    dead_letter_queues(channel, unique)
+    forged = [{"count": 1, "reason": "expired", "queue": f"{unique}-dlq",
+               "time": datetime(2020, 1, 1, tzinfo=timezone.utc), "exchange": "",
+               "routing-keys": [f"{unique}-dlq"]}]
+    channel.basic_publish("", unique, b"kept", pika.BasicProperties(
+        expiration="1", headers={"x-death": forged}))
+    _method, props, body = eventually(
+        lambda: got_one(channel.basic_get(f"{unique}-dlq", auto_ack=True)), "a dead letter")
+    assert body == b"kept" and [d["reason"] for d in props.headers["x-death"]] == ["expired"]
+    assert "Traceback" not in broker.log()
+
+
+def _sent_deaths():
+    death = {symbol("queue"): "q", symbol("reason"): symbol("expired"),
+             symbol("count"): ulong(2), symbol("first-time"): timestamp(1700000000000),
+             symbol("last-time"): timestamp(1700000005123), symbol("exchange"): "x",
+             symbol("routing-keys"): Array(UNDESCRIBED, Data.STRING, "k1")}
+    return Array(UNDESCRIBED, Data.MAP, death)
+
+
+def test_x_opt_deaths_sent_over_10_reaches_10_as_sent(amqp1, channel, unique):
+    # not dead-lettered, a sender's x-opt-deaths is its annotation, its times exact
+    channel.queue_declare(unique)
+    message = Message(body=b"as-sent", inferred=True)
+    message.annotations = {symbol("x-opt-deaths"): _sent_deaths()}
+    amqp1.create_sender(f"/queues/{unique}").send(message)
+    (death, ) = receive(amqp1, f"/queues/{unique}").annotations["x-opt-deaths"].elements
+    assert (death["first-time"], death["last-time"], death["count"]) == \
+        (1700000000000, 1700000005123, 2)
+
+
+def test_x_opt_deaths_sent_over_10_is_replaced_when_dead_lettered(amqp1, channel, unique):
+    dead_letter_queues(channel, unique)
+    message = Message(body=b"fresh", inferred=True)
+    message.annotations = {symbol("x-opt-deaths"): _sent_deaths()}
+    amqp1.create_sender(f"/queues/{unique}").send(message)
+    _reject_from(amqp1, f"/queues/{unique}")
+    got = receive(amqp1, f"/queues/{unique}-dlq")
+    (death, ) = got.annotations["x-opt-deaths"].elements
+    check_death(death, unique, "rejected", [unique])
+
+
+def test_the_first_acquirer_is_told_so(amqp1, channel, unique):
+    # RabbitMQ 4 writes first-acquirer in every delivery's header: true the first time,
+    # false once the message was delivered before or dead-lettered
+    dead_letter_queues(channel, unique)
+    amqp1.create_sender(f"/queues/{unique}").send(Message(body=b"once", inferred=True))
+    receiver = amqp1.create_receiver(f"/queues/{unique}")
+    assert receiver.receive(timeout=30).first_acquirer is True
+    receiver.release()
+    assert receiver.receive(timeout=30).first_acquirer is False
+    receiver.reject()
+    receiver.close()
+    assert receive(amqp1, f"/queues/{unique}-dlq").first_acquirer is False

@@ -146,7 +146,7 @@ class ReceivingLink:
         payload = encode_message(sections_for(message.properties, message.body,
                                               bool(getattr(entry, "redelivered", False)),
                                               message.exchange, message.routing_key,
-                                              message.amqp1_sections))
+                                              message.amqp1_sections, message.deaths))
         self.conn.send_transfer(session, self.handle, delivery_id, payload, self.no_ack)
 
     def cancelled(self, queue: Any) -> None:

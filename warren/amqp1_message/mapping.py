@@ -35,9 +35,12 @@ properties. An annotation's maps and lists become tables and arrays and back; an
 application property holds simple values only, so a table or array header is not one.
 So annotations and application properties survive a 1.0 -> 1.0 trip through a queue, and
 0-9-1 clients see the annotations as the ``x-`` headers RabbitMQ gives them. The dead-letter
-history is the exception, as in RabbitMQ 4: the ``x-death`` header reaches a 1.0 receiver as
-the ``x-opt-deaths`` annotation (an array of maps), and an ``x-opt-deaths`` of that shape a
-1.0 sender gives reaches 0-9-1 consumers as ``x-death`` (``_x_opt_deaths``, ``_x_death``).
+history is the exception, as in RabbitMQ 4: the broker's own (``Message.deaths``) reaches a
+1.0 receiver as the ``x-opt-deaths`` annotation (an array of maps, both times in
+milliseconds: ``_x_opt_deaths``) in place of any a sender gave, and not as its ``x-death``
+header; an ``x-opt-deaths`` a 1.0 sender gives reaches 1.0 receivers as sent and, when it
+has RabbitMQ 4's shape, 0-9-1 consumers as ``x-death`` (``_x_death``); a 0-9-1 client's
+``x-death`` is an ``x-`` header like any (no history: ``broker/deadletter.py``).
 So are sender-selected routing keys: a list in the ``x-cc`` annotation is the ``CC`` header
 and back.
 On delivery the annotations ``x-exchange`` and ``x-routing-key`` say where the message was
@@ -61,7 +64,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 from uuid import UUID
 
-from ..model.message import Properties
+from ..model.message import Death, Properties
 from .codec import (Array, Composite, DecodeError, Symbol, Timestamp, UByte, UInt, ULong,
                     decode_message, encode, encode_message)
 from .mqtt import MQTT_HEADERS, REPLY_TO_TOPIC
@@ -132,39 +135,27 @@ def _amqp1_value(value: Any) -> Any:
     return _DROP                        # decimals
 
 
-def _x_opt_deaths(x_death: Any) -> Array | None:
-    """The ``x-death`` header as RabbitMQ 4's ``x-opt-deaths`` annotation: an array of maps,
-    most recent death first, each with the symbol keys ``ttl`` (uint, only when the message
-    had a per-message TTL: ``original-expiration``), ``queue``, ``reason`` (a symbol),
-    ``count`` (ulong), ``first-time`` and ``last-time`` (timestamps), ``exchange`` and
-    ``routing-keys`` (an array of strings), in that order. The header keeps one time per
-    death, the first, in seconds: it is both times here. None when the header is no
-    history (not an array of tables)."""
-    if not isinstance(x_death, list):
-        return None
-    deaths = Array(0xd1)
-    for death in x_death:
-        if not isinstance(death, dict):
-            return None
-        fields = {k: _text(v) for k, v in death.items()}
-        when = death.get("time")
-        ms = Timestamp(int(when.timestamp()) * 1000 if isinstance(when, datetime)
-                       else int(when or 0) * 1000)
-        keys = death.get("routing-keys")
+def _x_opt_deaths(deaths: tuple[Death, ...]) -> Array:
+    """The broker's death history (``Message.deaths``) as RabbitMQ 4's ``x-opt-deaths``
+    annotation: an array of maps, most recent death first, each with the symbol keys
+    ``ttl`` (uint, only when the message had a per-message TTL), ``queue``, ``reason`` (a
+    symbol), ``count`` (ulong), ``first-time`` and ``last-time`` (timestamps: the first
+    and the latest death of that queue and reason), ``exchange`` and ``routing-keys`` (an
+    array of strings), in that order (``mc_amqp``'s ``encode_deaths``)."""
+    out = Array(0xd1)
+    for d in deaths:
         entry: dict[Symbol, Any] = {}
-        ttl = fields.get("original-expiration")
-        if isinstance(ttl, str) and ttl.isdigit():
-            entry[Symbol("ttl")] = UInt(int(ttl))
-        entry[Symbol("queue")] = str(fields.get("queue", ""))
-        entry[Symbol("reason")] = Symbol(str(fields.get("reason", "")))
-        entry[Symbol("count")] = ULong(int(death.get("count") or 0))
-        entry[Symbol("first-time")] = ms
-        entry[Symbol("last-time")] = ms
-        entry[Symbol("exchange")] = str(fields.get("exchange", ""))
-        entry[Symbol("routing-keys")] = Array(0xb1, [
-            str(_text(k)) for k in keys] if isinstance(keys, list) else [])
-        deaths.append(entry)
-    return deaths
+        if d.ttl is not None:
+            entry[Symbol("ttl")] = UInt(d.ttl)
+        entry[Symbol("queue")] = d.queue
+        entry[Symbol("reason")] = Symbol(d.reason)
+        entry[Symbol("count")] = ULong(d.count)
+        entry[Symbol("first-time")] = Timestamp(d.first_time)
+        entry[Symbol("last-time")] = Timestamp(d.last_time)
+        entry[Symbol("exchange")] = d.exchange
+        entry[Symbol("routing-keys")] = Array(0xb1, list(d.routing_keys))
+        out.append(entry)
+    return out
 
 
 def _x_death(deaths: Any) -> list[dict[str, Any]] | None:
@@ -329,8 +320,8 @@ def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> 
     usual case: nothing is added)."""
     annotations = {key: value for key, value in
                    (sections.get("message_annotations") or {}).items()
-                   if (_x_death(value) is None if key == _DEATHS       # x-death holds it
-                       else not _is_header(key) or _header_value(value) != value)}  # lossy
+                   if key == _DEATHS        # as sent, for 1.0 receivers (``sections_for``)
+                   or not _is_header(key) or _header_value(value) != value}  # lossy
     footer = sections.get("footer") or None
     notes: dict[Symbol, Any] = {}
     p = sections.get("properties")
@@ -472,8 +463,13 @@ def _mqtt_reply(props: Properties, exchange: str) -> tuple[str | None, Any]:
 
 
 def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: str,
-                 routing_key: str, extra: bytes | None = None) -> dict[str, Any]:
-    """The sections a receiver gets; ``extra``: the message's ``amqp1_sections``."""
+                 routing_key: str, extra: bytes | None = None,
+                 deaths: tuple[Death, ...] | None = None) -> dict[str, Any]:
+    """The sections a receiver gets; ``extra``: the message's ``amqp1_sections``,
+    ``deaths``: its ``deaths`` (the broker's dead-letter history, ``x-opt-deaths``).
+
+    The header is never empty, as RabbitMQ 4's ``update_header_from_anns`` writes it:
+    first-acquirer is true unless the message was delivered before or dead-lettered."""
     if extra is None:
         kept: dict[str, Any] = {}
     elif extra == _ENCODED_ONLY:
@@ -487,7 +483,7 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
                             else None,
                             ttl=UInt(int(props.expiration)) if props.expiration is not None
                             and props.expiration.isdigit() else None,
-                            first_acquirer=False if redelivered else None,
+                            first_acquirer=not redelivered and deaths is None,
                             delivery_count=UInt(1) if redelivered else None),
     }
     _body(sections, body, notes, props)
@@ -520,11 +516,10 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
         annotations[Symbol("x-basic-type")] = props.type
     app: dict[str, Any] = {}
     id_headers = {_ID_HEADERS[name] for name in sent_ids}    # the ids are properties again
-    deaths = None
+    kept_annotations = kept.get("message_annotations") or {}
     for key, value in (props.headers or {}).items():
-        if key == "x-death":
-            deaths = _x_opt_deaths(value)   # no annotation of its own (``mc_amqpl``)
-            continue
+        if key == "x-death" and (deaths is not None or _DEATHS in kept_annotations):
+            continue    # the broker's history, or a 1.0 sender's x-opt-deaths: below
         value = _amqp1_value(value)
         if value is _DROP or key in id_headers:
             continue
@@ -536,9 +531,9 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
             annotations[_CC] = value    # no application property holds a list (``mc_amqpl``)
         elif not isinstance(value, (dict, list)):
             app[key] = value            # a table or array is no application property
-    annotations.update(kept.get("message_annotations") or {})
+    annotations.update(kept_annotations)
     if deaths is not None:
-        annotations[_DEATHS] = deaths
+        annotations[_DEATHS] = _x_opt_deaths(deaths)    # in place of a sender's
     if "footer" in kept:
         sections["footer"] = kept["footer"]
     annotations[Symbol("x-exchange")] = exchange

@@ -1,75 +1,101 @@
-"""Dead-lettering as RabbitMQ does it: the ``x-death`` history and cycle breaking.
+"""Dead-lettering as RabbitMQ 4 does it: the death history, the keys a dead letter is routed
+by, and cycle breaking.
 
-``x-death`` is an array of tables, most recent first, one per (queue, reason) pair: ``count``,
-``reason``, ``queue``, ``time``, ``exchange``, ``routing-keys`` and, when the message had a
-per-message TTL, ``original-expiration``. A repeat of the same pair increments its count and
-moves it to the front; its other fields stay those of the first such death.
-``x-first-death-{reason,queue,exchange}`` are set once; ``x-last-death-{reason,queue,exchange}``
-follow the latest. The dead-lettered copy loses its ``expiration`` so it does not expire again
+The history is the broker's own (``Message.deaths``, RabbitMQ 4's ``deaths`` annotation),
+one ``Death`` per (queue, reason), most recent first: a repeat of the same pair increments
+its count, updates its last time and moves it to the front; its other fields stay those of
+the first such death. A client's ``x-death`` header (or an AMQP 1.0 sender's
+``x-opt-deaths``) is not trusted: the first death starts a fresh history, which replaces
+that header, and cycle detection reads only the broker's history (RabbitMQ 4's
+``mc:record_death`` and ``is_death_cycle``). Consumers see the history as their protocol
+has it: ``x-death`` for 0-9-1, STOMP and MQTT (one table per death, its time the first, in
+seconds: written here into the copy's headers), ``x-opt-deaths`` with both times in
+milliseconds for AMQP 1.0 (``amqp1_message/mapping.py``).
+``x-first-death-{reason,queue,exchange}`` are set by the first death the broker records;
+``x-last-death-{reason,queue,exchange}`` follow the latest.
+
+A dead letter is routed by the queue's dead-letter routing key if it has one, else by every
+key the message was routed by: its routing key and its CC and BCC keys (``Message.cc``,
+kept in its record; ``rabbit_dead_letter:publish``). A death records the routing key and the
+CC keys, never the BCC ones. The copy loses its ``expiration`` so it does not expire again
 on the way.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..model.message import Message, QueueEntry
+from ..model.message import Death, Message, QueueEntry
 
 if TYPE_CHECKING:
     from .queue import Queue
 
 
-def _routing_keys(message: Message) -> list[str]:
+def _routing_keys(message: Message) -> tuple[str, ...]:
     """The keys a death records: the routing key and the CC ones (0-9-1's header; an AMQP
-    1.0 sender's x-cc list is that header too), never the BCC ones (RabbitMQ keeps those out
-    of the history). ``message.cc`` is not read: it holds the BCC keys too, for routing."""
-    keys = [message.routing_key]
-    extra = message.headers.get("CC")
-    if isinstance(extra, list):
-        keys.extend(str(k.decode() if isinstance(k, bytes) else k) for k in extra)
-    return keys
+    1.0 sender's x-cc list is that header too), never the BCC ones, which ``message.cc``
+    holds too. A dead letter routed by its queue's dead-letter key has that key only. A
+    message that has no ``cc`` (none, or recovered from a record older than the notes)
+    takes its CC header's."""
+    header = message.headers.get("CC")
+    cc_header = [str(k.decode() if isinstance(k, bytes) else k)
+                 for k in header] if isinstance(header, list) else []
+    if message.cc is None:
+        return (message.routing_key, *(cc_header if message.deaths is None else ()))
+    return (message.routing_key, *(k for k in message.cc if k in cc_header))
+
+
+def _x_death(death: Death) -> dict[str, Any]:
+    """A death as the table of 0-9-1's ``x-death`` header (``mc_amqpl``'s order)."""
+    table: dict[str, Any] = {}
+    if death.ttl is not None:
+        table["original-expiration"] = str(death.ttl)
+    table.update({"count": death.count, "reason": death.reason, "queue": death.queue,
+                  "time": datetime.fromtimestamp(death.first_time // 1000, tz=timezone.utc),
+                  "exchange": death.exchange, "routing-keys": list(death.routing_keys)})
+    return table
 
 
 def dead_letter_copy(queue: "Queue", entry: QueueEntry, reason: str) -> Message:
-    """The message to publish to the queue's DLX, with its x-death history updated."""
+    """The message to publish to the queue's DLX, with its death history updated."""
     msg = entry.message
     props = msg.properties.copy()
+    now = int(time.time() * 1000)
+    deaths = list(msg.deaths or ())
+    for i, d in enumerate(deaths):
+        if d.queue == queue.name and d.reason == reason:
+            deaths.insert(0, replace(deaths.pop(i), count=d.count + 1, last_time=now))
+            break
+    else:
+        ttl = props.expiration
+        deaths.insert(0, Death(queue.name, reason, 1, now, now, msg.exchange,
+                               _routing_keys(msg),
+                               int(ttl) if ttl is not None and ttl.isdigit() else None))
     headers = dict(props.headers or {})
     headers.pop("BCC", None)
-    deaths: list[dict[str, Any]] = [dict(d) for d in headers.get("x-death") or []
-                                    if isinstance(d, dict)]
-    now = datetime.fromtimestamp(int(time.time()), tz=timezone.utc)
-    found = None
-    for i, d in enumerate(deaths):
-        if _s(d.get("queue")) == queue.name and _s(d.get("reason")) == reason:
-            found = deaths.pop(i)
-            break
-    if found is not None:
-        # RabbitMQ increments the count of the existing entry and keeps its other fields
-        # (time, exchange, routing-keys of the first such death)
-        found["count"] = int(found.get("count", 0)) + 1
-        death = found
-    else:
-        death = {"count": 1, "reason": reason, "queue": queue.name, "time": now,
-                 "exchange": msg.exchange, "routing-keys": _routing_keys(msg)}
-        if props.expiration is not None:
-            death["original-expiration"] = props.expiration
-    deaths.insert(0, death)
-    headers["x-death"] = deaths
-    headers.setdefault("x-first-death-reason", reason)
-    headers.setdefault("x-first-death-queue", queue.name)
-    headers.setdefault("x-first-death-exchange", msg.exchange)
+    headers["x-death"] = [_x_death(d) for d in deaths]
+    if msg.deaths is None:
+        # the first death the broker records: a client's x-first-death-* are no history
+        headers["x-first-death-reason"] = reason
+        headers["x-first-death-queue"] = queue.name
+        headers["x-first-death-exchange"] = msg.exchange
     headers["x-last-death-reason"] = reason
     headers["x-last-death-queue"] = queue.name
     headers["x-last-death-exchange"] = msg.exchange
     props.headers = headers
     props.expiration = None
-    rk = queue.dlx_routing_key if queue.dlx_routing_key is not None else msg.routing_key
+    if queue.dlx_routing_key is not None:
+        rk, cc = queue.dlx_routing_key, None
+    else:
+        rk, cc = msg.routing_key, msg.cc
     copy = Message(queue.dlx, rk, msg.body, codec=msg.codec, props=props,
                    persistent=msg.persistent, priority=msg.priority, ttl=None)
     copy.amqp1_sections = msg.amqp1_sections
+    copy.cc = cc
+    copy.deaths = tuple(deaths)
     return copy
 
 
@@ -77,17 +103,12 @@ def is_cycle(message: Message, target: "Queue") -> bool:
     """True when delivering to ``target`` would close a dead-letter loop with no rejection.
 
     RabbitMQ drops such messages: a cycle of expiries or length drops would spin forever, while
-    a cycle with a rejection in it is a client's decision and is allowed.
+    a cycle with a rejection in it is a client's decision and is allowed. Only the broker's
+    own history counts (a client's ``x-death`` header proves nothing).
     """
-    for d in message.headers.get("x-death") or []:
-        if not isinstance(d, dict):
-            continue
-        if _s(d.get("reason")) == "rejected":
+    for d in message.deaths or ():
+        if d.reason == "rejected":
             return False
-        if _s(d.get("queue")) == target.name:
+        if d.queue == target.name:
             return True
     return False
-
-
-def _s(v: Any) -> Any:
-    return v.decode() if isinstance(v, bytes) else v

@@ -266,6 +266,7 @@ class Pager:
         message._props = None
         message.amqp1_sections = None
         message.cc = None
+        message.deaths = None
         message.codec = self.broker.codec
         message.persistent = where < 0
         message.priority = priority
@@ -469,6 +470,8 @@ class Pager:
         message.raw_props = stored.raw_props
         message._props = None
         message.amqp1_sections = stored.amqp1_sections
+        message.cc = stored.cc
+        message.deaths = stored.deaths
         message.persistent = stored.persistent
         message.priority = stored.priority
         message.ttl = stored.ttl

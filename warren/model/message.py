@@ -16,8 +16,9 @@ references that carry the per-queue state (position, redelivered flag, expiry).
 from __future__ import annotations
 
 import enum
+import json
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 from typing import Any, Final, Protocol
 
 from .errors import PreconditionFailed
@@ -29,6 +30,9 @@ _RECORD_HEAD = struct.Struct(">BBHI")
 _U32 = struct.Struct(">I")
 #: a record's flag: ``amqp1_sections`` follow the properties (records without are unchanged)
 _HAS_AMQP1 = 1
+#: a record's flag: the dead-letter history and the CC keys follow (``_notes``), after any
+#: ``amqp1_sections``
+_HAS_NOTES = 4
 #: a record's flag the core only carries: the body is a Stream protocol publish's message as
 #: it came (an AMQP 1.0 message, or raw bytes), which stream queues convert for readers of
 #: other protocols (``stream/amqp1_conversion.py``)
@@ -78,6 +82,22 @@ class Properties:
         return new
 
 
+@dataclass(frozen=True, slots=True)
+class Death:
+    """One (queue, reason) of a dead-lettered message's history as the broker recorded it
+    (RabbitMQ 4's death annotation): a client's ``x-death`` header is not one. Times in
+    milliseconds since the epoch; ``ttl`` the per-message TTL the message had, if any."""
+
+    queue: str
+    reason: str
+    count: int
+    first_time: int
+    last_time: int
+    exchange: str
+    routing_keys: tuple[str, ...]
+    ttl: int | None
+
+
 class PropertiesCodec(Protocol):
     """Converts neutral properties to and from the canonical native encoding."""
 
@@ -110,6 +130,7 @@ class Message:
         "paged",        # True when the body was dropped from memory and lives in the store only
         "amqp1_sections",  # AMQP 1.0 sections the properties have no place for, or None
         "cc",           # routing keys besides routing_key (RabbitMQ's CC), or None; routing only
+        "deaths",       # the broker's dead-letter history (Death, most recent first), or None
     )
 
     def __init__(
@@ -140,6 +161,7 @@ class Message:
         self.paged = False
         self.amqp1_sections: bytes | None = None
         self.cc: list[str] | None = None
+        self.deaths: tuple[Death, ...] | None = None
         if persistent is None or priority is None or ttl is _UNSET:
             p = self.properties
             persistent = p.delivery_mode == 2 if persistent is None else persistent
@@ -174,8 +196,8 @@ class Message:
         m.persistent = persistent
         m.priority = priority
         m.ttl = ttl
-        m.amqp1_sections = None
         m.cc = None
+        m.deaths = None
         return m
 
     @property
@@ -211,6 +233,7 @@ class Message:
             props=props if props is not None else self._props,
         )
         new.amqp1_sections = self.amqp1_sections
+        new.deaths = self.deaths
         return new
 
     # -- the store's opaque record -------------------------------------------------------
@@ -222,6 +245,8 @@ class Message:
         props = self.raw_props
         if props is None:
             props = self.encoded_props()
+        if self.cc is not None or self.deaths is not None:
+            return self._noted_record(props)
         if self.amqp1_sections is not None:
             return (record_head(self.exchange, self.routing_key, props, _HAS_AMQP1)
                     + _U32.pack(len(self.amqp1_sections)) + self.amqp1_sections + self.body)
@@ -235,6 +260,20 @@ class Message:
             head = _HEADS[key] = record_head(self.exchange, self.routing_key, props)
         return head + self.body
 
+    def _noted_record(self, props: bytes) -> bytes:
+        """A record with ``_HAS_NOTES``: the CC keys and the dead-letter history, which
+        dead-lettering reads after a restart too (RabbitMQ keeps them with the message), as
+        JSON after any ``amqp1_sections``. Only a message with either pays for it."""
+        deaths = None if self.deaths is None else [astuple(d) for d in self.deaths]
+        notes = json.dumps({"cc": self.cc, "deaths": deaths},
+                           separators=(",", ":")).encode()
+        parts = [record_head(self.exchange, self.routing_key, props, _HAS_NOTES | (
+            _HAS_AMQP1 if self.amqp1_sections is not None else 0))]
+        if self.amqp1_sections is not None:
+            parts += (_U32.pack(len(self.amqp1_sections)), self.amqp1_sections)
+        parts += (_U32.pack(len(notes)), notes, self.body)
+        return b"".join(parts)
+
     @staticmethod
     def record_body_size(record: bytes | memoryview) -> int:
         """The body's length in a record (``to_record``), from its header alone: lazy recovery
@@ -244,6 +283,8 @@ class Message:
         (lp,) = _U32.unpack_from(record, off)
         off += 4 + lp
         if flags & _HAS_AMQP1:
+            off += 4 + _U32.unpack_from(record, off)[0]
+        if flags & _HAS_NOTES:
             off += 4 + _U32.unpack_from(record, off)[0]
         return int(len(record) - off)
 
@@ -266,8 +307,19 @@ class Message:
             (la,) = _U32.unpack_from(record, off)
             amqp1 = bytes(record[off + 4:off + 4 + la])
             off += 4 + la
+        notes = None
+        if flags & _HAS_NOTES:
+            (ln,) = _U32.unpack_from(record, off)
+            notes = json.loads(bytes(record[off + 4:off + 4 + ln]))
+            off += 4 + ln
         message = cls(ex, rk, bytes(record[off:]), codec=codec, raw_props=props, msg_id=msg_id)
         message.amqp1_sections = amqp1
+        if notes is not None:
+            message.cc = notes["cc"]
+            if notes["deaths"] is not None:
+                message.deaths = tuple(
+                    Death(q, r, c, f, la, x, tuple(k), t)
+                    for q, r, c, f, la, x, k, t in notes["deaths"])
         return message
 
 

@@ -64,7 +64,7 @@ def as_amqp1(record: bytes, codec: PropertiesCodec) -> bytes:
     if prefix is None:
         message = Message.from_record(record, codec, 0)
         sections = sections_for(message.properties, message.body, False, message.exchange,
-                                message.routing_key, message.amqp1_sections)
+                                message.routing_key, message.amqp1_sections, message.deaths)
         if key is None or message.amqp1_sections is not None or \
                 message.properties.type == AMQP1_BODY_TYPE:
             return encode_message(sections)   # the body may be more than one data section
