@@ -470,6 +470,13 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         was = session.remote_incoming_window
         session.remote_incoming_window = window if window <= 0x7FFFFFFF else 0
         if was <= 0 < window:
+            if session.unsent is not None:
+                link, frames = session.unsent
+                session.unsent = None
+                if link is not None and session.links.get(link.handle) is link:
+                    self._send_frames(session, link, frames)   # the rest of that delivery
+                if session.unsent is not None:
+                    return
             for link in list(session.links.values()):
                 if isinstance(link, ReceivingLink) and link.credit:
                     link.queue.dispatch()
@@ -691,13 +698,24 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         room = self.max_frame - len(encode_frame(first, session.channel)) - 8   # 8: more=true
         more = Composite("transfer", handle=handle)
         chunks = [payload[i:i + room] for i in range(0, len(payload), room)]
-        # a delivery once begun is sent whole: its frames may go past the window's end
-        session.next_transfer_id = (session.next_transfer_id + len(chunks)) & 0xFFFFFFFF
-        session.remote_incoming_window -= len(chunks)
+        frames = []
         for i, chunk in enumerate(chunks):
             perf = first if i == 0 else more
             perf.more = i < len(chunks) - 1 or None
-            self._write(encode_frame(perf, session.channel, chunk))
+            frames.append(encode_frame(perf, session.channel, chunk))
+        self._send_frames(session, session.links.get(handle), frames)
+
+    def _send_frames(self, session: Session, link: Any, frames: list[bytes]) -> None:
+        """A delivery's transfer frames, as many as the client's incoming window takes (spec
+        2.5.6); the rest wait in ``session.unsent`` for the flow that opens it again, and
+        the session's receivers deliver nothing meanwhile (``has_credit``)."""
+        room = max(session.remote_incoming_window, 0)
+        sent = frames[:room]
+        session.next_transfer_id = (session.next_transfer_id + len(sent)) & 0xFFFFFFFF
+        session.remote_incoming_window -= len(sent)
+        for frame in sent:
+            self._write(frame)
+        session.unsent = (link, frames[room:]) if len(frames) > room else None
 
     def _on_disposition(self, session: Session, p: Composite, _payload: bytes) -> None:
         if not p.role:

@@ -39,6 +39,10 @@ class Session:
         self.incoming_window = incoming_window
         self.links: dict[int, Any] = {}      # the client's handle -> link
         self.detaching: set[int] = set()     # handles we detached: their echo needs no reply
+        # the frames of a multi-frame delivery the client's incoming window stopped: the
+        # receiving link and the encoded frames still to send, sent first when the window
+        # opens (RabbitMQ 4's session holds a delivery's rest as it does); None: none
+        self.unsent: tuple[Any, list[bytes]] | None = None
 
 
 class SendingLink:
@@ -127,8 +131,9 @@ class ReceivingLink:
 
     def has_credit(self) -> bool:
         conn = self.conn
-        return self.credit > 0 and self.session.remote_incoming_window > 0 \
-            and not conn.closed and not conn.write_paused
+        session = self.session
+        return self.credit > 0 and session.remote_incoming_window > 0 \
+            and session.unsent is None and not conn.closed and not conn.write_paused
 
     def deliver(self, queue: Any, entry: Any) -> None:
         if self._drop_local and self._is_local(entry.message):
