@@ -56,6 +56,27 @@ def test_delivery_says_where_a_pika_message_was_published(amqp1, channel, unique
     assert got.properties == {"plain": "p"}
 
 
+def test_a_header_tables_keys_are_symbols_a_senders_map_keys_as_sent(amqp1, channel,
+                                                                      unique):
+    # mc_amqpl converts a 0-9-1 table into a map with symbol keys, x- or not; a 1.0
+    # sender's map keeps its string keys through the queue (RabbitMQ 4 keeps the message)
+    channel.queue_declare(unique)
+    channel.basic_publish("", unique, b"t", pika.BasicProperties(
+        headers={"x-table": {"plain": {"inner": 1}}}))
+    message = Message(body=b"m", inferred=True)
+    message.annotations = {symbol("x-map"): {"text": {"deeper": 2}, symbol("sym"): 3}}
+    amqp1.create_sender(f"/queues/{unique}").send(message)
+    receiver = amqp1.create_receiver(f"/queues/{unique}")
+    from_pika, from_amqp1 = receiver.receive(timeout=30), receiver.receive(timeout=30)
+    receiver.accept()
+    table = from_pika.annotations["x-table"]
+    assert [type(k) for k in table] == [symbol] and [type(k) for k in table["plain"]] == \
+        [symbol]
+    kept = from_amqp1.annotations["x-map"]
+    assert {k: type(k) for k in kept} == {"text": str, "sym": symbol}
+    assert [type(k) for k in kept["text"]] == [str]
+
+
 def test_x_annotations_reach_a_pika_consumer_as_headers(amqp1, channel, unique):
     channel.queue_declare(unique)
     sender = amqp1.create_sender(f"/queues/{unique}")

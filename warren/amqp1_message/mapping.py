@@ -31,8 +31,10 @@ annotations (``mqtt.py``, RabbitMQ 4's ``mc_mqtt``).
 Message annotations travel as RabbitMQ's conversion table gives them: an annotation whose
 key starts with ``x-`` becomes a header of that name, and a header whose name starts with
 ``x-`` goes out as a message annotation (a symbol key), the others as application
-properties. An annotation's maps and lists become tables and arrays and back; an
-application property holds simple values only, so a table or array header is not one.
+properties. An annotation's maps and lists become tables and arrays and back (a table's
+keys symbols, as ``mc_amqpl`` gives them: an annotation with a map keyed otherwise is kept
+as sent for 1.0 receivers); an application property holds simple values only, so a table
+or array header is not one.
 So annotations and application properties survive a 1.0 -> 1.0 trip through a queue, and
 0-9-1 clients see the annotations as the ``x-`` headers RabbitMQ gives them. The dead-letter
 history is the exception, as in RabbitMQ 4: the broker's own (``Message.deaths``) reaches a
@@ -117,9 +119,19 @@ def _header_value(value: Any) -> Any:
     return _DROP                        # uuid, described values
 
 
+def _text_keys(value: Any) -> bool:
+    """Whether a map in ``value`` has a key that is no symbol: a header's table gives it
+    back with symbol keys (``_amqp1_value``), so such an annotation is kept as sent."""
+    if isinstance(value, dict):
+        return any(not isinstance(k, Symbol) or _text_keys(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(map(_text_keys, value))
+    return False
+
+
 def _amqp1_value(value: Any) -> Any:
-    """A header's value in AMQP 1.0 types: tables as maps (``x-`` keys as symbols, as
-    RabbitMQ 4 gives them), arrays as lists, timestamps in milliseconds."""
+    """A header's value in AMQP 1.0 types: tables as maps (their keys symbols, as RabbitMQ
+    4's ``mc_amqpl`` gives them), arrays as lists, timestamps in milliseconds."""
     if value is None or isinstance(value, _PLAIN):
         return value
     if isinstance(value, bytearray):
@@ -127,8 +139,7 @@ def _amqp1_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return Timestamp(int(value.timestamp() * 1000))
     if isinstance(value, dict):
-        return {Symbol(k) if k.startswith("x-") else k: v
-                for k, v in ((str(k), _amqp1_value(v)) for k, v in value.items())
+        return {Symbol(k): v for k, v in ((str(k), _amqp1_value(v)) for k, v in value.items())
                 if v is not _DROP}
     if isinstance(value, (list, tuple)):
         return [v for v in map(_amqp1_value, value) if v is not _DROP]
@@ -321,7 +332,8 @@ def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> 
     annotations = {key: value for key, value in
                    (sections.get("message_annotations") or {}).items()
                    if key == _DEATHS        # as sent, for 1.0 receivers (``sections_for``)
-                   or not _is_header(key) or _header_value(value) != value}  # lossy
+                   or not _is_header(key) or _header_value(value) != value   # lossy
+                   or _text_keys(value)}
     footer = sections.get("footer") or None
     notes: dict[Symbol, Any] = {}
     p = sections.get("properties")
