@@ -249,17 +249,3 @@ def test_x_opt_deaths_sent_over_10_is_replaced_when_dead_lettered(amqp1, channel
     got = receive(amqp1, f"/queues/{unique}-dlq")
     (death, ) = got.annotations["x-opt-deaths"].elements
     check_death(death, unique, "rejected", [unique])
-
-
-def test_the_first_acquirer_is_told_so(amqp1, channel, unique):
-    # RabbitMQ 4 writes first-acquirer in every delivery's header: true the first time,
-    # false once the message was delivered before or dead-lettered
-    dead_letter_queues(channel, unique)
-    amqp1.create_sender(f"/queues/{unique}").send(Message(body=b"once", inferred=True))
-    receiver = amqp1.create_receiver(f"/queues/{unique}")
-    assert receiver.receive(timeout=30).first_acquirer is True
-    receiver.release()
-    assert receiver.receive(timeout=30).first_acquirer is False
-    receiver.reject()
-    receiver.close()
-    assert receive(amqp1, f"/queues/{unique}-dlq").first_acquirer is False
