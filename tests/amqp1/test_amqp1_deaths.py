@@ -4,8 +4,9 @@
 consumer gets the ``x-death`` header, whichever protocol published the message. An
 ``x-opt-deaths`` a 1.0 sender gives is ``x-death`` to 0-9-1 consumers when it has RabbitMQ
 4's shape, and nothing to them when it has not (a 1.0 receiver gets it as sent). No history
-a client sends is trusted: the first death starts a fresh one (RabbitMQ 4's
-``mc:record_death``), and a repeated death moves its last-time on."""
+a 1.0 sender gives is trusted: the first death starts a fresh one (RabbitMQ 4's
+``mc:record_death``), and a repeated death moves its last-time on. A 0-9-1 publisher's
+``x-death`` header is the history the broker goes on from, as RabbitMQ 3.x reads it."""
 
 from __future__ import annotations
 
@@ -187,38 +188,69 @@ def test_a_repeated_death_updates_its_last_time(amqp1, channel, unique):
     assert (other["queue"], other["count"]) == (f"{unique}-dlq", 1)
 
 
-def test_a_clients_x_death_is_no_history(amqp1, channel, unique):
-    # RabbitMQ 4 trusts no death history a client sends: the first death starts a fresh
-    # one, which replaces the header, and x-first-death-* are the broker's
+def test_a_091_clients_x_death_is_history_it_goes_on_from(amqp1, channel, unique):
+    # RabbitMQ 3.x (3.10.8 checked) reads the x-death a 0-9-1 publisher sends: the new death
+    # goes in front of the entries it had, x-first-death-* stay as sent, and a consumer that
+    # republishes a dead letter with the headers it got sees the count go on
     dead_letter_queues(channel, unique)
-    forged = [{"count": 7, "reason": "expired", "queue": "elsewhere",
-               "time": datetime(2020, 1, 1, tzinfo=timezone.utc), "exchange": "x",
-               "routing-keys": ["k"]}]
-    channel.basic_publish("", unique, b"forged", pika.BasicProperties(headers={
-        "x-death": forged, "x-first-death-reason": "forged", "x-first-death-queue": "q"}))
-    method = eventually(lambda: channel.basic_get(unique)[0], "the message")
-    channel.basic_reject(method.delivery_tag, requeue=False)
-    _method, props, _body = eventually(
-        lambda: got_one(channel.basic_get(f"{unique}-dlq", auto_ack=True)), "a dead letter")
-    (death, ) = props.headers["x-death"]
-    assert (death["queue"], death["reason"], death["count"]) == (unique, "rejected", 1)
-    assert (props.headers["x-first-death-reason"], props.headers["x-first-death-queue"]) \
-        == ("rejected", unique)
+    sent = [{"count": 7, "reason": "expired", "queue": "elsewhere",
+             "time": datetime(2020, 1, 1, tzinfo=timezone.utc), "exchange": "x",
+             "routing-keys": ["k"]}]
+    headers = {"x-death": sent, "x-first-death-reason": "sent", "x-first-death-queue": "q"}
+    for count in (1, 2):
+        channel.basic_publish("", unique, b"again", pika.BasicProperties(headers=headers))
+        method = eventually(lambda: channel.basic_get(unique)[0], "the message")
+        channel.basic_reject(method.delivery_tag, requeue=False)
+        _method, props, _body = eventually(
+            lambda: got_one(channel.basic_get(f"{unique}-dlq", auto_ack=True)),
+            "a dead letter")
+        latest, earlier = props.headers["x-death"]
+        assert (latest["queue"], latest["reason"], latest["count"]) == \
+            (unique, "rejected", count)
+        assert (earlier["queue"], earlier["reason"], earlier["count"], earlier["time"]) == \
+            ("elsewhere", "expired", 7, datetime(2020, 1, 1, tzinfo=timezone.utc))
+        assert (props.headers["x-first-death-reason"],
+                props.headers["x-first-death-queue"]) == ("sent", "q")
+        headers = props.headers
 
 
-def test_a_forged_history_closes_no_cycle(broker, amqp1, channel, unique):
-    # an x-death naming the dead-letter queue as an earlier expiry is no cycle to RabbitMQ
-    # 4 (its cycle check reads its own history): the expired message is dead-lettered
-    dead_letter_queues(channel, unique)
-    forged = [{"count": 1, "reason": "expired", "queue": f"{unique}-dlq",
+def test_a_091_history_naming_the_target_closes_a_cycle(broker, amqp1, channel, unique):
+    # an x-death saying the message already expired out of the queue it is dead-lettered to
+    # is a cycle with no rejection in it: RabbitMQ 3.x drops the message (3.10.8 checked)
+    channel.queue_declare(f"{unique}-dlq")
+    channel.queue_declare(unique, arguments={"x-dead-letter-exchange": "",
+                                             "x-dead-letter-routing-key": f"{unique}-dlq"})
+    looped = [{"count": 1, "reason": "expired", "queue": f"{unique}-dlq",
                "time": datetime(2020, 1, 1, tzinfo=timezone.utc), "exchange": "",
                "routing-keys": [f"{unique}-dlq"]}]
-    channel.basic_publish("", unique, b"kept", pika.BasicProperties(
-        expiration="1", headers={"x-death": forged}))
+    channel.basic_publish("", unique, b"looped", pika.BasicProperties(
+        expiration="1", headers={"x-death": looped}))
+    channel.basic_publish("", unique, b"fresh", pika.BasicProperties(expiration="1"))
     _method, props, body = eventually(
         lambda: got_one(channel.basic_get(f"{unique}-dlq", auto_ack=True)), "a dead letter")
-    assert body == b"kept" and [d["reason"] for d in props.headers["x-death"]] == ["expired"]
+    assert body == b"fresh"
+    assert channel.queue_declare(f"{unique}-dlq", passive=True).method.message_count == 0
     assert "Traceback" not in broker.log()
+
+
+def test_x_opt_deaths_sent_over_10_is_no_history(amqp1, channel, unique):
+    # RabbitMQ 4 trusts no death annotation a 1.0 sender gives: a death naming the target
+    # queue closes no cycle, the expired message is dead-lettered with a fresh history
+    channel.queue_declare(f"{unique}-dlq")
+    channel.queue_declare(unique, arguments={"x-dead-letter-exchange": "",
+                                             "x-dead-letter-routing-key": f"{unique}-dlq"})
+    death = {symbol("queue"): f"{unique}-dlq", symbol("reason"): symbol("expired"),
+             symbol("count"): ulong(1), symbol("first-time"): timestamp(1700000000000),
+             symbol("last-time"): timestamp(1700000000000), symbol("exchange"): "",
+             symbol("routing-keys"): Array(UNDESCRIBED, Data.STRING, f"{unique}-dlq")}
+    message = Message(body=b"kept", inferred=True, ttl=0.001)
+    message.annotations = {symbol("x-opt-deaths"): Array(UNDESCRIBED, Data.MAP, death)}
+    amqp1.create_sender(f"/queues/{unique}").send(message)
+    _method, props, body = eventually(
+        lambda: got_one(channel.basic_get(f"{unique}-dlq", auto_ack=True)), "a dead letter")
+    assert body == b"kept"
+    assert [(d["queue"], d["reason"]) for d in props.headers["x-death"]] == \
+        [(unique, "expired")]
 
 
 def _sent_deaths():

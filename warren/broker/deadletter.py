@@ -4,14 +4,15 @@ by, and cycle breaking.
 The history is the broker's own (``Message.deaths``, RabbitMQ 4's ``deaths`` annotation),
 one ``Death`` per (queue, reason), most recent first: a repeat of the same pair increments
 its count, updates its last time and moves it to the front; its other fields stay those of
-the first such death. A client's ``x-death`` header (or an AMQP 1.0 sender's
-``x-opt-deaths``) is not trusted: the first death starts a fresh history, which replaces
-that header, and cycle detection reads only the broker's history (RabbitMQ 4's
-``mc:record_death`` and ``is_death_cycle``). Consumers see the history as their protocol
+the first such death. An ``x-death`` header a 0-9-1 (or STOMP, MQTT) publisher sent is
+read as the history the broker goes on from, as RabbitMQ 3.x does (``header_deaths``); an
+AMQP 1.0 sender's ``x-opt-deaths`` is not trusted, as RabbitMQ 4 trusts none: the first
+death starts a fresh history, which replaces that annotation. Cycle detection reads the
+history (``mc:record_death`` and ``is_death_cycle``). Consumers see the history as their protocol
 has it: ``x-death`` for 0-9-1, STOMP and MQTT (one table per death, its time the first, in
 seconds: written here into the copy's headers), ``x-opt-deaths`` with both times in
 milliseconds for AMQP 1.0 (``amqp1_message/mapping.py``).
-``x-first-death-{reason,queue,exchange}`` are set by the first death the broker records;
+``x-first-death-{reason,queue,exchange}`` are set by the message's first death;
 ``x-last-death-{reason,queue,exchange}`` follow the latest.
 
 A dead letter is routed by the queue's dead-letter routing key if it has one, else by every
@@ -59,12 +60,53 @@ def _x_death(death: Death) -> dict[str, Any]:
     return table
 
 
+def header_deaths(header: Any) -> tuple[Death, ...] | None:
+    """The history in an ``x-death`` header a 0-9-1, STOMP or MQTT publisher sent, as
+    RabbitMQ 3.x reads it: a consumer that republishes a dead letter with the headers it got
+    keeps its history, so the count of a repeated (queue, reason) goes on (retry loops count
+    on it), and a cycle it closes is broken. RabbitMQ 4 stopped trusting the header; 3.10,
+    3.12 and 3.13.3+ trust it, and 0-9-1 applications written against them rely on it. An
+    AMQP 1.0 sender's ``x-opt-deaths`` is never read as history (RabbitMQ 4's rule, the only
+    broker that has one for 1.0). Tables that do not name a queue and a reason are left out;
+    None when there is no such table."""
+    if not isinstance(header, list):
+        return None
+    deaths = []
+    for table in header:
+        if not isinstance(table, dict):
+            continue
+        queue, reason = _text(table.get("queue")), _text(table.get("reason"))
+        if queue is None or reason is None:
+            continue
+        count = table.get("count")
+        when = table.get("time")
+        ms = int(when.timestamp() * 1000) if isinstance(when, datetime) else 0
+        keys = table.get("routing-keys")
+        ttl = _text(table.get("original-expiration"))
+        deaths.append(Death(
+            queue, reason, count if isinstance(count, int) and count > 0 else 1, ms, ms,
+            _text(table.get("exchange")) or "",
+            tuple(k for k in map(_text, keys) if k is not None)
+            if isinstance(keys, list) else (),
+            int(ttl) if ttl is not None and ttl.isdigit() else None))
+    return tuple(deaths) or None
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
 def dead_letter_copy(queue: "Queue", entry: QueueEntry, reason: str) -> Message:
     """The message to publish to the queue's DLX, with its death history updated."""
     msg = entry.message
     props = msg.properties.copy()
     now = int(time.time() * 1000)
-    deaths = list(msg.deaths or ())
+    history = msg.deaths
+    if history is None and msg.amqp1_sections is None:
+        history = header_deaths(msg.headers.get("x-death"))
+    deaths = list(history or ())
     for i, d in enumerate(deaths):
         if d.queue == queue.name and d.reason == reason:
             deaths.insert(0, replace(deaths.pop(i), count=d.count + 1, last_time=now))
@@ -77,8 +119,8 @@ def dead_letter_copy(queue: "Queue", entry: QueueEntry, reason: str) -> Message:
     headers = dict(props.headers or {})
     headers.pop("BCC", None)
     headers["x-death"] = [_x_death(d) for d in deaths]
-    if msg.deaths is None:
-        # the first death the broker records: a client's x-first-death-* are no history
+    if not history:
+        # the message's first death: x-first-death-* stay those of the first one after
         headers["x-first-death-reason"] = reason
         headers["x-first-death-queue"] = queue.name
         headers["x-first-death-exchange"] = msg.exchange
@@ -103,8 +145,8 @@ def is_cycle(message: Message, target: "Queue") -> bool:
     """True when delivering to ``target`` would close a dead-letter loop with no rejection.
 
     RabbitMQ drops such messages: a cycle of expiries or length drops would spin forever, while
-    a cycle with a rejection in it is a client's decision and is allowed. Only the broker's
-    own history counts (a client's ``x-death`` header proves nothing).
+    a cycle with a rejection in it is a client's decision and is allowed. The history is the
+    one ``dead_letter_copy`` recorded (an AMQP 1.0 sender's annotation is not part of it).
     """
     for d in message.deaths or ():
         if d.reason == "rejected":

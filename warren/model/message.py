@@ -85,7 +85,8 @@ class Properties:
 @dataclass(frozen=True, slots=True)
 class Death:
     """One (queue, reason) of a dead-lettered message's history as the broker recorded it
-    (RabbitMQ 4's death annotation): a client's ``x-death`` header is not one. Times in
+    (RabbitMQ 4's death annotation; a 0-9-1 publisher's ``x-death`` header is read into
+    it as RabbitMQ 3.x does, ``deadletter.header_deaths``). Times in
     milliseconds since the epoch; ``ttl`` the per-message TTL the message had, if any."""
 
     queue: str
