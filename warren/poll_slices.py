@@ -46,7 +46,7 @@ from typing import Any
 
 from twisted.python import log
 
-from .turn_slices import TURN_BUDGET
+from .turn_slices import TURN_BUDGET, begin_turn, turn_deadline
 
 __all__ = ["MIN_TEARDOWNS", "install"]
 
@@ -78,6 +78,7 @@ def _reactor_class() -> Any:
                 if err.errno == errno.EINTR:
                     return
                 raise
+            begin_turn(time.monotonic())
             self.tear_spent = 0.0
             selectables = self._selectables
             handle = self._doReadOrWrite
@@ -85,7 +86,7 @@ def _reactor_class() -> Any:
                 selectable = selectables.get(fd)
                 if selectable is not None:
                     log.callWithLogger(selectable, handle, selectable, fd, event)
-            self._tear(time.monotonic() + max(TURN_BUDGET - self.tear_spent, 0.0))
+            self._tear(turn_deadline())
 
         doIteration = doPoll    # what the run loop calls (Twisted aliases it the same way)
 

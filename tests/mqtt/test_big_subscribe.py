@@ -14,7 +14,7 @@ from tests.mqtt.helpers import Client, RawClient, cid
 from warren.mqtt.codec import (Connect, PingReq, PingResp, SubAck, Subscribe, Subscription,
                                UnsubAck, Unsubscribe, encode)
 
-N = 20_000   # ten slices of warren.mqtt.subscriptions.SUBSCRIBE_SLICE
+N = 20_000   # tens of slices (warren.turn_slices.TurnRange)
 
 
 def test_a_big_subscribe_is_acked_whole_and_the_next_packets_follow_in_order(broker, unique):
