@@ -91,6 +91,7 @@ class TurnTimer:
         self.cpu_began = 0.0
         self.samples: list[tuple[int, tuple[str, ...]]] = []
         self.cpu: list[float] = []          # every turn's CPU seconds (a float per turn)
+        self.wall: list[float] = []         # and its wall seconds
         self.longest: list[tuple[float, int, float, tuple[float, ...], float, list[str]]] = []
         self.started = time.perf_counter()
         self.main = threading.get_ident()
@@ -115,6 +116,7 @@ class TurnTimer:
         wall = time.perf_counter() - began
         cpu = time.thread_time() - self.cpu_began
         self.cpu.append(cpu)
+        self.wall.append(wall)
         if len(self.longest) < KEEP_TURNS or cpu > self.longest[0][0]:
             stacks = Counter(stack for seq, stack in self.samples if seq == self.seq)
             shown = [f"{n}x " + " < ".join(reversed(stack)) for stack, n in stacks.most_common(3)]
@@ -143,13 +145,15 @@ class TurnTimer:
             self.samples.append((seq, tuple(stack)))
 
     def write(self) -> None:
-        cpu = sorted(self.cpu)
+        cpu, wall = sorted(self.cpu), sorted(self.wall)
         with open(self.out, "w") as f:
             if cpu:
                 p99 = cpu[min(len(cpu) - 1, int(len(cpu) * 0.99))]
+                wall_p99 = wall[min(len(wall) - 1, int(len(wall) * 0.99))]
                 over = sum(1 for c in cpu if c > 0.010)
                 f.write(f"turns n={len(cpu)} cpu p99 {p99 * 1e3:.2f} ms max {cpu[-1] * 1e3:.1f}"
-                        f" ms, {over} above 10 ms\n")
+                        f" ms, {over} above 10 ms; wall p99 {wall_p99 * 1e3:.1f} ms max"
+                        f" {wall[-1] * 1e3:.1f} ms\n")
             for cpu_s, _seq, wall, in_gc, at, shown in sorted(self.longest, reverse=True):
                 f.write(f"  turn at {at:.1f} s: cpu {cpu_s * 1e3:.1f} ms wall {wall * 1e3:.1f} ms"
                         f", of which collections cpu {in_gc[1] * 1e3:.1f} ms wall"
