@@ -63,7 +63,10 @@ def export_definitions(broker: Any, vhost: str | None = None) -> dict[str, Any]:
         for ex in sorted(vh.exchanges.values(), key=lambda e: e.name):
             if not ex.name:
                 continue
-            for b in ex.bindings:
+            # RabbitMQ exports an exchange's bindings by routing key, then destination (its
+            # route table's order; checked against 3.10.8), not in the order they were made
+            for b in sorted(ex.bindings, key=lambda b: (b.routing_key, b.destination.kind,
+                                                        b.destination.name)):
                 d = b.destination
                 if not d.durable or getattr(d, "exclusive_owner", None) is not None:
                     continue
