@@ -32,7 +32,10 @@ That pause is one scan of every tracked object and of every reference they hold 
 the bindings' own objects taken out of the scan, for the dicts that hold 2M of them are walked
 entry by entry), and no freezing or threshold can make it shorter: CPython 3.11 has no partial
 unfreeze and no incremental collection, and a fork that would scan in a child costs 115-140 ms
-of page tables at that size. What can be avoided is paying it for nothing: while the heap
+of page tables at that size. So the thaw is not made incremental (CPython 3.11-3.13 offer no
+way: ``gc.unfreeze`` moves everything, ``gc.collect(2)`` scans everything, and finding the
+dead cycles among frozen objects from Python would cost more than the scan); the decision is
+to need it rarely. What can be avoided is paying it for nothing: while the heap
 grows with live data (queues, bindings, subscriptions being made) a thaw frees nothing
 (measured: four thaws while 1M bindings were made freed 0 objects, one of 2.9 s at 100,000
 queues freed 9). So a thaw waits for evidence as well as growth: the young collections since
