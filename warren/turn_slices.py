@@ -21,12 +21,13 @@ so a round trip of twice that for the client whose event came last. Work that fi
 budget spent still does one step (one method, one ``CHECK_EVERY`` items), so nothing waits
 for ever. Under another reactor (tests' fake clocks) the budget counts from the slice's start.
 
-Work that walks a list by index (a purge's releases, a big SUBSCRIBE's filters, a definitions
-import's objects) takes its slice as a :class:`TurnRange`: the indexes that fit in
-``TURN_BUDGET``, the clock read once per ``CHECK_EVERY`` items. A slice of a fixed count was
-the rule before, and a count that is a few milliseconds on a quiet machine for small items is
-tens of milliseconds for big ones or on a loaded machine (2,000 MQTT filters: 40-60 ms); a
-budget in time is what bounds the other clients' wait.
+Work that walks a list by index (a big SUBSCRIBE's filters) takes its slice as a
+:class:`TurnRange`: the indexes that fit before the deadline, the clock read once per
+``CHECK_EVERY`` items (a purge's releases do the same over a deque, a definitions import and
+AMQP's methods read the clock per step). A slice of a fixed count was the rule before, and a
+count that is a few milliseconds on a quiet machine for small items is tens of milliseconds
+for big ones or on a loaded machine (2,000 MQTT filters: 40-60 ms); a budget in time is what
+bounds the other clients' wait.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ CHECK_EVERY = 64
 _turn_began: list[float | None] = [None]
 
 
-def begin_turn(now: float) -> None:
-    """The reactor's poll returned at ``now``: a new turn, a new budget."""
+def begin_turn(now: float | None) -> None:
+    """The reactor's poll returned at ``now``: a new turn, a new budget (None: no reactor
+    notes its turns any more, each slice counts from its own start)."""
     _turn_began[0] = now
 
 
@@ -63,8 +65,9 @@ def turn_deadline() -> float:
 
 
 class TurnRange:
-    """``range(start, stop)`` cut at ``TURN_BUDGET`` from the first item: iterate it for this
-    turn's slice, then ``next`` is where the next turn's slice starts (``stop`` when done)."""
+    """``range(start, stop)`` cut at the turn's deadline (``CHECK_EVERY`` items at least):
+    iterate it for this turn's slice, then ``next`` is where the next turn's slice starts
+    (``stop`` when done)."""
 
     __slots__ = ("next", "stop")
 
