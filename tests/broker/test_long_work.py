@@ -15,6 +15,7 @@ from twisted.internet.task import Clock
 
 from warren.amqp.properties import CODEC
 from warren.broker.broker import Broker
+from warren.broker.definitions import export_definitions
 from warren.model.message import Message, Properties
 
 N = 60_007     # some 60 ms of releases: many turns' budgets
@@ -68,9 +69,9 @@ def test_a_deleted_queues_bindings_go_over_several_turns_and_route_nowhere_meanw
     binding the same key gets the binding, and an exchange with only those bindings is
     unused."""
     vh = broker.vhost("/")
-    vh.declare_exchange("x", "direct")
+    vh.declare_exchange("x", "direct", durable=True)
     vh.declare_exchange("lonely", "direct")
-    q = vh.declare_queue("q")
+    q = vh.declare_queue("q", durable=True)
     n = 20_000
     for i in range(n):
         vh.bind("x", q, f"k{i}")
@@ -83,8 +84,11 @@ def test_a_deleted_queues_bindings_go_over_several_turns_and_route_nowhere_meanw
                                                     props=Properties()))
     assert routed.queues == [] and q.message_count == 0
     assert [b for b in vh.bindings() if b.destination is q] == []
-    again = vh.declare_queue("q")
+    again = vh.declare_queue("q", durable=True)
     vh.bind("x", again, f"k{n - 1}")
+    exported = export_definitions(broker)["bindings"]
+    assert [(b["destination"], b["routing_key"]) for b in exported
+            if b["source"] == "x"] == [("q", f"k{n - 1}")]
     routed = pub.publish(pub.exchange("x"), Message("x", f"k{n - 1}", b"m", codec=CODEC,
                                                     props=Properties()))
     assert routed.queues == [again]

@@ -68,7 +68,8 @@ def export_definitions(broker: Any, vhost: str | None = None) -> dict[str, Any]:
             for b in sorted(ex.bindings, key=lambda b: (b.routing_key, b.destination.kind,
                                                         b.destination.name)):
                 d = b.destination
-                if not d.durable or getattr(d, "exclusive_owner", None) is not None:
+                if not d.durable or getattr(d, "exclusive_owner", None) is not None or \
+                        getattr(d, "deleted", False):   # a deleted queue's, still going
                     continue
                 if not ex.durable:
                     continue

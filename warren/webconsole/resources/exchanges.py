@@ -162,7 +162,9 @@ def source_bindings(call: Call) -> list[dict[str, Any]]:
     if ex.name == "":
         return [binding_info(vh, Binding("", q, q.name))
                 for q in sorted(vh.queues.values(), key=lambda q: q.name)]
-    return in_listing_order(binding_info(vh, b) for b in ex.bindings)
+    # (a deleted queue's bindings still being removed, VirtualHost.delete_queue, are left out)
+    return in_listing_order(binding_info(vh, b) for b in ex.bindings
+                            if not getattr(b.destination, "deleted", False))
 
 
 def destination_bindings(call: Call) -> list[dict[str, Any]]:
