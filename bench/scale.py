@@ -64,11 +64,20 @@ import time
 from pathlib import Path
 
 
+_COLLECTOR: list = []
+
+
 def _core_broker():
+    """An in-process broker on a fake clock, CPython's collector tuned as ``warren run``
+    tunes it (``gc_tuning``), so a turn's time is the broker's as it runs."""
     from twisted.internet.task import Clock
 
     from warren.amqp.properties import CODEC
     from warren.broker.broker import Broker
+    from warren.gc_tuning import CollectorTuning
+    if not _COLLECTOR:
+        _COLLECTOR.append(CollectorTuning())
+        _COLLECTOR[0].install()
     b = Broker(clock=Clock(), codec=CODEC)
     b.ensure_defaults()
     return b
@@ -164,27 +173,28 @@ def bench_purge(sizes: list[int]) -> None:
                 pub.publish(ex, Message("", "big", b"x", codec=CODEC, props=Properties()))
             clock = broker.clock
             clock.advance(0)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             if op == "purge":
                 q.purge()
             else:
                 vh.delete_queue("big")
-            first = time.perf_counter() - t0
+            first = time.thread_time() - c0
             slices, longest = 0, 0.0
             while clock.calls:   # the rest, one reactor turn's call at a time
-                t1 = time.perf_counter()
+                t1 = time.thread_time()
                 call = clock.calls.pop(0)
                 call.called = 1
                 call.func(*call.args, **call.kw)
-                longest = max(longest, time.perf_counter() - t1)
+                longest = max(longest, time.thread_time() - t1)
                 slices += 1
             total = time.perf_counter() - t0
             if op == "purge":
                 vh.delete_queue("big")
                 while clock.getDelayedCalls():
                     clock.advance(0)
-            print(f"core {op} of a queue of n={n}: the call {first * 1e3:.0f} ms, then {slices}"
-                  f" more turns (longest {longest * 1e3:.0f} ms); {total:.3f}s in all;"
+            print(f"core {op} of a queue of n={n}: the call {first * 1e3:.0f} ms of CPU, then"
+                  f" {slices} more turns (longest {longest * 1e3:.1f} ms of CPU); {total:.3f}s"
+                  " in all;"
                   f" memory_used after {broker.memory_used}", flush=True)
 
 
@@ -396,7 +406,7 @@ class RoundTrips:
 def bench_mqtt(sizes: list[int], modes: list[str]) -> None:
     import paho.mqtt.client as mqtt
 
-    from bench.gc_probe import summary as gc_summary
+    from bench.gc_probe import summary as gc_summary, turns_summary
 
     from bench.brokers import Warren
     for n in sizes:
@@ -439,7 +449,8 @@ def bench_mqtt(sizes: list[int], modes: list[str]) -> None:
                     client.disconnect()
                 finally:
                     broker.stop()
-                print(f"    broker's {gc_summary(gc_log)}", flush=True)
+                print(f"    broker's {gc_summary(gc_log)}\n    {turns_summary(gc_log + '.turns')}",
+                      flush=True)
 
 
 def _group_rss(pid: int) -> int:
@@ -508,14 +519,14 @@ def bench_objects(sizes: list[int], brokers: list[str], rabbitmq_server: str | N
 
 
 def _run_turns(clock) -> list[float]:
-    """Run a fake clock's pending calls one at a time, as reactor turns; their durations."""
+    """Run a fake clock's pending calls one at a time, as reactor turns; their CPU times."""
     times = []
     while clock.calls:
         call = clock.calls.pop(0)
         call.called = 1
-        t = time.perf_counter()
+        t = time.thread_time()
         call.func(*call.args, **call.kw)
-        times.append(time.perf_counter() - t)
+        times.append(time.thread_time() - t)
     return times
 
 
@@ -528,14 +539,14 @@ def bench_import(sizes: list[int]) -> None:
                 "bindings": [{"source": "amq.topic", "vhost": "/", "destination": f"q{i}",
                               "destination_type": "queue", "routing_key": f"a.{i}.#",
                               "arguments": {}} for i in range(n)]}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         import_definitions_sliced(broker, defs)
-        first = time.perf_counter() - t0
+        first = time.thread_time() - c0
         times = sorted(_run_turns(broker.clock))
         total = time.perf_counter() - t0
-        print(f"import of {n} queues + {n} bindings: first call {first * 1e3:.0f} ms, then"
-              f" {len(times)} turns, median {statistics.median(times) * 1e3:.1f} ms,"
-              f" max {times[-1] * 1e3:.0f} ms; {total:.2f}s in all", flush=True)
+        print(f"import of {n} queues + {n} bindings: first call {first * 1e3:.1f} ms of CPU,"
+              f" then {len(times)} turns, median {statistics.median(times) * 1e3:.1f} ms,"
+              f" max {times[-1] * 1e3:.1f} ms of CPU; {total:.2f}s in all", flush=True)
 
 
 def bench_metrics(sizes: list[int]) -> None:
@@ -551,7 +562,7 @@ def bench_metrics(sizes: list[int]) -> None:
             argv[argv.index("--http-port") + 1] = str(self.http_port)
             return argv
 
-    from bench.gc_probe import summary as gc_summary
+    from bench.gc_probe import summary as gc_summary, turns_summary
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             gc_log = str(Path(tmp) / "gc.log")
@@ -584,7 +595,8 @@ def bench_metrics(sizes: list[int]) -> None:
                           f" {rtt}", flush=True)
             finally:
                 broker.stop()
-            print(f"    broker's {gc_summary(gc_log)}", flush=True)
+            print(f"    broker's {gc_summary(gc_log)}\n    {turns_summary(gc_log + '.turns')}",
+                      flush=True)
 
 
 def _raise_fd_limit(wanted: int) -> None:
@@ -656,7 +668,7 @@ IDLE_SECONDS = 20
 def bench_big(sizes: list[int], connections: int, brokers: list[str],
               rabbitmq_server: str | None) -> None:
     from bench.brokers import RabbitMQ, Warren
-    from bench.gc_probe import summary as gc_summary
+    from bench.gc_probe import summary as gc_summary, turns_summary
     _raise_fd_limit(connections + 1000)
     runs = [(name, n) for n in sizes if n > 0 for name in brokers]   # --sizes 0: none
     if connections:
@@ -718,7 +730,8 @@ def bench_big(sizes: list[int], connections: int, brokers: list[str],
             finally:
                 broker.stop()
             if name == "warren":
-                print(f"    broker's {gc_summary(gc_log)}", flush=True)
+                print(f"    broker's {gc_summary(gc_log)}\n    {turns_summary(gc_log + '.turns')}",
+                      flush=True)
 
 
 def bench_deliver(sizes: list[int], messages: int = 2000) -> None:

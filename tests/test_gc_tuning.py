@@ -14,8 +14,8 @@ import weakref
 import pytest
 
 from tests.operator.test_startup_errors import Ports, assert_refused, run_warren
-from warren.gc_tuning import (MIDDLE_THRESHOLD, THAW_GROWTH_MAX, YOUNG_THRESHOLD,
-                               CollectorTuning)
+from warren.gc_tuning import (BARREN_YOUNG, MIDDLE_THRESHOLD, THAW_GROWTH_MAX,
+                               YOUNG_THRESHOLD, CollectorTuning)
 
 
 class Node:
@@ -64,6 +64,30 @@ def test_survivors_of_a_collection_are_frozen_out_of_later_scans(tuning):
     assert gc.get_freeze_count() >= before + len(kept)
     # a later full collection does not see them: nothing of theirs is examined or freed
     assert all(not any(node is obj for obj in gc.get_objects(2)) for node in kept[:3])
+
+
+def test_survivors_of_a_young_collection_that_freed_nothing_are_frozen_at_once(tuning):
+    """Long-lived state being made (no cycle died young): frozen by the young collection
+    itself, so generation 1 does not walk it again."""
+    gc.collect(0)
+    before = gc.get_freeze_count()
+    kept = [[Node.__name__] for _ in range(1000)]     # live, no cycle
+    gc.collect(0)
+    assert gc.get_freeze_count() >= before + len(kept)
+    assert not any(obj is kept[0] for obj in gc.get_objects(1))
+
+
+def test_survivors_of_a_young_collection_that_freed_cycles_go_to_generation_1(tuning):
+    """Cycles die young: the survivors are left to generation 1, which may find those that
+    die a little later."""
+    gc.collect(0)
+    before = gc.get_freeze_count()
+    kept = [[Node.__name__] for _ in range(1000)]
+    dead = [Node() for _ in range(int(BARREN_YOUNG * gc.get_threshold()[0]) + 1)]
+    del dead
+    gc.collect(0)
+    assert gc.get_freeze_count() == before
+    assert any(obj is kept[0] for obj in gc.get_objects(1))
 
 
 def test_a_cycle_that_dies_while_frozen_is_freed_after_the_thaw(tuning):

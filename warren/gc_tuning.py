@@ -32,7 +32,15 @@ That pause is one scan of every tracked object and of every reference they hold 
 the bindings' own objects taken out of the scan, for the dicts that hold 2M of them are walked
 entry by entry), and no freezing or threshold can make it shorter: CPython 3.11 has no partial
 unfreeze and no incremental collection, and a fork that would scan in a child costs 115-140 ms
-of page tables at that size. What can be avoided is paying it for nothing: while the heap
+of page tables at that size. So the thaw is not made incremental (CPython 3.11-3.13 offer no
+way: ``gc.unfreeze`` moves everything, ``gc.collect(2)`` scans everything, and finding the
+dead cycles among frozen objects from Python would cost more than the scan); the decision is
+to need it rarely. What makes it needed at all: a closed connection leaves cyclic garbage
+(measured with ``bench.gc_probe``, 300 connections each opened and closed: some 70 objects per
+AMQP 0-9-1 or MQTT connection, 34 per STOMP one), which the young collections free when the
+connection was short-lived and only a thaw frees when it had lived long enough to be frozen;
+front ends that broke those cycles on teardown would leave the thaw nothing to free. What
+can be avoided is paying it for nothing: while the heap
 grows with live data (queues, bindings, subscriptions being made) a thaw frees nothing
 (measured: four thaws while 1M bindings were made freed 0 objects, one of 2.9 s at 100,000
 queues freed 9). So a thaw waits for evidence as well as growth: the young collections since
@@ -62,6 +70,17 @@ objects each, all surviving) each generation 0 collection hands it up to ten tho
 survivors, and ten of them made a walk of 100,000 objects, 21 ms (median) to 61 ms on the
 loaded machine, every few seconds; three keep it to a third of that. ``uninstall`` puts the
 previous thresholds back.
+
+A young collection that freed (almost) nothing (fewer than ``BARREN_YOUNG`` of the young
+threshold: some 2 objects per collection while 1M bindings are made) found the young objects
+all live: the workload is building long-lived state (bindings, connections, subscriptions),
+so its survivors are frozen at once instead of being handed to generation 1 to be walked
+again: that walk of some 30,000 survivors was 4 ms of CPU, half of the broker's longest turns
+at 1M bindings once the work itself was cut into 4 ms slices (``turn_slices.py``). A young
+collection that frees cycles leaves its survivors to generation 1 as before, so cycles that
+die a little later are still found where the workload makes them; what the rule gives up is
+the few that die between a barren young collection and the next (465 objects while 1M
+bindings were made), kept until a thaw.
 
 ``gc_tuning = false`` (the config key) leaves CPython's collector exactly as it is by default.
 """
@@ -94,6 +113,9 @@ CYCLES_FOR_THAW = 0.01
 YOUNG_THRESHOLD = 10_000
 #: generation 0 collections between two generation 1 collections (CPython: 10)
 MIDDLE_THRESHOLD = 3
+#: a young collection that freed fewer objects than this share of the young threshold found
+#: its objects live: they are frozen at once, not walked again by generation 1
+BARREN_YOUNG = 0.01
 
 
 class CollectorTuning:
@@ -157,9 +179,14 @@ class CollectorTuning:
                 self.base = sys.getallocatedblocks()
                 self.cycles_freed = 0
             return
-        self.cycles_freed += info.get("collected", 0)
+        collected = info.get("collected", 0)
+        self.cycles_freed += collected
         if generation == 0:
-            return           # young objects: most die young, those collections are short
+            # young objects: most die young, those collections are short; when none died
+            # in cycles the survivors are long-lived state, frozen now
+            if collected < BARREN_YOUNG * gc.get_threshold()[0]:
+                gc.freeze()
+            return
         blocks = sys.getallocatedblocks()
         if blocks > max(self.growth * self.base, self.base + self.thaw_min_blocks) and \
                 self.cycles_freed >= CYCLES_FOR_THAW * (blocks - self.base):

@@ -12,14 +12,16 @@ block, so the slices are cut here, where the events are handed out.
 
 What: a connection found closed (its read finds the end, or a write fails) is torn down at
 once (``_disconnectSelectable``, which calls the protocol's ``connectionLost``), as Twisted
-does, until the turn's teardowns have taken ``TURN_BUDGET`` (the 4 ms every slice of long work
-gets, ``turn_slices.py``). Past that, a connection found closed is only taken out of the poll
-set (a cheap ``epoll_ctl``, so the poll stops returning it) and its teardown waits in a queue
-that each turn works through for the same budget after the turn's events, in the order the
-connections were found closed, and at least ``MIN_TEARDOWNS`` of it whatever the time, so a
-busy broker cannot starve it. So a connection that closes alone is gone before the events
-after it in the same poll (a client's request to list connections, say), as before; only a
-burst is spread over turns.
+does, until the turn's teardowns have taken ``TURN_BUDGET`` (``turn_slices.py``). Past that, a
+connection found closed is only taken out of the poll set (a cheap ``epoll_ctl``, so the poll
+stops returning it) and its teardown waits in a queue that each turn works through after the
+turn's events until the turn's deadline (``turn_slices.turn_deadline``: the budget counts
+from the poll's return, the events included), in the order the connections were found
+closed, and at least ``MIN_TEARDOWNS`` of it whatever the time, so a busy broker cannot
+starve it. So a connection that closes alone is gone before the events after it in the same
+poll (a client's request to list connections, say), as before; only a burst is spread over
+turns. This reactor is also what tells ``turn_slices`` when each turn began (``begin_turn``),
+so every kind of long work shares one budget per turn.
 The poll does not block while teardowns wait. Every event a poll returns is still handled in
 its turn, as Twisted does: leaving some for the next poll was tried, and the other client's
 readiness, once left among thousands of hang-ups, waited for many turns (a worst round trip
@@ -46,7 +48,7 @@ from typing import Any
 
 from twisted.python import log
 
-from .turn_slices import TURN_BUDGET
+from .turn_slices import TURN_BUDGET, begin_turn, turn_deadline
 
 __all__ = ["MIN_TEARDOWNS", "install"]
 
@@ -78,6 +80,7 @@ def _reactor_class() -> Any:
                 if err.errno == errno.EINTR:
                     return
                 raise
+            begin_turn(time.monotonic())
             self.tear_spent = 0.0
             selectables = self._selectables
             handle = self._doReadOrWrite
@@ -85,7 +88,7 @@ def _reactor_class() -> Any:
                 selectable = selectables.get(fd)
                 if selectable is not None:
                     log.callWithLogger(selectable, handle, selectable, fd, event)
-            self._tear(time.monotonic() + max(TURN_BUDGET - self.tear_spent, 0.0))
+            self._tear(turn_deadline())
 
         doIteration = doPoll    # what the run loop calls (Twisted aliases it the same way)
 

@@ -1,9 +1,11 @@
 """Long work for one client is done in slices of reactor turns (a purge or deletion of a big
-queue releases its messages ``RELEASE_SLICE`` per turn), with the semantics of doing it at
-once: the queue is empty when the call returns and the count is the whole queue.
+queue releases its messages until each turn's budget is spent, ``turn_slices``), with the
+semantics of doing it at once: the queue is empty when the call returns and the count is the
+whole queue.
 
-A real Broker on a fake clock (each ``advance(0)`` step below is one reactor turn); the
-durations are in ``python -m bench.scale purge``, never asserted.
+A deleted queue's bindings go the same way. A real Broker on a fake clock (each call run
+below is one reactor turn); the durations are in ``python -m bench.scale purge``, never
+asserted.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import pytest
 from twisted.internet.task import Clock
 
 from warren.amqp.properties import CODEC
-from warren.broker.broker import RELEASE_SLICE, Broker
+from warren.broker.broker import Broker
+from warren.broker.definitions import export_definitions
 from warren.model.message import Message, Properties
 
-N = RELEASE_SLICE * 3 + 7
+N = 60_007     # some 60 ms of releases: many turns' budgets
 
 
 @pytest.fixture
@@ -56,5 +59,40 @@ def test_a_big_queue_is_emptied_at_once_and_released_over_several_turns(broker, 
     assert count == N
     assert q.message_count == 0
     assert 0 < broker.memory_used < held          # one slice released, the rest to come
-    assert _turns(broker) >= N // RELEASE_SLICE    # a slice per turn
+    assert _turns(broker) >= 2                    # more than one turn's budget of work
     assert broker.memory_used == 0
+
+
+def test_a_deleted_queues_bindings_go_over_several_turns_and_route_nowhere_meanwhile(broker):
+    """The queue is gone at once; its 20,000 bindings are removed a turn's budget at a time.
+    Meanwhile its keys route nowhere, the listing leaves them out, a queue of the same name
+    binding the same key gets the binding, and an exchange with only those bindings is
+    unused."""
+    vh = broker.vhost("/")
+    vh.declare_exchange("x", "direct", durable=True)
+    vh.declare_exchange("lonely", "direct")
+    q = vh.declare_queue("q", durable=True)
+    n = 20_000
+    for i in range(n):
+        vh.bind("x", q, f"k{i}")
+    vh.bind("lonely", q, "only")
+    _turns(broker)
+    vh.delete_queue("q")
+    assert len(q.bindings) > 0 and vh.stale_queues == 1    # not all in the deleting call
+    pub = broker.publisher("/", None)
+    routed = pub.publish(pub.exchange("x"), Message("x", f"k{n - 1}", b"m", codec=CODEC,
+                                                    props=Properties()))
+    assert routed.queues == [] and q.message_count == 0
+    assert [b for b in vh.bindings() if b.destination is q] == []
+    again = vh.declare_queue("q", durable=True)
+    vh.bind("x", again, f"k{n - 1}")
+    exported = export_definitions(broker)["bindings"]
+    assert [(b["destination"], b["routing_key"]) for b in exported
+            if b["source"] == "x"] == [("q", f"k{n - 1}")]
+    routed = pub.publish(pub.exchange("x"), Message("x", f"k{n - 1}", b"m", codec=CODEC,
+                                                    props=Properties()))
+    assert routed.queues == [again]
+    vh.delete_exchange("lonely", if_unused=True)      # its one binding is the deleted queue's
+    assert _turns(broker) >= 2
+    assert len(q.bindings) == 0 and vh.stale_queues == 0
+    assert [b.destination for b in vh.exchange("x").bindings] == [again]

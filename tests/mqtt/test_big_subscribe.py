@@ -14,7 +14,7 @@ from tests.mqtt.helpers import Client, RawClient, cid
 from warren.mqtt.codec import (Connect, PingReq, PingResp, SubAck, Subscribe, Subscription,
                                UnsubAck, Unsubscribe, encode)
 
-N = 20_000   # ten slices of warren.mqtt.subscriptions.SUBSCRIBE_SLICE
+N = 20_000   # tens of slices (warren.turn_slices.TurnRange)
 
 
 def test_a_big_subscribe_is_acked_whole_and_the_next_packets_follow_in_order(broker, unique):
@@ -66,7 +66,7 @@ def test_a_big_subscribe_is_acked_whole_and_the_next_packets_follow_in_order(bro
 
 
 def test_thousands_of_subscribes_in_one_write_are_acked_in_order(broker, unique):
-    """More packets than the listener handles per reactor turn (CONTROL_PACKETS_PER_TURN):
+    """More packets than the listener handles per reactor turn (turn_slices.turn_deadline):
     the rest wait for the next turns, and every reply keeps its place."""
     n = 3000
     raw = RawClient(broker.mqtt_port)

@@ -38,6 +38,7 @@ from ..config import CHOICES, Config
 from ..endpoint import AcceptedConnection
 from ..output import BatchedOutput
 from ..reply_error import ReplyError
+from ..turn_slices import TURN_BUDGET, turn_deadline
 from .channel import Channel
 from .errors import close_for
 from .framing import (CHANNEL_OPEN_OK_0_8_PAYLOAD, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT,
@@ -48,11 +49,13 @@ from .wire_errors import ChannelError, FrameError, UnexpectedFrame
 log = logging.getLogger("warren.amqp")
 
 #: seconds of methods of classes other than Basic (queue.bind, queue.declare, exchange.*...)
-#: handled per read before the rest of that read waits for the next reactor turn: a client
+#: handled per reactor turn before the rest of a read waits for the next turn: a client
 #: that pipelines thousands of them (a read holds some 500 binds, 25-50 ms of work) must not
 #: hold the reactor while other clients wait. Basic's publishes and acks are not timed, as
 #: MQTT's listener does not count PUBLISH: they are cheap, and the hot path stays as it is.
-CONTROL_METHODS_BUDGET = 0.004
+#: The budget is the turn's (``turn_slices.turn_deadline``): shared with what else the turn
+#: did, the held methods' continuation included.
+CONTROL_METHODS_BUDGET = TURN_BUDGET
 _BASIC_CLASS = 60
 
 
@@ -189,8 +192,8 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
                     if ftype == 1 and (payload[1] != _BASIC_CLASS or payload[0]):
                         now = time.monotonic()
                         if not deadline:
-                            deadline = now + CONTROL_METHODS_BUDGET
-                        elif now >= deadline and i + 1 < len(frames):
+                            deadline = turn_deadline()
+                        if now >= deadline and i + 1 < len(frames):
                             self._hold(frames[i + 1:])
                             return
                     continue

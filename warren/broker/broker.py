@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import itertools
+import time
+from collections import deque
 from typing import Any, Callable, Iterable, Protocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -18,6 +20,7 @@ from twisted.python.failure import Failure
 from ..exchange.exchange import Exchange
 from ..model.errors import AccessRefused, NotAllowed, NotFound
 from ..model.message import OVERHEAD, Message, PropertiesCodec, QueueEntry
+from ..turn_slices import CHECK_EVERY, turn_deadline
 from ..store.interface import (KEY_SEP, MessageStore, RecoveredQueue, RecoveredState,
                                StoreUnavailable, resource_key)
 from .compact import CompactRun
@@ -38,7 +41,8 @@ from .vhost import VirtualHost
 
 log = logging.getLogger("warren.broker")
 
-#: messages released per reactor turn by ``release_many`` (purge, queue deletion)
+#: paged-out rows released per reactor turn by ``release_rows`` (arrays: some 1 ms); the
+#: messages held as objects go by ``release_many`` until the turn's budget is spent
 RELEASE_SLICE = 20_000
 
 
@@ -447,20 +451,24 @@ class Broker:
             if self.blocked and self.memory_used < self.memory_low:
                 self._set_blocked(False)
 
-    def release_many(self, queue: Queue, entries: list[Any]) -> None:
-        """``release`` the message of each of ``entries`` (a purge, a deleted queue),
-        ``RELEASE_SLICE`` per reactor turn: the queue is already empty for its clients; the
-        store acks (lazy by contract) and the memory accounting follow over the next turns, so
-        a purge of 1M messages does not hold every other client for most of a second."""
-        self._release_slice(queue, entries, 0)
+    def release_many(self, queue: Queue, entries: deque[Any]) -> None:
+        """``release`` the message of each of ``entries`` (a purge, a deleted queue; taken
+        from the left) until the turn's budget is spent, in each reactor turn
+        (``turn_deadline``): the queue is already empty for its clients; the store acks (lazy
+        by contract) and the memory accounting follow over the next turns, so a purge of 1M
+        messages does not hold every other client for most of a second."""
+        self._release_slice(queue, entries)
 
-    def _release_slice(self, queue: Queue, entries: list[Any], start: int) -> None:
-        end = min(start + RELEASE_SLICE, len(entries))
-        release = self.release
-        for i in range(start, end):
-            release(queue, entries[i].message)
-        if end < len(entries):
-            self.clock.callLater(0, self._release_slice, queue, entries, end)
+    def _release_slice(self, queue: Queue, entries: deque[Any]) -> None:
+        end = turn_deadline()
+        release, pop = self.release, entries.popleft
+        while entries:
+            for _ in range(min(CHECK_EVERY, len(entries))):
+                release(queue, pop().message)
+            if time.monotonic() >= end:
+                break
+        if entries:
+            self.clock.callLater(0, self._release_slice, queue, entries)
 
     def release_rows(self, queue: Queue, runs: list[CompactRun], store_purged: bool) -> None:
         """Forget the paged-out entries of a purged or deleted queue (the runs of

@@ -800,9 +800,10 @@ class Queue:
         whole = not self.unacked and not self._dying
         if whole:
             broker.store_purge(self)
+        count = len(gone) + sum(run.paged for run in runs)   # before release takes them
         broker.release_many(self, gone)
         broker.release_rows(self, runs, store_purged=whole)
-        return len(gone) + sum(run.paged for run in runs)
+        return count
 
     def close(self) -> None:
         """The broker stops: a queue whose messages are in the store has nothing of its own
@@ -829,9 +830,9 @@ class Queue:
         self._dying.clear()
         broker = self.vhost.broker
         broker.store_purge(self)
+        count = len(gone) + sum(run.paged for run in runs)   # before release takes them
         broker.release_many(self, gone)
         broker.release_rows(self, runs, store_purged=True)
-        count = len(gone) + sum(run.paged for run in runs)
         if self.page_file is not None:
             self.page_file.close()
         self._serve_gets()   # gets waiting for a read: the queue is gone, empty

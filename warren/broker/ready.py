@@ -230,17 +230,18 @@ class ReadyFifo:
         self.count = 0
         return entries
 
-    def clear_split(self) -> tuple[list[QueueEntry], list[CompactRun]]:
+    def clear_split(self) -> tuple[deque[QueueEntry], list[CompactRun]]:
         """Empty the FIFO at once: the entries in memory, and the run of paged rows as it is
         (a purge of a deep queue releases its arrays a slice at a time: no object, not even a
-        tuple, per paged message)."""
-        entries = list(self._q)
+        tuple, per paged message). The entries are the FIFO's own deque, taken whole (a copy
+        of a million references, and clearing them, was 40 ms in the purging call)."""
+        entries = self._q
+        self._q = deque()
         runs: list[CompactRun] = []
         if self._run is not None:
             entries.extend(self._run.unpin())
             entries.extend(self._tail)
             runs.append(self._run)
-        self._q.clear()
         self._tail.clear()
         self._run = None
         self.bytes = 0
@@ -365,8 +366,8 @@ class ReadyByPriority:
         self.count = self._top = 0
         return gone
 
-    def clear_split(self) -> tuple[list[QueueEntry], list[CompactRun]]:
-        entries: list[QueueEntry] = []
+    def clear_split(self) -> tuple[deque[QueueEntry], list[CompactRun]]:
+        entries: deque[QueueEntry] = deque()
         runs: list[CompactRun] = []
         for level in reversed(self._levels):
             e, r = level.clear_split()

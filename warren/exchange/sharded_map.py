@@ -17,7 +17,13 @@ A map starts as a plain dict (an exchange or a queue with a few bindings pays no
 split once, when it passes ``SPLIT_AT`` entries (``grown``: one pass over those, about as long
 as the resize it replaces), and never merged back. It offers the part of the dict interface
 the binding structures use. Iteration goes shard by shard: insertion order holds within a
-shard only, so a split map lists its entries in an order of its own.
+shard only, so a split map lists its entries in an order of its own, which changes with the
+hash seed from one run to the next. Nothing a client sees depends on it: RabbitMQ lists
+bindings in an order of its own too (the management API sorts them by source, destination,
+routing key; a definitions export by source, routing key, destination), and the console and
+the export sort them so (``webconsole/resources/bindings.py``, ``broker/definitions.py``).
+Keeping insertion order across shards would cost a sequence number per entry (another
+object or dict entry for each of a million bindings) for an order no client is shown.
 """
 
 from __future__ import annotations

@@ -31,10 +31,11 @@ from warren.mqtt.retained_delivery import RetainedDelivery
 from warren.mqtt.session_state import Inflight, SessionState, Sub
 from warren.mqtt.states import State
 from warren.mqtt.topics import filter_matches, filter_to_pattern, key_to_topic, split_shared
+from warren.turn_slices import TurnRange
 
 log = logging.getLogger("warren.mqtt")
 
-__all__ = ["SUBSCRIBE_SLICE", "MqttConsumer", "Subscriptions"]
+__all__ = ["MqttConsumer", "Subscriptions"]
 
 _PACK_U16 = struct.Struct(">H").pack
 _new = object.__new__
@@ -43,8 +44,6 @@ _new = object.__new__
 _SHORT_FIXED = [bytes((0x30 | i >> 7, i & 0x7F)) for i in range(16 << 7)]
 _TOPIC_CACHE_LIMIT = 4096
 _COPIED_PAYLOAD = 2048   # a PUBLISH with a payload up to this size is written as one bytes
-#: filters subscribed per reactor turn; a bigger SUBSCRIBE continues at the next turn
-SUBSCRIBE_SLICE = 2000
 #: retained messages on SUBSCRIBE are flushed to the transport every this many bytes (its
 #: buffer's size, Twisted's ``bufferSize``), so a full socket pauses them within a slice
 RETAINED_FLUSH_BYTES = 64 * 1024
@@ -347,8 +346,8 @@ class Subscriptions:
 
     # ------------------------------------------------------------------ SUBSCRIBE
     def _on_subscribe(self, s: Subscribe) -> None:
-        """Subscribe each filter, then one SUBACK. A SUBSCRIBE with more than
-        ``SUBSCRIBE_SLICE`` filters is done a slice per reactor turn (``pending_work``: the
+        """Subscribe each filter, then one SUBACK. A SUBSCRIBE with more filters than the
+        turn's budget allows is done a slice per reactor turn (``TurnRange``, ``pending_work``: the
         listener reads none of this client's further packets meanwhile), so other clients'
         round trips stay short; the SUBACK still follows the last subscription."""
         ids = s.properties.get("subscription_identifier")
@@ -362,10 +361,10 @@ class Subscriptions:
             nonlocal pos
             if self.state_name is State.CLOSED:
                 return True
-            end = min(pos + SUBSCRIBE_SLICE, len(reqs))
-            for i in range(pos, end):
+            part = TurnRange(pos, len(reqs))
+            for i in part:
                 self._subscribe_one(reqs[i], identifier, codes, fresh)
-            pos = end
+            pos = part.next
             if pos < len(reqs):
                 self._subs_changed()
                 return False

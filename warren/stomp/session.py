@@ -444,19 +444,29 @@ class StompSession(Subscriptions):
 
     # ------------------------------------------------------------------ DISCONNECT / close
     def _on_disconnect(self, frame: Frame) -> None:
-        for sub in list(self.subscriptions.values()):
-            self._end_subscription(sub)
+        """Everything the session holds is released before its RECEIPT is written (as
+        ActiveMQ answers DISCONNECT once the connection's removal is done, and warren's AMQP
+        releases before ``close-ok``): a client that reconnects as soon as it has the
+        RECEIPT finds its client-id free and its exclusive queues gone, although the
+        socket's teardown may come later (a WebSocket close handshake, a burst of
+        teardowns in ``poll_slices``)."""
+        self._release()
 
     def closed(self) -> None:
         """The transport is gone: requeue unacked messages, drop consumers and private queues."""
         self.state = State.CLOSED
         self.broker.unregister_blockable(self)
+        self._receipts.clear()
+        self._release()
+
+    def _release(self) -> None:
+        """Unacked messages requeued, open transactions dropped, subscriptions ended, the
+        client-id freed, private queues deleted (once; a second call finds nothing)."""
         if self._acked:
             self.settle_acked()
         if self.client_id is not None:
             self.client_ids.release(self.client_id, self)
         self.transactions.clear()
-        self._receipts.clear()
         for sub in list(self.subscriptions.values()):
             self._end_subscription(sub)
         for queue in self.exclusive_queues:

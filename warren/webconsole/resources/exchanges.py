@@ -20,7 +20,7 @@ from ...exchange.exchange import Exchange
 from ...exchange.interface import Binding
 from ...exchange.registry import EXCHANGE_TYPES
 from ..api import Call, Route, as_bool, as_str, as_table, bad_request, not_found
-from .bindings import binding_info
+from .bindings import binding_info, in_listing_order
 
 PROPERTY_TYPES: dict[str, type | tuple[type, ...]] = {
     "content_type": str, "content_encoding": str, "headers": dict, "delivery_mode": int,
@@ -162,12 +162,14 @@ def source_bindings(call: Call) -> list[dict[str, Any]]:
     if ex.name == "":
         return [binding_info(vh, Binding("", q, q.name))
                 for q in sorted(vh.queues.values(), key=lambda q: q.name)]
-    return [binding_info(vh, b) for b in ex.bindings]
+    # (a deleted queue's bindings still being removed, VirtualHost.delete_queue, are left out)
+    return in_listing_order(binding_info(vh, b) for b in ex.bindings
+                            if not getattr(b.destination, "deleted", False))
 
 
 def destination_bindings(call: Call) -> list[dict[str, Any]]:
     vh, ex = _exchange(call)
-    return [binding_info(vh, b) for b in ex.inbound]
+    return in_listing_order(binding_info(vh, b) for b in ex.inbound)
 
 
 ROUTES = [

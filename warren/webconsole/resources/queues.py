@@ -23,7 +23,7 @@ from ...broker.vhost import VirtualHost
 from ...exchange.interface import Binding
 from ...stream.queue import StreamQueue
 from ..api import Call, Route, as_bool, as_int, as_str, as_table, bad_request, not_found
-from .bindings import binding_info
+from .bindings import binding_info, in_listing_order
 
 #: the counters RabbitMQ shows in a queue's message_stats
 QUEUE_COUNTERS = ("publish", "deliver", "deliver_no_ack", "get", "get_no_ack", "get_empty",
@@ -265,7 +265,7 @@ def move(call: Call) -> Any:
 def queue_bindings(call: Call) -> list[dict[str, Any]]:
     vh, q = _queue(call)
     out = [binding_info(vh, Binding("", q, q.name))]
-    out.extend(binding_info(vh, b) for b in q.bindings)
+    out.extend(in_listing_order(binding_info(vh, b) for b in q.bindings))
     return out
 
 

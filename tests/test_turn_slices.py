@@ -1,0 +1,50 @@
+"""turn_slices: one budget per reactor turn, shared by every slice of long work in it.
+
+The turn's start is what the reactor notes (``begin_turn``, called by ``poll_slices``); the
+clock here is the real monotonic one, but nothing is timed: a turn that began an hour ago has
+its budget spent, one that begins now has not.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from warren.turn_slices import CHECK_EVERY, TURN_BUDGET, TurnRange, begin_turn, turn_deadline
+
+
+@pytest.fixture(autouse=True)
+def no_turn_after():
+    yield
+    begin_turn(None)
+
+
+def test_the_deadline_counts_from_the_turns_start_not_the_slices():
+    began = time.monotonic() - 3600.0
+    begin_turn(began)
+    assert turn_deadline() == began + TURN_BUDGET
+
+
+def test_without_a_reactor_noting_turns_a_slice_counts_from_its_own_start():
+    begin_turn(None)
+    before = time.monotonic()
+    assert turn_deadline() >= before + TURN_BUDGET
+
+
+def test_a_spent_turn_still_advances_a_range_by_one_check():
+    begin_turn(time.monotonic() - 3600.0)      # earlier work took the whole budget
+    part = TurnRange(0, 10 * CHECK_EVERY)
+    assert list(part) == list(range(CHECK_EVERY)) and part.next == CHECK_EVERY
+    assert not part.done
+
+
+def test_a_range_covers_every_index_once_over_turns():
+    seen: list[int] = []
+    part = TurnRange(0, 5 * CHECK_EVERY + 3)
+    turns = 0
+    while not part.done:
+        begin_turn(time.monotonic() - 3600.0)  # each turn spent: one check's worth each
+        seen.extend(part)
+        turns += 1
+    assert seen == list(range(5 * CHECK_EVERY + 3)) and turns == 6
