@@ -25,7 +25,8 @@ import tempfile
 from pathlib import Path
 
 from bench.brokers import BROKERS, Broker, BrokerStartError, Warren
-from bench.scenarios import LOADGEN_SCENARIOS, RECOVERY_BROKERS, Loadgen, failover, recovery
+from bench.scenarios import (LOADGEN_SCENARIOS, RECOVERY_BROKERS, SCENARIO_GROUPS, Loadgen,
+                             failover, recovery)
 
 EXTRA_SCENARIOS = ("recovery", "failover")
 
@@ -36,7 +37,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--brokers", default="warren,rabbitmq,mosquitto,activemq",
                    help=f"comma-separated, of: {', '.join(BROKERS)}")
     p.add_argument("--scenarios", default=",".join(LOADGEN_SCENARIOS),
-                   help=f"comma-separated, of: {', '.join([*LOADGEN_SCENARIOS, *EXTRA_SCENARIOS])}")
+                   help="comma-separated, of: "
+                        f"{', '.join([*LOADGEN_SCENARIOS, *EXTRA_SCENARIOS])}; "
+                        + "; ".join(f"{group} = {','.join(names)}"
+                                    for group, names in SCENARIO_GROUPS.items()))
     p.add_argument("--rounds", type=int, default=3, help="runs per scenario and broker")
     p.add_argument("--seconds", type=float, default=10, help="publish window of each loadgen run")
     p.add_argument("--warmup", type=float, default=0,
@@ -65,7 +69,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.cross_check and args.loadgen_dir is None:
         p.error("--cross-check needs --loadgen-dir")
     args.brokers = args.brokers.split(",")
-    args.scenarios = args.scenarios.split(",")
+    args.scenarios = list(dict.fromkeys(
+        name for given in args.scenarios.split(",")
+        for name in SCENARIO_GROUPS.get(given, (given,))))
     for name in args.brokers:
         if name not in BROKERS:
             p.error(f"unknown broker {name!r}")
@@ -246,6 +252,7 @@ def markdown(rows: list[dict]) -> str:
             f"| {row['lost']} | {row['dups']} "
             f"| {ratio(row, 'con_rate')} | {ratio(row, 'lat_p50_ms')} "
             f"| {ratio(row, 'lat_p99_ms')} |")
+    lines += latency_side_by_side(rows)
     recovered = [row for row in rows if row["scenario"] == "recovery"]
     if recovered:
         lines += ([""] if lines else []) + [
@@ -270,6 +277,38 @@ def markdown(rows: list[dict]) -> str:
                          f"{f['takeover_s']['max']:.2f} | {f['failover_s']['median']:.2f} / "
                          f"{f['failover_s']['max']:.2f} | {f['confirmed']:,} | {f['lost']} |")
     return "\n".join(lines)
+
+
+def latency_side_by_side(rows: list[dict]) -> list[str]:
+    """The fixed-rate scenarios again, one row each and one column per broker (p50 / p99 ms),
+    with warren's p99 over the best other broker's: issue 21's "p99 at 1,000 msg/s" for every
+    protocol at a glance. Empty when no latency scenario ran."""
+    latency_rows = [row for row in rows if row["scenario"] in LOADGEN_SCENARIOS
+                    and LOADGEN_SCENARIOS[row["scenario"]].latency and row["runs"]]
+    if not latency_rows:
+        return []
+    brokers = list(dict.fromkeys(row["broker"] for row in latency_rows))
+    by_key = {(row["scenario"], row["broker"]): row for row in latency_rows}
+    lines = ["", "| latency at 1,000 msg/s, p50 / p99 ms | "
+             + " | ".join(brokers) + " | warren p99 / best other p99 |",
+             "|---|" + "---|" * (len(brokers) + 1)]
+    for scenario in dict.fromkeys(row["scenario"] for row in latency_rows):
+        cells, others = [], []
+        for broker in brokers:
+            row = by_key.get((scenario, broker))
+            if row is None or row["lat_p99_ms"] is None:
+                cells.append("–")
+                continue
+            cells.append(f"{row['lat_p50_ms']:.2f} / {row['lat_p99_ms']:.2f}"
+                         + (f" ({row['lost']} lost)" if row["lost"] else ""))
+            if broker != "warren":
+                others.append(row["lat_p99_ms"])
+        ours = by_key.get((scenario, "warren"))
+        best = min(others, default=None)
+        ratio = (f"{ours['lat_p99_ms'] / best:.2f}×" if ours and ours["lat_p99_ms"] and best
+                 else "")
+        lines.append(f"| {scenario} | " + " | ".join(cells) + f" | {ratio} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

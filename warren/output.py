@@ -8,11 +8,14 @@ end of the read by the listener, or at the end of the reactor turn (``callLater(
 another connection caused them. A listener that flushes at the end of each read anyway sets
 ``_in_read`` while it reads so that no extra timer is armed.
 
-A listener may also mark its read with :func:`begin_reading` (MQTT does): what the read's packets
-write to *other* connections (a publish's deliveries to its subscribers) is then flushed when
-the read's packets are handled, before the read's own answers and its store work, instead of
-at the end of the turn: a delivery no longer waits behind the publisher's PUBACK ``send``, the
-reactor's other events and a timer made and run per subscriber connection.
+A listener may also mark its read with :func:`begin_reading` (the MQTT, STOMP and AMQP 0-9-1
+listeners do): what the read's frames write to *other* connections (a publish's deliveries to
+its subscribers) is then flushed when the read's frames are handled, before the read's own
+answers and its store work, instead of at the end of the turn: a delivery no longer waits
+behind the publisher's PUBACK, RECEIPT or confirm ``send``, the reactor's other events and a
+timer made and run per subscriber connection. Each connection's frames keep their order: only
+the moment its ``_out`` is written changes, and a connection whose flush timer was already
+armed before the read keeps it.
 
 A flush with the transport's buffer empty is written to a plain TCP socket at once
 (``_send_now``); TLS and WebSocket transports, and a transport with bytes still queued, get

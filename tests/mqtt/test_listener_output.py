@@ -60,3 +60,27 @@ def test_a_delivery_leaves_with_the_publishers_read_and_no_timer_is_left():
     # a QoS 0 publish from the subscriber's own connection reaches it in the same read too
     sub.send(Publish("t/x", b"own", qos=0))
     assert [(type(p), p.payload) for p in sub.received()] == [(Publish, b"own")]
+
+
+def test_qos0_deliveries_of_every_size_parse_back_whole_and_in_order():
+    """A QoS 0 delivery to a 3.1.1 subscriber is encoded in line once its topic is known:
+    sizes on both sides of the one-byte Remaining Length (127) and of the copied payload
+    (2048), each twice on one topic, come out as they went in."""
+    clock = Clock()
+    broker = Broker(clock=clock, codec=CODEC, store=None)
+    broker.ensure_defaults()
+    factory = MqttFactory(broker, Config(), clock)
+    sub = Peer(factory, "sub0")
+    sub.send(Subscribe(1, (Subscription("t/sizes", 0),)))
+    assert [type(p) for p in sub.received()] == [SubAck]
+    pub = Peer(factory, "pub0")
+    payloads = [bytes([n % 251]) * n for n in (0, 1, 100, 118, 119, 120, 2048, 2049, 20000)
+                for _ in range(2)]
+
+    for payload in payloads:
+        pub.send(Publish("t/sizes", payload, qos=0))
+
+    got = sub.received()
+    assert [(p.topic, p.qos, p.retain, p.dup) for p in got] == [
+        ("t/sizes", 0, False, False)] * len(payloads)
+    assert [p.payload for p in got] == payloads

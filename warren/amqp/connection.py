@@ -2,8 +2,10 @@
 
 Shaped like Twisted's ``H2Connection.dataReceived``: bytes go to the sans-I/O
 :class:`FrameReader`, each frame to one small method, and what the frames caused is written
-once at the end of the read. Deliveries caused by other connections are collected the same way
-and written once per reactor turn, so a burst of messages costs one ``write`` per consumer.
+once at the end of the read. The deliveries a read causes on other connections are written
+once its frames are handled, before its confirms and store sync (``output.begin_reading``);
+those caused outside any read, once per reactor turn. Either way a burst of messages costs one
+``write`` per consumer.
 
 Connection states are data (:class:`State`); a frame that its state does not allow is one
 protocol error. Any error is mapped once (``amqp/errors.py``); the one broad ``except`` is here,
@@ -36,7 +38,7 @@ from ..broker.stats import with_deliver_get
 from ..cert_login import TlsFields, certificate_login, is_tls
 from ..config import CHOICES, Config
 from ..endpoint import AcceptedConnection
-from ..output import BatchedOutput
+from ..output import BatchedOutput, begin_reading, end_reading, flush_written
 from ..reply_error import ReplyError
 from ..turn_slices import TURN_BUDGET, turn_deadline
 from .channel import Channel
@@ -144,10 +146,17 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
             return
         self._last_recv = self.clock.seconds()
         self.recv_oct += len(data)
+        # deliveries this read causes on other connections (a publish's to its consumers) go
+        # out once its frames are handled, not at the end of the reactor turn; this
+        # connection's own answers wait for the read's end (``output.begin_reading``)
+        outer = begin_reading()
+        self._in_read = True
         try:
             self._guarded(self._read, data)
         finally:
             self._read_done()
+            if outer:
+                end_reading()
 
     def _read(self, data: bytes) -> None:
         if self.state is State.AWAIT_HEADER:
@@ -233,10 +242,14 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         frames, self._backlog = self._backlog, None
         if self.state is State.CLOSED or frames is None:
             return
+        outer = begin_reading()
+        self._in_read = True
         try:
             self._guarded(self._handle_frames, frames)
         finally:
             self._read_done()
+            if outer:
+                end_reading()
             # (the frames' handlers may have closed it: mypy kept the state seen before)
             if (self._backlog is None and not self.blocked
                     and self.state is not State.CLOSED   # type: ignore[comparison-overlap]
@@ -244,7 +257,10 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
                 self.transport.resumeProducing()
 
     def _read_done(self) -> None:
-        """After a read's frames (or a slice of them): the channels' batched work, output."""
+        """After a read's frames (or a slice of them): other connections' output, the
+        channels' batched work (confirms, the store sync), this connection's output."""
+        self._in_read = False
+        flush_written()
         if self._after_read:
             pending, self._after_read = self._after_read, []
             for ch in pending:

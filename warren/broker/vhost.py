@@ -359,6 +359,11 @@ class VirtualHost:
             # the usual case: one binding to one queue. The exchange's answer is read, never
             # changed, by everyone after it (a binding change makes a new list)
             return dests
+        return self._follow(exchange, dests, message)
+
+    def _follow(self, exchange: Exchange, dests: list[Any], message: Message) -> list[Queue]:
+        """``route`` past the exchange's own answer *dests*: exchange-to-exchange bindings
+        and alternate exchanges, each queue once."""
         queues: dict[int, Queue] = {}
         visited = {id(exchange)}
         stack: list[Exchange] = []
@@ -396,7 +401,13 @@ class VirtualHost:
 
     def publish(self, exchange: Exchange, message: Message) -> Routed:
         """Route and enqueue one message; persistent messages go to the store first."""
-        queues = self.route(exchange, message)
+        if message.cc is None and exchange is not self.default_exchange:
+            # ``route``'s usual case read here: one Python call less per message
+            queues = exchange.impl.route(message)
+            if len(queues) != 1 or queues[0].kind != "queue":
+                queues = self._follow(exchange, queues, message)
+        else:
+            queues = self.route(exchange, message)
         if self.stale_queues and queues:
             queues = [q for q in queues if not q.deleted]
         if self.filtered_queues and queues:

@@ -119,6 +119,20 @@ _pack_u16 = _U16.pack
 
 DEFAULT_MAX_PACKET_SIZE = 256 * 1024 * 1024
 
+#: a PUBLISH's fixed-header flags as the hot path reads them, (qos, retain, dup), one tuple
+#: per value instead of four integer operations per packet; None for QoS 3 and for DUP on
+#: QoS 0, which the general parser reports [MQTT-3.3.1-2], [MQTT-3.3.1-4]
+_PLAIN_FLAGS = tuple(
+    None if (flags >> 1) & 3 == 3 or (flags & 8 and not (flags >> 1) & 3)
+    else ((flags >> 1) & 3, flags & 1 == 1, flags & 8 == 8) for flags in range(16))
+
+#: topic names the hot path has decoded and found valid, by their bytes: a client publishes
+#: to few topics, and a memo read is cheaper than the decode and three wildcard searches.
+#: Only short names are kept and the memo is emptied when full, so its size stays bounded
+_checked_topics: dict[bytes, str] = {}
+_CHECKED_TOPICS_LIMIT = 4096
+_CHECKED_TOPIC_MAX = 256
+
 # A dataclass __init__ is a Python call with keyword defaults, most of the cost of parsing a
 # small PUBLISH; the hot paths make the object bare and assign its slots (see packets.py).
 _new_object = object.__new__
@@ -139,9 +153,10 @@ def _parse_plain_publish(buf: bytes, body: int, end: int, flags: int,
     """Hot path for the common PUBLISH: valid QoS, non-zero packet id, a
     non-empty wildcard-free topic, no properties. Returns None for anything
     else, which the general parser then handles (and reports precisely)."""
-    qos = (flags >> 1) & 0x03
-    if qos == 3 or (flags & 0x08 and not qos) or end - body < 2:
+    plain = _PLAIN_FLAGS[flags]
+    if plain is None or end - body < 2:
         return None
+    qos, retain, dup = plain
     topic_end = body + 2 + _unpack_u16(buf, body)[0]
     if qos:
         start = topic_end + 2
@@ -160,18 +175,25 @@ def _parse_plain_publish(buf: bytes, body: int, end: int, flags: int,
         start += 1
     if start > end:
         return None
-    try:
-        topic = buf[body + 2:topic_end].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if not topic or "+" in topic or "#" in topic or "\x00" in topic:
-        return None
+    raw = buf[body + 2:topic_end]
+    topic = _checked_topics.get(raw)
+    if topic is None:
+        try:
+            topic = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if not topic or "+" in topic or "#" in topic or "\x00" in topic:
+            return None
+        if len(raw) <= _CHECKED_TOPIC_MAX:
+            if len(_checked_topics) >= _CHECKED_TOPICS_LIMIT:
+                _checked_topics.clear()
+            _checked_topics[raw] = topic
     publish = _new_object(Publish)
     publish.topic = topic
     publish.payload = buf[start:end]
     publish.qos = qos
-    publish.retain = flags & 0x01 == 0x01
-    publish.dup = flags & 0x08 == 0x08
+    publish.retain = retain
+    publish.dup = dup
     publish.packet_id = packet_id
     publish.properties = {}
     return publish

@@ -56,7 +56,7 @@ from warren.mqtt.registry import SessionRegistry
 from warren.mqtt.session_state import NEVER_EXPIRES, SessionState, Sub
 from warren.mqtt.states import State
 from warren.mqtt.subscriptions import MqttConsumer, Subscriptions
-from warren.mqtt.topics import filter_to_pattern, topic_to_key
+from warren.mqtt.topics import filter_to_pattern, key_cache, topic_to_key
 
 log = logging.getLogger("warren.mqtt")
 
@@ -397,7 +397,9 @@ class MqttSession(Subscriptions):
             # the commonest publish: nothing but the persistence flag, its properties already
             # in the broker's encoding (made at CONNECT; decoded only if a consumer reads
             # them, and an AMQP consumer sends them as they are)
-            msg = _make_message(self.exchange.name, topic_to_key(topic), p.payload,
+            # topic_to_key's memo read in line: one Python call less per message
+            msg = _make_message(self.exchange.name, key_cache.get(topic) or topic_to_key(topic),
+                                p.payload,
                                 self.broker.codec, self._plain_props[qos], None, qos == 1, 0,
                                 None)
         else:

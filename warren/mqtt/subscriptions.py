@@ -177,6 +177,16 @@ class Subscriptions:
             if msg.amqp1_sections is not None:
                 amqp1_properties(msg, props, self.exchange.name)   # an AMQP 1.0 publish
         else:
+            if not qos:
+                # the commonest delivery (QoS 0, no properties, no size limit below 5.0):
+                # _write_publish's work for it in line, one Python call less per message
+                tb = self._topic_bytes.get(topic)
+                body = msg.body
+                if tb is not None and len(body) <= _COPIED_PAYLOAD:
+                    length = len(tb) + len(body)
+                    self.conn.write((_SHORT_FIXED[length] if length < 0x80
+                                     else b"\x30" + encode_varint(length)) + tb + body)
+                    return
             props = None
         self._write_publish(topic, msg.body, qos, pid, entry.redelivered and qos > 0, retain,
                             props)

@@ -19,7 +19,8 @@ _SWAP = str.maketrans({"/": ".", ".": "/"})
 _FILTER = str.maketrans({"/": ".", ".": "/", "+": "*"})
 
 _CACHE_LIMIT = 4096
-_key_cache: dict[str, str] = {}
+#: topic_to_key's memo, topic -> routing key; read in line by the publish hot path
+key_cache: dict[str, str] = {}
 _topic_cache: dict[str, str] = {}
 
 SHARE_PREFIX = "$share/"
@@ -27,12 +28,12 @@ SHARE_PREFIX = "$share/"
 
 def topic_to_key(topic: str) -> str:
     """MQTT topic name -> AMQP routing key (memoised: hot topics cost one dict lookup)."""
-    key = _key_cache.get(topic)
+    key = key_cache.get(topic)
     if key is None:
         key = topic.translate(_SWAP)
-        if len(_key_cache) >= _CACHE_LIMIT:
-            _key_cache.clear()
-        _key_cache[topic] = key
+        if len(key_cache) >= _CACHE_LIMIT:
+            key_cache.clear()
+        key_cache[topic] = key
     return key
 
 

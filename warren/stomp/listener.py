@@ -3,8 +3,9 @@
 Shaped like Twisted's ``H2Connection.dataReceived`` and warren's AMQP connection: bytes go to
 the sans-I/O :class:`~warren.stomp.codec.StompParser`, each frame to
 :meth:`StompSession.handle`, and whatever the read caused (MESSAGE, RECEIPT frames) is written
-once at its end; deliveries caused by other connections are collected and written once per
-reactor turn. The protocol is the transport's IPushProducer, so a client that does not read
+once at its end; MESSAGE frames it causes on other connections are written once its frames
+are handled (``output.begin_reading``), and those caused outside any read once per reactor
+turn. The protocol is the transport's IPushProducer, so a client that does not read
 stops getting messages (its subscriptions report no credit) instead of filling memory.
 
 Errors: codec and session faults and core errors become one ERROR frame (``stomp/errors.py``)
@@ -29,7 +30,7 @@ from ..cert_login import TlsFields
 from ..config import Config
 from ..endpoint import AcceptedConnection
 from ..model.errors import BrokerError, ConnectionForced
-from ..output import BatchedOutput
+from ..output import BatchedOutput, begin_reading, end_reading, flush_written
 from .client_ids import ClientIds
 from .codec import HEARTBEAT, Frame, StompError, StompParser, encode
 from .errors import Refused, error_frame, receipt_after_error
@@ -91,6 +92,17 @@ class StompConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
             return
         self._last_recv = self.clock.seconds()
         self.recv_oct += len(data)
+        # MESSAGE frames this read causes on other connections (a SEND's delivery to its
+        # subscriber) go out once its frames are handled, not at the end of the reactor turn
+        # (``output.begin_reading``, as the MQTT listener does)
+        outer = begin_reading()
+        try:
+            self._read(data)
+        finally:
+            if outer:
+                end_reading()
+
+    def _read(self, data: bytes) -> None:
         session = self.session
         assert session is not None      # made by connectionMade
         frame: Frame | None = None
@@ -116,6 +128,7 @@ class StompConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
             self._fail(error, receipt_after_error(error, frame))
         finally:
             self._in_read = False
+            flush_written()     # before this read's store sync and its own frames
             if not self.closing:
                 try:
                     session.after_read()
