@@ -14,10 +14,13 @@ persistent messages to another durable queue, each confirmed before the next: th
 writer too), one AMQP client purges (or deletes) the queue: the time to its purge-ok /
 delete-ok (``answer s``), on the SQL store the time until the queue's rows are deleted (the
 slices, ``rows s``), then the time until the store's disk usage stops dropping (sampled every
-0.5 s; ``disk s``), and the disk usage before and after: the journal directory, the SQLite file with
-its WAL, or ``pg_database_size``. ``--pg-url`` names a server and a database to connect to
-first; each run creates a database of its own there and drops it after. ``--cwd`` runs the
-broker from another checkout, for a before/after in the same run. ``rabbitmq`` is the
+0.5 s; ``disk s``), and the disk usage before and after: the journal directory, the SQLite
+file with its WAL, or ``pg_database_size`` (on PostgreSQL followed by the VACUUMs run on the
+message tables by then, when the last ended, polled every 0.5 s up to 120 s after the rows,
+and their dead rows left: 0 means the space is reusable). ``--pg-url`` names a server and a
+database to connect to first; each run creates a database of its own there and drops it
+after. ``--cwd`` runs the broker from another checkout, for a before/after in the same run.
+``rabbitmq`` is the
 reference: a private RabbitMQ node (``bench.brokers.RabbitMQ``) whose durable classic queue
 gets the N messages by AMQP publishes (it has no store API to write with), then the same
 probes and purge; its disk is its node directory. Nothing is asserted; figures for the report.
@@ -88,6 +91,22 @@ def pg_bytes(url: str) -> int:
     return int(row[0]) if row else 0
 
 
+def pg_vacuumed(url: str) -> tuple[int, int, int] | None:
+    """PostgreSQL: once no VACUUM runs in the database, the message tables' (VACUUMs run,
+    autovacuums run, dead rows left); None while one runs."""
+    import psycopg
+    with psycopg.connect(_plain(url), autocommit=True) as conn:
+        running = conn.execute("SELECT count(*) FROM pg_stat_progress_vacuum "
+                               "WHERE datname = current_database()").fetchone()
+        if running and running[0]:
+            return None
+        row = conn.execute(
+            "SELECT sum(vacuum_count), sum(autovacuum_count), sum(n_dead_tup) "
+            "FROM pg_stat_user_tables "
+            "WHERE relname IN ('warren_messages', 'warren_queue_messages')").fetchone()
+    return (int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)) if row else None
+
+
 def _plain(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
@@ -99,7 +118,7 @@ class ConfirmProbe(threading.Thread):
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
         self.url = url
-        self.trips: list[float] = []
+        self.trips: list[tuple[float, float]] = []   # (when it began, round trip)
         self.halt = threading.Event()
         self.ready = threading.Event()
 
@@ -113,13 +132,14 @@ class ConfirmProbe(threading.Thread):
         while not self.halt.is_set():
             began = time.monotonic()
             channel.basic_publish("", OTHER, b"x" * 100, props)
-            self.trips.append(time.monotonic() - began)
+            self.trips.append((began, time.monotonic() - began))
             time.sleep(0.01)
         channel.queue_purge(OTHER)
         conn.close()
 
-    def summary(self) -> str:
-        s = sorted(self.trips)
+    def summary(self, since: float = 0.0, until: float = float("inf")) -> str:
+        """The confirms of the publishes that began in [since, until] (by default all)."""
+        s = sorted(trip for began, trip in self.trips if since <= began <= until)
         if not s:
             return "no confirm"
         p99 = s[min(len(s) - 1, int(len(s) * 0.99))]
@@ -204,7 +224,8 @@ def run_rabbitmq(count: int, op: str, program: str | None) -> str:
 
 
 def _purge_under_probes(store: str, count: int, op: str, amqp_url: str, mqtt_port: int,
-                        measure: Callable[[], int], rows: Callable[[], int] | None) -> str:
+                        measure: Callable[[], int], rows: Callable[[], int] | None,
+                        pg_url: str | None = None) -> str:
     """The purge (or delete) of ``QUEUE`` while the two probes run; the table row."""
     before = measure()
     probe = RoundTrips(mqtt_port)
@@ -227,6 +248,17 @@ def _purge_under_probes(store: str, count: int, op: str, amqp_url: str, mqtt_por
         while rows():
             time.sleep(0.5)
         rows_s = time.monotonic() - began
+    vacuum = ""
+    if pg_url:
+        while time.monotonic() - began < rows_s + 120:
+            seen = pg_vacuumed(pg_url)
+            if seen is not None and seen[0] + seen[1]:
+                vacuum = (f"; VACUUM {seen[0]}, autovacuum {seen[1]}, ended at "
+                          f"{time.monotonic() - began:.1f} s, dead rows left {seen[2]:,}")
+                break
+            time.sleep(0.5)
+        else:
+            vacuum = "; no VACUUM in 120 s"
     after, freed_s = settle(measure)
     confirms.halt.set()
     confirms.join(60)
@@ -234,7 +266,8 @@ def _purge_under_probes(store: str, count: int, op: str, amqp_url: str, mqtt_por
     return (f"| {store} | {count:,} | {op} | {purged:,} | {answered:.2f} | "
             f"{rows_s:.1f} | {max(rows_s, answered) + freed_s:.1f} | "
             f"{before / 1e6:.0f} MB | {after / 1e6:.0f} MB |"
-            f"\n    {trips}; {confirms.summary()}")
+            f"\n    {trips}; {confirms.summary()}; while the rows went: "
+            f"{confirms.summary(began, began + max(rows_s, answered))}{vacuum}")
 
 
 def run(store: str, count: int, op: str, pg_url: str | None, cwd: str | None) -> str:
@@ -260,7 +293,7 @@ def run(store: str, count: int, op: str, pg_url: str | None, cwd: str | None) ->
             broker.start(timeout=1800)
             rows = None if store == "journal" else (lambda: rows_left(data, url))
             return _purge_under_probes(store, count, op, broker.amqp_url, broker.mqtt_port,
-                                       measure, rows)
+                                       measure, rows, url)
         finally:
             broker.stop()
             broker.kill()
