@@ -192,6 +192,35 @@ def test_a_large_old_sqlite_file_is_left_with_the_manual_step_in_the_log(
     assert len(warnings) == 1 and not any(e.get("log_failure") for e in events)
 
 
+def test_an_old_sqlite_file_kept_busy_by_another_process_is_left_and_the_start_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another writer holds the file's write lock through the conversion: a warning in one
+    line, the file unconverted, nothing lost, the store writable once the lock is gone."""
+    from warren.store.sql import store as store_module
+    path = tmp_path / "warren.db"
+    _old_sqlite_file(path, monkeypatch)
+    monkeypatch.setattr(store_module, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")   # the write lock, as another broker's transaction
+        store = SqlStore(f"sqlite:///{path}")
+        store.open()
+        state = store.recover()
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+        globalLogPublisher.removeObserver(events.append)
+    assert len(state.queues[Q2].msg_ids) == 200 and Q1 not in state.queues
+    store.publish(900_000, b"after", [Q1])
+    store.flush()
+    store.close()
+    assert _sqlite_pragma(path, "auto_vacuum") == 0
+    warned = [e for e in events if "could not convert" in e.get("log_format", "")]
+    assert len(warned) == 1 and not any(e.get("log_failure") for e in events)
+
+
 # ---------------------------------------------------------------------- others first
 
 

@@ -37,6 +37,7 @@ Why:
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 from sqlalchemy import Engine, text
@@ -154,9 +155,15 @@ def convert_old_sqlite(engine: Engine) -> None:
             return
         raw = connection.connection.dbapi_connection
         assert raw is not None   # a checked-out connection
-        raw.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        raw.execute("VACUUM")   # outside a transaction: the pysqlite driver opened none
-        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            raw.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            raw.execute("VACUUM")   # outside a transaction: the pysqlite driver opened none
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as error:   # another process kept it busy, the disk is full
+            log.warn("SQL store {url}: could not convert the SQLite file to "
+                     "auto_vacuum=INCREMENTAL ({error}); it keeps its size, the start goes on",
+                     url=engine.url, error=_one_line(error))
+            return
         after = int(connection.exec_driver_sql("PRAGMA page_count").scalar() or 0)
         log.info("SQL store {url}: converted to auto_vacuum=INCREMENTAL ({before} -> {after} "
                  "MB)", url=engine.url, before=pages * page_size // 1_000_000,
