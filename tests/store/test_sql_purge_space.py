@@ -246,7 +246,7 @@ OTHERS_FIRST = """
     store = SqlStore(url)
     store.open()
     store.recover()
-    for msg_id in range(1, 10_001):
+    for msg_id in range(1, 6_001):
         store.publish(msg_id, b"d" * 100, [q1])
     store.flush()
     out = {"confirmed": 0, "published": 0, "deleted_while_waiting": [], "errors": []}
@@ -281,7 +281,7 @@ OTHERS_FIRST = """
 
 
 def test_other_clients_writes_wait_for_one_slice_at_most_during_a_purge(sql_url: str) -> None:
-    """Publishes to another queue while a purge of 10,000 rows goes in slices of 400: each is
+    """Publishes to another queue while a purge of 6,000 rows goes in slices of 400: each is
     confirmed, with at most one slice's rows deleted between its call and its confirm (it
     waits for the slice in flight, not for another riding with it), and none is lost."""
     proc = subprocess.run(
