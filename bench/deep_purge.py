@@ -1,8 +1,9 @@
 """Purge or delete of a deep queue on each store (issue 22): how long it takes, how long other
 clients wait meanwhile, and whether the disk space comes back.
 
-    python -m bench.deep_purge --messages 1000000 [--stores journal,sqlite,postgres]
+    python -m bench.deep_purge --messages 1000000 [--stores journal,sqlite,postgres,rabbitmq]
         [--pg-url postgresql+psycopg://USER@HOST:PORT/DB] [--op purge|delete] [--cwd CHECKOUT]
+        [--rabbitmq-server PATH]
 
 For each store: a broker declares a durable queue and stops; N persistent 100-byte messages
 are written with the store's own API (what N confirmed publishes leave, ``deep_restart.fill``);
@@ -13,11 +14,16 @@ persistent messages to another durable queue, each confirmed before the next: th
 writer too), one AMQP client purges (or deletes) the queue: the time to its purge-ok /
 delete-ok (``answer s``), on the SQL store the time until the queue's rows are deleted (the
 slices, ``rows s``), then the time until the store's disk usage stops dropping (sampled every
-0.5 s; ``disk s``), and the disk usage before and after: the journal directory, the SQLite file with
-its WAL, or ``pg_database_size``. ``--pg-url`` names a server and a database to connect to
-first; each run creates a database of its own there and drops it after. ``--cwd`` runs the
-broker from another checkout, for a before/after in the same run. Nothing is asserted;
-figures for the report.
+0.5 s; ``disk s``), and the disk usage before and after: the journal directory, the SQLite
+file with its WAL, or ``pg_database_size`` (on PostgreSQL followed by the VACUUMs run on the
+message tables by then, when the last ended, polled every 0.5 s up to 120 s after the rows,
+and their dead rows left: 0 means the space is reusable). ``--pg-url`` names a server and a
+database to connect to first; each run creates a database of its own there and drops it
+after. ``--cwd`` runs the broker from another checkout, for a before/after in the same run.
+``rabbitmq`` is the
+reference: a private RabbitMQ node (``bench.brokers.RabbitMQ``) whose durable classic queue
+gets the N messages by AMQP publishes (it has no store API to write with), then the same
+probes and purge; its disk is its node directory. Nothing is asserted; figures for the report.
 """
 
 from __future__ import annotations
@@ -85,6 +91,22 @@ def pg_bytes(url: str) -> int:
     return int(row[0]) if row else 0
 
 
+def pg_vacuumed(url: str) -> tuple[int, int, int] | None:
+    """PostgreSQL: once no VACUUM runs in the database, the message tables' (VACUUMs run,
+    autovacuums run, dead rows left); None while one runs."""
+    import psycopg
+    with psycopg.connect(_plain(url), autocommit=True) as conn:
+        running = conn.execute("SELECT count(*) FROM pg_stat_progress_vacuum "
+                               "WHERE datname = current_database()").fetchone()
+        if running and running[0]:
+            return None
+        row = conn.execute(
+            "SELECT sum(vacuum_count), sum(autovacuum_count), sum(n_dead_tup) "
+            "FROM pg_stat_user_tables "
+            "WHERE relname IN ('warren_messages', 'warren_queue_messages')").fetchone()
+    return (int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)) if row else None
+
+
 def _plain(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
@@ -96,7 +118,7 @@ class ConfirmProbe(threading.Thread):
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
         self.url = url
-        self.trips: list[float] = []
+        self.trips: list[tuple[float, float]] = []   # (when it began, round trip)
         self.halt = threading.Event()
         self.ready = threading.Event()
 
@@ -110,17 +132,19 @@ class ConfirmProbe(threading.Thread):
         while not self.halt.is_set():
             began = time.monotonic()
             channel.basic_publish("", OTHER, b"x" * 100, props)
-            self.trips.append(time.monotonic() - began)
+            self.trips.append((began, time.monotonic() - began))
             time.sleep(0.01)
         channel.queue_purge(OTHER)
         conn.close()
 
-    def summary(self) -> str:
-        s = sorted(self.trips)
+    def summary(self, since: float = 0.0, until: float = float("inf")) -> str:
+        """The confirms of the publishes that began in [since, until] (by default all)."""
+        s = sorted(trip for began, trip in self.trips if since <= began <= until)
         if not s:
             return "no confirm"
+        p99 = s[min(len(s) - 1, int(len(s) * 0.99))]
         return (f"confirmed publishes: n={len(s)} median {statistics.median(s) * 1e3:.1f} ms "
-                f"max {s[-1] * 1e3:.1f} ms")
+                f"p99 {p99 * 1e3:.1f} ms max {s[-1] * 1e3:.1f} ms")
 
 
 def settle(measure: Callable[[], int], timeout: float = 1800) -> tuple[int, float]:
@@ -161,6 +185,91 @@ def disk_usage(store: str, data: Path, url: str | None) -> Callable[[], int]:
     return lambda: sum(p.stat().st_blocks * 512 for p in data.glob("warren.db*"))
 
 
+def fill_by_publishing(amqp_url: str, count: int) -> None:
+    """``count`` persistent 100-byte messages published to ``QUEUE`` (declared durable), a
+    confirm awaited every 10,000; returns once the queue holds them all."""
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = conn.channel()
+    channel.queue_declare(QUEUE, durable=True)
+    channel.confirm_delivery()
+    props = pika.BasicProperties(delivery_mode=2)
+    body = b"r" * 100
+    unconfirmed = conn.channel()   # publishes between the confirmed ones
+    for n in range(1, count + 1):
+        if n % 10_000 == 0:
+            channel.basic_publish("", QUEUE, body, props)
+        else:
+            unconfirmed.basic_publish("", QUEUE, body, props)
+    while channel.queue_declare(QUEUE, passive=True).method.message_count < count:
+        time.sleep(0.5)
+    conn.close()
+
+
+def run_rabbitmq(count: int, op: str, program: str | None) -> str:
+    """The same purge on RabbitMQ's durable classic queue."""
+    from bench.brokers import RabbitMQ
+    with tempfile.TemporaryDirectory(prefix="bench-deep-purge-rabbitmq-") as tmp:
+        broker = RabbitMQ(Path(tmp), program=program)
+        broker.start()
+        try:
+            amqp_url = f"amqp://guest:guest@127.0.0.1:{broker.ports['amqp']}/%2F"
+            fill_by_publishing(amqp_url, count)
+
+            def measure() -> int:
+                return tree_bytes(Path(tmp) / "mnesia")
+            return _purge_under_probes("rabbitmq", count, op, amqp_url, broker.ports["mqtt"],
+                                       measure, None)
+        finally:
+            broker.stop()
+
+
+def _purge_under_probes(store: str, count: int, op: str, amqp_url: str, mqtt_port: int,
+                        measure: Callable[[], int], rows: Callable[[], int] | None,
+                        pg_url: str | None = None) -> str:
+    """The purge (or delete) of ``QUEUE`` while the two probes run; the table row."""
+    before = measure()
+    probe = RoundTrips(mqtt_port)
+    probe.start()
+    confirms = ConfirmProbe(amqp_url)
+    confirms.start()
+    confirms.ready.wait(60)
+    time.sleep(1.0)   # a baseline of round trips before the purge
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = conn.channel()
+    began = time.monotonic()
+    if op == "purge":
+        purged = channel.queue_purge(QUEUE).method.message_count
+    else:
+        purged = channel.queue_delete(QUEUE).method.message_count
+    answered = time.monotonic() - began
+    conn.close()
+    rows_s = 0.0
+    if rows is not None:   # the SQL store's slices: until the references are gone
+        while rows():
+            time.sleep(0.5)
+        rows_s = time.monotonic() - began
+    vacuum = ""
+    if pg_url:
+        while time.monotonic() - began < rows_s + 120:
+            seen = pg_vacuumed(pg_url)
+            if seen is not None and seen[0] + seen[1]:
+                vacuum = (f"; VACUUM {seen[0]}, autovacuum {seen[1]}, ended at "
+                          f"{time.monotonic() - began:.1f} s, dead rows left {seen[2]:,}")
+                break
+            time.sleep(0.5)
+        else:
+            vacuum = "; no VACUUM in 120 s"
+    after, freed_s = settle(measure)
+    confirms.halt.set()
+    confirms.join(60)
+    trips = probe.finish()
+    return (f"| {store} | {count:,} | {op} | {purged:,} | {answered:.2f} | "
+            f"{rows_s:.1f} | {max(rows_s, answered) + freed_s:.1f} | "
+            f"{before / 1e6:.0f} MB | {after / 1e6:.0f} MB |"
+            f"\n    {trips}; {confirms.summary()}; while the rows went: "
+            f"{confirms.summary(began, began + max(rows_s, answered))}{vacuum}")
+
+
 def run(store: str, count: int, op: str, pg_url: str | None, cwd: str | None) -> str:
     with tempfile.TemporaryDirectory(prefix="bench-deep-purge-") as tmp:
         data = Path(tmp) / "data"
@@ -182,35 +291,9 @@ def run(store: str, count: int, op: str, pg_url: str | None, cwd: str | None) ->
                 fill(SqlStore(url or f"sqlite:///{data.resolve()}/warren.db"), count,
                      flush_every=50_000, queue=QUEUE)
             broker.start(timeout=1800)
-            before = measure()
-            probe = RoundTrips(broker.mqtt_port)
-            probe.start()
-            confirms = ConfirmProbe(broker.amqp_url)
-            confirms.start()
-            confirms.ready.wait(60)
-            time.sleep(1.0)   # a baseline of round trips before the purge
-            conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-            channel = conn.channel()
-            began = time.monotonic()
-            if op == "purge":
-                purged = channel.queue_purge(QUEUE).method.message_count
-            else:
-                purged = channel.queue_delete(QUEUE).method.message_count
-            answered = time.monotonic() - began
-            conn.close()
-            rows_s = 0.0
-            if store != "journal":   # the slices: until the references are gone
-                while rows_left(data, url):
-                    time.sleep(0.5)
-                rows_s = time.monotonic() - began
-            after, freed_s = settle(measure)
-            confirms.halt.set()
-            confirms.join(60)
-            trips = probe.finish()
-            return (f"| {store} | {count:,} | {op} | {purged:,} | {answered:.2f} | "
-                    f"{rows_s:.1f} | {max(rows_s, answered) + freed_s:.1f} | "
-                    f"{before / 1e6:.0f} MB | {after / 1e6:.0f} MB |"
-                    f"\n    {trips}; {confirms.summary()}")
+            rows = None if store == "journal" else (lambda: rows_left(data, url))
+            return _purge_under_probes(store, count, op, broker.amqp_url, broker.mqtt_port,
+                                       measure, rows, url)
         finally:
             broker.stop()
             broker.kill()
@@ -226,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-url", help="a PostgreSQL server (and a database to connect to)")
     parser.add_argument("--op", choices=["purge", "delete"], default="purge")
     parser.add_argument("--cwd", help="run the broker from this checkout")
+    parser.add_argument("--rabbitmq-server", help="rabbitmq-server to run (store rabbitmq)")
     a = parser.parse_args(argv)
     stores = [s for s in a.stores.split(",") if s]
     if "postgres" in stores and not a.pg_url:
@@ -235,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     for count in a.messages:
         for store in stores:
-            print(run(store, count, a.op, a.pg_url, a.cwd), flush=True)
+            row = (run_rabbitmq(count, a.op, a.rabbitmq_server) if store == "rabbitmq" else
+                   run(store, count, a.op, a.pg_url, a.cwd))
+            print(row, flush=True)
     return 0
 
 

@@ -13,9 +13,13 @@ by the whole delete. So a purge is a *marker* written at once, and the rows go l
 - Each later transaction of the writer deletes a slice of those references, and the records
   no queue holds any more (``Slicer.slice``), committed with whatever else the broker wrote
   meanwhile, so other clients wait for one slice at most; the last slice drops the marker.
-  A slice is sized to take about ``SLICE_SECONDS`` (from ``SLICE_ROWS``, following the last
-  slice's time, within ``MIN_ROWS``..``MAX_ROWS``): a fast database gets through a purge in
-  few transactions, a slow one still answers other writers in about that time.
+  A slice is sized so that its whole transaction (the deletes, the commit with SQLite's
+  checkpoint, the vacuum step after it) takes about ``SLICE_SECONDS`` (from ``SLICE_ROWS``,
+  following the last one's time, within ``MIN_ROWS``..``MAX_ROWS``): a fast database gets
+  through a purge in few transactions, a slow one still answers other writers in about that
+  time. Other clients' writes come first: when some wait and the last transaction carried a
+  slice, the next goes without one (``SqlStore._take_attempt``), so a confirm waits for one
+  slice at most, and a purge still gets every other transaction under any load.
 - Recovery skips the references a marker covers (a crash in the middle of the slices) and the
   slices go on after the start; the order counter starts past every marker, so no new
   reference is mistaken for a purged one.
@@ -23,8 +27,9 @@ by the whole delete. So a purge is a *marker* written at once, and the rows go l
   write-ahead log (``journal_size_limit``), and after the slices ``incremental_vacuum`` hands
   the freed pages back to the file system, ``VACUUM_PAGES`` per transaction (a database made
   before has ``auto_vacuum=NONE``, which only ``VACUUM`` changes: its freed pages are reused,
-  the file does not shrink). PostgreSQL's autovacuum reclaims the dead rows as it does any
-  deleted row.
+  the file does not shrink; ``reclaim.convert_old_sqlite`` converts a small one at open).
+  On PostgreSQL, purges that deleted many rows end with a plain ``VACUUM`` of the message
+  tables on a thread of its own (``reclaim.PostgresVacuum``).
 """
 
 from __future__ import annotations
@@ -37,13 +42,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, select
 
 from warren.store.sql import tables
+from warren.store.sql.reclaim import VACUUM_AFTER_ROWS, PostgresVacuum
 
 #: The definitions kind of a purge marker (never handed to the broker).
 KIND = "purged"
 #: Queue references (and their records) deleted by a purge's first transaction; the next
 #: slices are sized to take about ``SLICE_SECONDS``, within ``MIN_ROWS``..``MAX_ROWS``.
 SLICE_ROWS = 2000
-SLICE_SECONDS = 0.1
+SLICE_SECONDS = 0.05
 MIN_ROWS = 1000
 MAX_ROWS = 100_000
 #: SQLite pages handed back to the file system per transaction (4 KiB each by default).
@@ -80,6 +86,11 @@ class SliceWork:
     done: list[tuple[str, int]] = field(default_factory=list)
     #: filled by the writer thread: SQLite pages still free in the file after this step
     free_pages: int = 0
+    #: filled by the writer thread: references deleted, and whether the slice was a whole one
+    #: (then its transaction's time sizes the next), from when
+    deleted: int = 0
+    whole: bool = False
+    began: float = 0.0
 
 
 class Slicer:
@@ -98,6 +109,9 @@ class Slicer:
         self.rows = SLICE_ROWS     # the next slice's size (the writer thread's own)
         self.incremental = False   # the SQLite file gives pages back (auto_vacuum=INCREMENTAL)
         self._vacuum_due = False
+        #: PostgreSQL: the VACUUM after purges, and the rows deleted since the last one
+        self.pg_vacuum = PostgresVacuum(engine) if engine.dialect.name == "postgresql" else None
+        self._deleted_since_vacuum = 0
 
     def load(self, connection: Connection) -> int:
         """At open and recovery: the markers left in the database (a crash mid-purge) are
@@ -108,6 +122,9 @@ class Slicer:
                 select(d.c.key, d.c.value).where(d.c.kind == KIND))}
         if self.engine.dialect.name == "sqlite":
             self.incremental = connection.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2
+            # pages a vacuum stopped by a crash left free go back after the start
+            self._vacuum_due = self.incremental and bool(
+                connection.exec_driver_sql("PRAGMA freelist_count").scalar())
         return max(self.purging.values(), default=0)
 
     def purge(self, queue_key: str, seq: int) -> None:
@@ -129,8 +146,8 @@ class Slicer:
         purged queues deleted, with the records nobody holds any more; a queue with none
         left loses its marker."""
         qm = tables.queue_messages
-        began = time.monotonic()
-        rows = budget = max(MIN_ROWS, min(self.rows, MAX_ROWS))
+        work.began = time.monotonic()
+        budget = max(MIN_ROWS, min(self.rows, MAX_ROWS))
         for queue_key, upto in work.purging.items():
             if budget <= 0:
                 break
@@ -142,12 +159,20 @@ class Slicer:
             for chunk in self._chunks(sorted(ids)):
                 connection.execute(self._delete_unreferenced, {"ids": chunk})
             budget -= len(ids)
+            work.deleted += len(ids)
             if budget > 0:   # fewer than asked: this queue's purge is complete
                 connection.execute(self._delete_definition, [{"k": KIND, "n": queue_key}])
                 work.done.append((queue_key, upto))
-        if budget <= 0:   # a whole slice: size the next one to the time this one took
-            wanted = rows * SLICE_SECONDS / max(time.monotonic() - began, 1e-3)
-            self.rows = int(max(rows // 2, min(rows * 2, wanted)))   # at most x2 a slice
+        work.whole = budget <= 0
+
+    def sized(self, work: SliceWork) -> None:
+        """Writer thread, after the commit and the vacuum step: a whole slice sizes the next
+        one to the time its transaction took from the slice on (at most x2 either way)."""
+        if not work.whole:
+            return
+        rows = work.deleted
+        wanted = rows * SLICE_SECONDS / max(time.monotonic() - work.began, 1e-3)
+        self.rows = int(max(rows // 2, min(rows * 2, wanted)))
 
     def vacuum(self, work: SliceWork) -> None:
         """Writer thread, after the commit: SQLite pages freed so far go back to the file
@@ -168,5 +193,10 @@ class Slicer:
         for queue_key, upto in work.done:
             if self.purging.get(queue_key) == upto:
                 del self.purging[queue_key]
+        self._deleted_since_vacuum += work.deleted
+        if (self.pg_vacuum is not None and work.done
+                and self._deleted_since_vacuum >= VACUUM_AFTER_ROWS):
+            self._deleted_since_vacuum = 0
+            self.pg_vacuum.request()
         if work.vacuum:
             self._vacuum_due = bool(self.purging) or work.free_pages > 0

@@ -11,8 +11,10 @@ Why it is shaped this way:
 - **Cancellation in memory.** A message published and acked within one batch (a fast
   consumer) never reaches the database; a purge drops the queue's pending entries.
 - **Purges in slices.** A purge (or a queue's delete) commits a marker at once; the rows go
-  a slice (about 0.1 s) per transaction after it, and SQLite gives the pages back
-  (``purges.py``): a queue of 10M messages never holds the writer for long.
+  a slice (a transaction of about 0.05 s) after it, never in the transaction that other
+  clients' waiting writes go in when the last one carried a slice, and SQLite gives the pages
+  back (``purges.py``); PostgreSQL is vacuumed after, and an old SQLite file converted at open
+  (``reclaim.py``): a queue of 10M messages never holds the writer for long.
 - **Failure keeps data.** When a transaction fails (database gone, disk full) the batches go
   back to the head of the queue, ``healthy`` turns False, the waiting Deferreds errback with
   :class:`StoreUnavailable`, and the store retries with a backoff (0.5 s doubling to 5 s) until
@@ -62,6 +64,7 @@ from warren.store.interface import (
 from warren.store.sql import purges, tables
 from warren.store.sql.migrate import upgrade_engine
 from warren.store.sql.purges import Slicer, SliceWork, sqlite_pragmas
+from warren.store.sql.reclaim import convert_old_sqlite
 
 log = Logger()
 
@@ -215,6 +218,7 @@ class SqlStore(MessageStore):
         self._committed_max_msg_id = 0
         self._closed = False
         self._statements_ready = False
+        self._sliced_last = False   # the last transaction taken carried a purge's slice
         # Figures for stats().
         self.transactions = 0
         self._last_commit_seconds = 0.0
@@ -234,6 +238,8 @@ class SqlStore(MessageStore):
 
             self._reactor = reactor
         upgrade_engine(self.engine)
+        if self.engine.dialect.name == "sqlite" and not _in_memory_sqlite(self.engine.url):
+            convert_old_sqlite(self.engine)
         self._prepare_statements()
         self._load_counters()
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name=f"warren-sql-store {self.url}")
@@ -267,6 +273,8 @@ class SqlStore(MessageStore):
             if self._reader is not None:
                 self._reader.stop()
                 self._reader = None
+            if self._statements_ready and self._purges.pg_vacuum is not None:
+                self._purges.pg_vacuum.close()
             self.engine.dispose()
 
     def abandon(self) -> None:
@@ -287,11 +295,14 @@ class SqlStore(MessageStore):
             for waiter in waiters:
                 waiter.errback(Failure(error))
         engine = self.engine
+        vacuum = self._purges.pg_vacuum if self._statements_ready else None
 
         def stop_writer() -> None:
             for threads in (pool, reader):
                 if threads is not None:
                     threads.stop()
+            if vacuum is not None:
+                vacuum.close()
             engine.dispose()
         threading.Thread(target=stop_writer, name="warren-fenced-store", daemon=True).start()
 
@@ -671,6 +682,10 @@ class SqlStore(MessageStore):
         batches = [b for b in self._queue if b.has_writes() or b.waiters]
         self._queue = deque([PendingBatch()])
         slicing = self._purges.take()
+        if (slicing is not None and self._sliced_last
+                and any(b.has_writes() for b in batches)):
+            slicing = None   # other clients' writes first, then a slice again
+        self._sliced_last = slicing is not None
         if slicing is not None:   # a slice of the purges under way rides along
             return CommitAttempt(batches or [PendingBatch()], self._max_msg_id, slicing)
         if not batches:
@@ -700,6 +715,7 @@ class SqlStore(MessageStore):
                     self._purges.slice(connection, attempt.slicing)
             if attempt.slicing is not None:
                 self._purges.vacuum(attempt.slicing)
+                self._purges.sized(attempt.slicing)
         except Exception as error:  # any failure: keep the batches, report, retry later
             attempt.error = error
         self._last_commit_seconds = time.monotonic() - started
@@ -834,5 +850,7 @@ class SqlStore(MessageStore):
             "sql_last_commit_seconds": self._last_commit_seconds,
             "sql_pending_writes": float(pending),
             "sql_purges_under_way": float(len(self._purges.purging)),
+            "sql_vacuums_total": float(self._purges.pg_vacuum.runs
+                                       if self._purges.pg_vacuum is not None else 0),
             "sql_healthy": 1.0 if self.healthy else 0.0,
         }
