@@ -2,8 +2,10 @@
 
 Shaped like the AMQP connection (and Twisted's ``H2Connection.dataReceived``): the bytes of a
 read go to :class:`MqttParser`, each packet to the session, and everything the read caused is
-written once at its end; deliveries caused by other connections are gathered and written once
-per reactor turn (``callLater(0)``), so a burst costs one ``write`` per subscriber. Write
+written once at its end; deliveries it causes on other connections are gathered and written
+once its packets are handled (``output.begin_reading`` / ``flush_written``, as the AMQP and
+STOMP readers do), and those caused by anything else once per reactor turn
+(``callLater(0)``), so a burst costs one ``write`` per subscriber. Write
 back-pressure comes from ``IPushProducer``: while the transport's buffer is full the session's
 consumers report no credit and messages wait in their queues. Memory alarms pause reading.
 
