@@ -3,8 +3,9 @@
 
 The queue holds 100,200 persistent messages on the journal (past the journal index's
 ``ARRAYS_FROM``, where the recovered ids and sizes are arrays the queue's rows take in bulk)
-and 4,200 on SQLite. In the middle, 200 published one by one with properties of their own:
-a priority, a header, and an expiration, long for most and 1 ms for every tenth. The first
+and 4,200 on SQLite and on PostgreSQL (the drain's read-ahead batches go through the SQL
+store's reader). In the middle, 200 published one by one with properties of their own: a
+priority, a header, and an expiration, long for most and 1 ms for every tenth. The first
 2,000 go out to a consumer that does not ack them before a graceful restart (so they are
 the delivered ones recovery handles one by one, most of them past the window of entries it
 makes objects of); a kill -9 follows the restart. Then everything is drained: every message
@@ -19,6 +20,8 @@ import pytest
 
 from tests.broker_process import BrokerProcess
 from tests.durability.clients import ConfirmedPublisher
+from tests.durability.conftest import fresh_database
+from tests.store.conftest import pg_url  # noqa: F401  (the session PostgreSQL, reused here)
 
 QUEUE = "deep.recovered"
 UNACKED = 2000
@@ -62,9 +65,15 @@ def consume(url: str, count: int, ack: bool = True) -> list:
     return out
 
 
-@pytest.mark.parametrize("store,plain", [("journal", 100_000), ("sql", 4_000)])
-def test_deep_queue_recovers_order_flags_and_properties(tmp_path, store, plain):
-    broker = BrokerProcess(tmp_path / "data", store=store)
+@pytest.mark.parametrize("store,plain", [("journal", 100_000), ("sqlite", 4_000),
+                                         ("postgres", 4_000)])
+def test_deep_queue_recovers_order_flags_and_properties(tmp_path, request, store, plain):
+    if store == "journal":
+        broker = BrokerProcess(tmp_path / "data")
+    else:
+        url = (fresh_database(request.getfixturevalue("pg_url")) if store == "postgres"
+               else "")
+        broker = BrokerProcess(tmp_path / "data", store="sql", store_url=url)
     try:
         broker.start()
         conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
