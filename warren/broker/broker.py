@@ -883,6 +883,7 @@ class Broker:
         q._touch()
         return done
 
+
 def _places(ids: Sequence[int], wanted: set[int], lo: int) -> list[int]:
     """Where the ids of ``wanted`` are in ``ids`` from ``lo`` on, in order. A queue's ids are
     in publish order, ascending but for what came back to it, so each is looked for by
