@@ -467,21 +467,12 @@ class Pager:
         return in_store
 
     def _load(self, message: Message, record: bytes) -> None:
-        stored = Message.from_record(record, message.codec, message.id)
-        body = stored.body
-        # a stub (``stub``) gets what the record says; a body-only page-out keeps its own
-        message.exchange = stored.exchange
-        message.routing_key = stored.routing_key
-        message.raw_props = stored.raw_props
-        message._props = None
-        message.amqp1_sections = stored.amqp1_sections
-        message.persistent = stored.persistent
-        message.priority = stored.priority
-        message.ttl = stored.ttl
-        message.body = body
+        # a stub (``stub``) gets what the record says, in place (``Message.load_record``)
+        message.load_record(record)
         message.paged = False
-        self.broker.body_bytes += len(body)
-        self.broker.memory_used += len(body)
+        size = len(message.body)
+        self.broker.body_bytes += size
+        self.broker.memory_used += size
         self.paged_in += 1
 
     def stats(self) -> dict[str, float]:
