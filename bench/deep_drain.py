@@ -1,22 +1,25 @@
-"""Draining a deep, paged queue on the SQL store (SQLite): how long another client waits
-meanwhile (issue 22: paging's read-ahead must not hold the reactor).
+"""Draining a deep, paged queue: its rate, the broker's CPU per message, and how long another
+client waits meanwhile (issue 22: paging's read-ahead must not hold the reactor).
 
-    python -m bench.deep_drain --messages 100000 [--cwd OTHER_CHECKOUT]
+    python -m bench.deep_drain --messages 100000 [--store sql|journal] [--cwd OTHER_CHECKOUT]
 
-A broker on the SQL store (its default SQLite file) declares a durable queue and stops; N
-persistent 100-byte messages are written to its database with the store's own API (what N
-confirmed publishes leave); the broker is started under a 4 MiB paging budget, so all but
-the first window stay in the database. One AMQP consumer (prefetch 500, an ack per 100)
+A broker on the SQL store (its default SQLite file) or the journal declares a durable queue
+and stops; N persistent 100-byte messages are written to its store with the store's own API
+(what N confirmed publishes leave); the broker is started under a 4 MiB paging budget, so all
+but the first window stay in the store. One AMQP consumer (prefetch 500, an ack per 100)
 drains the queue while a second client, an MQTT one in its own process
 (``bench.scale.RoundTrips``), times QoS 1 PUBLISH -> PUBACK round trips: its longest round
-trip is the longest stall of the reactor the drain caused. ``--cwd`` runs the broker from
-another checkout (its ``warren/`` package), for a before/after in the same run. Nothing is
-asserted; figures for the report.
+trip is the longest stall of the reactor the drain caused. The broker's CPU time over the
+drain (user + system, every thread, from /proc) per message moves far less with other load
+on the machine than the rate does. ``--cwd`` runs the broker from another checkout (its
+``warren/`` package), for a before/after in the same run. Nothing is asserted; figures for
+the report.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import pika
 
-from bench.deep_restart import fill
+from bench.deep_restart import fill, write_messages as write_journal
 from bench.scale import RoundTrips
 from warren.embedded.process import BrokerProcess
 from warren.store.sql.store import SqlStore
@@ -36,6 +39,13 @@ BUDGET = 4 * 1024 * 1024
 def write_messages(url: str, count: int) -> None:
     """Store ``count`` messages for the queue in the database of a stopped broker."""
     fill(SqlStore(url), count, flush_every=50_000, queue=QUEUE)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (every thread) so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def drain(url: str, count: int, queue: str = QUEUE) -> float:
@@ -59,27 +69,34 @@ def drain(url: str, count: int, queue: str = QUEUE) -> float:
     return seconds
 
 
-def measure(count: int, cwd: str | None) -> tuple[float, str]:
+def measure(count: int, cwd: str | None, store: str = "sql") -> tuple[float, float, str]:
+    """(seconds, broker CPU seconds, the round trips' summary) of one drain."""
     with tempfile.TemporaryDirectory(prefix="bench-deep-drain-") as tmp:
         data = Path(tmp) / "data"
-        broker = BrokerProcess(data, store="sql", cwd=cwd,
+        broker = BrokerProcess(data, store=store, cwd=cwd,
                                extra_args=["--paging-budget", str(BUDGET)])
         broker.start()
         conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
         conn.channel().queue_declare(QUEUE, durable=True)
         conn.close()
         broker.stop()
-        write_messages(f"sqlite:///{data.resolve()}/warren.db", count)
+        if store == "sql":
+            write_messages(f"sqlite:///{data.resolve()}/warren.db", count)
+        else:
+            write_journal(data / "journal", count)
         broker.start(timeout=600)
+        assert broker.proc is not None
         probe = RoundTrips(broker.mqtt_port)
         probe.start()
         try:
+            began = cpu_seconds(broker.proc.pid)
             seconds = drain(broker.amqp_url, count)
+            cpu = cpu_seconds(broker.proc.pid) - began
         finally:
             trips = probe.finish()
             broker.stop()
             broker.kill()
-        return seconds, trips
+        return seconds, cpu, trips
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,11 +104,15 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--messages", type=int, nargs="+", default=[100_000])
     p.add_argument("--cwd", help="run the broker from this checkout (default: this one)")
+    p.add_argument("--store", choices=("sql", "journal"), default="sql",
+                   help="the broker's store (sql: its SQLite file)")
     a = p.parse_args(argv)
+    where = "SQLite" if a.store == "sql" else "the journal"
     for count in a.messages:
-        seconds, trips = measure(count, a.cwd)
-        print(f"{count:,} paged messages on SQLite drained in {seconds:.1f} s "
-              f"({count / seconds:,.0f} msg/s); {trips}", flush=True)
+        seconds, cpu, trips = measure(count, a.cwd, a.store)
+        print(f"{count:,} paged messages on {where} drained in {seconds:.1f} s "
+              f"({count / seconds:,.0f} msg/s, broker CPU {cpu / count * 1e6:.1f} us/msg, "
+              f"load average {os.getloadavg()[0]:.1f}); {trips}", flush=True)
     return 0
 
 

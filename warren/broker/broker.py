@@ -8,11 +8,13 @@ it; it never calls a protocol, only the small interfaces front ends register (co
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 import logging
 import itertools
 import time
 from collections import deque
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
@@ -868,26 +870,54 @@ class Broker:
                 q.enqueue_paged_many(ids[bulk_from:], sizes[bulk_from:])
                 done += len(ids) - bulk_from
             else:
-                # a flag a row (in C): the runs between the few specials go in bulk
-                marks = bytes(map(special.__contains__, ids[bulk_from:]))
-                at = 0
-                while at < len(marks):
-                    nxt = marks.find(1, at)
-                    end = len(marks) if nxt < 0 else nxt
-                    if end > at:
-                        q.enqueue_paged_many(ids[bulk_from + at:bulk_from + end],
-                                             sizes[bulk_from + at:bulk_from + end])
-                        done += end - at
-                    if nxt < 0:
-                        break
-                    one(bulk_from + nxt, ids[bulk_from + nxt], {})
-                    at = nxt + 1
+                # the stretches between the few specials go in bulk
+                # (views of the store's arrays: the run copies each stretch once)
+                id_view = memoryview(ids) if isinstance(ids, array) else ids
+                size_view = memoryview(sizes) if isinstance(sizes, array) else sizes
+                at = bulk_from
+                for place in _places(ids, special, bulk_from):
+                    if place > at:
+                        q.enqueue_paged_many(id_view[at:place], size_view[at:place])
+                        done += place - at
+                    one(place, ids[place], {})
+                    at = place + 1
                     if (done & 1023) == 0 and self.pager.resident > self.pager.budget > 0:
                         self.pager.run()   # shared ones are objects: within the budget
+                if at < len(ids):
+                    q.enqueue_paged_many(id_view[at:], size_view[at:])
+                    done += len(ids) - at
                 if self.pager.resident > self.pager.budget > 0:
                     self.pager.run()
         q._touch()
         return done
+
+
+def _places(ids: Sequence[int], wanted: set[int], lo: int) -> list[int]:
+    """Where the ids of ``wanted`` are in ``ids`` from ``lo`` on, in order. A queue's ids are
+    in publish order, ascending but for what came back to it, so each is looked for by
+    bisection first (C-level, and right whenever it lands on the id: a queue holds an id
+    once); only those it misses (not in this queue, or the ids out of order there) cost a
+    pass over the ids (a set lookup a row: 0.6 s at 10M, where the bisections take
+    microseconds for the thousand messages a consumer had when the broker was killed)."""
+    found: list[int] = []
+    missed: set[int] = set()
+    n = len(ids)
+    for mid in wanted:
+        j = bisect_left(ids, mid)
+        if j < n and ids[j] == mid:
+            if j >= lo:
+                found.append(j)
+        else:
+            missed.add(mid)
+    if missed:
+        marks = bytes(map(missed.__contains__, ids[lo:]))
+        at = marks.find(1)
+        while at >= 0:
+            found.append(lo + at)
+            at = marks.find(1, at + 1)
+    found.sort()
+    return found
+
 
 def _restored_exchange(e: dict[str, Any]) -> Exchange:
     return Exchange(e["vhost"], e["name"], e["type"], durable=True,

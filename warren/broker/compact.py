@@ -8,7 +8,17 @@ as one row of typed arrays each (RabbitMQ's classic queue index plays this part)
 the queue position (``seq``), the body size (every byte count stays the logical one), the
 expiry, the redelivered flag, the delivery count, the priority, and where the record is: the
 store (-1) or an offset in the queue's paging file (transient messages, ``pagefile.py``).
-``ENTRY_BYTES`` is what the broker's accounting charges for a row.
+``ENTRY_BYTES`` is what the broker's accounting charges for a row (its most: see below).
+
+Only the ids and the sizes are an array of a row each. Every other column (``_Column``) is an
+array for its first rows and one value, its *fill*, for every row after them: a row with
+the fill's value costs nothing, one that differs writes the fill's rows out first. Recovery
+of a deep queue appends millions of rows that share their expiry, flags, count, priority and
+place (``extend``); building six arrays of ten million equal items was most of a 10M-deep
+recovery (0.8 s of CPU), and a few delivered messages at the head no longer make the rest
+pay it either. The seqs are kept as ``seq - (base + row)``, ``base`` counting the rows cut
+off the front, so consecutive seqs (a recovered stretch, a FIFO's publishes) are one value
+too. ``take`` makes its rows from slices of the columns zipped, no call per row.
 
 A run is consumed from the front (``take``) and only ever grows at the back; the consumed
 prefix is cut off once it is at least half of the arrays, so the cost per entry stays
@@ -21,7 +31,9 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Callable, Iterator, Sequence
+from itertools import chain, repeat
+from operator import add
+from typing import Callable, Iterable, Iterator, Sequence
 
 from ..model.message import QueueEntry
 
@@ -45,21 +57,95 @@ TTL_UNKNOWN = 2
 TTL_PENDING = -1
 
 
+class _Column:
+    """One column of a run past the ids and sizes: ``items`` for the first rows, and ``fill``
+    the value of every row after them. A row with the fill's value costs nothing; one that
+    differs writes out the fill's rows before it (``set``), so a column is never longer than
+    the run, and a stretch of one value (a recovered queue's millions of rows) is one item."""
+
+    __slots__ = ("items", "fill", "code")
+
+    def __init__(self, code: str, fill: int) -> None:
+        self.items = array(code)
+        self.fill = fill
+        self.code = code
+
+    def set(self, value: int, n: int) -> None:
+        """Rows from ``n`` (the run's length) on have ``value`` (not the fill's)."""
+        items = self.items
+        if len(items) < n:
+            items.extend(array(self.code, [self.fill]) * (n - len(items)))
+        self.fill = value
+
+    def at(self, i: int) -> int:
+        items = self.items
+        return items[i] if i < len(items) else self.fill
+
+    def slice(self, start: int, end: int) -> Iterable[int]:
+        items = self.items
+        if start >= len(items):
+            return repeat(self.fill, end - start)
+        if end <= len(items):
+            return items[start:end]
+        return chain(items[start:], repeat(self.fill, end - len(items)))
+
+
+class _Expiries:
+    """The expiry column as ``_Column`` keeps the others: NaN items for no expiry (None)."""
+
+    __slots__ = ("items", "fill")
+
+    def __init__(self) -> None:
+        self.items = array("d")
+        self.fill: float | None = None
+
+    def set(self, value: float | None, n: int) -> None:
+        items = self.items
+        if len(items) < n:
+            items.extend(array("d", [_NONE if self.fill is None else self.fill])
+                         * (n - len(items)))
+        self.fill = value
+
+    def at(self, i: int) -> float | None:
+        items = self.items
+        if i >= len(items):
+            return self.fill
+        at = items[i]
+        return None if at != at else at
+
+    def slice(self, start: int, end: int) -> Iterable[float | None]:
+        head = [None if at != at else at for at in self.items[start:end]]
+        if len(head) < end - start:
+            return chain(head, repeat(self.fill, end - start - len(head)))
+        return head
+
+    def earliest(self, start: int, end: int, skip: dict[int, QueueEntry]) -> float | None:
+        """The earliest expiry of rows ``start``..``end`` but those in ``skip``."""
+        items = self.items
+        best = min((at for i, at in enumerate(items[start:end], start)
+                    if at == at and i not in skip), default=None)
+        fill = self.fill
+        if fill is not None and any(i not in skip for i in range(max(start, len(items)), end)):
+            best = fill if best is None else min(best, fill)
+        return best
+
+
 class CompactRun:
     """Paged-out entries of one FIFO, in queue order (see the module docstring)."""
 
-    __slots__ = ("ids", "seqs", "sizes", "expires", "counts", "flags", "prios", "wheres",
-                 "start", "pinned", "bytes", "paged_bytes", "in_file")
+    __slots__ = ("ids", "sizes", "seqs", "expires", "counts", "flags", "prios", "wheres",
+                 "base", "start", "pinned", "bytes", "paged_bytes", "in_file")
 
     def __init__(self) -> None:
         self.ids = array("q")
-        self.seqs = array("q")
         self.sizes = array("q")
-        self.expires = array("d")
-        self.counts = array("L")
-        self.flags = array("B")
-        self.prios = array("B")
-        self.wheres = array("q")
+        self.seqs = _Column("q", 0)       # seq - (base + row): consecutive seqs, one value
+        self.expires = _Expiries()
+        self.counts = _Column("L", 0)
+        self.flags = _Column("B", 0)
+        self.prios = _Column("B", 0)
+        self.wheres = _Column("q", -1)
+        self.base = 0                             # rows cut off the front so far (``_trim``)
         self.start = 0                            # rows before it were taken
         self.pinned: dict[int, QueueEntry] = {}   # row -> entry kept in memory at its place
         self.bytes = 0                            # logical bytes of every entry in the run
@@ -74,25 +160,36 @@ class CompactRun:
         """Rows that are paged out (not pinned)."""
         return len(self) - len(self.pinned)
 
+    def _seq(self, i: int) -> int:
+        return self.seqs.at(i) + self.base + i
+
     @property
     def first_seq(self) -> int:
-        return self.seqs[self.start]
+        return self._seq(self.start)
 
     @property
     def last_seq(self) -> int:
-        return self.seqs[-1]
+        return self._seq(len(self.ids) - 1)
 
     def push(self, msg_id: int, seq: int, size: int, expires_at: float | None,
              flags: int, count: int, priority: int, where: int = -1) -> None:
         """Append a paged-out row (the message itself is in the store or the paging file)."""
+        n = len(self.ids)
         self.ids.append(msg_id)
-        self.seqs.append(seq)
         self.sizes.append(size)
-        self.expires.append(_NONE if expires_at is None else expires_at)
-        self.counts.append(min(count, 0xFFFFFFFF))
-        self.flags.append(int(flags))
-        self.prios.append(min(priority or 0, 255))
-        self.wheres.append(where)
+        seq -= self.base + n
+        if seq != self.seqs.fill:
+            self.seqs.set(seq, n)
+        if expires_at != self.expires.fill:
+            self.expires.set(expires_at, n)
+        if count != self.counts.fill:
+            self.counts.set(min(count, 0xFFFFFFFF), n)
+        if flags != self.flags.fill:
+            self.flags.set(int(flags), n)
+        if priority != self.prios.fill and (priority or self.prios.fill):
+            self.prios.set(min(priority or 0, 255), n)
+        if where != self.wheres.fill:
+            self.wheres.set(where, n)
         self.bytes += size
         self.paged_bytes += size
         if where >= 0:
@@ -101,17 +198,24 @@ class CompactRun:
     def extend(self, ids: Sequence[int], first_seq: int, sizes: Sequence[int],
                expires_at: float | None) -> None:
         """Append store rows for ``ids`` (consecutive seqs, one expiry, nothing delivered,
-        own TTLs unknown): recovery of a deep queue, a few array operations, not a call per
-        row (ids and sizes as ``array("q")``s, the journal's: one copy each)."""
-        n = len(ids)
-        self.ids.extend(ids)
-        self.seqs.extend(range(first_seq, first_seq + n))
-        self.sizes.extend(sizes)
-        self.expires.extend(array("d", [_NONE if expires_at is None else expires_at]) * n)
-        self.counts.extend(array("L", [0]) * n)
-        self.flags.frombytes(bytes((TTL_UNKNOWN,)) * n)
-        self.prios.frombytes(bytes(n))
-        self.wheres.extend(array("q", [-1]) * n)
+        own TTLs unknown): recovery of a deep queue. Only the ids and sizes are copied, once
+        (``array("q")``s or memoryviews of them; into an empty run not even that: arrays
+        become the run's, so a caller hands over arrays of its own); every other column
+        takes the stretch as its fill value."""
+        n = len(self.ids)
+        if not len(ids):
+            return
+        if not n and isinstance(ids, array) and isinstance(sizes, array):
+            self.ids, self.sizes = ids, sizes
+        else:
+            _put_all(self.ids, ids)
+            _put_all(self.sizes, sizes)
+        for column, value in ((self.seqs, first_seq - self.base - n), (self.counts, 0),
+                              (self.flags, TTL_UNKNOWN), (self.prios, 0), (self.wheres, -1)):
+            if value != column.fill:
+                column.set(value, n)
+        if expires_at != self.expires.fill:
+            self.expires.set(expires_at, n)
         total = sum(sizes)
         self.bytes += total
         self.paged_bytes += total
@@ -125,35 +229,51 @@ class CompactRun:
                   entry.delivery_count, m.priority, where)
 
     def pin(self, entry: QueueEntry) -> None:
-        """Append an entry that stays in memory, at its place in the run."""
-        self.pinned[len(self.ids)] = entry
-        self.push(0, entry.seq, len(entry.message.body), entry.expires_at,
-                  0, entry.delivery_count, 0)
-        self.paged_bytes -= len(entry.message.body)
+        """Append an entry that stays in memory, at its place in the run. Its row holds the
+        seq (``last_seq``) and the size; the other columns keep their fill for it (never
+        read: the entry stands for itself), so a pin breaks no stretch of one value."""
+        n = len(self.ids)
+        self.pinned[n] = entry
+        size = len(entry.message.body)
+        self.ids.append(0)
+        self.sizes.append(size)
+        seq = entry.seq - self.base - n
+        if seq != self.seqs.fill:
+            self.seqs.set(seq, n)
+        self.bytes += size
 
     def _row(self, i: int) -> Row:
-        expires = self.expires[i]
-        return (self.ids[i], self.seqs[i], self.sizes[i],
-                None if expires != expires else expires, self.flags[i], self.counts[i],
-                self.prios[i], self.wheres[i])
+        return (self.ids[i], self._seq(i), self.sizes[i], self.expires.at(i),
+                self.flags.at(i), self.counts.at(i), self.prios.at(i), self.wheres.at(i))
 
     def take(self, n: int) -> list[Row | QueueEntry]:
-        """The first ``n`` entries, removed: rows for paged ones, pinned entries as such."""
+        """The first ``n`` entries, removed: rows for paged ones, pinned entries as such.
+        The rows are made a batch at a time (slices of the columns zipped), not a call and
+        eight index operations a row: draining a deep queue goes through here."""
         start = self.start
         end = min(start + n, len(self.ids))
-        out: list[Row | QueueEntry] = []
-        pinned = self.pinned
-        for i in range(start, end):
-            entry = pinned.pop(i, None) if pinned else None
-            size = self.sizes[i]
-            self.bytes -= size
-            if entry is not None:
-                out.append(entry)
-            else:
-                self.paged_bytes -= size
-                if self.wheres[i] >= 0:
-                    self.in_file -= 1
-                out.append(self._row(i))
+        if end <= start:
+            return []
+        sizes = self.sizes[start:end]
+        total = sum(sizes)
+        first = self.base + start
+        seqs = map(add, self.seqs.slice(start, end), range(first, first + end - start))
+        out: list[Row | QueueEntry] = list(zip(
+            self.ids[start:end], seqs, sizes, self.expires.slice(start, end),
+            self.flags.slice(start, end), self.counts.slice(start, end),
+            self.prios.slice(start, end),
+            self.wheres.slice(start, end)))
+        paged_total = total
+        if self.pinned:
+            pinned = self.pinned
+            for i in [i for i in pinned if start <= i < end]:
+                out[i - start] = pinned.pop(i)
+                paged_total -= sizes[i - start]
+        if self.in_file:
+            self.in_file -= sum(1 for row in out
+                                if not isinstance(row, QueueEntry) and row[7] >= 0)
+        self.bytes -= total
+        self.paged_bytes -= paged_total
         self.start = end
         if end >= TRIM_AT and end * 2 >= len(self.ids):
             self._trim()
@@ -161,11 +281,13 @@ class CompactRun:
 
     def _trim(self) -> None:
         start = self.start
-        for column in (self.ids, self.seqs, self.sizes, self.expires, self.counts, self.flags,
-                       self.prios, self.wheres):
+        for column in (self.ids, self.sizes, self.seqs.items, self.expires.items,
+                       self.counts.items, self.flags.items, self.prios.items,
+                       self.wheres.items):
             del column[:start]
         if self.pinned:
             self.pinned = {i - start: e for i, e in self.pinned.items()}
+        self.base += start     # row i is now i - start: seq - (base + row) stays the same
         self.start = 0
 
     def unpin(self) -> list[QueueEntry]:
@@ -188,20 +310,16 @@ class CompactRun:
             if i in pinned:
                 continue
             rows += 1
-            if wheres[i] >= 0:
+            if wheres.at(i) >= 0:
                 in_file += 1
             else:
                 ids.append(self.ids[i])
         return ids, in_file, rows
 
     def next_expiry(self) -> float | None:
-        """The earliest expiry of any entry in the run (NaN rows have none)."""
-        best = None
-        for i in range(self.start, len(self.ids)):
-            at = self.expires[i]
-            if at == at and (best is None or at < best):
-                best = at
-        return best
+        """The earliest expiry of the run's paged rows (NaN rows have none; the pinned
+        entries are the FIFO's to look at, as they are in memory)."""
+        return self.expires.earliest(self.start, len(self.ids), self.pinned)
 
     def remove_where(self, pred: Callable[[QueueEntry], bool],
                      view: Callable[[Row], QueueEntry]) -> list[Row | QueueEntry]:
@@ -228,3 +346,12 @@ class CompactRun:
         for i in range(self.start, len(self.ids)):
             entry = pinned.get(i) if pinned else None
             yield entry if entry is not None else self._row(i)
+
+
+def _put_all(column: array[int], values: Sequence[int]) -> None:
+    """Append ``values`` to an ``array("q")``: one copy of the bytes from an array or a
+    memoryview of one (recovery passes stretches of the journal's arrays as views)."""
+    if isinstance(values, memoryview):
+        column.frombytes(values.cast("B"))
+    else:
+        column.extend(values)   # an array("q"): one memcpy

@@ -8,7 +8,7 @@ A deep FIFO is three parts in queue order: the *head* (a deque of entries in mem
 to go out), the *run* of paged-out entries (``compact.py``: arrays, no objects) and the *tail*
 (a deque of entries published since the run was made). ``page_out`` (the pager) moves
 everything past the head's first entries into the run; ``popleft`` refills the head from the
-run ``WINDOW`` entries at a time through ``restore``, which turns a row back into an entry
+run ``REFILL`` entries at a time through ``restore``, which turns a row back into an entry
 whose message body is still paged (``Pager.stub``: no store I/O; the body is read back in
 batches just before delivery). When the run is empty the tail becomes part of the head.
 
@@ -32,8 +32,12 @@ from typing import Callable, Iterable, Iterator, Sequence
 from ..model.message import QueueEntry
 from .compact import REDELIVERED, CompactRun, Row
 
-#: Entries brought back from the run into the head at a time (and the head's low mark).
+#: The entries at the head of a recovered queue made objects (the rest stay rows).
 WINDOW = 512
+#: Entries brought back from the run into the head at a time (half of it is the head's low
+#: mark): two of the pager's drain read-ahead batches (``paging.DRAIN_READ_AHEAD``), so the
+#: next batch is always in the head to be read while consumers take this one.
+REFILL = 2048
 
 #: Turns a paged row into an entry with a stub message (``Pager.stub``), doing the accounting.
 Restore = Callable[[Row], QueueEntry]
@@ -126,7 +130,7 @@ class ReadyFifo:
         e = self._q.popleft()
         self.bytes -= len(e.message.body)
         self.count -= 1
-        if self._run is not None and len(self._q) < WINDOW // 2:
+        if self._run is not None and len(self._q) < REFILL // 2:
             self._refill()
         return e
 
@@ -136,13 +140,13 @@ class ReadyFifo:
         return self._q[0] if self._q else None
 
     def _refill(self) -> None:
-        """Bring the next ``WINDOW`` entries of the run into the head (no store I/O)."""
+        """Bring the next ``REFILL`` entries of the run into the head (no store I/O)."""
         run = self._run
         if run is None:
             return
         restore = self.restore
         q = self._q
-        for item in run.take(WINDOW):
+        for item in run.take(REFILL):
             q.append(item if isinstance(item, QueueEntry) else restore(item))
         if not len(run):
             q.extend(self._tail)
