@@ -27,9 +27,16 @@ class Node:
 
 def young_cycles() -> None:
     """Cycles that die young, freed by the next young collection: some 4% of the blocks in
-    objects (each Node and its __dict__), what a workload that makes cycles shows."""
-    nodes = [Node() for _ in range(sys.getallocatedblocks() // 50)]
-    del nodes
+    objects (each Node and its __dict__), what a workload that makes cycles shows. They are
+    made with the collector off: in a big process (a test worker that ran other files first)
+    there are more of them than the young threshold, and an automatic young collection while
+    they are all alive would find them live and freeze them (``BARREN_YOUNG``)."""
+    gc.disable()
+    try:
+        nodes = [Node() for _ in range(sys.getallocatedblocks() // 50)]
+        del nodes
+    finally:
+        gc.enable()
 
 
 @pytest.fixture
