@@ -15,15 +15,22 @@ index works the same on either; a queue or a map that was never loaded is a plai
 
 Lookups in the base bisect its sorted ids (C), starting with a guess just past the previous
 hit (a deep queue is acked from its head, in order: one comparison). An entry removed from the
-base is flagged, not moved: its slot stays until the next checkpoint writes what is left.
+base is flagged, not moved: its slot stays until :meth:`~LocationMap.trim` drops the dead
+slots at the head of the base (a queue is acked from its head), or a start loads what a
+checkpoint wrote of what is left.
 The ids recent entries get are above every id of the base (message ids only grow, and an id
 the base holds is updated in place), so base then recent is ascending as a whole.
+
+The index *folds* the recent entries into the base as they accumulate (``fold``: a sort that
+finds them sorted and a few array extends, C loops over the recent part only, amortised), so a
+queue filled while the broker runs costs what a recovered one does rather than ~130 bytes of
+dict entries and ints a message (``JournalIndex.fold`` says when).
 """
 
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from itertools import chain, compress, repeat
 from typing import Any
@@ -35,6 +42,10 @@ _GONE = 2
 _PRESENT = bytes([1, 1, 0]) + bytes(253)
 _DELIVERED = bytes([0, 1, 0]) + bytes(253)
 _MISSING = object()
+
+
+#: Dead slots at the head of a base dropped at once, at the least (``trim``).
+TRIM_FROM = 4096
 
 
 def _split(packed: int) -> tuple[int, int]:
@@ -84,6 +95,19 @@ class _LoadedIds:
 
     def keys(self) -> Iterator[int]:
         return iter(self)
+
+    def _trim_at(self, first: int) -> bool:
+        """Whether a dead head of ``first`` slots is worth dropping now: at least half of the
+        base (so each slot is moved O(1) times over its life) and a few thousand."""
+        return first >= TRIM_FROM and 2 * first >= len(self.ids)
+
+    def _trimmed_ids(self, first: int) -> None:
+        """Drop the first ``first`` ids. The ids go first: a reader on another thread (a
+        compaction's, ``JournalIndex.is_current``) that bisects meanwhile finds a slot of the
+        other arrays that is still long enough, at worst another message's (not current: it
+        looks again later), never an IndexError."""
+        del self.ids[:first]
+        self._hint = max(0, self._hint - first)
 
 
 class LocationMap(_LoadedIds):
@@ -152,6 +176,53 @@ class LocationMap(_LoadedIds):
 
     def items(self) -> Iterator[tuple[int, int]]:
         return zip(iter(self), self.values())
+
+    def fold(self) -> int:
+        """Move the recent entries into the base arrays; returns how many moved. An id not
+        above the base's (a replay meeting the copy of a message whose first record went
+        with its segment) stays in the dict. The other arrays grow before the ids, and the
+        dict goes last: a reader on another thread finds each entry in one or the other
+        throughout (see ``_trimmed_ids``)."""
+        recent = self.recent
+        if not recent:
+            return 0
+        keys = sorted(recent)   # timsort: one pass over ids that came in order
+        cut = bisect_right(keys, self._top)
+        if cut == len(keys):
+            return 0
+        stay = {msg_id: recent[msg_id] for msg_id in keys[:cut]}
+        del keys[:cut]
+        values = list(map(recent.__getitem__, keys))
+        self.high.extend(array("Q", map(int.__rshift__, values, repeat(64))))
+        self.low.extend(array("Q", map(int.__and__, values, repeat(_MASK64))))
+        self.present.extend(b"\x01" * len(keys))
+        self.ids.extend(array("q", keys))
+        self._held += len(keys)
+        self._top = keys[-1]
+        self.recent = stay
+        return len(keys)
+
+    def trim(self) -> int:
+        """Drop the dead slots at the head of the base (a memmove of what follows) once they
+        are worth it (``_trim_at``); returns how many went."""
+        if self._held == len(self.ids):
+            return 0
+        first = self.present.find(1)
+        if first < 0:
+            first = len(self.ids)
+        if not self._trim_at(first):
+            return 0
+        self._trimmed_ids(first)
+        del self.high[:first]
+        del self.low[:first]
+        del self.present[:first]
+        if not self.ids:
+            self._top = -1
+        return first
+
+    def nbytes(self) -> int:
+        """The base's bytes (its arrays as allocated, roughly: 25 a slot)."""
+        return len(self.ids) * 25
 
 
 def location_arrays(messages: Any) -> tuple[array, array, array]:
@@ -253,6 +324,50 @@ class QueueIds(_LoadedIds):
         flags = self.flags
         base = map(bool, compress(flags.translate(_DELIVERED), flags.translate(_PRESENT)))
         return chain(base, self.recent.values())
+
+    def fold(self, sizes: array | None) -> int:
+        """Move the recent entries into the base arrays, ``sizes`` their body sizes in queue
+        order (None: the base then keeps none, ``queue_sizes`` looks them up); returns how
+        many moved: none when their order does not ascend from the base's (a queue whose
+        recent part is not so keeps it as a dict). Ordered for readers as ``LocationMap``'s."""
+        recent = self.recent
+        if not recent:
+            return 0
+        keys = array("q", recent)
+        if keys[0] <= self._top or not ascending(keys):
+            return 0
+        if self.sizes is not None:
+            if sizes is None or len(sizes) != len(keys):
+                self.sizes = None
+            else:
+                self.sizes.extend(sizes)
+        self.flags.extend(map(int, recent.values()))
+        self.ids.extend(keys)
+        self._held += len(keys)
+        self._top = keys[-1]
+        self.recent = {}
+        return len(keys)
+
+    def trim(self) -> int:
+        """Drop the removed slots at the head of the base (as ``LocationMap.trim``)."""
+        if self._held == len(self.ids):
+            return 0
+        first = self.flags.translate(_PRESENT).find(1)
+        if first < 0:
+            first = len(self.ids)
+        if not self._trim_at(first):
+            return 0
+        self._trimmed_ids(first)
+        del self.flags[:first]
+        if self.sizes is not None:
+            del self.sizes[:first]
+        if not self.ids:
+            self._top = -1
+        return first
+
+    def nbytes(self) -> int:
+        """The base's bytes (9 a slot, 17 with sizes)."""
+        return len(self.ids) * (17 if self.sizes is not None else 9)
 
     def delivered(self) -> Iterator[int]:
         """The ids with their delivered flag set: ``find`` jumps from one to the next in C

@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from array import array
 from itertools import compress, islice, repeat
 from enum import IntEnum
@@ -322,6 +323,16 @@ def _array_of(typecode: str, raw: Any) -> array:
 #: 130 bytes a message, but its lookups cost no Python call on the hot path (publish, ack),
 #: which is what a small index keeps. (Tests set it to 0 to run the arrays on small data.)
 ARRAYS_FROM = 100_000
+#: Adds and removals of messages between two folds of the index (``JournalIndex.fold``): what
+#: the dicts beside the arrays hold at most, about 130 bytes each (8 MiB), and what one fold
+#: moves into the arrays (tens of milliseconds of C loops).
+FOLD_EVERY = 65_536
+#: A queue still a dict becomes arrays at a fold once it holds this many messages (a smaller
+#: one keeps the dict's faster lookups: it costs little memory).
+QUEUE_ARRAYS_FROM = 16_384
+#: What a dict entry beside the arrays costs (the entry, its int, the dict's slack), for the
+#: store's accounting of the index (``JournalIndex.nbytes``).
+DICT_ENTRY_BYTES = 130
 
 
 class JournalIndex:
@@ -344,7 +355,9 @@ class JournalIndex:
     After a start from a saved index or a checkpoint, ``messages`` and the queues whose order
     is ascending are :mod:`.array_maps` objects instead of dicts (the same methods): the
     loaded entries stay in arrays, about 50 bytes a message, and only what comes after is a
-    dict entry.
+    dict entry. Every ``FOLD_EVERY`` messages added or removed, :meth:`fold` moves those dict
+    entries into the arrays (and turns a map grown big into arrays), so an index filled while
+    running costs what a loaded one does.
     """
 
     def __init__(self) -> None:
@@ -365,6 +378,11 @@ class JournalIndex:
         #: [iterator over the detached dict (never changed again), segment of the PURGE, its
         #: end position] (``release_purged``).
         self.purged: list[list[Any]] = []
+        #: Messages added and removed since the last :meth:`fold`.
+        self.changes = 0
+        #: The folds so far and the longest one's seconds (the store's stats).
+        self.folds = 0
+        self.fold_seconds_max = 0.0
 
     def _liveness(self, segment: int) -> SegmentLiveness:
         liveness = self.segments.get(segment)
@@ -505,6 +523,10 @@ class JournalIndex:
             self.max_msg_id = msg_id
         if seq > self.max_seq:
             self.max_seq = seq
+        if old is None:
+            self.changes += 1
+            if self.changes >= FOLD_EVERY:
+                self.fold()
 
     def live_in_queue(self, queue_key: str, msg_ids: list[int]) -> list[int]:
         ids = self.queues.get(queue_key)
@@ -542,6 +564,9 @@ class JournalIndex:
                 dead.append(msg_id)
         if not ids:
             del self.queues[queue_key]
+        self.changes += len(dead)
+        if self.changes >= FOLD_EVERY:
+            self.fold()
         return dead
 
     def purge(self, queue_key: str, segment: int, end: Position) -> None:
@@ -604,7 +629,67 @@ class JournalIndex:
                 liveness.purging -= 1
                 if end > liveness.released_at:
                     liveness.released_at = end
+        self.changes += len(dead)
+        if self.changes >= FOLD_EVERY:
+            self.fold()
         return dead
+
+    def fold(self) -> None:
+        """Move what the maps hold in dicts beside their arrays into the arrays, and drop the
+        dead slots at the head of the arrays (``array_maps``: C loops over the recent part,
+        a memmove for the trim); a map still a dict becomes arrays once big (``messages``
+        from ``ARRAYS_FROM``, a queue from ``QUEUE_ARRAYS_FROM``, when its order ascends).
+        Queues first: their body sizes are read from the dict beside ``messages``.
+
+        During a replay only ``messages`` is folded (the queues' values then carry their
+        seq, sorted by ``finish_recovery``), which still halves what a full replay holds."""
+        started = time.perf_counter()
+        self.changes = 0
+        messages = self.messages
+        if not self.recovering:
+            for key, ids in self.queues.items():
+                if isinstance(ids, QueueIds):
+                    if ids.recent:
+                        ids.fold(self._sizes_of(ids.recent))
+                    ids.trim()
+                elif len(ids) >= QUEUE_ARRAYS_FROM:
+                    order = array("q", ids)
+                    if ascending(order):
+                        self.queues[key] = QueueIds(order, bytearray(map(int, ids.values())),
+                                                    self._sizes_of(ids))
+        if isinstance(messages, LocationMap):
+            messages.fold()
+            messages.trim()
+        elif len(messages) >= ARRAYS_FROM:
+            self.messages = LocationMap(*location_arrays(messages))
+        self.folds += 1
+        took = time.perf_counter() - started
+        if took > self.fold_seconds_max:
+            self.fold_seconds_max = took
+
+    def _sizes_of(self, ids: Any) -> array:
+        """The body sizes of ``ids`` (live messages) from their locations: from the dict beside
+        the arrays of ``messages`` in a C loop, or one lookup each for those in its arrays."""
+        messages = self.messages
+        lookup = messages.recent if isinstance(messages, LocationMap) else messages
+        try:
+            return array("Q", map(int.__and__, map(lookup.__getitem__, ids),
+                                  repeat(_SIZE_MASK)))
+        except KeyError:
+            return array("Q", [messages[msg_id] & _SIZE_MASK for msg_id in ids])
+
+    def nbytes(self) -> tuple[int, int]:
+        """What the two per-message maps cost, as (bytes in arrays, entries in dicts): the
+        arrays' slots (dead ones until trimmed included) and the dict entries (about
+        ``DICT_ENTRY_BYTES`` each). The store reports both (``stats``)."""
+        in_arrays, in_dicts = 0, 0
+        for ids in (self.messages, *self.queues.values()):
+            if isinstance(ids, (LocationMap, QueueIds)):
+                in_arrays += ids.nbytes()
+                in_dicts += len(ids.recent)
+            else:
+                in_dicts += len(ids)
+        return in_arrays, in_dicts
 
     def mark_delivered(self, queue_key: str, msg_ids: list[int]) -> None:
         ids = self.queues.get(queue_key)

@@ -657,7 +657,14 @@ class JournalStore(MessageStore):
         return out
 
     def stats(self) -> dict[str, float]:
+        in_arrays, in_dicts = self._index.nbytes()
         return {
+            # what the index's per-message maps cost (``JournalIndex.nbytes``): the part in
+            # arrays, and the entries still in dicts beside them until the next fold
+            "journal_index_array_bytes": float(in_arrays),
+            "journal_index_dict_entries": float(in_dicts),
+            "journal_index_folds": float(self._index.folds),
+            "journal_index_fold_seconds_max": self._index.fold_seconds_max,
             "journal_bytes": float(self._log.disk_bytes()),
             "journal_segments": float(len(self._log.segment_numbers())),
             "journal_messages": float(len(self._index.messages)),
