@@ -144,3 +144,54 @@ def test_folds_lose_and_double_nothing_whatever_start_follows(tmp_path, start, s
     replay, replayed = lazy(copy)
     assert summary(replayed) == summary(state)
     replay.abandon()
+
+
+# -- a purge gives the space back at once --------------------------------------------------
+
+
+def settled(store: JournalStore, clock: ThreadClock, done, what: str) -> None:
+    """Run the store's reactor calls and its threads' results until ``done()`` holds: each
+    step runs what is due, then waits for the next result a thread hands over (a write, a
+    compaction's read); fails when none comes within 10 s while ``done()`` does not hold."""
+    while not done():
+        clock.advance(0)
+        if done():
+            return
+        try:
+            f, args, kwargs = clock.from_threads.get(timeout=10)
+        except Exception:
+            raise AssertionError(f"never: {what}") from None
+        f(*args, **kwargs)
+
+
+@pytest.mark.parametrize("depth", [400, 6_000], ids=["within-the-head", "many-segments"])
+def test_a_purge_deletes_the_segments_it_emptied_without_waiting_for_another_write(
+        tmp_path, monkeypatch, depth):
+    """Even the head, rolled over; the queue (declared in the first segment) survives, and a
+    start after kill -9 gives it empty with nothing else resurrected."""
+    from warren.store.journal import store as journal_store
+
+    monkeypatch.setattr(journal_store, "PURGE_SLICE", 500)   # released over several turns
+    journal = tmp_path / "journal"
+    store, clock, _ = running(journal)
+    store.put_definition("queue", QA, {"durable": True})
+    store.put_definition("queue", QB, {"durable": True})
+    for msg_id in range(1, depth + 1):
+        store.publish(msg_id, body(msg_id) + b"x" * 200, [QA])
+    store.publish(depth + 1, body(1), [QB])   # another queue's message, in the head
+    store.flush()
+    filled = sorted(journal.glob("*.log"))
+    store.purge_queue(QA)
+    # the old head too: rolled over, its few live records (QB's message, the definitions)
+    # compacted into the new head
+    settled(store, clock, lambda: not set(journal.glob("*.log")) & set(filled),
+            "every segment the fill wrote deleted")
+    left = sum(path.stat().st_size for path in journal.glob("*.log"))
+    assert left < 4096, sorted((p.name, p.stat().st_size) for p in journal.glob("*.log"))
+    store.abandon()   # kill -9
+    store, state = lazy(journal)
+    assert {key: list(q.msg_ids) for key, q in state.queues.items() if len(q.msg_ids)} == {
+        QB: [depth + 1]}
+    assert set(state.definitions) == {("queue", QA), ("queue", QB)}
+    assert state.max_msg_id == depth + 1
+    store.close()

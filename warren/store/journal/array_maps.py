@@ -141,6 +141,9 @@ class LocationMap(_LoadedIds):
         return default
 
     def __setitem__(self, msg_id: int, packed: int) -> None:
+        if msg_id > self._top:   # a new message: no lookup in the base
+            self.recent[msg_id] = packed
+            return
         if self._held and msg_id not in self.recent:
             at = self._find(msg_id)
             if at >= 0:
@@ -285,6 +288,9 @@ class QueueIds(_LoadedIds):
         return default
 
     def __setitem__(self, msg_id: int, delivered: int) -> None:
+        if msg_id > self._top:   # a new message: no lookup in the base
+            self.recent[msg_id] = bool(delivered)
+            return
         if self._held and msg_id not in self.recent:
             at = self._find(msg_id)
             if at >= 0:

@@ -472,7 +472,8 @@ class JournalIndex:
         """A MESSAGE record: a new message, or the rewrite of a known one (replaces its state).
         ``size``: the body's (packed with the location; 0 when the store has no measure)."""
         index = self.queues
-        old = self.messages.get(msg_id)
+        # ids only grow: one above every id so far is new, no lookup (a Python call on arrays)
+        old = None if msg_id > self.max_msg_id else self.messages.get(msg_id)
         if old is not None:
             end = (segment, offset + length)
             if self.returned_in:   # the copy carries the count

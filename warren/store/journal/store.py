@@ -109,6 +109,9 @@ COMPACT_BELOW = 0.25
 COMPACT_SLICE = 2_000
 #: Messages of a purged (deleted) queue the index lets go of per reactor turn.
 PURGE_SLICE = 5_000
+#: Once a purge's messages are all let go, a head segment of at least this many bytes (or a
+#: quarter of a segment, if less) that is mostly dead is rolled over, so it goes at once too.
+ROLL_AFTER_PURGE_BYTES = 1024 * 1024
 #: Dead segments kept only as guards (see :mod:`.index`) may total this many segment sizes (or
 #: the live bytes, if more) before the root of their chain is compacted to let them go.
 PINNED_BOUND_SEGMENTS = 2
@@ -584,13 +587,36 @@ class JournalStore(MessageStore):
 
     def _release_purged(self) -> None:
         """One slice of the purged queues' releases (``JournalIndex.release_purged``); the next
-        at the next reactor turn, until none is left."""
+        at the next reactor turn, until none is left; then the space is given back at once
+        (``_purge_released``). A slice may also be taken by ``_reclaim``."""
         self._purge_call = None
-        if not self._index.purged or self._log.closed:
+        if self._log.closed:
             return
-        self._index.release_purged(PURGE_SLICE)
+        if self._index.purged:
+            self._index.release_purged(PURGE_SLICE)
         if self._index.purged:
             self._purge_call = self._reactor.callLater(0, self._release_purged)
+        else:
+            self._purge_released()
+
+    def _purge_released(self) -> None:
+        """Every purged message is let go: their segments go now, not at the next write's
+        flush (an idle broker would keep them). A head left mostly dead (a queue filled then
+        purged within one segment) is rolled over first, since the head is never deleted:
+        after the roll it is an old segment, deleted or compacted like any other. As
+        RabbitMQ's message store deletes a file once its messages are all removed."""
+        log = self._log
+        head = log.head
+        liveness = self._index.segments.get(head)
+        live = liveness.live_bytes if liveness is not None else 0
+        if live < COMPACT_BELOW * log.segment_bytes(head):
+            log.roll(min(ROLL_AFTER_PURGE_BYTES, log.segment_size // 4))
+        log.sync().addCallbacks(self._reclaim_if_open, lambda _: None)   # (a failed write:
+        # logged by the log; reclaim waits for the flush that succeeds)
+
+    def _reclaim_if_open(self, _: object = None) -> None:
+        if not self._log.closed and not self._abandoned:
+            self._reclaim()
 
     def sync(self) -> Deferred:
         return self._log.sync()
