@@ -72,6 +72,7 @@ from warren.store.interface import (
     StoreUnavailable,
 )
 from warren.store.journal.index import (
+    DICT_ENTRY_BYTES,
     JournalIndex,
     RecordType,
     SIZE_MASK,
@@ -689,6 +690,7 @@ class JournalStore(MessageStore):
             # arrays, and the entries still in dicts beside them until the next fold
             "journal_index_array_bytes": float(in_arrays),
             "journal_index_dict_entries": float(in_dicts),
+            "journal_index_bytes": float(in_arrays + in_dicts * DICT_ENTRY_BYTES),
             "journal_index_folds": float(self._index.folds),
             "journal_index_fold_seconds_max": self._index.fold_seconds_max,
             "journal_bytes": float(self._log.disk_bytes()),
