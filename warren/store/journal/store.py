@@ -214,10 +214,10 @@ class JournalStore(MessageStore):
         messages = index.messages
         if body_size is None:
             live = {msg_id: records[msg_id] for msg_id in messages}
-            queues = {key: RecoveredQueue(key, ids) for key, (ids, _) in ordered.items()}
+            queues = {key: RecoveredQueue(key, list(ids)) for key, (ids, _) in ordered.items()}
         else:
             live = {msg_id: record for msg_id, record in records.items() if msg_id in messages}
-            queues = {key: RecoveredQueue(key, array("q", ids), array("q", sizes))
+            queues = {key: RecoveredQueue(key, ids, _signed(sizes))
                       for key, (ids, sizes) in ordered.items()}
         ordered.clear()
         records.clear()
@@ -474,8 +474,10 @@ class JournalStore(MessageStore):
         while index.purged:
             index.release_purged(1 << 30)
         messages = index.messages
-        content = index.export()
-        content["sizes"] = {key: queue_sizes(ids, messages, SIZE_MASK)
+        # no copies of the big arrays: this runs in the forked writer (its index frozen at
+        # the fork) or at a close, where nothing changes the index before it is written
+        content = index.export(copy=False)
+        content["sizes"] = {key: queue_sizes(ids, messages, SIZE_MASK, copy=False)
                             for key, ids in index.queues.items()}
         return content   # its "journal" (the segments' stamps) is added once the log is closed
 
@@ -998,6 +1000,14 @@ def _state_of(index: JournalIndex, records: dict[int, bytes],
         delivery_counts=index.delivery_counts(),
         max_msg_id=index.max_msg_id,
     )
+
+
+def _signed(sizes: array) -> array:
+    """A copy of body sizes (``Q``) as the broker's rows keep them (``q``): the same bytes,
+    as sizes are under 2**40."""
+    signed = array("q")
+    signed.frombytes(memoryview(sizes).cast("B"))
+    return signed
 
 
 def _saved_queues(content: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
