@@ -393,6 +393,106 @@ class QueueIds(_LoadedIds):
         return chain(found, (msg_id for msg_id, flag in self.recent.items() if flag))
 
 
+class ReplayQueue(_LoadedIds):
+    """A queue's msg_id -> its value during a replay (``JournalIndex.recovering``: seq, body
+    size and delivered flag packed in 64 bits), in replay order, as arrays: what a full
+    replay of a deep queue folds its dict into (``JournalIndex.fold``), 17 bytes a message
+    where the dict cost about 150 (entry, key and value ints) at the replay's peak; the end
+    of the replay sorts and turns it into a :class:`QueueIds`. The same dict methods."""
+
+    __slots__ = ("vals", "present")
+
+    def __init__(self, ids: array, vals: array) -> None:
+        if len(ids) != len(vals):
+            raise ValueError("a replayed queue's ids and values differ in length")
+        self._load(ids)
+        self.vals = vals
+        self.present = bytearray(b"\x01") * len(ids)
+
+    def _find(self, msg_id: int) -> int:
+        at = self._index(msg_id)
+        if at < 0 or not self.present[at]:
+            return -1
+        self._hint = at + 1
+        return at
+
+    def get(self, msg_id: int, default: Any = None) -> Any:
+        value = self.recent.get(msg_id)
+        if value is not None:
+            return value
+        if self._held:
+            at = self._find(msg_id)
+            if at >= 0:
+                return self.vals[at]
+        return default
+
+    def __setitem__(self, msg_id: int, value: int) -> None:
+        if msg_id > self._top:
+            self.recent[msg_id] = value
+            return
+        if self._held and msg_id not in self.recent:
+            at = self._find(msg_id)
+            if at >= 0:
+                self.vals[at] = value
+                return
+        self.recent[msg_id] = value
+
+    def pop(self, msg_id: int, default: Any = _MISSING) -> Any:
+        value = self.recent.pop(msg_id, None)
+        if value is not None:
+            return value
+        if self._held:
+            at = self._find(msg_id)
+            if at >= 0:
+                self.present[at] = 0
+                self._held -= 1
+                return self.vals[at]
+        if default is _MISSING:
+            raise KeyError(msg_id)
+        return default
+
+    def __iter__(self) -> Iterator[int]:
+        return chain(compress(self.ids, self.present), self.recent)
+
+    def values(self) -> Iterator[int]:
+        return chain(compress(self.vals, self.present), self.recent.values())
+
+    def fold(self) -> int:
+        """As :meth:`QueueIds.fold` (the recent entries kept when they do not ascend)."""
+        recent = self.recent
+        if not recent:
+            return 0
+        keys = array("q", recent)
+        if keys[0] <= self._top or not ascending(keys):
+            return 0
+        self.vals.extend(array("Q", recent.values()))
+        self.present.extend(b"\x01" * len(keys))
+        self.ids.extend(keys)
+        self._held += len(keys)
+        self._top = keys[-1]
+        self.recent = {}
+        return len(keys)
+
+    def trim(self) -> int:
+        """As :meth:`LocationMap.trim`."""
+        if self._held == len(self.ids):
+            return 0
+        first = self.present.find(1)
+        if first < 0:
+            first = len(self.ids)
+        if not self._trim_at(first):
+            return 0
+        self._trimmed_ids(first)
+        del self.vals[:first]
+        del self.present[:first]
+        if not self.ids:
+            self._top = -1
+        return first
+
+    def nbytes(self) -> int:
+        return sum(map(sys.getsizeof, (self.ids, self.vals, self.present)))
+
+
 def queue_order(ids: Any, copy: bool = True) -> array:
     """A queue's ids in queue order as a new array (a copy of the loaded ones when none of
     them went: a memcpy, then the recent ones); unless ``copy`` is false (as for

@@ -88,6 +88,7 @@ from warren.store.interface import DefinitionKey
 from warren.store.journal.array_maps import (
     LocationMap,
     QueueIds,
+    ReplayQueue,
     ascending,
     location_arrays,
     queue_arrays,
@@ -362,7 +363,7 @@ class JournalIndex:
 
     def __init__(self) -> None:
         self.messages: dict[int, int] | LocationMap = {}
-        self.queues: dict[str, dict[int, int] | QueueIds] = {}
+        self.queues: dict[str, dict[int, int] | QueueIds | ReplayQueue] = {}
         self.shared: dict[int, tuple[str, ...]] = {}
         self.counts: dict[int, dict[str, int]] = {}
         #: msg_id -> the segment of the RETURNED record that holds its count (live state:
@@ -642,22 +643,28 @@ class JournalIndex:
         from ``ARRAYS_FROM``, a queue from ``QUEUE_ARRAYS_FROM``, when its order ascends).
         Queues first: their body sizes are read from the dict beside ``messages``.
 
-        During a replay only ``messages`` is folded (the queues' values then carry their
-        seq, sorted by ``finish_recovery``), which still halves what a full replay holds."""
+        During a replay the queues' values carry their seq and size (sorted by
+        ``finish_recovery``): a deep one is folded into a :class:`ReplayQueue` then."""
         started = time.perf_counter()
         self.changes = 0
         messages = self.messages
-        if not self.recovering:
-            for key, ids in self.queues.items():
-                if isinstance(ids, QueueIds):
-                    if ids.recent:
-                        ids.fold(self._sizes_of(ids.recent))
-                    ids.trim()
-                elif len(ids) >= QUEUE_ARRAYS_FROM:
-                    order = array("q", ids)
-                    if ascending(order):
-                        self.queues[key] = QueueIds(order, bytearray(map(int, ids.values())),
-                                                    self._sizes_of(ids))
+        for key, ids in self.queues.items():
+            if isinstance(ids, QueueIds):
+                if ids.recent:
+                    ids.fold(self._sizes_of(ids.recent))
+                ids.trim()
+            elif isinstance(ids, ReplayQueue):
+                ids.fold()
+                ids.trim()
+            elif len(ids) >= QUEUE_ARRAYS_FROM:
+                order = array("q", ids)
+                if not ascending(order):
+                    continue
+                if self.recovering:
+                    self.queues[key] = ReplayQueue(order, array("Q", ids.values()))
+                else:
+                    self.queues[key] = QueueIds(order, bytearray(map(int, ids.values())),
+                                                self._sizes_of(ids))
         if isinstance(messages, LocationMap):
             messages.fold()
             messages.trim()
@@ -685,7 +692,7 @@ class JournalIndex:
         ``DICT_ENTRY_BYTES`` each). The store reports both (``stats``)."""
         in_arrays, in_dicts = 0, 0
         for ids in (self.messages, *self.queues.values()):
-            if isinstance(ids, (LocationMap, QueueIds)):
+            if isinstance(ids, (LocationMap, QueueIds, ReplayQueue)):
                 in_arrays += ids.nbytes()
                 in_dicts += len(ids.recent)
             else:
@@ -757,8 +764,13 @@ class JournalIndex:
             else:
                 self.queues[key] = dict(zip(order, map(bool, flags)))
                 out[key] = (order, sizes)
-        if len(self.messages) >= ARRAYS_FROM:
-            self.messages = LocationMap(*location_arrays(self.messages))
+        messages = self.messages
+        if isinstance(messages, LocationMap):   # folded during the replay
+            messages.fold()
+            if messages._held == len(messages.ids) and not messages.recent:
+                return out   # nothing dead in it: no copy
+        if len(messages) >= ARRAYS_FROM:
+            self.messages = LocationMap(*location_arrays(messages))
         return out
 
     def delivered(self) -> set[tuple[str, int]]:

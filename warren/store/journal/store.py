@@ -92,7 +92,8 @@ from warren.store.journal.index import (
     unpack_location,
 )
 from warren.store.journal import forked_writer, saved_index
-from warren.store.journal.array_maps import LocationMap, QueueIds, queue_order, queue_sizes
+from warren.store.journal.array_maps import (LocationMap, QueueIds, ReplayQueue, queue_order,
+                                             queue_sizes)
 from warren.store.journal.log import DiskThread, JournalLog
 from warren.store.journal.segment import HEADER_SIZE, CorruptRecord
 
@@ -1022,7 +1023,7 @@ def _saved_queues(content: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
 
 
 def _recovered_queue(key: str, messages: dict[int, int] | LocationMap,
-                     ids: dict[int, int] | QueueIds,
+                     ids: dict[int, int] | QueueIds | ReplayQueue,
                      saved: tuple[Any, Any] | None, changed: bool = False) -> RecoveredQueue:
     """A queue's ids and body sizes in queue order, as the arrays its paged rows keep
     (``CompactRun``: one copy each), from the bytes saved with the index where they still
