@@ -13,10 +13,12 @@ its publisher and consumer, stamped 100-byte bodies):
    started, before the queue is declared), of the broker's process group
    (warren and any child it forked), for RabbitMQ of its ``beam.smp`` process (the group also
    holds the launcher's shell and ``erl_child_setup``: a few MB); and from them **B/msg
-   beyond the window**: (RSS queued - RSS idle - the window's bytes) / the messages not in
-   it, issue 22's target (200 at most), two ways: *accounted*, the window being what the
+   beyond the window**: (PSS queued - PSS idle - the window's bytes) / the messages not in
+   it, issue 22's target (200 at most), by PSS (``proportional_mb``: warren's forked
+   checkpoint writer, often alive during a fill, shares most of its pages with the
+   broker, which VmRSS counts twice), two ways: *accounted*, the window being what the
    broker says it holds in memory; *2nd half*, the fill being two halves, the growth of
-   RSS over the second (less the growth of the window's bytes) per message of it, when the
+   PSS over the second (less the growth of the window's bytes) per message of it, when the
    window was full already at half the depth (else "–"): what a message beyond the window
    costs whatever the window's accounting misses. The window is what the broker says it
    holds in memory at that moment: warren's paging accounting (``warren_paging_resident_bytes`` of
@@ -209,6 +211,29 @@ def _publisher_process(settings: Settings, first: int, go, stop, results) -> Non
         results.put({"error": f"publisher: {error}"})
 
 
+def proportional_mb(broker: Broker) -> float:
+    """MB of the broker's process group by PSS (``smaps_rollup``): pages a forked child
+    (warren's checkpoint writer) shares with the broker count once, split between them,
+    where VmRSS counts them in each (the writer of a 10M index shows 1.4 GB of VmRSS);
+    RabbitMQ's ``beam.smp`` alone, as ``resident_mb``."""
+    if isinstance(broker, RabbitMQ):
+        return resident_mb(broker)
+    group, total = os.getpgid(broker.process.pid), 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry)) != group:
+                continue
+            with open(f"/proc/{entry}/smaps_rollup") as rollup:
+                for line in rollup:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+        except (OSError, ValueError):
+            continue   # gone meanwhile, or a kernel thread
+    return total / 1e6
+
+
 def resident_mb(broker: Broker) -> float:
     """MB resident: RabbitMQ's beam.smp, else the broker's whole process group."""
     if isinstance(broker, RabbitMQ):
@@ -251,12 +276,12 @@ def window(broker: Broker, queue_name: str) -> tuple[int, int] | None:
 
 def beyond_window(row: dict) -> float | None:
     """Bytes of resident memory per message beyond the window (the module doc's step 2)."""
-    if "window_messages" not in row or "rss_queued_mb" not in row:
+    if "window_messages" not in row or "pss_queued_mb" not in row:
         return None
     beyond = row["messages"] - row["window_messages"]
     if beyond <= 0:
         return None
-    grown = (row["rss_queued_mb"] - row["rss_idle_mb"]) * 1e6 - row["window_bytes"]
+    grown = (row["pss_queued_mb"] - row["pss_idle_mb"]) * 1e6 - row["window_bytes"]
     return grown / beyond
 
 
@@ -317,16 +342,18 @@ def measure(variant: Variant, count: int, root: Path, rabbitmq_server: str | Non
     try:
         broker.start()
         row["rss_idle_mb"] = resident_mb(broker)
+        row["pss_idle_mb"] = proportional_mb(broker)
         asyncio.run(_declare(settings, variant.arguments))
         half = count // 2
         first = asyncio.run(publish(settings, 0, half))
-        half_rss, half_held = resident_mb(broker), window(broker, queue_name)
+        half_pss, half_held = proportional_mb(broker), window(broker, queue_name)
         second = asyncio.run(publish(settings, half, count - half))
         for fill in (first, second):
             if fill["confirmed"] != fill["sent"] or fill["nacked"]:
                 raise RuntimeError(f"fill: {fill}")
         row["fill_rate"] = count / (first["seconds"] + second["seconds"])
         row["rss_queued_mb"] = resident_mb(broker)
+        row["pss_queued_mb"] = proportional_mb(broker)
         held = window(broker, queue_name)
         if held is not None:
             row["window_messages"], row["window_bytes"] = held
@@ -334,7 +361,7 @@ def measure(variant: Variant, count: int, root: Path, rabbitmq_server: str | Non
         if held is not None and half_held is not None and half_held[0] >= 0.98 * held[0]:
             # the window was full at half the depth: the second half is all beyond it
             row["beyond_window_slope_b_per_msg"] = (
-                (row["rss_queued_mb"] - half_rss) * 1e6 - (held[1] - half_held[1])) / (
+                (row["pss_queued_mb"] - half_pss) * 1e6 - (held[1] - half_held[1])) / (
                 count - half)
         broker.kill()
         row.update(asyncio.run(_restart_and_drain(broker, settings, count, drain_seconds)))
@@ -410,13 +437,13 @@ def _num(value, fmt: str = "{:,.0f}") -> str:
     return "–" if value is None else fmt.format(value)
 
 
-HEADER = ("| broker | messages | fill msg/s | RSS idle MB | RSS queued MB "
+HEADER = ("| broker | messages | fill msg/s | RSS idle MB | RSS queued MB | PSS queued MB "
           "| window msgs / MB | B/msg beyond the window: accounted / 2nd half "
           "| kill -9 → port s "
           "| kill -9 → first delivery s | drain msg/s | drain msg/s while publishing "
           "| publish msg/s while draining "
           "| RSS draining MB | lost / dups | load avg |\n"
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
 
 
 def _window(row: dict) -> str:
@@ -432,7 +459,8 @@ def markdown_row(row: dict) -> str:
     drained = "" if row.get("drained", 0) >= row["messages"] else f" ({row['drained']:,} drained)"
     return (f"| {row['broker']} | {row['messages']:,} | {_num(row.get('fill_rate'))} "
             f"| {_num(row.get('rss_idle_mb'))} | {_num(row.get('rss_queued_mb'))} "
-            f"| {_window(row)} | {_num(row.get('beyond_window_b_per_msg'))} "
+            f"| {_num(row.get('pss_queued_mb'))} | {_window(row)} "
+            f"| {_num(row.get('beyond_window_b_per_msg'))} "
             f"/ {_num(row.get('beyond_window_slope_b_per_msg'))} "
             f"| {_num(row.get('port_s'), '{:.1f}')} "
             f"| {_num(row.get('first_delivery_s'), '{:.1f}')} | {_num(row.get('drain_rate'))} "
