@@ -396,6 +396,18 @@ class JournalLog:
             self._kick_call = self._reactor.callLater(0, self._kick)
         return segment, size, length
 
+    def roll(self, at_least: int) -> bool:
+        """Start a new head segment now rather than when the head fills, so the old head can
+        be reclaimed as soon as nothing in it is live (the store rolls after a purge left it
+        mostly dead); False (nothing done) when the head holds fewer than ``at_least``
+        bytes."""
+        if self._abandoned or self._closed or not self._ready:
+            return False
+        if self._sizes.get(self._head, 0) < max(at_least, 1):
+            return False
+        self._start_segment(self._head + 1)
+        return True
+
     def _start_segment(self, number: int) -> None:
         self._segments[number] = JournalSegment(self.directory, number)
         self._sizes[number] = 0

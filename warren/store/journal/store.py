@@ -72,6 +72,7 @@ from warren.store.interface import (
     StoreUnavailable,
 )
 from warren.store.journal.index import (
+    DICT_ENTRY_BYTES,
     JournalIndex,
     RecordType,
     SIZE_MASK,
@@ -91,7 +92,8 @@ from warren.store.journal.index import (
     unpack_location,
 )
 from warren.store.journal import forked_writer, saved_index
-from warren.store.journal.array_maps import LocationMap, QueueIds, queue_order, queue_sizes
+from warren.store.journal.array_maps import (LocationMap, QueueIds, ReplayQueue, queue_order,
+                                             queue_sizes)
 from warren.store.journal.log import DiskThread, JournalLog
 from warren.store.journal.segment import HEADER_SIZE, CorruptRecord
 
@@ -109,6 +111,9 @@ COMPACT_BELOW = 0.25
 COMPACT_SLICE = 2_000
 #: Messages of a purged (deleted) queue the index lets go of per reactor turn.
 PURGE_SLICE = 5_000
+#: Once a purge's messages are all let go, a head segment of at least this many bytes (or a
+#: quarter of a segment, if less) that is mostly dead is rolled over, so it goes at once too.
+ROLL_AFTER_PURGE_BYTES = 1024 * 1024
 #: Dead segments kept only as guards (see :mod:`.index`) may total this many segment sizes (or
 #: the live bytes, if more) before the root of their chain is compacted to let them go.
 PINNED_BOUND_SEGMENTS = 2
@@ -210,10 +215,10 @@ class JournalStore(MessageStore):
         messages = index.messages
         if body_size is None:
             live = {msg_id: records[msg_id] for msg_id in messages}
-            queues = {key: RecoveredQueue(key, ids) for key, (ids, _) in ordered.items()}
+            queues = {key: RecoveredQueue(key, list(ids)) for key, (ids, _) in ordered.items()}
         else:
             live = {msg_id: record for msg_id, record in records.items() if msg_id in messages}
-            queues = {key: RecoveredQueue(key, array("q", ids), array("q", sizes))
+            queues = {key: RecoveredQueue(key, ids, _signed(sizes))
                       for key, (ids, sizes) in ordered.items()}
         ordered.clear()
         records.clear()
@@ -470,8 +475,10 @@ class JournalStore(MessageStore):
         while index.purged:
             index.release_purged(1 << 30)
         messages = index.messages
-        content = index.export()
-        content["sizes"] = {key: queue_sizes(ids, messages, SIZE_MASK)
+        # no copies of the big arrays: this runs in the forked writer (its index frozen at
+        # the fork) or at a close, where nothing changes the index before it is written
+        content = index.export(copy=False)
+        content["sizes"] = {key: queue_sizes(ids, messages, SIZE_MASK, copy=False)
                             for key, ids in index.queues.items()}
         return content   # its "journal" (the segments' stamps) is added once the log is closed
 
@@ -584,13 +591,36 @@ class JournalStore(MessageStore):
 
     def _release_purged(self) -> None:
         """One slice of the purged queues' releases (``JournalIndex.release_purged``); the next
-        at the next reactor turn, until none is left."""
+        at the next reactor turn, until none is left; then the space is given back at once
+        (``_purge_released``). A slice may also be taken by ``_reclaim``."""
         self._purge_call = None
-        if not self._index.purged or self._log.closed:
+        if self._log.closed:
             return
-        self._index.release_purged(PURGE_SLICE)
+        if self._index.purged:
+            self._index.release_purged(PURGE_SLICE)
         if self._index.purged:
             self._purge_call = self._reactor.callLater(0, self._release_purged)
+        else:
+            self._purge_released()
+
+    def _purge_released(self) -> None:
+        """Every purged message is let go: their segments go now, not at the next write's
+        flush (an idle broker would keep them). A head left mostly dead (a queue filled then
+        purged within one segment) is rolled over first, since the head is never deleted:
+        after the roll it is an old segment, deleted or compacted like any other. As
+        RabbitMQ's message store deletes a file once its messages are all removed."""
+        log = self._log
+        head = log.head
+        liveness = self._index.segments.get(head)
+        live = liveness.live_bytes if liveness is not None else 0
+        if live < COMPACT_BELOW * log.segment_bytes(head):
+            log.roll(min(ROLL_AFTER_PURGE_BYTES, log.segment_size // 4))
+        log.sync().addCallbacks(self._reclaim_if_open, lambda _: None)   # (a failed write:
+        # logged by the log; reclaim waits for the flush that succeeds)
+
+    def _reclaim_if_open(self, _: object = None) -> None:
+        if not self._log.closed and not self._abandoned:
+            self._reclaim()
 
     def sync(self) -> Deferred:
         return self._log.sync()
@@ -657,7 +687,15 @@ class JournalStore(MessageStore):
         return out
 
     def stats(self) -> dict[str, float]:
+        in_arrays, in_dicts = self._index.nbytes()
         return {
+            # what the index's per-message maps cost (``JournalIndex.nbytes``): the part in
+            # arrays, and the entries still in dicts beside them until the next fold
+            "journal_index_array_bytes": float(in_arrays),
+            "journal_index_dict_entries": float(in_dicts),
+            "journal_index_bytes": float(in_arrays + in_dicts * DICT_ENTRY_BYTES),
+            "journal_index_folds": float(self._index.folds),
+            "journal_index_fold_seconds_max": self._index.fold_seconds_max,
             "journal_bytes": float(self._log.disk_bytes()),
             "journal_segments": float(len(self._log.segment_numbers())),
             "journal_messages": float(len(self._index.messages)),
@@ -965,6 +1003,14 @@ def _state_of(index: JournalIndex, records: dict[int, bytes],
     )
 
 
+def _signed(sizes: array) -> array:
+    """A copy of body sizes (``Q``) as the broker's rows keep them (``q``): the same bytes,
+    as sizes are under 2**40."""
+    signed = array("q")
+    signed.frombytes(memoryview(sizes).cast("B"))
+    return signed
+
+
 def _saved_queues(content: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Each queue's (ids, body sizes) as a checkpoint's writer or a clean close saved them
     (``JournalStore._saved_content``): bytes of u64s in queue order, or None when absent."""
@@ -977,7 +1023,7 @@ def _saved_queues(content: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
 
 
 def _recovered_queue(key: str, messages: dict[int, int] | LocationMap,
-                     ids: dict[int, int] | QueueIds,
+                     ids: dict[int, int] | QueueIds | ReplayQueue,
                      saved: tuple[Any, Any] | None, changed: bool = False) -> RecoveredQueue:
     """A queue's ids and body sizes in queue order, as the arrays its paged rows keep
     (``CompactRun``: one copy each), from the bytes saved with the index where they still
