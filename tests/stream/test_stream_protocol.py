@@ -282,6 +282,30 @@ def test_connection_listed_closed_by_the_api_and_told_of_a_deleted_stream(broker
     assert "Traceback" not in broker.log()
 
 
+def test_connection_lists_the_clients_peer_properties(broker):
+    """RabbitMQ shows a Stream protocol connection's peer properties as its client_properties
+    in /api/connections; rstream's own suite finds the connection it will close there by
+    its connection_name."""
+    import requests
+    from rstream.client import Client
+
+    async def main():
+        client = Client("127.0.0.1", broker.stream_port, frame_max=1 << 20, heartbeat=60,
+                        connection_name="named-by-client")
+        await client.start()
+        await client.authenticate(vhost="/", username="guest", password="guest")
+        try:
+            return requests.get(f"{broker.http_url}/api/connections", auth=("guest", "guest"),
+                                timeout=TIMEOUT).json()
+        finally:
+            await client.close()
+
+    props = [c["client_properties"] for c in asyncio.run(main())
+             if c["protocol"] == "RabbitMQ Stream"]
+    named = [p for p in props if p.get("connection_name") == "named-by-client"]
+    assert named and all(p.get("product") == "RabbitMQ Stream" for p in named), props
+
+
 def test_resolve_offset_spec_answers_where_a_subscription_would_start(broker):
     """RabbitMQ 4.3's resolve_offset_spec (key 31): always offset type 4; an empty stream
     resolves everything to 0; an offset past the end to the next one, a future timestamp

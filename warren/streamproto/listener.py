@@ -136,7 +136,7 @@ class StreamConnection(AcceptedConnection, protocol.Protocol):
             "state": "closed" if self.closing else ("running" if self.vhost_name else
                                                     "starting"),
             "connected_at": int(self.connected_at * 1000), "type": "network",
-            "client_properties": {},
+            "client_properties": dict(session.client_properties) if session is not None else {},
         }
 
 

@@ -141,6 +141,9 @@ class StreamSession:
         self.heartbeat = heartbeat
         self.user: User | None = None
         self.vhost: VirtualHost | None = None
+        # the client's peer properties, which RabbitMQ lists as the connection's
+        # client_properties (tools find their connection by its connection_name there)
+        self.client_properties: dict[str, str] = {}
         self.closed = False
         self.publishers: dict[int, tuple["StreamQueue", str | None]] = {}
         self.subscriptions: dict[int, Subscription] = {}
@@ -243,7 +246,7 @@ class StreamSession:
     # ---------------------------------------------------------------- handshake
     def _peer_properties(self, f: Fields) -> None:
         corr = f.u32()
-        f.properties()
+        self.client_properties = f.properties()
         f.end()
         self.write(codec.response(codec.PEER_PROPERTIES, corr, codec.OK, codec.properties({
             "product": "warren", "version": "1", "platform": "Python/Twisted",
