@@ -14,13 +14,21 @@ Three families, so that clients written for either broker find the same queues h
   ``queue`` or ``topic`` capability (what Qpid JMS sends). Its queues keep persistent messages
   across restarts, so a queue made for them is durable; a topic is ``amq.topic`` with the name
   as the key, as STOMP's ``/topic/``.
+
+A sender whose target has no address (the anonymous terminus, offered as ``ANONYMOUS-RELAY``)
+names a node per message in ``properties.to``; that takes RabbitMQ 4's v2 forms only, as
+RabbitMQ 4 reads it (``to_route``), because a ``to`` is never declared into being.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote
+
+#: a percent sign not followed by two hex digits: RabbitMQ's URL decoding refuses the address
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 class BadAddress(ValueError):
@@ -70,3 +78,24 @@ def parse_address(address: object, capabilities: Iterable[str] = ()) -> Address:
     if head == "topic" and len(rest) == 1 and rest[0]:
         return Address(exchange="amq.topic", key=rest[0], own_queue=True)
     raise BadAddress(f"bad address '{address}'")
+
+
+def to_route(to: object) -> tuple[str, str]:
+    """The exchange and routing key of a ``to`` address, as RabbitMQ 4 reads one sent on its
+    anonymous terminus: ``/exchanges/X/K``, ``/exchanges/X`` (the empty key: no subject here,
+    unlike a link's target) and ``/queues/Q`` (the default exchange with key Q; the queue need
+    not exist, a message for a missing one is unroutable). Anything else raises BadAddress in
+    RabbitMQ 4's words (it rejects the message with ``amqp:precondition-failed``)."""
+    if not isinstance(to, str):
+        raise BadAddress("anonymous terminus requires 'to' address to be set")
+    bad = BadAddress(f"bad 'to' address string: {to}")
+    if _BAD_ESCAPE.search(to):
+        raise bad
+    if to.startswith("/exchanges/"):
+        parts = to[len("/exchanges/"):].split("/")
+        if len(parts) > 2 or parts[0] in ("", "amq.default"):
+            raise bad
+        return unquote(parts[0]), unquote(parts[1]) if len(parts) == 2 else ""
+    if to.startswith("/queues/") and len(to) > len("/queues/"):
+        return "", unquote(to[len("/queues/"):])
+    raise bad

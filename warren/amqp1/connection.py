@@ -24,7 +24,8 @@ from ..model.errors import AccessRefused, BrokerError
 from ..model.message import Message
 from ..amqp1_message.codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_FRAME,
                                    SASL_HEADER, Composite, DecodeError, Frame, FrameReader,
-                                   FrameTooLarge, decode_message, encode_frame)
+                                   FrameTooLarge, Symbol, decode_message, encode_frame)
+from .addresses import BadAddress, to_route
 from .errors import ConnectionError_, LinkError, SessionError, condition_of, error
 from .filters import receiver_filters
 from .links import CoordinatorLink, ReceivingLink, SendingLink, Session, settle
@@ -44,6 +45,12 @@ WINDOW = 65535
 #: at half, except under an alarm (RabbitMQ 4's 400, and its way)
 INCOMING_WINDOW = 400
 EMPTY_FRAME = encode_frame(None)
+#: what the open offers: the anonymous terminus (a sender with no target address, each
+#: message routed by its to). RabbitMQ 4 offers LINK_PAIR_V1_0 and SHARED-SUBS too, always;
+#: they are left out because warren has neither RabbitMQ's management node nor JMS shared
+#: subscriptions, and a client that sees them uses them (Qpid JMS refuses a shared consumer
+#: only when SHARED-SUBS is not offered)
+OFFERED_CAPABILITIES = ["ANONYMOUS-RELAY"]
 SASL_OK, SASL_AUTH = 0, 1
 
 
@@ -314,7 +321,8 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         self.send(Composite("open", container_id=self.config.node_name,
                             max_frame_size=self.config.frame_max,
                             channel_max=self.config.channel_max,
-                            idle_time_out=heartbeat * 500 if heartbeat else None))
+                            idle_time_out=heartbeat * 500 if heartbeat else None,
+                            offered_capabilities=OFFERED_CAPABILITIES))
         self.stage = "opened"
         if heartbeat:
             self._heard = self.recv_oct
@@ -400,7 +408,8 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
                 reply.target = Composite("coordinator", capabilities=[LOCAL_TRANSACTIONS])
             else:
                 node = target_node(self, p.target)
-                link = SendingLink(session, handle, node.exchange, node.key, own=node.own)
+                link = SendingLink(session, handle, node.exchange, node.key, own=node.own,
+                                   anonymous=node.anonymous)
                 if node.address is not None:
                     reply.target = _answered(p.target, node.address)
                 reply.max_message_size = self.config.max_message_size
@@ -548,6 +557,7 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
             link.partial_id = int(p.delivery_id) if p.delivery_id is not None else 0
             link.partial_settled = bool(p.settled)
             link.partial_state = p.state
+            link.partial_tag = p.delivery_tag
         link.partial.append(payload)
         link.partial_size += len(payload)
         if link.partial_size > self.config.max_message_size:
@@ -570,7 +580,7 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
                 self._publish(session, link, delivery_id, data, link.partial_settled,
                               link.partial_state)
         except LinkError as e:
-            self.detach(session, link.handle, error(e.condition, e.description))
+            self.detach(session, link.handle, error(e.condition, e.description, e.info))
             return
         if link.credit < LINK_CREDIT // 2 and not self.blocked:
             self._grant(link)
@@ -613,11 +623,16 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
                                f"user_id property set to '{props.user_id}' but authenticated "
                                f"user was '{self.user.name}'")
         body = body_from(sections)
-        key = link.key
+        exchange_name, key = link.exchange, link.key
+        if link.anonymous:
+            route = self._relay_route(session, link, delivery_id, sections, settled)
+            if route is None:
+                return
+            exchange_name, key = route
         if key is None:
             p = sections.get("properties")
             key = str(p.subject) if p is not None and p.subject is not None else ""
-        message = Message(link.exchange, key, body, codec=self.broker.codec, props=props,
+        message = Message(exchange_name, key, body, codec=self.broker.codec, props=props,
                           persistent=props.delivery_mode == 2, priority=props.priority or 0,
                           ttl=int(props.expiration) if props.expiration else None)
         message.amqp1_sections = extra_sections(
@@ -625,7 +640,7 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         if "message_annotations" in sections:
             message.cc = cc_of(sections)
         try:
-            exchange = self.publisher.exchange(link.exchange)
+            exchange = self.publisher.exchange(exchange_name)
             if txn is not None:
                 # held until the discharge; the outcome is provisional (spec 4.4.1)
                 txn.publishes.append((exchange, message))
@@ -651,6 +666,44 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
             self._unsynced.append((session, delivery_id))
         else:
             self._accept(session, delivery_id)
+
+    def _relay_route(self, session: Session, link: SendingLink, delivery_id: int,
+                     sections: dict[str, Any], settled: bool) -> tuple[str, str] | None:
+        """The exchange and key a message on the anonymous terminus names by its ``to``, or
+        None when it names none that can take it, in RabbitMQ 4's ways: no or a bad
+        ``to`` (``amqp:precondition-failed``) and a missing exchange (``amqp:not-found``)
+        reject the message, or end the link when the client settled it (naming its delivery
+        tag: the anonymous-terminus spec's routing errors); no write permission on the
+        exchange ends the session and an internal exchange the link. A queue that does not
+        exist is no error: the message is unroutable (released), as RabbitMQ 4 has it."""
+        p = sections.get("properties")
+        try:
+            name, key = to_route(p.to if p is not None else None)
+        except BadAddress as e:
+            self._refuse_relayed(session, link, delivery_id, settled, error(
+                "amqp:precondition-failed", str(e)))
+            return None
+        vhost = self.vhost
+        try:
+            self.broker.check(self.user, vhost.name, "write", "exchange", name)
+        except AccessRefused as e:
+            raise SessionError("amqp:unauthorized-access", e.text) from None
+        exchange = vhost.exchanges.get(name)
+        if exchange is None:
+            self._refuse_relayed(session, link, delivery_id, settled, error(
+                "amqp:not-found", f"no exchange '{name}' in vhost '{vhost.name}'"))
+            return None
+        if exchange.internal:
+            raise LinkError("amqp:unauthorized-access", f"forbidden to publish to internal "
+                            f"exchange '{name}' in vhost '{vhost.name}'")
+        return name, key
+
+    def _refuse_relayed(self, session: Session, link: SendingLink, delivery_id: int,
+                    settled: bool, err: Composite) -> None:
+        if settled:
+            raise LinkError(str(err.condition), str(err.description),
+                            {Symbol("delivery-tag"): link.partial_tag})
+        self._settle(session, delivery_id, Composite("rejected", error=err))
 
     def publish(self, exchange: Any, message: Message) -> Any:
         """Publish for a client of this connection (now or at a transaction's commit)."""

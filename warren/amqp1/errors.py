@@ -3,17 +3,20 @@ core's typed errors as the conditions RabbitMQ 4 gives them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..model.errors import BrokerError
 from ..amqp1_message.codec import Composite, Symbol
 
 
 class LinkError(Exception):
-    """Ends one link with an AMQP error condition."""
+    """Ends one link with an AMQP error condition (and the error's info map, if any)."""
 
-    def __init__(self, condition: str, description: str) -> None:
+    def __init__(self, condition: str, description: str, info: Any = None) -> None:
         super().__init__(description)
         self.condition = condition
         self.description = description
+        self.info = info
 
 
 class SessionError(Exception):
@@ -34,8 +37,8 @@ class ConnectionError_(Exception):
         self.description = description
 
 
-def error(condition: str, description: str) -> Composite:
-    return Composite("error", condition=Symbol(condition), description=description)
+def error(condition: str, description: str, info: Any = None) -> Composite:
+    return Composite("error", condition=Symbol(condition), description=description, info=info)
 
 
 #: the core's errors (their AMQP 0-9-1 codes) as AMQP 1.0 conditions, as RabbitMQ 4 maps them

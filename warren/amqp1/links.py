@@ -46,21 +46,24 @@ class Session:
 
 
 class SendingLink:
-    """The client sends into warren (we are the receiver)."""
+    """The client sends into warren (we are the receiver). On the anonymous terminus
+    (``anonymous``) each message names its own exchange and key by its ``to``."""
 
     def __init__(self, session: Session, handle: int, exchange: str, key: str | None,
-                 own: Queue | None = None) -> None:
+                 own: Queue | None = None, anonymous: bool = False) -> None:
         self.session = session
         self.handle = handle
         self.exchange = exchange
         self.key = key
         self.own = own                       # a queue made for this link (dynamic target)
+        self.anonymous = anonymous
         self.credit = 0
         self.delivery_count = 0
         self.partial: list[bytes] = []       # the frames of a multi-frame transfer
         self.partial_id: int | None = None
         self.partial_settled = False
         self.partial_state: Any = None       # its delivery state (transactional-state)
+        self.partial_tag: Any = None         # its delivery tag (named by a relay's error)
         self.partial_size = 0
 
 

@@ -6,9 +6,10 @@ when missing (v1's ``/queue/Q``, bare and ActiveMQ names), or one of its own: a 
 or a v1 receiver from an exchange or topic (bound with the address's key; a durable
 subscription's queue when the source asks for a durable node, ``subscriptions.py``). A sender
 publishes to an exchange and key, or to a queue through the default exchange; a dynamic target
-gets a queue of its own too. A queue made for a link is exclusive to the connection and deleted
-when that link ends (the spec's delete-on-close lifetime, as RabbitMQ 4 and ActiveMQ do it), or
-with the connection.
+gets a queue of its own too, and a target with no address at all is the anonymous terminus
+(ANONYMOUS-RELAY): each message names its node by ``to`` (``addresses.to_route``). A queue
+made for a link is exclusive to the connection and deleted when that link ends (the spec's
+delete-on-close lifetime, as RabbitMQ 4 and ActiveMQ do it), or with the connection.
 
 Permissions are RabbitMQ's: configure to declare a queue, read to consume it, write on the
 queue and read on the exchange (and the topic permission) to bind it; a publish is checked by
@@ -45,6 +46,7 @@ class Node:
     address: str | None = None        # the address to answer with, when the broker chose it
     subscription: bool = False        # the queue is a durable subscription (subscriptions.py)
     source: Composite | None = None   # the source to answer with (a resumed subscription)
+    anonymous: bool = False           # the anonymous terminus: routed by each message's to
 
 
 @dataclass
@@ -115,6 +117,9 @@ def target_node(conn: NodeOwner, target: Any) -> Node:
         queue = own_queue(conn)
         return Node(queue=queue, key=queue.name, own=queue,
                     address=queue_address(queue.name))
+    if target.address is None:
+        # as RabbitMQ 4: nothing is checked until a message names its node
+        return Node(anonymous=True)
     address = address_of(target)
     if address.queue is not None:
         return Node(queue=_queue(conn, address, target), key=address.queue)
