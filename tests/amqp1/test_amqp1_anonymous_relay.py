@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
+import requests
 from proton import Delivery, Endpoint, Message
 from proton.handlers import MessagingHandler
 from proton.reactor import AtMostOnce, Container, DynamicNodeProperties
@@ -241,4 +242,28 @@ def test_internal_exchange_ends_the_link(broker, amqp1, channel, unique):
     assert (condition.name, condition.description) == (
         "amqp:unauthorized-access",
         f"forbidden to publish to internal exchange '{unique}' in vhost '/'")
+    assert "Traceback" not in broker.log()
+
+
+def test_no_write_permission_on_the_to_exchange_ends_the_session(broker, unique):
+    """RabbitMQ 4 checks the write permission first, and a refusal ends the session."""
+    api = requests.Session()
+    api.auth = ("guest", "guest")
+    user = v2(unique)
+    assert api.put(f"{broker.http_url}/api/users/{user}",
+                   json={"password": "pw", "tags": ""}).ok
+    assert api.put(f"{broker.http_url}/api/permissions/%2F/{user}",
+                   json={"configure": ".*", "write": "^$", "read": ".*"}).ok
+    conn = BlockingConnection(f"amqp://127.0.0.1:{broker.amqp_port}", user=unique,
+                              password="pw", allowed_mechs="PLAIN", timeout=30)
+    try:
+        sender = conn.create_sender(None)
+        sender.link.send(Message(address="/exchanges/amq.direct/k", body=b"refused"))
+        session = sender.link.session
+        conn.wait(lambda: session.state & Endpoint.REMOTE_CLOSED, timeout=30)
+        assert session.remote_condition.name == "amqp:unauthorized-access"
+        assert session.remote_condition.description == (
+            f"write access to exchange 'amq.direct' in vhost '/' refused for user '{unique}'")
+    finally:
+        conn.close()
     assert "Traceback" not in broker.log()

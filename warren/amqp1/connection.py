@@ -686,8 +686,11 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         vhost = self.vhost
         try:
             self.broker.check(self.user, vhost.name, "write", "exchange", name)
-        except AccessRefused as e:
-            raise SessionError("amqp:unauthorized-access", e.text) from None
+        except AccessRefused:
+            # in RabbitMQ's words, which name the permission (the core's text does not)
+            raise SessionError("amqp:unauthorized-access", f"write access to exchange "
+                               f"'{name}' in vhost '{vhost.name}' refused for user "
+                               f"'{self.user.name}'") from None
         exchange = vhost.exchanges.get(name)
         if exchange is None:
             self._refuse_relayed(session, link, delivery_id, settled, error(
