@@ -32,6 +32,10 @@ class PostgresUnavailable(RuntimeError):
     """The PostgreSQL binaries or the ``postgres`` user are missing; the message says how to fix it."""
 
 
+class PortTaken(RuntimeError):
+    """The server could not bind its port: another process took it after it was chosen."""
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -94,6 +98,7 @@ class PostgresCluster:
         self.port = _free_port()
         self.url = f"postgresql+psycopg://{PG_USER}@127.0.0.1:{self.port}/{DATABASE}"
         self._running = False
+        self._started_once = False
         self._initdb()
 
     def _run(self, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -115,16 +120,41 @@ class PostgresCluster:
         ])
 
     def start(self) -> None:
-        """Start the server and return once it accepts connections."""
+        """Start the server and return once it accepts connections.
+
+        The port was free when it was chosen, but another process (an outgoing connection's
+        ephemeral port, another test's server) may have taken it since: a first start that
+        finds it taken takes another one, a few times. A restart keeps its port (the
+        database-gone tests reconnect to it)."""
+        for _ in range(5 if not self._started_once else 1):
+            try:
+                self._start_on_port()
+                break
+            except PortTaken:
+                if self._started_once:
+                    raise
+                self.log_file.unlink(missing_ok=True)   # its bind error is told: start anew
+                self.port = _free_port()
+                self.url = f"postgresql+psycopg://{PG_USER}@127.0.0.1:{self.port}/{DATABASE}"
+        else:
+            raise RuntimeError("PostgreSQL found each of 5 free ports taken when it bound it")
+        self._started_once = True
+
+    def _start_on_port(self) -> None:
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} "
             f"-c unix_socket_directories={self.socket_dir} -c synchronous_commit=on "
             "-c max_connections=50 -c shared_buffers=16MB"
         )
-        self._run([
-            str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
-            "-o", options, "-w", "-t", "60", "start",
-        ])
+        try:
+            self._run([
+                str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
+                "-o", options, "-w", "-t", "60", "start",
+            ])
+        except RuntimeError as e:
+            if "could not bind" in str(e) and "Address already in use" in str(e):
+                raise PortTaken(str(e)) from None
+            raise
         self._run([
             str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-t", "30",
         ])
