@@ -38,7 +38,19 @@ The directory holds ``NNNNNNNN.log`` segments numbered in order. Each starts wit
 naming its first offset (type 2), then the tracking so far: each publisher reference's last
 publishing id (type 3, deduplication) and each consumer reference's stored offset (type 4,
 server-side offset tracking), as osiris writes a tracking snapshot into each new segment; later
-tracking records follow the messages they belong with. A segment is closed (a new one started)
+stored offsets are type 4 records as they come.
+
+The messages of a named publisher's publish are followed at once by their chunk's trailer, a
+type 9 record: osiris writes the tracking of the writers of a chunk after its entries (``type
+u8`` 0 for a publishing id, ``id size u8``, the reference, ``value u64``), and a Stream
+protocol subscriber gets the chunk's header, which tells the trailer's length (24 bytes for
+rstream's publisher ``test-reference``), without the trailer itself. ``read_run`` gives the
+size of the trailers that follow the records it reads, one entry per reference (an osiris
+chunk written from several publishes has one per writer); a chunk that stops inside a publish
+has none. Recovery takes the publishers' last ids from the trailers. Logs written before
+trailers have a type 3 record right after such messages instead; it counts as their trailer.
+A reference too long for a trailer entry (over 255 bytes) is still a type 3 record, which
+only deduplication reads. A segment is closed (a new one started)
 when the next record would take it past ``max_segment_bytes``; retention runs then and deletes
 the oldest closed segments while the stream is over ``max_bytes`` or their newest record is
 older than ``max_age_ms``. The segment being written is never deleted, so the next offset and
