@@ -623,13 +623,19 @@ class StreamLog:
         k = index
         count = 0
         record_end = 0   # where the last record taken ends (in ``raw``)
+        last_trailer: bytes | None = None
         cut = False      # a record did not check out: the chunk ends before it
         while k < j:
             at = positions[k] - start
             length = lengths[k]
-            if at > record_end and records:
-                # a record between two messages: the trailer of the one before, if it is one
-                _gather_trailer(raw, record_end, at, trailer)
+            if record_end < at <= len(raw) and records:
+                # records between two messages: the first, the trailer of the one before if
+                # it is one. Their types and bytes but the last value: when they are the
+                # last trailer's, it adds nothing (a publisher's trailers differ in the id)
+                key = raw[record_end + 8:at - _VALUE.size]
+                if key != last_trailer:
+                    last_trailer = key
+                    _gather_trailer(raw, record_end, at, trailer)
             size, crc, record_type = unpack_frame(raw, at) if whole or \
                 at + HEADER_SIZE <= len(raw) else (-1, 0, 0)
             p0 = at + HEADER_SIZE
