@@ -65,20 +65,20 @@ def test_a_run_is_read_at_once_and_stops_at_a_damaged_record(tmp_path):
     log.open(fresh=True)
     log.append_many([b"m%d" % i for i in range(5)], [None, "v", None, None, None])
     log.sync()
-    first, ts, records, after = log.read_run(0, log.next_offset, 100, 1 << 20)
+    first, ts, records, after, _ = log.read_run(0, log.next_offset, 100, 1 << 20)
     assert (records, after) == ([b"m0", b"m1", b"m2", b"m3", b"m4"], 5)
-    assert log.read_run(1, 3, 100, 1 << 20)[2:] == ([b"m1", b"m2"], 3)
-    assert log.read_run(0, 5, 2, 1 << 20)[2:] == ([b"m0", b"m1"], 2)
-    assert log.read_run(0, 5, 100, 1)[2:] == ([b"m0"], 1)      # about max_bytes
+    assert log.read_run(1, 3, 100, 1 << 20)[2:4] == ([b"m1", b"m2"], 3)
+    assert log.read_run(0, 5, 2, 1 << 20)[2:4] == ([b"m0", b"m1"], 2)
+    assert log.read_run(0, 5, 100, 1)[2:4] == ([b"m0"], 1)      # about max_bytes
     # a flipped byte in offset 3's record: the run stops before it, then it is passed over
     seg = log.segments[-1]
     path = seg.file.path
     with open(path, "r+b") as f:
         f.seek(seg.positions[3] + seg.lengths[3] - 1)
         f.write(b"X")
-    assert log.read_run(0, 5, 100, 1 << 20)[2:] == ([b"m0", b"m1", b"m2"], 3)
-    assert log.read_run(3, 5, 100, 1 << 20)[2:] == ([], 4)
-    assert log.read_run(4, 5, 100, 1 << 20)[2:] == ([b"m4"], 5)
+    assert log.read_run(0, 5, 100, 1 << 20)[2:4] == ([b"m0", b"m1", b"m2"], 3)
+    assert log.read_run(3, 5, 100, 1 << 20)[2:4] == ([], 4)
+    assert log.read_run(4, 5, 100, 1 << 20)[2:4] == ([b"m4"], 5)
     log.close()
 
 
@@ -88,7 +88,7 @@ def test_a_run_of_bodies(tmp_path):
     log.open(fresh=True)
     head = record_head("ex", "key", b"\x00\x01props")
     log.append_many([head + b"body0", head + b"body1"], [None, "v"])
-    assert log.read_run(0, 2, 10, 1 << 20, body_only=True)[2:] == ([b"body0", b"body1"], 2)
+    assert log.read_run(0, 2, 10, 1 << 20, body_only=True)[2:4] == ([b"body0", b"body1"], 2)
     assert log.read_run(0, 2, 10, 1 << 20)[2] == [head + b"body0", head + b"body1"]
     log.close()
 
@@ -102,12 +102,12 @@ def test_a_sub_entry_batch_takes_its_offsets_and_comes_back_whole(tmp_path):
     log.append_many([b"m0", SubEntryBatch(3, entry), b"m4"])
     assert log.next_offset == 5
     batch = ChunkPart(1, 3, entry)
-    assert log.read_run(0, 5, 100, 1 << 20)[2:] == ([b"m0", batch, b"m4"], 5)
+    assert log.read_run(0, 5, 100, 1 << 20)[2:4] == ([b"m0", batch, b"m4"], 5)
     # a run starting inside the batch starts at its first offset
-    assert log.read_run(2, 5, 100, 1 << 20) == (1, log.read(1)[0], [batch, b"m4"], 5)
+    assert log.read_run(2, 5, 100, 1 << 20) == (1, log.read(1)[0], [batch, b"m4"], 5, 0)
     # a run that would end inside it stops before it, unless it is all there is
-    assert log.read_run(0, 2, 100, 1 << 20)[2:] == ([b"m0"], 1)
-    assert log.read_run(1, 2, 100, 1 << 20)[2:] == ([batch], 4)
+    assert log.read_run(0, 2, 100, 1 << 20)[2:4] == ([b"m0"], 1)
+    assert log.read_run(1, 2, 100, 1 << 20)[2:4] == ([batch], 4)
     # one message at a time: the batch's offsets have no message, and the next one is 4
     assert log.read(2)[1] is None and log.batch_end(2) == 4 and log.batch_end(0) == 1
     assert log.last_chunk_offset == 4
@@ -115,7 +115,7 @@ def test_a_sub_entry_batch_takes_its_offsets_and_comes_back_whole(tmp_path):
     again = StreamLog(str(tmp_path / "sb"), Clock())
     again.open(fresh=False)
     assert again.next_offset == 5
-    assert again.read_run(0, 5, 100, 1 << 20)[2:] == ([b"m0", batch, b"m4"], 5)
+    assert again.read_run(0, 5, 100, 1 << 20)[2:4] == ([b"m0", batch, b"m4"], 5)
     again.close()
 
 
@@ -130,7 +130,7 @@ def test_a_publish_run_is_one_record_read_whole_or_message_by_message(tmp_path):
     assert log.next_offset == 5
     framed = b"".join(struct.pack(">I", len(b)) + b for b in (b"b0", b"b1", b"b22"))
     run = ChunkPart(3, 3, framed)
-    assert log.read_run(0, 5, 100, 1 << 20, body_only=True)[2:] == ([b"a", run, b"c"], 5)
+    assert log.read_run(0, 5, 100, 1 << 20, body_only=True)[2:4] == ([b"a", run, b"c"], 5)
     assert log.read_run(2, 5, 100, 1 << 20, body_only=True)[:1] == (1,)   # from its start
     # an AMQP reader: each message, head and body, in any order
     assert [log.read(o)[1] for o in (3, 1, 2, 4)] == [head + b"b22", head + b"b0",
@@ -145,7 +145,7 @@ def test_a_publish_run_is_one_record_read_whole_or_message_by_message(tmp_path):
     # an uncompressed sub-entry batch: the same record, delivered as the one entry it was
     again.append_many([BodyRun(head, [b"e0", b"e1"], batch=True)])
     framed = struct.pack(">I", 2) + b"e0" + struct.pack(">I", 2) + b"e1"
-    assert again.read_run(7, 9, 100, 1 << 20, body_only=True)[2:] == (
+    assert again.read_run(7, 9, 100, 1 << 20, body_only=True)[2:4] == (
         [ChunkPart(1, 2, struct.pack(">BHII", 0x80, 2, 12, 12) + framed)], 9)
     assert again.read(8)[1] == head + b"e1"
     again.close()
@@ -164,7 +164,8 @@ def test_a_long_publish_run_is_cut_into_chunk_sized_records(tmp_path):
     assert log.next_offset == many + 4
     sizes, offset = [], 0
     while offset < log.next_offset:
-        first, _, parts, offset = log.read_run(offset, log.next_offset, 1, 1, body_only=True)
+        first, _, parts, offset, _ = log.read_run(offset, log.next_offset, 1, 1,
+                                                  body_only=True)
         sizes.append(parts[0].messages)
     # records of at most MAX_RUN_MESSAGES, and of about MAX_RUN_BYTES at most
     assert sizes == [MAX_RUN_MESSAGES, MAX_RUN_MESSAGES, 5, 3, 1]

@@ -38,7 +38,19 @@ The directory holds ``NNNNNNNN.log`` segments numbered in order. Each starts wit
 naming its first offset (type 2), then the tracking so far: each publisher reference's last
 publishing id (type 3, deduplication) and each consumer reference's stored offset (type 4,
 server-side offset tracking), as osiris writes a tracking snapshot into each new segment; later
-tracking records follow the messages they belong with. A segment is closed (a new one started)
+stored offsets are type 4 records as they come.
+
+The messages of a named publisher's publish are followed at once by their chunk's trailer, a
+type 9 record: osiris writes the tracking of the writers of a chunk after its entries (``type
+u8`` 0 for a publishing id, ``id size u8``, the reference, ``value u64``), and a Stream
+protocol subscriber gets the chunk's header, which tells the trailer's length (24 bytes for
+rstream's publisher ``test-reference``), without the trailer itself. ``read_run`` gives the
+size of the trailers that follow the records it reads, one entry per reference (an osiris
+chunk written from several publishes has one per writer); a chunk that stops inside a publish
+has none. Recovery takes the publishers' last ids from the trailers. Logs written before
+trailers have a type 3 record right after such messages instead; it counts as their trailer.
+A reference too long for a trailer entry (over 255 bytes) is still a type 3 record, which
+only deduplication reads. A segment is closed (a new one started)
 when the next record would take it past ``max_segment_bytes``; retention runs then and deletes
 the oldest closed segments while the stream is over ``max_bytes`` or their newest record is
 older than ``max_age_ms``. The segment being written is never deleted, so the next offset and
@@ -76,12 +88,24 @@ RECORD_FILTERED = 5      # a message with a filter value (stream filtering)
 RECORD_BATCH = 6         # a compressed sub-entry batch, kept as published
 RECORD_RUN = 7           # a publish's plain messages, framed as a chunk carries them
 RECORD_PLAIN_BATCH = 8   # an uncompressed sub-entry batch: a run delivered as one entry
+RECORD_TRAILER = 9       # the tracking a publish's chunk carries: osiris' chunk trailer
+#: tracking types of a trailer entry (``osiris_tracking``): a publisher's publishing id, a
+#: consumer's offset
+TRACK_SEQUENCE, TRACK_OFFSET = 0, 1
+#: a tracking id's longest (its size is a byte in the trailer)
+MAX_TRACKING_ID = 255
+_TRAILER_ENTRY = struct.Struct(">BB")   # tracking type, id size; then the id and a u64
+#: how far past a chunk's last record a read goes for the trailer after it (one entry of
+#: the longest id and its framing fit)
+_TRAILER_READ = 512
 _HEAD = struct.Struct(">Qq")
 _MESSAGE_CRC = zlib.crc32(bytes((RECORD_MESSAGE,)))   # the journal's CRC covers the type first
 _FILTERED_CRC = zlib.crc32(bytes((RECORD_FILTERED,)))
 _BATCH_CRC = zlib.crc32(bytes((RECORD_BATCH,)))
 _RUN_CRC = zlib.crc32(bytes((RECORD_RUN,)))
 _PLAIN_BATCH_CRC = zlib.crc32(bytes((RECORD_PLAIN_BATCH,)))
+_TRACKING_CRCS = {RECORD_TRAILER: zlib.crc32(bytes((RECORD_TRAILER,))),
+                  RECORD_WRITER: zlib.crc32(bytes((RECORD_WRITER,)))}
 _RECORD_CRCS = {RECORD_MESSAGE: _MESSAGE_CRC, RECORD_FILTERED: _FILTERED_CRC,
                 RECORD_BATCH: _BATCH_CRC, RECORD_RUN: _RUN_CRC,
                 RECORD_PLAIN_BATCH: _PLAIN_BATCH_CRC}
@@ -285,6 +309,15 @@ class StreamLog:
                 (self.writers if record_type == RECORD_WRITER else self.consumers)[name] = value
                 end = position + HEADER_SIZE + len(payload)
                 continue
+            if record_type == RECORD_TRAILER:
+                for kind, raw_name, value in trailer_entries(payload):
+                    name = raw_name.decode("utf-8", "replace")
+                    if kind == TRACK_SEQUENCE:
+                        self.writers[name] = value
+                    elif kind == TRACK_OFFSET:
+                        self.consumers[name] = value
+                end = position + HEADER_SIZE + len(payload)
+                continue
             if record_type not in _RECORD_CRCS:
                 break
             offset, ts = _HEAD.unpack_from(payload)
@@ -370,16 +403,17 @@ class StreamLog:
         """Add one message; returns its offset. Written at the end of the turn. ``writer``:
         (publisher reference, publishing id) remembered for deduplication."""
         offset = self.next_offset
-        self.append_many([message_record])
-        if writer is not None:
-            self.track_writer(*writer)
+        self.append_many([message_record], writer=writer)
         return offset
 
     def append_many(self, message_records: list[bytes | SubEntryBatch | BodyRun],
-                    filter_values: list[str | None] | None = None) -> None:
+                    filter_values: list[str | None] | None = None,
+                    writer: tuple[str, int] | None = None) -> None:
         """Add messages at consecutive offsets, appended at one timestamp; ``filter_values``:
         each one's filter value or None (stream filtering). A ``SubEntryBatch`` or a
-        ``BodyRun`` among them is one record taking an offset for each of its messages."""
+        ``BodyRun`` among them is one record taking an offset for each of its messages.
+        ``writer``: the publisher reference and the publishing id of the last of them,
+        remembered for deduplication in a trailer record right after them (``_track``)."""
         ts = int(self.clock.seconds() * 1000)
         seg = self.segments[-1]
         pack_head, pack_frame = _HEAD.pack, RECORD_HEADER.pack
@@ -425,14 +459,25 @@ class StreamLog:
             seg.size += len(frame)
             pending += frame
             self.next_offset += count
+        if writer is not None:
+            self._track(*writer)
         self._unsynced = True
         if self._flush_call is None:
             self._flush_call = self.clock.callLater(0, self._flush_soon)
 
-    def track_writer(self, reference: str, publishing_id: int) -> None:
-        """Record a publisher's last publishing id (``append`` does, with the message)."""
+    def _track(self, reference: str, publishing_id: int) -> None:
+        """A publisher's last publishing id, written right after its messages (nothing comes
+        between: same segment, same turn): as osiris writes a chunk's trailer, one entry of
+        type sequence, so a reader finds the trailer of the chunk it delivers next to its
+        last record. A reference too long for a trailer entry (over 255 bytes) is a
+        tracking record (type 3), which counts for deduplication alone."""
         self.writers[reference] = publishing_id
-        self._add(encode_record(RECORD_WRITER, _pack_tracking(reference, publishing_id)))
+        raw = reference.encode()
+        if len(raw) > MAX_TRACKING_ID:
+            self._add(encode_record(RECORD_WRITER, _pack_tracking(reference, publishing_id)))
+        else:
+            self._add(encode_record(RECORD_TRAILER,
+                                    trailer_entry(TRACK_SEQUENCE, raw, publishing_id)))
 
     def store_offset(self, reference: str, offset: int) -> None:
         """Record where a named consumer got to (the Stream protocol's store_offset)."""
@@ -512,10 +557,12 @@ class StreamLog:
     def read_run(self, offset: int, end: int, max_records: int, max_bytes: int,
                  body_only: bool = False,
                  convert: Callable[[int, bytes], bytes] | None = None
-                 ) -> tuple[int, int, list[bytes | ChunkPart], int]:
+                 ) -> tuple[int, int, list[bytes | ChunkPart], int, int]:
         """Consecutive message records from ``offset`` (not past ``end``, one segment, at
         most ``max_records``, about ``max_bytes``) read with one pread: (the first one's
-        offset and timestamp, the records, the offset after them); ``body_only``: each
+        offset and timestamp, the records, the offset after them, the size of their chunk's
+        trailer: the entries of the trailer records after them, one per tracking id, as
+        osiris writes the tracking of a chunk's writers in its trailer); ``body_only``: each
         message's body alone (what the Stream protocol delivers), cut from the read bytes
         without copying the record first; with ``convert``, a message record without the
         ``STREAM_BODY`` flag (published over another protocol) comes as ``convert(its offset,
@@ -528,7 +575,7 @@ class StreamLog:
         passed over (no records)."""
         i = bisect.bisect_right(self._firsts, offset) - 1
         if i < 0 or offset >= min(end, self.next_offset):
-            return offset, 0, [], offset
+            return offset, 0, [], offset, 0
         seg = self.segments[i]
         index = offset - seg.first_offset
         positions, lengths = seg.positions, seg.lengths
@@ -538,7 +585,7 @@ class StreamLog:
             offset = seg.first_offset + index
         stop = min(end - seg.first_offset, seg.count, index + max_records)
         if index >= stop:
-            return offset, 0, [], offset
+            return offset, 0, [], offset, 0
         start = positions[index]
         # the records starting within ``max_bytes`` of the first (at least the first)...
         j = max(bisect.bisect_left(positions, start + max_bytes, index, stop), index + 1)
@@ -551,27 +598,44 @@ class StreamLog:
             if last > index:
                 j = last
         span_end = positions[j - 1] + lengths[j - 1]
-        if seg is self.segments[-1] and span_end > self._pending_at and self._pending:
+        # and the start of what follows the last record, up to the next message record: the
+        # trailer of the publish that ended with it, if it did
+        read_end = span_end + min((positions[j] if j < len(positions) else seg.size) - span_end,
+                                  _TRAILER_READ)
+        if seg is self.segments[-1] and read_end > self._pending_at and self._pending:
             self._write_pending()
         try:
-            raw = seg.file.read_span(start, span_end - start)
+            raw = seg.file.read_span(start, read_end - start)
         except OSError as e:
             log.error("stream %s: offsets %d-%d unreadable: %s", self.directory, offset,
                       seg.first_offset + j - 1, e)
-            return offset, 0, [], seg.first_offset + bisect.bisect_right(positions, start, index)
+            return offset, 0, [], \
+                seg.first_offset + bisect.bisect_right(positions, start, index), 0
         view = memoryview(raw)
         records: list[bytes | ChunkPart] = []
+        trailer: dict[tuple[int, bytes], int] = {}
         first_ts = 0
         unpack_frame, crc32 = RECORD_HEADER.unpack_from, zlib.crc32
         body_size = Message.record_body_size
         addresses, props_size = _MESSAGE_ADDRESSES.unpack_from, _U32.unpack_from
         append = records.append
-        whole = len(raw) == span_end - start   # else the file ended early: check each
+        whole = len(raw) >= span_end - start   # else the file ended early: check each
         k = index
         count = 0
+        record_end = 0   # where the last record taken ends (in ``raw``)
+        last_trailer: bytes | None = None
+        cut = False      # a record did not check out: the chunk ends before it
         while k < j:
             at = positions[k] - start
             length = lengths[k]
+            if record_end < at <= len(raw) and records:
+                # records between two messages: the first, the trailer of the one before if
+                # it is one. Their types and bytes but the last value: when they are the
+                # last trailer's, it adds nothing (a publisher's trailers differ in the id)
+                key = raw[record_end + 8:at - _VALUE.size]
+                if key != last_trailer:
+                    last_trailer = key
+                    _gather_trailer(raw, record_end, at, trailer)
             size, crc, record_type = unpack_frame(raw, at) if whole or \
                 at + HEADER_SIZE <= len(raw) else (-1, 0, 0)
             p0 = at + HEADER_SIZE
@@ -579,11 +643,13 @@ class StreamLog:
                     or record_type not in _RECORD_CRCS
                     or crc32(view[p0:p0 + size], _RECORD_CRCS[record_type]) != crc):
                 if records:
+                    cut = True
                     break
                 log.error("stream %s: offset %d unreadable: record at %d does not check out",
                           self.directory, seg.first_offset + k, positions[k])
                 return offset, 0, [], \
-                    seg.first_offset + bisect.bisect_right(positions, start, index)
+                    seg.first_offset + bisect.bisect_right(positions, start, index), 0
+            record_end = at + length
             if not records:
                 first_ts = _HEAD.unpack_from(raw, p0)[1]
             k += 1
@@ -624,7 +690,9 @@ class StreamLog:
                     continue
                 record = record[len(record) - body_size(record):]
             append(bytes(record))
-        return offset, first_ts, records, offset + count
+        if not cut and len(raw) > record_end:
+            _gather_trailer(raw, record_end, len(raw), trailer)
+        return offset, first_ts, records, offset + count, sum(trailer.values())
 
     # ---------------------------------------------------------------- durability
     def _flush_soon(self) -> None:
@@ -766,6 +834,53 @@ def _unpack_tracking(payload: Any) -> tuple[str, int]:
     (n,) = _NAME.unpack_from(payload)
     name = bytes(payload[2:2 + n]).decode("utf-8", "replace")
     return name, _VALUE.unpack_from(payload, 2 + n)[0]
+
+
+def trailer_entry(kind: int, tracking_id: bytes, value: int) -> bytes:
+    """One tracking entry of a chunk trailer as osiris writes it: type u8, id size u8, the
+    id, the value u64."""
+    return _TRAILER_ENTRY.pack(kind, len(tracking_id)) + tracking_id + _VALUE.pack(value)
+
+
+def trailer_entries(payload: Any) -> list[tuple[int, bytes, int]]:
+    """A trailer's entries (type, id, value); what follows an entry that does not fit (a
+    record written wrong) is left out."""
+    entries = []
+    at, size = 0, len(payload)
+    while at + _TRAILER_ENTRY.size <= size:
+        kind, n = _TRAILER_ENTRY.unpack_from(payload, at)
+        start = at + _TRAILER_ENTRY.size
+        if start + n + _VALUE.size > size:
+            break
+        entries.append((kind, bytes(payload[start:start + n]),
+                        _VALUE.unpack_from(payload, start + n)[0]))
+        at = start + n + _VALUE.size
+    return entries
+
+
+def _gather_trailer(raw: Any, at: int, end: int, into: dict[tuple[int, bytes], int]) -> None:
+    """When the record at ``at`` (within ``raw`` before ``end``) is a trailer (or, in a log
+    written before trailers, the tracking record of the publish before it: type 3), its
+    entries into ``into``: (type, id) -> the entry's size. One entry a tracking id, as
+    osiris keeps one per id in a chunk's trailer however often the writer wrote in it."""
+    if at + HEADER_SIZE > end:
+        return
+    size, crc, record_type = RECORD_HEADER.unpack_from(raw, at)
+    p0 = at + HEADER_SIZE
+    type_crc = _TRACKING_CRCS.get(record_type)
+    if type_crc is None or p0 + size > end:
+        return
+    payload = memoryview(raw)[p0:p0 + size]
+    if zlib.crc32(payload, type_crc) != crc:
+        return
+    if record_type == RECORD_TRAILER:
+        for kind, tracking_id, _ in trailer_entries(payload):
+            into[(kind, tracking_id)] = _TRAILER_ENTRY.size + len(tracking_id) + _VALUE.size
+        return
+    (n,) = _NAME.unpack_from(payload)
+    if n <= MAX_TRACKING_ID:
+        into[(TRACK_SEQUENCE, bytes(payload[2:2 + n]))] = \
+            _TRAILER_ENTRY.size + n + _VALUE.size
 
 
 def _filter_value(payload: Any) -> str:

@@ -152,9 +152,7 @@ class StreamQueue(Queue):
         log = self.log
         segments = len(log.segments)
         before = log.next_offset
-        log.append_many(records, filter_values)
-        if writer is not None:
-            log.track_writer(*writer)
+        log.append_many(records, filter_values, writer)
         self.stats["publish"] += log.next_offset - before
         self._syncer.add(log)
         if len(log.segments) != segments:
@@ -311,11 +309,10 @@ class StreamQueue(Queue):
                     skipped += 1
                     continue
             # a run may start before ``offset``: at the first offset of the batch holding it
-            first, timestamp, bodies, after = log.read_run(offset, end, CHUNK_RECORDS,
-                                                           CHUNK_BYTES, body_only=True,
-                                                           convert=self._as_amqp1)
+            first, timestamp, bodies, after, trailer = log.read_run(
+                offset, end, CHUNK_RECORDS, CHUNK_BYTES, body_only=True, convert=self._as_amqp1)
             if bodies:
-                consumer.deliver_chunk(self, first, timestamp, bodies)
+                consumer.deliver_chunk(self, first, timestamp, bodies, trailer)
                 records_sent += after - first
             elif after == offset:
                 break   # not in the log (cannot happen: the caller starts at first_offset)

@@ -448,11 +448,15 @@ def command_versions_response(correlation_id: int) -> bytes:
 
 
 def deliver_frame(subscription_id: int, first_offset: int, timestamp_ms: int,
-                  entries: Sequence[bytes | tuple[int, int, bytes]]) -> bytes:
+                  entries: Sequence[bytes | tuple[int, int, bytes]],
+                  trailer_size: int = 0) -> bytes:
     """A Deliver (v1) of one osiris chunk: each item a message body (a simple entry) or
     (entries, messages, their bytes as a chunk carries them: simple entries, or a sub-entry
     batch as ``sub_entry`` writes it). The chunk's entry count counts entries, its record
-    count messages (what the offsets step by)."""
+    count messages (what the offsets step by). ``trailer_size``: the chunk's trailer (the
+    tracking of the publishers that wrote in it), which the header tells and the frame
+    leaves out, as RabbitMQ sends a user chunk to a subscriber (osiris' ``user_data``
+    selector: header and entries); the CRC covers the entries alone, as osiris' does."""
     pack = _U32.pack
     try:
         # bodies only: a tuple does not add to bytes
@@ -473,5 +477,5 @@ def deliver_frame(subscription_id: int, first_offset: int, timestamp_ms: int,
                 records += 1
         data = b"".join(parts)
     chunk = _CHUNK.pack(_MAGIC_VERSION, _CHUNK_USER, count, records, timestamp_ms,
-                        1, first_offset, zlib.crc32(data), len(data), 0, 0)
+                        1, first_offset, zlib.crc32(data), len(data), trailer_size, 0)
     return frame(DELIVER, bytes((subscription_id,)), chunk, data)

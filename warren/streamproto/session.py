@@ -110,11 +110,13 @@ class Subscription:
         self.session.request_consumer_update(self, active, stepping_down)
 
     def deliver_chunk(self, queue: Any, first_offset: int, timestamp_ms: int,
-                      bodies: list[bytes | ChunkPart]) -> None:
+                      bodies: list[bytes | ChunkPart], trailer_size: int = 0) -> None:
         """A chunk of message bodies and compressed sub-entry batches at consecutive offsets
-        (``StreamLog.read_run``)."""
+        (``StreamLog.read_run``), and the size of its trailer (which the header tells and
+        the frame leaves out, as RabbitMQ sends a client's chunk)."""
         self.credit -= 1
-        self.session.write(codec.deliver_frame(self.sub_id, first_offset, timestamp_ms, bodies))
+        self.session.write(codec.deliver_frame(self.sub_id, first_offset, timestamp_ms, bodies,
+                                               trailer_size))
 
     def deliver(self, queue: Any, entry: QueueEntry) -> None:   # not used: chunks only
         self.deliver_chunk(queue, entry.seq, 0, [entry.message.body])

@@ -1,0 +1,122 @@
+"""A real ``StreamLog`` (temporary directory, Twisted ``Clock``): the trailer record a named
+publisher's messages are followed by, in osiris' trailer entry format; the trailer size
+``read_run`` gives for a chunk (only a chunk that holds the publish's last record has it);
+deduplication read back from trailers; a log written before trailers (the publisher's tracking
+a type 3 record after its messages) read back with the same trailers; a trailer torn at the
+tail of a segment cut on recovery without losing the message before it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+
+from twisted.internet.task import Clock
+
+from warren.store.journal.segment import JournalSegment, encode_record
+from warren.stream.log import StreamLog
+
+ENTRY_24 = b"\x00\x0etest-reference" + (1).to_bytes(8, "big")   # rstream's test_deliver's
+
+
+def records_of(directory, number=0):
+    """(type, payload) of each record of a segment file, as the journal scan finds them."""
+    seg = JournalSegment(directory, number)
+    try:
+        return [(t, bytes(p)) for _, t, p in seg.scan().records]
+    finally:
+        seg.close()
+
+
+def test_a_named_publish_is_followed_by_its_trailer_and_a_chunk_ending_there_has_it(tmp_path):
+    directory = str(tmp_path / "s")
+    log = StreamLog(directory, Clock())
+    log.open(fresh=True)
+    log.append_many([b"m0", b"m1"], writer=("test-reference", 1))
+    log.append_many([b"m2"])                                   # an unnamed publisher's
+    log.append_many([b"m3"], writer=("x" * 256, 9))            # too long for a trailer entry
+    log.sync()
+    assert records_of(directory)[1:] == [
+        (1, struct.pack(">Qq", 0, 0) + b"m0"), (1, struct.pack(">Qq", 1, 0) + b"m1"),
+        (9, ENTRY_24),
+        (1, struct.pack(">Qq", 2, 0) + b"m2"),
+        (1, struct.pack(">Qq", 3, 0) + b"m3"),
+        (3, struct.pack(">H", 256) + b"x" * 256 + (9).to_bytes(8, "big"))]
+    assert log.read_run(0, 2, 100, 1 << 20)[2:] == ([b"m0", b"m1"], 2, 24)
+    assert log.read_run(0, 1, 100, 1 << 20)[2:] == ([b"m0"], 1, 0)    # the publish goes on
+    assert log.read_run(1, 2, 100, 1 << 20)[2:] == ([b"m1"], 2, 24)
+    assert log.read_run(2, 3, 100, 1 << 20)[2:] == ([b"m2"], 3, 0)
+    assert log.read_run(3, 4, 100, 1 << 20)[2:] == ([b"m3"], 4, 0)
+    assert log.read_run(0, 4, 100, 1 << 20)[2:] == ([b"m0", b"m1", b"m2", b"m3"], 4, 24)
+    log.close()
+
+    again = StreamLog(directory, Clock())
+    again.open(fresh=False)
+    assert again.writers == {"test-reference": 1, "x" * 256: 9}
+    assert again.read_run(0, 4, 100, 1 << 20)[2:] == ([b"m0", b"m1", b"m2", b"m3"], 4, 24)
+    again.close()
+
+
+def test_one_entry_per_publisher_in_a_chunk_over_several_publishes(tmp_path):
+    log = StreamLog(str(tmp_path / "p"), Clock())
+    log.open(fresh=True)
+    for i in range(3):
+        log.append_many([b"a%d" % i], writer=("a", i))
+        log.append_many([b"b%d" % i], writer=("bb", i))
+    assert log.read_run(0, 6, 100, 1 << 20)[3:] == (6, (1 + 1 + 1 + 8) + (1 + 1 + 2 + 8))
+    assert log.read_run(0, 1, 100, 1 << 20)[3:] == (1, 11)
+    log.close()
+
+
+def test_a_log_written_before_trailers_reads_back_with_the_same_trailers(tmp_path):
+    directory = tmp_path / "old"
+    os.makedirs(directory)
+
+    def tracking(name, value):
+        raw = name.encode()
+        return struct.pack(">H", len(raw)) + raw + struct.pack(">Q", value)
+
+    with open(directory / "00000000.log", "wb") as f:   # as warren wrote a segment before
+        f.write(encode_record(2, struct.pack(">Q", 0))
+                + encode_record(3, tracking("old-writer", 3))       # the segment's snapshot
+                + encode_record(1, struct.pack(">Qq", 0, 5) + b"m0")
+                + encode_record(3, tracking("test-reference", 7))   # the publish's tracking
+                + encode_record(4, tracking("app", 0))              # a stored offset
+                + encode_record(1, struct.pack(">Qq", 1, 6) + b"m1"))
+    log = StreamLog(str(directory), Clock())
+    log.open(fresh=False)
+    assert log.next_offset == 2
+    assert log.writers == {"old-writer": 3, "test-reference": 7}
+    assert log.consumers == {"app": 0}
+    assert log.read_run(0, 1, 100, 1 << 20) == (0, 5, [b"m0"], 1, 24)
+    assert log.read_run(0, 2, 100, 1 << 20)[2:] == ([b"m0", b"m1"], 2, 24)
+    assert log.read_run(1, 2, 100, 1 << 20)[2:] == ([b"m1"], 2, 0)
+    # appends go on after it, the new way
+    log.append_many([b"m2"], writer=("test-reference", 8))
+    log.close()
+    again = StreamLog(str(directory), Clock())
+    again.open(fresh=False)
+    assert again.writers["test-reference"] == 8 and again.next_offset == 3
+    assert again.read_run(2, 3, 100, 1 << 20)[2:] == ([b"m2"], 3, 24)
+    again.close()
+
+
+def test_a_trailer_torn_at_the_tail_is_cut_and_the_message_before_it_kept(tmp_path, caplog):
+    directory = str(tmp_path / "t")
+    log = StreamLog(directory, Clock())
+    log.open(fresh=True)
+    log.append_many([b"m0"], writer=("test-reference", 1))
+    log.append_many([b"m1"], writer=("test-reference", 2))
+    log.sync()
+    path = log.segments[-1].file.path
+    log.close()
+    os.truncate(path, os.path.getsize(path) - 3)   # a crash in the middle of the trailer
+    with caplog.at_level(logging.WARNING, logger="warren.stream"):
+        again = StreamLog(directory, Clock())
+        again.open(fresh=False)
+    assert "bytes cut" in caplog.text
+    assert again.next_offset == 2
+    assert again.writers == {"test-reference": 1}   # id 2 was never confirmed: resent, kept
+    assert again.read_run(0, 2, 100, 1 << 20)[2:] == ([b"m0", b"m1"], 2, 24)
+    assert again.read_run(1, 2, 100, 1 << 20)[2:] == ([b"m1"], 2, 0)
+    again.close()
