@@ -449,6 +449,15 @@ class JournalIndex:
         packed = self.messages.get(msg_id)
         return None if packed is None else unpack_location(packed)
 
+    def locations(self, msg_ids: list[int]) -> list[int | None]:
+        """The packed locations of ``msg_ids`` (None for one not live), in one call (a batch
+        read's: ``LocationMap.get_many`` steps through adjacent ids)."""
+        messages = self.messages
+        if isinstance(messages, LocationMap):
+            return messages.get_many(msg_ids)
+        get = messages.get
+        return [get(msg_id) for msg_id in msg_ids]
+
     def is_current(self, msg_id: int, segment: int, offset: int) -> bool:
         """Whether the MESSAGE record at (segment, offset) is ``msg_id``'s live copy."""
         packed = self.messages.get(msg_id)

@@ -649,11 +649,10 @@ class JournalStore(MessageStore):
         out: dict[int, bytes] = {}
         wanted = []
         durable_end = log.durable_end
-        for msg_id in msg_ids:
-            location = index.location(msg_id)
-            if location is None:
+        for msg_id, packed in zip(msg_ids, index.locations(msg_ids)):
+            if packed is None:
                 continue
-            segment, offset, length = location
+            segment, offset, length = unpack_location(packed)
             if (segment, offset + length) > durable_end:
                 try:
                     out[msg_id] = self.read(msg_id)
@@ -672,9 +671,11 @@ class JournalStore(MessageStore):
                        out: dict[int, bytes]) -> dict[int, bytes]:
         payloads = dict(got)
         index = self._index
-        for msg_id, segment, offset, length in wanted:
+        now = index.locations([msg_id for msg_id, _, _, _ in wanted])
+        for (msg_id, segment, offset, length), packed in zip(wanted, now):
             payload = payloads.get(msg_id)
-            if payload is not None and index.is_current(msg_id, segment, offset):
+            if (payload is not None and packed is not None
+                    and unpack_location(packed)[:2] == (segment, offset)):
                 found, _, _, at, _ = decode_message(payload)
                 if found == msg_id:
                     out[msg_id] = payload[at:]
