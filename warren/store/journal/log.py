@@ -69,6 +69,9 @@ READ_GAP = 4096
 #: ... and reads at most this many bytes in one ``pread`` (a run longer is split).
 READ_SPAN = 4 * 1024 * 1024
 
+#: Seconds a lazy record (``append(lazy=True)``) may wait in memory for a flush.
+LAZY_FLUSH_DELAY = 0.05
+
 #: CRC32 of each valid type byte: a record's checksum continues from it over the payload
 #: (the framing of ``segment.encode_record``, done here without building the frame first).
 _TYPE_CRC = {t: zlib.crc32(bytes((t,))) for t in range(1, 256)}
@@ -222,6 +225,8 @@ class JournalLog:
         self._disk_lock = threading.Lock()  # held while bytes go to disk, by either path
         self._disk = DiskThread(reactor)
         self._kick_call: Any = None
+        self._kick_lazy = False   # the call scheduled is the lazy one (LAZY_FLUSH_DELAY)
+        self._pending_urgent = False   # the pending batch holds a record that is not lazy
         self._retry_call: Any = None
         self._retry_delay = RETRY_FIRST
         self._closed = False
@@ -396,9 +401,14 @@ class JournalLog:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def append(self, record_type: int,
-               payload: bytes | bytearray | memoryview) -> tuple[int, int, int]:
-        """Frame and buffer one record; return its (segment, offset, framed length)."""
+    def append(self, record_type: int, payload: bytes | bytearray | memoryview,
+               lazy: bool = False) -> tuple[int, int, int]:
+        """Frame and buffer one record; return its (segment, offset, framed length).
+
+        A ``lazy`` record (an ack, a delivered flag: a crash may lose it, and then a message
+        is redelivered, never lost) does not make a flush due at the end of the turn: it goes
+        with the next one that is, or after ``LAZY_FLUSH_DELAY`` (group commit over turns, so
+        a consumer acking a draining queue costs a few fsyncs a second, not one a turn)."""
         if self._abandoned:
             return self._head, self._sizes.get(self._head, 0), HEADER_SIZE + len(payload)
         if not self._ready:
@@ -421,8 +431,7 @@ class JournalLog:
         self._pending.add_record(segment, size, header, payload)
         sizes[segment] = size + length
         self.appended += length
-        if self._kick_call is None and not self._closed:
-            self._kick_call = self._reactor.callLater(0, self._kick)
+        self._flush_due(lazy)
         return segment, size, length
 
     def roll(self, at_least: int) -> bool:
@@ -452,8 +461,7 @@ class JournalLog:
         if self._pending.chunks:
             waiter: Deferred = Deferred()
             self._pending.waiters.append(waiter)
-            if self._kick_call is None and not self._closed:
-                self._kick_call = self._reactor.callLater(0, self._kick)
+            self._flush_due(False)
             return waiter
         if self._inflight is not None:
             waiter = Deferred()
@@ -461,11 +469,33 @@ class JournalLog:
             return waiter
         return succeed(None)
 
+    def _flush_due(self, lazy: bool) -> None:
+        """Have the pending batch flushed at the end of this turn, or (``lazy``, when nothing
+        sooner is due) ``LAZY_FLUSH_DELAY`` from now."""
+        if self._closed:
+            return
+        call = self._kick_call
+        if lazy:
+            if call is None:
+                self._kick_lazy = True
+                self._kick_call = self._reactor.callLater(LAZY_FLUSH_DELAY, self._kick)
+            return
+        self._pending_urgent = True
+        if call is not None and self._kick_lazy:
+            if call.active():
+                call.cancel()
+            call = None
+        if call is None:
+            self._kick_lazy = False
+            self._kick_call = self._reactor.callLater(0, self._kick)
+
     def _kick(self) -> None:
         self._kick_call = None
+        self._kick_lazy = False
         if self._closed or self._inflight is not None or not self._pending.chunks:
             return
         batch, self._pending = self._pending, _Batch()
+        self._pending_urgent = False
         self._inflight = batch
         done = self._disk.submit(self._write_batch, batch)
         done.addCallbacks(
@@ -504,8 +534,8 @@ class JournalLog:
             self._inflight = None
         if not batch.finished:
             self._finish(batch)
-        if self._pending.chunks and self._kick_call is None and not self._closed:
-            self._kick_call = self._reactor.callLater(0, self._kick)
+        if self._pending.chunks and self._kick_call is None:
+            self._flush_due(not self._pending_urgent)
 
     def _batch_failed(self, failure: Failure, batch: _Batch) -> None:
         if self._inflight is batch:
