@@ -329,6 +329,35 @@ class QueueIds(_LoadedIds):
                 return
         self.recent[msg_id] = bool(delivered)
 
+    def deliver(self, msg_ids: list[int]) -> list[int]:
+        """Flag each of ``msg_ids`` this queue holds delivered; returns those that were not
+        (what a DELIVERED record must say). One pass: ids that follow each other in the base
+        (a consumer taking a recovered queue's head in order) are found by stepping to the
+        next slot, not by a bisect and three lookups each."""
+        recent, ids, flags = self.recent, self.ids, self.flags
+        top, count = self._top, len(self.ids)
+        fresh = []
+        at = -1
+        for msg_id in msg_ids:
+            value = recent.get(msg_id)
+            if value is not None or msg_id > top or not self._held:
+                if value is False:
+                    recent[msg_id] = True
+                    fresh.append(msg_id)
+                continue
+            at += 1
+            if not (0 < at < count and ids[at] == msg_id):
+                at = bisect_left(ids, msg_id)
+                if at == count or ids[at] != msg_id:
+                    at = -1
+                    continue
+            if flags[at] == 0:
+                flags[at] = 1
+                fresh.append(msg_id)
+        if at >= 0:
+            self._hint = at + 1
+        return fresh
+
     def pop(self, msg_id: int, default: Any = _MISSING) -> Any:
         value = self.recent.pop(msg_id, None)
         if value is not None:

@@ -717,6 +717,19 @@ class JournalIndex:
             if value is not None:
                 ids[msg_id] = value | 1 if self.recovering else True
 
+    def deliver(self, queue_key: str, msg_ids: list[int]) -> list[int]:
+        """While running: flag ``msg_ids`` of the queue delivered; returns those that were
+        not (``QueueIds.deliver``: one pass over a recovered queue's arrays)."""
+        ids = self.queues.get(queue_key)
+        if not ids:
+            return []
+        if isinstance(ids, QueueIds):
+            return ids.deliver(msg_ids)
+        fresh = [msg_id for msg_id in msg_ids if ids.get(msg_id) is False]
+        for msg_id in fresh:
+            ids[msg_id] = True
+        return fresh
+
     def put_definition(
         self,
         key: DefinitionKey,

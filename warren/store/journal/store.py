@@ -538,14 +538,9 @@ class JournalStore(MessageStore):
 
     def mark_delivered(self, queue_key: str, msg_ids: list[int]) -> None:
         self._ready()
-        ids = self._index.queues.get(queue_key)
-        if not ids:
-            return
-        fresh = [msg_id for msg_id in msg_ids if ids.get(msg_id) is False]
-        if not fresh:
-            return
-        self._log.append(RecordType.DELIVERED, encode_queue_ids(queue_key, fresh), lazy=True)
-        self._index.mark_delivered(queue_key, fresh)
+        fresh = self._index.deliver(queue_key, msg_ids)
+        if fresh:
+            self._log.append(RecordType.DELIVERED, encode_queue_ids(queue_key, fresh), lazy=True)
 
     def set_delivery_counts(self, queue_key: str, counts: dict[int, int]) -> None:
         """The new counts, with the delivered flags clear: one RETURNED record for the
