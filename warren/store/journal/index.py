@@ -396,8 +396,9 @@ class JournalIndex:
         found it before ``release_purged`` did)."""
         self._release_message(msg_id, at)
 
-    def _release_message(self, msg_id: int, at: Position) -> None:
-        """A message died (no queue holds it) at log position ``at``."""
+    def _release_message(self, msg_id: int, at: Position) -> int:
+        """A message died (no queue holds it) at log position ``at``; returns where it was
+        (its packed location)."""
         packed = self.messages.pop(msg_id)
         self.shared.pop(msg_id, None)
         if self.counts:
@@ -408,6 +409,7 @@ class JournalIndex:
         liveness.live_bytes -= (packed >> _LENGTH_SHIFT) & _LOW32
         if at > liveness.released_at:
             liveness.released_at = at
+        return packed
 
     def _forget_return(self, msg_id: int, at: Position) -> None:
         """The message's RETURNED entry (if any) is no longer live state as of ``at``."""
@@ -567,12 +569,15 @@ class JournalIndex:
         for msg_id in msg_ids:
             if ids.pop(msg_id, None) is None:
                 continue
-            older = messages[msg_id] >> _SEGMENT_SHIFT
+            # one lookup of the location, the pop (a get first would make the pop's lookup
+            # miss the map's hint, and bisect, for every message of a drain)
+            if not self._still_held(msg_id):
+                older = self._release_message(msg_id, end) >> _SEGMENT_SHIFT
+                dead.append(msg_id)
+            else:
+                older = messages[msg_id] >> _SEGMENT_SHIFT
             if older != segment:
                 self._liveness(segment).guards.add(older)
-            if not self._still_held(msg_id):
-                self._release_message(msg_id, end)
-                dead.append(msg_id)
         if not ids:
             del self.queues[queue_key]
         self.changes += len(dead)
