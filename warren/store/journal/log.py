@@ -9,7 +9,9 @@ flush for the end of the turn (``callLater(0)``), so every write of the turn goe
 ``pwrite`` per segment touched and one ``fdatasync``. That disk work runs on one dedicated
 thread, so the reactor keeps accepting and routing while the disk works; at most one flush is
 in flight and writes made meanwhile gather in the next batch, so the file order is the append
-order. :meth:`sync` returns a Deferred that fires once the flush covering everything appended
+order. A *lazy* record (``append(lazy=True)``: acks, delivered flags, returns, which a crash
+may lose at the cost of a redelivery) makes no flush due by itself: it goes with the next
+one, or ``LAZY_FLUSH_DELAY`` later. :meth:`sync` returns a Deferred that fires once the flush covering everything appended
 before the call has finished. :meth:`flush` does the same work blocking, for start-up, shutdown
 and tests.
 

@@ -10,7 +10,9 @@ Reclaim runs on the reactor thread after every successful flush (and after recov
 with nothing live are deleted, and the oldest mostly dead segment (live bytes under
 ``COMPACT_BELOW`` of its size) is compacted, one at a time so the work is spread out: its
 records are read and sorted out on the reader thread, the live ones re-appended a slice per
-reactor turn.
+reactor turn. A candidate whose live bytes fell within ``DRAIN_QUIET`` seconds is being drained
+by a consumer: it is left to empty and be deleted, as copying records about to be acked is
+wasted work (looked at again once it is quiet).
 Disk use thus follows live data, and so does recovery time. The rules that keep this from ever
 resurrecting an acked message or a deleted definition are in :mod:`.index`.
 
