@@ -11,9 +11,9 @@ thread, so the reactor keeps accepting and routing while the disk works; at most
 in flight and writes made meanwhile gather in the next batch, so the file order is the append
 order. A *lazy* record (``append(lazy=True)``: acks, delivered flags, returns, which a crash
 may lose at the cost of a redelivery) makes no flush due by itself: it goes with the next
-one, or ``LAZY_FLUSH_DELAY`` later. :meth:`sync` returns a Deferred that fires once the flush covering everything appended
-before the call has finished. :meth:`flush` does the same work blocking, for start-up, shutdown
-and tests.
+one, or ``LAZY_FLUSH_DELAY`` later. :meth:`sync` returns a Deferred that fires once the flush
+covering everything appended before the call has finished. :meth:`flush` does the same work
+blocking, for start-up, shutdown and tests.
 
 Failures. When a write or fsync fails (ENOSPC, EIO) the log turns ``healthy`` False, errbacks
 the waiters of that batch with :class:`StoreUnavailable` and keeps the batch's bytes in memory,
