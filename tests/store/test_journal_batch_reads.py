@@ -2,7 +2,8 @@
 ``LocationMap.get_many`` as ``get`` of each id, ``QueueIds.deliver`` as the dict's flags,
 and a read-ahead read in runs of adjacent records (``read_many_later`` on the reader thread)
 returns each record, the one the index names now, even when records were rewritten elsewhere
-or interleaved with other queues' messages."""
+or interleaved with other queues' messages; and a lazy record (an ack) waits for the next
+flush instead of making one due."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 from twisted.internet import task
 
 from warren.store.journal.array_maps import LocationMap, QueueIds, location_arrays
-from warren.store.journal.log import _runs
+from warren.store.journal.index import RecordType
+from warren.store.journal.log import LAZY_FLUSH_DELAY, JournalLog, _runs
 from warren.store.journal.store import JournalStore
 
 QA = "/\x00a"
@@ -110,3 +112,36 @@ def test_a_batch_read_returns_each_record_where_the_index_has_it_now(tmp_path):
     live = {m: b for m, b in bodies.items() if not (m % 7 == 0 and m % 5)}
     assert {m: bytes(b) for m, b in results[0].items()} == live
     store.close()
+
+
+def run_thread_calls_until(clock: ThreadedClock, done) -> None:
+    """Run the calls the journal's threads hand the reactor until ``done()``."""
+    while not done():
+        call, args, kwargs = clock.from_threads.get(timeout=30)
+        call(*args, **kwargs)
+
+
+def test_a_lazy_record_waits_for_the_next_flush_and_an_urgent_one_does_not(tmp_path):
+    """An ack (lazy) makes no flush due at the end of its turn, only ``LAZY_FLUSH_DELAY``
+    later; a publish (urgent) after it makes one due at once, and it takes the ack along."""
+    clock = ThreadedClock()
+    log = JournalLog(str(tmp_path), segment_size=1 << 20, reactor=clock)
+    log.open()
+    list(log.replay())
+    log.flush()
+    fsyncs = log.fsyncs
+    log.append(RecordType.ACK, b"ack", lazy=True)
+    clock.advance(0)   # the end of the turn: no flush ran, the lazy one is still to come
+    assert [call.getTime() for call in clock.getDelayedCalls()] == [LAZY_FLUSH_DELAY]
+    assert log.durable_end < log.end
+    clock.advance(LAZY_FLUSH_DELAY)
+    run_thread_calls_until(clock, lambda: log.durable_end == log.end)
+    assert log.fsyncs == fsyncs + 1
+    log.append(RecordType.ACK, b"ack", lazy=True)
+    log.append(RecordType.MESSAGE, b"message")
+    durable = []
+    log.sync().addCallback(durable.append)
+    clock.advance(0)   # urgent: flushed at the end of this turn, the ack with it
+    run_thread_calls_until(clock, lambda: durable)
+    assert log.fsyncs == fsyncs + 2 and log.durable_end == log.end
+    log.close()

@@ -605,6 +605,7 @@ class JournalLog:
             if self._pending.chunks or self._pending.waiters:
                 batches.append(self._pending)
                 self._pending = _Batch()
+                self._pending_urgent = False
             for batch in batches:
                 if not batch.written:
                     try:
