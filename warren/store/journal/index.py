@@ -396,8 +396,9 @@ class JournalIndex:
         found it before ``release_purged`` did)."""
         self._release_message(msg_id, at)
 
-    def _release_message(self, msg_id: int, at: Position) -> None:
-        """A message died (no queue holds it) at log position ``at``."""
+    def _release_message(self, msg_id: int, at: Position) -> int:
+        """A message died (no queue holds it) at log position ``at``; returns where it was
+        (its packed location)."""
         packed = self.messages.pop(msg_id)
         self.shared.pop(msg_id, None)
         if self.counts:
@@ -408,6 +409,7 @@ class JournalIndex:
         liveness.live_bytes -= (packed >> _LENGTH_SHIFT) & _LOW32
         if at > liveness.released_at:
             liveness.released_at = at
+        return packed
 
     def _forget_return(self, msg_id: int, at: Position) -> None:
         """The message's RETURNED entry (if any) is no longer live state as of ``at``."""
@@ -448,6 +450,15 @@ class JournalIndex:
         """(segment, offset, framed length) of a live message's record."""
         packed = self.messages.get(msg_id)
         return None if packed is None else unpack_location(packed)
+
+    def locations(self, msg_ids: list[int]) -> list[int | None]:
+        """The packed locations of ``msg_ids`` (None for one not live), in one call (a batch
+        read's: ``LocationMap.get_many`` steps through adjacent ids)."""
+        messages = self.messages
+        if isinstance(messages, LocationMap):
+            return messages.get_many(msg_ids)
+        get = messages.get
+        return [get(msg_id) for msg_id in msg_ids]
 
     def is_current(self, msg_id: int, segment: int, offset: int) -> bool:
         """Whether the MESSAGE record at (segment, offset) is ``msg_id``'s live copy."""
@@ -558,12 +569,15 @@ class JournalIndex:
         for msg_id in msg_ids:
             if ids.pop(msg_id, None) is None:
                 continue
-            older = messages[msg_id] >> _SEGMENT_SHIFT
+            # one lookup of the location, the pop (a get first would make the pop's lookup
+            # miss the map's hint, and bisect, for every message of a drain)
+            if not self._still_held(msg_id):
+                older = self._release_message(msg_id, end) >> _SEGMENT_SHIFT
+                dead.append(msg_id)
+            else:
+                older = messages[msg_id] >> _SEGMENT_SHIFT
             if older != segment:
                 self._liveness(segment).guards.add(older)
-            if not self._still_held(msg_id):
-                self._release_message(msg_id, end)
-                dead.append(msg_id)
         if not ids:
             del self.queues[queue_key]
         self.changes += len(dead)
@@ -707,6 +721,19 @@ class JournalIndex:
             value = ids.get(msg_id)
             if value is not None:
                 ids[msg_id] = value | 1 if self.recovering else True
+
+    def deliver(self, queue_key: str, msg_ids: list[int]) -> list[int]:
+        """While running: flag ``msg_ids`` of the queue delivered; returns those that were
+        not (``QueueIds.deliver``: one pass over a recovered queue's arrays)."""
+        ids = self.queues.get(queue_key)
+        if not ids:
+            return []
+        if isinstance(ids, QueueIds):
+            return ids.deliver(msg_ids)
+        fresh = [msg_id for msg_id in msg_ids if ids.get(msg_id) is False]
+        for msg_id in fresh:
+            ids[msg_id] = True
+        return fresh
 
     def put_definition(
         self,

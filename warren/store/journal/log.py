@@ -9,9 +9,11 @@ flush for the end of the turn (``callLater(0)``), so every write of the turn goe
 ``pwrite`` per segment touched and one ``fdatasync``. That disk work runs on one dedicated
 thread, so the reactor keeps accepting and routing while the disk works; at most one flush is
 in flight and writes made meanwhile gather in the next batch, so the file order is the append
-order. :meth:`sync` returns a Deferred that fires once the flush covering everything appended
-before the call has finished. :meth:`flush` does the same work blocking, for start-up, shutdown
-and tests.
+order. A *lazy* record (``append(lazy=True)``: acks, delivered flags, returns, which a crash
+may lose at the cost of a redelivery) makes no flush due by itself: it goes with the next
+one, or ``LAZY_FLUSH_DELAY`` later. :meth:`sync` returns a Deferred that fires once the flush
+covering everything appended before the call has finished. :meth:`flush` does the same work
+blocking, for start-up, shutdown and tests.
 
 Failures. When a write or fsync fails (ENOSPC, EIO) the log turns ``healthy`` False, errbacks
 the waiters of that batch with :class:`StoreUnavailable` and keeps the batch's bytes in memory,
@@ -46,7 +48,6 @@ from twisted.python.failure import Failure
 from warren.store.interface import StoreUnavailable
 from warren.store.journal.segment import (
     HEADER_SIZE,
-    CorruptRecord,
     MAX_PAYLOAD,
     RECORD_HEADER,
     JournalSegment,
@@ -64,11 +65,44 @@ Position = tuple[int, int]
 RETRY_FIRST = 0.5
 RETRY_MAX = 5.0
 
+#: ``read_on_disk`` reads two records in one ``pread`` when at most this many bytes lie between
+#: them (what is read between is dropped: cheaper than a second system call).
+READ_GAP = 4096
+#: ... and reads at most this many bytes in one ``pread`` (a run longer is split).
+READ_SPAN = 4 * 1024 * 1024
+
+#: Seconds a lazy record (``append(lazy=True)``) may wait in memory for a flush.
+LAZY_FLUSH_DELAY = 0.05
+
 #: CRC32 of each valid type byte: a record's checksum continues from it over the payload
 #: (the framing of ``segment.encode_record``, done here without building the frame first).
 _TYPE_CRC = {t: zlib.crc32(bytes((t,))) for t in range(1, 256)}
 _pack_header = RECORD_HEADER.pack
+_unpack_header = RECORD_HEADER.unpack_from
 _crc32 = zlib.crc32
+
+
+def _runs(wanted: list[tuple[int, int, int, int]],
+          ) -> list[tuple[int, int, int, list[tuple[int, int, int]]]]:
+    """(segment, start, end, [(key, offset, length)...]) of ``wanted`` (key, segment, offset,
+    length) grouped into spans to read at once: sorted by position, a record joins the span
+    before it when it starts at most ``READ_GAP`` bytes after its end and the span stays
+    within ``READ_SPAN``."""
+    runs: list[tuple[int, int, int, list[tuple[int, int, int]]]] = []
+    number = start = end = -1
+    run: list[tuple[int, int, int]] = []
+    for key, segment, offset, length in sorted(wanted, key=lambda w: (w[1], w[2])):
+        if (segment == number and end <= offset <= end + READ_GAP
+                and offset + length - start <= READ_SPAN):
+            run.append((key, offset, length))
+            end = offset + length
+            continue
+        if run:
+            runs.append((number, start, end, run))
+        number, start, end, run = segment, offset, offset + length, [(key, offset, length)]
+    if run:
+        runs.append((number, start, end, run))
+    return runs
 
 
 class _Batch:
@@ -193,6 +227,8 @@ class JournalLog:
         self._disk_lock = threading.Lock()  # held while bytes go to disk, by either path
         self._disk = DiskThread(reactor)
         self._kick_call: Any = None
+        self._kick_lazy = False   # the call scheduled is the lazy one (LAZY_FLUSH_DELAY)
+        self._pending_urgent = False   # the pending batch holds a record that is not lazy
         self._retry_call: Any = None
         self._retry_delay = RETRY_FIRST
         self._closed = False
@@ -367,9 +403,14 @@ class JournalLog:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def append(self, record_type: int,
-               payload: bytes | bytearray | memoryview) -> tuple[int, int, int]:
-        """Frame and buffer one record; return its (segment, offset, framed length)."""
+    def append(self, record_type: int, payload: bytes | bytearray | memoryview,
+               lazy: bool = False) -> tuple[int, int, int]:
+        """Frame and buffer one record; return its (segment, offset, framed length).
+
+        A ``lazy`` record (an ack, a delivered flag: a crash may lose it, and then a message
+        is redelivered, never lost) does not make a flush due at the end of the turn: it goes
+        with the next one that is, or after ``LAZY_FLUSH_DELAY`` (group commit over turns, so
+        a consumer acking a draining queue costs a few fsyncs a second, not one a turn)."""
         if self._abandoned:
             return self._head, self._sizes.get(self._head, 0), HEADER_SIZE + len(payload)
         if not self._ready:
@@ -392,8 +433,7 @@ class JournalLog:
         self._pending.add_record(segment, size, header, payload)
         sizes[segment] = size + length
         self.appended += length
-        if self._kick_call is None and not self._closed:
-            self._kick_call = self._reactor.callLater(0, self._kick)
+        self._flush_due(lazy)
         return segment, size, length
 
     def roll(self, at_least: int) -> bool:
@@ -423,8 +463,7 @@ class JournalLog:
         if self._pending.chunks:
             waiter: Deferred = Deferred()
             self._pending.waiters.append(waiter)
-            if self._kick_call is None and not self._closed:
-                self._kick_call = self._reactor.callLater(0, self._kick)
+            self._flush_due(False)
             return waiter
         if self._inflight is not None:
             waiter = Deferred()
@@ -432,11 +471,33 @@ class JournalLog:
             return waiter
         return succeed(None)
 
+    def _flush_due(self, lazy: bool) -> None:
+        """Have the pending batch flushed at the end of this turn, or (``lazy``, when nothing
+        sooner is due) ``LAZY_FLUSH_DELAY`` from now."""
+        if self._closed:
+            return
+        call = self._kick_call
+        if lazy:
+            if call is None:
+                self._kick_lazy = True
+                self._kick_call = self._reactor.callLater(LAZY_FLUSH_DELAY, self._kick)
+            return
+        self._pending_urgent = True
+        if call is not None and self._kick_lazy:
+            if call.active():
+                call.cancel()
+            call = None
+        if call is None:
+            self._kick_lazy = False
+            self._kick_call = self._reactor.callLater(0, self._kick)
+
     def _kick(self) -> None:
         self._kick_call = None
+        self._kick_lazy = False
         if self._closed or self._inflight is not None or not self._pending.chunks:
             return
         batch, self._pending = self._pending, _Batch()
+        self._pending_urgent = False
         self._inflight = batch
         done = self._disk.submit(self._write_batch, batch)
         done.addCallbacks(
@@ -475,8 +536,8 @@ class JournalLog:
             self._inflight = None
         if not batch.finished:
             self._finish(batch)
-        if self._pending.chunks and self._kick_call is None and not self._closed:
-            self._kick_call = self._reactor.callLater(0, self._kick)
+        if self._pending.chunks and self._kick_call is None:
+            self._flush_due(not self._pending_urgent)
 
     def _batch_failed(self, failure: Failure, batch: _Batch) -> None:
         if self._inflight is batch:
@@ -544,6 +605,7 @@ class JournalLog:
             if self._pending.chunks or self._pending.waiters:
                 batches.append(self._pending)
                 self._pending = _Batch()
+                self._pending_urgent = False
             for batch in batches:
                 if not batch.written:
                     try:
@@ -582,18 +644,33 @@ class JournalLog:
     def read_on_disk(self, wanted: list[tuple[int, int, int, int]]) -> list[tuple[int, bytes]]:
         """Reader thread: (key, payload) of each (key, segment, offset, length) whose record
         reads back whole (the caller checks on the reactor thread that each is still the one
-        it wanted: a segment may be compacted and deleted meanwhile, and then is skipped)."""
+        it wanted: a segment may be compacted and deleted meanwhile, and then is skipped).
+
+        One ``pread`` per run of adjacent records (gaps up to ``READ_GAP`` bytes are read
+        through): a drained deep queue's records lie back to back in the order published, so
+        a read-ahead of a thousand bodies is a few reads, not a thousand system calls."""
         out = []
         segments = self._segments
-        for key, number, offset, length in wanted:
+        for number, offset, end, run in _runs(wanted):
             segment = segments.get(number)
             if segment is None:
                 continue
             try:
-                _, payload = segment.read_at(offset, length)
-            except (OSError, CorruptRecord):
+                raw = segment.read_span(offset, end - offset)
+            except OSError:
                 continue
-            out.append((key, payload))
+            view = memoryview(raw)
+            size = len(raw)
+            for key, at, length in run:
+                start = at - offset
+                if start + length > size or length < HEADER_SIZE:
+                    continue   # short read: the segment was cut or deleted meanwhile
+                n, crc, record_type = _unpack_header(view, start)
+                payload = raw[start + HEADER_SIZE:start + length]
+                if (HEADER_SIZE + n != length or record_type == 0
+                        or _crc32(payload, _TYPE_CRC.get(record_type, 0)) != crc):
+                    continue   # not the record wanted (the caller reads it again)
+                out.append((key, payload))
         return out
 
     def records(self, number: int) -> list[tuple[int, int, memoryview]]:

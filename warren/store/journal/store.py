@@ -10,7 +10,9 @@ Reclaim runs on the reactor thread after every successful flush (and after recov
 with nothing live are deleted, and the oldest mostly dead segment (live bytes under
 ``COMPACT_BELOW`` of its size) is compacted, one at a time so the work is spread out: its
 records are read and sorted out on the reader thread, the live ones re-appended a slice per
-reactor turn.
+reactor turn. A candidate whose live bytes fell within ``DRAIN_QUIET`` seconds is being drained
+by a consumer: it is left to empty and be deleted, as copying records about to be acked is
+wasted work (looked at again once it is quiet).
 Disk use thus follows live data, and so does recovery time. The rules that keep this from ever
 resurrecting an acked message or a deleted definition are in :mod:`.index`.
 
@@ -107,6 +109,10 @@ _LiveRecord = tuple[int, int, dict[str, bool], memoryview | None]
 
 #: A segment older than the head whose live bytes are under this share of its size is compacted.
 COMPACT_BELOW = 0.25
+#: A segment whose live bytes fell within this many seconds is not compacted yet: a consumer
+#: is draining it (acks at a deep queue's head), and what compaction would copy is about to
+#: be acked; once it is empty it is deleted, copying nothing. Looked at again after as long.
+DRAIN_QUIET = 1.0
 #: Live records a compaction re-appends per reactor turn (the segment is read off it).
 COMPACT_SLICE = 2_000
 #: Messages of a purged (deleted) queue the index lets go of per reactor turn.
@@ -155,6 +161,10 @@ class JournalStore(MessageStore):
         self._measure: BodySize | None = None
         self._abandoned = False
         self._compacting: int | None = None   # the segment being compacted (one at a time)
+        #: Compaction candidates: segment -> (live bytes when last looked at, reactor time
+        #: they last fell), so a segment being drained is left to empty (``DRAIN_QUIET``).
+        self._shrinking: dict[int, tuple[int, float]] = {}
+        self._quiet_call: Any = None
         self.compactions = 0
         self.segments_deleted = 0
         self._checkpoint_bytes = checkpoint_bytes
@@ -433,8 +443,9 @@ class JournalStore(MessageStore):
 
     def close(self) -> None:
         """Flush, then save the index (see :mod:`.saved_index`) if everything is on disk."""
-        if self._purge_call is not None and self._purge_call.active():
-            self._purge_call.cancel()
+        for call in (self._purge_call, self._quiet_call):
+            if call is not None and call.active():
+                call.cancel()
         self._reader.stop()
         if self._checkpoint_call is not None and self._checkpoint_call.active():
             self._checkpoint_call.cancel()
@@ -485,6 +496,8 @@ class JournalStore(MessageStore):
     def abandon(self) -> None:
         self._abandoned = True
         self._log.abandon()
+        if self._quiet_call is not None and self._quiet_call.active():
+            self._quiet_call.cancel()
         self._reader.stop_soon()
         if self._checkpoint_call is not None and self._checkpoint_call.active():
             self._checkpoint_call.cancel()
@@ -520,20 +533,16 @@ class JournalStore(MessageStore):
         live = self._index.live_in_queue(queue_key, msg_ids)
         if not live:
             return
+        # lazy: an ack lost to a crash is a redelivery (as RabbitMQ's acks, not fsynced each)
         segment, offset, length = self._log.append(RecordType.ACK,
-                                                   encode_queue_ids(queue_key, live))
+                                                   encode_queue_ids(queue_key, live), lazy=True)
         self._index.ack(queue_key, live, segment, (segment, offset + length))
 
     def mark_delivered(self, queue_key: str, msg_ids: list[int]) -> None:
         self._ready()
-        ids = self._index.queues.get(queue_key)
-        if not ids:
-            return
-        fresh = [msg_id for msg_id in msg_ids if ids.get(msg_id) is False]
-        if not fresh:
-            return
-        self._log.append(RecordType.DELIVERED, encode_queue_ids(queue_key, fresh))
-        self._index.mark_delivered(queue_key, fresh)
+        fresh = self._index.deliver(queue_key, msg_ids)
+        if fresh:
+            self._log.append(RecordType.DELIVERED, encode_queue_ids(queue_key, fresh), lazy=True)
 
     def set_delivery_counts(self, queue_key: str, counts: dict[int, int]) -> None:
         """The new counts, with the delivered flags clear: one RETURNED record for the
@@ -560,7 +569,7 @@ class JournalStore(MessageStore):
             self._rewrite(msg_id, queues, {**old, queue_key: count})
         if returns:
             segment, offset, length = self._log.append(
-                RecordType.RETURNED, encode_returned(queue_key, returns))
+                RecordType.RETURNED, encode_returned(queue_key, returns), lazy=True)
             index.returned(queue_key, list(returns.items()), segment,
                            (segment, offset + length))
 
@@ -649,11 +658,10 @@ class JournalStore(MessageStore):
         out: dict[int, bytes] = {}
         wanted = []
         durable_end = log.durable_end
-        for msg_id in msg_ids:
-            location = index.location(msg_id)
-            if location is None:
+        for msg_id, packed in zip(msg_ids, index.locations(msg_ids)):
+            if packed is None:
                 continue
-            segment, offset, length = location
+            segment, offset, length = unpack_location(packed)
             if (segment, offset + length) > durable_end:
                 try:
                     out[msg_id] = self.read(msg_id)
@@ -672,9 +680,11 @@ class JournalStore(MessageStore):
                        out: dict[int, bytes]) -> dict[int, bytes]:
         payloads = dict(got)
         index = self._index
-        for msg_id, segment, offset, length in wanted:
+        now = index.locations([msg_id for msg_id, _, _, _ in wanted])
+        for (msg_id, segment, offset, length), packed in zip(wanted, now):
             payload = payloads.get(msg_id)
-            if payload is not None and index.is_current(msg_id, segment, offset):
+            if (payload is not None and packed is not None
+                    and unpack_location(packed)[:2] == (segment, offset)):
                 found, _, _, at, _ = decode_message(payload)
                 if found == msg_id:
                     out[msg_id] = payload[at:]
@@ -859,7 +869,8 @@ class JournalStore(MessageStore):
             if (liveness is None or not liveness.holds_anything() or liveness.purging
                     or not existing.isdisjoint(liveness.guards)):
                 continue
-            if liveness.live_bytes < COMPACT_BELOW * log.segment_bytes(number):
+            if (liveness.live_bytes < COMPACT_BELOW * log.segment_bytes(number)
+                    and not self._draining(number, liveness.live_bytes)):
                 return number
         # An old live segment keeps alive every later segment holding an ACK of one of its
         # (dead) records, and those keep the ones acking theirs: a chain that grows with
@@ -894,6 +905,27 @@ class JournalStore(MessageStore):
             )
             return root
         return None
+
+    def _draining(self, number: int, live_bytes: int) -> bool:
+        """Whether segment ``number``'s live bytes fell in the last ``DRAIN_QUIET`` seconds
+        (or it is a candidate seen for the first time): then it is left to the consumers, and
+        reclaim looks again once that much time went by. Without a running reactor (start-up,
+        a blocking flush) nothing is draining."""
+        reactor = self._reactor
+        if not getattr(reactor, "running", False):
+            return False
+        now = reactor.seconds()
+        seen = self._shrinking.get(number)
+        if seen is None or live_bytes < seen[0]:
+            self._shrinking = {n: v for n, v in self._shrinking.items()
+                               if n in self._index.segments}
+            self._shrinking[number] = (live_bytes, now)
+        elif now - seen[1] >= DRAIN_QUIET:
+            del self._shrinking[number]
+            return False
+        if self._quiet_call is None or not self._quiet_call.active():
+            self._quiet_call = reactor.callLater(DRAIN_QUIET, self._reclaim_if_open)
+        return True
 
     def _compact(self, number: int) -> None:
         """Re-append the live records of segment ``number`` at the head; it dies with them.
