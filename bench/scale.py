@@ -3,10 +3,12 @@
     python -m bench.scale core --sizes 10000 50000
         binds N bindings on one exchange through the core (in-process Broker, no network),
         then unbinds them: seconds in total and microseconds per operation, per exchange type.
-    python -m bench.scale mqtt --sizes 10000 --mode one|many|both
+    python -m bench.scale mqtt --sizes 10000 --mode one|many|both [--retained K]
         a `warren run` subprocess; a paho client subscribes N filters in one SUBSCRIBE
         (``one``) or in N SUBSCRIBEs sent back to back (``many``) and waits for the SUBACKs,
         while a second client times QoS 1 PUBLISH -> PUBACK round trips (max and p99 quoted).
+        ``--retained K``: K retained messages first, spread over the filters (each filter's
+        walk of the retained tree then runs, and K messages follow the SUBACK).
     python -m bench.scale deliver --sizes 5000 50000
         a client with N filters receives 2,000 messages on 2,000 different matching topics:
         seconds (each new topic is matched against the client's subscriptions).
@@ -403,7 +405,23 @@ class RoundTrips:
                 f" (began {at:.2f} s after the first)")
 
 
-def bench_mqtt(sizes: list[int], modes: list[str]) -> None:
+def _retain(port: int, n: int, count: int) -> None:
+    """``count`` retained QoS 1 messages, one per topic, spread over the filters of
+    ``bench_mqtt`` (``bench/<i>/+/temp``), all acknowledged before it returns."""
+    import paho.mqtt.client as mqtt
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="retainer")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    step = max(1, n // count)
+    infos = [client.publish(f"bench/{i * step % n}/r{i}/temp", b"retained", qos=1, retain=True)
+             for i in range(count)]
+    for info in infos:
+        info.wait_for_publish(60)
+    client.loop_stop()
+    client.disconnect()
+
+
+def bench_mqtt(sizes: list[int], modes: list[str], retained: int = 0) -> None:
     import paho.mqtt.client as mqtt
 
     from bench.gc_probe import summary as gc_summary, turns_summary
@@ -418,6 +436,8 @@ def bench_mqtt(sizes: list[int], modes: list[str]) -> None:
                 broker.start()
                 try:
                     port = broker.ports["mqtt"]
+                    if retained:
+                        _retain(port, n, retained)
                     probe = RoundTrips(port)
                     probe.start()
                     time.sleep(0.5)   # a few samples of the quiet broker first
@@ -786,6 +806,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
     p.add_argument("--mode", choices=["one", "many", "both"], default="both",
                    help="mqtt: one SUBSCRIBE with every filter, one per filter, or both")
+    p.add_argument("--retained", type=int, default=0,
+                   help="mqtt: retained messages matching the filters, made before")
     p.add_argument("--brokers", nargs="+", default=["warren", "rabbitmq"],
                    choices=["warren", "rabbitmq"], help="objects: the brokers compared")
     p.add_argument("--connections", type=int, default=10_000,
@@ -815,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
     elif a.what == "objects":
         bench_objects(a.sizes, a.brokers, a.rabbitmq_server)
     else:
-        bench_mqtt(a.sizes, ["one", "many"] if a.mode == "both" else [a.mode])
+        bench_mqtt(a.sizes, ["one", "many"] if a.mode == "both" else [a.mode], a.retained)
     return 0
 
 

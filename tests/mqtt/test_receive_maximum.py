@@ -74,3 +74,22 @@ def test_qos0_publish_is_not_limited(broker, unique):
     raw.send(PingReq())
     assert isinstance(raw.recv(), PingResp)
     raw.close()
+
+
+def test_a_client_still_writing_reads_the_disconnect(broker, unique):
+    """paho's test_flow_control2: a client past the Receive Maximum answers the PUBRECs it
+    reads with PUBRELs (written one by one, after the broker decided to disconnect it) before
+    it reads on. The broker's close must not reset the connection under it: each write goes
+    through, and the DISCONNECT 0x93 and then the end of the stream are there to read."""
+    raw, limit = _connect5(broker.mqtt_port)
+    raw.send_raw(b"".join(encode(Publish(f"{unique}/flow", b"x", 2, packet_id=i), 5)
+                          for i in range(1, limit + 2)))
+    for i in range(1, limit + 1):
+        got = raw.recv()
+        assert isinstance(got, PubRec) and got.packet_id == i
+    for i in range(1, limit + 1):
+        raw.send(PubRel(i))       # a reset by then: BrokenPipeError / ConnectionResetError
+    got = raw.recv()
+    assert isinstance(got, Disconnect) and got.reason_code == 0x93
+    assert raw.sock.recv(65536) == b""    # our FIN, not a reset
+    raw.close()

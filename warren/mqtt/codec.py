@@ -82,6 +82,7 @@ from warren.mqtt.properties import (
     encode_varint,
     read_properties,
 )
+from warren.mqtt.subscribe_payload import EAGER_FILTERS, LazySubscriptions, read_subscription
 
 __all__ = [
     "MqttParser", "encode", "validate_topic_name", "validate_topic_filter",
@@ -353,30 +354,18 @@ def _ack_parser(cls: type, kind: str) -> Callable[[WireReader, int, int], Any]:
 
 
 def _parse_subscribe(reader: WireReader, flags: int, level: int) -> Subscribe:
+    """The first ``EAGER_FILTERS`` filters now, the rest when the session reads them
+    (``subscribe_payload.py``: a 50,000-filter SUBSCRIBE is not one long turn)."""
     packet_id = _packet_id(reader)
     properties = read_properties(reader, "subscribe") if level == 5 else {}
-    subscriptions = []
-    while not reader.at_end():
-        topic_filter = reader.utf8()
-        options = reader.u8()
-        qos = options & 0x03
-        if qos == 3:
-            raise MqttError(MALFORMED_PACKET, "subscription QoS 3")  # [MQTT-3.8.3-4]
-        if level == 5:
-            if options & 0xC0:
-                raise MqttError(MALFORMED_PACKET, "subscription options reserved bits set")
-            retain_handling = (options >> 4) & 0x03
-            if retain_handling == 3:
-                raise MqttError(PROTOCOL_ERROR, "retain handling 3")  # [MQTT 5.0 3.8.3.1]
-            subscriptions.append(Subscription(topic_filter, qos, bool(options & 0x04),
-                                              bool(options & 0x08), retain_handling))
-        else:
-            if options & 0xFC:  # [MQTT-3.8.3-4]
-                raise MqttError(MALFORMED_PACKET, "subscription reserved bits set")
-            subscriptions.append(Subscription(topic_filter, qos))
-    if not subscriptions:
+    if reader.at_end():
         raise MqttError(PROTOCOL_ERROR, "SUBSCRIBE without subscriptions")  # [MQTT-3.8.3-3]
-    return Subscribe(packet_id, tuple(subscriptions), properties)
+    decoded = []
+    while not reader.at_end():
+        if len(decoded) == EAGER_FILTERS:
+            return Subscribe(packet_id, LazySubscriptions(decoded, reader, level), properties)
+        decoded.append(read_subscription(reader, level))
+    return Subscribe(packet_id, tuple(decoded), properties)
 
 
 def _parse_suback(reader: WireReader, flags: int, level: int) -> SubAck:

@@ -11,6 +11,15 @@ consumers report no credit and messages wait in their queues. Memory alarms paus
 
 The one broad ``except`` is here, at the connection boundary: log, answer "unspecified error"
 (DISCONNECT 0x80 at 5.0, a close at 3.1.1) and close this connection only.
+
+Closing is a half-close that lingers (``close``): the DISCONNECT (or CONNACK) goes out, then a
+FIN, and what the client still sends is read and dropped until it closes too or
+``CLOSE_LINGER`` seconds pass. A plain ``close()`` of a socket whose client is still writing
+(a publisher past its Receive Maximum, paho's ``test_flow_control2``) makes the kernel answer
+with a reset: the client's next write fails, and a reset can drop the DISCONNECT it had not yet
+read, so it never learns why. Mosquitto 2.0.11 closes at once (``close`` without
+``shutdown``); it does not meet this case, as it answers that publish with PUBREC 0x97 and
+stays connected.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import time
 from typing import Any
 
 from twisted.internet import protocol
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
@@ -35,6 +45,9 @@ from warren.turn_slices import turn_deadline
 
 log = logging.getLogger("warren.mqtt")
 
+#: seconds a closed connection goes on reading (and dropping) what the client still sends
+#: after our FIN, waiting for its own close
+CLOSE_LINGER = 2.0
 
 
 @implementer(IPushProducer)
@@ -56,6 +69,7 @@ class MqttConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         self.recv_oct = 0
         self.init_output(clock)
         self._connect_call = None
+        self._linger_call: Any = None
         self._backlog: list | None = None   # packets held while long work is under way
         self.tls_fields = TlsFields()
         self.connected_at = clock.seconds()
@@ -199,10 +213,10 @@ class MqttConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
     def connectionLost(self, reason: Any = None) -> None:
         self.closed = True
         self.broker.unregister_connection(self)
-        for call in (self._flush_call, self._connect_call):
+        for call in (self._flush_call, self._connect_call, self._linger_call):
             if call is not None and call.active():
                 call.cancel()
-        self._flush_call = self._connect_call = None
+        self._flush_call = self._connect_call = self._linger_call = None
         self._out = []
         try:
             self.session.detach()
@@ -224,11 +238,28 @@ class MqttConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         return self.closed
 
     def close(self) -> None:
-        """Write what is pending, then close the socket (the session already detached)."""
+        """Write what is pending, then close the socket (the session already detached).
+
+        On TCP the write side closes first (FIN after the last packet) and reading goes on,
+        each read dropped (``dataReceived`` once ``closed``), until the client closes or
+        ``CLOSE_LINGER`` passes: no reset for a client still writing, which would lose it
+        the DISCONNECT. TLS and WebSocket transports close as before (a TCP half-close under
+        them would cut their own closing handshake)."""
         if self.closed:
             return
         self.flush()
         self.closed = True
+        transport = self.transport
+        if not isinstance(transport, FileDescriptor):
+            transport.loseConnection()
+            return
+        transport.loseWriteConnection()
+        transport.resumeProducing()     # reading may be paused (a held backlog)
+        self._linger_call = self.clock.callLater(CLOSE_LINGER, self._linger_over)
+
+    def _linger_over(self) -> None:
+        """The client neither closed nor stopped writing in time: close regardless."""
+        self._linger_call = None
         self.transport.loseConnection()
 
     def parser_level(self) -> int | None:

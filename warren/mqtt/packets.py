@@ -13,6 +13,7 @@ thousand instructions per message). Nothing changes a packet after the parser ma
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -145,8 +146,11 @@ class Subscription:
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
+    """SUBSCRIBE. ``subscriptions`` is a tuple, or for more than a few dozen filters a
+    ``subscribe_payload.LazySubscriptions`` that decodes them as they are iterated."""
+
     packet_id: int
-    subscriptions: tuple[Subscription, ...]
+    subscriptions: Sequence[Subscription]
     properties: dict[str, Any] = field(default_factory=_props)
 
 

@@ -98,6 +98,11 @@ class RetainedStore:
         self.broker.parameters[key] = record
         self.broker.save_definition("parameter", key, record)
 
+    def has_any(self, vhost: str) -> bool:
+        """Whether *vhost* holds a retained message (else a SUBSCRIBE has none to walk)."""
+        tree = self._by_vhost.get(vhost)
+        return tree is not None and len(tree) > 0
+
     def get(self, vhost: str, topic: str) -> RetainedMessage | None:
         tree = self._by_vhost.get(vhost)
         return None if tree is None else tree.get(topic)

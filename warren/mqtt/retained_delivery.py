@@ -18,6 +18,12 @@ The session's queue deliveries wait until the last retained message is out, so t
 published after the SUBSCRIBE reaches the client after the retained message of its topic, as
 when they were sent in one block [MQTT-4.6.0-5]; a later SUBSCRIBE's retained messages follow
 the earlier ones'. A filter unsubscribed meanwhile gets no more [MQTT-3.10.4-2].
+
+A SUBSCRIBE of 50,000 filters hands over 50,000 subscriptions: each one's walk is made when
+the delivery reaches it (``RetainedSender.retained_walk``), and a step ends after
+``NODES_PER_STEP`` nodes counted across filters (a filter's start counts as one), so a run of
+filters matching nothing is sliced too. Making every walk up front was a 52-58 ms turn, and a
+step that counted nodes per filter walked all 50,000 filters of two nodes each in one step.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class RetainedSender(Protocol):
     def retained_blocked(self, qos: int) -> bool: ...           # may not send at this QoS now
     def current_sub(self, sub: Sub) -> Sub | None: ...          # None: unsubscribed since
     def send_retained(self, sub: Sub, message: RetainedMessage) -> None: ...
+    def retained_walk(self, sub: Sub) -> Iterator[RetainedMessage | None]: ...  # lazy walk
     def retained_sent(self) -> None: ...                         # all out: deliver again
 
 
@@ -58,15 +65,15 @@ class RetainedDelivery:
     def __init__(self, session: RetainedSender, cooperator: Cooperator) -> None:
         self._session = session
         self._cooperator = cooperator
-        self._pending: deque[tuple[Sub, Iterator[RetainedMessage | None]]] = deque()
+        self._pending: deque[Sub] = deque()   # subscriptions whose walk is not begun
         self._task: Any = None
         self._wake: Deferred[None] | None = None
 
-    def add(self, walks: list[tuple[Sub, Iterator[RetainedMessage | None]]]) -> None:
-        """Send what each walk of the tree yields to its subscription, after what is pending.
-        The first step is taken at once: a SUBSCRIBE matching a few retained messages has
-        them sent with its SUBACK, and only a longer walk becomes a task."""
-        self._pending.extend(walks)
+    def add(self, subs: list[Sub]) -> None:
+        """Send each subscription the retained messages its filter matches, after what is
+        pending. The first step is taken at once: a SUBSCRIBE matching a few retained
+        messages has them sent with its SUBACK, and only longer work becomes a task."""
+        self._pending.extend(subs)
         if self._task is not None:
             return
         steps = self._steps()
@@ -96,10 +103,11 @@ class RetainedDelivery:
 
     def _steps(self) -> Iterator[Deferred[None] | None]:
         session, pending = self._session, self._pending
+        walked = 0
         while pending:
-            sub, matching = pending[0]
-            walked = 0
-            for message in matching:
+            sub = pending.popleft()
+            walked += 1
+            for message in session.retained_walk(sub):
                 if message is not None:
                     current = session.current_sub(sub)
                     if current is None:
@@ -114,11 +122,12 @@ class RetainedDelivery:
                         break
                     session.send_retained(current, message)
                 walked += 1
-                if walked == NODES_PER_STEP:
+                if walked >= NODES_PER_STEP:
                     walked = 0
                     yield None
-            if pending:
-                pending.popleft()
+            if walked >= NODES_PER_STEP:
+                walked = 0
+                yield None
 
     def _finished(self, _: Any) -> None:
         self._task = None

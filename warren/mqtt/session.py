@@ -378,7 +378,8 @@ class MqttSession(Subscriptions):
                 len(self._qos1_unacked) + len(self.state.qos2_received) >= self.receive_maximum:
             # [MQTT-3.3.4-7] a client keeps at most the Receive Maximum our CONNACK stated
             # of QoS 1/2 publishes unacknowledged; one more is answered with DISCONNECT 0x93
-            # [MQTT 5.0 3.3.4] (Mosquitto does so too) and not routed. Unacknowledged: its
+            # [MQTT 5.0 3.3.4] and not routed (paho's test_flow_control2 expects it; Mosquitto
+            # 2.0.11 answers PUBREC 0x97 instead and stays connected). Unacknowledged: its
             # PUBACK not sent yet (waiting for the store) or a QoS 2 id awaiting PUBREL.
             raise MqttError(rc.RECEIVE_MAXIMUM_EXCEEDED,
                             f"more than {self.receive_maximum} QoS 1/2 publishes unacknowledged")

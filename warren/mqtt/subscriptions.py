@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import math
 import struct
+import time
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from warren.model.errors import AccessRefused, BrokerError
 from warren.model.message import Message, QueueEntry
@@ -31,7 +32,7 @@ from warren.mqtt.retained_delivery import RetainedDelivery
 from warren.mqtt.session_state import Inflight, SessionState, Sub
 from warren.mqtt.states import State
 from warren.mqtt.topics import filter_matches, filter_to_pattern, key_to_topic, split_shared
-from warren.turn_slices import TurnRange
+from warren.turn_slices import CHECK_EVERY, turn_deadline
 
 log = logging.getLogger("warren.mqtt")
 
@@ -357,35 +358,39 @@ class Subscriptions:
     # ------------------------------------------------------------------ SUBSCRIBE
     def _on_subscribe(self, s: Subscribe) -> None:
         """Subscribe each filter, then one SUBACK. A SUBSCRIBE with more filters than the
-        turn's budget allows is done a slice per reactor turn (``TurnRange``, ``pending_work``: the
-        listener reads none of this client's further packets meanwhile), so other clients'
-        round trips stay short; the SUBACK still follows the last subscription."""
+        turn's budget allows is done a slice per reactor turn (until ``turn_deadline``, the
+        clock read every ``CHECK_EVERY`` filters; ``pending_work``: the listener reads none of
+        this client's further packets meanwhile), so other clients' round trips stay short;
+        the SUBACK still follows the last subscription. The filters are iterated, not
+        indexed: a big SUBSCRIBE's are decoded as they are reached (``subscribe_payload.py``),
+        so its decoding is sliced with its subscribing."""
         ids = s.properties.get("subscription_identifier")
         identifier = ids[0] if ids else None
         codes: list[int] = []
-        fresh: list[tuple[Sub, bool, int]] = []
-        reqs = s.subscriptions
-        pos = 0
+        wants_retained: list[Sub] = []
+        reqs = iter(s.subscriptions)
 
         def work() -> bool:
-            nonlocal pos
             if self.state_name is State.CLOSED:
                 return True
-            part = TurnRange(pos, len(reqs))
-            for i in part:
-                self._subscribe_one(reqs[i], identifier, codes, fresh)
-            pos = part.next
-            if pos < len(reqs):
-                self._subs_changed()
-                return False
-            self._subscribed(s, codes, fresh)
+            end = turn_deadline()
+            counted = 0
+            for req in reqs:
+                self._subscribe_one(req, identifier, codes, wants_retained)
+                counted += 1
+                if counted == CHECK_EVERY:
+                    counted = 0
+                    if time.monotonic() >= end:
+                        self._subs_changed()
+                        return False
+            self._subscribed(s, codes, wants_retained)
             return True
 
         if not work():
             self.pending_work = work
 
     def _subscribe_one(self, req: Any, identifier: Any, codes: list[int],
-                       fresh: list[tuple[Sub, bool, int]]) -> None:
+                       wants_retained: list[Sub]) -> None:
         state = self.state
         try:
             validate_topic_filter(req.topic_filter)
@@ -421,7 +426,12 @@ class Subscriptions:
             codes.append(rc.suback_code(rc.reason_for(e), self.level))
             return
         codes.append(req.qos)
-        fresh.append((sub, existed, req.retain_handling))
+        handling = req.retain_handling
+        if group is None and (handling == 0 or (handling == 1 and not existed)):
+            # retained messages are sent on SUBSCRIBE [MQTT-3.3.1-9], unless the Retain
+            # Handling option says not at all or only to a new subscription [MQTT 5.0
+            # 3.8.3.1]; never to a shared one
+            wants_retained.append(sub)
 
     def _check_binding(self, filt: str) -> None:
         """Raise AccessRefused unless the client may bind (SUBSCRIBE) or unbind (UNSUBSCRIBE)
@@ -431,21 +441,18 @@ class Subscriptions:
         self.broker.check_topic(self.user, self.vhost.name, self.exchange, "read",
                                 filter_to_pattern(filt), self.state.client_id)
 
-    def _subscribed(self, s: Subscribe, codes: list[int],
-                    fresh: list[tuple[Sub, bool, int]]) -> None:
+    def _subscribed(self, s: Subscribe, codes: list[int], wants_retained: list[Sub]) -> None:
+        """The SUBACK, then (in slices, ``retained_delivery.py``) the retained messages of the
+        filters that want them: each filter's walk of the retained tree is made when the
+        delivery reaches it, not here, so 50,000 filters cost this turn no 50,000 walks."""
         state = self.state
         self._subs_changed()
         self.send(SubAck(s.packet_id, tuple(codes)))
         self.registry.save_soon(state)
         if self.consumer is not None and self.consumer not in list(self.consumer.queue.consumers):
             self.consumer.queue.add_consumer(self.consumer)
-        retained = self.registry.retained
-        walks = [(sub, retained.matching_steps(self.vhost.name, sub.topic_filter,
-                                               self.clock.seconds))
-                 for sub, existed, handling in fresh
-                 if sub.group is None and (handling == 0 or (handling == 1 and not existed))]
-        if walks:
-            self._send_retained(walks)   # [MQTT-3.3.1-9], [MQTT 5.0 3.8.3.1]
+        if wants_retained and self.registry.retained.has_any(self.vhost.name):
+            self._send_retained(wants_retained)   # [MQTT-3.3.1-9], [MQTT 5.0 3.8.3.1]
 
     def _join_group(self, full: str, sub: Sub) -> None:
         vh = self.vhost
@@ -459,14 +466,20 @@ class Subscriptions:
         self.shared[full] = consumer
         q.add_consumer(consumer)
 
-    def _send_retained(self, walks: list[tuple[Sub, Any]]) -> None:
-        """Send the retained messages each walk of the tree finds to its subscription, after
-        those of earlier SUBSCRIBEs, a slice per reactor turn (``retained_delivery.py``)."""
+    def _send_retained(self, subs: list[Sub]) -> None:
+        """Send the retained messages each subscription's filter matches to it, after those
+        of earlier SUBSCRIBEs, a slice per reactor turn (``retained_delivery.py``)."""
         out = self._retained_out
         if out is None:
             out = self._retained_out = RetainedDelivery(self, self.registry.retained_slices)
         self.retained_pending = True
-        out.add(walks)
+        out.add(subs)
+
+    def retained_walk(self, sub: Sub) -> Iterator[RetainedMessage | None]:
+        """The lazy walk of the vhost's retained messages *sub*'s filter matches (expired
+        ones deleted on the way)."""
+        return self.registry.retained.matching_steps(self.vhost.name, sub.topic_filter,
+                                                     self.clock.seconds)
 
     def retained_blocked(self, qos: int) -> bool:
         """No retained PUBLISH now: the socket is backed up, or at QoS 1/2 the in-flight
