@@ -282,7 +282,17 @@ class Queue:
                 consumer.deliver(self, entry)
                 self.vhost.broker.release(self, entry.message)
             else:
-                self._hand_over(consumer, entry)
+                # _hand_over's and _track_unacked's delivery in line (an MQTT QoS 1
+                # subscriber's, a manual-ack consumer's; never a redelivery): two Python
+                # calls less per message
+                self.stats["deliver"] += 1
+                self._totals["deliver"] += 1
+                self.unacked += 1
+                message = entry.message
+                self.unacked_bytes += len(message.body)
+                if message.stored and self.durable:
+                    self.vhost.broker.note_delivered(self, message.id)
+                consumer.deliver(self, entry)
         finally:
             self._dispatching = False
             for watcher in self.demand_watchers:
@@ -589,13 +599,8 @@ class Queue:
     def ack(self, entries: list[QueueEntry]) -> None:
         self.unacked -= len(entries)
         broker = self.vhost.broker
-        release = broker.release
-        acked_bytes = 0
-        for e in entries:
-            message = e.message
-            acked_bytes += len(message.body)
-            release(self, message)   # what _settle does
-        self.unacked_bytes -= acked_bytes
+        # what _settle does to each, in one call for the batch
+        self.unacked_bytes -= broker.release_entries(self, entries)
         self._count("ack", len(entries))
         broker.after_settle(self)
 

@@ -423,7 +423,18 @@ class VirtualHost:
             routed = _new(Routed)
             routed.queues = queues
             routed.rejected = NO_QUEUES
-            routed.stored = self._enqueue(message, queues)
+            q = queues[0]
+            if len(queues) == 1 and not q.own_log and not (message.persistent and q.journaled):
+                # _enqueue's usual case in line (one classic queue, nothing to store): one
+                # Python call less per message
+                broker = self.broker
+                if not message.id:
+                    message.id = next(broker.message_ids)
+                broker.track(message)
+                q.enqueue(message)
+                routed.stored = False
+            else:
+                routed.stored = self._enqueue(message, queues)
             return routed
         rejected: list[Queue] = []
         targets = []
