@@ -1,7 +1,7 @@
 """The acknowledged delivery's path through the core: a message delivered the moment it
-arrives (``Queue._deliver_arriving``), counted unacked, then acked in batches
+arrives (in ``Queue.enqueue``), counted unacked, then acked in batches
 (``Broker.release_entries``), which frees a message held by one queue in line and leaves
-shared, stored and paged ones to ``Broker.release``.
+shared and paged-out ones to ``Broker.release``.
 
 What must hold whichever way a message goes: deliveries in publish order, the queue's unacked
 counts and bytes while they are out, memory accounting back to where it was once every queue

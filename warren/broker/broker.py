@@ -457,23 +457,34 @@ class Broker:
         """``release`` the message of each of *entries* (an ack's batch); answers the bytes
         of their bodies (the queue's ``unacked_bytes`` go down by that much).
 
-        The usual message (in memory, not stored, held by this queue alone) is freed in
-        line and accounted once for the batch: a ``release`` call per acked message was one
-        Python call in every acknowledged delivery of every protocol. Anything else goes
-        through ``release``. Unblocking publishers is left to the caller's
-        ``after_settle``, as after every ack."""
+        The usual message (in memory, held by this queue alone) is freed in line, its store
+        ack noted in line, and the memory accounted once for the batch: a ``release`` call
+        per acked message was one Python call in every acknowledged delivery of every
+        protocol. A shared or paged-out message goes through ``release``. Unblocking
+        publishers is left to the caller's ``after_settle``, as after every ack."""
         release = self.release
+        key = queue.store_key
+        journaled = queue.durable and self.store is not None
+        acked = self._acked.get(key) if journaled else None
         body_bytes = freed = plain = 0
         for e in entries:
             message = e.message
             size = len(message.body)
             body_bytes += size
-            if message.refs == 1 and not message.stored and not message.paged:
+            if message.refs == 1 and not message.paged:
+                if message.stored and journaled:
+                    if acked is not None:   # this turn's flush is already scheduled
+                        acked.append(message.id)
+                    else:
+                        self._note(self._acked, key, message.id)
+                        acked = self._acked[key]
                 message.refs = 0
                 freed += size
                 plain += 1
             else:
                 release(queue, message)
+                if journaled and acked is None:
+                    acked = self._acked.get(key)
         if plain:
             self.memory_used -= freed + plain * OVERHEAD
             self.body_bytes -= freed

@@ -424,15 +424,19 @@ class VirtualHost:
             routed.queues = queues
             routed.rejected = NO_QUEUES
             q = queues[0]
-            if len(queues) == 1 and not q.own_log and not (message.persistent and q.journaled):
-                # _enqueue's usual case in line (one classic queue, nothing to store): one
+            if len(queues) == 1 and not q.own_log:
+                # _enqueue's usual case in line (one queue keeping no log of its own): one
                 # Python call less per message
                 broker = self.broker
                 if not message.id:
                     message.id = next(broker.message_ids)
+                if message.persistent and q.journaled and broker.store is not None:
+                    broker.store_publish(message, [q.store_key])
+                    routed.stored = True
+                else:
+                    routed.stored = False
                 broker.track(message)
                 q.enqueue(message)
-                routed.stored = False
             else:
                 routed.stored = self._enqueue(message, queues)
             return routed
