@@ -423,9 +423,17 @@ class Broker:
 
     # ---------------------------------------------------------------- messages and memory
     def track(self, message: Message) -> None:
+        """A queue holds *message* now: its body and overhead count (``VirtualHost.publish``
+        does this in line for its usual case, then calls :meth:`after_growth` only when
+        the pager's budget or the memory watermark is passed)."""
         size = len(message.body)
         self.memory_used += size + OVERHEAD
         self.body_bytes += size
+        self.after_growth()
+
+    def after_growth(self) -> None:
+        """The memory held grew: the pager starts paging past its budget, and publishers
+        are blocked past the high watermark."""
         if self.memory_used - self.index_bytes > self.pager.budget:
             self.pager.note_growth()
         if not self.blocked and self.memory_used > self.memory_high:

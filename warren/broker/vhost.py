@@ -19,7 +19,7 @@ from .arguments import QUEUE_ARGUMENTS
 from .deadletter import dead_letter_copy, is_cycle
 from ..model.errors import AccessRefused, NotFound, PreconditionFailed
 from .jsonvalue import jsonable
-from ..model.message import Message, QueueEntry
+from ..model.message import OVERHEAD, Message, QueueEntry
 from .queue import Queue
 from .replyto import ReplySubscription
 from .stats import new_counts
@@ -435,7 +435,13 @@ class VirtualHost:
                     routed.stored = True
                 else:
                     routed.stored = False
-                broker.track(message)
+                # broker.track in line: the checks it makes only when memory passes a mark
+                size = len(message.body)
+                used = broker.memory_used + size + OVERHEAD
+                broker.memory_used = used
+                broker.body_bytes += size
+                if used > broker.memory_high or used - broker.index_bytes > broker.pager.budget:
+                    broker.after_growth()
                 q.enqueue(message)
             else:
                 routed.stored = self._enqueue(message, queues)
