@@ -423,9 +423,17 @@ class Broker:
 
     # ---------------------------------------------------------------- messages and memory
     def track(self, message: Message) -> None:
+        """A queue holds *message* now: its body and overhead count (``VirtualHost.publish``
+        does this in line for its usual case, then calls :meth:`after_growth` only when
+        the pager's budget or the memory watermark is passed)."""
         size = len(message.body)
         self.memory_used += size + OVERHEAD
         self.body_bytes += size
+        self.after_growth()
+
+    def after_growth(self) -> None:
+        """The memory held grew: the pager starts paging past its budget, and publishers
+        are blocked past the high watermark."""
         if self.memory_used - self.index_bytes > self.pager.budget:
             self.pager.note_growth()
         if not self.blocked and self.memory_used > self.memory_high:
@@ -452,6 +460,43 @@ class Broker:
             # expiry), so unblocking is decided here, not only after acks
             if self.blocked and self.memory_used < self.memory_low:
                 self._set_blocked(False)
+
+    def release_entries(self, queue: Queue, entries: Sequence[QueueEntry]) -> int:
+        """``release`` the message of each of *entries* (an ack's batch); answers the bytes
+        of their bodies (the queue's ``unacked_bytes`` go down by that much).
+
+        The usual message (in memory, held by this queue alone) is freed in line, its store
+        ack noted in line, and the memory accounted once for the batch: a ``release`` call
+        per acked message was one Python call in every acknowledged delivery of every
+        protocol. A shared or paged-out message goes through ``release``. Unblocking
+        publishers is left to the caller's ``after_settle``, as after every ack."""
+        release = self.release
+        key = queue.store_key
+        journaled = queue.durable and self.store is not None
+        acked = self._acked.get(key) if journaled else None
+        body_bytes = freed = plain = 0
+        for e in entries:
+            message = e.message
+            size = len(message.body)
+            body_bytes += size
+            if message.refs == 1 and not message.paged:
+                if message.stored and journaled:
+                    if acked is not None:   # this turn's flush is already scheduled
+                        acked.append(message.id)
+                    else:
+                        self._note(self._acked, key, message.id)
+                        acked = self._acked[key]
+                message.refs = 0
+                freed += size
+                plain += 1
+            else:
+                release(queue, message)
+                if journaled and acked is None:
+                    acked = self._acked.get(key)
+        if plain:
+            self.memory_used -= freed + plain * OVERHEAD
+            self.body_bytes -= freed
+        return body_bytes
 
     def release_many(self, queue: Queue, entries: deque[Any]) -> None:
         """``release`` the message of each of ``entries`` (a purge, a deleted queue; taken

@@ -232,10 +232,44 @@ class Queue:
         self.stats["publish"] += 1
         consumers = self.consumers
         if expires_at is None and consumers.members and not self._limited \
-                and not self.ready.count:
+                and not self.ready.count and not self._dispatching and not self.deleted:
             # nothing waits ahead of it: straight to a consumer with room, as dispatch would
-            # hand it over the moment it was appended (RabbitMQ's attempt_delivery)
-            self._deliver_arriving(consumers, entry)
+            # hand it over the moment it was appended (RabbitMQ's attempt_delivery). What
+            # ``dispatch`` does with the one entry, in line (a Python call per message less),
+            # without it passing through ``ready`` (it goes there when no consumer takes it
+            # now). While a dispatch is under way it is appended below, and that one takes it.
+            self._dispatching = True
+            try:
+                sole = consumers.sole
+                if consumers.selective:
+                    consumer = consumers.next_accepting(self, entry)[0]
+                elif sole is not None:
+                    consumer = sole if sole.has_credit() else None
+                else:
+                    consumer = consumers.next_with_credit()
+                if consumer is None:
+                    self.ready.append(entry)
+                elif consumer.no_ack:
+                    # _hand_over's no-ack delivery in line (an MQTT QoS 0 subscriber's, an
+                    # auto-ack consumer's; an arriving entry is never a redelivery)
+                    self.stats["deliver_no_ack"] += 1
+                    self._totals["deliver_no_ack"] += 1
+                    consumer.deliver(self, entry)
+                    self.vhost.broker.release(self, message)
+                else:
+                    # _hand_over's and _track_unacked's delivery in line (an MQTT QoS 1
+                    # subscriber's, a manual-ack consumer's; never a redelivery)
+                    self.stats["deliver"] += 1
+                    self._totals["deliver"] += 1
+                    self.unacked += 1
+                    self.unacked_bytes += len(message.body)
+                    if message.stored and self.durable:
+                        self.vhost.broker.note_delivered(self, message.id)
+                    consumer.deliver(self, entry)
+            finally:
+                self._dispatching = False
+                for watcher in self.demand_watchers:
+                    watcher(self)
             return entry
         self.ready.append(entry)
         if self._limited:
@@ -254,39 +288,6 @@ class Queue:
         if consumers.members:
             self.dispatch()
         return entry
-
-    def _deliver_arriving(self, consumers: ConsumerSet, entry: QueueEntry) -> None:
-        """``enqueue`` of an entry into an empty queue with consumers: what ``dispatch``
-        does with the one entry, without it passing through ``ready`` (it stays there when
-        no consumer takes it now)."""
-        if self._dispatching or self.deleted:
-            self.ready.append(entry)    # the dispatch under way takes it
-            return
-        self._dispatching = True
-        try:
-            sole = consumers.sole
-            if consumers.selective:
-                consumer = consumers.next_accepting(self, entry)[0]
-            elif sole is not None:
-                consumer = sole if sole.has_credit() else None
-            else:
-                consumer = consumers.next_with_credit()
-            if consumer is None:
-                self.ready.append(entry)
-            elif consumer.no_ack:
-                # _hand_over's no-ack delivery in line (an MQTT QoS 0 subscriber's, an
-                # auto-ack consumer's; an arriving entry is never a redelivery): one Python
-                # call less per message
-                self.stats["deliver_no_ack"] += 1
-                self._totals["deliver_no_ack"] += 1
-                consumer.deliver(self, entry)
-                self.vhost.broker.release(self, entry.message)
-            else:
-                self._hand_over(consumer, entry)
-        finally:
-            self._dispatching = False
-            for watcher in self.demand_watchers:
-                watcher(self)
 
     def enqueue_paged(self, msg_id: int, size: int, redelivered: bool, count: int) -> None:
         """Recovery of a deep queue: an entry that stays in the store (``compact.py``) until
@@ -589,13 +590,8 @@ class Queue:
     def ack(self, entries: list[QueueEntry]) -> None:
         self.unacked -= len(entries)
         broker = self.vhost.broker
-        release = broker.release
-        acked_bytes = 0
-        for e in entries:
-            message = e.message
-            acked_bytes += len(message.body)
-            release(self, message)   # what _settle does
-        self.unacked_bytes -= acked_bytes
+        # what _settle does to each, in one call for the batch
+        self.unacked_bytes -= broker.release_entries(self, entries)
         self._count("ack", len(entries))
         broker.after_settle(self)
 

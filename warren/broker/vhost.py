@@ -19,7 +19,7 @@ from .arguments import QUEUE_ARGUMENTS
 from .deadletter import dead_letter_copy, is_cycle
 from ..model.errors import AccessRefused, NotFound, PreconditionFailed
 from .jsonvalue import jsonable
-from ..model.message import Message, QueueEntry
+from ..model.message import OVERHEAD, Message, QueueEntry
 from .queue import Queue
 from .replyto import ReplySubscription
 from .stats import new_counts
@@ -423,7 +423,28 @@ class VirtualHost:
             routed = _new(Routed)
             routed.queues = queues
             routed.rejected = NO_QUEUES
-            routed.stored = self._enqueue(message, queues)
+            q = queues[0]
+            if len(queues) == 1 and not q.own_log:
+                # _enqueue's usual case in line (one queue keeping no log of its own): one
+                # Python call less per message
+                broker = self.broker
+                if not message.id:
+                    message.id = next(broker.message_ids)
+                if message.persistent and q.journaled and broker.store is not None:
+                    broker.store_publish(message, [q.store_key])
+                    routed.stored = True
+                else:
+                    routed.stored = False
+                # broker.track in line: the checks it makes only when memory passes a mark
+                size = len(message.body)
+                used = broker.memory_used + size + OVERHEAD
+                broker.memory_used = used
+                broker.body_bytes += size
+                if used > broker.memory_high or used - broker.index_bytes > broker.pager.budget:
+                    broker.after_growth()
+                q.enqueue(message)
+            else:
+                routed.stored = self._enqueue(message, queues)
             return routed
         rejected: list[Queue] = []
         targets = []
