@@ -103,6 +103,36 @@ class _LoadedIds:
         base (so each slot is moved O(1) times over its life) and a few thousand."""
         return first >= TRIM_FROM and 2 * first >= len(self.ids)
 
+    def _columns(self) -> tuple[Any, ...]:
+        """The subclass's arrays beside ``ids``, one slot per id."""
+        raise NotImplementedError
+
+    def _first_present(self) -> int:
+        """The first slot whose entry is still there, or -1."""
+        raise NotImplementedError
+
+    def trim(self) -> int:
+        """Drop the dead slots at the head of the base (a memmove of what follows) once they
+        are worth it (``_trim_at``); returns how many went."""
+        if self._held == len(self.ids):
+            return 0
+        first = self._first_present()
+        if first < 0:
+            first = len(self.ids)
+        if not self._trim_at(first):
+            return 0
+        self._trimmed_ids(first)
+        for column in self._columns():
+            del column[:first]
+        if not self.ids:
+            self._top = -1
+        return first
+
+    def nbytes(self) -> int:
+        """The base's bytes as allocated: the ids and the columns beside them, with what the
+        arrays hold in reserve."""
+        return sum(map(sys.getsizeof, (self.ids, *self._columns())))
+
     def _trimmed_ids(self, first: int) -> None:
         """Drop the first ``first`` ids. The ids go first: a reader on another thread (a
         compaction's, ``JournalIndex.is_current``) that bisects meanwhile finds a slot of the
@@ -232,27 +262,11 @@ class LocationMap(_LoadedIds):
         self.recent = stay
         return len(keys)
 
-    def trim(self) -> int:
-        """Drop the dead slots at the head of the base (a memmove of what follows) once they
-        are worth it (``_trim_at``); returns how many went."""
-        if self._held == len(self.ids):
-            return 0
-        first = self.present.find(1)
-        if first < 0:
-            first = len(self.ids)
-        if not self._trim_at(first):
-            return 0
-        self._trimmed_ids(first)
-        del self.high[:first]
-        del self.low[:first]
-        del self.present[:first]
-        if not self.ids:
-            self._top = -1
-        return first
+    def _columns(self) -> tuple[Any, ...]:
+        return (self.high, self.low, self.present)   # with the ids: 25 bytes a slot
 
-    def nbytes(self) -> int:
-        """The base's bytes as allocated (25 a slot, and what the arrays hold in reserve)."""
-        return sum(map(sys.getsizeof, (self.ids, self.high, self.low, self.present)))
+    def _first_present(self) -> int:
+        return self.present.find(1)
 
 
 def location_arrays(messages: Any, copy: bool = True) -> tuple[array, array, array]:
@@ -414,26 +428,12 @@ class QueueIds(_LoadedIds):
         self.recent = {}
         return len(keys)
 
-    def trim(self) -> int:
-        """Drop the removed slots at the head of the base (as ``LocationMap.trim``)."""
-        if self._held == len(self.ids):
-            return 0
-        first = self.flags.translate(_PRESENT).find(1)
-        if first < 0:
-            first = len(self.ids)
-        if not self._trim_at(first):
-            return 0
-        self._trimmed_ids(first)
-        del self.flags[:first]
-        if self.sizes is not None:
-            del self.sizes[:first]
-        if not self.ids:
-            self._top = -1
-        return first
+    def _columns(self) -> tuple[Any, ...]:
+        # with the ids: 9 bytes a slot, 17 with sizes
+        return (self.flags,) if self.sizes is None else (self.flags, self.sizes)
 
-    def nbytes(self) -> int:
-        """The base's bytes as allocated (9 a slot, 17 with sizes)."""
-        return sum(map(sys.getsizeof, (self.ids, self.flags, self.sizes or b"")))
+    def _first_present(self) -> int:
+        return self.flags.translate(_PRESENT).find(1)
 
     def delivered(self) -> Iterator[int]:
         """The ids with their delivered flag set: ``find`` jumps from one to the next in C
@@ -527,24 +527,11 @@ class ReplayQueue(_LoadedIds):
         self.recent = {}
         return len(keys)
 
-    def trim(self) -> int:
-        """As :meth:`LocationMap.trim`."""
-        if self._held == len(self.ids):
-            return 0
-        first = self.present.find(1)
-        if first < 0:
-            first = len(self.ids)
-        if not self._trim_at(first):
-            return 0
-        self._trimmed_ids(first)
-        del self.vals[:first]
-        del self.present[:first]
-        if not self.ids:
-            self._top = -1
-        return first
+    def _columns(self) -> tuple[Any, ...]:
+        return (self.vals, self.present)
 
-    def nbytes(self) -> int:
-        return sum(map(sys.getsizeof, (self.ids, self.vals, self.present)))
+    def _first_present(self) -> int:
+        return self.present.find(1)
 
 
 def queue_order(ids: Any, copy: bool = True) -> array:
