@@ -70,6 +70,7 @@ from bench.rabbitmq_scripts import find_rabbitmq
 from bench.loadgen.amqp import DIRECT_EXCHANGE, Consumer, Publisher, routing_key
 from bench.loadgen.connection import ProtocolError
 from bench.loadgen.driver import Settings
+from bench.proc_memory import group_bytes
 from bench.scenarios import group_rss
 
 WINDOW = 1000   # unconfirmed messages a publisher may have (as loadgen's persistent-confirm)
@@ -218,20 +219,7 @@ def proportional_mb(broker: Broker) -> float:
     RabbitMQ's ``beam.smp`` alone, as ``resident_mb``."""
     if isinstance(broker, RabbitMQ):
         return resident_mb(broker)
-    group, total = os.getpgid(broker.process.pid), 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.getpgid(int(entry)) != group:
-                continue
-            with open(f"/proc/{entry}/smaps_rollup") as rollup:
-                for line in rollup:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1]) * 1024
-        except (OSError, ValueError):
-            continue   # gone meanwhile, or a kernel thread
-    return total / 1e6
+    return group_bytes(os.getpgid(broker.process.pid), "Pss", "smaps_rollup") / 1e6
 
 
 def resident_mb(broker: Broker) -> float:

@@ -65,6 +65,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench.proc_memory import group_bytes
+
 
 _COLLECTOR: list = []
 
@@ -475,21 +477,7 @@ def bench_mqtt(sizes: list[int], modes: list[str], retained: int = 0) -> None:
 
 def _group_rss(pid: int) -> int:
     """Bytes resident in the process group ``pid`` leads (a broker and what it spawned)."""
-    import os
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.getpgid(int(entry)) != pid:
-                continue
-            with open(f"/proc/{entry}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        except (OSError, ValueError):
-            continue
-    return total
+    return group_bytes(pid, "VmRSS")
 
 
 def bench_objects(sizes: list[int], brokers: list[str], rabbitmq_server: str | None) -> None:

@@ -22,6 +22,7 @@ from typing import Callable
 import pika
 
 from bench.brokers import HOST, Broker, wait_until_accepting
+from bench.proc_memory import group_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,22 +159,8 @@ def drain(port: int, queue: str, count: int, prefetch: int = 1000) -> int:
 
 def group_rss(broker: Broker, field: str = "VmRSS") -> int:
     """Bytes of `field` (VmRSS: resident now, VmHWM: peak) summed over the broker's process
-    group, read from /proc (a broker may run several processes: RabbitMQ's epmd and beam)."""
-    group = os.getpgid(broker.process.pid)
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.getpgid(int(entry)) != group:
-                continue
-            with open(f"/proc/{entry}/status") as status:
-                for line in status:
-                    if line.startswith(field + ":"):
-                        total += int(line.split()[1]) * 1024
-        except (OSError, ValueError):
-            continue   # gone meanwhile, or a kernel thread
-    return total
+    group (a broker may run several processes: RabbitMQ's epmd and beam)."""
+    return group_bytes(os.getpgid(broker.process.pid), field)
 
 
 def publish_confirmed(port: int, queue: str, count: int, window: int = 1000) -> None:
