@@ -325,9 +325,11 @@ def _array_of(typecode: str, raw: Any) -> array:
 #: which is what a small index keeps. (Tests set it to 0 to run the arrays on small data.)
 ARRAYS_FROM = 100_000
 #: Adds and removals of messages between two folds of the index (``JournalIndex.fold``): what
-#: the dicts beside the arrays hold at most, about 130 bytes each (8 MiB), and what one fold
-#: moves into the arrays (tens of milliseconds of C loops).
-FOLD_EVERY = 65_536
+#: the dicts beside the arrays hold at most, about 130 bytes each (2 MiB), and what one fold
+#: moves into the arrays on the reactor thread. The cost is linear in it (at 10M messages,
+#: 3.7 ms of CPU for the locations and 2.1 for a queue at 16,384; 15.2 and 8.4 at 65,536),
+#: so it is kept to a few milliseconds a fold (``turn_slices``' budget is 4 ms a turn).
+FOLD_EVERY = 16_384
 #: A queue still a dict becomes arrays at a fold once it holds this many messages (a smaller
 #: one keeps the dict's faster lookups: it costs little memory).
 QUEUE_ARRAYS_FROM = 16_384
