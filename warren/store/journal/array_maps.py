@@ -142,18 +142,23 @@ class _LoadedIds:
         self._hint = max(0, self._hint - first)
 
 
-class LocationMap(_LoadedIds):
-    """msg_id -> packed location (``index.pack_location``: more than 64 bits, so two u64
-    arrays, high and low halves) for the messages a start loaded, plus a dict of the rest."""
+class _FlaggedIds(_LoadedIds):
+    """A map whose loaded ids each have a presence byte (``present``, 0 once removed) and one
+    value in the subclass's columns: the dict methods over the base and the recent dict are
+    the same for :class:`LocationMap` and :class:`ReplayQueue`, which say only how a slot's
+    value is read (``_value_at``) and written (``_store_at``)."""
 
-    __slots__ = ("high", "low", "present")
+    __slots__ = ("present",)
 
-    def __init__(self, ids: array, high: array, low: array) -> None:
-        if not len(ids) == len(high) == len(low):
-            raise ValueError("location arrays of different lengths")
+    def _load_flagged(self, ids: array) -> None:
         self._load(ids)
-        self.high, self.low = high, low
         self.present = bytearray(b"\x01") * len(ids)
+
+    def _value_at(self, at: int) -> int:
+        raise NotImplementedError
+
+    def _store_at(self, at: int, value: int) -> None:
+        raise NotImplementedError
 
     def _find(self, msg_id: int) -> int:
         at = self._index(msg_id)
@@ -169,8 +174,61 @@ class LocationMap(_LoadedIds):
         if self._held:
             at = self._find(msg_id)
             if at >= 0:
-                return (self.high[at] << 64) | self.low[at]
+                return self._value_at(at)
         return default
+
+    def __setitem__(self, msg_id: int, value: int) -> None:
+        if msg_id > self._top:   # a new message: no lookup in the base
+            self.recent[msg_id] = value
+            return
+        if self._held and msg_id not in self.recent:
+            at = self._find(msg_id)
+            if at >= 0:
+                self._store_at(at, value)
+                return
+        self.recent[msg_id] = value
+
+    def pop(self, msg_id: int, default: Any = _MISSING) -> Any:
+        value = self.recent.pop(msg_id, None)
+        if value is not None:
+            return value
+        if self._held:
+            at = self._find(msg_id)
+            if at >= 0:
+                self.present[at] = 0
+                self._held -= 1
+                return self._value_at(at)
+        if default is _MISSING:
+            raise KeyError(msg_id)
+        return default
+
+    def __delitem__(self, msg_id: int) -> None:
+        self.pop(msg_id)
+
+    def __iter__(self) -> Iterator[int]:
+        return chain(compress(self.ids, self.present), self.recent)
+
+    def _first_present(self) -> int:
+        return self.present.find(1)
+
+
+class LocationMap(_FlaggedIds):
+    """msg_id -> packed location (``index.pack_location``: more than 64 bits, so two u64
+    arrays, high and low halves) for the messages a start loaded, plus a dict of the rest."""
+
+    __slots__ = ("high", "low")
+
+    def __init__(self, ids: array, high: array, low: array) -> None:
+        if not len(ids) == len(high) == len(low):
+            raise ValueError("location arrays of different lengths")
+        self._load_flagged(ids)
+        self.high, self.low = high, low
+
+    def _value_at(self, at: int) -> int:
+        return (self.high[at] << 64) | self.low[at]
+
+    def _store_at(self, at: int, value: int) -> None:
+        self.high[at], self.low[at] = _split(value)
 
     def get_many(self, msg_ids: list[int]) -> list[int | None]:
         """``get`` of each of ``msg_ids``, in one call: ids that follow each other in the
@@ -196,37 +254,6 @@ class LocationMap(_LoadedIds):
         if at >= 0:
             self._hint = at + 1
         return out
-
-    def __setitem__(self, msg_id: int, packed: int) -> None:
-        if msg_id > self._top:   # a new message: no lookup in the base
-            self.recent[msg_id] = packed
-            return
-        if self._held and msg_id not in self.recent:
-            at = self._find(msg_id)
-            if at >= 0:
-                self.high[at], self.low[at] = _split(packed)
-                return
-        self.recent[msg_id] = packed
-
-    def pop(self, msg_id: int, default: Any = _MISSING) -> Any:
-        value = self.recent.pop(msg_id, None)
-        if value is not None:
-            return value
-        if self._held:
-            at = self._find(msg_id)
-            if at >= 0:
-                self.present[at] = 0
-                self._held -= 1
-                return (self.high[at] << 64) | self.low[at]
-        if default is _MISSING:
-            raise KeyError(msg_id)
-        return default
-
-    def __delitem__(self, msg_id: int) -> None:
-        self.pop(msg_id)
-
-    def __iter__(self) -> Iterator[int]:
-        return chain(compress(self.ids, self.present), self.recent)
 
     def values(self) -> Iterator[int]:
         present = self.present
@@ -264,9 +291,6 @@ class LocationMap(_LoadedIds):
 
     def _columns(self) -> tuple[Any, ...]:
         return (self.high, self.low, self.present)   # with the ids: 25 bytes a slot
-
-    def _first_present(self) -> int:
-        return self.present.find(1)
 
 
 def location_arrays(messages: Any, copy: bool = True) -> tuple[array, array, array]:
@@ -447,66 +471,26 @@ class QueueIds(_LoadedIds):
         return chain(found, (msg_id for msg_id, flag in self.recent.items() if flag))
 
 
-class ReplayQueue(_LoadedIds):
+class ReplayQueue(_FlaggedIds):
     """A queue's msg_id -> its value during a replay (``JournalIndex.recovering``: seq, body
     size and delivered flag packed in 64 bits), in replay order, as arrays: what a full
     replay of a deep queue folds its dict into (``JournalIndex.fold``), 17 bytes a message
     where the dict cost about 150 (entry, key and value ints) at the replay's peak; the end
     of the replay sorts and turns it into a :class:`QueueIds`. The same dict methods."""
 
-    __slots__ = ("vals", "present")
+    __slots__ = ("vals",)
 
     def __init__(self, ids: array, vals: array) -> None:
         if len(ids) != len(vals):
             raise ValueError("a replayed queue's ids and values differ in length")
-        self._load(ids)
+        self._load_flagged(ids)
         self.vals = vals
-        self.present = bytearray(b"\x01") * len(ids)
 
-    def _find(self, msg_id: int) -> int:
-        at = self._index(msg_id)
-        if at < 0 or not self.present[at]:
-            return -1
-        self._hint = at + 1
-        return at
+    def _value_at(self, at: int) -> int:
+        return self.vals[at]
 
-    def get(self, msg_id: int, default: Any = None) -> Any:
-        value = self.recent.get(msg_id)
-        if value is not None:
-            return value
-        if self._held:
-            at = self._find(msg_id)
-            if at >= 0:
-                return self.vals[at]
-        return default
-
-    def __setitem__(self, msg_id: int, value: int) -> None:
-        if msg_id > self._top:
-            self.recent[msg_id] = value
-            return
-        if self._held and msg_id not in self.recent:
-            at = self._find(msg_id)
-            if at >= 0:
-                self.vals[at] = value
-                return
-        self.recent[msg_id] = value
-
-    def pop(self, msg_id: int, default: Any = _MISSING) -> Any:
-        value = self.recent.pop(msg_id, None)
-        if value is not None:
-            return value
-        if self._held:
-            at = self._find(msg_id)
-            if at >= 0:
-                self.present[at] = 0
-                self._held -= 1
-                return self.vals[at]
-        if default is _MISSING:
-            raise KeyError(msg_id)
-        return default
-
-    def __iter__(self) -> Iterator[int]:
-        return chain(compress(self.ids, self.present), self.recent)
+    def _store_at(self, at: int, value: int) -> None:
+        self.vals[at] = value
 
     def values(self) -> Iterator[int]:
         return chain(compress(self.vals, self.present), self.recent.values())
@@ -529,9 +513,6 @@ class ReplayQueue(_LoadedIds):
 
     def _columns(self) -> tuple[Any, ...]:
         return (self.vals, self.present)
-
-    def _first_present(self) -> int:
-        return self.present.find(1)
 
 
 def queue_order(ids: Any, copy: bool = True) -> array:
