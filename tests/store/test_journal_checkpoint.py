@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from twisted.internet.task import Clock
 
-from tests.store.test_journal_saved_index import QA, QB, RECORD, replayed, summary
+from tests.store.test_journal_saved_index import (  # noqa: F401  (an autouse fixture)
+    QA, QB, RECORD, loaded_maps_as_arrays, replayed, summary)
 from warren.model.message import Message
-from warren.store.journal import index as journal_index
 from warren.store.journal import saved_index
 from warren.store.journal.store import JournalStore
 
@@ -42,13 +42,6 @@ class ThreadClock(Clock):
         """Run the next call a thread handed over (waits up to a minute for it)."""
         f, args, kwargs = self.from_threads.get(timeout=60)
         f(*args, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-def loaded_maps_as_arrays(monkeypatch):
-    """The index a recovery leaves as arrays from the first message (``ARRAYS_FROM``): these
-    small journals then run the code deep queues run (the broker-level tests keep dicts)."""
-    monkeypatch.setattr(journal_index, "ARRAYS_FROM", 0)
 
 
 def running(directory: Path, **kwargs) -> tuple[JournalStore, ThreadClock, object]:

@@ -7,27 +7,14 @@ record, which rewrites the message with its count before the segment goes."""
 from __future__ import annotations
 
 import shutil
-
-import pytest
 from pathlib import Path
 
-from warren.amqp.properties import CODEC
-from warren.model.message import Message, Properties, record_head
-from warren.store.journal import index as journal_index
+from tests.store.test_journal_saved_index import (  # noqa: F401  (an autouse fixture)
+    QA, QB, RECORD, loaded_maps_as_arrays)
+from warren.model.message import Message
 from warren.store.journal import saved_index
 from warren.store.journal.index import RecordType
 from warren.store.journal.store import JournalStore
-
-QA = "/\x00a"
-QB = "/\x00b"
-RECORD = record_head("", "a", CODEC.encode(Properties(delivery_mode=2)))
-
-
-@pytest.fixture(autouse=True)
-def loaded_maps_as_arrays(monkeypatch):
-    """The index a recovery leaves as arrays from the first message (``ARRAYS_FROM``): these
-    small journals then run the code deep queues run (the broker-level tests keep dicts)."""
-    monkeypatch.setattr(journal_index, "ARRAYS_FROM", 0)
 
 
 def opened(directory: Path, segment_size: int = 32 * 1024 * 1024, lazy: bool = True):
