@@ -51,17 +51,28 @@ class Raw:
         self.sock.sendall(encode_frame(Composite("open", container_id="raw")))
         assert self.frame().performative.kind == "open"
 
-    def begin(self, channel: int = 0) -> None:
-        self.sock.sendall(encode_frame(Composite("begin", next_outgoing_id=0, incoming_window=10,
-                                                 outgoing_window=10), channel))
+    def begin(self, channel: int = 0, incoming_window: int = 10,
+              outgoing_window: int = 10) -> None:
+        self.sock.sendall(encode_frame(Composite(
+            "begin", next_outgoing_id=0, incoming_window=incoming_window,
+            outgoing_window=outgoing_window), channel))
         assert self.frame().performative.kind == "begin"
 
-    def attach_sender(self, target: Composite, handle: int = 0) -> None:
-        """A sending link on session 0, attached and given credit."""
+    def attach_sender(self, target: Composite, handle: int = 0) -> Composite:
+        """A sending link on session 0, attached and given credit: the broker's flow."""
         self.sock.sendall(encode_frame(Composite("attach", name=f"s{handle}", handle=handle,
                                                  role=False, target=target)))
         assert self.frame().performative.kind == "attach"
-        assert self.frame().performative.kind == "flow"
+        flow = self.frame().performative
+        assert flow.kind == "flow"
+        return flow
+
+    def attach_receiver(self, address: str, handle: int = 0) -> None:
+        """A receiving link on session 0 from ``address``, attached (no credit given yet)."""
+        self.sock.sendall(encode_frame(Composite(
+            "attach", name=f"r{handle}", handle=handle, role=True,
+            source=Composite("source", address=address))))
+        assert self.frame().performative.kind == "attach"
 
     def transfer(self, handle: int, delivery_id: int, message: bytes,
                  state: Composite | None = None) -> None:

@@ -28,15 +28,9 @@ def attached_sender(broker, queue):
     conn.close()
     raw = Raw(broker.amqp_port)
     raw.open()
-    raw.sock.sendall(encode_frame(Composite("begin", next_outgoing_id=0, incoming_window=1000,
-                                            outgoing_window=1000)))
-    assert raw.frame().performative.kind == "begin"
-    raw.sock.sendall(encode_frame(Composite("attach", name="l", handle=0, role=False,
-                                            target=Composite("target",
-                                                             address=f"/queues/{queue}"))))
-    assert raw.frame().performative.kind == "attach"
-    flow = raw.frame().performative
-    assert flow.kind == "flow" and flow.link_credit > 0
+    raw.begin(incoming_window=1000, outgoing_window=1000)
+    flow = raw.attach_sender(Composite("target", address=f"/queues/{queue}"))
+    assert flow.link_credit > 0
     return raw, int(flow.link_credit)
 
 
@@ -113,14 +107,8 @@ def test_a_receiver_that_stops_reading_gets_everything_whole_and_in_order(broker
     count, size = 64, 256 * 1024                # 16 MiB
     try:
         raw.open()
-        raw.sock.sendall(encode_frame(Composite("begin", next_outgoing_id=0,
-                                                incoming_window=2**31 - 1,
-                                                outgoing_window=10)))
-        assert raw.frame().performative.kind == "begin"
-        raw.sock.sendall(encode_frame(Composite("attach", name="slow", handle=0, role=True,
-                                                source=Composite("source",
-                                                                 address=f"/queues/{unique}"))))
-        assert raw.frame().performative.kind == "attach"
+        raw.begin(incoming_window=2**31 - 1)
+        raw.attach_receiver(f"/queues/{unique}")
         raw.sock.sendall(encode_frame(Composite(
             "flow", next_incoming_id=0, incoming_window=2**31 - 1, next_outgoing_id=0,
             outgoing_window=10, handle=0, delivery_count=0, link_credit=count)))

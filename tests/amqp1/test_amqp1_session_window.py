@@ -56,13 +56,8 @@ def test_the_clients_incoming_window_bounds_the_transfers_sent(broker, channel, 
         channel.basic_publish("", unique, f"m{n}".encode())
     raw = Raw(broker.amqp_port)
     raw.open()
-    raw.sock.sendall(encode_frame(Composite("begin", next_outgoing_id=0, incoming_window=2,
-                                            outgoing_window=10)))
-    assert raw.frame().performative.kind == "begin"
-    raw.sock.sendall(encode_frame(Composite("attach", name="r", handle=0, role=True,
-                                            source=Composite("source",
-                                                             address=f"/queues/{unique}"))))
-    assert raw.frame().performative.kind == "attach"
+    raw.begin(incoming_window=2)
+    raw.attach_receiver(f"/queues/{unique}")
     # credit for 10, a window of 2 (as the begin said): 2 transfers, then nothing
     assert _transfers_until_echo(raw) == [0, 1]
     raw.sock.sendall(encode_frame(Composite("flow", next_incoming_id=2, incoming_window=2,
@@ -89,13 +84,8 @@ def _partly_delivered(broker, channel, unique, body):
     raw.sock.sendall(encode_frame(Composite("open", container_id="raw",
                                             max_frame_size=512)))
     assert raw.frame().performative.kind == "open"
-    raw.sock.sendall(encode_frame(Composite("begin", next_outgoing_id=0, incoming_window=2,
-                                            outgoing_window=10)))
-    assert raw.frame().performative.kind == "begin"
-    raw.sock.sendall(encode_frame(Composite("attach", name="r", handle=0, role=True,
-                                            source=Composite("source",
-                                                             address=f"/queues/{unique}"))))
-    assert raw.frame().performative.kind == "attach"
+    raw.begin(incoming_window=2)
+    raw.attach_receiver(f"/queues/{unique}")
     raw.sock.sendall(encode_frame(Composite("flow", next_incoming_id=0, incoming_window=2,
                                             next_outgoing_id=0, outgoing_window=10, handle=0,
                                             delivery_count=0, link_credit=1, echo=True)))
@@ -134,10 +124,7 @@ def test_the_rest_of_a_detached_links_delivery_is_not_sent(broker, channel, uniq
     assert raw.frame().performative.kind == "detach"
     raw.sock.sendall(encode_frame(Composite("flow", next_incoming_id=2, incoming_window=100,
                                             next_outgoing_id=0, outgoing_window=10)))
-    raw.sock.sendall(encode_frame(Composite("attach", name="r2", handle=1, role=True,
-                                            source=Composite("source",
-                                                             address=f"/queues/{unique}"))))
-    assert raw.frame().performative.kind == "attach"
+    raw.attach_receiver(f"/queues/{unique}", handle=1)
     raw.sock.sendall(encode_frame(Composite("flow", next_incoming_id=2, incoming_window=100,
                                             next_outgoing_id=0, outgoing_window=10, handle=1,
                                             delivery_count=0, link_credit=1)))
