@@ -103,10 +103,4 @@ class _TcpStomp:
             self.buffer += data
         self.buffer = self.buffer.lstrip(b"\r\n")
         raw, _, self.buffer = self.buffer.partition(b"\x00")
-        head, _, body = raw.partition(b"\n\n")
-        command, *lines = head.decode().split("\n")
-        headers: dict[str, str] = {}
-        for line in lines:
-            key, _, value = line.partition(":")
-            headers.setdefault(key, value)
-        return command, headers, body
+        return StompWs.decode(raw)

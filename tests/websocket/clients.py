@@ -84,6 +84,18 @@ class StompWs:
         lines = [command] + [f"{k}:{v}" for k, v in (headers or {}).items()]
         return ("\n".join(lines) + "\n\n").encode() + body + b"\x00"
 
+    @staticmethod
+    def decode(raw: bytes) -> tuple[str, dict[str, str], bytes]:
+        """One frame without its NUL: command, headers (a repeated one's first value counts,
+        as STOMP 1.2 says) and body."""
+        head, _, body = raw.partition(b"\n\n")
+        command, *lines = head.decode().split("\n")
+        headers: dict[str, str] = {}
+        for line in lines:
+            key, _, value = line.partition(":")
+            headers.setdefault(key, value)
+        return command, headers, body
+
     def send_frame(self, command: str, headers: dict[str, str] | None = None,
                    body: bytes = b"", *, binary: bool = False) -> None:
         self.send(self.encode(command, headers, body), binary=binary)
@@ -103,13 +115,7 @@ class StompWs:
             end = self.buffer.find(b"\x00")
             if end >= 0:
                 raw, self.buffer = self.buffer[:end], self.buffer[end + 1:]
-                head, _, body = raw.partition(b"\n\n")
-                command, *lines = head.decode().split("\n")
-                headers: dict[str, str] = {}
-                for line in lines:
-                    key, _, value = line.partition(":")
-                    headers.setdefault(key, value)
-                return command, headers, body
+                return self.decode(raw)
             data = self.ws.recv()
             self.buffer += data.encode() if isinstance(data, str) else data
 
