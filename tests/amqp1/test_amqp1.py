@@ -178,12 +178,20 @@ def test_unroutable_is_released(amqp1, unique):
     assert caught.value.state == Delivery.RELEASED
 
 
-def test_exchange_address_without_key_uses_the_subject(amqp1, channel, unique):
-    channel.queue_declare(unique)
-    channel.queue_bind(unique, "amq.direct", routing_key=unique)
-    amqp1.create_sender("/exchanges/amq.direct").send(
-        Message(body=b"s", inferred=True, subject=unique))
-    assert got_one(channel.basic_get(unique, auto_ack=True))[2] == b"s"
+def test_exchange_address_without_key_uses_the_empty_key(amqp1, channel, unique):
+    # RabbitMQ 4's v2 target /exchanges/X routes by the empty key (its
+    # parse_target_v2_string); only the v1 forms (/exchange/X, /queue) route by the subject
+    channel.exchange_declare(unique, "direct")
+    for queue, key in ((unique, ""), (f"{unique}-by-subject", unique)):
+        channel.queue_declare(queue)
+        channel.queue_bind(queue, unique, routing_key=key)
+    for address in (f"/exchanges/{unique}", f"/exchange/{unique}"):
+        amqp1.create_sender(address).send(
+            Message(body=address.encode(), inferred=True, subject=unique))
+    assert got_one(channel.basic_get(unique, auto_ack=True))[2] == f"/exchanges/{unique}".encode()
+    assert got_one(channel.basic_get(f"{unique}-by-subject", auto_ack=True))[2] == \
+        f"/exchange/{unique}".encode()
+    assert channel.queue_declare(unique, passive=True).method.message_count == 0
 
 
 def test_big_messages_both_ways(amqp1, channel, unique):

@@ -3,7 +3,8 @@
 Three families, so that clients written for either broker find the same queues here:
 
 - RabbitMQ 4's v2 (names percent-encoded): ``/queues/Q`` (Q must exist); ``/exchanges/X/K``,
-  or ``/exchanges/X`` with the message's subject as the key. A receiver reads queues only.
+  or ``/exchanges/X`` with the empty key (RabbitMQ 4's ``parse_target_v2_string``: only the
+  v1 forms below route by the subject). A receiver reads queues only.
 - RabbitMQ 3's v1 (deprecated in RabbitMQ 4, still what its 3.x-era clients send; names as
   written): ``/amq/queue/Q`` (Q must exist); ``/queue/Q`` and a bare ``Q`` (Q declared when
   missing, durable only if the terminus asks for a durable node, as RabbitMQ 3 declares it);
@@ -65,7 +66,7 @@ def parse_address(address: object, capabilities: Iterable[str] = ()) -> Address:
         name = unquote(rest[0])
         if name == "amq.default":
             raise BadAddress("the default exchange is reached through /queues/<name>")
-        return Address(exchange=name, key=unquote(rest[1]) if len(rest) == 2 else None)
+        return Address(exchange=name, key=unquote(rest[1]) if len(rest) == 2 else "")
     if head == "amq" and len(rest) == 2 and rest[0] == "queue" and rest[1]:
         return Address(queue=rest[1])
     if head == "queue" and len(rest) == 1 and rest[0]:
@@ -82,8 +83,8 @@ def parse_address(address: object, capabilities: Iterable[str] = ()) -> Address:
 
 def to_route(to: object) -> tuple[str, str]:
     """The exchange and routing key of a ``to`` address, as RabbitMQ 4 reads one sent on its
-    anonymous terminus: ``/exchanges/X/K``, ``/exchanges/X`` (the empty key: no subject here,
-    unlike a link's target) and ``/queues/Q`` (the default exchange with key Q; the queue need
+    anonymous terminus: ``/exchanges/X/K``, ``/exchanges/X`` (the empty key, as for a link's
+    target) and ``/queues/Q`` (the default exchange with key Q; the queue need
     not exist, a message for a missing one is unroutable). Anything else raises BadAddress in
     RabbitMQ 4's words (it rejects the message with ``amqp:precondition-failed``)."""
     if not isinstance(to, str):
