@@ -5,7 +5,7 @@ amqp-value map, not a data section) with it."""
 from __future__ import annotations
 
 import pika
-from proton import Message, symbol
+from proton import Message, symbol, timestamp, uint, ulong
 from proton.utils import BlockingConnection
 
 from tests.amqp1.proton_raw import (FOOTER, MESSAGE_ANNOTATIONS, RawMessage, encoded,
@@ -40,3 +40,36 @@ def test_accepted_durable_message_survives_restart(tmp_path):
         assert got[MESSAGE_ANNOTATIONS] == {"x-opt-trace": "t", "x-opt-n": 5, "vendor": "v",
                                             "x-exchange": "", "x-routing-key": "kept"}
         assert got[FOOTER] == {"signature": b"sig"}
+
+
+def test_annotations_come_back_with_their_types_after_a_restart(tmp_path):
+    # RabbitMQ 4 keeps a 1.0 message whole: its annotations reach a 1.0 receiver with the
+    # types they were sent with (symbol, ulong, uint, timestamp), those named like another
+    # front end's own headers too, from the store as from memory
+    sent = {symbol("x-opt-sym"): symbol("s"), symbol("x-opt-ul"): ulong(7),
+            symbol("x-opt-ui"): uint(5), symbol("x-opt-ts"): timestamp(1700000000000),
+            symbol("x-reply-to-topic"): "a/b", symbol("x-mqtt-publish-qos"): 1,
+            symbol("x-correlation-id"): "not-an-id", symbol("x-opt-list"): [symbol("t")]}
+    with BrokerProcess(tmp_path) as broker:
+        conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+        conn.channel().queue_declare("kept", durable=True)
+        conn.channel().queue_declare("memory")
+        conn.close()
+        amqp1 = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
+                                   allowed_mechs="PLAIN", timeout=30)
+        for queue in ("kept", "memory"):
+            message = Message(body=b"typed", durable=True)
+            message.annotations = sent
+            amqp1.create_sender(f"/queues/{queue}").send(message)
+        from_memory = sections(receive_raw(amqp1, "/queues/memory"))[MESSAGE_ANNOTATIONS]
+        amqp1.close()
+        broker.kill()
+        broker.start()
+        amqp1 = BlockingConnection(f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}",
+                                   allowed_mechs="PLAIN", timeout=30)
+        from_store = sections(receive_raw(amqp1, "/queues/kept"))[MESSAGE_ANNOTATIONS]
+        amqp1.close()
+    for got, key in ((from_store, "kept"), (from_memory, "memory")):
+        assert got.pop("x-exchange") == "" and got.pop("x-routing-key") == key
+        assert {k: (type(k), type(v), v) for k, v in got.items()} == \
+            {k: (symbol, type(v), v) for k, v in sent.items()}

@@ -50,9 +50,12 @@ published, as RabbitMQ 4 sets them. Delivery annotations are for one hop only (s
 and are not kept, as RabbitMQ 4 ignores them.
 
 RabbitMQ 4 keeps an AMQP 1.0 message whole, so what has no 0-9-1 form still reaches an AMQP
-1.0 receiver: annotations without the ``x-`` prefix, with a ulong key, or with a value no
-header holds whole (a uuid), the footer, the subject (``_SUBJECT``), what the body needs
-(``_ENCODED``, ``_SIZES``), and for no-local the publishing connection (``_PUBLISHER``).
+1.0 receiver: annotations without the ``x-`` prefix, with a ulong key, with a value no
+header holds with its AMQP types (a uuid; a symbol, ulong, uint or timestamp, which the
+store's 0-9-1 table would give back as a string or a long: ``_header_keeps``), or named as
+another front end's own header (``_OTHERS_HEADERS``), the footer, the subject
+(``_SUBJECT``), what the body needs (``_ENCODED``, ``_SIZES``), and for no-local the
+publishing connection (``_PUBLISHER``).
 They travel in the message's ``amqp1_sections`` (``extra_sections``), which only this front
 end reads; a 0-9-1, STOMP or MQTT consumer does not see them, as RabbitMQ 4's conversion
 to 0-9-1 drops them. A message with one data section and nothing else of the kind has none:
@@ -67,8 +70,8 @@ from urllib.parse import quote, unquote
 from uuid import UUID
 
 from ..model.message import Death, Properties
-from .codec import (Array, Composite, DecodeError, Symbol, Timestamp, UByte, UInt, ULong,
-                    decode_message, encode, encode_message)
+from .codec import (Array, Composite, DecodeError, Long, Symbol, Timestamp, UByte, UInt,
+                    ULong, decode_message, encode, encode_message)
 from .mqtt import MQTT_HEADERS, REPLY_TO_TOPIC
 
 #: the 0-9-1 type of a message whose body is AMQP 1.0 body sections, encoded (``mc_amqpl``)
@@ -88,6 +91,9 @@ _IDS = {"message_id": Symbol("message-id"), "correlation_id": Symbol("correlatio
 _ID_HEADERS = {"message_id": "x-message-id", "correlation_id": "x-correlation-id"}
 #: annotations that are no 0-9-1 headers (``mc_amqpl``'s ``is_internal_header``)
 _INTERNAL = ("x-basic-", "x-exchange", "x-routing-key")
+#: annotations named as headers other front ends or 0-9-1 ids use (``sections_for`` gives no
+#: 1.0 receiver those headers): a 1.0 sender's are kept as sent
+_OTHERS_HEADERS = MQTT_HEADERS | {REPLY_TO_TOPIC, *_ID_HEADERS.values()}
 #: the notes of an encoded body with nothing else kept (the usual case for one): one object
 #: shared by every such message, and known on delivery without decoding
 _ENCODED_ONLY = encode_message({"delivery_annotations": {_ENCODED: True}})
@@ -119,13 +125,23 @@ def _header_value(value: Any) -> Any:
     return _DROP                        # uuid, described values
 
 
-def _text_keys(value: Any) -> bool:
-    """Whether a map in ``value`` has a key that is no symbol: a header's table gives it
-    back with symbol keys (``_amqp1_value``), so such an annotation is kept as sent."""
-    if isinstance(value, dict):
-        return any(not isinstance(k, Symbol) or _text_keys(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(map(_text_keys, value))
+#: the types a header gives back as they came, after the store too (a 0-9-1 table holds a
+#: string, binary, boolean, long, double or void; an AMQP 1.0 int goes out as a long)
+_HEADER_TYPES = frozenset({str, bytes, bool, int, Long, float, type(None)})
+
+
+def _header_keeps(value: Any) -> bool:
+    """Whether a header holds ``value`` with its AMQP types, so that a 1.0 receiver gets it
+    back from the store as sent: a symbol, a ulong, a uint or a timestamp would come back a
+    string or a long, a map's string keys symbols (``_amqp1_value``), an array a list. Such
+    an annotation is kept as sent (``extra_sections``): RabbitMQ 4 keeps the message whole."""
+    kind = type(value)
+    if kind in _HEADER_TYPES:
+        return True
+    if kind is dict:
+        return all(type(k) is Symbol and _header_keeps(v) for k, v in value.items())
+    if kind is list:
+        return all(map(_header_keeps, value))
     return False
 
 
@@ -332,8 +348,8 @@ def extra_sections(sections: dict[str, Any], publisher: bytes | None = None) -> 
     annotations = {key: value for key, value in
                    (sections.get("message_annotations") or {}).items()
                    if key == _DEATHS        # as sent, for 1.0 receivers (``sections_for``)
-                   or not _is_header(key) or _header_value(value) != value   # lossy
-                   or _text_keys(value)}
+                   or not _is_header(key) or key in _OTHERS_HEADERS
+                   or not _header_keeps(value)}   # a header would change it
     footer = sections.get("footer") or None
     notes: dict[Symbol, Any] = {}
     p = sections.get("properties")
