@@ -14,9 +14,9 @@ ActiveMQ's default both declare it as a queue; warren does as they do):
   and the CPU time that costs per message in the client and in the broker's processes.
 
 Bodies are 100 bytes, messages durable (header durable=true), so that every broker does the
-same work: a header without ``durable`` (proton's default, ``--unmarked``) is a transient
-message to RabbitMQ 3.10 but a durable one to warren, as to RabbitMQ 4 (its rule for an
-absent field), and proton cannot write durable=false (the field's default) explicitly. A
+same work; ``--unmarked`` sends proton's default header, without ``durable``: a transient
+message to RabbitMQ 3.10 and to warren, as to RabbitMQ 4.2 and later (4.0 and 4.1 took an
+absent durable as true). A
 broker that is not installed, or cannot speak AMQP 1.0 (Debian's activemq package ships no
 activemq-amqp module; ``--activemq PATH`` runs an upstream ActiveMQ's launcher instead), is
 left out with the reason.
@@ -138,7 +138,7 @@ def main() -> None:
                              "the table gives each figure's median")
     parser.add_argument("--unmarked", action="store_true",
                         help="send proton's default header (durable not set): transient on "
-                             "RabbitMQ 3.10, durable on warren and RabbitMQ 4")
+                             "RabbitMQ 3.10, warren and RabbitMQ 4.2+ (durable on 4.0/4.1)")
     parser.add_argument("--brokers", default=",".join(BROKERS))
     parser.add_argument("--activemq", help="the activemq launcher (default: on PATH)")
     args = parser.parse_args()

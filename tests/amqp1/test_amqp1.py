@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pika
 import requests
 import pytest
-from proton import Delivery, Message, Timeout, ulong
+from proton import Delivery, Message, Timeout, symbol, ubyte, ulong
 from proton.reactor import AtMostOnce
 from proton.utils import BlockingConnection, ConnectionClosed, LinkDetached, SendException
 
@@ -380,24 +380,27 @@ def test_zz_nothing_lost_and_no_traceback(broker, channel):
     assert "Traceback" not in broker.log()
 
 
-def test_message_without_durable_is_persistent_as_rabbitmq_4_reads_it(amqp1, channel, unique):
+def test_message_without_durable_is_transient_as_rabbitmq_4_2_reads_it(amqp1, channel, unique):
     """proton sends an empty header for a message left at its defaults (durable unset): the
-    AMQP 1.0 default would be transient, but RabbitMQ 4 takes a missing durable as durable,
-    and so does warren; 0-9-1 consumers see delivery-mode 2. A header saying
-    ``durable=false`` keeps a message transient."""
+    AMQP 1.0 default, transient, as RabbitMQ 4.2 and later read it (4.0 and 4.1 took it as
+    durable; RabbitMQ 3 and ActiveMQ as transient); 0-9-1 consumers see no delivery-mode 2.
+    With no durable in the header, an ``x-basic-delivery-mode`` annotation of ubyte 2 says
+    durable (``mc_amqp``'s fallback), and a header saying ``durable=true`` does."""
     from tests.amqp1.proton_raw import RawMessage, section
 
     channel.queue_declare(unique)
     sender = amqp1.create_sender(f"/queues/{unique}")
     sender.send(Message(body=b"defaults", inferred=True))
-    transient = section(0x70, [False]) + section(0x75, b"transient")   # header, data
-    sender.send(RawMessage(transient))
-    _method, first, body = eventually(
-        lambda: got_one(channel.basic_get(unique, auto_ack=True)), "the first message")
-    assert body == b"defaults" and first.delivery_mode == 2
-    _method, second, body = eventually(
-        lambda: got_one(channel.basic_get(unique, auto_ack=True)), "the second message")
-    assert body == b"transient" and second.delivery_mode != 2
+    by_annotation = section(0x72, {symbol("x-basic-delivery-mode"): ubyte(2)}) + \
+        section(0x75, b"by annotation")
+    sender.send(RawMessage(by_annotation))
+    sender.send(Message(body=b"durable", inferred=True, durable=True))
+    modes = []
+    for body in (b"defaults", b"by annotation", b"durable"):
+        _method, props, got = eventually(
+            lambda: got_one(channel.basic_get(unique, auto_ack=True)), "a message")
+        modes.append((got, props.delivery_mode))
+    assert modes == [(b"defaults", None), (b"by annotation", 2), (b"durable", 2)]
 
 
 def test_a_queue_reply_to_that_is_no_name_is_no_091_reply_to(broker, amqp1, channel, unique):

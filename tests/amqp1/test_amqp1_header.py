@@ -1,7 +1,7 @@
 """The header of a delivery as RabbitMQ 4 writes it (``mc_amqp``'s
 ``update_header_from_anns``): never empty, first-acquirer true unless the message was
-delivered before or dead-lettered; a sender's empty header is taken as durable, as RabbitMQ
-4.0/4.1 take a header with no durable field."""
+delivered before or dead-lettered; a sender's empty header is taken as transient, as
+RabbitMQ 4.2 and later take a header with no durable field."""
 
 from __future__ import annotations
 
@@ -27,13 +27,14 @@ def test_the_first_acquirer_is_told_so(amqp1, channel, unique):
     assert receive(amqp1, f"/queues/{unique}-dlq").first_acquirer is False
 
 
-def test_an_empty_header_is_a_durable_first_delivery(amqp1, channel, unique):
-    # a sender's header with no field set: RabbitMQ 4.0/4.1 take it as durable (no boolean
-    # there) and, the header rebuilt at delivery, say first-acquirer: no empty header
+def test_an_empty_header_is_a_transient_first_delivery(amqp1, channel, unique):
+    # a sender's header with no field set: RabbitMQ 4.2 and later take it as transient (the
+    # spec's default) and, the header rebuilt at delivery, say first-acquirer: no empty
+    # header
     channel.queue_declare(unique)
     header = section(HEADER, [])
     amqp1.create_sender(f"/queues/{unique}").send(
         RawMessage(header + section(DATA, b"bare")))
     got = sections(receive_raw(amqp1, f"/queues/{unique}"))
     durable, _priority, _ttl, first_acquirer = got[HEADER][:4]
-    assert (durable, first_acquirer, got[DATA]) == (True, True, b"bare")
+    assert (durable, first_acquirer, got[DATA]) == (None, True, b"bare")

@@ -102,7 +102,7 @@ def test_stream_protocol_publish_reaches_an_amqp_reader_with_its_properties(brok
     # the subject is no 0-9-1 property (RabbitMQ 4's mc_amqpl): no type for a data body
     assert (props.message_id, props.correlation_id, props.content_type, props.type) == \
         ("s-1", "c-2", "application/json", None)
-    assert props.delivery_mode == 2   # no header: durable, as RabbitMQ 4 reads it
+    assert props.delivery_mode is None   # no header: transient, as RabbitMQ 4.2+ reads it
     assert props.headers == {"colour": "red", "count": 7, "x-opt": "o", "x-stream-offset": 0}
     # the Stream protocol's own readers still get the message as it was published
     [(_, raw)] = asyncio.run(read(broker, unique, 1))

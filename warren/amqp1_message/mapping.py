@@ -219,13 +219,21 @@ def _text(value: Any) -> Any:
 
 
 def properties_from(sections: dict[str, Any]) -> Properties:
-    """The core's properties of a received message. Durable unless its header says it is
-    not, as RabbitMQ 4's ``mc_amqp`` reads it: the AMQP 1.0 default is false, but RabbitMQ
-    chose safe by default, and python-qpid-proton, rstream and rbfly send no header for a
-    message left at the defaults."""
+    """The core's properties of a received message. Durable when its header says durable,
+    or, with no durable in the header, when an ``x-basic-delivery-mode`` annotation says 2
+    (a message from 0-9-1 that came back): the AMQP 1.0 default (false), as RabbitMQ 4.2 and
+    later read it (``mc_amqp``'s ``get_property(durable)``), and RabbitMQ 3.10's plugin.
+    RabbitMQ 4.0 and 4.1 took a missing durable as true; 4.2 went back to the
+    spec so that a client that leaves the header out for a non-persistent message (Qpid
+    JMS, go-amqp) is read as it meant, for JMSDeliveryMode selectors too. So a message
+    python-qpid-proton, rstream or rbfly send at the defaults (no durable) is transient."""
     props = Properties()
     header = sections.get("header")
-    if header is None or header.durable is not False:
+    durable = header.durable if header is not None else None
+    if durable is None:
+        mode = (sections.get("message_annotations") or {}).get("x-basic-delivery-mode")
+        durable = type(mode) is UByte and mode == 2
+    if durable:
         props.delivery_mode = 2
     if header is not None:
         if header.priority is not None:

@@ -9,7 +9,7 @@ as application properties and ``x-`` headers as message annotations (RabbitMQ 4'
 AMQP 0-9-1 or STOMP reader gets a Stream protocol publish as the 0-9-1 message its AMQP 1.0
 sections make (data body, properties, application properties as headers, ``x-`` message
 annotations as headers: ``properties_from``, ``body_from``, ``extra_sections``; persistent
-unless its header says it is not durable, as RabbitMQ 4 reads it); bytes that are no AMQP
+only when its header says durable, as RabbitMQ 4.2 and later read it); bytes that are no AMQP
 1.0 message (rstream can send raw bytes) are delivered as they are.
 
 Checked side by side with RabbitMQ 3.10.8 (pika, rstream): the same conversions, but as
@@ -84,7 +84,7 @@ def from_stream_publish(message: Message) -> Message:
         return message
     if not sections:
         return message   # an empty body: nothing to convert
-    props = properties_from(sections)   # durable unless its header says it is not
+    props = properties_from(sections)   # durable only when its header says so
     converted = Message(message.exchange, message.routing_key, body_from(sections),
                         codec=message.codec, props=props)
     converted.amqp1_sections = extra_sections(sections)
