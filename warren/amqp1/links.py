@@ -152,9 +152,9 @@ class ReceivingLink:
             self.unacked[delivery_id] = entry
         message = entry.message
         payload = encode_message(sections_for(message.properties, message.body,
-                                              bool(getattr(entry, "redelivered", False)),
-                                              message.exchange, message.routing_key,
-                                              message.amqp1_sections, message.deaths))
+                                              entry.redelivered, message.exchange,
+                                              message.routing_key, message.amqp1_sections,
+                                              message.deaths, entry.delivery_count))
         self.conn.send_transfer(session, self.handle, delivery_id, payload, self.no_ack)
 
     def cancelled(self, queue: Any) -> None:
@@ -164,12 +164,15 @@ class ReceivingLink:
 
 def settle(queue: Queue, entries: list[Any], state: Any) -> None:
     """Apply a receiver's outcome to entries it held: accepted acks; rejected, and modified
-    with undeliverable-here, reject (dead-lettering); released and modified requeue."""
+    with undeliverable-here, reject (dead-lettering); released and modified requeue. Only a
+    modified with delivery-failed counts in the header's delivery-count (as a link that
+    ends with the entries unsettled does): RabbitMQ 4.3's classic and quorum queues count
+    failed deliveries, not releases (its ``requeue`` with ``DelFailed``)."""
     outcome = getattr(state, "kind", "accepted")
     if outcome == "accepted":
         queue.ack(entries)
     elif outcome == "rejected" or (outcome == "modified" and state.undeliverable_here):
         queue.reject(entries)
     else:
-        queue.requeue(entries)
+        queue.requeue(entries, failed=outcome == "modified" and bool(state.delivery_failed))
     queue.dispatch()

@@ -500,12 +500,18 @@ def _mqtt_reply(props: Properties, exchange: str) -> tuple[str | None, Any]:
 
 def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: str,
                  routing_key: str, extra: bytes | None = None,
-                 deaths: tuple[Death, ...] | None = None) -> dict[str, Any]:
+                 deaths: tuple[Death, ...] | None = None,
+                 delivery_count: int = 0) -> dict[str, Any]:
     """The sections a receiver gets; ``extra``: the message's ``amqp1_sections``,
-    ``deaths``: its ``deaths`` (the broker's dead-letter history, ``x-opt-deaths``).
+    ``deaths``: its ``deaths`` (the broker's dead-letter history, ``x-opt-deaths``),
+    ``delivery_count``: its failed deliveries (the queue entry's).
 
     The header is never empty, as RabbitMQ 4's ``update_header_from_anns`` writes it:
-    first-acquirer is true unless the message was delivered before or dead-lettered."""
+    first-acquirer is true unless the message was delivered before or dead-lettered, and
+    delivery-count is the failed deliveries, as RabbitMQ 4.3's classic and quorum queues
+    count them: a release is none, so a released message comes back with first-acquirer
+    false and delivery-count 0 (RabbitMQ 4.0-4.2's classic queues wrote 0 always). A zero
+    is left out, the field's default (RabbitMQ writes it; a receiver reads the same)."""
     if extra is None:
         kept: dict[str, Any] = {}
     elif extra == _ENCODED_ONLY:
@@ -520,7 +526,7 @@ def sections_for(props: Properties, body: bytes, redelivered: bool, exchange: st
                             ttl=UInt(int(props.expiration)) if props.expiration is not None
                             and props.expiration.isdigit() else None,
                             first_acquirer=not redelivered and deaths is None,
-                            delivery_count=UInt(1) if redelivered else None),
+                            delivery_count=UInt(delivery_count) if delivery_count else None),
     }
     _body(sections, body, notes, props)
     subject = notes.get(_SUBJECT)

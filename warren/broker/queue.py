@@ -595,12 +595,14 @@ class Queue:
         self._count("ack", len(entries))
         broker.after_settle(self)
 
-    def requeue(self, entries: list[QueueEntry]) -> None:
+    def requeue(self, entries: list[QueueEntry], failed: bool = True) -> None:
         """Back to their old positions, flagged redelivered (nack/reject requeue, channel close).
 
         Each return counts (RabbitMQ's quorum-queue ``delivery_count``, carried to consumers as
         ``x-delivery-count``): past ``delivery-limit`` the entry is dead-lettered with reason
         ``delivery_limit`` instead; with a back-off it is held before it is ready again.
+        ``failed=False`` is a return that was no failed delivery (AMQP 1.0's released, or
+        modified without delivery-failed): RabbitMQ 4 counts it in no delivery-count.
         """
         self.unacked -= len(entries)
         for e in entries:
@@ -614,6 +616,12 @@ class Queue:
         back_off = self.back_off
         stored = self.durable
         live = []
+        if not failed:
+            for e in entries:
+                e.redelivered = True
+            self._make_ready(entries)
+            broker.after_settle(self)
+            return
         for e in entries:
             e.redelivered = True
             e.delivery_count += 1

@@ -337,7 +337,7 @@ class StreamQueue(Queue):
     def ack(self, entries: list[QueueEntry]) -> None:
         self._settled(entries)
 
-    def requeue(self, entries: list[QueueEntry]) -> None:
+    def requeue(self, entries: list[QueueEntry], failed: bool = True) -> None:
         self._settled(entries)
 
     def reject(self, entries: list[QueueEntry]) -> None:
