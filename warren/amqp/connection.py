@@ -277,6 +277,10 @@ class AmqpConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
                 call.cancel()
         if self._hb_call is not None and self._hb_call.running:
             self._hb_call.stop()
+        # each holds a bound method of this connection (a timed call that fired still does):
+        # kept, the connection would be a cycle that only the cyclic collector frees
+        self._handshake_call = self._close_call = self._flush_call = None
+        self._backlog_call = self._hb_call = None
         self._release()
         self.broker.emit("connection.closed", name=getattr(self, "name", "?"))
 
