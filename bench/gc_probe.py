@@ -33,6 +33,9 @@ SAMPLE_AFTER = 0.004
 KEEP_TURNS = 12
 #: frames of a sampled stack kept (the innermost)
 STACK_DEPTH = 14
+#: a turn's CPU past which it is counted as past the 4 ms budget (``turn_slices``) and more
+#: than one step of work beyond it
+PAST_BUDGET = 0.005
 #: seconds of collections in the current turn, wall and the thread's CPU (the gc hook adds)
 _gc_in_turn = [0.0, 0.0]
 
@@ -151,9 +154,10 @@ class TurnTimer:
                 p99 = cpu[min(len(cpu) - 1, int(len(cpu) * 0.99))]
                 wall_p99 = wall[min(len(wall) - 1, int(len(wall) * 0.99))]
                 over = sum(1 for c in cpu if c > 0.010)
+                past = sum(1 for c in cpu if c > PAST_BUDGET)
                 f.write(f"turns n={len(cpu)} cpu p99 {p99 * 1e3:.2f} ms max {cpu[-1] * 1e3:.1f}"
-                        f" ms, {over} above 10 ms; wall p99 {wall_p99 * 1e3:.1f} ms max"
-                        f" {wall[-1] * 1e3:.1f} ms\n")
+                        f" ms, {past} above {PAST_BUDGET * 1e3:g} ms, {over} above 10 ms; wall"
+                        f" p99 {wall_p99 * 1e3:.1f} ms max {wall[-1] * 1e3:.1f} ms\n")
             for cpu_s, _seq, wall, in_gc, at, shown in sorted(self.longest, reverse=True):
                 f.write(f"  turn at {at:.1f} s: cpu {cpu_s * 1e3:.1f} ms wall {wall * 1e3:.1f} ms"
                         f", of which collections cpu {in_gc[1] * 1e3:.1f} ms wall"
@@ -177,6 +181,20 @@ def turns_summary(path: str, details: int = 3) -> str:
                 break
         shown.append(line)
     return "\n    ".join(shown)
+
+
+def freed_by_generation(path: str) -> dict[int, int]:
+    """The objects the collections of each generation freed, in all (a thaw's full
+    collection counted with generation 2)."""
+    freed: dict[int, int] = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                gen, _seconds, _frozen, *collected = line.split()
+                freed[int(gen)] = freed.get(int(gen), 0) + int(collected[0] if collected else 0)
+    except OSError:
+        pass
+    return freed
 
 
 def summary(path: str) -> str:

@@ -50,6 +50,12 @@
         item, and an MQTT client's round trips meanwhile (while binding, then for 20 s with the
         broker idle; the worst one's start is printed); warren's garbage collections
         (``bench.gc_probe``) after each run. ``--sizes 0``: the connections only.
+    python -m bench.scale churn --sizes 2000
+        a `warren run` subprocess under ``bench.gc_probe``; N AMQP 0-9-1 connections, then N
+        STOMP ones, opened one after another, each with an exclusive queue and a consumer (a
+        subscription), half closed by the protocol and half dropped: the objects the
+        broker's collections freed per connection (what a closed connection leaves in
+        cycles, the evidence ``gc_tuning`` waits for before a thaw) and its thaws.
 
 Nothing here is asserted; the figures are for the report and docs.
 """
@@ -742,6 +748,60 @@ def bench_big(sizes: list[int], connections: int, brokers: list[str],
                       flush=True)
 
 
+async def _churn(protocol: str, port: int, n: int) -> None:
+    """N connections of ``protocol``, one after another: an exclusive queue consumed (a
+    subscription), then the even ones closed by the protocol, the odd ones dropped."""
+    from types import SimpleNamespace
+
+    from pamqp import commands
+
+    from bench.loadgen.amqp import AmqpConnection
+    from bench.loadgen.stomp import StompConnection, encode
+    settings = SimpleNamespace(user="guest", password="guest", vhost="/")
+    for i in range(n):
+        if protocol == "amqp":
+            a = await AmqpConnection.open("127.0.0.1", port)
+            await a.start(settings)
+            await a.call(commands.Queue.Declare(queue=f"churn.{i}", exclusive=True),
+                         commands.Queue.DeclareOk)
+            await a.call(commands.Basic.Consume(queue=f"churn.{i}"), commands.Basic.ConsumeOk)
+            if i % 2 == 0:
+                await a.close()
+            a.close_transport()          # (dropped, for the odd ones)
+        else:
+            s = await StompConnection.open("127.0.0.1", port)
+            await s.start(settings)
+            s.write(encode("SUBSCRIBE", {"id": "1", "destination": f"/topic/churn.{i}",
+                                         "receipt": "r"}))
+            await s.expect("RECEIPT")
+            if i % 2 == 0:
+                await s.close()
+            s.close_transport()          # (dropped, for the odd ones)
+
+
+def bench_churn(sizes: list[int]) -> None:
+    from bench.brokers import Warren
+    from bench.gc_probe import freed_by_generation, summary as gc_summary
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            gc_log = str(Path(tmp) / "gc.log")
+            broker = Warren(Path(tmp), command=[sys.executable, "-m", "bench.gc_probe", gc_log])
+            broker.start()
+            try:
+                t0 = time.perf_counter()
+                asyncio.run(_churn("amqp", broker.ports["amqp"], n))
+                asyncio.run(_churn("stomp", broker.ports["stomp"], n))
+                seconds = time.perf_counter() - t0
+            finally:
+                broker.stop()
+            freed = freed_by_generation(gc_log)
+            total = sum(freed.values())
+            print(f"churn n={n} AMQP + {n} STOMP connections in {seconds:.1f} s: collections"
+                  f" freed {total} objects ({total / (2 * n):.1f} per connection; by generation"
+                  f" {dict(sorted(freed.items()))})\n    broker's {gc_summary(gc_log)}",
+                  flush=True)
+
+
 def bench_deliver(sizes: list[int], messages: int = 2000) -> None:
     import paho.mqtt.client as mqtt
 
@@ -790,7 +850,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["core", "mqtt", "purge", "purge-paged", "metrics", "import",
                                     "deliver", "topic", "objects", "retained", "retained-subscribe",
-                                    "big"])
+                                    "big", "churn"])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
     p.add_argument("--mode", choices=["one", "many", "both"], default="both",
                    help="mqtt: one SUBSCRIBE with every filter, one per filter, or both")
@@ -816,6 +876,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_deliver(a.sizes)
     elif a.what == "topic":
         bench_topic(a.sizes)
+    elif a.what == "churn":
+        bench_churn(a.sizes)
     elif a.what == "big":
         bench_big(a.sizes, a.connections, a.brokers, a.rabbitmq_server)
     elif a.what == "retained":

@@ -262,34 +262,6 @@ class Channel:
         self.stats = new_counts()
         # the core's publish pipeline: exchange checks (cached), reply-to, routing, counting
         self.publisher = conn.broker.publisher(conn.vhost, conn.user, counts=self.stats)
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            commands.Channel.Close: self._on_close,
-            commands.Channel.CloseOk: self._on_close_ok,
-            commands.Channel.Flow: self._on_flow,
-            commands.Channel.FlowOk: lambda m: None,
-            commands.Exchange.Declare: self._on_exchange_declare,
-            commands.Exchange.Delete: self._on_exchange_delete,
-            commands.Exchange.Bind: self._on_exchange_bind,
-            commands.Exchange.Unbind: self._on_exchange_unbind,
-            commands.Queue.Declare: self._on_queue_declare,
-            commands.Queue.Bind: self._on_queue_bind,
-            commands.Queue.Unbind: self._on_queue_unbind,
-            commands.Queue.Purge: self._on_queue_purge,
-            commands.Queue.Delete: self._on_queue_delete,
-            commands.Basic.Qos: self._on_qos,
-            commands.Basic.Consume: self._on_consume,
-            commands.Basic.Cancel: self._on_cancel,
-            commands.Basic.Get: self._on_get,
-            commands.Basic.Ack: self._on_ack_method,
-            commands.Basic.Reject: self._on_reject,
-            commands.Basic.Nack: self._on_nack,
-            commands.Basic.Recover: self._on_recover,
-            commands.Basic.RecoverAsync: self._on_recover,
-            commands.Confirm.Select: self._on_confirm_select,
-            commands.Tx.Select: self._on_tx_select,
-            commands.Tx.Commit: self._on_tx_commit,
-            commands.Tx.Rollback: self._on_tx_rollback,
-        }
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -342,14 +314,14 @@ class Channel:
             payload = translated
         method = decode_method(payload)
         self._current_method = divmod(method.index, 0x10000)
-        handler = self._handlers.get(type(method))
+        handler = _HANDLERS.get(type(method))
         if handler is None:
             if method.name.startswith("Connection."):
                 raise CommandInvalid(f"connection method {method.name} on channel {self.number}")
             if method.name == "Channel.Open":
                 raise ChannelError("second 'channel.open' seen")
             raise NotImplemented_(f"method {method.name} is not supported")
-        handler(method)
+        handler(self, method)
 
     def current_method(self) -> tuple[int, int]:
         return getattr(self, "_current_method", (0, 0))
@@ -940,3 +912,37 @@ class Channel:
             for q, entries in by_queue.values():
                 q.requeue(entries)
                 q.dispatch()
+
+
+#: method class -> the Channel method that handles it: one table for every channel, functions
+#: and not each channel's bound methods, which would make each channel a reference cycle
+#: (the channel -> its table -> a bound method -> the channel) that only the cyclic collector
+#: frees once the channel is closed
+_HANDLERS: dict[type, Callable[[Channel, Any], None]] = {
+    commands.Channel.Close: Channel._on_close,
+    commands.Channel.CloseOk: Channel._on_close_ok,
+    commands.Channel.Flow: Channel._on_flow,
+    commands.Channel.FlowOk: lambda channel, method: None,
+    commands.Exchange.Declare: Channel._on_exchange_declare,
+    commands.Exchange.Delete: Channel._on_exchange_delete,
+    commands.Exchange.Bind: Channel._on_exchange_bind,
+    commands.Exchange.Unbind: Channel._on_exchange_unbind,
+    commands.Queue.Declare: Channel._on_queue_declare,
+    commands.Queue.Bind: Channel._on_queue_bind,
+    commands.Queue.Unbind: Channel._on_queue_unbind,
+    commands.Queue.Purge: Channel._on_queue_purge,
+    commands.Queue.Delete: Channel._on_queue_delete,
+    commands.Basic.Qos: Channel._on_qos,
+    commands.Basic.Consume: Channel._on_consume,
+    commands.Basic.Cancel: Channel._on_cancel,
+    commands.Basic.Get: Channel._on_get,
+    commands.Basic.Ack: Channel._on_ack_method,
+    commands.Basic.Reject: Channel._on_reject,
+    commands.Basic.Nack: Channel._on_nack,
+    commands.Basic.Recover: Channel._on_recover,
+    commands.Basic.RecoverAsync: Channel._on_recover,
+    commands.Confirm.Select: Channel._on_confirm_select,
+    commands.Tx.Select: Channel._on_tx_select,
+    commands.Tx.Commit: Channel._on_tx_commit,
+    commands.Tx.Rollback: Channel._on_tx_rollback,
+}

@@ -146,9 +146,15 @@ class StompConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         for loop in (self._send_hb, self._check_hb):
             if loop is not None and loop.running:
                 loop.stop()
+        # each holds a bound method of this connection (a timed call that fired still does),
+        # and the session holds the connection as its link: kept, they would be cycles that
+        # only the cyclic collector frees (a late answer to the session, a store sync's
+        # receipt, still finds its link, which writes nothing once closing)
+        self._connect_call = self._flush_call = self._send_hb = self._check_hb = None
         self._out = []
-        if self.session is not None:
-            self.session.closed()
+        session, self.session = self.session, None
+        if session is not None:
+            session.closed()
         self.broker.emit("connection.closed", name=self.name)
 
     # BatchedOutput hooks (the write buffer drained / is this connection done)

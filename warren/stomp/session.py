@@ -113,13 +113,6 @@ class StompSession(Subscriptions):
         self._receipts = ConfirmTracker()
         self._unsynced = False                    # stored publishes since the last sync asked
         self._close_after_receipts = False
-        self._handlers: dict[str, Callable[[Frame], None]] = {
-            "CONNECT": self._on_connect, "STOMP": self._on_connect, "SEND": self._on_send,
-            "SUBSCRIBE": self._on_subscribe, "UNSUBSCRIBE": self._on_unsubscribe,
-            "ACK": self._on_ack, "NACK": self._on_nack, "BEGIN": self._on_begin,
-            "COMMIT": self._on_commit, "ABORT": self._on_abort,
-            "DISCONNECT": self._on_disconnect,
-        }
 
     # ------------------------------------------------------------------ frames in
     def handle(self, frame: Frame) -> None:
@@ -137,7 +130,7 @@ class StompSession(Subscriptions):
                                  f"expected CONNECT or STOMP, got {command}")
             raise StompError("Unexpected frame", f"{command} is not allowed {self.state.value}")
         try:
-            self._handlers[command](frame)
+            _HANDLERS[command](self, frame)
         finally:
             held = self._held
             if held:        # a new list only when a SUBSCRIBE held one back
@@ -458,6 +451,13 @@ class StompSession(Subscriptions):
         self.broker.unregister_blockable(self)
         self._receipts.clear()
         self._release()
+        # queues this session's last read (or the release) settled or requeued to: a read
+        # that closed the connection (DISCONNECT, an error) ends without ``after_read``, and
+        # kept here they would hold this session in a cycle through their exclusive owner
+        queues, self._kick = self._kick, {}
+        for q in queues.values():
+            if not q.deleted:
+                q.dispatch()
 
     def _release(self) -> None:
         """Unacked messages requeued, open transactions dropped, subscriptions ended, the
@@ -491,3 +491,16 @@ def _store_failed_frame() -> Frame:
     body = b"the message store could not make published messages durable"
     return Frame("ERROR", (("message", "Store failure"), ("content-type", "text/plain"),
                            VERSION_HEADER, ("content-length", str(len(body)))), body)
+
+
+#: command -> the StompSession method that handles it: one table for every session, functions
+#: and not each session's bound methods, which would make each session a reference cycle
+#: (the session -> its table -> a bound method -> the session) left to the cyclic collector
+_HANDLERS: dict[str, Callable[[StompSession, Frame], None]] = {
+    "CONNECT": StompSession._on_connect, "STOMP": StompSession._on_connect,
+    "SEND": StompSession._on_send, "SUBSCRIBE": StompSession._on_subscribe,
+    "UNSUBSCRIBE": StompSession._on_unsubscribe, "ACK": StompSession._on_ack,
+    "NACK": StompSession._on_nack, "BEGIN": StompSession._on_begin,
+    "COMMIT": StompSession._on_commit, "ABORT": StompSession._on_abort,
+    "DISCONNECT": StompSession._on_disconnect,
+}
