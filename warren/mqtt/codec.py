@@ -82,7 +82,8 @@ from warren.mqtt.properties import (
     encode_varint,
     read_properties,
 )
-from warren.mqtt.subscribe_payload import EAGER_FILTERS, LazySubscriptions, read_subscription
+from warren.mqtt.subscribe_payload import (EAGER_FILTERS, LazySubscriptions, LazyTopicFilters,
+                                           read_subscription)
 
 __all__ = [
     "MqttParser", "encode", "validate_topic_name", "validate_topic_filter",
@@ -375,13 +376,18 @@ def _parse_suback(reader: WireReader, flags: int, level: int) -> SubAck:
 
 
 def _parse_unsubscribe(reader: WireReader, flags: int, level: int) -> Unsubscribe:
+    """As SUBSCRIBE: the first ``EAGER_FILTERS`` filters now, the rest when the session's
+    sliced UNSUBSCRIBE reads them."""
     packet_id = _packet_id(reader)
     properties = read_properties(reader, "unsubscribe") if level == 5 else {}
+    if reader.at_end():
+        raise MqttError(PROTOCOL_ERROR, "UNSUBSCRIBE without topic filters")  # [MQTT-3.10.3-2]
     topic_filters = []
     while not reader.at_end():
+        if len(topic_filters) == EAGER_FILTERS:
+            return Unsubscribe(packet_id, LazyTopicFilters(topic_filters, reader, level),
+                               properties)
         topic_filters.append(reader.utf8())
-    if not topic_filters:
-        raise MqttError(PROTOCOL_ERROR, "UNSUBSCRIBE without topic filters")  # [MQTT-3.10.3-2]
     return Unsubscribe(packet_id, tuple(topic_filters), properties)
 
 
