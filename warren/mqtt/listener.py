@@ -310,6 +310,11 @@ class MqttFactory(protocol.Factory):
         self.clock = reactor
         self.registry = SessionRegistry(broker, config, reactor)
 
+    def stopFactory(self) -> None:
+        """The last listener stopped (the broker is stopping): finish the sessions' records
+        being written in slices now, before the store closes."""
+        self.registry.records.flush()
+
     def buildProtocol(self, addr: Any) -> MqttConnection:
         conn = MqttConnection(self.registry, self.config, self.clock)
         conn.factory = self

@@ -20,11 +20,12 @@ The model is RabbitMQ's MQTT plugin's:
   [MQTT-4.8.2-x], and messages queued for a shared group are lost when every member leaves.
 * The session's own state (subscriptions, session expiry, the QoS 2 ids received and the
   deliveries in flight) is a :class:`SessionState` in the :class:`SessionRegistry`; it outlives
-  the connection while the session does. Persistent sessions are also recorded as the broker
-  parameter ``mqtt-session``/vhost/client id (joined by ``resource_key``) (store-backed), so
-  their subscriptions come back after a restart. In-flight packet ids live in memory only:
-  after a restart, an unacknowledged delivery comes back from the durable queue as a
-  redelivery (DUP set, new packet id), and the QoS 2 ids awaiting PUBREL are forgotten.
+  the connection while the session does. Persistent sessions are also recorded in the store
+  (``session_records.py``: a head ``mqtt-session``/vhost/client id and parts of subscription
+  changes, written in slices), so their subscriptions come back after a restart. In-flight
+  packet ids live in memory only: after a restart, an unacknowledged delivery comes back from
+  the durable queue as a redelivery (DUP set, new packet id), and the QoS 2 ids awaiting
+  PUBREL are forgotten.
 * Deliveries re-check MQTT matching per subscription (``$`` topics, subscription QoS,
   identifiers, no-local, retain-as-published) since routing is by AMQP pattern.
 
