@@ -829,7 +829,7 @@ class Queue:
             if call is not None and call.active():
                 call.cancel()
         gone, runs = self.ready.clear_split()
-        gone += self.held.clear()
+        gone += self.held.close()
         gone += [e for e, _ in self._dying]   # their bodies' reads come back to nothing
         self._dying.clear()
         broker = self.vhost.broker

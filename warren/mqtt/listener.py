@@ -239,10 +239,15 @@ class MqttConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
                 call.cancel()
         self._flush_call = self._connect_call = self._linger_call = None
         self._out = []
+        session = self.session
         try:
-            self.session.detach()
+            session.detach()
         except Exception:
             log.exception("error detaching MQTT session of %s", self.name)
+        # the session and this connection refer to each other: a stand-in breaks the cycle,
+        # so both go when the last reference does, not at the cyclic collector's next full
+        # pass (10,000 dropped connections were some 260,000 objects left for it)
+        session.release(ClosedConnection(self))
         self.broker.emit("connection.closed", name=self.name)
 
     def _connect_timeout(self) -> None:
@@ -320,6 +325,38 @@ class MqttConnection(AcceptedConnection, BatchedOutput, protocol.Protocol):
             "client_properties": {"client_id": s["client_id"]}, "type": "network",
             "timeout": self.session.keep_alive, **self.tls_fields.of(self.transport),
         }
+
+
+class ClosedConnection:
+    """A session's connection once it is closed (``MqttConnection.connectionLost``): what is
+    written goes nowhere, and it holds no reference to the connection or the session (a
+    store sync that fires afterwards still finds a ``conn`` to write its acks to)."""
+
+    closed = True
+    write_paused = True
+
+    def __init__(self, conn: MqttConnection) -> None:
+        self.name, self.peer, self.local = conn.name, conn.peer, conn.local
+        self.loopback = conn.loopback
+        self.parser = conn.parser
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def write_parts(self, parts: list[bytes]) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def parser_level(self) -> int | None:
+        return self.parser.protocol_level
+
+    def certificate_name(self) -> str | None:
+        return None
 
 
 class MqttFactory(protocol.Factory):

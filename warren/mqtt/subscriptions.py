@@ -79,6 +79,17 @@ class MqttConsumer:
     def cancelled(self, queue: Any) -> None:
         self.session.consumer_cancelled(self)
 
+    def removed(self) -> None:
+        """Taken off its queue for good: ``deliver`` lets go of this consumer (the partial
+        and the consumer referred to each other, a cycle left for the collector)."""
+        self.deliver = _given_back
+
+
+def _given_back(queue: Any, entry: QueueEntry) -> None:
+    """``deliver`` of a consumer no longer on its queue: the entry goes back (not called
+    while the queue keeps its consumers right)."""
+    queue.requeue([entry])
+
 
 class Subscriptions:
     """SUBSCRIBE/UNSUBSCRIBE and delivery (PUBLISH out, PUBACK/PUBREC/PUBCOMP in) of an
@@ -348,6 +359,7 @@ class Subscriptions:
                 c.queue.dispatch()
 
     def consumer_cancelled(self, consumer: MqttConsumer) -> None:
+        consumer.removed()
         if consumer is self.consumer:
             self.consumer = None
         else:
@@ -593,3 +605,4 @@ class Subscriptions:
             if entries:
                 q.requeue(entries)
             q.remove_consumer(consumer)
+        consumer.removed()
