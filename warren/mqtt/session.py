@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 import uuid
 from collections import deque
 from typing import Any, Callable
@@ -58,6 +59,7 @@ from warren.mqtt.session_state import NEVER_EXPIRES, SessionState, Sub
 from warren.mqtt.states import State
 from warren.mqtt.subscriptions import MqttConsumer, Subscriptions
 from warren.mqtt.topics import filter_to_pattern, key_cache, topic_to_key
+from warren.turn_slices import CHECK_EVERY, turn_deadline
 
 log = logging.getLogger("warren.mqtt")
 
@@ -292,7 +294,11 @@ class MqttSession(Subscriptions):
         return user, vhost
 
     def _attach(self) -> None:
-        """Resume the session: resend what is in flight, then start consuming."""
+        """Resume the session: resend what is in flight, bind its subscriptions again, then
+        start consuming. The binds go until the turn's deadline and on at the next turns
+        (``pending_work``, the client's next packets held meanwhile, as for a big
+        SUBSCRIBE): a session of 50,000 subscriptions coming back was one turn of every
+        bind."""
         state = self.state
         vh = self.vhost
         for pid in sorted(state.inflight):
@@ -301,17 +307,33 @@ class MqttSession(Subscriptions):
                 self.send(PubRel(pid))
             else:
                 self._resend(pid, flight)
-        own = [s for s in state.subs.values() if s.group is None]
-        if own or state.queue_name in vh.queues:
-            q = self._own_queue()
-            for s in own:
-                vh.bind(self.exchange.name, q, filter_to_pattern(s.topic_filter))
-        for full, s in state.subs.items():
-            if s.group is not None:
-                self._join_group(full, s)
-        self._subs_changed()
-        if self.consumer is not None:
-            self.consumer.queue.add_consumer(self.consumer)
+        subs = iter(list(state.subs.items()))
+        own_queue = None
+        if state.queue_name in vh.queues or any(s.group is None for s in state.subs.values()):
+            own_queue = self._own_queue()
+
+        def work() -> bool:
+            if self.state_name is State.CLOSED:
+                return True
+            end = turn_deadline()
+            counted = 0
+            for full, s in subs:
+                if s.group is None:
+                    vh.bind(self.exchange.name, own_queue, filter_to_pattern(s.topic_filter))
+                else:
+                    self._join_group(full, s)
+                counted += 1
+                if counted == CHECK_EVERY:
+                    counted = 0
+                    if time.monotonic() >= end:
+                        return False
+            self._subs_changed()
+            if self.consumer is not None:
+                self.consumer.queue.add_consumer(self.consumer)
+            return True
+
+        if not work():
+            self.pending_work = work
 
     # ------------------------------------------------------------------ keep alive
     def _start_keep_alive(self) -> None:
