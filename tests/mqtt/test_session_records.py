@@ -147,3 +147,27 @@ def test_an_ended_session_leaves_no_record(every_slice_a_turn):
     _turns_until_idle(h.clock)
     left = _replayed(store.writes)
     assert not [k for k in left if k.startswith((HEAD_PREFIX, PART_PREFIX))]
+
+
+def test_a_record_of_the_layout_before_is_read_and_rewritten_whole():
+    """A head holding every subscription itself (as written before the parts) comes back,
+    and the session's first save writes its whole set in parts, the old ones included."""
+    old = {"vhost": "/", "client_id": "c1", "expiry": 0xFFFFFFFF, "subscriptions": [
+        {"filter": f"old/{i}", "qos": i % 3, "nl": False, "rap": False, "id": None}
+        for i in range(10)]}
+    store = DefinitionLog()
+    h = Harness.__new__(Harness)
+    h.clock = Clock()
+    h.broker = Broker(clock=h.clock, codec=CODEC, store=store)
+    h.broker.ensure_defaults()
+    h.broker.parameters[f"{HEAD_PREFIX}/\x1fc1"] = old
+    h.config = Config()
+    h.registry = SessionRegistry(h.broker, h.config, h.clock)
+    c = h.client(4)
+    c.connect(clean_start=False)
+    _answer(c, Subscribe(1, (Subscription("new/one", 1),)))
+    _turns_until_idle(h.clock)
+    params = {f"{HEAD_PREFIX}/\x1fc1": old, **_replayed(store.writes)}
+    restored = _restored(params)
+    assert [full for full, _sub in restored] == [*(f"old/{i}" for i in range(10)), "new/one"]
+    assert [sub.qos for _full, sub in restored] == [*(i % 3 for i in range(10)), 1]

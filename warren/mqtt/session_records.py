@@ -100,7 +100,9 @@ class SessionRecords:
             try:
                 state = SessionState(record["vhost"], record["client_id"],
                                      int(record["expiry"]))
-                for s in record.get("subscriptions", []):     # the layout of before
+                if "subscriptions" in record:     # the layout of before: rewritten whole
+                    state.record_rewrite = True
+                for s in record.get("subscriptions", []):
                     _apply(state, [s["filter"], s["qos"], s.get("nl"), s.get("rap"),
                                    s.get("id")])
                 for number in record.get("parts", []):
@@ -170,12 +172,17 @@ class SessionRecords:
     def _write(self, state: SessionState) -> Iterator[None]:
         while True:
             upto, count = state.unsaved_upto, state.marked_count
+            if state.record_rewrite and len(state.unsaved) > upto:
+                # a record of the layout of before is rewritten from the set in memory, which
+                # now holds part of a packet still in its slices: that packet's save does it
+                return
             entries: list[tuple[str, Sub | None]] = state.unsaved[:upto]
             del state.unsaved[:upto]
             state.unsaved_upto = 0
             live = len(state.subs)
             rewrite = not state.unsaved and (
-                state.record_entries + len(entries) > 2 * live + PART_SIZE
+                state.record_rewrite
+                or state.record_entries + len(entries) > 2 * live + PART_SIZE
                 or len(state.record_parts) > 2 * live // PART_SIZE + SPARE_PARTS)
             if rewrite:
                 entries = list(state.subs.items())
@@ -191,6 +198,7 @@ class SessionRecords:
             old = state.record_parts
             if rewrite:
                 state.record_parts, state.record_entries = written, len(entries)
+                state.record_rewrite = False
             else:
                 state.record_parts = old + written
                 state.record_entries += len(entries)

@@ -78,6 +78,7 @@ class SessionState:
         self.record_next = 0                         # the number of the next part
         self.record_entries = 0                      # entries in those parts
         self.writing_parts: list[int] | None = None  # parts of a save not yet in a head
+        self.record_rewrite = False                  # the next save writes the whole set
         self.sub_trie = TopicTrie()                  # own subscriptions by pattern
         self._trie_entries: dict[str, Binding] = {}  # full filter -> its trie entry
         self._seq = 0                                # subscription order
