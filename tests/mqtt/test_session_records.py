@@ -24,6 +24,7 @@ from warren.config import Config
 from warren.mqtt.codec import SubAck, Subscribe, Subscription, UnsubAck, Unsubscribe
 from warren.mqtt.registry import SessionRegistry
 from warren.mqtt.session_records import HEAD_PREFIX, PART_PREFIX
+from warren.store.interface import StoreError
 
 
 class DefinitionLog(MemoryStore):
@@ -171,3 +172,34 @@ def test_a_record_of_the_layout_before_is_read_and_rewritten_whole():
     restored = _restored(params)
     assert [full for full, _sub in restored] == [*(f"old/{i}" for i in range(10)), "new/one"]
     assert [sub.qos for _full, sub in restored] == [*(i % 3 for i in range(10)), 1]
+
+
+class FailingOnce(DefinitionLog):
+    """A store that refuses the first write of a session part (a full disk, say)."""
+
+    failed = False
+
+    def put_definition(self, kind, key, value) -> None:
+        if not self.failed and key.startswith(PART_PREFIX) and value is not None:
+            self.failed = True
+            raise StoreError("disk full")
+        super().put_definition(kind, key, value)
+
+
+def test_a_save_the_store_refused_is_made_good_by_the_next(every_slice_a_turn, caplog):
+    """The head of before stands, and the next save writes the whole set: the changes the
+    refused save had taken are not lost from the record."""
+    store = FailingOnce()
+    h = Harness(store)
+    c = h.client(4)
+    c.connect(clean_start=False)
+    with caplog.at_level("ERROR", logger="warren.mqtt"):
+        _answer(c, Subscribe(1, tuple(Subscription(f"a/{i}", 1) for i in range(1500))))
+        _turns_until_idle(h.clock)
+    assert store.failed and "saving MQTT session 'c1' of vhost '/' failed" in caplog.text
+    assert _restored(_replayed(store.writes)) == []
+    _answer(c, Subscribe(2, (Subscription("b", 2),)))
+    _turns_until_idle(h.clock)
+    state = h.registry.sessions[("/", "c1")]
+    assert _restored(_replayed(store.writes)) == list(state.subs.items())
+    assert len(state.subs) == 1501

@@ -153,6 +153,14 @@ class SessionRecords:
                 next(writer)
             except StopIteration:
                 self._writers.pop(state, None)
+            except Exception:
+                # the store refused a write: the last head stands (the set of before), and
+                # the session's next save writes its whole set (the changes this one took
+                # are in no part); parts written meanwhile go at the next start
+                log.exception("saving MQTT session %r of vhost %r failed", state.client_id,
+                              state.vhost)
+                self._writers.pop(state, None)
+                state.record_rewrite, state.writing_parts = True, None
             else:
                 # round robin: a big save does not hold the small ones behind it
                 if self._writers.pop(state, None) is not None:
