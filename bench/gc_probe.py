@@ -201,6 +201,7 @@ def summary(path: str) -> str:
     """One line: per generation, the number of collections, their median and max in ms."""
     import statistics
     by_gen: dict[int, list[float]] = {}
+    freed: dict[int, int] = {}
     frozen_after: list[str] = []
     try:
         with open(path) as f:
@@ -209,6 +210,7 @@ def summary(path: str) -> str:
                 if gen == "2":
                     frozen_after.append("/".join([frozen, *collected]))
                 by_gen.setdefault(int(gen), []).append(float(seconds) * 1e3)
+                freed[int(gen)] = freed.get(int(gen), 0) + sum(map(int, collected))
     except OSError:
         return "gc: no record"
     parts = []
@@ -216,7 +218,7 @@ def summary(path: str) -> str:
         ms = sorted(by_gen[gen])
         p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
         parts.append(f"gen{gen} n={len(ms)} median {statistics.median(ms):.1f} p99 {p99:.1f}"
-                     f" max {ms[-1]:.1f} ms")
+                     f" max {ms[-1]:.1f} ms, {freed.get(gen, 0)} objects freed")
     if by_gen.get(2):
         parts.append("gen2 in order (ms/frozen objects/objects freed) " + " ".join(
             f"{ms:.0f}/{frozen}" for ms, frozen in zip(by_gen[2], frozen_after)))

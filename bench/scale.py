@@ -9,6 +9,14 @@
         while a second client times QoS 1 PUBLISH -> PUBACK round trips (max and p99 quoted).
         ``--retained K``: K retained messages first, spread over the filters (each filter's
         walk of the retained tree then runs, and K messages follow the SUBACK).
+    python -m bench.scale mqtt --sizes 50000 --mode unsub|persist|resume|burst|drop
+        the same broker and probe, over raw sockets: one UNSUBSCRIBE of N filters (after a
+        SUBSCRIBE of them, not timed), one SUBSCRIBE of N filters by a persistent session
+        (clean session false: its record is written after the SUBACK), that session's
+        CONNECT again after a DISCONNECT (its subscriptions bound again), N small QoS 1
+        PUBLISHes sent in one write, or N connections (a subscription each) closed at once:
+        the time to the answer(s), the probe's round trips, and the broker's collections
+        (objects freed) and longest reactor turns (``bench.gc_probe``).
     python -m bench.scale deliver --sizes 5000 50000
         a client with N filters receives 2,000 messages on 2,000 different matching topics:
         seconds (each new topic is matched against the client's subscriptions).
@@ -430,8 +438,6 @@ def _retain(port: int, n: int, count: int) -> None:
 
 
 def bench_mqtt(sizes: list[int], modes: list[str], retained: int = 0) -> None:
-    import paho.mqtt.client as mqtt
-
     from bench.gc_probe import summary as gc_summary, turns_summary
 
     from bench.brokers import Warren
@@ -444,41 +450,139 @@ def bench_mqtt(sizes: list[int], modes: list[str], retained: int = 0) -> None:
                 broker.start()
                 try:
                     port = broker.ports["mqtt"]
-                    if retained:
-                        _retain(port, n, retained)
-                    probe = RoundTrips(port)
-                    probe.start()
-                    time.sleep(0.5)   # a few samples of the quiet broker first
-                    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="big-sub")
-                    done = threading.Event()
-                    pending = {"left": 1 if mode == "one" else n}
-
-                    def on_subscribe(*_a, pending=pending, done=done):
-                        pending["left"] -= 1
-                        if pending["left"] == 0:
-                            done.set()
-                    client.on_subscribe = on_subscribe
-                    client.max_queued_messages_set(0)
-                    client.connect("127.0.0.1", port)
-                    client.loop_start()
-                    filters = [(f"bench/{i}/+/temp", 1) for i in range(n)]
-                    t0 = time.perf_counter()
-                    if mode == "one":
-                        client.subscribe(filters)
+                    if mode in ("unsub", "persist", "burst", "drop", "resume"):
+                        line = _mqtt_turn_work(port, n, mode, RoundTrips(port))
                     else:
-                        for f in filters:
-                            client.subscribe(f[0], f[1])
-                    ok = done.wait(600)
-                    dt = time.perf_counter() - t0
-                    print(f"mqtt n={n:>6} {mode:4}: {'all SUBACKs in' if ok else 'TIMEOUT after'}"
-                          f" {dt:7.2f}s ({dt / n * 1e6:6.1f} us/filter); {probe.finish()}",
-                          flush=True)
-                    client.loop_stop()
-                    client.disconnect()
+                        line = _mqtt_subscribe_work(port, n, mode, retained)
+                    print(f"mqtt n={n:>6} {mode:4}: {line}", flush=True)
                 finally:
                     broker.stop()
                 print(f"    broker's {gc_summary(gc_log)}\n    {turns_summary(gc_log + '.turns')}",
                       flush=True)
+
+
+def _mqtt_subscribe_work(port: int, n: int, mode: str, retained: int) -> str:
+    """``bench_mqtt``'s modes ``one`` and ``many``: a paho client subscribes N filters in one
+    SUBSCRIBE or in N, the probe timing its round trips meanwhile; one line."""
+    import paho.mqtt.client as mqtt
+    if retained:
+        _retain(port, n, retained)
+    probe = RoundTrips(port)
+    probe.start()
+    time.sleep(0.5)   # a few samples of the quiet broker first
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="big-sub")
+    done = threading.Event()
+    pending = {"left": 1 if mode == "one" else n}
+
+    def on_subscribe(*_a: object) -> None:
+        pending["left"] -= 1
+        if pending["left"] == 0:
+            done.set()
+    client.on_subscribe = on_subscribe
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    filters = [(f"bench/{i}/+/temp", 1) for i in range(n)]
+    t0 = time.perf_counter()
+    if mode == "one":
+        client.subscribe(filters)
+    else:
+        for f in filters:
+            client.subscribe(f[0], f[1])
+    ok = done.wait(600)
+    dt = time.perf_counter() - t0
+    line = (f"{'all SUBACKs in' if ok else 'TIMEOUT after'} {dt:7.2f}s"
+            f" ({dt / n * 1e6:6.1f} us/filter); {probe.finish()}")
+    client.loop_stop()
+    client.disconnect()
+    return line
+
+
+def _mqtt_turn_work(port: int, n: int, mode: str, probe: "RoundTrips") -> str:
+    """The work of ``bench_mqtt``'s modes ``unsub``, ``persist`` and ``burst`` over a raw
+    socket (warren's codec, so nothing of a client library's pacing), the probe started once
+    the part that is not measured is done; one line."""
+    from warren.mqtt.codec import (Connect, Disconnect, MqttParser, PingReq, PingResp, PubAck,
+                                   Publish, SubAck, Subscribe, Subscription, UnsubAck,
+                                   Unsubscribe, encode)
+    import socket
+    if mode == "drop":
+        return _mqtt_drop(port, n, probe)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=600)
+    sock.sendall(encode(Connect(client_id="big-sub", username="guest", password=b"guest",
+                                clean_start=mode not in ("persist", "resume")), 4))
+    parser = MqttParser(protocol_level=4)
+
+    def until(kind: type, count: int = 1) -> None:
+        while count:
+            count -= sum(1 for p in parser.feed(sock.recv(1 << 20)) if isinstance(p, kind))
+    while not parser.feed(sock.recv(65536)):
+        pass
+    filters = [f"bench/{i}/+/temp" for i in range(n)]
+    if mode in ("unsub", "resume"):
+        sock.sendall(encode(Subscribe(1, tuple(Subscription(f, 1) for f in filters)), 4))
+        until(SubAck)
+    if mode == "resume":
+        sock.sendall(encode(Disconnect(), 4))
+        while sock.recv(65536):
+            pass
+        sock.close()
+        time.sleep(2)   # the session's record is written after the SUBACK
+    probe.start()
+    time.sleep(0.5)   # a few samples of the quiet broker first
+    t0 = time.perf_counter()
+    if mode == "unsub":
+        sock.sendall(encode(Unsubscribe(2, tuple(filters)), 4))
+        until(UnsubAck)
+        what = "UNSUBACK"
+    elif mode == "persist":
+        sock.sendall(encode(Subscribe(1, tuple(Subscription(f, 1) for f in filters)), 4))
+        until(SubAck)
+        what = "SUBACK (clean session false)"
+    elif mode == "resume":
+        sock = socket.create_connection(("127.0.0.1", port), timeout=600)
+        parser = MqttParser(protocol_level=4)
+        sock.sendall(encode(Connect(client_id="big-sub", username="guest", password=b"guest",
+                                    clean_start=False), 4) + encode(PingReq(), 4))
+        until(PingResp)
+        what = "CONNACK and PINGRESP of the session resumed"
+    else:
+        sock.sendall(b"".join(encode(Publish(f"bench/{i % 100}/x/temp", b"21.5", 1,
+                                             packet_id=i % 65535 + 1), 4) for i in range(n)))
+        until(PubAck, n)
+        what = "all PUBACKs (one write)"
+    dt = time.perf_counter() - t0
+    if mode == "persist":
+        time.sleep(2)   # the session's record is written after the SUBACK
+    sock.close()
+    return f"{what} in {dt:7.2f}s ({dt / n * 1e6:6.1f} us each); {probe.finish()}"
+
+
+def _mqtt_drop(port: int, n: int, probe: "RoundTrips") -> str:
+    """N MQTT connections, each with a subscription of its own (clean sessions), held, then
+    all closed at once; the probe's round trips from just before the drop to 3 s after."""
+    import socket
+
+    from warren.mqtt.codec import Connect, MqttParser, SubAck, Subscribe, Subscription, encode
+    _raise_fd_limit(2 * n + 100)
+    socks = []
+    for i in range(n):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=600)
+        sock.sendall(encode(Connect(client_id=f"drop-{i}", username="guest",
+                                    password=b"guest"), 4)
+                     + encode(Subscribe(1, (Subscription(f"drop/{i}/+", 1),)), 4))
+        parser = MqttParser(protocol_level=4)
+        while not any(isinstance(p, SubAck) for p in parser.feed(sock.recv(4096))):
+            pass
+        socks.append(sock)
+    probe.start()
+    time.sleep(0.5)   # a few samples of the quiet broker first
+    t0 = time.perf_counter()
+    for sock in socks:
+        sock.close()
+    dt = time.perf_counter() - t0
+    time.sleep(3)
+    return f"{n} connections closed ({dt:.2f} s to close them here); {probe.finish()}"
 
 
 def _group_rss(pid: int) -> int:
@@ -852,8 +956,13 @@ def main(argv: list[str] | None = None) -> int:
                                     "deliver", "topic", "objects", "retained", "retained-subscribe",
                                     "big", "churn"])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
-    p.add_argument("--mode", choices=["one", "many", "both"], default="both",
-                   help="mqtt: one SUBSCRIBE with every filter, one per filter, or both")
+    p.add_argument("--mode", choices=["one", "many", "both", "unsub", "persist", "burst",
+                                      "drop", "resume"],
+                   default="both",
+                   help="mqtt: one SUBSCRIBE with every filter, one per filter, or both; one "
+                   "UNSUBSCRIBE of N filters (unsub); one SUBSCRIBE of a persistent session "
+                   "(persist) or its CONNECT again (resume); N QoS 1 PUBLISHes in one write "
+                   "(burst); N connections with a subscription each, closed at once (drop)")
     p.add_argument("--retained", type=int, default=0,
                    help="mqtt: retained messages matching the filters, made before")
     p.add_argument("--brokers", nargs="+", default=["warren", "rabbitmq"],

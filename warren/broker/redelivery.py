@@ -42,6 +42,10 @@ class BackOff:
         return min(delay, ceiling)
 
 
+def _queue_deleted(entries: list[QueueEntry]) -> None:
+    """Where entries held after their queue's deletion go: nowhere, as the queue's others."""
+
+
 class HeldForRedelivery:
     """A queue's returned entries waiting out their back-off, earliest first, on one timer."""
 
@@ -92,6 +96,14 @@ class HeldForRedelivery:
         self._arm()
         if released:
             self._release(released)
+
+    def close(self) -> list[QueueEntry]:
+        """The queue is deleted: every held entry, now, and its callback let go (the queue
+        and this referred to each other, a cycle left to the collector per deleted queue:
+        an MQTT clean session's queue at every disconnect)."""
+        gone = self.clear()
+        self._release = _queue_deleted
+        return gone
 
     def clear(self) -> list[QueueEntry]:
         """Every held entry, now (purge, delete); the timer is stopped."""

@@ -163,8 +163,11 @@ class SubAck:
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
+    """UNSUBSCRIBE. ``topic_filters`` is a tuple, or for more than a few dozen filters a
+    ``subscribe_payload.LazyTopicFilters`` that decodes them as they are iterated."""
+
     packet_id: int
-    topic_filters: tuple[str, ...]
+    topic_filters: Sequence[str]
     properties: dict[str, Any] = field(default_factory=_props)
 
 

@@ -2,8 +2,9 @@
 end of a session (its queue, will and record go) and the retained store all connections share.
 
 Apart from the session because it outlives every connection: a persistent session is restored
-from the broker parameter ``mqtt-session``/vhost/client id at start, and a connection that
-takes a client id over finds the earlier one's state here.
+from its records (``session_records.py``: a head ``mqtt-session``/vhost/client id and parts of
+its subscriptions) at start, and a connection that takes a client id over finds the earlier
+one's state here.
 """
 
 from __future__ import annotations
@@ -14,19 +15,16 @@ from typing import Any
 from warren.broker.broker import Broker
 from warren.config import Config
 from warren.model.errors import BrokerError
-from warren.mqtt.codec import (MqttError, Will)
+from warren.mqtt.codec import Will
 from warren.mqtt.retained import RetainedStore
 from warren.turn_slices import sliced_cooperator
-from warren.store.interface import resource_key
-from warren.mqtt.topics import (split_shared)
 from warren.mqtt.amqp_mapping import build_message, retained_from
-from warren.mqtt.session_state import NEVER_EXPIRES, SessionState, Sub
+from warren.mqtt.session_records import SessionRecords
+from warren.mqtt.session_state import NEVER_EXPIRES, SessionState
 
 log = logging.getLogger("warren.mqtt")
 
-__all__ = ["SESSION_KEY_PREFIX", "SessionRegistry"]
-
-SESSION_KEY_PREFIX = resource_key("mqtt-session", "")
+__all__ = ["SessionRegistry"]
 
 
 class SessionRegistry:
@@ -40,48 +38,21 @@ class SessionRegistry:
         # every session's retained messages on SUBSCRIBE share 4 ms per reactor turn
         self.retained_slices = sliced_cooperator(clock)
         self.sessions: dict[tuple[str, str], SessionState] = {}
-        for key, value in list(broker.parameters.items()):
-            if key.startswith(SESSION_KEY_PREFIX) and isinstance(value, dict):
-                try:
-                    self._restore(value)
-                except (KeyError, TypeError, ValueError, MqttError):
-                    log.warning("ignoring unreadable MQTT session record %r", key)
-
-    def _restore(self, record: dict[str, Any]) -> None:
-        state = SessionState(record["vhost"], record["client_id"], int(record["expiry"]))
-        for s in record.get("subscriptions", []):
-            group, filt = split_shared(s["filter"])
-            sub = Sub(filt, group, int(s["qos"]), bool(s.get("nl")), bool(s.get("rap")),
-                      s.get("id"))
-            state.put_sub(s["filter"], sub)
-        self.sessions[(state.vhost, state.client_id)] = state
-        if state.expiry != NEVER_EXPIRES:
-            state.expiry_call = self.clock.callLater(state.expiry, self.end, state)
-
-    def _key(self, state: SessionState) -> str:
-        return resource_key("mqtt-session", state.vhost, state.client_id)
+        # persistent sessions' records: a head and parts, written in slices
+        self.records = SessionRecords(broker, clock)
+        for state in self.records.restore():
+            self.sessions[(state.vhost, state.client_id)] = state
+            if state.expiry != NEVER_EXPIRES:
+                state.expiry_call = self.clock.callLater(state.expiry, self.end, state)
 
     def save_soon(self, state: SessionState) -> None:
-        """``save`` once at the next reactor turn, however many (UN)SUBSCRIBEs come before:
-        the record holds every subscription, so saving it per packet would make N SUBSCRIBEs
-        cost O(N^2). The store writes a turn's definitions together anyway."""
-        if state.save_pending or state.expiry == 0 or state.ended:
-            return
-        state.save_pending = True
-        self.clock.callLater(0, self._save_pending, state)
+        """Record a persistent session's subscriptions as they are now (the packets that
+        changed them are answered) and its expiry: what changed since the last save, in
+        slices from the next reactor turn on (``session_records.py``); a save under way goes
+        on with it."""
+        self.records.save(state)
 
-    def _save_pending(self, state: SessionState) -> None:
-        if state.save_pending:
-            self.save(state)
-
-    def save(self, state: SessionState) -> None:
-        """Record a persistent session (subscriptions, expiry) in the store."""
-        state.save_pending = False
-        if state.expiry == 0 or state.ended:
-            return
-        record = state.to_record()
-        self.broker.parameters[self._key(state)] = record
-        self.broker.save_definition("parameter", self._key(state), record)
+    save = save_soon
 
     def end(self, state: SessionState) -> None:
         """The session is over: its queue, shared memberships, record and will go."""
@@ -112,10 +83,7 @@ class SessionRegistry:
             if q is not None:
                 vh.delete_queue(state.queue_name, reason="MQTT session ended")
         state.inflight.clear()
-        key = self._key(state)
-        if key in self.broker.parameters:
-            del self.broker.parameters[key]
-            self.broker.save_definition("parameter", key, None)
+        self.records.drop(state)
 
     def publish_will(self, vhost_name: str, will: Will, user: Any,
                      client_id: str | None = None) -> None:

@@ -20,11 +20,12 @@ The model is RabbitMQ's MQTT plugin's:
   [MQTT-4.8.2-x], and messages queued for a shared group are lost when every member leaves.
 * The session's own state (subscriptions, session expiry, the QoS 2 ids received and the
   deliveries in flight) is a :class:`SessionState` in the :class:`SessionRegistry`; it outlives
-  the connection while the session does. Persistent sessions are also recorded as the broker
-  parameter ``mqtt-session``/vhost/client id (joined by ``resource_key``) (store-backed), so
-  their subscriptions come back after a restart. In-flight packet ids live in memory only:
-  after a restart, an unacknowledged delivery comes back from the durable queue as a
-  redelivery (DUP set, new packet id), and the QoS 2 ids awaiting PUBREL are forgotten.
+  the connection while the session does. Persistent sessions are also recorded in the store
+  (``session_records.py``: a head ``mqtt-session``/vhost/client id and parts of subscription
+  changes, written in slices), so their subscriptions come back after a restart. In-flight
+  packet ids live in memory only: after a restart, an unacknowledged delivery comes back from
+  the durable queue as a redelivery (DUP set, new packet id), and the QoS 2 ids awaiting
+  PUBREL are forgotten.
 * Deliveries re-check MQTT matching per subscription (``$`` topics, subscription QoS,
   identifiers, no-local, retain-as-published) since routing is by AMQP pattern.
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 import uuid
 from collections import deque
 from typing import Any, Callable
@@ -57,6 +59,7 @@ from warren.mqtt.session_state import NEVER_EXPIRES, SessionState, Sub
 from warren.mqtt.states import State
 from warren.mqtt.subscriptions import MqttConsumer, Subscriptions
 from warren.mqtt.topics import filter_to_pattern, key_cache, topic_to_key
+from warren.turn_slices import CHECK_EVERY, turn_deadline
 
 log = logging.getLogger("warren.mqtt")
 
@@ -116,19 +119,6 @@ class MqttSession(Subscriptions):
         self._topic_bytes: dict[str, bytes] = {}
         # encoded properties of a QoS 0 / QoS 1 publish without MQTT 5 properties (CONNECT)
         self._plain_props: tuple[bytes, bytes] = (b"", b"")
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            Publish: self.on_publish,
-            PubAck: self.on_puback,
-            PubRec: self._on_pubrec,
-            PubRel: self._on_pubrel,
-            PubComp: self._on_pubcomp,
-            Subscribe: self._on_subscribe,
-            Unsubscribe: self._on_unsubscribe,
-            PingReq: self._on_pingreq,
-            Disconnect: self._on_disconnect,
-            Auth: self._on_auth,
-            Connect: self._on_second_connect,
-        }
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, packet: Any) -> None:
@@ -141,10 +131,10 @@ class MqttSession(Subscriptions):
             return
         if self.state_name is State.CLOSED:
             return
-        handler = self._handlers.get(type(packet))
+        handler = _HANDLERS.get(type(packet))
         if handler is None:
             raise MqttError(rc.PROTOCOL_ERROR, f"unexpected {type(packet).__name__} from a client")
-        handler(packet)
+        handler(self, packet)
 
     def send(self, packet: Any) -> None:
         self.conn.write(encode(packet, self.level))
@@ -304,7 +294,11 @@ class MqttSession(Subscriptions):
         return user, vhost
 
     def _attach(self) -> None:
-        """Resume the session: resend what is in flight, then start consuming."""
+        """Resume the session: resend what is in flight, bind its subscriptions again, then
+        start consuming. The binds go until the turn's deadline and on at the next turns
+        (``pending_work``, the client's next packets held meanwhile, as for a big
+        SUBSCRIBE): a session of 50,000 subscriptions coming back was one turn of every
+        bind."""
         state = self.state
         vh = self.vhost
         for pid in sorted(state.inflight):
@@ -313,17 +307,33 @@ class MqttSession(Subscriptions):
                 self.send(PubRel(pid))
             else:
                 self._resend(pid, flight)
-        own = [s for s in state.subs.values() if s.group is None]
-        if own or state.queue_name in vh.queues:
-            q = self._own_queue()
-            for s in own:
-                vh.bind(self.exchange.name, q, filter_to_pattern(s.topic_filter))
-        for full, s in state.subs.items():
-            if s.group is not None:
-                self._join_group(full, s)
-        self._subs_changed()
-        if self.consumer is not None:
-            self.consumer.queue.add_consumer(self.consumer)
+        subs = iter(list(state.subs.items()))
+        own_queue = None
+        if state.queue_name in vh.queues or any(s.group is None for s in state.subs.values()):
+            own_queue = self._own_queue()
+
+        def work() -> bool:
+            if self.state_name is State.CLOSED:
+                return True
+            end = turn_deadline()
+            counted = 0
+            for full, s in subs:
+                if s.group is None:
+                    vh.bind(self.exchange.name, own_queue, filter_to_pattern(s.topic_filter))
+                else:
+                    self._join_group(full, s)
+                counted += 1
+                if counted == CHECK_EVERY:
+                    counted = 0
+                    if time.monotonic() >= end:
+                        return False
+            self._subs_changed()
+            if self.consumer is not None:
+                self.consumer.queue.add_consumer(self.consumer)
+            return True
+
+        if not work():
+            self.pending_work = work
 
     # ------------------------------------------------------------------ keep alive
     def _start_keep_alive(self) -> None:
@@ -610,8 +620,10 @@ class MqttSession(Subscriptions):
         for c in list(self.shared.values()):
             self._leave(c)
         self.shared.clear()
-        if self.consumer is not None and not self.consumer.queue.deleted:
-            self.consumer.queue.remove_consumer(self.consumer)
+        if self.consumer is not None:
+            if not self.consumer.queue.deleted:
+                self.consumer.queue.remove_consumer(self.consumer)
+            self.consumer.removed()
         if state.session is self:
             state.session = None
         registry = self.registry
@@ -630,6 +642,17 @@ class MqttSession(Subscriptions):
             state.expiry_call = self.clock.callLater(state.expiry, registry.end, state)
         registry.save(state)
 
+    def release(self, conn: Any) -> None:
+        """The connection is gone for good (after ``detach``): let go of what refers back to
+        this session (its consumers, the retained delivery) and of the connection, which
+        refers to it, for *conn*, a stand-in. Without it each closed connection left some 70
+        objects in reference cycles for the cyclic collector."""
+        self.conn = conn
+        self.consumer = None
+        self.shared = {}
+        self._retained_out = None
+        self._match_cache = {}
+
     def _delayed_will(self, state: SessionState) -> None:
         state.will_call = None
         pending, state.pending_will = state.pending_will, None
@@ -644,3 +667,21 @@ class MqttSession(Subscriptions):
                 "vhost": self.vhost.name if self.vhost else "",
                 "state": "running" if self.state_name is State.CONNECTED else
                 self.state_name.name.lower()}
+
+
+#: the session's handler of each packet a client sends once connected: functions of the
+#: class, called with the session (a dict of bound methods per session was a reference cycle
+#: of a dozen objects per connection, left for the cyclic collector after every close)
+_HANDLERS: dict[type, Callable[[MqttSession, Any], None]] = {
+    Publish: MqttSession.on_publish,
+    PubAck: MqttSession.on_puback,
+    PubRec: MqttSession._on_pubrec,
+    PubRel: MqttSession._on_pubrel,
+    PubComp: MqttSession._on_pubcomp,
+    Subscribe: MqttSession._on_subscribe,
+    Unsubscribe: MqttSession._on_unsubscribe,
+    PingReq: MqttSession._on_pingreq,
+    Disconnect: MqttSession._on_disconnect,
+    Auth: MqttSession._on_auth,
+    Connect: MqttSession._on_second_connect,
+}

@@ -46,10 +46,6 @@ class Sub:
         return self.topic_filter if self.group is None else \
             f"$share/{self.group}/{self.topic_filter}"
 
-    def to_record(self) -> dict[str, Any]:
-        return {"filter": self.full_filter, "qos": self.qos, "nl": self.no_local,
-                "rap": self.retain_as_published, "id": self.identifier}
-
 
 @dataclass(slots=True)
 class Inflight:
@@ -72,7 +68,17 @@ class SessionState:
         self.subs: dict[str, Sub] = {}               # full filter -> subscription (put_sub)
         self.no_local_count = 0                      # subscriptions with no-local
         self.own_qos_count = 0                       # non-shared subscriptions with QoS > 0
-        self.save_pending = False                    # a coalesced save is scheduled
+        # what changed since the last save (each put_sub / pop_sub of a persistent
+        # session, in order: None for a removal) and how many of those belong to packets
+        # already answered (session_records.py writes those)
+        self.unsaved: list[tuple[str, Sub | None]] = []
+        self.unsaved_upto = 0
+        self.marked_count = 0                        # subscriptions when last marked
+        self.record_parts: list[int] = []            # the parts the stored head names
+        self.record_next = 0                         # the number of the next part
+        self.record_entries = 0                      # entries in those parts
+        self.writing_parts: list[int] | None = None  # parts of a save not yet in a head
+        self.record_rewrite = False                  # the next save writes the whole set
         self.sub_trie = TopicTrie()                  # own subscriptions by pattern
         self._trie_entries: dict[str, Binding] = {}  # full filter -> its trie entry
         self._seq = 0                                # subscription order
@@ -95,6 +101,8 @@ class SessionState:
             seq = self._untrie(full)
         self.subs[full] = sub
         self._count(sub, 1)
+        if self.expiry:
+            self.unsaved.append((full, sub))
         if sub.group is None:
             if seq is None:
                 self._seq += 1
@@ -108,6 +116,8 @@ class SessionState:
         if sub is not None:
             self._count(sub, -1)
             self._untrie(full)
+            if self.expiry:
+                self.unsaved.append((full, None))
         return sub
 
     def _untrie(self, full: str) -> int | None:
@@ -140,8 +150,3 @@ class SessionState:
             if self.next_id not in inflight:
                 return self.next_id
         raise MqttError(rc.QUOTA_EXCEEDED, "no free packet identifier")
-
-    def to_record(self) -> dict[str, Any]:
-        return {"vhost": self.vhost, "client_id": self.client_id, "expiry": self.expiry,
-                "subscriptions": [s.to_record() for s in self.subs.values()]}
-

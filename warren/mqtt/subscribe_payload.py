@@ -1,17 +1,19 @@
-"""The payload of a SUBSCRIBE: its topic filters with their options, decoded as they are read.
+"""The payload of a SUBSCRIBE or UNSUBSCRIBE: its topic filters (with their options), decoded as
+they are read.
 
 A SUBSCRIBE may carry tens of thousands of filters in one packet. Decoded whole by the parser,
 50,000 of them were one reactor turn of 87 ms (a string and a ``Subscription`` each), however
 the session then sliced their subscription. So the parser decodes the first ``EAGER_FILTERS``
 (a small SUBSCRIBE is whole, and checked whole, when parsed) and leaves the rest to
 :class:`LazySubscriptions`, which decodes each filter when the session's sliced SUBSCRIBE
-(``subscriptions.py``, a turn's budget at a time) comes to it.
+(``subscriptions.py``, a turn's budget at a time) comes to it. An UNSUBSCRIBE's filters are
+the same: :class:`LazyTopicFilters`, read by the sliced UNSUBSCRIBE.
 
 A fault in a filter not yet decoded (a reserved option bit, QoS 3, truncated or invalid
 UTF-8) is then found when the session reaches it: the same ``MqttError`` and the same
-DISCONNECT, after the filters before it were subscribed. Mosquitto's ``handle__subscribe``
-also adds each filter as it reads it and stops at the first malformed one; no SUBACK goes
-out either way. Like the codec, no sockets, no Twisted, no broker imports.
+DISCONNECT, after the filters before it were subscribed (unsubscribed). Mosquitto's
+``handle__subscribe`` also adds each filter as it reads it and stops at the first malformed
+one; no SUBACK goes out either way. Like the codec, no sockets, no Twisted, no broker imports.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, Iterator
 from warren.mqtt.packets import MALFORMED_PACKET, PROTOCOL_ERROR, MqttError, Subscription
 from warren.mqtt.properties import WireReader
 
-__all__ = ["EAGER_FILTERS", "LazySubscriptions", "read_subscription"]
+__all__ = ["EAGER_FILTERS", "LazySubscriptions", "LazyTopicFilters", "read_subscription"]
 
 #: filters a SUBSCRIBE's parse decodes at once (about 0.1 ms of them)
 EAGER_FILTERS = 64
@@ -50,19 +52,22 @@ def read_subscription(reader: WireReader, level: int) -> Subscription:
     return Subscription(topic_filter, qos)
 
 
-class LazySubscriptions(Sequence[Subscription]):
-    """The filters of a SUBSCRIBE, those decoded when it was parsed first, the rest decoded as
-    iteration reaches them (once: what is decoded is kept). Iterating is the session's way in;
-    ``len``, indexing and ``==`` (a tuple of the same filters is equal) decode the rest."""
+class _LazyPayload(Sequence[Any]):
+    """A packet's items, those decoded when it was parsed first, the rest decoded as iteration
+    reaches them (once: what is decoded is kept). Iterating is the session's way in; ``len``,
+    indexing and ``==`` (a tuple of the same items is equal) decode the rest."""
 
     __slots__ = ("_decoded", "_reader", "_level")
 
-    def __init__(self, decoded: list[Subscription], reader: WireReader, level: int) -> None:
+    def __init__(self, decoded: list[Any], reader: WireReader, level: int) -> None:
         self._decoded = decoded
-        self._reader = reader      # at the first filter not decoded yet
+        self._reader = reader      # at the first item not decoded yet
         self._level = level
 
-    def __iter__(self) -> Iterator[Subscription]:
+    def _read(self, reader: WireReader) -> Any:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Any]:
         decoded, reader = self._decoded, self._reader
         i = 0
         while True:
@@ -72,9 +77,9 @@ class LazySubscriptions(Sequence[Subscription]):
             elif reader.at_end():
                 return
             else:
-                decoded.append(read_subscription(reader, self._level))
+                decoded.append(self._read(reader))
 
-    def _all(self) -> list[Subscription]:
+    def _all(self) -> list[Any]:
         for _ in self:
             pass
         return self._decoded
@@ -86,7 +91,7 @@ class LazySubscriptions(Sequence[Subscription]):
         return self._all()[index]
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, (tuple, list, LazySubscriptions)):
+        if isinstance(other, (tuple, list, _LazyPayload)):
             return tuple(self._all()) == tuple(other)
         return NotImplemented
 
@@ -94,4 +99,24 @@ class LazySubscriptions(Sequence[Subscription]):
         return hash(tuple(self._all()))
 
     def __repr__(self) -> str:
-        return f"LazySubscriptions({len(self._decoded)} decoded, more: {not self._reader.at_end()})"
+        return (f"{type(self).__name__}({len(self._decoded)} decoded,"
+                f" more: {not self._reader.at_end()})")
+
+
+class LazySubscriptions(_LazyPayload):
+    """A SUBSCRIBE's filters and their options (``Subscription``), checked as the parser
+    checks them (``read_subscription``)."""
+
+    __slots__ = ()
+
+    def _read(self, reader: WireReader) -> Subscription:
+        return read_subscription(reader, self._level)
+
+
+class LazyTopicFilters(_LazyPayload):
+    """An UNSUBSCRIBE's topic filters (strings: valid UTF-8 without U+0000)."""
+
+    __slots__ = ()
+
+    def _read(self, reader: WireReader) -> str:
+        return reader.utf8()
