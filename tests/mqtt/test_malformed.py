@@ -6,7 +6,7 @@ import pytest
 
 from tests.mqtt.helpers import V5, Client, RawClient, cid
 from warren.mqtt.codec import (ConnAck, Connect, Disconnect, Publish, Subscribe, Subscription,
-                               Will, encode)
+                               Unsubscribe, Will, encode)
 
 CONNECT_311 = Connect(client_id="raw", username="guest", password=b"guest")
 
@@ -82,6 +82,24 @@ def test_second_connect(broker, level):
         assert isinstance(reply, Disconnect) and reply.reason_code == 0x82
         reply = raw.recv()
     assert reply is None
+
+
+@pytest.mark.parametrize("packet", [Subscribe(1, (Subscription("a", 1),)), Unsubscribe(1, ("a",)),
+                                    Publish("a", b"x", 1, packet_id=1)],
+                         ids=["SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH"])
+def test_packet_id_0(broker, packet):
+    """Packet identifier 0 [MQTT-2.2.1-3]: Malformed Packet in SUBSCRIBE and UNSUBSCRIBE,
+    Protocol Error in PUBLISH (the spec names no code; these are Mosquitto's)."""
+    raw = _connected(broker.mqtt_port, 5)
+    data = bytearray(encode(packet, 5))
+    at = 2 if not isinstance(packet, Publish) else 2 + 2 + len(packet.topic)
+    assert data[at:at + 2] == b"\x00\x01"
+    data[at:at + 2] = b"\x00\x00"
+    raw.send_raw(bytes(data))
+    d = raw.recv()
+    assert isinstance(d, Disconnect)
+    assert d.reason_code == (0x82 if isinstance(packet, Publish) else 0x81)
+    assert raw.recv() is None
 
 
 def test_reserved_fixed_header_flags(broker):
