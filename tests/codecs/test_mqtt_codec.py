@@ -345,8 +345,8 @@ def test_unsubscribe_without_filters():  # [MQTT-3.10.3-2]
     assert error_code(frame(0xA2, b"\x00\x01"), 4) == 0x82
 
 
-def test_subscribe_packet_id_0():
-    assert error_code(frame(0x82, b"\x00\x00" + utf8("a") + b"\x00"), 4) == 0x82
+def test_subscribe_packet_id_0():  # Mosquitto's code: the spec names none
+    assert error_code(frame(0x82, b"\x00\x00" + utf8("a") + b"\x00"), 4) == 0x81
 
 
 @pytest.mark.parametrize("level,options,code", [

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.mqtt.helpers import V5, Client, RawClient, cid
-from warren.mqtt.codec import ConnAck, Connect, Disconnect, Publish, Subscribe, Subscription
+from warren.mqtt.codec import (ConnAck, Connect, Disconnect, Publish, Subscribe, Subscription,
+                               Unsubscribe, Will, encode)
 
 CONNECT_311 = Connect(client_id="raw", username="guest", password=b"guest")
 
@@ -39,11 +40,37 @@ def test_connect_reserved_flag_closes_311(broker):
     assert raw.recv() is None           # 3.1.1 has no code for it: close [MQTT-3.2.2-6]
 
 
-def test_connect_reserved_flag_connack_v5(broker):
+# 5.0 CONNECTs that are malformed or break the protocol: the server may answer with a CONNACK
+# or only close [MQTT-3.1.4-1]; warren closes, as Mosquitto does.
+_BAD_V5_CONNECTS = {
+    "reserved flag": bytes([0x10, 14]) + b"\x00\x04MQTT\x05\x03\x00\x3c\x00\x00\x01a",
+    # will QoS 1 and will retain without the will flag [MQTT-3.1.2-11]
+    "will QoS without will": bytes([0x10, 14]) + b"\x00\x04MQTT\x05\x2a\x00\x3c\x00\x00\x01a",
+    "empty will topic": encode(Connect(protocol_level=5, client_id="w",
+                                       will=Will("", b"gone")), 5),
+    "U+0000 in will topic": encode(Connect(protocol_level=5, client_id="w",
+                                           will=Will("a\x00b", b"gone")), 5),
+    "will delay, empty will topic": encode(Connect(
+        protocol_level=5, client_id="w",
+        will=Will("", b"gone", properties={"will_delay_interval": 3})), 5),
+}
+
+
+@pytest.mark.parametrize("data", _BAD_V5_CONNECTS.values(), ids=_BAD_V5_CONNECTS.keys())
+def test_bad_v5_connect_closes_without_connack(broker, data):
     raw = RawClient(broker.mqtt_port, level=5)
-    raw.send_raw(bytes([0x10, 14]) + b"\x00\x04MQTT\x05\x03\x00\x3c\x00\x00\x01a")
+    raw.send_raw(data)
+    assert raw.recv() is None
+
+
+def test_refused_v5_connect_still_gets_its_connack(broker):
+    """A well-formed CONNECT the server will not take keeps its CONNACK reason code."""
+    raw = RawClient(broker.mqtt_port, level=5)
+    raw.send(Connect(protocol_level=5, client_id="auth",
+                     properties={"authentication_method": "SCRAM-SHA-1"}))
     ack = raw.recv()
-    assert isinstance(ack, ConnAck) and ack.reason_code == 0x81
+    assert isinstance(ack, ConnAck) and ack.reason_code == 0x8C
+    assert raw.recv() is None
 
 
 @pytest.mark.parametrize("level", [4, 5])
@@ -55,6 +82,24 @@ def test_second_connect(broker, level):
         assert isinstance(reply, Disconnect) and reply.reason_code == 0x82
         reply = raw.recv()
     assert reply is None
+
+
+@pytest.mark.parametrize("packet", [Subscribe(1, (Subscription("a", 1),)), Unsubscribe(1, ("a",)),
+                                    Publish("a", b"x", 1, packet_id=1)],
+                         ids=["SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH"])
+def test_packet_id_0(broker, packet):
+    """Packet identifier 0 [MQTT-2.2.1-3]: Malformed Packet in SUBSCRIBE and UNSUBSCRIBE,
+    Protocol Error in PUBLISH (the spec names no code; these are Mosquitto's)."""
+    raw = _connected(broker.mqtt_port, 5)
+    data = bytearray(encode(packet, 5))
+    at = 2 if not isinstance(packet, Publish) else 2 + 2 + len(packet.topic)
+    assert data[at:at + 2] == b"\x00\x01"
+    data[at:at + 2] = b"\x00\x00"
+    raw.send_raw(bytes(data))
+    d = raw.recv()
+    assert isinstance(d, Disconnect)
+    assert d.reason_code == (0x82 if isinstance(packet, Publish) else 0x81)
+    assert raw.recv() is None
 
 
 def test_reserved_fixed_header_flags(broker):

@@ -88,9 +88,11 @@ def test_delayed_will_sent_when_session_expires_first(broker, unique):
     assert watcher.get().payload == b"expired"
 
 
-def test_delayed_will_sent_when_clean_start_ends_the_session(broker, unique):
-    """A clean-start reconnect ends the old session, so its delayed will goes out then (as
-    Mosquitto does), and the reconnect is accepted (it used to get CONNACK 0x80)."""
+def test_delayed_will_dropped_when_a_clean_start_reconnects_first(broker, unique):
+    """A new connection for the client id before the will delay has passed: the delayed will
+    is not sent [MQTT-3.1.2-8], [MQTT-3.1.3-9], though its clean start ends the old session;
+    the reconnect is accepted (it once got CONNACK 0x80). Mosquitto 2.0.11 likewise (its
+    07-will-delay-recover)."""
     watcher = Client(broker.mqtt_port, protocol=V5)
     watcher.subscribe(f"{unique}/wc", 1)
     client_id = cid()
@@ -102,5 +104,25 @@ def test_delayed_will_sent_when_clean_start_ends_the_session(broker, unique):
     first.drop()
     again = Client(broker.mqtt_port, protocol=V5, client_id=client_id, clean=True)
     assert again.connack == 0 and not again.session_present
-    assert watcher.get().payload == b"ended"
+    again.publish(f"{unique}/wc", b"marker", 1)
+    assert [m.payload for m in watcher.drain_until(b"marker")] == [b"marker"]
+    again.disconnect()
+
+
+def test_delayed_will_dropped_when_a_clean_start_takes_over(broker, unique):
+    """The same when the new connection takes over one still open: its will waits for the
+    delay, and the new connection came first."""
+    watcher = Client(broker.mqtt_port, protocol=V5)
+    watcher.subscribe(f"{unique}/wt", 1)
+    client_id = cid()
+    session = v5_props(PacketTypes.CONNECT, SessionExpiryInterval=60)
+    will_props = v5_props(PacketTypes.WILLMESSAGE, WillDelayInterval=30)
+    first = Client(broker.mqtt_port, protocol=V5, client_id=client_id, clean=False,
+                   properties=session, will=(f"{unique}/wt", b"taken", 1, False),
+                   will_properties=will_props)
+    again = Client(broker.mqtt_port, protocol=V5, client_id=client_id, clean=True)
+    assert again.connack == 0 and not again.session_present
+    assert first.disconnected.wait(10)
+    again.publish(f"{unique}/wt", b"marker", 1)
+    assert [m.payload for m in watcher.drain_until(b"marker")] == [b"marker"]
     again.disconnect()

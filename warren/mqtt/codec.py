@@ -424,6 +424,21 @@ def _reason_and_properties(cls: type, kind: str) -> Callable[[WireReader, int, i
     return parse
 
 
+def _id_0_malformed(parse: Callable[[WireReader, int, int], Any]
+                    ) -> Callable[[WireReader, int, int], Any]:
+    """SUBSCRIBE/UNSUBSCRIBE: packet identifier 0 [MQTT-2.2.1-3] is a Malformed Packet there,
+    where ``_packet_id`` makes it a Protocol Error (PUBLISH, the acks). The spec names no code;
+    these are Mosquitto's (its 13-malformed-subscribe-v5 and -unsubscribe-v5)."""
+
+    def parse_checked(reader: WireReader, flags: int, level: int) -> Any:
+        pos = reader.pos
+        if reader.end - pos >= 2 and not reader.buf[pos] and not reader.buf[pos + 1]:
+            raise MqttError(MALFORMED_PACKET, "packet identifier 0 is not allowed")
+        return parse(reader, flags, level)
+
+    return parse_checked
+
+
 _PARSERS: dict[int, Callable[[WireReader, int, int], Any]] = {
     CONNACK: _parse_connack,
     PUBLISH: _parse_publish,
@@ -431,9 +446,9 @@ _PARSERS: dict[int, Callable[[WireReader, int, int], Any]] = {
     PUBREC: _ack_parser(PubRec, "pubrec"),
     PUBREL: _ack_parser(PubRel, "pubrel"),
     PUBCOMP: _ack_parser(PubComp, "pubcomp"),
-    SUBSCRIBE: _parse_subscribe,
+    SUBSCRIBE: _id_0_malformed(_parse_subscribe),
     SUBACK: _parse_suback,
-    UNSUBSCRIBE: _parse_unsubscribe,
+    UNSUBSCRIBE: _id_0_malformed(_parse_unsubscribe),
     UNSUBACK: _parse_unsuback,
     PINGREQ: _parse_ping(PingReq),
     PINGRESP: _parse_ping(PingResp),

@@ -5,7 +5,10 @@ the fault was found) and the core's ``BrokerError`` classes (AMQP-coded: 403, 40
 What the client gets depends on when and at which protocol level:
 
 * during CONNECT: a CONNACK with a reason code (5.0) or the 3.1.1 return code 1..5, then close;
-  faults that 3.1.1 has no return code for (a malformed CONNECT) just close [MQTT-3.2.2-6];
+  faults that 3.1.1 has no return code for (a malformed CONNECT) just close [MQTT-3.2.2-6], and
+  so does a 5.0 CONNECT that is malformed or breaks the protocol (0x81, 0x82, 0x90): 5.0 lets a
+  server send a CONNACK for those or only close [MQTT-3.1.4-1], and Mosquitto only closes, so a
+  client cannot tell the two brokers apart there (its 07-will-null-topic and kin expect that);
 * afterwards, for a connection-level fault: DISCONNECT with the reason (5.0) or a close (3.1.1)
   [MQTT-4.8.0-1], [MQTT 5.0 4.13];
 * per PUBLISH / per SUBSCRIBE filter: the PUBACK/PUBREC or SUBACK reason code (0x80 at 3.1.1).
@@ -75,10 +78,16 @@ def reason_for(error: BaseException) -> int:
     return UNSPECIFIED_ERROR
 
 
+# A 5.0 CONNECT refused for one of these is closed without a CONNACK (see above): the faults
+# in the packet itself, as against a well-formed CONNECT the server will not accept.
+_V5_CLOSE_ONLY = frozenset({MALFORMED_PACKET, PROTOCOL_ERROR, TOPIC_NAME_INVALID})
+
+
 def connack_code(reason: int, protocol_level: int) -> int | None:
-    """CONNACK code for a refused CONNECT; None when 3.1.1 can only close [MQTT-3.2.2-6]."""
+    """CONNACK code for a refused CONNECT; None when the connection only closes: at 3.1.1
+    for a fault it has no return code for [MQTT-3.2.2-6], at 5.0 for a malformed CONNECT."""
     if protocol_level == 5:
-        return reason
+        return None if reason in _V5_CLOSE_ONLY else reason
     return _V3_CONNACK.get(reason)
 
 

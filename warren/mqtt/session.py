@@ -190,6 +190,10 @@ class MqttSession(Subscriptions):
                 # kept its subscriptions delivering to the new connection).
                 old = None
         if old is not None and c.clean_start:
+            # a new connection for the client id came before the will delay passed: the
+            # delayed will is not sent [MQTT-3.1.2-8], [MQTT-3.1.3-9], though the clean start
+            # ends the session it waited on (Mosquitto likewise)
+            old.pending_will = None
             registry.end(old)
             old = None
         session_present = old is not None
