@@ -6,7 +6,10 @@ delta), so the message after it is one offset further on (0, then 2); no reader 
 chunk, neither a Stream protocol subscriber nor an AMQP 0-9-1 consumer, and ``last`` starts
 at the last chunk of messages; the queue's message count (``/api/queues``) counts it, as
 RabbitMQ's counts offsets. Publishes a confirm apart are chunks of their own with their own
-trailers, and stay so after a restart. The leader a metadata answer names is the host of the
+trailers, and stay so after a restart. An AMQP 0-9-1 channel publishing into a stream is a
+writer with an id of its own, as RabbitMQ's stream client per channel: each chunk it wrote
+in has a trailer entry for it (43 bytes on RabbitMQ 3.10.8: the id is the channel's pid,
+"_-" and 22 base64url characters). The leader a metadata answer names is the host of the
 node name ("localhost" for warren's default, as for a RabbitMQ node ``rabbit@localhost``),
 not the address the client happened to connect to. ``stream_stats`` (RabbitMQ 3.11) gives
 the first offsets of the oldest and the newest chunk.
@@ -203,3 +206,30 @@ def test_the_leader_is_the_host_of_the_node_name_not_the_address_reached(broker)
     leader, replicas = asyncio.run(main())
     # RabbitMQ 3.10.8 (node rabbit@localhost, no advertised_host set): "localhost"
     assert (leader.host, leader.port, replicas) == ("localhost", broker.stream_port, [])
+
+
+def test_an_amqp_channels_messages_carry_its_writer_in_the_chunk_trailer(broker):
+    conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    try:
+        first, second = conn.channel(), conn.channel()
+        first.queue_declare("fid-a", durable=True, arguments={"x-queue-type": "stream"})
+        for ch in (first, second):
+            ch.confirm_delivery()   # each publish confirmed before the next: a chunk each
+        for ch, body in ((first, b"a0"), (second, b"a1"), (first, b"a2")):
+            ch.basic_publish("", "fid-a", body)
+    finally:
+        conn.close()
+
+    async def main():
+        c = await client(broker)
+        try:
+            return await chunks_of(c, "fid-a", 3)
+        finally:
+            await c.close()
+
+    chunks = asyncio.run(main())
+    assert [(o, n) for o, n, _, _ in chunks] == [(0, 1), (1, 1), (2, 1)]
+    # one entry: type, id size, an id of RabbitMQ's shape ("<0.N.0>_-" and 22 characters),
+    # the sequence number; RabbitMQ 3.10.8 gives 43 for each of these chunks
+    assert all(1 + 1 + 31 + 8 <= t <= 1 + 1 + 35 + 8 for _, _, t, _ in chunks), chunks
+    assert amqp_offsets(broker, "fid-a", 3) == [(0, b"a0"), (1, b"a1"), (2, b"a2")]

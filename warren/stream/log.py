@@ -109,6 +109,9 @@ CONTINUES = 1 << 63
 TRACK_SEQUENCE, TRACK_OFFSET = 0, 1
 #: a tracking id's longest (its size is a byte in the trailer)
 MAX_TRACKING_ID = 255
+#: how many publishers' last ids a segment's snapshot carries, the most recent ones (osiris'
+#: ``max_sequences``): every AMQP channel that published into a stream is a writer
+MAX_WRITERS = 255
 _TRAILER_ENTRY = struct.Struct(">BB")   # tracking type, id size; then the id and a u64
 #: how far past a chunk's last record a read goes for the trailer after it (one entry of
 #: the longest id and its framing fit)
@@ -358,6 +361,7 @@ class StreamLog:
                 for kind, raw_name, value in trailer_entries(payload):
                     name = raw_name.decode("utf-8", "replace")
                     if kind == TRACK_SEQUENCE:
+                        self.writers.pop(name, None)   # the most recent writers last
                         self.writers[name] = value
                     elif kind == TRACK_OFFSET:
                         self.consumers[name] = value
@@ -396,6 +400,7 @@ class StreamLog:
         file = JournalSegment(self.directory, number)
         # the header, then the tracking so far: retention deleting the older segments that
         # recorded it must not lose deduplication or stored offsets
+        self._trim_writers()
         header = b"".join(
             [encode_record(RECORD_SEGMENT, _FIRST.pack(self.next_offset))]
             + [encode_record(RECORD_WRITER, _pack_tracking(n, v)) for n, v in self.writers.items()]
@@ -538,13 +543,23 @@ class StreamLog:
         type sequence, so a reader finds the trailer of the chunk it delivers next to its
         last record. A reference too long for a trailer entry (over 255 bytes) is a
         tracking record (type 3), which counts for deduplication alone."""
-        self.writers[reference] = publishing_id
+        writers = self.writers
+        writers.pop(reference, None)   # the most recent writers last
+        writers[reference] = publishing_id
+        if len(writers) > 2 * MAX_WRITERS:
+            self._trim_writers()
         raw = reference.encode()
         if len(raw) > MAX_TRACKING_ID:
             self._add(encode_record(RECORD_WRITER, _pack_tracking(reference, publishing_id)))
         else:
             self._add(encode_record(RECORD_TRAILER,
                                     trailer_entry(TRACK_SEQUENCE, raw, publishing_id)))
+
+    def _trim_writers(self) -> None:
+        """Forget all but the ``MAX_WRITERS`` publishers that wrote last, as osiris trims its
+        sequences: a deduplicating publisher gone that long starts over."""
+        for reference in list(self.writers)[:-MAX_WRITERS]:
+            del self.writers[reference]
 
     def store_offset(self, reference: str, offset: int) -> None:
         """Record where a named consumer got to (the Stream protocol's store_offset): as
@@ -840,11 +855,14 @@ class StreamLog:
     def retain(self, max_bytes: int | None, max_age_ms: int | None) -> int:
         """Delete the oldest closed segments out of retention; returns how many went.
 
+        The size counted is the closed segments', as osiris counts it when a segment rolls
+        over (the new one still empty): so a restart, which runs retention again, deletes no
+        more than the last roll did however far the segment being written has grown since.
         The newest segment is synced first: its header must be on disk before the segments
         that told the offsets before it are gone."""
         now_ms = int(self.clock.seconds() * 1000)
         gone = 0
-        total = self.size
+        total = self.size - self.segments[-1].size
         while len(self.segments) > 1:
             oldest = self.segments[0]
             over_size = max_bytes is not None and total > max_bytes
