@@ -170,4 +170,8 @@ def test_a_long_publish_run_is_cut_into_chunk_sized_records(tmp_path):
     # records of at most MAX_RUN_MESSAGES, and of about MAX_RUN_BYTES at most
     assert sizes == [MAX_RUN_MESSAGES, MAX_RUN_MESSAGES, 5, 3, 1]
     assert log.read(many + 3)[1] == head + big
+    # though appended in one turn, chunks no bigger: each of those records starts one, so
+    # ``last`` is the last of them, not the turn's first offset
+    assert list(log.segments[-1].run_starts) == [0, 1024, 2048, 2053, 2056]
+    assert log.last_chunk_offset == many + 3
     log.close()

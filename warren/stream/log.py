@@ -14,8 +14,9 @@ Chunks: osiris writes what its writer took in one batch (the publishes that came
 as one chunk, with one trailer, and a replay gives the chunks back as they were written. The
 appends of one reactor turn are warren's batch: the first record of a turn starts a chunk
 and the rest carry ``CONTINUES`` (the flag is in every message record type's offset field),
-so the boundaries survive a restart; a chunk never spans segments, and ``read_run`` never
-reads past the end of one. A log written before the flag has each record a chunk.
+so the boundaries survive a restart; a chunk never spans segments nor grows past
+``MAX_RUN_MESSAGES`` / ``MAX_RUN_BYTES``, and ``read_run`` never reads past the end of one. A
+log written before the flag has each record a chunk.
 
 A message with a filter value (stream filtering, ``filters.py``) is a type 5 record, the same
 with ``length u16`` and the UTF-8 value between the timestamp and the message; the Bloom
@@ -155,9 +156,11 @@ class SubEntryBatch(NamedTuple):
     entry: bytes
 
 
-#: a run record's bounds (``append_many`` cuts a longer run): what one chunk of a replay
-#: carries at most, so a chunk stays well within a client's frame_max (1 MiB for rstream
-#: and rbfly) however big the publish frame was, and an AMQP reader splits little at once
+#: a run record's bounds (``append_many`` cuts a longer run), and a chunk's: what one chunk
+#: of a replay carries at most, so a chunk stays well within a client's frame_max (1 MiB for
+#: rstream and rbfly) however big the publish frame was, and an AMQP reader splits little at
+#: once (osiris' chunks are bounded by its writer's batch: a 5,000-message publish is 8
+#: chunks on RabbitMQ 3.10.8, 5 here, and ``last`` reads only the last)
 MAX_RUN_MESSAGES = 1024
 MAX_RUN_BYTES = 256 * 1024
 
@@ -286,8 +289,10 @@ class StreamLog:
         self._pending = bytearray()           # appended, not yet written to the last segment
         self._pending_at = 0                  # its file position
         self._flush_call: Any = None
-        # appends this reactor turn went into a chunk that the next one goes on with
+        # appends this reactor turn went into a chunk that the next one goes on with, and
+        # the messages and bytes in it so far
         self._chunk_open = False
+        self._chunk_messages = self._chunk_bytes = 0
         self._unsynced = False
         self._new_files = False               # a segment was created: fsync the directory
         self.writers: dict[str, int] = {}     # publisher reference -> last publishing id
@@ -486,14 +491,23 @@ class StreamLog:
         goes_on = CONTINUES if self._chunk_open else 0
         for record, value in _cut_runs(message_records, filter_values):
             count = 1
-            at = self.next_offset | goes_on
-            if seg.size + _frame_size(record, value) > self.max_segment_bytes \
-                    and seg.positions:
+            size = _frame_size(record, value)
+            messages = (len(record.bodies) if isinstance(record, BodyRun) else
+                        record.messages if isinstance(record, SubEntryBatch) else 1)
+            if seg.size + size > self.max_segment_bytes and seg.positions:
                 # a chunk never spans segments: the new one starts with a chunk
                 self._write_pending()
                 seg = self._new_segment(_segment_number(seg) + 1)
                 pending = self._pending
-                at = self.next_offset
+                goes_on = 0
+            if goes_on and (self._chunk_messages + messages > MAX_RUN_MESSAGES
+                            or self._chunk_bytes + size > MAX_RUN_BYTES):
+                goes_on = 0   # a chunk as big as a replay delivers at once: the next starts
+            if not goes_on:
+                self._chunk_messages = self._chunk_bytes = 0
+            self._chunk_messages += messages
+            self._chunk_bytes += size
+            at = self.next_offset | goes_on
             if isinstance(record, BodyRun):
                 count = len(record.bodies)
                 pack = _U32.pack
