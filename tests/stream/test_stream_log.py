@@ -43,13 +43,13 @@ def test_offsets_by_time_across_runs_and_reopening(tmp_path):
     log = StreamLog(str(tmp_path / "t"), clock)
     log.open(fresh=True)
     log.append_many([b"a", b"b"])                    # 0, 1 at 1,000,000
-    log.append_many([b"c"])                          # 2, same millisecond: same run
+    log.append_many([b"c"])                          # 2, same turn: the same chunk
     clock.advance(0.5)
     log.append_many([b"d"])                          # 3 at 1,000,500
     clock.advance(1)
     log.append_many([b"e", b"f"])                    # 4, 5 at 1,001,500
-    assert len(log.segments[-1].run_times) == 3
     for reopened in (False, True):
+        assert list(log.segments[-1].run_starts) == [0, 3, 4]   # the chunks
         if reopened:
             log.close()
             log = StreamLog(str(tmp_path / "t"), clock)
@@ -110,7 +110,7 @@ def test_a_sub_entry_batch_takes_its_offsets_and_comes_back_whole(tmp_path):
     assert log.read_run(1, 2, 100, 1 << 20)[2:4] == ([batch], 4)
     # one message at a time: the batch's offsets have no message, and the next one is 4
     assert log.read(2)[1] is None and log.batch_end(2) == 4 and log.batch_end(0) == 1
-    assert log.last_chunk_offset == 4
+    assert log.last_chunk_offset == 0   # the one append is one chunk
     log.close()
     again = StreamLog(str(tmp_path / "sb"), Clock())
     again.open(fresh=False)
@@ -135,7 +135,7 @@ def test_a_publish_run_is_one_record_read_whole_or_message_by_message(tmp_path):
     # an AMQP reader: each message, head and body, in any order
     assert [log.read(o)[1] for o in (3, 1, 2, 4)] == [head + b"b22", head + b"b0",
                                                        head + b"b1", head + b"c"]
-    assert log.batch_end(1) == 4 and log.last_chunk_offset == 4
+    assert log.batch_end(1) == 4 and log.last_chunk_offset == 0   # one append, one chunk
     log.close()
     again = StreamLog(str(tmp_path / "run"), Clock())
     again.open(fresh=False)
@@ -170,4 +170,8 @@ def test_a_long_publish_run_is_cut_into_chunk_sized_records(tmp_path):
     # records of at most MAX_RUN_MESSAGES, and of about MAX_RUN_BYTES at most
     assert sizes == [MAX_RUN_MESSAGES, MAX_RUN_MESSAGES, 5, 3, 1]
     assert log.read(many + 3)[1] == head + big
+    # though appended in one turn, chunks no bigger: each of those records starts one, so
+    # ``last`` is the last of them, not the turn's first offset
+    assert list(log.segments[-1].run_starts) == [0, 1024, 2048, 2053, 2056]
+    assert log.last_chunk_offset == many + 3
     log.close()

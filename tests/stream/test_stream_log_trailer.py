@@ -1,9 +1,11 @@
 """A real ``StreamLog`` (temporary directory, Twisted ``Clock``): the trailer record a named
 publisher's messages are followed by, in osiris' trailer entry format; the trailer size
 ``read_run`` gives for a chunk (only a chunk that holds the publish's last record has it);
-deduplication read back from trailers; a log written before trailers (the publisher's tracking
-a type 3 record after its messages) read back with the same trailers; a trailer torn at the
-tail of a segment cut on recovery without losing the message before it."""
+deduplication read back from trailers; each append a chunk of its own, with its own trailer,
+also after reopening (osiris keeps each writer batch a chunk); a log written before trailers
+(the publisher's tracking a type 3 record after its messages) read back with the same
+trailers; a trailer torn at the tail of a segment cut on recovery without losing the message
+before it."""
 
 from __future__ import annotations
 
@@ -30,14 +32,18 @@ def records_of(directory, number=0):
 
 def test_a_named_publish_is_followed_by_its_trailer_and_a_chunk_ending_there_has_it(tmp_path):
     directory = str(tmp_path / "s")
-    log = StreamLog(directory, Clock())
+    clock = Clock()
+    log = StreamLog(directory, clock)
     log.open(fresh=True)
     log.append_many([b"m0", b"m1"], writer=("test-reference", 1))
+    clock.advance(0)                                           # each in a turn of its own
     log.append_many([b"m2"])                                   # an unnamed publisher's
+    clock.advance(0)
     log.append_many([b"m3"], writer=("x" * 256, 9))            # too long for a trailer entry
     log.sync()
     assert records_of(directory)[1:] == [
-        (1, struct.pack(">Qq", 0, 0) + b"m0"), (1, struct.pack(">Qq", 1, 0) + b"m1"),
+        (1, struct.pack(">Qq", 0, 0) + b"m0"),
+        (1, struct.pack(">Qq", 1 | 1 << 63, 0) + b"m1"),   # goes on with m0's chunk
         (9, ENTRY_24),
         (1, struct.pack(">Qq", 2, 0) + b"m2"),
         (1, struct.pack(">Qq", 3, 0) + b"m3"),
@@ -47,24 +53,37 @@ def test_a_named_publish_is_followed_by_its_trailer_and_a_chunk_ending_there_has
     assert log.read_run(1, 2, 100, 1 << 20)[2:] == ([b"m1"], 2, 24)
     assert log.read_run(2, 3, 100, 1 << 20)[2:] == ([b"m2"], 3, 0)
     assert log.read_run(3, 4, 100, 1 << 20)[2:] == ([b"m3"], 4, 0)
-    assert log.read_run(0, 4, 100, 1 << 20)[2:] == ([b"m0", b"m1", b"m2", b"m3"], 4, 24)
+    assert log.read_run(0, 4, 100, 1 << 20)[2:] == ([b"m0", b"m1"], 2, 24)   # its chunk
     log.close()
 
     again = StreamLog(directory, Clock())
     again.open(fresh=False)
     assert again.writers == {"test-reference": 1, "x" * 256: 9}
-    assert again.read_run(0, 4, 100, 1 << 20)[2:] == ([b"m0", b"m1", b"m2", b"m3"], 4, 24)
+    assert [again.read_run(o, 4, 100, 1 << 20)[2:] for o in (0, 2, 3)] == [
+        ([b"m0", b"m1"], 2, 24), ([b"m2"], 3, 0), ([b"m3"], 4, 0)]
     again.close()
 
 
-def test_one_entry_per_publisher_in_a_chunk_over_several_publishes(tmp_path):
-    log = StreamLog(str(tmp_path / "p"), Clock())
+def test_the_publishes_of_a_turn_are_a_chunk_with_one_trailer_also_after_reopening(tmp_path):
+    clock = Clock()
+    log = StreamLog(str(tmp_path / "p"), clock)
     log.open(fresh=True)
-    for i in range(3):
-        log.append_many([b"a%d" % i], writer=("a", i))
-        log.append_many([b"b%d" % i], writer=("bb", i))
-    assert log.read_run(0, 6, 100, 1 << 20)[3:] == (6, (1 + 1 + 1 + 8) + (1 + 1 + 2 + 8))
-    assert log.read_run(0, 1, 100, 1 << 20)[3:] == (1, 11)
+    for turn in range(2):   # the same six publishes each in its own turn, then in one
+        for i in range(3):
+            for writer, bodies in (("a", [b"a"]), ("bb", [b"b", b"c"])):
+                log.append_many(bodies, writer=(writer, i))
+                if not turn:
+                    clock.advance(0)   # the turn ends
+        clock.advance(0)
+    chunks = [(0, 1, 11), (1, 3, 12), (3, 4, 11), (4, 6, 12), (6, 7, 11), (7, 9, 12),
+              (9, 18, (1 + 1 + 1 + 8) + (1 + 1 + 2 + 8))]   # one entry per writer
+    for reopened in (False, True):
+        if reopened:
+            log.close()
+            log = StreamLog(str(tmp_path / "p"), clock)
+            log.open(fresh=False)
+        assert [(o,) + log.read_run(o, 18, 100, 1 << 20)[3:] for o, _, _ in chunks] == chunks
+        assert log.last_chunk_offset == log.last_chunk_id == 9
     log.close()
 
 
@@ -89,7 +108,8 @@ def test_a_log_written_before_trailers_reads_back_with_the_same_trailers(tmp_pat
     assert log.writers == {"old-writer": 3, "test-reference": 7}
     assert log.consumers == {"app": 0}
     assert log.read_run(0, 1, 100, 1 << 20) == (0, 5, [b"m0"], 1, 24)
-    assert log.read_run(0, 2, 100, 1 << 20)[2:] == ([b"m0", b"m1"], 2, 24)
+    # each record of a log written before chunks were kept is a chunk
+    assert log.read_run(0, 2, 100, 1 << 20)[2:] == ([b"m0"], 1, 24)
     assert log.read_run(1, 2, 100, 1 << 20)[2:] == ([b"m1"], 2, 0)
     # appends go on after it, the new way
     log.append_many([b"m2"], writer=("test-reference", 8))
@@ -117,6 +137,7 @@ def test_a_trailer_torn_at_the_tail_is_cut_and_the_message_before_it_kept(tmp_pa
     assert "bytes cut" in caplog.text
     assert again.next_offset == 2
     assert again.writers == {"test-reference": 1}   # id 2 was never confirmed: resent, kept
-    assert again.read_run(0, 2, 100, 1 << 20)[2:] == ([b"m0", b"m1"], 2, 24)
+    assert [again.read_run(o, 2, 100, 1 << 20)[2:] for o in (0, 1)] == [
+        ([b"m0", b"m1"], 2, 24), ([b"m1"], 2, 0)]   # m1's trailer was the torn part
     assert again.read_run(1, 2, 100, 1 << 20)[2:] == ([b"m1"], 2, 0)
     again.close()

@@ -72,7 +72,7 @@ class Publisher:
     """Publishing into one vhost as one user (None: the broker itself)."""
 
     __slots__ = ("broker", "vhost", "user", "client_id", "counts", "_totals", "_allowed",
-                 "_replies", "_topics", "_topic_key")
+                 "_replies", "_topics", "_topic_key", "__weakref__")
 
     def __init__(self, broker: "Broker", vhost: "VirtualHost", user: "User | None",
                  client_id: str | None = None, counts: dict[str, int] | None = None) -> None:
@@ -145,7 +145,14 @@ class Publisher:
             sub = self._replies.deliver(message)
             routed = Routed(queues=[sub] if sub is not None else [])
         else:
-            routed = self.vhost.publish(exchange, message)
+            # the queues it reaches may ask who publishes (``vhost.publishing``): a stream
+            # gives each publisher its own writer id, as RabbitMQ gives each channel one
+            vhost = self.vhost
+            vhost.publishing = self
+            try:
+                routed = vhost.publish(exchange, message)
+            finally:
+                vhost.publishing = None
         # counted here, in line: this runs for every message of every protocol
         totals, counts = self._totals, self.counts
         totals["publish"] += 1

@@ -85,6 +85,9 @@ class VirtualHost:
         # queues that admit only some messages routed to them (durable subscriptions with a
         # selector, broker/subscriptions.py): while 0, publish skips the check
         self.filtered_queues = 0
+        # the Publisher whose message is being routed now (``Publisher.route`` sets it), or
+        # None: what a stream names the writer of a chunk by
+        self.publishing: Any = None
         # RabbitMQ's message_stats of this vhost, counted as they happen (stats.py)
         self.message_totals = new_counts()
         # deleted queues whose bindings are still being removed (``delete_queue``): while

@@ -5,9 +5,18 @@ fall out of retention; warren does the same with the journal's framing (``Journa
 length, CRC32, type, payload per record), so a torn tail is found and cut on recovery exactly
 as in the journal. A message record (type 1) is::
 
-    offset     u64   position in the stream, from 0, never reused
+    offset     u64   position in the stream, from 0, never reused; bit 63 (``CONTINUES``)
+                     set when the record goes on with the chunk of the record before it
     timestamp  i64   milliseconds since the epoch when the broker appended it
     message    the core's message record (``Message.to_record``)
+
+Chunks: osiris writes what its writer took in one batch (the publishes that came together)
+as one chunk, with one trailer, and a replay gives the chunks back as they were written. The
+appends of one reactor turn are warren's batch: the first record of a turn starts a chunk
+and the rest carry ``CONTINUES`` (the flag is in every message record type's offset field),
+so the boundaries survive a restart; a chunk never spans segments nor grows past
+``MAX_RUN_MESSAGES`` / ``MAX_RUN_BYTES``, and ``read_run`` never reads past the end of one. A
+log written before the flag has each record a chunk.
 
 A message with a filter value (stream filtering, ``filters.py``) is a type 5 record, the same
 with ``length u16`` and the UTF-8 value between the timestamp and the message; the Bloom
@@ -37,8 +46,11 @@ record without it came over another protocol, and a Stream protocol reader gets 
 The directory holds ``NNNNNNNN.log`` segments numbered in order. Each starts with a record
 naming its first offset (type 2), then the tracking so far: each publisher reference's last
 publishing id (type 3, deduplication) and each consumer reference's stored offset (type 4,
-server-side offset tracking), as osiris writes a tracking snapshot into each new segment; later
-stored offsets are type 4 records as they come.
+server-side offset tracking), as osiris writes a tracking snapshot into each new segment. A
+stored offset after that is a chunk of its own, a type 10 record (offset and timestamp, then
+one trailer entry of type offset), taking the next offset as osiris' tracking delta chunk
+takes one: the message after it is one offset further on, as on RabbitMQ, and no reader gets
+it. (Logs written before it have type 4 records there, taking no offset.)
 
 The messages of a named publisher's publish are followed at once by their chunk's trailer, a
 type 9 record: osiris writes the tracking of the writers of a chunk after its entries (``type
@@ -59,8 +71,8 @@ the tracking survive a restart however much was retained away.
 Appends are gathered in memory and written once per reactor turn (or before a read reaches
 them); :meth:`StreamLog.sync` writes and fdatasyncs, and is what a publisher's confirm waits
 for. In memory each segment keeps the file position and length of its messages (8 bytes a
-message) and their append times by runs of one millisecond (``Segment``), so a reader far
-behind goes straight to its record on disk.
+message) and its chunks' first indexes and append times (``Segment``), so a reader far behind
+goes straight to its record on disk.
 """
 from __future__ import annotations
 
@@ -89,11 +101,18 @@ RECORD_BATCH = 6         # a compressed sub-entry batch, kept as published
 RECORD_RUN = 7           # a publish's plain messages, framed as a chunk carries them
 RECORD_PLAIN_BATCH = 8   # an uncompressed sub-entry batch: a run delivered as one entry
 RECORD_TRAILER = 9       # the tracking a publish's chunk carries: osiris' chunk trailer
+RECORD_TRACKING = 10     # a stored offset as a chunk of its own, taking an offset (osiris)
+#: in a message record's offset field: the record continues the chunk of the one before it
+#: (a record without it starts a chunk; offsets never reach bit 63)
+CONTINUES = 1 << 63
 #: tracking types of a trailer entry (``osiris_tracking``): a publisher's publishing id, a
 #: consumer's offset
 TRACK_SEQUENCE, TRACK_OFFSET = 0, 1
 #: a tracking id's longest (its size is a byte in the trailer)
 MAX_TRACKING_ID = 255
+#: how many publishers' last ids a segment's snapshot carries, the most recent ones (osiris'
+#: ``max_sequences``): every AMQP channel that published into a stream is a writer
+MAX_WRITERS = 255
 _TRAILER_ENTRY = struct.Struct(">BB")   # tracking type, id size; then the id and a u64
 #: how far past a chunk's last record a read goes for the trailer after it (one entry of
 #: the longest id and its framing fit)
@@ -137,9 +156,11 @@ class SubEntryBatch(NamedTuple):
     entry: bytes
 
 
-#: a run record's bounds (``append_many`` cuts a longer run): what one chunk of a replay
-#: carries at most, so a chunk stays well within a client's frame_max (1 MiB for rstream
-#: and rbfly) however big the publish frame was, and an AMQP reader splits little at once
+#: a run record's bounds (``append_many`` cuts a longer run), and a chunk's: what one chunk
+#: of a replay carries at most, so a chunk stays well within a client's frame_max (1 MiB for
+#: rstream and rbfly) however big the publish frame was, and an AMQP reader splits little at
+#: once (osiris' chunks are bounded by its writer's batch: a 5,000-message publish is 8
+#: chunks on RabbitMQ 3.10.8, 5 here, and ``last`` reads only the last)
 MAX_RUN_MESSAGES = 1024
 MAX_RUN_BYTES = 256 * 1024
 
@@ -196,11 +217,14 @@ class Segment:
     """One segment file and the positions of its records.
 
     Per message 8 bytes: its file position (u32: a segment never reaches 4 GiB, its size
-    being capped at 3 GB) and its length. Append times are kept per run of messages appended
-    in the same millisecond (12 bytes a run), as osiris keeps one per chunk."""
+    being capped at 3 GB) and its length. Chunks (what one append wrote: osiris writes a
+    writer's batch as one chunk, and a replay gives them back as they were written) are
+    kept as runs: each one's first index and append time (12 bytes a chunk), as osiris keeps
+    one timestamp per chunk; ``tracking`` holds the indexes of the stored-offset chunks,
+    which no reader gets."""
 
     __slots__ = ("file", "first_offset", "positions", "lengths", "run_starts", "run_times",
-                 "size")
+                 "tracking", "size")
 
     def __init__(self, file: JournalSegment, first_offset: int) -> None:
         self.file = file
@@ -209,6 +233,7 @@ class Segment:
         self.lengths = array("I")      # its length, framing included
         self.run_starts = array("I")   # index of the first message of each run
         self.run_times = array("q")    # the run's append time (ms)
+        self.tracking = array("I")     # index of each stored-offset chunk
         self.size = 0                  # bytes, written or pending
 
     @property
@@ -219,10 +244,12 @@ class Segment:
     def last_timestamp(self) -> int:
         return self.run_times[-1]
 
-    def add(self, position: int, length: int, ts: int, count: int = 1) -> None:
+    def add(self, position: int, length: int, ts: int, count: int = 1,
+            new_chunk: bool = True) -> None:
         """``count`` offsets in the record at ``position`` (more than one: a record of
-        several messages, each of its offsets pointing at it)."""
-        if not self.run_times or self.run_times[-1] != ts:
+        several messages, each of its offsets pointing at it); ``new_chunk``: it starts a
+        chunk (else it goes on with the chunk of the record before)."""
+        if new_chunk or not self.run_times:
             self.run_starts.append(len(self.positions))
             self.run_times.append(ts)
         if count == 1:
@@ -238,6 +265,16 @@ class Segment:
         run = bisect.bisect_left(self.run_times, ts_ms)
         return self.run_starts[run] if run < len(self.run_starts) else self.count
 
+    def chunk_of(self, index: int) -> tuple[int, int]:
+        """The first index of the chunk holding ``index`` and the index after the chunk."""
+        run = bisect.bisect_right(self.run_starts, index) - 1
+        starts = self.run_starts
+        return starts[run], starts[run + 1] if run + 1 < len(starts) else self.count
+
+    def is_tracking(self, index: int) -> bool:
+        k = bisect.bisect_left(self.tracking, index)
+        return k < len(self.tracking) and self.tracking[k] == index
+
 
 class StreamLog:
     def __init__(self, directory: str, clock: Any,
@@ -252,6 +289,10 @@ class StreamLog:
         self._pending = bytearray()           # appended, not yet written to the last segment
         self._pending_at = 0                  # its file position
         self._flush_call: Any = None
+        # appends this reactor turn went into a chunk that the next one goes on with, and
+        # the messages and bytes in it so far
+        self._chunk_open = False
+        self._chunk_messages = self._chunk_bytes = 0
         self._unsynced = False
         self._new_files = False               # a segment was created: fsync the directory
         self.writers: dict[str, int] = {}     # publisher reference -> last publishing id
@@ -309,10 +350,23 @@ class StreamLog:
                 (self.writers if record_type == RECORD_WRITER else self.consumers)[name] = value
                 end = position + HEADER_SIZE + len(payload)
                 continue
+            if record_type == RECORD_TRACKING:
+                offset, ts = _HEAD.unpack_from(payload)
+                if offset != expected:
+                    break
+                for kind, raw_name, value in trailer_entries(payload[_HEAD.size:]):
+                    if kind == TRACK_OFFSET:
+                        self.consumers[raw_name.decode("utf-8", "replace")] = value
+                seg.tracking.append(seg.count)
+                seg.add(position, HEADER_SIZE + len(payload), ts)
+                expected += 1
+                end = position + HEADER_SIZE + len(payload)
+                continue
             if record_type == RECORD_TRAILER:
                 for kind, raw_name, value in trailer_entries(payload):
                     name = raw_name.decode("utf-8", "replace")
                     if kind == TRACK_SEQUENCE:
+                        self.writers.pop(name, None)   # the most recent writers last
                         self.writers[name] = value
                     elif kind == TRACK_OFFSET:
                         self.consumers[name] = value
@@ -321,6 +375,8 @@ class StreamLog:
             if record_type not in _RECORD_CRCS:
                 break
             offset, ts = _HEAD.unpack_from(payload)
+            new_chunk = not offset & CONTINUES or not seg.count
+            offset &= ~CONTINUES
             if offset != expected:
                 break
             count = 1
@@ -330,7 +386,7 @@ class StreamLog:
                 count = batch_count(payload[_HEAD.size:])
             elif record_type in _RUNS:
                 count = _RUN.unpack_from(payload)[2]
-            seg.add(position, HEADER_SIZE + len(payload), ts, count)
+            seg.add(position, HEADER_SIZE + len(payload), ts, count, new_chunk)
             expected += count
             end = position + HEADER_SIZE + len(payload)
         if end != scan.valid_end:
@@ -349,6 +405,7 @@ class StreamLog:
         file = JournalSegment(self.directory, number)
         # the header, then the tracking so far: retention deleting the older segments that
         # recorded it must not lose deduplication or stored offsets
+        self._trim_writers()
         header = b"".join(
             [encode_record(RECORD_SEGMENT, _FIRST.pack(self.next_offset))]
             + [encode_record(RECORD_WRITER, _pack_tracking(n, v)) for n, v in self.writers.items()]
@@ -383,13 +440,23 @@ class StreamLog:
 
     @property
     def last_chunk_offset(self) -> int:
-        """Where ``last`` starts: the first offset of the newest record (a record is a
-        chunk: one message, a publish's run or a compressed batch)."""
-        if not self.count:
-            return self.next_offset
-        seg = next(seg for seg in reversed(self.segments) if seg.count)
-        positions = seg.positions
-        return seg.first_offset + bisect.bisect_left(positions, positions[-1])
+        """Where ``last`` starts: the first offset of the newest chunk of messages (osiris'
+        last user chunk: a stored offset's chunk is passed over); ``next_offset`` when
+        there is none."""
+        for seg in reversed(self.segments):
+            for start in reversed(seg.run_starts):
+                if not seg.is_tracking(start):
+                    return seg.first_offset + start
+        return self.next_offset
+
+    @property
+    def last_chunk_id(self) -> int:
+        """The first offset of the newest chunk of any kind (what osiris calls the
+        committed chunk id once it is synced); -1 when the log holds none."""
+        for seg in reversed(self.segments):
+            if seg.run_starts:
+                return seg.first_offset + seg.run_starts[-1]
+        return -1
 
     def offset_at(self, ts_ms: int) -> int:
         """The first offset appended at or after ``ts_ms``; ``next_offset`` when none is."""
@@ -418,12 +485,33 @@ class StreamLog:
         seg = self.segments[-1]
         pack_head, pack_frame = _HEAD.pack, RECORD_HEADER.pack
         pending = self._pending
+        # the appends of one reactor turn are one chunk, as osiris writes what its writer
+        # took in one batch as one chunk: its first record starts it, the others carry
+        # CONTINUES in their offset field
+        goes_on = CONTINUES if self._chunk_open else 0
         for record, value in _cut_runs(message_records, filter_values):
             count = 1
+            size = _frame_size(record, value)
+            messages = (len(record.bodies) if isinstance(record, BodyRun) else
+                        record.messages if isinstance(record, SubEntryBatch) else 1)
+            if seg.size + size > self.max_segment_bytes and seg.positions:
+                # a chunk never spans segments: the new one starts with a chunk
+                self._write_pending()
+                seg = self._new_segment(_segment_number(seg) + 1)
+                pending = self._pending
+                goes_on = 0
+            if goes_on and (self._chunk_messages + messages > MAX_RUN_MESSAGES
+                            or self._chunk_bytes + size > MAX_RUN_BYTES):
+                goes_on = 0   # a chunk as big as a replay delivers at once: the next starts
+            if not goes_on:
+                self._chunk_messages = self._chunk_bytes = 0
+            self._chunk_messages += messages
+            self._chunk_bytes += size
+            at = self.next_offset | goes_on
             if isinstance(record, BodyRun):
                 count = len(record.bodies)
                 pack = _U32.pack
-                payload = b"".join([_RUN.pack(self.next_offset, ts, count, len(record.head)),
+                payload = b"".join([_RUN.pack(at, ts, count, len(record.head)),
                                     record.head] + [pack(len(b)) + b for b in record.bodies])
                 kind = RECORD_PLAIN_BATCH if record.batch else RECORD_RUN
                 frame = pack_frame(len(payload), zlib.crc32(payload, _RECORD_CRCS[kind]),
@@ -433,32 +521,30 @@ class StreamLog:
                         self.filters.add(self.next_offset + k, None)
             elif isinstance(record, SubEntryBatch):
                 count = record.messages
-                payload = pack_head(self.next_offset, ts) + record.entry
+                payload = pack_head(at, ts) + record.entry
                 frame = pack_frame(len(payload), zlib.crc32(payload, _BATCH_CRC),
                                    RECORD_BATCH) + payload
                 if self.filters.blocks:
                     for k in range(count):
                         self.filters.add(self.next_offset + k, None)
             elif value is None:
-                payload = pack_head(self.next_offset, ts) + record
+                payload = pack_head(at, ts) + record
                 frame = pack_frame(len(payload), zlib.crc32(payload, _MESSAGE_CRC),
                                    RECORD_MESSAGE) + payload
                 if self.filters.blocks:
                     self.filters.add(self.next_offset, None)
             else:
                 raw = value.encode()
-                payload = pack_head(self.next_offset, ts) + _NAME.pack(len(raw)) + raw + record
+                payload = pack_head(at, ts) + _NAME.pack(len(raw)) + raw + record
                 frame = pack_frame(len(payload), zlib.crc32(payload, _FILTERED_CRC),
                                    RECORD_FILTERED) + payload
                 self.filters.add(self.next_offset, value)
-            if seg.size + len(frame) > self.max_segment_bytes and seg.positions:
-                self._write_pending()
-                seg = self._new_segment(_segment_number(seg) + 1)
-                pending = self._pending
-            seg.add(seg.size, len(frame), ts, count)
+            seg.add(seg.size, len(frame), ts, count, not at & CONTINUES)
             seg.size += len(frame)
             pending += frame
             self.next_offset += count
+            goes_on = CONTINUES
+        self._chunk_open = True
         if writer is not None:
             self._track(*writer)
         self._unsynced = True
@@ -471,7 +557,11 @@ class StreamLog:
         type sequence, so a reader finds the trailer of the chunk it delivers next to its
         last record. A reference too long for a trailer entry (over 255 bytes) is a
         tracking record (type 3), which counts for deduplication alone."""
-        self.writers[reference] = publishing_id
+        writers = self.writers
+        writers.pop(reference, None)   # the most recent writers last
+        writers[reference] = publishing_id
+        if len(writers) > 2 * MAX_WRITERS:
+            self._trim_writers()
         raw = reference.encode()
         if len(raw) > MAX_TRACKING_ID:
             self._add(encode_record(RECORD_WRITER, _pack_tracking(reference, publishing_id)))
@@ -479,10 +569,35 @@ class StreamLog:
             self._add(encode_record(RECORD_TRAILER,
                                     trailer_entry(TRACK_SEQUENCE, raw, publishing_id)))
 
+    def _trim_writers(self) -> None:
+        """Forget all but the ``MAX_WRITERS`` publishers that wrote last, as osiris trims its
+        sequences: a deduplicating publisher gone that long starts over."""
+        for reference in list(self.writers)[:-MAX_WRITERS]:
+            del self.writers[reference]
+
     def store_offset(self, reference: str, offset: int) -> None:
-        """Record where a named consumer got to (the Stream protocol's store_offset)."""
+        """Record where a named consumer got to (the Stream protocol's store_offset): as
+        osiris writes a stored offset that comes with no messages, a chunk of its own (a
+        tracking delta: one trailer entry of type offset) that takes the next offset, so the
+        next message's offset is one further on, as on RabbitMQ. Readers pass over it. A
+        reference too long for an entry (over 255 bytes) is a type 4 record, taking none."""
         self.consumers[reference] = offset
-        self._add(encode_record(RECORD_CONSUMER, _pack_tracking(reference, offset)))
+        raw = reference.encode()
+        if len(raw) > MAX_TRACKING_ID:
+            self._add(encode_record(RECORD_CONSUMER, _pack_tracking(reference, offset)))
+            return
+        ts = int(self.clock.seconds() * 1000)
+        frame = encode_record(RECORD_TRACKING, _HEAD.pack(self.next_offset, ts)
+                              + trailer_entry(TRACK_OFFSET, raw, offset))
+        seg = self.segments[-1]
+        if seg.size + len(frame) > self.max_segment_bytes and seg.positions:
+            self._write_pending()
+            seg = self._new_segment(_segment_number(seg) + 1)
+        seg.tracking.append(seg.count)
+        seg.add(seg.size, len(frame), ts)
+        self._add(frame)
+        self.next_offset += 1
+        self._chunk_open = False   # messages after it start a chunk of their own
 
     def _add(self, frame: bytes) -> None:
         self.segments[-1].size += len(frame)
@@ -517,7 +632,7 @@ class StreamLog:
             log.error("stream %s: offset %d unreadable: %s", self.directory, offset, e)
             return None
         ts = _HEAD.unpack_from(payload)[1]
-        if record_type == RECORD_BATCH:
+        if record_type in (RECORD_BATCH, RECORD_TRACKING):
             return ts, None, None
         if record_type in _RUNS:
             first = bisect.bisect_left(seg.positions, position, 0, index)
@@ -546,8 +661,9 @@ class StreamLog:
         return head, bodies
 
     def batch_end(self, offset: int) -> int:
-        """The offset after the record holding ``offset`` (one past it for a message; past
-        all of them for a record of several messages, whose offsets share its position)."""
+        """The offset after the record holding ``offset`` (one past it for a message or a
+        stored offset's chunk; past all of them for a record of several messages, whose
+        offsets share its position)."""
         i = bisect.bisect_right(self._firsts, offset) - 1
         seg = self.segments[i]
         index = offset - seg.first_offset
@@ -583,7 +699,12 @@ class StreamLog:
             # inside a record of several messages: back to its first offset
             index = bisect.bisect_left(positions, positions[index], 0, index)
             offset = seg.first_offset + index
-        stop = min(end - seg.first_offset, seg.count, index + max_records)
+        if seg.tracking and seg.is_tracking(index):
+            return offset, 0, [], offset + 1, 0   # a stored offset: no reader gets it
+        # no further than the end of the chunk holding it: a replay gives the chunks back
+        # as they were written (one per append, with its own trailer), as osiris keeps them
+        chunk_end = seg.chunk_of(index)[1]
+        stop = min(end - seg.first_offset, chunk_end, index + max_records)
         if index >= stop:
             return offset, 0, [], offset, 0
         start = positions[index]
@@ -697,6 +818,7 @@ class StreamLog:
     # ---------------------------------------------------------------- durability
     def _flush_soon(self) -> None:
         self._flush_call = None
+        self._chunk_open = False   # the turn's chunk is complete
         if not self.closed:
             self._write_pending()
 
@@ -747,11 +869,14 @@ class StreamLog:
     def retain(self, max_bytes: int | None, max_age_ms: int | None) -> int:
         """Delete the oldest closed segments out of retention; returns how many went.
 
+        The size counted is the closed segments', as osiris counts it when a segment rolls
+        over (the new one still empty): so a restart, which runs retention again, deletes no
+        more than the last roll did however far the segment being written has grown since.
         The newest segment is synced first: its header must be on disk before the segments
         that told the offsets before it are gone."""
         now_ms = int(self.clock.seconds() * 1000)
         gone = 0
-        total = self.size
+        total = self.size - self.segments[-1].size
         while len(self.segments) > 1:
             oldest = self.segments[0]
             over_size = max_bytes is not None and total > max_bytes
@@ -881,6 +1006,17 @@ def _gather_trailer(raw: Any, at: int, end: int, into: dict[tuple[int, bytes], i
     if n <= MAX_TRACKING_ID:
         into[(TRACK_SEQUENCE, bytes(payload[2:2 + n]))] = \
             _TRAILER_ENTRY.size + n + _VALUE.size
+
+
+def _frame_size(record: bytes | SubEntryBatch | BodyRun, value: str | None) -> int:
+    """About the size of the record ``append_many`` makes of ``record`` (at least it), to
+    tell before packing it whether it still fits in the segment."""
+    if isinstance(record, BodyRun):
+        return HEADER_SIZE + _RUN.size + len(record.head) + sum(4 + len(b) for b in record.bodies)
+    if isinstance(record, SubEntryBatch):
+        return HEADER_SIZE + _HEAD.size + len(record.entry)
+    return HEADER_SIZE + _HEAD.size + len(record) + \
+        (0 if value is None else 2 + len(value.encode()))
 
 
 def _filter_value(payload: Any) -> str:

@@ -39,6 +39,7 @@ from .filters import (BLOCK, DEFAULT_FILTER_BYTES, MAX_FILTER_BYTES, MIN_FILTER_
 from .offsets import NEXT, OffsetSpec, parse_offset
 from .single_active import Group
 from .syncer import LogSyncer
+from .writer_ids import WriterIds
 
 if TYPE_CHECKING:
     from ..broker.vhost import VirtualHost
@@ -61,6 +62,7 @@ class StreamQueue(Queue):
         self.readers: dict[Consumer, int] = {}   # consumer -> next offset it reads
         self.reader_filters: dict[Consumer, FilterSpec] = {}   # the filtered readers
         self.consumer_groups: dict[str, Group] = {}   # single active consumer, by name
+        self.writer_ids = WriterIds()   # AMQP, STOMP, MQTT publishers' writers
         super().__init__(vhost, name, durable=durable, exclusive_owner=exclusive_owner,
                          auto_delete=auto_delete, arguments=arguments)
         self.journaled = False
@@ -126,8 +128,11 @@ class StreamQueue(Queue):
         return False
 
     def enqueue(self, message: Message) -> None:  # type: ignore[override]
-        """A routed message: the vhost counts it as stored (its confirm waits for sync)."""
-        self.append(message)
+        """A routed message: the vhost counts it as stored (its confirm waits for sync). Its
+        publisher's writer id and sequence number go in the chunk's trailer, as RabbitMQ's
+        stream client writes each channel's messages (``writer_ids.py``)."""
+        publisher = self.vhost.publishing
+        self.append(message, None if publisher is None else self.writer_ids.next(publisher))
 
     def append(self, message: Message, writer: tuple[str, int] | None = None) -> int:
         """Add to the log (``writer``: publisher reference and publishing id, remembered for

@@ -27,6 +27,15 @@ FRAME_MAX = 1048576
 HEARTBEAT = 60
 #: before authentication frames are small: a client cannot make the broker buffer much
 PRE_AUTH_FRAME_MAX = 64 * 1024
+
+
+def advertised_host(node_name: str) -> str:
+    """The host open and metadata advertise: the host part of the node name, as RabbitMQ's
+    ``stream.advertised_host`` defaults to its node's host (``rabbit@localhost`` ->
+    "localhost"), not the address a client happened to reach. Clients connect to the leader
+    by this name, so it must be one they can resolve (warren's default node name gives
+    "localhost", as a RabbitMQ node named after a local host does)."""
+    return node_name.partition("@")[2] or node_name
 #: the largest frame taken after tune. Clients send publish frames over the negotiated
 #: frame_max (rstream batches by message count) and RabbitMQ takes them, so warren does too,
 #: up to this bound; a frame over it closes the connection with FRAME_TOO_LARGE (14)
@@ -51,7 +60,8 @@ class StreamConnection(AcceptedConnection, protocol.Protocol):
         self.broker.connections[id(self)] = self
         self.session = StreamSession(
             self.broker, write=self._write, close=self._lose, tuned=self._tuned, peer=ep.name,
-            loopback=ep.loopback, advertised=(ep.host, ep.port), frame_max=FRAME_MAX,
+            loopback=ep.loopback,
+            advertised=(advertised_host(self.broker.node_name), ep.port), frame_max=FRAME_MAX,
             heartbeat=HEARTBEAT)
 
     def _write(self, data: bytes) -> None:

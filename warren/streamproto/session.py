@@ -418,8 +418,10 @@ class StreamSession:
                                       b"\x00\x00\x00\x00"))
             return
         log_ = q.log
+        # osiris' chunk ids: the first offset of the oldest chunk and of the newest one (a
+        # stored offset's chunk among them), -1 for none
         stats = {"first_chunk_id": log_.first_offset if log_.count else -1,
-                 "committed_chunk_id": log_.next_offset - 1 if log_.count else -1}
+                 "committed_chunk_id": log_.last_chunk_id}
         body = b"".join(codec.string(k) + v.to_bytes(8, "big", signed=True)
                         for k, v in stats.items())
         self.write(codec.response(codec.STREAM_STATS, corr, codec.OK,
