@@ -114,16 +114,3 @@ class HeldForRedelivery:
         self._heap = []
         self.bytes = 0
         return gone
-
-    def close(self) -> list[QueueEntry]:
-        """``clear`` for a queue being deleted, which holds nothing again (its ``requeue``
-        settles what comes back): the queue's callback, a bound method of the queue that
-        holds this, is let go, so a deleted queue is freed by reference counting, not left
-        as a cycle for the cyclic collector."""
-        gone = self.clear()
-        self._release = _queue_deleted
-        return gone
-
-
-def _queue_deleted(entries: list[QueueEntry]) -> None:
-    raise AssertionError("entries held for redelivery to a deleted queue")
