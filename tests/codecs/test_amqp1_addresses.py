@@ -14,7 +14,7 @@ from warren.amqp1.addresses import Address, BadAddress, parse_address
     ("/queues/a%2Fb", Address(queue="a/b")),
     ("/exchanges/amq.direct/k", Address(exchange="amq.direct", key="k")),
     ("/exchanges/x%20y/a%2Fb", Address(exchange="x y", key="a/b")),
-    ("/exchanges/amq.fanout", Address(exchange="amq.fanout", key=None)),
+    ("/exchanges/amq.fanout", Address(exchange="amq.fanout", key="")),
     ("/amq/queue/orders", Address(queue="orders")),
     ("/exchange/amq.direct/k", Address(exchange="amq.direct", key="k", own_queue=True)),
     ("/exchange/amq.direct", Address(exchange="amq.direct", key=None, own_queue=True)),
