@@ -8,8 +8,9 @@ only, to the address all three read as a queue: the bare name ``bench`` (RabbitM
 ActiveMQ's default both declare it as a queue; warren does as they do):
 
 - latency: unsettled sends, each waiting for the broker's ``accepted`` (one round trip);
-- send rate: settled (at-most-once) sends, then one unsettled send whose outcome says the
-  broker has taken every one before it (a link's transfers are handled in order);
+- send rate: settled (at-most-once) sends, all of them out of the client (they wait in the
+  link for credit), then one unsettled send whose outcome says the broker has taken every
+  one before it (a session's transfers are handled in order);
 - receive rate: an unsettled receiver with a credit window of 500, accepting each message,
   and the CPU time that costs per message in the client and in the broker's processes.
 
@@ -100,6 +101,10 @@ def measure(port: int, messages: int, durable: bool = True,
     began = time.perf_counter()
     for _ in range(messages):
         fast.send(Message(body=body, durable=durable))
+    # a settled send returns at once, credit or not: the rest wait in the link for the
+    # broker's credit, and a transfer on the other link would overtake them (then the
+    # receive below measured the broker still taking them in); so first until all are out
+    conn.wait(lambda: fast.link.queued == 0, timeout=120, msg="settled sends going out")
     # (not closed: RabbitMQ 3.10 leaves a detach of this link unanswered)
     sender.send(Message(body=body, durable=durable))    # its outcome follows the settled ones
     send_rate = messages / (time.perf_counter() - began)
