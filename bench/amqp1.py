@@ -8,8 +8,9 @@ only, to the address all three read as a queue: the bare name ``bench`` (RabbitM
 ActiveMQ's default both declare it as a queue; warren does as they do):
 
 - latency: unsettled sends, each waiting for the broker's ``accepted`` (one round trip);
-- send rate: settled (at-most-once) sends, then one unsettled send whose outcome says the
-  broker has taken every one before it (a link's transfers are handled in order);
+- send rate: settled (at-most-once) sends, all of them out of the client (they wait in the
+  link for credit), then one unsettled send whose outcome says the broker has taken every
+  one before it (a session's transfers are handled in order);
 - receive rate: an unsettled receiver with a credit window of 500, accepting each message,
   and the CPU time that costs per message in the client and in the broker's processes.
 
@@ -70,6 +71,18 @@ BROKERS: dict[str, type[Broker]] = {"warren": Warren, "rabbitmq": RabbitMQAmqp1,
                                     "activemq": ActiveMQAmqp1}
 
 
+class WarrenFrom(Warren):
+    """warren imported from another checkout (``--compare PATH``: a before beside the after
+    in the same run, as the figures on a loaded machine are only comparable so)."""
+
+    checkout = ""
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        env["PYTHONPATH"] = self.checkout
+        return env
+
+
 def measure(port: int, messages: int, durable: bool = True,
             pid: int | None = None) -> dict[str, float]:
     """The three figures, and the CPU the receive cost per message in this client and (given
@@ -88,6 +101,10 @@ def measure(port: int, messages: int, durable: bool = True,
     began = time.perf_counter()
     for _ in range(messages):
         fast.send(Message(body=body, durable=durable))
+    # a settled send returns at once, credit or not: the rest wait in the link for the
+    # broker's credit, and a transfer on the other link would overtake them (then the
+    # receive below measured the broker still taking them in); so first until all are out
+    conn.wait(lambda: fast.link.queued == 0, timeout=120, msg="settled sends going out")
     # (not closed: RabbitMQ 3.10 leaves a detach of this link unanswered)
     sender.send(Message(body=body, durable=durable))    # its outcome follows the settled ones
     send_rate = messages / (time.perf_counter() - began)
@@ -108,12 +125,16 @@ def measure(port: int, messages: int, durable: bool = True,
             "receive_broker_us": broker_cpu / total * 1e6}
 
 
-def start(name: str, workdir: Path, activemq: str | None) -> Broker | None:
+def start(name: str, workdir: Path, activemq: str | None,
+          compare: str | None = None) -> Broker | None:
     """The broker started, or None (with the reason printed) when a reference broker cannot
-    run here."""
-    cls = BROKERS[name]
-    if cls is Warren:
-        broker: Broker = Warren(workdir, command=Warren.default_command())
+    run here; ``compare``: warren from that checkout."""
+    cls = BROKERS.get(name, Warren)
+    if name == "compare":
+        WarrenFrom.checkout = str(Path(compare or "").resolve())
+        broker: Broker = WarrenFrom(workdir, command=Warren.default_command())
+    elif cls is Warren:
+        broker = Warren(workdir, command=Warren.default_command())
     elif cls is ActiveMQAmqp1:
         broker = ActiveMQAmqp1(workdir, program=activemq)
     else:
@@ -141,13 +162,17 @@ def main() -> None:
                              "RabbitMQ 3.10, warren and RabbitMQ 4.2+ (durable on 4.0/4.1)")
     parser.add_argument("--brokers", default=",".join(BROKERS))
     parser.add_argument("--activemq", help="the activemq launcher (default: on PATH)")
+    parser.add_argument("--compare", metavar="PATH",
+                        help="also run warren from the checkout at PATH (e.g. a `git archive` "
+                             "of main) as the broker 'compare', rounds interleaved")
     args = parser.parse_args()
     rounds: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         running: dict[str, Broker] = {}
         try:
-            for name in args.brokers.split(","):
-                broker = start(name, Path(tmp) / name, args.activemq)
+            names = args.brokers.split(",") + (["compare"] if args.compare else [])
+            for name in names:
+                broker = start(name, Path(tmp) / name, args.activemq, args.compare)
                 if broker is not None:
                     running[name] = broker
             for i in range(args.rounds):

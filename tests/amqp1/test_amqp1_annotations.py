@@ -77,6 +77,30 @@ def test_a_header_tables_keys_are_symbols_a_senders_map_keys_as_sent(amqp1, chan
     assert [type(k) for k in kept["text"]] == [str]
 
 
+def test_deliveries_alike_but_for_their_key_say_their_own_key(amqp1, channel, unique):
+    # the sections before the body are encoded once per kind of delivery (encode_delivery):
+    # messages with the same properties, one published over 0-9-1 and one over 1.0 to each
+    # of two keys, still each say where they were published, and a redelivery says so
+    channel.queue_declare(unique)
+    channel.queue_bind(unique, "amq.topic", routing_key="k.*")
+    props = pika.BasicProperties(content_type="text/plain", headers={"h": 1})
+    for key in ("k.1", "k.2"):
+        channel.basic_publish("amq.topic", key, key.encode(), props)
+        amqp1.create_sender(f"/exchanges/amq.topic/{key}").send(
+            Message(body=key.encode(), inferred=True, content_type="text/plain",
+                    properties={"h": 1}))
+    receiver = amqp1.create_receiver(f"/queues/{unique}", credit=4)
+    got = [receiver.receive(timeout=30) for _ in range(4)]
+    receiver.release()
+    again = receiver.receive(timeout=30)
+    receiver.accept()
+    seen = sorted((m.annotations["x-routing-key"], bytes(m.body), m.first_acquirer)
+                  for m in got)
+    assert seen == [("k.1", b"k.1", True)] * 2 + [("k.2", b"k.2", True)] * 2
+    assert again.annotations["x-routing-key"] == bytes(again.body).decode()
+    assert again.first_acquirer is False
+
+
 def test_x_annotations_reach_a_pika_consumer_as_headers(amqp1, channel, unique):
     channel.queue_declare(unique)
     sender = amqp1.create_sender(f"/queues/{unique}")

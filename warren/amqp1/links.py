@@ -18,9 +18,9 @@ from typing import Any, Protocol
 from ..broker.jms import entry_lookup
 from ..broker.queue import Queue
 from ..broker.selector import Selector
-from ..amqp1_message.codec import Composite, encode_message
+from ..amqp1_message.codec import Composite
 from .errors import error
-from ..amqp1_message.mapping import sections_for
+from ..amqp1_message.mapping import encode_delivery
 
 class Session:
     def __init__(self, channel: int, remote_channel: int, next_incoming_id: int,
@@ -150,11 +150,7 @@ class ReceivingLink:
         session.next_outgoing_id = (delivery_id + 1) & 0xFFFFFFFF
         if not self.no_ack:
             self.unacked[delivery_id] = entry
-        message = entry.message
-        payload = encode_message(sections_for(message.properties, message.body,
-                                              entry.redelivered, message.exchange,
-                                              message.routing_key, message.amqp1_sections,
-                                              message.deaths, entry.delivery_count))
+        payload = encode_delivery(entry.message, entry.redelivered, entry.delivery_count)
         self.conn.send_transfer(session, self.handle, delivery_id, payload, self.no_ack)
 
     def cancelled(self, queue: Any) -> None:
