@@ -82,7 +82,7 @@ READ_AHEAD = 256
 #: ``ready.REFILL // 4``, so the next batch is always among the stubs the head holds.
 DRAIN_READ_AHEAD = 1024
 #: Stubs a queue keeps as the read-ahead's candidates (``Queue.unread``); past this many the
-#: oldest go (a queue read by basic.get alone never reads ahead, and must not keep them all).
+#: oldest go (a bound on what a queue whose consumers hold it up keeps alive).
 UNREAD_KEPT = 4 * DRAIN_READ_AHEAD
 #: While the store cannot be read (the database is gone), how often a read is tried again.
 STORE_RETRY_S = 1.0

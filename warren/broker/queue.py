@@ -359,6 +359,8 @@ class Queue:
 
     def remove_consumer(self, consumer: Consumer) -> None:
         if self.consumers.remove(consumer):
+            if not self.consumers:
+                self.unread.clear()   # the read-ahead's candidates, kept for consumers only
             self._touch()
             if not self.consumers and self.auto_delete and self.had_consumer and not self.deleted:
                 self.vhost.delete_queue(self.name, reason="auto-delete")
@@ -416,9 +418,11 @@ class Queue:
 
     def _restore(self, row: Row) -> QueueEntry:
         """A paged row back as an entry whose body is still paged (``Pager.stub``), noted
-        as a candidate of the read-ahead."""
+        as a candidate of the read-ahead while consumers drain the queue (a queue read by
+        basic.get alone never reads ahead: it would only keep delivered entries alive)."""
         entry = self.vhost.broker.pager.stub(row)
-        self.unread.append(entry)
+        if self.consumers:
+            self.unread.append(entry)
         return entry
 
     def delivered(self) -> int:
