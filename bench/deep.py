@@ -30,7 +30,9 @@ its publisher and consumer, stamped 100-byte bodies):
    gets its first delivery (the consumer retries while the broker refuses it or the queue is
    not there yet);
 4. **drain, then drain while publishing**: that consumer takes the first half of the N
-   recovered messages alone (the drain rate), then the second half while a publisher in
+   recovered messages alone (the drain rate, and the broker's CPU per message over it: its
+   process group's user + system time from /proc, which moves far less than the rate with
+   other work on the machine), then the second half while a publisher in
    another process (so the client's two halves use both cores) publishes more persistent,
    confirmed messages to the same queue: the drain rate meanwhile and the publisher's
    confirmed rate over the same time. The queue is FIFO, so the first N deliveries are the
@@ -222,6 +224,24 @@ def proportional_mb(broker: Broker) -> float:
     return group_bytes(os.getpgid(broker.process.pid), "Pss", "smaps_rollup") / 1e6
 
 
+def cpu_seconds(broker: Broker) -> float:
+    """User + system CPU seconds so far of the broker's process group (every thread of
+    warren and of any child it forked; RabbitMQ's beam.smp and its helpers), from /proc."""
+    pgid = os.getpgid(broker.process.pid)
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue   # gone meanwhile
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def resident_mb(broker: Broker) -> float:
     """MB resident: RabbitMQ's beam.smp, else the broker's whole process group."""
     if isinstance(broker, RabbitMQ):
@@ -388,6 +408,7 @@ async def _restart_and_drain(broker: Broker, settings: Settings, count: int,
         await asyncio.sleep(0.01)
     port_s = time.monotonic() - began
     consumer, first_at = await serve_first(settings, began + START_TIMEOUT)
+    first_cpu = cpu_seconds(broker)
     first_s = first_at - began
     ctx = multiprocessing.get_context("fork")   # connected while the first half drains
     go, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
@@ -395,6 +416,7 @@ async def _restart_and_drain(broker: Broker, settings: Settings, count: int,
                             args=(settings, count, go, stop, results), daemon=True)
     publisher.start()
     half_at, half = await drain(consumer, count // 2, drain_seconds)
+    half_cpu = cpu_seconds(broker)
     go.set()
     done_at, received = await drain(consumer, count, drain_seconds)
     stop.set()
@@ -408,6 +430,8 @@ async def _restart_and_drain(broker: Broker, settings: Settings, count: int,
     figures = {"port_s": port_s, "first_delivery_s": first_s,
                "drained": drained, "dups": consumer.tally.dups,
                "drain_rate": rate(half - 1, first_at, half_at),
+               "drain_cpu_us": ((half_cpu - first_cpu) / (half - 1) * 1e6
+                                if half > 1 else None),
                "drain_rate_publishing": rate(received - half, half_at, done_at)}
     if drained < count and not drain_seconds:
         figures["lost"] = count - drained
@@ -428,10 +452,11 @@ def _num(value, fmt: str = "{:,.0f}") -> str:
 HEADER = ("| broker | messages | fill msg/s | RSS idle MB | RSS queued MB | PSS queued MB "
           "| window msgs / MB | B/msg beyond the window: accounted / 2nd half "
           "| kill -9 → port s "
-          "| kill -9 → first delivery s | drain msg/s | drain msg/s while publishing "
+          "| kill -9 → first delivery s | drain msg/s | drain: broker CPU us/msg "
+          "| drain msg/s while publishing "
           "| publish msg/s while draining "
           "| RSS draining MB | lost / dups | load avg |\n"
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
 
 
 def _window(row: dict) -> str:
@@ -452,6 +477,7 @@ def markdown_row(row: dict) -> str:
             f"/ {_num(row.get('beyond_window_slope_b_per_msg'))} "
             f"| {_num(row.get('port_s'), '{:.1f}')} "
             f"| {_num(row.get('first_delivery_s'), '{:.1f}')} | {_num(row.get('drain_rate'))} "
+            f"| {_num(row.get('drain_cpu_us'), '{:.1f}')} "
             f"| {_num(row.get('drain_rate_publishing'))}{drained} "
             f"| {_num(row.get('publish_rate_draining'))} | {_num(row.get('rss_draining_mb'))} "
             f"| {lost} / {row.get('dups', 0)} | {row['load_average']:.1f} |")

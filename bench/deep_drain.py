@@ -69,8 +69,10 @@ def drain(url: str, count: int, queue: str = QUEUE) -> float:
     return seconds
 
 
-def measure(count: int, cwd: str | None, store: str = "sql") -> tuple[float, float, str]:
-    """(seconds, broker CPU seconds, the round trips' summary) of one drain."""
+def measure(count: int, cwd: str | None,
+            store: str = "sql") -> tuple[float, float, float, str]:
+    """(seconds, broker CPU seconds, the consumer's CPU seconds, the round trips' summary)
+    of one drain."""
     with tempfile.TemporaryDirectory(prefix="bench-deep-drain-") as tmp:
         data = Path(tmp) / "data"
         broker = BrokerProcess(data, store=store, cwd=cwd,
@@ -89,14 +91,15 @@ def measure(count: int, cwd: str | None, store: str = "sql") -> tuple[float, flo
         probe = RoundTrips(broker.mqtt_port)
         probe.start()
         try:
-            began = cpu_seconds(broker.proc.pid)
+            began, client_began = cpu_seconds(broker.proc.pid), time.process_time()
             seconds = drain(broker.amqp_url, count)
             cpu = cpu_seconds(broker.proc.pid) - began
+            client = time.process_time() - client_began
         finally:
             trips = probe.finish()
             broker.stop()
             broker.kill()
-        return seconds, cpu, trips
+        return seconds, cpu, client, trips
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,9 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     where = "SQLite" if a.store == "sql" else "the journal"
     for count in a.messages:
-        seconds, cpu, trips = measure(count, a.cwd, a.store)
+        seconds, cpu, client, trips = measure(count, a.cwd, a.store)
         print(f"{count:,} paged messages on {where} drained in {seconds:.1f} s "
               f"({count / seconds:,.0f} msg/s, broker CPU {cpu / count * 1e6:.1f} us/msg, "
+              f"consumer CPU {client / count * 1e6:.1f} us/msg, "
               f"load average {os.getloadavg()[0]:.1f}); {trips}", flush=True)
     return 0
 

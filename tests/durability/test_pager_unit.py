@@ -497,3 +497,63 @@ def test_move_reads_paged_bodies_off_the_reactor_and_moves_them_in_order():
         clock.advance(0)
         expected = range(550) if q is dst else range(550, 600)
         assert consumer.bodies == [body(i) for i in expected]
+
+
+class Prefetching:
+    """A consumer acking by hand with a prefetch window (credit), as a drain's is: after a
+    dispatch it is out of credit until it acks."""
+
+    tag, no_ack, exclusive, priority, arguments = "p", False, False, 0, {}
+
+    def __init__(self, prefetch: int) -> None:
+        self.prefetch = prefetch
+        self.unacked: list = []
+        self.bodies: list[bytes] = []
+
+    def has_credit(self) -> bool:
+        return len(self.unacked) < self.prefetch
+
+    def deliver(self, queue, entry) -> None:
+        self.unacked.append(entry)
+        self.bodies.append(bytes(entry.message.body))
+
+    def cancelled(self, queue) -> None: ...
+
+
+def test_a_drain_reads_the_next_batch_before_the_consumer_reaches_it():
+    """Double buffering (``Pager.read_ahead``): once the first batch is in, the next one is
+    asked while the consumer takes this one, whatever its credit at that moment, so the
+    consumer never finds an unread body at the head again. Here the store answers a read
+    only at the next step (one round of the consumer's acks later): each step the consumer
+    acks what it holds and must get a full window again, and the whole queue comes in order.
+    (Before: the next batch waited for credit, which a drain's consumer has none of after a
+    dispatch, so a step came up short and waited for the disk.)"""
+    clock = Clock()
+    store = HeldReadStore()
+    broker = Broker(clock=clock, codec=CODEC, store=store, paging_budget=20 * SIZE)
+    broker.ensure_defaults()
+    broker.pager.head_keep = 10
+    vh = broker.vhost("/")
+    q = vh.declare_queue("lazy", durable=True)
+    count, prefetch = 6000, 100
+    for i in range(count):
+        publish(vh, "lazy", i)
+    clock.advance(0)
+    assert q.ready.paged == count - 10
+    consumer = Prefetching(prefetch)
+    q.add_consumer(consumer)
+    store.finish_reads()   # the first batch: nothing was read ahead of it
+    clock.advance(0)
+    short = []
+    while len(consumer.bodies) < count:
+        store.finish_reads()   # what the last step asked is in now
+        got = len(consumer.bodies)
+        q.ack(consumer.unacked)   # what a channel does with a consumer's acks
+        consumer.unacked = []
+        q.dispatch()
+        clock.advance(0)
+        if len(consumer.bodies) - got < min(prefetch, count - got):
+            short.append(got)
+            assert len(short) < 50, "the drain makes no progress"
+    assert short == [], f"the consumer waited for the disk at {short}"
+    assert consumer.bodies == [body(i) for i in range(count)]

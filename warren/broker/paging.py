@@ -33,7 +33,8 @@ whose body is a :class:`PagedBody` and whose ``paged`` is True; no store I/O). J
 body is needed (hand-over to a consumer, a basic.get, dead-lettering, a move)
 :meth:`Pager.page_in` reads the record back, with up to ``READ_AHEAD`` more paged entries from
 the head of the same queue, so draining a paged queue costs one store round trip per batch;
-while consumers drain it, the next ``DRAIN_READ_AHEAD`` are read as soon as a batch is in.
+while consumers drain it, the next ``DRAIN_READ_AHEAD`` are read while they take the
+last batch (:meth:`Pager.read_ahead`).
 The store is never read on the reactor thread (``store.read_many_later``: the journal's
 reader thread, the SQL store's): a slow or unreachable database holds no other client. The
 one who needs the body waits for it (:meth:`Pager.when_read`): a dispatching queue is
@@ -76,10 +77,13 @@ HEAD_KEEP = 256
 #: Paged entries at the head of a queue read back with the one being delivered (one store call).
 READ_AHEAD = 256
 #: Paged entries read in one store call by the read-ahead of a queue that consumers drain
-#: (``_prefetch``): bigger batches, as a drain takes them all anyway, cost fewer hand-overs
-#: to the reader thread and back (each a wait for the GIL on both sides) and fewer passes
-#: over the head (``ready.REFILL`` holds two of them).
+#: (``read_ahead``): bigger batches, as a drain takes them all anyway, cost fewer hand-overs
+#: to the reader thread and back (each a wait for the GIL on both sides); half a batch is
+#: ``ready.REFILL // 4``, so the next batch is always among the stubs the head holds.
 DRAIN_READ_AHEAD = 1024
+#: Stubs a queue keeps as the read-ahead's candidates (``Queue.unread``); past this many the
+#: oldest go (a bound on what a queue whose consumers hold it up keeps alive).
+UNREAD_KEPT = 4 * DRAIN_READ_AHEAD
 #: While the store cannot be read (the database is gone), how often a read is tried again.
 STORE_RETRY_S = 1.0
 #: A pass stops once resident bodies are at or under this share of the budget.
@@ -383,23 +387,48 @@ class Pager:
                           callbackArgs=(queue, in_store, entries),
                           errbackArgs=(queue, in_store))
 
-    def _prefetch(self, queue: "Queue") -> None:
-        """After a batch came in and was dispatched: read the next one while consumers take
-        this one (a queue drained by consumers with credit never waits for the disk twice)."""
-        if queue.deleted or not queue.consumers.any_credit():
+    def read_ahead(self, queue: "Queue") -> None:
+        """Read the next paged bodies of a queue consumers drain before the dispatch reaches
+        them (double buffering): up to ``DRAIN_READ_AHEAD`` in one store call once no more
+        than half a batch of what was read ahead is left for the consumers to take, so
+        bodies are in memory while the next batch is on its way and the dispatch does not
+        stop for the disk. Called after a batch came in, and by the queue's dispatch once
+        its consumers took the deliveries ``queue.read_ahead_at`` names (a count, so the
+        dispatch pays one comparison for it).
+
+        The candidates are the queue's ``unread`` stubs, in the order its head restored them
+        (no walk over the entries loaded already); what the read-ahead has asked for so far
+        ends at the ``queue.read_upto``-th delivery. Whether the consumers have credit right
+        now does not matter: a drain's consumers are out of credit after most dispatches
+        (they took all they may hold), and a read-ahead that waited for credit waited for
+        their next acks, then for the disk."""
+        queue.read_ahead_at = None
+        if queue.deleted or not queue.consumers:
             return
-        wanted: list[Message] = []
-        entries: dict[int, QueueEntry | None] = {}
-        reading = self._reading
-        for queued in islice(iter(queue.ready), 2 * DRAIN_READ_AHEAD):
-            m = queued.message
-            if m.paged and id(m) not in reading and self._missing.get(id(m)) is not m:
-                wanted.append(m)
-                entries[id(m)] = queued
-                if len(wanted) >= DRAIN_READ_AHEAD:
-                    break
-        if wanted:
-            self._read_later(queue, wanted, entries)
+        delivered = queue.delivered()
+        ahead = max(queue.read_upto - delivered, 0)
+        if ahead <= DRAIN_READ_AHEAD // 2:
+            unread = queue.unread
+            wanted: list[Message] = []
+            entries: dict[int, QueueEntry | None] = {}
+            reading, missing = self._reading, self._missing
+            while unread and len(wanted) < DRAIN_READ_AHEAD:
+                queued = unread.popleft()
+                m = queued.message
+                # (one delivered, read by the dispatch itself, paged out again or dropped
+                # since it was restored is no longer a candidate)
+                if (m.paged and m.refs > 0 and id(m) not in reading
+                        and missing.get(id(m)) is not m):
+                    wanted.append(m)
+                    entries[id(m)] = queued
+            if wanted:
+                self._read_later(queue, wanted, entries)
+                ahead += len(wanted)
+                queue.read_upto = delivered + ahead
+            elif not queue.ready.paged:
+                return   # nothing left to read ahead (a stall of the dispatch starts it again)
+        queue.read_ahead_at = delivered + max(ahead - DRAIN_READ_AHEAD // 2,
+                                              DRAIN_READ_AHEAD // 8)
 
     def _arrived(self, records: dict[int, bytes], queue: "Queue", in_store: list[Message],
                  entries: dict[int, QueueEntry | None]) -> None:
@@ -409,29 +438,42 @@ class Pager:
         (``page_in`` logs it and its queue drops it)."""
         self._reads_work()
         pending = []
-        missing, lost = self._missing, self._lost
-        for m in in_store:
-            self._reading.pop(id(m), None)
-            if not m.paged or m.refs <= 0:
-                missing.pop(id(m), None)
-                continue   # no longer queued
-            record = records.get(m.id)
-            if record is None:
-                if missing.pop(id(m), None) is m:
-                    lost[id(m)] = m
-                else:
-                    missing[id(m)] = m
-                continue
-            missing.pop(id(m), None)
-            if m.ttl == TTL_PENDING:
-                pending.append(m)
-            self._load(m, record)
+        missing, lost, reading = self._missing, self._lost, self._reading
+        # ``_load`` in line, its accounts made once for the batch: bodies back, their bytes
+        loaded = count = 0
+        try:
+            for m in in_store:
+                reading.pop(id(m), None)
+                if not m.paged or m.refs <= 0:
+                    if missing:
+                        missing.pop(id(m), None)
+                    continue   # no longer queued
+                record = records.get(m.id)
+                if record is None:
+                    if missing.pop(id(m), None) is m:
+                        lost[id(m)] = m
+                    else:
+                        missing[id(m)] = m
+                    continue
+                if missing:
+                    missing.pop(id(m), None)
+                if m.ttl == TTL_PENDING:
+                    pending.append(m)
+                m.load_record(record)
+                m.paged = False
+                loaded += len(m.body)
+                count += 1
+        finally:
+            self.paged_in += count
+            broker = self.broker
+            broker.body_bytes += loaded
+            broker.memory_used += loaded
         self._learn_ttls(pending, queue, entries)
         self._wake(in_store, True)
         if not queue.deleted:
             clock = self.broker.clock
             clock.callLater(0, queue.dispatch)
-            clock.callLater(0, self._prefetch, queue)   # after that dispatch
+            clock.callLater(0, self.read_ahead, queue)   # after that dispatch
 
     def _read_failed(self, failure: Any, queue: "Queue", in_store: list[Message]) -> None:
         for m in in_store:
@@ -457,12 +499,14 @@ class Pager:
         """Load those of ``wanted`` that are in the queue's paging file; returns the others
         (in the store)."""
         page_file = queue.page_file
+        if page_file is None:   # a durable queue's: every paged body is in the store
+            return wanted
         in_store = []
         for m in wanted:
             where = paged_location(m)
             if where < 0:
                 in_store.append(m)
-            elif page_file is not None:
+            else:
                 self._load(m, page_file.read(where))
                 page_file.release()
         return in_store

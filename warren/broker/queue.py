@@ -21,10 +21,10 @@ from ..exchange.interface import BindingSet
 from ..store.interface import resource_key
 from .arguments import validate_queue_arguments
 from .consumers import Consumer, ConsumerSet
-from .paging import STORE_RETRY_S, PageIn
+from .paging import STORE_RETRY_S, UNREAD_KEPT, PageIn
 from ..model.errors import AccessRefused, ResourceLocked
 from ..model.message import Message, QueueEntry
-from .compact import TTL_UNKNOWN
+from .compact import TTL_UNKNOWN, Row
 from .ready import ReadyByPriority, ReadyFifo
 from .redelivery import BackOff, HeldForRedelivery
 from .subscriptions import subscription_filter
@@ -89,6 +89,12 @@ class Queue:
         self._dying: deque[tuple[QueueEntry, str]] = deque()
         self._dying_call: Any = None
         self._message_ttls = False            # some ready entry may have a per-message TTL
+        # the read-ahead (``Pager.read_ahead``): the stubs the head restored whose bodies
+        # nobody asked for yet, in queue order; at which count of ``delivered()`` it reads
+        # the next batch (None: none due); where what it asked for so far ends
+        self.unread: deque[QueueEntry] = deque(maxlen=UNREAD_KEPT)
+        self.read_ahead_at: int | None = None
+        self.read_upto = 0
         # called with the queue after every dispatch: consumers came or went, took
         # entries, or got credit back (every such change dispatches). Whoever moves
         # messages here on demand (a federated queue's link) watches this instead of
@@ -98,7 +104,7 @@ class Queue:
         # broker's totals they are added to as they happen
         self.stats = new_counts()
         self._totals = vhost.message_totals
-        self.ready: ReadyFifo | ReadyByPriority = ReadyFifo(vhost.broker.pager.stub)
+        self.ready: ReadyFifo | ReadyByPriority = ReadyFifo(self._restore)
         # returned entries waiting out their redelivery back-off (``redelivery.py``)
         self.held = HeldForRedelivery(vhost.broker.clock, self._redeliver)
         self.page_file: Any = None   # transient messages paged out (``pagefile.py``), if any
@@ -151,9 +157,8 @@ class Queue:
         if max_priority != getattr(self, "max_priority", None):
             # a policy may add, change or remove priorities live: re-sort what is ready
             old = self.ready.clear()
-            restore = self.vhost.broker.pager.stub
-            self.ready = (ReadyFifo(restore) if max_priority is None
-                          else ReadyByPriority(max_priority, restore))
+            self.ready = (ReadyFifo(self._restore) if max_priority is None
+                          else ReadyByPriority(max_priority, self._restore))
             self.ready.requeue(old)
         self.max_priority = max_priority
         self.consumers.single_active = bool(self.setting("single-active-consumer"))
@@ -354,6 +359,8 @@ class Queue:
 
     def remove_consumer(self, consumer: Consumer) -> None:
         if self.consumers.remove(consumer):
+            if not self.consumers:
+                self.unread.clear()   # the read-ahead's candidates, kept for consumers only
             self._touch()
             if not self.consumers and self.auto_delete and self.had_consumer and not self.deleted:
                 self.vhost.delete_queue(self.name, reason="auto-delete")
@@ -403,8 +410,25 @@ class Queue:
                 self._hand_over(consumer, entry)
         finally:
             self._dispatching = False
+            at = self.read_ahead_at
+            if at is not None and self.delivered() >= at:
+                self.vhost.broker.pager.read_ahead(self)
             for watcher in self.demand_watchers:
                 watcher(self)
+
+    def _restore(self, row: Row) -> QueueEntry:
+        """A paged row back as an entry whose body is still paged (``Pager.stub``), noted
+        as a candidate of the read-ahead while consumers drain the queue (a queue read by
+        basic.get alone never reads ahead: it would only keep delivered entries alive)."""
+        entry = self.vhost.broker.pager.stub(row)
+        if self.consumers:
+            self.unread.append(entry)
+        return entry
+
+    def delivered(self) -> int:
+        """Entries handed to consumers so far (the read-ahead counts its way by it)."""
+        stats = self.stats
+        return stats["deliver"] + stats["deliver_no_ack"]
 
     #: How far past the head a selective dispatch looks for entries some consumer accepts
     #: (ActiveMQ's maxPageSize plays this part): entries nobody accepts pile up at the head
@@ -805,6 +829,7 @@ class Queue:
     # ---------------------------------------------------------------- purge / delete
     def purge(self) -> int:
         gone, runs = self.ready.clear_split()
+        self.unread.clear()
         gone += self.held.clear()
         broker = self.vhost.broker
         # the store's copy is all ready (none out, none being dead-lettered): one purge
@@ -837,6 +862,7 @@ class Queue:
             if call is not None and call.active():
                 call.cancel()
         gone, runs = self.ready.clear_split()
+        self.unread.clear()
         gone += self.held.close()
         gone += [e for e, _ in self._dying]   # their bodies' reads come back to nothing
         self._dying.clear()

@@ -652,8 +652,11 @@ class JournalStore(MessageStore):
 
     def read_many_later(self, msg_ids: list[int]) -> Deferred:
         """``read_many`` with the reads of records on disk done by the reader thread (those
-        still in a write batch are read from memory at once). Whatever compaction moved
-        meanwhile is read again here, from where it is now."""
+        still in a write batch are read from memory at once), and there too each payload's
+        header checked and cut off (``_read_records``): the reactor thread only looks the
+        batch's locations up, once. Whatever the reader did not find where the index said
+        (compaction moved it, or its segment went, meanwhile) is read again here, from where
+        it is now."""
         index, log = self._index, self._log
         out: dict[int, bytes] = {}
         wanted = []
@@ -671,29 +674,36 @@ class JournalStore(MessageStore):
                 wanted.append((msg_id, segment, offset, length))
         if not wanted:
             return succeed(out)
-        done = self._reader.submit(log.read_on_disk, wanted)
+        done = self._reader.submit(self._read_records, wanted)
         done.addCallback(self._reads_arrived, wanted, out)
         return done
 
-    def _reads_arrived(self, got: list[tuple[int, bytes]],
+    def _read_records(self, wanted: list[tuple[int, int, int, int]]) -> dict[int, bytes]:
+        """Reader thread: the message records of ``wanted`` (id, segment, offset, length)
+        found where it says, by id. A record read back whole (its CRC checked) at a
+        location with the wanted id is that message's: records are never rewritten in
+        place and a message's record never changes (compaction copies it to a new
+        location, and a return only adds a record), so one that moved or died meanwhile
+        still reads back right, and no second lookup on the reactor thread is needed."""
+        out = {}
+        for msg_id, payload in self._log.read_on_disk(wanted):
+            found, _, _, at, _ = decode_message(payload)
+            if found == msg_id:
+                out[msg_id] = payload[at:]
+        return out
+
+    def _reads_arrived(self, found: dict[int, bytes],
                        wanted: list[tuple[int, int, int, int]],
                        out: dict[int, bytes]) -> dict[int, bytes]:
-        payloads = dict(got)
-        index = self._index
-        now = index.locations([msg_id for msg_id, _, _, _ in wanted])
-        for (msg_id, segment, offset, length), packed in zip(wanted, now):
-            payload = payloads.get(msg_id)
-            if (payload is not None and packed is not None
-                    and unpack_location(packed)[:2] == (segment, offset)):
-                found, _, _, at, _ = decode_message(payload)
-                if found == msg_id:
-                    out[msg_id] = payload[at:]
-                    continue
-            if msg_id in index.messages:   # moved, or its segment went, meanwhile
-                try:
-                    out[msg_id] = self.read(msg_id)
-                except StoreError:
-                    continue
+        out.update(found)
+        if len(found) < len(wanted):
+            messages = self._index.messages
+            for msg_id, _, _, _ in wanted:
+                if msg_id not in found and msg_id in messages:   # moved, or its segment went
+                    try:
+                        out[msg_id] = self.read(msg_id)
+                    except StoreError:
+                        continue
         return out
 
     def stats(self) -> dict[str, float]:
