@@ -862,6 +862,9 @@ class Queue:
             if call is not None and call.active():
                 call.cancel()
         gone, runs = self.ready.clear_split()
+        # an empty FIFO that restores through the pager, not ``self._restore``: the queue's
+        # bound method held by its own FIFO would leave every deleted queue a cycle
+        self.ready = ReadyFifo(self.vhost.broker.pager.stub)
         self.unread.clear()
         gone += self.held.close()
         gone += [e for e, _ in self._dying]   # their bodies' reads come back to nothing
