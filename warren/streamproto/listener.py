@@ -27,6 +27,10 @@ FRAME_MAX = 1048576
 HEARTBEAT = 60
 #: before authentication frames are small: a client cannot make the broker buffer much
 PRE_AUTH_FRAME_MAX = 64 * 1024
+#: the largest frame taken after tune. Clients send publish frames over the negotiated
+#: frame_max (rstream batches by message count) and RabbitMQ takes them, so warren does too,
+#: up to this bound; a frame over it closes the connection with FRAME_TOO_LARGE (14)
+INBOUND_FRAME_MAX = 64 * 1024 * 1024
 
 
 def advertised_host(node_name: str) -> str:
@@ -36,10 +40,6 @@ def advertised_host(node_name: str) -> str:
     by this name, so it must be one they can resolve (warren's default node name gives
     "localhost", as a RabbitMQ node named after a local host does)."""
     return node_name.partition("@")[2] or node_name
-#: the largest frame taken after tune. Clients send publish frames over the negotiated
-#: frame_max (rstream batches by message count) and RabbitMQ takes them, so warren does too,
-#: up to this bound; a frame over it closes the connection with FRAME_TOO_LARGE (14)
-INBOUND_FRAME_MAX = 64 * 1024 * 1024
 
 
 class StreamConnection(AcceptedConnection, protocol.Protocol):
