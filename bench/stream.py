@@ -212,7 +212,11 @@ class Running:
     def __init__(self, kind: str, workdir: Path) -> None:
         self.kind = kind
         if kind == "warren":
-            self.proc = BrokerProcess(workdir / "warren").start()
+            # it advertises the host of its node name to Stream clients, as the RabbitMQ
+            # node advertises the address set for it: both the one the clients connect to,
+            # else rstream opens a second connection to the leader by that name
+            self.proc = BrokerProcess(workdir / "warren",
+                                      extra_args=["--node-name", f"warren@{HOST}"]).start()
             self.amqp, self.stream = self.proc.amqp_port, self.proc.stream_port
             self.stop = self.proc.stop
             assert self.proc.proc is not None

@@ -175,3 +175,23 @@ def test_a_long_publish_run_is_cut_into_chunk_sized_records(tmp_path):
     assert list(log.segments[-1].run_starts) == [0, 1024, 2048, 2053, 2056]
     assert log.last_chunk_offset == many + 3
     log.close()
+
+
+def test_a_turns_chunk_rolling_over_a_segment_starts_again_in_the_new_one(tmp_path):
+    clock = Clock()
+    log = StreamLog(str(tmp_path / "roll"), clock)
+    log.open(fresh=True)
+    log.max_segment_bytes = 200
+    for i in range(6):   # one turn: one chunk, but no chunk spans two segments
+        log.append_many([b"m%d" % i + b"." * 40])
+    clock.advance(0)
+    chunks = [(seg.first_offset, list(seg.run_starts)) for seg in log.segments]
+    log.close()
+    again = StreamLog(str(tmp_path / "roll"), clock)
+    again.open(fresh=False)   # every record checks out: the one that rolled was framed anew
+    assert again.next_offset == 6 and len(again.segments) > 1
+    assert [(seg.first_offset, list(seg.run_starts)) for seg in again.segments] == chunks
+    assert all(starts == [0] for _, starts in chunks)
+    assert [again.read_run(o, 6, 100, 1 << 20)[3] for o, _ in chunks] == \
+        [o for o, _ in chunks[1:]] + [6]
+    again.close()

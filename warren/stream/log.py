@@ -489,24 +489,9 @@ class StreamLog:
         # took in one batch as one chunk: its first record starts it, the others carry
         # CONTINUES in their offset field
         goes_on = CONTINUES if self._chunk_open else 0
+        chunk_messages, chunk_bytes = self._chunk_messages, self._chunk_bytes
         for record, value in _cut_runs(message_records, filter_values):
             count = 1
-            size = _frame_size(record, value)
-            messages = (len(record.bodies) if isinstance(record, BodyRun) else
-                        record.messages if isinstance(record, SubEntryBatch) else 1)
-            if seg.size + size > self.max_segment_bytes and seg.positions:
-                # a chunk never spans segments: the new one starts with a chunk
-                self._write_pending()
-                seg = self._new_segment(_segment_number(seg) + 1)
-                pending = self._pending
-                goes_on = 0
-            if goes_on and (self._chunk_messages + messages > MAX_RUN_MESSAGES
-                            or self._chunk_bytes + size > MAX_RUN_BYTES):
-                goes_on = 0   # a chunk as big as a replay delivers at once: the next starts
-            if not goes_on:
-                self._chunk_messages = self._chunk_bytes = 0
-            self._chunk_messages += messages
-            self._chunk_bytes += size
             at = self.next_offset | goes_on
             if isinstance(record, BodyRun):
                 count = len(record.bodies)
@@ -539,11 +524,28 @@ class StreamLog:
                 frame = pack_frame(len(payload), zlib.crc32(payload, _FILTERED_CRC),
                                    RECORD_FILTERED) + payload
                 self.filters.add(self.next_offset, value)
-            seg.add(seg.size, len(frame), ts, count, not at & CONTINUES)
-            seg.size += len(frame)
+            size = len(frame)
+            if seg.size + size > self.max_segment_bytes and seg.positions:
+                # a chunk never spans segments: the new one starts with a chunk
+                self._write_pending()
+                seg = self._new_segment(_segment_number(seg) + 1)
+                pending = self._pending
+                goes_on = 0
+            elif goes_on and (chunk_messages + count > MAX_RUN_MESSAGES
+                              or chunk_bytes + size > MAX_RUN_BYTES):
+                goes_on = 0   # a chunk as big as a replay delivers at once: the next starts
+            if not goes_on:
+                if at & CONTINUES:
+                    frame = _starting_chunk(frame)
+                chunk_messages = chunk_bytes = 0
+            chunk_messages += count
+            chunk_bytes += size
+            seg.add(seg.size, size, ts, count, not goes_on)
+            seg.size += size
             pending += frame
             self.next_offset += count
             goes_on = CONTINUES
+        self._chunk_messages, self._chunk_bytes = chunk_messages, chunk_bytes
         self._chunk_open = True
         if writer is not None:
             self._track(*writer)
@@ -1008,15 +1010,15 @@ def _gather_trailer(raw: Any, at: int, end: int, into: dict[tuple[int, bytes], i
             _TRAILER_ENTRY.size + n + _VALUE.size
 
 
-def _frame_size(record: bytes | SubEntryBatch | BodyRun, value: str | None) -> int:
-    """About the size of the record ``append_many`` makes of ``record`` (at least it), to
-    tell before packing it whether it still fits in the segment."""
-    if isinstance(record, BodyRun):
-        return HEADER_SIZE + _RUN.size + len(record.head) + sum(4 + len(b) for b in record.bodies)
-    if isinstance(record, SubEntryBatch):
-        return HEADER_SIZE + _HEAD.size + len(record.entry)
-    return HEADER_SIZE + _HEAD.size + len(record) + \
-        (0 if value is None else 2 + len(value.encode()))
+def _starting_chunk(frame: bytes) -> bytes:
+    """A message record framed to go on with the chunk before it, made to start one instead
+    (``CONTINUES`` cleared, the CRC again): the rare record that rolls a segment over or
+    would take its chunk past its bounds."""
+    size, _, record_type = RECORD_HEADER.unpack_from(frame)
+    payload = bytearray(frame[HEADER_SIZE:])
+    payload[0] &= 0x7F
+    return RECORD_HEADER.pack(size, zlib.crc32(payload, _RECORD_CRCS[record_type]),
+                              record_type) + payload
 
 
 def _filter_value(payload: Any) -> str:

@@ -10,6 +10,7 @@ here: an internal error closes this connection only, with INTERNAL_ERROR, and is
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 from twisted.internet import protocol
@@ -27,19 +28,28 @@ FRAME_MAX = 1048576
 HEARTBEAT = 60
 #: before authentication frames are small: a client cannot make the broker buffer much
 PRE_AUTH_FRAME_MAX = 64 * 1024
-
-
-def advertised_host(node_name: str) -> str:
-    """The host open and metadata advertise: the host part of the node name, as RabbitMQ's
-    ``stream.advertised_host`` defaults to its node's host (``rabbit@localhost`` ->
-    "localhost"), not the address a client happened to reach. Clients connect to the leader
-    by this name, so it must be one they can resolve (warren's default node name gives
-    "localhost", as a RabbitMQ node named after a local host does)."""
-    return node_name.partition("@")[2] or node_name
 #: the largest frame taken after tune. Clients send publish frames over the negotiated
 #: frame_max (rstream batches by message count) and RabbitMQ takes them, so warren does too,
 #: up to this bound; a frame over it closes the connection with FRAME_TOO_LARGE (14)
 INBOUND_FRAME_MAX = 64 * 1024 * 1024
+
+
+def node_host(node_name: str) -> str | None:
+    """The host to advertise: the host part of the node name, as RabbitMQ's
+    ``stream.advertised_host`` defaults to its node's host (``rabbit@localhost`` ->
+    "localhost"), not the address a client happened to reach; None when the name has no
+    host part or it does not resolve here (a node name is only a label to warren, "warren@a"
+    in a test, where RabbitMQ's must resolve): the address reached is advertised then, which
+    works. Clients connect to the leader by this name. Looked up once, when the listener
+    is made."""
+    host = node_name.partition("@")[2]
+    if not host:
+        return None
+    try:
+        socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return None
+    return host
 
 
 class StreamConnection(AcceptedConnection, protocol.Protocol):
@@ -61,7 +71,8 @@ class StreamConnection(AcceptedConnection, protocol.Protocol):
         self.session = StreamSession(
             self.broker, write=self._write, close=self._lose, tuned=self._tuned, peer=ep.name,
             loopback=ep.loopback,
-            advertised=(advertised_host(self.broker.node_name), ep.port), frame_max=FRAME_MAX,
+            advertised=(self.factory.advertised_host or ep.host, ep.port),
+            frame_max=FRAME_MAX,
             heartbeat=HEARTBEAT)
 
     def _write(self, data: bytes) -> None:
@@ -155,6 +166,7 @@ class StreamFactory(protocol.Factory):
         self.broker = broker
         self.config = config
         self.clock = reactor
+        self.advertised_host = node_host(broker.node_name)
 
     def buildProtocol(self, addr: Any) -> StreamConnection:
         return StreamConnection(self)
