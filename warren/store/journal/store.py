@@ -770,6 +770,12 @@ class JournalStore(MessageStore):
 
     # -- checkpoints (see the module doc) --------------------------------------------------------
 
+    @property
+    def checkpoint_in_progress(self) -> bool:
+        """Whether a checkpoint is being taken (forked, or waiting for its position to be
+        durable, or being written)."""
+        return self._checkpoint_busy
+
     def _checkpoint_soon(self, uncovered: int, replayed: int = 0) -> None:
         """After a recovery: ``uncovered`` journal bytes (``replayed`` records) are in no
         checkpoint on disk; if that is a checkpoint's worth, one is taken
