@@ -22,8 +22,8 @@ renames it to the checkpoint's name (it is a checkpoint at the journal's end, se
 when it is not whole, deletes it.
 
 Checkpoints, so a start after kill -9 need not replay everything either. While running, once
-``checkpoint_bytes`` of journal have been appended since the last one, the store saves its
-index *as of a journal position* (``saved_index.CHECKPOINT``, same format): the position
+``checkpoint_bytes`` of journal have been appended since the last one (or
+``CHECKPOINT_CHANGES`` messages changed), the store saves its index *as of a journal position* (``saved_index.CHECKPOINT``, same format): the position
 (segment, offset) just past the last record the index reflects, the stamps (size,
 modification time) of the segments before it and the CRC32 of its own segment's bytes before
 it. A start with no usable saved index loads the newest checkpoint and replays only the
@@ -50,7 +50,11 @@ of the index. If the process cannot fork, the index is copied on the reactor thr
 (``JournalIndex.snapshot``: the arrays a checkpoint saves, 0.1-0.2 µs a message) and written
 by the checkpoint thread. A crash mid-write leaves the previous checkpoint whole
 (temporary file, then rename). The next checkpoint waits ``CHECKPOINT_IDLE_RATIO`` times as
-long as the last one took, so their cost stays a small share of the work whatever the depth.
+long as the last one took, so their cost stays a small share of the work whatever the depth;
+but not past ``CHECKPOINT_TAIL_BYTES`` or ``CHECKPOINT_TAIL_CHANGES`` since the last: a fill
+faster than checkpoints of a deep queue (seconds each at 10M messages) would otherwise leave
+a minute of journal for a start to replay. The replay after a checkpoint takes runs of new
+messages at once (:mod:`.new_message_runs`).
 """
 
 from __future__ import annotations
