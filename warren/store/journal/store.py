@@ -23,17 +23,18 @@ when it is not whole, deletes it.
 
 Checkpoints, so a start after kill -9 need not replay everything either. While running, once
 ``checkpoint_bytes`` of journal have been appended since the last one (or
-``CHECKPOINT_CHANGES`` messages changed), the store saves its index *as of a journal
-position* (``saved_index.CHECKPOINT``, same format): the position (segment, offset) just
-past the last record the index reflects, the stamps (size, modification time) of the
-segments before it and the CRC32 of its own segment's bytes before it. A start with no
-usable saved index loads the newest checkpoint and replays only the records after its
-position, checked as in a full replay; acks, purges, rewrites of older messages apply on top through the same index methods as while running, so queue order comes
-out as the running broker had it. A queue none of those records touched is handed to the
-broker as the ids and body sizes saved with the checkpoint (by its forked writer, as a clean
-close saves them): two arrays copied from the file, no pass over its messages (a deep queue's
-rows take them as they are). If a covered segment still on disk changed, or the prefix
-does not check out, or the file is damaged, the full replay runs instead (a warning).
+``CHECKPOINT_CHANGES`` messages changed), the store saves its index *as of a journal position*
+(``saved_index.CHECKPOINT``, same format): the position (segment, offset) just past the last
+record the index reflects, the stamps (size, modification time) of the segments before it and
+the CRC32 of its own segment's bytes before it. A start with no usable saved index loads the
+newest checkpoint and replays only the records after its position, checked as in a full replay;
+acks, purges, rewrites of older messages apply on top through the same index methods as while
+running, so queue order comes out as the running broker had it. A queue none of those records
+touched is handed to the broker as the ids and body sizes saved with the checkpoint (by its
+forked writer, as a clean close saves them): two arrays copied from the file, no pass over its
+messages (a deep queue's rows take them as they are). If a covered segment still on disk
+changed, or the prefix does not check out, or the file is damaged, the full replay runs instead
+(a warning).
 
 Compaction keeps a checkpoint valid, nothing is retaken for it: compaction only appends (the
 copies are records after the position, replayed on top), and reclaim deletes a segment only
