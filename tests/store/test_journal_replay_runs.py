@@ -3,9 +3,10 @@
 the journal or after a checkpoint; and a fill that outruns its checkpoints leaves a bounded
 tail (``CHECKPOINT_TAIL_*``), which is all a start replays (the store's own count).
 
-In-process, on a Twisted ``Clock`` that never advances: the wait after a checkpoint
-(``CHECKPOINT_IDLE_RATIO`` times its duration) never ends by the clock, as when a deep
-queue's checkpoints take seconds and a fill runs faster; only the tail bound makes the next.
+In-process, on a Twisted ``Clock`` that does not advance after the start: the wait after a
+checkpoint (``CHECKPOINT_IDLE_RATIO`` times its duration) never ends by the clock, as when a
+deep queue's checkpoints take seconds and a fill runs faster; only the tail bound makes the
+next.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tests.store.test_journal_saved_index import (  # noqa: F401  (an autouse fi
     QA, QB, RECORD, loaded_maps_as_arrays, summary)
 from warren.model.message import Message
 from warren.store.journal import saved_index
-from warren.store.journal.store import JournalStore
+from warren.store.journal.store import CHECKPOINT_AFTER_RECOVERY, JournalStore
 
 #: Another record head (another routing key): a run's head changes within one queue.
 OTHER = RECORD.replace(b"a", b"z")
@@ -112,19 +113,20 @@ def test_a_fill_that_outruns_its_checkpoints_leaves_a_bounded_tail_and_only_it_i
                          checkpoint_changes=1000, checkpoint_tail=(1 << 40, 2000))
     store.open()
     store.recover(body_size=Message.record_body_size)
+    clock.advance(CHECKPOINT_AFTER_RECOVERY)   # (the broker's start goes first)
     for msg_id in range(1, 9951):
         store.publish(msg_id, RECORD + b"f" * 100, [QA])
         if msg_id % 50 == 0:
             store.flush()   # a checkpoint taken then is awaited before more comes
             while store.checkpoint_in_progress:
                 clock.deliver()
-    # the clock never moved, so neither the wait after the recovery nor the one after each
-    # checkpoint ever ended: each was taken at the bound (2,000 changes), the last at 8,000
-    assert store.checkpoints == 4
+    # the first at 1,000 changes; the clock never moved since, so the wait after each never
+    # ended: each next was taken at the bound (2,000 changes since), the last at 9,000
+    assert store.checkpoints == 5
     store.abandon()   # kill -9
 
     store, state = lazy(journal)
-    assert store.stats()["journal_replayed_records"] == 1950
+    assert store.stats()["journal_replayed_records"] == 950
     assert list(state.queues[QA].msg_ids) == list(range(1, 9951))
     assert set(state.queues[QA].sizes) == {100}
     store.close()

@@ -203,6 +203,8 @@ class JournalStore(MessageStore):
         #: as appended: a recovery that replayed much is checkpointed soon after).
         self._checkpoint_appended = 0
         self._checkpoint_not_before = 0.0   # reactor time
+        #: Reactor time before which none is taken, bound or not (after a recovery).
+        self._checkpoint_held_until = 0.0
         self._checkpoint_call: Any = None
         self.checkpoints = 0
         self.checkpoint_position: tuple[int, int] | None = None   # the last one's
@@ -788,6 +790,7 @@ class JournalStore(MessageStore):
         self._checkpoint_appended = self._log.appended - uncovered
         self._checkpoint_changed = self.changes - replayed
         self._checkpoint_not_before = self._reactor.seconds() + CHECKPOINT_AFTER_RECOVERY
+        self._checkpoint_held_until = self._checkpoint_not_before   # the broker's start first
         self._consider_checkpoint()
 
     def _consider_checkpoint(self) -> None:
@@ -801,9 +804,11 @@ class JournalStore(MessageStore):
         changed = self.changes - self._checkpoint_changed
         if appended < self._checkpoint_bytes and changed < self._checkpoint_changes:
             return
-        wait = self._checkpoint_not_before - self._reactor.seconds()
+        now = self._reactor.seconds()
+        wait = self._checkpoint_not_before - now
         tail_bytes, tail_changes = self._checkpoint_tail
-        if wait > 0 and (appended >= tail_bytes or changed >= tail_changes):
+        if (wait > 0 and now >= self._checkpoint_held_until
+                and (appended >= tail_bytes or changed >= tail_changes)):
             wait = 0   # the tail a start would replay is at its bound: no more waiting
         if wait > 0 or not log.healthy or self._index.purged:   # purged: a purge half released
             if self._checkpoint_call is None or not self._checkpoint_call.active():
