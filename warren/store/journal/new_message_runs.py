@@ -37,25 +37,26 @@ class NewMessageRuns:
     """Collects a run of new single-queue MESSAGE records (:meth:`take`) and applies it
     (:meth:`apply`); ``queues_seen`` gathers the keys of the queues runs went to."""
 
-    __slots__ = ("index", "body_size", "queues_seen", "key", "prefix", "body_at", "segment",
-                 "ids", "seqs", "packed", "sizes", "nbytes", "taken", "head", "head_size")
+    __slots__ = ("index", "body_size", "queues_seen", "key", "segment", "fixed", "body_at",
+                 "ids", "seqs", "packed", "sizes", "nbytes", "taken")
 
     def __init__(self, index: JournalIndex, body_size: BodySize) -> None:
         self.index = index
         self.body_size = body_size
         self.queues_seen: set[str] = set()
-        self.key = ""
-        self.prefix = b"\xff"   # the bytes after id and seq a record of this run has
-        self.body_at = 0        # where the record starts in the payload
-        self.segment = -1
+        self.key = ""           # the run's queue
+        self.segment = -1       # and segment
+        #: The bytes between seq and body the last record taken had (queue count, key,
+        #: flags, the record's head), and where its body started: a record with the same
+        #: bytes there has its body there too (a head's bytes say where it ends).
+        self.fixed = b"\xff"
+        self.body_at = 0
         self.ids: list[int] = []
         self.seqs: list[int] = []
         self.packed: list[int] = []
         self.sizes: list[int] = []
         self.nbytes = 0
         self.taken = 0   # records taken into runs so far
-        self.head = b""         # the last record's head before its body
-        self.head_size = -1     # its length (-1: none yet)
 
     def take(self, segment: int, offset: int, payload: memoryview) -> bool:
         """Add the MESSAGE record to the run if it is one of a new message for one queue;
@@ -64,30 +65,14 @@ class NewMessageRuns:
         ids = self.ids
         if msg_id <= (ids[-1] if ids else self.index.max_msg_id):
             return False
-        at = self.body_at
-        if payload[16:at] != self.prefix or segment != self.segment or len(ids) >= RUN_MAX:
-            count, length, flags = _ONE_QUEUE.unpack_from(payload, 16)
-            if count != 1 or flags:
+        body_at = self.body_at
+        if (payload[16:body_at] != self.fixed or segment != self.segment
+                or len(ids) >= RUN_MAX):
+            body_at = self._unlike_the_last(segment, payload)
+            if body_at < 0:
                 return False
-            at = 16 + _ONE_QUEUE.size + length
-            prefix = bytes(payload[16:at])
-            if len(prefix) != at - 16:
-                return False
-            key = prefix[_ONE_QUEUE.size:].decode()
-            self.apply()
-            self.key, self.prefix, self.body_at, self.segment = key, prefix, at, segment
-            ids = self.ids   # a new list
-        record = payload[at:]
-        head_size = self.head_size
-        if head_size >= 0 and record[:head_size] == self.head:
-            size = len(record) - head_size
-        else:
-            try:
-                size = self.body_size(record)
-            except (ValueError, struct.error):
-                return False   # the record-by-record path says what is wrong with it
-            self.head_size = head_size = len(record) - size
-            self.head = bytes(record[:head_size])
+            ids = self.ids   # a new list if a new run started
+        size = len(payload) - body_at
         length = HEADER_SIZE + len(payload)
         ids.append(msg_id)
         self.seqs.append(seq)
@@ -97,6 +82,28 @@ class NewMessageRuns:
         self.sizes.append(size)
         self.nbytes += length
         return True
+
+    def _unlike_the_last(self, segment: int, payload: memoryview) -> int:
+        """A record whose bytes before its body are not the last one's: where its body
+        starts, if a run takes it (one queue, no flags), else -1. The run goes on if it is
+        for the same queue in the same segment (another head); else a new one starts."""
+        count, length, flags = _ONE_QUEUE.unpack_from(payload, 16)
+        if count != 1 or flags:
+            return -1
+        at = 16 + _ONE_QUEUE.size + length
+        try:
+            key = bytes(payload[16 + _ONE_QUEUE.size:at]).decode()
+            body_at = len(payload) - self.body_size(payload[at:])
+        except (ValueError, struct.error):   # (UnicodeDecodeError is a ValueError)
+            return -1   # the record-by-record path says what is wrong with it
+        if not at <= body_at <= len(payload):
+            return -1
+        if key != self.key or segment != self.segment or len(self.ids) >= RUN_MAX:
+            self.apply()
+            self.key, self.segment = key, segment
+        self.fixed = bytes(payload[16:body_at])
+        self.body_at = body_at
+        return body_at
 
     def apply(self) -> None:
         """Hand the run to the index (nothing when it is empty)."""
