@@ -135,7 +135,7 @@ CHECKPOINT_BYTES = 64 * 1024 * 1024
 #: purged) that make the next one due, as bytes do: what a start replays costs by the
 #: message, and a drain's acks and delivered flags are 8 bytes each (64 MiB of them would
 #: be millions of messages to replay).
-CHECKPOINT_CHANGES = 250_000
+CHECKPOINT_CHANGES = 150_000
 #: After a checkpoint that took t seconds, the next waits at least this many times t ...
 CHECKPOINT_IDLE_RATIO = 10
 #: ... unless this many bytes or changed messages have come since the last: then it is taken
@@ -144,7 +144,7 @@ CHECKPOINT_IDLE_RATIO = 10
 #: seconds each, so the idle ratio alone let a fill leave a minute of journal, over a
 #: million records). At most this, plus what comes while one is written.
 CHECKPOINT_TAIL_BYTES = 128 * 1024 * 1024
-CHECKPOINT_TAIL_CHANGES = 500_000
+CHECKPOINT_TAIL_CHANGES = 300_000
 #: Seconds after a recovery before the first checkpoint (the broker's own start goes first).
 CHECKPOINT_AFTER_RECOVERY = 1.0
 #: Seconds after a checkpoint that could not be written (disk full...) before the next try.
