@@ -28,7 +28,9 @@ its publisher and consumer, stamped 100-byte bodies):
 3. **kill -9** of the broker's process group and a start on the same data: the seconds until
    the AMQP port accepts, and until a consumer (prefetch 1000, one ``multiple`` ack per 100)
    gets its first delivery (the consumer retries while the broker refuses it or the queue is
-   not there yet);
+   not there yet); for warren also the records its start replayed after the checkpoint (from
+   its log: what the fill left after the last one) and its peak resident memory (VmHWM) at
+   the first delivery;
 4. **drain, then drain while publishing**: that consumer takes the first half of the N
    recovered messages alone (the drain rate, and the broker's CPU per message over it: its
    process group's user + system time from /proc, which moves far less than the rate with
@@ -55,6 +57,7 @@ import json
 import multiprocessing
 import os
 import queue
+import re
 import subprocess
 import sys
 import tempfile
@@ -103,11 +106,20 @@ class Variant:
 
 
 class WarrenWithApi(Warren):
-    """warren with its HTTP API on (``Warren`` turns it off): the window's figures."""
+    """warren with its HTTP API on (``Warren`` turns it off): the window's figures; run from
+    another checkout when ``CHECKOUT`` is set (``--warren-from``: a before/after table)."""
+
+    CHECKOUT: str | None = None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.http_port = free_port()
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        if self.CHECKOUT:
+            env["PYTHONPATH"] = self.CHECKOUT
+        return env
 
     def command(self) -> list[str]:
         argv = super().command()
@@ -372,7 +384,10 @@ def measure(variant: Variant, count: int, root: Path, rabbitmq_server: str | Non
                 (row["pss_queued_mb"] - half_pss) * 1e6 - (held[1] - half_held[1])) / (
                 count - half)
         broker.kill()
+        logged = broker.log_path.stat().st_size if isinstance(broker, Warren) else 0
         row.update(asyncio.run(_restart_and_drain(broker, settings, count, drain_seconds)))
+        if isinstance(broker, Warren):
+            row.update(_recovery_of(broker, logged))
         row["rss_draining_mb"] = resident_mb(broker)
     except (BrokerStartError, OSError, RuntimeError, ProtocolError) as error:
         row["error"] = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -381,6 +396,23 @@ def measure(variant: Variant, count: int, root: Path, rabbitmq_server: str | Non
         broker.stop(timeout=600)
     row["load_average"] = os.getloadavg()[0]
     return row
+
+
+_REPLAYED = re.compile(r"from the checkpoint at segment \d+ offset \d+ and (\d+) records")
+
+
+def _recovery_of(broker: Warren, logged: int) -> dict:
+    """What warren's start after the kill replayed (its log after ``logged`` bytes: records
+    after the checkpoint, -1 when it did not start from one) and its peak resident memory
+    (VmHWM of the broker's process: the recovery's peak, or the drain's if higher)."""
+    with open(broker.log_path, "rb") as log:
+        log.seek(logged)
+        text = log.read().decode(errors="replace")
+    found = _REPLAYED.search(text)
+    out = {"replayed": int(found.group(1)) if found else -1}
+    if broker.process is not None and broker.process.poll() is None:
+        out["recovery_peak_mb"] = status_kb(broker.process.pid, "VmHWM") / 1024
+    return out
 
 
 async def _declare(settings: Settings, arguments: dict) -> None:
@@ -410,6 +442,8 @@ async def _restart_and_drain(broker: Broker, settings: Settings, count: int,
     consumer, first_at = await serve_first(settings, began + START_TIMEOUT)
     first_cpu = cpu_seconds(broker)
     first_s = first_at - began
+    peak = (status_kb(broker.process.pid, "VmHWM") / 1024
+            if isinstance(broker, Warren) and broker.process is not None else None)
     ctx = multiprocessing.get_context("fork")   # connected while the first half drains
     go, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
     publisher = ctx.Process(target=_publisher_process,
@@ -427,7 +461,7 @@ async def _restart_and_drain(broker: Broker, settings: Settings, count: int,
         raise RuntimeError("the publisher gave no result within 900 s") from None
     publisher.join(30)
     drained = consumer.recovered(count)
-    figures = {"port_s": port_s, "first_delivery_s": first_s,
+    figures = {"port_s": port_s, "first_delivery_s": first_s, "first_delivery_peak_mb": peak,
                "drained": drained, "dups": consumer.tally.dups,
                "drain_rate": rate(half - 1, first_at, half_at),
                "drain_cpu_us": ((half_cpu - first_cpu) / (half - 1) * 1e6
@@ -495,7 +529,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rabbitmq-server", default=None,
                    help="the rabbitmq-server script (default: rabbitmq-server on PATH)")
     p.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
+    p.add_argument("--warren-from", default=None,
+                   help="run warren from this checkout (before/after tables in one sitting)")
     a = p.parse_args(argv)
+    WarrenWithApi.CHECKOUT = a.warren_from
     names = a.brokers.split(",")
     unknown = [name for name in names if name not in VARIANTS]
     if unknown:
@@ -510,6 +547,12 @@ def main(argv: list[str] | None = None) -> int:
                                   a.drain_seconds)
                     rows.append(row)
                     print(markdown_row(row), flush=True)
+                    if "replayed" in row:
+                        print(f"  after kill -9: {row['replayed']:,} records replayed after the "
+                              f"checkpoint (-1: none used), peak RSS "
+                              f"{_num(row.get('first_delivery_peak_mb'))} MB at the first "
+                              f"delivery, {_num(row.get('recovery_peak_mb'))} MB after the "
+                              f"drain", flush=True)
                     if a.out:
                         a.out.write_text(json.dumps(rows, indent=1))
     failed = [row for row in rows if "error" in row or row.get("lost")]

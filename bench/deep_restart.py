@@ -17,6 +17,16 @@ another process times QoS 1 round trips (``bench.scale.RoundTrips``: the longest
 stall other clients see); kill -9 and a start from the checkpoint, timed as above; a clean
 stop (timed: it saves the index) and the start from the saved index. Nothing is asserted;
 figures for the report.
+
+With ``--tail T`` instead (``python -m bench.deep_restart --messages 10000000 --tail 0
+300000 700000``): what a start after kill -9 costs when the journal holds T records written
+after the last checkpoint (what a fill that outran its checkpoints leaves): N messages are
+written with the store's API and its index saved (a start takes it as the checkpoint), then
+T more appended after it, and the store dropped without closing (kill -9). The broker is
+started on that, timed to the AMQP port and to a consumer's first delivery; its log lines
+split the start (launch -> journal recovered -> broker recovered -> listening), and VmHWM
+is the peak resident memory of the start. ``--cwd`` runs the broker from another checkout
+(a before/after table in one sitting: the journal's format is the same).
 """
 
 from __future__ import annotations
@@ -32,8 +42,8 @@ import pika
 
 from bench.scale import RoundTrips
 from warren.amqp.properties import CODEC
-from warren.embedded.process import BrokerProcess
-from warren.model.message import Properties, record_head
+from warren.embedded.process import READY_MARK, BrokerProcess
+from warren.model.message import Message, Properties, record_head
 from warren.store.interface import MessageStore, resource_key
 from warren.store.journal.store import JournalStore
 
@@ -58,6 +68,92 @@ def fill(store: MessageStore, count: int, flush_every: int, queue: str = QUEUE) 
         if msg_id % flush_every == 0:
             store.flush()
     store.close()
+
+
+def write_checkpointed(journal: Path, count: int, tail: int) -> int:
+    """``count`` messages whose index is saved (the next start promotes it to the
+    checkpoint), then ``tail`` more after it, left as kill -9 leaves them; returns the
+    records a start from the checkpoint replays (the tail and the head segments' openings)."""
+    store = JournalStore(journal, checkpoint_bytes=0)
+    fill_measured(store, 1, count)
+    store.close()   # saves the index
+    store = JournalStore(journal, checkpoint_bytes=0)
+    fill_measured(store, count + 1, tail)
+    store.flush()
+    store.abandon()   # no close: what kill -9 leaves
+    return tail
+
+
+def fill_measured(store: JournalStore, first: int, count: int, queue: str = QUEUE) -> None:
+    """As :func:`fill` (ids from ``first``), recovered as the broker recovers (lazily, with
+    body sizes), so a close saves the index."""
+    store.open()
+    store.recover(body_size=Message.record_body_size)
+    record = record_head("", queue, CODEC.encode(Properties(delivery_mode=2))) + b"r" * 100
+    key = [resource_key("/", queue)]
+    for msg_id in range(first, first + count):
+        store.publish(msg_id, record, key)
+        if msg_id % 100_000 == 0:
+            store.flush()
+
+
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
+
+
+def line_time(broker: BrokerProcess, text: str) -> float | None:
+    """The wall time (epoch seconds) of the broker's first log line containing ``text``."""
+    for line in list(broker.lines):
+        if text in line:
+            match = _STAMP.match(line)
+            if match:
+                stamp = time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S"))
+                return stamp + int(match.group(2)) / 1000
+    return None
+
+
+def first_delivery(url: str) -> int:
+    """Consume (prefetch 1000) until the first delivery; it goes back unacked. Its body size."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = conn.channel()
+        channel.basic_qos(prefetch_count=1000)
+        for _method, _props, body in channel.consume(QUEUE, inactivity_timeout=600):
+            return len(body) if body is not None else -1
+        return -1
+    finally:
+        conn.close()
+
+
+def measure_tail(count: int, tail: int, cwd: str | None) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="bench-deep-tail-") as tmp:
+        broker = BrokerProcess(Path(tmp) / "data", extra_args=["--stream-port", "0"], cwd=cwd)
+        broker.start()
+        conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+        conn.channel().queue_declare(QUEUE, durable=True)
+        conn.close()
+        broker.stop()
+        write_checkpointed(Path(tmp) / "data" / "journal", count, tail)
+        launched = time.time()
+        began = time.monotonic()
+        broker.start(timeout=1800)
+        port_s = time.monotonic() - began
+        size = first_delivery(broker.amqp_url)
+        first_s = time.monotonic() - began
+        assert broker.proc is not None
+        peak = status_kb(broker.proc.pid, "VmHWM") / 1024
+        got = depth(broker.amqp_url)
+        marks = [line_time(broker, text) for text in (
+            "definitions from the checkpoint", " vhosts, ", READY_MARK)]
+        replayed = next((int(m.group(1)) for m in map(_REPLAYED.search, broker.lines) if m), -1)
+        broker.kill()
+        journal_s, broker_s, listening_s = (
+            -1.0 if mark is None else mark - launched for mark in marks)
+        return {"messages": count, "tail": tail, "replayed": replayed, "port_s": port_s,
+                "first_s": first_s, "journal_s": journal_s, "broker_s": broker_s,
+                "listening_s": listening_s, "peak_mb": peak, "depth": got, "body": size}
+
+
+_REPLAYED = re.compile(r"from the checkpoint at segment \d+ offset \d+ and (\d+) records")
 
 
 def status_kb(pid: int, field: str) -> int:
@@ -168,7 +264,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.deep_restart", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--messages", type=int, nargs="+", default=[1_000_000])
+    p.add_argument("--tail", type=int, nargs="+", default=None,
+                   help="records after the checkpoint (see above); with --messages")
+    p.add_argument("--cwd", default=None, help="run the broker from this checkout")
     a = p.parse_args(argv)
+    if a.tail is not None:
+        print("| messages | tail after the checkpoint (replayed) | kill -9 → port s "
+              "| → first delivery s | launch → journal recovered / broker recovered / "
+              "listening s (log) | peak RSS MB | depth after |")
+        print("|---|---|---|---|---|---|---|")
+        for count in a.messages:
+            for tail in a.tail:
+                r = measure_tail(count, tail, a.cwd)
+                print(f"| {count:,} | {tail:,} ({r['replayed']:,}) | {r['port_s']:.2f} "
+                      f"| {r['first_s']:.2f} | {r['journal_s']:.2f} / {r['broker_s']:.2f} / "
+                      f"{r['listening_s']:.2f} | {r['peak_mb']:.0f} | {r['depth']:,} |",
+                      flush=True)
+        return 0
     print("| messages | replay: start → port s | → all messages s | RSS MB | peak MB "
           "| checkpoint s (on the reactor s) | kill -9 → port s | → all messages s | RSS MB "
           "| peak MB | clean stop s | saved index: start → port s | → all messages s "

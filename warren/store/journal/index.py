@@ -280,9 +280,9 @@ class SegmentLiveness:
 #: message body's size (what lazy recovery and a saved index report per message, kept here so
 #: saving the index never reads records back: one more 30-bit digit of the int, 4-8 bytes).
 _SIZE_MASK = SIZE_MASK = (1 << 40) - 1
-_LENGTH_SHIFT = 40
-_OFFSET_SHIFT = 72
-_SEGMENT_SHIFT = 104
+_LENGTH_SHIFT = LENGTH_SHIFT = 40
+_OFFSET_SHIFT = OFFSET_SHIFT = 72
+_SEGMENT_SHIFT = SEGMENT_SHIFT = 104
 _LOW32 = 0xFFFFFFFF
 #: During recovery a queue's value for a message also carries its seq and body size (see
 #: ``JournalIndex.finish_recovery``): seq << _SEQ_SHIFT | size << 1 | delivered.
@@ -542,6 +542,41 @@ class JournalIndex:
             self.changes += 1
             if self.changes >= FOLD_EVERY:
                 self.fold()
+
+    def add_new_messages(self, queue_key: str, msg_ids: list[int], seqs: list[int],
+                         packed: list[int], sizes: list[int], segment: int,
+                         nbytes: int) -> None:
+        """A run of MESSAGE records in ``segment`` (``nbytes`` framed in all) of new messages
+        (ids ascending, above every id so far), each held by ``queue_key`` alone, not
+        delivered, with no delivery count: what :meth:`add_message` does for each of them,
+        with the packed locations given, in C loops (dict updates, then the fold that moves
+        them into the arrays when one is due). A replay's (``new_message_runs``)."""
+        count = len(msg_ids)
+        if not count:
+            return
+        messages = self.messages
+        (messages.recent if isinstance(messages, LocationMap) else messages).update(
+            zip(msg_ids, packed))
+        ids = self.queues.get(queue_key)
+        if ids is None:
+            ids = self.queues[queue_key] = {}
+        into = ids.recent if isinstance(ids, (QueueIds, ReplayQueue)) else ids
+        if self.recovering:   # seq << _SEQ_SHIFT | size << 1 | delivered (0)
+            into.update(zip(msg_ids, map(int.__or__, map(int.__lshift__, seqs,
+                                                         repeat(_SEQ_SHIFT)),
+                                         map(int.__lshift__, sizes, repeat(1)))))
+        else:
+            into.update(dict.fromkeys(msg_ids, False))
+        held = self._liveness(segment)
+        held.live += count
+        held.live_bytes += nbytes
+        self.max_msg_id = msg_ids[-1]
+        top = max(seqs)
+        if top > self.max_seq:
+            self.max_seq = top
+        self.changes += count
+        if self.changes >= FOLD_EVERY:
+            self.fold()
 
     def live_in_queue(self, queue_key: str, msg_ids: list[int]) -> list[int]:
         ids = self.queues.get(queue_key)

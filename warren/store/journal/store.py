@@ -22,18 +22,19 @@ renames it to the checkpoint's name (it is a checkpoint at the journal's end, se
 when it is not whole, deletes it.
 
 Checkpoints, so a start after kill -9 need not replay everything either. While running, once
-``checkpoint_bytes`` of journal have been appended since the last one, the store saves its
-index *as of a journal position* (``saved_index.CHECKPOINT``, same format): the position
-(segment, offset) just past the last record the index reflects, the stamps (size,
-modification time) of the segments before it and the CRC32 of its own segment's bytes before
-it. A start with no usable saved index loads the newest checkpoint and replays only the
-records after its position, checked as in a full replay; acks, purges, rewrites of older
-messages apply on top through the same index methods as while running, so queue order comes
-out as the running broker had it. A queue none of those records touched is handed to the
-broker as the ids and body sizes saved with the checkpoint (by its forked writer, as a clean
-close saves them): two arrays copied from the file, no pass over its messages (a deep queue's
-rows take them as they are). If a covered segment still on disk changed, or the prefix
-does not check out, or the file is damaged, the full replay runs instead (a warning).
+``checkpoint_bytes`` of journal have been appended since the last one (or
+``CHECKPOINT_CHANGES`` messages changed), the store saves its index *as of a journal position*
+(``saved_index.CHECKPOINT``, same format): the position (segment, offset) just past the last
+record the index reflects, the stamps (size, modification time) of the segments before it and
+the CRC32 of its own segment's bytes before it. A start with no usable saved index loads the
+newest checkpoint and replays only the records after its position, checked as in a full replay;
+acks, purges, rewrites of older messages apply on top through the same index methods as while
+running, so queue order comes out as the running broker had it. A queue none of those records
+touched is handed to the broker as the ids and body sizes saved with the checkpoint (by its
+forked writer, as a clean close saves them): two arrays copied from the file, no pass over its
+messages (a deep queue's rows take them as they are). If a covered segment still on disk
+changed, or the prefix does not check out, or the file is damaged, the full replay runs instead
+(a warning).
 
 Compaction keeps a checkpoint valid, nothing is retaken for it: compaction only appends (the
 copies are records after the position, replayed on top), and reclaim deletes a segment only
@@ -50,7 +51,11 @@ of the index. If the process cannot fork, the index is copied on the reactor thr
 (``JournalIndex.snapshot``: the arrays a checkpoint saves, 0.1-0.2 µs a message) and written
 by the checkpoint thread. A crash mid-write leaves the previous checkpoint whole
 (temporary file, then rename). The next checkpoint waits ``CHECKPOINT_IDLE_RATIO`` times as
-long as the last one took, so their cost stays a small share of the work whatever the depth.
+long as the last one took, so their cost stays a small share of the work whatever the depth;
+but not past ``CHECKPOINT_TAIL_BYTES`` or ``CHECKPOINT_TAIL_CHANGES`` since the last: a fill
+faster than checkpoints of a deep queue (seconds each at 10M messages) would otherwise leave
+a minute of journal for a start to replay. The replay after a checkpoint takes runs of new
+messages at once (:mod:`.new_message_runs`).
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ from warren.store.journal import forked_writer, saved_index
 from warren.store.journal.array_maps import (LocationMap, QueueIds, ReplayQueue, queue_order,
                                              queue_sizes)
 from warren.store.journal.log import DiskThread, JournalLog
+from warren.store.journal.new_message_runs import NewMessageRuns
 from warren.store.journal.segment import HEADER_SIZE, CorruptRecord
 
 logger = logging.getLogger("warren.store.journal")
@@ -125,8 +131,22 @@ ROLL_AFTER_PURGE_BYTES = 1024 * 1024
 PINNED_BOUND_SEGMENTS = 2
 #: Journal bytes appended since the last checkpoint that make the next one due (0: none).
 CHECKPOINT_BYTES = 64 * 1024 * 1024
-#: After a checkpoint that took t seconds, the next waits at least this many times t.
+#: Messages changed since the last checkpoint (published, acked, returned, rewritten, purged)
+#: that make the next one due, as bytes do: what a start replays costs by the message, and a
+#: drain's acks and delivered flags are 8 bytes each (64 MiB of them would be millions of
+#: messages to replay). Delivered flags are not counted: one goes with each ack of a drain,
+#: and a message drained (both) replays at about the cost of one published (3-4 µs), so a
+#: drain is checkpointed as often as a fill, not twice as often.
+CHECKPOINT_CHANGES = 150_000
+#: After a checkpoint that took t seconds, the next waits at least this many times t ...
 CHECKPOINT_IDLE_RATIO = 10
+#: ... unless this many bytes or changed messages have come since the last: then it is taken
+#: at once, so what a start after kill -9 replays stays bounded even when a fast fill
+#: outruns checkpoints that each take seconds (a deep queue's: at 10M messages a few
+#: seconds each, so the idle ratio alone let a fill leave a minute of journal, over a
+#: million records). At most this, plus what comes while one is written.
+CHECKPOINT_TAIL_BYTES = 128 * 1024 * 1024
+CHECKPOINT_TAIL_CHANGES = 300_000
 #: Seconds after a recovery before the first checkpoint (the broker's own start goes first).
 CHECKPOINT_AFTER_RECOVERY = 1.0
 #: Seconds after a checkpoint that could not be written (disk full...) before the next try.
@@ -138,7 +158,10 @@ class JournalStore(MessageStore):
 
     def __init__(self, directory: str | os.PathLike[str], *,
                  segment_size: int = 32 * 1024 * 1024, reactor: Any = None,
-                 checkpoint_bytes: int = CHECKPOINT_BYTES) -> None:
+                 checkpoint_bytes: int = CHECKPOINT_BYTES,
+                 checkpoint_changes: int = CHECKPOINT_CHANGES,
+                 checkpoint_tail: tuple[int, int] = (CHECKPOINT_TAIL_BYTES,
+                                                     CHECKPOINT_TAIL_CHANGES)) -> None:
         self.directory = os.fspath(directory)
         self._index = JournalIndex()
         self._log = JournalLog(
@@ -168,12 +191,22 @@ class JournalStore(MessageStore):
         self.compactions = 0
         self.segments_deleted = 0
         self._checkpoint_bytes = checkpoint_bytes
+        self._checkpoint_changes = checkpoint_changes
+        self._checkpoint_tail = checkpoint_tail   # (bytes, changes): see CHECKPOINT_TAIL_*
+        #: Messages changed so far (``CHECKPOINT_CHANGES``), and as of the last checkpoint.
+        self.changes = 0
+        self._checkpoint_changed = 0
+        #: The last recovery's records replayed one by one and in runs (``new_message_runs``).
+        self.replayed_records = 0
+        self.replayed_in_runs = 0
         self._checkpointer = DiskThread(self._reactor, name="warren-journal-checkpoint")
         self._checkpoint_busy = False
         #: ``JournalLog.appended`` as of the last checkpoint's position (replayed bytes count
         #: as appended: a recovery that replayed much is checkpointed soon after).
         self._checkpoint_appended = 0
         self._checkpoint_not_before = 0.0   # reactor time
+        #: Reactor time before which none is taken, bound or not (after a recovery).
+        self._checkpoint_held_until = 0.0
         self._checkpoint_call: Any = None
         self.checkpoints = 0
         self.checkpoint_position: tuple[int, int] | None = None   # the last one's
@@ -218,7 +251,7 @@ class JournalStore(MessageStore):
         index = self._index
         self._body_size = body_size
         index.recovering = True
-        self._replay_all(records, self._log.replay())
+        replayed = self._replay_all(records, self._log.replay())
         ordered = index.finish_recovery()
         self._recovered = True
         self._body_size = None
@@ -238,7 +271,7 @@ class JournalStore(MessageStore):
             self.directory, len(messages), len(state.queues), len(state.definitions),
             len(self._log.segment_numbers()),
         )
-        self._checkpoint_soon(self._log.disk_bytes())
+        self._checkpoint_soon(self._log.disk_bytes(), replayed)
         return self._recovered_state(state)
 
     def _recover_from_checkpoint(self, body_size: BodySize) -> RecoveredState | None:
@@ -299,7 +332,7 @@ class JournalStore(MessageStore):
             "at segment %d offset %d and %d records after it", self.directory, len(messages),
             len(queues), len(state.definitions), position[0], position[1], replayed,
         )
-        self._checkpoint_soon(self._bytes_after(position))
+        self._checkpoint_soon(self._bytes_after(position), replayed)
         return self._recovered_state(state)
 
     def _bytes_after(self, position: tuple[int, int]) -> int:
@@ -369,10 +402,18 @@ class JournalStore(MessageStore):
     def _replay_all(self, records: dict[int, bytes],
                     replay: Iterable[tuple[int, int, int, memoryview]]) -> int:
         """Apply each replayed record (a whole journal, or what follows a checkpoint); a
-        record that does not decode is logged and skipped. Returns how many there were."""
+        record that does not decode is logged and skipped. Returns how many there were.
+        In a lazy recovery, runs of new messages go to the index a run at a time
+        (:mod:`.new_message_runs`), the rest one record at a time, in log order."""
         replayed = 0
+        runs = (NewMessageRuns(self._index, self._body_size) if self._body_size is not None
+                else None)
         for segment, offset, record_type, payload in replay:
             replayed += 1
+            if runs is not None:
+                if record_type == _MESSAGE and runs.take(segment, offset, payload):
+                    continue
+                runs.apply()
             try:
                 self._replay_record(records, segment, offset, record_type, payload)
             except (ValueError, KeyError, struct.error, UnicodeDecodeError) as error:
@@ -380,6 +421,12 @@ class JournalStore(MessageStore):
                     "journal %s: segment %d offset %d: undecodable %s record skipped (%s)",
                     self.directory, segment, offset, _type_name(record_type), error,
                 )
+        if runs is not None:
+            runs.apply()
+            if self._touched is not None:
+                self._touched.update(runs.queues_seen)
+            self.replayed_in_runs += runs.taken
+        self.replayed_records += replayed
         return replayed
 
     def _replay_record(
@@ -527,6 +574,7 @@ class JournalStore(MessageStore):
         measure = self._measure
         index.add_message(msg_id, seq, queues, segment, offset, length, None,
                           0 if measure is None else measure(record))
+        self.changes += 1
 
     def ack(self, queue_key: str, msg_ids: list[int]) -> None:
         self._ready()
@@ -537,6 +585,7 @@ class JournalStore(MessageStore):
         segment, offset, length = self._log.append(RecordType.ACK,
                                                    encode_queue_ids(queue_key, live), lazy=True)
         self._index.ack(queue_key, live, segment, (segment, offset + length))
+        self.changes += len(live)
 
     def mark_delivered(self, queue_key: str, msg_ids: list[int]) -> None:
         self._ready()
@@ -572,6 +621,7 @@ class JournalStore(MessageStore):
                 RecordType.RETURNED, encode_returned(queue_key, returns), lazy=True)
             index.returned(queue_key, list(returns.items()), segment,
                            (segment, offset + length))
+            self.changes += len(returns)
 
     def _rewrite(self, msg_id: int, queues: dict[str, bool], counts: dict[str, int] | None,
                  payload: bytes | memoryview | None = None) -> None:
@@ -586,6 +636,7 @@ class JournalStore(MessageStore):
             RecordType.MESSAGE, encode_message(msg_id, seq, queues, record, counts))
         self._index.add_message(msg_id, seq, queues, segment, offset, length, counts,
                                 body_size_of(packed))
+        self.changes += 1
 
     def purge_queue(self, queue_key: str) -> None:
         """One PURGE record; the index lets go of the queue's messages ``PURGE_SLICE`` per
@@ -593,6 +644,7 @@ class JournalStore(MessageStore):
         self._ready()
         if queue_key not in self._index.queues:
             return
+        self.changes += len(self._index.queues[queue_key])   # a replay releases each
         segment, offset, length = self._log.append(RecordType.PURGE, queue_key.encode())
         self._index.purge(queue_key, segment, (segment, offset + length))
         if self._purge_call is None:
@@ -724,6 +776,8 @@ class JournalStore(MessageStore):
             "journal_compactions": float(self.compactions),
             "journal_checkpoints": float(self.checkpoints),
             "journal_checkpoint_seconds": self.checkpoint_seconds,
+            # what the start replayed (all of the journal, or what follows the checkpoint)
+            "journal_replayed_records": float(self.replayed_records),
         }
 
     # -- reclaim -------------------------------------------------------------------------------
@@ -734,11 +788,20 @@ class JournalStore(MessageStore):
 
     # -- checkpoints (see the module doc) --------------------------------------------------------
 
-    def _checkpoint_soon(self, uncovered: int) -> None:
-        """After a recovery: ``uncovered`` journal bytes are in no checkpoint on disk; if
-        that is a checkpoint's worth, one is taken ``CHECKPOINT_AFTER_RECOVERY`` from now."""
+    @property
+    def checkpoint_in_progress(self) -> bool:
+        """Whether a checkpoint is being taken (forked, or waiting for its position to be
+        durable, or being written)."""
+        return self._checkpoint_busy
+
+    def _checkpoint_soon(self, uncovered: int, replayed: int = 0) -> None:
+        """After a recovery: ``uncovered`` journal bytes (``replayed`` records) are in no
+        checkpoint on disk; if that is a checkpoint's worth, one is taken
+        ``CHECKPOINT_AFTER_RECOVERY`` from now."""
         self._checkpoint_appended = self._log.appended - uncovered
+        self._checkpoint_changed = self.changes - replayed
         self._checkpoint_not_before = self._reactor.seconds() + CHECKPOINT_AFTER_RECOVERY
+        self._checkpoint_held_until = self._checkpoint_not_before   # the broker's start first
         self._consider_checkpoint()
 
     def _consider_checkpoint(self) -> None:
@@ -746,10 +809,18 @@ class JournalStore(MessageStore):
         but too soon after the last is looked at again when its time comes, appends or not."""
         log = self._log
         if (self._checkpoint_bytes <= 0 or self._checkpoint_busy or self._measure is None
-                or not self._recovered or self._abandoned or log.closed
-                or log.appended - self._checkpoint_appended < self._checkpoint_bytes):
+                or not self._recovered or self._abandoned or log.closed):
             return
-        wait = self._checkpoint_not_before - self._reactor.seconds()
+        appended = log.appended - self._checkpoint_appended
+        changed = self.changes - self._checkpoint_changed
+        if appended < self._checkpoint_bytes and changed < self._checkpoint_changes:
+            return
+        now = self._reactor.seconds()
+        wait = self._checkpoint_not_before - now
+        tail_bytes, tail_changes = self._checkpoint_tail
+        if (wait > 0 and now >= self._checkpoint_held_until
+                and (appended >= tail_bytes or changed >= tail_changes)):
+            wait = 0   # the tail a start would replay is at its bound: no more waiting
         if wait > 0 or not log.healthy or self._index.purged:   # purged: a purge half released
             if self._checkpoint_call is None or not self._checkpoint_call.active():
                 self._checkpoint_call = self._reactor.callLater(
@@ -759,6 +830,7 @@ class JournalStore(MessageStore):
         position = log.end
         numbers = log.segment_numbers()
         appended = log.appended
+        changes = self.changes
         index = self._index
         try:   # the child's index is frozen at the fork: it needs no copy
             pid, go = forked_writer.start(
@@ -776,7 +848,7 @@ class JournalStore(MessageStore):
             durable.addCallbacks(self._checkpoint_go, self._checkpoint_give_up,
                                  callbackArgs=(pid, go), errbackArgs=(pid, go))
         durable.addCallbacks(self._checkpoint_written, self._checkpoint_failed,
-                             callbackArgs=(appended, started, position))
+                             callbackArgs=(appended, changes, started, position))
 
     def _checkpoint_go(self, _: object, pid: int, go: int) -> Deferred:
         """The position is durable: the forked writer goes on; the thread reaps it."""
@@ -804,11 +876,12 @@ class JournalStore(MessageStore):
         content["prefix_crc"] = prefix_crc
         return saved_index.write(self.directory, content, saved_index.CHECKPOINT)
 
-    def _checkpoint_written(self, written: int, appended: int, started: float,
+    def _checkpoint_written(self, written: int, appended: int, changes: int, started: float,
                             position: tuple[int, int]) -> None:
         took = time.monotonic() - started
         self._checkpoint_busy = False
         self._checkpoint_appended = appended
+        self._checkpoint_changed = changes
         self._checkpoint_not_before = self._reactor.seconds() + CHECKPOINT_IDLE_RATIO * took
         self.checkpoints += 1
         self.checkpoint_seconds = took
@@ -1087,7 +1160,11 @@ def _recovered_queue(key: str, messages: dict[int, int] | LocationMap,
         return RecoveredQueue(key, old_ids, old_sizes)
     order = queue_order(ids)
     measured = array("q")
-    if not old_ids and not changed and len(old_sizes) == len(ids):
+    if isinstance(ids, QueueIds) and ids.sizes is not None:
+        # its arrays carry the sizes (loaded with it, and those of the messages folded in
+        # since): a C loop, where a lookup of each location costs a Python call
+        measured.frombytes(memoryview(queue_sizes(ids, messages, SIZE_MASK)).cast("B"))
+    elif not old_ids and not changed and len(old_sizes) == len(ids):
         measured = old_sizes   # saved before the ids were: the sizes alone
     else:
         left = _saved_head(order, old_ids)
