@@ -185,6 +185,7 @@ _BODY_SECTIONS = ("data", "amqp_sequence", "amqp_value")
 _FIELDS = {name: tuple(tuple(f.partition(":")[::2]) for f in fields)
            for name, (_code, fields) in _BY_NAME.items()}
 _FIELD_NAMES = {name: frozenset(n for n, _k in fields) for name, fields in _FIELDS.items()}
+_NAMES = {name: tuple(n for n, _k in fields) for name, fields in _FIELDS.items()}
 
 
 class Composite:
@@ -400,6 +401,10 @@ _FIXED = {0x50: (">B", UByte), 0x60: (">H", UShort), 0x70: (">I", UInt), 0x80: (
           0x54: (">b", Int), 0x55: (">b", Long), 0x56: (">B", bool),
           0x72: (">f", Float), 0x82: (">d", float)}
 _EMPTY = {0x40: None, 0x41: True, 0x42: False, 0x43: UInt(0), 0x44: ULong(0)}
+#: the same, each with its compiled unpacker and size: a transfer's fields and a message's
+#: descriptors are mostly these, several per message
+_FIXED_UNPACK = {code: (struct.Struct(fmt).unpack_from, struct.calcsize(fmt), kind)
+                 for code, (fmt, kind) in _FIXED.items()}
 
 
 def decode(data: bytes) -> Any:
@@ -431,11 +436,11 @@ def _decode_body(buf: memoryview, pos: int, code: int) -> tuple[Any, int]:
         return _described(descriptor, value), pos
     if code in _EMPTY:
         return _EMPTY[code], pos
-    if code in _FIXED:
-        fmt, kind = _FIXED[code]
-        size = struct.calcsize(fmt)
+    fixed = _FIXED_UNPACK.get(code)
+    if fixed is not None:
+        unpack, size, kind = fixed
         _need(buf, pos, size)
-        (raw,) = struct.unpack_from(fmt, buf, pos)
+        (raw,) = unpack(buf, pos)
         if kind is bool and raw > 1:
             raise DecodeError("boolean neither 0 nor 1")
         return kind(raw), pos + size
@@ -534,9 +539,16 @@ def _described(descriptor: Any, value: Any) -> Any:
         for (field, kind), v in zip(specs, value):
             if v is not None and kind:
                 _check_field(name, field, kind, v)
-        composite = Composite(name, **{n: v for (n, _k), v in zip(specs, value)})
+        # built as Composite(name, **fields) would, without checking the names again (they
+        # are the spec's own): one per frame and per section of every message
+        composite = object.__new__(Composite)
+        values = composite.__dict__
+        values["kind"] = name
+        values.update(zip(_NAMES[name], value))
+        for n in _NAMES[name][len(value):]:
+            values[n] = None
         for field in MANDATORY.get(name, ()):
-            if getattr(composite, field) is None:
+            if values[field] is None:
                 raise DecodeError(f"{name} without its mandatory {field.replace('_', '-')}")
         return composite
     return Described(descriptor, value)
