@@ -744,9 +744,11 @@ def decode_message(data: bytes) -> dict[str, Any]:
 #: the sections before a body, decoded, by their bytes (``decode_received``): a client's
 #: messages repeat a few (a header saying durable, empty properties), and decoding them
 #: cost more than the rest of the message; cleared when full, as a client that sets a
-#: message-id on each message repeats none
+#: message-id on each message repeats none; a longer one (big application properties) is
+#: not kept, so that the cache stays small whatever clients send
 _PREFIXES: dict[bytes, dict[str, Any]] = {}
 _PREFIXES_MAX = 256
+_PREFIX_MAX_SIZE = 1024
 #: header, delivery-annotations, message-annotations, properties, application-properties
 _PREFIX_CODES = range(0x70, 0x75)
 _UNPACK_SIZE = struct.Struct(">I").unpack_from
@@ -780,7 +782,7 @@ def decode_received(data: bytes) -> dict[str, Any]:
     of a received message only reads them)."""
     buf = memoryview(data)
     end = _prefix_end(buf)
-    if not end or end == len(buf):
+    if not end or end == len(buf) or end > _PREFIX_MAX_SIZE:
         return decode_message(data)
     key = bytes(buf[:end])
     prefix = _PREFIXES.get(key)
