@@ -166,9 +166,9 @@ def test_at_most_once_receiver_gets_settled_deliveries(broker, amqp1, channel, u
 def test_unsettled_sends_are_accepted(amqp1, channel, unique):
     channel.queue_declare(unique, durable=True)
     sender = amqp1.create_sender(f"/queues/{unique}")
-    for i in range(150):       # beyond the first grant of credit (128): it is topped up
+    for i in range(1050):      # beyond the first grant of credit (1,000): it is topped up
         sender.send(Message(body=f"m{i}".encode(), durable=True))
-    assert depth(channel, unique) == 150
+    assert depth(channel, unique) == 1050
 
 
 def test_unroutable_is_released(amqp1, unique):

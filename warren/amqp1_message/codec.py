@@ -185,6 +185,7 @@ _BODY_SECTIONS = ("data", "amqp_sequence", "amqp_value")
 _FIELDS = {name: tuple(tuple(f.partition(":")[::2]) for f in fields)
            for name, (_code, fields) in _BY_NAME.items()}
 _FIELD_NAMES = {name: frozenset(n for n, _k in fields) for name, fields in _FIELDS.items()}
+_NAMES = {name: tuple(n for n, _k in fields) for name, fields in _FIELDS.items()}
 
 
 class Composite:
@@ -400,6 +401,10 @@ _FIXED = {0x50: (">B", UByte), 0x60: (">H", UShort), 0x70: (">I", UInt), 0x80: (
           0x54: (">b", Int), 0x55: (">b", Long), 0x56: (">B", bool),
           0x72: (">f", Float), 0x82: (">d", float)}
 _EMPTY = {0x40: None, 0x41: True, 0x42: False, 0x43: UInt(0), 0x44: ULong(0)}
+#: the same, each with its compiled unpacker and size: a transfer's fields and a message's
+#: descriptors are mostly these, several per message
+_FIXED_UNPACK = {code: (struct.Struct(fmt).unpack_from, struct.calcsize(fmt), kind)
+                 for code, (fmt, kind) in _FIXED.items()}
 
 
 def decode(data: bytes) -> Any:
@@ -431,11 +436,11 @@ def _decode_body(buf: memoryview, pos: int, code: int) -> tuple[Any, int]:
         return _described(descriptor, value), pos
     if code in _EMPTY:
         return _EMPTY[code], pos
-    if code in _FIXED:
-        fmt, kind = _FIXED[code]
-        size = struct.calcsize(fmt)
+    fixed = _FIXED_UNPACK.get(code)
+    if fixed is not None:
+        unpack, size, kind = fixed
         _need(buf, pos, size)
-        (raw,) = struct.unpack_from(fmt, buf, pos)
+        (raw,) = unpack(buf, pos)
         if kind is bool and raw > 1:
             raise DecodeError("boolean neither 0 nor 1")
         return kind(raw), pos + size
@@ -534,9 +539,16 @@ def _described(descriptor: Any, value: Any) -> Any:
         for (field, kind), v in zip(specs, value):
             if v is not None and kind:
                 _check_field(name, field, kind, v)
-        composite = Composite(name, **{n: v for (n, _k), v in zip(specs, value)})
+        # built as Composite(name, **fields) would, without checking the names again (they
+        # are the spec's own): one per frame and per section of every message
+        composite = object.__new__(Composite)
+        values = composite.__dict__
+        values["kind"] = name
+        values.update(zip(_NAMES[name], value))
+        for n in _NAMES[name][len(value):]:
+            values[n] = None
         for field in MANDATORY.get(name, ()):
-            if getattr(composite, field) is None:
+            if values[field] is None:
                 raise DecodeError(f"{name} without its mandatory {field.replace('_', '-')}")
         return composite
     return Described(descriptor, value)
@@ -609,10 +621,74 @@ class FrameReader:
             if not body:
                 yield Frame(ftype, channel, None)
                 continue
-            performative, end = decode_at(body, 0)
-            if not isinstance(performative, Composite):
-                raise DecodeError("frame body is not a performative")
-            yield Frame(ftype, channel, performative, bytes(body[end:]))
+            got = _plain_transfer(body) if body[:3] == _TRANSFER else None
+            if got is None:
+                got = decode_at(body, 0)
+                if not isinstance(got[0], Composite):
+                    raise DecodeError("frame body is not a performative")
+            yield Frame(ftype, channel, got[0], bytes(body[got[1]:]))
+
+
+#: a transfer performative's descriptor in its small form, as clients write it
+_TRANSFER = b"\x00\x53\x14"
+_TRANSFER_NAMES = _NAMES["transfer"]
+#: which of a transfer's fields are unsigned ints (handle, delivery-id, message-format) and
+#: which booleans (settled, more, resume, aborted, batchable)
+_TRANSFER_UINTS = (0, 1, 3)
+_UNPACK_UINT = struct.Struct(">I").unpack_from
+
+
+def _plain_transfer(body: memoryview) -> tuple[Composite, int] | None:
+    """The transfer at the start of ``body`` and where its payload begins, when it is written
+    as clients write a message's transfer: a small list of nulls, uints, booleans and a short
+    binary tag, each field of its own type (what ``decode_at`` would make of it, at a
+    third of the cost: one of these comes with every message a client sends). None for
+    anything else (a state, a rcv-settle-mode, a wide list, a field of the wrong type),
+    which the general decoder then decodes or refuses."""
+    if len(body) < 6 or body[3] != 0xc0:
+        return None
+    end, count, pos = 5 + body[4], body[5], 6
+    if end > len(body) or not 0 < count <= len(_TRANSFER_NAMES):
+        return None
+    values: list[Any] = []
+    for i in range(count):
+        if pos >= end:
+            return None
+        code = body[pos]
+        pos += 1
+        if code == 0x40:
+            values.append(None)
+            continue
+        if i in _TRANSFER_UINTS:
+            if code == 0x52 and pos < end:
+                values.append(UInt(body[pos]))
+                pos += 1
+            elif code == 0x43:
+                values.append(UInt(0))
+            elif code == 0x70 and pos + 4 <= end:
+                values.append(UInt(_UNPACK_UINT(body, pos)[0]))
+                pos += 4
+            else:
+                return None
+        elif i == 2:
+            if code != 0xa0 or pos >= end or pos + 1 + body[pos] > end:
+                return None
+            size = body[pos]
+            values.append(bytes(body[pos + 1:pos + 1 + size]))
+            pos += 1 + size
+        elif code in (0x41, 0x42) and i != 6 and i != 7:
+            values.append(code == 0x41)
+        else:
+            return None
+    if pos != end or values[0] is None:
+        return None
+    transfer = object.__new__(Composite)
+    fields = transfer.__dict__
+    fields["kind"] = "transfer"
+    fields.update(zip(_TRANSFER_NAMES, values))
+    for name in _TRANSFER_NAMES[count:]:
+        fields[name] = None
+    return transfer, end
 
 
 class FrameTooLarge(DecodeError):
@@ -662,6 +738,61 @@ def decode_message(data: bytes) -> dict[str, Any]:
         sections["encoded_body"] = bytes(buf[body_start:body_end])
         if footer_start:
             sections["encoded_footer"] = bytes(buf[footer_start:])
+    return sections
+
+
+#: the sections before a body, decoded, by their bytes (``decode_received``): a client's
+#: messages repeat a few (a header saying durable, empty properties), and decoding them
+#: cost more than the rest of the message; cleared when full, as a client that sets a
+#: message-id on each message repeats none; a longer one (big application properties) is
+#: not kept, so that the cache stays small whatever clients send
+_PREFIXES: dict[bytes, dict[str, Any]] = {}
+_PREFIXES_MAX = 256
+_PREFIX_MAX_SIZE = 1024
+#: header, delivery-annotations, message-annotations, properties, application-properties
+_PREFIX_CODES = range(0x70, 0x75)
+_UNPACK_SIZE = struct.Struct(">I").unpack_from
+
+
+def _prefix_end(buf: memoryview) -> int:
+    """Where the sections before the body end, found by their sizes alone (each is a
+    described list or map, or null); 0 when the message does not start so."""
+    pos, length = 0, len(buf)
+    while pos + 4 <= length and buf[pos] == 0 and buf[pos + 1] == 0x53 \
+            and buf[pos + 2] in _PREFIX_CODES:
+        code = buf[pos + 3]
+        if code in (0x40, 0x45):
+            end = pos + 4
+        elif code in (0xc0, 0xc1) and pos + 5 <= length:
+            end = pos + 5 + buf[pos + 4]
+        elif code in (0xd0, 0xd1) and pos + 8 <= length:
+            end = pos + 8 + _UNPACK_SIZE(buf, pos + 4)[0]
+        else:
+            break
+        if end > length:
+            break
+        pos = end
+    return pos
+
+
+def decode_received(data: bytes) -> dict[str, Any]:
+    """``decode_message`` of a message a client sent, its sections before the body decoded
+    once per distinct bytes (``_PREFIXES``). Those sections' values are shared between the
+    messages that repeat them, so a caller reads them and never changes them (the publish
+    of a received message only reads them)."""
+    buf = memoryview(data)
+    end = _prefix_end(buf)
+    if not end or end == len(buf) or end > _PREFIX_MAX_SIZE:
+        return decode_message(data)
+    key = bytes(buf[:end])
+    prefix = _PREFIXES.get(key)
+    if prefix is None:
+        prefix = decode_message(key)
+        if len(_PREFIXES) >= _PREFIXES_MAX:
+            _PREFIXES.clear()
+        _PREFIXES[key] = prefix
+    sections = dict(prefix)
+    sections.update(decode_message(bytes(buf[end:])))    # a later section wins, as there
     return sections
 
 
