@@ -2,7 +2,8 @@
 
     python -m bench.scale core --sizes 10000 50000
         binds N bindings on one exchange through the core (in-process Broker, no network),
-        then unbinds them: seconds in total and microseconds per operation, per exchange type.
+        then unbinds them: CPU seconds in total and microseconds per operation, per exchange
+        type.
     python -m bench.scale mqtt --sizes 10000 --mode one|many|both [--retained K]
         a `warren run` subprocess; a paho client subscribes N filters in one SUBSCRIBE
         (``one``) or in N SUBSCRIBEs sent back to back (``many``) and waits for the SUBACKs,
@@ -11,12 +12,12 @@
         walk of the retained tree then runs, and K messages follow the SUBACK).
     python -m bench.scale mqtt --sizes 50000 --mode unsub|persist|resume|burst|drop
         the same broker and probe, over raw sockets: one UNSUBSCRIBE of N filters (after a
-        SUBSCRIBE of them, not timed), one SUBSCRIBE of N filters by a persistent session
-        (clean session false: its record is written after the SUBACK), that session's
-        CONNECT again after a DISCONNECT (its subscriptions bound again), N small QoS 1
-        PUBLISHes sent in one write, or N connections (a subscription each) closed at once:
-        the time to the answer(s), the probe's round trips, and the broker's collections
-        (objects freed) and longest reactor turns (``bench.gc_probe``).
+        SUBSCRIBE of them, timed too but without the probe), one SUBSCRIBE of N filters by a
+        persistent session (clean session false: its record is written after the SUBACK),
+        that session's CONNECT again after a DISCONNECT (its subscriptions bound again), N
+        small QoS 1 PUBLISHes sent in one write, or N connections (a subscription each)
+        closed at once: the time to the answer(s), the probe's round trips, and the broker's
+        collections (objects freed) and longest reactor turns (``bench.gc_probe``).
     python -m bench.scale deliver --sizes 5000 50000
         a client with N filters receives 2,000 messages on 2,000 different matching topics:
         seconds (each new topic is matched against the client's subscriptions).
@@ -57,7 +58,9 @@
         kept open, then all dropped at once): microseconds per operation, resident bytes per
         item, and an MQTT client's round trips meanwhile (while binding, then for 20 s with the
         broker idle; the worst one's start is printed); warren's garbage collections
-        (``bench.gc_probe``) after each run. ``--sizes 0``: the connections only.
+        (``bench.gc_probe``) after each run. ``--unbind``: the bindings are then unbound the
+        same way (before the idle part), microseconds per queue.unbind. ``--sizes 0``: the
+        connections only.
     python -m bench.scale churn --sizes 2000
         a `warren run` subprocess under ``bench.gc_probe``; N AMQP 0-9-1 connections, then N
         STOMP ones, opened one after another, each with an exclusive queue and a consumer (a
@@ -102,6 +105,8 @@ def _core_broker():
 
 
 def bench_core(sizes: list[int]) -> None:
+    """Timed in this process's CPU time (single-threaded, no I/O): on a loaded machine the
+    wall clock counts the other processes' share too."""
     for kind, exchange, key in (("topic", "amq.topic", lambda i: f"sensor.{i}.#"),
                                 ("direct", "amq.direct", lambda i: f"k{i}"),
                                 ("fanout", "amq.fanout", lambda i: f"k{i}"),
@@ -111,28 +116,28 @@ def bench_core(sizes: list[int]) -> None:
             vh = broker.vhost("/")
             q = vh.declare_queue("q")
             args = (lambda i: {"x-match": "any", "h": i}) if kind == "headers" else (lambda i: {})
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             for i in range(n):
                 vh.bind(exchange, q, key(i), args(i))
-            t_bind = time.perf_counter() - t0
-            t0 = time.perf_counter()
+            t_bind = time.process_time() - t0
+            t0 = time.process_time()
             for i in range(n):   # duplicates: each is found, nothing added
                 vh.bind(exchange, q, key(i), args(i))
-            t_dup = time.perf_counter() - t0
-            t0 = time.perf_counter()
+            t_dup = time.process_time() - t0
+            t0 = time.process_time()
             for i in range(n):
                 vh.unbind(exchange, q, key(i), args(i))
-            t_unbind = time.perf_counter() - t0
+            t_unbind = time.process_time() - t0
             # many queues on one key, then the queues deleted (Queue.bindings / type removal)
             queues = [vh.declare_queue(f"q{i}") for i in range(n)]
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             for qq in queues:
                 vh.bind(exchange, qq, "same", args(0))
-            t_same = time.perf_counter() - t0
-            t0 = time.perf_counter()
+            t_same = time.process_time() - t0
+            t0 = time.process_time()
             for qq in queues:
                 vh.delete_queue(qq.name)
-            t_del = time.perf_counter() - t0
+            t_del = time.process_time() - t0
             print(f"core {kind:7} n={n:>7}: bind {t_bind:7.2f}s ({t_bind / n * 1e6:6.1f} us/op)"
                   f"  re-bind {t_dup:6.2f}s ({t_dup / n * 1e6:6.1f} us/op)"
                   f"  unbind {t_unbind:6.2f}s ({t_unbind / n * 1e6:6.1f} us/op)"
@@ -451,7 +456,8 @@ def bench_mqtt(sizes: list[int], modes: list[str], retained: int = 0) -> None:
                 try:
                     port = broker.ports["mqtt"]
                     if mode in ("unsub", "persist", "burst", "drop", "resume"):
-                        line = _mqtt_turn_work(port, n, mode, RoundTrips(port))
+                        line = _mqtt_turn_work(port, n, mode, RoundTrips(port),
+                                               broker.process.pid)
                     else:
                         line = _mqtt_subscribe_work(port, n, mode, retained)
                     print(f"mqtt n={n:>6} {mode:4}: {line}", flush=True)
@@ -498,10 +504,17 @@ def _mqtt_subscribe_work(port: int, n: int, mode: str, retained: int) -> str:
     return line
 
 
-def _mqtt_turn_work(port: int, n: int, mode: str, probe: "RoundTrips") -> str:
+def _mqtt_turn_work(port: int, n: int, mode: str, probe: "RoundTrips",
+                    pid: int | None = None) -> str:
     """The work of ``bench_mqtt``'s modes ``unsub``, ``persist`` and ``burst`` over a raw
     socket (warren's codec, so nothing of a client library's pacing), the probe started once
-    the part that is not measured is done; one line."""
+    the part that is not measured is done; one line. With the broker's ``pid``, its CPU
+    time per filter (``unsub``: of the SUBSCRIBE and of the UNSUBSCRIBE), which a loaded
+    machine's wall clock blurs."""
+    from bench.deep_drain import cpu_seconds
+
+    def cpu() -> float:
+        return cpu_seconds(pid) if pid is not None else 0.0
     from warren.mqtt.codec import (Connect, Disconnect, MqttParser, PingReq, PingResp, PubAck,
                                    Publish, SubAck, Subscribe, Subscription, UnsubAck,
                                    Unsubscribe, encode)
@@ -519,9 +532,14 @@ def _mqtt_turn_work(port: int, n: int, mode: str, probe: "RoundTrips") -> str:
     while not parser.feed(sock.recv(65536)):
         pass
     filters = [f"bench/{i}/+/temp" for i in range(n)]
+    subscribed = ""
     if mode in ("unsub", "resume"):
+        t0, c0 = time.perf_counter(), cpu()
         sock.sendall(encode(Subscribe(1, tuple(Subscription(f, 1) for f in filters)), 4))
         until(SubAck)
+        dt, dc = time.perf_counter() - t0, cpu() - c0
+        subscribed = (f"SUBACK first in {dt:7.2f}s ({dt / n * 1e6:6.1f} us each, broker CPU"
+                      f" {dc / n * 1e6:5.1f} us), then ")
     if mode == "resume":
         sock.sendall(encode(Disconnect(), 4))
         while sock.recv(65536):
@@ -530,11 +548,11 @@ def _mqtt_turn_work(port: int, n: int, mode: str, probe: "RoundTrips") -> str:
         time.sleep(2)   # the session's record is written after the SUBACK
     probe.start()
     time.sleep(0.5)   # a few samples of the quiet broker first
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu()
     if mode == "unsub":
         sock.sendall(encode(Unsubscribe(2, tuple(filters)), 4))
         until(UnsubAck)
-        what = "UNSUBACK"
+        what = f"UNSUBACK (broker CPU {(cpu() - c0) / n * 1e6:5.1f} us each)"
     elif mode == "persist":
         sock.sendall(encode(Subscribe(1, tuple(Subscription(f, 1) for f in filters)), 4))
         until(SubAck)
@@ -555,7 +573,7 @@ def _mqtt_turn_work(port: int, n: int, mode: str, probe: "RoundTrips") -> str:
     if mode == "persist":
         time.sleep(2)   # the session's record is written after the SUBACK
     sock.close()
-    return f"{what} in {dt:7.2f}s ({dt / n * 1e6:6.1f} us each); {probe.finish()}"
+    return f"{subscribed}{what} in {dt:7.2f}s ({dt / n * 1e6:6.1f} us each); {probe.finish()}"
 
 
 def _mqtt_drop(port: int, n: int, probe: "RoundTrips") -> str:
@@ -583,6 +601,24 @@ def _mqtt_drop(port: int, n: int, probe: "RoundTrips") -> str:
     dt = time.perf_counter() - t0
     time.sleep(3)
     return f"{n} connections closed ({dt:.2f} s to close them here); {probe.finish()}"
+
+
+def _group_cpu(pid: int) -> float:
+    """CPU seconds of the broker process and its children (RabbitMQ's beam), so far: what a
+    loaded machine's wall clock blurs."""
+    from bench.deep_drain import cpu_seconds
+    total = cpu_seconds(pid)
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        children = []
+    for child in children:
+        try:
+            total += _group_cpu(child)
+        except OSError:
+            pass
+    return total
 
 
 def _group_rss(pid: int) -> int:
@@ -729,8 +765,9 @@ def _raise_fd_limit(wanted: int) -> None:
               flush=True)
 
 
-async def _big_bindings(port: int, n: int, report) -> None:
-    """N topic then N direct bindings over one connection, WINDOW in flight at a time."""
+async def _big_bindings(port: int, n: int, report, unbind: bool = False) -> None:
+    """N topic then N direct bindings over one connection, WINDOW in flight at a time;
+    ``unbind``: then each unbound, the same way (queue.unbind's cost beside queue.bind's)."""
     from types import SimpleNamespace
 
     from pamqp import commands
@@ -758,6 +795,19 @@ async def _big_bindings(port: int, n: int, report) -> None:
                 print(f"    {kind}: {end} bindings in {time.perf_counter() - t0:.1f} s",
                       flush=True)
         report(kind, time.perf_counter() - t0)
+    for kind, exchange, key in (("topic", "amq.topic", lambda i: f"a.{i}.#"),
+                                ("direct", "amq.direct", lambda i: f"k{i}")):
+        if not unbind:
+            break
+        t0 = time.perf_counter()
+        for start in range(0, n, window):
+            end = min(start + window, n)
+            for i in range(start, end):
+                c.send(commands.Queue.Unbind(queue=f"b{i % 1000}", exchange=exchange,
+                                             routing_key=key(i)))
+            for _ in range(start, end):
+                await c.expect(commands.Queue.UnbindOk)
+        report("unbind " + kind, time.perf_counter() - t0)
     await c.close()
 
 
@@ -784,7 +834,7 @@ IDLE_SECONDS = 20
 
 
 def bench_big(sizes: list[int], connections: int, brokers: list[str],
-              rabbitmq_server: str | None) -> None:
+              rabbitmq_server: str | None, unbind: bool = False) -> None:
     from bench.brokers import RabbitMQ, Warren
     from bench.gc_probe import summary as gc_summary, turns_summary
     _raise_fd_limit(connections + 1000)
@@ -804,14 +854,18 @@ def bench_big(sizes: list[int], connections: int, brokers: list[str],
                 if n > 0:
                     parts = []
 
-                    def report(what, seconds, parts=parts, rss=rss):
+                    cpu = [_group_cpu(broker.process.pid)]
+
+                    def report(what, seconds, parts=parts, rss=rss, cpu=cpu):
                         now = _group_rss(broker.process.pid)
+                        cpu.append(_group_cpu(broker.process.pid))
                         if what != "queues":
-                            parts.append(f"{what} {seconds / n * 1e6:5.0f} us/bind,"
-                                         f" {(now - rss[-1]) / n:5.0f} B/binding")
+                            parts.append(f"{what} {seconds / n * 1e6:5.1f} us/op"
+                                         f" (broker CPU {(cpu[-1] - cpu[-2]) / n * 1e6:5.1f}"
+                                         f" us), {(now - rss[-1]) / n:5.0f} B/binding")
                             print(f"    {parts[-1]}", flush=True)   # kept if stopped later
                         rss.append(now)
-                    asyncio.run(_big_bindings(broker.ports["amqp"], n, report))
+                    asyncio.run(_big_bindings(broker.ports["amqp"], n, report, unbind))
                     line = f"big {name:8} n={n:>8} bindings: " + "; ".join(parts)
                     line += f"; while binding: {probe.finish()}"
                     probe = RoundTrips(broker.ports["mqtt"])   # the broker idle with them
@@ -967,6 +1021,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="mqtt: retained messages matching the filters, made before")
     p.add_argument("--brokers", nargs="+", default=["warren", "rabbitmq"],
                    choices=["warren", "rabbitmq"], help="objects: the brokers compared")
+    p.add_argument("--unbind", action="store_true",
+                   help="big: unbind the N bindings of each kind after making them")
     p.add_argument("--connections", type=int, default=10_000,
                    help="big: concurrent connections (0: none)")
     p.add_argument("--rabbitmq-server", help="objects: rabbitmq-server (default: on PATH)")
@@ -988,7 +1044,7 @@ def main(argv: list[str] | None = None) -> int:
     elif a.what == "churn":
         bench_churn(a.sizes)
     elif a.what == "big":
-        bench_big(a.sizes, a.connections, a.brokers, a.rabbitmq_server)
+        bench_big(a.sizes, a.connections, a.brokers, a.rabbitmq_server, a.unbind)
     elif a.what == "retained":
         bench_retained(a.sizes)
     elif a.what == "retained-subscribe":

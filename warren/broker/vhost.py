@@ -93,6 +93,11 @@ class VirtualHost:
         # deleted queues whose bindings are still being removed (``delete_queue``): while
         # not 0, publish and the listings skip deleted queues
         self.stale_queues = 0
+        # the store key of each binding this vhost wrote to the store (durable source and
+        # destination, no exclusive owner), by the binding: an unbind deletes the definition
+        # by the key it was saved under, and one never saved (an MQTT client's bindings, most
+        # of a big unbind) costs a dict miss, not a JSON encoding of its key per unbind
+        self.stored_bindings: dict[Binding, str] = {}
 
     # ---------------------------------------------------------------- lookups
     def exchange(self, name: str) -> Exchange:
@@ -311,8 +316,8 @@ class VirtualHost:
             destination.bindings.add(binding, key)
         if ex.durable and destination.durable and not getattr(destination, "exclusive_owner",
                                                              None):
-            self.broker.save_definition("binding", self._binding_key(binding),
-                                        self._binding_definition(binding))
+            skey = self.stored_bindings[binding] = self._binding_key(binding)
+            self.broker.save_definition("binding", skey, self._binding_definition(binding))
         self.broker.emit("binding.created", vhost=self.name, binding=binding)
         return binding
 
@@ -333,7 +338,9 @@ class VirtualHost:
             ex.remove_binding(b)
         dest = b.destination
         (dest.bindings if dest.kind == "queue" else dest.inbound).discard(b)
-        self.broker.save_definition("binding", self._binding_key(b), None, only_if_known=True)
+        skey = self.stored_bindings.pop(b, None)
+        if skey is not None:
+            self.broker.save_definition("binding", skey, None, only_if_known=True)
         self.broker.emit("binding.deleted", vhost=self.name, binding=b)
         if ex is not None and ex.auto_delete and not ex.bindings and ex.name in self.exchanges:
             self.delete_exchange(ex.name)

@@ -9,6 +9,11 @@ from ..model.message import Message
 from .interface import Binding
 from .sharded_map import grown
 
+#: ``_routes``' entry for a key several bindings share once one came or went: ``route`` makes
+#: the list at the next publish on the key. Made at each bind, it was a copy of all of them
+#: per bind (N queues bound to one key: O(N) each, 0.9 ms a bind at 50,000)
+_STALE: list[Any] = []
+
 
 class DirectExchange:
     name: ClassVar[str] = "direct"
@@ -41,7 +46,7 @@ class DirectExchange:
                 return
             found = self._by_key[key] = {found: found.destination}
         found[binding] = binding.destination
-        self._routes[key] = list(found.values())
+        self._routes[key] = _STALE
 
     def unbind(self, binding: Binding) -> None:
         key = binding.routing_key
@@ -60,8 +65,15 @@ class DirectExchange:
             self._by_key[key] = last
             self._routes[key] = [destination]
         else:
-            self._routes[key] = list(found.values())
+            self._routes[key] = _STALE
 
     def route(self, message: Message) -> list[Any]:
         found = self._routes.get(message.routing_key)
-        return [] if found is None else found
+        if found is None:
+            return []
+        if found is _STALE:
+            key = message.routing_key
+            shared = self._by_key[key]
+            assert isinstance(shared, dict)   # a key with one binding is never stale
+            found = self._routes[key] = list(shared.values())
+        return found

@@ -547,7 +547,16 @@ class Subscriptions:
         Sliced as SUBSCRIBE is (``_on_subscribe``): the filters are decoded and unbound until
         the turn's deadline, the rest at the next turn (``pending_work``), the UNSUBACK after
         the last. 50,000 filters in one turn were 1.1 s of CPU that every other client
-        waited for."""
+        waited for.
+
+        A filter that is not well formed (empty [MQTT-4.7.3-1], a misplaced ``#`` or ``+``
+        [MQTT-4.7.1-1], [MQTT-4.7.1-2], a shared one without group or filter [MQTT-4.8.2-1])
+        ends the connection: DISCONNECT 0x81 Malformed Packet at 5.0, a close at 3.1.1, no
+        UNSUBACK, the filters before it unsubscribed. An UNSUBACK has no code for it: 0x8F
+        is for a filter "correctly formed but not allowed for this Client", 0x11 for a valid
+        one not subscribed [MQTT 5.0 3.11.3]. Mosquitto 2.0.11 answers the same (DISCONNECT
+        0x81, "Invalid/Empty unsubscription string"), except that it lets a ``$share`` filter
+        without group or filter through to an UNSUBACK 0x11."""
         codes: list[int] = []
         filters = iter(u.topic_filters)
 
@@ -576,6 +585,11 @@ class Subscriptions:
         state = self.state
         sub = state.subs.get(filt)
         if sub is None:
+            try:   # a subscribed filter passed this at its SUBSCRIBE
+                validate_topic_filter(filt)
+            except MqttError as e:
+                raise MqttError(rc.MALFORMED_PACKET,
+                                f"invalid topic filter in UNSUBSCRIBE: {e.message}") from None
             codes.append(rc.NO_SUBSCRIPTION_EXISTED)
             return
         try:
