@@ -380,22 +380,33 @@ class Subscriptions:
         identifier = ids[0] if ids else None
         codes: list[int] = []
         wants_retained: list[Sub] = []
-        reqs = iter(s.subscriptions)
+        self._in_slices(
+            s.subscriptions,
+            lambda req: self._subscribe_one(req, identifier, codes, wants_retained),
+            lambda: self._subscribed(s, codes, wants_retained))
+
+    def _in_slices(self, items: Any, one: Callable[[Any], None],
+                   done: Callable[[], None]) -> None:
+        """``one`` for each of ``items`` until the turn's deadline (``turn_deadline``, the
+        clock read every ``CHECK_EVERY`` items), the rest at the next turn (``pending_work``:
+        the listener reads none of this client's further packets meanwhile), then ``done``:
+        a SUBSCRIBE's and an UNSUBSCRIBE's filters, each acked after its last."""
+        left = iter(items)
 
         def work() -> bool:
             if self.state_name is State.CLOSED:
                 return True
             end = turn_deadline()
             counted = 0
-            for req in reqs:
-                self._subscribe_one(req, identifier, codes, wants_retained)
+            for item in left:
+                one(item)
                 counted += 1
                 if counted == CHECK_EVERY:
                     counted = 0
                     if time.monotonic() >= end:
                         self._subs_changed()
                         return False
-            self._subscribed(s, codes, wants_retained)
+            done()
             return True
 
         if not work():
@@ -558,28 +569,13 @@ class Subscriptions:
         0x81, "Invalid/Empty unsubscription string"), except that it lets a ``$share`` filter
         without group or filter through to an UNSUBACK 0x11."""
         codes: list[int] = []
-        filters = iter(u.topic_filters)
 
-        def work() -> bool:
-            if self.state_name is State.CLOSED:
-                return True
-            end = turn_deadline()
-            counted = 0
-            for filt in filters:
-                self._unsubscribe_one(filt, codes)
-                counted += 1
-                if counted == CHECK_EVERY:
-                    counted = 0
-                    if time.monotonic() >= end:
-                        self._subs_changed()
-                        return False
+        def done() -> None:
             self._subs_changed()
             self.registry.save_soon(self.state)
             self.send(UnsubAck(u.packet_id, tuple(codes) if self.level == 5 else ()))
-            return True
 
-        if not work():
-            self.pending_work = work
+        self._in_slices(u.topic_filters, lambda filt: self._unsubscribe_one(filt, codes), done)
 
     def _unsubscribe_one(self, filt: str, codes: list[int]) -> None:
         state = self.state
