@@ -1101,10 +1101,16 @@ class JournalIndex:
                 else:
                     raise ValueError(f"queue {key!r}: message {msg_id} not in the base")
             if isinstance(ids, QueueIds):
-                if ids.recent or (ids.ids and order and order[0] <= ids.ids[-1]):
+                if ids.recent or (ids.ids and order and order[0] <= ids.ids[-1]) or \
+                        not ascending(order):
                     raise ValueError(f"queue {key!r}: a patch does not follow its base")
-                ids.recent.update(zip(order, map(bool, flags)))
-                ids.fold(sizes)
+                if order:   # what ``QueueIds.fold`` does, from arrays: no dict between
+                    if ids.sizes is not None:
+                        ids.sizes.extend(sizes)
+                    ids.flags.extend(flags)
+                    ids.ids.extend(order)
+                    ids._held += len(order)
+                    ids._top = order[-1]
             elif isinstance(ids, dict):
                 ids.update(zip(order, map(bool, flags)))
                 if len(ids) >= ARRAYS_FROM:

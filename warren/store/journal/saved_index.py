@@ -16,7 +16,10 @@ before it appends anything, so a saved index on disk always describes the journa
 it was closed. A crash after a restart starts from that checkpoint, or a newer one.
 
 The same file format serves the checkpoints a running store takes (``CHECKPOINT``, see
-``JournalStore``): an index as of a journal position, which stays on disk across restarts.
+``JournalStore``): an index as of a journal position, which stays on disk across restarts;
+and the deltas on it (``delta_name``: ``JournalIndex.export_delta``'s content, what changed
+since the link before), each written the same way (temporary file, fsync, rename), so a
+crash leaves every link either whole or a temporary file nobody reads.
 
 The payload is in frames: a head of :mod:`marshal` data (plain dicts, lists, ints and
 strings: everything but the big arrays), then the arrays' bytes raw: the message locations

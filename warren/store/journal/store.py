@@ -56,6 +56,21 @@ but not past ``CHECKPOINT_TAIL_BYTES`` or ``CHECKPOINT_TAIL_CHANGES`` since the 
 faster than checkpoints of a deep queue (seconds each at 10M messages) would otherwise leave
 a minute of journal for a start to replay. The replay after a checkpoint takes runs of new
 messages at once (:mod:`.new_message_runs`).
+
+Delta checkpoints, so a checkpoint costs what changed rather than the whole index (443 MB at
+10M messages, every 300,000 changes of a fill: several times the journal itself). From each
+checkpoint's fork the index records the older ids whose entry changes and the queues purged
+(``JournalIndex.track_changes``); the next checkpoint, if the chain allows
+(``_delta_next``: every link so far written, fewer than ``checkpoint_deltas``, and what they
+changed under ``CHECKPOINT_DELTA_CHANGED`` of the full one's messages), writes only that and
+what is new (``export_delta``) as ``saved_index.delta_name(n)``, naming the full one's
+generation and the position of the link before. A start applies the links in order while
+each names that generation and follows the previous position and is whole; the first that
+does not (a crash mid-write leaves only a temporary file; a damaged one fails its CRC; one
+from an older chain names another generation) ends the chain, and the journal after the last
+applied link's position is replayed as after any checkpoint. A full checkpoint deletes the
+deltas once renamed into place. A link that fails makes the next checkpoint full, as does
+the first after a start (nothing tracked yet).
 """
 
 from __future__ import annotations
