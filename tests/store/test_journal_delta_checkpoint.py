@@ -175,3 +175,32 @@ def test_a_delta_that_cannot_be_written_makes_the_next_checkpoint_full(tmp_path,
     store, state = lazy(journal)
     assert summary(state) == expected
     store.close()
+
+
+def test_messages_moved_by_compaction_are_moved_by_the_delta(tmp_path, caplog):
+    journal = tmp_path / "journal"
+    store, clock, _ = running(journal, segment_size=4096)
+    for msg_id in range(1, 301):
+        store.publish(msg_id, RECORD + b"b" * (msg_id % 50), [QB if msg_id % 7 == 0 else QA])
+    checkpointed(store, clock)   # full
+    for msg_id in range(1, 301):   # most die: compaction moves the rest
+        if msg_id % 7 and msg_id % 50:
+            store.ack(QA, [msg_id])
+        if msg_id % 60 == 0:
+            store.flush()
+    for _ in range(20):   # each flush compacts a segment and deletes what the last one freed
+        store.flush()
+    assert store.compactions > 0
+    checkpointed(store, clock)   # a delta: the moved messages' new locations
+    assert store.checkpoint_deltas_written == 1
+    for msg_id in range(301, 331):
+        store.publish(msg_id, RECORD + b"c", [QA])
+    store.ack(QB, [7, 14])
+    store.flush()
+    store.abandon()
+    expected = replayed(journal, tmp_path)
+    with caplog.at_level(logging.INFO, logger="warren.store.journal"):
+        store, state = lazy(journal)
+    assert "the checkpoint and 1 deltas on it" in caplog.text
+    assert summary(state) == expected
+    store.close()
