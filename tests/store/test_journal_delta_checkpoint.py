@@ -204,3 +204,22 @@ def test_messages_moved_by_compaction_are_moved_by_the_delta(tmp_path, caplog):
     assert "the checkpoint and 1 deltas on it" in caplog.text
     assert summary(state) == expected
     store.close()
+
+
+def test_the_deltas_of_a_chain_are_not_applied_to_the_index_a_clean_stop_saved(tmp_path,
+                                                                             caplog):
+    journal = tmp_path / "journal"
+    store = filled(journal, 3)   # full, deltas 1 and 2
+    store.close()   # saves the index: the next start promotes it to the checkpoint
+    store, clock, _ = running(journal)
+    traffic(store, 10)
+    store.flush()
+    store.abandon()   # before its first checkpoint: the deltas of the old chain are still there
+    assert deltas_in(journal) == [saved_index.delta_name(1), saved_index.delta_name(2)]
+    expected = replayed(journal, tmp_path)
+    with caplog.at_level(logging.INFO, logger="warren.store.journal"):
+        store, state = lazy(journal)
+    assert "from the checkpoint at segment" in caplog.text
+    assert "deltas on it" not in caplog.text
+    assert summary(state) == expected
+    store.close()
