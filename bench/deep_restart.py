@@ -176,7 +176,7 @@ CHECKPOINT_BYTES = 1024 * 1024
 #: Published to make the second checkpoint due (about 1.5 MB of journal).
 MORE = 10_000
 _CHECKPOINT = re.compile(r"checkpoint at segment \d+ offset \d+ written \(\d+ messages, \d+ "
-                         r"bytes, ([\d.]+) s, ([\d.]+) s of it on the reactor\)")
+                         r"bytes, ([\d.]+) s, ([\d.]+) s of it on the reactor(?:, delta \d+)?\)")
 
 
 def checkpoints(broker: BrokerProcess, count: int, timeout: float = 600) -> tuple[float, float]:

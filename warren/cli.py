@@ -104,6 +104,9 @@ RUN_FLAGS: tuple[tuple[str, dict], ...] = (
         "type": int, "help": "journal bytes written between two checkpoints of its index, "
                              "so a start after a crash replays only what follows the last "
                              "one (0: no checkpoints while running)"}),
+    ("--journal-checkpoint-deltas", {
+        "type": int, "help": "checkpoints after a full one that write only what changed "
+                             "since the one before, before the next full one (0: all full)"}),
     ("--max-message-size", {"type": int, "help": "largest message body accepted, in bytes"}),
     ("--frame-max", {"type": int, "help": "largest AMQP frame offered, in bytes"}),
     ("--heartbeat", {"type": int, "help": "AMQP heartbeat offered, in seconds (0: none)"}),

@@ -84,6 +84,8 @@ class Config:
     # journal bytes written between two checkpoints of its index (a start after a crash
     # replays only what follows the last one); 0: none while running
     journal_checkpoint_bytes: int = 64 * 1024 ** 2
+    # checkpoints after a full one that write only what changed (deltas); 0: all full
+    journal_checkpoint_deltas: int = 64
     log_level: str = "info"
     node_name: str = "warren@localhost"
     default_user: str = "guest"

@@ -53,7 +53,8 @@ def make_store(config: Config, reactor: Any) -> MessageStore | None:
         from .store.journal.store import JournalStore
         return JournalStore(os.path.join(config.data_dir, "journal"), reactor=reactor,
                             segment_size=config.journal_segment_size,
-                            checkpoint_bytes=config.journal_checkpoint_bytes)
+                            checkpoint_bytes=config.journal_checkpoint_bytes,
+                            checkpoint_deltas=config.journal_checkpoint_deltas)
     if config.store == "sql":
         import os
 

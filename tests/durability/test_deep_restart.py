@@ -27,7 +27,9 @@ def bodies(start: int, stop: int) -> list[bytes]:
 
 def test_a_kill_during_a_checkpoint_write_after_a_fill_that_outran_it_loses_nothing(tmp_path):
     broker = BrokerProcess(tmp_path / "data",
-                           extra_args=["--journal-checkpoint-bytes", "5000"]).start()
+                           extra_args=["--journal-checkpoint-bytes", "5000",
+                                       # full checkpoints (deltas: test_delta_checkpoint_kill)
+                                       "--journal-checkpoint-deltas", "0"]).start()
     journal = tmp_path / "data" / "journal"
     try:
         first = bodies(0, 3000)

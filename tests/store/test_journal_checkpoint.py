@@ -211,7 +211,7 @@ def test_the_saved_index_of_a_clean_stop_goes_on_as_the_checkpoint(tmp_path, cap
 def test_a_checkpoint_that_cannot_be_written_keeps_the_last_and_is_tried_again(tmp_path,
                                                                                caplog):
     journal = tmp_path / "journal"
-    store, clock = build(journal)
+    store, clock = build(journal, checkpoint_deltas=0)   # full ones: their file blocked
     first = (journal / saved_index.CHECKPOINT).read_bytes()
     blocker = journal / (saved_index.CHECKPOINT + ".tmp")
     blocker.mkdir()   # the writer cannot create its temporary file: as a disk fault would

@@ -43,6 +43,8 @@ _GONE = 2
 #: Flag bytes -> 1 for the entries still there (for ``compress``), and -> delivered or not.
 _PRESENT = bytes([1, 1, 0]) + bytes(253)
 _DELIVERED = bytes([0, 1, 0]) + bytes(253)
+#: (for the index's delta checkpoints: which of a queue's slots are still there)
+present_flags = _PRESENT
 _MISSING = object()
 
 

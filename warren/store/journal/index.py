@@ -80,6 +80,7 @@ import json
 import struct
 import time
 from array import array
+from bisect import bisect_right
 from itertools import compress, islice, repeat
 from enum import IntEnum
 from typing import Any
@@ -90,6 +91,7 @@ from warren.store.journal.array_maps import (
     QueueIds,
     ReplayQueue,
     ascending,
+    present_flags as _PRESENT_FLAGS,
     location_arrays,
     queue_arrays,
 )
@@ -386,6 +388,14 @@ class JournalIndex:
         #: The folds so far and the longest one's seconds (the store's stats).
         self.folds = 0
         self.fold_seconds_max = 0.0
+        #: Since the last checkpoint's fork (``track_changes``): the ids up to ``tracked_top``
+        #: (the messages it saved) whose entry changed (location, queues, delivered flag,
+        #: death), and the queues purged; a delta checkpoint (``export_delta``) writes only
+        #: those and what is new. Ids appended as they change, repeats and all: one C call.
+        self.tracking = False
+        self.tracked_top = 0
+        self.changed = array("q")
+        self.reset: set[str] = set()
 
     def _liveness(self, segment: int) -> SegmentLiveness:
         liveness = self.segments.get(segment)
@@ -402,6 +412,8 @@ class JournalIndex:
         """A message died (no queue holds it) at log position ``at``; returns where it was
         (its packed location)."""
         packed = self.messages.pop(msg_id)
+        if self.tracking:
+            self.changed.append(msg_id)
         self.shared.pop(msg_id, None)
         if self.counts:
             self.counts.pop(msg_id, None)
@@ -438,6 +450,8 @@ class JournalIndex:
             if value is None:
                 continue
             ids[msg_id] = value & ~1 if self.recovering else False
+            if self.tracking:
+                self.changed.append(msg_id)
             self.counts[msg_id] = {**self.counts.get(msg_id, {}), queue_key: count}
             self._forget_return(msg_id, end)
             self.returned_in[msg_id] = segment
@@ -490,6 +504,8 @@ class JournalIndex:
         old = None if msg_id > self.max_msg_id else self.messages.get(msg_id)
         if old is not None:
             end = (segment, offset + length)
+            if self.tracking:
+                self.changed.append(msg_id)
             if self.returned_in:   # the copy carries the count
                 self._forget_return(msg_id, end)
             old_segment = old >> _SEGMENT_SHIFT
@@ -603,16 +619,19 @@ class JournalIndex:
             return []
         dead = []
         messages = self.messages
+        changed = self.changed if self.tracking else None
         for msg_id in msg_ids:
             if ids.pop(msg_id, None) is None:
                 continue
             # one lookup of the location, the pop (a get first would make the pop's lookup
             # miss the map's hint, and bisect, for every message of a drain)
             if not self._still_held(msg_id):
-                older = self._release_message(msg_id, end) >> _SEGMENT_SHIFT
+                older = self._release_message(msg_id, end) >> _SEGMENT_SHIFT   # (tracked)
                 dead.append(msg_id)
             else:
                 older = messages[msg_id] >> _SEGMENT_SHIFT
+                if changed is not None:
+                    changed.append(msg_id)
             if older != segment:
                 self._liveness(segment).guards.add(older)
         if not ids:
@@ -629,6 +648,8 @@ class JournalIndex:
         ids = self.queues.pop(queue_key, None)
         if not ids:
             return
+        if self.tracking:
+            self.reset.add(queue_key)
         self._liveness(segment).purging += 1
         self.purged.append([iter(ids), segment, end])
 
@@ -683,6 +704,8 @@ class JournalIndex:
                 if end > liveness.released_at:
                     liveness.released_at = end
         self.changes += len(dead)
+        if self.tracking:
+            self.changed.extend(dead)
         if self.changes >= FOLD_EVERY:
             self.fold()
         return dead
@@ -758,6 +781,8 @@ class JournalIndex:
             value = ids.get(msg_id)
             if value is not None:
                 ids[msg_id] = value | 1 if self.recovering else True
+                if self.tracking:
+                    self.changed.append(msg_id)
 
     def deliver(self, queue_key: str, msg_ids: list[int]) -> list[int]:
         """While running: flag ``msg_ids`` of the queue delivered; returns those that were
@@ -766,10 +791,13 @@ class JournalIndex:
         if not ids:
             return []
         if isinstance(ids, QueueIds):
-            return ids.deliver(msg_ids)
-        fresh = [msg_id for msg_id in msg_ids if ids.get(msg_id) is False]
-        for msg_id in fresh:
-            ids[msg_id] = True
+            fresh = ids.deliver(msg_ids)
+        else:
+            fresh = [msg_id for msg_id in msg_ids if ids.get(msg_id) is False]
+            for msg_id in fresh:
+                ids[msg_id] = True
+        if self.tracking:
+            self.changed.extend(fresh)
         return fresh
 
     def put_definition(
@@ -925,6 +953,209 @@ class JournalIndex:
         content["counts"] = self.counts.copy()   # its values are replaced, never changed
         content["returned_in"] = self.returned_in.copy()
         return content
+
+    def track_changes(self) -> None:
+        """A checkpoint was just forked (its writer's copy is frozen): from now on record
+        what changes of the messages it saves, for the next one to be a delta."""
+        self.tracking = True
+        self.tracked_top = self.max_msg_id
+        self.changed = array("q")
+        self.reset = set()
+
+    def export_delta(self) -> dict[str, Any]:
+        """What changed since the last checkpoint's fork (``track_changes``), for
+        :mod:`.saved_index` to write as a delta on top of it (in the forked writer, whose
+        copy is frozen): the small maps whole (definitions, segments, shared, counts,
+        returns: a few entries per segment or per shared or returned message); of the
+        messages, those above ``tracked_top`` (new: their locations as arrays, as a fold
+        appends them) and the changed ones at or under it (their location now, or gone);
+        per queue, a *patch* (its ids above the top in queue order with their flags and
+        sizes, and each changed id's flag now, 2 when it left the queue), or the queue whole
+        when a patch cannot say it: purged since, a dict (small, or out of order), or its
+        new part not ascending from its old one. The queues not listed are gone."""
+        assert not self.recovering and not self.purged and self.tracking
+        top = self.tracked_top
+        changed = array("q", sorted({msg_id for msg_id in self.changed if msg_id <= top}))
+        messages = self.messages
+        if isinstance(messages, LocationMap):
+            start = bisect_right(messages.ids, top)
+            present = messages.present[start:]
+            new_ids = array("q", compress(messages.ids[start:], present))
+            new_high = array("Q", compress(messages.high[start:], present))
+            new_low = array("Q", compress(messages.low[start:], present))
+            recent = {k: v for k, v in messages.recent.items() if k > top}
+        else:
+            new_ids, new_high, new_low = array("q"), array("Q"), array("Q")
+            recent = {k: v for k, v in messages.items() if k > top}
+        if recent:
+            more = location_arrays(recent)
+            if new_ids and more[0] and more[0][0] <= new_ids[-1]:
+                raise ValueError("new message ids do not ascend")
+            new_ids.extend(more[0])
+            new_high.extend(more[1])
+            new_low.extend(more[2])
+        moved = {msg_id: messages.get(msg_id) for msg_id in changed}
+        kept = {k: v for k, v in moved.items() if v is not None}
+        moved_arrays = location_arrays(kept)
+        gone = array("q", [k for k, v in moved.items() if v is None])
+        queues: dict[str, str] = {}
+        parts: dict[str, Any] = {"order": {}, "queues": {}, "sizes": {}, "changed_flags": {}}
+        for key, ids in self.queues.items():
+            if isinstance(ids, QueueIds) and key not in self.reset:
+                new_order = array("q", ids.ids[bisect_right(ids.ids, top):])
+                flags = ids.flags[len(ids.ids) - len(new_order):]
+                keep = flags.translate(_PRESENT_FLAGS)
+                new_order = array("q", compress(new_order, keep))
+                new_flags = bytearray(compress(flags, keep))
+                tail = [k for k in ids.recent]
+                if all(k > top for k in tail):
+                    new_order.extend(tail)
+                    new_flags.extend(map(int, ids.recent.values()))
+                    if ascending(new_order):
+                        queues[key] = "patch"
+                        parts["order"][key] = new_order
+                        parts["queues"][key] = bytes(new_flags)
+                        parts["sizes"][key] = body_sizes(messages, new_order)
+                        held = [ids.get(msg_id) for msg_id in changed]
+                        parts["changed_flags"][key] = bytes(
+                            2 if value is None else int(value) for value in held)
+                        continue
+            queues[key] = "whole"
+            parts["order"][key], parts["queues"][key] = queue_arrays(ids)
+            parts["sizes"][key] = body_sizes(messages, parts["order"][key])
+        return {
+            "delta": True,
+            "top": top,
+            "messages": (new_ids, new_high, new_low, changed, *moved_arrays, gone),
+            "queue_modes": queues,
+            **parts,
+            "shared": self.shared,
+            "counts": self.counts,
+            "returned_in": self.returned_in,
+            "definitions": [(kind, key, d.value, d.segment, d.offset, d.length)
+                            for (kind, key), d in self.definitions.items()],
+            "segments": [(number, s.live, list(s.definitions), s.live_bytes, list(s.guards),
+                          s.released_at, s.purging) for number, s in self.segments.items()],
+            "max_msg_id": self.max_msg_id,
+            "max_seq": self.max_seq,
+        }
+
+    def apply_delta(self, content: dict[str, Any]) -> None:
+        """Put a delta (``export_delta``) on top of this index, restored from the checkpoint
+        (or delta) it follows. Raises ValueError, KeyError or TypeError when it does not
+        fit; the index is then unusable (the caller replays the journal instead)."""
+        top = int(content["top"])
+        new_ids, new_high, new_low, changed, moved_ids, moved_high, moved_low, gone = (
+            _array_of(code, raw) for code, raw in zip("qQQqqQQq", content["messages"]))
+        if not len(new_ids) == len(new_high) == len(new_low):
+            raise ValueError("a delta's new locations differ in length")
+        messages = self.messages
+        for msg_id in gone:
+            messages.pop(msg_id, None)
+        for msg_id, high, low in zip(moved_ids, moved_high, moved_low):
+            if msg_id not in messages:
+                raise ValueError(f"a delta moves message {msg_id}, not in its base")
+            messages[msg_id] = (high << 64) | low
+        if new_ids and new_ids[0] <= top:
+            raise ValueError("a delta's new messages are not above its top")
+        if isinstance(messages, LocationMap) and not messages.recent and (
+                not messages.ids or messages.ids[-1] < (new_ids[0] if new_ids else top + 1)):
+            messages.ids.extend(new_ids)
+            messages.high.extend(new_high)
+            messages.low.extend(new_low)
+            messages.present.extend(b"\x01" * len(new_ids))
+            messages._held += len(new_ids)
+            if new_ids:
+                messages._top = new_ids[-1]
+        else:
+            into = messages.recent if isinstance(messages, LocationMap) else messages
+            into.update(zip(new_ids, map(int.__or__, map(int.__lshift__, new_high, repeat(64)),
+                                         new_low)))
+        queues: dict[str, Any] = {}
+        modes = content["queue_modes"]
+        for key, mode in modes.items():
+            order = _array_of("q", content["order"][key])
+            flags = content["queues"][key]
+            sizes = _array_of("Q", content["sizes"][key])
+            if not len(order) == len(flags) == len(sizes):
+                raise ValueError(f"queue {key!r}: a delta's parts differ in length")
+            if mode == "whole":
+                if len(order) >= ARRAYS_FROM and ascending(order):
+                    queues[key] = QueueIds(order, bytearray(flags), sizes)
+                else:
+                    queues[key] = dict(zip(order, map(bool, flags)))
+                continue
+            if mode != "patch":
+                raise ValueError(f"queue {key!r}: no such delta mode {mode!r}")
+            ids = self.queues.get(key)
+            if ids is None:
+                ids = {}
+            held = content["changed_flags"][key]
+            if len(held) != len(changed):
+                raise ValueError(f"queue {key!r}: changed flags differ in length")
+            for msg_id, flag in zip(changed, held):
+                if flag == 2:
+                    ids.pop(msg_id, None)
+                elif msg_id in ids:
+                    ids[msg_id] = bool(flag)
+                else:
+                    raise ValueError(f"queue {key!r}: message {msg_id} not in the base")
+            if isinstance(ids, QueueIds):
+                if ids.recent or (ids.ids and order and order[0] <= ids.ids[-1]) or \
+                        not ascending(order):
+                    raise ValueError(f"queue {key!r}: a patch does not follow its base")
+                if order:   # what ``QueueIds.fold`` does, from arrays: no dict between
+                    if ids.sizes is not None:
+                        ids.sizes.extend(sizes)
+                    ids.flags.extend(flags)
+                    ids.ids.extend(order)
+                    ids._held += len(order)
+                    ids._top = order[-1]
+            elif isinstance(ids, dict):
+                ids.update(zip(order, map(bool, flags)))
+                if len(ids) >= ARRAYS_FROM:
+                    whole = array("q", ids)
+                    if ascending(whole):
+                        ids = QueueIds(whole, bytearray(map(int, ids.values())),
+                                       body_sizes(messages, whole))
+            else:
+                raise TypeError(f"queue {key!r}: a replay's map after a recovery")
+            queues[key] = ids
+        self.queues = {key: ids for key, ids in queues.items() if ids}
+        self.shared = content["shared"]
+        self.counts = content["counts"]
+        self.returned_in = content["returned_in"]
+        if not all(isinstance(part, dict) for part in (self.shared, self.counts,
+                                                      self.returned_in)):
+            raise TypeError("a delta's small maps are not mappings")
+        self.definitions = {}
+        for kind, key, value, segment, offset, length in content["definitions"]:
+            self.definitions[(kind, key)] = DefinitionLocation(value, segment, offset, length)
+        self.segments = {}
+        for number, live, definitions, live_bytes, guards, released_at, purging in \
+                content["segments"]:
+            liveness = self.segments[number] = SegmentLiveness()
+            liveness.live = live
+            liveness.definitions = {(kind, key): None for kind, key in definitions}
+            liveness.live_bytes = live_bytes
+            liveness.guards = set(guards)
+            liveness.released_at = tuple(released_at)
+            liveness.purging = purging
+        self.max_msg_id = int(content["max_msg_id"])
+        self.max_seq = int(content["max_seq"])
+
+    def deltas_applied(self) -> None:
+        """After the deltas on a restored index: maps grown big as dicts become arrays (as
+        ``restored`` leaves them), the queues' dead slots at the head dropped."""
+        messages = self.messages
+        if isinstance(messages, dict) and len(messages) >= ARRAYS_FROM:
+            self.messages = LocationMap(*location_arrays(messages))
+        elif isinstance(messages, LocationMap):
+            messages.fold()
+            messages.trim()
+        for ids in self.queues.values():
+            if isinstance(ids, QueueIds):
+                ids.trim()
 
     @classmethod
     def restored(cls, content: dict[str, Any]) -> "JournalIndex":

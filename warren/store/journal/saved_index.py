@@ -16,7 +16,10 @@ before it appends anything, so a saved index on disk always describes the journa
 it was closed. A crash after a restart starts from that checkpoint, or a newer one.
 
 The same file format serves the checkpoints a running store takes (``CHECKPOINT``, see
-``JournalStore``): an index as of a journal position, which stays on disk across restarts.
+``JournalStore``): an index as of a journal position, which stays on disk across restarts;
+and the deltas on it (``delta_name``: ``JournalIndex.export_delta``'s content, what changed
+since the link before), each written the same way (temporary file, fsync, rename), so a
+crash leaves every link either whole or a temporary file nobody reads.
 
 The payload is in frames: a head of :mod:`marshal` data (plain dicts, lists, ints and
 strings: everything but the big arrays), then the arrays' bytes raw: the message locations
@@ -45,6 +48,16 @@ from typing import Any, BinaryIO
 SAVED_INDEX = "index.saved"
 #: The newest checkpoint taken while running (same format).
 CHECKPOINT = "index.checkpoint"
+#: Deltas on it (``delta_name``): what changed since the link before, same format.
+DELTA_PREFIX = "index.delta."
+
+
+def delta_name(seq: int) -> str:
+    """The file of the ``seq``-th delta on the full checkpoint (from 1). Each names the full
+    one's generation and the position of the link it follows, so a delta left from an older
+    chain (a crash between a full checkpoint's rename and the deletion of the old deltas)
+    is never applied to a newer full one."""
+    return f"{DELTA_PREFIX}{seq}"
 #: 2: frames, and locations that carry body sizes (``index.pack_location``); 3: the big
 #: maps as raw arrays (``array_maps``).
 _MAGIC = b"WRNJIDX3"
@@ -226,6 +239,22 @@ def discard(directory: str, name: str = SAVED_INDEX) -> bool:
             removed = True
         except FileNotFoundError:
             pass
+    if removed:
+        _sync_directory(directory)
+    return removed
+
+
+def discard_deltas(directory: str) -> int:
+    """Delete every delta (after a full checkpoint was renamed into place: none applies to it
+    any more), durably; how many went."""
+    removed = 0
+    for file_name in os.listdir(directory):
+        if file_name.startswith(DELTA_PREFIX):
+            try:
+                os.unlink(os.path.join(directory, file_name))
+                removed += 1
+            except FileNotFoundError:
+                pass
     if removed:
         _sync_directory(directory)
     return removed

@@ -56,6 +56,21 @@ but not past ``CHECKPOINT_TAIL_BYTES`` or ``CHECKPOINT_TAIL_CHANGES`` since the 
 faster than checkpoints of a deep queue (seconds each at 10M messages) would otherwise leave
 a minute of journal for a start to replay. The replay after a checkpoint takes runs of new
 messages at once (:mod:`.new_message_runs`).
+
+Delta checkpoints, so a checkpoint costs what changed rather than the whole index (443 MB at
+10M messages, every 300,000 changes of a fill: several times the journal itself). From each
+checkpoint's fork the index records the older ids whose entry changes and the queues purged
+(``JournalIndex.track_changes``); the next checkpoint, if the chain allows
+(``_delta_next``: every link so far written, fewer than ``checkpoint_deltas``, and what they
+changed under ``CHECKPOINT_DELTA_CHANGED`` of the full one's messages), writes only that and
+what is new (``export_delta``) as ``saved_index.delta_name(n)``, naming the full one's
+generation and the position of the link before. A start applies the links in order while
+each names that generation and follows the previous position and is whole; the first that
+does not (a crash mid-write leaves only a temporary file; a damaged one fails its CRC; one
+from an older chain names another generation) ends the chain, and the journal after the last
+applied link's position is replayed as after any checkpoint. A full checkpoint deletes the
+deltas once renamed into place. A link that fails makes the next checkpoint full, as does
+the first after a start (nothing tracked yet).
 """
 
 from __future__ import annotations
@@ -147,6 +162,11 @@ CHECKPOINT_IDLE_RATIO = 10
 #: million records). At most this, plus what comes while one is written.
 CHECKPOINT_TAIL_BYTES = 128 * 1024 * 1024
 CHECKPOINT_TAIL_CHANGES = 300_000
+#: Deltas on one full checkpoint before the next is full again (a start reads them all)...
+CHECKPOINT_DELTAS = 64
+#: ...or once the entries of the full one they changed (acked, moved, flagged) pass this
+#: share of its messages: a start applies those one by one (about 0.5 µs each).
+CHECKPOINT_DELTA_CHANGED = 0.125
 #: Seconds after a recovery before the first checkpoint (the broker's own start goes first).
 CHECKPOINT_AFTER_RECOVERY = 1.0
 #: Seconds after a checkpoint that could not be written (disk full...) before the next try.
@@ -161,7 +181,8 @@ class JournalStore(MessageStore):
                  checkpoint_bytes: int = CHECKPOINT_BYTES,
                  checkpoint_changes: int = CHECKPOINT_CHANGES,
                  checkpoint_tail: tuple[int, int] = (CHECKPOINT_TAIL_BYTES,
-                                                     CHECKPOINT_TAIL_CHANGES)) -> None:
+                                                     CHECKPOINT_TAIL_CHANGES),
+                 checkpoint_deltas: int = CHECKPOINT_DELTAS) -> None:
         self.directory = os.fspath(directory)
         self._index = JournalIndex()
         self._log = JournalLog(
@@ -212,6 +233,18 @@ class JournalStore(MessageStore):
         self.checkpoint_position: tuple[int, int] | None = None   # the last one's
         self.checkpoint_seconds = 0.0   # the last one's, copy to rename
         self.checkpoint_copy_seconds = 0.0   # the last one's time on the reactor thread
+        #: Deltas (``saved_index.delta_name``) on the full checkpoint of ``_generation``: how
+        #: many at most, how many written, and the entries of the full one they changed.
+        self._checkpoint_deltas = checkpoint_deltas
+        self._generation = 0
+        self._delta_seq = 0
+        self._delta_changed = 0
+        self._base_messages = 0
+        #: Whether the next checkpoint must be full: no chain (yet) that a delta extends
+        #: exactly (after a recovery, after one that failed).
+        self._full_next = True
+        self.checkpoint_bytes_written = 0   # by every checkpoint so far (full and delta)
+        self.checkpoint_deltas_written = 0
 
     @property
     def healthy(self) -> bool:
@@ -286,6 +319,26 @@ class JournalStore(MessageStore):
             position = (int(number), int(offset))
             stamps = {int(n): tuple(stamp) for n, stamp in content["journal"].items()}
             prefix_crc = int(content["prefix_crc"])
+            deltas = 0
+            generation = content.get("generation")
+            while generation is not None:   # the deltas on it, in order, while they follow
+                try:
+                    delta = saved_index.read(self.directory, saved_index.delta_name(deltas + 1))
+                except saved_index.SavedIndexInvalid as error:
+                    logger.info("journal %s: delta %d not used (%s)", self.directory,
+                                deltas + 1, error)
+                    break
+                if (delta is None or delta.get("generation") != generation
+                        or tuple(delta.get("from_position") or ()) != position):
+                    break
+                index.apply_delta(delta)   # raises when it does not fit: the replay
+                number, offset = delta["position"]
+                position = (int(number), int(offset))
+                stamps = {int(n): tuple(stamp) for n, stamp in delta["journal"].items()}
+                prefix_crc = int(delta["prefix_crc"])
+                deltas += 1
+            if deltas:
+                index.deltas_applied()
         except (saved_index.SavedIndexInvalid, KeyError, TypeError, ValueError) as error:
             logger.warning("journal %s: checkpoint not used (%s); replaying the journal",
                            self.directory, error)
@@ -317,13 +370,15 @@ class JournalStore(MessageStore):
             log.rewind()
             self._index = JournalIndex()
             return None
+        if deltas:
+            logger.info("journal %s: the checkpoint and %d deltas on it", self.directory, deltas)
         if dropped:
             logger.info("journal %s: %d messages of the checkpoint were in segments reclaimed "
                         "since", self.directory, dropped)
         self._recovered = True
         # ids and body sizes saved with the checkpoint (its writer's: not the thread's copy)
         # stand for the queues no record after it changed
-        saved = _saved_queues(content) if not dropped else {}
+        saved = _saved_queues(content) if not dropped and not deltas else {}
         queues = {key: _recovered_queue(key, messages, ids, saved.get(key), key in touched)
                   for key, ids in index.queues.items()}
         state = _state_of(index, shared, queues)
@@ -832,53 +887,109 @@ class JournalStore(MessageStore):
         appended = log.appended
         changes = self.changes
         index = self._index
+        delta = self._delta_next()
+        link = (self._generation, self._delta_seq + 1, self.checkpoint_position) if delta \
+            else (int.from_bytes(os.urandom(8), "little") >> 1, 0, None)
         try:   # the child's index is frozen at the fork: it needs no copy
             pid, go = forked_writer.start(
-                lambda: self._write_checkpoint((self._saved_content(), position, numbers)))
+                lambda: self._write_checkpoint((
+                    self._delta_content() if delta else self._saved_content(), position,
+                    numbers, link)))
         except OSError as error:   # no memory to fork: copy here, write on the thread
             logger.debug("journal %s: checkpoint not forked (%s)", self.directory, error)
             pid, go, content = None, -1, index.snapshot()
+            link = (link[0], 0, None)   # a snapshot is always whole
+        # from the fork on (the child's copy keeps what changed before it): what the next
+        # delta writes; a checkpoint that fails makes the next one full (``_full_next``)
+        changed = len(index.changed) if delta else 0   # repeats too: at worst fuller sooner
+        index.track_changes()
         self.checkpoint_copy_seconds = time.monotonic() - started
         self._checkpoint_busy = True
         durable = log.sync()
         if pid is None:
             durable.addCallback(lambda _: self._checkpointer.submit(
-                self._write_checkpoint, (content, position, numbers)))
+                self._write_checkpoint, (content, position, numbers, link)))
         else:
             durable.addCallbacks(self._checkpoint_go, self._checkpoint_give_up,
-                                 callbackArgs=(pid, go), errbackArgs=(pid, go))
+                                 callbackArgs=(pid, go, link), errbackArgs=(pid, go))
         durable.addCallbacks(self._checkpoint_written, self._checkpoint_failed,
-                             callbackArgs=(appended, changes, started, position))
+                             callbackArgs=(appended, changes, started, position, link,
+                                           changed))
 
-    def _checkpoint_go(self, _: object, pid: int, go: int) -> Deferred:
+    def _delta_next(self) -> bool:
+        """Whether the next checkpoint is a delta on the chain of the last full one: only
+        when every link so far was written (``_full_next``), the chain is short
+        (``checkpoint_deltas``) and what its deltas changed of the full one is a small share
+        of it (``CHECKPOINT_DELTA_CHANGED``): else a full one, and the chain starts over."""
+        if self._full_next or not self._index.tracking or self.checkpoint_position is None:
+            return False
+        if self._delta_seq >= self._checkpoint_deltas:
+            return False
+        return self._delta_changed <= CHECKPOINT_DELTA_CHANGED * max(self._base_messages,
+                                                                     1_000)
+
+    def _delta_content(self) -> dict[str, Any]:
+        """What a delta checkpoint writes (``JournalIndex.export_delta``), in the forked
+        writer."""
+        index = self._index
+        while index.purged:
+            index.release_purged(1 << 30)
+        return index.export_delta()
+
+    def _checkpoint_go(self, _: object, pid: int, go: int,
+                       link: tuple[int, int, Any]) -> Deferred:
         """The position is durable: the forked writer goes on; the thread reaps it."""
         forked_writer.go(go, True)
-        return self._checkpointer.submit(self._reap_checkpoint_writer, pid)
+        return self._checkpointer.submit(self._reap_checkpoint_writer, (pid, link[1]))
 
     def _checkpoint_give_up(self, failure: Any, pid: int, go: int) -> Any:
         forked_writer.go(go, False)
         self._checkpointer.submit(forked_writer.wait, pid)
         return failure
 
-    def _reap_checkpoint_writer(self, pid: int) -> int:
+    def _reap_checkpoint_writer(self, job: tuple[int, int]) -> int:
         """Checkpoint thread: wait for the forked writer; the checkpoint's size."""
+        pid, seq = job
         code = forked_writer.wait(pid)
         if code != forked_writer.DONE:
             raise OSError(f"the checkpoint's writer (pid {pid}) exited with status {code}")
-        return os.path.getsize(saved_index.path_in(self.directory, saved_index.CHECKPOINT))
+        name = saved_index.delta_name(seq) if seq else saved_index.CHECKPOINT
+        return os.path.getsize(saved_index.path_in(self.directory, name))
 
-    def _write_checkpoint(self, job: tuple[dict[str, Any], tuple[int, int], list[int]]) -> int:
-        """Checkpoint thread: stamp what the position covers, serialize, write, rename."""
-        content, position, numbers = job
+    def _write_checkpoint(self, job: tuple[dict[str, Any], tuple[int, int], list[int],
+                                           tuple[int, int, Any]]) -> int:
+        """Checkpoint thread (or the forked writer): stamp what the position covers,
+        serialize, write, rename. A full one names its chain (``generation``) and then
+        deletes the deltas of the one before; a delta names the chain, its place in it and
+        the position of the link it follows (a start applies it only on that one)."""
+        content, position, numbers, (generation, seq, after) = job
         stamps, prefix_crc = self._log.covered(position, numbers)
         content["position"] = position
         content["journal"] = stamps
         content["prefix_crc"] = prefix_crc
-        return saved_index.write(self.directory, content, saved_index.CHECKPOINT)
+        content["generation"] = generation
+        if seq:
+            content["seq"] = seq
+            content["from_position"] = after
+            return saved_index.write(self.directory, content, saved_index.delta_name(seq))
+        written = saved_index.write(self.directory, content, saved_index.CHECKPOINT)
+        saved_index.discard_deltas(self.directory)
+        return written
 
     def _checkpoint_written(self, written: int, appended: int, changes: int, started: float,
-                            position: tuple[int, int]) -> None:
+                            position: tuple[int, int], link: tuple[int, int, Any],
+                            changed: int) -> None:
         took = time.monotonic() - started
+        generation, seq, _ = link
+        self._generation, self._delta_seq = generation, seq
+        if seq:
+            self._delta_changed += changed
+            self.checkpoint_deltas_written += 1
+        else:
+            self._delta_changed = 0
+            self._base_messages = len(self._index.messages)
+        self._full_next = False
+        self.checkpoint_bytes_written += written
         self._checkpoint_busy = False
         self._checkpoint_appended = appended
         self._checkpoint_changed = changes
@@ -887,12 +998,13 @@ class JournalStore(MessageStore):
         self.checkpoint_seconds = took
         self.checkpoint_position = position
         logger.info("journal %s: checkpoint at segment %d offset %d written (%d messages, "
-                    "%d bytes, %.3f s, %.3f s of it on the reactor)", self.directory,
+                    "%d bytes, %.3f s, %.3f s of it on the reactor%s)", self.directory,
                     position[0], position[1], len(self._index.messages), written, took,
-                    self.checkpoint_copy_seconds)
+                    self.checkpoint_copy_seconds, f", delta {seq}" if seq else "")
 
     def _checkpoint_failed(self, failure: Any) -> None:
         self._checkpoint_busy = False
+        self._full_next = True   # what changed before it is in no delta: start over
         self._checkpoint_not_before = self._reactor.seconds() + CHECKPOINT_RETRY
         if not self._log.closed and (self._checkpoint_call is None
                                      or not self._checkpoint_call.active()):
