@@ -59,7 +59,11 @@ protocol subscriber gets the chunk's header, which tells the trailer's length (2
 rstream's publisher ``test-reference``), without the trailer itself. ``read_run`` gives the
 size of the trailers that follow the records it reads, one entry per reference (an osiris
 chunk written from several publishes has one per writer); a chunk that stops inside a publish
-has none. Recovery takes the publishers' last ids from the trailers. Logs written before
+has none. A writer's append that goes on with the chunk right after its own trailer, still
+unwritten, takes that trailer's place and is followed by a new one: an AMQP channel's
+messages, appended one by one, end their chunk with one trailer record, not one each (a
+trailer already written, so perhaps confirmed, stays). Recovery takes the publishers' last
+ids from the trailers. Logs written before
 trailers have a type 3 record right after such messages instead; it counts as their trailer.
 A reference too long for a trailer entry (over 255 bytes) is still a type 3 record, which
 only deduplication reads. A segment is closed (a new one started)
@@ -293,6 +297,9 @@ class StreamLog:
         # the messages and bytes in it so far
         self._chunk_open = False
         self._chunk_messages = self._chunk_bytes = 0
+        # the newest trailer record while it is still pending: (its tracking id, segment,
+        # file position, length), which the same writer's next append in the chunk replaces
+        self._last_trailer: tuple[bytes, Segment, int, int] | None = None
         self._unsynced = False
         self._new_files = False               # a segment was created: fsync the directory
         self.writers: dict[str, int] = {}     # publisher reference -> last publishing id
@@ -490,6 +497,8 @@ class StreamLog:
         # CONTINUES in their offset field
         goes_on = CONTINUES if self._chunk_open else 0
         chunk_messages, chunk_bytes = self._chunk_messages, self._chunk_bytes
+        first_offset, call_start = self.next_offset, seg.size
+        cut = not goes_on   # these records start a chunk, or one of them does
         for record, value in _cut_runs(message_records, filter_values):
             count = 1
             at = self.next_offset | goes_on
@@ -538,6 +547,7 @@ class StreamLog:
                 if at & CONTINUES:
                     frame = _starting_chunk(frame)
                 chunk_messages = chunk_bytes = 0
+                cut = True
             chunk_messages += count
             chunk_bytes += size
             seg.add(seg.size, size, ts, count, not goes_on)
@@ -548,17 +558,28 @@ class StreamLog:
         self._chunk_messages, self._chunk_bytes = chunk_messages, chunk_bytes
         self._chunk_open = True
         if writer is not None:
-            self._track(*writer)
+            self._track(writer[0], writer[1],
+                        -1 if cut or self.next_offset == first_offset else call_start,
+                        first_offset)
         self._unsynced = True
         if self._flush_call is None:
             self._flush_call = self.clock.callLater(0, self._flush_soon)
 
-    def _track(self, reference: str, publishing_id: int) -> None:
+    def _track(self, reference: str, publishing_id: int, call_start: int = -1,
+               first_offset: int = 0) -> None:
         """A publisher's last publishing id, written right after its messages (nothing comes
         between: same segment, same turn): as osiris writes a chunk's trailer, one entry of
         type sequence, so a reader finds the trailer of the chunk it delivers next to its
         last record. A reference too long for a trailer entry (over 255 bytes) is a
-        tracking record (type 3), which counts for deduplication alone."""
+        tracking record (type 3), which counts for deduplication alone.
+
+        When the messages just appended (from ``first_offset``, written from file position
+        ``call_start``; -1 when they started a chunk) went on with the chunk right after
+        this writer's own trailer, still pending, that trailer is taken out and the
+        messages moved up over it: the chunk ends with one trailer entry for the writer, its
+        last id, as osiris' chunk has one per writer. An AMQP 0-9-1 channel's messages are
+        appended one by one, each with its writer's id (``writer_ids.py``): a trailer record
+        after each of them doubled the records a replay went through."""
         writers = self.writers
         writers.pop(reference, None)   # the most recent writers last
         writers[reference] = publishing_id
@@ -567,9 +588,20 @@ class StreamLog:
         raw = reference.encode()
         if len(raw) > MAX_TRACKING_ID:
             self._add(encode_record(RECORD_WRITER, _pack_tracking(reference, publishing_id)))
-        else:
-            self._add(encode_record(RECORD_TRAILER,
-                                    trailer_entry(TRACK_SEQUENCE, raw, publishing_id)))
+            return
+        seg = self.segments[-1]
+        last = self._last_trailer
+        if last is not None and call_start >= 0 and last[0] == raw and last[1] is seg \
+                and last[2] + last[3] == call_start and last[2] >= self._pending_at:
+            _, _, at, length = last
+            del self._pending[at - self._pending_at:at - self._pending_at + length]
+            n = self.next_offset - first_offset
+            positions = seg.positions
+            positions[-n:] = array("I", [p - length for p in positions[-n:]])
+            seg.size -= length
+        frame = encode_record(RECORD_TRAILER, trailer_entry(TRACK_SEQUENCE, raw, publishing_id))
+        self._add(frame)
+        self._last_trailer = (raw, seg, seg.size - len(frame), len(frame))
 
     def _trim_writers(self) -> None:
         """Forget all but the ``MAX_WRITERS`` publishers that wrote last, as osiris trims its
