@@ -59,11 +59,10 @@ protocol subscriber gets the chunk's header, which tells the trailer's length (2
 rstream's publisher ``test-reference``), without the trailer itself. ``read_run`` gives the
 size of the trailers that follow the records it reads, one entry per reference (an osiris
 chunk written from several publishes has one per writer); a chunk that stops inside a publish
-has none. A writer's append that goes on with the chunk right after its own trailer, still
-unwritten, takes that trailer's place and is followed by a new one: an AMQP channel's
-messages, appended one by one, end their chunk with one trailer record, not one each (a
-trailer already written, so perhaps confirmed, stays). Recovery takes the publishers' last
-ids from the trailers. Logs written before
+has none. The trailer record waits in memory until something else is appended, the pending
+bytes are written or a reader reaches them: the same writer's next append in the chunk goes
+on before it, so an AMQP channel's messages, appended one by one, end their chunk with one
+trailer record, not one each. Recovery takes the publishers' last ids from the trailers. Logs written before
 trailers have a type 3 record right after such messages instead; it counts as their trailer.
 A reference too long for a trailer entry (over 255 bytes) is still a type 3 record, which
 only deduplication reads. A segment is closed (a new one started)
@@ -297,9 +296,9 @@ class StreamLog:
         # the messages and bytes in it so far
         self._chunk_open = False
         self._chunk_messages = self._chunk_bytes = 0
-        # the newest trailer record while it is still pending: (its tracking id, segment,
-        # file position, length), which the same writer's next append in the chunk replaces
-        self._last_trailer: tuple[bytes, Segment, int, int] | None = None
+        # the trailer entry the records appended last wait for: (publisher reference, its
+        # tracking id, publishing id), written when anything else comes (``_end_trailer``)
+        self._trailer: tuple[str, bytes, int] | None = None
         self._unsynced = False
         self._new_files = False               # a segment was created: fsync the directory
         self.writers: dict[str, int] = {}     # publisher reference -> last publishing id
@@ -497,8 +496,9 @@ class StreamLog:
         # CONTINUES in their offset field
         goes_on = CONTINUES if self._chunk_open else 0
         chunk_messages, chunk_bytes = self._chunk_messages, self._chunk_bytes
-        first_offset, call_start = self.next_offset, seg.size
-        cut = not goes_on   # these records start a chunk, or one of them does
+        trailer = self._trailer
+        if trailer is not None and (writer is None or not goes_on or writer[0] != trailer[0]):
+            self._end_trailer()   # the same writer going on with the chunk: it waits
         for record, value in _cut_runs(message_records, filter_values):
             count = 1
             at = self.next_offset | goes_on
@@ -536,18 +536,19 @@ class StreamLog:
             size = len(frame)
             if seg.size + size > self.max_segment_bytes and seg.positions:
                 # a chunk never spans segments: the new one starts with a chunk
-                self._write_pending()
+                self._write_pending()   # (and the waiting trailer ends the chunk before)
                 seg = self._new_segment(_segment_number(seg) + 1)
                 pending = self._pending
                 goes_on = 0
             elif goes_on and (chunk_messages + count > MAX_RUN_MESSAGES
                               or chunk_bytes + size > MAX_RUN_BYTES):
                 goes_on = 0   # a chunk as big as a replay delivers at once: the next starts
+                if self._trailer is not None:
+                    self._end_trailer()
             if not goes_on:
                 if at & CONTINUES:
                     frame = _starting_chunk(frame)
                 chunk_messages = chunk_bytes = 0
-                cut = True
             chunk_messages += count
             chunk_bytes += size
             seg.add(seg.size, size, ts, count, not goes_on)
@@ -558,28 +559,24 @@ class StreamLog:
         self._chunk_messages, self._chunk_bytes = chunk_messages, chunk_bytes
         self._chunk_open = True
         if writer is not None:
-            self._track(writer[0], writer[1],
-                        -1 if cut or self.next_offset == first_offset else call_start,
-                        first_offset)
+            self._track(*writer)
         self._unsynced = True
         if self._flush_call is None:
             self._flush_call = self.clock.callLater(0, self._flush_soon)
 
-    def _track(self, reference: str, publishing_id: int, call_start: int = -1,
-               first_offset: int = 0) -> None:
+    def _track(self, reference: str, publishing_id: int) -> None:
         """A publisher's last publishing id, written right after its messages (nothing comes
         between: same segment, same turn): as osiris writes a chunk's trailer, one entry of
         type sequence, so a reader finds the trailer of the chunk it delivers next to its
         last record. A reference too long for a trailer entry (over 255 bytes) is a
         tracking record (type 3), which counts for deduplication alone.
 
-        When the messages just appended (from ``first_offset``, written from file position
-        ``call_start``; -1 when they started a chunk) went on with the chunk right after
-        this writer's own trailer, still pending, that trailer is taken out and the
-        messages moved up over it: the chunk ends with one trailer entry for the writer, its
-        last id, as osiris' chunk has one per writer. An AMQP 0-9-1 channel's messages are
-        appended one by one, each with its writer's id (``writer_ids.py``): a trailer record
-        after each of them doubled the records a replay went through."""
+        The trailer record waits (``_trailer``) until something else is appended, written or
+        read: the same writer's next append in the chunk goes on before it and takes it
+        over, so a chunk of one writer's appends ends with one trailer record, its last id,
+        as osiris' chunk has one entry per writer. An AMQP 0-9-1 channel's messages come one
+        by one, each with its writer's next id (``writer_ids.py``): a trailer record after
+        each cost its publish a record to encode and a replay a record to pass over."""
         writers = self.writers
         writers.pop(reference, None)   # the most recent writers last
         writers[reference] = publishing_id
@@ -588,20 +585,18 @@ class StreamLog:
         raw = reference.encode()
         if len(raw) > MAX_TRACKING_ID:
             self._add(encode_record(RECORD_WRITER, _pack_tracking(reference, publishing_id)))
-            return
-        seg = self.segments[-1]
-        last = self._last_trailer
-        if last is not None and call_start >= 0 and last[0] == raw and last[1] is seg \
-                and last[2] + last[3] == call_start and last[2] >= self._pending_at:
-            _, _, at, length = last
-            del self._pending[at - self._pending_at:at - self._pending_at + length]
-            n = self.next_offset - first_offset
-            positions = seg.positions
-            positions[-n:] = array("I", [p - length for p in positions[-n:]])
-            seg.size -= length
-        frame = encode_record(RECORD_TRAILER, trailer_entry(TRACK_SEQUENCE, raw, publishing_id))
-        self._add(frame)
-        self._last_trailer = (raw, seg, seg.size - len(frame), len(frame))
+        else:
+            self._trailer = (reference, raw, publishing_id)
+
+    def _end_trailer(self) -> None:
+        """Append the trailer record the last records wait for (``_track``)."""
+        trailer = self._trailer
+        if trailer is not None:
+            self._trailer = None
+            frame = encode_record(RECORD_TRAILER,
+                                  trailer_entry(TRACK_SEQUENCE, trailer[1], trailer[2]))
+            self.segments[-1].size += len(frame)
+            self._pending += frame
 
     def _trim_writers(self) -> None:
         """Forget all but the ``MAX_WRITERS`` publishers that wrote last, as osiris trims its
@@ -623,6 +618,8 @@ class StreamLog:
         ts = int(self.clock.seconds() * 1000)
         frame = encode_record(RECORD_TRACKING, _HEAD.pack(self.next_offset, ts)
                               + trailer_entry(TRACK_OFFSET, raw, offset))
+        if self._trailer is not None:
+            self._end_trailer()   # the chunk before ends with it
         seg = self.segments[-1]
         if seg.size + len(frame) > self.max_segment_bytes and seg.positions:
             self._write_pending()
@@ -634,6 +631,8 @@ class StreamLog:
         self._chunk_open = False   # messages after it start a chunk of their own
 
     def _add(self, frame: bytes) -> None:
+        if self._trailer is not None:
+            self._end_trailer()
         self.segments[-1].size += len(frame)
         self._pending += frame
         self._unsynced = True
@@ -727,6 +726,8 @@ class StreamLog:
         if i < 0 or offset >= min(end, self.next_offset):
             return offset, 0, [], offset, 0
         seg = self.segments[i]
+        if self._trailer is not None and seg is self.segments[-1]:
+            self._end_trailer()   # a reader in the turn's chunk: its trailer so far
         index = offset - seg.first_offset
         positions, lengths = seg.positions, seg.lengths
         if index and positions[index - 1] == positions[index]:
@@ -857,6 +858,8 @@ class StreamLog:
             self._write_pending()
 
     def _write_pending(self) -> None:
+        if self._trailer is not None:
+            self._end_trailer()
         if self._pending and not self.closed:
             seg = self.segments[-1]
             seg.file.write_at(self._pending_at, self._pending)
@@ -947,6 +950,7 @@ class StreamLog:
         """HA fencing: another broker owns the files now; nothing more is written."""
         self.closed = True
         self._pending = bytearray()
+        self._trailer = None
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         for seg in self.segments:
