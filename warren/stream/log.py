@@ -62,8 +62,9 @@ chunk written from several publishes has one per writer); a chunk that stops ins
 has none. The trailer record waits in memory until something else is appended, the pending
 bytes are written or a reader reaches them: the same writer's next append in the chunk goes
 on before it, so an AMQP channel's messages, appended one by one, end their chunk with one
-trailer record, not one each. Recovery takes the publishers' last ids from the trailers. Logs written before
-trailers have a type 3 record right after such messages instead; it counts as their trailer.
+trailer record, not one each. Recovery takes the publishers' last ids from the trailers.
+Logs written before trailers have a type 3 record right after such messages instead; it
+counts as their trailer.
 A reference too long for a trailer entry (over 255 bytes) is still a type 3 record, which
 only deduplication reads. A segment is closed (a new one started)
 when the next record would take it past ``max_segment_bytes``; retention runs then and deletes
