@@ -578,6 +578,12 @@ class StreamLog:
         as osiris' chunk has one entry per writer. An AMQP 0-9-1 channel's messages come one
         by one, each with its writer's next id (``writer_ids.py``): a trailer record after
         each cost its publish a record to encode and a replay a record to pass over."""
+        trailer = self._trailer
+        if trailer is not None and trailer[0] == reference:
+            # the same writer going on with its chunk: already the most recent writer
+            self.writers[reference] = publishing_id
+            self._trailer = (reference, trailer[1], publishing_id)
+            return
         writers = self.writers
         writers.pop(reference, None)   # the most recent writers last
         writers[reference] = publishing_id
