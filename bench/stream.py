@@ -3,6 +3,7 @@ warren side by side with RabbitMQ's streams (Debian's rabbitmq-server, plugin ra
 
     python -m bench.stream [--messages 100000] [--rounds 1] [--size 64]
                            [--brokers warren,rabbitmq] [--window 1000] [--replay 1000000]
+                           [--compare PATH ...] [--callgrind]
 
 Per broker, one broker on free loopback ports (warren: ``warren run`` as the tests start it;
 RabbitMQ: a private node as ``tests/network/rabbitmq.py`` starts one, with ``rabbitmq_stream``),
@@ -18,8 +19,14 @@ the same clients for both. Each round, on a fresh stream:
    does; the N of step 1 arrive as AMQP 1.0 messages, converted as RabbitMQ converts them);
    rate = 2N / time to the last one.
 
-The table (stdout, Markdown) has the median rate per broker and step and the ratio warren /
-RabbitMQ; progress goes to stderr. Speed is measured, never asserted.
+The table (stdout, Markdown) has the median rate per broker and step, the broker's CPU
+time per message (its process tree, from /proc) and the ratio warren / RabbitMQ; progress
+goes to stderr. Speed is measured, never asserted. ``--compare PATH`` (repeatable) runs warren
+from another checkout too (a ``git archive`` of an older commit), named after its directory:
+all brokers run throughout and their rounds interleave, as a before and an after on a loaded
+machine compare only so. ``--callgrind`` runs the warrens under callgrind, instrumentation
+off but for each step (``callgrind_control -z``, ``-i on``, the step, ``-i off``, a dump), and
+adds each step's instructions per message: a figure the machine's load does not move.
 
 ``--replay N`` (after the rounds, N = 1,000,000 for the figure the README quotes) fills a fresh
 stream with N messages over the Stream protocol and reads them all back from offset 0 with
@@ -218,7 +225,7 @@ class Running:
         self.kind = kind
         self.callgrind = callgrind
         self.workdir = workdir / kind
-        if kind in ("warren", "compare"):
+        if kind == "warren" or checkout:
             # it advertises the host of its node name to Stream clients, as the RabbitMQ
             # node advertises the address set for it: both the one the clients connect to,
             # else rstream opens a second connection to the leader by that name
@@ -283,17 +290,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--window", type=int, default=1000)
     ap.add_argument("--brokers", default="warren,rabbitmq")
-    ap.add_argument("--compare", metavar="PATH",
+    ap.add_argument("--compare", metavar="PATH", action="append", default=[],
                     help="also run warren from the checkout at PATH (e.g. a `git archive` of "
-                         "main) as the broker 'compare'; all brokers run throughout, their "
-                         "rounds interleaved")
+                         "main), named after its directory; repeatable; all brokers run "
+                         "throughout, their rounds interleaved")
     ap.add_argument("--callgrind", action="store_true",
-                    help="run warren (and compare) under callgrind and give the instructions "
-                         "per message of each step (keep --messages small: ~50x slower)")
+                    help="run warren (and the --compare checkouts) under callgrind and give "
+                         "the instructions per message of each step (keep --messages small: "
+                         "~50x slower)")
     ap.add_argument("--replay", type=int, default=0,
                     help="then publish this many to a fresh stream and replay them from 0")
     args = ap.parse_args(argv)
-    kinds = args.brokers.split(",") + (["compare"] if args.compare else [])
+    checkouts = {Path(path).resolve().name: str(Path(path).resolve())
+                 for path in args.compare}
+    kinds = args.brokers.split(",") + list(checkouts)
     rates: dict[tuple[str, str], list[float]] = {}
     cpu_us: dict[tuple[str, str], list[float]] = {}
     instructions: dict[tuple[str, str], list[float]] = {}
@@ -303,10 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for kind in kinds:
                 say(f"starting {kind}")
-                running[kind] = Running(
-                    kind, Path(tmp),
-                    str(Path(args.compare).resolve()) if kind == "compare" else None,
-                    args.callgrind and kind != "rabbitmq")
+                running[kind] = Running(kind, Path(tmp), checkouts.get(kind),
+                                        args.callgrind and kind != "rabbitmq")
             for r in range(args.rounds):
                 for kind, broker in running.items():
                     stream = f"bench-{r}"
