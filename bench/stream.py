@@ -3,6 +3,7 @@ warren side by side with RabbitMQ's streams (Debian's rabbitmq-server, plugin ra
 
     python -m bench.stream [--messages 100000] [--rounds 1] [--size 64]
                            [--brokers warren,rabbitmq] [--window 1000] [--replay 1000000]
+                           [--compare PATH ...] [--callgrind]
 
 Per broker, one broker on free loopback ports (warren: ``warren run`` as the tests start it;
 RabbitMQ: a private node as ``tests/network/rabbitmq.py`` starts one, with ``rabbitmq_stream``),
@@ -18,8 +19,14 @@ the same clients for both. Each round, on a fresh stream:
    does; the N of step 1 arrive as AMQP 1.0 messages, converted as RabbitMQ converts them);
    rate = 2N / time to the last one.
 
-The table (stdout, Markdown) has the median rate per broker and step and the ratio warren /
-RabbitMQ; progress goes to stderr. Speed is measured, never asserted.
+The table (stdout, Markdown) has the median rate per broker and step, the broker's CPU
+time per message (its process tree, from /proc) and the ratio warren / RabbitMQ; progress
+goes to stderr. Speed is measured, never asserted. ``--compare PATH`` (repeatable) runs warren
+from another checkout too (a ``git archive`` of an older commit), named after its directory:
+all brokers run throughout and their rounds interleave, as a before and an after on a loaded
+machine compare only so. ``--callgrind`` runs the warrens under callgrind, instrumentation
+off but for each step (``callgrind_control -z``, ``-i on``, the step, ``-i off``, a dump), and
+adds each step's instructions per message: a figure the machine's load does not move.
 
 ``--replay N`` (after the rounds, N = 1,000,000 for the figure the README quotes) fills a fresh
 stream with N messages over the Stream protocol and reads them all back from offset 0 with
@@ -37,10 +44,12 @@ import argparse
 import asyncio
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import pika
 from rstream import Consumer, ConsumerOffsetSpecification, OffsetType, Producer
@@ -207,26 +216,71 @@ def replay_figures(broker: "Running", n: int, size: int) -> dict[str, float]:
 
 
 class Running:
-    """One broker under test: its AMQP and Stream ports, and how to stop it."""
+    """One broker under test: its AMQP and Stream ports, and how to stop it. ``checkout``:
+    warren imported from that directory instead of this one (``--compare``); ``callgrind``:
+    warren under valgrind's callgrind, instrumentation off until a step turns it on."""
 
-    def __init__(self, kind: str, workdir: Path) -> None:
+    def __init__(self, kind: str, workdir: Path, checkout: str | None = None,
+                 callgrind: bool = False) -> None:
         self.kind = kind
-        if kind == "warren":
+        self.callgrind = callgrind
+        self.workdir = workdir / kind
+        if kind == "warren" or checkout:
             # it advertises the host of its node name to Stream clients, as the RabbitMQ
             # node advertises the address set for it: both the one the clients connect to,
             # else rstream opens a second connection to the leader by that name
-            self.proc = BrokerProcess(workdir / "warren",
-                                      extra_args=["--node-name", f"warren@{HOST}"]).start()
+            proc_class = CallgrindBroker if callgrind else BrokerProcess
+            env = {"PYTHONPATH": checkout} if checkout else None
+            self.proc = proc_class(self.workdir, extra_args=["--node-name", f"warren@{HOST}"],
+                                   env=env, cwd=checkout).start(timeout=600)
             self.amqp, self.stream = self.proc.amqp_port, self.proc.stream_port
             self.stop = self.proc.stop
             assert self.proc.proc is not None
             self.pid = self.proc.proc.pid
         else:
-            node = RabbitNode(workdir / "rabbitmq", plugins=("rabbitmq_stream",)).start()
+            node = RabbitNode(self.workdir, plugins=("rabbitmq_stream",)).start()
             self.amqp, self.stream = node.amqp_port, node.stream_port
             self.stop = node.stop
             assert node.proc is not None
             self.pid = node.proc.pid
+
+    def measure(self, run: Callable[[], float]) -> tuple[float, float, float]:
+        """``run()``'s rate, the broker's CPU seconds over it, and (under callgrind) the
+        instructions it executed, else 0."""
+        if self.callgrind:
+            subprocess.run(["callgrind_control", "-z", str(self.pid)], check=True,
+                           capture_output=True)
+            subprocess.run(["callgrind_control", "-i", "on", str(self.pid)], check=True,
+                           capture_output=True)
+        cpu = cpu_seconds(self.pid)
+        rate = run()
+        cpu = cpu_seconds(self.pid) - cpu
+        if not self.callgrind:
+            return rate, cpu, 0.0
+        subprocess.run(["callgrind_control", "-i", "off", str(self.pid)], check=True,
+                       capture_output=True)
+        before = set(self.workdir.parent.glob(f"callgrind.{self.pid}*"))
+        subprocess.run(["callgrind_control", "-d", str(self.pid)], check=True,
+                       capture_output=True)
+        dumps = set(self.workdir.parent.glob(f"callgrind.{self.pid}*")) - before
+        instructions = 0.0
+        for dump in dumps:
+            for line in dump.read_text(errors="replace").splitlines():
+                if line.startswith("summary:") or line.startswith("totals:"):
+                    instructions = max(instructions, float(line.split()[1]))
+            dump.unlink()
+        return rate, cpu, instructions
+
+
+class CallgrindBroker(BrokerProcess):
+    """warren under ``valgrind --tool=callgrind --instr-atstart=no``: each step is counted
+    alone (``callgrind_control -z``, ``-i on``, the step, ``-i off``, a dump), so its
+    instructions per message compare commits on a loaded machine, where rates do not."""
+
+    def command(self) -> list[str]:
+        out = Path(self.data_dir).parent / "callgrind.%p"
+        return ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                f"--callgrind-out-file={out}"] + super().command()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,46 +290,77 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--window", type=int, default=1000)
     ap.add_argument("--brokers", default="warren,rabbitmq")
+    ap.add_argument("--compare", metavar="PATH", action="append", default=[],
+                    help="also run warren from the checkout at PATH (e.g. a `git archive` of "
+                         "main), named after its directory; repeatable; all brokers run "
+                         "throughout, their rounds interleaved")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="run warren (and the --compare checkouts) under callgrind and give "
+                         "the instructions per message of each step (keep --messages small: "
+                         "~50x slower)")
     ap.add_argument("--replay", type=int, default=0,
                     help="then publish this many to a fresh stream and replay them from 0")
     args = ap.parse_args(argv)
+    checkouts = {Path(path).resolve().name: str(Path(path).resolve())
+                 for path in args.compare}
+    kinds = args.brokers.split(",") + list(checkouts)
     rates: dict[tuple[str, str], list[float]] = {}
+    cpu_us: dict[tuple[str, str], list[float]] = {}
+    instructions: dict[tuple[str, str], list[float]] = {}
     replays: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="warren-bench-stream-") as tmp:
-        for kind in args.brokers.split(","):
-            say(f"starting {kind}")
-            broker = Running(kind, Path(tmp))
-            try:
-                for r in range(args.rounds):
+        running: dict[str, Running] = {}
+        try:
+            for kind in kinds:
+                say(f"starting {kind}")
+                running[kind] = Running(kind, Path(tmp), checkouts.get(kind),
+                                        args.callgrind and kind != "rabbitmq")
+            for r in range(args.rounds):
+                for kind, broker in running.items():
                     stream = f"bench-{r}"
                     n = args.messages
-                    for step, run in (
-                            ("amqp-publish", lambda: amqp_publish(broker.amqp, stream, n,
-                                                                  args.size, args.window)),
-                            ("amqp-consume", lambda: amqp_consume(broker.amqp, stream, n,
-                                                                  args.window)),
-                            ("stream-publish", lambda: asyncio.run(stream_publish(
+                    for step, count, run in (
+                            ("amqp-publish", n, lambda: amqp_publish(broker.amqp, stream, n,
+                                                                     args.size, args.window)),
+                            ("amqp-consume", n, lambda: amqp_consume(broker.amqp, stream, n,
+                                                                     args.window)),
+                            ("stream-publish", n, lambda: asyncio.run(stream_publish(
                                 broker.stream, stream, n, args.size))),
-                            ("stream-replay", lambda: asyncio.run(stream_replay(
+                            ("stream-replay", 2 * n, lambda: asyncio.run(stream_replay(
                                 broker.stream, stream, 2 * n)))):
-                        rate = run()
+                        rate, cpu, instr = broker.measure(run)
                         rates.setdefault((kind, step), []).append(rate)
-                        say(f"{kind} round {r + 1} {step}: {rate:,.0f} msg/s")
-                if args.replay:
+                        cpu_us.setdefault((kind, step), []).append(cpu / count * 1e6)
+                        figures = f"{rate:,.0f} msg/s, broker CPU {cpu / count * 1e6:.1f} us/msg"
+                        if instr:
+                            instructions.setdefault((kind, step), []).append(instr / count)
+                            figures += f", {instr / count:,.0f} instructions/msg"
+                        say(f"{kind} round {r + 1} {step}: {figures}")
+            if args.replay:
+                for kind, broker in running.items():
                     replays[kind] = replay_figures(broker, args.replay, args.size)
                     say(f"{kind} replay of {args.replay:,}: {replays[kind]}")
-            finally:
+        finally:
+            for broker in running.values():
                 broker.stop()
-    kinds = args.brokers.split(",")
     print(f"\n{args.messages:,} messages of {args.size} bytes, median of {args.rounds} "
-          "round(s), msg/s\n")
-    print("| step | " + " | ".join(kinds) + (" | warren / rabbitmq |" if len(kinds) > 1 else " |"))
-    print("|---" * (len(kinds) + 1 + (len(kinds) > 1)) + "|")
+          "round(s): msg/s, broker CPU us per message"
+          + (", instructions per message (callgrind)" if instructions else "") + "\n")
+    ratio_head = " | warren / rabbitmq" if {"warren", "rabbitmq"} <= set(kinds) else ""
+    print("| step | " + " | ".join(kinds) + " | " + " | ".join(f"{k} us" for k in kinds)
+          + "".join(f" | {k} instr" for k in kinds if (k, STEPS[0]) in instructions)
+          + ratio_head + " |")
+    print("|---" * (1 + 2 * len(kinds) + sum((k, STEPS[0]) in instructions for k in kinds)
+                    + bool(ratio_head)) + "|")
     for step in STEPS:
         medians = {k: statistics.median(rates[(k, step)]) for k in kinds if (k, step) in rates}
         cells = [f"{medians[k]:,.0f}" if k in medians else "-" for k in kinds]
+        cells += [f"{statistics.median(cpu_us[(k, step)]):.1f}" if (k, step) in cpu_us
+                  else "-" for k in kinds]
+        cells += [f"{statistics.median(instructions[(k, step)]):,.0f}" for k in kinds
+                  if (k, step) in instructions]
         ratio = ""
-        if "warren" in medians and "rabbitmq" in medians:
+        if ratio_head and "warren" in medians and "rabbitmq" in medians:
             ratio = f" | {medians['warren'] / medians['rabbitmq']:.2f}"
         print(f"| {step} | " + " | ".join(cells) + ratio + " |")
     if replays:

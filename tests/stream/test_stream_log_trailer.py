@@ -87,6 +87,46 @@ def test_the_publishes_of_a_turn_are_a_chunk_with_one_trailer_also_after_reopeni
     log.close()
 
 
+def test_a_writers_appends_in_a_chunk_leave_one_trailer_with_its_last_id(tmp_path):
+    """An AMQP channel's messages are appended one by one, each with its writer's next id:
+    the chunk ends with one trailer entry for the writer, its last id (osiris' chunk has one
+    per writer), not a trailer record after each message; a trailer already synced (so
+    confirmed) stays where it is."""
+    directory = str(tmp_path / "w")
+    clock = Clock()
+    log = StreamLog(directory, clock)
+    log.open(fresh=True)
+
+    def head(offset, goes_on=True):
+        return struct.pack(">Qq", offset | (1 << 63 if goes_on else 0), 0)
+
+    def entry(name, value):
+        return b"\x00" + bytes([len(name)]) + name + value.to_bytes(8, "big")
+
+    for i, writer in enumerate((("w", 1), ("w", 2), ("v", 1), ("v", 2))):   # one turn
+        log.append_many([b"m%d" % i], writer=writer)
+    log.sync()
+    log.append_many([b"m4"], writer=("v", 3))   # the same chunk, after a sync
+    clock.advance(0)                            # the turn ends
+    log.append_many([b"m5"], writer=("v", 4))
+    log.sync()
+    assert records_of(directory)[1:] == [
+        (1, head(0, goes_on=False) + b"m0"), (1, head(1) + b"m1"), (9, entry(b"w", 2)),
+        (1, head(2) + b"m2"), (1, head(3) + b"m3"), (9, entry(b"v", 2)),
+        (1, head(4) + b"m4"), (9, entry(b"v", 3)),
+        (1, head(5, goes_on=False) + b"m5"), (9, entry(b"v", 4))]
+    for reopened in (False, True):
+        if reopened:
+            log.close()
+            log = StreamLog(directory, Clock())
+            log.open(fresh=False)
+            assert log.writers == {"w": 2, "v": 4}
+        assert log.read_run(0, 6, 100, 1 << 20)[2:] == (
+            [b"m0", b"m1", b"m2", b"m3", b"m4"], 5, 11 + 11)   # one entry per writer
+        assert log.read_run(5, 6, 100, 1 << 20)[2:] == ([b"m5"], 6, 11)
+    log.close()
+
+
 def test_a_log_written_before_trailers_reads_back_with_the_same_trailers(tmp_path):
     directory = tmp_path / "old"
     os.makedirs(directory)
@@ -126,6 +166,7 @@ def test_a_trailer_torn_at_the_tail_is_cut_and_the_message_before_it_kept(tmp_pa
     log = StreamLog(directory, Clock())
     log.open(fresh=True)
     log.append_many([b"m0"], writer=("test-reference", 1))
+    log.sync()   # id 1 confirmed: its trailer stays, though m1 goes on with its chunk
     log.append_many([b"m1"], writer=("test-reference", 2))
     log.sync()
     path = log.segments[-1].file.path

@@ -59,8 +59,12 @@ protocol subscriber gets the chunk's header, which tells the trailer's length (2
 rstream's publisher ``test-reference``), without the trailer itself. ``read_run`` gives the
 size of the trailers that follow the records it reads, one entry per reference (an osiris
 chunk written from several publishes has one per writer); a chunk that stops inside a publish
-has none. Recovery takes the publishers' last ids from the trailers. Logs written before
-trailers have a type 3 record right after such messages instead; it counts as their trailer.
+has none. The trailer record waits in memory until something else is appended, the pending
+bytes are written or a reader reaches them: the same writer's next append in the chunk goes
+on before it, so an AMQP channel's messages, appended one by one, end their chunk with one
+trailer record, not one each. Recovery takes the publishers' last ids from the trailers.
+Logs written before trailers have a type 3 record right after such messages instead; it
+counts as their trailer.
 A reference too long for a trailer entry (over 255 bytes) is still a type 3 record, which
 only deduplication reads. A segment is closed (a new one started)
 when the next record would take it past ``max_segment_bytes``; retention runs then and deletes
@@ -293,6 +297,9 @@ class StreamLog:
         # the messages and bytes in it so far
         self._chunk_open = False
         self._chunk_messages = self._chunk_bytes = 0
+        # the trailer entry the records appended last wait for: (publisher reference, its
+        # tracking id, publishing id), written when anything else comes (``_end_trailer``)
+        self._trailer: tuple[str, bytes, int] | None = None
         self._unsynced = False
         self._new_files = False               # a segment was created: fsync the directory
         self.writers: dict[str, int] = {}     # publisher reference -> last publishing id
@@ -490,6 +497,9 @@ class StreamLog:
         # CONTINUES in their offset field
         goes_on = CONTINUES if self._chunk_open else 0
         chunk_messages, chunk_bytes = self._chunk_messages, self._chunk_bytes
+        trailer = self._trailer
+        if trailer is not None and (writer is None or not goes_on or writer[0] != trailer[0]):
+            self._end_trailer()   # the same writer going on with the chunk: it waits
         for record, value in _cut_runs(message_records, filter_values):
             count = 1
             at = self.next_offset | goes_on
@@ -527,13 +537,15 @@ class StreamLog:
             size = len(frame)
             if seg.size + size > self.max_segment_bytes and seg.positions:
                 # a chunk never spans segments: the new one starts with a chunk
-                self._write_pending()
+                self._write_pending()   # (and the waiting trailer ends the chunk before)
                 seg = self._new_segment(_segment_number(seg) + 1)
                 pending = self._pending
                 goes_on = 0
             elif goes_on and (chunk_messages + count > MAX_RUN_MESSAGES
                               or chunk_bytes + size > MAX_RUN_BYTES):
                 goes_on = 0   # a chunk as big as a replay delivers at once: the next starts
+                if self._trailer is not None:
+                    self._end_trailer()
             if not goes_on:
                 if at & CONTINUES:
                     frame = _starting_chunk(frame)
@@ -558,7 +570,20 @@ class StreamLog:
         between: same segment, same turn): as osiris writes a chunk's trailer, one entry of
         type sequence, so a reader finds the trailer of the chunk it delivers next to its
         last record. A reference too long for a trailer entry (over 255 bytes) is a
-        tracking record (type 3), which counts for deduplication alone."""
+        tracking record (type 3), which counts for deduplication alone.
+
+        The trailer record waits (``_trailer``) until something else is appended, written or
+        read: the same writer's next append in the chunk goes on before it and takes it
+        over, so a chunk of one writer's appends ends with one trailer record, its last id,
+        as osiris' chunk has one entry per writer. An AMQP 0-9-1 channel's messages come one
+        by one, each with its writer's next id (``writer_ids.py``): a trailer record after
+        each cost its publish a record to encode and a replay a record to pass over."""
+        trailer = self._trailer
+        if trailer is not None and trailer[0] == reference:
+            # the same writer going on with its chunk: already the most recent writer
+            self.writers[reference] = publishing_id
+            self._trailer = (reference, trailer[1], publishing_id)
+            return
         writers = self.writers
         writers.pop(reference, None)   # the most recent writers last
         writers[reference] = publishing_id
@@ -568,8 +593,17 @@ class StreamLog:
         if len(raw) > MAX_TRACKING_ID:
             self._add(encode_record(RECORD_WRITER, _pack_tracking(reference, publishing_id)))
         else:
-            self._add(encode_record(RECORD_TRAILER,
-                                    trailer_entry(TRACK_SEQUENCE, raw, publishing_id)))
+            self._trailer = (reference, raw, publishing_id)
+
+    def _end_trailer(self) -> None:
+        """Append the trailer record the last records wait for (``_track``)."""
+        trailer = self._trailer
+        if trailer is not None:
+            self._trailer = None
+            frame = encode_record(RECORD_TRAILER,
+                                  trailer_entry(TRACK_SEQUENCE, trailer[1], trailer[2]))
+            self.segments[-1].size += len(frame)
+            self._pending += frame
 
     def _trim_writers(self) -> None:
         """Forget all but the ``MAX_WRITERS`` publishers that wrote last, as osiris trims its
@@ -591,6 +625,8 @@ class StreamLog:
         ts = int(self.clock.seconds() * 1000)
         frame = encode_record(RECORD_TRACKING, _HEAD.pack(self.next_offset, ts)
                               + trailer_entry(TRACK_OFFSET, raw, offset))
+        if self._trailer is not None:
+            self._end_trailer()   # the chunk before ends with it
         seg = self.segments[-1]
         if seg.size + len(frame) > self.max_segment_bytes and seg.positions:
             self._write_pending()
@@ -602,6 +638,8 @@ class StreamLog:
         self._chunk_open = False   # messages after it start a chunk of their own
 
     def _add(self, frame: bytes) -> None:
+        if self._trailer is not None:
+            self._end_trailer()
         self.segments[-1].size += len(frame)
         self._pending += frame
         self._unsynced = True
@@ -695,6 +733,8 @@ class StreamLog:
         if i < 0 or offset >= min(end, self.next_offset):
             return offset, 0, [], offset, 0
         seg = self.segments[i]
+        if self._trailer is not None and seg is self.segments[-1]:
+            self._end_trailer()   # a reader in the turn's chunk: its trailer so far
         index = offset - seg.first_offset
         positions, lengths = seg.positions, seg.lengths
         if index and positions[index - 1] == positions[index]:
@@ -825,6 +865,8 @@ class StreamLog:
             self._write_pending()
 
     def _write_pending(self) -> None:
+        if self._trailer is not None:
+            self._end_trailer()
         if self._pending and not self.closed:
             seg = self.segments[-1]
             seg.file.write_at(self._pending_at, self._pending)
@@ -915,6 +957,7 @@ class StreamLog:
         """HA fencing: another broker owns the files now; nothing more is written."""
         self.closed = True
         self._pending = bytearray()
+        self._trailer = None
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         for seg in self.segments:

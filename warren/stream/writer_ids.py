@@ -31,17 +31,29 @@ def new_writer_id() -> str:
 
 
 class WriterIds:
-    """One stream's writers: publisher -> [writer id, last sequence number]."""
+    """One stream's writers: publisher -> [writer id, last sequence number].
 
-    __slots__ = ("_writers",)
+    A channel's messages come one by one: the last publisher's writer is kept beside the
+    map, behind a weak reference, so a run of one channel's publishes skips the
+    ``WeakKeyDictionary`` lookup (a Python call and a new weak reference per message)."""
+
+    __slots__ = ("_writers", "_last", "_last_writer")
 
     def __init__(self) -> None:
         self._writers: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+        self._last: weakref.ref[Any] | None = None
+        self._last_writer: list[Any] = []
 
     def next(self, publisher: Any) -> tuple[str, int]:
         """The writer id of ``publisher`` and the sequence number of its next message."""
-        writer = self._writers.get(publisher)
-        if writer is None:
-            writer = self._writers[publisher] = [new_writer_id(), 0]
+        last = self._last
+        if last is not None and last() is publisher:
+            writer = self._last_writer
+        else:
+            found = self._writers.get(publisher)
+            if found is None:
+                found = self._writers[publisher] = [new_writer_id(), 0]
+            writer = found
+            self._last, self._last_writer = weakref.ref(publisher), writer
         writer[1] += 1
         return writer[0], writer[1]
