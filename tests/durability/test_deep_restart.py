@@ -4,19 +4,14 @@ messages the checkpoint holds, then the fill): every message back once, in order
 back, and no traceback.
 
 The checkpoint's temporary file is a named pipe here, so the test knows the instant the
-checkpoint's writer (a forked child) opens it: an open of the pipe's other end returns
-then, and the test kills the broker's process group at once. What a real crash leaves, a
-partial temporary file, replaces the pipe before the restart.
+checkpoint's writer (a forked child) opens it (``checkpoint_kill.py``).
 """
 
 from __future__ import annotations
 
-import os
-import re
-import threading
-
 from tests.broker_process import BrokerProcess
-from tests.durability.clients import ConfirmedPublisher, read_queue
+from tests.durability.checkpoint_kill import KillWhenTheWriterOpens, assert_restarts_whole
+from tests.durability.clients import ConfirmedPublisher
 from tests.durability.test_saved_index import QUEUE, publish, take
 from warren.store.journal import saved_index
 
@@ -38,42 +33,12 @@ def test_a_kill_during_a_checkpoint_write_after_a_fill_that_outran_it_loses_noth
         # the checkpoint of all of it (its writer's file is over a pipe's 64 KiB buffer)
         broker.wait_for_line("(3000 messages,")
         assert take(broker.amqp_url, 100) == first[:100]   # acks after it
-        pipe = journal / (saved_index.CHECKPOINT + ".tmp")
-        os.mkfifo(pipe)
-        killed = threading.Event()
-        partial: list[bytes] = []
-
-        def kill_when_the_writer_opens() -> None:
-            fd = os.open(pipe, os.O_RDONLY)   # returns when the checkpoint's writer opens
-            broker.kill()                     # the process group: the writer too
-            killed.set()
-            with os.fdopen(fd, "rb") as reader:
-                partial.append(reader.read())
-
-        watcher = threading.Thread(target=kill_when_the_writer_opens, daemon=True)
-        watcher.start()
+        kill = KillWhenTheWriterOpens(broker, journal / (saved_index.CHECKPOINT + ".tmp"))
         second = bodies(3000, 8000)
         publisher = ConfirmedPublisher(broker.amqp_url, QUEUE, iter(second))
         publisher.run(timeout=60)   # until every body is confirmed or the broker is killed
-        assert killed.wait(60), broker.log()
-        watcher.join(10)
-        confirmed = set(publisher.acked)
-        pipe.unlink()
-        pipe.write_bytes(partial[0])   # what the killed writer left
-        assert "Traceback" not in broker.log()
-
-        broker.start()
-        line = broker.wait_for_line("from the checkpoint at segment")
-        assert int(re.search(r"and (\d+) records after it", line).group(1)) > 0, line
-        got = read_queue(broker.amqp_url, QUEUE)
-        assert not any(redelivered for _, redelivered in got)
-        got_bodies = [body for body, _ in got]
-        # the first part less what was acked, then the fill in order, each once: every
-        # confirmed message, and maybe some whose confirm the kill cut off
-        assert got_bodies[:2900] == first[100:]
-        fill = got_bodies[2900:]
-        assert fill == second[:len(fill)]
-        assert confirmed <= set(fill)
-        assert "Traceback" not in broker.log()
+        kill.leave_partial()
+        # the first part less what was acked, then the fill
+        assert_restarts_whole(broker, QUEUE, first[100:], second, set(publisher.acked))
     finally:
         broker.kill()

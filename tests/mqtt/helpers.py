@@ -13,7 +13,7 @@ from paho.mqtt.client import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from warren.mqtt.codec import MqttParser, encode
+from warren.mqtt.codec import Connect, Disconnect, MqttParser, encode
 
 V311 = mqtt.MQTTv311
 V5 = mqtt.MQTTv5
@@ -202,3 +202,31 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def connected_raw(port: int, level: int = 4, timeout: float = 120) -> RawClient:
+    """A raw client past a CONNACK 0x00 (a big SUBSCRIBE or UNSUBSCRIBE may take long)."""
+    raw = RawClient(port, level=level)
+    raw.sock.settimeout(timeout)
+    raw.send(Connect(protocol_level=level, client_id=cid(), username="guest",
+                     password=b"guest"))
+    assert raw.recv().reason_code == 0
+    return raw
+
+
+def assert_ended_and_others_served(broker: Any, raw: RawClient, code: int | None,
+                                   unique: str) -> None:
+    """``raw``'s connection ends as bad input must end it (a DISCONNECT with ``code`` at 5.0,
+    a bare close at 3.1.1: ``code`` None), the broker serves another client as before, and
+    nothing was logged as a traceback."""
+    reply = raw.recv()
+    if code is not None:
+        assert isinstance(reply, Disconnect) and reply.reason_code == code, reply
+        reply = raw.recv()
+    assert reply is None
+    other = Client(broker.mqtt_port)
+    other.subscribe(f"{unique}/after", 1)
+    other.publish(f"{unique}/after", b"fine", 1)
+    assert other.get().payload == b"fine"
+    other.disconnect()
+    assert not [line for line in broker.lines if "Traceback" in line]

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from tests.mqtt.helpers import Client, RawClient, cid
-from warren.mqtt.codec import (Connect, Disconnect, MqttError, MqttParser, Publish, SubAck,
+from tests.mqtt.helpers import (Client, assert_ended_and_others_served, connected_raw)
+from warren.mqtt.codec import (MqttError, MqttParser, Publish, SubAck,
                                Subscribe, Subscription, encode)
 from warren.mqtt.subscribe_payload import EAGER_FILTERS, LazySubscriptions
 
@@ -67,14 +67,6 @@ def test_a_bad_filter_past_the_first_is_reported_when_reached(level, options, co
         MqttParser(protocol_level=level).feed(_subscribe_bytes(filters, level))
 
 
-def _connected(port: int, level: int) -> RawClient:
-    raw = RawClient(port, level=level)
-    raw.send(Connect(protocol_level=level, client_id=cid(), username="guest",
-                     password=b"guest"))
-    assert raw.recv().reason_code == 0
-    return raw
-
-
 @pytest.mark.parametrize("level,tail,code", [
     (5, _filter("bad", 0x03), 0x81),            # QoS 3 [MQTT-3.8.3-4]
     (5, _filter("bad", 0x30), 0x82),            # retain handling 3 [MQTT 5.0 3.8.3.1]
@@ -85,20 +77,10 @@ def _connected(port: int, level: int) -> RawClient:
 def test_a_big_subscribe_with_a_bad_last_filter(broker, unique, level, tail, code):
     """The proper error once the session reaches the filter (DISCONNECT at 5.0, a close at
     3.1.1), no SUBACK, no traceback, and the broker serves the others as before."""
-    raw = _connected(broker.mqtt_port, level)
+    raw = connected_raw(broker.mqtt_port, level)
     raw.send_raw(_subscribe_bytes([_filter(f"{unique}/{i}", 1) for i in range(MANY)] + [tail],
                                   level))
-    reply = raw.recv()
-    if code is not None:
-        assert isinstance(reply, Disconnect) and reply.reason_code == code, reply
-        reply = raw.recv()
-    assert reply is None
-    other = Client(broker.mqtt_port)
-    other.subscribe(f"{unique}/after", 1)
-    other.publish(f"{unique}/after", b"fine", 1)
-    assert other.get().payload == b"fine"
-    other.disconnect()
-    assert not [line for line in broker.lines if "Traceback" in line]
+    assert_ended_and_others_served(broker, raw, code, unique)
 
 
 N = 20_000
@@ -117,7 +99,7 @@ def test_retained_messages_of_a_big_subscribe_yield_to_other_clients(broker, uni
     probe = Client(broker.mqtt_port)
     probe.publish(first, b"first", qos=1, retain=True)
     probe.publish(last, b"0", qos=1, retain=True)
-    raw = _connected(broker.mqtt_port, 4)
+    raw = connected_raw(broker.mqtt_port, 4)
     raw.sock.settimeout(120)
     stop = threading.Event()
     sent = [1]

@@ -9,22 +9,13 @@ import threading
 
 import pytest
 
-from tests.mqtt.helpers import Client, RawClient, cid
-from warren.mqtt.codec import (Connect, Disconnect, MqttParser, Publish, SubAck, Subscribe,
+from tests.mqtt.helpers import (Client, assert_ended_and_others_served, connected_raw)
+from warren.mqtt.codec import (MqttParser, Publish, SubAck, Subscribe,
                                Subscription, UnsubAck, Unsubscribe, encode)
 from warren.mqtt.subscribe_payload import EAGER_FILTERS, LazyTopicFilters
 
 N = 50_000
 MANY = EAGER_FILTERS * 3
-
-
-def _connected(port: int, level: int = 4) -> RawClient:
-    raw = RawClient(port, level=level)
-    raw.sock.settimeout(120)
-    raw.send(Connect(protocol_level=level, client_id=cid("unsub"), username="guest",
-                     password=b"guest"))
-    assert raw.recv().reason_code == 0
-    return raw
 
 
 def test_other_clients_are_served_while_a_big_unsubscribe_is_done(broker, unique):
@@ -36,7 +27,7 @@ def test_other_clients_are_served_while_a_big_unsubscribe_is_done(broker, unique
     turn, the UNSUBSCRIBE would fall before, after or between a pair's two messages (both
     delivered, neither, or only the first), never the other way round."""
     filters = [f"{unique}/{i}/+" for i in range(N)]
-    raw = _connected(broker.mqtt_port)
+    raw = connected_raw(broker.mqtt_port)
     raw.send(Subscribe(1, tuple(Subscription(f, 0) for f in [*filters, f"{unique}/end"])))
     suback = raw.recv()
     assert isinstance(suback, SubAck) and suback.reason_codes == (0,) * (N + 1)
@@ -92,7 +83,7 @@ def test_a_big_unsubscribe_answers_each_filter_in_order(broker, unique):
     """5.0: one UNSUBACK code per filter, in the packet's order, whether it was subscribed
     (0x00) or not (0x11), past the filters the parser decodes at once; the subscriptions
     left keep delivering, those gone do not."""
-    raw = _connected(broker.mqtt_port, 5)
+    raw = connected_raw(broker.mqtt_port, 5)
     kept = f"{unique}/kept"
     subscribed = [f"{unique}/{i}" for i in range(0, MANY, 2)]
     raw.send(Subscribe(1, tuple(Subscription(f, 0) for f in [*subscribed, kept])))
@@ -146,19 +137,9 @@ def test_a_big_unsubscribe_with_a_bad_last_filter(broker, unique, level, tail, c
     """The proper error once the session reaches the filter (DISCONNECT at 5.0, a close at
     3.1.1), no UNSUBACK, no traceback; the filters before it were unsubscribed (Mosquitto's
     handle__unsubscribe also acts on each as it reads it), and the others are served."""
-    raw = _connected(broker.mqtt_port, level)
+    raw = connected_raw(broker.mqtt_port, level)
     filters = [f"{unique}/{i}" for i in range(MANY)]
     raw.send(Subscribe(1, tuple(Subscription(f, 0) for f in filters)))
     assert isinstance(raw.recv(), SubAck)
     raw.send_raw(_unsubscribe_bytes([_filter(f.encode()) for f in filters] + [tail], level))
-    reply = raw.recv()
-    if code is not None:
-        assert isinstance(reply, Disconnect) and reply.reason_code == code, reply
-        reply = raw.recv()
-    assert reply is None
-    other = Client(broker.mqtt_port)
-    other.subscribe(f"{unique}/after", 1)
-    other.publish(f"{unique}/after", b"fine", 1)
-    assert other.get().payload == b"fine"
-    other.disconnect()
-    assert not [line for line in broker.lines if "Traceback" in line]
+    assert_ended_and_others_served(broker, raw, code, unique)

@@ -88,6 +88,17 @@ def lazy(directory: Path) -> tuple[JournalStore, object]:
     return store, store.recover(body_size=Message.record_body_size)
 
 
+def starts_as_a_replay(journal: Path, tmp_path: Path, caplog) -> str:
+    """The store left at ``journal`` starts (from its checkpoint, lazily) holding what a full
+    replay of a copy gives; what the start logged, to look for how it started."""
+    expected = replayed(journal, tmp_path)
+    with caplog.at_level(logging.INFO, logger="warren.store.journal"):
+        store, state = lazy(journal)
+    assert summary(state) == expected
+    store.close()
+    return caplog.text
+
+
 def no_fork() -> int:
     raise OSError(errno.ENOMEM, "Cannot allocate memory")
 
@@ -129,13 +140,9 @@ def test_a_covered_segment_written_since_falls_back_to_the_replay(tmp_path, capl
     data[40] ^= 0xFF   # inside the first MESSAGE record: the replay skips the rest of it
     path.write_bytes(bytes(data))
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    expected = replayed(journal, tmp_path)
-    with caplog.at_level(logging.INFO, logger="warren.store.journal"):
-        store, state = lazy(journal)
-    assert "checkpoint not used (the segments it covers changed since)" in caplog.text
-    assert "from the checkpoint" not in caplog.text
-    assert summary(state) == expected
-    store.close()
+    log = starts_as_a_replay(journal, tmp_path, caplog)
+    assert "checkpoint not used (the segments it covers changed since)" in log
+    assert "from the checkpoint" not in log
 
 
 def test_a_torn_or_half_written_checkpoint_is_never_used(tmp_path, caplog):
@@ -178,12 +185,8 @@ def test_a_checkpoint_stays_valid_across_compaction_and_segment_deletion(tmp_pat
     assert store.compactions > 0
     assert set(numbers) - {p.name for p in journal.glob("*.log")}   # covered segments gone
     store.abandon()
-    expected = replayed(journal, tmp_path)
-    with caplog.at_level(logging.INFO, logger="warren.store.journal"):
-        store, state = lazy(journal)
-    assert "from the checkpoint at segment" in caplog.text
-    assert summary(state) == expected
-    store.close()
+    log = starts_as_a_replay(journal, tmp_path, caplog)
+    assert "from the checkpoint at segment" in log
 
 
 def test_the_saved_index_of_a_clean_stop_goes_on_as_the_checkpoint(tmp_path, caplog):

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.store.test_journal_checkpoint import checkpointed, lazy, running
+from tests.store.test_journal_checkpoint import (checkpointed, lazy, running,
+                                                 starts_as_a_replay)
 from tests.store.test_journal_saved_index import (  # noqa: F401  (an autouse fixture)
     QA, QB, RECORD, loaded_maps_as_arrays, replayed, summary)
 from warren.store.journal import index as journal_index
@@ -96,12 +97,8 @@ def test_after_checkpoint_deltas_of_them_the_next_checkpoint_is_full(tmp_path, c
     assert store.checkpoint_deltas_written == 7
     assert deltas_in(journal) == [saved_index.delta_name(1)]
     store.abandon()
-    expected = replayed(journal, tmp_path)
-    with caplog.at_level(logging.INFO, logger="warren.store.journal"):
-        store, state = lazy(journal)
-    assert "the checkpoint and 1 deltas on it" in caplog.text
-    assert summary(state) == expected
-    store.close()
+    log = starts_as_a_replay(journal, tmp_path, caplog)
+    assert "the checkpoint and 1 deltas on it" in log
 
 
 def test_a_damaged_or_half_written_delta_ends_the_chain_and_the_journal_says_the_rest(
@@ -140,12 +137,8 @@ def test_a_delta_left_from_an_older_full_checkpoint_is_not_applied(tmp_path, cap
     store.abandon()
     assert deltas_in(journal) == [saved_index.delta_name(1)]
     (journal / saved_index.delta_name(2)).write_bytes(old)
-    expected = replayed(journal, tmp_path)
-    with caplog.at_level(logging.INFO, logger="warren.store.journal"):
-        store, state = lazy(journal)
-    assert "the checkpoint and 1 deltas on it" in caplog.text
-    assert summary(state) == expected
-    store.close()
+    log = starts_as_a_replay(journal, tmp_path, caplog)
+    assert "the checkpoint and 1 deltas on it" in log
 
 
 def test_a_delta_that_cannot_be_written_makes_the_next_checkpoint_full(tmp_path, caplog):
@@ -198,12 +191,8 @@ def test_messages_moved_by_compaction_are_moved_by_the_delta(tmp_path, caplog):
     store.ack(QB, [7, 14])
     store.flush()
     store.abandon()
-    expected = replayed(journal, tmp_path)
-    with caplog.at_level(logging.INFO, logger="warren.store.journal"):
-        store, state = lazy(journal)
-    assert "the checkpoint and 1 deltas on it" in caplog.text
-    assert summary(state) == expected
-    store.close()
+    log = starts_as_a_replay(journal, tmp_path, caplog)
+    assert "the checkpoint and 1 deltas on it" in log
 
 
 def test_the_deltas_of_a_chain_are_not_applied_to_the_index_a_clean_stop_saved(tmp_path,
@@ -216,10 +205,6 @@ def test_the_deltas_of_a_chain_are_not_applied_to_the_index_a_clean_stop_saved(t
     store.flush()
     store.abandon()   # before its first checkpoint: the deltas of the old chain are still there
     assert deltas_in(journal) == [saved_index.delta_name(1), saved_index.delta_name(2)]
-    expected = replayed(journal, tmp_path)
-    with caplog.at_level(logging.INFO, logger="warren.store.journal"):
-        store, state = lazy(journal)
-    assert "from the checkpoint at segment" in caplog.text
-    assert "deltas on it" not in caplog.text
-    assert summary(state) == expected
-    store.close()
+    log = starts_as_a_replay(journal, tmp_path, caplog)
+    assert "from the checkpoint at segment" in log
+    assert "deltas on it" not in log

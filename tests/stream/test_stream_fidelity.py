@@ -21,31 +21,14 @@ import asyncio
 import struct
 
 import pika
-import pytest
 import requests
 from rstream import schema
 from rstream.client import Client
 
-from tests.broker_process import BrokerProcess
 from tests.stream.raw_frames import Raw, string
+from tests.stream.rstream_client import client
 
 TIMEOUT = 30
-
-
-@pytest.fixture
-def private(tmp_path):
-    proc = BrokerProcess(tmp_path / "data").start()
-    yield proc
-    proc.stop()
-    if proc.proc is not None and proc.proc.poll() is None:
-        proc.kill()
-
-
-async def client(broker) -> Client:
-    c = Client("127.0.0.1", broker.stream_port, frame_max=1024 * 1024, heartbeat=60)
-    await c.start()
-    await c.authenticate(vhost="/", username="guest", password="guest")
-    return c
 
 
 async def publish(c: Client, pub_id: int, ids: list[int], data: bytes = b"m") -> None:

@@ -20,22 +20,10 @@ from rstream import (OffsetType, Producer, RawMessage,
                      exceptions)
 from rstream import Consumer as RConsumer
 
-from tests.broker_process import BrokerProcess
 from tests.stream.raw_frames import Raw, frame, string
 from tests.stream.rstream_reader import read
 
 TIMEOUT = 30
-
-
-@pytest.fixture
-def private(tmp_path):
-    """A broker of the test's own, for the tests that restart it (the rest share the
-    module's broker, with a stream name each)."""
-    proc = BrokerProcess(tmp_path / "data").start()
-    yield proc
-    proc.stop()
-    if proc.proc is not None and proc.proc.poll() is None:
-        proc.kill()
 
 
 def producer(broker):

@@ -16,28 +16,12 @@ from __future__ import annotations
 import asyncio
 import zlib
 
-import pytest
 from rstream import schema
 from rstream.client import Client
 
+from tests.stream.rstream_client import client
+
 TIMEOUT = 30
-
-
-@pytest.fixture
-def private(tmp_path):
-    from tests.broker_process import BrokerProcess
-    proc = BrokerProcess(tmp_path / "data").start()
-    yield proc
-    proc.stop()
-    if proc.proc is not None and proc.proc.poll() is None:
-        proc.kill()
-
-
-async def client(broker) -> Client:
-    c = Client("127.0.0.1", broker.stream_port, frame_max=1024 * 1024, heartbeat=60)
-    await c.start()
-    await c.authenticate(vhost="/", username="guest", password="guest")
-    return c
 
 
 async def deliver_after(c: Client, send) -> schema.Deliver:

@@ -1129,20 +1129,8 @@ class JournalIndex:
                                                       self.returned_in)):
             raise TypeError("a delta's small maps are not mappings")
         self.definitions = {}
-        for kind, key, value, segment, offset, length in content["definitions"]:
-            self.definitions[(kind, key)] = DefinitionLocation(value, segment, offset, length)
         self.segments = {}
-        for number, live, definitions, live_bytes, guards, released_at, purging in \
-                content["segments"]:
-            liveness = self.segments[number] = SegmentLiveness()
-            liveness.live = live
-            liveness.definitions = {(kind, key): None for kind, key in definitions}
-            liveness.live_bytes = live_bytes
-            liveness.guards = set(guards)
-            liveness.released_at = tuple(released_at)
-            liveness.purging = purging
-        self.max_msg_id = int(content["max_msg_id"])
-        self.max_seq = int(content["max_seq"])
+        self._restore_small_parts(content)
 
     def deltas_applied(self) -> None:
         """After the deltas on a restored index: maps grown big as dicts become arrays (as
@@ -1194,17 +1182,22 @@ class JournalIndex:
         index.returned_in = content["returned_in"]
         if not isinstance(index.returned_in, dict):
             raise TypeError("saved returns are not a mapping")
+        index._restore_small_parts(content)
+        return index
+
+    def _restore_small_parts(self, content: dict[str, Any]) -> None:
+        """The parts a checkpoint and a delta both save whole (definitions, segments, the
+        highest id and seq), into this index's empty maps."""
         for kind, key, value, segment, offset, length in content["definitions"]:
-            index.definitions[(kind, key)] = DefinitionLocation(value, segment, offset, length)
+            self.definitions[(kind, key)] = DefinitionLocation(value, segment, offset, length)
         for number, live, definitions, live_bytes, guards, released_at, purging in \
                 content["segments"]:
-            liveness = index.segments[number] = SegmentLiveness()
+            liveness = self.segments[number] = SegmentLiveness()
             liveness.live = live
             liveness.definitions = {(kind, key): None for kind, key in definitions}
             liveness.live_bytes = live_bytes
             liveness.guards = set(guards)
             liveness.released_at = tuple(released_at)
             liveness.purging = purging
-        index.max_msg_id = int(content["max_msg_id"])
-        index.max_seq = int(content["max_seq"])
-        return index
+        self.max_msg_id = int(content["max_msg_id"])
+        self.max_seq = int(content["max_seq"])
