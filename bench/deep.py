@@ -75,6 +75,7 @@ from bench.rabbitmq_scripts import find_rabbitmq
 from bench.loadgen.amqp import DIRECT_EXCHANGE, Consumer, Publisher, routing_key
 from bench.loadgen.connection import ProtocolError
 from bench.loadgen.driver import Settings
+from bench.proc_cpu import group_cpu_seconds
 from bench.proc_memory import group_bytes
 from bench.scenarios import group_rss
 
@@ -238,20 +239,8 @@ def proportional_mb(broker: Broker) -> float:
 
 def cpu_seconds(broker: Broker) -> float:
     """User + system CPU seconds so far of the broker's process group (every thread of
-    warren and of any child it forked; RabbitMQ's beam.smp and its helpers), from /proc."""
-    pgid = os.getpgid(broker.process.pid)
-    total = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue   # gone meanwhile
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    warren and of any child it forked; RabbitMQ's beam.smp and its helpers)."""
+    return group_cpu_seconds(os.getpgid(broker.process.pid))
 
 
 def resident_mb(broker: Broker) -> float:

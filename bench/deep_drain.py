@@ -28,6 +28,7 @@ from pathlib import Path
 import pika
 
 from bench.deep_restart import fill, write_messages as write_journal
+from bench.proc_cpu import process_cpu_seconds
 from bench.scale import RoundTrips
 from warren.embedded.process import BrokerProcess
 from warren.store.sql.store import SqlStore
@@ -39,13 +40,6 @@ BUDGET = 4 * 1024 * 1024
 def write_messages(url: str, count: int) -> None:
     """Store ``count`` messages for the queue in the database of a stopped broker."""
     fill(SqlStore(url), count, flush_every=50_000, queue=QUEUE)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (every thread) so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def drain(url: str, count: int, queue: str = QUEUE) -> float:
@@ -91,9 +85,9 @@ def measure(count: int, cwd: str | None,
         probe = RoundTrips(broker.mqtt_port)
         probe.start()
         try:
-            began, client_began = cpu_seconds(broker.proc.pid), time.process_time()
+            began, client_began = process_cpu_seconds(broker.proc.pid), time.process_time()
             seconds = drain(broker.amqp_url, count)
-            cpu = cpu_seconds(broker.proc.pid) - began
+            cpu = process_cpu_seconds(broker.proc.pid) - began
             client = time.process_time() - client_began
         finally:
             trips = probe.finish()

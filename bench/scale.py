@@ -511,7 +511,7 @@ def _mqtt_turn_work(port: int, n: int, mode: str, probe: "RoundTrips",
     the part that is not measured is done; one line. With the broker's ``pid``, its CPU
     time per filter (``unsub``: of the SUBSCRIBE and of the UNSUBSCRIBE), which a loaded
     machine's wall clock blurs."""
-    from bench.deep_drain import cpu_seconds
+    from bench.proc_cpu import process_cpu_seconds as cpu_seconds
 
     def cpu() -> float:
         return cpu_seconds(pid) if pid is not None else 0.0
@@ -606,7 +606,7 @@ def _mqtt_drop(port: int, n: int, probe: "RoundTrips") -> str:
 def _group_cpu(pid: int) -> float:
     """CPU seconds of the broker process and its children (RabbitMQ's beam), so far: what a
     loaded machine's wall clock blurs."""
-    from bench.deep_drain import cpu_seconds
+    from bench.proc_cpu import process_cpu_seconds as cpu_seconds
     total = cpu_seconds(pid)
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:

@@ -54,6 +54,7 @@ from typing import Callable
 import pika
 from rstream import Consumer, ConsumerOffsetSpecification, OffsetType, Producer
 
+from bench.proc_cpu import process_cpu_seconds
 from tests.broker_process import BrokerProcess
 from tests.durability.clients import ConfirmedPublisher
 from tests.network.rabbitmq import RabbitNode
@@ -166,15 +167,7 @@ def _tree(pid: int) -> list[int]:
 def cpu_seconds(pid: int) -> float:
     """User and system CPU time of ``pid`` and its descendants: what the broker spent, which
     the load of other processes on the machine does not change as it changes rates."""
-    total = 0.0
-    for p in _tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
+    return sum(process_cpu_seconds(p) for p in _tree(pid))
 
 
 def rss_bytes(pid: int) -> int:
