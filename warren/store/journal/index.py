@@ -933,15 +933,7 @@ class JournalIndex:
             "queues": flags,
             "order": order,
             "ascending": [key for key, ids in order.items() if ascending(ids)],
-            "shared": self.shared,
-            "counts": self.counts,
-            "returned_in": self.returned_in,
-            "definitions": [(kind, key, d.value, d.segment, d.offset, d.length)
-                            for (kind, key), d in self.definitions.items()],
-            "segments": [(number, s.live, list(s.definitions), s.live_bytes, list(s.guards),
-                          s.released_at, s.purging) for number, s in self.segments.items()],
-            "max_msg_id": self.max_msg_id,
-            "max_seq": self.max_seq,
+            **self._small_parts(),
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -1029,15 +1021,7 @@ class JournalIndex:
             "messages": (new_ids, new_high, new_low, changed, *moved_arrays, gone),
             "queue_modes": queues,
             **parts,
-            "shared": self.shared,
-            "counts": self.counts,
-            "returned_in": self.returned_in,
-            "definitions": [(kind, key, d.value, d.segment, d.offset, d.length)
-                            for (kind, key), d in self.definitions.items()],
-            "segments": [(number, s.live, list(s.definitions), s.live_bytes, list(s.guards),
-                          s.released_at, s.purging) for number, s in self.segments.items()],
-            "max_msg_id": self.max_msg_id,
-            "max_seq": self.max_seq,
+            **self._small_parts(),
         }
 
     def apply_delta(self, content: dict[str, Any]) -> None:
@@ -1184,6 +1168,22 @@ class JournalIndex:
             raise TypeError("saved returns are not a mapping")
         index._restore_small_parts(content)
         return index
+
+    def _small_parts(self) -> dict[str, Any]:
+        """The parts a checkpoint and a delta both save whole: the shared, counts and returns
+        maps (by reference: a snapshot copies them), definitions, segments, the highest id
+        and seq."""
+        return {
+            "shared": self.shared,
+            "counts": self.counts,
+            "returned_in": self.returned_in,
+            "definitions": [(kind, key, d.value, d.segment, d.offset, d.length)
+                            for (kind, key), d in self.definitions.items()],
+            "segments": [(number, s.live, list(s.definitions), s.live_bytes, list(s.guards),
+                          s.released_at, s.purging) for number, s in self.segments.items()],
+            "max_msg_id": self.max_msg_id,
+            "max_seq": self.max_seq,
+        }
 
     def _restore_small_parts(self, content: dict[str, Any]) -> None:
         """The parts a checkpoint and a delta both save whole (definitions, segments, the
