@@ -20,14 +20,16 @@ Bodies are 100 bytes, messages durable (header durable=true), so that every brok
 same work; ``--unmarked`` sends proton's default header, without ``durable``: a transient
 message to RabbitMQ 3.10 and to warren, as to RabbitMQ 4.2 and later (4.0 and 4.1 took an
 absent durable as true). A
-broker that is not installed, or cannot speak AMQP 1.0 (Debian's activemq package ships no
-activemq-amqp module; ``--activemq PATH`` runs an upstream ActiveMQ's launcher instead), is
-left out with the reason.
+broker that is not installed, or cannot speak AMQP 1.0, is left out with the reason. Debian's
+activemq package ships no activemq-amqp module: ``--activemq-lib DIR`` adds the jars in DIR
+(activemq-amqp and proton-j of the broker's version) to its classpath, or ``--activemq PATH``
+runs an upstream ActiveMQ's launcher instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import tempfile
@@ -56,9 +58,29 @@ class RabbitMQAmqp1(RabbitMQ):
 
 
 class ActiveMQAmqp1(ActiveMQ):
-    """ActiveMQ with an AMQP 1.0 transport connector beside its STOMP and MQTT ones."""
+    """ActiveMQ with an AMQP 1.0 transport connector beside its STOMP and MQTT ones.
+
+    ``lib``: a directory of extra jars (``--activemq-lib``), for an ActiveMQ without its AMQP
+    module, as Debian's: activemq-amqp and proton-j of the broker's version. The launcher
+    takes them, each by its path, from ACTIVEMQ_USER_CLASSPATH (not from ACTIVEMQ_BASE's lib:
+    Debian's launcher resets ACTIVEMQ_BASE from its options file), so the installed broker is
+    left as it is.
+    """
 
     protocols = frozenset({"stomp", "mqtt", "amqp"})
+
+    def __init__(self, workdir: Path, *, program: str | None = None,
+                 lib: Path | None = None) -> None:
+        super().__init__(workdir, program=program)
+        self.lib = lib
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        if self.lib is not None:
+            jars = [str(jar) for jar in sorted(self.lib.resolve().glob("*.jar"))]
+            env["ACTIVEMQ_USER_CLASSPATH"] = os.pathsep.join(
+                filter(None, [env.get("ACTIVEMQ_USER_CLASSPATH", ""), *jars]))
+        return env
 
     def prepare(self) -> None:
         super().prepare()
@@ -151,9 +173,10 @@ def measure(port: int, messages: int, durable: bool = True,
 
 
 def start(name: str, workdir: Path, activemq: str | None,
-          compare: str | None = None) -> Broker | None:
+          compare: str | None = None, activemq_lib: Path | None = None) -> Broker | None:
     """The broker started, or None (with the reason printed) when a reference broker cannot
-    run here; ``compare``: warren from that checkout."""
+    run here; ``compare``: warren from that checkout; ``activemq_lib``: extra jars for
+    ActiveMQ (its AMQP module)."""
     cls = BROKERS.get(name, Warren)
     if name == "compare":
         WarrenFrom.checkout = str(Path(compare or "").resolve())
@@ -161,7 +184,7 @@ def start(name: str, workdir: Path, activemq: str | None,
     elif cls is Warren:
         broker = Warren(workdir, command=Warren.default_command())
     elif cls is ActiveMQAmqp1:
-        broker = ActiveMQAmqp1(workdir, program=activemq)
+        broker = ActiveMQAmqp1(workdir, program=activemq, lib=activemq_lib)
     else:
         broker = cls(workdir)
     try:
@@ -187,6 +210,10 @@ def main() -> None:
                              "RabbitMQ 3.10, warren and RabbitMQ 4.2+ (durable on 4.0/4.1)")
     parser.add_argument("--brokers", default=",".join(BROKERS))
     parser.add_argument("--activemq", help="the activemq launcher (default: on PATH)")
+    parser.add_argument("--activemq-lib", metavar="DIR", type=Path,
+                        help="a directory of jars ActiveMQ loads too: activemq-amqp and "
+                             "proton-j of its version, where its own lib has no AMQP module "
+                             "(Debian's package)")
     parser.add_argument("--compare", metavar="PATH",
                         help="also run warren from the checkout at PATH (e.g. a `git archive` "
                              "of main) as the broker 'compare', rounds interleaved")
@@ -197,7 +224,8 @@ def main() -> None:
         try:
             names = args.brokers.split(",") + (["compare"] if args.compare else [])
             for name in names:
-                broker = start(name, Path(tmp) / name, args.activemq, args.compare)
+                broker = start(name, Path(tmp) / name, args.activemq, args.compare,
+                               args.activemq_lib)
                 if broker is not None:
                     running[name] = broker
             for i in range(args.rounds):
