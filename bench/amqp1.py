@@ -3,7 +3,8 @@ ActiveMQ 5.17's AMQP connector.
 
 Run: ``python -m bench.amqp1 [--messages N] [--rounds R] [--brokers warren,rabbitmq,activemq]``.
 One python-qpid-proton blocking client per broker, on the same machine in the same run (the
-brokers all running, their rounds interleaved; the table gives medians), all over AMQP 1.0
+brokers all running, their rounds interleaved, after ``--warmup`` unrecorded ones; the table
+gives medians), all over AMQP 1.0
 only, to the address all three read as a queue: the bare name ``bench`` (RabbitMQ 3's v1 and
 ActiveMQ's default both declare it as a queue; warren does as they do):
 
@@ -205,6 +206,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="rounds per broker, interleaved (all brokers run throughout); "
                              "the table gives each figure's median")
+    parser.add_argument("--warmup", type=int, default=0, metavar="ROUNDS",
+                        help="unrecorded rounds per broker first, interleaved as the others: "
+                             "ActiveMQ's JIT makes its first two rounds 3-5x dearer in CPU")
     parser.add_argument("--unmarked", action="store_true",
                         help="send proton's default header (durable not set): transient on "
                              "RabbitMQ 3.10, warren and RabbitMQ 4.2+ (durable on 4.0/4.1)")
@@ -228,7 +232,7 @@ def main() -> None:
                                args.activemq_lib)
                 if broker is not None:
                     running[name] = broker
-            for i in range(args.rounds):
+            for i in range(-args.warmup, args.rounds):
                 for name, broker in list(running.items()):
                     try:
                         result = measure(broker.ports["amqp"], args.messages,
@@ -239,6 +243,9 @@ def main() -> None:
                             raise
                         print(f"{name}: left out ({type(e).__name__}: {e})", flush=True)
                         running.pop(name).stop()
+                        continue
+                    if i < 0:
+                        print(f"warm-up {name}: {result}", flush=True)
                         continue
                     rounds.setdefault(name, []).append(result)
                     print(f"round {i + 1} {name}: {result}", flush=True)
