@@ -37,8 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from proton import Message
-from proton.reactor import AtMostOnce
+from proton import Link, Message, Terminus
+from proton.reactor import AtMostOnce, LinkOption
 from proton.utils import BlockingConnection
 
 from bench.stream import cpu_seconds
@@ -108,21 +108,32 @@ class WarrenFrom(Warren):
         return env
 
 
+class DurableNode(LinkOption):
+    """The link's terminus asks for a durable node (``durable`` = unsettled-state): warren and
+    RabbitMQ 3.10 then declare the bare name's queue durable and keep its durable messages on
+    disk, as ActiveMQ keeps a persistent message whatever the terminus says."""
+
+    def apply(self, link: Link) -> None:
+        terminus = link.target if link.is_sender else link.source
+        terminus.durability = Terminus.DELIVERIES
+
+
 def measure(port: int, messages: int, durable: bool = True,
-            pid: int | None = None) -> dict[str, float]:
+            pid: int | None = None, durable_node: bool = False) -> dict[str, float]:
     """The four figures, and the CPU the settled sends and the receive cost per message in
     this client and (given its process ``pid``) in the broker: on a loaded machine the rates
     move with the load, the CPU spent per message much less."""
     conn = BlockingConnection(f"amqp://guest:guest@{HOST}:{port}", allowed_mechs="PLAIN",
                               timeout=120)
     body = b"x" * 100
-    sender = conn.create_sender(ADDRESS)
+    node = [DurableNode()] if durable_node else []
+    sender = conn.create_sender(ADDRESS, options=node)
     rounds = max(100, messages // 10)
     began = time.perf_counter()
     for _ in range(rounds):
         sender.send(Message(body=body, durable=durable))
     latency_ms = (time.perf_counter() - began) / rounds * 1000
-    fast = conn.create_sender(ADDRESS, name="settled", options=AtMostOnce())
+    fast = conn.create_sender(ADDRESS, name="settled", options=[AtMostOnce(), *node])
     send_cpu = cpu_seconds(pid) if pid is not None else 0.0
     send_client_cpu = time.process_time()
     began = time.perf_counter()
@@ -153,7 +164,7 @@ def measure(port: int, messages: int, durable: bool = True,
     for d in deliveries:
         d.settle()
     total = rounds + 2 * messages + 1
-    receiver = conn.create_receiver(ADDRESS, credit=500)
+    receiver = conn.create_receiver(ADDRESS, credit=500, options=node)
     broker_cpu = cpu_seconds(pid) if pid is not None else 0.0
     client_cpu = time.process_time()
     began = time.perf_counter()
@@ -212,6 +223,9 @@ def main() -> None:
     parser.add_argument("--unmarked", action="store_true",
                         help="send proton's default header (durable not set): transient on "
                              "RabbitMQ 3.10, warren and RabbitMQ 4.2+ (durable on 4.0/4.1)")
+    parser.add_argument("--durable-queue", action="store_true",
+                        help="the links ask for a durable node, so that warren and RabbitMQ "
+                             "3.10 keep the durable messages on disk as ActiveMQ does")
     parser.add_argument("--brokers", default=",".join(BROKERS))
     parser.add_argument("--activemq", help="the activemq launcher (default: on PATH)")
     parser.add_argument("--activemq-lib", metavar="DIR", type=Path,
@@ -237,6 +251,7 @@ def main() -> None:
                     try:
                         result = measure(broker.ports["amqp"], args.messages,
                                          durable=not args.unmarked,
+                                         durable_node=args.durable_queue,
                                          pid=broker.process.pid if broker.process else None)
                     except Exception as e:      # a reference broker's failure leaves it out
                         if name == "warren":
