@@ -17,11 +17,13 @@ ActiveMQ's default both declare it as a queue; warren does as they do):
 - receive rate: an unsettled receiver with a credit window of 500, accepting each message,
   and the CPU time that costs per message in the client and in the broker's processes.
 
-Bodies are 100 bytes, messages durable (header durable=true), so that every broker does the
-same work; ``--unmarked`` sends proton's default header, without ``durable``: a transient
-message to RabbitMQ 3.10 and to warren, as to RabbitMQ 4.2 and later (4.0 and 4.1 took an
-absent durable as true). A
-broker that is not installed, or cannot speak AMQP 1.0, is left out with the reason. Debian's
+Bodies are 100 bytes, messages durable (header durable=true); ``--unmarked`` sends proton's
+default header, without ``durable``: a transient message to RabbitMQ 3.10, to warren and to
+ActiveMQ, as to RabbitMQ 4.2 and later (4.0 and 4.1 took an absent durable as true). Durable
+messages are not the same work everywhere: the bare name's queue is non-durable on warren and
+RabbitMQ 3.10 (they do not keep its messages across a restart) while ActiveMQ writes them to
+KahaDB; ``--durable-queue`` has the links ask for a durable node, so that all three keep them.
+A broker that is not installed, or cannot speak AMQP 1.0, is left out with the reason. Debian's
 activemq package ships no activemq-amqp module: ``--activemq-lib DIR`` adds the jars in DIR
 (activemq-amqp and proton-j of the broker's version) to its classpath, or ``--activemq PATH``
 runs an upstream ActiveMQ's launcher instead.
