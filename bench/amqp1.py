@@ -3,7 +3,8 @@ ActiveMQ 5.17's AMQP connector.
 
 Run: ``python -m bench.amqp1 [--messages N] [--rounds R] [--brokers warren,rabbitmq,activemq]``.
 One python-qpid-proton blocking client per broker, on the same machine in the same run (the
-brokers all running, their rounds interleaved; the table gives medians), all over AMQP 1.0
+brokers all running, their rounds interleaved, after ``--warmup`` unrecorded ones; the table
+gives medians), all over AMQP 1.0
 only, to the address all three read as a queue: the bare name ``bench`` (RabbitMQ 3's v1 and
 ActiveMQ's default both declare it as a queue; warren does as they do):
 
@@ -16,26 +17,30 @@ ActiveMQ's default both declare it as a queue; warren does as they do):
 - receive rate: an unsettled receiver with a credit window of 500, accepting each message,
   and the CPU time that costs per message in the client and in the broker's processes.
 
-Bodies are 100 bytes, messages durable (header durable=true), so that every broker does the
-same work; ``--unmarked`` sends proton's default header, without ``durable``: a transient
-message to RabbitMQ 3.10 and to warren, as to RabbitMQ 4.2 and later (4.0 and 4.1 took an
-absent durable as true). A
-broker that is not installed, or cannot speak AMQP 1.0 (Debian's activemq package ships no
-activemq-amqp module; ``--activemq PATH`` runs an upstream ActiveMQ's launcher instead), is
-left out with the reason.
+Bodies are 100 bytes, messages durable (header durable=true); ``--unmarked`` sends proton's
+default header, without ``durable``: a transient message to RabbitMQ 3.10, to warren and to
+ActiveMQ, as to RabbitMQ 4.2 and later (4.0 and 4.1 took an absent durable as true). Durable
+messages are not the same work everywhere: the bare name's queue is non-durable on warren and
+RabbitMQ 3.10 (they do not keep its messages across a restart) while ActiveMQ writes them to
+KahaDB; ``--durable-queue`` has the links ask for a durable node, so that all three keep them.
+A broker that is not installed, or cannot speak AMQP 1.0, is left out with the reason. Debian's
+activemq package ships no activemq-amqp module: ``--activemq-lib DIR`` adds the jars in DIR
+(activemq-amqp and proton-j of the broker's version) to its classpath, or ``--activemq PATH``
+runs an upstream ActiveMQ's launcher instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from proton import Message
-from proton.reactor import AtMostOnce
+from proton import Link, Message, Terminus
+from proton.reactor import AtMostOnce, LinkOption
 from proton.utils import BlockingConnection
 
 from bench.stream import cpu_seconds
@@ -56,9 +61,29 @@ class RabbitMQAmqp1(RabbitMQ):
 
 
 class ActiveMQAmqp1(ActiveMQ):
-    """ActiveMQ with an AMQP 1.0 transport connector beside its STOMP and MQTT ones."""
+    """ActiveMQ with an AMQP 1.0 transport connector beside its STOMP and MQTT ones.
+
+    ``lib``: a directory of extra jars (``--activemq-lib``), for an ActiveMQ without its AMQP
+    module, as Debian's: activemq-amqp and proton-j of the broker's version. The launcher
+    takes them, each by its path, from ACTIVEMQ_USER_CLASSPATH (not from ACTIVEMQ_BASE's lib:
+    Debian's launcher resets ACTIVEMQ_BASE from its options file), so the installed broker is
+    left as it is.
+    """
 
     protocols = frozenset({"stomp", "mqtt", "amqp"})
+
+    def __init__(self, workdir: Path, *, program: str | None = None,
+                 lib: Path | None = None) -> None:
+        super().__init__(workdir, program=program)
+        self.lib = lib
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        if self.lib is not None:
+            jars = [str(jar) for jar in sorted(self.lib.resolve().glob("*.jar"))]
+            env["ACTIVEMQ_USER_CLASSPATH"] = os.pathsep.join(
+                filter(None, [env.get("ACTIVEMQ_USER_CLASSPATH", ""), *jars]))
+        return env
 
     def prepare(self) -> None:
         super().prepare()
@@ -85,21 +110,32 @@ class WarrenFrom(Warren):
         return env
 
 
+class DurableNode(LinkOption):
+    """The link's terminus asks for a durable node (``durable`` = unsettled-state): warren and
+    RabbitMQ 3.10 then declare the bare name's queue durable and keep its durable messages on
+    disk, as ActiveMQ keeps a persistent message whatever the terminus says."""
+
+    def apply(self, link: Link) -> None:
+        terminus = link.target if link.is_sender else link.source
+        terminus.durability = Terminus.DELIVERIES
+
+
 def measure(port: int, messages: int, durable: bool = True,
-            pid: int | None = None) -> dict[str, float]:
+            pid: int | None = None, durable_node: bool = False) -> dict[str, float]:
     """The four figures, and the CPU the settled sends and the receive cost per message in
     this client and (given its process ``pid``) in the broker: on a loaded machine the rates
     move with the load, the CPU spent per message much less."""
     conn = BlockingConnection(f"amqp://guest:guest@{HOST}:{port}", allowed_mechs="PLAIN",
                               timeout=120)
     body = b"x" * 100
-    sender = conn.create_sender(ADDRESS)
+    node = [DurableNode()] if durable_node else []
+    sender = conn.create_sender(ADDRESS, options=node)
     rounds = max(100, messages // 10)
     began = time.perf_counter()
     for _ in range(rounds):
         sender.send(Message(body=body, durable=durable))
     latency_ms = (time.perf_counter() - began) / rounds * 1000
-    fast = conn.create_sender(ADDRESS, name="settled", options=AtMostOnce())
+    fast = conn.create_sender(ADDRESS, name="settled", options=[AtMostOnce(), *node])
     send_cpu = cpu_seconds(pid) if pid is not None else 0.0
     send_client_cpu = time.process_time()
     began = time.perf_counter()
@@ -130,7 +166,7 @@ def measure(port: int, messages: int, durable: bool = True,
     for d in deliveries:
         d.settle()
     total = rounds + 2 * messages + 1
-    receiver = conn.create_receiver(ADDRESS, credit=500)
+    receiver = conn.create_receiver(ADDRESS, credit=500, options=node)
     broker_cpu = cpu_seconds(pid) if pid is not None else 0.0
     client_cpu = time.process_time()
     began = time.perf_counter()
@@ -151,9 +187,10 @@ def measure(port: int, messages: int, durable: bool = True,
 
 
 def start(name: str, workdir: Path, activemq: str | None,
-          compare: str | None = None) -> Broker | None:
+          compare: str | None = None, activemq_lib: Path | None = None) -> Broker | None:
     """The broker started, or None (with the reason printed) when a reference broker cannot
-    run here; ``compare``: warren from that checkout."""
+    run here; ``compare``: warren from that checkout; ``activemq_lib``: extra jars for
+    ActiveMQ (its AMQP module)."""
     cls = BROKERS.get(name, Warren)
     if name == "compare":
         WarrenFrom.checkout = str(Path(compare or "").resolve())
@@ -161,7 +198,7 @@ def start(name: str, workdir: Path, activemq: str | None,
     elif cls is Warren:
         broker = Warren(workdir, command=Warren.default_command())
     elif cls is ActiveMQAmqp1:
-        broker = ActiveMQAmqp1(workdir, program=activemq)
+        broker = ActiveMQAmqp1(workdir, program=activemq, lib=activemq_lib)
     else:
         broker = cls(workdir)
     try:
@@ -182,11 +219,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="rounds per broker, interleaved (all brokers run throughout); "
                              "the table gives each figure's median")
+    parser.add_argument("--warmup", type=int, default=0, metavar="ROUNDS",
+                        help="unrecorded rounds per broker first, interleaved as the others: "
+                             "ActiveMQ's JIT makes its first two rounds 3-5x dearer in CPU")
     parser.add_argument("--unmarked", action="store_true",
                         help="send proton's default header (durable not set): transient on "
                              "RabbitMQ 3.10, warren and RabbitMQ 4.2+ (durable on 4.0/4.1)")
+    parser.add_argument("--durable-queue", action="store_true",
+                        help="the links ask for a durable node, so that warren and RabbitMQ "
+                             "3.10 keep the durable messages on disk as ActiveMQ does")
     parser.add_argument("--brokers", default=",".join(BROKERS))
     parser.add_argument("--activemq", help="the activemq launcher (default: on PATH)")
+    parser.add_argument("--activemq-lib", metavar="DIR", type=Path,
+                        help="a directory of jars ActiveMQ loads too: activemq-amqp and "
+                             "proton-j of its version, where its own lib has no AMQP module "
+                             "(Debian's package)")
     parser.add_argument("--compare", metavar="PATH",
                         help="also run warren from the checkout at PATH (e.g. a `git archive` "
                              "of main) as the broker 'compare', rounds interleaved")
@@ -197,20 +244,25 @@ def main() -> None:
         try:
             names = args.brokers.split(",") + (["compare"] if args.compare else [])
             for name in names:
-                broker = start(name, Path(tmp) / name, args.activemq, args.compare)
+                broker = start(name, Path(tmp) / name, args.activemq, args.compare,
+                               args.activemq_lib)
                 if broker is not None:
                     running[name] = broker
-            for i in range(args.rounds):
+            for i in range(-args.warmup, args.rounds):
                 for name, broker in list(running.items()):
                     try:
                         result = measure(broker.ports["amqp"], args.messages,
                                          durable=not args.unmarked,
+                                         durable_node=args.durable_queue,
                                          pid=broker.process.pid if broker.process else None)
                     except Exception as e:      # a reference broker's failure leaves it out
                         if name == "warren":
                             raise
                         print(f"{name}: left out ({type(e).__name__}: {e})", flush=True)
                         running.pop(name).stop()
+                        continue
+                    if i < 0:
+                        print(f"warm-up {name}: {result}", flush=True)
                         continue
                     rounds.setdefault(name, []).append(result)
                     print(f"round {i + 1} {name}: {result}", flush=True)
