@@ -24,13 +24,13 @@ from ..model.errors import AccessRefused, BrokerError
 from ..model.message import Message
 from ..amqp1_message.codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_FRAME,
                                    SASL_HEADER, Composite, DecodeError, Frame, FrameReader,
-                                   FrameTooLarge, Symbol, decode_message, decode_received,
+                                   FrameTooLarge, Symbol, decode_message, decode_received_keyed,
                                    encode_frame)
 from .addresses import BadAddress, to_route
 from .errors import ConnectionError_, LinkError, SessionError, condition_of, error
 from .filters import receiver_filters
 from .links import CoordinatorLink, ReceivingLink, SendingLink, Session, settle
-from ..amqp1_message.mapping import (body_from, cc_of, extra_sections, properties_from,
+from ..amqp1_message.mapping import (body_from, cc_of, extra_sections, received_properties,
                                      publisher_note)
 from .subscriptions import unsubscribe
 from .termini import Node, delete_own_queue, source_node, target_node
@@ -622,8 +622,8 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         txn = None
         if getattr(state, "kind", None) == "transactional_state":
             txn = self.transactions.get(state.txn_id)
-        sections = decode_received(data)       # read only: its sections may be shared
-        props = properties_from(sections)
+        sections, prefix = decode_received_keyed(data)  # read only: sections may be shared
+        props = received_properties(sections, prefix)
         if props.user_id is not None and props.user_id != self.user.name:
             # RabbitMQ 4: a session error, in the words of 0-9-1's precondition
             raise SessionError("amqp:unauthorized-access",
