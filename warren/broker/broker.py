@@ -857,6 +857,13 @@ class Broker:
                         q.possibly_delivered_below = below
         self.store.put_definition(possibly_delivered.KIND, possibly_delivered.KEY,
                                   possibly_delivered.record(below, running=True))
+        try:
+            # on disk before any client is served: a delivery's mark comes after it, and a
+            # kill that took this record would make the next start count the stop as clean
+            self.store.flush()
+        except StoreUnavailable as e:
+            log.warning("the store could not write that the broker runs (%s): a kill before "
+                        "it does may return messages delivered as first deliveries", e)
 
     def note_clean_stop(self) -> None:
         """The store's last words of a clean stop, after the turn's notes: every delivered

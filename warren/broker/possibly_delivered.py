@@ -12,7 +12,9 @@ is kept across clean restarts until those messages are gone.
 warren does the same with message ids, which only grow: one definition in the store says
 whether the broker is running and below which id messages may have been delivered. Found
 still "running" at a start, the last run ended uncleanly, and every message recovered then
-(ids up to the store's highest) is below the new watermark. A clean stop writes "stopped"
+(ids up to the store's highest) is below the new watermark. The start flushes the record
+before any client is served: a delivery's mark comes after it in the store, so a kill that
+took the record took every mark of that run too. A clean stop writes "stopped"
 after the turn's notes, so the marks it wrote are the truth. A store written before this
 record existed has none: the start treats it as a clean stop (what warren did before).
 
