@@ -853,7 +853,7 @@ class Broker:
         if below:
             for vh in self.vhosts.values():
                 for q in vh.queues.values():
-                    if q.durable:
+                    if q.journaled:     # not a stream: its log is no store's
                         q.possibly_delivered_below = below
         self.store.put_definition(possibly_delivered.KIND, possibly_delivered.KEY,
                                   possibly_delivered.record(below, running=True))
