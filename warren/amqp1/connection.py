@@ -24,7 +24,7 @@ from ..model.errors import AccessRefused, BrokerError
 from ..model.message import Message
 from ..amqp1_message.codec import (AMQP_FRAME, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_FRAME,
                                    SASL_HEADER, Composite, DecodeError, Frame, FrameReader,
-                                   FrameTooLarge, Symbol, decode_message, decode_received_keyed,
+                                   FrameTooLarge, Symbol, decode_message, decode_received,
                                    encode_frame)
 from .addresses import BadAddress, to_route
 from .errors import ConnectionError_, LinkError, SessionError, condition_of, error
@@ -629,7 +629,7 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         txn = None
         if getattr(state, "kind", None) == "transactional_state":
             txn = self.transactions.get(state.txn_id)
-        sections, prefix = decode_received_keyed(data)  # read only: sections may be shared
+        sections, prefix = decode_received(data)  # read only: sections may be shared
         props = received_properties(sections, prefix)
         if props.user_id is not None and props.user_id != self.user.name:
             # RabbitMQ 4: a session error, in the words of 0-9-1's precondition

@@ -775,23 +775,18 @@ def _prefix_end(buf: memoryview) -> int:
     return pos
 
 
-def decode_received(data: bytes) -> dict[str, Any]:
-    """``decode_message`` of a message a client sent, its sections before the body decoded
-    once per distinct bytes (``_PREFIXES``). Those sections' values are shared between the
-    messages that repeat them, so a caller reads them and never changes them (the publish
-    of a received message only reads them)."""
-    return decode_received_keyed(data)[0]
-
-
 #: the sections ``_PREFIX_CODES`` names, as ``decode_message`` keys them
 _PREFIX_NAMES = frozenset(("header", "delivery_annotations", "message_annotations",
                            "properties", "application_properties"))
 
 
-def decode_received_keyed(data: bytes) -> tuple[dict[str, Any], bytes | None]:
-    """``decode_received``, and the bytes of the sections before the body when they alone
-    gave the message its header, annotations and properties (none repeated after the body
-    starts), else None: what a caller may key its own work on those sections by (the
+def decode_received(data: bytes) -> tuple[dict[str, Any], bytes | None]:
+    """``decode_message`` of a message a client sent, its sections before the body decoded
+    once per distinct bytes (``_PREFIXES``). Those sections' values are shared between the
+    messages that repeat them, so a caller reads them and never changes them (the publish
+    of a received message only reads them). With them, the bytes of those sections when
+    they alone gave the message its header, annotations and properties (none repeated
+    after the body starts), else None: what a caller may key its own work on them by (the
     publish path's ``received_properties``)."""
     buf = memoryview(data)
     end = _prefix_end(buf)

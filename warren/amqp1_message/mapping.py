@@ -304,7 +304,7 @@ _RECEIVED_MAX = 4096
 
 def received_properties(sections: dict[str, Any], prefix: bytes | None) -> Properties:
     """``properties_from(sections)``, computed once per distinct ``prefix`` (the bytes
-    ``codec.decode_received_keyed`` gives: None, no caching) and body kind. The object is
+    ``codec.decode_received`` gives: None, no caching) and body kind. The object is
     shared by the messages that repeat those bytes, as the core shares properties: it copies
     before it changes any (dead-lettering, the delayed exchange, a delivery's count)."""
     if prefix is None:
