@@ -270,6 +270,7 @@ class BrokerService(service.MultiService):
             if self.store is not None:
                 if self.broker is not None:
                     self.broker.flush_store_notes()
+                    self.broker.note_clean_stop()
                 self.store.close()
             return result
         d.addBoth(close_store)

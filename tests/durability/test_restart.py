@@ -99,8 +99,8 @@ def check_everything(broker, *, after_kill: bool) -> None:
     bodies = [body for body, _ in messages]
     assert bodies == [f"p{i}".encode() for i in range(10)], "transient ones must be gone"
     if after_kill:
-        redelivered = {body for body, flag in messages if flag}
-        assert redelivered == {b"p0", b"p1", b"p2"}
+        # after kill -9 each may have been delivered (RabbitMQ 4's classic queues say so too)
+        assert all(flag for _, flag in messages)
 
     # bindings: dx -> dq ("a.#") and dx -> dx2 -> dq (exchange-to-exchange)
     conn, ch = confirmed_channel(broker.amqp_url)

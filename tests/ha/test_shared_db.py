@@ -55,7 +55,7 @@ def test_kill_9_of_the_master_slave_takes_over_after_the_lease(db_pair, unique):
     b.wait_ready(TTL + READY)
     got = drain(b, queue)
     assert [body for body, _ in got] == bodies
-    assert [body for body, redelivered in got if redelivered] == unacked
+    assert all(redelivered for _, redelivered in got)   # the master died: possibly delivered
 
 
 def test_kill_9_with_the_default_lease_fails_over_through_the_liveness_lock(
@@ -73,7 +73,7 @@ def test_kill_9_with_the_default_lease_fails_over_through_the_liveness_lock(
     assert any(FAST_PATH_LINE in line for line in b.lines)
     got = drain(b, queue)
     assert [body for body, _ in got] == bodies
-    assert [body for body, redelivered in got if redelivered] == unacked
+    assert all(redelivered for _, redelivered in got)   # the master died: possibly delivered
 
 
 def test_master_whose_liveness_session_is_terminated_fences_and_the_slave_takes_over(

@@ -56,7 +56,8 @@ def test_kill_9_of_the_master_slave_takes_over_at_once(file_pair, unique):
     assert any("role: slave -> master" in line for line in b.lines)
     got = drain(b, queue)
     assert [body for body, _ in got] == bodies          # all of them, in order
-    assert {body for body, redelivered in got if redelivered} == set(unacked)
+    # the master died: each may have been delivered (``possibly_delivered.py``)
+    assert all(redelivered for _, redelivered in got)
 
 
 def test_graceful_stop_hands_over_at_once(file_pair, unique):

@@ -97,11 +97,11 @@ def test_deep_queue_recovers_order_flags_and_properties(tmp_path, request, store
         expired = {i for i in range(half, half + SPECIAL) if i % 10 == 0}
         got = consume(broker.amqp_url, total - len(expired))
         assert [i for i, _, _ in got] == [i for i in range(total) if i not in expired]
-        assert [i for i, redelivered, _ in got if redelivered] == list(range(UNACKED))
+        assert all(redelivered for _, redelivered, _ in got)   # after kill -9: each may have been
         for i, _, props in got:
-            # (a message delivered before says how often: x-delivery-count, as RabbitMQ's
-            # quorum queues do)
-            headers = {"x-delivery-count": 1} if i < UNACKED else {}
+            # (x-delivery-count: 1 for those delivered before, and for those that may
+            # have been: RabbitMQ 4's classic queues count them once after a crash)
+            headers = {"x-delivery-count": 1}
             if half <= i < half + SPECIAL:
                 assert (props.priority, props.headers, props.expiration) == (
                     7, {"n": i, **headers}, "3600000")

@@ -1,4 +1,4 @@
-"""A closed or dropped AMQP 0-9-1 or STOMP connection leaves no cyclic garbage in the broker.
+"""A closed or dropped AMQP 0-9-1, AMQP 1.0 or STOMP connection leaves no cyclic garbage in the broker.
 
 Each connection's objects (its protocol, channels or session, consumers, exclusive queues, the
 timers and tables that hold their bound methods) must be freed by reference counting when it
@@ -25,10 +25,15 @@ import pika
 import pytest
 import stomp
 from pamqp import commands
+from proton import Message
+from proton.reactor import Selector
+from proton.utils import BlockingConnection
 
 from tests.amqp.raw_client import RawAmqp
+from tests.amqp1.raw import Raw
 from tests.broker_process import BrokerProcess
 from tests.polling import eventually
+from warren.amqp1_message.codec import Composite, encode_frame
 
 N = 20          # connections of each kind: closed with the protocol's close, and dropped
 SHARED = "garbage.shared"
@@ -150,5 +155,34 @@ def test_closed_and_dropped_stomp_connections_leave_no_cycles(garbage_broker):
             _read_until(raw, b"receipt-id:r1")
         # dropped here, with a message unacknowledged and a subscription open
 
+    found, kinds = collect(garbage_broker)
+    assert_none_left(found, kinds)
+
+
+def test_closed_and_dropped_amqp1_connections_leave_no_cycles(garbage_broker):
+    collect(garbage_broker)
+    url = f"amqp://guest:guest@127.0.0.1:{garbage_broker.amqp_port}"
+    for _ in range(N):
+        conn = BlockingConnection(url, allowed_mechs="PLAIN", timeout=30, heartbeat=30)
+        sender = conn.create_sender(f"/queues/{SHARED}")
+        sender.send(Message(body=b"from 1.0", durable=True))      # accepted after the sync
+        receiver = conn.create_receiver(f"/queues/{SHARED}", credit=0)
+        receiver.receive(timeout=30)
+        receiver.accept()
+        receiver.receive(timeout=30)                                # unsettled at the close
+        conn.create_receiver(None, dynamic=True)                    # a queue of its own
+        conn.create_receiver(f"/queues/{SHARED}", name="selective",
+                             options=Selector("a = 1")).close()   # detached
+        conn.close()
+
+        raw = Raw(garbage_broker.amqp_port)
+        raw.open()
+        raw.begin()
+        raw.attach_receiver(f"/queues/{SHARED}")
+        raw.sock.sendall(encode_frame(Composite(
+            "flow", next_incoming_id=0, incoming_window=10, next_outgoing_id=0,
+            outgoing_window=10, handle=0, delivery_count=0, link_credit=1)))
+        assert raw.frame().performative.kind == "transfer"
+        raw.sock.close()        # dropped: no detach, end or close, a delivery unsettled
     found, kinds = collect(garbage_broker)
     assert_none_left(found, kinds)

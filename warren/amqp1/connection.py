@@ -30,7 +30,7 @@ from .addresses import BadAddress, to_route
 from .errors import ConnectionError_, LinkError, SessionError, condition_of, error
 from .filters import receiver_filters
 from .links import CoordinatorLink, ReceivingLink, SendingLink, Session, settle
-from ..amqp1_message.mapping import (body_from, cc_of, extra_sections, properties_from,
+from ..amqp1_message.mapping import (body_from, cc_of, extra_sections, received_properties,
                                      publisher_note)
 from .subscriptions import unsubscribe
 from .termini import Node, delete_own_queue, source_node, target_node
@@ -187,10 +187,11 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         if self.stage == "opened":
             self.broker.emit("connection.closed", name=self.name)
         self.transactions.end_of(None)           # their deliveries back to the links first
-        for session in self.sessions.values():
-            for link in session.links.values():
-                self._drop_link(link)
-        self.sessions.clear()
+        for session in list(self.sessions.values()):
+            self._drop_session(session)
+        # the timers hold bound methods of this connection (a timed call that fired still
+        # does): kept, the connection would be a cycle only the cyclic collector frees
+        self._keepalive = self._idle_call = self._handshake_call = None
 
     # ------------------------------------------------------------------ handshake
     def _protocol_header(self, data: bytes) -> bytes:
@@ -367,19 +368,24 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
                             handle_max=0xFFFFFFFF), channel)
 
     def _on_end(self, session: Session, p: Composite, _payload: bytes) -> None:
+        self._drop_session(session)
+        self.send(Composite("end"), session.channel)
+
+    def _drop_session(self, session: Session) -> None:
+        """Its links dropped and let go of: a link refers back to its session (a receiver to
+        this connection too, and to the queue made for it, whose owner this is), so a
+        session kept holding them would be a cycle only the cyclic collector frees."""
         for link in session.links.values():
             self._drop_link(link)
+        session.links.clear()
         del self.sessions[session.channel]
-        self.send(Composite("end"), session.channel)
 
     def _end_session(self, session: Session, err: Composite) -> None:
         """A session error (spec 2.7.7): its links end, the client is told, its answer and
         whatever it sent before seeing ours are ignored; the connection stays."""
         log.warning("ending AMQP 1.0 session %d of %s: %s %s", session.channel, self.name,
                     err.condition, err.description)
-        for link in session.links.values():
-            self._drop_link(link)
-        del self.sessions[session.channel]
+        self._drop_session(session)
         self._ended.add(session.channel)
         self.send(Composite("end", error=err), session.channel)
 
@@ -522,6 +528,7 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
             self.transactions.end_of(link)
         if isinstance(link, ReceivingLink):
             link.dropped = True
+            link.accepts = None     # a selective one's bound method: a cycle of its own
             if link.local is not None:
                 self.no_local.remove(link)
             link.queue.remove_consumer(link)
@@ -622,8 +629,8 @@ class Amqp1Connection(AcceptedConnection, BatchedOutput, protocol.Protocol):
         txn = None
         if getattr(state, "kind", None) == "transactional_state":
             txn = self.transactions.get(state.txn_id)
-        sections = decode_received(data)       # read only: its sections may be shared
-        props = properties_from(sections)
+        sections, prefix = decode_received(data)  # read only: sections may be shared
+        props = received_properties(sections, prefix)
         if props.user_id is not None and props.user_id != self.user.name:
             # RabbitMQ 4: a session error, in the words of 0-9-1's precondition
             raise SessionError("amqp:unauthorized-access",

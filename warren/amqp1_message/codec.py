@@ -775,15 +775,23 @@ def _prefix_end(buf: memoryview) -> int:
     return pos
 
 
-def decode_received(data: bytes) -> dict[str, Any]:
+#: the sections ``_PREFIX_CODES`` names, as ``decode_message`` keys them
+_PREFIX_NAMES = frozenset(("header", "delivery_annotations", "message_annotations",
+                           "properties", "application_properties"))
+
+
+def decode_received(data: bytes) -> tuple[dict[str, Any], bytes | None]:
     """``decode_message`` of a message a client sent, its sections before the body decoded
     once per distinct bytes (``_PREFIXES``). Those sections' values are shared between the
     messages that repeat them, so a caller reads them and never changes them (the publish
-    of a received message only reads them)."""
+    of a received message only reads them). With them, the bytes of those sections when
+    they alone gave the message its header, annotations and properties (none repeated
+    after the body starts), else None: what a caller may key its own work on them by (the
+    publish path's ``received_properties``)."""
     buf = memoryview(data)
     end = _prefix_end(buf)
     if not end or end == len(buf) or end > _PREFIX_MAX_SIZE:
-        return decode_message(data)
+        return decode_message(data), None
     key = bytes(buf[:end])
     prefix = _PREFIXES.get(key)
     if prefix is None:
@@ -792,8 +800,45 @@ def decode_received(data: bytes) -> dict[str, Any]:
             _PREFIXES.clear()
         _PREFIXES[key] = prefix
     sections = dict(prefix)
-    sections.update(decode_message(bytes(buf[end:])))    # a later section wins, as there
-    return sections
+    rest = _lone_body(buf[end:])
+    if rest is not None:
+        sections.update(rest)
+        return sections, key
+    rest = decode_message(bytes(buf[end:]))
+    sections.update(rest)    # a later section wins, as there
+    return sections, (None if _PREFIX_NAMES.intersection(rest) else key)
+
+
+def _lone_body(buf: memoryview) -> dict[str, Any] | None:
+    """``decode_message`` of what follows the sections before the body when it is the usual
+    one section, a data section or an amqp-value holding a binary or a string, and nothing
+    after it; None for anything else (the general walk decides). Its value read straight
+    from the bytes: the walk cost a 100-byte message's publish about 4 us more."""
+    length = len(buf)
+    if length < 5 or buf[0] != 0 or buf[1] != 0x53:
+        return None
+    descriptor, code = buf[2], buf[3]
+    if code == 0xa0 or code == 0xa1:
+        start = 5
+        size = buf[4]
+    elif (code == 0xb0 or code == 0xb1) and length >= 8:
+        start = 8
+        size = _UNPACK_SIZE(buf, 4)[0]
+    else:
+        return None
+    if start + size != length:
+        return None
+    raw = bytes(buf[start:])
+    if descriptor == 0x75 and code & 0x0f == 0:
+        return {"data": [raw]}
+    if descriptor != 0x77:
+        return None
+    if code & 0x0f == 1:
+        try:
+            return {"amqp_value": raw.decode("utf-8"), "encoded_body": bytes(buf)}
+        except UnicodeDecodeError:
+            return None         # the walk's DecodeError
+    return {"amqp_value": raw, "encoded_body": bytes(buf)}
 
 
 #: a data section's descriptor (described by ulong 0x75, its small form) and binary codes

@@ -31,6 +31,7 @@ from .ready import WINDOW
 from .paging import DEFAULT_BUDGET, Pager, paged_location
 from .parameters import STORE_KIND as PARAMETER_KIND
 from .parameters import RuntimeParameters
+from . import possibly_delivered
 from .policies import Policy, effective
 from .publish import Publisher
 from .queue import Queue
@@ -115,6 +116,9 @@ class Broker:
         self._acked: dict[str, list[int]] = {}
         self._delivered: dict[str, list[int]] = {}
         self._returned: dict[str, dict[int, int]] = {}   # store key -> id -> delivery count
+        # messages with a lower id may have been delivered before an unclean stop
+        # (``possibly_delivered.py``)
+        self.possibly_delivered_below = 0
         self._notes_call: Any = None
         self._listeners: list[Callable[..., None]] = []
         self.started_at = clock.seconds()
@@ -833,11 +837,41 @@ class Broker:
             recovered += self._recover_queue(queue, rq, state, messages,
                                              specials.get(qkey, set()).union(state.records))
         self.message_ids = itertools.count(max(next(self.message_ids), state.max_msg_id + 1))
+        self._note_running(defs, state.max_msg_id)
         # last: a component told of a recovered value (a shovel) may start using the queues
         # and exchanges it names, so everything else is in place first
         self.runtime_parameters.recover(by_kind.get(PARAMETER_KIND, []))
         log.info("recovered %d vhosts, %d queues, %d messages", len(self.vhosts),
                  sum(len(v.queues) for v in self.vhosts.values()), recovered)
+
+    def _note_running(self, definitions: dict[Any, dict[str, Any]], max_msg_id: int) -> None:
+        """Which recovered messages may have been delivered (``possibly_delivered``): all of
+        them after an unclean stop; the store hears that this run has started."""
+        assert self.store is not None
+        below = possibly_delivered.watermark_at_start(definitions, max_msg_id)
+        self.possibly_delivered_below = below
+        if below:
+            for vh in self.vhosts.values():
+                for q in vh.queues.values():
+                    if q.journaled:     # not a stream: its log is no store's
+                        q.possibly_delivered_below = below
+        self.store.put_definition(possibly_delivered.KIND, possibly_delivered.KEY,
+                                  possibly_delivered.record(below, running=True))
+        try:
+            # on disk before any client is served: a delivery's mark comes after it, and a
+            # kill that took this record would make the next start count the stop as clean
+            self.store.flush()
+        except StoreUnavailable as e:
+            log.warning("the store could not write that the broker runs (%s): a kill before "
+                        "it does may return messages delivered as first deliveries", e)
+
+    def note_clean_stop(self) -> None:
+        """The store's last words of a clean stop, after the turn's notes: every delivered
+        mark it holds is the truth, so the next start flags no more than it did."""
+        if self.store is not None:
+            self.store.put_definition(possibly_delivered.KIND, possibly_delivered.KEY,
+                                      possibly_delivered.record(self.possibly_delivered_below,
+                                                                running=False))
 
     #: Recovery reads records (the heads of queues, whole queues that decode every message)
     #: this many at a time, and pages out between batches (peak memory within the budget).

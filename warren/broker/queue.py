@@ -69,6 +69,9 @@ class Queue:
         self.auto_delete = auto_delete
         self.arguments = validate_queue_arguments(vhost.name, name, dict(arguments or {}))
         self.store_key = resource_key(vhost.name, name)
+        # its messages with a lower id may have been delivered before an unclean stop
+        # (``possibly_delivered.py``; set by recovery)
+        self.possibly_delivered_below = 0
         self.policy: dict[str, Any] | None = None  # the applied policy's definition, if any
         self.policy_name: str | None = None        # the policy it is under (the API shows it)
         self.bindings = BindingSet()          # bindings with this queue as destination
@@ -473,6 +476,8 @@ class Queue:
     def _hand_over(self, consumer: Consumer, entry: QueueEntry) -> None:
         # once per delivery: ``_count``'s counting done in line
         stats, totals = self.stats, self._totals
+        if entry.message.id < self.possibly_delivered_below:
+            self._possibly_delivered(entry)
         if entry.redelivered:
             stats["redeliver"] += 1
             totals["redeliver"] += 1
@@ -486,6 +491,16 @@ class Queue:
             totals["deliver"] += 1
             self._track_unacked(entry)
             consumer.deliver(self, entry)
+
+    def _possibly_delivered(self, entry: QueueEntry) -> None:
+        """An entry that was in the queue at an unclean stop goes out as RabbitMQ 4's
+        classic queue sends it (``possibly_delivered.py``): redelivered, and counted once
+        unless it has a count of its own. A queue that counts every delivery (quorum, or with
+        a delivery limit: RabbitMQ's quorum queues know what was out) keeps its count, so
+        the guess never spends a delivery limit."""
+        entry.redelivered = True
+        if not entry.delivery_count and not self.counts_every_delivery:
+            entry.delivery_count = 1
 
     def get_later(self, no_ack: bool) -> Deferred:
         """basic.get: a Deferred of the next live entry, or None when the queue is empty.
@@ -540,6 +555,8 @@ class Queue:
                     continue
             if entry.expires_at is not None and self._expired(entry):
                 continue
+            if entry.message.id < self.possibly_delivered_below:
+                self._possibly_delivered(entry)
             if entry.redelivered:
                 self._count("redeliver")
             if no_ack:

@@ -182,6 +182,12 @@ class MessageStore(abc.ABC):
     def sync(self) -> Deferred:
         """A Deferred firing once everything written before this call is durable."""
 
+    def flush(self) -> None:
+        """Blocking: everything written so far is durable when this returns; raises
+        :class:`StoreUnavailable` when that fails. For start-up (a record that must be on disk
+        before any client is served) and tests. Optional: a store whose writes are durable
+        at once has nothing to do."""
+
     @abc.abstractmethod
     def close(self) -> None:
         """Flush what is pending and release files/connections."""
