@@ -105,6 +105,9 @@ class Subscriptions:
     retained_pending = False
     _retained_out: RetainedDelivery | None = None
     _retained_unflushed = 0        # bytes of retained messages written since the last flush
+    # the session's: a SUBACK/UNSUBACK sent once a persistent session's record holds what its
+    # packet changed, then the callable run
+    answer_when_saved: Callable[..., None]
 
     def _own_queue(self) -> Any:
         vh = self.vhost
@@ -468,14 +471,17 @@ class Subscriptions:
         """The SUBACK, then (in slices, ``retained_delivery.py``) the retained messages of the
         filters that want them: each filter's walk of the retained tree is made when the
         delivery reaches it, not here, so 50,000 filters cost this turn no 50,000 walks."""
-        state = self.state
         self._subs_changed()
-        self.send(SubAck(s.packet_id, tuple(codes)))
-        self.registry.save_soon(state)
         if self.consumer is not None and self.consumer not in list(self.consumer.queue.consumers):
             self.consumer.queue.add_consumer(self.consumer)
-        if wants_retained and self.registry.retained.has_any(self.vhost.name):
-            self._send_retained(wants_retained)   # [MQTT-3.3.1-9], [MQTT 5.0 3.8.3.1]
+
+        def retained() -> None:
+            if wants_retained and self.registry.retained.has_any(self.vhost.name):
+                self._send_retained(wants_retained)   # [MQTT-3.3.1-9], [MQTT 5.0 3.8.3.1]
+
+        # the retained messages follow the SUBACK, which waits for a persistent session's
+        # record (answer_when_saved); the queues may deliver before it [MQTT 5.0 3.8.4]
+        self.answer_when_saved(SubAck(s.packet_id, tuple(codes)), retained)
 
     def _join_group(self, full: str, sub: Sub) -> None:
         vh = self.vhost
@@ -572,8 +578,7 @@ class Subscriptions:
 
         def done() -> None:
             self._subs_changed()
-            self.registry.save_soon(self.state)
-            self.send(UnsubAck(u.packet_id, tuple(codes) if self.level == 5 else ()))
+            self.answer_when_saved(UnsubAck(u.packet_id, tuple(codes) if self.level == 5 else ()))
 
         self._in_slices(u.topic_filters, lambda filt: self._unsubscribe_one(filt, codes), done)
 
