@@ -468,20 +468,23 @@ class Subscriptions:
                                 filter_to_pattern(filt), self.state.client_id)
 
     def _subscribed(self, s: Subscribe, codes: list[int], wants_retained: list[Sub]) -> None:
-        """The SUBACK, then (in slices, ``retained_delivery.py``) the retained messages of the
-        filters that want them: each filter's walk of the retained tree is made when the
-        delivery reaches it, not here, so 50,000 filters cost this turn no 50,000 walks."""
+        """The SUBACK, then the session's consumer if it has none yet and (in slices,
+        ``retained_delivery.py``) the retained messages of the filters that want them: each
+        filter's walk of the retained tree is made when the delivery reaches it, not here,
+        so 50,000 filters cost this turn no 50,000 walks."""
         self._subs_changed()
-        if self.consumer is not None and self.consumer not in list(self.consumer.queue.consumers):
-            self.consumer.queue.add_consumer(self.consumer)
 
-        def retained() -> None:
+        def deliver() -> None:
+            consumer = self.consumer
+            if consumer is not None and consumer not in list(consumer.queue.consumers):
+                consumer.queue.add_consumer(consumer)
             if wants_retained and self.registry.retained.has_any(self.vhost.name):
                 self._send_retained(wants_retained)   # [MQTT-3.3.1-9], [MQTT 5.0 3.8.3.1]
 
-        # the retained messages follow the SUBACK, which waits for a persistent session's
-        # record (answer_when_saved); the queues may deliver before it [MQTT 5.0 3.8.4]
-        self.answer_when_saved(SubAck(s.packet_id, tuple(codes)), retained)
+        # the session's first consumer and the retained messages start after the SUBACK,
+        # which waits for a persistent session's record (answer_when_saved); a consumer
+        # already running may deliver on the new filters before it [MQTT 5.0 3.8.4]
+        self.answer_when_saved(SubAck(s.packet_id, tuple(codes)), deliver)
 
     def _join_group(self, full: str, sub: Sub) -> None:
         vh = self.vhost
