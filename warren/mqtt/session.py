@@ -108,6 +108,7 @@ class MqttSession(Subscriptions):
         # (answer_when_saved)
         self._acks = ConfirmTracker()
         self._after_ack: dict[int, Callable[[], None]] = {}   # _acks number -> run once written
+        self._save_now = False                  # this read asked for a durable save
         self._qos1_unacked: deque[int] = deque()  # _acks numbers of QoS 1 PUBACKs not sent
         self._confirmed = 0                     # PUBACKs written this read, not yet counted
         self.receive_maximum = max(1, min(self.config.mqtt_receive_maximum, 65535))
@@ -501,6 +502,7 @@ class MqttSession(Subscriptions):
             self._after_ack[seq] = then
         self.registry.save_durably(state).addCallbacks(self._saved, self._sync_failed,
                                                        callbackArgs=(seq,))
+        self._save_now = True
 
     def _saved(self, _: Any, seq: int) -> None:
         self._acks.settle_held(seq)
@@ -524,7 +526,12 @@ class MqttSession(Subscriptions):
 
     # ------------------------------------------------------------------ end of a read
     def after_read(self) -> None:
-        """Settle this read's acks in one go; one store sync for this read's QoS 1/2 publishes."""
+        """Settle this read's acks in one go; one store sync for this read's QoS 1/2 publishes;
+        the session records' saves this read's SUBACKs wait for begin now, not a turn later
+        (``SessionRecords.write_now``): their sync then goes with this turn's."""
+        if self._save_now:
+            self._save_now = False
+            self.registry.records.write_now()
         if self._settle:
             settle, self._settle = self._settle, {}
             for queue, entries in settle.items():

@@ -169,6 +169,16 @@ class SessionRecords:
             self._waiting.setdefault(state, []).append(d)
         return d
 
+    def write_now(self) -> None:
+        """The step due at the next turn, now: a session's read that asked for durable saves
+        (SUBACKs wait for them) has them written in the same turn, so the journal's flush at
+        its end covers them, one turn and one sync earlier (within the turn's budget, as
+        any step: a big save goes on at the next turns)."""
+        call = self._step_call
+        if call is not None and call.active():
+            call.cancel()
+            self._step()
+
     def _schedule(self) -> None:
         if self._step_call is None and self._writers:
             self._step_call = self.clock.callLater(0, self._step)
