@@ -172,8 +172,8 @@ class SessionRecords:
     def write_now(self) -> None:
         """The step due at the next turn, now: a session's read that asked for durable saves
         (SUBACKs wait for them) has them written in the same turn, so the journal's flush at
-        its end covers them, one turn and one sync earlier (within the turn's budget, as
-        any step: a big save goes on at the next turns)."""
+        the end of this turn takes them, a turn earlier (within the turn's budget, as any
+        step: a big save goes on at the next turns)."""
         call = self._step_call
         if call is not None and call.active():
             call.cancel()
