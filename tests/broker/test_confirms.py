@@ -98,3 +98,23 @@ def test_clear_forgets_entries_and_the_wanted_sync():
     t.insert(1, wait=True)
     t.clear()
     assert not t and t.sync(lambda: Deferred()) is None
+
+
+def test_a_held_answer_waits_for_its_own_settling_not_a_store_sync():
+    """An MQTT SUBACK held for its session's record: store syncs settle the answers around
+    it, not it, and none after it goes before it."""
+    t = ConfirmTracker()
+    t.add("puback 1", wait=True)
+    held = t.hold("suback")
+    t.add("puback 2", wait=True)
+    t.add("pingresp")
+    syncs: list[Deferred] = []
+    t.sync(lambda: syncs.append(Deferred()) or syncs[-1])
+    syncs[0].callback(None)
+    assert released(t) == [(1, "puback 1", True)]
+    assert released(t) == []
+    t.settle_held(held)
+    assert released(t) == [(2, "suback", True), (3, "puback 2", True), (4, "pingresp", True)]
+    assert not t
+    t.settle_held(held)     # gone already: nothing
+    assert released(t) == []

@@ -457,9 +457,10 @@ def test_valid_topic_filters(filt):
     "", "a#", "a/#/b", "#/a", "a/b#", "a+", "a/+b", "++", "$share/", "$share//a",
     "$share/g", "$share/g/", "$share/g+/a", "$share/#/a", "$share/g/a#"])
 def test_invalid_topic_filters(filt):
+    """Malformed (the connection ends), not 0x8F "correctly formed but not allowed"."""
     with pytest.raises(MqttError) as info:
         validate_topic_filter(filt)
-    assert info.value.reason_code == 0x8F
+    assert info.value.reason_code == 0x81
 
 
 # --------------------------------------------------------------------------- live paho

@@ -13,7 +13,8 @@ from paho.mqtt.client import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from warren.mqtt.codec import Connect, Disconnect, MqttParser, encode
+from warren.mqtt.codec import (ConnAck, Connect, Disconnect, MqttParser, PubAck, PubComp,
+                               Publish, PubRec, PubRel, encode)
 
 V311 = mqtt.MQTTv311
 V5 = mqtt.MQTTv5
@@ -212,6 +213,42 @@ def connected_raw(port: int, level: int = 4, timeout: float = 120) -> RawClient:
                      password=b"guest"))
     assert raw.recv().reason_code == 0
     return raw
+
+
+def session_raw(port: int, client_id: str, clean: bool, level: int = 4,
+                expiry: int = 0) -> tuple[RawClient, ConnAck]:
+    """A raw client past a CONNACK 0x00, with its client id and Clean Session / Clean Start
+    flag (and at 5.0 a Session Expiry Interval of ``expiry``): a persistent session's
+    client, for tests that kill the broker."""
+    raw = RawClient(port, level=level)
+    raw.sock.settimeout(60)
+    props = {"session_expiry_interval": expiry} if level == 5 and expiry else {}
+    raw.send(Connect(protocol_level=level, client_id=client_id, clean_start=clean,
+                     username="guest", password=b"guest", properties=props))
+    ack = raw.recv()
+    assert isinstance(ack, ConnAck) and ack.reason_code == 0, ack
+    return raw, ack
+
+
+def deliveries_until(sub: RawClient, until: str) -> dict[str, int]:
+    """Topic -> QoS of what a raw subscriber gets up to a message on ``until``, acknowledging
+    each; no topic twice."""
+    got: dict[str, int] = {}
+    while True:
+        packet = sub.recv()
+        assert packet is not None, "connection closed"
+        if isinstance(packet, PubRel):
+            sub.send(PubComp(packet.packet_id))
+            continue
+        assert isinstance(packet, Publish), packet
+        if packet.qos == 1:
+            sub.send(PubAck(packet.packet_id))
+        elif packet.qos == 2:
+            sub.send(PubRec(packet.packet_id))
+        if packet.topic == until:
+            return got
+        assert packet.topic not in got, f"{packet.topic} delivered twice"
+        got[packet.topic] = packet.qos
 
 
 def assert_ended_and_others_served(broker: Any, raw: RawClient, code: int | None,

@@ -8,40 +8,9 @@ from __future__ import annotations
 import pytest
 
 from tests.broker_process import BrokerProcess
-from tests.mqtt.helpers import RawClient, cid
-from warren.mqtt.codec import (ConnAck, Connect, Disconnect, PubAck, PubComp, Publish, PubRec,
-                               PubRel, SubAck, Subscribe, Subscription, UnsubAck, Unsubscribe,
-                               encode)
-
-
-def _connect(port: int, client_id: str, clean: bool) -> tuple[RawClient, ConnAck]:
-    raw = RawClient(port)
-    raw.sock.settimeout(60)
-    raw.send(Connect(client_id=client_id, clean_start=clean, username="guest",
-                     password=b"guest"))
-    ack = raw.recv()
-    assert isinstance(ack, ConnAck) and ack.reason_code == 0, ack
-    return raw, ack
-
-
-def _deliveries(sub: RawClient, until: str) -> dict[str, int]:
-    """Topic -> QoS of what the subscriber gets up to ``until``, acknowledging each."""
-    got: dict[str, int] = {}
-    while True:
-        packet = sub.recv()
-        assert packet is not None, "connection closed"
-        if isinstance(packet, PubRel):
-            sub.send(PubComp(packet.packet_id))
-            continue
-        assert isinstance(packet, Publish), packet
-        if packet.qos == 1:
-            sub.send(PubAck(packet.packet_id))
-        elif packet.qos == 2:
-            sub.send(PubRec(packet.packet_id))
-        if packet.topic == until:
-            return got
-        assert packet.topic not in got, f"{packet.topic} delivered twice"
-        got[packet.topic] = packet.qos
+from tests.mqtt.helpers import cid, deliveries_until, session_raw
+from warren.mqtt.codec import (Disconnect, PubAck, Publish, SubAck, Subscribe, Subscription,
+                               UnsubAck, Unsubscribe, encode)
 
 
 @pytest.mark.parametrize("how", ["restart", "kill"])
@@ -50,7 +19,7 @@ def test_a_big_persistent_session_survives_intact(tmp_path, how):
     b.start()
     try:
         client_id = cid("big-persist")
-        raw, _ = _connect(b.mqtt_port, client_id, clean=False)
+        raw, _ = session_raw(b.mqtt_port, client_id, clean=False)
         expected: dict[str, int] = {}
         packets = [
             Subscribe(1, tuple(Subscription(f"a/{i}", i % 3) for i in range(2500))
@@ -77,7 +46,7 @@ def test_a_big_persistent_session_survives_intact(tmp_path, how):
         # written before it
         b.wait_for_line(f"MQTT session {client_id!r} of vhost '/' saved: {len(expected)} "
                         "subscriptions")
-        pub, _ = _connect(b.mqtt_port, cid("pub"), clean=True)
+        pub, _ = session_raw(b.mqtt_port, cid("pub"), clean=True)
         pub.send(Publish("sync", b"x", 1, packet_id=1))
         assert isinstance(pub.recv(), PubAck)
         pub.close()
@@ -86,14 +55,14 @@ def test_a_big_persistent_session_survives_intact(tmp_path, how):
             b.start()
         else:
             b.restart()
-        sub, ack = _connect(b.mqtt_port, client_id, clean=False)
+        sub, ack = session_raw(b.mqtt_port, client_id, clean=False)
         assert ack.session_present
-        pub, _ = _connect(b.mqtt_port, cid("pub"), clean=True)
+        pub, _ = session_raw(b.mqtt_port, cid("pub"), clean=True)
         topics = [*(f"a/{i}" for i in range(2500)), *(f"c/{i}" for i in range(200))]
         pub.send_raw(b"".join(encode(Publish(t, t.encode(), 2, packet_id=n + 1), 4)
                               for n, t in enumerate(topics)))
         pub.send(Publish("end", b"end", 0))
-        got = _deliveries(sub, "end")
+        got = deliveries_until(sub, "end")
         pub.close()
         sub.close()
         assert got == {t: q for t, q in expected.items() if t != "end"}

@@ -73,6 +73,8 @@ def test_a_bad_filter_past_the_first_is_reported_when_reached(level, options, co
     (5, b"\x00\x05ab", 0x81),                   # truncated filter
     (5, b"\x00\x02\xc3\x28\x00", 0x81),         # invalid UTF-8 [MQTT-1.5.4-1]
     (4, _filter("bad", 0x04), None),            # 3.1.1: reserved bits, a close
+    (5, _filter("a/b#", 0x01), 0x81),           # malformed filter [MQTT-4.7.1-1]
+    (4, _filter("$share//x", 0x01), None),      # 3.1.1: malformed filter [MQTT-4.8.2-1]
 ])
 def test_a_big_subscribe_with_a_bad_last_filter(broker, unique, level, tail, code):
     """The proper error once the session reaches the filter (DISCONNECT at 5.0, a close at

@@ -61,7 +61,8 @@ def _restored(params: dict) -> list | None:
 
 def _answer(c, packet) -> list:
     """Hand a packet over and run the reactor's turns (the record's writer's among them)
-    until the session answered it, as the listener does."""
+    until the session answered it, as the listener does: its slices, then the turns of the
+    record's save that the answer of a persistent session waits for."""
     out = c.send(packet)
     session = c.session
     while session.pending_work is not None:
@@ -69,6 +70,10 @@ def _answer(c, packet) -> list:
         if session.pending_work():
             session.pending_work = None
         session.after_read()
+        out += c.conn.take()
+    while not out and not c.conn.closed:
+        assert c.h.clock.getDelayedCalls(), "no answer and nothing left to run"
+        c.h.clock.advance(0)
         out += c.conn.take()
     return out
 
@@ -103,6 +108,8 @@ def test_a_crash_at_any_write_gives_the_set_after_an_answered_packet(every_slice
         answers = _answer(c, packet)
         assert [type(p) for p in answers] == [SubAck if type(packet) is Subscribe else UnsubAck]
         acked.append(list(state.subs.items()))
+        # the answer came once the record held the packet's changes: a crash now gives them
+        assert _restored(_replayed(store.writes)) == acked[-1]
     _turns_until_idle(h.clock)
     writes = [w for w in store.writes if w[1].startswith("mqtt-session")]
     for cut in range(len(writes) + 1):
@@ -182,22 +189,30 @@ class FailingOnce(DefinitionLog):
     def put_definition(self, kind, key, value) -> None:
         if not self.failed and key.startswith(PART_PREFIX) and value is not None:
             self.failed = True
+            self.failed_at = len(self.writes)
             raise StoreError("disk full")
         super().put_definition(kind, key, value)
 
 
 def test_a_save_the_store_refused_is_made_good_by_the_next(every_slice_a_turn, caplog):
-    """The head of before stands, and the next save writes the whole set: the changes the
-    refused save had taken are not lost from the record."""
+    """The head of before stands, the SUBACK waiting for the save is never sent (the
+    connection closes, as when a PUBACK's sync fails), and the next save writes the whole
+    set: the changes the refused save had taken are not lost from the record."""
     store = FailingOnce()
     h = Harness(store)
     c = h.client(4)
     c.connect(clean_start=False)
     with caplog.at_level("ERROR", logger="warren.mqtt"):
-        _answer(c, Subscribe(1, tuple(Subscription(f"a/{i}", 1) for i in range(1500))))
+        answers = _answer(c, Subscribe(1, tuple(Subscription(f"a/{i}", 1)
+                                                for i in range(1500))))
         _turns_until_idle(h.clock)
     assert store.failed and "saving MQTT session 'c1' of vhost '/' failed" in caplog.text
-    assert _restored(_replayed(store.writes)) == []
+    assert not [p for p in answers if type(p) is SubAck] and c.conn.closed
+    assert _restored(_replayed(store.writes[:store.failed_at])) == []
+    # the save at the close wrote the whole set
+    assert len(_restored(_replayed(store.writes))) == 1500
+    c = h.client(4)
+    assert c.connect(clean_start=False).session_present
     _answer(c, Subscribe(2, (Subscription("b", 2),)))
     _turns_until_idle(h.clock)
     state = h.registry.sessions[("/", "c1")]

@@ -9,21 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.mqtt.helpers import Client, RawClient, cid
-from warren.mqtt.codec import (ConnAck, Connect, Disconnect, Publish, SubAck, Subscribe,
-                               Subscription, UnsubAck, Unsubscribe)
+from tests.mqtt.helpers import Client, cid, session_raw
+from warren.mqtt.codec import (Disconnect, Publish, SubAck, Subscribe, Subscription, UnsubAck,
+                               Unsubscribe)
 
 BAD = ["", "#/x", "a/b#", "a+/b", "a/#/b", "$share//x", "$share/g", "$share/g/"]
-
-
-def _connect(port: int, level: int, client_id: str, clean: bool) -> tuple[RawClient, ConnAck]:
-    raw = RawClient(port, level=level)
-    props = {"session_expiry_interval": 60} if level == 5 else {}
-    raw.send(Connect(protocol_level=level, client_id=client_id, username="guest",
-                     password=b"guest", clean_start=clean, properties=props))
-    connack = raw.recv()
-    assert isinstance(connack, ConnAck) and connack.reason_code == 0, connack
-    return raw, connack
 
 
 @pytest.mark.parametrize("level", [5, 4])
@@ -31,7 +21,7 @@ def _connect(port: int, level: int, client_id: str, clean: bool) -> tuple[RawCli
 def test_an_invalid_filter_in_unsubscribe_ends_the_connection(broker, unique, level, bad):
     client_id = cid("badunsub")
     before, after = f"{unique}/before", f"{unique}/after"
-    raw, _ = _connect(broker.mqtt_port, level, client_id, clean=False)
+    raw, _ = session_raw(broker.mqtt_port, client_id, clean=False, level=level, expiry=60)
     raw.send(Subscribe(1, (Subscription(before, 1), Subscription(after, 1))))
     assert isinstance(raw.recv(), SubAck)
     raw.send(Unsubscribe(2, (before, bad, after)))
@@ -43,7 +33,8 @@ def test_an_invalid_filter_in_unsubscribe_ends_the_connection(broker, unique, le
     raw.close()
 
     # the session kept what the UNSUBSCRIBE did not reach, and lost what it did
-    raw, connack = _connect(broker.mqtt_port, level, client_id, clean=False)
+    raw, connack = session_raw(broker.mqtt_port, client_id, clean=False, level=level,
+                               expiry=60)
     assert connack.session_present
     other = Client(broker.mqtt_port)
     other.publish(before, b"gone", qos=1)

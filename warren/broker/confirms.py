@@ -10,6 +10,9 @@ is on disk, and must hear its answers in the order it published. Each answer is 
   one sync covering every entry inserted so far; its outcome confirms
   (:meth:`~ConfirmTracker.confirm`) or rejects (:meth:`~ConfirmTracker.reject`) the entries
   that waited;
+- :meth:`ConfirmTracker.hold` adds one that waits for something else the front end knows of
+  (an MQTT SUBACK for its session's record to be on disk, which takes turns of its own), and
+  :meth:`~ConfirmTracker.settle_held` settles it; store syncs pass it by;
 - :meth:`ConfirmTracker.release` pops the settled prefix: an answer settled early stays behind
   an earlier one still waiting, so answers never overtake each other.
 
@@ -27,12 +30,15 @@ from twisted.internet.defer import Deferred
 
 #: state of an entry that waits for a store sync
 WAITING = None
+#: state of an entry that waits for ``settle_held`` (no store sync settles it)
+HELD = "held"
 
 _NOTHING: tuple = ()
 
 
 class ConfirmTracker:
-    """Entries ``[seq, value, state]`` in insertion order; state WAITING, True (ok), False."""
+    """Entries ``[seq, value, state]`` in insertion order; state WAITING, HELD, True (ok),
+    False."""
 
     __slots__ = ("entries", "_last", "_wanted", "_waiting")
 
@@ -43,7 +49,7 @@ class ConfirmTracker:
         self.entries: deque[list] = deque()
         self._last = 0                          # seq of the last entry inserted
         self._wanted = False                    # some entry waits for a sync not yet asked
-        self._waiting = 0                       # entries in state WAITING
+        self._waiting = 0                       # entries in state WAITING or HELD
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -63,6 +69,26 @@ class ConfirmTracker:
             self._wanted = True
         else:
             self.entries.append([seq, value, ok])
+
+    def hold(self, value: Any) -> int:
+        """Add an answer that waits for :meth:`settle_held` (not for a store sync), numbered
+        by the tracker as :meth:`add` does; returns the number given."""
+        seq = self._last = self._last + 1
+        self.entries.append([seq, value, HELD])
+        self._waiting += 1
+        return seq
+
+    def settle_held(self, seq: int, ok: bool = True) -> None:
+        """The held answer *seq* may go (after those before it), as *ok*; nothing when it is
+        no longer here (``clear``)."""
+        for entry in self.entries:
+            if entry[0] == seq:
+                if entry[2] is HELD:
+                    entry[2] = ok
+                    self._waiting -= 1
+                return
+            if entry[0] > seq:
+                return
 
     def add(self, value: Any, wait: bool = False, ok: bool = True) -> int:
         """:meth:`insert` numbered by the tracker, for publishers with no sequence of their
@@ -92,7 +118,7 @@ class ConfirmTracker:
     def release(self) -> list[list] | tuple:
         """Pop and return the settled prefix (``[seq, value, ok]`` entries, in order)."""
         entries = self.entries
-        if not entries or entries[0][2] is WAITING:
+        if not entries or entries[0][2] is WAITING or entries[0][2] is HELD:
             return _NOTHING
         if not self._waiting:
             # all settled (the usual case once a sync is back): one copy, no per-entry pops
@@ -100,7 +126,7 @@ class ConfirmTracker:
             entries.clear()
             return out
         out = []
-        while entries[0][2] is not WAITING:
+        while entries and entries[0][2] is not WAITING and entries[0][2] is not HELD:
             out.append(entries.popleft())
         return out
 

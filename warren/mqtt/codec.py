@@ -17,9 +17,15 @@ follows the spec and mosquitto's ``read_handle.c``:
 * 0x95 Packet Too Large: remaining length over ``max_packet_size``, raised as
   soon as the fixed header is read so the body is never buffered.
 
-Topic *filters* in SUBSCRIBE/UNSUBSCRIBE are not validated while parsing,
-because a bad filter gets a per-filter SUBACK code (0x8F / 0x80), not a
-disconnect: the session calls ``validate_topic_filter`` on each.
+Topic *filters* in SUBSCRIBE/UNSUBSCRIBE are not validated while parsing:
+the session calls ``validate_topic_filter`` on each as its sliced SUBSCRIBE or
+UNSUBSCRIBE reaches it (a packet of 50,000 filters is decoded a slice at a
+time, ``subscribe_payload.py``), so the filters before a bad one are already
+done, as in Mosquitto. A filter that is not well formed is 0x81 Malformed
+Packet and ends the connection (Mosquitto 2.0.11 likewise, "Invalid
+subscription string"): the SUBACK codes 0x80 (3.1.1) and 0x8F "correctly
+formed but not allowed" (5.0) are for a filter the session refuses, not for
+a malformed one.
 
 Until a CONNECT has been parsed ``MqttParser.protocol_level`` is None and
 other packets are parsed with 3.1.1 rules; enforcing "CONNECT first"
@@ -220,36 +226,38 @@ def validate_topic_name(name: str, *, alias: bool = False) -> None:
 
 
 def validate_topic_filter(filt: str) -> None:
-    """Check a SUBSCRIBE/UNSUBSCRIBE topic filter; raise ``MqttError(0x8F)`` if invalid.
+    """Check a SUBSCRIBE/UNSUBSCRIBE topic filter; raise ``MqttError(0x81)`` Malformed
+    Packet if it is not well formed (the connection ends: see the module's docstring).
 
     ``#`` must be alone in the last level [MQTT-4.7.1-1]; ``+`` alone in its
     level [MQTT-4.7.1-2]; the filter is non-empty [MQTT-4.7.3-1]. A shared
     subscription ``$share/{group}/{filter}`` needs a non-empty group without
-    ``+``/``#`` and a valid non-empty filter [MQTT-4.8.2-1], [MQTT-4.8.2-2].
+    ``+``/``#`` and a valid non-empty filter [MQTT-4.8.2-1], [MQTT-4.8.2-2]
+    (Mosquitto 2.0.11 grants ``$share//x`` and ``$share/g``).
     """
     if not filt:
-        raise MqttError(TOPIC_FILTER_INVALID, "topic filter is empty")
+        raise MqttError(MALFORMED_PACKET, "topic filter is empty")
     if "\x00" in filt:
-        raise MqttError(TOPIC_FILTER_INVALID, "topic filter contains U+0000")
+        raise MqttError(MALFORMED_PACKET, "topic filter contains U+0000")
     if filt.startswith("$share/"):
         parts = filt.split("/", 2)
         if len(parts) < 3 or not parts[1]:
-            raise MqttError(TOPIC_FILTER_INVALID, f"shared subscription {filt!r} lacks a group")
+            raise MqttError(MALFORMED_PACKET, f"shared subscription {filt!r} lacks a group")
         group, filt = parts[1], parts[2]
         if "+" in group or "#" in group:
-            raise MqttError(TOPIC_FILTER_INVALID, f"share group {group!r} contains a wildcard")
+            raise MqttError(MALFORMED_PACKET, f"share group {group!r} contains a wildcard")
         if not filt:
-            raise MqttError(TOPIC_FILTER_INVALID, "shared subscription has an empty filter")
+            raise MqttError(MALFORMED_PACKET, "shared subscription has an empty filter")
     if "+" not in filt and "#" not in filt:
         return
     levels = filt.split("/")
     last = len(levels) - 1
     for index, level in enumerate(levels):
         if "#" in level and (level != "#" or index != last):
-            raise MqttError(TOPIC_FILTER_INVALID,
+            raise MqttError(MALFORMED_PACKET,
                             f"'#' must be alone in the last level of {filt!r}")
         if "+" in level and level != "+":
-            raise MqttError(TOPIC_FILTER_INVALID, f"'+' must be alone in its level in {filt!r}")
+            raise MqttError(MALFORMED_PACKET, f"'+' must be alone in its level in {filt!r}")
 
 
 # ---------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from twisted.internet.defer import Deferred
+
 from warren.broker.broker import Broker
 from warren.config import Config
 from warren.model.errors import BrokerError
@@ -53,6 +55,11 @@ class SessionRegistry:
         self.records.save(state)
 
     save = save_soon
+
+    def save_durably(self, state: SessionState) -> Deferred:
+        """:meth:`save_soon`, and a Deferred fired once those changes are on disk (at once for
+        a session that is not stored): what a SUBACK or UNSUBACK waits for."""
+        return self.records.save_durably(state)
 
     def end(self, state: SessionState) -> None:
         """The session is over: its queue, shared memberships, record and will go."""

@@ -104,7 +104,11 @@ class MqttSession(Subscriptions):
         self.connected_at = self.clock.seconds()
         self.last_recv = self.connected_at
         self._ka_call = None
-        self._acks = ConfirmTracker()           # encoded PUBACK/PUBREC/PUBCOMP in order
+        # encoded PUBACK/PUBREC/PUBCOMP in order, and a persistent session's SUBACK/UNSUBACK
+        # (answer_when_saved)
+        self._acks = ConfirmTracker()
+        self._after_ack: dict[int, Callable[[], None]] = {}   # _acks number -> run once written
+        self._save_now = False                  # this read asked for a durable save
         self._qos1_unacked: deque[int] = deque()  # _acks numbers of QoS 1 PUBACKs not sent
         self._confirmed = 0                     # PUBACKs written this read, not yet counted
         self.receive_maximum = max(1, min(self.config.mqtt_receive_maximum, 65535))
@@ -479,6 +483,32 @@ class MqttSession(Subscriptions):
         else:
             self.conn.write(data)
 
+    def answer_when_saved(self, packet: Any, then: Callable[[], None] | None = None) -> None:
+        """Send a SUBACK or UNSUBACK once the session's record holds what its packet changed
+        (``SessionRecords.save_durably``: written and synced), then run *then*.
+
+        A persistent session's answer is held in the acks' order (``_acks.hold``): answers to
+        packets sent after it (PUBACKs too) wait behind it, so the client hears every answer
+        in the order it sent the packets, and a SUBACK never overtakes an earlier one. A
+        session that is not stored is answered at once."""
+        state = self.state
+        if not state.expiry:
+            self.send(packet)
+            if then is not None:
+                then()
+            return
+        seq = self._acks.hold((encode(packet, self.level), 0))
+        if then is not None:
+            self._after_ack[seq] = then
+        self.registry.save_durably(state).addCallbacks(self._saved, self._sync_failed,
+                                                       callbackArgs=(seq,))
+        self._save_now = True
+
+    def _saved(self, _: Any, seq: int) -> None:
+        self._acks.settle_held(seq)
+        self._flush_acks()
+        self.conn.flush()
+
     def _publish_refused(self, p: Publish, code: int) -> None:
         if p.qos == 1:
             self._queue_ack(PubAck(p.packet_id, code))
@@ -496,7 +526,12 @@ class MqttSession(Subscriptions):
 
     # ------------------------------------------------------------------ end of a read
     def after_read(self) -> None:
-        """Settle this read's acks in one go; one store sync for this read's QoS 1/2 publishes."""
+        """Settle this read's acks in one go; one store sync for this read's QoS 1/2 publishes;
+        the session records' saves this read's SUBACKs wait for begin now, not a turn later
+        (``SessionRecords.write_now``): their sync then goes with this turn's."""
+        if self._save_now:
+            self._save_now = False
+            self.registry.records.write_now()
         if self._settle:
             settle, self._settle = self._settle, {}
             for queue, entries in settle.items():
@@ -519,6 +554,7 @@ class MqttSession(Subscriptions):
         log.warning("store sync failed; closing MQTT connection of %s without acks: %s",
                     self.state.client_id if self.state else "?", failure.getErrorMessage())
         self._acks.clear()
+        self._after_ack.clear()
         self._qos1_unacked.clear()
         self.fail(MqttError(rc.UNSPECIFIED_ERROR, "store failure"))
         self.conn.flush()
@@ -533,6 +569,11 @@ class MqttSession(Subscriptions):
             last, pending = settled[-1][0], self._qos1_unacked
             while pending and pending[0] <= last:
                 pending.popleft()
+            if self._after_ack:
+                for seq, _value, _ok in settled:
+                    then = self._after_ack.pop(seq, None)
+                    if then is not None and self.state_name is State.CONNECTED:
+                        then()
 
     def fits(self, data: bytes) -> bool:
         """Whether a packet may go to this client under its Maximum Packet Size."""

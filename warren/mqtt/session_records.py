@@ -17,9 +17,17 @@ A save writes what changed since the last one (``SessionState.unsaved``: each
 (``turn_slices.turn_deadline``), then the head naming them, in one step: the head is the
 commit. Parts come before their head in the journal, and in an earlier or the same SQL
 transaction, so a head read back after a crash always finds its parts; parts a crash left
-without a head are deleted at start. Only changes of packets already answered are saved (the
-session marks them, ``unsaved_upto``): a SUBSCRIBE still in its slices waits for the next
-save, so what comes back is the set after some acknowledged packet, never part of one.
+without a head are deleted at start. Only changes of packets already handled whole are saved
+(the session marks them, ``unsaved_upto``): a SUBSCRIBE still in its slices waits for the next
+save, so what comes back is the set after some packet, never part of one.
+
+A SUBACK or UNSUBACK is a promise that the session has the subscriptions it says: its session
+asks for the save with :meth:`SessionRecords.save_durably` and answers when the Deferred
+fires, once a head covering that packet's changes is written and the store has synced it
+(``broker.sync``, as for a persistent message's PUBACK). Without it, a broker killed right
+after the answer came back with the set of before: the parts and the head are written over
+the following turns. The head that covers a packet is the first one begun after the packet
+was marked; its waiters are taken when its writer takes the changes it writes.
 
 When the parts hold much more than the subscriptions (twice as many entries, or many small
 parts), a save writes the whole set as new parts instead and its head drops the old ones
@@ -35,6 +43,9 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any, Iterator
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
 
 from warren.mqtt.session_state import SessionState, Sub
 from warren.mqtt.topics import split_shared
@@ -77,6 +88,10 @@ class SessionRecords:
         self.clock = clock
         self._writers: dict[SessionState, Iterator[None]] = {}
         self._step_call: Any = None
+        # Deferreds of save_durably: waiting for the next head begun, and those the head
+        # being written covers (fired once it is synced)
+        self._waiting: dict[SessionState, list[Deferred]] = {}
+        self._covered: dict[SessionState, list[Deferred]] = {}
 
     # ------------------------------------------------------------------ keys
     @staticmethod
@@ -139,6 +154,31 @@ class SessionRecords:
             self._writers[state] = self._write(state)
             self._schedule()
 
+    def save_durably(self, state: SessionState) -> Deferred:
+        """:meth:`save`, and a Deferred fired once the changes marked now are on disk: a head
+        covering them written and synced (at once for a session that is not stored); failed
+        when the store refused the write or its sync."""
+        self.save(state)
+        if state.expiry == 0 or state.ended:
+            return succeed(None)
+        d: Deferred = Deferred()
+        if not state.unsaved_upto:
+            # nothing marked beyond what the writer under way took: its head covers them
+            self._covered.setdefault(state, []).append(d)
+        else:
+            self._waiting.setdefault(state, []).append(d)
+        return d
+
+    def write_now(self) -> None:
+        """The step due at the next turn, now: a session's read that asked for durable saves
+        (SUBACKs wait for them) has them written in the same turn, so the journal's flush at
+        the end of this turn takes them, a turn earlier (within the turn's budget, as any
+        step: a big save goes on at the next turns)."""
+        call = self._step_call
+        if call is not None and call.active():
+            call.cancel()
+            self._step()
+
     def _schedule(self) -> None:
         if self._step_call is None and self._writers:
             self._step_call = self.clock.callLater(0, self._step)
@@ -161,6 +201,9 @@ class SessionRecords:
                               state.vhost)
                 self._writers.pop(state, None)
                 state.record_rewrite, state.writing_parts = True, None
+                failure = Failure()
+                for d in self._covered.pop(state, []) + self._waiting.pop(state, []):
+                    d.errback(failure)
             else:
                 # round robin: a big save does not hold the small ones behind it
                 if self._writers.pop(state, None) is not None:
@@ -187,6 +230,9 @@ class SessionRecords:
             entries: list[tuple[str, Sub | None]] = state.unsaved[:upto]
             del state.unsaved[:upto]
             state.unsaved_upto = 0
+            waiters = self._waiting.pop(state, None)
+            if waiters:
+                self._covered.setdefault(state, []).extend(waiters)
             live = len(state.subs)
             rewrite = not state.unsaved and (
                 state.record_rewrite
@@ -220,6 +266,9 @@ class SessionRecords:
             if rewrite:
                 for number in old:
                     self.broker.save_definition("parameter", self.part_key(state, number), None)
+            covered = self._covered.pop(state, None)
+            if covered:
+                self._when_synced(covered)
             log.debug("MQTT session %r of vhost %r saved: %d subscriptions (%d changes in %d"
                       " new parts, %d parts in all%s)", state.client_id, state.vhost, count,
                       len(entries), len(written), len(state.record_parts),
@@ -228,9 +277,24 @@ class SessionRecords:
                 return
             yield
 
+    def _when_synced(self, waiters: list[Deferred]) -> None:
+        """Fire *waiters* once the store has synced what was written so far."""
+        def fire(result: Any) -> None:
+            for d in waiters:
+                d.callback(None)
+
+        def fail(failure: Failure) -> None:
+            for d in waiters:
+                d.errback(failure)
+
+        self.broker.sync().addCallbacks(fire, fail)
+
     def drop(self, state: SessionState) -> None:
-        """The session ended: its head, its parts and those a save was writing go."""
+        """The session ended: its head, its parts and those a save was writing go (and with
+        them the answers waiting for them: their connection is gone)."""
         self._writers.pop(state, None)
+        self._waiting.pop(state, None)
+        self._covered.pop(state, None)
         parts = state.record_parts + (state.writing_parts or [])
         state.record_parts, state.writing_parts = [], None
         state.unsaved.clear()

@@ -105,6 +105,9 @@ class Subscriptions:
     retained_pending = False
     _retained_out: RetainedDelivery | None = None
     _retained_unflushed = 0        # bytes of retained messages written since the last flush
+    # the session's: a SUBACK/UNSUBACK sent once a persistent session's record holds what its
+    # packet changed, then the callable run
+    answer_when_saved: Callable[..., None]
 
     def _own_queue(self) -> Any:
         vh = self.vhost
@@ -375,7 +378,15 @@ class Subscriptions:
         this client's further packets meanwhile), so other clients' round trips stay short;
         the SUBACK still follows the last subscription. The filters are iterated, not
         indexed: a big SUBSCRIBE's are decoded as they are reached (``subscribe_payload.py``),
-        so its decoding is sliced with its subscribing."""
+        so its decoding is sliced with its subscribing.
+
+        A filter that is not well formed (as for UNSUBSCRIBE, ``_on_unsubscribe``) ends the
+        connection: DISCONNECT 0x81 at 5.0, a close at 3.1.1, no SUBACK; the filters before
+        it stay subscribed, those after it are not reached. Mosquitto 2.0.11 does the same
+        (tried: "Invalid subscription string", the earlier filters kept in the session), but
+        grants a ``$share`` filter without group or filter. A well-formed filter that is
+        refused keeps its SUBACK code (``rc.suback_code``): 0x80 at 3.1.1; at 5.0 0x87 Not
+        authorized (permissions), 0x97 Quota exceeded (a limit), 0x83 or 0x80 otherwise."""
         ids = s.properties.get("subscription_identifier")
         identifier = ids[0] if ids else None
         codes: list[int] = []
@@ -415,11 +426,7 @@ class Subscriptions:
     def _subscribe_one(self, req: Any, identifier: Any, codes: list[int],
                        wants_retained: list[Sub]) -> None:
         state = self.state
-        try:
-            validate_topic_filter(req.topic_filter)
-        except MqttError as e:
-            codes.append(rc.suback_code(e.reason_code, self.level))
-            return
+        validate_topic_filter(req.topic_filter)   # malformed: the connection ends
         group, filt = split_shared(req.topic_filter)
         if group is not None and req.no_local:
             # [MQTT-3.8.3-4] no-local on a shared subscription is a protocol error
@@ -465,17 +472,23 @@ class Subscriptions:
                                 filter_to_pattern(filt), self.state.client_id)
 
     def _subscribed(self, s: Subscribe, codes: list[int], wants_retained: list[Sub]) -> None:
-        """The SUBACK, then (in slices, ``retained_delivery.py``) the retained messages of the
-        filters that want them: each filter's walk of the retained tree is made when the
-        delivery reaches it, not here, so 50,000 filters cost this turn no 50,000 walks."""
-        state = self.state
+        """The SUBACK, then the session's consumer if it has none yet and (in slices,
+        ``retained_delivery.py``) the retained messages of the filters that want them: each
+        filter's walk of the retained tree is made when the delivery reaches it, not here,
+        so 50,000 filters cost this turn no 50,000 walks."""
         self._subs_changed()
-        self.send(SubAck(s.packet_id, tuple(codes)))
-        self.registry.save_soon(state)
-        if self.consumer is not None and self.consumer not in list(self.consumer.queue.consumers):
-            self.consumer.queue.add_consumer(self.consumer)
-        if wants_retained and self.registry.retained.has_any(self.vhost.name):
-            self._send_retained(wants_retained)   # [MQTT-3.3.1-9], [MQTT 5.0 3.8.3.1]
+
+        def deliver() -> None:
+            consumer = self.consumer
+            if consumer is not None and consumer not in list(consumer.queue.consumers):
+                consumer.queue.add_consumer(consumer)
+            if wants_retained and self.registry.retained.has_any(self.vhost.name):
+                self._send_retained(wants_retained)   # [MQTT-3.3.1-9], [MQTT 5.0 3.8.3.1]
+
+        # the session's first consumer and the retained messages start after the SUBACK,
+        # which waits for a persistent session's record (answer_when_saved); a consumer
+        # already running may deliver on the new filters before it [MQTT 5.0 3.8.4]
+        self.answer_when_saved(SubAck(s.packet_id, tuple(codes)), deliver)
 
     def _join_group(self, full: str, sub: Sub) -> None:
         vh = self.vhost
@@ -567,13 +580,13 @@ class Subscriptions:
         is for a filter "correctly formed but not allowed for this Client", 0x11 for a valid
         one not subscribed [MQTT 5.0 3.11.3]. Mosquitto 2.0.11 answers the same (DISCONNECT
         0x81, "Invalid/Empty unsubscription string"), except that it lets a ``$share`` filter
-        without group or filter through to an UNSUBACK 0x11."""
+        without group or filter through to an UNSUBACK 0x11. A SUBSCRIBE ends the same way
+        (``_on_subscribe``)."""
         codes: list[int] = []
 
         def done() -> None:
             self._subs_changed()
-            self.registry.save_soon(self.state)
-            self.send(UnsubAck(u.packet_id, tuple(codes) if self.level == 5 else ()))
+            self.answer_when_saved(UnsubAck(u.packet_id, tuple(codes) if self.level == 5 else ()))
 
         self._in_slices(u.topic_filters, lambda filt: self._unsubscribe_one(filt, codes), done)
 
@@ -581,11 +594,8 @@ class Subscriptions:
         state = self.state
         sub = state.subs.get(filt)
         if sub is None:
-            try:   # a subscribed filter passed this at its SUBSCRIBE
-                validate_topic_filter(filt)
-            except MqttError as e:
-                raise MqttError(rc.MALFORMED_PACKET,
-                                f"invalid topic filter in UNSUBSCRIBE: {e.message}") from None
+            # malformed: the connection ends (a subscribed filter passed this at its SUBSCRIBE)
+            validate_topic_filter(filt)
             codes.append(rc.NO_SUBSCRIPTION_EXISTED)
             return
         try:
