@@ -41,7 +41,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event, exists, func, select
 from sqlalchemy import BigInteger, and_, any_, delete, insert, text, update
@@ -105,8 +105,9 @@ class PendingBatch:
     refs: dict[int, int] = field(default_factory=dict)
     #: Queue references already in the database to delete, in call order.
     acks: list[tuple[str, int]] = field(default_factory=list)
-    #: Queue references already in the database to flag delivered.
-    delivered: list[tuple[str, int]] = field(default_factory=list)
+    #: Queue references already in the database to flag delivered (a set, kept in call
+    #: order): an ack in the same batch takes its reference out, as the row goes anyway.
+    delivered: dict[tuple[str, int], None] = field(default_factory=dict)
     #: Queue references already in the database with a new delivery count (delivered then
     #: cleared), applied before ``delivered``; the last count of a reference wins.
     counts: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -349,9 +350,9 @@ class SqlStore(MessageStore):
         self._delete_unreferenced = delete(m).where(
             and_(record_match, ~exists().where(qm.c.msg_id == m.c.id))
         )
+        # a drain's delivery flags: a list of ids per statement like acks, not a row each
         self._mark_delivered = (
-            update(qm)
-            .where(and_(qm.c.msg_id == bindparam("m"), qm.c.queue_key == bindparam("q")))
+            update(qm).where(and_(qm.c.queue_key == bindparam("q"), entry_match))
             .values(delivered=True)
         )
         self._set_count = (
@@ -538,12 +539,22 @@ class SqlStore(MessageStore):
         self._schedule()
 
     def ack(self, queue_key: str, msg_ids: list[int]) -> None:
+        """The references go; a delivery flag or count noted for them in this batch goes with
+        them: a draining consumer's deliveries and acks mostly meet in one batch, and an
+        UPDATE of a row the same transaction deletes would double the drain's writes (and the
+        time a publisher's confirm waits behind them)."""
         batch = self._queue[-1]
+        delivered, counts = batch.delivered, batch.counts
         for msg_id in msg_ids:
-            if batch.entries.pop((queue_key, msg_id), None) is not None:
+            key = (queue_key, msg_id)
+            if batch.entries.pop(key, None) is not None:
                 self._drop_ref(batch, msg_id)
             else:
-                batch.acks.append((queue_key, msg_id))
+                batch.acks.append(key)
+                if delivered:
+                    delivered.pop(key, None)
+                if counts:
+                    counts.pop(key, None)
         self._schedule()
 
     def mark_delivered(self, queue_key: str, msg_ids: list[int]) -> None:
@@ -553,7 +564,7 @@ class SqlStore(MessageStore):
             if entry is not None:
                 entry[1] = True
             else:
-                batch.delivered.append((queue_key, msg_id))
+                batch.delivered[(queue_key, msg_id)] = None
         self._schedule()
 
     def set_delivery_counts(self, queue_key: str, counts: dict[int, int]) -> None:
@@ -567,8 +578,8 @@ class SqlStore(MessageStore):
                 batch.counts[(queue_key, msg_id)] = count
         if batch.delivered:
             # a delivery noted earlier in this batch ended in this return: not out any more
-            batch.delivered = [a for a in batch.delivered
-                               if a[0] != queue_key or a[1] not in counts]
+            for msg_id in counts:
+                batch.delivered.pop((queue_key, msg_id), None)
         self._schedule()
 
     def purge_queue(self, queue_key: str) -> None:
@@ -577,7 +588,7 @@ class SqlStore(MessageStore):
             del batch.entries[entry_key]
             self._drop_ref(batch, entry_key[1])
         batch.acks = [a for a in batch.acks if a[0] != queue_key]
-        batch.delivered = [a for a in batch.delivered if a[0] != queue_key]
+        batch.delivered = {a: None for a in batch.delivered if a[0] != queue_key}
         batch.counts = {a: n for a, n in batch.counts.items() if a[0] != queue_key}
         # every reference of the queue numbered so far dies with this marker's commit; the
         # rows go a slice per transaction after it (``purges.py``)
@@ -722,10 +733,7 @@ class SqlStore(MessageStore):
 
     def _apply(self, connection: Connection, batch: PendingBatch) -> None:
         if batch.acks:
-            by_queue: dict[str, list[int]] = {}
-            for queue_key, msg_id in batch.acks:
-                by_queue.setdefault(queue_key, []).append(msg_id)
-            for queue_key, msg_ids in by_queue.items():
+            for queue_key, msg_ids in self._by_queue(batch.acks).items():
                 for chunk in self._chunks(msg_ids):
                     connection.execute(self._delete_entries, {"q": queue_key, "ids": chunk})
             for chunk in self._chunks(sorted({m for _, m in batch.acks})):
@@ -738,7 +746,9 @@ class SqlStore(MessageStore):
             connection.execute(self._set_count, [{"q": q, "m": m, "n": n}
                                                  for (q, m), n in batch.counts.items()])
         if batch.delivered:
-            connection.execute(self._mark_delivered, [{"q": q, "m": m} for q, m in batch.delivered])
+            for queue_key, msg_ids in self._by_queue(batch.delivered).items():
+                for chunk in self._chunks(msg_ids):
+                    connection.execute(self._mark_delivered, {"q": queue_key, "ids": chunk})
         if batch.definitions:
             connection.execute(
                 self._delete_definition, [{"k": k, "n": n} for k, n in batch.definitions]
@@ -784,6 +794,14 @@ class SqlStore(MessageStore):
                     for (q, m), (seq, delivered, count) in batch.entries.items()
                 ],
             )
+
+    @staticmethod
+    def _by_queue(references: Iterable[tuple[str, int]]) -> dict[str, list[int]]:
+        """Queue references grouped by queue, for one statement per queue and chunk."""
+        by_queue: dict[str, list[int]] = {}
+        for queue_key, msg_id in references:
+            by_queue.setdefault(queue_key, []).append(msg_id)
+        return by_queue
 
     def _chunks(self, ids: list[int]) -> list[list[int]]:
         size = self._ids_chunk
