@@ -8,6 +8,9 @@ Why it is shaped this way:
   kind. ``sync()`` hands out a Deferred that fires when the transaction holding everything
   before it commits. At most one transaction is in flight, so the database sees the calls in
   the order the broker made them; batches arriving meanwhile wait and go in the next one.
+  When nobody waits for those (a drain's acks and delivery flags, lazy by contract), the
+  next one waits ``LAZY_COMMIT_DELAY`` for a ``sync()`` to join it: a publisher beside a
+  draining consumer then waits for one commit per window, not two.
 - **Cancellation in memory.** A message published and acked within one batch (a fast
   consumer) never reaches the database; a purge drops the queue's pending entries.
 - **Purges in slices.** A purge (or a queue's delete) commits a marker at once; the rows go
@@ -72,6 +75,13 @@ log = Logger()
 RETRY_FIRST = 0.5
 RETRY_FACTOR = 2.0
 RETRY_MAX = 5.0
+
+#: After a commit, writes nobody waits for (acks, delivery flags: lazy by contract) wait this
+#: long for one that somebody does before their transaction starts (a ``sync()`` starts it at
+#: once). A draining consumer keeps the writer busy with such transactions back to back; the
+#: confirms of a commit bring the publisher's next window a round trip later, which then
+#: found the next acks' transaction in flight and waited for two commits instead of one.
+LAZY_COMMIT_DELAY = 0.02
 
 #: SQLite waits this long for another process's write lock before failing (milliseconds).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -213,6 +223,7 @@ class SqlStore(MessageStore):
         self._in_flight: CommitAttempt | None = None
         self._kick_call: Any = None  # the end-of-turn or retry callLater, at most one
         self._retrying = False  # the pending kick is a backoff retry: new writes don't hasten it
+        self._lazy = False   # the pending kick waits LAZY_COMMIT_DELAY: a sync() hastens it
         self._retry_delay = 0.0
         self._seq = 0
         self._max_msg_id = 0
@@ -624,6 +635,9 @@ class SqlStore(MessageStore):
         newest = self._queue[-1]
         if newest.has_writes():
             newest.waiters.append(d)
+            if self._lazy and self._kick_call is not None and self._kick_call.active():
+                self._kick_call.reset(0)
+                self._lazy = False
             self._schedule()
         elif self._in_flight is not None:
             self._in_flight.batches[-1].waiters.append(d)
@@ -645,6 +659,7 @@ class SqlStore(MessageStore):
             self._kick_call.cancel()
         self._kick_call = None
         self._retrying = False
+        self._lazy = False
         attempt = self._take_attempt(keep_high_water_mark=True)
         if attempt is None:
             return
@@ -675,6 +690,7 @@ class SqlStore(MessageStore):
     def _kick(self) -> None:
         self._kick_call = None
         self._retrying = False
+        self._lazy = False
         if self._closed or self._in_flight is not None or self._pool is None:
             return
         attempt = self._take_attempt()
@@ -838,7 +854,9 @@ class SqlStore(MessageStore):
                 self._purges.finished(attempt.slicing)
             if ((self._queue[-1].has_writes() or self._queue[-1].waiters or self._purges.busy)
                     and not self._retrying):
-                self._schedule()
+                lazy = not self._purges.busy and not any(b.waiters for b in self._queue)
+                self._schedule(LAZY_COMMIT_DELAY if lazy else 0.0)
+                self._lazy = lazy and self._kick_call is not None
             return
         self._failures += 1
         if self.healthy:
