@@ -2,6 +2,10 @@
 
     python -m bench.deep --messages 1000000 [--brokers warren,rabbitmq,rabbitmq-lazy,warren-sqlite]
 
+``warren-sqlite`` and ``warren-postgres`` are warren on its SQL store: an SQLite file in its
+data directory, or a private PostgreSQL 15 cluster started for the run (``tests/store/pg.py``,
+as the store tests start theirs: fsync and synchronous_commit on) and removed after it.
+
 For each broker in turn (each a fresh instance in its own temp directory, started by
 ``bench.brokers``), the same steps with bench's own AMQP load generator (``bench.loadgen``:
 its publisher and consumer, stamped 100-byte bodies):
@@ -78,6 +82,7 @@ from bench.loadgen.driver import Settings
 from bench.proc_cpu import group_cpu_seconds
 from bench.proc_memory import group_bytes
 from bench.scenarios import group_rss
+from tests.store.pg import PostgresUnavailable, start_cluster
 
 WINDOW = 1000   # unconfirmed messages a publisher may have (as loadgen's persistent-confirm)
 #: seconds a start (recovery included) may take; RabbitMQ's message store scan at 10M is slow
@@ -94,12 +99,14 @@ class Variant:
     kind: str                    # "warren" or "rabbitmq"
     store: str = "journal"       # warren's --store
     arguments: dict = field(default_factory=dict)   # the deep queue's x-arguments
+    postgres: bool = False       # the SQL store on a private PostgreSQL (else SQLite)
 
-    def make(self, root: Path, rabbitmq_server: str | None) -> Broker:
+    def make(self, root: Path, rabbitmq_server: str | None,
+             store_url: str | None = None) -> Broker:
         workdir = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=root))
         if self.kind == "warren":
             broker: Broker = WarrenWithApi(workdir, command=Warren.default_command(),
-                                           store=self.store)
+                                           store=self.store, store_url=store_url)
         else:
             broker = RabbitMQ(workdir, program=rabbitmq_server)
         broker.start_timeout = START_TIMEOUT
@@ -131,6 +138,7 @@ class WarrenWithApi(Warren):
 VARIANTS = {v.name: v for v in (
     Variant("warren", "warren"),
     Variant("warren-sqlite", "warren", store="sql"),
+    Variant("warren-postgres", "warren", store="sql", postgres=True),
     Variant("rabbitmq", "rabbitmq"),
     Variant("rabbitmq-lazy", "rabbitmq", arguments={"x-queue-mode": "lazy"}),
 )}
@@ -342,8 +350,25 @@ def rate(count: int, began: float, ended: float) -> float | None:
 
 def measure(variant: Variant, count: int, root: Path, rabbitmq_server: str | None,
             drain_seconds: float | None) -> dict:
-    """The four steps of the module doc on a fresh instance of ``variant``."""
-    broker = variant.make(root, rabbitmq_server)
+    """The four steps of the module doc on a fresh instance of ``variant``, on a fresh
+    PostgreSQL cluster when it needs one (the database stays up across the broker's kill -9,
+    as a database server would, and is removed after the row)."""
+    if not variant.postgres:
+        return _measure(variant.make(root, rabbitmq_server), variant, count, drain_seconds)
+    try:
+        cluster = start_cluster(root)
+    except (PostgresUnavailable, RuntimeError) as error:
+        print(f"{variant.name}: {error}", file=sys.stderr, flush=True)
+        return {"broker": variant.name, "messages": count, "error": str(error).splitlines()[0],
+                "load_average": os.getloadavg()[0]}
+    try:
+        return _measure(variant.make(root, rabbitmq_server, cluster.url), variant, count,
+                        drain_seconds)
+    finally:
+        cluster.destroy()
+
+
+def _measure(broker: Broker, variant: Variant, count: int, drain_seconds: float | None) -> dict:
     tag = int.from_bytes(os.urandom(6), "big")
     settings = settings_for(broker.ports["amqp"], tag)
     queue_name = f"loadgen.{tag:x}.q0"

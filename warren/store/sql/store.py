@@ -8,6 +8,9 @@ Why it is shaped this way:
   kind. ``sync()`` hands out a Deferred that fires when the transaction holding everything
   before it commits. At most one transaction is in flight, so the database sees the calls in
   the order the broker made them; batches arriving meanwhile wait and go in the next one.
+  When nobody waits for those (a drain's acks and delivery flags, lazy by contract), the
+  next one waits ``LAZY_COMMIT_DELAY`` for a ``sync()`` to join it: a publisher beside a
+  draining consumer then waits for one commit per window, not two.
 - **Cancellation in memory.** A message published and acked within one batch (a fast
   consumer) never reaches the database; a purge drops the queue's pending entries.
 - **Purges in slices.** A purge (or a queue's delete) commits a marker at once; the rows go
@@ -41,7 +44,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event, exists, func, select
 from sqlalchemy import BigInteger, and_, any_, delete, insert, text, update
@@ -72,6 +75,13 @@ log = Logger()
 RETRY_FIRST = 0.5
 RETRY_FACTOR = 2.0
 RETRY_MAX = 5.0
+
+#: After a commit, writes nobody waits for (acks, delivery flags: lazy by contract) wait this
+#: long for one that somebody does before their transaction starts (a ``sync()`` starts it at
+#: once). A draining consumer keeps the writer busy with such transactions back to back; the
+#: confirms of a commit bring the publisher's next window a round trip later, which then
+#: found the next acks' transaction in flight and waited for two commits instead of one.
+LAZY_COMMIT_DELAY = 0.02
 
 #: SQLite waits this long for another process's write lock before failing (milliseconds).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -105,8 +115,9 @@ class PendingBatch:
     refs: dict[int, int] = field(default_factory=dict)
     #: Queue references already in the database to delete, in call order.
     acks: list[tuple[str, int]] = field(default_factory=list)
-    #: Queue references already in the database to flag delivered.
-    delivered: list[tuple[str, int]] = field(default_factory=list)
+    #: Queue references already in the database to flag delivered (a set, kept in call
+    #: order): an ack in the same batch takes its reference out, as the row goes anyway.
+    delivered: dict[tuple[str, int], None] = field(default_factory=dict)
     #: Queue references already in the database with a new delivery count (delivered then
     #: cleared), applied before ``delivered``; the last count of a reference wins.
     counts: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -212,6 +223,7 @@ class SqlStore(MessageStore):
         self._in_flight: CommitAttempt | None = None
         self._kick_call: Any = None  # the end-of-turn or retry callLater, at most one
         self._retrying = False  # the pending kick is a backoff retry: new writes don't hasten it
+        self._lazy = False   # the pending kick waits LAZY_COMMIT_DELAY: a sync() hastens it
         self._retry_delay = 0.0
         self._seq = 0
         self._max_msg_id = 0
@@ -349,9 +361,9 @@ class SqlStore(MessageStore):
         self._delete_unreferenced = delete(m).where(
             and_(record_match, ~exists().where(qm.c.msg_id == m.c.id))
         )
+        # a drain's delivery flags: a list of ids per statement like acks, not a row each
         self._mark_delivered = (
-            update(qm)
-            .where(and_(qm.c.msg_id == bindparam("m"), qm.c.queue_key == bindparam("q")))
+            update(qm).where(and_(qm.c.queue_key == bindparam("q"), entry_match))
             .values(delivered=True)
         )
         self._set_count = (
@@ -538,12 +550,22 @@ class SqlStore(MessageStore):
         self._schedule()
 
     def ack(self, queue_key: str, msg_ids: list[int]) -> None:
+        """The references go; a delivery flag or count noted for them in this batch goes with
+        them: a draining consumer's deliveries and acks mostly meet in one batch, and an
+        UPDATE of a row the same transaction deletes would double the drain's writes (and the
+        time a publisher's confirm waits behind them)."""
         batch = self._queue[-1]
+        delivered, counts = batch.delivered, batch.counts
         for msg_id in msg_ids:
-            if batch.entries.pop((queue_key, msg_id), None) is not None:
+            key = (queue_key, msg_id)
+            if batch.entries.pop(key, None) is not None:
                 self._drop_ref(batch, msg_id)
             else:
-                batch.acks.append((queue_key, msg_id))
+                batch.acks.append(key)
+                if delivered:
+                    delivered.pop(key, None)
+                if counts:
+                    counts.pop(key, None)
         self._schedule()
 
     def mark_delivered(self, queue_key: str, msg_ids: list[int]) -> None:
@@ -553,7 +575,7 @@ class SqlStore(MessageStore):
             if entry is not None:
                 entry[1] = True
             else:
-                batch.delivered.append((queue_key, msg_id))
+                batch.delivered[(queue_key, msg_id)] = None
         self._schedule()
 
     def set_delivery_counts(self, queue_key: str, counts: dict[int, int]) -> None:
@@ -567,8 +589,8 @@ class SqlStore(MessageStore):
                 batch.counts[(queue_key, msg_id)] = count
         if batch.delivered:
             # a delivery noted earlier in this batch ended in this return: not out any more
-            batch.delivered = [a for a in batch.delivered
-                               if a[0] != queue_key or a[1] not in counts]
+            for msg_id in counts:
+                batch.delivered.pop((queue_key, msg_id), None)
         self._schedule()
 
     def purge_queue(self, queue_key: str) -> None:
@@ -577,7 +599,7 @@ class SqlStore(MessageStore):
             del batch.entries[entry_key]
             self._drop_ref(batch, entry_key[1])
         batch.acks = [a for a in batch.acks if a[0] != queue_key]
-        batch.delivered = [a for a in batch.delivered if a[0] != queue_key]
+        batch.delivered = {a: None for a in batch.delivered if a[0] != queue_key}
         batch.counts = {a: n for a, n in batch.counts.items() if a[0] != queue_key}
         # every reference of the queue numbered so far dies with this marker's commit; the
         # rows go a slice per transaction after it (``purges.py``)
@@ -613,6 +635,9 @@ class SqlStore(MessageStore):
         newest = self._queue[-1]
         if newest.has_writes():
             newest.waiters.append(d)
+            if self._lazy and self._kick_call is not None and self._kick_call.active():
+                self._kick_call.reset(0)
+                self._lazy = False
             self._schedule()
         elif self._in_flight is not None:
             self._in_flight.batches[-1].waiters.append(d)
@@ -634,6 +659,7 @@ class SqlStore(MessageStore):
             self._kick_call.cancel()
         self._kick_call = None
         self._retrying = False
+        self._lazy = False
         attempt = self._take_attempt(keep_high_water_mark=True)
         if attempt is None:
             return
@@ -664,6 +690,7 @@ class SqlStore(MessageStore):
     def _kick(self) -> None:
         self._kick_call = None
         self._retrying = False
+        self._lazy = False
         if self._closed or self._in_flight is not None or self._pool is None:
             return
         attempt = self._take_attempt()
@@ -722,10 +749,7 @@ class SqlStore(MessageStore):
 
     def _apply(self, connection: Connection, batch: PendingBatch) -> None:
         if batch.acks:
-            by_queue: dict[str, list[int]] = {}
-            for queue_key, msg_id in batch.acks:
-                by_queue.setdefault(queue_key, []).append(msg_id)
-            for queue_key, msg_ids in by_queue.items():
+            for queue_key, msg_ids in self._by_queue(batch.acks).items():
                 for chunk in self._chunks(msg_ids):
                     connection.execute(self._delete_entries, {"q": queue_key, "ids": chunk})
             for chunk in self._chunks(sorted({m for _, m in batch.acks})):
@@ -738,7 +762,9 @@ class SqlStore(MessageStore):
             connection.execute(self._set_count, [{"q": q, "m": m, "n": n}
                                                  for (q, m), n in batch.counts.items()])
         if batch.delivered:
-            connection.execute(self._mark_delivered, [{"q": q, "m": m} for q, m in batch.delivered])
+            for queue_key, msg_ids in self._by_queue(batch.delivered).items():
+                for chunk in self._chunks(msg_ids):
+                    connection.execute(self._mark_delivered, {"q": queue_key, "ids": chunk})
         if batch.definitions:
             connection.execute(
                 self._delete_definition, [{"k": k, "n": n} for k, n in batch.definitions]
@@ -785,6 +811,14 @@ class SqlStore(MessageStore):
                 ],
             )
 
+    @staticmethod
+    def _by_queue(references: Iterable[tuple[str, int]]) -> dict[str, list[int]]:
+        """Queue references grouped by queue, for one statement per queue and chunk."""
+        by_queue: dict[str, list[int]] = {}
+        for queue_key, msg_id in references:
+            by_queue.setdefault(queue_key, []).append(msg_id)
+        return by_queue
+
     def _chunks(self, ids: list[int]) -> list[list[int]]:
         size = self._ids_chunk
         return [ids[i : i + size] for i in range(0, len(ids), size)]
@@ -820,7 +854,9 @@ class SqlStore(MessageStore):
                 self._purges.finished(attempt.slicing)
             if ((self._queue[-1].has_writes() or self._queue[-1].waiters or self._purges.busy)
                     and not self._retrying):
-                self._schedule()
+                lazy = not self._purges.busy and not any(b.waiters for b in self._queue)
+                self._schedule(LAZY_COMMIT_DELAY if lazy else 0.0)
+                self._lazy = lazy and self._kick_call is not None
             return
         self._failures += 1
         if self.healthy:
