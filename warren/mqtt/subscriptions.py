@@ -30,6 +30,7 @@ from warren.mqtt.retained import RetainedMessage
 from warren.mqtt.retained_delivery import RetainedDelivery
 from warren.mqtt.session_state import Inflight, SessionState, Sub
 from warren.mqtt.states import State
+from warren.mqtt.subscribe_payload import one_pass
 from warren.mqtt.topics import filter_matches, filter_to_pattern, key_to_topic, split_shared
 from warren.turn_slices import until_deadline
 
@@ -389,8 +390,9 @@ class Subscriptions:
         """``one`` for each of ``items`` until the turn's deadline (``until_deadline``, the
         clock read after each item), the rest at the next turn (``pending_work``: the
         listener reads none of this client's further packets meanwhile), then ``done``: a
-        SUBSCRIBE's and an UNSUBSCRIBE's filters, each acked after its last."""
-        left = iter(items)
+        SUBSCRIBE's and an UNSUBSCRIBE's filters, each acked after its last, each let go
+        once done (``one_pass``)."""
+        left = one_pass(items)
 
         def work() -> bool:
             if self.state_name is State.CLOSED:
