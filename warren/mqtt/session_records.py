@@ -203,8 +203,14 @@ class SessionRecords:
                 total = len(entries)
             written = state.writing_parts = []
             for start in range(0, total, PART_SIZE):
-                part = (zip(fulls[start:start + PART_SIZE], subs[start:start + PART_SIZE])
-                        if rewrite else entries[start:start + PART_SIZE])
+                if rewrite:
+                    part: Any = zip(fulls[start:start + PART_SIZE], subs[start:start + PART_SIZE])
+                else:
+                    # taken off the front: the changes are let go a part at a time, not
+                    # 50,000 (filter, Sub) tuples freed together in the step that ends the
+                    # save (2-3 ms)
+                    part = entries[:PART_SIZE]
+                    del entries[:PART_SIZE]
                 number = state.record_next
                 state.record_next += 1
                 self.broker.save_definition(
@@ -218,7 +224,7 @@ class SessionRecords:
                 state.record_rewrite = False
             else:
                 state.record_parts = old + written
-                state.record_entries += len(entries)
+                state.record_entries += total
             state.writing_parts = None
             record = {"vhost": state.vhost, "client_id": state.client_id,
                       "expiry": state.expiry, "parts": state.record_parts,
