@@ -267,7 +267,7 @@ class VirtualHost:
         # client with 50,000 subscriptions disconnecting: 0.8 s of CPU in one turn); the
         # queue is gone at once, and until its last binding is removed the routes that still
         # reach it are skipped (``stale_queues``) and a bind that finds one replaces it
-        bindings = list(q.bindings)
+        bindings: list[Binding | None] = list(q.bindings)
         left = self._unbind_slice(q, bindings, 0)
         del self.queues[name]
         count = q.on_deleted()
@@ -279,19 +279,20 @@ class VirtualHost:
         self.broker.emit("queue.deleted", vhost=self.name, name=name, reason=reason)
         return count
 
-    def _unbind_slice(self, q: Queue, bindings: list[Binding], start: int) -> int:
+    def _unbind_slice(self, q: Queue, bindings: list[Binding | None], start: int) -> int:
         """Remove the bindings of ``q`` from ``start`` until the turn's deadline; the index
         the next slice starts at. One removed meanwhile (its exchange deleted, a bind that
-        replaced it) is skipped."""
+        replaced it) is skipped. Each is let go of as it is reached: kept in the list until
+        the last slice, 50,000 bindings were freed together in that one step (13-15 ms)."""
         part = TurnRange(start, len(bindings))
         held = q.bindings
         for i in part:
-            b = bindings[i]
-            if b in held:
+            b, bindings[i] = bindings[i], None
+            if b is not None and b in held:
                 self._remove_binding(b)
         return part.next
 
-    def _unbind_rest(self, q: Queue, bindings: list[Binding], start: int) -> None:
+    def _unbind_rest(self, q: Queue, bindings: list[Binding | None], start: int) -> None:
         left = self._unbind_slice(q, bindings, start)
         if left < len(bindings):
             self.broker.clock.callLater(0, self._unbind_rest, q, bindings, left)
