@@ -76,3 +76,11 @@ def test_items_until_the_deadline_stop_right_after_the_item_that_passed_it():
     while not until_deadline(items, done.append):
         calls += 1
     assert done == list(range(3 * CHECK_EVERY)) and calls == left + 1
+
+
+def test_a_range_of_costly_items_reads_the_clock_more_often():
+    """``every``: a spent turn advances such a range by that many items, not
+    ``CHECK_EVERY`` (a deleted queue's bindings, 15-30 us each, read it every 8)."""
+    begin_turn(time.monotonic() - 3600.0)
+    part = TurnRange(0, 100, every=8)
+    assert list(part) == list(range(8)) and part.next == 8

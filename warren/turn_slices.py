@@ -87,21 +87,22 @@ def until_deadline(items: Iterator[Any], one: Callable[[Any], object]) -> bool:
 
 
 class TurnRange:
-    """``range(start, stop)`` cut at the turn's deadline (``CHECK_EVERY`` items at least):
-    iterate it for this turn's slice, then ``next`` is where the next turn's slice starts
-    (``stop`` when done)."""
+    """``range(start, stop)`` cut at the turn's deadline (``every`` items at least, the clock
+    read after each ``every``): iterate it for this turn's slice, then ``next`` is where the
+    next turn's slice starts (``stop`` when done)."""
 
-    __slots__ = ("next", "stop")
+    __slots__ = ("next", "stop", "every")
 
-    def __init__(self, start: int, stop: int) -> None:
+    def __init__(self, start: int, stop: int, every: int = CHECK_EVERY) -> None:
         self.next = start
         self.stop = stop
+        self.every = every
 
     def __iter__(self) -> Iterator[int]:
         end = turn_deadline()
-        i, stop = self.next, self.stop
+        i, stop, every = self.next, self.stop, self.every
         while i < stop:
-            upto = min(i + CHECK_EVERY, stop)
+            upto = min(i + every, stop)
             yield from range(i, upto)
             i = self.next = upto
             if time.monotonic() >= end:
