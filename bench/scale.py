@@ -10,14 +10,16 @@
         while a second client times QoS 1 PUBLISH -> PUBACK round trips (max and p99 quoted).
         ``--retained K``: K retained messages first, spread over the filters (each filter's
         walk of the retained tree then runs, and K messages follow the SUBACK).
-    python -m bench.scale mqtt --sizes 50000 --mode unsub|persist|resume|burst|drop
+    python -m bench.scale mqtt --sizes 50000 --mode unsub|persist|resume|close|burst|drop
         the same broker and probe, over raw sockets: one UNSUBSCRIBE of N filters (after a
         SUBSCRIBE of them, timed too but without the probe), one SUBSCRIBE of N filters by a
         persistent session (clean session false: its record is written after the SUBACK),
-        that session's CONNECT again after a DISCONNECT (its subscriptions bound again), N
-        small QoS 1 PUBLISHes sent in one write, or N connections (a subscription each)
-        closed at once: the time to the answer(s), the probe's round trips, and the broker's
-        collections (objects freed) and longest reactor turns (``bench.gc_probe``).
+        that session's CONNECT again after a DISCONNECT (its subscriptions bound again), the
+        DISCONNECT of a clean session of N filters (its queue's bindings and its
+        subscriptions released in slices after it; the probe runs 2 s more), N small QoS 1
+        PUBLISHes sent in one write, or N connections (a subscription each) closed at once:
+        the time to the answer(s), the probe's round trips, and the broker's collections
+        (objects freed) and longest reactor turns (``bench.gc_probe``).
     python -m bench.scale deliver --sizes 5000 50000
         a client with N filters receives 2,000 messages on 2,000 different matching topics:
         seconds (each new topic is matched against the client's subscriptions).
@@ -455,7 +457,7 @@ def bench_mqtt(sizes: list[int], modes: list[str], retained: int = 0) -> None:
                 broker.start()
                 try:
                     port = broker.ports["mqtt"]
-                    if mode in ("unsub", "persist", "burst", "drop", "resume"):
+                    if mode in ("unsub", "persist", "burst", "drop", "resume", "close"):
                         line = _mqtt_turn_work(port, n, mode, RoundTrips(port),
                                                broker.process.pid)
                     else:
@@ -533,7 +535,7 @@ def _mqtt_turn_work(port: int, n: int, mode: str, probe: "RoundTrips",
         pass
     filters = [f"bench/{i}/+/temp" for i in range(n)]
     subscribed = ""
-    if mode in ("unsub", "resume"):
+    if mode in ("unsub", "resume", "close"):
         t0, c0 = time.perf_counter(), cpu()
         sock.sendall(encode(Subscribe(1, tuple(Subscription(f, 1) for f in filters)), 4))
         until(SubAck)
@@ -557,6 +559,11 @@ def _mqtt_turn_work(port: int, n: int, mode: str, probe: "RoundTrips",
         sock.sendall(encode(Subscribe(1, tuple(Subscription(f, 1) for f in filters)), 4))
         until(SubAck)
         what = "SUBACK (clean session false)"
+    elif mode == "close":
+        sock.sendall(encode(Disconnect(), 4))
+        while sock.recv(65536):
+            pass
+        what = "the connection's close after its DISCONNECT"
     elif mode == "resume":
         sock = socket.create_connection(("127.0.0.1", port), timeout=600)
         parser = MqttParser(protocol_level=4)
@@ -570,8 +577,8 @@ def _mqtt_turn_work(port: int, n: int, mode: str, probe: "RoundTrips",
         until(PubAck, n)
         what = "all PUBACKs (one write)"
     dt = time.perf_counter() - t0
-    if mode == "persist":
-        time.sleep(2)   # the session's record is written after the SUBACK
+    if mode in ("persist", "close"):
+        time.sleep(2)   # the session's record is written (or its end released) after it
     sock.close()
     return f"{subscribed}{what} in {dt:7.2f}s ({dt / n * 1e6:6.1f} us each); {probe.finish()}"
 
@@ -1011,11 +1018,12 @@ def main(argv: list[str] | None = None) -> int:
                                     "big", "churn"])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
     p.add_argument("--mode", choices=["one", "many", "both", "unsub", "persist", "burst",
-                                      "drop", "resume"],
+                                      "drop", "resume", "close"],
                    default="both",
                    help="mqtt: one SUBSCRIBE with every filter, one per filter, or both; one "
                    "UNSUBSCRIBE of N filters (unsub); one SUBSCRIBE of a persistent session "
-                   "(persist) or its CONNECT again (resume); N QoS 1 PUBLISHes in one write "
+                   "(persist) or its CONNECT again (resume); the DISCONNECT of a clean session "
+                   "of N filters (close); N QoS 1 PUBLISHes in one write "
                    "(burst); N connections with a subscription each, closed at once (drop)")
     p.add_argument("--retained", type=int, default=0,
                    help="mqtt: retained messages matching the filters, made before")

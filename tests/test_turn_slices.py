@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from warren.turn_slices import CHECK_EVERY, TURN_BUDGET, TurnRange, begin_turn, turn_deadline
+from warren.turn_slices import (CHECK_EVERY, TURN_BUDGET, TurnRange, begin_turn, turn_deadline,
+                                until_deadline)
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +49,38 @@ def test_a_range_covers_every_index_once_over_turns():
         seen.extend(part)
         turns += 1
     assert seen == list(range(5 * CHECK_EVERY + 3)) and turns == 6
+
+
+def test_items_until_the_deadline_stop_right_after_the_item_that_passed_it():
+    """The clock is read after every item, not every ``CHECK_EVERY``: an item that ran
+    until past the deadline (here it works until the clock says so) is the turn's last,
+    and the items left are done at the next turns, each once, in order."""
+    begin_turn(time.monotonic())
+    deadline = turn_deadline()
+    done: list[int] = []
+    ended_past: list[bool] = []
+
+    def one(i: int) -> None:
+        done.append(i)
+        if i == 2:
+            while time.monotonic() < deadline:
+                pass
+        ended_past.append(time.monotonic() >= deadline)
+
+    items = iter(range(3 * CHECK_EVERY))
+    assert not until_deadline(items, one)
+    # item 2 at the latest (sooner if the process was off the CPU for the whole budget)
+    assert 1 <= len(done) <= 3 and ended_past[-1] and not any(ended_past[:-1])
+    begin_turn(time.monotonic() - 3600.0)       # every later turn is spent: one item each
+    left, calls = 3 * CHECK_EVERY - len(done), 1
+    while not until_deadline(items, done.append):
+        calls += 1
+    assert done == list(range(3 * CHECK_EVERY)) and calls == left + 1
+
+
+def test_a_range_of_costly_items_reads_the_clock_more_often():
+    """``every``: a spent turn advances such a range by that many items, not
+    ``CHECK_EVERY`` (a deleted queue's bindings, 15-30 us each, read it every 8)."""
+    begin_turn(time.monotonic() - 3600.0)
+    part = TurnRange(0, 100, every=8)
+    assert list(part) == list(range(8)) and part.next == 8

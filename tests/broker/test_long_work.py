@@ -10,6 +10,8 @@ asserted.
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from twisted.internet.task import Clock
 
@@ -96,3 +98,23 @@ def test_a_deleted_queues_bindings_go_over_several_turns_and_route_nowhere_meanw
     assert _turns(broker) >= 2
     assert len(q.bindings) == 0 and vh.stale_queues == 0
     assert [b.destination for b in vh.exchange("x").bindings] == [again]
+
+
+def test_a_deleted_queues_bindings_are_let_go_as_their_slices_remove_them(broker):
+    """The slices that remove a deleted queue's bindings hold none they have removed: each
+    binding is freed with its own slice, not all together after the last one."""
+    vh = broker.vhost("/")
+    q = vh.declare_queue("q")
+    for i in range(20_000):
+        vh.bind("amq.direct", q, f"k{i}")
+    ours = list(q.bindings)      # the order the deletion walks them in
+    vh.delete_queue("q")
+    assert vh.stale_queues == 1                         # the rest in later turns
+    first, last = ours[0], ours[-1]
+    assert first not in q.bindings and last in q.bindings
+    # ``ours``, ``first`` and the call's argument: no pending slice holds the removed one
+    assert sys.getrefcount(first) == 3
+    assert sys.getrefcount(last) > 3                    # in the queue's set still
+    del first, last
+    assert _turns(broker) >= 1
+    assert all(sys.getrefcount(b) == 3 for b in ours)   # ``ours``, ``b``, the argument

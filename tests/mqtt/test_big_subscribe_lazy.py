@@ -4,6 +4,7 @@ retained messages are walked a slice at a time after the SUBACK (``subscribe_pay
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from tests.mqtt.helpers import (Client, assert_ended_and_others_served, connected_raw)
 from warren.mqtt.codec import (MqttError, MqttParser, Publish, SubAck,
                                Subscribe, Subscription, encode)
-from warren.mqtt.subscribe_payload import EAGER_FILTERS, LazySubscriptions
+from warren.mqtt.subscribe_payload import EAGER_FILTERS, LazySubscriptions, one_pass
 
 MANY = EAGER_FILTERS * 3
 
@@ -34,6 +35,20 @@ def _varint(n: int) -> bytes:
 def _filter(text: str, options: int) -> bytes:
     raw = text.encode()
     return len(raw).to_bytes(2, "big") + raw + bytes((options,))
+
+
+def test_the_sessions_one_pass_keeps_no_filter_it_handed_out():
+    """The session subscribes a big SUBSCRIBE's filters in one pass (``one_pass``), which
+    holds none of them once handed out, those decoded at the parse included: each is freed
+    with the slice that subscribed it, not all together after the last."""
+    filters = [f"a/{i}/+" for i in range(MANY)]
+    subscribe = Subscribe(1, tuple(Subscription(f, 1) for f in filters))
+    (packet,) = MqttParser(protocol_level=4).feed(encode(subscribe, 4))
+    got = []
+    for sub in one_pass(packet.subscriptions):
+        assert sys.getrefcount(sub) == 2, f"{sub} is held elsewhere"   # ``sub`` and the call
+        got.append(sub.topic_filter)
+    assert got == filters
 
 
 @pytest.mark.parametrize("level", [4, 5])

@@ -22,7 +22,7 @@ from warren.mqtt import errors as rc
 from warren.mqtt.codec import (ConnAck, Connect, Disconnect, MqttError, MqttParser, PingReq,
                                PingResp, PubAck, PubComp, Publish, PubRec, PubRel, SubAck,
                                Subscribe, Subscription, Will)
-from warren.mqtt.registry import SessionRegistry
+from warren.mqtt.registry import LET_GO_AT_ONCE, SessionRegistry
 from warren.mqtt.session import MqttSession
 from warren.mqtt.states import State
 
@@ -331,6 +331,33 @@ def test_a_normal_disconnect_discards_the_will():
     c.send(Disconnect())
     assert c.conn.closed
     assert _publishes(w.conn.take()) == []
+
+
+def test_a_big_clean_sessions_subscriptions_are_let_go_over_turns_once_it_ends():
+    """A clean session of more subscriptions than ``LET_GO_AT_ONCE`` ends: they are removed
+    from its state a turn's budget at a time from the next turn on (not freed together with
+    the connection), all of them; the client id's next session starts empty."""
+    h = Harness()
+    c = h.client(4)
+    c.connect(clean_start=True)
+    n = 5 * LET_GO_AT_ONCE
+    packets = c.send(Subscribe(1, tuple(Subscription(f"a/{i}/+", 1) for i in range(n))))
+    while c.session.pending_work is not None:         # the listener's part: its slices
+        if c.session.pending_work():
+            c.session.pending_work = None
+    packets += c.conn.take()
+    assert [(type(p), len(p.reason_codes)) for p in packets] == [(SubAck, n)]
+    state = c.session.state
+    c.send(Disconnect())
+    c.session.detach()                                # the socket goes
+    assert state.ended and len(state.subs) == n       # nothing released in the call
+    for _ in range(10 * n):
+        if not state.subs:
+            break
+        h.clock.advance(0)
+    assert state.subs == {} and state.sub_trie.match("a.1.x") == []
+    again = h.client(4)
+    assert not again.connect(clean_start=False).session_present
 
 
 def test_a_will_delay_holds_the_will_until_it_passes():

@@ -26,7 +26,11 @@ from warren.mqtt.session_state import NEVER_EXPIRES, SessionState
 
 log = logging.getLogger("warren.mqtt")
 
-__all__ = ["SessionRegistry"]
+__all__ = ["LET_GO_AT_ONCE", "SessionRegistry"]
+
+#: subscriptions of an ended session left to go with it at once (about 1 ms of freeing);
+#: those of a bigger one are removed in slices (``SessionState.let_go``)
+LET_GO_AT_ONCE = 1000
 
 
 class SessionRegistry:
@@ -39,6 +43,8 @@ class SessionRegistry:
         self.retained = RetainedStore(broker)
         # every session's retained messages on SUBSCRIBE share 4 ms per reactor turn
         self.retained_slices = sliced_cooperator(clock)
+        # ended sessions' subscriptions released a turn's budget at a time
+        self.releases = sliced_cooperator(clock)
         self.sessions: dict[tuple[str, str], SessionState] = {}
         # persistent sessions' records: a head and parts, written in slices
         self.records = SessionRecords(broker, clock)
@@ -91,6 +97,8 @@ class SessionRegistry:
                 vh.delete_queue(state.queue_name, reason="MQTT session ended")
         state.inflight.clear()
         self.records.drop(state)
+        if len(state.subs) > LET_GO_AT_ONCE:
+            self.releases.cooperate(state.let_go())
 
     def publish_will(self, vhost_name: str, will: Will, user: Any,
                      client_id: str | None = None) -> None:

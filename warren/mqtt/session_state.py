@@ -7,11 +7,13 @@ works on the one it attached.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 from warren.model.message import QueueEntry
 from warren.exchange.interface import Binding
+from warren.exchange.sharded_map import grown
 from warren.exchange.topic import TopicTrie
 from warren.mqtt import errors as rc
 from warren.mqtt.codec import (MqttError)
@@ -80,7 +82,11 @@ class SessionState:
         self.writing_parts: list[int] | None = None  # parts of a save not yet in a head
         self.record_rewrite = False                  # the next save writes the whole set
         self.sub_trie = TopicTrie()                  # own subscriptions by pattern
-        self._trie_entries: dict[str, Binding] = {}  # full filter -> its trie entry
+        # full filter -> its trie entry; split into shards once large (``grown``): grown as
+        # a dict, it resized at the same SUBSCRIBE filter as ``subs`` (two resizes of 1-2
+        # ms each in one step at 43,691 filters). ``subs`` keeps its order (the records'
+        # and the resume's), and so stays a dict
+        self._trie_entries: MutableMapping[str, Binding] = {}
         self._seq = 0                                # subscription order
         self.inflight: dict[int, Inflight] = {}      # outbound packet id -> delivery
         self.qos2_received: set[int] = set()         # inbound QoS 2 ids awaiting PUBREL
@@ -110,6 +116,7 @@ class SessionState:
             b = Binding("", (seq, sub), filter_to_pattern(sub.topic_filter))
             self.sub_trie.insert(b.routing_key, b)
             self._trie_entries[full] = b
+            self._trie_entries = grown(self._trie_entries)
 
     def pop_sub(self, full: str) -> Sub | None:
         sub = self.subs.pop(full, None)
@@ -119,6 +126,17 @@ class SessionState:
             if self.expiry:
                 self.unsaved.append((full, None))
         return sub
+
+    def let_go(self) -> Iterator[None]:
+        """The subscriptions of an ended session removed one per step, the newest first
+        (``SessionRegistry.end`` runs it in slices): left to go with the session, 50,000 of
+        them (a ``Sub``, a trie entry and its trie nodes each) were freed in the one step
+        that tore the connection down, 60 ms of CPU."""
+        while self.subs:
+            full, sub = self.subs.popitem()
+            self._count(sub, -1)
+            self._untrie(full)
+            yield None
 
     def _untrie(self, full: str) -> int | None:
         b = self._trie_entries.pop(full, None)

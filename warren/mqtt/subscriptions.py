@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import math
 import struct
-import time
 from functools import partial
 from typing import Any, Callable, Iterator
 
@@ -31,8 +30,9 @@ from warren.mqtt.retained import RetainedMessage
 from warren.mqtt.retained_delivery import RetainedDelivery
 from warren.mqtt.session_state import Inflight, SessionState, Sub
 from warren.mqtt.states import State
+from warren.mqtt.subscribe_payload import one_pass
 from warren.mqtt.topics import filter_matches, filter_to_pattern, key_to_topic, split_shared
-from warren.turn_slices import CHECK_EVERY, turn_deadline
+from warren.turn_slices import until_deadline
 
 log = logging.getLogger("warren.mqtt")
 
@@ -374,7 +374,7 @@ class Subscriptions:
     def _on_subscribe(self, s: Subscribe) -> None:
         """Subscribe each filter, then one SUBACK. A SUBSCRIBE with more filters than the
         turn's budget allows is done a slice per reactor turn (until ``turn_deadline``, the
-        clock read every ``CHECK_EVERY`` filters; ``pending_work``: the listener reads none of
+        clock read after each filter; ``pending_work``: the listener reads none of
         this client's further packets meanwhile), so other clients' round trips stay short;
         the SUBACK still follows the last subscription. The filters are iterated, not
         indexed: a big SUBSCRIBE's are decoded as they are reached (``subscribe_payload.py``),
@@ -398,25 +398,19 @@ class Subscriptions:
 
     def _in_slices(self, items: Any, one: Callable[[Any], None],
                    done: Callable[[], None]) -> None:
-        """``one`` for each of ``items`` until the turn's deadline (``turn_deadline``, the
-        clock read every ``CHECK_EVERY`` items), the rest at the next turn (``pending_work``:
-        the listener reads none of this client's further packets meanwhile), then ``done``:
-        a SUBSCRIBE's and an UNSUBSCRIBE's filters, each acked after its last."""
-        left = iter(items)
+        """``one`` for each of ``items`` until the turn's deadline (``until_deadline``, the
+        clock read after each item), the rest at the next turn (``pending_work``: the
+        listener reads none of this client's further packets meanwhile), then ``done``: a
+        SUBSCRIBE's and an UNSUBSCRIBE's filters, each acked after its last, each let go
+        once done (``one_pass``)."""
+        left = one_pass(items)
 
         def work() -> bool:
             if self.state_name is State.CLOSED:
                 return True
-            end = turn_deadline()
-            counted = 0
-            for item in left:
-                one(item)
-                counted += 1
-                if counted == CHECK_EVERY:
-                    counted = 0
-                    if time.monotonic() >= end:
-                        self._subs_changed()
-                        return False
+            if not until_deadline(left, one):
+                self._subs_changed()
+                return False
             done()
             return True
 
