@@ -14,7 +14,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from warren.mqtt.codec import (ConnAck, Connect, Disconnect, MqttParser, PubAck, PubComp,
-                               Publish, PubRec, PubRel, encode)
+                               Publish, PubRec, PubRel, UnsubAck, Unsubscribe, encode)
 
 V311 = mqtt.MQTTv311
 V5 = mqtt.MQTTv5
@@ -267,3 +267,39 @@ def assert_ended_and_others_served(broker: Any, raw: RawClient, code: int | None
     assert other.get().payload == b"fine"
     other.disconnect()
     assert not [line for line in broker.lines if "Traceback" in line]
+
+
+def assert_session_holds_only(broker: Any, client_id: str, level: int, held: str,
+                              not_held: str) -> None:
+    """A bad (UN)SUBSCRIBE ended ``client_id``'s connection (DISCONNECT 0x81 at 5.0, a close
+    at 3.1.1) part way through its filters: its persistent session, resumed, is subscribed to
+    ``held`` and not to ``not_held`` (a publish on each, only ``held``'s arrives); then the
+    session is ended, and nothing was logged as a traceback."""
+    raw, connack = session_raw(broker.mqtt_port, client_id, clean=False, level=level,
+                               expiry=60)
+    assert connack.session_present
+    other = Client(broker.mqtt_port)
+    other.publish(not_held, b"not held", qos=1)
+    other.publish(held, b"held", qos=1)
+    other.disconnect()
+    packet = raw.recv()
+    assert isinstance(packet, Publish) and packet.payload == b"held", packet
+    raw.send(Unsubscribe(100, (held, not_held)))
+    unsuback = raw.recv()
+    assert isinstance(unsuback, UnsubAck)
+    if level == 5:
+        assert unsuback.reason_codes == (0x00, 0x11)
+    raw.send(Disconnect(0, {"session_expiry_interval": 0}) if level == 5 else Disconnect())
+    raw.close()
+    assert not [line for line in broker.lines if "Traceback" in line]
+
+
+def assert_malformed_end(raw: RawClient, level: int) -> None:
+    """``raw``'s connection ends as a malformed packet ends it: DISCONNECT 0x81 at 5.0, a
+    bare close at 3.1.1."""
+    reply = raw.recv()
+    if level == 5:
+        assert isinstance(reply, Disconnect) and reply.reason_code == 0x81, reply
+        reply = raw.recv()
+    assert reply is None, reply
+    raw.close()
