@@ -13,7 +13,7 @@
     python -m bench.scale mqtt --sizes 50000 --mode unsub|persist|resume|close|burst|drop
         the same broker and probe, over raw sockets: one UNSUBSCRIBE of N filters (after a
         SUBSCRIBE of them, timed too but without the probe), one SUBSCRIBE of N filters by a
-        persistent session (clean session false: its record is written after the SUBACK),
+        persistent session (clean session false: its SUBACK waits for its record on disk),
         that session's CONNECT again after a DISCONNECT (its subscriptions bound again), the
         DISCONNECT of a clean session of N filters (its queue's bindings and its
         subscriptions released in slices after it; the probe runs 2 s more), N small QoS 1
@@ -547,7 +547,7 @@ def _mqtt_turn_work(port: int, n: int, mode: str, probe: "RoundTrips",
         while sock.recv(65536):
             pass
         sock.close()
-        time.sleep(2)   # the session's record is written after the SUBACK
+        time.sleep(2)   # the old connection's end is done with before the resume
     probe.start()
     time.sleep(0.5)   # a few samples of the quiet broker first
     t0, c0 = time.perf_counter(), cpu()
