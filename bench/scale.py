@@ -83,6 +83,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.proc_memory import group_bytes
 
@@ -788,33 +789,29 @@ async def _big_bindings(port: int, n: int, report, unbind: bool = False) -> None
     for _ in range(1000):
         await c.expect(commands.Queue.DeclareOk)
     report("queues", 0.0)
-    for kind, exchange, key in (("topic", "amq.topic", lambda i: f"a.{i}.#"),
-                                ("direct", "amq.direct", lambda i: f"k{i}")):
+    kinds = (("topic", "amq.topic", lambda i: f"a.{i}.#"),
+             ("direct", "amq.direct", lambda i: f"k{i}"))
+
+    async def windowed(kind: str, method: Any, answer: Any, exchange: str, key: Any) -> None:
+        """N ``method``s (queue.bind or queue.unbind), ``window`` in flight at a time."""
         t0 = time.perf_counter()
         for start in range(0, n, window):
             end = min(start + window, n)
             for i in range(start, end):
-                c.send(commands.Queue.Bind(queue=f"b{i % 1000}", exchange=exchange,
-                                           routing_key=key(i)))
+                c.send(method(queue=f"b{i % 1000}", exchange=exchange, routing_key=key(i)))
             for _ in range(start, end):
-                await c.expect(commands.Queue.BindOk)
+                await c.expect(answer)
             if end % 100_000 == 0 and end < n:   # a run stopped early still says how far
                 print(f"    {kind}: {end} bindings in {time.perf_counter() - t0:.1f} s",
                       flush=True)
         report(kind, time.perf_counter() - t0)
-    for kind, exchange, key in (("topic", "amq.topic", lambda i: f"a.{i}.#"),
-                                ("direct", "amq.direct", lambda i: f"k{i}")):
-        if not unbind:
-            break
-        t0 = time.perf_counter()
-        for start in range(0, n, window):
-            end = min(start + window, n)
-            for i in range(start, end):
-                c.send(commands.Queue.Unbind(queue=f"b{i % 1000}", exchange=exchange,
-                                             routing_key=key(i)))
-            for _ in range(start, end):
-                await c.expect(commands.Queue.UnbindOk)
-        report("unbind " + kind, time.perf_counter() - t0)
+
+    for kind, exchange, key in kinds:
+        await windowed(kind, commands.Queue.Bind, commands.Queue.BindOk, exchange, key)
+    if unbind:
+        for kind, exchange, key in kinds:
+            await windowed("unbind " + kind, commands.Queue.Unbind, commands.Queue.UnbindOk,
+                           exchange, key)
     await c.close()
 
 
